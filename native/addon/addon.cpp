@@ -1,0 +1,113 @@
+// Module init and exports only (sharp's sharp.cc): the NativeModel class, backend info, thread control,
+// the error-class registration, and the raw kernels the tests drive against their naive references.
+#include <napi.h>
+
+#include "addon/args.h"
+#include "addon/model_wrap.h"
+#include "core/thread_pool.h"
+#include "kernels/cpu/gemm.h"
+#include "kernels/kernels.h"
+#include "rng/normal.h"
+
+namespace of::addon {
+namespace {
+
+Napi::Value BackendInfoJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    BackendInfo b = backend_info();
+    Napi::Object o = Napi::Object::New(env);
+    Napi::Array compiled = Napi::Array::New(env, b.compiled.size());
+    for (size_t i = 0; i < b.compiled.size(); i++) compiled.Set(uint32_t(i), b.compiled[i]);
+    o.Set("compiled", compiled);
+    o.Set("active", b.active);
+    o.Set("reason", b.reason);
+    o.Set("threads", b.threads);
+    o.Set("simd", b.simd);
+    o.Set("blas", b.blas);
+    return o;
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    int n = int(require_int(info[0], "threads", 0, 256));
+    ThreadPool::instance().set_threads(n);
+    return Napi::Number::New(env, ThreadPool::instance().threads());
+    OF_NAPI_END(env)
+}
+
+Napi::Value SetErrorClasses(const Napi::CallbackInfo& info) {
+    set_error_classes(info.Env(), require_object(info[0], "classes"));
+    return info.Env().Undefined();
+}
+
+// gemm(C, A, B, M, N, K, transA, transB, alpha, beta, kscale?, naive?) on row-major arrays: kernel tests.
+Napi::Value GemmJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    Napi::Float32Array C = require_f32(info[0], "C"), A = require_f32(info[1], "A"), B = require_f32(info[2], "B");
+    int M = int(require_int(info[3], "M", 0, 1 << 20)), N = int(require_int(info[4], "N", 0, 1 << 20)),
+        K = int(require_int(info[5], "K", 0, 1 << 20));
+    bool ta = info[6].ToBoolean(), tb = info[7].ToBoolean();
+    float alpha = float(require_number(info[8], "alpha")), beta = float(require_number(info[9], "beta"));
+    const float* s = nullptr;
+    if (info[10].IsTypedArray()) {
+        Napi::Float32Array sv = require_f32(info[10], "kscale");
+        if (int64_t(sv.ElementLength()) != K) throw_status(env, {StatusCode::Shape, "kscale must have K values"});
+        s = sv.Data();
+    }
+    if (int64_t(C.ElementLength()) != int64_t(M) * N || int64_t(A.ElementLength()) != int64_t(M) * K ||
+        int64_t(B.ElementLength()) != int64_t(K) * N)
+        throw_status(env, {StatusCode::Shape, "gemm: array lengths do not match M, N, K"});
+    ptrdiff_t rsa = ta ? 1 : K, csa = ta ? M : 1, rsb = tb ? 1 : N, csb = tb ? K : 1;
+    auto fn = info[11].ToBoolean() ? cpu::gemm_naive : cpu::gemm;
+    fn(C.Data(), N, 1, A.Data(), rsa, csa, B.Data(), rsb, csb, s, M, N, K, alpha, beta);
+    return env.Undefined();
+    OF_NAPI_END(env)
+}
+
+// noise(rows, cols, seed, step, layer, row0, antithetic) -> Float32Array: the engine's noise, for RNG tests.
+Napi::Value NoiseJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    int R = int(require_int(info[0], "rows", 0, 1 << 24)), O = int(require_int(info[1], "cols", 0, 1 << 24));
+    if (int64_t(R) * O > (int64_t(1) << 28)) throw_status(env, {StatusCode::Shape, "noise: too many values"});
+    NoiseSpec ns{uint64_t(require_int(info[2], "seed", 0, int64_t(1) << 53)),
+                 uint32_t(require_int(info[3], "step", 0, 0xffffffffll)),
+                 uint32_t(require_int(info[4], "layer", 0, 0xffffff)),
+                 uint32_t(require_int(info[5], "row0", 0, 0xffffffffll)), info[6].ToBoolean()};
+    Napi::Float32Array out = Napi::Float32Array::New(env, size_t(R) * O);
+    cpu_kernels().noise_fill(out.Data(), R, O, ns);
+    return out;
+    OF_NAPI_END(env)
+}
+
+// philox(c0, c1, c2, c3, k0, k1) -> [4 x uint32]: the raw generator, for the Random123 known-answer test.
+Napi::Value PhiloxJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    uint32_t v[6];
+    for (int i = 0; i < 6; i++) v[i] = uint32_t(require_int(info[i], "word", 0, 0xffffffffll));
+    U32x4 r = philox4x32_10(v[0], v[1], v[2], v[3], v[4], v[5]);
+    Napi::Uint32Array out = Napi::Uint32Array::New(env, 4);
+    for (int i = 0; i < 4; i++) out[i] = r.v[i];
+    return out;
+    OF_NAPI_END(env)
+}
+
+}  // namespace
+}  // namespace of::addon
+
+static Napi::Object InitOneForward(Napi::Env env, Napi::Object exports) {
+    using namespace of::addon;
+    exports.Set("NativeModel", ModelWrap::Init(env));
+    exports.Set("backendInfo", Napi::Function::New<BackendInfoJs>(env));
+    exports.Set("setThreads", Napi::Function::New<SetThreads>(env));
+    exports.Set("setErrorClasses", Napi::Function::New<SetErrorClasses>(env));
+    exports.Set("gemm", Napi::Function::New<GemmJs>(env));
+    exports.Set("noise", Napi::Function::New<NoiseJs>(env));
+    exports.Set("philox", Napi::Function::New<PhiloxJs>(env));
+    return exports;
+}
+
+NODE_API_MODULE(oneforward, InitOneForward)

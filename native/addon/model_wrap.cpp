@@ -1,0 +1,291 @@
+// ModelWrap methods: argument checks, then one core call each.
+#include "addon/model_wrap.h"
+
+#include "addon/args.h"
+
+namespace of::addon {
+
+Napi::Function ModelWrap::Init(Napi::Env env) {
+    return DefineClass(env, "NativeModel",
+                       {
+                           InstanceMethod<&ModelWrap::Parameters>("parameters"),
+                           InstanceMethod<&ModelWrap::Predict>("predict"),
+                           InstanceMethod<&ModelWrap::Evaluate>("evaluate"),
+                           InstanceMethod<&ModelWrap::Gradients>("gradients"),
+                           InstanceMethod<&ModelWrap::TrainStep>("trainStep"),
+                           InstanceMethod<&ModelWrap::Fit>("fit"),
+                           InstanceMethod<&ModelWrap::Cancel>("cancel"),
+                           InstanceMethod<&ModelWrap::Dispose>("dispose"),
+                           InstanceMethod<&ModelWrap::State>("state"),
+                       });
+}
+
+namespace {
+
+Act parse_act(Napi::Env env, const std::string& s) {
+    static const char* names[] = {"identity", "relu", "leakyRelu", "tanh", "sigmoid", "gelu", "step", "sign"};
+    for (int i = 0; i < 8; i++)
+        if (s == names[i]) return Act(i);
+    throw_status(env, arg_error("unknown activation '" + s + "'"));
+}
+
+ModelSpec parse_spec(Napi::Env env, const Napi::Value& v) {
+    Napi::Object o = require_object(v, "spec");
+    ModelSpec spec;
+    spec.inputs = int(require_int(o.Get("inputs"), "inputs", 1, 1 << 28));
+    std::string loss = require_string(o.Get("loss"), "loss");
+    if (loss == "crossEntropy") spec.loss = LossKind::CrossEntropy;
+    else if (loss == "mse") spec.loss = LossKind::Mse;
+    else throw_status(env, arg_error("unknown loss '" + loss + "'"));
+    spec.seed = uint64_t(require_int(o.Get("seed"), "seed", 0, (int64_t(1) << 53)));
+    Napi::Value lv = o.Get("layers");
+    if (!lv.IsArray()) throw_status(env, arg_error("Expected layers to be an array"));
+    Napi::Array layers = lv.As<Napi::Array>();
+    for (uint32_t i = 0; i < layers.Length(); i++) {
+        Napi::Object l = require_object(layers.Get(i), "layer");
+        std::string type = require_string(l.Get("type"), "layer type");
+        LayerSpec ls{};
+        if (type == "dense") {
+            ls.kind = LayerSpec::Kind::Dense;
+            ls.units = int(require_int(l.Get("units"), "units", 1, 1 << 28));
+            ls.bias = opt_bool(l, "bias", true);
+        } else if (type == "activation") {
+            ls.kind = LayerSpec::Kind::Activation;
+            ls.act = parse_act(env, require_string(l.Get("activation"), "activation"));
+            ls.alpha = float(opt_number(l, "alpha", 0.01));
+        } else {
+            throw_status(env, arg_error("unknown layer type '" + type + "'"));
+        }
+        spec.layers.push_back(ls);
+    }
+    return spec;
+}
+
+}  // namespace
+
+EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
+    Napi::Object o = require_object(v, "estimator");
+    EstimatorConfig e;
+    std::string kind = require_string(o.Get("kind"), "estimator kind");
+    if (kind == "bp") return e;
+    if (kind != "ulr") throw_status(env, arg_error("unknown estimator '" + kind + "'"));
+    e.kind = EstimatorConfig::Kind::Ulr;
+    UlrConfig& c = e.ulr;
+    c.copies = int(require_int(o.Get("copies"), "copies", 0, 1 << 20));
+    Napi::Value s = o.Get("sigma");
+    c.sigma.clear();
+    if (s.IsArray()) {
+        Napi::Array a = s.As<Napi::Array>();
+        for (uint32_t i = 0; i < a.Length(); i++) c.sigma.push_back(float(require_number(a.Get(i), "sigma")));
+    } else {
+        c.sigma.push_back(float(require_number(s, "sigma")));
+    }
+    c.antithetic = opt_bool(o, "antithetic", true);
+    std::string baseline = o.Get("baseline").IsUndefined() ? "loo" : require_string(o.Get("baseline"), "baseline");
+    if (baseline == "loo") c.baseline = Baseline::LeaveOneOut;
+    else if (baseline == "none") c.baseline = Baseline::None;
+    else if (baseline == "mean") c.baseline = Baseline::BatchMean;
+    else throw_status(env, arg_error("unknown baseline '" + baseline + "'"));
+    c.shared_prefix = opt_bool(o, "sharedPrefix", true);
+    c.store_noise = opt_bool(o, "storeNoise", true);
+    if (!o.Get("seed").IsUndefined()) {
+        c.seed = uint64_t(require_int(o.Get("seed"), "seed", 0, int64_t(1) << 53));
+        c.has_seed = true;
+    }
+    return e;
+}
+
+OptimizerConfig parse_optimizer(Napi::Env env, const Napi::Value& v) {
+    Napi::Object o = require_object(v, "optimizer");
+    OptimizerConfig c;
+    std::string kind = require_string(o.Get("kind"), "optimizer kind");
+    if (kind == "sgd") c.kind = OptKind::Sgd;
+    else if (kind == "adam") c.kind = OptKind::Adam;
+    else if (kind == "adamw") c.kind = OptKind::AdamW;
+    else throw_status(env, arg_error("unknown optimizer '" + kind + "'"));
+    c.lr = float(opt_number(o, "lr", c.lr));
+    c.momentum = float(opt_number(o, "momentum", 0.0));
+    c.nesterov = opt_bool(o, "nesterov", false);
+    c.beta1 = float(opt_number(o, "beta1", c.beta1));
+    c.beta2 = float(opt_number(o, "beta2", c.beta2));
+    c.eps = float(opt_number(o, "eps", c.eps));
+    c.weight_decay = float(opt_number(o, "weightDecay", 0.0));
+    c.clip_norm = float(opt_number(o, "clipNorm", 0.0));
+    check(env, validate_optimizer(c));
+    return c;
+}
+
+DataRef parse_data(Napi::Env env, const Model& m, const Napi::Value& xv, const Napi::Value& yv,
+                   const Napi::Value& rv) {
+    Napi::Float32Array x = require_f32(xv, "x");
+    DataRef d;
+    d.rows = require_int(rv, "rows", 1, int64_t(1) << 40);
+    d.x = x.Data();
+    int64_t y_len = 0;
+    if (yv.IsTypedArray() && yv.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
+        auto y = yv.As<Napi::Int32Array>();
+        d.y.labels = y.Data(), y_len = int64_t(y.ElementLength());
+    } else if (yv.IsTypedArray() && yv.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {
+        auto y = yv.As<Napi::Float32Array>();
+        d.y.values = y.Data(), y_len = int64_t(y.ElementLength());
+    } else {
+        throw_status(env, arg_error("Expected y to be an Int32Array (labels) or a Float32Array (targets)"));
+    }
+    check(env, validate_data(m, d.x, int64_t(x.ElementLength()), d.y, y_len, d.rows));
+    return d;
+}
+
+ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    check(env, Model::create(parse_spec(env, info[0]), &model_));
+    OF_NAPI_END(env)
+}
+
+Model& ModelWrap::model(Napi::Env env, bool allow_busy) {
+    if (!model_) throw_status(env, {StatusCode::Disposed, "this model has been disposed"});
+    if (!allow_busy && model_->busy.load())
+        throw_status(env, {StatusCode::Busy, "the model is training (fit in progress); wait for it or cancel it"});
+    return *model_;
+}
+
+Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    Model& m = model(env, true);  // views are safe to hand out during fit; values change as it trains
+    Napi::Array out = Napi::Array::New(env);
+    uint32_t idx = 0;
+    auto add = [&](const std::string& name, int64_t off, std::vector<int> shape) {
+        int64_t n = 1;
+        for (int s : shape) n *= s;
+        auto* keep = new std::shared_ptr<Buffer>(m.params);  // the view keeps the slab alive
+        Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
+            env, m.params->data() + off, size_t(n) * sizeof(float),
+            [](Napi::Env, void*, std::shared_ptr<Buffer>* hint) { delete hint; }, keep);
+        Napi::Object p = Napi::Object::New(env);
+        p.Set("name", name);
+        Napi::Array sh = Napi::Array::New(env, shape.size());
+        for (size_t i = 0; i < shape.size(); i++) sh.Set(uint32_t(i), shape[i]);
+        p.Set("shape", sh);
+        p.Set("data", Napi::Float32Array::New(env, size_t(n), ab, 0));
+        out.Set(idx++, p);
+    };
+    for (size_t i = 0; i < m.units.size(); i++) {
+        const DenseUnit& u = m.units[i];
+        add("dense" + std::to_string(i) + ".weight", u.w_off, {u.O, u.I});
+        if (u.b_off >= 0) add("dense" + std::to_string(i) + ".bias", u.b_off, {u.O});
+    }
+    return out;
+    OF_NAPI_END(env)
+}
+
+Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    Model& m = model(env);
+    Napi::Float32Array x = require_f32(info[0], "x");
+    int64_t rows = require_int(info[1], "rows", 0, int64_t(1) << 40);
+    if (int64_t(x.ElementLength()) != rows * m.inputs)
+        throw_status(env, {StatusCode::Shape, "x has " + std::to_string(x.ElementLength()) +
+                                                  " values, expected rows x inputs = " + std::to_string(rows) +
+                                                  " x " + std::to_string(m.inputs)});
+    Napi::Float32Array out = Napi::Float32Array::New(env, size_t(rows) * m.outputs);
+    for (int64_t r0 = 0; r0 < rows; r0 += 1024) {
+        int n = int(std::min<int64_t>(1024, rows - r0));
+        check(env, m.forward(out.Data() + r0 * m.outputs, x.Data() + r0 * m.inputs, n));
+    }
+    return out;
+    OF_NAPI_END(env)
+}
+
+Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    Model& m = model(env);
+    DataRef d = parse_data(env, m, info[0], info[1], info[2]);
+    double loss, acc;
+    check(env, m.evaluate(d.x, d.y, d.rows, &loss, &acc));
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("loss", loss);
+    r.Set("accuracy", acc);
+    return r;
+    OF_NAPI_END(env)
+}
+
+// gradients(x, y, rows, estimator, step) -> { grads: Float32Array (slab layout), loss }
+Napi::Value ModelWrap::Gradients(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    Model& m = model(env);
+    DataRef d = parse_data(env, m, info[0], info[1], info[2]);
+    if (d.rows > (int64_t(1) << 30)) throw_status(env, {StatusCode::Shape, "batch too large"});
+    EstimatorConfig e = parse_estimator(env, info[3]);
+    uint32_t step = info[4].IsUndefined() ? m.step : uint32_t(require_int(info[4], "step", 0, 0xffffffffll));
+    check(env, validate_estimator(m, e));
+    StepStats st;
+    check(env, estimate_gradients(m, d.x, d.y, int(d.rows), e, step, &st));
+    Napi::Float32Array g = Napi::Float32Array::New(env, size_t(m.n_params));
+    std::copy(m.grads.data(), m.grads.data() + m.n_params, g.Data());
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("grads", g);
+    r.Set("loss", st.loss);
+    return r;
+    OF_NAPI_END(env)
+}
+
+// trainStep(x, y, rows, estimator, optimizer) -> { loss }
+Napi::Value ModelWrap::TrainStep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    Model& m = model(env);
+    DataRef d = parse_data(env, m, info[0], info[1], info[2]);
+    if (d.rows > (int64_t(1) << 30)) throw_status(env, {StatusCode::Shape, "batch too large"});
+    EstimatorConfig e = parse_estimator(env, info[3]);
+    OptimizerConfig o = parse_optimizer(env, info[4]);
+    check(env, validate_estimator(m, e));
+    StepStats st;
+    check(env, train_step(m, d.x, d.y, int(d.rows), e, o, &st));
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("loss", st.loss);
+    return r;
+    OF_NAPI_END(env)
+}
+
+Napi::Value ModelWrap::Fit(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    return start_fit(info, this);
+    OF_NAPI_END(env)
+}
+
+Napi::Value ModelWrap::Cancel(const Napi::CallbackInfo& info) {
+    if (model_) model_->cancel.store(true);
+    return info.Env().Undefined();
+}
+
+Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    if (model_ && model_->busy.load())
+        throw_status(env, {StatusCode::Busy, "cannot dispose a model while it trains; cancel it first"});
+    model_.reset();
+    return env.Undefined();
+    OF_NAPI_END(env)
+}
+
+Napi::Value ModelWrap::State(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("disposed", !model_);
+    if (model_) {
+        r.Set("step", double(model_->step));
+        r.Set("epochs", double(model_->epochs_run));
+        r.Set("busy", model_->busy.load());
+        r.Set("parameterCount", double(model_->n_params));
+        r.Set("inputs", model_->inputs);
+        r.Set("outputs", model_->outputs);
+    }
+    return r;
+}
+
+}  // namespace of::addon

@@ -1,0 +1,148 @@
+// fit() off the event loop: a dedicated std::thread per call (not the 4-thread libuv pool, which a server
+// needs for its own I/O) runs the native epoch loop; progress and epoch events come back through a
+// thread-safe function; the promise settles in the TSFN finalizer, on the JS thread, after the thread ends.
+// The thread touches no Napi object. Input arrays are held by references for the duration.
+#include <thread>
+
+#include "addon/args.h"
+#include "addon/model_wrap.h"
+
+namespace of::addon {
+namespace {
+
+struct Event {
+    bool is_epoch;
+    ProgressEvent progress;
+    EpochStats epoch;
+};
+
+struct FitJob;
+void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev);
+using Tsfn = Napi::TypedThreadSafeFunction<FitJob, Event, call_js>;
+
+struct FitJob {
+    explicit FitJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+    Napi::Promise::Deferred deferred;
+    Model* model = nullptr;
+    std::vector<Napi::Reference<Napi::Value>> keep;  // the model object and the data arrays
+    Napi::FunctionReference on_progress, on_epoch;
+    Napi::Reference<Napi::Value> callback_error;      // first exception thrown by a JS callback
+    DataRef train, val;
+    bool has_val = false;
+    FitConfig cfg;
+    Tsfn tsfn;
+    std::thread thread;
+    Status status;
+    std::vector<EpochStats> epochs;
+};
+
+Napi::Object epoch_object(Napi::Env env, const EpochStats& e) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("epoch", e.epoch);
+    o.Set("loss", e.loss);
+    o.Set("accuracy", e.accuracy);
+    if (e.has_val) {
+        o.Set("valLoss", e.val_loss);
+        o.Set("valAccuracy", e.val_accuracy);
+    }
+    o.Set("seconds", e.seconds);
+    o.Set("steps", double(e.steps));
+    return o;
+}
+
+void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
+    std::unique_ptr<Event> owned(ev);
+    if (env == nullptr) return;  // shutting down
+    try {
+        if (ev->is_epoch) {
+            if (!job->on_epoch.IsEmpty()) job->on_epoch.Call({epoch_object(env, ev->epoch)});
+        } else if (!job->on_progress.IsEmpty()) {
+            const ProgressEvent& p = ev->progress;
+            Napi::Object o = Napi::Object::New(env);
+            o.Set("epoch", p.epoch);
+            o.Set("epochs", p.epochs);
+            o.Set("step", double(p.step));
+            o.Set("steps", double(p.steps));
+            o.Set("loss", p.loss);
+            o.Set("accuracy", p.accuracy);
+            o.Set("samplesPerSecond", p.samples_per_sec);
+            o.Set("elapsed", p.elapsed);
+            job->on_progress.Call({o});
+        }
+    } catch (const Napi::Error& e) {
+        // A throwing callback stops the run; fit() rejects with that error.
+        if (job->callback_error.IsEmpty()) job->callback_error = Napi::Reference<Napi::Value>::New(e.Value(), 1);
+        job->model->cancel.store(true);
+    }
+}
+
+void finish(Napi::Env env, void*, FitJob* job) {
+    std::unique_ptr<FitJob> owned(job);
+    job->thread.join();
+    job->model->busy.store(false);
+    job->model->cancel.store(false);
+    if (!job->callback_error.IsEmpty()) {
+        job->deferred.Reject(job->callback_error.Value());
+    } else if (!job->status.ok()) {
+        job->deferred.Reject(make_error(env, job->status).Value());
+    } else {
+        Napi::Array out = Napi::Array::New(env, job->epochs.size());
+        for (size_t i = 0; i < job->epochs.size(); i++) out.Set(uint32_t(i), epoch_object(env, job->epochs[i]));
+        job->deferred.Resolve(out);
+    }
+}
+
+}  // namespace
+
+// fit(x, y, rows, valX | null, valY | null, valRows, config, onProgress?, onEpoch?) -> Promise<EpochStats[]>
+Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self) {
+    Napi::Env env = info.Env();
+    Model& m = self->model(env);
+    auto job = std::make_unique<FitJob>(env);
+    job->model = &m;
+    job->train = parse_data(env, m, info[0], info[1], info[2]);
+    if (!info[3].IsNull() && !info[3].IsUndefined()) {
+        job->val = parse_data(env, m, info[3], info[4], info[5]);
+        job->has_val = true;
+    }
+    Napi::Object cfg = require_object(info[6], "config");
+    job->cfg.epochs = int(require_int(cfg.Get("epochs"), "epochs", 0, 1 << 24));
+    job->cfg.batch = int(require_int(cfg.Get("batchSize"), "batchSize", 1, 1 << 24));
+    job->cfg.shuffle = opt_bool(cfg, "shuffle", true);
+    job->cfg.estimator = parse_estimator(env, cfg.Get("estimator"));
+    job->cfg.optimizer = parse_optimizer(env, cfg.Get("optimizer"));
+    check(env, validate_estimator(m, job->cfg.estimator));
+    if (info[7].IsFunction()) job->on_progress = Napi::Persistent(info[7].As<Napi::Function>());
+    if (info[8].IsFunction()) job->on_epoch = Napi::Persistent(info[8].As<Napi::Function>());
+    for (int i : {0, 1, 3, 4})
+        if (info[i].IsObject()) job->keep.push_back(Napi::Persistent(info[i]));
+    job->keep.push_back(Napi::Persistent(Napi::Value(info.This())));
+
+    FitJob* j = job.release();
+    Napi::Promise promise = j->deferred.Promise();
+    m.cancel.store(false);
+    m.busy.store(true);
+    j->tsfn = Tsfn::New(env, "oneforward.fit", 0, 1, j, finish, static_cast<void*>(nullptr));
+    j->thread = std::thread([j] {
+        FitHooks hooks;
+        hooks.cancel = &j->model->cancel;
+        hooks.progress = [j](const ProgressEvent& p) { j->tsfn.NonBlockingCall(new Event{false, p, {}}); };
+        hooks.epoch = [j](const EpochStats& e) {
+            j->epochs.push_back(e);
+            j->tsfn.BlockingCall(new Event{true, {}, e});
+        };
+        try {
+            j->status = fit(*j->model, j->train, j->has_val ? &j->val : nullptr, j->cfg, hooks);
+        } catch (const std::bad_alloc&) {
+            j->status = {StatusCode::OutOfMemory, "out of memory during fit"};
+        } catch (const std::exception& e) {
+            j->status = {StatusCode::Internal, e.what()};
+        } catch (...) {
+            j->status = {StatusCode::Internal, "unknown exception during fit"};
+        }
+        j->tsfn.Release();
+    });
+    return promise;
+}
+
+}  // namespace of::addon

@@ -1,0 +1,107 @@
+// ThreadPool implementation: workers spin briefly on a generation counter (a training step issues
+// several short jobs back to back, and a condition-variable wake costs ~10-50 us), then sleep.
+#include "core/thread_pool.h"
+
+#include <cstdlib>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define OF_PAUSE() _mm_pause()
+#else
+#define OF_PAUSE() std::this_thread::yield()
+#endif
+
+namespace of {
+
+int default_thread_count() {
+    if (const char* env = std::getenv("ONEFORWARD_THREADS")) {
+        int n = std::atoi(env);
+        if (n > 0) return n > 256 ? 256 : n;
+    }
+    unsigned hc = std::thread::hardware_concurrency();
+    return hc == 0 ? 1 : int(hc);
+}
+
+ThreadPool& ThreadPool::instance() {
+    static ThreadPool* pool = new ThreadPool();  // never destroyed: workers may outlive static teardown
+    return *pool;
+}
+
+ThreadPool::ThreadPool() { start(default_thread_count()); }
+ThreadPool::~ThreadPool() { stop(); }
+
+void ThreadPool::start(int n) {
+    n_threads_ = n < 1 ? 1 : n;
+    quit_ = false;
+    for (int i = 1; i < n_threads_; i++) workers_.emplace_back(&ThreadPool::worker, this, i);
+}
+
+void ThreadPool::stop() {
+    {
+        std::lock_guard<std::mutex> lk(wake_mutex_);
+        quit_ = true;
+        generation_++;
+    }
+    wake_cv_.notify_all();
+    for (auto& w : workers_) w.join();
+    workers_.clear();
+}
+
+void ThreadPool::set_threads(int n) {
+    std::lock_guard<std::mutex> job(job_mutex_);
+    if (n <= 0) n = default_thread_count();
+    if (n == n_threads_) return;
+    stop();
+    start(n);
+}
+
+void ThreadPool::run_tasks() {
+    for (;;) {
+        int t = next_task_.fetch_add(1, std::memory_order_relaxed);
+        if (t >= n_tasks_) break;
+        (*fn_)(t);
+    }
+}
+
+void ThreadPool::worker(int) {
+    uint64_t seen = generation_.load();
+    for (;;) {
+        // Spin for a while before sleeping: jobs arrive in bursts within one training step.
+        int spins = 0;
+        while (generation_.load(std::memory_order_acquire) == seen && spins < 20000) {
+            OF_PAUSE();
+            spins++;
+        }
+        if (generation_.load(std::memory_order_acquire) == seen) {
+            std::unique_lock<std::mutex> lk(wake_mutex_);
+            wake_cv_.wait(lk, [&] { return generation_.load() != seen; });
+        }
+        seen = generation_.load();
+        if (quit_) return;
+        run_tasks();
+        active_.fetch_sub(1, std::memory_order_acq_rel);
+    }
+}
+
+void ThreadPool::parallel_for(int n_tasks, const TaskFn& fn) {
+    if (n_tasks <= 0) return;
+    std::unique_lock<std::mutex> job(job_mutex_, std::try_to_lock);
+    if (n_tasks == 1 || n_threads_ == 1 || !job.owns_lock()) {
+        for (int t = 0; t < n_tasks; t++) fn(t);
+        return;
+    }
+    fn_ = &fn;
+    n_tasks_ = n_tasks;
+    next_task_.store(0, std::memory_order_relaxed);
+    active_.store(n_threads_ - 1, std::memory_order_relaxed);
+    {
+        std::lock_guard<std::mutex> lk(wake_mutex_);
+        generation_.fetch_add(1, std::memory_order_release);
+    }
+    wake_cv_.notify_all();
+    run_tasks();
+    while (active_.load(std::memory_order_acquire) != 0) OF_PAUSE();
+    fn_ = nullptr;
+}
+
+}  // namespace of

@@ -1,0 +1,50 @@
+// ThreadPool: one persistent process-wide pool (size = cores, ONEFORWARD_THREADS overrides) that runs
+// parallel_for jobs. Work is split into tasks whose results never depend on which thread ran them, so
+// every kernel gives bit-identical output for any thread count. Not a scheduler: one job at a time; a
+// second caller (another model training concurrently) runs its job inline on its own thread.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace of {
+
+class ThreadPool {
+   public:
+    using TaskFn = std::function<void(int task)>;
+
+    static ThreadPool& instance();
+    ~ThreadPool();
+
+    int threads() const { return n_threads_; }
+    // Rebuilds the pool with n threads (n <= 0: the default). Waits for a running job to finish.
+    void set_threads(int n);
+    // Runs fn(0..n_tasks-1) across the pool; returns when all tasks are done.
+    void parallel_for(int n_tasks, const TaskFn& fn);
+
+   private:
+    ThreadPool();
+    void start(int n);
+    void stop();
+    void worker(int index);
+    void run_tasks();
+
+    int n_threads_ = 1;
+    std::vector<std::thread> workers_;
+    std::mutex job_mutex_;  // one job at a time
+    std::mutex wake_mutex_;
+    std::condition_variable wake_cv_;
+    std::atomic<uint64_t> generation_{0};
+    std::atomic<bool> quit_{false};
+    const TaskFn* fn_ = nullptr;
+    int n_tasks_ = 0;
+    std::atomic<int> next_task_{0};
+    std::atomic<int> active_{0};
+};
+
+int default_thread_count();
+
+}  // namespace of

@@ -1,0 +1,74 @@
+// Exact backpropagation: the baseline every estimate is measured against, in the same engine.
+//   forward:  V_l = A_{l-1} W_l^T + b_l,  A_l = phi(V_l)           (B, O_l) each, kept for the backward
+//   backward: dV_l = dA_l * phi'(V_l);  dW_l = dV_l^T A_{l-1};  db_l = colsum(dV_l);  dA_{l-1} = dV_l W_l
+// step and sign have no derivative: such models are refused (use ulr()).
+#include <cmath>
+#include <string>
+
+#include "core/shape.h"
+#include "estimators/estimator.h"
+
+namespace of {
+
+Status validate_estimator(const Model& m, const EstimatorConfig& e) {
+    if (e.kind == EstimatorConfig::Kind::Bp) {
+        for (size_t i = 0; i < m.units.size(); i++)
+            if (!act_differentiable(m.units[i].act))
+                return {StatusCode::Config, std::string("bp() cannot differentiate the '") + act_name(m.units[i].act) +
+                                                "' activation after dense layer " + std::to_string(i) +
+                                                "; train this model with ulr()"};
+        return {};
+    }
+    const UlrConfig& c = e.ulr;
+    OF_CHECK(c.copies >= 2, Config, "ulr copies must be at least 2, got " + std::to_string(c.copies));
+    OF_CHECK(!c.antithetic || c.copies % 2 == 0, Config,
+             "ulr copies must be even with antithetic pairs, got " + std::to_string(c.copies));
+    OF_CHECK(c.sigma.size() == 1 || c.sigma.size() == m.units.size(), Config,
+             "ulr sigma must be one number or one per dense layer (" + std::to_string(m.units.size()) + "), got " +
+                 std::to_string(c.sigma.size()));
+    for (float s : c.sigma) OF_CHECK(s > 0.0f && std::isfinite(s), Config, "ulr sigma must be positive and finite");
+    return {};
+}
+
+Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats) {
+    const KernelTable& k = *m.k;
+    size_t L = m.units.size();
+    auto& ws = m.ws;
+    ws.a.resize(L), ws.v.resize(L);
+    size_t cap = size_t(B) * size_t(m.max_width());
+    for (size_t l = 0; l < L; l++) {
+        OF_TRY(ws.v[l].reserve(size_t(B) * m.units[l].O));
+        OF_TRY(ws.a[l].reserve(size_t(B) * m.units[l].O));
+    }
+    OF_TRY(ws.d0.reserve(cap));
+    OF_TRY(ws.d1.reserve(cap));
+    OF_TRY(ws.loss.reserve(size_t(B)));
+    const float* in = x;
+    for (size_t l = 0; l < L; l++) {
+        const DenseUnit& u = m.units[l];
+        k.gemm_nt(ws.v[l].data(), in, m.W(u), B, u.O, u.I, 1.0f, 0.0f);
+        k.bias_act_forward(ws.a[l].data(), ws.v[l].data(), m.b(u), B, u.O, u.act, u.alpha);
+        in = ws.a[l].data();
+    }
+    const float* out = ws.a[L - 1].data();
+    stats->correct = k.loss_forward(ws.loss.data(), out, y.labels, y.values, B, m.outputs, 1, m.loss);
+    double sum = 0.0;
+    for (int r = 0; r < B; r++) sum += ws.loss.data()[r];
+    stats->loss = sum / B;
+    stats->rows = B;
+
+    float* dA = ws.d0.data();
+    float* dV = ws.d1.data();
+    k.loss_backward(dA, out, y.labels, y.values, B, m.outputs, m.loss);
+    for (size_t l = L; l-- > 0;) {
+        const DenseUnit& u = m.units[l];
+        k.act_backward(dV, dA, ws.v[l].data(), ws.a[l].data(), int64_t(B) * u.O, u.act, u.alpha);
+        const float* a_prev = l == 0 ? x : ws.a[l - 1].data();
+        k.gemm_tn(m.grads.data() + u.w_off, dV, a_prev, nullptr, u.O, u.I, B, 1.0f, 0.0f);
+        if (u.b_off >= 0) k.col_sum(m.grads.data() + u.b_off, dV, B, u.O);
+        if (l > 0) k.gemm_nn(dA, dV, m.W(u), B, u.I, u.O, 1.0f, 0.0f);
+    }
+    return {};
+}
+
+}  // namespace of

@@ -1,0 +1,45 @@
+// The estimator interface: given a batch, write the gradient estimate of the mean batch loss into the
+// model's gradient slab (same layout as the parameters, overwritten). bp = exact backprop (baseline);
+// ulr = unified likelihood ratio (Jiang et al., ICLR 2024), forward passes only.
+#pragma once
+#include <vector>
+
+#include "model/model.h"
+
+namespace of {
+
+struct UlrConfig {
+    int copies = 32;                  // K noisy copies per sample
+    std::vector<float> sigma{0.1f};   // noise scale, one value or one per dense layer
+    bool antithetic = true;           // copies in pairs (eps, -eps)
+    Baseline baseline = Baseline::LeaveOneOut;
+    bool shared_prefix = true;        // first layer's clean GEMM once per sample (METHOD.md 3.1)
+    bool store_noise = true;          // false: regenerate eps in the gradient pass (METHOD.md 3.2)
+    uint64_t seed = 0;                // noise key; 0 -> the model's seed
+    bool has_seed = false;
+};
+
+struct EstimatorConfig {
+    enum class Kind { Bp, Ulr } kind = Kind::Bp;
+    UlrConfig ulr;
+};
+
+struct StepStats {
+    double loss = 0.0;    // mean loss over the rows the estimator evaluated (noisy rows for ULR)
+    int64_t correct = 0;  // rows whose argmax matched the label
+    int64_t rows = 0;
+};
+
+Status validate_estimator(const Model& m, const EstimatorConfig& e);
+
+Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats);
+Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
+                     StepStats* stats);
+
+inline Status estimate_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
+                                 uint32_t step, StepStats* stats) {
+    return e.kind == EstimatorConfig::Kind::Bp ? bp_gradients(m, x, y, B, stats)
+                                               : ulr_gradients(m, x, y, B, e.ulr, step, stats);
+}
+
+}  // namespace of

@@ -1,0 +1,199 @@
+// Activations, their derivatives (next to each forward, micrograd-style), and the fused clean and noisy
+// bias + activation passes over a GEMM output. step and sign have no derivative: BP refuses them before
+// it gets here (estimators/backprop.cpp); ULR needs only their forward.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kernels/cpu/ops.h"
+#include "rng/normal.h"
+
+namespace of {
+
+bool act_differentiable(Act a) { return a != Act::Step && a != Act::Sign; }
+
+const char* act_name(Act a) {
+    switch (a) {
+        case Act::Identity: return "identity";
+        case Act::Relu: return "relu";
+        case Act::LeakyRelu: return "leakyRelu";
+        case Act::Tanh: return "tanh";
+        case Act::Sigmoid: return "sigmoid";
+        case Act::Gelu: return "gelu";
+        case Act::Step: return "step";
+        case Act::Sign: return "sign";
+    }
+    return "?";
+}
+
+namespace cpu {
+namespace {
+
+constexpr float kInvSqrt2 = 0.70710678118654752f;
+constexpr float kInvSqrt2Pi = 0.39894228040143268f;
+
+// One switch per call, a tight loop per case: the branch-free cases vectorize.
+void act_span(float* y, const float* x, int64_t n, Act act, float alpha) {
+    switch (act) {
+        case Act::Identity:
+            if (y != x) std::copy(x, x + n, y);
+            break;
+        case Act::Relu:
+            for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+            break;
+        case Act::LeakyRelu:
+            for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : alpha * x[i];
+            break;
+        case Act::Tanh:
+            for (int64_t i = 0; i < n; i++) y[i] = std::tanh(x[i]);
+            break;
+        case Act::Sigmoid:  // 1 / (1 + e^-x): exp overflow to inf gives the correct limit 0
+            for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + std::exp(-x[i]));
+            break;
+        case Act::Gelu:  // exact erf form, as PyTorch's default
+            for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
+            break;
+        case Act::Step:
+            for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? 1.0f : 0.0f;
+            break;
+        case Act::Sign:
+            for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? 1.0f : (x[i] < 0.0f ? -1.0f : 0.0f);
+            break;
+    }
+}
+
+// Splits n rows into tasks of at least `min_rows` rows (fixed by shape only, not by thread count).
+template <class Fn>
+void for_row_chunks(int rows, int min_rows, Fn&& fn) {
+    int chunk = std::max(min_rows, (rows + 63) / 64);
+    int tasks = (rows + chunk - 1) / chunk;
+    ThreadPool::instance().parallel_for(tasks, [&](int t) {
+        int r0 = t * chunk;
+        fn(r0, std::min(rows, r0 + chunk));
+    });
+}
+
+}  // namespace
+
+void act_forward(float* y, const float* x, int64_t n, Act act, float alpha) { act_span(y, x, n, act, alpha); }
+
+void act_backward(float* dv, const float* dy, const float* v, const float* a, int64_t n, Act act, float alpha) {
+    switch (act) {
+        case Act::Identity:
+            if (dv != dy) std::copy(dy, dy + n, dv);
+            break;
+        case Act::Relu:
+            for (int64_t i = 0; i < n; i++) dv[i] = v[i] > 0.0f ? dy[i] : 0.0f;
+            break;
+        case Act::LeakyRelu:
+            for (int64_t i = 0; i < n; i++) dv[i] = v[i] > 0.0f ? dy[i] : alpha * dy[i];
+            break;
+        case Act::Tanh:  // 1 - tanh^2
+            for (int64_t i = 0; i < n; i++) dv[i] = dy[i] * (1.0f - a[i] * a[i]);
+            break;
+        case Act::Sigmoid:  // s (1 - s)
+            for (int64_t i = 0; i < n; i++) dv[i] = dy[i] * a[i] * (1.0f - a[i]);
+            break;
+        case Act::Gelu:  // Phi(v) + v phi(v)
+            for (int64_t i = 0; i < n; i++) {
+                float x = v[i];
+                float cdf = 0.5f * (1.0f + std::erf(x * kInvSqrt2));
+                dv[i] = dy[i] * (cdf + x * kInvSqrt2Pi * std::exp(-0.5f * x * x));
+            }
+            break;
+        case Act::Step:
+        case Act::Sign:  // unreachable: BP rejects these models up front
+            std::fill(dv, dv + n, 0.0f);
+            break;
+    }
+}
+
+void bias_act_forward(float* a, float* v, const float* bias, int R, int O, Act act, float alpha) {
+    for_row_chunks(R, 16, [&](int r0, int r1) {
+        for (int r = r0; r < r1; r++) {
+            float* vr = v + int64_t(r) * O;
+            if (bias)
+                for (int o = 0; o < O; o++) vr[o] += bias[o];
+            act_span(a + int64_t(r) * O, vr, O, act, alpha);
+        }
+    });
+}
+
+// Standard normals for one row: n values, groups of 4 from one Philox call each. Cloned per ISA so the
+// Philox rounds and Box-Muller vectorize; every clone does the same IEEE operations (no FMA contraction:
+// the build sets -ffp-contract=off), so all give the same bits.
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void normal_row(float* out, int n, uint32_t row,
+                                                                                 uint32_t layer, uint32_t step,
+                                                                                 uint64_t seed) {
+    int groups = n / 4;
+    uint32_t stream = philox_stream(kStreamNoise, layer);
+    uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
+    for (int g = 0; g < groups; g++) {
+        U32x4 u = philox4x32_10(uint32_t(g), row, stream, step, k0, k1);
+        box_muller(u.v[0], u.v[1], &out[4 * g], &out[4 * g + 1]);
+        box_muller(u.v[2], u.v[3], &out[4 * g + 2], &out[4 * g + 3]);
+    }
+    if (n % 4) {
+        float tail[4];
+        normal4(uint32_t(groups), row, layer, step, seed, tail);
+        for (int j = 0; j < n % 4; j++) out[4 * groups + j] = tail[j];
+    }
+}
+
+// Rows [r0, r1) of E (R, O): each antithetic odd row negates its even partner (regenerated when the
+// partner lies outside this range).
+static void noise_rows(float* E, int r0, int r1, int O, const NoiseSpec& ns) {
+    for (int r = r0; r < r1; r++) {
+        uint32_t g = ns.row0 + uint32_t(r);
+        float* e = E + int64_t(r) * O;
+        if (ns.antithetic && (g & 1)) {
+            if (r > r0) {  // the even partner was just written: negate it
+                const float* p = e - O;
+                for (int o = 0; o < O; o++) e[o] = -p[o];
+                continue;
+            }
+            normal_row(e, O, g & ~1u, ns.layer, ns.step, ns.seed);
+            for (int o = 0; o < O; o++) e[o] = -e[o];
+        } else {
+            normal_row(e, O, g, ns.layer, ns.step, ns.seed);
+        }
+    }
+}
+
+void noise_fill_serial(float* E, int R, int O, const NoiseSpec& ns) { noise_rows(E, 0, R, O, ns); }
+
+void noise_fill(float* E, int R, int O, const NoiseSpec& ns) {
+    for_row_chunks(R, 8, [&](int r0, int r1) { noise_rows(E, r0, r1, O, ns); });
+}
+
+void noisy_bias_act_forward(float* out, float* E, const float* pre, const float* bias, float sigma, int R, int O,
+                            int rep, Act act, float alpha, const NoiseSpec& ns) {
+    for_row_chunks(R, 8, [&](int r0, int r1) {
+        thread_local std::vector<float> scratch;
+        if (!E && scratch.size() < size_t(2 * O)) scratch.resize(size_t(2 * O));
+        for (int r = r0; r < r1; r++) {
+            uint32_t g = ns.row0 + uint32_t(r);
+            bool odd = ns.antithetic && (g & 1);
+            float* e = E ? E + int64_t(r) * O : scratch.data() + (g & 1) * O;
+            if (odd && r > r0) {
+                const float* p = E ? e - O : scratch.data();
+                for (int o = 0; o < O; o++) e[o] = -p[o];
+            } else {
+                normal_row(e, O, odd ? g & ~1u : g, ns.layer, ns.step, ns.seed);
+                if (odd)
+                    for (int o = 0; o < O; o++) e[o] = -e[o];
+            }
+            const float* v = pre + int64_t(r / rep) * O;
+            float* y = out + int64_t(r) * O;
+            if (bias)
+                for (int o = 0; o < O; o++) y[o] = v[o] + bias[o] + sigma * e[o];
+            else
+                for (int o = 0; o < O; o++) y[o] = v[o] + sigma * e[o];
+            act_span(y, y, O, act, alpha);
+        }
+    });
+}
+
+}  // namespace cpu
+}  // namespace of

@@ -1,0 +1,260 @@
+// GEMM driver and micro-kernels (see gemm.h for the contract).
+// Blocking (BLIS order): a task owns a tile of C (mt x nt, full K). For each KC slice it packs its A rows
+// into MR-row panels (kept in L2) and its B columns into NR-column panels (one panel sits in L1 while the
+// micro-kernel sweeps the A panels). A task never shares C with another, so no reduction crosses threads.
+#include "kernels/cpu/gemm.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/buffer.h"
+#include "core/thread_pool.h"
+
+namespace of::cpu {
+namespace {
+
+constexpr int KC = 256;
+
+// Writes one micro-tile: C = alpha * acc + (first ? beta * C : C). beta == 0 never reads C (it may hold
+// NaN). The same mul/mul/add sequence is used in the vector fast paths, so results match bit for bit.
+inline void store_tile(const float* acc, int ld_acc, float* C, ptrdiff_t rsc, ptrdiff_t csc, int mr, int nr,
+                       float alpha, float beta, bool first) {
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++) {
+            float* c = C + i * rsc + j * csc;
+            float v = alpha * acc[i * ld_acc + j];
+            if (!first) v = v + *c;
+            else if (beta != 0.0f) v = v + beta * *c;
+            *c = v;
+        }
+}
+
+// ---- AVX-512: 8 x 32 tile, 16 zmm accumulators ----
+__attribute__((target("avx512f,fma"))) void ukernel_avx512(int kc, const float* Ap, const float* Bp, float* C,
+                                                              ptrdiff_t rsc, ptrdiff_t csc, int mr, int nr,
+                                                              float alpha, float beta, bool first) {
+    __m512 c0[8], c1[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) c0[i] = _mm512_setzero_ps(), c1[i] = _mm512_setzero_ps();
+    for (int p = 0; p < kc; p++) {
+        __m512 b0 = _mm512_load_ps(Bp + p * 32), b1 = _mm512_load_ps(Bp + p * 32 + 16);
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) {
+            __m512 a = _mm512_set1_ps(Ap[p * 8 + i]);
+            c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
+            c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+        }
+    }
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    if (mr == 8 && nr == 32 && csc == 1) {
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) {
+            float* c = C + i * rsc;
+            __m512 r0 = _mm512_mul_ps(va, c0[i]), r1 = _mm512_mul_ps(va, c1[i]);
+            if (!first) {
+                r0 = _mm512_add_ps(r0, _mm512_loadu_ps(c)), r1 = _mm512_add_ps(r1, _mm512_loadu_ps(c + 16));
+            } else if (beta != 0.0f) {
+                r0 = _mm512_add_ps(r0, _mm512_mul_ps(vb, _mm512_loadu_ps(c)));
+                r1 = _mm512_add_ps(r1, _mm512_mul_ps(vb, _mm512_loadu_ps(c + 16)));
+            }
+            _mm512_storeu_ps(c, r0), _mm512_storeu_ps(c + 16, r1);
+        }
+        return;
+    }
+    alignas(64) float acc[8 * 32];
+    for (int i = 0; i < 8; i++) _mm512_store_ps(acc + i * 32, c0[i]), _mm512_store_ps(acc + i * 32 + 16, c1[i]);
+    store_tile(acc, 32, C, rsc, csc, mr, nr, alpha, beta, first);
+}
+
+// ---- AVX2 + FMA: 6 x 16 tile, 12 ymm accumulators ----
+__attribute__((target("avx2,fma"))) void ukernel_avx2(int kc, const float* Ap, const float* Bp, float* C,
+                                                         ptrdiff_t rsc, ptrdiff_t csc, int mr, int nr, float alpha,
+                                                         float beta, bool first) {
+    __m256 c0[6], c1[6];
+#pragma GCC unroll 6
+    for (int i = 0; i < 6; i++) c0[i] = _mm256_setzero_ps(), c1[i] = _mm256_setzero_ps();
+    for (int p = 0; p < kc; p++) {
+        __m256 b0 = _mm256_load_ps(Bp + p * 16), b1 = _mm256_load_ps(Bp + p * 16 + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < 6; i++) {
+            __m256 a = _mm256_broadcast_ss(Ap + p * 6 + i);
+            c0[i] = _mm256_fmadd_ps(a, b0, c0[i]);
+            c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
+        }
+    }
+    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    if (mr == 6 && nr == 16 && csc == 1) {
+#pragma GCC unroll 6
+        for (int i = 0; i < 6; i++) {
+            float* c = C + i * rsc;
+            __m256 r0 = _mm256_mul_ps(va, c0[i]), r1 = _mm256_mul_ps(va, c1[i]);
+            if (!first) {
+                r0 = _mm256_add_ps(r0, _mm256_loadu_ps(c)), r1 = _mm256_add_ps(r1, _mm256_loadu_ps(c + 8));
+            } else if (beta != 0.0f) {
+                r0 = _mm256_add_ps(r0, _mm256_mul_ps(vb, _mm256_loadu_ps(c)));
+                r1 = _mm256_add_ps(r1, _mm256_mul_ps(vb, _mm256_loadu_ps(c + 8)));
+            }
+            _mm256_storeu_ps(c, r0), _mm256_storeu_ps(c + 8, r1);
+        }
+        return;
+    }
+    alignas(64) float acc[6 * 16];
+    for (int i = 0; i < 6; i++) _mm256_store_ps(acc + i * 16, c0[i]), _mm256_store_ps(acc + i * 16 + 8, c1[i]);
+    store_tile(acc, 16, C, rsc, csc, mr, nr, alpha, beta, first);
+}
+
+// ---- portable: 4 x 8 tile with std::fma, so it rounds exactly like the SIMD kernels ----
+void ukernel_scalar(int kc, const float* Ap, const float* Bp, float* C, ptrdiff_t rsc, ptrdiff_t csc, int mr, int nr,
+                    float alpha, float beta, bool first) {
+    float acc[4 * 8] = {};
+    for (int p = 0; p < kc; p++)
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 8; j++) acc[i * 8 + j] = std::fma(Ap[p * 4 + i], Bp[p * 8 + j], acc[i * 8 + j]);
+    store_tile(acc, 8, C, rsc, csc, mr, nr, alpha, beta, first);
+}
+
+using UKernel = void (*)(int, const float*, const float*, float*, ptrdiff_t, ptrdiff_t, int, int, float, float, bool);
+
+struct Isa {
+    const char* name;
+    int MR, NR;
+    UKernel kernel;
+};
+
+Isa detect_isa() {
+    const char* cap = std::getenv("ONEFORWARD_SIMD");
+    bool allow512 = !cap || (std::strcmp(cap, "avx2") != 0 && std::strcmp(cap, "scalar") != 0);
+    bool allow256 = !cap || std::strcmp(cap, "scalar") != 0;
+    __builtin_cpu_init();
+    if (allow512 && __builtin_cpu_supports("avx512f")) return {"avx512", 8, 32, ukernel_avx512};
+    if (allow256 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return {"avx2", 6, 16, ukernel_avx2};
+    return {"scalar", 4, 8, ukernel_scalar};
+}
+
+const Isa& isa() {
+    static const Isa chosen = detect_isa();
+    return chosen;
+}
+
+// A block (mr_total rows, kc) -> MR-row panels, each (kc, MR); rows past M are zero. kscale scales column p.
+void pack_a(float* Ap, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float* s, int rows, int kc, int MR) {
+    for (int i0 = 0; i0 < rows; i0 += MR, Ap += MR * kc) {
+        int mr = std::min(MR, rows - i0);
+        if (csa == 1) {
+            for (int i = 0; i < mr; i++) {
+                const float* a = A + (i0 + i) * rsa;
+                for (int p = 0; p < kc; p++) Ap[p * MR + i] = s ? a[p] * s[p] : a[p];
+            }
+        } else {
+            for (int p = 0; p < kc; p++) {
+                const float* a = A + p * csa + i0 * rsa;
+                float sp = s ? s[p] : 1.0f;
+                for (int i = 0; i < mr; i++) Ap[p * MR + i] = s ? a[i * rsa] * sp : a[i * rsa];
+            }
+        }
+        for (int i = mr; i < MR; i++)
+            for (int p = 0; p < kc; p++) Ap[p * MR + i] = 0.0f;
+    }
+}
+
+// B block (kc, cols) -> NR-column panels, each (kc, NR); columns past N are zero.
+void pack_b(float* Bp, const float* B, ptrdiff_t rsb, ptrdiff_t csb, int cols, int kc, int NR) {
+    for (int j0 = 0; j0 < cols; j0 += NR, Bp += NR * kc) {
+        int nr = std::min(NR, cols - j0);
+        if (csb == 1) {
+            for (int p = 0; p < kc; p++) {
+                const float* b = B + p * rsb + j0;
+                float* d = Bp + p * NR;
+                for (int j = 0; j < nr; j++) d[j] = b[j];
+                for (int j = nr; j < NR; j++) d[j] = 0.0f;
+            }
+        } else {
+            for (int j = 0; j < nr; j++) {
+                const float* b = B + (j0 + j) * csb;
+                for (int p = 0; p < kc; p++) Bp[p * NR + j] = b[p * rsb];
+            }
+            for (int j = nr; j < NR; j++)
+                for (int p = 0; p < kc; p++) Bp[p * NR + j] = 0.0f;
+        }
+    }
+}
+
+inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+}  // namespace
+
+const char* gemm_isa() { return isa().name; }
+
+void gemm(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float* B,
+          ptrdiff_t rsb, ptrdiff_t csb, const float* kscale, int M, int N, int K, float alpha, float beta) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                float* c = C + i * rsc + j * csc;
+                *c = beta == 0.0f ? 0.0f : beta * *c;
+            }
+        return;
+    }
+    const Isa& k = isa();
+    // A narrow C (e.g. a 10-class output layer over thousands of rows) wastes most of an NR-wide tile:
+    // compute C^T = B^T * A^T instead. Same products in the same order, so the same bits.
+    if (N < k.NR / 2 && M > N) {
+        std::swap(M, N);
+        std::swap(rsc, csc);
+        std::swap(A, B);
+        std::swap(rsa, csb);
+        std::swap(csa, rsb);
+    }
+    int mt = std::min(round_up(M, k.MR), k.MR * 16);
+    int nt = std::min(round_up(N, k.NR), k.NR * 16);
+    int threads = ThreadPool::instance().threads();
+    auto count = [&] { return ((M + mt - 1) / mt) * ((N + nt - 1) / nt); };
+    while (count() < threads) {
+        if (nt > k.NR && (nt >= mt || mt <= k.MR)) nt = round_up(nt / 2, k.NR);
+        else if (mt > k.MR) mt = round_up(mt / 2, k.MR);
+        else break;
+    }
+    int mb = (M + mt - 1) / mt, nb = (N + nt - 1) / nt;
+    ThreadPool::instance().parallel_for(mb * nb, [&](int task) {
+        thread_local Buffer abuf, bbuf;
+        int i0 = (task / nb) * mt, j0 = (task % nb) * nt;
+        int rows = std::min(mt, M - i0), cols = std::min(nt, N - j0);
+        if (!abuf.reserve(size_t(round_up(rows, k.MR)) * KC).ok() || !bbuf.reserve(size_t(round_up(cols, k.NR)) * KC).ok()) {
+            // Out of memory for a few hundred KB of packing space: fall back to the unpacked loop.
+            gemm_naive(C + i0 * rsc + j0 * csc, rsc, csc, A + i0 * rsa, rsa, csa, B + j0 * csb, rsb, csb, kscale,
+                       rows, cols, K, alpha, beta);
+            return;
+        }
+        for (int p0 = 0; p0 < K; p0 += KC) {
+            int kc = std::min(KC, K - p0);
+            pack_a(abuf.data(), A + i0 * rsa + p0 * csa, rsa, csa, kscale ? kscale + p0 : nullptr, rows, kc, k.MR);
+            pack_b(bbuf.data(), B + p0 * rsb + j0 * csb, rsb, csb, cols, kc, k.NR);
+            for (int jr = 0; jr < cols; jr += k.NR)
+                for (int ir = 0; ir < rows; ir += k.MR)
+                    k.kernel(kc, abuf.data() + ir * kc, bbuf.data() + jr * kc, C + (i0 + ir) * rsc + (j0 + jr) * csc,
+                             rsc, csc, std::min(k.MR, rows - ir), std::min(k.NR, cols - jr), alpha, beta, p0 == 0);
+        }
+    });
+}
+
+void gemm_naive(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float* B,
+                ptrdiff_t rsb, ptrdiff_t csb, const float* kscale, int M, int N, int K, float alpha, float beta) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float acc = 0.0f;
+            for (int p = 0; p < K; p++) {
+                float a = A[i * rsa + p * csa];
+                if (kscale) a = a * kscale[p];
+                acc = std::fma(a, B[p * rsb + j * csb], acc);
+            }
+            float* c = C + i * rsc + j * csc;
+            *c = beta == 0.0f ? alpha * acc : alpha * acc + beta * *c;
+        }
+}
+
+}  // namespace of::cpu

@@ -1,0 +1,66 @@
+// CPU kernels other than GEMM: activations, fused bias + noise + activation, losses, the LR row weights and
+// reductions, and the optimizers. Dimension letters (project-wide): B batch, K copies per sample (LR),
+// R = B*K rows, I in-features, O out-features, C outputs of the loss; sigma is the noise scale.
+// Each kernel states its buffers' shapes and whether it overwrites or accumulates.
+#pragma once
+#include <cstdint>
+
+namespace of {
+
+enum class Act : int { Identity = 0, Relu, LeakyRelu, Tanh, Sigmoid, Gelu, Step, Sign };
+enum class LossKind : int { CrossEntropy = 0, Mse };
+enum class Baseline : int { LeaveOneOut = 0, None, BatchMean };
+
+bool act_differentiable(Act a);
+const char* act_name(Act a);
+
+// Where noise comes from: element (row, j) of layer `layer` at `step` is normal4(j / 4, row0 + row, ...)[j % 4].
+// With antithetic pairs the odd row of each pair uses the negated noise of the even row.
+struct NoiseSpec {
+    uint64_t seed;
+    uint32_t step;
+    uint32_t layer;
+    uint32_t row0;  // global index of the first row handled
+    bool antithetic;
+};
+
+namespace cpu {
+
+// x (n) -> y (n), overwritten (y may alias x).
+void act_forward(float* y, const float* x, int64_t n, Act act, float alpha);
+// dy (n), pre-activation v (n), activation a (n) -> dv (n), overwritten (dv may alias dy).
+void act_backward(float* dv, const float* dy, const float* v, const float* a, int64_t n, Act act, float alpha);
+
+// Clean: v (R, O) += bias, then a = act(v); v keeps the pre-activation for BP. a may alias v (no BP).
+void bias_act_forward(float* a, float* v, const float* bias, int R, int O, Act act, float alpha);
+
+// Noise rows: E (R, O), overwritten, standard normal per NoiseSpec. noise_fill splits rows over the
+// thread pool; noise_fill_serial runs on the calling thread (for use inside another parallel task).
+void noise_fill(float* E, int R, int O, const NoiseSpec& ns);
+void noise_fill_serial(float* E, int R, int O, const NoiseSpec& ns);
+
+// Noisy: out[r, o] = act(pre[r / rep, o] + bias[o] + sigma * eps[r, o]), out (R, O) overwritten,
+// pre (R / rep, O); eps written to E (R, O) when E != nullptr. out may alias pre when rep == 1.
+void noisy_bias_act_forward(float* out, float* E, const float* pre, const float* bias, float sigma, int R, int O,
+                            int rep, Act act, float alpha, const NoiseSpec& ns);
+
+// Per-row loss of outputs y (R, C) against targets of sample r / rep: labels (R / rep) for cross-entropy,
+// values (R / rep, C) for MSE (mean over C). loss (R), overwritten. Returns the number of rows whose argmax
+// matches the label (cross-entropy only; 0 for MSE).
+int64_t loss_forward(float* loss, const float* y, const int32_t* labels, const float* values, int R, int C, int rep,
+                     LossKind kind);
+// d(mean loss over R rows)/dy: dy (R, C) overwritten.
+void loss_backward(float* dy, const float* y, const int32_t* labels, const float* values, int R, int C, LossKind kind);
+
+// LR row weights: w[b, k] = (loss[b, k] - baseline[b, k]) * scale; loss, w (B * K), w overwritten.
+void lr_row_weights(float* w, const float* loss, int B, int K, Baseline baseline, float scale);
+// Shared-prefix copy sum: G[b, o] = sum_k w[b, k] * E[b * K + k, o]; G (B, O) overwritten, E (B * K, O).
+// E == nullptr: the noise is regenerated from `regen` (row0 = the batch's first row) instead of read.
+void lr_copy_sum(float* G, const float* w, const float* E, int B, int K, int O, const NoiseSpec* regen);
+// Column reduction: db[o] (+)= alpha * sum_r w[r] * E[r, o]; db (O), accumulate when `accumulate`.
+void lr_bias_reduce(float* db, const float* w, const float* E, int R, int O, float alpha, bool accumulate);
+// Plain column sums: db[o] = sum_r d[r, o]; db (O) overwritten.
+void col_sum(float* db, const float* d, int R, int O);
+
+}  // namespace cpu
+}  // namespace of

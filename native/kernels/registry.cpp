@@ -1,0 +1,39 @@
+// Backend registry: the CPU kernel table, and what "auto" resolves to and why. CUDA registers here
+// when it is compiled in (a later issue); until then "auto" is always the CPU.
+#include "core/thread_pool.h"
+#include "kernels/cpu/gemm.h"
+#include "kernels/kernels.h"
+
+namespace of {
+
+const KernelTable& cpu_kernels() {
+    static const KernelTable table = {
+        "cpu",
+        cpu::gemm,
+        cpu::bias_act_forward,
+        cpu::act_backward,
+        cpu::noise_fill,
+        cpu::noisy_bias_act_forward,
+        cpu::loss_forward,
+        cpu::loss_backward,
+        cpu::lr_row_weights,
+        cpu::lr_copy_sum,
+        cpu::lr_bias_reduce,
+        cpu::col_sum,
+        cpu::optimizer_step,
+    };
+    return table;
+}
+
+BackendInfo backend_info() {
+    BackendInfo info;
+    info.compiled = {"cpu"};
+    info.active = "cpu";
+    info.reason = "CUDA backend not compiled into this build";
+    info.threads = ThreadPool::instance().threads();
+    info.simd = cpu::gemm_isa();
+    info.blas = "oneforward";
+    return info;
+}
+
+}  // namespace of

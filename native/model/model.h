@@ -1,0 +1,83 @@
+// Model: a stack of dense units (dense layer + at most one activation), one parameter slab holding every
+// tensor (llm.c-style: W0, b0, W1, b1, ...), the gradient slab in the same layout, optimizer state, and
+// the forward workspaces the estimators reuse across steps. Not thread-safe: one owner at a time
+// (the addon's busy flag enforces it while fit() runs on its own thread).
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/buffer.h"
+#include "core/status.h"
+#include "kernels/kernels.h"
+
+namespace of {
+
+struct LayerSpec {
+    enum class Kind { Dense, Activation } kind;
+    int units = 0;  // dense: out-features
+    bool bias = true;
+    Act act = Act::Identity;  // activation
+    float alpha = 0.01f;      // leaky-relu slope
+};
+
+struct ModelSpec {
+    int inputs = 0;
+    std::vector<LayerSpec> layers;
+    LossKind loss = LossKind::CrossEntropy;
+    uint64_t seed = 0;
+};
+
+struct DenseUnit {
+    int I, O;
+    int64_t w_off, b_off;  // offsets into the slab; b_off < 0 when the layer has no bias
+    Act act = Act::Identity;
+    float alpha = 0.01f;
+};
+
+// Targets of a batch: class labels (cross-entropy) or values (rows, outputs) for MSE.
+struct Targets {
+    const int32_t* labels = nullptr;
+    const float* values = nullptr;
+};
+
+struct Model {
+    static Status create(const ModelSpec& spec, std::unique_ptr<Model>* out);
+
+    int inputs = 0, outputs = 0;
+    LossKind loss = LossKind::CrossEntropy;
+    uint64_t seed = 0;
+    std::vector<DenseUnit> units;
+    int64_t n_params = 0;
+    std::shared_ptr<Buffer> params;  // shared: JS views of parameters() keep it alive after dispose
+    Buffer grads, opt_m, opt_v;
+    uint32_t step = 0;        // training steps taken: the noise counter's step
+    uint32_t epochs_run = 0;  // epochs completed: the shuffle counter
+    int64_t opt_t = 0;        // optimizer updates since its state was reset
+    int opt_kind = -1;        // OptKind of the state in opt_m/opt_v; -1: none yet
+    const KernelTable* k = &cpu_kernels();
+    std::atomic<bool> busy{false};
+    std::atomic<bool> cancel{false};
+
+    // Scratch reused across steps (grown on demand, never shrunk).
+    struct Workspace {
+        std::vector<Buffer> a, v, e;  // per unit: activations, pre-activations (BP), noise (ULR store mode)
+        Buffer x, x_rep, v0, loss, w, g, d0, d1, ones;
+    } ws;
+
+    float* W(const DenseUnit& u) { return params->data() + u.w_off; }
+    float* b(const DenseUnit& u) { return u.b_off < 0 ? nullptr : params->data() + u.b_off; }
+    int max_width() const;
+
+    // Clean forward of `rows` rows: x (rows, inputs) -> out (rows, outputs), overwritten.
+    Status forward(float* out, const float* x, int rows);
+    // Mean loss and accuracy (cross-entropy) of a clean forward, in chunks.
+    Status evaluate(const float* x, const Targets& y, int64_t rows, double* loss, double* accuracy);
+};
+
+// Checks a data set before use: sizes, non-finite inputs, labels in range. O(rows * cols).
+Status validate_data(const Model& m, const float* x, int64_t x_len, const Targets& y, int64_t y_len, int64_t rows);
+
+}  // namespace of

@@ -1,0 +1,130 @@
+// The training step and the epoch loop: seeded shuffling (Philox, stream shuffle, counter = epoch), batch
+// gathering into a contiguous buffer, throttled progress, validation after each epoch.
+#include "model/train.h"
+
+#include <chrono>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "rng/philox.h"
+
+namespace of {
+
+Status validate_optimizer(const OptimizerConfig& o) {
+    OF_CHECK(o.lr > 0.0f && std::isfinite(o.lr), Config, "optimizer lr must be positive and finite");
+    OF_CHECK(o.momentum >= 0.0f && o.momentum < 1.0f, Config, "optimizer momentum must be in [0, 1)");
+    OF_CHECK(o.beta1 >= 0.0f && o.beta1 < 1.0f && o.beta2 >= 0.0f && o.beta2 < 1.0f, Config,
+             "optimizer betas must be in [0, 1)");
+    OF_CHECK(o.eps > 0.0f, Config, "optimizer eps must be positive");
+    OF_CHECK(o.weight_decay >= 0.0f && std::isfinite(o.weight_decay), Config, "weight decay must be >= 0");
+    OF_CHECK(o.clip_norm >= 0.0f && std::isfinite(o.clip_norm), Config, "clipNorm must be >= 0");
+    return {};
+}
+
+Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
+                  const OptimizerConfig& o, StepStats* stats) {
+    if (m.opt_kind != int(o.kind)) {  // new optimizer kind: fresh state
+        OF_TRY(m.opt_m.reserve(size_t(m.n_params)));
+        OF_TRY(m.opt_v.reserve(size_t(m.n_params)));
+        m.opt_m.zero(), m.opt_v.zero();
+        m.opt_t = 0;
+        m.opt_kind = int(o.kind);
+    }
+    OF_TRY(estimate_gradients(m, x, y, B, e, m.step, stats));
+    if (!std::isfinite(stats->loss))
+        return {StatusCode::Numeric, "non-finite loss at step " + std::to_string(m.step) + " (seed " +
+                                         std::to_string(m.seed) + "); lower the learning rate or sigma"};
+    m.opt_t++;
+    m.k->optimizer_step(m.params->data(), m.grads.data(), m.opt_m.data(), m.opt_v.data(), m.n_params, o, m.opt_t);
+    m.step++;
+    return {};
+}
+
+namespace {
+
+void shuffle(std::vector<int64_t>& perm, uint64_t seed, uint32_t epoch) {
+    int64_t n = int64_t(perm.size());
+    for (int64_t i = 0; i < n; i++) perm[size_t(i)] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        U32x4 r = philox4x32_10(uint32_t(i), uint32_t(i >> 32), philox_stream(kStreamShuffle, 0), epoch,
+                                uint32_t(seed), uint32_t(seed >> 32));
+        uint64_t j = ((uint64_t(r.v[0]) << 32 | r.v[1]) % uint64_t(i + 1));  // 64-bit draw: bias < 2^-30
+        std::swap(perm[size_t(i)], perm[size_t(j)]);
+    }
+}
+
+}  // namespace
+
+Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& cfg, const FitHooks& hooks) {
+    OF_CHECK(cfg.epochs >= 0, Config, "epochs must be >= 0");
+    OF_CHECK(cfg.batch > 0, Config, "batch size must be positive");
+    OF_TRY(validate_estimator(m, cfg.estimator));
+    OF_TRY(validate_optimizer(cfg.optimizer));
+    const int64_t n = train.rows;
+    const int I = m.inputs, C = m.outputs;
+    std::vector<int64_t> perm(static_cast<size_t>(n));
+    Buffer xb, yv;
+    std::vector<int32_t> yl(size_t(cfg.batch));
+    int64_t batch = std::min<int64_t>(cfg.batch, n);
+    OF_TRY(xb.reserve(size_t(batch) * I));
+    if (train.y.values) OF_TRY(yv.reserve(size_t(batch) * C));
+    const int64_t steps = (n + batch - 1) / batch;
+    using clock = std::chrono::steady_clock;
+    const auto t_fit = clock::now();
+    auto since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
+
+    for (int ep = 0; ep < cfg.epochs; ep++) {
+        if (cfg.shuffle) shuffle(perm, m.seed, m.epochs_run);
+        else
+            for (int64_t i = 0; i < n; i++) perm[size_t(i)] = i;
+        const auto t_epoch = clock::now();
+        auto t_report = t_epoch;
+        double loss_sum = 0.0;
+        int64_t correct = 0, rows_seen = 0, samples = 0;
+        for (int64_t s = 0; s < steps; s++) {
+            if (hooks.cancel && hooks.cancel->load()) return {StatusCode::Abort, "training was cancelled"};
+            int64_t r0 = s * batch;
+            int B = int(std::min(batch, n - r0));
+            for (int b = 0; b < B; b++) {
+                int64_t src = perm[size_t(r0 + b)];
+                std::copy(train.x + src * I, train.x + (src + 1) * I, xb.data() + int64_t(b) * I);
+                if (train.y.labels) yl[size_t(b)] = train.y.labels[src];
+                else std::copy(train.y.values + src * C, train.y.values + (src + 1) * C, yv.data() + int64_t(b) * C);
+            }
+            Targets t{train.y.labels ? yl.data() : nullptr, train.y.values ? yv.data() : nullptr};
+            StepStats st;
+            Status status = train_step(m, xb.data(), t, B, cfg.estimator, cfg.optimizer, &st);
+            if (!status.ok()) {
+                if (status.code == StatusCode::Numeric)
+                    status.message += " [epoch " + std::to_string(ep + 1) + ", batch " + std::to_string(s + 1) + "]";
+                return status;
+            }
+            loss_sum += st.loss * double(B);
+            correct += st.correct;
+            rows_seen += st.rows;
+            samples += B;
+            if (hooks.progress && (since(t_report) >= 0.1 || s + 1 == steps)) {
+                t_report = clock::now();
+                ProgressEvent p{ep + 1, cfg.epochs, s + 1, steps, loss_sum / double(samples),
+                                double(correct) / double(rows_seen), double(samples) / since(t_epoch), since(t_fit)};
+                hooks.progress(p);
+            }
+        }
+        EpochStats es;
+        es.epoch = ep + 1;
+        es.seconds = since(t_epoch);
+        es.steps = steps;
+        es.loss = loss_sum / double(samples);
+        es.accuracy = double(correct) / double(rows_seen);
+        m.epochs_run++;
+        if (val) {
+            es.has_val = true;
+            OF_TRY(m.evaluate(val->x, val->y, val->rows, &es.val_loss, &es.val_accuracy));
+        }
+        if (hooks.epoch) hooks.epoch(es);
+    }
+    return {};
+}
+
+}  // namespace of

@@ -1,0 +1,60 @@
+// Training: one step (estimate, check, optimizer update) and the whole epoch loop, both native. fit() runs
+// on whatever thread calls it (the addon gives it a dedicated one); it reports through hooks and checks a
+// cancel flag between steps, so a cancelled run keeps the parameters of its last completed step.
+#pragma once
+#include <atomic>
+#include <functional>
+
+#include "estimators/estimator.h"
+#include "kernels/cpu/optimizer.h"
+
+namespace of {
+
+struct DataRef {
+    const float* x = nullptr;
+    Targets y;
+    int64_t rows = 0;
+};
+
+struct FitConfig {
+    int epochs = 1;
+    int batch = 32;
+    bool shuffle = true;
+    EstimatorConfig estimator;
+    OptimizerConfig optimizer;
+};
+
+struct ProgressEvent {
+    int epoch = 0, epochs = 0;
+    int64_t step = 0, steps = 0;  // within the epoch
+    double loss = 0.0;            // running mean over the epoch so far
+    double accuracy = 0.0;        // running, on the rows the estimator evaluated (noisy rows for ULR)
+    double samples_per_sec = 0.0;
+    double elapsed = 0.0;         // seconds since fit started
+};
+
+struct EpochStats {
+    int epoch = 0;
+    double loss = 0.0, accuracy = 0.0;
+    bool has_val = false;
+    double val_loss = 0.0, val_accuracy = 0.0;
+    double seconds = 0.0;  // training time of the epoch (validation excluded)
+    int64_t steps = 0;
+};
+
+struct FitHooks {
+    std::function<void(const ProgressEvent&)> progress;  // at most every ~100 ms, and at each epoch end
+    std::function<void(const EpochStats&)> epoch;
+    const std::atomic<bool>* cancel = nullptr;
+};
+
+// One optimizer step on a batch x (B, inputs): gradients at the model's step counter, then the update.
+// A non-finite loss is ERR_NUMERIC and leaves the parameters untouched.
+Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
+                  const OptimizerConfig& o, StepStats* stats);
+
+Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& cfg, const FitHooks& hooks);
+
+Status validate_optimizer(const OptimizerConfig& o);
+
+}  // namespace of

@@ -1,0 +1,87 @@
+// uint32 -> uniform and standard-normal floats (Box-Muller), written branch-free in plain float arithmetic
+// so the compiler vectorizes whole rows of it and a CUDA build (with --fmad=false) gives the same bits.
+// The log and sin/cos are our own minimax polynomials (Cephes coefficients), accurate to ~2 ulp over the
+// range used; libm calls would block vectorization and differ between platforms.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#include "rng/philox.h"
+
+namespace of {
+
+OF_HOST_DEVICE float bits_as_float(uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+OF_HOST_DEVICE uint32_t float_as_bits(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return u;
+}
+
+// Uniform in (0, 1]: the top 24 bits, offset by half a step so 0 never occurs (log(0) is avoided).
+OF_HOST_DEVICE float uniform_open(uint32_t u) { return (float(u >> 8) + 0.5f) * (1.0f / 16777216.0f); }
+
+// Natural log for x in (0, 1]; Cephes logf polynomial on the mantissa in [sqrt(1/2), sqrt(2)).
+OF_HOST_DEVICE float log_poly(float x) {
+    uint32_t bits = float_as_bits(x);
+    int32_t e = int32_t((bits >> 23) & 0xff) - 126;
+    float m = bits_as_float((bits & 0x007fffffu) | 0x3f000000u);  // m in [0.5, 1)
+    int32_t small = m < 0.70710678f;                              // bring m into [sqrt(1/2), sqrt(2))
+    e -= small;
+    m = small ? m + m : m;
+    float f = m - 1.0f;
+    float z = f * f;
+    float y = 7.0376836292e-2f;
+    y = y * f + -1.1514610310e-1f;
+    y = y * f + 1.1676998740e-1f;
+    y = y * f + -1.2420140846e-1f;
+    y = y * f + 1.4249322787e-1f;
+    y = y * f + -1.6668057665e-1f;
+    y = y * f + 2.0000714765e-1f;
+    y = y * f + -2.4999993993e-1f;
+    y = y * f + 3.3333331174e-1f;
+    y = y * f * z;
+    float fe = float(e);
+    y += -2.12194440e-4f * fe;
+    y += -0.5f * z;
+    return f + y + 0.693359375f * fe;
+}
+
+// sin and cos of 2*pi*t for t in [0, 1): reduce by octant in "turns", then Cephes sinf/cosf polynomials.
+OF_HOST_DEVICE void sincos_turns(float t, float* s, float* c) {
+    float q = t * 8.0f;                     // octant position in [0, 8)
+    int32_t j = int32_t(q);                 // 0..7
+    j = (j + 1) & ~1;                       // nearest even octant: 0,2,4,6,8
+    float r = (q - float(j)) * 0.78539816339744830962f;  // in [-pi/4, pi/4]
+    float z = r * r;
+    float sp = ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z + -1.6666654611e-1f) * z * r + r;
+    float cp = ((2.443315711809948e-5f * z + -1.388731625493765e-3f) * z + 4.166664568298827e-2f) * z * z -
+               0.5f * z + 1.0f;
+    int32_t quad = (j >> 1) & 3;  // rotate by quad * 90 degrees
+    float sv = (quad & 1) ? cp : sp;
+    float cv = (quad & 1) ? sp : cp;
+    *s = (quad & 2) ? -sv : sv;
+    *c = ((quad + 1) & 2) ? -cv : cv;
+}
+
+// Two uniform words -> two independent N(0, 1) values.
+OF_HOST_DEVICE void box_muller(uint32_t a, uint32_t b, float* z0, float* z1) {
+    float r2 = -2.0f * log_poly(uniform_open(a));
+    float r = r2 > 0.0f ? __builtin_sqrtf(r2) : 0.0f;
+    float s, c;
+    sincos_turns(float(b >> 8) * (1.0f / 16777216.0f), &s, &c);
+    *z0 = r * c;
+    *z1 = r * s;
+}
+
+// The 4 normals of one Philox call: element group g of (row, layer) at step for seed.
+OF_HOST_DEVICE void normal4(uint32_t g, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed, float out[4]) {
+    U32x4 u = philox4x32_10(g, row, philox_stream(kStreamNoise, layer), step, uint32_t(seed), uint32_t(seed >> 32));
+    box_muller(u.v[0], u.v[1], &out[0], &out[1]);
+    box_muller(u.v[2], u.v[3], &out[2], &out[3]);
+}
+
+}  // namespace of
