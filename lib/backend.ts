@@ -1,0 +1,59 @@
+/**
+ * Backend information and control: which backends were compiled in, which one runs, and why; the size of
+ * the native thread pool. `ONEFORWARD_BACKEND` (auto|cpu|cuda) sets the default choice.
+ */
+import { BackendError } from './errors';
+import { native } from './native';
+import { invalidArg, is } from './validate';
+
+/** Backends a model can ask for. `auto` picks CUDA when compiled in and usable, else the CPU. */
+export const BACKENDS = ['auto', 'cpu', 'cuda'] as const;
+export type BackendName = (typeof BACKENDS)[number];
+
+/** What {@link info} reports. */
+export type BackendInfo = {
+  /** Backends compiled into this build, e.g. `['cpu']`. */
+  compiled: string[];
+  /** What `auto` resolves to right now. */
+  active: string;
+  /** One line saying why `active` was chosen. */
+  reason: string;
+  /** Threads in the native pool (`ONEFORWARD_THREADS` or the core count). */
+  threads: number;
+  /** SIMD level of the CPU GEMM micro-kernel: `avx512`, `avx2` or `scalar`. */
+  simd: string;
+  /** The GEMM implementation (`oneforward`: our own packed kernels). */
+  blas: string;
+  /** CPU devices (always 1) and CUDA devices (0 without CUDA). */
+  devices: { cpu: number; cuda: number };
+};
+
+/** Reports the compiled backends, the active one and why, thread count and SIMD level. */
+export function info(): BackendInfo {
+  const b = native().backendInfo();
+  return { ...b, devices: { cpu: 1, cuda: b.compiled.includes('cuda') ? 1 : 0 } };
+}
+
+/**
+ * Sets the native thread pool size (0 = the default: `ONEFORWARD_THREADS` or the number of cores).
+ * Results never depend on it: every kernel splits work so that each output is summed in a fixed order.
+ * @returns the new thread count.
+ */
+export function setThreads(threads: number): number {
+  if (!is.integer(threads) || threads < 0 || threads > 256) throw invalidArg('threads', 'integer in [0, 256]', threads);
+  return native().setThreads(threads);
+}
+
+/** @internal Resolves a backend request (option, else `ONEFORWARD_BACKEND`, else auto) to what will run. */
+export function resolveBackend(requested?: string): 'cpu' | 'cuda' {
+  const want = requested ?? process.env.ONEFORWARD_BACKEND ?? 'auto';
+  if (!(BACKENDS as readonly string[]).includes(want)) throw invalidArg('backend', `one of ${BACKENDS.join(', ')}`, want);
+  const b = native().backendInfo();
+  if (want === 'cuda' && !b.compiled.includes('cuda')) {
+    throw new BackendError(
+      `backend 'cuda' was requested but is not available: ${b.reason}.\n  Possible solutions:\n` +
+        `    - Use backend: 'cpu' or 'auto'\n    - Rebuild with ONEFORWARD_CUDA=1 on a machine with nvcc`,
+    );
+  }
+  return want === 'auto' ? (b.active as 'cpu' | 'cuda') : (want as 'cpu' | 'cuda');
+}

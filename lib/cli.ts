@@ -1,0 +1,148 @@
+/**
+ * The `oneforward` command line (commander + cli-progress): `train` and `info`. Progress goes to stderr,
+ * results to stdout. Ctrl-C cancels training cleanly (exit code 130).
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import * as cliProgress from 'cli-progress';
+import * as of from './index';
+
+function int(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer`);
+    return n;
+  };
+}
+function num(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
+    return n;
+  };
+}
+
+type TrainOpts = {
+  dataset: string; idx?: string; csv?: string; layers?: string; activation: string; estimator: string; copies: number;
+  sigma: number; optimizer: string; lr?: number; epochs: number; batch: number; seed: number; threads?: number;
+  progress: boolean; json: boolean;
+};
+
+function loadData(o: TrainOpts): { train: of.Dataset; test?: of.Dataset } {
+  if (o.idx) {
+    const [images, labels, testImages, testLabels] = o.idx.split(',');
+    if (!images || !labels) throw new of.ConfigError('--idx expects images,labels[,testImages,testLabels]');
+    const train = of.data.loadIdx(images, labels);
+    return testImages && testLabels ? { train, test: of.data.loadIdx(testImages, testLabels) } : { train };
+  }
+  if (o.csv) {
+    const [train, test] = o.csv.split(',');
+    return { train: of.data.loadCsv(train!), ...(test ? { test: of.data.loadCsv(test) } : {}) };
+  }
+  if (o.dataset !== 'digits') throw new of.ConfigError(`unknown dataset '${o.dataset}' (use digits, --idx or --csv)`);
+  return of.datasets.digits();
+}
+
+async function train(o: TrainOpts): Promise<number> {
+  if (o.threads !== undefined) of.backend.setThreads(o.threads);
+  const { train: data, test } = loadData(o);
+  const features = data.shape.reduce((a, b) => a * b, 1);
+  const classes = Math.max(...data.y) + 1;
+  const widths = (o.layers ?? `${features}-256-${classes}`).split('-').map(Number);
+  if (widths.length < 2 || !widths.every((w) => Number.isInteger(w) && w > 0)) throw new of.ConfigError(`--layers '${o.layers}' is not like 784-256-10`);
+  const layers: of.Layer[] = [];
+  for (let i = 0; i + 1 < widths.length; i++) {
+    layers.push(of.dense(widths[i]!, widths[i + 1]!));
+    if (i + 2 < widths.length) layers.push(of.activation(o.activation as of.ActivationName));
+  }
+  const model = of.sequential(layers, { seed: o.seed });
+  const estimator = o.estimator === 'bp' ? of.bp() : o.estimator === 'ulr' ? of.ulr({ copies: o.copies, sigma: o.sigma }) : undefined;
+  if (!estimator) throw new of.ConfigError(`unknown estimator '${o.estimator}' (ulr or bp)`);
+  const opts = o.lr !== undefined ? { lr: o.lr } : {};
+  const optimizer = o.optimizer === 'sgd' ? of.sgd(opts) : o.optimizer === 'adamw' ? of.adamw(opts) : o.optimizer === 'adam' ? of.adam(opts) : undefined;
+  if (!optimizer) throw new of.ConfigError(`unknown optimizer '${o.optimizer}' (sgd, adam, adamw)`);
+  const controller = new AbortController();
+  const onSigint = () => controller.abort();
+  process.once('SIGINT', onSigint);
+  const bar = o.progress && process.stderr.isTTY
+    ? new cliProgress.SingleBar({ format: 'epoch {epoch}/{epochs} [{bar}] {value}/{total} | loss {loss} | {rate} samples/s', stream: process.stderr }, cliProgress.Presets.shades_classic)
+    : undefined;
+  let current = 0;
+  const info = of.backend.info();
+  process.stderr.write(`oneforward: ${o.estimator}${o.estimator === 'ulr' ? ` K=${o.copies} sigma=${o.sigma}` : ''}, ${widths.join('-')}, ${info.active} (${info.threads} threads, ${info.simd})\n`);
+  try {
+    const history = await model.fit(data, {
+      estimator, optimizer, epochs: o.epochs, batchSize: o.batch, signal: controller.signal,
+      ...(test ? { validation: test } : {}),
+      onProgress: (p) => {
+        if (!bar) return;
+        const fields = { epoch: p.epoch, epochs: p.epochs, loss: p.loss.toFixed(4), rate: Math.round(p.samplesPerSecond) };
+        if (p.epoch !== current) {
+          if (current) bar.stop();
+          bar.start(p.steps, p.step, fields);
+          current = p.epoch;
+        } else bar.update(p.step, fields);
+      },
+      onEpochEnd: (e) => {
+        if (bar) bar.stop(), (current = 0);
+        const val = e.valAccuracy !== undefined ? `, test accuracy ${(100 * e.valAccuracy).toFixed(2)}%` : '';
+        process.stderr.write(`epoch ${e.epoch}: loss ${e.loss.toFixed(4)}${val} (${e.seconds.toFixed(2)} s)\n`);
+      },
+    });
+    const last = history.epochs[history.epochs.length - 1];
+    if (o.json) process.stdout.write(JSON.stringify(history) + '\n');
+    else if (test && last?.valAccuracy !== undefined) process.stdout.write(`test accuracy: ${(100 * last.valAccuracy).toFixed(2)}%\n`);
+    return 0;
+  } catch (err) {
+    bar?.stop();
+    if (err instanceof of.AbortError) {
+      process.stderr.write('oneforward: interrupted\n');
+      return 130;
+    }
+    throw err;
+  } finally {
+    process.off('SIGINT', onSigint);
+    model.dispose();
+  }
+}
+
+/** Runs the CLI with `argv` (as process.argv). Resolves to the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('oneforward').description('Train neural networks with forward passes only (ULR) or backprop');
+  let code = 0;
+  program
+    .command('train')
+    .description('train an MLP and report test accuracy')
+    .option('--dataset <name>', 'shipped data set', 'digits')
+    .option('--idx <files>', 'IDX files: images,labels[,testImages,testLabels]')
+    .option('--csv <files>', 'CSV files (label in column 0): train[,test]')
+    .option('--layers <widths>', 'layer widths, e.g. 784-256-10 (default: features-256-classes)')
+    .option('--activation <name>', 'hidden activation', 'relu')
+    .option('--estimator <name>', 'ulr or bp', 'ulr')
+    .option('--copies <K>', 'ULR copies per sample', int('copies'), 32)
+    .option('--sigma <s>', 'ULR noise scale', num('sigma'), 0.1)
+    .option('--optimizer <name>', 'sgd, adam or adamw', 'adam')
+    .option('--lr <rate>', 'learning rate', num('lr'))
+    .option('--epochs <n>', 'epochs', int('epochs'), 5)
+    .option('--batch <n>', 'batch size', int('batch'), 64)
+    .option('--seed <n>', 'seed', int('seed'), 1)
+    .option('--threads <n>', 'native threads', int('threads'))
+    .option('--no-progress', 'no progress bar')
+    .option('--json', 'print the history as JSON', false)
+    .action(async (o: TrainOpts) => {
+      code = await train(o);
+    });
+  program
+    .command('info')
+    .description('backend, threads, SIMD level')
+    .action(() => {
+      process.stdout.write(JSON.stringify(of.backend.info(), null, 2) + '\n');
+    });
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    process.stderr.write(`oneforward: ${e.code ? `[${e.code}] ` : ''}${e.message}\n`);
+    return 1;
+  }
+  return code;
+}

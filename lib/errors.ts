@@ -1,0 +1,124 @@
+/**
+ * Errors thrown by oneforward. Every error is a {@link OneForwardError} with a stable `code`; the native
+ * engine throws instances of these same classes (registered at load time), so `instanceof` and `code`
+ * work the same for errors from TypeScript validation and from C++.
+ */
+
+/** The stable error codes. Never renamed after release. */
+export const ERROR_CODES = [
+  'ERR_SHAPE',
+  'ERR_CONFIG',
+  'ERR_DATA',
+  'ERR_BACKEND',
+  'ERR_CHECKPOINT',
+  'ABORT_ERR',
+  'ERR_NUMERIC',
+  'ERR_OOM',
+  'ERR_DISPOSED',
+  'ERR_BUSY',
+  'ERR_INTERNAL',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** Base class of every error oneforward throws. */
+export class OneForwardError extends Error {
+  /** Stable machine-readable code, e.g. `ERR_SHAPE`. */
+  code: ErrorCode;
+  constructor(message: string, code: ErrorCode = 'ERR_INTERNAL') {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** Sizes that do not fit together (`ERR_SHAPE`). */
+export class ShapeError extends OneForwardError {
+  constructor(message: string) {
+    super(message, 'ERR_SHAPE');
+  }
+}
+/** An option out of range, misspelled, or a combination that makes no sense (`ERR_CONFIG`). */
+export class ConfigError extends OneForwardError {
+  constructor(message: string) {
+    super(message, 'ERR_CONFIG');
+  }
+}
+/** Bad data: non-finite values, labels out of range, wrong array types (`ERR_DATA`). */
+export class DataError extends OneForwardError {
+  constructor(message: string) {
+    super(message, 'ERR_DATA');
+  }
+}
+/** A backend that is absent or failed, or a native module that cannot load (`ERR_BACKEND`). */
+export class BackendError extends OneForwardError {
+  constructor(message: string) {
+    super(message, 'ERR_BACKEND');
+  }
+}
+/** A checkpoint that cannot be read or written (`ERR_CHECKPOINT`). */
+export class CheckpointError extends OneForwardError {
+  constructor(message: string) {
+    super(message, 'ERR_CHECKPOINT');
+  }
+}
+/** Training was cancelled through an AbortSignal (`ABORT_ERR`, like DOM's AbortError). */
+export class AbortError extends OneForwardError {
+  constructor(message = 'The operation was aborted') {
+    super(message, 'ABORT_ERR');
+  }
+}
+/** A non-finite loss during training (`ERR_NUMERIC`); the message names the step, epoch, batch and seed. */
+export class NumericError extends OneForwardError {
+  constructor(message: string) {
+    super(message, 'ERR_NUMERIC');
+  }
+}
+/** An allocation failed (`ERR_OOM`). */
+export class OutOfMemoryError extends OneForwardError {
+  constructor(message: string) {
+    super(message, 'ERR_OOM');
+  }
+}
+/** The model was disposed (`ERR_DISPOSED`). */
+export class DisposedError extends OneForwardError {
+  constructor(message: string) {
+    super(message, 'ERR_DISPOSED');
+  }
+}
+/** The model is training on another thread (`ERR_BUSY`). */
+export class BusyError extends OneForwardError {
+  constructor(message: string) {
+    super(message, 'ERR_BUSY');
+  }
+}
+
+/** @internal code -> class, handed to the native module at load. */
+export const errorClasses: Record<ErrorCode, new (message: string) => OneForwardError> = {
+  ERR_SHAPE: ShapeError,
+  ERR_CONFIG: ConfigError,
+  ERR_DATA: DataError,
+  ERR_BACKEND: BackendError,
+  ERR_CHECKPOINT: CheckpointError,
+  ABORT_ERR: AbortError,
+  ERR_NUMERIC: NumericError,
+  ERR_OOM: OutOfMemoryError,
+  ERR_DISPOSED: DisposedError,
+  ERR_BUSY: BusyError,
+  ERR_INTERNAL: class InternalError extends OneForwardError {
+    constructor(message: string) {
+      super(message, 'ERR_INTERNAL');
+    }
+  },
+};
+
+/**
+ * @internal Re-throws a native error with the caller's stack appended (sharp's nativeError), so a rejected
+ * promise points at the user's call site rather than at an anonymous native frame.
+ */
+export function withCallerStack(err: unknown, callerStack: string | undefined): unknown {
+  if (err instanceof Error && callerStack) {
+    const frames = callerStack.split('\n').slice(1).join('\n');
+    err.stack = `${err.name}: ${err.message}\n${frames}`;
+  }
+  return err;
+}

@@ -1,0 +1,98 @@
+/**
+ * Gradient estimators: `bp()` (exact backpropagation, the baseline) and `ulr()` (the unified likelihood-ratio
+ * method of Jiang et al., ICLR 2024: K noisy copies of every sample in one forward pass, no backward pass).
+ */
+import { ConfigError } from './errors';
+import type { NativeEstimator } from './native';
+import { invalidArg, is, optionsObject } from './validate';
+
+/** Baselines (control variates) for ULR. `loo`: leave-one-out mean of the other copies of the same sample. */
+export const BASELINES = ['loo', 'none', 'mean'] as const;
+export type BaselineName = (typeof BASELINES)[number];
+
+/** Exact backpropagation. */
+export type BpEstimator = { kind: 'bp' };
+
+/** Options of {@link ulr}. */
+export type UlrOptions = {
+  /** Noisy copies K of every sample (variance ∝ 1/K). Even when `antithetic`. Defaults to `32`. */
+  copies?: number;
+  /** Noise scale σ on each dense pre-activation: one number, or one per dense layer. Defaults to `0.1`. */
+  sigma?: number | number[];
+  /** Copies in pairs (ε, −ε): a randomized central difference. Defaults to `true`. */
+  antithetic?: boolean;
+  /**
+   * Baseline subtracted from each copy's loss: `'loo'` (leave-one-out mean of the sample's other copies;
+   * unbiased), `'mean'` (mean of all K copies; slightly biased by 1/K), `'none'`. Defaults to `'loo'`.
+   */
+  baseline?: BaselineName;
+  /** Compute the first layer's clean GEMM once per sample instead of once per copy. Defaults to `true`. */
+  sharedPrefix?: boolean;
+  /**
+   * Keep the noise from the forward pass for the gradient pass (`true`, faster) or regenerate it from the
+   * counter-based RNG (`false`, no (B·K × width) buffers). Results are bit-identical. Defaults to `true`.
+   */
+  storeNoise?: boolean;
+  /** Noise seed; defaults to the model's seed. Integer in [0, 2^53]. */
+  seed?: number;
+};
+
+/** A configured ULR estimator. */
+export type UlrEstimator = { kind: 'ulr' } & Required<Omit<UlrOptions, 'seed'>> & { seed?: number };
+
+/** Any estimator. */
+export type Estimator = BpEstimator | UlrEstimator;
+
+/** Exact backpropagation (the baseline ULR is measured against). Refuses `step`/`sign` activations. */
+export function bp(): BpEstimator {
+  return { kind: 'bp' };
+}
+
+/**
+ * The ULR estimator: every dense pre-activation gets noise σ·ε; each sample runs as `copies` noisy copies in
+ * one forward pass; each weight's gradient is estimated from the copies' losses times their noise.
+ * @example
+ * const est = of.ulr({ copies: 32, sigma: 0.1 });
+ */
+export function ulr(options?: UlrOptions): UlrEstimator {
+  const o = optionsObject('ulr', options, ['copies', 'sigma', 'antithetic', 'baseline', 'sharedPrefix', 'storeNoise', 'seed']);
+  const copies = o.copies ?? 32;
+  const sigma = o.sigma ?? 0.1;
+  const antithetic = o.antithetic ?? true;
+  const baseline = o.baseline ?? 'loo';
+  if (!is.integer(copies) || (copies as number) < 2) throw invalidArg('copies', 'integer >= 2', copies);
+  if (!is.bool(antithetic)) throw invalidArg('antithetic', 'boolean', antithetic);
+  if (antithetic && (copies as number) % 2 !== 0) {
+    throw new ConfigError(`Expected even copies with antithetic pairs but received ${copies as number}`);
+  }
+  const sigmas = Array.isArray(sigma) ? sigma : [sigma];
+  if (sigmas.length === 0 || !sigmas.every((s) => is.positive(s))) {
+    throw invalidArg('sigma', 'positive number or array of positive numbers', sigma);
+  }
+  if (!(BASELINES as readonly unknown[]).includes(baseline)) throw invalidArg('baseline', BASELINES.join(' | '), baseline);
+  for (const key of ['sharedPrefix', 'storeNoise'] as const) {
+    if (o[key] !== undefined && !is.bool(o[key])) throw invalidArg(key, 'boolean', o[key]);
+  }
+  if (o.seed !== undefined && (!is.integer(o.seed) || (o.seed as number) < 0 || (o.seed as number) > 2 ** 53)) {
+    throw invalidArg('seed', 'integer in [0, 2^53]', o.seed);
+  }
+  const est: UlrEstimator = {
+    kind: 'ulr',
+    copies: copies as number,
+    sigma: Array.isArray(sigma) ? [...(sigma as number[])] : (sigma as number),
+    antithetic,
+    baseline: baseline as BaselineName,
+    sharedPrefix: (o.sharedPrefix as boolean | undefined) ?? true,
+    storeNoise: (o.storeNoise as boolean | undefined) ?? true,
+  };
+  if (o.seed !== undefined) est.seed = o.seed as number;
+  return est;
+}
+
+/** @internal */
+export function toNative(e: Estimator): NativeEstimator {
+  if (!is.plainObject(e) || (e.kind !== 'bp' && e.kind !== 'ulr')) {
+    throw invalidArg('estimator', 'of.bp() or of.ulr({...})', e);
+  }
+  return { ...e };
+}

@@ -1,0 +1,34 @@
+/**
+ * oneforward: train neural networks without backpropagation (the unified likelihood-ratio method), with an
+ * exact-backprop baseline in the same native engine. Public exports only.
+ */
+export { sequential, Model, LOSSES } from './model';
+export type { SequentialOptions, FitOptions, History, EpochLog, Progress, Parameter, LossName } from './model';
+export { dense, activation, relu, leakyRelu, tanh, sigmoid, gelu, identity, step, sign, ACTIVATIONS } from './layers';
+export type { Layer, DenseLayer, ActivationLayer, ActivationName, DenseOptions } from './layers';
+export { bp, ulr, BASELINES } from './estimators';
+export type { Estimator, BpEstimator, UlrEstimator, UlrOptions, BaselineName } from './estimators';
+export { sgd, adam, adamw } from './optimizers';
+export type { Optimizer, SgdOptions, AdamOptions } from './optimizers';
+export {
+  OneForwardError, ShapeError, ConfigError, DataError, BackendError, CheckpointError, AbortError, NumericError,
+  OutOfMemoryError, DisposedError, BusyError, ERROR_CODES,
+} from './errors';
+export type { ErrorCode } from './errors';
+export type { Dataset, CsvOptions } from './data';
+import * as dataModule from './data';
+import * as backendModule from './backend';
+
+/** Shipped data sets. */
+export const datasets = { digits: dataModule.digits };
+/** Loaders and batching helpers. */
+export const data = {
+  loadIdx: dataModule.loadIdx,
+  loadCsv: dataModule.loadCsv,
+  permutation: dataModule.permutation,
+  batches: dataModule.batches,
+  take: dataModule.take,
+};
+/** Backend information and thread control. */
+export const backend = { info: backendModule.info, setThreads: backendModule.setThreads };
+export type { BackendInfo, BackendName } from './backend';

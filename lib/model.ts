@@ -1,0 +1,298 @@
+/**
+ * Model: a sequential stack of layers backed by one native model (parameter slab, optimizer state,
+ * workspaces). Training runs natively on a dedicated thread; this class validates, converts and forwards.
+ */
+import { type BackendName, resolveBackend } from './backend';
+import { AbortError, ConfigError, DisposedError, ShapeError, withCallerStack } from './errors';
+import { type Dataset, checkDataset } from './data';
+import { type Estimator, toNative, ulr } from './estimators';
+import type { Layer, DenseLayer } from './layers';
+import { native, type NativeModel, type NativeProgress } from './native';
+import { type Optimizer, adam } from './optimizers';
+import { invalidArg, is, optionsObject } from './validate';
+
+/** Losses. `crossEntropy`: softmax cross-entropy on integer labels. `mse`: mean squared error per row. */
+export const LOSSES = ['crossEntropy', 'mse'] as const;
+export type LossName = (typeof LOSSES)[number];
+
+/** Options of {@link sequential}. */
+export type SequentialOptions = {
+  /** Seed of the weight init, the shuffling and (by default) the ULR noise. Integer in [0, 2^53]. Defaults to `0`. */
+  seed?: number;
+  /** Training loss. Defaults to `'crossEntropy'`. */
+  loss?: LossName;
+  /** Backend: `'auto'`, `'cpu'` or `'cuda'`. Defaults to `ONEFORWARD_BACKEND` or `'auto'`. */
+  backend?: BackendName;
+};
+
+/** A named parameter tensor; `data` is a writable view on native memory. */
+export type Parameter = { name: string; shape: number[]; data: Float32Array };
+
+/** Progress reported during {@link Model.fit}, at most ~10 times a second and at each epoch end. */
+export type Progress = NativeProgress;
+
+/** Per-epoch results of {@link Model.fit}. */
+export type EpochLog = {
+  epoch: number;
+  /** Mean training loss over the epoch (for ULR: over the noisy copies). */
+  loss: number;
+  /** Training accuracy over the epoch (for ULR: of the noisy copies). */
+  accuracy: number;
+  /** Clean loss on `validation`, if given. */
+  valLoss?: number;
+  /** Clean accuracy on `validation`, if given. */
+  valAccuracy?: number;
+  /** Seconds of training in this epoch (validation excluded). */
+  seconds: number;
+  /** Optimizer steps in this epoch. */
+  steps: number;
+};
+
+/** What {@link Model.fit} resolves to. */
+export type History = {
+  epochs: EpochLog[];
+  /** The same numbers as columns, tfjs-style. */
+  history: { loss: number[]; accuracy: number[]; valLoss: number[]; valAccuracy: number[] };
+};
+
+/** Options of {@link Model.fit}. */
+export type FitOptions = {
+  /** Gradient estimator. Defaults to `of.ulr()`. */
+  estimator?: Estimator;
+  /** Optimizer. Defaults to `of.adam()`. */
+  optimizer?: Optimizer;
+  /** Passes over the training data. Defaults to `1`. */
+  epochs?: number;
+  /** Samples per step. Defaults to `32`. */
+  batchSize?: number;
+  /** Reshuffle every epoch (seeded by the model seed and epoch count). Defaults to `true`. */
+  shuffle?: boolean;
+  /** Evaluated (clean forward) after every epoch. */
+  validation?: Dataset;
+  /** Called with progress at most ~10 times a second. Throwing stops training; fit rejects with that error. */
+  onProgress?: (p: Progress) => void;
+  /** Called after every epoch. */
+  onEpochEnd?: (e: EpochLog) => void;
+  /** Cancels training between steps; fit rejects with an `AbortError` and the model keeps its last step. */
+  signal?: AbortSignal;
+};
+
+const disposeSymbol: symbol = (Symbol as unknown as { dispose?: symbol }).dispose ?? Symbol.for('nodejs.dispose');
+
+/** A trainable network. Create one with {@link sequential}. */
+export class Model {
+  /** The layers, as given. */
+  readonly layers: readonly Layer[];
+  /** Input features per sample. */
+  readonly inputs: number;
+  /** Outputs per sample (logits for cross-entropy). */
+  readonly outputs: number;
+  readonly loss: LossName;
+  readonly seed: number;
+  /** The backend this model runs on. */
+  readonly backend: 'cpu' | 'cuda';
+  /** @internal */
+  _native: NativeModel | undefined;
+
+  /** @internal Use {@link sequential}. */
+  constructor(layers: Layer[], options: Required<Omit<SequentialOptions, 'backend'>> & { backend: 'cpu' | 'cuda' }) {
+    this.layers = layers;
+    this.loss = options.loss;
+    this.seed = options.seed;
+    this.backend = options.backend;
+    const denses = layers.filter((l): l is DenseLayer => l.type === 'dense');
+    this.inputs = denses[0]!.inputs;
+    this.outputs = denses[denses.length - 1]!.units;
+    this._native = new (native().NativeModel)({
+      inputs: this.inputs,
+      layers: layers.map((l) => (l.type === 'dense' ? { type: 'dense', units: l.units, bias: l.bias } : { ...l })),
+      loss: this.loss,
+      seed: this.seed,
+    });
+  }
+
+  /** @internal */
+  private get nat(): NativeModel {
+    if (!this._native) throw new DisposedError('this model has been disposed');
+    return this._native;
+  }
+
+  /** Optimizer steps taken so far (the noise counter of the next step). */
+  get step(): number {
+    return this.nat.state().step ?? 0;
+  }
+
+  /** Number of trainable parameters. */
+  get parameterCount(): number {
+    return this.nat.state().parameterCount ?? 0;
+  }
+
+  /** The parameter tensors in order (dense0.weight (units, inputs), dense0.bias, ...), as writable views. */
+  parameters(): Parameter[] {
+    return this.nat.parameters();
+  }
+
+  /**
+   * Trains the model. Runs on a native thread; the event loop stays free.
+   * @example
+   * const model = of.sequential([of.dense(784, 64), of.relu(), of.dense(64, 10)], { seed: 1 });
+   * const { train, test } = of.datasets.digits();
+   * const history = await model.fit(train, { estimator: of.ulr({ copies: 8 }), epochs: 1, batchSize: 64, validation: test });
+   */
+  async fit(train: Dataset, options?: FitOptions): Promise<History> {
+    const stack = new Error().stack;
+    const o = optionsObject('fit', options, [
+      'estimator', 'optimizer', 'epochs', 'batchSize', 'shuffle', 'validation', 'onProgress', 'onEpochEnd', 'signal',
+    ]) as FitOptions;
+    this.checkData('train', train);
+    if (o.validation !== undefined) this.checkData('validation', o.validation);
+    const epochs = o.epochs ?? 1;
+    const batchSize = o.batchSize ?? 32;
+    if (!is.integer(epochs) || epochs < 0) throw invalidArg('epochs', 'integer >= 0', epochs);
+    if (!is.positiveInteger(batchSize)) throw invalidArg('batchSize', 'positive integer', batchSize);
+    if (o.shuffle !== undefined && !is.bool(o.shuffle)) throw invalidArg('shuffle', 'boolean', o.shuffle);
+    for (const k of ['onProgress', 'onEpochEnd'] as const) {
+      if (o[k] !== undefined && typeof o[k] !== 'function') throw invalidArg(k, 'function', o[k]);
+    }
+    const signal = o.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArg('signal', 'AbortSignal', signal);
+    if (signal?.aborted) throw new AbortError('training was cancelled before it started');
+    const nat = this.nat;
+    const estimator = toNative(o.estimator ?? ulr());
+    const optimizer = o.optimizer ?? adam();
+    const v = o.validation;
+    const epochsOut: EpochLog[] = [];
+    const onAbort = () => nat.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await nat.fit(
+        train.x, train.y, train.rows,
+        v ? v.x : null, v ? v.y : null, v ? v.rows : 0,
+        { epochs, batchSize, shuffle: o.shuffle ?? true, estimator, optimizer },
+        o.onProgress ?? null,
+        (e) => {
+          epochsOut.push(e);
+          o.onEpochEnd?.(e);
+        },
+      );
+    } catch (err) {
+      throw withCallerStack(err, stack);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+    const col = (k: keyof EpochLog) => epochsOut.map((e) => e[k]).filter((x): x is number => typeof x === 'number');
+    return {
+      epochs: epochsOut,
+      history: { loss: col('loss'), accuracy: col('accuracy'), valLoss: col('valLoss'), valAccuracy: col('valAccuracy') },
+    };
+  }
+
+  /** Mean loss and accuracy (cross-entropy; 0 for mse) of a clean forward pass over a data set. */
+  evaluate(data: Dataset): { loss: number; accuracy: number } {
+    this.checkData('data', data);
+    return this.nat.evaluate(data.x, data.y, data.rows);
+  }
+
+  /** Clean forward pass: rows × outputs (logits for cross-entropy models). */
+  predict(x: Float32Array | Dataset, rows?: number): Float32Array {
+    if (!(x instanceof Float32Array)) {
+      this.checkData('data', x);
+      return this.nat.predict(x.x, x.rows);
+    }
+    const r = rows ?? x.length / this.inputs;
+    if (!is.integer(r) || r < 0 || r * this.inputs !== x.length) {
+      throw new ShapeError(`x has ${x.length} values, which is not a whole number of rows of ${this.inputs} inputs`);
+    }
+    return this.nat.predict(x, r);
+  }
+
+  /**
+   * Gradient of the mean loss of one batch, per parameter (in {@link parameters} order), without updating.
+   * With ULR this is one stochastic estimate; `step` picks the noise (defaults to the model's step counter).
+   */
+  gradients(
+    batch: { x: Float32Array; y: Int32Array | Float32Array; rows?: number },
+    options?: { estimator?: Estimator; step?: number },
+  ): Float32Array[] {
+    const o = optionsObject('gradients', options, ['estimator', 'step']);
+    if (!is.plainObject(batch)) throw invalidArg('batch', 'an object { x, y }', batch);
+    const rows = batch.rows ?? batch.x.length / this.inputs;
+    this.checkData('batch', { x: batch.x, y: batch.y, rows, shape: [this.inputs] });
+    if (o.step !== undefined && (!is.integer(o.step) || (o.step as number) < 0 || (o.step as number) >= 2 ** 32)) {
+      throw invalidArg('step', 'integer in [0, 2^32)', o.step);
+    }
+    const est = toNative((o.estimator as Estimator | undefined) ?? ulr());
+    const { grads } = this.nat.gradients(batch.x, batch.y, rows, est, o.step as number | undefined);
+    const out: Float32Array[] = [];
+    let off = 0;
+    for (const p of this.nat.parameters()) {
+      out.push(grads.slice(off, off + p.data.length));
+      off += p.data.length;
+    }
+    return out;
+  }
+
+  /** One optimizer step on one batch (what fit does per batch); returns the batch loss. */
+  trainStep(batch: { x: Float32Array; y: Int32Array | Float32Array; rows?: number }, options?: { estimator?: Estimator; optimizer?: Optimizer }): number {
+    const o = optionsObject('trainStep', options, ['estimator', 'optimizer']);
+    const rows = batch.rows ?? batch.x.length / this.inputs;
+    this.checkData('batch', { x: batch.x, y: batch.y, rows, shape: [this.inputs] });
+    const est = toNative((o.estimator as Estimator | undefined) ?? ulr());
+    return this.nat.trainStep(batch.x, batch.y, rows, est, (o.optimizer as Optimizer | undefined) ?? adam()).loss;
+  }
+
+  /** Frees native memory (parameter views already handed out stay valid). Idempotent. */
+  dispose(): void {
+    this._native?.dispose();
+    this._native = undefined;
+  }
+
+  /** `using model = of.sequential(...)` disposes at scope end. */
+  [disposeSymbol](): void {
+    this.dispose();
+  }
+
+  /** @internal */
+  private checkData(name: string, d: Dataset): void {
+    const cols = checkDataset(name, d);
+    if (cols !== this.inputs) throw new ShapeError(`${name} has ${cols} features per row, the model expects ${this.inputs}`);
+    const want = this.loss === 'crossEntropy' ? d.rows : d.rows * this.outputs;
+    if (this.loss === 'crossEntropy' && !(d.y instanceof Int32Array)) {
+      throw invalidArg(`${name}.y`, 'Int32Array of class labels (crossEntropy loss)', d.y);
+    }
+    if (this.loss === 'mse' && !(d.y instanceof Float32Array)) throw invalidArg(`${name}.y`, 'Float32Array of targets (mse loss)', d.y);
+    if (d.y.length !== want) throw new ShapeError(`${name}.y has ${d.y.length} values, expected ${want}`);
+  }
+}
+
+/**
+ * Builds a sequential model. Dense layers must chain (each one's `inputs` equals the previous `units`);
+ * each dense layer may be followed by one activation.
+ * @example
+ * const model = of.sequential([of.dense(784, 256), of.relu(), of.dense(256, 10)], { seed: 1 });
+ */
+export function sequential(layers: Layer[], options?: SequentialOptions): Model {
+  const o = optionsObject('sequential', options, ['seed', 'loss', 'backend']);
+  if (!Array.isArray(layers) || layers.length === 0) throw invalidArg('layers', 'non-empty array of layers', layers);
+  const seed = o.seed ?? 0;
+  if (!is.integer(seed) || (seed as number) < 0 || (seed as number) > 2 ** 53) throw invalidArg('seed', 'integer in [0, 2^53]', seed);
+  const loss = o.loss ?? 'crossEntropy';
+  if (!(LOSSES as readonly unknown[]).includes(loss)) throw invalidArg('loss', LOSSES.join(' | '), loss);
+  let width: number | undefined;
+  let prev: Layer | undefined;
+  layers.forEach((l, i) => {
+    if (!is.plainObject(l) || (l.type !== 'dense' && l.type !== 'activation')) throw invalidArg(`layers[${i}]`, 'a layer (of.dense(), of.relu(), ...)', l);
+    if (l.type === 'dense') {
+      if (width !== undefined && l.inputs !== width) {
+        throw new ShapeError(`layers[${i}]: dense expects ${l.inputs} inputs but the previous layer gives ${width}`);
+      }
+      width = l.units;
+    } else {
+      if (!prev) throw new ConfigError('the first layer must be dense (an activation needs a layer before it)');
+      if (prev.type === 'activation') throw new ConfigError(`layers[${i}]: two activations in a row are not supported`);
+    }
+    prev = l;
+  });
+  if (loss === 'crossEntropy' && (width ?? 0) < 2) throw new ConfigError('crossEntropy needs at least 2 outputs');
+  return new Model([...layers], { seed: seed as number, loss: loss as LossName, backend: resolveBackend(o.backend as string | undefined) });
+}

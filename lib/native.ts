@@ -1,0 +1,172 @@
+/**
+ * Loads the native addon once and types its whole surface (node-llama-cpp's AddonTypes). Nothing else
+ * in lib/ touches `require` of the .node file. `ONEFORWARD_NATIVE` may point at a specific .node build.
+ */
+import * as path from 'path';
+import * as fs from 'fs';
+import { BackendError, errorClasses } from './errors';
+
+/** @internal */
+export type NativeLayer =
+  | { type: 'dense'; units: number; bias?: boolean }
+  | { type: 'activation'; activation: string; alpha?: number };
+
+/** @internal */
+export type NativeModelSpec = { inputs: number; layers: NativeLayer[]; loss: string; seed: number };
+
+/** @internal */
+export type NativeEstimator = {
+  kind: 'bp' | 'ulr';
+  copies?: number;
+  sigma?: number | number[];
+  antithetic?: boolean;
+  baseline?: string;
+  sharedPrefix?: boolean;
+  storeNoise?: boolean;
+  seed?: number;
+};
+
+/** @internal */
+export type NativeOptimizer = {
+  kind: 'sgd' | 'adam' | 'adamw';
+  lr: number;
+  momentum?: number;
+  nesterov?: boolean;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  clipNorm?: number;
+};
+
+/** @internal */
+export type NativeEpoch = {
+  epoch: number;
+  loss: number;
+  accuracy: number;
+  valLoss?: number;
+  valAccuracy?: number;
+  seconds: number;
+  steps: number;
+};
+
+/** @internal */
+export type NativeProgress = {
+  epoch: number;
+  epochs: number;
+  step: number;
+  steps: number;
+  loss: number;
+  accuracy: number;
+  samplesPerSecond: number;
+  elapsed: number;
+};
+
+/** @internal */
+export type Targets = Int32Array | Float32Array;
+
+/** @internal */
+export interface NativeModel {
+  parameters(): { name: string; shape: number[]; data: Float32Array }[];
+  predict(x: Float32Array, rows: number): Float32Array;
+  evaluate(x: Float32Array, y: Targets, rows: number): { loss: number; accuracy: number };
+  gradients(x: Float32Array, y: Targets, rows: number, estimator: NativeEstimator, step?: number): {
+    grads: Float32Array;
+    loss: number;
+  };
+  trainStep(x: Float32Array, y: Targets, rows: number, estimator: NativeEstimator, optimizer: NativeOptimizer): {
+    loss: number;
+  };
+  fit(
+    x: Float32Array,
+    y: Targets,
+    rows: number,
+    valX: Float32Array | null,
+    valY: Targets | null,
+    valRows: number,
+    config: { epochs: number; batchSize: number; shuffle: boolean; estimator: NativeEstimator; optimizer: NativeOptimizer },
+    onProgress: ((p: NativeProgress) => void) | null,
+    onEpoch: ((e: NativeEpoch) => void) | null,
+  ): Promise<NativeEpoch[]>;
+  cancel(): void;
+  dispose(): void;
+  state(): {
+    disposed: boolean;
+    step?: number;
+    epochs?: number;
+    busy?: boolean;
+    parameterCount?: number;
+    inputs?: number;
+    outputs?: number;
+  };
+}
+
+/** @internal */
+export type NativeBackendInfo = {
+  compiled: string[];
+  active: string;
+  reason: string;
+  threads: number;
+  simd: string;
+  blas: string;
+};
+
+/** @internal The whole N-API surface of the addon. */
+export type NativeBinding = {
+  NativeModel: new (spec: NativeModelSpec) => NativeModel;
+  backendInfo(): NativeBackendInfo;
+  setThreads(n: number): number;
+  setErrorClasses(classes: object): void;
+  gemm(
+    C: Float32Array,
+    A: Float32Array,
+    B: Float32Array,
+    M: number,
+    N: number,
+    K: number,
+    transA: boolean,
+    transB: boolean,
+    alpha: number,
+    beta: number,
+    kscale: Float32Array | null,
+    naive: boolean,
+  ): void;
+  noise(rows: number, cols: number, seed: number, step: number, layer: number, row0: number, antithetic: boolean): Float32Array;
+  philox(c0: number, c1: number, c2: number, c3: number, k0: number, k1: number): Uint32Array;
+};
+
+const root = path.resolve(__dirname, '..', '..');
+const candidates = [
+  process.env.ONEFORWARD_NATIVE,
+  path.join(root, 'build', 'Release', 'oneforward.node'),
+  path.join(root, 'build-gyp', 'build', 'Release', 'oneforward.node'),
+].filter((p): p is string => typeof p === 'string' && p.length > 0);
+
+function load(): NativeBinding {
+  const errors: string[] = [];
+  for (const file of candidates) {
+    if (!fs.existsSync(file)) {
+      errors.push(`${file}: not found`);
+      continue;
+    }
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const binding = require(file) as NativeBinding;
+      binding.setErrorClasses(errorClasses);
+      return binding;
+    } catch (err) {
+      errors.push(`${file}: ${(err as Error).message}`);
+    }
+  }
+  throw new BackendError(
+    `Could not load the oneforward native module.\n  Tried:\n    ${errors.join('\n    ')}\n` +
+      `  Possible solutions:\n    - Build it: npm run build:native (needs cmake and a C++17 compiler)\n` +
+      `    - Or with node-gyp: npm run build:gyp\n    - Or point ONEFORWARD_NATIVE at a built oneforward.node`,
+  );
+}
+
+let cached: NativeBinding | undefined;
+/** @internal The loaded binding (loaded on first use). */
+export function native(): NativeBinding {
+  return (cached ??= load());
+}
