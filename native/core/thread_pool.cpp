@@ -33,7 +33,9 @@ ThreadPool::~ThreadPool() { stop(); }
 void ThreadPool::start(int n) {
     n_threads_ = n < 1 ? 1 : n;
     quit_ = false;
-    for (int i = 1; i < n_threads_; i++) workers_.emplace_back(&ThreadPool::worker, this, i);
+    // Workers start from the generation of now: a job posted before a new thread first runs is not missed.
+    uint64_t gen = generation_.load();
+    for (int i = 1; i < n_threads_; i++) workers_.emplace_back(&ThreadPool::worker, this, gen);
 }
 
 void ThreadPool::stop() {
@@ -63,8 +65,7 @@ void ThreadPool::run_tasks() {
     }
 }
 
-void ThreadPool::worker(int) {
-    uint64_t seen = generation_.load();
+void ThreadPool::worker(uint64_t seen) {
     for (;;) {
         // Spin for a while before sleeping: jobs arrive in bursts within one training step.
         int spins = 0;
@@ -100,7 +101,11 @@ void ThreadPool::parallel_for(int n_tasks, const TaskFn& fn) {
     }
     wake_cv_.notify_all();
     run_tasks();
-    while (active_.load(std::memory_order_acquire) != 0) OF_PAUSE();
+    // Wait for the workers; yield after a while so an oversubscribed machine can run them.
+    for (int spins = 0; active_.load(std::memory_order_acquire) != 0; spins++) {
+        if (spins < 4096) OF_PAUSE();
+        else std::this_thread::yield();
+    }
     fn_ = nullptr;
 }
 

@@ -29,7 +29,7 @@ class ThreadPool {
     ThreadPool();
     void start(int n);
     void stop();
-    void worker(int index);
+    void worker(uint64_t start_generation);
     void run_tasks();
 
     int n_threads_ = 1;

@@ -3,7 +3,8 @@
 // Comparison rule: |got - want| <= atol + rtol * |want| for every element.
 
 /** Structural type of the part of tap's Test object used here. */
-export type TapLike = { ok(value: unknown, message?: string, extra?: object): boolean };
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type TapLike = { ok(value: any, ...rest: any[]): boolean };
 
 export type CloseOptions = { atol?: number; rtol?: number; label?: string };
 

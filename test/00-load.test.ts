@@ -1,0 +1,50 @@
+// The package loads both ways (CJS, ESM), reports its backend, and the two build descriptions agree.
+import t from 'tap';
+import * as fs from 'fs';
+import * as path from 'path';
+import { execFileSync } from 'child_process';
+import * as of from '../lib/index';
+
+const root = path.resolve(__dirname, '..', '..');
+
+t.test('backend.info reports the CPU backend and why', async (t) => {
+  const info = of.backend.info();
+  t.same(info.compiled, ['cpu']);
+  t.equal(info.active, 'cpu');
+  t.match(info.reason, /CUDA/);
+  t.ok(info.threads >= 1);
+  t.match(info.simd, /^(avx512|avx2|scalar)$/);
+  t.same(info.devices, { cpu: 1, cuda: 0 });
+});
+
+t.test('backend: cuda where none is compiled is a BackendError', async (t) => {
+  t.throws(() => of.sequential([of.dense(2, 2)], { backend: 'cuda' }), { name: 'BackendError', code: 'ERR_BACKEND', message: /not available/ });
+  const m = of.sequential([of.dense(2, 2)], { backend: 'auto' });
+  t.equal(m.backend, 'cpu');
+  m.dispose();
+});
+
+t.test('CommonJS and ESM entry points export the same API', async (t) => {
+  const cjs = execFileSync(process.execPath, ['-e', "const of=require(process.argv[1]);console.log(Object.keys(of).sort().join(','))", root], { encoding: 'utf8' });
+  const esm = execFileSync(process.execPath, ['--input-type=module', '-e', "const of=await import(process.argv[1]);console.log(Object.keys(of).filter(k=>k!=='default').sort().join(','))", path.join(root, 'dist', 'lib', 'index.mjs')], { encoding: 'utf8' });
+  t.equal(esm, cjs);
+  for (const name of ['sequential', 'dense', 'relu', 'ulr', 'bp', 'adam', 'adamw', 'sgd', 'datasets', 'backend', 'OneForwardError']) {
+    t.ok(cjs.split(',').map((s) => s.trim()).includes(name), `exports ${name}`);
+  }
+});
+
+t.test('binding.gyp lists exactly the CPU sources of CMakeLists.txt', async (t) => {
+  const cmake = fs.readFileSync(path.join(root, 'CMakeLists.txt'), 'utf8');
+  const block = /set\(ONEFORWARD_CPU_SOURCES([^)]*)\)/.exec(cmake);
+  t.ok(block, 'CMake source list found');
+  const cmakeSources = block![1]!.split(/\s+/).filter(Boolean);
+  const gyp = JSON.parse(fs.readFileSync(path.join(root, 'binding.gyp'), 'utf8')) as { targets: { sources: string[] }[] };
+  t.same([...gyp.targets[0]!.sources].sort(), [...cmakeSources].sort());
+  for (const s of cmakeSources) t.ok(fs.existsSync(path.join(root, s)), `${s} exists`);
+});
+
+t.test('package.json builds offline from node-api-headers', async (t) => {
+  const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
+  t.same(pkg.binary, { napi_versions: [8] });
+  t.match(pkg.scripts.install, /cmake-js compile/);
+});

@@ -1,0 +1,54 @@
+// Philox4x32-10 known answers (Random123 kat_vectors), normality of the noise, antithetic pairs, and
+// that noise is a pure function of (seed, step, layer, row, neuron): independent of thread count and order.
+import t from 'tap';
+import * as of from '../lib/index';
+import { nat } from './helpers/native';
+import { ksNormal, mean, variance } from './helpers/stats';
+
+const hex = (a: Uint32Array) => Array.from(a, (v) => v.toString(16).padStart(8, '0'));
+
+t.test('Philox4x32-10 matches the Random123 known-answer vectors', async (t) => {
+  t.same(hex(nat.philox(0, 0, 0, 0, 0, 0)), ['6627e8d5', 'e169c58d', 'bc57ac4c', '9b00dbd8']);
+  const f = 0xffffffff;
+  t.same(hex(nat.philox(f, f, f, f, f, f)), ['408f276d', '41c83b0e', 'a20bc7c6', '6d5451fd']);
+  t.same(hex(nat.philox(0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0)), ['d16cfe09', '94fdcceb', '5001e420', '24126ea1']);
+});
+
+t.test('noise is standard normal (KS test at fixed seeds, alpha = 0.001)', async (t) => {
+  for (const seed of [1, 7, 123456789]) {
+    const z = nat.noise(64, 257, seed, 3, 1, 0, false);
+    const { d, p } = ksNormal(z);
+    t.ok(p > 0.001, `seed ${seed}: KS d=${d.toFixed(5)} p=${p.toFixed(4)}`);
+    t.ok(Math.abs(mean(z)) < 5 / Math.sqrt(z.length), `seed ${seed}: mean ${mean(z).toFixed(5)}`);
+    t.ok(Math.abs(variance(z) - 1) < 0.03, `seed ${seed}: variance ${variance(z).toFixed(4)}`);
+  }
+});
+
+t.test('antithetic rows are exact negations of their even partner', async (t) => {
+  const cols = 37;
+  const z = nat.noise(10, cols, 5, 0, 0, 0, true);
+  let ok = true;
+  for (let r = 1; r < 10; r += 2) for (let j = 0; j < cols; j++) ok &&= z[r * cols + j] === -z[(r - 1) * cols + j]!;
+  t.ok(ok, 'row 2i+1 = -row 2i');
+  const plain = nat.noise(10, cols, 5, 0, 0, 0, false);
+  t.same(Array.from(z.subarray(0, cols)), Array.from(plain.subarray(0, cols)), 'even rows are the plain noise');
+});
+
+t.test('noise is a pure function of its counters', async (t) => {
+  const cols = 33;
+  const all = nat.noise(20, cols, 9, 4, 2, 0, true);
+  const part = nat.noise(9, cols, 9, 4, 2, 11, true); // rows 11..19, starting on an odd (antithetic) row
+  t.same(Array.from(part), Array.from(all.subarray(11 * cols)), 'an offset range equals the slice of the full range');
+  t.not(nat.noise(1, cols, 9, 5, 2, 0, false)[0], all[0], 'another step gives other noise');
+  t.not(nat.noise(1, cols, 9, 4, 3, 0, false)[0], all[0], 'another layer gives other noise');
+  t.not(nat.noise(1, cols, 10, 4, 2, 0, false)[0], all[0], 'another seed gives other noise');
+});
+
+t.test('noise bits do not depend on the thread count', async (t) => {
+  of.backend.setThreads(1);
+  const one = nat.noise(300, 129, 3, 1, 0, 0, true);
+  of.backend.setThreads(2);
+  const two = nat.noise(300, 129, 3, 1, 0, 0, true);
+  of.backend.setThreads(0);
+  t.ok(Buffer.from(one.buffer).equals(Buffer.from(two.buffer)), '1 thread and 2 threads give identical bits');
+});
