@@ -5,7 +5,7 @@
 // Each of B samples runs as K noisy copies (R = B K rows) through one forward pass with noise in every dense
 // pre-activation:   V~_l = A_{l-1} W_l^T + b_l + sigma_l E_l,   A_l = phi_l(V~_l),   E_l ~ N(0, I)
 // Per-row losses l[r] give weights  w[r] = (l[r] - beta[r]) / (B K)  (beta: leave-one-out mean of the other
-// K-1 copies of the same sample), and for every layer at once:
+// copies of the same sample, leaving out the antithetic partner too), and for every layer at once:
 //   grad W_l = (1 / sigma_l) (diag(w) E_l)^T A_{l-1}      grad b_l = (1 / sigma_l) sum_r w[r] E_l[r, :]
 // (score of the normal density: s(e) = e). No derivative of phi or of the loss is used.
 //
@@ -82,7 +82,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
 
     // ---- row weights: loss minus baseline, over B K ----
     float* w = ws.w.data();
-    k.lr_row_weights(w, loss, B, K, c.baseline, 1.0f / float(R));
+    k.lr_row_weights(w, loss, B, K, c.baseline, c.antithetic, 1.0f / float(R));
 
     // ---- gradients: one reduction per layer, all from the same row weights ----
     float* grads = m.grads.data();

@@ -25,7 +25,7 @@ struct KernelTable {
                             int rep, LossKind kind);
     void (*loss_backward)(float* dy, const float* y, const int32_t* labels, const float* values, int R, int C,
                           LossKind kind);
-    void (*lr_row_weights)(float* w, const float* loss, int B, int K, Baseline baseline, float scale);
+    void (*lr_row_weights)(float* w, const float* loss, int B, int K, Baseline baseline, bool antithetic, float scale);
     void (*lr_copy_sum)(float* G, const float* w, const float* E, int B, int K, int O, const NoiseSpec* regen);
     void (*lr_bias_reduce)(float* db, const float* w, const float* E, int R, int O, float alpha, bool accumulate);
     void (*col_sum)(float* db, const float* d, int R, int O);

@@ -447,7 +447,8 @@ export function smoothedGradient(m: RefModel, x: ArrayLike<number>, rows: number
  * eps[d][r][k][unit] ~ N(0,1) drawn from normal() in order (d, r, k, unit), except that
  * with antithetic=true an odd copy k reuses -eps of copy k-1.
  *   l[r,k]    = per-row loss of the noisy output of copy (r,k)
- *   beta[r,k] = mean_{j != k} l[r,j]  ('loo')  or 0  ('none')
+ *   beta[r,k] = mean_{j != k} l[r,j]  ('loo'; with antithetic pairs j also != partner of k,
+ *   since the partner's loss depends on -eps_k)  or 0  ('none')
  *   w[r,k]    = (l[r,k] - beta[r,k]) / (rows*K)
  *   grad W_d  = sum_{r,k} w[r,k]/sigma[d] * eps[d][r][k] (outer) input_d[r,k]
  *   grad b_d  = sum_{r,k} w[r,k]/sigma[d] * eps[d][r][k]
@@ -508,7 +509,10 @@ export function lrGradient(m: RefModel, x: ArrayLike<number>, rows: number, y: A
     for (let k = 0; k < K; k++) total += l[r * K + k]!;
     for (let k = 0; k < K; k++) {
       const n = r * K + k;
-      const beta = opts.baseline === 'loo' ? (total - l[n]!) / (K - 1) : 0;
+      const partner = n ^ 1;
+      const beta = opts.baseline !== 'loo' ? 0
+        : !opts.antithetic ? (total - l[n]!) / (K - 1)
+        : K > 2 ? (total - l[n]! - l[partner]!) / (K - 2) : 0;
       w[n] = (l[n]! - beta) / N;
     }
   }

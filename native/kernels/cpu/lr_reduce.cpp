@@ -13,19 +13,26 @@
 
 namespace of::cpu {
 
-// baseline LeaveOneOut: beta[b, k] = (sum_j loss[b, j] - loss[b, k]) / (K - 1): independent of copy k's own
-// noise, so the estimator stays unbiased, and it removes the per-sample loss level (most of the variance).
-void lr_row_weights(float* w, const float* loss, int B, int K, Baseline baseline, float scale) {
+// baseline LeaveOneOut: beta[b, k] = mean loss of the sample's other copies. It must not depend on copy k's
+// own noise (METHOD.md section 1), so with antithetic pairs the partner (whose noise is -eps_k) is left out
+// too: beta = mean over the other K - 2 copies. The two copies of a pair then share one beta, which cancels
+// in (l(eps) - beta) eps + (l(-eps) - beta)(-eps) = (l(eps) - l(-eps)) eps: with pairs the baseline only
+// guards float cancellation. (Leaving only the copy itself out would bias the estimate by K / (K - 1).)
+void lr_row_weights(float* w, const float* loss, int B, int K, Baseline baseline, bool antithetic, float scale) {
     for (int b = 0; b < B; b++) {
         const float* l = loss + int64_t(b) * K;
         float* wb = w + int64_t(b) * K;
         double sum = 0.0;  // float64: K losses of similar size, cancellation in sum - l[k]
         for (int k = 0; k < K; k++) sum += l[k];
         for (int k = 0; k < K; k++) {
-            float beta = 0.0f;
-            if (baseline == Baseline::LeaveOneOut) beta = float((sum - l[k]) / double(K - 1));
-            else if (baseline == Baseline::BatchMean) beta = float(sum / double(K));
-            wb[k] = (l[k] - beta) * scale;
+            double beta = 0.0;
+            if (baseline == Baseline::LeaveOneOut) {
+                if (!antithetic) beta = (sum - l[k]) / double(K - 1);
+                else if (K > 2) beta = (sum - l[k] - l[k ^ 1]) / double(K - 2);
+            } else if (baseline == Baseline::BatchMean) {
+                beta = sum / double(K);
+            }
+            wb[k] = float((double(l[k]) - beta) * scale);
         }
     }
 }

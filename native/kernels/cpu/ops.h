@@ -53,7 +53,8 @@ int64_t loss_forward(float* loss, const float* y, const int32_t* labels, const f
 void loss_backward(float* dy, const float* y, const int32_t* labels, const float* values, int R, int C, LossKind kind);
 
 // LR row weights: w[b, k] = (loss[b, k] - baseline[b, k]) * scale; loss, w (B * K), w overwritten.
-void lr_row_weights(float* w, const float* loss, int B, int K, Baseline baseline, float scale);
+// With antithetic pairs (copies 2j, 2j+1) the leave-one-out baseline leaves the whole pair out.
+void lr_row_weights(float* w, const float* loss, int B, int K, Baseline baseline, bool antithetic, float scale);
 // Shared-prefix copy sum: G[b, o] = sum_k w[b, k] * E[b * K + k, o]; G (B, O) overwritten, E (B * K, O).
 // E == nullptr: the noise is regenerated from `regen` (row0 = the batch's first row) instead of read.
 void lr_copy_sum(float* G, const float* w, const float* E, int B, int K, int O, const NoiseSpec* regen);
