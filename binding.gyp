@@ -7,6 +7,7 @@
         "native/core/thread_pool.cpp",
         "native/kernels/cpu/gemm.cpp",
         "native/kernels/cpu/activation.cpp",
+        "native/kernels/cpu/noise.cpp",
         "native/kernels/cpu/loss.cpp",
         "native/kernels/cpu/lr_reduce.cpp",
         "native/kernels/cpu/optimizer.cpp",
@@ -24,7 +25,7 @@
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
-      "cflags_cc": ["-std=c++17", "-O3", "-ffp-contract=off", "-fexceptions", "-frtti"],
+      "cflags_cc": ["-std=c++17", "-O3", "-ffp-contract=off", "-fno-math-errno", "-fexceptions", "-frtti", "-Wno-psabi"],
       "xcode_settings": { "GCC_ENABLE_CPP_EXCEPTIONS": "YES", "OTHER_CPLUSPLUSFLAGS": ["-std=c++17", "-O3", "-ffp-contract=off"] },
       "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1 } }
     }

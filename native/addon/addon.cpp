@@ -66,7 +66,8 @@ Napi::Value GemmJs(const Napi::CallbackInfo& info) {
     OF_NAPI_END(env)
 }
 
-// noise(rows, cols, seed, step, layer, row0, antithetic) -> Float32Array: the engine's noise, for RNG tests.
+// noise(rows, cols, seed, step, layer, row0, antithetic, naive?) -> Float32Array: the engine's noise (or the
+// scalar normal_at() oracle when naive), for RNG tests.
 Napi::Value NoiseJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
@@ -77,7 +78,18 @@ Napi::Value NoiseJs(const Napi::CallbackInfo& info) {
                  uint32_t(require_int(info[4], "layer", 0, 0xffffff)),
                  uint32_t(require_int(info[5], "row0", 0, 0xffffffffll)), info[6].ToBoolean()};
     Napi::Float32Array out = Napi::Float32Array::New(env, size_t(R) * O);
-    cpu_kernels().noise_fill(out.Data(), R, O, ns);
+    if (!info[7].ToBoolean()) {
+        cpu_kernels().noise_fill(out.Data(), R, O, ns);
+    } else {
+        for (int r = 0; r < R; r++) {
+            uint32_t g = ns.row0 + uint32_t(r);
+            bool odd = ns.antithetic && (g & 1);
+            float* e = out.Data() + int64_t(r) * O;
+            cpu::normal_row_naive(e, O, odd ? g & ~1u : g, ns.layer, ns.step, ns.seed);
+            if (odd)
+                for (int o = 0; o < O; o++) e[o] = -e[o];
+        }
+    }
     return out;
     OF_NAPI_END(env)
 }

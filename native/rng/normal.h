@@ -77,11 +77,16 @@ OF_HOST_DEVICE void box_muller(uint32_t a, uint32_t b, float* z0, float* z1) {
     *z1 = r * s;
 }
 
-// The 4 normals of one Philox call: element group g of (row, layer) at step for seed.
-OF_HOST_DEVICE void normal4(uint32_t g, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed, float out[4]) {
-    U32x4 u = philox4x32_10(g, row, philox_stream(kStreamNoise, layer), step, uint32_t(seed), uint32_t(seed >> 32));
-    box_muller(u.v[0], u.v[1], &out[0], &out[1]);
-    box_muller(u.v[2], u.v[3], &out[2], &out[3]);
+// Layout of the noise in a row (fixed project-wide; CPU and CUDA must agree): neurons come in blocks of 64;
+// block b uses the 16 Philox counters c0 = 16 b + l (l = 0..15), and neuron j = 64 b + 16 w + l takes word w
+// of counter 16 b + l. Words (0, 1) and (2, 3) are Box-Muller pairs: w = 0, 2 -> r cos, w = 1, 3 -> r sin.
+// So 16 SIMD lanes (or 16 GPU threads) each run one Philox call and write four contiguous 16-float rows.
+OF_HOST_DEVICE float normal_at(uint32_t j, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed) {
+    uint32_t c0 = (j >> 6) * 16u + (j & 15u), w = (j >> 4) & 3u;
+    U32x4 u = philox4x32_10(c0, row, philox_stream(kStreamNoise, layer), step, uint32_t(seed), uint32_t(seed >> 32));
+    float z0, z1;
+    box_muller(u.v[w & 2u], u.v[(w & 2u) + 1], &z0, &z1);
+    return (w & 1u) ? z1 : z0;
 }
 
 }  // namespace of

@@ -120,53 +120,6 @@ void bias_act_forward(float* a, float* v, const float* bias, int R, int O, Act a
     });
 }
 
-// Standard normals for one row: n values, groups of 4 from one Philox call each. Cloned per ISA so the
-// Philox rounds and Box-Muller vectorize; every clone does the same IEEE operations (no FMA contraction:
-// the build sets -ffp-contract=off), so all give the same bits.
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void normal_row(float* out, int n, uint32_t row,
-                                                                                 uint32_t layer, uint32_t step,
-                                                                                 uint64_t seed) {
-    int groups = n / 4;
-    uint32_t stream = philox_stream(kStreamNoise, layer);
-    uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
-    for (int g = 0; g < groups; g++) {
-        U32x4 u = philox4x32_10(uint32_t(g), row, stream, step, k0, k1);
-        box_muller(u.v[0], u.v[1], &out[4 * g], &out[4 * g + 1]);
-        box_muller(u.v[2], u.v[3], &out[4 * g + 2], &out[4 * g + 3]);
-    }
-    if (n % 4) {
-        float tail[4];
-        normal4(uint32_t(groups), row, layer, step, seed, tail);
-        for (int j = 0; j < n % 4; j++) out[4 * groups + j] = tail[j];
-    }
-}
-
-// Rows [r0, r1) of E (R, O): each antithetic odd row negates its even partner (regenerated when the
-// partner lies outside this range).
-static void noise_rows(float* E, int r0, int r1, int O, const NoiseSpec& ns) {
-    for (int r = r0; r < r1; r++) {
-        uint32_t g = ns.row0 + uint32_t(r);
-        float* e = E + int64_t(r) * O;
-        if (ns.antithetic && (g & 1)) {
-            if (r > r0) {  // the even partner was just written: negate it
-                const float* p = e - O;
-                for (int o = 0; o < O; o++) e[o] = -p[o];
-                continue;
-            }
-            normal_row(e, O, g & ~1u, ns.layer, ns.step, ns.seed);
-            for (int o = 0; o < O; o++) e[o] = -e[o];
-        } else {
-            normal_row(e, O, g, ns.layer, ns.step, ns.seed);
-        }
-    }
-}
-
-void noise_fill_serial(float* E, int R, int O, const NoiseSpec& ns) { noise_rows(E, 0, R, O, ns); }
-
-void noise_fill(float* E, int R, int O, const NoiseSpec& ns) {
-    for_row_chunks(R, 8, [&](int r0, int r1) { noise_rows(E, r0, r1, O, ns); });
-}
-
 void noisy_bias_act_forward(float* out, float* E, const float* pre, const float* bias, float sigma, int R, int O,
                             int rep, Act act, float alpha, const NoiseSpec& ns) {
     for_row_chunks(R, 8, [&](int r0, int r1) {

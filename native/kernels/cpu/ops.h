@@ -14,8 +14,8 @@ enum class Baseline : int { LeaveOneOut = 0, None, BatchMean };
 bool act_differentiable(Act a);
 const char* act_name(Act a);
 
-// Where noise comes from: element (row, j) of layer `layer` at `step` is normal4(j / 4, row0 + row, ...)[j % 4].
-// With antithetic pairs the odd row of each pair uses the negated noise of the even row.
+// Where noise comes from: element (row, j) of layer `layer` at `step` is normal_at(j, row0 + row, layer, step,
+// seed) (rng/normal.h). With antithetic pairs the odd row of each pair uses the negated noise of the even row.
 struct NoiseSpec {
     uint64_t seed;
     uint32_t step;
@@ -38,6 +38,9 @@ void bias_act_forward(float* a, float* v, const float* bias, int R, int O, Act a
 // thread pool; noise_fill_serial runs on the calling thread (for use inside another parallel task).
 void noise_fill(float* E, int R, int O, const NoiseSpec& ns);
 void noise_fill_serial(float* E, int R, int O, const NoiseSpec& ns);
+// One row of n normals: out (n), overwritten. _naive: the scalar normal_at() per element (the oracle).
+void normal_row(float* out, int n, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed);
+void normal_row_naive(float* out, int n, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed);
 
 // Noisy: out[r, o] = act(pre[r / rep, o] + bias[o] + sigma * eps[r, o]), out (R, O) overwritten,
 // pre (R / rep, O); eps written to E (R, O) when E != nullptr. out may alias pre when rep == 1.

@@ -1,0 +1,143 @@
+// Noise generation on the CPU: rows of standard normals laid out as rng/normal.h defines (blocks of 64
+// neurons = 16 Philox calls), computed 16 lanes at a time with GCC vector types. Cloned per ISA
+// (AVX-512 / AVX2 / SSE2): every clone performs the same IEEE operations in the same order as the scalar
+// normal_at() (the build has -ffp-contract=off), so the bits never depend on the CPU -- and will match CUDA.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kernels/cpu/ops.h"
+#include "rng/normal.h"
+
+namespace of::cpu {
+namespace {
+
+typedef uint32_t u32x16 __attribute__((vector_size(64)));
+typedef int32_t i32x16 __attribute__((vector_size(64)));
+typedef float f32x16 __attribute__((vector_size(64)));
+typedef uint64_t u64x16 __attribute__((vector_size(128)));
+
+inline void mulhilo(u32x16 a, uint32_t m, u32x16* hi, u32x16* lo) {
+    u64x16 p = __builtin_convertvector(a, u64x16) * uint64_t(m);
+    *hi = __builtin_convertvector(p >> 32, u32x16);
+    *lo = a * m;
+}
+
+inline f32x16 log_poly_v(f32x16 x) {  // rng/normal.h log_poly, lane-wise
+    u32x16 bits = (u32x16)x;
+    i32x16 e = (i32x16)((bits >> 23) & 0xffu) - 126;
+    f32x16 m = (f32x16)((bits & 0x007fffffu) | 0x3f000000u);
+    i32x16 small = m < 0.70710678f;  // -1 where true
+    e = e + small;
+    m = small ? m + m : m;
+    f32x16 f = m - 1.0f;
+    f32x16 z = f * f;
+    f32x16 y = f * 7.0376836292e-2f + -1.1514610310e-1f;
+    y = y * f + 1.1676998740e-1f;
+    y = y * f + -1.2420140846e-1f;
+    y = y * f + 1.4249322787e-1f;
+    y = y * f + -1.6668057665e-1f;
+    y = y * f + 2.0000714765e-1f;
+    y = y * f + -2.4999993993e-1f;
+    y = y * f + 3.3333331174e-1f;
+    y = y * f * z;
+    f32x16 fe = __builtin_convertvector(e, f32x16);
+    y = y + -2.12194440e-4f * fe;
+    y = y + -0.5f * z;
+    return f + y + 0.693359375f * fe;
+}
+
+inline void box_muller_v(u32x16 a, u32x16 b, f32x16* z0, f32x16* z1) {  // rng/normal.h box_muller, lane-wise
+    f32x16 ua = (__builtin_convertvector((i32x16)(a >> 8), f32x16) + 0.5f) * (1.0f / 16777216.0f);
+    f32x16 r2 = -2.0f * log_poly_v(ua);
+    f32x16 r;
+    for (int i = 0; i < 16; i++) r[i] = r2[i] > 0.0f ? __builtin_sqrtf(r2[i]) : 0.0f;
+    f32x16 t = __builtin_convertvector((i32x16)(b >> 8), f32x16) * (1.0f / 16777216.0f);
+    f32x16 q = t * 8.0f;
+    i32x16 j = __builtin_convertvector(q, i32x16);
+    j = (j + 1) & ~1;
+    f32x16 rr = (q - __builtin_convertvector(j, f32x16)) * 0.78539816339744830962f;
+    f32x16 zz = rr * rr;
+    f32x16 sp = ((zz * -1.9515295891e-4f + 8.3321608736e-3f) * zz + -1.6666654611e-1f) * zz * rr + rr;
+    f32x16 cp = ((zz * 2.443315711809948e-5f + -1.388731625493765e-3f) * zz + 4.166664568298827e-2f) * zz * zz -
+                0.5f * zz + 1.0f;
+    i32x16 quad = (j >> 1) & 3;
+    f32x16 sv = (quad & 1) != 0 ? cp : sp;
+    f32x16 cv = (quad & 1) != 0 ? sp : cp;
+    f32x16 s = (quad & 2) != 0 ? -sv : sv;
+    f32x16 c = ((quad + 1) & 2) != 0 ? -cv : cv;
+    *z0 = r * c;
+    *z1 = r * s;
+}
+
+// 64 normals of block `blk` of a row -> out[0..64).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void normal_block(float* out, uint32_t blk, uint32_t row,
+                                                                               uint32_t stream, uint32_t step,
+                                                                               uint32_t k0, uint32_t k1) {
+    u32x16 c0, c1 = row - u32x16{}, c2 = stream - u32x16{}, c3 = step - u32x16{};
+    for (int l = 0; l < 16; l++) c0[l] = blk * 16u + uint32_t(l);
+    for (int i = 0; i < 10; i++) {
+        u32x16 hi0, lo0, hi1, lo1;
+        mulhilo(c0, kPhiloxM0, &hi0, &lo0);
+        mulhilo(c2, kPhiloxM1, &hi1, &lo1);
+        c0 = hi1 ^ c1 ^ k0;
+        c1 = lo1;
+        c2 = hi0 ^ c3 ^ k1;
+        c3 = lo0;
+        k0 += kPhiloxW0, k1 += kPhiloxW1;
+    }
+    f32x16 z0, z1, z2, z3;
+    box_muller_v(c0, c1, &z0, &z1);
+    box_muller_v(c2, c3, &z2, &z3);
+    std::memcpy(out, &z0, 64), std::memcpy(out + 16, &z1, 64);
+    std::memcpy(out + 32, &z2, 64), std::memcpy(out + 48, &z3, 64);
+}
+
+}  // namespace
+
+// One row of n normals (layout of rng/normal.h).
+void normal_row(float* out, int n, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed) {
+    uint32_t stream = philox_stream(kStreamNoise, layer), k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
+    int full = n / 64;
+    for (int b = 0; b < full; b++) normal_block(out + 64 * b, uint32_t(b), row, stream, step, k0, k1);
+    if (n % 64) {
+        alignas(64) float tail[64];
+        normal_block(tail, uint32_t(full), row, stream, step, k0, k1);
+        std::copy(tail, tail + n % 64, out + 64 * full);
+    }
+}
+
+void normal_row_naive(float* out, int n, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed) {
+    for (int j = 0; j < n; j++) out[j] = normal_at(uint32_t(j), row, layer, step, seed);
+}
+
+// Rows [r0, r1) of E (R, O): each antithetic odd row negates its even partner (regenerated when the
+// partner lies outside this range).
+static void noise_rows(float* E, int r0, int r1, int O, const NoiseSpec& ns) {
+    for (int r = r0; r < r1; r++) {
+        uint32_t g = ns.row0 + uint32_t(r);
+        float* e = E + int64_t(r) * O;
+        if (ns.antithetic && (g & 1)) {
+            if (r > r0) {  // the even partner was just written: negate it
+                const float* p = e - O;
+                for (int o = 0; o < O; o++) e[o] = -p[o];
+                continue;
+            }
+            normal_row(e, O, g & ~1u, ns.layer, ns.step, ns.seed);
+            for (int o = 0; o < O; o++) e[o] = -e[o];
+        } else {
+            normal_row(e, O, g, ns.layer, ns.step, ns.seed);
+        }
+    }
+}
+
+void noise_fill_serial(float* E, int R, int O, const NoiseSpec& ns) { noise_rows(E, 0, R, O, ns); }
+
+void noise_fill(float* E, int R, int O, const NoiseSpec& ns) {
+    int chunk = std::max(8, (R + 63) / 64);
+    int tasks = (R + chunk - 1) / chunk;
+    ThreadPool::instance().parallel_for(tasks, [&](int t) { noise_rows(E, t * chunk, std::min(R, (t + 1) * chunk), O, ns); });
+}
+
+}  // namespace of::cpu
