@@ -117,6 +117,80 @@ void ukernel_scalar(int kc, const float* Ap, const float* Bp, float* C, ptrdiff_
     store_tile(acc, 8, C, rsc, csc, mr, nr, alpha, beta, first);
 }
 
+// ---- narrow shapes (AVX-512): no packing ----
+// A ULR output layer is a tall, narrow GEMM (2048 rows x 10 classes): an NR-wide tile would be 2/3 padding
+// and packing the tall operand would cost as much as the multiply. Two direct kernels instead:
+//   dot:   C (M, N<=12) = A (M, K) B^T with A rows and B rows contiguous (csa = rsb = 1): per row pair,
+//          N x 2 accumulators over K in 16-lane chunks, then a fixed reduction tree.
+//   outer: C (M<=12, N) = A^T-ish (M, K) diag(s) B (K, N) with B rows contiguous (csb = 1): per 32-column
+//          strip, M x 2 accumulators; each step broadcasts A(i, p) s[p] and adds a rank-1 update.
+// Both are deterministic per element (fixed order over K); their bits differ from the packed path's.
+constexpr int kNarrow = 12;
+
+__attribute__((target("avx512f,fma"))) void dot_rows_avx512(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A,
+                                                               ptrdiff_t rsa, const float* B, ptrdiff_t csb, int rows,
+                                                               int N, int K, float alpha, float beta) {
+    for (int i = 0; i < rows; i += 2) {
+        const int nr = std::min(2, rows - i);
+        const float* a0 = A + i * rsa;
+        const float* a1 = nr > 1 ? a0 + rsa : a0;
+        __m512 acc0[kNarrow], acc1[kNarrow];
+#pragma GCC unroll 12
+        for (int j = 0; j < kNarrow; j++) acc0[j] = _mm512_setzero_ps(), acc1[j] = _mm512_setzero_ps();
+        for (int p = 0; p < K; p += 16) {
+            __mmask16 mk = K - p >= 16 ? __mmask16(0xffff) : __mmask16((1u << (K - p)) - 1);
+            __m512 x0 = _mm512_maskz_loadu_ps(mk, a0 + p), x1 = _mm512_maskz_loadu_ps(mk, a1 + p);
+#pragma GCC unroll 12
+            for (int j = 0; j < kNarrow; j++) {
+                if (j < N) {
+                    __m512 b = _mm512_maskz_loadu_ps(mk, B + j * csb + p);
+                    acc0[j] = _mm512_fmadd_ps(x0, b, acc0[j]);
+                    acc1[j] = _mm512_fmadd_ps(x1, b, acc1[j]);
+                }
+            }
+        }
+        for (int r = 0; r < nr; r++)
+            for (int j = 0; j < N; j++) {
+                float v = alpha * _mm512_reduce_add_ps(r ? acc1[j] : acc0[j]);
+                float* c = C + (i + r) * rsc + j * csc;
+                *c = beta == 0.0f ? v : v + beta * *c;
+            }
+    }
+}
+
+__attribute__((target("avx512f,fma"))) void outer_cols_avx512(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A,
+                                                                 ptrdiff_t rsa, ptrdiff_t csa, const float* s,
+                                                                 const float* B, ptrdiff_t rsb, int M, int j0, int cols,
+                                                                 int K, float alpha, float beta) {
+    __mmask16 m0 = cols >= 16 ? __mmask16(0xffff) : __mmask16((1u << cols) - 1);
+    __mmask16 m1 = cols >= 32 ? __mmask16(0xffff) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1) : __mmask16(0);
+    __m512 acc0[kNarrow], acc1[kNarrow];
+#pragma GCC unroll 12
+    for (int i = 0; i < kNarrow; i++) acc0[i] = _mm512_setzero_ps(), acc1[i] = _mm512_setzero_ps();
+    for (int p = 0; p < K; p++) {
+        const float* b = B + p * rsb + j0;
+        __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+        const float* a = A + p * csa;
+#pragma GCC unroll 12
+        for (int i = 0; i < kNarrow; i++) {
+            if (i < M) {
+                __m512 x = _mm512_set1_ps(s ? a[i * rsa] * s[p] : a[i * rsa]);
+                acc0[i] = _mm512_fmadd_ps(x, b0, acc0[i]);
+                acc1[i] = _mm512_fmadd_ps(x, b1, acc1[i]);
+            }
+        }
+    }
+    alignas(64) float t[32];
+    for (int i = 0; i < M; i++) {
+        _mm512_store_ps(t, acc0[i]), _mm512_store_ps(t + 16, acc1[i]);
+        for (int j = 0; j < cols; j++) {
+            float* c = C + i * rsc + (j0 + j) * csc;
+            float v = alpha * t[j];
+            *c = beta == 0.0f ? v : v + beta * *c;
+        }
+    }
+}
+
 using UKernel = void (*)(int, const float*, const float*, float*, ptrdiff_t, ptrdiff_t, int, int, float, float, bool);
 
 struct Isa {
@@ -201,6 +275,21 @@ void gemm(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa,
         return;
     }
     const Isa& k = isa();
+    if (k.kernel == ukernel_avx512 && N <= kNarrow && csa == 1 && rsb == 1 && M > N) {
+        int tasks = std::min(64, (M + 63) / 64);
+        int chunk = ((M + tasks - 1) / tasks + 1) / 2 * 2;
+        ThreadPool::instance().parallel_for((M + chunk - 1) / chunk, [&](int t) {
+            int i0 = t * chunk;
+            dot_rows_avx512(C + i0 * rsc, rsc, csc, A + i0 * rsa, rsa, B, csb, std::min(chunk, M - i0), N, K, alpha, beta);
+        });
+        return;
+    }
+    if (k.kernel == ukernel_avx512 && M <= kNarrow && csb == 1 && N > M) {
+        ThreadPool::instance().parallel_for((N + 31) / 32, [&](int t) {
+            outer_cols_avx512(C, rsc, csc, A, rsa, csa, kscale, B, rsb, M, t * 32, std::min(32, N - t * 32), K, alpha, beta);
+        });
+        return;
+    }
     // A narrow C (e.g. a 10-class output layer over thousands of rows) wastes most of an NR-wide tile:
     // compute C^T = B^T * A^T instead. Same products in the same order, so the same bits.
     if (N < k.NR / 2 && M > N) {

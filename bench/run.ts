@@ -1,0 +1,102 @@
+// `npm run bench [-- cases...]`: runs each case in its own child process (better-sqlite3's habit), side by side
+// in one run, and writes bench/results/<suite>.json plus a markdown table (bench/results/<suite>.md).
+// Suite "cpu-digits" (default): BP and ULR K = 8, 32, 128 in this engine, and numpy BP as the outside reference.
+import { execFileSync, spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as of from '../lib/index';
+
+const root = path.resolve(__dirname, '..', '..');
+const results = path.join(root, 'bench', 'results');
+
+type Row = Record<string, unknown> & { case: string; median_epoch_s: number; median_step_ms: number; test_accuracy: number };
+
+function runCase(config: object): Row {
+  const out = execFileSync(process.execPath, [path.join(__dirname, 'cases', 'digits.js'), JSON.stringify(config)], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return JSON.parse(out.trim().split('\n').pop()!) as Row;
+}
+
+function runNumpy(epochs: number): Row | { skipped: string } {
+  const script = path.join(root, 'bench', 'reference', 'numpy_mlp.py');
+  const digits = path.join(path.dirname(require.resolve('mnist/package.json')), 'src', 'digits');
+  // The machine may pin OpenBLAS to its AVX2 kernels (OPENBLAS_CORETYPE); give numpy its best here.
+  const env = { ...process.env };
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  const r = spawnSync('python3', [script, '--epochs', String(epochs), '--digits', digits], { encoding: 'utf8', env });
+  if (r.error || r.status !== 0) return { skipped: `numpy reference unavailable: ${r.error?.message ?? r.stderr.trim().split('\n').pop()}` };
+  const j = JSON.parse(r.stdout.trim().split('\n').pop()!);
+  return { ...j, case: 'numpy bp' } as Row;
+}
+
+function table(rows: Row[]): string {
+  const lines = [
+    '| case | ms/step | s/epoch (median of 5) | samples/s | nominal GFLOP/s | test accuracy, 5 epochs |',
+    '|---|---|---|---|---|---|',
+  ];
+  for (const r of rows) {
+    const g = typeof r.nominal_gflops === 'number' ? r.nominal_gflops.toFixed(1) : '—';
+    const sps = typeof r.samples_per_s === 'number' ? Math.round(r.samples_per_s).toString() : typeof r.train_rows === 'number' ? Math.round((r.train_rows as number) / r.median_epoch_s).toString() : '—';
+    lines.push(`| ${r.case} | ${r.median_step_ms.toFixed(3)} | ${r.median_epoch_s.toFixed(3)} | ${sps} | ${g} | ${(100 * r.test_accuracy).toFixed(2)}% |`);
+  }
+  return lines.join('\n');
+}
+
+function cpuDigits() {
+  const epochs = 5;
+  const configs = [
+    { name: 'oneforward bp', estimator: 'bp', epochs, seed: 1 },
+    { name: 'oneforward ulr K=8', estimator: 'ulr', copies: 8, epochs, seed: 1 },
+    { name: 'oneforward ulr K=32', estimator: 'ulr', copies: 32, epochs, seed: 1 },
+    { name: 'oneforward ulr K=32, independent copies', estimator: 'ulr', copies: 32, antithetic: false, epochs, seed: 1 },
+    { name: 'oneforward ulr K=128', estimator: 'ulr', copies: 128, epochs, seed: 1 },
+  ];
+  const rows: Row[] = [];
+  for (const c of configs) {
+    process.stderr.write(`bench: ${c.name}\n`);
+    rows.push(runCase(c));
+  }
+  process.stderr.write('bench: numpy bp (reference)\n');
+  const numpy = runNumpy(epochs);
+  const bp = rows.find((r) => r.case === 'oneforward bp')!;
+  const ulr32 = rows.find((r) => r.case === 'oneforward ulr K=32')!;
+  const ratios: Record<string, number> = { ulr32_step_over_bp_step: ulr32.median_step_ms / bp.median_step_ms };
+  if ('case' in numpy) {
+    rows.push(numpy);
+    ratios.bp_epoch_over_numpy_epoch = bp.median_epoch_s / numpy.median_epoch_s;
+  }
+  const info = of.backend.info();
+  const report = {
+    suite: 'cpu-digits',
+    date: new Date().toISOString(),
+    machine: { threads: info.threads, simd: info.simd, cpus: require('os').cpus()[0]?.model ?? 'unknown' },
+    task: 'digits (7,996 train / 2,004 test), MLP 784-256-10 ReLU, Adam 1e-3, batch 64, 5 epochs, seed 1; ULR sigma 0.1, leave-one-out baseline, shared prefix',
+    rows,
+    ratios,
+    targets: { bp_epoch_over_numpy_epoch: 0.7, ulr32_step_over_bp_step: 1.5 },
+    ...('skipped' in numpy ? { skipped: numpy.skipped } : {}),
+  };
+  fs.mkdirSync(results, { recursive: true });
+  fs.writeFileSync(path.join(results, 'cpu-digits.json'), JSON.stringify(report, null, 2) + '\n');
+  const md =
+    `# cpu-digits (${report.date.slice(0, 10)}, ${info.threads} threads, ${info.simd})\n\n${report.task}.\n\n${table(rows)}\n\n` +
+    `Ratios (same run): ULR K=32 step / BP step = ${ratios.ulr32_step_over_bp_step!.toFixed(2)} (target <= 1.5)` +
+    (ratios.bp_epoch_over_numpy_epoch !== undefined ? `; our BP epoch / numpy BP epoch = ${ratios.bp_epoch_over_numpy_epoch.toFixed(2)} (target <= 0.7)` : `; numpy row skipped: ${(numpy as { skipped: string }).skipped}`) +
+    '.\n';
+  fs.writeFileSync(path.join(results, 'cpu-digits.md'), md);
+  process.stdout.write(md);
+}
+
+const suites: Record<string, () => void> = { 'cpu-digits': cpuDigits };
+const wanted = process.argv.slice(2);
+for (const name of wanted.length ? wanted : ['cpu-digits']) {
+  const suite = suites[name];
+  if (!suite) {
+    process.stderr.write(`bench: unknown suite '${name}' (have: ${Object.keys(suites).join(', ')})\n`);
+    process.exit(1);
+  }
+  suite();
+}
