@@ -23,7 +23,7 @@ function num(name: string) {
 
 type TrainOpts = {
   dataset: string; idx?: string; csv?: string; layers?: string; activation: string; estimator: string; copies: number;
-  sigma: number; optimizer: string; lr?: number; epochs: number; batch: number; seed: number; threads?: number;
+  sigma: number; antithetic: boolean; optimizer: string; lr?: number; epochs: number; batch: number; seed: number; threads?: number;
   progress: boolean; json: boolean;
 };
 
@@ -55,7 +55,7 @@ async function train(o: TrainOpts): Promise<number> {
     if (i + 2 < widths.length) layers.push(of.activation(o.activation as of.ActivationName));
   }
   const model = of.sequential(layers, { seed: o.seed });
-  const estimator = o.estimator === 'bp' ? of.bp() : o.estimator === 'ulr' ? of.ulr({ copies: o.copies, sigma: o.sigma }) : undefined;
+  const estimator = o.estimator === 'bp' ? of.bp() : o.estimator === 'ulr' ? of.ulr({ copies: o.copies, sigma: o.sigma, antithetic: o.antithetic }) : undefined;
   if (!estimator) throw new of.ConfigError(`unknown estimator '${o.estimator}' (ulr or bp)`);
   const opts = o.lr !== undefined ? { lr: o.lr } : {};
   const optimizer = o.optimizer === 'sgd' ? of.sgd(opts) : o.optimizer === 'adamw' ? of.adamw(opts) : o.optimizer === 'adam' ? of.adam(opts) : undefined;
@@ -120,6 +120,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--estimator <name>', 'ulr or bp', 'ulr')
     .option('--copies <K>', 'ULR copies per sample', int('copies'), 32)
     .option('--sigma <s>', 'ULR noise scale', num('sigma'), 0.1)
+    .option('--antithetic', 'ULR copies in antithetic pairs', false)
     .option('--optimizer <name>', 'sgd, adam or adamw', 'adam')
     .option('--lr <rate>', 'learning rate', num('lr'))
     .option('--epochs <n>', 'epochs', int('epochs'), 5)

@@ -15,11 +15,15 @@ export type BpEstimator = { kind: 'bp' };
 
 /** Options of {@link ulr}. */
 export type UlrOptions = {
-  /** Noisy copies K of every sample (variance ∝ 1/K). Even when `antithetic`. Defaults to `32`. */
+  /** Noisy copies K of every sample (variance ∝ 1/K); even when `antithetic`. Defaults to `32`. */
   copies?: number;
   /** Noise scale σ on each dense pre-activation: one number, or one per dense layer. Defaults to `0.1`. */
   sigma?: number | number[];
-  /** Copies in pairs (ε, −ε): a randomized central difference. Defaults to `true`. */
+  /**
+   * Copies in pairs (ε, −ε), a randomized central difference. Defaults to `false`: with the leave-one-out
+   * baseline, K independent copies measured about half the variance of K/2 pairs (test/40-lr) and higher
+   * digits accuracy (bench/results/cpu-digits.md); pairs help when there is no baseline or strong curvature.
+   */
   antithetic?: boolean;
   /**
    * Baseline subtracted from each copy's loss: `'loo'` (leave-one-out mean of the sample's other copies;
@@ -58,7 +62,7 @@ export function ulr(options?: UlrOptions): UlrEstimator {
   const o = optionsObject('ulr', options, ['copies', 'sigma', 'antithetic', 'baseline', 'sharedPrefix', 'storeNoise', 'seed']);
   const copies = o.copies ?? 32;
   const sigma = o.sigma ?? 0.1;
-  const antithetic = o.antithetic ?? true;
+  const antithetic = o.antithetic ?? false;
   const baseline = o.baseline ?? 'loo';
   if (!is.integer(copies) || (copies as number) < 2) throw invalidArg('copies', 'integer >= 2', copies);
   if (!is.bool(antithetic)) throw invalidArg('antithetic', 'boolean', antithetic);

@@ -24,7 +24,7 @@ async function main() {
   const widths = [784, 256, 10];
   const B = 64;
   const model = of.sequential([of.dense(784, 256), of.relu(), of.dense(256, 10)], { seed: c.seed });
-  const estimator = c.estimator === 'bp' ? of.bp() : of.ulr({ copies: c.copies!, sigma: 0.1, antithetic: c.antithetic ?? true });
+  const estimator = c.estimator === 'bp' ? of.bp() : of.ulr({ copies: c.copies!, sigma: 0.1, antithetic: c.antithetic ?? false });
   // Warm-up: a few steps on a throwaway model, so thread pool and page faults are out of the timings.
   const warm = of.sequential([of.dense(784, 256), of.relu(), of.dense(256, 10)], { seed: 99 });
   for (let i = 0; i < 20; i++) warm.trainStep({ x: train.x.subarray(i * B * 784, (i + 1) * B * 784), y: train.y.subarray(i * B, (i + 1) * B) }, { estimator });
@@ -37,7 +37,7 @@ async function main() {
     case: c.name,
     estimator: c.estimator,
     copies: c.copies ?? null,
-    antithetic: c.estimator === 'ulr' ? (c.antithetic ?? true) : null,
+    antithetic: c.estimator === 'ulr' ? (c.antithetic ?? false) : null,
     epochs: c.epochs,
     batch: B,
     epoch_seconds: secs,

@@ -80,7 +80,7 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     } else {
         c.sigma.push_back(float(require_number(s, "sigma")));
     }
-    c.antithetic = opt_bool(o, "antithetic", true);
+    c.antithetic = opt_bool(o, "antithetic", false);
     std::string baseline = o.Get("baseline").IsUndefined() ? "loo" : require_string(o.Get("baseline"), "baseline");
     if (baseline == "loo") c.baseline = Baseline::LeaveOneOut;
     else if (baseline == "none") c.baseline = Baseline::None;

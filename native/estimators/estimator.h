@@ -11,7 +11,7 @@ namespace of {
 struct UlrConfig {
     int copies = 32;                  // K noisy copies per sample
     std::vector<float> sigma{0.1f};   // noise scale, one value or one per dense layer
-    bool antithetic = true;           // copies in pairs (eps, -eps)
+    bool antithetic = false;          // copies in pairs (eps, -eps)
     Baseline baseline = Baseline::LeaveOneOut;
     bool shared_prefix = true;        // first layer's clean GEMM once per sample (METHOD.md 3.1)
     bool store_noise = true;          // false: regenerate eps in the gradient pass (METHOD.md 3.2)
