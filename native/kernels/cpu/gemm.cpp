@@ -4,6 +4,9 @@
 // micro-kernel sweeps the A panels). A task never shares C with another, so no reduction crosses threads.
 #include "kernels/cpu/gemm.h"
 
+// GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own undefined-vector idiom.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #include <algorithm>

@@ -2,6 +2,11 @@
 // neurons = 16 Philox calls), computed 16 lanes at a time with GCC vector types. Cloned per ISA
 // (AVX-512 / AVX2 / SSE2): every clone performs the same IEEE operations in the same order as the scalar
 // normal_at() (the build has -ffp-contract=off), so the bits never depend on the CPU -- and will match CUDA.
+// GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own undefined-vector idiom.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -94,16 +99,57 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void normal_block(f
     std::memcpy(out + 32, &z2, 64), std::memcpy(out + 48, &z3, 64);
 }
 
+__attribute__((target("avx512f"))) inline void mulhilo512(__m512i a, __m512i m, __m512i* hi, __m512i* lo) {
+    __m512i even = _mm512_mul_epu32(a, m);                         // lanes 0, 2, ...: full 64-bit products
+    __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);  // lanes 1, 3, ...
+    *lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+    *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+}
+
+// AVX-512 Philox: 32x32 -> 64 products with vpmuludq on even and odd lanes (GCC's generic u64 multiply
+// would emulate a full 64x64 product). Same words as the generic clone, then the same Box-Muller.
+__attribute__((target("avx512f"))) void normal_block_avx512(float* out, uint32_t blk, uint32_t row, uint32_t stream,
+                                                              uint32_t step, uint32_t k0, uint32_t k1) {
+    const __m512i m0 = _mm512_set1_epi32(int(kPhiloxM0)), m1 = _mm512_set1_epi32(int(kPhiloxM1));
+    __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32(int(blk * 16u)),
+                                  _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    __m512i c1 = _mm512_set1_epi32(int(row)), c2 = _mm512_set1_epi32(int(stream)), c3 = _mm512_set1_epi32(int(step));
+    for (int i = 0; i < 10; i++) {
+        __m512i hi0, lo0, hi1, lo1;
+        mulhilo512(c0, m0, &hi0, &lo0);
+        mulhilo512(c2, m1, &hi1, &lo1);
+        c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32(int(k0)));
+        c1 = lo1;
+        c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32(int(k1)));
+        c3 = lo0;
+        k0 += kPhiloxW0, k1 += kPhiloxW1;
+    }
+    u32x16 w0, w1, w2, w3;
+    std::memcpy(&w0, &c0, 64), std::memcpy(&w1, &c1, 64), std::memcpy(&w2, &c2, 64), std::memcpy(&w3, &c3, 64);
+    f32x16 z0, z1, z2, z3;
+    box_muller_v(w0, w1, &z0, &z1);
+    box_muller_v(w2, w3, &z2, &z3);
+    std::memcpy(out, &z0, 64), std::memcpy(out + 16, &z1, 64);
+    std::memcpy(out + 32, &z2, 64), std::memcpy(out + 48, &z3, 64);
+}
+
+using BlockFn = void (*)(float*, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t);
+BlockFn pick_block() {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? normal_block_avx512 : normal_block;
+}
+const BlockFn block_fn = pick_block();
+
 }  // namespace
 
 // One row of n normals (layout of rng/normal.h).
 void normal_row(float* out, int n, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed) {
     uint32_t stream = philox_stream(kStreamNoise, layer), k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
     int full = n / 64;
-    for (int b = 0; b < full; b++) normal_block(out + 64 * b, uint32_t(b), row, stream, step, k0, k1);
+    for (int b = 0; b < full; b++) block_fn(out + 64 * b, uint32_t(b), row, stream, step, k0, k1);
     if (n % 64) {
         alignas(64) float tail[64];
-        normal_block(tail, uint32_t(full), row, stream, step, k0, k1);
+        block_fn(tail, uint32_t(full), row, stream, step, k0, k1);
         std::copy(tail, tail + n % 64, out + 64 * full);
     }
 }
