@@ -23,7 +23,10 @@
 
 namespace of {
 namespace {
-constexpr int kRowChunk = 256;  // rows per gradient-GEMM slice (= the GEMM's KC, so one slice is one K block)
+// Rows per gradient slice: a multiple of the GEMM's KC (256) and about 64K noise values, so regenerated noise
+// needs a small buffer while narrow layers (an output layer of 10) run as one call. Depends on the shape
+// only, so storing and regenerating the noise reduce in the same slices and give the same bits.
+int row_chunk(int O) { return std::max(256, (65536 / std::max(O, 1)) / 256 * 256); }
 }
 
 Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
@@ -47,7 +50,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     }
     OF_TRY(ws.loss.reserve(size_t(R)));
     OF_TRY(ws.w.reserve(size_t(R)));
-    OF_TRY(ws.d0.reserve(size_t(kRowChunk) * m.max_width()));
+    OF_TRY(ws.d0.reserve(size_t(row_chunk(m.max_width())) * m.max_width() + 65536));
     auto E = [&](size_t l) { return c.store_noise ? ws.e[l].data() : nullptr; };
 
     // ---- forward: K noisy copies of every sample ----
@@ -105,8 +108,9 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
             continue;
         }
         const float* a_prev = l == 0 ? x_rows : ws.a[l - 1].data();
-        for (int r0 = 0; r0 < R; r0 += kRowChunk) {
-            int rows = std::min(kRowChunk, R - r0);
+        const int chunk = row_chunk(u.O);
+        for (int r0 = 0; r0 < R; r0 += chunk) {
+            int rows = std::min(chunk, R - r0);
             const float* e = c.store_noise ? ws.e[l].data() + int64_t(r0) * u.O : ws.d0.data();
             if (!c.store_noise) k.noise_fill(ws.d0.data(), rows, u.O, noise(l, uint32_t(r0)));
             k.gemm_tn(dW, e, a_prev + int64_t(r0) * u.I, w + r0, u.O, u.I, rows, inv_sigma, r0 == 0 ? 0.0f : 1.0f);

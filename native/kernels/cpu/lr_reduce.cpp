@@ -60,7 +60,7 @@ void lr_copy_sum(float* G, const float* w, const float* E, int B, int K, int O, 
 void lr_bias_reduce(float* db, const float* w, const float* E, int R, int O, float alpha, bool accumulate) {
     constexpr int kCols = 64;
     int tasks = (O + kCols - 1) / kCols;
-    ThreadPool::instance().parallel_for(tasks, [&](int t) {
+    auto body = [&](int t) {
         int o0 = t * kCols, o1 = std::min(O, o0 + kCols);
         float acc[kCols] = {};
         for (int r = 0; r < R; r++) {
@@ -68,7 +68,12 @@ void lr_bias_reduce(float* db, const float* w, const float* E, int R, int O, flo
             for (int o = o0; o < o1; o++) acc[o - o0] += w[r] * e[o];
         }
         for (int o = o0; o < o1; o++) db[o] = accumulate ? db[o] + alpha * acc[o - o0] : alpha * acc[o - o0];
-    });
+    };
+    if (int64_t(R) * O < (1 << 16)) {  // small: a pool round trip costs more than the work
+        for (int t = 0; t < tasks; t++) body(t);
+    } else {
+        ThreadPool::instance().parallel_for(tasks, body);
+    }
 }
 
 void col_sum(float* db, const float* d, int R, int O) {
