@@ -161,8 +161,8 @@ __attribute__((target("avx512f,fma"))) void dot_rows_avx512(float* C, ptrdiff_t 
     }
 }
 
-__attribute__((target("avx512f,fma"))) void outer_cols_avx512(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A,
-                                                                 ptrdiff_t rsa, ptrdiff_t csa, const float* s,
+// As: A (M, K) scaled by s and stored (K, M): As[p * M + i] = A(i, p) s[p] (packed once per call).
+__attribute__((target("avx512f,fma"))) void outer_cols_avx512(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* As,
                                                                  const float* B, ptrdiff_t rsb, int M, int j0, int cols,
                                                                  int K, float alpha, float beta) {
     __mmask16 m0 = cols >= 16 ? __mmask16(0xffff) : __mmask16((1u << cols) - 1);
@@ -173,11 +173,11 @@ __attribute__((target("avx512f,fma"))) void outer_cols_avx512(float* C, ptrdiff_
     for (int p = 0; p < K; p++) {
         const float* b = B + p * rsb + j0;
         __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16);
-        const float* a = A + p * csa;
+        const float* a = As + p * M;
 #pragma GCC unroll 12
         for (int i = 0; i < kNarrow; i++) {
             if (i < M) {
-                __m512 x = _mm512_set1_ps(s ? a[i * rsa] * s[p] : a[i * rsa]);
+                __m512 x = _mm512_set1_ps(a[i]);
                 acc0[i] = _mm512_fmadd_ps(x, b0, acc0[i]);
                 acc1[i] = _mm512_fmadd_ps(x, b1, acc1[i]);
             }
@@ -288,10 +288,16 @@ void gemm(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa,
         return;
     }
     if (k.kernel == ukernel_avx512 && M <= kNarrow && csb == 1 && N > M) {
-        ThreadPool::instance().parallel_for((N + 31) / 32, [&](int t) {
-            outer_cols_avx512(C, rsc, csc, A, rsa, csa, kscale, B, rsb, M, t * 32, std::min(32, N - t * 32), K, alpha, beta);
-        });
-        return;
+        thread_local Buffer as;
+        if (as.reserve(size_t(K) * M).ok()) {
+            float* a = as.data();
+            for (int p = 0; p < K; p++)
+                for (int i = 0; i < M; i++) a[p * M + i] = kscale ? A[i * rsa + p * csa] * kscale[p] : A[i * rsa + p * csa];
+            ThreadPool::instance().parallel_for((N + 31) / 32, [&](int t) {
+                outer_cols_avx512(C, rsc, csc, a, B, rsb, M, t * 32, std::min(32, N - t * 32), K, alpha, beta);
+            });
+            return;
+        }
     }
     // A narrow C (e.g. a 10-class output layer over thousands of rows) wastes most of an NR-wide tile:
     // compute C^T = B^T * A^T instead. Same products in the same order, so the same bits.
