@@ -84,10 +84,14 @@ void ThreadPool::worker(uint64_t seen) {
     }
 }
 
-void ThreadPool::parallel_for(int n_tasks, const TaskFn& fn) {
+void ThreadPool::parallel_for(int n_tasks, const TaskFn& fn, int64_t cycles) {
     if (n_tasks <= 0) return;
+    if (n_tasks == 1 || n_threads_ == 1 || cycles < kInlineCycles) {
+        for (int t = 0; t < n_tasks; t++) fn(t);
+        return;
+    }
     std::unique_lock<std::mutex> job(job_mutex_, std::try_to_lock);
-    if (n_tasks == 1 || n_threads_ == 1 || !job.owns_lock()) {
+    if (!job.owns_lock()) {
         for (int t = 0; t < n_tasks; t++) fn(t);
         return;
     }

@@ -4,6 +4,7 @@
 // second caller (another model training concurrently) runs its job inline on its own thread.
 #pragma once
 #include <atomic>
+#include <cstdint>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -22,8 +23,11 @@ class ThreadPool {
     int threads() const { return n_threads_; }
     // Rebuilds the pool with n threads (n <= 0: the default). Waits for a running job to finish.
     void set_threads(int n);
-    // Runs fn(0..n_tasks-1) across the pool; returns when all tasks are done.
-    void parallel_for(int n_tasks, const TaskFn& fn);
+    // Runs fn(0..n_tasks-1) across the pool; returns when all tasks are done. `cycles` estimates the whole
+    // job's cost: below ~a pool round trip (kInlineCycles) the tasks run inline on the calling thread.
+    // Either way each task does the same work, so results do not change.
+    void parallel_for(int n_tasks, const TaskFn& fn, int64_t cycles = INT64_MAX);
+    static constexpr int64_t kInlineCycles = 30000;
 
    private:
     ThreadPool();

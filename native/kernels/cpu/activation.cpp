@@ -63,15 +63,19 @@ void act_span(float* y, const float* x, int64_t n, Act act, float alpha) {
     }
 }
 
-// Splits n rows into tasks of at least `min_rows` rows (fixed by shape only, not by thread count).
+// Splits n rows into tasks of at least `min_rows` rows (fixed by shape only, not by thread count); `cycles`
+// estimates the whole job (small jobs run inline).
 template <class Fn>
-void for_row_chunks(int rows, int min_rows, Fn&& fn) {
+void for_row_chunks(int rows, int min_rows, int64_t cycles, Fn&& fn) {
     int chunk = std::max(min_rows, (rows + 63) / 64);
     int tasks = (rows + chunk - 1) / chunk;
-    ThreadPool::instance().parallel_for(tasks, [&](int t) {
-        int r0 = t * chunk;
-        fn(r0, std::min(rows, r0 + chunk));
-    });
+    ThreadPool::instance().parallel_for(
+        tasks,
+        [&](int t) {
+            int r0 = t * chunk;
+            fn(r0, std::min(rows, r0 + chunk));
+        },
+        cycles);
 }
 
 }  // namespace
@@ -110,7 +114,7 @@ void act_backward(float* dv, const float* dy, const float* v, const float* a, in
 }
 
 void bias_act_forward(float* a, float* v, const float* bias, int R, int O, Act act, float alpha) {
-    for_row_chunks(R, 16, [&](int r0, int r1) {
+    for_row_chunks(R, 16, int64_t(R) * O * 2, [&](int r0, int r1) {
         for (int r = r0; r < r1; r++) {
             float* vr = v + int64_t(r) * O;
             if (bias)
@@ -122,7 +126,7 @@ void bias_act_forward(float* a, float* v, const float* bias, int R, int O, Act a
 
 void noisy_bias_act_forward(float* out, float* E, const float* pre, const float* bias, float sigma, int R, int O,
                             int rep, Act act, float alpha, const NoiseSpec& ns) {
-    for_row_chunks(R, 8, [&](int r0, int r1) {
+    for_row_chunks(R, 8, int64_t(R) * O * 6, [&](int r0, int r1) {
         thread_local std::vector<float> scratch;
         if (!E && scratch.size() < size_t(2 * O)) scratch.resize(size_t(2 * O));
         for (int r = r0; r < r1; r++) {

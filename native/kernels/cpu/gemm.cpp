@@ -278,13 +278,18 @@ void gemm(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa,
         return;
     }
     const Isa& k = isa();
+    const int64_t macs = int64_t(M) * N * K;  // ~16 per cycle in the packed kernel, ~8 in the narrow ones
     if (k.kernel == ukernel_avx512 && N <= kNarrow && csa == 1 && rsb == 1 && M > N) {
         int tasks = std::min(64, (M + 63) / 64);
         int chunk = ((M + tasks - 1) / tasks + 1) / 2 * 2;
-        ThreadPool::instance().parallel_for((M + chunk - 1) / chunk, [&](int t) {
-            int i0 = t * chunk;
-            dot_rows_avx512(C + i0 * rsc, rsc, csc, A + i0 * rsa, rsa, B, csb, std::min(chunk, M - i0), N, K, alpha, beta);
-        });
+        ThreadPool::instance().parallel_for(
+            (M + chunk - 1) / chunk,
+            [&](int t) {
+                int i0 = t * chunk;
+                dot_rows_avx512(C + i0 * rsc, rsc, csc, A + i0 * rsa, rsa, B, csb, std::min(chunk, M - i0), N, K,
+                                alpha, beta);
+            },
+            macs / 8);
         return;
     }
     if (k.kernel == ukernel_avx512 && M <= kNarrow && csb == 1 && N > M) {
@@ -293,9 +298,10 @@ void gemm(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa,
             float* a = as.data();
             for (int p = 0; p < K; p++)
                 for (int i = 0; i < M; i++) a[p * M + i] = kscale ? A[i * rsa + p * csa] * kscale[p] : A[i * rsa + p * csa];
-            ThreadPool::instance().parallel_for((N + 31) / 32, [&](int t) {
-                outer_cols_avx512(C, rsc, csc, a, B, rsb, M, t * 32, std::min(32, N - t * 32), K, alpha, beta);
-            });
+            ThreadPool::instance().parallel_for(
+                (N + 31) / 32,
+                [&](int t) { outer_cols_avx512(C, rsc, csc, a, B, rsb, M, t * 32, std::min(32, N - t * 32), K, alpha, beta); },
+                macs / 8);
             return;
         }
     }
@@ -318,7 +324,9 @@ void gemm(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa,
         else break;
     }
     int mb = (M + mt - 1) / mt, nb = (N + nt - 1) / nt;
-    ThreadPool::instance().parallel_for(mb * nb, [&](int task) {
+    ThreadPool::instance().parallel_for(
+        mb * nb,
+        [&](int task) {
         thread_local Buffer abuf, bbuf;
         int i0 = (task / nb) * mt, j0 = (task % nb) * nt;
         int rows = std::min(mt, M - i0), cols = std::min(nt, N - j0);
@@ -337,7 +345,8 @@ void gemm(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa,
                     k.kernel(kc, abuf.data() + ir * kc, bbuf.data() + jr * kc, C + (i0 + ir) * rsc + (j0 + jr) * csc,
                              rsc, csc, std::min(k.MR, rows - ir), std::min(k.NR, cols - jr), alpha, beta, p0 == 0);
         }
-    });
+        },
+        macs / 16 + int64_t(M + N) * K);
 }
 
 void gemm_naive(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float* B,

@@ -38,6 +38,7 @@ void lr_row_weights(float* w, const float* loss, int B, int K, Baseline baseline
 }
 
 void lr_copy_sum(float* G, const float* w, const float* E, int B, int K, int O, const NoiseSpec* regen) {
+    const int64_t cycles = int64_t(B) * K * O * (E ? 1 : 6);
     ThreadPool::instance().parallel_for(B, [&](int b) {
         thread_local std::vector<float> scratch;
         float* g = G + int64_t(b) * O;
@@ -54,7 +55,7 @@ void lr_copy_sum(float* G, const float* w, const float* E, int B, int K, int O, 
             const float* e = eb + int64_t(k) * O;
             for (int o = 0; o < O; o++) g[o] += wk * e[o];
         }
-    });
+    }, cycles);
 }
 
 void lr_bias_reduce(float* db, const float* w, const float* E, int R, int O, float alpha, bool accumulate) {

@@ -183,7 +183,8 @@ void noise_fill_serial(float* E, int R, int O, const NoiseSpec& ns) { noise_rows
 void noise_fill(float* E, int R, int O, const NoiseSpec& ns) {
     int chunk = std::max(8, (R + 63) / 64);
     int tasks = (R + chunk - 1) / chunk;
-    ThreadPool::instance().parallel_for(tasks, [&](int t) { noise_rows(E, t * chunk, std::min(R, (t + 1) * chunk), O, ns); });
+    ThreadPool::instance().parallel_for(
+        tasks, [&](int t) { noise_rows(E, t * chunk, std::min(R, (t + 1) * chunk), O, ns); }, int64_t(R) * O * 5);
 }
 
 }  // namespace of::cpu
