@@ -3,7 +3,7 @@
  * the native thread pool. `ONEFORWARD_BACKEND` (auto|cpu|cuda) sets the default choice.
  */
 import { BackendError } from './errors';
-import { native } from './native';
+import { native, type NativeBackendInfo } from './native';
 import { invalidArg, is } from './validate';
 
 /** Backends a model can ask for. `auto` picks CUDA when compiled in and usable, else the CPU. */
@@ -11,19 +11,7 @@ export const BACKENDS = ['auto', 'cpu', 'cuda'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 
 /** What {@link info} reports. */
-export type BackendInfo = {
-  /** Backends compiled into this build, e.g. `['cpu']`. */
-  compiled: string[];
-  /** What `auto` resolves to right now. */
-  active: string;
-  /** One line saying why `active` was chosen. */
-  reason: string;
-  /** Threads in the native pool (`ONEFORWARD_THREADS` or the core count). */
-  threads: number;
-  /** SIMD level of the CPU GEMM micro-kernel: `avx512`, `avx2` or `scalar`. */
-  simd: string;
-  /** The GEMM implementation (`oneforward`: our own packed kernels). */
-  blas: string;
+export type BackendInfo = NativeBackendInfo & {
   /** CPU devices (always 1) and CUDA devices (0 without CUDA). */
   devices: { cpu: number; cuda: number };
 };

@@ -7,7 +7,7 @@ import { AbortError, ConfigError, DisposedError, ShapeError, withCallerStack } f
 import { type Dataset, checkDataset } from './data';
 import { type Estimator, toNative, ulr } from './estimators';
 import type { Layer, DenseLayer } from './layers';
-import { native, type NativeModel, type NativeProgress } from './native';
+import { native, type NativeModel, type Progress, type EpochLog } from './native';
 import { type Optimizer, adam } from './optimizers';
 import { invalidArg, is, optionsObject } from './validate';
 
@@ -28,25 +28,7 @@ export type SequentialOptions = {
 /** A named parameter tensor; `data` is a writable view on native memory. */
 export type Parameter = { name: string; shape: number[]; data: Float32Array };
 
-/** Progress reported during {@link Model.fit}, at most ~10 times a second and at each epoch end. */
-export type Progress = NativeProgress;
-
-/** Per-epoch results of {@link Model.fit}. */
-export type EpochLog = {
-  epoch: number;
-  /** Mean training loss over the epoch (for ULR: over the noisy copies). */
-  loss: number;
-  /** Training accuracy over the epoch (for ULR: of the noisy copies). */
-  accuracy: number;
-  /** Clean loss on `validation`, if given. */
-  valLoss?: number;
-  /** Clean accuracy on `validation`, if given. */
-  valAccuracy?: number;
-  /** Seconds of training in this epoch (validation excluded). */
-  seconds: number;
-  /** Optimizer steps in this epoch. */
-  steps: number;
-};
+export type { Progress, EpochLog };
 
 /** What {@link Model.fit} resolves to. */
 export type History = {

@@ -39,26 +39,36 @@ export type NativeOptimizer = {
   clipNorm?: number;
 };
 
-/** @internal */
-export type NativeEpoch = {
+/** Per-epoch results of `Model.fit` (the native engine reports them as is). */
+export type EpochLog = {
   epoch: number;
+  /** Mean training loss over the epoch (for ULR: over the noisy copies). */
   loss: number;
+  /** Training accuracy over the epoch (for ULR: of the noisy copies). */
   accuracy: number;
+  /** Clean loss on `validation`, if given. */
   valLoss?: number;
+  /** Clean accuracy on `validation`, if given. */
   valAccuracy?: number;
+  /** Seconds of training in this epoch (validation excluded). */
   seconds: number;
+  /** Optimizer steps in this epoch. */
   steps: number;
 };
 
-/** @internal */
-export type NativeProgress = {
+/** Progress reported during `Model.fit`, at most ~10 times a second and at each epoch end. */
+export type Progress = {
   epoch: number;
   epochs: number;
+  /** Step within the epoch. */
   step: number;
   steps: number;
+  /** Running mean loss of the epoch so far. */
   loss: number;
+  /** Running training accuracy of the epoch so far. */
   accuracy: number;
   samplesPerSecond: number;
+  /** Seconds since fit started. */
   elapsed: number;
 };
 
@@ -85,9 +95,9 @@ export interface NativeModel {
     valY: Targets | null,
     valRows: number,
     config: { epochs: number; batchSize: number; shuffle: boolean; estimator: NativeEstimator; optimizer: NativeOptimizer },
-    onProgress: ((p: NativeProgress) => void) | null,
-    onEpoch: ((e: NativeEpoch) => void) | null,
-  ): Promise<NativeEpoch[]>;
+    onProgress: ((p: Progress) => void) | null,
+    onEpoch: ((e: EpochLog) => void) | null,
+  ): Promise<EpochLog[]>;
   cancel(): void;
   dispose(): void;
   state(): {
@@ -101,13 +111,19 @@ export interface NativeModel {
   };
 }
 
-/** @internal */
+/** What the native engine reports about its backends. */
 export type NativeBackendInfo = {
+  /** Backends compiled into this build, e.g. `['cpu']`. */
   compiled: string[];
+  /** What `auto` resolves to right now. */
   active: string;
+  /** One line saying why `active` was chosen. */
   reason: string;
+  /** Threads in the native pool (`ONEFORWARD_THREADS` or the core count). */
   threads: number;
+  /** SIMD level of the CPU GEMM micro-kernel: `avx512`, `avx2` or `scalar`. */
   simd: string;
+  /** The GEMM implementation (`oneforward`: our own packed kernels). */
   blas: string;
 };
 

@@ -212,16 +212,25 @@ Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
     OF_NAPI_END(env)
 }
 
+namespace {
+// The (x, y, rows, estimator) head shared by gradients() and trainStep(): one batch and a checked estimator.
+DataRef parse_batch(Napi::Env env, const Napi::CallbackInfo& info, const Model& m, EstimatorConfig* e) {
+    DataRef d = parse_data(env, m, info[0], info[1], info[2]);
+    if (d.rows > (int64_t(1) << 30)) throw_status(env, {StatusCode::Shape, "batch too large"});
+    *e = parse_estimator(env, info[3]);
+    check(env, validate_estimator(m, *e));
+    return d;
+}
+}  // namespace
+
 // gradients(x, y, rows, estimator, step) -> { grads: Float32Array (slab layout), loss }
 Napi::Value ModelWrap::Gradients(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
     Model& m = model(env);
-    DataRef d = parse_data(env, m, info[0], info[1], info[2]);
-    if (d.rows > (int64_t(1) << 30)) throw_status(env, {StatusCode::Shape, "batch too large"});
-    EstimatorConfig e = parse_estimator(env, info[3]);
+    EstimatorConfig e;
+    DataRef d = parse_batch(env, info, m, &e);
     uint32_t step = info[4].IsUndefined() ? m.step : uint32_t(require_int(info[4], "step", 0, 0xffffffffll));
-    check(env, validate_estimator(m, e));
     StepStats st;
     check(env, estimate_gradients(m, d.x, d.y, int(d.rows), e, step, &st));
     Napi::Float32Array g = Napi::Float32Array::New(env, size_t(m.n_params));
@@ -238,11 +247,9 @@ Napi::Value ModelWrap::TrainStep(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
     Model& m = model(env);
-    DataRef d = parse_data(env, m, info[0], info[1], info[2]);
-    if (d.rows > (int64_t(1) << 30)) throw_status(env, {StatusCode::Shape, "batch too large"});
-    EstimatorConfig e = parse_estimator(env, info[3]);
+    EstimatorConfig e;
+    DataRef d = parse_batch(env, info, m, &e);
     OptimizerConfig o = parse_optimizer(env, info[4]);
-    check(env, validate_estimator(m, e));
     StepStats st;
     check(env, train_step(m, d.x, d.y, int(d.rows), e, o, &st));
     Napi::Object r = Napi::Object::New(env);
