@@ -33,8 +33,9 @@ export type UlrOptions = {
   /** Compute the first layer's clean GEMM once per sample instead of once per copy. Defaults to `true`. */
   sharedPrefix?: boolean;
   /**
-   * Keep the noise from the forward pass for the gradient pass (`true`, faster) or regenerate it from the
-   * counter-based RNG (`false`, no (B·K × width) buffers). Results are bit-identical. Defaults to `true`.
+   * Keep each block's noise from its forward pass for its gradient pass (`true`) or regenerate it from the
+   * counter-based RNG (`false`). Results are bit-identical; nothing of size B·K × width is stored either way
+   * (the engine works in blocks of ~256 rows). Defaults to `true`.
    */
   storeNoise?: boolean;
   /** Noise seed; defaults to the model's seed. Integer in [0, 2^53]. */

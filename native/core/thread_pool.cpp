@@ -13,6 +13,10 @@
 
 namespace of {
 
+// True while this thread runs tasks of a job: a kernel called from inside a task (the ULR block pass calls
+// GEMMs per block) then runs its own tasks inline instead of re-entering the pool.
+static thread_local bool t_in_job = false;
+
 int default_thread_count() {
     if (const char* env = std::getenv("ONEFORWARD_THREADS")) {
         int n = std::atoi(env);
@@ -58,11 +62,13 @@ void ThreadPool::set_threads(int n) {
 }
 
 void ThreadPool::run_tasks() {
+    t_in_job = true;
     for (;;) {
         int t = next_task_.fetch_add(1, std::memory_order_relaxed);
         if (t >= n_tasks_) break;
         (*fn_)(t);
     }
+    t_in_job = false;
 }
 
 void ThreadPool::worker(uint64_t seen) {
@@ -86,7 +92,7 @@ void ThreadPool::worker(uint64_t seen) {
 
 void ThreadPool::parallel_for(int n_tasks, const TaskFn& fn, int64_t cycles) {
     if (n_tasks <= 0) return;
-    if (n_tasks == 1 || n_threads_ == 1 || cycles < kInlineCycles) {
+    if (n_tasks == 1 || n_threads_ == 1 || cycles < kInlineCycles || t_in_job) {
         for (int t = 0; t < n_tasks; t++) fn(t);
         return;
     }

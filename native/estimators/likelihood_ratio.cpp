@@ -10,24 +10,31 @@
 // (score of the normal density: s(e) = e). No derivative of phi or of the loss is used.
 //
 // Performance rules (METHOD.md section 3): the first layer's clean GEMM runs once per sample (B rows) and its
-// gradient is reduced over copies first (G = sum_k w E_1, then G^T X: B rows, not B K); the noise is a pure
-// function of (seed, step, layer, row, neuron), either kept from the forward pass or regenerated in the
-// gradient pass (store_noise = false) -- both give the same bits, because the gradient pass always reduces
-// rows in the same fixed chunks.
+// gradient is reduced over copies first (G = sum_k w E_1, then G^T X: B rows, not B K). Everything else runs
+// in blocks of whole samples (about 256 rows): one task takes a block through every layer, computes its
+// losses, its row weights (the leave-one-out baseline needs only the sample's own copies), its rows of G and
+// its partial weight gradients, while the block's activations and noise are still in cache. Nothing of size
+// B K x width is ever stored. The noise is a pure function of (seed, step, layer, row, neuron): the block keeps
+// it from its forward pass, or regenerates it for the gradient (store_noise = false); same bits either way.
+// Partial gradients are summed in block order, so results do not depend on the thread count.
 #include <algorithm>
 #include <climits>
 #include <cmath>
 
 #include "core/shape.h"
+#include "core/thread_pool.h"
 #include "estimators/estimator.h"
 
 namespace of {
 namespace {
-// Rows per gradient slice: a multiple of the GEMM's KC (256) and about 64K noise values, so regenerated noise
-// needs a small buffer while narrow layers (an output layer of 10) run as one call. Depends on the shape
-// only, so storing and regenerating the noise reduce in the same slices and give the same bits.
-int row_chunk(int O) { return std::max(256, (65536 / std::max(O, 1)) / 256 * 256); }
-}
+
+// Per-thread scratch of one block: activations and noise per layer, replicated inputs, losses, weights.
+struct BlockScratch {
+    std::vector<Buffer> a, e;
+    Buffer x_rep, loss, w;
+};
+
+}  // namespace
 
 Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
                      StepStats* stats) {
@@ -37,86 +44,130 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     OF_TRY(checked_mul(uint64_t(B), uint64_t(K), &R64, "batch x copies"));
     OF_CHECK(R64 <= uint64_t(INT_MAX) / 4, Shape, "batch x copies is too large");
     const int R = int(R64);
-    const size_t L = m.units.size();
+    const int L = int(m.units.size());
     const uint64_t seed = c.has_seed ? c.seed : m.seed;
-    auto sigma = [&](size_t l) { return c.sigma.size() == 1 ? c.sigma[0] : c.sigma[l]; };
-    auto noise = [&](size_t l, uint32_t row0) { return NoiseSpec{seed, step, uint32_t(l), row0, c.antithetic}; };
-
-    auto& ws = m.ws;
-    ws.a.resize(L), ws.e.resize(L);
-    for (size_t l = 0; l < L; l++) {
-        OF_TRY(ws.a[l].reserve(size_t(R) * m.units[l].O));
-        if (c.store_noise) OF_TRY(ws.e[l].reserve(size_t(R) * m.units[l].O));
-    }
-    OF_TRY(ws.loss.reserve(size_t(R)));
-    OF_TRY(ws.w.reserve(size_t(R)));
-    OF_TRY(ws.d0.reserve(size_t(row_chunk(m.max_width())) * m.max_width() + 65536));
-    auto E = [&](size_t l) { return c.store_noise ? ws.e[l].data() : nullptr; };
-
-    // ---- forward: K noisy copies of every sample ----
+    auto sigma = [&](int l) { return c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(l)]; };
+    auto noise = [&](int l, int row0) { return NoiseSpec{seed, step, uint32_t(l), uint32_t(row0), c.antithetic}; };
     const DenseUnit& u0 = m.units[0];
-    const float* x_rows = x;  // the first layer's input rows for the gradient (R rows unless shared prefix)
+    const int C = m.outputs;
+
+    // Blocks of whole samples, ~256 rows each; fixed by (B, K) only.
+    const int S = std::max(1, 256 / K);
+    const int T = (B + S - 1) / S;
+    const int first_partial = c.shared_prefix ? 1 : 0;  // layers whose gradient is summed from block partials
+    int64_t partial_size = 0;
+    std::vector<int64_t> partial_off(size_t(L), 0);
+    for (int l = first_partial; l < L; l++) {
+        partial_off[size_t(l)] = partial_size;
+        partial_size += int64_t(m.units[size_t(l)].O) * m.units[size_t(l)].I + m.units[size_t(l)].O;
+    }
+    auto& ws = m.ws;
+    OF_TRY(ws.partials.reserve(size_t(T) * size_t(std::max<int64_t>(partial_size, 1))));
     if (c.shared_prefix) {
         OF_TRY(ws.v0.reserve(size_t(B) * u0.O));
-        k.gemm_nt(ws.v0.data(), x, m.W(u0), B, u0.O, u0.I, 1.0f, 0.0f);
-        k.noisy_bias_act_forward(ws.a[0].data(), E(0), ws.v0.data(), m.b(u0), sigma(0), R, u0.O, K, u0.act, u0.alpha,
-                                 noise(0, 0));
-    } else {
-        OF_TRY(ws.x_rep.reserve(size_t(R) * u0.I));
-        for (int r = 0; r < R; r++)
-            std::copy(x + int64_t(r / K) * u0.I, x + int64_t(r / K + 1) * u0.I, ws.x_rep.data() + int64_t(r) * u0.I);
-        x_rows = ws.x_rep.data();
-        k.gemm_nt(ws.a[0].data(), x_rows, m.W(u0), R, u0.O, u0.I, 1.0f, 0.0f);
-        k.noisy_bias_act_forward(ws.a[0].data(), E(0), ws.a[0].data(), m.b(u0), sigma(0), R, u0.O, 1, u0.act,
-                                 u0.alpha, noise(0, 0));
+        OF_TRY(ws.g.reserve(size_t(B) * u0.O));
+        OF_TRY(ws.ones.reserve(size_t(B)));
+        k.gemm_nt(ws.v0.data(), x, m.W(u0), B, u0.O, u0.I, 1.0f, 0.0f);  // clean first layer, B rows
     }
-    for (size_t l = 1; l < L; l++) {
-        const DenseUnit& u = m.units[l];
-        k.gemm_nt(ws.a[l].data(), ws.a[l - 1].data(), m.W(u), R, u.O, u.I, 1.0f, 0.0f);
-        k.noisy_bias_act_forward(ws.a[l].data(), E(l), ws.a[l].data(), m.b(u), sigma(l), R, u.O, 1, u.act, u.alpha,
-                                 noise(l, 0));
-    }
-    float* loss = ws.loss.data();
-    stats->correct = k.loss_forward(loss, ws.a[L - 1].data(), y.labels, y.values, R, m.outputs, K, m.loss);
-    double sum = 0.0;
-    for (int r = 0; r < R; r++) sum += loss[r];
-    stats->loss = sum / R;
-    stats->rows = R;
+    std::vector<double> loss_sum(size_t(T), 0.0);
+    std::vector<int64_t> correct(size_t(T), 0);
+    std::vector<Status> status(static_cast<size_t>(T));
+    float* partials = ws.partials.data();
+    const float inv_r = 1.0f / float(R);
 
-    // ---- row weights: loss minus baseline, over B K ----
-    float* w = ws.w.data();
-    k.lr_row_weights(w, loss, B, K, c.baseline, c.antithetic, 1.0f / float(R));
+    ThreadPool::instance().parallel_for(T, [&](int t) {
+        thread_local BlockScratch sc;
+        const int b0 = t * S, s = std::min(S, B - b0), rows = s * K, r0 = b0 * K;
+        Status& st = status[size_t(t)];
+        sc.a.resize(size_t(L)), sc.e.resize(size_t(L));
+        for (int l = 0; l < L && st.ok(); l++) {
+            st = sc.a[size_t(l)].reserve(size_t(rows) * m.units[size_t(l)].O);
+            if (st.ok()) st = sc.e[size_t(l)].reserve(size_t(rows) * m.units[size_t(l)].O);
+        }
+        if (st.ok()) st = sc.loss.reserve(size_t(rows));
+        if (st.ok()) st = sc.w.reserve(size_t(rows));
+        if (st.ok() && !c.shared_prefix) st = sc.x_rep.reserve(size_t(rows) * u0.I);
+        if (!st.ok()) return;
+        auto E = [&](int l) { return c.store_noise ? sc.e[size_t(l)].data() : nullptr; };
 
-    // ---- gradients: one reduction per layer, all from the same row weights ----
+        // forward: the block's K copies of each sample through every layer
+        if (c.shared_prefix) {
+            k.noisy_bias_act_forward(sc.a[0].data(), E(0), ws.v0.data() + int64_t(b0) * u0.O, m.b(u0), sigma(0), rows,
+                                     u0.O, K, u0.act, u0.alpha, noise(0, r0));
+        } else {
+            for (int r = 0; r < rows; r++)
+                std::copy(x + int64_t(b0 + r / K) * u0.I, x + int64_t(b0 + r / K + 1) * u0.I,
+                          sc.x_rep.data() + int64_t(r) * u0.I);
+            k.gemm_nt(sc.a[0].data(), sc.x_rep.data(), m.W(u0), rows, u0.O, u0.I, 1.0f, 0.0f);
+            k.noisy_bias_act_forward(sc.a[0].data(), E(0), sc.a[0].data(), m.b(u0), sigma(0), rows, u0.O, 1, u0.act,
+                                     u0.alpha, noise(0, r0));
+        }
+        for (int l = 1; l < L; l++) {
+            const DenseUnit& u = m.units[size_t(l)];
+            k.gemm_nt(sc.a[size_t(l)].data(), sc.a[size_t(l - 1)].data(), m.W(u), rows, u.O, u.I, 1.0f, 0.0f);
+            k.noisy_bias_act_forward(sc.a[size_t(l)].data(), E(l), sc.a[size_t(l)].data(), m.b(u), sigma(l), rows, u.O,
+                                     1, u.act, u.alpha, noise(l, r0));
+        }
+        correct[size_t(t)] = k.loss_forward(sc.loss.data(), sc.a[size_t(L - 1)].data(), y.labels ? y.labels + b0 : nullptr,
+                                            y.values ? y.values + int64_t(b0) * C : nullptr, rows, C, K, m.loss);
+        double sum = 0.0;
+        for (int r = 0; r < rows; r++) sum += sc.loss.data()[r];
+        loss_sum[size_t(t)] = sum;
+
+        // row weights: loss minus baseline, over B K (the baseline uses only the sample's own copies)
+        float* w = sc.w.data();
+        k.lr_row_weights(w, sc.loss.data(), s, K, c.baseline, c.antithetic, inv_r);
+
+        // gradients from the same row weights, every layer
+        for (int l = 0; l < L; l++) {
+            const DenseUnit& u = m.units[size_t(l)];
+            float* e = sc.e[size_t(l)].data();
+            if (!c.store_noise && !(l == 0 && c.shared_prefix)) k.noise_fill(e, rows, u.O, noise(l, r0));
+            if (l == 0 && c.shared_prefix) {  // this block's rows of G = sum_k w E_1
+                NoiseSpec ns = noise(0, r0);
+                k.lr_copy_sum(ws.g.data() + int64_t(b0) * u.O, w, E(0), s, K, u.O, &ns);
+                continue;
+            }
+            const float* a_prev = l == 0 ? sc.x_rep.data() : sc.a[size_t(l - 1)].data();
+            float* p = partials + int64_t(t) * partial_size + partial_off[size_t(l)];
+            const float inv_sigma = 1.0f / sigma(l);
+            k.gemm_tn(p, e, a_prev, w, u.O, u.I, rows, inv_sigma, 0.0f);
+            k.lr_bias_reduce(p + int64_t(u.O) * u.I, w, e, rows, u.O, inv_sigma, false);
+        }
+    }, int64_t(R) * m.max_width() * 8);
+    for (const Status& st : status) OF_TRY(st);
+
+    // partial gradients summed in block order (deterministic for any thread count)
     float* grads = m.grads.data();
-    for (size_t l = 0; l < L; l++) {
-        const DenseUnit& u = m.units[l];
-        const float inv_sigma = 1.0f / sigma(l);
+    for (int l = first_partial; l < L; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        const int64_t nw = int64_t(u.O) * u.I;
         float* dW = grads + u.w_off;
         float* db = u.b_off >= 0 ? grads + u.b_off : nullptr;
-        if (l == 0 && c.shared_prefix) {
-            // G[b] = sum_k w[b, k] E_1[b, k]  (B, O); grad W1 = G^T X / sigma; grad b1 = colsum(G) / sigma
-            OF_TRY(ws.g.reserve(size_t(B) * u.O));
-            OF_TRY(ws.ones.reserve(size_t(B)));
-            NoiseSpec ns = noise(0, 0);
-            k.lr_copy_sum(ws.g.data(), w, E(0), B, K, u.O, &ns);
-            k.gemm_tn(dW, ws.g.data(), x, nullptr, u.O, u.I, B, inv_sigma, 0.0f);
-            if (db) {
-                std::fill(ws.ones.data(), ws.ones.data() + B, 1.0f);
-                k.lr_bias_reduce(db, ws.ones.data(), ws.g.data(), B, u.O, inv_sigma, false);
-            }
-            continue;
-        }
-        const float* a_prev = l == 0 ? x_rows : ws.a[l - 1].data();
-        const int chunk = row_chunk(u.O);
-        for (int r0 = 0; r0 < R; r0 += chunk) {
-            int rows = std::min(chunk, R - r0);
-            const float* e = c.store_noise ? ws.e[l].data() + int64_t(r0) * u.O : ws.d0.data();
-            if (!c.store_noise) k.noise_fill(ws.d0.data(), rows, u.O, noise(l, uint32_t(r0)));
-            k.gemm_tn(dW, e, a_prev + int64_t(r0) * u.I, w + r0, u.O, u.I, rows, inv_sigma, r0 == 0 ? 0.0f : 1.0f);
-            if (db) k.lr_bias_reduce(db, w + r0, e, rows, u.O, inv_sigma, r0 > 0);
+        const float* p0 = partials + partial_off[size_t(l)];
+        std::copy(p0, p0 + nw, dW);
+        if (db) std::copy(p0 + nw, p0 + nw + u.O, db);
+        for (int t = 1; t < T; t++) {
+            const float* p = partials + int64_t(t) * partial_size + partial_off[size_t(l)];
+            for (int64_t i = 0; i < nw; i++) dW[i] += p[i];
+            if (db)
+                for (int o = 0; o < u.O; o++) db[o] += p[nw + o];
         }
     }
+    if (c.shared_prefix) {  // grad W1 = G^T X / sigma; grad b1 = colsum(G) / sigma
+        const float inv_sigma = 1.0f / sigma(0);
+        k.gemm_tn(grads + u0.w_off, ws.g.data(), x, nullptr, u0.O, u0.I, B, inv_sigma, 0.0f);
+        if (u0.b_off >= 0) {
+            std::fill(ws.ones.data(), ws.ones.data() + B, 1.0f);
+            k.lr_bias_reduce(grads + u0.b_off, ws.ones.data(), ws.g.data(), B, u0.O, inv_sigma, false);
+        }
+    }
+    double total = 0.0;
+    int64_t hits = 0;
+    for (int t = 0; t < T; t++) total += loss_sum[size_t(t)], hits += correct[size_t(t)];
+    stats->loss = total / R;
+    stats->correct = hits;
+    stats->rows = R;
     return {};
 }
 

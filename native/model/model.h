@@ -63,8 +63,9 @@ struct Model {
 
     // Scratch reused across steps (grown on demand, never shrunk).
     struct Workspace {
-        std::vector<Buffer> a, v, e;  // per unit: activations, pre-activations (BP), noise (ULR store mode)
-        Buffer x, x_rep, v0, loss, w, g, d0, d1, ones;
+        std::vector<Buffer> a, v;  // per unit (BP): activations, pre-activations
+        Buffer loss, d0, d1;       // BP and evaluation
+        Buffer v0, g, ones, partials;  // ULR: clean first layer, G = sum_k w E_1, block partial gradients
     } ws;
 
     float* W(const DenseUnit& u) { return params->data() + u.w_off; }
