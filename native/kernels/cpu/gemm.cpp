@@ -238,6 +238,35 @@ void pack_a(float* Ap, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float
     }
 }
 
+// 16 x 16 transpose: src rows j (16 floats of consecutive p each, stride ld_src) -> dst rows p (16 floats of
+// consecutive j, stride ld_dst). The NT case packs W^T this way: 16 loads and stores instead of 256 scalar moves.
+__attribute__((target("avx512f"))) void transpose16_avx512(float* dst, ptrdiff_t ld_dst, const float* src,
+                                                             ptrdiff_t ld_src) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * ld_src);
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {  // 128-bit lanes: rows 0-3 with 4-7, 8-11 with 12-15
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+    }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+    }
+    for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + i * ld_dst, r[i]);
+}
+
 // B block (kc, cols) -> NR-column panels, each (kc, NR); columns past N are zero.
 void pack_b(float* Bp, const float* B, ptrdiff_t rsb, ptrdiff_t csb, int cols, int kc, int NR) {
     for (int j0 = 0; j0 < cols; j0 += NR, Bp += NR * kc) {
@@ -250,7 +279,16 @@ void pack_b(float* Bp, const float* B, ptrdiff_t rsb, ptrdiff_t csb, int cols, i
                 for (int j = nr; j < NR; j++) d[j] = 0.0f;
             }
         } else {
-            for (int j = 0; j < nr; j++) {
+            int j = 0;
+            if (rsb == 1 && NR % 16 == 0 && isa().kernel == ukernel_avx512) {
+                for (; j + 16 <= nr; j += 16) {
+                    int p = 0;
+                    for (; p + 16 <= kc; p += 16) transpose16_avx512(Bp + p * NR + j, NR, B + (j0 + j) * csb + p, csb);
+                    for (; p < kc; p++)
+                        for (int jj = j; jj < j + 16; jj++) Bp[p * NR + jj] = B[(j0 + jj) * csb + p];
+                }
+            }
+            for (; j < nr; j++) {
                 const float* b = B + (j0 + j) * csb;
                 for (int p = 0; p < kc; p++) Bp[p * NR + j] = b[p * rsb];
             }
