@@ -1,5 +1,5 @@
 /**
- * The `oneforward` command line (commander + cli-progress): `train` and `info`. Progress goes to stderr,
+ * The `oneforward` command line (commander + cli-progress): `train`, `eval` and `info`. Progress goes to stderr,
  * results to stdout. Ctrl-C cancels training cleanly (exit code 130).
  */
 import { Command, InvalidArgumentError } from 'commander';
@@ -24,10 +24,12 @@ function num(name: string) {
 type TrainOpts = {
   dataset: string; idx?: string; csv?: string; layers?: string; activation: string; estimator: string; copies: number;
   sigma: number; antithetic: boolean; optimizer: string; lr?: number; epochs: number; batch: number; seed: number; threads?: number;
-  progress: boolean; json: boolean;
+  progress: boolean; json: boolean; save?: string;
 };
 
-function loadData(o: TrainOpts): { train: of.Dataset; test?: of.Dataset } {
+type DataOpts = { dataset: string; idx?: string; csv?: string };
+
+function loadData(o: DataOpts): { train: of.Dataset; test?: of.Dataset } {
   if (o.idx) {
     const [images, labels, testImages, testLabels] = o.idx.split(',');
     if (!images || !labels) throw new of.ConfigError('--idx expects images,labels[,testImages,testLabels]');
@@ -88,6 +90,7 @@ async function train(o: TrainOpts): Promise<number> {
         process.stderr.write(`epoch ${e.epoch}: loss ${e.loss.toFixed(4)}${val} (${e.seconds.toFixed(2)} s)\n`);
       },
     });
+    if (o.save) await model.save(o.save), process.stderr.write(`oneforward: saved ${o.save}\n`);
     const last = history.epochs[history.epochs.length - 1];
     if (o.json) process.stdout.write(JSON.stringify(history) + '\n');
     else if (test && last?.valAccuracy !== undefined) process.stdout.write(`test accuracy: ${(100 * last.valAccuracy).toFixed(2)}%\n`);
@@ -95,7 +98,9 @@ async function train(o: TrainOpts): Promise<number> {
   } catch (err) {
     bar?.stop();
     if (err instanceof of.AbortError) {
-      process.stderr.write('oneforward: interrupted\n');
+      // The model keeps its last completed step; with --save it is kept on disk and `fit --resume` continues it.
+      if (o.save) await model.save(o.save), process.stderr.write(`oneforward: interrupted; saved ${o.save}\n`);
+      else process.stderr.write('oneforward: interrupted\n');
       return 130;
     }
     throw err;
@@ -129,8 +134,24 @@ export async function main(argv: string[]): Promise<number> {
     .option('--threads <n>', 'native threads', int('threads'))
     .option('--no-progress', 'no progress bar')
     .option('--json', 'print the history as JSON', false)
+    .option('--save <file>', 'save the trained model (also on Ctrl-C)')
     .action(async (o: TrainOpts) => {
       code = await train(o);
+    });
+  program
+    .command('eval')
+    .description('evaluate a saved model on a data set')
+    .requiredOption('--model <file>', 'checkpoint written by train --save or model.save()')
+    .option('--dataset <name>', 'shipped data set (its test split)', 'digits')
+    .option('--idx <files>', 'IDX files: images,labels')
+    .option('--csv <file>', 'CSV file (label in column 0)')
+    .action(async (o: { model: string; dataset: string; idx?: string; csv?: string }) => {
+      const model = await of.load(o.model);
+      const sets = loadData(o);
+      const data = o.idx || o.csv ? sets.train : sets.test!;
+      const r = model.evaluate(data);
+      process.stdout.write(`loss ${r.loss.toFixed(4)}, accuracy ${(100 * r.accuracy).toFixed(2)}% on ${data.rows} rows\n`);
+      model.dispose();
     });
   program
     .command('info')

@@ -3,6 +3,7 @@
  * exact-backprop baseline in the same native engine. Public exports only.
  */
 export { sequential, Model, LOSSES } from './model';
+export { load } from './checkpoint';
 export type { SequentialOptions, FitOptions, History, EpochLog, Progress, Parameter, LossName } from './model';
 export { dense, activation, relu, leakyRelu, tanh, sigmoid, gelu, identity, step, sign, ACTIVATIONS } from './layers';
 export type { Layer, DenseLayer, ActivationLayer, ActivationName, DenseOptions } from './layers';

@@ -10,6 +10,7 @@ import type { Layer, DenseLayer } from './layers';
 import { native, type NativeModel, type Progress, type EpochLog } from './native';
 import { type Optimizer, adam } from './optimizers';
 import { invalidArg, is, optionsObject } from './validate';
+import { save as saveCheckpoint } from './checkpoint';
 
 /** Losses. `crossEntropy`: softmax cross-entropy on integer labels. `mse`: mean squared error per row. */
 export const LOSSES = ['crossEntropy', 'mse'] as const;
@@ -57,6 +58,13 @@ export type FitOptions = {
   onEpochEnd?: (e: EpochLog) => void;
   /** Cancels training between steps; fit rejects with an `AbortError` and the model keeps its last step. */
   signal?: AbortSignal;
+  /**
+   * Continue where this model's training stopped (typically after `of.load`): `epochs` is then the total to
+   * reach, counting the epochs already done, and an epoch cut short by a cancel continues at its next batch.
+   * The result is bit-identical to an uninterrupted run with the same seed. Defaults to `false` (`epochs`
+   * more epochs, each from its start).
+   */
+  resume?: boolean;
 };
 
 const disposeSymbol: symbol = (Symbol as unknown as { dispose?: symbol }).dispose ?? Symbol.for('nodejs.dispose');
@@ -124,7 +132,7 @@ export class Model {
   async fit(train: Dataset, options?: FitOptions): Promise<History> {
     const stack = new Error().stack;
     const o = optionsObject('fit', options, [
-      'estimator', 'optimizer', 'epochs', 'batchSize', 'shuffle', 'validation', 'onProgress', 'onEpochEnd', 'signal',
+      'estimator', 'optimizer', 'epochs', 'batchSize', 'shuffle', 'validation', 'onProgress', 'onEpochEnd', 'signal', 'resume',
     ]) as FitOptions;
     this.checkData('train', train);
     if (o.validation !== undefined) this.checkData('validation', o.validation);
@@ -133,6 +141,7 @@ export class Model {
     if (!is.integer(epochs) || epochs < 0) throw invalidArg('epochs', 'integer >= 0', epochs);
     if (!is.positiveInteger(batchSize)) throw invalidArg('batchSize', 'positive integer', batchSize);
     if (o.shuffle !== undefined && !is.bool(o.shuffle)) throw invalidArg('shuffle', 'boolean', o.shuffle);
+    if (o.resume !== undefined && !is.bool(o.resume)) throw invalidArg('resume', 'boolean', o.resume);
     for (const k of ['onProgress', 'onEpochEnd'] as const) {
       if (o[k] !== undefined && typeof o[k] !== 'function') throw invalidArg(k, 'function', o[k]);
     }
@@ -150,7 +159,7 @@ export class Model {
       await nat.fit(
         train.x, train.y, train.rows,
         v ? v.x : null, v ? v.y : null, v ? v.rows : 0,
-        { epochs, batchSize, shuffle: o.shuffle ?? true, estimator, optimizer },
+        { epochs, batchSize, shuffle: o.shuffle ?? true, resume: o.resume ?? false, estimator, optimizer },
         o.onProgress ?? null,
         (e) => {
           epochsOut.push(e);
@@ -221,6 +230,24 @@ export class Model {
     this.checkData('batch', { x: batch.x, y: batch.y, rows, shape: [this.inputs] });
     const est = toNative((o.estimator as Estimator | undefined) ?? ulr());
     return this.nat.trainStep(batch.x, batch.y, rows, est, (o.optimizer as Optimizer | undefined) ?? adam()).loss;
+  }
+
+  /** Epochs completed so far (the shuffle counter of the next epoch). */
+  get epochsRun(): number {
+    return this.nat.state().epochs ?? 0;
+  }
+
+  /**
+   * Saves parameters, optimizer state and training counters to one file (JSON header + float32 tensors),
+   * atomically: a temp file, fsync, then rename. Load it with `of.load(path)`.
+   */
+  async save(file: string): Promise<void> {
+    const stack = new Error().stack;
+    try {
+      await saveCheckpoint(this, file);
+    } catch (err) {
+      throw withCallerStack(err, stack);
+    }
   }
 
   /** Frees native memory (parameter views already handed out stay valid). Idempotent. */

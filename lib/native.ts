@@ -75,6 +75,18 @@ export type Progress = {
 /** @internal */
 export type Targets = Int32Array | Float32Array;
 
+/** @internal Training state besides the parameters (what a checkpoint stores). */
+export type NativeTrainState = {
+  step: number;
+  epochsRun: number;
+  epochStep: number;
+  /** -1: no optimizer state yet; else 0 sgd, 1 adam, 2 adamw. */
+  optKind: number;
+  optT: number;
+  m: Float32Array | null;
+  v: Float32Array | null;
+};
+
 /** @internal */
 export interface NativeModel {
   parameters(): { name: string; shape: number[]; data: Float32Array }[];
@@ -94,16 +106,19 @@ export interface NativeModel {
     valX: Float32Array | null,
     valY: Targets | null,
     valRows: number,
-    config: { epochs: number; batchSize: number; shuffle: boolean; estimator: NativeEstimator; optimizer: NativeOptimizer },
+    config: { epochs: number; batchSize: number; shuffle: boolean; resume: boolean; estimator: NativeEstimator; optimizer: NativeOptimizer },
     onProgress: ((p: Progress) => void) | null,
     onEpoch: ((e: EpochLog) => void) | null,
   ): Promise<EpochLog[]>;
   cancel(): void;
   dispose(): void;
+  exportState(): NativeTrainState;
+  importState(state: NativeTrainState): void;
   state(): {
     disposed: boolean;
     step?: number;
     epochs?: number;
+    epochStep?: number;
     busy?: boolean;
     parameterCount?: number;
     inputs?: number;

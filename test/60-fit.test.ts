@@ -157,9 +157,14 @@ t.test('IDX and CSV loaders', async (t) => {
 t.test('the CLI trains and reports test accuracy; errors exit 1', async (t) => {
   const run = promisify(execFile);
   const cli = path.join(root, 'bin', 'oneforward.js');
-  const ok = await run(process.execPath, [cli, 'train', '--estimator', 'bp', '--epochs', '1', '--layers', '784-32-10', '--no-progress']);
-  t.match(ok.stdout, /test accuracy: \d+\.\d+%/);
+  const saved = path.join(os.tmpdir(), `of-cli-${process.pid}.ofm`);
+  const ok = await run(process.execPath, [cli, 'train', '--estimator', 'bp', '--epochs', '1', '--layers', '784-32-10', '--no-progress', '--save', saved]);
+  const acc = /test accuracy: (\d+\.\d+)%/.exec(ok.stdout);
+  t.ok(acc, 'prints the test accuracy');
   t.match(ok.stderr, /epoch 1: loss/);
+  const ev = await run(process.execPath, [cli, 'eval', '--model', saved]);
+  t.match(ev.stdout, new RegExp(`accuracy ${acc![1]!.replace('.', '\\.')}% on 2004 rows`), 'eval of the saved model reproduces the accuracy');
+  fs.rmSync(saved);
   const info = await run(process.execPath, [cli, 'info']);
   t.equal(JSON.parse(info.stdout).active, 'cpu');
   await t.rejects(run(process.execPath, [cli, 'train', '--estimator', 'magic', '--epochs', '1']), { code: 1, stderr: /unknown estimator 'magic'/ });

@@ -17,6 +17,8 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
                            InstanceMethod<&ModelWrap::Cancel>("cancel"),
                            InstanceMethod<&ModelWrap::Dispose>("dispose"),
                            InstanceMethod<&ModelWrap::State>("state"),
+                           InstanceMethod<&ModelWrap::ExportState>("exportState"),
+                           InstanceMethod<&ModelWrap::ImportState>("importState"),
                        });
 }
 
@@ -287,6 +289,7 @@ Napi::Value ModelWrap::State(const Napi::CallbackInfo& info) {
     if (model_) {
         r.Set("step", double(model_->step));
         r.Set("epochs", double(model_->epochs_run));
+        r.Set("epochStep", double(model_->epoch_step));
         r.Set("busy", model_->busy.load());
         r.Set("parameterCount", double(model_->n_params));
         r.Set("inputs", model_->inputs);
@@ -295,4 +298,57 @@ Napi::Value ModelWrap::State(const Napi::CallbackInfo& info) {
     return r;
 }
 
+// exportState() -> { step, epochsRun, epochStep, optKind, optT, m, v }: the training state a checkpoint needs
+// besides the parameters (copies; m and v are null before the first optimizer step).
+Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    Model& m = model(env);
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("step", double(m.step));
+    r.Set("epochsRun", double(m.epochs_run));
+    r.Set("epochStep", double(m.epoch_step));
+    r.Set("optKind", m.opt_kind);
+    r.Set("optT", double(m.opt_t));
+    bool has = m.opt_kind >= 0;
+    for (const char* key : {"m", "v"}) {
+        const Buffer& b = key[0] == 'm' ? m.opt_m : m.opt_v;
+        if (!has) {
+            r.Set(key, env.Null());
+            continue;
+        }
+        Napi::Float32Array a = Napi::Float32Array::New(env, size_t(m.n_params));
+        std::copy(b.data(), b.data() + m.n_params, a.Data());
+        r.Set(key, a);
+    }
+    return r;
+    OF_NAPI_END(env)
+}
+
+// importState(state): the inverse of exportState, checked field by field.
+Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    Model& m = model(env);
+    Napi::Object o = require_object(info[0], "state");
+    uint32_t step = uint32_t(require_int(o.Get("step"), "step", 0, 0xffffffffll));
+    uint32_t epochs = uint32_t(require_int(o.Get("epochsRun"), "epochsRun", 0, 0xffffffffll));
+    uint32_t epoch_step = uint32_t(require_int(o.Get("epochStep"), "epochStep", 0, 0xffffffffll));
+    int kind = int(require_int(o.Get("optKind"), "optKind", -1, 2));
+    int64_t t = require_int(o.Get("optT"), "optT", 0, int64_t(1) << 52);
+    if (kind >= 0) {
+        Napi::Float32Array mv = require_f32(o.Get("m"), "m"), vv = require_f32(o.Get("v"), "v");
+        if (int64_t(mv.ElementLength()) != m.n_params || int64_t(vv.ElementLength()) != m.n_params)
+            throw_status(env, {StatusCode::Checkpoint, "optimizer state has the wrong size for this model"});
+        check(env, m.opt_m.reserve(size_t(m.n_params)));
+        check(env, m.opt_v.reserve(size_t(m.n_params)));
+        std::copy(mv.Data(), mv.Data() + m.n_params, m.opt_m.data());
+        std::copy(vv.Data(), vv.Data() + m.n_params, m.opt_v.data());
+    }
+    m.step = step, m.epochs_run = epochs, m.epoch_step = epoch_step, m.opt_kind = kind, m.opt_t = t;
+    return env.Undefined();
+    OF_NAPI_END(env)
+}
+
 }  // namespace of::addon
+

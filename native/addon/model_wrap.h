@@ -30,6 +30,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Value Cancel(const Napi::CallbackInfo& info);
     Napi::Value Dispose(const Napi::CallbackInfo& info);
     Napi::Value State(const Napi::CallbackInfo& info);
+    Napi::Value ExportState(const Napi::CallbackInfo& info);
+    Napi::Value ImportState(const Napi::CallbackInfo& info);
 };
 
 // Parsing shared by the methods (model_wrap.cpp).

@@ -109,6 +109,7 @@ Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self) {
     job->cfg.epochs = int(require_int(cfg.Get("epochs"), "epochs", 0, 1 << 24));
     job->cfg.batch = int(require_int(cfg.Get("batchSize"), "batchSize", 1, 1 << 24));
     job->cfg.shuffle = opt_bool(cfg, "shuffle", true);
+    job->cfg.resume = opt_bool(cfg, "resume", false);
     job->cfg.estimator = parse_estimator(env, cfg.Get("estimator"));
     job->cfg.optimizer = parse_optimizer(env, cfg.Get("optimizer"));
     check(env, validate_estimator(m, job->cfg.estimator));

@@ -55,6 +55,7 @@ struct Model {
     Buffer grads, opt_m, opt_v;
     uint32_t step = 0;        // training steps taken: the noise counter's step
     uint32_t epochs_run = 0;  // epochs completed: the shuffle counter
+    uint32_t epoch_step = 0;  // batches done in an epoch that was cut short (cancel); 0 between epochs
     int64_t opt_t = 0;        // optimizer updates since its state was reset
     int opt_kind = -1;        // OptKind of the state in opt_m/opt_v; -1: none yet
     const KernelTable* k = &cpu_kernels();

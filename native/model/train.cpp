@@ -74,7 +74,13 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
     const auto t_fit = clock::now();
     auto since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
 
-    for (int ep = 0; ep < cfg.epochs; ep++) {
+    // resume: `epochs` is the total to reach, counting the model's completed epochs, and an epoch cut short
+    // (cancel, then save) continues at its next batch. Otherwise `epochs` more epochs, each from its start.
+    const int first = cfg.resume ? int(m.epochs_run) : 0;
+    const int last = cfg.epochs;  // exclusive end of the epoch index
+    if (!cfg.resume) m.epoch_step = 0;
+    for (int ep = first; ep < last; ep++) {
+        const int64_t s0 = std::min<int64_t>(m.epoch_step, steps);
         if (cfg.shuffle) shuffle(perm, m.seed, m.epochs_run);
         else
             for (int64_t i = 0; i < n; i++) perm[size_t(i)] = i;
@@ -82,7 +88,7 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
         auto t_report = t_epoch;
         double loss_sum = 0.0;
         int64_t correct = 0, rows_seen = 0, samples = 0;
-        for (int64_t s = 0; s < steps; s++) {
+        for (int64_t s = s0; s < steps; s++) {
             if (hooks.cancel && hooks.cancel->load()) return {StatusCode::Abort, "training was cancelled"};
             int64_t r0 = s * batch;
             int B = int(std::min(batch, n - r0));
@@ -100,13 +106,14 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
                     status.message += " [epoch " + std::to_string(ep + 1) + ", batch " + std::to_string(s + 1) + "]";
                 return status;
             }
+            m.epoch_step = uint32_t(s + 1);
             loss_sum += st.loss * double(B);
             correct += st.correct;
             rows_seen += st.rows;
             samples += B;
             if (hooks.progress && (since(t_report) >= 0.1 || s + 1 == steps)) {
                 t_report = clock::now();
-                ProgressEvent p{ep + 1, cfg.epochs, s + 1, steps, loss_sum / double(samples),
+                ProgressEvent p{ep + 1, last, s + 1, steps, loss_sum / double(samples),
                                 double(correct) / double(rows_seen), double(samples) / since(t_epoch), since(t_fit)};
                 hooks.progress(p);
             }
@@ -114,10 +121,11 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
         EpochStats es;
         es.epoch = ep + 1;
         es.seconds = since(t_epoch);
-        es.steps = steps;
-        es.loss = loss_sum / double(samples);
-        es.accuracy = double(correct) / double(rows_seen);
+        es.steps = steps - s0;
+        es.loss = samples ? loss_sum / double(samples) : 0.0;
+        es.accuracy = rows_seen ? double(correct) / double(rows_seen) : 0.0;
         m.epochs_run++;
+        m.epoch_step = 0;
         if (val) {
             es.has_val = true;
             OF_TRY(m.evaluate(val->x, val->y, val->rows, &es.val_loss, &es.val_accuracy));

@@ -20,6 +20,7 @@ struct FitConfig {
     int epochs = 1;
     int batch = 32;
     bool shuffle = true;
+    bool resume = false;  // continue the model's counters: `epochs` is the total, a cut-short epoch continues
     EstimatorConfig estimator;
     OptimizerConfig optimizer;
 };
@@ -34,7 +35,7 @@ struct ProgressEvent {
 };
 
 struct EpochStats {
-    int epoch = 0;
+    int epoch = 0;  // 1-based; counts the model's earlier epochs when resuming
     double loss = 0.0, accuracy = 0.0;
     bool has_val = false;
     double val_loss = 0.0, val_accuracy = 0.0;

@@ -1,0 +1,219 @@
+/**
+ * Checkpoints: one file, a JSON header followed by raw little-endian float32 tensors (safetensors-like, never
+ * executable). Layout: 8-byte magic "OFCKPT01", u32 header length, u32 reserved, the header, zero padding to a
+ * 64-byte boundary, then the data. The header holds the format version, the model spec, the training counters
+ * and optimizer kind, each tensor's name/shape/offset, and a SHA-256 of the data. Writes go to a temp file
+ * that is fsynced and renamed, so a crash mid-save leaves the previous file intact. Loading checks every field
+ * against the model spec and the file size before allocating anything, then verifies the checksum.
+ */
+import { createHash, randomBytes } from 'crypto';
+import { promises as fsp } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { CheckpointError, OneForwardError } from './errors';
+import { ACTIVATIONS, type ActivationLayer, type ActivationName, type Layer } from './layers';
+import { LOSSES, type LossName, type Model, sequential } from './model';
+
+const MAGIC = Buffer.from('OFCKPT01', 'ascii');
+const VERSION = 1;
+const MAX_HEADER = 16 << 20;
+const OPTIMIZERS = ['sgd', 'adam', 'adamw'] as const;
+
+type TensorEntry = { name: string; shape: number[]; offset: number };
+type Header = {
+  format: 'oneforward';
+  version: number;
+  dtype: 'float32';
+  model: { layers: Layer[]; loss: LossName; seed: number };
+  state: { step: number; epochsRun: number; epochStep: number; optimizer: { kind: string; t: number } | null };
+  tensors: TensorEntry[];
+  dataBytes: number;
+  checksum: string;
+};
+
+const fail = (file: string, why: string) => new CheckpointError(`${file}: ${why}`);
+
+/** Saves a model (parameters, optimizer state, training counters) to `file`, atomically. */
+export async function save(model: Model, file: string): Promise<void> {
+  if (typeof file !== 'string' || file.length === 0) throw new CheckpointError('Expected a file path for save');
+  const nat = model._native;
+  if (!nat) throw fail(file, 'the model has been disposed');
+  const st = nat.exportState();
+  const params = nat.parameters();
+  const tensors: TensorEntry[] = [];
+  const chunks: Buffer[] = [];
+  let offset = 0;
+  const add = (name: string, shape: number[], data: Float32Array) => {
+    tensors.push({ name, shape, offset });
+    chunks.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+    offset += data.byteLength;
+  };
+  for (const p of params) add(p.name, p.shape, p.data);
+  const n = params.reduce((a, p) => a + p.data.length, 0);
+  if (st.m && st.v) add('optimizer.m', [n], st.m), add('optimizer.v', [n], st.v);
+  const data = Buffer.concat(chunks);
+  const header: Header = {
+    format: 'oneforward',
+    version: VERSION,
+    dtype: 'float32',
+    model: { layers: model.layers.map((l) => ({ ...l })), loss: model.loss, seed: model.seed },
+    state: {
+      step: st.step,
+      epochsRun: st.epochsRun,
+      epochStep: st.epochStep,
+      optimizer: st.optKind >= 0 ? { kind: OPTIMIZERS[st.optKind]!, t: st.optT } : null,
+    },
+    tensors,
+    dataBytes: data.length,
+    checksum: 'sha256:' + createHash('sha256').update(data).digest('hex'),
+  };
+  const json = Buffer.from(JSON.stringify(header), 'utf8');
+  const pre = Buffer.alloc(16);
+  MAGIC.copy(pre, 0);
+  pre.writeUInt32LE(json.length, 8);
+  const dataOffset = Math.ceil((16 + json.length) / 64) * 64;
+  const pad = Buffer.alloc(dataOffset - 16 - json.length);
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  let fh: fsp.FileHandle | undefined;
+  try {
+    fh = await fsp.open(tmp, 'wx', 0o644);
+    await fh.writev([pre, json, pad, os.endianness() === 'LE' ? data : swap32(data)]);
+    await fh.sync();
+    await fh.close();
+    fh = undefined;
+    await fsp.rename(tmp, file);
+    await syncDir(path.dirname(file));
+  } catch (err) {
+    await fh?.close().catch(() => undefined);
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    throw err instanceof OneForwardError ? err : fail(file, `cannot write: ${(err as Error).message}`);
+  }
+}
+
+async function syncDir(dir: string) {
+  try {
+    const d = await fsp.open(dir, 'r');
+    await d.sync().catch(() => undefined);
+    await d.close();
+  } catch {
+    // Directories cannot be opened for sync on every platform; the rename is still atomic.
+  }
+}
+
+function swap32(b: Buffer): Buffer {
+  const out = Buffer.from(b);
+  out.swap32();
+  return out;
+}
+
+const isInt = (v: unknown, lo: number, hi: number): v is number => Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi;
+
+// The layer list of a header, checked as strictly as the public constructors would.
+function checkLayers(file: string, layers: unknown): Layer[] {
+  if (!Array.isArray(layers) || layers.length === 0 || layers.length > 4096) throw fail(file, 'model.layers must be a non-empty array');
+  return layers.map((l, i) => {
+    const o = l as Record<string, unknown>;
+    if (typeof o !== 'object' || o === null) throw fail(file, `model.layers[${i}] is not an object`);
+    if (o.type === 'dense') {
+      if (!isInt(o.inputs, 1, 1 << 24) || !isInt(o.units, 1, 1 << 24) || typeof o.bias !== 'boolean') {
+        throw fail(file, `model.layers[${i}]: bad dense layer`);
+      }
+      return { type: 'dense', inputs: o.inputs, units: o.units, bias: o.bias };
+    }
+    if (o.type === 'activation' && (ACTIVATIONS as readonly unknown[]).includes(o.activation)) {
+      const layer: ActivationLayer = { type: 'activation', activation: o.activation as ActivationName };
+      if (o.alpha !== undefined) {
+        if (typeof o.alpha !== 'number' || !Number.isFinite(o.alpha)) throw fail(file, `model.layers[${i}]: bad alpha`);
+        layer.alpha = o.alpha;
+      }
+      return layer;
+    }
+    throw fail(file, `model.layers[${i}]: unknown layer`);
+  });
+}
+
+/** Loads a checkpoint written by {@link save}: a new model with its parameters, optimizer state and counters. */
+export async function load(file: string): Promise<Model> {
+  if (typeof file !== 'string' || file.length === 0) throw new CheckpointError('Expected a file path for load');
+  let buf: Buffer;
+  try {
+    buf = await fsp.readFile(file);
+  } catch (err) {
+    throw fail(file, `cannot read: ${(err as Error).message}`);
+  }
+  if (buf.length < 16 || !buf.subarray(0, 8).equals(MAGIC)) throw fail(file, 'not a oneforward checkpoint (bad magic)');
+  const headerLen = buf.readUInt32LE(8);
+  if (headerLen === 0 || headerLen > MAX_HEADER || 16 + headerLen > buf.length) throw fail(file, `truncated or corrupt header (length ${headerLen})`);
+  let h: Header;
+  try {
+    h = JSON.parse(buf.subarray(16, 16 + headerLen).toString('utf8')) as Header;
+  } catch {
+    throw fail(file, 'header is not valid JSON');
+  }
+  if (typeof h !== 'object' || h === null || h.format !== 'oneforward') throw fail(file, 'not a oneforward checkpoint');
+  if (h.version !== VERSION) throw fail(file, `unsupported format version ${String(h.version)} (this build reads version ${VERSION})`);
+  if (h.dtype !== 'float32') throw fail(file, `unsupported dtype ${String(h.dtype)}`);
+  const m = h.model as Record<string, unknown> | undefined;
+  if (!m || !(LOSSES as readonly unknown[]).includes(m.loss) || !isInt(m.seed, 0, 2 ** 53)) throw fail(file, 'bad model section');
+  const layers = checkLayers(file, m.layers);
+  // Expected tensors from the spec alone: names, shapes, contiguous offsets.
+  const expected: { name: string; shape: number[] }[] = [];
+  let d = 0;
+  let total = 0;
+  for (const l of layers) {
+    if (l.type !== 'dense') continue;
+    expected.push({ name: `dense${d}.weight`, shape: [l.units, l.inputs] });
+    total += l.units * l.inputs;
+    if (l.bias) expected.push({ name: `dense${d}.bias`, shape: [l.units] }), (total += l.units);
+    d++;
+  }
+  const s = h.state as Header['state'] | undefined;
+  if (!s || !isInt(s.step, 0, 2 ** 32 - 1) || !isInt(s.epochsRun, 0, 2 ** 32 - 1) || !isInt(s.epochStep, 0, 2 ** 32 - 1)) throw fail(file, 'bad state section');
+  let optKind = -1;
+  if (s.optimizer !== null) {
+    optKind = OPTIMIZERS.indexOf(s.optimizer?.kind as (typeof OPTIMIZERS)[number]);
+    if (optKind < 0 || !isInt(s.optimizer?.t, 0, 2 ** 52)) throw fail(file, 'bad optimizer state');
+    expected.push({ name: 'optimizer.m', shape: [total] }, { name: 'optimizer.v', shape: [total] });
+  }
+  if (!Array.isArray(h.tensors) || h.tensors.length !== expected.length) throw fail(file, 'tensor list does not match the model');
+  let offset = 0;
+  h.tensors.forEach((t, i) => {
+    const e = expected[i]!;
+    if (typeof t !== 'object' || t === null || t.name !== e.name || !Array.isArray(t.shape) || t.shape.length !== e.shape.length ||
+        t.shape.some((v, j) => v !== e.shape[j]) || t.offset !== offset) {
+      throw fail(file, `tensor ${i} (${String(t?.name)}) does not match the model: expected ${e.name} [${e.shape.join(', ')}] at ${offset}`);
+    }
+    offset += 4 * e.shape.reduce((a, b) => a * b, 1);
+  });
+  const dataOffset = Math.ceil((16 + headerLen) / 64) * 64;
+  if (h.dataBytes !== offset || buf.length !== dataOffset + offset) {
+    throw fail(file, `size mismatch: the header describes ${offset} data bytes, the file holds ${buf.length - dataOffset}`);
+  }
+  const data = buf.subarray(dataOffset);
+  const sum = 'sha256:' + createHash('sha256').update(data).digest('hex');
+  if (h.checksum !== sum) throw fail(file, 'checksum mismatch: the file is corrupted');
+
+  // Only now: build the model and fill it.
+  const floats = (i: number) => {
+    const t = h.tensors[i]!;
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    const out = new Float32Array(n);
+    const bytes = Buffer.from(out.buffer);
+    data.copy(bytes, 0, t.offset, t.offset + 4 * n);
+    if (os.endianness() !== 'LE') bytes.swap32();
+    return out;
+  };
+  const model = sequential(layers, { loss: m.loss as LossName, seed: m.seed as number });
+  model.parameters().forEach((p, i) => p.data.set(floats(i)));
+  const np = model.parameters().length;
+  model._native!.importState({
+    step: s.step,
+    epochsRun: s.epochsRun,
+    epochStep: s.epochStep,
+    optKind,
+    optT: s.optimizer?.t ?? 0,
+    m: optKind >= 0 ? floats(np) : null,
+    v: optKind >= 0 ? floats(np + 1) : null,
+  });
+  return model;
+}
