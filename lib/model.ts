@@ -197,6 +197,40 @@ export class Model {
     return this.nat.predict(x, r);
   }
 
+  /** Like {@link predict}, off the event loop (libuv pool). Several may run at once; fit waits for them. */
+  async predictAsync(x: Float32Array | Dataset, rows?: number): Promise<Float32Array> {
+    const stack = new Error().stack;
+    let xs: Float32Array;
+    let r: number;
+    if (x instanceof Float32Array) {
+      r = rows ?? x.length / this.inputs;
+      if (!is.integer(r) || r < 0 || r * this.inputs !== x.length) {
+        throw new ShapeError(`x has ${x.length} values, which is not a whole number of rows of ${this.inputs} inputs`);
+      }
+      xs = x;
+    } else {
+      this.checkData('data', x);
+      xs = x.x;
+      r = x.rows;
+    }
+    try {
+      return await this.nat.predictAsync(xs, r);
+    } catch (err) {
+      throw withCallerStack(err, stack);
+    }
+  }
+
+  /** Like {@link evaluate}, off the event loop (libuv pool). */
+  async evaluateAsync(data: Dataset): Promise<{ loss: number; accuracy: number }> {
+    const stack = new Error().stack;
+    this.checkData('data', data);
+    try {
+      return await this.nat.evaluateAsync(data.x, data.y, data.rows);
+    } catch (err) {
+      throw withCallerStack(err, stack);
+    }
+  }
+
   /**
    * Gradient of the mean loss of one batch, per parameter (in {@link parameters} order), without updating.
    * With ULR this is one stochastic estimate; `step` picks the noise (defaults to the model's step counter).

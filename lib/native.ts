@@ -70,6 +70,8 @@ export type Progress = {
   samplesPerSecond: number;
   /** Seconds since fit started. */
   elapsed: number;
+  /** Estimated seconds until fit ends (from this run's pace; validation excluded). */
+  eta: number;
 };
 
 /** @internal */
@@ -91,6 +93,8 @@ export type NativeTrainState = {
 export interface NativeModel {
   parameters(): { name: string; shape: number[]; data: Float32Array }[];
   predict(x: Float32Array, rows: number): Float32Array;
+  predictAsync(x: Float32Array, rows: number): Promise<Float32Array>;
+  evaluateAsync(x: Float32Array, y: Targets, rows: number): Promise<{ loss: number; accuracy: number }>;
   evaluate(x: Float32Array, y: Targets, rows: number): { loss: number; accuracy: number };
   gradients(x: Float32Array, y: Targets, rows: number, estimator: NativeEstimator, step?: number): {
     grads: Float32Array;

@@ -74,12 +74,31 @@ t.test('progress, AbortSignal and a free event loop', async (t) => {
   t.ok(progress.length >= 3, `${progress.length} progress events`);
   const p = progress[0]!;
   t.ok(p.step > 0 && p.step <= p.steps && p.epoch === 1 && p.epochs === 50 && Number.isFinite(p.loss) && p.samplesPerSecond > 0, 'progress fields');
+  t.ok(p.eta > 0 && Number.isFinite(p.eta) && p.eta > p.elapsed, `eta ${p.eta.toFixed(1)} s after ${p.elapsed.toFixed(2)} s of 50 epochs`);
   t.ok(model.step > 0 && model.step < 50 * Math.ceil(train.rows / 32), `stopped after ${model.step} steps`);
   const acc = model.evaluate(test).accuracy;
   t.ok(Number.isFinite(acc), 'the model stays usable after cancel');
   await t.rejects(model.fit(train, { epochs: 1, signal: AbortSignal.abort() }), { code: 'ABORT_ERR' }, 'an aborted signal rejects at once');
   const err = new Error('stop from callback');
   await t.rejects(model.fit(train, { epochs: 5, estimator: of.bp(), onProgress: () => { throw err; } }), err, 'a throwing callback rejects fit with its error');
+  model.dispose();
+});
+
+t.test('predictAsync and evaluateAsync: same results, concurrent, guarded against fit and dispose', async (t) => {
+  const model = of.sequential([of.dense(784, 64), of.relu(), of.dense(64, 10)], { seed: 4 });
+  await model.fit(train, { estimator: of.bp(), epochs: 1, batchSize: 64 });
+  const sync = model.predict(test);
+  const all = await Promise.all(Array.from({ length: 12 }, () => model.predictAsync(test)));
+  t.ok(all.every((a) => Buffer.from(a.buffer).equals(Buffer.from(sync.buffer))), '12 concurrent predictAsync equal predict');
+  t.same(await model.evaluateAsync(test), model.evaluate(test));
+  const pending = model.predictAsync(test);
+  t.throws(() => model.dispose(), { code: 'ERR_BUSY' }, 'no dispose while a prediction is pending');
+  await t.rejects(model.fit(train, { epochs: 1 }), { code: 'ERR_BUSY' }, 'no fit while a prediction is pending');
+  await pending;
+  const running = model.fit(train, { estimator: of.bp(), epochs: 1, batchSize: 64 });
+  await t.rejects(model.predictAsync(test), { code: 'ERR_BUSY' }, 'no predict while training');
+  await running;
+  await t.rejects(model.predictAsync(new Float32Array(5)), { code: 'ERR_SHAPE' });
   model.dispose();
 });
 

@@ -10,6 +10,8 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
                        {
                            InstanceMethod<&ModelWrap::Parameters>("parameters"),
                            InstanceMethod<&ModelWrap::Predict>("predict"),
+                           InstanceMethod<&ModelWrap::PredictAsync>("predictAsync"),
+                           InstanceMethod<&ModelWrap::EvaluateAsync>("evaluateAsync"),
                            InstanceMethod<&ModelWrap::Evaluate>("evaluate"),
                            InstanceMethod<&ModelWrap::Gradients>("gradients"),
                            InstanceMethod<&ModelWrap::TrainStep>("trainStep"),
@@ -192,11 +194,22 @@ Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
                                                   " values, expected rows x inputs = " + std::to_string(rows) +
                                                   " x " + std::to_string(m.inputs)});
     Napi::Float32Array out = Napi::Float32Array::New(env, size_t(rows) * m.outputs);
-    for (int64_t r0 = 0; r0 < rows; r0 += 1024) {
-        int n = int(std::min<int64_t>(1024, rows - r0));
-        check(env, m.forward(out.Data() + r0 * m.outputs, x.Data() + r0 * m.inputs, n));
-    }
+    check(env, m.forward(out.Data(), x.Data(), rows, m.infer));
     return out;
+    OF_NAPI_END(env)
+}
+
+Napi::Value ModelWrap::PredictAsync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    return start_infer(info, this, false);
+    OF_NAPI_END(env)
+}
+
+Napi::Value ModelWrap::EvaluateAsync(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    return start_infer(info, this, true);
     OF_NAPI_END(env)
 }
 
@@ -206,7 +219,7 @@ Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
     Model& m = model(env);
     DataRef d = parse_data(env, m, info[0], info[1], info[2]);
     double loss, acc;
-    check(env, m.evaluate(d.x, d.y, d.rows, &loss, &acc));
+    check(env, m.evaluate(d.x, d.y, d.rows, &loss, &acc, m.infer));
     Napi::Object r = Napi::Object::New(env);
     r.Set("loss", loss);
     r.Set("accuracy", acc);
@@ -277,6 +290,7 @@ Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
     OF_NAPI_BEGIN
     if (model_ && model_->busy.load())
         throw_status(env, {StatusCode::Busy, "cannot dispose a model while it trains; cancel it first"});
+    if (pending_ > 0) throw_status(env, {StatusCode::Busy, "cannot dispose a model while predictions are pending"});
     model_.reset();
     return env.Undefined();
     OF_NAPI_END(env)

@@ -19,10 +19,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
     Model& model(Napi::Env env, bool allow_busy = false);  // throws ERR_DISPOSED / ERR_BUSY
     std::unique_ptr<Model> model_;
+    int pending_ = 0;  // async predict/evaluate in flight (JS thread only)
 
    private:
     Napi::Value Parameters(const Napi::CallbackInfo& info);
     Napi::Value Predict(const Napi::CallbackInfo& info);
+    Napi::Value PredictAsync(const Napi::CallbackInfo& info);
+    Napi::Value EvaluateAsync(const Napi::CallbackInfo& info);
     Napi::Value Evaluate(const Napi::CallbackInfo& info);
     Napi::Value Gradients(const Napi::CallbackInfo& info);
     Napi::Value TrainStep(const Napi::CallbackInfo& info);
@@ -42,5 +45,7 @@ DataRef parse_data(Napi::Env env, const Model& m, const Napi::Value& x, const Na
 
 // Starts fit on a dedicated thread; returns the promise (train_worker.cpp).
 Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self);
+// Starts an async predict or evaluate on the libuv pool; returns the promise (infer_worker.cpp).
+Napi::Value start_infer(const Napi::CallbackInfo& info, ModelWrap* self, bool evaluate);
 
 }  // namespace of::addon

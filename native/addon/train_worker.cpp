@@ -67,6 +67,7 @@ void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
             o.Set("accuracy", p.accuracy);
             o.Set("samplesPerSecond", p.samples_per_sec);
             o.Set("elapsed", p.elapsed);
+            o.Set("eta", p.eta);
             job->on_progress.Call({o});
         }
     } catch (const Napi::Error& e) {
@@ -98,6 +99,7 @@ void finish(Napi::Env env, void*, FitJob* job) {
 Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self) {
     Napi::Env env = info.Env();
     Model& m = self->model(env);
+    if (self->pending_ > 0) throw_status(env, {StatusCode::Busy, "predictions are pending on this model; await them first"});
     auto job = std::make_unique<FitJob>(env);
     job->model = &m;
     job->train = parse_data(env, m, info[0], info[1], info[2]);

@@ -70,34 +70,37 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
     return {};
 }
 
-Status Model::forward(float* out, const float* x, int rows) {
-    if (rows <= 0) return {};
-    size_t cap = size_t(rows) * size_t(max_width());
-    OF_TRY(ws.d0.reserve(cap));
-    OF_TRY(ws.d1.reserve(cap));
-    const float* in = x;
-    for (size_t i = 0; i < units.size(); i++) {
-        const DenseUnit& u = units[i];
-        float* dst = i + 1 == units.size() ? out : (i % 2 ? ws.d1.data() : ws.d0.data());
-        k->gemm_nt(dst, in, W(u), rows, u.O, u.I, 1.0f, 0.0f);
-        k->bias_act_forward(dst, dst, b(u), rows, u.O, u.act, u.alpha);
-        in = dst;
+Status Model::forward(float* out, const float* x, int64_t rows, InferScratch& sc) const {
+    constexpr int64_t kChunk = 1024;  // rows per pass: bounded scratch for any data set size
+    OF_TRY(sc.d0.reserve(size_t(std::min(rows, kChunk)) * size_t(max_width())));
+    OF_TRY(sc.d1.reserve(size_t(std::min(rows, kChunk)) * size_t(max_width())));
+    for (int64_t r0 = 0; r0 < rows; r0 += kChunk) {
+        const int n = int(std::min(kChunk, rows - r0));
+        const float* in = x + r0 * inputs;
+        for (size_t i = 0; i < units.size(); i++) {
+            const DenseUnit& u = units[i];
+            float* dst = i + 1 == units.size() ? out + r0 * outputs : (i % 2 ? sc.d1.data() : sc.d0.data());
+            k->gemm_nt(dst, in, W(u), n, u.O, u.I, 1.0f, 0.0f);
+            k->bias_act_forward(dst, dst, b(u), n, u.O, u.act, u.alpha);
+            in = dst;
+        }
     }
     return {};
 }
 
-Status Model::evaluate(const float* x, const Targets& y, int64_t rows, double* loss_out, double* acc_out) {
+Status Model::evaluate(const float* x, const Targets& y, int64_t rows, double* loss_out, double* acc_out,
+                       InferScratch& sc) const {
     constexpr int kChunk = 1024;
-    OF_TRY(ws.g.reserve(size_t(kChunk) * outputs));
-    OF_TRY(ws.loss.reserve(kChunk));
+    OF_TRY(sc.out.reserve(size_t(kChunk) * outputs));
+    OF_TRY(sc.loss.reserve(kChunk));
     double sum = 0.0;
     int64_t correct = 0;
     for (int64_t r0 = 0; r0 < rows; r0 += kChunk) {
         int n = int(std::min<int64_t>(kChunk, rows - r0));
-        OF_TRY(forward(ws.g.data(), x + r0 * inputs, n));
+        OF_TRY(forward(sc.out.data(), x + r0 * inputs, n, sc));
         Targets t{y.labels ? y.labels + r0 : nullptr, y.values ? y.values + r0 * outputs : nullptr};
-        correct += k->loss_forward(ws.loss.data(), ws.g.data(), t.labels, t.values, n, outputs, 1, loss);
-        for (int i = 0; i < n; i++) sum += ws.loss.data()[i];
+        correct += k->loss_forward(sc.loss.data(), sc.out.data(), t.labels, t.values, n, outputs, 1, loss);
+        for (int i = 0; i < n; i++) sum += sc.loss.data()[i];
     }
     *loss_out = rows > 0 ? sum / double(rows) : 0.0;
     *acc_out = rows > 0 && loss == LossKind::CrossEntropy ? double(correct) / double(rows) : 0.0;

@@ -43,6 +43,11 @@ struct Targets {
     const float* values = nullptr;
 };
 
+// Scratch for clean forward passes. Each caller owns one, so several can run at once (read-only on the model).
+struct InferScratch {
+    Buffer d0, d1, out, loss;
+};
+
 struct Model {
     static Status create(const ModelSpec& spec, std::unique_ptr<Model>* out);
 
@@ -63,20 +68,23 @@ struct Model {
     std::atomic<bool> cancel{false};
 
     // Scratch reused across steps (grown on demand, never shrunk).
+    InferScratch infer;  // for synchronous predict/evaluate and fit's validation
     struct Workspace {
         std::vector<Buffer> a, v;  // per unit (BP): activations, pre-activations
-        Buffer loss, d0, d1;       // BP and evaluation
+        Buffer loss, d0, d1;       // BP
         Buffer v0, g, ones, partials;  // ULR: clean first layer, G = sum_k w E_1, block partial gradients
     } ws;
 
-    float* W(const DenseUnit& u) { return params->data() + u.w_off; }
-    float* b(const DenseUnit& u) { return u.b_off < 0 ? nullptr : params->data() + u.b_off; }
+    float* W(const DenseUnit& u) const { return params->data() + u.w_off; }
+    float* b(const DenseUnit& u) const { return u.b_off < 0 ? nullptr : params->data() + u.b_off; }
     int max_width() const;
 
-    // Clean forward of `rows` rows: x (rows, inputs) -> out (rows, outputs), overwritten.
-    Status forward(float* out, const float* x, int rows);
+    // Clean forward of `rows` rows: x (rows, inputs) -> out (rows, outputs), overwritten. Reads the parameters
+    // only, so concurrent calls with separate scratch are safe (not concurrently with training).
+    Status forward(float* out, const float* x, int64_t rows, InferScratch& sc) const;
     // Mean loss and accuracy (cross-entropy) of a clean forward, in chunks.
-    Status evaluate(const float* x, const Targets& y, int64_t rows, double* loss, double* accuracy);
+    Status evaluate(const float* x, const Targets& y, int64_t rows, double* loss, double* accuracy,
+                    InferScratch& sc) const;
 };
 
 // Checks a data set before use: sizes, non-finite inputs, labels in range. O(rows * cols).

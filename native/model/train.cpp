@@ -72,6 +72,7 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
     const int64_t steps = (n + batch - 1) / batch;
     using clock = std::chrono::steady_clock;
     const auto t_fit = clock::now();
+    int64_t steps_done = 0;  // in this fit call, for the ETA
     auto since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
 
     // resume: `epochs` is the total to reach, counting the model's completed epochs, and an epoch cut short
@@ -107,14 +108,17 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
                 return status;
             }
             m.epoch_step = uint32_t(s + 1);
+            steps_done++;
             loss_sum += st.loss * double(B);
             correct += st.correct;
             rows_seen += st.rows;
             samples += B;
             if (hooks.progress && (since(t_report) >= 0.1 || s + 1 == steps)) {
                 t_report = clock::now();
+                const int64_t left = (steps - s - 1) + int64_t(last - ep - 1) * steps;
                 ProgressEvent p{ep + 1, last, s + 1, steps, loss_sum / double(samples),
-                                double(correct) / double(rows_seen), double(samples) / since(t_epoch), since(t_fit)};
+                                double(correct) / double(rows_seen), double(samples) / since(t_epoch), since(t_fit),
+                                since(t_fit) / double(steps_done) * double(left)};
                 hooks.progress(p);
             }
         }
@@ -128,7 +132,7 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
         m.epoch_step = 0;
         if (val) {
             es.has_val = true;
-            OF_TRY(m.evaluate(val->x, val->y, val->rows, &es.val_loss, &es.val_accuracy));
+            OF_TRY(m.evaluate(val->x, val->y, val->rows, &es.val_loss, &es.val_accuracy, m.infer));
         }
         if (hooks.epoch) hooks.epoch(es);
     }

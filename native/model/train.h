@@ -32,6 +32,7 @@ struct ProgressEvent {
     double accuracy = 0.0;        // running, on the rows the estimator evaluated (noisy rows for ULR)
     double samples_per_sec = 0.0;
     double elapsed = 0.0;         // seconds since fit started
+    double eta = 0.0;             // estimated seconds to the end of fit, from the pace so far
 };
 
 struct EpochStats {
