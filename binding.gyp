@@ -20,6 +20,7 @@
         "native/addon/model_wrap.cpp",
         "native/addon/train_worker.cpp",
         "native/addon/infer_worker.cpp",
+        "native/addon/js_loss.cpp",
         "native/addon/addon.cpp"
       ],
       "include_dirs": ["<!@(node -p \"require('node-addon-api').include\")", "native"],

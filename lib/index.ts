@@ -4,7 +4,7 @@
  */
 export { sequential, Model, LOSSES } from './model';
 export { load } from './checkpoint';
-export type { SequentialOptions, FitOptions, History, EpochLog, Progress, Parameter, LossName } from './model';
+export type { SequentialOptions, FitOptions, History, EpochLog, Progress, Parameter, LossName, LossFunction } from './model';
 export { dense, activation, relu, leakyRelu, tanh, sigmoid, gelu, identity, step, sign, ACTIVATIONS } from './layers';
 export type { Layer, DenseLayer, ActivationLayer, ActivationName, DenseOptions } from './layers';
 export { bp, ulr, BASELINES } from './estimators';

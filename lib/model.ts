@@ -7,7 +7,7 @@ import { AbortError, ConfigError, DisposedError, ShapeError, withCallerStack } f
 import { type Dataset, checkDataset } from './data';
 import { type Estimator, toNative, ulr } from './estimators';
 import type { Layer, DenseLayer } from './layers';
-import { native, type NativeModel, type Progress, type EpochLog } from './native';
+import { native, type NativeModel, type Progress, type EpochLog, type LossFunction } from './native';
 import { type Optimizer, adam } from './optimizers';
 import { invalidArg, is, optionsObject } from './validate';
 import { save as saveCheckpoint } from './checkpoint';
@@ -29,7 +29,7 @@ export type SequentialOptions = {
 /** A named parameter tensor; `data` is a writable view on native memory. */
 export type Parameter = { name: string; shape: number[]; data: Float32Array };
 
-export type { Progress, EpochLog };
+export type { Progress, EpochLog, LossFunction };
 
 /** What {@link Model.fit} resolves to. */
 export type History = {
@@ -65,6 +65,12 @@ export type FitOptions = {
    * more epochs, each from its start).
    */
   resume?: boolean;
+  /**
+   * A black-box per-row loss computed in JS instead of the model's built-in loss, for training only
+   * (evaluation and `validation` keep the built-in one). ULR needs only its values; `bp()` refuses it. It
+   * costs one JS round trip per step: the training thread waits while the event loop runs the function.
+   */
+  loss?: LossFunction;
 };
 
 const disposeSymbol: symbol = (Symbol as unknown as { dispose?: symbol }).dispose ?? Symbol.for('nodejs.dispose');
@@ -132,7 +138,7 @@ export class Model {
   async fit(train: Dataset, options?: FitOptions): Promise<History> {
     const stack = new Error().stack;
     const o = optionsObject('fit', options, [
-      'estimator', 'optimizer', 'epochs', 'batchSize', 'shuffle', 'validation', 'onProgress', 'onEpochEnd', 'signal', 'resume',
+      'estimator', 'optimizer', 'epochs', 'batchSize', 'shuffle', 'validation', 'onProgress', 'onEpochEnd', 'signal', 'resume', 'loss',
     ]) as FitOptions;
     this.checkData('train', train);
     if (o.validation !== undefined) this.checkData('validation', o.validation);
@@ -142,7 +148,7 @@ export class Model {
     if (!is.positiveInteger(batchSize)) throw invalidArg('batchSize', 'positive integer', batchSize);
     if (o.shuffle !== undefined && !is.bool(o.shuffle)) throw invalidArg('shuffle', 'boolean', o.shuffle);
     if (o.resume !== undefined && !is.bool(o.resume)) throw invalidArg('resume', 'boolean', o.resume);
-    for (const k of ['onProgress', 'onEpochEnd'] as const) {
+    for (const k of ['onProgress', 'onEpochEnd', 'loss'] as const) {
       if (o[k] !== undefined && typeof o[k] !== 'function') throw invalidArg(k, 'function', o[k]);
     }
     const signal = o.signal;
@@ -159,7 +165,7 @@ export class Model {
       await nat.fit(
         train.x, train.y, train.rows,
         v ? v.x : null, v ? v.y : null, v ? v.rows : 0,
-        { epochs, batchSize, shuffle: o.shuffle ?? true, resume: o.resume ?? false, estimator, optimizer },
+        { epochs, batchSize, shuffle: o.shuffle ?? true, resume: o.resume ?? false, estimator, optimizer, ...(o.loss ? { loss: o.loss } : {}) },
         o.onProgress ?? null,
         (e) => {
           epochsOut.push(e);
@@ -237,9 +243,10 @@ export class Model {
    */
   gradients(
     batch: { x: Float32Array; y: Int32Array | Float32Array; rows?: number },
-    options?: { estimator?: Estimator; step?: number },
+    options?: { estimator?: Estimator; step?: number; loss?: LossFunction },
   ): Float32Array[] {
-    const o = optionsObject('gradients', options, ['estimator', 'step']);
+    const o = optionsObject('gradients', options, ['estimator', 'step', 'loss']);
+    if (o.loss !== undefined && typeof o.loss !== 'function') throw invalidArg('loss', 'function', o.loss);
     if (!is.plainObject(batch)) throw invalidArg('batch', 'an object { x, y }', batch);
     const rows = batch.rows ?? batch.x.length / this.inputs;
     this.checkData('batch', { x: batch.x, y: batch.y, rows, shape: [this.inputs] });
@@ -247,7 +254,7 @@ export class Model {
       throw invalidArg('step', 'integer in [0, 2^32)', o.step);
     }
     const est = toNative((o.estimator as Estimator | undefined) ?? ulr());
-    const { grads } = this.nat.gradients(batch.x, batch.y, rows, est, o.step as number | undefined);
+    const { grads } = this.nat.gradients(batch.x, batch.y, rows, est, o.step as number | undefined, o.loss as LossFunction | undefined);
     const out: Float32Array[] = [];
     let off = 0;
     for (const p of this.nat.parameters()) {

@@ -77,6 +77,13 @@ export type Progress = {
 /** @internal */
 export type Targets = Int32Array | Float32Array;
 
+/**
+ * A per-row loss computed in JS (a reward, a non-differentiable metric, a simulator). It receives a copy of
+ * one step's outputs (rows × outputs; with ULR every noisy copy is a row), the targets of each row (labels,
+ * or rows × outputs values) and the row count, and returns one finite loss per row. Only `ulr()` can use it.
+ */
+export type LossFunction = (outputs: Float32Array, targets: Int32Array | Float32Array, rows: number) => Float32Array | Float64Array | number[];
+
 /** @internal Training state besides the parameters (what a checkpoint stores). */
 export type NativeTrainState = {
   step: number;
@@ -96,7 +103,7 @@ export interface NativeModel {
   predictAsync(x: Float32Array, rows: number): Promise<Float32Array>;
   evaluateAsync(x: Float32Array, y: Targets, rows: number): Promise<{ loss: number; accuracy: number }>;
   evaluate(x: Float32Array, y: Targets, rows: number): { loss: number; accuracy: number };
-  gradients(x: Float32Array, y: Targets, rows: number, estimator: NativeEstimator, step?: number): {
+  gradients(x: Float32Array, y: Targets, rows: number, estimator: NativeEstimator, step?: number, loss?: LossFunction): {
     grads: Float32Array;
     loss: number;
   };
@@ -110,7 +117,7 @@ export interface NativeModel {
     valX: Float32Array | null,
     valY: Targets | null,
     valRows: number,
-    config: { epochs: number; batchSize: number; shuffle: boolean; resume: boolean; estimator: NativeEstimator; optimizer: NativeOptimizer },
+    config: { epochs: number; batchSize: number; shuffle: boolean; resume: boolean; estimator: NativeEstimator; optimizer: NativeOptimizer; loss?: LossFunction },
     onProgress: ((p: Progress) => void) | null,
     onEpoch: ((e: EpochLog) => void) | null,
   ): Promise<EpochLog[]>;

@@ -2,6 +2,7 @@
 #include "addon/model_wrap.h"
 
 #include "addon/args.h"
+#include "addon/js_loss.h"
 
 namespace of::addon {
 
@@ -238,7 +239,7 @@ DataRef parse_batch(Napi::Env env, const Napi::CallbackInfo& info, const Model& 
 }
 }  // namespace
 
-// gradients(x, y, rows, estimator, step) -> { grads: Float32Array (slab layout), loss }
+// gradients(x, y, rows, estimator, step, lossFn?) -> { grads: Float32Array (slab layout), loss }
 Napi::Value ModelWrap::Gradients(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
@@ -247,7 +248,18 @@ Napi::Value ModelWrap::Gradients(const Napi::CallbackInfo& info) {
     DataRef d = parse_batch(env, info, m, &e);
     uint32_t step = info[4].IsUndefined() ? m.step : uint32_t(require_int(info[4], "step", 0, 0xffffffffll));
     StepStats st;
-    check(env, estimate_gradients(m, d.x, d.y, int(d.rows), e, step, &st));
+    LossHook hook;
+    Napi::Reference<Napi::Value> thrown;
+    if (info[5].IsFunction()) {
+        Napi::Function fn = info[5].As<Napi::Function>();
+        hook = [&](const float* out, const Targets& t, int R, int C, int rep, float* loss) {
+            return call_js_loss(env, fn, out, t, R, C, rep, loss, &thrown);
+        };
+        check(env, validate_estimator(m, e, &hook));
+    }
+    Status s = estimate_gradients(m, d.x, d.y, int(d.rows), e, step, &st, hook ? &hook : nullptr);
+    if (!thrown.IsEmpty()) throw Napi::Error(env, thrown.Value());
+    check(env, s);
     Napi::Float32Array g = Napi::Float32Array::New(env, size_t(m.n_params));
     std::copy(m.grads.data(), m.grads.data() + m.n_params, g.Data());
     Napi::Object r = Napi::Object::New(env);

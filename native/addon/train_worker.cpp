@@ -4,16 +4,30 @@
 // The thread touches no Napi object. Input arrays are held by references for the duration.
 #include <thread>
 
+#include <future>
+
 #include "addon/args.h"
+#include "addon/js_loss.h"
 #include "addon/model_wrap.h"
 
 namespace of::addon {
 namespace {
 
+// A loss request from the training thread; it waits on `done` while the JS thread answers.
+struct LossRequest {
+    const float* outputs;
+    Targets y;
+    int R, C, rep;
+    float* loss;
+    Status status;
+    std::promise<void> done;
+};
+
 struct Event {
     bool is_epoch;
     ProgressEvent progress;
     EpochStats epoch;
+    LossRequest* loss = nullptr;
 };
 
 struct FitJob;
@@ -25,7 +39,7 @@ struct FitJob {
     Napi::Promise::Deferred deferred;
     Model* model = nullptr;
     std::vector<Napi::Reference<Napi::Value>> keep;  // the model object and the data arrays
-    Napi::FunctionReference on_progress, on_epoch;
+    Napi::FunctionReference on_progress, on_epoch, loss_fn;
     Napi::Reference<Napi::Value> callback_error;      // first exception thrown by a JS callback
     DataRef train, val;
     bool has_val = false;
@@ -52,6 +66,14 @@ Napi::Object epoch_object(Napi::Env env, const EpochStats& e) {
 
 void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
     std::unique_ptr<Event> owned(ev);
+    if (LossRequest* q = ev->loss) {  // always answered: the training thread is waiting for it
+        q->status = env == nullptr ? Status{StatusCode::Abort, "shutting down"}
+                                   : call_js_loss(env, job->loss_fn.Value(), q->outputs, q->y, q->R, q->C, q->rep,
+                                                  q->loss, &job->callback_error);
+        if (!job->callback_error.IsEmpty()) job->model->cancel.store(true);
+        q->done.set_value();
+        return;
+    }
     if (env == nullptr) return;  // shutting down
     try {
         if (ev->is_epoch) {
@@ -114,9 +136,26 @@ Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self) {
     job->cfg.resume = opt_bool(cfg, "resume", false);
     job->cfg.estimator = parse_estimator(env, cfg.Get("estimator"));
     job->cfg.optimizer = parse_optimizer(env, cfg.Get("optimizer"));
-    check(env, validate_estimator(m, job->cfg.estimator));
     if (info[7].IsFunction()) job->on_progress = Napi::Persistent(info[7].As<Napi::Function>());
     if (info[8].IsFunction()) job->on_epoch = Napi::Persistent(info[8].As<Napi::Function>());
+    Napi::Value lf = cfg.Get("loss");
+    if (lf.IsFunction()) {
+        job->loss_fn = Napi::Persistent(lf.As<Napi::Function>());
+        FitJob* jp = job.get();
+        // One JS round trip per step: the training thread posts its outputs and waits for the losses.
+        job->cfg.loss_hook = [jp](const float* out, const Targets& y, int R, int C, int rep, float* loss) {
+            LossRequest q{out, y, R, C, rep, loss, {}, {}};
+            std::future<void> answered = q.done.get_future();
+            if (jp->tsfn.BlockingCall(new Event{false, {}, {}, &q}) != napi_ok)
+                return Status{StatusCode::Abort, "training was cancelled"};
+            answered.wait();
+            return q.status;
+        };
+    } else if (!lf.IsUndefined() && !lf.IsNull()) {
+        throw_status(env, arg_error("Expected config.loss to be a function"));
+    }
+    check(env, validate_estimator(m, job->cfg.estimator, job->cfg.loss_hook ? &job->cfg.loss_hook : nullptr));
+
     for (int i : {0, 1, 3, 4})
         if (info[i].IsObject()) job->keep.push_back(Napi::Persistent(info[i]));
     job->keep.push_back(Napi::Persistent(Napi::Value(info.This())));

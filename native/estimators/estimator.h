@@ -2,6 +2,7 @@
 // model's gradient slab (same layout as the parameters, overwritten). bp = exact backprop (baseline);
 // ulr = unified likelihood ratio (Jiang et al., ICLR 2024), forward passes only.
 #pragma once
+#include <functional>
 #include <vector>
 
 #include "model/model.h"
@@ -30,16 +31,21 @@ struct StepStats {
     int64_t rows = 0;
 };
 
-Status validate_estimator(const Model& m, const EstimatorConfig& e);
+// A loss computed outside the engine (a JS callback: a reward, a black-box metric). Given the R x C outputs
+// of one step (row r belongs to sample r / rep, whose targets are in y), it writes R per-row losses. Only
+// ULR can use it: it needs loss values, never their derivatives.
+using LossHook = std::function<Status(const float* outputs, const Targets& y, int R, int C, int rep, float* loss)>;
+
+Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHook* hook = nullptr);
 
 Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats);
 Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
-                     StepStats* stats);
+                     StepStats* stats, const LossHook* hook = nullptr);
 
 inline Status estimate_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
-                                 uint32_t step, StepStats* stats) {
+                                 uint32_t step, StepStats* stats, const LossHook* hook = nullptr) {
     return e.kind == EstimatorConfig::Kind::Bp ? bp_gradients(m, x, y, B, stats)
-                                               : ulr_gradients(m, x, y, B, e.ulr, step, stats);
+                                               : ulr_gradients(m, x, y, B, e.ulr, step, stats, hook);
 }
 
 }  // namespace of

@@ -37,7 +37,7 @@ struct BlockScratch {
 }  // namespace
 
 Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
-                     StepStats* stats) {
+                     StepStats* stats, const LossHook* hook) {
     const KernelTable& k = *m.k;
     const int K = c.copies;
     uint64_t R64;
@@ -75,7 +75,11 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     float* partials = ws.partials.data();
     const float inv_r = 1.0f / float(R);
 
-    ThreadPool::instance().parallel_for(T, [&](int t) {
+    // One block: forward through every layer; then (full pass) losses, row weights, G rows and partials.
+    // With a loss hook the forward runs twice: once to collect every row's output for the hook (one call per
+    // step), once more (same bits) to reduce with the losses it returned.
+    float* hook_loss = nullptr;
+    auto block = [&](int t, bool forward_only) {
         thread_local BlockScratch sc;
         const int b0 = t * S, s = std::min(S, B - b0), rows = s * K, r0 = b0 * K;
         Status& st = status[size_t(t)];
@@ -108,8 +112,14 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
             k.noisy_bias_act_forward(sc.a[size_t(l)].data(), E(l), sc.a[size_t(l)].data(), m.b(u), sigma(l), rows, u.O,
                                      1, u.act, u.alpha, noise(l, r0));
         }
+        if (forward_only) {
+            std::copy(sc.a[size_t(L - 1)].data(), sc.a[size_t(L - 1)].data() + int64_t(rows) * C,
+                      ws.outputs.data() + int64_t(r0) * C);
+            return;
+        }
         correct[size_t(t)] = k.loss_forward(sc.loss.data(), sc.a[size_t(L - 1)].data(), y.labels ? y.labels + b0 : nullptr,
                                             y.values ? y.values + int64_t(b0) * C : nullptr, rows, C, K, m.loss);
+        if (hook_loss) std::copy(hook_loss + r0, hook_loss + r0 + rows, sc.loss.data());
         double sum = 0.0;
         for (int r = 0; r < rows; r++) sum += sc.loss.data()[r];
         loss_sum[size_t(t)] = sum;
@@ -134,7 +144,19 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
             k.gemm_tn(p, e, a_prev, w, u.O, u.I, rows, inv_sigma, 0.0f);
             k.lr_bias_reduce(p + int64_t(u.O) * u.I, w, e, rows, u.O, inv_sigma, false);
         }
-    }, int64_t(R) * m.max_width() * 8);
+    };
+    const int64_t cycles = int64_t(R) * m.max_width() * 8;
+    if (hook) {
+        OF_TRY(ws.outputs.reserve(size_t(R) * C));
+        OF_TRY(ws.hook_loss.reserve(size_t(R)));
+        ThreadPool::instance().parallel_for(T, [&](int t) { block(t, true); }, cycles);
+        for (const Status& st : status) OF_TRY(st);
+        OF_TRY((*hook)(ws.outputs.data(), y, R, C, K, ws.hook_loss.data()));
+        hook_loss = ws.hook_loss.data();
+        for (int r = 0; r < R; r++)
+            OF_CHECK(std::isfinite(hook_loss[r]), Data, "the loss function returned a non-finite value for row " + std::to_string(r));
+    }
+    ThreadPool::instance().parallel_for(T, [&](int t) { block(t, false); }, cycles);
     for (const Status& st : status) OF_TRY(st);
 
     // partial gradients summed in block order (deterministic for any thread count)

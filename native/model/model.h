@@ -73,6 +73,7 @@ struct Model {
         std::vector<Buffer> a, v;  // per unit (BP): activations, pre-activations
         Buffer loss, d0, d1;       // BP
         Buffer v0, g, ones, partials;  // ULR: clean first layer, G = sum_k w E_1, block partial gradients
+        Buffer outputs, hook_loss;     // ULR with a loss hook: every row's output, the losses it returned
     } ws;
 
     float* W(const DenseUnit& u) const { return params->data() + u.w_off; }

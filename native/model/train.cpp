@@ -23,7 +23,7 @@ Status validate_optimizer(const OptimizerConfig& o) {
 }
 
 Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
-                  const OptimizerConfig& o, StepStats* stats) {
+                  const OptimizerConfig& o, StepStats* stats, const LossHook* hook) {
     if (m.opt_kind != int(o.kind)) {  // new optimizer kind: fresh state
         OF_TRY(m.opt_m.reserve(size_t(m.n_params)));
         OF_TRY(m.opt_v.reserve(size_t(m.n_params)));
@@ -31,7 +31,7 @@ Status train_step(Model& m, const float* x, const Targets& y, int B, const Estim
         m.opt_t = 0;
         m.opt_kind = int(o.kind);
     }
-    OF_TRY(estimate_gradients(m, x, y, B, e, m.step, stats));
+    OF_TRY(estimate_gradients(m, x, y, B, e, m.step, stats, hook));
     if (!std::isfinite(stats->loss))
         return {StatusCode::Numeric, "non-finite loss at step " + std::to_string(m.step) + " (seed " +
                                          std::to_string(m.seed) + "); lower the learning rate or sigma"};
@@ -59,7 +59,8 @@ void shuffle(std::vector<int64_t>& perm, uint64_t seed, uint32_t epoch) {
 Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& cfg, const FitHooks& hooks) {
     OF_CHECK(cfg.epochs >= 0, Config, "epochs must be >= 0");
     OF_CHECK(cfg.batch > 0, Config, "batch size must be positive");
-    OF_TRY(validate_estimator(m, cfg.estimator));
+    const LossHook* hook = cfg.loss_hook ? &cfg.loss_hook : nullptr;
+    OF_TRY(validate_estimator(m, cfg.estimator, hook));
     OF_TRY(validate_optimizer(cfg.optimizer));
     const int64_t n = train.rows;
     const int I = m.inputs, C = m.outputs;
@@ -101,7 +102,7 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
             }
             Targets t{train.y.labels ? yl.data() : nullptr, train.y.values ? yv.data() : nullptr};
             StepStats st;
-            Status status = train_step(m, xb.data(), t, B, cfg.estimator, cfg.optimizer, &st);
+            Status status = train_step(m, xb.data(), t, B, cfg.estimator, cfg.optimizer, &st, hook);
             if (!status.ok()) {
                 if (status.code == StatusCode::Numeric)
                     status.message += " [epoch " + std::to_string(ep + 1) + ", batch " + std::to_string(s + 1) + "]";

@@ -23,6 +23,7 @@ struct FitConfig {
     bool resume = false;  // continue the model's counters: `epochs` is the total, a cut-short epoch continues
     EstimatorConfig estimator;
     OptimizerConfig optimizer;
+    LossHook loss_hook;  // empty: the model's built-in loss
 };
 
 struct ProgressEvent {
@@ -53,7 +54,7 @@ struct FitHooks {
 // One optimizer step on a batch x (B, inputs): gradients at the model's step counter, then the update.
 // A non-finite loss is ERR_NUMERIC and leaves the parameters untouched.
 Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
-                  const OptimizerConfig& o, StepStats* stats);
+                  const OptimizerConfig& o, StepStats* stats, const LossHook* hook = nullptr);
 
 Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& cfg, const FitHooks& hooks);
 
