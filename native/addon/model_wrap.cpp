@@ -260,8 +260,13 @@ Napi::Value ModelWrap::Gradients(const Napi::CallbackInfo& info) {
     Status s = estimate_gradients(m, d.x, d.y, int(d.rows), e, step, &st, hook ? &hook : nullptr);
     if (!thrown.IsEmpty()) throw Napi::Error(env, thrown.Value());
     check(env, s);
+    if (!std::isfinite(st.loss))
+        throw_status(env, {StatusCode::Numeric, "non-finite loss for this batch (seed " + std::to_string(m.seed) + ")"});
     Napi::Float32Array g = Napi::Float32Array::New(env, size_t(m.n_params));
     std::copy(m.grads.data(), m.grads.data() + m.n_params, g.Data());
+    for (int64_t i = 0; i < m.n_params; i++)
+        if (!std::isfinite(g.Data()[i]))
+            throw_status(env, {StatusCode::Numeric, "non-finite gradient at parameter index " + std::to_string(i)});
     Napi::Object r = Napi::Object::New(env);
     r.Set("grads", g);
     r.Set("loss", st.loss);
