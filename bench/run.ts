@@ -1,4 +1,4 @@
-// `npm run bench [-- cases...]`: runs each case in its own child process (better-sqlite3's habit), side by side
+// `npm run bench [-- suites...]`: runs each case in its own child process (better-sqlite3's habit), side by side
 // in one run, and writes bench/results/<suite>.json plus a markdown table (bench/results/<suite>.md).
 // Suite "cpu-digits" (default): BP and ULR K = 8, 32, 128 in this engine, and numpy BP as the outside reference.
 import { execFileSync, spawnSync } from 'child_process';
@@ -114,13 +114,34 @@ function cpuDigits() {
   process.stdout.write(md);
 }
 
-const suites: Record<string, () => void> = { 'cpu-digits': cpuDigits };
-const wanted = process.argv.slice(2);
-for (const name of wanted.length ? wanted : ['cpu-digits']) {
-  const suite = suites[name];
-  if (!suite) {
-    process.stderr.write(`bench: unknown suite '${name}' (have: ${Object.keys(suites).join(', ')})\n`);
-    process.exit(1);
-  }
-  suite();
+// Suite "server": the Fastify example under load (examples/server/load.ts): predictions served from a trained
+// model while two ULR jobs train. Targets: event-loop delay p99 < 20 ms, predict p99 < 50 ms.
+async function server() {
+  const { runLoad } = await import('../examples/server/load');
+  const r = await runLoad({ seconds: 10 });
+  const info = of.backend.info();
+  const report = { suite: 'server', date: new Date().toISOString(), machine: { threads: info.threads, simd: info.simd }, result: r, targets: { eventLoopP99Ms: 20, predictP99Ms: 50 } };
+  fs.mkdirSync(results, { recursive: true });
+  fs.writeFileSync(path.join(results, 'server.json'), JSON.stringify(report, null, 2) + '\n');
+  const md =
+    `# server (${report.date.slice(0, 10)}, ${info.threads} threads)\n\n` +
+    `Fastify example on 127.0.0.1: ${r.predictRequests} predict requests (8 rows each) over ${r.seconds.toFixed(1)} s while ${r.trainingJobs} ULR jobs (784-256-10, K=32) train.\n\n` +
+    `| metric | p50 | p99 | max | target |\n|---|---|---|---|---|\n` +
+    `| event-loop delay (ms) | ${r.eventLoopP50Ms.toFixed(1)} | ${r.eventLoopP99Ms.toFixed(1)} | ${r.eventLoopMaxMs.toFixed(1)} | p99 < 20 |\n` +
+    `| predict latency (ms) | ${r.predictP50Ms.toFixed(1)} | ${r.predictP99Ms.toFixed(1)} | — | p99 < 50 |\n`;
+  fs.writeFileSync(path.join(results, 'server.md'), md);
+  process.stdout.write(md);
 }
+
+const suites: Record<string, () => void | Promise<void>> = { 'cpu-digits': cpuDigits, server };
+(async () => {
+  const wanted = process.argv.slice(2);
+  for (const name of wanted.length ? wanted : ['cpu-digits', 'server']) {
+    const suite = suites[name];
+    if (!suite) {
+      process.stderr.write(`bench: unknown suite '${name}' (have: ${Object.keys(suites).join(', ')})\n`);
+      process.exit(1);
+    }
+    await suite();
+  }
+})();
