@@ -19,6 +19,7 @@ export type { ErrorCode } from './errors';
 export type { Dataset, CsvOptions } from './data';
 import * as dataModule from './data';
 import * as backendModule from './backend';
+import * as reportModule from './report';
 
 /** Shipped data sets. */
 export const datasets = { digits: dataModule.digits };
@@ -33,3 +34,6 @@ export const data = {
 /** Backend information and thread control. */
 export const backend = { info: backendModule.info, setThreads: backendModule.setThreads };
 export type { BackendInfo, BackendName } from './backend';
+/** Self-contained HTML reports (loss/accuracy curves, gradient variance vs K). */
+export const report = { render: reportModule.renderReport, write: reportModule.writeReport };
+export type { ReportData, ReportRun } from './report';

@@ -1,0 +1,88 @@
+/**
+ * Reports people look at: one self-contained HTML file (Chart.js from npm inlined, no network at view time)
+ * with loss and accuracy curves per epoch for each run side by side (e.g. ULR vs BP), and optionally the
+ * gradient variance of ULR against the number of copies K. `oneforward report` and `train --report` write it.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import type { EpochLog } from './native';
+import { ConfigError } from './errors';
+
+/** One training run in a report. */
+export type ReportRun = { name: string; epochs: EpochLog[] };
+/** What {@link writeReport} draws. */
+export type ReportData = {
+  title: string;
+  /** Free text under the title (task, settings). */
+  subtitle?: string;
+  runs: ReportRun[];
+  /** Total variance of the ULR gradient estimate per number of copies (log-log plot). */
+  variance?: { copies: number; variance: number }[];
+};
+
+const escape = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+
+/** Renders the report as one HTML string. */
+export function renderReport(data: ReportData): string {
+  if (!data || !Array.isArray(data.runs) || data.runs.length === 0) throw new ConfigError('a report needs at least one run');
+  const chartjs = fs.readFileSync(path.join(path.dirname(require.resolve('chart.js')), 'chart.umd.js'), 'utf8');
+  // The JSON goes into a <script type="application/json"> block: only "</" could end it early.
+  const json = JSON.stringify(data).replace(/<\//g, '<\\/');
+  const rows = data.runs
+    .map((r) => {
+      const last = r.epochs[r.epochs.length - 1];
+      const secs = r.epochs.reduce((a, e) => a + e.seconds, 0);
+      const acc = last?.valAccuracy !== undefined ? `${(100 * last.valAccuracy).toFixed(2)}%` : '—';
+      return `<tr><td>${escape(r.name)}</td><td>${r.epochs.length}</td><td>${last ? last.loss.toFixed(4) : '—'}</td><td>${acc}</td><td>${secs.toFixed(2)} s</td></tr>`;
+    })
+    .join('\n');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${escape(data.title)}</title>
+<style>
+body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; background: #fff; }
+h1 { font-size: 20px; margin: 0 0 4px; } p.sub { color: #666; margin: 0 0 16px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 20px; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 12px; } .card h2 { font-size: 15px; margin: 0 0 8px; }
+table { border-collapse: collapse; margin: 12px 0 20px; } td, th { border-bottom: 1px solid #eee; padding: 4px 12px; text-align: left; }
+canvas { width: 100% !important; height: 280px !important; }
+</style></head><body>
+<h1>${escape(data.title)}</h1>${data.subtitle ? `<p class="sub">${escape(data.subtitle)}</p>` : ''}
+<table><tr><th>run</th><th>epochs</th><th>final train loss</th><th>final test accuracy</th><th>training time</th></tr>
+${rows}
+</table>
+<div class="grid">
+<div class="card"><h2>Training loss per epoch</h2><canvas id="loss"></canvas></div>
+<div class="card"><h2>Test accuracy per epoch</h2><canvas id="acc"></canvas></div>
+${data.variance?.length ? '<div class="card"><h2>ULR gradient variance vs copies K</h2><canvas id="var"></canvas></div>' : ''}
+</div>
+<script type="application/json" id="data">${json}</script>
+<script>${chartjs}</script>
+<script>
+const data = JSON.parse(document.getElementById('data').textContent);
+const colors = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b'];
+const line = (id, key, yTitle) => new Chart(document.getElementById(id), {
+  type: 'line',
+  data: { datasets: data.runs.map((r, i) => ({ label: r.name, borderColor: colors[i % colors.length], backgroundColor: colors[i % colors.length],
+    data: r.epochs.filter((e) => e[key] !== undefined).map((e) => ({ x: e.epoch, y: key === 'valAccuracy' ? 100 * e[key] : e[key] })) })) },
+  options: { animation: false, parsing: false, scales: { x: { type: 'linear', title: { display: true, text: 'epoch' }, ticks: { stepSize: 1 } }, y: { title: { display: true, text: yTitle } } } },
+});
+line('loss', 'loss', 'training loss');
+line('acc', 'valAccuracy', 'test accuracy (%)');
+if (data.variance && data.variance.length) new Chart(document.getElementById('var'), {
+  type: 'line',
+  data: { datasets: [
+    { label: 'measured', borderColor: '#1f77b4', backgroundColor: '#1f77b4', data: data.variance.map((v) => ({ x: v.copies, y: v.variance })) },
+    { label: '1/K from the first point', borderColor: '#999', borderDash: [4, 4], pointRadius: 0,
+      data: data.variance.map((v) => ({ x: v.copies, y: data.variance[0].variance * data.variance[0].copies / v.copies })) },
+  ] },
+  options: { animation: false, parsing: false, scales: { x: { type: 'logarithmic', title: { display: true, text: 'copies K' } }, y: { type: 'logarithmic', title: { display: true, text: 'total variance' } } } },
+});
+</script>
+</body></html>
+`;
+}
+
+/** Writes the report to `file` (self-contained HTML). */
+export function writeReport(data: ReportData, file: string): void {
+  fs.writeFileSync(file, renderReport(data));
+}
