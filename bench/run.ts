@@ -5,6 +5,13 @@ import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as of from '../lib/index';
+import { writeReport } from '../lib/report';
+
+// `--report file.html`: also write an HTML report of the cpu-digits runs (curves per epoch).
+const argv = process.argv.slice(2);
+const reportAt = argv.indexOf('--report');
+const reportFile = reportAt >= 0 ? argv[reportAt + 1] : undefined;
+if (reportAt >= 0) argv.splice(reportAt, 2);
 
 const root = path.resolve(__dirname, '..', '..');
 const results = path.join(root, 'bench', 'results');
@@ -112,6 +119,14 @@ function cpuDigits() {
     '.\n';
   fs.writeFileSync(path.join(results, 'cpu-digits.md'), md);
   process.stdout.write(md);
+  if (reportFile) {
+    writeReport({
+      title: 'oneforward bench: cpu-digits',
+      subtitle: report.task,
+      runs: runs.map((rs, i) => ({ name: configs[i]!.name, epochs: rs[0]!.history as of.EpochLog[] })),
+    }, reportFile);
+    process.stderr.write(`bench: report written to ${reportFile}\n`);
+  }
 }
 
 // Suite "server": the Fastify example under load (examples/server/load.ts): predictions served from a trained
@@ -133,10 +148,27 @@ async function server() {
   process.stdout.write(md);
 }
 
-const suites: Record<string, () => void | Promise<void>> = { 'cpu-digits': cpuDigits, server };
+// Suite "fuzz": the hardening test with 10,000 fuzz iterations instead of CI's 2,000.
+function fuzz() {
+  const iterations = 10000;
+  const r = spawnSync(process.execPath, ['--expose-gc', path.join(__dirname, '..', 'test', '80-hardening.test.js')], {
+    encoding: 'utf8', env: { ...process.env, ONEFORWARD_FUZZ: String(iterations), TAP_TIMEOUT: '0' },
+  });
+  const line = /ok \d+ - (\d+) calls succeeded, (\d+) failed with typed errors \(([^)]*)\)/.exec(r.stdout);
+  const report = {
+    suite: 'fuzz', date: new Date().toISOString(), iterations, exitCode: r.status,
+    succeeded: line ? Number(line[1]) : null, typedErrors: line ? Number(line[2]) : null, codes: line?.[3] ?? null,
+    untyped: (r.stdout.match(/untyped error/g) ?? []).length,
+  };
+  fs.mkdirSync(results, { recursive: true });
+  fs.writeFileSync(path.join(results, 'fuzz.json'), JSON.stringify(report, null, 2) + '\n');
+  process.stdout.write(`# fuzz: ${iterations} iterations, exit ${r.status}: ${report.succeeded} succeeded, ${report.typedErrors} typed errors (${report.codes}), ${report.untyped} untyped\n`);
+}
+
+const suites: Record<string, () => void | Promise<void>> = { 'cpu-digits': cpuDigits, server, fuzz };
 (async () => {
-  const wanted = process.argv.slice(2);
-  for (const name of wanted.length ? wanted : ['cpu-digits', 'server']) {
+  const wanted = argv;
+  for (const name of wanted.length ? wanted : ['cpu-digits', 'server', 'fuzz']) {
     const suite = suites[name];
     if (!suite) {
       process.stderr.write(`bench: unknown suite '${name}' (have: ${Object.keys(suites).join(', ')})\n`);

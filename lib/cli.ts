@@ -1,8 +1,11 @@
 /**
- * The `oneforward` command line (commander + cli-progress): `train`, `eval`, `report` and `info`. Progress goes to stderr,
+ * The `oneforward` command line (commander + cli-progress): `train`, `eval`, `report`, `bench` and `info`. Progress goes to stderr,
  * results to stdout. Ctrl-C cancels training cleanly (exit code 130).
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
 import * as cliProgress from 'cli-progress';
 import * as of from './index';
 import { writeReport } from './report';
@@ -198,6 +201,17 @@ export async function main(argv: string[]): Promise<number> {
     .option('--copies <K>', 'ULR copies', int('copies'), 32)
     .action(async (o: { out: string; epochs: number; copies: number }) => {
       code = await report(o);
+    });
+  program
+    .command('bench')
+    .description('run the benchmark suites (cpu-digits, server) from a source checkout; results in bench/results/')
+    .argument('[suites...]', 'suites to run (default: all)')
+    .option('--report <file>', 'also write an HTML report of the cpu-digits runs')
+    .action(async (suites: string[], o: { report?: string }) => {
+      const runner = path.resolve(__dirname, '..', 'bench', 'run.js');
+      if (!fs.existsSync(runner)) throw new of.ConfigError('bench needs a source checkout of oneforward (npm run build there first)');
+      const r = spawnSync(process.execPath, [runner, ...suites, ...(o.report ? ['--report', o.report] : [])], { stdio: 'inherit' });
+      code = r.status ?? 1;
     });
   program
     .command('info')

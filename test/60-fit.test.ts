@@ -5,7 +5,7 @@ import t from 'tap';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { execFile } from 'child_process';
+import { execFile, spawn } from 'child_process';
 import { promisify } from 'util';
 import * as of from '../lib/index';
 
@@ -171,6 +171,23 @@ t.test('IDX and CSV loaders', async (t) => {
   const sizes = [...of.data.batches(c, 1, { shuffle: true, seed: 1 })].map((b) => b.rows);
   t.same(sizes, [1, 1]);
   fs.rmSync(dir, { recursive: true });
+});
+
+t.test('Ctrl-C (SIGINT) stops the CLI cleanly: exit 130, the model saved and loadable', async (t) => {
+  const saved = path.join(os.tmpdir(), `of-sigint-${process.pid}.ofm`);
+  const child = spawn(process.execPath, [path.join(root, 'bin', 'oneforward.js'), 'train', '--epochs', '1000', '--layers', '784-32-10', '--no-progress', '--save', saved], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => {
+    err += d.toString();
+    if (/epoch 1: loss/.test(err)) child.kill('SIGINT');
+  });
+  const code = await new Promise((r) => child.once('exit', (c) => r(c)));
+  t.equal(code, 130, 'exit code 130');
+  t.match(err, /interrupted; saved/);
+  const m = await of.load(saved);
+  t.ok(m.epochsRun >= 1 && m.step > 0, `saved after ${m.epochsRun} epochs, ${m.step} steps`);
+  m.dispose();
+  fs.rmSync(saved);
 });
 
 t.test('the CLI trains and reports test accuracy; errors exit 1', async (t) => {

@@ -15,7 +15,7 @@ function rng(seed: number) {
   return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
 }
 
-t.test(`fuzz: ${FUZZ} random configs and inputs, every failure typed`, async (t) => {
+t.test(`fuzz: ${FUZZ} random configs and inputs, every failure typed`, { timeout: 900000 }, async (t) => {
   const r = rng(2026);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
   const weird = [NaN, Infinity, -Infinity, -1, 0, 1e30, -1e-30, 0.5, 3, 1 << 20, '4', null, undefined, {}, [2]] as const;

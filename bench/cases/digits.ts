@@ -46,6 +46,7 @@ async function main() {
     samples_per_s: train.rows / median,
     nominal_gflops: (2 * macsPerStep(widths, B, c) * steps) / median / 1e9,
     test_accuracy: h.epochs[h.epochs.length - 1]!.valAccuracy,
+    history: h.epochs,
     threads: of.backend.info().threads,
     simd: of.backend.info().simd,
   };
