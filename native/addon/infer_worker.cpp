@@ -74,13 +74,7 @@ Napi::Value start_infer(const Napi::CallbackInfo& info, ModelWrap* self, bool ev
     if (evaluate) {
         d = parse_data(env, m, info[0], info[1], info[2]);
     } else {
-        Napi::Float32Array x = require_f32(info[0], "x");
-        d.rows = require_int(info[1], "rows", 0, int64_t(1) << 40);
-        if (int64_t(x.ElementLength()) != d.rows * m.inputs)
-            throw_status(env, {StatusCode::Shape, "x has " + std::to_string(x.ElementLength()) +
-                                                      " values, expected rows x inputs = " + std::to_string(d.rows) +
-                                                      " x " + std::to_string(m.inputs)});
-        d.x = x.Data();
+        d = parse_inputs(env, m, info[0], info[1]);
         out = Napi::Float32Array::New(env, size_t(d.rows) * m.outputs);
     }
     auto* w = new InferWorker(env, self, d, evaluate, out);

@@ -120,6 +120,18 @@ OptimizerConfig parse_optimizer(Napi::Env env, const Napi::Value& v) {
     return c;
 }
 
+DataRef parse_inputs(Napi::Env env, const Model& m, const Napi::Value& xv, const Napi::Value& rv) {
+    Napi::Float32Array x = require_f32(xv, "x");
+    DataRef d;
+    d.rows = require_int(rv, "rows", 0, int64_t(1) << 40);
+    if (int64_t(x.ElementLength()) != d.rows * m.inputs)
+        throw_status(env, {StatusCode::Shape, "x has " + std::to_string(x.ElementLength()) +
+                                                  " values, expected rows x inputs = " + std::to_string(d.rows) +
+                                                  " x " + std::to_string(m.inputs)});
+    d.x = x.Data();
+    return d;
+}
+
 DataRef parse_data(Napi::Env env, const Model& m, const Napi::Value& xv, const Napi::Value& yv,
                    const Napi::Value& rv) {
     Napi::Float32Array x = require_f32(xv, "x");
@@ -188,14 +200,9 @@ Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
     Model& m = model(env);
-    Napi::Float32Array x = require_f32(info[0], "x");
-    int64_t rows = require_int(info[1], "rows", 0, int64_t(1) << 40);
-    if (int64_t(x.ElementLength()) != rows * m.inputs)
-        throw_status(env, {StatusCode::Shape, "x has " + std::to_string(x.ElementLength()) +
-                                                  " values, expected rows x inputs = " + std::to_string(rows) +
-                                                  " x " + std::to_string(m.inputs)});
-    Napi::Float32Array out = Napi::Float32Array::New(env, size_t(rows) * m.outputs);
-    check(env, m.forward(out.Data(), x.Data(), rows, m.infer));
+    DataRef d = parse_inputs(env, m, info[0], info[1]);
+    Napi::Float32Array out = Napi::Float32Array::New(env, size_t(d.rows) * m.outputs);
+    check(env, m.forward(out.Data(), d.x, d.rows, m.infer));
     return out;
     OF_NAPI_END(env)
 }

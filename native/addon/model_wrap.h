@@ -40,6 +40,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 // Parsing shared by the methods (model_wrap.cpp).
 EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v);
 OptimizerConfig parse_optimizer(Napi::Env env, const Napi::Value& v);
+// x (rows, inputs) for a forward pass; sizes checked against the model.
+DataRef parse_inputs(Napi::Env env, const Model& m, const Napi::Value& x, const Napi::Value& rows);
 // x (rows, inputs) and y (labels or values) of a data set; validated against the model.
 DataRef parse_data(Napi::Env env, const Model& m, const Napi::Value& x, const Napi::Value& y, const Napi::Value& rows);
 
