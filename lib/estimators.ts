@@ -6,9 +6,21 @@ import { ConfigError } from './errors';
 import type { NativeEstimator } from './native';
 import { invalidArg, is, optionsObject } from './validate';
 
-/** Baselines (control variates) for ULR. `loo`: leave-one-out mean of the other copies of the same sample. */
-export const BASELINES = ['loo', 'none', 'mean'] as const;
+/**
+ * Baselines (control variates) for ULR. `loo`: leave-one-out mean of the other copies of the same sample;
+ * `clean`: the noise-free loss of the same sample (one extra clean forward per sample); `mean`: mean of all K
+ * copies (biased by a factor (K-1)/K); `none`.
+ */
+export const BASELINES = ['loo', 'clean', 'mean', 'none'] as const;
 export type BaselineName = (typeof BASELINES)[number];
+
+/** Noise densities, each in its standard form (location 0, scale 1), scaled by sigma. */
+export const DENSITIES = ['normal', 'laplace', 'logistic'] as const;
+export type DensityName = (typeof DENSITIES)[number];
+
+/** Scores: the density's exact score, or the sign-compressed sign(ε)/E|ε| (approximated LR, arXiv 2403.12320). */
+export const SCORES = ['exact', 'sign'] as const;
+export type ScoreName = (typeof SCORES)[number];
 
 /** Exact backpropagation. */
 export type BpEstimator = { kind: 'bp' };
@@ -30,6 +42,16 @@ export type UlrOptions = {
    * unbiased), `'mean'` (mean of all K copies; slightly biased by 1/K), `'none'`. Defaults to `'loo'`.
    */
   baseline?: BaselineName;
+  /**
+   * Noise density: `'normal'` (score ε), `'laplace'` (score sign(ε)) or `'logistic'` (score tanh(ε/2)).
+   * Defaults to `'normal'`.
+   */
+  noise?: DensityName;
+  /**
+   * `'exact'`: the density's score. `'sign'`: sign(ε)/E|ε| — one bit per noise value, the approximated-LR
+   * variant; unbiased for quadratic losses, first-order otherwise. Defaults to `'exact'`.
+   */
+  score?: ScoreName;
   /** Compute the first layer's clean GEMM once per sample instead of once per copy. Defaults to `true`. */
   sharedPrefix?: boolean;
   /**
@@ -60,7 +82,7 @@ export function bp(): BpEstimator {
  * const est = of.ulr({ copies: 32, sigma: 0.1 });
  */
 export function ulr(options?: UlrOptions): UlrEstimator {
-  const o = optionsObject('ulr', options, ['copies', 'sigma', 'antithetic', 'baseline', 'sharedPrefix', 'storeNoise', 'seed']);
+  const o = optionsObject('ulr', options, ['copies', 'sigma', 'antithetic', 'baseline', 'noise', 'score', 'sharedPrefix', 'storeNoise', 'seed']);
   const copies = o.copies ?? 32;
   const sigma = o.sigma ?? 0.1;
   const antithetic = o.antithetic ?? false;
@@ -75,6 +97,10 @@ export function ulr(options?: UlrOptions): UlrEstimator {
     throw invalidArg('sigma', 'positive number or array of positive numbers', sigma);
   }
   if (!(BASELINES as readonly unknown[]).includes(baseline)) throw invalidArg('baseline', BASELINES.join(' | '), baseline);
+  const noise = o.noise ?? 'normal';
+  const score = o.score ?? 'exact';
+  if (!(DENSITIES as readonly unknown[]).includes(noise)) throw invalidArg('noise', DENSITIES.join(' | '), noise);
+  if (!(SCORES as readonly unknown[]).includes(score)) throw invalidArg('score', SCORES.join(' | '), score);
   for (const key of ['sharedPrefix', 'storeNoise'] as const) {
     if (o[key] !== undefined && !is.bool(o[key])) throw invalidArg(key, 'boolean', o[key]);
   }
@@ -87,6 +113,8 @@ export function ulr(options?: UlrOptions): UlrEstimator {
     sigma: Array.isArray(sigma) ? [...(sigma as number[])] : (sigma as number),
     antithetic,
     baseline: baseline as BaselineName,
+    noise: noise as DensityName,
+    score: score as ScoreName,
     sharedPrefix: (o.sharedPrefix as boolean | undefined) ?? true,
     storeNoise: (o.storeNoise as boolean | undefined) ?? true,
   };

@@ -4,11 +4,11 @@
  */
 export { sequential, Model, LOSSES } from './model';
 export { load } from './checkpoint';
-export type { SequentialOptions, FitOptions, History, EpochLog, Progress, Parameter, LossName, LossFunction } from './model';
+export type { SequentialOptions, FitOptions, History, EpochLog, Progress, Parameter, LossName, LossFunction, GradientCheck } from './model';
 export { dense, activation, relu, leakyRelu, tanh, sigmoid, gelu, identity, step, sign, ACTIVATIONS } from './layers';
 export type { Layer, DenseLayer, ActivationLayer, ActivationName, DenseOptions } from './layers';
-export { bp, ulr, BASELINES } from './estimators';
-export type { Estimator, BpEstimator, UlrEstimator, UlrOptions, BaselineName } from './estimators';
+export { bp, ulr, BASELINES, DENSITIES, SCORES } from './estimators';
+export type { Estimator, BpEstimator, UlrEstimator, UlrOptions, BaselineName, DensityName, ScoreName } from './estimators';
 export { sgd, adam, adamw } from './optimizers';
 export type { Optimizer, SgdOptions, AdamOptions } from './optimizers';
 export {

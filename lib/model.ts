@@ -5,7 +5,7 @@
 import { type BackendName, resolveBackend } from './backend';
 import { AbortError, ConfigError, DisposedError, ShapeError, withCallerStack } from './errors';
 import { type Dataset, checkDataset } from './data';
-import { type Estimator, toNative, ulr } from './estimators';
+import { type Estimator, bp, toNative, ulr } from './estimators';
 import type { Layer, DenseLayer } from './layers';
 import { native, type NativeModel, type Progress, type EpochLog, type LossFunction } from './native';
 import { type Optimizer, adam } from './optimizers';
@@ -30,6 +30,22 @@ export type SequentialOptions = {
 export type Parameter = { name: string; shape: number[]; data: Float32Array };
 
 export type { Progress, EpochLog, LossFunction };
+
+/** One dense layer's line of {@link Model.gradientCheck}. */
+export type GradientCheck = {
+  layer: string;
+  /** Cosine similarity of the mean estimate to the BP gradient (when BP exists). */
+  cosine?: number;
+  /** Mean cosine of single estimates to BP (when BP exists). */
+  meanTrialCosine?: number;
+  /** |mean − BP| / |BP| (when BP exists). */
+  relativeError?: number;
+  /** Total variance of one estimate (sum over the layer's parameters). */
+  variance: number;
+  /** |mean|² / variance: above 1, one estimate is mostly signal. */
+  snr: number;
+  suggestion: 'ok' | 'more copies' | 'smaller sigma';
+};
 
 /** What {@link Model.fit} resolves to. */
 export type History = {
@@ -262,6 +278,54 @@ export class Model {
       off += p.data.length;
     }
     return out;
+  }
+
+  /**
+   * Diagnoses an estimator on one batch: `trials` independent estimates per dense layer (weights and bias
+   * together), compared with exact backprop where the model is differentiable. Per layer: cosine of the mean
+   * estimate to BP, mean per-trial cosine, relative error of the mean, total variance of one estimate, SNR
+   * (|mean|² / variance) and a suggestion: `'more copies'` when one estimate is mostly noise, `'smaller sigma'`
+   * when the mean misses BP by more than its noise explains (smoothing bias), else `'ok'`.
+   */
+  gradientCheck(
+    batch: { x: Float32Array; y: Int32Array | Float32Array; rows?: number },
+    options?: { estimator?: Estimator; trials?: number },
+  ): GradientCheck[] {
+    const o = optionsObject('gradientCheck', options, ['estimator', 'trials']);
+    const trials = (o.trials as number | undefined) ?? 20;
+    if (!is.integer(trials) || trials < 2) throw invalidArg('trials', 'integer >= 2', trials);
+    const estimator = (o.estimator as Estimator | undefined) ?? ulr();
+    const differentiable = this.layers.every((l) => l.type !== 'activation' || (l.activation !== 'step' && l.activation !== 'sign'));
+    const exact = differentiable ? this.gradients(batch, { estimator: bp() }) : undefined;
+    const runs = Array.from({ length: trials }, (_, step) => this.gradients(batch, { estimator, step }));
+    const params = this.parameters();
+    // Group tensors by dense layer: "dense3.weight" and "dense3.bias" -> layer 3.
+    const groups = new Map<string, number[]>();
+    params.forEach((p, i) => {
+      const key = p.name.split('.')[0]!;
+      groups.set(key, [...(groups.get(key) ?? []), i]);
+    });
+    const flat = (gs: Float32Array[], idx: number[]) => Float64Array.from(idx.flatMap((i) => Array.from(gs[i]!)));
+    const dot = (a: Float64Array, b: Float64Array) => a.reduce((s, v, i) => s + v * b[i]!, 0);
+    const norm = (a: Float64Array) => Math.sqrt(dot(a, a));
+    const cos = (a: Float64Array, b: Float64Array) => dot(a, b) / (norm(a) * norm(b) || 1);
+    return [...groups].map(([name, idx]) => {
+      const est = runs.map((r) => flat(r, idx));
+      const mean = est[0]!.map((_, i) => est.reduce((s, e) => s + e[i]!, 0) / trials);
+      const variance = est.reduce((s, e) => s + e.reduce((a, v, i) => a + (v - mean[i]!) ** 2, 0), 0) / (trials - 1);
+      const snr = dot(mean, mean) / (variance || Number.MIN_VALUE);
+      const out: GradientCheck = { layer: name, variance, snr, suggestion: snr < 1 ? 'more copies' : 'ok' };
+      if (exact) {
+        const b = flat(exact, idx);
+        const relativeError = norm(mean.map((v, i) => v - b[i]!)) / (norm(b) || 1);
+        const noiseOfMean = Math.sqrt(variance / trials) / (norm(b) || 1);
+        out.cosine = cos(mean, b);
+        out.meanTrialCosine = est.reduce((s, e) => s + cos(e, b), 0) / trials;
+        out.relativeError = relativeError;
+        out.suggestion = relativeError > 3 * noiseOfMean + 0.05 ? 'smaller sigma' : out.meanTrialCosine < 0.5 ? 'more copies' : 'ok';
+      }
+      return out;
+    });
   }
 
   /** One optimizer step on one batch (what fit does per batch); returns the batch loss. */

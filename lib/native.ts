@@ -21,6 +21,8 @@ export type NativeEstimator = {
   sigma?: number | number[];
   antithetic?: boolean;
   baseline?: string;
+  noise?: string;
+  score?: string;
   sharedPrefix?: boolean;
   storeNoise?: boolean;
   seed?: number;
@@ -173,7 +175,7 @@ export type NativeBinding = {
     kscale: Float32Array | null,
     naive: boolean,
   ): void;
-  noise(rows: number, cols: number, seed: number, step: number, layer: number, row0: number, antithetic: boolean, naive?: boolean): Float32Array;
+  noise(rows: number, cols: number, seed: number, step: number, layer: number, row0: number, antithetic: boolean, naive?: boolean, density?: number): Float32Array;
   philox(c0: number, c1: number, c2: number, c3: number, k0: number, k1: number): Uint32Array;
 };
 

@@ -66,8 +66,8 @@ Napi::Value GemmJs(const Napi::CallbackInfo& info) {
     OF_NAPI_END(env)
 }
 
-// noise(rows, cols, seed, step, layer, row0, antithetic, naive?) -> Float32Array: the engine's noise (or the
-// scalar normal_at() oracle when naive), for RNG tests.
+// noise(rows, cols, seed, step, layer, row0, antithetic, naive?, density?) -> Float32Array: the engine's noise
+// (or the scalar noise_at() oracle when naive), for RNG tests. density: 0 normal, 1 Laplace, 2 logistic.
 Napi::Value NoiseJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
@@ -77,6 +77,7 @@ Napi::Value NoiseJs(const Napi::CallbackInfo& info) {
                  uint32_t(require_int(info[3], "step", 0, 0xffffffffll)),
                  uint32_t(require_int(info[4], "layer", 0, 0xffffff)),
                  uint32_t(require_int(info[5], "row0", 0, 0xffffffffll)), info[6].ToBoolean()};
+    if (!info[8].IsUndefined()) ns.density = Density(require_int(info[8], "density", 0, 2));
     Napi::Float32Array out = Napi::Float32Array::New(env, size_t(R) * O);
     if (!info[7].ToBoolean()) {
         cpu_kernels().noise_fill(out.Data(), R, O, ns);
@@ -85,7 +86,7 @@ Napi::Value NoiseJs(const Napi::CallbackInfo& info) {
             uint32_t g = ns.row0 + uint32_t(r);
             bool odd = ns.antithetic && (g & 1);
             float* e = out.Data() + int64_t(r) * O;
-            cpu::normal_row_naive(e, O, odd ? g & ~1u : g, ns.layer, ns.step, ns.seed);
+            cpu::noise_row_naive(e, O, odd ? g & ~1u : g, ns.layer, ns.step, ns.seed, ns.density);
             if (odd)
                 for (int o = 0; o < O; o++) e[o] = -e[o];
         }

@@ -90,7 +90,17 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     if (baseline == "loo") c.baseline = Baseline::LeaveOneOut;
     else if (baseline == "none") c.baseline = Baseline::None;
     else if (baseline == "mean") c.baseline = Baseline::BatchMean;
+    else if (baseline == "clean") c.baseline = Baseline::Clean;
     else throw_status(env, arg_error("unknown baseline '" + baseline + "'"));
+    std::string density = o.Get("noise").IsUndefined() ? "normal" : require_string(o.Get("noise"), "noise");
+    if (density == "normal") c.density = Density::Normal;
+    else if (density == "laplace") c.density = Density::Laplace;
+    else if (density == "logistic") c.density = Density::Logistic;
+    else throw_status(env, arg_error("unknown noise density '" + density + "'"));
+    std::string score = o.Get("score").IsUndefined() ? "exact" : require_string(o.Get("score"), "score");
+    if (score == "exact") c.score = Score::Exact;
+    else if (score == "sign") c.score = Score::Sign;
+    else throw_status(env, arg_error("unknown score '" + score + "'"));
     c.shared_prefix = opt_bool(o, "sharedPrefix", true);
     c.store_noise = opt_bool(o, "storeNoise", true);
     if (!o.Get("seed").IsUndefined()) {

@@ -14,6 +14,8 @@ struct UlrConfig {
     std::vector<float> sigma{0.1f};   // noise scale, one value or one per dense layer
     bool antithetic = false;          // copies in pairs (eps, -eps)
     Baseline baseline = Baseline::LeaveOneOut;
+    Density density = Density::Normal;  // noise density
+    Score score = Score::Exact;         // exact score of the density, or sign-compressed
     bool shared_prefix = true;        // first layer's clean GEMM once per sample (METHOD.md 3.1)
     bool store_noise = true;          // false: regenerate eps in the gradient pass (METHOD.md 3.2)
     uint64_t seed = 0;                // noise key; 0 -> the model's seed

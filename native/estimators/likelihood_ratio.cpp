@@ -7,7 +7,8 @@
 // Per-row losses l[r] give weights  w[r] = (l[r] - beta[r]) / (B K)  (beta: leave-one-out mean of the other
 // copies of the same sample, leaving out the antithetic partner too), and for every layer at once:
 //   grad W_l = (1 / sigma_l) (diag(w) E_l)^T A_{l-1}      grad b_l = (1 / sigma_l) sum_r w[r] E_l[r, :]
-// (score of the normal density: s(e) = e). No derivative of phi or of the loss is used.
+// (score of the normal density: s(e) = e; Laplace and logistic noise and the sign-compressed score of the
+// approximated-LR paper, arXiv 2403.12320, swap in their s(e)). No derivative of phi or of the loss is used.
 //
 // Performance rules (METHOD.md section 3): the first layer's clean GEMM runs once per sample (B rows) and its
 // gradient is reduced over copies first (G = sum_k w E_1, then G^T X: B rows, not B K). Everything else runs
@@ -31,7 +32,7 @@ namespace {
 // Per-thread scratch of one block: activations and noise per layer, replicated inputs, losses, weights.
 struct BlockScratch {
     std::vector<Buffer> a, e;
-    Buffer x_rep, loss, w;
+    Buffer x_rep, loss, w, clean0, clean1, clean_loss;
 };
 
 }  // namespace
@@ -47,7 +48,10 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     const int L = int(m.units.size());
     const uint64_t seed = c.has_seed ? c.seed : m.seed;
     auto sigma = [&](int l) { return c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(l)]; };
-    auto noise = [&](int l, int row0) { return NoiseSpec{seed, step, uint32_t(l), uint32_t(row0), c.antithetic}; };
+    auto noise = [&](int l, int row0) {
+        return NoiseSpec{seed, step, uint32_t(l), uint32_t(row0), c.antithetic, c.density};
+    };
+    const bool plain_score = c.density == Density::Normal && c.score == Score::Exact;  // s(e) = e
     const DenseUnit& u0 = m.units[0];
     const int C = m.outputs;
 
@@ -124,18 +128,43 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         for (int r = 0; r < rows; r++) sum += sc.loss.data()[r];
         loss_sum[size_t(t)] = sum;
 
+        // clean baseline: the noise-free loss of each of the block's samples (a forward of s rows, 1/K the cost)
+        if (c.baseline == Baseline::Clean) {
+            int width = m.max_width();
+            st = sc.clean0.reserve(size_t(s) * width);
+            if (st.ok()) st = sc.clean1.reserve(size_t(s) * width);
+            if (st.ok()) st = sc.clean_loss.reserve(size_t(s));
+            if (!st.ok()) return;
+            float* cur = sc.clean0.data();
+            float* other = sc.clean1.data();
+            if (c.shared_prefix) {
+                std::copy(ws.v0.data() + int64_t(b0) * u0.O, ws.v0.data() + int64_t(b0 + s) * u0.O, cur);
+            } else {
+                k.gemm_nt(cur, x + int64_t(b0) * u0.I, m.W(u0), s, u0.O, u0.I, 1.0f, 0.0f);
+            }
+            k.bias_act_forward(cur, cur, m.b(u0), s, u0.O, u0.act, u0.alpha);
+            for (int l = 1; l < L; l++) {
+                const DenseUnit& u = m.units[size_t(l)];
+                k.gemm_nt(other, cur, m.W(u), s, u.O, u.I, 1.0f, 0.0f);
+                k.bias_act_forward(other, other, m.b(u), s, u.O, u.act, u.alpha);
+                std::swap(cur, other);
+            }
+            k.loss_forward(sc.clean_loss.data(), cur, y.labels ? y.labels + b0 : nullptr,
+                           y.values ? y.values + int64_t(b0) * C : nullptr, s, C, 1, m.loss);
+        }
+
         // row weights: loss minus baseline, over B K (the baseline uses only the sample's own copies)
         float* w = sc.w.data();
-        k.lr_row_weights(w, sc.loss.data(), s, K, c.baseline, c.antithetic, inv_r);
+        k.lr_row_weights(w, sc.loss.data(), sc.clean_loss.data(), s, K, c.baseline, c.antithetic, inv_r);
 
         // gradients from the same row weights, every layer
         for (int l = 0; l < L; l++) {
             const DenseUnit& u = m.units[size_t(l)];
-            float* e = sc.e[size_t(l)].data();
-            if (!c.store_noise && !(l == 0 && c.shared_prefix)) k.noise_fill(e, rows, u.O, noise(l, r0));
-            if (l == 0 && c.shared_prefix) {  // this block's rows of G = sum_k w E_1
-                NoiseSpec ns = noise(0, r0);
-                k.lr_copy_sum(ws.g.data() + int64_t(b0) * u.O, w, E(0), s, K, u.O, &ns);
+            float* e = sc.e[size_t(l)].data();  // noise kept from the forward pass, or regenerated now
+            if (!c.store_noise) k.noise_fill(e, rows, u.O, noise(l, r0));
+            if (!plain_score) k.score_transform(e, int64_t(rows) * u.O, c.density, c.score);  // e -> s(e)
+            if (l == 0 && c.shared_prefix) {  // this block's rows of G = sum_k w s(E_1)
+                k.lr_copy_sum(ws.g.data() + int64_t(b0) * u.O, w, e, s, K, u.O);
                 continue;
             }
             const float* a_prev = l == 0 ? sc.x_rep.data() : sc.a[size_t(l - 1)].data();

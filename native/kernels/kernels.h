@@ -25,8 +25,10 @@ struct KernelTable {
                             int rep, LossKind kind);
     void (*loss_backward)(float* dy, const float* y, const int32_t* labels, const float* values, int R, int C,
                           LossKind kind);
-    void (*lr_row_weights)(float* w, const float* loss, int B, int K, Baseline baseline, bool antithetic, float scale);
-    void (*lr_copy_sum)(float* G, const float* w, const float* E, int B, int K, int O, const NoiseSpec* regen);
+    void (*lr_row_weights)(float* w, const float* loss, const float* clean, int B, int K, Baseline baseline,
+                           bool antithetic, float scale);
+    void (*score_transform)(float* e, int64_t n, Density density, Score score);
+    void (*lr_copy_sum)(float* G, const float* w, const float* S, int B, int K, int O);
     void (*lr_bias_reduce)(float* db, const float* w, const float* E, int R, int O, float alpha, bool accumulate);
     void (*col_sum)(float* db, const float* d, int R, int O);
     void (*optimizer_step)(float* params, float* grads, float* m, float* v, int64_t n, const OptimizerConfig& cfg,

@@ -17,6 +17,7 @@ const KernelTable& cpu_kernels() {
         cpu::loss_forward,
         cpu::loss_backward,
         cpu::lr_row_weights,
+        cpu::score_transform,
         cpu::lr_copy_sum,
         cpu::lr_bias_reduce,
         cpu::col_sum,

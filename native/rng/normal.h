@@ -81,12 +81,28 @@ OF_HOST_DEVICE void box_muller(uint32_t a, uint32_t b, float* z0, float* z1) {
 // block b uses the 16 Philox counters c0 = 16 b + l (l = 0..15), and neuron j = 64 b + 16 w + l takes word w
 // of counter 16 b + l. Words (0, 1) and (2, 3) are Box-Muller pairs: w = 0, 2 -> r cos, w = 1, 3 -> r sin.
 // So 16 SIMD lanes (or 16 GPU threads) each run one Philox call and write four contiguous 16-float rows.
-OF_HOST_DEVICE float normal_at(uint32_t j, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed) {
+// The other densities use one word per value: u = uniform_open(word), then the inverse CDF:
+//   logistic e = log(u) - log(1 - u);   Laplace e = -sign(u - 1/2) log(1 - 2 |u - 1/2|).
+OF_HOST_DEVICE float logistic_from_uniform(float u) { return log_poly(u) - log_poly(1.0f - u); }
+OF_HOST_DEVICE float laplace_from_uniform(float u) {
+    float d = u - 0.5f;
+    float l = log_poly(1.0f - 2.0f * (d < 0.0f ? -d : d));
+    return d > 0.0f ? -l : l;
+}
+
+// density: 0 normal, 1 Laplace, 2 logistic (Density in kernels/cpu/ops.h).
+OF_HOST_DEVICE float noise_at(uint32_t j, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed, int density) {
     uint32_t c0 = (j >> 6) * 16u + (j & 15u), w = (j >> 4) & 3u;
     U32x4 u = philox4x32_10(c0, row, philox_stream(kStreamNoise, layer), step, uint32_t(seed), uint32_t(seed >> 32));
+    if (density == 1) return laplace_from_uniform(uniform_open(u.v[w]));
+    if (density == 2) return logistic_from_uniform(uniform_open(u.v[w]));
     float z0, z1;
     box_muller(u.v[w & 2u], u.v[(w & 2u) + 1], &z0, &z1);
     return (w & 1u) ? z1 : z0;
+}
+
+OF_HOST_DEVICE float normal_at(uint32_t j, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed) {
+    return noise_at(j, row, layer, step, seed, 0);
 }
 
 }  // namespace of

@@ -6,6 +6,7 @@
 // grad W1 = (1 / sigma_1) G^T X with B rows instead of B K (METHOD.md section 3.1). S(e) = e for normal noise.
 // Reductions over rows run in a fixed order per output column, so results never depend on thread count.
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -18,7 +19,8 @@ namespace of::cpu {
 // too: beta = mean over the other K - 2 copies. The two copies of a pair then share one beta, which cancels
 // in (l(eps) - beta) eps + (l(-eps) - beta)(-eps) = (l(eps) - l(-eps)) eps: with pairs the baseline only
 // guards float cancellation. (Leaving only the copy itself out would bias the estimate by K / (K - 1).)
-void lr_row_weights(float* w, const float* loss, int B, int K, Baseline baseline, bool antithetic, float scale) {
+void lr_row_weights(float* w, const float* loss, const float* clean, int B, int K, Baseline baseline, bool antithetic,
+                    float scale) {
     for (int b = 0; b < B; b++) {
         const float* l = loss + int64_t(b) * K;
         float* wb = w + int64_t(b) * K;
@@ -31,31 +33,42 @@ void lr_row_weights(float* w, const float* loss, int B, int K, Baseline baseline
                 else if (K > 2) beta = (sum - l[k] - l[k ^ 1]) / double(K - 2);
             } else if (baseline == Baseline::BatchMean) {
                 beta = sum / double(K);
+            } else if (baseline == Baseline::Clean) {
+                beta = clean[b];
             }
             wb[k] = float((double(l[k]) - beta) * scale);
         }
     }
 }
 
-void lr_copy_sum(float* G, const float* w, const float* E, int B, int K, int O, const NoiseSpec* regen) {
-    const int64_t cycles = int64_t(B) * K * O * (E ? 1 : 6);
-    ThreadPool::instance().parallel_for(B, [&](int b) {
-        thread_local std::vector<float> scratch;
-        float* g = G + int64_t(b) * O;
-        std::fill(g, g + O, 0.0f);
-        if (!E && scratch.size() < size_t(K) * O) scratch.resize(size_t(K) * O);
-        const float* eb = E ? E + int64_t(b) * K * O : scratch.data();
-        if (!E) {  // regenerate this sample's K noise rows: the same bits the forward pass used
-            NoiseSpec ns = *regen;
-            ns.row0 += uint32_t(b) * uint32_t(K);
-            noise_fill_serial(scratch.data(), K, O, ns);
-        }
-        for (int k = 0; k < K; k++) {
-            float wk = w[int64_t(b) * K + k];
-            const float* e = eb + int64_t(k) * O;
-            for (int o = 0; o < O; o++) g[o] += wk * e[o];
-        }
-    }, cycles);
+// Scores. logistic: tanh(e / 2) (= 2u - 1 for e = log(u / (1 - u))); Laplace: sign(e). The sign-compressed
+// score divides by E|e| (normal sqrt(2 / pi), logistic 2 ln 2, Laplace 1) so that, to first order in sigma,
+// E[l sign(e)] / (sigma E|e|) is the gradient -- exactly so for a quadratic loss.
+void score_transform(float* e, int64_t n, Density density, Score score) {
+    if (score == Score::Sign) {
+        const float c = density == Density::Normal ? 1.2533141373155003f : density == Density::Logistic ? 0.7213475204444817f : 1.0f;
+        for (int64_t i = 0; i < n; i++) e[i] = e[i] > 0.0f ? c : (e[i] < 0.0f ? -c : 0.0f);
+        return;
+    }
+    if (density == Density::Logistic)
+        for (int64_t i = 0; i < n; i++) e[i] = std::tanh(0.5f * e[i]);
+    else if (density == Density::Laplace)
+        for (int64_t i = 0; i < n; i++) e[i] = e[i] > 0.0f ? 1.0f : (e[i] < 0.0f ? -1.0f : 0.0f);
+}
+
+void lr_copy_sum(float* G, const float* w, const float* S, int B, int K, int O) {
+    ThreadPool::instance().parallel_for(
+        B,
+        [&](int b) {
+            float* g = G + int64_t(b) * O;
+            std::fill(g, g + O, 0.0f);
+            for (int k = 0; k < K; k++) {
+                float wk = w[int64_t(b) * K + k];
+                const float* e = S + (int64_t(b) * K + k) * O;
+                for (int o = 0; o < O; o++) g[o] += wk * e[o];
+            }
+        },
+        int64_t(B) * K * O);
 }
 
 void lr_bias_reduce(float* db, const float* w, const float* E, int R, int O, float alpha, bool accumulate) {

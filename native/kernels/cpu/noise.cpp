@@ -1,4 +1,4 @@
-// Noise generation on the CPU: rows of standard normals laid out as rng/normal.h defines (blocks of 64
+// Noise generation on the CPU: rows of noise (normal, Laplace or logistic) laid out as rng/normal.h defines (blocks of 64
 // neurons = 16 Philox calls), computed 16 lanes at a time with GCC vector types. Cloned per ISA
 // (AVX-512 / AVX2 / SSE2): every clone performs the same IEEE operations in the same order as the scalar
 // normal_at() (the build has -ffp-contract=off), so the bits never depend on the CPU -- and will match CUDA.
@@ -23,13 +23,17 @@ typedef int32_t i32x16 __attribute__((vector_size(64)));
 typedef float f32x16 __attribute__((vector_size(64)));
 typedef uint64_t u64x16 __attribute__((vector_size(128)));
 
-inline void mulhilo(u32x16 a, uint32_t m, u32x16* hi, u32x16* lo) {
+#define OF_INLINE inline __attribute__((always_inline))
+
+// Helpers take and return GCC vectors; always inlined, so their vector arguments never cross a call between
+// functions compiled for different ISAs (whose vector ABIs differ).
+OF_INLINE void mulhilo(u32x16 a, uint32_t m, u32x16* hi, u32x16* lo) {
     u64x16 p = __builtin_convertvector(a, u64x16) * uint64_t(m);
     *hi = __builtin_convertvector(p >> 32, u32x16);
     *lo = a * m;
 }
 
-inline f32x16 log_poly_v(f32x16 x) {  // rng/normal.h log_poly, lane-wise
+OF_INLINE f32x16 log_poly_v(f32x16 x) {  // rng/normal.h log_poly, lane-wise
     u32x16 bits = (u32x16)x;
     i32x16 e = (i32x16)((bits >> 23) & 0xffu) - 126;
     f32x16 m = (f32x16)((bits & 0x007fffffu) | 0x3f000000u);
@@ -53,7 +57,7 @@ inline f32x16 log_poly_v(f32x16 x) {  // rng/normal.h log_poly, lane-wise
     return f + y + 0.693359375f * fe;
 }
 
-inline void box_muller_v(u32x16 a, u32x16 b, f32x16* z0, f32x16* z1) {  // rng/normal.h box_muller, lane-wise
+OF_INLINE void box_muller_v(u32x16 a, u32x16 b, f32x16* z0, f32x16* z1) {  // rng/normal.h box_muller, lane-wise
     f32x16 ua = (__builtin_convertvector((i32x16)(a >> 8), f32x16) + 0.5f) * (1.0f / 16777216.0f);
     f32x16 r2 = -2.0f * log_poly_v(ua);
     f32x16 r;
@@ -76,10 +80,36 @@ inline void box_muller_v(u32x16 a, u32x16 b, f32x16* z0, f32x16* z1) {  // rng/n
     *z1 = r * s;
 }
 
-// 64 normals of block `blk` of a row -> out[0..64).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void normal_block(float* out, uint32_t blk, uint32_t row,
-                                                                               uint32_t stream, uint32_t step,
-                                                                               uint32_t k0, uint32_t k1) {
+OF_INLINE f32x16 uniform_v(u32x16 w) {
+    return (__builtin_convertvector((i32x16)(w >> 8), f32x16) + 0.5f) * (1.0f / 16777216.0f);
+}
+
+// The four Philox words of 16 lanes -> 64 values of the density (same operations as rng/normal.h noise_at).
+OF_INLINE void words_to_values(float* out, u32x16 w0, u32x16 w1, u32x16 w2, u32x16 w3, int density) {
+    f32x16 z[4];
+    if (density == 0) {
+        box_muller_v(w0, w1, &z[0], &z[1]);
+        box_muller_v(w2, w3, &z[2], &z[3]);
+    } else {
+        u32x16 w[4] = {w0, w1, w2, w3};
+        for (int i = 0; i < 4; i++) {
+            f32x16 u = uniform_v(w[i]);
+            if (density == 2) {
+                z[i] = log_poly_v(u) - log_poly_v(1.0f - u);
+            } else {
+                f32x16 d = u - 0.5f;
+                f32x16 l = log_poly_v(1.0f - 2.0f * (d < 0.0f ? -d : d));
+                z[i] = d > 0.0f ? -l : l;
+            }
+        }
+    }
+    for (int i = 0; i < 4; i++) std::memcpy(out + 16 * i, &z[i], 64);
+}
+
+// 64 values of block `blk` of a row -> out[0..64).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void noise_block(float* out, uint32_t blk, uint32_t row,
+                                                                              uint32_t stream, uint32_t step,
+                                                                              uint32_t k0, uint32_t k1, int density) {
     u32x16 c0, c1 = row - u32x16{}, c2 = stream - u32x16{}, c3 = step - u32x16{};
     for (int l = 0; l < 16; l++) c0[l] = blk * 16u + uint32_t(l);
     for (int i = 0; i < 10; i++) {
@@ -92,11 +122,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void normal_block(f
         c3 = lo0;
         k0 += kPhiloxW0, k1 += kPhiloxW1;
     }
-    f32x16 z0, z1, z2, z3;
-    box_muller_v(c0, c1, &z0, &z1);
-    box_muller_v(c2, c3, &z2, &z3);
-    std::memcpy(out, &z0, 64), std::memcpy(out + 16, &z1, 64);
-    std::memcpy(out + 32, &z2, 64), std::memcpy(out + 48, &z3, 64);
+    words_to_values(out, c0, c1, c2, c3, density);
 }
 
 __attribute__((target("avx512f"))) inline void mulhilo512(__m512i a, __m512i m, __m512i* hi, __m512i* lo) {
@@ -108,8 +134,8 @@ __attribute__((target("avx512f"))) inline void mulhilo512(__m512i a, __m512i m, 
 
 // AVX-512 Philox: 32x32 -> 64 products with vpmuludq on even and odd lanes (GCC's generic u64 multiply
 // would emulate a full 64x64 product). Same words as the generic clone, then the same Box-Muller.
-__attribute__((target("avx512f"))) void normal_block_avx512(float* out, uint32_t blk, uint32_t row, uint32_t stream,
-                                                              uint32_t step, uint32_t k0, uint32_t k1) {
+__attribute__((target("avx512f"))) void noise_block_avx512(float* out, uint32_t blk, uint32_t row, uint32_t stream,
+                                                             uint32_t step, uint32_t k0, uint32_t k1, int density) {
     const __m512i m0 = _mm512_set1_epi32(int(kPhiloxM0)), m1 = _mm512_set1_epi32(int(kPhiloxM1));
     __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32(int(blk * 16u)),
                                   _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
@@ -126,36 +152,32 @@ __attribute__((target("avx512f"))) void normal_block_avx512(float* out, uint32_t
     }
     u32x16 w0, w1, w2, w3;
     std::memcpy(&w0, &c0, 64), std::memcpy(&w1, &c1, 64), std::memcpy(&w2, &c2, 64), std::memcpy(&w3, &c3, 64);
-    f32x16 z0, z1, z2, z3;
-    box_muller_v(w0, w1, &z0, &z1);
-    box_muller_v(w2, w3, &z2, &z3);
-    std::memcpy(out, &z0, 64), std::memcpy(out + 16, &z1, 64);
-    std::memcpy(out + 32, &z2, 64), std::memcpy(out + 48, &z3, 64);
+    words_to_values(out, w0, w1, w2, w3, density);
 }
 
-using BlockFn = void (*)(float*, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t);
+using BlockFn = void (*)(float*, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, int);
 BlockFn pick_block() {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") ? normal_block_avx512 : normal_block;
+    return __builtin_cpu_supports("avx512f") ? noise_block_avx512 : noise_block;
 }
 const BlockFn block_fn = pick_block();
 
 }  // namespace
 
-// One row of n normals (layout of rng/normal.h).
-void normal_row(float* out, int n, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed) {
+// One row of n noise values (layout of rng/normal.h).
+void noise_row(float* out, int n, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed, Density density) {
     uint32_t stream = philox_stream(kStreamNoise, layer), k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
     int full = n / 64;
-    for (int b = 0; b < full; b++) block_fn(out + 64 * b, uint32_t(b), row, stream, step, k0, k1);
+    for (int b = 0; b < full; b++) block_fn(out + 64 * b, uint32_t(b), row, stream, step, k0, k1, int(density));
     if (n % 64) {
         alignas(64) float tail[64];
-        block_fn(tail, uint32_t(full), row, stream, step, k0, k1);
+        block_fn(tail, uint32_t(full), row, stream, step, k0, k1, int(density));
         std::copy(tail, tail + n % 64, out + 64 * full);
     }
 }
 
-void normal_row_naive(float* out, int n, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed) {
-    for (int j = 0; j < n; j++) out[j] = normal_at(uint32_t(j), row, layer, step, seed);
+void noise_row_naive(float* out, int n, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed, Density density) {
+    for (int j = 0; j < n; j++) out[j] = noise_at(uint32_t(j), row, layer, step, seed, int(density));
 }
 
 // Rows [r0, r1) of E (R, O): each antithetic odd row negates its even partner (regenerated when the
@@ -170,10 +192,10 @@ static void noise_rows(float* E, int r0, int r1, int O, const NoiseSpec& ns) {
                 for (int o = 0; o < O; o++) e[o] = -p[o];
                 continue;
             }
-            normal_row(e, O, g & ~1u, ns.layer, ns.step, ns.seed);
+            noise_row(e, O, g & ~1u, ns.layer, ns.step, ns.seed, ns.density);
             for (int o = 0; o < O; o++) e[o] = -e[o];
         } else {
-            normal_row(e, O, g, ns.layer, ns.step, ns.seed);
+            noise_row(e, O, g, ns.layer, ns.step, ns.seed, ns.density);
         }
     }
 }

@@ -9,7 +9,12 @@ namespace of {
 
 enum class Act : int { Identity = 0, Relu, LeakyRelu, Tanh, Sigmoid, Gelu, Step, Sign };
 enum class LossKind : int { CrossEntropy = 0, Mse };
-enum class Baseline : int { LeaveOneOut = 0, None, BatchMean };
+enum class Baseline : int { LeaveOneOut = 0, None, BatchMean, Clean };
+// Noise densities (standard forms, location 0, scale 1) and the score used in the gradient:
+// exact s(e) = -d log p(e) / de (normal: e; logistic: tanh(e / 2) = 2u - 1; Laplace: sign(e)), or the
+// sign-compressed score sign(e) / E|e| of the approximated-LR variant (arXiv 2403.12320).
+enum class Density : int { Normal = 0, Laplace, Logistic };
+enum class Score : int { Exact = 0, Sign };
 
 bool act_differentiable(Act a);
 const char* act_name(Act a);
@@ -22,6 +27,7 @@ struct NoiseSpec {
     uint32_t layer;
     uint32_t row0;  // global index of the first row handled
     bool antithetic;
+    Density density = Density::Normal;
 };
 
 namespace cpu {
@@ -38,9 +44,9 @@ void bias_act_forward(float* a, float* v, const float* bias, int R, int O, Act a
 // thread pool; noise_fill_serial runs on the calling thread (for use inside another parallel task).
 void noise_fill(float* E, int R, int O, const NoiseSpec& ns);
 void noise_fill_serial(float* E, int R, int O, const NoiseSpec& ns);
-// One row of n normals: out (n), overwritten. _naive: the scalar normal_at() per element (the oracle).
-void normal_row(float* out, int n, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed);
-void normal_row_naive(float* out, int n, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed);
+// One row of n noise values: out (n), overwritten. _naive: the scalar noise_at() per element (the oracle).
+void noise_row(float* out, int n, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed, Density density);
+void noise_row_naive(float* out, int n, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed, Density density);
 
 // Noisy: out[r, o] = act(pre[r / rep, o] + bias[o] + sigma * eps[r, o]), out (R, O) overwritten,
 // pre (R / rep, O); eps written to E (R, O) when E != nullptr. out may alias pre when rep == 1.
@@ -57,10 +63,13 @@ void loss_backward(float* dy, const float* y, const int32_t* labels, const float
 
 // LR row weights: w[b, k] = (loss[b, k] - baseline[b, k]) * scale; loss, w (B * K), w overwritten.
 // With antithetic pairs (copies 2j, 2j+1) the leave-one-out baseline leaves the whole pair out.
-void lr_row_weights(float* w, const float* loss, int B, int K, Baseline baseline, bool antithetic, float scale);
-// Shared-prefix copy sum: G[b, o] = sum_k w[b, k] * E[b * K + k, o]; G (B, O) overwritten, E (B * K, O).
-// E == nullptr: the noise is regenerated from `regen` (row0 = the batch's first row) instead of read.
-void lr_copy_sum(float* G, const float* w, const float* E, int B, int K, int O, const NoiseSpec* regen);
+// Baseline::Clean uses clean[b], the noise-free loss of sample b (B values).
+void lr_row_weights(float* w, const float* loss, const float* clean, int B, int K, Baseline baseline, bool antithetic,
+                    float scale);
+// The score S(e) in place: e (n) -> s(e) for the density and score kind (a no-op for the exact normal score).
+void score_transform(float* e, int64_t n, Density density, Score score);
+// Shared-prefix copy sum: G[b, o] = sum_k w[b, k] * S[b * K + k, o]; G (B, O) overwritten, S (B * K, O).
+void lr_copy_sum(float* G, const float* w, const float* S, int B, int K, int O);
 // Column reduction: db[o] (+)= alpha * sum_r w[r] * E[r, o]; db (O), accumulate when `accumulate`.
 void lr_bias_reduce(float* db, const float* w, const float* E, int R, int O, float alpha, bool accumulate);
 // Plain column sums: db[o] = sum_r d[r, o]; db (O) overwritten.
