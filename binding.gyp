@@ -16,6 +16,7 @@
         "native/model/train.cpp",
         "native/estimators/backprop.cpp",
         "native/estimators/likelihood_ratio.cpp",
+        "native/estimators/layerwise.cpp",
         "native/addon/errors.cpp",
         "native/addon/model_wrap.cpp",
         "native/addon/train_worker.cpp",

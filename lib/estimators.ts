@@ -14,6 +14,10 @@ import { invalidArg, is, optionsObject } from './validate';
 export const BASELINES = ['loo', 'clean', 'mean', 'none'] as const;
 export type BaselineName = (typeof BASELINES)[number];
 
+/** Where noise goes: every layer at once, or one layer per group of copies. */
+export const INJECTIONS = ['all', 'layerwise'] as const;
+export type InjectionName = (typeof INJECTIONS)[number];
+
 /** Noise densities, each in its standard form (location 0, scale 1), scaled by sigma. */
 export const DENSITIES = ['normal', 'laplace', 'logistic'] as const;
 export type DensityName = (typeof DENSITIES)[number];
@@ -27,8 +31,17 @@ export type BpEstimator = { kind: 'bp' };
 
 /** Options of {@link ulr}. */
 export type UlrOptions = {
-  /** Noisy copies K of every sample (variance ∝ 1/K); even when `antithetic`. Defaults to `32`. */
-  copies?: number;
+  /**
+   * Noisy copies K of every sample (variance ∝ 1/K); even when `antithetic`. With `injection: 'layerwise'`,
+   * also an array: copies per dense layer. Defaults to `32`.
+   */
+  copies?: number | number[];
+  /**
+   * `'all'`: noise in every dense layer at once, one group of copies (one forward). `'layerwise'`: one group
+   * of copies per dense layer, only that layer perturbed, the rest clean (shared clean prefix); less noise
+   * from the other layers in each layer's estimate. Defaults to `'all'`.
+   */
+  injection?: InjectionName;
   /** Noise scale σ on each dense pre-activation: one number, or one per dense layer. Defaults to `0.1`. */
   sigma?: number | number[];
   /**
@@ -65,7 +78,7 @@ export type UlrOptions = {
 };
 
 /** A configured ULR estimator. */
-export type UlrEstimator = { kind: 'ulr' } & Required<Omit<UlrOptions, 'seed'>> & { seed?: number };
+export type UlrEstimator = { kind: 'ulr' } & Required<Omit<UlrOptions, 'seed' | 'copies'>> & { copies: number | number[]; seed?: number };
 
 /** Any estimator. */
 export type Estimator = BpEstimator | UlrEstimator;
@@ -82,16 +95,19 @@ export function bp(): BpEstimator {
  * const est = of.ulr({ copies: 32, sigma: 0.1 });
  */
 export function ulr(options?: UlrOptions): UlrEstimator {
-  const o = optionsObject('ulr', options, ['copies', 'sigma', 'antithetic', 'baseline', 'noise', 'score', 'sharedPrefix', 'storeNoise', 'seed']);
+  const o = optionsObject('ulr', options, ['copies', 'injection', 'sigma', 'antithetic', 'baseline', 'noise', 'score', 'sharedPrefix', 'storeNoise', 'seed']);
   const copies = o.copies ?? 32;
   const sigma = o.sigma ?? 0.1;
   const antithetic = o.antithetic ?? false;
   const baseline = o.baseline ?? 'loo';
-  if (!is.integer(copies) || (copies as number) < 2) throw invalidArg('copies', 'integer >= 2', copies);
+  const injection = o.injection ?? 'all';
+  if (!(INJECTIONS as readonly unknown[]).includes(injection)) throw invalidArg('injection', INJECTIONS.join(' | '), injection);
+  const list = Array.isArray(copies) ? copies : [copies];
+  if (Array.isArray(copies) && injection !== 'layerwise') throw new ConfigError("copies per layer need injection: 'layerwise'");
+  if (list.length === 0 || !list.every((k) => is.integer(k) && (k as number) >= 2)) throw invalidArg('copies', 'integer >= 2 (or an array of them)', copies);
   if (!is.bool(antithetic)) throw invalidArg('antithetic', 'boolean', antithetic);
-  if (antithetic && (copies as number) % 2 !== 0) {
-    throw new ConfigError(`Expected even copies with antithetic pairs but received ${copies as number}`);
-  }
+  const odd = list.find((k) => (k as number) % 2 !== 0);
+  if (antithetic && odd !== undefined) throw new ConfigError(`Expected even copies with antithetic pairs but received ${odd as number}`);
   const sigmas = Array.isArray(sigma) ? sigma : [sigma];
   if (sigmas.length === 0 || !sigmas.every((s) => is.positive(s))) {
     throw invalidArg('sigma', 'positive number or array of positive numbers', sigma);
@@ -109,7 +125,8 @@ export function ulr(options?: UlrOptions): UlrEstimator {
   }
   const est: UlrEstimator = {
     kind: 'ulr',
-    copies: copies as number,
+    copies: Array.isArray(copies) ? [...(copies as number[])] : (copies as number),
+    injection: injection as InjectionName,
     sigma: Array.isArray(sigma) ? [...(sigma as number[])] : (sigma as number),
     antithetic,
     baseline: baseline as BaselineName,

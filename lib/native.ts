@@ -17,7 +17,8 @@ export type NativeModelSpec = { inputs: number; layers: NativeLayer[]; loss: str
 /** @internal */
 export type NativeEstimator = {
   kind: 'bp' | 'ulr';
-  copies?: number;
+  copies?: number | number[];
+  injection?: string;
   sigma?: number | number[];
   antithetic?: boolean;
   baseline?: string;

@@ -76,7 +76,19 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     if (kind != "ulr") throw_status(env, arg_error("unknown estimator '" + kind + "'"));
     e.kind = EstimatorConfig::Kind::Ulr;
     UlrConfig& c = e.ulr;
-    c.copies = int(require_int(o.Get("copies"), "copies", 0, 1 << 20));
+    Napi::Value cv = o.Get("copies");
+    if (cv.IsArray()) {
+        Napi::Array a = cv.As<Napi::Array>();
+        for (uint32_t i = 0; i < a.Length(); i++) c.copies_per_layer.push_back(int(require_int(a.Get(i), "copies", 0, 1 << 20)));
+        c.copies = c.copies_per_layer.empty() ? 0 : *std::max_element(c.copies_per_layer.begin(), c.copies_per_layer.end());
+    } else {
+        c.copies = int(require_int(cv, "copies", 0, 1 << 20));
+    }
+    if (!o.Get("injection").IsUndefined()) {
+        std::string inj = require_string(o.Get("injection"), "injection");
+        if (inj == "layerwise") c.layerwise = true;
+        else if (inj != "all") throw_status(env, arg_error("unknown injection '" + inj + "'"));
+    }
     Napi::Value s = o.Get("sigma");
     c.sigma.clear();
     if (s.IsArray()) {

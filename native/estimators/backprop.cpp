@@ -28,6 +28,16 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
              "ulr sigma must be one number or one per dense layer (" + std::to_string(m.units.size()) + "), got " +
                  std::to_string(c.sigma.size()));
     for (float s : c.sigma) OF_CHECK(s > 0.0f && std::isfinite(s), Config, "ulr sigma must be positive and finite");
+    if (!c.copies_per_layer.empty()) {
+        OF_CHECK(c.layerwise, Config, "copies per layer need injection: 'layerwise'");
+        OF_CHECK(c.copies_per_layer.size() == m.units.size(), Config,
+                 "ulr copies must be one number or one per dense layer (" + std::to_string(m.units.size()) + ")");
+        for (int k : c.copies_per_layer) {
+            OF_CHECK(k >= 2, Config, "ulr copies must be at least 2, got " + std::to_string(k));
+            OF_CHECK(!c.antithetic || k % 2 == 0, Config, "ulr copies must be even with antithetic pairs, got " + std::to_string(k));
+        }
+    }
+    OF_CHECK(!(c.layerwise && hook), Config, "injection: 'layerwise' cannot use a custom loss function yet; use 'all'");
     return {};
 }
 

@@ -17,6 +17,8 @@ struct UlrConfig {
     Density density = Density::Normal;  // noise density
     Score score = Score::Exact;         // exact score of the density, or sign-compressed
     bool shared_prefix = true;        // first layer's clean GEMM once per sample (METHOD.md 3.1)
+    bool layerwise = false;           // one group of copies per layer, only that layer perturbed
+    std::vector<int> copies_per_layer;  // layer-wise only; empty: `copies` for every layer
     bool store_noise = true;          // false: regenerate eps in the gradient pass (METHOD.md 3.2)
     uint64_t seed = 0;                // noise key; 0 -> the model's seed
     bool has_seed = false;
@@ -44,10 +46,14 @@ Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats
 Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
                      StepStats* stats, const LossHook* hook = nullptr);
 
+Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
+                               StepStats* stats);
+
 inline Status estimate_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
                                  uint32_t step, StepStats* stats, const LossHook* hook = nullptr) {
-    return e.kind == EstimatorConfig::Kind::Bp ? bp_gradients(m, x, y, B, stats)
-                                               : ulr_gradients(m, x, y, B, e.ulr, step, stats, hook);
+    if (e.kind == EstimatorConfig::Kind::Bp) return bp_gradients(m, x, y, B, stats);
+    if (e.ulr.layerwise) return ulr_layerwise_gradients(m, x, y, B, e.ulr, step, stats);
+    return ulr_gradients(m, x, y, B, e.ulr, step, stats, hook);
 }
 
 }  // namespace of

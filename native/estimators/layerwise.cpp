@@ -1,0 +1,132 @@
+// Layer-wise injection for ULR (Jiang et al., ICLR 2024, section 4 on variance reduction): instead of one
+// group of K copies with noise in every layer, each dense layer l gets its own group of K_l copies per sample
+// in which only layer l is perturbed and every other layer runs clean. A layer's estimate then carries no
+// noise from the other layers. The clean path is shared (the generalized shared-prefix rule):
+//   1. one clean forward of the B samples keeps every layer's pre-activation V_l and activation A_l;
+//   2. group l starts from V_l (B rows) + sigma_l eps (B K_l rows), runs layers > l clean, scores the loss;
+//   3. G_l[b] = sum_k w[b, k] s(eps[b, k]) (leave-one-out weights within the group), and
+//      grad W_l = (1 / sigma_l) G_l^T A_{l-1}, grad b_l = (1 / sigma_l) colsum(G_l)  -- B rows, not B K_l.
+// Work runs in blocks of whole samples as in the all-layer path; noise counters use the group's own rows and
+// the layer's stream, so every value is still a pure function of (seed, step, layer, row, neuron).
+#include <algorithm>
+#include <climits>
+#include <cmath>
+
+#include "core/shape.h"
+#include "core/thread_pool.h"
+#include "estimators/estimator.h"
+
+namespace of {
+namespace {
+struct GroupScratch {
+    Buffer a, b, e, loss, w;
+};
+}  // namespace
+
+Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
+                               StepStats* stats) {
+    const KernelTable& k = *m.k;
+    const int L = int(m.units.size());
+    const int C = m.outputs;
+    const uint64_t seed = c.has_seed ? c.seed : m.seed;
+    auto sigma = [&](int l) { return c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(l)]; };
+    auto copies = [&](int l) { return c.copies_per_layer.empty() ? c.copies : c.copies_per_layer[size_t(l)]; };
+    const bool plain_score = c.density == Density::Normal && c.score == Score::Exact;
+    int64_t total_rows = 0;
+    for (int l = 0; l < L; l++) {
+        uint64_t r;
+        OF_TRY(checked_mul(uint64_t(B), uint64_t(copies(l)), &r, "batch x copies"));
+        OF_CHECK(r <= uint64_t(INT_MAX) / 4, Shape, "batch x copies is too large");
+        total_rows += int64_t(r);
+    }
+
+    // 1. clean forward of the B samples: V_l (pre-activations) and A_l, kept for every layer
+    auto& ws = m.ws;
+    ws.v.resize(size_t(L)), ws.a.resize(size_t(L));
+    for (int l = 0; l < L; l++) {
+        OF_TRY(ws.v[size_t(l)].reserve(size_t(B) * m.units[size_t(l)].O));
+        OF_TRY(ws.a[size_t(l)].reserve(size_t(B) * m.units[size_t(l)].O));
+    }
+    OF_TRY(ws.loss.reserve(size_t(B)));
+    const float* in = x;
+    for (int l = 0; l < L; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        k.gemm_nt(ws.v[size_t(l)].data(), in, m.W(u), B, u.O, u.I, 1.0f, 0.0f);
+        k.bias_act_forward(ws.a[size_t(l)].data(), ws.v[size_t(l)].data(), m.b(u), B, u.O, u.act, u.alpha);
+        in = ws.a[size_t(l)].data();
+    }
+    if (c.baseline == Baseline::Clean)
+        k.loss_forward(ws.loss.data(), ws.a[size_t(L - 1)].data(), y.labels, y.values, B, C, 1, m.loss);
+
+    // G_l (B x O_l) for every layer, in one buffer
+    std::vector<int64_t> g_off(size_t(L) + 1, 0);
+    for (int l = 0; l < L; l++) g_off[size_t(l) + 1] = g_off[size_t(l)] + int64_t(B) * m.units[size_t(l)].O;
+    OF_TRY(ws.g.reserve(size_t(g_off[size_t(L)])));
+
+    // 2. noisy groups, in blocks of whole samples (~256 rows per group)
+    int kmax = 1;
+    for (int l = 0; l < L; l++) kmax = std::max(kmax, copies(l));
+    const int S = std::max(1, 256 / kmax);
+    const int T = (B + S - 1) / S;
+    std::vector<double> loss_sum(size_t(T), 0.0);
+    std::vector<int64_t> correct(size_t(T), 0);
+    std::vector<Status> status(static_cast<size_t>(T));
+    ThreadPool::instance().parallel_for(T, [&](int t) {
+        thread_local GroupScratch sc;
+        const int b0 = t * S, s = std::min(S, B - b0);
+        Status& st = status[size_t(t)];
+        for (int l = 0; l < L && st.ok(); l++) {
+            const DenseUnit& u = m.units[size_t(l)];
+            const int K = copies(l), rows = s * K, r0 = b0 * K;
+            const NoiseSpec ns{seed, step, uint32_t(l), uint32_t(r0), c.antithetic, c.density};
+            const int width = m.max_width();
+            st = sc.a.reserve(size_t(rows) * width);
+            if (st.ok()) st = sc.b.reserve(size_t(rows) * width);
+            if (st.ok()) st = sc.e.reserve(size_t(rows) * u.O);
+            if (st.ok()) st = sc.loss.reserve(size_t(rows));
+            if (st.ok()) st = sc.w.reserve(size_t(rows));
+            if (!st.ok()) return;
+            // layer l noisy from the clean pre-activation (bias already in V_l), the rest clean
+            float* cur = sc.a.data();
+            float* other = sc.b.data();
+            k.noisy_bias_act_forward(cur, c.store_noise ? sc.e.data() : nullptr, ws.v[size_t(l)].data() + int64_t(b0) * u.O,
+                                     nullptr, sigma(l), rows, u.O, K, u.act, u.alpha, ns);
+            for (int j = l + 1; j < L; j++) {
+                const DenseUnit& uj = m.units[size_t(j)];
+                k.gemm_nt(other, cur, m.W(uj), rows, uj.O, uj.I, 1.0f, 0.0f);
+                k.bias_act_forward(other, other, m.b(uj), rows, uj.O, uj.act, uj.alpha);
+                std::swap(cur, other);
+            }
+            correct[size_t(t)] += k.loss_forward(sc.loss.data(), cur, y.labels ? y.labels + b0 : nullptr,
+                                                 y.values ? y.values + int64_t(b0) * C : nullptr, rows, C, K, m.loss);
+            for (int r = 0; r < rows; r++) loss_sum[size_t(t)] += sc.loss.data()[r];
+            k.lr_row_weights(sc.w.data(), sc.loss.data(), ws.loss.data() + b0, s, K, c.baseline, c.antithetic,
+                             1.0f / float(int64_t(B) * K));
+            if (!c.store_noise) k.noise_fill(sc.e.data(), rows, u.O, ns);
+            if (!plain_score) k.score_transform(sc.e.data(), int64_t(rows) * u.O, c.density, c.score);
+            k.lr_copy_sum(ws.g.data() + g_off[size_t(l)] + int64_t(b0) * u.O, sc.w.data(), sc.e.data(), s, K, u.O);
+        }
+    }, total_rows * m.max_width() * 8);
+    for (const Status& st : status) OF_TRY(st);
+
+    // 3. per layer: grad W_l = G_l^T A_{l-1} / sigma_l and grad b_l = colsum(G_l) / sigma_l, on B rows
+    OF_TRY(ws.ones.reserve(size_t(B)));
+    std::fill(ws.ones.data(), ws.ones.data() + B, 1.0f);
+    for (int l = 0; l < L; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        const float* g = ws.g.data() + g_off[size_t(l)];
+        const float* a_prev = l == 0 ? x : ws.a[size_t(l - 1)].data();
+        const float inv_sigma = 1.0f / sigma(l);
+        k.gemm_tn(m.grads.data() + u.w_off, g, a_prev, nullptr, u.O, u.I, B, inv_sigma, 0.0f);
+        if (u.b_off >= 0) k.lr_bias_reduce(m.grads.data() + u.b_off, ws.ones.data(), g, B, u.O, inv_sigma, false);
+    }
+    double total = 0.0;
+    int64_t hits = 0;
+    for (int t = 0; t < T; t++) total += loss_sum[size_t(t)], hits += correct[size_t(t)];
+    stats->loss = total / double(total_rows);
+    stats->correct = hits;
+    stats->rows = total_rows;
+    return {};
+}
+
+}  // namespace of
