@@ -25,7 +25,9 @@ type Header = {
   version: number;
   dtype: 'float32';
   model: { layers: Layer[]; loss: LossName; seed: number };
-  state: { step: number; epochsRun: number; epochStep: number; optimizer: { kind: string; t: number } | null };
+  state: {
+    step: number; epochsRun: number; epochStep: number; optimizer: { kind: string; t: number } | null; runningLoss?: number | null;
+  };
   tensors: TensorEntry[];
   dataBytes: number;
   checksum: string;
@@ -62,6 +64,7 @@ export async function save(model: Model, file: string): Promise<void> {
       epochsRun: st.epochsRun,
       epochStep: st.epochStep,
       optimizer: st.optKind >= 0 ? { kind: OPTIMIZERS[st.optKind]!, t: st.optT } : null,
+      runningLoss: st.runningLoss,
     },
     tensors,
     dataBytes: data.length,
@@ -169,6 +172,7 @@ export async function load(file: string): Promise<Model> {
   }
   const s = h.state as Header['state'] | undefined;
   if (!s || !isInt(s.step, 0, 2 ** 32 - 1) || !isInt(s.epochsRun, 0, 2 ** 32 - 1) || !isInt(s.epochStep, 0, 2 ** 32 - 1)) throw fail(file, 'bad state section');
+  if (s.runningLoss !== undefined && s.runningLoss !== null && !Number.isFinite(s.runningLoss)) throw fail(file, 'bad running baseline');
   let optKind = -1;
   if (s.optimizer !== null) {
     optKind = OPTIMIZERS.indexOf(s.optimizer?.kind as (typeof OPTIMIZERS)[number]);
@@ -212,6 +216,7 @@ export async function load(file: string): Promise<Model> {
     epochStep: s.epochStep,
     optKind,
     optT: s.optimizer?.t ?? 0,
+    runningLoss: s.runningLoss ?? null,
     m: optKind >= 0 ? floats(np) : null,
     v: optKind >= 0 ? floats(np + 1) : null,
   });

@@ -8,10 +8,11 @@ import { invalidArg, is, optionsObject } from './validate';
 
 /**
  * Baselines (control variates) for ULR. `loo`: leave-one-out mean of the other copies of the same sample;
- * `clean`: the noise-free loss of the same sample (one extra clean forward per sample); `mean`: mean of all K
- * copies (biased by a factor (K-1)/K); `none`.
+ * `clean`: the noise-free loss of the same sample (one extra clean forward per sample); `running`: a running
+ * average (EMA, factor 0.9) of earlier training steps' mean loss; `mean`: mean of all K copies (biased by a
+ * factor (K-1)/K); `none`.
  */
-export const BASELINES = ['loo', 'clean', 'mean', 'none'] as const;
+export const BASELINES = ['loo', 'clean', 'running', 'mean', 'none'] as const;
 export type BaselineName = (typeof BASELINES)[number];
 
 /** Where noise goes: every layer at once, or one layer per group of copies. */
@@ -75,10 +76,22 @@ export type UlrOptions = {
   storeNoise?: boolean;
   /** Noise seed; defaults to the model's seed. Integer in [0, 2^53]. */
   seed?: number;
+  /**
+   * σ over the epochs of `fit` (epoch e from 0 of E): `constant`; `step`: × gamma every `every` epochs;
+   * `exponential`: × gamma^e; `cosine`: from 1 down to `min`. Defaults to constant.
+   */
+  sigmaSchedule?: SigmaSchedule;
 };
 
+/** A σ schedule for {@link UlrOptions.sigmaSchedule}. */
+export type SigmaSchedule = { kind: 'constant' | 'step' | 'exponential' | 'cosine'; every?: number; gamma?: number; min?: number };
+
 /** A configured ULR estimator. */
-export type UlrEstimator = { kind: 'ulr' } & Required<Omit<UlrOptions, 'seed' | 'copies'>> & { copies: number | number[]; seed?: number };
+export type UlrEstimator = { kind: 'ulr' } & Required<Omit<UlrOptions, 'seed' | 'copies' | 'sigmaSchedule'>> & {
+  copies: number | number[];
+  seed?: number;
+  sigmaSchedule?: SigmaSchedule;
+};
 
 /** Any estimator. */
 export type Estimator = BpEstimator | UlrEstimator;
@@ -95,7 +108,7 @@ export function bp(): BpEstimator {
  * const est = of.ulr({ copies: 32, sigma: 0.1 });
  */
 export function ulr(options?: UlrOptions): UlrEstimator {
-  const o = optionsObject('ulr', options, ['copies', 'injection', 'sigma', 'antithetic', 'baseline', 'noise', 'score', 'sharedPrefix', 'storeNoise', 'seed']);
+  const o = optionsObject('ulr', options, ['copies', 'injection', 'sigma', 'antithetic', 'baseline', 'noise', 'score', 'sharedPrefix', 'storeNoise', 'seed', 'sigmaSchedule']);
   const copies = o.copies ?? 32;
   const sigma = o.sigma ?? 0.1;
   const antithetic = o.antithetic ?? false;
@@ -136,6 +149,14 @@ export function ulr(options?: UlrOptions): UlrEstimator {
     storeNoise: (o.storeNoise as boolean | undefined) ?? true,
   };
   if (o.seed !== undefined) est.seed = o.seed as number;
+  if (o.sigmaSchedule !== undefined) {
+    const sc = optionsObject('sigmaSchedule', o.sigmaSchedule, ['kind', 'every', 'gamma', 'min']) as SigmaSchedule;
+    if (!['constant', 'step', 'exponential', 'cosine'].includes(sc.kind)) throw invalidArg('sigmaSchedule.kind', 'constant | step | exponential | cosine', sc.kind);
+    if (sc.every !== undefined && !is.positiveInteger(sc.every)) throw invalidArg('sigmaSchedule.every', 'positive integer', sc.every);
+    if (sc.gamma !== undefined && !(is.positive(sc.gamma) && sc.gamma <= 1)) throw invalidArg('sigmaSchedule.gamma', 'number in (0, 1]', sc.gamma);
+    if (sc.min !== undefined && !(is.number(sc.min) && sc.min >= 0 && sc.min <= 1)) throw invalidArg('sigmaSchedule.min', 'number in [0, 1]', sc.min);
+    est.sigmaSchedule = { ...sc };
+  }
   return est;
 }
 

@@ -19,6 +19,7 @@ export type NativeEstimator = {
   kind: 'bp' | 'ulr';
   copies?: number | number[];
   injection?: string;
+  sigmaSchedule?: { kind: string; every?: number; gamma?: number; min?: number };
   sigma?: number | number[];
   antithetic?: boolean;
   baseline?: string;
@@ -95,6 +96,8 @@ export type NativeTrainState = {
   /** -1: no optimizer state yet; else 0 sgd, 1 adam, 2 adamw. */
   optKind: number;
   optT: number;
+  /** Running-average baseline (null before its first step). */
+  runningLoss: number | null;
   m: Float32Array | null;
   v: Float32Array | null;
 };

@@ -3,6 +3,9 @@
 // (noise on the output adds only a constant to the smoothed loss), so every option must converge to it:
 // relative error < 3% at K = 65,536 and shrinking ~1/sqrt(K); unbiased by a z-test at small K.
 import t from 'tap';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import * as of from '../lib/index';
 import { backprop, fromParams, gaussian, smoothedGradient } from './helpers/reference';
 import { concat, relErr } from './helpers/close';
@@ -153,4 +156,42 @@ t.test('layer-wise beats all-at-once in per-layer cosine to BP (MLP 784-128-128-
     lw.forEach((l, i) => t.ok(l.meanTrialCosine! > all[i]!.meanTrialCosine!, `K=${copies} ${l.layer}: layer-wise ${l.meanTrialCosine!.toFixed(3)} > all ${all[i]!.meanTrialCosine!.toFixed(3)}`));
   }
   m.dispose();
+});
+
+t.test('running-average baseline: unbiased, kept by checkpoints', async (t) => {
+  const { model, x, y, exact } = linear(6);
+  for (let i = 0; i < 20; i++) model.trainStep({ x, y }, { estimator: of.ulr({ copies: 8, baseline: 'running' }), optimizer: of.sgd({ lr: 1e-4 }) });
+  const st = model._native!.exportState();
+  t.ok(st.runningLoss !== null && st.runningLoss > 0, `running baseline ${st.runningLoss?.toFixed(4)} after 20 steps`);
+  const exact2 = concat(backprop(fromParams([{ kind: 'dense', I: 4, O: 3 }], model.parameters().map((p) => p.data), 'mse'), x, ROWS, y));
+  const est = Array.from({ length: 300 }, (_, s) => concat(model.gradients({ x, y }, { estimator: of.ulr({ copies: 8, sigma: 0.4, baseline: 'running' }), step: s })));
+  t.ok(maxAbs(zScores(est, exact2)) < 5, `max |z| = ${maxAbs(zScores(est, exact2)).toFixed(2)}`);
+  t.equal(model._native!.exportState().runningLoss, st.runningLoss, 'gradients() leaves the running value alone');
+  t.notSame(exact2, exact, 'the model moved');
+  const file = path.join(os.tmpdir(), `of-running-${process.pid}.ofm`);
+  await model.save(file);
+  const back = await of.load(file);
+  t.equal(back._native!.exportState().runningLoss, st.runningLoss, 'checkpoint round trip');
+  fs.rmSync(file);
+  back.dispose();
+  model.dispose();
+});
+
+t.test('sigma schedules: a step schedule equals fitting each epoch with its own sigma', async (t) => {
+  const { train } = of.datasets.digits();
+  const small = of.data.take(train, Array.from({ length: 300 }, (_, i) => i * 25));
+  const net = () => of.sequential([of.dense(784, 16), of.relu(), of.dense(16, 10)], { seed: 8 });
+  const a = net();
+  await a.fit(small, { estimator: of.ulr({ copies: 8, sigma: 0.2, sigmaSchedule: { kind: 'step', every: 1, gamma: 0.5 } }), epochs: 2, batchSize: 30 });
+  const b = net();
+  await b.fit(small, { estimator: of.ulr({ copies: 8, sigma: 0.2 }), epochs: 1, batchSize: 30 });
+  await b.fit(small, { estimator: of.ulr({ copies: 8, sigma: 0.1 }), epochs: 1, batchSize: 30 });
+  const bits = (m: of.Model) => Buffer.concat(m.parameters().map((p) => Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength)));
+  t.ok(bits(a).equals(bits(b)), 'bit-identical');
+  const c = net();
+  await c.fit(small, { estimator: of.ulr({ copies: 8, sigma: 0.2, sigmaSchedule: { kind: 'cosine', min: 0.1 } }), epochs: 2, batchSize: 30 });
+  t.notOk(bits(c).equals(bits(a)), 'cosine differs from step');
+  t.throws(() => of.ulr({ sigmaSchedule: { kind: 'linear' as never } }), { code: 'ERR_CONFIG', message: /sigmaSchedule.kind/ });
+  t.throws(() => of.ulr({ sigmaSchedule: { kind: 'step', gamma: 2 } }), { code: 'ERR_CONFIG', message: /gamma/ });
+  for (const m of [a, b, c]) m.dispose();
 });

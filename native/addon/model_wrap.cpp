@@ -84,6 +84,22 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     } else {
         c.copies = int(require_int(cv, "copies", 0, 1 << 20));
     }
+    Napi::Value sched = o.Get("sigmaSchedule");
+    if (!sched.IsUndefined()) {
+        Napi::Object so = require_object(sched, "sigmaSchedule");
+        std::string kind = require_string(so.Get("kind"), "sigmaSchedule.kind");
+        using Sch = UlrConfig::Schedule;
+        if (kind == "constant") c.schedule = Sch::Constant;
+        else if (kind == "step") c.schedule = Sch::Step;
+        else if (kind == "exponential") c.schedule = Sch::Exponential;
+        else if (kind == "cosine") c.schedule = Sch::Cosine;
+        else throw_status(env, arg_error("unknown sigma schedule '" + kind + "'"));
+        c.every = int(so.Get("every").IsUndefined() ? 1 : require_int(so.Get("every"), "every", 1, 1 << 20));
+        c.gamma = float(opt_number(so, "gamma", 0.5));
+        c.min_factor = float(opt_number(so, "min", 0.0));
+        if (!(c.gamma > 0.0f && c.gamma <= 1.0f) || !(c.min_factor >= 0.0f && c.min_factor <= 1.0f))
+            throw_status(env, arg_error("sigmaSchedule gamma must be in (0, 1] and min in [0, 1]"));
+    }
     if (!o.Get("injection").IsUndefined()) {
         std::string inj = require_string(o.Get("injection"), "injection");
         if (inj == "layerwise") c.layerwise = true;
@@ -103,6 +119,7 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     else if (baseline == "none") c.baseline = Baseline::None;
     else if (baseline == "mean") c.baseline = Baseline::BatchMean;
     else if (baseline == "clean") c.baseline = Baseline::Clean;
+    else if (baseline == "running") c.baseline = Baseline::Running;
     else throw_status(env, arg_error("unknown baseline '" + baseline + "'"));
     std::string density = o.Get("noise").IsUndefined() ? "normal" : require_string(o.Get("noise"), "noise");
     if (density == "normal") c.density = Density::Normal;
@@ -370,6 +387,7 @@ Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
     r.Set("epochStep", double(m.epoch_step));
     r.Set("optKind", m.opt_kind);
     r.Set("optT", double(m.opt_t));
+    r.Set("runningLoss", m.has_running ? Napi::Value(Napi::Number::New(env, m.running_loss)) : env.Null());
     bool has = m.opt_kind >= 0;
     for (const char* key : {"m", "v"}) {
         const Buffer& b = key[0] == 'm' ? m.opt_m : m.opt_v;
@@ -406,6 +424,9 @@ Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
         std::copy(vv.Data(), vv.Data() + m.n_params, m.opt_v.data());
     }
     m.step = step, m.epochs_run = epochs, m.epoch_step = epoch_step, m.opt_kind = kind, m.opt_t = t;
+    Napi::Value rl = o.Get("runningLoss");
+    m.has_running = !rl.IsUndefined() && !rl.IsNull();
+    m.running_loss = m.has_running ? require_number(rl, "runningLoss") : 0.0;
     return env.Undefined();
     OF_NAPI_END(env)
 }

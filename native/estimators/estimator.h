@@ -2,6 +2,7 @@
 // model's gradient slab (same layout as the parameters, overwritten). bp = exact backprop (baseline);
 // ulr = unified likelihood ratio (Jiang et al., ICLR 2024), forward passes only.
 #pragma once
+#include <cmath>
 #include <functional>
 #include <vector>
 
@@ -19,6 +20,12 @@ struct UlrConfig {
     bool shared_prefix = true;        // first layer's clean GEMM once per sample (METHOD.md 3.1)
     bool layerwise = false;           // one group of copies per layer, only that layer perturbed
     std::vector<int> copies_per_layer;  // layer-wise only; empty: `copies` for every layer
+    bool update_running = false;      // set by train_step: this estimate moves the running baseline
+    // sigma schedule over fit's epochs (e = epoch index from 0, E = fit's epochs): constant; step:
+    // gamma^floor(e / every); exponential: gamma^e; cosine: min + (1 - min)(1 + cos(pi e / E)) / 2.
+    enum class Schedule { Constant, Step, Exponential, Cosine } schedule = Schedule::Constant;
+    int every = 1;
+    float gamma = 0.5f, min_factor = 0.0f;
     bool store_noise = true;          // false: regenerate eps in the gradient pass (METHOD.md 3.2)
     uint64_t seed = 0;                // noise key; 0 -> the model's seed
     bool has_seed = false;
@@ -42,9 +49,29 @@ using LossHook = std::function<Status(const float* outputs, const Targets& y, in
 
 Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHook* hook = nullptr);
 
+// The sigma multiplier of the schedule at epoch e (from 0) of E.
+inline float sigma_factor(const UlrConfig& c, int e, int E) {
+    switch (c.schedule) {
+        case UlrConfig::Schedule::Constant: return 1.0f;
+        case UlrConfig::Schedule::Step: return float(std::pow(double(c.gamma), double(e / std::max(1, c.every))));
+        case UlrConfig::Schedule::Exponential: return float(std::pow(double(c.gamma), double(e)));
+        case UlrConfig::Schedule::Cosine:
+            return c.min_factor + (1.0f - c.min_factor) * float(0.5 * (1.0 + std::cos(3.14159265358979323846 * e / std::max(1, E))));
+    }
+    return 1.0f;
+}
+
 Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats);
 Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
                      StepStats* stats, const LossHook* hook = nullptr);
+
+// The running-average baseline after a step: EMA (factor 0.9) of the steps' mean losses. Only estimates
+// made for training (train_step) should move it; gradients() calls leave it alone.
+inline void update_running_baseline(Model& m, const UlrConfig& c, double mean_loss) {
+    if (c.baseline != Baseline::Running || !c.update_running || !std::isfinite(mean_loss)) return;
+    m.running_loss = m.has_running ? 0.9 * m.running_loss + 0.1 * mean_loss : mean_loss;
+    m.has_running = true;
+}
 
 Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
                                StepStats* stats);

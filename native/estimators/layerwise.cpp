@@ -57,6 +57,8 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
     }
     if (c.baseline == Baseline::Clean)
         k.loss_forward(ws.loss.data(), ws.a[size_t(L - 1)].data(), y.labels, y.values, B, C, 1, m.loss);
+    if (c.baseline == Baseline::Running)  // earlier steps only: independent of this step's noise
+        std::fill(ws.loss.data(), ws.loss.data() + B, m.has_running ? float(m.running_loss) : 0.0f);
 
     // G_l (B x O_l) for every layer, in one buffer
     std::vector<int64_t> g_off(size_t(L) + 1, 0);
@@ -124,6 +126,7 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
     int64_t hits = 0;
     for (int t = 0; t < T; t++) total += loss_sum[size_t(t)], hits += correct[size_t(t)];
     stats->loss = total / double(total_rows);
+    update_running_baseline(m, c, stats->loss);
     stats->correct = hits;
     stats->rows = total_rows;
     return {};

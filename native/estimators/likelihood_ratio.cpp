@@ -153,6 +153,12 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                            y.values ? y.values + int64_t(b0) * C : nullptr, s, C, 1, m.loss);
         }
 
+        if (c.baseline == Baseline::Running) {  // earlier steps only: independent of this step's noise
+            st = sc.clean_loss.reserve(size_t(s));
+            if (!st.ok()) return;
+            std::fill(sc.clean_loss.data(), sc.clean_loss.data() + s, m.has_running ? float(m.running_loss) : 0.0f);
+        }
+
         // row weights: loss minus baseline, over B K (the baseline uses only the sample's own copies)
         float* w = sc.w.data();
         k.lr_row_weights(w, sc.loss.data(), sc.clean_loss.data(), s, K, c.baseline, c.antithetic, inv_r);
@@ -217,6 +223,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     int64_t hits = 0;
     for (int t = 0; t < T; t++) total += loss_sum[size_t(t)], hits += correct[size_t(t)];
     stats->loss = total / R;
+    update_running_baseline(m, c, stats->loss);
     stats->correct = hits;
     stats->rows = R;
     return {};

@@ -62,6 +62,8 @@ struct Model {
     uint32_t epochs_run = 0;  // epochs completed: the shuffle counter
     uint32_t epoch_step = 0;  // batches done in an epoch that was cut short (cancel); 0 between epochs
     int64_t opt_t = 0;        // optimizer updates since its state was reset
+    double running_loss = 0.0;  // ULR running-average baseline: EMA of earlier steps' mean loss
+    bool has_running = false;
     int opt_kind = -1;        // OptKind of the state in opt_m/opt_v; -1: none yet
     const KernelTable* k = &cpu_kernels();
     std::atomic<bool> busy{false};

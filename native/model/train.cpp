@@ -31,7 +31,9 @@ Status train_step(Model& m, const float* x, const Targets& y, int B, const Estim
         m.opt_t = 0;
         m.opt_kind = int(o.kind);
     }
-    OF_TRY(estimate_gradients(m, x, y, B, e, m.step, stats, hook));
+    EstimatorConfig est = e;
+    est.ulr.update_running = true;
+    OF_TRY(estimate_gradients(m, x, y, B, est, m.step, stats, hook));
     if (!std::isfinite(stats->loss))
         return {StatusCode::Numeric, "non-finite loss at step " + std::to_string(m.step) + " (seed " +
                                          std::to_string(m.seed) + "); lower the learning rate or sigma"};
@@ -83,6 +85,11 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
     if (!cfg.resume) m.epoch_step = 0;
     for (int ep = first; ep < last; ep++) {
         const int64_t s0 = std::min<int64_t>(m.epoch_step, steps);
+        EstimatorConfig est = cfg.estimator;  // this epoch's sigma, from the schedule
+        if (est.kind == EstimatorConfig::Kind::Ulr) {
+            float f = sigma_factor(est.ulr, ep, last);
+            for (float& sg : est.ulr.sigma) sg *= f;
+        }
         if (cfg.shuffle) shuffle(perm, m.seed, m.epochs_run);
         else
             for (int64_t i = 0; i < n; i++) perm[size_t(i)] = i;
@@ -102,7 +109,7 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
             }
             Targets t{train.y.labels ? yl.data() : nullptr, train.y.values ? yv.data() : nullptr};
             StepStats st;
-            Status status = train_step(m, xb.data(), t, B, cfg.estimator, cfg.optimizer, &st, hook);
+            Status status = train_step(m, xb.data(), t, B, est, cfg.optimizer, &st, hook);
             if (!status.ok()) {
                 if (status.code == StatusCode::Numeric)
                     status.message += " [epoch " + std::to_string(ep + 1) + ", batch " + std::to_string(s + 1) + "]";

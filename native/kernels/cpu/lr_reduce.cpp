@@ -33,7 +33,7 @@ void lr_row_weights(float* w, const float* loss, const float* clean, int B, int 
                 else if (K > 2) beta = (sum - l[k] - l[k ^ 1]) / double(K - 2);
             } else if (baseline == Baseline::BatchMean) {
                 beta = sum / double(K);
-            } else if (baseline == Baseline::Clean) {
+            } else if (baseline == Baseline::Clean || baseline == Baseline::Running) {
                 beta = clean[b];
             }
             wb[k] = float((double(l[k]) - beta) * scale);

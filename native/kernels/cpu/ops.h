@@ -9,7 +9,7 @@ namespace of {
 
 enum class Act : int { Identity = 0, Relu, LeakyRelu, Tanh, Sigmoid, Gelu, Step, Sign };
 enum class LossKind : int { CrossEntropy = 0, Mse };
-enum class Baseline : int { LeaveOneOut = 0, None, BatchMean, Clean };
+enum class Baseline : int { LeaveOneOut = 0, None, BatchMean, Clean, Running };
 // Noise densities (standard forms, location 0, scale 1) and the score used in the gradient:
 // exact s(e) = -d log p(e) / de (normal: e; logistic: tanh(e / 2) = 2u - 1; Laplace: sign(e)), or the
 // sign-compressed score sign(e) / E|e| of the approximated-LR variant (arXiv 2403.12320).
@@ -63,7 +63,8 @@ void loss_backward(float* dy, const float* y, const int32_t* labels, const float
 
 // LR row weights: w[b, k] = (loss[b, k] - baseline[b, k]) * scale; loss, w (B * K), w overwritten.
 // With antithetic pairs (copies 2j, 2j+1) the leave-one-out baseline leaves the whole pair out.
-// Baseline::Clean uses clean[b], the noise-free loss of sample b (B values).
+// Baseline::Clean and ::Running use clean[b] (B values): the noise-free loss of sample b, or a running average
+// of earlier steps' losses.
 void lr_row_weights(float* w, const float* loss, const float* clean, int B, int K, Baseline baseline, bool antithetic,
                     float scale);
 // The score S(e) in place: e (n) -> s(e) for the density and score kind (a no-op for the exact normal score).
