@@ -17,6 +17,7 @@
         "native/estimators/backprop.cpp",
         "native/estimators/likelihood_ratio.cpp",
         "native/estimators/layerwise.cpp",
+        "native/estimators/weight_perturbation.cpp",
         "native/addon/errors.cpp",
         "native/addon/model_wrap.cpp",
         "native/addon/train_worker.cpp",

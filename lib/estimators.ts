@@ -93,8 +93,39 @@ export type UlrEstimator = { kind: 'ulr' } & Required<Omit<UlrOptions, 'seed' | 
   sigmaSchedule?: SigmaSchedule;
 };
 
+/** SPSA in weight space (MeZO-style, seed replay). */
+export type SpsaEstimator = { kind: 'spsa'; perturbations: number; epsilon: number };
+/** OpenAI-style evolution strategies in weight space. */
+export type EsEstimator = { kind: 'es'; population: number; sigma: number; antithetic: boolean; rankShaping: boolean };
+
 /** Any estimator. */
-export type Estimator = BpEstimator | UlrEstimator;
+export type Estimator = BpEstimator | UlrEstimator | SpsaEstimator | EsEstimator;
+
+/**
+ * SPSA (simultaneous perturbation; MeZO, Malladi et al. 2023): each of `perturbations` random directions z of
+ * the whole parameter vector gives (L(θ + εz) − L(θ − εz)) / 2ε · z; the directions are regenerated from their
+ * seed, never stored. For comparison with ULR: it perturbs weights, not neurons.
+ */
+export function spsa(options?: { perturbations?: number; epsilon?: number }): SpsaEstimator {
+  const o = optionsObject('spsa', options, ['perturbations', 'epsilon']);
+  const perturbations = o.perturbations ?? 16, epsilon = o.epsilon ?? 1e-3;
+  if (!is.positiveInteger(perturbations)) throw invalidArg('perturbations', 'positive integer', perturbations);
+  if (!is.positive(epsilon)) throw invalidArg('epsilon', 'positive number', epsilon);
+  return { kind: 'spsa', perturbations: perturbations as number, epsilon: epsilon as number };
+}
+
+/**
+ * Evolution strategies (Salimans et al. 2017): g = Σ F_i z_i / (N σ) over a population of weight
+ * perturbations σ z_i, with antithetic pairs and centered-rank fitness shaping by default.
+ */
+export function es(options?: { population?: number; sigma?: number; antithetic?: boolean; rankShaping?: boolean }): EsEstimator {
+  const o = optionsObject('es', options, ['population', 'sigma', 'antithetic', 'rankShaping']);
+  const population = o.population ?? 32, sigma = o.sigma ?? 0.01;
+  if (!is.positiveInteger(population)) throw invalidArg('population', 'positive integer', population);
+  if (!is.positive(sigma)) throw invalidArg('sigma', 'positive number', sigma);
+  for (const k of ['antithetic', 'rankShaping'] as const) if (o[k] !== undefined && !is.bool(o[k])) throw invalidArg(k, 'boolean', o[k]);
+  return { kind: 'es', population: population as number, sigma: sigma as number, antithetic: (o.antithetic as boolean | undefined) ?? true, rankShaping: (o.rankShaping as boolean | undefined) ?? true };
+}
 
 /** Exact backpropagation (the baseline ULR is measured against). Refuses `step`/`sign` activations. */
 export function bp(): BpEstimator {
@@ -162,8 +193,9 @@ export function ulr(options?: UlrOptions): UlrEstimator {
 
 /** @internal */
 export function toNative(e: Estimator): NativeEstimator {
-  if (!is.plainObject(e) || (e.kind !== 'bp' && e.kind !== 'ulr')) {
-    throw invalidArg('estimator', 'of.bp() or of.ulr({...})', e);
+  if (!is.plainObject(e) || !['bp', 'ulr', 'spsa', 'es'].includes(e.kind)) {
+    throw invalidArg('estimator', 'of.bp(), of.ulr({...}), of.spsa({...}) or of.es({...})', e);
   }
-  return { ...e };
+  if (e.kind === 'spsa') return { kind: 'spsa', population: e.perturbations, sigma: e.epsilon };
+  return { ...e } as NativeEstimator;
 }

@@ -7,8 +7,8 @@ export { load } from './checkpoint';
 export type { SequentialOptions, FitOptions, History, EpochLog, Progress, Parameter, LossName, LossFunction, GradientCheck } from './model';
 export { dense, activation, relu, leakyRelu, tanh, sigmoid, gelu, identity, step, sign, ACTIVATIONS } from './layers';
 export type { Layer, DenseLayer, ActivationLayer, ActivationName, DenseOptions } from './layers';
-export { bp, ulr, BASELINES, DENSITIES, SCORES, INJECTIONS } from './estimators';
-export type { Estimator, BpEstimator, UlrEstimator, UlrOptions, BaselineName, DensityName, ScoreName, InjectionName, SigmaSchedule } from './estimators';
+export { bp, ulr, spsa, es, BASELINES, DENSITIES, SCORES, INJECTIONS } from './estimators';
+export type { Estimator, BpEstimator, SpsaEstimator, EsEstimator, UlrEstimator, UlrOptions, BaselineName, DensityName, ScoreName, InjectionName, SigmaSchedule } from './estimators';
 export { sgd, adam, adamw } from './optimizers';
 export type { Optimizer, SgdOptions, AdamOptions } from './optimizers';
 export {

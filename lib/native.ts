@@ -16,7 +16,9 @@ export type NativeModelSpec = { inputs: number; layers: NativeLayer[]; loss: str
 
 /** @internal */
 export type NativeEstimator = {
-  kind: 'bp' | 'ulr';
+  kind: 'bp' | 'ulr' | 'spsa' | 'es';
+  population?: number;
+  rankShaping?: boolean;
   copies?: number | number[];
   injection?: string;
   sigmaSchedule?: { kind: string; every?: number; gamma?: number; min?: number };

@@ -8,7 +8,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as of from '../lib/index';
 import { backprop, fromParams, gaussian, smoothedGradient } from './helpers/reference';
-import { concat, relErr } from './helpers/close';
+import { concat, cosine, relErr } from './helpers/close';
 import { mlp, nat, randn } from './helpers/native';
 import { ksNormal, maxAbs, zScores } from './helpers/stats';
 
@@ -194,4 +194,28 @@ t.test('sigma schedules: a step schedule equals fitting each epoch with its own 
   t.throws(() => of.ulr({ sigmaSchedule: { kind: 'linear' as never } }), { code: 'ERR_CONFIG', message: /sigmaSchedule.kind/ });
   t.throws(() => of.ulr({ sigmaSchedule: { kind: 'step', gamma: 2 } }), { code: 'ERR_CONFIG', message: /gamma/ });
   for (const m of [a, b, c]) m.dispose();
+});
+
+t.test('SPSA and ES agree with BP in expectation on a tiny net, and train through fit', async (t) => {
+  const { model } = mlp([4, 5, 3], 'tanh', { seed: 3 });
+  const x = randn(4 * 4, 30), y = Int32Array.from([0, 1, 2, 1]);
+  const bpg = concat(model.gradients({ x, y }, { estimator: of.bp() }));
+  const norm = (a: Float64Array) => Math.sqrt(a.reduce((s, v) => s + v * v, 0));
+  for (const est of [of.spsa({ perturbations: 4000 }), of.es({ population: 4000, rankShaping: false }), of.es({ population: 4000 })]) {
+    const g = concat(model.gradients({ x, y }, { estimator: est, step: 1 }));
+    t.ok(cosine(g, bpg) > 0.99, `${JSON.stringify(est)}: cosine ${cosine(g, bpg).toFixed(4)}`);
+    if (est.kind === 'spsa' || !est.rankShaping) t.ok(Math.abs(norm(g) / norm(bpg) - 1) < 0.1, `scale ${(norm(g) / norm(bpg)).toFixed(3)}`);
+  }
+  const est = Array.from({ length: 200 }, (_, s) => concat(model.gradients({ x, y }, { estimator: of.spsa({ perturbations: 32 }), step: s })));
+  t.ok(maxAbs(zScores(est, bpg)) < 5, `SPSA z-test against BP: max |z| = ${maxAbs(zScores(est, bpg)).toFixed(2)}`);
+  t.throws(() => of.spsa({ epsilon: 0 }), { code: 'ERR_CONFIG' });
+  t.throws(() => of.es({ population: 0 }), { code: 'ERR_CONFIG' });
+  model.dispose();
+  const { train, test } = of.datasets.digits();
+  for (const e of [of.spsa({ perturbations: 8 }), of.es({ population: 16, sigma: 0.01 })]) {
+    const m = of.sequential([of.dense(784, 16), of.relu(), of.dense(16, 10)], { seed: 1 });
+    const h = await m.fit(train, { estimator: e, optimizer: of.adam({ lr: 3e-3 }), epochs: 1, batchSize: 64, validation: test });
+    t.ok(h.epochs[0]!.valAccuracy! > 0.3, `${e.kind}: ${(100 * h.epochs[0]!.valAccuracy!).toFixed(1)}% after one epoch (chance 10%)`);
+    m.dispose();
+  }
 });

@@ -73,6 +73,14 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     EstimatorConfig e;
     std::string kind = require_string(o.Get("kind"), "estimator kind");
     if (kind == "bp") return e;
+    if (kind == "spsa" || kind == "es") {
+        e.kind = kind == "spsa" ? EstimatorConfig::Kind::Spsa : EstimatorConfig::Kind::Es;
+        e.wp.population = int(require_int(o.Get("population"), "population", 1, 1 << 20));
+        e.wp.sigma = float(require_number(o.Get("sigma"), "sigma"));
+        e.wp.antithetic = opt_bool(o, "antithetic", true);
+        e.wp.rank_shaping = opt_bool(o, "rankShaping", true);
+        return e;
+    }
     if (kind != "ulr") throw_status(env, arg_error("unknown estimator '" + kind + "'"));
     e.kind = EstimatorConfig::Kind::Ulr;
     UlrConfig& c = e.ulr;

@@ -20,6 +20,12 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
                                                 "; train this model with ulr()"};
         return {};
     }
+    if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) {
+        OF_CHECK(!hook, Config, "spsa() and es() cannot use a custom loss function yet; use ulr()");
+        OF_CHECK(e.wp.population >= 1, Config, "population / perturbations must be at least 1");
+        OF_CHECK(e.wp.sigma > 0.0f && std::isfinite(e.wp.sigma), Config, "epsilon / sigma must be positive and finite");
+        return {};
+    }
     const UlrConfig& c = e.ulr;
     OF_CHECK(c.copies >= 2, Config, "ulr copies must be at least 2, got " + std::to_string(c.copies));
     OF_CHECK(!c.antithetic || c.copies % 2 == 0, Config,

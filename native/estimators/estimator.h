@@ -31,9 +31,18 @@ struct UlrConfig {
     bool has_seed = false;
 };
 
+// SPSA / ES settings (weight-space perturbation).
+struct WeightPerturbationConfig {
+    int population = 16;     // SPSA: perturbation pairs; ES: population (pairs count once each)
+    float sigma = 1e-3f;     // SPSA epsilon / ES sigma, in parameter units
+    bool antithetic = true;  // ES only (SPSA always uses pairs)
+    bool rank_shaping = true;  // ES only
+};
+
 struct EstimatorConfig {
-    enum class Kind { Bp, Ulr } kind = Kind::Bp;
+    enum class Kind { Bp, Ulr, Spsa, Es } kind = Kind::Bp;
     UlrConfig ulr;
+    WeightPerturbationConfig wp;
 };
 
 struct StepStats {
@@ -75,10 +84,14 @@ inline void update_running_baseline(Model& m, const UlrConfig& c, double mean_lo
 
 Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
                                StepStats* stats);
+Status weight_perturbation_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
+                                     uint32_t step, StepStats* stats);
 
 inline Status estimate_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
                                  uint32_t step, StepStats* stats, const LossHook* hook = nullptr) {
     if (e.kind == EstimatorConfig::Kind::Bp) return bp_gradients(m, x, y, B, stats);
+    if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es)
+        return weight_perturbation_gradients(m, x, y, B, e, step, stats);
     if (e.ulr.layerwise) return ulr_layerwise_gradients(m, x, y, B, e.ulr, step, stats);
     return ulr_gradients(m, x, y, B, e.ulr, step, stats, hook);
 }

@@ -71,6 +71,10 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
 }
 
 Status Model::forward(float* out, const float* x, int64_t rows, InferScratch& sc) const {
+    return forward_with(params->data(), out, x, rows, sc);
+}
+
+Status Model::forward_with(const float* theta, float* out, const float* x, int64_t rows, InferScratch& sc) const {
     constexpr int64_t kChunk = 1024;  // rows per pass: bounded scratch for any data set size
     OF_TRY(sc.d0.reserve(size_t(std::min(rows, kChunk)) * size_t(max_width())));
     OF_TRY(sc.d1.reserve(size_t(std::min(rows, kChunk)) * size_t(max_width())));
@@ -80,8 +84,8 @@ Status Model::forward(float* out, const float* x, int64_t rows, InferScratch& sc
         for (size_t i = 0; i < units.size(); i++) {
             const DenseUnit& u = units[i];
             float* dst = i + 1 == units.size() ? out + r0 * outputs : (i % 2 ? sc.d1.data() : sc.d0.data());
-            k->gemm_nt(dst, in, W(u), n, u.O, u.I, 1.0f, 0.0f);
-            k->bias_act_forward(dst, dst, b(u), n, u.O, u.act, u.alpha);
+            k->gemm_nt(dst, in, theta + u.w_off, n, u.O, u.I, 1.0f, 0.0f);
+            k->bias_act_forward(dst, dst, u.b_off < 0 ? nullptr : theta + u.b_off, n, u.O, u.act, u.alpha);
             in = dst;
         }
     }

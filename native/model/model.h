@@ -76,6 +76,7 @@ struct Model {
         Buffer loss, d0, d1;       // BP
         Buffer v0, g, ones, partials;  // ULR: clean first layer, G = sum_k w E_1, block partial gradients
         Buffer outputs, hook_loss;     // ULR with a loss hook: every row's output, the losses it returned
+        Buffer theta, z;               // SPSA / ES: a perturbed parameter slab and one direction
     } ws;
 
     float* W(const DenseUnit& u) const { return params->data() + u.w_off; }
@@ -85,6 +86,8 @@ struct Model {
     // Clean forward of `rows` rows: x (rows, inputs) -> out (rows, outputs), overwritten. Reads the parameters
     // only, so concurrent calls with separate scratch are safe (not concurrently with training).
     Status forward(float* out, const float* x, int64_t rows, InferScratch& sc) const;
+    // The same with another parameter slab `theta` (layout of params): weight-perturbation estimators.
+    Status forward_with(const float* theta, float* out, const float* x, int64_t rows, InferScratch& sc) const;
     // Mean loss and accuracy (cross-entropy) of a clean forward, in chunks.
     Status evaluate(const float* x, const Targets& y, int64_t rows, double* loss, double* accuracy,
                     InferScratch& sc) const;
