@@ -165,10 +165,40 @@ function fuzz() {
   process.stdout.write(`# fuzz: ${iterations} iterations, exit ${r.status}: ${report.succeeded} succeeded, ${report.typedErrors} typed errors (${report.codes}), ${report.untyped} untyped\n`);
 }
 
-const suites: Record<string, () => void | Promise<void>> = { 'cpu-digits': cpuDigits, server, fuzz };
+// Suite "estimators": gradient quality per ULR option and K, and accuracy/time of BP, ULR, SPSA and ES.
+function estimators() {
+  const out = execFileSync(process.execPath, [path.join(__dirname, 'cases', 'estimators.js')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20 });
+  const r = JSON.parse(out.trim().split('\n').pop()!) as {
+    quality: { option: string; copies: number; cosine: number[]; variance: number }[];
+    training: { name: string; epochs: of.EpochLog[]; accuracy: number; secondsPerEpoch: number; accuracyAtBpBudget: number | null }[];
+    bpBudgetSeconds: number;
+  };
+  const date = new Date().toISOString();
+  fs.mkdirSync(results, { recursive: true });
+  fs.writeFileSync(path.join(results, 'estimators.json'), JSON.stringify({ suite: 'estimators', date, ...r }, null, 2) + '\n');
+  const ks = [...new Set(r.quality.map((q) => q.copies))];
+  const opts = [...new Set(r.quality.map((q) => q.option))];
+  const cell = (o: string, k: number) => {
+    const q = r.quality.find((x) => x.option === o && x.copies === k)!;
+    return q.cosine.map((c) => c.toFixed(3)).join(' / ');
+  };
+  const bp = r.training.find((x) => x.name === 'bp')!;
+  const md =
+    `# estimators (${date.slice(0, 10)})\n\nGradient quality on one digits batch (MLP 784-256-10, seed-1 init, 6 trials): mean per-trial cosine to BP, layer 1 / layer 2.\n\n` +
+    `| option | ${ks.map((k) => `K=${k}`).join(' | ')} |\n|---|${ks.map(() => '---').join('|')}|\n` +
+    opts.map((o) => `| ${o} | ${ks.map((k) => cell(o, k)).join(' | ')} |`).join('\n') +
+    `\n\nTraining, 5 epochs (Adam 1e-3, batch 64, seed 1); the BP budget is ${r.bpBudgetSeconds.toFixed(2)} s of training.\n\n` +
+    `| estimator | test accuracy | vs BP (points) | s/epoch | accuracy within the BP budget |\n|---|---|---|---|---|\n` +
+    r.training.map((x) => `| ${x.name} | ${(100 * x.accuracy).toFixed(2)}% | ${(100 * (x.accuracy - bp.accuracy)).toFixed(2)} | ${x.secondsPerEpoch.toFixed(3)} | ${x.accuracyAtBpBudget === null ? '— (no epoch done)' : (100 * x.accuracyAtBpBudget).toFixed(2) + '%'} |`).join('\n') + '\n';
+  fs.writeFileSync(path.join(results, 'estimators.md'), md);
+  process.stdout.write(md);
+  if (reportFile) writeReport({ title: 'oneforward bench: estimators', subtitle: 'digits, MLP 784-256-10, 5 epochs', runs: r.training.map((x) => ({ name: x.name, epochs: x.epochs })) }, reportFile);
+}
+
+const suites: Record<string, () => void | Promise<void>> = { 'cpu-digits': cpuDigits, server, fuzz, estimators };
 (async () => {
   const wanted = argv;
-  for (const name of wanted.length ? wanted : ['cpu-digits', 'server', 'fuzz']) {
+  for (const name of wanted.length ? wanted : ['cpu-digits', 'server', 'fuzz', 'estimators']) {
     const suite = suites[name];
     if (!suite) {
       process.stderr.write(`bench: unknown suite '${name}' (have: ${Object.keys(suites).join(', ')})\n`);
