@@ -86,11 +86,16 @@ OF_INLINE f32x16 uniform_v(u32x16 w) {
 
 // The four Philox words of 16 lanes -> 64 values of the density (same operations as rng/normal.h noise_at).
 OF_INLINE void words_to_values(float* out, u32x16 w0, u32x16 w1, u32x16 w2, u32x16 w3, int density) {
+    if (density == 0) {  // the hot path: two Box-Muller pairs straight to memory
+        f32x16 z0, z1, z2, z3;
+        box_muller_v(w0, w1, &z0, &z1);
+        box_muller_v(w2, w3, &z2, &z3);
+        std::memcpy(out, &z0, 64), std::memcpy(out + 16, &z1, 64);
+        std::memcpy(out + 32, &z2, 64), std::memcpy(out + 48, &z3, 64);
+        return;
+    }
     f32x16 z[4];
-    if (density == 0) {
-        box_muller_v(w0, w1, &z[0], &z[1]);
-        box_muller_v(w2, w3, &z[2], &z[3]);
-    } else {
+    {
         u32x16 w[4] = {w0, w1, w2, w3};
         for (int i = 0; i < 4; i++) {
             f32x16 u = uniform_v(w[i]);
