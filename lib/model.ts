@@ -72,6 +72,11 @@ export type FitOptions = {
   onProgress?: (p: Progress) => void;
   /** Called after every epoch. */
   onEpochEnd?: (e: EpochLog) => void;
+  /**
+   * Called once if training diverges (a non-finite loss), with the reason and where, before fit rejects with
+   * a `NumericError`; the parameters are those of the last good step.
+   */
+  onDiverged?: (d: { reason: string; epoch: number; step: number }) => void;
   /** Cancels training between steps; fit rejects with an `AbortError` and the model keeps its last step. */
   signal?: AbortSignal;
   /**
@@ -154,7 +159,7 @@ export class Model {
   async fit(train: Dataset, options?: FitOptions): Promise<History> {
     const stack = new Error().stack;
     const o = optionsObject('fit', options, [
-      'estimator', 'optimizer', 'epochs', 'batchSize', 'shuffle', 'validation', 'onProgress', 'onEpochEnd', 'signal', 'resume', 'loss',
+      'estimator', 'optimizer', 'epochs', 'batchSize', 'shuffle', 'validation', 'onProgress', 'onEpochEnd', 'onDiverged', 'signal', 'resume', 'loss',
     ]) as FitOptions;
     this.checkData('train', train);
     if (o.validation !== undefined) this.checkData('validation', o.validation);
@@ -164,7 +169,7 @@ export class Model {
     if (!is.positiveInteger(batchSize)) throw invalidArg('batchSize', 'positive integer', batchSize);
     if (o.shuffle !== undefined && !is.bool(o.shuffle)) throw invalidArg('shuffle', 'boolean', o.shuffle);
     if (o.resume !== undefined && !is.bool(o.resume)) throw invalidArg('resume', 'boolean', o.resume);
-    for (const k of ['onProgress', 'onEpochEnd', 'loss'] as const) {
+    for (const k of ['onProgress', 'onEpochEnd', 'onDiverged', 'loss'] as const) {
       if (o[k] !== undefined && typeof o[k] !== 'function') throw invalidArg(k, 'function', o[k]);
     }
     const signal = o.signal;
@@ -181,7 +186,7 @@ export class Model {
       await nat.fit(
         train.x, train.y, train.rows,
         v ? v.x : null, v ? v.y : null, v ? v.rows : 0,
-        { epochs, batchSize, shuffle: o.shuffle ?? true, resume: o.resume ?? false, estimator, optimizer, ...(o.loss ? { loss: o.loss } : {}) },
+        { epochs, batchSize, shuffle: o.shuffle ?? true, resume: o.resume ?? false, estimator, optimizer, ...(o.loss ? { loss: o.loss } : {}), ...(o.onDiverged ? { onDiverged: o.onDiverged } : {}) },
         o.onProgress ?? null,
         (e) => {
           epochsOut.push(e);

@@ -125,7 +125,7 @@ export interface NativeModel {
     valX: Float32Array | null,
     valY: Targets | null,
     valRows: number,
-    config: { epochs: number; batchSize: number; shuffle: boolean; resume: boolean; estimator: NativeEstimator; optimizer: NativeOptimizer; loss?: LossFunction },
+    config: { epochs: number; batchSize: number; shuffle: boolean; resume: boolean; estimator: NativeEstimator; optimizer: NativeOptimizer; loss?: LossFunction; onDiverged?: (d: { reason: string; epoch: number; step: number }) => void },
     onProgress: ((p: Progress) => void) | null,
     onEpoch: ((e: EpochLog) => void) | null,
   ): Promise<EpochLog[]>;

@@ -91,7 +91,10 @@ t.test('data errors: shapes, NaN, labels, batch size', async (t) => {
 t.test('runtime errors: divergence, disposed, busy', async (t) => {
   const m = of.sequential([of.dense(2, 4), of.relu(), of.dense(4, 2)], { seed: 3, loss: 'mse' });
   const data = { x: Float32Array.from([1e18, 2e18, -1e18, 3e18]), y: Float32Array.from([1, 0, 0, 1]), rows: 2, shape: [2] };
-  await t.rejects(m.fit(data, { estimator: of.bp(), optimizer: of.sgd({ lr: 1 }), epochs: 3 }), { name: 'NumericError', code: 'ERR_NUMERIC', message: /non-finite loss at step \d+ \(seed 3\).*epoch \d+, batch \d+/ });
+  const diverged: { reason: string; epoch: number; step: number }[] = [];
+  await t.rejects(m.fit(data, { estimator: of.bp(), optimizer: of.sgd({ lr: 1 }), epochs: 3, onDiverged: (d) => diverged.push(d) }), { name: 'NumericError', code: 'ERR_NUMERIC', message: /non-finite loss at step \d+ \(seed 3\).*epoch \d+, batch \d+/ });
+  t.equal(diverged.length, 1, 'one diverged event');
+  t.match(diverged[0]!, { reason: /non-finite loss/, epoch: Number, step: Number }, 'with the reason and where');
   t.ok(m.parameters().every((p) => p.data.every(Number.isFinite)), 'parameters stay finite after a refused step');
   m.dispose();
   t.throws(() => m.predict(new Float32Array(2)), { name: 'DisposedError', code: 'ERR_DISPOSED' });

@@ -28,6 +28,7 @@ struct Event {
     ProgressEvent progress;
     EpochStats epoch;
     LossRequest* loss = nullptr;
+    std::string diverged;  // non-empty: a divergence report (progress.epoch / progress.step say where)
 };
 
 struct FitJob;
@@ -39,7 +40,7 @@ struct FitJob {
     Napi::Promise::Deferred deferred;
     Model* model = nullptr;
     std::vector<Napi::Reference<Napi::Value>> keep;  // the model object and the data arrays
-    Napi::FunctionReference on_progress, on_epoch, loss_fn;
+    Napi::FunctionReference on_progress, on_epoch, on_diverged, loss_fn;
     Napi::Reference<Napi::Value> callback_error;      // first exception thrown by a JS callback
     DataRef train, val;
     bool has_val = false;
@@ -76,7 +77,15 @@ void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
     }
     if (env == nullptr) return;  // shutting down
     try {
-        if (ev->is_epoch) {
+        if (!ev->diverged.empty()) {
+            if (!job->on_diverged.IsEmpty()) {
+                Napi::Object o = Napi::Object::New(env);
+                o.Set("reason", ev->diverged);
+                o.Set("epoch", ev->progress.epoch);
+                o.Set("step", double(ev->progress.step));
+                job->on_diverged.Call({o});
+            }
+        } else if (ev->is_epoch) {
             if (!job->on_epoch.IsEmpty()) job->on_epoch.Call({epoch_object(env, ev->epoch)});
         } else if (!job->on_progress.IsEmpty()) {
             const ProgressEvent& p = ev->progress;
@@ -138,6 +147,8 @@ Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self) {
     job->cfg.optimizer = parse_optimizer(env, cfg.Get("optimizer"));
     if (info[7].IsFunction()) job->on_progress = Napi::Persistent(info[7].As<Napi::Function>());
     if (info[8].IsFunction()) job->on_epoch = Napi::Persistent(info[8].As<Napi::Function>());
+    Napi::Value dv = cfg.Get("onDiverged");
+    if (dv.IsFunction()) job->on_diverged = Napi::Persistent(dv.As<Napi::Function>());
     Napi::Value lf = cfg.Get("loss");
     if (lf.IsFunction()) {
         job->loss_fn = Napi::Persistent(lf.As<Napi::Function>());
@@ -169,6 +180,11 @@ Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self) {
         FitHooks hooks;
         hooks.cancel = &j->model->cancel;
         hooks.progress = [j](const ProgressEvent& p) { j->tsfn.NonBlockingCall(new Event{false, p, {}}); };
+        hooks.diverged = [j](const std::string& reason, int epoch, int64_t step) {
+            Event* ev = new Event{false, {}, {}, nullptr, reason};
+            ev->progress.epoch = epoch, ev->progress.step = step;
+            j->tsfn.BlockingCall(ev);
+        };
         hooks.epoch = [j](const EpochStats& e) {
             j->epochs.push_back(e);
             j->tsfn.BlockingCall(new Event{true, {}, e});

@@ -111,8 +111,10 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
             StepStats st;
             Status status = train_step(m, xb.data(), t, B, est, cfg.optimizer, &st, hook);
             if (!status.ok()) {
-                if (status.code == StatusCode::Numeric)
+                if (status.code == StatusCode::Numeric) {
+                    if (hooks.diverged) hooks.diverged(status.message, ep + 1, s + 1);
                     status.message += " [epoch " + std::to_string(ep + 1) + ", batch " + std::to_string(s + 1) + "]";
+                }
                 return status;
             }
             m.epoch_step = uint32_t(s + 1);

@@ -4,6 +4,7 @@
 #pragma once
 #include <atomic>
 #include <functional>
+#include <string>
 
 #include "estimators/estimator.h"
 #include "kernels/cpu/optimizer.h"
@@ -48,6 +49,8 @@ struct EpochStats {
 struct FitHooks {
     std::function<void(const ProgressEvent&)> progress;  // at most every ~100 ms, and at each epoch end
     std::function<void(const EpochStats&)> epoch;
+    // Training stopped on a non-finite loss: called once with the reason before fit returns ERR_NUMERIC.
+    std::function<void(const std::string& reason, int epoch, int64_t step)> diverged;
     const std::atomic<bool>* cancel = nullptr;
 };
 
