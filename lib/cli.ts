@@ -27,7 +27,7 @@ function num(name: string) {
 
 type TrainOpts = {
   dataset: string; idx?: string; csv?: string; layers?: string; activation: string; estimator: string; copies: number;
-  sigma: number; antithetic: boolean; optimizer: string; lr?: number; epochs: number; batch: number; seed: number; threads?: number;
+  sigma: number; antithetic: boolean; injection: string; noise: string; baseline: string; optimizer: string; lr?: number; epochs: number; batch: number; seed: number; threads?: number;
   progress: boolean; json: boolean; save?: string; report?: string;
 };
 
@@ -61,8 +61,8 @@ async function train(o: TrainOpts): Promise<number> {
     if (i + 2 < widths.length) layers.push(of.activation(o.activation as of.ActivationName));
   }
   const model = of.sequential(layers, { seed: o.seed });
-  const estimator = o.estimator === 'bp' ? of.bp() : o.estimator === 'ulr' ? of.ulr({ copies: o.copies, sigma: o.sigma, antithetic: o.antithetic }) : undefined;
-  if (!estimator) throw new of.ConfigError(`unknown estimator '${o.estimator}' (ulr or bp)`);
+  const estimator = o.estimator === 'bp' ? of.bp() : o.estimator === 'spsa' ? of.spsa() : o.estimator === 'es' ? of.es() : o.estimator === 'ulr' ? of.ulr({ copies: o.copies, sigma: o.sigma, antithetic: o.antithetic, injection: o.injection as of.InjectionName, noise: o.noise as of.DensityName, baseline: o.baseline as of.BaselineName }) : undefined;
+  if (!estimator) throw new of.ConfigError(`unknown estimator '${o.estimator}' (ulr, bp, spsa or es)`);
   const opts = o.lr !== undefined ? { lr: o.lr } : {};
   const optimizer = o.optimizer === 'sgd' ? of.sgd(opts) : o.optimizer === 'adamw' ? of.adamw(opts) : o.optimizer === 'adam' ? of.adam(opts) : undefined;
   if (!optimizer) throw new of.ConfigError(`unknown optimizer '${o.optimizer}' (sgd, adam, adamw)`);
@@ -161,10 +161,13 @@ export async function main(argv: string[]): Promise<number> {
     .option('--csv <files>', 'CSV files (label in column 0): train[,test]')
     .option('--layers <widths>', 'layer widths, e.g. 784-256-10 (default: features-256-classes)')
     .option('--activation <name>', 'hidden activation', 'relu')
-    .option('--estimator <name>', 'ulr or bp', 'ulr')
+    .option('--estimator <name>', 'ulr, bp, spsa or es', 'ulr')
     .option('--copies <K>', 'ULR copies per sample', int('copies'), 32)
     .option('--sigma <s>', 'ULR noise scale', num('sigma'), 0.1)
     .option('--antithetic', 'ULR copies in antithetic pairs', false)
+    .option('--injection <mode>', 'ULR noise injection: all or layerwise', 'all')
+    .option('--noise <density>', 'ULR noise density: normal, laplace or logistic', 'normal')
+    .option('--baseline <kind>', 'ULR baseline: loo, clean, running, mean or none', 'loo')
     .option('--optimizer <name>', 'sgd, adam or adamw', 'adam')
     .option('--lr <rate>', 'learning rate', num('lr'))
     .option('--epochs <n>', 'epochs', int('epochs'), 5)
