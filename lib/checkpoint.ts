@@ -27,6 +27,7 @@ type Header = {
   model: { layers: Layer[]; loss: LossName; seed: number };
   state: {
     step: number; epochsRun: number; epochStep: number; optimizer: { kind: string; t: number } | null; runningLoss?: number | null;
+    logSigma?: number[] | null;
   };
   tensors: TensorEntry[];
   dataBytes: number;
@@ -65,6 +66,7 @@ export async function save(model: Model, file: string): Promise<void> {
       epochStep: st.epochStep,
       optimizer: st.optKind >= 0 ? { kind: OPTIMIZERS[st.optKind]!, t: st.optT } : null,
       runningLoss: st.runningLoss,
+      logSigma: st.logSigma,
     },
     tensors,
     dataBytes: data.length,
@@ -173,6 +175,9 @@ export async function load(file: string): Promise<Model> {
   const s = h.state as Header['state'] | undefined;
   if (!s || !isInt(s.step, 0, 2 ** 32 - 1) || !isInt(s.epochsRun, 0, 2 ** 32 - 1) || !isInt(s.epochStep, 0, 2 ** 32 - 1)) throw fail(file, 'bad state section');
   if (s.runningLoss !== undefined && s.runningLoss !== null && !Number.isFinite(s.runningLoss)) throw fail(file, 'bad running baseline');
+  if (s.logSigma !== undefined && s.logSigma !== null && (!Array.isArray(s.logSigma) || s.logSigma.length !== d || !s.logSigma.every(Number.isFinite))) {
+    throw fail(file, 'bad learned sigma');
+  }
   let optKind = -1;
   if (s.optimizer !== null) {
     optKind = OPTIMIZERS.indexOf(s.optimizer?.kind as (typeof OPTIMIZERS)[number]);
@@ -217,6 +222,7 @@ export async function load(file: string): Promise<Model> {
     optKind,
     optT: s.optimizer?.t ?? 0,
     runningLoss: s.runningLoss ?? null,
+    logSigma: s.logSigma ?? null,
     m: optKind >= 0 ? floats(np) : null,
     v: optKind >= 0 ? floats(np + 1) : null,
   });

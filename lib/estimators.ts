@@ -81,16 +81,23 @@ export type UlrOptions = {
    * `exponential`: × gamma^e; `cosine`: from 1 down to `min`. Defaults to constant.
    */
   sigmaSchedule?: SigmaSchedule;
+  /**
+   * Learn log σ per layer by its own likelihood-ratio gradient E[(ℓ − b) Σ_j (ε_j s(ε_j) − 1)] (the score of
+   * the noise scale), one SGD step of `lr` per training step, starting from `sigma`. The learned values live in
+   * the model (`model.sigma`, kept by checkpoints). Needs `injection: 'all'` and no `sigmaSchedule`.
+   */
+  learnSigma?: { lr?: number };
 };
 
 /** A σ schedule for {@link UlrOptions.sigmaSchedule}. */
 export type SigmaSchedule = { kind: 'constant' | 'step' | 'exponential' | 'cosine'; every?: number; gamma?: number; min?: number };
 
 /** A configured ULR estimator. */
-export type UlrEstimator = { kind: 'ulr' } & Required<Omit<UlrOptions, 'seed' | 'copies' | 'sigmaSchedule'>> & {
+export type UlrEstimator = { kind: 'ulr' } & Required<Omit<UlrOptions, 'seed' | 'copies' | 'sigmaSchedule' | 'learnSigma'>> & {
   copies: number | number[];
   seed?: number;
   sigmaSchedule?: SigmaSchedule;
+  learnSigma?: { lr: number };
 };
 
 /** SPSA in weight space (MeZO-style, seed replay). */
@@ -139,7 +146,7 @@ export function bp(): BpEstimator {
  * const est = of.ulr({ copies: 32, sigma: 0.1 });
  */
 export function ulr(options?: UlrOptions): UlrEstimator {
-  const o = optionsObject('ulr', options, ['copies', 'injection', 'sigma', 'antithetic', 'baseline', 'noise', 'score', 'sharedPrefix', 'storeNoise', 'seed', 'sigmaSchedule']);
+  const o = optionsObject('ulr', options, ['copies', 'injection', 'sigma', 'antithetic', 'baseline', 'noise', 'score', 'sharedPrefix', 'storeNoise', 'seed', 'sigmaSchedule', 'learnSigma']);
   const copies = o.copies ?? 32;
   const sigma = o.sigma ?? 0.1;
   const antithetic = o.antithetic ?? false;
@@ -180,6 +187,13 @@ export function ulr(options?: UlrOptions): UlrEstimator {
     storeNoise: (o.storeNoise as boolean | undefined) ?? true,
   };
   if (o.seed !== undefined) est.seed = o.seed as number;
+  if (o.learnSigma !== undefined) {
+    const ls = optionsObject('learnSigma', o.learnSigma, ['lr']);
+    const lr = ls.lr ?? 0.01;
+    if (!is.positive(lr)) throw invalidArg('learnSigma.lr', 'positive number', lr);
+    if (injection !== 'all' || o.sigmaSchedule !== undefined) throw new ConfigError("learnSigma works with injection 'all' and no sigmaSchedule");
+    est.learnSigma = { lr: lr as number };
+  }
   if (o.sigmaSchedule !== undefined) {
     const sc = optionsObject('sigmaSchedule', o.sigmaSchedule, ['kind', 'every', 'gamma', 'min']) as SigmaSchedule;
     if (!['constant', 'step', 'exponential', 'cosine'].includes(sc.kind)) throw invalidArg('sigmaSchedule.kind', 'constant | step | exponential | cosine', sc.kind);

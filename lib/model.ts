@@ -342,6 +342,11 @@ export class Model {
     return this.nat.trainStep(batch.x, batch.y, rows, est, (o.optimizer as Optimizer | undefined) ?? adam()).loss;
   }
 
+  /** The learned ULR σ per dense layer (`learnSigma`), or `undefined` before any. */
+  get sigma(): number[] | undefined {
+    return this.nat.exportState().logSigma?.map(Math.exp);
+  }
+
   /** Epochs completed so far (the shuffle counter of the next epoch). */
   get epochsRun(): number {
     return this.nat.state().epochs ?? 0;

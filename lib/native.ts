@@ -22,6 +22,7 @@ export type NativeEstimator = {
   copies?: number | number[];
   injection?: string;
   sigmaSchedule?: { kind: string; every?: number; gamma?: number; min?: number };
+  learnSigma?: { lr: number };
   sigma?: number | number[];
   antithetic?: boolean;
   baseline?: string;
@@ -100,6 +101,8 @@ export type NativeTrainState = {
   optT: number;
   /** Running-average baseline (null before its first step). */
   runningLoss: number | null;
+  /** Learned log sigma per dense layer (null unless learnSigma was used). */
+  logSigma: number[] | null;
   m: Float32Array | null;
   v: Float32Array | null;
 };

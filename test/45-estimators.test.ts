@@ -219,3 +219,30 @@ t.test('SPSA and ES agree with BP in expectation on a tiny net, and train throug
     m.dispose();
   }
 });
+
+t.test('learnable log sigma: unbiased sigma gradient, sigma moves, kept by checkpoints', async (t) => {
+  // Linear layer, squared error: J(sigma) = J(0) + sigma^2, so dJ/d(log sigma) = 2 sigma^2.
+  const { model, x, y } = linear(12);
+  const sigma = 0.5, lr = 1e-5;
+  const grads: number[] = [];
+  let prev = Math.log(sigma);
+  for (let i = 0; i < 300; i++) {
+    model.trainStep({ x, y }, { estimator: of.ulr({ copies: 64, sigma, learnSigma: { lr } }), optimizer: of.sgd({ lr: 1e-12 }) });
+    const now = model._native!.exportState().logSigma![0]!;
+    grads.push((prev - now) / lr);
+    prev = now;
+  }
+  const mean = grads.reduce((a, b) => a + b) / grads.length;
+  const se = Math.sqrt(grads.reduce((a, g) => a + (g - mean) ** 2, 0) / (grads.length - 1) / grads.length);
+  const want = 2 * Math.exp(prev) ** 2;
+  t.ok(Math.abs(mean - want) < 5 * se, `mean d/dlog(sigma) ${mean.toFixed(4)} vs ${want.toFixed(4)} (se ${se.toFixed(4)})`);
+  t.ok(model.sigma![0]! < sigma, `sigma moved down the loss: ${model.sigma![0]!.toFixed(6)}`);
+  const file = path.join(os.tmpdir(), `of-sigma-${process.pid}.ofm`);
+  await model.save(file);
+  const back = await of.load(file);
+  t.same(back.sigma, model.sigma, 'checkpoint round trip');
+  fs.rmSync(file);
+  t.throws(() => of.ulr({ learnSigma: { lr: 0.1 }, injection: 'layerwise' }), { code: 'ERR_CONFIG' });
+  back.dispose();
+  model.dispose();
+});

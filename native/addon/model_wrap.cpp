@@ -92,6 +92,11 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     } else {
         c.copies = int(require_int(cv, "copies", 0, 1 << 20));
     }
+    Napi::Value ls = o.Get("learnSigma");
+    if (!ls.IsUndefined()) {
+        c.learn_sigma = true;
+        c.sigma_lr = float(opt_number(require_object(ls, "learnSigma"), "lr", 0.01));
+    }
     Napi::Value sched = o.Get("sigmaSchedule");
     if (!sched.IsUndefined()) {
         Napi::Object so = require_object(sched, "sigmaSchedule");
@@ -396,6 +401,13 @@ Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
     r.Set("optKind", m.opt_kind);
     r.Set("optT", double(m.opt_t));
     r.Set("runningLoss", m.has_running ? Napi::Value(Napi::Number::New(env, m.running_loss)) : env.Null());
+    if (m.log_sigma.empty()) {
+        r.Set("logSigma", env.Null());
+    } else {
+        Napi::Array ls = Napi::Array::New(env, m.log_sigma.size());
+        for (size_t l = 0; l < m.log_sigma.size(); l++) ls.Set(uint32_t(l), m.log_sigma[l]);
+        r.Set("logSigma", ls);
+    }
     bool has = m.opt_kind >= 0;
     for (const char* key : {"m", "v"}) {
         const Buffer& b = key[0] == 'm' ? m.opt_m : m.opt_v;
@@ -435,6 +447,13 @@ Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
     Napi::Value rl = o.Get("runningLoss");
     m.has_running = !rl.IsUndefined() && !rl.IsNull();
     m.running_loss = m.has_running ? require_number(rl, "runningLoss") : 0.0;
+    Napi::Value ls = o.Get("logSigma");
+    m.log_sigma.clear();
+    if (ls.IsArray()) {
+        Napi::Array a = ls.As<Napi::Array>();
+        if (a.Length() != m.units.size()) throw_status(env, {StatusCode::Checkpoint, "logSigma has the wrong length for this model"});
+        for (uint32_t l = 0; l < a.Length(); l++) m.log_sigma.push_back(require_number(a.Get(l), "logSigma"));
+    }
     return env.Undefined();
     OF_NAPI_END(env)
 }

@@ -26,6 +26,10 @@ struct UlrConfig {
     enum class Schedule { Constant, Step, Exponential, Cosine } schedule = Schedule::Constant;
     int every = 1;
     float gamma = 0.5f, min_factor = 0.0f;
+    // learnable log sigma per layer: its LR gradient E[(l - b) sum_j (e_j s(e_j) - 1)] (the score of the scale),
+    // one SGD step of sigma_lr per training step; starts from `sigma`, then lives in the model (Model::log_sigma).
+    bool learn_sigma = false;
+    float sigma_lr = 0.01f;
     bool store_noise = true;          // false: regenerate eps in the gradient pass (METHOD.md 3.2)
     uint64_t seed = 0;                // noise key; 0 -> the model's seed
     bool has_seed = false;
@@ -49,6 +53,7 @@ struct StepStats {
     double loss = 0.0;    // mean loss over the rows the estimator evaluated (noisy rows for ULR)
     int64_t correct = 0;  // rows whose argmax matched the label
     int64_t rows = 0;
+    std::vector<double> sigma_grad;  // ULR with learn_sigma: d(loss)/d(log sigma_l), per dense layer
 };
 
 // A loss computed outside the engine (a JS callback: a reward, a black-box metric). Given the R x C outputs

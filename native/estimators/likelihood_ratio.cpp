@@ -76,6 +76,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     std::vector<double> loss_sum(size_t(T), 0.0);
     std::vector<int64_t> correct(size_t(T), 0);
     std::vector<Status> status(static_cast<size_t>(T));
+    std::vector<double> sg_part(c.learn_sigma ? size_t(T) * size_t(L) : 0, 0.0);  // per block, per layer
     float* partials = ws.partials.data();
     const float inv_r = 1.0f / float(R);
 
@@ -168,6 +169,21 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
             const DenseUnit& u = m.units[size_t(l)];
             float* e = sc.e[size_t(l)].data();  // noise kept from the forward pass, or regenerated now
             if (!c.store_noise) k.noise_fill(e, rows, u.O, noise(l, r0));
+            if (c.learn_sigma) {  // d/d(log sigma): sum_r w[r] sum_j (e s(e) - 1), with the density's exact score
+                double acc = 0.0;
+                for (int r = 0; r < rows; r++) {
+                    const float* er = e + int64_t(r) * u.O;
+                    double row = 0.0;
+                    for (int j = 0; j < u.O; j++) {
+                        float ej = er[j];
+                        float sj = c.density == Density::Normal ? ej : c.density == Density::Logistic ? std::tanh(0.5f * ej)
+                                                                                                         : (ej > 0.0f ? 1.0f : ej < 0.0f ? -1.0f : 0.0f);
+                        row += double(ej) * sj - 1.0;
+                    }
+                    acc += double(w[r]) * row;
+                }
+                sg_part[size_t(t) * L + size_t(l)] = acc;
+            }
             if (!plain_score) k.score_transform(e, int64_t(rows) * u.O, c.density, c.score);  // e -> s(e)
             if (l == 0 && c.shared_prefix) {  // this block's rows of G = sum_k w s(E_1)
                 k.lr_copy_sum(ws.g.data() + int64_t(b0) * u.O, w, e, s, K, u.O);
@@ -224,6 +240,11 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     for (int t = 0; t < T; t++) total += loss_sum[size_t(t)], hits += correct[size_t(t)];
     stats->loss = total / R;
     update_running_baseline(m, c, stats->loss);
+    if (c.learn_sigma) {
+        stats->sigma_grad.assign(size_t(L), 0.0);
+        for (int t = 0; t < T; t++)
+            for (int l = 0; l < L; l++) stats->sigma_grad[size_t(l)] += sg_part[size_t(t) * L + size_t(l)];
+    }
     stats->correct = hits;
     stats->rows = R;
     return {};

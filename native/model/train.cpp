@@ -33,10 +33,23 @@ Status train_step(Model& m, const float* x, const Targets& y, int B, const Estim
     }
     EstimatorConfig est = e;
     est.ulr.update_running = true;
+    const bool learn = e.kind == EstimatorConfig::Kind::Ulr && e.ulr.learn_sigma;
+    if (learn) {  // the learned sigma replaces the configured one (initialized from it)
+        const size_t L = m.units.size();
+        if (m.log_sigma.size() != L) {
+            m.log_sigma.resize(L);
+            for (size_t l = 0; l < L; l++) m.log_sigma[l] = std::log(double(e.ulr.sigma.size() == 1 ? e.ulr.sigma[0] : e.ulr.sigma[l]));
+        }
+        est.ulr.sigma.resize(L);
+        for (size_t l = 0; l < L; l++) est.ulr.sigma[l] = float(std::exp(m.log_sigma[l]));
+    }
     OF_TRY(estimate_gradients(m, x, y, B, est, m.step, stats, hook));
     if (!std::isfinite(stats->loss))
         return {StatusCode::Numeric, "non-finite loss at step " + std::to_string(m.step) + " (seed " +
                                          std::to_string(m.seed) + "); lower the learning rate or sigma"};
+    if (learn)
+        for (size_t l = 0; l < m.log_sigma.size() && l < stats->sigma_grad.size(); l++)
+            m.log_sigma[l] -= double(e.ulr.sigma_lr) * stats->sigma_grad[l];
     m.opt_t++;
     m.k->optimizer_step(m.params->data(), m.grads.data(), m.opt_m.data(), m.opt_v.data(), m.n_params, o, m.opt_t);
     m.step++;
