@@ -43,8 +43,11 @@ export type UlrOptions = {
    * from the other layers in each layer's estimate. Defaults to `'all'`.
    */
   injection?: InjectionName;
-  /** Noise scale σ on each dense pre-activation: one number, or one per dense layer. Defaults to `0.1`. */
-  sigma?: number | number[];
+  /**
+   * Noise scale σ on each dense pre-activation: one number, or one entry per dense layer — a number, or an
+   * array with one σ per output channel of that layer. Defaults to `0.1`.
+   */
+  sigma?: number | (number | number[])[];
   /**
    * Copies in pairs (ε, −ε), a randomized central difference. Defaults to `false`: with the leave-one-out
    * baseline, K independent copies measured about half the variance of K/2 pairs (test/40-lr) and higher
@@ -160,8 +163,9 @@ export function ulr(options?: UlrOptions): UlrEstimator {
   const odd = list.find((k) => (k as number) % 2 !== 0);
   if (antithetic && odd !== undefined) throw new ConfigError(`Expected even copies with antithetic pairs but received ${odd as number}`);
   const sigmas = Array.isArray(sigma) ? sigma : [sigma];
-  if (sigmas.length === 0 || !sigmas.every((s) => is.positive(s))) {
-    throw invalidArg('sigma', 'positive number or array of positive numbers', sigma);
+  const okSigma = (s: unknown) => is.positive(s) || (Array.isArray(s) && s.length > 0 && s.every((v) => is.positive(v)));
+  if (sigmas.length === 0 || !sigmas.every(okSigma) || (!Array.isArray(sigma) && !is.positive(sigma))) {
+    throw invalidArg('sigma', 'positive number, or per layer a positive number or an array of them (per channel)', sigma);
   }
   if (!(BASELINES as readonly unknown[]).includes(baseline)) throw invalidArg('baseline', BASELINES.join(' | '), baseline);
   const noise = o.noise ?? 'normal';
@@ -178,7 +182,7 @@ export function ulr(options?: UlrOptions): UlrEstimator {
     kind: 'ulr',
     copies: Array.isArray(copies) ? [...(copies as number[])] : (copies as number),
     injection: injection as InjectionName,
-    sigma: Array.isArray(sigma) ? [...(sigma as number[])] : (sigma as number),
+    sigma: Array.isArray(sigma) ? (sigma as (number | number[])[]).map((s) => (Array.isArray(s) ? [...s] : s)) : (sigma as number),
     antithetic,
     baseline: baseline as BaselineName,
     noise: noise as DensityName,

@@ -23,7 +23,7 @@ export type NativeEstimator = {
   injection?: string;
   sigmaSchedule?: { kind: string; every?: number; gamma?: number; min?: number };
   learnSigma?: { lr: number };
-  sigma?: number | number[];
+  sigma?: number | (number | number[])[];
   antithetic?: boolean;
   baseline?: string;
   noise?: string;

@@ -8,7 +8,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as of from '../lib/index';
 import { backprop, fromParams, gaussian, smoothedGradient } from './helpers/reference';
-import { concat, cosine, relErr } from './helpers/close';
+import { assertClose, concat, cosine, relErr } from './helpers/close';
 import { mlp, nat, randn } from './helpers/native';
 import { ksNormal, maxAbs, zScores } from './helpers/stats';
 
@@ -245,4 +245,21 @@ t.test('learnable log sigma: unbiased sigma gradient, sigma moves, kept by check
   t.throws(() => of.ulr({ learnSigma: { lr: 0.1 }, injection: 'layerwise' }), { code: 'ERR_CONFIG' });
   back.dispose();
   model.dispose();
+});
+
+t.test('sigma per output channel: unbiased, and equal channels match one sigma per layer', async (t) => {
+  const { model, x, y, exact } = linear(14);
+  const est = Array.from({ length: 300 }, (_, s) => concat(model.gradients({ x, y }, { estimator: of.ulr({ copies: 8, sigma: [[0.2, 0.5, 1.0]] }), step: s })));
+  t.ok(maxAbs(zScores(est, exact)) < 5, `per-channel sigma: max |z| = ${maxAbs(zScores(est, exact)).toFixed(2)}`);
+  const { model: mm } = mlp([6, 9, 4], 'tanh', { seed: 5 });
+  const xx = randn(5 * 6, 9), yy = Int32Array.from([0, 3, 1, 2, 3]);
+  for (const injection of of.INJECTIONS) {
+    const one = concat(mm.gradients({ x: xx, y: yy }, { estimator: of.ulr({ copies: 8, sigma: [0.3, 0.2], injection }), step: 4 }));
+    const ch = concat(mm.gradients({ x: xx, y: yy }, { estimator: of.ulr({ copies: 8, sigma: [new Array(9).fill(0.3), 0.2], injection }), step: 4 }));
+    assertClose(t, ch, one, { atol: 1e-5 * maxAbs(one), rtol: 1e-4, label: `${injection}: equal channel sigmas = one sigma` });
+  }
+  t.throws(() => mm.gradients({ x: xx, y: yy }, { estimator: of.ulr({ sigma: [[0.1, 0.2], 0.2] }) }), { code: 'ERR_CONFIG', message: /one value per output \(9\)/ });
+  t.throws(() => of.ulr({ sigma: [[0.1, -1]] }), { code: 'ERR_CONFIG' });
+  model.dispose();
+  mm.dispose();
 });

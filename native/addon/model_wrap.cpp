@@ -120,9 +120,24 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     }
     Napi::Value s = o.Get("sigma");
     c.sigma.clear();
-    if (s.IsArray()) {
+    if (s.IsArray()) {  // one entry per dense layer: a number, or an array with one sigma per output channel
         Napi::Array a = s.As<Napi::Array>();
-        for (uint32_t i = 0; i < a.Length(); i++) c.sigma.push_back(float(require_number(a.Get(i), "sigma")));
+        bool channels = false;
+        for (uint32_t i = 0; i < a.Length(); i++) channels = channels || a.Get(i).IsArray();
+        for (uint32_t i = 0; i < a.Length(); i++) {
+            Napi::Value v = a.Get(i);
+            std::vector<float> ch;
+            if (v.IsArray()) {
+                Napi::Array va = v.As<Napi::Array>();
+                for (uint32_t j = 0; j < va.Length(); j++) ch.push_back(float(require_number(va.Get(j), "sigma")));
+                float mean = 0.0f;
+                for (float f : ch) mean += f / float(ch.empty() ? 1 : ch.size());
+                c.sigma.push_back(ch.empty() ? 0.0f : mean);
+            } else {
+                c.sigma.push_back(float(require_number(v, "sigma")));
+            }
+            if (channels) c.sigma_channels.push_back(ch);
+        }
     } else {
         c.sigma.push_back(float(require_number(s, "sigma")));
     }

@@ -43,6 +43,18 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
             OF_CHECK(!c.antithetic || k % 2 == 0, Config, "ulr copies must be even with antithetic pairs, got " + std::to_string(k));
         }
     }
+    if (!c.sigma_channels.empty()) {
+        OF_CHECK(c.sigma_channels.size() == m.units.size(), Config,
+                 "ulr sigma must be one number or one entry per dense layer (" + std::to_string(m.units.size()) + ")");
+        for (size_t l = 0; l < m.units.size(); l++) {
+            const auto& v = c.sigma_channels[l];
+            OF_CHECK(v.empty() || v.size() == size_t(m.units[l].O), Config,
+                     "ulr sigma for dense layer " + std::to_string(l) + " must have one value per output (" +
+                         std::to_string(m.units[l].O) + "), got " + std::to_string(v.size()));
+            for (float s : v) OF_CHECK(s > 0.0f && std::isfinite(s), Config, "ulr sigma must be positive and finite");
+        }
+        OF_CHECK(!c.learn_sigma, Config, "learnSigma works with one sigma per layer, not per channel");
+    }
     OF_CHECK(!c.learn_sigma || (!c.layerwise && c.schedule == UlrConfig::Schedule::Constant), Config,
              "learnSigma works with injection 'all' and no sigma schedule");
     OF_CHECK(!c.learn_sigma || (c.sigma_lr > 0.0f && std::isfinite(c.sigma_lr)), Config, "learnSigma lr must be positive");

@@ -13,6 +13,7 @@ namespace of {
 struct UlrConfig {
     int copies = 32;                  // K noisy copies per sample
     std::vector<float> sigma{0.1f};   // noise scale, one value or one per dense layer
+    std::vector<std::vector<float>> sigma_channels;  // per layer: empty, or one sigma per output channel
     bool antithetic = false;          // copies in pairs (eps, -eps)
     Baseline baseline = Baseline::LeaveOneOut;
     Density density = Density::Normal;  // noise density
@@ -62,6 +63,23 @@ struct StepStats {
 using LossHook = std::function<Status(const float* outputs, const Targets& y, int R, int C, int rep, float* loss)>;
 
 Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHook* hook = nullptr);
+
+// Per dense layer, the noise scale of every output channel (sigma, or sigma_channels where given).
+inline std::vector<std::vector<float>> channel_sigmas(const Model& m, const UlrConfig& c) {
+    std::vector<std::vector<float>> out(m.units.size());
+    for (size_t l = 0; l < m.units.size(); l++) {
+        if (l < c.sigma_channels.size() && !c.sigma_channels[l].empty()) out[l] = c.sigma_channels[l];
+        else out[l].assign(size_t(m.units[l].O), c.sigma.size() == 1 ? c.sigma[0] : c.sigma[l]);
+    }
+    return out;
+}
+
+// With per-channel sigma the score columns carry 1 / sigma_o (then the reductions use alpha = 1).
+inline void scale_by_channel(float* s, int rows, const std::vector<float>& sig) {
+    const int O = int(sig.size());
+    for (int r = 0; r < rows; r++)
+        for (int o = 0; o < O; o++) s[int64_t(r) * O + o] /= sig[size_t(o)];
+}
 
 // The sigma multiplier of the schedule at epoch e (from 0) of E.
 inline float sigma_factor(const UlrConfig& c, int e, int E) {

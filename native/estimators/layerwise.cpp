@@ -32,6 +32,8 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
     auto sigma = [&](int l) { return c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(l)]; };
     auto copies = [&](int l) { return c.copies_per_layer.empty() ? c.copies : c.copies_per_layer[size_t(l)]; };
     const bool plain_score = c.density == Density::Normal && c.score == Score::Exact;
+    const std::vector<std::vector<float>> sig = channel_sigmas(m, c);
+    auto per_channel = [&](int l) { return l < int(c.sigma_channels.size()) && !c.sigma_channels[size_t(l)].empty(); };
     int64_t total_rows = 0;
     for (int l = 0; l < L; l++) {
         uint64_t r;
@@ -92,7 +94,7 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
             float* cur = sc.a.data();
             float* other = sc.b.data();
             k.noisy_bias_act_forward(cur, c.store_noise ? sc.e.data() : nullptr, ws.v[size_t(l)].data() + int64_t(b0) * u.O,
-                                     nullptr, sigma(l), rows, u.O, K, u.act, u.alpha, ns);
+                                     nullptr, sig[size_t(l)].data(), rows, u.O, K, u.act, u.alpha, ns);
             for (int j = l + 1; j < L; j++) {
                 const DenseUnit& uj = m.units[size_t(j)];
                 k.gemm_nt(other, cur, m.W(uj), rows, uj.O, uj.I, 1.0f, 0.0f);
@@ -106,6 +108,7 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
                              1.0f / float(int64_t(B) * K));
             if (!c.store_noise) k.noise_fill(sc.e.data(), rows, u.O, ns);
             if (!plain_score) k.score_transform(sc.e.data(), int64_t(rows) * u.O, c.density, c.score);
+            if (per_channel(l)) scale_by_channel(sc.e.data(), rows, sig[size_t(l)]);
             k.lr_copy_sum(ws.g.data() + g_off[size_t(l)] + int64_t(b0) * u.O, sc.w.data(), sc.e.data(), s, K, u.O);
         }
     }, total_rows * m.max_width() * 8);
@@ -118,7 +121,7 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
         const DenseUnit& u = m.units[size_t(l)];
         const float* g = ws.g.data() + g_off[size_t(l)];
         const float* a_prev = l == 0 ? x : ws.a[size_t(l - 1)].data();
-        const float inv_sigma = 1.0f / sigma(l);
+        const float inv_sigma = per_channel(l) ? 1.0f : 1.0f / sigma(l);
         k.gemm_tn(m.grads.data() + u.w_off, g, a_prev, nullptr, u.O, u.I, B, inv_sigma, 0.0f);
         if (u.b_off >= 0) k.lr_bias_reduce(m.grads.data() + u.b_off, ws.ones.data(), g, B, u.O, inv_sigma, false);
     }

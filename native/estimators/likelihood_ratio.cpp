@@ -52,6 +52,8 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         return NoiseSpec{seed, step, uint32_t(l), uint32_t(row0), c.antithetic, c.density};
     };
     const bool plain_score = c.density == Density::Normal && c.score == Score::Exact;  // s(e) = e
+    const std::vector<std::vector<float>> sig = channel_sigmas(m, c);
+    auto per_channel = [&](int l) { return l < int(c.sigma_channels.size()) && !c.sigma_channels[size_t(l)].empty(); };
     const DenseUnit& u0 = m.units[0];
     const int C = m.outputs;
 
@@ -101,20 +103,20 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
 
         // forward: the block's K copies of each sample through every layer
         if (c.shared_prefix) {
-            k.noisy_bias_act_forward(sc.a[0].data(), E(0), ws.v0.data() + int64_t(b0) * u0.O, m.b(u0), sigma(0), rows,
+            k.noisy_bias_act_forward(sc.a[0].data(), E(0), ws.v0.data() + int64_t(b0) * u0.O, m.b(u0), sig[0].data(), rows,
                                      u0.O, K, u0.act, u0.alpha, noise(0, r0));
         } else {
             for (int r = 0; r < rows; r++)
                 std::copy(x + int64_t(b0 + r / K) * u0.I, x + int64_t(b0 + r / K + 1) * u0.I,
                           sc.x_rep.data() + int64_t(r) * u0.I);
             k.gemm_nt(sc.a[0].data(), sc.x_rep.data(), m.W(u0), rows, u0.O, u0.I, 1.0f, 0.0f);
-            k.noisy_bias_act_forward(sc.a[0].data(), E(0), sc.a[0].data(), m.b(u0), sigma(0), rows, u0.O, 1, u0.act,
+            k.noisy_bias_act_forward(sc.a[0].data(), E(0), sc.a[0].data(), m.b(u0), sig[0].data(), rows, u0.O, 1, u0.act,
                                      u0.alpha, noise(0, r0));
         }
         for (int l = 1; l < L; l++) {
             const DenseUnit& u = m.units[size_t(l)];
             k.gemm_nt(sc.a[size_t(l)].data(), sc.a[size_t(l - 1)].data(), m.W(u), rows, u.O, u.I, 1.0f, 0.0f);
-            k.noisy_bias_act_forward(sc.a[size_t(l)].data(), E(l), sc.a[size_t(l)].data(), m.b(u), sigma(l), rows, u.O,
+            k.noisy_bias_act_forward(sc.a[size_t(l)].data(), E(l), sc.a[size_t(l)].data(), m.b(u), sig[size_t(l)].data(), rows, u.O,
                                      1, u.act, u.alpha, noise(l, r0));
         }
         if (forward_only) {
@@ -185,13 +187,14 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                 sg_part[size_t(t) * L + size_t(l)] = acc;
             }
             if (!plain_score) k.score_transform(e, int64_t(rows) * u.O, c.density, c.score);  // e -> s(e)
+            if (per_channel(l)) scale_by_channel(e, rows, sig[size_t(l)]);
             if (l == 0 && c.shared_prefix) {  // this block's rows of G = sum_k w s(E_1)
                 k.lr_copy_sum(ws.g.data() + int64_t(b0) * u.O, w, e, s, K, u.O);
                 continue;
             }
             const float* a_prev = l == 0 ? sc.x_rep.data() : sc.a[size_t(l - 1)].data();
             float* p = partials + int64_t(t) * partial_size + partial_off[size_t(l)];
-            const float inv_sigma = 1.0f / sigma(l);
+            const float inv_sigma = per_channel(l) ? 1.0f : 1.0f / sigma(l);
             k.gemm_tn(p, e, a_prev, w, u.O, u.I, rows, inv_sigma, 0.0f);
             k.lr_bias_reduce(p + int64_t(u.O) * u.I, w, e, rows, u.O, inv_sigma, false);
         }
@@ -228,7 +231,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         }
     }
     if (c.shared_prefix) {  // grad W1 = G^T X / sigma; grad b1 = colsum(G) / sigma
-        const float inv_sigma = 1.0f / sigma(0);
+        const float inv_sigma = per_channel(0) ? 1.0f : 1.0f / sigma(0);
         k.gemm_tn(grads + u0.w_off, ws.g.data(), x, nullptr, u0.O, u0.I, B, inv_sigma, 0.0f);
         if (u0.b_off >= 0) {
             std::fill(ws.ones.data(), ws.ones.data() + B, 1.0f);

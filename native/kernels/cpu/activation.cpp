@@ -124,7 +124,7 @@ void bias_act_forward(float* a, float* v, const float* bias, int R, int O, Act a
     });
 }
 
-void noisy_bias_act_forward(float* out, float* E, const float* pre, const float* bias, float sigma, int R, int O,
+void noisy_bias_act_forward(float* out, float* E, const float* pre, const float* bias, const float* sigma, int R, int O,
                             int rep, Act act, float alpha, const NoiseSpec& ns) {
     for_row_chunks(R, 8, int64_t(R) * O * 6, [&](int r0, int r1) {
         thread_local std::vector<float> scratch;
@@ -144,9 +144,9 @@ void noisy_bias_act_forward(float* out, float* E, const float* pre, const float*
             const float* v = pre + int64_t(r / rep) * O;
             float* y = out + int64_t(r) * O;
             if (bias)
-                for (int o = 0; o < O; o++) y[o] = v[o] + bias[o] + sigma * e[o];
+                for (int o = 0; o < O; o++) y[o] = v[o] + bias[o] + sigma[o] * e[o];
             else
-                for (int o = 0; o < O; o++) y[o] = v[o] + sigma * e[o];
+                for (int o = 0; o < O; o++) y[o] = v[o] + sigma[o] * e[o];
             act_span(y, y, O, act, alpha);
         }
     });

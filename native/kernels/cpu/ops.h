@@ -48,9 +48,9 @@ void noise_fill_serial(float* E, int R, int O, const NoiseSpec& ns);
 void noise_row(float* out, int n, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed, Density density);
 void noise_row_naive(float* out, int n, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed, Density density);
 
-// Noisy: out[r, o] = act(pre[r / rep, o] + bias[o] + sigma * eps[r, o]), out (R, O) overwritten,
+// Noisy: out[r, o] = act(pre[r / rep, o] + bias[o] + sigma[o] * eps[r, o]), out (R, O) overwritten, sigma (O),
 // pre (R / rep, O); eps written to E (R, O) when E != nullptr. out may alias pre when rep == 1.
-void noisy_bias_act_forward(float* out, float* E, const float* pre, const float* bias, float sigma, int R, int O,
+void noisy_bias_act_forward(float* out, float* E, const float* pre, const float* bias, const float* sigma, int R, int O,
                             int rep, Act act, float alpha, const NoiseSpec& ns);
 
 // Per-row loss of outputs y (R, C) against targets of sample r / rep: labels (R / rep) for cross-entropy,
