@@ -77,6 +77,11 @@ export type FitOptions = {
    * a `NumericError`; the parameters are those of the last good step.
    */
   onDiverged?: (d: { reason: string; epoch: number; step: number }) => void;
+  /**
+   * Stop as diverged (an "exploding update": `onDiverged`, then a `NumericError`) when a step's gradient norm
+   * exceeds this, before the update is applied. Costs one pass over the gradients per step. Defaults to off.
+   */
+  maxGradNorm?: number;
   /** Cancels training between steps; fit rejects with an `AbortError` and the model keeps its last step. */
   signal?: AbortSignal;
   /**
@@ -159,7 +164,7 @@ export class Model {
   async fit(train: Dataset, options?: FitOptions): Promise<History> {
     const stack = new Error().stack;
     const o = optionsObject('fit', options, [
-      'estimator', 'optimizer', 'epochs', 'batchSize', 'shuffle', 'validation', 'onProgress', 'onEpochEnd', 'onDiverged', 'signal', 'resume', 'loss',
+      'estimator', 'optimizer', 'epochs', 'batchSize', 'shuffle', 'validation', 'onProgress', 'onEpochEnd', 'onDiverged', 'signal', 'resume', 'loss', 'maxGradNorm',
     ]) as FitOptions;
     this.checkData('train', train);
     if (o.validation !== undefined) this.checkData('validation', o.validation);
@@ -169,6 +174,7 @@ export class Model {
     if (!is.positiveInteger(batchSize)) throw invalidArg('batchSize', 'positive integer', batchSize);
     if (o.shuffle !== undefined && !is.bool(o.shuffle)) throw invalidArg('shuffle', 'boolean', o.shuffle);
     if (o.resume !== undefined && !is.bool(o.resume)) throw invalidArg('resume', 'boolean', o.resume);
+    if (o.maxGradNorm !== undefined && !is.positive(o.maxGradNorm)) throw invalidArg('maxGradNorm', 'positive number', o.maxGradNorm);
     for (const k of ['onProgress', 'onEpochEnd', 'onDiverged', 'loss'] as const) {
       if (o[k] !== undefined && typeof o[k] !== 'function') throw invalidArg(k, 'function', o[k]);
     }
@@ -186,7 +192,7 @@ export class Model {
       await nat.fit(
         train.x, train.y, train.rows,
         v ? v.x : null, v ? v.y : null, v ? v.rows : 0,
-        { epochs, batchSize, shuffle: o.shuffle ?? true, resume: o.resume ?? false, estimator, optimizer, ...(o.loss ? { loss: o.loss } : {}), ...(o.onDiverged ? { onDiverged: o.onDiverged } : {}) },
+        { epochs, batchSize, shuffle: o.shuffle ?? true, resume: o.resume ?? false, estimator, optimizer, ...(o.loss ? { loss: o.loss } : {}), ...(o.onDiverged ? { onDiverged: o.onDiverged } : {}), ...(o.maxGradNorm ? { maxGradNorm: o.maxGradNorm } : {}) },
         o.onProgress ?? null,
         (e) => {
           epochsOut.push(e);

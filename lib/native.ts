@@ -128,7 +128,7 @@ export interface NativeModel {
     valX: Float32Array | null,
     valY: Targets | null,
     valRows: number,
-    config: { epochs: number; batchSize: number; shuffle: boolean; resume: boolean; estimator: NativeEstimator; optimizer: NativeOptimizer; loss?: LossFunction; onDiverged?: (d: { reason: string; epoch: number; step: number }) => void },
+    config: { epochs: number; batchSize: number; shuffle: boolean; resume: boolean; estimator: NativeEstimator; optimizer: NativeOptimizer; loss?: LossFunction; onDiverged?: (d: { reason: string; epoch: number; step: number }) => void; maxGradNorm?: number },
     onProgress: ((p: Progress) => void) | null,
     onEpoch: ((e: EpochLog) => void) | null,
   ): Promise<EpochLog[]>;

@@ -95,6 +95,13 @@ t.test('runtime errors: divergence, disposed, busy', async (t) => {
   await t.rejects(m.fit(data, { estimator: of.bp(), optimizer: of.sgd({ lr: 1 }), epochs: 3, onDiverged: (d) => diverged.push(d) }), { name: 'NumericError', code: 'ERR_NUMERIC', message: /non-finite loss at step \d+ \(seed 3\).*epoch \d+, batch \d+/ });
   t.equal(diverged.length, 1, 'one diverged event');
   t.match(diverged[0]!, { reason: /non-finite loss/, epoch: Number, step: Number }, 'with the reason and where');
+  const m3 = of.sequential([of.dense(2, 4), of.relu(), of.dense(4, 2)], { seed: 3, loss: 'mse' });
+  const before = m3.parameters().map((p) => Float32Array.from(p.data));
+  const seen: string[] = [];
+  await t.rejects(m3.fit({ ...data, x: Float32Array.from([1, 2, -1, 3]) }, { estimator: of.bp(), epochs: 1, maxGradNorm: 1e-9, onDiverged: (d) => seen.push(d.reason) }), { code: 'ERR_NUMERIC', message: /exploding update: gradient norm .* > maxGradNorm/ });
+  t.equal(seen.length, 1, 'exploding update reported');
+  t.ok(m3.parameters().every((p, i) => p.data.every((v, j) => v === before[i]![j])), 'no update was applied');
+  m3.dispose();
   t.ok(m.parameters().every((p) => p.data.every(Number.isFinite)), 'parameters stay finite after a refused step');
   m.dispose();
   t.throws(() => m.predict(new Float32Array(2)), { name: 'DisposedError', code: 'ERR_DISPOSED' });

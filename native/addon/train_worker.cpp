@@ -143,6 +143,8 @@ Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self) {
     job->cfg.batch = int(require_int(cfg.Get("batchSize"), "batchSize", 1, 1 << 24));
     job->cfg.shuffle = opt_bool(cfg, "shuffle", true);
     job->cfg.resume = opt_bool(cfg, "resume", false);
+    job->cfg.max_grad_norm = opt_number(cfg, "maxGradNorm", 0.0);
+    if (job->cfg.max_grad_norm < 0.0) throw_status(env, arg_error("maxGradNorm must be >= 0"));
     job->cfg.estimator = parse_estimator(env, cfg.Get("estimator"));
     job->cfg.optimizer = parse_optimizer(env, cfg.Get("optimizer"));
     if (info[7].IsFunction()) job->on_progress = Napi::Persistent(info[7].As<Napi::Function>());

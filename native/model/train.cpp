@@ -23,7 +23,7 @@ Status validate_optimizer(const OptimizerConfig& o) {
 }
 
 Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
-                  const OptimizerConfig& o, StepStats* stats, const LossHook* hook) {
+                  const OptimizerConfig& o, StepStats* stats, const LossHook* hook, double max_grad_norm) {
     if (m.opt_kind != int(o.kind)) {  // new optimizer kind: fresh state
         OF_TRY(m.opt_m.reserve(size_t(m.n_params)));
         OF_TRY(m.opt_v.reserve(size_t(m.n_params)));
@@ -47,6 +47,12 @@ Status train_step(Model& m, const float* x, const Targets& y, int B, const Estim
     if (!std::isfinite(stats->loss))
         return {StatusCode::Numeric, "non-finite loss at step " + std::to_string(m.step) + " (seed " +
                                          std::to_string(m.seed) + "); lower the learning rate or sigma"};
+    if (max_grad_norm > 0.0) {  // checked before the update: the parameters stay those of the last good step
+        double norm = cpu::grad_norm(m.grads.data(), m.n_params);
+        if (!(norm <= max_grad_norm))
+            return {StatusCode::Numeric, "exploding update: gradient norm " + std::to_string(norm) + " > maxGradNorm " +
+                                             std::to_string(max_grad_norm) + " at step " + std::to_string(m.step)};
+    }
     if (learn)
         for (size_t l = 0; l < m.log_sigma.size() && l < stats->sigma_grad.size(); l++)
             m.log_sigma[l] -= double(e.ulr.sigma_lr) * stats->sigma_grad[l];
@@ -122,7 +128,7 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
             }
             Targets t{train.y.labels ? yl.data() : nullptr, train.y.values ? yv.data() : nullptr};
             StepStats st;
-            Status status = train_step(m, xb.data(), t, B, est, cfg.optimizer, &st, hook);
+            Status status = train_step(m, xb.data(), t, B, est, cfg.optimizer, &st, hook, cfg.max_grad_norm);
             if (!status.ok()) {
                 if (status.code == StatusCode::Numeric) {
                     if (hooks.diverged) hooks.diverged(status.message, ep + 1, s + 1);

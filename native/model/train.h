@@ -25,6 +25,7 @@ struct FitConfig {
     EstimatorConfig estimator;
     OptimizerConfig optimizer;
     LossHook loss_hook;  // empty: the model's built-in loss
+    double max_grad_norm = 0.0;  // > 0: a larger gradient norm stops training as an exploding update
 };
 
 struct ProgressEvent {
@@ -57,7 +58,8 @@ struct FitHooks {
 // One optimizer step on a batch x (B, inputs): gradients at the model's step counter, then the update.
 // A non-finite loss is ERR_NUMERIC and leaves the parameters untouched.
 Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
-                  const OptimizerConfig& o, StepStats* stats, const LossHook* hook = nullptr);
+                  const OptimizerConfig& o, StepStats* stats, const LossHook* hook = nullptr,
+                  double max_grad_norm = 0.0);
 
 Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& cfg, const FitHooks& hooks);
 
