@@ -18,6 +18,8 @@ export type ReportData = {
   runs: ReportRun[];
   /** Total variance of the ULR gradient estimate per number of copies (log-log plot). */
   variance?: { copies: number; variance: number }[];
+  /** Test accuracy against wall-clock training time, per run. */
+  timeCurves?: { name: string; points: { seconds: number; accuracy: number }[] }[];
 };
 
 const escape = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
@@ -54,12 +56,13 @@ ${rows}
 <div class="card"><h2>Training loss per epoch</h2><canvas id="loss"></canvas></div>
 <div class="card"><h2>Test accuracy per epoch</h2><canvas id="acc"></canvas></div>
 ${data.variance?.length ? '<div class="card"><h2>ULR gradient variance vs copies K</h2><canvas id="var"></canvas></div>' : ''}
+${data.timeCurves?.length ? '<div class="card"><h2>Test accuracy vs training time</h2><canvas id="time"></canvas></div>' : ''}
 </div>
 <script type="application/json" id="data">${json}</script>
 <script>${chartjs}</script>
 <script>
 const data = JSON.parse(document.getElementById('data').textContent);
-const colors = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b'];
+const colors = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#17becf', '#e377c2', '#bcbd22', '#7f7f7f'];
 const line = (id, key, yTitle) => new Chart(document.getElementById(id), {
   type: 'line',
   data: { datasets: data.runs.map((r, i) => ({ label: r.name, borderColor: colors[i % colors.length], backgroundColor: colors[i % colors.length],
@@ -68,6 +71,12 @@ const line = (id, key, yTitle) => new Chart(document.getElementById(id), {
 });
 line('loss', 'loss', 'training loss');
 line('acc', 'valAccuracy', 'test accuracy (%)');
+if (data.timeCurves && data.timeCurves.length) new Chart(document.getElementById('time'), {
+  type: 'line',
+  data: { datasets: data.timeCurves.map((c, i) => ({ label: c.name, borderColor: colors[i % colors.length], backgroundColor: colors[i % colors.length],
+    data: c.points.map((p) => ({ x: p.seconds, y: 100 * p.accuracy })) })) },
+  options: { animation: false, parsing: false, scales: { x: { type: 'logarithmic', title: { display: true, text: 'training seconds (log)' } }, y: { title: { display: true, text: 'test accuracy (%)' } } } },
+});
 if (data.variance && data.variance.length) new Chart(document.getElementById('var'), {
   type: 'line',
   data: { datasets: [

@@ -13,6 +13,7 @@ const data: of.ReportData = {
   title: 'ULR vs BP </script><b>x</b>',
   runs: [{ name: 'bp', epochs: epochs([0.9, 0.92]) }, { name: 'ulr K=32', epochs: epochs([0.85, 0.89]) }],
   variance: [{ copies: 4, variance: 100 }, { copies: 8, variance: 50 }],
+  timeCurves: [{ name: 'bp', points: [{ seconds: 0.1, accuracy: 0.9 }, { seconds: 0.2, accuracy: 0.92 }] }],
 };
 
 t.test('the report is one self-contained HTML file', async (t) => {
@@ -23,6 +24,7 @@ t.test('the report is one self-contained HTML file', async (t) => {
   const json = /<script type="application\/json" id="data">([\s\S]*?)<\/script>/.exec(html);
   t.same(JSON.parse(json![1]!), data, 'the embedded data round-trips (no early </script>)');
   t.match(html, /id="var"/, 'the variance chart is there');
+  t.match(html, /id="time"/, 'the accuracy-vs-time chart is there');
   t.notMatch(of.report.render({ title: 'x', runs: [{ name: 'bp', epochs: epochs([0.5]) }] }), /id="var"/, 'and only when measured');
   t.throws(() => of.report.render({ title: 'x', runs: [] }), { code: 'ERR_CONFIG' });
 });
