@@ -5,6 +5,7 @@
       "sources": [
         "native/core/status.cpp",
         "native/core/thread_pool.cpp",
+        "native/rng/sobol.cpp",
         "native/kernels/cpu/gemm.cpp",
         "native/kernels/cpu/activation.cpp",
         "native/kernels/cpu/noise.cpp",

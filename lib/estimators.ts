@@ -77,6 +77,13 @@ export type UlrOptions = {
    * (the engine works in blocks of ~256 rows). Defaults to `true`.
    */
   storeNoise?: boolean;
+  /**
+   * Quasi-Monte Carlo noise: the copies of a sample take randomized Sobol points (a random digital shift per
+   * sample and neuron keeps every point exactly normal), so each neuron's K values are stratified. Normal
+   * noise only; needs `baseline: 'clean'`, `'running'` or `'none'` (the copies are not independent, so a
+   * leave-one-out baseline would bias the estimate). Defaults to `false`.
+   */
+  qmc?: boolean;
   /** Noise seed; defaults to the model's seed. Integer in [0, 2^53]. */
   seed?: number;
   /**
@@ -149,7 +156,7 @@ export function bp(): BpEstimator {
  * const est = of.ulr({ copies: 32, sigma: 0.1 });
  */
 export function ulr(options?: UlrOptions): UlrEstimator {
-  const o = optionsObject('ulr', options, ['copies', 'injection', 'sigma', 'antithetic', 'baseline', 'noise', 'score', 'sharedPrefix', 'storeNoise', 'seed', 'sigmaSchedule', 'learnSigma']);
+  const o = optionsObject('ulr', options, ['copies', 'injection', 'sigma', 'antithetic', 'baseline', 'noise', 'score', 'sharedPrefix', 'storeNoise', 'seed', 'sigmaSchedule', 'learnSigma', 'qmc']);
   const copies = o.copies ?? 32;
   const sigma = o.sigma ?? 0.1;
   const antithetic = o.antithetic ?? false;
@@ -172,7 +179,11 @@ export function ulr(options?: UlrOptions): UlrEstimator {
   const score = o.score ?? 'exact';
   if (!(DENSITIES as readonly unknown[]).includes(noise)) throw invalidArg('noise', DENSITIES.join(' | '), noise);
   if (!(SCORES as readonly unknown[]).includes(score)) throw invalidArg('score', SCORES.join(' | '), score);
-  for (const key of ['sharedPrefix', 'storeNoise'] as const) {
+  if (o.qmc === true && !['clean', 'running', 'none'].includes(baseline as string)) {
+    throw new ConfigError("qmc needs baseline 'clean', 'running' or 'none' (its copies are not independent)");
+  }
+  if (o.qmc === true && noise !== 'normal') throw new ConfigError('qmc works with normal noise');
+  for (const key of ['sharedPrefix', 'storeNoise', 'qmc'] as const) {
     if (o[key] !== undefined && !is.bool(o[key])) throw invalidArg(key, 'boolean', o[key]);
   }
   if (o.seed !== undefined && (!is.integer(o.seed) || (o.seed as number) < 0 || (o.seed as number) > 2 ** 53)) {
@@ -187,6 +198,7 @@ export function ulr(options?: UlrOptions): UlrEstimator {
     baseline: baseline as BaselineName,
     noise: noise as DensityName,
     score: score as ScoreName,
+    qmc: (o.qmc as boolean | undefined) ?? false,
     sharedPrefix: (o.sharedPrefix as boolean | undefined) ?? true,
     storeNoise: (o.storeNoise as boolean | undefined) ?? true,
   };

@@ -23,6 +23,7 @@ export type NativeEstimator = {
   injection?: string;
   sigmaSchedule?: { kind: string; every?: number; gamma?: number; min?: number };
   learnSigma?: { lr: number };
+  qmc?: boolean;
   sigma?: number | (number | number[])[];
   antithetic?: boolean;
   baseline?: string;

@@ -263,3 +263,26 @@ t.test('sigma per output channel: unbiased, and equal channels match one sigma p
   model.dispose();
   mm.dispose();
 });
+
+t.test('QMC noise (randomized Sobol across copies): unbiased, and lower variance than plain at equal K', async (t) => {
+  const { model, x, y, exact } = linear(15);
+  for (const o of [{ baseline: 'clean' }, { baseline: 'none' }, { baseline: 'clean', antithetic: true }] as of.UlrOptions[]) {
+    const est = Array.from({ length: 300 }, (_, s) => concat(model.gradients({ x, y }, { estimator: of.ulr({ copies: 8, sigma: 0.4, qmc: true, ...o }), step: s })));
+    t.ok(maxAbs(zScores(est, exact)) < 5, `qmc ${JSON.stringify(o)}: max |z| = ${maxAbs(zScores(est, exact)).toFixed(2)}`);
+  }
+  model.dispose();
+  const { model: mm } = mlp([6, 8, 3], 'tanh', { seed: 8 });
+  const xx = randn(4 * 6, 80), yy = Int32Array.from([2, 0, 1, 2]);
+  const totalVar = (o: of.UlrOptions) => {
+    const est = Array.from({ length: 200 }, (_, s) => concat(mm.gradients({ x: xx, y: yy }, { estimator: of.ulr({ copies: 16, sigma: 0.1, ...o }), step: s })));
+    const m = est[0]!.map((_, i) => est.reduce((a, e) => a + e[i]!, 0) / est.length);
+    return est.reduce((a, e) => a + e.reduce((b, v, i) => b + (v - m[i]!) ** 2, 0), 0) / (est.length - 1);
+  };
+  for (const baseline of ['clean', 'none'] as const) {
+    const plain = totalVar({ baseline }), qmc = totalVar({ baseline, qmc: true });
+    t.ok(qmc < plain, `baseline ${baseline}: variance ${qmc.toExponential(3)} (qmc) < ${plain.toExponential(3)} (plain)`);
+  }
+  t.throws(() => of.ulr({ qmc: true }), { code: 'ERR_CONFIG', message: /qmc needs baseline/ });
+  t.throws(() => of.ulr({ qmc: true, baseline: 'clean', noise: 'laplace' }), { code: 'ERR_CONFIG', message: /normal noise/ });
+  mm.dispose();
+});

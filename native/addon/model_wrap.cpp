@@ -92,6 +92,7 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     } else {
         c.copies = int(require_int(cv, "copies", 0, 1 << 20));
     }
+    c.qmc = opt_bool(o, "qmc", false);
     Napi::Value ls = o.Get("learnSigma");
     if (!ls.IsUndefined()) {
         c.learn_sigma = true;

@@ -55,6 +55,11 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
         }
         OF_CHECK(!c.learn_sigma, Config, "learnSigma works with one sigma per layer, not per channel");
     }
+    // QMC points of one sample are dependent: a baseline built from the other copies would correlate with a
+    // copy's own noise (bias), so QMC needs a baseline independent of them.
+    OF_CHECK(!c.qmc || c.baseline == Baseline::Clean || c.baseline == Baseline::Running || c.baseline == Baseline::None,
+             Config, "qmc needs baseline 'clean', 'running' or 'none' (its copies are not independent)");
+    OF_CHECK(!c.qmc || (c.density == Density::Normal && !c.learn_sigma), Config, "qmc works with normal noise and a fixed sigma");
     OF_CHECK(!c.learn_sigma || (!c.layerwise && c.schedule == UlrConfig::Schedule::Constant), Config,
              "learnSigma works with injection 'all' and no sigma schedule");
     OF_CHECK(!c.learn_sigma || (c.sigma_lr > 0.0f && std::isfinite(c.sigma_lr)), Config, "learnSigma lr must be positive");

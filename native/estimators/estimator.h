@@ -29,6 +29,7 @@ struct UlrConfig {
     float gamma = 0.5f, min_factor = 0.0f;
     // learnable log sigma per layer: its LR gradient E[(l - b) sum_j (e_j s(e_j) - 1)] (the score of the scale),
     // one SGD step of sigma_lr per training step; starts from `sigma`, then lives in the model (Model::log_sigma).
+    bool qmc = false;  // quasi-Monte Carlo normal noise (randomized Sobol points across the copies)
     bool learn_sigma = false;
     float sigma_lr = 0.01f;
     bool store_noise = true;          // false: regenerate eps in the gradient pass (METHOD.md 3.2)

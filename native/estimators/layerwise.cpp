@@ -82,7 +82,8 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
         for (int l = 0; l < L && st.ok(); l++) {
             const DenseUnit& u = m.units[size_t(l)];
             const int K = copies(l), rows = s * K, r0 = b0 * K;
-            const NoiseSpec ns{seed, step, uint32_t(l), uint32_t(r0), c.antithetic, c.density};
+            const NoiseSpec ns{seed, step, uint32_t(l), uint32_t(r0), c.antithetic, c.density,
+                               c.qmc ? uint32_t(c.antithetic ? K / 2 : K) : 0u};
             const int width = m.max_width();
             st = sc.a.reserve(size_t(rows) * width);
             if (st.ok()) st = sc.b.reserve(size_t(rows) * width);

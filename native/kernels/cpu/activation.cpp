@@ -137,7 +137,7 @@ void noisy_bias_act_forward(float* out, float* E, const float* pre, const float*
                 const float* p = E ? e - O : scratch.data();
                 for (int o = 0; o < O; o++) e[o] = -p[o];
             } else {
-                noise_row(e, O, odd ? g & ~1u : g, ns.layer, ns.step, ns.seed, ns.density);
+                noise_row_of(e, O, odd ? g & ~1u : g, ns);
                 if (odd)
                     for (int o = 0; o < O; o++) e[o] = -e[o];
             }

@@ -28,6 +28,9 @@ struct NoiseSpec {
     uint32_t row0;  // global index of the first row handled
     bool antithetic;
     Density density = Density::Normal;
+    // > 0: quasi-Monte Carlo normals. Rows are (sample, copy) with qmc_copies copies per sample; the copy index
+    // picks a Sobol point (the pair index with antithetic mirrors), randomized per sample by a digital shift.
+    uint32_t qmc_copies = 0;
 };
 
 namespace cpu {
@@ -44,6 +47,8 @@ void bias_act_forward(float* a, float* v, const float* bias, int R, int O, Act a
 // thread pool; noise_fill_serial runs on the calling thread (for use inside another parallel task).
 void noise_fill(float* E, int R, int O, const NoiseSpec& ns);
 void noise_fill_serial(float* E, int R, int O, const NoiseSpec& ns);
+// Row g (global row index) of a NoiseSpec's noise, before any antithetic negation: out (O), overwritten.
+void noise_row_of(float* out, int O, uint32_t g, const NoiseSpec& ns);
 // One row of n noise values: out (n), overwritten. _naive: the scalar noise_at() per element (the oracle).
 void noise_row(float* out, int n, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed, Density density);
 void noise_row_naive(float* out, int n, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed, Density density);
