@@ -44,7 +44,7 @@ t.test('noise is a pure function of its counters', async (t) => {
   t.not(nat.noise(1, cols, 10, 4, 2, 0, false)[0], all[0], 'another seed gives other noise');
 });
 
-t.test('the vectorized generator (widest SIMD clone) equals the scalar normal_at() bit for bit', async (t) => {
+t.test('the vectorized generator (widest SIMD clone) equals the scalar noise_at() bit for bit', async (t) => {
   for (const [rows, cols] of [[1, 1], [3, 7], [4, 64], [5, 65], [2, 257], [6, 1000]] as const) {
     const fast = nat.noise(rows, cols, 12345, 6, 2, 3, true);
     const slow = nat.noise(rows, cols, 12345, 6, 2, 3, true, true);

@@ -101,8 +101,5 @@ OF_HOST_DEVICE float noise_at(uint32_t j, uint32_t row, uint32_t layer, uint32_t
     return (w & 1u) ? z1 : z0;
 }
 
-OF_HOST_DEVICE float normal_at(uint32_t j, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed) {
-    return noise_at(j, row, layer, step, seed, 0);
-}
 
 }  // namespace of

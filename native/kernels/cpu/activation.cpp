@@ -80,8 +80,6 @@ void for_row_chunks(int rows, int min_rows, int64_t cycles, Fn&& fn) {
 
 }  // namespace
 
-void act_forward(float* y, const float* x, int64_t n, Act act, float alpha) { act_span(y, x, n, act, alpha); }
-
 void act_backward(float* dv, const float* dy, const float* v, const float* a, int64_t n, Act act, float alpha) {
     switch (act) {
         case Act::Identity:

@@ -1,7 +1,7 @@
 // Noise generation on the CPU: rows of noise (normal, Laplace or logistic) laid out as rng/normal.h defines (blocks of 64
 // neurons = 16 Philox calls), computed 16 lanes at a time with GCC vector types. Cloned per ISA
 // (AVX-512 / AVX2 / SSE2): every clone performs the same IEEE operations in the same order as the scalar
-// normal_at() (the build has -ffp-contract=off), so the bits never depend on the CPU -- and will match CUDA.
+// noise_at() (the build has -ffp-contract=off), so the bits never depend on the CPU -- and will match CUDA.
 // GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own undefined-vector idiom.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -247,8 +247,6 @@ static void noise_rows(float* E, int r0, int r1, int O, const NoiseSpec& ns) {
         }
     }
 }
-
-void noise_fill_serial(float* E, int R, int O, const NoiseSpec& ns) { noise_rows(E, 0, R, O, ns); }
 
 void noise_fill(float* E, int R, int O, const NoiseSpec& ns) {
     int chunk = std::max(8, (R + 63) / 64);

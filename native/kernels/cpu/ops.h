@@ -19,8 +19,9 @@ enum class Score : int { Exact = 0, Sign };
 bool act_differentiable(Act a);
 const char* act_name(Act a);
 
-// Where noise comes from: element (row, j) of layer `layer` at `step` is normal_at(j, row0 + row, layer, step,
-// seed) (rng/normal.h). With antithetic pairs the odd row of each pair uses the negated noise of the even row.
+// Where noise comes from: element (row, j) of layer `layer` at `step` is noise_at(j, row0 + row, layer, step,
+// seed, density) (rng/normal.h), or a QMC point (qmc_copies). With antithetic pairs the odd row of each pair
+// uses the negated noise of the even row.
 struct NoiseSpec {
     uint64_t seed;
     uint32_t step;
@@ -35,18 +36,14 @@ struct NoiseSpec {
 
 namespace cpu {
 
-// x (n) -> y (n), overwritten (y may alias x).
-void act_forward(float* y, const float* x, int64_t n, Act act, float alpha);
 // dy (n), pre-activation v (n), activation a (n) -> dv (n), overwritten (dv may alias dy).
 void act_backward(float* dv, const float* dy, const float* v, const float* a, int64_t n, Act act, float alpha);
 
 // Clean: v (R, O) += bias, then a = act(v); v keeps the pre-activation for BP. a may alias v (no BP).
 void bias_act_forward(float* a, float* v, const float* bias, int R, int O, Act act, float alpha);
 
-// Noise rows: E (R, O), overwritten, standard normal per NoiseSpec. noise_fill splits rows over the
-// thread pool; noise_fill_serial runs on the calling thread (for use inside another parallel task).
+// Noise rows: E (R, O), overwritten, per NoiseSpec; rows split over the thread pool (inline inside a task).
 void noise_fill(float* E, int R, int O, const NoiseSpec& ns);
-void noise_fill_serial(float* E, int R, int O, const NoiseSpec& ns);
 // Row g (global row index) of a NoiseSpec's noise, before any antithetic negation: out (O), overwritten.
 void noise_row_of(float* out, int O, uint32_t g, const NoiseSpec& ns);
 // One row of n noise values: out (n), overwritten. _naive: the scalar noise_at() per element (the oracle).
