@@ -61,6 +61,7 @@ function cpuDigits() {
     { name: 'oneforward ulr K=8', estimator: 'ulr', copies: 8, epochs, seed: 1 },
     { name: 'oneforward ulr K=32', estimator: 'ulr', copies: 32, epochs, seed: 1 },
     { name: 'oneforward ulr K=32, antithetic pairs', estimator: 'ulr', copies: 32, antithetic: true, epochs, seed: 1 },
+    { name: 'oneforward ulr K=32, layer-wise', estimator: 'ulr', copies: 32, injection: 'layerwise', epochs, seed: 1 },
     { name: 'oneforward ulr K=128', estimator: 'ulr', copies: 128, epochs, seed: 1 },
   ];
   // Rounds interleave the cases (numpy included), so a noisy stretch of a shared machine hits them all

@@ -3,13 +3,21 @@
 // ms/step, samples/s, nominal GFLOP/s and the test accuracy.
 import * as of from '../../lib/index';
 
-type Config = { name: string; estimator: 'bp' | 'ulr'; copies?: number; epochs: number; seed: number; antithetic?: boolean };
+type Config = {
+  name: string; estimator: 'bp' | 'ulr'; copies?: number; epochs: number; seed: number; antithetic?: boolean; injection?: of.InjectionName;
+};
 
 // Multiply-adds of one step (B samples): BP = forward + weight grads + input grads of all but the first
 // layer; ULR with the shared prefix = first layer forward + gradient on B rows, later layers forward +
 // gradient on B K rows (METHOD.md section 3, cost model).
 function macsPerStep(widths: number[], B: number, c: Config): number {
   let macs = 0;
+  if (c.estimator === 'ulr' && c.injection === 'layerwise') {
+    // clean forward and one gradient GEMM per layer on B rows; group l runs layers > l on B K rows
+    const io = widths.slice(0, -1).map((w, l) => w * widths[l + 1]!);
+    io.forEach((x, l) => (macs += 2 * B * x + B * c.copies! * io.slice(l + 1).reduce((a, b) => a + b, 0)));
+    return macs;
+  }
   for (let l = 0; l + 1 < widths.length; l++) {
     const io = widths[l]! * widths[l + 1]!;
     if (c.estimator === 'bp') macs += B * io * (l === 0 ? 2 : 3);
@@ -24,7 +32,7 @@ async function main() {
   const widths = [784, 256, 10];
   const B = 64;
   const model = of.sequential([of.dense(784, 256), of.relu(), of.dense(256, 10)], { seed: c.seed });
-  const estimator = c.estimator === 'bp' ? of.bp() : of.ulr({ copies: c.copies!, sigma: 0.1, antithetic: c.antithetic ?? false });
+  const estimator = c.estimator === 'bp' ? of.bp() : of.ulr({ copies: c.copies!, sigma: 0.1, antithetic: c.antithetic ?? false, injection: c.injection ?? 'all' });
   // Warm-up: a few steps on a throwaway model, so thread pool and page faults are out of the timings.
   const warm = of.sequential([of.dense(784, 256), of.relu(), of.dense(256, 10)], { seed: 99 });
   for (let i = 0; i < 20; i++) warm.trainStep({ x: train.x.subarray(i * B * 784, (i + 1) * B * 784), y: train.y.subarray(i * B, (i + 1) * B) }, { estimator });
