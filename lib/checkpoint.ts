@@ -28,6 +28,7 @@ type Header = {
   state: {
     step: number; epochsRun: number; epochStep: number; optimizer: { kind: string; t: number } | null; runningLoss?: number | null;
     logSigma?: number[] | null;
+    layerVar?: number[] | null;
   };
   tensors: TensorEntry[];
   dataBytes: number;
@@ -67,6 +68,7 @@ export async function save(model: Model, file: string): Promise<void> {
       optimizer: st.optKind >= 0 ? { kind: OPTIMIZERS[st.optKind]!, t: st.optT } : null,
       runningLoss: st.runningLoss,
       logSigma: st.logSigma,
+      layerVar: st.layerVar,
     },
     tensors,
     dataBytes: data.length,
@@ -178,6 +180,9 @@ export async function load(file: string): Promise<Model> {
   if (s.logSigma !== undefined && s.logSigma !== null && (!Array.isArray(s.logSigma) || s.logSigma.length !== d || !s.logSigma.every(Number.isFinite))) {
     throw fail(file, 'bad learned sigma');
   }
+  if (s.layerVar !== undefined && s.layerVar !== null && (!Array.isArray(s.layerVar) || s.layerVar.length !== d || !s.layerVar.every((v) => Number.isFinite(v) && v >= 0))) {
+    throw fail(file, 'bad layer variances');
+  }
   let optKind = -1;
   if (s.optimizer !== null) {
     optKind = OPTIMIZERS.indexOf(s.optimizer?.kind as (typeof OPTIMIZERS)[number]);
@@ -223,6 +228,7 @@ export async function load(file: string): Promise<Model> {
     optT: s.optimizer?.t ?? 0,
     runningLoss: s.runningLoss ?? null,
     logSigma: s.logSigma ?? null,
+    layerVar: s.layerVar ?? null,
     m: optKind >= 0 ? floats(np) : null,
     v: optKind >= 0 ? floats(np + 1) : null,
   });

@@ -36,7 +36,13 @@ export type UlrOptions = {
    * Noisy copies K of every sample (variance ∝ 1/K); even when `antithetic`. With `injection: 'layerwise'`,
    * also an array: copies per dense layer. Defaults to `32`.
    */
-  copies?: number | number[];
+  copies?: number | number[] | 'auto';
+  /**
+   * With `copies: 'auto'` (layer-wise only): the cost budget, as copies per layer; each step the copies are
+   * reallocated across layers (K_l ∝ √(V_l / c_l), V_l a running per-copy variance, c_l the cost of one copy)
+   * at the cost of `budget` copies for every layer. Defaults to `32`.
+   */
+  budget?: number;
   /**
    * `'all'`: noise in every dense layer at once, one group of copies (one forward). `'layerwise'`: one group
    * of copies per dense layer, only that layer perturbed, the rest clean (shared clean prefix); less noise
@@ -103,8 +109,9 @@ export type UlrOptions = {
 export type SigmaSchedule = { kind: 'constant' | 'step' | 'exponential' | 'cosine'; every?: number; gamma?: number; min?: number };
 
 /** A configured ULR estimator. */
-export type UlrEstimator = { kind: 'ulr' } & Required<Omit<UlrOptions, 'seed' | 'copies' | 'sigmaSchedule' | 'learnSigma'>> & {
-  copies: number | number[];
+export type UlrEstimator = { kind: 'ulr' } & Required<Omit<UlrOptions, 'seed' | 'copies' | 'sigmaSchedule' | 'learnSigma' | 'budget'>> & {
+  copies: number | number[] | 'auto';
+  budget?: number;
   seed?: number;
   sigmaSchedule?: SigmaSchedule;
   learnSigma?: { lr: number };
@@ -156,14 +163,19 @@ export function bp(): BpEstimator {
  * const est = of.ulr({ copies: 32, sigma: 0.1 });
  */
 export function ulr(options?: UlrOptions): UlrEstimator {
-  const o = optionsObject('ulr', options, ['copies', 'injection', 'sigma', 'antithetic', 'baseline', 'noise', 'score', 'sharedPrefix', 'storeNoise', 'seed', 'sigmaSchedule', 'learnSigma', 'qmc']);
+  const o = optionsObject('ulr', options, ['copies', 'injection', 'sigma', 'antithetic', 'baseline', 'noise', 'score', 'sharedPrefix', 'storeNoise', 'seed', 'sigmaSchedule', 'learnSigma', 'qmc', 'budget']);
   const copies = o.copies ?? 32;
   const sigma = o.sigma ?? 0.1;
   const antithetic = o.antithetic ?? false;
   const baseline = o.baseline ?? 'loo';
   const injection = o.injection ?? 'all';
   if (!(INJECTIONS as readonly unknown[]).includes(injection)) throw invalidArg('injection', INJECTIONS.join(' | '), injection);
-  const list = Array.isArray(copies) ? copies : [copies];
+  if (copies === 'auto' && injection !== 'layerwise') throw new ConfigError("copies: 'auto' needs injection: 'layerwise'");
+  const budget = o.budget;
+  if (budget !== undefined && (copies !== 'auto' || !is.integer(budget) || (budget as number) < 2)) {
+    throw invalidArg('budget', "integer >= 2 (with copies: 'auto')", budget);
+  }
+  const list = copies === 'auto' ? [(budget as number | undefined) ?? 32] : Array.isArray(copies) ? copies : [copies];
   if (Array.isArray(copies) && injection !== 'layerwise') throw new ConfigError("copies per layer need injection: 'layerwise'");
   if (list.length === 0 || !list.every((k) => is.integer(k) && (k as number) >= 2)) throw invalidArg('copies', 'integer >= 2 (or an array of them)', copies);
   if (!is.bool(antithetic)) throw invalidArg('antithetic', 'boolean', antithetic);
@@ -191,7 +203,7 @@ export function ulr(options?: UlrOptions): UlrEstimator {
   }
   const est: UlrEstimator = {
     kind: 'ulr',
-    copies: Array.isArray(copies) ? [...(copies as number[])] : (copies as number),
+    copies: Array.isArray(copies) ? [...(copies as number[])] : (copies as number | 'auto'),
     injection: injection as InjectionName,
     sigma: Array.isArray(sigma) ? (sigma as (number | number[])[]).map((s) => (Array.isArray(s) ? [...s] : s)) : (sigma as number),
     antithetic,
@@ -203,6 +215,7 @@ export function ulr(options?: UlrOptions): UlrEstimator {
     storeNoise: (o.storeNoise as boolean | undefined) ?? true,
   };
   if (o.seed !== undefined) est.seed = o.seed as number;
+  if (budget !== undefined) est.budget = budget as number;
   if (o.learnSigma !== undefined) {
     const ls = optionsObject('learnSigma', o.learnSigma, ['lr']);
     const lr = ls.lr ?? 0.01;

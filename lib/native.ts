@@ -19,7 +19,8 @@ export type NativeEstimator = {
   kind: 'bp' | 'ulr' | 'spsa' | 'es';
   population?: number;
   rankShaping?: boolean;
-  copies?: number | number[];
+  copies?: number | number[] | 'auto';
+  budget?: number;
   injection?: string;
   sigmaSchedule?: { kind: string; every?: number; gamma?: number; min?: number };
   learnSigma?: { lr: number };
@@ -102,6 +103,8 @@ export type NativeTrainState = {
   optT: number;
   /** Running-average baseline (null before its first step). */
   runningLoss: number | null;
+  /** Running per-copy variance per layer for layer-wise auto copies (null until used). */
+  layerVar: number[] | null;
   /** Learned log sigma per dense layer (null unless learnSigma was used). */
   logSigma: number[] | null;
   m: Float32Array | null;

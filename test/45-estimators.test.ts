@@ -286,3 +286,32 @@ t.test('QMC noise (randomized Sobol across copies): unbiased, and lower variance
   t.throws(() => of.ulr({ qmc: true, baseline: 'clean', noise: 'laplace' }), { code: 'ERR_CONFIG', message: /normal noise/ });
   mm.dispose();
 });
+
+t.test("copies: 'auto' (layer-wise): Neyman allocation from running variances, kept by checkpoints", async (t) => {
+  const { train, test } = of.datasets.digits();
+  const m = of.sequential([of.dense(784, 64), of.relu(), of.dense(64, 10)], { seed: 4 });
+  const auto = of.ulr({ injection: 'layerwise', copies: 'auto', budget: 16 });
+  for (let i = 0; i < 10; i++) m.trainStep({ x: train.x.subarray(i * 64 * 784, (i + 1) * 64 * 784), y: train.y.subarray(i * 64, (i + 1) * 64) }, { estimator: auto });
+  const v = m._native!.exportState().layerVar!;
+  t.ok(v.length === 2 && v.every((x) => x > 0), `running per-copy variances ${v.map((x) => x.toExponential(2)).join(', ')}`);
+  // The allocation the engine must use: K_l = U sqrt(V_l / c_l) / sum_j sqrt(V_j c_j), U the uniform cost.
+  const cost = [64 + 64 * 10, 10];
+  const uniform = 16 * (cost[0]! + cost[1]!);
+  const norm = v.reduce((a, x, l) => a + Math.sqrt(x * cost[l]!), 0);
+  const k = v.map((x, l) => Math.min(4096, Math.max(2, Math.round((uniform * Math.sqrt(x / cost[l]!)) / norm))));
+  const batch = { x: train.x.subarray(0, 64 * 784), y: train.y.subarray(0, 64) };
+  const a = concat(m.gradients(batch, { estimator: auto, step: 99 }));
+  const b = concat(m.gradients(batch, { estimator: of.ulr({ injection: 'layerwise', copies: k }), step: 99 }));
+  t.ok(a.every((x, i) => x === b[i]), `auto used copies [${k.join(', ')}]`);
+  t.notSame(k, [16, 16], 'the allocation moved away from uniform');
+  const file = path.join(os.tmpdir(), `of-auto-${process.pid}.ofm`);
+  await m.save(file);
+  const back = await of.load(file);
+  t.same(back._native!.exportState().layerVar, v, 'checkpoint round trip');
+  fs.rmSync(file);
+  back.dispose();
+  const h = await m.fit(train, { estimator: auto, epochs: 1, batchSize: 64, validation: test });
+  t.ok(h.epochs[0]!.valAccuracy! > 0.8, `trains: ${(100 * h.epochs[0]!.valAccuracy!).toFixed(1)}% after one epoch`);
+  t.throws(() => of.ulr({ copies: 'auto' }), { code: 'ERR_CONFIG', message: /layerwise/ });
+  m.dispose();
+});

@@ -85,7 +85,10 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     e.kind = EstimatorConfig::Kind::Ulr;
     UlrConfig& c = e.ulr;
     Napi::Value cv = o.Get("copies");
-    if (cv.IsArray()) {
+    if (cv.IsString() && cv.As<Napi::String>().Utf8Value() == "auto") {  // budget: `budget` copies per layer
+        c.auto_copies = true;
+        c.copies = int(o.Get("budget").IsUndefined() ? 32 : require_int(o.Get("budget"), "budget", 2, 1 << 20));
+    } else if (cv.IsArray()) {
         Napi::Array a = cv.As<Napi::Array>();
         for (uint32_t i = 0; i < a.Length(); i++) c.copies_per_layer.push_back(int(require_int(a.Get(i), "copies", 0, 1 << 20)));
         c.copies = c.copies_per_layer.empty() ? 0 : *std::max_element(c.copies_per_layer.begin(), c.copies_per_layer.end());
@@ -417,6 +420,13 @@ Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
     r.Set("optKind", m.opt_kind);
     r.Set("optT", double(m.opt_t));
     r.Set("runningLoss", m.has_running ? Napi::Value(Napi::Number::New(env, m.running_loss)) : env.Null());
+    if (m.layer_var.empty()) {
+        r.Set("layerVar", env.Null());
+    } else {
+        Napi::Array lv = Napi::Array::New(env, m.layer_var.size());
+        for (size_t l = 0; l < m.layer_var.size(); l++) lv.Set(uint32_t(l), m.layer_var[l]);
+        r.Set("layerVar", lv);
+    }
     if (m.log_sigma.empty()) {
         r.Set("logSigma", env.Null());
     } else {
@@ -463,6 +473,13 @@ Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
     Napi::Value rl = o.Get("runningLoss");
     m.has_running = !rl.IsUndefined() && !rl.IsNull();
     m.running_loss = m.has_running ? require_number(rl, "runningLoss") : 0.0;
+    Napi::Value lv = o.Get("layerVar");
+    m.layer_var.clear();
+    if (lv.IsArray()) {
+        Napi::Array a = lv.As<Napi::Array>();
+        if (a.Length() != m.units.size()) throw_status(env, {StatusCode::Checkpoint, "layerVar has the wrong length for this model"});
+        for (uint32_t l = 0; l < a.Length(); l++) m.layer_var.push_back(require_number(a.Get(l), "layerVar"));
+    }
     Napi::Value ls = o.Get("logSigma");
     m.log_sigma.clear();
     if (ls.IsArray()) {

@@ -34,6 +34,8 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
              "ulr sigma must be one number or one per dense layer (" + std::to_string(m.units.size()) + "), got " +
                  std::to_string(c.sigma.size()));
     for (float s : c.sigma) OF_CHECK(s > 0.0f && std::isfinite(s), Config, "ulr sigma must be positive and finite");
+    OF_CHECK(!c.auto_copies || (c.layerwise && c.copies_per_layer.empty()), Config,
+             "copies: 'auto' needs injection: 'layerwise'");
     if (!c.copies_per_layer.empty()) {
         OF_CHECK(c.layerwise, Config, "copies per layer need injection: 'layerwise'");
         OF_CHECK(c.copies_per_layer.size() == m.units.size(), Config,

@@ -21,6 +21,9 @@ struct UlrConfig {
     bool shared_prefix = true;        // first layer's clean GEMM once per sample (METHOD.md 3.1)
     bool layerwise = false;           // one group of copies per layer, only that layer perturbed
     std::vector<int> copies_per_layer;  // layer-wise only; empty: `copies` for every layer
+    // layer-wise only: copies per layer chosen each step to minimize the total variance for the cost of
+    // `copies` per layer (Neyman allocation K_l ~ sqrt(V_l / c_l), V_l a running per-copy variance).
+    bool auto_copies = false;
     bool update_running = false;      // set by train_step: this estimate moves the running baseline
     // sigma schedule over fit's epochs (e = epoch index from 0, E = fit's epochs): constant; step:
     // gamma^floor(e / every); exponential: gamma^e; cosine: min + (1 - min)(1 + cos(pi e / E)) / 2.
@@ -56,6 +59,8 @@ struct StepStats {
     int64_t correct = 0;  // rows whose argmax matched the label
     int64_t rows = 0;
     std::vector<double> sigma_grad;  // ULR with learn_sigma: d(loss)/d(log sigma_l), per dense layer
+    std::vector<double> layer_var;   // layer-wise auto copies: per-copy variance of each layer's estimate
+    std::vector<int> copies;         // layer-wise auto copies: the allocation this step used
 };
 
 // A loss computed outside the engine (a JS callback: a reward, a black-box metric). Given the R x C outputs

@@ -30,7 +30,27 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
     const int C = m.outputs;
     const uint64_t seed = c.has_seed ? c.seed : m.seed;
     auto sigma = [&](int l) { return c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(l)]; };
-    auto copies = [&](int l) { return c.copies_per_layer.empty() ? c.copies : c.copies_per_layer[size_t(l)]; };
+    // copies per layer: given, or allocated from the running variances (uniform until there are some)
+    std::vector<int> kl(static_cast<size_t>(L), c.copies);
+    if (!c.copies_per_layer.empty()) kl = c.copies_per_layer;
+    if (c.auto_copies && m.layer_var.size() == size_t(L)) {
+        std::vector<double> cost(static_cast<size_t>(L), 0.0);
+        double uniform = 0.0, norm = 0.0;
+        for (int l = 0; l < L; l++) {
+            const DenseUnit& u = m.units[size_t(l)];
+            cost[size_t(l)] = double(u.O);  // noise + activation of layer l, then the clean layers after it
+            for (int j = l + 1; j < L; j++) cost[size_t(l)] += double(m.units[size_t(j)].I) * m.units[size_t(j)].O;
+            uniform += double(c.copies) * cost[size_t(l)];
+            norm += std::sqrt(std::max(m.layer_var[size_t(l)], 1e-30) * cost[size_t(l)]);
+        }
+        for (int l = 0; l < L; l++) {
+            double k = uniform * std::sqrt(std::max(m.layer_var[size_t(l)], 1e-30) / cost[size_t(l)]) / norm;
+            int ki = int(std::min(4096.0, std::max(2.0, std::round(k))));
+            if (c.antithetic) ki = std::max(2, ki / 2 * 2);
+            kl[size_t(l)] = ki;
+        }
+    }
+    auto copies = [&](int l) { return kl[size_t(l)]; };
     const bool plain_score = c.density == Density::Normal && c.score == Score::Exact;
     const std::vector<std::vector<float>> sig = channel_sigmas(m, c);
     auto per_channel = [&](int l) { return l < int(c.sigma_channels.size()) && !c.sigma_channels[size_t(l)].empty(); };
@@ -75,6 +95,7 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
     std::vector<double> loss_sum(size_t(T), 0.0);
     std::vector<int64_t> correct(size_t(T), 0);
     std::vector<Status> status(static_cast<size_t>(T));
+    std::vector<double> var_part(c.auto_copies ? size_t(T) * size_t(L) : 0, 0.0);
     ThreadPool::instance().parallel_for(T, [&](int t) {
         thread_local GroupScratch sc;
         const int b0 = t * S, s = std::min(S, B - b0);
@@ -109,6 +130,23 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
                              1.0f / float(int64_t(B) * K));
             if (!c.store_noise) k.noise_fill(sc.e.data(), rows, u.O, ns);
             if (!plain_score) k.score_transform(sc.e.data(), int64_t(rows) * u.O, c.density, c.score);
+            if (c.auto_copies) {  // variance of this block's share: sum_r w_r^2 |s_r|^2 |a_{l-1}(sample)|^2 / sigma^2
+                const int I = u.I;
+                double acc = 0.0;
+                for (int b = 0; b < s; b++) {
+                    const float* a = (l == 0 ? x : ws.a[size_t(l - 1)].data()) + int64_t(b0 + b) * I;
+                    double an = 0.0;
+                    for (int i = 0; i < I; i++) an += double(a[i]) * a[i];
+                    for (int kk = 0; kk < K; kk++) {
+                        const int r = b * K + kk;
+                        const float* er = sc.e.data() + int64_t(r) * u.O;
+                        double sn = 0.0;
+                        for (int o = 0; o < u.O; o++) sn += double(er[o]) * er[o];
+                        acc += double(sc.w.data()[r]) * sc.w.data()[r] * sn * an;
+                    }
+                }
+                var_part[size_t(t) * L + size_t(l)] = acc / (double(sigma(l)) * sigma(l));
+            }
             if (per_channel(l)) scale_by_channel(sc.e.data(), rows, sig[size_t(l)]);
             k.lr_copy_sum(ws.g.data() + g_off[size_t(l)] + int64_t(b0) * u.O, sc.w.data(), sc.e.data(), s, K, u.O);
         }
@@ -131,6 +169,18 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
     for (int t = 0; t < T; t++) total += loss_sum[size_t(t)], hits += correct[size_t(t)];
     stats->loss = total / double(total_rows);
     update_running_baseline(m, c, stats->loss);
+    if (c.auto_copies) {  // per-copy variance V_l = K_l x variance of this step's estimate
+        stats->layer_var.assign(size_t(L), 0.0);
+        for (int t = 0; t < T; t++)
+            for (int l = 0; l < L; l++) stats->layer_var[size_t(l)] += var_part[size_t(t) * L + size_t(l)];
+        for (int l = 0; l < L; l++) stats->layer_var[size_t(l)] *= double(copies(l));
+        if (c.update_running) {
+            if (m.layer_var.size() != size_t(L)) m.layer_var = stats->layer_var;
+            else
+                for (int l = 0; l < L; l++) m.layer_var[size_t(l)] = 0.9 * m.layer_var[size_t(l)] + 0.1 * stats->layer_var[size_t(l)];
+        }
+        stats->copies.assign(kl.begin(), kl.end());
+    }
     stats->correct = hits;
     stats->rows = total_rows;
     return {};

@@ -65,6 +65,7 @@ struct Model {
     double running_loss = 0.0;  // ULR running-average baseline: EMA of earlier steps' mean loss
     bool has_running = false;
     std::vector<double> log_sigma;  // learnable ULR sigma per dense layer (empty until first used)
+    std::vector<double> layer_var;  // layer-wise auto copies: running per-copy variance per layer (empty: none)
     int opt_kind = -1;        // OptKind of the state in opt_m/opt_v; -1: none yet
     const KernelTable* k = &cpu_kernels();
     std::atomic<bool> busy{false};
