@@ -61,6 +61,7 @@ function inverseErf(x: number): number {
 
 const options: [string, of.UlrOptions][] = [];
 for (const noise of of.DENSITIES) for (const score of of.SCORES) for (const antithetic of [false, true]) options.push([`${noise}/${score}${antithetic ? '/antithetic' : ''}`, { noise, score, antithetic }]);
+for (const antithetic of [false, true]) options.push([`qmc/clean${antithetic ? '/antithetic' : ''}`, { qmc: true, baseline: 'clean', antithetic }]);
 
 t.test('every density and score converges to the exact gradient: < 3% at K = 65,536, ~1/sqrt(K)', async (t) => {
   const { model, x, y, exact } = linear(3);
