@@ -50,6 +50,12 @@ export type UlrOptions = {
    */
   injection?: InjectionName;
   /**
+   * With `injection: 'layerwise'`: sizes of consecutive groups of dense layers perturbed together (e.g.
+   * `[2, 1]`: layers 0-1 in one group, layer 2 alone). A group uses the copies of its first layer.
+   * Defaults to one layer per group.
+   */
+  blocks?: number[];
+  /**
    * Noise scale σ on each dense pre-activation: one number, or one entry per dense layer — a number, or an
    * array with one σ per output channel of that layer. Defaults to `0.1`.
    */
@@ -109,7 +115,8 @@ export type UlrOptions = {
 export type SigmaSchedule = { kind: 'constant' | 'step' | 'exponential' | 'cosine'; every?: number; gamma?: number; min?: number };
 
 /** A configured ULR estimator. */
-export type UlrEstimator = { kind: 'ulr' } & Required<Omit<UlrOptions, 'seed' | 'copies' | 'sigmaSchedule' | 'learnSigma' | 'budget'>> & {
+export type UlrEstimator = { kind: 'ulr' } & Required<Omit<UlrOptions, 'seed' | 'copies' | 'sigmaSchedule' | 'learnSigma' | 'budget' | 'blocks'>> & {
+  blocks?: number[];
   copies: number | number[] | 'auto';
   budget?: number;
   seed?: number;
@@ -163,7 +170,7 @@ export function bp(): BpEstimator {
  * const est = of.ulr({ copies: 32, sigma: 0.1 });
  */
 export function ulr(options?: UlrOptions): UlrEstimator {
-  const o = optionsObject('ulr', options, ['copies', 'injection', 'sigma', 'antithetic', 'baseline', 'noise', 'score', 'sharedPrefix', 'storeNoise', 'seed', 'sigmaSchedule', 'learnSigma', 'qmc', 'budget']);
+  const o = optionsObject('ulr', options, ['copies', 'injection', 'sigma', 'antithetic', 'baseline', 'noise', 'score', 'sharedPrefix', 'storeNoise', 'seed', 'sigmaSchedule', 'learnSigma', 'qmc', 'budget', 'blocks']);
   const copies = o.copies ?? 32;
   const sigma = o.sigma ?? 0.1;
   const antithetic = o.antithetic ?? false;
@@ -216,6 +223,11 @@ export function ulr(options?: UlrOptions): UlrEstimator {
   };
   if (o.seed !== undefined) est.seed = o.seed as number;
   if (budget !== undefined) est.budget = budget as number;
+  if (o.blocks !== undefined) {
+    if (!Array.isArray(o.blocks) || o.blocks.length === 0 || !o.blocks.every((n) => is.positiveInteger(n))) throw invalidArg('blocks', 'array of positive integers', o.blocks);
+    if (injection !== 'layerwise') throw new ConfigError("blocks need injection: 'layerwise'");
+    est.blocks = [...(o.blocks as number[])];
+  }
   if (o.learnSigma !== undefined) {
     const ls = optionsObject('learnSigma', o.learnSigma, ['lr']);
     const lr = ls.lr ?? 0.01;

@@ -21,6 +21,7 @@ export type NativeEstimator = {
   rankShaping?: boolean;
   copies?: number | number[] | 'auto';
   budget?: number;
+  blocks?: number[];
   injection?: string;
   sigmaSchedule?: { kind: string; every?: number; gamma?: number; min?: number };
   learnSigma?: { lr: number };

@@ -316,3 +316,29 @@ t.test("copies: 'auto' (layer-wise): Neyman allocation from running variances, k
   t.throws(() => of.ulr({ copies: 'auto' }), { code: 'ERR_CONFIG', message: /layerwise/ });
   m.dispose();
 });
+
+t.test('layer-wise blocks: one block of every layer is the all-at-once estimator; a 2-layer block is unbiased', async (t) => {
+  const { model, spec } = mlp([5, 7, 6, 3], 'tanh', { seed: 21 });
+  const x = randn(4 * 5, 41), y = Int32Array.from([0, 2, 1, 2]);
+  const all = concat(model.gradients({ x, y }, { estimator: of.ulr({ copies: 8, sigma: 0.2 }), step: 3 }));
+  const one = concat(model.gradients({ x, y }, { estimator: of.ulr({ copies: 8, sigma: 0.2, injection: 'layerwise', blocks: [3] }), step: 3 }));
+  assertClose(t, one, all, { atol: 1e-5 * maxAbs(all), rtol: 1e-4, label: 'blocks [3] vs injection all' });
+  // blocks [2, 1]: the first block's parameters follow its own smoothed loss (noise in layers 0 and 1 only).
+  const sigma = 0.4;
+  const ref = fromParams(spec, model.parameters().map((p) => p.data), 'crossEntropy');
+  const est = Array.from({ length: 300 }, (_, s) => model.gradients({ x, y }, { estimator: of.ulr({ copies: 16, sigma, injection: 'layerwise', blocks: [2, 1] }), step: s }));
+  const normal = gaussian(321);
+  const draws = Array.from({ length: 3000 }, () => smoothedGradient(ref, x, 4, y, [sigma, sigma, 0], 2, normal));
+  const idx = [0, 1, 2, 3];
+  const pick = (g: ArrayLike<number>[]) => concat(idx.map((p) => g[p]!));
+  const refAll = draws.map(pick), mine = est.map(pick);
+  const mean = (xs: Float64Array[]) => xs[0]!.map((_, i) => xs.reduce((a, e) => a + e[i]!, 0) / xs.length);
+  const se2 = (xs: Float64Array[], mu: Float64Array) => mu.map((m, i) => xs.reduce((a, e) => a + (e[i]! - m) ** 2, 0) / (xs.length - 1) / xs.length);
+  const mr = mean(refAll), mm = mean(mine);
+  const vr = se2(refAll, mr), vm = se2(mine, mm);
+  const z = mm.map((v, i) => (v - mr[i]!) / Math.sqrt(vm[i]! + vr[i]!));
+  t.ok(maxAbs(z) < 5, `blocks [2, 1], first block: max |z| = ${maxAbs(z).toFixed(2)} over ${z.length}`);
+  t.throws(() => model.gradients({ x, y }, { estimator: of.ulr({ injection: 'layerwise', blocks: [2, 2] }) }), { code: 'ERR_CONFIG', message: /cover the 3 dense layers/ });
+  t.throws(() => of.ulr({ blocks: [1, 2] }), { code: 'ERR_CONFIG', message: /layerwise/ });
+  model.dispose();
+});

@@ -117,6 +117,11 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
         if (!(c.gamma > 0.0f && c.gamma <= 1.0f) || !(c.min_factor >= 0.0f && c.min_factor <= 1.0f))
             throw_status(env, arg_error("sigmaSchedule gamma must be in (0, 1] and min in [0, 1]"));
     }
+    Napi::Value bl = o.Get("blocks");
+    if (bl.IsArray()) {
+        Napi::Array a = bl.As<Napi::Array>();
+        for (uint32_t i = 0; i < a.Length(); i++) c.blocks.push_back(int(require_int(a.Get(i), "blocks", 1, 1 << 20)));
+    }
     if (!o.Get("injection").IsUndefined()) {
         std::string inj = require_string(o.Get("injection"), "injection");
         if (inj == "layerwise") c.layerwise = true;

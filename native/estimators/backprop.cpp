@@ -34,6 +34,17 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
              "ulr sigma must be one number or one per dense layer (" + std::to_string(m.units.size()) + "), got " +
                  std::to_string(c.sigma.size()));
     for (float s : c.sigma) OF_CHECK(s > 0.0f && std::isfinite(s), Config, "ulr sigma must be positive and finite");
+    if (!c.blocks.empty()) {
+        OF_CHECK(c.layerwise, Config, "blocks need injection: 'layerwise'");
+        OF_CHECK(!c.auto_copies, Config, "blocks and copies: 'auto' cannot be combined yet");
+        size_t sum = 0;
+        for (int n : c.blocks) {
+            OF_CHECK(n >= 1, Config, "blocks must be positive layer counts");
+            sum += size_t(n);
+        }
+        OF_CHECK(sum == m.units.size(), Config,
+                 "blocks must cover the " + std::to_string(m.units.size()) + " dense layers, got " + std::to_string(sum));
+    }
     OF_CHECK(!c.auto_copies || (c.layerwise && c.copies_per_layer.empty()), Config,
              "copies: 'auto' needs injection: 'layerwise'");
     if (!c.copies_per_layer.empty()) {

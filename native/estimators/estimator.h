@@ -24,6 +24,7 @@ struct UlrConfig {
     // layer-wise only: copies per layer chosen each step to minimize the total variance for the cost of
     // `copies` per layer (Neyman allocation K_l ~ sqrt(V_l / c_l), V_l a running per-copy variance).
     bool auto_copies = false;
+    std::vector<int> blocks;  // layer-wise only: sizes of consecutive layer groups perturbed together (empty: 1 each)
     bool update_running = false;      // set by train_step: this estimate moves the running baseline
     // sigma schedule over fit's epochs (e = epoch index from 0, E = fit's epochs): constant; step:
     // gamma^floor(e / every); exponential: gamma^e; cosine: min + (1 - min)(1 + cos(pi e / E)) / 2.

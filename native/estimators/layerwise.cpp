@@ -20,6 +20,7 @@ namespace of {
 namespace {
 struct GroupScratch {
     Buffer a, b, e, loss, w;
+    std::vector<Buffer> ga, ge;  // per layer of a multi-layer block: noisy activations and noise
 };
 }  // namespace
 
@@ -51,11 +52,34 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
         }
     }
     auto copies = [&](int l) { return kl[size_t(l)]; };
+    // Groups of consecutive layers perturbed together (blocks); by default one layer per group. A group uses
+    // the copies of its first layer. Its first layer reduces through G (shared clean input); later layers of
+    // the group see noisy inputs, so they reduce per row into block partials, as in the all-layer mode.
+    std::vector<int> gstart;
+    if (c.blocks.empty()) {
+        for (int l = 0; l < L; l++) gstart.push_back(l);
+    } else {
+        int at = 0;
+        for (int n : c.blocks) gstart.push_back(at), at += n;
+    }
+    const int NG = int(gstart.size());
+    auto gend = [&](int g) { return g + 1 < NG ? gstart[size_t(g) + 1] : L; };
+    std::vector<char> inner(size_t(L), 0);
+    for (int g = 0; g < NG; g++)
+        for (int l = gstart[size_t(g)] + 1; l < gend(g); l++) inner[size_t(l)] = 1;
+    int64_t partial_size = 0;
+    std::vector<int64_t> partial_off(size_t(L), 0);
+    for (int l = 0; l < L; l++)
+        if (inner[size_t(l)]) {
+            partial_off[size_t(l)] = partial_size;
+            partial_size += int64_t(m.units[size_t(l)].O) * m.units[size_t(l)].I + m.units[size_t(l)].O;
+        }
     const bool plain_score = c.density == Density::Normal && c.score == Score::Exact;
     const std::vector<std::vector<float>> sig = channel_sigmas(m, c);
     auto per_channel = [&](int l) { return l < int(c.sigma_channels.size()) && !c.sigma_channels[size_t(l)].empty(); };
     int64_t total_rows = 0;
-    for (int l = 0; l < L; l++) {
+    for (int g = 0; g < NG; g++) {
+        const int l = gstart[size_t(g)];
         uint64_t r;
         OF_TRY(checked_mul(uint64_t(B), uint64_t(copies(l)), &r, "batch x copies"));
         OF_CHECK(r <= uint64_t(INT_MAX) / 4, Shape, "batch x copies is too large");
@@ -96,28 +120,55 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
     std::vector<int64_t> correct(size_t(T), 0);
     std::vector<Status> status(static_cast<size_t>(T));
     std::vector<double> var_part(c.auto_copies ? size_t(T) * size_t(L) : 0, 0.0);
+    OF_TRY(ws.partials.reserve(size_t(T) * size_t(std::max<int64_t>(partial_size, 1))));
+    float* partials = ws.partials.data();
     ThreadPool::instance().parallel_for(T, [&](int t) {
         thread_local GroupScratch sc;
         const int b0 = t * S, s = std::min(S, B - b0);
         Status& st = status[size_t(t)];
-        for (int l = 0; l < L && st.ok(); l++) {
+        for (int g = 0; g < NG && st.ok(); g++) {
+            const int l = gstart[size_t(g)], lend = gend(g);
             const DenseUnit& u = m.units[size_t(l)];
             const int K = copies(l), rows = s * K, r0 = b0 * K;
-            const NoiseSpec ns{seed, step, uint32_t(l), uint32_t(r0), c.antithetic, c.density,
-                               c.qmc ? uint32_t(c.antithetic ? K / 2 : K) : 0u};
+            auto spec = [&](int j) {
+                return NoiseSpec{seed, step, uint32_t(j), uint32_t(r0), c.antithetic, c.density,
+                                 c.qmc ? uint32_t(c.antithetic ? K / 2 : K) : 0u};
+            };
+            const NoiseSpec ns = spec(l);
             const int width = m.max_width();
             st = sc.a.reserve(size_t(rows) * width);
             if (st.ok()) st = sc.b.reserve(size_t(rows) * width);
             if (st.ok()) st = sc.e.reserve(size_t(rows) * u.O);
             if (st.ok()) st = sc.loss.reserve(size_t(rows));
             if (st.ok()) st = sc.w.reserve(size_t(rows));
+            sc.ga.resize(size_t(L)), sc.ge.resize(size_t(L));
+            for (int j = l; j < lend && st.ok(); j++) {
+                st = sc.ga[size_t(j)].reserve(size_t(rows) * m.units[size_t(j)].O);
+                if (st.ok()) st = sc.ge[size_t(j)].reserve(size_t(rows) * m.units[size_t(j)].O);
+            }
             if (!st.ok()) return;
-            // layer l noisy from the clean pre-activation (bias already in V_l), the rest clean
-            float* cur = sc.a.data();
-            float* other = sc.b.data();
+            // the group's first layer noisy from the clean pre-activation (bias already in V_l), its other
+            // layers noisy from their noisy inputs, everything after the group clean
+            float* cur = sc.ga[size_t(l)].data();
             k.noisy_bias_act_forward(cur, c.store_noise ? sc.e.data() : nullptr, ws.v[size_t(l)].data() + int64_t(b0) * u.O,
                                      nullptr, sig[size_t(l)].data(), rows, u.O, K, u.act, u.alpha, ns);
-            for (int j = l + 1; j < L; j++) {
+            for (int j = l + 1; j < lend; j++) {
+                const DenseUnit& uj = m.units[size_t(j)];
+                float* nxt = sc.ga[size_t(j)].data();
+                k.gemm_nt(nxt, cur, m.W(uj), rows, uj.O, uj.I, 1.0f, 0.0f);
+                k.noisy_bias_act_forward(nxt, c.store_noise ? sc.ge[size_t(j)].data() : nullptr, nxt, m.b(uj),
+                                         sig[size_t(j)].data(), rows, uj.O, 1, uj.act, uj.alpha, spec(j));
+                cur = nxt;
+            }
+            float* other = cur == sc.a.data() ? sc.b.data() : sc.a.data();
+            if (lend < L) {  // the clean rest ping-pongs between a and b
+                const DenseUnit& uj = m.units[size_t(lend)];
+                k.gemm_nt(sc.a.data(), cur, m.W(uj), rows, uj.O, uj.I, 1.0f, 0.0f);
+                k.bias_act_forward(sc.a.data(), sc.a.data(), m.b(uj), rows, uj.O, uj.act, uj.alpha);
+                cur = sc.a.data();
+                other = sc.b.data();
+            }
+            for (int j = lend + 1; j < L; j++) {
                 const DenseUnit& uj = m.units[size_t(j)];
                 k.gemm_nt(other, cur, m.W(uj), rows, uj.O, uj.I, 1.0f, 0.0f);
                 k.bias_act_forward(other, other, m.b(uj), rows, uj.O, uj.act, uj.alpha);
@@ -149,6 +200,17 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
             }
             if (per_channel(l)) scale_by_channel(sc.e.data(), rows, sig[size_t(l)]);
             k.lr_copy_sum(ws.g.data() + g_off[size_t(l)] + int64_t(b0) * u.O, sc.w.data(), sc.e.data(), s, K, u.O);
+            for (int j = l + 1; j < lend; j++) {  // the group's later layers: per-row reductions into partials
+                const DenseUnit& uj = m.units[size_t(j)];
+                float* e = sc.ge[size_t(j)].data();
+                if (!c.store_noise) k.noise_fill(e, rows, uj.O, spec(j));
+                if (!plain_score) k.score_transform(e, int64_t(rows) * uj.O, c.density, c.score);
+                if (per_channel(j)) scale_by_channel(e, rows, sig[size_t(j)]);
+                float* p = partials + int64_t(t) * partial_size + partial_off[size_t(j)];
+                const float inv_sigma = per_channel(j) ? 1.0f : 1.0f / sigma(j);
+                k.gemm_tn(p, e, sc.ga[size_t(j - 1)].data(), sc.w.data(), uj.O, uj.I, rows, inv_sigma, 0.0f);
+                k.lr_bias_reduce(p + int64_t(uj.O) * uj.I, sc.w.data(), e, rows, uj.O, inv_sigma, false);
+            }
         }
     }, total_rows * m.max_width() * 8);
     for (const Status& st : status) OF_TRY(st);
@@ -158,6 +220,18 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
     std::fill(ws.ones.data(), ws.ones.data() + B, 1.0f);
     for (int l = 0; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
+        if (inner[size_t(l)]) {  // partials summed in block order
+            const int64_t nw = int64_t(u.O) * u.I;
+            float* dW = m.grads.data() + u.w_off;
+            float* db = u.b_off >= 0 ? m.grads.data() + u.b_off : nullptr;
+            for (int t = 0; t < T; t++) {
+                const float* p = partials + int64_t(t) * partial_size + partial_off[size_t(l)];
+                for (int64_t i = 0; i < nw; i++) dW[i] = t ? dW[i] + p[i] : p[i];
+                if (db)
+                    for (int o = 0; o < u.O; o++) db[o] = t ? db[o] + p[nw + o] : p[nw + o];
+            }
+            continue;
+        }
         const float* g = ws.g.data() + g_off[size_t(l)];
         const float* a_prev = l == 0 ? x : ws.a[size_t(l - 1)].data();
         const float inv_sigma = per_channel(l) ? 1.0f : 1.0f / sigma(l);
