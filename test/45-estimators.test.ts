@@ -139,7 +139,7 @@ t.test("layer-wise injection: each layer's estimate is unbiased for its own smoo
   }
   t.throws(() => of.ulr({ copies: [4, 8] }), { code: 'ERR_CONFIG', message: /layerwise/ });
   t.throws(() => model.gradients({ x, y }, { estimator: of.ulr({ copies: [4, 8, 2], injection: 'layerwise' }) }), { code: 'ERR_CONFIG', message: /one per dense layer/ });
-  t.throws(() => model.gradients({ x, y }, { estimator: of.ulr({ injection: 'layerwise' }), loss: () => [] }), { code: 'ERR_CONFIG', message: /layerwise/ });
+  t.throws(() => model.gradients({ x, y }, { estimator: of.ulr({ injection: 'layerwise' }), loss: () => [] }), { code: 'ERR_DATA', message: /must return/ });
   const perLayer = concat(model.gradients({ x, y }, { estimator: of.ulr({ copies: [8, 4], injection: 'layerwise' }), step: 1 }));
   t.ok(perLayer.every(Number.isFinite), 'copies per layer');
   const regen = concat(model.gradients({ x, y }, { estimator: of.ulr({ copies: [8, 4], injection: 'layerwise', storeNoise: false }), step: 1 }));

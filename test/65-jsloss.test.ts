@@ -50,6 +50,13 @@ t.test('a JS loss equal to the built-in one gives the same ULR gradients', async
   }
   t.equal(calls, 2, 'one call per estimate');
   t.equal(seenRows, 5 * 6, 'B x K rows per call');
+  // Layer-wise: one call per layer group, each with that group's rows.
+  const rowsSeen: number[] = [];
+  const lwEst = of.ulr({ copies: [8, 4], injection: 'layerwise' });
+  const lw = concat(model.gradients({ x, y }, { estimator: lwEst, step: 5 }));
+  const lwJs = concat(model.gradients({ x, y }, { estimator: lwEst, step: 5, loss: (o, tg, rows) => (rowsSeen.push(rows), nll(o, tg, rows)) }));
+  assertClose(t, lwJs, lw, { atol: 1e-4 * maxAbs(lw), rtol: 1e-3, label: 'layer-wise: JS cross-entropy vs built-in' });
+  t.same(rowsSeen, [5 * 8, 5 * 4], 'one call per group');
   t.throws(() => model.gradients({ x, y }, { estimator: of.bp(), loss: nll }), { code: 'ERR_CONFIG', message: /bp\(\) cannot use a custom loss/ });
   model.dispose();
 });

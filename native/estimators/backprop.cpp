@@ -76,7 +76,6 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
     OF_CHECK(!c.learn_sigma || (!c.layerwise && c.schedule == UlrConfig::Schedule::Constant), Config,
              "learnSigma works with injection 'all' and no sigma schedule");
     OF_CHECK(!c.learn_sigma || (c.sigma_lr > 0.0f && std::isfinite(c.sigma_lr)), Config, "learnSigma lr must be positive");
-    OF_CHECK(!(c.layerwise && hook), Config, "injection: 'layerwise' cannot use a custom loss function yet; use 'all'");
     return {};
 }
 

@@ -113,7 +113,7 @@ inline void update_running_baseline(Model& m, const UlrConfig& c, double mean_lo
 }
 
 Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
-                               StepStats* stats);
+                               StepStats* stats, const LossHook* hook = nullptr);
 Status weight_perturbation_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
                                      uint32_t step, StepStats* stats);
 
@@ -122,7 +122,7 @@ inline Status estimate_gradients(Model& m, const float* x, const Targets& y, int
     if (e.kind == EstimatorConfig::Kind::Bp) return bp_gradients(m, x, y, B, stats);
     if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es)
         return weight_perturbation_gradients(m, x, y, B, e, step, stats);
-    if (e.ulr.layerwise) return ulr_layerwise_gradients(m, x, y, B, e.ulr, step, stats);
+    if (e.ulr.layerwise) return ulr_layerwise_gradients(m, x, y, B, e.ulr, step, stats, hook);
     return ulr_gradients(m, x, y, B, e.ulr, step, stats, hook);
 }
 

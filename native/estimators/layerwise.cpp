@@ -25,7 +25,7 @@ struct GroupScratch {
 }  // namespace
 
 Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
-                               StepStats* stats) {
+                               StepStats* stats, const LossHook* hook) {
     const KernelTable& k = *m.k;
     const int L = int(m.units.size());
     const int C = m.outputs;
@@ -122,7 +122,12 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
     std::vector<double> var_part(c.auto_copies ? size_t(T) * size_t(L) : 0, 0.0);
     OF_TRY(ws.partials.reserve(size_t(T) * size_t(std::max<int64_t>(partial_size, 1))));
     float* partials = ws.partials.data();
-    ThreadPool::instance().parallel_for(T, [&](int t) {
+    // Row offsets of the groups in one step-wide output buffer (used with a loss hook: the forward runs once
+    // to collect every group's outputs, the hook answers per group, and a second pass -- same bits -- reduces).
+    std::vector<int64_t> go(size_t(NG) + 1, 0);
+    for (int g = 0; g < NG; g++) go[size_t(g) + 1] = go[size_t(g)] + int64_t(B) * copies(gstart[size_t(g)]);
+    float* hook_loss = nullptr;
+    auto block = [&](int t, bool forward_only) {
         thread_local GroupScratch sc;
         const int b0 = t * S, s = std::min(S, B - b0);
         Status& st = status[size_t(t)];
@@ -174,8 +179,13 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
                 k.bias_act_forward(other, other, m.b(uj), rows, uj.O, uj.act, uj.alpha);
                 std::swap(cur, other);
             }
+            if (forward_only) {
+                std::copy(cur, cur + int64_t(rows) * C, ws.outputs.data() + (go[size_t(g)] + r0) * C);
+                continue;
+            }
             correct[size_t(t)] += k.loss_forward(sc.loss.data(), cur, y.labels ? y.labels + b0 : nullptr,
                                                  y.values ? y.values + int64_t(b0) * C : nullptr, rows, C, K, m.loss);
+            if (hook_loss) std::copy(hook_loss + go[size_t(g)] + r0, hook_loss + go[size_t(g)] + r0 + rows, sc.loss.data());
             for (int r = 0; r < rows; r++) loss_sum[size_t(t)] += sc.loss.data()[r];
             k.lr_row_weights(sc.w.data(), sc.loss.data(), ws.loss.data() + b0, s, K, c.baseline, c.antithetic,
                              1.0f / float(int64_t(B) * K));
@@ -212,7 +222,22 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
                 k.lr_bias_reduce(p + int64_t(uj.O) * uj.I, sc.w.data(), e, rows, uj.O, inv_sigma, false);
             }
         }
-    }, total_rows * m.max_width() * 8);
+    };
+    const int64_t cycles = total_rows * m.max_width() * 8;
+    if (hook) {
+        OF_TRY(ws.outputs.reserve(size_t(total_rows) * C));
+        OF_TRY(ws.hook_loss.reserve(size_t(total_rows)));
+        ThreadPool::instance().parallel_for(T, [&](int t) { block(t, true); }, cycles);
+        for (const Status& st : status) OF_TRY(st);
+        for (int g = 0; g < NG; g++) {  // one call per group: its rows are (sample, copy) with its own K
+            const int K = copies(gstart[size_t(g)]);
+            OF_TRY((*hook)(ws.outputs.data() + go[size_t(g)] * C, y, B * K, C, K, ws.hook_loss.data() + go[size_t(g)]));
+        }
+        hook_loss = ws.hook_loss.data();
+        for (int64_t r = 0; r < total_rows; r++)
+            OF_CHECK(std::isfinite(hook_loss[r]), Data, "the loss function returned a non-finite value for row " + std::to_string(r));
+    }
+    ThreadPool::instance().parallel_for(T, [&](int t) { block(t, false); }, cycles);
     for (const Status& st : status) OF_TRY(st);
 
     // 3. per layer: grad W_l = G_l^T A_{l-1} / sigma_l and grad b_l = colsum(G_l) / sigma_l, on B rows
