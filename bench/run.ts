@@ -198,6 +198,10 @@ function estimators() {
       title: 'oneforward bench: estimators', subtitle: 'digits, MLP 784-256-10, Adam 1e-3, batch 64, 5 epochs, seed 1',
       runs: r.training.map((x) => ({ name: x.name, epochs: x.epochs })),
       timeCurves: r.training.map((x) => ({ name: x.name, points: x.curve })),
+      charts: [0, 1].map((layer) => ({
+        title: `Gradient cosine to BP vs K, layer ${layer + 1} (one batch, 6 trials)`, xLabel: 'copies K', yLabel: 'mean per-trial cosine', logX: true,
+        series: opts.map((o) => ({ name: o, points: r.quality.filter((q) => q.option === o).map((q) => ({ x: q.copies, y: q.cosine[layer]! })) })),
+      })),
     }, reportFile);
   }
 }

@@ -20,6 +20,8 @@ export type ReportData = {
   variance?: { copies: number; variance: number }[];
   /** Test accuracy against wall-clock training time, per run. */
   timeCurves?: { name: string; points: { seconds: number; accuracy: number }[] }[];
+  /** Any other line charts (e.g. gradient cosine vs K per estimator option). */
+  charts?: { title: string; xLabel: string; yLabel: string; logX?: boolean; series: { name: string; points: { x: number; y: number }[] }[] }[];
 };
 
 const escape = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
@@ -57,6 +59,7 @@ ${rows}
 <div class="card"><h2>Test accuracy per epoch</h2><canvas id="acc"></canvas></div>
 ${data.variance?.length ? '<div class="card"><h2>ULR gradient variance vs copies K</h2><canvas id="var"></canvas></div>' : ''}
 ${data.timeCurves?.length ? '<div class="card"><h2>Test accuracy vs training time</h2><canvas id="time"></canvas></div>' : ''}
+${(data.charts ?? []).map((c, i) => `<div class="card"><h2>${escape(c.title)}</h2><canvas id="chart${i}"></canvas></div>`).join('\n')}
 </div>
 <script type="application/json" id="data">${json}</script>
 <script>${chartjs}</script>
@@ -77,6 +80,11 @@ if (data.timeCurves && data.timeCurves.length) new Chart(document.getElementById
     data: c.points.map((p) => ({ x: p.seconds, y: 100 * p.accuracy })) })) },
   options: { animation: false, parsing: false, scales: { x: { type: 'logarithmic', title: { display: true, text: 'training seconds (log)' } }, y: { title: { display: true, text: 'test accuracy (%)' } } } },
 });
+(data.charts || []).forEach((c, i) => new Chart(document.getElementById('chart' + i), {
+  type: 'line',
+  data: { datasets: c.series.map((s, j) => ({ label: s.name, borderColor: colors[j % colors.length], backgroundColor: colors[j % colors.length], data: s.points })) },
+  options: { animation: false, parsing: false, scales: { x: { type: c.logX ? 'logarithmic' : 'linear', title: { display: true, text: c.xLabel } }, y: { title: { display: true, text: c.yLabel } } } },
+}));
 if (data.variance && data.variance.length) new Chart(document.getElementById('var'), {
   type: 'line',
   data: { datasets: [

@@ -14,6 +14,7 @@ const data: of.ReportData = {
   runs: [{ name: 'bp', epochs: epochs([0.9, 0.92]) }, { name: 'ulr K=32', epochs: epochs([0.85, 0.89]) }],
   variance: [{ copies: 4, variance: 100 }, { copies: 8, variance: 50 }],
   timeCurves: [{ name: 'bp', points: [{ seconds: 0.1, accuracy: 0.9 }, { seconds: 0.2, accuracy: 0.92 }] }],
+  charts: [{ title: 'cosine vs K', xLabel: 'K', yLabel: 'cosine', logX: true, series: [{ name: 'all', points: [{ x: 8, y: 0.5 }, { x: 32, y: 0.8 }] }] }],
 };
 
 t.test('the report is one self-contained HTML file', async (t) => {
@@ -25,6 +26,7 @@ t.test('the report is one self-contained HTML file', async (t) => {
   t.same(JSON.parse(json![1]!), data, 'the embedded data round-trips (no early </script>)');
   t.match(html, /id="var"/, 'the variance chart is there');
   t.match(html, /id="time"/, 'the accuracy-vs-time chart is there');
+  t.match(html, /id="chart0"/, 'and the extra line chart');
   t.notMatch(of.report.render({ title: 'x', runs: [{ name: 'bp', epochs: epochs([0.5]) }] }), /id="var"/, 'and only when measured');
   t.throws(() => of.report.render({ title: 'x', runs: [] }), { code: 'ERR_CONFIG' });
 });
