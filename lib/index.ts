@@ -4,6 +4,8 @@
  */
 export { sequential, Model, LOSSES } from './model';
 export { load } from './checkpoint';
+export { readSafetensors, writeSafetensors } from './safetensors';
+export type { Tensor } from './safetensors';
 export type { SequentialOptions, FitOptions, History, EpochLog, Progress, Parameter, LossName, LossFunction, GradientCheck } from './model';
 export { dense, activation, relu, leakyRelu, tanh, sigmoid, gelu, identity, step, sign, ACTIVATIONS } from './layers';
 export type { Layer, DenseLayer, ActivationLayer, ActivationName, DenseOptions } from './layers';

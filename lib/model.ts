@@ -3,7 +3,7 @@
  * workspaces). Training runs natively on a dedicated thread; this class validates, converts and forwards.
  */
 import { type BackendName, resolveBackend } from './backend';
-import { AbortError, ConfigError, DisposedError, ShapeError, withCallerStack } from './errors';
+import { AbortError, CheckpointError, ConfigError, DisposedError, ShapeError, withCallerStack } from './errors';
 import { type Dataset, checkDataset } from './data';
 import { type Estimator, bp, toNative, ulr } from './estimators';
 import type { Layer, DenseLayer } from './layers';
@@ -11,6 +11,7 @@ import { native, type NativeModel, type Progress, type EpochLog, type LossFuncti
 import { type Optimizer, adam } from './optimizers';
 import { invalidArg, is, optionsObject } from './validate';
 import { save as saveCheckpoint } from './checkpoint';
+import { readSafetensors, type Tensor } from './safetensors';
 
 /** Losses. `crossEntropy`: softmax cross-entropy on integer labels. `mse`: mean squared error per row. */
 export const LOSSES = ['crossEntropy', 'mse'] as const;
@@ -369,6 +370,30 @@ export class Model {
     } catch (err) {
       throw withCallerStack(err, stack);
     }
+  }
+
+  /**
+   * Copies weights into this model: from a safetensors file (or tensors already read) with an optional name
+   * mapping `{ 'fc1.weight': 'dense0.weight', ... }` (file name -> parameter name; unmapped names must match).
+   * Every parameter must be found with the right shape, else `ERR_CHECKPOINT` and nothing is changed.
+   * @returns the names of the parameters loaded.
+   */
+  async loadWeights(source: string | Map<string, Tensor>, options?: { map?: Record<string, string> }): Promise<string[]> {
+    const o = optionsObject('loadWeights', options, ['map']);
+    const map = (o.map as Record<string, string> | undefined) ?? {};
+    const tensors = typeof source === 'string' ? await readSafetensors(source) : source;
+    const byParam = new Map<string, Tensor>();
+    for (const [name, t] of tensors) byParam.set(map[name] ?? name, t);
+    const params = this.parameters();
+    const missing = params.filter((p) => !byParam.has(p.name)).map((p) => p.name);
+    if (missing.length) throw new CheckpointError(`weights missing for ${missing.join(', ')} (have ${[...byParam.keys()].join(', ')})`);
+    for (const p of params) {
+      const t = byParam.get(p.name)!;
+      if (t.shape.join('x') !== p.shape.join('x')) throw new CheckpointError(`${p.name}: expected shape [${p.shape.join(', ')}], the file has [${t.shape.join(', ')}]`);
+      if (!t.data.every(Number.isFinite)) throw new CheckpointError(`${p.name}: non-finite values`);
+    }
+    for (const p of params) p.data.set(byParam.get(p.name)!.data);
+    return params.map((p) => p.name);
   }
 
   /** Frees native memory (parameter views already handed out stay valid). Idempotent. */
