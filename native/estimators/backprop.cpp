@@ -7,6 +7,7 @@
 
 #include "core/shape.h"
 #include "estimators/estimator.h"
+#include "rng/sobol.h"
 
 namespace of {
 
@@ -73,6 +74,8 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
     OF_CHECK(!c.qmc || c.baseline == Baseline::Clean || c.baseline == Baseline::Running || c.baseline == Baseline::None,
              Config, "qmc needs baseline 'clean', 'running' or 'none' (its copies are not independent)");
     OF_CHECK(!c.qmc || (c.density == Density::Normal && !c.learn_sigma), Config, "qmc works with normal noise and a fixed sigma");
+    for (const DenseUnit& u : m.units)
+        OF_CHECK(!c.qmc || u.O <= SobolTable::kMaxDims, Config, "qmc supports layers up to 65536 outputs");
     OF_CHECK(!c.learn_sigma || (!c.layerwise && c.schedule == UlrConfig::Schedule::Constant), Config,
              "learnSigma works with injection 'all' and no sigma schedule");
     OF_CHECK(!c.learn_sigma || (c.sigma_lr > 0.0f && std::isfinite(c.sigma_lr)), Config, "learnSigma lr must be positive");

@@ -1,6 +1,10 @@
 // Sobol direction numbers: primitive polynomials by search, then the Sobol recurrence (see sobol.h).
 #include "rng/sobol.h"
 
+#include <atomic>
+#include <mutex>
+#include <vector>
+
 namespace of {
 namespace {
 
@@ -40,9 +44,11 @@ bool primitive(uint64_t p, int deg) {
     return n == 1 || powmod(order / n, p, deg) != 1;
 }
 
+// Each dimension's numbers live in their own allocation, published through an atomic pointer and never
+// freed or moved, so readers need no lock while another thread adds dimensions.
 struct Table {
     std::mutex mu;
-    std::vector<uint32_t> v;  // dims * 32
+    std::atomic<uint32_t*> v[SobolTable::kMaxDims] = {};
     int dims = 0;
     int deg = 1;
     uint64_t next = 0;       // next candidate polynomial (without the leading term) at `deg`
@@ -56,15 +62,18 @@ Table& table() {
 
 }  // namespace
 
-const uint32_t* SobolTable::directions(int dims) {
+const uint32_t* SobolTable::dim(int d) { return table().v[d].load(std::memory_order_acquire); }
+
+void SobolTable::ensure(int dims) {
     Table& t = table();
+    if (dims <= 0) return;
+    if (dims > kMaxDims) dims = kMaxDims;
     std::lock_guard<std::mutex> lk(t.mu);
-    if (t.dims >= dims) return t.v.data();
-    t.v.resize(size_t(dims) * 32);
     for (int d = t.dims; d < dims; d++) {
-        uint32_t* v = t.v.data() + size_t(d) * 32;
+        uint32_t* v = new uint32_t[32];
         if (d == 0) {
             for (int i = 0; i < 32; i++) v[i] = uint32_t(1) << (31 - i);
+            t.v[d].store(v, std::memory_order_release);
             continue;
         }
         // next primitive polynomial: p = x^deg + ... + 1
@@ -88,9 +97,9 @@ const uint32_t* SobolTable::directions(int dims) {
             m[size_t(i)] = x;
         }
         for (int i = 1; i <= 32; i++) v[i - 1] = uint32_t(m[size_t(i)] << (32 - i));
+        t.v[d].store(v, std::memory_order_release);
     }
-    t.dims = dims;
-    return t.v.data();
+    if (dims > t.dims) t.dims = dims;
 }
 
 }  // namespace of

@@ -5,19 +5,19 @@
 // (sample, layer, step, neuron), so each point is exactly uniform and the estimator stays unbiased.
 #pragma once
 #include <cstdint>
-#include <mutex>
-#include <vector>
 
 namespace of {
 
 class SobolTable {
    public:
-    // Direction numbers V[d * 32 + i] for dimensions [0, dims); grows on demand, thread-safe.
-    static const uint32_t* directions(int dims);
-    // x(k, d): the k-th point's d-th coordinate as 32 bits (k < 2^32).
-    static inline uint32_t point(const uint32_t* V, uint32_t k, int d) {
+    static constexpr int kMaxDims = 1 << 16;  // widest layer QMC supports
+    // Makes dimensions [0, dims) available (thread-safe; dims <= kMaxDims). Existing ones never move.
+    static void ensure(int dims);
+    // The 32 direction numbers of dimension d (< the largest `dims` ensured so far); lock-free to read.
+    static const uint32_t* dim(int d);
+    // x(k, d): the k-th point's coordinate from dimension d's direction numbers v.
+    static inline uint32_t point(const uint32_t* v, uint32_t k) {
         uint32_t x = 0;
-        const uint32_t* v = V + size_t(d) * 32;
         for (int i = 0; k; i++, k >>= 1)
             if (k & 1) x ^= v[i];
         return x;
