@@ -19,6 +19,7 @@
         "native/estimators/likelihood_ratio.cpp",
         "native/estimators/layerwise.cpp",
         "native/estimators/weight_perturbation.cpp",
+        "native/estimators/frozen.cpp",
         "native/addon/errors.cpp",
         "native/addon/model_wrap.cpp",
         "native/addon/train_worker.cpp",

@@ -125,7 +125,8 @@ function checkLayers(file: string, layers: unknown): Layer[] {
       if (!isInt(o.inputs, 1, 1 << 24) || !isInt(o.units, 1, 1 << 24) || typeof o.bias !== 'boolean') {
         throw fail(file, `model.layers[${i}]: bad dense layer`);
       }
-      return { type: 'dense', inputs: o.inputs, units: o.units, bias: o.bias };
+      if (o.trainable !== undefined && o.trainable !== false) throw fail(file, `model.layers[${i}]: bad trainable flag`);
+      return o.trainable === false ? { type: 'dense', inputs: o.inputs, units: o.units, bias: o.bias, trainable: false } : { type: 'dense', inputs: o.inputs, units: o.units, bias: o.bias };
     }
     if (o.type === 'activation' && (ACTIVATIONS as readonly unknown[]).includes(o.activation)) {
       const layer: ActivationLayer = { type: 'activation', activation: o.activation as ActivationName };

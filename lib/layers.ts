@@ -10,7 +10,7 @@ export const ACTIVATIONS = ['identity', 'relu', 'leakyRelu', 'tanh', 'sigmoid', 
 export type ActivationName = (typeof ACTIVATIONS)[number];
 
 /** A fully connected layer: `y = x Wᵀ + b`, W of shape (units, inputs). */
-export type DenseLayer = { type: 'dense'; inputs: number; units: number; bias: boolean };
+export type DenseLayer = { type: 'dense'; inputs: number; units: number; bias: boolean; trainable?: boolean };
 /** An elementwise activation. */
 export type ActivationLayer = { type: 'activation'; activation: ActivationName; alpha?: number };
 /** Any layer. */
@@ -20,6 +20,11 @@ export type Layer = DenseLayer | ActivationLayer;
 export type DenseOptions = {
   /** Whether the layer has a bias vector. Defaults to `true`. */
   bias?: boolean;
+  /**
+   * `false` freezes the layer (fine-tuning): no gradient, no update. Only a leading run of dense layers can be
+   * frozen; their clean forward then runs once per sample. Defaults to `true`.
+   */
+  trainable?: boolean;
 };
 
 /**
@@ -29,9 +34,12 @@ export type DenseOptions = {
 export function dense(inputs: number, units: number, options?: DenseOptions): DenseLayer {
   if (!is.positiveInteger(inputs)) throw invalidArg('inputs', 'positive integer', inputs);
   if (!is.positiveInteger(units)) throw invalidArg('units', 'positive integer', units);
-  const o = optionsObject('dense', options, ['bias']);
+  const o = optionsObject('dense', options, ['bias', 'trainable']);
   if (o.bias !== undefined && !is.bool(o.bias)) throw invalidArg('bias', 'boolean', o.bias);
-  return { type: 'dense', inputs, units, bias: (o.bias as boolean | undefined) ?? true };
+  if (o.trainable !== undefined && !is.bool(o.trainable)) throw invalidArg('trainable', 'boolean', o.trainable);
+  const layer: DenseLayer = { type: 'dense', inputs, units, bias: (o.bias as boolean | undefined) ?? true };
+  if (o.trainable === false) layer.trainable = false;
+  return layer;
 }
 
 /** An activation layer by name. */

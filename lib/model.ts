@@ -128,7 +128,7 @@ export class Model {
     this.outputs = denses[denses.length - 1]!.units;
     this._native = new (native().NativeModel)({
       inputs: this.inputs,
-      layers: layers.map((l) => (l.type === 'dense' ? { type: 'dense', units: l.units, bias: l.bias } : { ...l })),
+      layers: layers.map((l) => (l.type === 'dense' ? { type: 'dense', units: l.units, bias: l.bias, trainable: l.trainable !== false } : { ...l })),
       loss: this.loss,
       seed: this.seed,
     });
@@ -352,6 +352,25 @@ export class Model {
   /** The learned ULR σ per dense layer (`learnSigma`), or `undefined` before any. */
   get sigma(): number[] | undefined {
     return this.nat.exportState().logSigma?.map(Math.exp);
+  }
+
+  /**
+   * Freezes the first `count` dense layers (0 unfreezes all): they get no gradient and no update, and their
+   * clean forward runs once per sample, so fine-tuning a head costs little more than inference over the rest.
+   */
+  freeze(count: number): void {
+    const denses = this.layers.filter((l): l is DenseLayer => l.type === 'dense');
+    if (!is.integer(count) || count < 0 || count >= denses.length) throw invalidArg('count', `integer in [0, ${denses.length - 1}]`, count);
+    this.nat.setFrozen(count);
+    denses.forEach((l, i) => {
+      if (i < count) l.trainable = false;
+      else delete l.trainable;
+    });
+  }
+
+  /** Number of leading dense layers that are frozen. */
+  get frozen(): number {
+    return this.nat.state().frozen ?? 0;
   }
 
   /** Epochs completed so far (the shuffle counter of the next epoch). */

@@ -8,7 +8,7 @@ import { BackendError, errorClasses } from './errors';
 
 /** @internal */
 export type NativeLayer =
-  | { type: 'dense'; units: number; bias?: boolean }
+  | { type: 'dense'; units: number; bias?: boolean; trainable?: boolean }
   | { type: 'activation'; activation: string; alpha?: number };
 
 /** @internal */
@@ -140,12 +140,14 @@ export interface NativeModel {
   cancel(): void;
   dispose(): void;
   exportState(): NativeTrainState;
+  setFrozen(count: number): void;
   importState(state: NativeTrainState): void;
   state(): {
     disposed: boolean;
     step?: number;
     epochs?: number;
     epochStep?: number;
+    frozen?: number;
     busy?: boolean;
     parameterCount?: number;
     inputs?: number;

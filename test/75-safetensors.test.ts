@@ -73,3 +73,39 @@ t.test('broken safetensors files are rejected with ERR_CHECKPOINT', async (t) =>
   ];
   for (const [name, b, msg] of cases) await t.rejects(of.readSafetensors(write(`${name}.st`, b)), { code: 'ERR_CHECKPOINT', message: msg }, name);
 });
+
+t.test('a frozen prefix: no gradient, no update, estimates of the rest agree with BP', async (t) => {
+  const { train } = of.datasets.digits();
+  const small = of.data.take(train, Array.from({ length: 256 }, (_, i) => i * 29));
+  for (const est of [of.bp(), of.ulr({ copies: 8 }), of.ulr({ copies: 8, injection: 'layerwise' }), of.spsa({ perturbations: 4 })]) {
+    const m = of.sequential([of.dense(784, 32), of.tanh(), of.dense(32, 16), of.tanh(), of.dense(16, 10)], { seed: 2 });
+    m.freeze(1);
+    const before = m.parameters().map((p) => Float32Array.from(p.data));
+    await m.fit(small, { estimator: est, optimizer: of.adamw({ lr: 1e-2 }), epochs: 1, batchSize: 32 });
+    const after = m.parameters();
+    t.ok(after.slice(0, 2).every((p, i) => p.data.every((v, j) => v === before[i]![j])), `${est.kind}: frozen layer untouched (even by weight decay)`);
+    t.ok(after.slice(2).some((p, i) => p.data.some((v, j) => v !== before[i + 2]![j])), `${est.kind}: the rest trained`);
+    m.dispose();
+  }
+  const m = of.sequential([of.dense(6, 8, { trainable: false }), of.tanh(), of.dense(8, 5), of.tanh(), of.dense(5, 3)], { seed: 3 });
+  t.equal(m.frozen, 1);
+  const x = Float32Array.from({ length: 4 * 6 }, (_, i) => Math.sin(i)), y = Int32Array.from([0, 1, 2, 1]);
+  const bpg = m.gradients({ x, y }, { estimator: of.bp() });
+  t.ok(bpg[0]!.every((v) => v === 0) && bpg[1]!.every((v) => v === 0), 'BP: zero gradient for the frozen layer');
+  const g = m.gradients({ x, y }, { estimator: of.ulr({ copies: 20000, sigma: 0.05 }), step: 1 });
+  t.ok(g[0]!.every((v) => v === 0), 'ULR: zero gradient for the frozen layer');
+  const rest = (gs: Float32Array[]) => Float64Array.from(gs.slice(2).flatMap((a) => Array.from(a)));
+  const dot = (a: Float64Array, b: Float64Array) => a.reduce((s, v, i) => s + v * b[i]!, 0);
+  const cos = dot(rest(g), rest(bpg)) / Math.sqrt(dot(rest(g), rest(g)) * dot(rest(bpg), rest(bpg)));
+  t.ok(cos > 0.99, `ULR on the trainable layers vs BP: cosine ${cos.toFixed(4)}`);
+  const file = path.join(dir, 'frozen.ofm');
+  await m.save(file);
+  const back = await of.load(file);
+  t.equal(back.frozen, 1, 'a checkpoint keeps the frozen prefix');
+  back.dispose();
+  t.throws(() => of.sequential([of.dense(6, 8), of.tanh(), of.dense(8, 3, { trainable: false })]), { code: 'ERR_CONFIG', message: /leading run/ });
+  t.throws(() => m.freeze(3), { code: 'ERR_CONFIG' });
+  m.freeze(0);
+  t.equal(m.frozen, 0, 'unfrozen');
+  m.dispose();
+});

@@ -22,6 +22,7 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
                            InstanceMethod<&ModelWrap::State>("state"),
                            InstanceMethod<&ModelWrap::ExportState>("exportState"),
                            InstanceMethod<&ModelWrap::ImportState>("importState"),
+                           InstanceMethod<&ModelWrap::SetFrozen>("setFrozen"),
                        });
 }
 
@@ -54,6 +55,7 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Value& v) {
             ls.kind = LayerSpec::Kind::Dense;
             ls.units = int(require_int(l.Get("units"), "units", 1, 1 << 28));
             ls.bias = opt_bool(l, "bias", true);
+            ls.trainable = opt_bool(l, "trainable", true);
         } else if (type == "activation") {
             ls.kind = LayerSpec::Kind::Activation;
             ls.act = parse_act(env, require_string(l.Get("activation"), "activation"));
@@ -340,7 +342,7 @@ Napi::Value ModelWrap::Gradients(const Napi::CallbackInfo& info) {
         };
         check(env, validate_estimator(m, e, &hook));
     }
-    Status s = estimate_gradients(m, d.x, d.y, int(d.rows), e, step, &st, hook ? &hook : nullptr);
+    Status s = estimate_trainable(m, d.x, d.y, int(d.rows), e, step, &st, hook ? &hook : nullptr);
     if (!thrown.IsEmpty()) throw Napi::Error(env, thrown.Value());
     check(env, s);
     if (!std::isfinite(st.loss))
@@ -404,6 +406,7 @@ Napi::Value ModelWrap::State(const Napi::CallbackInfo& info) {
         r.Set("step", double(model_->step));
         r.Set("epochs", double(model_->epochs_run));
         r.Set("epochStep", double(model_->epoch_step));
+        r.Set("frozen", model_->frozen);
         r.Set("busy", model_->busy.load());
         r.Set("parameterCount", double(model_->n_params));
         r.Set("inputs", model_->inputs);
@@ -496,5 +499,14 @@ Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
     OF_NAPI_END(env)
 }
 
-}  // namespace of::addon
+// setFrozen(n): the first n dense layers stop training (0 unfreezes; at least one layer stays trainable).
+Napi::Value ModelWrap::SetFrozen(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    Model& m = model(env);
+    m.frozen = int(require_int(info[0], "frozen layers", 0, int64_t(m.units.size()) - 1));
+    return env.Undefined();
+    OF_NAPI_END(env)
+}
 
+}  // namespace of::addon

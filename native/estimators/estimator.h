@@ -71,6 +71,12 @@ using LossHook = std::function<Status(const float* outputs, const Targets& y, in
 
 Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHook* hook = nullptr);
 
+// Gradient estimate honoring a frozen prefix (frozen.cpp): zero gradients for frozen layers, the estimator on
+// the rest. trainable_offset: the first slab index the optimizer may change.
+Status estimate_trainable(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
+                          StepStats* stats, const LossHook* hook = nullptr);
+int64_t trainable_offset(const Model& m);
+
 // Per dense layer, the noise scale of every output channel (sigma, or sigma_channels where given).
 inline std::vector<std::vector<float>> channel_sigmas(const Model& m, const UlrConfig& c) {
     std::vector<std::vector<float>> out(m.units.size());

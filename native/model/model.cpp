@@ -32,6 +32,9 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
             OF_TRY(check_positive(l.units, "dense units"));
             uint64_t wn = 0;
             OF_TRY(checked_mul(uint64_t(width), uint64_t(l.units), &wn, "dense weight"));
+            OF_CHECK(l.trainable || int(m->units.size()) == m->frozen, Config,
+                     "layer " + std::to_string(i) + ": only a leading run of dense layers can be frozen");
+            if (!l.trainable) m->frozen++;
             DenseUnit u{width, l.units, int64_t(total), -1};
             total += wn;
             if (l.bias) u.b_off = int64_t(total), total += uint64_t(l.units);

@@ -19,6 +19,7 @@ struct LayerSpec {
     enum class Kind { Dense, Activation } kind;
     int units = 0;  // dense: out-features
     bool bias = true;
+    bool trainable = true;  // dense: false freezes it (only a leading run of dense layers may be frozen)
     Act act = Act::Identity;  // activation
     float alpha = 0.01f;      // leaky-relu slope
 };
@@ -58,6 +59,7 @@ struct Model {
     int64_t n_params = 0;
     std::shared_ptr<Buffer> params;  // shared: JS views of parameters() keep it alive after dispose
     Buffer grads, opt_m, opt_v;
+    int frozen = 0;           // leading dense layers excluded from training (fine-tuning)
     uint32_t step = 0;        // training steps taken: the noise counter's step
     uint32_t epochs_run = 0;  // epochs completed: the shuffle counter
     uint32_t epoch_step = 0;  // batches done in an epoch that was cut short (cancel); 0 between epochs

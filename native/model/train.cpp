@@ -43,7 +43,7 @@ Status train_step(Model& m, const float* x, const Targets& y, int B, const Estim
         est.ulr.sigma.resize(L);
         for (size_t l = 0; l < L; l++) est.ulr.sigma[l] = float(std::exp(m.log_sigma[l]));
     }
-    OF_TRY(estimate_gradients(m, x, y, B, est, m.step, stats, hook));
+    OF_TRY(estimate_trainable(m, x, y, B, est, m.step, stats, hook));
     if (!std::isfinite(stats->loss))
         return {StatusCode::Numeric, "non-finite loss at step " + std::to_string(m.step) + " (seed " +
                                          std::to_string(m.seed) + "); lower the learning rate or sigma"};
@@ -57,7 +57,9 @@ Status train_step(Model& m, const float* x, const Targets& y, int B, const Estim
         for (size_t l = 0; l < m.log_sigma.size() && l < stats->sigma_grad.size(); l++)
             m.log_sigma[l] -= double(e.ulr.sigma_lr) * stats->sigma_grad[l];
     m.opt_t++;
-    m.k->optimizer_step(m.params->data(), m.grads.data(), m.opt_m.data(), m.opt_v.data(), m.n_params, o, m.opt_t);
+    const int64_t off = trainable_offset(m);  // a frozen prefix is never touched, not even by weight decay
+    m.k->optimizer_step(m.params->data() + off, m.grads.data() + off, m.opt_m.data() + off, m.opt_v.data() + off,
+                        m.n_params - off, o, m.opt_t);
     m.step++;
     return {};
 }

@@ -1,0 +1,61 @@
+// Frozen prefix (fine-tuning): the first `m.frozen` dense layers are not trained. Their clean forward runs
+// once per sample (B rows -- the shared-prefix rule for a whole frozen stack), then the estimator runs on the
+// trainable rest as if it were the model, reading the frozen stack's output as its input. Their gradients are
+// zero, and the optimizer updates only the trainable suffix of the parameter slab.
+#include <algorithm>
+
+#include "estimators/estimator.h"
+
+namespace of {
+
+int64_t trainable_offset(const Model& m) {
+    return m.frozen > 0 && m.frozen < int(m.units.size()) ? m.units[size_t(m.frozen)].w_off : 0;
+}
+
+Status estimate_trainable(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
+                          StepStats* stats, const LossHook* hook) {
+    const int f = m.frozen;
+    if (f <= 0) return estimate_gradients(m, x, y, B, e, step, stats, hook);
+    const size_t L = m.units.size();
+    OF_CHECK(f < int(L), Config, "every layer is frozen: nothing to train");
+    const KernelTable& k = *m.k;
+    // 1. the frozen stack, clean, on B rows
+    Buffer a, b;
+    int width = m.inputs;
+    for (int l = 0; l < f; l++) width = std::max(width, m.units[size_t(l)].O);
+    OF_TRY(a.reserve(size_t(B) * width));
+    OF_TRY(b.reserve(size_t(B) * width));
+    const float* in = x;
+    float* cur = a.data();
+    for (int l = 0; l < f; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        k.gemm_nt(cur, in, m.W(u), B, u.O, u.I, 1.0f, 0.0f);
+        k.bias_act_forward(cur, cur, m.b(u), B, u.O, u.act, u.alpha);
+        in = cur;
+        cur = cur == a.data() ? b.data() : a.data();
+    }
+    // 2. the estimator on the trainable layers as a model of their own (offsets into the slab unchanged)
+    EstimatorConfig sub = e;
+    UlrConfig& c = sub.ulr;
+    if (e.kind == EstimatorConfig::Kind::Ulr) {
+        OF_CHECK(!c.learn_sigma && !c.auto_copies, Config, "learnSigma and copies: 'auto' do not support frozen layers yet");
+        auto tail = [&](auto& v) {
+            if (v.size() == L) v.erase(v.begin(), v.begin() + f);
+        };
+        tail(c.sigma), tail(c.sigma_channels), tail(c.copies_per_layer);
+        OF_CHECK(c.blocks.empty(), Config, "blocks do not support frozen layers yet");
+    }
+    std::vector<DenseUnit> all = m.units;
+    const int inputs = m.inputs;
+    m.units.assign(all.begin() + f, all.end());
+    m.inputs = m.units.front().I;
+    Status st = validate_estimator(m, sub, hook);
+    if (st.ok()) st = estimate_gradients(m, in, y, B, sub, step, stats, hook);
+    m.units = std::move(all);
+    m.inputs = inputs;
+    OF_TRY(st);
+    std::fill(m.grads.data(), m.grads.data() + trainable_offset(m), 0.0f);
+    return {};
+}
+
+}  // namespace of
