@@ -206,10 +206,30 @@ function estimators() {
   }
 }
 
-const suites: Record<string, () => void | Promise<void>> = { 'cpu-digits': cpuDigits, server, fuzz, estimators };
+// Suite "finetune": pretrain with BP on digits 0-4, fine-tune on 5-9 with BP or ULR, full or head only.
+function finetune() {
+  const out = execFileSync(process.execPath, [path.join(__dirname, 'cases', 'finetune.js')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const r = JSON.parse(out.trim().split('\n').pop()!) as {
+    pretrained: { lowAccuracy: number; highAccuracy: number };
+    runs: { name: string; highAccuracy: number; lowAccuracy: number; secondsPerEpoch: number }[];
+  };
+  const date = new Date().toISOString();
+  fs.mkdirSync(results, { recursive: true });
+  fs.writeFileSync(path.join(results, 'finetune.json'), JSON.stringify({ suite: 'finetune', date, ...r }, null, 2) + '\n');
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+  const md =
+    `# finetune (${date.slice(0, 10)})\n\nMLP 784-256-10 pretrained with BP on digits 0-4 (3 epochs): ${pct(r.pretrained.lowAccuracy)} on 0-4, ${pct(r.pretrained.highAccuracy)} on 5-9. ` +
+    `Then 3 epochs on digits 5-9 (Adam 1e-3, batch 64); head only = first layer frozen.\n\n` +
+    `| fine-tuning | accuracy on 5-9 | left on 0-4 | s/epoch |\n|---|---|---|---|\n` +
+    r.runs.map((x) => `| ${x.name} | ${pct(x.highAccuracy)} | ${pct(x.lowAccuracy)} | ${x.secondsPerEpoch.toFixed(3)} |`).join('\n') + '\n';
+  fs.writeFileSync(path.join(results, 'finetune.md'), md);
+  process.stdout.write(md);
+}
+
+const suites: Record<string, () => void | Promise<void>> = { 'cpu-digits': cpuDigits, server, fuzz, estimators, finetune };
 (async () => {
   const wanted = argv;
-  for (const name of wanted.length ? wanted : ['cpu-digits', 'server', 'fuzz', 'estimators']) {
+  for (const name of wanted.length ? wanted : ['cpu-digits', 'server', 'fuzz', 'estimators', 'finetune']) {
     const suite = suites[name];
     if (!suite) {
       process.stderr.write(`bench: unknown suite '${name}' (have: ${Object.keys(suites).join(', ')})\n`);
