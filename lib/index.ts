@@ -22,6 +22,7 @@ export type { Dataset, CsvOptions } from './data';
 import * as dataModule from './data';
 import * as backendModule from './backend';
 import * as reportModule from './report';
+import * as robustnessModule from './robustness';
 
 /** Shipped data sets. */
 export const datasets = { digits: dataModule.digits };
@@ -39,3 +40,6 @@ export type { BackendInfo, BackendName } from './backend';
 /** Self-contained HTML reports (loss/accuracy curves, gradient variance vs K). */
 export const report = { render: reportModule.renderReport, write: reportModule.writeReport };
 export type { ReportData, ReportRun } from './report';
+/** Accuracy under white-box attacks (FGSM, PGD) and corruptions (Gaussian, salt-and-pepper). */
+export const robustness = { evaluate: robustnessModule.evaluate };
+export type { Attack, RobustnessResult } from './robustness';

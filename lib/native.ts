@@ -141,6 +141,7 @@ export interface NativeModel {
   dispose(): void;
   exportState(): NativeTrainState;
   setFrozen(count: number): void;
+  inputGradients(x: Float32Array, y: Targets, rows: number): { grads: Float32Array; loss: number };
   importState(state: NativeTrainState): void;
   state(): {
     disposed: boolean;

@@ -23,6 +23,7 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
                            InstanceMethod<&ModelWrap::ExportState>("exportState"),
                            InstanceMethod<&ModelWrap::ImportState>("importState"),
                            InstanceMethod<&ModelWrap::SetFrozen>("setFrozen"),
+                           InstanceMethod<&ModelWrap::InputGradients>("inputGradients"),
                        });
 }
 
@@ -509,4 +510,24 @@ Napi::Value ModelWrap::SetFrozen(const Napi::CallbackInfo& info) {
     OF_NAPI_END(env)
 }
 
+// inputGradients(x, y, rows) -> { grads: Float32Array (rows x inputs), loss }: d(mean loss)/dx by backprop
+// (for white-box attacks such as FGSM and PGD). The model must be differentiable.
+Napi::Value ModelWrap::InputGradients(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    Model& m = model(env);
+    DataRef d = parse_data(env, m, info[0], info[1], info[2]);
+    if (d.rows > (int64_t(1) << 30)) throw_status(env, {StatusCode::Shape, "batch too large"});
+    check(env, validate_estimator(m, EstimatorConfig{}));
+    Napi::Float32Array dx = Napi::Float32Array::New(env, size_t(d.rows) * m.inputs);
+    StepStats st;
+    check(env, bp_gradients(m, d.x, d.y, int(d.rows), &st, dx.Data()));
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("grads", dx);
+    r.Set("loss", st.loss);
+    return r;
+    OF_NAPI_END(env)
+}
+
 }  // namespace of::addon
+

@@ -36,6 +36,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Value ExportState(const Napi::CallbackInfo& info);
     Napi::Value ImportState(const Napi::CallbackInfo& info);
     Napi::Value SetFrozen(const Napi::CallbackInfo& info);
+    Napi::Value InputGradients(const Napi::CallbackInfo& info);
 };
 
 // Parsing shared by the methods (model_wrap.cpp).

@@ -82,7 +82,7 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
     return {};
 }
 
-Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats) {
+Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx) {
     const KernelTable& k = *m.k;
     size_t L = m.units.size();
     auto& ws = m.ws;
@@ -119,6 +119,7 @@ Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats
         k.gemm_tn(m.grads.data() + u.w_off, dV, a_prev, nullptr, u.O, u.I, B, 1.0f, 0.0f);
         if (u.b_off >= 0) k.col_sum(m.grads.data() + u.b_off, dV, B, u.O);
         if (l > 0) k.gemm_nn(dA, dV, m.W(u), B, u.I, u.O, 1.0f, 0.0f);
+        else if (dx) k.gemm_nn(dx, dV, m.W(u), B, u.I, u.O, 1.0f, 0.0f);
     }
     return {};
 }

@@ -106,7 +106,8 @@ inline float sigma_factor(const UlrConfig& c, int e, int E) {
     return 1.0f;
 }
 
-Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats);
+// dx (B, inputs), when given, receives d(mean loss)/dx: the input gradient white-box attacks use.
+Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx = nullptr);
 Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
                      StepStats* stats, const LossHook* hook = nullptr);
 
