@@ -351,7 +351,7 @@ export class Model {
 
   /** The learned ULR σ per dense layer (`learnSigma`), or `undefined` before any. */
   get sigma(): number[] | undefined {
-    return this.nat.exportState().logSigma?.map(Math.exp);
+    return this.nat.state().logSigma?.map(Math.exp);
   }
 
   /**

@@ -149,6 +149,7 @@ export interface NativeModel {
     epochs?: number;
     epochStep?: number;
     frozen?: number;
+    logSigma?: number[];
     busy?: boolean;
     parameterCount?: number;
     inputs?: number;

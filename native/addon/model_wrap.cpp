@@ -315,11 +315,13 @@ Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
 }
 
 namespace {
-// The (x, y, rows, estimator) head shared by gradients() and trainStep(): one batch and a checked estimator.
-DataRef parse_batch(Napi::Env env, const Napi::CallbackInfo& info, const Model& m, EstimatorConfig* e) {
+// The (x, y, rows[, estimator]) head shared by gradients(), trainStep() and inputGradients(): one batch and a
+// checked estimator (read from argument 3 when `from_arg`, else the one passed in, e.g. BP).
+DataRef parse_batch(Napi::Env env, const Napi::CallbackInfo& info, const Model& m, EstimatorConfig* e,
+                    bool from_arg = true) {
     DataRef d = parse_data(env, m, info[0], info[1], info[2]);
     if (d.rows > (int64_t(1) << 30)) throw_status(env, {StatusCode::Shape, "batch too large"});
-    *e = parse_estimator(env, info[3]);
+    if (from_arg) *e = parse_estimator(env, info[3]);
     check(env, validate_estimator(m, *e));
     return d;
 }
@@ -399,6 +401,14 @@ Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
     OF_NAPI_END(env)
 }
 
+namespace {
+Napi::Array number_array(Napi::Env env, const std::vector<double>& v) {
+    Napi::Array a = Napi::Array::New(env, v.size());
+    for (size_t i = 0; i < v.size(); i++) a.Set(uint32_t(i), v[i]);
+    return a;
+}
+}  // namespace
+
 Napi::Value ModelWrap::State(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object r = Napi::Object::New(env);
@@ -408,6 +418,7 @@ Napi::Value ModelWrap::State(const Napi::CallbackInfo& info) {
         r.Set("epochs", double(model_->epochs_run));
         r.Set("epochStep", double(model_->epoch_step));
         r.Set("frozen", model_->frozen);
+        if (!model_->log_sigma.empty()) r.Set("logSigma", number_array(env, model_->log_sigma));
         r.Set("busy", model_->busy.load());
         r.Set("parameterCount", double(model_->n_params));
         r.Set("inputs", model_->inputs);
@@ -429,20 +440,8 @@ Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
     r.Set("optKind", m.opt_kind);
     r.Set("optT", double(m.opt_t));
     r.Set("runningLoss", m.has_running ? Napi::Value(Napi::Number::New(env, m.running_loss)) : env.Null());
-    if (m.layer_var.empty()) {
-        r.Set("layerVar", env.Null());
-    } else {
-        Napi::Array lv = Napi::Array::New(env, m.layer_var.size());
-        for (size_t l = 0; l < m.layer_var.size(); l++) lv.Set(uint32_t(l), m.layer_var[l]);
-        r.Set("layerVar", lv);
-    }
-    if (m.log_sigma.empty()) {
-        r.Set("logSigma", env.Null());
-    } else {
-        Napi::Array ls = Napi::Array::New(env, m.log_sigma.size());
-        for (size_t l = 0; l < m.log_sigma.size(); l++) ls.Set(uint32_t(l), m.log_sigma[l]);
-        r.Set("logSigma", ls);
-    }
+    r.Set("layerVar", m.layer_var.empty() ? env.Null() : Napi::Value(number_array(env, m.layer_var)));
+    r.Set("logSigma", m.log_sigma.empty() ? env.Null() : Napi::Value(number_array(env, m.log_sigma)));
     bool has = m.opt_kind >= 0;
     for (const char* key : {"m", "v"}) {
         const Buffer& b = key[0] == 'm' ? m.opt_m : m.opt_v;
@@ -516,9 +515,8 @@ Napi::Value ModelWrap::InputGradients(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
     Model& m = model(env);
-    DataRef d = parse_data(env, m, info[0], info[1], info[2]);
-    if (d.rows > (int64_t(1) << 30)) throw_status(env, {StatusCode::Shape, "batch too large"});
-    check(env, validate_estimator(m, EstimatorConfig{}));
+    EstimatorConfig bp;  // backprop: the model must be differentiable
+    DataRef d = parse_batch(env, info, m, &bp, false);
     Napi::Float32Array dx = Napi::Float32Array::New(env, size_t(d.rows) * m.inputs);
     StepStats st;
     check(env, bp_gradients(m, d.x, d.y, int(d.rows), &st, dx.Data()));
