@@ -16,6 +16,7 @@
         "native/model/model.cpp",
         "native/model/train.cpp",
         "native/estimators/backprop.cpp",
+        "native/estimators/hybrid.cpp",
         "native/estimators/likelihood_ratio.cpp",
         "native/estimators/layerwise.cpp",
         "native/estimators/weight_perturbation.cpp",

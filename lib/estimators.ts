@@ -109,14 +109,43 @@ export type UlrOptions = {
    * the model (`model.sigma`, kept by checkpoints). Needs `injection: 'all'` and no `sigmaSchedule`.
    */
   learnSigma?: { lr?: number };
+  /**
+   * Local module training (the paper's computation-flow rearrangement): consecutive `[start, end)` ranges of
+   * dense layers covering the model, e.g. `[[0, 2], [2, 3]]`. Noise goes only on each module's last
+   * pre-activation; each module receives the LR estimate of the loss gradient there, `(ℓ − b)·s(ε)/σ`, and
+   * runs BP inside itself (`inner: 'bp'`). No backward pass crosses a module boundary, so the modules reduce
+   * independently. A one-layer module is a plain ULR layer; the first module runs once per sample.
+   * Works with baselines `'loo'`, `'mean'`, `'running'`, `'none'`; not with `'layerwise'`, `qmc`, `learnSigma`.
+   */
+  modules?: [number, number][];
+  /** What runs inside a module: `'bp'` (backpropagation from the module's boundary estimate). */
+  inner?: 'bp';
+  /**
+   * With `modules`: the reductions after the forward blocks (each later layer's block sum and the first
+   * module's backward) run as concurrent tasks on the thread pool (`true`) or one after another; bit-identical
+   * either way. Defaults to `true`.
+   */
+  concurrent?: boolean;
+  /**
+   * With `modules`, in training (`fit`, `trainStep`): the first module's backward for step t runs during
+   * step t+1's forward, and its update lands one step late (its gradient is one step stale; the other
+   * modules' are not). The first step trains only the later modules; the last step's first-module gradient
+   * is dropped at the end of `fit`, and a resumed `fit` is not bit-identical to an uninterrupted one.
+   * Defaults to `false`.
+   */
+  pipeline?: boolean;
 };
 
 /** A σ schedule for {@link UlrOptions.sigmaSchedule}. */
 export type SigmaSchedule = { kind: 'constant' | 'step' | 'exponential' | 'cosine'; every?: number; gamma?: number; min?: number };
 
 /** A configured ULR estimator. */
-export type UlrEstimator = { kind: 'ulr' } & Required<Omit<UlrOptions, 'seed' | 'copies' | 'sigmaSchedule' | 'learnSigma' | 'budget' | 'blocks'>> & {
+export type UlrEstimator = { kind: 'ulr' } & Required<Omit<UlrOptions, 'seed' | 'copies' | 'sigmaSchedule' | 'learnSigma' | 'budget' | 'blocks' | 'modules' | 'inner' | 'concurrent' | 'pipeline'>> & {
   blocks?: number[];
+  modules?: [number, number][];
+  inner?: 'bp';
+  concurrent?: boolean;
+  pipeline?: boolean;
   copies: number | number[] | 'auto';
   budget?: number;
   seed?: number;
@@ -170,7 +199,7 @@ export function bp(): BpEstimator {
  * const est = of.ulr({ copies: 32, sigma: 0.1 });
  */
 export function ulr(options?: UlrOptions): UlrEstimator {
-  const o = optionsObject('ulr', options, ['copies', 'injection', 'sigma', 'antithetic', 'baseline', 'noise', 'score', 'sharedPrefix', 'storeNoise', 'seed', 'sigmaSchedule', 'learnSigma', 'qmc', 'budget', 'blocks']);
+  const o = optionsObject('ulr', options, ['copies', 'injection', 'sigma', 'antithetic', 'baseline', 'noise', 'score', 'sharedPrefix', 'storeNoise', 'seed', 'sigmaSchedule', 'learnSigma', 'qmc', 'budget', 'blocks', 'modules', 'inner', 'concurrent', 'pipeline']);
   const copies = o.copies ?? 32;
   const sigma = o.sigma ?? 0.1;
   const antithetic = o.antithetic ?? false;
@@ -227,6 +256,24 @@ export function ulr(options?: UlrOptions): UlrEstimator {
     if (!Array.isArray(o.blocks) || o.blocks.length === 0 || !o.blocks.every((n) => is.positiveInteger(n))) throw invalidArg('blocks', 'array of positive integers', o.blocks);
     if (injection !== 'layerwise') throw new ConfigError("blocks need injection: 'layerwise'");
     est.blocks = [...(o.blocks as number[])];
+  }
+  if (o.modules !== undefined) {
+    const mods = o.modules as unknown;
+    const pair = (r: unknown) => Array.isArray(r) && r.length === 2 && is.integer(r[0]) && is.integer(r[1]) && (r[0] as number) >= 0 && (r[1] as number) > (r[0] as number);
+    if (!Array.isArray(mods) || mods.length === 0 || !mods.every(pair) || !mods.every((r: number[], i) => r[0] === (i === 0 ? 0 : (mods[i - 1] as number[])[1]))) {
+      throw invalidArg('modules', 'consecutive [start, end) ranges of dense layers from 0, e.g. [[0, 2], [2, 3]]', mods);
+    }
+    if (injection !== 'all' || o.qmc === true || o.learnSigma !== undefined) throw new ConfigError("modules cannot be combined with injection 'layerwise', qmc or learnSigma");
+    if (baseline === 'clean') throw new ConfigError("modules support baselines 'loo', 'mean', 'running' and 'none'");
+    if (o.inner !== undefined && o.inner !== 'bp') throw invalidArg('inner', "'bp'", o.inner);
+    est.modules = (mods as number[][]).map((r) => [r[0], r[1]] as [number, number]);
+    est.inner = 'bp';
+    for (const key of ['concurrent', 'pipeline'] as const) {
+      if (o[key] !== undefined && !is.bool(o[key])) throw invalidArg(key, 'boolean', o[key]);
+      if (o[key] !== undefined) est[key] = o[key] as boolean;
+    }
+  } else {
+    for (const key of ['inner', 'concurrent', 'pipeline'] as const) if (o[key] !== undefined) throw new ConfigError(`${key} needs modules`);
   }
   if (o.learnSigma !== undefined) {
     const ls = optionsObject('learnSigma', o.learnSigma, ['lr']);

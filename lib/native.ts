@@ -34,6 +34,10 @@ export type NativeEstimator = {
   sharedPrefix?: boolean;
   storeNoise?: boolean;
   seed?: number;
+  modules?: [number, number][];
+  concurrent?: boolean;
+  pipeline?: boolean;
+  exactBoundary?: boolean;
 };
 
 /** @internal */

@@ -172,6 +172,25 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     else throw_status(env, arg_error("unknown score '" + score + "'"));
     c.shared_prefix = opt_bool(o, "sharedPrefix", true);
     c.store_noise = opt_bool(o, "storeNoise", true);
+    Napi::Value mods = o.Get("modules");
+    if (mods.IsArray()) {  // [[0, e0], [e0, e1], ...]: consecutive ranges of dense layers
+        Napi::Array a = mods.As<Napi::Array>();
+        int prev = 0;
+        for (uint32_t i = 0; i < a.Length(); i++) {
+            Napi::Value r = a.Get(i);
+            if (!r.IsArray() || r.As<Napi::Array>().Length() != 2)
+                throw_status(env, arg_error("modules must be [start, end] pairs of dense layer indices"));
+            int start = int(require_int(r.As<Napi::Array>().Get(uint32_t(0)), "modules", 0, 1 << 20));
+            int end = int(require_int(r.As<Napi::Array>().Get(uint32_t(1)), "modules", 1, 1 << 20));
+            if (start != prev || end <= start)
+                throw_status(env, arg_error("modules must be consecutive non-empty [start, end) ranges from dense layer 0"));
+            c.modules.push_back(end);
+            prev = end;
+        }
+    }
+    c.concurrent = opt_bool(o, "concurrent", true);
+    c.pipeline = opt_bool(o, "pipeline", false);
+    c.exact_boundary = opt_bool(o, "exactBoundary", false);
     if (!o.Get("seed").IsUndefined()) {
         c.seed = uint64_t(require_int(o.Get("seed"), "seed", 0, int64_t(1) << 53));
         c.has_seed = true;

@@ -78,6 +78,18 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
         OF_CHECK(!c.qmc || u.O <= SobolTable::kMaxDims, Config, "qmc supports layers up to 65536 outputs");
     OF_CHECK(!c.learn_sigma || (!c.layerwise && c.schedule == UlrConfig::Schedule::Constant), Config,
              "learnSigma works with injection 'all' and no sigma schedule");
+    if (!c.modules.empty()) {
+        int prev = 0;
+        for (int e : c.modules) {
+            OF_CHECK(e > prev, Config, "modules must be consecutive non-empty ranges of dense layers starting at 0");
+            prev = e;
+        }
+        OF_CHECK(prev == int(m.units.size()), Config,
+                 "modules must cover the " + std::to_string(m.units.size()) + " dense layers, up to " + std::to_string(prev));
+        OF_CHECK(!c.layerwise && !c.qmc && !c.learn_sigma, Config, "modules cannot be combined with injection 'layerwise', qmc or learnSigma");
+        OF_CHECK(c.baseline != Baseline::Clean, Config, "modules support baselines 'loo', 'mean', 'running' and 'none'");
+    }
+    OF_CHECK(c.modules.empty() ? !c.pipeline : true, Config, "pipeline needs modules");
     OF_CHECK(!c.learn_sigma || (c.sigma_lr > 0.0f && std::isfinite(c.sigma_lr)), Config, "learnSigma lr must be positive");
     return {};
 }

@@ -25,7 +25,7 @@ struct UlrConfig {
     // `copies` per layer (Neyman allocation K_l ~ sqrt(V_l / c_l), V_l a running per-copy variance).
     bool auto_copies = false;
     std::vector<int> blocks;  // layer-wise only: sizes of consecutive layer groups perturbed together (empty: 1 each)
-    bool update_running = false;      // set by train_step: this estimate moves the running baseline
+    bool training = false;  // set by train_step: the estimate is for a training step (moves the running baseline)
     // sigma schedule over fit's epochs (e = epoch index from 0, E = fit's epochs): constant; step:
     // gamma^floor(e / every); exponential: gamma^e; cosine: min + (1 - min)(1 + cos(pi e / E)) / 2.
     enum class Schedule { Constant, Step, Exponential, Cosine } schedule = Schedule::Constant;
@@ -37,6 +37,12 @@ struct UlrConfig {
     bool learn_sigma = false;
     float sigma_lr = 0.01f;
     bool store_noise = true;          // false: regenerate eps in the gradient pass (METHOD.md 3.2)
+    // Local module training (hybrid.cpp): exclusive end of each module, in dense layers (last = layer count).
+    // Empty: plain ULR. Noise only on each module's last pre-activation; BP inside the modules.
+    std::vector<int> modules;
+    bool concurrent = true;       // modules: the per-layer reductions after the blocks run as concurrent tasks
+    bool pipeline = false;        // modules, training only: module 0's backward overlaps the next step's forward
+    bool exact_boundary = false;  // modules, test hook: the exact boundary gradient instead of its LR estimate
     uint64_t seed = 0;                // noise key; 0 -> the model's seed
     bool has_seed = false;
 };
@@ -114,11 +120,13 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
 // The running-average baseline after a step: EMA (factor 0.9) of the steps' mean losses. Only estimates
 // made for training (train_step) should move it; gradients() calls leave it alone.
 inline void update_running_baseline(Model& m, const UlrConfig& c, double mean_loss) {
-    if (c.baseline != Baseline::Running || !c.update_running || !std::isfinite(mean_loss)) return;
+    if (c.baseline != Baseline::Running || !c.training || !std::isfinite(mean_loss)) return;
     m.running_loss = m.has_running ? 0.9 * m.running_loss + 0.1 * mean_loss : mean_loss;
     m.has_running = true;
 }
 
+Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
+                            StepStats* stats, const LossHook* hook = nullptr);
 Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
                                StepStats* stats, const LossHook* hook = nullptr);
 Status weight_perturbation_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
@@ -129,6 +137,7 @@ inline Status estimate_gradients(Model& m, const float* x, const Targets& y, int
     if (e.kind == EstimatorConfig::Kind::Bp) return bp_gradients(m, x, y, B, stats);
     if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es)
         return weight_perturbation_gradients(m, x, y, B, e, step, stats);
+    if (!e.ulr.modules.empty()) return ulr_module_gradients(m, x, y, B, e.ulr, step, stats, hook);
     if (e.ulr.layerwise) return ulr_layerwise_gradients(m, x, y, B, e.ulr, step, stats, hook);
     return ulr_gradients(m, x, y, B, e.ulr, step, stats, hook);
 }

@@ -43,6 +43,12 @@ Status estimate_trainable(Model& m, const float* x, const Targets& y, int B, con
             if (v.size() == L) v.erase(v.begin(), v.begin() + f);
         };
         tail(c.sigma), tail(c.sigma_channels), tail(c.copies_per_layer);
+        if (!c.modules.empty()) {  // modules inside the frozen prefix vanish, one across its end starts at it
+            std::vector<int> ends;
+            for (int e : c.modules)
+                if (e > f) ends.push_back(e - f);
+            c.modules = ends;
+        }
         OF_CHECK(c.blocks.empty(), Config, "blocks do not support frozen layers yet");
     }
     std::vector<DenseUnit> all = m.units;

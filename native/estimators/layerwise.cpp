@@ -273,7 +273,7 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
         for (int t = 0; t < T; t++)
             for (int l = 0; l < L; l++) stats->layer_var[size_t(l)] += var_part[size_t(t) * L + size_t(l)];
         for (int l = 0; l < L; l++) stats->layer_var[size_t(l)] *= double(copies(l));
-        if (c.update_running) {
+        if (c.training) {
             if (m.layer_var.size() != size_t(L)) m.layer_var = stats->layer_var;
             else
                 for (int l = 0; l < L; l++) m.layer_var[size_t(l)] = 0.9 * m.layer_var[size_t(l)] + 0.1 * stats->layer_var[size_t(l)];

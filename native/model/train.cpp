@@ -32,7 +32,7 @@ Status train_step(Model& m, const float* x, const Targets& y, int B, const Estim
         m.opt_kind = int(o.kind);
     }
     EstimatorConfig est = e;
-    est.ulr.update_running = true;
+    est.ulr.training = true;
     const bool learn = e.kind == EstimatorConfig::Kind::Ulr && e.ulr.learn_sigma;
     if (learn) {  // the learned sigma replaces the configured one (initialized from it)
         const size_t L = m.units.size();
@@ -85,6 +85,7 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
     const LossHook* hook = cfg.loss_hook ? &cfg.loss_hook : nullptr;
     OF_TRY(validate_estimator(m, cfg.estimator, hook));
     OF_TRY(validate_optimizer(cfg.optimizer));
+    m.ws.first[0].pending = m.ws.first[1].pending = false;  // pipelining starts afresh with every fit
     const int64_t n = train.rows;
     const int I = m.inputs, C = m.outputs;
     std::vector<int64_t> perm(static_cast<size_t>(n));
