@@ -40,7 +40,7 @@ struct UlrConfig {
     // Local module training (hybrid.cpp): exclusive end of each module, in dense layers (last = layer count).
     // Empty: plain ULR. Noise only on each module's last pre-activation; BP inside the modules.
     std::vector<int> modules;
-    bool concurrent = true;       // modules: the per-layer reductions after the blocks run as concurrent tasks
+    bool concurrent = true;       // modules: the later layers' block sums run as concurrent tasks (else in a loop)
     bool pipeline = false;        // modules, training only: module 0's backward overlaps the next step's forward
     bool exact_boundary = false;  // modules, test hook: the exact boundary gradient instead of its LR estimate
     uint64_t seed = 0;                // noise key; 0 -> the model's seed

@@ -4,8 +4,9 @@
 // module receives the likelihood-ratio estimate of the loss gradient at that boundary,
 //     D[r] = w[r] s(E[r]) / sigma        (w: the ULR row weights, (l - baseline) / (B K)),
 // then runs BP only inside itself, from D down to its input. No backward pass crosses a boundary, so the
-// modules' reductions are independent of each other: they run as concurrent tasks, and the first module's can
-// overlap the next step's forward (pipelining; its gradient is then one step stale).
+// modules' reductions are independent of each other: the later layers' block sums run as concurrent tasks,
+// and the first module's backward can overlap the next step's forward (pipelining; its gradient is then one
+// step stale).
 //
 // A one-layer module is exactly a plain ULR layer (same noise, same reductions); one module holding every layer
 // is BP driven by an LR estimate at the output. The first module's input is clean, so it runs once per sample
@@ -296,28 +297,26 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
     }, cycles);
     for (const Status& st : status) OF_TRY(st);
 
-    // The reductions after the blocks, one task per layer of the later modules (partials summed in block order)
-    // plus, unpipelined, the first module's backward: independent tasks, bit-identical in any order.
+    // The reductions after the blocks: the later layers' block sums (partials in block order), one concurrent
+    // task per layer; then, unpipelined, the first module's backward with every thread on its GEMMs (as a task
+    // beside the block sums it would run its GEMMs on one thread: measured slower on 2 cores). Bit-identical
+    // either way.
     float* grads = m.grads.data();
-    auto sum_partials = [&](int l) {
-        const DenseUnit& u = m.units[size_t(l)];
+    auto sum_partials = [&](int i) {
+        const DenseUnit& u = m.units[size_t(e0 + i)];
         const int64_t n = int64_t(u.O) * u.I + (u.b_off >= 0 ? u.O : 0);
         float* g = grads + u.w_off;
-        const float* p0 = partials + partial_off[size_t(l)];
+        const float* p0 = partials + partial_off[size_t(e0 + i)];
         std::copy(p0, p0 + n, g);
         for (int t = 1; t < T; t++) {
-            const float* p = partials + int64_t(t) * partial_size + partial_off[size_t(l)];
-            for (int64_t i = 0; i < n; i++) g[i] += p[i];
+            const float* p = partials + int64_t(t) * partial_size + partial_off[size_t(e0 + i)];
+            for (int64_t j = 0; j < n; j++) g[j] += p[j];
         }
     };
-    const int tail = (L - e0) + (pipelined ? 0 : 1);
-    auto tail_task = [&](int i) {
-        if (!pipelined && i == tail - 1) first_backward(cur);
-        else sum_partials(e0 + i);
-    };
-    if (c.concurrent) ThreadPool::instance().parallel_for(tail, tail_task);
+    if (c.concurrent) ThreadPool::instance().parallel_for(L - e0, sum_partials, int64_t(T) * partial_size);
     else
-        for (int i = 0; i < tail; i++) tail_task(i);
+        for (int i = 0; i < L - e0; i++) sum_partials(i);
+    if (!pipelined) first_backward(cur);
     OF_TRY(first_status);
     if (pipelined) {  // this step's first module waits for the next step; none pending: no gradient yet
         const DenseUnit& ue = m.units[size_t(e0 - 1)];
