@@ -11,7 +11,10 @@ import { promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { CheckpointError, OneForwardError } from './errors';
-import { ACTIVATIONS, type ActivationLayer, type ActivationName, type Layer } from './layers';
+import {
+  ACTIVATIONS, type ActivationLayer, type ActivationName, type ImageShape, type Layer, type Padding, type Topology, avgPool2d, conv2d, flatten,
+  globalAvgPool, maxPool2d, topology,
+} from './layers';
 import { LOSSES, type LossName, type Model, sequential } from './model';
 
 const MAGIC = Buffer.from('OFCKPT01', 'ascii');
@@ -136,6 +139,21 @@ function checkLayers(file: string, layers: unknown): Layer[] {
       }
       return layer;
     }
+    if (['conv2d', 'maxPool2d', 'avgPool2d', 'globalAvgPool', 'flatten'].includes(o.type as string)) {
+      try {  // rebuilt by the public constructors, so a header can hold nothing they would refuse
+        if (o.type === 'globalAvgPool') return globalAvgPool();
+        if (o.type === 'flatten') return flatten();
+        const common = { padding: o.padding as Padding, ...(o.inputShape !== undefined ? { inputShape: o.inputShape as ImageShape } : {}) };
+        if (o.type === 'conv2d') {
+          return conv2d({ filters: o.filters as number, kernel: o.kernel as [number, number], strides: o.strides as [number, number], dilation: o.dilation as [number, number], bias: o.bias as boolean, ...common });
+        }
+        if (!Array.isArray(o.dilation) || o.dilation.length !== 2 || o.dilation[0] !== 1 || o.dilation[1] !== 1) throw new Error('bad dilation');
+        const opts = { size: o.kernel as [number, number], strides: o.strides as [number, number], ...common };
+        return o.type === 'maxPool2d' ? maxPool2d(opts) : avgPool2d(opts);
+      } catch (err) {
+        throw fail(file, `model.layers[${i}]: bad ${String(o.type)} layer (${(err as Error).message})`);
+      }
+    }
     throw fail(file, `model.layers[${i}]: unknown layer`);
   });
 }
@@ -165,16 +183,15 @@ export async function load(file: string): Promise<Model> {
   if (!m || !(LOSSES as readonly unknown[]).includes(m.loss) || !isInt(m.seed, 0, 2 ** 53)) throw fail(file, 'bad model section');
   const layers = checkLayers(file, m.layers);
   // Expected tensors from the spec alone: names, shapes, contiguous offsets.
-  const expected: { name: string; shape: number[] }[] = [];
-  let d = 0;
-  let total = 0;
-  for (const l of layers) {
-    if (l.type !== 'dense') continue;
-    expected.push({ name: `dense${d}.weight`, shape: [l.units, l.inputs] });
-    total += l.units * l.inputs;
-    if (l.bias) expected.push({ name: `dense${d}.bias`, shape: [l.units] }), (total += l.units);
-    d++;
+  let topo: Topology;
+  try {
+    topo = topology(layers);
+  } catch (err) {
+    throw fail(file, `model.layers do not chain: ${(err as Error).message}`);
   }
+  const expected: { name: string; shape: number[] }[] = topo.tensors.map((t) => ({ name: t.name, shape: [...t.shape] }));
+  const total = expected.reduce((a, t) => a + t.shape.reduce((p, v) => p * v, 1), 0);
+  const d = expected.filter((t) => t.name.endsWith('.weight')).length;  // layers with parameters
   const s = h.state as Header['state'] | undefined;
   if (!s || !isInt(s.step, 0, 2 ** 32 - 1) || !isInt(s.epochsRun, 0, 2 ** 32 - 1) || !isInt(s.epochStep, 0, 2 ** 32 - 1)) throw fail(file, 'bad state section');
   if (s.runningLoss !== undefined && s.runningLoss !== null && !Number.isFinite(s.runningLoss)) throw fail(file, 'bad running baseline');

@@ -2,7 +2,7 @@
  * Layers: plain, serializable descriptions (tfjs-layers style) that stay data until a model is built.
  * A dense layer may be followed by one activation; noise for ULR goes into every dense pre-activation.
  */
-import { ConfigError } from './errors';
+import { ConfigError, ShapeError } from './errors';
 import { invalidArg, is, optionsObject } from './validate';
 
 /** Activation functions. `step` and `sign` have no useful derivative: only `ulr()` can train them. */
@@ -13,8 +13,26 @@ export type ActivationName = (typeof ACTIVATIONS)[number];
 export type DenseLayer = { type: 'dense'; inputs: number; units: number; bias: boolean; trainable?: boolean };
 /** An elementwise activation. */
 export type ActivationLayer = { type: 'activation'; activation: ActivationName; alpha?: number };
+/** Height, width and channels of an image; images are channels-last (each row of x is H·W·C values). */
+export type ImageShape = [number, number, number];
+/** Zero padding: `'valid'` (none), `'same'` (output = ceil(input / stride), TensorFlow's rule), or [top, left]. */
+export type Padding = 'valid' | 'same' | [number, number];
+/** A 2-D convolution over channels-last images: kernel (filters, kh, kw, channels), one bias per filter. */
+export type Conv2dLayer = {
+  type: 'conv2d'; filters: number; kernel: [number, number]; strides: [number, number]; padding: Padding;
+  dilation: [number, number]; bias: boolean; inputShape?: ImageShape;
+};
+/** Max or average pooling over windows, per channel. */
+export type Pool2dLayer = {
+  type: 'maxPool2d' | 'avgPool2d'; kernel: [number, number]; strides: [number, number]; padding: Padding;
+  dilation: [1, 1]; inputShape?: ImageShape;
+};
+/** The mean over all positions of each channel: an image (H, W, C) becomes C values. */
+export type GlobalAvgPoolLayer = { type: 'globalAvgPool' };
+/** Turns an image into a flat vector (channels-last order: no data moves). */
+export type FlattenLayer = { type: 'flatten' };
 /** Any layer. */
-export type Layer = DenseLayer | ActivationLayer;
+export type Layer = DenseLayer | ActivationLayer | Conv2dLayer | Pool2dLayer | GlobalAvgPoolLayer | FlattenLayer;
 
 /** Options of {@link dense}. */
 export type DenseOptions = {
@@ -73,3 +91,186 @@ export const identity = (): ActivationLayer => activation('identity');
 export const step = (): ActivationLayer => activation('step');
 /** Sign: -1, 0 or 1. Not differentiable: train with `ulr()`. */
 export const sign = (): ActivationLayer => activation('sign');
+
+const pairOf = (name: string, v: unknown, min: number): [number, number] => {
+  const p = typeof v === 'number' ? [v, v] : v;
+  if (!Array.isArray(p) || p.length !== 2 || !p.every((x) => is.integer(x) && (x as number) >= min && (x as number) <= 65536)) {
+    throw invalidArg(name, `integer >= ${min} or a pair of them`, v);
+  }
+  return [p[0] as number, p[1] as number];
+};
+
+function paddingOf(v: unknown): Padding {
+  if (v === undefined || v === 'valid') return 'valid';
+  if (v === 'same') return 'same';
+  return pairOf('padding', v, 0);
+}
+
+function imageShapeOf(v: unknown): ImageShape | undefined {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v) || v.length !== 3 || !v.every((x) => is.positiveInteger(x) && (x as number) <= 65536)) {
+    throw invalidArg('inputShape', '[height, width, channels] of positive integers', v);
+  }
+  return [v[0], v[1], v[2]] as ImageShape;
+}
+
+/** Options of {@link conv2d}. */
+export type Conv2dOptions = {
+  /** Output channels. */
+  filters: number;
+  /** Kernel height and width (one number: square). */
+  kernel: number | [number, number];
+  /** Defaults to `1`. */
+  strides?: number | [number, number];
+  /** `'valid'` (default), `'same'`, or explicit [top, left] zero padding (the same at bottom/right). */
+  padding?: 'valid' | 'same' | number | [number, number];
+  /** Defaults to `1`. */
+  dilation?: number | [number, number];
+  /** Defaults to `true`. */
+  bias?: boolean;
+  /** [H, W, C] of the input images; required on the first layer of a model. */
+  inputShape?: ImageShape;
+};
+
+/**
+ * A 2-D convolution on channels-last images, computed as im2row patches times the kernel in one GEMM.
+ * Weights are Glorot-uniform (fans kh·kw·C and kh·kw·filters), biases zero. ULR puts its noise on every output
+ * (position, channel) of the pre-activation.
+ * @example
+ * of.conv2d({ inputShape: [28, 28, 1], filters: 8, kernel: 3, padding: 'same' })
+ */
+export function conv2d(options: Conv2dOptions): Conv2dLayer {
+  const o = optionsObject('conv2d', options, ['filters', 'kernel', 'strides', 'padding', 'dilation', 'bias', 'inputShape']);
+  if (!is.positiveInteger(o.filters) || (o.filters as number) > 1 << 20) throw invalidArg('filters', 'positive integer', o.filters);
+  if (o.bias !== undefined && !is.bool(o.bias)) throw invalidArg('bias', 'boolean', o.bias);
+  const layer: Conv2dLayer = {
+    type: 'conv2d', filters: o.filters as number, kernel: pairOf('kernel', o.kernel, 1), strides: pairOf('strides', o.strides ?? 1, 1),
+    padding: paddingOf(o.padding), dilation: pairOf('dilation', o.dilation ?? 1, 1), bias: (o.bias as boolean | undefined) ?? true,
+  };
+  const shape = imageShapeOf(o.inputShape);
+  if (shape) layer.inputShape = shape;
+  return layer;
+}
+
+/** Options of {@link maxPool2d} and {@link avgPool2d}. */
+export type Pool2dOptions = {
+  /** Window height and width. Defaults to `2`. */
+  size?: number | [number, number];
+  /** Defaults to the window size. */
+  strides?: number | [number, number];
+  /** `'valid'` (default), `'same'` or [top, left]; padding taps never count (max ignores them, avg divides by the taps inside). */
+  padding?: 'valid' | 'same' | number | [number, number];
+  /** [H, W, C] of the input images, when this is the first layer. */
+  inputShape?: ImageShape;
+};
+
+function pool(type: 'maxPool2d' | 'avgPool2d', options?: Pool2dOptions): Pool2dLayer {
+  const o = optionsObject(type, options, ['size', 'strides', 'padding', 'inputShape']);
+  const kernel = pairOf('size', o.size ?? 2, 1);
+  const layer: Pool2dLayer = { type, kernel, strides: pairOf('strides', o.strides ?? kernel, 1), padding: paddingOf(o.padding), dilation: [1, 1] };
+  const shape = imageShapeOf(o.inputShape);
+  if (shape) layer.inputShape = shape;
+  return layer;
+}
+
+/** Max pooling per channel (BP routes the gradient to the first maximal tap). */
+export const maxPool2d = (options?: Pool2dOptions): Pool2dLayer => pool('maxPool2d', options);
+/** Average pooling per channel. */
+export const avgPool2d = (options?: Pool2dOptions): Pool2dLayer => pool('avgPool2d', options);
+/** Global average pooling: (H, W, C) -> C. */
+export const globalAvgPool = (): GlobalAvgPoolLayer => ({ type: 'globalAvgPool' });
+/** Flattens an image to a vector (channels-last order). */
+export const flatten = (): FlattenLayer => ({ type: 'flatten' });
+
+/** What a layer list computes: input and output sizes and the parameter tensors. */
+export type Topology = {
+  inputs: number;
+  inputShape?: ImageShape;
+  outputs: number;
+  tensors: { name: string; shape: number[] }[];
+};
+
+function windowOut(n: number, k: number, s: number, d: number, pad: Padding, axis: 0 | 1, where: string): number {
+  const eff = d * (k - 1) + 1;
+  if (pad === 'same') return Math.ceil(n / s);
+  const p = pad === 'valid' ? 0 : pad[axis];
+  if (n + 2 * p < eff) throw new ShapeError(`${where}: the window (${eff}) is larger than the padded input (${n + 2 * p})`);
+  return Math.floor((n + 2 * p - eff) / s) + 1;
+}
+
+/**
+ * Walks a layer list: checks that the layers chain (dense inputs, image shapes, activations after a layer) and
+ * returns the sizes and parameter tensors (dense0.weight (units, inputs), conv0.weight (filters, kh, kw, C), ...).
+ * @internal
+ */
+export function topology(layers: readonly Layer[]): Topology {
+  let shape: ImageShape | undefined;
+  let width: number | undefined;
+  let inputs: number | undefined;
+  let inputShape: ImageShape | undefined;
+  let prev: Layer | undefined;
+  let dense = 0, conv = 0;
+  const tensors: Topology['tensors'] = [];
+  layers.forEach((l, i) => {
+    const where = `layers[${i}]`;
+    switch (l.type) {
+      case 'activation':
+        if (!prev || prev.type === 'flatten') throw new ConfigError('the first layer must be dense, conv2d or a pooling layer (an activation needs a layer before it)');
+        if (prev.type === 'activation') throw new ConfigError(`${where}: two activations in a row are not supported`);
+        break;
+      case 'dense':
+        if (shape) throw new ConfigError(`${where}: dense needs a flat input; add of.flatten() after the spatial layers`);
+        if (width !== undefined && l.inputs !== width) throw new ShapeError(`${where}: dense expects ${l.inputs} inputs but the previous layer gives ${width}`);
+        if (inputs === undefined) inputs = l.inputs;
+        tensors.push({ name: `dense${dense}.weight`, shape: [l.units, l.inputs] });
+        if (l.bias) tensors.push({ name: `dense${dense}.bias`, shape: [l.units] });
+        dense++;
+        width = l.units;
+        break;
+      case 'flatten':
+        if (shape) width = shape[0] * shape[1] * shape[2];
+        shape = undefined;
+        break;
+      case 'globalAvgPool':
+      case 'conv2d':
+      case 'maxPool2d':
+      case 'avgPool2d': {
+        const given = l.type === 'globalAvgPool' ? undefined : l.inputShape;
+        if (inputs === undefined) {
+          if (!given) throw new ConfigError(`${where}: the first spatial layer needs inputShape [height, width, channels]`);
+          shape = [...given];
+          inputShape = [...given];
+          inputs = given[0] * given[1] * given[2];
+        } else if (given && shape && given.some((v, j) => v !== shape![j])) {
+          throw new ShapeError(`${where}: inputShape [${given.join(', ')}] but the previous layer gives [${shape.join(', ')}]`);
+        }
+        if (!shape) throw new ConfigError(`${where}: ${l.type} needs an image input, not a flat one`);
+        if (l.type === 'globalAvgPool') {
+          width = shape[2];
+          shape = undefined;
+          break;
+        }
+        const ho = windowOut(shape[0], l.kernel[0], l.strides[0], l.dilation[0], l.padding, 0, where);
+        const wo = windowOut(shape[1], l.kernel[1], l.strides[1], l.dilation[1], l.padding, 1, where);
+        if (l.type === 'conv2d') {
+          tensors.push({ name: `conv${conv}.weight`, shape: [l.filters, l.kernel[0], l.kernel[1], shape[2]] });
+          if (l.bias) tensors.push({ name: `conv${conv}.bias`, shape: [l.filters] });
+          conv++;
+          shape = [ho, wo, l.filters];
+        } else {
+          shape = [ho, wo, shape[2]];
+        }
+        width = shape[0] * shape[1] * shape[2];
+        break;
+      }
+      default:
+        throw invalidArg(`layers[${i}]`, 'a layer (of.dense(), of.conv2d(), of.relu(), ...)', l);
+    }
+    prev = l;
+  });
+  if (inputs === undefined || width === undefined) throw new ConfigError('a model needs at least one dense, conv2d or pooling layer');
+  if (shape) throw new ConfigError('the last layer gives an image; add of.flatten() and a dense layer (or of.globalAvgPool())');
+  const t: Topology = { inputs, outputs: width, tensors };
+  if (inputShape) t.inputShape = inputShape;
+  return t;
+}

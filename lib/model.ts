@@ -6,8 +6,8 @@ import { type BackendName, resolveBackend } from './backend';
 import { AbortError, CheckpointError, ConfigError, DisposedError, ShapeError, withCallerStack } from './errors';
 import { type Dataset, checkDataset } from './data';
 import { type Estimator, bp, toNative, ulr } from './estimators';
-import type { Layer, DenseLayer } from './layers';
-import { native, type NativeModel, type Progress, type EpochLog, type LossFunction } from './native';
+import { type DenseLayer, type ImageShape, type Layer, topology } from './layers';
+import { native, type NativeLayer, type NativeModel, type NativeModelSpec, type Progress, type EpochLog, type LossFunction } from './native';
 import { type Optimizer, adam } from './optimizers';
 import { invalidArg, is, optionsObject } from './validate';
 import { save as saveCheckpoint } from './checkpoint';
@@ -108,6 +108,8 @@ export class Model {
   readonly layers: readonly Layer[];
   /** Input features per sample. */
   readonly inputs: number;
+  /** [H, W, C] of the input images, for models that start with spatial layers (channels-last rows). */
+  readonly inputShape?: ImageShape;
   /** Outputs per sample (logits for cross-entropy). */
   readonly outputs: number;
   readonly loss: LossName;
@@ -123,15 +125,25 @@ export class Model {
     this.loss = options.loss;
     this.seed = options.seed;
     this.backend = options.backend;
-    const denses = layers.filter((l): l is DenseLayer => l.type === 'dense');
-    this.inputs = denses[0]!.inputs;
-    this.outputs = denses[denses.length - 1]!.units;
-    this._native = new (native().NativeModel)({
+    const topo = topology(layers);
+    this.inputs = topo.inputs;
+    this.outputs = topo.outputs;
+    if (topo.inputShape) this.inputShape = topo.inputShape;
+    const spec: NativeModelSpec = {
       inputs: this.inputs,
-      layers: layers.map((l) => (l.type === 'dense' ? { type: 'dense', units: l.units, bias: l.bias, trainable: l.trainable !== false } : { ...l })),
+      layers: layers.map((l): NativeLayer => {
+        if (l.type === 'dense') return { type: 'dense', units: l.units, bias: l.bias, trainable: l.trainable !== false };
+        if (l.type === 'conv2d' || l.type === 'maxPool2d' || l.type === 'avgPool2d') {
+          const { inputShape: _, ...rest } = l;
+          return rest;
+        }
+        return { ...l };
+      }),
       loss: this.loss,
       seed: this.seed,
-    });
+    };
+    if (topo.inputShape) spec.inputShape = topo.inputShape;
+    this._native = new (native().NativeModel)(spec);
   }
 
   /** @internal */
@@ -452,21 +464,10 @@ export function sequential(layers: Layer[], options?: SequentialOptions): Model 
   if (!is.integer(seed) || (seed as number) < 0 || (seed as number) > 2 ** 53) throw invalidArg('seed', 'integer in [0, 2^53]', seed);
   const loss = o.loss ?? 'crossEntropy';
   if (!(LOSSES as readonly unknown[]).includes(loss)) throw invalidArg('loss', LOSSES.join(' | '), loss);
-  let width: number | undefined;
-  let prev: Layer | undefined;
   layers.forEach((l, i) => {
-    if (!is.plainObject(l) || (l.type !== 'dense' && l.type !== 'activation')) throw invalidArg(`layers[${i}]`, 'a layer (of.dense(), of.relu(), ...)', l);
-    if (l.type === 'dense') {
-      if (width !== undefined && l.inputs !== width) {
-        throw new ShapeError(`layers[${i}]: dense expects ${l.inputs} inputs but the previous layer gives ${width}`);
-      }
-      width = l.units;
-    } else {
-      if (!prev) throw new ConfigError('the first layer must be dense (an activation needs a layer before it)');
-      if (prev.type === 'activation') throw new ConfigError(`layers[${i}]: two activations in a row are not supported`);
-    }
-    prev = l;
+    if (!is.plainObject(l) || typeof l.type !== 'string') throw invalidArg(`layers[${i}]`, 'a layer (of.dense(), of.conv2d(), of.relu(), ...)', l);
   });
+  const width = topology(layers).outputs;
   if (loss === 'crossEntropy' && (width ?? 0) < 2) throw new ConfigError('crossEntropy needs at least 2 outputs');
   return new Model([...layers], { seed: seed as number, loss: loss as LossName, backend: resolveBackend(o.backend as string | undefined) });
 }

@@ -9,10 +9,12 @@ import { BackendError, errorClasses } from './errors';
 /** @internal */
 export type NativeLayer =
   | { type: 'dense'; units: number; bias?: boolean; trainable?: boolean }
-  | { type: 'activation'; activation: string; alpha?: number };
+  | { type: 'activation'; activation: string; alpha?: number }
+  | { type: 'conv2d' | 'maxPool2d' | 'avgPool2d'; filters?: number; kernel: [number, number]; strides: [number, number]; padding: 'same' | 'valid' | [number, number]; dilation: [number, number]; bias?: boolean }
+  | { type: 'globalAvgPool' | 'flatten' };
 
 /** @internal */
-export type NativeModelSpec = { inputs: number; layers: NativeLayer[]; loss: string; seed: number };
+export type NativeModelSpec = { inputs: number; inputShape?: [number, number, number]; layers: NativeLayer[]; loss: string; seed: number };
 
 /** @internal */
 export type NativeEstimator = {

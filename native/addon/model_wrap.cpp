@@ -40,6 +40,14 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Value& v) {
     Napi::Object o = require_object(v, "spec");
     ModelSpec spec;
     spec.inputs = int(require_int(o.Get("inputs"), "inputs", 1, 1 << 28));
+    Napi::Value shape = o.Get("inputShape");
+    if (shape.IsArray()) {  // [H, W, C], channels-last images
+        Napi::Array a = shape.As<Napi::Array>();
+        if (a.Length() != 3) throw_status(env, arg_error("inputShape must be [height, width, channels]"));
+        spec.in_h = int(require_int(a.Get(uint32_t(0)), "inputShape", 1, 1 << 16));
+        spec.in_w = int(require_int(a.Get(uint32_t(1)), "inputShape", 1, 1 << 16));
+        spec.in_c = int(require_int(a.Get(uint32_t(2)), "inputShape", 1, 1 << 16));
+    }
     std::string loss = require_string(o.Get("loss"), "loss");
     if (loss == "crossEntropy") spec.loss = LossKind::CrossEntropy;
     else if (loss == "mse") spec.loss = LossKind::Mse;
@@ -61,6 +69,30 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Value& v) {
             ls.kind = LayerSpec::Kind::Activation;
             ls.act = parse_act(env, require_string(l.Get("activation"), "activation"));
             ls.alpha = float(opt_number(l, "alpha", 0.01));
+        } else if (type == "conv2d" || type == "maxPool2d" || type == "avgPool2d") {
+            using K = LayerSpec::Kind;
+            ls.kind = type == "conv2d" ? K::Conv2d : type == "maxPool2d" ? K::MaxPool2d : K::AvgPool2d;
+            if (ls.kind == K::Conv2d) {
+                ls.units = int(require_int(l.Get("filters"), "filters", 1, 1 << 20));
+                ls.bias = opt_bool(l, "bias", true);
+            }
+            auto pair = [&](const char* key, int lo, int* a, int* b) {
+                Napi::Value v = l.Get(key);
+                if (!v.IsArray() || v.As<Napi::Array>().Length() != 2) throw_status(env, arg_error(std::string(key) + " must be a pair of integers"));
+                *a = int(require_int(v.As<Napi::Array>().Get(uint32_t(0)), key, lo, 1 << 16));
+                *b = int(require_int(v.As<Napi::Array>().Get(uint32_t(1)), key, lo, 1 << 16));
+            };
+            pair("kernel", 1, &ls.kh, &ls.kw);
+            pair("strides", 1, &ls.sh, &ls.sw);
+            pair("dilation", 1, &ls.dh, &ls.dw);
+            Napi::Value pad = l.Get("padding");
+            if (pad.IsString() && pad.As<Napi::String>().Utf8Value() == "same") ls.ph = ls.pw = -1;
+            else if (pad.IsString() && pad.As<Napi::String>().Utf8Value() == "valid") ls.ph = ls.pw = 0;
+            else pair("padding", 0, &ls.ph, &ls.pw);
+        } else if (type == "globalAvgPool") {
+            ls.kind = LayerSpec::Kind::GlobalAvgPool;
+        } else if (type == "flatten") {
+            ls.kind = LayerSpec::Kind::Flatten;
         } else {
             throw_status(env, arg_error("unknown layer type '" + type + "'"));
         }
@@ -285,10 +317,17 @@ Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
         p.Set("data", Napi::Float32Array::New(env, size_t(n), ab, 0));
         out.Set(idx++, p);
     };
-    for (size_t i = 0; i < m.units.size(); i++) {
-        const DenseUnit& u = m.units[i];
-        add("dense" + std::to_string(i) + ".weight", u.w_off, {u.O, u.I});
-        if (u.b_off >= 0) add("dense" + std::to_string(i) + ".bias", u.b_off, {u.O});
+    int dense = 0, conv = 0;  // tensors are named per kind: dense0, dense1, ..., conv0, ...
+    for (const DenseUnit& u : m.units) {
+        if (u.kind == UnitKind::Dense) {
+            const std::string name = "dense" + std::to_string(dense++);
+            add(name + ".weight", u.w_off, {u.O, u.I});
+            if (u.b_off >= 0) add(name + ".bias", u.b_off, {u.O});
+        } else if (u.kind == UnitKind::Conv2d) {
+            const std::string name = "conv" + std::to_string(conv++);
+            add(name + ".weight", u.w_off, {u.g.Co, u.g.kh, u.g.kw, u.g.C});
+            if (u.b_off >= 0) add(name + ".bias", u.b_off, {u.g.Co});
+        }
     }
     return out;
     OF_NAPI_END(env)
@@ -523,7 +562,9 @@ Napi::Value ModelWrap::SetFrozen(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
     Model& m = model(env);
-    m.frozen = int(require_int(info[0], "frozen layers", 0, int64_t(m.units.size()) - 1));
+    const int frozen = int(require_int(info[0], "frozen layers", 0, int64_t(m.units.size()) - 1));
+    if (frozen > 0 && !m.dense_only) throw_status(env, {StatusCode::Config, "only models of dense layers can be frozen yet"});
+    m.frozen = frozen;
     return env.Undefined();
     OF_NAPI_END(env)
 }

@@ -28,11 +28,19 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
         return {};
     }
     const UlrConfig& c = e.ulr;
+    if (!m.dense_only) {
+        OF_CHECK(!c.layerwise && c.modules.empty() && !c.qmc && !c.learn_sigma && c.sigma_channels.empty() &&
+                     c.baseline != Baseline::Clean,
+                 Config,
+                 "models with conv2d or pooling layers support ulr with injection 'all', one sigma per layer and "
+                 "baselines 'loo', 'mean', 'running' or 'none' (not yet layerwise, modules, qmc, learnSigma, per-channel "
+                 "sigma or the clean baseline)");
+    }
     OF_CHECK(c.copies >= 2, Config, "ulr copies must be at least 2, got " + std::to_string(c.copies));
     OF_CHECK(!c.antithetic || c.copies % 2 == 0, Config,
              "ulr copies must be even with antithetic pairs, got " + std::to_string(c.copies));
-    OF_CHECK(c.sigma.size() == 1 || c.sigma.size() == m.units.size(), Config,
-             "ulr sigma must be one number or one per dense layer (" + std::to_string(m.units.size()) + "), got " +
+    OF_CHECK(c.sigma.size() == 1 || c.sigma.size() == size_t(m.param_units()), Config,
+             "ulr sigma must be one number or one per layer with parameters (" + std::to_string(m.param_units()) + "), got " +
                  std::to_string(c.sigma.size()));
     for (float s : c.sigma) OF_CHECK(s > 0.0f && std::isfinite(s), Config, "ulr sigma must be positive and finite");
     if (!c.blocks.empty()) {
@@ -95,6 +103,7 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
 }
 
 Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx) {
+    if (!m.dense_only) return net_bp_gradients(m, x, y, B, stats, dx);
     const KernelTable& k = *m.k;
     size_t L = m.units.size();
     auto& ws = m.ws;

@@ -125,6 +125,10 @@ inline void update_running_baseline(Model& m, const UlrConfig& c, double mean_lo
     m.has_running = true;
 }
 
+// Models with conv / pooling units (generic.cpp); bp_gradients and ulr_gradients hand such models to these.
+Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx);
+Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
+                         StepStats* stats, const LossHook* hook);
 Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
                             StepStats* stats, const LossHook* hook = nullptr);
 Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,

@@ -39,6 +39,7 @@ struct BlockScratch {
 
 Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
                      StepStats* stats, const LossHook* hook) {
+    if (!m.dense_only) return net_ulr_gradients(m, x, y, B, c, step, stats, hook);
     const KernelTable& k = *m.k;
     const int K = c.copies;
     uint64_t R64;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/conv.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/optimizer.h"
 
@@ -33,6 +34,10 @@ struct KernelTable {
     void (*col_sum)(float* db, const float* d, int R, int O);
     void (*optimizer_step)(float* params, float* grads, float* m, float* v, int64_t n, const OptimizerConfig& cfg,
                            int64_t t);
+    void (*im2row)(float* A, const float* x, int n, const ConvGeom& g);
+    void (*row2im)(float* dx, const float* dA, int n, const ConvGeom& g);
+    void (*pool_forward)(float* y, const float* x, int n, const ConvGeom& g, PoolKind kind);
+    void (*pool_backward)(float* dx, const float* dy, const float* x, int n, const ConvGeom& g, PoolKind kind);
     // Row-major conveniences over gemm. nt: C (M, N) = A (M, K) B^T, B (N, K). tn: C = A^T diag(s) B, A (K, M).
     void gemm_nt(float* C, const float* A, const float* B, int M, int N, int K, float alpha, float beta) const {
         gemm(C, N, 1, A, K, 1, B, 1, K, nullptr, M, N, K, alpha, beta);

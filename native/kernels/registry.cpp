@@ -22,6 +22,10 @@ const KernelTable& cpu_kernels() {
         cpu::lr_bias_reduce,
         cpu::col_sum,
         cpu::optimizer_step,
+        cpu::im2row,
+        cpu::row2im,
+        cpu::pool_forward,
+        cpu::pool_backward,
     };
     return table;
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/shape.h"
+#include "model/units.h"
 #include "rng/normal.h"
 
 namespace of {
@@ -15,25 +16,78 @@ int Model::max_width() const {
     return w;
 }
 
+int64_t Model::patch_width() const {
+    int64_t w = 0;
+    for (const auto& u : units)
+        if (u.kind == UnitKind::Conv2d) w = std::max(w, u.g.positions() * u.g.patch());
+    return w;
+}
+
+int Model::param_units() const {
+    int n = 0;
+    for (const auto& u : units) n += u.param();
+    return n;
+}
+
+namespace {
+
+// Output size and top/left padding of a window over n inputs (TensorFlow's rule for 'same': out = ceil(n / s),
+// the total padding split with the smaller half on top).
+Status window(int n, int k, int s, int d, int pad, int* out, int* pad_out, const std::string& what) {
+    const int eff = d * (k - 1) + 1;
+    if (pad < 0) {
+        *out = (n + s - 1) / s;
+        *pad_out = std::max((*out - 1) * s + eff - n, 0) / 2;
+    } else {
+        OF_CHECK(n + 2 * pad >= eff, Shape, what + ": the window (" + std::to_string(eff) + ") is larger than the padded input (" +
+                                                 std::to_string(n + 2 * pad) + ")");
+        *out = (n + 2 * pad - eff) / s + 1;
+        *pad_out = pad;
+    }
+    return {};
+}
+
+}  // namespace
+
 Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
     OF_TRY(check_positive(spec.inputs, "inputs"));
     OF_CHECK(!spec.layers.empty(), Config, "a model needs at least one layer");
-    OF_CHECK(spec.layers[0].kind == LayerSpec::Kind::Dense, Config,
-             "the first layer must be dense (an activation needs a layer before it)");
     auto m = std::make_unique<Model>();
     m->inputs = spec.inputs;
     m->loss = spec.loss;
     m->seed = spec.seed;
     int width = spec.inputs;
+    bool spatial = spec.in_h > 0;
+    int H = spec.in_h, W = spec.in_w, C = spec.in_c;
+    if (spatial) {
+        OF_CHECK(spec.in_w > 0 && spec.in_c > 0 && int64_t(H) * W * C == spec.inputs, Shape,
+                 "input shape does not match the number of inputs");
+    }
     uint64_t total = 0;
+    bool have_unit = false;
     for (size_t i = 0; i < spec.layers.size(); i++) {
         const LayerSpec& l = spec.layers[i];
-        if (l.kind == LayerSpec::Kind::Dense) {
+        const std::string where = "layer " + std::to_string(i);
+        using K = LayerSpec::Kind;
+        if (l.kind == K::Activation) {
+            OF_CHECK(have_unit, Config, "the first layer must be dense, conv2d or a pooling layer (an activation needs a layer before it)");
+            DenseUnit& u = m->units.back();
+            OF_CHECK(u.act == Act::Identity, Config, where + ": two activations in a row are not supported");
+            u.act = l.act;
+            u.alpha = l.alpha;
+            continue;
+        }
+        if (l.kind == K::Flatten) {
+            spatial = false;
+            continue;
+        }
+        if (l.kind == K::Dense) {
+            OF_CHECK(!spatial, Config, where + ": dense needs a flat input; add flatten() after the spatial layers");
             OF_TRY(check_positive(l.units, "dense units"));
             uint64_t wn = 0;
             OF_TRY(checked_mul(uint64_t(width), uint64_t(l.units), &wn, "dense weight"));
             OF_CHECK(l.trainable || int(m->units.size()) == m->frozen, Config,
-                     "layer " + std::to_string(i) + ": only a leading run of dense layers can be frozen");
+                     where + ": only a leading run of dense layers can be frozen");
             if (!l.trainable) m->frozen++;
             DenseUnit u{width, l.units, int64_t(total), -1};
             total += wn;
@@ -41,14 +95,51 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
             OF_CHECK(total <= kMaxElements, Shape, "model has too many parameters");
             m->units.push_back(u);
             width = l.units;
-        } else {
-            DenseUnit& u = m->units.back();
-            OF_CHECK(u.act == Act::Identity, Config,
-                     "layer " + std::to_string(i) + ": two activations in a row are not supported");
-            u.act = l.act;
-            u.alpha = l.alpha;
+            have_unit = true;
+            continue;
         }
+        // conv2d and pooling: windows over an image
+        OF_CHECK(spatial, Config, where + ": conv2d and pooling need an image input (give the first layer inputShape [H, W, C])");
+        OF_CHECK(l.kh >= 1 && l.kw >= 1 && l.sh >= 1 && l.sw >= 1 && l.dh >= 1 && l.dw >= 1, Config,
+                 where + ": kernel, stride and dilation must be positive");
+        DenseUnit u{width, 0, -1, -1};
+        ConvGeom& g = u.g;
+        g.H = H, g.W = W, g.C = C;
+        if (l.kind == K::GlobalAvgPool) {
+            g.kh = H, g.kw = W;
+        } else {
+            g.kh = l.kh, g.kw = l.kw, g.sh = l.sh, g.sw = l.sw, g.dh = l.dh, g.dw = l.dw;
+        }
+        OF_TRY(window(H, g.kh, g.sh, g.dh, l.kind == K::GlobalAvgPool ? 0 : l.ph, &g.Ho, &g.ph, where));
+        OF_TRY(window(W, g.kw, g.sw, g.dw, l.kind == K::GlobalAvgPool ? 0 : l.pw, &g.Wo, &g.pw, where));
+        if (l.kind == K::Conv2d) {
+            OF_TRY(check_positive(l.units, "conv2d filters"));
+            u.kind = UnitKind::Conv2d;
+            g.Co = l.units;
+            uint64_t wn = 0;
+            OF_TRY(checked_mul(uint64_t(g.patch()), uint64_t(g.Co), &wn, "conv2d kernel"));
+            u.w_off = int64_t(total);
+            total += wn;
+            if (l.bias) u.b_off = int64_t(total), total += uint64_t(g.Co);
+            OF_CHECK(total <= kMaxElements, Shape, "model has too many parameters");
+            OF_CHECK(l.trainable, Config, where + ": only dense layers can be frozen");
+        } else {
+            u.kind = l.kind == K::MaxPool2d ? UnitKind::MaxPool2d : UnitKind::AvgPool2d;
+            g.Co = C;
+        }
+        uint64_t on = 0;
+        OF_TRY(checked_mul(uint64_t(g.positions()), uint64_t(g.Co), &on, "layer output"));
+        OF_CHECK(on <= uint64_t(1) << 28, Shape, where + ": output too large");
+        u.O = int(on);
+        H = g.Ho, W = g.Wo, C = g.Co;
+        width = u.O;
+        if (l.kind == K::GlobalAvgPool) spatial = false;
+        m->units.push_back(u);
+        m->dense_only = false;
+        have_unit = true;
     }
+    OF_CHECK(have_unit, Config, "a model needs at least one dense, conv2d or pooling layer");
+    OF_CHECK(!spatial, Config, "the last layer gives an image; add flatten() and a dense layer (or globalAvgPool)");
     m->outputs = width;
     OF_CHECK(spec.loss != LossKind::CrossEntropy || width >= 2, Config,
              "cross-entropy needs at least 2 outputs, the last layer has " + std::to_string(width));
@@ -57,11 +148,15 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
     OF_TRY(m->params->reserve(size_t(total)));
     OF_TRY(m->grads.reserve(size_t(total)));
     // Glorot-uniform weights, zero biases; uniforms from Philox (stream init, counter = layer, element).
+    // A conv kernel's fans are kh kw C in and kh kw Co out (Glorot's rule for convolutions, as in tfjs).
     for (size_t li = 0; li < m->units.size(); li++) {
         const DenseUnit& u = m->units[li];
-        float bound = std::sqrt(6.0f / float(u.I + u.O));
+        if (!u.param()) continue;
+        const bool conv = u.kind == UnitKind::Conv2d;
+        const int fan_in = conv ? u.g.patch() : u.I, fan_out = conv ? u.g.kh * u.g.kw * u.g.Co : u.O;
+        float bound = std::sqrt(6.0f / float(fan_in + fan_out));
         float* w = m->params->data() + u.w_off;
-        int64_t n = int64_t(u.I) * u.O;
+        int64_t n = int64_t(fan_in) * (conv ? u.g.Co : u.O);
         for (int64_t g = 0; g < (n + 3) / 4; g++) {
             U32x4 r = philox4x32_10(uint32_t(g), uint32_t(g >> 32), philox_stream(kStreamInit, uint32_t(li)), 0,
                                     uint32_t(spec.seed), uint32_t(spec.seed >> 32));
@@ -78,17 +173,25 @@ Status Model::forward(float* out, const float* x, int64_t rows, InferScratch& sc
 }
 
 Status Model::forward_with(const float* theta, float* out, const float* x, int64_t rows, InferScratch& sc) const {
-    constexpr int64_t kChunk = 1024;  // rows per pass: bounded scratch for any data set size
-    OF_TRY(sc.d0.reserve(size_t(std::min(rows, kChunk)) * size_t(max_width())));
-    OF_TRY(sc.d1.reserve(size_t(std::min(rows, kChunk)) * size_t(max_width())));
-    for (int64_t r0 = 0; r0 < rows; r0 += kChunk) {
-        const int n = int(std::min(kChunk, rows - r0));
+    // rows per pass: bounded scratch for any data set size (and for a convolution's patches)
+    const int64_t per_row = std::max<int64_t>({int64_t(max_width()), patch_width(), 1});
+    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(1024, (int64_t(1) << 24) / per_row));
+    OF_TRY(sc.d0.reserve(size_t(std::min(rows, chunk)) * size_t(max_width())));
+    OF_TRY(sc.d1.reserve(size_t(std::min(rows, chunk)) * size_t(max_width())));
+    if (patch_width() > 0) OF_TRY(sc.cols.reserve(size_t(std::min(rows, chunk)) * size_t(patch_width())));
+    for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+        const int n = int(std::min(chunk, rows - r0));
         const float* in = x + r0 * inputs;
         for (size_t i = 0; i < units.size(); i++) {
             const DenseUnit& u = units[i];
             float* dst = i + 1 == units.size() ? out + r0 * outputs : (i % 2 ? sc.d1.data() : sc.d0.data());
-            k->gemm_nt(dst, in, theta + u.w_off, n, u.O, u.I, 1.0f, 0.0f);
-            k->bias_act_forward(dst, dst, u.b_off < 0 ? nullptr : theta + u.b_off, n, u.O, u.act, u.alpha);
+            if (dense_only) {
+                k->gemm_nt(dst, in, theta + u.w_off, n, u.O, u.I, 1.0f, 0.0f);
+                k->bias_act_forward(dst, dst, u.b_off < 0 ? nullptr : theta + u.b_off, n, u.O, u.act, u.alpha);
+            } else {
+                unit_linear(*k, u, theta, in, n, dst, sc.cols.data());
+                unit_bias_act(*k, u, theta, dst, dst, n);
+            }
             in = dst;
         }
     }

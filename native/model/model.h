@@ -16,26 +16,40 @@
 namespace of {
 
 struct LayerSpec {
-    enum class Kind { Dense, Activation } kind;
-    int units = 0;  // dense: out-features
+    enum class Kind { Dense, Activation, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten } kind;
+    int units = 0;  // dense: out-features; conv2d: filters
     bool bias = true;
     bool trainable = true;  // dense: false freezes it (only a leading run of dense layers may be frozen)
     Act act = Act::Identity;  // activation
     float alpha = 0.01f;      // leaky-relu slope
+    // conv2d / pooling: kernel, stride, dilation; padding top/left (ph = pw = -1: 'same', the TensorFlow rule)
+    int kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1, ph = 0, pw = 0;
 };
 
 struct ModelSpec {
     int inputs = 0;
+    int in_h = 0, in_w = 0, in_c = 0;  // image input (channels-last), when the first layers are spatial
     std::vector<LayerSpec> layers;
     LossKind loss = LossKind::CrossEntropy;
     uint64_t seed = 0;
 };
 
+enum class UnitKind { Dense, Conv2d, MaxPool2d, AvgPool2d };
+
+// One computing layer plus at most one activation. I, O: values per row in and out (a conv's O is
+// Ho Wo Co). Dense and conv units have parameters and take ULR noise on their pre-activation; pools do not.
 struct DenseUnit {
     int I, O;
-    int64_t w_off, b_off;  // offsets into the slab; b_off < 0 when the layer has no bias
+    int64_t w_off, b_off;  // offsets into the slab; b_off < 0 when the layer has no bias (w_off < 0: none)
     Act act = Act::Identity;
     float alpha = 0.01f;
+    UnitKind kind = UnitKind::Dense;
+    ConvGeom g{};  // conv / pool geometry
+    bool param() const { return kind == UnitKind::Dense || kind == UnitKind::Conv2d; }
+    // rows of the GEMM view: a conv's output (rows Ho Wo, Co); a dense layer's (rows, O)
+    int64_t gemm_rows(int64_t rows) const { return kind == UnitKind::Conv2d ? rows * g.positions() : rows; }
+    int gemm_cols() const { return kind == UnitKind::Conv2d ? g.Co : O; }
+    int fan_in() const { return kind == UnitKind::Conv2d ? g.patch() : I; }
 };
 
 // Targets of a batch: class labels (cross-entropy) or values (rows, outputs) for MSE.
@@ -46,7 +60,7 @@ struct Targets {
 
 // Scratch for clean forward passes. Each caller owns one, so several can run at once (read-only on the model).
 struct InferScratch {
-    Buffer d0, d1, out, loss;
+    Buffer d0, d1, out, loss, cols;
 };
 
 struct Model {
@@ -56,6 +70,7 @@ struct Model {
     LossKind loss = LossKind::CrossEntropy;
     uint64_t seed = 0;
     std::vector<DenseUnit> units;
+    bool dense_only = true;  // every unit dense: the fused dense estimators; else the generic ones (generic.cpp)
     int64_t n_params = 0;
     std::shared_ptr<Buffer> params;  // shared: JS views of parameters() keep it alive after dispose
     Buffer grads, opt_m, opt_v;
@@ -77,7 +92,7 @@ struct Model {
     InferScratch infer;  // for synchronous predict/evaluate and fit's validation
     struct Workspace {
         std::vector<Buffer> a, v;  // per unit (BP): activations, pre-activations
-        Buffer loss, d0, d1;       // BP
+        Buffer loss, d0, d1, cols;  // BP (cols: conv patches)
         Buffer v0, g, ones, partials;  // ULR: clean first layer, G = sum_k w E_1, block partial gradients
         Buffer outputs, hook_loss;     // ULR with a loss hook: every row's output, the losses it returned
         Buffer theta, z;               // SPSA / ES: a perturbed parameter slab and one direction
@@ -96,6 +111,8 @@ struct Model {
     float* W(const DenseUnit& u) const { return params->data() + u.w_off; }
     float* b(const DenseUnit& u) const { return u.b_off < 0 ? nullptr : params->data() + u.b_off; }
     int max_width() const;
+    int64_t patch_width() const;  // the largest conv im2row row count x patch per input row (0: no conv)
+    int param_units() const;      // units with parameters (the noisy layers of ULR)
 
     // Clean forward of `rows` rows: x (rows, inputs) -> out (rows, outputs), overwritten. Reads the parameters
     // only, so concurrent calls with separate scratch are safe (not concurrently with training).

@@ -1,0 +1,237 @@
+// Estimators for models with convolution and pooling units (model/units.h): exact BP, and ULR with noise on the
+// pre-activation of every unit that has parameters (dense and conv), all at once. Same method as
+// likelihood_ratio.cpp (Jiang et al., ICLR 2024, section 3): per-row weights w = (l - baseline) / (B K) from one
+// noisy forward, then for every noisy unit  grad = (1 / sigma) (diag(w) S(E))^T  (its input, in the unit's GEMM
+// view). For a convolution that view is the im2row patches (every output position of a row shares the row's
+// weight), so the LR reduction is the BP weight-gradient GEMM with the row weights as its row scale.
+// The first noisy unit's input is clean (the input, or a clean prefix of pools): its linear part runs once per
+// sample and its gradient is reduced over copies first, G = sum_k w S (METHOD.md 3.1). Blocks of whole samples
+// (~256 rows) run forward, losses, row weights and partial reductions in cache; partials are summed in block
+// order, so results do not depend on the thread count.
+#include <algorithm>
+#include <climits>
+#include <cmath>
+
+#include "core/shape.h"
+#include "core/thread_pool.h"
+#include "estimators/estimator.h"
+#include "model/units.h"
+
+namespace of {
+namespace {
+
+struct NetScratch {
+    std::vector<Buffer> a, e;
+    Buffer loss, w, cols, wexp;
+};
+
+int64_t param_size(const DenseUnit& u) {
+    return int64_t(u.gemm_cols()) * u.fan_in() + (u.b_off >= 0 ? u.gemm_cols() : 0);
+}
+
+}  // namespace
+
+Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx) {
+    const KernelTable& k = *m.k;
+    const size_t L = m.units.size();
+    const float* theta = m.params->data();
+    auto& ws = m.ws;
+    ws.a.resize(L), ws.v.resize(L);
+    const size_t cap = size_t(B) * size_t(m.max_width());
+    for (size_t l = 0; l < L; l++) {
+        OF_TRY(ws.v[l].reserve(size_t(B) * m.units[l].O));
+        OF_TRY(ws.a[l].reserve(size_t(B) * m.units[l].O));
+    }
+    OF_TRY(ws.d0.reserve(cap));
+    OF_TRY(ws.d1.reserve(cap));
+    OF_TRY(ws.loss.reserve(size_t(B)));
+    OF_TRY(ws.cols.reserve(size_t(B) * size_t(std::max<int64_t>(m.patch_width(), 1))));
+    const float* in = x;
+    for (size_t l = 0; l < L; l++) {
+        const DenseUnit& u = m.units[l];
+        unit_linear(k, u, theta, in, B, ws.v[l].data(), ws.cols.data());
+        unit_bias_act(k, u, theta, ws.a[l].data(), ws.v[l].data(), B);
+        in = ws.a[l].data();
+    }
+    const float* out = ws.a[L - 1].data();
+    stats->correct = k.loss_forward(ws.loss.data(), out, y.labels, y.values, B, m.outputs, 1, m.loss);
+    double sum = 0.0;
+    for (int r = 0; r < B; r++) sum += ws.loss.data()[r];
+    stats->loss = sum / B;
+    stats->rows = B;
+    float* dA = ws.d0.data();
+    float* dV = ws.d1.data();
+    k.loss_backward(dA, out, y.labels, y.values, B, m.outputs, m.loss);
+    for (size_t l = L; l-- > 0;) {
+        const DenseUnit& u = m.units[l];
+        k.act_backward(dV, dA, ws.v[l].data(), ws.a[l].data(), int64_t(B) * u.O, u.act, u.alpha);
+        const float* a_prev = l == 0 ? x : ws.a[l - 1].data();
+        unit_backward(k, u, theta, a_prev, B, dV, u.param() ? m.grads.data() : nullptr, l > 0 ? dA : dx, ws.cols.data());
+    }
+    return {};
+}
+
+Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
+                         StepStats* stats, const LossHook* hook) {
+    const KernelTable& k = *m.k;
+    const int K = c.copies;
+    uint64_t R64;
+    OF_TRY(checked_mul(uint64_t(B), uint64_t(K), &R64, "batch x copies"));
+    OF_CHECK(R64 <= uint64_t(INT_MAX) / 4, Shape, "batch x copies is too large");
+    const int R = int(R64);
+    const int L = int(m.units.size());
+    const int C = m.outputs;
+    const float* theta = m.params->data();
+    const uint64_t seed = c.has_seed ? c.seed : m.seed;
+    auto noise = [&](int l, int row0) { return NoiseSpec{seed, step, uint32_t(l), uint32_t(row0), c.antithetic, c.density, 0u}; };
+    const bool plain_score = c.density == Density::Normal && c.score == Score::Exact;
+
+    // per noisy unit: its sigma, and its bias and sigma as one value per output (conv: per channel, repeated)
+    int first = -1;
+    std::vector<float> sigma(size_t(L), 0.0f);
+    std::vector<std::vector<float>> bias_row(static_cast<size_t>(L)), sig_row(static_cast<size_t>(L));
+    for (int l = 0, p = 0; l < L; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        if (!u.param()) continue;
+        if (first < 0) first = l;
+        sigma[size_t(l)] = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(p)];
+        p++;
+        bias_row[size_t(l)].resize(size_t(u.O));
+        unit_bias_row(u, theta, bias_row[size_t(l)].data());
+        sig_row[size_t(l)].assign(size_t(u.O), sigma[size_t(l)]);
+    }
+    OF_CHECK(first >= 0, Config, "the model has no layer with parameters to train");
+    const DenseUnit& u0 = m.units[size_t(first)];
+    auto& ws = m.ws;
+
+    // the clean prefix on B rows: pools before the first noisy unit, then that unit's linear part
+    ws.a.resize(size_t(L));
+    const int64_t pw = std::max<int64_t>(m.patch_width(), 1);
+    OF_TRY(ws.cols.reserve(size_t(B) * size_t(pw)));
+    const float* in0 = x;
+    for (int l = 0; l < first; l++) {
+        OF_TRY(ws.a[size_t(l)].reserve(size_t(B) * m.units[size_t(l)].O));
+        unit_linear(k, m.units[size_t(l)], theta, in0, B, ws.a[size_t(l)].data(), ws.cols.data());
+        unit_bias_act(k, m.units[size_t(l)], theta, ws.a[size_t(l)].data(), ws.a[size_t(l)].data(), B);
+        in0 = ws.a[size_t(l)].data();
+    }
+    OF_TRY(ws.v0.reserve(size_t(B) * u0.O));
+    OF_TRY(ws.g.reserve(size_t(B) * u0.O));
+    unit_linear(k, u0, theta, in0, B, ws.v0.data(), ws.cols.data());
+
+    const int S = std::max(1, 256 / K);
+    const int T = (B + S - 1) / S;
+    int64_t partial_size = 0;
+    std::vector<int64_t> partial_off(size_t(L), 0);
+    for (int l = first + 1; l < L; l++)
+        if (m.units[size_t(l)].param()) partial_off[size_t(l)] = partial_size, partial_size += param_size(m.units[size_t(l)]);
+    OF_TRY(ws.partials.reserve(size_t(T) * size_t(std::max<int64_t>(partial_size, 1))));
+    float* partials = ws.partials.data();
+    std::vector<double> loss_sum(size_t(T), 0.0);
+    std::vector<int64_t> correct(size_t(T), 0);
+    std::vector<Status> status(static_cast<size_t>(T));
+    const float inv_r = 1.0f / float(R);
+    int64_t max_pos = 1;
+    for (const DenseUnit& u : m.units) max_pos = std::max<int64_t>(max_pos, u.gemm_rows(1));
+    float* hook_loss = nullptr;
+
+    auto block = [&](int t, bool forward_only) {
+        thread_local NetScratch sc;
+        const int b0 = t * S, s = std::min(S, B - b0), rows = s * K, r0 = b0 * K;
+        Status& st = status[size_t(t)];
+        sc.a.resize(size_t(L)), sc.e.resize(size_t(L));
+        for (int l = first; l < L && st.ok(); l++) {
+            st = sc.a[size_t(l)].reserve(size_t(rows) * m.units[size_t(l)].O);
+            if (st.ok() && m.units[size_t(l)].param()) st = sc.e[size_t(l)].reserve(size_t(rows) * m.units[size_t(l)].O);
+        }
+        if (st.ok()) st = sc.loss.reserve(size_t(rows));
+        if (st.ok()) st = sc.w.reserve(size_t(rows));
+        if (st.ok()) st = sc.cols.reserve(size_t(rows) * size_t(pw));
+        if (st.ok()) st = sc.wexp.reserve(size_t(rows) * size_t(max_pos));
+        if (!st.ok()) return;
+
+        k.noisy_bias_act_forward(sc.a[size_t(first)].data(), sc.e[size_t(first)].data(), ws.v0.data() + int64_t(b0) * u0.O,
+                                 bias_row[size_t(first)].data(), sig_row[size_t(first)].data(), rows, u0.O, K, u0.act,
+                                 u0.alpha, noise(first, r0));
+        for (int l = first + 1; l < L; l++) {
+            const DenseUnit& u = m.units[size_t(l)];
+            float* a = sc.a[size_t(l)].data();
+            unit_linear(k, u, theta, sc.a[size_t(l - 1)].data(), rows, a, sc.cols.data());
+            if (u.param())
+                k.noisy_bias_act_forward(a, sc.e[size_t(l)].data(), a, bias_row[size_t(l)].data(), sig_row[size_t(l)].data(), rows,
+                                         u.O, 1, u.act, u.alpha, noise(l, r0));
+            else
+                unit_bias_act(k, u, theta, a, a, rows);
+        }
+        const float* out = sc.a[size_t(L - 1)].data();
+        if (forward_only) {
+            std::copy(out, out + int64_t(rows) * C, ws.outputs.data() + int64_t(r0) * C);
+            return;
+        }
+        correct[size_t(t)] = k.loss_forward(sc.loss.data(), out, y.labels ? y.labels + b0 : nullptr,
+                                            y.values ? y.values + int64_t(b0) * C : nullptr, rows, C, K, m.loss);
+        if (hook_loss) std::copy(hook_loss + r0, hook_loss + r0 + rows, sc.loss.data());
+        double sum = 0.0;
+        for (int r = 0; r < rows; r++) sum += sc.loss.data()[r];
+        loss_sum[size_t(t)] = sum;
+        float* running = sc.wexp.data();  // the running baseline per sample (earlier steps only)
+        if (c.baseline == Baseline::Running) std::fill(running, running + s, m.has_running ? float(m.running_loss) : 0.0f);
+        float* w = sc.w.data();
+        k.lr_row_weights(w, sc.loss.data(), running, s, K, c.baseline, c.antithetic, inv_r);
+        for (int l = first; l < L; l++) {
+            const DenseUnit& u = m.units[size_t(l)];
+            if (!u.param()) continue;
+            float* e = sc.e[size_t(l)].data();
+            if (!plain_score) k.score_transform(e, int64_t(rows) * u.O, c.density, c.score);
+            if (l == first) {
+                k.lr_copy_sum(ws.g.data() + int64_t(b0) * u.O, w, e, s, K, u.O);
+                continue;
+            }
+            float* p = partials + int64_t(t) * partial_size + partial_off[size_t(l)];
+            unit_lr_reduce(k, u, sc.a[size_t(l - 1)].data(), rows, e, w, 1.0f / sigma[size_t(l)], p,
+                           p + int64_t(u.gemm_cols()) * u.fan_in(), sc.cols.data(), sc.wexp.data());
+        }
+    };
+    const int64_t cycles = int64_t(R) * m.max_width() * 8;
+    if (hook) {
+        OF_TRY(ws.outputs.reserve(size_t(R) * C));
+        OF_TRY(ws.hook_loss.reserve(size_t(R)));
+        ThreadPool::instance().parallel_for(T, [&](int t) { block(t, true); }, cycles);
+        for (const Status& st : status) OF_TRY(st);
+        OF_TRY((*hook)(ws.outputs.data(), y, R, C, K, ws.hook_loss.data()));
+        hook_loss = ws.hook_loss.data();
+        for (int r = 0; r < R; r++)
+            OF_CHECK(std::isfinite(hook_loss[r]), Data, "the loss function returned a non-finite value for row " + std::to_string(r));
+    }
+    ThreadPool::instance().parallel_for(T, [&](int t) { block(t, false); }, cycles);
+    for (const Status& st : status) OF_TRY(st);
+
+    float* grads = m.grads.data();
+    for (int l = first + 1; l < L; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        if (!u.param()) continue;
+        const int64_t n = param_size(u);
+        float* g = grads + u.w_off;  // W then b, contiguous in the slab
+        const float* p0 = partials + partial_off[size_t(l)];
+        std::copy(p0, p0 + n, g);
+        for (int t = 1; t < T; t++) {
+            const float* p = partials + int64_t(t) * partial_size + partial_off[size_t(l)];
+            for (int64_t i = 0; i < n; i++) g[i] += p[i];
+        }
+    }
+    Buffer wexp;
+    OF_TRY(wexp.reserve(size_t(B) * size_t(max_pos)));
+    unit_lr_reduce(k, u0, in0, B, ws.g.data(), nullptr, 1.0f / sigma[size_t(first)], grads + u0.w_off,
+                   grads + u0.w_off + int64_t(u0.gemm_cols()) * u0.fan_in(), ws.cols.data(), wexp.data());
+
+    double total = 0.0;
+    int64_t hits = 0;
+    for (int t = 0; t < T; t++) total += loss_sum[size_t(t)], hits += correct[size_t(t)];
+    stats->loss = total / R;
+    update_running_baseline(m, c, stats->loss);
+    stats->correct = hits;
+    stats->rows = R;
+    return {};
+}
+
+}  // namespace of

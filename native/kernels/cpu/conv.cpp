@@ -1,0 +1,137 @@
+// im2row / row2im and pooling on channels-last images; images split over the thread pool (each task owns
+// whole images, so results do not depend on the thread count).
+#include "kernels/cpu/conv.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cstring>
+
+#include "core/thread_pool.h"
+
+namespace of {
+namespace cpu {
+namespace {
+
+template <class F>
+void per_image(int n, int64_t cost_per_image, const F& f) {
+    ThreadPool::instance().parallel_for(n, [&](int i) { f(i); }, cost_per_image * n);
+}
+
+}  // namespace
+
+void im2row(float* A, const float* x, int n, const ConvGeom& g) {
+    const int P = g.patch();
+    per_image(n, g.positions() * P, [&](int i) {
+        const float* xi = x + int64_t(i) * g.in_size();
+        float* row = A + int64_t(i) * g.positions() * P;
+        for (int oy = 0; oy < g.Ho; oy++)
+            for (int ox = 0; ox < g.Wo; ox++, row += P) {
+                float* dst = row;
+                for (int ky = 0; ky < g.kh; ky++) {
+                    const int iy = oy * g.sh - g.ph + ky * g.dh;
+                    for (int kx = 0; kx < g.kw; kx++, dst += g.C) {
+                        const int ix = ox * g.sw - g.pw + kx * g.dw;
+                        if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) std::memset(dst, 0, sizeof(float) * size_t(g.C));
+                        else std::memcpy(dst, xi + (int64_t(iy) * g.W + ix) * g.C, sizeof(float) * size_t(g.C));
+                    }
+                }
+            }
+    });
+}
+
+void row2im(float* dx, const float* dA, int n, const ConvGeom& g) {
+    const int P = g.patch();
+    per_image(n, g.positions() * P, [&](int i) {
+        float* xi = dx + int64_t(i) * g.in_size();
+        std::fill(xi, xi + g.in_size(), 0.0f);
+        const float* row = dA + int64_t(i) * g.positions() * P;
+        for (int oy = 0; oy < g.Ho; oy++)
+            for (int ox = 0; ox < g.Wo; ox++, row += P) {
+                const float* src = row;
+                for (int ky = 0; ky < g.kh; ky++) {
+                    const int iy = oy * g.sh - g.ph + ky * g.dh;
+                    for (int kx = 0; kx < g.kw; kx++, src += g.C) {
+                        const int ix = ox * g.sw - g.pw + kx * g.dw;
+                        if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) continue;
+                        float* d = xi + (int64_t(iy) * g.W + ix) * g.C;
+                        for (int c = 0; c < g.C; c++) d[c] += src[c];
+                    }
+                }
+            }
+    });
+}
+
+void pool_forward(float* y, const float* x, int n, const ConvGeom& g, PoolKind kind) {
+    per_image(n, g.positions() * g.kh * g.kw * g.C, [&](int i) {
+        const float* xi = x + int64_t(i) * g.in_size();
+        float* yi = y + int64_t(i) * g.positions() * g.C;
+        for (int oy = 0; oy < g.Ho; oy++)
+            for (int ox = 0; ox < g.Wo; ox++) {
+                float* out = yi + (int64_t(oy) * g.Wo + ox) * g.C;
+                std::fill(out, out + g.C, kind == PoolKind::Max ? -FLT_MAX : 0.0f);
+                int taps = 0;
+                for (int ky = 0; ky < g.kh; ky++) {
+                    const int iy = oy * g.sh - g.ph + ky * g.dh;
+                    if (iy < 0 || iy >= g.H) continue;
+                    for (int kx = 0; kx < g.kw; kx++) {
+                        const int ix = ox * g.sw - g.pw + kx * g.dw;
+                        if (ix < 0 || ix >= g.W) continue;
+                        const float* src = xi + (int64_t(iy) * g.W + ix) * g.C;
+                        taps++;
+                        if (kind == PoolKind::Max)
+                            for (int c = 0; c < g.C; c++) out[c] = std::max(out[c], src[c]);
+                        else
+                            for (int c = 0; c < g.C; c++) out[c] += src[c];
+                    }
+                }
+                if (kind == PoolKind::Avg && taps > 0)
+                    for (int c = 0; c < g.C; c++) out[c] /= float(taps);
+                if (taps == 0) std::fill(out, out + g.C, 0.0f);
+            }
+    });
+}
+
+void pool_backward(float* dx, const float* dy, const float* x, int n, const ConvGeom& g, PoolKind kind) {
+    per_image(n, g.positions() * g.kh * g.kw * g.C, [&](int i) {
+        const float* xi = x + int64_t(i) * g.in_size();
+        float* di = dx + int64_t(i) * g.in_size();
+        std::fill(di, di + g.in_size(), 0.0f);
+        const float* dyi = dy + int64_t(i) * g.positions() * g.C;
+        for (int oy = 0; oy < g.Ho; oy++)
+            for (int ox = 0; ox < g.Wo; ox++) {
+                const float* d = dyi + (int64_t(oy) * g.Wo + ox) * g.C;
+                int y0 = oy * g.sh - g.ph, x0 = ox * g.sw - g.pw;
+                int taps = 0;
+                for (int ky = 0; ky < g.kh; ky++)
+                    for (int kx = 0; kx < g.kw; kx++) {
+                        const int iy = y0 + ky * g.dh, ix = x0 + kx * g.dw;
+                        taps += iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
+                    }
+                if (taps == 0) continue;
+                for (int c = 0; c < g.C; c++) {
+                    if (kind == PoolKind::Avg) {
+                        const float share = d[c] / float(taps);
+                        for (int ky = 0; ky < g.kh; ky++)
+                            for (int kx = 0; kx < g.kw; kx++) {
+                                const int iy = y0 + ky * g.dh, ix = x0 + kx * g.dw;
+                                if (iy >= 0 && iy < g.H && ix >= 0 && ix < g.W) di[(int64_t(iy) * g.W + ix) * g.C + c] += share;
+                            }
+                        continue;
+                    }
+                    int64_t best = -1;
+                    float bv = -FLT_MAX;
+                    for (int ky = 0; ky < g.kh; ky++)
+                        for (int kx = 0; kx < g.kw; kx++) {
+                            const int iy = y0 + ky * g.dh, ix = x0 + kx * g.dw;
+                            if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) continue;
+                            const int64_t at = (int64_t(iy) * g.W + ix) * g.C + c;
+                            if (best < 0 || xi[at] > bv) best = at, bv = xi[at];
+                        }
+                    di[best] += d[c];
+                }
+            }
+    });
+}
+
+}  // namespace cpu
+}  // namespace of

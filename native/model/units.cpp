@@ -1,0 +1,84 @@
+#include "model/units.h"
+
+#include <algorithm>
+
+namespace of {
+
+void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
+                 float* cols) {
+    switch (u.kind) {
+        case UnitKind::Dense: k.gemm_nt(out, in, theta + u.w_off, rows, u.O, u.I, 1.0f, 0.0f); break;
+        case UnitKind::Conv2d:
+            k.im2row(cols, in, rows, u.g);
+            k.gemm_nt(out, cols, theta + u.w_off, int(u.gemm_rows(rows)), u.g.Co, u.g.patch(), 1.0f, 0.0f);
+            break;
+        case UnitKind::MaxPool2d: k.pool_forward(out, in, rows, u.g, PoolKind::Max); break;
+        case UnitKind::AvgPool2d: k.pool_forward(out, in, rows, u.g, PoolKind::Avg); break;
+    }
+}
+
+void unit_bias_act(const KernelTable& k, const DenseUnit& u, const float* theta, float* a, float* v, int rows) {
+    const float* bias = u.b_off < 0 ? nullptr : theta + u.b_off;
+    k.bias_act_forward(a, v, bias, int(u.gemm_rows(rows)), u.gemm_cols(), u.act, u.alpha);
+}
+
+void unit_backward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows,
+                   const float* dv, float* grads, float* din, float* cols) {
+    switch (u.kind) {
+        case UnitKind::Dense:
+            if (grads) {
+                k.gemm_tn(grads + u.w_off, dv, in, nullptr, u.O, u.I, rows, 1.0f, 0.0f);
+                if (u.b_off >= 0) k.col_sum(grads + u.b_off, dv, rows, u.O);
+            }
+            if (din) k.gemm_nn(din, dv, theta + u.w_off, rows, u.I, u.O, 1.0f, 0.0f);
+            break;
+        case UnitKind::Conv2d: {
+            const int n = int(u.gemm_rows(rows)), P = u.g.patch();
+            if (grads) {
+                k.im2row(cols, in, rows, u.g);
+                k.gemm_tn(grads + u.w_off, dv, cols, nullptr, u.g.Co, P, n, 1.0f, 0.0f);
+                if (u.b_off >= 0) k.col_sum(grads + u.b_off, dv, n, u.g.Co);
+            }
+            if (din) {
+                k.gemm_nn(cols, dv, theta + u.w_off, n, P, u.g.Co, 1.0f, 0.0f);
+                k.row2im(din, cols, rows, u.g);
+            }
+            break;
+        }
+        case UnitKind::MaxPool2d:
+            if (din) k.pool_backward(din, dv, in, rows, u.g, PoolKind::Max);
+            break;
+        case UnitKind::AvgPool2d:
+            if (din) k.pool_backward(din, dv, in, rows, u.g, PoolKind::Avg);
+            break;
+    }
+}
+
+void unit_lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int rows, const float* S, const float* w,
+                    float alpha, float* dW, float* db, float* cols, float* wexp) {
+    if (u.kind == UnitKind::Dense) {
+        k.gemm_tn(dW, S, in, w, u.O, u.I, rows, alpha, 0.0f);
+        if (u.b_off >= 0) {
+            if (w) k.lr_bias_reduce(db, w, S, rows, u.O, alpha, false);
+            else {  // unweighted rows: plain column sums, scaled
+                k.col_sum(db, S, rows, u.O);
+                for (int o = 0; o < u.O; o++) db[o] *= alpha;
+            }
+        }
+        return;
+    }
+    // conv: every output position of a row shares the row's weight
+    const int64_t pos = u.g.positions();
+    const int n = int(u.gemm_rows(rows));
+    for (int r = 0; r < rows; r++) std::fill(wexp + r * pos, wexp + (r + 1) * pos, w ? w[r] : 1.0f);
+    k.im2row(cols, in, rows, u.g);
+    k.gemm_tn(dW, S, cols, wexp, u.g.Co, u.g.patch(), n, alpha, 0.0f);
+    if (u.b_off >= 0) k.lr_bias_reduce(db, wexp, S, n, u.g.Co, alpha, false);
+}
+
+void unit_bias_row(const DenseUnit& u, const float* theta, float* out) {
+    const int C = u.gemm_cols();
+    for (int64_t i = 0; i < u.O; i++) out[i] = u.b_off < 0 ? 0.0f : theta[u.b_off + i % C];
+}
+
+}  // namespace of

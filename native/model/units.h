@@ -1,0 +1,28 @@
+// Per-unit building blocks shared by the clean forward, generic BP and generic ULR (estimators/generic.cpp):
+// a unit's linear part (dense GEMM, conv im2row + GEMM, or pooling), its bias + activation, its backward, and
+// its likelihood-ratio reduction. `theta` is a parameter slab in the model's layout; `cols` is scratch of
+// rows x patch_width() floats for convolutions.
+#pragma once
+#include "model/model.h"
+
+namespace of {
+
+// out (rows, O) = the unit's pre-activation without bias (dense, conv) or its pooled output, overwritten.
+void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
+                 float* cols);
+// Clean: v += bias (per output, or per channel for conv), a = act(v). a may alias v.
+void unit_bias_act(const KernelTable& k, const DenseUnit& u, const float* theta, float* a, float* v, int rows);
+// Backward from dv (rows, O), the gradient at the pre-activation: the unit's parameter gradients into grads (the
+// slab layout, overwritten at its offsets) when grads != nullptr, and din (rows, I) when non-null. in: the unit's
+// input rows.
+void unit_backward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows,
+                   const float* dv, float* grads, float* din, float* cols);
+// LR reduction of a noisy unit: dW = alpha (diag(w) S)^T in  in the unit's GEMM view, db = alpha colsum(diag(w) S);
+// S (rows, O) scores, w (rows) row weights (nullptr: all 1). dW, db overwritten (db unused without bias).
+// wexp: scratch of rows x positions floats (conv).
+void unit_lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int rows, const float* S, const float* w,
+                    float alpha, float* dW, float* db, float* cols, float* wexp);
+// The unit's bias expanded to one value per output (conv: per channel, repeated over positions): out (O).
+void unit_bias_row(const DenseUnit& u, const float* theta, float* out);
+
+}  // namespace of
