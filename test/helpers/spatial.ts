@@ -1,0 +1,110 @@
+// A float64 reference for models with spatial layers: plain loops over each image (channels-last), written from
+// the definitions (no im2row, no GEMM), for the engine's conv / pooling kernels to be checked against. Parameters
+// in the model's tensor order; conv weights (filters, kh, kw, C).
+import * as of from '../../lib/index';
+import { activate } from './reference';
+
+type Shape = [number, number, number];
+
+function pad(n: number, k: number, s: number, d: number, p: of.Padding, axis: 0 | 1): { out: number; before: number } {
+  const eff = d * (k - 1) + 1;
+  if (p === 'same') {
+    const out = Math.ceil(n / s);
+    return { out, before: Math.floor(Math.max((out - 1) * s + eff - n, 0) / 2) };
+  }
+  const before = p === 'valid' ? 0 : p[axis];
+  return { out: Math.floor((n + 2 * before - eff) / s) + 1, before };
+}
+
+/** Forward of one row (an image or a vector) through the layers; returns the output vector. */
+export function forwardRow(layers: readonly of.Layer[], params: ArrayLike<number>[], x: ArrayLike<number>): Float64Array {
+  let v = Float64Array.from(x);
+  let shape: Shape | undefined;
+  let p = 0;
+  for (const l of layers) {
+    if (l.type === 'conv2d' || l.type === 'maxPool2d' || l.type === 'avgPool2d' || l.type === 'globalAvgPool') {
+      if (!shape) shape = (l as of.Conv2dLayer).inputShape!;
+      const [H, W, C] = shape;
+      if (l.type === 'globalAvgPool') {
+        const out = new Float64Array(C);
+        for (let i = 0; i < H * W; i++) for (let c = 0; c < C; c++) out[c]! += v[i * C + c]! / (H * W);
+        v = out;
+        shape = undefined;
+        continue;
+      }
+      const py = pad(H, l.kernel[0], l.strides[0], l.dilation[0], l.padding, 0), px = pad(W, l.kernel[1], l.strides[1], l.dilation[1], l.padding, 1);
+      const Co = l.type === 'conv2d' ? l.filters : C;
+      const out = new Float64Array(py.out * px.out * Co);
+      const Wt = l.type === 'conv2d' ? params[p]! : undefined, b = l.type === 'conv2d' && l.bias ? params[p + 1]! : undefined;
+      for (let oy = 0; oy < py.out; oy++)
+        for (let ox = 0; ox < px.out; ox++)
+          for (let co = 0; co < Co; co++) {
+            let acc = l.type === 'conv2d' ? (b ? b[co]! : 0) : l.type === 'maxPool2d' ? -Infinity : 0;
+            let taps = 0;
+            for (let ky = 0; ky < l.kernel[0]; ky++)
+              for (let kx = 0; kx < l.kernel[1]; kx++) {
+                const iy = oy * l.strides[0] - py.before + ky * l.dilation[0], ix = ox * l.strides[1] - px.before + kx * l.dilation[1];
+                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                taps++;
+                if (l.type === 'conv2d') {
+                  for (let c = 0; c < C; c++) acc += Wt![((co * l.kernel[0] + ky) * l.kernel[1] + kx) * C + c]! * v[(iy * W + ix) * C + c]!;
+                } else if (l.type === 'maxPool2d') {
+                  acc = Math.max(acc, v[(iy * W + ix) * C + co]!);
+                } else {
+                  acc += v[(iy * W + ix) * C + co]!;
+                }
+              }
+            out[(oy * px.out + ox) * Co + co] = l.type === 'avgPool2d' ? acc / taps : acc;
+          }
+      if (l.type === 'conv2d') p += l.bias ? 2 : 1;
+      v = out;
+      shape = [py.out, px.out, Co];
+    } else if (l.type === 'flatten') {
+      shape = undefined;
+    } else if (l.type === 'dense') {
+      const Wt = params[p]!, b = l.bias ? params[p + 1]! : undefined;
+      const out = new Float64Array(l.units);
+      for (let o = 0; o < l.units; o++) {
+        let acc = b ? b[o]! : 0;
+        for (let i = 0; i < l.inputs; i++) acc += Wt[o * l.inputs + i]! * v[i]!;
+        out[o] = acc;
+      }
+      p += l.bias ? 2 : 1;
+      v = out;
+    } else {
+      const a = l as of.ActivationLayer;
+      v = v.map((z) => activate(a.activation, z, a.alpha ?? 0.01));
+    }
+  }
+  return v;
+}
+
+/** Mean softmax cross-entropy over the rows. */
+export function meanLoss(layers: readonly of.Layer[], params: ArrayLike<number>[], x: ArrayLike<number>, y: ArrayLike<number>, rows: number): number {
+  const cols = x.length / rows;
+  let sum = 0;
+  for (let r = 0; r < rows; r++) {
+    const o = forwardRow(layers, params, Array.prototype.slice.call(x, r * cols, (r + 1) * cols));
+    const mx = Math.max(...o);
+    sum += mx + Math.log(o.reduce((s, z) => s + Math.exp(z - mx), 0)) - o[y[r]!]!;
+  }
+  return sum / rows;
+}
+
+/** Central finite differences of meanLoss in float64, per tensor. */
+export function finiteDifferences(layers: readonly of.Layer[], params: ArrayLike<number>[], x: ArrayLike<number>, y: ArrayLike<number>, rows: number, h = 1e-6): Float64Array[] {
+  const p64 = params.map((t) => Float64Array.from(t));
+  return p64.map((t) => {
+    const g = new Float64Array(t.length);
+    for (let i = 0; i < t.length; i++) {
+      const v = t[i]!;
+      t[i] = v + h;
+      const a = meanLoss(layers, p64, x, y, rows);
+      t[i] = v - h;
+      const b = meanLoss(layers, p64, x, y, rows);
+      t[i] = v;
+      g[i] = (a - b) / (2 * h);
+    }
+    return g;
+  });
+}
