@@ -8,6 +8,7 @@ import t from 'tap';
 import * as of from '../lib/index';
 import { cosine } from './helpers/close';
 import { randn } from './helpers/native';
+import { configA, configB, configC } from './helpers/spatial';
 
 const B = 5;
 const x = randn(B * 6, 11);
@@ -29,6 +30,23 @@ t.test('exact boundary gradients (test hook): every module split gives BP bit fo
       const est = { ...of.ulr({ modules }), exactBoundary: true } as of.Estimator;
       t.ok(same(flat(m.gradients({ x, y: yy }, { estimator: est })), want), `${loss}, modules ${JSON.stringify(modules)}`);
     }
+    m.dispose();
+  }
+});
+
+t.test('spatial models (conv, pooling): exact boundaries give BP and one-layer modules give ULR, bit for bit', async (t) => {
+  for (const [name, layers] of [['A', configA()], ['B', configB()], ['C', configC()]] as const) {
+    const m = of.sequential(layers, { seed: 4 });
+    const P = m.parameters().filter((p) => p.name.endsWith('.weight')).length;  // modules count layers with parameters
+    const xs = randn(5 * m.inputs, 21), ys = Int32Array.from([0, 2, 1, 1, 0]);
+    const want = flat(m.gradients({ x: xs, y: ys }, { estimator: of.bp() }));
+    const one = Array.from({ length: P }, (_, i) => [i, i + 1] as [number, number]);
+    for (const modules of [[[0, P]], one, [[0, 1], [1, P]]] as [number, number][][]) {
+      const est = { ...of.ulr({ modules }), exactBoundary: true } as of.Estimator;
+      t.ok(same(flat(m.gradients({ x: xs, y: ys }, { estimator: est })), want), `config ${name}, exact boundaries, modules ${JSON.stringify(modules)}`);
+    }
+    const plain = flat(m.gradients({ x: xs, y: ys }, { estimator: of.ulr({ copies: 8 }), step: 3 }));
+    t.ok(same(flat(m.gradients({ x: xs, y: ys }, { estimator: of.ulr({ copies: 8, modules: one }), step: 3 })), plain), `config ${name}, one-layer modules`);
     m.dispose();
   }
 });

@@ -29,12 +29,12 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
     }
     const UlrConfig& c = e.ulr;
     if (!m.dense_only) {
-        OF_CHECK(!c.layerwise && c.modules.empty() && !c.qmc && !c.learn_sigma && c.sigma_channels.empty() &&
+        OF_CHECK(!c.layerwise && !c.qmc && !c.learn_sigma && c.sigma_channels.empty() &&
                      c.baseline != Baseline::Clean,
                  Config,
-                 "models with conv2d or pooling layers support ulr with injection 'all', one sigma per layer and "
-                 "baselines 'loo', 'mean', 'running' or 'none' (not yet layerwise, modules, qmc, learnSigma, per-channel "
-                 "sigma or the clean baseline)");
+                 "models with conv2d or pooling layers support ulr with injection 'all' or modules, one sigma per layer and "
+                 "baselines 'loo', 'mean', 'running' or 'none' (not yet layerwise, qmc, learnSigma, per-channel sigma or the "
+                 "clean baseline)");
     }
     OF_CHECK(c.copies >= 2, Config, "ulr copies must be at least 2, got " + std::to_string(c.copies));
     OF_CHECK(!c.antithetic || c.copies % 2 == 0, Config,
@@ -92,8 +92,9 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
             OF_CHECK(e > prev, Config, "modules must be consecutive non-empty ranges of dense layers starting at 0");
             prev = e;
         }
-        OF_CHECK(prev == int(m.units.size()), Config,
-                 "modules must cover the " + std::to_string(m.units.size()) + " dense layers, up to " + std::to_string(prev));
+        OF_CHECK(prev == m.param_units(), Config,
+                 "modules must cover the " + std::to_string(m.param_units()) + " layers with parameters, up to " + std::to_string(prev));
+        OF_CHECK(m.units.back().param(), Config, "modules need a model whose last layer has parameters (not a pooling layer)");
         OF_CHECK(!c.layerwise && !c.qmc && !c.learn_sigma, Config, "modules cannot be combined with injection 'layerwise', qmc or learnSigma");
         OF_CHECK(c.baseline != Baseline::Clean, Config, "modules support baselines 'loo', 'mean', 'running' and 'none'");
     }

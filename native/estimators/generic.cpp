@@ -25,10 +25,6 @@ struct NetScratch {
     Buffer loss, w, cols, wexp;
 };
 
-int64_t param_size(const DenseUnit& u) {
-    return int64_t(u.gemm_cols()) * u.fan_in() + (u.b_off >= 0 ? u.gemm_cols() : 0);
-}
-
 }  // namespace
 
 Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx) {
@@ -66,7 +62,7 @@ Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepS
         const DenseUnit& u = m.units[l];
         k.act_backward(dV, dA, ws.v[l].data(), ws.a[l].data(), int64_t(B) * u.O, u.act, u.alpha);
         const float* a_prev = l == 0 ? x : ws.a[l - 1].data();
-        unit_backward(k, u, theta, a_prev, B, dV, u.param() ? m.grads.data() : nullptr, l > 0 ? dA : dx, ws.cols.data());
+        unit_backward(k, u, theta, a_prev, B, dV, u.param() ? m.grads.data() + u.w_off : nullptr, l > 0 ? dA : dx, ws.cols.data());
     }
     return {};
 }

@@ -21,33 +21,30 @@
 #include "core/shape.h"
 #include "core/thread_pool.h"
 #include "estimators/estimator.h"
+#include "model/units.h"
 
 namespace of {
 namespace {
 
 struct ModuleScratch {
     std::vector<Buffer> a, v, e;  // per layer, the block's rows: activations, pre-activations, boundary noise
-    Buffer loss, w, ones, d0, d1;
+    Buffer loss, w, ones, d0, d1, cols, wexp;
 };
 
 // Gradients of layers [s, e) of one module on `rows` rows. The gradient at the last layer's pre-activation is
 // D = diag(w) S alpha (w == nullptr: no row weights). a_in: the module's input; v[l], a[l]: layer l's
 // pre-activations and activations on these rows. dest(l): where layer l's weight gradient goes, its bias
 // gradient right after (overwritten). dx (optional): the gradient at the module's input. d0, d1: rows x the
-// module's widest layer; ones: rows ones.
+// module's widest layer; cols, wexp: conv scratch (rows x patch_width, rows x positions).
 template <class Dest>
 void module_backward(const KernelTable& k, const Model& m, int s, int e, const float* S, const float* w, float alpha,
                      int rows, const float* a_in, const std::vector<Buffer>& v, const std::vector<Buffer>& a,
-                     const Dest& dest, const float* ones, float* d0, float* d1, float* dx) {
+                     const Dest& dest, float* d0, float* d1, float* dx, float* cols, float* wexp) {
     const DenseUnit& top = m.units[size_t(e - 1)];
     {  // the boundary layer: the LR reductions of likelihood_ratio.cpp
         const float* a_prev = e - 1 == s ? a_in : a[size_t(e - 2)].data();
         float* g = dest(e - 1);
-        k.gemm_tn(g, S, a_prev, w, top.O, top.I, rows, alpha, 0.0f);
-        if (top.b_off >= 0) {
-            if (!w && alpha == 1.0f) k.col_sum(g + int64_t(top.O) * top.I, S, rows, top.O);
-            else k.lr_bias_reduce(g + int64_t(top.O) * top.I, w ? w : ones, S, rows, top.O, alpha, false);
-        }
+        unit_lr_reduce(k, top, a_prev, rows, S, w, alpha, g, g + int64_t(top.gemm_cols()) * top.fan_in(), cols, wexp);
     }
     if (e - 1 == s && !dx) return;
     // D materialized for the BP below the boundary
@@ -59,21 +56,19 @@ void module_backward(const KernelTable& k, const Model& m, int s, int e, const f
         float* dr = dv + int64_t(r) * top.O;
         for (int o = 0; o < top.O; o++) dr[o] = f * sr[o];
     }
+    const float* theta = m.params->data();
     for (int l = e - 1; l >= s; l--) {
         const DenseUnit& u = m.units[size_t(l)];
-        if (l < e - 1) {  // the boundary layer's gradients are done above
-            const float* a_prev = l == s ? a_in : a[size_t(l - 1)].data();
-            float* g = dest(l);
-            k.gemm_tn(g, dv, a_prev, nullptr, u.O, u.I, rows, 1.0f, 0.0f);
-            if (u.b_off >= 0) k.col_sum(g + int64_t(u.O) * u.I, dv, rows, u.O);
-        }
+        const float* a_prev = l == s ? a_in : a[size_t(l - 1)].data();
+        // the boundary layer's gradients are done above; pools have none
+        float* g = l < e - 1 && u.param() ? dest(l) : nullptr;
         if (l > s) {
             const DenseUnit& p = m.units[size_t(l - 1)];
-            k.gemm_nn(da, dv, m.W(u), rows, u.I, u.O, 1.0f, 0.0f);
+            unit_backward(k, u, theta, a_prev, rows, dv, g, da, cols);
             k.act_backward(da, da, v[size_t(l - 1)].data(), a[size_t(l - 1)].data(), int64_t(rows) * p.O, p.act, p.alpha);
             std::swap(dv, da);
-        } else if (dx) {
-            k.gemm_nn(dx, dv, m.W(u), rows, u.I, u.O, 1.0f, 0.0f);
+        } else {
+            unit_backward(k, u, theta, a_prev, rows, dv, g, dx, cols);
         }
     }
 }
@@ -81,14 +76,37 @@ void module_backward(const KernelTable& k, const Model& m, int s, int e, const f
 // Clean forward of layers [s, e) on `rows` rows from a_in, keeping every pre-activation and activation; the
 // last layer stops at its pre-activation without bias when `stop_at_boundary` (its noise comes later).
 void module_forward(const KernelTable& k, const Model& m, int s, int e, int rows, const float* a_in, std::vector<Buffer>& v,
-                    std::vector<Buffer>& a, bool stop_at_boundary) {
+                    std::vector<Buffer>& a, bool stop_at_boundary, float* cols) {
+    const float* theta = m.params->data();
     for (int l = s; l < e; l++) {
         const DenseUnit& u = m.units[size_t(l)];
         const float* in = l == s ? a_in : a[size_t(l - 1)].data();
-        k.gemm_nt(v[size_t(l)].data(), in, m.W(u), rows, u.O, u.I, 1.0f, 0.0f);
+        unit_linear(k, u, theta, in, rows, v[size_t(l)].data(), cols);
         if (l == e - 1 && stop_at_boundary) break;
-        k.bias_act_forward(a[size_t(l)].data(), v[size_t(l)].data(), m.b(u), rows, u.O, u.act, u.alpha);
+        unit_bias_act(k, u, theta, a[size_t(l)].data(), v[size_t(l)].data(), rows);
     }
+}
+
+// Module ends in units: `modules` counts layers with parameters, and a module ends right after its last one
+// (pools before a layer belong to its module). The same numbers for a model of dense layers.
+std::vector<int> unit_ends(const Model& m, const std::vector<int>& modules) {
+    std::vector<int> after;  // unit index + 1 of each layer with parameters
+    for (int l = 0; l < int(m.units.size()); l++)
+        if (m.units[size_t(l)].param()) after.push_back(l + 1);
+    std::vector<int> ends;
+    for (int e : modules) ends.push_back(after[size_t(e - 1)]);
+    return ends;
+}
+
+int64_t max_positions(const Model& m) {
+    int64_t p = 1;
+    for (const DenseUnit& u : m.units) p = std::max<int64_t>(p, u.gemm_rows(1));
+    return p;
+}
+
+Status reserve_conv(const Model& m, ModuleScratch& sc, int rows) {
+    OF_TRY(sc.cols.reserve(size_t(rows) * size_t(std::max<int64_t>(m.patch_width(), 1))));
+    return sc.wexp.reserve(size_t(rows) * size_t(max_positions(m)));
 }
 
 Status reserve_layers(const Model& m, std::vector<Buffer>& bufs, int rows, int s, int e) {
@@ -116,8 +134,8 @@ Status exact_boundary_gradients(Model& m, const float* x, const Targets& y, int 
     OF_TRY(sc.e.emplace_back().reserve(size_t(B) * width));  // the boundary gradient D
     OF_TRY(sc.w.reserve(size_t(B) * width));                 // the gradient at a module's input
     OF_TRY(sc.loss.reserve(size_t(B)));
-    OF_TRY(sc.ones.reserve(size_t(B)));
-    module_forward(k, m, 0, L, B, x, sc.v, sc.a, false);
+    OF_TRY(reserve_conv(m, sc, B));
+    module_forward(k, m, 0, L, B, x, sc.v, sc.a, false, sc.cols.data());
     const float* out = sc.a[size_t(L - 1)].data();
     stats->correct = k.loss_forward(sc.loss.data(), out, y.labels, y.values, B, m.outputs, 1, m.loss);
     double sum = 0.0;
@@ -126,13 +144,14 @@ Status exact_boundary_gradients(Model& m, const float* x, const Targets& y, int 
     float* D = sc.e[0].data();
     float* da = sc.w.data();
     k.loss_backward(da, out, y.labels, y.values, B, m.outputs, m.loss);
-    for (int mod = int(c.modules.size()) - 1; mod >= 0; mod--) {
-        const int s = mod == 0 ? 0 : c.modules[size_t(mod - 1)], e = c.modules[size_t(mod)];
+    const std::vector<int> ends = unit_ends(m, c.modules);
+    for (int mod = int(ends.size()) - 1; mod >= 0; mod--) {
+        const int s = mod == 0 ? 0 : ends[size_t(mod - 1)], e = ends[size_t(mod)];
         const DenseUnit& top = m.units[size_t(e - 1)];
         k.act_backward(D, da, sc.v[size_t(e - 1)].data(), sc.a[size_t(e - 1)].data(), int64_t(B) * top.O, top.act, top.alpha);
         module_backward(k, m, s, e, D, nullptr, 1.0f, B, s == 0 ? x : sc.a[size_t(s - 1)].data(), sc.v, sc.a,
-                        [&](int l) { return m.grads.data() + m.units[size_t(l)].w_off; }, sc.ones.data(), sc.d0.data(),
-                        sc.d1.data(), s == 0 ? nullptr : da);
+                        [&](int l) { return m.grads.data() + m.units[size_t(l)].w_off; }, sc.d0.data(),
+                        sc.d1.data(), s == 0 ? nullptr : da, sc.cols.data(), sc.wexp.data());
     }
     return {};
 }
@@ -149,17 +168,30 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
     OF_CHECK(R64 <= uint64_t(INT_MAX) / 4, Shape, "batch x copies is too large");
     const int R = int(R64);
     const int L = int(m.units.size());
-    const int M = int(c.modules.size());
-    const int e0 = c.modules[0];  // the first module is [0, e0)
+    const std::vector<int> ends = unit_ends(m, c.modules);
+    const int M = int(ends.size());
+    const int e0 = ends[0];  // the first module is units [0, e0)
     const uint64_t seed = c.has_seed ? c.seed : m.seed;
     auto noise = [&](int l, int row0) {
         return NoiseSpec{seed, step, uint32_t(l), uint32_t(row0), c.antithetic, c.density, 0u};
     };
-    auto boundary = [&](int l) { return std::find(c.modules.begin(), c.modules.end(), l + 1) != c.modules.end(); };
+    auto boundary = [&](int l) { return std::find(ends.begin(), ends.end(), l + 1) != ends.end(); };
     const bool plain_score = c.density == Density::Normal && c.score == Score::Exact;
-    const std::vector<std::vector<float>> sig = channel_sigmas(m, c);
+    // sigma per layer with parameters; dense models may give it per channel. Conv biases expand to one value per
+    // output for the fused noisy kernel.
+    std::vector<int> ordinal(static_cast<size_t>(L), 0);
+    for (int l = 0, p = 0; l < L; l++) ordinal[size_t(l)] = m.units[size_t(l)].param() ? p++ : -1;
+    auto sigma_of = [&](int l) { return c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(ordinal[size_t(l)])]; };
+    std::vector<std::vector<float>> sig = m.dense_only ? channel_sigmas(m, c) : std::vector<std::vector<float>>(static_cast<size_t>(L));
+    std::vector<std::vector<float>> conv_bias(static_cast<size_t>(L));
+    for (int l = 0; l < L; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        if (!m.dense_only && u.param()) sig[size_t(l)].assign(size_t(u.O), sigma_of(l));
+        if (u.kind == UnitKind::Conv2d) conv_bias[size_t(l)].resize(size_t(u.O)), unit_bias_row(u, m.params->data(), conv_bias[size_t(l)].data());
+    }
+    auto bias_of = [&](int l) -> const float* { return m.units[size_t(l)].kind == UnitKind::Conv2d ? conv_bias[size_t(l)].data() : m.b(m.units[size_t(l)]); };
     auto per_channel = [&](int l) { return l < int(c.sigma_channels.size()) && !c.sigma_channels[size_t(l)].empty(); };
-    auto inv_sigma = [&](int l) { return per_channel(l) ? 1.0f : 1.0f / (c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(l)]); };
+    auto inv_sigma = [&](int l) { return per_channel(l) ? 1.0f : 1.0f / sigma_of(l); };
     const int C = m.outputs;
     auto& ws = m.ws;
 
@@ -177,7 +209,9 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
         x0 = cur.x.data();
     }
     cur.B = B, cur.end = e0;
-    module_forward(k, m, 0, e0, B, x0, cur.v, cur.a, true);
+    ModuleScratch first_sc;  // conv patches of the first module's B rows
+    OF_TRY(reserve_conv(m, first_sc, B));
+    module_forward(k, m, 0, e0, B, x0, cur.v, cur.a, true, first_sc.cols.data());
     const float* v_top0 = cur.v[size_t(e0 - 1)].data();
 
     // Blocks of whole samples, ~256 rows each; fixed by (B, K) only.
@@ -185,10 +219,7 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
     const int T = (B + S - 1) / S;
     int64_t partial_size = 0;
     std::vector<int64_t> partial_off(size_t(L), 0);
-    for (int l = e0; l < L; l++) {
-        partial_off[size_t(l)] = partial_size;
-        partial_size += int64_t(m.units[size_t(l)].O) * m.units[size_t(l)].I + m.units[size_t(l)].O;
-    }
+    for (int l = e0; l < L; l++) partial_off[size_t(l)] = partial_size, partial_size += param_size(m.units[size_t(l)]);
     OF_TRY(ws.partials.reserve(size_t(T) * size_t(std::max<int64_t>(partial_size, 1))));
     float* partials = ws.partials.data();
     std::vector<double> loss_sum(size_t(T), 0.0);
@@ -205,27 +236,28 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
         if (st.ok()) st = reserve_layers(m, sc.a, rows, e0 - 1, L);
         if (st.ok()) st = reserve_layers(m, sc.v, rows, e0, L);
         if (st.ok()) st = reserve_layers(m, sc.e, rows, e0 - 1, L);
-        for (int mod = 1; mod < M; mod++) width = std::max(width, widest(m, c.modules[size_t(mod - 1)], c.modules[size_t(mod)]));
+        for (int mod = 1; mod < M; mod++) width = std::max(width, widest(m, ends[size_t(mod - 1)], ends[size_t(mod)]));
         if (st.ok()) st = sc.d0.reserve(size_t(rows) * width);
         if (st.ok()) st = sc.d1.reserve(size_t(rows) * width);
         if (st.ok()) st = sc.loss.reserve(size_t(rows));
         if (st.ok()) st = sc.w.reserve(size_t(rows));
-        if (st.ok()) st = sc.ones.reserve(size_t(rows));
+        if (st.ok()) st = sc.ones.reserve(size_t(s));  // the running baseline per sample
+        if (st.ok()) st = reserve_conv(m, sc, rows);
         if (!st.ok()) return;
 
         // forward: K noisy copies of the first module's boundary, then the other modules
         const DenseUnit& u0 = m.units[size_t(e0 - 1)];
         k.noisy_bias_act_forward(sc.a[size_t(e0 - 1)].data(), sc.e[size_t(e0 - 1)].data(), v_top0 + int64_t(b0) * u0.O,
-                                 m.b(u0), sig[size_t(e0 - 1)].data(), rows, u0.O, K, u0.act, u0.alpha, noise(e0 - 1, r0));
+                                 bias_of(e0 - 1), sig[size_t(e0 - 1)].data(), rows, u0.O, K, u0.act, u0.alpha, noise(e0 - 1, r0));
         for (int l = e0; l < L; l++) {
             const DenseUnit& u = m.units[size_t(l)];
             float* v = sc.v[size_t(l)].data();
-            k.gemm_nt(v, sc.a[size_t(l - 1)].data(), m.W(u), rows, u.O, u.I, 1.0f, 0.0f);
+            unit_linear(k, u, m.params->data(), sc.a[size_t(l - 1)].data(), rows, v, sc.cols.data());
             if (boundary(l))
-                k.noisy_bias_act_forward(sc.a[size_t(l)].data(), sc.e[size_t(l)].data(), v, m.b(u), sig[size_t(l)].data(), rows,
+                k.noisy_bias_act_forward(sc.a[size_t(l)].data(), sc.e[size_t(l)].data(), v, bias_of(l), sig[size_t(l)].data(), rows,
                                          u.O, 1, u.act, u.alpha, noise(l, r0));
             else
-                k.bias_act_forward(sc.a[size_t(l)].data(), v, m.b(u), rows, u.O, u.act, u.alpha);
+                unit_bias_act(k, u, m.params->data(), sc.a[size_t(l)].data(), v, rows);
         }
         const float* out = sc.a[size_t(L - 1)].data();
         if (forward_only) {
@@ -242,11 +274,10 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
         if (c.baseline == Baseline::Running) std::fill(running, running + s, m.has_running ? float(m.running_loss) : 0.0f);
         float* w = sc.w.data();
         k.lr_row_weights(w, sc.loss.data(), running, s, K, c.baseline, c.antithetic, inv_r);
-        std::fill(sc.ones.data(), sc.ones.data() + rows, 1.0f);
 
         // each module's boundary scores; the first module's summed over copies, the others' backward per block
         for (int mod = 0; mod < M; mod++) {
-            const int ms = mod == 0 ? 0 : c.modules[size_t(mod - 1)], me = c.modules[size_t(mod)];
+            const int ms = mod == 0 ? 0 : ends[size_t(mod - 1)], me = ends[size_t(mod)];
             const DenseUnit& u = m.units[size_t(me - 1)];
             float* e = sc.e[size_t(me - 1)].data();
             if (!plain_score) k.score_transform(e, int64_t(rows) * u.O, c.density, c.score);
@@ -257,8 +288,8 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
             }
             float* p = partials + int64_t(t) * partial_size;
             module_backward(k, m, ms, me, e, w, inv_sigma(me - 1), rows, sc.a[size_t(ms - 1)].data(), sc.v, sc.a,
-                            [&](int l) { return p + partial_off[size_t(l)]; }, sc.ones.data(), sc.d0.data(), sc.d1.data(),
-                            nullptr);
+                            [&](int l) { return p + partial_off[size_t(l)]; }, sc.d0.data(), sc.d1.data(),
+                            nullptr, sc.cols.data(), sc.wexp.data());
         }
     };
 
@@ -269,12 +300,11 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
         const int width = widest(m, 0, e0);
         first_status = sc.d0.reserve(size_t(f.B) * width);
         if (first_status.ok()) first_status = sc.d1.reserve(size_t(f.B) * width);
-        if (first_status.ok()) first_status = sc.ones.reserve(size_t(f.B));
+        if (first_status.ok()) first_status = reserve_conv(m, sc, f.B);
         if (!first_status.ok()) return;
-        std::fill(sc.ones.data(), sc.ones.data() + f.B, 1.0f);
         module_backward(k, m, 0, e0, f.g.data(), nullptr, inv_sigma(e0 - 1), f.B, pipelined ? f.x.data() : x, f.v, f.a,
-                        [&](int l) { return m.grads.data() + m.units[size_t(l)].w_off; }, sc.ones.data(), sc.d0.data(),
-                        sc.d1.data(), nullptr);
+                        [&](int l) { return m.grads.data() + m.units[size_t(l)].w_off; }, sc.d0.data(),
+                        sc.d1.data(), nullptr, sc.cols.data(), sc.wexp.data());
     };
 
     const int64_t cycles = int64_t(R) * m.max_width() * 8;
@@ -304,7 +334,8 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
     float* grads = m.grads.data();
     auto sum_partials = [&](int i) {
         const DenseUnit& u = m.units[size_t(e0 + i)];
-        const int64_t n = int64_t(u.O) * u.I + (u.b_off >= 0 ? u.O : 0);
+        const int64_t n = param_size(u);
+        if (n == 0) return;
         float* g = grads + u.w_off;
         const float* p0 = partials + partial_off[size_t(e0 + i)];
         std::copy(p0, p0 + n, g);
@@ -319,8 +350,8 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
     if (!pipelined) first_backward(cur);
     OF_TRY(first_status);
     if (pipelined) {  // this step's first module waits for the next step; none pending: no gradient yet
-        const DenseUnit& ue = m.units[size_t(e0 - 1)];
-        if (!overlap) std::fill(grads, grads + (ue.b_off >= 0 ? ue.b_off + ue.O : ue.w_off + int64_t(ue.O) * ue.I), 0.0f);
+        const DenseUnit& ue = m.units[size_t(e0 - 1)];  // the first module's last tensors end its slab range
+        if (!overlap) std::fill(grads, grads + ue.w_off + param_size(ue), 0.0f);
         prev.pending = false;
         cur.pending = true;
         ws.first_cur = 1 - ws.first_cur;

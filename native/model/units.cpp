@@ -23,21 +23,21 @@ void unit_bias_act(const KernelTable& k, const DenseUnit& u, const float* theta,
 }
 
 void unit_backward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows,
-                   const float* dv, float* grads, float* din, float* cols) {
+                   const float* dv, float* dW, float* din, float* cols) {
     switch (u.kind) {
         case UnitKind::Dense:
-            if (grads) {
-                k.gemm_tn(grads + u.w_off, dv, in, nullptr, u.O, u.I, rows, 1.0f, 0.0f);
-                if (u.b_off >= 0) k.col_sum(grads + u.b_off, dv, rows, u.O);
+            if (dW) {
+                k.gemm_tn(dW, dv, in, nullptr, u.O, u.I, rows, 1.0f, 0.0f);
+                if (u.b_off >= 0) k.col_sum(dW + int64_t(u.O) * u.I, dv, rows, u.O);
             }
             if (din) k.gemm_nn(din, dv, theta + u.w_off, rows, u.I, u.O, 1.0f, 0.0f);
             break;
         case UnitKind::Conv2d: {
             const int n = int(u.gemm_rows(rows)), P = u.g.patch();
-            if (grads) {
+            if (dW) {
                 k.im2row(cols, in, rows, u.g);
-                k.gemm_tn(grads + u.w_off, dv, cols, nullptr, u.g.Co, P, n, 1.0f, 0.0f);
-                if (u.b_off >= 0) k.col_sum(grads + u.b_off, dv, n, u.g.Co);
+                k.gemm_tn(dW, dv, cols, nullptr, u.g.Co, P, n, 1.0f, 0.0f);
+                if (u.b_off >= 0) k.col_sum(dW + int64_t(u.g.Co) * P, dv, n, u.g.Co);
             }
             if (din) {
                 k.gemm_nn(cols, dv, theta + u.w_off, n, P, u.g.Co, 1.0f, 0.0f);
@@ -59,10 +59,11 @@ void unit_lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, i
     if (u.kind == UnitKind::Dense) {
         k.gemm_tn(dW, S, in, w, u.O, u.I, rows, alpha, 0.0f);
         if (u.b_off >= 0) {
-            if (w) k.lr_bias_reduce(db, w, S, rows, u.O, alpha, false);
-            else {  // unweighted rows: plain column sums, scaled
+            if (!w && alpha == 1.0f) {
                 k.col_sum(db, S, rows, u.O);
-                for (int o = 0; o < u.O; o++) db[o] *= alpha;
+            } else {
+                if (!w) std::fill(wexp, wexp + rows, 1.0f);
+                k.lr_bias_reduce(db, w ? w : wexp, S, rows, u.O, alpha, false);
             }
         }
         return;

@@ -12,14 +12,18 @@ void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, c
                  float* cols);
 // Clean: v += bias (per output, or per channel for conv), a = act(v). a may alias v.
 void unit_bias_act(const KernelTable& k, const DenseUnit& u, const float* theta, float* a, float* v, int rows);
-// Backward from dv (rows, O), the gradient at the pre-activation: the unit's parameter gradients into grads (the
-// slab layout, overwritten at its offsets) when grads != nullptr, and din (rows, I) when non-null. in: the unit's
+// Backward from dv (rows, O), the gradient at the pre-activation: the unit's weight gradient into dW and its bias
+// gradient right after it (overwritten) when dW != nullptr, and din (rows, I) when non-null. in: the unit's
 // input rows.
 void unit_backward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows,
-                   const float* dv, float* grads, float* din, float* cols);
+                   const float* dv, float* dW, float* din, float* cols);
+// Values of the unit's parameters: weights then bias (0 for pools).
+inline int64_t param_size(const DenseUnit& u) {
+    return u.param() ? int64_t(u.gemm_cols()) * u.fan_in() + (u.b_off >= 0 ? u.gemm_cols() : 0) : 0;
+}
 // LR reduction of a noisy unit: dW = alpha (diag(w) S)^T in  in the unit's GEMM view, db = alpha colsum(diag(w) S);
 // S (rows, O) scores, w (rows) row weights (nullptr: all 1). dW, db overwritten (db unused without bias).
-// wexp: scratch of rows x positions floats (conv).
+// wexp: scratch of rows x positions floats (conv; dense: rows).
 void unit_lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int rows, const float* S, const float* w,
                     float alpha, float* dW, float* db, float* cols, float* wexp);
 // The unit's bias expanded to one value per output (conv: per channel, repeated over positions): out (O).

@@ -2,6 +2,7 @@
 // the definitions (no im2row, no GEMM), for the engine's conv / pooling kernels to be checked against. Parameters
 // in the model's tensor order; conv weights (filters, kh, kw, C).
 import * as of from '../../lib/index';
+import { topology } from '../../lib/layers';
 import { activate } from './reference';
 
 type Shape = [number, number, number];
@@ -108,3 +109,33 @@ export function finiteDifferences(layers: readonly of.Layer[], params: ArrayLike
     return g;
   });
 }
+
+// Small spatial models with odd shapes (strides, 'same' and explicit padding, dilation, non-square kernels).
+// Flat width of a spatial stack (ends with flatten or globalAvgPool).
+export const widthOf = (layers: of.Layer[]) => topology(layers).outputs;
+
+export function configA(): of.Layer[] {
+  const spatial: of.Layer[] = [
+    of.conv2d({ inputShape: [7, 6, 3], filters: 5, kernel: 3, strides: 2, padding: 'same' }), of.relu(),
+    of.avgPool2d({ size: 2, strides: 1, padding: 'same' }),
+    of.conv2d({ filters: 4, kernel: [2, 3], dilation: [2, 1], padding: [1, 0] }), of.tanh(),
+    of.maxPool2d({ size: [2, 1] }), of.flatten(),
+  ];
+  return [...spatial, of.dense(widthOf(spatial), 3)];
+}
+export function configB(): of.Layer[] {
+  const spatial: of.Layer[] = [
+    of.maxPool2d({ inputShape: [9, 8, 2], size: 3, strides: 2, padding: 'same' }),
+    of.conv2d({ filters: 6, kernel: [3, 2], bias: false, strides: [1, 2] }), of.sigmoid(),
+    of.globalAvgPool(),
+  ];
+  return [...spatial, of.dense(widthOf(spatial), 4), of.tanh(), of.dense(4, 3)];
+}
+export function configC(): of.Layer[] {  // smooth units only: for the ULR check
+  const spatial: of.Layer[] = [
+    of.conv2d({ inputShape: [6, 5, 2], filters: 3, kernel: 3, padding: 'same' }), of.tanh(),
+    of.avgPool2d({ size: 2 }), of.conv2d({ filters: 4, kernel: 2 }), of.tanh(), of.flatten(),
+  ];
+  return [...spatial, of.dense(widthOf(spatial), 3)];
+}
+
