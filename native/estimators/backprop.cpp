@@ -103,47 +103,9 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
     return {};
 }
 
+// The forward and backward live in generic.cpp, one per unit kind (a dense unit is the GEMMs above).
 Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx) {
-    if (!m.dense_only) return net_bp_gradients(m, x, y, B, stats, dx);
-    const KernelTable& k = *m.k;
-    size_t L = m.units.size();
-    auto& ws = m.ws;
-    ws.a.resize(L), ws.v.resize(L);
-    size_t cap = size_t(B) * size_t(m.max_width());
-    for (size_t l = 0; l < L; l++) {
-        OF_TRY(ws.v[l].reserve(size_t(B) * m.units[l].O));
-        OF_TRY(ws.a[l].reserve(size_t(B) * m.units[l].O));
-    }
-    OF_TRY(ws.d0.reserve(cap));
-    OF_TRY(ws.d1.reserve(cap));
-    OF_TRY(ws.loss.reserve(size_t(B)));
-    const float* in = x;
-    for (size_t l = 0; l < L; l++) {
-        const DenseUnit& u = m.units[l];
-        k.gemm_nt(ws.v[l].data(), in, m.W(u), B, u.O, u.I, 1.0f, 0.0f);
-        k.bias_act_forward(ws.a[l].data(), ws.v[l].data(), m.b(u), B, u.O, u.act, u.alpha);
-        in = ws.a[l].data();
-    }
-    const float* out = ws.a[L - 1].data();
-    stats->correct = k.loss_forward(ws.loss.data(), out, y.labels, y.values, B, m.outputs, 1, m.loss);
-    double sum = 0.0;
-    for (int r = 0; r < B; r++) sum += ws.loss.data()[r];
-    stats->loss = sum / B;
-    stats->rows = B;
-
-    float* dA = ws.d0.data();
-    float* dV = ws.d1.data();
-    k.loss_backward(dA, out, y.labels, y.values, B, m.outputs, m.loss);
-    for (size_t l = L; l-- > 0;) {
-        const DenseUnit& u = m.units[l];
-        k.act_backward(dV, dA, ws.v[l].data(), ws.a[l].data(), int64_t(B) * u.O, u.act, u.alpha);
-        const float* a_prev = l == 0 ? x : ws.a[l - 1].data();
-        k.gemm_tn(m.grads.data() + u.w_off, dV, a_prev, nullptr, u.O, u.I, B, 1.0f, 0.0f);
-        if (u.b_off >= 0) k.col_sum(m.grads.data() + u.b_off, dV, B, u.O);
-        if (l > 0) k.gemm_nn(dA, dV, m.W(u), B, u.I, u.O, 1.0f, 0.0f);
-        else if (dx) k.gemm_nn(dx, dV, m.W(u), B, u.I, u.O, 1.0f, 0.0f);
-    }
-    return {};
+    return net_bp_gradients(m, x, y, B, stats, dx);
 }
 
 }  // namespace of

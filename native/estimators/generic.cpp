@@ -14,6 +14,7 @@
 
 #include "core/shape.h"
 #include "core/thread_pool.h"
+#include "estimators/blocks.h"
 #include "estimators/estimator.h"
 #include "model/units.h"
 
@@ -71,10 +72,8 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
                          StepStats* stats, const LossHook* hook) {
     const KernelTable& k = *m.k;
     const int K = c.copies;
-    uint64_t R64;
-    OF_TRY(checked_mul(uint64_t(B), uint64_t(K), &R64, "batch x copies"));
-    OF_CHECK(R64 <= uint64_t(INT_MAX) / 4, Shape, "batch x copies is too large");
-    const int R = int(R64);
+    int R = 0;
+    OF_TRY(step_rows(B, K, &R));
     const int L = int(m.units.size());
     const int C = m.outputs;
     const float* theta = m.params->data();
@@ -164,12 +163,7 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
             std::copy(out, out + int64_t(rows) * C, ws.outputs.data() + int64_t(r0) * C);
             return;
         }
-        correct[size_t(t)] = k.loss_forward(sc.loss.data(), out, y.labels ? y.labels + b0 : nullptr,
-                                            y.values ? y.values + int64_t(b0) * C : nullptr, rows, C, K, m.loss);
-        if (hook_loss) std::copy(hook_loss + r0, hook_loss + r0 + rows, sc.loss.data());
-        double sum = 0.0;
-        for (int r = 0; r < rows; r++) sum += sc.loss.data()[r];
-        loss_sum[size_t(t)] = sum;
+        loss_sum[size_t(t)] = block_losses(m, y, out, b0, s, K, r0, hook_loss, sc.loss.data(), &correct[size_t(t)]);
         float* running = sc.wexp.data();  // the running baseline per sample (earlier steps only)
         if (c.baseline == Baseline::Running) std::fill(running, running + s, m.has_running ? float(m.running_loss) : 0.0f);
         float* w = sc.w.data();
@@ -189,16 +183,7 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
         }
     };
     const int64_t cycles = int64_t(R) * m.max_width() * 8;
-    if (hook) {
-        OF_TRY(ws.outputs.reserve(size_t(R) * C));
-        OF_TRY(ws.hook_loss.reserve(size_t(R)));
-        ThreadPool::instance().parallel_for(T, [&](int t) { block(t, true); }, cycles);
-        for (const Status& st : status) OF_TRY(st);
-        OF_TRY((*hook)(ws.outputs.data(), y, R, C, K, ws.hook_loss.data()));
-        hook_loss = ws.hook_loss.data();
-        for (int r = 0; r < R; r++)
-            OF_CHECK(std::isfinite(hook_loss[r]), Data, "the loss function returned a non-finite value for row " + std::to_string(r));
-    }
+    OF_TRY(run_loss_hook(m, hook, y, R, K, T, status, cycles, [&](int t) { block(t, true); }, &hook_loss));
     ThreadPool::instance().parallel_for(T, [&](int t) { block(t, false); }, cycles);
     for (const Status& st : status) OF_TRY(st);
 
@@ -206,27 +191,14 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
     for (int l = first + 1; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
         if (!u.param()) continue;
-        const int64_t n = param_size(u);
-        float* g = grads + u.w_off;  // W then b, contiguous in the slab
-        const float* p0 = partials + partial_off[size_t(l)];
-        std::copy(p0, p0 + n, g);
-        for (int t = 1; t < T; t++) {
-            const float* p = partials + int64_t(t) * partial_size + partial_off[size_t(l)];
-            for (int64_t i = 0; i < n; i++) g[i] += p[i];
-        }
+        sum_block_partials(grads + u.w_off, partials, partial_off[size_t(l)], partial_size, T, param_size(u));  // W, b
     }
     Buffer wexp;
     OF_TRY(wexp.reserve(size_t(B) * size_t(max_pos)));
     unit_lr_reduce(k, u0, in0, B, ws.g.data(), nullptr, 1.0f / sigma[size_t(first)], grads + u0.w_off,
                    grads + u0.w_off + int64_t(u0.gemm_cols()) * u0.fan_in(), ws.cols.data(), wexp.data());
 
-    double total = 0.0;
-    int64_t hits = 0;
-    for (int t = 0; t < T; t++) total += loss_sum[size_t(t)], hits += correct[size_t(t)];
-    stats->loss = total / R;
-    update_running_baseline(m, c, stats->loss);
-    stats->correct = hits;
-    stats->rows = R;
+    finish_stats(m, c, loss_sum, correct, R, stats);
     return {};
 }
 

@@ -20,6 +20,7 @@
 
 #include "core/shape.h"
 #include "core/thread_pool.h"
+#include "estimators/blocks.h"
 #include "estimators/estimator.h"
 #include "model/units.h"
 
@@ -163,10 +164,8 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
     if (c.exact_boundary) return exact_boundary_gradients(m, x, y, B, c, stats);
     const KernelTable& k = *m.k;
     const int K = c.copies;
-    uint64_t R64;
-    OF_TRY(checked_mul(uint64_t(B), uint64_t(K), &R64, "batch x copies"));
-    OF_CHECK(R64 <= uint64_t(INT_MAX) / 4, Shape, "batch x copies is too large");
-    const int R = int(R64);
+    int R = 0;
+    OF_TRY(step_rows(B, K, &R));
     const int L = int(m.units.size());
     const std::vector<int> ends = unit_ends(m, c.modules);
     const int M = int(ends.size());
@@ -264,12 +263,7 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
             std::copy(out, out + int64_t(rows) * C, ws.outputs.data() + int64_t(r0) * C);
             return;
         }
-        correct[size_t(t)] = k.loss_forward(sc.loss.data(), out, y.labels ? y.labels + b0 : nullptr,
-                                            y.values ? y.values + int64_t(b0) * C : nullptr, rows, C, K, m.loss);
-        if (hook_loss) std::copy(hook_loss + r0, hook_loss + r0 + rows, sc.loss.data());
-        double sum = 0.0;
-        for (int r = 0; r < rows; r++) sum += sc.loss.data()[r];
-        loss_sum[size_t(t)] = sum;
+        loss_sum[size_t(t)] = block_losses(m, y, out, b0, s, K, r0, hook_loss, sc.loss.data(), &correct[size_t(t)]);
         float* running = sc.ones.data();  // the running baseline per sample (independent of this step's noise)
         if (c.baseline == Baseline::Running) std::fill(running, running + s, m.has_running ? float(m.running_loss) : 0.0f);
         float* w = sc.w.data();
@@ -308,16 +302,7 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
     };
 
     const int64_t cycles = int64_t(R) * m.max_width() * 8;
-    if (hook) {
-        OF_TRY(ws.outputs.reserve(size_t(R) * C));
-        OF_TRY(ws.hook_loss.reserve(size_t(R)));
-        ThreadPool::instance().parallel_for(T, [&](int t) { block(t, true); }, cycles);
-        for (const Status& st : status) OF_TRY(st);
-        OF_TRY((*hook)(ws.outputs.data(), y, R, C, K, ws.hook_loss.data()));
-        hook_loss = ws.hook_loss.data();
-        for (int r = 0; r < R; r++)
-            OF_CHECK(std::isfinite(hook_loss[r]), Data, "the loss function returned a non-finite value for row " + std::to_string(r));
-    }
+    OF_TRY(run_loss_hook(m, hook, y, R, K, T, status, cycles, [&](int t) { block(t, true); }, &hook_loss));
     // Pipelined: task 0 reduces the previous step's first module (its weights have not moved since its forward,
     // and this step's forward does not read its gradient) while the other tasks run this step's blocks.
     const bool overlap = pipelined && prev.pending && prev.end == e0;
@@ -334,15 +319,7 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
     float* grads = m.grads.data();
     auto sum_partials = [&](int i) {
         const DenseUnit& u = m.units[size_t(e0 + i)];
-        const int64_t n = param_size(u);
-        if (n == 0) return;
-        float* g = grads + u.w_off;
-        const float* p0 = partials + partial_off[size_t(e0 + i)];
-        std::copy(p0, p0 + n, g);
-        for (int t = 1; t < T; t++) {
-            const float* p = partials + int64_t(t) * partial_size + partial_off[size_t(e0 + i)];
-            for (int64_t j = 0; j < n; j++) g[j] += p[j];
-        }
+        if (u.param()) sum_block_partials(grads + u.w_off, partials, partial_off[size_t(e0 + i)], partial_size, T, param_size(u));
     };
     if (c.concurrent) ThreadPool::instance().parallel_for(L - e0, sum_partials, int64_t(T) * partial_size);
     else
@@ -357,13 +334,7 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
         ws.first_cur = 1 - ws.first_cur;
     }
 
-    double total = 0.0;
-    int64_t hits = 0;
-    for (int t = 0; t < T; t++) total += loss_sum[size_t(t)], hits += correct[size_t(t)];
-    stats->loss = total / R;
-    update_running_baseline(m, c, stats->loss);
-    stats->correct = hits;
-    stats->rows = R;
+    finish_stats(m, c, loss_sum, correct, R, stats);
     return {};
 }
 

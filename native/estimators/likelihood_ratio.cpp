@@ -24,6 +24,7 @@
 
 #include "core/shape.h"
 #include "core/thread_pool.h"
+#include "estimators/blocks.h"
 #include "estimators/estimator.h"
 
 namespace of {
@@ -42,10 +43,8 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     if (!m.dense_only) return net_ulr_gradients(m, x, y, B, c, step, stats, hook);
     const KernelTable& k = *m.k;
     const int K = c.copies;
-    uint64_t R64;
-    OF_TRY(checked_mul(uint64_t(B), uint64_t(K), &R64, "batch x copies"));
-    OF_CHECK(R64 <= uint64_t(INT_MAX) / 4, Shape, "batch x copies is too large");
-    const int R = int(R64);
+    int R = 0;
+    OF_TRY(step_rows(B, K, &R));
     const int L = int(m.units.size());
     const uint64_t seed = c.has_seed ? c.seed : m.seed;
     auto sigma = [&](int l) { return c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(l)]; };
@@ -126,12 +125,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                       ws.outputs.data() + int64_t(r0) * C);
             return;
         }
-        correct[size_t(t)] = k.loss_forward(sc.loss.data(), sc.a[size_t(L - 1)].data(), y.labels ? y.labels + b0 : nullptr,
-                                            y.values ? y.values + int64_t(b0) * C : nullptr, rows, C, K, m.loss);
-        if (hook_loss) std::copy(hook_loss + r0, hook_loss + r0 + rows, sc.loss.data());
-        double sum = 0.0;
-        for (int r = 0; r < rows; r++) sum += sc.loss.data()[r];
-        loss_sum[size_t(t)] = sum;
+        loss_sum[size_t(t)] = block_losses(m, y, sc.a[size_t(L - 1)].data(), b0, s, K, r0, hook_loss, sc.loss.data(), &correct[size_t(t)]);
 
         // clean baseline: the noise-free loss of each of the block's samples (a forward of s rows, 1/K the cost)
         if (c.baseline == Baseline::Clean) {
@@ -202,16 +196,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         }
     };
     const int64_t cycles = int64_t(R) * m.max_width() * 8;
-    if (hook) {
-        OF_TRY(ws.outputs.reserve(size_t(R) * C));
-        OF_TRY(ws.hook_loss.reserve(size_t(R)));
-        ThreadPool::instance().parallel_for(T, [&](int t) { block(t, true); }, cycles);
-        for (const Status& st : status) OF_TRY(st);
-        OF_TRY((*hook)(ws.outputs.data(), y, R, C, K, ws.hook_loss.data()));
-        hook_loss = ws.hook_loss.data();
-        for (int r = 0; r < R; r++)
-            OF_CHECK(std::isfinite(hook_loss[r]), Data, "the loss function returned a non-finite value for row " + std::to_string(r));
-    }
+    OF_TRY(run_loss_hook(m, hook, y, R, K, T, status, cycles, [&](int t) { block(t, true); }, &hook_loss));
     ThreadPool::instance().parallel_for(T, [&](int t) { block(t, false); }, cycles);
     for (const Status& st : status) OF_TRY(st);
 
@@ -219,18 +204,8 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     float* grads = m.grads.data();
     for (int l = first_partial; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
-        const int64_t nw = int64_t(u.O) * u.I;
-        float* dW = grads + u.w_off;
-        float* db = u.b_off >= 0 ? grads + u.b_off : nullptr;
-        const float* p0 = partials + partial_off[size_t(l)];
-        std::copy(p0, p0 + nw, dW);
-        if (db) std::copy(p0 + nw, p0 + nw + u.O, db);
-        for (int t = 1; t < T; t++) {
-            const float* p = partials + int64_t(t) * partial_size + partial_off[size_t(l)];
-            for (int64_t i = 0; i < nw; i++) dW[i] += p[i];
-            if (db)
-                for (int o = 0; o < u.O; o++) db[o] += p[nw + o];
-        }
+        sum_block_partials(grads + u.w_off, partials, partial_off[size_t(l)], partial_size, T,
+                           int64_t(u.O) * u.I + (u.b_off >= 0 ? u.O : 0));
     }
     if (c.shared_prefix) {  // grad W1 = G^T X / sigma; grad b1 = colsum(G) / sigma
         const float inv_sigma = per_channel(0) ? 1.0f : 1.0f / sigma(0);
@@ -240,18 +215,12 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
             k.lr_bias_reduce(grads + u0.b_off, ws.ones.data(), ws.g.data(), B, u0.O, inv_sigma, false);
         }
     }
-    double total = 0.0;
-    int64_t hits = 0;
-    for (int t = 0; t < T; t++) total += loss_sum[size_t(t)], hits += correct[size_t(t)];
-    stats->loss = total / R;
-    update_running_baseline(m, c, stats->loss);
+    finish_stats(m, c, loss_sum, correct, R, stats);
     if (c.learn_sigma) {
         stats->sigma_grad.assign(size_t(L), 0.0);
         for (int t = 0; t < T; t++)
             for (int l = 0; l < L; l++) stats->sigma_grad[size_t(l)] += sg_part[size_t(t) * L + size_t(l)];
     }
-    stats->correct = hits;
-    stats->rows = R;
     return {};
 }
 

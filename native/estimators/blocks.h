@@ -1,0 +1,78 @@
+// Pieces every block-structured LR estimator shares (likelihood_ratio.cpp, generic.cpp, hybrid.cpp): a block's
+// per-row losses, a JS loss hook's two-phase round trip, and summing the blocks' partial gradients in block order
+// (the order fixes the bits for any thread count).
+#pragma once
+#include <climits>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/shape.h"
+#include "core/thread_pool.h"
+#include "estimators/estimator.h"
+
+namespace of {
+
+// R = B K rows of a step, checked.
+inline Status step_rows(int B, int K, int* R) {
+    uint64_t R64;
+    OF_TRY(checked_mul(uint64_t(B), uint64_t(K), &R64, "batch x copies"));
+    OF_CHECK(R64 <= uint64_t(INT_MAX) / 4, Shape, "batch x copies is too large");
+    *R = int(R64);
+    return {};
+}
+
+// The step's statistics from the blocks' loss sums and hits (R rows), and the running baseline's update.
+inline void finish_stats(Model& m, const UlrConfig& c, const std::vector<double>& loss_sum, const std::vector<int64_t>& correct,
+                         int R, StepStats* stats) {
+    double total = 0.0;
+    int64_t hits = 0;
+    for (size_t t = 0; t < loss_sum.size(); t++) total += loss_sum[t], hits += correct[t];
+    stats->loss = total / R;
+    update_running_baseline(m, c, stats->loss);
+    stats->correct = hits;
+    stats->rows = R;
+}
+
+// Per-row losses of a block of s samples x K copies (rows r0.. of the step) from its outputs, or the hook's
+// losses when it answered; returns their sum and the rows whose arg-max matched (correct).
+inline double block_losses(const Model& m, const Targets& y, const float* out, int b0, int s, int K, int r0,
+                           const float* hook_loss, float* loss, int64_t* correct) {
+    const int C = m.outputs, rows = s * K;
+    *correct = m.k->loss_forward(loss, out, y.labels ? y.labels + b0 : nullptr, y.values ? y.values + int64_t(b0) * C : nullptr,
+                                 rows, C, K, m.loss);
+    if (hook_loss) std::copy(hook_loss + r0, hook_loss + r0 + rows, loss);
+    double sum = 0.0;
+    for (int r = 0; r < rows; r++) sum += loss[r];
+    return sum;
+}
+
+// With a loss hook: runs every block forward only (forward(t) copies its outputs into m.ws.outputs), hands all R
+// rows to the hook in one call and checks its answers; *hook_loss then points at them. No hook: nothing.
+template <class Forward>
+Status run_loss_hook(Model& m, const LossHook* hook, const Targets& y, int R, int K, int T, std::vector<Status>& status,
+                     int64_t cycles, const Forward& forward, float** hook_loss) {
+    if (!hook) return {};
+    auto& ws = m.ws;
+    OF_TRY(ws.outputs.reserve(size_t(R) * m.outputs));
+    OF_TRY(ws.hook_loss.reserve(size_t(R)));
+    ThreadPool::instance().parallel_for(T, [&](int t) { forward(t); }, cycles);
+    for (const Status& st : status) OF_TRY(st);
+    OF_TRY((*hook)(ws.outputs.data(), y, R, m.outputs, K, ws.hook_loss.data()));
+    *hook_loss = ws.hook_loss.data();
+    for (int r = 0; r < R; r++)
+        OF_CHECK(std::isfinite((*hook_loss)[r]), Data, "the loss function returned a non-finite value for row " + std::to_string(r));
+    return {};
+}
+
+// g (n) = sum over blocks t of partials[t * stride + off .. + n], in block order; overwritten.
+inline void sum_block_partials(float* g, const float* partials, int64_t off, int64_t stride, int T, int64_t n) {
+    const float* p0 = partials + off;
+    std::copy(p0, p0 + n, g);
+    for (int t = 1; t < T; t++) {
+        const float* p = partials + int64_t(t) * stride + off;
+        for (int64_t i = 0; i < n; i++) g[i] += p[i];
+    }
+}
+
+}  // namespace of
