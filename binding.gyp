@@ -15,6 +15,7 @@
         "native/kernels/cpu/optimizer.cpp",
         "native/kernels/registry.cpp",
         "native/model/model.cpp",
+        "native/model/recurrent.cpp",
         "native/model/units.cpp",
         "native/model/train.cpp",
         "native/estimators/backprop.cpp",

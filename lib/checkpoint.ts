@@ -13,7 +13,7 @@ import * as path from 'path';
 import { CheckpointError, OneForwardError } from './errors';
 import {
   ACTIVATIONS, type ActivationLayer, type ActivationName, type ImageShape, type Layer, type Padding, type Topology, avgPool2d, conv2d, flatten,
-  globalAvgPool, maxPool2d, topology,
+  globalAvgPool, gru, lif, lstm, maxPool2d, repeat, rnn, timeMean, topology,
 } from './layers';
 import { LOSSES, type LossName, type Model, sequential } from './model';
 
@@ -139,10 +139,19 @@ function checkLayers(file: string, layers: unknown): Layer[] {
       }
       return layer;
     }
-    if (['conv2d', 'maxPool2d', 'avgPool2d', 'globalAvgPool', 'flatten'].includes(o.type as string)) {
+    if (['conv2d', 'maxPool2d', 'avgPool2d', 'globalAvgPool', 'flatten', 'rnn', 'gru', 'lstm', 'lif', 'repeat', 'timeMean'].includes(o.type as string)) {
       try {  // rebuilt by the public constructors, so a header can hold nothing they would refuse
         if (o.type === 'globalAvgPool') return globalAvgPool();
         if (o.type === 'flatten') return flatten();
+        if (o.type === 'timeMean') return timeMean();
+        if (o.type === 'repeat') return repeat(o.steps as number);
+        if (o.type === 'rnn' || o.type === 'gru' || o.type === 'lstm' || o.type === 'lif') {
+          const opts: Record<string, unknown> = { units: o.units, returnSequences: o.returnSequences };
+          for (const key of ['inputShape', 'beta', 'threshold', 'slope']) if (o[key] !== undefined) opts[key] = o[key];
+          if (o.type === 'lif') return lif(opts as Parameters<typeof lif>[0]);
+          if (opts.beta !== undefined || opts.threshold !== undefined || opts.slope !== undefined) throw new Error('lif options on a non-lif layer');
+          return { rnn, gru, lstm }[o.type](opts as Parameters<typeof rnn>[0]);
+        }
         const common = { padding: o.padding as Padding, ...(o.inputShape !== undefined ? { inputShape: o.inputShape as ImageShape } : {}) };
         if (o.type === 'conv2d') {
           return conv2d({ filters: o.filters as number, kernel: o.kernel as [number, number], strides: o.strides as [number, number], dilation: o.dilation as [number, number], bias: o.bias as boolean, ...common });

@@ -31,8 +31,19 @@ export type Pool2dLayer = {
 export type GlobalAvgPoolLayer = { type: 'globalAvgPool' };
 /** Turns an image into a flat vector (channels-last order: no data moves). */
 export type FlattenLayer = { type: 'flatten' };
+/** Steps and features per step of a sequence input (each row of x is steps·features values, step-major). */
+export type SequenceShape = [number, number];
+/** A recurrent layer over a sequence: Elman `rnn`, `gru`, `lstm`, or leaky integrate-and-fire `lif` neurons. */
+export type RecurrentLayer = {
+  type: 'rnn' | 'gru' | 'lstm' | 'lif'; units: number; returnSequences: boolean; inputShape?: SequenceShape;
+  beta?: number; threshold?: number; slope?: number;
+};
+/** Repeats a flat input for `steps` steps (a sequence of identical steps: the input current of a spiking net). */
+export type RepeatLayer = { type: 'repeat'; steps: number };
+/** The mean over the steps of a sequence (spike rates of a spiking layer). */
+export type TimeMeanLayer = { type: 'timeMean' };
 /** Any layer. */
-export type Layer = DenseLayer | ActivationLayer | Conv2dLayer | Pool2dLayer | GlobalAvgPoolLayer | FlattenLayer;
+export type Layer = DenseLayer | ActivationLayer | Conv2dLayer | Pool2dLayer | GlobalAvgPoolLayer | FlattenLayer | RecurrentLayer | RepeatLayer | TimeMeanLayer;
 
 /** Options of {@link dense}. */
 export type DenseOptions = {
@@ -182,10 +193,64 @@ export const globalAvgPool = (): GlobalAvgPoolLayer => ({ type: 'globalAvgPool' 
 /** Flattens an image to a vector (channels-last order). */
 export const flatten = (): FlattenLayer => ({ type: 'flatten' });
 
+/** Options of the recurrent layers. */
+export type RecurrentOptions = {
+  /** Hidden units. */
+  units: number;
+  /** Output every step's state (a sequence) or only the last (a vector). Defaults to `false` (`lif`: `true`). */
+  returnSequences?: boolean;
+  /** [steps, features] of the input sequences; required on the first layer of a model. */
+  inputShape?: SequenceShape;
+};
+
+function sequenceShapeOf(v: unknown): SequenceShape | undefined {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v) || v.length !== 2 || !v.every((x) => is.positiveInteger(x) && (x as number) <= 1 << 24)) {
+    throw invalidArg('inputShape', '[steps, features] of positive integers', v);
+  }
+  return [v[0], v[1]] as SequenceShape;
+}
+
+function recurrent(type: RecurrentLayer['type'], options: RecurrentOptions & { beta?: number; threshold?: number; slope?: number }, keys: string[]): RecurrentLayer {
+  const o = optionsObject(type, options, ['units', 'returnSequences', 'inputShape', ...keys]);
+  if (!is.positiveInteger(o.units) || (o.units as number) > 1 << 20) throw invalidArg('units', 'positive integer', o.units);
+  if (o.returnSequences !== undefined && !is.bool(o.returnSequences)) throw invalidArg('returnSequences', 'boolean', o.returnSequences);
+  const layer: RecurrentLayer = { type, units: o.units as number, returnSequences: (o.returnSequences as boolean | undefined) ?? type === 'lif' };
+  const shape = sequenceShapeOf(o.inputShape);
+  if (shape) layer.inputShape = shape;
+  if (o.beta !== undefined && !(is.number(o.beta) && (o.beta as number) >= 0 && (o.beta as number) <= 1)) throw invalidArg('beta', 'number in [0, 1]', o.beta);
+  if (o.threshold !== undefined && !is.number(o.threshold)) throw invalidArg('threshold', 'finite number', o.threshold);
+  if (o.slope !== undefined && !is.positive(o.slope)) throw invalidArg('slope', 'positive number', o.slope);
+  for (const key of ['beta', 'threshold', 'slope'] as const) if (o[key] !== undefined) layer[key] = o[key] as number;
+  return layer;
+}
+
+/** Elman recurrent layer: h_t = tanh(W x_t + U h_{t-1} + b). ULR puts noise on every step's pre-activation. */
+export const rnn = (options: RecurrentOptions): RecurrentLayer => recurrent('rnn', options, []);
+/** GRU (update z, reset r, candidate n = tanh(W x + U (r ⊙ h) + b); h = z ⊙ h_prev + (1 − z) ⊙ n). */
+export const gru = (options: RecurrentOptions): RecurrentLayer => recurrent('gru', options, []);
+/** LSTM (input, forget, cell, output gates; the forget bias starts at 1). */
+export const lstm = (options: RecurrentOptions): RecurrentLayer => recurrent('lstm', options, []);
+/**
+ * Leaky integrate-and-fire neurons: membrane u_t = beta·u_{t-1}·(1 − s_{t-1}) + W x_t + b, spike
+ * s_t = step(u_t − threshold), reset to 0 after a spike. The output is the spikes (a sequence by default).
+ * ULR trains the Heaviside spike as it is; `bp()` uses the surrogate derivative 1 / (1 + slope·|u − threshold|)².
+ * Defaults: beta 0.9, threshold 1, slope 5.
+ */
+export const lif = (options: RecurrentOptions & { beta?: number; threshold?: number; slope?: number }): RecurrentLayer =>
+  recurrent('lif', options, ['beta', 'threshold', 'slope']);
+/** Repeats a flat input for `steps` steps. */
+export function repeat(steps: number): RepeatLayer {
+  if (!is.positiveInteger(steps) || steps > 65536) throw invalidArg('steps', 'integer in [1, 65536]', steps);
+  return { type: 'repeat', steps };
+}
+/** The mean over a sequence's steps. */
+export const timeMean = (): TimeMeanLayer => ({ type: 'timeMean' });
+
 /** What a layer list computes: input and output sizes and the parameter tensors. */
 export type Topology = {
   inputs: number;
-  inputShape?: ImageShape;
+  inputShape?: ImageShape | SequenceShape;
   outputs: number;
   tensors: { name: string; shape: number[] }[];
 };
@@ -204,12 +269,15 @@ function windowOut(n: number, k: number, s: number, d: number, pad: Padding, axi
  * @internal
  */
 export function topology(layers: readonly Layer[]): Topology {
+  let seq: SequenceShape | undefined;
   let shape: ImageShape | undefined;
   let width: number | undefined;
   let inputs: number | undefined;
   let inputShape: ImageShape | undefined;
+  let sequenceInput: SequenceShape | undefined;
   let prev: Layer | undefined;
   let dense = 0, conv = 0;
+  const counts: Record<string, number> = {};
   const tensors: Topology['tensors'] = [];
   layers.forEach((l, i) => {
     const where = `layers[${i}]`;
@@ -218,8 +286,42 @@ export function topology(layers: readonly Layer[]): Topology {
         if (!prev || prev.type === 'flatten') throw new ConfigError('the first layer must be dense, conv2d or a pooling layer (an activation needs a layer before it)');
         if (prev.type === 'activation') throw new ConfigError(`${where}: two activations in a row are not supported`);
         break;
+      case 'rnn':
+      case 'gru':
+      case 'lstm':
+      case 'lif': {
+        if (inputs === undefined) {
+          if (!l.inputShape) throw new ConfigError(`${where}: the first recurrent layer needs inputShape [steps, features]`);
+          seq = [...l.inputShape];
+          inputs = seq[0] * seq[1];
+          sequenceInput = [...l.inputShape];
+        } else if (l.inputShape && seq && l.inputShape.some((v, j) => v !== seq![j])) {
+          throw new ShapeError(`${where}: inputShape [${l.inputShape.join(', ')}] but the previous layer gives [${seq.join(', ')}]`);
+        }
+        if (!seq) throw new ConfigError(`${where}: ${l.type} needs a sequence input (inputShape [steps, features] on the first layer, or of.repeat())`);
+        const G = l.type === 'gru' ? 3 : l.type === 'lstm' ? 4 : 1;
+        const name = `${l.type}${counts[l.type] ?? 0}`;
+        counts[l.type] = (counts[l.type] ?? 0) + 1;
+        tensors.push({ name: `${name}.weight`, shape: [G * l.units, seq[1]] });
+        if (l.type !== 'lif') tensors.push({ name: `${name}.recurrent`, shape: [G * l.units, l.units] });
+        tensors.push({ name: `${name}.bias`, shape: [G * l.units] });
+        if (l.returnSequences) seq = [seq[0], l.units], width = seq[0] * l.units;
+        else seq = undefined, width = l.units;
+        break;
+      }
+      case 'repeat':
+        if (width === undefined || shape || seq) throw new ConfigError(`${where}: repeat needs a flat input after a layer`);
+        seq = [l.steps, width];
+        width = l.steps * width;
+        break;
+      case 'timeMean':
+        if (!seq) throw new ConfigError(`${where}: timeMean needs a sequence input`);
+        width = seq[1];
+        seq = undefined;
+        break;
       case 'dense':
         if (shape) throw new ConfigError(`${where}: dense needs a flat input; add of.flatten() after the spatial layers`);
+        if (seq) throw new ConfigError(`${where}: dense needs a flat input; add of.flatten(), of.timeMean() or returnSequences: false`);
         if (width !== undefined && l.inputs !== width) throw new ShapeError(`${where}: dense expects ${l.inputs} inputs but the previous layer gives ${width}`);
         if (inputs === undefined) inputs = l.inputs;
         tensors.push({ name: `dense${dense}.weight`, shape: [l.units, l.inputs] });
@@ -229,7 +331,8 @@ export function topology(layers: readonly Layer[]): Topology {
         break;
       case 'flatten':
         if (shape) width = shape[0] * shape[1] * shape[2];
-        shape = undefined;
+        if (seq) width = seq[0] * seq[1];
+        shape = seq = undefined;
         break;
       case 'globalAvgPool':
       case 'conv2d':
@@ -244,7 +347,7 @@ export function topology(layers: readonly Layer[]): Topology {
         } else if (given && shape && given.some((v, j) => v !== shape![j])) {
           throw new ShapeError(`${where}: inputShape [${given.join(', ')}] but the previous layer gives [${shape.join(', ')}]`);
         }
-        if (!shape) throw new ConfigError(`${where}: ${l.type} needs an image input, not a flat one`);
+        if (!shape) throw new ConfigError(`${where}: ${l.type} needs an image input, not a ${seq ? 'sequence' : 'flat one'}`);
         if (l.type === 'globalAvgPool') {
           width = shape[2];
           shape = undefined;
@@ -268,9 +371,11 @@ export function topology(layers: readonly Layer[]): Topology {
     }
     prev = l;
   });
-  if (inputs === undefined || width === undefined) throw new ConfigError('a model needs at least one dense, conv2d or pooling layer');
+  if (inputs === undefined || width === undefined) throw new ConfigError('a model needs at least one dense, conv2d, pooling or recurrent layer');
   if (shape) throw new ConfigError('the last layer gives an image; add of.flatten() and a dense layer (or of.globalAvgPool())');
+  if (seq) throw new ConfigError('the last layer gives a sequence; add of.timeMean(), of.flatten() or returnSequences: false, then a dense layer');
   const t: Topology = { inputs, outputs: width, tensors };
   if (inputShape) t.inputShape = inputShape;
+  if (sequenceInput) t.inputShape = sequenceInput;
   return t;
 }

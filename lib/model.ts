@@ -6,7 +6,7 @@ import { type BackendName, resolveBackend } from './backend';
 import { AbortError, CheckpointError, ConfigError, DisposedError, ShapeError, withCallerStack } from './errors';
 import { type Dataset, checkDataset } from './data';
 import { type Estimator, bp, toNative, ulr } from './estimators';
-import { type DenseLayer, type ImageShape, type Layer, topology } from './layers';
+import { type DenseLayer, type ImageShape, type Layer, type SequenceShape, topology } from './layers';
 import { native, type NativeLayer, type NativeModel, type NativeModelSpec, type Progress, type EpochLog, type LossFunction } from './native';
 import { type Optimizer, adam } from './optimizers';
 import { invalidArg, is, optionsObject } from './validate';
@@ -108,8 +108,8 @@ export class Model {
   readonly layers: readonly Layer[];
   /** Input features per sample. */
   readonly inputs: number;
-  /** [H, W, C] of the input images, for models that start with spatial layers (channels-last rows). */
-  readonly inputShape?: ImageShape;
+  /** [H, W, C] of the input images (channels-last rows), or [steps, features] of input sequences. */
+  readonly inputShape?: ImageShape | SequenceShape;
   /** Outputs per sample (logits for cross-entropy). */
   readonly outputs: number;
   readonly loss: LossName;
@@ -133,7 +133,7 @@ export class Model {
       inputs: this.inputs,
       layers: layers.map((l): NativeLayer => {
         if (l.type === 'dense') return { type: 'dense', units: l.units, bias: l.bias, trainable: l.trainable !== false };
-        if (l.type === 'conv2d' || l.type === 'maxPool2d' || l.type === 'avgPool2d') {
+        if (l.type === 'conv2d' || l.type === 'maxPool2d' || l.type === 'avgPool2d' || l.type === 'rnn' || l.type === 'gru' || l.type === 'lstm' || l.type === 'lif') {
           const { inputShape: _, ...rest } = l;
           return rest;
         }

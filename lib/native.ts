@@ -11,10 +11,12 @@ export type NativeLayer =
   | { type: 'dense'; units: number; bias?: boolean; trainable?: boolean }
   | { type: 'activation'; activation: string; alpha?: number }
   | { type: 'conv2d' | 'maxPool2d' | 'avgPool2d'; filters?: number; kernel: [number, number]; strides: [number, number]; padding: 'same' | 'valid' | [number, number]; dilation: [number, number]; bias?: boolean }
-  | { type: 'globalAvgPool' | 'flatten' };
+  | { type: 'globalAvgPool' | 'flatten' | 'timeMean' }
+  | { type: 'rnn' | 'gru' | 'lstm' | 'lif'; units: number; returnSequences: boolean; beta?: number; threshold?: number; slope?: number }
+  | { type: 'repeat'; steps: number };
 
 /** @internal */
-export type NativeModelSpec = { inputs: number; inputShape?: [number, number, number]; layers: NativeLayer[]; loss: string; seed: number };
+export type NativeModelSpec = { inputs: number; inputShape?: [number, number, number] | [number, number]; layers: NativeLayer[]; loss: string; seed: number };
 
 /** @internal */
 export type NativeEstimator = {

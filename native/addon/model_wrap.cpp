@@ -1,6 +1,8 @@
 // ModelWrap methods: argument checks, then one core call each.
 #include "addon/model_wrap.h"
 
+#include <map>
+
 #include "addon/args.h"
 #include "addon/js_loss.h"
 
@@ -43,7 +45,15 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Value& v) {
     Napi::Value shape = o.Get("inputShape");
     if (shape.IsArray()) {  // [H, W, C], channels-last images
         Napi::Array a = shape.As<Napi::Array>();
-        if (a.Length() != 3) throw_status(env, arg_error("inputShape must be [height, width, channels]"));
+        if (a.Length() == 2) {  // [steps, features]: sequences
+            spec.in_t = int(require_int(a.Get(uint32_t(0)), "inputShape", 1, 1 << 16));
+            spec.in_f = int(require_int(a.Get(uint32_t(1)), "inputShape", 1, 1 << 24));
+        } else if (a.Length() != 3) {
+            throw_status(env, arg_error("inputShape must be [height, width, channels] or [steps, features]"));
+        }
+    }
+    if (shape.IsArray() && shape.As<Napi::Array>().Length() == 3) {
+        Napi::Array a = shape.As<Napi::Array>();
         spec.in_h = int(require_int(a.Get(uint32_t(0)), "inputShape", 1, 1 << 16));
         spec.in_w = int(require_int(a.Get(uint32_t(1)), "inputShape", 1, 1 << 16));
         spec.in_c = int(require_int(a.Get(uint32_t(2)), "inputShape", 1, 1 << 16));
@@ -89,6 +99,19 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Value& v) {
             if (pad.IsString() && pad.As<Napi::String>().Utf8Value() == "same") ls.ph = ls.pw = -1;
             else if (pad.IsString() && pad.As<Napi::String>().Utf8Value() == "valid") ls.ph = ls.pw = 0;
             else pair("padding", 0, &ls.ph, &ls.pw);
+        } else if (type == "rnn" || type == "gru" || type == "lstm" || type == "lif") {
+            using K = LayerSpec::Kind;
+            ls.kind = type == "rnn" ? K::Rnn : type == "gru" ? K::Gru : type == "lstm" ? K::Lstm : K::Lif;
+            ls.units = int(require_int(l.Get("units"), "units", 1, 1 << 20));
+            ls.return_sequences = opt_bool(l, "returnSequences", ls.kind == K::Lif);
+            ls.beta = float(opt_number(l, "beta", 0.9));
+            ls.threshold = float(opt_number(l, "threshold", 1.0));
+            ls.slope = float(opt_number(l, "slope", 5.0));
+        } else if (type == "repeat") {
+            ls.kind = LayerSpec::Kind::Repeat;
+            ls.steps = int(require_int(l.Get("steps"), "steps", 1, 1 << 16));
+        } else if (type == "timeMean") {
+            ls.kind = LayerSpec::Kind::TimeMean;
         } else if (type == "globalAvgPool") {
             ls.kind = LayerSpec::Kind::GlobalAvgPool;
         } else if (type == "flatten") {
@@ -317,7 +340,8 @@ Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
         p.Set("data", Napi::Float32Array::New(env, size_t(n), ab, 0));
         out.Set(idx++, p);
     };
-    int dense = 0, conv = 0;  // tensors are named per kind: dense0, dense1, ..., conv0, ...
+    int dense = 0, conv = 0;  // tensors are named per kind: dense0, dense1, ..., conv0, ..., gru0, ...
+    std::map<UnitKind, int> seq_count;
     for (const DenseUnit& u : m.units) {
         if (u.kind == UnitKind::Dense) {
             const std::string name = "dense" + std::to_string(dense++);
@@ -327,6 +351,13 @@ Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
             const std::string name = "conv" + std::to_string(conv++);
             add(name + ".weight", u.w_off, {u.g.Co, u.g.kh, u.g.kw, u.g.C});
             if (u.b_off >= 0) add(name + ".bias", u.b_off, {u.g.Co});
+        } else if (u.recurrent()) {  // W (G H, F), U (G H, H), b (G H); gates in the order of recurrent.h
+            static const std::map<UnitKind, std::string> names{{UnitKind::Rnn, "rnn"}, {UnitKind::Gru, "gru"}, {UnitKind::Lstm, "lstm"}, {UnitKind::Lif, "lif"}};
+            const std::string name = names.at(u.kind) + std::to_string(seq_count[u.kind]++);
+            const int GH = u.q.G * u.q.H;
+            add(name + ".weight", u.w_off, {GH, u.q.F});
+            if (u.q.has_u) add(name + ".recurrent", u.w_off + int64_t(GH) * u.q.F, {GH, u.q.H});
+            add(name + ".bias", u.b_off, {GH});
         }
     }
     return out;

@@ -95,6 +95,9 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
         OF_CHECK(prev == m.param_units(), Config,
                  "modules must cover the " + std::to_string(m.param_units()) + " layers with parameters, up to " + std::to_string(prev));
         OF_CHECK(m.units.back().param(), Config, "modules need a model whose last layer has parameters (not a pooling layer)");
+        for (const DenseUnit& u : m.units)
+            OF_CHECK(u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d || u.kind == UnitKind::MaxPool2d || u.kind == UnitKind::AvgPool2d,
+                     Config, "modules do not support recurrent, spiking or sequence layers yet");
         OF_CHECK(!c.layerwise && !c.qmc && !c.learn_sigma, Config, "modules cannot be combined with injection 'layerwise', qmc or learnSigma");
         OF_CHECK(c.baseline != Baseline::Clean, Config, "modules support baselines 'loo', 'mean', 'running' and 'none'");
     }

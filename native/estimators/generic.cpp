@@ -22,9 +22,23 @@ namespace of {
 namespace {
 
 struct NetScratch {
-    std::vector<Buffer> a, e;
-    Buffer loss, w, cols, wexp;
+    std::vector<Buffer> a, e, aux;
+    Buffer loss, w, cols, wexp, seq, x_rep;
 };
+
+int64_t max_positions(const Model& m) {
+    int64_t p = 1;
+    for (const DenseUnit& u : m.units) p = std::max<int64_t>(p, u.gemm_rows(1));
+    return p;
+}
+
+// Per-unit aux for recurrent units (rows each) and the state scratch.
+Status reserve_seq(const Model& m, std::vector<Buffer>& aux, Buffer& seq, int rows, int from) {
+    aux.resize(m.units.size());
+    for (size_t l = size_t(from); l < m.units.size(); l++)
+        if (seq_aux_width(m.units[l]) > 0) OF_TRY(aux[l].reserve(size_t(rows) * size_t(seq_aux_width(m.units[l]))));
+    return seq.reserve(size_t(rows) * size_t(std::max<int64_t>(m.seq_scratch_width(), 1)));
+}
 
 }  // namespace
 
@@ -43,10 +57,20 @@ Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepS
     OF_TRY(ws.d1.reserve(cap));
     OF_TRY(ws.loss.reserve(size_t(B)));
     OF_TRY(ws.cols.reserve(size_t(B) * size_t(std::max<int64_t>(m.patch_width(), 1))));
+    const bool recurrent = m.seq_scratch_width() > 0;
+    if (recurrent) {
+        OF_TRY(reserve_seq(m, ws.aux, ws.seq, B, 0));
+        OF_TRY(ws.dP.reserve(size_t(B) * size_t(m.max_noise_width())));
+        OF_TRY(ws.wexp.reserve(size_t(B) * size_t(max_positions(m))));
+    }
+    auto ctx = [&](size_t l) {
+        return SeqCtx{recurrent && l < ws.aux.size() ? ws.aux[l].data() : nullptr, ws.seq.data(), ws.dP.data(), ws.wexp.data()};
+    };
     const float* in = x;
     for (size_t l = 0; l < L; l++) {
         const DenseUnit& u = m.units[l];
-        unit_linear(k, u, theta, in, B, ws.v[l].data(), ws.cols.data());
+        const SeqCtx sq = ctx(l);
+        unit_linear(k, u, theta, in, B, ws.v[l].data(), ws.cols.data(), &sq);
         unit_bias_act(k, u, theta, ws.a[l].data(), ws.v[l].data(), B);
         in = ws.a[l].data();
     }
@@ -63,7 +87,9 @@ Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepS
         const DenseUnit& u = m.units[l];
         k.act_backward(dV, dA, ws.v[l].data(), ws.a[l].data(), int64_t(B) * u.O, u.act, u.alpha);
         const float* a_prev = l == 0 ? x : ws.a[l - 1].data();
-        unit_backward(k, u, theta, a_prev, B, dV, u.param() ? m.grads.data() + u.w_off : nullptr, l > 0 ? dA : dx, ws.cols.data());
+        const SeqCtx sq = ctx(l);
+        unit_backward(k, u, theta, a_prev, B, dV, u.param() ? m.grads.data() + u.w_off : nullptr, l > 0 ? dA : dx, ws.cols.data(),
+                      &sq);
     }
     return {};
 }
@@ -81,7 +107,8 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
     auto noise = [&](int l, int row0) { return NoiseSpec{seed, step, uint32_t(l), uint32_t(row0), c.antithetic, c.density, 0u}; };
     const bool plain_score = c.density == Density::Normal && c.score == Score::Exact;
 
-    // per noisy unit: its sigma, and its bias and sigma as one value per output (conv: per channel, repeated)
+    // per noisy unit: its sigma; dense and conv units also their bias and sigma as one value per output (conv: per
+    // channel, repeated) for the fused noisy kernel. Recurrent units add noise inside their recurrence.
     int first = -1;
     std::vector<float> sigma(size_t(L), 0.0f);
     std::vector<std::vector<float>> bias_row(static_cast<size_t>(L)), sig_row(static_cast<size_t>(L));
@@ -91,34 +118,42 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
         if (first < 0) first = l;
         sigma[size_t(l)] = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(p)];
         p++;
+        if (u.recurrent()) continue;
         bias_row[size_t(l)].resize(size_t(u.O));
         unit_bias_row(u, theta, bias_row[size_t(l)].data());
         sig_row[size_t(l)].assign(size_t(u.O), sigma[size_t(l)]);
     }
     OF_CHECK(first >= 0, Config, "the model has no layer with parameters to train");
     const DenseUnit& u0 = m.units[size_t(first)];
+    // The first noisy unit's input is clean: a dense or conv unit runs its linear part once per sample; a recurrent
+    // one (noise inside its recurrence) runs per copy on replicated inputs, and reduces like the others.
+    const bool shared = !u0.recurrent();
     auto& ws = m.ws;
 
-    // the clean prefix on B rows: pools before the first noisy unit, then that unit's linear part
+    // the clean prefix on B rows: parameter-free units before the first noisy unit, then (shared) its linear part
     ws.a.resize(size_t(L));
     const int64_t pw = std::max<int64_t>(m.patch_width(), 1);
     OF_TRY(ws.cols.reserve(size_t(B) * size_t(pw)));
+    OF_TRY(ws.seq.reserve(size_t(B) * size_t(std::max<int64_t>(m.seq_scratch_width(), 1))));
+    const SeqCtx prefix_ctx{nullptr, ws.seq.data(), nullptr, nullptr};
     const float* in0 = x;
     for (int l = 0; l < first; l++) {
         OF_TRY(ws.a[size_t(l)].reserve(size_t(B) * m.units[size_t(l)].O));
-        unit_linear(k, m.units[size_t(l)], theta, in0, B, ws.a[size_t(l)].data(), ws.cols.data());
+        unit_linear(k, m.units[size_t(l)], theta, in0, B, ws.a[size_t(l)].data(), ws.cols.data(), &prefix_ctx);
         unit_bias_act(k, m.units[size_t(l)], theta, ws.a[size_t(l)].data(), ws.a[size_t(l)].data(), B);
         in0 = ws.a[size_t(l)].data();
     }
-    OF_TRY(ws.v0.reserve(size_t(B) * u0.O));
-    OF_TRY(ws.g.reserve(size_t(B) * u0.O));
-    unit_linear(k, u0, theta, in0, B, ws.v0.data(), ws.cols.data());
+    if (shared) {
+        OF_TRY(ws.v0.reserve(size_t(B) * u0.O));
+        OF_TRY(ws.g.reserve(size_t(B) * u0.O));
+        unit_linear(k, u0, theta, in0, B, ws.v0.data(), ws.cols.data());
+    }
 
     const int S = std::max(1, 256 / K);
     const int T = (B + S - 1) / S;
     int64_t partial_size = 0;
     std::vector<int64_t> partial_off(size_t(L), 0);
-    for (int l = first + 1; l < L; l++)
+    for (int l = shared ? first + 1 : first; l < L; l++)
         if (m.units[size_t(l)].param()) partial_off[size_t(l)] = partial_size, partial_size += param_size(m.units[size_t(l)]);
     OF_TRY(ws.partials.reserve(size_t(T) * size_t(std::max<int64_t>(partial_size, 1))));
     float* partials = ws.partials.data();
@@ -126,8 +161,7 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
     std::vector<int64_t> correct(size_t(T), 0);
     std::vector<Status> status(static_cast<size_t>(T));
     const float inv_r = 1.0f / float(R);
-    int64_t max_pos = 1;
-    for (const DenseUnit& u : m.units) max_pos = std::max<int64_t>(max_pos, u.gemm_rows(1));
+    const int64_t max_pos = max_positions(m);
     float* hook_loss = nullptr;
 
     auto block = [&](int t, bool forward_only) {
@@ -137,21 +171,37 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
         sc.a.resize(size_t(L)), sc.e.resize(size_t(L));
         for (int l = first; l < L && st.ok(); l++) {
             st = sc.a[size_t(l)].reserve(size_t(rows) * m.units[size_t(l)].O);
-            if (st.ok() && m.units[size_t(l)].param()) st = sc.e[size_t(l)].reserve(size_t(rows) * m.units[size_t(l)].O);
+            if (st.ok() && m.units[size_t(l)].param()) st = sc.e[size_t(l)].reserve(size_t(rows) * m.units[size_t(l)].noise_width());
         }
         if (st.ok()) st = sc.loss.reserve(size_t(rows));
         if (st.ok()) st = sc.w.reserve(size_t(rows));
         if (st.ok()) st = sc.cols.reserve(size_t(rows) * size_t(pw));
         if (st.ok()) st = sc.wexp.reserve(size_t(rows) * size_t(max_pos));
+        if (st.ok()) st = reserve_seq(m, sc.aux, sc.seq, rows, first);
+        if (st.ok() && !shared) st = sc.x_rep.reserve(size_t(rows) * u0.I);
         if (!st.ok()) return;
 
-        k.noisy_bias_act_forward(sc.a[size_t(first)].data(), sc.e[size_t(first)].data(), ws.v0.data() + int64_t(b0) * u0.O,
-                                 bias_row[size_t(first)].data(), sig_row[size_t(first)].data(), rows, u0.O, K, u0.act,
-                                 u0.alpha, noise(first, r0));
-        for (int l = first + 1; l < L; l++) {
+        auto input = [&](int l) { return l == first ? sc.x_rep.data() : sc.a[size_t(l - 1)].data(); };
+        if (shared) {
+            k.noisy_bias_act_forward(sc.a[size_t(first)].data(), sc.e[size_t(first)].data(), ws.v0.data() + int64_t(b0) * u0.O,
+                                     bias_row[size_t(first)].data(), sig_row[size_t(first)].data(), rows, u0.O, K, u0.act,
+                                     u0.alpha, noise(first, r0));
+        } else {
+            for (int r = 0; r < rows; r++)
+                std::copy(in0 + int64_t(b0 + r / K) * u0.I, in0 + int64_t(b0 + r / K + 1) * u0.I, sc.x_rep.data() + int64_t(r) * u0.I);
+        }
+        for (int l = shared ? first + 1 : first; l < L; l++) {
             const DenseUnit& u = m.units[size_t(l)];
             float* a = sc.a[size_t(l)].data();
-            unit_linear(k, u, theta, sc.a[size_t(l - 1)].data(), rows, a, sc.cols.data());
+            const SeqCtx sq{sc.aux[size_t(l)].data(), sc.seq.data(), nullptr, nullptr};
+            if (u.recurrent()) {  // noise on every gate at every step, inside the recurrence
+                k.noise_fill(sc.e[size_t(l)].data(), rows, u.noise_width(), noise(l, r0));
+                seq_forward(k, u, theta, input(l), rows, a, sc.aux[size_t(l)].data(), sc.e[size_t(l)].data(), sigma[size_t(l)],
+                            sc.seq.data());
+                unit_bias_act(k, u, theta, a, a, rows);
+                continue;
+            }
+            unit_linear(k, u, theta, input(l), rows, a, sc.cols.data(), &sq);
             if (u.param())
                 k.noisy_bias_act_forward(a, sc.e[size_t(l)].data(), a, bias_row[size_t(l)].data(), sig_row[size_t(l)].data(), rows,
                                          u.O, 1, u.act, u.alpha, noise(l, r0));
@@ -172,14 +222,17 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
             const DenseUnit& u = m.units[size_t(l)];
             if (!u.param()) continue;
             float* e = sc.e[size_t(l)].data();
-            if (!plain_score) k.score_transform(e, int64_t(rows) * u.O, c.density, c.score);
-            if (l == first) {
+            if (!plain_score) k.score_transform(e, int64_t(rows) * u.noise_width(), c.density, c.score);
+            if (l == first && shared) {
                 k.lr_copy_sum(ws.g.data() + int64_t(b0) * u.O, w, e, s, K, u.O);
                 continue;
             }
             float* p = partials + int64_t(t) * partial_size + partial_off[size_t(l)];
-            unit_lr_reduce(k, u, sc.a[size_t(l - 1)].data(), rows, e, w, 1.0f / sigma[size_t(l)], p,
-                           p + int64_t(u.gemm_cols()) * u.fan_in(), sc.cols.data(), sc.wexp.data());
+            if (u.recurrent())
+                seq_reduce(k, u, input(l), rows, sc.aux[size_t(l)].data(), e, w, 1.0f / sigma[size_t(l)], p, sc.wexp.data());
+            else
+                unit_lr_reduce(k, u, input(l), rows, e, w, 1.0f / sigma[size_t(l)], p, p + int64_t(u.gemm_cols()) * u.fan_in(),
+                               sc.cols.data(), sc.wexp.data());
         }
     };
     const int64_t cycles = int64_t(R) * m.max_width() * 8;
@@ -188,16 +241,17 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
     for (const Status& st : status) OF_TRY(st);
 
     float* grads = m.grads.data();
-    for (int l = first + 1; l < L; l++) {
+    for (int l = shared ? first + 1 : first; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
         if (!u.param()) continue;
         sum_block_partials(grads + u.w_off, partials, partial_off[size_t(l)], partial_size, T, param_size(u));  // W, b
     }
-    Buffer wexp;
-    OF_TRY(wexp.reserve(size_t(B) * size_t(max_pos)));
-    unit_lr_reduce(k, u0, in0, B, ws.g.data(), nullptr, 1.0f / sigma[size_t(first)], grads + u0.w_off,
-                   grads + u0.w_off + int64_t(u0.gemm_cols()) * u0.fan_in(), ws.cols.data(), wexp.data());
-
+    if (shared) {
+        Buffer wexp;
+        OF_TRY(wexp.reserve(size_t(B) * size_t(max_pos)));
+        unit_lr_reduce(k, u0, in0, B, ws.g.data(), nullptr, 1.0f / sigma[size_t(first)], grads + u0.w_off,
+                       grads + u0.w_off + int64_t(u0.gemm_cols()) * u0.fan_in(), ws.cols.data(), wexp.data());
+    }
     finish_stats(m, c, loss_sum, correct, R, stats);
     return {};
 }

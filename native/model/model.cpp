@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/shape.h"
+#include "model/recurrent.h"
 #include "model/units.h"
 #include "rng/normal.h"
 
@@ -20,6 +21,19 @@ int64_t Model::patch_width() const {
     int64_t w = 0;
     for (const auto& u : units)
         if (u.kind == UnitKind::Conv2d) w = std::max(w, u.g.positions() * u.g.patch());
+    return w;
+}
+
+int64_t Model::seq_scratch_width() const {
+    int64_t w = 0;
+    for (const auto& u : units)
+        if (u.recurrent()) w = std::max<int64_t>(w, int64_t(u.q.G) * u.q.H + 3 * u.q.H);
+    return w;
+}
+
+int64_t Model::max_noise_width() const {
+    int64_t w = 0;
+    for (const auto& u : units) w = std::max<int64_t>(w, u.noise_width());
     return w;
 }
 
@@ -59,6 +73,9 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
     int width = spec.inputs;
     bool spatial = spec.in_h > 0;
     int H = spec.in_h, W = spec.in_w, C = spec.in_c;
+    bool seq = spec.in_t > 0;  // a sequence of T steps of F features
+    int T = spec.in_t, F = spec.in_f;
+    OF_CHECK(!seq || (F > 0 && int64_t(T) * F == spec.inputs), Shape, "sequence input shape does not match the number of inputs");
     if (spatial) {
         OF_CHECK(spec.in_w > 0 && spec.in_c > 0 && int64_t(H) * W * C == spec.inputs, Shape,
                  "input shape does not match the number of inputs");
@@ -78,11 +95,62 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
             continue;
         }
         if (l.kind == K::Flatten) {
-            spatial = false;
+            spatial = seq = false;
+            continue;
+        }
+        if (l.kind == K::Rnn || l.kind == K::Gru || l.kind == K::Lstm || l.kind == K::Lif || l.kind == K::Repeat ||
+            l.kind == K::TimeMean) {
+            DenseUnit u{width, 0, -1, -1};
+            SeqGeom& q = u.q;
+            if (l.kind == K::Repeat) {
+                OF_CHECK(!seq && !spatial, Config, where + ": repeat needs a flat input");
+                OF_CHECK(l.steps >= 1 && l.steps <= 1 << 16, Config, where + ": repeat steps must be in [1, 65536]");
+                u.kind = UnitKind::Repeat, q.T = l.steps, q.F = width;
+                T = l.steps, F = width, seq = true;
+            } else {
+                OF_CHECK(seq, Config, where + ": this layer needs a sequence input (inputShape [steps, features] on the first layer, or repeat())");
+                q.T = T, q.F = F;
+                if (l.kind == K::TimeMean) {
+                    u.kind = UnitKind::TimeMean;
+                    seq = false;
+                } else {
+                    OF_TRY(check_positive(l.units, "recurrent units"));
+                    u.kind = l.kind == K::Rnn ? UnitKind::Rnn : l.kind == K::Gru ? UnitKind::Gru : l.kind == K::Lstm ? UnitKind::Lstm : UnitKind::Lif;
+                    q.H = l.units;
+                    q.G = u.kind == UnitKind::Gru ? 3 : u.kind == UnitKind::Lstm ? 4 : 1;
+                    q.has_u = u.kind != UnitKind::Lif;
+                    q.return_sequences = l.return_sequences;
+                    q.beta = l.beta, q.threshold = l.threshold, q.slope = l.slope;
+                    OF_CHECK(q.beta >= 0.0f && q.beta <= 1.0f && std::isfinite(q.threshold) && q.slope > 0.0f, Config,
+                             where + ": lif needs beta in [0, 1], a finite threshold and a positive slope");
+                    const uint64_t GH = uint64_t(q.G) * q.H;
+                    uint64_t wn = 0;
+                    OF_TRY(checked_mul(GH, uint64_t(F) + (q.has_u ? uint64_t(q.H) : 0), &wn, "recurrent weights"));
+                    u.w_off = int64_t(total);
+                    total += wn;
+                    u.b_off = int64_t(total);
+                    total += GH;
+                    OF_CHECK(total <= kMaxElements, Shape, "model has too many parameters");
+                    u.n_par = int64_t(total) - u.w_off;
+                    if (q.return_sequences) F = q.H;
+                    else seq = false;
+                }
+            }
+            uint64_t on = 0;
+            if (u.kind == UnitKind::Repeat) OF_TRY(checked_mul(uint64_t(q.T), uint64_t(q.F), &on, "layer output"));
+            else if (u.kind == UnitKind::TimeMean) on = uint64_t(q.F);
+            else OF_TRY(checked_mul(uint64_t(q.return_sequences ? q.T : 1), uint64_t(q.H), &on, "layer output"));
+            OF_CHECK(on <= uint64_t(1) << 28, Shape, where + ": output too large");
+            u.O = int(on);
+            width = u.O;
+            m->units.push_back(u);
+            m->dense_only = false;
+            have_unit = true;
             continue;
         }
         if (l.kind == K::Dense) {
             OF_CHECK(!spatial, Config, where + ": dense needs a flat input; add flatten() after the spatial layers");
+            OF_CHECK(!seq, Config, where + ": dense needs a flat input; add flatten(), timeMean() or a recurrent layer with returnSequences: false");
             OF_TRY(check_positive(l.units, "dense units"));
             uint64_t wn = 0;
             OF_TRY(checked_mul(uint64_t(width), uint64_t(l.units), &wn, "dense weight"));
@@ -93,6 +161,7 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
             total += wn;
             if (l.bias) u.b_off = int64_t(total), total += uint64_t(l.units);
             OF_CHECK(total <= kMaxElements, Shape, "model has too many parameters");
+            u.n_par = int64_t(total) - u.w_off;
             m->units.push_back(u);
             width = l.units;
             have_unit = true;
@@ -100,6 +169,7 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
         }
         // conv2d and pooling: windows over an image
         OF_CHECK(spatial, Config, where + ": conv2d and pooling need an image input (give the first layer inputShape [H, W, C])");
+        OF_CHECK(!seq, Config, where + ": conv2d and pooling need an image input, not a sequence");
         OF_CHECK(l.kh >= 1 && l.kw >= 1 && l.sh >= 1 && l.sw >= 1 && l.dh >= 1 && l.dw >= 1, Config,
                  where + ": kernel, stride and dilation must be positive");
         DenseUnit u{width, 0, -1, -1};
@@ -122,6 +192,7 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
             total += wn;
             if (l.bias) u.b_off = int64_t(total), total += uint64_t(g.Co);
             OF_CHECK(total <= kMaxElements, Shape, "model has too many parameters");
+            u.n_par = int64_t(total) - u.w_off;
             OF_CHECK(l.trainable, Config, where + ": only dense layers can be frozen");
         } else {
             u.kind = l.kind == K::MaxPool2d ? UnitKind::MaxPool2d : UnitKind::AvgPool2d;
@@ -138,7 +209,8 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
         m->dense_only = false;
         have_unit = true;
     }
-    OF_CHECK(have_unit, Config, "a model needs at least one dense, conv2d or pooling layer");
+    OF_CHECK(have_unit, Config, "a model needs at least one dense, conv2d, pooling or recurrent layer");
+    OF_CHECK(!seq, Config, "the last layer gives a sequence; add timeMean(), flatten() or returnSequences: false, then a dense layer");
     OF_CHECK(!spatial, Config, "the last layer gives an image; add flatten() and a dense layer (or globalAvgPool)");
     m->outputs = width;
     OF_CHECK(spec.loss != LossKind::CrossEntropy || width >= 2, Config,
@@ -148,21 +220,26 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
     OF_TRY(m->params->reserve(size_t(total)));
     OF_TRY(m->grads.reserve(size_t(total)));
     // Glorot-uniform weights, zero biases; uniforms from Philox (stream init, counter = layer, element).
-    // A conv kernel's fans are kh kw C in and kh kw Co out (Glorot's rule for convolutions, as in tfjs).
+    // Weights: Glorot-uniform (a conv kernel's fans are kh kw C in and kh kw Co out, as in tfjs); recurrent W and U
+    // uniform in +-1/sqrt(H) (PyTorch's rule). Biases zero, but an lstm's forget gate starts at 1. Uniforms from
+    // Philox (stream init, counter = unit, element).
     for (size_t li = 0; li < m->units.size(); li++) {
         const DenseUnit& u = m->units[li];
         if (!u.param()) continue;
-        const bool conv = u.kind == UnitKind::Conv2d;
-        const int fan_in = conv ? u.g.patch() : u.I, fan_out = conv ? u.g.kh * u.g.kw * u.g.Co : u.O;
-        float bound = std::sqrt(6.0f / float(fan_in + fan_out));
+        float bound;
+        if (u.kind == UnitKind::Conv2d) bound = std::sqrt(6.0f / float(u.g.patch() + u.g.kh * u.g.kw * u.g.Co));
+        else if (u.kind == UnitKind::Lif) bound = std::sqrt(6.0f / float(u.q.F + u.q.H));
+        else if (u.recurrent()) bound = 1.0f / std::sqrt(float(u.q.H));
+        else bound = std::sqrt(6.0f / float(u.I + u.O));
         float* w = m->params->data() + u.w_off;
-        int64_t n = int64_t(fan_in) * (conv ? u.g.Co : u.O);
+        const int64_t n = (u.b_off < 0 ? u.w_off + u.n_par : u.b_off) - u.w_off;
         for (int64_t g = 0; g < (n + 3) / 4; g++) {
             U32x4 r = philox4x32_10(uint32_t(g), uint32_t(g >> 32), philox_stream(kStreamInit, uint32_t(li)), 0,
                                     uint32_t(spec.seed), uint32_t(spec.seed >> 32));
             for (int j = 0; j < 4 && 4 * g + j < n; j++)
                 w[4 * g + j] = (2.0f * (float(r.v[j] >> 8) * (1.0f / 16777216.0f)) - 1.0f) * bound;
         }
+        if (u.kind == UnitKind::Lstm) std::fill(m->params->data() + u.b_off + u.q.H, m->params->data() + u.b_off + 2 * u.q.H, 1.0f);
     }
     *out = std::move(m);
     return {};
@@ -174,11 +251,18 @@ Status Model::forward(float* out, const float* x, int64_t rows, InferScratch& sc
 
 Status Model::forward_with(const float* theta, float* out, const float* x, int64_t rows, InferScratch& sc) const {
     // rows per pass: bounded scratch for any data set size (and for a convolution's patches)
-    const int64_t per_row = std::max<int64_t>({int64_t(max_width()), patch_width(), 1});
+    int64_t aux = 0;
+    for (const DenseUnit& u : units) aux = std::max(aux, seq_aux_width(u));
+    const int64_t per_row = std::max<int64_t>({int64_t(max_width()), patch_width(), aux, 1});
     const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(1024, (int64_t(1) << 24) / per_row));
     OF_TRY(sc.d0.reserve(size_t(std::min(rows, chunk)) * size_t(max_width())));
     OF_TRY(sc.d1.reserve(size_t(std::min(rows, chunk)) * size_t(max_width())));
     if (patch_width() > 0) OF_TRY(sc.cols.reserve(size_t(std::min(rows, chunk)) * size_t(patch_width())));
+    if (aux > 0) {
+        OF_TRY(sc.aux.reserve(size_t(std::min(rows, chunk)) * size_t(aux)));
+        OF_TRY(sc.seq.reserve(size_t(std::min(rows, chunk)) * size_t(seq_scratch_width())));
+    }
+    const SeqCtx sq{sc.aux.data(), sc.seq.data(), nullptr, nullptr};
     for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
         const int n = int(std::min(chunk, rows - r0));
         const float* in = x + r0 * inputs;
@@ -189,7 +273,7 @@ Status Model::forward_with(const float* theta, float* out, const float* x, int64
                 k->gemm_nt(dst, in, theta + u.w_off, n, u.O, u.I, 1.0f, 0.0f);
                 k->bias_act_forward(dst, dst, u.b_off < 0 ? nullptr : theta + u.b_off, n, u.O, u.act, u.alpha);
             } else {
-                unit_linear(*k, u, theta, in, n, dst, sc.cols.data());
+                unit_linear(*k, u, theta, in, n, dst, sc.cols.data(), &sq);
                 unit_bias_act(*k, u, theta, dst, dst, n);
             }
             in = dst;

@@ -16,7 +16,7 @@
 namespace of {
 
 struct LayerSpec {
-    enum class Kind { Dense, Activation, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten } kind;
+    enum class Kind { Dense, Activation, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Rnn, Gru, Lstm, Lif, Repeat, TimeMean } kind;
     int units = 0;  // dense: out-features; conv2d: filters
     bool bias = true;
     bool trainable = true;  // dense: false freezes it (only a leading run of dense layers may be frozen)
@@ -24,17 +24,32 @@ struct LayerSpec {
     float alpha = 0.01f;      // leaky-relu slope
     // conv2d / pooling: kernel, stride, dilation; padding top/left (ph = pw = -1: 'same', the TensorFlow rule)
     int kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1, ph = 0, pw = 0;
+    // recurrent (units = hidden size): all steps' outputs or only the last; lif: leak beta, threshold,
+    // surrogate slope (BP only); repeat: steps
+    bool return_sequences = false;
+    float beta = 0.9f, threshold = 1.0f, slope = 5.0f;
+    int steps = 1;
 };
 
 struct ModelSpec {
     int inputs = 0;
     int in_h = 0, in_w = 0, in_c = 0;  // image input (channels-last), when the first layers are spatial
+    int in_t = 0, in_f = 0;            // sequence input (steps, features per step), when the first layer is recurrent
     std::vector<LayerSpec> layers;
     LossKind loss = LossKind::CrossEntropy;
     uint64_t seed = 0;
 };
 
-enum class UnitKind { Dense, Conv2d, MaxPool2d, AvgPool2d };
+enum class UnitKind { Dense, Conv2d, MaxPool2d, AvgPool2d, Rnn, Gru, Lstm, Lif, Repeat, TimeMean };
+
+// Geometry of a sequence unit: T steps of F input features, H hidden units, G gates (rnn 1, gru 3, lstm 4,
+// lif 1). Parameters: W (G H, F), then U (G H, H) (not for lif), then b (G H).
+struct SeqGeom {
+    int T = 0, F = 0, H = 0, G = 1;
+    bool return_sequences = false;
+    float beta = 0.9f, threshold = 1.0f, slope = 5.0f;  // lif
+    bool has_u = true;  // recurrent weights U (every kind but lif)
+};
 
 // One computing layer plus at most one activation. I, O: values per row in and out (a conv's O is
 // Ho Wo Co). Dense and conv units have parameters and take ULR noise on their pre-activation; pools do not.
@@ -45,11 +60,16 @@ struct DenseUnit {
     float alpha = 0.01f;
     UnitKind kind = UnitKind::Dense;
     ConvGeom g{};  // conv / pool geometry
-    bool param() const { return kind == UnitKind::Dense || kind == UnitKind::Conv2d; }
+    SeqGeom q{};   // sequence geometry (rnn, gru, lstm, lif, repeat, timeMean)
+    int64_t n_par = 0;  // parameter values (weights and bias)
+    bool param() const { return n_par > 0; }
+    bool recurrent() const { return kind == UnitKind::Rnn || kind == UnitKind::Gru || kind == UnitKind::Lstm || kind == UnitKind::Lif; }
     // rows of the GEMM view: a conv's output (rows Ho Wo, Co); a dense layer's (rows, O)
-    int64_t gemm_rows(int64_t rows) const { return kind == UnitKind::Conv2d ? rows * g.positions() : rows; }
+    int64_t gemm_rows(int64_t rows) const { return kind == UnitKind::Conv2d ? rows * g.positions() : recurrent() ? rows * q.T : rows; }
     int gemm_cols() const { return kind == UnitKind::Conv2d ? g.Co : O; }
     int fan_in() const { return kind == UnitKind::Conv2d ? g.patch() : I; }
+    // ULR noise values per row: the pre-activation (dense, conv), or every gate at every step (recurrent)
+    int noise_width() const { return recurrent() ? q.T * q.G * q.H : O; }
 };
 
 // Targets of a batch: class labels (cross-entropy) or values (rows, outputs) for MSE.
@@ -60,7 +80,7 @@ struct Targets {
 
 // Scratch for clean forward passes. Each caller owns one, so several can run at once (read-only on the model).
 struct InferScratch {
-    Buffer d0, d1, out, loss, cols;
+    Buffer d0, d1, out, loss, cols, aux, seq;
 };
 
 struct Model {
@@ -93,6 +113,8 @@ struct Model {
     struct Workspace {
         std::vector<Buffer> a, v;  // per unit (BP): activations, pre-activations
         Buffer loss, d0, d1, cols;  // BP (cols: conv patches)
+        std::vector<Buffer> aux;    // BP: per unit, what a recurrent unit keeps for its backward
+        Buffer seq, dP, wexp;       // BP of recurrent units: state scratch, pre-activation gradients, step weights
         Buffer v0, g, ones, partials;  // ULR: clean first layer, G = sum_k w E_1, block partial gradients
         Buffer outputs, hook_loss;     // ULR with a loss hook: every row's output, the losses it returned
         Buffer theta, z;               // SPSA / ES: a perturbed parameter slab and one direction
@@ -113,6 +135,8 @@ struct Model {
     int max_width() const;
     int64_t patch_width() const;  // the largest conv im2row row count x patch per input row (0: no conv)
     int param_units() const;      // units with parameters (the noisy layers of ULR)
+    int64_t seq_scratch_width() const;  // recurrent state scratch per row (0: no recurrent unit)
+    int64_t max_noise_width() const;    // the widest unit's ULR noise per row
 
     // Clean forward of `rows` rows: x (rows, inputs) -> out (rows, outputs), overwritten. Reads the parameters
     // only, so concurrent calls with separate scratch are safe (not concurrently with training).

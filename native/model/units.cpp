@@ -5,8 +5,14 @@
 namespace of {
 
 void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
-                 float* cols) {
+                 float* cols, const SeqCtx* sq) {
     switch (u.kind) {
+        case UnitKind::Rnn:
+        case UnitKind::Gru:
+        case UnitKind::Lstm:
+        case UnitKind::Lif: seq_forward(k, u, theta, in, rows, out, sq->aux, nullptr, 0.0f, sq->scratch); break;
+        case UnitKind::Repeat: repeat_forward(in, rows, u.q.T, u.q.F, out); break;
+        case UnitKind::TimeMean: time_mean_forward(in, rows, u.q.T, u.q.F, out); break;
         case UnitKind::Dense: k.gemm_nt(out, in, theta + u.w_off, rows, u.O, u.I, 1.0f, 0.0f); break;
         case UnitKind::Conv2d:
             k.im2row(cols, in, rows, u.g);
@@ -18,13 +24,24 @@ void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, c
 }
 
 void unit_bias_act(const KernelTable& k, const DenseUnit& u, const float* theta, float* a, float* v, int rows) {
-    const float* bias = u.b_off < 0 ? nullptr : theta + u.b_off;
-    k.bias_act_forward(a, v, bias, int(u.gemm_rows(rows)), u.gemm_cols(), u.act, u.alpha);
+    const bool conv = u.kind == UnitKind::Conv2d;  // a conv's bias is per channel; recurrent units add theirs inside
+    const float* bias = u.b_off < 0 || u.recurrent() ? nullptr : theta + u.b_off;
+    k.bias_act_forward(a, v, bias, conv ? int(u.gemm_rows(rows)) : rows, u.gemm_cols(), u.act, u.alpha);
 }
 
 void unit_backward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows,
-                   const float* dv, float* dW, float* din, float* cols) {
+                   const float* dv, float* dW, float* din, float* cols, const SeqCtx* sq) {
     switch (u.kind) {
+        case UnitKind::Rnn:
+        case UnitKind::Gru:
+        case UnitKind::Lstm:
+        case UnitKind::Lif: seq_backward(k, u, theta, in, rows, sq->aux, dv, dW, din, sq->dP, sq->scratch, sq->wexp); break;
+        case UnitKind::Repeat:
+            if (din) repeat_backward(dv, rows, u.q.T, u.q.F, din);
+            break;
+        case UnitKind::TimeMean:
+            if (din) time_mean_backward(dv, rows, u.q.T, u.q.F, din);
+            break;
         case UnitKind::Dense:
             if (dW) {
                 k.gemm_tn(dW, dv, in, nullptr, u.O, u.I, rows, 1.0f, 0.0f);

@@ -4,23 +4,33 @@
 // rows x patch_width() floats for convolutions.
 #pragma once
 #include "model/model.h"
+#include "model/recurrent.h"
 
 namespace of {
 
+// What a sequence unit needs besides cols: its aux (rows x seq_aux_width, kept from forward to backward), state
+// scratch (rows x Model::seq_scratch_width()), the BPTT pre-activation gradients (rows x noise_width) and
+// per-step row weights (rows x T).
+struct SeqCtx {
+    float* aux = nullptr;
+    float* scratch = nullptr;
+    float* dP = nullptr;
+    float* wexp = nullptr;
+};
+
 // out (rows, O) = the unit's pre-activation without bias (dense, conv) or its pooled output, overwritten.
+// Sequence units (rnn, gru, lstm, lif: their whole recurrence; repeat, timeMean) need `sq`.
 void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
-                 float* cols);
+                 float* cols, const SeqCtx* sq = nullptr);
 // Clean: v += bias (per output, or per channel for conv), a = act(v). a may alias v.
 void unit_bias_act(const KernelTable& k, const DenseUnit& u, const float* theta, float* a, float* v, int rows);
 // Backward from dv (rows, O), the gradient at the pre-activation: the unit's weight gradient into dW and its bias
 // gradient right after it (overwritten) when dW != nullptr, and din (rows, I) when non-null. in: the unit's
 // input rows.
 void unit_backward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows,
-                   const float* dv, float* dW, float* din, float* cols);
+                   const float* dv, float* dW, float* din, float* cols, const SeqCtx* sq = nullptr);
 // Values of the unit's parameters: weights then bias (0 for pools).
-inline int64_t param_size(const DenseUnit& u) {
-    return u.param() ? int64_t(u.gemm_cols()) * u.fan_in() + (u.b_off >= 0 ? u.gemm_cols() : 0) : 0;
-}
+inline int64_t param_size(const DenseUnit& u) { return u.n_par; }
 // LR reduction of a noisy unit: dW = alpha (diag(w) S)^T in  in the unit's GEMM view, db = alpha colsum(diag(w) S);
 // S (rows, O) scores, w (rows) row weights (nullptr: all 1). dW, db overwritten (db unused without bias).
 // wexp: scratch of rows x positions floats (conv; dense: rows).

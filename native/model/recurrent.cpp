@@ -1,0 +1,256 @@
+#include "model/recurrent.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace of {
+namespace {
+
+inline float sigm(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+// Per-step aux layout (offsets in units of H): rnn hprev h | gru hprev z r n rh | lstm hprev cprev i f g o tc |
+// lif u s.
+int step_width(const DenseUnit& u) {
+    switch (u.kind) {
+        case UnitKind::Rnn: return 2 * u.q.H;
+        case UnitKind::Gru: return 5 * u.q.H;
+        case UnitKind::Lstm: return 7 * u.q.H;
+        case UnitKind::Lif: return 2 * u.q.H;
+        default: return 0;
+    }
+}
+
+struct Params {
+    const float *W, *U, *b;
+};
+
+Params params_of(const DenseUnit& u, const float* theta) {
+    const int GH = u.q.G * u.q.H;
+    const float* W = theta + u.w_off;
+    return {W, u.q.has_u ? W + int64_t(GH) * u.q.F : nullptr, theta + u.b_off};
+}
+
+}  // namespace
+
+int64_t seq_aux_width(const DenseUnit& u) { return int64_t(u.q.T) * step_width(u); }
+
+void seq_forward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
+                 float* aux, const float* E, float sigma, float* scratch) {
+    const int T = u.q.T, F = u.q.F, H = u.q.H, GH = u.q.G * H, A = step_width(u);
+    const int64_t ras = int64_t(T) * A;  // aux row stride
+    const Params p = params_of(u, theta);
+    float* P = scratch;                          // rows x GH
+    float* h = P + int64_t(rows) * GH;           // rows x H: h (or the lif membrane)
+    float* c = h + int64_t(rows) * H;            // rows x H: lstm cell, lif spikes
+    std::fill(h, h + int64_t(rows) * H, 0.0f);
+    std::fill(c, c + int64_t(rows) * H, 0.0f);
+    auto noise = [&](int r, int t, int j) { return E ? sigma * E[(int64_t(r) * T + t) * GH + j] : 0.0f; };
+    for (int t = 0; t < T; t++) {
+        // P = X_t W^T (+ h U^T for every gate but the gru candidate), then + b + sigma E
+        k.gemm(P, GH, 1, in + int64_t(t) * F, int64_t(T) * F, 1, p.W, 1, F, nullptr, rows, GH, F, 1.0f, 0.0f);
+        if (u.q.has_u) {
+            const int gates = u.kind == UnitKind::Gru ? 2 * H : GH;
+            k.gemm(P, GH, 1, h, H, 1, p.U, 1, H, nullptr, rows, gates, H, 1.0f, 1.0f);
+        }
+        for (int r = 0; r < rows; r++) {
+            float* pr = P + int64_t(r) * GH;
+            float* hr = h + int64_t(r) * H;
+            float* cr = c + int64_t(r) * H;
+            float* ax = aux + r * ras + int64_t(t) * A;
+            const int gated = u.kind == UnitKind::Gru ? 2 * H : GH;
+            for (int j = 0; j < gated; j++) pr[j] += p.b[j] + noise(r, t, j);
+            switch (u.kind) {
+                case UnitKind::Rnn:
+                    for (int j = 0; j < H; j++) ax[j] = hr[j], hr[j] = ax[H + j] = std::tanh(pr[j]);
+                    break;
+                case UnitKind::Gru:
+                    for (int j = 0; j < H; j++) {
+                        ax[j] = hr[j];
+                        ax[H + j] = sigm(pr[j]);              // z
+                        ax[2 * H + j] = sigm(pr[H + j]);      // r
+                        ax[4 * H + j] = ax[2 * H + j] * hr[j];  // r * h_prev
+                    }
+                    break;
+                case UnitKind::Lstm:
+                    for (int j = 0; j < H; j++) {
+                        ax[j] = hr[j], ax[H + j] = cr[j];
+                        const float i = sigm(pr[j]), f = sigm(pr[H + j]), g = std::tanh(pr[2 * H + j]), o = sigm(pr[3 * H + j]);
+                        cr[j] = f * cr[j] + i * g;
+                        const float tc = std::tanh(cr[j]);
+                        ax[2 * H + j] = i, ax[3 * H + j] = f, ax[4 * H + j] = g, ax[5 * H + j] = o, ax[6 * H + j] = tc;
+                        hr[j] = o * tc;
+                    }
+                    break;
+                case UnitKind::Lif:
+                    for (int j = 0; j < H; j++) {  // h holds the membrane, c the last spikes
+                        const float m = u.q.beta * hr[j] * (1.0f - cr[j]) + pr[j];
+                        const float s = m > u.q.threshold ? 1.0f : 0.0f;
+                        hr[j] = m, cr[j] = s;
+                        ax[j] = m, ax[H + j] = s;
+                    }
+                    break;
+                default: break;
+            }
+        }
+        if (u.kind == UnitKind::Gru) {  // the candidate: n = tanh(W_n x + U_n (r * h_prev) + b_n + sigma E_n)
+            k.gemm(P + 2 * H, GH, 1, aux + int64_t(t) * A + 4 * H, ras, 1, p.U + int64_t(2) * H * H, 1, H, nullptr, rows, H, H,
+                   1.0f, 1.0f);
+            for (int r = 0; r < rows; r++) {
+                float* pr = P + int64_t(r) * GH;
+                float* hr = h + int64_t(r) * H;
+                float* ax = aux + r * ras + int64_t(t) * A;
+                for (int j = 0; j < H; j++) {
+                    const float n = std::tanh(pr[2 * H + j] + p.b[2 * H + j] + noise(r, t, 2 * H + j));
+                    const float z = ax[H + j];
+                    ax[3 * H + j] = n;
+                    hr[j] = z * hr[j] + (1.0f - z) * n;
+                }
+            }
+        }
+        // the output: this step's h (lif: spikes), at every step or the last
+        if (u.q.return_sequences || t == T - 1) {
+            const float* src = u.kind == UnitKind::Lif ? c : h;
+            for (int r = 0; r < rows; r++) {
+                float* o = out + (u.q.return_sequences ? int64_t(r) * T * H + int64_t(t) * H : int64_t(r) * H);
+                std::copy(src + int64_t(r) * H, src + int64_t(r + 1) * H, o);
+            }
+        }
+    }
+}
+
+void seq_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int rows, const float* aux, const float* S,
+                const float* w, float alpha, float* dW, float* wexp) {
+    const int T = u.q.T, F = u.q.F, H = u.q.H, GH = u.q.G * H, A = step_width(u);
+    const int n = rows * T;
+    for (int r = 0; r < rows; r++) std::fill(wexp + int64_t(r) * T, wexp + int64_t(r + 1) * T, w ? w[r] : 1.0f);
+    k.gemm_tn(dW, S, in, wexp, GH, F, n, alpha, 0.0f);
+    float* dU = dW + int64_t(GH) * F;
+    if (u.q.has_u) {
+        if (u.kind == UnitKind::Gru) {
+            k.gemm(dU, H, 1, S, 1, GH, aux, A, 1, wexp, 2 * H, H, n, alpha, 0.0f);                       // z, r: h_prev
+            k.gemm(dU + int64_t(2) * H * H, H, 1, S + 2 * H, 1, GH, aux + 4 * H, A, 1, wexp, H, H, n, alpha, 0.0f);  // n: r h_prev
+        } else {
+            k.gemm(dU, H, 1, S, 1, GH, aux, A, 1, wexp, GH, H, n, alpha, 0.0f);
+        }
+    }
+    float* db = u.q.has_u ? dU + int64_t(GH) * H : dU;
+    k.lr_bias_reduce(db, wexp, S, n, GH, alpha, false);
+}
+
+void seq_backward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, const float* aux,
+                  const float* dout, float* dW, float* din, float* dP, float* scratch, float* wexp) {
+    const int T = u.q.T, F = u.q.F, H = u.q.H, GH = u.q.G * H, A = step_width(u);
+    const int64_t ras = int64_t(T) * A, rps = int64_t(T) * GH;
+    const Params p = params_of(u, theta);
+    float* dh = scratch;                  // rows x H: the gradient flowing into h_{t} from later steps
+    float* dc = dh + int64_t(rows) * H;   // rows x H: lstm cell carry, lif membrane carry
+    float* tmp = dc + int64_t(rows) * H;  // rows x H
+    std::fill(dh, dh + int64_t(rows) * H, 0.0f);
+    std::fill(dc, dc + int64_t(rows) * H, 0.0f);
+    for (int t = T - 1; t >= 0; t--) {
+        for (int r = 0; r < rows; r++) {  // this step's output gradient joins the carry
+            float* d = dh + int64_t(r) * H;
+            if (u.q.return_sequences) {
+                const float* g = dout + int64_t(r) * T * H + int64_t(t) * H;
+                for (int j = 0; j < H; j++) d[j] += g[j];
+            } else if (t == T - 1) {
+                const float* g = dout + int64_t(r) * H;
+                for (int j = 0; j < H; j++) d[j] += g[j];
+            }
+        }
+        float* dPt = dP + int64_t(t) * GH;  // rows with stride rps
+        for (int r = 0; r < rows; r++) {
+            const float* ax = aux + r * ras + int64_t(t) * A;
+            float* d = dh + int64_t(r) * H;
+            float* cc = dc + int64_t(r) * H;
+            float* g = dPt + r * rps;
+            switch (u.kind) {
+                case UnitKind::Rnn:
+                    for (int j = 0; j < H; j++) g[j] = d[j] * (1.0f - ax[H + j] * ax[H + j]);
+                    break;
+                case UnitKind::Gru:
+                    for (int j = 0; j < H; j++) {
+                        const float hp = ax[j], z = ax[H + j], n = ax[3 * H + j];
+                        g[2 * H + j] = d[j] * (1.0f - z) * (1.0f - n * n);  // candidate pre-activation
+                        g[j] = d[j] * (hp - n) * z * (1.0f - z);            // z pre-activation
+                        d[j] = d[j] * z;                                    // direct path to h_prev
+                    }
+                    break;
+                case UnitKind::Lstm:
+                    for (int j = 0; j < H; j++) {
+                        const float cp = ax[H + j], i = ax[2 * H + j], f = ax[3 * H + j], gg = ax[4 * H + j], o = ax[5 * H + j],
+                                    tc = ax[6 * H + j];
+                        const float dct = cc[j] + d[j] * o * (1.0f - tc * tc);
+                        g[j] = dct * gg * i * (1.0f - i);
+                        g[H + j] = dct * cp * f * (1.0f - f);
+                        g[2 * H + j] = dct * i * (1.0f - gg * gg);
+                        g[3 * H + j] = d[j] * tc * o * (1.0f - o);
+                        cc[j] = dct * f;
+                    }
+                    break;
+                case UnitKind::Lif:
+                    for (int j = 0; j < H; j++) {  // dc carries dL/du_{t+1}; d holds dL/ds_t
+                        const float m = ax[j], s = ax[H + j];
+                        const float x = std::fabs(m - u.q.threshold) * u.q.slope + 1.0f;
+                        const float du = d[j] / (x * x) + cc[j] * u.q.beta * (1.0f - s);
+                        g[j] = du;
+                        cc[j] = du;
+                        d[j] = 0.0f;
+                    }
+                    break;
+                default: break;
+            }
+        }
+        if (u.kind == UnitKind::Gru) {  // through r * h_prev: d(r h_prev) = dP_n U_n
+            k.gemm(tmp, H, 1, dPt + 2 * H, rps, 1, p.U + int64_t(2) * H * H, H, 1, nullptr, rows, H, H, 1.0f, 0.0f);
+            for (int r = 0; r < rows; r++) {
+                const float* ax = aux + r * ras + int64_t(t) * A;
+                float* d = dh + int64_t(r) * H;
+                float* g = dPt + r * rps;
+                const float* q = tmp + int64_t(r) * H;
+                for (int j = 0; j < H; j++) {
+                    const float hp = ax[j], rr = ax[2 * H + j];
+                    g[H + j] = q[j] * hp * rr * (1.0f - rr);  // r pre-activation
+                    d[j] += q[j] * rr;
+                }
+            }
+            k.gemm(dh, H, 1, dPt, rps, 1, p.U, H, 1, nullptr, rows, H, 2 * H, 1.0f, 1.0f);  // + [dP_z dP_r] U_zr
+        } else if (u.kind == UnitKind::Rnn || u.kind == UnitKind::Lstm) {
+            k.gemm(dh, H, 1, dPt, rps, 1, p.U, H, 1, nullptr, rows, H, GH, 1.0f, 0.0f);  // dh_prev = dP U
+        }
+    }
+    if (dW) seq_reduce(k, u, in, rows, aux, dP, nullptr, 1.0f, dW, wexp);
+    if (din) k.gemm_nn(din, dP, p.W, rows * T, F, GH, 1.0f, 0.0f);
+}
+
+void repeat_forward(const float* in, int rows, int T, int F, float* out) {
+    for (int r = 0; r < rows; r++)
+        for (int t = 0; t < T; t++) std::copy(in + int64_t(r) * F, in + int64_t(r + 1) * F, out + (int64_t(r) * T + t) * F);
+}
+
+void repeat_backward(const float* dout, int rows, int T, int F, float* din) {
+    for (int r = 0; r < rows; r++) {
+        float* d = din + int64_t(r) * F;
+        std::fill(d, d + F, 0.0f);
+        for (int t = 0; t < T; t++)
+            for (int f = 0; f < F; f++) d[f] += dout[(int64_t(r) * T + t) * F + f];
+    }
+}
+
+void time_mean_forward(const float* in, int rows, int T, int F, float* out) {
+    for (int r = 0; r < rows; r++) {
+        float* o = out + int64_t(r) * F;
+        std::fill(o, o + F, 0.0f);
+        for (int t = 0; t < T; t++)
+            for (int f = 0; f < F; f++) o[f] += in[(int64_t(r) * T + t) * F + f];
+        for (int f = 0; f < F; f++) o[f] /= float(T);
+    }
+}
+
+void time_mean_backward(const float* dout, int rows, int T, int F, float* din) {
+    for (int r = 0; r < rows; r++)
+        for (int t = 0; t < T; t++)
+            for (int f = 0; f < F; f++) din[(int64_t(r) * T + t) * F + f] = dout[int64_t(r) * F + f] / float(T);
+}
+
+}  // namespace of
