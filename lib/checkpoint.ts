@@ -144,7 +144,7 @@ function checkLayers(file: string, layers: unknown): Layer[] {
         if (o.type === 'globalAvgPool') return globalAvgPool();
         if (o.type === 'flatten') return flatten();
         if (o.type === 'timeMean') return timeMean();
-        if (o.type === 'repeat') return repeat(o.steps as number);
+        if (o.type === 'repeat') return repeat(o.steps as number, o.inputs === undefined ? undefined : { inputs: o.inputs as number });
         if (o.type === 'rnn' || o.type === 'gru' || o.type === 'lstm' || o.type === 'lif') {
           const opts: Record<string, unknown> = { units: o.units, returnSequences: o.returnSequences };
           for (const key of ['inputShape', 'beta', 'threshold', 'slope']) if (o[key] !== undefined) opts[key] = o[key];

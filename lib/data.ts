@@ -72,6 +72,35 @@ export function digits(): { train: Dataset; test: Dataset } {
 }
 
 /**
+ * The adding problem (Hochreiter & Schmidhuber 1997), a synthetic sequence task: each row is `steps` steps of
+ * two features, a value uniform in [0, 1) and a marker that is 1 at exactly two steps (one in each half); the
+ * target is the sum of the two marked values (MSE; predicting 1 always gives MSE ≈ 0.167). Seeded and
+ * deterministic. Shape [steps, 2].
+ */
+export function adding(options?: { rows?: number; steps?: number; seed?: number }): Dataset {
+  const o = optionsObject('adding', options, ['rows', 'steps', 'seed']);
+  const rows = (o.rows as number | undefined) ?? 1000, steps = (o.steps as number | undefined) ?? 20, seed = (o.seed as number | undefined) ?? 1;
+  if (!is.positiveInteger(rows) || rows > 1 << 22) throw invalidArg('rows', 'positive integer', rows);
+  if (!is.integer(steps) || steps < 2 || steps > 1 << 16) throw invalidArg('steps', 'integer >= 2', steps);
+  if (!is.integer(seed) || seed < 0) throw invalidArg('seed', 'integer >= 0', seed);
+  let state = (seed * 2654435761 + 1) >>> 0 || 1;
+  const u = () => ((state ^= state << 13), (state ^= state >>> 17), (state ^= state << 5), (state >>> 0) / 2 ** 32);
+  const x = new Float32Array(rows * steps * 2), y = new Float32Array(rows);
+  const half = Math.floor(steps / 2);
+  for (let r = 0; r < rows; r++) {
+    const a = Math.floor(u() * half), b = half + Math.floor(u() * (steps - half));
+    let sum = 0;
+    for (let t = 0; t < steps; t++) {
+      const v = Math.fround(u());
+      x[(r * steps + t) * 2] = v;
+      if (t === a || t === b) x[(r * steps + t) * 2 + 1] = 1, (sum += v);
+    }
+    y[r] = sum;
+  }
+  return { x, y, rows, shape: [steps, 2] };
+}
+
+/**
  * Reads an IDX pair (the MNIST / Fashion-MNIST format: big-endian magic, dims, then data). Images of
  * unsigned bytes are scaled to [0, 1]; labels become an Int32Array.
  */

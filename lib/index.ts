@@ -28,7 +28,7 @@ import * as reportModule from './report';
 import * as robustnessModule from './robustness';
 
 /** Shipped data sets. */
-export const datasets = { digits: dataModule.digits };
+export const datasets = { digits: dataModule.digits, adding: dataModule.adding };
 /** Loaders and batching helpers. */
 export const data = {
   loadIdx: dataModule.loadIdx,

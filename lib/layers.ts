@@ -39,7 +39,7 @@ export type RecurrentLayer = {
   beta?: number; threshold?: number; slope?: number;
 };
 /** Repeats a flat input for `steps` steps (a sequence of identical steps: the input current of a spiking net). */
-export type RepeatLayer = { type: 'repeat'; steps: number };
+export type RepeatLayer = { type: 'repeat'; steps: number; inputs?: number };
 /** The mean over the steps of a sequence (spike rates of a spiking layer). */
 export type TimeMeanLayer = { type: 'timeMean' };
 /** Any layer. */
@@ -239,10 +239,12 @@ export const lstm = (options: RecurrentOptions): RecurrentLayer => recurrent('ls
  */
 export const lif = (options: RecurrentOptions & { beta?: number; threshold?: number; slope?: number }): RecurrentLayer =>
   recurrent('lif', options, ['beta', 'threshold', 'slope']);
-/** Repeats a flat input for `steps` steps. */
-export function repeat(steps: number): RepeatLayer {
+/** Repeats a flat input for `steps` steps; `inputs` (its size) is needed when it is the first layer. */
+export function repeat(steps: number, options?: { inputs?: number }): RepeatLayer {
   if (!is.positiveInteger(steps) || steps > 65536) throw invalidArg('steps', 'integer in [1, 65536]', steps);
-  return { type: 'repeat', steps };
+  const o = optionsObject('repeat', options, ['inputs']);
+  if (o.inputs !== undefined && !(is.positiveInteger(o.inputs) && (o.inputs as number) <= 1 << 24)) throw invalidArg('inputs', 'positive integer', o.inputs);
+  return o.inputs === undefined ? { type: 'repeat', steps } : { type: 'repeat', steps, inputs: o.inputs as number };
 }
 /** The mean over a sequence's steps. */
 export const timeMean = (): TimeMeanLayer => ({ type: 'timeMean' });
@@ -310,7 +312,13 @@ export function topology(layers: readonly Layer[]): Topology {
         break;
       }
       case 'repeat':
-        if (width === undefined || shape || seq) throw new ConfigError(`${where}: repeat needs a flat input after a layer`);
+        if (inputs === undefined) {
+          if (l.inputs === undefined) throw new ConfigError(`${where}: a first repeat layer needs { inputs }`);
+          inputs = width = l.inputs;
+        } else if (l.inputs !== undefined && l.inputs !== width) {
+          throw new ShapeError(`${where}: repeat expects ${l.inputs} inputs but the previous layer gives ${width}`);
+        }
+        if (width === undefined || shape || seq) throw new ConfigError(`${where}: repeat needs a flat input`);
         seq = [l.steps, width];
         width = l.steps * width;
         break;

@@ -137,6 +137,7 @@ export class Model {
           const { inputShape: _, ...rest } = l;
           return rest;
         }
+        if (l.type === 'repeat') return { type: 'repeat', steps: l.steps };
         return { ...l };
       }),
       loss: this.loss,

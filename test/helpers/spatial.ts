@@ -1,4 +1,4 @@
-// A float64 reference for models with spatial layers: plain loops over each image (channels-last), written from
+// A float64 reference for models with spatial and sequence layers: plain loops over each image (channels-last), written from
 // the definitions (no im2row, no GEMM), for the engine's conv / pooling kernels to be checked against. Parameters
 // in the model's tensor order; conv weights (filters, kh, kw, C).
 import * as of from '../../lib/index';
@@ -21,6 +21,7 @@ function pad(n: number, k: number, s: number, d: number, p: of.Padding, axis: 0 
 export function forwardRow(layers: readonly of.Layer[], params: ArrayLike<number>[], x: ArrayLike<number>): Float64Array {
   let v = Float64Array.from(x);
   let shape: Shape | undefined;
+  let seqF: number | undefined;  // features per step while the value is a sequence
   let p = 0;
   for (const l of layers) {
     if (l.type === 'conv2d' || l.type === 'maxPool2d' || l.type === 'avgPool2d' || l.type === 'globalAvgPool') {
@@ -60,8 +61,63 @@ export function forwardRow(layers: readonly of.Layer[], params: ArrayLike<number
       if (l.type === 'conv2d') p += l.bias ? 2 : 1;
       v = out;
       shape = [py.out, px.out, Co];
+    } else if (l.type === 'rnn' || l.type === 'gru' || l.type === 'lstm' || l.type === 'lif') {
+      const H = l.units, G = l.type === 'gru' ? 3 : l.type === 'lstm' ? 4 : 1;
+      const F = seqF ?? l.inputShape![1];
+      const T = v.length / F;
+      const W = params[p]!, U = l.type === 'lif' ? undefined : params[p + 1]!, b = params[l.type === 'lif' ? p + 1 : p + 2]!;
+      p += l.type === 'lif' ? 2 : 3;
+      const pre = (g: number, j: number, t: number, hh: ArrayLike<number>) => {
+        let acc = b[g * H + j]!;
+        for (let f = 0; f < F; f++) acc += W[(g * H + j) * F + f]! * v[t * F + f]!;
+        if (U) for (let k = 0; k < H; k++) acc += U[(g * H + j) * H + k]! * hh[k]!;
+        return acc;
+      };
+      const sig = (z: number) => 1 / (1 + Math.exp(-z));
+      let h = new Float64Array(H), c = new Float64Array(H), s = new Float64Array(H);
+      const outs: Float64Array[] = [];
+      for (let t = 0; t < T; t++) {
+        const nh = new Float64Array(H);
+        if (l.type === 'rnn') for (let j = 0; j < H; j++) nh[j] = Math.tanh(pre(0, j, t, h));
+        if (l.type === 'gru') {
+          const z = Array.from({ length: H }, (_, j) => sig(pre(0, j, t, h))), r = Array.from({ length: H }, (_, j) => sig(pre(1, j, t, h)));
+          const rh = h.map((x, k) => r[k]! * x);
+          for (let j = 0; j < H; j++) nh[j] = z[j]! * h[j]! + (1 - z[j]!) * Math.tanh(pre(2, j, t, rh));
+        }
+        if (l.type === 'lstm') {
+          const nc = new Float64Array(H);
+          for (let j = 0; j < H; j++) {
+            const i = sig(pre(0, j, t, h)), f = sig(pre(1, j, t, h)), g = Math.tanh(pre(2, j, t, h)), o = sig(pre(3, j, t, h));
+            nc[j] = f * c[j]! + i * g;
+            nh[j] = o * Math.tanh(nc[j]!);
+          }
+          c = nc;
+        }
+        if (l.type === 'lif') {
+          const beta = l.beta ?? 0.9, thr = l.threshold ?? 1;
+          const ns = new Float64Array(H);
+          for (let j = 0; j < H; j++) {
+            nh[j] = beta * h[j]! * (1 - s[j]!) + pre(0, j, t, h);  // h holds the membrane
+            ns[j] = nh[j]! > thr ? 1 : 0;
+          }
+          s = ns;
+        }
+        h = nh;
+        outs.push(l.type === 'lif' ? s : h);
+      }
+      v = l.returnSequences ? Float64Array.from(outs.flatMap((o) => Array.from(o))) : Float64Array.from(outs[T - 1]!);
+      seqF = l.returnSequences ? H : undefined;
+    } else if (l.type === 'repeat') {
+      const F = v.length;
+      v = Float64Array.from({ length: l.steps * F }, (_, i) => v[i % F]!);
+      seqF = F;
+    } else if (l.type === 'timeMean') {
+      const F = seqF!, T = v.length / F;
+      v = Float64Array.from({ length: F }, (_, f) => Array.from({ length: T }, (_, t) => v[t * F + f]!).reduce((a, z) => a + z, 0) / T);
+      seqF = undefined;
     } else if (l.type === 'flatten') {
       shape = undefined;
+      seqF = undefined;
     } else if (l.type === 'dense') {
       const Wt = params[p]!, b = l.bias ? params[p + 1]! : undefined;
       const out = new Float64Array(l.units);
