@@ -23,7 +23,7 @@ namespace {
 
 struct NetScratch {
     std::vector<Buffer> a, e, aux;
-    Buffer loss, w, cols, wexp, seq, x_rep;
+    Buffer loss, w, cols, wexp, seq;
 };
 
 int64_t max_positions(const Model& m) {
@@ -126,8 +126,11 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
     OF_CHECK(first >= 0, Config, "the model has no layer with parameters to train");
     const DenseUnit& u0 = m.units[size_t(first)];
     // The first noisy unit's input is clean: a dense or conv unit runs its linear part once per sample; a recurrent
-    // one (noise inside its recurrence) runs per copy on replicated inputs, and reduces like the others.
+    // one (noise inside its recurrence) runs per copy, but its input projections X W^T are computed once per sample
+    // and its W gradient is reduced over copies first (G = sum_k w S, then G^T X over B T rows).
     const bool shared = !u0.recurrent();
+    const bool seq0 = u0.recurrent();
+    const int GH0 = seq0 ? u0.q.G * u0.q.H : 0;
     auto& ws = m.ws;
 
     // the clean prefix on B rows: parameter-free units before the first noisy unit, then (shared) its linear part
@@ -147,6 +150,10 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
         OF_TRY(ws.v0.reserve(size_t(B) * u0.O));
         OF_TRY(ws.g.reserve(size_t(B) * u0.O));
         unit_linear(k, u0, theta, in0, B, ws.v0.data(), ws.cols.data());
+    } else {  // X W^T of every sample and step: (B T, F) x (G H, F)^T
+        OF_TRY(ws.v0.reserve(size_t(B) * u0.noise_width()));
+        OF_TRY(ws.g.reserve(size_t(B) * u0.noise_width()));
+        k.gemm_nt(ws.v0.data(), in0, theta + u0.w_off, B * u0.q.T, GH0, u0.q.F, 1.0f, 0.0f);
     }
 
     const int S = std::max(1, 256 / K);
@@ -178,17 +185,13 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
         if (st.ok()) st = sc.cols.reserve(size_t(rows) * size_t(pw));
         if (st.ok()) st = sc.wexp.reserve(size_t(rows) * size_t(max_pos));
         if (st.ok()) st = reserve_seq(m, sc.aux, sc.seq, rows, first);
-        if (st.ok() && !shared) st = sc.x_rep.reserve(size_t(rows) * u0.I);
         if (!st.ok()) return;
 
-        auto input = [&](int l) { return l == first ? sc.x_rep.data() : sc.a[size_t(l - 1)].data(); };
+        auto input = [&](int l) { return l == first ? nullptr : sc.a[size_t(l - 1)].data(); };
         if (shared) {
             k.noisy_bias_act_forward(sc.a[size_t(first)].data(), sc.e[size_t(first)].data(), ws.v0.data() + int64_t(b0) * u0.O,
                                      bias_row[size_t(first)].data(), sig_row[size_t(first)].data(), rows, u0.O, K, u0.act,
                                      u0.alpha, noise(first, r0));
-        } else {
-            for (int r = 0; r < rows; r++)
-                std::copy(in0 + int64_t(b0 + r / K) * u0.I, in0 + int64_t(b0 + r / K + 1) * u0.I, sc.x_rep.data() + int64_t(r) * u0.I);
         }
         for (int l = shared ? first + 1 : first; l < L; l++) {
             const DenseUnit& u = m.units[size_t(l)];
@@ -197,7 +200,7 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
             if (u.recurrent()) {  // noise on every gate at every step, inside the recurrence
                 k.noise_fill(sc.e[size_t(l)].data(), rows, u.noise_width(), noise(l, r0));
                 seq_forward(k, u, theta, input(l), rows, a, sc.aux[size_t(l)].data(), sc.e[size_t(l)].data(), sigma[size_t(l)],
-                            sc.seq.data());
+                            sc.seq.data(), l == first ? ws.v0.data() + int64_t(b0) * u.noise_width() : nullptr, K);
                 unit_bias_act(k, u, theta, a, a, rows);
                 continue;
             }
@@ -228,8 +231,10 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
                 continue;
             }
             float* p = partials + int64_t(t) * partial_size + partial_off[size_t(l)];
+            if (l == first)  // the W part over copies first; U and b per row below
+                k.lr_copy_sum(ws.g.data() + int64_t(b0) * u.noise_width(), w, e, s, K, u.noise_width());
             if (u.recurrent())
-                seq_reduce(k, u, input(l), rows, sc.aux[size_t(l)].data(), e, w, 1.0f / sigma[size_t(l)], p, sc.wexp.data());
+                seq_reduce(k, u, input(l), rows, sc.aux[size_t(l)].data(), e, w, 1.0f / sigma[size_t(l)], p, sc.wexp.data(), l != first);
             else
                 unit_lr_reduce(k, u, input(l), rows, e, w, 1.0f / sigma[size_t(l)], p, p + int64_t(u.gemm_cols()) * u.fan_in(),
                                sc.cols.data(), sc.wexp.data());
@@ -244,8 +249,11 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
     for (int l = shared ? first + 1 : first; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
         if (!u.param()) continue;
-        sum_block_partials(grads + u.w_off, partials, partial_off[size_t(l)], partial_size, T, param_size(u));  // W, b
+        const int64_t skip = l == first ? int64_t(GH0) * u.q.F : 0;  // a first recurrent unit's W: from G below
+        sum_block_partials(grads + u.w_off + skip, partials, partial_off[size_t(l)] + skip, partial_size, T, param_size(u) - skip);
     }
+    if (seq0)  // dW = G^T X / sigma over the B T (sample, step) rows
+        k.gemm_tn(grads + u0.w_off, ws.g.data(), in0, nullptr, GH0, u0.q.F, B * u0.q.T, 1.0f / sigma[size_t(first)], 0.0f);
     if (shared) {
         Buffer wexp;
         OF_TRY(wexp.reserve(size_t(B) * size_t(max_pos)));

@@ -35,7 +35,7 @@ Params params_of(const DenseUnit& u, const float* theta) {
 int64_t seq_aux_width(const DenseUnit& u) { return int64_t(u.q.T) * step_width(u); }
 
 void seq_forward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
-                 float* aux, const float* E, float sigma, float* scratch) {
+                 float* aux, const float* E, float sigma, float* scratch, const float* xw, int rep) {
     const int T = u.q.T, F = u.q.F, H = u.q.H, GH = u.q.G * H, A = step_width(u);
     const int64_t ras = int64_t(T) * A;  // aux row stride
     const Params p = params_of(u, theta);
@@ -47,7 +47,14 @@ void seq_forward(const KernelTable& k, const DenseUnit& u, const float* theta, c
     auto noise = [&](int r, int t, int j) { return E ? sigma * E[(int64_t(r) * T + t) * GH + j] : 0.0f; };
     for (int t = 0; t < T; t++) {
         // P = X_t W^T (+ h U^T for every gate but the gru candidate), then + b + sigma E
-        k.gemm(P, GH, 1, in + int64_t(t) * F, int64_t(T) * F, 1, p.W, 1, F, nullptr, rows, GH, F, 1.0f, 0.0f);
+        if (xw) {
+            for (int r = 0; r < rows; r++) {
+                const float* src = xw + int64_t(r / rep) * T * GH + int64_t(t) * GH;
+                std::copy(src, src + GH, P + int64_t(r) * GH);
+            }
+        } else {
+            k.gemm(P, GH, 1, in + int64_t(t) * F, int64_t(T) * F, 1, p.W, 1, F, nullptr, rows, GH, F, 1.0f, 0.0f);
+        }
         if (u.q.has_u) {
             const int gates = u.kind == UnitKind::Gru ? 2 * H : GH;
             k.gemm(P, GH, 1, h, H, 1, p.U, 1, H, nullptr, rows, gates, H, 1.0f, 1.0f);
@@ -119,11 +126,11 @@ void seq_forward(const KernelTable& k, const DenseUnit& u, const float* theta, c
 }
 
 void seq_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int rows, const float* aux, const float* S,
-                const float* w, float alpha, float* dW, float* wexp) {
+                const float* w, float alpha, float* dW, float* wexp, bool with_w) {
     const int T = u.q.T, F = u.q.F, H = u.q.H, GH = u.q.G * H, A = step_width(u);
     const int n = rows * T;
     for (int r = 0; r < rows; r++) std::fill(wexp + int64_t(r) * T, wexp + int64_t(r + 1) * T, w ? w[r] : 1.0f);
-    k.gemm_tn(dW, S, in, wexp, GH, F, n, alpha, 0.0f);
+    if (with_w) k.gemm_tn(dW, S, in, wexp, GH, F, n, alpha, 0.0f);
     float* dU = dW + int64_t(GH) * F;
     if (u.q.has_u) {
         if (u.kind == UnitKind::Gru) {
