@@ -11,6 +11,8 @@ const smallCnn = () => of.sequential([
   of.conv2d({ filters: 16, kernel: 3, padding: 'same' }), of.relu(), of.maxPool2d(), of.flatten(), of.dense(784, 10),
 ], { seed: 1 });
 const stepMlp = () => of.sequential([of.dense(784, 256), of.step(), of.dense(256, 10)], { seed: 1 });
+const gruRows = () => of.sequential([of.gru({ units: 64, inputShape: [28, 28] }), of.dense(64, 10)], { seed: 1 });
+const spiking = () => of.sequential([of.repeat(8, { inputs: 784 }), of.lif({ units: 256 }), of.timeMean(), of.dense(256, 10)], { seed: 1 });
 
 const MODELS: { name: string; build: () => of.Model; estimators: [string, of.Estimator][] }[] = [
   {
@@ -21,6 +23,14 @@ const MODELS: { name: string; build: () => of.Model; estimators: [string, of.Est
       ['ulr K=32, modules [0,2][2,3]', of.ulr({ copies: 32, modules: [[0, 2], [2, 3]] })],
       ['ulr K=32, modules [0,3] (noise on the logits)', of.ulr({ copies: 32, modules: [[0, 3]] })],
     ],
+  },
+  {
+    name: 'GRU 64 over the 28 rows of each digit', build: gruRows,
+    estimators: [['bp', of.bp()], ['ulr K=32', of.ulr({ copies: 32 })]],
+  },
+  {
+    name: 'spiking MLP (784 -> 256 LIF, T = 8, spike rates -> dense)', build: spiking,
+    estimators: [['bp (surrogate gradient)', of.bp()], ['ulr K=32', of.ulr({ copies: 32 })]],
   },
   {
     name: 'MLP 784-256-10 with step activations', build: stepMlp,

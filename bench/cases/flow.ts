@@ -2,7 +2,8 @@
 // 5 epochs, Adam 1e-3, batch 64, seeds 1 and 2: BP, plain ULR (noise in every layer), and local module
 // training (ulr({ modules }): noise only at module boundaries, BP inside) with concurrent or sequential
 // reductions and with the first module pipelined. Also the gradient quality of each arrangement on one batch
-// (mean cosine to BP over 6 noise draws). Prints one JSON line.
+// (mean cosine to BP over 6 noise draws), and interleaved step timings of the reduction arrangements. Prints one
+// JSON line.
 import * as of from '../../lib/index';
 
 const ARRANGEMENTS: [string, of.Estimator][] = [
@@ -59,7 +60,26 @@ async function main() {
     });
   }
   probe.dispose();
-  process.stdout.write(JSON.stringify({ model: '784-256-128-10', steps, rows }) + '\n');
+  // Concurrent vs sequential reductions vs pipelining: trainStep on one batch, the three interleaved in 7 rounds
+  // of 100 steps (a noisy stretch of the machine hits all three alike); median ms per step of each.
+  const timed: Record<string, number[]> = { concurrent: [], sequential: [], pipelined: [] };
+  const ests: Record<string, of.Estimator> = {
+    concurrent: of.ulr({ copies: 32, modules: [[0, 2], [2, 3]] }),
+    sequential: of.ulr({ copies: 32, modules: [[0, 2], [2, 3]], concurrent: false }),
+    pipelined: of.ulr({ copies: 32, modules: [[0, 2], [2, 3]], pipeline: true }),
+  };
+  const m = net(1);
+  for (let round = 0; round < 7; round++) {
+    for (const name of Object.keys(timed)) {
+      for (let i = 0; i < 10; i++) m.trainStep(batch, { estimator: ests[name]! });
+      const t0 = process.hrtime.bigint();
+      for (let i = 0; i < 100; i++) m.trainStep(batch, { estimator: ests[name]! });
+      timed[name]!.push(Number(process.hrtime.bigint() - t0) / 1e6 / 100);
+    }
+  }
+  m.dispose();
+  const stepTiming = Object.fromEntries(Object.entries(timed).map(([k, v]) => [k, median(v)]));
+  process.stdout.write(JSON.stringify({ model: '784-256-128-10', steps, rows, stepTiming }) + '\n');
 }
 
 main().catch((err) => {
