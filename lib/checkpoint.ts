@@ -137,6 +137,10 @@ function checkLayers(file: string, layers: unknown): Layer[] {
         if (typeof o.alpha !== 'number' || !Number.isFinite(o.alpha)) throw fail(file, `model.layers[${i}]: bad alpha`);
         layer.alpha = o.alpha;
       }
+      if (o.levels !== undefined) {
+        if (o.activation !== 'quantize' || !isInt(o.levels, 2, 65536)) throw fail(file, `model.layers[${i}]: bad levels`);
+        layer.levels = o.levels;
+      }
       return layer;
     }
     if (['conv2d', 'maxPool2d', 'avgPool2d', 'globalAvgPool', 'flatten', 'rnn', 'gru', 'lstm', 'lif', 'repeat', 'timeMean'].includes(o.type as string)) {

@@ -6,13 +6,13 @@ import { ConfigError, ShapeError } from './errors';
 import { invalidArg, is, optionsObject } from './validate';
 
 /** Activation functions. `step` and `sign` have no useful derivative: only `ulr()` can train them. */
-export const ACTIVATIONS = ['identity', 'relu', 'leakyRelu', 'tanh', 'sigmoid', 'gelu', 'step', 'sign'] as const;
+export const ACTIVATIONS = ['identity', 'relu', 'leakyRelu', 'tanh', 'sigmoid', 'gelu', 'step', 'sign', 'quantize'] as const;
 export type ActivationName = (typeof ACTIVATIONS)[number];
 
 /** A fully connected layer: `y = x Wᵀ + b`, W of shape (units, inputs). */
 export type DenseLayer = { type: 'dense'; inputs: number; units: number; bias: boolean; trainable?: boolean };
 /** An elementwise activation. */
-export type ActivationLayer = { type: 'activation'; activation: ActivationName; alpha?: number };
+export type ActivationLayer = { type: 'activation'; activation: ActivationName; alpha?: number; levels?: number };
 /** Height, width and channels of an image; images are channels-last (each row of x is H·W·C values). */
 export type ImageShape = [number, number, number];
 /** Zero padding: `'valid'` (none), `'same'` (output = ceil(input / stride), TensorFlow's rule), or [top, left]. */
@@ -102,6 +102,16 @@ export const identity = (): ActivationLayer => activation('identity');
 export const step = (): ActivationLayer => activation('step');
 /** Sign: -1, 0 or 1. Not differentiable: train with `ulr()`. */
 export const sign = (): ActivationLayer => activation('sign');
+/**
+ * Quantized activation: clamps to [0, 1] and rounds to 2^bits levels (a `bits`-bit unsigned activation, as in
+ * quantized networks). Not differentiable: train with `ulr()`. `bits` defaults to 2.
+ */
+export function quantize(options?: { bits?: number }): ActivationLayer {
+  const o = optionsObject('quantize', options, ['bits']);
+  const bits = o.bits ?? 2;
+  if (!is.integer(bits) || (bits as number) < 1 || (bits as number) > 16) throw invalidArg('bits', 'integer in [1, 16]', bits);
+  return { type: 'activation', activation: 'quantize', levels: 2 ** (bits as number) };
+}
 
 const pairOf = (name: string, v: unknown, min: number): [number, number] => {
   const p = typeof v === 'number' ? [v, v] : v;

@@ -13,8 +13,11 @@ import { invalidArg, is, optionsObject } from './validate';
 import { save as saveCheckpoint } from './checkpoint';
 import { readSafetensors, type Tensor } from './safetensors';
 
-/** Losses. `crossEntropy`: softmax cross-entropy on integer labels. `mse`: mean squared error per row. */
-export const LOSSES = ['crossEntropy', 'mse'] as const;
+/**
+ * Losses. `crossEntropy`: softmax cross-entropy on integer labels. `mse`: mean squared error per row.
+ * `zeroOne`: 1 when the arg-max is not the label, else 0 — no derivative anywhere: only `ulr()` trains on it.
+ */
+export const LOSSES = ['crossEntropy', 'mse', 'zeroOne'] as const;
 export type LossName = (typeof LOSSES)[number];
 
 /** Options of {@link sequential}. */
@@ -320,7 +323,7 @@ export class Model {
     const trials = (o.trials as number | undefined) ?? 20;
     if (!is.integer(trials) || trials < 2) throw invalidArg('trials', 'integer >= 2', trials);
     const estimator = (o.estimator as Estimator | undefined) ?? ulr();
-    const differentiable = this.layers.every((l) => l.type !== 'activation' || (l.activation !== 'step' && l.activation !== 'sign'));
+    const differentiable = this.loss !== 'zeroOne' && this.layers.every((l) => l.type !== 'activation' || !['step', 'sign', 'quantize'].includes(l.activation));
     const exact = differentiable ? this.gradients(batch, { estimator: bp() }) : undefined;
     const runs = Array.from({ length: trials }, (_, step) => this.gradients(batch, { estimator, step }));
     const params = this.parameters();
@@ -443,9 +446,10 @@ export class Model {
   private checkData(name: string, d: Dataset): void {
     const cols = checkDataset(name, d);
     if (cols !== this.inputs) throw new ShapeError(`${name} has ${cols} features per row, the model expects ${this.inputs}`);
-    const want = this.loss === 'crossEntropy' ? d.rows : d.rows * this.outputs;
-    if (this.loss === 'crossEntropy' && !(d.y instanceof Int32Array)) {
-      throw invalidArg(`${name}.y`, 'Int32Array of class labels (crossEntropy loss)', d.y);
+    const labels = this.loss !== 'mse';
+    const want = labels ? d.rows : d.rows * this.outputs;
+    if (labels && !(d.y instanceof Int32Array)) {
+      throw invalidArg(`${name}.y`, `Int32Array of class labels (${this.loss} loss)`, d.y);
     }
     if (this.loss === 'mse' && !(d.y instanceof Float32Array)) throw invalidArg(`${name}.y`, 'Float32Array of targets (mse loss)', d.y);
     if (d.y.length !== want) throw new ShapeError(`${name}.y has ${d.y.length} values, expected ${want}`);
@@ -469,6 +473,6 @@ export function sequential(layers: Layer[], options?: SequentialOptions): Model 
     if (!is.plainObject(l) || typeof l.type !== 'string') throw invalidArg(`layers[${i}]`, 'a layer (of.dense(), of.conv2d(), of.relu(), ...)', l);
   });
   const width = topology(layers).outputs;
-  if (loss === 'crossEntropy' && (width ?? 0) < 2) throw new ConfigError('crossEntropy needs at least 2 outputs');
+  if (loss !== 'mse' && (width ?? 0) < 2) throw new ConfigError(`${loss as string} needs at least 2 outputs`);
   return new Model([...layers], { seed: seed as number, loss: loss as LossName, backend: resolveBackend(o.backend as string | undefined) });
 }

@@ -10,7 +10,7 @@ import { mlp, randn } from './helpers/native';
 const ROWS = 6;
 const differentiable = ['identity', 'relu', 'leakyRelu', 'tanh', 'sigmoid', 'gelu'] as const;
 
-function problem(widths: number[], act: of.ActivationName, loss: of.LossName, seed: number) {
+function problem(widths: number[], act: of.ActivationName, loss: 'crossEntropy' | 'mse', seed: number) {
   const { model, spec } = mlp(widths, act, { seed, loss });
   const x = randn(ROWS * widths[0]!, seed + 100);
   const C = widths[widths.length - 1]!;

@@ -32,8 +32,8 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
 namespace {
 
 Act parse_act(Napi::Env env, const std::string& s) {
-    static const char* names[] = {"identity", "relu", "leakyRelu", "tanh", "sigmoid", "gelu", "step", "sign"};
-    for (int i = 0; i < 8; i++)
+    static const char* names[] = {"identity", "relu", "leakyRelu", "tanh", "sigmoid", "gelu", "step", "sign", "quantize"};
+    for (int i = 0; i < 9; i++)
         if (s == names[i]) return Act(i);
     throw_status(env, arg_error("unknown activation '" + s + "'"));
 }
@@ -61,6 +61,7 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Value& v) {
     std::string loss = require_string(o.Get("loss"), "loss");
     if (loss == "crossEntropy") spec.loss = LossKind::CrossEntropy;
     else if (loss == "mse") spec.loss = LossKind::Mse;
+    else if (loss == "zeroOne") spec.loss = LossKind::ZeroOne;
     else throw_status(env, arg_error("unknown loss '" + loss + "'"));
     spec.seed = uint64_t(require_int(o.Get("seed"), "seed", 0, (int64_t(1) << 53)));
     Napi::Value lv = o.Get("layers");
@@ -78,7 +79,9 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Value& v) {
         } else if (type == "activation") {
             ls.kind = LayerSpec::Kind::Activation;
             ls.act = parse_act(env, require_string(l.Get("activation"), "activation"));
-            ls.alpha = float(opt_number(l, "alpha", 0.01));
+            ls.alpha = ls.act == Act::Quantize ? float(opt_number(l, "levels", 4.0)) : float(opt_number(l, "alpha", 0.01));
+            if (ls.act == Act::Quantize && !(ls.alpha >= 2.0f && ls.alpha <= 65536.0f))
+                throw_status(env, arg_error("quantize levels must be in [2, 65536]"));
         } else if (type == "conv2d" || type == "maxPool2d" || type == "avgPool2d") {
             using K = LayerSpec::Kind;
             ls.kind = type == "conv2d" ? K::Conv2d : type == "maxPool2d" ? K::MaxPool2d : K::AvgPool2d;

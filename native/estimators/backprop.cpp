@@ -14,6 +14,7 @@ namespace of {
 Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHook* hook) {
     if (e.kind == EstimatorConfig::Kind::Bp) {
         OF_CHECK(!hook, Config, "bp() cannot use a custom loss function: it needs the loss's derivative; use ulr()");
+        OF_CHECK(m.loss != LossKind::ZeroOne, Config, "bp() cannot differentiate the 0-1 loss; train this model with ulr()");
         for (size_t i = 0; i < m.units.size(); i++)
             if (!act_differentiable(m.units[i].act))
                 return {StatusCode::Config, std::string("bp() cannot differentiate the '") + act_name(m.units[i].act) +

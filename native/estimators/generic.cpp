@@ -43,6 +43,9 @@ Status reserve_seq(const Model& m, std::vector<Buffer>& aux, Buffer& seq, int ro
 }  // namespace
 
 Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx) {
+    OF_CHECK(m.loss != LossKind::ZeroOne, Config, "the 0-1 loss has no gradient: backprop (and input gradients) need a differentiable loss");
+    for (const DenseUnit& u : m.units)
+        OF_CHECK(act_differentiable(u.act), Config, std::string("backprop cannot differentiate the '") + act_name(u.act) + "' activation");
     const KernelTable& k = *m.k;
     const size_t L = m.units.size();
     const float* theta = m.params->data();

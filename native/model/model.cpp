@@ -213,7 +213,7 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
     OF_CHECK(!seq, Config, "the last layer gives a sequence; add timeMean(), flatten() or returnSequences: false, then a dense layer");
     OF_CHECK(!spatial, Config, "the last layer gives an image; add flatten() and a dense layer (or globalAvgPool)");
     m->outputs = width;
-    OF_CHECK(spec.loss != LossKind::CrossEntropy || width >= 2, Config,
+    OF_CHECK(spec.loss == LossKind::Mse || width >= 2, Config,
              "cross-entropy needs at least 2 outputs, the last layer has " + std::to_string(width));
     m->n_params = int64_t(total);
     m->params = std::make_shared<Buffer>();
@@ -297,7 +297,7 @@ Status Model::evaluate(const float* x, const Targets& y, int64_t rows, double* l
         for (int i = 0; i < n; i++) sum += sc.loss.data()[i];
     }
     *loss_out = rows > 0 ? sum / double(rows) : 0.0;
-    *acc_out = rows > 0 && loss == LossKind::CrossEntropy ? double(correct) / double(rows) : 0.0;
+    *acc_out = rows > 0 && loss != LossKind::Mse ? double(correct) / double(rows) : 0.0;
     return {};
 }
 
@@ -310,7 +310,7 @@ Status validate_data(const Model& m, const float* x, int64_t x_len, const Target
         if (!std::isfinite(x[i]))
             return {StatusCode::Data, "x contains a non-finite value at row " + std::to_string(i / m.inputs) +
                                           ", column " + std::to_string(i % m.inputs)};
-    if (m.loss == LossKind::CrossEntropy) {
+    if (m.loss != LossKind::Mse) {
         OF_CHECK(y.labels, Data, "cross-entropy needs integer class labels (Int32Array)");
         OF_CHECK(y_len == rows, Shape,
                  "y has " + std::to_string(y_len) + " labels, expected one per row (" + std::to_string(rows) + ")");

@@ -3,7 +3,7 @@
 // (ULR) gradient estimator), plus erf/erfc and tiny deterministic PRNGs.
 // Written for clarity, not speed; every loop is the textbook formula.
 
-export type Activation = 'identity' | 'relu' | 'leakyRelu' | 'tanh' | 'sigmoid' | 'gelu' | 'step' | 'sign';
+export type Activation = 'identity' | 'relu' | 'leakyRelu' | 'tanh' | 'sigmoid' | 'gelu' | 'step' | 'sign' | 'quantize';
 export type LossKind = 'crossEntropy' | 'mse';
 export type RefLayer =
   | { kind: 'dense'; W: Float64Array; b: Float64Array; I: number; O: number }
@@ -98,6 +98,10 @@ export function activate(act: Activation, v: number, alpha = 0.01): number {
     case 'gelu': return 0.5 * v * (1 + erf(v / Math.SQRT2));
     case 'step': return v > 0 ? 1 : 0;
     case 'sign': return v > 0 ? 1 : (v < 0 ? -1 : 0);
+    case 'quantize': {  // alpha carries the levels here
+      const top = (alpha >= 2 ? alpha : 4) - 1;
+      return Math.round(Math.min(1, Math.max(0, v)) * top) / top;
+    }
   }
 }
 
@@ -116,6 +120,7 @@ export function activateDerivative(act: Activation, v: number, alpha = 0.01): nu
     }
     case 'step':
     case 'sign':
+    case 'quantize':
       throw new Error(`backprop: activation '${act}' has no usable derivative`);
   }
 }

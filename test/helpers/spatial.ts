@@ -130,7 +130,7 @@ export function forwardRow(layers: readonly of.Layer[], params: ArrayLike<number
       v = out;
     } else {
       const a = l as of.ActivationLayer;
-      v = v.map((z) => activate(a.activation, z, a.alpha ?? 0.01));
+      v = v.map((z) => activate(a.activation, z, a.activation === 'quantize' ? a.levels ?? 4 : a.alpha ?? 0.01));
     }
   }
   return v;

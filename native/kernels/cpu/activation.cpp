@@ -11,7 +11,7 @@
 
 namespace of {
 
-bool act_differentiable(Act a) { return a != Act::Step && a != Act::Sign; }
+bool act_differentiable(Act a) { return a != Act::Step && a != Act::Sign && a != Act::Quantize; }
 
 const char* act_name(Act a) {
     switch (a) {
@@ -23,6 +23,7 @@ const char* act_name(Act a) {
         case Act::Gelu: return "gelu";
         case Act::Step: return "step";
         case Act::Sign: return "sign";
+        case Act::Quantize: return "quantize";
     }
     return "?";
 }
@@ -60,6 +61,11 @@ void act_span(float* y, const float* x, int64_t n, Act act, float alpha) {
         case Act::Sign:
             for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? 1.0f : (x[i] < 0.0f ? -1.0f : 0.0f);
             break;
+        case Act::Quantize: {  // alpha = levels L: round(clamp(x, 0, 1) (L - 1)) / (L - 1)
+            const float top = alpha - 1.0f, inv = 1.0f / top;
+            for (int64_t i = 0; i < n; i++) y[i] = std::nearbyint(std::min(1.0f, std::max(0.0f, x[i])) * top) * inv;
+            break;
+        }
     }
 }
 
@@ -105,7 +111,8 @@ void act_backward(float* dv, const float* dy, const float* v, const float* a, in
             }
             break;
         case Act::Step:
-        case Act::Sign:  // unreachable: BP rejects these models up front
+        case Act::Sign:
+        case Act::Quantize:  // unreachable: BP rejects these models up front
             std::fill(dv, dv + n, 0.0f);
             break;
     }

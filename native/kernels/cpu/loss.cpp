@@ -1,4 +1,5 @@
-// Losses per row (softmax cross-entropy with integer labels, mean squared error) and their gradients.
+// Losses per row (softmax cross-entropy with integer labels, mean squared error, the 0-1 loss) and the
+// gradients of the first two (the 0-1 loss has none: BP refuses it).
 // Softmax uses max-subtraction and log-sum-exp in float32; the row loss is what LR weights are built from.
 #include <algorithm>
 #include <cmath>
@@ -18,7 +19,7 @@ int64_t loss_forward(float* loss, const float* y, const int32_t* labels, const f
         int r1 = std::min(R, (t + 1) * chunk);
         for (int r = t * chunk; r < r1; r++) {
             const float* yr = y + int64_t(r) * C;
-            if (kind == LossKind::CrossEntropy) {
+            if (kind == LossKind::CrossEntropy || kind == LossKind::ZeroOne) {
                 int label = labels[r / rep];
                 int arg = 0;
                 float mx = yr[0];
@@ -26,7 +27,7 @@ int64_t loss_forward(float* loss, const float* y, const int32_t* labels, const f
                     if (yr[c] > mx) mx = yr[c], arg = c;
                 float s = 0.0f;
                 for (int c = 0; c < C; c++) s += std::exp(yr[c] - mx);
-                loss[r] = std::log(s) + mx - yr[label];
+                loss[r] = kind == LossKind::ZeroOne ? float(arg != label) : std::log(s) + mx - yr[label];
                 correct[size_t(t)] += arg == label;
             } else {
                 const float* tr = values + int64_t(r / rep) * C;

@@ -7,8 +7,8 @@
 
 namespace of {
 
-enum class Act : int { Identity = 0, Relu, LeakyRelu, Tanh, Sigmoid, Gelu, Step, Sign };
-enum class LossKind : int { CrossEntropy = 0, Mse };
+enum class Act : int { Identity = 0, Relu, LeakyRelu, Tanh, Sigmoid, Gelu, Step, Sign, Quantize };
+enum class LossKind : int { CrossEntropy = 0, Mse, ZeroOne };  // ZeroOne: 1 when the arg-max is wrong (no derivative)
 enum class Baseline : int { LeaveOneOut = 0, None, BatchMean, Clean, Running };
 // Noise densities (standard forms, location 0, scale 1) and the score used in the gradient:
 // exact s(e) = -d log p(e) / de (normal: e; logistic: tanh(e / 2) = 2u - 1; Laplace: sign(e)), or the
