@@ -71,6 +71,83 @@ export function digits(): { train: Dataset; test: Dataset } {
   return digitsCache;
 }
 
+/** A node-classification task on one graph: the graph, node features and labels split into train and test. */
+export type GraphTask = {
+  graph: { nodes: number; edges: [number, number][] };
+  /** One sample (the whole graph): x = node features (nodes × features), y = labels of the training nodes, -1 elsewhere. */
+  train: Dataset;
+  /** The same graph with the labels of the other nodes (training nodes -1). */
+  test: Dataset;
+  /** Every node's class. */
+  labels: Int32Array;
+  classes: number;
+};
+
+// One labeled node per class and `labeled - 1` more, picked by a seeded permutation; features as given.
+function graphTask(graph: GraphTask['graph'], features: Float32Array, F: number, labels: Int32Array, classes: number, labeled: number, seed: number): GraphTask {
+  const N = graph.nodes;
+  const order = Array.from(permutation(N, seed));
+  const train = new Int32Array(N).fill(-1), test = Int32Array.from(labels);
+  for (let c = 0; c < classes; c++) {
+    let taken = 0;
+    for (const i of order) if (labels[i] === c && taken < labeled) (train[i] = c), (test[i] = -1), taken++;
+  }
+  const ds = (y: Int32Array): Dataset => ({ x: features, y, rows: 1, shape: [N, F] });
+  return { graph, train: ds(train), test: ds(test), labels, classes };
+}
+
+/**
+ * Zachary's karate club (34 members, 78 friendships; the club split into "Mr. Hi" (0) and "Officer" (1)),
+ * shipped as data/karate.json. Features: one-hot node ids (34 × 34). `labeledPerClass` members of each club
+ * are labeled for training (seeded), the others are the test set.
+ */
+export function karate(options?: { labeledPerClass?: number; seed?: number }): GraphTask {
+  const o = optionsObject('karate', options, ['labeledPerClass', 'seed']);
+  const labeled = (o.labeledPerClass as number | undefined) ?? 1, seed = (o.seed as number | undefined) ?? 1;
+  if (!is.positiveInteger(labeled) || labeled > 16) throw invalidArg('labeledPerClass', 'integer in [1, 16]', labeled);
+  if (!is.integer(seed) || seed < 0) throw invalidArg('seed', 'integer >= 0', seed);
+  const raw = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'data', 'karate.json'), 'utf8')) as { nodes: number; edges: [number, number][]; club: number[] };
+  const N = raw.nodes;
+  const x = new Float32Array(N * N);
+  for (let i = 0; i < N; i++) x[i * N + i] = 1;
+  return graphTask({ nodes: N, edges: raw.edges }, x, N, Int32Array.from(raw.club), 2, labeled, seed);
+}
+
+/**
+ * A seeded stochastic block model: `communities` groups of `nodes / communities` nodes; an edge joins two nodes
+ * of one community with probability `pIn`, of different ones with `pOut`. Features: a community mean (a random
+ * unit vector times `signal`) plus standard normal noise, `features` per node — a graph convolution denoises
+ * them by averaging neighbours.
+ */
+export function sbm(options?: { nodes?: number; communities?: number; pIn?: number; pOut?: number; features?: number; signal?: number; labeledPerClass?: number; seed?: number }): GraphTask {
+  const o = optionsObject('sbm', options, ['nodes', 'communities', 'pIn', 'pOut', 'features', 'signal', 'labeledPerClass', 'seed']);
+  const N = (o.nodes as number | undefined) ?? 200, K = (o.communities as number | undefined) ?? 4;
+  const pIn = (o.pIn as number | undefined) ?? 0.1, pOut = (o.pOut as number | undefined) ?? 0.01;
+  const F = (o.features as number | undefined) ?? 16, signal = (o.signal as number | undefined) ?? 1;
+  const labeled = (o.labeledPerClass as number | undefined) ?? 5, seed = (o.seed as number | undefined) ?? 1;
+  if (!is.positiveInteger(N) || N > 1 << 16) throw invalidArg('nodes', 'integer in [1, 65536]', N);
+  if (!is.positiveInteger(K) || K < 2 || K > N) throw invalidArg('communities', 'integer in [2, nodes]', K);
+  for (const [k, v] of [['pIn', pIn], ['pOut', pOut]] as const) if (!(is.number(v) && v >= 0 && v <= 1)) throw invalidArg(k, 'probability', v);
+  if (!is.positiveInteger(F)) throw invalidArg('features', 'positive integer', F);
+  if (!is.number(signal) || signal < 0) throw invalidArg('signal', 'number >= 0', signal);
+  if (!is.positiveInteger(labeled)) throw invalidArg('labeledPerClass', 'positive integer', labeled);
+  if (!is.integer(seed) || seed < 0) throw invalidArg('seed', 'integer >= 0', seed);
+  let state = (seed * 2654435761 + 7) >>> 0 || 1;
+  const u = () => ((state ^= state << 13), (state ^= state >>> 17), (state ^= state << 5), (state >>> 0) / 2 ** 32);
+  const gauss = () => Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
+  const labels = Int32Array.from({ length: N }, (_, i) => Math.floor((i * K) / N));
+  const edges: [number, number][] = [];
+  for (let i = 0; i < N; i++) for (let j = i + 1; j < N; j++) if (u() < (labels[i] === labels[j] ? pIn : pOut)) edges.push([i, j]);
+  const means = Array.from({ length: K }, () => {
+    const v = Array.from({ length: F }, gauss);
+    const n = Math.hypot(...v) || 1;
+    return v.map((z) => (z / n) * signal);
+  });
+  const x = new Float32Array(N * F);
+  for (let i = 0; i < N; i++) for (let f = 0; f < F; f++) x[i * F + f] = means[labels[i]!]![f]! + gauss();
+  return graphTask({ nodes: N, edges }, x, F, labels, K, labeled, seed);
+}
+
 /**
  * The adding problem (Hochreiter & Schmidhuber 1997), a synthetic sequence task: each row is `steps` steps of
  * two features, a value uniform in [0, 1) and a marker that is 1 at exactly two steps (one in each half); the

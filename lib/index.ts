@@ -7,10 +7,10 @@ export { load } from './checkpoint';
 export { readSafetensors, writeSafetensors } from './safetensors';
 export type { Tensor } from './safetensors';
 export type { SequentialOptions, FitOptions, History, EpochLog, Progress, Parameter, LossName, LossFunction, GradientCheck } from './model';
-export { dense, activation, relu, leakyRelu, tanh, sigmoid, gelu, identity, step, sign, quantize, ACTIVATIONS, conv2d, maxPool2d, avgPool2d, globalAvgPool, flatten, rnn, gru, lstm, lif, repeat, timeMean } from './layers';
+export { dense, activation, relu, leakyRelu, tanh, sigmoid, gelu, identity, step, sign, quantize, ACTIVATIONS, conv2d, maxPool2d, avgPool2d, globalAvgPool, flatten, rnn, gru, lstm, lif, repeat, timeMean, graphConv } from './layers';
 export type {
   Layer, DenseLayer, ActivationLayer, ActivationName, DenseOptions, Conv2dLayer, Conv2dOptions, Pool2dLayer, Pool2dOptions,
-  GlobalAvgPoolLayer, FlattenLayer, ImageShape, Padding, SequenceShape, RecurrentLayer, RecurrentOptions, RepeatLayer, TimeMeanLayer,
+  GlobalAvgPoolLayer, FlattenLayer, ImageShape, Padding, SequenceShape, RecurrentLayer, RecurrentOptions, RepeatLayer, TimeMeanLayer, Graph, GraphConvLayer,
 } from './layers';
 export { bp, ulr, spsa, es, BASELINES, DENSITIES, SCORES, INJECTIONS } from './estimators';
 export type { Estimator, BpEstimator, SpsaEstimator, EsEstimator, UlrEstimator, UlrOptions, BaselineName, DensityName, ScoreName, InjectionName, SigmaSchedule } from './estimators';
@@ -21,14 +21,14 @@ export {
   OutOfMemoryError, DisposedError, BusyError, ERROR_CODES,
 } from './errors';
 export type { ErrorCode } from './errors';
-export type { Dataset, CsvOptions } from './data';
+export type { Dataset, CsvOptions, GraphTask } from './data';
 import * as dataModule from './data';
 import * as backendModule from './backend';
 import * as reportModule from './report';
 import * as robustnessModule from './robustness';
 
 /** Shipped data sets. */
-export const datasets = { digits: dataModule.digits, adding: dataModule.adding };
+export const datasets = { digits: dataModule.digits, adding: dataModule.adding, karate: dataModule.karate, sbm: dataModule.sbm };
 /** Loaders and batching helpers. */
 export const data = {
   loadIdx: dataModule.loadIdx,

@@ -42,8 +42,15 @@ export type RecurrentLayer = {
 export type RepeatLayer = { type: 'repeat'; steps: number; inputs?: number };
 /** The mean over the steps of a sequence (spike rates of a spiking layer). */
 export type TimeMeanLayer = { type: 'timeMean' };
+/** An undirected graph on nodes 0..nodes-1. */
+export type Graph = { nodes: number; edges: [number, number][] };
+/**
+ * A graph convolution (Kipf & Welling 2017): node features (nodes, F) -> Â X Wᵀ + b, (nodes, units), with
+ * Â = D^-1/2 (A + I) D^-1/2. A row of x holds every node's features (the whole graph is one sample).
+ */
+export type GraphConvLayer = { type: 'graphConv'; units: number; graph: Graph; inputShape?: SequenceShape };
 /** Any layer. */
-export type Layer = DenseLayer | ActivationLayer | Conv2dLayer | Pool2dLayer | GlobalAvgPoolLayer | FlattenLayer | RecurrentLayer | RepeatLayer | TimeMeanLayer;
+export type Layer = DenseLayer | ActivationLayer | Conv2dLayer | Pool2dLayer | GlobalAvgPoolLayer | FlattenLayer | RecurrentLayer | RepeatLayer | TimeMeanLayer | GraphConvLayer;
 
 /** Options of {@link dense}. */
 export type DenseOptions = {
@@ -259,11 +266,39 @@ export function repeat(steps: number, options?: { inputs?: number }): RepeatLaye
 /** The mean over a sequence's steps. */
 export const timeMean = (): TimeMeanLayer => ({ type: 'timeMean' });
 
+/**
+ * A graph convolution layer on `graph`; `inputShape` [nodes, features] on the first layer. Train it with
+ * per-node labels (crossEntropy; -1 = unlabeled): the model's output is every node's class scores.
+ * @example
+ * const k = of.datasets.karate();
+ * of.sequential([of.graphConv({ graph: k.graph, units: 16, inputShape: [34, 34] }), of.relu(), of.graphConv({ graph: k.graph, units: 2 })])
+ */
+export function graphConv(options: { units: number; graph: Graph; inputShape?: SequenceShape }): GraphConvLayer {
+  const o = optionsObject('graphConv', options, ['units', 'graph', 'inputShape']);
+  if (!is.positiveInteger(o.units) || (o.units as number) > 1 << 20) throw invalidArg('units', 'positive integer', o.units);
+  const g = o.graph as Graph | undefined;
+  if (!is.plainObject(g) || !is.positiveInteger(g.nodes) || !Array.isArray(g.edges)) throw invalidArg('graph', '{ nodes, edges: [[i, j], ...] }', g);
+  for (const e of g.edges) {
+    if (!Array.isArray(e) || e.length !== 2 || !e.every((v) => is.integer(v) && v >= 0 && v < g.nodes)) {
+      throw invalidArg('graph.edges', `[i, j] pairs of node indices in [0, ${g.nodes})`, e);
+    }
+  }
+  const layer: GraphConvLayer = { type: 'graphConv', units: o.units as number, graph: { nodes: g.nodes, edges: g.edges.map((e) => [e[0], e[1]] as [number, number]) } };
+  const shape = sequenceShapeOf(o.inputShape);
+  if (shape) {
+    if (shape[0] !== g.nodes) throw new ShapeError(`graphConv: inputShape has ${shape[0]} nodes, the graph ${g.nodes}`);
+    layer.inputShape = shape;
+  }
+  return layer;
+}
+
 /** What a layer list computes: input and output sizes and the parameter tensors. */
 export type Topology = {
   inputs: number;
   inputShape?: ImageShape | SequenceShape;
   outputs: number;
+  /** Labels per sample: > 1 when the output is a sequence or node set classified per position. */
+  groups: number;
   tensors: { name: string; shape: number[] }[];
 };
 
@@ -319,6 +354,21 @@ export function topology(layers: readonly Layer[]): Topology {
         tensors.push({ name: `${name}.bias`, shape: [G * l.units] });
         if (l.returnSequences) seq = [seq[0], l.units], width = seq[0] * l.units;
         else seq = undefined, width = l.units;
+        break;
+      }
+      case 'graphConv': {
+        if (inputs === undefined) {
+          if (!l.inputShape) throw new ConfigError(`${where}: the first graphConv needs inputShape [nodes, features]`);
+          seq = [...l.inputShape];
+          inputs = seq[0] * seq[1];
+          sequenceInput = [...l.inputShape];
+        }
+        if (!seq || seq[0] !== l.graph.nodes) throw new ConfigError(`${where}: graphConv needs node features [${l.graph.nodes}, features]`);
+        const name = `graph${counts.graph ?? 0}`;
+        counts.graph = (counts.graph ?? 0) + 1;
+        tensors.push({ name: `${name}.weight`, shape: [l.units, seq[1]] }, { name: `${name}.bias`, shape: [l.units] });
+        seq = [seq[0], l.units];
+        width = seq[0] * l.units;
         break;
       }
       case 'repeat':
@@ -391,8 +441,7 @@ export function topology(layers: readonly Layer[]): Topology {
   });
   if (inputs === undefined || width === undefined) throw new ConfigError('a model needs at least one dense, conv2d, pooling or recurrent layer');
   if (shape) throw new ConfigError('the last layer gives an image; add of.flatten() and a dense layer (or of.globalAvgPool())');
-  if (seq) throw new ConfigError('the last layer gives a sequence; add of.timeMean(), of.flatten() or returnSequences: false, then a dense layer');
-  const t: Topology = { inputs, outputs: width, tensors };
+  const t: Topology = { inputs, outputs: width, groups: seq ? seq[0] : 1, tensors };
   if (inputShape) t.inputShape = inputShape;
   if (sequenceInput) t.inputShape = sequenceInput;
   return t;

@@ -115,6 +115,11 @@ export class Model {
   readonly inputShape?: ImageShape | SequenceShape;
   /** Outputs per sample (logits for cross-entropy). */
   readonly outputs: number;
+  /**
+   * Labels per sample: 1, or the positions (sequence steps, graph nodes) when the last layer's output is
+   * classified per position (`outputs / groups` classes each; label -1 = unlabeled position).
+   */
+  readonly groups: number;
   readonly loss: LossName;
   readonly seed: number;
   /** The backend this model runs on. */
@@ -131,12 +136,13 @@ export class Model {
     const topo = topology(layers);
     this.inputs = topo.inputs;
     this.outputs = topo.outputs;
+    this.groups = topo.groups;
     if (topo.inputShape) this.inputShape = topo.inputShape;
     const spec: NativeModelSpec = {
       inputs: this.inputs,
       layers: layers.map((l): NativeLayer => {
         if (l.type === 'dense') return { type: 'dense', units: l.units, bias: l.bias, trainable: l.trainable !== false };
-        if (l.type === 'conv2d' || l.type === 'maxPool2d' || l.type === 'avgPool2d' || l.type === 'rnn' || l.type === 'gru' || l.type === 'lstm' || l.type === 'lif') {
+        if (l.type === 'conv2d' || l.type === 'maxPool2d' || l.type === 'avgPool2d' || l.type === 'rnn' || l.type === 'gru' || l.type === 'lstm' || l.type === 'lif' || l.type === 'graphConv') {
           const { inputShape: _, ...rest } = l;
           return rest;
         }
@@ -447,7 +453,7 @@ export class Model {
     const cols = checkDataset(name, d);
     if (cols !== this.inputs) throw new ShapeError(`${name} has ${cols} features per row, the model expects ${this.inputs}`);
     const labels = this.loss !== 'mse';
-    const want = labels ? d.rows : d.rows * this.outputs;
+    const want = labels ? d.rows * this.groups : d.rows * this.outputs;
     if (labels && !(d.y instanceof Int32Array)) {
       throw invalidArg(`${name}.y`, `Int32Array of class labels (${this.loss} loss)`, d.y);
     }
@@ -472,7 +478,11 @@ export function sequential(layers: Layer[], options?: SequentialOptions): Model 
   layers.forEach((l, i) => {
     if (!is.plainObject(l) || typeof l.type !== 'string') throw invalidArg(`layers[${i}]`, 'a layer (of.dense(), of.conv2d(), of.relu(), ...)', l);
   });
-  const width = topology(layers).outputs;
+  const topo = topology(layers);
+  const width = topo.groups > 1 ? topo.outputs / topo.groups : topo.outputs;
+  if (topo.groups > 1 && loss === 'mse') {
+    throw new ConfigError('the last layer gives a sequence or node set: classify each position (crossEntropy or zeroOne, one label per position, -1 = none), or add of.timeMean(), of.flatten() or returnSequences: false and a dense layer');
+  }
   if (loss !== 'mse' && (width ?? 0) < 2) throw new ConfigError(`${loss as string} needs at least 2 outputs`);
   return new Model([...layers], { seed: seed as number, loss: loss as LossName, backend: resolveBackend(o.backend as string | undefined) });
 }

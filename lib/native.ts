@@ -13,7 +13,8 @@ export type NativeLayer =
   | { type: 'conv2d' | 'maxPool2d' | 'avgPool2d'; filters?: number; kernel: [number, number]; strides: [number, number]; padding: 'same' | 'valid' | [number, number]; dilation: [number, number]; bias?: boolean }
   | { type: 'globalAvgPool' | 'flatten' | 'timeMean' }
   | { type: 'rnn' | 'gru' | 'lstm' | 'lif'; units: number; returnSequences: boolean; beta?: number; threshold?: number; slope?: number }
-  | { type: 'repeat'; steps: number };
+  | { type: 'repeat'; steps: number }
+  | { type: 'graphConv'; units: number; graph: { nodes: number; edges: [number, number][] } };
 
 /** @internal */
 export type NativeModelSpec = { inputs: number; inputShape?: [number, number, number] | [number, number]; layers: NativeLayer[]; loss: string; seed: number };

@@ -110,6 +110,20 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Value& v) {
             ls.beta = float(opt_number(l, "beta", 0.9));
             ls.threshold = float(opt_number(l, "threshold", 1.0));
             ls.slope = float(opt_number(l, "slope", 5.0));
+        } else if (type == "graphConv") {  // { units, graph: { nodes, edges: [[i, j], ...] } }
+            ls.kind = LayerSpec::Kind::GraphConv;
+            ls.units = int(require_int(l.Get("units"), "units", 1, 1 << 20));
+            Napi::Object g = require_object(l.Get("graph"), "graph");
+            ls.nodes = int(require_int(g.Get("nodes"), "graph.nodes", 1, 1 << 24));
+            Napi::Value ev = g.Get("edges");
+            if (!ev.IsArray()) throw_status(env, arg_error("graph.edges must be an array of [i, j] pairs"));
+            Napi::Array ea = ev.As<Napi::Array>();
+            for (uint32_t e = 0; e < ea.Length(); e++) {
+                Napi::Value pr = ea.Get(e);
+                if (!pr.IsArray() || pr.As<Napi::Array>().Length() != 2) throw_status(env, arg_error("graph.edges must be an array of [i, j] pairs"));
+                ls.edges.emplace_back(int(require_int(pr.As<Napi::Array>().Get(uint32_t(0)), "edge", 0, 1 << 24)),
+                                      int(require_int(pr.As<Napi::Array>().Get(uint32_t(1)), "edge", 0, 1 << 24)));
+            }
         } else if (type == "repeat") {
             ls.kind = LayerSpec::Kind::Repeat;
             ls.steps = int(require_int(l.Get("steps"), "steps", 1, 1 << 16));
@@ -354,6 +368,10 @@ Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
             const std::string name = "conv" + std::to_string(conv++);
             add(name + ".weight", u.w_off, {u.g.Co, u.g.kh, u.g.kw, u.g.C});
             if (u.b_off >= 0) add(name + ".bias", u.b_off, {u.g.Co});
+        } else if (u.kind == UnitKind::GraphConv) {
+            const std::string name = "graph" + std::to_string(seq_count[u.kind]++);
+            add(name + ".weight", u.w_off, {u.g.Co, u.g.C});
+            add(name + ".bias", u.b_off, {u.g.Co});
         } else if (u.recurrent()) {  // W (G H, F), U (G H, H), b (G H); gates in the order of recurrent.h
             static const std::map<UnitKind, std::string> names{{UnitKind::Rnn, "rnn"}, {UnitKind::Gru, "gru"}, {UnitKind::Lstm, "lstm"}, {UnitKind::Lif, "lif"}};
             const std::string name = names.at(u.kind) + std::to_string(seq_count[u.kind]++);

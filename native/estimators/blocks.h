@@ -39,8 +39,8 @@ inline void finish_stats(Model& m, const UlrConfig& c, const std::vector<double>
 inline double block_losses(const Model& m, const Targets& y, const float* out, int b0, int s, int K, int r0,
                            const float* hook_loss, float* loss, int64_t* correct) {
     const int C = m.outputs, rows = s * K;
-    *correct = m.k->loss_forward(loss, out, y.labels ? y.labels + b0 : nullptr, y.values ? y.values + int64_t(b0) * C : nullptr,
-                                 rows, C, K, m.loss);
+    *correct = m.k->loss_forward(loss, out, y.labels ? y.labels + int64_t(b0) * m.groups : nullptr,
+                                 y.values ? y.values + int64_t(b0) * C : nullptr, rows, C, K, m.loss, m.groups);
     if (hook_loss) std::copy(hook_loss + r0, hook_loss + r0 + rows, loss);
     double sum = 0.0;
     for (int r = 0; r < rows; r++) sum += loss[r];

@@ -78,14 +78,14 @@ Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepS
         in = ws.a[l].data();
     }
     const float* out = ws.a[L - 1].data();
-    stats->correct = k.loss_forward(ws.loss.data(), out, y.labels, y.values, B, m.outputs, 1, m.loss);
+    stats->correct = k.loss_forward(ws.loss.data(), out, y.labels, y.values, B, m.outputs, 1, m.loss, m.groups);
     double sum = 0.0;
     for (int r = 0; r < B; r++) sum += ws.loss.data()[r];
     stats->loss = sum / B;
     stats->rows = B;
     float* dA = ws.d0.data();
     float* dV = ws.d1.data();
-    k.loss_backward(dA, out, y.labels, y.values, B, m.outputs, m.loss);
+    k.loss_backward(dA, out, y.labels, y.values, B, m.outputs, m.loss, m.groups);
     for (size_t l = L; l-- > 0;) {
         const DenseUnit& u = m.units[l];
         k.act_backward(dV, dA, ws.v[l].data(), ws.a[l].data(), int64_t(B) * u.O, u.act, u.alpha);

@@ -138,13 +138,13 @@ Status exact_boundary_gradients(Model& m, const float* x, const Targets& y, int 
     OF_TRY(reserve_conv(m, sc, B));
     module_forward(k, m, 0, L, B, x, sc.v, sc.a, false, sc.cols.data());
     const float* out = sc.a[size_t(L - 1)].data();
-    stats->correct = k.loss_forward(sc.loss.data(), out, y.labels, y.values, B, m.outputs, 1, m.loss);
+    stats->correct = k.loss_forward(sc.loss.data(), out, y.labels, y.values, B, m.outputs, 1, m.loss, m.groups);
     double sum = 0.0;
     for (int r = 0; r < B; r++) sum += sc.loss.data()[r];
     stats->loss = sum / B, stats->rows = B;
     float* D = sc.e[0].data();
     float* da = sc.w.data();
-    k.loss_backward(da, out, y.labels, y.values, B, m.outputs, m.loss);
+    k.loss_backward(da, out, y.labels, y.values, B, m.outputs, m.loss, m.groups);
     const std::vector<int> ends = unit_ends(m, c.modules);
     for (int mod = int(ends.size()) - 1; mod >= 0; mod--) {
         const int s = mod == 0 ? 0 : ends[size_t(mod - 1)], e = ends[size_t(mod)];

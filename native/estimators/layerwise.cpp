@@ -102,7 +102,7 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
         in = ws.a[size_t(l)].data();
     }
     if (c.baseline == Baseline::Clean)
-        k.loss_forward(ws.loss.data(), ws.a[size_t(L - 1)].data(), y.labels, y.values, B, C, 1, m.loss);
+        k.loss_forward(ws.loss.data(), ws.a[size_t(L - 1)].data(), y.labels, y.values, B, C, 1, m.loss, 1);
     if (c.baseline == Baseline::Running)  // earlier steps only: independent of this step's noise
         std::fill(ws.loss.data(), ws.loss.data() + B, m.has_running ? float(m.running_loss) : 0.0f);
 
@@ -184,7 +184,7 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
                 continue;
             }
             correct[size_t(t)] += k.loss_forward(sc.loss.data(), cur, y.labels ? y.labels + b0 : nullptr,
-                                                 y.values ? y.values + int64_t(b0) * C : nullptr, rows, C, K, m.loss);
+                                                 y.values ? y.values + int64_t(b0) * C : nullptr, rows, C, K, m.loss, 1);
             if (hook_loss) std::copy(hook_loss + go[size_t(g)] + r0, hook_loss + go[size_t(g)] + r0 + rows, sc.loss.data());
             for (int r = 0; r < rows; r++) loss_sum[size_t(t)] += sc.loss.data()[r];
             k.lr_row_weights(sc.w.data(), sc.loss.data(), ws.loss.data() + b0, s, K, c.baseline, c.antithetic,

@@ -149,7 +149,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                 std::swap(cur, other);
             }
             k.loss_forward(sc.clean_loss.data(), cur, y.labels ? y.labels + b0 : nullptr,
-                           y.values ? y.values + int64_t(b0) * C : nullptr, s, C, 1, m.loss);
+                           y.values ? y.values + int64_t(b0) * C : nullptr, s, C, 1, m.loss, 1);
         }
 
         if (c.baseline == Baseline::Running) {  // earlier steps only: independent of this step's noise

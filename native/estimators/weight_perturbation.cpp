@@ -39,7 +39,7 @@ Status weight_perturbation_gradients(Model& m, const float* x, const Targets& y,
         const float s = sign * eps;
         for (int64_t i = 0; i < n; i++) th[i] = theta0[i] + s * z[i];
         OF_TRY(m.forward_with(th, m.infer.out.data(), x, B, m.infer));
-        k.loss_forward(ws.loss.data(), m.infer.out.data(), y.labels, y.values, B, m.outputs, 1, m.loss);
+        k.loss_forward(ws.loss.data(), m.infer.out.data(), y.labels, y.values, B, m.outputs, 1, m.loss, m.groups);
         double sum = 0.0;
         for (int r = 0; r < B; r++) sum += ws.loss.data()[r];
         *out = sum / B;

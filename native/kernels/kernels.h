@@ -23,9 +23,9 @@ struct KernelTable {
     void (*noisy_bias_act_forward)(float* out, float* E, const float* pre, const float* bias, const float* sigma, int R, int O,
                                    int rep, Act act, float alpha, const NoiseSpec& ns);
     int64_t (*loss_forward)(float* loss, const float* y, const int32_t* labels, const float* values, int R, int C,
-                            int rep, LossKind kind);
+                            int rep, LossKind kind, int groups);
     void (*loss_backward)(float* dy, const float* y, const int32_t* labels, const float* values, int R, int C,
-                          LossKind kind);
+                          LossKind kind, int groups);
     void (*lr_row_weights)(float* w, const float* loss, const float* clean, int B, int K, Baseline baseline,
                            bool antithetic, float scale);
     void (*score_transform)(float* e, int64_t n, Density density, Score score);

@@ -20,7 +20,7 @@ int Model::max_width() const {
 int64_t Model::patch_width() const {
     int64_t w = 0;
     for (const auto& u : units)
-        if (u.kind == UnitKind::Conv2d) w = std::max(w, u.g.positions() * u.g.patch());
+        if (u.convlike()) w = std::max(w, u.g.positions() * u.g.patch());
     return w;
 }
 
@@ -148,6 +148,56 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
             have_unit = true;
             continue;
         }
+        if (l.kind == K::GraphConv) {  // node features (N, F) -> (N, H): A^ X W^T + b
+            OF_CHECK(seq && T == l.nodes, Config,
+                     where + ": graphConv needs node features [nodes, features] with nodes = " + std::to_string(l.nodes) +
+                         " (inputShape on the first layer)");
+            OF_TRY(check_positive(l.units, "graphConv units"));
+            auto g = std::make_shared<Graph>();
+            g->N = l.nodes;
+            std::vector<std::vector<int>> adj(size_t(l.nodes));
+            for (const auto& e : l.edges) {
+                OF_CHECK(e.first >= 0 && e.first < l.nodes && e.second >= 0 && e.second < l.nodes, Config,
+                         where + ": edge (" + std::to_string(e.first) + ", " + std::to_string(e.second) + ") names a node outside [0, " +
+                             std::to_string(l.nodes) + ")");
+                adj[size_t(e.first)].push_back(e.second);
+                adj[size_t(e.second)].push_back(e.first);
+            }
+            std::vector<float> inv_sqrt_deg(size_t(l.nodes));
+            for (int i = 0; i < l.nodes; i++) {
+                auto& a = adj[size_t(i)];
+                a.push_back(i);  // self-loop
+                std::sort(a.begin(), a.end());
+                a.erase(std::unique(a.begin(), a.end()), a.end());
+                inv_sqrt_deg[size_t(i)] = 1.0f / std::sqrt(float(a.size()));
+            }
+            g->row_ptr.push_back(0);
+            for (int i = 0; i < l.nodes; i++) {
+                for (int j : adj[size_t(i)]) g->col.push_back(j), g->val.push_back(inv_sqrt_deg[size_t(i)] * inv_sqrt_deg[size_t(j)]);
+                g->row_ptr.push_back(int(g->col.size()));
+            }
+            DenseUnit u{width, 0, int64_t(total), -1};
+            u.kind = UnitKind::GraphConv;
+            u.graph = g;
+            u.g.H = l.nodes, u.g.W = 1, u.g.C = F, u.g.Ho = l.nodes, u.g.Wo = 1, u.g.Co = l.units;
+            uint64_t wn = 0;
+            OF_TRY(checked_mul(uint64_t(F), uint64_t(l.units), &wn, "graphConv weight"));
+            total += wn;
+            u.b_off = int64_t(total);
+            total += uint64_t(l.units);
+            OF_CHECK(total <= kMaxElements, Shape, "model has too many parameters");
+            u.n_par = int64_t(total) - u.w_off;
+            uint64_t on = 0;
+            OF_TRY(checked_mul(uint64_t(l.nodes), uint64_t(l.units), &on, "layer output"));
+            OF_CHECK(on <= uint64_t(1) << 28, Shape, where + ": output too large");
+            u.O = int(on);
+            F = l.units;
+            width = u.O;
+            m->units.push_back(u);
+            m->dense_only = false;
+            have_unit = true;
+            continue;
+        }
         if (l.kind == K::Dense) {
             OF_CHECK(!spatial, Config, where + ": dense needs a flat input; add flatten() after the spatial layers");
             OF_CHECK(!seq, Config, where + ": dense needs a flat input; add flatten(), timeMean() or a recurrent layer with returnSequences: false");
@@ -210,10 +260,16 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
         have_unit = true;
     }
     OF_CHECK(have_unit, Config, "a model needs at least one dense, conv2d, pooling or recurrent layer");
-    OF_CHECK(!seq, Config, "the last layer gives a sequence; add timeMean(), flatten() or returnSequences: false, then a dense layer");
+    if (seq) {  // per-position outputs (sequence steps, graph nodes): one label per position, -1 = none
+        OF_CHECK(spec.loss != LossKind::Mse, Config,
+                 "the last layer gives a sequence or node set: classify each position (crossEntropy or zeroOne, one label per "
+                 "position), or add timeMean(), flatten() or returnSequences: false and a dense layer");
+        OF_CHECK(F >= 2, Config, "per-position classification needs at least 2 classes per position");
+        m->groups = T;
+    }
     OF_CHECK(!spatial, Config, "the last layer gives an image; add flatten() and a dense layer (or globalAvgPool)");
     m->outputs = width;
-    OF_CHECK(spec.loss == LossKind::Mse || width >= 2, Config,
+    OF_CHECK(spec.loss == LossKind::Mse || width >= 2 || m->groups > 1, Config,
              "cross-entropy needs at least 2 outputs, the last layer has " + std::to_string(width));
     m->n_params = int64_t(total);
     m->params = std::make_shared<Buffer>();
@@ -227,7 +283,7 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
         const DenseUnit& u = m->units[li];
         if (!u.param()) continue;
         float bound;
-        if (u.kind == UnitKind::Conv2d) bound = std::sqrt(6.0f / float(u.g.patch() + u.g.kh * u.g.kw * u.g.Co));
+        if (u.convlike()) bound = std::sqrt(6.0f / float(u.g.patch() + u.g.kh * u.g.kw * u.g.Co));
         else if (u.kind == UnitKind::Lif) bound = std::sqrt(6.0f / float(u.q.F + u.q.H));
         else if (u.recurrent()) bound = 1.0f / std::sqrt(float(u.q.H));
         else bound = std::sqrt(6.0f / float(u.I + u.O));
@@ -292,12 +348,17 @@ Status Model::evaluate(const float* x, const Targets& y, int64_t rows, double* l
     for (int64_t r0 = 0; r0 < rows; r0 += kChunk) {
         int n = int(std::min<int64_t>(kChunk, rows - r0));
         OF_TRY(forward(sc.out.data(), x + r0 * inputs, n, sc));
-        Targets t{y.labels ? y.labels + r0 : nullptr, y.values ? y.values + r0 * outputs : nullptr};
-        correct += k->loss_forward(sc.loss.data(), sc.out.data(), t.labels, t.values, n, outputs, 1, loss);
+        Targets t{y.labels ? y.labels + r0 * groups : nullptr, y.values ? y.values + r0 * outputs : nullptr};
+        correct += k->loss_forward(sc.loss.data(), sc.out.data(), t.labels, t.values, n, outputs, 1, loss, groups);
         for (int i = 0; i < n; i++) sum += sc.loss.data()[i];
     }
     *loss_out = rows > 0 ? sum / double(rows) : 0.0;
-    *acc_out = rows > 0 && loss != LossKind::Mse ? double(correct) / double(rows) : 0.0;
+    int64_t labeled = rows;  // per-position labels: only the labeled positions count
+    if (groups > 1) {
+        labeled = 0;
+        for (int64_t i = 0; i < rows * groups; i++) labeled += y.labels[i] >= 0;
+    }
+    *acc_out = labeled > 0 && loss != LossKind::Mse ? double(correct) / double(labeled) : 0.0;
     return {};
 }
 
@@ -311,13 +372,21 @@ Status validate_data(const Model& m, const float* x, int64_t x_len, const Target
             return {StatusCode::Data, "x contains a non-finite value at row " + std::to_string(i / m.inputs) +
                                           ", column " + std::to_string(i % m.inputs)};
     if (m.loss != LossKind::Mse) {
+        const int P = m.groups, classes = m.outputs / P;
         OF_CHECK(y.labels, Data, "cross-entropy needs integer class labels (Int32Array)");
-        OF_CHECK(y_len == rows, Shape,
-                 "y has " + std::to_string(y_len) + " labels, expected one per row (" + std::to_string(rows) + ")");
-        for (int64_t i = 0; i < rows; i++)
-            if (y.labels[i] < 0 || y.labels[i] >= m.outputs)
-                return {StatusCode::Data, "label " + std::to_string(y.labels[i]) + " at row " + std::to_string(i) +
-                                              " is out of range [0, " + std::to_string(m.outputs) + ")"};
+        if (P == 1)
+            OF_CHECK(y_len == rows, Shape,
+                     "y has " + std::to_string(y_len) + " labels, expected one per row (" + std::to_string(rows) + ")");
+        else
+            OF_CHECK(y_len == rows * P, Shape,
+                     "y has " + std::to_string(y_len) + " labels, expected one per position: " + std::to_string(rows) + " rows x " +
+                         std::to_string(P));
+        const int lo = P > 1 ? -1 : 0;  // -1: an unlabeled position
+        for (int64_t i = 0; i < rows * P; i++)
+            if (y.labels[i] < lo || y.labels[i] >= classes)
+                return {StatusCode::Data, "label " + std::to_string(y.labels[i]) + " at row " + std::to_string(i / P) +
+                                              (P > 1 ? ", position " + std::to_string(i % P) : std::string()) + " is out of range [" +
+                                              std::to_string(lo) + ", " + std::to_string(classes) + ")"};
     } else {
         OF_CHECK(y.values, Data, "mse needs float targets (Float32Array, rows x outputs)");
         OF_CHECK(y_len == rows * m.outputs, Shape,

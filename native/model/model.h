@@ -16,7 +16,7 @@
 namespace of {
 
 struct LayerSpec {
-    enum class Kind { Dense, Activation, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Rnn, Gru, Lstm, Lif, Repeat, TimeMean } kind;
+    enum class Kind { Dense, Activation, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv } kind;
     int units = 0;  // dense: out-features; conv2d: filters
     bool bias = true;
     bool trainable = true;  // dense: false freezes it (only a leading run of dense layers may be frozen)
@@ -29,6 +29,8 @@ struct LayerSpec {
     bool return_sequences = false;
     float beta = 0.9f, threshold = 1.0f, slope = 5.0f;
     int steps = 1;
+    int nodes = 0;                            // graphConv: the graph's nodes and undirected edges
+    std::vector<std::pair<int, int>> edges;
 };
 
 struct ModelSpec {
@@ -40,7 +42,15 @@ struct ModelSpec {
     uint64_t seed = 0;
 };
 
-enum class UnitKind { Dense, Conv2d, MaxPool2d, AvgPool2d, Rnn, Gru, Lstm, Lif, Repeat, TimeMean };
+enum class UnitKind { Dense, Conv2d, MaxPool2d, AvgPool2d, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv };
+
+// The normalized adjacency of a graph convolution, D^-1/2 (A + I) D^-1/2 (Kipf & Welling 2017), in CSR form.
+// Symmetric, so it is its own transpose in the backward.
+struct Graph {
+    int N = 0;
+    std::vector<int> row_ptr, col;
+    std::vector<float> val;
+};
 
 // Geometry of a sequence unit: T steps of F input features, H hidden units, G gates (rnn 1, gru 3, lstm 4,
 // lif 1). Parameters: W (G H, F), then U (G H, H) (not for lif), then b (G H).
@@ -61,13 +71,16 @@ struct DenseUnit {
     UnitKind kind = UnitKind::Dense;
     ConvGeom g{};  // conv / pool geometry
     SeqGeom q{};   // sequence geometry (rnn, gru, lstm, lif, repeat, timeMean)
+    std::shared_ptr<const Graph> graph;  // graphConv (its geometry: g.Ho = N positions, g.C = F, g.Co = H)
     int64_t n_par = 0;  // parameter values (weights and bias)
     bool param() const { return n_par > 0; }
     bool recurrent() const { return kind == UnitKind::Rnn || kind == UnitKind::Gru || kind == UnitKind::Lstm || kind == UnitKind::Lif; }
+    // conv and graphConv: a dense map per output position of gathered inputs (im2row patches, or neighbour sums)
+    bool convlike() const { return kind == UnitKind::Conv2d || kind == UnitKind::GraphConv; }
     // rows of the GEMM view: a conv's output (rows Ho Wo, Co); a dense layer's (rows, O)
-    int64_t gemm_rows(int64_t rows) const { return kind == UnitKind::Conv2d ? rows * g.positions() : recurrent() ? rows * q.T : rows; }
-    int gemm_cols() const { return kind == UnitKind::Conv2d ? g.Co : O; }
-    int fan_in() const { return kind == UnitKind::Conv2d ? g.patch() : I; }
+    int64_t gemm_rows(int64_t rows) const { return convlike() ? rows * g.positions() : recurrent() ? rows * q.T : rows; }
+    int gemm_cols() const { return convlike() ? g.Co : O; }
+    int fan_in() const { return convlike() ? g.patch() : I; }
     // ULR noise values per row: the pre-activation (dense, conv), or every gate at every step (recurrent)
     int noise_width() const { return recurrent() ? q.T * q.G * q.H : O; }
 };
@@ -87,6 +100,7 @@ struct Model {
     static Status create(const ModelSpec& spec, std::unique_ptr<Model>* out);
 
     int inputs = 0, outputs = 0;
+    int groups = 1;  // labels per row: > 1 when the output is a sequence or node set classified per position
     LossKind loss = LossKind::CrossEntropy;
     uint64_t seed = 0;
     std::vector<DenseUnit> units;

@@ -90,7 +90,7 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
     const int I = m.inputs, C = m.outputs;
     std::vector<int64_t> perm(static_cast<size_t>(n));
     Buffer xb, yv;
-    std::vector<int32_t> yl(size_t(cfg.batch));
+    std::vector<int32_t> yl(size_t(cfg.batch) * size_t(m.groups));
     int64_t batch = std::min<int64_t>(cfg.batch, n);
     OF_TRY(xb.reserve(size_t(batch) * I));
     if (train.y.values) OF_TRY(yv.reserve(size_t(batch) * C));
@@ -126,7 +126,8 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
             for (int b = 0; b < B; b++) {
                 int64_t src = perm[size_t(r0 + b)];
                 std::copy(train.x + src * I, train.x + (src + 1) * I, xb.data() + int64_t(b) * I);
-                if (train.y.labels) yl[size_t(b)] = train.y.labels[src];
+                if (train.y.labels)
+                    std::copy(train.y.labels + src * m.groups, train.y.labels + (src + 1) * m.groups, yl.data() + int64_t(b) * m.groups);
                 else std::copy(train.y.values + src * C, train.y.values + (src + 1) * C, yv.data() + int64_t(b) * C);
             }
             Targets t{train.y.labels ? yl.data() : nullptr, train.y.values ? yv.data() : nullptr};

@@ -3,6 +3,36 @@
 #include <algorithm>
 
 namespace of {
+namespace {
+
+// out (rows, N F) = A^ in per row: each node's normalized neighbour sum (A^ from the unit's graph).
+void graph_aggregate(float* out, const float* in, int rows, const Graph& g, int F) {
+    for (int r = 0; r < rows; r++) {
+        const float* x = in + int64_t(r) * g.N * F;
+        float* y = out + int64_t(r) * g.N * F;
+        for (int i = 0; i < g.N; i++) {
+            float* yi = y + int64_t(i) * F;
+            std::fill(yi, yi + F, 0.0f);
+            for (int e = g.row_ptr[size_t(i)]; e < g.row_ptr[size_t(i + 1)]; e++) {
+                const float a = g.val[size_t(e)];
+                const float* xj = x + int64_t(g.col[size_t(e)]) * F;
+                for (int f = 0; f < F; f++) yi[f] += a * xj[f];
+            }
+        }
+    }
+}
+
+// The gathered inputs of a conv-like unit: im2row patches, or the graph's neighbour sums; and their adjoint.
+void gather(const KernelTable& k, const DenseUnit& u, float* cols, const float* in, int rows) {
+    if (u.kind == UnitKind::Conv2d) k.im2row(cols, in, rows, u.g);
+    else graph_aggregate(cols, in, rows, *u.graph, u.g.C);
+}
+void scatter(const KernelTable& k, const DenseUnit& u, float* din, const float* dcols, int rows) {
+    if (u.kind == UnitKind::Conv2d) k.row2im(din, dcols, rows, u.g);
+    else graph_aggregate(din, dcols, rows, *u.graph, u.g.C);  // A^ is symmetric
+}
+
+}  // namespace
 
 void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
                  float* cols, const SeqCtx* sq) {
@@ -15,7 +45,8 @@ void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, c
         case UnitKind::TimeMean: time_mean_forward(in, rows, u.q.T, u.q.F, out); break;
         case UnitKind::Dense: k.gemm_nt(out, in, theta + u.w_off, rows, u.O, u.I, 1.0f, 0.0f); break;
         case UnitKind::Conv2d:
-            k.im2row(cols, in, rows, u.g);
+        case UnitKind::GraphConv:
+            gather(k, u, cols, in, rows);
             k.gemm_nt(out, cols, theta + u.w_off, int(u.gemm_rows(rows)), u.g.Co, u.g.patch(), 1.0f, 0.0f);
             break;
         case UnitKind::MaxPool2d: k.pool_forward(out, in, rows, u.g, PoolKind::Max); break;
@@ -24,7 +55,7 @@ void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, c
 }
 
 void unit_bias_act(const KernelTable& k, const DenseUnit& u, const float* theta, float* a, float* v, int rows) {
-    const bool conv = u.kind == UnitKind::Conv2d;  // a conv's bias is per channel; recurrent units add theirs inside
+    const bool conv = u.convlike();  // a conv's bias is per channel; recurrent units add theirs inside
     const float* bias = u.b_off < 0 || u.recurrent() ? nullptr : theta + u.b_off;
     k.bias_act_forward(a, v, bias, conv ? int(u.gemm_rows(rows)) : rows, u.gemm_cols(), u.act, u.alpha);
 }
@@ -49,16 +80,17 @@ void unit_backward(const KernelTable& k, const DenseUnit& u, const float* theta,
             }
             if (din) k.gemm_nn(din, dv, theta + u.w_off, rows, u.I, u.O, 1.0f, 0.0f);
             break;
-        case UnitKind::Conv2d: {
+        case UnitKind::Conv2d:
+        case UnitKind::GraphConv: {
             const int n = int(u.gemm_rows(rows)), P = u.g.patch();
             if (dW) {
-                k.im2row(cols, in, rows, u.g);
+                gather(k, u, cols, in, rows);
                 k.gemm_tn(dW, dv, cols, nullptr, u.g.Co, P, n, 1.0f, 0.0f);
                 if (u.b_off >= 0) k.col_sum(dW + int64_t(u.g.Co) * P, dv, n, u.g.Co);
             }
             if (din) {
                 k.gemm_nn(cols, dv, theta + u.w_off, n, P, u.g.Co, 1.0f, 0.0f);
-                k.row2im(din, cols, rows, u.g);
+                scatter(k, u, din, cols, rows);
             }
             break;
         }
@@ -89,7 +121,7 @@ void unit_lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, i
     const int64_t pos = u.g.positions();
     const int n = int(u.gemm_rows(rows));
     for (int r = 0; r < rows; r++) std::fill(wexp + r * pos, wexp + (r + 1) * pos, w ? w[r] : 1.0f);
-    k.im2row(cols, in, rows, u.g);
+    gather(k, u, cols, in, rows);
     k.gemm_tn(dW, S, cols, wexp, u.g.Co, u.g.patch(), n, alpha, 0.0f);
     if (u.b_off >= 0) k.lr_bias_reduce(db, wexp, S, n, u.g.Co, alpha, false);
 }

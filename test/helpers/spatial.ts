@@ -107,6 +107,24 @@ export function forwardRow(layers: readonly of.Layer[], params: ArrayLike<number
       }
       v = l.returnSequences ? Float64Array.from(outs.flatMap((o) => Array.from(o))) : Float64Array.from(outs[T - 1]!);
       seqF = l.returnSequences ? H : undefined;
+    } else if (l.type === 'graphConv') {  // Â X Wᵀ + b, Â = D^-1/2 (A + I) D^-1/2 from the edge list
+      const N = l.graph.nodes, F = v.length / N, H = l.units;
+      const adj = Array.from({ length: N }, (_, i) => new Set([i]));
+      for (const [a, b] of l.graph.edges) adj[a]!.add(b), adj[b]!.add(a);
+      const agg = new Float64Array(N * F);
+      for (let i = 0; i < N; i++)
+        for (const j of adj[i]!) for (let f = 0; f < F; f++) agg[i * F + f]! += v[j * F + f]! / Math.sqrt(adj[i]!.size * adj[j]!.size);
+      const W = params[p]!, b = params[p + 1]!;
+      p += 2;
+      const out = new Float64Array(N * H);
+      for (let i = 0; i < N; i++)
+        for (let h = 0; h < H; h++) {
+          let acc = b[h]!;
+          for (let f = 0; f < F; f++) acc += W[h * F + f]! * agg[i * F + f]!;
+          out[i * H + h] = acc;
+        }
+      v = out;
+      seqF = H;
     } else if (l.type === 'repeat') {
       const F = v.length;
       v = Float64Array.from({ length: l.steps * F }, (_, i) => v[i % F]!);
@@ -136,14 +154,23 @@ export function forwardRow(layers: readonly of.Layer[], params: ArrayLike<number
   return v;
 }
 
-/** Mean softmax cross-entropy over the rows. */
+/** Mean softmax cross-entropy over the rows; with several labels per row (positions), each row's loss is the mean over its labeled positions (label -1: none). */
 export function meanLoss(layers: readonly of.Layer[], params: ArrayLike<number>[], x: ArrayLike<number>, y: ArrayLike<number>, rows: number): number {
-  const cols = x.length / rows;
+  const cols = x.length / rows, P = y.length / rows;
   let sum = 0;
   for (let r = 0; r < rows; r++) {
-    const o = forwardRow(layers, params, Array.prototype.slice.call(x, r * cols, (r + 1) * cols));
-    const mx = Math.max(...o);
-    sum += mx + Math.log(o.reduce((s, z) => s + Math.exp(z - mx), 0)) - o[y[r]!]!;
+    const out = forwardRow(layers, params, Array.prototype.slice.call(x, r * cols, (r + 1) * cols));
+    const C = out.length / P;
+    let row = 0, n = 0;
+    for (let g = 0; g < P; g++) {
+      const label = y[r * P + g]!;
+      if (label < 0) continue;
+      const o = Array.from(out.subarray(g * C, (g + 1) * C));
+      const mx = Math.max(...o);
+      row += mx + Math.log(o.reduce((s, z) => s + Math.exp(z - mx), 0)) - o[label]!;
+      n++;
+    }
+    sum += n > 0 ? row / n : 0;
   }
   return sum / rows;
 }

@@ -10,25 +10,45 @@
 
 namespace of::cpu {
 
+namespace {
+
+// Softmax cross-entropy (or 0-1) of one group of C logits against `label`; sets *hit when the arg-max matches.
+inline float class_loss(const float* yr, int C, int label, LossKind kind, bool* hit) {
+    int arg = 0;
+    float mx = yr[0];
+    for (int c = 1; c < C; c++)
+        if (yr[c] > mx) mx = yr[c], arg = c;
+    *hit = arg == label;
+    if (kind == LossKind::ZeroOne) return float(arg != label);
+    float s = 0.0f;
+    for (int c = 0; c < C; c++) s += std::exp(yr[c] - mx);
+    return std::log(s) + mx - yr[label];
+}
+
+}  // namespace
+
 int64_t loss_forward(float* loss, const float* y, const int32_t* labels, const float* values, int R, int C, int rep,
-                     LossKind kind) {
+                     LossKind kind, int groups) {
     int chunk = std::max(64, (R + 31) / 32);
     int tasks = (R + chunk - 1) / chunk;
     std::vector<int64_t> correct(size_t(tasks), 0);
+    const int Cg = C / groups;
     ThreadPool::instance().parallel_for(tasks, [&](int t) {  // ~20 cycles per output (exp)
         int r1 = std::min(R, (t + 1) * chunk);
         for (int r = t * chunk; r < r1; r++) {
             const float* yr = y + int64_t(r) * C;
-            if (kind == LossKind::CrossEntropy || kind == LossKind::ZeroOne) {
-                int label = labels[r / rep];
-                int arg = 0;
-                float mx = yr[0];
-                for (int c = 1; c < C; c++)
-                    if (yr[c] > mx) mx = yr[c], arg = c;
-                float s = 0.0f;
-                for (int c = 0; c < C; c++) s += std::exp(yr[c] - mx);
-                loss[r] = kind == LossKind::ZeroOne ? float(arg != label) : std::log(s) + mx - yr[label];
-                correct[size_t(t)] += arg == label;
+            if (kind != LossKind::Mse) {
+                const int32_t* lr = labels + int64_t(r / rep) * groups;
+                float sum = 0.0f;
+                int n = 0;
+                for (int p = 0; p < groups; p++) {
+                    if (lr[p] < 0) continue;  // unlabeled (groups > 1 only)
+                    bool hit = false;
+                    sum += class_loss(yr + int64_t(p) * Cg, Cg, lr[p], kind, &hit);
+                    correct[size_t(t)] += hit;
+                    n++;
+                }
+                loss[r] = n > 0 ? sum / float(n) : 0.0f;
             } else {
                 const float* tr = values + int64_t(r / rep) * C;
                 float s = 0.0f;
@@ -42,18 +62,29 @@ int64_t loss_forward(float* loss, const float* y, const int32_t* labels, const f
     return total;
 }
 
-void loss_backward(float* dy, const float* y, const int32_t* labels, const float* values, int R, int C, LossKind kind) {
+void loss_backward(float* dy, const float* y, const int32_t* labels, const float* values, int R, int C, LossKind kind,
+                   int groups) {
     float inv_r = 1.0f / float(R);
+    const int Cg = C / groups;
     for (int r = 0; r < R; r++) {
         const float* yr = y + int64_t(r) * C;
         float* d = dy + int64_t(r) * C;
-        if (kind == LossKind::CrossEntropy) {  // (softmax - onehot) / R
-            float mx = *std::max_element(yr, yr + C);
-            float s = 0.0f;
-            for (int c = 0; c < C; c++) s += (d[c] = std::exp(yr[c] - mx));
-            float inv = inv_r / s;
-            for (int c = 0; c < C; c++) d[c] *= inv;
-            d[labels[r]] -= inv_r;
+        if (kind == LossKind::CrossEntropy) {  // (softmax - onehot) / (R n), n labeled groups of the row
+            const int32_t* lr = labels + int64_t(r) * groups;
+            int n = 0;
+            for (int p = 0; p < groups; p++) n += lr[p] >= 0;
+            std::fill(d, d + C, 0.0f);
+            for (int p = 0; p < groups; p++) {
+                if (lr[p] < 0) continue;
+                const float* yp = yr + int64_t(p) * Cg;
+                float* dp = d + int64_t(p) * Cg;
+                float mx = *std::max_element(yp, yp + Cg);
+                float s = 0.0f;
+                for (int c = 0; c < Cg; c++) s += (dp[c] = std::exp(yp[c] - mx));
+                float inv = inv_r / float(n) / s;
+                for (int c = 0; c < Cg; c++) dp[c] *= inv;
+                dp[lr[p]] -= inv_r / float(n);
+            }
         } else {  // 2 (y - t) / (R C)
             const float* tr = values + int64_t(r) * C;
             float k = 2.0f * inv_r / float(C);

@@ -55,13 +55,15 @@ void noise_row_naive(float* out, int n, uint32_t row, uint32_t layer, uint32_t s
 void noisy_bias_act_forward(float* out, float* E, const float* pre, const float* bias, const float* sigma, int R, int O,
                             int rep, Act act, float alpha, const NoiseSpec& ns);
 
-// Per-row loss of outputs y (R, C) against targets of sample r / rep: labels (R / rep) for cross-entropy,
-// values (R / rep, C) for MSE (mean over C). loss (R), overwritten. Returns the number of rows whose argmax
-// matches the label (cross-entropy only; 0 for MSE).
+// Per-row loss of outputs y (R, C) against targets of sample r / rep: labels (R / rep, groups) for cross-entropy
+// and 0-1, values (R / rep, C) for MSE (mean over C). With groups P > 1 a row's C outputs are P groups of C / P
+// classes (graph nodes, sequence steps), each with its own label, -1 = unlabeled; the row's loss is the mean over
+// its labeled groups. loss (R), overwritten. Returns the number of labeled groups whose arg-max matches (0 for MSE).
 int64_t loss_forward(float* loss, const float* y, const int32_t* labels, const float* values, int R, int C, int rep,
-                     LossKind kind);
+                     LossKind kind, int groups);
 // d(mean loss over R rows)/dy: dy (R, C) overwritten.
-void loss_backward(float* dy, const float* y, const int32_t* labels, const float* values, int R, int C, LossKind kind);
+void loss_backward(float* dy, const float* y, const int32_t* labels, const float* values, int R, int C, LossKind kind,
+                   int groups);
 
 // LR row weights: w[b, k] = (loss[b, k] - baseline[b, k]) * scale; loss, w (B * K), w overwritten.
 // With antithetic pairs (copies 2j, 2j+1) the leave-one-out baseline leaves the whole pair out.
