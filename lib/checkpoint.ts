@@ -13,7 +13,7 @@ import * as path from 'path';
 import { CheckpointError, OneForwardError } from './errors';
 import {
   ACTIVATIONS, type ActivationLayer, type ActivationName, type ImageShape, type Layer, type Padding, type Topology, avgPool2d, conv2d, flatten,
-  type Graph, globalAvgPool, graphConv, gru, lif, lstm, maxPool2d, repeat, rnn, timeMean, topology,
+  type Graph, globalAvgPool, graphConv, gru, lif, lstm, maxPool2d, repeat, residual, rnn, timeMean, topology,
 } from './layers';
 import { LOSSES, type LossName, type Model, sequential } from './model';
 
@@ -168,6 +168,14 @@ function checkLayers(file: string, layers: unknown): Layer[] {
         return o.type === 'maxPool2d' ? maxPool2d(opts) : avgPool2d(opts);
       } catch (err) {
         throw fail(file, `model.layers[${i}]: bad ${String(o.type)} layer (${(err as Error).message})`);
+      }
+    }
+    if (o.type === 'residual') {
+      const inner = checkLayers(file, o.layers);
+      try {
+        return residual(inner);
+      } catch (err) {
+        throw fail(file, `model.layers[${i}]: bad residual block (${(err as Error).message})`);
       }
     }
     throw fail(file, `model.layers[${i}]: unknown layer`);

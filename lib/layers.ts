@@ -49,8 +49,13 @@ export type Graph = { nodes: number; edges: [number, number][] };
  * Â = D^-1/2 (A + I) D^-1/2. A row of x holds every node's features (the whole graph is one sample).
  */
 export type GraphConvLayer = { type: 'graphConv'; units: number; graph: Graph; inputShape?: SequenceShape };
+/**
+ * A residual block: out = x + f(x), f the inner layers (whose output has the input's shape). An activation layer
+ * right after the block applies to the sum (ResNet's relu(x + f(x))).
+ */
+export type ResidualLayer = { type: 'residual'; layers: Layer[] };
 /** Any layer. */
-export type Layer = DenseLayer | ActivationLayer | Conv2dLayer | Pool2dLayer | GlobalAvgPoolLayer | FlattenLayer | RecurrentLayer | RepeatLayer | TimeMeanLayer | GraphConvLayer;
+export type Layer = DenseLayer | ActivationLayer | Conv2dLayer | Pool2dLayer | GlobalAvgPoolLayer | FlattenLayer | RecurrentLayer | RepeatLayer | TimeMeanLayer | GraphConvLayer | ResidualLayer;
 
 /** Options of {@link dense}. */
 export type DenseOptions = {
@@ -292,6 +297,22 @@ export function graphConv(options: { units: number; graph: Graph; inputShape?: S
   return layer;
 }
 
+/**
+ * A residual block around `layers` (out = x + f(x)); put an activation after it for relu(x + f(x)). Blocks do not
+ * nest yet, and cannot be the first layer (the skip needs an input shape).
+ * @example
+ * of.residual([of.conv2d({ filters: 16, kernel: 3, padding: 'same' }), of.relu(), of.conv2d({ filters: 16, kernel: 3, padding: 'same' })])
+ */
+export function residual(layers: Layer[]): ResidualLayer {
+  if (!Array.isArray(layers) || layers.length === 0) throw invalidArg('layers', 'non-empty array of layers', layers);
+  layers.forEach((l, i) => {
+    if (!is.plainObject(l) || typeof l.type !== 'string') throw invalidArg(`residual layers[${i}]`, 'a layer', l);
+    if (l.type === 'residual') throw new ConfigError('residual blocks do not nest yet');
+  });
+  if (layers[0]!.type === 'activation') throw new ConfigError('a residual block cannot start with an activation');
+  return { type: 'residual', layers: [...layers] };
+}
+
 /** What a layer list computes: input and output sizes and the parameter tensors. */
 export type Topology = {
   inputs: number;
@@ -326,9 +347,18 @@ export function topology(layers: readonly Layer[]): Topology {
   let dense = 0, conv = 0;
   const counts: Record<string, number> = {};
   const tensors: Topology['tensors'] = [];
-  layers.forEach((l, i) => {
-    const where = `layers[${i}]`;
+  const visit = (list: readonly Layer[], prefix: string) => list.forEach((l, i) => {
+    const where = `${prefix}[${i}]`;
     switch (l.type) {
+      case 'residual': {
+        if (inputs === undefined || width === undefined) throw new ConfigError(`${where}: a residual block cannot be the first layer`);
+        const before = { width, shape: shape && [...shape], seq: seq && [...seq] };
+        prev = undefined;
+        visit(l.layers, `${where}.layers`);
+        const same = width === before.width && JSON.stringify(shape) === JSON.stringify(before.shape) && JSON.stringify(seq) === JSON.stringify(before.seq);
+        if (!same) throw new ShapeError(`${where}: the block's output (${width} values) must have its input's shape (${before.width} values)`);
+        break;
+      }
       case 'activation':
         if (!prev || prev.type === 'flatten') throw new ConfigError('the first layer must be dense, conv2d or a pooling layer (an activation needs a layer before it)');
         if (prev.type === 'activation') throw new ConfigError(`${where}: two activations in a row are not supported`);
@@ -439,6 +469,7 @@ export function topology(layers: readonly Layer[]): Topology {
     }
     prev = l;
   });
+  visit(layers, 'layers');
   if (inputs === undefined || width === undefined) throw new ConfigError('a model needs at least one dense, conv2d, pooling or recurrent layer');
   if (shape) throw new ConfigError('the last layer gives an image; add of.flatten() and a dense layer (or of.globalAvgPool())');
   const t: Topology = { inputs, outputs: width, groups: seq ? seq[0] : 1, tensors };

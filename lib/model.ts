@@ -105,6 +105,20 @@ export type FitOptions = {
 
 const disposeSymbol: symbol = (Symbol as unknown as { dispose?: symbol }).dispose ?? Symbol.for('nodejs.dispose');
 
+// The native spec: layers as plain data, a residual block flattened into begin, its layers, end.
+function nativeLayers(layers: readonly Layer[]): NativeLayer[] {
+  return layers.flatMap((l): NativeLayer[] => {
+    if (l.type === 'dense') return [{ type: 'dense', units: l.units, bias: l.bias, trainable: l.trainable !== false }];
+    if (l.type === 'residual') return [{ type: 'residualBegin' }, ...nativeLayers(l.layers), { type: 'residualEnd' }];
+    if (l.type === 'conv2d' || l.type === 'maxPool2d' || l.type === 'avgPool2d' || l.type === 'rnn' || l.type === 'gru' || l.type === 'lstm' || l.type === 'lif' || l.type === 'graphConv') {
+      const { inputShape: _, ...rest } = l;
+      return [rest];
+    }
+    if (l.type === 'repeat') return [{ type: 'repeat', steps: l.steps }];
+    return [{ ...l }];
+  });
+}
+
 /** A trainable network. Create one with {@link sequential}. */
 export class Model {
   /** The layers, as given. */
@@ -140,15 +154,7 @@ export class Model {
     if (topo.inputShape) this.inputShape = topo.inputShape;
     const spec: NativeModelSpec = {
       inputs: this.inputs,
-      layers: layers.map((l): NativeLayer => {
-        if (l.type === 'dense') return { type: 'dense', units: l.units, bias: l.bias, trainable: l.trainable !== false };
-        if (l.type === 'conv2d' || l.type === 'maxPool2d' || l.type === 'avgPool2d' || l.type === 'rnn' || l.type === 'gru' || l.type === 'lstm' || l.type === 'lif' || l.type === 'graphConv') {
-          const { inputShape: _, ...rest } = l;
-          return rest;
-        }
-        if (l.type === 'repeat') return { type: 'repeat', steps: l.steps };
-        return { ...l };
-      }),
+      layers: nativeLayers(layers),
       loss: this.loss,
       seed: this.seed,
     };

@@ -127,6 +127,8 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Value& v) {
         } else if (type == "repeat") {
             ls.kind = LayerSpec::Kind::Repeat;
             ls.steps = int(require_int(l.Get("steps"), "steps", 1, 1 << 16));
+        } else if (type == "residualBegin" || type == "residualEnd") {
+            ls.kind = type == "residualBegin" ? LayerSpec::Kind::ResidualBegin : LayerSpec::Kind::ResidualEnd;
         } else if (type == "timeMean") {
             ls.kind = LayerSpec::Kind::TimeMean;
         } else if (type == "globalAvgPool") {

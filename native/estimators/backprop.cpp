@@ -97,6 +97,8 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
                  "modules must cover the " + std::to_string(m.param_units()) + " layers with parameters, up to " + std::to_string(prev));
         OF_CHECK(m.units.back().param(), Config, "modules need a model whose last layer has parameters (not a pooling layer)");
         for (const DenseUnit& u : m.units)
+            OF_CHECK(u.skip_from < 0, Config, "modules do not support residual blocks yet");
+        for (const DenseUnit& u : m.units)
             OF_CHECK(u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d || u.kind == UnitKind::MaxPool2d || u.kind == UnitKind::AvgPool2d,
                      Config, "modules do not support recurrent, spiking or sequence layers yet");
         OF_CHECK(!c.layerwise && !c.qmc && !c.learn_sigma, Config, "modules cannot be combined with injection 'layerwise', qmc or learnSigma");

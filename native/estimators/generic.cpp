@@ -69,12 +69,30 @@ Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepS
     auto ctx = [&](size_t l) {
         return SeqCtx{recurrent && l < ws.aux.size() ? ws.aux[l].data() : nullptr, ws.seq.data(), ws.dP.data(), ws.wexp.data()};
     };
+    // residual block ends keep act(v) (inner) and the sum before post_act; block starts collect the skip gradient
+    ws.inner.resize(L), ws.sum.resize(L), ws.pending.resize(L);
+    for (size_t l = 0; l < L; l++) {
+        const DenseUnit& u = m.units[l];
+        if (u.skip_from < 0) continue;
+        OF_TRY(ws.inner[l].reserve(size_t(B) * u.O));
+        OF_TRY(ws.sum[l].reserve(size_t(B) * u.O));
+        OF_TRY(ws.pending[size_t(u.skip_from)].reserve(size_t(B) * u.O));
+    }
+    auto input_of = [&](size_t l) { return l == 0 ? x : ws.a[l - 1].data(); };
     const float* in = x;
     for (size_t l = 0; l < L; l++) {
         const DenseUnit& u = m.units[l];
         const SeqCtx sq = ctx(l);
         unit_linear(k, u, theta, in, B, ws.v[l].data(), ws.cols.data(), &sq);
-        unit_bias_act(k, u, theta, ws.a[l].data(), ws.v[l].data(), B);
+        if (u.skip_from >= 0) {  // a = post_act(act(v) + block input)
+            unit_bias_act(k, u, theta, ws.inner[l].data(), ws.v[l].data(), B);
+            const float* src = input_of(size_t(u.skip_from));
+            float* sm = ws.sum[l].data();
+            for (int64_t i = 0; i < int64_t(B) * u.O; i++) sm[i] = ws.inner[l].data()[i] + src[i];
+            k.bias_act_forward(ws.a[l].data(), sm, nullptr, B, u.O, u.post_act, u.post_alpha);
+        } else {
+            unit_bias_act(k, u, theta, ws.a[l].data(), ws.v[l].data(), B);
+        }
         in = ws.a[l].data();
     }
     const float* out = ws.a[L - 1].data();
@@ -88,11 +106,24 @@ Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepS
     k.loss_backward(dA, out, y.labels, y.values, B, m.outputs, m.loss, m.groups);
     for (size_t l = L; l-- > 0;) {
         const DenseUnit& u = m.units[l];
-        k.act_backward(dV, dA, ws.v[l].data(), ws.a[l].data(), int64_t(B) * u.O, u.act, u.alpha);
-        const float* a_prev = l == 0 ? x : ws.a[l - 1].data();
+        const int64_t n = int64_t(B) * u.O;
+        if (u.skip_from >= 0) {  // through post_act to the sum; the sum's gradient also waits at the block's start
+            k.act_backward(dA, dA, ws.sum[l].data(), ws.a[l].data(), n, u.post_act, u.post_alpha);
+            std::copy(dA, dA + n, ws.pending[size_t(u.skip_from)].data());
+            k.act_backward(dV, dA, ws.v[l].data(), ws.inner[l].data(), n, u.act, u.alpha);
+        } else {
+            k.act_backward(dV, dA, ws.v[l].data(), ws.a[l].data(), n, u.act, u.alpha);
+        }
+        const float* a_prev = input_of(l);
         const SeqCtx sq = ctx(l);
-        unit_backward(k, u, theta, a_prev, B, dV, u.param() ? m.grads.data() + u.w_off : nullptr, l > 0 ? dA : dx, ws.cols.data(),
-                      &sq);
+        float* din = l > 0 ? dA : dx;
+        unit_backward(k, u, theta, a_prev, B, dV, u.param() ? m.grads.data() + u.w_off : nullptr, din, ws.cols.data(), &sq);
+        bool start = false;
+        for (const DenseUnit& e : m.units) start = start || e.skip_from == int(l);
+        if (start && din) {  // the skip path's gradient joins the block's input gradient
+            const float* p = ws.pending[l].data();
+            for (int64_t i = 0; i < int64_t(B) * u.I; i++) din[i] += p[i];
+        }
     }
     return {};
 }
@@ -147,6 +178,8 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
         OF_TRY(ws.a[size_t(l)].reserve(size_t(B) * m.units[size_t(l)].O));
         unit_linear(k, m.units[size_t(l)], theta, in0, B, ws.a[size_t(l)].data(), ws.cols.data(), &prefix_ctx);
         unit_bias_act(k, m.units[size_t(l)], theta, ws.a[size_t(l)].data(), ws.a[size_t(l)].data(), B);
+        const int s0 = m.units[size_t(l)].skip_from;
+        if (s0 >= 0) residual_add(k, m.units[size_t(l)], ws.a[size_t(l)].data(), s0 == 0 ? x : ws.a[size_t(s0 - 1)].data(), B, 1);
         in0 = ws.a[size_t(l)].data();
     }
     if (shared) {
@@ -196,6 +229,16 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
                                      bias_row[size_t(first)].data(), sig_row[size_t(first)].data(), rows, u0.O, K, u0.act,
                                      u0.alpha, noise(first, r0));
         }
+        // a residual block's end adds its input: from the B-row prefix (row r / K) when the block starts at or before
+        // the first noisy unit, else from the block's rows
+        auto skip = [&](int l) {
+            const DenseUnit& u = m.units[size_t(l)];
+            if (u.skip_from < 0) return;
+            const int s0 = u.skip_from;
+            if (s0 <= first) residual_add(k, u, sc.a[size_t(l)].data(), (s0 == 0 ? x : ws.a[size_t(s0 - 1)].data()) + int64_t(b0) * u.O, rows, K);
+            else residual_add(k, u, sc.a[size_t(l)].data(), sc.a[size_t(s0 - 1)].data(), rows, 1);
+        };
+        if (shared) skip(first);
         for (int l = shared ? first + 1 : first; l < L; l++) {
             const DenseUnit& u = m.units[size_t(l)];
             float* a = sc.a[size_t(l)].data();
@@ -205,14 +248,15 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
                 seq_forward(k, u, theta, input(l), rows, a, sc.aux[size_t(l)].data(), sc.e[size_t(l)].data(), sigma[size_t(l)],
                             sc.seq.data(), l == first ? ws.v0.data() + int64_t(b0) * u.noise_width() : nullptr, K);
                 unit_bias_act(k, u, theta, a, a, rows);
-                continue;
+            } else {
+                unit_linear(k, u, theta, input(l), rows, a, sc.cols.data(), &sq);
+                if (u.param())
+                    k.noisy_bias_act_forward(a, sc.e[size_t(l)].data(), a, bias_row[size_t(l)].data(), sig_row[size_t(l)].data(), rows,
+                                             u.O, 1, u.act, u.alpha, noise(l, r0));
+                else
+                    unit_bias_act(k, u, theta, a, a, rows);
             }
-            unit_linear(k, u, theta, input(l), rows, a, sc.cols.data(), &sq);
-            if (u.param())
-                k.noisy_bias_act_forward(a, sc.e[size_t(l)].data(), a, bias_row[size_t(l)].data(), sig_row[size_t(l)].data(), rows,
-                                         u.O, 1, u.act, u.alpha, noise(l, r0));
-            else
-                unit_bias_act(k, u, theta, a, a, rows);
+            skip(l);
         }
         const float* out = sc.a[size_t(L - 1)].data();
         if (forward_only) {

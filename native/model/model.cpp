@@ -82,10 +82,39 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
     }
     uint64_t total = 0;
     bool have_unit = false;
+    // residual block being read: its first unit, and the input shape its end must match
+    int block_start = -1, block_width = 0, block_h = 0, block_w = 0, block_c = 0, block_t = 0, block_f = 0;
+    bool block_spatial = false, block_seq = false, after_block = false;
     for (size_t i = 0; i < spec.layers.size(); i++) {
         const LayerSpec& l = spec.layers[i];
         const std::string where = "layer " + std::to_string(i);
         using K = LayerSpec::Kind;
+        if (l.kind == K::ResidualBegin) {
+            OF_CHECK(block_start < 0, Config, where + ": residual blocks do not nest yet");
+            OF_CHECK(have_unit, Config, where + ": a residual block cannot be the first layer");
+            block_start = int(m->units.size()), block_width = width;
+            block_h = H, block_w = W, block_c = C, block_t = T, block_f = F, block_spatial = spatial, block_seq = seq;
+            after_block = false;
+            continue;
+        }
+        if (l.kind == K::ResidualEnd) {
+            OF_CHECK(block_start >= 0, Config, where + ": residual end without a beginning");
+            OF_CHECK(int(m->units.size()) > block_start, Config, where + ": an empty residual block");
+            const bool same = width == block_width && spatial == block_spatial && seq == block_seq &&
+                              (!spatial || (H == block_h && W == block_w && C == block_c)) && (!seq || (T == block_t && F == block_f));
+            OF_CHECK(same, Shape, where + ": a residual block's output must have its input's shape");
+            m->units.back().skip_from = block_start;
+            m->dense_only = false;
+            block_start = -1;
+            after_block = true;
+            continue;
+        }
+        if (l.kind == K::Activation && after_block) {  // relu(x + f(x)): applies to the sum
+            m->units.back().post_act = l.act, m->units.back().post_alpha = l.alpha;
+            after_block = false;
+            continue;
+        }
+        after_block = false;
         if (l.kind == K::Activation) {
             OF_CHECK(have_unit, Config, "the first layer must be dense, conv2d or a pooling layer (an activation needs a layer before it)");
             DenseUnit& u = m->units.back();
@@ -260,6 +289,7 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
         have_unit = true;
     }
     OF_CHECK(have_unit, Config, "a model needs at least one dense, conv2d, pooling or recurrent layer");
+    OF_CHECK(block_start < 0, Config, "a residual block is not closed");
     if (seq) {  // per-position outputs (sequence steps, graph nodes): one label per position, -1 = none
         OF_CHECK(spec.loss != LossKind::Mse, Config,
                  "the last layer gives a sequence or node set: classify each position (crossEntropy or zeroOne, one label per "
@@ -319,6 +349,10 @@ Status Model::forward_with(const float* theta, float* out, const float* x, int64
         OF_TRY(sc.seq.reserve(size_t(std::min(rows, chunk)) * size_t(seq_scratch_width())));
     }
     const SeqCtx sq{sc.aux.data(), sc.seq.data(), nullptr, nullptr};
+    int64_t skip_width = 0;  // a residual block's input, kept while the block runs
+    for (const DenseUnit& u : units)
+        if (u.skip_from >= 0) skip_width = std::max<int64_t>(skip_width, u.O);
+    if (skip_width > 0) OF_TRY(sc.skip.reserve(size_t(std::min(rows, chunk)) * size_t(skip_width)));
     for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
         const int n = int(std::min(chunk, rows - r0));
         const float* in = x + r0 * inputs;
@@ -329,8 +363,11 @@ Status Model::forward_with(const float* theta, float* out, const float* x, int64
                 k->gemm_nt(dst, in, theta + u.w_off, n, u.O, u.I, 1.0f, 0.0f);
                 k->bias_act_forward(dst, dst, u.b_off < 0 ? nullptr : theta + u.b_off, n, u.O, u.act, u.alpha);
             } else {
+                for (const DenseUnit& e : units)  // entering a residual block: keep its input
+                    if (e.skip_from == int(i)) std::copy(in, in + int64_t(n) * u.I, sc.skip.data());
                 unit_linear(*k, u, theta, in, n, dst, sc.cols.data(), &sq);
                 unit_bias_act(*k, u, theta, dst, dst, n);
+                if (u.skip_from >= 0) residual_add(*k, u, dst, sc.skip.data(), n, 1);
             }
             in = dst;
         }

@@ -16,7 +16,7 @@
 namespace of {
 
 struct LayerSpec {
-    enum class Kind { Dense, Activation, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv } kind;
+    enum class Kind { Dense, Activation, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, ResidualBegin, ResidualEnd } kind;
     int units = 0;  // dense: out-features; conv2d: filters
     bool bias = true;
     bool trainable = true;  // dense: false freezes it (only a leading run of dense layers may be frozen)
@@ -72,6 +72,11 @@ struct DenseUnit {
     ConvGeom g{};  // conv / pool geometry
     SeqGeom q{};   // sequence geometry (rnn, gru, lstm, lif, repeat, timeMean)
     std::shared_ptr<const Graph> graph;  // graphConv (its geometry: g.Ho = N positions, g.C = F, g.Co = H)
+    // The last unit of a residual block: its output (after its activation) gets the block's input added (the input of
+    // unit skip_from), then post_act.
+    int skip_from = -1;
+    Act post_act = Act::Identity;
+    float post_alpha = 0.01f;
     int64_t n_par = 0;  // parameter values (weights and bias)
     bool param() const { return n_par > 0; }
     bool recurrent() const { return kind == UnitKind::Rnn || kind == UnitKind::Gru || kind == UnitKind::Lstm || kind == UnitKind::Lif; }
@@ -93,7 +98,7 @@ struct Targets {
 
 // Scratch for clean forward passes. Each caller owns one, so several can run at once (read-only on the model).
 struct InferScratch {
-    Buffer d0, d1, out, loss, cols, aux, seq;
+    Buffer d0, d1, out, loss, cols, aux, seq, skip;
 };
 
 struct Model {
@@ -128,6 +133,8 @@ struct Model {
         std::vector<Buffer> a, v;  // per unit (BP): activations, pre-activations
         Buffer loss, d0, d1, cols;  // BP (cols: conv patches)
         std::vector<Buffer> aux;    // BP: per unit, what a recurrent unit keeps for its backward
+        std::vector<Buffer> inner, sum, pending;  // BP of residual blocks: act(v) and the sum at a block's end; the
+                                                  // skip gradient waiting at its start
         Buffer seq, dP, wexp;       // BP of recurrent units: state scratch, pre-activation gradients, step weights
         Buffer v0, g, ones, partials;  // ULR: clean first layer, G = sum_k w E_1, block partial gradients
         Buffer outputs, hook_loss;     // ULR with a loss hook: every row's output, the losses it returned

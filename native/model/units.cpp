@@ -126,6 +126,15 @@ void unit_lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, i
     if (u.b_off >= 0) k.lr_bias_reduce(db, wexp, S, n, u.g.Co, alpha, false);
 }
 
+void residual_add(const KernelTable& k, const DenseUnit& u, float* a, const float* src, int rows, int rep) {
+    for (int r = 0; r < rows; r++) {
+        float* ar = a + int64_t(r) * u.O;
+        const float* sr = src + int64_t(r / rep) * u.O;
+        for (int o = 0; o < u.O; o++) ar[o] += sr[o];
+    }
+    if (u.post_act != Act::Identity) k.bias_act_forward(a, a, nullptr, rows, u.O, u.post_act, u.post_alpha);
+}
+
 void unit_bias_row(const DenseUnit& u, const float* theta, float* out) {
     const int C = u.gemm_cols();
     for (int64_t i = 0; i < u.O; i++) out[i] = u.b_off < 0 ? 0.0f : theta[u.b_off + i % C];

@@ -29,6 +29,8 @@ void unit_bias_act(const KernelTable& k, const DenseUnit& u, const float* theta,
 // input rows.
 void unit_backward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows,
                    const float* dv, float* dW, float* din, float* cols, const SeqCtx* sq = nullptr);
+// The end of a residual block: a (rows, O) += src row r / rep (the block's input), then a = post_act(a).
+void residual_add(const KernelTable& k, const DenseUnit& u, float* a, const float* src, int rows, int rep);
 // Values of the unit's parameters: weights then bias (0 for pools).
 inline int64_t param_size(const DenseUnit& u) { return u.n_par; }
 // LR reduction of a noisy unit: dW = alpha (diag(w) S)^T in  in the unit's GEMM view, db = alpha colsum(diag(w) S);

@@ -17,13 +17,24 @@ function pad(n: number, k: number, s: number, d: number, p: of.Padding, axis: 0 
   return { out: Math.floor((n + 2 * before - eff) / s) + 1, before };
 }
 
-/** Forward of one row (an image or a vector) through the layers; returns the output vector. */
-export function forwardRow(layers: readonly of.Layer[], params: ArrayLike<number>[], x: ArrayLike<number>): Float64Array {
+const tensorCount = (l: of.Layer): number =>
+  l.type === 'dense' || l.type === 'conv2d' ? (l.bias ? 2 : 1) : l.type === 'rnn' || l.type === 'gru' || l.type === 'lstm' ? 3 : l.type === 'lif' || l.type === 'graphConv' ? 2
+    : l.type === 'residual' ? l.layers.reduce((a, m) => a + tensorCount(m), 0) : 0;
+
+/** Forward of one row (an image, a sequence or a vector) through the layers; returns the output vector. */
+export function forwardRow(layers: readonly of.Layer[], params: ArrayLike<number>[], x: ArrayLike<number>, state?: { shape?: Shape; seqF?: number }): Float64Array {
   let v = Float64Array.from(x);
-  let shape: Shape | undefined;
-  let seqF: number | undefined;  // features per step while the value is a sequence
+  let shape: Shape | undefined = state?.shape;
+  let seqF: number | undefined = state?.seqF;  // features per step while the value is a sequence
   let p = 0;
   for (const l of layers) {
+    if (l.type === 'residual') {  // x + f(x); a following activation applies to the sum
+      const n = tensorCount(l);
+      const f = forwardRow(l.layers, params.slice(p, p + n), v, { shape, seqF });
+      v = v.map((z, i) => z + f[i]!);
+      p += n;
+      continue;
+    }
     if (l.type === 'conv2d' || l.type === 'maxPool2d' || l.type === 'avgPool2d' || l.type === 'globalAvgPool') {
       if (!shape) shape = (l as of.Conv2dLayer).inputShape!;
       const [H, W, C] = shape;
