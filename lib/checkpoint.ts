@@ -13,7 +13,7 @@ import * as path from 'path';
 import { CheckpointError, OneForwardError } from './errors';
 import {
   ACTIVATIONS, type ActivationLayer, type ActivationName, type ImageShape, type Layer, type Padding, type Topology, avgPool2d, conv2d, flatten,
-  type Graph, globalAvgPool, graphConv, gru, lif, lstm, maxPool2d, repeat, residual, rnn, timeMean, topology,
+  type Graph, concat, globalAvgPool, graphConv, gru, lif, lstm, maxPool2d, repeat, residual, rnn, timeMean, topology,
 } from './layers';
 import { LOSSES, type LossName, type Model, sequential } from './model';
 
@@ -170,12 +170,12 @@ function checkLayers(file: string, layers: unknown): Layer[] {
         throw fail(file, `model.layers[${i}]: bad ${String(o.type)} layer (${(err as Error).message})`);
       }
     }
-    if (o.type === 'residual') {
+    if (o.type === 'residual' || o.type === 'concat') {
       const inner = checkLayers(file, o.layers);
       try {
-        return residual(inner);
+        return o.type === 'residual' ? residual(inner) : concat(inner);
       } catch (err) {
-        throw fail(file, `model.layers[${i}]: bad residual block (${(err as Error).message})`);
+        throw fail(file, `model.layers[${i}]: bad ${o.type} block (${(err as Error).message})`);
       }
     }
     throw fail(file, `model.layers[${i}]: unknown layer`);

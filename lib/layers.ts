@@ -54,8 +54,13 @@ export type GraphConvLayer = { type: 'graphConv'; units: number; graph: Graph; i
  * right after the block applies to the sum (ResNet's relu(x + f(x))).
  */
 export type ResidualLayer = { type: 'residual'; layers: Layer[] };
+/**
+ * A concatenation block: out = [x, f(x)] along the last axis (features; channels of an image; features of each
+ * step), as in DenseNet. f must keep the positions (image size, steps).
+ */
+export type ConcatLayer = { type: 'concat'; layers: Layer[] };
 /** Any layer. */
-export type Layer = DenseLayer | ActivationLayer | Conv2dLayer | Pool2dLayer | GlobalAvgPoolLayer | FlattenLayer | RecurrentLayer | RepeatLayer | TimeMeanLayer | GraphConvLayer | ResidualLayer;
+export type Layer = DenseLayer | ActivationLayer | Conv2dLayer | Pool2dLayer | GlobalAvgPoolLayer | FlattenLayer | RecurrentLayer | RepeatLayer | TimeMeanLayer | GraphConvLayer | ResidualLayer | ConcatLayer;
 
 /** Options of {@link dense}. */
 export type DenseOptions = {
@@ -304,13 +309,26 @@ export function graphConv(options: { units: number; graph: Graph; inputShape?: S
  * of.residual([of.conv2d({ filters: 16, kernel: 3, padding: 'same' }), of.relu(), of.conv2d({ filters: 16, kernel: 3, padding: 'same' })])
  */
 export function residual(layers: Layer[]): ResidualLayer {
+  return { type: 'residual', layers: blockLayers('residual', layers) };
+}
+
+/**
+ * A concatenation block around `layers`: out = [x, f(x)] along the last axis. Blocks do not nest yet.
+ * @example
+ * of.concat([of.conv2d({ filters: 8, kernel: 3, padding: 'same' }), of.relu()])  // channels C -> C + 8
+ */
+export function concat(layers: Layer[]): ConcatLayer {
+  return { type: 'concat', layers: blockLayers('concat', layers) };
+}
+
+function blockLayers(kind: string, layers: Layer[]): Layer[] {
   if (!Array.isArray(layers) || layers.length === 0) throw invalidArg('layers', 'non-empty array of layers', layers);
   layers.forEach((l, i) => {
-    if (!is.plainObject(l) || typeof l.type !== 'string') throw invalidArg(`residual layers[${i}]`, 'a layer', l);
-    if (l.type === 'residual') throw new ConfigError('residual blocks do not nest yet');
+    if (!is.plainObject(l) || typeof l.type !== 'string') throw invalidArg(`${kind} layers[${i}]`, 'a layer', l);
+    if (l.type === 'residual' || l.type === 'concat') throw new ConfigError(`${kind} blocks do not nest yet`);
   });
-  if (layers[0]!.type === 'activation') throw new ConfigError('a residual block cannot start with an activation');
-  return { type: 'residual', layers: [...layers] };
+  if (layers[0]!.type === 'activation') throw new ConfigError(`a ${kind} block cannot start with an activation`);
+  return [...layers];
 }
 
 /** What a layer list computes: input and output sizes and the parameter tensors. */
@@ -350,6 +368,23 @@ export function topology(layers: readonly Layer[]): Topology {
   const visit = (list: readonly Layer[], prefix: string) => list.forEach((l, i) => {
     const where = `${prefix}[${i}]`;
     switch (l.type) {
+      case 'concat': {
+        if (inputs === undefined || width === undefined) throw new ConfigError(`${where}: a concat block cannot be the first layer`);
+        const before = { width, shape: shape && [...shape], seq: seq && [...seq] };
+        prev = undefined;
+        visit(l.layers, `${where}.layers`);
+        if (before.shape) {
+          if (!shape || shape[0] !== before.shape[0] || shape[1] !== before.shape[1]) throw new ShapeError(`${where}: the block must keep the image size`);
+          shape = [shape[0], shape[1], shape[2] + before.shape[2]!];
+        } else if (before.seq) {
+          if (!seq || seq[0] !== before.seq[0]) throw new ShapeError(`${where}: the block must keep the steps`);
+          seq = [seq[0], seq[1] + before.seq[1]!];
+        } else if (shape || seq) {
+          throw new ShapeError(`${where}: the block must give a flat output like its input`);
+        }
+        width += before.width;
+        break;
+      }
       case 'residual': {
         if (inputs === undefined || width === undefined) throw new ConfigError(`${where}: a residual block cannot be the first layer`);
         const before = { width, shape: shape && [...shape], seq: seq && [...seq] };

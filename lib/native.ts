@@ -11,7 +11,7 @@ export type NativeLayer =
   | { type: 'dense'; units: number; bias?: boolean; trainable?: boolean }
   | { type: 'activation'; activation: string; alpha?: number }
   | { type: 'conv2d' | 'maxPool2d' | 'avgPool2d'; filters?: number; kernel: [number, number]; strides: [number, number]; padding: 'same' | 'valid' | [number, number]; dilation: [number, number]; bias?: boolean }
-  | { type: 'globalAvgPool' | 'flatten' | 'timeMean' | 'residualBegin' | 'residualEnd' }
+  | { type: 'globalAvgPool' | 'flatten' | 'timeMean' | 'residualBegin' | 'residualEnd' | 'concatBegin' | 'concatEnd' }
   | { type: 'rnn' | 'gru' | 'lstm' | 'lif'; units: number; returnSequences: boolean; beta?: number; threshold?: number; slope?: number }
   | { type: 'repeat'; steps: number }
   | { type: 'graphConv'; units: number; graph: { nodes: number; edges: [number, number][] } };

@@ -1,4 +1,4 @@
-// Residual blocks: out = post(x + f(x)). The forward is checked against float64 loops (helpers/spatial.ts), BP
+// Residual blocks, out = post(x + f(x)), and concat blocks, out = [x, f(x)] along the last axis. The forward is checked against float64 loops (helpers/spatial.ts), BP
 // against float64 central differences (atol 1e-4, rtol 2e-3), the mean ULR estimate against BP (cosine >= 0.98
 // over 1,000 steps at K = 64, sigma = 0.05), for a dense block and a convolutional one; checkpoints keep the
 // blocks; a residual CNN learns digits; malformed blocks are typed errors.
@@ -18,8 +18,14 @@ const convNet = (): of.Layer[] => [
   of.avgPool2d(), of.flatten(), of.dense(3 * 2 * 3, 3),
 ];
 
+const denseConcat = (): of.Layer[] => [of.dense(5, 4), of.tanh(), of.concat([of.dense(4, 3), of.sigmoid()]), of.tanh(), of.dense(7, 3)];
+const convConcat = (): of.Layer[] => [
+  of.conv2d({ inputShape: [5, 4, 2], filters: 3, kernel: 3, padding: 'same' }), of.tanh(),
+  of.concat([of.conv2d({ filters: 2, kernel: 3, padding: 'same' }), of.tanh()]), of.flatten(), of.dense(5 * 4 * 5, 3),
+];
+
 t.test('forward = float64 loops; BP = central differences; ULR converges', async (t) => {
-  for (const [name, layers] of [['dense block', denseNet()], ['conv block', convNet()]] as const) {
+  for (const [name, layers] of [['dense block', denseNet()], ['conv block', convNet()], ['dense concat', denseConcat()], ['conv concat', convConcat()]] as const) {
     const m = of.sequential(layers, { seed: 4 });
     const d = { x: randn(3 * m.inputs, 8, 0.8), y: Int32Array.from([0, 2, 1]), rows: 3, shape: [m.inputs] };
     const params = m.parameters().map((p) => Float64Array.from(p.data));
@@ -55,6 +61,8 @@ t.test('checkpoints keep residual blocks; malformed blocks are typed errors', as
   t.throws(() => of.residual([of.residual([of.dense(4, 4)])]), { code: 'ERR_CONFIG', message: /nest/ }, 'nested blocks');
   t.throws(() => of.residual([]), { code: 'ERR_CONFIG' }, 'an empty block');
   t.throws(() => of.residual([of.relu(), of.dense(4, 4)]), { code: 'ERR_CONFIG' }, 'a block starting with an activation');
+  t.throws(() => of.sequential([of.conv2d({ inputShape: [4, 4, 1], filters: 2, kernel: 3 }), of.concat([of.maxPool2d()]), of.flatten(), of.dense(8, 2)]), { code: 'ERR_SHAPE', message: /image size/ }, 'concat changes the image size');
+  t.same(of.sequential(convConcat()).parameters().map((p) => p.shape.join('x')), ['3x3x3x2', '3', '2x3x3x3', '2', '3x100', '3'], 'concat: channels 3 + 2');
   const r = of.sequential(denseNet(), { seed: 1 });
   t.throws(() => r.gradients({ x: randn(10, 1), y: Int32Array.from([0, 1]) }, { estimator: of.ulr({ modules: [[0, 4]] }) }), { code: 'ERR_CONFIG', message: /residual/ }, 'modules refuse residual blocks');
   r.dispose();

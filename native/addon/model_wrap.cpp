@@ -127,8 +127,10 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Value& v) {
         } else if (type == "repeat") {
             ls.kind = LayerSpec::Kind::Repeat;
             ls.steps = int(require_int(l.Get("steps"), "steps", 1, 1 << 16));
-        } else if (type == "residualBegin" || type == "residualEnd") {
-            ls.kind = type == "residualBegin" ? LayerSpec::Kind::ResidualBegin : LayerSpec::Kind::ResidualEnd;
+        } else if (type == "residualBegin" || type == "concatBegin") {  // both open a block (a skip from its input)
+            ls.kind = LayerSpec::Kind::ResidualBegin;
+        } else if (type == "residualEnd" || type == "concatEnd") {
+            ls.kind = type == "residualEnd" ? LayerSpec::Kind::ResidualEnd : LayerSpec::Kind::ConcatEnd;
         } else if (type == "timeMean") {
             ls.kind = LayerSpec::Kind::TimeMean;
         } else if (type == "globalAvgPool") {

@@ -76,13 +76,19 @@ Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepS
         if (u.skip_from < 0) continue;
         OF_TRY(ws.inner[l].reserve(size_t(B) * u.O));
         OF_TRY(ws.sum[l].reserve(size_t(B) * u.O));
-        OF_TRY(ws.pending[size_t(u.skip_from)].reserve(size_t(B) * u.O));
+        OF_TRY(ws.pending[size_t(u.skip_from)].reserve(size_t(B) * m.units[size_t(u.skip_from)].I));
     }
     auto input_of = [&](size_t l) { return l == 0 ? x : ws.a[l - 1].data(); };
     const float* in = x;
     for (size_t l = 0; l < L; l++) {
         const DenseUnit& u = m.units[l];
         const SeqCtx sq = ctx(l);
+        if (u.kind == UnitKind::Concat) {  // [block input, f(x)], then its activation
+            concat_forward(u, ws.v[l].data(), in, input_of(size_t(u.skip_from)), B, 1);
+            unit_bias_act(k, u, theta, ws.a[l].data(), ws.v[l].data(), B);
+            in = ws.a[l].data();
+            continue;
+        }
         unit_linear(k, u, theta, in, B, ws.v[l].data(), ws.cols.data(), &sq);
         if (u.skip_from >= 0) {  // a = post_act(act(v) + block input)
             unit_bias_act(k, u, theta, ws.inner[l].data(), ws.v[l].data(), B);
@@ -107,7 +113,13 @@ Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepS
     for (size_t l = L; l-- > 0;) {
         const DenseUnit& u = m.units[l];
         const int64_t n = int64_t(B) * u.O;
-        if (u.skip_from >= 0) {  // through post_act to the sum; the sum's gradient also waits at the block's start
+        float* din = l > 0 ? dA : dx;
+        if (u.kind == UnitKind::Concat) {  // split: f's part goes on, the block input's part waits at the block's start
+            k.act_backward(dV, dA, ws.v[l].data(), ws.a[l].data(), n, u.act, u.alpha);
+            concat_backward(u, dV, din ? din : dA, ws.pending[size_t(u.skip_from)].data(), B);
+            continue;
+        }
+        if (u.skip_from >= 0 && u.kind != UnitKind::Concat) {  // through post_act to the sum; the sum's gradient also waits at the block's start
             k.act_backward(dA, dA, ws.sum[l].data(), ws.a[l].data(), n, u.post_act, u.post_alpha);
             std::copy(dA, dA + n, ws.pending[size_t(u.skip_from)].data());
             k.act_backward(dV, dA, ws.v[l].data(), ws.inner[l].data(), n, u.act, u.alpha);
@@ -116,12 +128,11 @@ Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepS
         }
         const float* a_prev = input_of(l);
         const SeqCtx sq = ctx(l);
-        float* din = l > 0 ? dA : dx;
         unit_backward(k, u, theta, a_prev, B, dV, u.param() ? m.grads.data() + u.w_off : nullptr, din, ws.cols.data(), &sq);
         bool start = false;
         for (const DenseUnit& e : m.units) start = start || e.skip_from == int(l);
         if (start && din) {  // the skip path's gradient joins the block's input gradient
-            const float* p = ws.pending[l].data();
+            const float* p = ws.pending[l].data();  // (a concat unit cannot start a block: it is never l here)
             for (int64_t i = 0; i < int64_t(B) * u.I; i++) din[i] += p[i];
         }
     }
@@ -176,10 +187,11 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
     const float* in0 = x;
     for (int l = 0; l < first; l++) {
         OF_TRY(ws.a[size_t(l)].reserve(size_t(B) * m.units[size_t(l)].O));
-        unit_linear(k, m.units[size_t(l)], theta, in0, B, ws.a[size_t(l)].data(), ws.cols.data(), &prefix_ctx);
-        unit_bias_act(k, m.units[size_t(l)], theta, ws.a[size_t(l)].data(), ws.a[size_t(l)].data(), B);
         const int s0 = m.units[size_t(l)].skip_from;
-        if (s0 >= 0) residual_add(k, m.units[size_t(l)], ws.a[size_t(l)].data(), s0 == 0 ? x : ws.a[size_t(s0 - 1)].data(), B, 1);
+        if (m.units[size_t(l)].kind == UnitKind::Concat) concat_forward(m.units[size_t(l)], ws.a[size_t(l)].data(), in0, s0 == 0 ? x : ws.a[size_t(s0 - 1)].data(), B, 1);
+        else unit_linear(k, m.units[size_t(l)], theta, in0, B, ws.a[size_t(l)].data(), ws.cols.data(), &prefix_ctx);
+        unit_bias_act(k, m.units[size_t(l)], theta, ws.a[size_t(l)].data(), ws.a[size_t(l)].data(), B);
+        if (s0 >= 0 && m.units[size_t(l)].kind != UnitKind::Concat) residual_add(k, m.units[size_t(l)], ws.a[size_t(l)].data(), s0 == 0 ? x : ws.a[size_t(s0 - 1)].data(), B, 1);
         in0 = ws.a[size_t(l)].data();
     }
     if (shared) {
@@ -233,7 +245,7 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
         // the first noisy unit, else from the block's rows
         auto skip = [&](int l) {
             const DenseUnit& u = m.units[size_t(l)];
-            if (u.skip_from < 0) return;
+            if (u.skip_from < 0 || u.kind == UnitKind::Concat) return;
             const int s0 = u.skip_from;
             if (s0 <= first) residual_add(k, u, sc.a[size_t(l)].data(), (s0 == 0 ? x : ws.a[size_t(s0 - 1)].data()) + int64_t(b0) * u.O, rows, K);
             else residual_add(k, u, sc.a[size_t(l)].data(), sc.a[size_t(s0 - 1)].data(), rows, 1);
@@ -243,6 +255,13 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
             const DenseUnit& u = m.units[size_t(l)];
             float* a = sc.a[size_t(l)].data();
             const SeqCtx sq{sc.aux[size_t(l)].data(), sc.seq.data(), nullptr, nullptr};
+            if (u.kind == UnitKind::Concat) {
+                const int s0 = u.skip_from;
+                if (s0 <= first) concat_forward(u, a, input(l), (s0 == 0 ? x : ws.a[size_t(s0 - 1)].data()) + int64_t(b0) * m.units[size_t(s0)].I, rows, K);
+                else concat_forward(u, a, input(l), sc.a[size_t(s0 - 1)].data(), rows, 1);
+                unit_bias_act(k, u, theta, a, a, rows);
+                continue;
+            }
             if (u.recurrent()) {  // noise on every gate at every step, inside the recurrence
                 k.noise_fill(sc.e[size_t(l)].data(), rows, u.noise_width(), noise(l, r0));
                 seq_forward(k, u, theta, input(l), rows, a, sc.aux[size_t(l)].data(), sc.e[size_t(l)].data(), sigma[size_t(l)],

@@ -97,6 +97,25 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
             after_block = false;
             continue;
         }
+        if (l.kind == K::ConcatEnd) {  // [x, f(x)] along the last axis: features, channels or per-step features
+            OF_CHECK(block_start >= 0, Config, where + ": concat end without a beginning");
+            OF_CHECK(int(m->units.size()) > block_start, Config, where + ": an empty concat block");
+            OF_CHECK(spatial == block_spatial && seq == block_seq && (!spatial || (H == block_h && W == block_w)) && (!seq || T == block_t),
+                     Shape, where + ": a concat block's output must keep its input's positions (image size, steps)");
+            DenseUnit u{width, 0, -1, -1};
+            u.kind = UnitKind::Concat;
+            u.skip_from = block_start;
+            const int P = spatial ? H * W : seq ? T : 1;
+            u.g.Ho = P, u.g.Wo = 1, u.g.C = block_width / P, u.g.Co = width / P;
+            u.O = width + block_width;
+            if (spatial) C += block_c;
+            if (seq) F += block_f;
+            width = u.O;
+            m->units.push_back(u);
+            m->dense_only = false;
+            block_start = -1;
+            continue;
+        }
         if (l.kind == K::ResidualEnd) {
             OF_CHECK(block_start >= 0, Config, where + ": residual end without a beginning");
             OF_CHECK(int(m->units.size()) > block_start, Config, where + ": an empty residual block");
@@ -351,7 +370,7 @@ Status Model::forward_with(const float* theta, float* out, const float* x, int64
     const SeqCtx sq{sc.aux.data(), sc.seq.data(), nullptr, nullptr};
     int64_t skip_width = 0;  // a residual block's input, kept while the block runs
     for (const DenseUnit& u : units)
-        if (u.skip_from >= 0) skip_width = std::max<int64_t>(skip_width, u.O);
+        if (u.skip_from >= 0) skip_width = std::max<int64_t>(skip_width, units[size_t(u.skip_from)].I);
     if (skip_width > 0) OF_TRY(sc.skip.reserve(size_t(std::min(rows, chunk)) * size_t(skip_width)));
     for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
         const int n = int(std::min(chunk, rows - r0));
@@ -365,9 +384,14 @@ Status Model::forward_with(const float* theta, float* out, const float* x, int64
             } else {
                 for (const DenseUnit& e : units)  // entering a residual block: keep its input
                     if (e.skip_from == int(i)) std::copy(in, in + int64_t(n) * u.I, sc.skip.data());
-                unit_linear(*k, u, theta, in, n, dst, sc.cols.data(), &sq);
-                unit_bias_act(*k, u, theta, dst, dst, n);
-                if (u.skip_from >= 0) residual_add(*k, u, dst, sc.skip.data(), n, 1);
+                if (u.kind == UnitKind::Concat) {
+                    concat_forward(u, dst, in, sc.skip.data(), n, 1);
+                    unit_bias_act(*k, u, theta, dst, dst, n);
+                } else {
+                    unit_linear(*k, u, theta, in, n, dst, sc.cols.data(), &sq);
+                    unit_bias_act(*k, u, theta, dst, dst, n);
+                    if (u.skip_from >= 0) residual_add(*k, u, dst, sc.skip.data(), n, 1);
+                }
             }
             in = dst;
         }

@@ -16,7 +16,7 @@
 namespace of {
 
 struct LayerSpec {
-    enum class Kind { Dense, Activation, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, ResidualBegin, ResidualEnd } kind;
+    enum class Kind { Dense, Activation, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, ResidualBegin, ResidualEnd, ConcatEnd } kind;
     int units = 0;  // dense: out-features; conv2d: filters
     bool bias = true;
     bool trainable = true;  // dense: false freezes it (only a leading run of dense layers may be frozen)
@@ -42,7 +42,7 @@ struct ModelSpec {
     uint64_t seed = 0;
 };
 
-enum class UnitKind { Dense, Conv2d, MaxPool2d, AvgPool2d, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv };
+enum class UnitKind { Dense, Conv2d, MaxPool2d, AvgPool2d, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, Concat };
 
 // The normalized adjacency of a graph convolution, D^-1/2 (A + I) D^-1/2 (Kipf & Welling 2017), in CSR form.
 // Symmetric, so it is its own transpose in the backward.
@@ -73,7 +73,8 @@ struct DenseUnit {
     SeqGeom q{};   // sequence geometry (rnn, gru, lstm, lif, repeat, timeMean)
     std::shared_ptr<const Graph> graph;  // graphConv (its geometry: g.Ho = N positions, g.C = F, g.Co = H)
     // The last unit of a residual block: its output (after its activation) gets the block's input added (the input of
-    // unit skip_from), then post_act.
+    // unit skip_from), then post_act. A concat unit (the end of a concat block) reads the input of unit skip_from too:
+    // per position (g.Ho of them) it writes that input's g.C values, then its own input's g.Co values.
     int skip_from = -1;
     Act post_act = Act::Identity;
     float post_alpha = 0.01f;

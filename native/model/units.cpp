@@ -135,6 +135,28 @@ void residual_add(const KernelTable& k, const DenseUnit& u, float* a, const floa
     if (u.post_act != Act::Identity) k.bias_act_forward(a, a, nullptr, rows, u.O, u.post_act, u.post_alpha);
 }
 
+void concat_forward(const DenseUnit& u, float* out, const float* f, const float* src, int rows, int rep) {
+    const int P = u.g.Ho, a = u.g.C, b = u.g.Co;
+    for (int r = 0; r < rows; r++)
+        for (int p = 0; p < P; p++) {
+            float* o = out + int64_t(r) * u.O + int64_t(p) * (a + b);
+            const float* s = src + int64_t(r / rep) * P * a + int64_t(p) * a;
+            const float* x = f + int64_t(r) * P * b + int64_t(p) * b;
+            std::copy(s, s + a, o);
+            std::copy(x, x + b, o + a);
+        }
+}
+
+void concat_backward(const DenseUnit& u, const float* dout, float* df, float* dsrc, int rows) {
+    const int P = u.g.Ho, a = u.g.C, b = u.g.Co;
+    for (int r = 0; r < rows; r++)
+        for (int p = 0; p < P; p++) {
+            const float* d = dout + int64_t(r) * u.O + int64_t(p) * (a + b);
+            std::copy(d, d + a, dsrc + int64_t(r) * P * a + int64_t(p) * a);
+            std::copy(d + a, d + a + b, df + int64_t(r) * P * b + int64_t(p) * b);
+        }
+}
+
 void unit_bias_row(const DenseUnit& u, const float* theta, float* out) {
     const int C = u.gemm_cols();
     for (int64_t i = 0; i < u.O; i++) out[i] = u.b_off < 0 ? 0.0f : theta[u.b_off + i % C];

@@ -31,6 +31,10 @@ void unit_backward(const KernelTable& k, const DenseUnit& u, const float* theta,
                    const float* dv, float* dW, float* din, float* cols, const SeqCtx* sq = nullptr);
 // The end of a residual block: a (rows, O) += src row r / rep (the block's input), then a = post_act(a).
 void residual_add(const KernelTable& k, const DenseUnit& u, float* a, const float* src, int rows, int rep);
+// A concat unit: out (rows, O) per position = [src row r / rep (g.C values), f (g.Co values)]; and its backward,
+// which splits dout into df (rows, g.Co per position) and dsrc (rows, g.C per position).
+void concat_forward(const DenseUnit& u, float* out, const float* f, const float* src, int rows, int rep);
+void concat_backward(const DenseUnit& u, const float* dout, float* df, float* dsrc, int rows);
 // Values of the unit's parameters: weights then bias (0 for pools).
 inline int64_t param_size(const DenseUnit& u) { return u.n_par; }
 // LR reduction of a noisy unit: dW = alpha (diag(w) S)^T in  in the unit's GEMM view, db = alpha colsum(diag(w) S);

@@ -19,7 +19,7 @@ function pad(n: number, k: number, s: number, d: number, p: of.Padding, axis: 0 
 
 const tensorCount = (l: of.Layer): number =>
   l.type === 'dense' || l.type === 'conv2d' ? (l.bias ? 2 : 1) : l.type === 'rnn' || l.type === 'gru' || l.type === 'lstm' ? 3 : l.type === 'lif' || l.type === 'graphConv' ? 2
-    : l.type === 'residual' ? l.layers.reduce((a, m) => a + tensorCount(m), 0) : 0;
+    : l.type === 'residual' || l.type === 'concat' ? l.layers.reduce((a, m) => a + tensorCount(m), 0) : 0;
 
 /** Forward of one row (an image, a sequence or a vector) through the layers; returns the output vector. */
 export function forwardRow(layers: readonly of.Layer[], params: ArrayLike<number>[], x: ArrayLike<number>, state?: { shape?: Shape; seqF?: number }): Float64Array {
@@ -32,6 +32,22 @@ export function forwardRow(layers: readonly of.Layer[], params: ArrayLike<number
       const n = tensorCount(l);
       const f = forwardRow(l.layers, params.slice(p, p + n), v, { shape, seqF });
       v = v.map((z, i) => z + f[i]!);
+      p += n;
+      continue;
+    }
+    if (l.type === 'concat') {  // [x, f(x)] per position
+      const n = tensorCount(l);
+      const f = forwardRow(l.layers, params.slice(p, p + n), v, { shape, seqF });
+      const P = shape ? shape[0] * shape[1] : seqF ? v.length / seqF : 1;
+      const a = v.length / P, b = f.length / P;
+      const out = new Float64Array(v.length + f.length);
+      for (let q = 0; q < P; q++) {
+        out.set(v.subarray(q * a, (q + 1) * a), q * (a + b));
+        out.set(f.subarray(q * b, (q + 1) * b), q * (a + b) + a);
+      }
+      if (shape) shape = [shape[0], shape[1], shape[2] + b];
+      if (seqF) seqF += b;
+      v = out;
       p += n;
       continue;
     }
