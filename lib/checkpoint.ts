@@ -32,6 +32,7 @@ type Header = {
     step: number; epochsRun: number; epochStep: number; optimizer: { kind: string; t: number } | null; runningLoss?: number | null;
     logSigma?: number[] | null;
     layerVar?: number[] | null;
+    frozen?: number;  // leading layers with parameters that are frozen (also in dense layers' trainable flags)
   };
   tensors: TensorEntry[];
   dataBytes: number;
@@ -72,6 +73,7 @@ export async function save(model: Model, file: string): Promise<void> {
       runningLoss: st.runningLoss,
       logSigma: st.logSigma,
       layerVar: st.layerVar,
+      frozen: model.frozen,
     },
     tensors,
     dataBytes: data.length,
@@ -259,7 +261,9 @@ export async function load(file: string): Promise<Model> {
     if (os.endianness() !== 'LE') bytes.swap32();
     return out;
   };
+  if (s.frozen !== undefined && !isInt(s.frozen, 0, d - 1)) throw fail(file, 'bad frozen count');
   const model = sequential(layers, { loss: m.loss as LossName, seed: m.seed as number });
+  if (s.frozen !== undefined && s.frozen !== model.frozen) model.freeze(s.frozen);
   model.parameters().forEach((p, i) => p.data.set(floats(i)));
   const np = model.parameters().length;
   model._native!.importState({

@@ -384,20 +384,24 @@ export class Model {
   }
 
   /**
-   * Freezes the first `count` dense layers (0 unfreezes all): they get no gradient and no update, and their
-   * clean forward runs once per sample, so fine-tuning a head costs little more than inference over the rest.
+   * Freezes the first `count` layers with parameters (0 unfreezes all): they get no gradient and no update, and
+   * ULR runs them clean once per sample (its noise starts after them), so fine-tuning a head costs little more
+   * than inference over the rest. Recurrent layers cannot be frozen yet.
    */
   freeze(count: number): void {
-    const denses = this.layers.filter((l): l is DenseLayer => l.type === 'dense');
-    if (!is.integer(count) || count < 0 || count >= denses.length) throw invalidArg('count', `integer in [0, ${denses.length - 1}]`, count);
+    const flat = (ls: readonly Layer[]): Layer[] => ls.flatMap((l) => (l.type === 'residual' || l.type === 'concat' ? flat(l.layers) : [l]));
+    const withParams = flat(this.layers).filter((l) => ['dense', 'conv2d', 'graphConv', 'rnn', 'gru', 'lstm', 'lif'].includes(l.type));
+    if (!is.integer(count) || count < 0 || count >= withParams.length) throw invalidArg('count', `integer in [0, ${withParams.length - 1}]`, count);
     this.nat.setFrozen(count);
-    denses.forEach((l, i) => {
-      if (i < count) l.trainable = false;
-      else delete l.trainable;
-    });
+    if (withParams.every((l) => l.type === 'dense')) {  // dense layers carry the flag (it goes into checkpoints)
+      (withParams as DenseLayer[]).forEach((l, i) => {
+        if (i < count) l.trainable = false;
+        else delete l.trainable;
+      });
+    }
   }
 
-  /** Number of leading dense layers that are frozen. */
+  /** Number of leading layers with parameters that are frozen. */
   get frozen(): number {
     return this.nat.state().frozen ?? 0;
   }

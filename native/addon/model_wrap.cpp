@@ -618,8 +618,15 @@ Napi::Value ModelWrap::SetFrozen(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
     Model& m = model(env);
-    const int frozen = int(require_int(info[0], "frozen layers", 0, int64_t(m.units.size()) - 1));
-    if (frozen > 0 && !m.dense_only) throw_status(env, {StatusCode::Config, "only models of dense layers can be frozen yet"});
+    const int frozen = int(require_int(info[0], "frozen layers", 0, int64_t(m.param_units()) - 1));
+    if (!m.dense_only) {  // recurrent units keep state the B-row prefix does not: they cannot be frozen yet
+        int p = 0;
+        for (const DenseUnit& u : m.units) {
+            if (p >= frozen) break;
+            if (u.recurrent()) throw_status(env, {StatusCode::Config, "recurrent and spiking layers cannot be frozen yet"});
+            p += u.param();
+        }
+    }
     m.frozen = frozen;
     return env.Undefined();
     OF_NAPI_END(env)

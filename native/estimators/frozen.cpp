@@ -9,13 +9,22 @@
 namespace of {
 
 int64_t trainable_offset(const Model& m) {
-    return m.frozen > 0 && m.frozen < int(m.units.size()) ? m.units[size_t(m.frozen)].w_off : 0;
+    if (m.frozen <= 0) return 0;
+    for (int l = m.frozen_end(); l < int(m.units.size()); l++)
+        if (m.units[size_t(l)].param()) return m.units[size_t(l)].w_off;
+    return m.n_params;
 }
 
 Status estimate_trainable(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
                           StepStats* stats, const LossHook* hook) {
     const int f = m.frozen;
     if (f <= 0) return estimate_gradients(m, x, y, B, e, step, stats, hook);
+    if (!m.dense_only) {  // ULR starts its noise after the frozen units (generic.cpp); the others zero their gradients
+        OF_CHECK(m.frozen < m.param_units(), Config, "every layer is frozen: nothing to train");
+        OF_TRY(estimate_gradients(m, x, y, B, e, step, stats, hook));
+        std::fill(m.grads.data(), m.grads.data() + trainable_offset(m), 0.0f);
+        return {};
+    }
     const size_t L = m.units.size();
     OF_CHECK(f < int(L), Config, "every layer is frozen: nothing to train");
     const KernelTable& k = *m.k;

@@ -154,12 +154,18 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
 
     // per noisy unit: its sigma; dense and conv units also their bias and sigma as one value per output (conv: per
     // channel, repeated) for the fused noisy kernel. Recurrent units add noise inside their recurrence.
+    // frozen units (fine-tuning) stay clean and run in the B-row prefix: noise starts after them
     int first = -1;
+    const int fe = m.frozen_end();
     std::vector<float> sigma(size_t(L), 0.0f);
     std::vector<std::vector<float>> bias_row(static_cast<size_t>(L)), sig_row(static_cast<size_t>(L));
     for (int l = 0, p = 0; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
         if (!u.param()) continue;
+        if (l < fe) {
+            p++;
+            continue;
+        }
         if (first < 0) first = l;
         sigma[size_t(l)] = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(p)];
         p++;

@@ -37,6 +37,13 @@ int64_t Model::max_noise_width() const {
     return w;
 }
 
+int Model::frozen_end() const {
+    if (frozen <= 0) return 0;
+    for (int l = 0, p = 0; l < int(units.size()); l++)
+        if (units[size_t(l)].param() && ++p == frozen) return l + 1;
+    return int(units.size());
+}
+
 int Model::param_units() const {
     int n = 0;
     for (const auto& u : units) n += u.param();

@@ -114,7 +114,7 @@ struct Model {
     int64_t n_params = 0;
     std::shared_ptr<Buffer> params;  // shared: JS views of parameters() keep it alive after dispose
     Buffer grads, opt_m, opt_v;
-    int frozen = 0;           // leading dense layers excluded from training (fine-tuning)
+    int frozen = 0;           // leading layers with parameters excluded from training (fine-tuning)
     uint32_t step = 0;        // training steps taken: the noise counter's step
     uint32_t epochs_run = 0;  // epochs completed: the shuffle counter
     uint32_t epoch_step = 0;  // batches done in an epoch that was cut short (cancel); 0 between epochs
@@ -157,6 +157,7 @@ struct Model {
     int max_width() const;
     int64_t patch_width() const;  // the largest conv im2row row count x patch per input row (0: no conv)
     int param_units() const;      // units with parameters (the noisy layers of ULR)
+    int frozen_end() const;       // the unit after the last frozen one (0: none frozen)
     int64_t seq_scratch_width() const;  // recurrent state scratch per row (0: no recurrent unit)
     int64_t max_noise_width() const;    // the widest unit's ULR noise per row
 
