@@ -59,8 +59,10 @@ export type ResidualLayer = { type: 'residual'; layers: Layer[] };
  * step), as in DenseNet. f must keep the positions (image size, steps).
  */
 export type ConcatLayer = { type: 'concat'; layers: Layer[] };
+/** Dropout: in training (every estimator's step), each value is zeroed with probability `rate` and the rest scaled by 1 / (1 − rate); the identity in inference. */
+export type DropoutLayer = { type: 'dropout'; rate: number };
 /** Any layer. */
-export type Layer = DenseLayer | ActivationLayer | Conv2dLayer | Pool2dLayer | GlobalAvgPoolLayer | FlattenLayer | RecurrentLayer | RepeatLayer | TimeMeanLayer | GraphConvLayer | ResidualLayer | ConcatLayer;
+export type Layer = DenseLayer | ActivationLayer | Conv2dLayer | Pool2dLayer | GlobalAvgPoolLayer | FlattenLayer | RecurrentLayer | RepeatLayer | TimeMeanLayer | GraphConvLayer | ResidualLayer | ConcatLayer | DropoutLayer;
 
 /** Options of {@link dense}. */
 export type DenseOptions = {
@@ -266,6 +268,15 @@ export const lstm = (options: RecurrentOptions): RecurrentLayer => recurrent('ls
  */
 export const lif = (options: RecurrentOptions & { beta?: number; threshold?: number; slope?: number }): RecurrentLayer =>
   recurrent('lif', options, ['beta', 'threshold', 'slope']);
+/**
+ * Dropout with probability `rate` in [0, 1). The mask comes from the seeded counter-based generator (seed, step,
+ * layer, sample), so runs are reproducible, and under ULR all K copies of a sample share it.
+ */
+export function dropout(rate: number): DropoutLayer {
+  if (!(is.number(rate) && rate >= 0 && rate < 1)) throw invalidArg('rate', 'number in [0, 1)', rate);
+  return { type: 'dropout', rate };
+}
+
 /** Repeats a flat input for `steps` steps; `inputs` (its size) is needed when it is the first layer. */
 export function repeat(steps: number, options?: { inputs?: number }): RepeatLayer {
   if (!is.positiveInteger(steps) || steps > 65536) throw invalidArg('steps', 'integer in [1, 65536]', steps);
@@ -446,6 +457,9 @@ export function topology(layers: readonly Layer[]): Topology {
         if (width === undefined || shape || seq) throw new ConfigError(`${where}: repeat needs a flat input`);
         seq = [l.steps, width];
         width = l.steps * width;
+        break;
+      case 'dropout':
+        if (width === undefined) throw new ConfigError(`${where}: dropout needs a layer before it`);
         break;
       case 'timeMean':
         if (!seq) throw new ConfigError(`${where}: timeMean needs a sequence input`);

@@ -14,6 +14,7 @@ export type NativeLayer =
   | { type: 'globalAvgPool' | 'flatten' | 'timeMean' | 'residualBegin' | 'residualEnd' | 'concatBegin' | 'concatEnd' }
   | { type: 'rnn' | 'gru' | 'lstm' | 'lif'; units: number; returnSequences: boolean; beta?: number; threshold?: number; slope?: number }
   | { type: 'repeat'; steps: number }
+  | { type: 'dropout'; rate: number }
   | { type: 'graphConv'; units: number; graph: { nodes: number; edges: [number, number][] } };
 
 /** @internal */

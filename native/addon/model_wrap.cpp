@@ -131,6 +131,9 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Value& v) {
             ls.kind = LayerSpec::Kind::ResidualBegin;
         } else if (type == "residualEnd" || type == "concatEnd") {
             ls.kind = type == "residualEnd" ? LayerSpec::Kind::ResidualEnd : LayerSpec::Kind::ConcatEnd;
+        } else if (type == "dropout") {
+            ls.kind = LayerSpec::Kind::Dropout;
+            ls.rate = float(require_number(l.Get("rate"), "rate"));
         } else if (type == "timeMean") {
             ls.kind = LayerSpec::Kind::TimeMean;
         } else if (type == "globalAvgPool") {

@@ -83,6 +83,13 @@ Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepS
     for (size_t l = 0; l < L; l++) {
         const DenseUnit& u = m.units[l];
         const SeqCtx sq = ctx(l);
+        if (u.kind == UnitKind::Dropout) {  // training mode, but not for input gradients (attacks see the deployed model)
+            if (dx) std::copy(in, in + int64_t(B) * u.O, ws.v[l].data());
+            else dropout_apply(u, ws.v[l].data(), in, B, 1, 0, m.seed, m.step, uint32_t(l));
+            unit_bias_act(k, u, theta, ws.a[l].data(), ws.v[l].data(), B);
+            in = ws.a[l].data();
+            continue;
+        }
         if (u.kind == UnitKind::Concat) {  // [block input, f(x)], then its activation
             concat_forward(u, ws.v[l].data(), in, input_of(size_t(u.skip_from)), B, 1);
             unit_bias_act(k, u, theta, ws.a[l].data(), ws.v[l].data(), B);
@@ -114,6 +121,12 @@ Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepS
         const DenseUnit& u = m.units[l];
         const int64_t n = int64_t(B) * u.O;
         float* din = l > 0 ? dA : dx;
+        if (u.kind == UnitKind::Dropout) {
+            k.act_backward(dV, dA, ws.v[l].data(), ws.a[l].data(), n, u.act, u.alpha);
+            if (dx) std::copy(dV, dV + n, din ? din : dA);
+            else dropout_apply(u, din ? din : dA, dV, B, 1, 0, m.seed, m.step, uint32_t(l));
+            continue;
+        }
         if (u.kind == UnitKind::Concat) {  // split: f's part goes on, the block input's part waits at the block's start
             k.act_backward(dV, dA, ws.v[l].data(), ws.a[l].data(), n, u.act, u.alpha);
             concat_backward(u, dV, din ? din : dA, ws.pending[size_t(u.skip_from)].data(), B);
@@ -194,7 +207,8 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
     for (int l = 0; l < first; l++) {
         OF_TRY(ws.a[size_t(l)].reserve(size_t(B) * m.units[size_t(l)].O));
         const int s0 = m.units[size_t(l)].skip_from;
-        if (m.units[size_t(l)].kind == UnitKind::Concat) concat_forward(m.units[size_t(l)], ws.a[size_t(l)].data(), in0, s0 == 0 ? x : ws.a[size_t(s0 - 1)].data(), B, 1);
+        if (m.units[size_t(l)].kind == UnitKind::Dropout) dropout_apply(m.units[size_t(l)], ws.a[size_t(l)].data(), in0, B, 1, 0, seed, step, uint32_t(l));
+        else if (m.units[size_t(l)].kind == UnitKind::Concat) concat_forward(m.units[size_t(l)], ws.a[size_t(l)].data(), in0, s0 == 0 ? x : ws.a[size_t(s0 - 1)].data(), B, 1);
         else unit_linear(k, m.units[size_t(l)], theta, in0, B, ws.a[size_t(l)].data(), ws.cols.data(), &prefix_ctx);
         unit_bias_act(k, m.units[size_t(l)], theta, ws.a[size_t(l)].data(), ws.a[size_t(l)].data(), B);
         if (s0 >= 0 && m.units[size_t(l)].kind != UnitKind::Concat) residual_add(k, m.units[size_t(l)], ws.a[size_t(l)].data(), s0 == 0 ? x : ws.a[size_t(s0 - 1)].data(), B, 1);
@@ -261,6 +275,12 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
             const DenseUnit& u = m.units[size_t(l)];
             float* a = sc.a[size_t(l)].data();
             const SeqCtx sq{sc.aux[size_t(l)].data(), sc.seq.data(), nullptr, nullptr};
+            if (u.kind == UnitKind::Dropout) {  // one mask per sample, shared by its copies
+                dropout_apply(u, a, input(l), rows, K, b0, seed, step, uint32_t(l));
+                unit_bias_act(k, u, theta, a, a, rows);
+                skip(l);
+                continue;
+            }
             if (u.kind == UnitKind::Concat) {
                 const int s0 = u.skip_from;
                 if (s0 <= first) concat_forward(u, a, input(l), (s0 == 0 ? x : ws.a[size_t(s0 - 1)].data()) + int64_t(b0) * m.units[size_t(s0)].I, rows, K);

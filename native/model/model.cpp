@@ -129,6 +129,7 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
             const bool same = width == block_width && spatial == block_spatial && seq == block_seq &&
                               (!spatial || (H == block_h && W == block_w && C == block_c)) && (!seq || (T == block_t && F == block_f));
             OF_CHECK(same, Shape, where + ": a residual block's output must have its input's shape");
+            OF_CHECK(m->units.back().kind != UnitKind::Dropout, Config, where + ": a residual block cannot end with dropout");
             m->units.back().skip_from = block_start;
             m->dense_only = false;
             block_start = -1;
@@ -201,6 +202,16 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
             m->units.push_back(u);
             m->dense_only = false;
             have_unit = true;
+            continue;
+        }
+        if (l.kind == K::Dropout) {  // any shape, unchanged
+            OF_CHECK(have_unit, Config, where + ": dropout needs a layer before it");
+            OF_CHECK(l.rate >= 0.0f && l.rate < 1.0f, Config, where + ": dropout rate must be in [0, 1)");
+            DenseUnit u{width, width, -1, -1};
+            u.kind = UnitKind::Dropout;
+            u.rate = l.rate;
+            m->units.push_back(u);
+            m->dense_only = false;
             continue;
         }
         if (l.kind == K::GraphConv) {  // node features (N, F) -> (N, H): A^ X W^T + b

@@ -16,7 +16,7 @@
 namespace of {
 
 struct LayerSpec {
-    enum class Kind { Dense, Activation, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, ResidualBegin, ResidualEnd, ConcatEnd } kind;
+    enum class Kind { Dense, Activation, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, ResidualBegin, ResidualEnd, ConcatEnd, Dropout } kind;
     int units = 0;  // dense: out-features; conv2d: filters
     bool bias = true;
     bool trainable = true;  // dense: false freezes it (only a leading run of dense layers may be frozen)
@@ -29,6 +29,7 @@ struct LayerSpec {
     bool return_sequences = false;
     float beta = 0.9f, threshold = 1.0f, slope = 5.0f;
     int steps = 1;
+    float rate = 0.0f;                        // dropout
     int nodes = 0;                            // graphConv: the graph's nodes and undirected edges
     std::vector<std::pair<int, int>> edges;
 };
@@ -42,7 +43,7 @@ struct ModelSpec {
     uint64_t seed = 0;
 };
 
-enum class UnitKind { Dense, Conv2d, MaxPool2d, AvgPool2d, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, Concat };
+enum class UnitKind { Dense, Conv2d, MaxPool2d, AvgPool2d, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, Concat, Dropout };
 
 // The normalized adjacency of a graph convolution, D^-1/2 (A + I) D^-1/2 (Kipf & Welling 2017), in CSR form.
 // Symmetric, so it is its own transpose in the backward.
@@ -76,6 +77,7 @@ struct DenseUnit {
     // unit skip_from), then post_act. A concat unit (the end of a concat block) reads the input of unit skip_from too:
     // per position (g.Ho of them) it writes that input's g.C values, then its own input's g.Co values.
     int skip_from = -1;
+    float rate = 0.0f;  // dropout: the fraction of values zeroed in training
     Act post_act = Act::Identity;
     float post_alpha = 0.01f;
     int64_t n_par = 0;  // parameter values (weights and bias)

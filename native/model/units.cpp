@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "rng/philox.h"
+
 namespace of {
 namespace {
 
@@ -42,6 +44,7 @@ void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, c
         case UnitKind::Lstm:
         case UnitKind::Lif: seq_forward(k, u, theta, in, rows, out, sq->aux, nullptr, 0.0f, sq->scratch); break;
         case UnitKind::Repeat: repeat_forward(in, rows, u.q.T, u.q.F, out); break;
+        case UnitKind::Dropout: std::copy(in, in + int64_t(rows) * u.O, out); break;  // inference: the identity
         case UnitKind::TimeMean: time_mean_forward(in, rows, u.q.T, u.q.F, out); break;
         case UnitKind::Dense: k.gemm_nt(out, in, theta + u.w_off, rows, u.O, u.I, 1.0f, 0.0f); break;
         case UnitKind::Conv2d:
@@ -133,6 +136,22 @@ void residual_add(const KernelTable& k, const DenseUnit& u, float* a, const floa
         for (int o = 0; o < u.O; o++) ar[o] += sr[o];
     }
     if (u.post_act != Act::Identity) k.bias_act_forward(a, a, nullptr, rows, u.O, u.post_act, u.post_alpha);
+}
+
+void dropout_apply(const DenseUnit& u, float* out, const float* in, int rows, int rep, int sample0, uint64_t seed, uint32_t step,
+                   uint32_t unit) {
+    const double cut = double(u.rate) * 4294967296.0;  // drop when the 32-bit word is below rate 2^32
+    const float scale = 1.0f / (1.0f - u.rate);
+    for (int r = 0; r < rows; r++) {
+        const uint32_t sample = uint32_t(sample0 + r / rep);
+        const float* x = in + int64_t(r) * u.O;
+        float* y = out + int64_t(r) * u.O;
+        for (int j0 = 0; j0 < u.O; j0 += 4) {
+            const U32x4 w = philox4x32_10(uint32_t(j0 / 4), sample, philox_stream(kStreamDropout, unit), step, uint32_t(seed),
+                                          uint32_t(seed >> 32));
+            for (int j = j0; j < std::min(u.O, j0 + 4); j++) y[j] = double(w.v[j - j0]) < cut ? 0.0f : x[j] * scale;
+        }
+    }
 }
 
 void concat_forward(const DenseUnit& u, float* out, const float* f, const float* src, int rows, int rep) {

@@ -35,6 +35,11 @@ void residual_add(const KernelTable& k, const DenseUnit& u, float* a, const floa
 // which splits dout into df (rows, g.Co per position) and dsrc (rows, g.C per position).
 void concat_forward(const DenseUnit& u, float* out, const float* f, const float* src, int rows, int rep);
 void concat_backward(const DenseUnit& u, const float* dout, float* df, float* dsrc, int rows);
+// Dropout in training: out (rows, O) = in * keep / (1 - rate), keep drawn per (sample, value) from Philox (seed,
+// step, unit) -- the same for every copy of a sample: row r is sample sample0 + r / rep. Its backward is the same
+// map applied to the gradient. (In inference a dropout unit is the identity.)
+void dropout_apply(const DenseUnit& u, float* out, const float* in, int rows, int rep, int sample0, uint64_t seed, uint32_t step,
+                   uint32_t unit);
 // Values of the unit's parameters: weights then bias (0 for pools).
 inline int64_t param_size(const DenseUnit& u) { return u.n_par; }
 // LR reduction of a noisy unit: dW = alpha (diag(w) S)^T in  in the unit's GEMM view, db = alpha colsum(diag(w) S);

@@ -152,6 +152,8 @@ export function forwardRow(layers: readonly of.Layer[], params: ArrayLike<number
         }
       v = out;
       seqF = H;
+    } else if (l.type === 'dropout') {
+      // inference: the identity
     } else if (l.type === 'repeat') {
       const F = v.length;
       v = Float64Array.from({ length: l.steps * F }, (_, i) => v[i % F]!);
