@@ -61,8 +61,10 @@ export type ResidualLayer = { type: 'residual'; layers: Layer[] };
 export type ConcatLayer = { type: 'concat'; layers: Layer[] };
 /** Dropout: in training (every estimator's step), each value is zeroed with probability `rate` and the rest scaled by 1 / (1 − rate); the identity in inference. */
 export type DropoutLayer = { type: 'dropout'; rate: number };
+/** Layer normalization over the last axis of each position (features; an image's channels; a step's features), with a learned gain and bias per value of that axis. */
+export type LayerNormLayer = { type: 'layerNorm' };
 /** Any layer. */
-export type Layer = DenseLayer | ActivationLayer | Conv2dLayer | Pool2dLayer | GlobalAvgPoolLayer | FlattenLayer | RecurrentLayer | RepeatLayer | TimeMeanLayer | GraphConvLayer | ResidualLayer | ConcatLayer | DropoutLayer;
+export type Layer = DenseLayer | ActivationLayer | Conv2dLayer | Pool2dLayer | GlobalAvgPoolLayer | FlattenLayer | RecurrentLayer | RepeatLayer | TimeMeanLayer | GraphConvLayer | ResidualLayer | ConcatLayer | DropoutLayer | LayerNormLayer;
 
 /** Options of {@link dense}. */
 export type DenseOptions = {
@@ -277,6 +279,13 @@ export function dropout(rate: number): DropoutLayer {
   return { type: 'dropout', rate };
 }
 
+/**
+ * Layer normalization: each position's values along the last axis get mean 0 and variance 1 (eps 1e-5), then a
+ * gain (starts at 1) and a bias (starts at 0) per value. Under ULR its output takes noise like any layer with
+ * parameters, and the gain's LR gradient is Σ w·s(ε)·x̂ / σ.
+ */
+export const layerNorm = (): LayerNormLayer => ({ type: 'layerNorm' });
+
 /** Repeats a flat input for `steps` steps; `inputs` (its size) is needed when it is the first layer. */
 export function repeat(steps: number, options?: { inputs?: number }): RepeatLayer {
   if (!is.positiveInteger(steps) || steps > 65536) throw invalidArg('steps', 'integer in [1, 65536]', steps);
@@ -461,6 +470,14 @@ export function topology(layers: readonly Layer[]): Topology {
       case 'dropout':
         if (width === undefined) throw new ConfigError(`${where}: dropout needs a layer before it`);
         break;
+      case 'layerNorm': {
+        if (width === undefined) throw new ConfigError(`${where}: layerNorm needs a layer before it`);
+        const last = shape ? shape[2] : seq ? seq[1] : width;
+        const name = `norm${counts.norm ?? 0}`;
+        counts.norm = (counts.norm ?? 0) + 1;
+        tensors.push({ name: `${name}.weight`, shape: [last] }, { name: `${name}.bias`, shape: [last] });
+        break;
+      }
       case 'timeMean':
         if (!seq) throw new ConfigError(`${where}: timeMean needs a sequence input`);
         width = seq[1];

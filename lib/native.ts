@@ -15,6 +15,7 @@ export type NativeLayer =
   | { type: 'rnn' | 'gru' | 'lstm' | 'lif'; units: number; returnSequences: boolean; beta?: number; threshold?: number; slope?: number }
   | { type: 'repeat'; steps: number }
   | { type: 'dropout'; rate: number }
+  | { type: 'layerNorm' }
   | { type: 'graphConv'; units: number; graph: { nodes: number; edges: [number, number][] } };
 
 /** @internal */

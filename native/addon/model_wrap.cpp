@@ -131,6 +131,8 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Value& v) {
             ls.kind = LayerSpec::Kind::ResidualBegin;
         } else if (type == "residualEnd" || type == "concatEnd") {
             ls.kind = type == "residualEnd" ? LayerSpec::Kind::ResidualEnd : LayerSpec::Kind::ConcatEnd;
+        } else if (type == "layerNorm") {
+            ls.kind = LayerSpec::Kind::LayerNorm;
         } else if (type == "dropout") {
             ls.kind = LayerSpec::Kind::Dropout;
             ls.rate = float(require_number(l.Get("rate"), "rate"));
@@ -375,6 +377,10 @@ Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
             const std::string name = "conv" + std::to_string(conv++);
             add(name + ".weight", u.w_off, {u.g.Co, u.g.kh, u.g.kw, u.g.C});
             if (u.b_off >= 0) add(name + ".bias", u.b_off, {u.g.Co});
+        } else if (u.kind == UnitKind::LayerNorm) {
+            const std::string name = "norm" + std::to_string(seq_count[u.kind]++);
+            add(name + ".weight", u.w_off, {u.g.Co});
+            add(name + ".bias", u.b_off, {u.g.Co});
         } else if (u.kind == UnitKind::GraphConv) {
             const std::string name = "graph" + std::to_string(seq_count[u.kind]++);
             add(name + ".weight", u.w_off, {u.g.Co, u.g.C});

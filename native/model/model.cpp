@@ -204,6 +204,20 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
             have_unit = true;
             continue;
         }
+        if (l.kind == K::LayerNorm) {  // any shape, unchanged: each position normalized over the last axis
+            OF_CHECK(have_unit, Config, where + ": layerNorm needs a layer before it");
+            DenseUnit u{width, width, int64_t(total), -1};
+            u.kind = UnitKind::LayerNorm;
+            const int last = spatial ? C : seq ? F : width;
+            u.g.Ho = width / last, u.g.Wo = 1, u.g.Co = last, u.g.C = last;
+            u.b_off = int64_t(total) + last;
+            total += 2 * uint64_t(last);
+            OF_CHECK(total <= kMaxElements, Shape, "model has too many parameters");
+            u.n_par = 2 * int64_t(last);
+            m->units.push_back(u);
+            m->dense_only = false;
+            continue;
+        }
         if (l.kind == K::Dropout) {  // any shape, unchanged
             OF_CHECK(have_unit, Config, where + ": dropout needs a layer before it");
             OF_CHECK(l.rate >= 0.0f && l.rate < 1.0f, Config, where + ": dropout rate must be in [0, 1)");
@@ -349,6 +363,10 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
     for (size_t li = 0; li < m->units.size(); li++) {
         const DenseUnit& u = m->units[li];
         if (!u.param()) continue;
+        if (u.kind == UnitKind::LayerNorm) {  // gain 1, bias 0
+            std::fill(m->params->data() + u.w_off, m->params->data() + u.b_off, 1.0f);
+            continue;
+        }
         float bound;
         if (u.convlike()) bound = std::sqrt(6.0f / float(u.g.patch() + u.g.kh * u.g.kw * u.g.Co));
         else if (u.kind == UnitKind::Lif) bound = std::sqrt(6.0f / float(u.q.F + u.q.H));

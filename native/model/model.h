@@ -16,7 +16,7 @@
 namespace of {
 
 struct LayerSpec {
-    enum class Kind { Dense, Activation, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, ResidualBegin, ResidualEnd, ConcatEnd, Dropout } kind;
+    enum class Kind { Dense, Activation, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, ResidualBegin, ResidualEnd, ConcatEnd, Dropout, LayerNorm } kind;
     int units = 0;  // dense: out-features; conv2d: filters
     bool bias = true;
     bool trainable = true;  // dense: false freezes it (only a leading run of dense layers may be frozen)
@@ -43,7 +43,7 @@ struct ModelSpec {
     uint64_t seed = 0;
 };
 
-enum class UnitKind { Dense, Conv2d, MaxPool2d, AvgPool2d, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, Concat, Dropout };
+enum class UnitKind { Dense, Conv2d, MaxPool2d, AvgPool2d, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, Concat, Dropout, LayerNorm };
 
 // The normalized adjacency of a graph convolution, D^-1/2 (A + I) D^-1/2 (Kipf & Welling 2017), in CSR form.
 // Symmetric, so it is its own transpose in the backward.
@@ -86,9 +86,11 @@ struct DenseUnit {
     // conv and graphConv: a dense map per output position of gathered inputs (im2row patches, or neighbour sums)
     bool convlike() const { return kind == UnitKind::Conv2d || kind == UnitKind::GraphConv; }
     // rows of the GEMM view: a conv's output (rows Ho Wo, Co); a dense layer's (rows, O)
-    int64_t gemm_rows(int64_t rows) const { return convlike() ? rows * g.positions() : recurrent() ? rows * q.T : rows; }
-    int gemm_cols() const { return convlike() ? g.Co : O; }
-    int fan_in() const { return convlike() ? g.patch() : I; }
+    // layerNorm: per position (g.Ho of them) over the last axis (g.Co values), gain and bias per value of that axis
+    bool positional() const { return convlike() || kind == UnitKind::LayerNorm; }
+    int64_t gemm_rows(int64_t rows) const { return positional() ? rows * g.positions() : recurrent() ? rows * q.T : rows; }
+    int gemm_cols() const { return positional() ? g.Co : O; }
+    int fan_in() const { return kind == UnitKind::LayerNorm ? 1 : convlike() ? g.patch() : I; }
     // ULR noise values per row: the pre-activation (dense, conv), or every gate at every step (recurrent)
     int noise_width() const { return recurrent() ? q.T * q.G * q.H : O; }
 };

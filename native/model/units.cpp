@@ -1,6 +1,8 @@
 #include "model/units.h"
 
 #include <algorithm>
+#include <cmath>
+#include <vector>
 
 #include "rng/philox.h"
 
@@ -34,6 +36,19 @@ void scatter(const KernelTable& k, const DenseUnit& u, float* din, const float* 
     else graph_aggregate(din, dcols, rows, *u.graph, u.g.C);  // A^ is symmetric
 }
 
+constexpr float kNormEps = 1e-5f;
+
+// x^ of one position's n values, and 1 / sqrt(var + eps)
+inline float normalize(const float* x, float* xh, int n) {
+    double mu = 0.0, var = 0.0;
+    for (int i = 0; i < n; i++) mu += x[i];
+    mu /= n;
+    for (int i = 0; i < n; i++) var += (x[i] - mu) * (x[i] - mu);
+    const float inv = float(1.0 / std::sqrt(var / n + double(kNormEps)));
+    for (int i = 0; i < n; i++) xh[i] = float(x[i] - mu) * inv;
+    return inv;
+}
+
 }  // namespace
 
 void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
@@ -45,6 +60,17 @@ void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, c
         case UnitKind::Lif: seq_forward(k, u, theta, in, rows, out, sq->aux, nullptr, 0.0f, sq->scratch); break;
         case UnitKind::Repeat: repeat_forward(in, rows, u.q.T, u.q.F, out); break;
         case UnitKind::Dropout: std::copy(in, in + int64_t(rows) * u.O, out); break;  // inference: the identity
+        case UnitKind::Concat: break;  // needs the block's input: the callers handle it
+        case UnitKind::LayerNorm: {  // gain * x^; the bias comes with the activation (or the noise)
+            const int n = u.g.Co;
+            const float* gain = theta + u.w_off;
+            for (int64_t p = 0; p < int64_t(rows) * u.g.Ho; p++) {
+                float* o = out + p * n;
+                normalize(in + p * n, o, n);
+                for (int c = 0; c < n; c++) o[c] *= gain[c];
+            }
+            break;
+        }
         case UnitKind::TimeMean: time_mean_forward(in, rows, u.q.T, u.q.F, out); break;
         case UnitKind::Dense: k.gemm_nt(out, in, theta + u.w_off, rows, u.O, u.I, 1.0f, 0.0f); break;
         case UnitKind::Conv2d:
@@ -58,7 +84,7 @@ void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, c
 }
 
 void unit_bias_act(const KernelTable& k, const DenseUnit& u, const float* theta, float* a, float* v, int rows) {
-    const bool conv = u.convlike();  // a conv's bias is per channel; recurrent units add theirs inside
+    const bool conv = u.positional();  // a conv's bias is per channel; recurrent units add theirs inside
     const float* bias = u.b_off < 0 || u.recurrent() ? nullptr : theta + u.b_off;
     k.bias_act_forward(a, v, bias, conv ? int(u.gemm_rows(rows)) : rows, u.gemm_cols(), u.act, u.alpha);
 }
@@ -73,6 +99,27 @@ void unit_backward(const KernelTable& k, const DenseUnit& u, const float* theta,
         case UnitKind::Repeat:
             if (din) repeat_backward(dv, rows, u.q.T, u.q.F, din);
             break;
+        case UnitKind::Concat:
+        case UnitKind::Dropout: break;  // the callers handle them
+        case UnitKind::LayerNorm: {
+            const int n = u.g.Co;
+            const float* gain = theta + u.w_off;
+            std::vector<float> xh(size_t(n), 0.0f);
+            if (dW) std::fill(dW, dW + 2 * n, 0.0f);
+            for (int64_t p = 0; p < int64_t(rows) * u.g.Ho; p++) {
+                const float inv = normalize(in + p * n, xh.data(), n);
+                const float* g = dv + p * n;
+                if (dW)
+                    for (int c = 0; c < n; c++) dW[c] += g[c] * xh[size_t(c)], dW[n + c] += g[c];
+                if (!din) continue;
+                double m1 = 0.0, m2 = 0.0;  // means of dx^ and dx^ x^
+                for (int c = 0; c < n; c++) m1 += g[c] * gain[c], m2 += g[c] * gain[c] * xh[size_t(c)];
+                m1 /= n, m2 /= n;
+                float* d = din + p * n;
+                for (int c = 0; c < n; c++) d[c] = inv * float(g[c] * gain[c] - m1 - xh[size_t(c)] * m2);
+            }
+            break;
+        }
         case UnitKind::TimeMean:
             if (din) time_mean_backward(dv, rows, u.q.T, u.q.F, din);
             break;
@@ -118,6 +165,22 @@ void unit_lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, i
                 k.lr_bias_reduce(db, w ? w : wexp, S, rows, u.O, alpha, false);
             }
         }
+        return;
+    }
+    if (u.kind == UnitKind::LayerNorm) {  // d gain = alpha sum w S x^, d bias = alpha sum w S
+        const int n = u.g.Co;
+        std::vector<float> xh(size_t(n), 0.0f);
+        std::fill(dW, dW + n, 0.0f);
+        for (int r = 0; r < rows; r++)
+            for (int p = 0; p < u.g.Ho; p++) {
+                const int64_t at = (int64_t(r) * u.g.Ho + p) * n;
+                normalize(in + at, xh.data(), n);
+                const float f = alpha * (w ? w[r] : 1.0f);
+                for (int c = 0; c < n; c++) dW[c] += f * S[at + c] * xh[size_t(c)];
+            }
+        const int64_t pos = u.g.positions();
+        for (int r = 0; r < rows; r++) std::fill(wexp + r * pos, wexp + (r + 1) * pos, w ? w[r] : 1.0f);
+        k.lr_bias_reduce(db, wexp, S, int(u.gemm_rows(rows)), n, alpha, false);
         return;
     }
     // conv: every output position of a row shares the row's weight

@@ -18,7 +18,7 @@ function pad(n: number, k: number, s: number, d: number, p: of.Padding, axis: 0 
 }
 
 const tensorCount = (l: of.Layer): number =>
-  l.type === 'dense' || l.type === 'conv2d' ? (l.bias ? 2 : 1) : l.type === 'rnn' || l.type === 'gru' || l.type === 'lstm' ? 3 : l.type === 'lif' || l.type === 'graphConv' ? 2
+  l.type === 'dense' || l.type === 'conv2d' ? (l.bias ? 2 : 1) : l.type === 'rnn' || l.type === 'gru' || l.type === 'lstm' ? 3 : l.type === 'lif' || l.type === 'graphConv' || l.type === 'layerNorm' ? 2
     : l.type === 'residual' || l.type === 'concat' ? l.layers.reduce((a, m) => a + tensorCount(m), 0) : 0;
 
 /** Forward of one row (an image, a sequence or a vector) through the layers; returns the output vector. */
@@ -154,6 +154,18 @@ export function forwardRow(layers: readonly of.Layer[], params: ArrayLike<number
       seqF = H;
     } else if (l.type === 'dropout') {
       // inference: the identity
+    } else if (l.type === 'layerNorm') {
+      const C = shape ? shape[2] : seqF ?? v.length;
+      const gain = params[p]!, bias = params[p + 1]!;
+      p += 2;
+      const out = new Float64Array(v.length);
+      for (let q = 0; q < v.length / C; q++) {
+        const xs = Array.from(v.subarray(q * C, (q + 1) * C));
+        const mu = xs.reduce((a, z) => a + z, 0) / C;
+        const vr = xs.reduce((a, z) => a + (z - mu) ** 2, 0) / C;
+        for (let c = 0; c < C; c++) out[q * C + c] = gain[c]! * (xs[c]! - mu) / Math.sqrt(vr + 1e-5) + bias[c]!;
+      }
+      v = out;
     } else if (l.type === 'repeat') {
       const F = v.length;
       v = Float64Array.from({ length: l.steps * F }, (_, i) => v[i % F]!);
