@@ -13,7 +13,7 @@ import * as path from 'path';
 import { CheckpointError, OneForwardError } from './errors';
 import {
   ACTIVATIONS, type ActivationLayer, type ActivationName, type ImageShape, type Layer, type Padding, type Topology, avgPool2d, conv2d, flatten,
-  type Graph, concat, dropout, globalAvgPool, layerNorm, graphConv, gru, lif, lstm, maxPool2d, repeat, residual, rnn, timeMean, topology,
+  type Graph, batchNorm, concat, dropout, globalAvgPool, layerNorm, graphConv, gru, lif, lstm, maxPool2d, repeat, residual, rnn, timeMean, topology,
 } from './layers';
 import { LOSSES, type LossName, type Model, sequential } from './model';
 
@@ -33,6 +33,7 @@ type Header = {
     logSigma?: number[] | null;
     layerVar?: number[] | null;
     frozen?: number;  // leading layers with parameters that are frozen (also in dense layers' trainable flags)
+    bnRunning?: number[] | null;  // batchNorm running statistics
   };
   tensors: TensorEntry[];
   dataBytes: number;
@@ -74,6 +75,7 @@ export async function save(model: Model, file: string): Promise<void> {
       logSigma: st.logSigma,
       layerVar: st.layerVar,
       frozen: model.frozen,
+      bnRunning: st.bnRunning ?? null,
     },
     tensors,
     dataBytes: data.length,
@@ -145,7 +147,7 @@ function checkLayers(file: string, layers: unknown): Layer[] {
       }
       return layer;
     }
-    if (['conv2d', 'maxPool2d', 'avgPool2d', 'globalAvgPool', 'flatten', 'rnn', 'gru', 'lstm', 'lif', 'repeat', 'timeMean', 'graphConv', 'dropout', 'layerNorm'].includes(o.type as string)) {
+    if (['conv2d', 'maxPool2d', 'avgPool2d', 'globalAvgPool', 'flatten', 'rnn', 'gru', 'lstm', 'lif', 'repeat', 'timeMean', 'graphConv', 'dropout', 'layerNorm', 'batchNorm'].includes(o.type as string)) {
       try {  // rebuilt by the public constructors, so a header can hold nothing they would refuse
         if (o.type === 'graphConv') {
           return graphConv({ units: o.units as number, graph: o.graph as Graph, ...(o.inputShape !== undefined ? { inputShape: o.inputShape as [number, number] } : {}) });
@@ -155,6 +157,7 @@ function checkLayers(file: string, layers: unknown): Layer[] {
         if (o.type === 'timeMean') return timeMean();
         if (o.type === 'dropout') return dropout(o.rate as number);
         if (o.type === 'layerNorm') return layerNorm();
+        if (o.type === 'batchNorm') return batchNorm();
         if (o.type === 'repeat') return repeat(o.steps as number, o.inputs === undefined ? undefined : { inputs: o.inputs as number });
         if (o.type === 'rnn' || o.type === 'gru' || o.type === 'lstm' || o.type === 'lif') {
           const opts: Record<string, unknown> = { units: o.units, returnSequences: o.returnSequences };
@@ -264,6 +267,7 @@ export async function load(file: string): Promise<Model> {
     return out;
   };
   if (s.frozen !== undefined && !isInt(s.frozen, 0, d - 1)) throw fail(file, 'bad frozen count');
+  if (s.bnRunning !== undefined && s.bnRunning !== null && (!Array.isArray(s.bnRunning) || !s.bnRunning.every(Number.isFinite))) throw fail(file, 'bad batchNorm statistics');
   const model = sequential(layers, { loss: m.loss as LossName, seed: m.seed as number });
   if (s.frozen !== undefined && s.frozen !== model.frozen) model.freeze(s.frozen);
   model.parameters().forEach((p, i) => p.data.set(floats(i)));
@@ -277,6 +281,7 @@ export async function load(file: string): Promise<Model> {
     runningLoss: s.runningLoss ?? null,
     logSigma: s.logSigma ?? null,
     layerVar: s.layerVar ?? null,
+    bnRunning: s.bnRunning ?? null,
     m: optKind >= 0 ? floats(np) : null,
     v: optKind >= 0 ? floats(np + 1) : null,
   });

@@ -63,8 +63,14 @@ export type ConcatLayer = { type: 'concat'; layers: Layer[] };
 export type DropoutLayer = { type: 'dropout'; rate: number };
 /** Layer normalization over the last axis of each position (features; an image's channels; a step's features), with a learned gain and bias per value of that axis. */
 export type LayerNormLayer = { type: 'layerNorm' };
+/**
+ * Batch normalization per channel (the last axis) over a batch's rows and positions, with a learned gain and bias.
+ * Training uses the batch's statistics (ULR: the clean batch's, for every noisy copy) and moves running statistics
+ * by momentum 0.1; inference uses the running statistics (kept in checkpoints).
+ */
+export type BatchNormLayer = { type: 'batchNorm' };
 /** Any layer. */
-export type Layer = DenseLayer | ActivationLayer | Conv2dLayer | Pool2dLayer | GlobalAvgPoolLayer | FlattenLayer | RecurrentLayer | RepeatLayer | TimeMeanLayer | GraphConvLayer | ResidualLayer | ConcatLayer | DropoutLayer | LayerNormLayer;
+export type Layer = DenseLayer | ActivationLayer | Conv2dLayer | Pool2dLayer | GlobalAvgPoolLayer | FlattenLayer | RecurrentLayer | RepeatLayer | TimeMeanLayer | GraphConvLayer | ResidualLayer | ConcatLayer | DropoutLayer | LayerNormLayer | BatchNormLayer;
 
 /** Options of {@link dense}. */
 export type DenseOptions = {
@@ -285,6 +291,12 @@ export function dropout(rate: number): DropoutLayer {
  * parameters, and the gain's LR gradient is Σ w·s(ε)·x̂ / σ.
  */
 export const layerNorm = (): LayerNormLayer => ({ type: 'layerNorm' });
+/**
+ * Batch normalization: per channel over the batch (training) or with running statistics (inference); eps 1e-5,
+ * momentum 0.1. Under ULR the noisy copies use the clean batch's statistics (the paper keeps batch norm in
+ * evaluation mode in its noisy passes), computed by one clean pass over the batch.
+ */
+export const batchNorm = (): BatchNormLayer => ({ type: 'batchNorm' });
 
 /** Repeats a flat input for `steps` steps; `inputs` (its size) is needed when it is the first layer. */
 export function repeat(steps: number, options?: { inputs?: number }): RepeatLayer {
@@ -470,11 +482,13 @@ export function topology(layers: readonly Layer[]): Topology {
       case 'dropout':
         if (width === undefined) throw new ConfigError(`${where}: dropout needs a layer before it`);
         break;
-      case 'layerNorm': {
-        if (width === undefined) throw new ConfigError(`${where}: layerNorm needs a layer before it`);
+      case 'layerNorm':
+      case 'batchNorm': {
+        if (width === undefined) throw new ConfigError(`${where}: ${l.type} needs a layer before it`);
         const last = shape ? shape[2] : seq ? seq[1] : width;
-        const name = `norm${counts.norm ?? 0}`;
-        counts.norm = (counts.norm ?? 0) + 1;
+        const kind = l.type === 'layerNorm' ? 'norm' : 'batchnorm';
+        const name = `${kind}${counts[kind] ?? 0}`;
+        counts[kind] = (counts[kind] ?? 0) + 1;
         tensors.push({ name: `${name}.weight`, shape: [last] }, { name: `${name}.bias`, shape: [last] });
         break;
       }

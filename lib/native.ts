@@ -15,7 +15,7 @@ export type NativeLayer =
   | { type: 'rnn' | 'gru' | 'lstm' | 'lif'; units: number; returnSequences: boolean; beta?: number; threshold?: number; slope?: number }
   | { type: 'repeat'; steps: number }
   | { type: 'dropout'; rate: number }
-  | { type: 'layerNorm' }
+  | { type: 'layerNorm' | 'batchNorm' }
   | { type: 'graphConv'; units: number; graph: { nodes: number; edges: [number, number][] } };
 
 /** @internal */
@@ -119,6 +119,8 @@ export type NativeTrainState = {
   layerVar: number[] | null;
   /** Learned log sigma per dense layer (null unless learnSigma was used). */
   logSigma: number[] | null;
+  /** batchNorm running statistics, layer by layer: means then variances (null without batchNorm). */
+  bnRunning?: number[] | null;
   m: Float32Array | null;
   v: Float32Array | null;
 };

@@ -131,8 +131,8 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Value& v) {
             ls.kind = LayerSpec::Kind::ResidualBegin;
         } else if (type == "residualEnd" || type == "concatEnd") {
             ls.kind = type == "residualEnd" ? LayerSpec::Kind::ResidualEnd : LayerSpec::Kind::ConcatEnd;
-        } else if (type == "layerNorm") {
-            ls.kind = LayerSpec::Kind::LayerNorm;
+        } else if (type == "layerNorm" || type == "batchNorm") {
+            ls.kind = type == "layerNorm" ? LayerSpec::Kind::LayerNorm : LayerSpec::Kind::BatchNorm;
         } else if (type == "dropout") {
             ls.kind = LayerSpec::Kind::Dropout;
             ls.rate = float(require_number(l.Get("rate"), "rate"));
@@ -377,8 +377,8 @@ Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
             const std::string name = "conv" + std::to_string(conv++);
             add(name + ".weight", u.w_off, {u.g.Co, u.g.kh, u.g.kw, u.g.C});
             if (u.b_off >= 0) add(name + ".bias", u.b_off, {u.g.Co});
-        } else if (u.kind == UnitKind::LayerNorm) {
-            const std::string name = "norm" + std::to_string(seq_count[u.kind]++);
+        } else if (u.kind == UnitKind::LayerNorm || u.kind == UnitKind::BatchNorm) {
+            const std::string name = (u.kind == UnitKind::LayerNorm ? "norm" : "batchnorm") + std::to_string(seq_count[u.kind]++);
             add(name + ".weight", u.w_off, {u.g.Co});
             add(name + ".bias", u.b_off, {u.g.Co});
         } else if (u.kind == UnitKind::GraphConv) {
@@ -565,6 +565,10 @@ Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
     r.Set("runningLoss", m.has_running ? Napi::Value(Napi::Number::New(env, m.running_loss)) : env.Null());
     r.Set("layerVar", m.layer_var.empty() ? env.Null() : Napi::Value(number_array(env, m.layer_var)));
     r.Set("logSigma", m.log_sigma.empty() ? env.Null() : Napi::Value(number_array(env, m.log_sigma)));
+    std::vector<double> bn;  // batchNorm running statistics, unit by unit: mean then variance
+    for (const DenseUnit& u : m.units)
+        if (u.kind == UnitKind::BatchNorm) bn.insert(bn.end(), u.running->begin(), u.running->end());
+    r.Set("bnRunning", bn.empty() ? env.Null() : Napi::Value(number_array(env, bn)));
     bool has = m.opt_kind >= 0;
     for (const char* key : {"m", "v"}) {
         const Buffer& b = key[0] == 'm' ? m.opt_m : m.opt_v;
@@ -617,6 +621,24 @@ Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
         Napi::Array a = ls.As<Napi::Array>();
         if (a.Length() != m.units.size()) throw_status(env, {StatusCode::Checkpoint, "logSigma has the wrong length for this model"});
         for (uint32_t l = 0; l < a.Length(); l++) m.log_sigma.push_back(require_number(a.Get(l), "logSigma"));
+    }
+    Napi::Value bv = o.Get("bnRunning");
+    if (bv.IsArray()) {
+        Napi::Array a = bv.As<Napi::Array>();
+        size_t want = 0;
+        for (const DenseUnit& u : m.units)
+            if (u.kind == UnitKind::BatchNorm) want += u.running->size();
+        if (a.Length() != want) throw_status(env, {StatusCode::Checkpoint, "bnRunning has the wrong length for this model"});
+        uint32_t i = 0;
+        for (const DenseUnit& u : m.units) {
+            if (u.kind != UnitKind::BatchNorm) continue;
+            const size_t C = u.running->size() / 2;
+            for (size_t j = 0; j < u.running->size(); j++) {
+                const double v = require_number(a.Get(i++), "bnRunning");
+                if (!std::isfinite(v) || (j >= C && v < 0.0)) throw_status(env, {StatusCode::Checkpoint, "bnRunning holds a bad value"});
+                (*u.running)[j] = float(v);
+            }
+        }
     }
     return env.Undefined();
     OF_NAPI_END(env)

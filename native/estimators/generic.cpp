@@ -42,10 +42,10 @@ Status reserve_seq(const Model& m, std::vector<Buffer>& aux, Buffer& seq, int ro
 
 }  // namespace
 
-Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx) {
-    OF_CHECK(m.loss != LossKind::ZeroOne, Config, "the 0-1 loss has no gradient: backprop (and input gradients) need a differentiable loss");
-    for (const DenseUnit& u : m.units)
-        OF_CHECK(act_differentiable(u.act), Config, std::string("backprop cannot differentiate the '") + act_name(u.act) + "' activation");
+// BP's forward on B rows, keeping every unit's pre-activation and output (ws.v, ws.a) and what recurrent units and
+// residual blocks need for the backward. Training mode (dropout masks, batch statistics for batchNorm) unless
+// `inference` (input gradients for attacks: the deployed model).
+static Status bp_forward(Model& m, const float* x, int B, bool inference) {
     const KernelTable& k = *m.k;
     const size_t L = m.units.size();
     const float* theta = m.params->data();
@@ -84,8 +84,15 @@ Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepS
         const DenseUnit& u = m.units[l];
         const SeqCtx sq = ctx(l);
         if (u.kind == UnitKind::Dropout) {  // training mode, but not for input gradients (attacks see the deployed model)
-            if (dx) std::copy(in, in + int64_t(B) * u.O, ws.v[l].data());
+            if (inference) std::copy(in, in + int64_t(B) * u.O, ws.v[l].data());
             else dropout_apply(u, ws.v[l].data(), in, B, 1, 0, m.seed, m.step, uint32_t(l));
+            unit_bias_act(k, u, theta, ws.a[l].data(), ws.v[l].data(), B);
+            in = ws.a[l].data();
+            continue;
+        }
+        if (u.kind == UnitKind::BatchNorm && !inference) {  // training mode: this batch's statistics
+            batch_norm_stats(u, in, B);
+            batch_norm_apply(u, theta, in, B, ws.v[l].data());
             unit_bias_act(k, u, theta, ws.a[l].data(), ws.v[l].data(), B);
             in = ws.a[l].data();
             continue;
@@ -108,6 +115,23 @@ Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepS
         }
         in = ws.a[l].data();
     }
+    return {};
+}
+
+Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx) {
+    OF_CHECK(m.loss != LossKind::ZeroOne, Config, "the 0-1 loss has no gradient: backprop (and input gradients) need a differentiable loss");
+    for (const DenseUnit& u : m.units)
+        OF_CHECK(act_differentiable(u.act), Config, std::string("backprop cannot differentiate the '") + act_name(u.act) + "' activation");
+    OF_TRY(bp_forward(m, x, B, dx != nullptr));
+    const KernelTable& k = *m.k;
+    const size_t L = m.units.size();
+    const float* theta = m.params->data();
+    auto& ws = m.ws;
+    const bool recurrent = m.seq_scratch_width() > 0;
+    auto ctx = [&](size_t l) {
+        return SeqCtx{recurrent && l < ws.aux.size() ? ws.aux[l].data() : nullptr, ws.seq.data(), ws.dP.data(), ws.wexp.data()};
+    };
+    auto input_of = [&](size_t l) { return l == 0 ? x : ws.a[l - 1].data(); };
     const float* out = ws.a[L - 1].data();
     stats->correct = k.loss_forward(ws.loss.data(), out, y.labels, y.values, B, m.outputs, 1, m.loss, m.groups);
     double sum = 0.0;
@@ -125,6 +149,14 @@ Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepS
             k.act_backward(dV, dA, ws.v[l].data(), ws.a[l].data(), n, u.act, u.alpha);
             if (dx) std::copy(dV, dV + n, din ? din : dA);
             else dropout_apply(u, din ? din : dA, dV, B, 1, 0, m.seed, m.step, uint32_t(l));
+            continue;
+        }
+        if (u.kind == UnitKind::BatchNorm && dx) {  // inference mode: an affine map per channel
+            k.act_backward(dV, dA, ws.v[l].data(), ws.a[l].data(), n, u.act, u.alpha);
+            const int C = u.g.Co;
+            const float* gain = theta + u.w_off;
+            for (int64_t i = 0; i < n; i++) dA[i] = dV[i] * gain[i % C] / std::sqrt((*u.running)[size_t(C + i % C)] + 1e-5f);
+            if (l == 0) std::copy(dA, dA + n, dx);
             continue;
         }
         if (u.kind == UnitKind::Concat) {  // split: f's part goes on, the block input's part waits at the block's start
@@ -197,6 +229,9 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
     const int GH0 = seq0 ? u0.q.G * u0.q.H : 0;
     auto& ws = m.ws;
 
+    // batchNorm: the noisy copies normalize with the clean batch's statistics (a clean B-row forward, 1/K of the
+    // noisy pass), as the paper's code keeps batch norm in evaluation mode in its noisy passes
+    if (m.has_batch_norm) OF_TRY(bp_forward(m, x, B, false));
     // the clean prefix on B rows: parameter-free units before the first noisy unit, then (shared) its linear part
     ws.a.resize(size_t(L));
     const int64_t pw = std::max<int64_t>(m.patch_width(), 1);
@@ -207,7 +242,8 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
     for (int l = 0; l < first; l++) {
         OF_TRY(ws.a[size_t(l)].reserve(size_t(B) * m.units[size_t(l)].O));
         const int s0 = m.units[size_t(l)].skip_from;
-        if (m.units[size_t(l)].kind == UnitKind::Dropout) dropout_apply(m.units[size_t(l)], ws.a[size_t(l)].data(), in0, B, 1, 0, seed, step, uint32_t(l));
+        if (m.units[size_t(l)].kind == UnitKind::BatchNorm) batch_norm_apply(m.units[size_t(l)], theta, in0, B, ws.a[size_t(l)].data());
+        else if (m.units[size_t(l)].kind == UnitKind::Dropout) dropout_apply(m.units[size_t(l)], ws.a[size_t(l)].data(), in0, B, 1, 0, seed, step, uint32_t(l));
         else if (m.units[size_t(l)].kind == UnitKind::Concat) concat_forward(m.units[size_t(l)], ws.a[size_t(l)].data(), in0, s0 == 0 ? x : ws.a[size_t(s0 - 1)].data(), B, 1);
         else unit_linear(k, m.units[size_t(l)], theta, in0, B, ws.a[size_t(l)].data(), ws.cols.data(), &prefix_ctx);
         unit_bias_act(k, m.units[size_t(l)], theta, ws.a[size_t(l)].data(), ws.a[size_t(l)].data(), B);
@@ -217,7 +253,8 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
     if (shared) {
         OF_TRY(ws.v0.reserve(size_t(B) * u0.O));
         OF_TRY(ws.g.reserve(size_t(B) * u0.O));
-        unit_linear(k, u0, theta, in0, B, ws.v0.data(), ws.cols.data());
+        if (u0.kind == UnitKind::BatchNorm) batch_norm_apply(u0, theta, in0, B, ws.v0.data());
+        else unit_linear(k, u0, theta, in0, B, ws.v0.data(), ws.cols.data());
     } else {  // X W^T of every sample and step: (B T, F) x (G H, F)^T
         OF_TRY(ws.v0.reserve(size_t(B) * u0.noise_width()));
         OF_TRY(ws.g.reserve(size_t(B) * u0.noise_width()));
@@ -294,7 +331,8 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
                             sc.seq.data(), l == first ? ws.v0.data() + int64_t(b0) * u.noise_width() : nullptr, K);
                 unit_bias_act(k, u, theta, a, a, rows);
             } else {
-                unit_linear(k, u, theta, input(l), rows, a, sc.cols.data(), &sq);
+                if (u.kind == UnitKind::BatchNorm) batch_norm_apply(u, theta, input(l), rows, a);
+                else unit_linear(k, u, theta, input(l), rows, a, sc.cols.data(), &sq);
                 if (u.param())
                     k.noisy_bias_act_forward(a, sc.e[size_t(l)].data(), a, bias_row[size_t(l)].data(), sig_row[size_t(l)].data(), rows,
                                              u.O, 1, u.act, u.alpha, noise(l, r0));

@@ -204,16 +204,22 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
             have_unit = true;
             continue;
         }
-        if (l.kind == K::LayerNorm) {  // any shape, unchanged: each position normalized over the last axis
-            OF_CHECK(have_unit, Config, where + ": layerNorm needs a layer before it");
+        if (l.kind == K::LayerNorm || l.kind == K::BatchNorm) {  // any shape, unchanged; the last axis normalized
+            OF_CHECK(have_unit, Config, where + ": normalization needs a layer before it");
             DenseUnit u{width, width, int64_t(total), -1};
-            u.kind = UnitKind::LayerNorm;
+            u.kind = l.kind == K::LayerNorm ? UnitKind::LayerNorm : UnitKind::BatchNorm;
             const int last = spatial ? C : seq ? F : width;
             u.g.Ho = width / last, u.g.Wo = 1, u.g.Co = last, u.g.C = last;
             u.b_off = int64_t(total) + last;
             total += 2 * uint64_t(last);
             OF_CHECK(total <= kMaxElements, Shape, "model has too many parameters");
             u.n_par = 2 * int64_t(last);
+            if (u.kind == UnitKind::BatchNorm) {  // running mean 0, variance 1
+                u.running = std::make_shared<std::vector<float>>(2 * size_t(last), 0.0f);
+                std::fill(u.running->begin() + last, u.running->end(), 1.0f);
+                u.batch = std::make_shared<std::vector<float>>(2 * size_t(last), 0.0f);
+                m->has_batch_norm = true;
+            }
             m->units.push_back(u);
             m->dense_only = false;
             continue;
@@ -363,7 +369,7 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
     for (size_t li = 0; li < m->units.size(); li++) {
         const DenseUnit& u = m->units[li];
         if (!u.param()) continue;
-        if (u.kind == UnitKind::LayerNorm) {  // gain 1, bias 0
+        if (u.kind == UnitKind::LayerNorm || u.kind == UnitKind::BatchNorm) {  // gain 1, bias 0
             std::fill(m->params->data() + u.w_off, m->params->data() + u.b_off, 1.0f);
             continue;
         }

@@ -16,7 +16,7 @@
 namespace of {
 
 struct LayerSpec {
-    enum class Kind { Dense, Activation, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, ResidualBegin, ResidualEnd, ConcatEnd, Dropout, LayerNorm } kind;
+    enum class Kind { Dense, Activation, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, ResidualBegin, ResidualEnd, ConcatEnd, Dropout, LayerNorm, BatchNorm } kind;
     int units = 0;  // dense: out-features; conv2d: filters
     bool bias = true;
     bool trainable = true;  // dense: false freezes it (only a leading run of dense layers may be frozen)
@@ -43,7 +43,7 @@ struct ModelSpec {
     uint64_t seed = 0;
 };
 
-enum class UnitKind { Dense, Conv2d, MaxPool2d, AvgPool2d, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, Concat, Dropout, LayerNorm };
+enum class UnitKind { Dense, Conv2d, MaxPool2d, AvgPool2d, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, Concat, Dropout, LayerNorm, BatchNorm };
 
 // The normalized adjacency of a graph convolution, D^-1/2 (A + I) D^-1/2 (Kipf & Welling 2017), in CSR form.
 // Symmetric, so it is its own transpose in the backward.
@@ -87,10 +87,13 @@ struct DenseUnit {
     bool convlike() const { return kind == UnitKind::Conv2d || kind == UnitKind::GraphConv; }
     // rows of the GEMM view: a conv's output (rows Ho Wo, Co); a dense layer's (rows, O)
     // layerNorm: per position (g.Ho of them) over the last axis (g.Co values), gain and bias per value of that axis
-    bool positional() const { return convlike() || kind == UnitKind::LayerNorm; }
+    bool positional() const { return convlike() || kind == UnitKind::LayerNorm || kind == UnitKind::BatchNorm; }
     int64_t gemm_rows(int64_t rows) const { return positional() ? rows * g.positions() : recurrent() ? rows * q.T : rows; }
     int gemm_cols() const { return positional() ? g.Co : O; }
-    int fan_in() const { return kind == UnitKind::LayerNorm ? 1 : convlike() ? g.patch() : I; }
+    int fan_in() const { return kind == UnitKind::LayerNorm || kind == UnitKind::BatchNorm ? 1 : convlike() ? g.patch() : I; }
+    // batchNorm: running mean and variance (inference), and this step's batch mean and variance (training; ULR's
+    // noisy passes use the clean batch's), g.Co values each; shared with the model's copies of the unit
+    std::shared_ptr<std::vector<float>> running, batch;
     // ULR noise values per row: the pre-activation (dense, conv), or every gate at every step (recurrent)
     int noise_width() const { return recurrent() ? q.T * q.G * q.H : O; }
 };
@@ -126,6 +129,7 @@ struct Model {
     double running_loss = 0.0;  // ULR running-average baseline: EMA of earlier steps' mean loss
     bool has_running = false;
     std::vector<double> log_sigma;  // learnable ULR sigma per dense layer (empty until first used)
+    bool has_batch_norm = false;
     std::vector<double> layer_var;  // layer-wise auto copies: running per-copy variance per layer (empty: none)
     int opt_kind = -1;        // OptKind of the state in opt_m/opt_v; -1: none yet
     const KernelTable* k = &cpu_kernels();

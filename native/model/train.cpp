@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "model/units.h"
 #include "rng/philox.h"
 
 namespace of {
@@ -53,6 +54,9 @@ Status train_step(Model& m, const float* x, const Targets& y, int B, const Estim
             return {StatusCode::Numeric, "exploding update: gradient norm " + std::to_string(norm) + " > maxGradNorm " +
                                              std::to_string(max_grad_norm) + " at step " + std::to_string(m.step)};
     }
+    if (m.has_batch_norm)  // running statistics follow this step's batch (BP's forward, or ULR's clean pass)
+        for (const DenseUnit& u : m.units)
+            if (u.kind == UnitKind::BatchNorm) batch_norm_update_running(u, B);
     if (learn)
         for (size_t l = 0; l < m.log_sigma.size() && l < stats->sigma_grad.size(); l++)
             m.log_sigma[l] -= double(e.ulr.sigma_lr) * stats->sigma_grad[l];

@@ -49,6 +49,20 @@ inline float normalize(const float* x, float* xh, int n) {
     return inv;
 }
 
+// gain (x - mean) / sqrt(var + eps) per channel, positions of row r reading row r / rep of `in`... (rep: copies)
+void batch_norm_with(const DenseUnit& u, const float* theta, const float* stats, const float* in, int rows, float* out, int rep) {
+    const int C = u.g.Co, P = u.g.Ho;
+    const float* gain = theta + u.w_off;
+    std::vector<float> scale(static_cast<size_t>(C));
+    for (int c = 0; c < C; c++) scale[size_t(c)] = gain[c] / std::sqrt(stats[C + c] + kNormEps);
+    for (int r = 0; r < rows; r++)
+        for (int p = 0; p < P; p++) {
+            const float* x = in + (int64_t(r / rep) * P + p) * C;
+            float* y = out + (int64_t(r) * P + p) * C;
+            for (int c = 0; c < C; c++) y[c] = (x[c] - stats[c]) * scale[size_t(c)];
+        }
+}
+
 }  // namespace
 
 void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
@@ -61,6 +75,7 @@ void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, c
         case UnitKind::Repeat: repeat_forward(in, rows, u.q.T, u.q.F, out); break;
         case UnitKind::Dropout: std::copy(in, in + int64_t(rows) * u.O, out); break;  // inference: the identity
         case UnitKind::Concat: break;  // needs the block's input: the callers handle it
+        case UnitKind::BatchNorm: batch_norm_with(u, theta, u.running->data(), in, rows, out, 1); break;  // inference
         case UnitKind::LayerNorm: {  // gain * x^; the bias comes with the activation (or the noise)
             const int n = u.g.Co;
             const float* gain = theta + u.w_off;
@@ -101,6 +116,29 @@ void unit_backward(const KernelTable& k, const DenseUnit& u, const float* theta,
             break;
         case UnitKind::Concat:
         case UnitKind::Dropout: break;  // the callers handle them
+        case UnitKind::BatchNorm: {  // through the batch statistics (training mode)
+            const int C = u.g.Co;
+            const int64_t n = int64_t(rows) * u.g.Ho;
+            const float* gain = theta + u.w_off;
+            const float* st = u.batch->data();
+            std::vector<double> sg(static_cast<size_t>(C), 0.0), sgx(static_cast<size_t>(C), 0.0);  // sums of dy and dy x^ per channel
+            std::vector<float> inv(static_cast<size_t>(C));
+            for (int c = 0; c < C; c++) inv[size_t(c)] = 1.0f / std::sqrt(st[C + c] + kNormEps);
+            for (int64_t p = 0; p < n; p++)
+                for (int c = 0; c < C; c++) {
+                    const float xh = (in[p * C + c] - st[c]) * inv[size_t(c)];
+                    sg[size_t(c)] += dv[p * C + c], sgx[size_t(c)] += dv[p * C + c] * xh;
+                }
+            if (dW)
+                for (int c = 0; c < C; c++) dW[c] = float(sgx[size_t(c)]), dW[C + c] = float(sg[size_t(c)]);
+            if (din)
+                for (int64_t p = 0; p < n; p++)
+                    for (int c = 0; c < C; c++) {
+                        const float xh = (in[p * C + c] - st[c]) * inv[size_t(c)];
+                        din[p * C + c] = gain[c] * inv[size_t(c)] * float(dv[p * C + c] - sg[size_t(c)] / n - xh * sgx[size_t(c)] / n);
+                    }
+            break;
+        }
         case UnitKind::LayerNorm: {
             const int n = u.g.Co;
             const float* gain = theta + u.w_off;
@@ -167,14 +205,18 @@ void unit_lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, i
         }
         return;
     }
-    if (u.kind == UnitKind::LayerNorm) {  // d gain = alpha sum w S x^, d bias = alpha sum w S
+    if (u.kind == UnitKind::LayerNorm || u.kind == UnitKind::BatchNorm) {  // d gain = alpha sum w S x^, d bias = alpha sum w S
         const int n = u.g.Co;
         std::vector<float> xh(size_t(n), 0.0f);
         std::fill(dW, dW + n, 0.0f);
+        const float* st = u.kind == UnitKind::BatchNorm ? u.batch->data() : nullptr;  // the clean batch's statistics
         for (int r = 0; r < rows; r++)
             for (int p = 0; p < u.g.Ho; p++) {
                 const int64_t at = (int64_t(r) * u.g.Ho + p) * n;
-                normalize(in + at, xh.data(), n);
+                if (st)
+                    for (int c = 0; c < n; c++) xh[size_t(c)] = (in[at + c] - st[c]) / std::sqrt(st[n + c] + kNormEps);
+                else
+                    normalize(in + at, xh.data(), n);
                 const float f = alpha * (w ? w[r] : 1.0f);
                 for (int c = 0; c < n; c++) dW[c] += f * S[at + c] * xh[size_t(c)];
             }
@@ -199,6 +241,33 @@ void residual_add(const KernelTable& k, const DenseUnit& u, float* a, const floa
         for (int o = 0; o < u.O; o++) ar[o] += sr[o];
     }
     if (u.post_act != Act::Identity) k.bias_act_forward(a, a, nullptr, rows, u.O, u.post_act, u.post_alpha);
+}
+
+void batch_norm_stats(const DenseUnit& u, const float* in, int rows) {
+    const int C = u.g.Co;
+    const int64_t n = int64_t(rows) * u.g.Ho;
+    std::vector<double> mu(size_t(C), 0.0), var(size_t(C), 0.0);
+    for (int64_t p = 0; p < n; p++)
+        for (int c = 0; c < C; c++) mu[size_t(c)] += in[p * C + c];
+    for (int c = 0; c < C; c++) mu[size_t(c)] /= double(n);
+    for (int64_t p = 0; p < n; p++)
+        for (int c = 0; c < C; c++) var[size_t(c)] += (in[p * C + c] - mu[size_t(c)]) * (in[p * C + c] - mu[size_t(c)]);
+    for (int c = 0; c < C; c++) (*u.batch)[size_t(c)] = float(mu[size_t(c)]), (*u.batch)[size_t(C + c)] = float(var[size_t(c)] / double(n));
+}
+
+void batch_norm_update_running(const DenseUnit& u, int rows) {
+    const int C = u.g.Co;
+    const double n = double(rows) * u.g.Ho, unbias = n > 1 ? n / (n - 1) : 1.0;
+    for (int c = 0; c < C; c++) {
+        float& m = (*u.running)[size_t(c)];
+        float& v = (*u.running)[size_t(C + c)];
+        m = 0.9f * m + 0.1f * (*u.batch)[size_t(c)];
+        v = 0.9f * v + 0.1f * float((*u.batch)[size_t(C + c)] * unbias);
+    }
+}
+
+void batch_norm_apply(const DenseUnit& u, const float* theta, const float* in, int rows, float* out, int rep) {
+    batch_norm_with(u, theta, u.batch->data(), in, rows, out, rep);
 }
 
 void dropout_apply(const DenseUnit& u, float* out, const float* in, int rows, int rep, int sample0, uint64_t seed, uint32_t step,

@@ -18,7 +18,7 @@ function pad(n: number, k: number, s: number, d: number, p: of.Padding, axis: 0 
 }
 
 const tensorCount = (l: of.Layer): number =>
-  l.type === 'dense' || l.type === 'conv2d' ? (l.bias ? 2 : 1) : l.type === 'rnn' || l.type === 'gru' || l.type === 'lstm' ? 3 : l.type === 'lif' || l.type === 'graphConv' || l.type === 'layerNorm' ? 2
+  l.type === 'dense' || l.type === 'conv2d' ? (l.bias ? 2 : 1) : l.type === 'rnn' || l.type === 'gru' || l.type === 'lstm' ? 3 : l.type === 'lif' || l.type === 'graphConv' || l.type === 'layerNorm' || l.type === 'batchNorm' ? 2
     : l.type === 'residual' || l.type === 'concat' ? l.layers.reduce((a, m) => a + tensorCount(m), 0) : 0;
 
 /** Forward of one row (an image, a sequence or a vector) through the layers; returns the output vector. */
@@ -154,6 +154,11 @@ export function forwardRow(layers: readonly of.Layer[], params: ArrayLike<number
       seqF = H;
     } else if (l.type === 'dropout') {
       // inference: the identity
+    } else if (l.type === 'batchNorm') {  // inference: running statistics (given in state.bn, else mean 0, variance 1)
+      const C = shape ? shape[2] : seqF ?? v.length;
+      const gain = params[p]!, bias = params[p + 1]!;
+      p += 2;
+      v = v.map((z, i) => gain[i % C]! * z / Math.sqrt(1 + 1e-5) + bias[i % C]!);
     } else if (l.type === 'layerNorm') {
       const C = shape ? shape[2] : seqF ?? v.length;
       const gain = params[p]!, bias = params[p + 1]!;
