@@ -12,7 +12,7 @@ import * as path from 'path';
 import * as of from '../lib/index';
 import { assertClose, concat, cosine } from './helpers/close';
 import { randn } from './helpers/native';
-import { finiteDifferences, forwardRow } from './helpers/spatial';
+import { checkAgainstReference } from './helpers/checks';
 
 const configs: [string, () => of.Layer[]][] = [
   ['dense', () => [of.dense(5, 6), of.layerNorm(), of.tanh(), of.dense(6, 3)]],
@@ -21,28 +21,11 @@ const configs: [string, () => of.Layer[]][] = [
 ];
 
 t.test('forward = float64 loops; BP = central differences; ULR converges', async (t) => {
-  for (const [name, build] of configs) {
-    const layers = build();
-    const m = of.sequential(layers, { seed: 6 });
-    // non-trivial gain and bias
+  // non-trivial gain and bias
+  const prepare = (m: of.Model) => {
     for (const p of m.parameters()) if (p.name.startsWith('norm')) p.data.set(Array.from(p.data, (_, i) => (p.name.endsWith('weight') ? 0.8 + 0.1 * i : 0.05 * i)));
-    const d = { x: randn(3 * m.inputs, 4), y: Int32Array.from([0, 2, 1]), rows: 3, shape: [m.inputs] };
-    const params = m.parameters().map((p) => Float64Array.from(p.data));
-    const want = concat([0, 1, 2].map((r) => forwardRow(layers, params, d.x.subarray(r * m.inputs, (r + 1) * m.inputs))));
-    assertClose(t, m.predict(d), want, { atol: 1e-5, rtol: 1e-4, label: `${name}: forward` });
-    const got = m.gradients(d, { estimator: of.bp() });
-    const fd = finiteDifferences(layers, params, d.x, d.y, d.rows);
-    m.parameters().forEach((p, i) => assertClose(t, got[i]!, fd[i]!, { atol: 1e-4, rtol: 2e-3, label: `${name}: ${p.name}` }));
-    const exact = concat(got);
-    const mean = new Float64Array(exact.length);
-    for (let s = 0; s < 1000; s++) {
-      const g = concat(m.gradients(d, { estimator: of.ulr({ copies: 64, sigma: 0.05 }), step: s }));
-      for (let i = 0; i < g.length; i++) mean[i]! += g[i]! / 1000;
-    }
-    const c = cosine(mean, exact);
-    t.ok(c >= 0.98, `${name}: ULR cosine ${c.toFixed(4)}`);
-    m.dispose();
-  }
+  };
+  for (const [name, build] of configs) checkAgainstReference(t, name, build(), { seed: 6, prepare });
 });
 
 t.test('gain starts at 1 and bias at 0; an MLP with layerNorm trains (2,000 rows, 1 epoch): BP >= 80%, ULR >= 60%', async (t) => {

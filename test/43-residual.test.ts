@@ -7,9 +7,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as of from '../lib/index';
-import { assertClose, concat, cosine } from './helpers/close';
 import { randn } from './helpers/native';
-import { finiteDifferences, forwardRow } from './helpers/spatial';
+import { checkAgainstReference } from './helpers/checks';
 
 const denseNet = (): of.Layer[] => [of.dense(5, 4), of.tanh(), of.residual([of.dense(4, 4), of.sigmoid(), of.dense(4, 4)]), of.tanh(), of.dense(4, 3)];
 const convNet = (): of.Layer[] => [
@@ -26,23 +25,7 @@ const convConcat = (): of.Layer[] => [
 
 t.test('forward = float64 loops; BP = central differences; ULR converges', async (t) => {
   for (const [name, layers] of [['dense block', denseNet()], ['conv block', convNet()], ['dense concat', denseConcat()], ['conv concat', convConcat()]] as const) {
-    const m = of.sequential(layers, { seed: 4 });
-    const d = { x: randn(3 * m.inputs, 8, 0.8), y: Int32Array.from([0, 2, 1]), rows: 3, shape: [m.inputs] };
-    const params = m.parameters().map((p) => Float64Array.from(p.data));
-    const want = concat([0, 1, 2].map((r) => forwardRow(layers, params, d.x.subarray(r * m.inputs, (r + 1) * m.inputs))));
-    assertClose(t, m.predict(d), want, { atol: 1e-5, rtol: 1e-4, label: `${name}: forward` });
-    const got = m.gradients(d, { estimator: of.bp() });
-    const fd = finiteDifferences(layers, params, d.x, d.y, d.rows);
-    m.parameters().forEach((p, i) => assertClose(t, got[i]!, fd[i]!, { atol: 1e-4, rtol: 2e-3, label: `${name}: ${p.name}` }));
-    const exact = concat(got);
-    const mean = new Float64Array(exact.length);
-    for (let s = 0; s < 1000; s++) {
-      const g = concat(m.gradients(d, { estimator: of.ulr({ copies: 64, sigma: 0.05 }), step: s }));
-      for (let i = 0; i < g.length; i++) mean[i]! += g[i]! / 1000;
-    }
-    const c = cosine(mean, exact);
-    t.ok(c >= 0.98, `${name}: ULR cosine ${c.toFixed(4)}`);
-    m.dispose();
+    checkAgainstReference(t, name, layers);
   }
 });
 

@@ -11,6 +11,7 @@ import * as path from 'path';
 import * as of from '../lib/index';
 import { assertClose, concat, cosine } from './helpers/close';
 import { randn } from './helpers/native';
+import { checkThreads } from './helpers/checks';
 import { configA, configB, configC, finiteDifferences, forwardRow } from './helpers/spatial';
 
 const rowsOf = (m: of.Model) => ({ rows: 3, x: randn(3 * m.inputs, 5, 0.8), y: Int32Array.from([0, 2, 1]), shape: [m.inputs] });
@@ -20,7 +21,7 @@ t.test('clean forward = float64 loops, odd shapes', async (t) => {
   for (const [name, layers] of [['A', configA()], ['B', configB()], ['C', configC()]] as const) {
     const m = of.sequential(layers, { seed: 4 });
     const d = rowsOf(m);
-    const { x, y, rows } = d;
+    const { x, rows } = d;
     const got = m.predict(d);
     const want = concat(Array.from({ length: rows }, (_, r) => forwardRow(layers, tensors(m), x.subarray(r * m.inputs, (r + 1) * m.inputs))));
     assertClose(t, got, want, { atol: 1e-5, rtol: 1e-4, label: `config ${name}: predictions` });
@@ -90,18 +91,7 @@ t.test('a frozen conv stem: no gradient, no update, and ULR on the rest converge
 
 t.test('1 or 2 threads: the same bits (BP and ULR)', async (t) => {
   const m = of.sequential(configA(), { seed: 4 });
-  const x = randn(40 * m.inputs, 6), y = Int32Array.from({ length: 40 }, (_, i) => i % 3);
-  const before = of.backend.info().threads;
-  const run = () => [of.bp(), of.ulr({ copies: 16 })].map((e) => concat(m.gradients({ x, y }, { estimator: e, step: 3 })));
-  try {
-    of.backend.setThreads(1);
-    const one = run();
-    of.backend.setThreads(2);
-    const two = run();
-    t.ok(one.every((g, i) => Buffer.from(new Float64Array(g).buffer).equals(Buffer.from(new Float64Array(two[i]!).buffer))), 'bit-identical');
-  } finally {
-    of.backend.setThreads(before);
-  }
+  checkThreads(t, m, 40, 3);
   m.dispose();
 });
 

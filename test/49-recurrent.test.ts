@@ -10,6 +10,7 @@ import * as path from 'path';
 import * as of from '../lib/index';
 import { assertClose, concat, cosine } from './helpers/close';
 import { randn } from './helpers/native';
+import { checkThreads } from './helpers/checks';
 import { finiteDifferences, forwardRow } from './helpers/spatial';
 
 const T = 5, F = 4;
@@ -69,18 +70,8 @@ t.test('the mean ULR estimate converges to the gradient (cosine >= 0.98, 1,000 s
 t.test('1 or 2 threads: the same bits; checkpoints round-trip', async (t) => {
   const layers: of.Layer[] = [of.gru({ units: 8, inputShape: [7, 3], returnSequences: true }), of.lstm({ units: 5 }), of.dense(5, 2)];
   const m = of.sequential(layers, { seed: 5 });
+  checkThreads(t, m, 30, 2);
   const x = randn(30 * m.inputs, 6), y = Int32Array.from({ length: 30 }, (_, i) => i % 2);
-  const before = of.backend.info().threads;
-  const run = () => [of.bp(), of.ulr({ copies: 16 })].map((e) => concat(m.gradients({ x, y }, { estimator: e, step: 3 })));
-  try {
-    of.backend.setThreads(1);
-    const one = run();
-    of.backend.setThreads(2);
-    const two = run();
-    t.ok(one.every((g, i) => g.every((v, j) => Object.is(v, two[i]![j]))), 'bit-identical');
-  } finally {
-    of.backend.setThreads(before);
-  }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'of-seq-'));
   const file = path.join(dir, 'seq.ofckpt');
   await m.save(file);

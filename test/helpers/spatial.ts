@@ -89,7 +89,7 @@ export function forwardRow(layers: readonly of.Layer[], params: ArrayLike<number
       v = out;
       shape = [py.out, px.out, Co];
     } else if (l.type === 'rnn' || l.type === 'gru' || l.type === 'lstm' || l.type === 'lif') {
-      const H = l.units, G = l.type === 'gru' ? 3 : l.type === 'lstm' ? 4 : 1;
+      const H = l.units;
       const F = seqF ?? l.inputShape![1];
       const T = v.length / F;
       const W = params[p]!, U = l.type === 'lif' ? undefined : params[p + 1]!, b = params[l.type === 'lif' ? p + 1 : p + 2]!;
