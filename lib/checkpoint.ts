@@ -13,7 +13,7 @@ import * as path from 'path';
 import { CheckpointError, OneForwardError } from './errors';
 import {
   ACTIVATIONS, type ActivationLayer, type ActivationName, type ImageShape, type Layer, type Padding, type Topology, avgPool2d, conv2d, flatten,
-  type Graph, batchNorm, concat, dropout, globalAvgPool, layerNorm, graphConv, gru, lif, lstm, maxPool2d, repeat, residual, rnn, timeMean, topology,
+  type Graph, batchNorm, concat, dropout, globalAvgPool, groupNorm, layerNorm, graphConv, gru, lif, lstm, maxPool2d, repeat, residual, rnn, timeMean, topology,
 } from './layers';
 import { LOSSES, type LossName, type Model, sequential } from './model';
 
@@ -147,7 +147,7 @@ function checkLayers(file: string, layers: unknown): Layer[] {
       }
       return layer;
     }
-    if (['conv2d', 'maxPool2d', 'avgPool2d', 'globalAvgPool', 'flatten', 'rnn', 'gru', 'lstm', 'lif', 'repeat', 'timeMean', 'graphConv', 'dropout', 'layerNorm', 'batchNorm'].includes(o.type as string)) {
+    if (['conv2d', 'maxPool2d', 'avgPool2d', 'globalAvgPool', 'flatten', 'rnn', 'gru', 'lstm', 'lif', 'repeat', 'timeMean', 'graphConv', 'dropout', 'layerNorm', 'batchNorm', 'groupNorm'].includes(o.type as string)) {
       try {  // rebuilt by the public constructors, so a header can hold nothing they would refuse
         if (o.type === 'graphConv') {
           return graphConv({ units: o.units as number, graph: o.graph as Graph, ...(o.inputShape !== undefined ? { inputShape: o.inputShape as [number, number] } : {}) });
@@ -158,6 +158,7 @@ function checkLayers(file: string, layers: unknown): Layer[] {
         if (o.type === 'dropout') return dropout(o.rate as number);
         if (o.type === 'layerNorm') return layerNorm();
         if (o.type === 'batchNorm') return batchNorm();
+        if (o.type === 'groupNorm') return groupNorm({ groups: o.groups as number });
         if (o.type === 'repeat') return repeat(o.steps as number, o.inputs === undefined ? undefined : { inputs: o.inputs as number });
         if (o.type === 'rnn' || o.type === 'gru' || o.type === 'lstm' || o.type === 'lif') {
           const opts: Record<string, unknown> = { units: o.units, returnSequences: o.returnSequences };

@@ -69,8 +69,10 @@ export type LayerNormLayer = { type: 'layerNorm' };
  * by momentum 0.1; inference uses the running statistics (kept in checkpoints).
  */
 export type BatchNormLayer = { type: 'batchNorm' };
+/** Group normalization: channels in `groups` groups, each normalized over all positions of a sample (Wu & He 2018). */
+export type GroupNormLayer = { type: 'groupNorm'; groups: number };
 /** Any layer. */
-export type Layer = DenseLayer | ActivationLayer | Conv2dLayer | Pool2dLayer | GlobalAvgPoolLayer | FlattenLayer | RecurrentLayer | RepeatLayer | TimeMeanLayer | GraphConvLayer | ResidualLayer | ConcatLayer | DropoutLayer | LayerNormLayer | BatchNormLayer;
+export type Layer = DenseLayer | ActivationLayer | Conv2dLayer | Pool2dLayer | GlobalAvgPoolLayer | FlattenLayer | RecurrentLayer | RepeatLayer | TimeMeanLayer | GraphConvLayer | ResidualLayer | ConcatLayer | DropoutLayer | LayerNormLayer | BatchNormLayer | GroupNormLayer;
 
 /** Options of {@link dense}. */
 export type DenseOptions = {
@@ -297,6 +299,16 @@ export const layerNorm = (): LayerNormLayer => ({ type: 'layerNorm' });
  * evaluation mode in its noisy passes), computed by one clean pass over the batch.
  */
 export const batchNorm = (): BatchNormLayer => ({ type: 'batchNorm' });
+/**
+ * Group normalization: the channels (last axis) split into `groups` groups; each group of a sample is normalized
+ * over all its positions and channels (eps 1e-5), then a gain and a bias per channel. `groups` must divide the
+ * channels; 1 group normalizes the whole sample.
+ */
+export function groupNorm(options: { groups: number }): GroupNormLayer {
+  const o = optionsObject('groupNorm', options, ['groups']);
+  if (!is.positiveInteger(o.groups)) throw invalidArg('groups', 'positive integer', o.groups);
+  return { type: 'groupNorm', groups: o.groups as number };
+}
 
 /** Repeats a flat input for `steps` steps; `inputs` (its size) is needed when it is the first layer. */
 export function repeat(steps: number, options?: { inputs?: number }): RepeatLayer {
@@ -483,10 +495,12 @@ export function topology(layers: readonly Layer[]): Topology {
         if (width === undefined) throw new ConfigError(`${where}: dropout needs a layer before it`);
         break;
       case 'layerNorm':
-      case 'batchNorm': {
+      case 'batchNorm':
+      case 'groupNorm': {
         if (width === undefined) throw new ConfigError(`${where}: ${l.type} needs a layer before it`);
         const last = shape ? shape[2] : seq ? seq[1] : width;
-        const kind = l.type === 'layerNorm' ? 'norm' : 'batchnorm';
+        if (l.type === 'groupNorm' && last % l.groups !== 0) throw new ConfigError(`${where}: groupNorm groups (${l.groups}) must divide the channels (${last})`);
+        const kind = l.type === 'layerNorm' ? 'norm' : l.type === 'batchNorm' ? 'batchnorm' : 'groupnorm';
         const name = `${kind}${counts[kind] ?? 0}`;
         counts[kind] = (counts[kind] ?? 0) + 1;
         tensors.push({ name: `${name}.weight`, shape: [last] }, { name: `${name}.bias`, shape: [last] });

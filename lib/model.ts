@@ -390,7 +390,7 @@ export class Model {
    */
   freeze(count: number): void {
     const flat = (ls: readonly Layer[]): Layer[] => ls.flatMap((l) => (l.type === 'residual' || l.type === 'concat' ? flat(l.layers) : [l]));
-    const withParams = flat(this.layers).filter((l) => ['dense', 'conv2d', 'graphConv', 'rnn', 'gru', 'lstm', 'lif', 'layerNorm', 'batchNorm'].includes(l.type));
+    const withParams = flat(this.layers).filter((l) => ['dense', 'conv2d', 'graphConv', 'rnn', 'gru', 'lstm', 'lif', 'layerNorm', 'batchNorm', 'groupNorm'].includes(l.type));
     if (!is.integer(count) || count < 0 || count >= withParams.length) throw invalidArg('count', `integer in [0, ${withParams.length - 1}]`, count);
     this.nat.setFrozen(count);
     if (withParams.every((l) => l.type === 'dense')) {  // dense layers carry the flag (it goes into checkpoints)

@@ -16,6 +16,7 @@ export type NativeLayer =
   | { type: 'repeat'; steps: number }
   | { type: 'dropout'; rate: number }
   | { type: 'layerNorm' | 'batchNorm' }
+  | { type: 'groupNorm'; groups: number }
   | { type: 'graphConv'; units: number; graph: { nodes: number; edges: [number, number][] } };
 
 /** @internal */

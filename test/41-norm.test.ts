@@ -1,4 +1,5 @@
-// Normalization. layerNorm: per position over the last axis, with a gain and a bias. batchNorm (at the end):
+// Normalization. layerNorm: per position over the last axis; groupNorm: per group of channels over all positions;
+// both with a gain and a bias. batchNorm (at the end):
 // BP through the batch statistics against float64 central differences, ULR with the clean batch statistics
 // (cosine >= 0.98 for the layers whose gradients do not go through them), running statistics in checkpoints.
 // For layerNorm the forward is checked against
@@ -18,12 +19,14 @@ const configs: [string, () => of.Layer[]][] = [
   ['dense', () => [of.dense(5, 6), of.layerNorm(), of.tanh(), of.dense(6, 3)]],
   ['conv (over channels)', () => [of.conv2d({ inputShape: [4, 3, 2], filters: 4, kernel: 3, padding: 'same' }), of.layerNorm(), of.tanh(), of.flatten(), of.dense(48, 3)]],
   ['sequence (per step)', () => [of.rnn({ units: 4, inputShape: [3, 2], returnSequences: true }), of.layerNorm(), of.flatten(), of.dense(12, 3)]],
+  ['groupNorm, dense, 2 groups', () => [of.dense(5, 6), of.groupNorm({ groups: 2 }), of.tanh(), of.dense(6, 3)]],
+  ['groupNorm, conv, 2 groups over all positions', () => [of.conv2d({ inputShape: [4, 3, 2], filters: 4, kernel: 3, padding: 'same' }), of.groupNorm({ groups: 2 }), of.tanh(), of.flatten(), of.dense(48, 3)]],
 ];
 
 t.test('forward = float64 loops; BP = central differences; ULR converges', async (t) => {
   // non-trivial gain and bias
   const prepare = (m: of.Model) => {
-    for (const p of m.parameters()) if (p.name.startsWith('norm')) p.data.set(Array.from(p.data, (_, i) => (p.name.endsWith('weight') ? 0.8 + 0.1 * i : 0.05 * i)));
+    for (const p of m.parameters()) if (p.name.startsWith('norm') || p.name.startsWith('groupnorm')) p.data.set(Array.from(p.data, (_, i) => (p.name.endsWith('weight') ? 0.8 + 0.1 * i : 0.05 * i)));
   };
   for (const [name, build] of configs) checkAgainstReference(t, name, build(), { seed: 6, prepare });
 });

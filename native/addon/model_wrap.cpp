@@ -133,6 +133,9 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Value& v) {
             ls.kind = type == "residualEnd" ? LayerSpec::Kind::ResidualEnd : LayerSpec::Kind::ConcatEnd;
         } else if (type == "layerNorm" || type == "batchNorm") {
             ls.kind = type == "layerNorm" ? LayerSpec::Kind::LayerNorm : LayerSpec::Kind::BatchNorm;
+        } else if (type == "groupNorm") {
+            ls.kind = LayerSpec::Kind::GroupNorm;
+            ls.groups = int(require_int(l.Get("groups"), "groups", 1, 1 << 20));
         } else if (type == "dropout") {
             ls.kind = LayerSpec::Kind::Dropout;
             ls.rate = float(require_number(l.Get("rate"), "rate"));
@@ -377,8 +380,9 @@ Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
             const std::string name = "conv" + std::to_string(conv++);
             add(name + ".weight", u.w_off, {u.g.Co, u.g.kh, u.g.kw, u.g.C});
             if (u.b_off >= 0) add(name + ".bias", u.b_off, {u.g.Co});
-        } else if (u.kind == UnitKind::LayerNorm || u.kind == UnitKind::BatchNorm) {
-            const std::string name = (u.kind == UnitKind::LayerNorm ? "norm" : "batchnorm") + std::to_string(seq_count[u.kind]++);
+        } else if (u.norm()) {
+            const std::string name = (u.kind == UnitKind::LayerNorm ? "norm" : u.kind == UnitKind::BatchNorm ? "batchnorm" : "groupnorm") +
+                                     std::to_string(seq_count[u.kind]++);
             add(name + ".weight", u.w_off, {u.g.Co});
             add(name + ".bias", u.b_off, {u.g.Co});
         } else if (u.kind == UnitKind::GraphConv) {

@@ -204,11 +204,16 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
             have_unit = true;
             continue;
         }
-        if (l.kind == K::LayerNorm || l.kind == K::BatchNorm) {  // any shape, unchanged; the last axis normalized
+        if (l.kind == K::LayerNorm || l.kind == K::BatchNorm || l.kind == K::GroupNorm) {  // any shape, unchanged
             OF_CHECK(have_unit, Config, where + ": normalization needs a layer before it");
             DenseUnit u{width, width, int64_t(total), -1};
-            u.kind = l.kind == K::LayerNorm ? UnitKind::LayerNorm : UnitKind::BatchNorm;
+            u.kind = l.kind == K::LayerNorm ? UnitKind::LayerNorm : l.kind == K::BatchNorm ? UnitKind::BatchNorm : UnitKind::GroupNorm;
             const int last = spatial ? C : seq ? F : width;
+            if (u.kind == UnitKind::GroupNorm) {
+                OF_CHECK(l.groups >= 1 && last % l.groups == 0, Config,
+                         where + ": groupNorm groups (" + std::to_string(l.groups) + ") must divide the channels (" + std::to_string(last) + ")");
+                u.groups = l.groups;
+            }
             u.g.Ho = width / last, u.g.Wo = 1, u.g.Co = last, u.g.C = last;
             u.b_off = int64_t(total) + last;
             total += 2 * uint64_t(last);
@@ -369,7 +374,7 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
     for (size_t li = 0; li < m->units.size(); li++) {
         const DenseUnit& u = m->units[li];
         if (!u.param()) continue;
-        if (u.kind == UnitKind::LayerNorm || u.kind == UnitKind::BatchNorm) {  // gain 1, bias 0
+        if (u.norm()) {  // gain 1, bias 0
             std::fill(m->params->data() + u.w_off, m->params->data() + u.b_off, 1.0f);
             continue;
         }

@@ -16,7 +16,7 @@
 namespace of {
 
 struct LayerSpec {
-    enum class Kind { Dense, Activation, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, ResidualBegin, ResidualEnd, ConcatEnd, Dropout, LayerNorm, BatchNorm } kind;
+    enum class Kind { Dense, Activation, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, ResidualBegin, ResidualEnd, ConcatEnd, Dropout, LayerNorm, BatchNorm, GroupNorm } kind;
     int units = 0;  // dense: out-features; conv2d: filters
     bool bias = true;
     bool trainable = true;  // dense: false freezes it (only a leading run of dense layers may be frozen)
@@ -30,6 +30,7 @@ struct LayerSpec {
     float beta = 0.9f, threshold = 1.0f, slope = 5.0f;
     int steps = 1;
     float rate = 0.0f;                        // dropout
+    int groups = 1;                           // groupNorm
     int nodes = 0;                            // graphConv: the graph's nodes and undirected edges
     std::vector<std::pair<int, int>> edges;
 };
@@ -43,7 +44,7 @@ struct ModelSpec {
     uint64_t seed = 0;
 };
 
-enum class UnitKind { Dense, Conv2d, MaxPool2d, AvgPool2d, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, Concat, Dropout, LayerNorm, BatchNorm };
+enum class UnitKind { Dense, Conv2d, MaxPool2d, AvgPool2d, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, Concat, Dropout, LayerNorm, BatchNorm, GroupNorm };
 
 // The normalized adjacency of a graph convolution, D^-1/2 (A + I) D^-1/2 (Kipf & Welling 2017), in CSR form.
 // Symmetric, so it is its own transpose in the backward.
@@ -78,6 +79,7 @@ struct DenseUnit {
     // per position (g.Ho of them) it writes that input's g.C values, then its own input's g.Co values.
     int skip_from = -1;
     float rate = 0.0f;  // dropout: the fraction of values zeroed in training
+    int groups = 1;     // groupNorm: channel groups, each normalized over all positions of a row
     Act post_act = Act::Identity;
     float post_alpha = 0.01f;
     int64_t n_par = 0;  // parameter values (weights and bias)
@@ -87,10 +89,11 @@ struct DenseUnit {
     bool convlike() const { return kind == UnitKind::Conv2d || kind == UnitKind::GraphConv; }
     // rows of the GEMM view: a conv's output (rows Ho Wo, Co); a dense layer's (rows, O)
     // layerNorm: per position (g.Ho of them) over the last axis (g.Co values), gain and bias per value of that axis
-    bool positional() const { return convlike() || kind == UnitKind::LayerNorm || kind == UnitKind::BatchNorm; }
+    bool norm() const { return kind == UnitKind::LayerNorm || kind == UnitKind::BatchNorm || kind == UnitKind::GroupNorm; }
+    bool positional() const { return convlike() || norm(); }
     int64_t gemm_rows(int64_t rows) const { return positional() ? rows * g.positions() : recurrent() ? rows * q.T : rows; }
     int gemm_cols() const { return positional() ? g.Co : O; }
-    int fan_in() const { return kind == UnitKind::LayerNorm || kind == UnitKind::BatchNorm ? 1 : convlike() ? g.patch() : I; }
+    int fan_in() const { return norm() ? 1 : convlike() ? g.patch() : I; }
     // batchNorm: running mean and variance (inference), and this step's batch mean and variance (training; ULR's
     // noisy passes use the clean batch's), g.Co values each; shared with the model's copies of the unit
     std::shared_ptr<std::vector<float>> running, batch;

@@ -63,6 +63,28 @@ void batch_norm_with(const DenseUnit& u, const float* theta, const float* stats,
         }
 }
 
+// groupNorm: x^ (rows, O) of every (row, group) set -- all positions, the group's channels -- and 1 / sqrt(var + eps)
+// per set (rows x groups)
+void group_norm_xhat(const DenseUnit& u, const float* in, int rows, float* xh, float* invs) {
+    const int C = u.g.Co, P = u.g.Ho, G = u.groups, Cg = C / G;
+    const double n = double(P) * Cg;
+    for (int r = 0; r < rows; r++)
+        for (int g = 0; g < G; g++) {
+            const float* x = in + int64_t(r) * u.O + int64_t(g) * Cg;
+            double mu = 0.0, var = 0.0;
+            for (int p = 0; p < P; p++)
+                for (int c = 0; c < Cg; c++) mu += x[int64_t(p) * C + c];
+            mu /= n;
+            for (int p = 0; p < P; p++)
+                for (int c = 0; c < Cg; c++) var += (x[int64_t(p) * C + c] - mu) * (x[int64_t(p) * C + c] - mu);
+            const float inv = float(1.0 / std::sqrt(var / n + double(kNormEps)));
+            invs[int64_t(r) * G + g] = inv;
+            float* y = xh + int64_t(r) * u.O + int64_t(g) * Cg;
+            for (int p = 0; p < P; p++)
+                for (int c = 0; c < Cg; c++) y[int64_t(p) * C + c] = float(x[int64_t(p) * C + c] - mu) * inv;
+        }
+}
+
 }  // namespace
 
 void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
@@ -76,6 +98,13 @@ void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, c
         case UnitKind::Dropout: std::copy(in, in + int64_t(rows) * u.O, out); break;  // inference: the identity
         case UnitKind::Concat: break;  // needs the block's input: the callers handle it
         case UnitKind::BatchNorm: batch_norm_with(u, theta, u.running->data(), in, rows, out, 1); break;  // inference
+        case UnitKind::GroupNorm: {
+            std::vector<float> invs(size_t(rows) * size_t(u.groups));
+            group_norm_xhat(u, in, rows, out, invs.data());
+            const float* gain = theta + u.w_off;
+            for (int64_t i = 0; i < int64_t(rows) * u.O; i++) out[i] *= gain[i % u.g.Co];
+            break;
+        }
         case UnitKind::LayerNorm: {  // gain * x^; the bias comes with the activation (or the noise)
             const int n = u.g.Co;
             const float* gain = theta + u.w_off;
@@ -116,6 +145,37 @@ void unit_backward(const KernelTable& k, const DenseUnit& u, const float* theta,
             break;
         case UnitKind::Concat:
         case UnitKind::Dropout: break;  // the callers handle them
+        case UnitKind::GroupNorm: {
+            const int C = u.g.Co, P = u.g.Ho, G = u.groups, Cg = C / G;
+            const float* gain = theta + u.w_off;
+            std::vector<float> xh(size_t(rows) * size_t(u.O)), invs(size_t(rows) * size_t(G));
+            group_norm_xhat(u, in, rows, xh.data(), invs.data());
+            if (dW) {
+                std::fill(dW, dW + 2 * C, 0.0f);
+                for (int64_t i = 0; i < int64_t(rows) * u.O; i++) dW[i % C] += dv[i] * xh[size_t(i)], dW[C + i % C] += dv[i];
+            }
+            if (!din) break;
+            const double n = double(P) * Cg;
+            for (int r = 0; r < rows; r++)
+                for (int g = 0; g < G; g++) {
+                    const int64_t base = int64_t(r) * u.O + int64_t(g) * Cg;
+                    double m1 = 0.0, m2 = 0.0;
+                    for (int p = 0; p < P; p++)
+                        for (int c = 0; c < Cg; c++) {
+                            const int64_t i = base + int64_t(p) * C + c;
+                            const double d = double(dv[i]) * gain[g * Cg + c];
+                            m1 += d, m2 += d * xh[size_t(i)];
+                        }
+                    m1 /= n, m2 /= n;
+                    const float inv = invs[size_t(r) * size_t(G) + size_t(g)];
+                    for (int p = 0; p < P; p++)
+                        for (int c = 0; c < Cg; c++) {
+                            const int64_t i = base + int64_t(p) * C + c;
+                            din[i] = inv * float(double(dv[i]) * gain[g * Cg + c] - m1 - xh[size_t(i)] * m2);
+                        }
+                }
+            break;
+        }
         case UnitKind::BatchNorm: {  // through the batch statistics (training mode)
             const int C = u.g.Co;
             const int64_t n = int64_t(rows) * u.g.Ho;
@@ -203,6 +263,20 @@ void unit_lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, i
                 k.lr_bias_reduce(db, w ? w : wexp, S, rows, u.O, alpha, false);
             }
         }
+        return;
+    }
+    if (u.kind == UnitKind::GroupNorm) {  // d gain = alpha sum w S x^, d bias = alpha sum w S
+        const int C = u.g.Co;
+        std::vector<float> xh(size_t(rows) * size_t(u.O)), invs(size_t(rows) * size_t(u.groups));
+        group_norm_xhat(u, in, rows, xh.data(), invs.data());
+        std::fill(dW, dW + C, 0.0f);
+        for (int r = 0; r < rows; r++) {
+            const float f = alpha * (w ? w[r] : 1.0f);
+            for (int64_t i = int64_t(r) * u.O; i < int64_t(r + 1) * u.O; i++) dW[i % C] += f * S[i] * xh[size_t(i)];
+        }
+        const int64_t pos = u.g.positions();
+        for (int r = 0; r < rows; r++) std::fill(wexp + r * pos, wexp + (r + 1) * pos, w ? w[r] : 1.0f);
+        k.lr_bias_reduce(db, wexp, S, int(u.gemm_rows(rows)), C, alpha, false);
         return;
     }
     if (u.kind == UnitKind::LayerNorm || u.kind == UnitKind::BatchNorm) {  // d gain = alpha sum w S x^, d bias = alpha sum w S

@@ -18,7 +18,7 @@ function pad(n: number, k: number, s: number, d: number, p: of.Padding, axis: 0 
 }
 
 const tensorCount = (l: of.Layer): number =>
-  l.type === 'dense' || l.type === 'conv2d' ? (l.bias ? 2 : 1) : l.type === 'rnn' || l.type === 'gru' || l.type === 'lstm' ? 3 : l.type === 'lif' || l.type === 'graphConv' || l.type === 'layerNorm' || l.type === 'batchNorm' ? 2
+  l.type === 'dense' || l.type === 'conv2d' ? (l.bias ? 2 : 1) : l.type === 'rnn' || l.type === 'gru' || l.type === 'lstm' ? 3 : l.type === 'lif' || l.type === 'graphConv' || l.type === 'layerNorm' || l.type === 'batchNorm' || l.type === 'groupNorm' ? 2
     : l.type === 'residual' || l.type === 'concat' ? l.layers.reduce((a, m) => a + tensorCount(m), 0) : 0;
 
 /** Forward of one row (an image, a sequence or a vector) through the layers; returns the output vector. */
@@ -159,6 +159,19 @@ export function forwardRow(layers: readonly of.Layer[], params: ArrayLike<number
       const gain = params[p]!, bias = params[p + 1]!;
       p += 2;
       v = v.map((z, i) => gain[i % C]! * z / Math.sqrt(1 + 1e-5) + bias[i % C]!);
+    } else if (l.type === 'groupNorm') {  // per group of channels over all positions
+      const C = shape ? shape[2] : seqF ?? v.length, Cg = C / l.groups, P = v.length / C;
+      const gain = params[p]!, bias = params[p + 1]!;
+      p += 2;
+      const out = new Float64Array(v.length);
+      for (let g = 0; g < l.groups; g++) {
+        const idx: number[] = [];
+        for (let q = 0; q < P; q++) for (let c = 0; c < Cg; c++) idx.push(q * C + g * Cg + c);
+        const mu = idx.reduce((a, i) => a + v[i]!, 0) / idx.length;
+        const vr = idx.reduce((a, i) => a + (v[i]! - mu) ** 2, 0) / idx.length;
+        for (const i of idx) out[i] = gain[i % C]! * (v[i]! - mu) / Math.sqrt(vr + 1e-5) + bias[i % C]!;
+      }
+      v = out;
     } else if (l.type === 'layerNorm') {
       const C = shape ? shape[2] : seqF ?? v.length;
       const gain = params[p]!, bias = params[p + 1]!;
