@@ -12,7 +12,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { CheckpointError, OneForwardError } from './errors';
 import {
-  ACTIVATIONS, type ActivationLayer, type ActivationName, type ImageShape, type Layer, type Padding, type Topology, avgPool2d, conv2d, flatten,
+  ACTIVATIONS, type ActivationLayer, type ActivationName, type DenseLayer, type ImageShape, type QuantizedWeights, type Layer, type Padding, type Topology, avgPool2d, conv2d, flatten,
   type Graph, batchNorm, concat, dropout, globalAvgPool, groupNorm, layerNorm, graphConv, gru, lif, lstm, maxPool2d, repeat, residual, rnn, timeMean, topology,
 } from './layers';
 import { LOSSES, type LossName, type Model, sequential } from './model';
@@ -133,7 +133,11 @@ function checkLayers(file: string, layers: unknown): Layer[] {
         throw fail(file, `model.layers[${i}]: bad dense layer`);
       }
       if (o.trainable !== undefined && o.trainable !== false) throw fail(file, `model.layers[${i}]: bad trainable flag`);
-      return o.trainable === false ? { type: 'dense', inputs: o.inputs, units: o.units, bias: o.bias, trainable: false } : { type: 'dense', inputs: o.inputs, units: o.units, bias: o.bias };
+      if (o.weights !== undefined && o.weights !== 'binary' && o.weights !== 'ternary') throw fail(file, `model.layers[${i}]: bad weights`);
+      const layer: DenseLayer = { type: 'dense', inputs: o.inputs, units: o.units, bias: o.bias };
+      if (o.trainable === false) layer.trainable = false;
+      if (o.weights !== undefined) layer.weights = o.weights as QuantizedWeights;
+      return layer;
     }
     if (o.type === 'activation' && (ACTIVATIONS as readonly unknown[]).includes(o.activation)) {
       const layer: ActivationLayer = { type: 'activation', activation: o.activation as ActivationName };
@@ -169,7 +173,7 @@ function checkLayers(file: string, layers: unknown): Layer[] {
         }
         const common = { padding: o.padding as Padding, ...(o.inputShape !== undefined ? { inputShape: o.inputShape as ImageShape } : {}) };
         if (o.type === 'conv2d') {
-          return conv2d({ filters: o.filters as number, kernel: o.kernel as [number, number], strides: o.strides as [number, number], dilation: o.dilation as [number, number], bias: o.bias as boolean, ...common });
+          return conv2d({ filters: o.filters as number, kernel: o.kernel as [number, number], strides: o.strides as [number, number], dilation: o.dilation as [number, number], bias: o.bias as boolean, ...common, ...(o.weights !== undefined ? { weights: o.weights as QuantizedWeights } : {}) });
         }
         if (!Array.isArray(o.dilation) || o.dilation.length !== 2 || o.dilation[0] !== 1 || o.dilation[1] !== 1) throw new Error('bad dilation');
         const opts = { size: o.kernel as [number, number], strides: o.strides as [number, number], ...common };

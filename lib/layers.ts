@@ -10,7 +10,13 @@ export const ACTIVATIONS = ['identity', 'relu', 'leakyRelu', 'tanh', 'sigmoid', 
 export type ActivationName = (typeof ACTIVATIONS)[number];
 
 /** A fully connected layer: `y = x Wᵀ + b`, W of shape (units, inputs). */
-export type DenseLayer = { type: 'dense'; inputs: number; units: number; bias: boolean; trainable?: boolean };
+export type DenseLayer = { type: 'dense'; inputs: number; units: number; bias: boolean; trainable?: boolean; weights?: QuantizedWeights };
+/**
+ * Weights the forward computes with, from the real ones kept for training: `'binary'`: sign(W)·mean|W| per output
+ * (XNOR-Net's scaling); `'ternary'`: the same with the values |W| <= 0.7·mean|W| set to 0 (TWN). No derivative:
+ * `ulr()` trains them (its estimate is for the quantized weights and updates the real ones); `bp()` refuses.
+ */
+export type QuantizedWeights = 'binary' | 'ternary';
 /** An elementwise activation. */
 export type ActivationLayer = { type: 'activation'; activation: ActivationName; alpha?: number; levels?: number };
 /** Height, width and channels of an image; images are channels-last (each row of x is H·W·C values). */
@@ -20,7 +26,7 @@ export type Padding = 'valid' | 'same' | [number, number];
 /** A 2-D convolution over channels-last images: kernel (filters, kh, kw, channels), one bias per filter. */
 export type Conv2dLayer = {
   type: 'conv2d'; filters: number; kernel: [number, number]; strides: [number, number]; padding: Padding;
-  dilation: [number, number]; bias: boolean; inputShape?: ImageShape;
+  dilation: [number, number]; bias: boolean; inputShape?: ImageShape; weights?: QuantizedWeights;
 };
 /** Max or average pooling over windows, per channel. */
 export type Pool2dLayer = {
@@ -83,7 +89,15 @@ export type DenseOptions = {
    * frozen; their clean forward then runs once per sample. Defaults to `true`.
    */
   trainable?: boolean;
+  /** Binary or ternary weights in the forward (see {@link QuantizedWeights}). Defaults to real weights. */
+  weights?: QuantizedWeights;
 };
+
+function weightsOf(v: unknown): QuantizedWeights | undefined {
+  if (v === undefined || v === 'real') return undefined;
+  if (v === 'binary' || v === 'ternary') return v;
+  throw invalidArg('weights', "'real', 'binary' or 'ternary'", v);
+}
 
 /**
  * A dense (fully connected) layer with `inputs` in-features and `units` out-features.
@@ -92,11 +106,13 @@ export type DenseOptions = {
 export function dense(inputs: number, units: number, options?: DenseOptions): DenseLayer {
   if (!is.positiveInteger(inputs)) throw invalidArg('inputs', 'positive integer', inputs);
   if (!is.positiveInteger(units)) throw invalidArg('units', 'positive integer', units);
-  const o = optionsObject('dense', options, ['bias', 'trainable']);
+  const o = optionsObject('dense', options, ['bias', 'trainable', 'weights']);
   if (o.bias !== undefined && !is.bool(o.bias)) throw invalidArg('bias', 'boolean', o.bias);
   if (o.trainable !== undefined && !is.bool(o.trainable)) throw invalidArg('trainable', 'boolean', o.trainable);
   const layer: DenseLayer = { type: 'dense', inputs, units, bias: (o.bias as boolean | undefined) ?? true };
   if (o.trainable === false) layer.trainable = false;
+  const q = weightsOf(o.weights);
+  if (q) layer.weights = q;
   return layer;
 }
 
@@ -180,6 +196,8 @@ export type Conv2dOptions = {
   bias?: boolean;
   /** [H, W, C] of the input images; required on the first layer of a model. */
   inputShape?: ImageShape;
+  /** Binary or ternary weights in the forward (see {@link QuantizedWeights}). Defaults to real weights. */
+  weights?: QuantizedWeights;
 };
 
 /**
@@ -190,7 +208,7 @@ export type Conv2dOptions = {
  * of.conv2d({ inputShape: [28, 28, 1], filters: 8, kernel: 3, padding: 'same' })
  */
 export function conv2d(options: Conv2dOptions): Conv2dLayer {
-  const o = optionsObject('conv2d', options, ['filters', 'kernel', 'strides', 'padding', 'dilation', 'bias', 'inputShape']);
+  const o = optionsObject('conv2d', options, ['filters', 'kernel', 'strides', 'padding', 'dilation', 'bias', 'inputShape', 'weights']);
   if (!is.positiveInteger(o.filters) || (o.filters as number) > 1 << 20) throw invalidArg('filters', 'positive integer', o.filters);
   if (o.bias !== undefined && !is.bool(o.bias)) throw invalidArg('bias', 'boolean', o.bias);
   const layer: Conv2dLayer = {
@@ -199,6 +217,8 @@ export function conv2d(options: Conv2dOptions): Conv2dLayer {
   };
   const shape = imageShapeOf(o.inputShape);
   if (shape) layer.inputShape = shape;
+  const q = weightsOf(o.weights);
+  if (q) layer.weights = q;
   return layer;
 }
 

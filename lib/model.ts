@@ -108,7 +108,7 @@ const disposeSymbol: symbol = (Symbol as unknown as { dispose?: symbol }).dispos
 // The native spec: layers as plain data, a residual block flattened into begin, its layers, end.
 function nativeLayers(layers: readonly Layer[]): NativeLayer[] {
   return layers.flatMap((l): NativeLayer[] => {
-    if (l.type === 'dense') return [{ type: 'dense', units: l.units, bias: l.bias, trainable: l.trainable !== false }];
+    if (l.type === 'dense') return [{ type: 'dense', units: l.units, bias: l.bias, trainable: l.trainable !== false, ...(l.weights ? { weights: l.weights } : {}) }];
     if (l.type === 'residual') return [{ type: 'residualBegin' }, ...nativeLayers(l.layers), { type: 'residualEnd' }];
     if (l.type === 'concat') return [{ type: 'concatBegin' }, ...nativeLayers(l.layers), { type: 'concatEnd' }];
     if (l.type === 'conv2d' || l.type === 'maxPool2d' || l.type === 'avgPool2d' || l.type === 'rnn' || l.type === 'gru' || l.type === 'lstm' || l.type === 'lif' || l.type === 'graphConv') {

@@ -8,9 +8,9 @@ import { BackendError, errorClasses } from './errors';
 
 /** @internal */
 export type NativeLayer =
-  | { type: 'dense'; units: number; bias?: boolean; trainable?: boolean }
+  | { type: 'dense'; units: number; bias?: boolean; trainable?: boolean; weights?: string }
   | { type: 'activation'; activation: string; alpha?: number }
-  | { type: 'conv2d' | 'maxPool2d' | 'avgPool2d'; filters?: number; kernel: [number, number]; strides: [number, number]; padding: 'same' | 'valid' | [number, number]; dilation: [number, number]; bias?: boolean }
+  | { type: 'conv2d' | 'maxPool2d' | 'avgPool2d'; filters?: number; kernel: [number, number]; strides: [number, number]; padding: 'same' | 'valid' | [number, number]; dilation: [number, number]; bias?: boolean; weights?: string }
   | { type: 'globalAvgPool' | 'flatten' | 'timeMean' | 'residualBegin' | 'residualEnd' | 'concatBegin' | 'concatEnd' }
   | { type: 'rnn' | 'gru' | 'lstm' | 'lif'; units: number; returnSequences: boolean; beta?: number; threshold?: number; slope?: number }
   | { type: 'repeat'; steps: number }

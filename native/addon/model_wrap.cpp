@@ -38,6 +38,16 @@ Act parse_act(Napi::Env env, const std::string& s) {
     throw_status(env, arg_error("unknown activation '" + s + "'"));
 }
 
+int parse_quant(Napi::Env env, const Napi::Object& l) {  // weights: 'real' (default) | 'binary' | 'ternary'
+    Napi::Value q = l.Get("weights");
+    if (q.IsUndefined()) return 0;
+    const std::string s = require_string(q, "weights");
+    if (s == "real") return 0;
+    if (s == "binary") return 1;
+    if (s == "ternary") return 2;
+    throw_status(env, arg_error("unknown weights '" + s + "' (real, binary or ternary)"));
+}
+
 ModelSpec parse_spec(Napi::Env env, const Napi::Value& v) {
     Napi::Object o = require_object(v, "spec");
     ModelSpec spec;
@@ -76,6 +86,7 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Value& v) {
             ls.units = int(require_int(l.Get("units"), "units", 1, 1 << 28));
             ls.bias = opt_bool(l, "bias", true);
             ls.trainable = opt_bool(l, "trainable", true);
+            ls.quant = parse_quant(env, l);
         } else if (type == "activation") {
             ls.kind = LayerSpec::Kind::Activation;
             ls.act = parse_act(env, require_string(l.Get("activation"), "activation"));
@@ -88,6 +99,7 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Value& v) {
             if (ls.kind == K::Conv2d) {
                 ls.units = int(require_int(l.Get("filters"), "filters", 1, 1 << 20));
                 ls.bias = opt_bool(l, "bias", true);
+                ls.quant = parse_quant(env, l);
             }
             auto pair = [&](const char* key, int lo, int* a, int* b) {
                 Napi::Value v = l.Get(key);

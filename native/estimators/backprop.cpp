@@ -15,6 +15,7 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
     if (e.kind == EstimatorConfig::Kind::Bp) {
         OF_CHECK(!hook, Config, "bp() cannot use a custom loss function: it needs the loss's derivative; use ulr()");
         OF_CHECK(m.loss != LossKind::ZeroOne, Config, "bp() cannot differentiate the 0-1 loss; train this model with ulr()");
+        OF_CHECK(!m.has_quant, Config, "bp() cannot differentiate binary or ternary weights; train this model with ulr()");
         for (size_t i = 0; i < m.units.size(); i++)
             if (!act_differentiable(m.units[i].act))
                 return {StatusCode::Config, std::string("bp() cannot differentiate the '") + act_name(m.units[i].act) +
@@ -97,7 +98,7 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
                  "modules must cover the " + std::to_string(m.param_units()) + " layers with parameters, up to " + std::to_string(prev));
         OF_CHECK(m.units.back().param(), Config, "modules need a model whose last layer has parameters (not a pooling layer)");
         for (const DenseUnit& u : m.units)
-            OF_CHECK(u.skip_from < 0, Config, "modules do not support residual blocks yet");
+            OF_CHECK(u.skip_from < 0 && !u.quant, Config, "modules do not support residual blocks or binary / ternary weights yet");
         for (const DenseUnit& u : m.units)
             OF_CHECK(u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d || u.kind == UnitKind::MaxPool2d || u.kind == UnitKind::AvgPool2d,
                      Config, "modules do not support recurrent, spiking or sequence layers yet");

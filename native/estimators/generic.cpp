@@ -48,7 +48,8 @@ Status reserve_seq(const Model& m, std::vector<Buffer>& aux, Buffer& seq, int ro
 static Status bp_forward(Model& m, const float* x, int B, bool inference) {
     const KernelTable& k = *m.k;
     const size_t L = m.units.size();
-    const float* theta = m.params->data();
+    if (m.has_quant) OF_TRY(m.ws.eff.reserve(size_t(m.n_params)));
+    const float* theta = m.effective(m.params->data(), m.ws.eff);
     auto& ws = m.ws;
     ws.a.resize(L), ws.v.resize(L);
     const size_t cap = size_t(B) * size_t(m.max_width());
@@ -125,7 +126,8 @@ Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepS
     OF_TRY(bp_forward(m, x, B, dx != nullptr));
     const KernelTable& k = *m.k;
     const size_t L = m.units.size();
-    const float* theta = m.params->data();
+    if (m.has_quant) OF_TRY(m.ws.eff.reserve(size_t(m.n_params)));
+    const float* theta = m.effective(m.params->data(), m.ws.eff);
     auto& ws = m.ws;
     const bool recurrent = m.seq_scratch_width() > 0;
     auto ctx = [&](size_t l) {
@@ -192,7 +194,8 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
     OF_TRY(step_rows(B, K, &R));
     const int L = int(m.units.size());
     const int C = m.outputs;
-    const float* theta = m.params->data();
+    if (m.has_quant) OF_TRY(m.ws.eff.reserve(size_t(m.n_params)));
+    const float* theta = m.effective(m.params->data(), m.ws.eff);
     const uint64_t seed = c.has_seed ? c.seed : m.seed;
     auto noise = [&](int l, int row0) { return NoiseSpec{seed, step, uint32_t(l), uint32_t(row0), c.antithetic, c.density, 0u}; };
     const bool plain_score = c.density == Density::Normal && c.score == Score::Exact;

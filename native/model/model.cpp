@@ -37,6 +37,35 @@ int64_t Model::max_noise_width() const {
     return w;
 }
 
+const float* Model::effective(const float* theta, Buffer& scratch) const {
+    if (!has_quant) return theta;
+    if (!scratch.reserve(size_t(n_params)).ok()) return theta;  // out of memory: the caller's reserve fails next
+    float* e = scratch.data();
+    std::copy(theta, theta + n_params, e);
+    for (const DenseUnit& u : units) {
+        if (!u.quant) continue;
+        const int rows = u.gemm_cols(), cols = u.fan_in();
+        for (int o = 0; o < rows; o++) {
+            float* w = e + u.w_off + int64_t(o) * cols;
+            double mean = 0.0;
+            for (int i = 0; i < cols; i++) mean += std::fabs(w[i]);
+            mean /= cols;
+            if (u.quant == 1) {
+                for (int i = 0; i < cols; i++) w[i] = w[i] >= 0.0f ? float(mean) : -float(mean);
+                continue;
+            }
+            const double delta = 0.7 * mean;
+            double kept = 0.0;
+            int n = 0;
+            for (int i = 0; i < cols; i++)
+                if (std::fabs(w[i]) > delta) kept += std::fabs(w[i]), n++;
+            const float a = n ? float(kept / n) : 0.0f;
+            for (int i = 0; i < cols; i++) w[i] = std::fabs(w[i]) > delta ? (w[i] > 0.0f ? a : -a) : 0.0f;
+        }
+    }
+    return e;
+}
+
 int Model::frozen_end() const {
     if (frozen <= 0) return 0;
     for (int l = 0, p = 0; l < int(units.size()); l++)
@@ -299,6 +328,8 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
                      where + ": only a leading run of dense layers can be frozen");
             if (!l.trainable) m->frozen++;
             DenseUnit u{width, l.units, int64_t(total), -1};
+            u.quant = l.quant;
+            if (l.quant) m->has_quant = true, m->dense_only = false;
             total += wn;
             if (l.bias) u.b_off = int64_t(total), total += uint64_t(l.units);
             OF_CHECK(total <= kMaxElements, Shape, "model has too many parameters");
@@ -326,6 +357,8 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
         if (l.kind == K::Conv2d) {
             OF_TRY(check_positive(l.units, "conv2d filters"));
             u.kind = UnitKind::Conv2d;
+            u.quant = l.quant;
+            m->has_quant = m->has_quant || l.quant != 0;
             g.Co = l.units;
             uint64_t wn = 0;
             OF_TRY(checked_mul(uint64_t(g.patch()), uint64_t(g.Co), &wn, "conv2d kernel"));
@@ -401,7 +434,9 @@ Status Model::forward(float* out, const float* x, int64_t rows, InferScratch& sc
     return forward_with(params->data(), out, x, rows, sc);
 }
 
-Status Model::forward_with(const float* theta, float* out, const float* x, int64_t rows, InferScratch& sc) const {
+Status Model::forward_with(const float* theta_in, float* out, const float* x, int64_t rows, InferScratch& sc) const {
+    if (has_quant) OF_TRY(sc.eff.reserve(size_t(n_params)));
+    const float* theta = effective(theta_in, sc.eff);
     // rows per pass: bounded scratch for any data set size (and for a convolution's patches)
     int64_t aux = 0;
     for (const DenseUnit& u : units) aux = std::max(aux, seq_aux_width(u));

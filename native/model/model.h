@@ -31,6 +31,7 @@ struct LayerSpec {
     int steps = 1;
     float rate = 0.0f;                        // dropout
     int groups = 1;                           // groupNorm
+    int quant = 0;                            // dense, conv2d: 0 real weights, 1 binary, 2 ternary
     int nodes = 0;                            // graphConv: the graph's nodes and undirected edges
     std::vector<std::pair<int, int>> edges;
 };
@@ -80,6 +81,7 @@ struct DenseUnit {
     int skip_from = -1;
     float rate = 0.0f;  // dropout: the fraction of values zeroed in training
     int groups = 1;     // groupNorm: channel groups, each normalized over all positions of a row
+    int quant = 0;      // dense, conv2d: the forward uses binary (1) or ternary (2) weights of the real ones
     Act post_act = Act::Identity;
     float post_alpha = 0.01f;
     int64_t n_par = 0;  // parameter values (weights and bias)
@@ -109,7 +111,7 @@ struct Targets {
 
 // Scratch for clean forward passes. Each caller owns one, so several can run at once (read-only on the model).
 struct InferScratch {
-    Buffer d0, d1, out, loss, cols, aux, seq, skip;
+    Buffer d0, d1, out, loss, cols, aux, seq, skip, eff;
 };
 
 struct Model {
@@ -133,6 +135,10 @@ struct Model {
     bool has_running = false;
     std::vector<double> log_sigma;  // learnable ULR sigma per dense layer (empty until first used)
     bool has_batch_norm = false;
+    bool has_quant = false;  // some layer computes with binary or ternary weights
+    // The parameters the forward computes with: theta itself, or a copy in `scratch` with the binary / ternary
+    // weights of the layers that use them (per output row: sign(W) mean|W|; ternary keeps |W| > 0.7 mean|W|).
+    const float* effective(const float* theta, Buffer& scratch) const;
     std::vector<double> layer_var;  // layer-wise auto copies: running per-copy variance per layer (empty: none)
     int opt_kind = -1;        // OptKind of the state in opt_m/opt_v; -1: none yet
     const KernelTable* k = &cpu_kernels();
@@ -148,6 +154,7 @@ struct Model {
         std::vector<Buffer> inner, sum, pending;  // BP of residual blocks: act(v) and the sum at a block's end; the
                                                   // skip gradient waiting at its start
         Buffer seq, dP, wexp;       // BP of recurrent units: state scratch, pre-activation gradients, step weights
+        Buffer eff;                 // the effective parameters (binary / ternary weights)
         Buffer v0, g, ones, partials;  // ULR: clean first layer, G = sum_k w E_1, block partial gradients
         Buffer outputs, hook_loss;     // ULR with a loss hook: every row's output, the losses it returned
         Buffer theta, z;               // SPSA / ES: a perturbed parameter slab and one direction
