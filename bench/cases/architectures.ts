@@ -28,6 +28,11 @@ const frozenStem = () => {
   return m;
 };
 const stepMlp = () => of.sequential([of.dense(784, 256), of.step(), of.dense(256, 10)], { seed: 1 });
+const binaryMlp = () => of.sequential([of.dense(784, 256, { weights: 'binary' }), of.relu(), of.dense(256, 10, { weights: 'binary' })], { seed: 1 });
+const bnCnn = () => of.sequential([
+  of.conv2d({ inputShape: [28, 28, 1], filters: 8, kernel: 3, padding: 'same' }), of.batchNorm(), of.relu(), of.maxPool2d(),
+  of.conv2d({ filters: 16, kernel: 3, padding: 'same' }), of.batchNorm(), of.relu(), of.maxPool2d(), of.flatten(), of.dense(784, 10),
+], { seed: 1 });
 const gruRows = () => of.sequential([of.gru({ units: 64, inputShape: [28, 28] }), of.dense(64, 10)], { seed: 1 });
 const spiking = () => of.sequential([of.repeat(8, { inputs: 784 }), of.lif({ units: 256 }), of.timeMean(), of.dense(256, 10)], { seed: 1 });
 const gcn = (task: of.GraphTask) => () => of.sequential([
@@ -58,6 +63,14 @@ const MODELS: Spec[] = [
   {
     name: 'spiking MLP (784 -> 256 LIF, T = 8, spike rates -> dense)', build: spiking,
     estimators: [['bp (surrogate gradient)', of.bp()], ['ulr K=32', of.ulr({ copies: 32 })]],
+  },
+  {
+    name: 'small CNN with batchNorm after each conv', build: bnCnn,
+    estimators: [['bp', of.bp()], ['ulr K=32', of.ulr({ copies: 32 })]],
+  },
+  {
+    name: 'MLP 784-256-10 with binary weights (both layers)', build: binaryMlp,
+    estimators: [['bp', of.bp()], ['ulr K=32', of.ulr({ copies: 32 })]],
   },
   {
     name: 'MLP 784-256-10 with step activations', build: stepMlp,
