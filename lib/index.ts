@@ -26,6 +26,7 @@ import * as dataModule from './data';
 import * as backendModule from './backend';
 import * as reportModule from './report';
 import * as robustnessModule from './robustness';
+import * as distributedModule from './distributed';
 
 /** Shipped data sets. */
 export const datasets = { digits: dataModule.digits, adding: dataModule.adding, karate: dataModule.karate, sbm: dataModule.sbm };
@@ -45,4 +46,7 @@ export const report = { render: reportModule.renderReport, write: reportModule.w
 export type { ReportData, ReportRun } from './report';
 /** Accuracy under white-box attacks (FGSM, PGD) and corruptions (Gaussian, salt-and-pepper). */
 export const robustness = { evaluate: robustnessModule.evaluate };
+/** Data-parallel training over a communicator (an MPI binding, or an in-process one). */
+export const distributed = { shard: distributedModule.shard, dataParallelGradients: distributedModule.dataParallelGradients, dataParallelStep: distributedModule.dataParallelStep };
+export type { Communicator } from './distributed';
 export type { Attack, RobustnessResult } from './robustness';

@@ -300,9 +300,12 @@ export class Model {
    */
   gradients(
     batch: { x: Float32Array; y: Int32Array | Float32Array; rows?: number },
-    options?: { estimator?: Estimator; step?: number; loss?: LossFunction },
+    options?: { estimator?: Estimator; step?: number; loss?: LossFunction; sampleOffset?: number },
   ): Float32Array[] {
-    const o = optionsObject('gradients', options, ['estimator', 'step', 'loss']);
+    const o = optionsObject('gradients', options, ['estimator', 'step', 'loss', 'sampleOffset']);
+    if (o.sampleOffset !== undefined && (!is.integer(o.sampleOffset) || (o.sampleOffset as number) < 0 || (o.sampleOffset as number) >= 2 ** 30)) {
+      throw invalidArg('sampleOffset', 'integer in [0, 2^30)', o.sampleOffset);
+    }
     if (o.loss !== undefined && typeof o.loss !== 'function') throw invalidArg('loss', 'function', o.loss);
     if (!is.plainObject(batch)) throw invalidArg('batch', 'an object { x, y }', batch);
     const rows = batch.rows ?? batch.x.length / this.inputs;
@@ -311,6 +314,7 @@ export class Model {
       throw invalidArg('step', 'integer in [0, 2^32)', o.step);
     }
     const est = toNative((o.estimator as Estimator | undefined) ?? ulr());
+    if (o.sampleOffset !== undefined) est.sampleOffset = o.sampleOffset as number;
     const { grads } = this.nat.gradients(batch.x, batch.y, rows, est, o.step as number | undefined, o.loss as LossFunction | undefined);
     const out: Float32Array[] = [];
     let off = 0;
@@ -367,6 +371,19 @@ export class Model {
       }
       return out;
     });
+  }
+
+  /**
+   * The update half of a step: `optimizer` applied to `grads` (one flat Float32Array of `parameterCount` values, or
+   * one array per parameter tensor as {@link gradients} returns), for a batch of `rows` rows. Data-parallel
+   * training applies the all-reduced estimate with it (see `of.distributed`). Increments {@link step}.
+   */
+  applyGradients(grads: Float32Array | Float32Array[], options: { optimizer?: Optimizer; rows: number }): void {
+    const o = optionsObject('applyGradients', options, ['optimizer', 'rows']);
+    if (!is.positiveInteger(o.rows)) throw invalidArg('rows', 'positive integer', o.rows);
+    const flat = Array.isArray(grads) ? Float32Array.from(grads.flatMap((g) => Array.from(g))) : grads;
+    if (!(flat instanceof Float32Array)) throw invalidArg('grads', 'Float32Array or an array of them', grads);
+    this.nat.applyGradients(flat, (o.optimizer as Optimizer | undefined) ?? adam(), o.rows as number);
   }
 
   /** One optimizer step on one batch (what fit does per batch); returns the batch loss. */

@@ -43,6 +43,7 @@ export type NativeEstimator = {
   storeNoise?: boolean;
   seed?: number;
   modules?: [number, number][];
+  sampleOffset?: number;
   concurrent?: boolean;
   pipeline?: boolean;
   exactBoundary?: boolean;
@@ -140,6 +141,7 @@ export interface NativeModel {
   trainStep(x: Float32Array, y: Targets, rows: number, estimator: NativeEstimator, optimizer: NativeOptimizer): {
     loss: number;
   };
+  applyGradients(grads: Float32Array, optimizer: NativeOptimizer, rows: number): void;
   fit(
     x: Float32Array,
     y: Targets,

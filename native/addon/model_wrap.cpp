@@ -18,6 +18,7 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
                            InstanceMethod<&ModelWrap::Evaluate>("evaluate"),
                            InstanceMethod<&ModelWrap::Gradients>("gradients"),
                            InstanceMethod<&ModelWrap::TrainStep>("trainStep"),
+                           InstanceMethod<&ModelWrap::ApplyGradients>("applyGradients"),
                            InstanceMethod<&ModelWrap::Fit>("fit"),
                            InstanceMethod<&ModelWrap::Cancel>("cancel"),
                            InstanceMethod<&ModelWrap::Dispose>("dispose"),
@@ -171,6 +172,8 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     Napi::Object o = require_object(v, "estimator");
     EstimatorConfig e;
     std::string kind = require_string(o.Get("kind"), "estimator kind");
+    // data-parallel shards: the global index of this batch's first sample (noise rows, dropout masks)
+    e.ulr.sample_base = uint32_t(o.Get("sampleOffset").IsUndefined() ? 0 : require_int(o.Get("sampleOffset"), "sampleOffset", 0, 1 << 30));
     if (kind == "bp") return e;
     if (kind == "spsa" || kind == "es") {
         e.kind = kind == "spsa" ? EstimatorConfig::Kind::Spsa : EstimatorConfig::Kind::Es;
@@ -514,6 +517,28 @@ Napi::Value ModelWrap::TrainStep(const Napi::CallbackInfo& info) {
     Napi::Object r = Napi::Object::New(env);
     r.Set("loss", st.loss);
     return r;
+    OF_NAPI_END(env)
+}
+
+// applyGradients(grads: Float32Array (parameterCount), optimizer, rows): the optimizer update with these gradients
+// (data-parallel training: the all-reduced estimate), as trainStep applies its own.
+Napi::Value ModelWrap::ApplyGradients(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    Model& m = model(env);
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+        throw_status(env, arg_error("gradients must be a Float32Array"));
+    Napi::Float32Array g = info[0].As<Napi::Float32Array>();
+    if (int64_t(g.ElementLength()) != m.n_params)
+        throw_status(env, {StatusCode::Shape, "gradients have " + std::to_string(g.ElementLength()) + " values, the model " +
+                                                  std::to_string(m.n_params) + " parameters"});
+    for (size_t i = 0; i < g.ElementLength(); i++)
+        if (!std::isfinite(g.Data()[i])) throw_status(env, {StatusCode::Numeric, "non-finite gradient at parameter index " + std::to_string(i)});
+    OptimizerConfig o = parse_optimizer(env, info[1]);
+    const int rows = int(require_int(info[2], "rows", 1, 1 << 30));
+    std::copy(g.Data(), g.Data() + m.n_params, m.grads.data());
+    check(env, apply_update(m, o, rows));
+    return env.Undefined();
     OF_NAPI_END(env)
 }
 

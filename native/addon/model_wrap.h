@@ -29,6 +29,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Value Evaluate(const Napi::CallbackInfo& info);
     Napi::Value Gradients(const Napi::CallbackInfo& info);
     Napi::Value TrainStep(const Napi::CallbackInfo& info);
+    Napi::Value ApplyGradients(const Napi::CallbackInfo& info);
     Napi::Value Fit(const Napi::CallbackInfo& info);
     Napi::Value Cancel(const Napi::CallbackInfo& info);
     Napi::Value Dispose(const Napi::CallbackInfo& info);

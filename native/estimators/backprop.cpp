@@ -30,6 +30,8 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
         return {};
     }
     const UlrConfig& c = e.ulr;
+    OF_CHECK(c.sample_base == 0 || (!c.layerwise && c.modules.empty() && !c.qmc), Config,
+             "sampleOffset (data-parallel shards) works with injection 'all', without modules or qmc");
     if (!m.dense_only) {
         OF_CHECK(!c.layerwise && !c.qmc && !c.learn_sigma && c.sigma_channels.empty() &&
                      c.baseline != Baseline::Clean,
@@ -111,8 +113,8 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
 }
 
 // The forward and backward live in generic.cpp, one per unit kind (a dense unit is the GEMMs above).
-Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx) {
-    return net_bp_gradients(m, x, y, B, stats, dx);
+Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx, uint32_t sample_base) {
+    return net_bp_gradients(m, x, y, B, stats, dx, sample_base);
 }
 
 }  // namespace of

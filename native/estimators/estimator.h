@@ -45,6 +45,9 @@ struct UlrConfig {
     bool exact_boundary = false;  // modules, test hook: the exact boundary gradient instead of its LR estimate
     uint64_t seed = 0;                // noise key; 0 -> the model's seed
     bool has_seed = false;
+    // Data-parallel shards: this batch's first sample is sample `sample_base` of the global batch, so its noise
+    // rows (and dropout masks) are those a single process would use for it.
+    uint32_t sample_base = 0;
 };
 
 // SPSA / ES settings (weight-space perturbation).
@@ -113,7 +116,8 @@ inline float sigma_factor(const UlrConfig& c, int e, int E) {
 }
 
 // dx (B, inputs), when given, receives d(mean loss)/dx: the input gradient white-box attacks use.
-Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx = nullptr);
+Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx = nullptr,
+                    uint32_t sample_base = 0);
 Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
                      StepStats* stats, const LossHook* hook = nullptr);
 
@@ -126,7 +130,8 @@ inline void update_running_baseline(Model& m, const UlrConfig& c, double mean_lo
 }
 
 // Models with conv / pooling units (generic.cpp); bp_gradients and ulr_gradients hand such models to these.
-Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx);
+Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx,
+                        uint32_t sample_base = 0);
 Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
                          StepStats* stats, const LossHook* hook);
 Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
@@ -138,7 +143,7 @@ Status weight_perturbation_gradients(Model& m, const float* x, const Targets& y,
 
 inline Status estimate_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
                                  uint32_t step, StepStats* stats, const LossHook* hook = nullptr) {
-    if (e.kind == EstimatorConfig::Kind::Bp) return bp_gradients(m, x, y, B, stats);
+    if (e.kind == EstimatorConfig::Kind::Bp) return bp_gradients(m, x, y, B, stats, nullptr, e.ulr.sample_base);
     if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es)
         return weight_perturbation_gradients(m, x, y, B, e, step, stats);
     if (!e.ulr.modules.empty()) return ulr_module_gradients(m, x, y, B, e.ulr, step, stats, hook);

@@ -45,7 +45,7 @@ Status reserve_seq(const Model& m, std::vector<Buffer>& aux, Buffer& seq, int ro
 // BP's forward on B rows, keeping every unit's pre-activation and output (ws.v, ws.a) and what recurrent units and
 // residual blocks need for the backward. Training mode (dropout masks, batch statistics for batchNorm) unless
 // `inference` (input gradients for attacks: the deployed model).
-static Status bp_forward(Model& m, const float* x, int B, bool inference) {
+static Status bp_forward(Model& m, const float* x, int B, bool inference, uint32_t sample_base = 0) {
     const KernelTable& k = *m.k;
     const size_t L = m.units.size();
     if (m.has_quant) OF_TRY(m.ws.eff.reserve(size_t(m.n_params)));
@@ -86,7 +86,7 @@ static Status bp_forward(Model& m, const float* x, int B, bool inference) {
         const SeqCtx sq = ctx(l);
         if (u.kind == UnitKind::Dropout) {  // training mode, but not for input gradients (attacks see the deployed model)
             if (inference) std::copy(in, in + int64_t(B) * u.O, ws.v[l].data());
-            else dropout_apply(u, ws.v[l].data(), in, B, 1, 0, m.seed, m.step, uint32_t(l));
+            else dropout_apply(u, ws.v[l].data(), in, B, 1, int(sample_base), m.seed, m.step, uint32_t(l));
             unit_bias_act(k, u, theta, ws.a[l].data(), ws.v[l].data(), B);
             in = ws.a[l].data();
             continue;
@@ -119,11 +119,11 @@ static Status bp_forward(Model& m, const float* x, int B, bool inference) {
     return {};
 }
 
-Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx) {
+Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx, uint32_t sample_base) {
     OF_CHECK(m.loss != LossKind::ZeroOne, Config, "the 0-1 loss has no gradient: backprop (and input gradients) need a differentiable loss");
     for (const DenseUnit& u : m.units)
         OF_CHECK(act_differentiable(u.act), Config, std::string("backprop cannot differentiate the '") + act_name(u.act) + "' activation");
-    OF_TRY(bp_forward(m, x, B, dx != nullptr));
+    OF_TRY(bp_forward(m, x, B, dx != nullptr, sample_base));
     const KernelTable& k = *m.k;
     const size_t L = m.units.size();
     if (m.has_quant) OF_TRY(m.ws.eff.reserve(size_t(m.n_params)));
@@ -150,7 +150,7 @@ Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepS
         if (u.kind == UnitKind::Dropout) {
             k.act_backward(dV, dA, ws.v[l].data(), ws.a[l].data(), n, u.act, u.alpha);
             if (dx) std::copy(dV, dV + n, din ? din : dA);
-            else dropout_apply(u, din ? din : dA, dV, B, 1, 0, m.seed, m.step, uint32_t(l));
+            else dropout_apply(u, din ? din : dA, dV, B, 1, int(sample_base), m.seed, m.step, uint32_t(l));
             continue;
         }
         if (u.kind == UnitKind::BatchNorm && dx) {  // inference mode: an affine map per channel
@@ -197,7 +197,9 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
     if (m.has_quant) OF_TRY(m.ws.eff.reserve(size_t(m.n_params)));
     const float* theta = m.effective(m.params->data(), m.ws.eff);
     const uint64_t seed = c.has_seed ? c.seed : m.seed;
-    auto noise = [&](int l, int row0) { return NoiseSpec{seed, step, uint32_t(l), uint32_t(row0), c.antithetic, c.density, 0u}; };
+    auto noise = [&](int l, int row0) {
+        return NoiseSpec{seed, step, uint32_t(l), c.sample_base * uint32_t(K) + uint32_t(row0), c.antithetic, c.density, 0u};
+    };
     const bool plain_score = c.density == Density::Normal && c.score == Score::Exact;
 
     // per noisy unit: its sigma; dense and conv units also their bias and sigma as one value per output (conv: per
@@ -234,7 +236,7 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
 
     // batchNorm: the noisy copies normalize with the clean batch's statistics (a clean B-row forward, 1/K of the
     // noisy pass), as the paper's code keeps batch norm in evaluation mode in its noisy passes
-    if (m.has_batch_norm) OF_TRY(bp_forward(m, x, B, false));
+    if (m.has_batch_norm) OF_TRY(bp_forward(m, x, B, false, c.sample_base));
     // the clean prefix on B rows: parameter-free units before the first noisy unit, then (shared) its linear part
     ws.a.resize(size_t(L));
     const int64_t pw = std::max<int64_t>(m.patch_width(), 1);
@@ -246,7 +248,7 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
         OF_TRY(ws.a[size_t(l)].reserve(size_t(B) * m.units[size_t(l)].O));
         const int s0 = m.units[size_t(l)].skip_from;
         if (m.units[size_t(l)].kind == UnitKind::BatchNorm) batch_norm_apply(m.units[size_t(l)], theta, in0, B, ws.a[size_t(l)].data());
-        else if (m.units[size_t(l)].kind == UnitKind::Dropout) dropout_apply(m.units[size_t(l)], ws.a[size_t(l)].data(), in0, B, 1, 0, seed, step, uint32_t(l));
+        else if (m.units[size_t(l)].kind == UnitKind::Dropout) dropout_apply(m.units[size_t(l)], ws.a[size_t(l)].data(), in0, B, 1, int(c.sample_base), seed, step, uint32_t(l));
         else if (m.units[size_t(l)].kind == UnitKind::Concat) concat_forward(m.units[size_t(l)], ws.a[size_t(l)].data(), in0, s0 == 0 ? x : ws.a[size_t(s0 - 1)].data(), B, 1);
         else unit_linear(k, m.units[size_t(l)], theta, in0, B, ws.a[size_t(l)].data(), ws.cols.data(), &prefix_ctx);
         unit_bias_act(k, m.units[size_t(l)], theta, ws.a[size_t(l)].data(), ws.a[size_t(l)].data(), B);
@@ -316,7 +318,7 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
             float* a = sc.a[size_t(l)].data();
             const SeqCtx sq{sc.aux[size_t(l)].data(), sc.seq.data(), nullptr, nullptr};
             if (u.kind == UnitKind::Dropout) {  // one mask per sample, shared by its copies
-                dropout_apply(u, a, input(l), rows, K, b0, seed, step, uint32_t(l));
+                dropout_apply(u, a, input(l), rows, K, int(c.sample_base) + b0, seed, step, uint32_t(l));
                 unit_bias_act(k, u, theta, a, a, rows);
                 skip(l);
                 continue;

@@ -23,8 +23,7 @@ Status validate_optimizer(const OptimizerConfig& o) {
     return {};
 }
 
-Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
-                  const OptimizerConfig& o, StepStats* stats, const LossHook* hook, double max_grad_norm) {
+Status apply_update(Model& m, const OptimizerConfig& o, int B) {
     if (m.opt_kind != int(o.kind)) {  // new optimizer kind: fresh state
         OF_TRY(m.opt_m.reserve(size_t(m.n_params)));
         OF_TRY(m.opt_v.reserve(size_t(m.n_params)));
@@ -32,6 +31,19 @@ Status train_step(Model& m, const float* x, const Targets& y, int B, const Estim
         m.opt_t = 0;
         m.opt_kind = int(o.kind);
     }
+    if (m.has_batch_norm)  // running statistics follow this step's batch (BP's forward, or ULR's clean pass)
+        for (const DenseUnit& u : m.units)
+            if (u.kind == UnitKind::BatchNorm) batch_norm_update_running(u, B);
+    m.opt_t++;
+    const int64_t off = trainable_offset(m);  // a frozen prefix is never touched, not even by weight decay
+    m.k->optimizer_step(m.params->data() + off, m.grads.data() + off, m.opt_m.data() + off, m.opt_v.data() + off,
+                        m.n_params - off, o, m.opt_t);
+    m.step++;
+    return {};
+}
+
+Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
+                  const OptimizerConfig& o, StepStats* stats, const LossHook* hook, double max_grad_norm) {
     EstimatorConfig est = e;
     est.ulr.training = true;
     const bool learn = e.kind == EstimatorConfig::Kind::Ulr && e.ulr.learn_sigma;
@@ -54,18 +66,10 @@ Status train_step(Model& m, const float* x, const Targets& y, int B, const Estim
             return {StatusCode::Numeric, "exploding update: gradient norm " + std::to_string(norm) + " > maxGradNorm " +
                                              std::to_string(max_grad_norm) + " at step " + std::to_string(m.step)};
     }
-    if (m.has_batch_norm)  // running statistics follow this step's batch (BP's forward, or ULR's clean pass)
-        for (const DenseUnit& u : m.units)
-            if (u.kind == UnitKind::BatchNorm) batch_norm_update_running(u, B);
     if (learn)
         for (size_t l = 0; l < m.log_sigma.size() && l < stats->sigma_grad.size(); l++)
             m.log_sigma[l] -= double(e.ulr.sigma_lr) * stats->sigma_grad[l];
-    m.opt_t++;
-    const int64_t off = trainable_offset(m);  // a frozen prefix is never touched, not even by weight decay
-    m.k->optimizer_step(m.params->data() + off, m.grads.data() + off, m.opt_m.data() + off, m.opt_v.data() + off,
-                        m.n_params - off, o, m.opt_t);
-    m.step++;
-    return {};
+    return apply_update(m, o, B);
 }
 
 namespace {

@@ -63,6 +63,11 @@ Status train_step(Model& m, const float* x, const Targets& y, int B, const Estim
 
 Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& cfg, const FitHooks& hooks);
 
+// The update half of a step: the optimizer on the gradients in m.grads (a frozen prefix untouched), batchNorm's
+// running statistics from the last estimate's batch, and the step counter. Data-parallel training calls it with
+// all-reduced gradients.
+Status apply_update(Model& m, const OptimizerConfig& o, int B);
+
 Status validate_optimizer(const OptimizerConfig& o);
 
 }  // namespace of
