@@ -8,13 +8,17 @@
  *
  * Communication per step: one all-reduce of `parameterCount` float32 values (4 bytes each).
  *
- * The communicator is an interface: an MPI binding provides one under `mpirun`; tests use an in-process one.
+ * The communicator is an interface: `mpi()` gives MPI_COMM_WORLD under `mpirun` (the optional oneforward_mpi addon);
+ * tests also use an in-process one.
  */
+import * as fs from 'fs';
+import * as path from 'path';
 import type { Dataset } from './data';
 import { take } from './data';
 import { type Estimator, ulr } from './estimators';
 import type { Model } from './model';
 import type { Optimizer } from './optimizers';
+import { BackendError } from './errors';
 import { invalidArg, is } from './validate';
 
 /** What data-parallel training needs from a communicator: this rank, the number of ranks, an in-place sum. */
@@ -52,4 +56,58 @@ export function dataParallelStep(model: Model, batch: Dataset, options: { comm: 
   const g = dataParallelGradients(model, batch, { rank: comm.rank, size: comm.size, ...(options.estimator ? { estimator: options.estimator } : {}) });
   comm.allreduceSum(g);
   model.applyGradients(g, { rows: batch.rows, ...(options.optimizer ? { optimizer: options.optimizer } : {}) });
+}
+
+/** An MPI communicator on MPI_COMM_WORLD (the `oneforward_mpi` addon). */
+export type MpiCommunicator = Communicator & {
+  /** The MPI library's version string. */
+  library: string;
+  allgather(values: Float32Array): Float32Array;
+  broadcast(values: Float32Array, root?: number): void;
+  barrier(): void;
+  /** Ends the whole job, every rank, with `code` (for an error on one rank). */
+  abort(code?: number): never;
+  finalize(): void;
+};
+
+type MpiBinding = {
+  init(): { rank: number; size: number; library: string };
+  allreduceSum(v: Float32Array): void;
+  allgather(v: Float32Array): Float32Array;
+  broadcast(v: Float32Array, root: number): void;
+  barrier(): void;
+  abort(code: number): never;
+  finalize(): void;
+};
+
+let mpiBinding: MpiBinding | undefined;
+const mpiFile = path.join(__dirname, '..', '..', 'build', 'Release', 'oneforward_mpi.node');
+
+/** Whether the MPI addon was built (an MPI was found at install time). */
+export function mpiAvailable(): boolean {
+  return fs.existsSync(mpiFile);
+}
+
+/**
+ * Initializes MPI (once) and returns the MPI_COMM_WORLD communicator. Under `mpirun -np N node script.js`
+ * every rank gets its rank and N; run alone it is rank 0 of 1. Throws ERR_BACKEND when the MPI addon was not
+ * built (install an MPI, e.g. Debian's openmpi-bin and libopenmpi-dev, then `npm install` again).
+ */
+export function mpi(): MpiCommunicator {
+  if (!mpiBinding) {
+    if (!mpiAvailable()) throw new BackendError(`MPI support was not built (${mpiFile} is missing): install an MPI and run npm install again`);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    mpiBinding = require(mpiFile) as MpiBinding;
+  }
+  const b = mpiBinding;
+  const { rank, size, library } = b.init();
+  return {
+    rank, size, library,
+    allreduceSum: (v) => b.allreduceSum(v),
+    allgather: (v) => b.allgather(v),
+    broadcast: (v, root = 0) => b.broadcast(v, root),
+    barrier: () => b.barrier(),
+    abort: (code = 1) => b.abort(code),
+    finalize: () => b.finalize(),
+  };
 }

@@ -47,6 +47,9 @@ export type { ReportData, ReportRun } from './report';
 /** Accuracy under white-box attacks (FGSM, PGD) and corruptions (Gaussian, salt-and-pepper). */
 export const robustness = { evaluate: robustnessModule.evaluate };
 /** Data-parallel training over a communicator (an MPI binding, or an in-process one). */
-export const distributed = { shard: distributedModule.shard, dataParallelGradients: distributedModule.dataParallelGradients, dataParallelStep: distributedModule.dataParallelStep };
-export type { Communicator } from './distributed';
+export const distributed = {
+  shard: distributedModule.shard, dataParallelGradients: distributedModule.dataParallelGradients, dataParallelStep: distributedModule.dataParallelStep,
+  mpi: distributedModule.mpi, mpiAvailable: distributedModule.mpiAvailable,
+};
+export type { Communicator, MpiCommunicator } from './distributed';
 export type { Attack, RobustnessResult } from './robustness';

@@ -1,0 +1,41 @@
+// MPI (the optional oneforward_mpi addon): 2 ranks under mpirun on this machine train data-parallel with BP and ULR
+// and must end within 1e-4 (max abs) of one process training on the same batches; a rank that throws ends the job
+// on both ranks (non-zero exit, well within 60 s). Skipped, saying why, where no MPI was found at install time or
+// mpirun is missing.
+import t from 'tap';
+import { spawnSync } from 'child_process';
+import * as path from 'path';
+import * as of from '../lib/index';
+import { mpiBatches, mpiNet } from './helpers/mpi-data';
+
+const mpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' });
+const why = !of.distributed.mpiAvailable() ? 'the MPI addon was not built (no MPI found at install time)' : mpirun.error ? 'mpirun is not installed' : '';
+const helper = path.join(__dirname, 'helpers', 'mpi-train.js');
+const run = (mode: string) =>
+  spawnSync('mpirun', ['--allow-run-as-root', '--oversubscribe', '--mca', 'btl', 'self,vader,tcp', '-np', '2', process.execPath, helper, mode], {
+    encoding: 'utf8', timeout: 120000, maxBuffer: 64 << 20, env: { ...process.env, OMPI_MCA_btl_vader_single_copy_mechanism: 'none' },
+  });
+
+t.test('2 MPI ranks, data-parallel = one process', { skip: why || false }, async (t) => {
+  const r = run('train');
+  t.equal(r.status, 0, `mpirun exits 0${r.status ? `: ${r.stderr.slice(-400)}` : ''}`);
+  const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as { size: number; library: string; params: Record<string, number[]> };
+  t.equal(res.size, 2, `2 ranks (${res.library})`);
+  for (const [name, estimator] of [['bp', of.bp()], ['ulr', of.ulr({ copies: 8 })]] as const) {
+    const m = mpiNet();
+    for (const b of mpiBatches()) m.trainStep(b, { estimator, optimizer: of.adam({ lr: 1e-3 }) });
+    const want = m.parameters().flatMap((p) => Array.from(p.data));
+    const d = want.reduce((mx, v, i) => Math.max(mx, Math.abs(v - res.params[name]![i]!)), 0);
+    t.ok(d <= 1e-4, `${name}: max abs parameter diff ${d.toExponential(2)} <= 1e-4`);
+    m.dispose();
+  }
+});
+
+t.test('a rank that throws ends the job on every rank', { skip: why || false }, async (t) => {
+  const t0 = Date.now();
+  const r = run('fail');
+  const secs = (Date.now() - t0) / 1000;
+  t.not(r.status, 0, `non-zero exit (${r.status})`);
+  t.ok(secs < 60, `ended in ${secs.toFixed(1)} s`);
+  t.match(r.stderr, /rank 1 fails on purpose/, "the failing rank's error is reported");
+});

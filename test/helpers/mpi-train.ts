@@ -1,0 +1,25 @@
+// Run under mpirun by test/53-mpi.test.ts. `train`: data-parallel BP and ULR on fixed digits batches; rank 0 prints
+// the parameters as JSON. `fail`: rank 1 throws and aborts the job; rank 0 waits in a barrier it never leaves.
+import * as of from '../../lib/index';
+import { mpiBatches, mpiNet } from './mpi-data';
+
+const comm = of.distributed.mpi();
+if (process.argv[2] === 'fail') {
+  try {
+    if (comm.rank === 1) throw new Error('rank 1 fails on purpose');
+    comm.barrier();
+  } catch (err) {
+    process.stderr.write(`rank ${comm.rank}: ${(err as Error).message}\n`);
+    comm.abort(3);
+  }
+} else {
+  const out: Record<string, number[]> = {};
+  for (const [name, estimator] of [['bp', of.bp()], ['ulr', of.ulr({ copies: 8 })]] as const) {
+    const m = mpiNet();
+    for (const b of mpiBatches()) of.distributed.dataParallelStep(m, b, { comm, estimator, optimizer: of.adam({ lr: 1e-3 }) });
+    out[name] = m.parameters().flatMap((p) => Array.from(p.data));
+    m.dispose();
+  }
+  if (comm.rank === 0) process.stdout.write(JSON.stringify({ size: comm.size, library: comm.library.split('\n')[0], params: out }) + '\n');
+  comm.finalize();
+}
