@@ -15,10 +15,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import type { Dataset } from './data';
 import { take } from './data';
-import { type Estimator, ulr } from './estimators';
+import { type EsEstimator, type Estimator, type SpsaEstimator, toNative, ulr } from './estimators';
 import type { Model } from './model';
-import type { Optimizer } from './optimizers';
-import { BackendError } from './errors';
+import { type Optimizer, adam } from './optimizers';
+import { BackendError, DisposedError } from './errors';
 import { invalidArg, is } from './validate';
 
 /** What data-parallel training needs from a communicator: this rank, the number of ranks, an in-place sum. */
@@ -56,6 +56,39 @@ export function dataParallelStep(model: Model, batch: Dataset, options: { comm: 
   const g = dataParallelGradients(model, batch, { rank: comm.rank, size: comm.size, ...(options.estimator ? { estimator: options.estimator } : {}) });
   comm.allreduceSum(g);
   model.applyGradients(g, { rows: batch.rows, ...(options.optimizer ? { optimizer: options.optimizer } : {}) });
+}
+
+/**
+ * Seed replay (SPSA and ES): this rank's share of a step's perturbation losses, `2 · population` values (the losses
+ * at θ + εz_p, then at θ − εz_p) with this rank's directions filled in and zeros elsewhere. Summed over ranks
+ * (an all-reduce of 8·P bytes), they are all the losses, and {@link seedReplayUpdate} turns them into the same
+ * update on every rank: no gradient is ever sent.
+ */
+export function seedReplayLosses(model: Model, batch: Dataset, options: { rank: number; size: number; estimator: SpsaEstimator | EsEstimator }): Float32Array {
+  const { rank, size, estimator } = options;
+  if (!is.positiveInteger(size)) throw invalidArg('size', 'positive integer', size);
+  if (!is.integer(rank) || rank < 0 || rank >= size) throw invalidArg('rank', `integer in [0, ${size - 1}]`, rank);
+  const est = toNative(estimator);
+  if (est.kind !== 'spsa' && est.kind !== 'es') throw invalidArg('estimator', 'of.spsa() or of.es()', estimator);
+  const P = est.population!;
+  const nat = model._native;
+  if (!nat) throw new DisposedError('this model has been disposed');
+  return nat.perturbationLosses(batch.x, batch.y, batch.rows, est, Math.floor((rank * P) / size), Math.floor(((rank + 1) * P) / size));
+}
+
+/** Seed replay: the update from all of a step's perturbation losses (the sum of every rank's {@link seedReplayLosses}). */
+export function seedReplayUpdate(model: Model, losses: Float32Array, options: { estimator: SpsaEstimator | EsEstimator; optimizer?: Optimizer; rows: number }): void {
+  const nat = model._native;
+  if (!nat) throw new DisposedError('this model has been disposed');
+  nat.applyPerturbationUpdate(losses, toNative(options.estimator), options.optimizer ?? adam(), options.rows);
+}
+
+/** One seed-replay step (SPSA or ES) on `batch` (the same batch on every rank): disjoint directions, losses all-reduced, the same update everywhere. */
+export function seedReplayStep(model: Model, batch: Dataset, options: { comm: Communicator; estimator: SpsaEstimator | EsEstimator; optimizer?: Optimizer }): void {
+  const { comm } = options;
+  const losses = seedReplayLosses(model, batch, { rank: comm.rank, size: comm.size, estimator: options.estimator });
+  comm.allreduceSum(losses);
+  seedReplayUpdate(model, losses, { estimator: options.estimator, rows: batch.rows, ...(options.optimizer ? { optimizer: options.optimizer } : {}) });
 }
 
 /** An MPI communicator on MPI_COMM_WORLD (the `oneforward_mpi` addon). */

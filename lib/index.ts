@@ -49,6 +49,7 @@ export const robustness = { evaluate: robustnessModule.evaluate };
 /** Data-parallel training over a communicator (an MPI binding, or an in-process one). */
 export const distributed = {
   shard: distributedModule.shard, dataParallelGradients: distributedModule.dataParallelGradients, dataParallelStep: distributedModule.dataParallelStep,
+  seedReplayLosses: distributedModule.seedReplayLosses, seedReplayUpdate: distributedModule.seedReplayUpdate, seedReplayStep: distributedModule.seedReplayStep,
   mpi: distributedModule.mpi, mpiAvailable: distributedModule.mpiAvailable,
 };
 export type { Communicator, MpiCommunicator } from './distributed';

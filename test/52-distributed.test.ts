@@ -3,7 +3,8 @@
 // for those samples), the shares are summed, and every replica applies the same update. Checks: the summed shares
 // equal the single-process estimate (max abs diff <= 1e-5; only the order of float sums differs), and after 5 Adam
 // steps every replica holds the single-process parameters (max abs diff <= 1e-4) for BP and ULR, with 2 and 3
-// ranks, on an MLP with dropout and on a CNN; the replicas stay bit-identical to each other.
+// ranks, on an MLP with dropout and on a CNN; the replicas stay bit-identical to each other. Seed replay (SPSA,
+// ES): ranks evaluate disjoint directions and exchange only the losses; every replica equals one process bit for bit.
 import t from 'tap';
 import * as of from '../lib/index';
 import { concat } from './helpers/close';
@@ -75,5 +76,32 @@ t.test('bad input is a typed error', async (t) => {
   t.throws(() => m.applyGradients(new Float32Array(3), { rows: 1 }), { code: 'ERR_SHAPE' }, 'wrong length');
   t.throws(() => m.applyGradients(new Float32Array(m.parameterCount).fill(NaN), { rows: 1 }), { code: 'ERR_NUMERIC' }, 'NaN');
   t.throws(() => m.gradients(batches[0]!, { estimator: of.ulr({ modules: [[0, 2]] }), sampleOffset: 4 }), { code: 'ERR_CONFIG' }, 'sampleOffset with modules');
+  m.dispose();
+});
+
+t.test('seed replay (SPSA, ES): 2 and 3 ranks exchanging only losses = one process, bit for bit', async (t) => {
+  for (const [name, estimator] of [['spsa', of.spsa({ perturbations: 6, epsilon: 1e-3 })], ['es', of.es({ population: 7, sigma: 0.01 })]] as const) {
+    for (const size of [2, 3]) {
+      const build = nets[0]![1];
+      const single = build();
+      const replicas = Array.from({ length: size }, build);
+      const optimizer = of.adam({ lr: 1e-3 });
+      for (const b of batches.slice(0, 3)) {
+        single.trainStep(b, { estimator, optimizer });
+        const shares = replicas.map((m, r) => of.distributed.seedReplayLosses(m, b, { rank: r, size, estimator }));
+        const sum = new Float32Array(shares[0]!.length);
+        for (const s of shares) s.forEach((v, i) => (sum[i]! += v));  // the all-reduce: disjoint slices, exact
+        for (const m of replicas) of.distributed.seedReplayUpdate(m, Float32Array.from(sum), { estimator, optimizer, rows: b.rows });
+      }
+      const want = concat(single.parameters().map((p) => p.data));
+      const same = replicas.every((m) => maxAbs(concat(m.parameters().map((p) => p.data)), want) === 0);
+      t.ok(same, `${name}, ${size} ranks: every replica equals the single process bit for bit`);
+      single.dispose();
+      replicas.forEach((m) => m.dispose());
+    }
+  }
+  const m = nets[0]![1]();
+  t.throws(() => of.distributed.seedReplayLosses(m, batches[0]!, { rank: 0, size: 2, estimator: of.ulr() as unknown as of.SpsaEstimator }), { code: 'ERR_CONFIG' }, 'needs spsa or es');
+  t.throws(() => of.distributed.seedReplayUpdate(m, new Float32Array(3), { estimator: of.spsa({ perturbations: 4 }), rows: 2 }), { code: 'ERR_SHAPE' }, 'wrong loss count');
   m.dispose();
 });

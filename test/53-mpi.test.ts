@@ -1,5 +1,5 @@
 // MPI (the optional oneforward_mpi addon): 2 ranks under mpirun on this machine train data-parallel with BP and ULR
-// and must end within 1e-4 (max abs) of one process training on the same batches; a rank that throws ends the job
+// and must end within 1e-4 (max abs) of one process training on the same batches, and seed-replay SPSA bit for bit; a rank that throws ends the job
 // on both ranks (non-zero exit, well within 60 s). Skipped, saying why, where no MPI was found at install time or
 // mpirun is missing.
 import t from 'tap';
@@ -29,6 +29,11 @@ t.test('2 MPI ranks, data-parallel = one process', { skip: why || false }, async
     t.ok(d <= 1e-4, `${name}: max abs parameter diff ${d.toExponential(2)} <= 1e-4`);
     m.dispose();
   }
+  const s = mpiNet();
+  for (const b of mpiBatches()) s.trainStep(b, { estimator: of.spsa({ perturbations: 6 }), optimizer: of.adam({ lr: 1e-3 }) });
+  const want = s.parameters().flatMap((p) => Array.from(p.data));
+  t.ok(want.every((v, i) => Object.is(v, res.params.spsa![i])), 'seed-replay SPSA: bit-identical to one process');
+  s.dispose();
 });
 
 t.test('a rank that throws ends the job on every rank', { skip: why || false }, async (t) => {

@@ -19,6 +19,8 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
                            InstanceMethod<&ModelWrap::Gradients>("gradients"),
                            InstanceMethod<&ModelWrap::TrainStep>("trainStep"),
                            InstanceMethod<&ModelWrap::ApplyGradients>("applyGradients"),
+                           InstanceMethod<&ModelWrap::PerturbationLosses>("perturbationLosses"),
+                           InstanceMethod<&ModelWrap::ApplyPerturbationUpdate>("applyPerturbationUpdate"),
                            InstanceMethod<&ModelWrap::Fit>("fit"),
                            InstanceMethod<&ModelWrap::Cancel>("cancel"),
                            InstanceMethod<&ModelWrap::Dispose>("dispose"),
@@ -537,6 +539,52 @@ Napi::Value ModelWrap::ApplyGradients(const Napi::CallbackInfo& info) {
     OptimizerConfig o = parse_optimizer(env, info[1]);
     const int rows = int(require_int(info[2], "rows", 1, 1 << 30));
     std::copy(g.Data(), g.Data() + m.n_params, m.grads.data());
+    check(env, apply_update(m, o, rows));
+    return env.Undefined();
+    OF_NAPI_END(env)
+}
+
+// perturbationLosses(x, y, rows, estimator (spsa | es), p0, p1) -> Float32Array (2 P): the mean batch losses at
+// theta + eps z_p (first P) and theta - eps z_p (last P) for the directions [p0, p1) of this step; zeros elsewhere.
+Napi::Value ModelWrap::PerturbationLosses(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    Model& m = model(env);
+    EstimatorConfig e;
+    DataRef d = parse_batch(env, info, m, &e);
+    if (e.kind != EstimatorConfig::Kind::Spsa && e.kind != EstimatorConfig::Kind::Es)
+        throw_status(env, {StatusCode::Config, "seed replay needs spsa() or es()"});
+    check(env, validate_estimator(m, e));
+    const int P = e.wp.population;
+    const int p0 = int(require_int(info[4], "p0", 0, P)), p1 = int(require_int(info[5], "p1", p0, P));
+    Napi::Float32Array out = Napi::Float32Array::New(env, size_t(2 * P));
+    std::fill(out.Data(), out.Data() + 2 * P, 0.0f);
+    check(env, weight_perturbation_losses(m, d.x, d.y, int(d.rows), e, m.step, p0, p1, out.Data(), out.Data() + P));
+    return out;
+    OF_NAPI_END(env)
+}
+
+// applyPerturbationUpdate(losses (2 P), estimator, optimizer, rows): every direction's coefficient from all the
+// losses, the gradient by seed replay, and the optimizer update (the same on every rank).
+Napi::Value ModelWrap::ApplyPerturbationUpdate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    Model& m = model(env);
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+        throw_status(env, arg_error("losses must be a Float32Array"));
+    Napi::Float32Array l = info[0].As<Napi::Float32Array>();
+    EstimatorConfig e = parse_estimator(env, info[1]);
+    if (e.kind != EstimatorConfig::Kind::Spsa && e.kind != EstimatorConfig::Kind::Es)
+        throw_status(env, {StatusCode::Config, "seed replay needs spsa() or es()"});
+    check(env, validate_estimator(m, e));
+    const int P = e.wp.population;
+    if (int64_t(l.ElementLength()) != 2 * int64_t(P)) throw_status(env, {StatusCode::Shape, "losses must have 2 x population values"});
+    for (size_t i = 0; i < l.ElementLength(); i++)
+        if (!std::isfinite(l.Data()[i])) throw_status(env, {StatusCode::Numeric, "non-finite loss at index " + std::to_string(i)});
+    OptimizerConfig o = parse_optimizer(env, info[2]);
+    const int rows = int(require_int(info[3], "rows", 1, 1 << 30));
+    check(env, weight_perturbation_replay(m, e, m.step, l.Data(), l.Data() + P));
+    std::fill(m.grads.data(), m.grads.data() + trainable_offset(m), 0.0f);
     check(env, apply_update(m, o, rows));
     return env.Undefined();
     OF_NAPI_END(env)

@@ -140,6 +140,11 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
                                StepStats* stats, const LossHook* hook = nullptr);
 Status weight_perturbation_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
                                      uint32_t step, StepStats* stats);
+// Its halves (seed replay across ranks): the losses of directions [p0, p1) into plus / minus (P each; minus is 0
+// without pairs), and the gradient of all P directions from all their losses into m.grads.
+Status weight_perturbation_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
+                                  int p0, int p1, float* plus, float* minus);
+Status weight_perturbation_replay(Model& m, const EstimatorConfig& e, uint32_t step, const float* plus, const float* minus);
 
 inline Status estimate_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
                                  uint32_t step, StepStats* stats, const LossHook* hook = nullptr) {

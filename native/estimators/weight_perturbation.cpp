@@ -4,7 +4,9 @@
 //     antithetic pairs (z, -z) optional.
 // z ~ N(0, I) over the whole parameter slab, from Philox (stream "weights"): the directions are never stored --
 // losses are evaluated first, then each z is regenerated to accumulate the gradient (MeZO's seed replay), so the
-// memory is that of inference plus one perturbed copy of the parameters.
+// memory is that of inference plus one perturbed copy of the parameters. The two halves are separate so that ranks
+// of a distributed job can evaluate disjoint directions and exchange only the (float) losses: every rank then
+// replays all directions and applies the identical update.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -17,52 +19,73 @@ namespace {
 constexpr uint32_t kWeightLayer = 0xfffe;  // noise stream id of weight-space directions (dense layers use 0..)
 }
 
-Status weight_perturbation_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
-                                     uint32_t step, StepStats* stats) {
-    const KernelTable& k = *m.k;
+namespace {
+
+struct Perturbation {
+    Model& m;
+    const EstimatorConfig& e;
+    uint32_t step;
+    int P;
+    float eps;
+    bool pairs;
+    int64_t n;
+    // direction p of the slab: z_p ~ N(0, I) from the counter-based generator (seed, step, p)
+    void direction(int p) const {
+        m.k->noise_fill(m.ws.z.data(), 1, int(n), NoiseSpec{m.seed, step, kWeightLayer, uint32_t(p), false});
+    }
+};
+
+Perturbation setup(Model& m, const EstimatorConfig& e, uint32_t step) {
     const bool spsa = e.kind == EstimatorConfig::Kind::Spsa;
-    const int P = e.wp.population;
-    const float eps = e.wp.sigma;
-    const bool pairs = spsa || e.wp.antithetic;
-    const int64_t n = m.n_params;
-    const uint64_t seed = m.seed;
+    return {m, e, step, e.wp.population, e.wp.sigma, spsa || e.wp.antithetic, m.n_params};
+}
+
+}  // namespace
+
+Status weight_perturbation_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
+                                  int p0, int p1, float* plus, float* minus) {
+    const Perturbation w = setup(m, e, step);
+    const KernelTable& k = *m.k;
     auto& ws = m.ws;
-    OF_TRY(ws.theta.reserve(size_t(n)));
-    OF_TRY(ws.z.reserve(size_t(n)));
+    OF_TRY(ws.theta.reserve(size_t(w.n)));
+    OF_TRY(ws.z.reserve(size_t(w.n)));
     OF_TRY(ws.loss.reserve(size_t(B)));
     OF_TRY(m.infer.out.reserve(size_t(B) * m.outputs));
     const float* theta0 = m.params->data();
-    // mean batch loss at theta0 + sign * scale * z
-    auto loss_at = [&](float sign, double* out) -> Status {
+    // mean batch loss at theta0 + sign * eps * z, rounded to float: what ranks exchange in seed-replay training
+    auto loss_at = [&](float sign, float* out) -> Status {
         float* th = ws.theta.data();
         const float* z = ws.z.data();
-        const float s = sign * eps;
-        for (int64_t i = 0; i < n; i++) th[i] = theta0[i] + s * z[i];
+        const float s = sign * w.eps;
+        for (int64_t i = 0; i < w.n; i++) th[i] = theta0[i] + s * z[i];
         OF_TRY(m.forward_with(th, m.infer.out.data(), x, B, m.infer));
         k.loss_forward(ws.loss.data(), m.infer.out.data(), y.labels, y.values, B, m.outputs, 1, m.loss, m.groups);
         double sum = 0.0;
         for (int r = 0; r < B; r++) sum += ws.loss.data()[r];
-        *out = sum / B;
+        *out = float(sum / B);
         return {};
     };
-    auto direction = [&](int p) { k.noise_fill(ws.z.data(), 1, int(n), NoiseSpec{seed, step, kWeightLayer, uint32_t(p), false}); };
-    // 1. losses (P directions; with pairs, both signs)
-    const size_t np = static_cast<size_t>(P);
-    std::vector<double> plus(np, 0.0), minus(np, 0.0);
-    double total = 0.0;
-    for (int p = 0; p < P; p++) {
-        direction(p);
-        OF_TRY(loss_at(1.0f, &plus[size_t(p)]));
-        if (pairs) OF_TRY(loss_at(-1.0f, &minus[size_t(p)]));
-        total += plus[size_t(p)] + minus[size_t(p)];
+    for (int p = p0; p < p1; p++) {
+        w.direction(p);
+        OF_TRY(loss_at(1.0f, &plus[p]));
+        minus[p] = 0.0f;
+        if (w.pairs) OF_TRY(loss_at(-1.0f, &minus[p]));
     }
-    // 2. per-direction coefficients: SPSA central differences; ES raw losses or centered ranks
+    return {};
+}
+
+Status weight_perturbation_replay(Model& m, const EstimatorConfig& e, uint32_t step, const float* plus, const float* minus) {
+    const Perturbation w = setup(m, e, step);
+    const int P = w.P;
+    const size_t np = static_cast<size_t>(P);
+    OF_TRY(m.ws.z.reserve(size_t(w.n)));
+    // per-direction coefficients: SPSA central differences; ES raw losses or centered ranks
     std::vector<double> coef(np, 0.0);
-    if (spsa) {
-        for (int p = 0; p < P; p++) coef[size_t(p)] = (plus[size_t(p)] - minus[size_t(p)]) / (2.0 * eps * P);
+    if (e.kind == EstimatorConfig::Kind::Spsa) {
+        for (int p = 0; p < P; p++) coef[size_t(p)] = (double(plus[p]) - double(minus[p])) / (2.0 * w.eps * P);
     } else {
-        std::vector<double> f = plus;
-        if (pairs) f.insert(f.end(), minus.begin(), minus.end());
+        std::vector<double> f(plus, plus + P);
+        if (w.pairs) f.insert(f.end(), minus, minus + P);
         if (e.wp.rank_shaping) {  // centered ranks in [-0.5, 0.5]: robust to the loss's scale and outliers
             std::vector<size_t> order(f.size());
             std::iota(order.begin(), order.end(), 0);
@@ -75,18 +98,29 @@ Status weight_perturbation_gradients(Model& m, const float* x, const Targets& y,
             for (double& v : f) v -= mean;
         }
         const double count = double(f.size());
-        for (int p = 0; p < P; p++)
-            coef[size_t(p)] = (f[size_t(p)] - (pairs ? f[size_t(P + p)] : 0.0)) / (count * eps);
+        for (int p = 0; p < P; p++) coef[size_t(p)] = (f[size_t(p)] - (w.pairs ? f[size_t(P + p)] : 0.0)) / (count * w.eps);
     }
-    // 3. seed replay: g = sum_p coef_p z_p
+    // seed replay: g = sum_p coef_p z_p
     float* g = m.grads.data();
-    std::fill(g, g + n, 0.0f);
+    std::fill(g, g + w.n, 0.0f);
     for (int p = 0; p < P; p++) {
-        direction(p);
+        w.direction(p);
         const float c = float(coef[size_t(p)]);
-        const float* z = ws.z.data();
-        for (int64_t i = 0; i < n; i++) g[i] += c * z[i];
+        const float* z = m.ws.z.data();
+        for (int64_t i = 0; i < w.n; i++) g[i] += c * z[i];
     }
+    return {};
+}
+
+Status weight_perturbation_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
+                                     uint32_t step, StepStats* stats) {
+    const int P = e.wp.population;
+    std::vector<float> plus(static_cast<size_t>(P), 0.0f), minus(static_cast<size_t>(P), 0.0f);
+    OF_TRY(weight_perturbation_losses(m, x, y, B, e, step, 0, P, plus.data(), minus.data()));
+    OF_TRY(weight_perturbation_replay(m, e, step, plus.data(), minus.data()));
+    const bool pairs = e.kind == EstimatorConfig::Kind::Spsa || e.wp.antithetic;
+    double total = 0.0;
+    for (int p = 0; p < P; p++) total += double(plus[size_t(p)]) + double(minus[size_t(p)]);
     stats->loss = total / double(pairs ? 2 * P : P);
     stats->correct = 0;
     stats->rows = B;

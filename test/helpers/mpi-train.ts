@@ -1,4 +1,5 @@
-// Run under mpirun by test/53-mpi.test.ts. `train`: data-parallel BP and ULR on fixed digits batches; rank 0 prints
+// Run under mpirun by test/53-mpi.test.ts. `train`: data-parallel BP and ULR, and seed-replay SPSA, on fixed digits
+// batches; rank 0 prints
 // the parameters as JSON. `fail`: rank 1 throws and aborts the job; rank 0 waits in a barrier it never leaves.
 import * as of from '../../lib/index';
 import { mpiBatches, mpiNet } from './mpi-data';
@@ -20,6 +21,10 @@ if (process.argv[2] === 'fail') {
     out[name] = m.parameters().flatMap((p) => Array.from(p.data));
     m.dispose();
   }
+  const spsa = mpiNet();  // seed replay: only losses cross the network
+  for (const b of mpiBatches()) of.distributed.seedReplayStep(spsa, b, { comm, estimator: of.spsa({ perturbations: 6 }), optimizer: of.adam({ lr: 1e-3 }) });
+  out.spsa = spsa.parameters().flatMap((p) => Array.from(p.data));
+  spsa.dispose();
   if (comm.rank === 0) process.stdout.write(JSON.stringify({ size: comm.size, library: comm.library.split('\n')[0], params: out }) + '\n');
   comm.finalize();
 }
