@@ -15,10 +15,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import type { Dataset } from './data';
 import { take } from './data';
-import { type EsEstimator, type Estimator, type SpsaEstimator, toNative, ulr } from './estimators';
+import { type EsEstimator, type Estimator, type SpsaEstimator, type UlrEstimator, toNative, ulr } from './estimators';
 import type { Model } from './model';
 import { type Optimizer, adam } from './optimizers';
-import { BackendError, DisposedError } from './errors';
+import { BackendError, ConfigError, DisposedError } from './errors';
 import { invalidArg, is } from './validate';
 
 /** What data-parallel training needs from a communicator: this rank, the number of ranks, an in-place sum. */
@@ -89,6 +89,54 @@ export function seedReplayStep(model: Model, batch: Dataset, options: { comm: Co
   const losses = seedReplayLosses(model, batch, { rank: comm.rank, size: comm.size, estimator: options.estimator });
   comm.allreduceSum(losses);
   seedReplayUpdate(model, losses, { estimator: options.estimator, rows: batch.rows, ...(options.optimizer ? { optimizer: options.optimizer } : {}) });
+}
+
+/**
+ * Copy-parallel ULR: the copies [k0, k1) of `rank` out of K = estimator.copies (whole antithetic pairs), at least 2
+ * per rank.
+ */
+export function copySlice(estimator: UlrEstimator, rank: number, size: number): [number, number] {
+  if (typeof estimator.copies !== 'number') throw invalidArg('estimator.copies', 'one number of copies', estimator.copies);
+  const K = estimator.copies, unit = estimator.antithetic ? 2 : 1, units = K / unit;
+  if (!is.integer(rank) || rank < 0 || rank >= size) throw invalidArg('rank', `integer in [0, ${size - 1}]`, rank);
+  if (units < size || K / size < 2) throw new ConfigError(`copy-parallel ULR needs at least 2 copies (whole pairs) per rank: ${K} copies over ${size} ranks`);
+  return [unit * Math.floor((rank * units) / size), unit * Math.floor(((rank + 1) * units) / size)];
+}
+
+/**
+ * Copy-parallel ULR, phase 1: the losses of this rank's copies of every sample (batch rows × K, zeros elsewhere;
+ * a forward only). Summed over ranks (an all-reduce of 4·B·K bytes) they are every copy's loss.
+ */
+export function copyParallelLosses(model: Model, batch: Dataset, options: { rank: number; size: number; estimator: UlrEstimator }): Float32Array {
+  const [k0, k1] = copySlice(options.estimator, options.rank, options.size);
+  const nat = model._native;
+  if (!nat) throw new DisposedError('this model has been disposed');
+  return nat.copyLosses(batch.x, batch.y, batch.rows, toNative(options.estimator), k0, k1);
+}
+
+/**
+ * Copy-parallel ULR, phase 2: this rank's share of the estimate (`parameterCount` values) from its copies, with
+ * row weights (the leave-one-out baseline over all K copies) from every copy's loss. Summed over ranks, it is the
+ * single-process estimate up to the order of float sums.
+ */
+export function copyParallelGradients(model: Model, batch: Dataset, losses: Float32Array, options: { rank: number; size: number; estimator: UlrEstimator }): Float32Array {
+  const [k0, k1] = copySlice(options.estimator, options.rank, options.size);
+  const nat = model._native;
+  if (!nat) throw new DisposedError('this model has been disposed');
+  return nat.copyGradients(batch.x, batch.y, batch.rows, toNative(options.estimator), k0, k1, losses);
+}
+
+/**
+ * One copy-parallel ULR step (the same batch on every rank; the K copies split over the ranks): losses all-reduced,
+ * then the gradient shares all-reduced, then the same update everywhere. Lets K grow with the number of ranks.
+ */
+export function copyParallelStep(model: Model, batch: Dataset, options: { comm: Communicator; estimator: UlrEstimator; optimizer?: Optimizer }): void {
+  const { comm, estimator } = options;
+  const losses = copyParallelLosses(model, batch, { rank: comm.rank, size: comm.size, estimator });
+  comm.allreduceSum(losses);
+  const g = copyParallelGradients(model, batch, losses, { rank: comm.rank, size: comm.size, estimator });
+  comm.allreduceSum(g);
+  model.applyGradients(g, { rows: batch.rows, ...(options.optimizer ? { optimizer: options.optimizer } : {}) });
 }
 
 /** An MPI communicator on MPI_COMM_WORLD (the `oneforward_mpi` addon). */

@@ -49,6 +49,8 @@ export const robustness = { evaluate: robustnessModule.evaluate };
 /** Data-parallel training over a communicator (an MPI binding, or an in-process one). */
 export const distributed = {
   shard: distributedModule.shard, dataParallelGradients: distributedModule.dataParallelGradients, dataParallelStep: distributedModule.dataParallelStep,
+  copySlice: distributedModule.copySlice, copyParallelLosses: distributedModule.copyParallelLosses,
+  copyParallelGradients: distributedModule.copyParallelGradients, copyParallelStep: distributedModule.copyParallelStep,
   seedReplayLosses: distributedModule.seedReplayLosses, seedReplayUpdate: distributedModule.seedReplayUpdate, seedReplayStep: distributedModule.seedReplayStep,
   mpi: distributedModule.mpi, mpiAvailable: distributedModule.mpiAvailable,
 };

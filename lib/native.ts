@@ -142,6 +142,8 @@ export interface NativeModel {
     loss: number;
   };
   applyGradients(grads: Float32Array, optimizer: NativeOptimizer, rows: number): void;
+  copyLosses(x: Float32Array, y: Targets, rows: number, estimator: NativeEstimator, k0: number, k1: number): Float32Array;
+  copyGradients(x: Float32Array, y: Targets, rows: number, estimator: NativeEstimator, k0: number, k1: number, losses: Float32Array): Float32Array;
   perturbationLosses(x: Float32Array, y: Targets, rows: number, estimator: NativeEstimator, p0: number, p1: number): Float32Array;
   applyPerturbationUpdate(losses: Float32Array, estimator: NativeEstimator, optimizer: NativeOptimizer, rows: number): void;
   fit(

@@ -105,3 +105,27 @@ t.test('seed replay (SPSA, ES): 2 and 3 ranks exchanging only losses = one proce
   t.throws(() => of.distributed.seedReplayUpdate(m, new Float32Array(3), { estimator: of.spsa({ perturbations: 4 }), rows: 2 }), { code: 'ERR_SHAPE' }, 'wrong loss count');
   m.dispose();
 });
+
+t.test('copy-parallel ULR: the K copies split over 2 or 3 ranks, losses exchanged first = one process', async (t) => {
+  for (const [name, build] of nets) {
+    for (const estimator of [of.ulr({ copies: 8 }), of.ulr({ copies: 8, antithetic: true }), of.ulr({ copies: 6, baseline: 'mean' })]) {
+      for (const size of [2, 3]) {
+        if (estimator.antithetic && size === 3) continue;
+        const label = `${name}, K=${estimator.copies as number}${estimator.antithetic ? ' pairs' : ''}, ${estimator.baseline}, ${size} ranks`;
+        const single = build();
+        const replicas = Array.from({ length: size }, build);
+        const want = concat(single.gradients(batches[0]!, { estimator }));
+        const losses = new Float32Array(batches[0]!.rows * (estimator.copies as number));
+        replicas.forEach((m, r) => of.distributed.copyParallelLosses(m, batches[0]!, { rank: r, size, estimator }).forEach((v, i) => (losses[i]! += v)));
+        const sum = new Float64Array(want.length);
+        replicas.forEach((m, r) => of.distributed.copyParallelGradients(m, batches[0]!, losses, { rank: r, size, estimator }).forEach((v, i) => (sum[i]! += v)));
+        const d = maxAbs(sum, want);
+        t.ok(d <= 1e-5, `${label}: summed shares vs one process, max abs diff ${d.toExponential(2)}`);
+        single.dispose();
+        replicas.forEach((m) => m.dispose());
+      }
+    }
+  }
+  t.throws(() => of.distributed.copySlice(of.ulr({ copies: 4 }), 0, 3), { code: 'ERR_CONFIG' }, 'fewer than 2 copies per rank');
+  t.same(of.distributed.copySlice(of.ulr({ copies: 12, antithetic: true }), 1, 2), [6, 12], 'slices on whole pairs');
+});

@@ -29,6 +29,12 @@ t.test('2 MPI ranks, data-parallel = one process', { skip: why || false }, async
     t.ok(d <= 1e-4, `${name}: max abs parameter diff ${d.toExponential(2)} <= 1e-4`);
     m.dispose();
   }
+  const c = mpiNet();
+  for (const b of mpiBatches()) c.trainStep(b, { estimator: of.ulr({ copies: 8 }), optimizer: of.adam({ lr: 1e-3 }) });
+  const cw = c.parameters().flatMap((p) => Array.from(p.data));
+  const cd = cw.reduce((mx, v, i) => Math.max(mx, Math.abs(v - res.params.copies![i]!)), 0);
+  t.ok(cd <= 1e-4, `copy-parallel ULR (4 of 8 copies per rank): max abs parameter diff ${cd.toExponential(2)} <= 1e-4`);
+  c.dispose();
   const s = mpiNet();
   for (const b of mpiBatches()) s.trainStep(b, { estimator: of.spsa({ perturbations: 6 }), optimizer: of.adam({ lr: 1e-3 }) });
   const want = s.parameters().flatMap((p) => Array.from(p.data));

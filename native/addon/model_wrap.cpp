@@ -20,6 +20,8 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
                            InstanceMethod<&ModelWrap::TrainStep>("trainStep"),
                            InstanceMethod<&ModelWrap::ApplyGradients>("applyGradients"),
                            InstanceMethod<&ModelWrap::PerturbationLosses>("perturbationLosses"),
+                           InstanceMethod<&ModelWrap::CopyLosses>("copyLosses"),
+                           InstanceMethod<&ModelWrap::CopyGradients>("copyGradients"),
                            InstanceMethod<&ModelWrap::ApplyPerturbationUpdate>("applyPerturbationUpdate"),
                            InstanceMethod<&ModelWrap::Fit>("fit"),
                            InstanceMethod<&ModelWrap::Cancel>("cancel"),
@@ -541,6 +543,91 @@ Napi::Value ModelWrap::ApplyGradients(const Napi::CallbackInfo& info) {
     std::copy(g.Data(), g.Data() + m.n_params, m.grads.data());
     check(env, apply_update(m, o, rows));
     return env.Undefined();
+    OF_NAPI_END(env)
+}
+
+namespace {
+
+// A ULR estimator restricted to copies [k0, k1) of its K (copy-parallel ranks), with the noise rows a single
+// process with K copies would use.
+EstimatorConfig copy_slice(Napi::Env env, const Napi::CallbackInfo& info, const Model& m, EstimatorConfig e, int* k0, int* k1) {
+    if (e.kind != EstimatorConfig::Kind::Ulr) throw_status(env, {StatusCode::Config, "copy-parallel training needs ulr()"});
+    const UlrConfig& c = e.ulr;
+    if (c.baseline != Baseline::LeaveOneOut && c.baseline != Baseline::BatchMean && c.baseline != Baseline::None)
+        throw_status(env, {StatusCode::Config, "copy-parallel training supports baselines 'loo', 'mean' and 'none'"});
+    const int K = c.copies;
+    *k0 = int(require_int(info[4], "k0", 0, K - 2));
+    *k1 = int(require_int(info[5], "k1", *k0 + 2, K));
+    EstimatorConfig s = e;
+    s.ulr.copies = *k1 - *k0;
+    s.ulr.slice_total = uint32_t(K);
+    s.ulr.slice_offset = uint32_t(*k0);
+    check(env, validate_estimator(m, s));
+    return s;
+}
+
+}  // namespace
+
+// copyLosses(x, y, rows, estimator (ulr, K copies), k0, k1) -> Float32Array (rows x K): the losses of copies
+// [k0, k1) of every sample (forward only), zeros elsewhere. Summed over ranks: every copy's loss.
+Napi::Value ModelWrap::CopyLosses(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    Model& m = model(env);
+    EstimatorConfig e;
+    DataRef d = parse_batch(env, info, m, &e);
+    int k0 = 0, k1 = 0;
+    EstimatorConfig s = copy_slice(env, info, m, e, &k0, &k1);
+    const int K = e.ulr.copies, B = int(d.rows);
+    Napi::Float32Array out = Napi::Float32Array::New(env, size_t(B) * size_t(K));
+    std::fill(out.Data(), out.Data() + size_t(B) * size_t(K), 0.0f);
+    bool collected = false;
+    LossHook hook = [&](const float* o, const Targets& t, int R, int C, int rep, float* loss) -> Status {
+        m.k->loss_forward(loss, o, t.labels, t.values, R, C, rep, m.loss, m.groups);
+        for (int r = 0; r < R; r++) out.Data()[int64_t(r / rep) * K + k0 + r % rep] = loss[r];
+        collected = true;
+        return {StatusCode::Abort, "losses collected"};  // the forward is all this phase needs
+    };
+    StepStats st;
+    Status status = estimate_trainable(m, d.x, d.y, B, s, m.step, &st, &hook);
+    if (!collected) check(env, status);
+    return out;
+    OF_NAPI_END(env)
+}
+
+// copyGradients(x, y, rows, estimator, k0, k1, losses (rows x K, every copy)) -> Float32Array (parameterCount): this
+// rank's share of the estimate -- its copies, with row weights (and the leave-one-out baseline) from all K losses.
+// Summed over ranks: the single-process estimate.
+Napi::Value ModelWrap::CopyGradients(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    Model& m = model(env);
+    EstimatorConfig e;
+    DataRef d = parse_batch(env, info, m, &e);
+    int k0 = 0, k1 = 0;
+    EstimatorConfig s = copy_slice(env, info, m, e, &k0, &k1);
+    const int K = e.ulr.copies, B = int(d.rows), Kr = k1 - k0;
+    if (!info[6].IsTypedArray() || info[6].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
+        info[6].As<Napi::Float32Array>().ElementLength() != size_t(B) * size_t(K))
+        throw_status(env, {StatusCode::Shape, "losses must be a Float32Array of rows x copies"});
+    const float* all = info[6].As<Napi::Float32Array>().Data();
+    for (int64_t i = 0; i < int64_t(B) * K; i++)
+        if (!std::isfinite(all[i])) throw_status(env, {StatusCode::Numeric, "non-finite loss at index " + std::to_string(i)});
+    std::vector<float> w(size_t(B) * size_t(K)), pseudo(size_t(B) * size_t(Kr));
+    m.k->lr_row_weights(w.data(), all, nullptr, B, K, e.ulr.baseline, e.ulr.antithetic, 1.0f / float(int64_t(B) * K));
+    // with baseline 'none' the slice's row weights are loss / (B Kr): hand it w (B Kr) as its losses
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < Kr; j++) pseudo[size_t(b) * Kr + j] = w[size_t(b) * K + k0 + j] * float(int64_t(B) * Kr);
+    s.ulr.baseline = Baseline::None;
+    LossHook hook = [&](const float*, const Targets&, int R, int, int, float* loss) -> Status {
+        std::copy(pseudo.begin(), pseudo.begin() + R, loss);
+        return {};
+    };
+    StepStats st;
+    check(env, estimate_trainable(m, d.x, d.y, B, s, m.step, &st, &hook));
+    Napi::Float32Array g = Napi::Float32Array::New(env, size_t(m.n_params));
+    std::copy(m.grads.data(), m.grads.data() + m.n_params, g.Data());
+    return g;
     OF_NAPI_END(env)
 }
 

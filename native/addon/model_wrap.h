@@ -31,6 +31,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Value TrainStep(const Napi::CallbackInfo& info);
     Napi::Value ApplyGradients(const Napi::CallbackInfo& info);
     Napi::Value PerturbationLosses(const Napi::CallbackInfo& info);
+    Napi::Value CopyLosses(const Napi::CallbackInfo& info);
+    Napi::Value CopyGradients(const Napi::CallbackInfo& info);
     Napi::Value ApplyPerturbationUpdate(const Napi::CallbackInfo& info);
     Napi::Value Fit(const Napi::CallbackInfo& info);
     Napi::Value Cancel(const Napi::CallbackInfo& info);

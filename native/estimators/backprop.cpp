@@ -30,6 +30,12 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
         return {};
     }
     const UlrConfig& c = e.ulr;
+    if (c.slice_total) {
+        OF_CHECK(c.slice_offset + uint32_t(c.copies) <= c.slice_total && !c.layerwise && c.modules.empty() && !c.qmc && !c.learn_sigma,
+                 Config, "copy slices must lie within the copies, with injection 'all' and no modules, qmc or learnSigma");
+        OF_CHECK(!c.antithetic || (c.slice_offset % 2 == 0 && c.copies % 2 == 0), Config,
+                 "with antithetic pairs, copy slices must start and end on a pair");
+    }
     OF_CHECK(c.sample_base == 0 || (!c.layerwise && c.modules.empty() && !c.qmc), Config,
              "sampleOffset (data-parallel shards) works with injection 'all', without modules or qmc");
     if (!m.dense_only) {

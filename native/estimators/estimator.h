@@ -48,6 +48,9 @@ struct UlrConfig {
     // Data-parallel shards: this batch's first sample is sample `sample_base` of the global batch, so its noise
     // rows (and dropout masks) are those a single process would use for it.
     uint32_t sample_base = 0;
+    // Copy-parallel slices: `copies` are copies [slice_offset, slice_offset + copies) of slice_total per sample
+    // (0: not sliced), with the noise rows a single process with slice_total copies would use.
+    uint32_t slice_total = 0, slice_offset = 0;
 };
 
 // SPSA / ES settings (weight-space perturbation).

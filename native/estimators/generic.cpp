@@ -198,7 +198,9 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
     const float* theta = m.effective(m.params->data(), m.ws.eff);
     const uint64_t seed = c.has_seed ? c.seed : m.seed;
     auto noise = [&](int l, int row0) {
-        return NoiseSpec{seed, step, uint32_t(l), c.sample_base * uint32_t(K) + uint32_t(row0), c.antithetic, c.density, 0u};
+        NoiseSpec ns{seed, step, uint32_t(l), c.sample_base * uint32_t(K) + uint32_t(row0), c.antithetic, c.density, 0u};
+        if (c.slice_total) ns.slice_local = uint32_t(K), ns.slice_total = c.slice_total, ns.slice_offset = c.slice_offset;
+        return ns;
     };
     const bool plain_score = c.density == Density::Normal && c.score == Score::Exact;
 

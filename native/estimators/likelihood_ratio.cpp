@@ -49,8 +49,10 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     const uint64_t seed = c.has_seed ? c.seed : m.seed;
     auto sigma = [&](int l) { return c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(l)]; };
     auto noise = [&](int l, int row0) {
-        return NoiseSpec{seed, step, uint32_t(l), uint32_t(c.sample_base) * uint32_t(K) + uint32_t(row0), c.antithetic, c.density,
-                         c.qmc ? uint32_t(c.antithetic ? K / 2 : K) : 0u};
+        NoiseSpec ns{seed, step, uint32_t(l), uint32_t(c.sample_base) * uint32_t(K) + uint32_t(row0), c.antithetic, c.density,
+                     c.qmc ? uint32_t(c.antithetic ? K / 2 : K) : 0u};
+        if (c.slice_total) ns.slice_local = uint32_t(K), ns.slice_total = c.slice_total, ns.slice_offset = c.slice_offset;
+        return ns;
     };
     const bool plain_score = c.density == Density::Normal && c.score == Score::Exact;  // s(e) = e
     const std::vector<std::vector<float>> sig = channel_sigmas(m, c);

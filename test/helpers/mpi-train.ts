@@ -21,6 +21,10 @@ if (process.argv[2] === 'fail') {
     out[name] = m.parameters().flatMap((p) => Array.from(p.data));
     m.dispose();
   }
+  const copies = mpiNet();  // copy-parallel ULR: each rank runs half of the 8 copies of every sample
+  for (const b of mpiBatches()) of.distributed.copyParallelStep(copies, b, { comm, estimator: of.ulr({ copies: 8 }), optimizer: of.adam({ lr: 1e-3 }) });
+  out.copies = copies.parameters().flatMap((p) => Array.from(p.data));
+  copies.dispose();
   const spsa = mpiNet();  // seed replay: only losses cross the network
   for (const b of mpiBatches()) of.distributed.seedReplayStep(spsa, b, { comm, estimator: of.spsa({ perturbations: 6 }), optimizer: of.adam({ lr: 1e-3 }) });
   out.spsa = spsa.parameters().flatMap((p) => Array.from(p.data));

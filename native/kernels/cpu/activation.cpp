@@ -135,7 +135,7 @@ void noisy_bias_act_forward(float* out, float* E, const float* pre, const float*
         thread_local std::vector<float> scratch;
         if (!E && scratch.size() < size_t(2 * O)) scratch.resize(size_t(2 * O));
         for (int r = r0; r < r1; r++) {
-            uint32_t g = ns.row0 + uint32_t(r);
+            uint32_t g = noise_global_row(ns, r);
             bool odd = ns.antithetic && (g & 1);
             float* e = E ? E + int64_t(r) * O : scratch.data() + (g & 1) * O;
             if (odd && r > r0) {

@@ -232,7 +232,7 @@ void noise_row_of(float* out, int O, uint32_t g, const NoiseSpec& ns) {
 // partner lies outside this range).
 static void noise_rows(float* E, int r0, int r1, int O, const NoiseSpec& ns) {
     for (int r = r0; r < r1; r++) {
-        uint32_t g = ns.row0 + uint32_t(r);
+        uint32_t g = noise_global_row(ns, r);
         float* e = E + int64_t(r) * O;
         if (ns.antithetic && (g & 1)) {
             if (r > r0) {  // the even partner was just written: negate it

@@ -32,7 +32,18 @@ struct NoiseSpec {
     // > 0: quasi-Monte Carlo normals. Rows are (sample, copy) with qmc_copies copies per sample; the copy index
     // picks a Sobol point (the pair index with antithetic mirrors), randomized per sample by a digital shift.
     uint32_t qmc_copies = 0;
+    // Copy-parallel slices: this call's rows are copies [slice_offset, slice_offset + slice_local) of samples whose
+    // slice_total copies are spread over ranks. Local row l = row0 + r is global row
+    // (l / slice_local) slice_total + slice_offset + l % slice_local. slice_local 0: rows are global as they are.
+    uint32_t slice_local = 0, slice_total = 0, slice_offset = 0;
 };
+
+// The global noise row of row r of a call (see NoiseSpec).
+inline uint32_t noise_global_row(const NoiseSpec& ns, int r) {
+    const uint32_t l = ns.row0 + uint32_t(r);
+    if (!ns.slice_local) return l;
+    return (l / ns.slice_local) * ns.slice_total + ns.slice_offset + l % ns.slice_local;
+}
 
 namespace cpu {
 
