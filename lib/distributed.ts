@@ -14,7 +14,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { Dataset } from './data';
-import { take } from './data';
+import { permutation, take } from './data';
 import { type EsEstimator, type Estimator, type SpsaEstimator, type UlrEstimator, toNative, ulr } from './estimators';
 import type { Model } from './model';
 import { type Optimizer, adam } from './optimizers';
@@ -191,4 +191,76 @@ export function mpi(): MpiCommunicator {
     abort: (code = 1) => b.abort(code),
     finalize: () => b.finalize(),
   };
+}
+
+/** Options of {@link fitDistributed}. */
+export type DistributedFitOptions = {
+  comm: Communicator & { abort?(code?: number): never; barrier?(): void };
+  estimator?: Estimator;
+  optimizer?: Optimizer;
+  epochs?: number;
+  batchSize?: number;
+  /** `'data'` (default; shards of every batch), `'copies'` (ULR: the copies split), `'seeds'` (SPSA/ES: seed replay). */
+  mode?: 'data' | 'copies' | 'seeds';
+  /** Evaluated on rank 0 after every epoch. */
+  validation?: Dataset;
+  /** Rank 0 saves a checkpoint here after every epoch; the other ranks wait for it. */
+  checkpoint?: string;
+  /** Called on rank 0 after every epoch. */
+  onEpochEnd?: (e: { epoch: number; seconds: number; valLoss?: number; valAccuracy?: number }) => void;
+};
+
+/**
+ * Training on every rank of `comm` (the same script under `mpirun`): every rank shuffles the same way (seeded by the
+ * model's seed and the epoch), takes the same batches, and runs the chosen mode's step; rank 0 alone evaluates,
+ * reports and writes checkpoints (any rank can load one to resume). An error on one rank aborts every rank with
+ * that rank's message (MPI communicators), instead of leaving the others waiting in a collective.
+ */
+export async function fitDistributed(model: Model, train: Dataset, options: DistributedFitOptions): Promise<{ epochs: { epoch: number; seconds: number; valLoss?: number; valAccuracy?: number }[] }> {
+  const { comm } = options;
+  const estimator = options.estimator ?? ulr();
+  const mode = options.mode ?? (estimator.kind === 'spsa' || estimator.kind === 'es' ? 'seeds' : 'data');
+  const epochs = options.epochs ?? 1, batchSize = options.batchSize ?? 32;
+  if (!is.integer(epochs) || epochs < 0) throw invalidArg('epochs', 'integer >= 0', epochs);
+  if (!is.positiveInteger(batchSize)) throw invalidArg('batchSize', 'positive integer', batchSize);
+  if (!['data', 'copies', 'seeds'].includes(mode)) throw invalidArg('mode', "'data' | 'copies' | 'seeds'", mode);
+  if (mode === 'copies' && estimator.kind !== 'ulr') throw new ConfigError("mode 'copies' needs ulr()");
+  if (mode === 'seeds' && estimator.kind !== 'spsa' && estimator.kind !== 'es') throw new ConfigError("mode 'seeds' needs spsa() or es()");
+  const out: { epoch: number; seconds: number; valLoss?: number; valAccuracy?: number }[] = [];
+  const fail = (err: unknown): never => {
+    process.stderr.write(`rank ${comm.rank}: ${(err as Error)?.stack ?? String(err)}\n`);
+    if (comm.abort) comm.abort(1);
+    throw err;
+  };
+  for (let epoch = 0; epoch < epochs; epoch++) {
+    const t0 = Date.now();
+    try {
+      const order = permutation(train.rows, model.seed * 7919 + epoch);
+      for (let r0 = 0; r0 < train.rows; r0 += batchSize) {
+        const batch = take(train, Array.from(order.subarray(r0, Math.min(train.rows, r0 + batchSize))));
+        const step = { comm, ...(options.optimizer ? { optimizer: options.optimizer } : {}) };
+        if (mode === 'seeds') seedReplayStep(model, batch, { ...step, estimator: estimator as SpsaEstimator | EsEstimator });
+        else if (mode === 'copies') copyParallelStep(model, batch, { ...step, estimator: estimator as UlrEstimator });
+        else dataParallelStep(model, batch, { ...step, estimator });
+      }
+    } catch (err) {
+      fail(err);
+    }
+    const e: { epoch: number; seconds: number; valLoss?: number; valAccuracy?: number } = { epoch: epoch + 1, seconds: (Date.now() - t0) / 1000 };
+    if (comm.rank === 0) {
+      try {
+        if (options.validation) {
+          const v = model.evaluate(options.validation);
+          e.valLoss = v.loss, e.valAccuracy = v.accuracy;
+        }
+        if (options.checkpoint) await model.save(options.checkpoint);
+        options.onEpochEnd?.(e);
+      } catch (err) {
+        fail(err);
+      }
+    }
+    comm.barrier?.();  // the others wait for rank 0's checkpoint
+    out.push(e);
+  }
+  return { epochs: out };
 }

@@ -52,7 +52,8 @@ export const distributed = {
   copySlice: distributedModule.copySlice, copyParallelLosses: distributedModule.copyParallelLosses,
   copyParallelGradients: distributedModule.copyParallelGradients, copyParallelStep: distributedModule.copyParallelStep,
   seedReplayLosses: distributedModule.seedReplayLosses, seedReplayUpdate: distributedModule.seedReplayUpdate, seedReplayStep: distributedModule.seedReplayStep,
+  fit: distributedModule.fitDistributed,
   mpi: distributedModule.mpi, mpiAvailable: distributedModule.mpiAvailable,
 };
-export type { Communicator, MpiCommunicator } from './distributed';
+export type { Communicator, MpiCommunicator, DistributedFitOptions } from './distributed';
 export type { Attack, RobustnessResult } from './robustness';

@@ -4,6 +4,8 @@
 // mpirun is missing.
 import t from 'tap';
 import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import * as of from '../lib/index';
 import { mpiBatches, mpiNet } from './helpers/mpi-data';
@@ -11,8 +13,8 @@ import { mpiBatches, mpiNet } from './helpers/mpi-data';
 const mpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' });
 const why = !of.distributed.mpiAvailable() ? 'the MPI addon was not built (no MPI found at install time)' : mpirun.error ? 'mpirun is not installed' : '';
 const helper = path.join(__dirname, 'helpers', 'mpi-train.js');
-const run = (mode: string) =>
-  spawnSync('mpirun', ['--allow-run-as-root', '--oversubscribe', '--mca', 'btl', 'self,vader,tcp', '-np', '2', process.execPath, helper, mode], {
+const run = (mode: string, np = 2, extra: string[] = []) =>
+  spawnSync('mpirun', ['--allow-run-as-root', '--oversubscribe', '--mca', 'btl', 'self,vader,tcp', '-np', String(np), process.execPath, helper, mode, ...extra], {
     encoding: 'utf8', timeout: 120000, maxBuffer: 64 << 20, env: { ...process.env, OMPI_MCA_btl_vader_single_copy_mechanism: 'none' },
   });
 
@@ -49,4 +51,20 @@ t.test('a rank that throws ends the job on every rank', { skip: why || false }, 
   t.not(r.status, 0, `non-zero exit (${r.status})`);
   t.ok(secs < 60, `ended in ${secs.toFixed(1)} s`);
   t.match(r.stderr, /rank 1 fails on purpose/, "the failing rank's error is reported");
+});
+
+t.test('fitDistributed: 2 ranks = 1 rank; rank 0 writes a checkpoint every rank can load', { skip: why || false }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'of-mpi-'));
+  const results = [1, 2].map((np) => {
+    const r = run('fit', np, [path.join(dir, `fit${np}.ofckpt`)]);
+    t.equal(r.status, 0, `${np} rank(s): mpirun exits 0${r.status ? `: ${r.stderr.slice(-300)}` : ''}`);
+    return JSON.parse(r.stdout.trim().split('\n').pop()!) as { size: number; epochs: { valAccuracy: number }[]; params: number[] };
+  });
+  const d = results[0]!.params.reduce((mx, v, i) => Math.max(mx, Math.abs(v - results[1]!.params[i]!)), 0);
+  t.ok(d <= 1e-4, `2 ranks vs 1 rank after 2 epochs: max abs parameter diff ${d.toExponential(2)}`);
+  t.ok(results[1]!.epochs.length === 2 && results[1]!.epochs[1]!.valAccuracy > 0.15, `validation on rank 0 after 16 ULR steps: ${(results[1]!.epochs[1]!.valAccuracy * 100).toFixed(1)}% > 15% (chance 10%)`);
+  const back = await of.load(path.join(dir, 'fit2.ofckpt'));
+  t.same(back.parameters().flatMap((p) => Array.from(p.data)), results[1]!.params, "the checkpoint holds rank 0's parameters");
+  back.dispose();
+  fs.rmSync(dir, { recursive: true, force: true });
 });

@@ -5,7 +5,19 @@ import * as of from '../../lib/index';
 import { mpiBatches, mpiNet } from './mpi-data';
 
 const comm = of.distributed.mpi();
-if (process.argv[2] === 'fail') {
+if (process.argv[2] === 'fit') {
+  const { train, test } = of.datasets.digits();
+  const m = mpiNet();
+  of.distributed
+    .fit(m, of.data.take(train, Array.from({ length: 256 }, (_, i) => i * 31)), {
+      comm, estimator: of.ulr({ copies: 8 }), epochs: 2, batchSize: 32, checkpoint: process.argv[3]!,
+      validation: of.data.take(test, Array.from({ length: 200 }, (_, i) => i * 9)),
+    })
+    .then((h) => {
+      if (comm.rank === 0) process.stdout.write(JSON.stringify({ size: comm.size, epochs: h.epochs, params: m.parameters().flatMap((p) => Array.from(p.data)) }) + '\n');
+      comm.finalize();
+    });
+} else if (process.argv[2] === 'fail') {
   try {
     if (comm.rank === 1) throw new Error('rank 1 fails on purpose');
     comm.barrier();
