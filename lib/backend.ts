@@ -3,6 +3,8 @@
  * the native thread pool. `ONEFORWARD_BACKEND` (auto|cpu|cuda) sets the default choice.
  */
 import { BackendError } from './errors';
+import * as fs from 'fs';
+import * as path from 'path';
 import { native, type NativeBackendInfo } from './native';
 import { invalidArg, is } from './validate';
 
@@ -14,12 +16,14 @@ export type BackendName = (typeof BACKENDS)[number];
 export type BackendInfo = NativeBackendInfo & {
   /** CPU devices (always 1) and CUDA devices (0 without CUDA). */
   devices: { cpu: number; cuda: number };
+  /** Whether the MPI addon was built (an MPI was found at install time): `of.distributed.mpi()` works. */
+  mpi: boolean;
 };
 
 /** Reports the compiled backends, the active one and why, thread count and SIMD level. */
 export function info(): BackendInfo {
   const b = native().backendInfo();
-  return { ...b, devices: { cpu: 1, cuda: b.compiled.includes('cuda') ? 1 : 0 } };
+  return { ...b, devices: { cpu: 1, cuda: b.compiled.includes('cuda') ? 1 : 0 }, mpi: fs.existsSync(path.join(__dirname, '..', '..', 'build', 'Release', 'oneforward_mpi.node')) };
 }
 
 /**

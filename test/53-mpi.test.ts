@@ -18,6 +18,10 @@ const run = (mode: string, np = 2, extra: string[] = []) =>
     encoding: 'utf8', timeout: 120000, maxBuffer: 64 << 20, env: { ...process.env, OMPI_MCA_btl_vader_single_copy_mechanism: 'none' },
   });
 
+t.test('backend.info() says whether MPI was built', async (t) => {
+  t.equal(of.backend.info().mpi, of.distributed.mpiAvailable(), `mpi: ${of.backend.info().mpi}`);
+});
+
 t.test('2 MPI ranks, data-parallel = one process', { skip: why || false }, async (t) => {
   const r = run('train');
   t.equal(r.status, 0, `mpirun exits 0${r.status ? `: ${r.stderr.slice(-400)}` : ''}`);
