@@ -524,23 +524,38 @@ Napi::Value ModelWrap::TrainStep(const Napi::CallbackInfo& info) {
     OF_NAPI_END(env)
 }
 
+namespace {
+
+// A Float32Array argument of exactly `n` finite values (ERR_SHAPE / ERR_NUMERIC otherwise).
+const float* finite_floats(Napi::Env env, const Napi::Value& v, int64_t n, const std::string& what) {
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+        throw_status(env, arg_error(what + " must be a Float32Array"));
+    Napi::Float32Array a = v.As<Napi::Float32Array>();
+    if (int64_t(a.ElementLength()) != n)
+        throw_status(env, {StatusCode::Shape, what + " has " + std::to_string(a.ElementLength()) + " values, expected " + std::to_string(n)});
+    for (int64_t i = 0; i < n; i++)
+        if (!std::isfinite(a.Data()[i])) throw_status(env, {StatusCode::Numeric, "non-finite value in " + what + " at index " + std::to_string(i)});
+    return a.Data();
+}
+
+void require_seed_replay(Napi::Env env, const Model& m, const EstimatorConfig& e) {
+    if (e.kind != EstimatorConfig::Kind::Spsa && e.kind != EstimatorConfig::Kind::Es)
+        throw_status(env, {StatusCode::Config, "seed replay needs spsa() or es()"});
+    check(env, validate_estimator(m, e));
+}
+
+}  // namespace
+
 // applyGradients(grads: Float32Array (parameterCount), optimizer, rows): the optimizer update with these gradients
 // (data-parallel training: the all-reduced estimate), as trainStep applies its own.
 Napi::Value ModelWrap::ApplyGradients(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
     Model& m = model(env);
-    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-        throw_status(env, arg_error("gradients must be a Float32Array"));
-    Napi::Float32Array g = info[0].As<Napi::Float32Array>();
-    if (int64_t(g.ElementLength()) != m.n_params)
-        throw_status(env, {StatusCode::Shape, "gradients have " + std::to_string(g.ElementLength()) + " values, the model " +
-                                                  std::to_string(m.n_params) + " parameters"});
-    for (size_t i = 0; i < g.ElementLength(); i++)
-        if (!std::isfinite(g.Data()[i])) throw_status(env, {StatusCode::Numeric, "non-finite gradient at parameter index " + std::to_string(i)});
+    const float* g = finite_floats(env, info[0], m.n_params, "gradients");
     OptimizerConfig o = parse_optimizer(env, info[1]);
     const int rows = int(require_int(info[2], "rows", 1, 1 << 30));
-    std::copy(g.Data(), g.Data() + m.n_params, m.grads.data());
+    std::copy(g, g + m.n_params, m.grads.data());
     check(env, apply_update(m, o, rows));
     return env.Undefined();
     OF_NAPI_END(env)
@@ -607,12 +622,7 @@ Napi::Value ModelWrap::CopyGradients(const Napi::CallbackInfo& info) {
     int k0 = 0, k1 = 0;
     EstimatorConfig s = copy_slice(env, info, m, e, &k0, &k1);
     const int K = e.ulr.copies, B = int(d.rows), Kr = k1 - k0;
-    if (!info[6].IsTypedArray() || info[6].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
-        info[6].As<Napi::Float32Array>().ElementLength() != size_t(B) * size_t(K))
-        throw_status(env, {StatusCode::Shape, "losses must be a Float32Array of rows x copies"});
-    const float* all = info[6].As<Napi::Float32Array>().Data();
-    for (int64_t i = 0; i < int64_t(B) * K; i++)
-        if (!std::isfinite(all[i])) throw_status(env, {StatusCode::Numeric, "non-finite loss at index " + std::to_string(i)});
+    const float* all = finite_floats(env, info[6], int64_t(B) * K, "losses");
     std::vector<float> w(size_t(B) * size_t(K)), pseudo(size_t(B) * size_t(Kr));
     m.k->lr_row_weights(w.data(), all, nullptr, B, K, e.ulr.baseline, e.ulr.antithetic, 1.0f / float(int64_t(B) * K));
     // with baseline 'none' the slice's row weights are loss / (B Kr): hand it w (B Kr) as its losses
@@ -639,9 +649,7 @@ Napi::Value ModelWrap::PerturbationLosses(const Napi::CallbackInfo& info) {
     Model& m = model(env);
     EstimatorConfig e;
     DataRef d = parse_batch(env, info, m, &e);
-    if (e.kind != EstimatorConfig::Kind::Spsa && e.kind != EstimatorConfig::Kind::Es)
-        throw_status(env, {StatusCode::Config, "seed replay needs spsa() or es()"});
-    check(env, validate_estimator(m, e));
+    require_seed_replay(env, m, e);
     const int P = e.wp.population;
     const int p0 = int(require_int(info[4], "p0", 0, P)), p1 = int(require_int(info[5], "p1", p0, P));
     Napi::Float32Array out = Napi::Float32Array::New(env, size_t(2 * P));
@@ -657,20 +665,13 @@ Napi::Value ModelWrap::ApplyPerturbationUpdate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
     Model& m = model(env);
-    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-        throw_status(env, arg_error("losses must be a Float32Array"));
-    Napi::Float32Array l = info[0].As<Napi::Float32Array>();
     EstimatorConfig e = parse_estimator(env, info[1]);
-    if (e.kind != EstimatorConfig::Kind::Spsa && e.kind != EstimatorConfig::Kind::Es)
-        throw_status(env, {StatusCode::Config, "seed replay needs spsa() or es()"});
-    check(env, validate_estimator(m, e));
+    require_seed_replay(env, m, e);
     const int P = e.wp.population;
-    if (int64_t(l.ElementLength()) != 2 * int64_t(P)) throw_status(env, {StatusCode::Shape, "losses must have 2 x population values"});
-    for (size_t i = 0; i < l.ElementLength(); i++)
-        if (!std::isfinite(l.Data()[i])) throw_status(env, {StatusCode::Numeric, "non-finite loss at index " + std::to_string(i)});
+    const float* l = finite_floats(env, info[0], 2 * int64_t(P), "losses");
     OptimizerConfig o = parse_optimizer(env, info[2]);
     const int rows = int(require_int(info[3], "rows", 1, 1 << 30));
-    check(env, weight_perturbation_replay(m, e, m.step, l.Data(), l.Data() + P));
+    check(env, weight_perturbation_replay(m, e, m.step, l, l + P));
     std::fill(m.grads.data(), m.grads.data() + trainable_offset(m), 0.0f);
     check(env, apply_update(m, o, rows));
     return env.Undefined();
