@@ -26,12 +26,6 @@ struct NetScratch {
     Buffer loss, w, cols, wexp, seq;
 };
 
-int64_t max_positions(const Model& m) {
-    int64_t p = 1;
-    for (const DenseUnit& u : m.units) p = std::max<int64_t>(p, u.gemm_rows(1));
-    return p;
-}
-
 // Per-unit aux for recurrent units (rows each) and the state scratch.
 Status reserve_seq(const Model& m, std::vector<Buffer>& aux, Buffer& seq, int rows, int from) {
     aux.resize(m.units.size());
@@ -65,7 +59,7 @@ static Status bp_forward(Model& m, const float* x, int B, bool inference, uint32
     if (recurrent) {
         OF_TRY(reserve_seq(m, ws.aux, ws.seq, B, 0));
         OF_TRY(ws.dP.reserve(size_t(B) * size_t(m.max_noise_width())));
-        OF_TRY(ws.wexp.reserve(size_t(B) * size_t(max_positions(m))));
+        OF_TRY(ws.wexp.reserve(size_t(B) * size_t(m.max_positions())));
     }
     auto ctx = [&](size_t l) {
         return SeqCtx{recurrent && l < ws.aux.size() ? ws.aux[l].data() : nullptr, ws.seq.data(), ws.dP.data(), ws.wexp.data()};
@@ -176,9 +170,7 @@ Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepS
         const float* a_prev = input_of(l);
         const SeqCtx sq = ctx(l);
         unit_backward(k, u, theta, a_prev, B, dV, u.param() ? m.grads.data() + u.w_off : nullptr, din, ws.cols.data(), &sq);
-        bool start = false;
-        for (const DenseUnit& e : m.units) start = start || e.skip_from == int(l);
-        if (start && din) {  // the skip path's gradient joins the block's input gradient
+        if (u.starts_block && din) {  // the skip path's gradient joins the block's input gradient
             const float* p = ws.pending[l].data();  // (a concat unit cannot start a block: it is never l here)
             for (int64_t i = 0; i < int64_t(B) * u.I; i++) din[i] += p[i];
         }
@@ -280,7 +272,7 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
     std::vector<int64_t> correct(size_t(T), 0);
     std::vector<Status> status(static_cast<size_t>(T));
     const float inv_r = 1.0f / float(R);
-    const int64_t max_pos = max_positions(m);
+    const int64_t max_pos = m.max_positions();
     float* hook_loss = nullptr;
 
     auto block = [&](int t, bool forward_only) {

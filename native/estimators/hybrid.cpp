@@ -99,15 +99,9 @@ std::vector<int> unit_ends(const Model& m, const std::vector<int>& modules) {
     return ends;
 }
 
-int64_t max_positions(const Model& m) {
-    int64_t p = 1;
-    for (const DenseUnit& u : m.units) p = std::max<int64_t>(p, u.gemm_rows(1));
-    return p;
-}
-
 Status reserve_conv(const Model& m, ModuleScratch& sc, int rows) {
     OF_TRY(sc.cols.reserve(size_t(rows) * size_t(std::max<int64_t>(m.patch_width(), 1))));
-    return sc.wexp.reserve(size_t(rows) * size_t(max_positions(m)));
+    return sc.wexp.reserve(size_t(rows) * size_t(m.max_positions()));
 }
 
 Status reserve_layers(const Model& m, std::vector<Buffer>& bufs, int rows, int s, int e) {

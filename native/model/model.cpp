@@ -73,6 +73,12 @@ int Model::frozen_end() const {
     return int(units.size());
 }
 
+int64_t Model::max_positions() const {
+    int64_t p = 1;
+    for (const DenseUnit& u : units) p = std::max<int64_t>(p, u.gemm_rows(1));
+    return p;
+}
+
 int Model::param_units() const {
     int n = 0;
     for (const auto& u : units) n += u.param();
@@ -141,6 +147,7 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
             DenseUnit u{width, 0, -1, -1};
             u.kind = UnitKind::Concat;
             u.skip_from = block_start;
+            m->units[size_t(block_start)].starts_block = true;
             const int P = spatial ? H * W : seq ? T : 1;
             u.g.Ho = P, u.g.Wo = 1, u.g.C = block_width / P, u.g.Co = width / P;
             u.O = width + block_width;
@@ -160,6 +167,7 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
             OF_CHECK(same, Shape, where + ": a residual block's output must have its input's shape");
             OF_CHECK(m->units.back().kind != UnitKind::Dropout, Config, where + ": a residual block cannot end with dropout");
             m->units.back().skip_from = block_start;
+            m->units[size_t(block_start)].starts_block = true;
             m->dense_only = false;
             block_start = -1;
             after_block = true;
@@ -464,8 +472,7 @@ Status Model::forward_with(const float* theta_in, float* out, const float* x, in
                 k->gemm_nt(dst, in, theta + u.w_off, n, u.O, u.I, 1.0f, 0.0f);
                 k->bias_act_forward(dst, dst, u.b_off < 0 ? nullptr : theta + u.b_off, n, u.O, u.act, u.alpha);
             } else {
-                for (const DenseUnit& e : units)  // entering a residual block: keep its input
-                    if (e.skip_from == int(i)) std::copy(in, in + int64_t(n) * u.I, sc.skip.data());
+                if (u.starts_block) std::copy(in, in + int64_t(n) * u.I, sc.skip.data());  // the block's skip input
                 if (u.kind == UnitKind::Concat) {
                     concat_forward(u, dst, in, sc.skip.data(), n, 1);
                     unit_bias_act(*k, u, theta, dst, dst, n);

@@ -79,6 +79,7 @@ struct DenseUnit {
     // unit skip_from), then post_act. A concat unit (the end of a concat block) reads the input of unit skip_from too:
     // per position (g.Ho of them) it writes that input's g.C values, then its own input's g.Co values.
     int skip_from = -1;
+    bool starts_block = false;  // the first unit of a residual or concat block (its input is the block's skip)
     float rate = 0.0f;  // dropout: the fraction of values zeroed in training
     int groups = 1;     // groupNorm: channel groups, each normalized over all positions of a row
     int quant = 0;      // dense, conv2d: the forward uses binary (1) or ternary (2) weights of the real ones
@@ -174,6 +175,7 @@ struct Model {
     float* b(const DenseUnit& u) const { return u.b_off < 0 ? nullptr : params->data() + u.b_off; }
     int max_width() const;
     int64_t patch_width() const;  // the largest conv im2row row count x patch per input row (0: no conv)
+    int64_t max_positions() const;  // the most GEMM-view rows per input row (conv positions, steps; at least 1)
     int param_units() const;      // units with parameters (the noisy layers of ULR)
     int frozen_end() const;       // the unit after the last frozen one (0: none frozen)
     int64_t seq_scratch_width() const;  // recurrent state scratch per row (0: no recurrent unit)
