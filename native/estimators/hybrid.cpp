@@ -29,7 +29,7 @@ namespace {
 
 struct ModuleScratch {
     std::vector<Buffer> a, v, e;  // per layer, the block's rows: activations, pre-activations, boundary noise
-    Buffer loss, w, ones, d0, d1, cols, wexp;
+    Buffer loss, w, running, d0, d1, cols, wexp;
 };
 
 // Gradients of layers [s, e) of one module on `rows` rows. The gradient at the last layer's pre-activation is
@@ -234,7 +234,7 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
         if (st.ok()) st = sc.d1.reserve(size_t(rows) * width);
         if (st.ok()) st = sc.loss.reserve(size_t(rows));
         if (st.ok()) st = sc.w.reserve(size_t(rows));
-        if (st.ok()) st = sc.ones.reserve(size_t(s));  // the running baseline per sample
+        if (st.ok()) st = sc.running.reserve(size_t(s));  // the running baseline per sample
         if (st.ok()) st = reserve_conv(m, sc, rows);
         if (!st.ok()) return;
 
@@ -258,7 +258,7 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
             return;
         }
         loss_sum[size_t(t)] = block_losses(m, y, out, b0, s, K, r0, hook_loss, sc.loss.data(), &correct[size_t(t)]);
-        float* running = sc.ones.data();  // the running baseline per sample (independent of this step's noise)
+        float* running = sc.running.data();  // the running baseline per sample (independent of this step's noise)
         if (c.baseline == Baseline::Running) std::fill(running, running + s, m.has_running ? float(m.running_loss) : 0.0f);
         float* w = sc.w.data();
         k.lr_row_weights(w, sc.loss.data(), running, s, K, c.baseline, c.antithetic, inv_r);
