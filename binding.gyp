@@ -25,6 +25,8 @@
         "native/estimators/layerwise.cpp",
         "native/estimators/weight_perturbation.cpp",
         "native/estimators/frozen.cpp",
+        "native/device/sim_device.cpp",
+        "native/device/trainer.cpp",
         "native/addon/errors.cpp",
         "native/addon/model_wrap.cpp",
         "native/addon/train_worker.cpp",

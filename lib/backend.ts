@@ -23,7 +23,7 @@ export type BackendInfo = NativeBackendInfo & {
 /** Reports the compiled backends, the active one and why, thread count and SIMD level. */
 export function info(): BackendInfo {
   const b = native().backendInfo();
-  return { ...b, devices: { cpu: 1, cuda: b.compiled.includes('cuda') ? 1 : 0 }, mpi: fs.existsSync(path.join(__dirname, '..', '..', 'build', 'Release', 'oneforward_mpi.node')) };
+  return { ...b, devices: { cpu: 1, cuda: b.cudaDevices ?? 0 }, mpi: fs.existsSync(path.join(__dirname, '..', '..', 'build', 'Release', 'oneforward_mpi.node')) };
 }
 
 /**
@@ -36,16 +36,23 @@ export function setThreads(threads: number): number {
   return native().setThreads(threads);
 }
 
-/** @internal Resolves a backend request (option, else `ONEFORWARD_BACKEND`, else auto) to what will run. */
-export function resolveBackend(requested?: string): 'cpu' | 'cuda' {
+/**
+ * @internal Resolves a backend request (option, else `ONEFORWARD_BACKEND`, else auto) to what will run. `'sim'` is the
+ * host simulation of a device (the CUDA backend's kernels run on the CPU): for tests, not listed in {@link BACKENDS}.
+ */
+export function resolveBackend(requested?: string): 'cpu' | 'cuda' | 'sim' {
   const want = requested ?? process.env.ONEFORWARD_BACKEND ?? 'auto';
+  if (want === 'sim') return 'sim';
   if (!(BACKENDS as readonly string[]).includes(want)) throw invalidArg('backend', `one of ${BACKENDS.join(', ')}`, want);
   const b = native().backendInfo();
-  if (want === 'cuda' && !b.compiled.includes('cuda')) {
+  if (want === 'cuda' && b.active !== 'cuda') {
+    const hint = b.compiled.includes('cuda')
+      ? '    - Check the NVIDIA driver (nvidia-smi) and CUDA_VISIBLE_DEVICES'
+      : '    - Rebuild with ONEFORWARD_CUDA=1 on a machine with nvcc';
     throw new BackendError(
       `backend 'cuda' was requested but is not available: ${b.reason}.\n  Possible solutions:\n` +
-        `    - Use backend: 'cpu' or 'auto'\n    - Rebuild with ONEFORWARD_CUDA=1 on a machine with nvcc`,
+        `    - Use backend: 'cpu' or 'auto'\n${hint}`,
     );
   }
-  return want === 'auto' ? (b.active as 'cpu' | 'cuda') : (want as 'cpu' | 'cuda');
+  return want === 'auto' ? (b.active === 'cuda' ? 'cuda' : 'cpu') : (want as 'cpu' | 'cuda');
 }

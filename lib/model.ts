@@ -7,7 +7,7 @@ import { AbortError, CheckpointError, ConfigError, DisposedError, ShapeError, wi
 import { type Dataset, checkDataset } from './data';
 import { type Estimator, bp, toNative, ulr } from './estimators';
 import { type DenseLayer, type ImageShape, type Layer, type SequenceShape, topology } from './layers';
-import { native, type NativeLayer, type NativeModel, type NativeModelSpec, type Progress, type EpochLog, type LossFunction } from './native';
+import { native, type NativeLayer, type NativeModel, type NativeModelSpec, type NativeModelBackend, type Progress, type EpochLog, type LossFunction } from './native';
 import { type Optimizer, adam } from './optimizers';
 import { invalidArg, is, optionsObject } from './validate';
 import { save as saveCheckpoint } from './checkpoint';
@@ -26,9 +26,21 @@ export type SequentialOptions = {
   seed?: number;
   /** Training loss. Defaults to `'crossEntropy'`. */
   loss?: LossName;
-  /** Backend: `'auto'`, `'cpu'` or `'cuda'`. Defaults to `ONEFORWARD_BACKEND` or `'auto'`. */
+  /**
+   * Backend: `'auto'`, `'cpu'` or `'cuda'`. Defaults to `ONEFORWARD_BACKEND` or `'auto'` (CUDA when compiled in and a
+   * GPU answers). On CUDA, dense models train there with `bp()` and plain `ulr()`; what the GPU does not run (other
+   * layers, JS losses, modules, SPSA/ES, ...) runs on the CPU, and {@link Model.backendInfo} says why.
+   */
   backend?: BackendName;
+  /**
+   * TF32 tensor cores for the GEMMs on CUDA: `true` for every estimator, `false` never. Defaults to ULR only (its
+   * estimate is noisy far above TF32's rounding; BP keeps full float32, as PyTorch does by default).
+   */
+  allowTf32?: boolean;
 };
+
+/** Where a model runs: {@link Model.backendInfo}. */
+export type ModelBackend = NativeModelBackend;
 
 /** A named parameter tensor; `data` is a writable view on native memory. */
 export type Parameter = { name: string; shape: number[]; data: Float32Array };
@@ -137,13 +149,13 @@ export class Model {
   readonly groups: number;
   readonly loss: LossName;
   readonly seed: number;
-  /** The backend this model runs on. */
-  readonly backend: 'cpu' | 'cuda';
+  /** The backend this model runs on (`'sim'`: the host simulation of a device, for tests). */
+  readonly backend: 'cpu' | 'cuda' | 'sim';
   /** @internal */
   _native: NativeModel | undefined;
 
   /** @internal Use {@link sequential}. */
-  constructor(layers: Layer[], options: Required<Omit<SequentialOptions, 'backend'>> & { backend: 'cpu' | 'cuda' }) {
+  constructor(layers: Layer[], options: Required<Omit<SequentialOptions, 'backend' | 'allowTf32'>> & { backend: 'cpu' | 'cuda' | 'sim'; allowTf32?: boolean }) {
     this.layers = layers;
     this.loss = options.loss;
     this.seed = options.seed;
@@ -161,6 +173,12 @@ export class Model {
     };
     if (topo.inputShape) spec.inputShape = topo.inputShape;
     this._native = new (native().NativeModel)(spec);
+    if (this.backend !== 'cpu') this._native.setBackend(this.backend, options.allowTf32);
+  }
+
+  /** The model's backend and device, and where its last fit, step or gradient estimate ran (`placement`). */
+  backendInfo(): ModelBackend {
+    return this.nat.backend();
   }
 
   /** @internal */
@@ -497,7 +515,8 @@ export class Model {
  * const model = of.sequential([of.dense(784, 256), of.relu(), of.dense(256, 10)], { seed: 1 });
  */
 export function sequential(layers: Layer[], options?: SequentialOptions): Model {
-  const o = optionsObject('sequential', options, ['seed', 'loss', 'backend']);
+  const o = optionsObject('sequential', options, ['seed', 'loss', 'backend', 'allowTf32']);
+  if (o.allowTf32 !== undefined && typeof o.allowTf32 !== 'boolean') throw invalidArg('allowTf32', 'boolean', o.allowTf32);
   if (!Array.isArray(layers) || layers.length === 0) throw invalidArg('layers', 'non-empty array of layers', layers);
   const seed = o.seed ?? 0;
   if (!is.integer(seed) || (seed as number) < 0 || (seed as number) > 2 ** 53) throw invalidArg('seed', 'integer in [0, 2^53]', seed);
@@ -512,5 +531,10 @@ export function sequential(layers: Layer[], options?: SequentialOptions): Model 
     throw new ConfigError('the last layer gives a sequence or node set: classify each position (crossEntropy or zeroOne, one label per position, -1 = none), or add of.timeMean(), of.flatten() or returnSequences: false and a dense layer');
   }
   if (loss !== 'mse' && (width ?? 0) < 2) throw new ConfigError(`${loss as string} needs at least 2 outputs`);
-  return new Model([...layers], { seed: seed as number, loss: loss as LossName, backend: resolveBackend(o.backend as string | undefined) });
+  return new Model([...layers], {
+    seed: seed as number,
+    loss: loss as LossName,
+    backend: resolveBackend(o.backend as string | undefined),
+    allowTf32: o.allowTf32 as boolean | undefined,
+  });
 }

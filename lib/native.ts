@@ -163,6 +163,8 @@ export interface NativeModel {
   setFrozen(count: number): void;
   inputGradients(x: Float32Array, y: Targets, rows: number): { grads: Float32Array; loss: number };
   importState(state: NativeTrainState): void;
+  setBackend(name: 'cpu' | 'cuda' | 'sim', tf32: boolean | undefined): void;
+  backend(): NativeModelBackend;
   state(): {
     disposed: boolean;
     step?: number;
@@ -176,6 +178,20 @@ export interface NativeModel {
     outputs?: number;
   };
 }
+
+/** A model's backend, as the engine reports it. */
+export type NativeModelBackend = {
+  /** `cpu`, `cuda`, or `sim` (the host simulation of a device, for tests). */
+  name: string;
+  /** The device, in words (GPU name, compute capability, memory). */
+  device: string;
+  /** The GEMM library: `cublas …` or `oneforward` (our own kernels). */
+  blas: string;
+  /** Whether TF32 tensor cores may run the GEMMs of a ULR step. */
+  tf32: boolean;
+  /** Where the last fit, step or gradient estimate ran: `cuda`, `sim`, or `cpu (why not the device)`. */
+  placement: string;
+};
 
 /** What the native engine reports about its backends. */
 export type NativeBackendInfo = {
@@ -191,6 +207,8 @@ export type NativeBackendInfo = {
   simd: string;
   /** The GEMM implementation (`oneforward`: our own packed kernels). */
   blas: string;
+  /** CUDA devices this process can use (0 without the CUDA backend, a driver or a GPU). */
+  cudaDevices: number;
 };
 
 /** @internal The whole N-API surface of the addon. */

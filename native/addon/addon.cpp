@@ -24,6 +24,7 @@ Napi::Value BackendInfoJs(const Napi::CallbackInfo& info) {
     o.Set("threads", b.threads);
     o.Set("simd", b.simd);
     o.Set("blas", b.blas);
+    o.Set("cudaDevices", b.cuda_devices);
     return o;
 }
 

@@ -5,6 +5,7 @@
 
 #include "addon/args.h"
 #include "addon/js_loss.h"
+#include "device/trainer.h"
 
 namespace of::addon {
 
@@ -31,6 +32,8 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
                            InstanceMethod<&ModelWrap::ImportState>("importState"),
                            InstanceMethod<&ModelWrap::SetFrozen>("setFrozen"),
                            InstanceMethod<&ModelWrap::InputGradients>("inputGradients"),
+                           InstanceMethod<&ModelWrap::SetBackend>("setBackend"),
+                           InstanceMethod<&ModelWrap::Backend>("backend"),
                        });
 }
 
@@ -491,7 +494,7 @@ Napi::Value ModelWrap::Gradients(const Napi::CallbackInfo& info) {
         };
         check(env, validate_estimator(m, e, &hook));
     }
-    Status s = estimate_trainable(m, d.x, d.y, int(d.rows), e, step, &st, hook ? &hook : nullptr);
+    Status s = placed_gradients(m, d.x, d.y, int(d.rows), e, step, &st, hook ? &hook : nullptr);
     if (!thrown.IsEmpty()) throw Napi::Error(env, thrown.Value());
     check(env, s);
     if (!std::isfinite(st.loss))
@@ -508,6 +511,40 @@ Napi::Value ModelWrap::Gradients(const Napi::CallbackInfo& info) {
     OF_NAPI_END(env)
 }
 
+// setBackend(name, tf32): 'cpu', 'cuda' (ERR_BACKEND where it cannot run) or 'sim' (the host simulation of a
+// device, for tests); tf32: true, false, or undefined (TF32 GEMMs for ULR only).
+Napi::Value ModelWrap::SetBackend(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    Model& m = model(env);
+    std::string name = require_string(info[0], "backend");
+    int tf32 = info[1].IsUndefined() ? -1 : info[1].ToBoolean() ? 1 : 0;
+    std::unique_ptr<Device> dev;
+    if (name == "sim") dev = make_sim_device();
+    else if (name == "cuda") check(env, make_cuda_device(0, tf32 != 0, &dev));
+    else if (name != "cpu") throw_status(env, {StatusCode::Config, "backend must be 'cpu', 'cuda' or 'sim', not '" + name + "'"});
+    m.device = dev ? std::make_shared<DeviceTrainer>(std::move(dev), tf32) : nullptr;
+    m.placement = "cpu";
+    return env.Undefined();
+    OF_NAPI_END(env)
+}
+
+// backend() -> { name, device, blas, tf32, placement }: the model's backend and where its last fit or step ran.
+Napi::Value ModelWrap::Backend(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    Model& m = model(env, true);
+    Napi::Object r = Napi::Object::New(env);
+    DeviceInfo d = m.device ? m.device->info() : DeviceInfo{"cpu", "host CPU", "oneforward", false};
+    r.Set("name", d.name);
+    r.Set("device", d.device);
+    r.Set("blas", d.blas);
+    r.Set("tf32", d.tf32);
+    r.Set("placement", m.placement);
+    return r;
+    OF_NAPI_END(env)
+}
+
 // trainStep(x, y, rows, estimator, optimizer) -> { loss }
 Napi::Value ModelWrap::TrainStep(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -517,7 +554,7 @@ Napi::Value ModelWrap::TrainStep(const Napi::CallbackInfo& info) {
     DataRef d = parse_batch(env, info, m, &e);
     OptimizerConfig o = parse_optimizer(env, info[4]);
     StepStats st;
-    check(env, train_step(m, d.x, d.y, int(d.rows), e, o, &st));
+    check(env, placed_train_step(m, d.x, d.y, int(d.rows), e, o, &st));
     Napi::Object r = Napi::Object::New(env);
     r.Set("loss", st.loss);
     return r;

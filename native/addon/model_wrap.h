@@ -42,6 +42,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Value ImportState(const Napi::CallbackInfo& info);
     Napi::Value SetFrozen(const Napi::CallbackInfo& info);
     Napi::Value InputGradients(const Napi::CallbackInfo& info);
+    Napi::Value SetBackend(const Napi::CallbackInfo& info);
+    Napi::Value Backend(const Napi::CallbackInfo& info);
 };
 
 // Parsing shared by the methods (model_wrap.cpp).

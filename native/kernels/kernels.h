@@ -60,6 +60,7 @@ struct BackendInfo {
     int threads;
     std::string simd;  // GEMM micro-kernel ISA
     std::string blas;  // "oneforward" (our own GEMM)
+    int cuda_devices = 0;
 };
 BackendInfo backend_info();
 

@@ -1,6 +1,7 @@
-// Backend registry: the CPU kernel table, and what "auto" resolves to and why. CUDA registers here
-// when it is compiled in (a later issue); until then "auto" is always the CPU.
+// Backend registry: the CPU kernel table, and what "auto" resolves to and why: CUDA when it is compiled in and a
+// device answers (device/device.h cuda_available), else the CPU.
 #include "core/thread_pool.h"
+#include "device/device.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/kernels.h"
 
@@ -33,8 +34,11 @@ const KernelTable& cpu_kernels() {
 BackendInfo backend_info() {
     BackendInfo info;
     info.compiled = {"cpu"};
-    info.active = "cpu";
-    info.reason = "CUDA backend not compiled into this build";
+#ifdef ONEFORWARD_WITH_CUDA
+    info.compiled.push_back("cuda");
+#endif
+    const bool cuda = cuda_available(&info.reason, &info.cuda_devices);
+    info.active = cuda ? "cuda" : "cpu";
     info.threads = ThreadPool::instance().threads();
     info.simd = cpu::gemm_isa();
     info.blas = "oneforward";

@@ -15,6 +15,8 @@
 
 namespace of {
 
+class DeviceTrainer;  // device/trainer.h
+
 struct LayerSpec {
     enum class Kind { Dense, Activation, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, ResidualBegin, ResidualEnd, ConcatEnd, Dropout, LayerNorm, BatchNorm, GroupNorm } kind;
     int units = 0;  // dense: out-features; conv2d: filters
@@ -143,6 +145,9 @@ struct Model {
     std::vector<double> layer_var;  // layer-wise auto copies: running per-copy variance per layer (empty: none)
     int opt_kind = -1;        // OptKind of the state in opt_m/opt_v; -1: none yet
     const KernelTable* k = &cpu_kernels();
+    // backend 'cuda' (or its host simulation 'sim'): the steps it supports run on a device (device/trainer.h)
+    std::shared_ptr<DeviceTrainer> device;
+    std::string placement = "cpu";  // where the last fit or step ran: "cuda", "sim", or "cpu (why not the device)"
     std::atomic<bool> busy{false};
     std::atomic<bool> cancel{false};
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "device/trainer.h"
 #include "model/units.h"
 #include "rng/philox.h"
 
@@ -42,6 +43,17 @@ Status apply_update(Model& m, const OptimizerConfig& o, int B) {
     return {};
 }
 
+Status nonfinite_loss(const Model& m) {
+    return {StatusCode::Numeric, "non-finite loss at step " + std::to_string(m.step) + " (seed " + std::to_string(m.seed) +
+                                     "); lower the learning rate or sigma"};
+}
+
+Status check_grad_norm(const Model& m, double norm, double max_grad_norm) {
+    if (norm <= max_grad_norm) return {};
+    return {StatusCode::Numeric, "exploding update: gradient norm " + std::to_string(norm) + " > maxGradNorm " +
+                                     std::to_string(max_grad_norm) + " at step " + std::to_string(m.step)};
+}
+
 Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
                   const OptimizerConfig& o, StepStats* stats, const LossHook* hook, double max_grad_norm) {
     EstimatorConfig est = e;
@@ -57,19 +69,51 @@ Status train_step(Model& m, const float* x, const Targets& y, int B, const Estim
         for (size_t l = 0; l < L; l++) est.ulr.sigma[l] = float(std::exp(m.log_sigma[l]));
     }
     OF_TRY(estimate_trainable(m, x, y, B, est, m.step, stats, hook));
-    if (!std::isfinite(stats->loss))
-        return {StatusCode::Numeric, "non-finite loss at step " + std::to_string(m.step) + " (seed " +
-                                         std::to_string(m.seed) + "); lower the learning rate or sigma"};
-    if (max_grad_norm > 0.0) {  // checked before the update: the parameters stay those of the last good step
-        double norm = cpu::grad_norm(m.grads.data(), m.n_params);
-        if (!(norm <= max_grad_norm))
-            return {StatusCode::Numeric, "exploding update: gradient norm " + std::to_string(norm) + " > maxGradNorm " +
-                                             std::to_string(max_grad_norm) + " at step " + std::to_string(m.step)};
-    }
+    if (!std::isfinite(stats->loss)) return nonfinite_loss(m);
+    if (max_grad_norm > 0.0) OF_TRY(check_grad_norm(m, cpu::grad_norm(m.grads.data(), m.n_params), max_grad_norm));
     if (learn)
         for (size_t l = 0; l < m.log_sigma.size() && l < stats->sigma_grad.size(); l++)
             m.log_sigma[l] -= double(e.ulr.sigma_lr) * stats->sigma_grad[l];
     return apply_update(m, o, B);
+}
+
+namespace {
+
+// The model's device when it runs this estimator, else nullptr; records where the work runs in m.placement.
+DeviceTrainer* placement(Model& m, const EstimatorConfig& e, const LossHook* hook) {
+    DeviceTrainer* dt = m.device.get();
+    if (!dt) {
+        m.placement = "cpu";
+        return nullptr;
+    }
+    std::string why = DeviceTrainer::unsupported(m, e, hook);
+    m.placement = why.empty() ? dt->info().name : "cpu (" + why + ")";
+    return why.empty() ? dt : nullptr;
+}
+
+// begin(), the work, end(): the host holds the parameters afterwards, whatever the work returned.
+template <class Fn>
+Status on_device(DeviceTrainer* dt, Model& m, const OptimizerConfig* o, const Fn& fn) {
+    OF_TRY(dt->begin(m, o));
+    Status s = fn();
+    Status back = dt->end(m);
+    return s.ok() ? back : s;
+}
+
+}  // namespace
+
+Status placed_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
+                        StepStats* stats, const LossHook* hook) {
+    DeviceTrainer* dt = placement(m, e, hook);
+    if (!dt) return estimate_trainable(m, x, y, B, e, step, stats, hook);
+    return on_device(dt, m, nullptr, [&] { return dt->gradients(m, x, y, B, e, step, stats, true); });
+}
+
+Status placed_train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
+                         const OptimizerConfig& o, StepStats* stats) {
+    DeviceTrainer* dt = placement(m, e, nullptr);
+    if (!dt) return train_step(m, x, y, B, e, o, stats);
+    return on_device(dt, m, &o, [&] { return dt->train_step(m, x, y, B, e, o, stats, 0.0); });
 }
 
 namespace {
@@ -87,12 +131,29 @@ void shuffle(std::vector<int64_t>& perm, uint64_t seed, uint32_t epoch) {
 
 }  // namespace
 
+namespace {
+Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitConfig& cfg, const FitHooks& hooks,
+                  DeviceTrainer* dt);
+}  // namespace
+
 Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& cfg, const FitHooks& hooks) {
     OF_CHECK(cfg.epochs >= 0, Config, "epochs must be >= 0");
     OF_CHECK(cfg.batch > 0, Config, "batch size must be positive");
     const LossHook* hook = cfg.loss_hook ? &cfg.loss_hook : nullptr;
     OF_TRY(validate_estimator(m, cfg.estimator, hook));
     OF_TRY(validate_optimizer(cfg.optimizer));
+    DeviceTrainer* dt = placement(m, cfg.estimator, hook);
+    if (!dt) return fit_epochs(m, train, val, cfg, hooks, nullptr);
+    return on_device(dt, m, &cfg.optimizer, [&] { return fit_epochs(m, train, val, cfg, hooks, dt); });
+}
+
+namespace {
+
+// The epoch loop; with a device trainer its steps run there, and every epoch end brings the parameters back to the
+// host before validation and the epoch hook (which may save them).
+Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitConfig& cfg, const FitHooks& hooks,
+                  DeviceTrainer* dt) {
+    const LossHook* hook = cfg.loss_hook ? &cfg.loss_hook : nullptr;
     m.ws.first[0].pending = m.ws.first[1].pending = false;  // pipelining starts afresh with every fit
     const int64_t n = train.rows;
     const int I = m.inputs, C = m.outputs;
@@ -140,7 +201,8 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
             }
             Targets t{train.y.labels ? yl.data() : nullptr, train.y.values ? yv.data() : nullptr};
             StepStats st;
-            Status status = train_step(m, xb.data(), t, B, est, cfg.optimizer, &st, hook, cfg.max_grad_norm);
+            Status status = dt ? dt->train_step(m, xb.data(), t, B, est, cfg.optimizer, &st, cfg.max_grad_norm)
+                               : train_step(m, xb.data(), t, B, est, cfg.optimizer, &st, hook, cfg.max_grad_norm);
             if (!status.ok()) {
                 if (status.code == StatusCode::Numeric) {
                     if (hooks.diverged) hooks.diverged(status.message, ep + 1, s + 1);
@@ -171,6 +233,7 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
         es.accuracy = rows_seen ? double(correct) / double(rows_seen) : 0.0;
         m.epochs_run++;
         m.epoch_step = 0;
+        if (dt) OF_TRY(dt->download(m));
         if (val) {
             es.has_val = true;
             OF_TRY(m.evaluate(val->x, val->y, val->rows, &es.val_loss, &es.val_accuracy, m.infer));
@@ -179,5 +242,7 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
     }
     return {};
 }
+
+}  // namespace
 
 }  // namespace of

@@ -61,6 +61,13 @@ Status train_step(Model& m, const float* x, const Targets& y, int B, const Estim
                   const OptimizerConfig& o, StepStats* stats, const LossHook* hook = nullptr,
                   double max_grad_norm = 0.0);
 
+// gradients() and trainStep() outside fit: on the model's device when it runs this estimator (device/trainer.h),
+// else on the CPU (estimate_trainable, train_step). Either way the host holds the parameters afterwards.
+Status placed_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
+                        StepStats* stats, const LossHook* hook);
+Status placed_train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
+                         const OptimizerConfig& o, StepStats* stats);
+
 Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& cfg, const FitHooks& hooks);
 
 // The update half of a step: the optimizer on the gradients in m.grads (a frozen prefix untouched), batchNorm's
@@ -69,5 +76,9 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
 Status apply_update(Model& m, const OptimizerConfig& o, int B);
 
 Status validate_optimizer(const OptimizerConfig& o);
+
+// The ERR_NUMERIC errors of a step: a non-finite loss; a gradient norm above maxGradNorm (ok when it is not).
+Status nonfinite_loss(const Model& m);
+Status check_grad_norm(const Model& m, double norm, double max_grad_norm);
 
 }  // namespace of

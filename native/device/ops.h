@@ -1,0 +1,393 @@
+// The device kernels' bodies: one OF_HOST_DEVICE function per kernel, `name_at(args, i)`, doing the work of index
+// i of an n-index launch. The CUDA backend (native/cuda/) runs them as grid-stride kernels; the host simulation of
+// a device (sim_device.cpp) runs them in loops over the thread pool. Same source, so the simulated device tests the
+// indexing and the math of every kernel on a machine without a GPU; only the launches and the GEMM differ.
+//
+// Every body writes only the outputs of its own index, so any order of indices gives the same bits. Reductions are
+// two-stage (fixed chunks, then a fixed-order sum of the chunks): deterministic on both sides. The CUDA sources are
+// compiled with --fmad=false, so additions and multiplications round as on the CPU (-ffp-contract=off); the noise
+// (Philox + our own log/sin/cos polynomials) is then bit-identical to cpu::noise_fill. Transcendental activations
+// (tanh, exp, erf) come from each side's math library and may differ in the last bit.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/optimizer.h"
+#include "rng/normal.h"
+
+namespace of::dev {
+
+constexpr int kReduceRows = 256;  // rows per chunk of the two-stage column and loss reductions
+constexpr int64_t kReduceChunk = 1 << 14;  // elements per chunk of the sum of squares (cpu::grad_norm's chunks)
+
+OF_HOST_DEVICE float act_value(float x, Act act, float alpha) {
+    switch (act) {
+        case Act::Identity: return x;
+        case Act::Relu: return x > 0.0f ? x : 0.0f;
+        case Act::LeakyRelu: return x > 0.0f ? x : alpha * x;
+        case Act::Tanh: return tanhf(x);
+        case Act::Sigmoid: return 1.0f / (1.0f + expf(-x));
+        case Act::Gelu: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+        case Act::Step: return x > 0.0f ? 1.0f : 0.0f;
+        case Act::Sign: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
+        case Act::Quantize: {
+            const float top = alpha - 1.0f;
+            return nearbyintf(fminf(1.0f, fmaxf(0.0f, x)) * top) * (1.0f / top);
+        }
+    }
+    return x;
+}
+
+OF_HOST_DEVICE float act_derivative_times(float dy, float v, float a, Act act, float alpha) {
+    switch (act) {
+        case Act::Identity: return dy;
+        case Act::Relu: return v > 0.0f ? dy : 0.0f;
+        case Act::LeakyRelu: return v > 0.0f ? dy : alpha * dy;
+        case Act::Tanh: return dy * (1.0f - a * a);
+        case Act::Sigmoid: return dy * a * (1.0f - a);
+        case Act::Gelu: {
+            float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
+            return dy * (cdf + v * 0.39894228040143268f * expf(-0.5f * v * v));
+        }
+        default: return 0.0f;  // step, sign, quantize: BP refuses them before any launch
+    }
+}
+
+// Noisy forward of one layer, one index per (row, Philox counter): out[r, j] = act(pre[r / rep, j] + bias[j] +
+// sigma e[r, j]) for the 4 neurons j = 64 b + 16 w + l (w = 0..3) that counter c = 16 b + l feeds (rng/normal.h's
+// layout); e is also written to E. Row r is global noise row row0 + r; with antithetic pairs an odd row takes the
+// negated noise of its even partner. n = R * counters(O).
+struct NoisyArgs {
+    float* out;
+    float* E;  // nullptr: not kept
+    const float* pre;
+    const float* bias;  // nullptr: none
+    float sigma;
+    int R, O, rep;
+    Act act;
+    float alpha;
+    uint64_t seed;
+    uint32_t step, layer, row0;
+    int antithetic;
+    int density;
+};
+OF_HOST_DEVICE int noise_counters(int O) { return (O + 63) / 64 * 16; }
+
+OF_HOST_DEVICE void noisy_forward_at(const NoisyArgs& a, int64_t i) {
+    const int cpr = noise_counters(a.O);
+    const int r = int(i / cpr), c = int(i % cpr);
+    const uint32_t g = a.row0 + uint32_t(r);
+    const bool odd = a.antithetic && (g & 1u);
+    U32x4 u = philox4x32_10(uint32_t(c), odd ? g & ~1u : g, philox_stream(kStreamNoise, a.layer), a.step, uint32_t(a.seed),
+                            uint32_t(a.seed >> 32));
+    float z[4];
+    if (a.density == 0) {
+        box_muller(u.v[0], u.v[1], &z[0], &z[1]);
+        box_muller(u.v[2], u.v[3], &z[2], &z[3]);
+    } else {
+        for (int w = 0; w < 4; w++) {
+            float un = uniform_open(u.v[w]);
+            z[w] = a.density == 2 ? logistic_from_uniform(un) : laplace_from_uniform(un);
+        }
+    }
+    const int j0 = (c >> 4) * 64 + (c & 15);
+    const float* v = a.pre + int64_t(r / a.rep) * a.O;
+    float* y = a.out + int64_t(r) * a.O;
+    for (int w = 0; w < 4; w++) {
+        const int j = j0 + 16 * w;
+        if (j >= a.O) break;
+        const float e = odd ? -z[w] : z[w];
+        if (a.E) a.E[int64_t(r) * a.O + j] = e;
+        const float x = a.bias ? v[j] + a.bias[j] + a.sigma * e : v[j] + a.sigma * e;
+        y[j] = act_value(x, a.act, a.alpha);
+    }
+}
+
+// Clean bias + activation, one index per element of v (rows, O): v += bias (v keeps the pre-activation for BP),
+// a = act(v). a may alias v.
+struct BiasActArgs {
+    float* a;
+    float* v;
+    const float* bias;
+    int O;
+    Act act;
+    float alpha;
+};
+OF_HOST_DEVICE void bias_act_at(const BiasActArgs& a, int64_t i) {
+    float x = a.bias ? a.v[i] + a.bias[i % a.O] : a.v[i];
+    a.v[i] = x;
+    a.a[i] = act_value(x, a.act, a.alpha);
+}
+
+// dv = dy phi'(v), one index per element (dv may alias dy).
+struct ActBackArgs {
+    float* dv;
+    const float* dy;
+    const float* v;
+    const float* a;
+    Act act;
+    float alpha;
+};
+OF_HOST_DEVICE void act_backward_at(const ActBackArgs& a, int64_t i) {
+    a.dv[i] = act_derivative_times(a.dy[i], a.v[i], a.a[i], a.act, a.alpha);
+}
+
+// Per-row loss of y (R, C) against the targets of sample r / rep (cpu::loss_forward with one group): softmax
+// cross-entropy or 0-1 against labels, or MSE against values; hit[r] = arg-max matches. One index per row.
+struct LossArgs {
+    float* loss;
+    int* hit;
+    const float* y;
+    const int32_t* labels;
+    const float* values;
+    int C, rep;
+    LossKind kind;
+};
+OF_HOST_DEVICE void loss_rows_at(const LossArgs& a, int64_t r) {
+    const float* yr = a.y + r * a.C;
+    if (a.kind == LossKind::Mse) {
+        const float* tr = a.values + (r / a.rep) * a.C;
+        float s = 0.0f;
+        for (int c = 0; c < a.C; c++) s += (yr[c] - tr[c]) * (yr[c] - tr[c]);
+        a.loss[r] = s / float(a.C);
+        a.hit[r] = 0;
+        return;
+    }
+    const int label = a.labels[r / a.rep];
+    int arg = 0;
+    float mx = yr[0];
+    for (int c = 1; c < a.C; c++)
+        if (yr[c] > mx) mx = yr[c], arg = c;
+    a.hit[r] = arg == label;
+    if (a.kind == LossKind::ZeroOne) {
+        a.loss[r] = float(arg != label);
+        return;
+    }
+    float s = 0.0f;
+    for (int c = 0; c < a.C; c++) s += expf(yr[c] - mx);
+    a.loss[r] = logf(s) + mx - yr[label];
+}
+
+// d(mean loss over R rows)/dy (cpu::loss_backward with one group), one index per row.
+struct LossGradArgs {
+    float* dy;
+    const float* y;
+    const int32_t* labels;
+    const float* values;
+    int R, C;
+    LossKind kind;
+};
+OF_HOST_DEVICE void loss_grad_at(const LossGradArgs& a, int64_t r) {
+    const float* yr = a.y + r * a.C;
+    float* d = a.dy + r * a.C;
+    const float inv_r = 1.0f / float(a.R);
+    if (a.kind == LossKind::CrossEntropy) {
+        float mx = yr[0];
+        for (int c = 1; c < a.C; c++) mx = yr[c] > mx ? yr[c] : mx;
+        float s = 0.0f;
+        for (int c = 0; c < a.C; c++) s += (d[c] = expf(yr[c] - mx));
+        const float inv = inv_r / s;
+        for (int c = 0; c < a.C; c++) d[c] *= inv;
+        d[a.labels[r]] -= inv_r;
+        return;
+    }
+    const float* tr = a.values + r * a.C;
+    const float k = 2.0f * inv_r / float(a.C);
+    for (int c = 0; c < a.C; c++) d[c] = k * (yr[c] - tr[c]);
+}
+
+// LR row weights of one sample b (cpu::lr_row_weights): w[b K + k] = (loss - baseline) scale. One index per sample.
+struct RowWeightArgs {
+    float* w;
+    const float* loss;
+    float running;  // Baseline::Running: the running average of earlier steps' losses
+    int K;
+    Baseline baseline;
+    int antithetic;
+    float scale;
+};
+OF_HOST_DEVICE void row_weights_at(const RowWeightArgs& a, int64_t b) {
+    const float* l = a.loss + b * a.K;
+    float* wb = a.w + b * a.K;
+    double sum = 0.0;
+    for (int k = 0; k < a.K; k++) sum += l[k];
+    for (int k = 0; k < a.K; k++) {
+        double beta = 0.0;
+        if (a.baseline == Baseline::LeaveOneOut) {
+            if (!a.antithetic) beta = (sum - l[k]) / double(a.K - 1);
+            else if (a.K > 2) beta = (sum - l[k] - l[k ^ 1]) / double(a.K - 2);
+        } else if (a.baseline == Baseline::BatchMean) {
+            beta = sum / double(a.K);
+        } else if (a.baseline == Baseline::Running) {
+            beta = a.running;
+        }
+        wb[k] = float((double(l[k]) - beta) * a.scale);
+    }
+}
+
+// Step statistics, stage 1: chunk t of kReduceRows rows -> part[2 t] = sum of losses (float64), part[2 t + 1] =
+// hits. Stage 2 (one index): stats[0] = loss sum, stats[1] = hits, stats[2] = 1 when the sum is finite (the
+// optimizer's gate: a non-finite loss leaves the parameters untouched).
+struct StatsArgs {
+    double* part;
+    double* stats;
+    const float* loss;
+    const int* hit;
+    int R;
+};
+OF_HOST_DEVICE void stats_partial_at(const StatsArgs& a, int64_t t) {
+    const int r0 = int(t) * kReduceRows, r1 = r0 + kReduceRows < a.R ? r0 + kReduceRows : a.R;
+    double s = 0.0, h = 0.0;
+    for (int r = r0; r < r1; r++) s += a.loss[r], h += a.hit[r];
+    a.part[2 * t] = s, a.part[2 * t + 1] = h;
+}
+OF_HOST_DEVICE void stats_final_at(const StatsArgs& a, int64_t) {
+    const int chunks = (a.R + kReduceRows - 1) / kReduceRows;
+    double s = 0.0, h = 0.0;
+    for (int t = 0; t < chunks; t++) s += a.part[2 * t], h += a.part[2 * t + 1];
+    a.stats[0] = s, a.stats[1] = h;
+    a.stats[2] = (s - s == 0.0) ? 1.0 : 0.0;  // finite (inf - inf and NaN are NaN)
+}
+
+// The LR score times the row weight, in place: E[r, o] = s(E[r, o]) w[r]; one index per element (O per row).
+struct ScoreRowsArgs {
+    float* E;
+    const float* w;
+    int O;
+    Density density;
+    Score score;
+};
+OF_HOST_DEVICE void score_rows_at(const ScoreRowsArgs& a, int64_t i) {
+    float e = a.E[i];
+    if (a.score == Score::Sign) {
+        const float c = a.density == Density::Normal ? 1.2533141373155003f : a.density == Density::Logistic ? 0.7213475204444817f : 1.0f;
+        e = e > 0.0f ? c : (e < 0.0f ? -c : 0.0f);
+    } else if (a.density == Density::Logistic) {
+        e = tanhf(0.5f * e);
+    } else if (a.density == Density::Laplace) {
+        e = e > 0.0f ? 1.0f : (e < 0.0f ? -1.0f : 0.0f);
+    }
+    a.E[i] = e * a.w[i / a.O];
+}
+
+// Shared-prefix copy sum (cpu::lr_copy_sum over already weighted scores): G[b, o] = sum_k S[b K + k, o], one index
+// per (b, o).
+struct CopySumArgs {
+    float* G;
+    const float* S;
+    int K, O;
+};
+OF_HOST_DEVICE void copy_sum_at(const CopySumArgs& a, int64_t i) {
+    const int64_t b = i / a.O, o = i % a.O;
+    const float* s = a.S + b * a.K * a.O + o;
+    float acc = 0.0f;
+    for (int k = 0; k < a.K; k++) acc += s[int64_t(k) * a.O];
+    a.G[i] = acc;
+}
+
+// Column sums out[o] = alpha sum_r d[r, o] in two stages: part[t, o] over chunk t of kReduceRows rows (one index per
+// (t, o)), then out[o] over the chunks in order (one index per o).
+struct ColSumArgs {
+    float* out;
+    float* part;
+    const float* d;
+    int R, O;
+    float alpha;
+};
+OF_HOST_DEVICE void col_sum_partial_at(const ColSumArgs& a, int64_t i) {
+    const int64_t t = i / a.O, o = i % a.O;
+    const int r0 = int(t) * kReduceRows, r1 = r0 + kReduceRows < a.R ? r0 + kReduceRows : a.R;
+    float acc = 0.0f;
+    for (int r = r0; r < r1; r++) acc += a.d[int64_t(r) * a.O + o];
+    a.part[i] = acc;
+}
+OF_HOST_DEVICE void col_sum_final_at(const ColSumArgs& a, int64_t o) {
+    const int chunks = (a.R + kReduceRows - 1) / kReduceRows;
+    float acc = 0.0f;
+    for (int t = 0; t < chunks; t++) acc += a.part[int64_t(t) * a.O + o];
+    a.out[o] = a.alpha * acc;
+}
+
+// Gradient norm in two stages: part[t] = sum of squares of chunk t (float64), then norm[0] = sqrt of their sum,
+// norm[1] = the clipping factor min(1, clip / norm) (1 when clip is 0).
+struct SumSqArgs {
+    double* part;
+    double* norm;
+    const float* g;
+    int64_t n;
+    float clip;
+};
+OF_HOST_DEVICE void sumsq_partial_at(const SumSqArgs& a, int64_t t) {
+    const int64_t i0 = t * kReduceChunk, i1 = i0 + kReduceChunk < a.n ? i0 + kReduceChunk : a.n;
+    double s = 0.0;
+    for (int64_t i = i0; i < i1; i++) s += double(a.g[i]) * a.g[i];
+    a.part[t] = s;
+}
+OF_HOST_DEVICE void sumsq_final_at(const SumSqArgs& a, int64_t) {
+    const int64_t chunks = (a.n + kReduceChunk - 1) / kReduceChunk;
+    double s = 0.0;
+    for (int64_t t = 0; t < chunks; t++) s += a.part[t];
+    const double norm = sqrt(s);
+    a.norm[0] = norm;
+    a.norm[1] = (a.clip > 0.0f && norm > a.clip) ? a.clip / (norm + 1e-12) : 1.0;
+}
+
+// One optimizer update per element (cpu::optimizer_step's formulas and order of operations). gscale: the clipping
+// factor (norm[1] of SumSqArgs) or nullptr; gate: a step-statistics block whose [2] is 0 when the loss was
+// non-finite (the update is then skipped), or nullptr.
+struct OptArgs {
+    float* p;
+    const float* g;
+    float* m;
+    float* v;
+    const double* gscale;
+    const double* gate;
+    OptKind kind;
+    float lr, wd, mu;
+    int nesterov;
+    float b1, b2, eps, step, inv_sqrt_bc2;
+};
+OF_HOST_DEVICE void optimizer_at(const OptArgs& a, int64_t i) {
+    if (a.gate && a.gate[2] == 0.0) return;
+    const float gs = a.gscale ? float(a.gscale[1]) : 1.0f;
+    if (a.kind == OptKind::Sgd) {
+        if (a.mu == 0.0f) {
+            a.p[i] -= a.lr * (a.g[i] * gs + a.wd * a.p[i]);
+            return;
+        }
+        float gi = a.g[i] * gs + a.wd * a.p[i];
+        float b = a.mu * a.m[i] + gi;
+        a.m[i] = b;
+        a.p[i] -= a.lr * (a.nesterov ? gi + a.mu * b : b);
+        return;
+    }
+    const bool decoupled = a.kind == OptKind::AdamW;
+    const float l2 = decoupled ? 0.0f : a.wd, decay = decoupled ? a.lr * a.wd : 0.0f;
+    float pi = a.p[i] - decay * a.p[i];
+    float gi = a.g[i] * gs + l2 * a.p[i];
+    float mi = a.b1 * a.m[i] + (1.0f - a.b1) * gi;
+    float vi = a.b2 * a.v[i] + (1.0f - a.b2) * gi * gi;
+    a.m[i] = mi, a.v[i] = vi;
+    a.p[i] = pi - a.step * mi / (sqrtf(vi) * a.inv_sqrt_bc2 + a.eps);
+}
+
+// The kernels every device implements: X(name, Args) -> Status name(const Args&, int64_t n) runs name_at over n.
+#define OF_DEVICE_KERNELS(X)             \
+    X(noisy_forward, NoisyArgs)          \
+    X(bias_act, BiasActArgs)             \
+    X(act_backward, ActBackArgs)         \
+    X(loss_rows, LossArgs)               \
+    X(loss_grad, LossGradArgs)           \
+    X(row_weights, RowWeightArgs)        \
+    X(stats_partial, StatsArgs)          \
+    X(stats_final, StatsArgs)            \
+    X(score_rows, ScoreRowsArgs)         \
+    X(copy_sum, CopySumArgs)             \
+    X(col_sum_partial, ColSumArgs)       \
+    X(col_sum_final, ColSumArgs)         \
+    X(sumsq_partial, SumSqArgs)          \
+    X(sumsq_final, SumSqArgs)            \
+    X(optimizer, OptArgs)
+
+}  // namespace of::dev

@@ -1,0 +1,286 @@
+// The device trainer (trainer.h). Shapes: B samples, K copies, R = B K rows; layer l maps I_l -> O_l with W_l
+// (O_l, I_l) and b_l (O_l) in the parameter slab, whose layout the device copy keeps.
+#include "device/trainer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "estimators/blocks.h"
+#include "model/train.h"
+
+namespace of {
+
+std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e, const LossHook* hook) {
+    if (!m.dense_only) return "the model has layers other than dense ones";
+    if (m.frozen > 0) return "the model has frozen layers";
+    if (m.has_quant) return "the model has binary or ternary weights";
+    if (m.groups != 1) return "the model has per-position labels";
+    if (hook) return "the loss is a JS function";
+    if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) return "weight-perturbation estimators run on the CPU";
+    if (e.kind == EstimatorConfig::Kind::Ulr) {
+        const UlrConfig& c = e.ulr;
+        if (!c.modules.empty()) return "ulr modules run on the CPU";
+        if (c.layerwise) return "layer-wise ulr runs on the CPU";
+        if (c.learn_sigma) return "a learned sigma runs on the CPU";
+        if (c.qmc) return "QMC noise runs on the CPU";
+        for (const auto& s : c.sigma_channels)
+            if (!s.empty()) return "per-channel sigma runs on the CPU";
+        if (c.slice_total) return "copy-parallel slices run on the CPU";
+        if (c.baseline == Baseline::Clean) return "the clean baseline runs on the CPU";
+    }
+    return {};
+}
+
+Status DeviceTrainer::begin(Model& m, const OptimizerConfig* o) {
+    const size_t bytes = size_t(m.n_params) * sizeof(float);
+    if (o && m.opt_kind != int(o->kind)) {  // a new optimizer kind starts from fresh state (train.cpp apply_update)
+        OF_TRY(m.opt_m.reserve(size_t(m.n_params)));
+        OF_TRY(m.opt_v.reserve(size_t(m.n_params)));
+        m.opt_m.zero(), m.opt_v.zero();
+        m.opt_t = 0;
+        m.opt_kind = int(o->kind);
+    }
+    OF_TRY(params_.reserve(dev_.get(), bytes));
+    OF_TRY(grads_.reserve(dev_.get(), bytes));
+    OF_TRY(opt_m_.reserve(dev_.get(), bytes));
+    OF_TRY(opt_v_.reserve(dev_.get(), bytes));
+    OF_TRY(dev_->upload(params_.f(), m.params->data(), bytes));
+    if (m.opt_m.size() >= size_t(m.n_params)) {
+        OF_TRY(dev_->upload(opt_m_.f(), m.opt_m.data(), bytes));
+        OF_TRY(dev_->upload(opt_v_.f(), m.opt_v.data(), bytes));
+    } else {
+        OF_TRY(dev_->zero(opt_m_.f(), bytes));
+        OF_TRY(dev_->zero(opt_v_.f(), bytes));
+    }
+    active_ = true;
+    return {};
+}
+
+Status DeviceTrainer::end(Model& m) {
+    if (!active_) return {};
+    active_ = false;
+    return download(m);
+}
+
+Status DeviceTrainer::download(Model& m) {
+    const size_t bytes = size_t(m.n_params) * sizeof(float);
+    OF_TRY(dev_->download(m.params->data(), params_.f(), bytes));
+    if (m.opt_kind >= 0) {
+        OF_TRY(m.opt_m.reserve(size_t(m.n_params)));
+        OF_TRY(m.opt_v.reserve(size_t(m.n_params)));
+        OF_TRY(dev_->download(m.opt_m.data(), opt_m_.f(), bytes));
+        OF_TRY(dev_->download(m.opt_v.data(), opt_v_.f(), bytes));
+    }
+    return {};
+}
+
+Status DeviceTrainer::upload_batch(const Model& m, const float* x, const Targets& y, int B) {
+    Device* d = dev_.get();
+    OF_TRY(x_.reserve(d, size_t(B) * m.inputs * sizeof(float)));
+    OF_TRY(d->upload(x_.f(), x, size_t(B) * m.inputs * sizeof(float)));
+    if (y.labels) {
+        OF_TRY(labels_.reserve(d, size_t(B) * sizeof(int32_t)));
+        OF_TRY(d->upload(labels_.as<int32_t>(), y.labels, size_t(B) * sizeof(int32_t)));
+    } else {
+        OF_TRY(values_.reserve(d, size_t(B) * m.outputs * sizeof(float)));
+        OF_TRY(d->upload(values_.f(), y.values, size_t(B) * m.outputs * sizeof(float)));
+    }
+    return {};
+}
+
+Status DeviceTrainer::col_sum(float* out, const float* d, int R, int O, float alpha) {
+    const int chunks = (R + dev::kReduceRows - 1) / dev::kReduceRows;
+    OF_TRY(col_part_.reserve(dev_.get(), size_t(chunks) * O * sizeof(float)));
+    dev::ColSumArgs a{out, col_part_.f(), d, R, O, alpha};
+    OF_TRY(dev_->col_sum_partial(a, int64_t(chunks) * O));
+    return dev_->col_sum_final(a, O);
+}
+
+Status DeviceTrainer::finish(int rows) {
+    const int chunks = (rows + dev::kReduceRows - 1) / dev::kReduceRows;
+    OF_TRY(stats_part_.reserve(dev_.get(), size_t(chunks) * 2 * sizeof(double)));
+    OF_TRY(stats_.reserve(dev_.get(), 4 * sizeof(double)));
+    dev::StatsArgs a{stats_part_.as<double>(), stats_.as<double>(), loss_.f(), hit_.as<int>(), rows};
+    OF_TRY(dev_->stats_partial(a, chunks));
+    return dev_->stats_final(a, 1);
+}
+
+Status DeviceTrainer::read_stats(StepStats* stats, int rows) {
+    OF_TRY(dev_->download(stats_host_, stats_.as<double>(), 3 * sizeof(double)));
+    stats->loss = stats_host_[0] / rows;
+    stats->correct = int64_t(stats_host_[1]);
+    stats->rows = rows;
+    return {};
+}
+
+// The ULR estimate (likelihood_ratio.cpp's math, with all R rows at once instead of cache-sized blocks).
+Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step) {
+    Device* d = dev_.get();
+    const int K = c.copies, L = int(m.units.size()), C = m.outputs;
+    int R = 0;
+    OF_TRY(step_rows(B, K, &R));
+    const uint64_t seed = c.has_seed ? c.seed : m.seed;
+    const bool tf32 = tf32_for(EstimatorConfig::Kind::Ulr);
+    while (int(a_.size()) < L) a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
+    for (int l = 0; l < L; l++) {
+        OF_TRY(a_[size_t(l)]->reserve(d, size_t(R) * m.units[size_t(l)].O * sizeof(float)));
+        OF_TRY(e_[size_t(l)]->reserve(d, size_t(R) * m.units[size_t(l)].O * sizeof(float)));
+    }
+    const DenseUnit& u0 = m.units[0];
+    OF_TRY(v0_.reserve(d, size_t(B) * u0.O * sizeof(float)));
+    OF_TRY(g_.reserve(d, size_t(B) * u0.O * sizeof(float)));
+    OF_TRY(loss_.reserve(d, size_t(R) * sizeof(float)));
+    OF_TRY(hit_.reserve(d, size_t(R) * sizeof(int)));
+    OF_TRY(w_.reserve(d, size_t(R) * sizeof(float)));
+    float* P = params_.f();
+    float* G = grads_.f();
+    auto sigma = [&](int l) { return c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(l)]; };
+    auto bias = [&](const DenseUnit& u) -> const float* { return u.b_off < 0 ? nullptr : P + u.b_off; };
+
+    // forward: the first layer's clean GEMM once per sample, then K noisy copies of it; later layers on R rows
+    OF_TRY(d->gemm(false, true, B, u0.O, u0.I, 1.0f, x_.f(), u0.I, P + u0.w_off, u0.I, 0.0f, v0_.f(), u0.O, tf32));
+    for (int l = 0; l < L; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        float* out = a_[size_t(l)]->f();
+        if (l > 0) OF_TRY(d->gemm(false, true, R, u.O, u.I, 1.0f, a_[size_t(l - 1)]->f(), u.I, P + u.w_off, u.I, 0.0f, out, u.O, tf32));
+        dev::NoisyArgs na{out, e_[size_t(l)]->f(), l == 0 ? v0_.f() : out, bias(u), sigma(l), R, u.O, l == 0 ? K : 1, u.act,
+                          u.alpha, seed, step, uint32_t(l), uint32_t(c.sample_base) * uint32_t(K), c.antithetic ? 1 : 0,
+                          int(c.density)};
+        OF_TRY(d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.O)));
+    }
+    const float* out = a_[size_t(L - 1)]->f();
+    OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), C, K, m.loss}, R));
+    const float running = m.has_running ? float(m.running_loss) : 0.0f;
+    OF_TRY(d->row_weights(dev::RowWeightArgs{w_.f(), loss_.f(), running, K, c.baseline, c.antithetic ? 1 : 0, 1.0f / float(R)}, B));
+
+    // gradients: S = diag(w) s(E) in place, then one GEMM per layer (the first: G = copy sum of S, G^T X on B rows)
+    for (int l = 0; l < L; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        float* S = e_[size_t(l)]->f();
+        OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), u.O, c.density, c.score}, int64_t(R) * u.O));
+        const float inv_sigma = 1.0f / sigma(l);
+        if (l == 0) {
+            OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), S, K, u.O}, int64_t(B) * u.O));
+            OF_TRY(d->gemm(true, false, u.O, u.I, B, inv_sigma, g_.f(), u.O, x_.f(), u.I, 0.0f, G + u.w_off, u.I, tf32));
+            if (u.b_off >= 0) OF_TRY(col_sum(G + u.b_off, g_.f(), B, u.O, inv_sigma));
+        } else {
+            OF_TRY(d->gemm(true, false, u.O, u.I, R, inv_sigma, S, u.O, a_[size_t(l - 1)]->f(), u.I, 0.0f, G + u.w_off, u.I, tf32));
+            if (u.b_off >= 0) OF_TRY(col_sum(G + u.b_off, S, R, u.O, inv_sigma));
+        }
+    }
+    return finish(R);
+}
+
+// BP (backprop.cpp's math for dense models): the forward keeps pre-activations (e_) and activations (a_).
+Status DeviceTrainer::bp(Model& m, int B) {
+    Device* d = dev_.get();
+    const int L = int(m.units.size()), C = m.outputs;
+    const bool tf32 = tf32_for(EstimatorConfig::Kind::Bp);
+    while (int(a_.size()) < L) a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
+    int width = m.inputs;
+    for (int l = 0; l < L; l++) {
+        width = std::max(width, m.units[size_t(l)].O);
+        OF_TRY(a_[size_t(l)]->reserve(d, size_t(B) * m.units[size_t(l)].O * sizeof(float)));
+        OF_TRY(e_[size_t(l)]->reserve(d, size_t(B) * m.units[size_t(l)].O * sizeof(float)));
+    }
+    OF_TRY(d0_.reserve(d, size_t(B) * width * sizeof(float)));
+    OF_TRY(d1_.reserve(d, size_t(B) * width * sizeof(float)));
+    OF_TRY(loss_.reserve(d, size_t(B) * sizeof(float)));
+    OF_TRY(hit_.reserve(d, size_t(B) * sizeof(int)));
+    float* P = params_.f();
+    float* G = grads_.f();
+    auto input = [&](int l) { return l == 0 ? x_.f() : a_[size_t(l - 1)]->f(); };
+    for (int l = 0; l < L; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        float* v = e_[size_t(l)]->f();
+        OF_TRY(d->gemm(false, true, B, u.O, u.I, 1.0f, input(l), u.I, P + u.w_off, u.I, 0.0f, v, u.O, tf32));
+        OF_TRY(d->bias_act(dev::BiasActArgs{a_[size_t(l)]->f(), v, u.b_off < 0 ? nullptr : P + u.b_off, u.O, u.act, u.alpha},
+                           int64_t(B) * u.O));
+    }
+    const float* out = a_[size_t(L - 1)]->f();
+    OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), C, 1, m.loss}, B));
+    float* dcur = d0_.f();
+    float* dnext = d1_.f();
+    OF_TRY(d->loss_grad(dev::LossGradArgs{dcur, out, labels_.as<int32_t>(), values_.f(), B, C, m.loss}, B));
+    for (int l = L - 1; l >= 0; l--) {
+        const DenseUnit& u = m.units[size_t(l)];
+        OF_TRY(d->act_backward(dev::ActBackArgs{dcur, dcur, e_[size_t(l)]->f(), a_[size_t(l)]->f(), u.act, u.alpha}, int64_t(B) * u.O));
+        OF_TRY(d->gemm(true, false, u.O, u.I, B, 1.0f, dcur, u.O, input(l), u.I, 0.0f, G + u.w_off, u.I, tf32));
+        if (u.b_off >= 0) OF_TRY(col_sum(G + u.b_off, dcur, B, u.O, 1.0f));
+        if (l > 0) {
+            OF_TRY(d->gemm(false, false, B, u.I, u.O, 1.0f, dcur, u.O, P + u.w_off, u.I, 0.0f, dnext, u.I, tf32));
+            std::swap(dcur, dnext);
+        }
+    }
+    return finish(B);
+}
+
+Status DeviceTrainer::gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
+                                StepStats* stats, bool fetch) {
+    OF_CHECK(active_, Internal, "device trainer used before begin()");
+    OF_CHECK(B > 0, Shape, "empty batch");
+    OF_TRY(upload_batch(m, x, y, B));
+    int rows = B;
+    if (e.kind == EstimatorConfig::Kind::Ulr) {
+        OF_TRY(ulr(m, B, e.ulr, step));
+        rows = B * e.ulr.copies;
+    } else {
+        OF_TRY(bp(m, B));
+    }
+    OF_TRY(read_stats(stats, rows));
+    if (e.kind == EstimatorConfig::Kind::Ulr) update_running_baseline(m, e.ulr, stats->loss);
+    if (fetch) OF_TRY(dev_->download(m.grads.data(), grads_.f(), size_t(m.n_params) * sizeof(float)));
+    return {};
+}
+
+Status DeviceTrainer::train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
+                                 const OptimizerConfig& o, StepStats* stats, double max_grad_norm) {
+    OF_CHECK(active_, Internal, "device trainer used before begin()");
+    OF_CHECK(B > 0, Shape, "empty batch");
+    EstimatorConfig est = e;
+    est.ulr.training = true;
+    OF_TRY(upload_batch(m, x, y, B));
+    int rows = B;
+    if (est.kind == EstimatorConfig::Kind::Ulr) {
+        OF_TRY(ulr(m, B, est.ulr, m.step));
+        rows = B * est.ulr.copies;
+    } else {
+        OF_TRY(bp(m, B));
+    }
+    const int64_t n = m.n_params;
+    const bool norm = o.clip_norm > 0.0f || max_grad_norm > 0.0;
+    if (norm) {  // the global gradient norm: the clipping factor stays on the device; the stop check reads it
+        const int64_t chunks = (n + dev::kReduceChunk - 1) / dev::kReduceChunk;
+        OF_TRY(norm_part_.reserve(dev_.get(), size_t(chunks) * sizeof(double)));
+        OF_TRY(norm_.reserve(dev_.get(), 2 * sizeof(double)));
+        dev::SumSqArgs a{norm_part_.as<double>(), norm_.as<double>(), grads_.f(), n, o.clip_norm};
+        OF_TRY(dev_->sumsq_partial(a, chunks));
+        OF_TRY(dev_->sumsq_final(a, 1));
+    }
+    if (max_grad_norm > 0.0) {  // checked before the update: the parameters stay those of the last good step
+        OF_TRY(read_stats(stats, rows));
+        if (!std::isfinite(stats->loss)) return nonfinite_loss(m);
+        double nrm[2];
+        OF_TRY(dev_->download(nrm, norm_.as<double>(), sizeof(nrm)));
+        OF_TRY(check_grad_norm(m, nrm[0], max_grad_norm));
+    }
+    // the update, gated on the device by the step's loss being finite (no wait before it)
+    const int64_t t = m.opt_t + 1;
+    dev::OptArgs a{params_.f(), grads_.f(), opt_m_.f(), opt_v_.f(), o.clip_norm > 0.0f ? norm_.as<double>() : nullptr,
+                   stats_.as<double>(), o.kind, o.lr, o.weight_decay, o.momentum, o.nesterov ? 1 : 0, o.beta1, o.beta2,
+                   o.eps, 0.0f, 0.0f};
+    if (o.kind != OptKind::Sgd) {
+        const float bc1 = float(1.0 - std::pow(double(o.beta1), double(t)));
+        const float bc2 = float(1.0 - std::pow(double(o.beta2), double(t)));
+        a.step = o.lr / bc1, a.inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
+    }
+    OF_TRY(dev_->optimizer(a, n));
+    OF_TRY(read_stats(stats, rows));
+    if (!std::isfinite(stats->loss)) return nonfinite_loss(m);
+    if (est.kind == EstimatorConfig::Kind::Ulr) update_running_baseline(m, est.ulr, stats->loss);
+    m.opt_t = t;
+    m.step++;
+    return {};
+}
+
+}  // namespace of

@@ -1,0 +1,64 @@
+// DeviceTrainer: a dense model's training steps on a Device (CUDA, or its host simulation): ULR (METHOD.md: the
+// K-copy noisy forward, leave-one-out row weights, the shared-prefix copy sum for the first layer, one weight
+// gradient GEMM per layer with diag(w) S(E) formed by a kernel) and BP, then the fused optimizer update, as a fixed
+// sequence of launches with one wait per step (the step's loss and hit counts). Buffers are allocated on the first
+// step of a shape and reused. The parameters live on the device between begin() and end(): fit() brackets its epochs
+// with them, so parameters(), save() and validation always see the host copy that end() (or an epoch end) wrote.
+//
+// What it does not run (supported() says why) stays on the CPU estimators: models with non-dense layers, frozen or
+// quantized layers, per-position labels, JS losses, weight-perturbation estimators, and the ULR options modules,
+// layer-wise, learned or per-channel sigma, QMC noise, copy slices and the clean baseline.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "device/device.h"
+#include "estimators/estimator.h"
+#include "kernels/cpu/optimizer.h"
+
+namespace of {
+
+class DeviceTrainer {
+   public:
+    // tf32: -1 TF32 GEMMs for ULR only (the default), 0 never, 1 for ULR and BP.
+    DeviceTrainer(std::unique_ptr<Device> device, int tf32) : dev_(std::move(device)), tf32_(tf32) {}
+    DeviceInfo info() const { return dev_->info(); }
+    bool tf32_for(EstimatorConfig::Kind k) const { return tf32_ == 1 || (tf32_ < 0 && k == EstimatorConfig::Kind::Ulr); }
+
+    // Empty when this model and estimator run on the device; otherwise why they run on the CPU.
+    static std::string unsupported(const Model& m, const EstimatorConfig& e, const LossHook* hook);
+
+    // The host's parameters (and optimizer state, reset first when `o` names another kind) to the device.
+    Status begin(Model& m, const OptimizerConfig* o);
+    // The device's parameters and optimizer state back to the host; end() also closes the bracket.
+    Status download(Model& m);
+    Status end(Model& m);
+    bool active() const { return active_; }
+
+    // Gradient estimate into the device's gradient slab (the model's step counter is not moved). fetch: also copy it
+    // to m.grads. Needs begin().
+    Status gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
+                     StepStats* stats, bool fetch);
+    // One training step (train.h train_step's contract): the estimate, the checks, the update, the counters.
+    Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
+                      const OptimizerConfig& o, StepStats* stats, double max_grad_norm);
+
+   private:
+    Status upload_batch(const Model& m, const float* x, const Targets& y, int B);
+    Status ulr(Model& m, int B, const UlrConfig& c, uint32_t step);
+    Status bp(Model& m, int B);
+    Status col_sum(float* out, const float* d, int R, int O, float alpha);
+    Status finish(int rows);  // launches the step statistics
+    Status read_stats(StepStats* stats, int rows);
+
+    std::unique_ptr<Device> dev_;
+    int tf32_ = -1;
+    bool active_ = false;
+    DeviceBuffer params_, grads_, opt_m_, opt_v_;
+    DeviceBuffer x_, labels_, values_, loss_, hit_, w_, stats_part_, stats_, col_part_, norm_part_, norm_, v0_, g_, d0_, d1_;
+    std::vector<std::unique_ptr<DeviceBuffer>> a_, e_;  // per layer: activations; noise (ULR) or pre-activations (BP)
+    double stats_host_[4] = {};
+};
+
+}  // namespace of
