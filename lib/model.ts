@@ -29,9 +29,10 @@ export type SequentialOptions = {
   /**
    * Backend: `'auto'`, `'cpu'` or `'cuda'`. Defaults to `ONEFORWARD_BACKEND` or `'auto'` (CUDA when compiled in and a
    * GPU answers). On CUDA, dense models train there with `bp()` and plain `ulr()`; what the GPU does not run (other
-   * layers, JS losses, modules, SPSA/ES, ...) runs on the CPU, and {@link Model.backendInfo} says why.
+   * layers, JS losses, modules, SPSA/ES, ...) runs on the CPU, and {@link Model.backendInfo} says why. `'sim'` runs the
+   * CUDA backend's kernels in a host simulation (for tests: slow, but every machine has it).
    */
-  backend?: BackendName;
+  backend?: BackendName | 'sim';
   /**
    * TF32 tensor cores for the GEMMs on CUDA: `true` for every estimator, `false` never. Defaults to ULR only (its
    * estimate is noisy far above TF32's rounding; BP keeps full float32, as PyTorch does by default).

@@ -5,6 +5,7 @@
 #include "addon/args.h"
 #include "addon/model_wrap.h"
 #include "core/thread_pool.h"
+#include "device/device.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/kernels.h"
 #include "rng/normal.h"
@@ -96,6 +97,69 @@ Napi::Value NoiseJs(const Napi::CallbackInfo& info) {
     OF_NAPI_END(env)
 }
 
+// A fresh device for the kernel tests: 'sim' (the host simulation) or 'cuda' (ERR_BACKEND where there is none).
+std::unique_ptr<Device> test_device(Napi::Env env, const Napi::Value& v) {
+    std::string name = require_string(v, "device");
+    std::unique_ptr<Device> d;
+    if (name == "sim") d = make_sim_device();
+    else if (name == "cuda") check(env, make_cuda_device(0, false, &d));
+    else throw_status(env, {StatusCode::Config, "device must be 'sim' or 'cuda'"});
+    return d;
+}
+
+// Host array <-> device buffer, for the kernel tests.
+DeviceBuffer to_device(Napi::Env env, Device* d, const float* x, size_t n) {
+    DeviceBuffer b;
+    check(env, b.reserve(d, n * sizeof(float)));
+    if (x) check(env, d->upload(b.f(), x, n * sizeof(float)));
+    else check(env, d->zero(b.f(), n * sizeof(float)));
+    return b;
+}
+
+// deviceNoise(device, rows, cols, seed, step, layer, row0, antithetic, density) -> Float32Array: the noise the device's
+// fused noisy forward draws (pre-activation 0, no bias, sigma 1), to compare bit for bit with noise().
+Napi::Value DeviceNoiseJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    std::unique_ptr<Device> d = test_device(env, info[0]);
+    int R = int(require_int(info[1], "rows", 1, 1 << 24)), O = int(require_int(info[2], "cols", 1, 1 << 24));
+    if (int64_t(R) * O > (int64_t(1) << 28)) throw_status(env, {StatusCode::Shape, "deviceNoise: too many values"});
+    const size_t n = size_t(R) * O;
+    DeviceBuffer pre = to_device(env, d.get(), nullptr, n), out = to_device(env, d.get(), nullptr, n),
+                 E = to_device(env, d.get(), nullptr, n);
+    dev::NoisyArgs a{out.f(), E.f(), pre.f(), nullptr, 1.0f, R, O, 1, Act::Identity, 0.0f,
+                     uint64_t(require_int(info[3], "seed", 0, int64_t(1) << 53)), uint32_t(require_int(info[4], "step", 0, 0xffffffffll)),
+                     uint32_t(require_int(info[5], "layer", 0, 0xffffff)), uint32_t(require_int(info[6], "row0", 0, 0xffffffffll)),
+                     info[7].ToBoolean() ? 1 : 0, int(require_int(info[8], "density", 0, 2))};
+    check(env, d->noisy_forward(a, int64_t(R) * dev::noise_counters(O)));
+    Napi::Float32Array r = Napi::Float32Array::New(env, n);
+    check(env, d->download(r.Data(), E.f(), n * sizeof(float)));
+    return r;
+    OF_NAPI_END(env)
+}
+
+// deviceGemm(device, C, A, B, M, N, K, transA, transB, alpha, beta, tf32) on row-major arrays: C is overwritten with
+// the device's result.
+Napi::Value DeviceGemmJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    std::unique_ptr<Device> d = test_device(env, info[0]);
+    Napi::Float32Array C = require_f32(info[1], "C"), A = require_f32(info[2], "A"), B = require_f32(info[3], "B");
+    int M = int(require_int(info[4], "M", 1, 1 << 20)), N = int(require_int(info[5], "N", 1, 1 << 20)),
+        K = int(require_int(info[6], "K", 0, 1 << 20));
+    bool ta = info[7].ToBoolean(), tb = info[8].ToBoolean();
+    if (int64_t(C.ElementLength()) != int64_t(M) * N || int64_t(A.ElementLength()) != int64_t(M) * K ||
+        int64_t(B.ElementLength()) != int64_t(K) * N)
+        throw_status(env, {StatusCode::Shape, "deviceGemm: array lengths do not match M, N, K"});
+    DeviceBuffer dc = to_device(env, d.get(), C.Data(), C.ElementLength()), da = to_device(env, d.get(), A.Data(), A.ElementLength()),
+                 db = to_device(env, d.get(), B.Data(), B.ElementLength());
+    check(env, d->gemm(ta, tb, M, N, K, float(require_number(info[9], "alpha")), da.f(), ta ? M : K, db.f(), tb ? K : N,
+                       float(require_number(info[10], "beta")), dc.f(), N, info[11].ToBoolean()));
+    check(env, d->download(C.Data(), dc.f(), C.ElementLength() * sizeof(float)));
+    return env.Undefined();
+    OF_NAPI_END(env)
+}
+
 // philox(c0, c1, c2, c3, k0, k1) -> [4 x uint32]: the raw generator, for the Random123 known-answer test.
 Napi::Value PhiloxJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -121,6 +185,8 @@ static Napi::Object InitOneForward(Napi::Env env, Napi::Object exports) {
     exports.Set("gemm", Napi::Function::New<GemmJs>(env));
     exports.Set("noise", Napi::Function::New<NoiseJs>(env));
     exports.Set("philox", Napi::Function::New<PhiloxJs>(env));
+    exports.Set("deviceNoise", Napi::Function::New<DeviceNoiseJs>(env));
+    exports.Set("deviceGemm", Napi::Function::New<DeviceGemmJs>(env));
     return exports;
 }
 

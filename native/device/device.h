@@ -51,6 +51,7 @@ class DeviceBuffer {
     DeviceBuffer() = default;
     DeviceBuffer(const DeviceBuffer&) = delete;
     DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+    DeviceBuffer(DeviceBuffer&& o) noexcept : dev_(o.dev_), ptr_(o.ptr_), size_(o.size_) { o.dev_ = nullptr, o.ptr_ = nullptr, o.size_ = 0; }
     ~DeviceBuffer() { reset(); }
     Status reserve(Device* d, size_t bytes) {
         if (bytes <= size_ && d == dev_) return {};

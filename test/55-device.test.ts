@@ -1,0 +1,225 @@
+// The device backend (native/device, native/cuda): the same checks run on the host simulation of a device ('sim',
+// every machine) and on CUDA where a GPU answers (skipped otherwise, with the reason). Against the CPU engine:
+// - the noise of the fused noisy forward is bit-identical (every density, antithetic pairs, odd widths and rows);
+// - the device GEMM in all four transpose cases (sim: bit-identical, being our CPU GEMM; CUDA: rel. error <= 1e-5
+//   in float32, <= 1e-2 with TF32; beta = 0 never reads C, which starts as NaN);
+// - gradients of BP and ULR (5 estimators' options, 3 losses, 6 activations): max abs diff <= tol max |g_cpu|, with
+//   tol 1e-5 on the simulation (only the order of float sums differs) and 1e-4 on CUDA (cuBLAS order, libm);
+// - optimizer steps (SGD, momentum + Nesterov + decay, Adam, AdamW + clipping): bit-identical on the simulation;
+// - fit on 2,000 digits: per-epoch loss within 1e-3 (relative) and validation accuracy within 1 point of the CPU;
+// - what the device does not run falls back to the CPU with the same bits, and says why (placement);
+// - errors: a non-finite loss and maxGradNorm stop with ERR_NUMERIC and leave the last good parameters, as on the CPU.
+import t from 'tap';
+import * as os from 'os';
+import * as path from 'path';
+import * as fs from 'fs';
+import * as of from '../lib/index';
+import { concat } from './helpers/close';
+import { nat, randn } from './helpers/native';
+
+type Dev = 'sim' | 'cuda';
+const info = of.backend.info();
+const devices: { name: Dev; tol: number; exact: boolean }[] = [{ name: 'sim', tol: 1e-5, exact: true }];
+if (info.devices.cuda > 0) devices.push({ name: 'cuda', tol: 1e-4, exact: false });
+
+const { train, test } = of.datasets.digits();
+const small = of.data.take(train, Array.from({ length: 2000 }, (_, i) => i));
+const val = of.data.take(test, Array.from({ length: 500 }, (_, i) => i));
+const batch = of.data.take(train, Array.from({ length: 24 }, (_, i) => 100 + i));
+const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>) => Array.from(a).reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
+const maxMag = (a: ArrayLike<number>) => Array.from(a).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+const params = (m: of.Model) => concat(m.parameters().map((p) => p.data));
+const bitsEqual = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
+
+t.test('backend selection', async (t) => {
+  t.ok(info.compiled.includes('cpu'), 'the CPU is always compiled');
+  t.type(info.reason, 'string');
+  t.ok(info.reason.length > 0, `info() says why: ${info.reason}`);
+  if (info.devices.cuda === 0) {
+    t.equal(of.sequential([of.dense(4, 2)]).backend, 'cpu', "'auto' falls back to the CPU");
+    t.throws(() => of.sequential([of.dense(4, 2)], { backend: 'cuda' }), { code: 'ERR_BACKEND' }, "backend 'cuda' without a GPU is ERR_BACKEND");
+    t.throws(() => nat.deviceNoise('cuda', 2, 2, 0, 0, 0, 0, false, 0), { code: 'ERR_BACKEND' }, 'so is a CUDA kernel test');
+    const prev = process.env.ONEFORWARD_BACKEND;
+    process.env.ONEFORWARD_BACKEND = 'cuda';
+    try {
+      t.throws(() => of.sequential([of.dense(4, 2)]), { code: 'ERR_BACKEND' }, 'and ONEFORWARD_BACKEND=cuda');
+    } finally {
+      if (prev === undefined) delete process.env.ONEFORWARD_BACKEND;
+      else process.env.ONEFORWARD_BACKEND = prev;
+    }
+  } else {
+    t.equal(of.sequential([of.dense(4, 2)]).backend, 'cuda', "'auto' picks CUDA when a GPU answers");
+  }
+  t.throws(() => of.sequential([of.dense(4, 2)], { backend: 'tpu' as 'cpu' }), { code: 'ERR_CONFIG' }, 'an unknown backend');
+  t.throws(() => of.sequential([of.dense(4, 2)], { allowTf32: 1 as unknown as boolean }), { code: 'ERR_CONFIG' }, 'allowTf32 must be boolean');
+  const m = of.sequential([of.dense(4, 2)], { backend: 'cpu' });
+  t.same(m.backendInfo(), { name: 'cpu', device: 'host CPU', blas: 'oneforward', tf32: false, placement: 'cpu' }, 'a CPU model reports itself');
+});
+
+for (const d of devices) {
+  t.test(`${d.name}: noise is bit-identical to the CPU's`, async (t) => {
+    const cases: [number, number, boolean, number, number, number][] = [
+      [7, 200, false, 0, 0, 1], [6, 64, true, 0, 3, 2], [5, 33, false, 1, 10, 3], [4, 130, true, 2, 1, 2 ** 40 + 5], [3, 1, false, 0, 7, 9], [9, 257, true, 1, 0, 11],
+    ];
+    for (const [R, O, anti, density, row0, seed] of cases) {
+      const got = nat.deviceNoise(d.name, R, O, seed, 123456, 3, row0, anti, density);
+      const want = nat.noise(R, O, seed, 123456, 3, row0, anti, false, density);
+      t.ok(bitsEqual(got, want), `${R}x${O}, antithetic ${anti}, density ${density}, row0 ${row0}`);
+    }
+  });
+
+  t.test(`${d.name}: GEMM in every transpose case`, async (t) => {
+    const [M, N, K] = [37, 70, 19];
+    const A = randn(M * K, 1), B = randn(K * N, 2), C0 = randn(M * N, 3);
+    for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      for (const beta of [0, 0.5]) {
+        const want = C0.slice();
+        nat.gemm(want, A, B, M, N, K, ta, tb, 1.5, beta, null, false);
+        const got = beta === 0 ? new Float32Array(M * N).fill(NaN) : C0.slice();
+        nat.deviceGemm(d.name, got, A, B, M, N, K, ta, tb, 1.5, beta, false);
+        if (d.exact) t.ok(bitsEqual(got, want), `ta ${ta}, tb ${tb}, beta ${beta}: same bits`);
+        else t.ok(maxAbs(got, want) <= 1e-5 * maxMag(want) * Math.sqrt(K), `ta ${ta}, tb ${tb}, beta ${beta}: ${maxAbs(got, want)}`);
+      }
+    }
+    if (d.name === 'cuda') {
+      const want = new Float32Array(M * N), got = new Float32Array(M * N);
+      nat.gemm(want, A, B, M, N, K, false, true, 1, 0, null, false);
+      nat.deviceGemm('cuda', got, A, B, M, N, K, false, true, 1, 0, true);
+      t.ok(maxAbs(got, want) <= 1e-2 * maxMag(want), `TF32: ${maxAbs(got, want)}`);
+    }
+  });
+
+  t.test(`${d.name}: gradients match the CPU engine`, async (t) => {
+    const nets: [string, () => of.Layer[], of.LossName, { x: Float32Array; y: Int32Array | Float32Array; rows: number }][] = [
+      ['784-48 tanh-10, cross-entropy', () => [of.dense(784, 48), of.tanh(), of.dense(48, 10)], 'crossEntropy', batch],
+      ['20-16 relu-16 gelu-3 (no bias), mse', () => [of.dense(20, 16), of.relu(), of.dense(16, 16, { bias: false }), of.gelu(), of.dense(16, 3)], 'mse',
+        { x: randn(24 * 20, 5), y: randn(24 * 3, 6), rows: 24 }],
+      ['784-32 leakyRelu-16 sigmoid-10, cross-entropy', () => [of.dense(784, 32), of.leakyRelu(), of.dense(32, 16), of.sigmoid(), of.dense(16, 10)], 'crossEntropy', batch],
+    ];
+    const ests: [string, of.Estimator][] = [
+      ['bp', of.bp()],
+      ['ulr K=8', of.ulr({ copies: 8 })],
+      ['ulr antithetic K=6', of.ulr({ copies: 6, antithetic: true })],
+      ['ulr laplace, mean baseline', of.ulr({ copies: 8, noise: 'laplace', baseline: 'mean' })],
+      ['ulr logistic, sign score, no baseline', of.ulr({ copies: 8, noise: 'logistic', score: 'sign', baseline: 'none' })],
+      ['ulr sigma per layer, running baseline', of.ulr({ copies: 4, sigma: [0.05, 0.2, 0.1].slice(0, 3), baseline: 'running' })],
+    ];
+    for (const [name, layers, loss, b] of nets) {
+      for (const [en, estimator] of ests) {
+        if (en.includes('per layer') && layers().filter((l) => l.type === 'dense').length !== 3) continue;
+        const cpu = of.sequential(layers(), { seed: 7, loss, backend: 'cpu' });
+        const dev = of.sequential(layers(), { seed: 7, loss, backend: d.name, allowTf32: false });
+        const want = concat(cpu.gradients(b, { estimator, step: 5 }));
+        const got = concat(dev.gradients(b, { estimator, step: 5 }));
+        const diff = maxAbs(got, want), mag = maxMag(want);
+        t.ok(diff <= d.tol * mag, `${name}, ${en}: max abs diff ${diff.toExponential(2)} (max |g| ${mag.toExponential(2)})`);
+        t.equal(dev.backendInfo().placement, d.name, 'ran on the device');
+      }
+    }
+    // the 0-1 loss with step units: ULR only
+    const layers = () => [of.dense(784, 32), of.step(), of.dense(32, 10)];
+    const cpu = of.sequential(layers(), { seed: 2, loss: 'zeroOne', backend: 'cpu' });
+    const dev = of.sequential(layers(), { seed: 2, loss: 'zeroOne', backend: d.name, allowTf32: false });
+    const est = of.ulr({ copies: 16, sigma: 0.5 });
+    const want = concat(cpu.gradients(batch, { estimator: est })), got = concat(dev.gradients(batch, { estimator: est }));
+    t.ok(maxAbs(got, want) <= d.tol * maxMag(want), `step units, 0-1 loss: ${maxAbs(got, want).toExponential(2)}`);
+  });
+
+  t.test(`${d.name}: optimizer steps match the CPU engine`, async (t) => {
+    const opts: [string, of.Optimizer][] = [
+      ['sgd', of.sgd({ lr: 0.1 })],
+      ['sgd momentum nesterov decay', of.sgd({ lr: 0.05, momentum: 0.9, nesterov: true, weightDecay: 1e-3 })],
+      ['adam', of.adam({ lr: 1e-2 })],
+      ['adamw clipNorm', of.adamw({ lr: 1e-2, weightDecay: 0.1, clipNorm: 0.05 })],
+    ];
+    for (const [name, optimizer] of opts) {
+      for (const estimator of [of.bp(), of.ulr({ copies: 4 })]) {
+        const layers = () => [of.dense(784, 24), of.relu(), of.dense(24, 10)];
+        const cpu = of.sequential(layers(), { seed: 4, backend: 'cpu' });
+        const dev = of.sequential(layers(), { seed: 4, backend: d.name, allowTf32: false });
+        for (let s = 0; s < 3; s++) {
+          const lc = cpu.trainStep(batch, { estimator, optimizer });
+          const ld = dev.trainStep(batch, { estimator, optimizer });
+          t.ok(Math.abs(lc - ld) <= 1e-5 * Math.abs(lc), `${name}, ${estimator.kind}, step ${s}: loss ${ld} vs ${lc}`);
+        }
+        const want = params(cpu), got = params(dev);
+        if (d.exact && estimator.kind === 'bp') t.ok(bitsEqual(Float32Array.from(got), Float32Array.from(want)), `${name}, bp: same bits after 3 steps`);
+        else t.ok(maxAbs(got, want) <= 1e-4 * maxMag(want), `${name}, ${estimator.kind}: max abs diff ${maxAbs(got, want).toExponential(2)} after 3 steps`);
+        t.equal(dev.step, 3, 'the step counter moved');
+      }
+    }
+  });
+
+  t.test(`${d.name}: fit matches the CPU engine`, async (t) => {
+    for (const estimator of [of.bp(), of.ulr({ copies: 16 })]) {
+      const layers = () => [of.dense(784, 64), of.relu(), of.dense(64, 10)];
+      const cpu = of.sequential(layers(), { seed: 9, backend: 'cpu' });
+      const dev = of.sequential(layers(), { seed: 9, backend: d.name, allowTf32: false });
+      const opts = { estimator, epochs: 2, batchSize: 32, validation: val };
+      const hc = await cpu.fit(small, opts);
+      const hd = await dev.fit(small, opts);
+      t.equal(dev.backendInfo().placement, d.name, `${estimator.kind}: fit ran on the device`);
+      for (let e = 0; e < 2; e++) {
+        const [a, b] = [hd.epochs[e]!, hc.epochs[e]!];
+        t.ok(Math.abs(a.loss - b.loss) <= 1e-3 * b.loss, `${estimator.kind}, epoch ${e + 1}: loss ${a.loss.toFixed(5)} vs ${b.loss.toFixed(5)}`);
+        t.ok(Math.abs(a.valAccuracy! - b.valAccuracy!) <= 0.01, `${estimator.kind}, epoch ${e + 1}: val accuracy ${a.valAccuracy} vs ${b.valAccuracy}`);
+      }
+      t.ok(Math.abs(dev.evaluate(val).accuracy - hd.epochs[1]!.valAccuracy!) < 1e-9, 'the host holds the trained parameters after fit');
+      t.equal(dev.step, cpu.step, 'step counters agree');
+    }
+  });
+
+  t.test(`${d.name}: what the device does not run falls back to the CPU`, async (t) => {
+    const conv = () => [of.conv2d({ inputShape: [28, 28, 1], filters: 3, kernel: 3, strides: 2 }), of.relu(), of.flatten(), of.dense(507, 10)];
+    const mlp = () => [of.dense(784, 16), of.relu(), of.dense(16, 10)];
+    const cases: [string, () => of.Layer[], of.Estimator, RegExp, of.LossFunction?][] = [
+      ['conv model', conv, of.ulr({ copies: 4 }), /layers other than dense/],
+      ['JS loss', mlp, of.ulr({ copies: 4 }), /JS function/, (out, t) => out.map((v, i) => Math.abs(v - (t as Int32Array)[Math.floor(i / 10)]!)).filter((_, i) => i % 10 === 0)],
+      ['spsa', mlp, of.spsa({ perturbations: 2 }), /weight-perturbation/],
+      ['modules', mlp, of.ulr({ copies: 4, modules: [[0, 1], [1, 2]] }), /modules/],
+    ];
+    for (const [name, layers, estimator, why, loss] of cases) {
+      const cpu = of.sequential(layers(), { seed: 1, backend: 'cpu' });
+      const dev = of.sequential(layers(), { seed: 1, backend: d.name });
+      const want = concat(cpu.gradients(batch, { estimator, loss }));
+      const got = concat(dev.gradients(batch, { estimator, loss }));
+      t.ok(bitsEqual(Float32Array.from(got), Float32Array.from(want)), `${name}: the CPU's bits`);
+      t.match(dev.backendInfo().placement, why, `${name}: ${dev.backendInfo().placement}`);
+    }
+  });
+
+  t.test(`${d.name}: numeric errors leave the last good parameters`, async (t) => {
+    const layers = () => [of.dense(784, 16), of.relu(), of.dense(16, 10)];
+    const dev = of.sequential(layers(), { seed: 3, backend: d.name });
+    const cpu = of.sequential(layers(), { seed: 3, backend: 'cpu' });
+    const blowUp = of.sgd({ lr: 1e30 });
+    for (const m of [cpu, dev]) m.trainStep(batch, { estimator: of.bp(), optimizer: blowUp });
+    const before = params(dev);
+    t.throws(() => dev.trainStep(batch, { estimator: of.bp(), optimizer: blowUp }), { code: 'ERR_NUMERIC' }, 'a non-finite loss is ERR_NUMERIC');
+    t.throws(() => cpu.trainStep(batch, { estimator: of.bp(), optimizer: blowUp }), { code: 'ERR_NUMERIC' }, 'as on the CPU');
+    t.ok(bitsEqual(Float32Array.from(params(dev)), Float32Array.from(before)), 'parameters untouched by the failed step');
+    const m = of.sequential(layers(), { seed: 3, backend: d.name });
+    const start = params(m);
+    await t.rejects(m.fit(small, { estimator: of.ulr({ copies: 4 }), epochs: 1, maxGradNorm: 1e-9 }), { code: 'ERR_NUMERIC', message: /exploding update/ }, 'maxGradNorm stops fit');
+    t.ok(bitsEqual(Float32Array.from(params(m)), Float32Array.from(start)), 'and no update was applied');
+    t.equal(m.step, 0, 'no step counted');
+  });
+
+  t.test(`${d.name}: cancel, save and load keep the device's training`, async (t) => {
+    const m = of.sequential([of.dense(784, 32), of.relu(), of.dense(32, 10)], { seed: 5, backend: d.name });
+    const start = params(m);
+    const ac = new AbortController();
+    await t.rejects(m.fit(small, { estimator: of.ulr({ copies: 8 }), epochs: 20, batchSize: 16, signal: ac.signal, onProgress: (p) => { if (p.step >= 20) ac.abort(); } }), { code: 'ABORT_ERR' });
+    t.ok(m.step >= 20, `cancelled after ${m.step} steps`);
+    t.ok(maxAbs(params(m), start) > 0, 'the host holds the parameters trained on the device');
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'of-dev-')), 'm.ofm');
+    await m.save(file);
+    const back = await of.load(file);
+    t.ok(bitsEqual(back.predict(val), m.predict(val)), 'a saved and loaded copy predicts the same bits');
+    const s0 = m.step;
+    await m.fit(small, { estimator: of.ulr({ copies: 8 }), epochs: 1, batchSize: 500 });
+    t.equal(m.step, s0 + 4, 'training continues after a cancel');
+  });
+}
+
+if (devices.length === 1) t.comment(`CUDA checks skipped: ${info.reason}`);
