@@ -2,22 +2,30 @@
 import t from 'tap';
 import * as fs from 'fs';
 import * as path from 'path';
-import { execFileSync } from 'child_process';
+import { execFileSync, spawnSync } from 'child_process';
 import * as of from '../lib/index';
 
 const root = path.resolve(__dirname, '..', '..');
 
-t.test('backend.info reports the CPU backend and why', async (t) => {
+t.test('backend.info reports the backends and why', async (t) => {
   const info = of.backend.info();
-  t.same(info.compiled, ['cpu']);
-  t.equal(info.active, 'cpu');
-  t.match(info.reason, /CUDA/);
+  t.equal(info.compiled[0], 'cpu', 'the CPU is always compiled');
+  // CI's machines have nvcc (and no GPU): there the CUDA sources must have compiled into the addon.
+  const nvcc = spawnSync('nvcc', ['--version']).status === 0;
+  if (nvcc && process.env.ONEFORWARD_CUDA !== '0' && !process.env.ONEFORWARD_NATIVE) t.ok(info.compiled.includes('cuda'), 'nvcc is here, so CUDA is compiled in');
   t.ok(info.threads >= 1);
   t.match(info.simd, /^(avx512|avx2|scalar)$/);
-  t.same(info.devices, { cpu: 1, cuda: 0 });
+  t.equal(info.devices.cpu, 1);
+  t.equal(info.devices.cuda, info.cudaDevices);
+  if (info.cudaDevices === 0) {
+    t.equal(info.active, 'cpu');
+    t.match(info.reason, /CUDA/, `says why not CUDA: ${info.reason}`);
+  } else {
+    t.equal(info.active, 'cuda');
+  }
 });
 
-t.test('backend: cuda where none is compiled is a BackendError', async (t) => {
+t.test('backend: cuda where none can run is a BackendError', { skip: of.backend.info().cudaDevices > 0 ? 'a GPU answers here' : false }, async (t) => {
   t.throws(() => of.sequential([of.dense(2, 2)], { backend: 'cuda' }), { name: 'BackendError', code: 'ERR_BACKEND', message: /not available/ });
   const m = of.sequential([of.dense(2, 2)], { backend: 'auto' });
   t.equal(m.backend, 'cpu');
