@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as of from '../lib/index';
 import { writeReport } from '../lib/report';
+import { gpuSuite } from './gpu/suite';
 
 // `--report file.html`: also write an HTML report of the cpu-digits runs (curves per epoch).
 const argv = process.argv.slice(2);
@@ -13,8 +14,13 @@ const reportAt = argv.indexOf('--report');
 const reportFile = reportAt >= 0 ? argv[reportAt + 1] : undefined;
 if (reportAt >= 0) argv.splice(reportAt, 2);
 
+// `--out DIR`: write the results there instead of bench/results (the GPU machine returns only its output folder).
+const outAt = argv.indexOf('--out');
+const outDir = outAt >= 0 ? argv[outAt + 1] : undefined;
+if (outAt >= 0) argv.splice(outAt, 2);
+
 const root = path.resolve(__dirname, '..', '..');
-const results = path.join(root, 'bench', 'results');
+const results = outDir ? path.resolve(outDir) : path.join(root, 'bench', 'results');
 
 type Row = Record<string, unknown> & { case: string; median_epoch_s: number; median_step_ms: number; test_accuracy: number };
 
@@ -401,9 +407,11 @@ function distributedSuite() {
   process.stdout.write(md);
 }
 
-const suites: Record<string, () => unknown> = { 'cpu-digits': cpuDigits, server, fuzz, estimators, finetune, architectures, paper, distributed: distributedSuite };
+const suites: Record<string, () => unknown> = { 'cpu-digits': cpuDigits, server, fuzz, estimators, finetune, architectures, paper, distributed: distributedSuite, gpu: () => gpuSuite(results) };
 (async () => {
   const wanted = argv;
+  // The CPU suites measure the CPU engine even where a GPU would answer ('auto'); the gpu suite asks for CUDA itself.
+  if (!wanted.includes('gpu')) process.env.ONEFORWARD_BACKEND ??= 'cpu';
   for (const name of wanted.length ? wanted : ['cpu-digits', 'server', 'fuzz', 'estimators', 'paper']) {
     const suite = suites[name];
     if (!suite) {

@@ -2,28 +2,14 @@
 // batch 64) for 5 epochs with one estimator and prints one JSON line: per-epoch seconds, the median epoch,
 // ms/step, samples/s, nominal GFLOP/s and the test accuracy.
 import * as of from '../../lib/index';
+import { stepMacs } from './cost';
 
 type Config = {
   name: string; estimator: 'bp' | 'ulr'; copies?: number; epochs: number; seed: number; antithetic?: boolean; injection?: of.InjectionName;
 };
 
-// Multiply-adds of one step (B samples): BP = forward + weight grads + input grads of all but the first
-// layer; ULR with the shared prefix = first layer forward + gradient on B rows, later layers forward +
-// gradient on B K rows (METHOD.md section 3, cost model).
 function macsPerStep(widths: number[], B: number, c: Config): number {
-  let macs = 0;
-  if (c.estimator === 'ulr' && c.injection === 'layerwise') {
-    // clean forward and one gradient GEMM per layer on B rows; group l runs layers > l on B K rows
-    const io = widths.slice(0, -1).map((w, l) => w * widths[l + 1]!);
-    io.forEach((x, l) => (macs += 2 * B * x + B * c.copies! * io.slice(l + 1).reduce((a, b) => a + b, 0)));
-    return macs;
-  }
-  for (let l = 0; l + 1 < widths.length; l++) {
-    const io = widths[l]! * widths[l + 1]!;
-    if (c.estimator === 'bp') macs += B * io * (l === 0 ? 2 : 3);
-    else macs += (l === 0 ? B : B * c.copies!) * io * 2;
-  }
-  return macs;
+  return stepMacs(widths, B, c.estimator, c.copies ?? 1, c.injection ?? 'all');
 }
 
 async function main() {
