@@ -27,7 +27,7 @@ function num(name: string) {
 
 type TrainOpts = {
   dataset: string; idx?: string; csv?: string; layers?: string; activation: string; estimator: string; copies: number;
-  sigma: number; antithetic: boolean; injection: string; noise: string; baseline: string; optimizer: string; lr?: number; epochs: number; batch: number; seed: number; threads?: number;
+  sigma: number; antithetic: boolean; injection: string; noise: string; baseline: string; optimizer: string; lr?: number; epochs: number; batch: number; seed: number; threads?: number; backend: string;
   progress: boolean; json: boolean; save?: string; report?: string;
 };
 
@@ -60,7 +60,7 @@ async function train(o: TrainOpts): Promise<number> {
     layers.push(of.dense(widths[i]!, widths[i + 1]!));
     if (i + 2 < widths.length) layers.push(of.activation(o.activation as of.ActivationName));
   }
-  const model = of.sequential(layers, { seed: o.seed });
+  const model = of.sequential(layers, { seed: o.seed, backend: o.backend as of.BackendName });
   const estimator = o.estimator === 'bp' ? of.bp() : o.estimator === 'spsa' ? of.spsa() : o.estimator === 'es' ? of.es() : o.estimator === 'ulr' ? of.ulr({ copies: o.copies, sigma: o.sigma, antithetic: o.antithetic, injection: o.injection as of.InjectionName, noise: o.noise as of.DensityName, baseline: o.baseline as of.BaselineName }) : undefined;
   if (!estimator) throw new of.ConfigError(`unknown estimator '${o.estimator}' (ulr, bp, spsa or es)`);
   const opts = o.lr !== undefined ? { lr: o.lr } : {};
@@ -74,7 +74,8 @@ async function train(o: TrainOpts): Promise<number> {
     : undefined;
   let current = 0;
   const info = of.backend.info();
-  process.stderr.write(`oneforward: ${o.estimator}${o.estimator === 'ulr' ? ` K=${o.copies} sigma=${o.sigma}` : ''}, ${widths.join('-')}, ${info.active} (${info.threads} threads, ${info.simd})\n`);
+  const where = model.backend === 'cpu' ? `cpu (${info.threads} threads, ${info.simd})` : `${model.backend} (${model.backendInfo().device}, ${model.backendInfo().blas})`;
+  process.stderr.write(`oneforward: ${o.estimator}${o.estimator === 'ulr' ? ` K=${o.copies} sigma=${o.sigma}` : ''}, ${widths.join('-')}, ${where}\n`);
   try {
     const history = await model.fit(data, {
       estimator, optimizer, epochs: o.epochs, batchSize: o.batch, signal: controller.signal,
@@ -94,6 +95,7 @@ async function train(o: TrainOpts): Promise<number> {
         process.stderr.write(`epoch ${e.epoch}: loss ${e.loss.toFixed(4)}${val} (${e.seconds.toFixed(2)} s)\n`);
       },
     });
+    if (model.backend !== 'cpu' && model.backendInfo().placement !== model.backend) process.stderr.write(`oneforward: trained on ${model.backendInfo().placement}\n`);
     if (o.save) await model.save(o.save), process.stderr.write(`oneforward: saved ${o.save}\n`);
     if (o.report) {
       writeReport({ title: `oneforward train: ${o.estimator}`, subtitle: `${widths.join('-')}, ${o.optimizer}, batch ${o.batch}, seed ${o.seed}`, runs: [{ name: o.estimator === 'ulr' ? `ulr K=${o.copies}` : 'bp', epochs: history.epochs }] }, o.report);
@@ -174,6 +176,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--batch <n>', 'batch size', int('batch'), 64)
     .option('--seed <n>', 'seed', int('seed'), 1)
     .option('--threads <n>', 'native threads', int('threads'))
+    .option('--backend <name>', 'auto, cpu or cuda', 'auto')
     .option('--no-progress', 'no progress bar')
     .option('--json', 'print the history as JSON', false)
     .option('--save <file>', 'save the trained model (also on Ctrl-C)')
