@@ -100,6 +100,8 @@ for (const d of devices) {
       ['bp', of.bp()],
       ['ulr K=8', of.ulr({ copies: 8 })],
       ['ulr antithetic K=6', of.ulr({ copies: 6, antithetic: true })],
+      ['ulr K=96 (sample sums in two chunks; CPU blocks of other sizes)', of.ulr({ copies: 96 })],
+      ['ulr antithetic K=130', of.ulr({ copies: 130, antithetic: true })],
       ['ulr laplace, mean baseline', of.ulr({ copies: 8, noise: 'laplace', baseline: 'mean' })],
       ['ulr logistic, sign score, no baseline', of.ulr({ copies: 8, noise: 'logistic', score: 'sign', baseline: 'none' })],
       ['ulr sigma per layer, running baseline', of.ulr({ copies: 4, sigma: [0.05, 0.2, 0.1].slice(0, 3), baseline: 'running' })],

@@ -197,9 +197,14 @@ OF_HOST_DEVICE void loss_grad_at(const LossGradArgs& a, int64_t r) {
     for (int c = 0; c < a.C; c++) d[c] = k * (yr[c] - tr[c]);
 }
 
-// LR row weights of one sample b (cpu::lr_row_weights): w[b K + k] = (loss - baseline) scale. One index per sample.
+// LR row weights (cpu::lr_row_weights): w[b K + k] = (loss - baseline) scale, in two stages so that every row gets a
+// thread. Stage 1: part[b chunks + c] = the float64 sum of sample b's losses over copies [64 c, 64 c + 64), one index
+// per (b, c). Stage 2: one index per row; the sample's sum is its chunks' sum in order (for K <= 64 the CPU's
+// sequential sum, bit for bit).
+constexpr int kCopyChunk = 64;
 struct RowWeightArgs {
     float* w;
+    double* part;
     const float* loss;
     float running;  // Baseline::Running: the running average of earlier steps' losses
     int K;
@@ -207,23 +212,32 @@ struct RowWeightArgs {
     int antithetic;
     float scale;
 };
-OF_HOST_DEVICE void row_weights_at(const RowWeightArgs& a, int64_t b) {
-    const float* l = a.loss + b * a.K;
-    float* wb = a.w + b * a.K;
+OF_HOST_DEVICE int copy_chunks(int K) { return (K + kCopyChunk - 1) / kCopyChunk; }
+OF_HOST_DEVICE void row_sums_at(const RowWeightArgs& a, int64_t i) {
+    const int chunks = copy_chunks(a.K);
+    const int64_t b = i / chunks;
+    const int k0 = int(i % chunks) * kCopyChunk, k1 = k0 + kCopyChunk < a.K ? k0 + kCopyChunk : a.K;
     double sum = 0.0;
-    for (int k = 0; k < a.K; k++) sum += l[k];
-    for (int k = 0; k < a.K; k++) {
-        double beta = 0.0;
-        if (a.baseline == Baseline::LeaveOneOut) {
-            if (!a.antithetic) beta = (sum - l[k]) / double(a.K - 1);
-            else if (a.K > 2) beta = (sum - l[k] - l[k ^ 1]) / double(a.K - 2);
-        } else if (a.baseline == Baseline::BatchMean) {
-            beta = sum / double(a.K);
-        } else if (a.baseline == Baseline::Running) {
-            beta = a.running;
-        }
-        wb[k] = float((double(l[k]) - beta) * a.scale);
+    for (int k = k0; k < k1; k++) sum += a.loss[b * a.K + k];
+    a.part[i] = sum;
+}
+OF_HOST_DEVICE void row_weights_at(const RowWeightArgs& a, int64_t r) {
+    const int chunks = copy_chunks(a.K);
+    const int64_t b = r / a.K;
+    const int k = int(r % a.K);
+    const float* l = a.loss + b * a.K;
+    double sum = 0.0;
+    for (int c = 0; c < chunks; c++) sum += a.part[b * chunks + c];
+    double beta = 0.0;
+    if (a.baseline == Baseline::LeaveOneOut) {
+        if (!a.antithetic) beta = (sum - l[k]) / double(a.K - 1);
+        else if (a.K > 2) beta = (sum - l[k] - l[k ^ 1]) / double(a.K - 2);
+    } else if (a.baseline == Baseline::BatchMean) {
+        beta = sum / double(a.K);
+    } else if (a.baseline == Baseline::Running) {
+        beta = a.running;
     }
+    a.w[r] = float((double(l[k]) - beta) * a.scale);
 }
 
 // Step statistics, stage 1: chunk t of kReduceRows rows -> part[2 t] = sum of losses (float64), part[2 t + 1] =
@@ -379,6 +393,7 @@ OF_HOST_DEVICE void optimizer_at(const OptArgs& a, int64_t i) {
     X(act_backward, ActBackArgs)         \
     X(loss_rows, LossArgs)               \
     X(loss_grad, LossGradArgs)           \
+    X(row_sums, RowWeightArgs)           \
     X(row_weights, RowWeightArgs)        \
     X(stats_partial, StatsArgs)          \
     X(stats_final, StatsArgs)            \

@@ -151,7 +151,10 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step) {
     const float* out = a_[size_t(L - 1)]->f();
     OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), C, K, m.loss}, R));
     const float running = m.has_running ? float(m.running_loss) : 0.0f;
-    OF_TRY(d->row_weights(dev::RowWeightArgs{w_.f(), loss_.f(), running, K, c.baseline, c.antithetic ? 1 : 0, 1.0f / float(R)}, B));
+    OF_TRY(row_part_.reserve(d, size_t(B) * dev::copy_chunks(K) * sizeof(double)));
+    const dev::RowWeightArgs rw{w_.f(), row_part_.as<double>(), loss_.f(), running, K, c.baseline, c.antithetic ? 1 : 0, 1.0f / float(R)};
+    OF_TRY(d->row_sums(rw, int64_t(B) * dev::copy_chunks(K)));
+    OF_TRY(d->row_weights(rw, R));
 
     // gradients: S = diag(w) s(E) in place, then one GEMM per layer (the first: G = copy sum of S, G^T X on B rows)
     for (int l = 0; l < L; l++) {

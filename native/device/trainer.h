@@ -56,7 +56,7 @@ class DeviceTrainer {
     int tf32_ = -1;
     bool active_ = false;
     DeviceBuffer params_, grads_, opt_m_, opt_v_;
-    DeviceBuffer x_, labels_, values_, loss_, hit_, w_, stats_part_, stats_, col_part_, norm_part_, norm_, v0_, g_, d0_, d1_;
+    DeviceBuffer x_, labels_, values_, loss_, hit_, w_, row_part_, stats_part_, stats_, col_part_, norm_part_, norm_, v0_, g_, d0_, d1_;
     std::vector<std::unique_ptr<DeviceBuffer>> a_, e_;  // per layer: activations; noise (ULR) or pre-activations (BP)
     double stats_host_[4] = {};
 };
