@@ -133,15 +133,16 @@ OF_HOST_DEVICE void act_backward_at(const ActBackArgs& a, int64_t i) {
     a.dv[i] = act_derivative_times(a.dy[i], a.v[i], a.a[i], a.act, a.alpha);
 }
 
-// Per-row loss of y (R, C) against the targets of sample r / rep (cpu::loss_forward with one group): softmax
-// cross-entropy or 0-1 against labels, or MSE against values; hit[r] = arg-max matches. One index per row.
+// Losses of y (R, C) against the targets of sample r / rep (cpu::loss_forward and loss_backward with one group):
+// softmax cross-entropy or 0-1 against labels, or MSE against values. loss_rows: loss[r] and hit[r] (the arg-max
+// matches); loss_grad: dy = d(mean loss over R rows)/dy (rep 1). One index per row.
 struct LossArgs {
-    float* loss;
+    float* loss;  // loss_rows: per-row losses (R); loss_grad: dy (R, C)
     int* hit;
     const float* y;
     const int32_t* labels;
     const float* values;
-    int C, rep;
+    int R, C, rep;
     LossKind kind;
 };
 OF_HOST_DEVICE void loss_rows_at(const LossArgs& a, int64_t r) {
@@ -169,18 +170,9 @@ OF_HOST_DEVICE void loss_rows_at(const LossArgs& a, int64_t r) {
     a.loss[r] = logf(s) + mx - yr[label];
 }
 
-// d(mean loss over R rows)/dy (cpu::loss_backward with one group), one index per row.
-struct LossGradArgs {
-    float* dy;
-    const float* y;
-    const int32_t* labels;
-    const float* values;
-    int R, C;
-    LossKind kind;
-};
-OF_HOST_DEVICE void loss_grad_at(const LossGradArgs& a, int64_t r) {
+OF_HOST_DEVICE void loss_grad_at(const LossArgs& a, int64_t r) {
     const float* yr = a.y + r * a.C;
-    float* d = a.dy + r * a.C;
+    float* d = a.loss + r * a.C;
     const float inv_r = 1.0f / float(a.R);
     if (a.kind == LossKind::CrossEntropy) {
         float mx = yr[0];
@@ -392,7 +384,7 @@ OF_HOST_DEVICE void optimizer_at(const OptArgs& a, int64_t i) {
     X(bias_act, BiasActArgs)             \
     X(act_backward, ActBackArgs)         \
     X(loss_rows, LossArgs)               \
-    X(loss_grad, LossGradArgs)           \
+    X(loss_grad, LossArgs)               \
     X(row_sums, RowWeightArgs)           \
     X(row_weights, RowWeightArgs)        \
     X(stats_partial, StatsArgs)          \

@@ -149,7 +149,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step) {
         OF_TRY(d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.O)));
     }
     const float* out = a_[size_t(L - 1)]->f();
-    OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), C, K, m.loss}, R));
+    OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), R, C, K, m.loss}, R));
     const float running = m.has_running ? float(m.running_loss) : 0.0f;
     OF_TRY(row_part_.reserve(d, size_t(B) * dev::copy_chunks(K) * sizeof(double)));
     const dev::RowWeightArgs rw{w_.f(), row_part_.as<double>(), loss_.f(), running, K, c.baseline, c.antithetic ? 1 : 0, 1.0f / float(R)};
@@ -201,10 +201,10 @@ Status DeviceTrainer::bp(Model& m, int B) {
                            int64_t(B) * u.O));
     }
     const float* out = a_[size_t(L - 1)]->f();
-    OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), C, 1, m.loss}, B));
+    OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), B, C, 1, m.loss}, B));
     float* dcur = d0_.f();
     float* dnext = d1_.f();
-    OF_TRY(d->loss_grad(dev::LossGradArgs{dcur, out, labels_.as<int32_t>(), values_.f(), B, C, m.loss}, B));
+    OF_TRY(d->loss_grad(dev::LossArgs{dcur, nullptr, out, labels_.as<int32_t>(), values_.f(), B, C, 1, m.loss}, B));
     for (int l = L - 1; l >= 0; l--) {
         const DenseUnit& u = m.units[size_t(l)];
         OF_TRY(d->act_backward(dev::ActBackArgs{dcur, dcur, e_[size_t(l)]->f(), a_[size_t(l)]->f(), u.act, u.alpha}, int64_t(B) * u.O));
