@@ -234,7 +234,7 @@ export type NativeBinding = {
   noise(rows: number, cols: number, seed: number, step: number, layer: number, row0: number, antithetic: boolean, naive?: boolean, density?: number): Float32Array;
   philox(c0: number, c1: number, c2: number, c3: number, k0: number, k1: number): Uint32Array;
   deviceNoise(device: 'sim' | 'cuda', rows: number, cols: number, seed: number, step: number, layer: number, row0: number, antithetic: boolean, density: number): Float32Array;
-  deviceGemm(device: 'sim' | 'cuda', C: Float32Array, A: Float32Array, B: Float32Array, M: number, N: number, K: number, transA: boolean, transB: boolean, alpha: number, beta: number, tf32: boolean): void;
+  deviceGemm(device: 'sim' | 'cuda' | 'tiled', C: Float32Array, A: Float32Array, B: Float32Array, M: number, N: number, K: number, transA: boolean, transB: boolean, alpha: number, beta: number, tf32: boolean): void;
 };
 
 const root = path.resolve(__dirname, '..', '..');

@@ -56,6 +56,24 @@ t.test('backend selection', async (t) => {
   t.same(m.backendInfo(), { name: 'cpu', device: 'host CPU', blas: 'oneforward', tf32: false, placement: 'cpu' }, 'a CPU model reports itself');
 });
 
+t.test("our CUDA SGEMM's tile code, run on the host, in every transpose case", async (t) => {
+  // The kernel of native/cuda/gemm.cu with its phases run thread by thread (device/tiled_gemm.h): shapes that leave
+  // partial tiles and slices on every side, K = 0, and one larger than a tile in each dimension.
+  for (const [M, N, K] of [[37, 70, 19], [64, 64, 16], [1, 1, 1], [130, 3, 0], [65, 129, 33]] as const) {
+    const A = randn(M * K, 1), B = randn(K * N, 2), C0 = randn(M * N, 3);
+    for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      for (const beta of [0, 0.5]) {
+        const want = C0.slice();
+        nat.gemm(want, A, B, M, N, K, ta, tb, 1.5, beta, null, true);
+        const got = beta === 0 ? new Float32Array(M * N).fill(NaN) : C0.slice();
+        nat.deviceGemm('tiled', got, A, B, M, N, K, ta, tb, 1.5, beta, false);
+        const err = maxAbs(got, want), scale = Math.max(maxMag(want), 1e-30);
+        t.ok(err <= 1e-5 * scale * Math.sqrt(K + 1), `${M}x${N}x${K}, ta ${ta}, tb ${tb}, beta ${beta}: ${err.toExponential(2)}`);
+      }
+    }
+  }
+});
+
 for (const d of devices) {
   t.test(`${d.name}: noise is bit-identical to the CPU's`, async (t) => {
     const cases: [number, number, boolean, number, number, number][] = [

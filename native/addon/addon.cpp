@@ -6,6 +6,7 @@
 #include "addon/model_wrap.h"
 #include "core/thread_pool.h"
 #include "device/device.h"
+#include "device/tiled_gemm.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/kernels.h"
 #include "rng/normal.h"
@@ -139,11 +140,12 @@ Napi::Value DeviceNoiseJs(const Napi::CallbackInfo& info) {
 }
 
 // deviceGemm(device, C, A, B, M, N, K, transA, transB, alpha, beta, tf32) on row-major arrays: C is overwritten with
-// the device's result.
+// the device's result. device 'tiled': the host run of our CUDA SGEMM's tile code (device/tiled_gemm.h).
 Napi::Value DeviceGemmJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    std::unique_ptr<Device> d = test_device(env, info[0]);
+    const bool tiled = info[0].IsString() && info[0].As<Napi::String>().Utf8Value() == "tiled";
+    std::unique_ptr<Device> d = tiled ? nullptr : test_device(env, info[0]);
     Napi::Float32Array C = require_f32(info[1], "C"), A = require_f32(info[2], "A"), B = require_f32(info[3], "B");
     int M = int(require_int(info[4], "M", 1, 1 << 20)), N = int(require_int(info[5], "N", 1, 1 << 20)),
         K = int(require_int(info[6], "K", 0, 1 << 20));
@@ -151,10 +153,15 @@ Napi::Value DeviceGemmJs(const Napi::CallbackInfo& info) {
     if (int64_t(C.ElementLength()) != int64_t(M) * N || int64_t(A.ElementLength()) != int64_t(M) * K ||
         int64_t(B.ElementLength()) != int64_t(K) * N)
         throw_status(env, {StatusCode::Shape, "deviceGemm: array lengths do not match M, N, K"});
+    const float alpha = float(require_number(info[9], "alpha")), beta = float(require_number(info[10], "beta"));
+    const int lda = ta ? M : K, ldb = tb ? K : N;
+    if (tiled) {
+        tiled::tiled_gemm_host({M, N, K, alpha, beta, A.Data(), ta ? 1 : lda, ta ? lda : 1, B.Data(), tb ? 1 : ldb, tb ? ldb : 1, C.Data(), N});
+        return env.Undefined();
+    }
     DeviceBuffer dc = to_device(env, d.get(), C.Data(), C.ElementLength()), da = to_device(env, d.get(), A.Data(), A.ElementLength()),
                  db = to_device(env, d.get(), B.Data(), B.ElementLength());
-    check(env, d->gemm(ta, tb, M, N, K, float(require_number(info[9], "alpha")), da.f(), ta ? M : K, db.f(), tb ? K : N,
-                       float(require_number(info[10], "beta")), dc.f(), N, info[11].ToBoolean()));
+    check(env, d->gemm(ta, tb, M, N, K, alpha, da.f(), lda, db.f(), ldb, beta, dc.f(), N, info[11].ToBoolean()));
     check(env, d->download(C.Data(), dc.f(), C.ElementLength() * sizeof(float)));
     return env.Undefined();
     OF_NAPI_END(env)
