@@ -487,8 +487,9 @@ Napi::Value ModelWrap::Gradients(const Napi::CallbackInfo& info) {
     StepStats st;
     LossHook hook;
     Napi::Reference<Napi::Value> thrown;
+    Napi::Function fn;  // outlives the hook, which captures it by reference
     if (info[5].IsFunction()) {
-        Napi::Function fn = info[5].As<Napi::Function>();
+        fn = info[5].As<Napi::Function>();
         hook = [&](const float* out, const Targets& t, int R, int C, int rep, float* loss) {
             return call_js_loss(env, fn, out, t, R, C, rep, loss, &thrown);
         };
