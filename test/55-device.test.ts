@@ -189,6 +189,19 @@ for (const d of devices) {
     }
   });
 
+  t.test(`${d.name}: fit with the running baseline (a step waits for the previous one) matches the CPU engine`, async (t) => {
+    const est = of.ulr({ copies: 8, baseline: 'running' });
+    const hs = [];
+    for (const backend of ['cpu', d.name] as const) {
+      const m = of.sequential([of.dense(784, 32), of.relu(), of.dense(32, 10)], { seed: 6, backend, allowTf32: false });
+      const progress: number[] = [];
+      const h = await m.fit(small, { estimator: est, epochs: 1, batchSize: 64, onProgress: (p) => progress.push(p.loss) });
+      t.ok(progress.length > 0 && progress.every(Number.isFinite), `${backend}: progress reports finite losses`);
+      hs.push(h.epochs[0]!.loss);
+    }
+    t.ok(Math.abs(hs[1]! - hs[0]!) <= 1e-3 * hs[0]!, `epoch loss ${hs[1]} vs ${hs[0]}`);
+  });
+
   t.test(`${d.name}: what the device does not run falls back to the CPU`, async (t) => {
     const conv = () => [of.conv2d({ inputShape: [28, 28, 1], filters: 3, kernel: 3, strides: 2 }), of.relu(), of.flatten(), of.dense(507, 10)];
     const mlp = () => [of.dense(784, 16), of.relu(), of.dense(16, 10)];
@@ -218,6 +231,22 @@ for (const d of devices) {
     t.throws(() => dev.trainStep(batch, { estimator: of.bp(), optimizer: blowUp }), { code: 'ERR_NUMERIC' }, 'a non-finite loss is ERR_NUMERIC');
     t.throws(() => cpu.trainStep(batch, { estimator: of.bp(), optimizer: blowUp }), { code: 'ERR_NUMERIC' }, 'as on the CPU');
     t.ok(bitsEqual(Float32Array.from(params(dev)), Float32Array.from(before)), 'parameters untouched by the failed step');
+    // in fit, steps run without a wait: the failed step is found when their results are read back, and the model
+    // must still end where the CPU's does (same batch, same step counter, the parameters of the last good step)
+    const ends: { message: string; step: number; diverged: string; params: Float64Array }[] = [];
+    for (const backend of ['cpu', d.name] as const) {
+      const f = of.sequential(layers(), { seed: 3, backend });
+      let diverged = '';
+      const err = await f.fit(small, { estimator: of.bp(), optimizer: of.sgd({ lr: 1e30 }), epochs: 2, batchSize: 16, onDiverged: (x) => (diverged = `${x.epoch}/${x.step}`) })
+        .then(() => null, (e: Error & { code: string }) => e);
+      t.equal(err?.code, 'ERR_NUMERIC', `${backend}: a diverging fit is ERR_NUMERIC`);
+      ends.push({ message: err?.message ?? '', step: f.step, diverged, params: params(f) });
+    }
+    t.match(ends[0]!.message, /\[epoch 1, batch \d+\]/, `the CPU names the batch: ${ends[0]!.message}`);
+    t.equal(ends[1]!.message, ends[0]!.message, 'the device names the same step and batch');
+    t.equal(ends[1]!.step, ends[0]!.step, 'the same step counter');
+    t.equal(ends[1]!.diverged, ends[0]!.diverged, `onDiverged with the same epoch/batch (${ends[0]!.diverged})`);
+    if (d.exact) t.ok(bitsEqual(Float32Array.from(ends[1]!.params), Float32Array.from(ends[0]!.params)), 'the parameters of the last good step, bit for bit');
     const m = of.sequential(layers(), { seed: 3, backend: d.name });
     const start = params(m);
     await t.rejects(m.fit(small, { estimator: of.ulr({ copies: 4 }), epochs: 1, maxGradNorm: 1e-9 }), { code: 'ERR_NUMERIC', message: /exploding update/ }, 'maxGradNorm stops fit');

@@ -233,14 +233,19 @@ OF_HOST_DEVICE void row_weights_at(const RowWeightArgs& a, int64_t r) {
 }
 
 // Step statistics, stage 1: chunk t of kReduceRows rows -> part[2 t] = sum of losses (float64), part[2 t + 1] =
-// hits. Stage 2 (one index): stats[0] = loss sum, stats[1] = hits, stats[2] = 1 when the sum is finite (the
-// optimizer's gate: a non-finite loss leaves the parameters untouched).
+// hits. Stage 2 (one index): stats[0] = loss sum, stats[1] = hits, stats[2] = the optimizer's gate: 1 when the sum is
+// finite, else 0 (a non-finite loss leaves the parameters untouched). With an accumulator (fit's steps without a
+// wait) the step also adds its loss mean times `samples`, hits and rows to acc[0..2]; acc[3] is the first failed
+// step's id (-1: none), and once it is set every later step's gate stays closed too.
 struct StatsArgs {
     double* part;
     double* stats;
     const float* loss;
     const int* hit;
     int R;
+    double* acc;     // nullptr: no accumulation
+    double samples;  // the step's samples (the epoch loss weights each step's mean loss by them)
+    double id;       // the step's id among the steps not yet read back
 };
 OF_HOST_DEVICE void stats_partial_at(const StatsArgs& a, int64_t t) {
     const int r0 = int(t) * kReduceRows, r1 = r0 + kReduceRows < a.R ? r0 + kReduceRows : a.R;
@@ -253,7 +258,13 @@ OF_HOST_DEVICE void stats_final_at(const StatsArgs& a, int64_t) {
     double s = 0.0, h = 0.0;
     for (int t = 0; t < chunks; t++) s += a.part[2 * t], h += a.part[2 * t + 1];
     a.stats[0] = s, a.stats[1] = h;
-    a.stats[2] = (s - s == 0.0) ? 1.0 : 0.0;  // finite (inf - inf and NaN are NaN)
+    bool ok = s - s == 0.0;  // finite (inf - inf and NaN are NaN)
+    if (a.acc) {
+        if (!ok && a.acc[3] < 0.0) a.acc[3] = a.id;
+        ok = ok && a.acc[3] < 0.0;
+        if (ok) a.acc[0] += s / a.R * a.samples, a.acc[1] += h, a.acc[2] += a.R;
+    }
+    a.stats[2] = ok ? 1.0 : 0.0;
 }
 
 // The LR score times the row weight, in place: E[r, o] = s(E[r, o]) w[r]; one index per element (O per row).

@@ -96,15 +96,6 @@ Status DeviceTrainer::col_sum(float* out, const float* d, int R, int O, float al
     return dev_->col_sum_final(a, O);
 }
 
-Status DeviceTrainer::finish(int rows) {
-    const int chunks = (rows + dev::kReduceRows - 1) / dev::kReduceRows;
-    OF_TRY(stats_part_.reserve(dev_.get(), size_t(chunks) * 2 * sizeof(double)));
-    OF_TRY(stats_.reserve(dev_.get(), 4 * sizeof(double)));
-    dev::StatsArgs a{stats_part_.as<double>(), stats_.as<double>(), loss_.f(), hit_.as<int>(), rows};
-    OF_TRY(dev_->stats_partial(a, chunks));
-    return dev_->stats_final(a, 1);
-}
-
 Status DeviceTrainer::read_stats(StepStats* stats, int rows) {
     OF_TRY(dev_->download(stats_host_, stats_.as<double>(), 3 * sizeof(double)));
     stats->loss = stats_host_[0] / rows;
@@ -171,7 +162,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step) {
             if (u.b_off >= 0) OF_TRY(col_sum(G + u.b_off, S, R, u.O, inv_sigma));
         }
     }
-    return finish(R);
+    return {};
 }
 
 // BP (backprop.cpp's math for dense models): the forward keeps pre-activations (e_) and activations (a_).
@@ -215,21 +206,63 @@ Status DeviceTrainer::bp(Model& m, int B) {
             std::swap(dcur, dnext);
         }
     }
-    return finish(B);
+    return {};
+}
+
+Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
+                               double id, int* rows) {
+    OF_CHECK(active_, Internal, "device trainer used before begin()");
+    OF_CHECK(B > 0, Shape, "empty batch");
+    OF_TRY(upload_batch(m, x, y, B));
+    *rows = B;
+    if (e.kind == EstimatorConfig::Kind::Ulr) {
+        OF_TRY(ulr(m, B, e.ulr, step));
+        *rows = B * e.ulr.copies;
+    } else {
+        OF_TRY(bp(m, B));
+    }
+    const int chunks = (*rows + dev::kReduceRows - 1) / dev::kReduceRows;
+    OF_TRY(stats_part_.reserve(dev_.get(), size_t(chunks) * 2 * sizeof(double)));
+    OF_TRY(stats_.reserve(dev_.get(), 4 * sizeof(double)));
+    if (id >= 0.0 && acc_.size() == 0) OF_TRY(reset_tally());
+    dev::StatsArgs a{stats_part_.as<double>(), stats_.as<double>(), loss_.f(), hit_.as<int>(), *rows,
+                     id >= 0.0 ? acc_.as<double>() : nullptr, double(B), id};
+    OF_TRY(dev_->stats_partial(a, chunks));
+    return dev_->stats_final(a, 1);
+}
+
+Status DeviceTrainer::reset_tally() {
+    OF_TRY(acc_.reserve(dev_.get(), 4 * sizeof(double)));
+    const double zero[4] = {0.0, 0.0, 0.0, -1.0};
+    return dev_->upload(acc_.as<double>(), zero, sizeof(zero));
+}
+
+Status DeviceTrainer::grad_norm(int64_t n, float clip) {
+    const int64_t chunks = (n + dev::kReduceChunk - 1) / dev::kReduceChunk;
+    OF_TRY(norm_part_.reserve(dev_.get(), size_t(chunks) * sizeof(double)));
+    OF_TRY(norm_.reserve(dev_.get(), 2 * sizeof(double)));
+    dev::SumSqArgs a{norm_part_.as<double>(), norm_.as<double>(), grads_.f(), n, clip};
+    OF_TRY(dev_->sumsq_partial(a, chunks));
+    return dev_->sumsq_final(a, 1);
+}
+
+Status DeviceTrainer::update(const OptimizerConfig& o, int64_t n, int64_t t) {
+    if (o.clip_norm > 0.0f) OF_TRY(grad_norm(n, o.clip_norm));
+    dev::OptArgs a{params_.f(), grads_.f(), opt_m_.f(), opt_v_.f(), o.clip_norm > 0.0f ? norm_.as<double>() : nullptr,
+                   stats_.as<double>(), o.kind, o.lr, o.weight_decay, o.momentum, o.nesterov ? 1 : 0, o.beta1, o.beta2,
+                   o.eps, 0.0f, 0.0f};
+    if (o.kind != OptKind::Sgd) {  // bias corrections as cpu::optimizer_step computes them
+        const float bc1 = float(1.0 - std::pow(double(o.beta1), double(t)));
+        const float bc2 = float(1.0 - std::pow(double(o.beta2), double(t)));
+        a.step = o.lr / bc1, a.inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
+    }
+    return dev_->optimizer(a, n);
 }
 
 Status DeviceTrainer::gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
                                 StepStats* stats, bool fetch) {
-    OF_CHECK(active_, Internal, "device trainer used before begin()");
-    OF_CHECK(B > 0, Shape, "empty batch");
-    OF_TRY(upload_batch(m, x, y, B));
-    int rows = B;
-    if (e.kind == EstimatorConfig::Kind::Ulr) {
-        OF_TRY(ulr(m, B, e.ulr, step));
-        rows = B * e.ulr.copies;
-    } else {
-        OF_TRY(bp(m, B));
-    }
+    int rows = 0;
+    OF_TRY(estimate(m, x, y, B, e, step, -1.0, &rows));
     OF_TRY(read_stats(stats, rows));
     if (e.kind == EstimatorConfig::Kind::Ulr) update_running_baseline(m, e.ulr, stats->loss);
     if (fetch) OF_TRY(dev_->download(m.grads.data(), grads_.f(), size_t(m.n_params) * sizeof(float)));
@@ -238,52 +271,54 @@ Status DeviceTrainer::gradients(Model& m, const float* x, const Targets& y, int 
 
 Status DeviceTrainer::train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
                                  const OptimizerConfig& o, StepStats* stats, double max_grad_norm) {
-    OF_CHECK(active_, Internal, "device trainer used before begin()");
-    OF_CHECK(B > 0, Shape, "empty batch");
     EstimatorConfig est = e;
     est.ulr.training = true;
-    OF_TRY(upload_batch(m, x, y, B));
-    int rows = B;
-    if (est.kind == EstimatorConfig::Kind::Ulr) {
-        OF_TRY(ulr(m, B, est.ulr, m.step));
-        rows = B * est.ulr.copies;
-    } else {
-        OF_TRY(bp(m, B));
-    }
-    const int64_t n = m.n_params;
-    const bool norm = o.clip_norm > 0.0f || max_grad_norm > 0.0;
-    if (norm) {  // the global gradient norm: the clipping factor stays on the device; the stop check reads it
-        const int64_t chunks = (n + dev::kReduceChunk - 1) / dev::kReduceChunk;
-        OF_TRY(norm_part_.reserve(dev_.get(), size_t(chunks) * sizeof(double)));
-        OF_TRY(norm_.reserve(dev_.get(), 2 * sizeof(double)));
-        dev::SumSqArgs a{norm_part_.as<double>(), norm_.as<double>(), grads_.f(), n, o.clip_norm};
-        OF_TRY(dev_->sumsq_partial(a, chunks));
-        OF_TRY(dev_->sumsq_final(a, 1));
-    }
+    int rows = 0;
+    OF_TRY(estimate(m, x, y, B, est, m.step, -1.0, &rows));
     if (max_grad_norm > 0.0) {  // checked before the update: the parameters stay those of the last good step
         OF_TRY(read_stats(stats, rows));
         if (!std::isfinite(stats->loss)) return nonfinite_loss(m);
+        OF_TRY(grad_norm(m.n_params, 0.0f));
         double nrm[2];
         OF_TRY(dev_->download(nrm, norm_.as<double>(), sizeof(nrm)));
         OF_TRY(check_grad_norm(m, nrm[0], max_grad_norm));
     }
-    // the update, gated on the device by the step's loss being finite (no wait before it)
-    const int64_t t = m.opt_t + 1;
-    dev::OptArgs a{params_.f(), grads_.f(), opt_m_.f(), opt_v_.f(), o.clip_norm > 0.0f ? norm_.as<double>() : nullptr,
-                   stats_.as<double>(), o.kind, o.lr, o.weight_decay, o.momentum, o.nesterov ? 1 : 0, o.beta1, o.beta2,
-                   o.eps, 0.0f, 0.0f};
-    if (o.kind != OptKind::Sgd) {
-        const float bc1 = float(1.0 - std::pow(double(o.beta1), double(t)));
-        const float bc2 = float(1.0 - std::pow(double(o.beta2), double(t)));
-        a.step = o.lr / bc1, a.inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
-    }
-    OF_TRY(dev_->optimizer(a, n));
+    OF_TRY(update(o, m.n_params, m.opt_t + 1));  // gated on the device by the step's loss being finite: no wait
     OF_TRY(read_stats(stats, rows));
     if (!std::isfinite(stats->loss)) return nonfinite_loss(m);
     if (est.kind == EstimatorConfig::Kind::Ulr) update_running_baseline(m, est.ulr, stats->loss);
-    m.opt_t = t;
+    m.opt_t++;
     m.step++;
     return {};
+}
+
+Status DeviceTrainer::launch_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
+                                  const OptimizerConfig& o, int64_t batch) {
+    int rows = 0;
+    pending_.push_back({batch, m.step, m.opt_t});
+    OF_TRY(estimate(m, x, y, B, e, m.step, double(pending_.size() - 1), &rows));
+    OF_TRY(update(o, m.n_params, m.opt_t + 1));
+    m.opt_t++;
+    m.step++;
+    return {};
+}
+
+Status DeviceTrainer::flush(Model& m, Tally* t) {
+    if (pending_.empty()) return {};
+    double acc[4];
+    OF_TRY(dev_->download(acc, acc_.as<double>(), sizeof(acc)));
+    std::vector<Pending> done;
+    done.swap(pending_);
+    OF_TRY(reset_tally());
+    t->loss_sum += acc[0];
+    t->correct += int64_t(acc[1]);
+    t->rows += int64_t(acc[2]);
+    if (acc[3] < 0.0) return {};
+    const Pending& p = done[size_t(acc[3])];  // the first failed step: it and every later one changed nothing
+    m.step = p.step;
+    m.opt_t = p.opt_t;
+    t->failed_batch = p.batch;
+    return nonfinite_loss(m);
 }
 
 }  // namespace of

@@ -44,19 +44,50 @@ class DeviceTrainer {
     Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
                       const OptimizerConfig& o, StepStats* stats, double max_grad_norm);
 
+    // fit's steps without a wait. launch_step() enqueues a whole step (batch `batch` of the epoch) and advances the
+    // counters at once; flush() waits for the launched steps and adds their statistics to *t. A step whose loss was
+    // non-finite closes a gate on the device: it and every later step change nothing. flush() then rolls the counters
+    // back to that step, sets t->failed_batch and returns ERR_NUMERIC. Only where nothing needs a step's result on
+    // the host before the next step: no maxGradNorm, no running baseline (async_ok).
+    static bool async_ok(const EstimatorConfig& e, double max_grad_norm) {
+        return max_grad_norm <= 0.0 && !(e.kind == EstimatorConfig::Kind::Ulr && e.ulr.baseline == Baseline::Running);
+    }
+    struct Tally {
+        double loss_sum = 0.0;  // sum over steps of the step's mean loss times its samples
+        int64_t correct = 0, rows = 0;
+        int64_t failed_batch = -1;
+    };
+    Status launch_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
+                       const OptimizerConfig& o, int64_t batch);
+    Status flush(Model& m, Tally* t);
+    size_t pending() const { return pending_.size(); }
+
    private:
     Status upload_batch(const Model& m, const float* x, const Targets& y, int B);
+    // Upload, estimate and the step statistics (accumulated under `id` when id >= 0); *rows: the rows evaluated.
+    Status estimate(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
+                    double id, int* rows);
     Status ulr(Model& m, int B, const UlrConfig& c, uint32_t step);
     Status bp(Model& m, int B);
     Status col_sum(float* out, const float* d, int R, int O, float alpha);
-    Status finish(int rows);  // launches the step statistics
+    Status grad_norm(int64_t n, float clip);  // norm_[0] = |g|, norm_[1] = the clipping factor
+    Status update(const OptimizerConfig& o, int64_t n, int64_t t);  // the optimizer, gated by the step statistics
     Status read_stats(StepStats* stats, int rows);
+    Status reset_tally();
+
+    struct Pending {
+        int64_t batch;
+        uint32_t step;
+        int64_t opt_t;
+    };
+    std::vector<Pending> pending_;
 
     std::unique_ptr<Device> dev_;
     int tf32_ = -1;
     bool active_ = false;
     DeviceBuffer params_, grads_, opt_m_, opt_v_;
-    DeviceBuffer x_, labels_, values_, loss_, hit_, w_, row_part_, stats_part_, stats_, col_part_, norm_part_, norm_, v0_, g_, d0_, d1_;
+    DeviceBuffer x_, labels_, values_, loss_, hit_, w_, row_part_, stats_part_, stats_, acc_, col_part_, norm_part_, norm_, v0_, g_, d0_,
+        d1_;
     std::vector<std::unique_ptr<DeviceBuffer>> a_, e_;  // per layer: activations; noise (ULR) or pre-activations (BP)
     double stats_host_[4] = {};
 };

@@ -188,8 +188,32 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
         auto t_report = t_epoch;
         double loss_sum = 0.0;
         int64_t correct = 0, rows_seen = 0, samples = 0;
+        // On a device, steps are launched without waiting for their results; flush() collects them (statistics and
+        // a failed step) at every progress report, every 64 steps, at the epoch's end and before a cancel returns.
+        const bool async = dt && DeviceTrainer::async_ok(est, cfg.max_grad_norm);
+        int64_t flushed_samples = 0, launched_samples = 0;
+        auto numeric = [&](Status status, int64_t s) {
+            if (hooks.diverged) hooks.diverged(status.message, ep + 1, s + 1);
+            status.message += " [epoch " + std::to_string(ep + 1) + ", batch " + std::to_string(s + 1) + "]";
+            return status;
+        };
+        auto flush = [&]() -> Status {
+            DeviceTrainer::Tally tally;
+            Status st = dt->flush(m, &tally);
+            loss_sum += tally.loss_sum, correct += tally.correct, rows_seen += tally.rows;
+            if (!st.ok()) {
+                if (tally.failed_batch < 0) return st;
+                m.epoch_step = uint32_t(tally.failed_batch);
+                return numeric(st, tally.failed_batch);
+            }
+            flushed_samples = launched_samples;
+            return {};
+        };
         for (int64_t s = s0; s < steps; s++) {
-            if (hooks.cancel && hooks.cancel->load()) return {StatusCode::Abort, "training was cancelled"};
+            if (hooks.cancel && hooks.cancel->load()) {
+                if (async) OF_TRY(flush());
+                return {StatusCode::Abort, "training was cancelled"};
+            }
             int64_t r0 = s * batch;
             int B = int(std::min(batch, n - r0));
             for (int b = 0; b < B; b++) {
@@ -200,26 +224,28 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
                 else std::copy(train.y.values + src * C, train.y.values + (src + 1) * C, yv.data() + int64_t(b) * C);
             }
             Targets t{train.y.labels ? yl.data() : nullptr, train.y.values ? yv.data() : nullptr};
-            StepStats st;
-            Status status = dt ? dt->train_step(m, xb.data(), t, B, est, cfg.optimizer, &st, cfg.max_grad_norm)
-                               : train_step(m, xb.data(), t, B, est, cfg.optimizer, &st, hook, cfg.max_grad_norm);
-            if (!status.ok()) {
-                if (status.code == StatusCode::Numeric) {
-                    if (hooks.diverged) hooks.diverged(status.message, ep + 1, s + 1);
-                    status.message += " [epoch " + std::to_string(ep + 1) + ", batch " + std::to_string(s + 1) + "]";
-                }
-                return status;
+            if (async) {
+                OF_TRY(dt->launch_step(m, xb.data(), t, B, est, cfg.optimizer, s));
+                launched_samples += B;
+            } else {
+                StepStats st;
+                Status status = dt ? dt->train_step(m, xb.data(), t, B, est, cfg.optimizer, &st, cfg.max_grad_norm)
+                                   : train_step(m, xb.data(), t, B, est, cfg.optimizer, &st, hook, cfg.max_grad_norm);
+                if (!status.ok()) return status.code == StatusCode::Numeric ? numeric(status, s) : status;
+                loss_sum += st.loss * double(B);
+                correct += st.correct;
+                rows_seen += st.rows;
+                flushed_samples += B;
             }
             m.epoch_step = uint32_t(s + 1);
             steps_done++;
-            loss_sum += st.loss * double(B);
-            correct += st.correct;
-            rows_seen += st.rows;
             samples += B;
-            if (hooks.progress && (since(t_report) >= 0.1 || s + 1 == steps)) {
+            const bool report = hooks.progress && (since(t_report) >= 0.1 || s + 1 == steps);
+            if (async && (report || s + 1 == steps || dt->pending() >= 64)) OF_TRY(flush());
+            if (report) {
                 t_report = clock::now();
                 const int64_t left = (steps - s - 1) + int64_t(last - ep - 1) * steps;
-                ProgressEvent p{ep + 1, last, s + 1, steps, loss_sum / double(samples),
+                ProgressEvent p{ep + 1, last, s + 1, steps, loss_sum / double(flushed_samples),
                                 double(correct) / double(rows_seen), double(samples) / since(t_epoch), since(t_fit),
                                 since(t_fit) / double(steps_done) * double(left)};
                 hooks.progress(p);
