@@ -25,11 +25,14 @@ constexpr int kBlock = 256;
 OF_DEVICE_KERNELS(OF_CUDA_KERNEL)
 #undef OF_CUDA_KERNEL
 
+// Every CUDA failure is ERR_BACKEND (out of memory included), with what failed and what to do.
 Status cuda_error(cudaError_t e, const char* what) {
     if (e == cudaSuccess) return {};
-    const StatusCode code = e == cudaErrorMemoryAllocation ? StatusCode::OutOfMemory : StatusCode::Backend;
-    return {code, std::string("CUDA ") + what + ": " + cudaGetErrorString(e) +
-                      (code == StatusCode::OutOfMemory ? " (use a smaller batch or fewer copies)" : "")};
+    std::string hint = e == cudaErrorMemoryAllocation ? " (out of GPU memory: use a smaller batch or fewer copies)"
+                       : e == cudaErrorIllegalAddress || e == cudaErrorLaunchFailure
+                           ? " (the GPU context is lost: restart the process; please report this)"
+                           : "";
+    return {StatusCode::Backend, std::string("CUDA ") + what + ": " + cudaGetErrorString(e) + hint};
 }
 
 class CudaDevice final : public Device {

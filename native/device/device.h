@@ -2,7 +2,8 @@
 // copies, a row-major GEMM, and the kernels of device/ops.h. Two implementations: the CUDA device (native/cuda/,
 // built only where nvcc is found) and the host simulation (sim_device.cpp), which runs the same kernel bodies on
 // the CPU so that the device trainer is tested on every machine. All work goes to one in-order queue; download()
-// and sync() wait for it. Every call returns a Status: a CUDA error is ERR_BACKEND (ERR_OOM for memory), never a crash.
+// and sync() wait for it. Every call returns a Status: a CUDA error (out of memory included) is ERR_BACKEND, never a
+// crash.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -26,7 +27,7 @@ class Device {
     virtual ~Device() = default;
     virtual DeviceInfo info() const = 0;
 
-    // Memory. alloc: ERR_OOM when the device is full. release(nullptr) is a no-op.
+    // Memory. alloc: an error when the device is full. release(nullptr) is a no-op.
     virtual Status alloc(size_t bytes, void** p) = 0;
     virtual void release(void* p) = 0;
     virtual Status upload(void* dst, const void* src, size_t bytes) = 0;  // host -> device (src may be reused at once)
