@@ -1,5 +1,7 @@
-// The device backend (native/device, native/cuda): the same checks run on the host simulation of a device ('sim',
-// every machine) and on CUDA where a GPU answers (skipped otherwise, with the reason). Against the CPU engine:
+// The device backend (native/device, native/cuda). `npm test` pins ONEFORWARD_BACKEND=cpu so that the other files
+// test the CPU engine on any machine; this one names its backends. The same checks run on the host simulation of a
+// device ('sim', every machine) and on CUDA where a GPU answers (skipped otherwise, with the reason). Against the
+// CPU engine:
 // - the noise of the fused noisy forward is bit-identical (every density, antithetic pairs, odd widths and rows);
 // - the device GEMM in all four transpose cases (sim: bit-identical, being our CPU GEMM; CUDA: rel. error <= 1e-5
 //   in float32, <= 1e-2 with TF32; beta = 0 never reads C, which starts as NaN);
@@ -36,7 +38,7 @@ t.test('backend selection', async (t) => {
   t.type(info.reason, 'string');
   t.ok(info.reason.length > 0, `info() says why: ${info.reason}`);
   if (info.devices.cuda === 0) {
-    t.equal(of.sequential([of.dense(4, 2)]).backend, 'cpu', "'auto' falls back to the CPU");
+    t.equal(of.sequential([of.dense(4, 2)], { backend: 'auto' }).backend, 'cpu', "'auto' falls back to the CPU");
     t.throws(() => of.sequential([of.dense(4, 2)], { backend: 'cuda' }), { code: 'ERR_BACKEND' }, "backend 'cuda' without a GPU is ERR_BACKEND");
     t.throws(() => nat.deviceNoise('cuda', 2, 2, 0, 0, 0, 0, false, 0), { code: 'ERR_BACKEND' }, 'so is a CUDA kernel test');
     const prev = process.env.ONEFORWARD_BACKEND;
@@ -48,7 +50,7 @@ t.test('backend selection', async (t) => {
       else process.env.ONEFORWARD_BACKEND = prev;
     }
   } else {
-    t.equal(of.sequential([of.dense(4, 2)]).backend, 'cuda', "'auto' picks CUDA when a GPU answers");
+    t.equal(of.sequential([of.dense(4, 2)], { backend: 'auto' }).backend, 'cuda', "'auto' picks CUDA when a GPU answers");
   }
   t.throws(() => of.sequential([of.dense(4, 2)], { backend: 'tpu' as 'cpu' }), { code: 'ERR_CONFIG' }, 'an unknown backend');
   t.throws(() => of.sequential([of.dense(4, 2)], { allowTf32: 1 as unknown as boolean }), { code: 'ERR_CONFIG' }, 'allowTf32 must be boolean');
