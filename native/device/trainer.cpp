@@ -52,6 +52,8 @@ Status DeviceTrainer::begin(Model& m, const OptimizerConfig* o) {
         OF_TRY(dev_->zero(opt_m_.f(), bytes));
         OF_TRY(dev_->zero(opt_v_.f(), bytes));
     }
+    pending_.clear();  // a fit that stopped on an error may have left launched steps unread
+    if (acc_.size()) OF_TRY(reset_tally());
     active_ = true;
     return {};
 }
