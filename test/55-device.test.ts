@@ -18,6 +18,7 @@ import * as fs from 'fs';
 import * as of from '../lib/index';
 import { concat } from './helpers/close';
 import { nat, randn } from './helpers/native';
+import { configA } from './helpers/spatial';
 
 type Dev = 'sim' | 'cuda';
 const info = of.backend.info();
@@ -220,6 +221,33 @@ for (const d of devices) {
       const got = concat(dev.gradients(batch, { estimator, loss }));
       t.ok(bitsEqual(Float32Array.from(got), Float32Array.from(want)), `${name}: the CPU's bits`);
       t.match(dev.backendInfo().placement, why, `${name}: ${dev.backendInfo().placement}`);
+    }
+  });
+
+  t.test(`${d.name}: every other layer kind trains through the CPU fallback, with the CPU's bits`, async (t) => {
+    const nets: [string, () => of.Layer[], number][] = [
+      ['conv, pools', configA, 7 * 6 * 3],
+      ['gru', () => [of.gru({ units: 4, inputShape: [3, 2] }), of.dense(4, 3)], 6],
+      ['lstm, returnSequences + timeMean', () => [of.lstm({ units: 4, inputShape: [3, 2], returnSequences: true }), of.timeMean(), of.dense(4, 3)], 6],
+      ['residual', () => [of.dense(5, 4), of.tanh(), of.residual([of.dense(4, 4), of.sigmoid(), of.dense(4, 4)]), of.tanh(), of.dense(4, 3)], 5],
+      ['concat', () => [of.dense(5, 4), of.tanh(), of.concat([of.dense(4, 3), of.sigmoid()]), of.tanh(), of.dense(7, 3)], 5],
+      ['layerNorm', () => [of.dense(5, 6), of.layerNorm(), of.tanh(), of.dense(6, 3)], 5],
+      ['groupNorm', () => [of.dense(5, 6), of.groupNorm({ groups: 2 }), of.tanh(), of.dense(6, 3)], 5],
+      ['batchNorm', () => [of.dense(5, 4), of.batchNorm(), of.tanh(), of.dense(4, 3)], 5],
+      ['dropout', () => [of.dense(5, 6), of.relu(), of.dropout(0.3), of.dense(6, 3)], 5],
+      ['binary weights', () => [of.dense(5, 6, { weights: 'binary' }), of.relu(), of.dense(6, 3)], 5],
+    ];
+    for (const [name, layers, inputs] of nets) {
+      const b = { x: randn(12 * inputs, 11), y: Int32Array.from({ length: 12 }, (_, i) => i % 3), rows: 12 };
+      for (const estimator of name === 'binary weights' ? [of.ulr({ copies: 4 })] : [of.bp(), of.ulr({ copies: 4 })]) {
+        const cpu = of.sequential(layers(), { seed: 2, backend: 'cpu' });
+        const dev = of.sequential(layers(), { seed: 2, backend: d.name });
+        const want = concat(cpu.gradients(b, { estimator })), got = concat(dev.gradients(b, { estimator }));
+        t.ok(bitsEqual(Float32Array.from(got), Float32Array.from(want)), `${name}, ${estimator.kind}: the CPU's bits`);
+        t.match(dev.backendInfo().placement, /^cpu \(/, `${name}: ${dev.backendInfo().placement}`);
+        const lc = cpu.trainStep(b, { estimator }), ld = dev.trainStep(b, { estimator });
+        t.equal(ld, lc, `${name}, ${estimator.kind}: a training step too`);
+      }
     }
   });
 
