@@ -11,9 +11,9 @@
 namespace of {
 
 std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e, const LossHook* hook) {
+    if (m.has_quant) return "the model has binary or ternary weights";
     if (!m.dense_only) return "the model has layers other than dense ones";
     if (m.frozen > 0) return "the model has frozen layers";
-    if (m.has_quant) return "the model has binary or ternary weights";
     if (m.groups != 1) return "the model has per-position labels";
     if (hook) return "the loss is a JS function";
     if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) return "weight-perturbation estimators run on the CPU";
