@@ -13,7 +13,6 @@ namespace of {
 std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e, const LossHook* hook) {
     if (m.has_quant) return "the model has binary or ternary weights";
     if (!m.dense_only) return "the model has layers other than dense ones";
-    if (m.frozen > 0) return "the model has frozen layers";
     if (m.groups != 1) return "the model has per-position labels";
     if (hook) return "the loss is a JS function";
     if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) return "weight-perturbation estimators run on the CPU";
@@ -107,7 +106,7 @@ Status DeviceTrainer::read_stats(StepStats* stats, int rows) {
 }
 
 // The ULR estimate (likelihood_ratio.cpp's math, with all R rows at once instead of cache-sized blocks).
-Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step) {
+Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x) {
     Device* d = dev_.get();
     const int K = c.copies, L = int(m.units.size()), C = m.outputs;
     int R = 0;
@@ -131,7 +130,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step) {
     auto bias = [&](const DenseUnit& u) -> const float* { return u.b_off < 0 ? nullptr : P + u.b_off; };
 
     // forward: the first layer's clean GEMM once per sample, then K noisy copies of it; later layers on R rows
-    OF_TRY(d->gemm(false, true, B, u0.O, u0.I, 1.0f, x_.f(), u0.I, P + u0.w_off, u0.I, 0.0f, v0_.f(), u0.O, tf32));
+    OF_TRY(d->gemm(false, true, B, u0.O, u0.I, 1.0f, x, u0.I, P + u0.w_off, u0.I, 0.0f, v0_.f(), u0.O, tf32));
     for (int l = 0; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
         float* out = a_[size_t(l)]->f();
@@ -157,7 +156,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step) {
         const float inv_sigma = 1.0f / sigma(l);
         if (l == 0) {
             OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), S, K, u.O}, int64_t(B) * u.O));
-            OF_TRY(d->gemm(true, false, u.O, u.I, B, inv_sigma, g_.f(), u.O, x_.f(), u.I, 0.0f, G + u.w_off, u.I, tf32));
+            OF_TRY(d->gemm(true, false, u.O, u.I, B, inv_sigma, g_.f(), u.O, x, u.I, 0.0f, G + u.w_off, u.I, tf32));
             if (u.b_off >= 0) OF_TRY(col_sum(G + u.b_off, g_.f(), B, u.O, inv_sigma));
         } else {
             OF_TRY(d->gemm(true, false, u.O, u.I, R, inv_sigma, S, u.O, a_[size_t(l - 1)]->f(), u.I, 0.0f, G + u.w_off, u.I, tf32));
@@ -168,7 +167,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step) {
 }
 
 // BP (backprop.cpp's math for dense models): the forward keeps pre-activations (e_) and activations (a_).
-Status DeviceTrainer::bp(Model& m, int B) {
+Status DeviceTrainer::bp(Model& m, int B, const float* x) {
     Device* d = dev_.get();
     const int L = int(m.units.size()), C = m.outputs;
     const bool tf32 = tf32_for(EstimatorConfig::Kind::Bp);
@@ -185,7 +184,7 @@ Status DeviceTrainer::bp(Model& m, int B) {
     OF_TRY(hit_.reserve(d, size_t(B) * sizeof(int)));
     float* P = params_.f();
     float* G = grads_.f();
-    auto input = [&](int l) { return l == 0 ? x_.f() : a_[size_t(l - 1)]->f(); };
+    auto input = [&](int l) { return l == 0 ? x : a_[size_t(l - 1)]->f(); };
     for (int l = 0; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
         float* v = e_[size_t(l)]->f();
@@ -216,13 +215,21 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     OF_CHECK(active_, Internal, "device trainer used before begin()");
     OF_CHECK(B > 0, Shape, "empty batch");
     OF_TRY(upload_batch(m, x, y, B));
-    *rows = B;
-    if (e.kind == EstimatorConfig::Kind::Ulr) {
-        OF_TRY(ulr(m, B, e.ulr, step));
-        *rows = B * e.ulr.copies;
-    } else {
-        OF_TRY(bp(m, B));
+    const float* in = x_.f();
+    if (m.frozen > 0) OF_TRY(frozen_forward(m, B, e.kind, &in));
+    // the trainable layers as a model of their own, slab offsets unchanged (estimators/frozen.cpp does the same)
+    std::vector<DenseUnit> all;
+    EstimatorConfig sub = e;
+    if (m.frozen > 0) {
+        all = m.units;
+        m.units.erase(m.units.begin(), m.units.begin() + m.frozen);
+        if (sub.ulr.sigma.size() == all.size()) sub.ulr.sigma.erase(sub.ulr.sigma.begin(), sub.ulr.sigma.begin() + m.frozen);
     }
+    *rows = B;
+    Status st = e.kind == EstimatorConfig::Kind::Ulr ? ulr(m, B, sub.ulr, step, in) : bp(m, B, in);
+    if (m.frozen > 0) m.units = std::move(all);
+    OF_TRY(st);
+    if (e.kind == EstimatorConfig::Kind::Ulr) *rows = B * e.ulr.copies;
     const int chunks = (*rows + dev::kReduceRows - 1) / dev::kReduceRows;
     OF_TRY(stats_part_.reserve(dev_.get(), size_t(chunks) * 2 * sizeof(double)));
     OF_TRY(stats_.reserve(dev_.get(), 4 * sizeof(double)));
@@ -233,24 +240,47 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     return dev_->stats_final(a, 1);
 }
 
+// A frozen prefix runs clean on B rows; *in then points at its output, and its gradients are zero.
+Status DeviceTrainer::frozen_forward(Model& m, int B, EstimatorConfig::Kind kind, const float** in) {
+    const int f = m.frozen;
+    OF_CHECK(f < int(m.units.size()), Config, "every layer is frozen: nothing to train");
+    Device* d = dev_.get();
+    int width = 1;
+    for (int l = 0; l < f; l++) width = std::max(width, m.units[size_t(l)].O);
+    OF_TRY(h0_.reserve(d, size_t(B) * width * sizeof(float)));
+    OF_TRY(h1_.reserve(d, size_t(B) * width * sizeof(float)));
+    float* P = params_.f();
+    float* cur = h0_.f();
+    for (int l = 0; l < f; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        OF_TRY(d->gemm(false, true, B, u.O, u.I, 1.0f, *in, u.I, P + u.w_off, u.I, 0.0f, cur, u.O, tf32_for(kind)));
+        OF_TRY(d->bias_act(dev::BiasActArgs{cur, cur, u.b_off < 0 ? nullptr : P + u.b_off, u.O, u.act, u.alpha}, int64_t(B) * u.O));
+        *in = cur;
+        cur = cur == h0_.f() ? h1_.f() : h0_.f();
+    }
+    return d->zero(grads_.f(), size_t(trainable_offset(m)) * sizeof(float));
+}
+
 Status DeviceTrainer::reset_tally() {
     OF_TRY(acc_.reserve(dev_.get(), 4 * sizeof(double)));
     const double zero[4] = {0.0, 0.0, 0.0, -1.0};
     return dev_->upload(acc_.as<double>(), zero, sizeof(zero));
 }
 
-Status DeviceTrainer::grad_norm(int64_t n, float clip) {
+Status DeviceTrainer::grad_norm(int64_t off, int64_t n, float clip) {
     const int64_t chunks = (n + dev::kReduceChunk - 1) / dev::kReduceChunk;
     OF_TRY(norm_part_.reserve(dev_.get(), size_t(chunks) * sizeof(double)));
     OF_TRY(norm_.reserve(dev_.get(), 2 * sizeof(double)));
-    dev::SumSqArgs a{norm_part_.as<double>(), norm_.as<double>(), grads_.f(), n, clip};
+    dev::SumSqArgs a{norm_part_.as<double>(), norm_.as<double>(), grads_.f() + off, n, clip};
     OF_TRY(dev_->sumsq_partial(a, chunks));
     return dev_->sumsq_final(a, 1);
 }
 
-Status DeviceTrainer::update(const OptimizerConfig& o, int64_t n, int64_t t) {
-    if (o.clip_norm > 0.0f) OF_TRY(grad_norm(n, o.clip_norm));
-    dev::OptArgs a{params_.f(), grads_.f(), opt_m_.f(), opt_v_.f(), o.clip_norm > 0.0f ? norm_.as<double>() : nullptr,
+// The optimizer on the trainable part of the slab (a frozen prefix is never touched, as in train.cpp apply_update).
+Status DeviceTrainer::update(const Model& m, const OptimizerConfig& o, int64_t t) {
+    const int64_t off = trainable_offset(m), n = m.n_params - off;
+    if (o.clip_norm > 0.0f) OF_TRY(grad_norm(off, n, o.clip_norm));
+    dev::OptArgs a{params_.f() + off, grads_.f() + off, opt_m_.f() + off, opt_v_.f() + off, o.clip_norm > 0.0f ? norm_.as<double>() : nullptr,
                    stats_.as<double>(), o.kind, o.lr, o.weight_decay, o.momentum, o.nesterov ? 1 : 0, o.beta1, o.beta2,
                    o.eps, 0.0f, 0.0f};
     if (o.kind != OptKind::Sgd) {  // bias corrections as cpu::optimizer_step computes them
@@ -280,12 +310,12 @@ Status DeviceTrainer::train_step(Model& m, const float* x, const Targets& y, int
     if (max_grad_norm > 0.0) {  // checked before the update: the parameters stay those of the last good step
         OF_TRY(read_stats(stats, rows));
         if (!std::isfinite(stats->loss)) return nonfinite_loss(m);
-        OF_TRY(grad_norm(m.n_params, 0.0f));
+        OF_TRY(grad_norm(0, m.n_params, 0.0f));
         double nrm[2];
         OF_TRY(dev_->download(nrm, norm_.as<double>(), sizeof(nrm)));
         OF_TRY(check_grad_norm(m, nrm[0], max_grad_norm));
     }
-    OF_TRY(update(o, m.n_params, m.opt_t + 1));  // gated on the device by the step's loss being finite: no wait
+    OF_TRY(update(m, o, m.opt_t + 1));  // gated on the device by the step's loss being finite: no wait
     OF_TRY(read_stats(stats, rows));
     if (!std::isfinite(stats->loss)) return nonfinite_loss(m);
     if (est.kind == EstimatorConfig::Kind::Ulr) update_running_baseline(m, est.ulr, stats->loss);
@@ -299,7 +329,7 @@ Status DeviceTrainer::launch_step(Model& m, const float* x, const Targets& y, in
     int rows = 0;
     pending_.push_back({batch, m.step, m.opt_t});
     OF_TRY(estimate(m, x, y, B, e, m.step, double(pending_.size() - 1), &rows));
-    OF_TRY(update(o, m.n_params, m.opt_t + 1));
+    OF_TRY(update(m, o, m.opt_t + 1));
     m.opt_t++;
     m.step++;
     return {};

@@ -5,8 +5,8 @@
 // step of a shape and reused. The parameters live on the device between begin() and end(): fit() brackets its epochs
 // with them, so parameters(), save() and validation always see the host copy that end() (or an epoch end) wrote.
 //
-// What it does not run (supported() says why) stays on the CPU estimators: models with non-dense layers, frozen or
-// quantized layers, per-position labels, JS losses, weight-perturbation estimators, and the ULR options modules,
+// What it does not run (unsupported() says why) stays on the CPU estimators: models with non-dense or quantized
+// layers, per-position labels, JS losses, weight-perturbation estimators, and the ULR options modules,
 // layer-wise, learned or per-channel sigma, QMC noise, copy slices and the clean baseline.
 #pragma once
 #include <memory>
@@ -67,11 +67,13 @@ class DeviceTrainer {
     // Upload, estimate and the step statistics (accumulated under `id` when id >= 0); *rows: the rows evaluated.
     Status estimate(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
                     double id, int* rows);
-    Status ulr(Model& m, int B, const UlrConfig& c, uint32_t step);
-    Status bp(Model& m, int B);
+    // The estimators over m.units, whose first layer reads x (B rows on the device).
+    Status ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x);
+    Status bp(Model& m, int B, const float* x);
+    Status frozen_forward(Model& m, int B, EstimatorConfig::Kind kind, const float** in);
     Status col_sum(float* out, const float* d, int R, int O, float alpha);
-    Status grad_norm(int64_t n, float clip);  // norm_[0] = |g|, norm_[1] = the clipping factor
-    Status update(const OptimizerConfig& o, int64_t n, int64_t t);  // the optimizer, gated by the step statistics
+    Status grad_norm(int64_t off, int64_t n, float clip);  // of grads[off, off + n): norm_[0] = |g|, norm_[1] = clip factor
+    Status update(const Model& m, const OptimizerConfig& o, int64_t t);  // the optimizer, gated by the step statistics
     Status read_stats(StepStats* stats, int rows);
     Status reset_tally();
 
@@ -87,7 +89,7 @@ class DeviceTrainer {
     bool active_ = false;
     DeviceBuffer params_, grads_, opt_m_, opt_v_;
     DeviceBuffer x_, labels_, values_, loss_, hit_, w_, row_part_, stats_part_, stats_, acc_, col_part_, norm_part_, norm_, v0_, g_, d0_,
-        d1_;
+        d1_, h0_, h1_;
     std::vector<std::unique_ptr<DeviceBuffer>> a_, e_;  // per layer: activations; noise (ULR) or pre-activations (BP)
     double stats_host_[4] = {};
 };
