@@ -2,7 +2,7 @@
 // process), printing one JSON line per case:
 //   node gpu.js export DIR                    digits as raw files for the PyTorch side (x_train.f32, y_train.i32, ...)
 //   node gpu.js digits '{"estimator":"ulr","copies":512}'
-//        MLP 784-256-10, Adam 1e-3, batch 64, 5 epochs on CUDA: ms/step (median epoch), test accuracy per epoch,
+//        MLP 784-256-10, Adam (lr 1e-3 unless given), batch 64, 5 epochs on CUDA: ms/step (median epoch), test accuracy per epoch,
 //        time to 93% test accuracy (training seconds up to the first epoch that reaches it; null if none does)
 //   node gpu.js throughput '{"estimator":"ulr","copies":512,"rows":65536}'
 //        MLP 784-4096-4096-10 on B = rows / K samples of random data, TF32 allowed: TFLOP/s of the nominal work
@@ -13,7 +13,7 @@ import * as path from 'path';
 import * as of from '../../lib/index';
 import { stepMacs } from './cost';
 
-type Config = { estimator: 'bp' | 'ulr'; copies?: number; rows?: number; steps?: number; epochs?: number; seed?: number; backend?: 'cuda' | 'sim'; widths?: number[] };
+type Config = { estimator: 'bp' | 'ulr'; copies?: number; sigma?: number; lr?: number; rows?: number; steps?: number; epochs?: number; seed?: number; backend?: 'cuda' | 'sim'; widths?: number[] };
 
 function exportDigits(dir: string) {
   const { train, test } = of.datasets.digits();
@@ -36,7 +36,7 @@ function mlp(widths: number[]): of.Layer[] {
   return layers;
 }
 
-const estimatorOf = (c: Config) => (c.estimator === 'bp' ? of.bp() : of.ulr({ copies: c.copies ?? 32, sigma: 0.1 }));
+const estimatorOf = (c: Config) => (c.estimator === 'bp' ? of.bp() : of.ulr({ copies: c.copies ?? 32, sigma: c.sigma ?? 0.1 }));
 
 async function digits(c: Config) {
   const { train, test } = of.datasets.digits();
@@ -46,7 +46,7 @@ async function digits(c: Config) {
   await warm.fit(of.data.take(train, Array.from({ length: 20 * B }, (_, i) => i)), { estimator, epochs: 1, batchSize: B });
   warm.dispose();
   const model = of.sequential(mlp([784, 256, 10]), { seed: c.seed ?? 1, backend: c.backend ?? 'cuda' });
-  const h = await model.fit(train, { estimator, optimizer: of.adam({ lr: 1e-3 }), epochs: c.epochs ?? 5, batchSize: B, validation: test });
+  const h = await model.fit(train, { estimator, optimizer: of.adam({ lr: c.lr ?? 1e-3 }), epochs: c.epochs ?? 5, batchSize: B, validation: test });
   const secs = h.epochs.map((e) => e.seconds);
   const median = [...secs].sort((a, b) => a - b)[Math.floor(secs.length / 2)]!;
   let elapsed = 0;
@@ -56,7 +56,8 @@ async function digits(c: Config) {
     if (t93 === null && e.valAccuracy! >= 0.93) t93 = elapsed;
   }
   return {
-    library: 'oneforward', estimator: c.estimator, copies: c.estimator === 'ulr' ? (c.copies ?? 32) : null, batch: B,
+    library: 'oneforward', estimator: c.estimator, copies: c.estimator === 'ulr' ? (c.copies ?? 32) : null, lr: c.lr ?? 1e-3,
+    sigma: c.estimator === 'ulr' ? (c.sigma ?? 0.1) : null, batch: B,
     epochs: h.epochs.map((e) => ({ epoch: e.epoch, seconds: e.seconds, loss: e.loss, valAccuracy: e.valAccuracy })),
     median_epoch_s: median, median_step_ms: (1000 * median) / h.epochs[0]!.steps, test_accuracy: h.epochs[h.epochs.length - 1]!.valAccuracy,
     time_to_93_s: t93, backend: model.backendInfo(),

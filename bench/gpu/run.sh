@@ -7,6 +7,9 @@
 # same without cuBLAS: our own SGEMM), bench.log, and the gpu suite's gpu-digits.json, gpu-throughput.json, gpu.md.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+# The device tool allows 600 s per command: every step gets at most its own limit and what is left of 550 s.
+deadline=$((SECONDS + 550))
+limit() { local left=$((deadline - SECONDS)); echo $(( left < $1 ? (left > 1 ? left : 1) : $1 )); }
 out=${OUT:-bench/results/gpu-run}
 mkdir -p "$out"
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1
@@ -14,14 +17,14 @@ info() { node -e "console.log(JSON.stringify(require('./dist/lib/index.js').back
 info > "$out/info-prebuilt.json" 2>&1
 if ! grep -q '"cudaDevices":[1-9]' "$out/info-prebuilt.json"; then
   echo "run.sh: the carried addon cannot use this GPU ($(cat "$out/info-prebuilt.json")); rebuilding here"
-  timeout 300 bash bench/gpu/build.sh > "$out/build.log" 2>&1 || echo "run.sh: build failed (see build.log)"
+  timeout "$(limit 200)" bash bench/gpu/build.sh > "$out/build.log" 2>&1 || echo "run.sh: build failed (see build.log)"
   info > "$out/info.json" 2>&1
 fi
 cat "$out"/info*.json
-timeout 240 node node_modules/.bin/tap --reporter=tap --disable-coverage dist/test/55-device.test.js dist/test/00-load.test.js > "$out/tests.tap" 2>&1
+timeout "$(limit 150)" node node_modules/.bin/tap --reporter=tap --disable-coverage dist/test/55-device.test.js dist/test/00-load.test.js > "$out/tests.tap" 2>&1
 echo "run.sh: device tests rc=$? ($(grep -c '^ *ok' "$out/tests.tap") ok, $(grep -c '^ *not ok' "$out/tests.tap") not ok)"
-ONEFORWARD_CUBLAS=0 timeout 150 node node_modules/.bin/tap --reporter=tap --disable-coverage dist/test/55-device.test.js > "$out/tests-owngemm.tap" 2>&1
+ONEFORWARD_CUBLAS=0 timeout "$(limit 90)" node node_modules/.bin/tap --reporter=tap --disable-coverage dist/test/55-device.test.js > "$out/tests-owngemm.tap" 2>&1
 echo "run.sh: device tests without cuBLAS rc=$?"
-timeout 420 node dist/bench/run.js gpu --out "$out" > "$out/bench.log" 2>&1
+timeout "$(limit 330)" node dist/bench/run.js gpu --out "$out" > "$out/bench.log" 2>&1
 echo "run.sh: bench rc=$?"
 tail -30 "$out/bench.log"

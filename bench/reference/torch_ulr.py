@@ -8,7 +8,7 @@ sum_r w_r e_l[r]; the first layer's through G = sum_k w e_1 (B rows). Adam from 
 ReLU + cross-entropy + Adam.
 
 Modes (one JSON line on stdout each):
-  digits      --data DIR --estimator bp|ulr --copies K --epochs 5 --batch 64: ms/step, per-epoch test accuracy,
+  digits      --data DIR --estimator bp|ulr --copies K --sigma S --lr LR --epochs 5 --batch 64: ms/step, per-epoch test accuracy,
               time to 93% test accuracy (training time only, evaluated after every epoch)
   throughput  --estimator bp|ulr --copies K --rows 65536 --widths 784,4096,4096,10 --steps 20: TFLOP/s
 DIR holds what `node dist/bench/cases/gpu.js export DIR` wrote: x_train.f32, y_train.i32, x_test.f32,
@@ -105,7 +105,7 @@ def digits(args, dev):
     xte, yte = torch.from_numpy(xte).to(dev), torch.from_numpy(yte).long().to(dev)
     gen = torch.Generator(device=dev).manual_seed(args.seed)
     ps = init_params([784, 256, 10], dev, gen)
-    opt = torch.optim.Adam(ps, lr=1e-3)
+    opt = torch.optim.Adam(ps, lr=args.lr)
     grad = step_fn(args, ps, gen)
     n, B = xtr.shape[0], args.batch
     steps = (n + B - 1) // B
@@ -135,7 +135,7 @@ def digits(args, dev):
     secs = sorted(e["seconds"] for e in epochs)
     med = secs[len(secs) // 2]
     return {"library": "pytorch " + torch.__version__, "estimator": args.estimator, "copies": args.copies if args.estimator == "ulr" else None,
-            "batch": B, "epochs": epochs, "median_epoch_s": med, "median_step_ms": 1000 * med / steps,
+            "lr": args.lr, "sigma": args.sigma if args.estimator == "ulr" else None, "batch": B, "epochs": epochs, "median_epoch_s": med, "median_step_ms": 1000 * med / steps,
             "test_accuracy": epochs[-1]["valAccuracy"], "time_to_93_s": t93, "tf32": torch.backends.cuda.matmul.allow_tf32}
 
 
@@ -180,6 +180,7 @@ def main():
     ap.add_argument("--estimator", choices=["bp", "ulr"], default="ulr")
     ap.add_argument("--copies", type=int, default=32)
     ap.add_argument("--sigma", type=float, default=0.1)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--rows", type=int, default=65536)
