@@ -18,7 +18,7 @@ import * as fs from 'fs';
 import * as of from '../lib/index';
 import { concat } from './helpers/close';
 import { nat, randn } from './helpers/native';
-import { configA } from './helpers/spatial';
+import { configA, configB, configC } from './helpers/spatial';
 
 type Dev = 'sim' | 'cuda';
 const info = of.backend.info();
@@ -232,7 +232,8 @@ for (const d of devices) {
     const conv = () => [of.conv2d({ inputShape: [28, 28, 1], filters: 3, kernel: 3, strides: 2 }), of.relu(), of.flatten(), of.dense(507, 10)];
     const mlp = () => [of.dense(784, 16), of.relu(), of.dense(16, 10)];
     const cases: [string, () => of.Layer[], of.Estimator, RegExp, of.LossFunction?][] = [
-      ['conv model', conv, of.ulr({ copies: 4 }), /layers other than dense/],
+      ['conv model, bp', conv, of.bp(), /bp\(\) through conv/],
+      ['residual model, ulr', () => [of.dense(784, 8), of.tanh(), of.residual([of.dense(8, 8), of.tanh(), of.dense(8, 8)]), of.dense(8, 10)], of.ulr({ copies: 4 }), /other than dense, conv and pooling/],
       ['JS loss', mlp, of.ulr({ copies: 4 }), /JS function/, (out, t) => out.map((v, i) => Math.abs(v - (t as Int32Array)[Math.floor(i / 10)]!)).filter((_, i) => i % 10 === 0)],
       ['spsa', mlp, of.spsa({ perturbations: 2 }), /weight-perturbation/],
       ['modules', mlp, of.ulr({ copies: 4, modules: [[0, 1], [1, 2]] }), /modules/],
@@ -247,9 +248,33 @@ for (const d of devices) {
     }
   });
 
+  t.test(`${d.name}: ULR through conv and pooling layers matches the CPU engine`, async (t) => {
+    // configA: conv (stride 2, 'same') -> avgPool ('same') -> dilated conv -> maxPool -> dense; configB: a maxPool
+    // first (the clean B-row prefix), a conv without bias, globalAvgPool, two dense layers; configC: smooth units.
+    const cnn = () => [of.conv2d({ inputShape: [28, 28, 1], filters: 4, kernel: 3, strides: 2 }), of.relu(), of.maxPool2d({ size: 2 }), of.flatten(), of.dense(144, 10)];
+    const nets: [string, () => of.Layer[], number][] = [['A', configA, 7 * 6 * 3], ['B', configB, 9 * 8 * 2], ['C', configC, 6 * 5 * 2], ['digits CNN', cnn, 784]];
+    for (const [name, layers, inputs] of nets) {
+      const b = name === 'digits CNN' ? batch : { x: randn(10 * inputs, 12), y: Int32Array.from({ length: 10 }, (_, i) => i % 3), rows: 10 };
+      for (const [label, estimator] of [['K=8', of.ulr({ copies: 8 })], ['antithetic K=6, sigma per layer', of.ulr({ copies: 6, antithetic: true, sigma: name === 'B' ? [0.2, 0.1, 0.05] : 0.1 })], ['K=96', of.ulr({ copies: 96 })]] as const) {
+        const cpu = of.sequential(layers(), { seed: 5, backend: 'cpu' });
+        const dev = of.sequential(layers(), { seed: 5, backend: d.name, allowTf32: false });
+        const want = concat(cpu.gradients(b, { estimator, step: 3 })), got = concat(dev.gradients(b, { estimator, step: 3 }));
+        const diff = maxAbs(got, want), mag = maxMag(want);
+        t.ok(diff <= d.tol * mag, `${name}, ${label}: max abs diff ${diff.toExponential(2)} (max |g| ${mag.toExponential(2)})`);
+        t.equal(dev.backendInfo().placement, d.name, `${name}, ${label}: ran on the device`);
+      }
+    }
+    const cpu = of.sequential(cnn(), { seed: 9, backend: 'cpu' });
+    const dev = of.sequential(cnn(), { seed: 9, backend: d.name, allowTf32: false });
+    const opts = { estimator: of.ulr({ copies: 8 }), epochs: 1, batchSize: 32, validation: val };
+    const [hc, hd] = [await cpu.fit(small, opts), await dev.fit(small, opts)];
+    t.equal(dev.backendInfo().placement, d.name, 'the digits CNN fit ran on the device');
+    t.ok(Math.abs(hd.epochs[0]!.loss - hc.epochs[0]!.loss) <= 1e-3 * hc.epochs[0]!.loss, `digits CNN fit: loss ${hd.epochs[0]!.loss.toFixed(5)} vs ${hc.epochs[0]!.loss.toFixed(5)}`);
+    t.ok(Math.abs(hd.epochs[0]!.valAccuracy! - hc.epochs[0]!.valAccuracy!) <= 0.01, `digits CNN fit: val accuracy ${hd.epochs[0]!.valAccuracy} vs ${hc.epochs[0]!.valAccuracy}`);
+  });
+
   t.test(`${d.name}: every other layer kind trains through the CPU fallback, with the CPU's bits`, async (t) => {
     const nets: [string, () => of.Layer[], number][] = [
-      ['conv, pools', configA, 7 * 6 * 3],
       ['gru', () => [of.gru({ units: 4, inputShape: [3, 2] }), of.dense(4, 3)], 6],
       ['lstm, returnSequences + timeMean', () => [of.lstm({ units: 4, inputShape: [3, 2], returnSequences: true }), of.timeMean(), of.dense(4, 3)], 6],
       ['residual', () => [of.dense(5, 4), of.tanh(), of.residual([of.dense(4, 4), of.sigmoid(), of.dense(4, 4)]), of.tanh(), of.dense(4, 3)], 5],
@@ -267,7 +292,7 @@ for (const d of devices) {
         const dev = of.sequential(layers(), { seed: 2, backend: d.name });
         const want = concat(cpu.gradients(b, { estimator })), got = concat(dev.gradients(b, { estimator }));
         t.ok(bitsEqual(Float32Array.from(got), Float32Array.from(want)), `${name}, ${estimator.kind}: the CPU's bits`);
-        t.match(dev.backendInfo().placement, name === 'binary weights' ? /binary or ternary/ : /layers other than dense/, `${name}: ${dev.backendInfo().placement}`);
+        t.match(dev.backendInfo().placement, name === 'binary weights' ? /binary or ternary/ : /other than dense, conv and pooling/, `${name}: ${dev.backendInfo().placement}`);
         const lc = cpu.trainStep(b, { estimator }), ld = dev.trainStep(b, { estimator });
         t.equal(ld, lc, `${name}, ${estimator.kind}: a training step too`);
       }

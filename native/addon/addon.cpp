@@ -128,7 +128,7 @@ Napi::Value DeviceNoiseJs(const Napi::CallbackInfo& info) {
     const size_t n = size_t(R) * O;
     DeviceBuffer pre = to_device(env, d.get(), nullptr, n), out = to_device(env, d.get(), nullptr, n),
                  E = to_device(env, d.get(), nullptr, n);
-    dev::NoisyArgs a{out.f(), E.f(), pre.f(), nullptr, 1.0f, R, O, 1, Act::Identity, 0.0f,
+    dev::NoisyArgs a{out.f(), E.f(), pre.f(), nullptr, O, 1.0f, R, O, 1, Act::Identity, 0.0f,
                      uint64_t(require_int(info[3], "seed", 0, int64_t(1) << 53)), uint32_t(require_int(info[4], "step", 0, 0xffffffffll)),
                      uint32_t(require_int(info[5], "layer", 0, 0xffffff)), uint32_t(require_int(info[6], "row0", 0, 0xffffffffll)),
                      info[7].ToBoolean() ? 1 : 0, int(require_int(info[8], "density", 0, 2))};

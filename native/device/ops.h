@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/cpu/conv.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/optimizer.h"
 #include "rng/normal.h"
@@ -62,7 +63,8 @@ struct NoisyArgs {
     float* out;
     float* E;  // nullptr: not kept
     const float* pre;
-    const float* bias;  // nullptr: none
+    const float* bias;  // nullptr: none; else bias[j % bias_period] (a conv's bias is per channel)
+    int bias_period;
     float sigma;
     int R, O, rep;
     Act act;
@@ -99,9 +101,60 @@ OF_HOST_DEVICE void noisy_forward_at(const NoisyArgs& a, int64_t i) {
         if (j >= a.O) break;
         const float e = odd ? -z[w] : z[w];
         if (a.E) a.E[int64_t(r) * a.O + j] = e;
-        const float x = a.bias ? v[j] + a.bias[j] + a.sigma * e : v[j] + a.sigma * e;
+        const float x = a.bias ? v[j] + a.bias[j % a.bias_period] + a.sigma * e : v[j] + a.sigma * e;
         y[j] = act_value(x, a.act, a.alpha);
     }
+}
+
+// Convolution patches (cpu::im2row): A (n Ho Wo, kh kw C) from channels-last images x (n, H W C), out-of-image taps 0.
+// One index per element of A.
+struct Im2RowArgs {
+    float* A;
+    const float* x;
+    ConvGeom g;
+};
+OF_HOST_DEVICE void im2row_at(const Im2RowArgs& a, int64_t i) {
+    const ConvGeom& g = a.g;
+    const int patch = g.kh * g.kw * g.C;
+    const int64_t row = i / patch, P = int64_t(g.Ho) * g.Wo;
+    const int col = int(i % patch), pos = int(row % P);
+    const int64_t img = row / P;
+    const int oy = pos / g.Wo, ox = pos % g.Wo, tap = col / g.C, ch = col % g.C;
+    const int iy = oy * g.sh - g.ph + (tap / g.kw) * g.dh, ix = ox * g.sw - g.pw + (tap % g.kw) * g.dw;
+    a.A[i] = (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) ? 0.0f
+                                                          : a.x[img * (int64_t(g.H) * g.W * g.C) + (int64_t(iy) * g.W + ix) * g.C + ch];
+}
+
+// Pooling per channel (cpu::pool_forward): y (n, Ho Wo C) from x (n, H W C); max ignores padding taps, avg divides by
+// the taps inside the image (a window with none gives 0). One index per output value.
+struct PoolArgs {
+    float* y;
+    const float* x;
+    ConvGeom g;
+    PoolKind kind;
+};
+OF_HOST_DEVICE void pool_at(const PoolArgs& a, int64_t i) {
+    const ConvGeom& g = a.g;
+    const int64_t P = int64_t(g.Ho) * g.Wo;
+    const int ch = int(i % g.C);
+    const int64_t img = i / g.C / P;
+    const int pos = int(i / g.C % P), oy = pos / g.Wo, ox = pos % g.Wo;
+    const float* xi = a.x + img * (int64_t(g.H) * g.W * g.C);
+    float out = a.kind == PoolKind::Max ? -3.402823466e+38f : 0.0f;
+    int taps = 0;
+    for (int ky = 0; ky < g.kh; ky++) {
+        const int iy = oy * g.sh - g.ph + ky * g.dh;
+        if (iy < 0 || iy >= g.H) continue;
+        for (int kx = 0; kx < g.kw; kx++) {
+            const int ix = ox * g.sw - g.pw + kx * g.dw;
+            if (ix < 0 || ix >= g.W) continue;
+            const float v = xi[(int64_t(iy) * g.W + ix) * g.C + ch];
+            taps++;
+            out = a.kind == PoolKind::Max ? (v > out ? v : out) : out + v;
+        }
+    }
+    if (a.kind == PoolKind::Avg && taps > 0) out /= float(taps);
+    a.y[i] = taps == 0 ? 0.0f : out;
 }
 
 // Clean bias + activation, one index per element of v (rows, O): v += bias (v keeps the pre-activation for BP),
@@ -109,7 +162,7 @@ OF_HOST_DEVICE void noisy_forward_at(const NoisyArgs& a, int64_t i) {
 struct BiasActArgs {
     float* a;
     float* v;
-    const float* bias;
+    const float* bias;  // bias[i % O]: O is the row width, or a conv's channels
     int O;
     Act act;
     float alpha;
@@ -392,6 +445,8 @@ OF_HOST_DEVICE void optimizer_at(const OptArgs& a, int64_t i) {
 // The kernels every device implements: X(name, Args) -> Status name(const Args&, int64_t n) runs name_at over n.
 #define OF_DEVICE_KERNELS(X)             \
     X(noisy_forward, NoisyArgs)          \
+    X(im2row, Im2RowArgs)                \
+    X(pool, PoolArgs)                    \
     X(bias_act, BiasActArgs)             \
     X(act_backward, ActBackArgs)         \
     X(loss_rows, LossArgs)               \

@@ -12,7 +12,13 @@ namespace of {
 
 std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e, const LossHook* hook) {
     if (m.has_quant) return "the model has binary or ternary weights";
-    if (!m.dense_only) return "the model has layers other than dense ones";
+    for (const DenseUnit& u : m.units) {
+        const bool kind = u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d || u.kind == UnitKind::MaxPool2d ||
+                          u.kind == UnitKind::AvgPool2d;
+        if (!kind || u.skip_from >= 0 || u.starts_block) return "the model has layers other than dense, conv and pooling ones";
+    }
+    if (!m.dense_only && e.kind == EstimatorConfig::Kind::Bp) return "bp() through conv and pooling layers runs on the CPU";
+    if (!m.dense_only && m.frozen > 0) return "frozen layers in a conv model run on the CPU";
     if (m.groups != 1) return "the model has per-position labels";
     if (hook) return "the loss is a JS function";
     if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) return "weight-perturbation estimators run on the CPU";
@@ -105,7 +111,12 @@ Status DeviceTrainer::read_stats(StepStats* stats, int rows) {
     return {};
 }
 
-// The ULR estimate (likelihood_ratio.cpp's math, with all R rows at once instead of cache-sized blocks).
+// The ULR estimate (likelihood_ratio.cpp's math for dense models, generic.cpp's for conv and pooling units), with all
+// R rows at once instead of cache-sized blocks. Parameter-free units before the first noisy one run clean on B rows;
+// the first noisy unit's linear part runs once per sample (the shared prefix) and its K noisy copies read it. A conv
+// unit is im2row + one GEMM: its rows are (sample, position) pairs, so its noise row is the whole (positions x
+// channels) output of a copy, and its weight gradient is S^T A over all (copy, position) rows with its patches A kept
+// from the forward. Noise layer ids are unit indices, as on the CPU.
 Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x) {
     Device* d = dev_.get();
     const int K = c.copies, L = int(m.units.size()), C = m.outputs;
@@ -113,12 +124,23 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     OF_TRY(step_rows(B, K, &R));
     const uint64_t seed = c.has_seed ? c.seed : m.seed;
     const bool tf32 = tf32_for(EstimatorConfig::Kind::Ulr);
+    int first = 0;
+    while (first < L && !m.units[size_t(first)].param()) first++;
+    OF_CHECK(first < L, Config, "the model has no layer with parameters to train");
+    std::vector<float> sigma(size_t(L), 0.0f);  // per noisy unit, from the per-layer list in parameter-unit order
+    for (int l = 0, p = 0; l < L; l++)
+        if (m.units[size_t(l)].param()) sigma[size_t(l)] = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(p++)];
     while (int(a_.size()) < L) a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
+    while (int(cols_.size()) < L) cols_.push_back(std::make_unique<DeviceBuffer>());
+    auto rows_of = [&](int l) { return l < first ? B : R; };
     for (int l = 0; l < L; l++) {
-        OF_TRY(a_[size_t(l)]->reserve(d, size_t(R) * m.units[size_t(l)].O * sizeof(float)));
-        OF_TRY(e_[size_t(l)]->reserve(d, size_t(R) * m.units[size_t(l)].O * sizeof(float)));
+        const DenseUnit& u = m.units[size_t(l)];
+        OF_TRY(a_[size_t(l)]->reserve(d, size_t(rows_of(l)) * u.O * sizeof(float)));
+        if (u.param()) OF_TRY(e_[size_t(l)]->reserve(d, size_t(R) * u.O * sizeof(float)));
+        if (u.kind == UnitKind::Conv2d)  // its patches: B rows' for the first noisy unit, else R rows'
+            OF_TRY(cols_[size_t(l)]->reserve(d, size_t(l == first ? B : R) * u.g.positions() * u.g.patch() * sizeof(float)));
     }
-    const DenseUnit& u0 = m.units[0];
+    const DenseUnit& u0 = m.units[size_t(first)];
     OF_TRY(v0_.reserve(d, size_t(B) * u0.O * sizeof(float)));
     OF_TRY(g_.reserve(d, size_t(B) * u0.O * sizeof(float)));
     OF_TRY(loss_.reserve(d, size_t(R) * sizeof(float)));
@@ -126,19 +148,46 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     OF_TRY(w_.reserve(d, size_t(R) * sizeof(float)));
     float* P = params_.f();
     float* G = grads_.f();
-    auto sigma = [&](int l) { return c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(l)]; };
     auto bias = [&](const DenseUnit& u) -> const float* { return u.b_off < 0 ? nullptr : P + u.b_off; };
-
-    // forward: the first layer's clean GEMM once per sample, then K noisy copies of it; later layers on R rows
-    OF_TRY(d->gemm(false, true, B, u0.O, u0.I, 1.0f, x, u0.I, P + u0.w_off, u0.I, 0.0f, v0_.f(), u0.O, tf32));
-    for (int l = 0; l < L; l++) {
+    auto input = [&](int l) { return l == 0 ? x : a_[size_t(l - 1)]->f(); };
+    // the linear part of a dense or conv unit on `rows` rows of its input into out (rows, O)
+    auto linear = [&](int l, int rows, float* out) -> Status {
+        const DenseUnit& u = m.units[size_t(l)];
+        if (u.kind == UnitKind::Dense)
+            return d->gemm(false, true, rows, u.O, u.I, 1.0f, input(l), u.I, P + u.w_off, u.I, 0.0f, out, u.O, tf32);
+        const int64_t n = int64_t(rows) * u.g.positions();
+        OF_TRY(d->im2row(dev::Im2RowArgs{cols_[size_t(l)]->f(), input(l), u.g}, n * u.g.patch()));
+        return d->gemm(false, true, int(n), u.g.Co, u.g.patch(), 1.0f, cols_[size_t(l)]->f(), u.g.patch(), P + u.w_off,
+                       u.g.patch(), 0.0f, out, u.g.Co, tf32);
+    };
+    auto pool = [&](int l, int rows) -> Status {
+        const DenseUnit& u = m.units[size_t(l)];
+        float* a = a_[size_t(l)]->f();
+        OF_TRY(d->pool(dev::PoolArgs{a, input(l), u.g, u.kind == UnitKind::MaxPool2d ? PoolKind::Max : PoolKind::Avg},
+                       int64_t(rows) * u.O));
+        if (u.act == Act::Identity) return {};
+        return d->bias_act(dev::BiasActArgs{a, a, nullptr, u.O, u.act, u.alpha}, int64_t(rows) * u.O);
+    };
+    auto noisy = [&](int l, const float* pre, int rep) {
         const DenseUnit& u = m.units[size_t(l)];
         float* out = a_[size_t(l)]->f();
-        if (l > 0) OF_TRY(d->gemm(false, true, R, u.O, u.I, 1.0f, a_[size_t(l - 1)]->f(), u.I, P + u.w_off, u.I, 0.0f, out, u.O, tf32));
-        dev::NoisyArgs na{out, e_[size_t(l)]->f(), l == 0 ? v0_.f() : out, bias(u), sigma(l), R, u.O, l == 0 ? K : 1, u.act,
-                          u.alpha, seed, step, uint32_t(l), uint32_t(c.sample_base) * uint32_t(K), c.antithetic ? 1 : 0,
-                          int(c.density)};
-        OF_TRY(d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.O)));
+        dev::NoisyArgs na{out, e_[size_t(l)]->f(), pre, bias(u), u.gemm_cols(), sigma[size_t(l)], R, u.O, rep, u.act, u.alpha,
+                          seed, step, uint32_t(l), uint32_t(c.sample_base) * uint32_t(K), c.antithetic ? 1 : 0, int(c.density)};
+        return d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.O));
+    };
+
+    // forward: the clean B-row prefix, the first noisy unit's K copies of its shared linear part, then R rows
+    for (int l = 0; l < first; l++) OF_TRY(pool(l, B));
+    OF_TRY(linear(first, B, v0_.f()));
+    OF_TRY(noisy(first, v0_.f(), K));
+    for (int l = first + 1; l < L; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        if (!u.param()) {
+            OF_TRY(pool(l, R));
+            continue;
+        }
+        OF_TRY(linear(l, R, a_[size_t(l)]->f()));
+        OF_TRY(noisy(l, a_[size_t(l)]->f(), 1));
     }
     const float* out = a_[size_t(L - 1)]->f();
     OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), R, C, K, m.loss}, R));
@@ -148,20 +197,24 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     OF_TRY(d->row_sums(rw, int64_t(B) * dev::copy_chunks(K)));
     OF_TRY(d->row_weights(rw, R));
 
-    // gradients: S = diag(w) s(E) in place, then one GEMM per layer (the first: G = copy sum of S, G^T X on B rows)
-    for (int l = 0; l < L; l++) {
+    // gradients: S = diag(w) s(E) in place, then one GEMM per unit (the first: G = copy sum of S, then on B rows)
+    for (int l = first; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
+        if (!u.param()) continue;
         float* S = e_[size_t(l)]->f();
         OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), u.O, c.density, c.score}, int64_t(R) * u.O));
-        const float inv_sigma = 1.0f / sigma(l);
-        if (l == 0) {
+        const float inv_sigma = 1.0f / sigma[size_t(l)];
+        const int rows = l == first ? B : R;
+        if (l == first) {
             OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), S, K, u.O}, int64_t(B) * u.O));
-            OF_TRY(d->gemm(true, false, u.O, u.I, B, inv_sigma, g_.f(), u.O, x, u.I, 0.0f, G + u.w_off, u.I, tf32));
-            if (u.b_off >= 0) OF_TRY(col_sum(G + u.b_off, g_.f(), B, u.O, inv_sigma));
-        } else {
-            OF_TRY(d->gemm(true, false, u.O, u.I, R, inv_sigma, S, u.O, a_[size_t(l - 1)]->f(), u.I, 0.0f, G + u.w_off, u.I, tf32));
-            if (u.b_off >= 0) OF_TRY(col_sum(G + u.b_off, S, R, u.O, inv_sigma));
+            S = g_.f();
         }
+        // in the GEMM view: S (rows x positions, cols) against the unit's input (dense) or its patches (conv)
+        const int n = int(int64_t(rows) * (u.kind == UnitKind::Conv2d ? u.g.positions() : 1));
+        const int cols = u.gemm_cols(), fan = u.fan_in();
+        const float* A = u.kind == UnitKind::Conv2d ? cols_[size_t(l)]->f() : input(l);
+        OF_TRY(d->gemm(true, false, cols, fan, n, inv_sigma, S, cols, A, fan, 0.0f, G + u.w_off, fan, tf32));
+        if (u.b_off >= 0) OF_TRY(col_sum(G + u.b_off, S, n, cols, inv_sigma));
     }
     return {};
 }
