@@ -157,6 +157,80 @@ OF_HOST_DEVICE void pool_at(const PoolArgs& a, int64_t i) {
     a.y[i] = taps == 0 ? 0.0f : out;
 }
 
+// The windows of a conv or pool that read input row iy (column ix), in increasing output order: ky (kx) from the
+// last tap down, each giving oy = (iy + ph - ky dh) / sh when that divides and lands inside the output. The CPU
+// kernels scatter window by window in that order, so gathering in it adds the same values in the same order.
+OF_HOST_DEVICE int window_of(int i, int k, int p, int dl, int s, int n_out) {  // the output index, or -1
+    const int t = i + p - k * dl;
+    if (t < 0 || t % s != 0 || t / s >= n_out) return -1;
+    return t / s;
+}
+
+// The adjoint of im2row (cpu::row2im) as a gather: dx (n, H W C) = the sum of the patch gradients dA (n Ho Wo,
+// kh kw C) at each input value's taps. One index per input value.
+struct Row2ImArgs {
+    float* dx;
+    const float* dA;
+    ConvGeom g;
+};
+OF_HOST_DEVICE void row2im_at(const Row2ImArgs& a, int64_t i) {
+    const ConvGeom& g = a.g;
+    const int c = int(i % g.C), ix = int(i / g.C % g.W), iy = int(i / g.C / g.W % g.H);
+    const int64_t img = i / (int64_t(g.H) * g.W * g.C), P = int64_t(g.Ho) * g.Wo;
+    const int patch = g.kh * g.kw * g.C;
+    float acc = 0.0f;
+    for (int ky = g.kh - 1; ky >= 0; ky--) {
+        const int oy = window_of(iy, ky, g.ph, g.dh, g.sh, g.Ho);
+        if (oy < 0) continue;
+        for (int kx = g.kw - 1; kx >= 0; kx--) {
+            const int ox = window_of(ix, kx, g.pw, g.dw, g.sw, g.Wo);
+            if (ox < 0) continue;
+            acc += a.dA[(img * P + int64_t(oy) * g.Wo + ox) * patch + (ky * g.kw + kx) * g.C + c];
+        }
+    }
+    a.dx[i] = acc;
+}
+
+// Pooling's input gradient (cpu::pool_backward) as a gather: max routes each window's dy to its first maximal tap of
+// x, avg adds dy / taps to every tap inside the image. One index per input value.
+struct PoolBackArgs {
+    float* dx;
+    const float* dy;
+    const float* x;
+    ConvGeom g;
+    PoolKind kind;
+};
+OF_HOST_DEVICE void pool_backward_at(const PoolBackArgs& a, int64_t i) {
+    const ConvGeom& g = a.g;
+    const int c = int(i % g.C), ix = int(i / g.C % g.W), iy = int(i / g.C / g.W % g.H);
+    const int64_t img = i / (int64_t(g.H) * g.W * g.C), P = int64_t(g.Ho) * g.Wo;
+    const float* xi = a.x + img * (int64_t(g.H) * g.W * g.C);
+    float acc = 0.0f;
+    for (int ky = g.kh - 1; ky >= 0; ky--) {
+        const int oy = window_of(iy, ky, g.ph, g.dh, g.sh, g.Ho);
+        if (oy < 0) continue;
+        for (int kx = g.kw - 1; kx >= 0; kx--) {
+            const int ox = window_of(ix, kx, g.pw, g.dw, g.sw, g.Wo);
+            if (ox < 0) continue;
+            const float d = a.dy[(img * P + int64_t(oy) * g.Wo + ox) * g.C + c];
+            const int y0 = oy * g.sh - g.ph, x0 = ox * g.sw - g.pw;
+            int taps = 0, best = -1;
+            float bv = -3.402823466e+38f;
+            for (int ty = 0; ty < g.kh; ty++)
+                for (int tx = 0; tx < g.kw; tx++) {
+                    const int jy = y0 + ty * g.dh, jx = x0 + tx * g.dw;
+                    if (jy < 0 || jy >= g.H || jx < 0 || jx >= g.W) continue;
+                    taps++;
+                    const float v = xi[(int64_t(jy) * g.W + jx) * g.C + c];
+                    if (best < 0 || v > bv) best = jy * g.W + jx, bv = v;
+                }
+            if (a.kind == PoolKind::Avg) acc += d / float(taps);
+            else if (best == iy * g.W + ix) acc += d;
+        }
+    }
+    a.dx[i] = acc;
+}
+
 // Clean bias + activation, one index per element of v (rows, O): v += bias (v keeps the pre-activation for BP),
 // a = act(v). a may alias v.
 struct BiasActArgs {
@@ -447,6 +521,8 @@ OF_HOST_DEVICE void optimizer_at(const OptArgs& a, int64_t i) {
     X(noisy_forward, NoisyArgs)          \
     X(im2row, Im2RowArgs)                \
     X(pool, PoolArgs)                    \
+    X(row2im, Row2ImArgs)                \
+    X(pool_backward, PoolBackArgs)       \
     X(bias_act, BiasActArgs)             \
     X(act_backward, ActBackArgs)         \
     X(loss_rows, LossArgs)               \

@@ -17,7 +17,6 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
                           u.kind == UnitKind::AvgPool2d;
         if (!kind || u.skip_from >= 0 || u.starts_block) return "the model has layers other than dense, conv and pooling ones";
     }
-    if (!m.dense_only && e.kind == EstimatorConfig::Kind::Bp) return "bp() through conv and pooling layers runs on the CPU";
     if (!m.dense_only && m.frozen > 0) return "frozen layers in a conv model run on the CPU";
     if (m.groups != 1) return "the model has per-position labels";
     if (hook) return "the loss is a JS function";
@@ -111,6 +110,29 @@ Status DeviceTrainer::read_stats(StepStats* stats, int rows) {
     return {};
 }
 
+// The linear part of dense or conv unit l on `rows` rows of its input x into out (rows, O). A conv unit's patches go
+// to cols_[l] (kept: its weight gradient reads them).
+Status DeviceTrainer::linear(const Model& m, int l, int rows, const float* x, float* out, bool tf32) {
+    Device* d = dev_.get();
+    const DenseUnit& u = m.units[size_t(l)];
+    const float* W = params_.f() + u.w_off;
+    if (u.kind == UnitKind::Dense) return d->gemm(false, true, rows, u.O, u.I, 1.0f, x, u.I, W, u.I, 0.0f, out, u.O, tf32);
+    const int64_t n = int64_t(rows) * u.g.positions();
+    OF_TRY(cols_[size_t(l)]->reserve(d, size_t(n) * u.g.patch() * sizeof(float)));
+    OF_TRY(d->im2row(dev::Im2RowArgs{cols_[size_t(l)]->f(), x, u.g}, n * u.g.patch()));
+    return d->gemm(false, true, int(n), u.g.Co, u.g.patch(), 1.0f, cols_[size_t(l)]->f(), u.g.patch(), W, u.g.patch(), 0.0f, out,
+                   u.g.Co, tf32);
+}
+
+// Pooling unit l on `rows` rows of x: v = the pooled values, a = act(v) (a may be v).
+Status DeviceTrainer::pool(const Model& m, int l, int rows, const float* x, float* v, float* a) {
+    const DenseUnit& u = m.units[size_t(l)];
+    const int64_t n = int64_t(rows) * u.O;
+    OF_TRY(dev_->pool(dev::PoolArgs{v, x, u.g, u.kind == UnitKind::MaxPool2d ? PoolKind::Max : PoolKind::Avg}, n));
+    if (u.act == Act::Identity && a == v) return {};
+    return dev_->bias_act(dev::BiasActArgs{a, v, nullptr, u.O, u.act, u.alpha}, n);
+}
+
 // The ULR estimate (likelihood_ratio.cpp's math for dense models, generic.cpp's for conv and pooling units), with all
 // R rows at once instead of cache-sized blocks. Parameter-free units before the first noisy one run clean on B rows;
 // the first noisy unit's linear part runs once per sample (the shared prefix) and its K noisy copies read it. A conv
@@ -137,8 +159,6 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         const DenseUnit& u = m.units[size_t(l)];
         OF_TRY(a_[size_t(l)]->reserve(d, size_t(rows_of(l)) * u.O * sizeof(float)));
         if (u.param()) OF_TRY(e_[size_t(l)]->reserve(d, size_t(R) * u.O * sizeof(float)));
-        if (u.kind == UnitKind::Conv2d)  // its patches: B rows' for the first noisy unit, else R rows'
-            OF_TRY(cols_[size_t(l)]->reserve(d, size_t(l == first ? B : R) * u.g.positions() * u.g.patch() * sizeof(float)));
     }
     const DenseUnit& u0 = m.units[size_t(first)];
     OF_TRY(v0_.reserve(d, size_t(B) * u0.O * sizeof(float)));
@@ -150,24 +170,6 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     float* G = grads_.f();
     auto bias = [&](const DenseUnit& u) -> const float* { return u.b_off < 0 ? nullptr : P + u.b_off; };
     auto input = [&](int l) { return l == 0 ? x : a_[size_t(l - 1)]->f(); };
-    // the linear part of a dense or conv unit on `rows` rows of its input into out (rows, O)
-    auto linear = [&](int l, int rows, float* out) -> Status {
-        const DenseUnit& u = m.units[size_t(l)];
-        if (u.kind == UnitKind::Dense)
-            return d->gemm(false, true, rows, u.O, u.I, 1.0f, input(l), u.I, P + u.w_off, u.I, 0.0f, out, u.O, tf32);
-        const int64_t n = int64_t(rows) * u.g.positions();
-        OF_TRY(d->im2row(dev::Im2RowArgs{cols_[size_t(l)]->f(), input(l), u.g}, n * u.g.patch()));
-        return d->gemm(false, true, int(n), u.g.Co, u.g.patch(), 1.0f, cols_[size_t(l)]->f(), u.g.patch(), P + u.w_off,
-                       u.g.patch(), 0.0f, out, u.g.Co, tf32);
-    };
-    auto pool = [&](int l, int rows) -> Status {
-        const DenseUnit& u = m.units[size_t(l)];
-        float* a = a_[size_t(l)]->f();
-        OF_TRY(d->pool(dev::PoolArgs{a, input(l), u.g, u.kind == UnitKind::MaxPool2d ? PoolKind::Max : PoolKind::Avg},
-                       int64_t(rows) * u.O));
-        if (u.act == Act::Identity) return {};
-        return d->bias_act(dev::BiasActArgs{a, a, nullptr, u.O, u.act, u.alpha}, int64_t(rows) * u.O);
-    };
     auto noisy = [&](int l, const float* pre, int rep) {
         const DenseUnit& u = m.units[size_t(l)];
         float* out = a_[size_t(l)]->f();
@@ -177,16 +179,16 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     };
 
     // forward: the clean B-row prefix, the first noisy unit's K copies of its shared linear part, then R rows
-    for (int l = 0; l < first; l++) OF_TRY(pool(l, B));
-    OF_TRY(linear(first, B, v0_.f()));
+    for (int l = 0; l < first; l++) OF_TRY(pool(m, l, B, input(l), a_[size_t(l)]->f(), a_[size_t(l)]->f()));
+    OF_TRY(linear(m, first, B, input(first), v0_.f(), tf32));
     OF_TRY(noisy(first, v0_.f(), K));
     for (int l = first + 1; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
         if (!u.param()) {
-            OF_TRY(pool(l, R));
+            OF_TRY(pool(m, l, R, input(l), a_[size_t(l)]->f(), a_[size_t(l)]->f()));
             continue;
         }
-        OF_TRY(linear(l, R, a_[size_t(l)]->f()));
+        OF_TRY(linear(m, l, R, input(l), a_[size_t(l)]->f(), tf32));
         OF_TRY(noisy(l, a_[size_t(l)]->f(), 1));
     }
     const float* out = a_[size_t(L - 1)]->f();
@@ -219,20 +221,26 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     return {};
 }
 
-// BP (backprop.cpp's math for dense models): the forward keeps pre-activations (e_) and activations (a_).
+// BP (generic.cpp's math for dense, conv and pooling units): the forward keeps pre-activations (e_), activations (a_)
+// and a conv's patches; the backward runs act', the weight-gradient GEMM, then the input gradient (dense: dV W; conv:
+// dV W into patch gradients, then row2im; pool: its adjoint), every kernel a gather in the CPU's order.
 Status DeviceTrainer::bp(Model& m, int B, const float* x) {
     Device* d = dev_.get();
     const int L = int(m.units.size()), C = m.outputs;
     const bool tf32 = tf32_for(EstimatorConfig::Kind::Bp);
     while (int(a_.size()) < L) a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
-    int width = m.inputs;
+    while (int(cols_.size()) < L) cols_.push_back(std::make_unique<DeviceBuffer>());
+    int64_t width = m.inputs, patches = 1;
     for (int l = 0; l < L; l++) {
-        width = std::max(width, m.units[size_t(l)].O);
-        OF_TRY(a_[size_t(l)]->reserve(d, size_t(B) * m.units[size_t(l)].O * sizeof(float)));
-        OF_TRY(e_[size_t(l)]->reserve(d, size_t(B) * m.units[size_t(l)].O * sizeof(float)));
+        const DenseUnit& u = m.units[size_t(l)];
+        width = std::max<int64_t>(width, std::max(u.I, u.O));
+        if (u.kind == UnitKind::Conv2d) patches = std::max<int64_t>(patches, u.g.positions() * u.g.patch());
+        OF_TRY(a_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
+        OF_TRY(e_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
     }
     OF_TRY(d0_.reserve(d, size_t(B) * width * sizeof(float)));
     OF_TRY(d1_.reserve(d, size_t(B) * width * sizeof(float)));
+    OF_TRY(dcols_.reserve(d, size_t(B) * patches * sizeof(float)));
     OF_TRY(loss_.reserve(d, size_t(B) * sizeof(float)));
     OF_TRY(hit_.reserve(d, size_t(B) * sizeof(int)));
     float* P = params_.f();
@@ -241,8 +249,12 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x) {
     for (int l = 0; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
         float* v = e_[size_t(l)]->f();
-        OF_TRY(d->gemm(false, true, B, u.O, u.I, 1.0f, input(l), u.I, P + u.w_off, u.I, 0.0f, v, u.O, tf32));
-        OF_TRY(d->bias_act(dev::BiasActArgs{a_[size_t(l)]->f(), v, u.b_off < 0 ? nullptr : P + u.b_off, u.O, u.act, u.alpha},
+        if (!u.param()) {
+            OF_TRY(pool(m, l, B, input(l), v, a_[size_t(l)]->f()));
+            continue;
+        }
+        OF_TRY(linear(m, l, B, input(l), v, tf32));
+        OF_TRY(d->bias_act(dev::BiasActArgs{a_[size_t(l)]->f(), v, u.b_off < 0 ? nullptr : P + u.b_off, u.gemm_cols(), u.act, u.alpha},
                            int64_t(B) * u.O));
     }
     const float* out = a_[size_t(L - 1)]->f();
@@ -253,12 +265,26 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x) {
     for (int l = L - 1; l >= 0; l--) {
         const DenseUnit& u = m.units[size_t(l)];
         OF_TRY(d->act_backward(dev::ActBackArgs{dcur, dcur, e_[size_t(l)]->f(), a_[size_t(l)]->f(), u.act, u.alpha}, int64_t(B) * u.O));
-        OF_TRY(d->gemm(true, false, u.O, u.I, B, 1.0f, dcur, u.O, input(l), u.I, 0.0f, G + u.w_off, u.I, tf32));
-        if (u.b_off >= 0) OF_TRY(col_sum(G + u.b_off, dcur, B, u.O, 1.0f));
-        if (l > 0) {
-            OF_TRY(d->gemm(false, false, B, u.I, u.O, 1.0f, dcur, u.O, P + u.w_off, u.I, 0.0f, dnext, u.I, tf32));
+        if (!u.param()) {
+            if (l == 0) break;
+            OF_TRY(d->pool_backward(dev::PoolBackArgs{dnext, dcur, input(l), u.g, u.kind == UnitKind::MaxPool2d ? PoolKind::Max : PoolKind::Avg},
+                                    int64_t(B) * u.I));
             std::swap(dcur, dnext);
+            continue;
         }
+        const bool conv = u.kind == UnitKind::Conv2d;
+        const int n = int(int64_t(B) * (conv ? u.g.positions() : 1)), cols = u.gemm_cols(), fan = u.fan_in();
+        const float* A = conv ? cols_[size_t(l)]->f() : input(l);
+        OF_TRY(d->gemm(true, false, cols, fan, n, 1.0f, dcur, cols, A, fan, 0.0f, G + u.w_off, fan, tf32));
+        if (u.b_off >= 0) OF_TRY(col_sum(G + u.b_off, dcur, n, cols, 1.0f));
+        if (l == 0) break;
+        if (conv) {  // patch gradients dV W, then their adjoint
+            OF_TRY(d->gemm(false, false, n, fan, cols, 1.0f, dcur, cols, P + u.w_off, fan, 0.0f, dcols_.f(), fan, tf32));
+            OF_TRY(d->row2im(dev::Row2ImArgs{dnext, dcols_.f(), u.g}, int64_t(B) * u.I));
+        } else {
+            OF_TRY(d->gemm(false, false, B, u.I, u.O, 1.0f, dcur, u.O, P + u.w_off, u.I, 0.0f, dnext, u.I, tf32));
+        }
+        std::swap(dcur, dnext);
     }
     return {};
 }

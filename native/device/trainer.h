@@ -71,6 +71,8 @@ class DeviceTrainer {
     Status ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x);
     Status bp(Model& m, int B, const float* x);
     Status frozen_forward(Model& m, int B, EstimatorConfig::Kind kind, const float** in);
+    Status linear(const Model& m, int l, int rows, const float* x, float* out, bool tf32);
+    Status pool(const Model& m, int l, int rows, const float* x, float* v, float* a);
     Status col_sum(float* out, const float* d, int R, int O, float alpha);
     Status grad_norm(int64_t off, int64_t n, float clip);  // of grads[off, off + n): norm_[0] = |g|, norm_[1] = clip factor
     Status update(const Model& m, const OptimizerConfig& o, int64_t t);  // the optimizer, gated by the step statistics
@@ -89,7 +91,7 @@ class DeviceTrainer {
     bool active_ = false;
     DeviceBuffer params_, grads_, opt_m_, opt_v_;
     DeviceBuffer x_, labels_, values_, loss_, hit_, w_, row_part_, stats_part_, stats_, acc_, col_part_, norm_part_, norm_, v0_, g_, d0_,
-        d1_, h0_, h1_;
+        d1_, h0_, h1_, dcols_;
     std::vector<std::unique_ptr<DeviceBuffer>> a_, e_;  // per layer: activations; noise (ULR) or pre-activations (BP)
     std::vector<std::unique_ptr<DeviceBuffer>> cols_;   // per conv unit (ULR): its input's patches
     double stats_host_[4] = {};
