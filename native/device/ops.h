@@ -231,6 +231,27 @@ OF_HOST_DEVICE void pool_backward_at(const PoolBackArgs& a, int64_t i) {
     a.dx[i] = acc;
 }
 
+// Dropout (units.cpp dropout_apply): y = x / (1 - rate), or 0 where the Philox word of (sample, value) is below
+// rate 2^32; the mask is one per sample (row r is sample sample0 + r / rep), shared by its copies. One index per value.
+struct DropoutArgs {
+    float* y;
+    const float* x;
+    int O, rep;
+    uint32_t sample0;
+    uint64_t seed;
+    uint32_t step, unit;
+    float rate;
+};
+OF_HOST_DEVICE void dropout_at(const DropoutArgs& a, int64_t i) {
+    const int j = int(i % a.O);
+    const uint32_t sample = a.sample0 + uint32_t(i / a.O / a.rep);
+    const U32x4 w = philox4x32_10(uint32_t(j / 4), sample, philox_stream(kStreamDropout, a.unit), a.step, uint32_t(a.seed),
+                                  uint32_t(a.seed >> 32));
+    const double cut = double(a.rate) * 4294967296.0;
+    const float scale = 1.0f / (1.0f - a.rate);
+    a.y[i] = double(w.v[j % 4]) < cut ? 0.0f : a.x[i] * scale;
+}
+
 // Clean bias + activation, one index per element of v (rows, O): v += bias (v keeps the pre-activation for BP),
 // a = act(v). a may alias v.
 struct BiasActArgs {
@@ -523,6 +544,7 @@ OF_HOST_DEVICE void optimizer_at(const OptArgs& a, int64_t i) {
     X(pool, PoolArgs)                    \
     X(row2im, Row2ImArgs)                \
     X(pool_backward, PoolBackArgs)       \
+    X(dropout, DropoutArgs)              \
     X(bias_act, BiasActArgs)             \
     X(act_backward, ActBackArgs)         \
     X(loss_rows, LossArgs)               \

@@ -14,10 +14,10 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
     if (m.has_quant) return "the model has binary or ternary weights";
     for (const DenseUnit& u : m.units) {
         const bool kind = u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d || u.kind == UnitKind::MaxPool2d ||
-                          u.kind == UnitKind::AvgPool2d;
-        if (!kind || u.skip_from >= 0 || u.starts_block) return "the model has layers other than dense, conv and pooling ones";
+                          u.kind == UnitKind::AvgPool2d || u.kind == UnitKind::Dropout;
+        if (!kind || u.skip_from >= 0 || u.starts_block) return "the model has layers other than dense, conv, pooling and dropout ones";
     }
-    if (!m.dense_only && m.frozen > 0) return "frozen layers in a conv model run on the CPU";
+    if (!m.dense_only && m.frozen > 0) return "frozen layers in a model with conv, pooling or dropout layers run on the CPU";
     if (m.groups != 1) return "the model has per-position labels";
     if (hook) return "the loss is a JS function";
     if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) return "weight-perturbation estimators run on the CPU";
@@ -124,11 +124,14 @@ Status DeviceTrainer::linear(const Model& m, int l, int rows, const float* x, fl
                    u.g.Co, tf32);
 }
 
-// Pooling unit l on `rows` rows of x: v = the pooled values, a = act(v) (a may be v).
-Status DeviceTrainer::pool(const Model& m, int l, int rows, const float* x, float* v, float* a) {
+// Parameter-free unit l (pooling, dropout) on `rows` rows of x: v = its values, a = act(v) (a may be v). Dropout's
+// mask: sample sample0 + r / rep for row r, keyed by (seed, step, unit).
+Status DeviceTrainer::plain(const Model& m, int l, int rows, const float* x, float* v, float* a, const Mask& mask) {
     const DenseUnit& u = m.units[size_t(l)];
     const int64_t n = int64_t(rows) * u.O;
-    OF_TRY(dev_->pool(dev::PoolArgs{v, x, u.g, u.kind == UnitKind::MaxPool2d ? PoolKind::Max : PoolKind::Avg}, n));
+    if (u.kind == UnitKind::Dropout)
+        OF_TRY(dev_->dropout(dev::DropoutArgs{v, x, u.O, mask.rep, mask.sample0, mask.seed, mask.step, uint32_t(l), u.rate}, n));
+    else OF_TRY(dev_->pool(dev::PoolArgs{v, x, u.g, u.kind == UnitKind::MaxPool2d ? PoolKind::Max : PoolKind::Avg}, n));
     if (u.act == Act::Identity && a == v) return {};
     return dev_->bias_act(dev::BiasActArgs{a, v, nullptr, u.O, u.act, u.alpha}, n);
 }
@@ -179,13 +182,14 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     };
 
     // forward: the clean B-row prefix, the first noisy unit's K copies of its shared linear part, then R rows
-    for (int l = 0; l < first; l++) OF_TRY(pool(m, l, B, input(l), a_[size_t(l)]->f(), a_[size_t(l)]->f()));
+    const uint32_t base = c.sample_base;
+    for (int l = 0; l < first; l++) OF_TRY(plain(m, l, B, input(l), a_[size_t(l)]->f(), a_[size_t(l)]->f(), {1, base, seed, step}));
     OF_TRY(linear(m, first, B, input(first), v0_.f(), tf32));
     OF_TRY(noisy(first, v0_.f(), K));
     for (int l = first + 1; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
         if (!u.param()) {
-            OF_TRY(pool(m, l, R, input(l), a_[size_t(l)]->f(), a_[size_t(l)]->f()));
+            OF_TRY(plain(m, l, R, input(l), a_[size_t(l)]->f(), a_[size_t(l)]->f(), {K, base, seed, step}));
             continue;
         }
         OF_TRY(linear(m, l, R, input(l), a_[size_t(l)]->f(), tf32));
@@ -224,7 +228,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
 // BP (generic.cpp's math for dense, conv and pooling units): the forward keeps pre-activations (e_), activations (a_)
 // and a conv's patches; the backward runs act', the weight-gradient GEMM, then the input gradient (dense: dV W; conv:
 // dV W into patch gradients, then row2im; pool: its adjoint), every kernel a gather in the CPU's order.
-Status DeviceTrainer::bp(Model& m, int B, const float* x) {
+Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base) {
     Device* d = dev_.get();
     const int L = int(m.units.size()), C = m.outputs;
     const bool tf32 = tf32_for(EstimatorConfig::Kind::Bp);
@@ -246,11 +250,12 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x) {
     float* P = params_.f();
     float* G = grads_.f();
     auto input = [&](int l) { return l == 0 ? x : a_[size_t(l - 1)]->f(); };
+    const Mask mask{1, sample_base, m.seed, m.step};  // dropout: the model's seed and step counter, as backprop.cpp
     for (int l = 0; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
         float* v = e_[size_t(l)]->f();
         if (!u.param()) {
-            OF_TRY(pool(m, l, B, input(l), v, a_[size_t(l)]->f()));
+            OF_TRY(plain(m, l, B, input(l), v, a_[size_t(l)]->f(), mask));
             continue;
         }
         OF_TRY(linear(m, l, B, input(l), v, tf32));
@@ -267,8 +272,11 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x) {
         OF_TRY(d->act_backward(dev::ActBackArgs{dcur, dcur, e_[size_t(l)]->f(), a_[size_t(l)]->f(), u.act, u.alpha}, int64_t(B) * u.O));
         if (!u.param()) {
             if (l == 0) break;
-            OF_TRY(d->pool_backward(dev::PoolBackArgs{dnext, dcur, input(l), u.g, u.kind == UnitKind::MaxPool2d ? PoolKind::Max : PoolKind::Avg},
-                                    int64_t(B) * u.I));
+            if (u.kind == UnitKind::Dropout)  // the same mask on the gradient
+                OF_TRY(d->dropout(dev::DropoutArgs{dnext, dcur, u.O, 1, sample_base, m.seed, m.step, uint32_t(l), u.rate}, int64_t(B) * u.O));
+            else
+                OF_TRY(d->pool_backward(dev::PoolBackArgs{dnext, dcur, input(l), u.g, u.kind == UnitKind::MaxPool2d ? PoolKind::Max : PoolKind::Avg},
+                                        int64_t(B) * u.I));
             std::swap(dcur, dnext);
             continue;
         }
@@ -305,7 +313,7 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
         if (sub.ulr.sigma.size() == all.size()) sub.ulr.sigma.erase(sub.ulr.sigma.begin(), sub.ulr.sigma.begin() + m.frozen);
     }
     *rows = B;
-    Status st = e.kind == EstimatorConfig::Kind::Ulr ? ulr(m, B, sub.ulr, step, in) : bp(m, B, in);
+    Status st = e.kind == EstimatorConfig::Kind::Ulr ? ulr(m, B, sub.ulr, step, in) : bp(m, B, in, e.ulr.sample_base);
     if (m.frozen > 0) m.units = std::move(all);
     OF_TRY(st);
     if (e.kind == EstimatorConfig::Kind::Ulr) *rows = B * e.ulr.copies;

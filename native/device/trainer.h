@@ -69,10 +69,16 @@ class DeviceTrainer {
                     double id, int* rows);
     // The estimators over m.units, whose first layer reads x (B rows on the device).
     Status ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x);
-    Status bp(Model& m, int B, const float* x);
+    Status bp(Model& m, int B, const float* x, uint32_t sample_base);
     Status frozen_forward(Model& m, int B, EstimatorConfig::Kind kind, const float** in);
     Status linear(const Model& m, int l, int rows, const float* x, float* out, bool tf32);
-    Status pool(const Model& m, int l, int rows, const float* x, float* v, float* a);
+    struct Mask {  // dropout masks: row r belongs to sample sample0 + r / rep
+        int rep;
+        uint32_t sample0;
+        uint64_t seed;
+        uint32_t step;
+    };
+    Status plain(const Model& m, int l, int rows, const float* x, float* v, float* a, const Mask& mask);
     Status col_sum(float* out, const float* d, int R, int O, float alpha);
     Status grad_norm(int64_t off, int64_t n, float clip);  // of grads[off, off + n): norm_[0] = |g|, norm_[1] = clip factor
     Status update(const Model& m, const OptimizerConfig& o, int64_t t);  // the optimizer, gated by the step statistics
