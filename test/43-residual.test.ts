@@ -65,3 +65,20 @@ t.test('a residual CNN learns digits (2,000 rows, 1 epoch): BP >= 70%', async (t
   t.ok(acc >= 0.7, `residual CNN + BP: ${(acc * 100).toFixed(2)}% >= 70%`);
   m.dispose();
 });
+
+t.test('a residual block that starts with dropout passes its skip gradient back (BP)', async (t) => {
+  // Dropout at rate 1e-6 keeps (almost surely) every value, scaled by 1 / (1 - 1e-6): the block computes what the
+  // same block without it computes, so BP's gradients must agree to ~1e-6 of their size. They did not while the
+  // dropout unit's backward skipped the block's pending skip gradient (first layer off by a factor of 5).
+  const build = (drop: boolean) => of.sequential([of.dense(5, 4), of.tanh(), of.residual(drop ? [of.dropout(1e-6), of.dense(4, 4)] : [of.dense(4, 4)]), of.dense(4, 3)], { seed: 3 });
+  const a = build(true), b = build(false);
+  const pa = a.parameters(), pb = b.parameters();
+  pa.forEach((p, i) => pb[i]!.data.set(p.data));
+  const batch = { x: randn(20, 4), y: Int32Array.from([0, 1, 2, 1]) };
+  const ga = a.gradients(batch, { estimator: of.bp() }), gb = b.gradients(batch, { estimator: of.bp() });
+  ga.forEach((g, i) => {
+    const err = Array.from(g).reduce((m, v, j) => Math.max(m, Math.abs(v - gb[i]![j]!)), 0);
+    const mag = Array.from(gb[i]!).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    t.ok(err <= 1e-5 * mag, `${pa[i]!.name}: max abs diff ${err.toExponential(2)} (max ${mag.toExponential(2)})`);
+  });
+});

@@ -137,6 +137,12 @@ Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepS
     float* dA = ws.d0.data();
     float* dV = ws.d1.data();
     k.loss_backward(dA, out, y.labels, y.values, B, m.outputs, m.loss, m.groups);
+    // the skip path's gradient joins the input gradient of the unit that starts its block
+    auto join_skip = [&](size_t l, float* din) {
+        if (!m.units[l].starts_block || !din) return;
+        const float* p = ws.pending[l].data();
+        for (int64_t i = 0; i < int64_t(B) * m.units[l].I; i++) din[i] += p[i];
+    };
     for (size_t l = L; l-- > 0;) {
         const DenseUnit& u = m.units[l];
         const int64_t n = int64_t(B) * u.O;
@@ -145,6 +151,7 @@ Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepS
             k.act_backward(dV, dA, ws.v[l].data(), ws.a[l].data(), n, u.act, u.alpha);
             if (dx) std::copy(dV, dV + n, din ? din : dA);
             else dropout_apply(u, din ? din : dA, dV, B, 1, int(sample_base), m.seed, m.step, uint32_t(l));
+            join_skip(l, din);
             continue;
         }
         if (u.kind == UnitKind::BatchNorm && dx) {  // inference mode: an affine map per channel
@@ -153,6 +160,7 @@ Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepS
             const float* gain = theta + u.w_off;
             for (int64_t i = 0; i < n; i++) dA[i] = dV[i] * gain[i % C] / std::sqrt((*u.running)[size_t(C + i % C)] + 1e-5f);
             if (l == 0) std::copy(dA, dA + n, dx);
+            join_skip(l, din);
             continue;
         }
         if (u.kind == UnitKind::Concat) {  // split: f's part goes on, the block input's part waits at the block's start
@@ -170,10 +178,7 @@ Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepS
         const float* a_prev = input_of(l);
         const SeqCtx sq = ctx(l);
         unit_backward(k, u, theta, a_prev, B, dV, u.param() ? m.grads.data() + u.w_off : nullptr, din, ws.cols.data(), &sq);
-        if (u.starts_block && din) {  // the skip path's gradient joins the block's input gradient
-            const float* p = ws.pending[l].data();  // (a concat unit cannot start a block: it is never l here)
-            for (int64_t i = 0; i < int64_t(B) * u.I; i++) din[i] += p[i];
-        }
+        join_skip(l, din);  // (a concat unit cannot start a block: it is never l here)
     }
     return {};
 }
