@@ -231,7 +231,7 @@ for (const d of devices) {
   t.test(`${d.name}: what the device does not run falls back to the CPU`, async (t) => {
     const mlp = () => [of.dense(784, 16), of.relu(), of.dense(16, 10)];
     const cases: [string, () => of.Layer[], of.Estimator, RegExp, of.LossFunction?][] = [
-      ['residual model, ulr', () => [of.dense(784, 8), of.tanh(), of.residual([of.dense(8, 8), of.tanh(), of.dense(8, 8)]), of.dense(8, 10)], of.ulr({ copies: 4 }), /other than dense, conv, pooling and dropout/],
+      ['concat model, ulr', () => [of.dense(784, 8), of.tanh(), of.concat([of.dense(8, 4), of.tanh()]), of.dense(12, 10)], of.ulr({ copies: 4 }), /other than dense, conv, pooling, dropout and residual/],
       ['JS loss', mlp, of.ulr({ copies: 4 }), /JS function/, (out, t) => out.map((v, i) => Math.abs(v - (t as Int32Array)[Math.floor(i / 10)]!)).filter((_, i) => i % 10 === 0)],
       ['spsa', mlp, of.spsa({ perturbations: 2 }), /weight-perturbation/],
       ['modules', mlp, of.ulr({ copies: 4, modules: [[0, 1], [1, 2]] }), /modules/],
@@ -246,19 +246,25 @@ for (const d of devices) {
     }
   });
 
-  t.test(`${d.name}: BP and ULR through conv, pooling and dropout layers match the CPU engine`, async (t) => {
+  t.test(`${d.name}: BP and ULR through conv, pooling, dropout and residual layers match the CPU engine`, async (t) => {
     // configA: conv (stride 2, 'same') -> avgPool ('same') -> dilated conv -> maxPool -> dense; configB: a maxPool
     // first (the clean B-row prefix), a conv without bias, globalAvgPool, two dense layers; configC: smooth units.
     const cnn = () => [of.conv2d({ inputShape: [28, 28, 1], filters: 4, kernel: 3, strides: 2 }), of.relu(), of.maxPool2d({ size: 2 }), of.flatten(), of.dense(144, 10)];
     const nets: [string, () => of.Layer[], number][] = [
       ['A', configA, 7 * 6 * 3], ['B', configB, 9 * 8 * 2], ['C', configC, 6 * 5 * 2], ['digits CNN', cnn, 784],
       ['dropout MLP', () => [of.dense(784, 32), of.relu(), of.dropout(0.3), of.dense(32, 16), of.tanh(), of.dropout(0.5), of.dense(16, 10)], 784],
+      ['residual MLP', () => [of.dense(784, 16), of.tanh(), of.residual([of.dense(16, 16), of.sigmoid(), of.dense(16, 16)]), of.tanh(), of.dense(16, 10)], 784],
+      ['residual blocks of one unit and starting with dropout', () => [of.dense(784, 16), of.relu(), of.residual([of.dense(16, 16)]), of.gelu(),
+        of.residual([of.dropout(0.3), of.dense(16, 16), of.tanh()]), of.dense(16, 10)], 784],
+      ['residual CNN', () => [of.conv2d({ inputShape: [28, 28, 1], filters: 4, kernel: 3, strides: 2, padding: 'same' }), of.relu(),
+        of.residual([of.conv2d({ filters: 4, kernel: 3, padding: 'same' }), of.relu(), of.conv2d({ filters: 4, kernel: 3, padding: 'same' })]), of.relu(),
+        of.maxPool2d(), of.flatten(), of.dense(196, 10)], 784],
       ['maxPool and dropout before the first conv (the B-row prefix)', () => [of.maxPool2d({ inputShape: [28, 28, 1], size: 2 }), of.dropout(0.2),
         of.conv2d({ filters: 4, kernel: 3 }), of.relu(), of.flatten(), of.dense(576, 10)], 784],
     ];
     for (const [name, layers, inputs] of nets) {
       const b = inputs === 784 ? batch : { x: randn(10 * inputs, 12), y: Int32Array.from({ length: 10 }, (_, i) => i % 3), rows: 10 };
-      for (const [label, estimator] of [['bp', of.bp()], ['ulr K=8', of.ulr({ copies: 8 })], ['ulr antithetic K=6, sigma per layer', of.ulr({ copies: 6, antithetic: true, sigma: name === 'B' || name === 'dropout MLP' ? [0.2, 0.1, 0.05] : 0.1 })], ['ulr K=96', of.ulr({ copies: 96 })]] as const) {
+      for (const [label, estimator] of [['bp', of.bp()], ['ulr K=8', of.ulr({ copies: 8 })], ['ulr antithetic K=6, sigma per layer', of.ulr({ copies: 6, antithetic: true, sigma: name === 'B' || name === 'dropout MLP' || name === 'residual MLP' ? [0.2, 0.1, 0.05, 0.1].slice(0, name === 'residual MLP' ? 4 : 3) : 0.1 })], ['ulr K=96', of.ulr({ copies: 96 })]] as const) {
         const cpu = of.sequential(layers(), { seed: 5, backend: 'cpu' });
         const dev = of.sequential(layers(), { seed: 5, backend: d.name, allowTf32: false });
         const want = concat(cpu.gradients(b, { estimator, step: 3 })), got = concat(dev.gradients(b, { estimator, step: 3 }));
@@ -283,7 +289,6 @@ for (const d of devices) {
     const nets: [string, () => of.Layer[], number][] = [
       ['gru', () => [of.gru({ units: 4, inputShape: [3, 2] }), of.dense(4, 3)], 6],
       ['lstm, returnSequences + timeMean', () => [of.lstm({ units: 4, inputShape: [3, 2], returnSequences: true }), of.timeMean(), of.dense(4, 3)], 6],
-      ['residual', () => [of.dense(5, 4), of.tanh(), of.residual([of.dense(4, 4), of.sigmoid(), of.dense(4, 4)]), of.tanh(), of.dense(4, 3)], 5],
       ['concat', () => [of.dense(5, 4), of.tanh(), of.concat([of.dense(4, 3), of.sigmoid()]), of.tanh(), of.dense(7, 3)], 5],
       ['layerNorm', () => [of.dense(5, 6), of.layerNorm(), of.tanh(), of.dense(6, 3)], 5],
       ['groupNorm', () => [of.dense(5, 6), of.groupNorm({ groups: 2 }), of.tanh(), of.dense(6, 3)], 5],
@@ -297,7 +302,7 @@ for (const d of devices) {
         const dev = of.sequential(layers(), { seed: 2, backend: d.name });
         const want = concat(cpu.gradients(b, { estimator })), got = concat(dev.gradients(b, { estimator }));
         t.ok(bitsEqual(Float32Array.from(got), Float32Array.from(want)), `${name}, ${estimator.kind}: the CPU's bits`);
-        t.match(dev.backendInfo().placement, name === 'binary weights' ? /binary or ternary/ : /other than dense, conv, pooling and dropout/, `${name}: ${dev.backendInfo().placement}`);
+        t.match(dev.backendInfo().placement, name === 'binary weights' ? /binary or ternary/ : /other than dense, conv, pooling, dropout and residual/, `${name}: ${dev.backendInfo().placement}`);
         const lc = cpu.trainStep(b, { estimator }), ld = dev.trainStep(b, { estimator });
         t.equal(ld, lc, `${name}, ${estimator.kind}: a training step too`);
       }

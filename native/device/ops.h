@@ -252,6 +252,32 @@ OF_HOST_DEVICE void dropout_at(const DropoutArgs& a, int64_t i) {
     a.y[i] = double(w.v[j % 4]) < cut ? 0.0f : a.x[i] * scale;
 }
 
+// A residual block's end (units.cpp residual_add): s = inner + src (row r reads src row r / rep), a = post_act(s); sum,
+// when given, keeps s for BP. inner and a may be the same buffer. One index per value.
+struct SkipArgs {
+    float* a;
+    float* sum;  // nullptr: not kept
+    const float* inner;
+    const float* src;
+    int O, rep;
+    Act act;
+    float alpha;
+};
+OF_HOST_DEVICE void skip_add_at(const SkipArgs& a, int64_t i) {
+    const int64_t r = i / a.O;
+    const float s = a.inner[i] + a.src[(r / a.rep) * a.O + i % a.O];
+    if (a.sum) a.sum[i] = s;
+    a.a[i] = act_value(s, a.act, a.alpha);
+}
+
+// y = x, or y += x when accumulating. One index per value.
+struct AddArgs {
+    float* y;
+    const float* x;
+    int accumulate;
+};
+OF_HOST_DEVICE void add_at(const AddArgs& a, int64_t i) { a.y[i] = a.accumulate ? a.y[i] + a.x[i] : a.x[i]; }
+
 // Clean bias + activation, one index per element of v (rows, O): v += bias (v keeps the pre-activation for BP),
 // a = act(v). a may alias v.
 struct BiasActArgs {
@@ -545,6 +571,8 @@ OF_HOST_DEVICE void optimizer_at(const OptArgs& a, int64_t i) {
     X(row2im, Row2ImArgs)                \
     X(pool_backward, PoolBackArgs)       \
     X(dropout, DropoutArgs)              \
+    X(skip_add, SkipArgs)                \
+    X(add, AddArgs)                      \
     X(bias_act, BiasActArgs)             \
     X(act_backward, ActBackArgs)         \
     X(loss_rows, LossArgs)               \

@@ -15,9 +15,9 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
     for (const DenseUnit& u : m.units) {
         const bool kind = u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d || u.kind == UnitKind::MaxPool2d ||
                           u.kind == UnitKind::AvgPool2d || u.kind == UnitKind::Dropout;
-        if (!kind || u.skip_from >= 0 || u.starts_block) return "the model has layers other than dense, conv, pooling and dropout ones";
+        if (!kind) return "the model has layers other than dense, conv, pooling, dropout and residual ones";
     }
-    if (!m.dense_only && m.frozen > 0) return "frozen layers in a model with conv, pooling or dropout layers run on the CPU";
+    if (!m.dense_only && m.frozen > 0) return "frozen layers in a model with conv, pooling, dropout or residual layers run on the CPU";
     if (m.groups != 1) return "the model has per-position labels";
     if (hook) return "the loss is a JS function";
     if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) return "weight-perturbation estimators run on the CPU";
@@ -181,19 +181,33 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         return d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.O));
     };
 
+    // a residual block's end adds its input: from the B-row prefix (row r / K) when the block starts at or before the
+    // first noisy unit, else from the block's own rows
+    auto skip = [&](int l, int rows) -> Status {
+        const DenseUnit& u = m.units[size_t(l)];
+        if (u.skip_from < 0) return {};
+        const int rep = l >= first && u.skip_from <= first ? K : 1;
+        float* a = a_[size_t(l)]->f();
+        return d->skip_add(dev::SkipArgs{a, nullptr, a, input(u.skip_from), u.O, rep, u.post_act, u.post_alpha}, int64_t(rows) * u.O);
+    };
     // forward: the clean B-row prefix, the first noisy unit's K copies of its shared linear part, then R rows
     const uint32_t base = c.sample_base;
-    for (int l = 0; l < first; l++) OF_TRY(plain(m, l, B, input(l), a_[size_t(l)]->f(), a_[size_t(l)]->f(), {1, base, seed, step}));
+    for (int l = 0; l < first; l++) {
+        OF_TRY(plain(m, l, B, input(l), a_[size_t(l)]->f(), a_[size_t(l)]->f(), {1, base, seed, step}));
+        OF_TRY(skip(l, B));
+    }
     OF_TRY(linear(m, first, B, input(first), v0_.f(), tf32));
     OF_TRY(noisy(first, v0_.f(), K));
+    OF_TRY(skip(first, R));
     for (int l = first + 1; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
         if (!u.param()) {
             OF_TRY(plain(m, l, R, input(l), a_[size_t(l)]->f(), a_[size_t(l)]->f(), {K, base, seed, step}));
-            continue;
+        } else {
+            OF_TRY(linear(m, l, R, input(l), a_[size_t(l)]->f(), tf32));
+            OF_TRY(noisy(l, a_[size_t(l)]->f(), 1));
         }
-        OF_TRY(linear(m, l, R, input(l), a_[size_t(l)]->f(), tf32));
-        OF_TRY(noisy(l, a_[size_t(l)]->f(), 1));
+        OF_TRY(skip(l, R));
     }
     const float* out = a_[size_t(L - 1)]->f();
     OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), R, C, K, m.loss}, R));
@@ -247,36 +261,63 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base) 
     OF_TRY(dcols_.reserve(d, size_t(B) * patches * sizeof(float)));
     OF_TRY(loss_.reserve(d, size_t(B) * sizeof(float)));
     OF_TRY(hit_.reserve(d, size_t(B) * sizeof(int)));
+    // residual blocks: at a block's end act(v) (inner) and the sum before post_act; at its start the skip gradient
+    while (int(inner_.size()) < L)
+        inner_.push_back(std::make_unique<DeviceBuffer>()), sum_.push_back(std::make_unique<DeviceBuffer>()),
+            skip_.push_back(std::make_unique<DeviceBuffer>());
+    for (int l = 0; l < L; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        if (u.skip_from < 0) continue;
+        OF_TRY(inner_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
+        OF_TRY(sum_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
+        OF_TRY(skip_[size_t(u.skip_from)]->reserve(d, size_t(B) * m.units[size_t(u.skip_from)].I * sizeof(float)));
+    }
     float* P = params_.f();
     float* G = grads_.f();
     auto input = [&](int l) { return l == 0 ? x : a_[size_t(l - 1)]->f(); };
+    auto pending = [&](int l) { return skip_[size_t(l)]->f(); };  // a block start's skip gradient
     const Mask mask{1, sample_base, m.seed, m.step};  // dropout: the model's seed and step counter, as backprop.cpp
     for (int l = 0; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
         float* v = e_[size_t(l)]->f();
+        float* act = u.skip_from >= 0 ? inner_[size_t(l)]->f() : a_[size_t(l)]->f();
         if (!u.param()) {
-            OF_TRY(plain(m, l, B, input(l), v, a_[size_t(l)]->f(), mask));
-            continue;
+            OF_TRY(plain(m, l, B, input(l), v, act, mask));
+        } else {
+            OF_TRY(linear(m, l, B, input(l), v, tf32));
+            OF_TRY(d->bias_act(dev::BiasActArgs{act, v, u.b_off < 0 ? nullptr : P + u.b_off, u.gemm_cols(), u.act, u.alpha}, int64_t(B) * u.O));
         }
-        OF_TRY(linear(m, l, B, input(l), v, tf32));
-        OF_TRY(d->bias_act(dev::BiasActArgs{a_[size_t(l)]->f(), v, u.b_off < 0 ? nullptr : P + u.b_off, u.gemm_cols(), u.act, u.alpha},
-                           int64_t(B) * u.O));
+        if (u.skip_from >= 0)  // a = post_act(act(v) + block input)
+            OF_TRY(d->skip_add(dev::SkipArgs{a_[size_t(l)]->f(), sum_[size_t(l)]->f(), act, input(u.skip_from), u.O, 1, u.post_act,
+                                             u.post_alpha}, int64_t(B) * u.O));
     }
     const float* out = a_[size_t(L - 1)]->f();
     OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), B, C, 1, m.loss}, B));
     float* dcur = d0_.f();
     float* dnext = d1_.f();
     OF_TRY(d->loss_grad(dev::LossArgs{dcur, nullptr, out, labels_.as<int32_t>(), values_.f(), B, C, 1, m.loss}, B));
+    // the skip gradient joins the input gradient of the unit that starts its block
+    auto join = [&](int l, float* din) -> Status {
+        if (!m.units[size_t(l)].starts_block) return {};
+        return d->add(dev::AddArgs{din, pending(l), 1}, int64_t(B) * m.units[size_t(l)].I);
+    };
     for (int l = L - 1; l >= 0; l--) {
         const DenseUnit& u = m.units[size_t(l)];
-        OF_TRY(d->act_backward(dev::ActBackArgs{dcur, dcur, e_[size_t(l)]->f(), a_[size_t(l)]->f(), u.act, u.alpha}, int64_t(B) * u.O));
+        const int64_t values = int64_t(B) * u.O;
+        if (u.skip_from >= 0) {  // through post_act to the sum, which is also the skip path's gradient
+            OF_TRY(d->act_backward(dev::ActBackArgs{dcur, dcur, sum_[size_t(l)]->f(), a_[size_t(l)]->f(), u.post_act, u.post_alpha}, values));
+            OF_TRY(d->add(dev::AddArgs{pending(u.skip_from), dcur, 0}, values));
+        }
+        const float* act = u.skip_from >= 0 ? inner_[size_t(l)]->f() : a_[size_t(l)]->f();
+        OF_TRY(d->act_backward(dev::ActBackArgs{dcur, dcur, e_[size_t(l)]->f(), act, u.act, u.alpha}, values));
         if (!u.param()) {
             if (l == 0) break;
             if (u.kind == UnitKind::Dropout)  // the same mask on the gradient
-                OF_TRY(d->dropout(dev::DropoutArgs{dnext, dcur, u.O, 1, sample_base, m.seed, m.step, uint32_t(l), u.rate}, int64_t(B) * u.O));
+                OF_TRY(d->dropout(dev::DropoutArgs{dnext, dcur, u.O, 1, sample_base, m.seed, m.step, uint32_t(l), u.rate}, values));
             else
                 OF_TRY(d->pool_backward(dev::PoolBackArgs{dnext, dcur, input(l), u.g, u.kind == UnitKind::MaxPool2d ? PoolKind::Max : PoolKind::Avg},
                                         int64_t(B) * u.I));
+            OF_TRY(join(l, dnext));
             std::swap(dcur, dnext);
             continue;
         }
@@ -292,6 +333,7 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base) 
         } else {
             OF_TRY(d->gemm(false, false, B, u.I, u.O, 1.0f, dcur, u.O, P + u.w_off, u.I, 0.0f, dnext, u.I, tf32));
         }
+        OF_TRY(join(l, dnext));
         std::swap(dcur, dnext);
     }
     return {};

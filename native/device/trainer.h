@@ -99,7 +99,9 @@ class DeviceTrainer {
     DeviceBuffer x_, labels_, values_, loss_, hit_, w_, row_part_, stats_part_, stats_, acc_, col_part_, norm_part_, norm_, v0_, g_, d0_,
         d1_, h0_, h1_, dcols_;
     std::vector<std::unique_ptr<DeviceBuffer>> a_, e_;  // per layer: activations; noise (ULR) or pre-activations (BP)
-    std::vector<std::unique_ptr<DeviceBuffer>> cols_;   // per conv unit (ULR): its input's patches
+    std::vector<std::unique_ptr<DeviceBuffer>> cols_;   // per conv unit: its input's patches
+    // BP of residual blocks: act(v) and the sum before post_act at a block's end; the skip gradient at its start
+    std::vector<std::unique_ptr<DeviceBuffer>> inner_, sum_, skip_;
     double stats_host_[4] = {};
 };
 
