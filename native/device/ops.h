@@ -278,6 +278,34 @@ struct AddArgs {
 };
 OF_HOST_DEVICE void add_at(const AddArgs& a, int64_t i) { a.y[i] = a.accumulate ? a.y[i] + a.x[i] : a.x[i]; }
 
+// Binary or ternary weights (Model::effective), one index per output row of a unit's weights (cols values each):
+// binary: sign(w) mean|w|; ternary: the weights with |w| > 0.7 mean|w| become sign(w) times their mean magnitude, the
+// rest 0. The float64 means are summed in the CPU's order.
+struct QuantArgs {
+    float* eff;
+    const float* w;
+    int cols;
+    int mode;  // 1 binary, 2 ternary
+};
+OF_HOST_DEVICE void quantize_at(const QuantArgs& a, int64_t o) {
+    const float* w = a.w + o * a.cols;
+    float* e = a.eff + o * a.cols;
+    double mean = 0.0;
+    for (int i = 0; i < a.cols; i++) mean += fabs(double(w[i]));
+    mean /= a.cols;
+    if (a.mode == 1) {
+        for (int i = 0; i < a.cols; i++) e[i] = w[i] >= 0.0f ? float(mean) : -float(mean);
+        return;
+    }
+    const double delta = 0.7 * mean;
+    double kept = 0.0;
+    int n = 0;
+    for (int i = 0; i < a.cols; i++)
+        if (fabs(double(w[i])) > delta) kept += fabs(double(w[i])), n++;
+    const float m = n ? float(kept / n) : 0.0f;
+    for (int i = 0; i < a.cols; i++) e[i] = fabs(double(w[i])) > delta ? (w[i] > 0.0f ? m : -m) : 0.0f;
+}
+
 // Clean bias + activation, one index per element of v (rows, O): v += bias (v keeps the pre-activation for BP),
 // a = act(v). a may alias v.
 struct BiasActArgs {
@@ -573,6 +601,7 @@ OF_HOST_DEVICE void optimizer_at(const OptArgs& a, int64_t i) {
     X(dropout, DropoutArgs)              \
     X(skip_add, SkipArgs)                \
     X(add, AddArgs)                      \
+    X(quantize, QuantArgs)               \
     X(bias_act, BiasActArgs)             \
     X(act_backward, ActBackArgs)         \
     X(loss_rows, LossArgs)               \

@@ -11,7 +11,7 @@
 namespace of {
 
 std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e, const LossHook* hook) {
-    if (m.has_quant) return "the model has binary or ternary weights";
+    if (m.has_quant && e.kind != EstimatorConfig::Kind::Ulr) return "binary or ternary weights train with ulr() only";
     for (const DenseUnit& u : m.units) {
         const bool kind = u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d || u.kind == UnitKind::MaxPool2d ||
                           u.kind == UnitKind::AvgPool2d || u.kind == UnitKind::Dropout;
@@ -115,7 +115,7 @@ Status DeviceTrainer::read_stats(StepStats* stats, int rows) {
 Status DeviceTrainer::linear(const Model& m, int l, int rows, const float* x, float* out, bool tf32) {
     Device* d = dev_.get();
     const DenseUnit& u = m.units[size_t(l)];
-    const float* W = params_.f() + u.w_off;
+    const float* W = theta_ + u.w_off;
     if (u.kind == UnitKind::Dense) return d->gemm(false, true, rows, u.O, u.I, 1.0f, x, u.I, W, u.I, 0.0f, out, u.O, tf32);
     const int64_t n = int64_t(rows) * u.g.positions();
     OF_TRY(cols_[size_t(l)]->reserve(d, size_t(n) * u.g.patch() * sizeof(float)));
@@ -169,9 +169,8 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     OF_TRY(loss_.reserve(d, size_t(R) * sizeof(float)));
     OF_TRY(hit_.reserve(d, size_t(R) * sizeof(int)));
     OF_TRY(w_.reserve(d, size_t(R) * sizeof(float)));
-    float* P = params_.f();
     float* G = grads_.f();
-    auto bias = [&](const DenseUnit& u) -> const float* { return u.b_off < 0 ? nullptr : P + u.b_off; };
+    auto bias = [&](const DenseUnit& u) -> const float* { return u.b_off < 0 ? nullptr : theta_ + u.b_off; };
     auto input = [&](int l) { return l == 0 ? x : a_[size_t(l - 1)]->f(); };
     auto noisy = [&](int l, const float* pre, int rep) {
         const DenseUnit& u = m.units[size_t(l)];
@@ -344,6 +343,15 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     OF_CHECK(active_, Internal, "device trainer used before begin()");
     OF_CHECK(B > 0, Shape, "empty batch");
     OF_TRY(upload_batch(m, x, y, B));
+    theta_ = params_.f();
+    if (m.has_quant) {  // the forward computes with the binary / ternary weights; the gradient goes to the real ones
+        OF_TRY(eff_.reserve(dev_.get(), size_t(m.n_params) * sizeof(float)));
+        OF_TRY(dev_->add(dev::AddArgs{eff_.f(), params_.f(), 0}, m.n_params));
+        for (const DenseUnit& u : m.units)
+            if (u.quant)
+                OF_TRY(dev_->quantize(dev::QuantArgs{eff_.f() + u.w_off, params_.f() + u.w_off, u.fan_in(), u.quant}, u.gemm_cols()));
+        theta_ = eff_.f();
+    }
     const float* in = x_.f();
     if (m.frozen > 0) OF_TRY(frozen_forward(m, B, e.kind, &in));
     // the trainable layers as a model of their own, slab offsets unchanged (estimators/frozen.cpp does the same)

@@ -97,7 +97,8 @@ class DeviceTrainer {
     bool active_ = false;
     DeviceBuffer params_, grads_, opt_m_, opt_v_;
     DeviceBuffer x_, labels_, values_, loss_, hit_, w_, row_part_, stats_part_, stats_, acc_, col_part_, norm_part_, norm_, v0_, g_, d0_,
-        d1_, h0_, h1_, dcols_;
+        d1_, h0_, h1_, dcols_, eff_;
+    const float* theta_ = nullptr;  // the slab the forward computes with: params_, or eff_ with binary / ternary weights
     std::vector<std::unique_ptr<DeviceBuffer>> a_, e_;  // per layer: activations; noise (ULR) or pre-activations (BP)
     std::vector<std::unique_ptr<DeviceBuffer>> cols_;   // per conv unit: its input's patches
     // BP of residual blocks: act(v) and the sum before post_act at a block's end; the skip gradient at its start
