@@ -231,7 +231,7 @@ for (const d of devices) {
   t.test(`${d.name}: what the device does not run falls back to the CPU`, async (t) => {
     const mlp = () => [of.dense(784, 16), of.relu(), of.dense(16, 10)];
     const cases: [string, () => of.Layer[], of.Estimator, RegExp, of.LossFunction?][] = [
-      ['concat model, ulr', () => [of.dense(784, 8), of.tanh(), of.concat([of.dense(8, 4), of.tanh()]), of.dense(12, 10)], of.ulr({ copies: 4 }), /other than dense, conv, pooling, dropout and residual/],
+      ['layerNorm model, ulr', () => [of.dense(784, 8), of.layerNorm(), of.tanh(), of.dense(8, 10)], of.ulr({ copies: 4 }), /other than dense, conv, pooling, dropout, residual and concat/],
       ['JS loss', mlp, of.ulr({ copies: 4 }), /JS function/, (out, t) => out.map((v, i) => Math.abs(v - (t as Int32Array)[Math.floor(i / 10)]!)).filter((_, i) => i % 10 === 0)],
       ['spsa', mlp, of.spsa({ perturbations: 2 }), /weight-perturbation/],
       ['modules', mlp, of.ulr({ copies: 4, modules: [[0, 1], [1, 2]] }), /modules/],
@@ -246,7 +246,7 @@ for (const d of devices) {
     }
   });
 
-  t.test(`${d.name}: BP and ULR through conv, pooling, dropout and residual layers match the CPU engine`, async (t) => {
+  t.test(`${d.name}: BP and ULR through conv, pooling, dropout, residual and concat layers match the CPU engine`, async (t) => {
     // configA: conv (stride 2, 'same') -> avgPool ('same') -> dilated conv -> maxPool -> dense; configB: a maxPool
     // first (the clean B-row prefix), a conv without bias, globalAvgPool, two dense layers; configC: smooth units.
     const cnn = () => [of.conv2d({ inputShape: [28, 28, 1], filters: 4, kernel: 3, strides: 2 }), of.relu(), of.maxPool2d({ size: 2 }), of.flatten(), of.dense(144, 10)];
@@ -262,6 +262,15 @@ for (const d of devices) {
       ['binary-weight MLP', () => [of.dense(784, 32, { weights: 'binary' }), of.relu(), of.dense(32, 10, { weights: 'binary' })], 784],
       ['ternary-weight CNN', () => [of.conv2d({ inputShape: [28, 28, 1], filters: 4, kernel: 3, strides: 2, weights: 'ternary' }), of.relu(),
         of.maxPool2d({ size: 2 }), of.flatten(), of.dense(144, 10, { weights: 'ternary' })], 784],
+      ['concat MLP', () => [of.dense(784, 12), of.tanh(), of.concat([of.dense(12, 6), of.sigmoid()]), of.tanh(), of.dense(18, 10)], 784],
+      ['concat CNN', () => [of.conv2d({ inputShape: [28, 28, 1], filters: 3, kernel: 3, strides: 2, padding: 'same' }), of.relu(),
+        of.concat([of.conv2d({ filters: 2, kernel: 3, padding: 'same' }), of.tanh()]), of.maxPool2d(), of.flatten(), of.dense(245, 10)], 784],
+      ['a concat block starting at the first noisy unit (its input from the B-row prefix)', () => [of.maxPool2d({ inputShape: [28, 28, 1], size: 2 }),
+        of.concat([of.conv2d({ filters: 2, kernel: 3, padding: 'same' }), of.tanh()]),
+        of.residual([of.conv2d({ filters: 3, kernel: 3, padding: 'same' })]), of.relu(), of.flatten(), of.dense(588, 10)], 784],
+      ['a residual block starting at the first noisy unit', () => [of.maxPool2d({ inputShape: [28, 28, 1], size: 2 }),
+        of.residual([of.conv2d({ filters: 1, kernel: 3, padding: 'same' }), of.tanh(), of.conv2d({ filters: 1, kernel: 3, padding: 'same' })]), of.relu(),
+        of.flatten(), of.dense(196, 10)], 784],
       ['maxPool and dropout before the first conv (the B-row prefix)', () => [of.maxPool2d({ inputShape: [28, 28, 1], size: 2 }), of.dropout(0.2),
         of.conv2d({ filters: 4, kernel: 3 }), of.relu(), of.flatten(), of.dense(576, 10)], 784],
     ];
@@ -293,7 +302,6 @@ for (const d of devices) {
     const nets: [string, () => of.Layer[], number][] = [
       ['gru', () => [of.gru({ units: 4, inputShape: [3, 2] }), of.dense(4, 3)], 6],
       ['lstm, returnSequences + timeMean', () => [of.lstm({ units: 4, inputShape: [3, 2], returnSequences: true }), of.timeMean(), of.dense(4, 3)], 6],
-      ['concat', () => [of.dense(5, 4), of.tanh(), of.concat([of.dense(4, 3), of.sigmoid()]), of.tanh(), of.dense(7, 3)], 5],
       ['layerNorm', () => [of.dense(5, 6), of.layerNorm(), of.tanh(), of.dense(6, 3)], 5],
       ['groupNorm', () => [of.dense(5, 6), of.groupNorm({ groups: 2 }), of.tanh(), of.dense(6, 3)], 5],
       ['batchNorm', () => [of.dense(5, 4), of.batchNorm(), of.tanh(), of.dense(4, 3)], 5],
@@ -305,7 +313,7 @@ for (const d of devices) {
         const dev = of.sequential(layers(), { seed: 2, backend: d.name });
         const want = concat(cpu.gradients(b, { estimator })), got = concat(dev.gradients(b, { estimator }));
         t.ok(bitsEqual(Float32Array.from(got), Float32Array.from(want)), `${name}, ${estimator.kind}: the CPU's bits`);
-        t.match(dev.backendInfo().placement, /other than dense, conv, pooling, dropout and residual/, `${name}: ${dev.backendInfo().placement}`);
+        t.match(dev.backendInfo().placement, /other than dense, conv, pooling, dropout, residual and concat/, `${name}: ${dev.backendInfo().placement}`);
         const lc = cpu.trainStep(b, { estimator }), ld = dev.trainStep(b, { estimator });
         t.equal(ld, lc, `${name}, ${estimator.kind}: a training step too`);
       }

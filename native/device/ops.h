@@ -270,6 +270,36 @@ OF_HOST_DEVICE void skip_add_at(const SkipArgs& a, int64_t i) {
     a.a[i] = act_value(s, a.act, a.alpha);
 }
 
+// A concat block's end (units.cpp concat_forward): per position p of P, the block input's C values (row r reads src
+// row r / rep), then f's Co values. One index per output value.
+struct ConcatArgs {
+    float* out;
+    const float* f;
+    const float* src;
+    int P, C, Co, rep;
+};
+OF_HOST_DEVICE void concat_at(const ConcatArgs& a, int64_t i) {
+    const int w = a.C + a.Co;
+    const int64_t r = i / (int64_t(a.P) * w);
+    const int p = int(i / w % a.P), k = int(i % w);
+    a.out[i] = k < a.C ? a.src[(r / a.rep) * a.P * a.C + int64_t(p) * a.C + k] : a.f[r * a.P * a.Co + int64_t(p) * a.Co + (k - a.C)];
+}
+// Its gradient split (units.cpp concat_backward): the first C values of each position to dsrc, the rest to df. One
+// index per value of dout.
+struct ConcatBackArgs {
+    float* df;
+    float* dsrc;
+    const float* dout;
+    int P, C, Co;
+};
+OF_HOST_DEVICE void concat_backward_at(const ConcatBackArgs& a, int64_t i) {
+    const int w = a.C + a.Co;
+    const int64_t r = i / (int64_t(a.P) * w);
+    const int p = int(i / w % a.P), k = int(i % w);
+    if (k < a.C) a.dsrc[r * a.P * a.C + int64_t(p) * a.C + k] = a.dout[i];
+    else a.df[r * a.P * a.Co + int64_t(p) * a.Co + (k - a.C)] = a.dout[i];
+}
+
 // y = x, or y += x when accumulating. One index per value.
 struct AddArgs {
     float* y;
@@ -602,6 +632,8 @@ OF_HOST_DEVICE void optimizer_at(const OptArgs& a, int64_t i) {
     X(skip_add, SkipArgs)                \
     X(add, AddArgs)                      \
     X(quantize, QuantArgs)               \
+    X(concat, ConcatArgs)                \
+    X(concat_backward, ConcatBackArgs)   \
     X(bias_act, BiasActArgs)             \
     X(act_backward, ActBackArgs)         \
     X(loss_rows, LossArgs)               \

@@ -14,10 +14,10 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
     if (m.has_quant && e.kind != EstimatorConfig::Kind::Ulr) return "binary or ternary weights train with ulr() only";
     for (const DenseUnit& u : m.units) {
         const bool kind = u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d || u.kind == UnitKind::MaxPool2d ||
-                          u.kind == UnitKind::AvgPool2d || u.kind == UnitKind::Dropout;
-        if (!kind) return "the model has layers other than dense, conv, pooling, dropout and residual ones";
+                          u.kind == UnitKind::AvgPool2d || u.kind == UnitKind::Dropout || u.kind == UnitKind::Concat;
+        if (!kind) return "the model has layers other than dense, conv, pooling, dropout, residual and concat ones";
     }
-    if (!m.dense_only && m.frozen > 0) return "frozen layers in a model with conv, pooling, dropout or residual layers run on the CPU";
+    if (!m.dense_only && m.frozen > 0) return "frozen layers in a model with conv, pooling, dropout, residual or concat layers run on the CPU";
     if (m.groups != 1) return "the model has per-position labels";
     if (hook) return "the loss is a JS function";
     if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) return "weight-perturbation estimators run on the CPU";
@@ -124,12 +124,16 @@ Status DeviceTrainer::linear(const Model& m, int l, int rows, const float* x, fl
                    u.g.Co, tf32);
 }
 
-// Parameter-free unit l (pooling, dropout) on `rows` rows of x: v = its values, a = act(v) (a may be v). Dropout's
-// mask: sample sample0 + r / rep for row r, keyed by (seed, step, unit).
-Status DeviceTrainer::plain(const Model& m, int l, int rows, const float* x, float* v, float* a, const Mask& mask) {
+// Parameter-free unit l (pooling, dropout, concat) on `rows` rows of x: v = its values, a = act(v) (a may be v).
+// Dropout's mask: sample sample0 + r / rep for row r, keyed by (seed, step, unit). Concat: row r's block input is row
+// r / rep of src.
+Status DeviceTrainer::plain(const Model& m, int l, int rows, const float* x, float* v, float* a, const Mask& mask,
+                            const float* src) {
     const DenseUnit& u = m.units[size_t(l)];
     const int64_t n = int64_t(rows) * u.O;
-    if (u.kind == UnitKind::Dropout)
+    if (u.kind == UnitKind::Concat)
+        OF_TRY(dev_->concat(dev::ConcatArgs{v, x, src, u.g.Ho, u.g.C, u.g.Co, mask.rep}, n));
+    else if (u.kind == UnitKind::Dropout)
         OF_TRY(dev_->dropout(dev::DropoutArgs{v, x, u.O, mask.rep, mask.sample0, mask.seed, mask.step, uint32_t(l), u.rate}, n));
     else OF_TRY(dev_->pool(dev::PoolArgs{v, x, u.g, u.kind == UnitKind::MaxPool2d ? PoolKind::Max : PoolKind::Avg}, n));
     if (u.act == Act::Identity && a == v) return {};
@@ -184,15 +188,16 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     // first noisy unit, else from the block's own rows
     auto skip = [&](int l, int rows) -> Status {
         const DenseUnit& u = m.units[size_t(l)];
-        if (u.skip_from < 0) return {};
+        if (u.skip_from < 0 || u.kind == UnitKind::Concat) return {};
         const int rep = l >= first && u.skip_from <= first ? K : 1;
         float* a = a_[size_t(l)]->f();
         return d->skip_add(dev::SkipArgs{a, nullptr, a, input(u.skip_from), u.O, rep, u.post_act, u.post_alpha}, int64_t(rows) * u.O);
     };
     // forward: the clean B-row prefix, the first noisy unit's K copies of its shared linear part, then R rows
     const uint32_t base = c.sample_base;
+    auto src = [&](int l) { return m.units[size_t(l)].kind == UnitKind::Concat ? input(m.units[size_t(l)].skip_from) : nullptr; };
     for (int l = 0; l < first; l++) {
-        OF_TRY(plain(m, l, B, input(l), a_[size_t(l)]->f(), a_[size_t(l)]->f(), {1, base, seed, step}));
+        OF_TRY(plain(m, l, B, input(l), a_[size_t(l)]->f(), a_[size_t(l)]->f(), {1, base, seed, step}, src(l)));
         OF_TRY(skip(l, B));
     }
     OF_TRY(linear(m, first, B, input(first), v0_.f(), tf32));
@@ -201,7 +206,9 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     for (int l = first + 1; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
         if (!u.param()) {
-            OF_TRY(plain(m, l, R, input(l), a_[size_t(l)]->f(), a_[size_t(l)]->f(), {K, base, seed, step}));
+            // a concat's block input: from the B-row prefix (row r / K) when the block starts there
+            const int rep = u.kind == UnitKind::Concat && u.skip_from > first ? 1 : K;
+            OF_TRY(plain(m, l, R, input(l), a_[size_t(l)]->f(), a_[size_t(l)]->f(), {rep, base, seed, step}, src(l)));
         } else {
             OF_TRY(linear(m, l, R, input(l), a_[size_t(l)]->f(), tf32));
             OF_TRY(noisy(l, a_[size_t(l)]->f(), 1));
@@ -264,12 +271,14 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base) 
     while (int(inner_.size()) < L)
         inner_.push_back(std::make_unique<DeviceBuffer>()), sum_.push_back(std::make_unique<DeviceBuffer>()),
             skip_.push_back(std::make_unique<DeviceBuffer>());
+    auto residual = [&](const DenseUnit& u) { return u.skip_from >= 0 && u.kind != UnitKind::Concat; };
     for (int l = 0; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
         if (u.skip_from < 0) continue;
+        OF_TRY(skip_[size_t(u.skip_from)]->reserve(d, size_t(B) * m.units[size_t(u.skip_from)].I * sizeof(float)));
+        if (!residual(u)) continue;
         OF_TRY(inner_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
         OF_TRY(sum_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
-        OF_TRY(skip_[size_t(u.skip_from)]->reserve(d, size_t(B) * m.units[size_t(u.skip_from)].I * sizeof(float)));
     }
     float* P = params_.f();
     float* G = grads_.f();
@@ -279,14 +288,14 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base) 
     for (int l = 0; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
         float* v = e_[size_t(l)]->f();
-        float* act = u.skip_from >= 0 ? inner_[size_t(l)]->f() : a_[size_t(l)]->f();
+        float* act = residual(u) ? inner_[size_t(l)]->f() : a_[size_t(l)]->f();
         if (!u.param()) {
-            OF_TRY(plain(m, l, B, input(l), v, act, mask));
+            OF_TRY(plain(m, l, B, input(l), v, act, mask, u.kind == UnitKind::Concat ? input(u.skip_from) : nullptr));
         } else {
             OF_TRY(linear(m, l, B, input(l), v, tf32));
             OF_TRY(d->bias_act(dev::BiasActArgs{act, v, u.b_off < 0 ? nullptr : P + u.b_off, u.gemm_cols(), u.act, u.alpha}, int64_t(B) * u.O));
         }
-        if (u.skip_from >= 0)  // a = post_act(act(v) + block input)
+        if (residual(u))  // a = post_act(act(v) + block input)
             OF_TRY(d->skip_add(dev::SkipArgs{a_[size_t(l)]->f(), sum_[size_t(l)]->f(), act, input(u.skip_from), u.O, 1, u.post_act,
                                              u.post_alpha}, int64_t(B) * u.O));
     }
@@ -303,15 +312,17 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base) 
     for (int l = L - 1; l >= 0; l--) {
         const DenseUnit& u = m.units[size_t(l)];
         const int64_t values = int64_t(B) * u.O;
-        if (u.skip_from >= 0) {  // through post_act to the sum, which is also the skip path's gradient
+        if (residual(u)) {  // through post_act to the sum, which is also the skip path's gradient
             OF_TRY(d->act_backward(dev::ActBackArgs{dcur, dcur, sum_[size_t(l)]->f(), a_[size_t(l)]->f(), u.post_act, u.post_alpha}, values));
             OF_TRY(d->add(dev::AddArgs{pending(u.skip_from), dcur, 0}, values));
         }
-        const float* act = u.skip_from >= 0 ? inner_[size_t(l)]->f() : a_[size_t(l)]->f();
+        const float* act = residual(u) ? inner_[size_t(l)]->f() : a_[size_t(l)]->f();
         OF_TRY(d->act_backward(dev::ActBackArgs{dcur, dcur, e_[size_t(l)]->f(), act, u.act, u.alpha}, values));
         if (!u.param()) {
             if (l == 0) break;
-            if (u.kind == UnitKind::Dropout)  // the same mask on the gradient
+            if (u.kind == UnitKind::Concat)  // f's part goes on, the block input's part waits at the block's start
+                OF_TRY(d->concat_backward(dev::ConcatBackArgs{dnext, pending(u.skip_from), dcur, u.g.Ho, u.g.C, u.g.Co}, values));
+            else if (u.kind == UnitKind::Dropout)  // the same mask on the gradient
                 OF_TRY(d->dropout(dev::DropoutArgs{dnext, dcur, u.O, 1, sample_base, m.seed, m.step, uint32_t(l), u.rate}, values));
             else
                 OF_TRY(d->pool_backward(dev::PoolBackArgs{dnext, dcur, input(l), u.g, u.kind == UnitKind::MaxPool2d ? PoolKind::Max : PoolKind::Avg},

@@ -78,7 +78,7 @@ class DeviceTrainer {
         uint64_t seed;
         uint32_t step;
     };
-    Status plain(const Model& m, int l, int rows, const float* x, float* v, float* a, const Mask& mask);
+    Status plain(const Model& m, int l, int rows, const float* x, float* v, float* a, const Mask& mask, const float* src = nullptr);
     Status col_sum(float* out, const float* d, int R, int O, float alpha);
     Status grad_norm(int64_t off, int64_t n, float clip);  // of grads[off, off + n): norm_[0] = |g|, norm_[1] = clip factor
     Status update(const Model& m, const OptimizerConfig& o, int64_t t);  // the optimizer, gated by the step statistics
