@@ -300,13 +300,98 @@ OF_HOST_DEVICE void concat_backward_at(const ConcatBackArgs& a, int64_t i) {
     else a.df[r * a.P * a.Co + int64_t(p) * a.Co + (k - a.C)] = a.dout[i];
 }
 
-// y = x, or y += x when accumulating. One index per value.
+// Normalization (units.cpp normalize / group_norm_xhat): x^ and 1 / sqrt(var + 1e-5) of each set, with float64 mean
+// and variance in the CPU's order. layerNorm: a set is one position's C values (one index per position, P per row);
+// groupNorm: all positions of one group's C / G channels in a row (one index per (row, group)). x (rows, P C).
+struct NormArgs {
+    float* xh;
+    float* inv;  // one per set
+    const float* x;
+    int P, C, G;
+};
+OF_HOST_DEVICE void layer_norm_at(const NormArgs& a, int64_t p) {
+    const float* x = a.x + p * a.C;
+    float* xh = a.xh + p * a.C;
+    double mu = 0.0, var = 0.0;
+    for (int i = 0; i < a.C; i++) mu += x[i];
+    mu /= a.C;
+    for (int i = 0; i < a.C; i++) var += (x[i] - mu) * (x[i] - mu);
+    const float inv = float(1.0 / sqrt(var / a.C + double(1e-5f)));
+    for (int i = 0; i < a.C; i++) xh[i] = float(x[i] - mu) * inv;
+    a.inv[p] = inv;
+}
+OF_HOST_DEVICE void group_norm_at(const NormArgs& a, int64_t s) {
+    const int Cg = a.C / a.G;
+    const int64_t r = s / a.G, g = s % a.G, base = r * a.P * a.C + g * Cg;
+    const double n = double(a.P) * Cg;
+    double mu = 0.0, var = 0.0;
+    for (int p = 0; p < a.P; p++)
+        for (int c = 0; c < Cg; c++) mu += a.x[base + int64_t(p) * a.C + c];
+    mu /= n;
+    for (int p = 0; p < a.P; p++)
+        for (int c = 0; c < Cg; c++) {
+            const float v = a.x[base + int64_t(p) * a.C + c];
+            var += (v - mu) * (v - mu);
+        }
+    const float inv = float(1.0 / sqrt(var / n + double(1e-5f)));
+    for (int p = 0; p < a.P; p++)
+        for (int c = 0; c < Cg; c++) {
+            const int64_t i = base + int64_t(p) * a.C + c;
+            a.xh[i] = float(a.x[i] - mu) * inv;
+        }
+    a.inv[s] = inv;
+}
+
+// The input gradient of a normalization (units.cpp unit_backward): per set, with dx^ = dv gain,
+// din = inv (dx^ - mean(dx^) - x^ mean(dx^ x^)), the means in float64. The sets as in NormArgs.
+struct NormBackArgs {
+    float* din;
+    const float* dv;
+    const float* xh;
+    const float* inv;
+    const float* gain;
+    int P, C, G;
+};
+OF_HOST_DEVICE void layer_norm_backward_at(const NormBackArgs& a, int64_t p) {
+    const float* g = a.dv + p * a.C;
+    const float* xh = a.xh + p * a.C;
+    double m1 = 0.0, m2 = 0.0;
+    for (int c = 0; c < a.C; c++) m1 += g[c] * a.gain[c], m2 += g[c] * a.gain[c] * xh[c];
+    m1 /= a.C, m2 /= a.C;
+    float* d = a.din + p * a.C;
+    for (int c = 0; c < a.C; c++) d[c] = a.inv[p] * float(g[c] * a.gain[c] - m1 - xh[c] * m2);
+}
+OF_HOST_DEVICE void group_norm_backward_at(const NormBackArgs& a, int64_t s) {
+    const int Cg = a.C / a.G;
+    const int64_t r = s / a.G, g = s % a.G, base = r * a.P * a.C + g * Cg;
+    const double n = double(a.P) * Cg;
+    double m1 = 0.0, m2 = 0.0;
+    for (int p = 0; p < a.P; p++)
+        for (int c = 0; c < Cg; c++) {
+            const int64_t i = base + int64_t(p) * a.C + c;
+            const double d = double(a.dv[i]) * a.gain[g * Cg + c];
+            m1 += d, m2 += d * a.xh[i];
+        }
+    m1 /= n, m2 /= n;
+    for (int p = 0; p < a.P; p++)
+        for (int c = 0; c < Cg; c++) {
+            const int64_t i = base + int64_t(p) * a.C + c;
+            a.din[i] = a.inv[s] * float(double(a.dv[i]) * a.gain[g * Cg + c] - m1 - a.xh[i] * m2);
+        }
+}
+
+// y = x, or y += x when accumulating; y = x m[i % M] when m is given. One index per value.
 struct AddArgs {
     float* y;
     const float* x;
     int accumulate;
+    const float* m = nullptr;
+    int M = 1;
 };
-OF_HOST_DEVICE void add_at(const AddArgs& a, int64_t i) { a.y[i] = a.accumulate ? a.y[i] + a.x[i] : a.x[i]; }
+OF_HOST_DEVICE void add_at(const AddArgs& a, int64_t i) {
+    if (a.m) a.y[i] = a.x[i] * a.m[i % a.M];
+    else a.y[i] = a.accumulate ? a.y[i] + a.x[i] : a.x[i];
+}
 
 // Binary or ternary weights (Model::effective), one index per output row of a unit's weights (cols values each):
 // binary: sign(w) mean|w|; ternary: the weights with |w| > 0.7 mean|w| become sign(w) times their mean magnitude, the
@@ -543,12 +628,16 @@ struct ColSumArgs {
     const float* d;
     int R, O;
     float alpha;
+    const float* mul = nullptr;  // sums d mul (elementwise) instead of d
 };
 OF_HOST_DEVICE void col_sum_partial_at(const ColSumArgs& a, int64_t i) {
     const int64_t t = i / a.O, o = i % a.O;
     const int r0 = int(t) * kReduceRows, r1 = r0 + kReduceRows < a.R ? r0 + kReduceRows : a.R;
     float acc = 0.0f;
-    for (int r = r0; r < r1; r++) acc += a.d[int64_t(r) * a.O + o];
+    for (int r = r0; r < r1; r++) {
+        const int64_t at = int64_t(r) * a.O + o;
+        acc += a.mul ? a.d[at] * a.mul[at] : a.d[at];
+    }
     a.part[i] = acc;
 }
 OF_HOST_DEVICE void col_sum_final_at(const ColSumArgs& a, int64_t o) {
@@ -634,6 +723,10 @@ OF_HOST_DEVICE void optimizer_at(const OptArgs& a, int64_t i) {
     X(quantize, QuantArgs)               \
     X(concat, ConcatArgs)                \
     X(concat_backward, ConcatBackArgs)   \
+    X(layer_norm, NormArgs)              \
+    X(group_norm, NormArgs)              \
+    X(layer_norm_backward, NormBackArgs) \
+    X(group_norm_backward, NormBackArgs) \
     X(bias_act, BiasActArgs)             \
     X(act_backward, ActBackArgs)         \
     X(loss_rows, LossArgs)               \

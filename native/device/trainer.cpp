@@ -14,10 +14,11 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
     if (m.has_quant && e.kind != EstimatorConfig::Kind::Ulr) return "binary or ternary weights train with ulr() only";
     for (const DenseUnit& u : m.units) {
         const bool kind = u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d || u.kind == UnitKind::MaxPool2d ||
-                          u.kind == UnitKind::AvgPool2d || u.kind == UnitKind::Dropout || u.kind == UnitKind::Concat;
-        if (!kind) return "the model has layers other than dense, conv, pooling, dropout, residual and concat ones";
+                          u.kind == UnitKind::AvgPool2d || u.kind == UnitKind::Dropout || u.kind == UnitKind::Concat ||
+                          u.kind == UnitKind::LayerNorm || u.kind == UnitKind::GroupNorm;
+        if (!kind) return "the model has recurrent, graph or batchNorm layers";
     }
-    if (!m.dense_only && m.frozen > 0) return "frozen layers in a model with conv, pooling, dropout, residual or concat layers run on the CPU";
+    if (!m.dense_only && m.frozen > 0) return "frozen layers run on the CPU in models with layers other than dense ones";
     if (m.groups != 1) return "the model has per-position labels";
     if (hook) return "the loss is a JS function";
     if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) return "weight-perturbation estimators run on the CPU";
@@ -94,10 +95,10 @@ Status DeviceTrainer::upload_batch(const Model& m, const float* x, const Targets
     return {};
 }
 
-Status DeviceTrainer::col_sum(float* out, const float* d, int R, int O, float alpha) {
+Status DeviceTrainer::col_sum(float* out, const float* d, int R, int O, float alpha, const float* mul) {
     const int chunks = (R + dev::kReduceRows - 1) / dev::kReduceRows;
     OF_TRY(col_part_.reserve(dev_.get(), size_t(chunks) * O * sizeof(float)));
-    dev::ColSumArgs a{out, col_part_.f(), d, R, O, alpha};
+    dev::ColSumArgs a{out, col_part_.f(), d, R, O, alpha, mul};
     OF_TRY(dev_->col_sum_partial(a, int64_t(chunks) * O));
     return dev_->col_sum_final(a, O);
 }
@@ -110,12 +111,22 @@ Status DeviceTrainer::read_stats(StepStats* stats, int rows) {
     return {};
 }
 
-// The linear part of dense or conv unit l on `rows` rows of its input x into out (rows, O). A conv unit's patches go
-// to cols_[l] (kept: its weight gradient reads them).
+// The linear part of unit l (dense, conv, layerNorm, groupNorm) on `rows` rows of its input x into out (rows, O). A
+// conv unit's patches go to cols_[l], a norm's x^ and 1 / sigma to xh_[l] and inv_[l]: the gradients read them.
 Status DeviceTrainer::linear(const Model& m, int l, int rows, const float* x, float* out, bool tf32) {
     Device* d = dev_.get();
     const DenseUnit& u = m.units[size_t(l)];
     const float* W = theta_ + u.w_off;
+    if (u.kind == UnitKind::LayerNorm || u.kind == UnitKind::GroupNorm) {
+        const bool layer = u.kind == UnitKind::LayerNorm;
+        const int64_t sets = int64_t(rows) * (layer ? u.g.Ho : u.groups);
+        while (int(xh_.size()) <= l) xh_.push_back(std::make_unique<DeviceBuffer>()), inv_.push_back(std::make_unique<DeviceBuffer>());
+        OF_TRY(xh_[size_t(l)]->reserve(d, size_t(rows) * u.O * sizeof(float)));
+        OF_TRY(inv_[size_t(l)]->reserve(d, size_t(sets) * sizeof(float)));
+        const dev::NormArgs na{xh_[size_t(l)]->f(), inv_[size_t(l)]->f(), x, u.g.Ho, u.g.Co, u.groups};
+        OF_TRY(layer ? d->layer_norm(na, sets) : d->group_norm(na, sets));
+        return d->add(dev::AddArgs{out, xh_[size_t(l)]->f(), 0, W, u.g.Co}, int64_t(rows) * u.O);  // gain x^
+    }
     if (u.kind == UnitKind::Dense) return d->gemm(false, true, rows, u.O, u.I, 1.0f, x, u.I, W, u.I, 0.0f, out, u.O, tf32);
     const int64_t n = int64_t(rows) * u.g.positions();
     OF_TRY(cols_[size_t(l)]->reserve(d, size_t(n) * u.g.patch() * sizeof(float)));
@@ -235,11 +246,15 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), S, K, u.O}, int64_t(B) * u.O));
             S = g_.f();
         }
-        // in the GEMM view: S (rows x positions, cols) against the unit's input (dense) or its patches (conv)
-        const int n = int(int64_t(rows) * (u.kind == UnitKind::Conv2d ? u.g.positions() : 1));
-        const int cols = u.gemm_cols(), fan = u.fan_in();
-        const float* A = u.kind == UnitKind::Conv2d ? cols_[size_t(l)]->f() : input(l);
-        OF_TRY(d->gemm(true, false, cols, fan, n, inv_sigma, S, cols, A, fan, 0.0f, G + u.w_off, fan, tf32));
+        // in the GEMM view: S (rows x positions, cols) against the unit's input (dense) or its patches (conv); a norm's
+        // gain gets the column sums of S x^
+        const int n = int(u.gemm_rows(rows)), cols = u.gemm_cols(), fan = u.fan_in();
+        if (u.norm()) {
+            OF_TRY(col_sum(G + u.w_off, S, n, cols, inv_sigma, xh_[size_t(l)]->f()));
+        } else {
+            const float* A = u.kind == UnitKind::Conv2d ? cols_[size_t(l)]->f() : input(l);
+            OF_TRY(d->gemm(true, false, cols, fan, n, inv_sigma, S, cols, A, fan, 0.0f, G + u.w_off, fan, tf32));
+        }
         if (u.b_off >= 0) OF_TRY(col_sum(G + u.b_off, S, n, cols, inv_sigma));
     }
     return {};
@@ -332,7 +347,19 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base) 
             continue;
         }
         const bool conv = u.kind == UnitKind::Conv2d;
-        const int n = int(int64_t(B) * (conv ? u.g.positions() : 1)), cols = u.gemm_cols(), fan = u.fan_in();
+        const int n = int(u.gemm_rows(B)), cols = u.gemm_cols(), fan = u.fan_in();
+        if (u.norm()) {  // d gain = sum dv x^, d bias = sum dv; the input gradient through the set's statistics
+            OF_TRY(col_sum(G + u.w_off, dcur, n, cols, 1.0f, xh_[size_t(l)]->f()));
+            OF_TRY(col_sum(G + u.b_off, dcur, n, cols, 1.0f));
+            if (l == 0) break;
+            const bool layer = u.kind == UnitKind::LayerNorm;
+            const dev::NormBackArgs nb{dnext, dcur, xh_[size_t(l)]->f(), inv_[size_t(l)]->f(), P + u.w_off, u.g.Ho, u.g.Co, u.groups};
+            const int64_t sets = int64_t(B) * (layer ? u.g.Ho : u.groups);
+            OF_TRY(layer ? d->layer_norm_backward(nb, sets) : d->group_norm_backward(nb, sets));
+            OF_TRY(join(l, dnext));
+            std::swap(dcur, dnext);
+            continue;
+        }
         const float* A = conv ? cols_[size_t(l)]->f() : input(l);
         OF_TRY(d->gemm(true, false, cols, fan, n, 1.0f, dcur, cols, A, fan, 0.0f, G + u.w_off, fan, tf32));
         if (u.b_off >= 0) OF_TRY(col_sum(G + u.b_off, dcur, n, cols, 1.0f));

@@ -79,7 +79,7 @@ class DeviceTrainer {
         uint32_t step;
     };
     Status plain(const Model& m, int l, int rows, const float* x, float* v, float* a, const Mask& mask, const float* src = nullptr);
-    Status col_sum(float* out, const float* d, int R, int O, float alpha);
+    Status col_sum(float* out, const float* d, int R, int O, float alpha, const float* mul = nullptr);  // of d (x mul)
     Status grad_norm(int64_t off, int64_t n, float clip);  // of grads[off, off + n): norm_[0] = |g|, norm_[1] = clip factor
     Status update(const Model& m, const OptimizerConfig& o, int64_t t);  // the optimizer, gated by the step statistics
     Status read_stats(StepStats* stats, int rows);
@@ -101,6 +101,7 @@ class DeviceTrainer {
     const float* theta_ = nullptr;  // the slab the forward computes with: params_, or eff_ with binary / ternary weights
     std::vector<std::unique_ptr<DeviceBuffer>> a_, e_;  // per layer: activations; noise (ULR) or pre-activations (BP)
     std::vector<std::unique_ptr<DeviceBuffer>> cols_;   // per conv unit: its input's patches
+    std::vector<std::unique_ptr<DeviceBuffer>> xh_, inv_;  // per norm unit: x^ and 1 / sigma of its sets
     // BP of residual blocks: act(v) and the sum before post_act at a block's end; the skip gradient at its start
     std::vector<std::unique_ptr<DeviceBuffer>> inner_, sum_, skip_;
     double stats_host_[4] = {};
