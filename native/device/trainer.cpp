@@ -18,7 +18,6 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
                           u.kind == UnitKind::LayerNorm || u.kind == UnitKind::GroupNorm;
         if (!kind) return "the model has recurrent, graph or batchNorm layers";
     }
-    if (!m.dense_only && m.frozen > 0) return "frozen layers run on the CPU in models with layers other than dense ones";
     if (m.groups != 1) return "the model has per-position labels";
     if (hook) return "the loss is a JS function";
     if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) return "weight-perturbation estimators run on the CPU";
@@ -157,14 +156,14 @@ Status DeviceTrainer::plain(const Model& m, int l, int rows, const float* x, flo
 // unit is im2row + one GEMM: its rows are (sample, position) pairs, so its noise row is the whole (positions x
 // channels) output of a copy, and its weight gradient is S^T A over all (copy, position) rows with its patches A kept
 // from the forward. Noise layer ids are unit indices, as on the CPU.
-Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x) {
+Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int fe) {
     Device* d = dev_.get();
     const int K = c.copies, L = int(m.units.size()), C = m.outputs;
     int R = 0;
     OF_TRY(step_rows(B, K, &R));
     const uint64_t seed = c.has_seed ? c.seed : m.seed;
     const bool tf32 = tf32_for(EstimatorConfig::Kind::Ulr);
-    int first = 0;
+    int first = fe;  // frozen units (fine-tuning, units before fe) stay clean in the B-row prefix
     while (first < L && !m.units[size_t(first)].param()) first++;
     OF_CHECK(first < L, Config, "the model has no layer with parameters to train");
     std::vector<float> sigma(size_t(L), 0.0f);  // per noisy unit, from the per-layer list in parameter-unit order
@@ -208,7 +207,14 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     const uint32_t base = c.sample_base;
     auto src = [&](int l) { return m.units[size_t(l)].kind == UnitKind::Concat ? input(m.units[size_t(l)].skip_from) : nullptr; };
     for (int l = 0; l < first; l++) {
-        OF_TRY(plain(m, l, B, input(l), a_[size_t(l)]->f(), a_[size_t(l)]->f(), {1, base, seed, step}, src(l)));
+        const DenseUnit& u = m.units[size_t(l)];
+        float* a = a_[size_t(l)]->f();
+        if (u.param()) {  // a frozen unit
+            OF_TRY(linear(m, l, B, input(l), a, tf32));
+            OF_TRY(d->bias_act(dev::BiasActArgs{a, a, bias(u), u.gemm_cols(), u.act, u.alpha}, int64_t(B) * u.O));
+        } else {
+            OF_TRY(plain(m, l, B, input(l), a, a, {1, base, seed, step}, src(l)));
+        }
         OF_TRY(skip(l, B));
     }
     OF_TRY(linear(m, first, B, input(first), v0_.f(), tf32));
@@ -391,19 +397,24 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
         theta_ = eff_.f();
     }
     const float* in = x_.f();
-    if (m.frozen > 0) OF_TRY(frozen_forward(m, B, e.kind, &in));
-    // the trainable layers as a model of their own, slab offsets unchanged (estimators/frozen.cpp does the same)
+    // A frozen prefix, as the CPU does it: a dense model trains its tail as a model of its own (slab offsets unchanged,
+    // noise ids and per-layer sigma from the tail: estimators/frozen.cpp); any other model keeps its frozen units clean
+    // in the B-row prefix of ULR (generic.cpp) or backpropagates through them, and their gradients are zeroed.
+    const bool tail = m.frozen > 0 && m.dense_only;
+    if (tail) OF_TRY(frozen_forward(m, B, e.kind, &in));
     std::vector<DenseUnit> all;
     EstimatorConfig sub = e;
-    if (m.frozen > 0) {
+    if (tail) {
         all = m.units;
         m.units.erase(m.units.begin(), m.units.begin() + m.frozen);
         if (sub.ulr.sigma.size() == all.size()) sub.ulr.sigma.erase(sub.ulr.sigma.begin(), sub.ulr.sigma.begin() + m.frozen);
     }
     *rows = B;
-    Status st = e.kind == EstimatorConfig::Kind::Ulr ? ulr(m, B, sub.ulr, step, in) : bp(m, B, in, e.ulr.sample_base);
-    if (m.frozen > 0) m.units = std::move(all);
+    const int fe = tail ? 0 : m.frozen_end();
+    Status st = e.kind == EstimatorConfig::Kind::Ulr ? ulr(m, B, sub.ulr, step, in, fe) : bp(m, B, in, e.ulr.sample_base);
+    if (tail) m.units = std::move(all);
     OF_TRY(st);
+    if (m.frozen > 0 && !tail) OF_TRY(dev_->zero(grads_.f(), size_t(trainable_offset(m)) * sizeof(float)));
     if (e.kind == EstimatorConfig::Kind::Ulr) *rows = B * e.ulr.copies;
     const int chunks = (*rows + dev::kReduceRows - 1) / dev::kReduceRows;
     OF_TRY(stats_part_.reserve(dev_.get(), size_t(chunks) * 2 * sizeof(double)));

@@ -68,7 +68,7 @@ class DeviceTrainer {
     Status estimate(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
                     double id, int* rows);
     // The estimators over m.units, whose first layer reads x (B rows on the device).
-    Status ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x);
+    Status ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int fe);  // fe: frozen_end()
     Status bp(Model& m, int B, const float* x, uint32_t sample_base);
     Status frozen_forward(Model& m, int B, EstimatorConfig::Kind kind, const float** in);
     Status linear(const Model& m, int l, int rows, const float* x, float* out, bool tf32);
