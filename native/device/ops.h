@@ -157,6 +157,15 @@ OF_HOST_DEVICE void pool_at(const PoolArgs& a, int64_t i) {
     a.y[i] = taps == 0 ? 0.0f : out;
 }
 
+// Input value i of channels-last images (n, H, W, C): its image, row, column and channel.
+struct Pixel {
+    int64_t img;
+    int iy, ix, c;
+};
+OF_HOST_DEVICE Pixel pixel_of(const ConvGeom& g, int64_t i) {
+    return {i / (int64_t(g.H) * g.W * g.C), int(i / g.C / g.W % g.H), int(i / g.C % g.W), int(i % g.C)};
+}
+
 // The windows of a conv or pool that read input row iy (column ix), in increasing output order: ky (kx) from the
 // last tap down, each giving oy = (iy + ph - ky dh) / sh when that divides and lands inside the output. The CPU
 // kernels scatter window by window in that order, so gathering in it adds the same values in the same order.
@@ -175,8 +184,8 @@ struct Row2ImArgs {
 };
 OF_HOST_DEVICE void row2im_at(const Row2ImArgs& a, int64_t i) {
     const ConvGeom& g = a.g;
-    const int c = int(i % g.C), ix = int(i / g.C % g.W), iy = int(i / g.C / g.W % g.H);
-    const int64_t img = i / (int64_t(g.H) * g.W * g.C), P = int64_t(g.Ho) * g.Wo;
+    const auto [img, iy, ix, c] = pixel_of(g, i);
+    const int64_t P = int64_t(g.Ho) * g.Wo;
     const int patch = g.kh * g.kw * g.C;
     float acc = 0.0f;
     for (int ky = g.kh - 1; ky >= 0; ky--) {
@@ -202,8 +211,8 @@ struct PoolBackArgs {
 };
 OF_HOST_DEVICE void pool_backward_at(const PoolBackArgs& a, int64_t i) {
     const ConvGeom& g = a.g;
-    const int c = int(i % g.C), ix = int(i / g.C % g.W), iy = int(i / g.C / g.W % g.H);
-    const int64_t img = i / (int64_t(g.H) * g.W * g.C), P = int64_t(g.Ho) * g.Wo;
+    const auto [img, iy, ix, c] = pixel_of(g, i);
+    const int64_t P = int64_t(g.Ho) * g.Wo;
     const float* xi = a.x + img * (int64_t(g.H) * g.W * g.C);
     float acc = 0.0f;
     for (int ky = g.kh - 1; ky >= 0; ky--) {
