@@ -13,7 +13,7 @@ import * as path from 'path';
 import * as of from '../../lib/index';
 import { stepMacs } from './cost';
 
-type Config = { estimator: 'bp' | 'ulr'; copies?: number; sigma?: number; lr?: number; rows?: number; steps?: number; epochs?: number; seed?: number; backend?: 'cuda' | 'sim'; widths?: number[] };
+type Config = { estimator: 'bp' | 'ulr'; model?: 'mlp' | 'cnn'; copies?: number; sigma?: number; lr?: number; rows?: number; steps?: number; epochs?: number; seed?: number; backend?: 'cuda' | 'sim'; widths?: number[] };
 
 function exportDigits(dir: string) {
   const { train, test } = of.datasets.digits();
@@ -38,14 +38,21 @@ function mlp(widths: number[]): of.Layer[] {
 
 const estimatorOf = (c: Config) => (c.estimator === 'bp' ? of.bp() : of.ulr({ copies: c.copies ?? 32, sigma: c.sigma ?? 0.1 }));
 
+// The small CNN of the architectures bench (bench/cases/architectures.ts): conv 8 3x3, pool, conv 16 3x3, pool, dense.
+const cnn = (): of.Layer[] => [
+  of.conv2d({ inputShape: [28, 28, 1], filters: 8, kernel: 3, padding: 'same' }), of.relu(), of.maxPool2d(),
+  of.conv2d({ filters: 16, kernel: 3, padding: 'same' }), of.relu(), of.maxPool2d(), of.flatten(), of.dense(784, 10),
+];
+
 async function digits(c: Config) {
   const { train, test } = of.datasets.digits();
   const B = 64;
   const estimator = estimatorOf(c);
-  const warm = of.sequential(mlp([784, 256, 10]), { seed: 99, backend: c.backend ?? 'cuda' });
+  const layers = () => (c.model === 'cnn' ? cnn() : mlp([784, 256, 10]));
+  const warm = of.sequential(layers(), { seed: 99, backend: c.backend ?? 'cuda' });
   await warm.fit(of.data.take(train, Array.from({ length: 20 * B }, (_, i) => i)), { estimator, epochs: 1, batchSize: B });
   warm.dispose();
-  const model = of.sequential(mlp([784, 256, 10]), { seed: c.seed ?? 1, backend: c.backend ?? 'cuda' });
+  const model = of.sequential(layers(), { seed: c.seed ?? 1, backend: c.backend ?? 'cuda' });
   const h = await model.fit(train, { estimator, optimizer: of.adam({ lr: c.lr ?? 1e-3 }), epochs: c.epochs ?? 5, batchSize: B, validation: test });
   const secs = h.epochs.map((e) => e.seconds);
   const median = [...secs].sort((a, b) => a - b)[Math.floor(secs.length / 2)]!;
@@ -56,7 +63,7 @@ async function digits(c: Config) {
     if (t93 === null && e.valAccuracy! >= 0.93) t93 = elapsed;
   }
   return {
-    library: 'oneforward', estimator: c.estimator, copies: c.estimator === 'ulr' ? (c.copies ?? 32) : null, lr: c.lr ?? 1e-3,
+    library: 'oneforward', model: c.model ?? 'mlp', estimator: c.estimator, copies: c.estimator === 'ulr' ? (c.copies ?? 32) : null, lr: c.lr ?? 1e-3,
     sigma: c.estimator === 'ulr' ? (c.sigma ?? 0.1) : null, batch: B,
     epochs: h.epochs.map((e) => ({ epoch: e.epoch, seconds: e.seconds, loss: e.loss, valAccuracy: e.valAccuracy })),
     median_epoch_s: median, median_step_ms: (1000 * median) / h.epochs[0]!.steps, test_accuracy: h.epochs[h.epochs.length - 1]!.valAccuracy,

@@ -69,6 +69,9 @@ export function gpuSuite(results: string): void {
   }));
   // throughput: MLP 784-4096-4096-10, 65,536 rows, TF32 on both sides
   const [rows, widths] = dry ? [512, [784, 64, 64, 10]] : [65536, [784, 4096, 4096, 10]];
+  // the small CNN on the device, our side only (the PyTorch reference is an MLP): BP and ULR K=32
+  const convs = (['bp', 'ulr'] as const).map((estimator) => keep({ estimator, model: 'cnn', copies: estimator === 'ulr' ? (dry ? 4 : 32) : undefined,
+    oneforward: ours('digits', { estimator, model: 'cnn', copies: dry ? 4 : 32, epochs, ...(dry ? { backend: 'sim' } : {}) }) as Digits }));
   const tp = [{ estimator: 'ulr' as const, copies: dry ? 32 : 512, steps: dry ? 3 : 20 }, { estimator: 'bp' as const, steps: dry ? 3 : 5 }].map((c) => keep({
     ...c,
     oneforward: ours('throughput', { ...c, rows, widths, ...(dry ? { backend: 'sim' } : {}) }) as Through,
@@ -86,7 +89,7 @@ export function gpuSuite(results: string): void {
   ].map((t) => ({ ...t, met: t.value !== null && t.value >= t.need }));
 
   fs.rmSync(path.join(results, 'gpu-partial.json'));
-  fs.writeFileSync(path.join(results, 'gpu-digits.json'), JSON.stringify({ suite: 'gpu-digits', date, device, digits }, null, 2) + '\n');
+  fs.writeFileSync(path.join(results, 'gpu-digits.json'), JSON.stringify({ suite: 'gpu-digits', date, device, digits, convs }, null, 2) + '\n');
   fs.writeFileSync(path.join(results, 'gpu-throughput.json'), JSON.stringify({ suite: 'gpu-throughput', date, device, throughput: tp, targets }, null, 2) + '\n');
   const side = (o: Digits, p: Digits | Skipped) =>
     `${fmt(o.median_step_ms, 3)} | ${ok(p) ? fmt((p as Digits).median_step_ms, 3) : 'skipped'} | ${fmt(100 * o.test_accuracy)}% | ${ok(p) ? fmt(100 * (p as Digits).test_accuracy) + '%' : '—'} | ${fmt(o.time_to_93_s)} | ${ok(p) ? fmt((p as Digits).time_to_93_s) : '—'}`;
@@ -94,6 +97,8 @@ export function gpuSuite(results: string): void {
     `Digits MLP 784-256-10, Adam (lr 1e-3 unless named), batch 64, 5 epochs; ms/step of the median epoch; time to 93% test accuracy in training seconds (— : not reached).\n\n` +
     `| case | oneforward ms/step | PyTorch ms/step | oneforward accuracy | PyTorch accuracy | oneforward s to 93% | PyTorch s to 93% |\n|---|---|---|---|---|---|---|\n` +
     digits.map((d) => `| ${d.estimator}${d.copies ? ` K=${d.copies}` : ''}${d.sigma ? `, σ=${d.sigma}` : ''}${d.lr ? `, lr ${d.lr}` : ''} | ${side(d.oneforward, d.pytorch)} |`).join('\n') +
+    `\n\nThe small CNN (conv 8, pool, conv 16, pool, dense; batch 64, 5 epochs), oneforward only:\n\n| case | ms/step | accuracy | s to 93% |\n|---|---|---|---|\n` +
+    convs.map((r) => `| ${r.estimator}${r.copies ? ` K=${r.copies}` : ''} | ${fmt(r.oneforward.median_step_ms, 3)} | ${fmt(100 * r.oneforward.test_accuracy)}% | ${fmt(r.oneforward.time_to_93_s)} |`).join('\n') +
     `\n\nMLP 784-4096-4096-10, 65,536 rows per step (ULR: 128 samples x 512 copies), TF32 on.\n\n| case | oneforward ms/step | oneforward TFLOP/s | PyTorch ms/step | PyTorch TFLOP/s |\n|---|---|---|---|---|\n` +
     tp.map((r) => `| ${r.estimator}${r.copies ? ` K=${r.copies}` : ''} | ${fmt(r.oneforward.step_ms)} | ${fmt(r.oneforward.tflops, 1)} | ${ok(r.pytorch) ? fmt((r.pytorch as Through).step_ms) : 'skipped'} | ${ok(r.pytorch) ? fmt((r.pytorch as Through).tflops, 1) : '—'} |`).join('\n') +
     `\n\n| target | measured | needed | met |\n|---|---|---|---|\n` + targets.map((t) => `| ${t.target} | ${fmt(t.value)} | ${t.need} | ${t.met ? 'yes' : 'no'} |`).join('\n') + '\n';
