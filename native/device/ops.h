@@ -389,6 +389,83 @@ OF_HOST_DEVICE void group_norm_backward_at(const NormBackArgs& a, int64_t s) {
         }
 }
 
+// batchNorm (units.cpp batch_norm_*), channels-last (n positions of C channels). Batch statistics, one index per
+// channel: stats[c] = mean, stats[C + c] = variance (biased), float64 sums over positions in order.
+struct BatchStatsArgs {
+    float* stats;
+    const float* x;
+    int64_t n;
+    int C;
+};
+OF_HOST_DEVICE void bn_stats_at(const BatchStatsArgs& a, int64_t c) {
+    double mu = 0.0, var = 0.0;
+    for (int64_t p = 0; p < a.n; p++) mu += a.x[p * a.C + c];
+    mu /= double(a.n);
+    for (int64_t p = 0; p < a.n; p++) var += (a.x[p * a.C + c] - mu) * (a.x[p * a.C + c] - mu);
+    a.stats[c] = float(mu), a.stats[a.C + c] = float(var / double(a.n));
+}
+// y = (x - mean) gain / sqrt(var + eps) (x^ instead when gain is nullptr: (x - mean) / sqrt(var + eps)); row r of y
+// (P positions) reads row r / rep of x. One index per value.
+struct BatchApplyArgs {
+    float* y;
+    const float* x;
+    const float* stats;
+    const float* gain;
+    int P, C, rep;
+};
+OF_HOST_DEVICE void bn_apply_at(const BatchApplyArgs& a, int64_t i) {
+    const int c = int(i % a.C);
+    const int64_t row = i / (int64_t(a.P) * a.C), rest = i % (int64_t(a.P) * a.C);
+    const float x = a.x[(row / a.rep) * a.P * a.C + rest];
+    a.y[i] = a.gain ? (x - a.stats[c]) * (a.gain[c] / sqrtf(a.stats[a.C + c] + 1e-5f)) : (x - a.stats[c]) / sqrtf(a.stats[a.C + c] + 1e-5f);
+}
+// BP through the batch statistics, stage 1 (one index per channel): sg = sum dv, sgx = sum dv x^ (x^ with the
+// reciprocal square root, as units.cpp's backward); the gain and bias gradients are float(sgx), float(sg).
+struct BatchBackArgs {
+    float* din;
+    float* dgain;
+    float* dbias;
+    double* sums;  // 2 C: sg, sgx
+    const float* dv;
+    const float* x;
+    const float* stats;
+    const float* gain;
+    int64_t n;
+    int C;
+};
+OF_HOST_DEVICE void bn_backward_sums_at(const BatchBackArgs& a, int64_t c) {
+    const float inv = 1.0f / sqrtf(a.stats[a.C + c] + 1e-5f);
+    double sg = 0.0, sgx = 0.0;
+    for (int64_t p = 0; p < a.n; p++) {
+        const float xh = (a.x[p * a.C + c] - a.stats[c]) * inv;
+        sg += a.dv[p * a.C + c], sgx += a.dv[p * a.C + c] * xh;
+    }
+    a.sums[c] = sg, a.sums[a.C + c] = sgx;
+    a.dgain[c] = float(sgx), a.dbias[c] = float(sg);
+}
+// Stage 2, one index per value: din = gain inv (dv - sg / n - x^ sgx / n).
+OF_HOST_DEVICE void bn_backward_at(const BatchBackArgs& a, int64_t i) {
+    const int c = int(i % a.C);
+    const float inv = 1.0f / sqrtf(a.stats[a.C + c] + 1e-5f);
+    const float xh = (a.x[i] - a.stats[c]) * inv;
+    a.din[i] = a.gain[c] * inv * float(a.dv[i] - a.sums[c] / a.n - xh * a.sums[a.C + c] / a.n);
+}
+// The running statistics after a training step (momentum 0.9, the variance unbiased), one index per channel; skipped
+// when the step's gate is closed (its loss was non-finite).
+struct RunningArgs {
+    float* running;
+    const float* stats;
+    const double* gate;
+    double n;
+    int C;
+};
+OF_HOST_DEVICE void bn_running_at(const RunningArgs& a, int64_t c) {
+    if (a.gate && a.gate[2] == 0.0) return;
+    const double unbias = a.n > 1 ? a.n / (a.n - 1) : 1.0;
+    a.running[c] = 0.9f * a.running[c] + 0.1f * a.stats[c];
+    a.running[a.C + c] = 0.9f * a.running[a.C + c] + 0.1f * float(a.stats[a.C + c] * unbias);
+}
+
 // y = x, or y += x when accumulating; y = x m[i % M] when m is given. One index per value.
 struct AddArgs {
     float* y;
@@ -736,6 +813,11 @@ OF_HOST_DEVICE void optimizer_at(const OptArgs& a, int64_t i) {
     X(group_norm, NormArgs)              \
     X(layer_norm_backward, NormBackArgs) \
     X(group_norm_backward, NormBackArgs) \
+    X(bn_stats, BatchStatsArgs)          \
+    X(bn_apply, BatchApplyArgs)          \
+    X(bn_backward_sums, BatchBackArgs)   \
+    X(bn_backward, BatchBackArgs)        \
+    X(bn_running, RunningArgs)           \
     X(bias_act, BiasActArgs)             \
     X(act_backward, ActBackArgs)         \
     X(loss_rows, LossArgs)               \

@@ -15,8 +15,8 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
     for (const DenseUnit& u : m.units) {
         const bool kind = u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d || u.kind == UnitKind::MaxPool2d ||
                           u.kind == UnitKind::AvgPool2d || u.kind == UnitKind::Dropout || u.kind == UnitKind::Concat ||
-                          u.kind == UnitKind::LayerNorm || u.kind == UnitKind::GroupNorm;
-        if (!kind) return "the model has recurrent, graph or batchNorm layers";
+                          u.kind == UnitKind::LayerNorm || u.kind == UnitKind::GroupNorm || u.kind == UnitKind::BatchNorm;
+        if (!kind) return "the model has recurrent or graph layers";
     }
     if (m.groups != 1) return "the model has per-position labels";
     if (hook) return "the loss is a JS function";
@@ -56,6 +56,14 @@ Status DeviceTrainer::begin(Model& m, const OptimizerConfig* o) {
         OF_TRY(dev_->zero(opt_m_.f(), bytes));
         OF_TRY(dev_->zero(opt_v_.f(), bytes));
     }
+    for (size_t l = 0; l < m.units.size(); l++) {  // batchNorm's running statistics live on the device too
+        const DenseUnit& u = m.units[l];
+        if (u.kind != UnitKind::BatchNorm) continue;
+        while (bn_.size() <= l) bn_.push_back(std::make_unique<Bn>());
+        OF_TRY(bn_[l]->running.reserve(dev_.get(), u.running->size() * sizeof(float)));
+        OF_TRY(bn_[l]->stats.reserve(dev_.get(), u.running->size() * sizeof(float)));
+        OF_TRY(dev_->upload(bn_[l]->running.f(), u.running->data(), u.running->size() * sizeof(float)));
+    }
     pending_.clear();  // a fit that stopped on an error may have left launched steps unread
     if (acc_.size()) OF_TRY(reset_tally());
     active_ = true;
@@ -71,6 +79,9 @@ Status DeviceTrainer::end(Model& m) {
 Status DeviceTrainer::download(Model& m) {
     const size_t bytes = size_t(m.n_params) * sizeof(float);
     OF_TRY(dev_->download(m.params->data(), params_.f(), bytes));
+    for (size_t l = 0; l < m.units.size() && l < bn_.size(); l++)
+        if (m.units[l].kind == UnitKind::BatchNorm)
+            OF_TRY(dev_->download(m.units[l].running->data(), bn_[l]->running.f(), m.units[l].running->size() * sizeof(float)));
     if (m.opt_kind >= 0) {
         OF_TRY(m.opt_m.reserve(size_t(m.n_params)));
         OF_TRY(m.opt_v.reserve(size_t(m.n_params)));
@@ -116,6 +127,8 @@ Status DeviceTrainer::linear(const Model& m, int l, int rows, const float* x, fl
     Device* d = dev_.get();
     const DenseUnit& u = m.units[size_t(l)];
     const float* W = theta_ + u.w_off;
+    if (u.kind == UnitKind::BatchNorm)  // with this batch's statistics (the clean B-row forward computed them)
+        return d->bn_apply(dev::BatchApplyArgs{out, x, bn_[size_t(l)]->stats.f(), W, u.g.Ho, u.g.Co, 1}, int64_t(rows) * u.O);
     if (u.kind == UnitKind::LayerNorm || u.kind == UnitKind::GroupNorm) {
         const bool layer = u.kind == UnitKind::LayerNorm;
         const int64_t sets = int64_t(rows) * (layer ? u.g.Ho : u.groups);
@@ -163,6 +176,8 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     OF_TRY(step_rows(B, K, &R));
     const uint64_t seed = c.has_seed ? c.seed : m.seed;
     const bool tf32 = tf32_for(EstimatorConfig::Kind::Ulr);
+    // batchNorm: the noisy copies normalize with the clean batch's statistics, from a clean B-row forward (generic.cpp)
+    if (m.has_batch_norm) OF_TRY(bp(m, B, x, c.sample_base, true));
     int first = fe;  // frozen units (fine-tuning, units before fe) stay clean in the B-row prefix
     while (first < L && !m.units[size_t(first)].param()) first++;
     OF_CHECK(first < L, Config, "the model has no layer with parameters to train");
@@ -255,6 +270,12 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         // in the GEMM view: S (rows x positions, cols) against the unit's input (dense) or its patches (conv); a norm's
         // gain gets the column sums of S x^
         const int n = int(u.gemm_rows(rows)), cols = u.gemm_cols(), fan = u.fan_in();
+        if (u.kind == UnitKind::BatchNorm) {  // its x^ from the batch statistics
+            while (int(xh_.size()) <= l) xh_.push_back(std::make_unique<DeviceBuffer>()), inv_.push_back(std::make_unique<DeviceBuffer>());
+            OF_TRY(xh_[size_t(l)]->reserve(d, size_t(rows) * u.O * sizeof(float)));
+            OF_TRY(d->bn_apply(dev::BatchApplyArgs{xh_[size_t(l)]->f(), input(l), bn_[size_t(l)]->stats.f(), nullptr, u.g.Ho, u.g.Co, 1},
+                               int64_t(rows) * u.O));
+        }
         if (u.norm()) {
             OF_TRY(col_sum(G + u.w_off, S, n, cols, inv_sigma, xh_[size_t(l)]->f()));
         } else {
@@ -269,7 +290,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
 // BP (generic.cpp's math for dense, conv and pooling units): the forward keeps pre-activations (e_), activations (a_)
 // and a conv's patches; the backward runs act', the weight-gradient GEMM, then the input gradient (dense: dV W; conv:
 // dV W into patch gradients, then row2im; pool: its adjoint), every kernel a gather in the CPU's order.
-Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base) {
+Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, bool forward_only) {
     Device* d = dev_.get();
     const int L = int(m.units.size()), C = m.outputs;
     const bool tf32 = tf32_for(EstimatorConfig::Kind::Bp);
@@ -313,6 +334,8 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base) 
         if (!u.param()) {
             OF_TRY(plain(m, l, B, input(l), v, act, mask, u.kind == UnitKind::Concat ? input(u.skip_from) : nullptr));
         } else {
+                if (u.kind == UnitKind::BatchNorm)  // training mode: this batch's statistics
+                OF_TRY(d->bn_stats(dev::BatchStatsArgs{bn_[size_t(l)]->stats.f(), input(l), int64_t(B) * u.g.Ho, u.g.Co}, u.g.Co));
             OF_TRY(linear(m, l, B, input(l), v, tf32));
             OF_TRY(d->bias_act(dev::BiasActArgs{act, v, u.b_off < 0 ? nullptr : P + u.b_off, u.gemm_cols(), u.act, u.alpha}, int64_t(B) * u.O));
         }
@@ -320,6 +343,7 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base) 
             OF_TRY(d->skip_add(dev::SkipArgs{a_[size_t(l)]->f(), sum_[size_t(l)]->f(), act, input(u.skip_from), u.O, 1, u.post_act,
                                              u.post_alpha}, int64_t(B) * u.O));
     }
+    if (forward_only) return {};
     const float* out = a_[size_t(L - 1)]->f();
     OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), B, C, 1, m.loss}, B));
     float* dcur = d0_.f();
@@ -354,6 +378,17 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base) 
         }
         const bool conv = u.kind == UnitKind::Conv2d;
         const int n = int(u.gemm_rows(B)), cols = u.gemm_cols(), fan = u.fan_in();
+        if (u.kind == UnitKind::BatchNorm) {  // through the batch statistics: per-channel sums, then the input gradient
+            OF_TRY(bn_sums_.reserve(d, size_t(2 * cols) * sizeof(double)));
+            const dev::BatchBackArgs bb{dnext, G + u.w_off, G + u.b_off, bn_sums_.as<double>(), dcur, input(l), bn_[size_t(l)]->stats.f(),
+                                        P + u.w_off, n, cols};
+            OF_TRY(d->bn_backward_sums(bb, cols));
+            if (l == 0) break;
+            OF_TRY(d->bn_backward(bb, int64_t(n) * cols));
+            OF_TRY(join(l, dnext));
+            std::swap(dcur, dnext);
+            continue;
+        }
         if (u.norm()) {  // d gain = sum dv x^, d bias = sum dv; the input gradient through the set's statistics
             OF_TRY(col_sum(G + u.w_off, dcur, n, cols, 1.0f, xh_[size_t(l)]->f()));
             OF_TRY(col_sum(G + u.b_off, dcur, n, cols, 1.0f));
@@ -411,7 +446,7 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     }
     *rows = B;
     const int fe = tail ? 0 : m.frozen_end();
-    Status st = e.kind == EstimatorConfig::Kind::Ulr ? ulr(m, B, sub.ulr, step, in, fe) : bp(m, B, in, e.ulr.sample_base);
+    Status st = e.kind == EstimatorConfig::Kind::Ulr ? ulr(m, B, sub.ulr, step, in, fe) : bp(m, B, in, e.ulr.sample_base, false);
     if (tail) m.units = std::move(all);
     OF_TRY(st);
     if (m.frozen > 0 && !tail) OF_TRY(dev_->zero(grads_.f(), size_t(trainable_offset(m)) * sizeof(float)));
@@ -463,7 +498,13 @@ Status DeviceTrainer::grad_norm(int64_t off, int64_t n, float clip) {
 }
 
 // The optimizer on the trainable part of the slab (a frozen prefix is never touched, as in train.cpp apply_update).
-Status DeviceTrainer::update(const Model& m, const OptimizerConfig& o, int64_t t) {
+Status DeviceTrainer::update(const Model& m, const OptimizerConfig& o, int64_t t, int B) {
+    for (size_t l = 0; l < m.units.size(); l++) {  // batchNorm's running statistics follow this step's batch
+        const DenseUnit& u = m.units[l];
+        if (u.kind != UnitKind::BatchNorm) continue;
+        OF_TRY(dev_->bn_running(dev::RunningArgs{bn_[l]->running.f(), bn_[l]->stats.f(), stats_.as<double>(), double(B) * u.g.Ho, u.g.Co},
+                                u.g.Co));
+    }
     const int64_t off = trainable_offset(m), n = m.n_params - off;
     if (o.clip_norm > 0.0f) OF_TRY(grad_norm(off, n, o.clip_norm));
     dev::OptArgs a{params_.f() + off, grads_.f() + off, opt_m_.f() + off, opt_v_.f() + off, o.clip_norm > 0.0f ? norm_.as<double>() : nullptr,
@@ -501,7 +542,7 @@ Status DeviceTrainer::train_step(Model& m, const float* x, const Targets& y, int
         OF_TRY(dev_->download(nrm, norm_.as<double>(), sizeof(nrm)));
         OF_TRY(check_grad_norm(m, nrm[0], max_grad_norm));
     }
-    OF_TRY(update(m, o, m.opt_t + 1));  // gated on the device by the step's loss being finite: no wait
+    OF_TRY(update(m, o, m.opt_t + 1, B));  // gated on the device by the step's loss being finite: no wait
     OF_TRY(read_stats(stats, rows));
     if (!std::isfinite(stats->loss)) return nonfinite_loss(m);
     if (est.kind == EstimatorConfig::Kind::Ulr) update_running_baseline(m, est.ulr, stats->loss);
@@ -515,7 +556,7 @@ Status DeviceTrainer::launch_step(Model& m, const float* x, const Targets& y, in
     int rows = 0;
     pending_.push_back({batch, m.step, m.opt_t});
     OF_TRY(estimate(m, x, y, B, e, m.step, double(pending_.size() - 1), &rows));
-    OF_TRY(update(m, o, m.opt_t + 1));
+    OF_TRY(update(m, o, m.opt_t + 1, B));
     m.opt_t++;
     m.step++;
     return {};

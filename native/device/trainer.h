@@ -69,7 +69,7 @@ class DeviceTrainer {
                     double id, int* rows);
     // The estimators over m.units, whose first layer reads x (B rows on the device).
     Status ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int fe);  // fe: frozen_end()
-    Status bp(Model& m, int B, const float* x, uint32_t sample_base);
+    Status bp(Model& m, int B, const float* x, uint32_t sample_base, bool forward_only);  // forward_only: batch statistics
     Status frozen_forward(Model& m, int B, EstimatorConfig::Kind kind, const float** in);
     Status linear(const Model& m, int l, int rows, const float* x, float* out, bool tf32);
     struct Mask {  // dropout masks: row r belongs to sample sample0 + r / rep
@@ -81,7 +81,8 @@ class DeviceTrainer {
     Status plain(const Model& m, int l, int rows, const float* x, float* v, float* a, const Mask& mask, const float* src = nullptr);
     Status col_sum(float* out, const float* d, int R, int O, float alpha, const float* mul = nullptr);  // of d (x mul)
     Status grad_norm(int64_t off, int64_t n, float clip);  // of grads[off, off + n): norm_[0] = |g|, norm_[1] = clip factor
-    Status update(const Model& m, const OptimizerConfig& o, int64_t t);  // the optimizer, gated by the step statistics
+    // the optimizer and batchNorm's running statistics, gated by the step statistics (B: the step's samples)
+    Status update(const Model& m, const OptimizerConfig& o, int64_t t, int B);
     Status read_stats(StepStats* stats, int rows);
     Status reset_tally();
 
@@ -102,6 +103,11 @@ class DeviceTrainer {
     std::vector<std::unique_ptr<DeviceBuffer>> a_, e_;  // per layer: activations; noise (ULR) or pre-activations (BP)
     std::vector<std::unique_ptr<DeviceBuffer>> cols_;   // per conv unit: its input's patches
     std::vector<std::unique_ptr<DeviceBuffer>> xh_, inv_;  // per norm unit: x^ and 1 / sigma of its sets
+    struct Bn {  // per batchNorm unit: running and batch statistics (mean C, variance C)
+        DeviceBuffer running, stats;
+    };
+    std::vector<std::unique_ptr<Bn>> bn_;
+    DeviceBuffer bn_sums_;  // BP through batchNorm: per-channel sums
     // BP of residual blocks: act(v) and the sum before post_act at a block's end; the skip gradient at its start
     std::vector<std::unique_ptr<DeviceBuffer>> inner_, sum_, skip_;
     double stats_host_[4] = {};
