@@ -238,7 +238,7 @@ for (const d of devices) {
   t.test(`${d.name}: what the device does not run falls back to the CPU`, async (t) => {
     const mlp = () => [of.dense(784, 16), of.relu(), of.dense(16, 10)];
     const cases: [string, () => of.Layer[], of.Estimator, RegExp, of.LossFunction?][] = [
-      ['GRU model, ulr', () => [of.gru({ units: 4, inputShape: [28, 28] }), of.dense(4, 10)], of.ulr({ copies: 4 }), /recurrent or graph/],
+      ['GRU model, ulr', () => [of.gru({ units: 4, inputShape: [28, 28] }), of.dense(4, 10)], of.ulr({ copies: 4 }), /recurrent layers/],
       ['JS loss', mlp, of.ulr({ copies: 4 }), /JS function/, (out, t) => out.map((v, i) => Math.abs(v - (t as Int32Array)[Math.floor(i / 10)]!)).filter((_, i) => i % 10 === 0)],
       ['spsa', mlp, of.spsa({ perturbations: 2 }), /weight-perturbation/],
       ['modules', mlp, of.ulr({ copies: 4, modules: [[0, 1], [1, 2]] }), /modules/],
@@ -322,6 +322,32 @@ for (const d of devices) {
     }
   });
 
+  t.test(`${d.name}: graph convolutions with per-node labels (-1: unlabeled) match the CPU engine`, async (t) => {
+    const graph: of.Graph = { nodes: 7, edges: [[0, 1], [1, 2], [2, 0], [3, 4], [4, 5], [5, 6], [2, 3], [1, 1]] };
+    const layers = () => [of.graphConv({ graph, units: 4, inputShape: [7, 3] }), of.tanh(), of.graphConv({ graph, units: 3 })];
+    const b = { x: randn(2 * 21, 5), y: Int32Array.from([0, 1, -1, 2, 2, -1, 0, 1, -1, -1, 0, 2, 1, 1]), rows: 2 };
+    for (const [label, estimator] of [['bp', of.bp()], ['ulr K=8', of.ulr({ copies: 8 })], ['ulr antithetic K=96', of.ulr({ copies: 96, antithetic: true })]] as const) {
+      const cpu = of.sequential(layers(), { seed: 3, backend: 'cpu' });
+      const dev = of.sequential(layers(), { seed: 3, backend: d.name, allowTf32: false });
+      const want = concat(cpu.gradients(b, { estimator })), got = concat(dev.gradients(b, { estimator }));
+      t.ok(maxAbs(got, want) <= d.tol * maxMag(want), `${label}: max abs diff ${maxAbs(got, want).toExponential(2)} (max |g| ${maxMag(want).toExponential(2)})`);
+      t.equal(dev.backendInfo().placement, d.name, `${label}: ran on the device`);
+      const [lc, ld] = [cpu.trainStep(b, { estimator }), dev.trainStep(b, { estimator })];
+      t.ok(Math.abs(ld - lc) <= 1e-5 * Math.abs(lc), `${label}: a training step's loss ${ld} vs ${lc}`);
+    }
+    const task = of.datasets.karate(), { train, test } = task;
+    const opts = { estimator: of.ulr({ copies: 64 }), optimizer: of.adam({ lr: 0.01 }), epochs: 200, batchSize: 1 };
+    const gcn = (backend: 'cpu' | Dev) => of.sequential([of.graphConv({ graph: task.graph, units: 16, inputShape: [train.shape[0]!, train.shape[1]!] }), of.relu(),
+      of.graphConv({ graph: task.graph, units: 2 })], { seed: 1, backend, allowTf32: false });
+    const [mc, md] = [gcn('cpu'), gcn(d.name)];
+    const [hc, hd] = [await mc.fit(train, opts), await md.fit(train, opts)];
+    t.equal(md.backendInfo().placement, d.name, 'karate club: fit ran on the device');
+    const last = (h: of.History) => h.epochs[h.epochs.length - 1]!.loss;
+    t.ok(Math.abs(last(hd) - last(hc)) <= 1e-3 * last(hc) + 1e-6, `karate club, 200 steps: loss ${last(hd).toFixed(5)} vs ${last(hc).toFixed(5)}`);
+    const [ac, ad] = [mc.evaluate(test).accuracy, md.evaluate(test).accuracy];
+    t.ok(ac >= 0.85 && Math.abs(ad - ac) <= 1 / 32, `karate club: test accuracy ${ad} vs ${ac} (>= 0.85; at most one node apart)`);
+  });
+
   t.test(`${d.name}: every other layer kind trains through the CPU fallback, with the CPU's bits`, async (t) => {
     const nets: [string, () => of.Layer[], number][] = [
       ['gru', () => [of.gru({ units: 4, inputShape: [3, 2] }), of.dense(4, 3)], 6],
@@ -334,7 +360,7 @@ for (const d of devices) {
         const dev = of.sequential(layers(), { seed: 2, backend: d.name });
         const want = concat(cpu.gradients(b, { estimator })), got = concat(dev.gradients(b, { estimator }));
         t.ok(bitsEqual(Float32Array.from(got), Float32Array.from(want)), `${name}, ${estimator.kind}: the CPU's bits`);
-        t.match(dev.backendInfo().placement, /recurrent or graph/, `${name}: ${dev.backendInfo().placement}`);
+        t.match(dev.backendInfo().placement, /recurrent layers/, `${name}: ${dev.backendInfo().placement}`);
         const lc = cpu.trainStep(b, { estimator }), ld = dev.trainStep(b, { estimator });
         t.equal(ld, lc, `${name}, ${estimator.kind}: a training step too`);
       }

@@ -106,6 +106,25 @@ OF_HOST_DEVICE void noisy_forward_at(const NoisyArgs& a, int64_t i) {
     }
 }
 
+// A graph convolution's aggregation (units.cpp graph_aggregate): out (rows, N F) = A^ x per row, A^ in CSR form; its
+// own adjoint (A^ is symmetric). One index per output value; each sums its node's edges in order.
+struct GraphArgs {
+    float* out;
+    const float* x;
+    const int* row_ptr;
+    const int* col;
+    const float* val;
+    int N, F;
+};
+OF_HOST_DEVICE void graph_at(const GraphArgs& a, int64_t i) {
+    const int f = int(i % a.F), node = int(i / a.F % a.N);
+    const int64_t row = i / (int64_t(a.N) * a.F);
+    const float* x = a.x + row * a.N * a.F;
+    float acc = 0.0f;
+    for (int e = a.row_ptr[node]; e < a.row_ptr[node + 1]; e++) acc += a.val[e] * x[int64_t(a.col[e]) * a.F + f];
+    a.out[i] = acc;
+}
+
 // Convolution patches (cpu::im2row): A (n Ho Wo, kh kw C) from channels-last images x (n, H W C), out-of-image taps 0.
 // One index per element of A.
 struct Im2RowArgs {
@@ -536,9 +555,11 @@ OF_HOST_DEVICE void act_backward_at(const ActBackArgs& a, int64_t i) {
     a.dv[i] = act_derivative_times(a.dy[i], a.v[i], a.a[i], a.act, a.alpha);
 }
 
-// Losses of y (R, C) against the targets of sample r / rep (cpu::loss_forward and loss_backward with one group):
-// softmax cross-entropy or 0-1 against labels, or MSE against values. loss_rows: loss[r] and hit[r] (the arg-max
-// matches); loss_grad: dy = d(mean loss over R rows)/dy (rep 1). One index per row.
+// Losses of y (R, C) against the targets of sample r / rep (cpu::loss_forward and loss_backward): softmax
+// cross-entropy or 0-1 against labels, or MSE against values. With groups P > 1 a row's C outputs are P groups of
+// C / P classes, each with its own label (-1: unlabeled), and a row's loss is the mean over its labeled groups.
+// loss_rows: loss[r] and hit[r] (groups whose arg-max matches); loss_grad: dy = d(mean loss over R rows)/dy (rep 1).
+// One index per row.
 struct LossArgs {
     float* loss;  // loss_rows: per-row losses (R); loss_grad: dy (R, C)
     int* hit;
@@ -547,7 +568,19 @@ struct LossArgs {
     const float* values;
     int R, C, rep;
     LossKind kind;
+    int groups = 1;
 };
+OF_HOST_DEVICE float class_loss(const float* y, int C, int label, LossKind kind, bool* hit) {
+    int arg = 0;
+    float mx = y[0];
+    for (int c = 1; c < C; c++)
+        if (y[c] > mx) mx = y[c], arg = c;
+    *hit = arg == label;
+    if (kind == LossKind::ZeroOne) return float(arg != label);
+    float s = 0.0f;
+    for (int c = 0; c < C; c++) s += expf(y[c] - mx);
+    return logf(s) + mx - y[label];
+}
 OF_HOST_DEVICE void loss_rows_at(const LossArgs& a, int64_t r) {
     const float* yr = a.y + r * a.C;
     if (a.kind == LossKind::Mse) {
@@ -558,33 +591,41 @@ OF_HOST_DEVICE void loss_rows_at(const LossArgs& a, int64_t r) {
         a.hit[r] = 0;
         return;
     }
-    const int label = a.labels[r / a.rep];
-    int arg = 0;
-    float mx = yr[0];
-    for (int c = 1; c < a.C; c++)
-        if (yr[c] > mx) mx = yr[c], arg = c;
-    a.hit[r] = arg == label;
-    if (a.kind == LossKind::ZeroOne) {
-        a.loss[r] = float(arg != label);
-        return;
+    const int32_t* lr = a.labels + (r / a.rep) * a.groups;
+    const int Cg = a.C / a.groups;
+    float sum = 0.0f;
+    int n = 0, hits = 0;
+    for (int p = 0; p < a.groups; p++) {
+        if (lr[p] < 0) continue;
+        bool hit = false;
+        sum += class_loss(yr + p * Cg, Cg, lr[p], a.kind, &hit);
+        hits += hit, n++;
     }
-    float s = 0.0f;
-    for (int c = 0; c < a.C; c++) s += expf(yr[c] - mx);
-    a.loss[r] = logf(s) + mx - yr[label];
+    a.loss[r] = n > 0 ? sum / float(n) : 0.0f;
+    a.hit[r] = hits;
 }
-
 OF_HOST_DEVICE void loss_grad_at(const LossArgs& a, int64_t r) {
     const float* yr = a.y + r * a.C;
     float* d = a.loss + r * a.C;
     const float inv_r = 1.0f / float(a.R);
     if (a.kind == LossKind::CrossEntropy) {
-        float mx = yr[0];
-        for (int c = 1; c < a.C; c++) mx = yr[c] > mx ? yr[c] : mx;
-        float s = 0.0f;
-        for (int c = 0; c < a.C; c++) s += (d[c] = expf(yr[c] - mx));
-        const float inv = inv_r / s;
-        for (int c = 0; c < a.C; c++) d[c] *= inv;
-        d[a.labels[r]] -= inv_r;
+        const int32_t* lr = a.labels + r * a.groups;
+        const int Cg = a.C / a.groups;
+        int n = 0;
+        for (int p = 0; p < a.groups; p++) n += lr[p] >= 0;
+        for (int c = 0; c < a.C; c++) d[c] = 0.0f;
+        for (int p = 0; p < a.groups; p++) {
+            if (lr[p] < 0) continue;
+            const float* yp = yr + p * Cg;
+            float* dp = d + p * Cg;
+            float mx = yp[0];
+            for (int c = 1; c < Cg; c++) mx = yp[c] > mx ? yp[c] : mx;
+            float s = 0.0f;
+            for (int c = 0; c < Cg; c++) s += (dp[c] = expf(yp[c] - mx));
+            const float inv = inv_r / float(n) / s;
+            for (int c = 0; c < Cg; c++) dp[c] *= inv;
+            dp[lr[p]] -= inv_r / float(n);
+        }
         return;
     }
     const float* tr = a.values + r * a.C;
@@ -800,6 +841,7 @@ OF_HOST_DEVICE void optimizer_at(const OptArgs& a, int64_t i) {
 #define OF_DEVICE_KERNELS(X)             \
     X(noisy_forward, NoisyArgs)          \
     X(im2row, Im2RowArgs)                \
+    X(graph, GraphArgs)                  \
     X(pool, PoolArgs)                    \
     X(row2im, Row2ImArgs)                \
     X(pool_backward, PoolBackArgs)       \

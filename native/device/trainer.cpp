@@ -15,10 +15,10 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
     for (const DenseUnit& u : m.units) {
         const bool kind = u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d || u.kind == UnitKind::MaxPool2d ||
                           u.kind == UnitKind::AvgPool2d || u.kind == UnitKind::Dropout || u.kind == UnitKind::Concat ||
-                          u.kind == UnitKind::LayerNorm || u.kind == UnitKind::GroupNorm || u.kind == UnitKind::BatchNorm;
-        if (!kind) return "the model has recurrent or graph layers";
+                          u.kind == UnitKind::LayerNorm || u.kind == UnitKind::GroupNorm || u.kind == UnitKind::BatchNorm ||
+                          u.kind == UnitKind::GraphConv;
+        if (!kind) return "the model has recurrent layers";
     }
-    if (m.groups != 1) return "the model has per-position labels";
     if (hook) return "the loss is a JS function";
     if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) return "weight-perturbation estimators run on the CPU";
     if (e.kind == EstimatorConfig::Kind::Ulr) {
@@ -96,8 +96,8 @@ Status DeviceTrainer::upload_batch(const Model& m, const float* x, const Targets
     OF_TRY(x_.reserve(d, size_t(B) * m.inputs * sizeof(float)));
     OF_TRY(d->upload(x_.f(), x, size_t(B) * m.inputs * sizeof(float)));
     if (y.labels) {
-        OF_TRY(labels_.reserve(d, size_t(B) * sizeof(int32_t)));
-        OF_TRY(d->upload(labels_.as<int32_t>(), y.labels, size_t(B) * sizeof(int32_t)));
+        OF_TRY(labels_.reserve(d, size_t(B) * m.groups * sizeof(int32_t)));
+        OF_TRY(d->upload(labels_.as<int32_t>(), y.labels, size_t(B) * m.groups * sizeof(int32_t)));
     } else {
         OF_TRY(values_.reserve(d, size_t(B) * m.outputs * sizeof(float)));
         OF_TRY(d->upload(values_.f(), y.values, size_t(B) * m.outputs * sizeof(float)));
@@ -121,6 +121,26 @@ Status DeviceTrainer::read_stats(StepStats* stats, int rows) {
     return {};
 }
 
+// A graph convolution's aggregation A^ x of `rows` rows into out; its CSR adjacency is uploaded on first use.
+Status DeviceTrainer::aggregate(const Model& m, int l, float* out, const float* x, int rows) {
+    const DenseUnit& u = m.units[size_t(l)];
+    while (int(graph_.size()) <= l) graph_.push_back(std::make_unique<Csr>());
+    Csr& g = *graph_[size_t(l)];
+    if (!g.ready) {
+        const Graph& h = *u.graph;
+        const size_t e = h.col.size();
+        OF_TRY(g.row_ptr.reserve(dev_.get(), h.row_ptr.size() * sizeof(int)));
+        OF_TRY(g.col.reserve(dev_.get(), e * sizeof(int)));
+        OF_TRY(g.val.reserve(dev_.get(), e * sizeof(float)));
+        OF_TRY(dev_->upload(g.row_ptr.as<int>(), h.row_ptr.data(), h.row_ptr.size() * sizeof(int)));
+        OF_TRY(dev_->upload(g.col.as<int>(), h.col.data(), e * sizeof(int)));
+        OF_TRY(dev_->upload(g.val.f(), h.val.data(), e * sizeof(float)));
+        g.ready = true;
+    }
+    const dev::GraphArgs a{out, x, g.row_ptr.as<int>(), g.col.as<int>(), g.val.f(), u.graph->N, u.g.C};
+    return dev_->graph(a, int64_t(rows) * u.graph->N * u.g.C);
+}
+
 // The linear part of unit l (dense, conv, layerNorm, groupNorm) on `rows` rows of its input x into out (rows, O). A
 // conv unit's patches go to cols_[l], a norm's x^ and 1 / sigma to xh_[l] and inv_[l]: the gradients read them.
 Status DeviceTrainer::linear(const Model& m, int l, int rows, const float* x, float* out, bool tf32) {
@@ -142,7 +162,8 @@ Status DeviceTrainer::linear(const Model& m, int l, int rows, const float* x, fl
     if (u.kind == UnitKind::Dense) return d->gemm(false, true, rows, u.O, u.I, 1.0f, x, u.I, W, u.I, 0.0f, out, u.O, tf32);
     const int64_t n = int64_t(rows) * u.g.positions();
     OF_TRY(cols_[size_t(l)]->reserve(d, size_t(n) * u.g.patch() * sizeof(float)));
-    OF_TRY(d->im2row(dev::Im2RowArgs{cols_[size_t(l)]->f(), x, u.g}, n * u.g.patch()));
+    if (u.kind == UnitKind::GraphConv) OF_TRY(aggregate(m, l, cols_[size_t(l)]->f(), x, rows));
+    else OF_TRY(d->im2row(dev::Im2RowArgs{cols_[size_t(l)]->f(), x, u.g}, n * u.g.patch()));
     return d->gemm(false, true, int(n), u.g.Co, u.g.patch(), 1.0f, cols_[size_t(l)]->f(), u.g.patch(), W, u.g.patch(), 0.0f, out,
                    u.g.Co, tf32);
 }
@@ -248,7 +269,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         OF_TRY(skip(l, R));
     }
     const float* out = a_[size_t(L - 1)]->f();
-    OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), R, C, K, m.loss}, R));
+    OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), R, C, K, m.loss, m.groups}, R));
     const float running = m.has_running ? float(m.running_loss) : 0.0f;
     OF_TRY(row_part_.reserve(d, size_t(B) * dev::copy_chunks(K) * sizeof(double)));
     const dev::RowWeightArgs rw{w_.f(), row_part_.as<double>(), loss_.f(), running, K, c.baseline, c.antithetic ? 1 : 0, 1.0f / float(R)};
@@ -279,7 +300,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         if (u.norm()) {
             OF_TRY(col_sum(G + u.w_off, S, n, cols, inv_sigma, xh_[size_t(l)]->f()));
         } else {
-            const float* A = u.kind == UnitKind::Conv2d ? cols_[size_t(l)]->f() : input(l);
+            const float* A = u.convlike() ? cols_[size_t(l)]->f() : input(l);
             OF_TRY(d->gemm(true, false, cols, fan, n, inv_sigma, S, cols, A, fan, 0.0f, G + u.w_off, fan, tf32));
         }
         if (u.b_off >= 0) OF_TRY(col_sum(G + u.b_off, S, n, cols, inv_sigma));
@@ -300,7 +321,7 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
     for (int l = 0; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
         width = std::max<int64_t>(width, std::max(u.I, u.O));
-        if (u.kind == UnitKind::Conv2d) patches = std::max<int64_t>(patches, u.g.positions() * u.g.patch());
+        if (u.convlike()) patches = std::max<int64_t>(patches, u.g.positions() * u.g.patch());
         OF_TRY(a_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
         OF_TRY(e_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
     }
@@ -345,10 +366,10 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
     }
     if (forward_only) return {};
     const float* out = a_[size_t(L - 1)]->f();
-    OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), B, C, 1, m.loss}, B));
+    OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), B, C, 1, m.loss, m.groups}, B));
     float* dcur = d0_.f();
     float* dnext = d1_.f();
-    OF_TRY(d->loss_grad(dev::LossArgs{dcur, nullptr, out, labels_.as<int32_t>(), values_.f(), B, C, 1, m.loss}, B));
+    OF_TRY(d->loss_grad(dev::LossArgs{dcur, nullptr, out, labels_.as<int32_t>(), values_.f(), B, C, 1, m.loss, m.groups}, B));
     // the skip gradient joins the input gradient of the unit that starts its block
     auto join = [&](int l, float* din) -> Status {
         if (!m.units[size_t(l)].starts_block) return {};
@@ -376,7 +397,7 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
             std::swap(dcur, dnext);
             continue;
         }
-        const bool conv = u.kind == UnitKind::Conv2d;
+        const bool conv = u.convlike();
         const int n = int(u.gemm_rows(B)), cols = u.gemm_cols(), fan = u.fan_in();
         if (u.kind == UnitKind::BatchNorm) {  // through the batch statistics: per-channel sums, then the input gradient
             OF_TRY(bn_sums_.reserve(d, size_t(2 * cols) * sizeof(double)));
@@ -405,9 +426,10 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
         OF_TRY(d->gemm(true, false, cols, fan, n, 1.0f, dcur, cols, A, fan, 0.0f, G + u.w_off, fan, tf32));
         if (u.b_off >= 0) OF_TRY(col_sum(G + u.b_off, dcur, n, cols, 1.0f));
         if (l == 0) break;
-        if (conv) {  // patch gradients dV W, then their adjoint
+        if (conv) {  // patch (or aggregated) gradients dV W, then their adjoint: row2im, or A^ again (it is symmetric)
             OF_TRY(d->gemm(false, false, n, fan, cols, 1.0f, dcur, cols, P + u.w_off, fan, 0.0f, dcols_.f(), fan, tf32));
-            OF_TRY(d->row2im(dev::Row2ImArgs{dnext, dcols_.f(), u.g}, int64_t(B) * u.I));
+            if (u.kind == UnitKind::GraphConv) OF_TRY(aggregate(m, l, dnext, dcols_.f(), B));
+            else OF_TRY(d->row2im(dev::Row2ImArgs{dnext, dcols_.f(), u.g}, int64_t(B) * u.I));
         } else {
             OF_TRY(d->gemm(false, false, B, u.I, u.O, 1.0f, dcur, u.O, P + u.w_off, u.I, 0.0f, dnext, u.I, tf32));
         }

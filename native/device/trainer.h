@@ -72,6 +72,7 @@ class DeviceTrainer {
     Status bp(Model& m, int B, const float* x, uint32_t sample_base, bool forward_only);  // forward_only: batch statistics
     Status frozen_forward(Model& m, int B, EstimatorConfig::Kind kind, const float** in);
     Status linear(const Model& m, int l, int rows, const float* x, float* out, bool tf32);
+    Status aggregate(const Model& m, int l, float* out, const float* x, int rows);
     struct Mask {  // dropout masks: row r belongs to sample sample0 + r / rep
         int rep;
         uint32_t sample0;
@@ -108,6 +109,11 @@ class DeviceTrainer {
     };
     std::vector<std::unique_ptr<Bn>> bn_;
     DeviceBuffer bn_sums_;  // BP through batchNorm: per-channel sums
+    struct Csr {  // per graphConv unit: its normalized adjacency
+        DeviceBuffer row_ptr, col, val;
+        bool ready = false;
+    };
+    std::vector<std::unique_ptr<Csr>> graph_;
     // BP of residual blocks: act(v) and the sum before post_act at a block's end; the skip gradient at its start
     std::vector<std::unique_ptr<DeviceBuffer>> inner_, sum_, skip_;
     double stats_host_[4] = {};
