@@ -27,6 +27,7 @@
         "native/estimators/frozen.cpp",
         "native/device/sim_device.cpp",
         "native/device/trainer.cpp",
+        "native/device/seq.cpp",
         "native/addon/errors.cpp",
         "native/addon/model_wrap.cpp",
         "native/addon/train_worker.cpp",

@@ -16,8 +16,8 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         const bool kind = u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d || u.kind == UnitKind::MaxPool2d ||
                           u.kind == UnitKind::AvgPool2d || u.kind == UnitKind::Dropout || u.kind == UnitKind::Concat ||
                           u.kind == UnitKind::LayerNorm || u.kind == UnitKind::GroupNorm || u.kind == UnitKind::BatchNorm ||
-                          u.kind == UnitKind::GraphConv;
-        if (!kind) return "the model has recurrent layers";
+                          u.kind == UnitKind::GraphConv || u.recurrent() || u.kind == UnitKind::Repeat || u.kind == UnitKind::TimeMean;
+        if (!kind) return "the model has a layer kind the device does not run";
     }
     if (hook) return "the loss is a JS function";
     if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) return "weight-perturbation estimators run on the CPU";
@@ -168,14 +168,18 @@ Status DeviceTrainer::linear(const Model& m, int l, int rows, const float* x, fl
                    u.g.Co, tf32);
 }
 
-// Parameter-free unit l (pooling, dropout, concat) on `rows` rows of x: v = its values, a = act(v) (a may be v).
+// Parameter-free unit l (pooling, dropout, concat, repeat, timeMean) on `rows` rows of x: v = its values, a = act(v) (a may be v).
 // Dropout's mask: sample sample0 + r / rep for row r, keyed by (seed, step, unit). Concat: row r's block input is row
 // r / rep of src.
 Status DeviceTrainer::plain(const Model& m, int l, int rows, const float* x, float* v, float* a, const Mask& mask,
                             const float* src) {
     const DenseUnit& u = m.units[size_t(l)];
     const int64_t n = int64_t(rows) * u.O;
-    if (u.kind == UnitKind::Concat)
+    if (u.kind == UnitKind::Repeat)
+        OF_TRY(dev_->repeat(dev::TimeArgs{v, x, u.q.T, u.q.F}, n));
+    else if (u.kind == UnitKind::TimeMean)
+        OF_TRY(dev_->time_mean(dev::TimeArgs{v, x, u.q.T, u.q.F}, n));
+    else if (u.kind == UnitKind::Concat)
         OF_TRY(dev_->concat(dev::ConcatArgs{v, x, src, u.g.Ho, u.g.C, u.g.Co, mask.rep}, n));
     else if (u.kind == UnitKind::Dropout)
         OF_TRY(dev_->dropout(dev::DropoutArgs{v, x, u.O, mask.rep, mask.sample0, mask.seed, mask.step, uint32_t(l), u.rate}, n));
@@ -211,11 +215,11 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     for (int l = 0; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
         OF_TRY(a_[size_t(l)]->reserve(d, size_t(rows_of(l)) * u.O * sizeof(float)));
-        if (u.param()) OF_TRY(e_[size_t(l)]->reserve(d, size_t(R) * u.O * sizeof(float)));
+        if (u.param()) OF_TRY(e_[size_t(l)]->reserve(d, size_t(R) * u.noise_width() * sizeof(float)));
     }
     const DenseUnit& u0 = m.units[size_t(first)];
-    OF_TRY(v0_.reserve(d, size_t(B) * u0.O * sizeof(float)));
-    OF_TRY(g_.reserve(d, size_t(B) * u0.O * sizeof(float)));
+    OF_TRY(v0_.reserve(d, size_t(B) * u0.noise_width() * sizeof(float)));  // a recurrent unit: X W^T of every step
+    OF_TRY(g_.reserve(d, size_t(B) * u0.noise_width() * sizeof(float)));
     OF_TRY(loss_.reserve(d, size_t(R) * sizeof(float)));
     OF_TRY(hit_.reserve(d, size_t(R) * sizeof(int)));
     OF_TRY(w_.reserve(d, size_t(R) * sizeof(float)));
@@ -253,8 +257,25 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         }
         OF_TRY(skip(l, B));
     }
-    OF_TRY(linear(m, first, B, input(first), v0_.f(), tf32));
-    OF_TRY(noisy(first, v0_.f(), K));
+    // a recurrent unit takes its noise inside the recurrence: E first (noisy_forward with no output), then the steps
+    auto seq = [&](int l, const float* xw) -> Status {
+        const DenseUnit& u = m.units[size_t(l)];
+        float* a = a_[size_t(l)]->f();
+        const dev::NoisyArgs na{nullptr, e_[size_t(l)]->f(), nullptr, nullptr, 1, sigma[size_t(l)], R, u.noise_width(), 1, Act::Identity,
+                                0.0f, seed, step, uint32_t(l), uint32_t(c.sample_base) * uint32_t(K), c.antithetic ? 1 : 0, int(c.density)};
+        OF_TRY(d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.noise_width())));
+        OF_TRY(seq_forward(m, l, R, input(l), a, e_[size_t(l)]->f(), sigma[size_t(l)], xw, K, tf32));
+        if (u.act == Act::Identity) return {};
+        return d->bias_act(dev::BiasActArgs{a, a, nullptr, u.O, u.act, u.alpha}, int64_t(R) * u.O);
+    };
+    if (u0.recurrent()) {  // the input projections X W^T once per sample and step, read by the sample's K copies
+        OF_TRY(d->gemm(false, true, B * u0.q.T, u0.q.G * u0.q.H, u0.q.F, 1.0f, input(first), u0.q.F, theta_ + u0.w_off, u0.q.F, 0.0f,
+                       v0_.f(), u0.q.G * u0.q.H, tf32));
+        OF_TRY(seq(first, v0_.f()));
+    } else {
+        OF_TRY(linear(m, first, B, input(first), v0_.f(), tf32));
+        OF_TRY(noisy(first, v0_.f(), K));
+    }
     OF_TRY(skip(first, R));
     for (int l = first + 1; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
@@ -262,6 +283,8 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             // a concat's block input: from the B-row prefix (row r / K) when the block starts there
             const int rep = u.kind == UnitKind::Concat && u.skip_from > first ? 1 : K;
             OF_TRY(plain(m, l, R, input(l), a_[size_t(l)]->f(), a_[size_t(l)]->f(), {rep, base, seed, step}, src(l)));
+        } else if (u.recurrent()) {
+            OF_TRY(seq(l, nullptr));
         } else {
             OF_TRY(linear(m, l, R, input(l), a_[size_t(l)]->f(), tf32));
             OF_TRY(noisy(l, a_[size_t(l)]->f(), 1));
@@ -281,8 +304,18 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         const DenseUnit& u = m.units[size_t(l)];
         if (!u.param()) continue;
         float* S = e_[size_t(l)]->f();
-        OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), u.O, c.density, c.score}, int64_t(R) * u.O));
+        const int nw = u.noise_width();
+        OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), nw, c.density, c.score}, int64_t(R) * nw));
         const float inv_sigma = 1.0f / sigma[size_t(l)];
+        if (u.recurrent()) {  // the first unit's dW from G = sum over copies (B T rows); U and b per copy row
+            if (l == first) {
+                OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), S, K, nw}, int64_t(B) * nw));
+                OF_TRY(d->gemm(true, false, u.q.G * u.q.H, u.q.F, B * u.q.T, inv_sigma, g_.f(), u.q.G * u.q.H, input(l), u.q.F, 0.0f,
+                               G + u.w_off, u.q.F, tf32));
+            }
+            OF_TRY(seq_reduce(m, l, R, input(l), S, inv_sigma, l != first, tf32));
+            continue;
+        }
         const int rows = l == first ? B : R;
         if (l == first) {
             OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), S, K, u.O}, int64_t(B) * u.O));
@@ -354,6 +387,9 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
         float* act = residual(u) ? inner_[size_t(l)]->f() : a_[size_t(l)]->f();
         if (!u.param()) {
             OF_TRY(plain(m, l, B, input(l), v, act, mask, u.kind == UnitKind::Concat ? input(u.skip_from) : nullptr));
+        } else if (u.recurrent()) {  // backprop through time keeps the unit's aux
+            OF_TRY(seq_forward(m, l, B, input(l), v, nullptr, 0.0f, nullptr, 1, tf32));
+            OF_TRY(d->bias_act(dev::BiasActArgs{act, v, nullptr, u.O, u.act, u.alpha}, int64_t(B) * u.O));
         } else {
                 if (u.kind == UnitKind::BatchNorm)  // training mode: this batch's statistics
                 OF_TRY(d->bn_stats(dev::BatchStatsArgs{bn_[size_t(l)]->stats.f(), input(l), int64_t(B) * u.g.Ho, u.g.Co}, u.g.Co));
@@ -386,13 +422,24 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
         OF_TRY(d->act_backward(dev::ActBackArgs{dcur, dcur, e_[size_t(l)]->f(), act, u.act, u.alpha}, values));
         if (!u.param()) {
             if (l == 0) break;
-            if (u.kind == UnitKind::Concat)  // f's part goes on, the block input's part waits at the block's start
+            if (u.kind == UnitKind::Repeat)
+                OF_TRY(d->repeat_backward(dev::TimeArgs{dnext, dcur, u.q.T, u.q.F}, int64_t(B) * u.q.F));
+            else if (u.kind == UnitKind::TimeMean)
+                OF_TRY(d->time_mean_backward(dev::TimeArgs{dnext, dcur, u.q.T, u.q.F}, int64_t(B) * u.q.T * u.q.F));
+            else if (u.kind == UnitKind::Concat)  // f's part goes on, the block input's part waits at the block's start
                 OF_TRY(d->concat_backward(dev::ConcatBackArgs{dnext, pending(u.skip_from), dcur, u.g.Ho, u.g.C, u.g.Co}, values));
             else if (u.kind == UnitKind::Dropout)  // the same mask on the gradient
                 OF_TRY(d->dropout(dev::DropoutArgs{dnext, dcur, u.O, 1, sample_base, m.seed, m.step, uint32_t(l), u.rate}, values));
             else
                 OF_TRY(d->pool_backward(dev::PoolBackArgs{dnext, dcur, input(l), u.g, u.kind == UnitKind::MaxPool2d ? PoolKind::Max : PoolKind::Avg},
                                         int64_t(B) * u.I));
+            OF_TRY(join(l, dnext));
+            std::swap(dcur, dnext);
+            continue;
+        }
+        if (u.recurrent()) {
+            OF_TRY(seq_backward(m, l, B, input(l), dcur, l > 0 ? dnext : nullptr, tf32));
+            if (l == 0) break;
             OF_TRY(join(l, dnext));
             std::swap(dcur, dnext);
             continue;

@@ -73,6 +73,14 @@ class DeviceTrainer {
     Status frozen_forward(Model& m, int B, EstimatorConfig::Kind kind, const float** in);
     Status linear(const Model& m, int l, int rows, const float* x, float* out, bool tf32);
     Status aggregate(const Model& m, int l, float* out, const float* x, int rows);
+    // recurrent units (seq.cpp): the forward on `rows` rows (noise E times sigma on every gate, or none; xw: the
+    // shared X W^T of ULR's first unit, row r reading row r / rep), the gradient reduction from S (rows, T GH) into the
+    // unit's slab (with_w: also dW from `in`), and backprop through time (din: nullptr for none)
+    Status seq_buffers(const Model& m, int l, int rows);
+    Status seq_forward(const Model& m, int l, int rows, const float* in, float* out, const float* E, float sigma, const float* xw,
+                       int rep, bool tf32);
+    Status seq_reduce(const Model& m, int l, int rows, const float* in, const float* S, float alpha, bool with_w, bool tf32);
+    Status seq_backward(const Model& m, int l, int rows, const float* in, const float* dout, float* din, bool tf32);
     struct Mask {  // dropout masks: row r belongs to sample sample0 + r / rep
         int rep;
         uint32_t sample0;
@@ -114,6 +122,8 @@ class DeviceTrainer {
         bool ready = false;
     };
     std::vector<std::unique_ptr<Csr>> graph_;
+    std::vector<std::unique_ptr<DeviceBuffer>> aux_;  // per recurrent unit: what its backward and reduction read
+    DeviceBuffer seq_p_, seq_h_, seq_c_, seq_dh_, seq_dc_, seq_q_, seq_dp_;  // recurrent scratch
     // BP of residual blocks: act(v) and the sum before post_act at a block's end; the skip gradient at its start
     std::vector<std::unique_ptr<DeviceBuffer>> inner_, sum_, skip_;
     double stats_host_[4] = {};
