@@ -6,26 +6,14 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "device/ops.h"
 #include "kernels/cpu/ops.h"
 
 namespace of::cpu {
 
-namespace {
-
-// Softmax cross-entropy (or 0-1) of one group of C logits against `label`; sets *hit when the arg-max matches.
-inline float class_loss(const float* yr, int C, int label, LossKind kind, bool* hit) {
-    int arg = 0;
-    float mx = yr[0];
-    for (int c = 1; c < C; c++)
-        if (yr[c] > mx) mx = yr[c], arg = c;
-    *hit = arg == label;
-    if (kind == LossKind::ZeroOne) return float(arg != label);
-    float s = 0.0f;
-    for (int c = 0; c < C; c++) s += std::exp(yr[c] - mx);
-    return std::log(s) + mx - yr[label];
-}
-
-}  // namespace
+// The loss of one group of C logits against its label (and whether the arg-max hit it) is device/ops.h's
+// dev::class_loss: the CPU and the devices share it.
+using dev::class_loss;
 
 int64_t loss_forward(float* loss, const float* y, const int32_t* labels, const float* values, int R, int C, int rep,
                      LossKind kind, int groups) {
