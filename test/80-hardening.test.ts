@@ -1,5 +1,6 @@
 // Hardening: a seeded fuzz over configs and inputs (random shapes, NaN/Inf, wrong types, extreme
-// hyper-parameters) where every failure must be a typed OneForwardError and nothing crashes; repeated
+// hyper-parameters; half of the models on the host simulation of a device) where every failure must be a typed
+// OneForwardError and nothing crashes; repeated
 // start/cancel cycles must not grow memory; a process killed mid-save must leave the old checkpoint loadable.
 import t from 'tap';
 import * as fs from 'fs';
@@ -29,8 +30,9 @@ t.test(`fuzz: ${FUZZ} random configs and inputs, every failure typed`, { timeout
       const classes = num(() => 2 + Math.floor(r() * 3)) as number;
       const act = r() < 0.9 ? pick(of.ACTIVATIONS) : pick(['swish', '', 7]);
       const loss = r() < 0.8 ? 'crossEntropy' : pick(['mse', 'hinge', 3]);
+      // every other case on the host simulation of a device: the device trainer meets the same inputs
       const model = of.sequential([of.dense(inputs, hidden), of.activation(act as of.ActivationName), of.dense(hidden, classes)], {
-        seed: num(() => Math.floor(r() * 1000)) as number, loss: loss as of.LossName,
+        seed: num(() => Math.floor(r() * 1000)) as number, loss: loss as of.LossName, backend: i % 2 ? 'sim' : 'cpu',
       });
       try {
         const rows = r() < 0.9 ? 1 + Math.floor(r() * 5) : pick([0, -1, 2.5]);
