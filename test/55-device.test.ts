@@ -354,6 +354,50 @@ for (const d of devices) {
     t.ok(ac >= 0.85 && Math.abs(ad - ac) <= 1 / 32, `karate club: test accuracy ${ad} vs ${ac} (>= 0.85; at most one node apart)`);
   });
 
+  t.test(`${d.name}: 80 random models and estimators match the CPU engine`, async (t) => {
+    // seeded: random stacks of dense layers (random widths and activations, some with dropout, norms or a residual
+    // block), random batch sizes, losses and ULR settings; gradients within the file's tolerance of the CPU's
+    let s = 55;
+    const r = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+    const acts = ['relu', 'tanh', 'sigmoid', 'gelu', 'leakyRelu', 'identity'] as const;
+    let worst = 0;
+    for (let c = 0; c < 80; c++) {
+      const inputs = 1 + Math.floor(r() * 9), classes = 2 + Math.floor(r() * 4), depth = 1 + Math.floor(r() * 3);
+      const layers: of.Layer[] = [];
+      let w = inputs;
+      for (let l = 0; l < depth; l++) {
+        const o = 1 + Math.floor(r() * 12);
+        layers.push(of.dense(w, o, { bias: r() < 0.8 }), of.activation(pick(acts)));
+        const extra = r();
+        if (extra < 0.15) layers.push(of.dropout(0.3));
+        else if (extra < 0.3) layers.push(of.layerNorm());
+        else if (extra < 0.4) layers.push(of.residual([of.dense(o, o), of.activation(pick(acts))]));
+        w = o;
+      }
+      layers.push(of.dense(w, classes));
+      const loss = r() < 0.75 ? 'crossEntropy' : 'mse';
+      const rows = 1 + Math.floor(r() * 9);
+      const b = { x: randn(rows * inputs, 100 + c), y: loss === 'mse' ? randn(rows * classes, 200 + c) : Int32Array.from({ length: rows }, () => Math.floor(r() * classes)), rows };
+      const anti = r() < 0.3;
+      const estimator = r() < 0.25 ? of.bp() : of.ulr({
+        copies: anti ? 2 * (1 + Math.floor(r() * 40)) : 2 + Math.floor(r() * 80), antithetic: anti, sigma: 0.02 + r() * 0.5,
+        baseline: pick(['loo', 'mean', 'none', 'running'] as const), noise: pick(['normal', 'normal', 'laplace', 'logistic'] as const),
+        score: r() < 0.2 ? 'sign' : 'exact',
+      });
+      const cpu = of.sequential(layers, { seed: c, loss, backend: 'cpu' });
+      const dev = of.sequential(layers, { seed: c, loss, backend: d.name, allowTf32: false });
+      const want = concat(cpu.gradients(b, { estimator, step: c })), got = concat(dev.gradients(b, { estimator, step: c }));
+      const rel = maxAbs(got, want) / Math.max(maxMag(want), 1e-30);
+      worst = Math.max(worst, rel);
+      if (!(rel <= d.tol) || dev.backendInfo().placement !== d.name) {
+        t.fail(`case ${c}: ${layers.map((l) => l.type).join('-')}, ${JSON.stringify(estimator)}, rows ${rows}, ${loss}: relative diff ${rel}, ${dev.backendInfo().placement}`);
+        return;
+      }
+    }
+    t.ok(worst <= d.tol, `80 cases on the device; the largest diff was ${worst.toExponential(2)} of the largest gradient (tolerance ${d.tol})`);
+  });
+
   t.test(`${d.name}: numeric errors leave the last good parameters`, async (t) => {
     const layers = () => [of.dense(784, 16), of.relu(), of.dense(16, 10)];
     const dev = of.sequential(layers(), { seed: 3, backend: d.name });
