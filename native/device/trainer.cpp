@@ -1,5 +1,6 @@
-// The device trainer (trainer.h). Shapes: B samples, K copies, R = B K rows; layer l maps I_l -> O_l with W_l
-// (O_l, I_l) and b_l (O_l) in the parameter slab, whose layout the device copy keeps.
+// The device trainer (trainer.h). Shapes: B samples, K copies, R = B K rows; unit l maps I_l -> O_l values per row
+// with its parameters at the model's slab offsets, a layout the device copy keeps. Unit semantics follow the CPU's
+// model/units.cpp and estimators/generic.cpp (recurrent units: seq.cpp).
 #include "device/trainer.h"
 
 #include <algorithm>

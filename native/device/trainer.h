@@ -1,13 +1,14 @@
-// DeviceTrainer: a dense model's training steps on a Device (CUDA, or its host simulation): ULR (METHOD.md: the
-// K-copy noisy forward, leave-one-out row weights, the shared-prefix copy sum for the first layer, one weight
-// gradient GEMM per layer with diag(w) S(E) formed by a kernel) and BP, then the fused optimizer update, as a fixed
-// sequence of launches with one wait per step (the step's loss and hit counts). Buffers are allocated on the first
-// step of a shape and reused. The parameters live on the device between begin() and end(): fit() brackets its epochs
-// with them, so parameters(), save() and validation always see the host copy that end() (or an epoch end) wrote.
+// DeviceTrainer: a model's training steps on a Device (CUDA, or its host simulation), for every unit kind: ULR
+// (METHOD.md: the K-copy noisy forward, leave-one-out row weights, the shared-prefix copy sum for the first noisy
+// unit, one weight-gradient GEMM per unit with diag(w) S(E) formed by a kernel) and BP, then the fused optimizer
+// update, as a fixed sequence of launches. fit's steps need no wait (launch_step / flush); the others wait once, for
+// their loss. Buffers are allocated on the first step of a shape and reused. The parameters, the optimizer state
+// and batchNorm's running statistics live on the device between begin() and end(): fit() brackets its epochs with
+// them, so parameters(), save() and validation always see the host copy that end() (or an epoch end) wrote.
 //
-// What it does not run (unsupported() says why) stays on the CPU estimators: models with non-dense or quantized
-// layers, per-position labels, JS losses, weight-perturbation estimators, and the ULR options modules,
-// layer-wise, learned or per-channel sigma, QMC noise, copy slices and the clean baseline.
+// What it does not run (unsupported() says why) stays on the CPU estimators: JS losses, weight-perturbation
+// estimators, and the ULR options modules, layer-wise, learned or per-channel sigma, QMC noise, copy slices and the
+// clean baseline.
 #pragma once
 #include <memory>
 #include <string>
