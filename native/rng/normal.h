@@ -70,7 +70,11 @@ OF_HOST_DEVICE void sincos_turns(float t, float* s, float* c) {
 // Two uniform words -> two independent N(0, 1) values.
 OF_HOST_DEVICE void box_muller(uint32_t a, uint32_t b, float* z0, float* z1) {
     float r2 = -2.0f * log_poly(uniform_open(a));
+#if defined(__CUDA_ARCH__)
+    float r = r2 > 0.0f ? sqrtf(r2) : 0.0f;  // IEEE round-to-nearest (nvcc's default -prec-sqrt=true), as on the CPU
+#else
     float r = r2 > 0.0f ? __builtin_sqrtf(r2) : 0.0f;
+#endif
     float s, c;
     sincos_turns(float(b >> 8) * (1.0f / 16777216.0f), &s, &c);
     *z0 = r * c;
