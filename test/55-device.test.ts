@@ -235,6 +235,18 @@ for (const d of devices) {
     }
   });
 
+  t.test(`${d.name}: fit's validation runs on the device in inference mode`, async (t) => {
+    // dropout off and batchNorm's running statistics: the device's epoch-end validation equals the CPU's evaluate()
+    // of the same parameters (the host copy an epoch end writes)
+    const layers = () => [of.dense(784, 32), of.batchNorm(), of.relu(), of.dropout(0.3), of.dense(32, 10, { weights: 'binary' })];
+    const m = of.sequential(layers(), { seed: 12, backend: d.name, allowTf32: false });
+    const h = await m.fit(small, { estimator: of.ulr({ copies: 8 }), epochs: 1, batchSize: 64, validation: val });
+    const cpuEval = m.evaluate(val);  // predict and evaluate run on the CPU
+    const e = h.epochs[0]!;
+    t.ok(Math.abs(e.valLoss! - cpuEval.loss) <= 10 * d.tol * cpuEval.loss, `validation loss ${e.valLoss} vs the CPU's ${cpuEval.loss}`);
+    t.ok(Math.abs(e.valAccuracy! - cpuEval.accuracy) <= (d.exact ? 0 : 0.01), `validation accuracy ${e.valAccuracy} vs the CPU's ${cpuEval.accuracy}`);
+  });
+
   t.test(`${d.name}: fit with the running baseline (a step waits for the previous one) matches the CPU engine`, async (t) => {
     const est = of.ulr({ copies: 8, baseline: 'running' });
     const hs = [];

@@ -148,8 +148,10 @@ Status DeviceTrainer::linear(const Model& m, int l, int rows, const float* x, fl
     Device* d = dev_.get();
     const DenseUnit& u = m.units[size_t(l)];
     const float* W = theta_ + u.w_off;
-    if (u.kind == UnitKind::BatchNorm)  // with this batch's statistics (the clean B-row forward computed them)
-        return d->bn_apply(dev::BatchApplyArgs{out, x, bn_[size_t(l)]->stats.f(), W, u.g.Ho, u.g.Co, 1}, int64_t(rows) * u.O);
+    if (u.kind == UnitKind::BatchNorm) {  // this batch's statistics (a clean B-row forward computed them); inference: the running ones
+        const float* st = inference_ ? bn_[size_t(l)]->running.f() : bn_[size_t(l)]->stats.f();
+        return d->bn_apply(dev::BatchApplyArgs{out, x, st, W, u.g.Ho, u.g.Co, 1}, int64_t(rows) * u.O);
+    }
     if (u.kind == UnitKind::LayerNorm || u.kind == UnitKind::GroupNorm) {
         const bool layer = u.kind == UnitKind::LayerNorm;
         const int64_t sets = int64_t(rows) * (layer ? u.g.Ho : u.groups);
@@ -176,7 +178,9 @@ Status DeviceTrainer::plain(const Model& m, int l, int rows, const float* x, flo
                             const float* src) {
     const DenseUnit& u = m.units[size_t(l)];
     const int64_t n = int64_t(rows) * u.O;
-    if (u.kind == UnitKind::Repeat)
+    if (u.kind == UnitKind::Dropout && inference_)  // inference: the identity
+        OF_TRY(dev_->add(dev::AddArgs{v, x, 0}, n));
+    else if (u.kind == UnitKind::Repeat)
         OF_TRY(dev_->repeat(dev::TimeArgs{v, x, u.q.T, u.q.F}, n));
     else if (u.kind == UnitKind::TimeMean)
         OF_TRY(dev_->time_mean(dev::TimeArgs{v, x, u.q.T, u.q.F}, n));
@@ -392,7 +396,7 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
             OF_TRY(seq_forward(m, l, B, input(l), v, nullptr, 0.0f, nullptr, 1, tf32));
             OF_TRY(d->bias_act(dev::BiasActArgs{act, v, nullptr, u.O, u.act, u.alpha}, int64_t(B) * u.O));
         } else {
-                if (u.kind == UnitKind::BatchNorm)  // training mode: this batch's statistics
+                if (u.kind == UnitKind::BatchNorm && !inference_)  // training mode: this batch's statistics
                 OF_TRY(d->bn_stats(dev::BatchStatsArgs{bn_[size_t(l)]->stats.f(), input(l), int64_t(B) * u.g.Ho, u.g.Co}, u.g.Co));
             OF_TRY(linear(m, l, B, input(l), v, tf32));
             OF_TRY(d->bias_act(dev::BiasActArgs{act, v, u.b_off < 0 ? nullptr : P + u.b_off, u.gemm_cols(), u.act, u.alpha}, int64_t(B) * u.O));
@@ -492,15 +496,7 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     OF_CHECK(active_, Internal, "device trainer used before begin()");
     OF_CHECK(B > 0, Shape, "empty batch");
     OF_TRY(upload_batch(m, x, y, B));
-    theta_ = params_.f();
-    if (m.has_quant) {  // the forward computes with the binary / ternary weights; the gradient goes to the real ones
-        OF_TRY(eff_.reserve(dev_.get(), size_t(m.n_params) * sizeof(float)));
-        OF_TRY(dev_->add(dev::AddArgs{eff_.f(), params_.f(), 0}, m.n_params));
-        for (const DenseUnit& u : m.units)
-            if (u.quant)
-                OF_TRY(dev_->quantize(dev::QuantArgs{eff_.f() + u.w_off, params_.f() + u.w_off, u.fan_in(), u.quant}, u.gemm_cols()));
-        theta_ = eff_.f();
-    }
+    OF_TRY(effective(m));
     const float* in = x_.f();
     // A frozen prefix, as the CPU does it: a dense model trains its tail as a model of its own (slab offsets unchanged,
     // noise ids and per-layer sigma from the tail: estimators/frozen.cpp); any other model keeps its frozen units clean
@@ -529,6 +525,59 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
                      id >= 0.0 ? acc_.as<double>() : nullptr, double(B), id};
     OF_TRY(dev_->stats_partial(a, chunks));
     return dev_->stats_final(a, 1);
+}
+
+// The slab the forward computes with: the parameters, or a copy with the binary / ternary weights of the layers that
+// use them (the gradient goes to the real ones).
+Status DeviceTrainer::effective(const Model& m) {
+    theta_ = params_.f();
+    if (!m.has_quant) return {};
+    OF_TRY(eff_.reserve(dev_.get(), size_t(m.n_params) * sizeof(float)));
+    OF_TRY(dev_->add(dev::AddArgs{eff_.f(), params_.f(), 0}, m.n_params));
+    for (const DenseUnit& u : m.units)
+        if (u.quant) OF_TRY(dev_->quantize(dev::QuantArgs{eff_.f() + u.w_off, params_.f() + u.w_off, u.fan_in(), u.quant}, u.gemm_cols()));
+    theta_ = eff_.f();
+    return {};
+}
+
+// Mean loss and accuracy of a clean forward in inference mode (dropout off, batchNorm's running statistics), in
+// chunks of rows, as Model::evaluate computes them; fit's validation while the parameters are on the device.
+Status DeviceTrainer::evaluate(Model& m, const DataRef& data, double* loss, double* accuracy) {
+    OF_CHECK(active_, Internal, "device trainer used before begin()");
+    constexpr int kChunk = 4096;
+    OF_TRY(effective(m));
+    inference_ = true;
+    double sum = 0.0;
+    int64_t hits = 0;
+    Status st;
+    for (int64_t r0 = 0; r0 < data.rows && st.ok(); r0 += kChunk) {
+        const int n = int(std::min<int64_t>(kChunk, data.rows - r0));
+        const Targets t{data.y.labels ? data.y.labels + r0 * m.groups : nullptr, data.y.values ? data.y.values + r0 * m.outputs : nullptr};
+        st = upload_batch(m, data.x + r0 * m.inputs, t, n);
+        if (st.ok()) st = bp(m, n, x_.f(), 0, true);
+        if (!st.ok()) break;
+        const float* out = a_[m.units.size() - 1]->f();
+        st = dev_->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), n, m.outputs, 1, m.loss, m.groups}, n);
+        const int chunks = (n + dev::kReduceRows - 1) / dev::kReduceRows;
+        if (st.ok()) st = stats_part_.reserve(dev_.get(), size_t(chunks) * 2 * sizeof(double));
+        if (st.ok()) st = stats_.reserve(dev_.get(), 4 * sizeof(double));
+        const dev::StatsArgs a{stats_part_.as<double>(), stats_.as<double>(), loss_.f(), hit_.as<int>(), n, nullptr, 0.0, 0.0};
+        if (st.ok()) st = dev_->stats_partial(a, chunks);
+        if (st.ok()) st = dev_->stats_final(a, 1);
+        double got[2] = {0.0, 0.0};
+        if (st.ok()) st = dev_->download(got, stats_.as<double>(), sizeof(got));
+        sum += got[0], hits += int64_t(got[1]);
+    }
+    inference_ = false;
+    OF_TRY(st);
+    *loss = sum / double(data.rows);
+    int64_t labeled = data.rows;  // per-position labels: only the labeled positions count
+    if (m.groups > 1) {
+        labeled = 0;
+        for (int64_t i = 0; i < data.rows * m.groups; i++) labeled += data.y.labels[i] >= 0;
+    }
+    *accuracy = labeled > 0 && m.loss != LossKind::Mse ? double(hits) / double(labeled) : 0.0;
+    return {};
 }
 
 // A frozen prefix runs clean on B rows; *in then points at its output, and its gradients are zero.

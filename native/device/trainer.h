@@ -17,6 +17,7 @@
 #include "device/device.h"
 #include "estimators/estimator.h"
 #include "kernels/cpu/optimizer.h"
+#include "model/train.h"
 
 namespace of {
 
@@ -61,6 +62,8 @@ class DeviceTrainer {
     Status launch_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
                        const OptimizerConfig& o, int64_t batch);
     Status flush(Model& m, Tally* t);
+    // fit's validation on the device (Model::evaluate's contract: mean loss, accuracy). Needs begin().
+    Status evaluate(Model& m, const DataRef& data, double* loss, double* accuracy);
     size_t pending() const { return pending_.size(); }
 
    private:
@@ -95,6 +98,8 @@ class DeviceTrainer {
     Status update(const Model& m, const OptimizerConfig& o, int64_t t, int B);
     Status read_stats(StepStats* stats, int rows);
     Status reset_tally();
+    Status effective(const Model& m);  // theta_: the parameters, or their binary / ternary version
+    bool inference_ = false;           // the forward in inference mode (evaluate): dropout off, batchNorm running
 
     struct Pending {
         int64_t batch;

@@ -260,9 +260,10 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
         m.epochs_run++;
         m.epoch_step = 0;
         if (dt) OF_TRY(dt->download(m));
-        if (val) {
+        if (val) {  // on the device when training runs there: the parameters are still on it
             es.has_val = true;
-            OF_TRY(m.evaluate(val->x, val->y, val->rows, &es.val_loss, &es.val_accuracy, m.infer));
+            OF_TRY(dt ? dt->evaluate(m, *val, &es.val_loss, &es.val_accuracy)
+                      : m.evaluate(val->x, val->y, val->rows, &es.val_loss, &es.val_accuracy, m.infer));
         }
         if (hooks.epoch) hooks.epoch(es);
     }
