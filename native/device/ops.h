@@ -126,13 +126,13 @@ OF_HOST_DEVICE void graph_at(const GraphArgs& a, int64_t i) {
 }
 
 // Convolution patches (cpu::im2row): A (n Ho Wo, kh kw C) from channels-last images x (n, H W C), out-of-image taps 0.
-// One index per element of A.
-struct Im2RowArgs {
-    float* A;
-    const float* x;
+// One index per element of A. The same arguments serve the adjoint (row2im): out = dx, in = dA.
+struct PatchArgs {
+    float* out;
+    const float* in;
     ConvGeom g;
 };
-OF_HOST_DEVICE void im2row_at(const Im2RowArgs& a, int64_t i) {
+OF_HOST_DEVICE void im2row_at(const PatchArgs& a, int64_t i) {
     const ConvGeom& g = a.g;
     const int patch = g.kh * g.kw * g.C;
     const int64_t row = i / patch, P = int64_t(g.Ho) * g.Wo;
@@ -140,8 +140,8 @@ OF_HOST_DEVICE void im2row_at(const Im2RowArgs& a, int64_t i) {
     const int64_t img = row / P;
     const int oy = pos / g.Wo, ox = pos % g.Wo, tap = col / g.C, ch = col % g.C;
     const int iy = oy * g.sh - g.ph + (tap / g.kw) * g.dh, ix = ox * g.sw - g.pw + (tap % g.kw) * g.dw;
-    a.A[i] = (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) ? 0.0f
-                                                          : a.x[img * (int64_t(g.H) * g.W * g.C) + (int64_t(iy) * g.W + ix) * g.C + ch];
+    a.out[i] = (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) ? 0.0f
+                                                            : a.in[img * (int64_t(g.H) * g.W * g.C) + (int64_t(iy) * g.W + ix) * g.C + ch];
 }
 
 // Pooling per channel (cpu::pool_forward): y (n, Ho Wo C) from x (n, H W C); max ignores padding taps, avg divides by
@@ -195,13 +195,8 @@ OF_HOST_DEVICE int window_of(int i, int k, int p, int dl, int s, int n_out) {  /
 }
 
 // The adjoint of im2row (cpu::row2im) as a gather: dx (n, H W C) = the sum of the patch gradients dA (n Ho Wo,
-// kh kw C) at each input value's taps. One index per input value.
-struct Row2ImArgs {
-    float* dx;
-    const float* dA;
-    ConvGeom g;
-};
-OF_HOST_DEVICE void row2im_at(const Row2ImArgs& a, int64_t i) {
+// kh kw C) at each input value's taps (out = dx, in = dA). One index per input value.
+OF_HOST_DEVICE void row2im_at(const PatchArgs& a, int64_t i) {
     const ConvGeom& g = a.g;
     const auto [img, iy, ix, c] = pixel_of(g, i);
     const int64_t P = int64_t(g.Ho) * g.Wo;
@@ -213,10 +208,10 @@ OF_HOST_DEVICE void row2im_at(const Row2ImArgs& a, int64_t i) {
         for (int kx = g.kw - 1; kx >= 0; kx--) {
             const int ox = window_of(ix, kx, g.pw, g.dw, g.sw, g.Wo);
             if (ox < 0) continue;
-            acc += a.dA[(img * P + int64_t(oy) * g.Wo + ox) * patch + (ky * g.kw + kx) * g.C + c];
+            acc += a.in[(img * P + int64_t(oy) * g.Wo + ox) * patch + (ky * g.kw + kx) * g.C + c];
         }
     }
-    a.dx[i] = acc;
+    a.out[i] = acc;
 }
 
 // Pooling's input gradient (cpu::pool_backward) as a gather: max routes each window's dy to its first maximal tap of
@@ -306,10 +301,17 @@ struct ConcatArgs {
     const float* src;
     int P, C, Co, rep;
 };
+// Value i of a concat's output (P positions of C + Co values per row): its row, position and place in the position.
+struct ConcatAt {
+    int64_t r;
+    int p, k;
+};
+OF_HOST_DEVICE ConcatAt concat_index(int64_t i, int P, int C, int Co) {
+    const int w = C + Co;
+    return {i / (int64_t(P) * w), int(i / w % P), int(i % w)};
+}
 OF_HOST_DEVICE void concat_at(const ConcatArgs& a, int64_t i) {
-    const int w = a.C + a.Co;
-    const int64_t r = i / (int64_t(a.P) * w);
-    const int p = int(i / w % a.P), k = int(i % w);
+    const auto [r, p, k] = concat_index(i, a.P, a.C, a.Co);
     a.out[i] = k < a.C ? a.src[(r / a.rep) * a.P * a.C + int64_t(p) * a.C + k] : a.f[r * a.P * a.Co + int64_t(p) * a.Co + (k - a.C)];
 }
 // Its gradient split (units.cpp concat_backward): the first C values of each position to dsrc, the rest to df. One
@@ -321,9 +323,7 @@ struct ConcatBackArgs {
     int P, C, Co;
 };
 OF_HOST_DEVICE void concat_backward_at(const ConcatBackArgs& a, int64_t i) {
-    const int w = a.C + a.Co;
-    const int64_t r = i / (int64_t(a.P) * w);
-    const int p = int(i / w % a.P), k = int(i % w);
+    const auto [r, p, k] = concat_index(i, a.P, a.C, a.Co);
     if (k < a.C) a.dsrc[r * a.P * a.C + int64_t(p) * a.C + k] = a.dout[i];
     else a.df[r * a.P * a.Co + int64_t(p) * a.Co + (k - a.C)] = a.dout[i];
 }
@@ -1017,10 +1017,10 @@ OF_HOST_DEVICE void optimizer_at(const OptArgs& a, int64_t i) {
 // The kernels every device implements: X(name, Args) -> Status name(const Args&, int64_t n) runs name_at over n.
 #define OF_DEVICE_KERNELS(X)             \
     X(noisy_forward, NoisyArgs)          \
-    X(im2row, Im2RowArgs)                \
+    X(im2row, PatchArgs)                 \
     X(graph, GraphArgs)                  \
     X(pool, PoolArgs)                    \
-    X(row2im, Row2ImArgs)                \
+    X(row2im, PatchArgs)                 \
     X(pool_backward, PoolBackArgs)       \
     X(dropout, DropoutArgs)              \
     X(skip_add, SkipArgs)                \

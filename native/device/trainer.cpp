@@ -166,7 +166,7 @@ Status DeviceTrainer::linear(const Model& m, int l, int rows, const float* x, fl
     const int64_t n = int64_t(rows) * u.g.positions();
     OF_TRY(cols_[size_t(l)]->reserve(d, size_t(n) * u.g.patch() * sizeof(float)));
     if (u.kind == UnitKind::GraphConv) OF_TRY(aggregate(m, l, cols_[size_t(l)]->f(), x, rows));
-    else OF_TRY(d->im2row(dev::Im2RowArgs{cols_[size_t(l)]->f(), x, u.g}, n * u.g.patch()));
+    else OF_TRY(d->im2row(dev::PatchArgs{cols_[size_t(l)]->f(), x, u.g}, n * u.g.patch()));
     return d->gemm(false, true, int(n), u.g.Co, u.g.patch(), 1.0f, cols_[size_t(l)]->f(), u.g.patch(), W, u.g.patch(), 0.0f, out,
                    u.g.Co, tf32);
 }
@@ -481,7 +481,7 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
         if (conv) {  // patch (or aggregated) gradients dV W, then their adjoint: row2im, or A^ again (it is symmetric)
             OF_TRY(d->gemm(false, false, n, fan, cols, 1.0f, dcur, cols, P + u.w_off, fan, 0.0f, dcols_.f(), fan, tf32));
             if (u.kind == UnitKind::GraphConv) OF_TRY(aggregate(m, l, dnext, dcols_.f(), B));
-            else OF_TRY(d->row2im(dev::Row2ImArgs{dnext, dcols_.f(), u.g}, int64_t(B) * u.I));
+            else OF_TRY(d->row2im(dev::PatchArgs{dnext, dcols_.f(), u.g}, int64_t(B) * u.I));
         } else {
             OF_TRY(d->gemm(false, false, B, u.I, u.O, 1.0f, dcur, u.O, P + u.w_off, u.I, 0.0f, dnext, u.I, tf32));
         }
