@@ -67,7 +67,9 @@ class CudaDevice final : public Device {
 
     Status alloc(size_t bytes, void** p) override {
         OF_TRY(bind());
-        return cuda_error(cudaMalloc(p, bytes), "cudaMalloc");
+        const cudaError_t e = cudaMalloc(p, bytes);
+        if (e != cudaSuccess) cudaGetLastError();  // not sticky: clear it, or the next launch check would report it
+        return cuda_error(e, "cudaMalloc");
     }
     void release(void* p) override {
         if (p) cudaFree(p);
