@@ -87,8 +87,9 @@ bool Cublas::open(void* stream, std::string* why) {
     return true;
 }
 
-Cublas::~Cublas() {
+void Cublas::close() {
     if (handle_) api.destroy(handle_);
+    handle_ = nullptr;
     // lib_ stays loaded: other handles may use it, and unloading a CUDA library at exit is fragile.
 }
 

@@ -18,7 +18,8 @@ class Cublas {
     // Loads libcublas (ONEFORWARD_CUBLAS_PATH, else libcublas.so.13/.12/.11/.so on the loader's path, else
     // $CUDA_HOME/lib64 and /usr/local/cuda/lib64) and makes a handle. ONEFORWARD_CUBLAS=0: never. false + why.
     bool open(void* stream, std::string* why);
-    ~Cublas();
+    void close();  // destroys the handle (before its stream goes)
+    ~Cublas() { close(); }
     bool ready() const { return handle_ != nullptr; }
     const std::string& version() const { return version_; }
     // Row-major GEMM of device/device.h on cuBLAS (column-major underneath: C^T = op(B)^T op(A)^T). Returns the

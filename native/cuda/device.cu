@@ -39,11 +39,11 @@ class CudaDevice final : public Device {
    public:
     CudaDevice(int ordinal, bool allow_tf32) : ordinal_(ordinal), allow_tf32_(allow_tf32) {}
     ~CudaDevice() override {
-        if (stream_) {
-            cudaSetDevice(ordinal_);
-            cudaStreamSynchronize(stream_);
-            cudaStreamDestroy(stream_);
-        }
+        if (!stream_) return;
+        cudaSetDevice(ordinal_);
+        cudaStreamSynchronize(stream_);
+        blas_.close();  // its handle uses the stream
+        cudaStreamDestroy(stream_);
     }
 
     Status open() {
