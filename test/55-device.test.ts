@@ -138,10 +138,12 @@ for (const d of devices) {
       ['ulr laplace, mean baseline', of.ulr({ copies: 8, noise: 'laplace', baseline: 'mean' })],
       ['ulr logistic, sign score, no baseline', of.ulr({ copies: 8, noise: 'logistic', score: 'sign', baseline: 'none' })],
       ['ulr sigma per layer, running baseline', of.ulr({ copies: 4, sigma: [0.05, 0.2, 0.1].slice(0, 3), baseline: 'running' })],
+      ['ulr sigma per channel in the first layer', of.ulr({ copies: 8, sigma: [Array.from({ length: 16 }, (_, i) => 0.05 + 0.02 * i), 0.1, 0.2] })],
     ];
     for (const [name, layers, loss, b] of nets) {
       for (const [en, estimator] of ests) {
-        if (en.includes('per layer') && layers().filter((l) => l.type === 'dense').length !== 3) continue;
+        if ((en.includes('per layer') || en.includes('per channel')) && layers().filter((l) => l.type === 'dense').length !== 3) continue;
+        if (en.includes('per channel') && (layers()[0] as of.DenseLayer).units !== 16) continue;
         const cpu = of.sequential(layers(), { seed: 7, loss, backend: 'cpu' });
         const dev = of.sequential(layers(), { seed: 7, loss, backend: d.name, allowTf32: false });
         const want = concat(cpu.gradients(b, { estimator, step: 5 }));
@@ -196,7 +198,9 @@ for (const d of devices) {
       ['dropout MLP', () => [of.dense(784, 32), of.relu(), of.dropout(0.2), of.dense(32, 16), of.tanh(), of.dense(16, 10)]],
     ];
     for (const [net, layers] of nets) for (const frozen of [1, 2]) {
-      for (const [label, estimator] of [['bp', of.bp()], ['ulr K=8', of.ulr({ copies: 8 })], ['ulr, sigma per layer, antithetic', of.ulr({ copies: 6, sigma: [0.3, 0.1, 0.05], antithetic: true })]] as const) {
+      const channels = of.ulr({ copies: 6, sigma: [0.1, Array.from({ length: 16 }, (_, i) => 0.03 * (i + 1)), 0.05] });
+      for (const [label, estimator] of [['bp', of.bp()], ['ulr K=8', of.ulr({ copies: 8 })], ['ulr, sigma per layer, antithetic', of.ulr({ copies: 6, sigma: [0.3, 0.1, 0.05], antithetic: true })],
+        ...(net === 'MLP' ? [['ulr, sigma per channel', channels] as const] : [])] as const) {
         const cpu = of.sequential(layers(), { seed: 8, backend: 'cpu' });
         const dev = of.sequential(layers(), { seed: 8, backend: d.name, allowTf32: false });
         cpu.freeze(frozen), dev.freeze(frozen);

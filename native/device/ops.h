@@ -73,6 +73,7 @@ struct NoisyArgs {
     uint32_t step, layer, row0;
     int antithetic;
     int density;
+    const float* sigmas = nullptr;  // per-channel sigma (O values) instead of sigma
 };
 OF_HOST_DEVICE int noise_counters(int O) { return (O + 63) / 64 * 16; }
 
@@ -101,7 +102,8 @@ OF_HOST_DEVICE void noisy_forward_at(const NoisyArgs& a, int64_t i) {
         if (a.E) a.E[int64_t(r) * a.O + j] = e;
         if (!a.out) continue;  // the noise alone (recurrent units add it inside their recurrence)
         const float v = a.pre[int64_t(r / a.rep) * a.O + j];
-        const float x = a.bias ? v + a.bias[j % a.bias_period] + a.sigma * e : v + a.sigma * e;
+        const float sg = a.sigmas ? a.sigmas[j] : a.sigma;
+        const float x = a.bias ? v + a.bias[j % a.bias_period] + sg * e : v + sg * e;
         a.out[int64_t(r) * a.O + j] = act_value(x, a.act, a.alpha);
     }
 }
@@ -888,13 +890,15 @@ OF_HOST_DEVICE void stats_final_at(const StatsArgs& a, int64_t) {
     a.stats[2] = ok ? 1.0 : 0.0;
 }
 
-// The LR score times the row weight, in place: E[r, o] = s(E[r, o]) w[r]; one index per element (O per row).
+// The LR score times the row weight, in place: E[r, o] = s(E[r, o]) w[r] (s / sigma_o with per-channel sigma); one
+// index per element (O per row).
 struct ScoreRowsArgs {
     float* E;
     const float* w;
     int O;
     Density density;
     Score score;
+    const float* sigmas = nullptr;  // per-channel sigma: the score also divided by sigma_o (the reductions then use 1)
 };
 OF_HOST_DEVICE void score_rows_at(const ScoreRowsArgs& a, int64_t i) {
     float e = a.E[i];
@@ -906,6 +910,7 @@ OF_HOST_DEVICE void score_rows_at(const ScoreRowsArgs& a, int64_t i) {
     } else if (a.density == Density::Laplace) {
         e = e > 0.0f ? 1.0f : (e < 0.0f ? -1.0f : 0.0f);
     }
+    if (a.sigmas) e = e / a.sigmas[i % a.O];
     a.E[i] = e * a.w[i / a.O];
 }
 

@@ -29,7 +29,7 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         if (c.learn_sigma) return "a learned sigma runs on the CPU";
         if (c.qmc) return "QMC noise runs on the CPU";
         for (const auto& s : c.sigma_channels)
-            if (!s.empty()) return "per-channel sigma runs on the CPU";
+            if (!s.empty() && !m.dense_only) return "per-channel sigma runs on the CPU in models with layers other than dense ones";
         if (c.slice_total) return "copy-parallel slices run on the CPU";
         if (c.baseline == Baseline::Clean) return "the clean baseline runs on the CPU";
     }
@@ -214,6 +214,16 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     std::vector<float> sigma(size_t(L), 0.0f);  // per noisy unit, from the per-layer list in parameter-unit order
     for (int l = 0, p = 0; l < L; l++)
         if (m.units[size_t(l)].param()) sigma[size_t(l)] = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(p++)];
+    // per-channel sigma (dense models): the noise scale per output, and the score divided by it (reductions use 1)
+    std::vector<const float*> sigmas(size_t(L), nullptr);
+    for (int l = 0; l < L && l < int(c.sigma_channels.size()); l++) {
+        const std::vector<float>& v = c.sigma_channels[size_t(l)];
+        if (v.empty()) continue;
+        while (int(sigma_ch_.size()) <= l) sigma_ch_.push_back(std::make_unique<DeviceBuffer>());
+        OF_TRY(sigma_ch_[size_t(l)]->reserve(d, v.size() * sizeof(float)));
+        OF_TRY(d->upload(sigma_ch_[size_t(l)]->f(), v.data(), v.size() * sizeof(float)));
+        sigmas[size_t(l)] = sigma_ch_[size_t(l)]->f();
+    }
     while (int(a_.size()) < L) a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
     while (int(cols_.size()) < L) cols_.push_back(std::make_unique<DeviceBuffer>());
     auto rows_of = [&](int l) { return l < first ? B : R; };
@@ -235,7 +245,8 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         const DenseUnit& u = m.units[size_t(l)];
         float* out = a_[size_t(l)]->f();
         dev::NoisyArgs na{out, e_[size_t(l)]->f(), pre, bias(u), u.gemm_cols(), sigma[size_t(l)], R, u.O, rep, u.act, u.alpha,
-                          seed, step, uint32_t(l), uint32_t(c.sample_base) * uint32_t(K), c.antithetic ? 1 : 0, int(c.density)};
+                          seed, step, uint32_t(l), uint32_t(c.sample_base) * uint32_t(K), c.antithetic ? 1 : 0, int(c.density),
+                          sigmas[size_t(l)]};
         return d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.O));
     };
 
@@ -310,8 +321,8 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         if (!u.param()) continue;
         float* S = e_[size_t(l)]->f();
         const int nw = u.noise_width();
-        OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), nw, c.density, c.score}, int64_t(R) * nw));
-        const float inv_sigma = 1.0f / sigma[size_t(l)];
+        OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), nw, c.density, c.score, sigmas[size_t(l)]}, int64_t(R) * nw));
+        const float inv_sigma = sigmas[size_t(l)] ? 1.0f : 1.0f / sigma[size_t(l)];
         if (u.recurrent()) {  // the first unit's dW from G = sum over copies (B T rows); U and b per copy row
             if (l == first) {
                 OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), S, K, nw}, int64_t(B) * nw));
@@ -509,6 +520,8 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
         all = m.units;
         m.units.erase(m.units.begin(), m.units.begin() + m.frozen);
         if (sub.ulr.sigma.size() == all.size()) sub.ulr.sigma.erase(sub.ulr.sigma.begin(), sub.ulr.sigma.begin() + m.frozen);
+        auto& ch = sub.ulr.sigma_channels;
+        if (ch.size() == all.size()) ch.erase(ch.begin(), ch.begin() + m.frozen);
     }
     *rows = B;
     const int fe = tail ? 0 : m.frozen_end();

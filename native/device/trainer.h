@@ -7,8 +7,7 @@
 // them, so parameters(), save() and validation always see the host copy that end() (or an epoch end) wrote.
 //
 // What it does not run (unsupported() says why) stays on the CPU estimators: JS losses, weight-perturbation
-// estimators, and the ULR options modules, layer-wise, learned or per-channel sigma, QMC noise, copy slices and the
-// clean baseline.
+// estimators, and the ULR options modules, layer-wise, learned sigma, QMC noise, copy slices and the clean baseline.
 #pragma once
 #include <memory>
 #include <string>
@@ -118,6 +117,7 @@ class DeviceTrainer {
     std::vector<std::unique_ptr<DeviceBuffer>> a_, e_;  // per layer: activations; noise (ULR) or pre-activations (BP)
     std::vector<std::unique_ptr<DeviceBuffer>> cols_;   // per conv unit: its input's patches
     std::vector<std::unique_ptr<DeviceBuffer>> xh_, inv_;  // per norm unit: x^ and 1 / sigma of its sets
+    std::vector<std::unique_ptr<DeviceBuffer>> sigma_ch_;  // per dense layer with per-channel ULR sigma: its values
     struct Bn {  // per batchNorm unit: running and batch statistics (mean C, variance C)
         DeviceBuffer running, stats;
     };
