@@ -826,6 +826,7 @@ struct RowWeightArgs {
     Baseline baseline;
     int antithetic;
     float scale;
+    const float* clean = nullptr;  // Baseline::Clean: each sample's noise-free loss (B values)
 };
 OF_HOST_DEVICE int copy_chunks(int K) { return (K + kCopyChunk - 1) / kCopyChunk; }
 OF_HOST_DEVICE void row_sums_at(const RowWeightArgs& a, int64_t i) {
@@ -851,6 +852,8 @@ OF_HOST_DEVICE void row_weights_at(const RowWeightArgs& a, int64_t r) {
         beta = sum / double(a.K);
     } else if (a.baseline == Baseline::Running) {
         beta = a.running;
+    } else if (a.baseline == Baseline::Clean) {
+        beta = a.clean[b];
     }
     a.w[r] = float((double(l[k]) - beta) * a.scale);
 }

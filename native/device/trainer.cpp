@@ -31,7 +31,7 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         for (const auto& s : c.sigma_channels)
             if (!s.empty() && !m.dense_only) return "per-channel sigma runs on the CPU in models with layers other than dense ones";
         if (c.slice_total) return "copy-parallel slices run on the CPU";
-        if (c.baseline == Baseline::Clean) return "the clean baseline runs on the CPU";
+        if (c.baseline == Baseline::Clean && !m.dense_only) return "the clean baseline runs on the CPU in models with layers other than dense ones";
     }
     return {};
 }
@@ -208,6 +208,14 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     const bool tf32 = tf32_for(EstimatorConfig::Kind::Ulr);
     // batchNorm: the noisy copies normalize with the clean batch's statistics, from a clean B-row forward (generic.cpp)
     if (m.has_batch_norm) OF_TRY(bp(m, B, x, c.sample_base, true));
+    // the clean baseline (dense models): each sample's noise-free loss, from a clean B-row forward
+    if (c.baseline == Baseline::Clean) {
+        OF_TRY(bp(m, B, x, c.sample_base, true));
+        OF_TRY(clean_.reserve(d, size_t(B) * sizeof(float)));
+        OF_TRY(clean_hit_.reserve(d, size_t(B) * sizeof(int)));
+        OF_TRY(d->loss_rows(dev::LossArgs{clean_.f(), clean_hit_.as<int>(), a_[m.units.size() - 1]->f(), labels_.as<int32_t>(),
+                                          values_.f(), B, m.outputs, 1, m.loss, m.groups}, B));
+    }
     int first = fe;  // frozen units (fine-tuning, units before fe) stay clean in the B-row prefix
     while (first < L && !m.units[size_t(first)].param()) first++;
     OF_CHECK(first < L, Config, "the model has no layer with parameters to train");
@@ -311,7 +319,8 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), R, C, K, m.loss, m.groups}, R));
     const float running = m.has_running ? float(m.running_loss) : 0.0f;
     OF_TRY(row_part_.reserve(d, size_t(B) * dev::copy_chunks(K) * sizeof(double)));
-    const dev::RowWeightArgs rw{w_.f(), row_part_.as<double>(), loss_.f(), running, K, c.baseline, c.antithetic ? 1 : 0, 1.0f / float(R)};
+    const dev::RowWeightArgs rw{w_.f(), row_part_.as<double>(), loss_.f(), running, K, c.baseline, c.antithetic ? 1 : 0, 1.0f / float(R),
+                                c.baseline == Baseline::Clean ? clean_.f() : nullptr};
     OF_TRY(d->row_sums(rw, int64_t(B) * dev::copy_chunks(K)));
     OF_TRY(d->row_weights(rw, R));
 

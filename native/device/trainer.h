@@ -7,7 +7,8 @@
 // them, so parameters(), save() and validation always see the host copy that end() (or an epoch end) wrote.
 //
 // What it does not run (unsupported() says why) stays on the CPU estimators: JS losses, weight-perturbation
-// estimators, and the ULR options modules, layer-wise, learned sigma, QMC noise, copy slices and the clean baseline.
+// estimators, and the ULR options modules, layer-wise, learned sigma, QMC noise and copy slices (and per-channel sigma
+// and the clean baseline outside dense models, as on the CPU).
 #pragma once
 #include <memory>
 #include <string>
@@ -112,7 +113,7 @@ class DeviceTrainer {
     bool active_ = false;
     DeviceBuffer params_, grads_, opt_m_, opt_v_;
     DeviceBuffer x_, labels_, values_, loss_, hit_, w_, row_part_, stats_part_, stats_, acc_, col_part_, norm_part_, norm_, v0_, g_, d0_,
-        d1_, h0_, h1_, dcols_, eff_;
+        d1_, h0_, h1_, dcols_, eff_, clean_, clean_hit_;
     const float* theta_ = nullptr;  // the slab the forward computes with: params_, or eff_ with binary / ternary weights
     std::vector<std::unique_ptr<DeviceBuffer>> a_, e_;  // per layer: activations; noise (ULR) or pre-activations (BP)
     std::vector<std::unique_ptr<DeviceBuffer>> cols_;   // per conv unit: its input's patches
