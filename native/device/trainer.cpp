@@ -20,7 +20,7 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
                           u.kind == UnitKind::GraphConv || u.recurrent() || u.kind == UnitKind::Repeat || u.kind == UnitKind::TimeMean;
         if (!kind) return "the model has a layer kind the device does not run";
     }
-    if (hook) return "the loss is a JS function";
+    if (hook && e.kind != EstimatorConfig::Kind::Ulr) return "a JS loss needs ulr()";
     if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) return "weight-perturbation estimators run on the CPU";
     if (e.kind == EstimatorConfig::Kind::Ulr) {
         const UlrConfig& c = e.ulr;
@@ -199,7 +199,8 @@ Status DeviceTrainer::plain(const Model& m, int l, int rows, const float* x, flo
 // unit is im2row + one GEMM: its rows are (sample, position) pairs, so its noise row is the whole (positions x
 // channels) output of a copy, and its weight gradient is S^T A over all (copy, position) rows with its patches A kept
 // from the forward. Noise layer ids are unit indices, as on the CPU.
-Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int fe) {
+Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int fe, const Targets& y,
+                          const LossHook* hook) {
     Device* d = dev_.get();
     const int K = c.copies, L = int(m.units.size()), C = m.outputs;
     int R = 0;
@@ -317,6 +318,15 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     }
     const float* out = a_[size_t(L - 1)]->f();
     OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), R, C, K, m.loss, m.groups}, R));
+    if (hook) {  // a JS loss: every copy's outputs to the host, one call, its per-row losses back (hits stay the built-in's)
+        hook_out_.resize(size_t(R) * C);
+        hook_loss_.resize(size_t(R));
+        OF_TRY(d->download(hook_out_.data(), out, hook_out_.size() * sizeof(float)));
+        OF_TRY((*hook)(hook_out_.data(), y, R, C, K, hook_loss_.data()));
+        for (int r = 0; r < R; r++)
+            OF_CHECK(std::isfinite(hook_loss_[size_t(r)]), Data, "the loss function returned a non-finite value for row " + std::to_string(r));
+        OF_TRY(d->upload(loss_.f(), hook_loss_.data(), hook_loss_.size() * sizeof(float)));
+    }
     const float running = m.has_running ? float(m.running_loss) : 0.0f;
     OF_TRY(row_part_.reserve(d, size_t(B) * dev::copy_chunks(K) * sizeof(double)));
     const dev::RowWeightArgs rw{w_.f(), row_part_.as<double>(), loss_.f(), running, K, c.baseline, c.antithetic ? 1 : 0, 1.0f / float(R),
@@ -512,7 +522,7 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
 }
 
 Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
-                               double id, int* rows) {
+                               double id, int* rows, const LossHook* hook) {
     OF_CHECK(active_, Internal, "device trainer used before begin()");
     OF_CHECK(B > 0, Shape, "empty batch");
     OF_TRY(upload_batch(m, x, y, B));
@@ -534,7 +544,7 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     }
     *rows = B;
     const int fe = tail ? 0 : m.frozen_end();
-    Status st = e.kind == EstimatorConfig::Kind::Ulr ? ulr(m, B, sub.ulr, step, in, fe) : bp(m, B, in, e.ulr.sample_base, false);
+    Status st = e.kind == EstimatorConfig::Kind::Ulr ? ulr(m, B, sub.ulr, step, in, fe, y, hook) : bp(m, B, in, e.ulr.sample_base, false);
     if (tail) m.units = std::move(all);
     OF_TRY(st);
     if (m.frozen > 0 && !tail) OF_TRY(dev_->zero(grads_.f(), size_t(trainable_offset(m)) * sizeof(float)));
@@ -660,9 +670,9 @@ Status DeviceTrainer::update(const Model& m, const OptimizerConfig& o, int64_t t
 }
 
 Status DeviceTrainer::gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
-                                StepStats* stats, bool fetch) {
+                                StepStats* stats, bool fetch, const LossHook* hook) {
     int rows = 0;
-    OF_TRY(estimate(m, x, y, B, e, step, -1.0, &rows));
+    OF_TRY(estimate(m, x, y, B, e, step, -1.0, &rows, hook));
     OF_TRY(read_stats(stats, rows));
     if (e.kind == EstimatorConfig::Kind::Ulr) update_running_baseline(m, e.ulr, stats->loss);
     if (fetch) OF_TRY(dev_->download(m.grads.data(), grads_.f(), size_t(m.n_params) * sizeof(float)));
@@ -670,11 +680,11 @@ Status DeviceTrainer::gradients(Model& m, const float* x, const Targets& y, int 
 }
 
 Status DeviceTrainer::train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
-                                 const OptimizerConfig& o, StepStats* stats, double max_grad_norm) {
+                                 const OptimizerConfig& o, StepStats* stats, double max_grad_norm, const LossHook* hook) {
     EstimatorConfig est = e;
     est.ulr.training = true;
     int rows = 0;
-    OF_TRY(estimate(m, x, y, B, est, m.step, -1.0, &rows));
+    OF_TRY(estimate(m, x, y, B, est, m.step, -1.0, &rows, hook));
     if (max_grad_norm > 0.0) {  // checked before the update: the parameters stay those of the last good step
         OF_TRY(read_stats(stats, rows));
         if (!std::isfinite(stats->loss)) return nonfinite_loss(m);

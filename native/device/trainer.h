@@ -6,7 +6,7 @@
 // and batchNorm's running statistics live on the device between begin() and end(): fit() brackets its epochs with
 // them, so parameters(), save() and validation always see the host copy that end() (or an epoch end) wrote.
 //
-// What it does not run (unsupported() says why) stays on the CPU estimators: JS losses, weight-perturbation
+// What it does not run (unsupported() says why) stays on the CPU estimators: weight-perturbation
 // estimators, and the ULR options modules, layer-wise, learned sigma, QMC noise and copy slices (and per-channel sigma
 // and the clean baseline outside dense models, as on the CPU).
 #pragma once
@@ -41,18 +41,18 @@ class DeviceTrainer {
     // Gradient estimate into the device's gradient slab (the model's step counter is not moved). fetch: also copy it
     // to m.grads. Needs begin().
     Status gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
-                     StepStats* stats, bool fetch);
+                     StepStats* stats, bool fetch, const LossHook* hook = nullptr);
     // One training step (train.h train_step's contract): the estimate, the checks, the update, the counters.
     Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
-                      const OptimizerConfig& o, StepStats* stats, double max_grad_norm);
+                      const OptimizerConfig& o, StepStats* stats, double max_grad_norm, const LossHook* hook = nullptr);
 
     // fit's steps without a wait. launch_step() enqueues a whole step (batch `batch` of the epoch) and advances the
     // counters at once; flush() waits for the launched steps and adds their statistics to *t. A step whose loss was
     // non-finite closes a gate on the device: it and every later step change nothing. flush() then rolls the counters
     // back to that step, sets t->failed_batch and returns ERR_NUMERIC. Only where nothing needs a step's result on
     // the host before the next step: no maxGradNorm, no running baseline (async_ok).
-    static bool async_ok(const EstimatorConfig& e, double max_grad_norm) {
-        return max_grad_norm <= 0.0 && !(e.kind == EstimatorConfig::Kind::Ulr && e.ulr.baseline == Baseline::Running);
+    static bool async_ok(const EstimatorConfig& e, double max_grad_norm, const LossHook* hook) {
+        return max_grad_norm <= 0.0 && !hook && !(e.kind == EstimatorConfig::Kind::Ulr && e.ulr.baseline == Baseline::Running);
     }
     struct Tally {
         double loss_sum = 0.0;  // sum over steps of the step's mean loss times its samples
@@ -68,11 +68,13 @@ class DeviceTrainer {
 
    private:
     Status upload_batch(const Model& m, const float* x, const Targets& y, int B);
-    // Upload, estimate and the step statistics (accumulated under `id` when id >= 0); *rows: the rows evaluated.
+    // Upload, estimate and the step statistics (accumulated under `id` when id >= 0); *rows: the rows evaluated. hook:
+    // a JS loss (ULR only), called once with every copy's outputs.
     Status estimate(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
-                    double id, int* rows);
+                    double id, int* rows, const LossHook* hook = nullptr);
     // The estimators over m.units, whose first layer reads x (B rows on the device).
-    Status ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int fe);  // fe: frozen_end()
+    // fe: frozen_end(); y, hook: the host targets and a JS loss (or nullptr)
+    Status ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int fe, const Targets& y, const LossHook* hook);
     Status bp(Model& m, int B, const float* x, uint32_t sample_base, bool forward_only);  // forward_only: batch statistics
     Status frozen_forward(Model& m, int B, EstimatorConfig::Kind kind, const float** in);
     Status linear(const Model& m, int l, int rows, const float* x, float* out, bool tf32);
@@ -114,6 +116,7 @@ class DeviceTrainer {
     DeviceBuffer params_, grads_, opt_m_, opt_v_;
     DeviceBuffer x_, labels_, values_, loss_, hit_, w_, row_part_, stats_part_, stats_, acc_, col_part_, norm_part_, norm_, v0_, g_, d0_,
         d1_, h0_, h1_, dcols_, eff_, clean_, clean_hit_;
+    std::vector<float> hook_out_, hook_loss_;  // a JS loss's outputs and answers, on the host
     const float* theta_ = nullptr;  // the slab the forward computes with: params_, or eff_ with binary / ternary weights
     std::vector<std::unique_ptr<DeviceBuffer>> a_, e_;  // per layer: activations; noise (ULR) or pre-activations (BP)
     std::vector<std::unique_ptr<DeviceBuffer>> cols_;   // per conv unit: its input's patches

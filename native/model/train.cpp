@@ -106,7 +106,7 @@ Status placed_gradients(Model& m, const float* x, const Targets& y, int B, const
                         StepStats* stats, const LossHook* hook) {
     DeviceTrainer* dt = placement(m, e, hook);
     if (!dt) return estimate_trainable(m, x, y, B, e, step, stats, hook);
-    return on_device(dt, m, nullptr, [&] { return dt->gradients(m, x, y, B, e, step, stats, true); });
+    return on_device(dt, m, nullptr, [&] { return dt->gradients(m, x, y, B, e, step, stats, true, hook); });
 }
 
 Status placed_train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
@@ -190,7 +190,7 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
         int64_t correct = 0, rows_seen = 0, samples = 0;
         // On a device, steps are launched without waiting for their results; flush() collects them (statistics and
         // a failed step) at every progress report, every 64 steps, at the epoch's end and before a cancel returns.
-        const bool async = dt && DeviceTrainer::async_ok(est, cfg.max_grad_norm);
+        const bool async = dt && DeviceTrainer::async_ok(est, cfg.max_grad_norm, hook);
         int64_t flushed_samples = 0, launched_samples = 0;
         auto numeric = [&](Status status, int64_t s) {
             if (hooks.diverged) hooks.diverged(status.message, ep + 1, s + 1);
@@ -229,7 +229,7 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
                 launched_samples += B;
             } else {
                 StepStats st;
-                Status status = dt ? dt->train_step(m, xb.data(), t, B, est, cfg.optimizer, &st, cfg.max_grad_norm)
+                Status status = dt ? dt->train_step(m, xb.data(), t, B, est, cfg.optimizer, &st, cfg.max_grad_norm, hook)
                                    : train_step(m, xb.data(), t, B, est, cfg.optimizer, &st, hook, cfg.max_grad_norm);
                 if (!status.ok()) return status.code == StatusCode::Numeric ? numeric(status, s) : status;
                 loss_sum += st.loss * double(B);
