@@ -54,26 +54,33 @@ Status check_grad_norm(const Model& m, double norm, double max_grad_norm) {
                                      std::to_string(max_grad_norm) + " at step " + std::to_string(m.step)};
 }
 
-Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
-                  const OptimizerConfig& o, StepStats* stats, const LossHook* hook, double max_grad_norm) {
+EstimatorConfig training_estimator(Model& m, const EstimatorConfig& e) {
     EstimatorConfig est = e;
     est.ulr.training = true;
-    const bool learn = e.kind == EstimatorConfig::Kind::Ulr && e.ulr.learn_sigma;
-    if (learn) {  // the learned sigma replaces the configured one (initialized from it)
-        const size_t L = m.units.size();
-        if (m.log_sigma.size() != L) {
-            m.log_sigma.resize(L);
-            for (size_t l = 0; l < L; l++) m.log_sigma[l] = std::log(double(e.ulr.sigma.size() == 1 ? e.ulr.sigma[0] : e.ulr.sigma[l]));
-        }
-        est.ulr.sigma.resize(L);
-        for (size_t l = 0; l < L; l++) est.ulr.sigma[l] = float(std::exp(m.log_sigma[l]));
+    if (e.kind != EstimatorConfig::Kind::Ulr || !e.ulr.learn_sigma) return est;
+    const size_t L = m.units.size();  // the learned sigma replaces the configured one (initialized from it)
+    if (m.log_sigma.size() != L) {
+        m.log_sigma.resize(L);
+        for (size_t l = 0; l < L; l++) m.log_sigma[l] = std::log(double(e.ulr.sigma.size() == 1 ? e.ulr.sigma[0] : e.ulr.sigma[l]));
     }
+    est.ulr.sigma.resize(L);
+    for (size_t l = 0; l < L; l++) est.ulr.sigma[l] = float(std::exp(m.log_sigma[l]));
+    return est;
+}
+
+void learn_sigma_step(Model& m, const EstimatorConfig& e, const StepStats& stats) {
+    if (e.kind != EstimatorConfig::Kind::Ulr || !e.ulr.learn_sigma) return;
+    for (size_t l = 0; l < m.log_sigma.size() && l < stats.sigma_grad.size(); l++)
+        m.log_sigma[l] -= double(e.ulr.sigma_lr) * stats.sigma_grad[l];
+}
+
+Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
+                  const OptimizerConfig& o, StepStats* stats, const LossHook* hook, double max_grad_norm) {
+    const EstimatorConfig est = training_estimator(m, e);
     OF_TRY(estimate_trainable(m, x, y, B, est, m.step, stats, hook));
     if (!std::isfinite(stats->loss)) return nonfinite_loss(m);
     if (max_grad_norm > 0.0) OF_TRY(check_grad_norm(m, cpu::grad_norm(m.grads.data(), m.n_params), max_grad_norm));
-    if (learn)
-        for (size_t l = 0; l < m.log_sigma.size() && l < stats->sigma_grad.size(); l++)
-            m.log_sigma[l] -= double(e.ulr.sigma_lr) * stats->sigma_grad[l];
+    learn_sigma_step(m, e, *stats);
     return apply_update(m, o, B);
 }
 

@@ -77,6 +77,11 @@ Status apply_update(Model& m, const OptimizerConfig& o, int B);
 
 Status validate_optimizer(const OptimizerConfig& o);
 
+// A training step's estimator: marked as training, and with a learned sigma (learnSigma) its current values from
+// m.log_sigma (initialized from the configured sigma). learn_sigma_step then moves log sigma by its gradient.
+EstimatorConfig training_estimator(Model& m, const EstimatorConfig& e);
+void learn_sigma_step(Model& m, const EstimatorConfig& e, const StepStats& stats);
+
 // The ERR_NUMERIC errors of a step: a non-finite loss; a gradient norm above maxGradNorm (ok when it is not).
 Status nonfinite_loss(const Model& m);
 Status check_grad_norm(const Model& m, double norm, double max_grad_norm);
