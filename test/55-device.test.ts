@@ -240,6 +240,26 @@ for (const d of devices) {
     }
   });
 
+  t.test(`${d.name}: a learned sigma matches the CPU engine`, async (t) => {
+    // the gradient of log sigma per layer comes back each step and moves the model's sigma on the host, as on the CPU
+    for (const noise of ['normal', 'logistic'] as const) {
+      const layers = () => [of.dense(784, 16), of.tanh(), of.dense(16, 10)];
+      const cpu = of.sequential(layers(), { seed: 2, backend: 'cpu' });
+      const dev = of.sequential(layers(), { seed: 2, backend: d.name, allowTf32: false });
+      const estimator = of.ulr({ copies: 8, sigma: [0.2, 0.1], noise, learnSigma: { lr: 0.05 } });
+      const optimizer = of.sgd({ lr: 0.05 });
+      const start = params(cpu);
+      for (let s = 0; s < 3; s++) cpu.trainStep(batch, { estimator, optimizer }), dev.trainStep(batch, { estimator, optimizer });
+      t.equal(dev.backendInfo().placement, d.name, `${noise}: ran on the device`);
+      const [sc, sd] = [cpu.sigma!, dev.sigma!];
+      t.ok(sd.every((v, i) => Math.abs(v - sc[i]!) <= 10 * d.tol * sc[i]!), `${noise}: the learned sigma ${sd.map((v) => v.toFixed(6))} vs ${sc.map((v) => v.toFixed(6))}`);
+      t.ok(sc.some((v, i) => v !== [0.2, 0.1][i]), `${noise}: sigma moved`);
+      t.ok(updateClose(d, params(dev), params(cpu), start), `${noise}: the parameters after 3 steps`);
+      const h = await dev.fit(small, { estimator, optimizer, epochs: 1, batchSize: 100 });
+      t.ok(Number.isFinite(h.epochs[0]!.loss) && dev.sigma!.every(Number.isFinite), `${noise}: fit with a learned sigma on the device`);
+    }
+  });
+
   t.test(`${d.name}: a JS loss runs on the device`, async (t) => {
     // the outputs of every copy go to JS once per step and its per-row losses come back: the estimate equals the CPU's
     const absLoss: of.LossFunction = (out, y) => {

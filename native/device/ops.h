@@ -893,6 +893,45 @@ OF_HOST_DEVICE void stats_final_at(const StatsArgs& a, int64_t) {
     a.stats[2] = ok ? 1.0 : 0.0;
 }
 
+// The learned sigma's gradient, stage 1 (likelihood_ratio.cpp): per row r, w[r] sum_j (e_j s(e_j) - 1) in float64, with
+// the density's exact score s; one index per row, before the score replaces e. Stage 2 sums the rows (DSumArgs).
+struct SigmaGradArgs {
+    double* row;
+    const float* E;
+    const float* w;
+    int O;
+    Density density;
+};
+OF_HOST_DEVICE void sigma_grad_at(const SigmaGradArgs& a, int64_t r) {
+    const float* e = a.E + r * a.O;
+    double v = 0.0;
+    for (int j = 0; j < a.O; j++) {
+        const float ej = e[j];
+        const float sj = a.density == Density::Normal ? ej : a.density == Density::Logistic ? tanhf(0.5f * ej)
+                                                                                            : (ej > 0.0f ? 1.0f : ej < 0.0f ? -1.0f : 0.0f);
+        v += double(ej) * sj - 1.0;
+    }
+    a.row[r] = double(a.w[r]) * v;
+}
+// out[0] = sum of x (n float64 values): chunks of kReduceRows in order (one index per chunk), then the chunks (one).
+struct DSumArgs {
+    double* part;
+    double* out;
+    const double* x;
+    int64_t n;
+};
+OF_HOST_DEVICE void dsum_partial_at(const DSumArgs& a, int64_t t) {
+    const int64_t i0 = t * kReduceRows, i1 = i0 + kReduceRows < a.n ? i0 + kReduceRows : a.n;
+    double s = 0.0;
+    for (int64_t i = i0; i < i1; i++) s += a.x[i];
+    a.part[t] = s;
+}
+OF_HOST_DEVICE void dsum_final_at(const DSumArgs& a, int64_t) {
+    double s = 0.0;
+    for (int64_t t = 0; t < (a.n + kReduceRows - 1) / kReduceRows; t++) s += a.part[t];
+    a.out[0] = s;
+}
+
 // The LR score times the row weight, in place: E[r, o] = s(E[r, o]) w[r] (s / sigma_o with per-channel sigma); one
 // index per element (O per row).
 struct ScoreRowsArgs {
@@ -1064,6 +1103,9 @@ OF_HOST_DEVICE void optimizer_at(const OptArgs& a, int64_t i) {
     X(stats_partial, StatsArgs)          \
     X(stats_final, StatsArgs)            \
     X(score_rows, ScoreRowsArgs)         \
+    X(sigma_grad, SigmaGradArgs)         \
+    X(dsum_partial, DSumArgs)            \
+    X(dsum_final, DSumArgs)              \
     X(copy_sum, CopySumArgs)             \
     X(col_sum_partial, ColSumArgs)       \
     X(col_sum_final, ColSumArgs)         \

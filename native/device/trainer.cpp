@@ -26,7 +26,7 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         const UlrConfig& c = e.ulr;
         if (!c.modules.empty()) return "ulr modules run on the CPU";
         if (c.layerwise) return "layer-wise ulr runs on the CPU";
-        if (c.learn_sigma) return "a learned sigma runs on the CPU";
+        if (c.learn_sigma && !m.dense_only) return "a learned sigma runs on the CPU in models with layers other than dense ones";
         if (c.qmc) return "QMC noise runs on the CPU";
         for (const auto& s : c.sigma_channels)
             if (!s.empty() && !m.dense_only) return "per-channel sigma runs on the CPU in models with layers other than dense ones";
@@ -340,6 +340,15 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         if (!u.param()) continue;
         float* S = e_[size_t(l)]->f();
         const int nw = u.noise_width();
+        if (c.learn_sigma) {  // d loss / d log sigma_l, from the noise before the score replaces it
+            OF_TRY(sg_rows_.reserve(d, size_t(R) * sizeof(double)));
+            OF_TRY(sg_part_.reserve(d, size_t((R + dev::kReduceRows - 1) / dev::kReduceRows) * sizeof(double)));
+            OF_TRY(sg_.reserve(d, size_t(L) * sizeof(double)));
+            OF_TRY(d->sigma_grad(dev::SigmaGradArgs{sg_rows_.as<double>(), S, w_.f(), nw, c.density}, R));
+            const dev::DSumArgs ds{sg_part_.as<double>(), sg_.as<double>() + l, sg_rows_.as<double>(), R};
+            OF_TRY(d->dsum_partial(ds, (R + dev::kReduceRows - 1) / dev::kReduceRows));
+            OF_TRY(d->dsum_final(ds, 1));
+        }
         OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), nw, c.density, c.score, sigmas[size_t(l)]}, int64_t(R) * nw));
         const float inv_sigma = sigmas[size_t(l)] ? 1.0f : 1.0f / sigma[size_t(l)];
         if (u.recurrent()) {  // the first unit's dW from G = sum over copies (B T rows); U and b per copy row
@@ -674,15 +683,21 @@ Status DeviceTrainer::gradients(Model& m, const float* x, const Targets& y, int 
     int rows = 0;
     OF_TRY(estimate(m, x, y, B, e, step, -1.0, &rows, hook));
     OF_TRY(read_stats(stats, rows));
+    OF_TRY(read_sigma_grad(m, e, stats));
     if (e.kind == EstimatorConfig::Kind::Ulr) update_running_baseline(m, e.ulr, stats->loss);
     if (fetch) OF_TRY(dev_->download(m.grads.data(), grads_.f(), size_t(m.n_params) * sizeof(float)));
     return {};
 }
 
+Status DeviceTrainer::read_sigma_grad(const Model& m, const EstimatorConfig& e, StepStats* stats) {
+    if (e.kind != EstimatorConfig::Kind::Ulr || !e.ulr.learn_sigma) return {};
+    stats->sigma_grad.assign(m.units.size(), 0.0);
+    return dev_->download(stats->sigma_grad.data(), sg_.as<double>(), m.units.size() * sizeof(double));
+}
+
 Status DeviceTrainer::train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
                                  const OptimizerConfig& o, StepStats* stats, double max_grad_norm, const LossHook* hook) {
-    EstimatorConfig est = e;
-    est.ulr.training = true;
+    const EstimatorConfig est = training_estimator(m, e);
     int rows = 0;
     OF_TRY(estimate(m, x, y, B, est, m.step, -1.0, &rows, hook));
     if (max_grad_norm > 0.0) {  // checked before the update: the parameters stay those of the last good step
@@ -696,6 +711,8 @@ Status DeviceTrainer::train_step(Model& m, const float* x, const Targets& y, int
     OF_TRY(update(m, o, m.opt_t + 1, B));  // gated on the device by the step's loss being finite: no wait
     OF_TRY(read_stats(stats, rows));
     if (!std::isfinite(stats->loss)) return nonfinite_loss(m);
+    OF_TRY(read_sigma_grad(m, est, stats));
+    learn_sigma_step(m, e, *stats);
     if (est.kind == EstimatorConfig::Kind::Ulr) update_running_baseline(m, est.ulr, stats->loss);
     m.opt_t++;
     m.step++;
