@@ -148,6 +148,10 @@ Status weight_perturbation_gradients(Model& m, const float* x, const Targets& y,
 Status weight_perturbation_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
                                   int p0, int p1, float* plus, float* minus);
 Status weight_perturbation_replay(Model& m, const EstimatorConfig& e, uint32_t step, const float* plus, const float* minus);
+// The directions: z_p is noise row p of layer id kWeightLayer (over the whole slab) at the step, from the model's seed;
+// the gradient is sum_p coef_p z_p with these coefficients (SPSA central differences; ES raw losses or centered ranks).
+constexpr uint32_t kWeightLayer = 0xfffe;  // noise stream id of weight-space directions (units use 0..)
+std::vector<double> perturbation_coefficients(const EstimatorConfig& e, const float* plus, const float* minus);
 
 inline Status estimate_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
                                  uint32_t step, StepStats* stats, const LossHook* hook = nullptr) {

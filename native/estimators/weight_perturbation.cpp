@@ -16,10 +16,6 @@
 
 namespace of {
 namespace {
-constexpr uint32_t kWeightLayer = 0xfffe;  // noise stream id of weight-space directions (dense layers use 0..)
-}
-
-namespace {
 
 struct Perturbation {
     Model& m;
@@ -74,32 +70,38 @@ Status weight_perturbation_losses(Model& m, const float* x, const Targets& y, in
     return {};
 }
 
+std::vector<double> perturbation_coefficients(const EstimatorConfig& e, const float* plus, const float* minus) {
+    const int P = e.wp.population;
+    const bool pairs = e.kind == EstimatorConfig::Kind::Spsa || e.wp.antithetic;
+    const double eps = e.wp.sigma;
+    std::vector<double> coef(static_cast<size_t>(P), 0.0);
+    if (e.kind == EstimatorConfig::Kind::Spsa) {
+        for (int p = 0; p < P; p++) coef[size_t(p)] = (double(plus[p]) - double(minus[p])) / (2.0 * float(eps) * P);
+        return coef;
+    }
+    std::vector<double> f(plus, plus + P);
+    if (pairs) f.insert(f.end(), minus, minus + P);
+    if (e.wp.rank_shaping) {  // centered ranks in [-0.5, 0.5]: robust to the loss's scale and outliers
+        std::vector<size_t> order(f.size());
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return f[a] < f[b]; });
+        std::vector<double> rank(f.size());
+        for (size_t i = 0; i < order.size(); i++) rank[order[i]] = double(i) / double(f.size() - 1) - 0.5;
+        f = rank;
+    } else {  // subtract the mean (a baseline independent of any one direction in expectation)
+        double mean = std::accumulate(f.begin(), f.end(), 0.0) / double(f.size());
+        for (double& v : f) v -= mean;
+    }
+    const double count = double(f.size());
+    for (int p = 0; p < P; p++) coef[size_t(p)] = (f[size_t(p)] - (pairs ? f[size_t(P + p)] : 0.0)) / (count * float(eps));
+    return coef;
+}
+
 Status weight_perturbation_replay(Model& m, const EstimatorConfig& e, uint32_t step, const float* plus, const float* minus) {
     const Perturbation w = setup(m, e, step);
     const int P = w.P;
-    const size_t np = static_cast<size_t>(P);
     OF_TRY(m.ws.z.reserve(size_t(w.n)));
-    // per-direction coefficients: SPSA central differences; ES raw losses or centered ranks
-    std::vector<double> coef(np, 0.0);
-    if (e.kind == EstimatorConfig::Kind::Spsa) {
-        for (int p = 0; p < P; p++) coef[size_t(p)] = (double(plus[p]) - double(minus[p])) / (2.0 * w.eps * P);
-    } else {
-        std::vector<double> f(plus, plus + P);
-        if (w.pairs) f.insert(f.end(), minus, minus + P);
-        if (e.wp.rank_shaping) {  // centered ranks in [-0.5, 0.5]: robust to the loss's scale and outliers
-            std::vector<size_t> order(f.size());
-            std::iota(order.begin(), order.end(), 0);
-            std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return f[a] < f[b]; });
-            std::vector<double> rank(f.size());
-            for (size_t i = 0; i < order.size(); i++) rank[order[i]] = double(i) / double(f.size() - 1) - 0.5;
-            f = rank;
-        } else {  // subtract the mean (a baseline independent of any one direction in expectation)
-            double mean = std::accumulate(f.begin(), f.end(), 0.0) / double(f.size());
-            for (double& v : f) v -= mean;
-        }
-        const double count = double(f.size());
-        for (int p = 0; p < P; p++) coef[size_t(p)] = (f[size_t(p)] - (w.pairs ? f[size_t(P + p)] : 0.0)) / (count * w.eps);
-    }
+    const std::vector<double> coef = perturbation_coefficients(e, plus, minus);
     // seed replay: g = sum_p coef_p z_p
     float* g = m.grads.data();
     std::fill(g, g + w.n, 0.0f);
