@@ -12,7 +12,7 @@
 namespace of {
 
 std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e, const LossHook* hook) {
-    if (m.has_quant && e.kind != EstimatorConfig::Kind::Ulr) return "binary or ternary weights train with ulr() only";
+    if (m.has_quant && e.kind == EstimatorConfig::Kind::Bp) return "bp() cannot differentiate binary or ternary weights";
     for (const DenseUnit& u : m.units) {
         const bool kind = u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d || u.kind == UnitKind::MaxPool2d ||
                           u.kind == UnitKind::AvgPool2d || u.kind == UnitKind::Dropout || u.kind == UnitKind::Concat ||
@@ -21,7 +21,8 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         if (!kind) return "the model has a layer kind the device does not run";
     }
     if (hook && e.kind != EstimatorConfig::Kind::Ulr) return "a JS loss needs ulr()";
-    if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) return "weight-perturbation estimators run on the CPU";
+    if ((e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) && m.frozen > 0)
+        return "weight-perturbation estimators with frozen layers run on the CPU";
     if (e.kind == EstimatorConfig::Kind::Ulr) {
         const UlrConfig& c = e.ulr;
         if (!c.modules.empty()) return "ulr modules run on the CPU";
@@ -438,7 +439,8 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
                 if (u.kind == UnitKind::BatchNorm && !inference_)  // training mode: this batch's statistics
                 OF_TRY(d->bn_stats(dev::BatchStatsArgs{bn_[size_t(l)]->stats.f(), input(l), int64_t(B) * u.g.Ho, u.g.Co}, u.g.Co));
             OF_TRY(linear(m, l, B, input(l), v, tf32));
-            OF_TRY(d->bias_act(dev::BiasActArgs{act, v, u.b_off < 0 ? nullptr : P + u.b_off, u.gemm_cols(), u.act, u.alpha}, int64_t(B) * u.O));
+            OF_TRY(d->bias_act(dev::BiasActArgs{act, v, u.b_off < 0 ? nullptr : theta_ + u.b_off, u.gemm_cols(), u.act, u.alpha},
+                               int64_t(B) * u.O));
         }
         if (residual(u))  // a = post_act(act(v) + block input)
             OF_TRY(d->skip_add(dev::SkipArgs{a_[size_t(l)]->f(), sum_[size_t(l)]->f(), act, input(u.skip_from), u.O, 1, u.post_act,
@@ -535,7 +537,11 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     OF_CHECK(active_, Internal, "device trainer used before begin()");
     OF_CHECK(B > 0, Shape, "empty batch");
     OF_TRY(upload_batch(m, x, y, B));
-    OF_TRY(effective(m));
+    if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) {
+        *rows = B;
+        return perturbation(m, B, e, step);
+    }
+    OF_TRY(effective(m, params_.f()));
     const float* in = x_.f();
     // A frozen prefix, as the CPU does it: a dense model trains its tail as a model of its own (slab offsets unchanged,
     // noise ids and per-layer sigma from the tail: estimators/frozen.cpp); any other model keeps its frozen units clean
@@ -570,15 +576,71 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
 
 // The slab the forward computes with: the parameters, or a copy with the binary / ternary weights of the layers that
 // use them (the gradient goes to the real ones).
-Status DeviceTrainer::effective(const Model& m) {
-    theta_ = params_.f();
+Status DeviceTrainer::effective(const Model& m, const float* base) {
+    theta_ = base;
     if (!m.has_quant) return {};
     OF_TRY(eff_.reserve(dev_.get(), size_t(m.n_params) * sizeof(float)));
-    OF_TRY(dev_->add(dev::AddArgs{eff_.f(), params_.f(), 0}, m.n_params));
+    OF_TRY(dev_->add(dev::AddArgs{eff_.f(), base, 0}, m.n_params));
     for (const DenseUnit& u : m.units)
-        if (u.quant) OF_TRY(dev_->quantize(dev::QuantArgs{eff_.f() + u.w_off, params_.f() + u.w_off, u.fan_in(), u.quant}, u.gemm_cols()));
+        if (u.quant) OF_TRY(dev_->quantize(dev::QuantArgs{eff_.f() + u.w_off, base + u.w_off, u.fan_in(), u.quant}, u.gemm_cols()));
     theta_ = eff_.f();
     return {};
+}
+
+// SPSA / ES (weight_perturbation.cpp): per direction p, z_p regenerated on the device, the mean batch loss of an
+// inference forward at theta0 +- eps z_p (read back: the coefficients need every direction's loss), then the seed
+// replay g = sum_p coef_p z_p. The step statistics block gets the mean loss over the directions.
+Status DeviceTrainer::perturbation(Model& m, int B, const EstimatorConfig& e, uint32_t step) {
+    Device* d = dev_.get();
+    const int P = e.wp.population;
+    const bool pairs = e.kind == EstimatorConfig::Kind::Spsa || e.wp.antithetic;
+    const int64_t n = m.n_params;
+    OF_TRY(z_.reserve(d, size_t(n) * sizeof(float)));
+    OF_TRY(theta_p_.reserve(d, size_t(n) * sizeof(float)));
+    OF_TRY(stats_part_.reserve(d, size_t((B + dev::kReduceRows - 1) / dev::kReduceRows) * 2 * sizeof(double)));
+    OF_TRY(stats_.reserve(d, 4 * sizeof(double)));
+    auto direction = [&](int p) {
+        const dev::NoisyArgs na{nullptr, z_.f(), nullptr, nullptr, 1, 0.0f, 1, int(n), 1, Act::Identity, 0.0f, m.seed, step,
+                                kWeightLayer, uint32_t(p), 0, 0};
+        return d->noisy_forward(na, dev::noise_counters(int(n)));
+    };
+    auto loss_at = [&](float sign, float* out) -> Status {  // mean batch loss at theta0 + sign eps z, as a float
+        OF_TRY(d->axpy(dev::AxpyArgs{theta_p_.f(), params_.f(), z_.f(), sign * e.wp.sigma}, n));
+        OF_TRY(effective(m, theta_p_.f()));
+        inference_ = true;
+        Status st = bp(m, B, x_.f(), 0, true);
+        inference_ = false;
+        OF_TRY(st);
+        OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), a_[m.units.size() - 1]->f(), labels_.as<int32_t>(), values_.f(), B,
+                                          m.outputs, 1, m.loss, m.groups}, B));
+        const dev::StatsArgs a{stats_part_.as<double>(), stats_.as<double>(), loss_.f(), hit_.as<int>(), B, nullptr, 0.0, 0.0};
+        OF_TRY(d->stats_partial(a, (B + dev::kReduceRows - 1) / dev::kReduceRows));
+        OF_TRY(d->stats_final(a, 1));
+        double sum = 0.0;
+        OF_TRY(d->download(&sum, stats_.as<double>(), sizeof(double)));
+        *out = float(sum / B);
+        return {};
+    };
+    std::vector<float> plus(static_cast<size_t>(P), 0.0f), minus(static_cast<size_t>(P), 0.0f);
+    OF_TRY(loss_.reserve(d, size_t(B) * sizeof(float)));
+    OF_TRY(hit_.reserve(d, size_t(B) * sizeof(int)));
+    for (int p = 0; p < P; p++) {
+        OF_TRY(direction(p));
+        OF_TRY(loss_at(1.0f, &plus[size_t(p)]));
+        if (pairs) OF_TRY(loss_at(-1.0f, &minus[size_t(p)]));
+    }
+    const std::vector<double> coef = perturbation_coefficients(e, plus.data(), minus.data());
+    OF_TRY(d->zero(grads_.f(), size_t(n) * sizeof(float)));
+    for (int p = 0; p < P; p++) {  // seed replay
+        OF_TRY(direction(p));
+        OF_TRY(d->axpy(dev::AxpyArgs{grads_.f(), grads_.f(), z_.f(), float(coef[size_t(p)])}, n));
+    }
+    double total = 0.0;
+    for (int p = 0; p < P; p++) total += double(plus[size_t(p)]) + double(minus[size_t(p)]);
+    const double mean = total / double(pairs ? 2 * P : P);
+    const double block[4] = {mean * B, 0.0, std::isfinite(mean) ? 1.0 : 0.0, 0.0};  // read_stats: loss = block[0] / B
+    theta_ = params_.f();
+    return d->upload(stats_.as<double>(), block, sizeof(block));
 }
 
 // Mean loss and accuracy of a clean forward in inference mode (dropout off, batchNorm's running statistics), in
@@ -586,7 +648,7 @@ Status DeviceTrainer::effective(const Model& m) {
 Status DeviceTrainer::evaluate(Model& m, const DataRef& data, double* loss, double* accuracy) {
     OF_CHECK(active_, Internal, "device trainer used before begin()");
     constexpr int kChunk = 4096;
-    OF_TRY(effective(m));
+    OF_TRY(effective(m, params_.f()));
     inference_ = true;
     double sum = 0.0;
     int64_t hits = 0;

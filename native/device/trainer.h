@@ -6,9 +6,9 @@
 // and batchNorm's running statistics live on the device between begin() and end(): fit() brackets its epochs with
 // them, so parameters(), save() and validation always see the host copy that end() (or an epoch end) wrote.
 //
-// What it does not run (unsupported() says why) stays on the CPU estimators: weight-perturbation
-// estimators, and the ULR options modules, layer-wise, QMC noise and copy slices (and per-channel or learned sigma
-// and the clean baseline outside dense models, as on the CPU).
+// What it does not run (unsupported() says why) stays on the CPU estimators: the ULR options modules, layer-wise,
+// QMC noise and copy slices, SPSA/ES with frozen layers (and per-channel or learned sigma and the clean baseline
+// outside dense models, as on the CPU).
 #pragma once
 #include <memory>
 #include <string>
@@ -50,10 +50,10 @@ class DeviceTrainer {
     // counters at once; flush() waits for the launched steps and adds their statistics to *t. A step whose loss was
     // non-finite closes a gate on the device: it and every later step change nothing. flush() then rolls the counters
     // back to that step, sets t->failed_batch and returns ERR_NUMERIC. Only where nothing needs a step's result on
-    // the host before the next step (async_ok): no maxGradNorm, JS loss, running baseline or learned sigma.
+    // the host before the next step (async_ok): no maxGradNorm, JS loss, running baseline, learned sigma or SPSA/ES.
     static bool async_ok(const EstimatorConfig& e, double max_grad_norm, const LossHook* hook) {
-        const bool ulr = e.kind == EstimatorConfig::Kind::Ulr;
-        return max_grad_norm <= 0.0 && !hook && !(ulr && (e.ulr.baseline == Baseline::Running || e.ulr.learn_sigma));
+        const bool ulr = e.kind == EstimatorConfig::Kind::Ulr, wp = e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es;
+        return max_grad_norm <= 0.0 && !hook && !wp && !(ulr && (e.ulr.baseline == Baseline::Running || e.ulr.learn_sigma));
     }
     struct Tally {
         double loss_sum = 0.0;  // sum over steps of the step's mean loss times its samples
@@ -102,7 +102,8 @@ class DeviceTrainer {
     Status read_stats(StepStats* stats, int rows);
     Status read_sigma_grad(const Model& m, const EstimatorConfig& e, StepStats* stats);  // learnSigma: per layer
     Status reset_tally();
-    Status effective(const Model& m);  // theta_: the parameters, or their binary / ternary version
+    Status effective(const Model& m, const float* base);  // theta_: base, or its binary / ternary version
+    Status perturbation(Model& m, int B, const EstimatorConfig& e, uint32_t step);  // SPSA / ES
     bool inference_ = false;           // the forward in inference mode (evaluate): dropout off, batchNorm running
 
     struct Pending {
@@ -117,7 +118,7 @@ class DeviceTrainer {
     bool active_ = false;
     DeviceBuffer params_, grads_, opt_m_, opt_v_;
     DeviceBuffer x_, labels_, values_, loss_, hit_, w_, row_part_, stats_part_, stats_, acc_, col_part_, norm_part_, norm_, v0_, g_, d0_,
-        d1_, h0_, h1_, dcols_, eff_, clean_, clean_hit_, sg_rows_, sg_part_, sg_;
+        d1_, h0_, h1_, dcols_, eff_, clean_, clean_hit_, sg_rows_, sg_part_, sg_, z_, theta_p_;
     std::vector<float> hook_out_, hook_loss_;  // a JS loss's outputs and answers, on the host
     const float* theta_ = nullptr;  // the slab the forward computes with: params_, or eff_ with binary / ternary weights
     std::vector<std::unique_ptr<DeviceBuffer>> a_, e_;  // per layer: activations; noise (ULR) or pre-activations (BP)
