@@ -3,6 +3,7 @@
 // The log and sin/cos are our own minimax polynomials (Cephes coefficients), accurate to ~2 ulp over the
 // range used; libm calls would block vectorization and differ between platforms.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -92,6 +93,28 @@ OF_HOST_DEVICE float laplace_from_uniform(float u) {
     float d = u - 0.5f;
     float l = log_poly(1.0f - 2.0f * (d < 0.0f ? -d : d));
     return d > 0.0f ? -l : l;
+}
+
+// Inverse of the standard normal CDF (Acklam's rational approximation, relative error < 1.2e-9), in float64: the QMC
+// normals. The lower tail below 0.02425, the upper one by symmetry.
+OF_HOST_DEVICE double inverse_normal_tail(double p) {
+    const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
+                        -2.549732539343734e+00, 4.374664141464968e+00,  2.938163982698783e+00};
+    const double d[] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00};
+    const double q = sqrt(-2.0 * log(p));
+    return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+           ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1.0);
+}
+OF_HOST_DEVICE double inverse_normal(double p) {
+    if (p < 0.02425) return inverse_normal_tail(p);
+    if (p > 1.0 - 0.02425) return -inverse_normal_tail(1.0 - p);
+    const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
+                        1.383577518672690e+02,  -3.066479806614716e+01, 2.506628277459239e+00};
+    const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01,
+                        -1.328068155288572e+01};
+    const double q = p - 0.5, r = q * q;
+    return (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q /
+           (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1.0);
 }
 
 // density: 0 normal, 1 Laplace, 2 logistic (Density in kernels/cpu/ops.h).
