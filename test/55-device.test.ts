@@ -139,6 +139,8 @@ for (const d of devices) {
       ['ulr logistic, sign score, no baseline', of.ulr({ copies: 8, noise: 'logistic', score: 'sign', baseline: 'none' })],
       ['ulr sigma per layer, running baseline', of.ulr({ copies: 4, sigma: [0.05, 0.2, 0.1].slice(0, 3), baseline: 'running' })],
       ['ulr clean baseline', of.ulr({ copies: 8, baseline: 'clean' })],
+      ['ulr QMC noise, running baseline', of.ulr({ copies: 8, qmc: true, baseline: 'running' })],
+      ['ulr QMC noise, antithetic, no baseline', of.ulr({ copies: 12, qmc: true, antithetic: true, baseline: 'none' })],
       ['ulr sigma per channel in the first layer', of.ulr({ copies: 8, sigma: [Array.from({ length: 16 }, (_, i) => 0.05 + 0.02 * i), 0.1, 0.2] })],
     ];
     for (const [name, layers, loss, b] of nets) {

@@ -714,6 +714,47 @@ OF_HOST_DEVICE void quantize_at(const QuantArgs& a, int64_t o) {
     for (int i = 0; i < a.cols; i++) e[i] = fabs(double(w[i])) > delta ? (w[i] > 0.0f ? m : -m) : 0.0f;
 }
 
+// Quasi-Monte Carlo normal noise (kernels/cpu/noise.cpp qmc_row), one index per value of E (R, O): row g = (sample,
+// copy) takes its copy's Sobol point (dims: O x 32 direction numbers), shifted per (sample, neuron) by a Philox word,
+// through the inverse normal CDF; an antithetic odd row negates its even partner.
+struct QmcArgs {
+    float* E;
+    const uint32_t* dirs;
+    int O;
+    uint32_t copies;  // per sample (pairs count once with antithetic)
+    uint64_t seed;
+    uint32_t step, layer, row0;
+    int antithetic;
+};
+OF_HOST_DEVICE void qmc_noise_at(const QmcArgs& a, int64_t i) {
+    const uint32_t g = a.row0 + uint32_t(i / a.O);
+    const int j = int(i % a.O);
+    const bool odd = a.antithetic && (g & 1u);
+    const uint32_t src = odd ? g & ~1u : g;
+    const uint32_t per_sample = a.copies * (a.antithetic ? 2u : 1u);
+    const uint32_t sample = src / per_sample, k = (src % per_sample) >> (a.antithetic ? 1 : 0);
+    const U32x4 shift = philox4x32_10(uint32_t(j / 4), sample, philox_stream(kStreamQmc, a.layer), a.step, uint32_t(a.seed),
+                                      uint32_t(a.seed >> 32));
+    const uint32_t* v = a.dirs + int64_t(j) * 32;
+    uint32_t x = 0;
+    for (uint32_t kk = k, b = 0; kk; b++, kk >>= 1)
+        if (kk & 1u) x ^= v[b];
+    x ^= shift.v[j % 4];
+    const float e = float(inverse_normal((double(x >> 8) + 0.5) / 16777216.0));
+    a.E[i] = odd ? -e : e;
+}
+// The noisy forward from noise already in E (QMC): out[r, j] = act(pre[r / rep, j] + bias + sigma e[r, j]), one index per
+// value (noisy_forward_at's arithmetic).
+OF_HOST_DEVICE void noisy_apply_at(const NoisyArgs& a, int64_t i) {
+    const int64_t r = i / a.O;
+    const int j = int(i % a.O);
+    const float e = a.E[i];
+    const float v = a.pre[(r / a.rep) * a.O + j];
+    const float sg = a.sigmas ? a.sigmas[j] : a.sigma;
+    const float x = a.bias ? v + a.bias[j % a.bias_period] + sg * e : v + sg * e;
+    a.out[i] = act_value(x, a.act, a.alpha);
+}
+
 // Clean bias + activation, one index per element of v (rows, O): v += bias (v keeps the pre-activation for BP),
 // a = act(v). a may alias v.
 struct BiasActArgs {
@@ -1073,6 +1114,8 @@ OF_HOST_DEVICE void optimizer_at(const OptArgs& a, int64_t i) {
 // The kernels every device implements: X(name, Args) -> Status name(const Args&, int64_t n) runs name_at over n.
 #define OF_DEVICE_KERNELS(X)             \
     X(noisy_forward, NoisyArgs)          \
+    X(qmc_noise, QmcArgs)                \
+    X(noisy_apply, NoisyArgs)            \
     X(im2row, PatchArgs)                 \
     X(graph, GraphArgs)                  \
     X(pool, PoolArgs)                    \

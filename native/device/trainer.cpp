@@ -8,6 +8,7 @@
 
 #include "estimators/blocks.h"
 #include "model/train.h"
+#include "rng/sobol.h"
 
 namespace of {
 
@@ -28,7 +29,7 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         if (!c.modules.empty()) return "ulr modules run on the CPU";
         if (c.layerwise) return "layer-wise ulr runs on the CPU";
         if (c.learn_sigma && !m.dense_only) return "a learned sigma runs on the CPU in models with layers other than dense ones";
-        if (c.qmc) return "QMC noise runs on the CPU";
+        if (c.qmc && !m.dense_only) return "QMC noise runs on the CPU in models with layers other than dense ones";
         for (const auto& s : c.sigma_channels)
             if (!s.empty() && !m.dense_only) return "per-channel sigma runs on the CPU in models with layers other than dense ones";
         if (c.slice_total) return "copy-parallel slices run on the CPU";
@@ -251,13 +252,29 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     float* G = grads_.f();
     auto bias = [&](const DenseUnit& u) -> const float* { return u.b_off < 0 ? nullptr : theta_ + u.b_off; };
     auto input = [&](int l) { return l == 0 ? x : a_[size_t(l - 1)]->f(); };
-    auto noisy = [&](int l, const float* pre, int rep) {
+    auto noisy = [&](int l, const float* pre, int rep) -> Status {
         const DenseUnit& u = m.units[size_t(l)];
         float* out = a_[size_t(l)]->f();
         dev::NoisyArgs na{out, e_[size_t(l)]->f(), pre, bias(u), u.gemm_cols(), sigma[size_t(l)], R, u.O, rep, u.act, u.alpha,
                           seed, step, uint32_t(l), uint32_t(c.sample_base) * uint32_t(K), c.antithetic ? 1 : 0, int(c.density),
                           sigmas[size_t(l)]};
-        return d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.O));
+        if (!c.qmc) return d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.O));
+        // QMC: the copies' Sobol points (direction numbers uploaded once per width), then the same noisy arithmetic
+        while (int(qmc_dirs_.size()) <= l) qmc_dirs_.push_back(std::make_unique<Dirs>());
+        Dirs& q = *qmc_dirs_[size_t(l)];
+        if (q.width != u.O) {
+            SobolTable::ensure(u.O);
+            std::vector<uint32_t> host(size_t(u.O) * 32);
+            for (int j = 0; j < u.O; j++) std::copy(SobolTable::dim(j), SobolTable::dim(j) + 32, host.begin() + int64_t(j) * 32);
+            OF_TRY(q.v.reserve(d, host.size() * sizeof(uint32_t)));
+            OF_TRY(d->upload(q.v.as<uint32_t>(), host.data(), host.size() * sizeof(uint32_t)));
+            q.width = u.O;
+        }
+        const uint32_t copies = uint32_t(c.antithetic ? K / 2 : K);
+        OF_TRY(d->qmc_noise(dev::QmcArgs{e_[size_t(l)]->f(), q.v.as<uint32_t>(), u.O, copies, seed, step, uint32_t(l),
+                                         uint32_t(c.sample_base) * uint32_t(K), c.antithetic ? 1 : 0},
+                            int64_t(R) * u.O));
+        return d->noisy_apply(na, int64_t(R) * u.O);
     };
 
     // a residual block's end adds its input: from the B-row prefix (row r / K) when the block starts at or before the

@@ -6,9 +6,9 @@
 // and batchNorm's running statistics live on the device between begin() and end(): fit() brackets its epochs with
 // them, so parameters(), save() and validation always see the host copy that end() (or an epoch end) wrote.
 //
-// What it does not run (unsupported() says why) stays on the CPU estimators: the ULR options modules, layer-wise,
-// QMC noise and copy slices, SPSA/ES with frozen layers (and per-channel or learned sigma and the clean baseline
-// outside dense models, as on the CPU).
+// What it does not run (unsupported() says why) stays on the CPU estimators: the ULR options modules, layer-wise and
+// copy slices, SPSA/ES with frozen layers (and QMC noise, per-channel or learned sigma and the clean baseline outside
+// dense models, as on the CPU).
 #pragma once
 #include <memory>
 #include <string>
@@ -125,6 +125,11 @@ class DeviceTrainer {
     std::vector<std::unique_ptr<DeviceBuffer>> cols_;   // per conv unit: its input's patches
     std::vector<std::unique_ptr<DeviceBuffer>> xh_, inv_;  // per norm unit: x^ and 1 / sigma of its sets
     std::vector<std::unique_ptr<DeviceBuffer>> sigma_ch_;  // per dense layer with per-channel ULR sigma: its values
+    struct Dirs {  // per layer with QMC noise: the Sobol direction numbers of its width (32 per neuron)
+        DeviceBuffer v;
+        int width = 0;
+    };
+    std::vector<std::unique_ptr<Dirs>> qmc_dirs_;
     struct Bn {  // per batchNorm unit: running and batch statistics (mean C, variance C)
         DeviceBuffer running, stats;
     };
