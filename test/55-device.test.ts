@@ -139,6 +139,9 @@ for (const d of devices) {
       ['ulr logistic, sign score, no baseline', of.ulr({ copies: 8, noise: 'logistic', score: 'sign', baseline: 'none' })],
       ['ulr sigma per layer, running baseline', of.ulr({ copies: 4, sigma: [0.05, 0.2, 0.1].slice(0, 3), baseline: 'running' })],
       ['ulr clean baseline', of.ulr({ copies: 8, baseline: 'clean' })],
+      ['ulr layer-wise K=8', of.ulr({ copies: 8, injection: 'layerwise' })],
+      ['ulr layer-wise antithetic K=6, clean baseline', of.ulr({ copies: 6, injection: 'layerwise', antithetic: true, baseline: 'clean' })],
+      ['ulr layer-wise K=40, running baseline', of.ulr({ copies: 40, injection: 'layerwise', baseline: 'running' })],
       ['ulr QMC noise, running baseline', of.ulr({ copies: 8, qmc: true, baseline: 'running' })],
       ['ulr QMC noise, antithetic, no baseline', of.ulr({ copies: 12, qmc: true, antithetic: true, baseline: 'none' })],
       ['ulr sigma per channel in the first layer', of.ulr({ copies: 8, sigma: [Array.from({ length: 16 }, (_, i) => 0.05 + 0.02 * i), 0.1, 0.2] })],
@@ -224,7 +227,7 @@ for (const d of devices) {
   });
 
   t.test(`${d.name}: fit matches the CPU engine`, async (t) => {
-    for (const estimator of [of.bp(), of.ulr({ copies: 16 })]) {
+    for (const estimator of [of.bp(), of.ulr({ copies: 16 }), of.ulr({ copies: [8, 24], injection: 'layerwise' })]) {
       const layers = () => [of.dense(784, 64), of.relu(), of.dense(64, 10)];
       const cpu = of.sequential(layers(), { seed: 9, backend: 'cpu' });
       const dev = of.sequential(layers(), { seed: 9, backend: d.name, allowTf32: false });
@@ -326,7 +329,7 @@ for (const d of devices) {
   t.test(`${d.name}: what the device does not run falls back to the CPU`, async (t) => {
     const mlp = () => [of.dense(784, 16), of.relu(), of.dense(16, 10)];
     const cases: [string, () => of.Layer[], of.Estimator, RegExp, of.LossFunction?][] = [
-      ['layer-wise ulr', mlp, of.ulr({ copies: 4, injection: 'layerwise' }), /layer-wise/],
+      ['layer-wise ulr with copies auto', mlp, of.ulr({ copies: 'auto', injection: 'layerwise', budget: 4 }), /layer-wise/],
       ['modules', mlp, of.ulr({ copies: 4, modules: [[0, 1], [1, 2]] }), /modules/],
     ];
     for (const [name, layers, estimator, why, loss] of cases) {

@@ -4,6 +4,7 @@
 #include "device/trainer.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 
 #include "estimators/blocks.h"
@@ -27,7 +28,10 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
     if (e.kind == EstimatorConfig::Kind::Ulr) {
         const UlrConfig& c = e.ulr;
         if (!c.modules.empty()) return "ulr modules run on the CPU";
-        if (c.layerwise) return "layer-wise ulr runs on the CPU";
+        bool channels = false;
+        for (const auto& v : c.sigma_channels) channels = channels || !v.empty();
+        if (c.layerwise && (c.auto_copies || !c.blocks.empty() || c.qmc || hook || channels))
+            return "layer-wise ulr with copies 'auto', blocks, QMC, per-channel sigma or a JS loss runs on the CPU";
         if (c.learn_sigma && !m.dense_only) return "a learned sigma runs on the CPU in models with layers other than dense ones";
         if (c.qmc && !m.dense_only) return "QMC noise runs on the CPU in models with layers other than dense ones";
         for (const auto& s : c.sigma_channels)
@@ -403,6 +407,82 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     return {};
 }
 
+// Layer-wise injection (estimators/layerwise.cpp, one layer per group, fixed copies per layer): a clean forward of
+// the B samples keeps every layer's pre-activation and activation; layer l's group of K_l copies per sample starts
+// from its clean pre-activation plus noise, runs the later layers clean, and reduces through G_l = sum_k w s(e) on B
+// rows. Every group's losses go to one buffer (rows: the groups' rows in order), so the step statistics cover them.
+Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int* rows_out) {
+    Device* d = dev_.get();
+    const int L = int(m.units.size()), C = m.outputs;
+    const uint64_t seed = c.has_seed ? c.seed : m.seed;
+    const bool tf32 = tf32_for(EstimatorConfig::Kind::Ulr);
+    auto copies = [&](int l) { return c.copies_per_layer.empty() ? c.copies : c.copies_per_layer[size_t(l)]; };
+    auto sigma = [&](int l) { return c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(l)]; };
+    int64_t total = 0;
+    std::vector<int64_t> off(size_t(L) + 1, 0);
+    int kmax = 1, width = 1;
+    for (int l = 0; l < L; l++) {
+        int R = 0;
+        OF_TRY(step_rows(B, copies(l), &R));
+        off[size_t(l) + 1] = off[size_t(l)] + R;
+        kmax = std::max(kmax, copies(l));
+        width = std::max(width, m.units[size_t(l)].O);
+    }
+    total = off[size_t(L)];
+    OF_CHECK(total <= INT_MAX / 4, Shape, "batch x copies is too large");
+    // 1. the clean forward (bp's, which keeps v and a per layer); its losses for the clean baseline
+    OF_TRY(bp(m, B, x, 0, true));
+    if (c.baseline == Baseline::Clean) {
+        OF_TRY(clean_.reserve(d, size_t(B) * sizeof(float)));
+        OF_TRY(clean_hit_.reserve(d, size_t(B) * sizeof(int)));
+        OF_TRY(d->loss_rows(dev::LossArgs{clean_.f(), clean_hit_.as<int>(), a_[size_t(L - 1)]->f(), labels_.as<int32_t>(), values_.f(),
+                                          B, C, 1, m.loss, m.groups}, B));
+    }
+    const int64_t Rmax = int64_t(B) * kmax;
+    OF_TRY(loss_.reserve(d, size_t(total) * sizeof(float)));
+    OF_TRY(hit_.reserve(d, size_t(total) * sizeof(int)));
+    OF_TRY(w_.reserve(d, size_t(Rmax) * sizeof(float)));
+    OF_TRY(lw_e_.reserve(d, size_t(Rmax) * width * sizeof(float)));
+    OF_TRY(lw_a_.reserve(d, size_t(Rmax) * width * sizeof(float)));
+    OF_TRY(lw_b_.reserve(d, size_t(Rmax) * width * sizeof(float)));
+    OF_TRY(g_.reserve(d, size_t(B) * width * sizeof(float)));
+    OF_TRY(row_part_.reserve(d, size_t(B) * dev::copy_chunks(kmax) * sizeof(double)));
+    const float* P = theta_;
+    float* G = grads_.f();
+    const float running = m.has_running ? float(m.running_loss) : 0.0f;
+    for (int l = 0; l < L; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        const int K = copies(l), R = B * K;
+        // the group: layer l noisy from its clean pre-activation (bias included), the rest clean
+        float* cur = lw_a_.f();
+        float* other = lw_b_.f();
+        dev::NoisyArgs na{cur, lw_e_.f(), e_[size_t(l)]->f(), nullptr, 1, sigma(l), R, u.O, K, u.act, u.alpha, seed, step, uint32_t(l),
+                          0, c.antithetic ? 1 : 0, int(c.density)};
+        OF_TRY(d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.O)));
+        for (int j = l + 1; j < L; j++) {
+            const DenseUnit& uj = m.units[size_t(j)];
+            OF_TRY(d->gemm(false, true, R, uj.O, uj.I, 1.0f, cur, uj.I, P + uj.w_off, uj.I, 0.0f, other, uj.O, tf32));
+            OF_TRY(d->bias_act(dev::BiasActArgs{other, other, uj.b_off < 0 ? nullptr : P + uj.b_off, uj.O, uj.act, uj.alpha}, int64_t(R) * uj.O));
+            std::swap(cur, other);
+        }
+        float* loss = loss_.f() + off[size_t(l)];
+        OF_TRY(d->loss_rows(dev::LossArgs{loss, hit_.as<int>() + off[size_t(l)], cur, labels_.as<int32_t>(), values_.f(), R, C, K, m.loss,
+                                          m.groups}, R));
+        const dev::RowWeightArgs rw{w_.f(), row_part_.as<double>(), loss, running, K, c.baseline, c.antithetic ? 1 : 0,
+                                    1.0f / float(int64_t(B) * K), c.baseline == Baseline::Clean ? clean_.f() : nullptr};
+        OF_TRY(d->row_sums(rw, int64_t(B) * dev::copy_chunks(K)));
+        OF_TRY(d->row_weights(rw, R));
+        OF_TRY(d->score_rows(dev::ScoreRowsArgs{lw_e_.f(), w_.f(), u.O, c.density, c.score}, int64_t(R) * u.O));
+        OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), lw_e_.f(), K, u.O}, int64_t(B) * u.O));
+        const float inv_sigma = 1.0f / sigma(l);
+        const float* a_prev = l == 0 ? x : a_[size_t(l - 1)]->f();
+        OF_TRY(d->gemm(true, false, u.O, u.I, B, inv_sigma, g_.f(), u.O, a_prev, u.I, 0.0f, G + u.w_off, u.I, tf32));
+        if (u.b_off >= 0) OF_TRY(col_sum(G + u.b_off, g_.f(), B, u.O, inv_sigma));
+    }
+    *rows_out = int(total);
+    return {};
+}
+
 // BP (generic.cpp's math for dense, conv and pooling units): the forward keeps pre-activations (e_), activations (a_)
 // and a conv's patches; the backward runs act', the weight-gradient GEMM, then the input gradient (dense: dV W; conv:
 // dV W into patch gradients, then row2im; pool: its adjoint), every kernel a gather in the CPU's order.
@@ -576,11 +656,13 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     }
     *rows = B;
     const int fe = tail ? 0 : m.frozen_end();
-    Status st = e.kind == EstimatorConfig::Kind::Ulr ? ulr(m, B, sub.ulr, step, in, fe, y, hook) : bp(m, B, in, e.ulr.sample_base, false);
+    Status st = e.kind != EstimatorConfig::Kind::Ulr ? bp(m, B, in, e.ulr.sample_base, false)
+                : e.ulr.layerwise                    ? ulr_layerwise(m, B, sub.ulr, step, in, rows)
+                                                     : ulr(m, B, sub.ulr, step, in, fe, y, hook);
     if (tail) m.units = std::move(all);
     OF_TRY(st);
     if (m.frozen > 0 && !tail) OF_TRY(dev_->zero(grads_.f(), size_t(trainable_offset(m)) * sizeof(float)));
-    if (e.kind == EstimatorConfig::Kind::Ulr) *rows = B * e.ulr.copies;
+    if (e.kind == EstimatorConfig::Kind::Ulr && !e.ulr.layerwise) *rows = B * e.ulr.copies;
     const int chunks = (*rows + dev::kReduceRows - 1) / dev::kReduceRows;
     OF_TRY(stats_part_.reserve(dev_.get(), size_t(chunks) * 2 * sizeof(double)));
     OF_TRY(stats_.reserve(dev_.get(), 4 * sizeof(double)));

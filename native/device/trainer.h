@@ -6,8 +6,8 @@
 // and batchNorm's running statistics live on the device between begin() and end(): fit() brackets its epochs with
 // them, so parameters(), save() and validation always see the host copy that end() (or an epoch end) wrote.
 //
-// What it does not run (unsupported() says why) stays on the CPU estimators: the ULR options modules, layer-wise and
-// copy slices, SPSA/ES with frozen layers (and QMC noise, per-channel or learned sigma and the clean baseline outside
+// What it does not run (unsupported() says why) stays on the CPU estimators: the ULR options modules, copy slices and
+// layer-wise with automatic copies, blocks, QMC or a JS loss, SPSA/ES with frozen layers (and QMC noise, per-channel or learned sigma and the clean baseline outside
 // dense models, as on the CPU).
 #pragma once
 #include <memory>
@@ -77,6 +77,7 @@ class DeviceTrainer {
     // fe: frozen_end(); y, hook: the host targets and a JS loss (or nullptr)
     Status ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int fe, const Targets& y, const LossHook* hook);
     Status bp(Model& m, int B, const float* x, uint32_t sample_base, bool forward_only);  // forward_only: batch statistics
+    Status ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int* rows);
     Status frozen_forward(Model& m, int B, EstimatorConfig::Kind kind, const float** in);
     Status linear(const Model& m, int l, int rows, const float* x, float* out, bool tf32);
     Status aggregate(const Model& m, int l, float* out, const float* x, int rows);
@@ -118,7 +119,7 @@ class DeviceTrainer {
     bool active_ = false;
     DeviceBuffer params_, grads_, opt_m_, opt_v_;
     DeviceBuffer x_, labels_, values_, loss_, hit_, w_, row_part_, stats_part_, stats_, acc_, col_part_, norm_part_, norm_, v0_, g_, d0_,
-        d1_, h0_, h1_, dcols_, eff_, clean_, clean_hit_, sg_rows_, sg_part_, sg_, z_, theta_p_;
+        d1_, h0_, h1_, dcols_, eff_, clean_, clean_hit_, sg_rows_, sg_part_, sg_, z_, theta_p_, lw_e_, lw_a_, lw_b_;
     std::vector<float> hook_out_, hook_loss_;  // a JS loss's outputs and answers, on the host
     const float* theta_ = nullptr;  // the slab the forward computes with: params_, or eff_ with binary / ternary weights
     std::vector<std::unique_ptr<DeviceBuffer>> a_, e_;  // per layer: activations; noise (ULR) or pre-activations (BP)

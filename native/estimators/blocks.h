@@ -15,7 +15,7 @@ namespace of {
 
 // R = B K rows of a step, checked.
 inline Status step_rows(int B, int K, int* R) {
-    uint64_t R64;
+    uint64_t R64 = 0;
     OF_TRY(checked_mul(uint64_t(B), uint64_t(K), &R64, "batch x copies"));
     OF_CHECK(R64 <= uint64_t(INT_MAX) / 4, Shape, "batch x copies is too large");
     *R = int(R64);
