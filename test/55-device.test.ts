@@ -265,6 +265,26 @@ for (const d of devices) {
     }
   });
 
+  t.test(`${d.name}: local modules (computation-flow rearrangement) match the CPU engine`, async (t) => {
+    const layers = () => [of.dense(784, 24), of.tanh(), of.dense(24, 16), of.relu(), of.dense(16, 12), of.sigmoid(), of.dense(12, 10)];
+    const splits: [number, number][][] = [[[0, 2], [2, 4]], [[0, 1], [1, 4]], [[0, 4]], [[0, 1], [1, 2], [2, 3], [3, 4]], [[0, 3], [3, 4]]];
+    for (const modules of splits) {
+      for (const estimator of [of.ulr({ copies: 8, modules }), of.ulr({ copies: 6, modules, antithetic: true, baseline: 'mean' })]) {
+        const cpu = of.sequential(layers(), { seed: 6, backend: 'cpu' });
+        const dev = of.sequential(layers(), { seed: 6, backend: d.name, allowTf32: false });
+        const want = concat(cpu.gradients(batch, { estimator })), got = concat(dev.gradients(batch, { estimator }));
+        const name = `${JSON.stringify(modules)}${estimator.antithetic ? ', antithetic' : ''}`;
+        t.ok(maxAbs(got, want) <= d.tol * maxMag(want), `${name}: max abs diff ${maxAbs(got, want).toExponential(2)} (max |g| ${maxMag(want).toExponential(2)})`);
+        t.equal(dev.backendInfo().placement, d.name, `${name}: ran on the device`);
+      }
+    }
+    const est = of.ulr({ copies: 8, modules: [[0, 2], [2, 4]] });
+    const cpu = of.sequential(layers(), { seed: 7, backend: 'cpu' });
+    const dev = of.sequential(layers(), { seed: 7, backend: d.name, allowTf32: false });
+    const [hc, hd] = [await cpu.fit(small, { estimator: est, epochs: 1, batchSize: 32 }), await dev.fit(small, { estimator: est, epochs: 1, batchSize: 32 })];
+    t.ok(Math.abs(hd.epochs[0]!.loss - hc.epochs[0]!.loss) <= d.fitTol * hc.epochs[0]!.loss, `fit with modules: loss ${hd.epochs[0]!.loss} vs ${hc.epochs[0]!.loss}`);
+  });
+
   t.test(`${d.name}: SPSA and ES match the CPU engine`, async (t) => {
     // directions regenerated on the device from the same counters, inference forwards at theta +- eps z, the same
     // coefficients (computed on the host from the losses read back), the same seed replay
@@ -330,7 +350,7 @@ for (const d of devices) {
     const mlp = () => [of.dense(784, 16), of.relu(), of.dense(16, 10)];
     const cases: [string, () => of.Layer[], of.Estimator, RegExp, of.LossFunction?][] = [
       ['layer-wise ulr with copies auto', mlp, of.ulr({ copies: 'auto', injection: 'layerwise', budget: 4 }), /layer-wise/],
-      ['modules', mlp, of.ulr({ copies: 4, modules: [[0, 1], [1, 2]] }), /modules/],
+      ['pipelined modules', mlp, of.ulr({ copies: 4, modules: [[0, 1], [1, 2]], pipeline: true }), /modules/],
     ];
     for (const [name, layers, estimator, why, loss] of cases) {
       const cpu = of.sequential(layers(), { seed: 1, backend: 'cpu' });

@@ -664,14 +664,15 @@ OF_HOST_DEVICE void time_mean_backward_at(const TimeArgs& a, int64_t i) {  // y 
     a.y[i] = a.x[i / (int64_t(a.T) * a.F) * a.F + i % a.F] / float(a.T);
 }
 
-// y = a + s b, one index per value (weight perturbation: theta0 + s z; its seed replay: g + c z).
+// y = a + s b (s b when a is nullptr), one index per value (weight perturbation: theta0 + s z; its seed replay: g + c z;
+// a module's boundary gradient: alpha D).
 struct AxpyArgs {
     float* y;
     const float* a;
     const float* b;
     float s;
 };
-OF_HOST_DEVICE void axpy_at(const AxpyArgs& a, int64_t i) { a.y[i] = a.a[i] + a.s * a.b[i]; }
+OF_HOST_DEVICE void axpy_at(const AxpyArgs& a, int64_t i) { a.y[i] = a.a ? a.a[i] + a.s * a.b[i] : a.s * a.b[i]; }
 
 // y = x, or y += x when accumulating; y = x m[i % M] when m is given. One index per value.
 struct AddArgs {

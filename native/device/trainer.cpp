@@ -27,7 +27,8 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         return "weight-perturbation estimators with frozen layers run on the CPU";
     if (e.kind == EstimatorConfig::Kind::Ulr) {
         const UlrConfig& c = e.ulr;
-        if (!c.modules.empty()) return "ulr modules run on the CPU";
+        if (!c.modules.empty() && (!m.dense_only || c.pipeline || c.exact_boundary || c.baseline == Baseline::Clean || hook))
+            return "ulr modules run on the CPU outside dense models, or with pipelining, the clean baseline or a JS loss";
         bool channels = false;
         for (const auto& v : c.sigma_channels) channels = channels || !v.empty();
         if (c.layerwise && (c.auto_copies || !c.blocks.empty() || c.qmc || hook || channels))
@@ -483,6 +484,97 @@ Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_
     return {};
 }
 
+// Local module training (estimators/hybrid.cpp, dense models): noise only on each module's last pre-activation,
+// its boundary; each module gets the LR estimate of the loss gradient there, alpha w s(E) (alpha = 1 / sigma), and
+// backpropagates it inside itself only. The first module runs on B rows and takes its boundary estimate summed over
+// copies (G = sum_k w s(E)); the others run on the R copy rows.
+Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x) {
+    Device* d = dev_.get();
+    const int K = c.copies, L = int(m.units.size()), C = m.outputs;
+    int R = 0;
+    OF_TRY(step_rows(B, K, &R));
+    const uint64_t seed = c.has_seed ? c.seed : m.seed;
+    const bool tf32 = tf32_for(EstimatorConfig::Kind::Ulr);
+    const std::vector<int>& ends = c.modules;  // dense models: layers are units
+    const int e0 = ends[0];
+    auto sigma = [&](int l) { return c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(l)]; };
+    auto rows_of = [&](int l) { return l < e0 - 1 ? B : R; };  // the first module's inner layers run on B rows
+    while (int(a_.size()) < L) a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
+    int width = m.inputs;
+    for (int l = 0; l < L; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        width = std::max({width, u.I, u.O});
+        OF_TRY(a_[size_t(l)]->reserve(d, size_t(rows_of(l)) * u.O * sizeof(float)));
+        OF_TRY(e_[size_t(l)]->reserve(d, size_t(rows_of(l)) * u.O * sizeof(float)));  // v (inside a module) or E (boundary)
+    }
+    OF_TRY(v0_.reserve(d, size_t(B) * m.units[size_t(e0 - 1)].O * sizeof(float)));
+    OF_TRY(g_.reserve(d, size_t(B) * m.units[size_t(e0 - 1)].O * sizeof(float)));
+    OF_TRY(loss_.reserve(d, size_t(R) * sizeof(float)));
+    OF_TRY(hit_.reserve(d, size_t(R) * sizeof(int)));
+    OF_TRY(w_.reserve(d, size_t(R) * sizeof(float)));
+    OF_TRY(d0_.reserve(d, size_t(R) * width * sizeof(float)));
+    OF_TRY(d1_.reserve(d, size_t(R) * width * sizeof(float)));
+    const float* P = theta_;
+    float* G = grads_.f();
+    auto input = [&](int l) { return l == 0 ? x : a_[size_t(l - 1)]->f(); };
+    auto boundary = [&](int l) { return std::find(ends.begin(), ends.end(), l + 1) != ends.end(); };
+
+    // forward
+    for (int l = 0; l < L; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        const int rows = l < e0 ? B : R;  // the linear part of the first module's layers (boundary included) on B rows
+        float* v = !boundary(l) ? e_[size_t(l)]->f() : l == e0 - 1 ? v0_.f() : a_[size_t(l)]->f();
+        OF_TRY(d->gemm(false, true, rows, u.O, u.I, 1.0f, input(l), u.I, P + u.w_off, u.I, 0.0f, v, u.O, tf32));
+        if (!boundary(l)) {
+            OF_TRY(d->bias_act(dev::BiasActArgs{a_[size_t(l)]->f(), v, u.b_off < 0 ? nullptr : P + u.b_off, u.O, u.act, u.alpha},
+                               int64_t(rows) * u.O));
+            continue;
+        }
+        const dev::NoisyArgs na{a_[size_t(l)]->f(), e_[size_t(l)]->f(), v, u.b_off < 0 ? nullptr : P + u.b_off, u.O, sigma(l), R, u.O,
+                                l == e0 - 1 ? K : 1, u.act, u.alpha, seed, step, uint32_t(l), 0, c.antithetic ? 1 : 0, int(c.density)};
+        OF_TRY(d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.O)));
+    }
+    OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), a_[size_t(L - 1)]->f(), labels_.as<int32_t>(), values_.f(), R, C, K,
+                                      m.loss, m.groups}, R));
+    const float running = m.has_running ? float(m.running_loss) : 0.0f;
+    OF_TRY(row_part_.reserve(d, size_t(B) * dev::copy_chunks(K) * sizeof(double)));
+    const dev::RowWeightArgs rw{w_.f(), row_part_.as<double>(), loss_.f(), running, K, c.baseline, c.antithetic ? 1 : 0, 1.0f / float(R)};
+    OF_TRY(d->row_sums(rw, int64_t(B) * dev::copy_chunks(K)));
+    OF_TRY(d->row_weights(rw, R));
+
+    // each module: the boundary's LR reductions, then BP inside the module from alpha D
+    for (size_t j = 0; j < ends.size(); j++) {
+        const int s = j == 0 ? 0 : ends[j - 1], e = ends[j], top = e - 1;
+        const DenseUnit& ut = m.units[size_t(top)];
+        const int rows = j == 0 ? B : R;
+        const float alpha = 1.0f / sigma(top);
+        float* S = e_[size_t(top)]->f();
+        OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), ut.O, c.density, c.score}, int64_t(R) * ut.O));
+        const float* D = S;
+        if (j == 0) {
+            OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), S, K, ut.O}, int64_t(B) * ut.O));
+            D = g_.f();
+        }
+        OF_TRY(d->gemm(true, false, ut.O, ut.I, rows, alpha, D, ut.O, input(top), ut.I, 0.0f, G + ut.w_off, ut.I, tf32));
+        if (ut.b_off >= 0) OF_TRY(col_sum(G + ut.b_off, D, rows, ut.O, alpha));
+        if (top == s) continue;
+        float* dcur = d0_.f();
+        float* dnext = d1_.f();
+        OF_TRY(d->axpy(dev::AxpyArgs{dcur, nullptr, D, alpha}, int64_t(rows) * ut.O));
+        for (int l = top; l > s; l--) {  // the gradient into layer l - 1's activation, then through its activation
+            const DenseUnit& u = m.units[size_t(l)];
+            const DenseUnit& p = m.units[size_t(l - 1)];
+            OF_TRY(d->gemm(false, false, rows, u.I, u.O, 1.0f, dcur, u.O, P + u.w_off, u.I, 0.0f, dnext, u.I, tf32));
+            OF_TRY(d->act_backward(dev::ActBackArgs{dnext, dnext, e_[size_t(l - 1)]->f(), a_[size_t(l - 1)]->f(), p.act, p.alpha},
+                                   int64_t(rows) * p.O));
+            std::swap(dcur, dnext);
+            OF_TRY(d->gemm(true, false, p.O, p.I, rows, 1.0f, dcur, p.O, input(l - 1), p.I, 0.0f, G + p.w_off, p.I, tf32));
+            if (p.b_off >= 0) OF_TRY(col_sum(G + p.b_off, dcur, rows, p.O, 1.0f));
+        }
+    }
+    return {};
+}
+
 // BP (generic.cpp's math for dense, conv and pooling units): the forward keeps pre-activations (e_), activations (a_)
 // and a conv's patches; the backward runs act', the weight-gradient GEMM, then the input gradient (dense: dV W; conv:
 // dV W into patch gradients, then row2im; pool: its adjoint), every kernel a gather in the CPU's order.
@@ -658,6 +750,7 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     const int fe = tail ? 0 : m.frozen_end();
     Status st = e.kind != EstimatorConfig::Kind::Ulr ? bp(m, B, in, e.ulr.sample_base, false)
                 : e.ulr.layerwise                    ? ulr_layerwise(m, B, sub.ulr, step, in, rows)
+                : !e.ulr.modules.empty()             ? ulr_modules(m, B, sub.ulr, step, in)
                                                      : ulr(m, B, sub.ulr, step, in, fe, y, hook);
     if (tail) m.units = std::move(all);
     OF_TRY(st);

@@ -78,6 +78,7 @@ class DeviceTrainer {
     Status ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int fe, const Targets& y, const LossHook* hook);
     Status bp(Model& m, int B, const float* x, uint32_t sample_base, bool forward_only);  // forward_only: batch statistics
     Status ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int* rows);
+    Status ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x);
     Status frozen_forward(Model& m, int B, EstimatorConfig::Kind kind, const float** in);
     Status linear(const Model& m, int l, int rows, const float* x, float* out, bool tf32);
     Status aggregate(const Model& m, int l, float* out, const float* x, int rows);
