@@ -278,6 +278,22 @@ for (const d of devices) {
         t.equal(dev.backendInfo().placement, d.name, `${name}: ran on the device`);
       }
     }
+    // per-channel sigma (noise and score scaled per output, alpha 1) and a frozen prefix (module ends shift to the tail)
+    const channels = [0.05, Array.from({ length: 16 }, (_, i) => 0.02 + 0.004 * i), 0.03, 0.08];
+    const extra: [string, of.Estimator, number][] = [
+      ['per-channel sigma', of.ulr({ copies: 8, modules: [[0, 2], [2, 4]], sigma: channels }), 0],
+      ['1 frozen, modules [0,2][2,4]', of.ulr({ copies: 8, modules: [[0, 2], [2, 4]] }), 1],
+      ['2 frozen, modules [0,1][1,3][3,4]', of.ulr({ copies: 6, modules: [[0, 1], [1, 3], [3, 4]], antithetic: true }), 2],
+    ];
+    for (const [name, estimator, frozen] of extra) {
+      const cpu = of.sequential(layers(), { seed: 8, backend: 'cpu' });
+      const dev = of.sequential(layers(), { seed: 8, backend: d.name, allowTf32: false });
+      cpu.freeze(frozen), dev.freeze(frozen);
+      const want = concat(cpu.gradients(batch, { estimator })), got = concat(dev.gradients(batch, { estimator }));
+      t.ok(maxMag(want) > 0, `${name}: a gradient to compare`);
+      t.ok(maxAbs(got, want) <= d.tol * maxMag(want), `${name}: max abs diff ${maxAbs(got, want).toExponential(2)} (max |g| ${maxMag(want).toExponential(2)})`);
+      t.equal(dev.backendInfo().placement, d.name, `${name}: ran on the device`);
+    }
     const est = of.ulr({ copies: 8, modules: [[0, 2], [2, 4]] });
     const cpu = of.sequential(layers(), { seed: 7, backend: 'cpu' });
     const dev = of.sequential(layers(), { seed: 7, backend: d.name, allowTf32: false });

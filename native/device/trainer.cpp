@@ -200,6 +200,21 @@ Status DeviceTrainer::plain(const Model& m, int l, int rows, const float* x, flo
     return dev_->bias_act(dev::BiasActArgs{a, v, nullptr, u.O, u.act, u.alpha}, n);
 }
 
+// Per-channel sigma (dense models): per layer, the device copy of its noise scale per output (null: one sigma). The
+// noise is scaled by it and the score divided by it, so the reductions use 1 for the layer's 1 / sigma.
+Status DeviceTrainer::channel_sigmas(int L, const UlrConfig& c, std::vector<const float*>* out) {
+    out->assign(size_t(L), nullptr);
+    for (int l = 0; l < L && l < int(c.sigma_channels.size()); l++) {
+        const std::vector<float>& v = c.sigma_channels[size_t(l)];
+        if (v.empty()) continue;
+        while (int(sigma_ch_.size()) <= l) sigma_ch_.push_back(std::make_unique<DeviceBuffer>());
+        OF_TRY(sigma_ch_[size_t(l)]->reserve(dev_.get(), v.size() * sizeof(float)));
+        OF_TRY(dev_->upload(sigma_ch_[size_t(l)]->f(), v.data(), v.size() * sizeof(float)));
+        (*out)[size_t(l)] = sigma_ch_[size_t(l)]->f();
+    }
+    return {};
+}
+
 // The ULR estimate (likelihood_ratio.cpp's math for dense models, generic.cpp's for conv and pooling units), with all
 // R rows at once instead of cache-sized blocks. Parameter-free units before the first noisy one run clean on B rows;
 // the first noisy unit's linear part runs once per sample (the shared prefix) and its K noisy copies read it. A conv
@@ -230,16 +245,8 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     std::vector<float> sigma(size_t(L), 0.0f);  // per noisy unit, from the per-layer list in parameter-unit order
     for (int l = 0, p = 0; l < L; l++)
         if (m.units[size_t(l)].param()) sigma[size_t(l)] = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(p++)];
-    // per-channel sigma (dense models): the noise scale per output, and the score divided by it (reductions use 1)
-    std::vector<const float*> sigmas(size_t(L), nullptr);
-    for (int l = 0; l < L && l < int(c.sigma_channels.size()); l++) {
-        const std::vector<float>& v = c.sigma_channels[size_t(l)];
-        if (v.empty()) continue;
-        while (int(sigma_ch_.size()) <= l) sigma_ch_.push_back(std::make_unique<DeviceBuffer>());
-        OF_TRY(sigma_ch_[size_t(l)]->reserve(d, v.size() * sizeof(float)));
-        OF_TRY(d->upload(sigma_ch_[size_t(l)]->f(), v.data(), v.size() * sizeof(float)));
-        sigmas[size_t(l)] = sigma_ch_[size_t(l)]->f();
-    }
+    std::vector<const float*> sigmas;
+    OF_TRY(channel_sigmas(L, c, &sigmas));
     while (int(a_.size()) < L) a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
     while (int(cols_.size()) < L) cols_.push_back(std::make_unique<DeviceBuffer>());
     auto rows_of = [&](int l) { return l < first ? B : R; };
@@ -498,6 +505,8 @@ Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t 
     const std::vector<int>& ends = c.modules;  // dense models: layers are units
     const int e0 = ends[0];
     auto sigma = [&](int l) { return c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(l)]; };
+    std::vector<const float*> sigmas;
+    OF_TRY(channel_sigmas(L, c, &sigmas));
     auto rows_of = [&](int l) { return l < e0 - 1 ? B : R; };  // the first module's inner layers run on B rows
     while (int(a_.size()) < L) a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
     int width = m.inputs;
@@ -531,7 +540,8 @@ Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t 
             continue;
         }
         const dev::NoisyArgs na{a_[size_t(l)]->f(), e_[size_t(l)]->f(), v, u.b_off < 0 ? nullptr : P + u.b_off, u.O, sigma(l), R, u.O,
-                                l == e0 - 1 ? K : 1, u.act, u.alpha, seed, step, uint32_t(l), 0, c.antithetic ? 1 : 0, int(c.density)};
+                                l == e0 - 1 ? K : 1, u.act, u.alpha, seed, step, uint32_t(l), 0, c.antithetic ? 1 : 0, int(c.density),
+                                sigmas[size_t(l)]};
         OF_TRY(d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.O)));
     }
     OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), a_[size_t(L - 1)]->f(), labels_.as<int32_t>(), values_.f(), R, C, K,
@@ -547,9 +557,9 @@ Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t 
         const int s = j == 0 ? 0 : ends[j - 1], e = ends[j], top = e - 1;
         const DenseUnit& ut = m.units[size_t(top)];
         const int rows = j == 0 ? B : R;
-        const float alpha = 1.0f / sigma(top);
+        const float alpha = sigmas[size_t(top)] ? 1.0f : 1.0f / sigma(top);
         float* S = e_[size_t(top)]->f();
-        OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), ut.O, c.density, c.score}, int64_t(R) * ut.O));
+        OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), ut.O, c.density, c.score, sigmas[size_t(top)]}, int64_t(R) * ut.O));
         const float* D = S;
         if (j == 0) {
             OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), S, K, ut.O}, int64_t(B) * ut.O));
@@ -739,12 +749,10 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     if (tail) OF_TRY(frozen_forward(m, B, e.kind, &in));
     std::vector<DenseUnit> all;
     EstimatorConfig sub = e;
+    if (tail && e.kind == EstimatorConfig::Kind::Ulr) OF_TRY(frozen_tail_config(m.units.size(), m.frozen, &sub.ulr));
     if (tail) {
         all = m.units;
         m.units.erase(m.units.begin(), m.units.begin() + m.frozen);
-        if (sub.ulr.sigma.size() == all.size()) sub.ulr.sigma.erase(sub.ulr.sigma.begin(), sub.ulr.sigma.begin() + m.frozen);
-        auto& ch = sub.ulr.sigma_channels;
-        if (ch.size() == all.size()) ch.erase(ch.begin(), ch.begin() + m.frozen);
     }
     *rows = B;
     const int fe = tail ? 0 : m.frozen_end();

@@ -79,6 +79,7 @@ class DeviceTrainer {
     Status bp(Model& m, int B, const float* x, uint32_t sample_base, bool forward_only);  // forward_only: batch statistics
     Status ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int* rows);
     Status ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x);
+    Status channel_sigmas(int L, const UlrConfig& c, std::vector<const float*>* out);
     Status frozen_forward(Model& m, int B, EstimatorConfig::Kind kind, const float** in);
     Status linear(const Model& m, int l, int rows, const float* x, float* out, bool tf32);
     Status aggregate(const Model& m, int l, float* out, const float* x, int rows);

@@ -88,6 +88,9 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
 Status estimate_trainable(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
                           StepStats* stats, const LossHook* hook = nullptr);
 int64_t trainable_offset(const Model& m);
+// The ULR settings of a dense model's trainable tail after `f` frozen layers of L: per-layer lists lose their frozen
+// entries and module ends shift (modules inside the prefix vanish); Config for what the tail does not support.
+Status frozen_tail_config(size_t L, int f, UlrConfig* c);
 
 // Per dense layer, the noise scale of every output channel (sigma, or sigma_channels where given).
 inline std::vector<std::vector<float>> channel_sigmas(const Model& m, const UlrConfig& c) {

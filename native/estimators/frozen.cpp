@@ -15,6 +15,22 @@ int64_t trainable_offset(const Model& m) {
     return m.n_params;
 }
 
+Status frozen_tail_config(size_t L, int f, UlrConfig* c) {
+    OF_CHECK(!c->learn_sigma && !c->auto_copies, Config, "learnSigma and copies: 'auto' do not support frozen layers yet");
+    OF_CHECK(c->blocks.empty(), Config, "blocks do not support frozen layers yet");
+    auto tail = [&](auto& v) {
+        if (v.size() == L) v.erase(v.begin(), v.begin() + f);
+    };
+    tail(c->sigma), tail(c->sigma_channels), tail(c->copies_per_layer);
+    if (!c->modules.empty()) {  // modules inside the frozen prefix vanish, one across its end starts at it
+        std::vector<int> ends;
+        for (int e : c->modules)
+            if (e > f) ends.push_back(e - f);
+        c->modules = ends;
+    }
+    return {};
+}
+
 Status estimate_trainable(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
                           StepStats* stats, const LossHook* hook) {
     const int f = m.frozen;
@@ -45,21 +61,7 @@ Status estimate_trainable(Model& m, const float* x, const Targets& y, int B, con
     }
     // 2. the estimator on the trainable layers as a model of their own (offsets into the slab unchanged)
     EstimatorConfig sub = e;
-    UlrConfig& c = sub.ulr;
-    if (e.kind == EstimatorConfig::Kind::Ulr) {
-        OF_CHECK(!c.learn_sigma && !c.auto_copies, Config, "learnSigma and copies: 'auto' do not support frozen layers yet");
-        auto tail = [&](auto& v) {
-            if (v.size() == L) v.erase(v.begin(), v.begin() + f);
-        };
-        tail(c.sigma), tail(c.sigma_channels), tail(c.copies_per_layer);
-        if (!c.modules.empty()) {  // modules inside the frozen prefix vanish, one across its end starts at it
-            std::vector<int> ends;
-            for (int e : c.modules)
-                if (e > f) ends.push_back(e - f);
-            c.modules = ends;
-        }
-        OF_CHECK(c.blocks.empty(), Config, "blocks do not support frozen layers yet");
-    }
+    if (e.kind == EstimatorConfig::Kind::Ulr) OF_TRY(frozen_tail_config(L, f, &sub.ulr));
     std::vector<DenseUnit> all = m.units;
     const int inputs = m.inputs;
     m.units.assign(all.begin() + f, all.end());
