@@ -294,6 +294,31 @@ for (const d of devices) {
       t.ok(maxAbs(got, want) <= d.tol * maxMag(want), `${name}: max abs diff ${maxAbs(got, want).toExponential(2)} (max |g| ${maxMag(want).toExponential(2)})`);
       t.equal(dev.backendInfo().placement, d.name, `${name}: ran on the device`);
     }
+    // conv and pooling models (module ends count layers with parameters; a pool before a layer belongs to its module);
+    // configB starts with a pool, so the first module's B rows begin with one; 'CNN, 1 frozen' keeps its frozen conv in
+    // the first module and zeroes its gradient
+    const convNets: [string, () => of.Layer[], number, number][] = [
+      ['CNN', () => [of.conv2d({ inputShape: [28, 28, 1], filters: 4, kernel: 3, strides: 2 }), of.relu(), of.maxPool2d(), of.conv2d({ filters: 4, kernel: 3 }),
+        of.tanh(), of.flatten(), of.dense(64, 10)], 784, 0],
+      ['CNN, 1 frozen', () => [of.conv2d({ inputShape: [28, 28, 1], filters: 4, kernel: 3, strides: 2 }), of.relu(), of.maxPool2d(), of.conv2d({ filters: 4, kernel: 3 }),
+        of.tanh(), of.flatten(), of.dense(64, 10)], 784, 1],
+      ['A', configA, 7 * 6 * 3, 0], ['B', configB, 9 * 8 * 2, 0],
+    ];
+    for (const [net, layers, inputs, frozen] of convNets) {
+      const b = inputs === 784 ? batch : { x: randn(10 * inputs, 13), y: Int32Array.from({ length: 10 }, (_, i) => i % 3), rows: 10 };
+      const P = layers().filter((l) => l.type === 'conv2d' || l.type === 'dense').length;
+      const splits: [number, number][][] = [[[0, P]], [[0, 1], [1, P]], [[0, P - 1], [P - 1, P]], Array.from({ length: P }, (_, i) => [i, i + 1] as [number, number])];
+      for (const modules of splits) {
+        const estimator = of.ulr({ copies: 6, modules, antithetic: modules.length === 2, baseline: modules.length === 1 ? 'mean' : 'loo' });
+        const cpu = of.sequential(layers(), { seed: 9, backend: 'cpu' });
+        const dev = of.sequential(layers(), { seed: 9, backend: d.name, allowTf32: false });
+        cpu.freeze(frozen), dev.freeze(frozen);
+        const want = concat(cpu.gradients(b, { estimator })), got = concat(dev.gradients(b, { estimator }));
+        const name = `${net}, modules ${JSON.stringify(modules)}`;
+        t.ok(maxAbs(got, want) <= d.tol * maxMag(want), `${name}: max abs diff ${maxAbs(got, want).toExponential(2)} (max |g| ${maxMag(want).toExponential(2)})`);
+        t.equal(dev.backendInfo().placement, d.name, `${name}: ran on the device`);
+      }
+    }
     const est = of.ulr({ copies: 8, modules: [[0, 2], [2, 4]] });
     const cpu = of.sequential(layers(), { seed: 7, backend: 'cpu' });
     const dev = of.sequential(layers(), { seed: 7, backend: d.name, allowTf32: false });

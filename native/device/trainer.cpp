@@ -27,8 +27,8 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         return "weight-perturbation estimators with frozen layers run on the CPU";
     if (e.kind == EstimatorConfig::Kind::Ulr) {
         const UlrConfig& c = e.ulr;
-        if (!c.modules.empty() && (!m.dense_only || c.pipeline || c.exact_boundary || c.baseline == Baseline::Clean || hook))
-            return "ulr modules run on the CPU outside dense models, or with pipelining, the clean baseline or a JS loss";
+        if (!c.modules.empty() && (c.pipeline || c.exact_boundary || c.baseline == Baseline::Clean || hook))
+            return "ulr modules run on the CPU with pipelining or a JS loss";
         bool channels = false;
         for (const auto& v : c.sigma_channels) channels = channels || !v.empty();
         if (c.layerwise && (c.auto_copies || !c.blocks.empty() || c.qmc || hook || channels))
@@ -198,6 +198,37 @@ Status DeviceTrainer::plain(const Model& m, int l, int rows, const float* x, flo
     else OF_TRY(dev_->pool(dev::PoolArgs{v, x, u.g, u.kind == UnitKind::MaxPool2d ? PoolKind::Max : PoolKind::Avg}, n));
     if (u.act == Act::Identity && a == v) return {};
     return dev_->bias_act(dev::BiasActArgs{a, v, nullptr, u.O, u.act, u.alpha}, n);
+}
+
+// The gradients of unit l's parameters (dense, conv, graph conv, a norm with its x^ kept) from dv, the gradient at its
+// pre-activation on `rows` rows, times alpha: dv^T against its input x or its patches; a norm's gain from the column
+// sums of dv x^; the bias from those of dv.
+Status DeviceTrainer::weight_grads(const Model& m, int l, int rows, const float* dv, float alpha, const float* x, bool tf32) {
+    const DenseUnit& u = m.units[size_t(l)];
+    float* G = grads_.f();
+    const int n = int(u.gemm_rows(rows)), cols = u.gemm_cols(), fan = u.fan_in();
+    if (u.norm()) OF_TRY(col_sum(G + u.w_off, dv, n, cols, alpha, xh_[size_t(l)]->f()));
+    else
+        OF_TRY(dev_->gemm(true, false, cols, fan, n, alpha, dv, cols, u.convlike() ? cols_[size_t(l)]->f() : x, fan, 0.0f, G + u.w_off,
+                          fan, tf32));
+    return u.b_off >= 0 ? col_sum(G + u.b_off, dv, n, cols, alpha) : Status{};
+}
+
+// The gradient at the input of unit l (dense, conv, graph conv, pooling) from dv at its pre-activation, on `rows` rows:
+// dv W; a conv's patch gradients dv W through their adjoint (row2im, or A^ again: it is symmetric); a pool's adjoint.
+Status DeviceTrainer::input_grad(const Model& m, int l, int rows, const float* dv, const float* x, float* din, bool tf32) {
+    Device* d = dev_.get();
+    const DenseUnit& u = m.units[size_t(l)];
+    const float* W = params_.f() + u.w_off;
+    if (u.kind == UnitKind::MaxPool2d || u.kind == UnitKind::AvgPool2d)
+        return d->pool_backward(dev::PoolBackArgs{din, dv, x, u.g, u.kind == UnitKind::MaxPool2d ? PoolKind::Max : PoolKind::Avg},
+                                int64_t(rows) * u.I);
+    if (!u.convlike()) return d->gemm(false, false, rows, u.I, u.O, 1.0f, dv, u.O, W, u.I, 0.0f, din, u.I, tf32);
+    const int n = int(u.gemm_rows(rows)), cols = u.gemm_cols(), fan = u.fan_in();
+    OF_TRY(dcols_.reserve(d, size_t(n) * fan * sizeof(float)));
+    OF_TRY(d->gemm(false, false, n, fan, cols, 1.0f, dv, cols, W, fan, 0.0f, dcols_.f(), fan, tf32));
+    if (u.kind == UnitKind::GraphConv) return aggregate(m, l, din, dcols_.f(), rows);
+    return d->row2im(dev::PatchArgs{din, dcols_.f(), u.g}, int64_t(rows) * u.I);
 }
 
 // Per-channel sigma (dense models): per layer, the device copy of its noise scale per output (null: one sigma). The
@@ -397,20 +428,13 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         }
         // in the GEMM view: S (rows x positions, cols) against the unit's input (dense) or its patches (conv); a norm's
         // gain gets the column sums of S x^
-        const int n = int(u.gemm_rows(rows)), cols = u.gemm_cols(), fan = u.fan_in();
         if (u.kind == UnitKind::BatchNorm) {  // its x^ from the batch statistics
             while (int(xh_.size()) <= l) xh_.push_back(std::make_unique<DeviceBuffer>()), inv_.push_back(std::make_unique<DeviceBuffer>());
             OF_TRY(xh_[size_t(l)]->reserve(d, size_t(rows) * u.O * sizeof(float)));
             OF_TRY(d->bn_apply(dev::BatchApplyArgs{xh_[size_t(l)]->f(), input(l), bn_[size_t(l)]->stats.f(), nullptr, u.g.Ho, u.g.Co, 1},
                                int64_t(rows) * u.O));
         }
-        if (u.norm()) {
-            OF_TRY(col_sum(G + u.w_off, S, n, cols, inv_sigma, xh_[size_t(l)]->f()));
-        } else {
-            const float* A = u.convlike() ? cols_[size_t(l)]->f() : input(l);
-            OF_TRY(d->gemm(true, false, cols, fan, n, inv_sigma, S, cols, A, fan, 0.0f, G + u.w_off, fan, tf32));
-        }
-        if (u.b_off >= 0) OF_TRY(col_sum(G + u.b_off, S, n, cols, inv_sigma));
+        OF_TRY(weight_grads(m, l, rows, S, inv_sigma, input(l), tf32));
     }
     return {};
 }
@@ -491,10 +515,11 @@ Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_
     return {};
 }
 
-// Local module training (estimators/hybrid.cpp, dense models): noise only on each module's last pre-activation,
-// its boundary; each module gets the LR estimate of the loss gradient there, alpha w s(E) (alpha = 1 / sigma), and
-// backpropagates it inside itself only. The first module runs on B rows and takes its boundary estimate summed over
-// copies (G = sum_k w s(E)); the others run on the R copy rows.
+// Local module training (estimators/hybrid.cpp; dense, conv and pooling units): noise only on each module's last
+// pre-activation, its boundary; each module gets the LR estimate of the loss gradient there, alpha w s(E) (alpha =
+// 1 / sigma, or 1 with per-channel sigma), and backpropagates it inside itself only. The first module runs on B rows
+// and takes its boundary estimate summed over copies (G = sum_k w s(E)); the others run on the R copy rows. Module
+// ends are unit indices (pools before a layer belong to its module); noise layer ids are unit indices, as on the CPU.
 Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x) {
     Device* d = dev_.get();
     const int K = c.copies, L = int(m.units.size()), C = m.outputs;
@@ -502,17 +527,20 @@ Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t 
     OF_TRY(step_rows(B, K, &R));
     const uint64_t seed = c.has_seed ? c.seed : m.seed;
     const bool tf32 = tf32_for(EstimatorConfig::Kind::Ulr);
-    const std::vector<int>& ends = c.modules;  // dense models: layers are units
+    const std::vector<int> ends = module_unit_ends(m, c.modules);
     const int e0 = ends[0];
-    auto sigma = [&](int l) { return c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(l)]; };
+    std::vector<float> sigma(size_t(L), 0.0f);  // per layer with parameters, from the list in parameter-unit order
+    for (int l = 0, p = 0; l < L; l++)
+        if (m.units[size_t(l)].param()) sigma[size_t(l)] = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(p++)];
     std::vector<const float*> sigmas;
     OF_TRY(channel_sigmas(L, c, &sigmas));
-    auto rows_of = [&](int l) { return l < e0 - 1 ? B : R; };  // the first module's inner layers run on B rows
+    auto rows_of = [&](int l) { return l < e0 - 1 ? B : R; };  // the first module's inner units run on B rows
     while (int(a_.size()) < L) a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
-    int width = m.inputs;
+    while (int(cols_.size()) < L) cols_.push_back(std::make_unique<DeviceBuffer>());
+    int64_t width = m.inputs;
     for (int l = 0; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
-        width = std::max({width, u.I, u.O});
+        width = std::max<int64_t>({width, u.I, u.O});
         OF_TRY(a_[size_t(l)]->reserve(d, size_t(rows_of(l)) * u.O * sizeof(float)));
         OF_TRY(e_[size_t(l)]->reserve(d, size_t(rows_of(l)) * u.O * sizeof(float)));  // v (inside a module) or E (boundary)
     }
@@ -523,23 +551,26 @@ Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t 
     OF_TRY(w_.reserve(d, size_t(R) * sizeof(float)));
     OF_TRY(d0_.reserve(d, size_t(R) * width * sizeof(float)));
     OF_TRY(d1_.reserve(d, size_t(R) * width * sizeof(float)));
-    const float* P = theta_;
-    float* G = grads_.f();
     auto input = [&](int l) { return l == 0 ? x : a_[size_t(l - 1)]->f(); };
+    auto bias = [&](const DenseUnit& u) -> const float* { return u.b_off < 0 ? nullptr : theta_ + u.b_off; };
     auto boundary = [&](int l) { return std::find(ends.begin(), ends.end(), l + 1) != ends.end(); };
 
-    // forward
+    // forward: the first module's units (its boundary's linear part included) on B rows, its boundary's K noisy copies
+    // of them, then the other modules on R rows
     for (int l = 0; l < L; l++) {
         const DenseUnit& u = m.units[size_t(l)];
-        const int rows = l < e0 ? B : R;  // the linear part of the first module's layers (boundary included) on B rows
-        float* v = !boundary(l) ? e_[size_t(l)]->f() : l == e0 - 1 ? v0_.f() : a_[size_t(l)]->f();
-        OF_TRY(d->gemm(false, true, rows, u.O, u.I, 1.0f, input(l), u.I, P + u.w_off, u.I, 0.0f, v, u.O, tf32));
-        if (!boundary(l)) {
-            OF_TRY(d->bias_act(dev::BiasActArgs{a_[size_t(l)]->f(), v, u.b_off < 0 ? nullptr : P + u.b_off, u.O, u.act, u.alpha},
-                               int64_t(rows) * u.O));
+        const int rows = l < e0 ? B : R;
+        if (!u.param()) {  // a pool
+            OF_TRY(plain(m, l, rows, input(l), e_[size_t(l)]->f(), a_[size_t(l)]->f(), {1, 0, seed, step}));
             continue;
         }
-        const dev::NoisyArgs na{a_[size_t(l)]->f(), e_[size_t(l)]->f(), v, u.b_off < 0 ? nullptr : P + u.b_off, u.O, sigma(l), R, u.O,
+        float* v = !boundary(l) ? e_[size_t(l)]->f() : l == e0 - 1 ? v0_.f() : a_[size_t(l)]->f();
+        OF_TRY(linear(m, l, rows, input(l), v, tf32));
+        if (!boundary(l)) {
+            OF_TRY(d->bias_act(dev::BiasActArgs{a_[size_t(l)]->f(), v, bias(u), u.gemm_cols(), u.act, u.alpha}, int64_t(rows) * u.O));
+            continue;
+        }
+        const dev::NoisyArgs na{a_[size_t(l)]->f(), e_[size_t(l)]->f(), v, bias(u), u.gemm_cols(), sigma[size_t(l)], R, u.O,
                                 l == e0 - 1 ? K : 1, u.act, u.alpha, seed, step, uint32_t(l), 0, c.antithetic ? 1 : 0, int(c.density),
                                 sigmas[size_t(l)]};
         OF_TRY(d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.O)));
@@ -554,10 +585,10 @@ Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t 
 
     // each module: the boundary's LR reductions, then BP inside the module from alpha D
     for (size_t j = 0; j < ends.size(); j++) {
-        const int s = j == 0 ? 0 : ends[j - 1], e = ends[j], top = e - 1;
+        const int s = j == 0 ? 0 : ends[j - 1], top = ends[j] - 1;
         const DenseUnit& ut = m.units[size_t(top)];
         const int rows = j == 0 ? B : R;
-        const float alpha = sigmas[size_t(top)] ? 1.0f : 1.0f / sigma(top);
+        const float alpha = sigmas[size_t(top)] ? 1.0f : 1.0f / sigma[size_t(top)];
         float* S = e_[size_t(top)]->f();
         OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), ut.O, c.density, c.score, sigmas[size_t(top)]}, int64_t(R) * ut.O));
         const float* D = S;
@@ -565,21 +596,18 @@ Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t 
             OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), S, K, ut.O}, int64_t(B) * ut.O));
             D = g_.f();
         }
-        OF_TRY(d->gemm(true, false, ut.O, ut.I, rows, alpha, D, ut.O, input(top), ut.I, 0.0f, G + ut.w_off, ut.I, tf32));
-        if (ut.b_off >= 0) OF_TRY(col_sum(G + ut.b_off, D, rows, ut.O, alpha));
+        OF_TRY(weight_grads(m, top, rows, D, alpha, input(top), tf32));
         if (top == s) continue;
         float* dcur = d0_.f();
         float* dnext = d1_.f();
         OF_TRY(d->axpy(dev::AxpyArgs{dcur, nullptr, D, alpha}, int64_t(rows) * ut.O));
-        for (int l = top; l > s; l--) {  // the gradient into layer l - 1's activation, then through its activation
-            const DenseUnit& u = m.units[size_t(l)];
+        for (int l = top; l > s; l--) {  // the gradient into unit l - 1's output, then through its activation and itself
+            OF_TRY(input_grad(m, l, rows, dcur, input(l), dnext, tf32));
             const DenseUnit& p = m.units[size_t(l - 1)];
-            OF_TRY(d->gemm(false, false, rows, u.I, u.O, 1.0f, dcur, u.O, P + u.w_off, u.I, 0.0f, dnext, u.I, tf32));
             OF_TRY(d->act_backward(dev::ActBackArgs{dnext, dnext, e_[size_t(l - 1)]->f(), a_[size_t(l - 1)]->f(), p.act, p.alpha},
                                    int64_t(rows) * p.O));
             std::swap(dcur, dnext);
-            OF_TRY(d->gemm(true, false, p.O, p.I, rows, 1.0f, dcur, p.O, input(l - 1), p.I, 0.0f, G + p.w_off, p.I, tf32));
-            if (p.b_off >= 0) OF_TRY(col_sum(G + p.b_off, dcur, rows, p.O, 1.0f));
+            if (p.param()) OF_TRY(weight_grads(m, l - 1, rows, dcur, 1.0f, input(l - 1), tf32));
         }
     }
     return {};
@@ -676,8 +704,7 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
             else if (u.kind == UnitKind::Dropout)  // the same mask on the gradient
                 OF_TRY(d->dropout(dev::DropoutArgs{dnext, dcur, u.O, 1, sample_base, m.seed, m.step, uint32_t(l), u.rate}, values));
             else
-                OF_TRY(d->pool_backward(dev::PoolBackArgs{dnext, dcur, input(l), u.g, u.kind == UnitKind::MaxPool2d ? PoolKind::Max : PoolKind::Avg},
-                                        int64_t(B) * u.I));
+                OF_TRY(input_grad(m, l, B, dcur, input(l), dnext, tf32));
             OF_TRY(join(l, dnext));
             std::swap(dcur, dnext);
             continue;
@@ -689,8 +716,7 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
             std::swap(dcur, dnext);
             continue;
         }
-        const bool conv = u.convlike();
-        const int n = int(u.gemm_rows(B)), cols = u.gemm_cols(), fan = u.fan_in();
+        const int n = int(u.gemm_rows(B)), cols = u.gemm_cols();
         if (u.kind == UnitKind::BatchNorm) {  // through the batch statistics: per-channel sums, then the input gradient
             OF_TRY(bn_sums_.reserve(d, size_t(2 * cols) * sizeof(double)));
             const dev::BatchBackArgs bb{dnext, G + u.w_off, G + u.b_off, bn_sums_.as<double>(), dcur, input(l), bn_[size_t(l)]->stats.f(),
@@ -702,10 +728,9 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
             std::swap(dcur, dnext);
             continue;
         }
-        if (u.norm()) {  // d gain = sum dv x^, d bias = sum dv; the input gradient through the set's statistics
-            OF_TRY(col_sum(G + u.w_off, dcur, n, cols, 1.0f, xh_[size_t(l)]->f()));
-            OF_TRY(col_sum(G + u.b_off, dcur, n, cols, 1.0f));
-            if (l == 0) break;
+        OF_TRY(weight_grads(m, l, B, dcur, 1.0f, input(l), tf32));
+        if (l == 0) break;
+        if (u.norm()) {  // the input gradient through the set's statistics
             const bool layer = u.kind == UnitKind::LayerNorm;
             const dev::NormBackArgs nb{dnext, dcur, xh_[size_t(l)]->f(), inv_[size_t(l)]->f(), P + u.w_off, u.g.Ho, u.g.Co, u.groups};
             const int64_t sets = int64_t(B) * (layer ? u.g.Ho : u.groups);
@@ -714,17 +739,7 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
             std::swap(dcur, dnext);
             continue;
         }
-        const float* A = conv ? cols_[size_t(l)]->f() : input(l);
-        OF_TRY(d->gemm(true, false, cols, fan, n, 1.0f, dcur, cols, A, fan, 0.0f, G + u.w_off, fan, tf32));
-        if (u.b_off >= 0) OF_TRY(col_sum(G + u.b_off, dcur, n, cols, 1.0f));
-        if (l == 0) break;
-        if (conv) {  // patch (or aggregated) gradients dV W, then their adjoint: row2im, or A^ again (it is symmetric)
-            OF_TRY(d->gemm(false, false, n, fan, cols, 1.0f, dcur, cols, P + u.w_off, fan, 0.0f, dcols_.f(), fan, tf32));
-            if (u.kind == UnitKind::GraphConv) OF_TRY(aggregate(m, l, dnext, dcols_.f(), B));
-            else OF_TRY(d->row2im(dev::PatchArgs{dnext, dcols_.f(), u.g}, int64_t(B) * u.I));
-        } else {
-            OF_TRY(d->gemm(false, false, B, u.I, u.O, 1.0f, dcur, u.O, P + u.w_off, u.I, 0.0f, dnext, u.I, tf32));
-        }
+        OF_TRY(input_grad(m, l, B, dcur, input(l), dnext, tf32));
         OF_TRY(join(l, dnext));
         std::swap(dcur, dnext);
     }

@@ -80,6 +80,10 @@ class DeviceTrainer {
     Status ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int* rows);
     Status ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x);
     Status channel_sigmas(int L, const UlrConfig& c, std::vector<const float*>* out);
+    // BP pieces of one unit on `rows` rows from dv, the gradient at its pre-activation: its parameters' gradients
+    // (times alpha) into the slab, and the gradient at its input x into din
+    Status weight_grads(const Model& m, int l, int rows, const float* dv, float alpha, const float* x, bool tf32);
+    Status input_grad(const Model& m, int l, int rows, const float* dv, const float* x, float* din, bool tf32);
     Status frozen_forward(Model& m, int B, EstimatorConfig::Kind kind, const float** in);
     Status linear(const Model& m, int l, int rows, const float* x, float* out, bool tf32);
     Status aggregate(const Model& m, int l, float* out, const float* x, int rows);

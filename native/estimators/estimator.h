@@ -91,6 +91,9 @@ int64_t trainable_offset(const Model& m);
 // The ULR settings of a dense model's trainable tail after `f` frozen layers of L: per-layer lists lose their frozen
 // entries and module ends shift (modules inside the prefix vanish); Config for what the tail does not support.
 Status frozen_tail_config(size_t L, int f, UlrConfig* c);
+// Module ends in units (hybrid.cpp): `modules` counts layers with parameters, and a module ends right after its last
+// one (pools before a layer belong to its module). The same numbers for a model of dense layers.
+std::vector<int> module_unit_ends(const Model& m, const std::vector<int>& modules);
 
 // Per dense layer, the noise scale of every output channel (sigma, or sigma_channels where given).
 inline std::vector<std::vector<float>> channel_sigmas(const Model& m, const UlrConfig& c) {

@@ -88,17 +88,6 @@ void module_forward(const KernelTable& k, const Model& m, int s, int e, int rows
     }
 }
 
-// Module ends in units: `modules` counts layers with parameters, and a module ends right after its last one
-// (pools before a layer belong to its module). The same numbers for a model of dense layers.
-std::vector<int> unit_ends(const Model& m, const std::vector<int>& modules) {
-    std::vector<int> after;  // unit index + 1 of each layer with parameters
-    for (int l = 0; l < int(m.units.size()); l++)
-        if (m.units[size_t(l)].param()) after.push_back(l + 1);
-    std::vector<int> ends;
-    for (int e : modules) ends.push_back(after[size_t(e - 1)]);
-    return ends;
-}
-
 Status reserve_conv(const Model& m, ModuleScratch& sc, int rows) {
     OF_TRY(sc.cols.reserve(size_t(rows) * size_t(std::max<int64_t>(m.patch_width(), 1))));
     return sc.wexp.reserve(size_t(rows) * size_t(m.max_positions()));
@@ -139,7 +128,7 @@ Status exact_boundary_gradients(Model& m, const float* x, const Targets& y, int 
     float* D = sc.e[0].data();
     float* da = sc.w.data();
     k.loss_backward(da, out, y.labels, y.values, B, m.outputs, m.loss, m.groups);
-    const std::vector<int> ends = unit_ends(m, c.modules);
+    const std::vector<int> ends = module_unit_ends(m, c.modules);
     for (int mod = int(ends.size()) - 1; mod >= 0; mod--) {
         const int s = mod == 0 ? 0 : ends[size_t(mod - 1)], e = ends[size_t(mod)];
         const DenseUnit& top = m.units[size_t(e - 1)];
@@ -153,6 +142,15 @@ Status exact_boundary_gradients(Model& m, const float* x, const Targets& y, int 
 
 }  // namespace
 
+std::vector<int> module_unit_ends(const Model& m, const std::vector<int>& modules) {
+    std::vector<int> after;  // unit index + 1 of each layer with parameters
+    for (int l = 0; l < int(m.units.size()); l++)
+        if (m.units[size_t(l)].param()) after.push_back(l + 1);
+    std::vector<int> ends;
+    for (int e : modules) ends.push_back(after[size_t(e - 1)]);
+    return ends;
+}
+
 Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
                             StepStats* stats, const LossHook* hook) {
     if (c.exact_boundary) return exact_boundary_gradients(m, x, y, B, c, stats);
@@ -161,7 +159,7 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
     int R = 0;
     OF_TRY(step_rows(B, K, &R));
     const int L = int(m.units.size());
-    const std::vector<int> ends = unit_ends(m, c.modules);
+    const std::vector<int> ends = module_unit_ends(m, c.modules);
     const int M = int(ends.size());
     const int e0 = ends[0];  // the first module is units [0, e0)
     const uint64_t seed = c.has_seed ? c.seed : m.seed;
