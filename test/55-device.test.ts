@@ -354,6 +354,10 @@ for (const d of devices) {
     const want = concat(cpu.gradients(batch, { estimator, loss: absLoss })), got = concat(dev.gradients(batch, { estimator, loss: absLoss }));
     t.ok(maxAbs(got, want) <= d.tol * maxMag(want), `gradients: max abs diff ${maxAbs(got, want).toExponential(2)}`);
     t.equal(dev.backendInfo().placement, d.name, 'ran on the device');
+    const mods = of.ulr({ copies: 8, modules: [[0, 1], [1, 2]] });
+    const wantM = concat(cpu.gradients(batch, { estimator: mods, loss: absLoss })), gotM = concat(dev.gradients(batch, { estimator: mods, loss: absLoss }));
+    t.ok(maxAbs(gotM, wantM) <= d.tol * maxMag(wantM), `modules: max abs diff ${maxAbs(gotM, wantM).toExponential(2)}`);
+    t.equal(dev.backendInfo().placement, d.name, 'modules with the JS loss ran on the device');
     const opts = { estimator, loss: absLoss, epochs: 1, batchSize: 50, validation: val };
     const [hc, hd] = [await cpu.fit(small, opts), await dev.fit(small, opts)];
     t.ok(Math.abs(hd.epochs[0]!.loss - hc.epochs[0]!.loss) <= d.fitTol * hc.epochs[0]!.loss, `fit with the JS loss: ${hd.epochs[0]!.loss} vs ${hc.epochs[0]!.loss}`);

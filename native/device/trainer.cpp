@@ -27,8 +27,8 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         return "weight-perturbation estimators with frozen layers run on the CPU";
     if (e.kind == EstimatorConfig::Kind::Ulr) {
         const UlrConfig& c = e.ulr;
-        if (!c.modules.empty() && (c.pipeline || c.exact_boundary || c.baseline == Baseline::Clean || hook))
-            return "ulr modules run on the CPU with pipelining or a JS loss";
+        if (!c.modules.empty() && (c.pipeline || c.exact_boundary))
+            return "pipelined ulr modules run on the CPU";
         bool channels = false;
         for (const auto& v : c.sigma_channels) channels = channels || !v.empty();
         if (c.layerwise && (c.auto_copies || !c.blocks.empty() || c.qmc || hook || channels))
@@ -231,6 +231,18 @@ Status DeviceTrainer::input_grad(const Model& m, int l, int rows, const float* d
     return d->row2im(dev::PatchArgs{din, dcols_.f(), u.g}, int64_t(rows) * u.I);
 }
 
+// A JS loss: every copy's outputs (R rows of C) to the host, one call, its per-row losses back into loss_ (the hits
+// stay the built-in loss's).
+Status DeviceTrainer::js_losses(const float* out, const Targets& y, int R, int C, int K, const LossHook& hook) {
+    hook_out_.resize(size_t(R) * C);
+    hook_loss_.resize(size_t(R));
+    OF_TRY(dev_->download(hook_out_.data(), out, hook_out_.size() * sizeof(float)));
+    OF_TRY(hook(hook_out_.data(), y, R, C, K, hook_loss_.data()));
+    for (int r = 0; r < R; r++)
+        OF_CHECK(std::isfinite(hook_loss_[size_t(r)]), Data, "the loss function returned a non-finite value for row " + std::to_string(r));
+    return dev_->upload(loss_.f(), hook_loss_.data(), hook_loss_.size() * sizeof(float));
+}
+
 // Per-channel sigma (dense models): per layer, the device copy of its noise scale per output (null: one sigma). The
 // noise is scaled by it and the score divided by it, so the reductions use 1 for the layer's 1 / sigma.
 Status DeviceTrainer::channel_sigmas(int L, const UlrConfig& c, std::vector<const float*>* out) {
@@ -379,15 +391,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     }
     const float* out = a_[size_t(L - 1)]->f();
     OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), R, C, K, m.loss, m.groups}, R));
-    if (hook) {  // a JS loss: every copy's outputs to the host, one call, its per-row losses back (hits stay the built-in's)
-        hook_out_.resize(size_t(R) * C);
-        hook_loss_.resize(size_t(R));
-        OF_TRY(d->download(hook_out_.data(), out, hook_out_.size() * sizeof(float)));
-        OF_TRY((*hook)(hook_out_.data(), y, R, C, K, hook_loss_.data()));
-        for (int r = 0; r < R; r++)
-            OF_CHECK(std::isfinite(hook_loss_[size_t(r)]), Data, "the loss function returned a non-finite value for row " + std::to_string(r));
-        OF_TRY(d->upload(loss_.f(), hook_loss_.data(), hook_loss_.size() * sizeof(float)));
-    }
+    if (hook) OF_TRY(js_losses(out, y, R, C, K, *hook));
     const float running = m.has_running ? float(m.running_loss) : 0.0f;
     OF_TRY(row_part_.reserve(d, size_t(B) * dev::copy_chunks(K) * sizeof(double)));
     const dev::RowWeightArgs rw{w_.f(), row_part_.as<double>(), loss_.f(), running, K, c.baseline, c.antithetic ? 1 : 0, 1.0f / float(R),
@@ -520,7 +524,8 @@ Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_
 // 1 / sigma, or 1 with per-channel sigma), and backpropagates it inside itself only. The first module runs on B rows
 // and takes its boundary estimate summed over copies (G = sum_k w s(E)); the others run on the R copy rows. Module
 // ends are unit indices (pools before a layer belong to its module); noise layer ids are unit indices, as on the CPU.
-Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x) {
+Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, const Targets& y,
+                                  const LossHook* hook) {
     Device* d = dev_.get();
     const int K = c.copies, L = int(m.units.size()), C = m.outputs;
     int R = 0;
@@ -577,6 +582,7 @@ Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t 
     }
     OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), a_[size_t(L - 1)]->f(), labels_.as<int32_t>(), values_.f(), R, C, K,
                                       m.loss, m.groups}, R));
+    if (hook) OF_TRY(js_losses(a_[size_t(L - 1)]->f(), y, R, C, K, *hook));
     const float running = m.has_running ? float(m.running_loss) : 0.0f;
     OF_TRY(row_part_.reserve(d, size_t(B) * dev::copy_chunks(K) * sizeof(double)));
     const dev::RowWeightArgs rw{w_.f(), row_part_.as<double>(), loss_.f(), running, K, c.baseline, c.antithetic ? 1 : 0, 1.0f / float(R)};
@@ -773,7 +779,7 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     const int fe = tail ? 0 : m.frozen_end();
     Status st = e.kind != EstimatorConfig::Kind::Ulr ? bp(m, B, in, e.ulr.sample_base, false)
                 : e.ulr.layerwise                    ? ulr_layerwise(m, B, sub.ulr, step, in, rows)
-                : !e.ulr.modules.empty()             ? ulr_modules(m, B, sub.ulr, step, in)
+                : !e.ulr.modules.empty()             ? ulr_modules(m, B, sub.ulr, step, in, y, hook)
                                                      : ulr(m, B, sub.ulr, step, in, fe, y, hook);
     if (tail) m.units = std::move(all);
     OF_TRY(st);

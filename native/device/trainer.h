@@ -78,7 +78,8 @@ class DeviceTrainer {
     Status ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int fe, const Targets& y, const LossHook* hook);
     Status bp(Model& m, int B, const float* x, uint32_t sample_base, bool forward_only);  // forward_only: batch statistics
     Status ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int* rows);
-    Status ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x);
+    Status ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, const Targets& y, const LossHook* hook);
+    Status js_losses(const float* out, const Targets& y, int R, int C, int K, const LossHook& hook);
     Status channel_sigmas(int L, const UlrConfig& c, std::vector<const float*>* out);
     // BP pieces of one unit on `rows` rows from dv, the gradient at its pre-activation: its parameters' gradients
     // (times alpha) into the slab, and the gradient at its input x into din
