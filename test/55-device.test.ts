@@ -206,7 +206,7 @@ for (const d of devices) {
     for (const [net, layers] of nets) for (const frozen of [1, 2]) {
       const channels = of.ulr({ copies: 6, sigma: [0.1, Array.from({ length: 16 }, (_, i) => 0.03 * (i + 1)), 0.05] });
       for (const [label, estimator] of [['bp', of.bp()], ['ulr K=8', of.ulr({ copies: 8 })], ['ulr, sigma per layer, antithetic', of.ulr({ copies: 6, sigma: [0.3, 0.1, 0.05], antithetic: true })],
-        ...(net === 'MLP' ? [['ulr, sigma per channel', channels] as const] : [])] as const) {
+        ...(net === 'MLP' ? [['ulr, sigma per channel', channels] as const] : []), ['spsa', of.spsa({ perturbations: 4 })], ['es', of.es({ population: 6 })]] as const) {
         const cpu = of.sequential(layers(), { seed: 8, backend: 'cpu' });
         const dev = of.sequential(layers(), { seed: 8, backend: d.name, allowTf32: false });
         cpu.freeze(frozen), dev.freeze(frozen);

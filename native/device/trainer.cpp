@@ -23,8 +23,6 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         if (!kind) return "the model has a layer kind the device does not run";
     }
     if (hook && e.kind != EstimatorConfig::Kind::Ulr) return "a JS loss needs ulr()";
-    if ((e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) && m.frozen > 0)
-        return "weight-perturbation estimators with frozen layers run on the CPU";
     if (e.kind == EstimatorConfig::Kind::Ulr) {
         const UlrConfig& c = e.ulr;
         if (!c.modules.empty() && (c.pipeline || c.exact_boundary))
@@ -757,15 +755,13 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     OF_CHECK(active_, Internal, "device trainer used before begin()");
     OF_CHECK(B > 0, Shape, "empty batch");
     OF_TRY(upload_batch(m, x, y, B));
-    if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) {
-        *rows = B;
-        return perturbation(m, B, e, step);
-    }
+    const bool wp = e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es;
     OF_TRY(effective(m, params_.f()));
     const float* in = x_.f();
     // A frozen prefix, as the CPU does it: a dense model trains its tail as a model of its own (slab offsets unchanged,
     // noise ids and per-layer sigma from the tail: estimators/frozen.cpp); any other model keeps its frozen units clean
-    // in the B-row prefix of ULR (generic.cpp) or backpropagates through them, and their gradients are zeroed.
+    // in the B-row prefix of ULR (generic.cpp), backpropagates through them, or perturbs them with the rest (SPSA, ES),
+    // and their gradients are zeroed.
     const bool tail = m.frozen > 0 && m.dense_only;
     if (tail) OF_TRY(frozen_forward(m, B, e.kind, &in));
     std::vector<DenseUnit> all;
@@ -777,13 +773,15 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     }
     *rows = B;
     const int fe = tail ? 0 : m.frozen_end();
-    Status st = e.kind != EstimatorConfig::Kind::Ulr ? bp(m, B, in, e.ulr.sample_base, false)
+    Status st = wp                                   ? perturbation(m, B, e, step, in)
+                : e.kind != EstimatorConfig::Kind::Ulr ? bp(m, B, in, e.ulr.sample_base, false)
                 : e.ulr.layerwise                    ? ulr_layerwise(m, B, sub.ulr, step, in, rows)
                 : !e.ulr.modules.empty()             ? ulr_modules(m, B, sub.ulr, step, in, y, hook)
                                                      : ulr(m, B, sub.ulr, step, in, fe, y, hook);
     if (tail) m.units = std::move(all);
     OF_TRY(st);
-    if (m.frozen > 0 && !tail) OF_TRY(dev_->zero(grads_.f(), size_t(trainable_offset(m)) * sizeof(float)));
+    if (m.frozen > 0 && (!tail || wp)) OF_TRY(dev_->zero(grads_.f(), size_t(trainable_offset(m)) * sizeof(float)));
+    if (wp) return {};  // its statistics block is written
     if (e.kind == EstimatorConfig::Kind::Ulr && !e.ulr.layerwise) *rows = B * e.ulr.copies;
     const int chunks = (*rows + dev::kReduceRows - 1) / dev::kReduceRows;
     OF_TRY(stats_part_.reserve(dev_.get(), size_t(chunks) * 2 * sizeof(double)));
@@ -811,7 +809,7 @@ Status DeviceTrainer::effective(const Model& m, const float* base) {
 // SPSA / ES (weight_perturbation.cpp): per direction p, z_p regenerated on the device, the mean batch loss of an
 // inference forward at theta0 +- eps z_p (read back: the coefficients need every direction's loss), then the seed
 // replay g = sum_p coef_p z_p. The step statistics block gets the mean loss over the directions.
-Status DeviceTrainer::perturbation(Model& m, int B, const EstimatorConfig& e, uint32_t step) {
+Status DeviceTrainer::perturbation(Model& m, int B, const EstimatorConfig& e, uint32_t step, const float* x) {
     Device* d = dev_.get();
     const int P = e.wp.population;
     const bool pairs = e.kind == EstimatorConfig::Kind::Spsa || e.wp.antithetic;
@@ -829,7 +827,7 @@ Status DeviceTrainer::perturbation(Model& m, int B, const EstimatorConfig& e, ui
         OF_TRY(d->axpy(dev::AxpyArgs{theta_p_.f(), params_.f(), z_.f(), sign * e.wp.sigma}, n));
         OF_TRY(effective(m, theta_p_.f()));
         inference_ = true;
-        Status st = bp(m, B, x_.f(), 0, true);
+        Status st = bp(m, B, x, 0, true);
         inference_ = false;
         OF_TRY(st);
         OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), a_[m.units.size() - 1]->f(), labels_.as<int32_t>(), values_.f(), B,

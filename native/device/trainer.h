@@ -6,9 +6,8 @@
 // and batchNorm's running statistics live on the device between begin() and end(): fit() brackets its epochs with
 // them, so parameters(), save() and validation always see the host copy that end() (or an epoch end) wrote.
 //
-// What it does not run (unsupported() says why) stays on the CPU estimators: the ULR options modules, copy slices and
-// layer-wise with automatic copies, blocks, QMC or a JS loss, SPSA/ES with frozen layers (and QMC noise, per-channel or learned sigma and the clean baseline outside
-// dense models, as on the CPU).
+// What it does not run (unsupported() says why) stays on the CPU estimators: the ULR options pipelined modules, copy
+// slices and layer-wise with automatic copies, blocks, QMC, per-channel sigma or a JS loss.
 #pragma once
 #include <memory>
 #include <string>
@@ -111,7 +110,7 @@ class DeviceTrainer {
     Status read_sigma_grad(const Model& m, const EstimatorConfig& e, StepStats* stats);  // learnSigma: per layer
     Status reset_tally();
     Status effective(const Model& m, const float* base);  // theta_: base, or its binary / ternary version
-    Status perturbation(Model& m, int B, const EstimatorConfig& e, uint32_t step);  // SPSA / ES
+    Status perturbation(Model& m, int B, const EstimatorConfig& e, uint32_t step, const float* x);  // SPSA / ES
     bool inference_ = false;           // the forward in inference mode (evaluate): dropout off, batchNorm running
 
     struct Pending {
