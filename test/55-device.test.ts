@@ -44,6 +44,10 @@ const batch = of.data.take(train, Array.from({ length: 24 }, (_, i) => 100 + i))
 const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>) => Array.from(a).reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
 const maxMag = (a: ArrayLike<number>) => Array.from(a).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 const params = (m: of.Model) => concat(m.parameters().map((p) => p.data));
+// biases start at zero: give them values (the same on both engines) so that a bias the device forgets shows
+const withBiases = (...models: of.Model[]) => {
+  for (const m of models) for (const p of m.parameters()) if (p.name.endsWith('.bias')) p.data.forEach((_, i) => (p.data[i] = 0.2 * Math.sin(3 * i + 1)));
+};
 const bitsEqual = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
 
 t.test('backend selection', async (t) => {
@@ -145,13 +149,21 @@ for (const d of devices) {
       ['ulr QMC noise, running baseline', of.ulr({ copies: 8, qmc: true, baseline: 'running' })],
       ['ulr QMC noise, antithetic, no baseline', of.ulr({ copies: 12, qmc: true, antithetic: true, baseline: 'none' })],
       ['ulr sigma per channel in the first layer', of.ulr({ copies: 8, sigma: [Array.from({ length: 16 }, (_, i) => 0.05 + 0.02 * i), 0.1, 0.2] })],
+      ['ulr layer-wise, sigma per channel in the first layer', of.ulr({ copies: 8, injection: 'layerwise', sigma: [Array.from({ length: 16 }, (_, i) => 0.05 + 0.02 * i), 0.1, 0.2] })],
+      ['ulr layer-wise QMC noise, running baseline', of.ulr({ copies: 8, injection: 'layerwise', qmc: true, baseline: 'running' })],
+      ['ulr layer-wise QMC noise, antithetic, clean baseline', of.ulr({ copies: 12, injection: 'layerwise', qmc: true, antithetic: true, baseline: 'clean' })],
+      // blocks: a group's later layers see noisy inputs and reduce per row
+      ['ulr layer-wise blocks [2, 1]', of.ulr({ copies: 8, injection: 'layerwise', blocks: [2, 1] })],
+      ['ulr layer-wise blocks [1, 2], copies per layer, antithetic, sigma per layer', of.ulr({ copies: [6, 10, 4], injection: 'layerwise', blocks: [1, 2], antithetic: true, sigma: [0.05, 0.2, 0.1] })],
+      ['ulr layer-wise blocks [3], QMC, sigma per channel', of.ulr({ copies: 8, injection: 'layerwise', blocks: [3], qmc: true, baseline: 'none', sigma: [Array.from({ length: 16 }, (_, i) => 0.05 + 0.02 * i), 0.1, 0.2] })],
     ];
     for (const [name, layers, loss, b] of nets) {
       for (const [en, estimator] of ests) {
-        if ((en.includes('per layer') || en.includes('per channel')) && layers().filter((l) => l.type === 'dense').length !== 3) continue;
+        if ((en.includes('per layer') || en.includes('per channel') || en.includes('blocks')) && layers().filter((l) => l.type === 'dense').length !== 3) continue;
         if (en.includes('per channel') && (layers()[0] as of.DenseLayer).units !== 16) continue;
         const cpu = of.sequential(layers(), { seed: 7, loss, backend: 'cpu' });
         const dev = of.sequential(layers(), { seed: 7, loss, backend: d.name, allowTf32: false });
+        withBiases(cpu, dev);
         const want = concat(cpu.gradients(b, { estimator, step: 5 }));
         const got = concat(dev.gradients(b, { estimator, step: 5 }));
         const diff = maxAbs(got, want), mag = maxMag(want);
@@ -272,6 +284,7 @@ for (const d of devices) {
       for (const estimator of [of.ulr({ copies: 8, modules }), of.ulr({ copies: 6, modules, antithetic: true, baseline: 'mean' })]) {
         const cpu = of.sequential(layers(), { seed: 6, backend: 'cpu' });
         const dev = of.sequential(layers(), { seed: 6, backend: d.name, allowTf32: false });
+        withBiases(cpu, dev);
         const want = concat(cpu.gradients(batch, { estimator })), got = concat(dev.gradients(batch, { estimator }));
         const name = `${JSON.stringify(modules)}${estimator.antithetic ? ', antithetic' : ''}`;
         t.ok(maxAbs(got, want) <= d.tol * maxMag(want), `${name}: max abs diff ${maxAbs(got, want).toExponential(2)} (max |g| ${maxMag(want).toExponential(2)})`);
@@ -312,7 +325,7 @@ for (const d of devices) {
         const estimator = of.ulr({ copies: 6, modules, antithetic: modules.length === 2, baseline: modules.length === 1 ? 'mean' : 'loo' });
         const cpu = of.sequential(layers(), { seed: 9, backend: 'cpu' });
         const dev = of.sequential(layers(), { seed: 9, backend: d.name, allowTf32: false });
-        cpu.freeze(frozen), dev.freeze(frozen);
+        cpu.freeze(frozen), dev.freeze(frozen), withBiases(cpu, dev);
         const want = concat(cpu.gradients(b, { estimator })), got = concat(dev.gradients(b, { estimator }));
         const name = `${net}, modules ${JSON.stringify(modules)}`;
         t.ok(maxAbs(got, want) <= d.tol * maxMag(want), `${name}: max abs diff ${maxAbs(got, want).toExponential(2)} (max |g| ${maxMag(want).toExponential(2)})`);
@@ -358,6 +371,11 @@ for (const d of devices) {
     const wantM = concat(cpu.gradients(batch, { estimator: mods, loss: absLoss })), gotM = concat(dev.gradients(batch, { estimator: mods, loss: absLoss }));
     t.ok(maxAbs(gotM, wantM) <= d.tol * maxMag(wantM), `modules: max abs diff ${maxAbs(gotM, wantM).toExponential(2)}`);
     t.equal(dev.backendInfo().placement, d.name, 'modules with the JS loss ran on the device');
+    for (const lw of [of.ulr({ copies: [6, 8], injection: 'layerwise' }), of.ulr({ copies: 6, injection: 'layerwise', blocks: [2] })]) {
+      const wantL = concat(cpu.gradients(batch, { estimator: lw, loss: absLoss })), gotL = concat(dev.gradients(batch, { estimator: lw, loss: absLoss }));
+      t.ok(maxAbs(gotL, wantL) <= d.tol * maxMag(wantL), `layer-wise${lw.blocks ? ' blocks' : ''}: max abs diff ${maxAbs(gotL, wantL).toExponential(2)}`);
+      t.equal(dev.backendInfo().placement, d.name, 'layer-wise with the JS loss ran on the device');
+    }
     const opts = { estimator, loss: absLoss, epochs: 1, batchSize: 50, validation: val };
     const [hc, hd] = [await cpu.fit(small, opts), await dev.fit(small, opts)];
     t.ok(Math.abs(hd.epochs[0]!.loss - hc.epochs[0]!.loss) <= d.fitTol * hc.epochs[0]!.loss, `fit with the JS loss: ${hd.epochs[0]!.loss} vs ${hc.epochs[0]!.loss}`);

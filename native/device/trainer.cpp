@@ -27,10 +27,7 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         const UlrConfig& c = e.ulr;
         if (!c.modules.empty() && (c.pipeline || c.exact_boundary))
             return "pipelined ulr modules run on the CPU";
-        bool channels = false;
-        for (const auto& v : c.sigma_channels) channels = channels || !v.empty();
-        if (c.layerwise && (c.auto_copies || !c.blocks.empty() || c.qmc || hook || channels))
-            return "layer-wise ulr with copies 'auto', blocks, QMC, per-channel sigma or a JS loss runs on the CPU";
+        if (c.layerwise && c.auto_copies) return "layer-wise ulr with copies 'auto' runs on the CPU";
         if (c.learn_sigma && !m.dense_only) return "a learned sigma runs on the CPU in models with layers other than dense ones";
         if (c.qmc && !m.dense_only) return "QMC noise runs on the CPU in models with layers other than dense ones";
         for (const auto& s : c.sigma_channels)
@@ -229,16 +226,38 @@ Status DeviceTrainer::input_grad(const Model& m, int l, int rows, const float* d
     return d->row2im(dev::PatchArgs{din, dcols_.f(), u.g}, int64_t(rows) * u.I);
 }
 
-// A JS loss: every copy's outputs (R rows of C) to the host, one call, its per-row losses back into loss_ (the hits
+// A JS loss: every copy's outputs (R rows of C) to the host, one call, its per-row losses back into `loss` (the hits
 // stay the built-in loss's).
-Status DeviceTrainer::js_losses(const float* out, const Targets& y, int R, int C, int K, const LossHook& hook) {
+Status DeviceTrainer::js_losses(const float* out, const Targets& y, int R, int C, int K, const LossHook& hook, float* loss) {
     hook_out_.resize(size_t(R) * C);
     hook_loss_.resize(size_t(R));
     OF_TRY(dev_->download(hook_out_.data(), out, hook_out_.size() * sizeof(float)));
     OF_TRY(hook(hook_out_.data(), y, R, C, K, hook_loss_.data()));
     for (int r = 0; r < R; r++)
         OF_CHECK(std::isfinite(hook_loss_[size_t(r)]), Data, "the loss function returned a non-finite value for row " + std::to_string(r));
-    return dev_->upload(loss_.f(), hook_loss_.data(), hook_loss_.size() * sizeof(float));
+    return dev_->upload(loss, hook_loss_.data(), hook_loss_.size() * sizeof(float));
+}
+
+// A unit's noisy forward (noisy_args' math), its noise from Philox, or with QMC (qmc_K > 0 copies per sample) the
+// copies' Sobol points (direction numbers uploaded once per width) shifted per sample, then the same noisy arithmetic.
+Status DeviceTrainer::noise_forward(const dev::NoisyArgs& na, int qmc_K) {
+    Device* d = dev_.get();
+    if (!qmc_K) return d->noisy_forward(na, int64_t(na.R) * dev::noise_counters(na.O));
+    const int l = int(na.layer);
+    while (int(qmc_dirs_.size()) <= l) qmc_dirs_.push_back(std::make_unique<Dirs>());
+    Dirs& q = *qmc_dirs_[size_t(l)];
+    if (q.width != na.O) {
+        SobolTable::ensure(na.O);
+        std::vector<uint32_t> host(size_t(na.O) * 32);
+        for (int j = 0; j < na.O; j++) std::copy(SobolTable::dim(j), SobolTable::dim(j) + 32, host.begin() + int64_t(j) * 32);
+        OF_TRY(q.v.reserve(d, host.size() * sizeof(uint32_t)));
+        OF_TRY(d->upload(q.v.as<uint32_t>(), host.data(), host.size() * sizeof(uint32_t)));
+        q.width = na.O;
+    }
+    const uint32_t copies = uint32_t(na.antithetic ? qmc_K / 2 : qmc_K);
+    OF_TRY(d->qmc_noise(dev::QmcArgs{na.E, q.v.as<uint32_t>(), na.O, copies, na.seed, na.step, na.layer, na.row0, na.antithetic},
+                        int64_t(na.R) * na.O));
+    return d->noisy_apply(na, int64_t(na.R) * na.O);
 }
 
 // Per-channel sigma (dense models): per layer, the device copy of its noise scale per output (null: one sigma). The
@@ -311,23 +330,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         dev::NoisyArgs na{out, e_[size_t(l)]->f(), pre, bias(u), u.gemm_cols(), sigma[size_t(l)], R, u.O, rep, u.act, u.alpha,
                           seed, step, uint32_t(l), uint32_t(c.sample_base) * uint32_t(K), c.antithetic ? 1 : 0, int(c.density),
                           sigmas[size_t(l)]};
-        if (!c.qmc) return d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.O));
-        // QMC: the copies' Sobol points (direction numbers uploaded once per width), then the same noisy arithmetic
-        while (int(qmc_dirs_.size()) <= l) qmc_dirs_.push_back(std::make_unique<Dirs>());
-        Dirs& q = *qmc_dirs_[size_t(l)];
-        if (q.width != u.O) {
-            SobolTable::ensure(u.O);
-            std::vector<uint32_t> host(size_t(u.O) * 32);
-            for (int j = 0; j < u.O; j++) std::copy(SobolTable::dim(j), SobolTable::dim(j) + 32, host.begin() + int64_t(j) * 32);
-            OF_TRY(q.v.reserve(d, host.size() * sizeof(uint32_t)));
-            OF_TRY(d->upload(q.v.as<uint32_t>(), host.data(), host.size() * sizeof(uint32_t)));
-            q.width = u.O;
-        }
-        const uint32_t copies = uint32_t(c.antithetic ? K / 2 : K);
-        OF_TRY(d->qmc_noise(dev::QmcArgs{e_[size_t(l)]->f(), q.v.as<uint32_t>(), u.O, copies, seed, step, uint32_t(l),
-                                         uint32_t(c.sample_base) * uint32_t(K), c.antithetic ? 1 : 0},
-                            int64_t(R) * u.O));
-        return d->noisy_apply(na, int64_t(R) * u.O);
+        return noise_forward(na, c.qmc ? K : 0);
     };
 
     // a residual block's end adds its input: from the B-row prefix (row r / K) when the block starts at or before the
@@ -389,7 +392,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     }
     const float* out = a_[size_t(L - 1)]->f();
     OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), R, C, K, m.loss, m.groups}, R));
-    if (hook) OF_TRY(js_losses(out, y, R, C, K, *hook));
+    if (hook) OF_TRY(js_losses(out, y, R, C, K, *hook, loss_.f()));
     const float running = m.has_running ? float(m.running_loss) : 0.0f;
     OF_TRY(row_part_.reserve(d, size_t(B) * dev::copy_chunks(K) * sizeof(double)));
     const dev::RowWeightArgs rw{w_.f(), row_part_.as<double>(), loss_.f(), running, K, c.baseline, c.antithetic ? 1 : 0, 1.0f / float(R),
@@ -445,24 +448,35 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
 // the B samples keeps every layer's pre-activation and activation; layer l's group of K_l copies per sample starts
 // from its clean pre-activation plus noise, runs the later layers clean, and reduces through G_l = sum_k w s(e) on B
 // rows. Every group's losses go to one buffer (rows: the groups' rows in order), so the step statistics cover them.
-Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int* rows_out) {
+Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int* rows_out,
+                                    const Targets& y, const LossHook* hook) {
     Device* d = dev_.get();
     const int L = int(m.units.size()), C = m.outputs;
     const uint64_t seed = c.has_seed ? c.seed : m.seed;
     const bool tf32 = tf32_for(EstimatorConfig::Kind::Ulr);
     auto copies = [&](int l) { return c.copies_per_layer.empty() ? c.copies : c.copies_per_layer[size_t(l)]; };
     auto sigma = [&](int l) { return c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(l)]; };
-    int64_t total = 0;
-    std::vector<int64_t> off(size_t(L) + 1, 0);
-    int kmax = 1, width = 1;
-    for (int l = 0; l < L; l++) {
+    std::vector<const float*> sigmas;
+    OF_TRY(channel_sigmas(L, c, &sigmas));
+    auto alpha = [&](int l) { return sigmas[size_t(l)] ? 1.0f : 1.0f / sigma(l); };
+    // groups of consecutive layers perturbed together (blocks), by default one layer each; a group uses its first
+    // layer's copies
+    std::vector<int> gstart;
+    for (int l = 0, b = 0; l < L; l += c.blocks.empty() ? 1 : c.blocks[size_t(b++)]) gstart.push_back(l);
+    const int NG = int(gstart.size());
+    auto gend = [&](int g) { return g + 1 < NG ? gstart[size_t(g) + 1] : L; };
+    std::vector<int64_t> off(size_t(NG) + 1, 0);
+    int kmax = 1, width = 1, depth = 1;
+    for (int g = 0; g < NG; g++) {
+        const int l = gstart[size_t(g)];
         int R = 0;
         OF_TRY(step_rows(B, copies(l), &R));
-        off[size_t(l) + 1] = off[size_t(l)] + R;
+        off[size_t(g) + 1] = off[size_t(g)] + R;
         kmax = std::max(kmax, copies(l));
-        width = std::max(width, m.units[size_t(l)].O);
+        depth = std::max(depth, gend(g) - l);
     }
-    total = off[size_t(L)];
+    for (const DenseUnit& u : m.units) width = std::max(width, u.O);
+    const int64_t total = off[size_t(NG)];
     OF_CHECK(total <= INT_MAX / 4, Shape, "batch x copies is too large");
     // 1. the clean forward (bp's, which keeps v and a per layer); its losses for the clean baseline
     OF_TRY(bp(m, B, x, 0, true));
@@ -476,42 +490,66 @@ Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_
     OF_TRY(loss_.reserve(d, size_t(total) * sizeof(float)));
     OF_TRY(hit_.reserve(d, size_t(total) * sizeof(int)));
     OF_TRY(w_.reserve(d, size_t(Rmax) * sizeof(float)));
-    OF_TRY(lw_e_.reserve(d, size_t(Rmax) * width * sizeof(float)));
     OF_TRY(lw_a_.reserve(d, size_t(Rmax) * width * sizeof(float)));
     OF_TRY(lw_b_.reserve(d, size_t(Rmax) * width * sizeof(float)));
+    while (int(lw_ga_.size()) < depth) lw_ga_.push_back(std::make_unique<DeviceBuffer>()), lw_ge_.push_back(std::make_unique<DeviceBuffer>());
+    for (int i = 0; i < depth; i++) {  // a group's i-th layer: its noisy activations and noise
+        OF_TRY(lw_ga_[size_t(i)]->reserve(d, size_t(Rmax) * width * sizeof(float)));
+        OF_TRY(lw_ge_[size_t(i)]->reserve(d, size_t(Rmax) * width * sizeof(float)));
+    }
     OF_TRY(g_.reserve(d, size_t(B) * width * sizeof(float)));
     OF_TRY(row_part_.reserve(d, size_t(B) * dev::copy_chunks(kmax) * sizeof(double)));
     const float* P = theta_;
-    float* G = grads_.f();
     const float running = m.has_running ? float(m.running_loss) : 0.0f;
-    for (int l = 0; l < L; l++) {
+    auto bias = [&](const DenseUnit& u) -> const float* { return u.b_off < 0 ? nullptr : P + u.b_off; };
+    for (int g = 0; g < NG; g++) {
+        const int l = gstart[size_t(g)], lend = gend(g);
         const DenseUnit& u = m.units[size_t(l)];
         const int K = copies(l), R = B * K;
-        // the group: layer l noisy from its clean pre-activation (bias included), the rest clean
-        float* cur = lw_a_.f();
-        float* other = lw_b_.f();
-        dev::NoisyArgs na{cur, lw_e_.f(), e_[size_t(l)]->f(), nullptr, 1, sigma(l), R, u.O, K, u.act, u.alpha, seed, step, uint32_t(l),
-                          0, c.antithetic ? 1 : 0, int(c.density)};
-        OF_TRY(d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.O)));
-        for (int j = l + 1; j < L; j++) {
+        auto noisy = [&](int j, const float* pre, int rep) {
             const DenseUnit& uj = m.units[size_t(j)];
-            OF_TRY(d->gemm(false, true, R, uj.O, uj.I, 1.0f, cur, uj.I, P + uj.w_off, uj.I, 0.0f, other, uj.O, tf32));
-            OF_TRY(d->bias_act(dev::BiasActArgs{other, other, uj.b_off < 0 ? nullptr : P + uj.b_off, uj.O, uj.act, uj.alpha}, int64_t(R) * uj.O));
-            std::swap(cur, other);
+            const dev::NoisyArgs na{lw_ga_[size_t(j - l)]->f(), lw_ge_[size_t(j - l)]->f(), pre, j == l ? nullptr : bias(uj), uj.O,
+                                    sigma(j), R, uj.O, rep, uj.act, uj.alpha, seed, step, uint32_t(j), 0, c.antithetic ? 1 : 0,
+                                    int(c.density), sigmas[size_t(j)]};
+            return noise_forward(na, c.qmc ? K : 0);
+        };
+        // the group: its first layer noisy from its clean pre-activation (bias included), its other layers noisy from
+        // their noisy inputs, the rest clean
+        OF_TRY(noisy(l, e_[size_t(l)]->f(), K));
+        const float* cur = lw_ga_[0]->f();
+        for (int j = l + 1; j < lend; j++) {
+            const DenseUnit& uj = m.units[size_t(j)];
+            float* v = lw_ga_[size_t(j - l)]->f();
+            OF_TRY(d->gemm(false, true, R, uj.O, uj.I, 1.0f, cur, uj.I, P + uj.w_off, uj.I, 0.0f, v, uj.O, tf32));
+            OF_TRY(noisy(j, v, 1));
+            cur = v;
         }
-        float* loss = loss_.f() + off[size_t(l)];
-        OF_TRY(d->loss_rows(dev::LossArgs{loss, hit_.as<int>() + off[size_t(l)], cur, labels_.as<int32_t>(), values_.f(), R, C, K, m.loss,
+        for (int j = lend; j < L; j++) {
+            const DenseUnit& uj = m.units[size_t(j)];
+            float* next = cur == lw_a_.f() ? lw_b_.f() : lw_a_.f();
+            OF_TRY(d->gemm(false, true, R, uj.O, uj.I, 1.0f, cur, uj.I, P + uj.w_off, uj.I, 0.0f, next, uj.O, tf32));
+            OF_TRY(d->bias_act(dev::BiasActArgs{next, next, bias(uj), uj.O, uj.act, uj.alpha}, int64_t(R) * uj.O));
+            cur = next;
+        }
+        float* loss = loss_.f() + off[size_t(g)];
+        OF_TRY(d->loss_rows(dev::LossArgs{loss, hit_.as<int>() + off[size_t(g)], cur, labels_.as<int32_t>(), values_.f(), R, C, K, m.loss,
                                           m.groups}, R));
+        if (hook) OF_TRY(js_losses(cur, y, R, C, K, *hook, loss));  // one call per group, its rows (sample, copy)
         const dev::RowWeightArgs rw{w_.f(), row_part_.as<double>(), loss, running, K, c.baseline, c.antithetic ? 1 : 0,
                                     1.0f / float(int64_t(B) * K), c.baseline == Baseline::Clean ? clean_.f() : nullptr};
         OF_TRY(d->row_sums(rw, int64_t(B) * dev::copy_chunks(K)));
         OF_TRY(d->row_weights(rw, R));
-        OF_TRY(d->score_rows(dev::ScoreRowsArgs{lw_e_.f(), w_.f(), u.O, c.density, c.score}, int64_t(R) * u.O));
-        OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), lw_e_.f(), K, u.O}, int64_t(B) * u.O));
-        const float inv_sigma = 1.0f / sigma(l);
-        const float* a_prev = l == 0 ? x : a_[size_t(l - 1)]->f();
-        OF_TRY(d->gemm(true, false, u.O, u.I, B, inv_sigma, g_.f(), u.O, a_prev, u.I, 0.0f, G + u.w_off, u.I, tf32));
-        if (u.b_off >= 0) OF_TRY(col_sum(G + u.b_off, g_.f(), B, u.O, inv_sigma));
+        // the first layer through G = sum_k w s(e) on B rows (its input is clean); the others per row
+        float* S = lw_ge_[0]->f();
+        OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), u.O, c.density, c.score, sigmas[size_t(l)]}, int64_t(R) * u.O));
+        OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), S, K, u.O}, int64_t(B) * u.O));
+        OF_TRY(weight_grads(m, l, B, g_.f(), alpha(l), l == 0 ? x : a_[size_t(l - 1)]->f(), tf32));
+        for (int j = l + 1; j < lend; j++) {
+            const DenseUnit& uj = m.units[size_t(j)];
+            float* Sj = lw_ge_[size_t(j - l)]->f();
+            OF_TRY(d->score_rows(dev::ScoreRowsArgs{Sj, w_.f(), uj.O, c.density, c.score, sigmas[size_t(j)]}, int64_t(R) * uj.O));
+            OF_TRY(weight_grads(m, j, R, Sj, alpha(j), lw_ga_[size_t(j - l - 1)]->f(), tf32));
+        }
     }
     *rows_out = int(total);
     return {};
@@ -580,7 +618,7 @@ Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t 
     }
     OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), a_[size_t(L - 1)]->f(), labels_.as<int32_t>(), values_.f(), R, C, K,
                                       m.loss, m.groups}, R));
-    if (hook) OF_TRY(js_losses(a_[size_t(L - 1)]->f(), y, R, C, K, *hook));
+    if (hook) OF_TRY(js_losses(a_[size_t(L - 1)]->f(), y, R, C, K, *hook, loss_.f()));
     const float running = m.has_running ? float(m.running_loss) : 0.0f;
     OF_TRY(row_part_.reserve(d, size_t(B) * dev::copy_chunks(K) * sizeof(double)));
     const dev::RowWeightArgs rw{w_.f(), row_part_.as<double>(), loss_.f(), running, K, c.baseline, c.antithetic ? 1 : 0, 1.0f / float(R)};
@@ -775,7 +813,7 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     const int fe = tail ? 0 : m.frozen_end();
     Status st = wp                                   ? perturbation(m, B, e, step, in)
                 : e.kind != EstimatorConfig::Kind::Ulr ? bp(m, B, in, e.ulr.sample_base, false)
-                : e.ulr.layerwise                    ? ulr_layerwise(m, B, sub.ulr, step, in, rows)
+                : e.ulr.layerwise                    ? ulr_layerwise(m, B, sub.ulr, step, in, rows, y, hook)
                 : !e.ulr.modules.empty()             ? ulr_modules(m, B, sub.ulr, step, in, y, hook)
                                                      : ulr(m, B, sub.ulr, step, in, fe, y, hook);
     if (tail) m.units = std::move(all);

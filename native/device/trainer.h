@@ -76,9 +76,11 @@ class DeviceTrainer {
     // fe: frozen_end(); y, hook: the host targets and a JS loss (or nullptr)
     Status ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int fe, const Targets& y, const LossHook* hook);
     Status bp(Model& m, int B, const float* x, uint32_t sample_base, bool forward_only);  // forward_only: batch statistics
-    Status ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int* rows);
+    Status ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int* rows, const Targets& y,
+                         const LossHook* hook);
     Status ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, const Targets& y, const LossHook* hook);
-    Status js_losses(const float* out, const Targets& y, int R, int C, int K, const LossHook& hook);
+    Status js_losses(const float* out, const Targets& y, int R, int C, int K, const LossHook& hook, float* loss);
+    Status noise_forward(const dev::NoisyArgs& na, int qmc_K);
     Status channel_sigmas(int L, const UlrConfig& c, std::vector<const float*>* out);
     // BP pieces of one unit on `rows` rows from dv, the gradient at its pre-activation: its parameters' gradients
     // (times alpha) into the slab, and the gradient at its input x into din
@@ -125,12 +127,13 @@ class DeviceTrainer {
     bool active_ = false;
     DeviceBuffer params_, grads_, opt_m_, opt_v_;
     DeviceBuffer x_, labels_, values_, loss_, hit_, w_, row_part_, stats_part_, stats_, acc_, col_part_, norm_part_, norm_, v0_, g_, d0_,
-        d1_, h0_, h1_, dcols_, eff_, clean_, clean_hit_, sg_rows_, sg_part_, sg_, z_, theta_p_, lw_e_, lw_a_, lw_b_;
+        d1_, h0_, h1_, dcols_, eff_, clean_, clean_hit_, sg_rows_, sg_part_, sg_, z_, theta_p_, lw_a_, lw_b_;
     std::vector<float> hook_out_, hook_loss_;  // a JS loss's outputs and answers, on the host
     const float* theta_ = nullptr;  // the slab the forward computes with: params_, or eff_ with binary / ternary weights
     std::vector<std::unique_ptr<DeviceBuffer>> a_, e_;  // per layer: activations; noise (ULR) or pre-activations (BP)
     std::vector<std::unique_ptr<DeviceBuffer>> cols_;   // per conv unit: its input's patches
     std::vector<std::unique_ptr<DeviceBuffer>> xh_, inv_;  // per norm unit: x^ and 1 / sigma of its sets
+    std::vector<std::unique_ptr<DeviceBuffer>> lw_ga_, lw_ge_;  // layer-wise: per layer of a group, its noisy activations and noise
     std::vector<std::unique_ptr<DeviceBuffer>> sigma_ch_;  // per dense layer with per-channel ULR sigma: its values
     struct Dirs {  // per layer with QMC noise: the Sobol direction numbers of its width (32 per neuron)
         DeviceBuffer v;
