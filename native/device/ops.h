@@ -964,6 +964,39 @@ OF_HOST_DEVICE void sigma_grad_at(const SigmaGradArgs& a, int64_t r) {
     }
     a.row[r] = double(a.w[r]) * v;
 }
+// The LR score of one noise value (cpu::score_transform).
+OF_HOST_DEVICE float score_of(float e, Density density, Score score) {
+    if (score == Score::Sign) {
+        const float c = density == Density::Normal ? 1.2533141373155003f : density == Density::Logistic ? 0.7213475204444817f : 1.0f;
+        return e > 0.0f ? c : (e < 0.0f ? -c : 0.0f);
+    }
+    if (density == Density::Logistic) return tanhf(0.5f * e);
+    if (density == Density::Laplace) return e > 0.0f ? 1.0f : (e < 0.0f ? -1.0f : 0.0f);
+    return e;
+}
+// Layer-wise copies 'auto' (layerwise.cpp): row r's share of the variance of its layer's estimate,
+// w_r^2 |s(E_r)|^2 |x_{r / rep}|^2, x the layer's clean input; from the noise before score_rows. One index per row.
+struct VarRowsArgs {
+    double* row;
+    const float* E;
+    const float* w;
+    const float* x;
+    int O, I, rep;
+    Density density;
+    Score score;
+};
+OF_HOST_DEVICE void var_rows_at(const VarRowsArgs& a, int64_t r) {
+    const float* e = a.E + r * a.O;
+    double sn = 0.0;
+    for (int j = 0; j < a.O; j++) {
+        const double sj = score_of(e[j], a.density, a.score);
+        sn += sj * sj;
+    }
+    const float* x = a.x + (r / a.rep) * a.I;
+    double xn = 0.0;
+    for (int i = 0; i < a.I; i++) xn += double(x[i]) * x[i];
+    a.row[r] = double(a.w[r]) * a.w[r] * sn * xn;
+}
 // out[0] = sum of x (n float64 values): chunks of kReduceRows in order (one index per chunk), then the chunks (one).
 struct DSumArgs {
     double* part;
@@ -994,15 +1027,7 @@ struct ScoreRowsArgs {
     const float* sigmas = nullptr;  // per-channel sigma: the score also divided by sigma_o (the reductions then use 1)
 };
 OF_HOST_DEVICE void score_rows_at(const ScoreRowsArgs& a, int64_t i) {
-    float e = a.E[i];
-    if (a.score == Score::Sign) {
-        const float c = a.density == Density::Normal ? 1.2533141373155003f : a.density == Density::Logistic ? 0.7213475204444817f : 1.0f;
-        e = e > 0.0f ? c : (e < 0.0f ? -c : 0.0f);
-    } else if (a.density == Density::Logistic) {
-        e = tanhf(0.5f * e);
-    } else if (a.density == Density::Laplace) {
-        e = e > 0.0f ? 1.0f : (e < 0.0f ? -1.0f : 0.0f);
-    }
+    float e = score_of(a.E[i], a.density, a.score);
     if (a.sigmas) e = e / a.sigmas[i % a.O];
     a.E[i] = e * a.w[i / a.O];
 }
@@ -1158,6 +1183,7 @@ OF_HOST_DEVICE void optimizer_at(const OptArgs& a, int64_t i) {
     X(stats_final, StatsArgs)            \
     X(score_rows, ScoreRowsArgs)         \
     X(sigma_grad, SigmaGradArgs)         \
+    X(var_rows, VarRowsArgs)             \
     X(dsum_partial, DSumArgs)            \
     X(dsum_final, DSumArgs)              \
     X(copy_sum, CopySumArgs)             \

@@ -27,7 +27,6 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         const UlrConfig& c = e.ulr;
         if (!c.modules.empty() && (c.pipeline || c.exact_boundary))
             return "pipelined ulr modules run on the CPU";
-        if (c.layerwise && c.auto_copies) return "layer-wise ulr with copies 'auto' runs on the CPU";
         if (c.learn_sigma && !m.dense_only) return "a learned sigma runs on the CPU in models with layers other than dense ones";
         if (c.qmc && !m.dense_only) return "QMC noise runs on the CPU in models with layers other than dense ones";
         for (const auto& s : c.sigma_channels)
@@ -454,7 +453,8 @@ Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_
     const int L = int(m.units.size()), C = m.outputs;
     const uint64_t seed = c.has_seed ? c.seed : m.seed;
     const bool tf32 = tf32_for(EstimatorConfig::Kind::Ulr);
-    auto copies = [&](int l) { return c.copies_per_layer.empty() ? c.copies : c.copies_per_layer[size_t(l)]; };
+    lw_copies_ = layerwise_copies(m, c);  // copies 'auto': from the running variances; read_layer_var records this step's
+    auto copies = [&](int l) { return lw_copies_[size_t(l)]; };
     auto sigma = [&](int l) { return c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(l)]; };
     std::vector<const float*> sigmas;
     OF_TRY(channel_sigmas(L, c, &sigmas));
@@ -499,6 +499,11 @@ Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_
     }
     OF_TRY(g_.reserve(d, size_t(B) * width * sizeof(float)));
     OF_TRY(row_part_.reserve(d, size_t(B) * dev::copy_chunks(kmax) * sizeof(double)));
+    if (c.auto_copies) {
+        OF_TRY(sg_rows_.reserve(d, size_t(Rmax) * sizeof(double)));
+        OF_TRY(sg_part_.reserve(d, size_t((Rmax + dev::kReduceRows - 1) / dev::kReduceRows) * sizeof(double)));
+        OF_TRY(sg_.reserve(d, size_t(L) * sizeof(double)));
+    }
     const float* P = theta_;
     const float running = m.has_running ? float(m.running_loss) : 0.0f;
     auto bias = [&](const DenseUnit& u) -> const float* { return u.b_off < 0 ? nullptr : P + u.b_off; };
@@ -539,11 +544,18 @@ Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_
                                     1.0f / float(int64_t(B) * K), c.baseline == Baseline::Clean ? clean_.f() : nullptr};
         OF_TRY(d->row_sums(rw, int64_t(B) * dev::copy_chunks(K)));
         OF_TRY(d->row_weights(rw, R));
+        const float* a_prev = l == 0 ? x : a_[size_t(l - 1)]->f();
+        if (c.auto_copies) {  // this layer's estimate variance (times sigma^2): sum_r w_r^2 |s(e_r)|^2 |a_prev(sample)|^2
+            OF_TRY(d->var_rows(dev::VarRowsArgs{sg_rows_.as<double>(), lw_ge_[0]->f(), w_.f(), a_prev, u.O, u.I, K, c.density, c.score}, R));
+            const dev::DSumArgs ds{sg_part_.as<double>(), sg_.as<double>() + l, sg_rows_.as<double>(), R};
+            OF_TRY(d->dsum_partial(ds, (R + dev::kReduceRows - 1) / dev::kReduceRows));
+            OF_TRY(d->dsum_final(ds, 1));
+        }
         // the first layer through G = sum_k w s(e) on B rows (its input is clean); the others per row
         float* S = lw_ge_[0]->f();
         OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), u.O, c.density, c.score, sigmas[size_t(l)]}, int64_t(R) * u.O));
         OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), S, K, u.O}, int64_t(B) * u.O));
-        OF_TRY(weight_grads(m, l, B, g_.f(), alpha(l), l == 0 ? x : a_[size_t(l - 1)]->f(), tf32));
+        OF_TRY(weight_grads(m, l, B, g_.f(), alpha(l), a_prev, tf32));
         for (int j = l + 1; j < lend; j++) {
             const DenseUnit& uj = m.units[size_t(j)];
             float* Sj = lw_ge_[size_t(j - l)]->f();
@@ -1003,8 +1015,24 @@ Status DeviceTrainer::gradients(Model& m, const float* x, const Targets& y, int 
     OF_TRY(estimate(m, x, y, B, e, step, -1.0, &rows, hook));
     OF_TRY(read_stats(stats, rows));
     OF_TRY(read_sigma_grad(m, e, stats));
+    OF_TRY(read_layer_var(m, e, stats));
     if (e.kind == EstimatorConfig::Kind::Ulr) update_running_baseline(m, e.ulr, stats->loss);
     if (fetch) OF_TRY(dev_->download(m.grads.data(), grads_.f(), size_t(m.n_params) * sizeof(float)));
+    return {};
+}
+
+// Layer-wise copies 'auto': this step's per-layer variances (sg_, times sigma^2) into the stats and the running ones.
+Status DeviceTrainer::read_layer_var(Model& m, const EstimatorConfig& e, StepStats* stats) {
+    const UlrConfig& c = e.ulr;
+    if (e.kind != EstimatorConfig::Kind::Ulr || !c.layerwise || !c.auto_copies) return {};
+    const size_t L = m.units.size();
+    std::vector<double> var(L, 0.0);
+    OF_TRY(dev_->download(var.data(), sg_.as<double>(), L * sizeof(double)));
+    for (size_t l = 0; l < L; l++) {
+        const double s = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[l];
+        var[l] /= s * s;
+    }
+    record_layer_var(m, c, lw_copies_, std::move(var), stats);
     return {};
 }
 
@@ -1031,6 +1059,7 @@ Status DeviceTrainer::train_step(Model& m, const float* x, const Targets& y, int
     OF_TRY(read_stats(stats, rows));
     if (!std::isfinite(stats->loss)) return nonfinite_loss(m);
     OF_TRY(read_sigma_grad(m, est, stats));
+    OF_TRY(read_layer_var(m, est, stats));
     learn_sigma_step(m, e, *stats);
     if (est.kind == EstimatorConfig::Kind::Ulr) update_running_baseline(m, est.ulr, stats->loss);
     m.opt_t++;

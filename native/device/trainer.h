@@ -49,10 +49,12 @@ class DeviceTrainer {
     // counters at once; flush() waits for the launched steps and adds their statistics to *t. A step whose loss was
     // non-finite closes a gate on the device: it and every later step change nothing. flush() then rolls the counters
     // back to that step, sets t->failed_batch and returns ERR_NUMERIC. Only where nothing needs a step's result on
-    // the host before the next step (async_ok): no maxGradNorm, JS loss, running baseline, learned sigma or SPSA/ES.
+    // the host before the next step (async_ok): no maxGradNorm, JS loss, running baseline, learned sigma, copies 'auto' or
+    // SPSA/ES.
     static bool async_ok(const EstimatorConfig& e, double max_grad_norm, const LossHook* hook) {
         const bool ulr = e.kind == EstimatorConfig::Kind::Ulr, wp = e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es;
-        return max_grad_norm <= 0.0 && !hook && !wp && !(ulr && (e.ulr.baseline == Baseline::Running || e.ulr.learn_sigma));
+        return max_grad_norm <= 0.0 && !hook && !wp &&
+               !(ulr && (e.ulr.baseline == Baseline::Running || e.ulr.learn_sigma || e.ulr.auto_copies));
     }
     struct Tally {
         double loss_sum = 0.0;  // sum over steps of the step's mean loss times its samples
@@ -110,6 +112,7 @@ class DeviceTrainer {
     Status update(const Model& m, const OptimizerConfig& o, int64_t t, int B);
     Status read_stats(StepStats* stats, int rows);
     Status read_sigma_grad(const Model& m, const EstimatorConfig& e, StepStats* stats);  // learnSigma: per layer
+    Status read_layer_var(Model& m, const EstimatorConfig& e, StepStats* stats);         // layer-wise copies 'auto' 
     Status reset_tally();
     Status effective(const Model& m, const float* base);  // theta_: base, or its binary / ternary version
     Status perturbation(Model& m, int B, const EstimatorConfig& e, uint32_t step, const float* x);  // SPSA / ES
@@ -133,6 +136,7 @@ class DeviceTrainer {
     std::vector<std::unique_ptr<DeviceBuffer>> a_, e_;  // per layer: activations; noise (ULR) or pre-activations (BP)
     std::vector<std::unique_ptr<DeviceBuffer>> cols_;   // per conv unit: its input's patches
     std::vector<std::unique_ptr<DeviceBuffer>> xh_, inv_;  // per norm unit: x^ and 1 / sigma of its sets
+    std::vector<int> lw_copies_;  // layer-wise: this step's copies per layer
     std::vector<std::unique_ptr<DeviceBuffer>> lw_ga_, lw_ge_;  // layer-wise: per layer of a group, its noisy activations and noise
     std::vector<std::unique_ptr<DeviceBuffer>> sigma_ch_;  // per dense layer with per-channel ULR sigma: its values
     struct Dirs {  // per layer with QMC noise: the Sobol direction numbers of its width (32 per neuron)

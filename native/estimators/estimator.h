@@ -94,6 +94,11 @@ Status frozen_tail_config(size_t L, int f, UlrConfig* c);
 // Module ends in units (hybrid.cpp): `modules` counts layers with parameters, and a module ends right after its last
 // one (pools before a layer belong to its module). The same numbers for a model of dense layers.
 std::vector<int> module_unit_ends(const Model& m, const std::vector<int>& modules);
+// Layer-wise injection (layerwise.cpp): the copies per layer (given, or with copies 'auto' the allocation from the
+// model's running per-copy variances, uniform until there are some), and after a step with copies 'auto' its
+// variances var_l of each layer's estimate: per copy into stats (K_l var_l) and, training, into the running ones.
+std::vector<int> layerwise_copies(const Model& m, const UlrConfig& c);
+void record_layer_var(Model& m, const UlrConfig& c, const std::vector<int>& kl, std::vector<double> var, StepStats* stats);
 
 // Per dense layer, the noise scale of every output channel (sigma, or sigma_channels where given).
 inline std::vector<std::vector<float>> channel_sigmas(const Model& m, const UlrConfig& c) {

@@ -24,14 +24,8 @@ struct GroupScratch {
 };
 }  // namespace
 
-Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
-                               StepStats* stats, const LossHook* hook) {
-    const KernelTable& k = *m.k;
+std::vector<int> layerwise_copies(const Model& m, const UlrConfig& c) {
     const int L = int(m.units.size());
-    const int C = m.outputs;
-    const uint64_t seed = c.has_seed ? c.seed : m.seed;
-    auto sigma = [&](int l) { return c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(l)]; };
-    // copies per layer: given, or allocated from the running variances (uniform until there are some)
     std::vector<int> kl(static_cast<size_t>(L), c.copies);
     if (!c.copies_per_layer.empty()) kl = c.copies_per_layer;
     if (c.auto_copies && m.layer_var.size() == size_t(L)) {
@@ -51,6 +45,29 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
             kl[size_t(l)] = ki;
         }
     }
+    return kl;
+}
+
+void record_layer_var(Model& m, const UlrConfig& c, const std::vector<int>& kl, std::vector<double> var, StepStats* stats) {
+    const size_t L = var.size();
+    for (size_t l = 0; l < L; l++) var[l] *= double(kl[l]);  // per copy: K_l x the variance of this step's estimate
+    stats->layer_var = var;
+    if (c.training) {
+        if (m.layer_var.size() != L) m.layer_var = var;
+        else
+            for (size_t l = 0; l < L; l++) m.layer_var[l] = 0.9 * m.layer_var[l] + 0.1 * var[l];
+    }
+    stats->copies.assign(kl.begin(), kl.end());
+}
+
+Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
+                               StepStats* stats, const LossHook* hook) {
+    const KernelTable& k = *m.k;
+    const int L = int(m.units.size());
+    const int C = m.outputs;
+    const uint64_t seed = c.has_seed ? c.seed : m.seed;
+    auto sigma = [&](int l) { return c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(l)]; };
+    const std::vector<int> kl = layerwise_copies(m, c);
     auto copies = [&](int l) { return kl[size_t(l)]; };
     // Groups of consecutive layers perturbed together (blocks); by default one layer per group. A group uses
     // the copies of its first layer. Its first layer reduces through G (shared clean input); later layers of
@@ -268,17 +285,11 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
     for (int t = 0; t < T; t++) total += loss_sum[size_t(t)], hits += correct[size_t(t)];
     stats->loss = total / double(total_rows);
     update_running_baseline(m, c, stats->loss);
-    if (c.auto_copies) {  // per-copy variance V_l = K_l x variance of this step's estimate
-        stats->layer_var.assign(size_t(L), 0.0);
+    if (c.auto_copies) {
+        std::vector<double> var(size_t(L), 0.0);
         for (int t = 0; t < T; t++)
-            for (int l = 0; l < L; l++) stats->layer_var[size_t(l)] += var_part[size_t(t) * L + size_t(l)];
-        for (int l = 0; l < L; l++) stats->layer_var[size_t(l)] *= double(copies(l));
-        if (c.training) {
-            if (m.layer_var.size() != size_t(L)) m.layer_var = stats->layer_var;
-            else
-                for (int l = 0; l < L; l++) m.layer_var[size_t(l)] = 0.9 * m.layer_var[size_t(l)] + 0.1 * stats->layer_var[size_t(l)];
-        }
-        stats->copies.assign(kl.begin(), kl.end());
+            for (int l = 0; l < L; l++) var[size_t(l)] += var_part[size_t(t) * L + size_t(l)];
+        record_layer_var(m, c, kl, std::move(var), stats);
     }
     stats->correct = hits;
     stats->rows = total_rows;
