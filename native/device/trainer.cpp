@@ -25,8 +25,7 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
     if (hook && e.kind != EstimatorConfig::Kind::Ulr) return "a JS loss needs ulr()";
     if (e.kind == EstimatorConfig::Kind::Ulr) {
         const UlrConfig& c = e.ulr;
-        if (!c.modules.empty() && (c.pipeline || c.exact_boundary))
-            return "pipelined ulr modules run on the CPU";
+        if (!c.modules.empty() && c.exact_boundary) return "the exact boundary test hook runs on the CPU";
         if (c.learn_sigma && !m.dense_only) return "a learned sigma runs on the CPU in models with layers other than dense ones";
         if (c.qmc && !m.dense_only) return "QMC noise runs on the CPU in models with layers other than dense ones";
         for (const auto& s : c.sigma_channels)
@@ -602,11 +601,61 @@ Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t 
     OF_TRY(loss_.reserve(d, size_t(R) * sizeof(float)));
     OF_TRY(hit_.reserve(d, size_t(R) * sizeof(int)));
     OF_TRY(w_.reserve(d, size_t(R) * sizeof(float)));
-    OF_TRY(d0_.reserve(d, size_t(R) * width * sizeof(float)));
-    OF_TRY(d1_.reserve(d, size_t(R) * width * sizeof(float)));
+    const bool pipelined = c.pipeline && c.training;
+    const int64_t drows = std::max<int64_t>(R, pipelined && pipe_.pending ? pipe_.B : 0);
+    OF_TRY(d0_.reserve(d, size_t(drows) * width * sizeof(float)));
+    OF_TRY(d1_.reserve(d, size_t(drows) * width * sizeof(float)));
     auto input = [&](int l) { return l == 0 ? x : a_[size_t(l - 1)]->f(); };
     auto bias = [&](const DenseUnit& u) -> const float* { return u.b_off < 0 ? nullptr : theta_ + u.b_off; };
     auto boundary = [&](int l) { return std::find(ends.begin(), ends.end(), l + 1) != ends.end(); };
+
+    // module j's reductions on `rows` rows from D (its boundary's weighted scores, summed over copies for the first),
+    // then BP inside the module from alpha D; x0: the model's input rows
+    auto backward = [&](size_t j, int rows, const float* D, const float* x0) -> Status {
+        const int s = j == 0 ? 0 : ends[j - 1], top = ends[j] - 1;
+        const DenseUnit& ut = m.units[size_t(top)];
+        auto in = [&](int l) { return l == 0 ? x0 : a_[size_t(l - 1)]->f(); };
+        const float alpha = sigmas[size_t(top)] ? 1.0f : 1.0f / sigma[size_t(top)];
+        OF_TRY(weight_grads(m, top, rows, D, alpha, in(top), tf32));
+        if (top == s) return {};
+        float* dcur = d0_.f();
+        float* dnext = d1_.f();
+        OF_TRY(d->axpy(dev::AxpyArgs{dcur, nullptr, D, alpha}, int64_t(rows) * ut.O));
+        for (int l = top; l > s; l--) {  // the gradient into unit l - 1's output, then through its activation and itself
+            OF_TRY(input_grad(m, l, rows, dcur, in(l), dnext, tf32));
+            const DenseUnit& p = m.units[size_t(l - 1)];
+            OF_TRY(d->act_backward(dev::ActBackArgs{dnext, dnext, e_[size_t(l - 1)]->f(), a_[size_t(l - 1)]->f(), p.act, p.alpha},
+                                   int64_t(rows) * p.O));
+            std::swap(dcur, dnext);
+            if (p.param()) OF_TRY(weight_grads(m, l - 1, rows, dcur, 1.0f, in(l - 1), tf32));
+        }
+        return {};
+    };
+    // Pipelined (training only): the first module's reduction runs one step late. This step reduces the previous
+    // step's first module (its B-row state kept in pipe_) with today's weights, as the CPU does; with none pending,
+    // the first module's gradient is zero. Its own state goes to pipe_ at the end.
+    auto swap_first = [&]() {  // the first module's B-row buffers <-> pipe_'s
+        const int n = pipe_.end;
+        while (int(pipe_.a.size()) < n)
+            pipe_.a.push_back(std::make_unique<DeviceBuffer>()), pipe_.e.push_back(std::make_unique<DeviceBuffer>()),
+                pipe_.cols.push_back(std::make_unique<DeviceBuffer>());
+        for (int l = 0; l < n; l++) {
+            if (l < n - 1) std::swap(a_[size_t(l)], pipe_.a[size_t(l)]), std::swap(e_[size_t(l)], pipe_.e[size_t(l)]);
+            std::swap(cols_[size_t(l)], pipe_.cols[size_t(l)]);
+        }
+    };
+    if (pipelined) {
+        const DenseUnit& ue = m.units[size_t(e0 - 1)];
+        if (pipe_.pending && pipe_.end == e0) {
+            swap_first();
+            Status st = backward(0, pipe_.B, pipe_.g.f(), pipe_.x.f());
+            swap_first();
+            OF_TRY(st);
+        } else {
+            OF_TRY(d->zero(grads_.f(), size_t(ue.w_off + ue.n_par) * sizeof(float)));
+        }
+        pipe_.pending = false;
+    }
 
     // forward: the first module's units (its boundary's linear part included) on B rows, its boundary's K noisy copies
     // of them, then the other modules on R rows
@@ -637,32 +686,28 @@ Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t 
     OF_TRY(d->row_sums(rw, int64_t(B) * dev::copy_chunks(K)));
     OF_TRY(d->row_weights(rw, R));
 
-    // each module: the boundary's LR reductions, then BP inside the module from alpha D
+    // each module: the boundary's scores (the first module's summed over copies), its reductions
     for (size_t j = 0; j < ends.size(); j++) {
-        const int s = j == 0 ? 0 : ends[j - 1], top = ends[j] - 1;
+        const int top = ends[j] - 1;
         const DenseUnit& ut = m.units[size_t(top)];
-        const int rows = j == 0 ? B : R;
-        const float alpha = sigmas[size_t(top)] ? 1.0f : 1.0f / sigma[size_t(top)];
         float* S = e_[size_t(top)]->f();
         OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), ut.O, c.density, c.score, sigmas[size_t(top)]}, int64_t(R) * ut.O));
-        const float* D = S;
-        if (j == 0) {
-            OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), S, K, ut.O}, int64_t(B) * ut.O));
-            D = g_.f();
+        if (j > 0) {
+            OF_TRY(backward(j, R, S, x));
+            continue;
         }
-        OF_TRY(weight_grads(m, top, rows, D, alpha, input(top), tf32));
-        if (top == s) continue;
-        float* dcur = d0_.f();
-        float* dnext = d1_.f();
-        OF_TRY(d->axpy(dev::AxpyArgs{dcur, nullptr, D, alpha}, int64_t(rows) * ut.O));
-        for (int l = top; l > s; l--) {  // the gradient into unit l - 1's output, then through its activation and itself
-            OF_TRY(input_grad(m, l, rows, dcur, input(l), dnext, tf32));
-            const DenseUnit& p = m.units[size_t(l - 1)];
-            OF_TRY(d->act_backward(dev::ActBackArgs{dnext, dnext, e_[size_t(l - 1)]->f(), a_[size_t(l - 1)]->f(), p.act, p.alpha},
-                                   int64_t(rows) * p.O));
-            std::swap(dcur, dnext);
-            if (p.param()) OF_TRY(weight_grads(m, l - 1, rows, dcur, 1.0f, input(l - 1), tf32));
-        }
+        OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), S, K, ut.O}, int64_t(B) * ut.O));
+        if (!pipelined) OF_TRY(backward(0, B, g_.f(), x));
+    }
+    if (pipelined) {  // this step's first module waits for the next step
+        const DenseUnit& ue = m.units[size_t(e0 - 1)];
+        OF_TRY(pipe_.g.reserve(d, size_t(B) * ue.O * sizeof(float)));
+        OF_TRY(pipe_.x.reserve(d, size_t(B) * m.inputs * sizeof(float)));
+        OF_TRY(d->add(dev::AddArgs{pipe_.g.f(), g_.f(), 0}, int64_t(B) * ue.O));
+        OF_TRY(d->add(dev::AddArgs{pipe_.x.f(), x, 0}, int64_t(B) * m.inputs));
+        pipe_.end = e0;
+        swap_first();
+        pipe_.pending = true, pipe_.B = B;
     }
     return {};
 }
@@ -1071,7 +1116,7 @@ Status DeviceTrainer::launch_step(Model& m, const float* x, const Targets& y, in
                                   const OptimizerConfig& o, int64_t batch) {
     int rows = 0;
     pending_.push_back({batch, m.step, m.opt_t});
-    OF_TRY(estimate(m, x, y, B, e, m.step, double(pending_.size() - 1), &rows));
+    OF_TRY(estimate(m, x, y, B, training_estimator(m, e), m.step, double(pending_.size() - 1), &rows));
     OF_TRY(update(m, o, m.opt_t + 1, B));
     m.opt_t++;
     m.step++;

@@ -67,6 +67,7 @@ class DeviceTrainer {
     // fit's validation on the device (Model::evaluate's contract: mean loss, accuracy). Needs begin().
     Status evaluate(Model& m, const DataRef& data, double* loss, double* accuracy);
     size_t pending() const { return pending_.size(); }
+    void reset_pipeline() { pipe_.pending = false; }  // pipelined modules: no first module waits (every fit starts so)
 
    private:
     Status upload_batch(const Model& m, const float* x, const Targets& y, int B);
@@ -137,6 +138,12 @@ class DeviceTrainer {
     std::vector<std::unique_ptr<DeviceBuffer>> cols_;   // per conv unit: its input's patches
     std::vector<std::unique_ptr<DeviceBuffer>> xh_, inv_;  // per norm unit: x^ and 1 / sigma of its sets
     std::vector<int> lw_copies_;  // layer-wise: this step's copies per layer
+    struct Pipe {  // pipelined modules: the first module's state from the previous training step, reduced in this one
+        bool pending = false;
+        int B = 0, end = 0;                                   // its samples; the first module's end (units)
+        DeviceBuffer x, g;                                    // its input rows and boundary copy sums
+        std::vector<std::unique_ptr<DeviceBuffer>> a, e, cols;  // per unit of the module: a_, e_ and cols_ of that step
+    } pipe_;
     std::vector<std::unique_ptr<DeviceBuffer>> lw_ga_, lw_ge_;  // layer-wise: per layer of a group, its noisy activations and noise
     std::vector<std::unique_ptr<DeviceBuffer>> sigma_ch_;  // per dense layer with per-channel ULR sigma: its values
     struct Dirs {  // per layer with QMC noise: the Sobol direction numbers of its width (32 per neuron)

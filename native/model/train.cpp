@@ -162,6 +162,7 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
                   DeviceTrainer* dt) {
     const LossHook* hook = cfg.loss_hook ? &cfg.loss_hook : nullptr;
     m.ws.first[0].pending = m.ws.first[1].pending = false;  // pipelining starts afresh with every fit
+    if (dt) dt->reset_pipeline();
     const int64_t n = train.rows;
     const int I = m.inputs, C = m.outputs;
     std::vector<int64_t> perm(static_cast<size_t>(n));
