@@ -56,6 +56,7 @@ class DeviceBuffer {
     ~DeviceBuffer() { reset(); }
     Status reserve(Device* d, size_t bytes) {
         if (bytes <= size_ && d == dev_) return {};
+        if (dev_) OF_TRY(dev_->sync());  // launches already queued may still read the old allocation
         reset();
         void* p = nullptr;
         OF_TRY(d->alloc(bytes ? bytes : 1, &p));

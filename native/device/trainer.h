@@ -24,6 +24,9 @@ class DeviceTrainer {
    public:
     // tf32: -1 TF32 GEMMs for ULR only (the default), 0 never, 1 for ULR and BP.
     DeviceTrainer(std::unique_ptr<Device> device, int tf32) : dev_(std::move(device)), tf32_(tf32) {}
+    ~DeviceTrainer() { (void)dev_->sync(); }  // nothing queued may outlive the buffers it reads
+    DeviceTrainer(const DeviceTrainer&) = delete;
+    DeviceTrainer& operator=(const DeviceTrainer&) = delete;
     DeviceInfo info() const { return dev_->info(); }
     bool tf32_for(EstimatorConfig::Kind k) const { return tf32_ == 1 || (tf32_ < 0 && k == EstimatorConfig::Kind::Ulr); }
 

@@ -2,6 +2,7 @@
 //   forward:  V_l = A_{l-1} W_l^T + b_l,  A_l = phi(V_l)           (B, O_l) each, kept for the backward
 //   backward: dV_l = dA_l * phi'(V_l);  dW_l = dV_l^T A_{l-1};  db_l = colsum(dV_l);  dA_{l-1} = dV_l W_l
 // step and sign have no derivative: such models are refused (use ulr()).
+#include <climits>
 #include <cmath>
 #include <string>
 
@@ -26,6 +27,7 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
     if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) {
         OF_CHECK(!hook, Config, "spsa() and es() cannot use a custom loss function yet; use ulr()");
         OF_CHECK(e.wp.population >= 1, Config, "population / perturbations must be at least 1");
+        OF_CHECK(m.n_params <= INT_MAX - 63, Config, "spsa() and es() support models of up to 2^31 - 64 parameters");  // one noise row
         OF_CHECK(e.wp.sigma > 0.0f && std::isfinite(e.wp.sigma), Config, "epsilon / sigma must be positive and finite");
         return {};
     }
