@@ -47,15 +47,24 @@ class SimDevice final : public Device {
         if (bytes) std::memmove(dst, src, bytes);
         return {};
     }
-    // Indices [0, n) in chunks of a size fixed by n alone; each index writes only its own outputs.
+    // Indices [0, n) in chunks of a size fixed by n alone, the chunks in parallel; each index writes only its own
+    // outputs. ONEFORWARD_SIM_ORDER=reverse runs every chunk from its end (test/56): a body that reads what another
+    // index of its launch writes then gives other results, as it would on a GPU, whose order is arbitrary.
     template <class Fn>
     static Status run(int64_t n, const Fn& fn) {
         if (n <= 0) return {};
+        static const bool reverse = [] {
+            const char* e = std::getenv("ONEFORWARD_SIM_ORDER");
+            return e && std::strcmp(e, "reverse") == 0;
+        }();
         const int64_t chunk = std::max<int64_t>(64, (n + 255) / 256);
         const int tasks = int((n + chunk - 1) / chunk);
         ThreadPool::instance().parallel_for(tasks, [&](int t) {
-            const int64_t i1 = std::min(n, (t + 1) * chunk);
-            for (int64_t i = t * chunk; i < i1; i++) fn(i);
+            const int64_t i0 = t * chunk, i1 = std::min(n, (t + 1) * chunk);
+            if (reverse)
+                for (int64_t i = i1 - 1; i >= i0; i--) fn(i);
+            else
+                for (int64_t i = i0; i < i1; i++) fn(i);
         }, n * 16);
         return {};
     }
