@@ -944,6 +944,16 @@ OF_HOST_DEVICE void stats_final_at(const StatsArgs& a, int64_t) {
     a.stats[2] = ok ? 1.0 : 0.0;
 }
 
+// The LR score of one noise value (cpu::score_transform).
+OF_HOST_DEVICE float score_of(float e, Density density, Score score) {
+    if (score == Score::Sign) {
+        const float c = density == Density::Normal ? 1.2533141373155003f : density == Density::Logistic ? 0.7213475204444817f : 1.0f;
+        return e > 0.0f ? c : (e < 0.0f ? -c : 0.0f);
+    }
+    if (density == Density::Logistic) return tanhf(0.5f * e);
+    if (density == Density::Laplace) return e > 0.0f ? 1.0f : (e < 0.0f ? -1.0f : 0.0f);
+    return e;
+}
 // The learned sigma's gradient, stage 1 (likelihood_ratio.cpp): per row r, w[r] sum_j (e_j s(e_j) - 1) in float64, with
 // the density's exact score s; one index per row, before the score replaces e. Stage 2 sums the rows (DSumArgs).
 struct SigmaGradArgs {
@@ -958,21 +968,9 @@ OF_HOST_DEVICE void sigma_grad_at(const SigmaGradArgs& a, int64_t r) {
     double v = 0.0;
     for (int j = 0; j < a.O; j++) {
         const float ej = e[j];
-        const float sj = a.density == Density::Normal ? ej : a.density == Density::Logistic ? tanhf(0.5f * ej)
-                                                                                            : (ej > 0.0f ? 1.0f : ej < 0.0f ? -1.0f : 0.0f);
-        v += double(ej) * sj - 1.0;
+        v += double(ej) * score_of(ej, a.density, Score::Exact) - 1.0;
     }
     a.row[r] = double(a.w[r]) * v;
-}
-// The LR score of one noise value (cpu::score_transform).
-OF_HOST_DEVICE float score_of(float e, Density density, Score score) {
-    if (score == Score::Sign) {
-        const float c = density == Density::Normal ? 1.2533141373155003f : density == Density::Logistic ? 0.7213475204444817f : 1.0f;
-        return e > 0.0f ? c : (e < 0.0f ? -c : 0.0f);
-    }
-    if (density == Density::Logistic) return tanhf(0.5f * e);
-    if (density == Density::Laplace) return e > 0.0f ? 1.0f : (e < 0.0f ? -1.0f : 0.0f);
-    return e;
 }
 // Layer-wise copies 'auto' (layerwise.cpp): row r's share of the variance of its layer's estimate,
 // w_r^2 |s(E_r)|^2 |x_{r / rep}|^2, x the layer's clean input; from the noise before score_rows. One index per row.

@@ -13,6 +13,18 @@
 
 namespace of {
 
+namespace {
+
+// Per unit, its sigma (0 for units without parameters), from the list in parameter-unit order or the one value.
+std::vector<float> unit_sigmas(const Model& m, const UlrConfig& c) {
+    std::vector<float> sigma(m.units.size(), 0.0f);
+    for (size_t l = 0, p = 0; l < m.units.size(); l++)
+        if (m.units[l].param()) sigma[l] = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[p++];
+    return sigma;
+}
+
+}  // namespace
+
 std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e, const LossHook* hook) {
     if (m.has_quant && e.kind == EstimatorConfig::Kind::Bp) return "bp() cannot differentiate binary or ternary weights";
     for (const DenseUnit& u : m.units) {
@@ -300,9 +312,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     int first = fe;  // frozen units (fine-tuning, units before fe) stay clean in the B-row prefix
     while (first < L && !m.units[size_t(first)].param()) first++;
     OF_CHECK(first < L, Config, "the model has no layer with parameters to train");
-    std::vector<float> sigma(size_t(L), 0.0f);  // per noisy unit, from the per-layer list in parameter-unit order
-    for (int l = 0, p = 0; l < L; l++)
-        if (m.units[size_t(l)].param()) sigma[size_t(l)] = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(p++)];
+    const std::vector<float> sigma = unit_sigmas(m, c);
     std::vector<const float*> sigmas;
     OF_TRY(channel_sigmas(L, c, &sigmas));
     while (int(a_.size()) < L) a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
@@ -581,9 +591,7 @@ Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t 
     const bool tf32 = tf32_for(EstimatorConfig::Kind::Ulr);
     const std::vector<int> ends = module_unit_ends(m, c.modules);
     const int e0 = ends[0];
-    std::vector<float> sigma(size_t(L), 0.0f);  // per layer with parameters, from the list in parameter-unit order
-    for (int l = 0, p = 0; l < L; l++)
-        if (m.units[size_t(l)].param()) sigma[size_t(l)] = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(p++)];
+    const std::vector<float> sigma = unit_sigmas(m, c);
     std::vector<const float*> sigmas;
     OF_TRY(channel_sigmas(L, c, &sigmas));
     auto rows_of = [&](int l) { return l < e0 - 1 ? B : R; };  // the first module's inner units run on B rows
