@@ -149,6 +149,10 @@ for (const d of devices) {
       ['ulr QMC noise, running baseline', of.ulr({ copies: 8, qmc: true, baseline: 'running' })],
       ['ulr QMC noise, antithetic, no baseline', of.ulr({ copies: 12, qmc: true, antithetic: true, baseline: 'none' })],
       ['ulr sigma per channel in the first layer', of.ulr({ copies: 8, sigma: [Array.from({ length: 16 }, (_, i) => 0.05 + 0.02 * i), 0.1, 0.2] })],
+      // storeNoise false: the reduction regenerates the noise into the weighted scores
+      ['ulr storeNoise false, antithetic, laplace', of.ulr({ copies: 8, storeNoise: false, antithetic: true, noise: 'laplace' })],
+      ['ulr storeNoise false, logistic, sign score', of.ulr({ copies: 6, storeNoise: false, noise: 'logistic', score: 'sign' })],
+      ['ulr storeNoise false, sigma per channel in the first layer', of.ulr({ copies: 8, storeNoise: false, sigma: [Array.from({ length: 16 }, (_, i) => 0.05 + 0.02 * i), 0.1, 0.2] })],
       ['ulr layer-wise, sigma per channel in the first layer', of.ulr({ copies: 8, injection: 'layerwise', sigma: [Array.from({ length: 16 }, (_, i) => 0.05 + 0.02 * i), 0.1, 0.2] })],
       ['ulr layer-wise QMC noise, running baseline', of.ulr({ copies: 8, injection: 'layerwise', qmc: true, baseline: 'running' })],
       ['ulr layer-wise QMC noise, antithetic, clean baseline', of.ulr({ copies: 12, injection: 'layerwise', qmc: true, antithetic: true, baseline: 'clean' })],
@@ -169,6 +173,17 @@ for (const d of devices) {
         const diff = maxAbs(got, want), mag = maxMag(want);
         t.ok(diff <= d.tol * mag, `${name}, ${en}: max abs diff ${diff.toExponential(2)} (max |g| ${mag.toExponential(2)})`);
         t.equal(dev.backendInfo().placement, d.name, 'ran on the device');
+      }
+    }
+    // regenerated scores are the stored path's arithmetic: the same bits on the device
+    for (const [name, layers] of [['MLP', () => [of.dense(784, 32), of.tanh(), of.dense(32, 10)]], ['CNN', () => [of.conv2d({ inputShape: [28, 28, 1], filters: 4, kernel: 3, strides: 2 }),
+      of.relu(), of.maxPool2d(), of.flatten(), of.dense(144, 10)]]] as const) {
+      const dev = of.sequential(layers(), { seed: 3, backend: d.name, allowTf32: false });
+      withBiases(dev);
+      for (const o of [{ antithetic: true }, { noise: 'logistic' as const, score: 'sign' as const }]) {
+        const stored = concat(dev.gradients(batch, { estimator: of.ulr({ copies: 8, ...o }), step: 2 }));
+        const regen = concat(dev.gradients(batch, { estimator: of.ulr({ copies: 8, storeNoise: false, ...o }), step: 2 }));
+        t.ok(bitsEqual(Float32Array.from(regen), Float32Array.from(stored)), `${name} ${JSON.stringify(o)}: storeNoise false gives the stored path's bits`);
       }
     }
     // the 0-1 loss with step units: ULR only
@@ -524,7 +539,7 @@ for (const d of devices) {
     for (const [name, layers, inputs] of nets) {
       const b = inputs === 784 ? batch : { x: randn(10 * inputs, 12), y: Int32Array.from({ length: 10 }, (_, i) => i % 3), rows: 10 };
       const quantized = name.includes('binary') || name.includes('ternary');  // bp() refuses them on every backend
-      for (const [label, estimator] of [...(quantized ? [] : [['bp', of.bp()] as const]), ['ulr K=8', of.ulr({ copies: 8 })], ['ulr antithetic K=6, sigma per layer', of.ulr({ copies: 6, antithetic: true, sigma: name === 'B' || name === 'dropout MLP' || name === 'residual MLP' ? [0.2, 0.1, 0.05, 0.1].slice(0, name === 'residual MLP' ? 4 : 3) : 0.1 })], ['ulr K=96', of.ulr({ copies: 96 })]] as const) {
+      for (const [label, estimator] of [...(quantized ? [] : [['bp', of.bp()] as const]), ['ulr K=8', of.ulr({ copies: 8 })], ['ulr antithetic K=6, sigma per layer', of.ulr({ copies: 6, antithetic: true, sigma: name === 'B' || name === 'dropout MLP' || name === 'residual MLP' ? [0.2, 0.1, 0.05, 0.1].slice(0, name === 'residual MLP' ? 4 : 3) : 0.1 })], ['ulr K=96', of.ulr({ copies: 96 })], ['ulr K=8, storeNoise false', of.ulr({ copies: 8, storeNoise: false })]] as const) {
         const cpu = of.sequential(layers(), { seed: 5, backend: 'cpu' });
         const dev = of.sequential(layers(), { seed: 5, backend: d.name, allowTf32: false });
         const want = concat(cpu.gradients(b, { estimator, step: 3 })), got = concat(dev.gradients(b, { estimator, step: 3 }));

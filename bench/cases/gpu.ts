@@ -7,13 +7,17 @@
 //   node gpu.js throughput '{"estimator":"ulr","copies":512,"rows":65536}'
 //        MLP 784-4096-4096-10 on B = rows / K samples of random data, TF32 allowed: TFLOP/s of the nominal work
 //        (cost.ts) over `steps` timed steps inside one fit (parameters stay on the GPU), after 3 warm-up steps.
+//        "storeNoise": false makes ULR regenerate its noise into the weighted scores instead of keeping it.
 // backend: 'cuda' unless the config says otherwise ('sim' lets the script be tried on any machine).
 import * as fs from 'fs';
 import * as path from 'path';
 import * as of from '../../lib/index';
 import { stepMacs } from './cost';
 
-type Config = { estimator: 'bp' | 'ulr'; model?: 'mlp' | 'cnn'; copies?: number; sigma?: number; lr?: number; rows?: number; steps?: number; epochs?: number; seed?: number; backend?: 'cuda' | 'sim'; widths?: number[] };
+type Config = {
+  estimator: 'bp' | 'ulr'; model?: 'mlp' | 'cnn'; copies?: number; sigma?: number; lr?: number; rows?: number; steps?: number; epochs?: number; seed?: number;
+  backend?: 'cuda' | 'sim'; widths?: number[]; storeNoise?: boolean;
+};
 
 function exportDigits(dir: string) {
   const { train, test } = of.datasets.digits();
@@ -36,7 +40,7 @@ function mlp(widths: number[]): of.Layer[] {
   return layers;
 }
 
-const estimatorOf = (c: Config) => (c.estimator === 'bp' ? of.bp() : of.ulr({ copies: c.copies ?? 32, sigma: c.sigma ?? 0.1 }));
+const estimatorOf = (c: Config) => (c.estimator === 'bp' ? of.bp() : of.ulr({ copies: c.copies ?? 32, sigma: c.sigma ?? 0.1, storeNoise: c.storeNoise ?? true }));
 
 // The small CNN of the architectures bench (bench/cases/architectures.ts): conv 8 3x3, pool, conv 16 3x3, pool, dense.
 const cnn = (): of.Layer[] => [
@@ -90,7 +94,10 @@ async function throughput(c: Config) {
   const h = await model.fit(data(steps), { estimator, optimizer, epochs: 1, batchSize: B, shuffle: false });
   const secs = h.epochs[0]!.seconds / steps;
   const flops = 2 * stepMacs(widths, B, c.estimator, K);
-  return { library: 'oneforward', estimator: c.estimator, copies: c.estimator === 'ulr' ? K : null, rows: B * K, batch: B, widths, step_ms: 1000 * secs, tflops: flops / secs / 1e12, backend: model.backendInfo() };
+  return {
+    library: 'oneforward', estimator: c.estimator, copies: c.estimator === 'ulr' ? K : null, storeNoise: c.estimator === 'ulr' ? (c.storeNoise ?? true) : null,
+    rows: B * K, batch: B, widths, step_ms: 1000 * secs, tflops: flops / secs / 1e12, backend: model.backendInfo(),
+  };
 }
 
 async function main() {

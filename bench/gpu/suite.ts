@@ -11,7 +11,7 @@ import * as path from 'path';
 import * as of from '../../lib/index';
 
 type Digits = { library: string; estimator: string; copies: number | null; median_step_ms: number; median_epoch_s: number; test_accuracy: number; time_to_93_s: number | null };
-type Through = { library: string; estimator: string; copies: number | null; rows: number; step_ms: number; tflops: number };
+type Through = { library: string; estimator: string; copies: number | null; storeNoise?: boolean | null; rows: number; step_ms: number; tflops: number };
 type Skipped = { skipped: string };
 
 const root = path.resolve(__dirname, '..', '..', '..');
@@ -72,14 +72,19 @@ export function gpuSuite(results: string): void {
   // the small CNN on the device, our side only (the PyTorch reference is an MLP): BP and ULR K=32
   const convs = (['bp', 'ulr'] as const).map((estimator) => keep({ estimator, model: 'cnn', copies: estimator === 'ulr' ? (dry ? 4 : 32) : undefined,
     oneforward: ours('digits', { estimator, model: 'cnn', copies: dry ? 4 : 32, epochs, ...(dry ? { backend: 'sim' } : {}) }) as Digits }));
+  // ULR twice on our side: keeping its noise (the default) and regenerating it into the scores (storeNoise false,
+  // the same bits: test/55); the PyTorch ULR keeps it. The target takes our faster ULR row.
   const tp = [{ estimator: 'ulr' as const, copies: dry ? 32 : 512, steps: dry ? 3 : 20 }, { estimator: 'bp' as const, steps: dry ? 3 : 5 }].map((c) => keep({
     ...c,
     oneforward: ours('throughput', { ...c, rows, widths, ...(dry ? { backend: 'sim' } : {}) }) as Through,
     pytorch: torch('throughput', ['--estimator', c.estimator, '--copies', String(c.copies ?? 1), '--rows', String(rows), '--widths', widths.join(','), '--steps', String(c.steps), '--tf32', '1']) as Through | Skipped,
   }));
+  const regen = keep({ estimator: 'ulr' as const, copies: dry ? 32 : 512, storeNoise: false, steps: dry ? 3 : 20,
+    oneforward: ours('throughput', { estimator: 'ulr', copies: dry ? 32 : 512, storeNoise: false, steps: dry ? 3 : 20, rows, widths, ...(dry ? { backend: 'sim' } : {}) }) as Through });
 
   const device = (digits[0]!.oneforward as unknown as { backend: { device: string; blas: string } }).backend;
-  const d512 = digits[3]!, tpUlr = tp[0]!.oneforward, tpTorchBp = tp[1]!.pytorch;
+  const d512 = digits[3]!, tpTorchBp = tp[1]!.pytorch;
+  const tpUlr = regen.oneforward.tflops > tp[0]!.oneforward.tflops ? regen.oneforward : tp[0]!.oneforward;
   const best93 = Math.min(...digits.filter((d) => d.estimator === 'ulr').map((d) => d.oneforward.time_to_93_s ?? Infinity));
   const torch93 = Math.min(...digits.filter((d) => d.estimator === 'bp' && ok(d.pytorch)).map((d) => (d.pytorch as Digits).time_to_93_s ?? Infinity));
   const targets = [
@@ -90,7 +95,7 @@ export function gpuSuite(results: string): void {
 
   fs.rmSync(path.join(results, 'gpu-partial.json'));
   fs.writeFileSync(path.join(results, 'gpu-digits.json'), JSON.stringify({ suite: 'gpu-digits', date, device, digits, convs }, null, 2) + '\n');
-  fs.writeFileSync(path.join(results, 'gpu-throughput.json'), JSON.stringify({ suite: 'gpu-throughput', date, device, throughput: tp, targets }, null, 2) + '\n');
+  fs.writeFileSync(path.join(results, 'gpu-throughput.json'), JSON.stringify({ suite: 'gpu-throughput', date, device, throughput: tp, regenerated: regen, targets }, null, 2) + '\n');
   const side = (o: Digits, p: Digits | Skipped) =>
     `${fmt(o.median_step_ms, 3)} | ${ok(p) ? fmt((p as Digits).median_step_ms, 3) : 'skipped'} | ${fmt(100 * o.test_accuracy)}% | ${ok(p) ? fmt(100 * (p as Digits).test_accuracy) + '%' : '—'} | ${fmt(o.time_to_93_s)} | ${ok(p) ? fmt((p as Digits).time_to_93_s) : '—'}`;
   const md = `# gpu (${date.slice(0, 10)}, ${device.device}, ${device.blas})\n\n` +
@@ -101,6 +106,7 @@ export function gpuSuite(results: string): void {
     convs.map((r) => `| ${r.estimator}${r.copies ? ` K=${r.copies}` : ''} | ${fmt(r.oneforward.median_step_ms, 3)} | ${fmt(100 * r.oneforward.test_accuracy)}% | ${fmt(r.oneforward.time_to_93_s)} |`).join('\n') +
     `\n\nMLP 784-4096-4096-10, 65,536 rows per step (ULR: 128 samples x 512 copies), TF32 on.\n\n| case | oneforward ms/step | oneforward TFLOP/s | PyTorch ms/step | PyTorch TFLOP/s |\n|---|---|---|---|---|\n` +
     tp.map((r) => `| ${r.estimator}${r.copies ? ` K=${r.copies}` : ''} | ${fmt(r.oneforward.step_ms)} | ${fmt(r.oneforward.tflops, 1)} | ${ok(r.pytorch) ? fmt((r.pytorch as Through).step_ms) : 'skipped'} | ${ok(r.pytorch) ? fmt((r.pytorch as Through).tflops, 1) : '—'} |`).join('\n') +
+    `\n| ulr K=${regen.copies}, storeNoise false | ${fmt(regen.oneforward.step_ms)} | ${fmt(regen.oneforward.tflops, 1)} | — | — |` +
     `\n\n| target | measured | needed | met |\n|---|---|---|---|\n` + targets.map((t) => `| ${t.target} | ${fmt(t.value)} | ${t.need} | ${t.met ? 'yes' : 'no'} |`).join('\n') + '\n';
   fs.writeFileSync(path.join(results, 'gpu.md'), md);
   process.stdout.write(md);

@@ -74,7 +74,21 @@ struct NoisyArgs {
     int antithetic;
     int density;
     const float* sigmas = nullptr;  // per-channel sigma (O values) instead of sigma
+    // Regenerated scores (out == nullptr, ULR with storeNoise false): E gets w[r] s(e) (s / sigma_o with per-channel
+    // sigma), score_rows' values, instead of e
+    const float* w = nullptr;
+    Score score = Score::Exact;
 };
+// The LR score of one noise value (cpu::score_transform).
+OF_HOST_DEVICE float score_of(float e, Density density, Score score) {
+    if (score == Score::Sign) {
+        const float c = density == Density::Normal ? 1.2533141373155003f : density == Density::Logistic ? 0.7213475204444817f : 1.0f;
+        return e > 0.0f ? c : (e < 0.0f ? -c : 0.0f);
+    }
+    if (density == Density::Logistic) return tanhf(0.5f * e);
+    if (density == Density::Laplace) return e > 0.0f ? 1.0f : (e < 0.0f ? -1.0f : 0.0f);
+    return e;
+}
 OF_HOST_DEVICE int noise_counters(int O) { return (O + 63) / 64 * 16; }
 
 OF_HOST_DEVICE void noisy_forward_at(const NoisyArgs& a, int64_t i) {
@@ -99,7 +113,13 @@ OF_HOST_DEVICE void noisy_forward_at(const NoisyArgs& a, int64_t i) {
         const int j = j0 + 16 * w;
         if (j >= a.O) break;
         const float e = odd ? -z[w] : z[w];
-        if (a.E) a.E[int64_t(r) * a.O + j] = e;
+        if (a.E && a.w) {  // the weighted score, as score_rows_at forms it
+            float s = score_of(e, Density(a.density), a.score);
+            if (a.sigmas) s = s / a.sigmas[j];
+            a.E[int64_t(r) * a.O + j] = s * a.w[r];
+        } else if (a.E) {
+            a.E[int64_t(r) * a.O + j] = e;
+        }
         if (!a.out) continue;  // the noise alone (recurrent units add it inside their recurrence)
         const float v = a.pre[int64_t(r / a.rep) * a.O + j];
         const float sg = a.sigmas ? a.sigmas[j] : a.sigma;
@@ -944,16 +964,6 @@ OF_HOST_DEVICE void stats_final_at(const StatsArgs& a, int64_t) {
     a.stats[2] = ok ? 1.0 : 0.0;
 }
 
-// The LR score of one noise value (cpu::score_transform).
-OF_HOST_DEVICE float score_of(float e, Density density, Score score) {
-    if (score == Score::Sign) {
-        const float c = density == Density::Normal ? 1.2533141373155003f : density == Density::Logistic ? 0.7213475204444817f : 1.0f;
-        return e > 0.0f ? c : (e < 0.0f ? -c : 0.0f);
-    }
-    if (density == Density::Logistic) return tanhf(0.5f * e);
-    if (density == Density::Laplace) return e > 0.0f ? 1.0f : (e < 0.0f ? -1.0f : 0.0f);
-    return e;
-}
 // The learned sigma's gradient, stage 1 (likelihood_ratio.cpp): per row r, w[r] sum_j (e_j s(e_j) - 1) in float64, with
 // the density's exact score s; one index per row, before the score replaces e. Stage 2 sums the rows (DSumArgs).
 struct SigmaGradArgs {

@@ -332,14 +332,17 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     float* G = grads_.f();
     auto bias = [&](const DenseUnit& u) -> const float* { return u.b_off < 0 ? nullptr : theta_ + u.b_off; };
     auto input = [&](int l) { return l == 0 ? x : a_[size_t(l - 1)]->f(); };
-    auto noisy = [&](int l, const float* pre, int rep) -> Status {
+    // storeNoise false (not with QMC or a learned sigma, which read the noise itself): the forward keeps no noise, and
+    // the reduction regenerates it from the same counters straight into the weighted scores (a write and a read of
+    // R x O values less per unit)
+    const bool regen = !c.store_noise && !c.qmc && !c.learn_sigma;
+    auto noise_args = [&](int l, const float* pre, int rep) {
         const DenseUnit& u = m.units[size_t(l)];
-        float* out = a_[size_t(l)]->f();
-        dev::NoisyArgs na{out, e_[size_t(l)]->f(), pre, bias(u), u.gemm_cols(), sigma[size_t(l)], R, u.O, rep, u.act, u.alpha,
-                          seed, step, uint32_t(l), uint32_t(c.sample_base) * uint32_t(K), c.antithetic ? 1 : 0, int(c.density),
-                          sigmas[size_t(l)]};
-        return noise_forward(na, c.qmc ? K : 0);
+        return dev::NoisyArgs{a_[size_t(l)]->f(), regen ? nullptr : e_[size_t(l)]->f(), pre, bias(u), u.gemm_cols(), sigma[size_t(l)], R,
+                              u.O, rep, u.act, u.alpha, seed, step, uint32_t(l), uint32_t(c.sample_base) * uint32_t(K),
+                              c.antithetic ? 1 : 0, int(c.density), sigmas[size_t(l)]};
     };
+    auto noisy = [&](int l, const float* pre, int rep) -> Status { return noise_forward(noise_args(l, pre, rep), c.qmc ? K : 0); };
 
     // a residual block's end adds its input: from the B-row prefix (row r / K) when the block starts at or before the
     // first noisy unit, else from the block's own rows
@@ -423,7 +426,13 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             OF_TRY(d->dsum_partial(ds, (R + dev::kReduceRows - 1) / dev::kReduceRows));
             OF_TRY(d->dsum_final(ds, 1));
         }
-        OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), nw, c.density, c.score, sigmas[size_t(l)]}, int64_t(R) * nw));
+        if (regen && !u.recurrent()) {
+            dev::NoisyArgs na = noise_args(l, nullptr, 1);
+            na.out = nullptr, na.E = S, na.w = w_.f(), na.score = c.score;
+            OF_TRY(d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.O)));
+        } else {
+            OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), nw, c.density, c.score, sigmas[size_t(l)]}, int64_t(R) * nw));
+        }
         const float inv_sigma = sigmas[size_t(l)] ? 1.0f : 1.0f / sigma[size_t(l)];
         if (u.recurrent()) {  // the first unit's dW from G = sum over copies (B T rows); U and b per copy row
             if (l == first) {
