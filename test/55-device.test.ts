@@ -378,6 +378,32 @@ for (const d of devices) {
     t.ok(Math.abs(hd.epochs[0]!.loss - hc.epochs[0]!.loss) <= d.fitTol * hc.epochs[0]!.loss, `fit with modules: loss ${hd.epochs[0]!.loss} vs ${hc.epochs[0]!.loss}`);
   });
 
+  t.test(`${d.name}: copy-parallel ranks on the device sum to the CPU's single-process estimate`, async (t) => {
+    // each rank's copy slice draws the noise rows of the whole K (slice-mapped Philox rows); losses exchanged first
+    const nets: [string, () => of.Layer[], number][] = [
+      ['MLP', () => [of.dense(784, 16), of.tanh(), of.dense(16, 10)], 784],
+      ['CNN', () => [of.conv2d({ inputShape: [28, 28, 1], filters: 3, kernel: 3, strides: 2 }), of.relu(), of.maxPool2d(), of.flatten(), of.dense(108, 10)], 784],
+      ['gru', () => [of.gru({ units: 5, inputShape: [4, 3] }), of.tanh(), of.dense(5, 3)], 12],
+    ];
+    for (const [name, layers, inputs] of nets) {
+      const b: of.Dataset = inputs === 784 ? batch : { x: randn(10 * inputs, 14), y: Int32Array.from({ length: 10 }, (_, i) => i % 3), rows: 10, shape: [4, 3] };
+      for (const estimator of [of.ulr({ copies: 8 }), of.ulr({ copies: 8, antithetic: true, storeNoise: false })]) {
+        const size = 2;
+        const single = of.sequential(layers(), { seed: 3, backend: 'cpu' });
+        const ranks = Array.from({ length: size }, () => of.sequential(layers(), { seed: 3, backend: d.name, allowTf32: false }));
+        withBiases(single, ...ranks);
+        const want = concat(single.gradients(b, { estimator }));
+        const losses = new Float32Array(b.rows * 8);
+        ranks.forEach((m, r) => of.distributed.copyParallelLosses(m, b, { rank: r, size, estimator }).forEach((v, i) => (losses[i]! += v)));
+        const sum = new Float64Array(want.length);
+        ranks.forEach((m, r) => of.distributed.copyParallelGradients(m, b, losses, { rank: r, size, estimator }).forEach((v, i) => (sum[i]! += v)));
+        const label = `${name}${estimator.antithetic ? ', pairs, storeNoise false' : ''}`;
+        t.ok(maxAbs(sum, want) <= d.tol * maxMag(want), `${label}: summed shares, max abs diff ${maxAbs(sum, want).toExponential(2)} (max |g| ${maxMag(want).toExponential(2)})`);
+        t.equal(ranks[0]!.backendInfo().placement, d.name, `${label}: the ranks ran on the device`);
+      }
+    }
+  });
+
   t.test(`${d.name}: SPSA and ES match the CPU engine`, async (t) => {
     // directions regenerated on the device from the same counters, inference forwards at theta +- eps z, the same
     // coefficients (computed on the host from the losses read back), the same seed replay

@@ -642,7 +642,7 @@ Napi::Value ModelWrap::CopyLosses(const Napi::CallbackInfo& info) {
         return {StatusCode::Abort, "losses collected"};  // the forward is all this phase needs
     };
     StepStats st;
-    Status status = estimate_trainable(m, d.x, d.y, B, s, m.step, &st, &hook);
+    Status status = placed_gradients(m, d.x, d.y, B, s, m.step, &st, &hook);
     if (!collected) check(env, status);
     return out;
     OF_NAPI_END(env)
@@ -672,7 +672,7 @@ Napi::Value ModelWrap::CopyGradients(const Napi::CallbackInfo& info) {
         return {};
     };
     StepStats st;
-    check(env, estimate_trainable(m, d.x, d.y, B, s, m.step, &st, &hook));
+    check(env, placed_gradients(m, d.x, d.y, B, s, m.step, &st, &hook));
     Napi::Float32Array g = Napi::Float32Array::New(env, size_t(m.n_params));
     std::copy(m.grads.data(), m.grads.data() + m.n_params, g.Data());
     return g;

@@ -78,6 +78,9 @@ struct NoisyArgs {
     // sigma), score_rows' values, instead of e
     const float* w = nullptr;
     Score score = Score::Exact;
+    // Copy-parallel slices (cpu NoiseSpec): local row l = row0 + r is global row (l / slice_local) slice_total +
+    // slice_offset + l % slice_local; slice_local 0: rows are global as they are
+    uint32_t slice_local = 0, slice_total = 0, slice_offset = 0;
 };
 // The LR score of one noise value (cpu::score_transform).
 OF_HOST_DEVICE float score_of(float e, Density density, Score score) {
@@ -94,7 +97,8 @@ OF_HOST_DEVICE int noise_counters(int O) { return (O + 63) / 64 * 16; }
 OF_HOST_DEVICE void noisy_forward_at(const NoisyArgs& a, int64_t i) {
     const int cpr = noise_counters(a.O);
     const int r = int(i / cpr), c = int(i % cpr);
-    const uint32_t g = a.row0 + uint32_t(r);
+    const uint32_t l = a.row0 + uint32_t(r);
+    const uint32_t g = a.slice_local ? (l / a.slice_local) * a.slice_total + a.slice_offset + l % a.slice_local : l;
     const bool odd = a.antithetic && (g & 1u);
     U32x4 u = philox4x32_10(uint32_t(c), odd ? g & ~1u : g, philox_stream(kStreamNoise, a.layer), a.step, uint32_t(a.seed),
                             uint32_t(a.seed >> 32));

@@ -42,7 +42,6 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         if (c.qmc && !m.dense_only) return "QMC noise runs on the CPU in models with layers other than dense ones";
         for (const auto& s : c.sigma_channels)
             if (!s.empty() && !m.dense_only) return "per-channel sigma runs on the CPU in models with layers other than dense ones";
-        if (c.slice_total) return "copy-parallel slices run on the CPU";
         if (c.baseline == Baseline::Clean && !m.dense_only) return "the clean baseline runs on the CPU in models with layers other than dense ones";
     }
     return {};
@@ -336,11 +335,16 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     // the reduction regenerates it from the same counters straight into the weighted scores (a write and a read of
     // R x O values less per unit)
     const bool regen = !c.store_noise && !c.qmc && !c.learn_sigma;
+    auto sliced = [&](dev::NoisyArgs na) {  // copy-parallel ranks: the noise rows of the whole K
+        if (c.slice_total) na.slice_local = uint32_t(K), na.slice_total = c.slice_total, na.slice_offset = c.slice_offset;
+        return na;
+    };
     auto noise_args = [&](int l, const float* pre, int rep) {
         const DenseUnit& u = m.units[size_t(l)];
-        return dev::NoisyArgs{a_[size_t(l)]->f(), regen ? nullptr : e_[size_t(l)]->f(), pre, bias(u), u.gemm_cols(), sigma[size_t(l)], R,
-                              u.O, rep, u.act, u.alpha, seed, step, uint32_t(l), uint32_t(c.sample_base) * uint32_t(K),
-                              c.antithetic ? 1 : 0, int(c.density), sigmas[size_t(l)]};
+        dev::NoisyArgs na{a_[size_t(l)]->f(), regen ? nullptr : e_[size_t(l)]->f(), pre, bias(u), u.gemm_cols(), sigma[size_t(l)], R,
+                          u.O, rep, u.act, u.alpha, seed, step, uint32_t(l), uint32_t(c.sample_base) * uint32_t(K),
+                          c.antithetic ? 1 : 0, int(c.density), sigmas[size_t(l)]};
+        return sliced(na);
     };
     auto noisy = [&](int l, const float* pre, int rep) -> Status { return noise_forward(noise_args(l, pre, rep), c.qmc ? K : 0); };
 
@@ -371,8 +375,9 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     auto seq = [&](int l, const float* xw) -> Status {
         const DenseUnit& u = m.units[size_t(l)];
         float* a = a_[size_t(l)]->f();
-        const dev::NoisyArgs na{nullptr, e_[size_t(l)]->f(), nullptr, nullptr, 1, sigma[size_t(l)], R, u.noise_width(), 1, Act::Identity,
-                                0.0f, seed, step, uint32_t(l), uint32_t(c.sample_base) * uint32_t(K), c.antithetic ? 1 : 0, int(c.density)};
+        const dev::NoisyArgs na = sliced({nullptr, e_[size_t(l)]->f(), nullptr, nullptr, 1, sigma[size_t(l)], R, u.noise_width(), 1,
+                                          Act::Identity, 0.0f, seed, step, uint32_t(l), uint32_t(c.sample_base) * uint32_t(K),
+                                          c.antithetic ? 1 : 0, int(c.density)});
         OF_TRY(d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.noise_width())));
         OF_TRY(seq_forward(m, l, R, input(l), a, e_[size_t(l)]->f(), sigma[size_t(l)], xw, K, tf32));
         if (u.act == Act::Identity) return {};
