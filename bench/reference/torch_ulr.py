@@ -12,7 +12,7 @@ Modes (one JSON line on stdout each):
               time to 93% test accuracy (training time only, evaluated after every epoch)
   throughput  --estimator bp|ulr --copies K --rows 65536 --widths 784,4096,4096,10 --steps 20: TFLOP/s
 DIR holds what `node dist/bench/cases/gpu.js export DIR` wrote: x_train.f32, y_train.i32, x_test.f32,
-y_test.i32, meta.json.
+y_test.i32, meta.json. --device cpu runs either mode on the CPU, to check the script where there is no GPU.
 """
 import argparse
 import json
@@ -21,6 +21,11 @@ import time
 
 import numpy as np
 import torch
+
+
+def sync(dev):
+    if dev.type == "cuda":
+        sync(dev)
 
 
 def load(data):
@@ -113,18 +118,18 @@ def digits(args, dev):
         grad(xtr[:B], ytr[:B])
     for p in ps:
         p.grad = None
-    torch.cuda.synchronize()
+    sync(dev)
     epochs, elapsed, t93 = [], 0.0, None
     for ep in range(args.epochs):
         perm = torch.randperm(n, device=dev, generator=gen)
-        torch.cuda.synchronize()
+        sync(dev)
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=dev)
         for s in range(steps):
             idx = perm[s * B:(s + 1) * B]
             loss_sum += grad(xtr[idx], ytr[idx]) * idx.shape[0]
             opt.step()
-        torch.cuda.synchronize()
+        sync(dev)
         secs = time.perf_counter() - t0
         elapsed += secs
         with torch.no_grad():
@@ -160,17 +165,18 @@ def throughput(args, dev):
     for _ in range(3):
         grad(x, y)
         opt.step()
-    torch.cuda.synchronize()
+    sync(dev)
     t0 = time.perf_counter()
     for _ in range(args.steps):
         grad(x, y)
         opt.step()
-    torch.cuda.synchronize()
+    sync(dev)
     secs = (time.perf_counter() - t0) / args.steps
     flops = 2 * macs(widths, B, args.estimator, K)
     return {"library": "pytorch " + torch.__version__, "estimator": args.estimator, "copies": K if args.estimator == "ulr" else None,
             "rows": B * K, "batch": B, "widths": widths, "step_ms": 1000 * secs, "tflops": flops / secs / 1e12,
-            "tf32": torch.backends.cuda.matmul.allow_tf32, "peak_mem_gib": torch.cuda.max_memory_allocated() / 2 ** 30}
+            "tf32": torch.backends.cuda.matmul.allow_tf32,
+            "peak_mem_gib": torch.cuda.max_memory_allocated() / 2 ** 30 if dev.type == "cuda" else None}
 
 
 def main():
@@ -188,12 +194,13 @@ def main():
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tf32", type=int, default=1)
+    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = bool(args.tf32)
     torch.backends.cudnn.allow_tf32 = bool(args.tf32)
-    dev = torch.device("cuda")
+    dev = torch.device(args.device)
     out = digits(args, dev) if args.mode == "digits" else throughput(args, dev)
-    out["device"] = torch.cuda.get_device_name(0)
+    out["device"] = torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"
     print(json.dumps(out))
 
 
