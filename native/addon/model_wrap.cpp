@@ -692,7 +692,8 @@ Napi::Value ModelWrap::PerturbationLosses(const Napi::CallbackInfo& info) {
     const int p0 = int(require_int(info[4], "p0", 0, P)), p1 = int(require_int(info[5], "p1", p0, P));
     Napi::Float32Array out = Napi::Float32Array::New(env, size_t(2 * P));
     std::fill(out.Data(), out.Data() + 2 * P, 0.0f);
-    check(env, weight_perturbation_losses(m, d.x, d.y, int(d.rows), e, m.step, p0, p1, out.Data(), out.Data() + P));
+    const int64_t clean = m.frozen > 0 && m.dense_only ? trainable_offset(m) : 0;  // as the single-process step
+    check(env, weight_perturbation_losses(m, d.x, d.y, int(d.rows), e, m.step, p0, p1, out.Data(), out.Data() + P, clean));
     return out;
     OF_NAPI_END(env)
 }

@@ -155,9 +155,10 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
 Status weight_perturbation_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
                                      uint32_t step, StepStats* stats);
 // Its halves (seed replay across ranks): the losses of directions [p0, p1) into plus / minus (P each; minus is 0
-// without pairs), and the gradient of all P directions from all their losses into m.grads.
+// without pairs), and the gradient of all P directions from all their losses into m.grads. clean: slab entries
+// [0, clean) are not perturbed (a dense model's frozen prefix, which the single-process step runs clean: frozen.cpp).
 Status weight_perturbation_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
-                                  int p0, int p1, float* plus, float* minus);
+                                  int p0, int p1, float* plus, float* minus, int64_t clean = 0);
 Status weight_perturbation_replay(Model& m, const EstimatorConfig& e, uint32_t step, const float* plus, const float* minus);
 // The directions: z_p is noise row p of layer id kWeightLayer (over the whole slab) at the step, from the model's seed;
 // the gradient is sum_p coef_p z_p with these coefficients (SPSA central differences; ES raw losses or centered ranks).

@@ -39,7 +39,7 @@ Perturbation setup(Model& m, const EstimatorConfig& e, uint32_t step) {
 }  // namespace
 
 Status weight_perturbation_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
-                                  int p0, int p1, float* plus, float* minus) {
+                                  int p0, int p1, float* plus, float* minus, int64_t clean) {
     const Perturbation w = setup(m, e, step);
     const KernelTable& k = *m.k;
     auto& ws = m.ws;
@@ -53,7 +53,8 @@ Status weight_perturbation_losses(Model& m, const float* x, const Targets& y, in
         float* th = ws.theta.data();
         const float* z = ws.z.data();
         const float s = sign * w.eps;
-        for (int64_t i = 0; i < w.n; i++) th[i] = theta0[i] + s * z[i];
+        std::copy(theta0, theta0 + clean, th);
+        for (int64_t i = clean; i < w.n; i++) th[i] = theta0[i] + s * z[i];
         OF_TRY(m.forward_with(th, m.infer.out.data(), x, B, m.infer));
         k.loss_forward(ws.loss.data(), m.infer.out.data(), y.labels, y.values, B, m.outputs, 1, m.loss, m.groups);
         double sum = 0.0;
