@@ -404,6 +404,34 @@ for (const d of devices) {
     }
   });
 
+  t.test(`${d.name}: seed-replay ranks on the device match the CPU's single process`, async (t) => {
+    // each rank evaluates its directions on the device; the summed losses give every rank the same update there
+    const layers = () => [of.dense(784, 16), of.tanh(), of.dense(16, 12), of.relu(), of.dense(12, 10)];
+    for (const [name, estimator] of [['spsa', of.spsa({ perturbations: 6 })], ['es', of.es({ population: 5 })]] as const) {
+      for (const frozen of [0, 1]) {
+        const size = 2;
+        const single = of.sequential(layers(), { seed: 5, backend: 'cpu' });
+        const ranks = Array.from({ length: size }, () => of.sequential(layers(), { seed: 5, backend: d.name, allowTf32: false }));
+        single.freeze(frozen), ranks.forEach((m) => m.freeze(frozen));
+        const start = params(single);
+        const optimizer = of.adam({ lr: 1e-2 });
+        for (let i = 0; i < 3; i++) {
+          const b = of.data.take(small, Array.from({ length: 24 }, (_, j) => 30 * i + j));
+          single.trainStep(b, { estimator, optimizer });
+          const sum = new Float32Array(2 * (name === 'spsa' ? 6 : 5));
+          ranks.forEach((m, r) => of.distributed.seedReplayLosses(m, b, { rank: r, size, estimator }).forEach((v, k) => (sum[k]! += v)));
+          ranks.forEach((m) => of.distributed.seedReplayUpdate(m, Float32Array.from(sum), { estimator, optimizer, rows: b.rows }));
+        }
+        const [pc, p0, p1] = [params(single), params(ranks[0]!), params(ranks[1]!)];
+        const label = `${name}, ${frozen} frozen`;
+        t.ok(bitsEqual(Float32Array.from(p0), Float32Array.from(p1)), `${label}: the ranks hold the same parameters`);
+        if (d.exact) t.ok(bitsEqual(Float32Array.from(p0), Float32Array.from(pc)), `${label}: 3 steps, the single process's bits`);
+        else t.ok(updateClose(d, p0, pc, start), `${label}: 3 steps, |diff| ${norm(p0, pc).toExponential(2)}`);
+        t.equal(ranks[0]!.backendInfo().placement, d.name, `${label}: the ranks ran on the device`);
+      }
+    }
+  });
+
   t.test(`${d.name}: SPSA and ES match the CPU engine`, async (t) => {
     // directions regenerated on the device from the same counters, inference forwards at theta +- eps z, the same
     // coefficients (computed on the host from the losses read back), the same seed replay

@@ -692,8 +692,7 @@ Napi::Value ModelWrap::PerturbationLosses(const Napi::CallbackInfo& info) {
     const int p0 = int(require_int(info[4], "p0", 0, P)), p1 = int(require_int(info[5], "p1", p0, P));
     Napi::Float32Array out = Napi::Float32Array::New(env, size_t(2 * P));
     std::fill(out.Data(), out.Data() + 2 * P, 0.0f);
-    const int64_t clean = m.frozen > 0 && m.dense_only ? trainable_offset(m) : 0;  // as the single-process step
-    check(env, weight_perturbation_losses(m, d.x, d.y, int(d.rows), e, m.step, p0, p1, out.Data(), out.Data() + P, clean));
+    check(env, placed_seed_replay_losses(m, d.x, d.y, int(d.rows), e, p0, p1, out.Data(), out.Data() + P));
     return out;
     OF_NAPI_END(env)
 }
@@ -710,9 +709,7 @@ Napi::Value ModelWrap::ApplyPerturbationUpdate(const Napi::CallbackInfo& info) {
     const float* l = finite_floats(env, info[0], 2 * int64_t(P), "losses");
     OptimizerConfig o = parse_optimizer(env, info[2]);
     const int rows = int(require_int(info[3], "rows", 1, 1 << 30));
-    check(env, weight_perturbation_replay(m, e, m.step, l, l + P));
-    std::fill(m.grads.data(), m.grads.data() + trainable_offset(m), 0.0f);
-    check(env, apply_update(m, o, rows));
+    check(env, placed_seed_replay_update(m, e, o, l, l + P, rows));
     return env.Undefined();
     OF_NAPI_END(env)
 }

@@ -70,6 +70,14 @@ class DeviceTrainer {
     // fit's validation on the device (Model::evaluate's contract: mean loss, accuracy). Needs begin().
     Status evaluate(Model& m, const DataRef& data, double* loss, double* accuracy);
     size_t pending() const { return pending_.size(); }
+
+    // Seed replay across ranks (weight_perturbation.cpp's halves, with the frozen-prefix rules of estimate()): the losses
+    // of directions [p0, p1) of the model's step into plus / minus; then, with every direction's losses, the gradient
+    // by seed replay and the optimizer update (step counters advanced).
+    Status seed_replay_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, int p0, int p1, float* plus,
+                              float* minus);
+    Status seed_replay_update(Model& m, const EstimatorConfig& e, const OptimizerConfig& o, const float* plus, const float* minus,
+                              int rows);
     void reset_pipeline() { pipe_.pending = false; }  // pipelined modules: no first module waits (every fit starts so)
 
    private:
@@ -119,7 +127,18 @@ class DeviceTrainer {
     Status read_layer_var(Model& m, const EstimatorConfig& e, StepStats* stats);         // layer-wise copies 'auto' 
     Status reset_tally();
     Status effective(const Model& m, const float* base);  // theta_: base, or its binary / ternary version
-    Status perturbation(Model& m, int B, const EstimatorConfig& e, uint32_t step, const float* x);  // SPSA / ES
+    // SPSA / ES: every direction's losses, the seed replay, and the step statistics; or its halves
+    Status perturbation(Model& m, int B, const EstimatorConfig& e, uint32_t step, const float* x);
+    Status perturbation_losses(Model& m, int B, const EstimatorConfig& e, uint32_t step, const float* x, int p0, int p1, float* plus,
+                               float* minus);
+    Status perturbation_replay(const Model& m, const EstimatorConfig& e, uint32_t step, const float* plus, const float* minus);
+    Status direction(const Model& m, uint32_t step, int p);
+    struct WpRange {  // seed_replay_losses: the directions [p0, p1) whose losses estimate() computes, and where they go
+        int p0, p1;
+        float* plus;
+        float* minus;
+    };
+    const WpRange* wp_range_ = nullptr;
     bool inference_ = false;           // the forward in inference mode (evaluate): dropout off, batchNorm running
 
     struct Pending {

@@ -123,6 +123,23 @@ Status placed_train_step(Model& m, const float* x, const Targets& y, int B, cons
     return on_device(dt, m, &o, [&] { return dt->train_step(m, x, y, B, e, o, stats, 0.0); });
 }
 
+Status placed_seed_replay_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, int p0, int p1,
+                                 float* plus, float* minus) {
+    DeviceTrainer* dt = placement(m, e, nullptr);
+    if (dt) return on_device(dt, m, nullptr, [&] { return dt->seed_replay_losses(m, x, y, B, e, p0, p1, plus, minus); });
+    const int64_t clean = m.frozen > 0 && m.dense_only ? trainable_offset(m) : 0;  // as the single-process step
+    return weight_perturbation_losses(m, x, y, B, e, m.step, p0, p1, plus, minus, clean);
+}
+
+Status placed_seed_replay_update(Model& m, const EstimatorConfig& e, const OptimizerConfig& o, const float* plus, const float* minus,
+                                 int rows) {
+    DeviceTrainer* dt = placement(m, e, nullptr);
+    if (dt) return on_device(dt, m, &o, [&] { return dt->seed_replay_update(m, e, o, plus, minus, rows); });
+    OF_TRY(weight_perturbation_replay(m, e, m.step, plus, minus));
+    std::fill(m.grads.data(), m.grads.data() + trainable_offset(m), 0.0f);
+    return apply_update(m, o, rows);
+}
+
 namespace {
 
 void shuffle(std::vector<int64_t>& perm, uint64_t seed, uint32_t epoch) {

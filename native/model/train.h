@@ -67,6 +67,12 @@ Status placed_gradients(Model& m, const float* x, const Targets& y, int B, const
                         StepStats* stats, const LossHook* hook);
 Status placed_train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
                          const OptimizerConfig& o, StepStats* stats);
+// Seed replay across ranks, where the model's steps run: the losses of directions [p0, p1) of this step (plus /
+// minus, P each), then the update from every direction's losses (gradient by seed replay, frozen prefix untouched).
+Status placed_seed_replay_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, int p0, int p1,
+                                 float* plus, float* minus);
+Status placed_seed_replay_update(Model& m, const EstimatorConfig& e, const OptimizerConfig& o, const float* plus, const float* minus,
+                                 int rows);
 
 Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& cfg, const FitHooks& hooks);
 
