@@ -4,7 +4,8 @@
 #   source .gpu/boot && bash bench/gpu/run.sh
 # Writes under $OUT (default bench/results/gpu-run): nvidia-smi.txt, info-prebuilt.json (the carried addon), build.log
 # and info.json (when it had to be rebuilt here), tests.tap (device and load tests on CUDA), tests-owngemm.tap (the
-# same without cuBLAS: our own SGEMM), bench.log, and the gpu suite's gpu-digits.json, gpu-throughput.json, gpu.md.
+# same without cuBLAS: our own SGEMM), bench.log, the gpu suite's gpu-digits.json, gpu-throughput.json, gpu.md, and
+# nsys-ulr-store-{true,false}.txt (per-kernel time of the ULR throughput step, where nsys exists).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 # The device tool allows 600 s per command: every step gets at most its own limit and what is left of 550 s.
@@ -28,3 +29,15 @@ echo "run.sh: device tests without cuBLAS rc=$?"
 timeout "$(limit 330)" node dist/bench/run.js gpu --out "$out" > "$out/bench.log" 2>&1
 echo "run.sh: bench rc=$?"
 tail -30 "$out/bench.log"
+# Where a ULR step's time goes, per kernel (when Nsight Systems is installed and time is left): the throughput
+# model, 5 timed steps, stored and regenerated noise. The report files stay in /tmp; the summaries come back.
+if command -v nsys >/dev/null 2>&1 && [ $((deadline - SECONDS)) -gt 40 ]; then
+  for store in true false; do
+    timeout "$(limit 60)" nsys profile --stats=true --force-overwrite true -o "/tmp/of-ulr-store-$store" \
+      node dist/bench/cases/gpu.js throughput "{\"estimator\":\"ulr\",\"copies\":512,\"steps\":5,\"storeNoise\":$store}" \
+      > "$out/nsys-ulr-store-$store.txt" 2>&1
+    echo "run.sh: nsys (storeNoise $store) rc=$?"
+  done
+else
+  echo "run.sh: no per-kernel profile (nsys absent or no time left)"
+fi
