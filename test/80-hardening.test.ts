@@ -41,6 +41,12 @@ t.test(`fuzz: ${FUZZ} random configs and inputs, every failure typed`, { timeout
         const y = model.loss === 'crossEntropy'
           ? Int32Array.from({ length: Math.max(0, rows) }, () => (r() < 0.95 ? Math.floor(r() * classes) : pick([-1, classes, 99])))
           : new Float32Array(Math.max(0, rows * classes)).map(() => r());
+        // ULR sometimes with layer-wise injection (copies 'auto', blocks), local modules (pipelined) or QMC noise:
+        // the device's paths for them meet the same inputs (invalid combinations are ERR_CONFIG)
+        const flow = r();
+        const extra = flow < 0.12 ? { injection: 'layerwise', ...(r() < 0.3 ? { copies: 'auto' } : {}), ...(r() < 0.3 ? { blocks: [2] } : {}) }
+          : flow < 0.24 ? { modules: pick([[[0, 1], [1, 2]], [[0, 2]]]), pipeline: r() < 0.5 }
+          : flow < 0.3 ? { qmc: true } : {};
         const est = r() < 0.3 ? of.bp() : of.ulr({
           copies: num(() => 2 * (1 + Math.floor(r() * 4))) as number,
           sigma: num(() => 0.01 + r()) as number,
@@ -48,7 +54,8 @@ t.test(`fuzz: ${FUZZ} random configs and inputs, every failure typed`, { timeout
           baseline: pick(of.BASELINES),
           sharedPrefix: r() < 0.7,
           storeNoise: r() < 0.7,
-        });
+          ...extra,
+        } as of.UlrOptions);
         const opt = pick([of.sgd, of.adam, of.adamw])({ lr: num(() => 1e-3 + r() * 0.1) as number, clipNorm: r() < 0.2 ? r() : 0 });
         const data = { x, y, rows: rows as number, shape: [inputs] };
         switch (Math.floor(r() * 5)) {

@@ -97,6 +97,8 @@ OF_HOST_DEVICE int noise_counters(int O) { return (O + 63) / 64 * 16; }
 OF_HOST_DEVICE void noisy_forward_at(const NoisyArgs& a, int64_t i) {
     const int cpr = noise_counters(a.O);
     const int r = int(i / cpr), c = int(i % cpr);
+    const int j0 = (c >> 4) * 64 + (c & 15);
+    if (j0 >= a.O) return;  // a narrow layer's row: this counter feeds no neuron
     const uint32_t l = a.row0 + uint32_t(r);
     const uint32_t g = a.slice_local ? (l / a.slice_local) * a.slice_total + a.slice_offset + l % a.slice_local : l;
     const bool odd = a.antithetic && (g & 1u);
@@ -112,7 +114,6 @@ OF_HOST_DEVICE void noisy_forward_at(const NoisyArgs& a, int64_t i) {
             z[w] = a.density == 2 ? logistic_from_uniform(un) : laplace_from_uniform(un);
         }
     }
-    const int j0 = (c >> 4) * 64 + (c & 15);
     for (int w = 0; w < 4; w++) {
         const int j = j0 + 16 * w;
         if (j >= a.O) break;
@@ -902,6 +903,7 @@ struct RowWeightArgs {
     int antithetic;
     float scale;
     const float* clean = nullptr;  // Baseline::Clean: each sample's noise-free loss (B values)
+    double* sums = nullptr;        // each sample's loss sum (B values): row_totals from the chunks' partial sums
 };
 OF_HOST_DEVICE int copy_chunks(int K) { return (K + kCopyChunk - 1) / kCopyChunk; }
 OF_HOST_DEVICE void row_sums_at(const RowWeightArgs& a, int64_t i) {
@@ -912,13 +914,17 @@ OF_HOST_DEVICE void row_sums_at(const RowWeightArgs& a, int64_t i) {
     for (int k = k0; k < k1; k++) sum += a.loss[b * a.K + k];
     a.part[i] = sum;
 }
-OF_HOST_DEVICE void row_weights_at(const RowWeightArgs& a, int64_t r) {
+OF_HOST_DEVICE void row_totals_at(const RowWeightArgs& a, int64_t b) {  // one index per sample, its chunks in order
     const int chunks = copy_chunks(a.K);
+    double sum = 0.0;
+    for (int c = 0; c < chunks; c++) sum += a.part[b * chunks + c];
+    a.sums[b] = sum;
+}
+OF_HOST_DEVICE void row_weights_at(const RowWeightArgs& a, int64_t r) {
     const int64_t b = r / a.K;
     const int k = int(r % a.K);
     const float* l = a.loss + b * a.K;
-    double sum = 0.0;
-    for (int c = 0; c < chunks; c++) sum += a.part[b * chunks + c];
+    const double sum = a.sums[b];
     double beta = 0.0;
     if (a.baseline == Baseline::LeaveOneOut) {
         if (!a.antithetic) beta = (sum - l[k]) / double(a.K - 1);
@@ -1190,6 +1196,7 @@ OF_HOST_DEVICE void optimizer_at(const OptArgs& a, int64_t i) {
     X(loss_rows, LossArgs)               \
     X(loss_grad, LossArgs)               \
     X(row_sums, RowWeightArgs)           \
+    X(row_totals, RowWeightArgs)         \
     X(row_weights, RowWeightArgs)        \
     X(stats_partial, StatsArgs)          \
     X(stats_final, StatsArgs)            \

@@ -235,6 +235,20 @@ Status DeviceTrainer::input_grad(const Model& m, int l, int rows, const float* d
     return d->row2im(dev::PatchArgs{din, dcols_.f(), u.g}, int64_t(rows) * u.I);
 }
 
+// The LR row weights w (B K rows) from the rows' losses: each sample's loss sum in copy chunks, the chunks summed per
+// sample, then one index per row with its baseline (the clean baseline reads clean_).
+Status DeviceTrainer::row_weights(int B, int K, const float* loss, float running, const UlrConfig& c, float scale) {
+    Device* d = dev_.get();
+    OF_TRY(row_part_.reserve(d, size_t(B) * dev::copy_chunks(K) * sizeof(double)));
+    OF_TRY(row_sum_.reserve(d, size_t(B) * sizeof(double)));
+    dev::RowWeightArgs rw{w_.f(), row_part_.as<double>(), loss, running, K, c.baseline, c.antithetic ? 1 : 0, scale,
+                          c.baseline == Baseline::Clean ? clean_.f() : nullptr};
+    rw.sums = row_sum_.as<double>();
+    OF_TRY(d->row_sums(rw, int64_t(B) * dev::copy_chunks(K)));
+    OF_TRY(d->row_totals(rw, B));
+    return d->row_weights(rw, int64_t(B) * K);
+}
+
 // A JS loss: every copy's outputs (R rows of C) to the host, one call, its per-row losses back into `loss` (the hits
 // stay the built-in loss's).
 Status DeviceTrainer::js_losses(const float* out, const Targets& y, int R, int C, int K, const LossHook& hook, float* loss) {
@@ -410,11 +424,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), R, C, K, m.loss, m.groups}, R));
     if (hook) OF_TRY(js_losses(out, y, R, C, K, *hook, loss_.f()));
     const float running = m.has_running ? float(m.running_loss) : 0.0f;
-    OF_TRY(row_part_.reserve(d, size_t(B) * dev::copy_chunks(K) * sizeof(double)));
-    const dev::RowWeightArgs rw{w_.f(), row_part_.as<double>(), loss_.f(), running, K, c.baseline, c.antithetic ? 1 : 0, 1.0f / float(R),
-                                c.baseline == Baseline::Clean ? clean_.f() : nullptr};
-    OF_TRY(d->row_sums(rw, int64_t(B) * dev::copy_chunks(K)));
-    OF_TRY(d->row_weights(rw, R));
+    OF_TRY(row_weights(B, K, loss_.f(), running, c, 1.0f / float(R)));
 
     // gradients: S = diag(w) s(E) in place, then one GEMM per unit (the first: G = copy sum of S, then on B rows)
     for (int l = first; l < L; l++) {
@@ -521,7 +531,6 @@ Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_
         OF_TRY(lw_ge_[size_t(i)]->reserve(d, size_t(Rmax) * width * sizeof(float)));
     }
     OF_TRY(g_.reserve(d, size_t(B) * width * sizeof(float)));
-    OF_TRY(row_part_.reserve(d, size_t(B) * dev::copy_chunks(kmax) * sizeof(double)));
     if (c.auto_copies) {
         OF_TRY(sg_rows_.reserve(d, size_t(Rmax) * sizeof(double)));
         OF_TRY(sg_part_.reserve(d, size_t((Rmax + dev::kReduceRows - 1) / dev::kReduceRows) * sizeof(double)));
@@ -563,10 +572,7 @@ Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_
         OF_TRY(d->loss_rows(dev::LossArgs{loss, hit_.as<int>() + off[size_t(g)], cur, labels_.as<int32_t>(), values_.f(), R, C, K, m.loss,
                                           m.groups}, R));
         if (hook) OF_TRY(js_losses(cur, y, R, C, K, *hook, loss));  // one call per group, its rows (sample, copy)
-        const dev::RowWeightArgs rw{w_.f(), row_part_.as<double>(), loss, running, K, c.baseline, c.antithetic ? 1 : 0,
-                                    1.0f / float(int64_t(B) * K), c.baseline == Baseline::Clean ? clean_.f() : nullptr};
-        OF_TRY(d->row_sums(rw, int64_t(B) * dev::copy_chunks(K)));
-        OF_TRY(d->row_weights(rw, R));
+        OF_TRY(row_weights(B, K, loss, running, c, 1.0f / float(int64_t(B) * K)));
         const float* a_prev = l == 0 ? x : a_[size_t(l - 1)]->f();
         if (c.auto_copies) {  // this layer's estimate variance (times sigma^2): sum_r w_r^2 |s(e_r)|^2 |a_prev(sample)|^2
             OF_TRY(d->var_rows(dev::VarRowsArgs{sg_rows_.as<double>(), lw_ge_[0]->f(), w_.f(), a_prev, u.O, u.I, K, c.density, c.score}, R));
@@ -703,10 +709,7 @@ Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t 
                                       m.loss, m.groups}, R));
     if (hook) OF_TRY(js_losses(a_[size_t(L - 1)]->f(), y, R, C, K, *hook, loss_.f()));
     const float running = m.has_running ? float(m.running_loss) : 0.0f;
-    OF_TRY(row_part_.reserve(d, size_t(B) * dev::copy_chunks(K) * sizeof(double)));
-    const dev::RowWeightArgs rw{w_.f(), row_part_.as<double>(), loss_.f(), running, K, c.baseline, c.antithetic ? 1 : 0, 1.0f / float(R)};
-    OF_TRY(d->row_sums(rw, int64_t(B) * dev::copy_chunks(K)));
-    OF_TRY(d->row_weights(rw, R));
+    OF_TRY(row_weights(B, K, loss_.f(), running, c, 1.0f / float(R)));
 
     // each module: the boundary's scores (the first module's summed over copies), its reductions
     for (size_t j = 0; j < ends.size(); j++) {

@@ -94,6 +94,7 @@ class DeviceTrainer {
                          const LossHook* hook);
     Status ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, const Targets& y, const LossHook* hook);
     Status js_losses(const float* out, const Targets& y, int R, int C, int K, const LossHook& hook, float* loss);
+    Status row_weights(int B, int K, const float* loss, float running, const UlrConfig& c, float scale);
     Status noise_forward(const dev::NoisyArgs& na, int qmc_K);
     Status channel_sigmas(int L, const UlrConfig& c, std::vector<const float*>* out);
     // BP pieces of one unit on `rows` rows from dv, the gradient at its pre-activation: its parameters' gradients
@@ -152,7 +153,7 @@ class DeviceTrainer {
     int tf32_ = -1;
     bool active_ = false;
     DeviceBuffer params_, grads_, opt_m_, opt_v_;
-    DeviceBuffer x_, labels_, values_, loss_, hit_, w_, row_part_, stats_part_, stats_, acc_, col_part_, norm_part_, norm_, v0_, g_, d0_,
+    DeviceBuffer x_, labels_, values_, loss_, hit_, w_, row_part_, row_sum_, stats_part_, stats_, acc_, col_part_, norm_part_, norm_, v0_, g_, d0_,
         d1_, h0_, h1_, dcols_, eff_, clean_, clean_hit_, sg_rows_, sg_part_, sg_, z_, theta_p_, lw_a_, lw_b_;
     std::vector<float> hook_out_, hook_loss_;  // a JS loss's outputs and answers, on the host
     const float* theta_ = nullptr;  // the slab the forward computes with: params_, or eff_ with binary / ternary weights
