@@ -139,6 +139,7 @@ for (const d of devices) {
       ['ulr antithetic K=6', of.ulr({ copies: 6, antithetic: true })],
       ['ulr K=96 (sample sums in two chunks; CPU blocks of other sizes)', of.ulr({ copies: 96 })],
       ['ulr antithetic K=130', of.ulr({ copies: 130, antithetic: true })],
+      ['ulr K=2050 (row weights in three stages), mean baseline', of.ulr({ copies: 2050, baseline: 'mean' })],
       ['ulr laplace, mean baseline', of.ulr({ copies: 8, noise: 'laplace', baseline: 'mean' })],
       ['ulr logistic, sign score, no baseline', of.ulr({ copies: 8, noise: 'logistic', score: 'sign', baseline: 'none' })],
       ['ulr sigma per layer, running baseline', of.ulr({ copies: 4, sigma: [0.05, 0.2, 0.1].slice(0, 3), baseline: 'running' })],
@@ -165,6 +166,7 @@ for (const d of devices) {
       for (const [en, estimator] of ests) {
         if ((en.includes('per layer') || en.includes('per channel') || en.includes('blocks')) && layers().filter((l) => l.type === 'dense').length !== 3) continue;
         if (en.includes('per channel') && (layers()[0] as of.DenseLayer).units !== 16) continue;
+        if (en.includes('K=2050') && !name.startsWith('20-16')) continue;
         const cpu = of.sequential(layers(), { seed: 7, loss, backend: 'cpu' });
         const dev = of.sequential(layers(), { seed: 7, loss, backend: d.name, allowTf32: false });
         withBiases(cpu, dev);

@@ -35,19 +35,29 @@ Status cuda_error(cudaError_t e, const char* what) {
     return {StatusCode::Backend, std::string("CUDA ") + what + ": " + cudaGetErrorString(e) + hint};
 }
 
+// The runtime's current device is per host thread (fit runs on its own thread). Every call sets it through here, which
+// remembers the thread's last one: a launch then costs no cudaSetDevice. Nothing else in the addon sets it.
+Status set_device(int ordinal) {
+    thread_local int current = -1;
+    if (current == ordinal) return {};
+    OF_TRY(cuda_error(cudaSetDevice(ordinal), "cudaSetDevice"));
+    current = ordinal;
+    return {};
+}
+
 class CudaDevice final : public Device {
    public:
     CudaDevice(int ordinal, bool allow_tf32) : ordinal_(ordinal), allow_tf32_(allow_tf32) {}
     ~CudaDevice() override {
         if (!stream_) return;
-        cudaSetDevice(ordinal_);
+        (void)set_device(ordinal_);
         cudaStreamSynchronize(stream_);
         blas_.close();  // its handle uses the stream
         cudaStreamDestroy(stream_);
     }
 
     Status open() {
-        OF_TRY(cuda_error(cudaSetDevice(ordinal_), "cudaSetDevice"));
+        OF_TRY(set_device(ordinal_));
         cudaDeviceProp p;
         OF_TRY(cuda_error(cudaGetDeviceProperties(&p, ordinal_), "cudaGetDeviceProperties"));
         sms_ = p.multiProcessorCount;
@@ -116,8 +126,7 @@ class CudaDevice final : public Device {
 #undef OF_CUDA_LAUNCH
 
    private:
-    // The runtime's current device is per host thread (fit runs on its own thread): set it before each call.
-    Status bind() { return cuda_error(cudaSetDevice(ordinal_), "cudaSetDevice"); }
+    Status bind() { return set_device(ordinal_); }
     unsigned blocks(int64_t n) const {
         return unsigned(std::min<int64_t>((n + kBlock - 1) / kBlock, int64_t(sms_) * 32));
     }

@@ -888,10 +888,11 @@ OF_HOST_DEVICE void loss_grad_at(const LossArgs& a, int64_t r) {
     for (int c = 0; c < a.C; c++) d[c] = k * (yr[c] - tr[c]);
 }
 
-// LR row weights (cpu::lr_row_weights): w[b K + k] = (loss - baseline) scale, in two stages so that every row gets a
-// thread. Stage 1: part[b chunks + c] = the float64 sum of sample b's losses over copies [64 c, 64 c + 64), one index
-// per (b, c). Stage 2: one index per row; the sample's sum is its chunks' sum in order (for K <= 64 the CPU's
-// sequential sum, bit for bit).
+// LR row weights (cpu::lr_row_weights): w[b K + k] = (loss - baseline) scale. A sample's loss sum is the float64 sum
+// of its copy chunks [64 c, 64 c + 64), the chunks added in order (for K <= 64 the CPU's sequential sum, bit for bit).
+// Up to kSampleWeightsK copies one index per sample does it all (sample_weights); beyond, three stages keep every
+// thread's loop short: row_sums (one index per chunk), row_totals (per sample), row_weights (per row).
+constexpr int kSampleWeightsK = 2048;
 constexpr int kCopyChunk = 64;
 struct RowWeightArgs {
     float* w;
@@ -920,11 +921,8 @@ OF_HOST_DEVICE void row_totals_at(const RowWeightArgs& a, int64_t b) {  // one i
     for (int c = 0; c < chunks; c++) sum += a.part[b * chunks + c];
     a.sums[b] = sum;
 }
-OF_HOST_DEVICE void row_weights_at(const RowWeightArgs& a, int64_t r) {
-    const int64_t b = r / a.K;
-    const int k = int(r % a.K);
-    const float* l = a.loss + b * a.K;
-    const double sum = a.sums[b];
+// copy k of sample b, whose losses are l and loss sum `sum`
+OF_HOST_DEVICE float row_weight(const RowWeightArgs& a, int64_t b, int k, const float* l, double sum) {
     double beta = 0.0;
     if (a.baseline == Baseline::LeaveOneOut) {
         if (!a.antithetic) beta = (sum - l[k]) / double(a.K - 1);
@@ -936,7 +934,22 @@ OF_HOST_DEVICE void row_weights_at(const RowWeightArgs& a, int64_t r) {
     } else if (a.baseline == Baseline::Clean) {
         beta = a.clean[b];
     }
-    a.w[r] = float((double(l[k]) - beta) * a.scale);
+    return float((double(l[k]) - beta) * a.scale);
+}
+OF_HOST_DEVICE void row_weights_at(const RowWeightArgs& a, int64_t r) {
+    const int64_t b = r / a.K;
+    const int k = int(r % a.K);
+    a.w[r] = row_weight(a, b, k, a.loss + b * a.K, a.sums[b]);
+}
+OF_HOST_DEVICE void sample_weights_at(const RowWeightArgs& a, int64_t b) {  // one index per sample
+    const float* l = a.loss + b * a.K;
+    double sum = 0.0;
+    for (int k0 = 0; k0 < a.K; k0 += kCopyChunk) {
+        double chunk = 0.0;
+        for (int k = k0; k < k0 + kCopyChunk && k < a.K; k++) chunk += l[k];
+        sum += chunk;
+    }
+    for (int k = 0; k < a.K; k++) a.w[b * a.K + k] = row_weight(a, b, k, l, sum);
 }
 
 // Step statistics, stage 1: chunk t of kReduceRows rows -> part[2 t] = sum of losses (float64), part[2 t + 1] =
@@ -1197,6 +1210,7 @@ OF_HOST_DEVICE void optimizer_at(const OptArgs& a, int64_t i) {
     X(loss_grad, LossArgs)               \
     X(row_sums, RowWeightArgs)           \
     X(row_totals, RowWeightArgs)         \
+    X(sample_weights, RowWeightArgs)     \
     X(row_weights, RowWeightArgs)        \
     X(stats_partial, StatsArgs)          \
     X(stats_final, StatsArgs)            \

@@ -235,15 +235,16 @@ Status DeviceTrainer::input_grad(const Model& m, int l, int rows, const float* d
     return d->row2im(dev::PatchArgs{din, dcols_.f(), u.g}, int64_t(rows) * u.I);
 }
 
-// The LR row weights w (B K rows) from the rows' losses: each sample's loss sum in copy chunks, the chunks summed per
-// sample, then one index per row with its baseline (the clean baseline reads clean_).
+// The LR row weights w (B K rows) from the rows' losses (ops.h: one launch per sample up to kSampleWeightsK copies,
+// else three stages; the same bits either way); the clean baseline reads clean_.
 Status DeviceTrainer::row_weights(int B, int K, const float* loss, float running, const UlrConfig& c, float scale) {
     Device* d = dev_.get();
+    dev::RowWeightArgs rw{w_.f(), nullptr, loss, running, K, c.baseline, c.antithetic ? 1 : 0, scale,
+                          c.baseline == Baseline::Clean ? clean_.f() : nullptr};
+    if (K <= dev::kSampleWeightsK) return d->sample_weights(rw, B);
     OF_TRY(row_part_.reserve(d, size_t(B) * dev::copy_chunks(K) * sizeof(double)));
     OF_TRY(row_sum_.reserve(d, size_t(B) * sizeof(double)));
-    dev::RowWeightArgs rw{w_.f(), row_part_.as<double>(), loss, running, K, c.baseline, c.antithetic ? 1 : 0, scale,
-                          c.baseline == Baseline::Clean ? clean_.f() : nullptr};
-    rw.sums = row_sum_.as<double>();
+    rw.part = row_part_.as<double>(), rw.sums = row_sum_.as<double>();
     OF_TRY(d->row_sums(rw, int64_t(B) * dev::copy_chunks(K)));
     OF_TRY(d->row_totals(rw, B));
     return d->row_weights(rw, int64_t(B) * K);
