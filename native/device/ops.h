@@ -1063,18 +1063,31 @@ OF_HOST_DEVICE void score_rows_at(const ScoreRowsArgs& a, int64_t i) {
     a.E[i] = e * a.w[i / a.O];
 }
 
-// Shared-prefix copy sum (cpu::lr_copy_sum over already weighted scores): G[b, o] = sum_k S[b K + k, o], one index
-// per (b, o).
+// Shared-prefix copy sum (cpu::lr_copy_sum): G[b, o] = sum_k S[b K + k, o], one index per (b, o). S holds weighted
+// scores; or, with w given, the raw noise, scored and weighted on the fly as score_rows_at would (the same bits, and no
+// pass over the B K rows that only this sum reads).
 struct CopySumArgs {
     float* G;
     const float* S;
     int K, O;
+    const float* w = nullptr;
+    Density density = Density::Normal;
+    Score score = Score::Exact;
+    const float* sigmas = nullptr;
 };
 OF_HOST_DEVICE void copy_sum_at(const CopySumArgs& a, int64_t i) {
     const int64_t b = i / a.O, o = i % a.O;
     const float* s = a.S + b * a.K * a.O + o;
     float acc = 0.0f;
-    for (int k = 0; k < a.K; k++) acc += s[int64_t(k) * a.O];
+    for (int k = 0; k < a.K; k++) {
+        float v = s[int64_t(k) * a.O];
+        if (a.w) {
+            v = score_of(v, a.density, a.score);
+            if (a.sigmas) v = v / a.sigmas[o];
+            v = v * a.w[b * a.K + k];
+        }
+        acc += v;
+    }
     a.G[i] = acc;
 }
 

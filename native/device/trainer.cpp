@@ -250,6 +250,13 @@ Status DeviceTrainer::row_weights(int B, int K, const float* loss, float running
     return d->row_weights(rw, int64_t(B) * K);
 }
 
+// The copy sum of the first noisy unit into g_, from its raw noise E (B K rows of O), scored and weighted on the fly.
+dev::CopySumArgs DeviceTrainer::scored_sum(const float* E, int K, int O, const UlrConfig& c, const float* sigmas) {
+    dev::CopySumArgs a{g_.f(), E, K, O};
+    a.w = w_.f(), a.density = c.density, a.score = c.score, a.sigmas = sigmas;
+    return a;
+}
+
 // A JS loss: every copy's outputs (R rows of C) to the host, one call, its per-row losses back into `loss` (the hits
 // stay the built-in loss's).
 Status DeviceTrainer::js_losses(const float* out, const Targets& y, int R, int C, int K, const LossHook& hook, float* loss) {
@@ -442,11 +449,12 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             OF_TRY(d->dsum_partial(ds, (R + dev::kReduceRows - 1) / dev::kReduceRows));
             OF_TRY(d->dsum_final(ds, 1));
         }
+        const bool fused = l == first && !u.recurrent() && !regen;  // the copy sum scores the noise itself
         if (regen && !u.recurrent()) {
             dev::NoisyArgs na = noise_args(l, nullptr, 1);
             na.out = nullptr, na.E = S, na.w = w_.f(), na.score = c.score;
             OF_TRY(d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.O)));
-        } else {
+        } else if (!fused) {
             OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), nw, c.density, c.score, sigmas[size_t(l)]}, int64_t(R) * nw));
         }
         const float inv_sigma = sigmas[size_t(l)] ? 1.0f : 1.0f / sigma[size_t(l)];
@@ -461,7 +469,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         }
         const int rows = l == first ? B : R;
         if (l == first) {
-            OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), S, K, u.O}, int64_t(B) * u.O));
+            OF_TRY(d->copy_sum(fused ? scored_sum(S, K, u.O, c, sigmas[size_t(l)]) : dev::CopySumArgs{g_.f(), S, K, u.O}, int64_t(B) * u.O));
             S = g_.f();
         }
         // in the GEMM view: S (rows x positions, cols) against the unit's input (dense) or its patches (conv); a norm's
@@ -582,9 +590,7 @@ Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_
             OF_TRY(d->dsum_final(ds, 1));
         }
         // the first layer through G = sum_k w s(e) on B rows (its input is clean); the others per row
-        float* S = lw_ge_[0]->f();
-        OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), u.O, c.density, c.score, sigmas[size_t(l)]}, int64_t(R) * u.O));
-        OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), S, K, u.O}, int64_t(B) * u.O));
+        OF_TRY(d->copy_sum(scored_sum(lw_ge_[0]->f(), K, u.O, c, sigmas[size_t(l)]), int64_t(B) * u.O));
         OF_TRY(weight_grads(m, l, B, g_.f(), alpha(l), a_prev, tf32));
         for (int j = l + 1; j < lend; j++) {
             const DenseUnit& uj = m.units[size_t(j)];
@@ -717,12 +723,12 @@ Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t 
         const int top = ends[j] - 1;
         const DenseUnit& ut = m.units[size_t(top)];
         float* S = e_[size_t(top)]->f();
-        OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), ut.O, c.density, c.score, sigmas[size_t(top)]}, int64_t(R) * ut.O));
         if (j > 0) {
+            OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), ut.O, c.density, c.score, sigmas[size_t(top)]}, int64_t(R) * ut.O));
             OF_TRY(backward(j, R, S, x));
             continue;
         }
-        OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), S, K, ut.O}, int64_t(B) * ut.O));
+        OF_TRY(d->copy_sum(scored_sum(S, K, ut.O, c, sigmas[size_t(top)]), int64_t(B) * ut.O));
         if (!pipelined) OF_TRY(backward(0, B, g_.f(), x));
     }
     if (pipelined) {  // this step's first module waits for the next step
