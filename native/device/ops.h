@@ -966,17 +966,9 @@ struct StatsArgs {
     double* acc;     // nullptr: no accumulation
     double samples;  // the step's samples (the epoch loss weights each step's mean loss by them)
     double id;       // the step's id among the steps not yet read back
+    int direct = 0;  // one chunk (R <= kReduceRows): stage 1 closes the step itself (0 + x is x: the same bits)
 };
-OF_HOST_DEVICE void stats_partial_at(const StatsArgs& a, int64_t t) {
-    const int r0 = int(t) * kReduceRows, r1 = r0 + kReduceRows < a.R ? r0 + kReduceRows : a.R;
-    double s = 0.0, h = 0.0;
-    for (int r = r0; r < r1; r++) s += a.loss[r], h += a.hit[r];
-    a.part[2 * t] = s, a.part[2 * t + 1] = h;
-}
-OF_HOST_DEVICE void stats_final_at(const StatsArgs& a, int64_t) {
-    const int chunks = (a.R + kReduceRows - 1) / kReduceRows;
-    double s = 0.0, h = 0.0;
-    for (int t = 0; t < chunks; t++) s += a.part[2 * t], h += a.part[2 * t + 1];
+OF_HOST_DEVICE void stats_close(const StatsArgs& a, double s, double h) {
     a.stats[0] = s, a.stats[1] = h;
     bool ok = s - s == 0.0;  // finite (inf - inf and NaN are NaN)
     if (a.acc) {
@@ -985,6 +977,19 @@ OF_HOST_DEVICE void stats_final_at(const StatsArgs& a, int64_t) {
         if (ok) a.acc[0] += s / a.R * a.samples, a.acc[1] += h, a.acc[2] += a.R;
     }
     a.stats[2] = ok ? 1.0 : 0.0;
+}
+OF_HOST_DEVICE void stats_partial_at(const StatsArgs& a, int64_t t) {
+    const int r0 = int(t) * kReduceRows, r1 = r0 + kReduceRows < a.R ? r0 + kReduceRows : a.R;
+    double s = 0.0, h = 0.0;
+    for (int r = r0; r < r1; r++) s += a.loss[r], h += a.hit[r];
+    if (a.direct) stats_close(a, s, h);
+    else a.part[2 * t] = s, a.part[2 * t + 1] = h;
+}
+OF_HOST_DEVICE void stats_final_at(const StatsArgs& a, int64_t) {
+    const int chunks = (a.R + kReduceRows - 1) / kReduceRows;
+    double s = 0.0, h = 0.0;
+    for (int t = 0; t < chunks; t++) s += a.part[2 * t], h += a.part[2 * t + 1];
+    stats_close(a, s, h);
 }
 
 // The learned sigma's gradient, stage 1 (likelihood_ratio.cpp): per row r, w[r] sum_j (e_j s(e_j) - 1) in float64, with
@@ -1100,6 +1105,7 @@ struct ColSumArgs {
     int R, O;
     float alpha;
     const float* mul = nullptr;  // sums d mul (elementwise) instead of d
+    int direct = 0;              // one chunk (R <= kReduceRows): stage 1 writes out itself (0 + x is x: the same bits)
 };
 OF_HOST_DEVICE void col_sum_partial_at(const ColSumArgs& a, int64_t i) {
     const int64_t t = i / a.O, o = i % a.O;
@@ -1109,7 +1115,8 @@ OF_HOST_DEVICE void col_sum_partial_at(const ColSumArgs& a, int64_t i) {
         const int64_t at = int64_t(r) * a.O + o;
         acc += a.mul ? a.d[at] * a.mul[at] : a.d[at];
     }
-    a.part[i] = acc;
+    if (a.direct) a.out[i] = a.alpha * acc;
+    else a.part[i] = acc;
 }
 OF_HOST_DEVICE void col_sum_final_at(const ColSumArgs& a, int64_t o) {
     const int chunks = (a.R + kReduceRows - 1) / kReduceRows;

@@ -119,8 +119,13 @@ Status DeviceTrainer::upload_batch(const Model& m, const float* x, const Targets
 
 Status DeviceTrainer::col_sum(float* out, const float* d, int R, int O, float alpha, const float* mul) {
     const int chunks = (R + dev::kReduceRows - 1) / dev::kReduceRows;
+    dev::ColSumArgs a{out, nullptr, d, R, O, alpha, mul};
+    if (chunks == 1) {  // one launch
+        a.direct = 1;
+        return dev_->col_sum_partial(a, O);
+    }
     OF_TRY(col_part_.reserve(dev_.get(), size_t(chunks) * O * sizeof(float)));
-    dev::ColSumArgs a{out, col_part_.f(), d, R, O, alpha, mul};
+    a.part = col_part_.f();
     OF_TRY(dev_->col_sum_partial(a, int64_t(chunks) * O));
     return dev_->col_sum_final(a, O);
 }
@@ -912,12 +917,22 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     if (m.frozen > 0 && (!tail || wp)) OF_TRY(dev_->zero(grads_.f(), size_t(trainable_offset(m)) * sizeof(float)));
     if (wp) return {};  // its statistics block is written
     if (e.kind == EstimatorConfig::Kind::Ulr && !e.ulr.layerwise) *rows = B * e.ulr.copies;
-    const int chunks = (*rows + dev::kReduceRows - 1) / dev::kReduceRows;
-    OF_TRY(stats_part_.reserve(dev_.get(), size_t(chunks) * 2 * sizeof(double)));
-    OF_TRY(stats_.reserve(dev_.get(), 4 * sizeof(double)));
     if (id >= 0.0 && acc_.size() == 0) OF_TRY(reset_tally());
-    dev::StatsArgs a{stats_part_.as<double>(), stats_.as<double>(), loss_.f(), hit_.as<int>(), *rows,
-                     id >= 0.0 ? acc_.as<double>() : nullptr, double(B), id};
+    return step_stats(dev::StatsArgs{nullptr, nullptr, loss_.f(), hit_.as<int>(), *rows, id >= 0.0 ? acc_.as<double>() : nullptr,
+                                     double(B), id});
+}
+
+// The statistics of R rows' losses and hits into stats_ (ops.h StatsArgs): one launch for one chunk, else two.
+Status DeviceTrainer::step_stats(dev::StatsArgs a) {
+    const int chunks = (a.R + dev::kReduceRows - 1) / dev::kReduceRows;
+    OF_TRY(stats_.reserve(dev_.get(), 4 * sizeof(double)));
+    a.stats = stats_.as<double>();
+    if (chunks == 1) {
+        a.direct = 1;
+        return dev_->stats_partial(a, 1);
+    }
+    OF_TRY(stats_part_.reserve(dev_.get(), size_t(chunks) * 2 * sizeof(double)));
+    a.part = stats_part_.as<double>();
     OF_TRY(dev_->stats_partial(a, chunks));
     return dev_->stats_final(a, 1);
 }
@@ -945,7 +960,6 @@ Status DeviceTrainer::perturbation_losses(Model& m, int B, const EstimatorConfig
     const int64_t n = m.n_params;
     OF_TRY(z_.reserve(d, size_t(n) * sizeof(float)));
     OF_TRY(theta_p_.reserve(d, size_t(n) * sizeof(float)));
-    OF_TRY(stats_part_.reserve(d, size_t((B + dev::kReduceRows - 1) / dev::kReduceRows) * 2 * sizeof(double)));
     OF_TRY(stats_.reserve(d, 4 * sizeof(double)));
     OF_TRY(loss_.reserve(d, size_t(B) * sizeof(float)));
     OF_TRY(hit_.reserve(d, size_t(B) * sizeof(int)));
@@ -958,9 +972,7 @@ Status DeviceTrainer::perturbation_losses(Model& m, int B, const EstimatorConfig
         OF_TRY(st);
         OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), a_[m.units.size() - 1]->f(), labels_.as<int32_t>(), values_.f(), B,
                                           m.outputs, 1, m.loss, m.groups}, B));
-        const dev::StatsArgs a{stats_part_.as<double>(), stats_.as<double>(), loss_.f(), hit_.as<int>(), B, nullptr, 0.0, 0.0};
-        OF_TRY(d->stats_partial(a, (B + dev::kReduceRows - 1) / dev::kReduceRows));
-        OF_TRY(d->stats_final(a, 1));
+        OF_TRY(step_stats(dev::StatsArgs{nullptr, nullptr, loss_.f(), hit_.as<int>(), B, nullptr, 0.0, 0.0}));
         double sum = 0.0;
         OF_TRY(d->download(&sum, stats_.as<double>(), sizeof(double)));
         *out = float(sum / B);
@@ -1051,12 +1063,7 @@ Status DeviceTrainer::evaluate(Model& m, const DataRef& data, double* loss, doub
         if (!st.ok()) break;
         const float* out = a_[m.units.size() - 1]->f();
         st = dev_->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), n, m.outputs, 1, m.loss, m.groups}, n);
-        const int chunks = (n + dev::kReduceRows - 1) / dev::kReduceRows;
-        if (st.ok()) st = stats_part_.reserve(dev_.get(), size_t(chunks) * 2 * sizeof(double));
-        if (st.ok()) st = stats_.reserve(dev_.get(), 4 * sizeof(double));
-        const dev::StatsArgs a{stats_part_.as<double>(), stats_.as<double>(), loss_.f(), hit_.as<int>(), n, nullptr, 0.0, 0.0};
-        if (st.ok()) st = dev_->stats_partial(a, chunks);
-        if (st.ok()) st = dev_->stats_final(a, 1);
+        if (st.ok()) st = step_stats(dev::StatsArgs{nullptr, nullptr, loss_.f(), hit_.as<int>(), n, nullptr, 0.0, 0.0});
         double got[2] = {0.0, 0.0};
         if (st.ok()) st = dev_->download(got, stats_.as<double>(), sizeof(got));
         sum += got[0], hits += int64_t(got[1]);

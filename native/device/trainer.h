@@ -96,6 +96,7 @@ class DeviceTrainer {
     Status js_losses(const float* out, const Targets& y, int R, int C, int K, const LossHook& hook, float* loss);
     Status row_weights(int B, int K, const float* loss, float running, const UlrConfig& c, float scale);
     dev::CopySumArgs scored_sum(const float* E, int K, int O, const UlrConfig& c, const float* sigmas);
+    Status step_stats(dev::StatsArgs a);
     Status noise_forward(const dev::NoisyArgs& na, int qmc_K);
     Status channel_sigmas(int L, const UlrConfig& c, std::vector<const float*>* out);
     // BP pieces of one unit on `rows` rows from dv, the gradient at its pre-activation: its parameters' gradients
