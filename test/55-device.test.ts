@@ -370,6 +370,19 @@ for (const d of devices) {
         t.ok(updateClose(d, pd, pc, start), `pipelined, step ${i + 1}: |diff| ${norm(pd, pc).toExponential(2)} (update ${norm(pc, start).toExponential(2)})`);
       }
       t.equal(dev.backendInfo().placement, d.name, 'pipelined modules ran on the device');
+      // freeze(1) drops the kept first module (its units are now others, though the tail's first module ends at the same
+      // unit index 2 with modules [0,3][3,4]): the next step leaves the new first module alone
+      cpu.freeze(1), dev.freeze(1);
+      const before = params(dev);
+      const b = of.data.take(small, Array.from({ length: 20 }, (_, j) => 500 + j));
+      const est2 = of.ulr({ copies: 8, modules: [[0, 3], [3, 4]], pipeline: true });
+      cpu.trainStep(b, { estimator: est2, optimizer }), dev.trainStep(b, { estimator: est2, optimizer });
+      const layer1 = [dev.parameters()[0]!.data.length + dev.parameters()[1]!.data.length,
+        dev.parameters().slice(0, 6).reduce((a, p) => a + p.data.length, 0)];  // layers 1 and 2: the tail's first module
+      t.ok(bitsEqual(Float32Array.from(params(dev).subarray(layer1[0], layer1[1])), Float32Array.from(before.subarray(layer1[0], layer1[1]))),
+        'pipelined, after freeze(1): the step leaves the new first module alone');
+      t.ok(updateClose(d, params(dev), params(cpu), before), `pipelined, after freeze(1): |diff| ${norm(params(dev), params(cpu)).toExponential(2)}`);
+      cpu.freeze(0), dev.freeze(0);
       const [hc, hd] = [await cpu.fit(small, { estimator: est, epochs: 1, batchSize: 50 }), await dev.fit(small, { estimator: est, epochs: 1, batchSize: 50 })];
       t.ok(Math.abs(hd.epochs[0]!.loss - hc.epochs[0]!.loss) <= d.fitTol * hc.epochs[0]!.loss, `fit with pipelined modules: loss ${hd.epochs[0]!.loss} vs ${hc.epochs[0]!.loss}`);
     }

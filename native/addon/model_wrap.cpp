@@ -871,6 +871,10 @@ Napi::Value ModelWrap::SetFrozen(const Napi::CallbackInfo& info) {
             p += u.param();
         }
     }
+    if (frozen != m.frozen) {  // a pipelined first module kept from before indexes the other units: drop it
+        m.ws.first[0].pending = m.ws.first[1].pending = false;
+        if (m.device) m.device->reset_pipeline();
+    }
     m.frozen = frozen;
     return env.Undefined();
     OF_NAPI_END(env)
