@@ -1067,6 +1067,26 @@ OF_HOST_DEVICE void score_rows_at(const ScoreRowsArgs& a, int64_t i) {
     if (a.sigmas) e = e / a.sigmas[i % a.O];
     a.E[i] = e * a.w[i / a.O];
 }
+// score_rows and the first stage of the column sum of the scores (a dense unit's bias gradient) in one pass: one index
+// per (chunk t of kReduceRows rows, column o) scores its rows in place, in row order, and writes their sum to
+// part[t, o]: the same values and sums as score_rows, then col_sum_partial.
+struct ScoreColsArgs {
+    ScoreRowsArgs s;
+    float* part;
+    int R;
+};
+OF_HOST_DEVICE void score_cols_at(const ScoreColsArgs& a, int64_t i) {
+    const int O = a.s.O;
+    const int64_t t = i / O, o = i % O;
+    const int r0 = int(t) * kReduceRows, r1 = r0 + kReduceRows < a.R ? r0 + kReduceRows : a.R;
+    float acc = 0.0f;
+    for (int r = r0; r < r1; r++) {
+        const int64_t at = int64_t(r) * O + o;
+        score_rows_at(a.s, at);
+        acc += a.s.E[at];
+    }
+    a.part[i] = acc;
+}
 
 // Shared-prefix copy sum (cpu::lr_copy_sum): G[b, o] = sum_k S[b K + k, o], one index per (b, o). S holds weighted
 // scores; or, with w given, the raw noise, scored and weighted on the fly as score_rows_at would (the same bits, and no
@@ -1235,6 +1255,7 @@ OF_HOST_DEVICE void optimizer_at(const OptArgs& a, int64_t i) {
     X(stats_partial, StatsArgs)          \
     X(stats_final, StatsArgs)            \
     X(score_rows, ScoreRowsArgs)         \
+    X(score_cols, ScoreColsArgs)         \
     X(sigma_grad, SigmaGradArgs)         \
     X(var_rows, VarRowsArgs)             \
     X(dsum_partial, DSumArgs)            \

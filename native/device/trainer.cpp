@@ -455,7 +455,14 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             OF_TRY(d->dsum_final(ds, 1));
         }
         const bool fused = l == first && !u.recurrent() && !regen;  // the copy sum scores the noise itself
-        if (regen && !u.recurrent()) {
+        // a later dense unit with a bias: its scores and their column sums' first stage in one pass
+        const bool scored_cols = l != first && !regen && u.kind == UnitKind::Dense && u.b_off >= 0;
+        const int chunks = (R + dev::kReduceRows - 1) / dev::kReduceRows;
+        if (scored_cols) {
+            OF_TRY(col_part_.reserve(d, size_t(chunks) * u.O * sizeof(float)));
+            const dev::ScoreColsArgs sc{{S, w_.f(), u.O, c.density, c.score, sigmas[size_t(l)]}, col_part_.f(), R};
+            OF_TRY(d->score_cols(sc, int64_t(chunks) * u.O));
+        } else if (regen && !u.recurrent()) {
             dev::NoisyArgs na = noise_args(l, nullptr, 1);
             na.out = nullptr, na.E = S, na.w = w_.f(), na.score = c.score;
             OF_TRY(d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.O)));
@@ -484,6 +491,11 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             OF_TRY(xh_[size_t(l)]->reserve(d, size_t(rows) * u.O * sizeof(float)));
             OF_TRY(d->bn_apply(dev::BatchApplyArgs{xh_[size_t(l)]->f(), input(l), bn_[size_t(l)]->stats.f(), nullptr, u.g.Ho, u.g.Co, 1},
                                int64_t(rows) * u.O));
+        }
+        if (scored_cols) {  // the weight GEMM, then the bias from the column sums' chunks
+            OF_TRY(d->gemm(true, false, u.O, u.I, R, inv_sigma, S, u.O, input(l), u.I, 0.0f, G + u.w_off, u.I, tf32));
+            OF_TRY(d->col_sum_final(dev::ColSumArgs{G + u.b_off, col_part_.f(), nullptr, R, u.O, inv_sigma}, u.O));
+            continue;
         }
         OF_TRY(weight_grads(m, l, rows, S, inv_sigma, input(l), tf32));
     }
