@@ -28,9 +28,10 @@ export type SequentialOptions = {
   loss?: LossName;
   /**
    * Backend: `'auto'`, `'cpu'` or `'cuda'`. Defaults to `ONEFORWARD_BACKEND` or `'auto'` (CUDA when compiled in and a
-   * GPU answers). On CUDA, dense models train there with `bp()` and plain `ulr()`; what the GPU does not run (other
-   * layers, JS losses, modules, SPSA/ES, ...) runs on the CPU, and {@link Model.backendInfo} says why. `'sim'` runs the
-   * CUDA backend's kernels in a host simulation (for tests: slow, but every machine has it).
+   * GPU answers). On CUDA, models of every layer kind train there with `bp()`, `spsa()`, `es()` and `ulr()` (every
+   * option; a JS loss too); `predict()` and `evaluate()` run on the CPU from the host copy of the parameters, and
+   * {@link Model.backendInfo} says where the last steps ran. `'sim'` runs the CUDA backend's kernels in a host
+   * simulation (for tests: slow, but every machine has it).
    */
   backend?: BackendName | 'sim';
   /**
