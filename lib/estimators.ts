@@ -13,22 +13,29 @@ import { invalidArg, is, optionsObject } from './validate';
  * factor (K-1)/K); `none`.
  */
 export const BASELINES = ['loo', 'clean', 'running', 'mean', 'none'] as const;
+/** One of {@link BASELINES}. */
 export type BaselineName = (typeof BASELINES)[number];
 
 /** Where noise goes: every layer at once, or one layer per group of copies. */
 export const INJECTIONS = ['all', 'layerwise'] as const;
+/** One of {@link INJECTIONS}. */
 export type InjectionName = (typeof INJECTIONS)[number];
 
 /** Noise densities, each in its standard form (location 0, scale 1), scaled by sigma. */
 export const DENSITIES = ['normal', 'laplace', 'logistic'] as const;
+/** One of {@link DENSITIES}. */
 export type DensityName = (typeof DENSITIES)[number];
 
 /** Scores: the density's exact score, or the sign-compressed sign(ε)/E|ε| (approximated LR, arXiv 2403.12320). */
 export const SCORES = ['exact', 'sign'] as const;
+/** One of {@link SCORES}. */
 export type ScoreName = (typeof SCORES)[number];
 
 /** Exact backpropagation. */
-export type BpEstimator = { kind: 'bp' };
+export type BpEstimator = {
+  /** The estimator kind. */
+  kind: 'bp';
+};
 
 /** Options of {@link ulr}. */
 export type UlrOptions = {
@@ -108,7 +115,10 @@ export type UlrOptions = {
    * the noise scale), one SGD step of `lr` per training step, starting from `sigma`. The learned values live in
    * the model (`model.sigma`, kept by checkpoints). Needs `injection: 'all'` and no `sigmaSchedule`.
    */
-  learnSigma?: { lr?: number };
+  learnSigma?: {
+    /** Learning rate of the SGD step on log σ, per training step. Defaults to `0.01`. */
+    lr?: number;
+  };
   /**
    * Local module training (the paper's computation-flow rearrangement): consecutive `[start, end)` ranges of
    * dense layers covering the model, e.g. `[[0, 2], [2, 3]]`. Noise goes only on each module's last
@@ -138,26 +148,69 @@ export type UlrOptions = {
 };
 
 /** A σ schedule for {@link UlrOptions.sigmaSchedule}. */
-export type SigmaSchedule = { kind: 'constant' | 'step' | 'exponential' | 'cosine'; every?: number; gamma?: number; min?: number };
+export type SigmaSchedule = {
+  /** The schedule's shape. */
+  kind: 'constant' | 'step' | 'exponential' | 'cosine';
+  /** `step`: epochs between two decays. Defaults to `1`. */
+  every?: number;
+  /** `step` and `exponential`: the decay factor, in (0, 1]. Defaults to `0.5`. */
+  gamma?: number;
+  /** `cosine`: the final σ as a fraction of the initial one, in [0, 1]. Defaults to `0`. */
+  min?: number;
+};
 
 /** A configured ULR estimator. */
-export type UlrEstimator = { kind: 'ulr' } & Required<Omit<UlrOptions, 'seed' | 'copies' | 'sigmaSchedule' | 'learnSigma' | 'budget' | 'blocks' | 'modules' | 'inner' | 'concurrent' | 'pipeline'>> & {
+export type UlrEstimator = {
+  /** The estimator kind. */
+  kind: 'ulr';
+} & Required<Omit<UlrOptions, 'seed' | 'copies' | 'sigmaSchedule' | 'learnSigma' | 'budget' | 'blocks' | 'modules' | 'inner' | 'concurrent' | 'pipeline'>> & {
+  /** See {@link UlrOptions.blocks}. */
   blocks?: number[];
+  /** See {@link UlrOptions.modules}. */
   modules?: [number, number][];
+  /** See {@link UlrOptions.inner}. */
   inner?: 'bp';
+  /** See {@link UlrOptions.concurrent}. */
   concurrent?: boolean;
+  /** See {@link UlrOptions.pipeline}. */
   pipeline?: boolean;
+  /** See {@link UlrOptions.copies}. */
   copies: number | number[] | 'auto';
+  /** See {@link UlrOptions.budget}. */
   budget?: number;
+  /** See {@link UlrOptions.seed}; absent: the model's seed. */
   seed?: number;
+  /** See {@link UlrOptions.sigmaSchedule}. */
   sigmaSchedule?: SigmaSchedule;
-  learnSigma?: { lr: number };
+  /** See {@link UlrOptions.learnSigma}; `lr` resolved to its default. */
+  learnSigma?: {
+    /** Learning rate of the SGD step on log σ. */
+    lr: number;
+  };
 };
 
 /** SPSA in weight space (MeZO-style, seed replay). */
-export type SpsaEstimator = { kind: 'spsa'; perturbations: number; epsilon: number };
+export type SpsaEstimator = {
+  /** The estimator kind. */
+  kind: 'spsa';
+  /** Random directions per step. */
+  perturbations: number;
+  /** Perturbation size ε along each direction. */
+  epsilon: number;
+};
 /** OpenAI-style evolution strategies in weight space. */
-export type EsEstimator = { kind: 'es'; population: number; sigma: number; antithetic: boolean; rankShaping: boolean };
+export type EsEstimator = {
+  /** The estimator kind. */
+  kind: 'es';
+  /** Weight perturbations per step. */
+  population: number;
+  /** Scale σ of the weight perturbations. */
+  sigma: number;
+  /** Whether perturbations come in pairs (z, −z). */
+  antithetic: boolean;
+  /** Whether losses are replaced by centered ranks before weighting. */
+  rankShaping: boolean;
+};
 
 /** Any estimator. */
 export type Estimator = BpEstimator | UlrEstimator | SpsaEstimator | EsEstimator;

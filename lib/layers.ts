@@ -7,10 +7,24 @@ import { invalidArg, is, optionsObject } from './validate';
 
 /** Activation functions. `step` and `sign` have no useful derivative: only `ulr()` can train them. */
 export const ACTIVATIONS = ['identity', 'relu', 'leakyRelu', 'tanh', 'sigmoid', 'gelu', 'step', 'sign', 'quantize'] as const;
+/** One of {@link ACTIVATIONS}. */
 export type ActivationName = (typeof ACTIVATIONS)[number];
 
 /** A fully connected layer: `y = x Wᵀ + b`, W of shape (units, inputs). */
-export type DenseLayer = { type: 'dense'; inputs: number; units: number; bias: boolean; trainable?: boolean; weights?: QuantizedWeights };
+export type DenseLayer = {
+  /** The layer kind. */
+  type: 'dense';
+  /** In-features I. */
+  inputs: number;
+  /** Out-features O. */
+  units: number;
+  /** Whether the layer has a bias vector. */
+  bias: boolean;
+  /** `false` when the layer is frozen (no gradient, no update); absent means trainable. */
+  trainable?: boolean;
+  /** Binary or ternary forward weights; absent means real weights. */
+  weights?: QuantizedWeights;
+};
 /**
  * Weights the forward computes with, from the real ones kept for training: `'binary'`: sign(W)·mean|W| per output
  * (XNOR-Net's scaling); `'ternary'`: the same with the values |W| <= 0.7·mean|W| set to 0 (TWN). No derivative:
@@ -18,65 +32,168 @@ export type DenseLayer = { type: 'dense'; inputs: number; units: number; bias: b
  */
 export type QuantizedWeights = 'binary' | 'ternary';
 /** An elementwise activation. */
-export type ActivationLayer = { type: 'activation'; activation: ActivationName; alpha?: number; levels?: number };
+export type ActivationLayer = {
+  /** The layer kind. */
+  type: 'activation';
+  /** Which function. */
+  activation: ActivationName;
+  /** The negative slope of `leakyRelu`. */
+  alpha?: number;
+  /** The number of output levels of `quantize` (2^bits). */
+  levels?: number;
+};
 /** Height, width and channels of an image; images are channels-last (each row of x is H·W·C values). */
 export type ImageShape = [number, number, number];
 /** Zero padding: `'valid'` (none), `'same'` (output = ceil(input / stride), TensorFlow's rule), or [top, left]. */
 export type Padding = 'valid' | 'same' | [number, number];
 /** A 2-D convolution over channels-last images: kernel (filters, kh, kw, channels), one bias per filter. */
 export type Conv2dLayer = {
-  type: 'conv2d'; filters: number; kernel: [number, number]; strides: [number, number]; padding: Padding;
-  dilation: [number, number]; bias: boolean; inputShape?: ImageShape; weights?: QuantizedWeights;
+  /** The layer kind. */
+  type: 'conv2d';
+  /** Output channels. */
+  filters: number;
+  /** Kernel height and width. */
+  kernel: [number, number];
+  /** Vertical and horizontal stride. */
+  strides: [number, number];
+  /** Zero padding. */
+  padding: Padding;
+  /** Vertical and horizontal dilation (1: dense kernel). */
+  dilation: [number, number];
+  /** Whether each filter has a bias. */
+  bias: boolean;
+  /** [H, W, C] of the input images, when given (required on a model's first layer). */
+  inputShape?: ImageShape;
+  /** Binary or ternary forward weights; absent means real weights. */
+  weights?: QuantizedWeights;
 };
 /** Max or average pooling over windows, per channel. */
 export type Pool2dLayer = {
-  type: 'maxPool2d' | 'avgPool2d'; kernel: [number, number]; strides: [number, number]; padding: Padding;
-  dilation: [1, 1]; inputShape?: ImageShape;
+  /** The layer kind: max or average. */
+  type: 'maxPool2d' | 'avgPool2d';
+  /** Window height and width. */
+  kernel: [number, number];
+  /** Vertical and horizontal stride. */
+  strides: [number, number];
+  /** Zero padding (padding taps never count). */
+  padding: Padding;
+  /** Always [1, 1]: pooling windows are dense. */
+  dilation: [1, 1];
+  /** [H, W, C] of the input images, when given (required on a model's first layer). */
+  inputShape?: ImageShape;
 };
 /** The mean over all positions of each channel: an image (H, W, C) becomes C values. */
-export type GlobalAvgPoolLayer = { type: 'globalAvgPool' };
+export type GlobalAvgPoolLayer = {
+  /** The layer kind. */
+  type: 'globalAvgPool';
+};
 /** Turns an image into a flat vector (channels-last order: no data moves). */
-export type FlattenLayer = { type: 'flatten' };
+export type FlattenLayer = {
+  /** The layer kind. */
+  type: 'flatten';
+};
 /** Steps and features per step of a sequence input (each row of x is steps·features values, step-major). */
 export type SequenceShape = [number, number];
 /** A recurrent layer over a sequence: Elman `rnn`, `gru`, `lstm`, or leaky integrate-and-fire `lif` neurons. */
 export type RecurrentLayer = {
-  type: 'rnn' | 'gru' | 'lstm' | 'lif'; units: number; returnSequences: boolean; inputShape?: SequenceShape;
-  beta?: number; threshold?: number; slope?: number;
+  /** The layer kind: which cell. */
+  type: 'rnn' | 'gru' | 'lstm' | 'lif';
+  /** Hidden units (state size). */
+  units: number;
+  /** Whether the output is every step's state (a sequence) or only the last step's. */
+  returnSequences: boolean;
+  /** [steps, features] of the input sequences, when given (required on a model's first layer). */
+  inputShape?: SequenceShape;
+  /** `lif` only: membrane decay per step, in [0, 1]. */
+  beta?: number;
+  /** `lif` only: the membrane potential at which a neuron spikes. */
+  threshold?: number;
+  /** `lif` only: the steepness of the surrogate derivative `bp()` uses. */
+  slope?: number;
 };
 /** Repeats a flat input for `steps` steps (a sequence of identical steps: the input current of a spiking net). */
-export type RepeatLayer = { type: 'repeat'; steps: number; inputs?: number };
+export type RepeatLayer = {
+  /** The layer kind. */
+  type: 'repeat';
+  /** Steps of the output sequence. */
+  steps: number;
+  /** Size of the flat input, when given (required on a model's first layer). */
+  inputs?: number;
+};
 /** The mean over the steps of a sequence (spike rates of a spiking layer). */
-export type TimeMeanLayer = { type: 'timeMean' };
+export type TimeMeanLayer = {
+  /** The layer kind. */
+  type: 'timeMean';
+};
 /** An undirected graph on nodes 0..nodes-1. */
-export type Graph = { nodes: number; edges: [number, number][] };
+export type Graph = {
+  /** Number of nodes. */
+  nodes: number;
+  /** Undirected edges as [i, j] pairs of node indices. */
+  edges: [number, number][];
+};
 /**
  * A graph convolution (Kipf & Welling 2017): node features (nodes, F) -> Â X Wᵀ + b, (nodes, units), with
  * Â = D^-1/2 (A + I) D^-1/2. A row of x holds every node's features (the whole graph is one sample).
  */
-export type GraphConvLayer = { type: 'graphConv'; units: number; graph: Graph; inputShape?: SequenceShape };
+export type GraphConvLayer = {
+  /** The layer kind. */
+  type: 'graphConv';
+  /** Output features per node. */
+  units: number;
+  /** The graph whose normalized adjacency Â mixes the nodes. */
+  graph: Graph;
+  /** [nodes, features] of the input, when given (required on a model's first layer). */
+  inputShape?: SequenceShape;
+};
 /**
  * A residual block: out = x + f(x), f the inner layers (whose output has the input's shape). An activation layer
  * right after the block applies to the sum (ResNet's relu(x + f(x))).
  */
-export type ResidualLayer = { type: 'residual'; layers: Layer[] };
+export type ResidualLayer = {
+  /** The layer kind. */
+  type: 'residual';
+  /** The inner layers f. */
+  layers: Layer[];
+};
 /**
  * A concatenation block: out = [x, f(x)] along the last axis (features; channels of an image; features of each
  * step), as in DenseNet. f must keep the positions (image size, steps).
  */
-export type ConcatLayer = { type: 'concat'; layers: Layer[] };
+export type ConcatLayer = {
+  /** The layer kind. */
+  type: 'concat';
+  /** The inner layers f. */
+  layers: Layer[];
+};
 /** Dropout: in training (every estimator's step), each value is zeroed with probability `rate` and the rest scaled by 1 / (1 − rate); the identity in inference. */
-export type DropoutLayer = { type: 'dropout'; rate: number };
+export type DropoutLayer = {
+  /** The layer kind. */
+  type: 'dropout';
+  /** Probability of zeroing a value, in [0, 1). */
+  rate: number;
+};
 /** Layer normalization over the last axis of each position (features; an image's channels; a step's features), with a learned gain and bias per value of that axis. */
-export type LayerNormLayer = { type: 'layerNorm' };
+export type LayerNormLayer = {
+  /** The layer kind. */
+  type: 'layerNorm';
+};
 /**
  * Batch normalization per channel (the last axis) over a batch's rows and positions, with a learned gain and bias.
  * Training uses the batch's statistics (ULR: the clean batch's, for every noisy copy) and moves running statistics
  * by momentum 0.1; inference uses the running statistics (kept in checkpoints).
  */
-export type BatchNormLayer = { type: 'batchNorm' };
+export type BatchNormLayer = {
+  /** The layer kind. */
+  type: 'batchNorm';
+};
 /** Group normalization: channels in `groups` groups, each normalized over all positions of a sample (Wu & He 2018). */
-export type GroupNormLayer = { type: 'groupNorm'; groups: number };
+export type GroupNormLayer = {
+  /** The layer kind. */
+  type: 'groupNorm';
+  /** Number of channel groups (divides the channels). */
+  groups: number;
+};
 /** Any layer. */
 export type Layer = DenseLayer | ActivationLayer | Conv2dLayer | Pool2dLayer | GlobalAvgPoolLayer | FlattenLayer | RecurrentLayer | RepeatLayer | TimeMeanLayer | GraphConvLayer | ResidualLayer | ConcatLayer | DropoutLayer | LayerNormLayer | BatchNormLayer | GroupNormLayer;
 
@@ -403,6 +520,11 @@ export type Topology = {
   /** Labels per sample: > 1 when the output is a sequence or node set classified per position. */
   groups: number;
   tensors: { name: string; shape: number[] }[];
+  /**
+   * Every layer in walk order (a block before its inner layers, which have `depth` 1): the shape of its output
+   * ([features], [H, W, C] or [steps, features]) and how many of `tensors` it (with its inner layers) owns.
+   */
+  perLayer: { layer: Layer; depth: number; output: number[]; tensors: number }[];
 };
 
 function windowOut(n: number, k: number, s: number, d: number, pad: Padding, axis: 0 | 1, where: string): number {
@@ -429,14 +551,17 @@ export function topology(layers: readonly Layer[]): Topology {
   let dense = 0, conv = 0;
   const counts: Record<string, number> = {};
   const tensors: Topology['tensors'] = [];
-  const visit = (list: readonly Layer[], prefix: string) => list.forEach((l, i) => {
+  const perLayer: Topology['perLayer'] = [];
+  const visit = (list: readonly Layer[], prefix: string, depth = 0) => list.forEach((l, i) => {
     const where = `${prefix}[${i}]`;
+    const row = { layer: l, depth, output: [] as number[], tensors: tensors.length };
+    perLayer.push(row);
     switch (l.type) {
       case 'concat': {
         if (inputs === undefined || width === undefined) throw new ConfigError(`${where}: a concat block cannot be the first layer`);
         const before = { width, shape: shape && [...shape], seq: seq && [...seq] };
         prev = undefined;
-        visit(l.layers, `${where}.layers`);
+        visit(l.layers, `${where}.layers`, depth + 1);
         if (before.shape) {
           if (!shape || shape[0] !== before.shape[0] || shape[1] !== before.shape[1]) throw new ShapeError(`${where}: the block must keep the image size`);
           shape = [shape[0], shape[1], shape[2] + before.shape[2]!];
@@ -453,7 +578,7 @@ export function topology(layers: readonly Layer[]): Topology {
         if (inputs === undefined || width === undefined) throw new ConfigError(`${where}: a residual block cannot be the first layer`);
         const before = { width, shape: shape && [...shape], seq: seq && [...seq] };
         prev = undefined;
-        visit(l.layers, `${where}.layers`);
+        visit(l.layers, `${where}.layers`, depth + 1);
         const same = width === before.width && JSON.stringify(shape) === JSON.stringify(before.shape) && JSON.stringify(seq) === JSON.stringify(before.seq);
         if (!same) throw new ShapeError(`${where}: the block's output (${width} values) must have its input's shape (${before.width} values)`);
         break;
@@ -581,12 +706,14 @@ export function topology(layers: readonly Layer[]): Topology {
       default:
         throw invalidArg(`layers[${i}]`, 'a layer (of.dense(), of.conv2d(), of.relu(), ...)', l);
     }
+    row.output = shape ? [...shape] : seq ? [...seq] : [width!];
+    row.tensors = tensors.length - row.tensors;
     prev = l;
   });
   visit(layers, 'layers');
   if (inputs === undefined || width === undefined) throw new ConfigError('a model needs at least one dense, conv2d, pooling or recurrent layer');
   if (shape) throw new ConfigError('the last layer gives an image; add of.flatten() and a dense layer (or of.globalAvgPool())');
-  const t: Topology = { inputs, outputs: width, groups: seq ? seq[0] : 1, tensors };
+  const t: Topology = { inputs, outputs: width, groups: seq ? seq[0] : 1, tensors, perLayer };
   if (inputShape) t.inputShape = inputShape;
   if (sequenceInput) t.inputShape = sequenceInput;
   return t;
