@@ -1,26 +1,47 @@
-// `npm run bench [-- suites...]`: runs each case in its own child process (better-sqlite3's habit), side by side
-// in one run, and writes bench/results/<suite>.json plus a markdown table (bench/results/<suite>.md).
-// Suite "cpu-digits" (default): BP and ULR K = 8, 32, 128 in this engine, and numpy BP as the outside reference.
+// `npm run bench [-- suites...] [--update | --out DIR] [--report file.html]` (also `oneforward bench`): runs each
+// case in its own child process (better-sqlite3's habit), side by side in one run, and writes <suite>.json plus a
+// markdown table <suite>.md. The suites are listed in lib/cli.ts (benchSuites), one function each here.
+// Results go to bench/results/ and bench/paper/, the numbers the docs quote, only with --update; otherwise to
+// --out DIR or a new temporary folder, printed at the start and the end.
 import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import * as of from '../lib/index';
+import { benchSuites, BenchSuiteName } from '../lib/cli';
 import { writeReport } from '../lib/report';
 import { gpuSuite } from './gpu/suite';
 
-// `--report file.html`: also write an HTML report of the cpu-digits runs (curves per epoch).
 const argv = process.argv.slice(2);
-const reportAt = argv.indexOf('--report');
-const reportFile = reportAt >= 0 ? argv[reportAt + 1] : undefined;
-if (reportAt >= 0) argv.splice(reportAt, 2);
-
-// `--out DIR`: write the results there instead of bench/results (the GPU machine returns only its output folder).
-const outAt = argv.indexOf('--out');
-const outDir = outAt >= 0 ? argv[outAt + 1] : undefined;
-if (outAt >= 0) argv.splice(outAt, 2);
+const option = (flag: string): string | undefined => {
+  const at = argv.indexOf(flag);
+  if (at < 0) return undefined;
+  const value = argv[at + 1];
+  if (value === undefined || value.startsWith('--')) fail(`${flag} needs a value`);
+  argv.splice(at, 2);
+  return value;
+};
+function fail(message: string): never {
+  process.stderr.write(`bench: ${message}\n`);
+  process.exit(1);
+}
+// `--report file.html`: also write an HTML report of the cpu-digits and estimators runs (curves per epoch).
+const reportFile = option('--report');
+// `--out DIR`: the results folder (the GPU machine returns only its output folder).
+const outDir = option('--out');
+const update = argv.includes('--update');
+if (update) argv.splice(argv.indexOf('--update'), 1);
+if (update && outDir) fail('--update writes to bench/results/; leave out --out');
+const unknown = argv.find((a) => a.startsWith('-'));
+if (unknown) fail(`unknown option '${unknown}' (have: --update, --out DIR, --report FILE)`);
+const wanted = argv.length ? argv : benchSuites.filter((x) => x.byDefault).map((x) => x.name);
+const bad = wanted.find((n) => !benchSuites.some((x) => x.name === n));
+if (bad) fail(`unknown suite '${bad}' (have: ${benchSuites.map((x) => x.name).join(', ')})`);
 
 const root = path.resolve(__dirname, '..', '..');
-const results = outDir ? path.resolve(outDir) : path.join(root, 'bench', 'results');
+const results = update ? path.join(root, 'bench', 'results') : outDir ? path.resolve(outDir) : fs.mkdtempSync(path.join(os.tmpdir(), 'oneforward-bench-'));
+const paperDir = update ? path.join(root, 'bench', 'paper') : path.join(results, 'paper');
+process.stderr.write(`bench: results go to ${results}\n`);
 
 type Row = Record<string, unknown> & { case: string; median_epoch_s: number; median_step_ms: number; test_accuracy: number };
 
@@ -34,7 +55,7 @@ function runCase(config: object): Row {
 
 function runNumpy(epochs: number): Row | { skipped: string } {
   const script = path.join(root, 'bench', 'reference', 'numpy_mlp.py');
-  const digits = path.join(path.dirname(require.resolve('mnist/package.json')), 'src', 'digits');
+  const digits = path.join(root, 'data', 'digits.gz');
   // The machine may pin OpenBLAS to its AVX2 kernels (OPENBLAS_CORETYPE); give numpy its best here.
   const env = { ...process.env };
   delete env.OPENBLAS_CORETYPE;
@@ -279,8 +300,8 @@ const attackName = (a: AttackRow['attack']) =>
   a.kind === 'clean' ? 'clean' : a.kind === 'gaussian' ? `gaussian σ=${a.std}` : a.kind === 'saltPepper' ? `salt-pepper p=${a.p}` : `${a.kind.toUpperCase()} ε=${a.eps}`;
 
 // Suite "paper": the paper's headline claims (computation-flow rearrangement, fine-tuning, robustness) tested
-// on this task; writes bench/paper/REPORT.md, results.json and report.html. The verdicts are rules on the
-// measured numbers, stated next to each.
+// on this task; writes REPORT.md, results.json and report.html into bench/paper/ (--update) or <results>/paper/.
+// The verdicts are rules on the measured numbers, stated next to each.
 function paper() {
   const flow = runJsonCase<Flow>('flow');
   const arch = architectures();
@@ -288,7 +309,7 @@ function paper() {
   const robust = runJsonCase<Robust>('robustness');
   const info = of.backend.info();
   const date = new Date().toISOString();
-  const dir = path.join(root, 'bench', 'paper');
+  const dir = paperDir;
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'results.json'), JSON.stringify({ suite: 'paper', date, machine: { threads: info.threads, simd: info.simd }, flow, architectures: arch, finetune: ft, robustness: robust }, null, 2) + '\n');
 
@@ -341,7 +362,7 @@ function paper() {
   const md =
     `# oneforward: the paper's claims on this machine (${date.slice(0, 10)})\n\n` +
     `Jiang et al., "One Forward is Enough for Neural Network Training via Likelihood Ratio Method" (ICLR 2024). ` +
-    `Rerun with \`npm run bench -- paper\` (about 2 minutes on ${info.threads} threads, ${info.simd}); this page, results.json and report.html are written by it. ` +
+    `Rerun with \`npm run bench -- paper --update\` (about 2 minutes on ${info.threads} threads, ${info.simd}); this page, results.json and report.html are written by it. ` +
     `Task: the digits data set (7,996 train / 2,004 test).\n\n` +
     `| claim | experiment | measured | verdict here |\n|---|---|---|---|\n` +
     claims.map((c) => `| ${c.join(' | ')} |`).join('\n') +
@@ -407,17 +428,10 @@ function distributedSuite() {
   process.stdout.write(md);
 }
 
-const suites: Record<string, () => unknown> = { 'cpu-digits': cpuDigits, server, fuzz, estimators, finetune, architectures, paper, distributed: distributedSuite, gpu: () => gpuSuite(results) };
+const suites: Record<BenchSuiteName, () => unknown> = { 'cpu-digits': cpuDigits, server, fuzz, estimators, finetune, architectures, paper, distributed: distributedSuite, gpu: () => gpuSuite(results) };
 (async () => {
-  const wanted = argv;
   // The CPU suites measure the CPU engine even where a GPU would answer ('auto'); the gpu suite asks for CUDA itself.
   if (!wanted.includes('gpu')) process.env.ONEFORWARD_BACKEND ??= 'cpu';
-  for (const name of wanted.length ? wanted : ['cpu-digits', 'server', 'fuzz', 'estimators', 'paper']) {
-    const suite = suites[name];
-    if (!suite) {
-      process.stderr.write(`bench: unknown suite '${name}' (have: ${Object.keys(suites).join(', ')})\n`);
-      process.exit(1);
-    }
-    await suite();
-  }
+  for (const name of wanted) await suites[name as BenchSuiteName]();
+  process.stderr.write(`bench: results in ${results}\n`);
 })();

@@ -10,12 +10,24 @@ import { invalidArg, is } from './validate';
 
 /** Backends a model can ask for. `auto` picks CUDA when compiled in and usable, else the CPU. */
 export const BACKENDS = ['auto', 'cpu', 'cuda'] as const;
+/**
+ * A backend a model can ask for: `'auto'`, `'cpu'` or `'cuda'`.
+ * @useDeclaredType
+ */
 export type BackendName = (typeof BACKENDS)[number];
 
-/** What {@link info} reports. */
+/**
+ * What {@link info} reports.
+ * @interface
+ */
 export type BackendInfo = NativeBackendInfo & {
   /** CPU devices (always 1) and CUDA devices (0 without CUDA). */
-  devices: { cpu: number; cuda: number };
+  devices: {
+    /** CPU devices: always 1. */
+    cpu: number;
+    /** CUDA devices this process can use. */
+    cuda: number;
+  };
   /** Whether the MPI addon was built (an MPI was found at install time): `of.distributed.mpi()` works. */
   mpi: boolean;
 };

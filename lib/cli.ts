@@ -2,7 +2,7 @@
  * The `oneforward` command line (commander + cli-progress): `train`, `eval`, `report`, `bench` and `info`. Progress goes to stderr,
  * results to stdout. Ctrl-C cancels training cleanly (exit code 130).
  */
-import { Command, InvalidArgumentError } from 'commander';
+import { Argument, Command, InvalidArgumentError } from 'commander';
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -27,62 +27,112 @@ function num(name: string) {
 
 type TrainOpts = {
   dataset: string; idx?: string; csv?: string; layers?: string; activation: string; estimator: string; copies: number;
-  sigma: number; antithetic: boolean; injection: string; noise: string; baseline: string; optimizer: string; lr?: number; epochs: number; batch: number; seed: number; threads?: number; backend: string;
-  progress: boolean; json: boolean; save?: string; report?: string;
+  sigma: number; antithetic: boolean; injection: string; noise: string; baseline: string; optimizer: string; lr?: number; epochs: number; batch: number; seed: number; threads?: number; backend?: string;
+  progress: boolean; json: boolean; save?: string; report?: string; resume?: string;
 };
 
 type DataOpts = { dataset: string; idx?: string; csv?: string };
+
+// A file that parses but holds no rows or no features (a header-only CSV, a label-only column) is named as such
+// here, before anything derives layer widths from it.
+function checked(file: string, d: of.Dataset): of.Dataset {
+  if (d.rows === 0) throw new of.DataError(`${file}: no data rows`);
+  if (d.x.length === 0) throw new of.DataError(`${file}: no feature columns (only a label)`);
+  return d;
+}
 
 function loadData(o: DataOpts): { train: of.Dataset; test?: of.Dataset } {
   if (o.idx) {
     const [images, labels, testImages, testLabels] = o.idx.split(',');
     if (!images || !labels) throw new of.ConfigError('--idx expects images,labels[,testImages,testLabels]');
-    const train = of.data.loadIdx(images, labels);
-    return testImages && testLabels ? { train, test: of.data.loadIdx(testImages, testLabels) } : { train };
+    const train = checked(images, of.data.loadIdx(images, labels));
+    return testImages && testLabels ? { train, test: checked(testImages, of.data.loadIdx(testImages, testLabels)) } : { train };
   }
   if (o.csv) {
     const [train, test] = o.csv.split(',');
-    return { train: of.data.loadCsv(train!), ...(test ? { test: of.data.loadCsv(test) } : {}) };
+    return { train: checked(train!, of.data.loadCsv(train!)), ...(test ? { test: checked(test, of.data.loadCsv(test)) } : {}) };
   }
   if (o.dataset !== 'digits') throw new of.ConfigError(`unknown dataset '${o.dataset}' (use digits, --idx or --csv)`);
   return of.datasets.digits();
 }
 
-async function train(o: TrainOpts): Promise<number> {
-  if (o.threads !== undefined) of.backend.setThreads(o.threads);
-  const { train: data, test } = loadData(o);
-  const features = data.shape.reduce((a, b) => a * b, 1);
-  const classes = Math.max(...data.y) + 1;
-  const widths = (o.layers ?? `${features}-256-${classes}`).split('-').map(Number);
-  if (widths.length < 2 || !widths.every((w) => Number.isInteger(w) && w > 0)) throw new of.ConfigError(`--layers '${o.layers}' is not like 784-256-10`);
-  const layers: of.Layer[] = [];
-  for (let i = 0; i + 1 < widths.length; i++) {
-    layers.push(of.dense(widths[i]!, widths[i + 1]!));
-    if (i + 2 < widths.length) layers.push(of.activation(o.activation as of.ActivationName));
+/** Fails now, not after training, when `file` cannot be written: its folder must exist and be writable. */
+function checkWritable(flag: string, file: string): void {
+  const dir = path.dirname(path.resolve(file));
+  const stat = fs.statSync(file, { throwIfNoEntry: false });
+  if (stat?.isDirectory()) throw new of.ConfigError(`${flag} '${file}' is a directory; give a file name`);
+  if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new of.ConfigError(`${flag} '${file}': the folder ${dir} does not exist`);
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+    if (stat) fs.accessSync(file, fs.constants.W_OK);
+  } catch {
+    throw new of.ConfigError(`${flag} '${file}' is not writable`);
   }
-  const model = of.sequential(layers, { seed: o.seed, backend: o.backend as of.BackendName });
+}
+
+const clock = (s: number) => {
+  const t = Math.max(0, Math.round(s));
+  const mm = String(Math.floor(t / 60) % 60).padStart(2, '0'), ss = String(t % 60).padStart(2, '0');
+  return t >= 3600 ? `${Math.floor(t / 3600)}:${mm}:${ss}` : `${mm}:${ss}`;
+};
+
+async function train(o: TrainOpts): Promise<number> {
+  for (const [flag, file] of [['--save', o.save], ['--report', o.report]] as const) if (file !== undefined) checkWritable(flag, file);
+  if (o.resume && o.layers) throw new of.ConfigError('--resume continues the checkpoint\'s own layers; leave out --layers');
+  if (o.threads !== undefined) of.backend.setThreads(o.threads);
   const estimator = o.estimator === 'bp' ? of.bp() : o.estimator === 'spsa' ? of.spsa() : o.estimator === 'es' ? of.es() : o.estimator === 'ulr' ? of.ulr({ copies: o.copies, sigma: o.sigma, antithetic: o.antithetic, injection: o.injection as of.InjectionName, noise: o.noise as of.DensityName, baseline: o.baseline as of.BaselineName }) : undefined;
   if (!estimator) throw new of.ConfigError(`unknown estimator '${o.estimator}' (ulr, bp, spsa or es)`);
   const opts = o.lr !== undefined ? { lr: o.lr } : {};
   const optimizer = o.optimizer === 'sgd' ? of.sgd(opts) : o.optimizer === 'adamw' ? of.adamw(opts) : o.optimizer === 'adam' ? of.adam(opts) : undefined;
   if (!optimizer) throw new of.ConfigError(`unknown optimizer '${o.optimizer}' (sgd, adam, adamw)`);
+  const { train: data, test } = loadData(o);
+  const features = data.shape.reduce((a, b) => a * b, 1);
+  let classes = 0;
+  for (const y of data.y) classes = Math.max(classes, y + 1);
+  let model: of.Model;
+  let shape: string;
+  if (o.resume) {
+    // of.load builds the model on the backend ONEFORWARD_BACKEND names
+    if (o.backend) process.env.ONEFORWARD_BACKEND = o.backend;
+    model = await of.load(o.resume);
+    const problem = model.inputs !== features
+      ? new of.ShapeError(`--resume ${o.resume} takes ${model.inputs} features per row, but the data has ${features}`)
+      : o.epochs <= model.epochsRun
+        ? new of.ConfigError(`--resume ${o.resume} has trained ${model.epochsRun} epochs already; --epochs is the total to reach (e.g. --epochs ${model.epochsRun + 5})`)
+        : undefined;
+    if (problem) throw (model.dispose(), problem);
+    shape = `${o.resume} (epoch ${model.epochsRun}, step ${model.step})`;
+  } else {
+    if (!o.layers && classes < 2) throw new of.DataError(`every label in the training data is ${classes - 1}; classification needs at least 2 classes`);
+    const spec = o.layers ?? `${features}-256-${classes}`;
+    const widths = spec.split('-').map(Number);
+    if (widths.length < 2 || !widths.every((w) => Number.isInteger(w) && w > 0)) throw new of.ConfigError(`--layers '${spec}' is not like 784-256-10`);
+    if (widths[0] !== features) throw new of.ShapeError(`--layers '${spec}' starts at ${widths[0]} inputs, but the data has ${features} features per row`);
+    const layers: of.Layer[] = [];
+    for (let i = 0; i + 1 < widths.length; i++) {
+      layers.push(of.dense(widths[i]!, widths[i + 1]!));
+      if (i + 2 < widths.length) layers.push(of.activation(o.activation as of.ActivationName));
+    }
+    model = of.sequential(layers, { seed: o.seed, ...(o.backend ? { backend: o.backend as of.BackendName } : {}) });
+    shape = widths.join('-');
+  }
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once('SIGINT', onSigint);
   const bar = o.progress && process.stderr.isTTY
-    ? new cliProgress.SingleBar({ format: 'epoch {epoch}/{epochs} [{bar}] {value}/{total} | loss {loss} | {rate} samples/s', stream: process.stderr }, cliProgress.Presets.shades_classic)
+    ? new cliProgress.SingleBar({ format: 'epoch {epoch}/{epochs} [{bar}] {value}/{total} | loss {loss} | {rate} samples/s | ETA {remaining}', stream: process.stderr }, cliProgress.Presets.shades_classic)
     : undefined;
   let current = 0;
   const info = of.backend.info();
   const where = model.backend === 'cpu' ? `cpu (${info.threads} threads, ${info.simd})` : `${model.backend} (${model.backendInfo().device}, ${model.backendInfo().blas})`;
-  process.stderr.write(`oneforward: ${o.estimator}${o.estimator === 'ulr' ? ` K=${o.copies} sigma=${o.sigma}` : ''}, ${widths.join('-')}, ${where}\n`);
+  process.stderr.write(`oneforward: ${o.estimator}${o.estimator === 'ulr' ? ` K=${o.copies} sigma=${o.sigma}` : ''}, ${shape}, ${where}\n`);
   try {
     const history = await model.fit(data, {
-      estimator, optimizer, epochs: o.epochs, batchSize: o.batch, signal: controller.signal,
+      estimator, optimizer, epochs: o.epochs, batchSize: o.batch, signal: controller.signal, resume: o.resume !== undefined,
       ...(test ? { validation: test } : {}),
       onProgress: (p) => {
         if (!bar) return;
-        const fields = { epoch: p.epoch, epochs: p.epochs, loss: p.loss.toFixed(4), rate: Math.round(p.samplesPerSecond) };
+        const fields = { epoch: p.epoch, epochs: p.epochs, loss: p.loss.toFixed(4), rate: Math.round(p.samplesPerSecond), remaining: clock(p.eta) };
         if (p.epoch !== current) {
           if (current) bar.stop();
           bar.start(p.steps, p.step, fields);
@@ -98,7 +148,7 @@ async function train(o: TrainOpts): Promise<number> {
     if (model.backend !== 'cpu' && model.backendInfo().placement !== model.backend) process.stderr.write(`oneforward: trained on ${model.backendInfo().placement}\n`);
     if (o.save) await model.save(o.save), process.stderr.write(`oneforward: saved ${o.save}\n`);
     if (o.report) {
-      writeReport({ title: `oneforward train: ${o.estimator}`, subtitle: `${widths.join('-')}, ${o.optimizer}, batch ${o.batch}, seed ${o.seed}`, runs: [{ name: o.estimator === 'ulr' ? `ulr K=${o.copies}` : 'bp', epochs: history.epochs }] }, o.report);
+      writeReport({ title: `oneforward train: ${o.estimator}`, subtitle: `${shape}, ${o.optimizer}, batch ${o.batch}, seed ${o.seed}`, runs: [{ name: o.estimator === 'ulr' ? `ulr K=${o.copies}` : 'bp', epochs: history.epochs }] }, o.report);
       process.stderr.write(`oneforward: report written to ${o.report}\n`);
     }
     const last = history.epochs[history.epochs.length - 1];
@@ -108,7 +158,7 @@ async function train(o: TrainOpts): Promise<number> {
   } catch (err) {
     bar?.stop();
     if (err instanceof of.AbortError) {
-      // The model keeps its last completed step; with --save it is kept on disk and `fit --resume` continues it.
+      // The model keeps its last completed step; with --save it is kept on disk and `train --resume` continues it.
       if (o.save) await model.save(o.save), process.stderr.write(`oneforward: interrupted; saved ${o.save}\n`);
       else process.stderr.write('oneforward: interrupted\n');
       return 130;
@@ -121,6 +171,7 @@ async function train(o: TrainOpts): Promise<number> {
 }
 
 async function report(o: { out: string; epochs: number; copies: number }): Promise<number> {
+  checkWritable('--out', o.out);
   const { train, test } = of.datasets.digits();
   const runs: { name: string; epochs: of.EpochLog[] }[] = [];
   for (const [name, estimator] of [['bp', of.bp()], [`ulr K=${o.copies}`, of.ulr({ copies: o.copies })]] as const) {
@@ -151,9 +202,29 @@ async function report(o: { out: string; epochs: number; copies: number }): Promi
   return 0;
 }
 
+/**
+ * The suites of `oneforward bench` and `npm run bench` (bench/run.ts implements one per name): what each
+ * measures, and whether a run that names no suite includes it.
+ */
+export const benchSuites = [
+  { name: 'cpu-digits', byDefault: true, about: 'digits MLP: BP and ULR K = 8-128 on this engine, numpy BP as the outside reference' },
+  { name: 'server', byDefault: true, about: 'the Fastify example: predict latency and event-loop delay while ULR jobs train' },
+  { name: 'fuzz', byDefault: true, about: 'the hardening test with 10,000 fuzz iterations' },
+  { name: 'estimators', byDefault: true, about: 'gradient quality per ULR option and K; BP, ULR, SPSA and ES training' },
+  { name: 'paper', byDefault: true, about: "the paper's claims: flow arrangements, architectures, fine-tuning, robustness" },
+  { name: 'finetune', byDefault: false, about: 'pretrain with BP on digits 0-4, fine-tune on 5-9 (also part of paper)' },
+  { name: 'architectures', byDefault: false, about: 'CNN, GRU, spiking, step-activation, residual and graph models (also part of paper)' },
+  { name: 'distributed', byDefault: false, about: 'compute and all-reduce per step under mpirun with 1 and 2 ranks (needs MPI)' },
+  { name: 'gpu', byDefault: false, about: 'the CUDA backend against a PyTorch reference (needs an NVIDIA GPU)' },
+] as const;
+
+/** A name from {@link benchSuites}. */
+export type BenchSuiteName = (typeof benchSuites)[number]['name'];
+
 /** Runs the CLI with `argv` (as process.argv). Resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  const program = new Command('oneforward').description('Train neural networks with forward passes only (ULR) or backprop');
+  const { version } = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
+  const program = new Command('oneforward').description('Train neural networks with forward passes only (ULR) or backprop').version(version, '-V, --version');
   let code = 0;
   program
     .command('train')
@@ -172,15 +243,16 @@ export async function main(argv: string[]): Promise<number> {
     .option('--baseline <kind>', 'ULR baseline: loo, clean, running, mean or none', 'loo')
     .option('--optimizer <name>', 'sgd, adam or adamw', 'adam')
     .option('--lr <rate>', 'learning rate', num('lr'))
-    .option('--epochs <n>', 'epochs', int('epochs'), 5)
+    .option('--epochs <n>', 'epochs (with --resume: the total to reach, counting those done)', int('epochs'), 5)
     .option('--batch <n>', 'batch size', int('batch'), 64)
     .option('--seed <n>', 'seed', int('seed'), 1)
     .option('--threads <n>', 'native threads', int('threads'))
-    .option('--backend <name>', 'auto, cpu or cuda', 'auto')
+    .option('--backend <name>', 'auto, cpu or cuda (default: $ONEFORWARD_BACKEND, else auto)')
     .option('--no-progress', 'no progress bar')
     .option('--json', 'print the history as JSON', false)
     .option('--save <file>', 'save the trained model (also on Ctrl-C)')
     .option('--report <file>', 'write an HTML report of the run')
+    .option('--resume <checkpoint>', 'continue the training saved in this checkpoint (train --save), bit-identical to an uninterrupted run with the same options')
     .action(async (o: TrainOpts) => {
       code = await train(o);
     });
@@ -208,18 +280,25 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (o: { out: string; epochs: number; copies: number }) => {
       code = await report(o);
     });
+  const suiteList = benchSuites.map((x) => `  ${x.byDefault ? '*' : ' '} ${x.name.padEnd(15)}${x.about}`).join('\n');
   program
     .command('bench')
-    .description('run the benchmark suites (cpu-digits, server) from a source checkout; results in bench/results/')
-    .argument('[suites...]', 'suites to run (default: all)')
-    .option('--report <file>', 'also write an HTML report of the cpu-digits runs')
-    .action(async (suites: string[], o: { report?: string }) => {
+    .description('run the benchmark suites from a source checkout, each case in its own process')
+    .addArgument(new Argument('[suites...]', 'suites to run (default: those marked *)').choices(benchSuites.map((x) => x.name)))
+    .option('--out <dir>', 'write the results (JSON and markdown) into this folder (default: a new temporary folder, printed)')
+    .option('--update', 'write the results into bench/results/ and bench/paper/, replacing the numbers the docs quote')
+    .option('--report <file>', 'also write an HTML report of the cpu-digits and estimators runs')
+    .addHelpText('after', `\nSuites (* = run when none is named):\n${suiteList}\n`)
+    .action(async (suites: string[], o: { out?: string; update?: boolean; report?: string }) => {
       const runner = path.resolve(__dirname, '..', 'bench', 'run.js');
       if (!fs.existsSync(runner)) throw new of.ConfigError('bench needs a source checkout of oneforward (npm run build there first)');
-      const r = spawnSync(process.execPath, [runner, ...suites, ...(o.report ? ['--report', o.report] : [])], { stdio: 'inherit' });
+      if (o.update && o.out) throw new of.ConfigError('--update writes to bench/results/; leave out --out');
+      const args = [...suites, ...(o.update ? ['--update'] : []), ...(o.out ? ['--out', o.out] : []), ...(o.report ? ['--report', o.report] : [])];
+      const r = spawnSync(process.execPath, [runner, ...args], { stdio: 'inherit' });
       code = r.status ?? 1;
     });
   program
+   program
     .command('info')
     .description('backend, threads, SIMD level')
     .action(() => {

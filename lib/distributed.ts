@@ -22,10 +22,26 @@ import { BackendError, ConfigError, DisposedError } from './errors';
 import { invalidArg, is } from './validate';
 
 /** What data-parallel training needs from a communicator: this rank, the number of ranks, an in-place sum. */
-export type Communicator = { rank: number; size: number; allreduceSum(values: Float32Array): void };
+export type Communicator = {
+  /** This process's rank, in [0, size). */
+  rank: number;
+  /** The number of ranks. */
+  size: number;
+  /** Replaces `values` on every rank by their elementwise sum over all ranks. */
+  allreduceSum(values: Float32Array): void;
+};
 
 /** The contiguous rows of `batch` that `rank` of `size` takes, and the index of its first sample. */
-export function shard(batch: Dataset, rank: number, size: number): { batch: Dataset; sampleOffset: number } {
+export function shard(
+  batch: Dataset,
+  rank: number,
+  size: number,
+): {
+  /** This rank's rows. */
+  batch: Dataset;
+  /** The index, in `batch`, of its first row. */
+  sampleOffset: number;
+} {
   if (!is.positiveInteger(size)) throw invalidArg('size', 'positive integer', size);
   if (!is.integer(rank) || rank < 0 || rank >= size) throw invalidArg('rank', `integer in [0, ${size - 1}]`, rank);
   const lo = Math.floor((rank * batch.rows) / size), hi = Math.floor(((rank + 1) * batch.rows) / size);
@@ -143,11 +159,15 @@ export function copyParallelStep(model: Model, batch: Dataset, options: { comm: 
 export type MpiCommunicator = Communicator & {
   /** The MPI library's version string. */
   library: string;
+  /** Every rank's `values` concatenated in rank order (each rank passes the same length). */
   allgather(values: Float32Array): Float32Array;
+  /** Overwrites `values` on every rank with rank `root`'s. `root` defaults to `0`. */
   broadcast(values: Float32Array, root?: number): void;
+  /** Returns once every rank has called it. */
   barrier(): void;
   /** Ends the whole job, every rank, with `code` (for an error on one rank). */
   abort(code?: number): never;
+  /** Shuts MPI down; no communicator call may follow. */
   finalize(): void;
 };
 
@@ -195,10 +215,20 @@ export function mpi(): MpiCommunicator {
 
 /** Options of {@link fitDistributed}. */
 export type DistributedFitOptions = {
-  comm: Communicator & { abort?(code?: number): never; barrier?(): void };
+  /** The ranks to train on; `abort` and `barrier` are used where present (an {@link MpiCommunicator} has them). */
+  comm: Communicator & {
+    /** Ends every rank with `code`, so that an error on one rank does not leave the others waiting. */
+    abort?(code?: number): never;
+    /** Returns once every rank has called it. */
+    barrier?(): void;
+  };
+  /** The gradient estimator. Defaults to `ulr()`. */
   estimator?: Estimator;
+  /** The optimizer. Defaults to `adam()`. */
   optimizer?: Optimizer;
+  /** Passes over the training set. Defaults to `1`. */
   epochs?: number;
+  /** Rows per step, over all ranks together. Defaults to `32`. */
   batchSize?: number;
   /** `'data'` (default; shards of every batch), `'copies'` (ULR: the copies split), `'seeds'` (SPSA/ES: seed replay). */
   mode?: 'data' | 'copies' | 'seeds';
@@ -216,7 +246,23 @@ export type DistributedFitOptions = {
  * reports and writes checkpoints (any rank can load one to resume). An error on one rank aborts every rank with
  * that rank's message (MPI communicators), instead of leaving the others waiting in a collective.
  */
-export async function fitDistributed(model: Model, train: Dataset, options: DistributedFitOptions): Promise<{ epochs: { epoch: number; seconds: number; valLoss?: number; valAccuracy?: number }[] }> {
+export async function fitDistributed(
+  model: Model,
+  train: Dataset,
+  options: DistributedFitOptions,
+): Promise<{
+  /** One entry per epoch, on every rank (the validation numbers on rank 0 only). */
+  epochs: {
+    /** The epoch number, from 1. */
+    epoch: number;
+    /** Wall-clock time of the epoch's steps, in seconds. */
+    seconds: number;
+    /** Mean loss on `validation`, when given. */
+    valLoss?: number;
+    /** Accuracy on `validation`, when given, in [0, 1]. */
+    valAccuracy?: number;
+  }[];
+}> {
   const { comm } = options;
   const estimator = options.estimator ?? ulr();
   const mode = options.mode ?? (estimator.kind === 'spsa' || estimator.kind === 'es' ? 'seeds' : 'data');

@@ -49,21 +49,34 @@ export type NativeEstimator = {
   exactBoundary?: boolean;
 };
 
-/** @internal */
+/**
+ * An optimizer's settings as the engine takes them (what `sgd()`, `adam()` and `adamw()` return).
+ * @inline
+ */
 export type NativeOptimizer = {
+  /** The update rule. */
   kind: 'sgd' | 'adam' | 'adamw';
+  /** Learning rate. */
   lr: number;
+  /** SGD momentum μ, in [0, 1). */
   momentum?: number;
+  /** Whether SGD momentum is Nesterov's. */
   nesterov?: boolean;
+  /** Adam's first-moment decay. */
   beta1?: number;
+  /** Adam's second-moment decay. */
   beta2?: number;
+  /** Adam's denominator epsilon. */
   eps?: number;
+  /** Weight decay: L2 for SGD and Adam, decoupled for AdamW. */
   weightDecay?: number;
+  /** The global gradient L2 norm is clipped to this before the update; `0`: off. */
   clipNorm?: number;
 };
 
 /** Per-epoch results of `Model.fit` (the native engine reports them as is). */
 export type EpochLog = {
+  /** The epoch number, from 1. */
   epoch: number;
   /** Mean training loss over the epoch (for ULR: over the noisy copies). */
   loss: number;
@@ -81,15 +94,19 @@ export type EpochLog = {
 
 /** Progress reported during `Model.fit`, at most ~10 times a second and at each epoch end. */
 export type Progress = {
+  /** The current epoch, from 1. */
   epoch: number;
+  /** Epochs in this fit. */
   epochs: number;
   /** Step within the epoch. */
   step: number;
+  /** Steps in the epoch. */
   steps: number;
   /** Running mean loss of the epoch so far. */
   loss: number;
   /** Running training accuracy of the epoch so far. */
   accuracy: number;
+  /** Training throughput of the epoch so far, in samples (not noisy copies) per second. */
   samplesPerSecond: number;
   /** Seconds since fit started. */
   elapsed: number;
@@ -179,7 +196,10 @@ export interface NativeModel {
   };
 }
 
-/** A model's backend, as the engine reports it. */
+/**
+ * A model's backend, as the engine reports it.
+ * @inline
+ */
 export type NativeModelBackend = {
   /** `cpu`, `cuda`, or `sim` (the host simulation of a device, for tests). */
   name: string;
@@ -193,7 +213,10 @@ export type NativeModelBackend = {
   placement: string;
 };
 
-/** What the native engine reports about its backends. */
+/**
+ * What the native engine reports about its backends.
+ * @inline
+ */
 export type NativeBackendInfo = {
   /** Backends compiled into this build, e.g. `['cpu']`. */
   compiled: string[];

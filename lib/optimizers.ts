@@ -5,6 +5,10 @@
 import type { NativeOptimizer } from './native';
 import { invalidArg, is, optionsObject } from './validate';
 
+/**
+ * Options every optimizer takes.
+ * @inline
+ */
 type Common = {
   /** Learning rate. Defaults to `0.01` (SGD) or `0.001` (Adam, AdamW). */
   lr?: number;
@@ -32,7 +36,10 @@ export type AdamOptions = Common & {
   eps?: number;
 };
 
-/** A configured optimizer. */
+/**
+ * A configured optimizer.
+ * @useDeclaredType
+ */
 export type Optimizer = NativeOptimizer;
 
 function common(name: string, o: Record<string, unknown>, lr: number, wd: number) {

