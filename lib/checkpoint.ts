@@ -194,7 +194,7 @@ function checkLayers(file: string, layers: unknown): Layer[] {
   });
 }
 
-/** Loads a checkpoint written by {@link save}: a new model with its parameters, optimizer state and counters. */
+/** Loads a checkpoint written by {@link Model.save}: a new model with its parameters, optimizer state and counters. */
 export async function load(file: string): Promise<Model> {
   if (typeof file !== 'string' || file.length === 0) throw new CheckpointError('Expected a file path for load');
   let buf: Buffer;

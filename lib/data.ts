@@ -49,7 +49,12 @@ let digitsCache: { train: Dataset; test: Dataset } | undefined;
  * split deterministically per class: the first 80% of each class train, the rest test (7,996 / 2,004).
  * Samples are grouped by class; `fit` shuffles every epoch. Read once, then cached.
  */
-export function digits(): { train: Dataset; test: Dataset } {
+export function digits(): {
+  /** 7,996 training digits. */
+  train: Dataset;
+  /** 2,004 test digits. */
+  test: Dataset;
+} {
   if (digitsCache) return digitsCache;
   // rows labels (uint8, grouped by class), then rows × 784 pixel levels k (uint8) standing for round(k / 255, 3),
   // the values of the JSON copy this file was made from (scripts/make-digits.js)
@@ -81,13 +86,20 @@ export function digits(): { train: Dataset; test: Dataset } {
 
 /** A node-classification task on one graph: the graph, node features and labels split into train and test. */
 export type GraphTask = {
-  graph: { nodes: number; edges: [number, number][] };
+  /** The graph, for `of.graphConv({ graph })`. */
+  graph: {
+    /** Number of nodes. */
+    nodes: number;
+    /** Undirected edges as [i, j] pairs of node indices. */
+    edges: [number, number][];
+  };
   /** One sample (the whole graph): x = node features (nodes × features), y = labels of the training nodes, -1 elsewhere. */
   train: Dataset;
   /** The same graph with the labels of the other nodes (training nodes -1). */
   test: Dataset;
   /** Every node's class. */
   labels: Int32Array;
+  /** Number of classes. */
   classes: number;
 };
 

@@ -18,6 +18,7 @@ export const ERROR_CODES = [
   'ERR_BUSY',
   'ERR_INTERNAL',
 ] as const;
+/** One of {@link ERROR_CODES}: the stable `code` of every error this package throws. */
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
 /** Base class of every error oneforward throws. */

@@ -9,19 +9,62 @@ import type { EpochLog } from './native';
 import { ConfigError } from './errors';
 
 /** One training run in a report. */
-export type ReportRun = { name: string; epochs: EpochLog[] };
+export type ReportRun = {
+  /** The run's label in the legend and the table. */
+  name: string;
+  /** The run's per-epoch log, as `History.epochs` holds it. */
+  epochs: EpochLog[];
+};
 /** What {@link writeReport} draws. */
 export type ReportData = {
+  /** The page title. */
   title: string;
   /** Free text under the title (task, settings). */
   subtitle?: string;
+  /** The runs drawn side by side (at least one). */
   runs: ReportRun[];
   /** Total variance of the ULR gradient estimate per number of copies (log-log plot). */
-  variance?: { copies: number; variance: number }[];
+  variance?: {
+    /** Copies K. */
+    copies: number;
+    /** Total variance of the estimate at that K. */
+    variance: number;
+  }[];
   /** Test accuracy against wall-clock training time, per run. */
-  timeCurves?: { name: string; points: { seconds: number; accuracy: number }[] }[];
+  timeCurves?: {
+    /** The curve's label. */
+    name: string;
+    /** Its points, in time order. */
+    points: {
+      /** Training time so far, in seconds. */
+      seconds: number;
+      /** Test accuracy at that time, in [0, 1]. */
+      accuracy: number;
+    }[];
+  }[];
   /** Any other line charts (e.g. gradient cosine vs K per estimator option). */
-  charts?: { title: string; xLabel: string; yLabel: string; logX?: boolean; series: { name: string; points: { x: number; y: number }[] }[] }[];
+  charts?: {
+    /** The chart's title. */
+    title: string;
+    /** The x axis label. */
+    xLabel: string;
+    /** The y axis label. */
+    yLabel: string;
+    /** Whether the x axis is logarithmic. Defaults to `false`. */
+    logX?: boolean;
+    /** One line per series. */
+    series: {
+      /** The series label. */
+      name: string;
+      /** Its points. */
+      points: {
+        /** x value. */
+        x: number;
+        /** y value. */
+        y: number;
+      }[];
+    }[];
+  }[];
 };
 
 const escape = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);

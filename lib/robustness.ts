@@ -10,13 +10,47 @@ import { invalidArg, is } from './validate';
 
 /** One attack or corruption. `eps`: L∞ radius; `std`: noise standard deviation; `p`: pixel fraction. */
 export type Attack =
-  | { kind: 'fgsm'; eps: number }
-  | { kind: 'pgd'; eps: number; steps?: number; alpha?: number }
-  | { kind: 'gaussian'; std: number }
-  | { kind: 'saltPepper'; p: number };
+  | {
+      /** Fast gradient sign method: one step of size `eps`. */
+      kind: 'fgsm';
+      /** L∞ radius, in input units (pixels in [0, 1]). */
+      eps: number;
+    }
+  | {
+      /** Projected gradient descent: `steps` signed-gradient steps, projected onto the eps-ball. */
+      kind: 'pgd';
+      /** L∞ radius, in input units (pixels in [0, 1]). */
+      eps: number;
+      /** Number of steps. Defaults to `10`. */
+      steps?: number;
+      /** Step size, in input units. Defaults to `eps / 4`. */
+      alpha?: number;
+    }
+  | {
+      /** Additive Gaussian noise, clipped to [0, 1]. */
+      kind: 'gaussian';
+      /** Noise standard deviation, in input units. */
+      std: number;
+    }
+  | {
+      /** Salt-and-pepper noise: a fraction of the inputs set to 0 or 1. */
+      kind: 'saltPepper';
+      /** Fraction of the inputs replaced, in [0, 1]. */
+      p: number;
+    };
 
 /** Accuracy of one model under each attack (and clean). */
-export type RobustnessResult = { attack: Attack | { kind: 'clean' }; accuracy: number }[];
+export type RobustnessResult = {
+  /** The attack, or `{ kind: 'clean' }` for the unperturbed data. */
+  attack:
+    | Attack
+    | {
+        /** No attack. */
+        kind: 'clean';
+      };
+  /** Accuracy under it, in [0, 1]. */
+  accuracy: number;
+}[];
 
 // Small seeded generator for the corruptions (deterministic reports).
 function rng(seed: number) {

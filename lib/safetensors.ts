@@ -8,7 +8,14 @@ import { promises as fsp } from 'fs';
 import { CheckpointError } from './errors';
 
 /** One tensor of a safetensors file, converted to float32. */
-export type Tensor = { dtype: string; shape: number[]; data: Float32Array };
+export type Tensor = {
+  /** The dtype stored in the file: `F32`, `F16`, `BF16` or `F64`. */
+  dtype: string;
+  /** The tensor's dimensions, outermost first. */
+  shape: number[];
+  /** The values, row-major, converted to float32. */
+  data: Float32Array;
+};
 
 const SIZES: Record<string, number> = { F32: 4, F16: 2, BF16: 2, F64: 8 };
 const MAX_HEADER = 100 << 20;
