@@ -18,6 +18,7 @@ import { readSafetensors, type Tensor } from './safetensors';
  * `zeroOne`: 1 when the arg-max is not the label, else 0 — no derivative anywhere: only `ulr()` trains on it.
  */
 export const LOSSES = ['crossEntropy', 'mse', 'zeroOne'] as const;
+/** One of {@link LOSSES}. */
 export type LossName = (typeof LOSSES)[number];
 
 /** Options of {@link sequential}. */
@@ -41,16 +42,27 @@ export type SequentialOptions = {
   allowTf32?: boolean;
 };
 
-/** Where a model runs: {@link Model.backendInfo}. */
+/**
+ * Where a model runs: {@link Model.backendInfo}.
+ * @useDeclaredType
+ */
 export type ModelBackend = NativeModelBackend;
 
 /** A named parameter tensor; `data` is a writable view on native memory. */
-export type Parameter = { name: string; shape: number[]; data: Float32Array };
+export type Parameter = {
+  /** The tensor's name: layer kind and index, then `weight` or `bias` (e.g. `dense0.weight`). */
+  name: string;
+  /** Its dimensions, outermost first (a dense weight: [units, inputs]). */
+  shape: number[];
+  /** Its values, row-major. */
+  data: Float32Array;
+};
 
 export type { Progress, EpochLog, LossFunction };
 
 /** One dense layer's line of {@link Model.gradientCheck}. */
 export type GradientCheck = {
+  /** The layer's name, as in its parameters' names (e.g. `dense0`). */
   layer: string;
   /** Cosine similarity of the mean estimate to the BP gradient (when BP exists). */
   cosine?: number;
@@ -62,6 +74,7 @@ export type GradientCheck = {
   variance: number;
   /** |mean|² / variance: above 1, one estimate is mostly signal. */
   snr: number;
+  /** What to change: nothing, more copies (one estimate is mostly noise), or a smaller σ (the smoothing bias shows). */
   suggestion: 'ok' | 'more copies' | 'smaller sigma';
 };
 
@@ -149,7 +162,9 @@ export class Model {
    * classified per position (`outputs / groups` classes each; label -1 = unlabeled position).
    */
   readonly groups: number;
+  /** The training loss. */
   readonly loss: LossName;
+  /** The seed of the weight init, the shuffling and (by default) the ULR noise. */
   readonly seed: number;
   /** The backend this model runs on (`'sim'`: the host simulation of a device, for tests). */
   readonly backend: 'cpu' | 'cuda' | 'sim';
@@ -262,7 +277,12 @@ export class Model {
   }
 
   /** Mean loss and accuracy (cross-entropy; 0 for mse) of a clean forward pass over a data set. */
-  evaluate(data: Dataset): { loss: number; accuracy: number } {
+  evaluate(data: Dataset): {
+    /** Mean loss over the rows. */
+    loss: number;
+    /** Fraction of rows whose arg-max is the label, in [0, 1]. */
+    accuracy: number;
+  } {
     this.checkData('data', data);
     return this.nat.evaluate(data.x, data.y, data.rows);
   }
@@ -304,7 +324,12 @@ export class Model {
   }
 
   /** Like {@link evaluate}, off the event loop (libuv pool). */
-  async evaluateAsync(data: Dataset): Promise<{ loss: number; accuracy: number }> {
+  async evaluateAsync(data: Dataset): Promise<{
+    /** Mean loss over the rows. */
+    loss: number;
+    /** Fraction of rows whose arg-max is the label, in [0, 1]. */
+    accuracy: number;
+  }> {
     const stack = new Error().stack;
     this.checkData('data', data);
     try {
