@@ -57,3 +57,10 @@ export const distributed = {
 };
 export type { Communicator, MpiCommunicator, DistributedFitOptions } from './distributed';
 export type { Attack, RobustnessResult } from './robustness';
+
+// A default export too, so `import of from 'oneforward'` works under every module setting (CommonJS reads
+// `exports.default`); it is this module's own exports object.
+import * as self from './index';
+/** The whole API as one object: `import of from 'oneforward'` is the same as `import * as of from 'oneforward'`. */
+const oneforward = self;
+export default oneforward;
