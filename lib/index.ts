@@ -6,7 +6,7 @@ export { sequential, Model, LOSSES } from './model';
 export { load } from './checkpoint';
 export { readSafetensors, writeSafetensors } from './safetensors';
 export type { Tensor } from './safetensors';
-export type { SequentialOptions, ModelBackend, FitOptions, History, EpochLog, Progress, Parameter, LossName, LossFunction, GradientCheck } from './model';
+export type { SequentialOptions, ModelBackend, FitOptions, History, EpochLog, Progress, BatchLog, Parameter, LossName, LossFunction, GradientCheck } from './model';
 export { dense, activation, relu, leakyRelu, tanh, sigmoid, gelu, identity, step, sign, quantize, ACTIVATIONS, conv2d, maxPool2d, avgPool2d, globalAvgPool, flatten, rnn, gru, lstm, lif, repeat, timeMean, graphConv, residual, concat, dropout, layerNorm, batchNorm, groupNorm } from './layers';
 export type {
   Layer, DenseLayer, ActivationLayer, ActivationName, DenseOptions, QuantizedWeights, Conv2dLayer, Conv2dOptions, Pool2dLayer, Pool2dOptions,
@@ -16,6 +16,8 @@ export { bp, ulr, spsa, es, BASELINES, DENSITIES, SCORES, INJECTIONS } from './e
 export type { Estimator, BpEstimator, SpsaEstimator, EsEstimator, UlrEstimator, UlrOptions, BaselineName, DensityName, ScoreName, InjectionName, SigmaSchedule } from './estimators';
 export { sgd, adam, adamw } from './optimizers';
 export type { Optimizer, SgdOptions, AdamOptions } from './optimizers';
+export { SCHEDULES } from './schedules';
+export type { Schedule, ScheduleKind, WarmupOptions, StepScheduleOptions, ExponentialScheduleOptions, CosineScheduleOptions } from './schedules';
 export {
   OneForwardError, ShapeError, ConfigError, DataError, BackendError, CheckpointError, AbortError, NumericError,
   OutOfMemoryError, DisposedError, BusyError, ERROR_CODES,
@@ -27,6 +29,7 @@ import * as backendModule from './backend';
 import * as reportModule from './report';
 import * as robustnessModule from './robustness';
 import * as distributedModule from './distributed';
+import * as schedulesModule from './schedules';
 
 /** Shipped data sets. */
 export const datasets = { digits: dataModule.digits, adding: dataModule.adding, karate: dataModule.karate, sbm: dataModule.sbm };
@@ -37,6 +40,15 @@ export const data = {
   permutation: dataModule.permutation,
   batches: dataModule.batches,
   take: dataModule.take,
+};
+/** Learning-rate schedules for an optimizer's `schedule` option, e.g. `of.adam({ lr: 1e-3, schedule: of.schedules.cosine({ steps: 1000, warmup: 100 }) })`.
+ * @namespace
+ */
+export const schedules = {
+  constant: schedulesModule.constant,
+  step: schedulesModule.step,
+  exponential: schedulesModule.exponential,
+  cosine: schedulesModule.cosine,
 };
 /** Backend information and thread control. */
 export const backend = { info: backendModule.info, setThreads: backendModule.setThreads };

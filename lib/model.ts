@@ -7,7 +7,7 @@ import { AbortError, CheckpointError, ConfigError, DisposedError, ShapeError, wi
 import { type Dataset, checkDataset } from './data';
 import { type Estimator, bp, toNative, ulr } from './estimators';
 import { type DenseLayer, type ImageShape, type Layer, type SequenceShape, topology } from './layers';
-import { native, type NativeLayer, type NativeModel, type NativeModelSpec, type NativeModelBackend, type Progress, type EpochLog, type LossFunction } from './native';
+import { native, type NativeLayer, type NativeModel, type NativeModelSpec, type NativeModelBackend, type Progress, type EpochLog, type BatchLog, type LossFunction } from './native';
 import { type Optimizer, adam } from './optimizers';
 import { invalidArg, is, optionsObject } from './validate';
 import { save as saveCheckpoint } from './checkpoint';
@@ -58,7 +58,7 @@ export type Parameter = {
   data: Float32Array;
 };
 
-export type { Progress, EpochLog, LossFunction };
+export type { Progress, EpochLog, BatchLog, LossFunction };
 
 /** One dense layer's line of {@link Model.gradientCheck}. */
 export type GradientCheck = {
@@ -82,7 +82,7 @@ export type GradientCheck = {
 export type History = {
   epochs: EpochLog[];
   /** The same numbers as columns, tfjs-style. */
-  history: { loss: number[]; accuracy: number[]; valLoss: number[]; valAccuracy: number[] };
+  history: { loss: number[]; accuracy: number[]; valLoss: number[]; valAccuracy: number[]; lr: number[] };
 };
 
 /** Options of {@link Model.fit}. */
@@ -103,6 +103,13 @@ export type FitOptions = {
   onProgress?: (p: Progress) => void;
   /** Called after every epoch. */
   onEpochEnd?: (e: EpochLog) => void;
+  /**
+   * Called after every optimizer step, in order, none dropped, with that batch's loss and learning rate. Calls
+   * are queued from the training thread (at most 1024 waiting: beyond that, training waits for JS to catch up),
+   * so they may run a few steps behind training. Throwing stops training; fit rejects with that error. Without it
+   * no per-batch work is done; with it, a device waits for each step's loss. Defaults to none.
+   */
+  onBatchEnd?: (b: BatchLog) => void;
   /**
    * Called once if training diverges (a non-finite loss), with the reason and where, before fit rejects with
    * a `NumericError`; the parameters are those of the last good step.
@@ -230,6 +237,7 @@ export class Model {
     const stack = new Error().stack;
     const o = optionsObject('fit', options, [
       'estimator', 'optimizer', 'epochs', 'batchSize', 'shuffle', 'validation', 'onProgress', 'onEpochEnd', 'onDiverged', 'signal', 'resume', 'loss', 'maxGradNorm',
+      'onBatchEnd',
     ]) as FitOptions;
     this.checkData('train', train);
     if (o.validation !== undefined) this.checkData('validation', o.validation);
@@ -240,7 +248,7 @@ export class Model {
     if (o.shuffle !== undefined && !is.bool(o.shuffle)) throw invalidArg('shuffle', 'boolean', o.shuffle);
     if (o.resume !== undefined && !is.bool(o.resume)) throw invalidArg('resume', 'boolean', o.resume);
     if (o.maxGradNorm !== undefined && !is.positive(o.maxGradNorm)) throw invalidArg('maxGradNorm', 'positive number', o.maxGradNorm);
-    for (const k of ['onProgress', 'onEpochEnd', 'onDiverged', 'loss'] as const) {
+    for (const k of ['onProgress', 'onEpochEnd', 'onDiverged', 'onBatchEnd', 'loss'] as const) {
       if (o[k] !== undefined && typeof o[k] !== 'function') throw invalidArg(k, 'function', o[k]);
     }
     const signal = o.signal;
@@ -257,7 +265,7 @@ export class Model {
       await nat.fit(
         train.x, train.y, train.rows,
         v ? v.x : null, v ? v.y : null, v ? v.rows : 0,
-        { epochs, batchSize, shuffle: o.shuffle ?? true, resume: o.resume ?? false, estimator, optimizer, ...(o.loss ? { loss: o.loss } : {}), ...(o.onDiverged ? { onDiverged: o.onDiverged } : {}), ...(o.maxGradNorm ? { maxGradNorm: o.maxGradNorm } : {}) },
+        { epochs, batchSize, shuffle: o.shuffle ?? true, resume: o.resume ?? false, estimator, optimizer, ...(o.loss ? { loss: o.loss } : {}), ...(o.onDiverged ? { onDiverged: o.onDiverged } : {}), ...(o.onBatchEnd ? { onBatchEnd: o.onBatchEnd } : {}), ...(o.maxGradNorm ? { maxGradNorm: o.maxGradNorm } : {}) },
         o.onProgress ?? null,
         (e) => {
           epochsOut.push(e);
@@ -272,7 +280,7 @@ export class Model {
     const col = (k: keyof EpochLog) => epochsOut.map((e) => e[k]).filter((x): x is number => typeof x === 'number');
     return {
       epochs: epochsOut,
-      history: { loss: col('loss'), accuracy: col('accuracy'), valLoss: col('valLoss'), valAccuracy: col('valAccuracy') },
+      history: { loss: col('loss'), accuracy: col('accuracy'), valLoss: col('valLoss'), valAccuracy: col('valAccuracy'), lr: col('lr') },
     };
   }
 

@@ -3,6 +3,7 @@
  * in lib/ touches `require` of the .node file. `ONEFORWARD_NATIVE` may point at a specific .node build.
  */
 import * as path from 'path';
+import type { Schedule } from './schedules';
 import * as fs from 'fs';
 import { BackendError, errorClasses } from './errors';
 
@@ -72,6 +73,8 @@ export type NativeOptimizer = {
   weightDecay?: number;
   /** The global gradient L2 norm is clipped to this before the update; `0`: off. */
   clipNorm?: number;
+  /** The learning-rate schedule; absent: a constant `lr`. */
+  schedule?: Schedule;
 };
 
 /** Per-epoch results of `Model.fit` (the native engine reports them as is). */
@@ -90,6 +93,8 @@ export type EpochLog = {
   seconds: number;
   /** Optimizer steps in this epoch. */
   steps: number;
+  /** The learning rate of the epoch's last update (the optimizer's `schedule` at that step); fit always sets it. */
+  lr?: number;
 };
 
 /** Progress reported during `Model.fit`, at most ~10 times a second and at each epoch end. */
@@ -112,6 +117,24 @@ export type Progress = {
   elapsed: number;
   /** Estimated seconds until fit ends (from this run's pace; validation excluded). */
   eta: number;
+  /** The learning rate of the last update. */
+  lr: number;
+};
+
+/** What `onBatchEnd` receives after every optimizer step of `Model.fit`. */
+export type BatchLog = {
+  /** The epoch number, from 1. */
+  epoch: number;
+  /** The batch within the epoch, from 1. */
+  batch: number;
+  /** Batches per epoch. */
+  batches: number;
+  /** Mean loss of this batch (for ULR: over its noisy copies). */
+  loss: number;
+  /** Accuracy on this batch (for ULR: of its noisy copies). */
+  accuracy: number;
+  /** The learning rate this step's update used. */
+  lr: number;
 };
 
 /** @internal */
@@ -170,7 +193,7 @@ export interface NativeModel {
     valX: Float32Array | null,
     valY: Targets | null,
     valRows: number,
-    config: { epochs: number; batchSize: number; shuffle: boolean; resume: boolean; estimator: NativeEstimator; optimizer: NativeOptimizer; loss?: LossFunction; onDiverged?: (d: { reason: string; epoch: number; step: number }) => void; maxGradNorm?: number },
+    config: { epochs: number; batchSize: number; shuffle: boolean; resume: boolean; estimator: NativeEstimator; optimizer: NativeOptimizer; loss?: LossFunction; onDiverged?: (d: { reason: string; epoch: number; step: number }) => void; onBatchEnd?: (b: BatchLog) => void; maxGradNorm?: number },
     onProgress: ((p: Progress) => void) | null,
     onEpoch: ((e: EpochLog) => void) | null,
   ): Promise<EpochLog[]>;

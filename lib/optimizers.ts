@@ -3,6 +3,7 @@
  * training step (PyTorch's formulas; see native/kernels/cpu/optimizer.cpp).
  */
 import type { NativeOptimizer } from './native';
+import { type Schedule, checkSchedule } from './schedules';
 import { invalidArg, is, optionsObject } from './validate';
 
 /**
@@ -16,6 +17,11 @@ type Common = {
   weightDecay?: number;
   /** Clip the global gradient L2 norm to this value before the update; `0` = off. Defaults to `0`. */
   clipNorm?: number;
+  /**
+   * How the learning rate changes with the update count, e.g. `of.schedules.cosine({ steps: 1000, warmup: 100 })`;
+   * `lr` is its peak. Defaults to a constant `lr`.
+   */
+  schedule?: Schedule;
 };
 
 /** Options of {@link sgd}. */
@@ -47,7 +53,8 @@ function common(name: string, o: Record<string, unknown>, lr: number, wd: number
   if (!is.positive(out.lr)) throw invalidArg(`${name} lr`, 'positive number', out.lr);
   if (!is.number(out.weightDecay) || out.weightDecay < 0) throw invalidArg('weightDecay', 'number >= 0', out.weightDecay);
   if (!is.number(out.clipNorm) || out.clipNorm < 0) throw invalidArg('clipNorm', 'number >= 0', out.clipNorm);
-  return out as { lr: number; weightDecay: number; clipNorm: number };
+  const schedule = o.schedule === undefined ? {} : { schedule: checkSchedule(o.schedule, out.lr) };
+  return { ...out, ...schedule } as { lr: number; weightDecay: number; clipNorm: number; schedule?: Schedule };
 }
 
 function unit(name: string, v: unknown, def: number): number {
@@ -58,14 +65,14 @@ function unit(name: string, v: unknown, def: number): number {
 
 /** Stochastic gradient descent with optional (Nesterov) momentum. */
 export function sgd(options?: SgdOptions): Optimizer {
-  const o = optionsObject('sgd', options, ['lr', 'weightDecay', 'clipNorm', 'momentum', 'nesterov']);
+  const o = optionsObject('sgd', options, ['lr', 'weightDecay', 'clipNorm', 'schedule', 'momentum', 'nesterov']);
   const nesterov = o.nesterov ?? false;
   if (!is.bool(nesterov)) throw invalidArg('nesterov', 'boolean', nesterov);
   return { kind: 'sgd', ...common('sgd', o, 0.01, 0), momentum: unit('momentum', o.momentum, 0), nesterov };
 }
 
 function adamLike(kind: 'adam' | 'adamw', options: AdamOptions | undefined, wd: number): Optimizer {
-  const o = optionsObject(kind, options, ['lr', 'weightDecay', 'clipNorm', 'beta1', 'beta2', 'eps']);
+  const o = optionsObject(kind, options, ['lr', 'weightDecay', 'clipNorm', 'schedule', 'beta1', 'beta2', 'eps']);
   const eps = o.eps ?? 1e-8;
   if (!is.positive(eps)) throw invalidArg('eps', 'positive number', eps);
   return {

@@ -304,6 +304,28 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     return e;
 }
 
+// lib/schedules.ts's plain object; validate_optimizer checks the ranges.
+static LrSchedule parse_schedule(Napi::Env env, const Napi::Value& v) {
+    Napi::Object o = require_object(v, "optimizer schedule");
+    LrSchedule c;
+    const std::string kind = require_string(o.Get("kind"), "schedule kind");
+    if (kind == "constant") c.kind = ScheduleKind::Constant;
+    else if (kind == "step") c.kind = ScheduleKind::Step;
+    else if (kind == "exponential") c.kind = ScheduleKind::Exponential;
+    else if (kind == "cosine") c.kind = ScheduleKind::Cosine;
+    else throw_status(env, arg_error("unknown schedule '" + kind + "'"));
+    auto count = [&](const char* key, int64_t def, int64_t lo) {
+        Napi::Value x = o.Get(key);
+        return x.IsUndefined() ? def : require_int(x, key, lo, int64_t(1) << 52);
+    };
+    c.warmup = count("warmup", 0, 0);
+    c.every = count("every", 1, 1);
+    c.steps = count("steps", 1, 1);
+    c.gamma = opt_number(o, "gamma", 1.0);
+    c.min_lr = opt_number(o, "minLr", 0.0);
+    return c;
+}
+
 OptimizerConfig parse_optimizer(Napi::Env env, const Napi::Value& v) {
     Napi::Object o = require_object(v, "optimizer");
     OptimizerConfig c;
@@ -320,6 +342,8 @@ OptimizerConfig parse_optimizer(Napi::Env env, const Napi::Value& v) {
     c.eps = float(opt_number(o, "eps", c.eps));
     c.weight_decay = float(opt_number(o, "weightDecay", 0.0));
     c.clip_norm = float(opt_number(o, "clipNorm", 0.0));
+    Napi::Value sv = o.Get("schedule");
+    if (!sv.IsUndefined() && !sv.IsNull()) c.schedule = parse_schedule(env, sv);
     check(env, validate_optimizer(c));
     return c;
 }

@@ -1,6 +1,8 @@
 // fit() off the event loop: a dedicated std::thread per call (not the 4-thread libuv pool, which a server
 // needs for its own I/O) runs the native epoch loop; progress and epoch events come back through a
 // thread-safe function; the promise settles in the TSFN finalizer, on the JS thread, after the thread ends.
+// Its queue is bounded (kQueue events) and every event is posted blocking: when JS falls behind (a slow
+// onBatchEnd), training waits instead of queueing without limit, and no event is dropped.
 // The thread touches no Napi object. Input arrays are held by references for the duration.
 #include <thread>
 
@@ -29,7 +31,11 @@ struct Event {
     EpochStats epoch;
     LossRequest* loss = nullptr;
     std::string diverged;  // non-empty: a divergence report (progress.epoch / progress.step say where)
+    bool is_batch = false;
+    BatchEvent batch;
 };
+
+constexpr size_t kQueue = 1024;
 
 struct FitJob;
 void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev);
@@ -40,7 +46,7 @@ struct FitJob {
     Napi::Promise::Deferred deferred;
     Model* model = nullptr;
     std::vector<Napi::Reference<Napi::Value>> keep;  // the model object and the data arrays
-    Napi::FunctionReference on_progress, on_epoch, on_diverged, loss_fn;
+    Napi::FunctionReference on_progress, on_epoch, on_diverged, on_batch, loss_fn;
     Napi::Reference<Napi::Value> callback_error;      // first exception thrown by a JS callback
     DataRef train, val;
     bool has_val = false;
@@ -62,6 +68,18 @@ Napi::Object epoch_object(Napi::Env env, const EpochStats& e) {
     }
     o.Set("seconds", e.seconds);
     o.Set("steps", double(e.steps));
+    o.Set("lr", e.lr);
+    return o;
+}
+
+Napi::Object batch_object(Napi::Env env, const BatchEvent& b) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("epoch", b.epoch);
+    o.Set("batch", double(b.batch));
+    o.Set("batches", double(b.batches));
+    o.Set("loss", b.loss);
+    o.Set("accuracy", b.accuracy);
+    o.Set("lr", b.lr);
     return o;
 }
 
@@ -85,6 +103,8 @@ void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
                 o.Set("step", double(ev->progress.step));
                 job->on_diverged.Call({o});
             }
+        } else if (ev->is_batch) {  // none after a callback threw: fit is stopping and rejects with that error
+            if (!job->on_batch.IsEmpty() && job->callback_error.IsEmpty()) job->on_batch.Call({batch_object(env, ev->batch)});
         } else if (ev->is_epoch) {
             if (!job->on_epoch.IsEmpty()) job->on_epoch.Call({epoch_object(env, ev->epoch)});
         } else if (!job->on_progress.IsEmpty()) {
@@ -99,6 +119,7 @@ void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
             o.Set("samplesPerSecond", p.samples_per_sec);
             o.Set("elapsed", p.elapsed);
             o.Set("eta", p.eta);
+            o.Set("lr", p.lr);
             job->on_progress.Call({o});
         }
     } catch (const Napi::Error& e) {
@@ -106,6 +127,13 @@ void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
         if (job->callback_error.IsEmpty()) job->callback_error = Napi::Reference<Napi::Value>::New(e.Value(), 1);
         job->model->cancel.store(true);
     }
+}
+
+// Queues ev for the JS thread, waiting while the queue is full; false (ev freed) once the function is closing.
+bool post(FitJob* j, Event* ev) {
+    if (j->tsfn.BlockingCall(ev) == napi_ok) return true;
+    delete ev;
+    return false;
 }
 
 void finish(Napi::Env env, void*, FitJob* job) {
@@ -151,6 +179,9 @@ Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self) {
     if (info[8].IsFunction()) job->on_epoch = Napi::Persistent(info[8].As<Napi::Function>());
     Napi::Value dv = cfg.Get("onDiverged");
     if (dv.IsFunction()) job->on_diverged = Napi::Persistent(dv.As<Napi::Function>());
+    Napi::Value bv = cfg.Get("onBatchEnd");
+    if (bv.IsFunction()) job->on_batch = Napi::Persistent(bv.As<Napi::Function>());
+    else if (!bv.IsUndefined() && !bv.IsNull()) throw_status(env, arg_error("Expected config.onBatchEnd to be a function"));
     Napi::Value lf = cfg.Get("loss");
     if (lf.IsFunction()) {
         job->loss_fn = Napi::Persistent(lf.As<Napi::Function>());
@@ -177,11 +208,18 @@ Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self) {
     Napi::Promise promise = j->deferred.Promise();
     m.cancel.store(false);
     m.busy.store(true);
-    j->tsfn = Tsfn::New(env, "oneforward.fit", 0, 1, j, finish, static_cast<void*>(nullptr));
-    j->thread = std::thread([j] {
+    j->tsfn = Tsfn::New(env, "oneforward.fit", kQueue, 1, j, finish, static_cast<void*>(nullptr));
+    const bool batch_events = !j->on_batch.IsEmpty();
+    j->thread = std::thread([j, batch_events] {
         FitHooks hooks;
         hooks.cancel = &j->model->cancel;
-        hooks.progress = [j](const ProgressEvent& p) { j->tsfn.NonBlockingCall(new Event{false, p, {}}); };
+        hooks.progress = [j](const ProgressEvent& p) { post(j, new Event{false, p, {}}); };
+        if (batch_events)  // without a callback, no event at all
+            hooks.batch = [j](const BatchEvent& b) {
+                Event* ev = new Event{};
+                ev->is_batch = true, ev->batch = b;
+                if (!post(j, ev)) j->model->cancel.store(true);  // JS is going away: stop at the next step
+            };
         hooks.diverged = [j](const std::string& reason, int epoch, int64_t step) {
             Event* ev = new Event{false, {}, {}, nullptr, reason};
             ev->progress.epoch = epoch, ev->progress.step = step;

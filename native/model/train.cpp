@@ -21,7 +21,20 @@ Status validate_optimizer(const OptimizerConfig& o) {
     OF_CHECK(o.eps > 0.0f, Config, "optimizer eps must be positive");
     OF_CHECK(o.weight_decay >= 0.0f && std::isfinite(o.weight_decay), Config, "weight decay must be >= 0");
     OF_CHECK(o.clip_norm >= 0.0f && std::isfinite(o.clip_norm), Config, "clipNorm must be >= 0");
+    const LrSchedule& c = o.schedule;
+    OF_CHECK(c.warmup >= 0, Config, "schedule warmup must be >= 0");
+    if (c.kind == ScheduleKind::Step) OF_CHECK(c.every >= 1, Config, "step schedule every must be >= 1");
+    if (c.kind == ScheduleKind::Step || c.kind == ScheduleKind::Exponential)
+        OF_CHECK(c.gamma > 0.0 && c.gamma <= 1.0, Config, "schedule gamma must be in (0, 1]");
+    if (c.kind == ScheduleKind::Cosine) {
+        OF_CHECK(c.steps >= 1, Config, "cosine schedule steps must be >= 1");
+        OF_CHECK(c.min_lr >= 0.0 && c.min_lr <= double(o.lr), Config, "cosine schedule minLr must be in [0, lr]");
+    }
     return {};
+}
+
+double current_lr(const Model& m, const OptimizerConfig& o) {
+    return schedule_lr(o.schedule, o.lr, m.opt_kind == int(o.kind) ? m.opt_t : 0);
 }
 
 Status apply_update(Model& m, const OptimizerConfig& o, int B) {
@@ -215,7 +228,8 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
         int64_t correct = 0, rows_seen = 0, samples = 0;
         // On a device, steps are launched without waiting for their results; flush() collects them (statistics and
         // a failed step) at every progress report, every 64 steps, at the epoch's end and before a cancel returns.
-        const bool async = dt && DeviceTrainer::async_ok(est, cfg.max_grad_norm, hook);
+        // A batch hook needs each step's loss when the step ends: then the device waits for every step.
+        const bool async = dt && !hooks.batch && DeviceTrainer::async_ok(est, cfg.max_grad_norm, hook);
         int64_t flushed_samples = 0, launched_samples = 0;
         auto numeric = [&](Status status, int64_t s) {
             if (hooks.diverged) hooks.diverged(status.message, ep + 1, s + 1);
@@ -261,6 +275,9 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
                 correct += st.correct;
                 rows_seen += st.rows;
                 flushed_samples += B;
+                if (hooks.batch)
+                    hooks.batch(BatchEvent{ep + 1, s + 1, steps, st.loss, st.rows ? double(st.correct) / double(st.rows) : 0.0,
+                                           current_lr(m, cfg.optimizer)});
             }
             m.epoch_step = uint32_t(s + 1);
             steps_done++;
@@ -272,7 +289,7 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
                 const int64_t left = (steps - s - 1) + int64_t(last - ep - 1) * steps;
                 ProgressEvent p{ep + 1, last, s + 1, steps, loss_sum / double(flushed_samples),
                                 double(correct) / double(rows_seen), double(samples) / since(t_epoch), since(t_fit),
-                                since(t_fit) / double(steps_done) * double(left)};
+                                since(t_fit) / double(steps_done) * double(left), current_lr(m, cfg.optimizer)};
                 hooks.progress(p);
             }
         }
@@ -282,6 +299,7 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
         es.steps = steps - s0;
         es.loss = samples ? loss_sum / double(samples) : 0.0;
         es.accuracy = rows_seen ? double(correct) / double(rows_seen) : 0.0;
+        es.lr = current_lr(m, cfg.optimizer);
         m.epochs_run++;
         m.epoch_step = 0;
         if (dt) OF_TRY(dt->download(m));

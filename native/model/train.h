@@ -36,6 +36,15 @@ struct ProgressEvent {
     double samples_per_sec = 0.0;
     double elapsed = 0.0;         // seconds since fit started
     double eta = 0.0;             // estimated seconds to the end of fit, from the pace so far
+    double lr = 0.0;              // the learning rate of the last update
+};
+
+struct BatchEvent {  // one optimizer step of fit
+    int epoch = 0;                  // 1-based, as in ProgressEvent
+    int64_t batch = 0, batches = 0;  // 1-based within the epoch; steps per epoch
+    double loss = 0.0;              // this batch's mean loss
+    double accuracy = 0.0;          // on the rows the estimator evaluated (noisy rows for ULR)
+    double lr = 0.0;                // the learning rate of this step's update
 };
 
 struct EpochStats {
@@ -45,11 +54,14 @@ struct EpochStats {
     double val_loss = 0.0, val_accuracy = 0.0;
     double seconds = 0.0;  // training time of the epoch (validation excluded)
     int64_t steps = 0;
+    double lr = 0.0;  // the learning rate of the epoch's last update
 };
 
 struct FitHooks {
     std::function<void(const ProgressEvent&)> progress;  // at most every ~100 ms, and at each epoch end
     std::function<void(const EpochStats&)> epoch;
+    // After every step, in order (empty: none, and device steps need not wait for their loss).
+    std::function<void(const BatchEvent&)> batch;
     // Training stopped on a non-finite loss: called once with the reason before fit returns ERR_NUMERIC.
     std::function<void(const std::string& reason, int epoch, int64_t step)> diverged;
     const std::atomic<bool>* cancel = nullptr;
@@ -82,6 +94,8 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
 Status apply_update(Model& m, const OptimizerConfig& o, int B);
 
 Status validate_optimizer(const OptimizerConfig& o);
+// The learning rate of the model's last update (of its first, before any): schedule_lr at the model's step count.
+double current_lr(const Model& m, const OptimizerConfig& o);
 
 // A training step's estimator: marked as training, and with a learned sigma (learnSigma) its current values from
 // m.log_sigma (initialized from the configured sigma). learn_sigma_step then moves log sigma by its gradient.

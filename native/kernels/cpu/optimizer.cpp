@@ -2,6 +2,7 @@
 //   SGD:   g += wd p;  buf = mu buf + g;  g = nesterov ? g + mu buf : buf;  p -= lr g
 //   Adam:  g += wd p;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr mhat / (sqrt(vhat) + eps)
 //   AdamW: p -= lr wd p;  then Adam without the L2 term
+// where lr is update t's scheduled rate (kernels/schedule.h).
 #include "kernels/cpu/optimizer.h"
 
 #include <algorithm>
@@ -69,6 +70,7 @@ OF_CLONES static void adam_span(float* __restrict p, const float* __restrict g, 
 }
 
 void optimizer_step(float* params, float* grads, float* m, float* v, int64_t n, const OptimizerConfig& c, int64_t t) {
+    const float lr = schedule_lr(c.schedule, c.lr, t);
     float gscale = 1.0f;
     if (c.clip_norm > 0.0f) {
         double norm = grad_norm(grads, n);
@@ -76,16 +78,16 @@ void optimizer_step(float* params, float* grads, float* m, float* v, int64_t n, 
     }
     if (c.kind == OptKind::Sgd) {
         for_chunks(n, [&](int64_t i0, int64_t i1, int) {
-            sgd_span(params + i0, grads + i0, m + i0, i1 - i0, gscale, c.lr, c.weight_decay, c.momentum, c.nesterov);
+            sgd_span(params + i0, grads + i0, m + i0, i1 - i0, gscale, lr, c.weight_decay, c.momentum, c.nesterov);
         });
         return;
     }
     // Bias corrections in float64: beta^t underflows gracefully and 1 - beta^t keeps its digits.
     const float bc1 = float(1.0 - std::pow(double(c.beta1), double(t)));
     const float bc2 = float(1.0 - std::pow(double(c.beta2), double(t)));
-    const float step = c.lr / bc1, inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
+    const float step = lr / bc1, inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
     for_chunks(n, [&](int64_t i0, int64_t i1, int) {
-        adam_span(params + i0, grads + i0, m + i0, v + i0, i1 - i0, gscale, c.lr, c.weight_decay,
+        adam_span(params + i0, grads + i0, m + i0, v + i0, i1 - i0, gscale, lr, c.weight_decay,
                   c.kind == OptKind::AdamW, c.beta1, c.beta2, c.eps, step, inv_sqrt_bc2);
     });
 }
