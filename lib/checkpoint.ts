@@ -6,11 +6,13 @@
  * that is fsynced and renamed, so a crash mid-save leaves the previous file intact. Loading checks every field
  * against the model spec and the file size before allocating anything, then verifies the checksum.
  */
+import { constants as bufferConstants } from 'buffer';
 import { createHash, randomBytes } from 'crypto';
 import { promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { CheckpointError, OneForwardError } from './errors';
+import { parseHeader, readRegularFile } from './files';
 import {
   ACTIVATIONS, type ActivationLayer, type ActivationName, type DenseLayer, type ImageShape, type QuantizedWeights, type Layer, type Padding, type Topology, avgPool2d, conv2d, flatten,
   type Graph, batchNorm, concat, dropout, globalAvgPool, groupNorm, layerNorm, graphConv, gru, lif, lstm, maxPool2d, repeat, residual, rnn, timeMean, topology,
@@ -20,6 +22,10 @@ import { LOSSES, type LossName, type Model, sequential } from './model';
 const MAGIC = Buffer.from('OFCKPT01', 'ascii');
 const VERSION = 1;
 const MAX_HEADER = 16 << 20;
+// JSON nesting of a header: a residual block inside a residual block adds 2 levels; 64 leaves room for 29.
+const MAX_DEPTH = 64;
+// A checkpoint is read whole: the largest Buffer Node allocates (4 GiB on 64-bit).
+const MAX_FILE = bufferConstants.MAX_LENGTH;
 const OPTIMIZERS = ['sgd', 'adam', 'adamw'] as const;
 
 type TensorEntry = { name: string; shape: number[]; offset: number };
@@ -197,21 +203,11 @@ function checkLayers(file: string, layers: unknown): Layer[] {
 /** Loads a checkpoint written by {@link Model.save}: a new model with its parameters, optimizer state and counters. */
 export async function load(file: string): Promise<Model> {
   if (typeof file !== 'string' || file.length === 0) throw new CheckpointError('Expected a file path for load');
-  let buf: Buffer;
-  try {
-    buf = await fsp.readFile(file);
-  } catch (err) {
-    throw fail(file, `cannot read: ${(err as Error).message}`);
-  }
+  const buf = await readRegularFile(file, MAX_FILE, (why, cause) => new CheckpointError(`${file}: ${why}`, { cause }));
   if (buf.length < 16 || !buf.subarray(0, 8).equals(MAGIC)) throw fail(file, 'not a oneforward checkpoint (bad magic)');
   const headerLen = buf.readUInt32LE(8);
   if (headerLen === 0 || headerLen > MAX_HEADER || 16 + headerLen > buf.length) throw fail(file, `truncated or corrupt header (length ${headerLen})`);
-  let h: Header;
-  try {
-    h = JSON.parse(buf.subarray(16, 16 + headerLen).toString('utf8')) as Header;
-  } catch {
-    throw fail(file, 'header is not valid JSON');
-  }
+  const h = parseHeader(buf.subarray(16, 16 + headerLen).toString('utf8'), MAX_DEPTH, (why, cause) => new CheckpointError(`${file}: ${why}`, { cause })) as Header;
   if (typeof h !== 'object' || h === null || h.format !== 'oneforward') throw fail(file, 'not a oneforward checkpoint');
   if (h.version !== VERSION) throw fail(file, `unsupported format version ${String(h.version)} (this build reads version ${VERSION})`);
   if (h.dtype !== 'float32') throw fail(file, `unsupported dtype ${String(h.dtype)}`);
@@ -273,9 +269,28 @@ export async function load(file: string): Promise<Model> {
   };
   if (s.frozen !== undefined && !isInt(s.frozen, 0, d - 1)) throw fail(file, 'bad frozen count');
   if (s.bnRunning !== undefined && s.bnRunning !== null && (!Array.isArray(s.bnRunning) || !s.bnRunning.every(Number.isFinite))) throw fail(file, 'bad batchNorm statistics');
+  // Every tensor is converted and checked before the model is touched: non-finite weights (or optimizer moments)
+  // would load silently and predict NaN. Adam's second moment is never negative.
+  const values = h.tensors.map((t, i) => {
+    const f = floats(i);
+    for (let j = 0; j < f.length; j++) {
+      if (!Number.isFinite(f[j]!) || (t.name === 'optimizer.v' && f[j]! < 0)) throw fail(file, `tensor ${t.name} holds ${f[j]} at index ${j} (weights must be finite)`);
+    }
+    return f;
+  });
   const model = sequential(layers, { loss: m.loss as LossName, seed: m.seed as number });
-  if (s.frozen !== undefined && s.frozen !== model.frozen) model.freeze(s.frozen);
-  model.parameters().forEach((p, i) => p.data.set(floats(i)));
+  try {
+    if (s.frozen !== undefined && s.frozen !== model.frozen) model.freeze(s.frozen);
+    model.parameters().forEach((p, i) => p.data.set(values[i]!));
+    importState(model, s, optKind, values);
+  } catch (err) {
+    model.dispose();
+    throw err instanceof OneForwardError ? err : fail(file, `cannot restore the state: ${(err as Error)?.message ?? String(err)}`);
+  }
+  return model;
+}
+
+function importState(model: Model, s: Header['state'], optKind: number, values: Float32Array[]): void {
   const np = model.parameters().length;
   model._native!.importState({
     step: s.step,
@@ -287,8 +302,7 @@ export async function load(file: string): Promise<Model> {
     logSigma: s.logSigma ?? null,
     layerVar: s.layerVar ?? null,
     bnRunning: s.bnRunning ?? null,
-    m: optKind >= 0 ? floats(np) : null,
-    v: optKind >= 0 ? floats(np + 1) : null,
+    m: optKind >= 0 ? values[np]! : null,
+    v: optKind >= 0 ? values[np + 1]! : null,
   });
-  return model;
 }

@@ -25,8 +25,8 @@ export type ErrorCode = (typeof ERROR_CODES)[number];
 export class OneForwardError extends Error {
   /** Stable machine-readable code, e.g. `ERR_SHAPE`. */
   code: ErrorCode;
-  constructor(message: string, code: ErrorCode = 'ERR_INTERNAL') {
-    super(message);
+  constructor(message: string, code: ErrorCode = 'ERR_INTERNAL', options?: { cause?: unknown }) {
+    super(message, options);
     this.name = new.target.name;
     this.code = code;
   }
@@ -34,62 +34,62 @@ export class OneForwardError extends Error {
 
 /** Sizes that do not fit together (`ERR_SHAPE`). */
 export class ShapeError extends OneForwardError {
-  constructor(message: string) {
-    super(message, 'ERR_SHAPE');
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_SHAPE', options);
   }
 }
 /** An option out of range, misspelled, or a combination that makes no sense (`ERR_CONFIG`). */
 export class ConfigError extends OneForwardError {
-  constructor(message: string) {
-    super(message, 'ERR_CONFIG');
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_CONFIG', options);
   }
 }
 /** Bad data: non-finite values, labels out of range, wrong array types (`ERR_DATA`). */
 export class DataError extends OneForwardError {
-  constructor(message: string) {
-    super(message, 'ERR_DATA');
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_DATA', options);
   }
 }
 /** A backend that is absent or failed, or a native module that cannot load (`ERR_BACKEND`). */
 export class BackendError extends OneForwardError {
-  constructor(message: string) {
-    super(message, 'ERR_BACKEND');
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_BACKEND', options);
   }
 }
 /** A checkpoint that cannot be read or written (`ERR_CHECKPOINT`). */
 export class CheckpointError extends OneForwardError {
-  constructor(message: string) {
-    super(message, 'ERR_CHECKPOINT');
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_CHECKPOINT', options);
   }
 }
 /** Training was cancelled through an AbortSignal (`ABORT_ERR`, like DOM's AbortError). */
 export class AbortError extends OneForwardError {
-  constructor(message = 'The operation was aborted') {
-    super(message, 'ABORT_ERR');
+  constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
+    super(message, 'ABORT_ERR', options);
   }
 }
 /** A non-finite loss during training (`ERR_NUMERIC`); the message names the step, epoch, batch and seed. */
 export class NumericError extends OneForwardError {
-  constructor(message: string) {
-    super(message, 'ERR_NUMERIC');
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_NUMERIC', options);
   }
 }
 /** An allocation failed (`ERR_OOM`). */
 export class OutOfMemoryError extends OneForwardError {
-  constructor(message: string) {
-    super(message, 'ERR_OOM');
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_OOM', options);
   }
 }
 /** The model was disposed (`ERR_DISPOSED`). */
 export class DisposedError extends OneForwardError {
-  constructor(message: string) {
-    super(message, 'ERR_DISPOSED');
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_DISPOSED', options);
   }
 }
 /** The model is training on another thread (`ERR_BUSY`). */
 export class BusyError extends OneForwardError {
-  constructor(message: string) {
-    super(message, 'ERR_BUSY');
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'ERR_BUSY', options);
   }
 }
 

@@ -1,0 +1,108 @@
+/**
+ * Bounded reads of user-named files for the loaders (checkpoints, safetensors, IDX, CSV). Only regular files
+ * are read: a device (/dev/zero), a FIFO, a socket or a directory is refused before a byte is read, and a file
+ * larger than the caller's maximum is refused from its size. Opening uses O_NONBLOCK, so a FIFO with no writer
+ * never blocks; errors keep the system error (ENOENT, EACCES...) as `cause`.
+ */
+import { constants, promises as fsp, type Stats } from 'fs';
+import * as fs from 'fs';
+import { OneForwardError } from './errors';
+
+type Fail = (why: string, cause?: unknown) => OneForwardError;
+
+// O_NONBLOCK is POSIX; Windows has no FIFOs to block on (the flag is undefined there).
+const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
+
+function kind(st: Stats): string {
+  return st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket'
+    : st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : 'not a regular file';
+}
+
+function checkStats(st: Stats, maxBytes: number, fail: Fail): number {
+  if (!st.isFile()) throw fail(`not a regular file (${kind(st)})`);
+  if (st.size > maxBytes) throw fail(`file of ${st.size} bytes exceeds the maximum of ${maxBytes} bytes`);
+  return st.size;
+}
+
+function openError(err: unknown, fail: Fail): OneForwardError {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  // ENXIO: a socket (or a FIFO on some systems) cannot be opened as a file.
+  const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'ENXIO' ? 'not a regular file' : 'cannot open';
+  return fail(`${why} (${(err as Error)?.message ?? String(err)})`, err);
+}
+
+/** @internal Reads a whole regular file of at most `maxBytes` bytes; anything else is `fail(...)`. */
+export function readRegularFileSync(file: string, maxBytes: number, fail: Fail): Buffer {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, OPEN_FLAGS);
+  } catch (err) {
+    throw openError(err, fail);
+  }
+  try {
+    const size = checkStats(fs.fstatSync(fd), maxBytes, fail);
+    const buf = Buffer.allocUnsafe(size);
+    let got = 0;
+    while (got < size) {
+      const n = fs.readSync(fd, buf, got, size - got, got);
+      if (n === 0) break;  // the file shrank while we read it
+      got += n;
+    }
+    if (got !== size) throw fail(`file changed while reading (${got} of ${size} bytes)`);
+    return buf;
+  } catch (err) {
+    throw err instanceof OneForwardError ? err : fail(`cannot read (${(err as Error)?.message ?? String(err)})`, err);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** @internal Like {@link readRegularFileSync}, without blocking the event loop. */
+export async function readRegularFile(file: string, maxBytes: number, fail: Fail): Promise<Buffer> {
+  let fh: fsp.FileHandle;
+  try {
+    fh = await fsp.open(file, OPEN_FLAGS);
+  } catch (err) {
+    throw openError(err, fail);
+  }
+  try {
+    const size = checkStats(await fh.stat(), maxBytes, fail);
+    const buf = Buffer.allocUnsafe(size);
+    let got = 0;
+    while (got < size) {
+      const { bytesRead } = await fh.read(buf, got, size - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    if (got !== size) throw fail(`file changed while reading (${got} of ${size} bytes)`);
+    return buf;
+  } catch (err) {
+    throw err instanceof OneForwardError ? err : fail(`cannot read (${(err as Error)?.message ?? String(err)})`, err);
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
+}
+
+/**
+ * @internal JSON.parse of a file header after a scan of its nesting depth: JSON.parse itself copes with deep
+ * nesting, but every walk over the result (checks, JSON.stringify) recurses, so a header nested 200,000 deep
+ * would overflow the stack there. Brackets inside strings do not count.
+ */
+export function parseHeader(text: string, maxDepth: number, fail: Fail): unknown {
+  let depth = 0, inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;  // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > maxDepth) throw fail(`header nested deeper than ${maxDepth} levels`);
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw fail('header is not valid JSON', err);
+  }
+}
