@@ -5,7 +5,7 @@
 import { BackendError } from './errors';
 import * as fs from 'fs';
 import * as path from 'path';
-import { native, type NativeBackendInfo } from './native';
+import { native, nativeBinary, type NativeBackendInfo } from './native';
 import { invalidArg, is } from './validate';
 
 /** Backends a model can ask for. `auto` picks CUDA when compiled in and usable, else the CPU. */
@@ -30,12 +30,21 @@ export type BackendInfo = NativeBackendInfo & {
   };
   /** Whether the MPI addon was built (an MPI was found at install time): `of.distributed.mpi()` works. */
   mpi: boolean;
+  /**
+   * Which addon file runs: `prebuilt` (shipped in the package), `cmake` or `node-gyp` (built from source at install
+   * or by `npx oneforward rebuild`), or `custom` (`ONEFORWARD_NATIVE`).
+   */
+  binary: 'prebuilt' | 'cmake' | 'node-gyp' | 'custom';
+  /** The absolute path of that file. */
+  binaryPath: string;
 };
 
 /** Reports the compiled backends, the active one and why, thread count and SIMD level. */
 export function info(): BackendInfo {
   const b = native().backendInfo();
-  return { ...b, devices: { cpu: 1, cuda: b.cudaDevices ?? 0 }, mpi: fs.existsSync(path.join(__dirname, '..', '..', 'build', 'Release', 'oneforward_mpi.node')) };
+  const { kind, path: binaryPath } = nativeBinary();
+  const mpi = fs.existsSync(path.join(__dirname, '..', '..', 'build', 'Release', 'oneforward_mpi.node'));
+  return { ...b, devices: { cpu: 1, cuda: b.cudaDevices ?? 0 }, mpi, binary: kind, binaryPath };
 }
 
 /**
@@ -60,7 +69,7 @@ export function resolveBackend(requested?: string): 'cpu' | 'cuda' | 'sim' {
   if (want === 'cuda' && b.active !== 'cuda') {
     const hint = b.compiled.includes('cuda')
       ? '    - Check the NVIDIA driver (nvidia-smi) and CUDA_VISIBLE_DEVICES'
-      : '    - Rebuild with ONEFORWARD_CUDA=1 on a machine with nvcc';
+      : '    - Install the CUDA toolkit (nvcc) and cmake, then rebuild: ONEFORWARD_CUDA=1 npx oneforward rebuild';
     throw new BackendError(
       `backend 'cuda' was requested but is not available: ${b.reason}.\n  Possible solutions:\n` +
         `    - Use backend: 'cpu' or 'auto'\n${hint}`,

@@ -1,5 +1,5 @@
 /**
- * The `oneforward` command line (commander + cli-progress): `train`, `eval`, `report`, `bench` and `info`. Progress goes to stderr,
+ * The `oneforward` command line (commander + cli-progress): `train`, `eval`, `report`, `bench`, `rebuild` and `info`. Progress goes to stderr,
  * results to stdout. Ctrl-C cancels training cleanly (exit code 130).
  */
 import { Argument, Command, InvalidArgumentError } from 'commander';
@@ -299,6 +299,13 @@ export async function main(argv: string[]): Promise<number> {
     });
   program
    program
+    .command('rebuild')
+    .description('build the native addon from source again, looking for CUDA (nvcc) and MPI anew')
+    .action(() => {
+      const r = spawnSync(process.execPath, [path.resolve(__dirname, '..', '..', 'scripts', 'install.js'), '--rebuild'], { stdio: 'inherit' });
+      code = r.status ?? 1;
+    });
+  program
     .command('info')
     .description('backend, threads, SIMD level')
     .action(() => {

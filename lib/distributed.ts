@@ -192,11 +192,11 @@ export function mpiAvailable(): boolean {
 /**
  * Initializes MPI (once) and returns the MPI_COMM_WORLD communicator. Under `mpirun -np N node script.js`
  * every rank gets its rank and N; run alone it is rank 0 of 1. Throws ERR_BACKEND when the MPI addon was not
- * built (install an MPI, e.g. Debian's openmpi-bin and libopenmpi-dev, then `npm install` again).
+ * built (install an MPI and cmake, e.g. Debian's openmpi-bin, libopenmpi-dev and cmake, then `npx oneforward rebuild`).
  */
 export function mpi(): MpiCommunicator {
   if (!mpiBinding) {
-    if (!mpiAvailable()) throw new BackendError(`MPI support was not built (${mpiFile} is missing): install an MPI and run npm install again`);
+    if (!mpiAvailable()) throw new BackendError(`MPI support was not built (${mpiFile} is missing): install an MPI (Debian: apt-get install openmpi-bin libopenmpi-dev) and cmake, then run npx oneforward rebuild`);
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     mpiBinding = require(mpiFile) as MpiBinding;
   }

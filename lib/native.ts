@@ -1,6 +1,7 @@
 /**
  * Loads the native addon once and types its whole surface (node-llama-cpp's AddonTypes). Nothing else
- * in lib/ touches `require` of the .node file. `ONEFORWARD_NATIVE` may point at a specific .node build.
+ * in lib/ touches `require` of the .node file. `ONEFORWARD_NATIVE` may point at a specific .node build; else the
+ * first of the cmake build, the node-gyp build and the prebuilt binary that loads (scripts/install.js makes one).
  */
 import * as path from 'path';
 import type { Schedule } from './schedules';
@@ -283,16 +284,23 @@ export type NativeBinding = {
   deviceGemm(device: 'sim' | 'cuda' | 'tiled', C: Float32Array, A: Float32Array, B: Float32Array, M: number, N: number, K: number, transA: boolean, transB: boolean, alpha: number, beta: number, tf32: boolean): void;
 };
 
+/** Where the loaded addon came from: `ONEFORWARD_NATIVE`, a source build (cmake or node-gyp), or the prebuilt. */
+export type NativeBinaryKind = 'custom' | 'cmake' | 'node-gyp' | 'prebuilt';
+
 const root = path.resolve(__dirname, '..', '..');
-const candidates = [
-  process.env.ONEFORWARD_NATIVE,
-  path.join(root, 'build', 'Release', 'oneforward.node'),
-  path.join(root, 'build-gyp', 'build', 'Release', 'oneforward.node'),
-].filter((p): p is string => typeof p === 'string' && p.length > 0);
+const candidates: [NativeBinaryKind, string | undefined][] = [
+  ['custom', process.env.ONEFORWARD_NATIVE || undefined],
+  ['cmake', path.join(root, 'build', 'Release', 'oneforward.node')],
+  ['node-gyp', path.join(root, 'build-gyp', 'build', 'Release', 'oneforward.node')],
+  ['prebuilt', path.join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'oneforward.node')],
+];
+
+let loaded: { kind: NativeBinaryKind; path: string } | undefined;
 
 function load(): NativeBinding {
   const errors: string[] = [];
-  for (const file of candidates) {
+  for (const [kind, file] of candidates) {
+    if (file === undefined) continue;
     if (!fs.existsSync(file)) {
       errors.push(`${file}: not found`);
       continue;
@@ -301,6 +309,7 @@ function load(): NativeBinding {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const binding = require(file) as NativeBinding;
       binding.setErrorClasses(errorClasses);
+      loaded = { kind, path: file };
       return binding;
     } catch (err) {
       errors.push(`${file}: ${(err as Error).message}`);
@@ -308,8 +317,9 @@ function load(): NativeBinding {
   }
   throw new BackendError(
     `Could not load the oneforward native module.\n  Tried:\n    ${errors.join('\n    ')}\n` +
-      `  Possible solutions:\n    - Build it: npm run build:native (needs cmake and a C++17 compiler)\n` +
-      `    - Or with node-gyp: npm run build:gyp\n    - Or point ONEFORWARD_NATIVE at a built oneforward.node`,
+      `  Possible solutions:\n    - Build it from source: npx oneforward rebuild (npm run rebuild in a source checkout;\n` +
+      `      needs a C++17 compiler, make and python3, e.g. apt-get install cmake g++ make python3)\n` +
+      `    - Or point ONEFORWARD_NATIVE at a built oneforward.node`,
   );
 }
 
@@ -317,4 +327,10 @@ let cached: NativeBinding | undefined;
 /** @internal The loaded binding (loaded on first use). */
 export function native(): NativeBinding {
   return (cached ??= load());
+}
+
+/** @internal Which addon file was loaded, and from where (loads it if needed). */
+export function nativeBinary(): { kind: NativeBinaryKind; path: string } {
+  native();
+  return loaded!;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU session's one script (issue 8). On the GPU machine, from the project root, with `.gpu`, `dist` and
-# `build/Release` carried from the CPU machine (after `npm install` and ../shared/gpu/pack there):
+# `build/Release` carried from the CPU machine (after `npm install`, `npm run build` and bench/gpu/pack there):
 #   source .gpu/boot && bash bench/gpu/run.sh
 # Writes under $OUT (default bench/results/gpu-run): nvidia-smi.txt, info-prebuilt.json (the carried addon), build.log
 # and info.json (when it had to be rebuilt here), tests.tap (device and load tests on CUDA), tests-owngemm.tap (the
