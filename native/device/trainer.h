@@ -1,5 +1,5 @@
 // DeviceTrainer: a model's training steps on a Device (CUDA, or its host simulation), for every unit kind: ULR
-// (METHOD.md: the K-copy noisy forward, leave-one-out row weights, the shared-prefix copy sum for the first noisy
+// (docs/method.md: the K-copy noisy forward, leave-one-out row weights, the shared-prefix copy sum for the first noisy
 // unit, one weight-gradient GEMM per unit with diag(w) S(E) formed by a kernel) and BP, then the fused optimizer
 // update, as a fixed sequence of launches. fit's steps need no wait (launch_step / flush); the others wait once, for
 // their loss. Buffers are allocated on the first step of a shape and reused. The parameters, the optimizer state

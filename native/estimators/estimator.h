@@ -18,7 +18,7 @@ struct UlrConfig {
     Baseline baseline = Baseline::LeaveOneOut;
     Density density = Density::Normal;  // noise density
     Score score = Score::Exact;         // exact score of the density, or sign-compressed
-    bool shared_prefix = true;        // first layer's clean GEMM once per sample (METHOD.md 3.1)
+    bool shared_prefix = true;        // first layer's clean GEMM once per sample (docs/method.md 3.1)
     bool layerwise = false;           // one group of copies per layer, only that layer perturbed
     std::vector<int> copies_per_layer;  // layer-wise only; empty: `copies` for every layer
     // layer-wise only: copies per layer chosen each step to minimize the total variance for the cost of
@@ -36,7 +36,7 @@ struct UlrConfig {
     bool qmc = false;  // quasi-Monte Carlo normal noise (randomized Sobol points across the copies)
     bool learn_sigma = false;
     float sigma_lr = 0.01f;
-    bool store_noise = true;          // false: regenerate eps in the gradient pass (METHOD.md 3.2)
+    bool store_noise = true;          // false: regenerate eps in the gradient pass (docs/method.md 3.2)
     // Local module training (hybrid.cpp): exclusive end of each module, in dense layers (last = layer count).
     // Empty: plain ULR. Noise only on each module's last pre-activation; BP inside the modules.
     std::vector<int> modules;

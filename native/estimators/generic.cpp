@@ -5,7 +5,7 @@
 // view). For a convolution that view is the im2row patches (every output position of a row shares the row's
 // weight), so the LR reduction is the BP weight-gradient GEMM with the row weights as its row scale.
 // The first noisy unit's input is clean (the input, or a clean prefix of pools): its linear part runs once per
-// sample and its gradient is reduced over copies first, G = sum_k w S (METHOD.md 3.1). Blocks of whole samples
+// sample and its gradient is reduced over copies first, G = sum_k w S (docs/method.md 3.1). Blocks of whole samples
 // (~256 rows) run forward, losses, row weights and partial reductions in cache; partials are summed in block
 // order, so results do not depend on the thread count.
 #include <algorithm>

@@ -11,7 +11,7 @@
 // A one-layer module is exactly a plain ULR layer (same noise, same reductions); one module holding every layer
 // is BP driven by an LR estimate at the output. The first module's input is clean, so it runs once per sample
 // (B rows) and its boundary estimate is summed over copies first, G = sum_k w s(E): the shared-prefix rule of
-// METHOD.md 3.1. The other modules run in blocks of whole samples like likelihood_ratio.cpp: forward, losses,
+// docs/method.md 3.1. The other modules run in blocks of whole samples like likelihood_ratio.cpp: forward, losses,
 // row weights and each module's backward while the block is in cache, partial gradients summed in block order.
 // Test hook (exact_boundary): D is the exact gradient at each boundary (no noise, one copy), which must give BP.
 #include <algorithm>

@@ -1,6 +1,6 @@
 // Unified likelihood-ratio (ULR) estimator: Jiang et al., "One Forward is Enough for Neural Network
 // Training via Likelihood Ratio Method", ICLR 2024, section 3 (the LR gradient of a layer with noise on its
-// pre-activation) and section 4 (variance reduction: antithetic pairs, baselines). METHOD.md is our summary.
+// pre-activation) and section 4 (variance reduction: antithetic pairs, baselines). docs/method.md is our summary.
 //
 // Each of B samples runs as K noisy copies (R = B K rows) through one forward pass with noise in every dense
 // pre-activation:   V~_l = A_{l-1} W_l^T + b_l + sigma_l E_l,   A_l = phi_l(V~_l),   E_l ~ N(0, I)
@@ -10,7 +10,7 @@
 // (score of the normal density: s(e) = e; Laplace and logistic noise and the sign-compressed score of the
 // approximated-LR paper, arXiv 2403.12320, swap in their s(e)). No derivative of phi or of the loss is used.
 //
-// Performance rules (METHOD.md section 3): the first layer's clean GEMM runs once per sample (B rows) and its
+// Performance rules (docs/method.md section 3): the first layer's clean GEMM runs once per sample (B rows) and its
 // gradient is reduced over copies first (G = sum_k w E_1, then G^T X: B rows, not B K). Everything else runs
 // in blocks of whole samples (about 256 rows): one task takes a block through every layer, computes its
 // losses, its row weights (the leave-one-out baseline needs only the sample's own copies), its rows of G and

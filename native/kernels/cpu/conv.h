@@ -3,7 +3,7 @@
 // A (n Ho Wo, kh kw C), and  V = A W^T  with W (Co, kh kw C)  gives the output (n Ho Wo, Co), which is the
 // channels-last output (n, Ho, Wo, Co) already. Its weight gradient is  dV^T A , its input gradient
 // row2im(dV W) -- the same GEMM kernels as a dense layer, so the LR reduction of a convolution is its BP
-// weight-gradient GEMM with the LR row weights as the GEMM's row scale (METHOD.md 3.3, issue 4).
+// weight-gradient GEMM with the LR row weights as the GEMM's row scale (docs/method.md 3.3, issue 4).
 #pragma once
 #include <cstdint>
 

@@ -3,7 +3,7 @@
 //   C (M, N) = alpha * op(A) (M, K) * diag(kscale) (K, K) * op(B) (K, N) + beta * C
 // with arbitrary row/column strides for A, B and C, so NN, NT and TN (and transposed outputs) are all
 // stride choices. kscale (optional, length K) scales the reduction dimension while A is packed: the ULR
-// gradient diag(w) * S(E) is formed inside the packing and never materialized (METHOD.md section 3.3).
+// gradient diag(w) * S(E) is formed inside the packing and never materialized (docs/method.md section 3.3).
 // Every element accumulates its K products in the same order with FMA, whatever the ISA, tiling or
 // thread count: results are bit-identical across all of them.
 #pragma once

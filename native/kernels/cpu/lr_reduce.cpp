@@ -1,9 +1,9 @@
-// The likelihood-ratio reductions (METHOD.md section 1, batched form; paper section 3):
+// The likelihood-ratio reductions (docs/method.md section 1, batched form; paper section 3):
 //   w[r]      = (loss[r] - beta[r]) / (B K)                        row weights, one pass over the losses
 //   grad W[l] = (1 / sigma_l) (diag(w) S(E_l))^T A_{l-1}            done by gemm() with kscale = w
 //   grad b[l] = (1 / sigma_l) sum_r w[r] S(E_l)[r, :]               lr_bias_reduce
 // and for the first noisy layer the shared-prefix form: G[b] = sum_k w[b, k] E_1[b, k] (B, O), then
-// grad W1 = (1 / sigma_1) G^T X with B rows instead of B K (METHOD.md section 3.1). S(e) = e for normal noise.
+// grad W1 = (1 / sigma_1) G^T X with B rows instead of B K (docs/method.md section 3.1). S(e) = e for normal noise.
 // Reductions over rows run in a fixed order per output column, so results never depend on thread count.
 #include <algorithm>
 #include <cmath>
@@ -15,7 +15,7 @@
 namespace of::cpu {
 
 // baseline LeaveOneOut: beta[b, k] = mean loss of the sample's other copies. It must not depend on copy k's
-// own noise (METHOD.md section 1), so with antithetic pairs the partner (whose noise is -eps_k) is left out
+// own noise (docs/method.md section 1), so with antithetic pairs the partner (whose noise is -eps_k) is left out
 // too: beta = mean over the other K - 2 copies. The two copies of a pair then share one beta, which cancels
 // in (l(eps) - beta) eps + (l(-eps) - beta)(-eps) = (l(eps) - l(-eps)) eps: with pairs the baseline only
 // guards float cancellation. (Leaving only the copy itself out would bias the estimate by K / (K - 1).)
