@@ -6,7 +6,7 @@
 import { monitorEventLoopDelay } from 'perf_hooks';
 import type { AddressInfo } from 'net';
 import { buildServer } from './server';
-import * as of from '../../lib/index';
+import * as of from 'oneforward';
 
 export type LoadResult = {
   predictRequests: number;

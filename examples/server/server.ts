@@ -8,11 +8,12 @@
  *   DELETE /jobs/:id              cancel a running job
  *   POST   /models/:id/predict    { inputs: number[][] } -> { outputs, classes } (off the event loop)
  *
- * Run: `node dist/examples/server/server.js` (PORT, HOST, MAX_JOBS from the environment).
+ * Run: `node dist/examples/server/server.js` (PORT, HOST, MAX_JOBS from the environment). It imports the package by
+ * name, so it can be copied into an app as it is (README.md here says how).
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import { EventEmitter } from 'events';
-import * as of from '../../lib/index';
+import * as of from 'oneforward';
 
 export type ServerOptions = {
   /** Training jobs allowed to run at once; more get 429. Defaults to `2`. */
