@@ -23,7 +23,10 @@ export {
   OutOfMemoryError, DisposedError, BusyError, ERROR_CODES,
 } from './errors';
 export type { ErrorCode } from './errors';
-export type { Dataset, CsvOptions, GraphTask } from './data';
+export type { Dataset, CsvOptions, GraphTask, FromArraysOptions, LabelKind } from './data';
+export { LABEL_KINDS } from './data';
+export { MONITORS } from './callbacks';
+export type { EarlyStoppingOptions, Monitor } from './callbacks';
 import * as dataModule from './data';
 import * as backendModule from './backend';
 import * as reportModule from './report';
@@ -40,6 +43,7 @@ export const data = {
   permutation: dataModule.permutation,
   batches: dataModule.batches,
   take: dataModule.take,
+  fromArrays: dataModule.fromArrays,
 };
 /** Learning-rate schedules for an optimizer's `schedule` option, e.g. `of.adam({ lr: 1e-3, schedule: of.schedules.cosine({ steps: 1000, warmup: 100 }) })`.
  * @namespace

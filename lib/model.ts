@@ -4,7 +4,9 @@
  */
 import { type BackendName, resolveBackend } from './backend';
 import { AbortError, CheckpointError, ConfigError, DisposedError, ShapeError, withCallerStack } from './errors';
-import { type Dataset, checkDataset } from './data';
+import { type Dataset, checkDataset, sliceRows } from './data';
+import { EarlyStopping, type EarlyStoppingOptions } from './callbacks';
+import { summarize } from './summary';
 import { type Estimator, bp, toNative, ulr } from './estimators';
 import { type DenseLayer, type ImageShape, type Layer, type SequenceShape, topology } from './layers';
 import { native, type NativeLayer, type NativeModel, type NativeModelSpec, type NativeModelBackend, type Progress, type EpochLog, type BatchLog, type LossFunction } from './native';
@@ -83,6 +85,10 @@ export type History = {
   epochs: EpochLog[];
   /** The same numbers as columns, tfjs-style. */
   history: { loss: number[]; accuracy: number[]; valLoss: number[]; valAccuracy: number[]; lr: number[] };
+  /** With `earlyStopping`: the epoch (as in `epochs[].epoch`) after which it stopped training; undefined if it did not. */
+  stoppedEpoch?: number;
+  /** With `earlyStopping`: the epoch with the best monitored value (whose parameters `restoreBest` puts back). */
+  bestEpoch?: number;
 };
 
 /** Options of {@link Model.fit}. */
@@ -99,6 +105,18 @@ export type FitOptions = {
   shuffle?: boolean;
   /** Evaluated (clean forward) after every epoch. */
   validation?: Dataset;
+  /**
+   * A fraction in (0, 1) of the training rows to hold out as `validation` instead: the last rows, taken before
+   * any shuffling (as Keras does), floor(rows · (1 − validationSplit)) train. Not with `validation`. Defaults
+   * to none.
+   */
+  validationSplit?: number;
+  /**
+   * Stops training when an epoch metric stops improving (Keras' EarlyStopping; see {@link EarlyStoppingOptions}).
+   * It decides in the epoch callback, which runs before the next epoch starts, so training ends exactly at
+   * that epoch: fit resolves (no AbortError), `History.stoppedEpoch` says where. Defaults to off.
+   */
+  earlyStopping?: EarlyStoppingOptions;
   /** Called with progress at most ~10 times a second. Throwing stops training; fit rejects with that error. */
   onProgress?: (p: Progress) => void;
   /** Called after every epoch. */
@@ -237,10 +255,24 @@ export class Model {
     const stack = new Error().stack;
     const o = optionsObject('fit', options, [
       'estimator', 'optimizer', 'epochs', 'batchSize', 'shuffle', 'validation', 'onProgress', 'onEpochEnd', 'onDiverged', 'signal', 'resume', 'loss', 'maxGradNorm',
+      'validationSplit', 'earlyStopping',
       'onBatchEnd',
     ]) as FitOptions;
     this.checkData('train', train);
     if (o.validation !== undefined) this.checkData('validation', o.validation);
+    let v = o.validation;
+    if (o.validationSplit !== undefined) {
+      const split = o.validationSplit;
+      if (!(is.number(split) && split > 0 && split < 1)) throw invalidArg('validationSplit', 'number in (0, 1)', split);
+      if (v !== undefined) throw new ConfigError('give validation or validationSplit, not both');
+      const keep = Math.floor(train.rows * (1 - split));  // Keras' split point
+      if (keep < 1 || keep >= train.rows) {
+        throw new ConfigError(`validationSplit ${split} of ${train.rows} rows leaves ${keep} to train on and ${train.rows - keep} to validate; each needs at least 1`);
+      }
+      v = sliceRows(train, keep, train.rows);
+      train = sliceRows(train, 0, keep);
+    }
+    const stopper = o.earlyStopping !== undefined ? new EarlyStopping(o.earlyStopping, v !== undefined, this.loss) : undefined;
     const epochs = o.epochs ?? 1;
     const batchSize = o.batchSize ?? 32;
     if (!is.integer(epochs) || epochs < 0) throw invalidArg('epochs', 'integer >= 0', epochs);
@@ -257,8 +289,8 @@ export class Model {
     const nat = this.nat;
     const estimator = toNative(o.estimator ?? ulr());
     const optimizer = o.optimizer ?? adam();
-    const v = o.validation;
     const epochsOut: EpochLog[] = [];
+    let best: Float32Array[] | undefined;  // restoreBest: the parameters after the best epoch
     const onAbort = () => nat.cancel();
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -268,20 +300,70 @@ export class Model {
         { epochs, batchSize, shuffle: o.shuffle ?? true, resume: o.resume ?? false, estimator, optimizer, ...(o.loss ? { loss: o.loss } : {}), ...(o.onDiverged ? { onDiverged: o.onDiverged } : {}), ...(o.onBatchEnd ? { onBatchEnd: o.onBatchEnd } : {}), ...(o.maxGradNorm ? { maxGradNorm: o.maxGradNorm } : {}) },
         o.onProgress ?? null,
         (e) => {
+          if (stopper?.stoppedEpoch !== undefined) return;
           epochsOut.push(e);
           o.onEpochEnd?.(e);
+          if (!stopper) return;
+          const { improved, stop } = stopper.update(e);
+          // The training thread waits while this runs: the parameters are those of this epoch's end.
+          if (improved && stopper.restoreBest) best = nat.parameters().map((p) => p.data.slice());
+          if (stop) nat.cancel();  // seen before the next epoch's first step
         },
       );
     } catch (err) {
-      throw withCallerStack(err, stack);
+      // Our own cancel (early stopping) ends fit normally; the user's abort still rejects.
+      const ours = err instanceof AbortError && stopper?.stoppedEpoch !== undefined && !signal?.aborted;
+      if (!ours) throw withCallerStack(err, stack);
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }
+    if (best) nat.parameters().forEach((p, i) => p.data.set(best![i]!));
     const col = (k: keyof EpochLog) => epochsOut.map((e) => e[k]).filter((x): x is number => typeof x === 'number');
-    return {
+    const history: History = {
       epochs: epochsOut,
       history: { loss: col('loss'), accuracy: col('accuracy'), valLoss: col('valLoss'), valAccuracy: col('valAccuracy'), lr: col('lr') },
     };
+    if (stopper) {
+      if (stopper.stoppedEpoch !== undefined) history.stoppedEpoch = stopper.stoppedEpoch;
+      if (stopper.bestEpoch !== undefined) history.bestEpoch = stopper.bestEpoch;
+    }
+    return history;
+  }
+
+  /**
+   * The class of each row: the arg-max of {@link predict}'s outputs (the first on ties), rows × groups values
+   * (one per position for per-position classifiers).
+   */
+  predictClass(x: Float32Array | Dataset, rows?: number): Int32Array {
+    const out = this.predict(x, rows);
+    const classes = this.outputs / this.groups;
+    const cls = new Int32Array(out.length / classes);
+    for (let i = 0; i < cls.length; i++) {
+      let best = 0;
+      for (let j = 1; j < classes; j++) if (out[i * classes + j]! > out[i * classes + best]!) best = j;
+      cls[i] = best;
+    }
+    return cls;
+  }
+
+  /**
+   * A Keras-like table: one row per layer (index, kind and options, output shape, parameters, trainable or
+   * frozen; a block's inner layers indented under it), then the total, trainable and frozen parameter counts
+   * with their float32 bytes.
+   */
+  summary(): string {
+    const state = this._native ? `${this.backend} backend` : 'disposed';
+    return summarize(this.layers, this._native ? this.frozen : 0, `Model: ${this.loss} loss, seed ${this.seed}, ${state}`);
+  }
+
+  /** The {@link summary}. */
+  toString(): string {
+    return this.summary();
+  }
+
+  /** What `console.log(model)` and `util.inspect` show: the {@link summary}. */
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return this.summary();
   }
 
   /** Mean loss and accuracy (cross-entropy; 0 for mse) of a clean forward pass over a data set. */
@@ -536,7 +618,9 @@ export class Model {
     const labels = this.loss !== 'mse';
     const want = labels ? d.rows * this.groups : d.rows * this.outputs;
     if (labels && !(d.y instanceof Int32Array)) {
-      throw invalidArg(`${name}.y`, `Int32Array of class labels (${this.loss} loss)`, d.y);
+      const err = invalidArg(`${name}.y`, `Int32Array of class labels (${this.loss} loss)`, d.y);
+      if (d.y.length === d.rows * this.outputs) err.message += "; for one-hot rows, of.data.fromArrays(x, y, { labels: 'oneHot' }) gives class labels";
+      throw err;
     }
     if (this.loss === 'mse' && !(d.y instanceof Float32Array)) throw invalidArg(`${name}.y`, 'Float32Array of targets (mse loss)', d.y);
     if (d.y.length !== want) throw new ShapeError(`${name}.y has ${d.y.length} values, expected ${want}`);

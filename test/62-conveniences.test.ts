@@ -1,0 +1,295 @@
+// What a Keras / tfjs user reaches for: model.summary() (counts checked against parameters()), of.data.fromArrays
+// (round trips and every error by class and code), predictClass (the arg-max of predict), fit's validationSplit
+// (the same run as the explicit split) and earlyStopping (stops exactly at its epoch; restoreBest puts back the
+// best epoch's parameters bit for bit).
+import t from 'tap';
+import * as util from 'util';
+import * as of from '../lib/index';
+
+const bits = (m: of.Model) => Buffer.concat(m.parameters().map((p) => Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength)));
+
+// A seeded two-feature task, 64 rows: class 1 where the features agree in sign.
+function task(rows = 64): { x: number[][]; y: number[] } {
+  const x: number[][] = [], y: number[] = [];
+  for (let i = 0; i < rows; i++) {
+    const a = Math.sin(i * 1.7), b = Math.cos(i * 0.9);
+    x.push([a, b]);
+    y.push(a * b > 0 ? 1 : 0);
+  }
+  return { x, y };
+}
+const data = () => of.data.fromArrays(task().x, task().y);
+const mlp = (seed = 1) => of.sequential([of.dense(2, 8), of.tanh(), of.dense(8, 2)], { seed });
+
+// The table's rows between its rules: [index, layer, shape, params, trainable].
+function rows(summary: string): string[][] {
+  const lines = summary.split('\n');
+  const rules = lines.flatMap((l, i) => (l.startsWith('─') ? [i] : []));
+  return lines.slice(rules[1]! + 1, rules[2]).map((l) => l.trim().split(/\s{2,}/));
+}
+// Parameter counts per layer with parameters, from parameters(): dense0.weight + dense0.bias -> one layer.
+function perLayer(m: of.Model): number[] {
+  const sizes = new Map<string, number>();
+  for (const p of m.parameters()) sizes.set(p.name.split('.')[0]!, (sizes.get(p.name.split('.')[0]!) ?? 0) + p.data.length);
+  return [...sizes.values()];
+}
+const fmt = (n: number) => n.toLocaleString('en-US');
+
+t.test('summary(): one row per layer, counts that match parameters(), totals and bytes', async (t) => {
+  const k = of.datasets.karate();
+  const models: [string, of.Model][] = [
+    ['mlp', of.sequential([of.dense(784, 64), of.relu(), of.dropout(0.2), of.dense(64, 10)], { seed: 1 })],
+    ['cnn', of.sequential([
+      of.conv2d({ inputShape: [8, 8, 1], filters: 4, kernel: 3, padding: 'same' }), of.relu(), of.maxPool2d(),
+      of.residual([of.conv2d({ filters: 4, kernel: 3, padding: 'same' }), of.batchNorm()]), of.relu(),
+      of.concat([of.conv2d({ filters: 2, kernel: 1, bias: false })]), of.groupNorm({ groups: 2 }), of.globalAvgPool(), of.dense(6, 3),
+    ])],
+    ['rnn', of.sequential([of.gru({ inputShape: [5, 3], units: 4, returnSequences: true }), of.layerNorm(), of.lstm({ units: 3, returnSequences: true }), of.rnn({ units: 2 }), of.dense(2, 2)])],
+    ['graph', of.sequential([of.graphConv({ graph: k.graph, units: 16, inputShape: [34, 34] }), of.relu(), of.graphConv({ graph: k.graph, units: 2 })])],
+  ];
+  for (const [name, m] of models) {
+    const s = m.summary();
+    const total = m.parameters().reduce((a, p) => a + p.data.length, 0);
+    t.equal(total, m.parameterCount, `${name}: parameters() and parameterCount agree`);
+    t.match(s, `Total params: ${fmt(total)} (`, `${name}: total ${total}`);
+    t.match(s, `Trainable params: ${fmt(total)} (`, `${name}: all trainable`);
+    t.match(s, 'Frozen params: 0 (0 B)');
+    const table = rows(s);
+    const withParams = table.filter((r) => r[4] === 'yes' || r[4] === 'frozen').map((r) => Number(r[3]!.replace(/,/g, '')));
+    t.same(withParams, perLayer(m), `${name}: each layer's count is its tensors' size`);
+    t.equal(table.filter((r) => !r[0]!.includes('.')).length, m.layers.length, `${name}: one top-level row per layer`);
+    t.equal(String(m), s, 'toString() is the summary');
+    t.equal(util.inspect(m), s, 'util.inspect shows the summary');
+  }
+  const cnn = rows(models[1]![1].summary());
+  t.same(cnn.map((r) => r[2]), ['[8, 8, 4]', '[8, 8, 4]', '[4, 4, 4]', '[4, 4, 4]', '[4, 4, 4]', '[4, 4, 4]', '[4, 4, 4]', '[4, 4, 6]', '[4, 4, 2]', '[4, 4, 6]', '[6]', '[3]'], 'output shapes');
+  t.same(cnn.map((r) => r[0]), ['0', '1', '2', '3', '3.0', '3.1', '4', '5', '5.0', '6', '7', '8'], 'block layers numbered under their block');
+  t.match(cnn[0]![1], 'conv2d(4 filters, 3×3, same)');
+  t.equal(cnn[3]![3], '156', 'a block row counts its inner layers (148 + 8)');
+  t.match(models[0]![1].summary(), `Total params: 50,890 (198.8 KiB)`, 'float32 bytes: 50,890 × 4 = 203,560 B');
+  t.same(rows(models[2]![1].summary()).map((r) => r[2]), ['[5, 4]', '[5, 4]', '[5, 3]', '[2]', '[2]']);
+  t.same(rows(models[3]![1].summary()).map((r) => r[2]), ['[34, 16]', '[34, 16]', '[34, 2]']);
+  for (const [, m] of models) m.dispose();
+});
+
+t.test('summary(): frozen layers and a disposed model', async (t) => {
+  const m = of.sequential([of.dense(4, 8, { trainable: false }), of.relu(), of.dense(8, 8), of.relu(), of.dense(8, 3)]);
+  let s = m.summary();
+  t.same(rows(s).map((r) => r[4] ?? ''), ['frozen', '', 'yes', '', 'yes']);
+  t.match(s, 'Trainable params: 99 (396 B)');
+  t.match(s, 'Frozen params: 40 (160 B)');
+  m.freeze(2);
+  s = m.summary();
+  t.same(rows(s).map((r) => r[4] ?? ''), ['frozen', '', 'frozen', '', 'yes']);
+  t.match(s, 'Trainable params: 27 (108 B)');
+  m.dispose();
+  t.match(m.summary(), /^Model: crossEntropy loss, seed 0, disposed/, 'a disposed model still describes its layers');
+  t.match(`${m}`, 'Total params: 139');
+});
+
+t.test('fromArrays: rows, flat values with a shape, typed arrays', async (t) => {
+  const d = of.data.fromArrays([[1, 2, 3], [4, 5, 6]], [1, 0]);
+  t.same(d.shape, [3]);
+  t.equal(d.rows, 2);
+  t.ok(d.x instanceof Float32Array && d.y instanceof Int32Array);
+  t.same(Array.from(d.x), [1, 2, 3, 4, 5, 6]);
+  t.same(Array.from(d.y), [1, 0]);
+
+  const img = of.data.fromArrays([0, 1, 2, 3, 4, 5, 6, 7], Int32Array.from([2, 0]), { shape: [2, 2, 1] });
+  t.same(img.shape, [2, 2, 1]);
+  t.equal(img.rows, 2);
+  const xs = new Float32Array([1, 2, 3, 4]);
+  t.equal(of.data.fromArrays(xs, [0, 1], { shape: [2] }).x, xs, 'a Float32Array x is used as is');
+  t.same(Array.from(of.data.fromArrays([Float64Array.of(1, 2), Uint8Array.of(3, 4)], [0, 1]).x), [1, 2, 3, 4], 'rows as typed arrays');
+  t.same(of.data.fromArrays([[1, 2]], [5], { shape: [2, 1] }).shape, [2, 1], 'a shape for rows');
+  t.ok(of.data.fromArrays([[1], [2]], new Float64Array([0.5, 1.5])).y instanceof Float32Array, 'a float typed y is targets');
+});
+
+t.test('fromArrays: one-hot rows become class indices; values stay targets', async (t) => {
+  const { x, y } = task(8);
+  const hot = y.map((c) => (c === 1 ? [0, 1] : [1, 0]));
+  const d = of.data.fromArrays(x, hot);
+  t.ok(d.y instanceof Int32Array, 'one-hot rows -> Int32Array');
+  t.same(Array.from(d.y), y);
+  t.same(Array.from(of.data.fromArrays(x, Float32Array.from(hot.flat()), { labels: 'oneHot' }).y), y, 'flat one-hot with labels: oneHot');
+  t.same(Array.from(of.data.fromArrays([[0], [0]], [[2], [1]], { labels: 'index' }).y), [2, 1], 'one-column rows as indices');
+
+  // fit rejects one-hot targets given as floats for a crossEntropy model, and says how to convert them
+  const m = mlp();
+  const raw = { x: d.x, y: Float32Array.from(hot.flat()), rows: 8, shape: [2] };
+  await t.rejects(m.fit(raw, { estimator: of.bp() }), { code: 'ERR_CONFIG', message: /Int32Array of class labels.*labels: 'oneHot'/ });
+  const h = await m.fit(d, { estimator: of.bp(), epochs: 1, batchSize: 4 });
+  t.equal(h.epochs.length, 1, 'fromArrays one-hot labels train');
+  m.dispose();
+
+  const reg = of.data.fromArrays(x, x.map(([a, b]) => [a! + b!, a! - b!]));
+  t.ok(reg.y instanceof Float32Array, 'rows that are not one-hot are targets');
+  t.equal(reg.y.length, 16);
+  const forced = of.data.fromArrays([[1], [2]], [[1, 0], [0, 1]], { labels: 'values' });
+  t.same(Array.from(forced.y), [1, 0, 0, 1], 'labels: values keeps one-hot-looking rows as floats');
+  const scalar = of.data.fromArrays([[1], [2]], [0.25, 1.5], { labels: 'values' });
+  t.same(Array.from(scalar.y), [0.25, 1.5]);
+  const mse = of.sequential([of.dense(1, 4), of.tanh(), of.dense(4, 1)], { loss: 'mse', seed: 1 });
+  t.equal(mse.evaluate(scalar).accuracy, 0, 'values train an mse model');
+  mse.dispose();
+});
+
+t.test('fromArrays: errors by class, code and message', async (t) => {
+  const shape = { name: 'ShapeError', code: 'ERR_SHAPE' };
+  const dataErr = { name: 'DataError', code: 'ERR_DATA' };
+  t.throws(() => of.data.fromArrays([[1, 2], [3, 4], [5]], [0, 1, 0]), { ...shape, message: /x\[2\] has 1 values but x\[0\] has 2/ });
+  t.throws(() => of.data.fromArrays([[1, 2], [NaN, 4]], [0, 1]), { ...dataErr, message: /x\[1\]\[0\] is NaN/ });
+  t.throws(() => of.data.fromArrays([1, Infinity], [0], { shape: [2] }), { ...dataErr, message: /x\[1\] is Infinity/ });
+  t.throws(() => of.data.fromArrays([[1e39]], [0]), { ...dataErr, message: /x\[0\]\[0\] is Infinity/ }, 'beyond float32');
+  t.throws(() => of.data.fromArrays([[1], [2]], [0, 0.5]), { ...dataErr, message: /y\[1\] = 0.5 is not a class index.*labels: 'values'/ });
+  t.throws(() => of.data.fromArrays([[1], [2]], [0, -1]), { ...dataErr, message: /y\[1\] = -1 is not a class index/ });
+  t.throws(() => of.data.fromArrays([[1], [2]], Int32Array.of(0, -3)), { ...dataErr, message: /y\[1\] = -3/ });
+  t.throws(() => of.data.fromArrays([[1], [2]], [[0, 1], [1, 1]], { labels: 'oneHot' }), { ...dataErr, message: /y\[1\] is not one-hot \(\[1, 1\]\)/ });
+  t.throws(() => of.data.fromArrays([[1], [2]], [[0, 1], [NaN, 0]]), { ...dataErr, message: /y\[1\]\[0\] is NaN/ });
+  t.throws(() => of.data.fromArrays([[1], [2], [3], [4]], [0, 1, 0]), { ...shape, message: /y has 3 values but x has 4 rows/ });
+  t.throws(() => of.data.fromArrays([[1], [2]], [[1, 0]]), { ...shape, message: /y has 1 rows but x has 2 rows/ });
+  t.throws(() => of.data.fromArrays([[1], [2]], [[0, 1], [1, 0]], { labels: 'index' }), { ...shape, message: /2 values per row/ });
+  t.throws(() => of.data.fromArrays([1, 2, 3], [0]), { ...shape, message: /x is flat.*options.shape/ });
+  t.throws(() => of.data.fromArrays([1, 2, 3], [0], { shape: [2] }), { ...shape, message: /not a whole number of rows/ });
+  t.throws(() => of.data.fromArrays([[1, 2]], [0], { shape: [3] }), { ...shape, message: /holds 3 values but the rows of x have 2/ });
+  t.throws(() => of.data.fromArrays([[1, 2]], [0], { shapes: [2] } as never), { code: 'ERR_CONFIG', message: /Unknown option 'shapes' for fromArrays/ });
+  t.throws(() => of.data.fromArrays([[1, 2]], [0], { labels: 'onehot' } as never), { code: 'ERR_CONFIG', message: /'index' \| 'oneHot' \| 'values'/ });
+  t.throws(() => of.data.fromArrays([[1, 2]], [0], { shape: [0] }), { code: 'ERR_CONFIG', message: /shape/ });
+  t.throws(() => of.data.fromArrays([], []), { code: 'ERR_CONFIG', message: /non-empty/ });
+  t.throws(() => of.data.fromArrays('1,2' as never, [0]), { code: 'ERR_CONFIG', message: /for x/ });
+  t.throws(() => of.data.fromArrays([[1], 'a'] as never, [0, 1]), { code: 'ERR_CONFIG', message: /x\[1\]/ });
+  t.throws(() => of.data.fromArrays([[1]], { 0: 1 } as never), { code: 'ERR_CONFIG', message: /for y/ });
+});
+
+t.test('predictClass is the arg-max of predict', async (t) => {
+  const d = data();
+  const m = mlp();
+  await m.fit(d, { estimator: of.bp(), epochs: 3, batchSize: 8 });
+  const logits = m.predict(d);
+  const want = Int32Array.from({ length: d.rows }, (_, r) => (logits[2 * r + 1]! > logits[2 * r]! ? 1 : 0));
+  t.same(m.predictClass(d), want, 'from a Dataset');
+  t.same(m.predictClass(d.x), want, 'from a Float32Array');
+  t.same(m.predictClass(d.x.subarray(0, 6), 3), want.subarray(0, 3), 'with rows');
+  t.throws(() => m.predictClass(new Float32Array(3)), { code: 'ERR_SHAPE' });
+  m.dispose();
+
+  // Per-position classifiers: one class per node.
+  const k = of.datasets.karate();
+  const g = of.sequential([of.graphConv({ graph: k.graph, units: 4, inputShape: [34, 34] }), of.relu(), of.graphConv({ graph: k.graph, units: 2 })], { seed: 3 });
+  const out = g.predict(k.train);
+  const cls = g.predictClass(k.train);
+  t.equal(cls.length, 34);
+  t.ok(cls.every((c, i) => c === (out[2 * i + 1]! > out[2 * i]! ? 1 : 0)), 'per node');
+  g.dispose();
+});
+
+t.test('validationSplit: the last rows validate, as the explicit split does', async (t) => {
+  const d = data();
+  const opts = { estimator: of.bp(), optimizer: of.adam({ lr: 1e-2 }), epochs: 3, batchSize: 8 };
+  const a = mlp(), b = mlp();
+  const ha = await a.fit(d, { ...opts, validationSplit: 0.25 });
+  const idx = (from: number, to: number) => Int32Array.from({ length: to - from }, (_, i) => from + i);
+  const hb = await b.fit(of.data.take(d, idx(0, 48)), { ...opts, validation: of.data.take(d, idx(48, 64)) });
+  t.same(ha.history, hb.history, 'the same losses and validation numbers');
+  t.ok(bits(a).equals(bits(b)), 'bit-identical parameters');
+  t.equal(ha.epochs[0]!.steps, 6, '48 training rows in batches of 8');
+  // Keras' split point: floor(rows * (1 - split)); 10 rows at 0.3 -> 7 train, 3 validate
+  const ten = of.data.fromArrays(task(10).x, task(10).y);
+  const h = await a.fit(ten, { estimator: of.bp(), batchSize: 1, validationSplit: 0.3 });
+  t.equal(h.epochs[0]!.steps, 7);
+
+  await t.rejects(a.fit(d, { validationSplit: 0.2, validation: d }), { code: 'ERR_CONFIG', message: /validation or validationSplit, not both/ });
+  for (const bad of [0, 1, -0.5, 1.5, NaN, '0.2']) {
+    await t.rejects(a.fit(d, { validationSplit: bad as number }), { code: 'ERR_CONFIG', message: /number in \(0, 1\) for validationSplit/ }, `validationSplit ${String(bad)}`);
+  }
+  await t.rejects(a.fit(ten, { validationSplit: 0.95 }), { code: 'ERR_CONFIG', message: /leaves 0 to train on and 10 to validate/ });
+  await t.rejects(a.fit(ten, { validationSplit: 1e-17 }), { code: 'ERR_CONFIG', message: /leaves 10 to train on and 0 to validate/ });
+  a.dispose();
+  b.dispose();
+});
+
+t.test('earlyStopping: stops exactly at the epoch without improvement; fit resolves', async (t) => {
+  const d = data();
+  // A plateau: a learning rate too small to move the loss by minDelta.
+  const plateau = { estimator: of.bp(), optimizer: of.sgd({ lr: 1e-9 }), epochs: 30, batchSize: 8 };
+  const m = mlp();
+  const seen: number[] = [];
+  const h = await m.fit(d, { ...plateau, onEpochEnd: (e) => seen.push(e.epoch), earlyStopping: { monitor: 'loss', patience: 2, minDelta: 1e-4 } });
+  t.same(h.epochs.map((e) => e.epoch), [1, 2, 3], 'epoch 1 is the best; 2 and 3 do not improve: patience 2 stops after 3');
+  t.equal(h.stoppedEpoch, 3);
+  t.equal(h.bestEpoch, 1);
+  t.same(seen, [1, 2, 3], 'onEpochEnd for the epochs that ran');
+  t.equal(m.epochsRun, 3, 'no step of a fourth epoch ran');
+  t.equal(m.step, 3 * 8, '8 steps an epoch');
+  m.dispose();
+
+  const p0 = mlp();
+  const h0 = await p0.fit(d, { ...plateau, earlyStopping: { monitor: 'loss', minDelta: 1e-4 } });
+  t.equal(h0.stoppedEpoch, 2, 'patience 0 (the default) stops at the first epoch without improvement');
+  p0.dispose();
+
+  // Training that keeps improving runs every epoch.
+  const r = mlp();
+  const hr = await r.fit(d, { estimator: of.bp(), optimizer: of.adam({ lr: 1e-2 }), epochs: 4, batchSize: 8, shuffle: false, earlyStopping: { monitor: 'loss' } });
+  t.equal(hr.epochs.length, 4);
+  t.equal(hr.stoppedEpoch, undefined, 'no stoppedEpoch when it did not stop');
+  r.dispose();
+});
+
+t.test('earlyStopping: the weights are those of the stopping epoch, or of the best with restoreBest', async (t) => {
+  const d = data();
+  // minDelta far above any change: epoch 1 stays the best while the weights keep moving.
+  const opts = { estimator: of.bp(), optimizer: of.adam({ lr: 1e-2 }), epochs: 20, batchSize: 8 };
+  const stopped = mlp();
+  const hs = await stopped.fit(d, { ...opts, earlyStopping: { monitor: 'loss', patience: 3, minDelta: 10 } });
+  t.equal(hs.stoppedEpoch, 4);
+  const plain4 = mlp();
+  await plain4.fit(d, { ...opts, epochs: 4 });
+  t.ok(bits(stopped).equals(bits(plain4)), 'without restoreBest: bit-identical to 4 plain epochs');
+
+  const restored = mlp();
+  const hr = await restored.fit(d, { ...opts, earlyStopping: { monitor: 'loss', patience: 3, minDelta: 10, restoreBest: true } });
+  t.equal(hr.stoppedEpoch, 4);
+  t.equal(hr.bestEpoch, 1);
+  const plain1 = mlp();
+  await plain1.fit(d, { ...opts, epochs: 1 });
+  t.ok(bits(restored).equals(bits(plain1)), 'restoreBest: bit-identical to 1 plain epoch');
+  t.notOk(bits(plain1).equals(bits(plain4)), 'and the epochs in between did change the weights');
+
+  // The default monitor with validation data is valLoss; the best epoch is its minimum.
+  const v = mlp(4);
+  const hv = await v.fit(d, { ...opts, epochs: 8, validationSplit: 0.25, earlyStopping: { patience: 8, restoreBest: true } });
+  const vl = hv.history.valLoss;
+  t.equal(hv.bestEpoch, vl.indexOf(Math.min(...vl)) + 1, `best valLoss at epoch ${hv.bestEpoch}`);
+  t.equal(v.evaluate(of.data.take(d, Int32Array.from({ length: 16 }, (_, i) => 48 + i))).loss, Math.min(...vl), 'the restored weights give the best valLoss');
+  for (const m of [stopped, plain4, restored, plain1, v]) m.dispose();
+});
+
+t.test('earlyStopping: the user abort still rejects; option errors', async (t) => {
+  const d = data();
+  const m = mlp();
+  const controller = new AbortController();
+  await t.rejects(
+    m.fit(d, { estimator: of.bp(), epochs: 10, signal: controller.signal, onEpochEnd: () => controller.abort(), earlyStopping: { monitor: 'loss', minDelta: 10 } }),
+    { name: 'AbortError', code: 'ABORT_ERR' },
+  );
+  const bad: [unknown, RegExp][] = [
+    [{ patient: 2 }, /Unknown option 'patient' for earlyStopping; valid options: monitor, patience, minDelta, restoreBest/],
+    [{ monitor: 'val_loss' }, /'valLoss' \| 'loss' \| 'valAccuracy' \| 'accuracy' for earlyStopping.monitor/],
+    [{ monitor: 'valLoss' }, /monitors valLoss but fit has no validation data/],
+    [{ patience: -1 }, /integer >= 0 for earlyStopping.patience/],
+    [{ patience: 1.5 }, /earlyStopping.patience/],
+    [{ minDelta: NaN }, /finite number >= 0 for earlyStopping.minDelta/],
+    [{ restoreBest: 'yes' }, /boolean for earlyStopping.restoreBest/],
+    [true, /plain object for earlyStopping options/],
+  ];
+  const before = m.step;
+  for (const [es, message] of bad) {
+    await t.rejects(m.fit(d, { earlyStopping: es as of.EarlyStoppingOptions }), { name: 'ConfigError', code: 'ERR_CONFIG', message }, JSON.stringify(es));
+  }
+  const mse = of.sequential([of.dense(2, 2)], { loss: 'mse' });
+  await t.rejects(mse.fit(of.data.fromArrays([[1, 2]], [[1, 2]]), { earlyStopping: { monitor: 'accuracy' } }), { code: 'ERR_CONFIG', message: /mse model reports no accuracy/ });
+  t.equal(m.step, before, 'a rejected call trains nothing');
+  m.dispose();
+  mse.dispose();
+});
