@@ -298,7 +298,6 @@ export async function main(argv: string[]): Promise<number> {
       code = r.status ?? 1;
     });
   program
-   program
     .command('rebuild')
     .description('build the native addon from source again, looking for CUDA (nvcc) and MPI anew')
     .action(() => {
