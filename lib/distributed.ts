@@ -18,7 +18,7 @@ import { permutation, take } from './data';
 import { type EsEstimator, type Estimator, type SpsaEstimator, type UlrEstimator, toNative, ulr } from './estimators';
 import type { Model } from './model';
 import { type Optimizer, adam } from './optimizers';
-import { BackendError, ConfigError, DisposedError } from './errors';
+import { BackendError, ConfigError, DisposedError, type ErrorCode, OneForwardError, errorClasses } from './errors';
 import { invalidArg, is } from './validate';
 
 /** What data-parallel training needs from a communicator: this rank, the number of ranks, an in-place sum. */
@@ -167,7 +167,7 @@ export type MpiCommunicator = Communicator & {
   barrier(): void;
   /** Ends the whole job, every rank, with `code` (for an error on one rank). */
   abort(code?: number): never;
-  /** Shuts MPI down; no communicator call may follow. */
+  /** Shuts MPI down (idempotent). Any later call on a communicator, or `mpi()`, throws `ERR_DISPOSED`. */
   finalize(): void;
 };
 
@@ -183,6 +183,18 @@ type MpiBinding = {
 
 let mpiBinding: MpiBinding | undefined;
 const mpiFile = path.join(__dirname, '..', '..', 'build', 'Release', 'oneforward_mpi.node');
+
+// The MPI addon throws plain errors with a `code` (ERR_BACKEND; ERR_DISPOSED after finalize()): rethrown as the
+// library's classes, so `instanceof OneForwardError` holds as for the main addon.
+function typedMpi<T>(call: () => T): T {
+  try {
+    return call();
+  } catch (err) {
+    const cls = errorClasses[(err as { code?: ErrorCode })?.code as ErrorCode];
+    if (!cls || err instanceof OneForwardError) throw err;
+    throw new cls((err as Error).message);
+  }
+}
 
 /** Whether the MPI addon was built (an MPI was found at install time). */
 export function mpiAvailable(): boolean {
@@ -201,15 +213,15 @@ export function mpi(): MpiCommunicator {
     mpiBinding = require(mpiFile) as MpiBinding;
   }
   const b = mpiBinding;
-  const { rank, size, library } = b.init();
+  const { rank, size, library } = typedMpi(() => b.init());
   return {
     rank, size, library,
-    allreduceSum: (v) => b.allreduceSum(v),
-    allgather: (v) => b.allgather(v),
-    broadcast: (v, root = 0) => b.broadcast(v, root),
-    barrier: () => b.barrier(),
-    abort: (code = 1) => b.abort(code),
-    finalize: () => b.finalize(),
+    allreduceSum: (v) => typedMpi(() => b.allreduceSum(v)),
+    allgather: (v) => typedMpi(() => b.allgather(v)),
+    broadcast: (v, root = 0) => typedMpi(() => b.broadcast(v, root)),
+    barrier: () => typedMpi(() => b.barrier()),
+    abort: (code = 1) => typedMpi(() => b.abort(code)),
+    finalize: () => typedMpi(() => b.finalize()),
   };
 }
 

@@ -13,6 +13,7 @@ import { native, type NativeLayer, type NativeModel, type NativeModelSpec, type 
 import { type Optimizer, adam } from './optimizers';
 import { invalidArg, is, optionsObject } from './validate';
 import { save as saveCheckpoint } from './checkpoint';
+import { CallbackGuard } from './callback_guard';
 import { readSafetensors, type Tensor } from './safetensors';
 
 /**
@@ -91,7 +92,13 @@ export type History = {
   bestEpoch?: number;
 };
 
-/** Options of {@link Model.fit}. */
+/**
+ * Options of {@link Model.fit}. Callbacks (`onProgress`, `onEpochEnd`, `onBatchEnd`, `onDiverged`, `loss`) run on
+ * the main thread. One rule for all of them: whatever a callback throws (an Error or any other value: a string,
+ * `42`, `undefined`) stops training, and fit rejects with that same value, unwrapped. A callback that returns a
+ * promise (an `async` one) is awaited before fit settles (training does not wait for it); if it rejects, training
+ * stops and fit rejects with the rejection value. A callback cannot use the model it reports on (`ERR_BUSY`).
+ */
 export type FitOptions = {
   /** Gradient estimator. Defaults to `of.ulr()`. */
   estimator?: Estimator;
@@ -117,9 +124,9 @@ export type FitOptions = {
    * that epoch: fit resolves (no AbortError), `History.stoppedEpoch` says where. Defaults to off.
    */
   earlyStopping?: EarlyStoppingOptions;
-  /** Called with progress at most ~10 times a second. Throwing stops training; fit rejects with that error. */
+  /** Called with progress at most ~10 times a second. Throwing stops training; fit rejects with the thrown value. */
   onProgress?: (p: Progress) => void;
-  /** Called after every epoch. */
+  /** Called after every epoch. Throwing (or a returned promise rejecting) stops training; fit rejects with that value. */
   onEpochEnd?: (e: EpochLog) => void;
   /**
    * Called after every optimizer step, in order, none dropped, with that batch's loss and learning rate. Calls
@@ -245,7 +252,9 @@ export class Model {
   }
 
   /**
-   * Trains the model. Runs on a native thread; the event loop stays free.
+   * Trains the model. Runs on a native thread; the event loop stays free. fit copies the training and validation
+   * sets into native memory when it starts (rows × (inputs + labels or targets) × 4 bytes, the size of the arrays
+   * given, freed when fit settles), so the caller may reuse, transfer or resize their buffers at once.
    * @example
    * const model = of.sequential([of.dense(784, 64), of.relu(), of.dense(64, 10)], { seed: 1 });
    * const { train, test } = of.datasets.digits();
@@ -292,17 +301,19 @@ export class Model {
     const epochsOut: EpochLog[] = [];
     let best: Float32Array[] | undefined;  // restoreBest: the parameters after the best epoch
     const onAbort = () => nat.cancel();
+    const callbacks = new CallbackGuard(() => nat.cancel());
+    const onEpochEnd = callbacks.wrap(o.onEpochEnd);
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       await nat.fit(
         train.x, train.y, train.rows,
         v ? v.x : null, v ? v.y : null, v ? v.rows : 0,
-        { epochs, batchSize, shuffle: o.shuffle ?? true, resume: o.resume ?? false, estimator, optimizer, ...(o.loss ? { loss: o.loss } : {}), ...(o.onDiverged ? { onDiverged: o.onDiverged } : {}), ...(o.onBatchEnd ? { onBatchEnd: o.onBatchEnd } : {}), ...(o.maxGradNorm ? { maxGradNorm: o.maxGradNorm } : {}) },
-        o.onProgress ?? null,
+        { epochs, batchSize, shuffle: o.shuffle ?? true, resume: o.resume ?? false, estimator, optimizer, ...(o.loss ? { loss: o.loss } : {}), ...(o.onDiverged ? { onDiverged: callbacks.wrap(o.onDiverged)! } : {}), ...(o.onBatchEnd ? { onBatchEnd: callbacks.wrap(o.onBatchEnd)! } : {}), ...(o.maxGradNorm ? { maxGradNorm: o.maxGradNorm } : {}) },
+        callbacks.wrap(o.onProgress) ?? null,
         (e) => {
           if (stopper?.stoppedEpoch !== undefined) return;
           epochsOut.push(e);
-          o.onEpochEnd?.(e);
+          onEpochEnd?.(e);
           if (!stopper) return;
           const { improved, stop } = stopper.update(e);
           // The training thread waits while this runs: the parameters are those of this epoch's end.
@@ -311,12 +322,14 @@ export class Model {
         },
       );
     } catch (err) {
+      await callbacks.settle();  // a callback's rejection cancelled the run: it is the reason, not the AbortError
       // Our own cancel (early stopping) ends fit normally; the user's abort still rejects.
       const ours = err instanceof AbortError && stopper?.stoppedEpoch !== undefined && !signal?.aborted;
       if (!ours) throw withCallerStack(err, stack);
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }
+    await callbacks.settle();
     if (best) nat.parameters().forEach((p, i) => p.data.set(best![i]!));
     const col = (k: keyof EpochLog) => epochsOut.map((e) => e[k]).filter((x): x is number => typeof x === 'number');
     const history: History = {
@@ -390,7 +403,11 @@ export class Model {
     return this.nat.predict(x, r);
   }
 
-  /** Like {@link predict}, off the event loop (libuv pool). Several may run at once; fit waits for them. */
+  /**
+   * Like {@link predict}, off the event loop (libuv pool), on a native copy of `x` taken at the call (the caller may
+   * reuse or transfer it at once). Several may run at once; until they finish, fit, dispose and every call that
+   * changes the model throw `ERR_BUSY`.
+   */
   async predictAsync(x: Float32Array | Dataset, rows?: number): Promise<Float32Array> {
     const stack = new Error().stack;
     let xs: Float32Array;
@@ -413,7 +430,7 @@ export class Model {
     }
   }
 
-  /** Like {@link evaluate}, off the event loop (libuv pool). */
+  /** Like {@link evaluate}, off the event loop (libuv pool), on a native copy of the data set taken at the call. */
   async evaluateAsync(data: Dataset): Promise<{
     /** Mean loss over the rows. */
     loss: number;
@@ -579,7 +596,8 @@ export class Model {
   /**
    * Copies weights into this model: from a safetensors file (or tensors already read) with an optional name
    * mapping `{ 'fc1.weight': 'dense0.weight', ... }` (file name -> parameter name; unmapped names must match).
-   * Every parameter must be found with the right shape, else `ERR_CHECKPOINT` and nothing is changed.
+   * Every parameter must be found with the right shape, else `ERR_CHECKPOINT` and nothing is changed. `ERR_BUSY`
+   * (nothing changed) while fit or an async prediction runs on this model.
    * @returns the names of the parameters loaded.
    */
   async loadWeights(source: string | Map<string, Tensor>, options?: { map?: Record<string, string> }): Promise<string[]> {
@@ -596,11 +614,16 @@ export class Model {
       if (t.shape.join('x') !== p.shape.join('x')) throw new CheckpointError(`${p.name}: expected shape [${p.shape.join(', ')}], the file has [${t.shape.join(', ')}]`);
       if (!t.data.every(Number.isFinite)) throw new CheckpointError(`${p.name}: non-finite values`);
     }
+    this.nat.checkIdle();  // ERR_BUSY during fit or async predictions: they would overwrite or read half-loaded weights
     for (const p of params) p.data.set(byParam.get(p.name)!.data);
     return params.map((p) => p.name);
   }
 
-  /** Frees native memory (parameter views already handed out stay valid). Idempotent. */
+  /**
+   * Frees native memory. Parameter views already handed out stay valid (they keep the parameter memory alive
+   * until they are garbage-collected). Idempotent. `ERR_BUSY` while fit, an async prediction or another call
+   * (e.g. the one running a JS loss) uses the model.
+   */
   dispose(): void {
     this._native?.dispose();
     this._native = undefined;

@@ -200,6 +200,8 @@ export interface NativeModel {
   ): Promise<EpochLog[]>;
   cancel(): void;
   dispose(): void;
+  /** Throws ERR_BUSY unless the model could change now (no fit, async prediction or other call on it). */
+  checkIdle(): void;
   exportState(): NativeTrainState;
   setFrozen(count: number): void;
   inputGradients(x: Float32Array, y: Targets, rows: number): { grads: Float32Array; loss: number };

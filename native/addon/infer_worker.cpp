@@ -1,6 +1,8 @@
 // predictAsync / evaluateAsync: clean forward passes on the libuv pool (they are short), each with its own
-// scratch so several run at once. The model counts them: fit and dispose answer ERR_BUSY until they finish.
-// Execute() touches no Napi object.
+// scratch so several run at once. The model counts them: fit, dispose and every mutator answer ERR_BUSY until
+// they finish. Each reads a native copy of its inputs (JS may transfer or shrink the arrays meanwhile) and
+// shares ownership of the model. Execute() touches no Napi object; OnOK() never throws (on environment
+// teardown, e.g. worker.terminate(), settling the promise fails and is skipped).
 #include "addon/args.h"
 #include "addon/model_wrap.h"
 
@@ -9,24 +11,25 @@ namespace {
 
 class InferWorker : public Napi::AsyncWorker {
    public:
-    InferWorker(Napi::Env env, ModelWrap* self, DataRef data, bool evaluate, Napi::Float32Array out)
+    InferWorker(Napi::Env env, ModelWrap* self, bool evaluate)
         : Napi::AsyncWorker(env, "oneforward.infer"),
           deferred_(Napi::Promise::Deferred::New(env)),
-          self_(self),
-          data_(data),
+          model_(self->model_),
+          pending_(self->pending_),
           evaluate_(evaluate) {
-        if (!evaluate_) out_ = Napi::Persistent(out);
-        self_->pending_++;
+        ++*pending_;
     }
-    ~InferWorker() override { self_->pending_--; }
+    ~InferWorker() override { --*pending_; }
     Napi::Promise Promise() { return deferred_.Promise(); }
-    std::vector<Napi::Reference<Napi::Value>> keep;  // the model object and the input arrays
+    OwnedData data;
+    std::vector<float> out;  // rows x outputs (predict)
+    Napi::ObjectReference keep;  // the model object, until the promise settles
 
     void Execute() override {
         try {
-            const Model& m = *self_->model_;
-            status_ = evaluate_ ? m.evaluate(data_.x, data_.y, data_.rows, &loss_, &accuracy_, scratch_)
-                                : m.forward(out_data_, data_.x, data_.rows, scratch_);
+            const Model& m = *model_;
+            status_ = evaluate_ ? m.evaluate(data.ref.x, data.ref.y, data.ref.rows, &loss_, &accuracy_, scratch_)
+                                : m.forward(out.data(), data.ref.x, data.ref.rows, scratch_);
         } catch (const std::bad_alloc&) {
             status_ = {StatusCode::OutOfMemory, "out of memory"};
         } catch (const std::exception& e) {
@@ -36,28 +39,35 @@ class InferWorker : public Napi::AsyncWorker {
         }
     }
     void OnOK() override {
-        Napi::Env env = Env();
-        if (!status_.ok()) {
-            deferred_.Reject(make_error(env, status_).Value());
-        } else if (evaluate_) {
-            Napi::Object r = Napi::Object::New(env);
-            r.Set("loss", loss_);
-            r.Set("accuracy", accuracy_);
-            deferred_.Resolve(r);
-        } else {
-            deferred_.Resolve(out_.Value());
+        try {
+            Napi::Env env = Env();
+            if (!status_.ok()) {
+                deferred_.Reject(make_error(env, status_).Value());
+            } else if (evaluate_) {
+                Napi::Object r = Napi::Object::New(env);
+                r.Set("loss", loss_);
+                r.Set("accuracy", accuracy_);
+                deferred_.Resolve(r);
+            } else {
+                Napi::Float32Array a = Napi::Float32Array::New(env, out.size());
+                std::copy(out.begin(), out.end(), a.Data());
+                deferred_.Resolve(a);
+            }
+        } catch (...) {  // JS cannot run (teardown): nobody awaits the promise any more
         }
     }
-    void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
-    float* out_data_ = nullptr;
+    void OnError(const Napi::Error& e) override {
+        try {
+            deferred_.Reject(e.Value());
+        } catch (...) {
+        }
+    }
 
    private:
     Napi::Promise::Deferred deferred_;
-    ModelWrap* self_;
-    DataRef data_;
+    std::shared_ptr<const Model> model_;
+    std::shared_ptr<int> pending_;
     bool evaluate_;
-    Napi::Reference<Napi::Float32Array> out_;
     InferScratch scratch_;
     Status status_;
     double loss_ = 0.0, accuracy_ = 0.0;
@@ -69,21 +79,16 @@ class InferWorker : public Napi::AsyncWorker {
 Napi::Value start_infer(const Napi::CallbackInfo& info, ModelWrap* self, bool evaluate) {
     Napi::Env env = info.Env();
     Model& m = self->model(env);
-    DataRef d;
-    Napi::Float32Array out;
+    auto w = std::make_unique<InferWorker>(env, self, evaluate);
     if (evaluate) {
-        d = parse_data(env, m, info[0], info[1], info[2]);
+        own_data(env, m, info[0], info[1], info[2], &w->data);
     } else {
-        d = parse_inputs(env, m, info[0], info[1]);
-        out = Napi::Float32Array::New(env, size_t(d.rows) * m.outputs);
+        own_inputs(env, m, info[0], info[1], &w->data);
+        w->out.resize(size_t(w->data.ref.rows) * size_t(m.outputs));
     }
-    auto* w = new InferWorker(env, self, d, evaluate, out);
-    if (!evaluate) w->out_data_ = out.Data();
-    for (int i : {0, 1})
-        if (info[i].IsObject()) w->keep.push_back(Napi::Persistent(info[i]));
-    w->keep.push_back(Napi::Persistent(Napi::Value(info.This())));
+    w->keep = Napi::Persistent(info.This().As<Napi::Object>());
     Napi::Promise p = w->Promise();
-    w->Queue();
+    w.release()->Queue();  // the worker deletes itself after OnOK
     return p;
 }
 

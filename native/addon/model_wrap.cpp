@@ -9,31 +9,45 @@
 
 namespace of::addon {
 
+template <Napi::Value (ModelWrap::*Method)(const Napi::CallbackInfo&)>
+Napi::Value ModelWrap::Enter(const Napi::CallbackInfo& info) {
+    if (in_call_)  // e.g. dispose() from a JS loss during gradients(): it would free the model under the estimator
+        throw_status(info.Env(), {StatusCode::Busy, "the model is inside another of its calls (a loss function or getter that "
+                                                    "call runs cannot use the model); use it after that call returns"});
+    in_call_ = true;
+    struct Leave {
+        bool& flag;
+        ~Leave() { flag = false; }
+    } leave{in_call_};
+    return (this->*Method)(info);
+}
+
 Napi::Function ModelWrap::Init(Napi::Env env) {
     return DefineClass(env, "NativeModel",
                        {
                            InstanceMethod<&ModelWrap::Parameters>("parameters"),
-                           InstanceMethod<&ModelWrap::Predict>("predict"),
-                           InstanceMethod<&ModelWrap::PredictAsync>("predictAsync"),
-                           InstanceMethod<&ModelWrap::EvaluateAsync>("evaluateAsync"),
-                           InstanceMethod<&ModelWrap::Evaluate>("evaluate"),
-                           InstanceMethod<&ModelWrap::Gradients>("gradients"),
-                           InstanceMethod<&ModelWrap::TrainStep>("trainStep"),
-                           InstanceMethod<&ModelWrap::ApplyGradients>("applyGradients"),
-                           InstanceMethod<&ModelWrap::PerturbationLosses>("perturbationLosses"),
-                           InstanceMethod<&ModelWrap::CopyLosses>("copyLosses"),
-                           InstanceMethod<&ModelWrap::CopyGradients>("copyGradients"),
-                           InstanceMethod<&ModelWrap::ApplyPerturbationUpdate>("applyPerturbationUpdate"),
-                           InstanceMethod<&ModelWrap::Fit>("fit"),
+                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::Predict>>("predict"),
+                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::PredictAsync>>("predictAsync"),
+                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::EvaluateAsync>>("evaluateAsync"),
+                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::Evaluate>>("evaluate"),
+                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::Gradients>>("gradients"),
+                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::TrainStep>>("trainStep"),
+                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::ApplyGradients>>("applyGradients"),
+                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::PerturbationLosses>>("perturbationLosses"),
+                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::CopyLosses>>("copyLosses"),
+                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::CopyGradients>>("copyGradients"),
+                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::ApplyPerturbationUpdate>>("applyPerturbationUpdate"),
+                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::Fit>>("fit"),
                            InstanceMethod<&ModelWrap::Cancel>("cancel"),
-                           InstanceMethod<&ModelWrap::Dispose>("dispose"),
+                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::Dispose>>("dispose"),
                            InstanceMethod<&ModelWrap::State>("state"),
-                           InstanceMethod<&ModelWrap::ExportState>("exportState"),
-                           InstanceMethod<&ModelWrap::ImportState>("importState"),
-                           InstanceMethod<&ModelWrap::SetFrozen>("setFrozen"),
-                           InstanceMethod<&ModelWrap::InputGradients>("inputGradients"),
-                           InstanceMethod<&ModelWrap::SetBackend>("setBackend"),
+                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::ExportState>>("exportState"),
+                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::ImportState>>("importState"),
+                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::SetFrozen>>("setFrozen"),
+                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::InputGradients>>("inputGradients"),
+                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::SetBackend>>("setBackend"),
                            InstanceMethod<&ModelWrap::Backend>("backend"),
+                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::CheckIdle>>("checkIdle"),
                        });
 }
 
@@ -380,24 +394,61 @@ DataRef parse_data(Napi::Env env, const Model& m, const Napi::Value& xv, const N
     return d;
 }
 
+namespace {
+template <typename T>
+Napi::TypedArrayOf<T> typed(const Napi::Value& v) {
+    return v.As<Napi::TypedArrayOf<T>>();
+}
+}  // namespace
+
+void own_data(Napi::Env env, const Model& m, const Napi::Value& xv, const Napi::Value& yv, const Napi::Value& rv,
+              OwnedData* out) {
+    DataRef d = parse_data(env, m, xv, yv, rv);  // validated: the lengths below are the arrays' own
+    auto x = typed<float>(xv);
+    out->x.assign(d.x, d.x + x.ElementLength());
+    if (d.y.labels) out->labels.assign(d.y.labels, d.y.labels + typed<int32_t>(yv).ElementLength());
+    if (d.y.values) out->values.assign(d.y.values, d.y.values + typed<float>(yv).ElementLength());
+    out->ref = d;
+    out->ref.x = out->x.data();
+    if (d.y.labels) out->ref.y.labels = out->labels.data();
+    if (d.y.values) out->ref.y.values = out->values.data();
+}
+
+void own_inputs(Napi::Env env, const Model& m, const Napi::Value& xv, const Napi::Value& rv, OwnedData* out) {
+    DataRef d = parse_inputs(env, m, xv, rv);
+    out->x.assign(d.x, d.x + typed<float>(xv).ElementLength());
+    out->ref = d;
+    out->ref.x = out->x.data();
+}
+
 ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    check(env, Model::create(parse_spec(env, info[0]), &model_));
+    std::unique_ptr<Model> m;
+    check(env, Model::create(parse_spec(env, info[0]), &m));
+    model_ = std::move(m);
     OF_NAPI_END(env)
 }
 
-Model& ModelWrap::model(Napi::Env env, bool allow_busy) {
+Model& ModelWrap::model(Napi::Env env, Use use) {
     if (!model_) throw_status(env, {StatusCode::Disposed, "this model has been disposed"});
-    if (!allow_busy && model_->busy.load())
+    if (use != Use::Read && model_->busy.load())
         throw_status(env, {StatusCode::Busy, "the model is training (fit in progress); wait for it or cancel it"});
+    if (use == Use::Mutate && *pending_ > 0)
+        throw_status(env, {StatusCode::Busy, std::to_string(*pending_) + " async prediction(s) are reading this model; await them first"});
     return *model_;
+}
+
+Napi::Value ModelWrap::CheckIdle(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    model(env, Use::Mutate);
+    return env.Undefined();
 }
 
 Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    Model& m = model(env, true);  // views are safe to hand out during fit; values change as it trains
+    Model& m = model(env, Use::Read);  // views are safe to hand out during fit; values change as it trains
     Napi::Array out = Napi::Array::New(env);
     uint32_t idx = 0;
     auto add = [&](const std::string& name, int64_t off, std::vector<int> shape) {
@@ -489,12 +540,13 @@ Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
 
 namespace {
 // The (x, y, rows[, estimator]) head shared by gradients(), trainStep() and inputGradients(): one batch and a
-// checked estimator (read from argument 3 when `from_arg`, else the one passed in, e.g. BP).
+// checked estimator (read from argument 3 when `from_arg`, else the one passed in, e.g. BP). Every argument that
+// can run JS (a getter) is read before the data pointers are taken, and the caller reads no object after it.
 DataRef parse_batch(Napi::Env env, const Napi::CallbackInfo& info, const Model& m, EstimatorConfig* e,
                     bool from_arg = true) {
+    if (from_arg) *e = parse_estimator(env, info[3]);
     DataRef d = parse_data(env, m, info[0], info[1], info[2]);
     if (d.rows > (int64_t(1) << 30)) throw_status(env, {StatusCode::Shape, "batch too large"});
-    if (from_arg) *e = parse_estimator(env, info[3]);
     check(env, validate_estimator(m, *e));
     return d;
 }
@@ -504,15 +556,18 @@ DataRef parse_batch(Napi::Env env, const Napi::CallbackInfo& info, const Model& 
 Napi::Value ModelWrap::Gradients(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    Model& m = model(env);
+    Model& m = model(env, Use::Mutate);
     EstimatorConfig e;
     DataRef d = parse_batch(env, info, m, &e);
     uint32_t step = info[4].IsUndefined() ? m.step : uint32_t(require_int(info[4], "step", 0, 0xffffffffll));
     StepStats st;
     LossHook hook;
-    Napi::Reference<Napi::Value> thrown;
+    Thrown thrown;
     Napi::Function fn;  // outlives the hook, which captures it by reference
+    OwnedData owned;    // a JS loss runs JS mid-step: the step reads copies, not the caller's arrays
     if (info[5].IsFunction()) {
+        own_data(env, m, info[0], info[1], info[2], &owned);
+        d = owned.ref;
         fn = info[5].As<Napi::Function>();
         hook = [&](const float* out, const Targets& t, int R, int C, int rep, float* loss) {
             return call_js_loss(env, fn, out, t, R, C, rep, loss, &thrown);
@@ -541,7 +596,7 @@ Napi::Value ModelWrap::Gradients(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::SetBackend(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    Model& m = model(env);
+    Model& m = model(env, Use::Mutate);
     std::string name = require_string(info[0], "backend");
     int tf32 = info[1].IsUndefined() ? -1 : info[1].ToBoolean() ? 1 : 0;
     std::unique_ptr<Device> dev;
@@ -558,7 +613,7 @@ Napi::Value ModelWrap::SetBackend(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::Backend(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    Model& m = model(env, true);
+    Model& m = model(env, Use::Read);
     Napi::Object r = Napi::Object::New(env);
     DeviceInfo d = m.device ? m.device->info() : DeviceInfo{"cpu", "host CPU", "oneforward", false};
     r.Set("name", d.name);
@@ -574,10 +629,10 @@ Napi::Value ModelWrap::Backend(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::TrainStep(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    Model& m = model(env);
+    Model& m = model(env, Use::Mutate);
+    OptimizerConfig o = parse_optimizer(env, info[4]);  // before the data pointers: its getters may run JS
     EstimatorConfig e;
     DataRef d = parse_batch(env, info, m, &e);
-    OptimizerConfig o = parse_optimizer(env, info[4]);
     StepStats st;
     check(env, placed_train_step(m, d.x, d.y, int(d.rows), e, o, &st));
     Napi::Object r = Napi::Object::New(env);
@@ -613,9 +668,9 @@ void require_seed_replay(Napi::Env env, const Model& m, const EstimatorConfig& e
 Napi::Value ModelWrap::ApplyGradients(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    Model& m = model(env);
+    Model& m = model(env, Use::Mutate);
+    OptimizerConfig o = parse_optimizer(env, info[1]);  // before the gradient pointer: its getters may run JS
     const float* g = finite_floats(env, info[0], m.n_params, "gradients");
-    OptimizerConfig o = parse_optimizer(env, info[1]);
     const int rows = int(require_int(info[2], "rows", 1, 1 << 30));
     std::copy(g, g + m.n_params, m.grads.data());
     check(env, apply_update(m, o, rows));
@@ -650,7 +705,7 @@ EstimatorConfig copy_slice(Napi::Env env, const Napi::CallbackInfo& info, const 
 Napi::Value ModelWrap::CopyLosses(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    Model& m = model(env);
+    Model& m = model(env, Use::Mutate);
     EstimatorConfig e;
     DataRef d = parse_batch(env, info, m, &e);
     int k0 = 0, k1 = 0;
@@ -678,7 +733,7 @@ Napi::Value ModelWrap::CopyLosses(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::CopyGradients(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    Model& m = model(env);
+    Model& m = model(env, Use::Mutate);
     EstimatorConfig e;
     DataRef d = parse_batch(env, info, m, &e);
     int k0 = 0, k1 = 0;
@@ -708,7 +763,7 @@ Napi::Value ModelWrap::CopyGradients(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::PerturbationLosses(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    Model& m = model(env);
+    Model& m = model(env, Use::Mutate);
     EstimatorConfig e;
     DataRef d = parse_batch(env, info, m, &e);
     require_seed_replay(env, m, e);
@@ -726,12 +781,12 @@ Napi::Value ModelWrap::PerturbationLosses(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::ApplyPerturbationUpdate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    Model& m = model(env);
+    Model& m = model(env, Use::Mutate);
     EstimatorConfig e = parse_estimator(env, info[1]);
     require_seed_replay(env, m, e);
     const int P = e.wp.population;
+    OptimizerConfig o = parse_optimizer(env, info[2]);  // before the loss pointer: its getters may run JS
     const float* l = finite_floats(env, info[0], 2 * int64_t(P), "losses");
-    OptimizerConfig o = parse_optimizer(env, info[2]);
     const int rows = int(require_int(info[3], "rows", 1, 1 << 30));
     check(env, placed_seed_replay_update(m, e, o, l, l + P, rows));
     return env.Undefined();
@@ -755,7 +810,7 @@ Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
     OF_NAPI_BEGIN
     if (model_ && model_->busy.load())
         throw_status(env, {StatusCode::Busy, "cannot dispose a model while it trains; cancel it first"});
-    if (pending_ > 0) throw_status(env, {StatusCode::Busy, "cannot dispose a model while predictions are pending"});
+    if (*pending_ > 0) throw_status(env, {StatusCode::Busy, "cannot dispose a model while predictions are pending"});
     model_.reset();
     return env.Undefined();
     OF_NAPI_END(env)
@@ -825,7 +880,7 @@ Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    Model& m = model(env);
+    Model& m = model(env, Use::Mutate);
     Napi::Object o = require_object(info[0], "state");
     uint32_t step = uint32_t(require_int(o.Get("step"), "step", 0, 0xffffffffll));
     uint32_t epochs = uint32_t(require_int(o.Get("epochsRun"), "epochsRun", 0, 0xffffffffll));
@@ -885,7 +940,7 @@ Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::SetFrozen(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    Model& m = model(env);
+    Model& m = model(env, Use::Mutate);
     const int frozen = int(require_int(info[0], "frozen layers", 0, int64_t(m.param_units()) - 1));
     if (!m.dense_only) {  // recurrent units keep state the B-row prefix does not: they cannot be frozen yet
         int p = 0;

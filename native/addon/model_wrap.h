@@ -1,10 +1,12 @@
 // ModelWrap: the JS-visible native model (Napi::ObjectWrap). Each method validates its arguments, then
 // calls one core function. fit() hands the model to a dedicated thread (train_worker.cpp); while it runs,
-// every other method answers ERR_BUSY.
+// every other method answers ERR_BUSY. No method runs inside another (a JS loss or a getter it calls), and
+// nothing changes the model while async predictions read it: both are ERR_BUSY too.
 #pragma once
 #include <napi.h>
 
 #include <memory>
+#include <vector>
 
 #include "estimators/estimator.h"
 #include "model/model.h"
@@ -12,16 +14,28 @@
 
 namespace of::addon {
 
+// What a method may do while the model is busy elsewhere. Read: metadata and parameter views, any time.
+// Run: reads the parameters (refused during fit). Mutate: changes parameters, state or structure (also refused
+// while async predictions read them).
+enum class Use { Read, Run, Mutate };
+
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
    public:
     static Napi::Function Init(Napi::Env env);
     explicit ModelWrap(const Napi::CallbackInfo& info);
 
-    Model& model(Napi::Env env, bool allow_busy = false);  // throws ERR_DISPOSED / ERR_BUSY
-    std::unique_ptr<Model> model_;
-    int pending_ = 0;  // async predict/evaluate in flight (JS thread only)
+    Model& model(Napi::Env env, Use use = Use::Run);  // throws ERR_DISPOSED / ERR_BUSY
+    // Shared with the native work in flight (fit's thread, async predictions): the model outlives a finalized
+    // wrapper, so environment teardown never frees it under a running thread.
+    std::shared_ptr<Model> model_;
+    std::shared_ptr<int> pending_ = std::make_shared<int>(0);  // async predict/evaluate in flight (JS thread only)
 
    private:
+    bool in_call_ = false;  // a method is on the stack (JS thread only)
+    // Runs Method with in_call_ set; refuses (ERR_BUSY) a call made while another is on the stack.
+    template <Napi::Value (ModelWrap::*Method)(const Napi::CallbackInfo&)>
+    Napi::Value Enter(const Napi::CallbackInfo& info);
+
     Napi::Value Parameters(const Napi::CallbackInfo& info);
     Napi::Value Predict(const Napi::CallbackInfo& info);
     Napi::Value PredictAsync(const Napi::CallbackInfo& info);
@@ -44,6 +58,16 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Value InputGradients(const Napi::CallbackInfo& info);
     Napi::Value SetBackend(const Napi::CallbackInfo& info);
     Napi::Value Backend(const Napi::CallbackInfo& info);
+    Napi::Value CheckIdle(const Napi::CallbackInfo& info);
+};
+
+// A data set copied into native memory: what a call reads after it returns (fit, predictAsync) or while JS runs
+// (a JS loss) must not live in an ArrayBuffer that JS can transfer (detach) or shrink meanwhile; N-API cannot pin
+// one against either.
+struct OwnedData {
+    std::vector<float> x, values;
+    std::vector<int32_t> labels;
+    DataRef ref;  // points into the vectors above
 };
 
 // Parsing shared by the methods (model_wrap.cpp).
@@ -53,6 +77,10 @@ OptimizerConfig parse_optimizer(Napi::Env env, const Napi::Value& v);
 DataRef parse_inputs(Napi::Env env, const Model& m, const Napi::Value& x, const Napi::Value& rows);
 // x (rows, inputs) and y (labels or values) of a data set; validated against the model.
 DataRef parse_data(Napi::Env env, const Model& m, const Napi::Value& x, const Napi::Value& y, const Napi::Value& rows);
+// The same, copied into `out` (y may be empty for inputs only); out.ref points into it.
+void own_data(Napi::Env env, const Model& m, const Napi::Value& x, const Napi::Value& y, const Napi::Value& rows,
+              OwnedData* out);
+void own_inputs(Napi::Env env, const Model& m, const Napi::Value& x, const Napi::Value& rows, OwnedData* out);
 
 // Starts fit on a dedicated thread; returns the promise (train_worker.cpp).
 Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self);

@@ -3,10 +3,12 @@
 // thread-safe function; the promise settles in the TSFN finalizer, on the JS thread, after the thread ends.
 // Its queue is bounded (kQueue events) and every event is posted blocking: when JS falls behind (a slow
 // onBatchEnd), training waits instead of queueing without limit, and no event is dropped.
-// The thread touches no Napi object. Input arrays are held by references for the duration.
+// The thread touches no Napi object; it reads native copies of the data sets and shares ownership of the model.
+// Environment teardown (worker.terminate(), process.exit() in a worker) cancels and joins it (teardown()), and
+// nothing calls into JS or throws from then on.
+#include <condition_variable>
+#include <mutex>
 #include <thread>
-
-#include <future>
 
 #include "addon/args.h"
 #include "addon/js_loss.h"
@@ -15,21 +17,22 @@
 namespace of::addon {
 namespace {
 
-// A loss request from the training thread; it waits on `done` while the JS thread answers.
+// A loss request from the training thread; it waits (FitJob::answered) until `done` or teardown. Shared with its
+// event: a request still queued at teardown is answered after the thread has gone.
 struct LossRequest {
     const float* outputs;
     Targets y;
     int R, C, rep;
     float* loss;
     Status status;
-    std::promise<void> done;
+    bool done = false;
 };
 
 struct Event {
     bool is_epoch;
     ProgressEvent progress;
     EpochStats epoch;
-    LossRequest* loss = nullptr;
+    std::shared_ptr<LossRequest> loss;
     std::string diverged;  // non-empty: a divergence report (progress.epoch / progress.step say where)
     bool is_batch = false;
     BatchEvent batch;
@@ -44,11 +47,14 @@ using Tsfn = Napi::TypedThreadSafeFunction<FitJob, Event, call_js>;
 struct FitJob {
     explicit FitJob(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
     Napi::Promise::Deferred deferred;
-    Model* model = nullptr;
-    std::vector<Napi::Reference<Napi::Value>> keep;  // the model object and the data arrays
+    std::shared_ptr<Model> model;
+    Napi::ObjectReference keep;  // the model object
     Napi::FunctionReference on_progress, on_epoch, on_diverged, on_batch, loss_fn;
-    Napi::Reference<Napi::Value> callback_error;      // first exception thrown by a JS callback
-    DataRef train, val;
+    Thrown callback_error;  // first value thrown by a JS callback, as thrown
+    OwnedData train, val;   // copies: JS may transfer or shrink its arrays while the thread reads
+    std::mutex mu;          // guards LossRequest::done and closing
+    std::condition_variable answered;
+    bool closing = false;   // the environment is being torn down
     bool has_val = false;
     FitConfig cfg;
     Tsfn tsfn;
@@ -83,17 +89,30 @@ Napi::Object batch_object(Napi::Env env, const BatchEvent& b) {
     return o;
 }
 
+// One callback; what it throws (any value) is kept and stops the run.
+void invoke(Napi::Env env, FitJob* job, const Napi::FunctionReference& fn, Napi::Value arg) {
+    napi_value argv[] = {arg};
+    if (!call_catching(env, fn.Value(), 1, argv, &job->callback_error)) job->model->cancel.store(true);
+}
+
+// Runs on the JS thread, or with env == nullptr when the function is torn down with events still queued.
+// Never throws: it is called from libuv, and from the teardown of the environment.
 void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
     std::unique_ptr<Event> owned(ev);
-    if (LossRequest* q = ev->loss) {  // always answered: the training thread is waiting for it
-        q->status = env == nullptr ? Status{StatusCode::Abort, "shutting down"}
-                                   : call_js_loss(env, job->loss_fn.Value(), q->outputs, q->y, q->R, q->C, q->rep,
-                                                  q->loss, &job->callback_error);
+    if (LossRequest* q = ev->loss.get()) {  // always answered: the training thread may be waiting for it
+        Status st{StatusCode::Abort, "shutting down"};
+        if (env != nullptr && !job->closing)
+            st = call_js_loss(env, job->loss_fn.Value(), q->outputs, q->y, q->R, q->C, q->rep, q->loss, &job->callback_error);
         if (!job->callback_error.IsEmpty()) job->model->cancel.store(true);
-        q->done.set_value();
+        {
+            std::lock_guard<std::mutex> lock(job->mu);
+            q->status = st;
+            q->done = true;
+        }
+        job->answered.notify_all();
         return;
     }
-    if (env == nullptr) return;  // shutting down
+    if (env == nullptr || job->closing) return;  // shutting down
     try {
         if (!ev->diverged.empty()) {
             if (!job->on_diverged.IsEmpty()) {
@@ -101,12 +120,12 @@ void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
                 o.Set("reason", ev->diverged);
                 o.Set("epoch", ev->progress.epoch);
                 o.Set("step", double(ev->progress.step));
-                job->on_diverged.Call({o});
+                invoke(env, job, job->on_diverged, o);
             }
         } else if (ev->is_batch) {  // none after a callback threw: fit is stopping and rejects with that error
-            if (!job->on_batch.IsEmpty() && job->callback_error.IsEmpty()) job->on_batch.Call({batch_object(env, ev->batch)});
+            if (!job->on_batch.IsEmpty() && job->callback_error.IsEmpty()) invoke(env, job, job->on_batch, batch_object(env, ev->batch));
         } else if (ev->is_epoch) {
-            if (!job->on_epoch.IsEmpty()) job->on_epoch.Call({epoch_object(env, ev->epoch)});
+            if (!job->on_epoch.IsEmpty()) invoke(env, job, job->on_epoch, epoch_object(env, ev->epoch));
         } else if (!job->on_progress.IsEmpty()) {
             const ProgressEvent& p = ev->progress;
             Napi::Object o = Napi::Object::New(env);
@@ -120,11 +139,12 @@ void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
             o.Set("elapsed", p.elapsed);
             o.Set("eta", p.eta);
             o.Set("lr", p.lr);
-            job->on_progress.Call({o});
+            invoke(env, job, job->on_progress, o);
         }
-    } catch (const Napi::Error& e) {
-        // A throwing callback stops the run; fit() rejects with that error.
-        if (job->callback_error.IsEmpty()) job->callback_error = Napi::Reference<Napi::Value>::New(e.Value(), 1);
+    } catch (const Napi::Error& e) {  // building the argument failed (JS cannot run): stop the run
+        job->callback_error.set(env, e.Value());
+        job->model->cancel.store(true);
+    } catch (...) {
         job->model->cancel.store(true);
     }
 }
@@ -136,19 +156,40 @@ bool post(FitJob* j, Event* ev) {
     return false;
 }
 
+// Environment teardown with fit running (a cleanup hook, registered after the thread-safe function's so it runs
+// first): stop the thread at its next step, wake it if it waits for a loss or for room in the queue, and join it
+// before the function and the environment go away. The thread is one step from done, so this is quick.
+void teardown(void* arg) {
+    FitJob* j = static_cast<FitJob*>(arg);
+    {
+        std::lock_guard<std::mutex> lock(j->mu);
+        j->closing = true;
+    }
+    j->answered.notify_all();
+    j->model->cancel.store(true);
+    j->tsfn.Abort();  // a post() blocked on a full queue returns; later ones fail
+    if (j->thread.joinable()) j->thread.join();
+}
+
+// The TSFN finalizer: on the JS thread after the training thread released it, or during teardown. Never throws.
 void finish(Napi::Env env, void*, FitJob* job) {
     std::unique_ptr<FitJob> owned(job);
-    job->thread.join();
+    if (job->thread.joinable()) job->thread.join();
     job->model->busy.store(false);
     job->model->cancel.store(false);
-    if (!job->callback_error.IsEmpty()) {
-        job->deferred.Reject(job->callback_error.Value());
-    } else if (!job->status.ok()) {
-        job->deferred.Reject(make_error(env, job->status).Value());
-    } else {
-        Napi::Array out = Napi::Array::New(env, job->epochs.size());
-        for (size_t i = 0; i < job->epochs.size(); i++) out.Set(uint32_t(i), epoch_object(env, job->epochs[i]));
-        job->deferred.Resolve(out);
+    if (job->closing) return;  // teardown: the promise has no one left to settle for
+    napi_remove_env_cleanup_hook(env, teardown, job);
+    try {
+        if (!job->callback_error.IsEmpty()) {
+            job->deferred.Reject(job->callback_error.Value());
+        } else if (!job->status.ok()) {
+            job->deferred.Reject(make_error(env, job->status).Value());
+        } else {
+            Napi::Array out = Napi::Array::New(env, job->epochs.size());
+            for (size_t i = 0; i < job->epochs.size(); i++) out.Set(uint32_t(i), epoch_object(env, job->epochs[i]));
+            job->deferred.Resolve(out);
+        }
+    } catch (...) {  // JS cannot run any more (the environment is stopping)
     }
 }
 
@@ -157,13 +198,12 @@ void finish(Napi::Env env, void*, FitJob* job) {
 // fit(x, y, rows, valX | null, valY | null, valRows, config, onProgress?, onEpoch?) -> Promise<EpochStats[]>
 Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self) {
     Napi::Env env = info.Env();
-    Model& m = self->model(env);
-    if (self->pending_ > 0) throw_status(env, {StatusCode::Busy, "predictions are pending on this model; await them first"});
+    Model& m = self->model(env, Use::Mutate);  // refused while async predictions read it
     auto job = std::make_unique<FitJob>(env);
-    job->model = &m;
-    job->train = parse_data(env, m, info[0], info[1], info[2]);
+    job->model = self->model_;
+    own_data(env, m, info[0], info[1], info[2], &job->train);
     if (!info[3].IsNull() && !info[3].IsUndefined()) {
-        job->val = parse_data(env, m, info[3], info[4], info[5]);
+        own_data(env, m, info[3], info[4], info[5], &job->val);
         job->has_val = true;
     }
     Napi::Object cfg = require_object(info[6], "config");
@@ -188,29 +228,30 @@ Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self) {
         FitJob* jp = job.get();
         // One JS round trip per step: the training thread posts its outputs and waits for the losses.
         job->cfg.loss_hook = [jp](const float* out, const Targets& y, int R, int C, int rep, float* loss) {
-            LossRequest q{out, y, R, C, rep, loss, {}, {}};
-            std::future<void> answered = q.done.get_future();
-            if (jp->tsfn.BlockingCall(new Event{false, {}, {}, &q}) != napi_ok)
-                return Status{StatusCode::Abort, "training was cancelled"};
-            answered.wait();
-            return q.status;
+            auto q = std::make_shared<LossRequest>(LossRequest{out, y, R, C, rep, loss, {}});
+            Event* ev = new Event{};
+            ev->loss = q;
+            if (!post(jp, ev)) return Status{StatusCode::Abort, "training was cancelled"};
+            std::unique_lock<std::mutex> lock(jp->mu);
+            jp->answered.wait(lock, [&] { return q->done || jp->closing; });
+            return q->done ? q->status : Status{StatusCode::Abort, "shutting down"};
         };
     } else if (!lf.IsUndefined() && !lf.IsNull()) {
         throw_status(env, arg_error("Expected config.loss to be a function"));
     }
     check(env, validate_estimator(m, job->cfg.estimator, job->cfg.loss_hook ? &job->cfg.loss_hook : nullptr));
 
-    for (int i : {0, 1, 3, 4})
-        if (info[i].IsObject()) job->keep.push_back(Napi::Persistent(info[i]));
-    job->keep.push_back(Napi::Persistent(Napi::Value(info.This())));
+    job->keep = Napi::Persistent(info.This().As<Napi::Object>());
 
-    FitJob* j = job.release();
+    FitJob* j = job.get();
     Napi::Promise promise = j->deferred.Promise();
+    j->tsfn = Tsfn::New(env, "oneforward.fit", kQueue, 1, j, finish, static_cast<void*>(nullptr));
+    job.release();  // finish() owns it now
+    napi_add_env_cleanup_hook(env, teardown, j);
     m.cancel.store(false);
     m.busy.store(true);
-    j->tsfn = Tsfn::New(env, "oneforward.fit", kQueue, 1, j, finish, static_cast<void*>(nullptr));
     const bool batch_events = !j->on_batch.IsEmpty();
-    j->thread = std::thread([j, batch_events] {
+    auto run = [j, batch_events] {
         FitHooks hooks;
         hooks.cancel = &j->model->cancel;
         hooks.progress = [j](const ProgressEvent& p) { post(j, new Event{false, p, {}}); };
@@ -223,14 +264,14 @@ Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self) {
         hooks.diverged = [j](const std::string& reason, int epoch, int64_t step) {
             Event* ev = new Event{false, {}, {}, nullptr, reason};
             ev->progress.epoch = epoch, ev->progress.step = step;
-            j->tsfn.BlockingCall(ev);
+            post(j, ev);
         };
         hooks.epoch = [j](const EpochStats& e) {
             j->epochs.push_back(e);
-            j->tsfn.BlockingCall(new Event{true, {}, e});
+            post(j, new Event{true, {}, e});
         };
         try {
-            j->status = fit(*j->model, j->train, j->has_val ? &j->val : nullptr, j->cfg, hooks);
+            j->status = fit(*j->model, j->train.ref, j->has_val ? &j->val.ref : nullptr, j->cfg, hooks);
         } catch (const std::bad_alloc&) {
             j->status = {StatusCode::OutOfMemory, "out of memory during fit"};
         } catch (const std::exception& e) {
@@ -239,7 +280,13 @@ Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self) {
             j->status = {StatusCode::Internal, "unknown exception during fit"};
         }
         j->tsfn.Release();
-    });
+    };
+    try {
+        j->thread = std::thread(run);
+    } catch (...) {  // no thread: fit rejects through finish()
+        j->status = {StatusCode::Internal, "could not start the training thread"};
+        j->tsfn.Release();
+    }
     return promise;
 }
 
