@@ -44,10 +44,40 @@ export type CosineScheduleOptions = WarmupOptions & {
 
 /** A configured schedule: what the factories return, and an optimizer's `schedule` option. */
 export type Schedule =
-  | { kind: 'constant'; warmup: number }
-  | { kind: 'step'; warmup: number; every: number; gamma: number }
-  | { kind: 'exponential'; warmup: number; gamma: number }
-  | { kind: 'cosine'; warmup: number; steps: number; minLr: number };
+  | {
+      /** A constant rate. */
+      kind: 'constant';
+      /** Updates of linear warm-up (see {@link WarmupOptions.warmup}). */
+      warmup: number;
+    }
+  | {
+      /** Step decay (see {@link step}). */
+      kind: 'step';
+      /** Updates of linear warm-up (see {@link WarmupOptions.warmup}). */
+      warmup: number;
+      /** Updates between two decays. */
+      every: number;
+      /** Decay factor in (0, 1]. */
+      gamma: number;
+    }
+  | {
+      /** Exponential decay (see {@link exponential}). */
+      kind: 'exponential';
+      /** Updates of linear warm-up (see {@link WarmupOptions.warmup}). */
+      warmup: number;
+      /** Decay factor per update in (0, 1]. */
+      gamma: number;
+    }
+  | {
+      /** Cosine decay (see {@link cosine}). */
+      kind: 'cosine';
+      /** Updates of linear warm-up (see {@link WarmupOptions.warmup}). */
+      warmup: number;
+      /** Updates over which the rate falls from lr to `minLr`. */
+      steps: number;
+      /** The final learning rate, absolute. */
+      minLr: number;
+    };
 
 function warmupOf(o: Record<string, unknown>): number {
   const w = o.warmup ?? 0;
