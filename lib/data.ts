@@ -6,7 +6,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as zlib from 'zlib';
-import { DataError, ShapeError } from './errors';
+import { constants as bufferConstants } from 'buffer';
+import { ConfigError, DataError, ShapeError } from './errors';
+import { readRegularFileSync } from './files';
 import { native } from './native';
 import { invalidArg, is, optionsObject } from './validate';
 
@@ -26,8 +28,8 @@ export type Dataset = {
 export function checkDataset(name: string, d: unknown): number {
   if (!is.plainObject(d)) throw invalidArg(name, 'a dataset { x, y, rows, shape }', d);
   const { x, y, rows, shape } = d as Record<string, unknown>;
-  if (!(x instanceof Float32Array)) throw invalidArg(`${name}.x`, 'Float32Array', x);
-  if (!(y instanceof Int32Array) && !(y instanceof Float32Array)) throw invalidArg(`${name}.y`, 'Int32Array or Float32Array', y);
+  if (!is.float32Array(x)) throw invalidArg(`${name}.x`, 'Float32Array', x);
+  if (!is.int32Array(y) && !is.float32Array(y)) throw invalidArg(`${name}.y`, 'Int32Array or Float32Array', y);
   if (!is.positiveInteger(rows)) throw invalidArg(`${name}.rows`, 'positive integer', rows);
   let cols = x.length / (rows as number);
   if (shape !== undefined) {
@@ -133,11 +135,19 @@ export function karate(options?: { labeledPerClass?: number; seed?: number }): G
   return graphTask({ nodes: N, edges: raw.edges }, x, N, Int32Array.from(raw.club), 2, labeled, seed);
 }
 
+/** The bounds of {@link sbm}: nodes, features per node, expected edges, feature values (nodes × features). */
+export const SBM_LIMITS = { nodes: 16384, features: 65536, edges: 1 << 22, values: 1 << 26 } as const;
+
 /**
  * A seeded stochastic block model: `communities` groups of `nodes / communities` nodes; an edge joins two nodes
  * of one community with probability `pIn`, of different ones with `pOut`. Features: a community mean (a random
  * unit vector times `signal`) plus standard normal noise, `features` per node — a graph convolution denoises
  * them by averaging neighbours.
+ *
+ * Sizes are bounded so that a call cannot exhaust the heap: at most 16,384 nodes (the
+ * edge draw is O(nodes²)), 65,536 features, 2^22 expected edges (each edge is a small JS array) and 2^26 feature
+ * values (nodes × features).
+ * @throws ConfigError (`ERR_CONFIG`) for an option out of range or a graph above those limits.
  */
 export function sbm(options?: { nodes?: number; communities?: number; pIn?: number; pOut?: number; features?: number; signal?: number; labeledPerClass?: number; seed?: number }): GraphTask {
   const o = optionsObject('sbm', options, ['nodes', 'communities', 'pIn', 'pOut', 'features', 'signal', 'labeledPerClass', 'seed']);
@@ -145,13 +155,25 @@ export function sbm(options?: { nodes?: number; communities?: number; pIn?: numb
   const pIn = (o.pIn as number | undefined) ?? 0.1, pOut = (o.pOut as number | undefined) ?? 0.01;
   const F = (o.features as number | undefined) ?? 16, signal = (o.signal as number | undefined) ?? 1;
   const labeled = (o.labeledPerClass as number | undefined) ?? 5, seed = (o.seed as number | undefined) ?? 1;
-  if (!is.positiveInteger(N) || N > 1 << 16) throw invalidArg('nodes', 'integer in [1, 65536]', N);
+  if (!is.positiveInteger(N) || N > SBM_LIMITS.nodes) throw invalidArg('nodes', `integer in [1, ${SBM_LIMITS.nodes}]`, N);
   if (!is.positiveInteger(K) || K < 2 || K > N) throw invalidArg('communities', 'integer in [2, nodes]', K);
   for (const [k, v] of [['pIn', pIn], ['pOut', pOut]] as const) if (!(is.number(v) && v >= 0 && v <= 1)) throw invalidArg(k, 'probability', v);
-  if (!is.positiveInteger(F)) throw invalidArg('features', 'positive integer', F);
+  // features is bounded also because Math.hypot below takes them as arguments
+  if (!is.positiveInteger(F) || F > SBM_LIMITS.features) throw invalidArg('features', `integer in [1, ${SBM_LIMITS.features}]`, F);
   if (!is.number(signal) || signal < 0) throw invalidArg('signal', 'number >= 0', signal);
   if (!is.positiveInteger(labeled)) throw invalidArg('labeledPerClass', 'positive integer', labeled);
   if (!is.integer(seed) || seed < 0) throw invalidArg('seed', 'integer >= 0', seed);
+  if (N * F > SBM_LIMITS.values) throw new ConfigError(`sbm: nodes × features = ${N * F} exceeds the maximum of ${SBM_LIMITS.values} feature values`);
+  // Expected edges: community c holds the nodes i with floor(i K / N) = c.
+  let pairsIn = 0;
+  for (let c = 0; c < K; c++) {
+    const size = Math.ceil(((c + 1) * N) / K) - Math.ceil((c * N) / K);
+    pairsIn += (size * (size - 1)) / 2;
+  }
+  const expectedEdges = pIn * pairsIn + pOut * ((N * (N - 1)) / 2 - pairsIn);
+  if (expectedEdges > SBM_LIMITS.edges) {
+    throw new ConfigError(`sbm: about ${Math.round(expectedEdges)} expected edges exceeds the maximum of ${SBM_LIMITS.edges}: lower nodes, pIn or pOut`);
+  }
   let state = (seed * 2654435761 + 7) >>> 0 || 1;
   const u = () => ((state ^= state << 13), (state ^= state >>> 17), (state ^= state << 5), (state >>> 0) / 2 ** 32);
   const gauss = () => Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
@@ -199,9 +221,15 @@ export function adding(options?: { rows?: number; steps?: number; seed?: number 
 
 /**
  * Reads an IDX pair (the MNIST / Fashion-MNIST format: big-endian magic, dims, then data). Images of
- * unsigned bytes are scaled to [0, 1]; labels become an Int32Array.
+ * unsigned bytes are scaled to [0, 1]; labels become an Int32Array and must be integers in the int32 range.
+ * Only regular files are read, at most 4 GiB each (a device, FIFO or directory is refused before a byte is read).
+ * @throws DataError (`ERR_DATA`) for a file that cannot be read (the system error is its `cause`), is not a
+ * regular file, or is malformed; ShapeError (`ERR_SHAPE`) when the files disagree on the number of rows;
+ * ConfigError (`ERR_CONFIG`) for a path that is not a string.
  */
 export function loadIdx(imagesPath: string, labelsPath: string): Dataset {
+  if (!is.string(imagesPath) || imagesPath === '') throw invalidArg('imagesPath', 'a file path', imagesPath);
+  if (!is.string(labelsPath) || labelsPath === '') throw invalidArg('labelsPath', 'a file path', labelsPath);
   const images = readIdx(imagesPath);
   const labels = readIdx(labelsPath);
   if (labels.dims.length !== 1) throw new DataError(`${labelsPath}: labels must be a 1-d IDX file`);
@@ -210,11 +238,21 @@ export function loadIdx(imagesPath: string, labelsPath: string): Dataset {
   const scale = images.type === 0x08 ? 1 / 255 : 1;
   const x = new Float32Array(images.values.length);
   for (let i = 0; i < x.length; i++) x[i] = images.values[i]! * scale;
-  return { x, y: Int32Array.from(labels.values), rows, shape: images.dims.slice(1) };
+  const y = new Int32Array(rows);
+  for (let i = 0; i < rows; i++) {
+    const v = labels.values[i]!;
+    // Float labels (types 0x0d, 0x0e) would otherwise be truncated or wrap around int32.
+    if (!Number.isInteger(v) || v < -(2 ** 31) || v > 2 ** 31 - 1) throw new DataError(`${labelsPath}: label ${v} at index ${i} is not an integer class index`);
+    y[i] = v;
+  }
+  return { x, y, rows, shape: images.dims.slice(1) };
 }
 
+const MAX_FILE = bufferConstants.MAX_LENGTH;  // the largest Buffer Node allocates (4 GiB on 64-bit)
+const fileError = (file: string) => (why: string, cause?: unknown) => new DataError(`${file}: ${why}`, { cause });
+
 function readIdx(file: string): { type: number; dims: number[]; values: ArrayLike<number> } {
-  const buf = fs.readFileSync(file);
+  const buf = readRegularFileSync(file, MAX_FILE, fileError(file));
   if (buf.length < 4 || buf[0] !== 0 || buf[1] !== 0) throw new DataError(`${file}: not an IDX file (bad magic)`);
   const type = buf[2]!;
   const ndim = buf[3]!;
@@ -249,41 +287,68 @@ export type CsvOptions = {
   scale?: number;
 };
 
-/** Reads a numeric CSV with one integer class label column (the MNIST-in-CSV layout by default). */
+/**
+ * Reads a numeric CSV with one integer class label column (the MNIST-in-CSV layout by default). Only a regular
+ * file of at most 512 MiB (the longest string V8 holds) is read. Every cell must be a finite number (an empty
+ * cell is an error, not 0) and every label an integer in [0, 2^31).
+ * @throws DataError (`ERR_DATA`) for a file that cannot be read (the system error is its `cause`), is not a
+ * regular file, has no data rows, or holds a bad cell (the message names its line and column); ConfigError
+ * (`ERR_CONFIG`) for a path that is not a string or a bad option.
+ */
 export function loadCsv(file: string, options?: CsvOptions): Dataset {
+  if (!is.string(file) || file === '') throw invalidArg('file', 'a file path', file);
   const o = optionsObject('loadCsv', options, ['labelColumn', 'header', 'scale']);
   const scale = (o.scale as number | undefined) ?? 1;
   if (!is.positive(scale)) throw invalidArg('scale', 'positive number', scale);
-  const lines = fs.readFileSync(file, 'utf8').split(/\r?\n/).filter((l) => l.trim().length > 0);
+  if (o.header !== undefined && !is.bool(o.header)) throw invalidArg('header', 'boolean', o.header);
+  const text = readRegularFileSync(file, bufferConstants.MAX_STRING_LENGTH, fileError(file)).toString('utf8');
+  // [line number from 1, text] of the non-blank lines
+  const lines = text.split(/\r?\n/).map((l, i) => [i + 1, l] as const).filter(([, l]) => l.trim().length > 0);
   if (lines.length === 0) throw new DataError(`${file}: empty CSV`);
-  const first = lines[0]!.split(',');
-  const header = (o.header as boolean | undefined) ?? first.some((c) => c.trim() !== '' && !Number.isFinite(Number(c)));
+  const first = lines[0]![1].split(',');
+  const nonNumeric = first.find((c) => c.trim() !== '' && !Number.isFinite(Number(c)));
+  const header = (o.header as boolean | undefined) ?? nonNumeric !== undefined;
   const body = header ? lines.slice(1) : lines;
+  if (body.length === 0) {
+    throw new DataError(`${file}: no data rows${o.header === undefined ? ` (the only line was taken as a header: its cell '${nonNumeric}' is not a number; pass header: false to read it as data)` : ''}`);
+  }
   const cols = first.length;
   const lc = (o.labelColumn as number | undefined) ?? 0;
   if (!is.integer(lc) || lc >= cols || lc < -cols) throw invalidArg('labelColumn', `integer in [-${cols}, ${cols})`, lc);
   const labelCol = lc < 0 ? cols + lc : lc;
   const x = new Float32Array(body.length * (cols - 1));
   const y = new Int32Array(body.length);
-  body.forEach((line, r) => {
-    const cells = line.split(',');
-    if (cells.length !== cols) throw new DataError(`${file}: line ${r + 1 + (header ? 1 : 0)} has ${cells.length} columns, expected ${cols}`);
+  body.forEach(([line, text], r) => {
+    const cells = text.split(',');
+    if (cells.length !== cols) throw new DataError(`${file}: line ${line} has ${cells.length} columns, expected ${cols}`);
     let k = 0;
     for (let c = 0; c < cols; c++) {
-      const v = Number(cells[c]);
-      if (!Number.isFinite(v)) throw new DataError(`${file}: line ${r + 1 + (header ? 1 : 0)}, column ${c + 1} is not a number`);
+      const cell = cells[c]!;
+      // Number('') and Number(' ') are 0: an empty cell would load silently as a zero.
+      const v = cell.trim() === '' ? NaN : Number(cell);
+      if (!Number.isFinite(v)) throw new DataError(`${file}: line ${line}, column ${c + 1} is ${cell.trim() === '' ? 'empty' : `'${cell.slice(0, 40)}', not a finite number`}`);
       if (c === labelCol) {
-        if (!Number.isInteger(v) || v < 0) throw new DataError(`${file}: label '${cells[c]}' on line ${r + 1} is not a class index`);
+        if (!Number.isInteger(v) || v < 0 || v > 2 ** 31 - 1) throw new DataError(`${file}: label '${cell.trim()}' on line ${line} is not a class index (an integer in [0, 2^31))`);
         y[r] = v;
-      } else x[r * (cols - 1) + k++] = v / scale;
+      } else {
+        const f = Math.fround(v / scale);
+        if (!Number.isFinite(f)) throw new DataError(`${file}: line ${line}, column ${c + 1} (${cell.trim()}) overflows float32`);
+        x[r * (cols - 1) + k++] = f;
+      }
     }
   });
   return { x, y, rows: body.length, shape: [cols - 1] };
 }
 
-/** A seeded permutation of 0..n-1 (Fisher–Yates with the engine's Philox generator). */
+/** The largest `n` of {@link permutation}: 2^24 (a 64 MiB Int32Array; shuffling costs about 3 µs per element). */
+export const MAX_PERMUTATION = 2 ** 24;
+
+/**
+ * A seeded permutation of 0..n-1 (Fisher–Yates with the engine's Philox generator).
+ * @throws ConfigError (`ERR_CONFIG`) for `n` outside [0, 2^24] or a bad seed.
+ */
 export function permutation(n: number, seed: number): Int32Array {
-  if (!is.integer(n) || n < 0) throw invalidArg('n', 'integer >= 0', n);
+  if (!is.integer(n) || n < 0 || n > MAX_PERMUTATION) throw invalidArg('n', `integer in [0, 2^24]`, n);
   if (!is.integer(seed) || seed < 0 || seed > 2 ** 53) throw invalidArg('seed', 'integer in [0, 2^53]', seed);
   const p = new Int32Array(n);
   for (let i = 0; i < n; i++) p[i] = i;
@@ -299,23 +364,29 @@ export function permutation(n: number, seed: number): Int32Array {
   return p;
 }
 
-/** Selects rows of a data set (copies). */
+/**
+ * Selects rows of a data set (copies).
+ * @throws ConfigError (`ERR_CONFIG`) for a malformed data set or `rows` that is not an array or typed array;
+ * ShapeError (`ERR_SHAPE`) for a row index out of range.
+ */
 export function take(d: Dataset, rows: ArrayLike<number>): Dataset {
   const cols = checkDataset('dataset', d);
+  if (!Array.isArray(rows) && !(ArrayBuffer.isView(rows) && !(rows instanceof DataView))) throw invalidArg('rows', 'an array or typed array of row indices', rows);
   const outCols = d.y.length / d.rows;
   const x = new Float32Array(rows.length * cols);
   const y = d.y instanceof Int32Array ? new Int32Array(rows.length * outCols) : new Float32Array(rows.length * outCols);
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i]!;
-    if (!Number.isInteger(r) || r < 0 || r >= d.rows) throw new ShapeError(`row index ${r} out of range [0, ${d.rows})`);
+    if (!Number.isInteger(r) || r < 0 || r >= d.rows) throw new ShapeError(`row index ${typeof r === 'number' ? r : typeof r} at ${i} out of range [0, ${d.rows})`);
     x.set(d.x.subarray(r * cols, (r + 1) * cols), i * cols);
     y.set(d.y.subarray(r * outCols, (r + 1) * outCols), i * outCols);
   }
-  return { x, y, rows: rows.length, shape: [...d.shape] };
+  return { x, y, rows: rows.length, shape: d.shape ? [...d.shape] : [cols] };
 }
 
 /** Iterates mini-batches (the last may be smaller), optionally in a seeded shuffled order. */
 export function* batches(d: Dataset, batchSize: number, options?: { shuffle?: boolean; seed?: number }): Generator<Dataset> {
+  checkDataset('dataset', d);
   if (!is.positiveInteger(batchSize)) throw invalidArg('batchSize', 'positive integer', batchSize);
   const o = optionsObject('batches', options, ['shuffle', 'seed']);
   const order = o.shuffle ? permutation(d.rows, (o.seed as number | undefined) ?? 0) : Int32Array.from({ length: d.rows }, (_, i) => i);

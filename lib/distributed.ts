@@ -13,13 +13,12 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import type { Dataset } from './data';
-import { permutation, take } from './data';
+import { type Dataset, checkDataset, permutation, take } from './data';
 import { type EsEstimator, type Estimator, type SpsaEstimator, type UlrEstimator, toNative, ulr } from './estimators';
-import type { Model } from './model';
+import { Model } from './model';
 import { type Optimizer, adam } from './optimizers';
 import { BackendError, ConfigError, DisposedError, type ErrorCode, OneForwardError, errorClasses } from './errors';
-import { invalidArg, is } from './validate';
+import { checkKeys, invalidArg, is } from './validate';
 
 /** What data-parallel training needs from a communicator: this rank, the number of ranks, an in-place sum. */
 export type Communicator = {
@@ -30,6 +29,44 @@ export type Communicator = {
   /** Replaces `values` on every rank by their elementwise sum over all ranks. */
   allreduceSum(values: Float32Array): void;
 };
+
+// Every entry point checks its arguments first: a malformed call is ERR_CONFIG, never a TypeError from inside.
+function checkModel(model: unknown): Model {
+  if (!(model instanceof Model)) throw invalidArg('model', 'a Model', model);
+  if (!model._native) throw new DisposedError('this model has been disposed');
+  return model;
+}
+
+function checkOptions(what: string, options: unknown, allowed: readonly string[]): Record<string, unknown> {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw invalidArg(`${what} options`, 'an object', options);
+  checkKeys(what, options, allowed);
+  return options as Record<string, unknown>;
+}
+
+function checkRanks(rank: unknown, size: unknown): void {
+  if (!is.positiveInteger(size)) throw invalidArg('size', 'positive integer', size);
+  if (!is.integer(rank) || rank < 0 || rank >= size) throw invalidArg('rank', `integer in [0, ${size - 1}]`, rank);
+}
+
+function checkComm(comm: unknown): Communicator & { abort?(code?: number): never; barrier?(): void } {
+  if (typeof comm !== 'object' || comm === null) throw invalidArg('comm', 'a communicator { rank, size, allreduceSum }', comm);
+  const c = comm as Record<string, unknown>;
+  checkRanks(c.rank, c.size);
+  if (!is.fn(c.allreduceSum)) throw invalidArg('comm.allreduceSum', 'function', c.allreduceSum);
+  for (const k of ['abort', 'barrier']) if (c[k] !== undefined && !is.fn(c[k])) throw invalidArg(`comm.${k}`, 'function', c[k]);
+  return comm as Communicator;
+}
+
+// A user communicator that throws (anything) fails as a BackendError keeping the original as `cause`;
+// oneforward's own errors (the MPI communicator's included) pass through.
+function collective<T>(what: string, f: () => T): T {
+  try {
+    return f();
+  } catch (err) {
+    if (err instanceof OneForwardError) throw err;
+    throw new BackendError(`the communicator's ${what} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}
 
 /** The contiguous rows of `batch` that `rank` of `size` takes, and the index of its first sample. */
 export function shard(
@@ -42,8 +79,8 @@ export function shard(
   /** The index, in `batch`, of its first row. */
   sampleOffset: number;
 } {
-  if (!is.positiveInteger(size)) throw invalidArg('size', 'positive integer', size);
-  if (!is.integer(rank) || rank < 0 || rank >= size) throw invalidArg('rank', `integer in [0, ${size - 1}]`, rank);
+  checkDataset('batch', batch);
+  checkRanks(rank, size);
   const lo = Math.floor((rank * batch.rows) / size), hi = Math.floor(((rank + 1) * batch.rows) / size);
   return { batch: take(batch, Array.from({ length: hi - lo }, (_, i) => lo + i)), sampleOffset: lo };
 }
@@ -53,6 +90,8 @@ export function shard(
  * flat (`parameterCount` values). The sum over ranks is the whole batch's estimate. Zeros for an empty shard.
  */
 export function dataParallelGradients(model: Model, batch: Dataset, options: { rank: number; size: number; estimator?: Estimator }): Float32Array {
+  checkModel(model);
+  checkOptions('dataParallelGradients', options, ['rank', 'size', 'estimator']);
   const { batch: part, sampleOffset } = shard(batch, options.rank, options.size);
   const out = new Float32Array(model.parameterCount);
   if (part.rows === 0) return out;
@@ -68,9 +107,10 @@ export function dataParallelGradients(model: Model, batch: Dataset, options: { r
 
 /** One data-parallel step on `batch` (the same batch on every rank): shard, estimate, all-reduce, update. */
 export function dataParallelStep(model: Model, batch: Dataset, options: { comm: Communicator; estimator?: Estimator; optimizer?: Optimizer }): void {
-  const { comm } = options;
+  checkOptions('dataParallelStep', options, ['comm', 'estimator', 'optimizer']);
+  const comm = checkComm(options.comm);
   const g = dataParallelGradients(model, batch, { rank: comm.rank, size: comm.size, ...(options.estimator ? { estimator: options.estimator } : {}) });
-  comm.allreduceSum(g);
+  collective('allreduceSum', () => comm.allreduceSum(g));
   model.applyGradients(g, { rows: batch.rows, ...(options.optimizer ? { optimizer: options.optimizer } : {}) });
 }
 
@@ -81,9 +121,10 @@ export function dataParallelStep(model: Model, batch: Dataset, options: { comm: 
  * update on every rank: no gradient is ever sent.
  */
 export function seedReplayLosses(model: Model, batch: Dataset, options: { rank: number; size: number; estimator: SpsaEstimator | EsEstimator }): Float32Array {
-  const { rank, size, estimator } = options;
-  if (!is.positiveInteger(size)) throw invalidArg('size', 'positive integer', size);
-  if (!is.integer(rank) || rank < 0 || rank >= size) throw invalidArg('rank', `integer in [0, ${size - 1}]`, rank);
+  checkModel(model);
+  checkDataset('batch', batch);
+  const { rank, size, estimator } = checkOptions('seedReplayLosses', options, ['rank', 'size', 'estimator']) as typeof options;
+  checkRanks(rank, size);
   const est = toNative(estimator);
   if (est.kind !== 'spsa' && est.kind !== 'es') throw invalidArg('estimator', 'of.spsa() or of.es()', estimator);
   const P = est.population!;
@@ -94,6 +135,10 @@ export function seedReplayLosses(model: Model, batch: Dataset, options: { rank: 
 
 /** Seed replay: the update from all of a step's perturbation losses (the sum of every rank's {@link seedReplayLosses}). */
 export function seedReplayUpdate(model: Model, losses: Float32Array, options: { estimator: SpsaEstimator | EsEstimator; optimizer?: Optimizer; rows: number }): void {
+  checkModel(model);
+  if (!is.float32Array(losses)) throw invalidArg('losses', 'Float32Array', losses);
+  checkOptions('seedReplayUpdate', options, ['estimator', 'optimizer', 'rows']);
+  if (!is.positiveInteger(options.rows)) throw invalidArg('rows', 'positive integer', options.rows);
   const nat = model._native;
   if (!nat) throw new DisposedError('this model has been disposed');
   nat.applyPerturbationUpdate(losses, toNative(options.estimator), options.optimizer ?? adam(), options.rows);
@@ -101,9 +146,10 @@ export function seedReplayUpdate(model: Model, losses: Float32Array, options: { 
 
 /** One seed-replay step (SPSA or ES) on `batch` (the same batch on every rank): disjoint directions, losses all-reduced, the same update everywhere. */
 export function seedReplayStep(model: Model, batch: Dataset, options: { comm: Communicator; estimator: SpsaEstimator | EsEstimator; optimizer?: Optimizer }): void {
-  const { comm } = options;
+  checkOptions('seedReplayStep', options, ['comm', 'estimator', 'optimizer']);
+  const comm = checkComm(options.comm);
   const losses = seedReplayLosses(model, batch, { rank: comm.rank, size: comm.size, estimator: options.estimator });
-  comm.allreduceSum(losses);
+  collective('allreduceSum', () => comm.allreduceSum(losses));
   seedReplayUpdate(model, losses, { estimator: options.estimator, rows: batch.rows, ...(options.optimizer ? { optimizer: options.optimizer } : {}) });
 }
 
@@ -112,6 +158,8 @@ export function seedReplayStep(model: Model, batch: Dataset, options: { comm: Co
  * per rank.
  */
 export function copySlice(estimator: UlrEstimator, rank: number, size: number): [number, number] {
+  if (!is.plainObject(estimator) || estimator.kind !== 'ulr') throw invalidArg('estimator', 'of.ulr()', estimator);
+  checkRanks(rank, size);
   if (typeof estimator.copies !== 'number') throw invalidArg('estimator.copies', 'one number of copies', estimator.copies);
   const K = estimator.copies, unit = estimator.antithetic ? 2 : 1, units = K / unit;
   if (!is.integer(rank) || rank < 0 || rank >= size) throw invalidArg('rank', `integer in [0, ${size - 1}]`, rank);
@@ -124,6 +172,9 @@ export function copySlice(estimator: UlrEstimator, rank: number, size: number): 
  * a forward only). Summed over ranks (an all-reduce of 4·B·K bytes) they are every copy's loss.
  */
 export function copyParallelLosses(model: Model, batch: Dataset, options: { rank: number; size: number; estimator: UlrEstimator }): Float32Array {
+  checkModel(model);
+  checkDataset('batch', batch);
+  checkOptions('copyParallelLosses', options, ['rank', 'size', 'estimator']);
   const [k0, k1] = copySlice(options.estimator, options.rank, options.size);
   const nat = model._native;
   if (!nat) throw new DisposedError('this model has been disposed');
@@ -136,6 +187,10 @@ export function copyParallelLosses(model: Model, batch: Dataset, options: { rank
  * single-process estimate up to the order of float sums.
  */
 export function copyParallelGradients(model: Model, batch: Dataset, losses: Float32Array, options: { rank: number; size: number; estimator: UlrEstimator }): Float32Array {
+  checkModel(model);
+  checkDataset('batch', batch);
+  if (!is.float32Array(losses)) throw invalidArg('losses', 'Float32Array', losses);
+  checkOptions('copyParallelGradients', options, ['rank', 'size', 'estimator']);
   const [k0, k1] = copySlice(options.estimator, options.rank, options.size);
   const nat = model._native;
   if (!nat) throw new DisposedError('this model has been disposed');
@@ -147,11 +202,12 @@ export function copyParallelGradients(model: Model, batch: Dataset, losses: Floa
  * then the gradient shares all-reduced, then the same update everywhere. Lets K grow with the number of ranks.
  */
 export function copyParallelStep(model: Model, batch: Dataset, options: { comm: Communicator; estimator: UlrEstimator; optimizer?: Optimizer }): void {
-  const { comm, estimator } = options;
+  checkOptions('copyParallelStep', options, ['comm', 'estimator', 'optimizer']);
+  const comm = checkComm(options.comm), { estimator } = options;
   const losses = copyParallelLosses(model, batch, { rank: comm.rank, size: comm.size, estimator });
-  comm.allreduceSum(losses);
+  collective('allreduceSum', () => comm.allreduceSum(losses));
   const g = copyParallelGradients(model, batch, losses, { rank: comm.rank, size: comm.size, estimator });
-  comm.allreduceSum(g);
+  collective('allreduceSum', () => comm.allreduceSum(g));
   model.applyGradients(g, { rows: batch.rows, ...(options.optimizer ? { optimizer: options.optimizer } : {}) });
 }
 
@@ -275,8 +331,15 @@ export async function fitDistributed(
     valAccuracy?: number;
   }[];
 }> {
-  const { comm } = options;
+  checkModel(model);
+  checkDataset('train', train);
+  checkOptions('distributed.fit', options, ['comm', 'estimator', 'optimizer', 'epochs', 'batchSize', 'mode', 'validation', 'checkpoint', 'onEpochEnd']);
+  const comm = checkComm(options.comm);
+  if (options.validation !== undefined) checkDataset('validation', options.validation);
+  if (options.checkpoint !== undefined && (!is.string(options.checkpoint) || options.checkpoint === '')) throw invalidArg('checkpoint', 'a file path', options.checkpoint);
+  if (options.onEpochEnd !== undefined && !is.fn(options.onEpochEnd)) throw invalidArg('onEpochEnd', 'function', options.onEpochEnd);
   const estimator = options.estimator ?? ulr();
+  toNative(estimator);  // checks it
   const mode = options.mode ?? (estimator.kind === 'spsa' || estimator.kind === 'es' ? 'seeds' : 'data');
   const epochs = options.epochs ?? 1, batchSize = options.batchSize ?? 32;
   if (!is.integer(epochs) || epochs < 0) throw invalidArg('epochs', 'integer >= 0', epochs);
@@ -317,7 +380,7 @@ export async function fitDistributed(
         fail(err);
       }
     }
-    comm.barrier?.();  // the others wait for rank 0's checkpoint
+    if (comm.barrier) collective('barrier', () => comm.barrier!());  // the others wait for rank 0's checkpoint
     out.push(e);
   }
   return { epochs: out };

@@ -11,7 +11,7 @@ import { type Estimator, bp, toNative, ulr } from './estimators';
 import { type DenseLayer, type ImageShape, type Layer, type SequenceShape, topology } from './layers';
 import { native, type NativeLayer, type NativeModel, type NativeModelSpec, type NativeModelBackend, type Progress, type EpochLog, type BatchLog, type LossFunction } from './native';
 import { type Optimizer, adam } from './optimizers';
-import { invalidArg, is, optionsObject } from './validate';
+import { checkFinite, invalidArg, is, optionsObject } from './validate';
 import { save as saveCheckpoint } from './checkpoint';
 import { CallbackGuard } from './callback_guard';
 import { readSafetensors, type Tensor } from './safetensors';
@@ -292,6 +292,14 @@ export class Model {
     for (const k of ['onProgress', 'onEpochEnd', 'onDiverged', 'onBatchEnd', 'loss'] as const) {
       if (o[k] !== undefined && typeof o[k] !== 'function') throw invalidArg(k, 'function', o[k]);
     }
+    if (o.resume) {
+      // An epoch cut short continues at its next batch: with fewer batches now, it would be an empty epoch (loss 0).
+      const { epochStep = 0, epochs: done = 0 } = this.nat.state();
+      const steps = Math.ceil(train.rows / Math.min(batchSize, train.rows));
+      if (epochStep >= steps && done < epochs) {
+        throw new ConfigError(`resume: the interrupted epoch had run ${epochStep} batches, but ${train.rows} rows in batches of ${batchSize} make only ${steps}; resume with the data set and batchSize of the interrupted run, or fit without resume`);
+      }
+    }
     const signal = o.signal;
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArg('signal', 'AbortSignal', signal);
     if (signal?.aborted) throw new AbortError('training was cancelled before it started');
@@ -390,17 +398,14 @@ export class Model {
     return this.nat.evaluate(data.x, data.y, data.rows);
   }
 
-  /** Clean forward pass: rows × outputs (logits for cross-entropy models). */
+  /**
+   * Clean forward pass: rows × outputs (logits for cross-entropy models).
+   * @throws DataError (`ERR_DATA`) for a non-finite input (named by index, row and column), ShapeError (`ERR_SHAPE`)
+   * for a length that is not whole rows, ConfigError (`ERR_CONFIG`) for a malformed argument, `ERR_DISPOSED`, `ERR_BUSY`.
+   */
   predict(x: Float32Array | Dataset, rows?: number): Float32Array {
-    if (!(x instanceof Float32Array)) {
-      this.checkData('data', x);
-      return this.nat.predict(x.x, x.rows);
-    }
-    const r = rows ?? x.length / this.inputs;
-    if (!is.integer(r) || r < 0 || r * this.inputs !== x.length) {
-      throw new ShapeError(`x has ${x.length} values, which is not a whole number of rows of ${this.inputs} inputs`);
-    }
-    return this.nat.predict(x, r);
+    const [xs, r] = this.checkInputs(x, rows);
+    return this.nat.predict(xs, r);
   }
 
   /**
@@ -410,19 +415,7 @@ export class Model {
    */
   async predictAsync(x: Float32Array | Dataset, rows?: number): Promise<Float32Array> {
     const stack = new Error().stack;
-    let xs: Float32Array;
-    let r: number;
-    if (x instanceof Float32Array) {
-      r = rows ?? x.length / this.inputs;
-      if (!is.integer(r) || r < 0 || r * this.inputs !== x.length) {
-        throw new ShapeError(`x has ${x.length} values, which is not a whole number of rows of ${this.inputs} inputs`);
-      }
-      xs = x;
-    } else {
-      this.checkData('data', x);
-      xs = x.x;
-      r = x.rows;
-    }
+    const [xs, r] = this.checkInputs(x, rows);
     try {
       return await this.nat.predictAsync(xs, r);
     } catch (err) {
@@ -459,9 +452,7 @@ export class Model {
       throw invalidArg('sampleOffset', 'integer in [0, 2^30)', o.sampleOffset);
     }
     if (o.loss !== undefined && typeof o.loss !== 'function') throw invalidArg('loss', 'function', o.loss);
-    if (!is.plainObject(batch)) throw invalidArg('batch', 'an object { x, y }', batch);
-    const rows = batch.rows ?? batch.x.length / this.inputs;
-    this.checkData('batch', { x: batch.x, y: batch.y, rows, shape: [this.inputs] });
+    const rows = this.checkBatch(batch);
     if (o.step !== undefined && (!is.integer(o.step) || (o.step as number) < 0 || (o.step as number) >= 2 ** 32)) {
       throw invalidArg('step', 'integer in [0, 2^32)', o.step);
     }
@@ -541,8 +532,7 @@ export class Model {
   /** One optimizer step on one batch (what fit does per batch); returns the batch loss. */
   trainStep(batch: { x: Float32Array; y: Int32Array | Float32Array; rows?: number }, options?: { estimator?: Estimator; optimizer?: Optimizer }): number {
     const o = optionsObject('trainStep', options, ['estimator', 'optimizer']);
-    const rows = batch.rows ?? batch.x.length / this.inputs;
-    this.checkData('batch', { x: batch.x, y: batch.y, rows, shape: [this.inputs] });
+    const rows = this.checkBatch(batch);
     const est = toNative((o.estimator as Estimator | undefined) ?? ulr());
     return this.nat.trainStep(batch.x, batch.y, rows, est, (o.optimizer as Optimizer | undefined) ?? adam()).loss;
   }
@@ -596,26 +586,39 @@ export class Model {
   /**
    * Copies weights into this model: from a safetensors file (or tensors already read) with an optional name
    * mapping `{ 'fc1.weight': 'dense0.weight', ... }` (file name -> parameter name; unmapped names must match).
-   * Every parameter must be found with the right shape, else `ERR_CHECKPOINT` and nothing is changed. `ERR_BUSY`
-   * (nothing changed) while fit or an async prediction runs on this model.
+   * Every parameter must be found with the right shape and as many finite values, else `ERR_CHECKPOINT` and nothing
+   * is changed (everything is checked before the first value is written). `ERR_BUSY` (nothing changed) while fit or
+   * an async prediction runs on this model.
+   * @throws ConfigError (`ERR_CONFIG`) for a source that is neither a path nor a Map, or a bad `map`;
+   * CheckpointError (`ERR_CHECKPOINT`) for an unreadable file or missing, misshapen or non-finite tensors.
    * @returns the names of the parameters loaded.
    */
   async loadWeights(source: string | Map<string, Tensor>, options?: { map?: Record<string, string> }): Promise<string[]> {
     const o = optionsObject('loadWeights', options, ['map']);
+    if (o.map !== undefined && (!is.plainObject(o.map) || !Object.values(o.map).every(is.string))) throw invalidArg('map', 'an object of parameter names', o.map);
     const map = (o.map as Record<string, string> | undefined) ?? {};
-    const tensors = typeof source === 'string' ? await readSafetensors(source) : source;
-    const byParam = new Map<string, Tensor>();
-    for (const [name, t] of tensors) byParam.set(map[name] ?? name, t);
+    if (!is.string(source) && !is.map(source)) throw invalidArg('source', 'a safetensors path or a Map of tensors', source);
+    const tensors = is.string(source) ? await readSafetensors(source) : (source as Map<unknown, unknown>);
+    const byParam = new Map<string, unknown>();
+    for (const [name, t] of tensors) {
+      if (!is.string(name)) throw invalidArg('source', 'a Map keyed by tensor names', name);
+      byParam.set(Object.hasOwn(map, name) ? map[name]! : name, t);
+    }
     const params = this.parameters();
     const missing = params.filter((p) => !byParam.has(p.name)).map((p) => p.name);
     if (missing.length) throw new CheckpointError(`weights missing for ${missing.join(', ')} (have ${[...byParam.keys()].join(', ')})`);
     for (const p of params) {
-      const t = byParam.get(p.name)!;
+      const t = byParam.get(p.name) as Partial<Tensor> | null;
+      if (typeof t !== 'object' || t === null || !Array.isArray(t.shape) || !is.float32Array(t.data)) {
+        throw new CheckpointError(`${p.name}: expected a tensor { shape: number[], data: Float32Array }`);
+      }
       if (t.shape.join('x') !== p.shape.join('x')) throw new CheckpointError(`${p.name}: expected shape [${p.shape.join(', ')}], the file has [${t.shape.join(', ')}]`);
-      if (!t.data.every(Number.isFinite)) throw new CheckpointError(`${p.name}: non-finite values`);
+      if (t.data.length !== p.data.length) throw new CheckpointError(`${p.name}: shape [${p.shape.join(', ')}] holds ${p.data.length} values, the tensor has ${t.data.length}`);
+      const bad = t.data.findIndex((v) => !Number.isFinite(v));
+      if (bad >= 0) throw new CheckpointError(`${p.name}: non-finite value ${t.data[bad]} at index ${bad}`);
     }
     this.nat.checkIdle();  // ERR_BUSY during fit or async predictions: they would overwrite or read half-loaded weights
-    for (const p of params) p.data.set(byParam.get(p.name)!.data);
+    for (const p of params) p.data.set((byParam.get(p.name) as Tensor).data);
     return params.map((p) => p.name);
   }
 
@@ -634,18 +637,46 @@ export class Model {
     this.dispose();
   }
 
+  /** @internal A `{ x, y, rows? }` batch (rows defaults to what x holds), checked; returns its row count. */
+  private checkBatch(batch: unknown): number {
+    if (!is.plainObject(batch)) throw invalidArg('batch', 'an object { x, y, rows? }', batch);
+    if (!is.float32Array(batch.x)) throw invalidArg('batch.x', 'Float32Array', batch.x);
+    const rows = batch.rows ?? batch.x.length / this.inputs;
+    this.checkData('batch', { x: batch.x, y: batch.y, rows, shape: [this.inputs] } as Dataset);
+    return rows as number;
+  }
+
+  /**
+   * @internal Inputs of predict: a Float32Array of whole rows (or a data set), every value finite — fit and
+   * evaluate refuse NaN and ±Infinity natively, and predict must not turn them into plausible outputs.
+   */
+  private checkInputs(x: unknown, rows: unknown): [Float32Array, number] {
+    if (!is.float32Array(x)) {
+      this.checkData('data', x as Dataset);
+      const d = x as Dataset;
+      checkFinite('data.x', d.x, this.inputs);
+      return [d.x, d.rows];
+    }
+    const r = rows ?? x.length / this.inputs;
+    if (!is.integer(r) || r < 0 || r * this.inputs !== x.length) {
+      throw new ShapeError(`x has ${x.length} values, which is not a whole number of rows of ${this.inputs} inputs`);
+    }
+    checkFinite('x', x, this.inputs);
+    return [x, r];
+  }
+
   /** @internal */
   private checkData(name: string, d: Dataset): void {
     const cols = checkDataset(name, d);
     if (cols !== this.inputs) throw new ShapeError(`${name} has ${cols} features per row, the model expects ${this.inputs}`);
     const labels = this.loss !== 'mse';
     const want = labels ? d.rows * this.groups : d.rows * this.outputs;
-    if (labels && !(d.y instanceof Int32Array)) {
+    if (labels && !is.int32Array(d.y)) {
       const err = invalidArg(`${name}.y`, `Int32Array of class labels (${this.loss} loss)`, d.y);
       if (d.y.length === d.rows * this.outputs) err.message += "; for one-hot rows, of.data.fromArrays(x, y, { labels: 'oneHot' }) gives class labels";
       throw err;
     }
-    if (this.loss === 'mse' && !(d.y instanceof Float32Array)) throw invalidArg(`${name}.y`, 'Float32Array of targets (mse loss)', d.y);
+    if (this.loss === 'mse' && !is.float32Array(d.y)) throw invalidArg(`${name}.y`, 'Float32Array of targets (mse loss)', d.y);
     if (d.y.length !== want) throw new ShapeError(`${name}.y has ${d.y.length} values, expected ${want}`);
   }
 }

@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import type { EpochLog } from './native';
 import { ConfigError } from './errors';
+import { invalidArg, is } from './validate';
 
 /** One training run in a report. */
 export type ReportRun = {
@@ -69,9 +70,64 @@ export type ReportData = {
 
 const escape = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
-/** Renders the report as one HTML string. */
-export function renderReport(data: ReportData): string {
-  if (!data || !Array.isArray(data.runs) || data.runs.length === 0) throw new ConfigError('a report needs at least one run');
+type Fields = Record<string, 'string' | 'number' | 'boolean' | 'string?' | 'boolean?'>;
+
+// One object of the report: an object with exactly the listed fields of the listed types (unknown ones dropped).
+function record(name: string, v: unknown, fields: Fields): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalidArg(name, 'an object', v);
+  const o = v as Record<string, unknown>, out: Record<string, unknown> = {};
+  for (const [k, type] of Object.entries(fields)) {
+    const optional = type.endsWith('?'), want = type.replace('?', '');
+    if (o[k] === undefined && optional) continue;
+    if (typeof o[k] !== want) throw invalidArg(`${name}.${k}`, want, o[k]);
+    out[k] = o[k];
+  }
+  return out;
+}
+
+function list<T>(name: string, v: unknown, item: (x: unknown, name: string) => T, optional = true): T[] | undefined {
+  if (v === undefined && optional) return undefined;
+  if (!Array.isArray(v)) throw invalidArg(name, 'an array', v);
+  return v.map((x, i) => item(x, `${name}[${i}]`));
+}
+
+/**
+ * The report data checked and copied with only the fields the page draws (numbers of an epoch log, strings,
+ * points), so a malformed run is an `ERR_CONFIG` naming the field, and nothing else reaches the page's JSON.
+ */
+function checkReport(data: unknown): ReportData {
+  const top = record('report', data, { title: 'string', subtitle: 'string?' });
+  const d = data as Record<string, unknown>;
+  const epoch = (e: unknown, name: string) => {
+    const out = record(name, e, { epoch: 'number', loss: 'number', seconds: 'number' });
+    for (const [k, v] of Object.entries(e as object)) if (typeof v === 'number') out[k] = v;  // accuracy, valLoss, ...
+    return out as EpochLog;
+  };
+  const runs = list('runs', d.runs, (r, name) => ({ ...(record(name, r, { name: 'string' }) as { name: string }), epochs: list(`${name}.epochs`, (r as ReportRun).epochs, epoch, false)! }), false)!;
+  if (runs.length === 0) throw new ConfigError('a report needs at least one run');
+  const point = (fields: Fields) => (p: unknown, name: string) => record(name, p, fields);
+  const out = { ...top, runs } as ReportData;
+  const variance = list('variance', d.variance, point({ copies: 'number', variance: 'number' }));
+  if (variance) out.variance = variance as ReportData['variance'];
+  const timeCurves = list('timeCurves', d.timeCurves, (c, name) => ({ ...record(name, c, { name: 'string' }), points: list(`${name}.points`, (c as { points: unknown }).points, point({ seconds: 'number', accuracy: 'number' }), false) }));
+  if (timeCurves) out.timeCurves = timeCurves as ReportData['timeCurves'];
+  const charts = list('charts', d.charts, (c, name) => ({
+    ...record(name, c, { title: 'string', xLabel: 'string', yLabel: 'string', logX: 'boolean?' }),
+    series: list(`${name}.series`, (c as { series: unknown }).series, (s, sname) => ({
+      ...record(sname, s, { name: 'string' }),
+      points: list(`${sname}.points`, (s as { points: unknown }).points, point({ x: 'number', y: 'number' }), false),
+    }), false),
+  }));
+  if (charts) out.charts = charts as ReportData['charts'];
+  return out;
+}
+
+/**
+ * Renders the report as one HTML string.
+ * @throws ConfigError (`ERR_CONFIG`) for malformed data (the message names the field), or no runs.
+ */
+export function renderReport(report: ReportData): string {
+  const data = checkReport(report);
   const chartjs = fs.readFileSync(path.join(path.dirname(require.resolve('chart.js')), 'chart.umd.js'), 'utf8');
   // The JSON goes into a <script type="application/json"> block: only "</" could end it early.
   const json = JSON.stringify(data).replace(/<\//g, '<\\/');
@@ -142,7 +198,17 @@ if (data.variance && data.variance.length) new Chart(document.getElementById('va
 `;
 }
 
-/** Writes the report to `file` (self-contained HTML). */
+/**
+ * Writes the report to `file` (self-contained HTML).
+ * @throws ConfigError (`ERR_CONFIG`) for malformed data, a path that is not a string, or a file that cannot be
+ * written (the system error is its `cause`).
+ */
 export function writeReport(data: ReportData, file: string): void {
-  fs.writeFileSync(file, renderReport(data));
+  if (!is.string(file) || file === '') throw invalidArg('file', 'a file path', file);
+  const html = renderReport(data);
+  try {
+    fs.writeFileSync(file, html);
+  } catch (err) {
+    throw new ConfigError(`cannot write the report to ${file}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+  }
 }

@@ -3,10 +3,10 @@
  * same engine) and under random corruption (Gaussian noise, salt-and-pepper), at given strengths. Inputs are
  * kept in [0, 1] (pixel data). Compares models however they were trained, e.g. BP vs ULR.
  */
-import type { Dataset } from './data';
-import { ConfigError } from './errors';
-import type { Model } from './model';
-import { invalidArg, is } from './validate';
+import { type Dataset, checkDataset } from './data';
+import { DisposedError } from './errors';
+import { Model } from './model';
+import { checkKeys, invalidArg, is } from './validate';
 
 /** One attack or corruption. `eps`: L∞ radius; `std`: noise standard deviation; `p`: pixel fraction. */
 export type Attack =
@@ -60,7 +60,7 @@ function rng(seed: number) {
 
 function inputGradient(model: Model, x: Float32Array, y: Int32Array | Float32Array, rows: number): Float32Array {
   const nat = model._native;
-  if (!nat) throw new ConfigError('the model has been disposed');
+  if (!nat) throw new DisposedError('this model has been disposed');
   return nat.inputGradients(x, y, rows).grads;
 }
 
@@ -68,20 +68,53 @@ function accuracy(model: Model, x: Float32Array, d: Dataset): number {
   return model.evaluate({ ...d, x }).accuracy;
 }
 
+/** The most PGD steps one attack may ask for. */
+const MAX_PGD_STEPS = 10000;
+
+// Every attack is checked before any work, so a bad one late in the list fails fast.
+function checkAttack(a: unknown, i: number): Attack {
+  const name = `attacks[${i}]`;
+  if (!is.plainObject(a)) throw invalidArg(name, 'an attack { kind, ... }', a);
+  const keys = { fgsm: ['eps'], pgd: ['eps', 'steps', 'alpha'], gaussian: ['std'], saltPepper: ['p'] } as Record<string, string[]>;
+  if (typeof a.kind !== 'string' || !Object.hasOwn(keys, a.kind)) throw invalidArg(`${name}.kind`, "'fgsm' | 'pgd' | 'gaussian' | 'saltPepper'", a.kind);
+  checkKeys(`attack ${a.kind}`, a, ['kind', ...keys[a.kind]!]);
+  if (a.kind === 'fgsm' || a.kind === 'pgd') {
+    if (!is.number(a.eps) || a.eps < 0) throw invalidArg(`${name}.eps`, 'number >= 0', a.eps);
+  }
+  if (a.kind === 'pgd') {
+    if (a.steps !== undefined && (!is.positiveInteger(a.steps) || a.steps > MAX_PGD_STEPS)) throw invalidArg(`${name}.steps`, `integer in [1, ${MAX_PGD_STEPS}]`, a.steps);
+    if (a.alpha !== undefined && !is.positive(a.alpha)) throw invalidArg(`${name}.alpha`, 'positive number', a.alpha);
+  }
+  if (a.kind === 'gaussian' && (!is.number(a.std) || a.std < 0)) throw invalidArg(`${name}.std`, 'number >= 0', a.std);
+  if (a.kind === 'saltPepper' && (!is.number(a.p) || a.p < 0 || a.p > 1)) throw invalidArg(`${name}.p`, 'number in [0, 1]', a.p);
+  return a as Attack;
+}
+
 /**
- * Accuracy of `model` on `data` clean and under each attack. FGSM: x + eps·sign(∇x loss); PGD: `steps` (10)
- * steps of size `alpha` (eps/4) projected onto the eps-ball. Corruptions use a fixed seed.
+ * Accuracy of `model` on `data` clean and under each attack. FGSM: x + eps·sign(∇x loss); PGD: `steps` (10, at
+ * most 10,000) steps of size `alpha` (eps/4) projected onto the eps-ball. Corruptions use a fixed seed.
+ * @param options.attacks the attacks, each checked before any runs.
+ * @param options.seed seed of the corruptions' noise, an integer >= 0. Defaults to `1`.
+ * @param options.batchSize rows per input-gradient batch. Defaults to `512`.
+ * @throws ConfigError (`ERR_CONFIG`) for a bad option or attack; the errors of {@link Model.evaluate} for bad data
+ * (`ERR_SHAPE`, `ERR_DATA`); `ERR_DISPOSED`, `ERR_BUSY`.
  */
 export function evaluate(model: Model, data: Dataset, options: { attacks: Attack[]; seed?: number; batchSize?: number }): RobustnessResult {
-  if (!is.plainObject(options) || !Array.isArray(options.attacks)) throw invalidArg('options.attacks', 'an array of attacks', options?.attacks);
-  const cols = data.x.length / data.rows;
+  if (!(model instanceof Model)) throw invalidArg('model', 'a Model', model);
+  if (!is.plainObject(options)) throw invalidArg('options', 'an object { attacks }', options);
+  checkKeys('robustness.evaluate', options, ['attacks', 'seed', 'batchSize']);
+  if (!Array.isArray(options.attacks)) throw invalidArg('options.attacks', 'an array of attacks', options.attacks);
+  const attacks = options.attacks.map(checkAttack);
+  if (options.seed !== undefined && (!is.integer(options.seed) || options.seed < 0)) throw invalidArg('seed', 'integer >= 0', options.seed);
   const batch = options.batchSize ?? 512;
+  if (!is.positiveInteger(batch)) throw invalidArg('batchSize', 'positive integer', batch);
   const clip = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
-  const out: RobustnessResult = [{ attack: { kind: 'clean' }, accuracy: accuracy(model, data.x, data) }];
-  for (const a of options.attacks) {
+  checkDataset('data', data);
+  const out: RobustnessResult = [{ attack: { kind: 'clean' }, accuracy: accuracy(model, data.x, data) }];  // checks the rest
+  const cols = data.x.length / data.rows;
+  for (const a of attacks) {
     const x = Float32Array.from(data.x);
     if (a.kind === 'fgsm' || a.kind === 'pgd') {
-      if (!is.number(a.eps) || a.eps < 0) throw invalidArg('eps', 'number >= 0', a.eps);
       const steps = a.kind === 'pgd' ? a.steps ?? 10 : 1;
       const alpha = a.kind === 'pgd' ? a.alpha ?? a.eps / 4 : a.eps;
       for (let r0 = 0; r0 < data.rows; r0 += batch) {
@@ -100,14 +133,10 @@ export function evaluate(model: Model, data: Dataset, options: { attacks: Attack
     } else if (a.kind === 'gaussian' || a.kind === 'saltPepper') {
       const u = rng(options.seed ?? 1);
       if (a.kind === 'gaussian') {
-        if (!is.number(a.std) || a.std < 0) throw invalidArg('std', 'number >= 0', a.std);
         for (let i = 0; i < x.length; i++) x[i] = clip(x[i]! + a.std * Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u()));
       } else {
-        if (!is.number(a.p) || a.p < 0 || a.p > 1) throw invalidArg('p', 'number in [0, 1]', a.p);
         for (let i = 0; i < x.length; i++) if (u() < a.p) x[i] = u() < 0.5 ? 0 : 1;
       }
-    } else {
-      throw invalidArg('attack.kind', 'fgsm | pgd | gaussian | saltPepper', (a as { kind: unknown }).kind);
     }
     out.push({ attack: a, accuracy: accuracy(model, x, data) });
   }

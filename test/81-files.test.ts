@@ -1,0 +1,252 @@
+// Hostile files and silent wrong results. Every loader (checkpoint, safetensors, IDX, CSV) meets /dev/zero, a FIFO
+// with no writer, a directory, a missing file, huge declared sizes and headers nested 200,000 deep, each in a child
+// process with a timeout and a small heap (a regression would hang or eat memory, not take this process down).
+// Then the inputs that used to give plausible but wrong results: non-finite predict inputs, empty CSV cells,
+// wrapping labels, truncated IDX float labels, short or non-finite weights, overlapping safetensors offsets, bad
+// attack options, a resume on a smaller data set.
+import t from 'tap';
+import { spawn, spawnSync } from 'child_process';
+import { createHash } from 'crypto';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as of from '../lib/index';
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'of-files-'));
+t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+const file = (name: string, data: string | Buffer) => (fs.writeFileSync(path.join(dir, name), data), path.join(dir, name));
+const lib = JSON.stringify(path.resolve(__dirname, '..', 'lib', 'index.js'));
+
+type Outcome = { ok?: true; name?: string; code?: string; message?: string; cause?: string; signal?: string | null; timedOut?: boolean; stderr?: string };
+
+// At most 3 children at a time: the timeout below must measure a hang, not a busy machine.
+let running = 0;
+const waiting: (() => void)[] = [];
+async function limited<T>(f: () => Promise<T>): Promise<T> {
+  if (running >= 3) await new Promise<void>((r) => waiting.push(r));
+  running++;
+  try {
+    return await f();
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
+}
+
+// One call in a child (heap 96 MiB, 30 s): prints its error's class, code, message and cause's code.
+function inChild(call: string): Promise<Outcome> {
+  return limited(() => spawnChild(call));
+}
+
+function spawnChild(call: string): Promise<Outcome> {
+  const script = `
+    const of = require(${lib});
+    (async () => { await (${call}); return { ok: true }; })().then(
+      (r) => process.stdout.write(JSON.stringify(r)),
+      (e) => process.stdout.write(JSON.stringify({ name: e && e.name, code: e && e.code, message: String(e && e.message), cause: e && e.cause && e.cause.code })));`;
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--max-old-space-size=96', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', err = '', timedOut = false;
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    const timer = setTimeout(() => ((timedOut = true), child.kill('SIGKILL')), 30000);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(out) as Outcome);
+      } catch {
+        resolve({ signal, timedOut, stderr: err.slice(-400) });
+      }
+    });
+  });
+}
+
+const loaders = (p: string) => ({
+  load: `of.load(${JSON.stringify(p)})`,
+  readSafetensors: `of.readSafetensors(${JSON.stringify(p)})`,
+  loadCsv: `of.data.loadCsv(${JSON.stringify(p)})`,
+  loadIdx: `of.data.loadIdx(${JSON.stringify(p)}, ${JSON.stringify(p)})`,
+});
+const codeOf = { load: 'ERR_CHECKPOINT', readSafetensors: 'ERR_CHECKPOINT', loadCsv: 'ERR_DATA', loadIdx: 'ERR_DATA' } as const;
+
+t.test('devices, FIFOs, directories, missing files: a typed error at once, nothing read', async (t) => {
+  const posix = process.platform !== 'win32';
+  const fifo = path.join(dir, 'fifo');
+  const haveFifo = posix && spawnSync('mkfifo', [fifo]).status === 0;
+  const cases: [string, string, RegExp][] = [[dir, 'a directory', /not a regular file \(a directory\)/], [path.join(dir, 'missing'), 'a missing file', /no such file/]];
+  if (posix && fs.existsSync('/dev/zero')) cases.push(['/dev/zero', '/dev/zero', /not a regular file \(a character device\)/]);
+  if (haveFifo) cases.push([fifo, 'a FIFO with no writer', /not a regular file \(a FIFO\)/]);
+  else t.comment('no mkfifo here: the FIFO cases are skipped');
+  const runs = cases.flatMap(([p, what, re]) => Object.entries(loaders(p)).map(async ([fn, call]) => {
+    const r = await inChild(call);
+    t.match(r, { code: codeOf[fn as keyof typeof codeOf], message: re }, `${fn}(${what}): ${r.code} ${r.message ?? JSON.stringify(r)}`);
+    if (what === 'a missing file') t.equal(r.cause, 'ENOENT', `${fn}: the system error is the cause`);
+  }));
+  await Promise.all(runs);
+});
+
+t.test('paths that are not strings are refused, not read as file descriptors', async (t) => {
+  t.throws(() => of.data.loadCsv(123 as never), { code: 'ERR_CONFIG', message: /Expected a file path for file but received 123/ });
+  t.throws(() => of.data.loadIdx(0 as never, 'x'), { code: 'ERR_CONFIG', message: /imagesPath/ });
+  await t.rejects(of.readSafetensors(3 as never), { code: 'ERR_CONFIG' });
+  await t.rejects(of.load(3 as never), { code: 'ERR_CHECKPOINT' });
+});
+
+// A checkpoint of a small model, and its parts.
+async function checkpoint(name: string) {
+  const m = of.sequential([of.dense(4, 8), of.relu(), of.dense(8, 3)], { seed: 1 });
+  const p = path.join(dir, name);
+  await m.save(p);
+  m.dispose();
+  const buf = fs.readFileSync(p);
+  const len = buf.readUInt32LE(8);
+  return { p, buf, header: JSON.parse(buf.subarray(16, 16 + len).toString()) as Record<string, unknown>, dataOffset: Math.ceil((16 + len) / 64) * 64 };
+}
+function writeCheckpoint(name: string, header: string, data: Buffer) {
+  const json = Buffer.from(header);
+  const pre = Buffer.alloc(16);
+  pre.write('OFCKPT01', 0, 'ascii');
+  pre.writeUInt32LE(json.length, 8);
+  const pad = Buffer.alloc(Math.ceil((16 + json.length) / 64) * 64 - 16 - json.length);
+  return file(name, Buffer.concat([pre, json, pad, data]));
+}
+function safetensors(name: string, header: unknown, data: Buffer) {
+  const json = Buffer.from(typeof header === 'string' ? header : JSON.stringify(header));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  return file(name, Buffer.concat([len, json, data]));
+}
+
+t.test('huge declared sizes and deep headers are refused before any allocation', async (t) => {
+  const { header } = await checkpoint('base.ofm');
+  const deepLayers = '{"type":"residual","layers":['.repeat(100000) + '{"type":"flatten"}' + ']}'.repeat(100000);
+  const deep = JSON.stringify(header).replace('"layers":[', `"layers":[${deepLayers},`);
+  const bigLen = Buffer.alloc(16);
+  bigLen.write('OFCKPT01', 0, 'ascii');
+  bigLen.writeUInt32LE(0xffffffff, 8);
+  const bigModel = JSON.stringify({ ...header, model: { ...(header.model as object), layers: [{ type: 'dense', inputs: 1 << 24, units: 1 << 24, bias: true }, { type: 'dense', inputs: 1 << 24, units: 2, bias: true }] } });
+  const idxHuge = Buffer.alloc(12);
+  idxHuge.writeUInt32BE(0x00000802, 0), idxHuge.writeUInt32BE(0xffffffff, 4), idxHuge.writeUInt32BE(0xffffffff, 8);
+  const stBigLen = Buffer.alloc(16);
+  stBigLen.writeBigUInt64LE(1n << 60n);
+  const cases: [string, string, string, RegExp][] = [
+    ['checkpoint nested 100,000 deep', `of.load(${JSON.stringify(writeCheckpoint('deep.ofm', deep, Buffer.alloc(0)))})`, 'ERR_CHECKPOINT', /nested deeper than 64/],
+    ['checkpoint header length 2^32 - 1', `of.load(${JSON.stringify(file('biglen.ofm', bigLen))})`, 'ERR_CHECKPOINT', /header \(length 4294967295\)/],
+    ['checkpoint declaring 2^48 weights', `of.load(${JSON.stringify(writeCheckpoint('bigmodel.ofm', bigModel, Buffer.alloc(64)))})`, 'ERR_CHECKPOINT', /does not match|size mismatch/],
+    ['safetensors header length 2^60', `of.readSafetensors(${JSON.stringify(file('biglen.safetensors', stBigLen))})`, 'ERR_CHECKPOINT', /bad header length/],
+    ['safetensors nested 200,000 deep', `of.readSafetensors(${JSON.stringify(safetensors('deep.safetensors', '{"a":' + '['.repeat(200000) + ']'.repeat(200000) + '}', Buffer.alloc(0)))})`, 'ERR_CHECKPOINT', /nested deeper than 64/],
+    ['safetensors tensor of 2^62 values', `of.readSafetensors(${JSON.stringify(safetensors('big.safetensors', { w: { dtype: 'F32', shape: [2 ** 31, 2 ** 31], data_offsets: [0, 16] } }, Buffer.alloc(16)))})`, 'ERR_CHECKPOINT', /do not fit/],
+    ['IDX declaring 2^64 bytes', `of.data.loadIdx(${JSON.stringify(file('huge.idx', idxHuge))}, 'x')`, 'ERR_DATA', /expected .* bytes for dims \[4294967295, 4294967295\]/],
+  ];
+  await Promise.all(cases.map(async ([what, call, code, re]) => {
+    const r = await inChild(call);
+    t.match(r, { code, message: re }, `${what}: ${r.code} ${r.message ?? JSON.stringify(r)}`);
+  }));
+});
+
+t.test('a checkpoint with non-finite weights is refused', async (t) => {
+  const { p, buf, header, dataOffset } = await checkpoint('nan.ofm');
+  const bad = Buffer.from(buf);
+  for (let i = dataOffset; i < bad.length; i += 4) bad.writeFloatLE(NaN, i);
+  const sum = 'sha256:' + createHash('sha256').update(bad.subarray(dataOffset)).digest('hex');
+  bad.write(sum, bad.indexOf(header.checksum as string), 'ascii');  // same length: the header stays valid
+  fs.writeFileSync(p, bad);
+  await t.rejects(of.load(p), { name: 'CheckpointError', code: 'ERR_CHECKPOINT', message: /tensor dense0.weight holds NaN at index 0/ });
+});
+
+t.test('safetensors: overlapping, unaligned or gapped offsets are refused', async (t) => {
+  const data = Buffer.alloc(32);
+  const f32 = (begin: number, end: number, n: number) => ({ dtype: 'F32', shape: [n], data_offsets: [begin, end] });
+  await t.rejects(of.readSafetensors(safetensors('overlap.safetensors', { a: f32(0, 16, 4), b: f32(8, 24, 4), c: f32(24, 32, 2) }, data)), { code: 'ERR_CHECKPOINT', message: /tensor b: .* overlap another tensor/ });
+  await t.rejects(of.readSafetensors(safetensors('unaligned.safetensors', { a: { dtype: 'F16', shape: [1], data_offsets: [0, 2] }, b: f32(2, 30, 7) }, data)), { code: 'ERR_CHECKPOINT', message: /tensor b: .* not aligned to its 4-byte elements/ });
+  await t.rejects(of.readSafetensors(safetensors('gap.safetensors', { a: f32(0, 8, 2), b: f32(16, 32, 4) }, data)), { code: 'ERR_CHECKPOINT', message: /leave a hole after byte 8/ });
+  await t.rejects(of.readSafetensors(safetensors('short.safetensors', { a: f32(0, 16, 4) }, data)), { code: 'ERR_CHECKPOINT', message: /cover 16 of 32 data bytes/ });
+  const ok = await of.readSafetensors(safetensors('ok.safetensors', { b: f32(16, 32, 4), a: f32(0, 16, 4) }, data));
+  t.same([...ok.keys()], ['b', 'a'], 'tensors in any header order that tile the data load');
+  await t.rejects(of.writeSafetensors(path.join(dir, 'w.safetensors'), { a: { shape: [2], data: [1, 2] as never } }), { code: 'ERR_CONFIG', message: /Float32Array for tensors.a.data/ });
+  await t.rejects(of.writeSafetensors(path.join(dir, 'w.safetensors'), { a: { shape: [3], data: new Float32Array(2) } }), { code: 'ERR_CONFIG', message: /3 values for shape \[3\]/ });
+});
+
+t.test('loadWeights checks every tensor before writing any', async (t) => {
+  const m = of.sequential([of.dense(3, 4), of.relu(), of.dense(4, 2)], { seed: 1 });
+  const before = m.parameters().map((p) => Float32Array.from(p.data));
+  const tensors = (edit: (name: string, data: Float32Array) => Float32Array) =>
+    new Map(m.parameters().map((p) => [p.name, { dtype: 'F32', shape: [...p.shape], data: edit(p.name, Float32Array.from(p.data, (v) => v + 1)) }]));
+  await t.rejects(m.loadWeights(tensors((n, d) => (n === 'dense0.weight' ? d.subarray(0, 5) : d))), { code: 'ERR_CHECKPOINT', message: /dense0.weight: shape \[4, 3\] holds 12 values, the tensor has 5/ });
+  await t.rejects(m.loadWeights(tensors((n, d) => (n === 'dense1.bias' ? new Float32Array(9) : d))), { code: 'ERR_CHECKPOINT', message: /dense1.bias/ });
+  await t.rejects(m.loadWeights(tensors((n, d) => (n === 'dense1.weight' ? d.fill(Infinity) : d))), { code: 'ERR_CHECKPOINT', message: /dense1.weight: non-finite value Infinity at index 0/ });
+  t.same(m.parameters().map((p) => Array.from(p.data)), before.map((b) => Array.from(b)), 'no parameter changed (a later bad tensor stops the load before the first write)');
+  await t.rejects(m.loadWeights(42 as never), { code: 'ERR_CONFIG', message: /safetensors path or a Map/ });
+  await t.rejects(m.loadWeights({} as never), { code: 'ERR_CONFIG' });
+  await t.rejects(m.loadWeights(new Map(m.parameters().map((p) => [p.name, { shape: p.shape, data: null }])) as never), { code: 'ERR_CHECKPOINT', message: /expected a tensor/ });
+  t.same(await m.loadWeights(tensors((_, d) => d)), ['dense0.weight', 'dense0.bias', 'dense1.weight', 'dense1.bias'], 'good tensors load');
+  m.dispose();
+});
+
+t.test('predict refuses non-finite inputs like fit and evaluate, naming the first', async (t) => {
+  const m = of.sequential([of.dense(4, 8), of.relu(), of.dense(8, 3)], { seed: 1 });
+  for (const [v, shown] of [[NaN, 'NaN'], [Infinity, 'Infinity'], [-Infinity, '-Infinity'], [1e39, 'Infinity']] as const) {
+    const x = new Float32Array(8).fill(0.5);
+    x[6] = v;
+    t.throws(() => m.predict(x), { name: 'DataError', code: 'ERR_DATA', message: new RegExp(`non-finite value \\(${shown}\\) at index 6 \\(row 1, column 2\\)`) }, `predict with ${v}`);
+    await t.rejects(m.predictAsync(x), { code: 'ERR_DATA', message: /index 6/ }, `predictAsync with ${v}`);
+    t.throws(() => m.predict({ x, y: Int32Array.from([0, 1]), rows: 2, shape: [4] }), { code: 'ERR_DATA' }, 'a data set too');
+  }
+  t.throws(() => m.predict(new Proxy(new Float32Array(4), {})), { code: 'ERR_CONFIG' }, 'a Proxy of a Float32Array is refused');
+  t.equal(m.predict(new Float32Array(8).fill(0.5)).length, 6, 'finite inputs still predict');
+  m.dispose();
+});
+
+t.test('CSV: empty cells, wrapping labels, a lone header line are errors', async (t) => {
+  t.throws(() => of.data.loadCsv(file('empty.csv', 'label,a,b\n0,1,2\n1,,3\n')), { name: 'DataError', code: 'ERR_DATA', message: /line 3, column 2 is empty/ });
+  t.throws(() => of.data.loadCsv(file('blank.csv', '0,1, \n')), { code: 'ERR_DATA', message: /line 1, column 3 is empty/ });
+  t.throws(() => of.data.loadCsv(file('wrap.csv', '1e10,1,2\n')), { code: 'ERR_DATA', message: /label '1e10' on line 1 is not a class index/ });
+  t.throws(() => of.data.loadCsv(file('big.csv', '1,1e39\n')), { code: 'ERR_DATA', message: /line 1, column 2 \(1e39\) overflows float32/ });
+  t.throws(() => of.data.loadCsv(file('one.csv', '1,a,3\n')), { code: 'ERR_DATA', message: /no data rows \(the only line was taken as a header: its cell 'a'/ });
+  t.throws(() => of.data.loadCsv(file('one2.csv', '1,a,3\n'), { header: false }), { code: 'ERR_DATA', message: /line 1, column 2 is 'a', not a finite number/ });
+  const d = of.data.loadCsv(file('good.csv', 'label,a,b\n\n2,0.5,1\n0,-1,3\n'));
+  t.same({ rows: d.rows, x: Array.from(d.x), y: Array.from(d.y) }, { rows: 2, x: [0.5, 1, -1, 3], y: [2, 0] }, 'a good CSV still loads (blank lines skipped)');
+});
+
+t.test('IDX: float labels must be integers in the int32 range', async (t) => {
+  const idx = (type: number, dims: number[], values: number[], write: (b: Buffer, v: number, o: number) => void, size: number) => {
+    const b = Buffer.alloc(4 + 4 * dims.length + size * values.length);
+    b.writeUInt32BE((type << 8) | dims.length, 0);
+    dims.forEach((d, i) => b.writeUInt32BE(d, 4 + 4 * i));
+    values.forEach((v, i) => write(b, v, 4 + 4 * dims.length + size * i));
+    return b;
+  };
+  const images = file('img.idx', idx(0x08, [2, 2], [0, 255, 128, 64], (b, v, o) => b.writeUInt8(v, o), 1));
+  const labels = (name: string, vs: number[]) => file(name, idx(0x0e, [2], vs, (b, v, o) => b.writeDoubleBE(v, o), 8));
+  t.throws(() => of.data.loadIdx(images, labels('big.idx', [1, 1e20])), { code: 'ERR_DATA', message: /label 100000000000000000000 at index 1 is not an integer class index/ });
+  t.throws(() => of.data.loadIdx(images, labels('frac.idx', [1.5, 0])), { code: 'ERR_DATA', message: /label 1.5 at index 0/ });
+  const d = of.data.loadIdx(images, labels('ok.idx', [3, 0]));
+  t.same({ y: Array.from(d.y), x: Array.from(d.x) }, { y: [3, 0], x: [0, 1, 128 / 255, 64 / 255].map(Math.fround) }, 'integer float labels load');
+});
+
+t.test('attack options, sizes and a resume on a smaller data set', async (t) => {
+  const m = of.sequential([of.dense(4, 8), of.relu(), of.dense(8, 3)], { seed: 1 });
+  const d = { x: new Float32Array(8).fill(0.5), y: Int32Array.from([0, 1]), rows: 2, shape: [4] };
+  for (const steps of [-1, NaN, 0, 2.5, 1e9]) {
+    t.throws(() => of.robustness.evaluate(m, d, { attacks: [{ kind: 'pgd', eps: 0.1, steps }] }), { code: 'ERR_CONFIG', message: /attacks\[0\].steps/ }, `pgd steps ${steps}`);
+  }
+  t.throws(() => of.robustness.evaluate(m, d, { attacks: [{ kind: 'pgd', eps: 0.1, alpha: -1 }] }), { code: 'ERR_CONFIG', message: /alpha/ });
+  t.throws(() => of.robustness.evaluate(m, d, { attacks: [{ kind: 'fgsm', eps: 0.1 }, null as never] }), { code: 'ERR_CONFIG', message: /attacks\[1\]/ });
+  t.throws(() => of.datasets.sbm({ nodes: 65536 }), { code: 'ERR_CONFIG', message: /nodes/ });
+  t.throws(() => of.datasets.sbm({ nodes: 16384, pIn: 0.5 }), { code: 'ERR_CONFIG', message: /expected edges exceeds the maximum/ });
+  t.throws(() => of.data.permutation(2 ** 31, 1), { code: 'ERR_CONFIG', message: /integer in \[0, 2\^24\] for n/ });
+
+  // An epoch cancelled after 3 batches of 2, then resumed on 4 rows (2 batches): refused, not an empty epoch.
+  const big = { x: Float32Array.from({ length: 40 }, (_, i) => Math.sin(i)), y: Int32Array.from({ length: 10 }, (_, i) => i % 3), rows: 10, shape: [4] };
+  const ac = new AbortController();
+  let calls = 0;  // a JS loss runs on the event loop while the step waits: the cancel lands before the next step
+  const loss = (_: Float32Array, __: unknown, rows: number) => ((++calls === 3 && ac.abort()), new Float32Array(rows).fill(1));
+  await t.rejects(m.fit(big, { estimator: of.ulr({ copies: 2 }), batchSize: 2, epochs: 1, loss, signal: ac.signal, shuffle: false }), { code: 'ABORT_ERR' });
+  t.equal(m._native!.state().epochStep, 3, 'cancelled after 3 batches');
+  const small = of.data.take(big, [0, 1, 2, 3]);
+  await t.rejects(m.fit(small, { estimator: of.bp(), batchSize: 2, epochs: 1, resume: true }), { code: 'ERR_CONFIG', message: /resume: the interrupted epoch had run 3 batches, but 4 rows in batches of 2 make only 2/ });
+  const h = await m.fit(big, { estimator: of.bp(), batchSize: 2, epochs: 1, resume: true });
+  t.equal(h.epochs.length, 1, 'the same data resumes');
+  t.ok(h.epochs[0]!.loss > 0, `its epoch has a loss (${h.epochs[0]!.loss})`);
+  m.dispose();
+});
