@@ -34,42 +34,112 @@ import * as robustnessModule from './robustness';
 import * as distributedModule from './distributed';
 import * as schedulesModule from './schedules';
 
-/** Shipped data sets. */
-export const datasets = { digits: dataModule.digits, adding: dataModule.adding, karate: dataModule.karate, sbm: dataModule.sbm };
-/** Loaders and batching helpers. */
+/**
+ * Shipped data sets (nothing is downloaded).
+ * @namespace
+ */
+export const datasets = {
+  /** 10,000 MNIST digits, 28×28, split into train and test. */
+  digits: dataModule.digits,
+  /** The adding problem, a synthetic sequence task. */
+  adding: dataModule.adding,
+  /** Zachary's karate club, a node-classification graph. */
+  karate: dataModule.karate,
+  /** A seeded stochastic block model, a node-classification graph. */
+  sbm: dataModule.sbm,
+};
+/**
+ * Loaders and batching helpers.
+ * @namespace
+ */
 export const data = {
+  /** Reads an IDX image and label pair (MNIST's format). */
   loadIdx: dataModule.loadIdx,
+  /** Reads a numeric CSV with a class label column. */
   loadCsv: dataModule.loadCsv,
+  /** A seeded permutation of 0..n-1. */
   permutation: dataModule.permutation,
+  /** Iterates mini-batches of a data set. */
   batches: dataModule.batches,
+  /** Selects rows of a data set. */
   take: dataModule.take,
+  /** A checked data set from plain arrays (rows of features; class indices, one-hot rows or targets). */
   fromArrays: dataModule.fromArrays,
 };
 /** Learning-rate schedules for an optimizer's `schedule` option, e.g. `of.adam({ lr: 1e-3, schedule: of.schedules.cosine({ steps: 1000, warmup: 100 }) })`.
  * @namespace
  */
 export const schedules = {
+  /** A constant rate, after an optional warm-up. */
   constant: schedulesModule.constant,
+  /** The rate times `gamma` every `every` updates. */
   step: schedulesModule.step,
+  /** The rate times `gamma` after every update. */
   exponential: schedulesModule.exponential,
+  /** Cosine decay from lr to `minLr` over `steps` updates. */
   cosine: schedulesModule.cosine,
 };
-/** Backend information and thread control. */
-export const backend = { info: backendModule.info, setThreads: backendModule.setThreads };
+/**
+ * Backend information and thread control.
+ * @namespace
+ */
+export const backend = {
+  /** The compiled backends, the active one and why, threads and SIMD level. */
+  info: backendModule.info,
+  /** Sets the native thread pool size. */
+  setThreads: backendModule.setThreads,
+};
 export type { BackendInfo, BackendName } from './backend';
-/** Self-contained HTML reports (loss/accuracy curves, gradient variance vs K). */
-export const report = { render: reportModule.renderReport, write: reportModule.writeReport };
+/**
+ * Self-contained HTML reports (loss/accuracy curves, gradient variance vs K).
+ * @namespace
+ */
+export const report = {
+  /** Renders a report as one HTML string. */
+  render: reportModule.renderReport,
+  /** Writes a report to an HTML file. */
+  write: reportModule.writeReport,
+};
 export type { ReportData, ReportRun } from './report';
-/** Accuracy under white-box attacks (FGSM, PGD) and corruptions (Gaussian, salt-and-pepper). */
-export const robustness = { evaluate: robustnessModule.evaluate };
-/** Data-parallel training over a communicator (an MPI binding, or an in-process one). */
+/**
+ * Accuracy under white-box attacks (FGSM, PGD) and corruptions (Gaussian, salt-and-pepper).
+ * @namespace
+ */
+export const robustness = {
+  /** A model's accuracy, clean and under each attack. */
+  evaluate: robustnessModule.evaluate,
+};
+/**
+ * Data-parallel training over a communicator (an MPI binding, or an in-process one).
+ * @namespace
+ */
 export const distributed = {
-  shard: distributedModule.shard, dataParallelGradients: distributedModule.dataParallelGradients, dataParallelStep: distributedModule.dataParallelStep,
-  copySlice: distributedModule.copySlice, copyParallelLosses: distributedModule.copyParallelLosses,
-  copyParallelGradients: distributedModule.copyParallelGradients, copyParallelStep: distributedModule.copyParallelStep,
-  seedReplayLosses: distributedModule.seedReplayLosses, seedReplayUpdate: distributedModule.seedReplayUpdate, seedReplayStep: distributedModule.seedReplayStep,
+  /** The rows of a batch that one rank takes. */
+  shard: distributedModule.shard,
+  /** This rank's share of a batch's gradient estimate. */
+  dataParallelGradients: distributedModule.dataParallelGradients,
+  /** One data-parallel step: shard, estimate, all-reduce, update. */
+  dataParallelStep: distributedModule.dataParallelStep,
+  /** The ULR copies one rank runs. */
+  copySlice: distributedModule.copySlice,
+  /** Copy-parallel ULR, phase 1: the losses of this rank's copies. */
+  copyParallelLosses: distributedModule.copyParallelLosses,
+  /** Copy-parallel ULR, phase 2: this rank's share of the estimate from every copy's loss. */
+  copyParallelGradients: distributedModule.copyParallelGradients,
+  /** One copy-parallel ULR step: the K copies split over the ranks. */
+  copyParallelStep: distributedModule.copyParallelStep,
+  /** Seed replay (SPSA, ES): this rank's share of a step's perturbation losses. */
+  seedReplayLosses: distributedModule.seedReplayLosses,
+  /** Seed replay: the update from all of a step's perturbation losses. */
+  seedReplayUpdate: distributedModule.seedReplayUpdate,
+  /** One seed-replay step: only losses are exchanged. */
+  seedReplayStep: distributedModule.seedReplayStep,
+  /** Trains on every rank of a communicator (the same script under mpirun). */
   fit: distributedModule.fitDistributed,
-  mpi: distributedModule.mpi, mpiAvailable: distributedModule.mpiAvailable,
+  /** The MPI_COMM_WORLD communicator (needs the optional MPI addon). */
+  mpi: distributedModule.mpi,
+  /** Whether the MPI addon was built. */
+  mpiAvailable: distributedModule.mpiAvailable,
 };
 export type { Communicator, MpiCommunicator, DistributedFitOptions } from './distributed';
 export type { Attack, RobustnessResult } from './robustness';

@@ -83,9 +83,21 @@ export type GradientCheck = {
 
 /** What {@link Model.fit} resolves to. */
 export type History = {
+  /** One log per epoch trained, in order. */
   epochs: EpochLog[];
   /** The same numbers as columns, tfjs-style. */
-  history: { loss: number[]; accuracy: number[]; valLoss: number[]; valAccuracy: number[]; lr: number[] };
+  history: {
+    /** Mean training loss per epoch. */
+    loss: number[];
+    /** Training accuracy per epoch. */
+    accuracy: number[];
+    /** Validation loss per epoch (empty without `validation`). */
+    valLoss: number[];
+    /** Validation accuracy per epoch (empty without `validation`). */
+    valAccuracy: number[];
+    /** The learning rate of each epoch's last update. */
+    lr: number[];
+  };
   /** With `earlyStopping`: the epoch (as in `epochs[].epoch`) after which it stopped training; undefined if it did not. */
   stoppedEpoch?: number;
   /** With `earlyStopping`: the epoch with the best monitored value (whose parameters `restoreBest` puts back). */
@@ -126,7 +138,10 @@ export type FitOptions = {
   earlyStopping?: EarlyStoppingOptions;
   /** Called with progress at most ~10 times a second. Throwing stops training; fit rejects with the thrown value. */
   onProgress?: (p: Progress) => void;
-  /** Called after every epoch. Throwing (or a returned promise rejecting) stops training; fit rejects with that value. */
+  /**
+   * Called after every epoch, before the next one starts (training waits for it to return, so it may read the
+   * parameters). Throwing (or a returned promise rejecting) stops training; fit rejects with that value.
+   */
   onEpochEnd?: (e: EpochLog) => void;
   /**
    * Called after every optimizer step, in order, none dropped, with that batch's loss and learning rate. Calls
