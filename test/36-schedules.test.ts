@@ -29,6 +29,7 @@ function tiny(rows: number) {
 const linear = (backend: 'cpu' | 'sim' = 'cpu') => of.sequential([of.dense(3, 2)], { seed: 5, loss: 'mse', backend });
 const flat = (m: of.Model) => Float32Array.from(m.parameters().flatMap((p) => Array.from(p.data)));
 const bitsEqual = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
+const dist = (a: Float32Array, b: Float32Array) => Math.sqrt(a.reduce((s, v, i) => s + (v - b[i]!) ** 2, 0));
 
 t.test('bad schedules and options are typed errors', async (t) => {
   const config = { code: 'ERR_CONFIG' };
@@ -131,6 +132,22 @@ t.test('fit with a schedule makes the updates of trainStep at each step\'s rate'
   t.notOk(bitsEqual(flat(m), p0), 'and the parameters moved');
 });
 
+t.test('of.distributed steps follow the schedule', async (t) => {
+  // one rank: the all-reduce is the identity, so a data-parallel step is gradients() then applyGradients()
+  const comm: of.Communicator = { rank: 0, size: 1, allreduceSum: () => {} };
+  const data = tiny(6);
+  const optimizer = of.sgd({ lr: 0.2, schedule: of.schedules.step({ every: 1, gamma: 0.5 }) });
+  const dp = linear(), single = linear(), flatLr = linear();
+  for (let s = 0; s < 4; s++) {
+    of.distributed.dataParallelStep(dp, data, { comm, estimator: of.bp(), optimizer });
+    single.trainStep(data, { estimator: of.bp(), optimizer });
+    flatLr.trainStep(data, { estimator: of.bp(), optimizer: of.sgd({ lr: 0.2 }) });
+  }
+  const d = dist(flat(dp), flat(single)), off = dist(flat(dp), flat(flatLr));
+  t.ok(d <= 1e-6, `dataParallelStep == trainStep with the schedule (distance ${d.toExponential(2)})`);
+  t.ok(off > 1e-3, `and not the constant rate (distance ${off.toExponential(2)})`);
+});
+
 t.test('resume and checkpoints continue the schedule', async (t) => {
   const data = tiny(10);
   const opt = of.adam({ lr: 0.05, schedule: of.schedules.cosine({ steps: 9, minLr: 0.005, warmup: 3 }) });
@@ -194,7 +211,12 @@ t.test('a throwing onBatchEnd rejects fit with the thrown value', async (t) => {
   t.pass('the model trains again afterwards');
 });
 
-t.test('the device simulation uses the same lr(t) and gives the same bits', async (t) => {
+// The device engines: the host simulation (every machine) gives the CPU's bits; CUDA (where a GPU answers) the
+// same rates and parameters within 2e-2 of the update's size (its GEMMs round differently; test/55's bound).
+const engines: ('sim' | 'cuda')[] = of.backend.info().devices.cuda > 0 ? ['sim', 'cuda'] : ['sim'];
+
+t.test('the device engines use the same lr(t) as the CPU', async (t) => {
+  if (!engines.includes('cuda')) t.comment('no CUDA device answers: the host simulation only');
   const data = tiny(9);
   for (const optimizer of [
     of.sgd({ lr: 0.1, momentum: 0.5, schedule: of.schedules.step({ every: 2, gamma: 0.5, warmup: 2 }) }),
@@ -202,13 +224,14 @@ t.test('the device simulation uses the same lr(t) and gives the same bits', asyn
     of.adamw({ lr: 0.05, schedule: of.schedules.exponential({ gamma: 0.8 }) }),
   ]) {
     const runs = [];
-    for (const backend of ['cpu', 'sim'] as const) {
+    for (const backend of ['cpu', ...engines] as const) {
       for (const withBatch of [true, false]) {  // with onBatchEnd every step waits; without, fit's steps are queued
-        const m = linear(backend);
+        const m = of.sequential([of.dense(3, 2)], { seed: 5, loss: 'mse', backend, allowTf32: false });
+        const start = flat(m);
         const lr: number[] = [];
         const h = await m.fit(data, { estimator: of.bp(), optimizer, epochs: 3, batchSize: 2, shuffle: false, ...(withBatch ? { onBatchEnd: (b: of.BatchLog) => lr.push(b.lr) } : {}) });
-        if (backend === 'sim') t.equal(m.backendInfo().placement, 'sim', 'ran on the simulated device');
-        runs.push({ name: `${backend}${withBatch ? ' + onBatchEnd' : ''}`, lr, epochLr: h.history.lr, params: flat(m) });
+        if (backend !== 'cpu') t.equal(m.backendInfo().placement, backend, `ran on ${backend}`);
+        runs.push({ backend, name: `${backend}${withBatch ? ' + onBatchEnd' : ''}`, lr, epochLr: h.history.lr, params: flat(m), start });
       }
     }
     const cpu = runs[0]!;
@@ -216,7 +239,8 @@ t.test('the device simulation uses the same lr(t) and gives the same bits', asyn
     for (const r of runs.slice(1)) {
       if (r.lr.length) t.same(r.lr, cpu.lr, `${optimizer.kind} ${optimizer.schedule!.kind}, ${r.name}: the same rates`);
       t.same(r.epochLr, cpu.epochLr, `${r.name}: the same epoch rates`);
-      t.ok(bitsEqual(r.params, cpu.params), `${r.name}: the CPU's parameters, bit for bit`);
+      if (r.backend !== 'cuda') t.ok(bitsEqual(r.params, cpu.params), `${r.name}: the CPU's parameters, bit for bit`);
+      else t.ok(dist(r.params, cpu.params) <= 2e-2 * dist(cpu.params, cpu.start), `${r.name}: the CPU's parameters within 2e-2 of the update`);
     }
   }
 });
