@@ -1,7 +1,7 @@
 // Learning-rate schedules and fit's onBatchEnd. The engine's lr(t) (reported per batch) against the closed forms
 // written out here; fit with a schedule against trainStep at each step's rate (bit-identical: the same float
-// update); resume and checkpoints continue the schedule; onBatchEnd's calls, order and errors; the device host
-// simulation uses the same lr(t) and gives the CPU's bits.
+// update); of.distributed steps, resume and checkpoints continue the schedule; onBatchEnd's calls, order, its
+// bounded queue and errors; the device host simulation uses the same lr(t) and gives the CPU's bits.
 import t from 'tap';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -191,6 +191,23 @@ t.test('onBatchEnd: every batch once, in order, with its loss', async (t) => {
     const ends = progress.filter((p) => p.step === p.steps);
     t.ok(ends.length === 3 && ends.every((p) => p.lr === Math.fround(0.001)), 'Progress carries the lr too');
   }
+});
+
+t.test('a slow onBatchEnd loses no call: training waits when 1024 are queued', async (t) => {
+  // 3000 tiny steps take microseconds each; a callback that spins 20 µs falls behind, so the queue fills
+  const m = linear();
+  const raw = (m as unknown as { nat: { state(): { step: number } } }).nat;
+  const seen: number[] = [];
+  let lag = 0;  // steps trained beyond the batch being reported: the queue's bound plus the step that waits to post
+  await m.fit(tiny(3000), { estimator: of.bp(), optimizer: of.sgd({ lr: 1e-4 }), batchSize: 1, shuffle: false, onBatchEnd: (b) => {
+    seen.push(b.batch);
+    lag = Math.max(lag, raw.state().step - b.batch);
+    const end = process.hrtime.bigint() + 20_000n;
+    while (process.hrtime.bigint() < end);
+  } });
+  t.equal(seen.length, 3000, 'every batch');
+  t.ok(seen.every((b, i) => b === i + 1), 'in order');
+  t.ok(lag <= 1025, `training ran at most 1025 steps ahead of the callbacks (${lag})`);
 });
 
 t.test('a throwing onBatchEnd rejects fit with the thrown value', async (t) => {
