@@ -1,4 +1,4 @@
-// ULR statistics (STYLE.md "LR unbiasedness"): listed seeds, N estimates, per-coordinate
+// ULR statistics (docs/method.md 5): listed seeds, N estimates, per-coordinate
 // z = (mean - ref) / se, max |z| < 5 over <= 100 coordinates (false-alarm chance ~6e-5 per test).
 // The reference is the gradient of the *smoothed* loss E_eps L(v + sigma eps): exact BP for a linear model
 // with squared error, Monte-Carlo-averaged BP through the same noisy forward otherwise (its own standard

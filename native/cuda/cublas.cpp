@@ -1,4 +1,4 @@
-// cuBLAS loaded at run time (DESIGN.md: the build machines have no cuBLAS, and the addon must load without it).
+// cuBLAS loaded at run time (docs/gpu.md: the build machines have no cuBLAS, and the addon must load without it).
 // The prototypes below are cuBLAS v2's public ABI (cublas_api.h): handles and streams are opaque pointers, enums
 // are ints. Only what the device trainer needs: create/destroy, stream, math mode (TF32), version, SGEMM.
 #include <dlfcn.h>
