@@ -34,8 +34,13 @@ t.test('backend: cuda where none can run is a BackendError', { skip: of.backend.
 
 t.test('CommonJS and ESM entry points export the same API', async (t) => {
   const cjs = execFileSync(process.execPath, ['-e', "const of=require(process.argv[1]);console.log(Object.keys(of).sort().join(','))", root], { encoding: 'utf8' });
-  const esm = execFileSync(process.execPath, ['--input-type=module', '-e', "const of=await import(process.argv[1]);console.log(Object.keys(of).filter(k=>k!=='default').sort().join(','))", path.join(root, 'dist', 'lib', 'index.mjs')], { encoding: 'utf8' });
+  const esm = execFileSync(process.execPath, ['--input-type=module', '-e', "const of=await import(process.argv[1]);console.log(Object.keys(of).sort().join(','))", path.join(root, 'dist', 'lib', 'index.mjs')], { encoding: 'utf8' });
   t.equal(esm, cjs);
+  // The default export is the whole API in both: `import of from 'oneforward'` and CommonJS's `.default`.
+  const cjsDefault = execFileSync(process.execPath, ['-e', "const of=require(process.argv[1]);console.log(of.default===of)", root], { encoding: 'utf8' });
+  const esmDefault = execFileSync(process.execPath, ['--input-type=module', '-e', "const of=await import(process.argv[1]);console.log(of.default.sequential===of.sequential&&of.default===of.default.default)", path.join(root, 'dist', 'lib', 'index.mjs')], { encoding: 'utf8' });
+  t.equal(cjsDefault.trim(), 'true', 'require(...).default is the module');
+  t.equal(esmDefault.trim(), 'true', 'the ES module default is the CommonJS module');
   for (const name of ['sequential', 'dense', 'relu', 'ulr', 'bp', 'adam', 'adamw', 'sgd', 'datasets', 'backend', 'OneForwardError']) {
     t.ok(cjs.split(',').map((s) => s.trim()).includes(name), `exports ${name}`);
   }
