@@ -1,6 +1,7 @@
 // fit() off the event loop: a dedicated std::thread per call (not the 4-thread libuv pool, which a server
 // needs for its own I/O) runs the native epoch loop; progress and epoch events come back through a
-// thread-safe function; the promise settles in the TSFN finalizer, on the JS thread, after the thread ends.
+// thread-safe function (an epoch end waits until its callback has run); the promise settles in the TSFN
+// finalizer, on the JS thread, after the thread ends.
 // Its queue is bounded (kQueue events) and every event is posted blocking: when JS falls behind (a slow
 // onBatchEnd), training waits instead of queueing without limit, and no event is dropped.
 // The thread touches no Napi object; it reads native copies of the data sets and shares ownership of the model.
@@ -36,6 +37,7 @@ struct Event {
     std::string diverged;  // non-empty: a divergence report (progress.epoch / progress.step say where)
     bool is_batch = false;
     BatchEvent batch;
+    std::shared_ptr<bool> handled;  // an epoch end: its thread waits (FitJob::answered) until call_js has run it
 };
 
 constexpr size_t kQueue = 1024;
@@ -52,7 +54,7 @@ struct FitJob {
     Napi::FunctionReference on_progress, on_epoch, on_diverged, on_batch, loss_fn;
     Thrown callback_error;  // first value thrown by a JS callback, as thrown
     OwnedData train, val;   // copies: JS may transfer or shrink its arrays while the thread reads
-    std::mutex mu;          // guards LossRequest::done and closing
+    std::mutex mu;          // guards LossRequest::done, Event::handled and closing
     std::condition_variable answered;
     bool closing = false;   // the environment is being torn down
     bool has_val = false;
@@ -99,6 +101,18 @@ void invoke(Napi::Env env, FitJob* job, const Napi::FunctionReference& fn, Napi:
 // Never throws: it is called from libuv, and from the teardown of the environment.
 void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
     std::unique_ptr<Event> owned(ev);
+    struct Handled {  // releases a waiting epoch end on every way out, after its callback ran (or could not)
+        FitJob* job;
+        std::shared_ptr<bool> flag;
+        ~Handled() {
+            if (!flag) return;
+            {
+                std::lock_guard<std::mutex> lock(job->mu);
+                *flag = true;
+            }
+            job->answered.notify_all();
+        }
+    } handled{job, ev->handled};
     if (LossRequest* q = ev->loss.get()) {  // always answered: the training thread may be waiting for it
         Status st{StatusCode::Abort, "shutting down"};
         if (env != nullptr && !job->closing)
@@ -142,8 +156,11 @@ void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
             invoke(env, job, job->on_progress, o);
         }
     } catch (const Napi::Error& e) {  // building the argument failed (JS cannot run): stop the run
-        job->callback_error.set(env, e.Value());
         job->model->cancel.store(true);
+        try {
+            job->callback_error.set(env, e.Value());
+        } catch (...) {
+        }
     } catch (...) {
         job->model->cancel.store(true);
     }
@@ -266,9 +283,16 @@ Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self) {
             ev->progress.epoch = epoch, ev->progress.step = step;
             post(j, ev);
         };
+        // The epoch callback runs before the next epoch starts (Keras' order): a cancel from it stops training
+        // at this epoch's end (early stopping), and it reads the parameters while nothing writes them.
         hooks.epoch = [j](const EpochStats& e) {
             j->epochs.push_back(e);
-            post(j, new Event{true, {}, e});
+            auto handled = std::make_shared<bool>(false);
+            Event* ev = new Event{true, {}, e};
+            ev->handled = handled;
+            if (!post(j, ev)) return;
+            std::unique_lock<std::mutex> lock(j->mu);
+            j->answered.wait(lock, [&] { return *handled || j->closing; });
         };
         try {
             j->status = fit(*j->model, j->train.ref, j->has_val ? &j->val.ref : nullptr, j->cfg, hooks);
