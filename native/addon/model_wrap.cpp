@@ -19,7 +19,17 @@ Napi::Value ModelWrap::Enter(const Napi::CallbackInfo& info) {
         bool& flag;
         ~Leave() { flag = false; }
     } leave{in_call_};
-    return (this->*Method)(info);
+    try {
+        return (this->*Method)(info);
+    } catch (const Napi::Error& e) {
+        // Thrown here: node-addon-api's own rethrow, when JS cannot run any more (worker.terminate() while a JS
+        // loss or getter ran), escapes as std::terminate. Then nobody is left to catch it, and it is dropped.
+        try {
+            napi_throw(info.Env(), e.Value());
+        } catch (...) {
+        }
+        return Napi::Value();
+    }
 }
 
 Napi::Function ModelWrap::Init(Napi::Env env) {
