@@ -25,10 +25,9 @@ function checkStats(st: Stats, maxBytes: number, fail: Fail): number {
 }
 
 function openError(err: unknown, fail: Fail): OneForwardError {
-  const code = (err as NodeJS.ErrnoException)?.code;
-  // ENXIO: a socket (or a FIFO on some systems) cannot be opened as a file.
-  const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'ENXIO' ? 'not a regular file' : 'cannot open';
-  return fail(`${why} (${(err as Error)?.message ?? String(err)})`, err);
+  const message = (err as Error)?.message ?? String(err);
+  // ENXIO: a socket cannot be opened as a file.
+  return fail((err as NodeJS.ErrnoException)?.code === 'ENXIO' ? `not a regular file (${message})` : `cannot read: ${message}`, err);
 }
 
 /** @internal Reads a whole regular file of at most `maxBytes` bytes; anything else is `fail(...)`. */

@@ -33,16 +33,16 @@ t.test('weights from a safetensors file with a name mapping', async (t) => {
 
 t.test('F16, BF16 and F64 tensors are converted exactly', async (t) => {
   const header = JSON.stringify({
-    h: { dtype: 'F16', shape: [3], data_offsets: [0, 6] },
-    b: { dtype: 'BF16', shape: [2], data_offsets: [6, 10] },
-    d: { dtype: 'F64', shape: [1], data_offsets: [10, 18] },
+    h: { dtype: 'F16', shape: [3], data_offsets: [8, 14] },
+    b: { dtype: 'BF16', shape: [2], data_offsets: [14, 18] },
+    d: { dtype: 'F64', shape: [1], data_offsets: [0, 8] },  // first: every tensor starts at a multiple of its element size
   });
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(header.length));
   const data = Buffer.alloc(18);
-  [0x3e00, 0xc000, 0x3400].forEach((v, i) => data.writeUInt16LE(v, 2 * i)); // 1.5, -2, 0.25
-  [0x3fc0, 0xbf80].forEach((v, i) => data.writeUInt16LE(v, 6 + 2 * i)); // 1.5, -1
-  data.writeDoubleLE(0.125, 10);
+  [0x3e00, 0xc000, 0x3400].forEach((v, i) => data.writeUInt16LE(v, 8 + 2 * i)); // 1.5, -2, 0.25
+  [0x3fc0, 0xbf80].forEach((v, i) => data.writeUInt16LE(v, 14 + 2 * i)); // 1.5, -1
+  data.writeDoubleLE(0.125, 0);
   const file = path.join(dir, 'mixed.safetensors');
   fs.writeFileSync(file, Buffer.concat([len, Buffer.from(header), data]));
   const r = await of.readSafetensors(file);

@@ -1,6 +1,7 @@
 // Hostile files and silent wrong results. Every loader (checkpoint, safetensors, IDX, CSV) meets /dev/zero, a FIFO
-// with no writer, a directory, a missing file, huge declared sizes and headers nested 200,000 deep, each in a child
-// process with a timeout and a small heap (a regression would hang or eat memory, not take this process down).
+// with no writer, a socket, a directory, a missing file, huge declared sizes and headers nested 200,000 deep, each
+// in a child process with a timeout and a small heap (a regression would hang or eat memory, not take this process
+// down).
 // Then the inputs that used to give plausible but wrong results: non-finite predict inputs, empty CSV cells,
 // wrapping labels, truncated IDX float labels, short or non-finite weights, overlapping safetensors offsets, bad
 // attack options, a resume on a smaller data set.
@@ -8,6 +9,7 @@ import t from 'tap';
 import { spawn, spawnSync } from 'child_process';
 import { createHash } from 'crypto';
 import * as fs from 'fs';
+import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import * as of from '../lib/index';
@@ -77,6 +79,13 @@ t.test('devices, FIFOs, directories, missing files: a typed error at once, nothi
   if (posix && fs.existsSync('/dev/zero')) cases.push(['/dev/zero', '/dev/zero', /not a regular file \(a character device\)/]);
   if (haveFifo) cases.push([fifo, 'a FIFO with no writer', /not a regular file \(a FIFO\)/]);
   else t.comment('no mkfifo here: the FIFO cases are skipped');
+  const socket = path.join(dir, 'socket');
+  const server = posix ? net.createServer().listen(socket) : undefined;
+  if (server) {
+    await new Promise((r) => server.once('listening', r));
+    t.teardown(() => server.close());
+    cases.push([socket, 'a socket', /not a regular file/]);
+  }
   const runs = cases.flatMap(([p, what, re]) => Object.entries(loaders(p)).map(async ([fn, call]) => {
     const r = await inChild(call);
     t.match(r, { code: codeOf[fn as keyof typeof codeOf], message: re }, `${fn}(${what}): ${r.code} ${r.message ?? JSON.stringify(r)}`);
