@@ -416,7 +416,8 @@ export type FromArraysOptions = {
 };
 
 type Numbers = ArrayLike<number>;
-const isNumbers = (v: unknown): v is Numbers => Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView));
+const isNumbers = (v: unknown): v is Numbers =>
+  Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView) && !(v instanceof BigInt64Array) && !(v instanceof BigUint64Array));
 const isFloatArray = (v: unknown): boolean => v instanceof Float32Array || v instanceof Float64Array;
 
 // Where value i of a flat array sits, for messages: "[12]" or "[3][4]" (row, column) when the rows are known.

@@ -21,9 +21,10 @@ export function formatBytes(bytes: number): string {
 
 // The kind and the options that change what a layer computes; defaults are left out.
 function describe(l: Layer): string {
+  const name = l.type === 'activation' ? l.activation : l.type;
   const args = (...a: (string | false | undefined)[]) => {
     const kept = a.filter((x): x is string => !!x);
-    return kept.length ? `${l.type === 'activation' ? l.activation : l.type}(${kept.join(', ')})` : l.type === 'activation' ? l.activation : l.type;
+    return kept.length ? `${name}(${kept.join(', ')})` : name;
   };
   const padding = (p: 'valid' | 'same' | [number, number]) => (p === 'valid' ? undefined : p === 'same' ? 'same' : `pad ${pair(p)}`);
   const weights = (w: string | undefined) => w && `${w} weights`;

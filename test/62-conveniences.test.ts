@@ -159,6 +159,7 @@ t.test('fromArrays: errors by class, code and message', async (t) => {
   t.throws(() => of.data.fromArrays('1,2' as never, [0]), { code: 'ERR_CONFIG', message: /for x/ });
   t.throws(() => of.data.fromArrays([[1], 'a'] as never, [0, 1]), { code: 'ERR_CONFIG', message: /x\[1\]/ });
   t.throws(() => of.data.fromArrays([[1]], { 0: 1 } as never), { code: 'ERR_CONFIG', message: /for y/ });
+  t.throws(() => of.data.fromArrays([[1]], BigInt64Array.of(1n) as never), { code: 'ERR_CONFIG', message: /for y/ });
 });
 
 t.test('predictClass is the arg-max of predict', async (t) => {
