@@ -326,7 +326,7 @@ export function loadCsv(file: string, options?: CsvOptions): Dataset {
       const cell = cells[c]!;
       // Number('') and Number(' ') are 0: an empty cell would load silently as a zero.
       const v = cell.trim() === '' ? NaN : Number(cell);
-      if (!Number.isFinite(v)) throw new DataError(`${file}: line ${line}, column ${c + 1} is ${cell.trim() === '' ? 'empty' : `'${cell.slice(0, 40)}', not a finite number`}`);
+      if (!Number.isFinite(v)) throw new DataError(`${file}: line ${line}, column ${c + 1} is ${cell.trim() === '' ? 'empty' : `not a number ('${cell.slice(0, 40)}')`}`);
       if (c === labelCol) {
         if (!Number.isInteger(v) || v < 0 || v > 2 ** 31 - 1) throw new DataError(`${file}: label '${cell.trim()}' on line ${line} is not a class index (an integer in [0, 2^31))`);
         y[r] = v;
