@@ -246,9 +246,11 @@ function typedMpi<T>(call: () => T): T {
   try {
     return call();
   } catch (err) {
-    const cls = errorClasses[(err as { code?: ErrorCode })?.code as ErrorCode];
-    if (!cls || err instanceof OneForwardError) throw err;
-    throw new cls((err as Error).message);
+    if (err instanceof OneForwardError) throw err;
+    // A code the library does not know (or none) is still a backend failure: never an untyped error.
+    const code = (err as { code?: unknown })?.code;
+    const cls = typeof code === 'string' && Object.hasOwn(errorClasses, code) ? errorClasses[code as ErrorCode] : BackendError;
+    throw new cls(err instanceof Error ? err.message : String(err), { cause: err });
   }
 }
 

@@ -94,7 +94,7 @@ export class BusyError extends OneForwardError {
 }
 
 /** @internal code -> class, handed to the native module at load. */
-export const errorClasses: Record<ErrorCode, new (message: string) => OneForwardError> = {
+export const errorClasses: Record<ErrorCode, new (message: string, options?: { cause?: unknown }) => OneForwardError> = {
   ERR_SHAPE: ShapeError,
   ERR_CONFIG: ConfigError,
   ERR_DATA: DataError,
@@ -106,8 +106,8 @@ export const errorClasses: Record<ErrorCode, new (message: string) => OneForward
   ERR_DISPOSED: DisposedError,
   ERR_BUSY: BusyError,
   ERR_INTERNAL: class InternalError extends OneForwardError {
-    constructor(message: string) {
-      super(message, 'ERR_INTERNAL');
+    constructor(message: string, options?: { cause?: unknown }) {
+      super(message, 'ERR_INTERNAL', options);
     }
   },
 };

@@ -161,3 +161,15 @@ t.test('every Model method and getter: hostile arguments give typed errors only'
   }
   t.same(failures, [], `${calls} calls: every failure a OneForwardError with a listed code`);
 });
+
+t.test('a communicator that throws anything fails as ERR_BACKEND, keeping what it threw as the cause', async (t) => {
+  const model = newModel();
+  const thrown: unknown[] = ['a string', Object.assign(new Error('MPI_ERR_TRUNCATE'), { code: 15 }), Object.assign(new TypeError('plain'), { code: 'ERR_SOMETHING' })];
+  for (const value of thrown) {
+    const comm = { rank: 0, size: 1, allreduceSum: () => { throw value; } };
+    t.throws(() => of.distributed.dataParallelStep(model, dataset(), { comm, estimator: of.bp() }), { name: 'BackendError', code: 'ERR_BACKEND', message: /the communicator's allreduceSum failed/, cause: value }, `throws ${String(value)}`);
+  }
+  await t.rejects(of.distributed.fit(model, dataset(), { comm: { rank: 0, size: 1 } as never }), { code: 'ERR_CONFIG', message: /comm.allreduceSum/ });
+  await t.rejects(of.distributed.fit(model, dataset(), { comm: { rank: 1, size: 1, allreduceSum: () => undefined } }), { code: 'ERR_CONFIG', message: /rank/ });
+  model.dispose();
+});
