@@ -48,7 +48,10 @@ type Header = {
 
 const fail = (file: string, why: string) => new CheckpointError(`${file}: ${why}`);
 
-/** Saves a model (parameters, optimizer state, training counters) to `file`, atomically. */
+/**
+ * Saves a model (parameters, optimizer state, training counters) to `file`, atomically.
+ * @throws CheckpointError (`ERR_CHECKPOINT`) for a path that is not a string or a file that cannot be written.
+ */
 export async function save(model: Model, file: string): Promise<void> {
   if (typeof file !== 'string' || file.length === 0) throw new CheckpointError('Expected a file path for save');
   const nat = model._native;
@@ -200,7 +203,15 @@ function checkLayers(file: string, layers: unknown): Layer[] {
   });
 }
 
-/** Loads a checkpoint written by {@link Model.save}: a new model with its parameters, optimizer state and counters. */
+/**
+ * Loads a checkpoint written by {@link Model.save}: a new model with its parameters, optimizer state and counters.
+ * Only a regular file is read (a device, FIFO, socket or directory is refused before a byte is read); its header
+ * is bounded (16 MiB, nested at most 64 levels) and checked against the file size before anything is allocated,
+ * and every tensor must be finite.
+ * @throws CheckpointError (`ERR_CHECKPOINT`) for anything else: an unreadable path (the system error is its
+ * `cause`), a file that is not a checkpoint, a corrupt, truncated or mismatched header, a bad checksum, or
+ * non-finite weights.
+ */
 export async function load(file: string): Promise<Model> {
   if (typeof file !== 'string' || file.length === 0) throw new CheckpointError('Expected a file path for load');
   const buf = await readRegularFile(file, MAX_FILE, (why, cause) => new CheckpointError(`${file}: ${why}`, { cause }));

@@ -105,7 +105,10 @@ export function dataParallelGradients(model: Model, batch: Dataset, options: { r
   return out;
 }
 
-/** One data-parallel step on `batch` (the same batch on every rank): shard, estimate, all-reduce, update. */
+/**
+ * One data-parallel step on `batch` (the same batch on every rank): shard, estimate, all-reduce, update.
+ * @throws ConfigError (`ERR_CONFIG`) for malformed arguments; BackendError (`ERR_BACKEND`) when `comm` fails.
+ */
 export function dataParallelStep(model: Model, batch: Dataset, options: { comm: Communicator; estimator?: Estimator; optimizer?: Optimizer }): void {
   checkOptions('dataParallelStep', options, ['comm', 'estimator', 'optimizer']);
   const comm = checkComm(options.comm);
@@ -315,6 +318,9 @@ export type DistributedFitOptions = {
  * model's seed and the epoch), takes the same batches, and runs the chosen mode's step; rank 0 alone evaluates,
  * reports and writes checkpoints (any rank can load one to resume). An error on one rank aborts every rank with
  * that rank's message (MPI communicators), instead of leaving the others waiting in a collective.
+ * @throws ConfigError (`ERR_CONFIG`) for a missing or malformed `options`/`comm`, model or data set (checked before
+ * any step); the errors of {@link Model.gradients} for data that do not fit the model; BackendError (`ERR_BACKEND`)
+ * when the communicator fails (what it threw is the `cause`); CheckpointError (`ERR_CHECKPOINT`) for `checkpoint`.
  */
 export async function fitDistributed(
   model: Model,

@@ -427,6 +427,7 @@ export class Model {
    * Like {@link predict}, off the event loop (libuv pool), on a native copy of `x` taken at the call (the caller may
    * reuse or transfer it at once). Several may run at once; until they finish, fit, dispose and every call that
    * changes the model throw `ERR_BUSY`.
+   * @throws the errors of {@link predict}, as a rejection (its `DataError` for non-finite inputs included).
    */
   async predictAsync(x: Float32Array | Dataset, rows?: number): Promise<Float32Array> {
     const stack = new Error().stack;
@@ -457,6 +458,9 @@ export class Model {
   /**
    * Gradient of the mean loss of one batch, per parameter (in {@link parameters} order), without updating.
    * With ULR this is one stochastic estimate; `step` picks the noise (defaults to the model's step counter).
+   * @throws ConfigError (`ERR_CONFIG`) for a batch that is not `{ x: Float32Array, y, rows? }` or a bad option;
+   * ShapeError (`ERR_SHAPE`) for sizes that do not fit the model; DataError (`ERR_DATA`) for non-finite values or
+   * labels out of range; `ERR_DISPOSED`, `ERR_BUSY`.
    */
   gradients(
     batch: { x: Float32Array; y: Int32Array | Float32Array; rows?: number },
@@ -489,6 +493,9 @@ export class Model {
    * estimate to BP, mean per-trial cosine, relative error of the mean, total variance of one estimate, SNR
    * (|mean|² / variance) and a suggestion: `'more copies'` when one estimate is mostly noise, `'smaller sigma'`
    * when the mean misses BP by more than its noise explains (smoothing bias), else `'ok'`.
+   * @throws ConfigError (`ERR_CONFIG`) for a batch that is not `{ x: Float32Array, y, rows? }` or a bad option;
+   * ShapeError (`ERR_SHAPE`) for sizes that do not fit the model; DataError (`ERR_DATA`) for non-finite values or
+   * labels out of range; `ERR_DISPOSED`, `ERR_BUSY`.
    */
   gradientCheck(
     batch: { x: Float32Array; y: Int32Array | Float32Array; rows?: number },
@@ -544,7 +551,12 @@ export class Model {
     this.nat.applyGradients(flat, (o.optimizer as Optimizer | undefined) ?? adam(), o.rows as number);
   }
 
-  /** One optimizer step on one batch (what fit does per batch); returns the batch loss. */
+  /**
+   * One optimizer step on one batch (what fit does per batch); returns the batch loss.
+   * @throws ConfigError (`ERR_CONFIG`) for a batch that is not `{ x: Float32Array, y, rows? }` or a bad option;
+   * ShapeError (`ERR_SHAPE`) for sizes that do not fit the model; DataError (`ERR_DATA`) for non-finite values or
+   * labels out of range; `ERR_DISPOSED`, `ERR_BUSY`. `ERR_NUMERIC` for a non-finite loss.
+   */
   trainStep(batch: { x: Float32Array; y: Int32Array | Float32Array; rows?: number }, options?: { estimator?: Estimator; optimizer?: Optimizer }): number {
     const o = optionsObject('trainStep', options, ['estimator', 'optimizer']);
     const rows = this.checkBatch(batch);
