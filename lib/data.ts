@@ -135,7 +135,7 @@ export function karate(options?: { labeledPerClass?: number; seed?: number }): G
   return graphTask({ nodes: N, edges: raw.edges }, x, N, Int32Array.from(raw.club), 2, labeled, seed);
 }
 
-/** The bounds of {@link sbm}: nodes, features per node, expected edges, feature values (nodes × features). */
+/** The bounds of `sbm`: nodes, features per node, expected edges, feature values (nodes × features). */
 export const SBM_LIMITS = { nodes: 16384, features: 65536, edges: 1 << 22, values: 1 << 26 } as const;
 
 /**
@@ -340,7 +340,7 @@ export function loadCsv(file: string, options?: CsvOptions): Dataset {
   return { x, y, rows: body.length, shape: [cols - 1] };
 }
 
-/** The largest `n` of {@link permutation}: 2^24 (a 64 MiB Int32Array; shuffling costs about 3 µs per element). */
+/** The largest `n` of `permutation`: 2^24 (a 64 MiB Int32Array; shuffling costs about 3 µs per element). */
 export const MAX_PERMUTATION = 2 ** 24;
 
 /**
