@@ -142,7 +142,8 @@ function buildFromSource(why, rebuild) {
 }
 
 function main(argv) {
-  const rebuild = argv.includes('--rebuild');
+  // `npm rebuild oneforward` runs this script too: there, as with --rebuild, the user asks for a source build.
+  const rebuild = argv.includes('--rebuild') || process.env.npm_command === 'rebuild';
   const forced = rebuild
     ? 'rebuild'
     : process.env.ONEFORWARD_BUILD_FROM_SOURCE === '1'
