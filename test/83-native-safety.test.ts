@@ -174,7 +174,8 @@ t.test('worker.terminate() / process.exit() in a worker while native work runs: 
       fit: "m.fit(data(100000), { estimator: of.ulr({ copies: 8 }), epochs: 50 }); post();",
       fitJsLoss: "m.fit(data(100000), { estimator: of.ulr({ copies: 8 }), epochs: 50, loss: (o, tg, r) => new Float32Array(r).fill(1) }); post();",
       fitBusyJs: "m.fit(data(100000), { estimator: of.ulr({ copies: 8 }), epochs: 50, onProgress: () => { const t = Date.now(); while (Date.now() - t < 20); } }); post();",
-      predictAsync: "for (let i = 0; i < 8; i++) m.predictAsync(data(200000).x); post();",
+      // predictions chained back to back, so one is running whenever terminate() comes, however fast the machine
+      predictAsync: "const x = data(200000).x; const loop = () => m.predictAsync(x).then(loop); loop(); loop(); post();",
       exitInFit: "m.fit(data(100000), { estimator: of.ulr({ copies: 8 }), epochs: 50 }); setTimeout(() => process.exit(5), 100);",
       exitInLoss: "m.fit(data(100000), { estimator: of.ulr({ copies: 8 }), epochs: 50, loss: (o, tg, r) => process.exit(6) });",
     };
