@@ -6,7 +6,7 @@ export { sequential, Model, LOSSES } from './model';
 export { load } from './checkpoint';
 export { readSafetensors, writeSafetensors } from './safetensors';
 export type { Tensor } from './safetensors';
-export type { SequentialOptions, ModelBackend, FitOptions, History, EpochLog, Progress, BatchLog, Parameter, LossName, LossFunction, GradientCheck } from './model';
+export type { SequentialOptions, ModelBackend, FitOptions, History, EpochLog, Progress, BatchLog, Parameter, LossName, LossFunction, GradientCheck, MemoryEstimate } from './model';
 export { dense, activation, relu, leakyRelu, tanh, sigmoid, gelu, identity, step, sign, quantize, ACTIVATIONS, conv2d, maxPool2d, avgPool2d, globalAvgPool, flatten, rnn, gru, lstm, lif, repeat, timeMean, graphConv, residual, concat, dropout, layerNorm, batchNorm, groupNorm } from './layers';
 export type {
   Layer, DenseLayer, ActivationLayer, ActivationName, DenseOptions, QuantizedWeights, Conv2dLayer, Conv2dOptions, Pool2dLayer, Pool2dOptions,

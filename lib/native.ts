@@ -202,6 +202,7 @@ export interface NativeModel {
   dispose(): void;
   /** Throws ERR_BUSY unless the model could change now (no fit, async prediction or other call on it). */
   checkIdle(): void;
+  memoryEstimate(estimator: NativeEstimator, batchSize: number): { bytes: number; parameters: number; gradients: number; optimizer: number; activations: number; partials: number; workspace: number };
   exportState(): NativeTrainState;
   setFrozen(count: number): void;
   inputGradients(x: Float32Array, y: Targets, rows: number): { grads: Float32Array; loss: number };

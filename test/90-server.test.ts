@@ -15,6 +15,16 @@ t.test('routes, validation, limits, SSE, cancel', async (t) => {
   t.equal((await post('/jobs', { layers: [784, 32, 10], epochs: 1000 })).status, 400, 'epochs out of range');
   t.equal((await post('/jobs', { layers: [784, 100000, 10] })).status, 413, 'width limit');
   t.equal((await post('/jobs', { layers: [5, 10] })).status, 400, 'digits shape');
+  // A job whose step would hold more than the memory budget is refused before anything is allocated.
+  const huge = await post('/jobs', { layers: [784, 4096, 4096, 4096, 10], copies: 512, batchSize: 4096 });
+  t.equal(huge.status, 413, 'memory budget');
+  const hugeBody = (await huge.json()) as { code: string; estimateBytes: number; budgetBytes: number; error: string };
+  t.equal(hugeBody.code, 'ERR_MEMORY_BUDGET');
+  t.equal(hugeBody.budgetBytes, 2 ** 30);
+  t.ok(hugeBody.estimateBytes > 2 ** 30, `estimate ${(hugeBody.estimateBytes / 2 ** 30).toFixed(1)} GiB`);
+  t.match(hugeBody.error, /MiB, over the server's budget of 1024 MiB/);
+  const big = await fetch(base + '/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ layers: [784, 10], pad: 'x'.repeat(20000) }) });
+  t.equal(big.status, 413, 'a job body over 16 KiB');
   const res = await post('/jobs', { layers: [784, 32, 10], estimator: 'ulr', copies: 8, epochs: 2 });
   t.equal(res.status, 202);
   const { id } = (await res.json()) as { id: string };
@@ -40,6 +50,28 @@ t.test('routes, validation, limits, SSE, cancel', async (t) => {
     }
     await new Promise((r) => setTimeout(r, 20));
   }
+  t.equal((await post(`/models/${long.id}/predict`, { inputs: [[1]] })).status, 410, 'a cancelled job has no model');
+  // DELETE on an ended job frees it at once.
+  t.equal((await fetch(`${base}/jobs/${id}`, { method: 'DELETE' })).status, 204);
+  t.equal((await fetch(`${base}/jobs/${id}`)).status, 404, 'gone');
+});
+
+t.test('ended jobs are dropped after the retention period', async (t) => {
+  t.throws(() => buildServer({ memoryBudget: 0 }), RangeError);
+  const app = buildServer({ retainMs: 50 });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  t.teardown(() => app.close());
+  const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  const res = await fetch(base + '/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ layers: [784, 10], estimator: 'bp', epochs: 1 }) });
+  const { id } = (await res.json()) as { id: string };
+  let state = 'running';
+  while (state === 'running') {
+    state = ((await (await fetch(`${base}/jobs/${id}`)).json()) as { state: string }).state;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  t.equal(state, 'done');
+  await new Promise((r) => setTimeout(r, 150));
+  t.equal((await fetch(`${base}/jobs/${id}`)).status, 404, 'dropped after retainMs');
 });
 
 t.test('predictions while two jobs train: latency and event-loop delay', async (t) => {

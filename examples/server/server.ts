@@ -5,11 +5,16 @@
  *   POST   /jobs                  start a training job (JSON body, validated by schema)   -> 202 { id }
  *   GET    /jobs/:id              state, last progress, history, error
  *   GET    /jobs/:id/events       progress as server-sent events until the job ends
- *   DELETE /jobs/:id              cancel a running job
+ *   DELETE /jobs/:id              cancel a running job (202); free a finished one (204)
  *   POST   /models/:id/predict    { inputs: number[][] } -> { outputs, classes } (off the event loop)
  *
- * Run: `node dist/examples/server/server.js` (PORT, HOST, MAX_JOBS from the environment). It imports the package by
- * name, so it can be copied into an app as it is (README.md here says how).
+ * What it does not let a client do: allocate more than `memoryBudget` for one job (model.memoryEstimate decides
+ * before anything is allocated), send bodies beyond a bound, or keep memory after a job ends. A cancelled or failed
+ * job frees its model at once; a finished one keeps it for predictions until `retainMs` after its end (or a DELETE);
+ * then the job is dropped (404). SIGTERM / SIGINT cancel the running jobs, close the server and exit 0.
+ *
+ * Run: `node dist/examples/server/server.js` (PORT, HOST, MAX_JOBS, MEMORY_BUDGET in bytes from the environment). It
+ * imports the package by name, so it can be copied into an app as it is (README.md here says how).
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import { EventEmitter } from 'events';
@@ -22,13 +27,22 @@ export type ServerOptions = {
   maxRows?: number;
   /** Largest layer width. Defaults to `4096`. */
   maxWidth?: number;
+  /** Most memory one training job may hold (its `model.memoryEstimate`), in bytes; larger jobs get 413. Defaults to `2 ** 30` (1 GiB). */
+  memoryBudget?: number;
+  /** How long a finished job (and a trained model) stays after it ends, in milliseconds. Defaults to `600000` (10 minutes). */
+  retainMs?: number;
+  /** Largest request body, in bytes (a job's body is limited to 16 KiB whatever this says). Defaults to `16 * 2 ** 20`. */
+  bodyLimit?: number;
 };
 
 type JobState = 'running' | 'done' | 'failed' | 'cancelled';
 type Job = {
   id: string;
   state: JobState;
-  model: of.Model;
+  /** Disposed (undefined) once the job no longer needs it: at once when it fails or is cancelled. */
+  model?: of.Model;
+  memoryBytes: number;
+  expiry?: NodeJS.Timeout;
   progress?: of.Progress;
   history?: of.History;
   error?: { code: string; message: string };
@@ -64,14 +78,25 @@ export function buildServer(options: ServerOptions = {}): FastifyInstance {
   const maxJobs = options.maxJobs ?? 2;
   const maxRows = options.maxRows ?? 1024;
   const maxWidth = options.maxWidth ?? 4096;
+  const memoryBudget = options.memoryBudget ?? 2 ** 30;
+  const retainMs = options.retainMs ?? 600_000;
+  if (!(memoryBudget > 0)) throw new RangeError(`Expected positive number for memoryBudget but received ${String(memoryBudget)}`);
+  if (!(retainMs >= 0)) throw new RangeError(`Expected number >= 0 for retainMs but received ${String(retainMs)}`);
   // Reject unknown fields instead of silently dropping them (Fastify's default).
-  const app = Fastify({ bodyLimit: 16 << 20, ajv: { customOptions: { removeAdditional: false } } });
+  const app = Fastify({ bodyLimit: options.bodyLimit ?? 16 * 2 ** 20, ajv: { customOptions: { removeAdditional: false } } });
   const jobs = new Map<string, Job>();
   let next = 1;
   const running = () => [...jobs.values()].filter((j) => j.state === 'running').length;
-  const view = (j: Job) => ({ id: j.id, state: j.state, progress: j.progress, history: j.history?.epochs, error: j.error });
+  const view = (j: Job) => ({ id: j.id, state: j.state, memoryBytes: j.memoryBytes, progress: j.progress, history: j.history?.epochs, error: j.error });
+  // Frees a job that has ended: its model now, its record too (later lookups get 404).
+  const drop = (j: Job) => {
+    clearTimeout(j.expiry);
+    j.model?.dispose();
+    j.model = undefined;
+    jobs.delete(j.id);
+  };
 
-  app.post<{ Body: JobBody }>('/jobs', { schema: { body: jobBody } }, async (req, reply) => {
+  app.post<{ Body: JobBody }>('/jobs', { schema: { body: jobBody }, bodyLimit: 16 * 2 ** 10 }, async (req, reply) => {
     const b = req.body;
     if (b.layers.some((w) => w > maxWidth)) return reply.code(413).send({ error: `layer widths are limited to ${maxWidth}` });
     if (b.layers[0] !== 784 || b.layers[b.layers.length - 1] !== 10) return reply.code(400).send({ error: 'digits needs 784 inputs and 10 outputs' });
@@ -81,15 +106,24 @@ export function buildServer(options: ServerOptions = {}): FastifyInstance {
       layers.push(of.dense(b.layers[i]!, b.layers[i + 1]!));
       if (i + 2 < b.layers.length) layers.push(of.activation(b.activation ?? 'relu'));
     }
-    const job: Job = {
-      id: String(next++), state: 'running', model: of.sequential(layers, { seed: b.seed }), abort: new AbortController(), events: new EventEmitter(),
-    };
+    // The model's parameters are allocated here (4 bytes each, a few MB at most under the width limit); the step's
+    // memory only once it trains, so the estimate is checked before fit.
+    const model = of.sequential(layers, { seed: b.seed });
+    const estimator = b.estimator === 'bp' ? of.bp() : of.ulr({ copies: b.copies, sigma: b.sigma });
+    const { bytes } = model.memoryEstimate({ estimator, batchSize: b.batchSize });
+    if (bytes > memoryBudget) {
+      model.dispose();
+      return reply.code(413).send({
+        error: `this job needs about ${(bytes / 2 ** 20).toFixed(0)} MiB, over the server's budget of ${(memoryBudget / 2 ** 20).toFixed(0)} MiB per job; use fewer copies, a smaller batch or narrower layers`,
+        code: 'ERR_MEMORY_BUDGET', estimateBytes: bytes, budgetBytes: memoryBudget,
+      });
+    }
+    const job: Job = { id: String(next++), state: 'running', model, memoryBytes: bytes, abort: new AbortController(), events: new EventEmitter() };
     jobs.set(job.id, job);
     const { train, test } = of.datasets.digits();
-    job.model
+    model
       .fit(train, {
-        estimator: b.estimator === 'bp' ? of.bp() : of.ulr({ copies: b.copies, sigma: b.sigma }),
-        optimizer: of.adam({ lr: b.lr }), epochs: b.epochs, batchSize: b.batchSize, validation: test, signal: job.abort.signal,
+        estimator, optimizer: of.adam({ lr: b.lr }), epochs: b.epochs, batchSize: b.batchSize, validation: test, signal: job.abort.signal,
         onProgress: (p) => {
           job.progress = p;
           job.events.emit('progress', p);
@@ -102,8 +136,13 @@ export function buildServer(options: ServerOptions = {}): FastifyInstance {
       .catch((e: of.OneForwardError) => {
         job.state = e.code === 'ABORT_ERR' ? 'cancelled' : 'failed';
         job.error = { code: e.code, message: e.message };
+        job.model?.dispose();  // nothing can use it any more
+        job.model = undefined;
       })
-      .finally(() => job.events.emit('end'));
+      .finally(() => {
+        job.events.emit('end');
+        job.expiry = setTimeout(() => drop(job), retainMs).unref();
+      });
     return reply.code(202).send({ id: job.id });
   });
 
@@ -133,10 +172,16 @@ export function buildServer(options: ServerOptions = {}): FastifyInstance {
     });
   });
 
+  // Running: cancel (202; the job ends as 'cancelled' within a fraction of a second and frees its model). Ended:
+  // free it now (204), without waiting for its retention period to pass.
   app.delete<{ Params: { id: string } }>('/jobs/:id', async (req, reply) => {
     const job = jobs.get(req.params.id);
     if (!job) return reply.code(404).send({ error: 'no such job' });
-    if (job.state === 'running') job.abort.abort();
+    if (job.state !== 'running') {
+      drop(job);
+      return reply.code(204).send();
+    }
+    job.abort.abort();
     return reply.code(202).send({ id: job.id });
   });
 
@@ -148,15 +193,16 @@ export function buildServer(options: ServerOptions = {}): FastifyInstance {
     const job = jobs.get(req.params.id);
     if (!job) return reply.code(404).send({ error: 'no such model' });
     if (job.state === 'running') return reply.code(409).send({ error: 'the model is still training' });
-    if (job.state !== 'done') return reply.code(410).send({ error: `the job ${job.state}` });
+    if (job.state !== 'done' || !job.model) return reply.code(410).send({ error: `the job ${job.state}` });
+    const model = job.model;
     const { inputs } = req.body;
-    const cols = job.model.inputs;
+    const cols = model.inputs;
     if (inputs.some((row) => row.length !== cols)) return reply.code(400).send({ error: `each input row needs ${cols} numbers` });
     const x = new Float32Array(inputs.length * cols);
     inputs.forEach((row, i) => x.set(row, i * cols));
     try {
-      const out = await job.model.predictAsync(x, inputs.length);
-      const C = job.model.outputs;
+      const out = await model.predictAsync(x, inputs.length);
+      const C = model.outputs;
       const outputs = Array.from({ length: inputs.length }, (_, r) => Array.from(out.subarray(r * C, (r + 1) * C)));
       const classes = outputs.map((o) => o.indexOf(Math.max(...o)));
       return { outputs, classes };
@@ -166,16 +212,37 @@ export function buildServer(options: ServerOptions = {}): FastifyInstance {
     }
   });
 
+  // Shutdown: cancel the running jobs, wait until their training threads have stopped, free every model.
   app.addHook('onClose', async () => {
-    for (const j of jobs.values()) if (j.state === 'running') j.abort.abort();
-    await Promise.all([...jobs.values()].filter((j) => j.state === 'running').map((j) => new Promise((r) => j.events.once('end', r))));
+    const live = [...jobs.values()].filter((j) => j.state === 'running');
+    for (const j of live) j.abort.abort();
+    await Promise.all(live.map((j) => new Promise((r) => j.events.once('end', r))));
+    for (const j of [...jobs.values()]) drop(j);
   });
   return app;
 }
 
+/** Closes `app` on SIGTERM or SIGINT (jobs cancelled, models freed), then exits 0; 1 if closing fails. */
+export function exitOnSignals(app: FastifyInstance): void {
+  const shutdown = (signal: NodeJS.Signals) => {
+    process.stdout.write(`${signal}: shutting down\n`);
+    app.close().then(
+      () => process.exit(0),
+      (e: Error) => {
+        process.stderr.write(`shutdown failed: ${e.message}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', shutdown);
+  process.once('SIGINT', shutdown);
+}
+
 if (require.main === module) {
-  const app = buildServer({ maxJobs: Number(process.env.MAX_JOBS ?? 2) });
-  app.listen({ port: Number(process.env.PORT ?? 3000), host: process.env.HOST ?? '127.0.0.1' }).then((addr) => {
+  const env = process.env;
+  const app = buildServer({ maxJobs: Number(env.MAX_JOBS ?? 2), ...(env.MEMORY_BUDGET ? { memoryBudget: Number(env.MEMORY_BUDGET) } : {}) });
+  exitOnSignals(app);
+  app.listen({ port: Number(env.PORT ?? 3000), host: env.HOST ?? '127.0.0.1' }).then((addr) => {
     process.stdout.write(`oneforward example server on ${addr}\n`);
   });
 }

@@ -1,6 +1,10 @@
 // ModelWrap methods: argument checks, then one core call each.
 #include "addon/model_wrap.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include <map>
 
 #include "addon/args.h"
@@ -58,6 +62,7 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
                            InstanceMethod<&ModelWrap::Enter<&ModelWrap::SetBackend>>("setBackend"),
                            InstanceMethod<&ModelWrap::Backend>("backend"),
                            InstanceMethod<&ModelWrap::Enter<&ModelWrap::CheckIdle>>("checkIdle"),
+                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::MemoryEstimate>>("memoryEstimate"),
                        });
 }
 
@@ -635,6 +640,26 @@ Napi::Value ModelWrap::Backend(const Napi::CallbackInfo& info) {
     OF_NAPI_END(env)
 }
 
+// memoryEstimate(estimator, batchSize) -> { bytes, parameters, gradients, optimizer, activations, partials, workspace }
+Napi::Value ModelWrap::MemoryEstimate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    EstimatorConfig e = parse_estimator(env, info[0]);  // before the model: its getters may run JS
+    const int B = int(require_int(info[1], "batchSize", 1, int64_t(1) << 30));
+    StepMemory mem;
+    check(env, step_memory(model(env), e, B, &mem));
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("bytes", mem.total());
+    r.Set("parameters", mem.parameters);
+    r.Set("gradients", mem.gradients);
+    r.Set("optimizer", mem.optimizer);
+    r.Set("activations", mem.activations);
+    r.Set("partials", mem.partials);
+    r.Set("workspace", mem.workspace);
+    return r;
+    OF_NAPI_END(env)
+}
+
 // trainStep(x, y, rows, estimator, optimizer) -> { loss }
 Napi::Value ModelWrap::TrainStep(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -821,7 +846,13 @@ Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
     if (model_ && model_->busy.load())
         throw_status(env, {StatusCode::Busy, "cannot dispose a model while it trains; cancel it first"});
     if (*pending_ > 0) throw_status(env, {StatusCode::Busy, "cannot dispose a model while predictions are pending"});
+    const bool last = model_.use_count() == 1;  // else a thread finishing up frees it later
     model_.reset();
+#ifdef __GLIBC__
+    // glibc keeps freed memory in the arena of the thread that allocated it (each fit runs on a new thread); a
+    // server that creates and disposes models would see its resident memory creep up. Hand the pages back.
+    if (last) malloc_trim(0);
+#endif
     return env.Undefined();
     OF_NAPI_END(env)
 }

@@ -59,6 +59,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Value SetBackend(const Napi::CallbackInfo& info);
     Napi::Value Backend(const Napi::CallbackInfo& info);
     Napi::Value CheckIdle(const Napi::CallbackInfo& info);
+    Napi::Value MemoryEstimate(const Napi::CallbackInfo& info);
 };
 
 // A data set copied into native memory: what a call reads after it returns (fit, predictAsync) or while JS runs

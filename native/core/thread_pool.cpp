@@ -16,6 +16,14 @@ namespace of {
 // True while this thread runs tasks of a job: a kernel called from inside a task (the ULR block pass calls
 // GEMMs per block) then runs its own tasks inline instead of re-entering the pool.
 static thread_local bool t_in_job = false;
+// The CancelScope flag of this thread; pool workers take the flag of the job they run tasks of.
+static thread_local const std::atomic<bool>* t_cancel = nullptr;
+
+static bool is_set(const std::atomic<bool>* flag) { return flag && flag->load(std::memory_order_relaxed); }
+
+ThreadPool::CancelScope::CancelScope(const std::atomic<bool>* flag) : prev_(t_cancel) { t_cancel = flag; }
+ThreadPool::CancelScope::~CancelScope() { t_cancel = prev_; }
+bool ThreadPool::cancelled() { return is_set(t_cancel); }
 
 int default_thread_count() {
     if (const char* env = std::getenv("ONEFORWARD_THREADS")) {
@@ -63,11 +71,14 @@ void ThreadPool::set_threads(int n) {
 
 void ThreadPool::run_tasks() {
     t_in_job = true;
+    const std::atomic<bool>* outer = t_cancel;
+    t_cancel = cancel_;  // kernels nested in these tasks see the job's flag
     for (;;) {
         int t = next_task_.fetch_add(1, std::memory_order_relaxed);
         if (t >= n_tasks_) break;
-        (*fn_)(t);
+        if (!is_set(cancel_)) (*fn_)(t);  // a cancelled job still drains its task counter
     }
+    t_cancel = outer;
     t_in_job = false;
 }
 
@@ -92,16 +103,18 @@ void ThreadPool::worker(uint64_t seen) {
 
 void ThreadPool::parallel_for(int n_tasks, const TaskFn& fn, int64_t cycles) {
     if (n_tasks <= 0) return;
+    const std::atomic<bool>* flag = t_cancel;
     if (n_tasks == 1 || n_threads_ == 1 || cycles < kInlineCycles || t_in_job) {
-        for (int t = 0; t < n_tasks; t++) fn(t);
+        for (int t = 0; t < n_tasks && !is_set(flag); t++) fn(t);
         return;
     }
     std::unique_lock<std::mutex> job(job_mutex_, std::try_to_lock);
     if (!job.owns_lock()) {
-        for (int t = 0; t < n_tasks; t++) fn(t);
+        for (int t = 0; t < n_tasks && !is_set(flag); t++) fn(t);
         return;
     }
     fn_ = &fn;
+    cancel_ = flag;
     n_tasks_ = n_tasks;
     next_task_.store(0, std::memory_order_relaxed);
     active_.store(n_threads_ - 1, std::memory_order_relaxed);
@@ -117,6 +130,7 @@ void ThreadPool::parallel_for(int n_tasks, const TaskFn& fn, int64_t cycles) {
         else std::this_thread::yield();
     }
     fn_ = nullptr;
+    cancel_ = nullptr;
 }
 
 }  // namespace of

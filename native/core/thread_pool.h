@@ -29,6 +29,23 @@ class ThreadPool {
     void parallel_for(int n_tasks, const TaskFn& fn, int64_t cycles = INT64_MAX);
     static constexpr int64_t kInlineCycles = 30000;
 
+    // Cancellation of one thread's work (a training step). While a CancelScope lives on a thread, every job
+    // that thread starts -- and every kernel nested in that job's tasks -- skips its remaining tasks once the
+    // flag is set, so a large step stops within one task (a GEMM tile, a block of rows) instead of running to
+    // its end. The outputs of a skipped job are incomplete: whoever opened the scope discards them (cancelled()).
+    class CancelScope {
+       public:
+        explicit CancelScope(const std::atomic<bool>* flag);
+        ~CancelScope();
+        CancelScope(const CancelScope&) = delete;
+        CancelScope& operator=(const CancelScope&) = delete;
+
+       private:
+        const std::atomic<bool>* prev_;
+    };
+    // True when the calling thread's scope (or the job it is a task of) has been cancelled.
+    static bool cancelled();
+
    private:
     ThreadPool();
     void start(int n);
@@ -44,6 +61,7 @@ class ThreadPool {
     std::atomic<uint64_t> generation_{0};
     std::atomic<bool> quit_{false};
     const TaskFn* fn_ = nullptr;
+    const std::atomic<bool>* cancel_ = nullptr;  // the job starter's CancelScope flag (nullptr: none)
     int n_tasks_ = 0;
     std::atomic<int> next_task_{0};
     std::atomic<int> active_{0};

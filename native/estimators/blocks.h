@@ -2,6 +2,7 @@
 // per-row losses, a JS loss hook's two-phase round trip, and summing the blocks' partial gradients in block order
 // (the order fixes the bits for any thread count).
 #pragma once
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <string>
@@ -12,6 +13,10 @@
 #include "estimators/estimator.h"
 
 namespace of {
+
+// Samples per block of the LR estimators (~256 rows of K copies each); fixed by K only, so results do not
+// depend on the thread count. step_memory (model/train.cpp) sizes the per-block scratch with it.
+inline int lr_block_samples(int K) { return std::max(1, 256 / K); }
 
 // R = B K rows of a step, checked.
 inline Status step_rows(int B, int K, int* R) {
@@ -57,6 +62,7 @@ Status run_loss_hook(Model& m, const LossHook* hook, const Targets& y, int R, in
     OF_TRY(ws.outputs.reserve(size_t(R) * m.outputs));
     OF_TRY(ws.hook_loss.reserve(size_t(R)));
     ThreadPool::instance().parallel_for(T, [&](int t) { forward(t); }, cycles);
+    OF_CHECK(!ThreadPool::cancelled(), Abort, "training was cancelled");  // never hand JS a half-computed step
     for (const Status& st : status) OF_TRY(st);
     OF_TRY((*hook)(ws.outputs.data(), y, R, m.outputs, K, ws.hook_loss.data()));
     *hook_loss = ws.hook_loss.data();

@@ -265,7 +265,7 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
         k.gemm_nt(ws.v0.data(), in0, theta + u0.w_off, B * u0.q.T, GH0, u0.q.F, 1.0f, 0.0f);
     }
 
-    const int S = std::max(1, 256 / K);
+    const int S = lr_block_samples(K);
     const int T = (B + S - 1) / S;
     int64_t partial_size = 0;
     std::vector<int64_t> partial_off(size_t(L), 0);
@@ -377,6 +377,7 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
     const int64_t cycles = int64_t(R) * m.max_width() * 8;
     OF_TRY(run_loss_hook(m, hook, y, R, K, T, status, cycles, [&](int t) { block(t, true); }, &hook_loss));
     ThreadPool::instance().parallel_for(T, [&](int t) { block(t, false); }, cycles);
+    OF_CHECK(!ThreadPool::cancelled(), Abort, "training was cancelled");  // the blocks were skipped: sum nothing
     for (const Status& st : status) OF_TRY(st);
 
     float* grads = m.grads.data();

@@ -206,7 +206,7 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
     const float* v_top0 = cur.v[size_t(e0 - 1)].data();
 
     // Blocks of whole samples, ~256 rows each; fixed by (B, K) only.
-    const int S = std::max(1, 256 / K);
+    const int S = lr_block_samples(K);
     const int T = (B + S - 1) / S;
     int64_t partial_size = 0;
     std::vector<int64_t> partial_off(size_t(L), 0);
@@ -302,6 +302,8 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
         if (overlap && t == 0) first_backward(prev);
         else block(overlap ? t - 1 : t, false);
     }, cycles);
+    // cancelled: the pipeline keeps its state (the previous step stays pending) and nothing is summed
+    OF_CHECK(!ThreadPool::cancelled(), Abort, "training was cancelled");
     for (const Status& st : status) OF_TRY(st);
 
     // The reductions after the blocks: the later layers' block sums (partials in block order), one concurrent

@@ -14,6 +14,7 @@
 
 #include "core/shape.h"
 #include "core/thread_pool.h"
+#include "estimators/blocks.h"
 #include "estimators/estimator.h"
 
 namespace of {
@@ -131,7 +132,7 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
     // 2. noisy groups, in blocks of whole samples (~256 rows per group)
     int kmax = 1;
     for (int l = 0; l < L; l++) kmax = std::max(kmax, copies(l));
-    const int S = std::max(1, 256 / kmax);
+    const int S = lr_block_samples(kmax);
     const int T = (B + S - 1) / S;
     std::vector<double> loss_sum(size_t(T), 0.0);
     std::vector<int64_t> correct(size_t(T), 0);
@@ -245,6 +246,7 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
         OF_TRY(ws.outputs.reserve(size_t(total_rows) * C));
         OF_TRY(ws.hook_loss.reserve(size_t(total_rows)));
         ThreadPool::instance().parallel_for(T, [&](int t) { block(t, true); }, cycles);
+        OF_CHECK(!ThreadPool::cancelled(), Abort, "training was cancelled");  // never hand JS a half-computed step
         for (const Status& st : status) OF_TRY(st);
         for (int g = 0; g < NG; g++) {  // one call per group: its rows are (sample, copy) with its own K
             const int K = copies(gstart[size_t(g)]);
@@ -255,6 +257,7 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
             OF_CHECK(std::isfinite(hook_loss[r]), Data, "the loss function returned a non-finite value for row " + std::to_string(r));
     }
     ThreadPool::instance().parallel_for(T, [&](int t) { block(t, false); }, cycles);
+    OF_CHECK(!ThreadPool::cancelled(), Abort, "training was cancelled");  // the blocks were skipped: sum nothing
     for (const Status& st : status) OF_TRY(st);
 
     // 3. per layer: grad W_l = G_l^T A_{l-1} / sigma_l and grad b_l = colsum(G_l) / sigma_l, on B rows

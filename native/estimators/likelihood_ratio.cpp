@@ -61,7 +61,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     const int C = m.outputs;
 
     // Blocks of whole samples, ~256 rows each; fixed by (B, K) only.
-    const int S = std::max(1, 256 / K);
+    const int S = lr_block_samples(K);
     const int T = (B + S - 1) / S;
     const int first_partial = c.shared_prefix ? 1 : 0;  // layers whose gradient is summed from block partials
     int64_t partial_size = 0;
@@ -200,6 +200,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     const int64_t cycles = int64_t(R) * m.max_width() * 8;
     OF_TRY(run_loss_hook(m, hook, y, R, K, T, status, cycles, [&](int t) { block(t, true); }, &hook_loss));
     ThreadPool::instance().parallel_for(T, [&](int t) { block(t, false); }, cycles);
+    OF_CHECK(!ThreadPool::cancelled(), Abort, "training was cancelled");  // the blocks were skipped: sum nothing
     for (const Status& st : status) OF_TRY(st);
 
     // partial gradients summed in block order (deterministic for any thread count)

@@ -2,12 +2,16 @@
 // gathering into a contiguous buffer, throttled progress, validation after each epoch.
 #include "model/train.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <string>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "device/trainer.h"
+#include "estimators/blocks.h"
+#include "model/recurrent.h"
 #include "model/units.h"
 #include "rng/philox.h"
 
@@ -90,7 +94,17 @@ void learn_sigma_step(Model& m, const EstimatorConfig& e, const StepStats& stats
 Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
                   const OptimizerConfig& o, StepStats* stats, const LossHook* hook, double max_grad_norm) {
     const EstimatorConfig est = training_estimator(m, e);
-    OF_TRY(estimate_trainable(m, x, y, B, est, m.step, stats, hook));
+    // A cancel inside the estimate (ThreadPool::CancelScope) leaves it incomplete: the step is dropped whole,
+    // with the state the estimate moves (running baseline, layer variances) put back, before any check or update.
+    const double running_loss = m.running_loss;
+    const bool has_running = m.has_running;
+    const std::vector<double> layer_var = m.layer_var;
+    Status s = estimate_trainable(m, x, y, B, est, m.step, stats, hook);
+    if (ThreadPool::cancelled()) {
+        m.running_loss = running_loss, m.has_running = has_running, m.layer_var = layer_var;
+        return {StatusCode::Abort, "training was cancelled"};
+    }
+    OF_TRY(s);
     if (!std::isfinite(stats->loss)) return nonfinite_loss(m);
     if (max_grad_norm > 0.0) OF_TRY(check_grad_norm(m, cpu::grad_norm(m.grads.data(), m.n_params), max_grad_norm));
     learn_sigma_step(m, e, *stats);
@@ -167,6 +181,95 @@ void shuffle(std::vector<int64_t>& perm, uint64_t seed, uint32_t epoch) {
 }
 
 }  // namespace
+
+namespace {
+
+// Floats of the BP forward and backward on B rows (generic.cpp: bp_forward, net_bp_gradients): every unit's
+// pre-activation and output, two gradient buffers, conv patches, recurrent state, residual sums.
+void bp_floats(const Model& m, double B, StepMemory* r) {
+    for (const DenseUnit& u : m.units) {
+        r->activations += 2.0 * B * u.O;
+        if (u.skip_from >= 0) r->workspace += 2.0 * B * u.O + B * m.units[size_t(u.skip_from)].I;  // inner, sum, pending
+        if (u.recurrent()) r->activations += B * double(seq_aux_width(u));
+    }
+    r->workspace += B * (2.0 * m.max_width() + 1.0 + double(std::max<int64_t>(m.patch_width(), 1)));
+    if (m.seq_scratch_width() > 0)
+        r->workspace += B * double(m.seq_scratch_width() + m.max_noise_width() + m.max_positions());
+}
+
+// Floats of a clean forward in inference chunks of at most 256 rows (weight-perturbation estimators).
+void forward_floats(const Model& m, double B, StepMemory* r) {
+    const double rows = std::min(B, 256.0);
+    r->activations += rows * (2.0 * m.max_width() + double(m.patch_width()) + double(m.seq_scratch_width()));
+    r->workspace += B * (m.outputs + 1.0);
+}
+
+}  // namespace
+
+Status step_memory(const Model& m, const EstimatorConfig& e, int B, StepMemory* out) {
+    OF_CHECK(B >= 1, Config, "batch size must be positive");
+    OF_TRY(validate_estimator(m, e));
+    StepMemory r;  // in floats until the end
+    const double n = double(m.n_params), b = double(B);
+    r.parameters = n, r.gradients = n, r.optimizer = 2.0 * n;
+    r.workspace = b * (m.inputs + m.outputs) + (m.has_quant ? n : 0.0);  // fit's gathered batch; binary/ternary weights
+    const UlrConfig& c = e.ulr;
+    const double threads = ThreadPool::instance().threads();
+    const int L = int(m.units.size());
+    if (e.kind == EstimatorConfig::Kind::Bp) {
+        bp_floats(m, b, &r);
+    } else if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) {
+        r.workspace += 2.0 * n;  // weight_perturbation.cpp: the perturbed slab and one direction
+        forward_floats(m, b, &r);
+    } else {
+        // LR estimators (likelihood_ratio.cpp, generic.cpp, layerwise.cpp, hybrid.cpp): blocks of S samples x K
+        // copies run through the noisy layers with per-thread scratch (activations and noise per layer), each
+        // block writes a partial gradient of the noisy layers; the first layer runs clean once per sample (B rows).
+        int K = c.copies;
+        for (int k : c.copies_per_layer) K = std::max(K, k);
+        if (c.auto_copies) K = std::max(K, 2 * c.copies);  // the allocation moves copies between layers
+        const int S = std::min(lr_block_samples(K), B);
+        const double blocks = std::ceil(b / S), rows = double(S) * K;
+        const double busy = std::min(threads, blocks);  // threads that hold a block's scratch
+        // Units whose gradient is summed from block partials: all-at-once, every noisy unit but the first (reduced
+        // from G), unless it is recurrent or the prefix is not shared; layer-wise, the inner layers of a block of
+        // layers; modules, the units after the first module.
+        std::vector<char> partial(size_t(L), 0);
+        const int fe = m.frozen_end();
+        int first = fe;
+        while (first < L && !m.units[size_t(first)].param()) first++;
+        if (c.layerwise) {
+            for (int l = 0, g = 0; g < int(c.blocks.size()); l += c.blocks[size_t(g)], g++)
+                for (int j = l + 1; j < l + c.blocks[size_t(g)]; j++) partial[size_t(j)] = 1;
+        } else if (!c.modules.empty()) {
+            for (int l = module_unit_ends(m, c.modules)[0]; l < L; l++) partial[size_t(l)] = 1;
+        } else {
+            const bool shared = m.dense_only ? c.shared_prefix : first < L && !m.units[size_t(first)].recurrent();
+            for (int l = shared ? first + 1 : first; l < L; l++) partial[size_t(l)] = 1;
+        }
+        double noisy = 0.0, first_out = 0.0, params_partial = 0.0;  // widths of the noisy units; the first one's
+        for (int l = fe; l < L; l++) {
+            const DenseUnit& u = m.units[size_t(l)];
+            noisy += u.O + (u.param() ? double(u.noise_width()) : 0.0) + double(u.recurrent() ? seq_aux_width(u) : 0);
+            if (u.param() && first_out == 0.0) first_out = double(u.noise_width());
+            if (u.param() && partial[size_t(l)]) params_partial += double(u.n_par) + (m.dense_only ? u.O : 0);  // dense: a bias row always
+            if (c.layerwise) r.workspace += b * u.O;  // G_l
+        }
+        if (c.layerwise || !c.modules.empty()) noisy += 2.0 * m.max_width();  // a group's pair of activations; module BP's d0, d1
+        const double per_row = double(std::max<int64_t>(m.patch_width(), 1)) + double(m.max_positions()) +
+                               double(m.seq_scratch_width()) + 2.0 + (c.shared_prefix ? 0.0 : double(m.inputs));
+        r.activations += busy * rows * noisy;
+        r.workspace += busy * rows * per_row;
+        r.partials += blocks * params_partial;
+        r.workspace += b * (2.0 * first_out + 1.0 + double(std::max<int64_t>(m.patch_width(), 1)));  // v0, G, ones; prefix patches
+        for (int l = 0; l < fe; l++) r.activations += 2.0 * b * m.units[size_t(l)].O;  // the clean frozen prefix
+        if (c.layerwise || !c.modules.empty() || m.has_batch_norm) bp_floats(m, b, &r);  // a clean B-row forward (and module BP)
+        if (c.baseline == Baseline::Clean) r.workspace += busy * S * (2.0 * m.max_width() + 1.0);
+    }
+    const double f = sizeof(float);
+    *out = StepMemory{r.parameters * f, r.gradients * f, r.optimizer * f, r.activations * f, r.partials * f, r.workspace * f};
+    return {};
+}
 
 namespace {
 Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitConfig& cfg, const FitHooks& hooks,
@@ -268,8 +371,13 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
                 launched_samples += B;
             } else {
                 StepStats st;
-                Status status = dt ? dt->train_step(m, xb.data(), t, B, est, cfg.optimizer, &st, cfg.max_grad_norm, hook)
-                                   : train_step(m, xb.data(), t, B, est, cfg.optimizer, &st, hook, cfg.max_grad_norm);
+                Status status;
+                if (dt) {
+                    status = dt->train_step(m, xb.data(), t, B, est, cfg.optimizer, &st, cfg.max_grad_norm, hook);
+                } else {  // a cancel stops the step inside its blocks and GEMM tiles, not only between steps
+                    ThreadPool::CancelScope scope(hooks.cancel);
+                    status = train_step(m, xb.data(), t, B, est, cfg.optimizer, &st, hook, cfg.max_grad_norm);
+                }
                 if (!status.ok()) return status.code == StatusCode::Numeric ? numeric(status, s) : status;
                 loss_sum += st.loss * double(B);
                 correct += st.correct;

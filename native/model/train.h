@@ -1,6 +1,7 @@
 // Training: one step (estimate, check, optimizer update) and the whole epoch loop, both native. fit() runs
 // on whatever thread calls it (the addon gives it a dedicated one); it reports through hooks and checks a
-// cancel flag between steps, so a cancelled run keeps the parameters of its last completed step.
+// cancel flag between steps and, on the CPU, inside a step's tasks: a cancelled step is dropped whole, so a
+// cancelled run keeps the parameters of its last completed step.
 #pragma once
 #include <atomic>
 #include <functional>
@@ -64,11 +65,12 @@ struct FitHooks {
     std::function<void(const BatchEvent&)> batch;
     // Training stopped on a non-finite loss: called once with the reason before fit returns ERR_NUMERIC.
     std::function<void(const std::string& reason, int epoch, int64_t step)> diverged;
-    const std::atomic<bool>* cancel = nullptr;
+    const std::atomic<bool>* cancel = nullptr;  // set: stop (ERR_ABORT); the step in flight is dropped, not applied
 };
 
 // One optimizer step on a batch x (B, inputs): gradients at the model's step counter, then the update.
-// A non-finite loss is ERR_NUMERIC and leaves the parameters untouched.
+// A non-finite loss is ERR_NUMERIC and leaves the parameters untouched; so does a cancel of the calling thread's
+// ThreadPool::CancelScope during the estimate (ERR_ABORT).
 Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
                   const OptimizerConfig& o, StepStats* stats, const LossHook* hook = nullptr,
                   double max_grad_norm = 0.0);
@@ -87,6 +89,21 @@ Status placed_seed_replay_update(Model& m, const EstimatorConfig& e, const Optim
                                  int rows);
 
 Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& cfg, const FitHooks& hooks);
+
+// What one CPU training step of B rows holds in memory, in bytes, from the sizes the estimators reserve (their
+// buffers grow to the largest step and stay until the model is disposed). An upper-side estimate: every pool
+// thread is counted with a full block of scratch, and a residual or recurrent unit's extras at their widest.
+// Not counted: the data set, fit's shuffle order (8 bytes a row) and GEMM packing (a few hundred KB a thread).
+struct StepMemory {
+    double parameters = 0.0;   // the parameter slab
+    double gradients = 0.0;    // the gradient slab
+    double optimizer = 0.0;    // optimizer state: two slabs (momentum / Adam's moments)
+    double activations = 0.0;  // what the forward keeps: activations, pre-activations, stored noise (every thread's block)
+    double partials = 0.0;     // LR estimators: per-block partial gradients, summed in block order
+    double workspace = 0.0;    // the rest: the batch, the clean first layer and G, losses, conv patches, recurrent state
+    double total() const { return parameters + gradients + optimizer + activations + partials + workspace; }
+};
+Status step_memory(const Model& m, const EstimatorConfig& e, int B, StepMemory* out);
 
 // The update half of a step: the optimizer on the gradients in m.grads (a frozen prefix untouched), batchNorm's
 // running statistics from the last estimate's batch, and the step counter. Data-parallel training calls it with
