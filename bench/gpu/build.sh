@@ -10,7 +10,7 @@ if [ "${ONEFORWARD_DIRECT_BUILD:-0}" != 1 ] && command -v cmake >/dev/null 2>&1;
 fi
 srcs=$(sed -n '/^set(ONEFORWARD_CPU_SOURCES/,/^)/p' CMakeLists.txt | grep -o 'native/[^ ]*\.cpp')
 inc="-Inative -I$(node -p "require('node-addon-api').include_dir") -I$(node -p "require('node-api-headers').include_dir")"
-defs="-DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS -DNODE_ADDON_API_DISABLE_DEPRECATED -DONEFORWARD_WITH_CUDA"
+defs="-DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS -DNODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS -DNODE_ADDON_API_DISABLE_DEPRECATED -DONEFORWARD_WITH_CUDA"
 obj=build/direct
 mkdir -p "$obj" build/Release
 objs=()

@@ -1,6 +1,9 @@
 // Module init and exports only (sharp's sharp.cc): the NativeModel class, backend info, thread control,
 // the error-class registration, and the raw kernels the tests drive against their naive references.
 #include <napi.h>
+#ifndef _WIN32
+#include <dlfcn.h>
+#endif
 
 #include "addon/args.h"
 #include "addon/model_wrap.h"
@@ -185,6 +188,13 @@ Napi::Value PhiloxJs(const Napi::CallbackInfo& info) {
 
 static Napi::Object InitOneForward(Napi::Env env, Napi::Object exports) {
     using namespace of::addon;
+#ifndef _WIN32
+    // Pinned in memory: Node unloads an addon with the last worker thread that loaded it, but the threads this
+    // library starts (the process-wide pool, a fit's thread) may still run or be starting its code then.
+    Dl_info self;
+    if (dladdr(reinterpret_cast<void*>(&InitOneForward), &self) && self.dli_fname != nullptr)
+        dlopen(self.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+#endif
     exports.Set("NativeModel", ModelWrap::Init(env));
     exports.Set("backendInfo", Napi::Function::New<BackendInfoJs>(env));
     exports.Set("setThreads", Napi::Function::New<SetThreads>(env));
