@@ -425,9 +425,9 @@ const at = (i: number, cols?: number) => (cols ? `[${Math.floor(i / cols)}][${i 
 
 // Rows of numbers (number[][] or typed rows) -> one flat Float32Array; ragged rows are a ShapeError.
 function flattenRows(name: string, rows: unknown[]): { values: Float32Array; cols: number } {
-  rows.forEach((r, i) => {
-    if (!isNumbers(r)) throw invalidArg(`${name}[${i}]`, 'an array of numbers', r);
-  });
+  for (let i = 0; i < rows.length; i++) {  // an index loop: forEach would skip the holes of a sparse array
+    if (!isNumbers(rows[i])) throw invalidArg(`${name}[${i}]`, 'an array of numbers', rows[i]);
+  }
   const cols = (rows[0] as Numbers).length;
   const values = new Float32Array(rows.length * cols);
   rows.forEach((r, i) => {
