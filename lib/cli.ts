@@ -210,6 +210,8 @@ export const benchSuites = [
   { name: 'cpu-digits', byDefault: true, about: 'digits MLP: BP and ULR K = 8-128 on this engine, numpy BP as the outside reference' },
   { name: 'server', byDefault: true, about: 'the Fastify example: predict latency and event-loop delay while ULR jobs train' },
   { name: 'fuzz', byDefault: true, about: 'the hardening test with 10,000 fuzz iterations' },
+  { name: 'stress', byDefault: false, about: '1,000 random interleavings of fit, async calls, JS losses, abort, dispose and worker terminate' },
+  { name: 'adversarial', byDefault: false, about: 'hostile arguments, the fuzz and corrupted files at large counts over several seeds' },
   { name: 'estimators', byDefault: true, about: 'gradient quality per ULR option and K; BP, ULR, SPSA and ES training' },
   { name: 'paper', byDefault: true, about: "the paper's claims: flow arrangements, architectures, fine-tuning, robustness" },
   { name: 'finetune', byDefault: false, about: 'pretrain with BP on digits 0-4, fine-tune on 5-9 (also part of paper)' },

@@ -30,7 +30,68 @@ function hostile(): [string, unknown][] {
     ['{}', {}], ['[]', []], ['a symbol', Symbol('hostile')], ['a Proxy of a Float32Array', new Proxy(new Float32Array(8), {})],
     ['a detached Float32Array', detached], ['an object nested 100,000 deep', deep],
     ['a function that throws', () => { throw new Error('thrown by a hostile argument'); }],
+    ...seededHostile(EXTRA, EXTRA_SEED),
   ];
+}
+
+// ONEFORWARD_HOSTILE more values drawn from seed ONEFORWARD_HOSTILE_SEED (`npm run bench -- adversarial` adds
+// hundreds): odd numbers, bigints, typed arrays of every kind and length, data-set and options look-alikes with
+// hostile fields, revoked proxies, throwing getters, sparse arrays. No strings with '/' (a path may be written).
+// What an argument throws on access (its getter's error, a revoked proxy's TypeError) may come back unchanged, as
+// from any library; what counts is that nothing crashes or hangs.
+const EXTRA = Number(process.env.ONEFORWARD_HOSTILE ?? 0);
+const EXTRA_SEED = Number(process.env.ONEFORWARD_HOSTILE_SEED ?? 51);
+
+const HOSTILE_THROWN = new Error('thrown by a hostile getter');
+const ownError = (err: unknown) => err === HOSTILE_THROWN || (err instanceof TypeError && /on a proxy that has been revoked/.test(err.message));
+
+function seededHostile(count: number, seed: number): [string, unknown][] {
+  let s = seed >>> 0;
+  const r = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+  const number = () => pick([-0, 2 ** 53, -(2 ** 31), 2 ** 32, Number.MAX_VALUE, Number.MIN_VALUE, 1e-320, -Infinity, NaN, 0.5, 1 + Math.floor(r() * 8), Math.floor((r() - 0.5) * 2e9), (r() - 0.5) * 1e6]);
+  const kinds = [Float32Array, Float64Array, Int32Array, Uint8Array, Int8Array, Uint16Array, Uint32Array] as const;
+  const array = (): [string, unknown] => {
+    const n = pick([0, 1, 3, 8, 12, 64, 1000]);
+    if (r() < 0.1) return [`BigInt64Array(${n})`, new BigInt64Array(n)];
+    if (r() < 0.15) return [`Float32Array(${n}) on a SharedArrayBuffer`, new Float32Array(new SharedArrayBuffer(4 * n))];
+    const Kind = pick(kinds);
+    const a = new Kind(n);
+    for (let i = 0; i < n; i++) a[i] = r() < 0.05 ? NaN : (r() - 0.5) * 10;
+    return r() < 0.2 && n > 1 ? [`${Kind.name}(${n}).subarray(1)`, a.subarray(1)] : [`${Kind.name}(${n})`, a];
+  };
+  const string = () => Array.from({ length: pick([0, 1, 5, 300]) }, () => pick(['a', 'Z', '0', ' ', '\0', '\u00e9', '\ud800', '.', ',', '\n', '{', '"'])).join('');
+  const field = (): [string, unknown] => {
+    const k = r();
+    if (k < 0.3) return [`${number()}`, number()];
+    if (k < 0.6) return array();
+    if (k < 0.7) return [`'${string().slice(0, 20)}'`, string()];
+    return pick<[string, unknown]>([['null', null], ['undefined', undefined], ['{}', {}], ['[]', []], ['true', true], ['10n', 10n]]);
+  };
+  const revoked = Proxy.revocable({}, {});
+  revoked.revoke();
+  const out: [string, unknown][] = [];
+  for (let i = 0; i < count; i++) {
+    const k = r();
+    let v: [string, unknown];
+    if (k < 0.15) { const n = number(); v = [`${Object.is(n, -0) ? '-0' : n}`, n]; }
+    else if (k < 0.2) v = pick<[string, unknown]>([['-1n', -1n], ['2n ** 64n', 2n ** 64n], ['true', true], ['new Date(NaN)', new Date(NaN)], ['/x/', /x/], ['new Map()', new Map()]]);
+    else if (k < 0.3) { const str = string(); v = [`a string of ${str.length}`, str]; }
+    else if (k < 0.5) v = array();
+    else if (k < 0.7) {
+      const x = field(), y = field(), rows = field(), shape = field();
+      v = [`{ x: ${x[0]}, y: ${y[0]}, rows: ${rows[0]}, shape: [${shape[0]}] }`, { x: x[1], y: y[1], rows: rows[1], shape: [shape[1]] }];
+    } else if (k < 0.8) {
+      const key = pick(['epochs', 'batchSize', 'estimator', 'optimizer', 'copies', 'sigma', 'lr', 'seed', 'signal', 'loss', 'units', 'threads']);
+      const f = field();
+      v = [`{ ${key}: ${f[0]} }`, { [key]: f[1] }];
+    } else if (k < 0.85) v = ['a revoked Proxy', revoked.proxy];
+    else if (k < 0.9) v = ['an object whose getters throw', new Proxy({}, { get: () => { throw HOSTILE_THROWN; }, has: () => true, ownKeys: () => { throw HOSTILE_THROWN; } })];
+    else if (k < 0.95) { const n = pick([5, 1e6]); v = [`a sparse array of ${n}`, new Array(n)]; }
+    else { const n = number(); v = [`a function returning ${n}`, () => n]; }
+    out.push([`#${i} ${v[0]}`, v[1]]);
+  }
+  return out;
 }
 
 const isClass = (f: unknown) => typeof f === 'function' && /^class\b/.test(Function.prototype.toString.call(f));
@@ -57,7 +118,7 @@ type Failure = string;
 // Calls f(...args); returns a failure line if it threw or rejected with anything but a typed error, or hung.
 async function probe(label: string, call: () => unknown): Promise<Failure | undefined> {
   const check = (err: unknown): Failure | undefined =>
-    err instanceof of.OneForwardError && (of.ERROR_CODES as readonly string[]).includes(err.code)
+    (err instanceof of.OneForwardError && (of.ERROR_CODES as readonly string[]).includes(err.code)) || ownError(err)
       ? undefined
       : `${label}: ${err instanceof Error ? `${err.constructor.name} ${(err as { code?: unknown }).code ?? ''} ${err.message}` : `non-Error ${String(err)}`}`.slice(0, 300);
   let result: unknown;

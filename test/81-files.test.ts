@@ -259,3 +259,94 @@ t.test('attack options, sizes and a resume on a smaller data set', async (t) => 
   t.ok(h.epochs[0]!.loss > 0, `its epoch has a loss (${h.epochs[0]!.loss})`);
   m.dispose();
 });
+
+// Corrupted files: ONEFORWARD_FILES_FUZZ seeded mutations (bytes flipped, in the header or anywhere; cut short;
+// a slice repeated) of a checkpoint, a safetensors file, a CSV and an IDX pair, each loaded in this process. Every
+// failure must be typed; a file that still loads must be self-consistent (a checkpoint with the very weights that
+// were saved, the sha256 covering them; tensors and rows whose lengths match their shapes; finite features,
+// integer labels). `npm run bench -- adversarial` runs thousands.
+const FILES_FUZZ = Number(process.env.ONEFORWARD_FILES_FUZZ ?? 100);
+const FILES_SEED = Number(process.env.ONEFORWARD_FILES_SEED ?? 81);
+
+t.test(`${FILES_FUZZ} corrupted files (seed ${FILES_SEED}): typed errors, never a wrong result`, { timeout: 900000 }, async (t) => {
+  let s = FILES_SEED >>> 0;
+  const r = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  const int = (n: number) => Math.floor(r() * n);
+  const base = await checkpoint('fuzz-base.ofm');
+  const saved = (await of.load(base.p)).parameters().map((p) => ({ name: p.name, shape: [...p.shape], data: Array.from(p.data) }));
+  const st = path.join(dir, 'fuzz-base.safetensors');
+  await of.writeSafetensors(st, { w: { shape: [3, 4], data: Float32Array.from({ length: 12 }, (_, i) => i / 7) }, b: { shape: [4], data: new Float32Array(4).fill(0.5) } }, { note: 'base' });
+  const csv = Buffer.from('label,a,b,c\n0,0.5,1,2\n2,-1,3,1e3\n1,0,0,0\n');
+  const idxFile = (type: number, dims: number[], bytes: number[]) => {
+    const b = Buffer.alloc(4 + 4 * dims.length + bytes.length);
+    b.writeUInt32BE((type << 8) | dims.length, 0);
+    dims.forEach((d, i) => b.writeUInt32BE(d, 4 + 4 * i));
+    Buffer.from(bytes).copy(b, 4 + 4 * dims.length);
+    return b;
+  };
+  const images = idxFile(0x08, [3, 2, 2], Array.from({ length: 12 }, (_, i) => i * 20));
+  const labels = idxFile(0x08, [3], [1, 0, 2]);
+  const sources = { checkpoint: base.buf, safetensors: fs.readFileSync(st), csv, images, labels };
+  const mutate = (b: Buffer, headerEnd: number): Buffer => {
+    const out = Buffer.from(b);
+    const k = r();
+    if (k < 0.6) {
+      const end = r() < 0.5 ? Math.min(headerEnd, out.length) : out.length;
+      for (let n = 1 + int(4); n > 0; n--) out[int(end)] = int(256);
+      return out;
+    }
+    if (k < 0.8) return out.subarray(0, int(out.length));
+    const at = int(out.length), len = 1 + int(16);
+    return Buffer.concat([out.subarray(0, at), out.subarray(at, at + len), out.subarray(at)]);
+  };
+  const finite = (a: ArrayLike<number>) => Array.prototype.every.call(a, Number.isFinite as (v: unknown) => boolean);
+  const counts = { loaded: 0, typed: 0, untyped: [] as string[], wrong: [] as string[] };
+  for (let i = 0; i < FILES_FUZZ; i++) {
+    const kind = (['checkpoint', 'safetensors', 'csv', 'idx'] as const)[int(4)]!;
+    const p = path.join(dir, `fuzz-${i % 8}`);
+    let check: () => Promise<string | undefined>;
+    if (kind === 'checkpoint') {
+      fs.writeFileSync(p, mutate(sources.checkpoint, base.dataOffset));
+      check = async () => {
+        const m = await of.load(p);
+        const got = m.parameters().map((q) => ({ name: q.name, shape: [...q.shape], data: Array.from(q.data) }));
+        m.dispose();
+        return JSON.stringify(got) === JSON.stringify(saved) ? undefined : 'loaded other weights than were saved';
+      };
+    } else if (kind === 'safetensors') {
+      fs.writeFileSync(p, mutate(sources.safetensors, 8 + Number(sources.safetensors.readBigUInt64LE(0))));
+      check = async () => {
+        for (const [name, x] of await of.readSafetensors(p)) {
+          if (x.data.length !== x.shape.reduce((a, b) => a * b, 1)) return `tensor ${name}: ${x.data.length} values for shape [${x.shape.join(', ')}]`;
+        }
+        return undefined;
+      };
+    } else {
+      const twoFiles = kind === 'idx';
+      if (twoFiles) {
+        const which = r() < 0.5;
+        fs.writeFileSync(p, which ? mutate(sources.images, 16) : sources.images);
+        fs.writeFileSync(p + '.labels', which ? sources.labels : mutate(sources.labels, 8));
+      } else fs.writeFileSync(p, mutate(sources.csv, sources.csv.length));
+      check = async () => {
+        const d = twoFiles ? of.data.loadIdx(p, p + '.labels') : of.data.loadCsv(p);
+        const cols = (d.shape ?? []).reduce((a, b) => a * b, 1);
+        if (d.x.length !== d.rows * cols || d.y.length !== d.rows) return `${d.rows} rows of shape [${d.shape}] but ${d.x.length} features and ${d.y.length} labels`;
+        if (!finite(d.x)) return 'non-finite features';
+        if (!(d.y instanceof Int32Array) || !d.y.every((v) => v >= 0)) return `labels ${Array.from(d.y).slice(0, 8)} are not class indices`;
+        return undefined;
+      };
+    }
+    try {
+      const wrong = await check();
+      counts.loaded++;
+      if (wrong) counts.wrong.push(`#${i} ${kind}: ${wrong}`);
+    } catch (e) {
+      if (e instanceof of.OneForwardError && of.ERROR_CODES.includes(e.code)) counts.typed++;
+      else counts.untyped.push(`#${i} ${kind}: ${String((e as Error)?.stack ?? e).slice(0, 300)}`);
+    }
+  }
+  t.same(counts.untyped, [], `${counts.typed} corrupted files refused with typed errors, ${counts.untyped.length} with untyped ones`);
+  t.same(counts.wrong, [], `${counts.loaded} loaded anyway, ${counts.wrong.length} of them wrong`);
+  t.ok(counts.typed > 0 && counts.loaded > 0, 'the fuzz exercises both paths');
+});
