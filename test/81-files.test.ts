@@ -248,8 +248,8 @@ t.test('attack options, sizes and a resume on a smaller data set', async (t) => 
   // An epoch cancelled after 3 batches of 2, then resumed on 4 rows (2 batches): refused, not an empty epoch.
   const big = { x: Float32Array.from({ length: 40 }, (_, i) => Math.sin(i)), y: Int32Array.from({ length: 10 }, (_, i) => i % 3), rows: 10, shape: [4] };
   const ac = new AbortController();
-  let calls = 0;  // a JS loss runs on the event loop while the step waits: the cancel lands before the next step
-  const loss = (_: Float32Array, __: unknown, rows: number) => ((++calls === 3 && ac.abort()), new Float32Array(rows).fill(1));
+  let calls = 0;  // a JS loss runs on the event loop while its step waits: the cancel lands inside that step
+  const loss = (_: Float32Array, __: unknown, rows: number) => ((++calls === 4 && ac.abort()), new Float32Array(rows).fill(1));
   await t.rejects(m.fit(big, { estimator: of.ulr({ copies: 2 }), batchSize: 2, epochs: 1, loss, signal: ac.signal, shuffle: false }), { code: 'ABORT_ERR' });
   t.equal(m._native!.state().epochStep, 3, 'cancelled after 3 batches');
   const small = of.data.take(big, [0, 1, 2, 3]);
