@@ -590,13 +590,18 @@ export class Model {
   }
 
   /**
-   * The memory one training step of `batchSize` rows with `estimator` holds on the CPU, in bytes, computed from
-   * the sizes the step allocates (the model's parameter, gradient and optimizer slabs, and the estimator's
-   * buffers, which grow to the largest step and stay until {@link dispose}). Meant for admission control: refuse
-   * a job before it allocates. Measured growth of the process's resident memory over a first fit step was
-   * 0.64×–1.15× of `bytes` for dense and conv models with BP and ULR (test/91-server-soak.test.ts checks
-   * 0.5×–2×). Not counted: the data set, fit's shuffle order (8 bytes a row), a JS loss function's buffers and
-   * per-thread GEMM packing (a few hundred KB).
+   * An upper bound, in bytes, of the peak of native memory one training step of `batchSize` rows with `estimator`
+   * holds on the CPU: every buffer of the native allocator live at once during the step, computed from the sizes
+   * the step allocates. Counted: the model's parameter, gradient and optimizer slabs; the estimator's buffers
+   * (which grow to the largest step and stay until {@link dispose}); every pool thread's scratch (a block's noisy
+   * copies, GEMM packing), times the thread count ({@link backend.setThreads}); fit's gathered batch. With
+   * `copies: 'auto'` the bound holds for any allocation the copies can move to (up to `budget` × the cost of all
+   * layers over one layer's, at most 4,096). Not counted: the JS heap, the data set and fit's shuffle order (8
+   * bytes a row), a JS loss function's buffers, groupNorm's per-call temporaries, and the buffers another
+   * estimator used on this model earlier. Meant for admission control: refuse a job before it allocates.
+   * test/92-memory-estimate.test.ts checks it against the measured peak: never below it, and at most 4× it plus
+   * 1 MiB per thread (the whole GEMM tile packing a thread may take); 1.05×–2.2× for 784-256-10 and small conv
+   * models at batch 64.
    * @throws ConfigError (`ERR_CONFIG`) for a bad estimator, an estimator this model cannot use, or a batch size
    * that is not a positive integer up to 2^30; `ERR_DISPOSED`, `ERR_BUSY` while the model trains.
    * @example

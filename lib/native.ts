@@ -266,6 +266,8 @@ export type NativeBinding = {
   NativeModel: new (spec: NativeModelSpec) => NativeModel;
   backendInfo(): NativeBackendInfo;
   setThreads(n: number): number;
+  /** Test hook: bytes held by native buffers now (`live`) and at most since the last reset (`peak`); `reset` first frees every thread's scratch, then starts `peak` from `live`. */
+  allocStats(reset?: boolean): { live: number; peak: number };
   setErrorClasses(classes: object): void;
   gemm(
     C: Float32Array,

@@ -8,6 +8,7 @@
 #include "addon/args.h"
 #include "addon/model_wrap.h"
 #include "core/thread_pool.h"
+#include "core/thread_scratch.h"
 #include "device/device.h"
 #include "device/tiled_gemm.h"
 #include "kernels/cpu/gemm.h"
@@ -40,6 +41,20 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
     ThreadPool::instance().set_threads(n);
     return Napi::Number::New(env, ThreadPool::instance().threads());
     OF_NAPI_END(env)
+}
+
+// allocStats(reset?) -> { live, peak }: bytes held by native buffers now and at most since the last reset. reset
+// first frees every thread's scratch, then starts the peak from what is live: tests measure a step's whole need.
+Napi::Value AllocStatsJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() > 0 && info[0].ToBoolean()) {
+        release_thread_scratch();
+        reset_alloc_peak();
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("live", double(alloc_stats().live.load()));
+    o.Set("peak", double(alloc_stats().peak.load()));
+    return o;
 }
 
 Napi::Value SetErrorClasses(const Napi::CallbackInfo& info) {
@@ -198,6 +213,7 @@ static Napi::Object InitOneForward(Napi::Env env, Napi::Object exports) {
     exports.Set("NativeModel", ModelWrap::Init(env));
     exports.Set("backendInfo", Napi::Function::New<BackendInfoJs>(env));
     exports.Set("setThreads", Napi::Function::New<SetThreads>(env));
+    exports.Set("allocStats", Napi::Function::New<AllocStatsJs>(env));
     exports.Set("setErrorClasses", Napi::Function::New<SetErrorClasses>(env));
     exports.Set("gemm", Napi::Function::New<GemmJs>(env));
     exports.Set("noise", Napi::Function::New<NoiseJs>(env));

@@ -2,6 +2,7 @@
 // tensor memory. Move-only. Allocation failure is a Status (ERR_OOM), never an exception or abort, and so is
 // a large buffer that the system has no memory left for (see available_memory).
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -31,6 +32,18 @@ inline size_t available_memory() {
     return kb ? kb * 1024 : SIZE_MAX;
 }
 
+// Bytes held by live Buffers (their 64-byte rounded sizes) and the most held at once since the last
+// reset_alloc_peak(): the measured ground truth of step_memory (model/train.cpp). Relaxed atomics: a few
+// nanoseconds an allocation, and the peak is exact for allocations made by one thread at a time.
+struct AllocStats {
+    std::atomic<int64_t> live{0}, peak{0};
+};
+inline AllocStats& alloc_stats() {
+    static AllocStats s;
+    return s;
+}
+inline void reset_alloc_peak() { alloc_stats().peak.store(alloc_stats().live.load()); }
+
 class Buffer {
    public:
     Buffer() = default;
@@ -39,19 +52,20 @@ class Buffer {
     Buffer(Buffer&& o) noexcept : data_(o.data_), size_(o.size_) { o.data_ = nullptr, o.size_ = 0; }
     Buffer& operator=(Buffer&& o) noexcept {
         if (this != &o) {
-            std::free(data_);
+            release();
             data_ = o.data_, size_ = o.size_;
             o.data_ = nullptr, o.size_ = 0;
         }
         return *this;
     }
-    ~Buffer() { std::free(data_); }
+    ~Buffer() { release(); }
 
-    // Ensures room for n floats; contents are zeroed when the buffer grows (and only then).
+    // Ensures room for n floats; contents are zeroed when the buffer grows (and only then). A growth that fails
+    // after the check of available memory leaves the buffer empty.
     Status reserve(size_t n) {
         if (n <= size_) return {};
         if (n > SIZE_MAX / sizeof(float) - 64) return {StatusCode::OutOfMemory, "cannot allocate " + std::to_string(n) + " floats"};
-        size_t bytes = ((n * sizeof(float)) + 63) / 64 * 64;
+        const size_t bytes = bytes_of(n);
         // Large ones only (reading /proc costs microseconds), one at a time until filled: two threads could each
         // see the memory the other is about to take as available.
         std::unique_lock<std::mutex> large(large_mutex(), std::defer_lock);
@@ -62,10 +76,11 @@ class Buffer {
                 return {StatusCode::OutOfMemory, "cannot allocate " + std::to_string(bytes) + " bytes: the system has " +
                                                      std::to_string(avail) + " bytes available"};
         }
+        release();  // first: the contents are not kept, so the old and the new one are never live together
         void* p = std::aligned_alloc(64, bytes);
         if (!p) return {StatusCode::OutOfMemory, "cannot allocate " + std::to_string(bytes) + " bytes"};
         std::memset(p, 0, bytes);
-        std::free(data_);
+        count(int64_t(bytes));
         data_ = static_cast<float*>(p);
         size_ = n;
         return {};
@@ -77,7 +92,23 @@ class Buffer {
     const float* data() const { return data_; }
     size_t size() const { return size_; }
 
+    // Frees the memory (size() becomes 0).
+    void release() {
+        if (data_) count(-int64_t(bytes_of(size_)));
+        std::free(data_);
+        data_ = nullptr, size_ = 0;
+    }
+    // Bytes a buffer of n floats holds (what reserve allocates).
+    static size_t bytes_of(size_t n) { return ((n * sizeof(float)) + 63) / 64 * 64; }
+
    private:
+    static void count(int64_t bytes) {
+        AllocStats& s = alloc_stats();
+        const int64_t now = s.live.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+        int64_t peak = s.peak.load(std::memory_order_relaxed);
+        while (now > peak && !s.peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+        }
+    }
     static std::mutex& large_mutex() {
         static std::mutex m;
         return m;

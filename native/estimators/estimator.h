@@ -98,6 +98,9 @@ std::vector<int> module_unit_ends(const Model& m, const std::vector<int>& module
 // model's running per-copy variances, uniform until there are some), and after a step with copies 'auto' its
 // variances var_l of each layer's estimate: per copy into stats (K_l var_l) and, training, into the running ones.
 std::vector<int> layerwise_copies(const Model& m, const UlrConfig& c);
+// The most copies any step can give each layer: layerwise_copies, or with copies 'auto' the bound of any allocation
+// from any variances (step_memory sizes a step with it).
+std::vector<int> layerwise_copies_bound(const Model& m, const UlrConfig& c);
 void record_layer_var(Model& m, const UlrConfig& c, const std::vector<int>& kl, std::vector<double> var, StepStats* stats);
 
 // Per dense layer, the noise scale of every output channel (sigma, or sigma_channels where given).

@@ -14,6 +14,7 @@
 
 #include "core/shape.h"
 #include "core/thread_pool.h"
+#include "core/thread_scratch.h"
 #include "estimators/blocks.h"
 #include "estimators/estimator.h"
 #include "model/units.h"
@@ -281,7 +282,7 @@ Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, cons
     float* hook_loss = nullptr;
 
     auto block = [&](int t, bool forward_only) {
-        thread_local NetScratch sc;
+        NetScratch& sc = thread_scratch<NetScratch>();
         const int b0 = t * S, s = std::min(S, B - b0), rows = s * K, r0 = b0 * K;
         Status& st = status[size_t(t)];
         sc.a.resize(size_t(L)), sc.e.resize(size_t(L));

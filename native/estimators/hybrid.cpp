@@ -20,6 +20,7 @@
 
 #include "core/shape.h"
 #include "core/thread_pool.h"
+#include "core/thread_scratch.h"
 #include "estimators/blocks.h"
 #include "estimators/estimator.h"
 #include "model/units.h"
@@ -31,6 +32,7 @@ struct ModuleScratch {
     std::vector<Buffer> a, v, e;  // per layer, the block's rows: activations, pre-activations, boundary noise
     Buffer loss, w, running, d0, d1, cols, wexp;
 };
+struct FirstScratch : ModuleScratch {};
 
 // Gradients of layers [s, e) of one module on `rows` rows. The gradient at the last layer's pre-activation is
 // D = diag(w) S alpha (w == nullptr: no row weights). a_in: the module's input; v[l], a[l]: layer l's
@@ -220,7 +222,7 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
     float* hook_loss = nullptr;
 
     auto block = [&](int t, bool forward_only) {
-        thread_local ModuleScratch sc;
+        ModuleScratch& sc = thread_scratch<ModuleScratch>();
         const int b0 = t * S, s = std::min(S, B - b0), rows = s * K, r0 = b0 * K;
         Status& st = status[size_t(t)];
         int width = 1;
@@ -282,7 +284,7 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
     // The first module's reduction: G through its own backward on B rows, into the gradient slab.
     Status& first_status = status[size_t(T)];
     auto first_backward = [&](Model::Workspace::FirstModule& f) {
-        thread_local ModuleScratch sc;
+        FirstScratch& sc = thread_scratch<FirstScratch>();  // its own: it may run between the blocks of a thread
         const int width = widest(m, 0, e0);
         first_status = sc.d0.reserve(size_t(f.B) * width);
         if (first_status.ok()) first_status = sc.d1.reserve(size_t(f.B) * width);

@@ -14,6 +14,7 @@
 
 #include "core/shape.h"
 #include "core/thread_pool.h"
+#include "core/thread_scratch.h"
 #include "estimators/blocks.h"
 #include "estimators/estimator.h"
 
@@ -25,27 +26,49 @@ struct GroupScratch {
 };
 }  // namespace
 
+namespace {
+// Copies 'auto': the cost of one copy of layer l (noise + activation of layer l, then the clean layers after it),
+// and the clamp of an allocation.
+std::vector<double> copy_costs(const Model& m) {
+    const int L = int(m.units.size());
+    std::vector<double> cost(static_cast<size_t>(L), 0.0);
+    for (int l = 0; l < L; l++) {
+        cost[size_t(l)] = double(m.units[size_t(l)].O);
+        for (int j = l + 1; j < L; j++) cost[size_t(l)] += double(m.units[size_t(j)].I) * m.units[size_t(j)].O;
+    }
+    return cost;
+}
+int clamp_copies(const UlrConfig& c, double k) {
+    int ki = int(std::min(4096.0, std::max(2.0, std::round(k))));
+    return c.antithetic ? std::max(2, ki / 2 * 2) : ki;
+}
+}  // namespace
+
 std::vector<int> layerwise_copies(const Model& m, const UlrConfig& c) {
     const int L = int(m.units.size());
     std::vector<int> kl(static_cast<size_t>(L), c.copies);
     if (!c.copies_per_layer.empty()) kl = c.copies_per_layer;
     if (c.auto_copies && m.layer_var.size() == size_t(L)) {
-        std::vector<double> cost(static_cast<size_t>(L), 0.0);
+        const std::vector<double> cost = copy_costs(m);
         double uniform = 0.0, norm = 0.0;
         for (int l = 0; l < L; l++) {
-            const DenseUnit& u = m.units[size_t(l)];
-            cost[size_t(l)] = double(u.O);  // noise + activation of layer l, then the clean layers after it
-            for (int j = l + 1; j < L; j++) cost[size_t(l)] += double(m.units[size_t(j)].I) * m.units[size_t(j)].O;
             uniform += double(c.copies) * cost[size_t(l)];
             norm += std::sqrt(std::max(m.layer_var[size_t(l)], 1e-30) * cost[size_t(l)]);
         }
-        for (int l = 0; l < L; l++) {
-            double k = uniform * std::sqrt(std::max(m.layer_var[size_t(l)], 1e-30) / cost[size_t(l)]) / norm;
-            int ki = int(std::min(4096.0, std::max(2.0, std::round(k))));
-            if (c.antithetic) ki = std::max(2, ki / 2 * 2);
-            kl[size_t(l)] = ki;
-        }
+        for (int l = 0; l < L; l++)
+            kl[size_t(l)] = clamp_copies(c, uniform * std::sqrt(std::max(m.layer_var[size_t(l)], 1e-30) / cost[size_t(l)]) / norm);
     }
+    return kl;
+}
+
+std::vector<int> layerwise_copies_bound(const Model& m, const UlrConfig& c) {
+    std::vector<int> kl = layerwise_copies(m, c);
+    if (!c.auto_copies) return kl;
+    // K_l = U sqrt(V_l / c_l) / sum_j sqrt(V_j c_j) <= U sqrt(V_l / c_l) / sqrt(V_l c_l) = U / c_l, U = copies sum_j c_j
+    const std::vector<double> cost = copy_costs(m);
+    double uniform = 0.0;
+    for (double cl : cost) uniform += double(c.copies) * cl;
+    for (size_t l = 0; l < kl.size(); l++) kl[l] = std::max({kl[l], c.copies, clamp_copies(c, std::ceil(uniform / cost[l]))});
     return kl;
 }
 
@@ -146,7 +169,7 @@ Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B
     for (int g = 0; g < NG; g++) go[size_t(g) + 1] = go[size_t(g)] + int64_t(B) * copies(gstart[size_t(g)]);
     float* hook_loss = nullptr;
     auto block = [&](int t, bool forward_only) {
-        thread_local GroupScratch sc;
+        GroupScratch& sc = thread_scratch<GroupScratch>();
         const int b0 = t * S, s = std::min(S, B - b0);
         Status& st = status[size_t(t)];
         for (int g = 0; g < NG && st.ok(); g++) {

@@ -24,6 +24,7 @@
 
 #include "core/shape.h"
 #include "core/thread_pool.h"
+#include "core/thread_scratch.h"
 #include "estimators/blocks.h"
 #include "estimators/estimator.h"
 
@@ -90,7 +91,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     // step), once more (same bits) to reduce with the losses it returned.
     float* hook_loss = nullptr;
     auto block = [&](int t, bool forward_only) {
-        thread_local BlockScratch sc;
+        BlockScratch& sc = thread_scratch<BlockScratch>();
         const int b0 = t * S, s = std::min(S, B - b0), rows = s * K, r0 = b0 * K;
         Status& st = status[size_t(t)];
         sc.a.resize(size_t(L)), sc.e.resize(size_t(L));

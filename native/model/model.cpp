@@ -442,14 +442,34 @@ Status Model::forward(float* out, const float* x, int64_t rows, InferScratch& sc
     return forward_with(params->data(), out, x, rows, sc);
 }
 
+int64_t Model::forward_aux_width() const {
+    int64_t aux = 0;
+    for (const DenseUnit& u : units) aux = std::max(aux, seq_aux_width(u));
+    return aux;
+}
+
+int64_t Model::forward_skip_width() const {  // a residual block's input, kept while the block runs
+    int64_t w = 0;
+    for (const DenseUnit& u : units)
+        if (u.skip_from >= 0) w = std::max<int64_t>(w, units[size_t(u.skip_from)].I);
+    return w;
+}
+
+int64_t Model::forward_chunk() const {  // rows per pass: bounded scratch for any data set size (and conv patches)
+    const int64_t per_row = std::max<int64_t>({int64_t(max_width()), patch_width(), forward_aux_width(), 1});
+    return std::max<int64_t>(1, std::min<int64_t>(1024, (int64_t(1) << 24) / per_row));
+}
+
+double Model::forward_scratch_floats(int64_t rows) const {  // what forward_with reserves in its InferScratch
+    const double n = double(std::min(rows, forward_chunk())), aux = double(forward_aux_width());
+    return (has_quant ? double(n_params) : 0.0) + n * (2.0 * max_width() + double(patch_width()) + double(forward_skip_width())) +
+           (aux > 0 ? n * (aux + double(seq_scratch_width())) : 0.0);
+}
+
 Status Model::forward_with(const float* theta_in, float* out, const float* x, int64_t rows, InferScratch& sc) const {
     if (has_quant) OF_TRY(sc.eff.reserve(size_t(n_params)));
     const float* theta = effective(theta_in, sc.eff);
-    // rows per pass: bounded scratch for any data set size (and for a convolution's patches)
-    int64_t aux = 0;
-    for (const DenseUnit& u : units) aux = std::max(aux, seq_aux_width(u));
-    const int64_t per_row = std::max<int64_t>({int64_t(max_width()), patch_width(), aux, 1});
-    const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(1024, (int64_t(1) << 24) / per_row));
+    const int64_t aux = forward_aux_width(), chunk = forward_chunk();
     OF_TRY(sc.d0.reserve(size_t(std::min(rows, chunk)) * size_t(max_width())));
     OF_TRY(sc.d1.reserve(size_t(std::min(rows, chunk)) * size_t(max_width())));
     if (patch_width() > 0) OF_TRY(sc.cols.reserve(size_t(std::min(rows, chunk)) * size_t(patch_width())));
@@ -458,9 +478,7 @@ Status Model::forward_with(const float* theta_in, float* out, const float* x, in
         OF_TRY(sc.seq.reserve(size_t(std::min(rows, chunk)) * size_t(seq_scratch_width())));
     }
     const SeqCtx sq{sc.aux.data(), sc.seq.data(), nullptr, nullptr};
-    int64_t skip_width = 0;  // a residual block's input, kept while the block runs
-    for (const DenseUnit& u : units)
-        if (u.skip_from >= 0) skip_width = std::max<int64_t>(skip_width, units[size_t(u.skip_from)].I);
+    const int64_t skip_width = forward_skip_width();
     if (skip_width > 0) OF_TRY(sc.skip.reserve(size_t(std::min(rows, chunk)) * size_t(skip_width)));
     for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
         const int n = int(std::min(chunk, rows - r0));

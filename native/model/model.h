@@ -184,6 +184,12 @@ struct Model {
     int param_units() const;      // units with parameters (the noisy layers of ULR)
     int frozen_end() const;       // the unit after the last frozen one (0: none frozen)
     int64_t seq_scratch_width() const;  // recurrent state scratch per row (0: no recurrent unit)
+    // The clean forward's chunking (forward_with): rows per pass, per-row widths it keeps, and the floats its
+    // InferScratch holds for a pass over `rows` rows (step_memory counts them with the same functions).
+    int64_t forward_chunk() const;
+    int64_t forward_aux_width() const;
+    int64_t forward_skip_width() const;
+    double forward_scratch_floats(int64_t rows) const;
     int64_t max_noise_width() const;    // the widest unit's ULR noise per row
 
     // Clean forward of `rows` rows: x (rows, inputs) -> out (rows, outputs), overwritten. Reads the parameters

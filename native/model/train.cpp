@@ -11,6 +11,7 @@
 #include "core/thread_pool.h"
 #include "device/trainer.h"
 #include "estimators/blocks.h"
+#include "kernels/cpu/gemm.h"
 #include "model/recurrent.h"
 #include "model/units.h"
 #include "rng/philox.h"
@@ -197,10 +198,10 @@ void bp_floats(const Model& m, double B, StepMemory* r) {
         r->workspace += B * double(m.seq_scratch_width() + m.max_noise_width() + m.max_positions());
 }
 
-// Floats of a clean forward in inference chunks of at most 256 rows (weight-perturbation estimators).
+// Floats of a clean forward over B rows in inference chunks (weight-perturbation estimators): its scratch
+// (Model::forward_scratch_floats, the sizes forward_with reserves), the outputs and the losses.
 void forward_floats(const Model& m, double B, StepMemory* r) {
-    const double rows = std::min(B, 256.0);
-    r->activations += rows * (2.0 * m.max_width() + double(m.patch_width()) + double(m.seq_scratch_width()));
+    r->activations += m.forward_scratch_floats(int64_t(B));
     r->workspace += B * (m.outputs + 1.0);
 }
 
@@ -216,6 +217,7 @@ Status step_memory(const Model& m, const EstimatorConfig& e, int B, StepMemory* 
     const UlrConfig& c = e.ulr;
     const double threads = ThreadPool::instance().threads();
     const int L = int(m.units.size());
+    double gemm_rows = b;  // the most rows a GEMM of the step sees per input row's position
     if (e.kind == EstimatorConfig::Kind::Bp) {
         bp_floats(m, b, &r);
     } else if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) {
@@ -226,11 +228,12 @@ Status step_memory(const Model& m, const EstimatorConfig& e, int B, StepMemory* 
         // copies run through the noisy layers with per-thread scratch (activations and noise per layer), each
         // block writes a partial gradient of the noisy layers; the first layer runs clean once per sample (B rows).
         int K = c.copies;
-        for (int k : c.copies_per_layer) K = std::max(K, k);
-        if (c.auto_copies) K = std::max(K, 2 * c.copies);  // the allocation moves copies between layers
+        if (c.layerwise)  // copies 'auto' moves copies between layers, up to copies x the cost of all over a layer's
+            for (int k : layerwise_copies_bound(m, c)) K = std::max(K, k);
         const int S = std::min(lr_block_samples(K), B);
         const double blocks = std::ceil(b / S), rows = double(S) * K;
         const double busy = std::min(threads, blocks);  // threads that hold a block's scratch
+        gemm_rows = std::max(b, rows);
         // Units whose gradient is summed from block partials: all-at-once, every noisy unit but the first (reduced
         // from G), unless it is recurrent or the prefix is not shared; layer-wise, the inner layers of a block of
         // layers; modules, the units after the first module.
@@ -256,6 +259,7 @@ Status step_memory(const Model& m, const EstimatorConfig& e, int B, StepMemory* 
             if (c.layerwise) r.workspace += b * u.O;  // G_l
         }
         if (c.layerwise || !c.modules.empty()) noisy += 2.0 * m.max_width();  // a group's pair of activations; module BP's d0, d1
+        if (c.layerwise) noisy += m.max_width();  // the group's first layer's noise (GroupScratch::e)
         const double per_row = double(std::max<int64_t>(m.patch_width(), 1)) + double(m.max_positions()) +
                                double(m.seq_scratch_width()) + 2.0 + (c.shared_prefix ? 0.0 : double(m.inputs));
         r.activations += busy * rows * noisy;
@@ -266,6 +270,15 @@ Status step_memory(const Model& m, const EstimatorConfig& e, int B, StepMemory* 
         if (c.layerwise || !c.modules.empty() || m.has_batch_norm) bp_floats(m, b, &r);  // a clean B-row forward (and module BP)
         if (c.baseline == Baseline::Clean) r.workspace += busy * S * (2.0 * m.max_width() + 1.0);
     }
+    // every Buffer rounds up to 64 bytes (16 floats): the step's own, and each thread's block scratch
+    r.workspace += 16.0 * (8.0 * L + 32.0) + threads * 16.0 * (6.0 * L + 16.0);
+    // every thread's GEMM packing space (kernels/cpu/gemm.cpp), for the largest product of the step
+    double W = double(m.inputs);  // the widest GEMM column count or reduction length that is not a row count
+    for (const DenseUnit& u : m.units) {
+        W = std::max({W, double(u.gemm_cols()), double(u.fan_in()), double(u.positional() ? 0 : u.I)});
+        if (u.recurrent()) W = std::max({W, double(u.q.G) * u.q.H, double(u.q.F)});
+    }
+    r.workspace += threads * cpu::gemm_scratch_floats(gemm_rows * double(m.max_positions()), W);
     const double f = sizeof(float);
     *out = StepMemory{r.parameters * f, r.gradients * f, r.optimizer * f, r.activations * f, r.partials * f, r.workspace * f};
     return {};

@@ -16,11 +16,20 @@
 
 #include "core/buffer.h"
 #include "core/thread_pool.h"
+#include "core/thread_scratch.h"
 
 namespace of::cpu {
 namespace {
 
 constexpr int KC = 256;
+// Per-thread packing space: A and B panels of one tile (MR x 16 and NR x 16 rows of KC values), and the transposed
+// A of a narrow product (K x at most kNarrow).
+struct PackScratch {
+    Buffer a, b;
+};
+struct NarrowScratch {
+    Buffer a;
+};
 
 // Writes one micro-tile: C = alpha * acc + (first ? beta * C : C). beta == 0 never reads C (it may hold
 // NaN). The same mul/mul/add sequence is used in the vector fast paths, so results match bit for bit.
@@ -304,6 +313,16 @@ inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 const char* gemm_isa() { return isa().name; }
 
+double gemm_scratch_floats(double R, double W) {
+    // the tile panels: M, N at most R and W in either order, or both at most W (a weight gradient), mt <= 16 MR, nt <= 16 NR,
+    // KC deep whatever K; and the narrow product's K x kNarrow copy of A; each Buffer rounds up to 64 bytes
+    const Isa& k = isa();
+    auto mt = [&](double d) { return std::min(std::ceil(std::min(d, 1e9) / k.MR) * k.MR, 16.0 * k.MR); };
+    auto nt = [&](double d) { return std::min(std::ceil(std::min(d, 1e9) / k.NR) * k.NR, 16.0 * k.NR); };
+    const double panels = std::max({mt(R) + nt(W), mt(W) + nt(R), mt(W) + nt(W)});
+    return panels * KC + double(kNarrow) * std::max(R, W) + 3 * 16.0;
+}
+
 void gemm(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float* B,
           ptrdiff_t rsb, ptrdiff_t csb, const float* kscale, int M, int N, int K, float alpha, float beta) {
     if (M <= 0 || N <= 0) return;
@@ -331,7 +350,7 @@ void gemm(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa,
         return;
     }
     if (k.kernel == ukernel_avx512 && M <= kNarrow && csb == 1 && N > M) {
-        thread_local Buffer as;
+        Buffer& as = thread_scratch<NarrowScratch>().a;
         if (as.reserve(size_t(K) * M).ok()) {
             float* a = as.data();
             for (int p = 0; p < K; p++)
@@ -365,7 +384,8 @@ void gemm(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa,
     ThreadPool::instance().parallel_for(
         mb * nb,
         [&](int task) {
-        thread_local Buffer abuf, bbuf;
+        PackScratch& pack = thread_scratch<PackScratch>();
+        Buffer &abuf = pack.a, &bbuf = pack.b;
         int i0 = (task / nb) * mt, j0 = (task % nb) * nt;
         int rows = std::min(mt, M - i0), cols = std::min(nt, N - j0);
         if (!abuf.reserve(size_t(round_up(rows, k.MR)) * KC).ok() || !bbuf.reserve(size_t(round_up(cols, k.NR)) * KC).ok()) {

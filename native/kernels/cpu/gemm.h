@@ -33,4 +33,8 @@ void gemm_naive(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_
 // "avx512", "avx2" or "scalar": the micro-kernel in use. ONEFORWARD_SIMD=avx2|scalar caps it (for tests).
 const char* gemm_isa();
 
+// Floats one thread's GEMM scratch (core/thread_scratch.h) holds for products of a step whose dimensions are rows
+// (at most R) and feature widths (at most W): step_memory (model/train.cpp) counts it for every thread.
+double gemm_scratch_floats(double R, double W);
+
 }  // namespace of::cpu
