@@ -58,10 +58,22 @@ function loadData(o: DataOpts): { train: of.Dataset; test?: of.Dataset } {
 
 /** Fails now, not after training, when `file` cannot be written: its folder must exist and be writable. */
 function checkWritable(flag: string, file: string): void {
+  // What is at p, or undefined when nothing is; any other failure (a file where a folder should be, a loop of
+  // links, a folder that may not be searched) is a ConfigError naming the option, not a raw system error.
+  const statOf = (p: string) => {
+    try {
+      return fs.statSync(p, { throwIfNoEntry: false });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+      throw new of.ConfigError(`${flag} '${file}' cannot be checked: ${(err as Error).message}`, { cause: err });
+    }
+  };
   const dir = path.dirname(path.resolve(file));
-  const stat = fs.statSync(file, { throwIfNoEntry: false });
+  const dirStat = statOf(dir);
+  if (!dirStat) throw new of.ConfigError(`${flag} '${file}': the folder ${dir} does not exist`);
+  if (!dirStat.isDirectory()) throw new of.ConfigError(`${flag} '${file}': ${dir} is not a folder`);
+  const stat = statOf(file);
   if (stat?.isDirectory()) throw new of.ConfigError(`${flag} '${file}' is a directory; give a file name`);
-  if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new of.ConfigError(`${flag} '${file}': the folder ${dir} does not exist`);
   try {
     fs.accessSync(dir, fs.constants.W_OK);
     if (stat) fs.accessSync(file, fs.constants.W_OK);

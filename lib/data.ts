@@ -402,8 +402,8 @@ export type LabelKind = (typeof LABEL_KINDS)[number];
 export type FromArraysOptions = {
   /**
    * The shape of one row, e.g. `[28, 28, 1]`: required when `x` is flat (a `number[]` or a typed array), which
-   * it splits into rows of prod(shape) values; with rows of features it must match their length. Defaults to
-   * `[features]` for rows of features.
+   * it splits into rows of prod(shape) values; with nested rows it must hold as many values as a row. Defaults
+   * to the nesting of the rows: `[features]` for rows of features, `[28, 28, 1]` for rows nested [28][28][1].
    */
   shape?: number[];
   /**
@@ -420,8 +420,17 @@ const isNumbers = (v: unknown): v is Numbers =>
   Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView) && !(v instanceof BigInt64Array) && !(v instanceof BigUint64Array));
 const isFloatArray = (v: unknown): boolean => v instanceof Float32Array || v instanceof Float64Array;
 
-// Where value i of a flat array sits, for messages: "[12]" or "[3][4]" (row, column) when the rows are known.
-const at = (i: number, cols?: number) => (cols ? `[${Math.floor(i / cols)}][${i % cols}]` : `[${i}]`);
+// Where value i of a flat array sits, for messages: "[12]", or "[3][4]" (row, column) when the rows are known,
+// or "[3][0][4][0]" (row, then the index within a row of the given shape).
+function at(i: number, rowShape?: number[]): string {
+  if (!rowShape) return `[${i}]`;
+  const idx: number[] = [];
+  for (let d = rowShape.length - 1; d >= 0; d--) {
+    idx.unshift(i % rowShape[d]!);
+    i = Math.floor(i / rowShape[d]!);
+  }
+  return `[${[i, ...idx].join('][')}]`;
+}
 
 // Rows of numbers (number[][] or typed rows) -> one flat Float32Array; ragged rows are a ShapeError.
 function flattenRows(name: string, rows: unknown[]): { values: Float32Array; cols: number } {
@@ -442,10 +451,57 @@ function flattenRows(name: string, rows: unknown[]): { values: Float32Array; col
   return { values, cols };
 }
 
+// Rows nested to any depth (number[][], number[][][][] as tfjs arraySync() gives images, arrays of typed arrays)
+// -> one flat Float32Array and the shape of one row, read off the first element at each depth. Ragged or mixed
+// nesting is a ShapeError naming the first path that differs.
+const MAX_NESTING = 32;  // deeper is no tensor rank in use, and stops a self-containing array from looping
+function flattenNested(name: string, rows: unknown[]): { values: Float32Array; rowShape: number[] } {
+  const dims = [rows.length];
+  for (let v = rows[0]; isNumbers(v); v = (v as unknown[])[0]) {
+    if (dims.length > MAX_NESTING) throw new ShapeError(`${name} is nested deeper than ${MAX_NESTING} levels`);
+    dims.push(v.length);
+    if (!Array.isArray(v) || v.length === 0) break;  // a typed array or an empty array holds the values
+  }
+  const rowShape = dims.slice(1);
+  const values = new Float32Array(rows.length * rowShape.reduce((a, b) => a * b, 1));
+  const idx = new Array<number>(dims.length).fill(0);  // the path being read, for messages (no allocation per value)
+  const where = (depth: number) => `${name}${idx.slice(0, depth).map((i) => `[${i}]`).join('')}`;
+  const first = (depth: number) => `${name}${'[0]'.repeat(depth)}`;
+  const leaves = dims.length - 1;
+  let k = 0;
+  const walk = (v: unknown, depth: number): void => {
+    if (!isNumbers(v)) {
+      if (depth === 1) throw invalidArg(where(depth), 'an array of numbers', v);
+      throw new ShapeError(`${where(depth)} is ${typeof v === 'number' ? 'a number' : `not an array (${typeof v})`} but ${first(depth)} is an array: every row needs the same nesting`);
+    }
+    if (v.length !== dims[depth]) throw new ShapeError(`${where(depth)} has ${v.length} values but ${first(depth)} has ${dims[depth]}: every row needs the same shape`);
+    // Index loops: forEach would skip the holes of a sparse array.
+    if (depth < leaves) {
+      for (let i = 0; i < v.length; i++) idx[depth] = i, walk(v[i], depth + 1);
+      return;
+    }
+    for (let i = 0; i < v.length; i++) {
+      const e = v[i];
+      if (typeof e === 'number') {
+        values[k++] = e;
+        continue;
+      }
+      idx[depth] = i;
+      if (isNumbers(e)) throw new ShapeError(`${where(depth + 1)} is an array but ${first(depth + 1)} is a number: every row needs the same nesting`);
+      throw new DataError(`${where(depth + 1)} is not a number (${typeof e})`);
+    }
+  };
+  for (let i = 0; i < rows.length; i++) {  // every row is an array before any value is read
+    if (!isNumbers(rows[i])) throw invalidArg(`${name}[${i}]`, 'an array of numbers', rows[i]);
+  }
+  walk(rows, 0);
+  return { values, rowShape };
+}
+
 // Finite values (checked on the float32 copy: a double that overflows float32 is caught too).
-function checkFinite(name: string, values: Float32Array, cols?: number): void {
+function checkFinite(name: string, values: Float32Array, rowShape?: number[]): void {
   for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i])) throw new DataError(`${name}${at(i, cols)} is ${values[i]}: every value must be finite`);
+    if (!Number.isFinite(values[i])) throw new DataError(`${name}${at(i, rowShape)} is ${values[i]}: every value must be finite`);
   }
 }
 
@@ -466,17 +522,20 @@ function oneHotIndex(values: Float32Array, rows: number, cols: number): { index:
 }
 
 /**
- * A data set from plain arrays, checked. `x`: rows of features (`number[][]`, or an array of typed arrays), or
- * every value flat (`number[]` or a typed array) with `options.shape`. `y`: class indices (`number[]`, an
- * integer typed array), one-hot rows (`number[][]`, stored as class indices, the form `crossEntropy` models
- * train on), or float targets (`options.labels: 'values'`). A `Float32Array` `x` is used as is (not copied).
- * Throws a `ShapeError` for ragged rows or a row count that `y` does not match, and a `DataError` for
- * non-finite values or labels that are not class indices.
+ * A data set from plain arrays, checked. `x`: rows of features (`number[][]`, or an array of typed arrays), rows
+ * nested deeper (`number[][][][]`, e.g. images from a tfjs `arraySync()`: the nesting gives the row shape, e.g.
+ * [28][28][1] -> `shape` [28, 28, 1]), or every value flat (`number[]` or a typed array) with `options.shape`.
+ * `y`: class indices (`number[]`, an integer typed array), one-hot rows (`number[][]`, stored as class indices,
+ * the form `crossEntropy` models train on), or float targets (`options.labels: 'values'`; the default for a
+ * float typed array: class indices held as floats, like a tfjs `labels.dataSync()`, need `{ labels: 'index' }`).
+ * A `Float32Array` `x` is used as is (not copied). Throws a `ShapeError` for ragged rows (naming the first path
+ * that differs) or a row count that `y` does not match, and a `DataError` for non-finite values or labels that
+ * are not class indices.
  * @example
  * const xor = of.data.fromArrays([[0, 0], [0, 1], [1, 0], [1, 1]], [0, 1, 1, 0]);
  * const oneHot = of.data.fromArrays([[0, 0], [0, 1]], [[1, 0], [0, 1]]);  // y -> Int32Array [0, 1]
  */
-export function fromArrays(x: number[][] | number[] | ArrayLike<number>[] | ArrayLike<number>, y: number[] | number[][] | ArrayLike<number>, options?: FromArraysOptions): Dataset {
+export function fromArrays(x: number[][] | number[][][] | number[][][][] | number[] | ArrayLike<number>[] | ArrayLike<number>[][] | ArrayLike<number>, y: number[] | number[][] | ArrayLike<number>, options?: FromArraysOptions): Dataset {
   const o = optionsObject('fromArrays', options, ['shape', 'labels']);
   if (o.shape !== undefined && !(Array.isArray(o.shape) && o.shape.length > 0 && o.shape.every((s) => is.positiveInteger(s)))) {
     throw invalidArg('shape', 'non-empty array of positive integers', o.shape);
@@ -489,11 +548,12 @@ export function fromArrays(x: number[][] | number[] | ArrayLike<number>[] | Arra
   let xs: Float32Array;
   let rows: number;
   let cols: number;
+  let rowShape: number[] | undefined;  // of nested rows: [features], or e.g. [28, 28, 1] for images
   const nested = Array.isArray(x) && typeof x[0] !== 'number';
   if (nested) {
-    const flat = flattenRows('x', x as unknown[]);
-    ({ values: xs, cols } = flat);
+    ({ values: xs, rowShape } = flattenNested('x', x as unknown[]));
     rows = x.length;
+    cols = rowShape.reduce((a, b) => a * b, 1);
     if (cols === 0) throw new ShapeError('x[0] is empty: a row needs at least one feature');
     if (shape && shape.reduce((a, b) => a * b, 1) !== cols) throw new ShapeError(`options.shape [${shape.join(', ')}] holds ${shape.reduce((a, b) => a * b, 1)} values but the rows of x have ${cols}`);
   } else {
@@ -507,7 +567,7 @@ export function fromArrays(x: number[][] | number[] | ArrayLike<number>[] | Arra
       xs = Float32Array.from(x as Numbers);
     }
   }
-  checkFinite('x', xs, nested ? cols : undefined);
+  checkFinite('x', xs, rowShape);
 
   // y -> Int32Array of class indices or Float32Array of targets, one row per row of x
   if (!isNumbers(y)) throw invalidArg('y', 'an array of labels or targets, or a typed array', y);
@@ -517,7 +577,7 @@ export function fromArrays(x: number[][] | number[] | ArrayLike<number>[] | Arra
   const flatRows = !yNested && y.length !== rows && y.length % rows === 0 && y.length > 0 && (kind === 'values' || kind === 'oneHot' || (kind === undefined && isFloatArray(y)));
   if (y.length !== rows && !flatRows) throw new ShapeError(`y has ${y.length} ${yNested ? 'rows' : 'values'} but x has ${rows} rows`);
   const { values: ys, cols: yCols } = yNested ? flattenRows('y', y as unknown[]) : { values: Float32Array.from(y as Numbers), cols: y.length / rows };
-  checkFinite('y', ys, yNested ? yCols : undefined);
+  checkFinite('y', ys, yNested ? [yCols] : undefined);
   const hot = yCols > 1 ? oneHotIndex(ys, rows, yCols) : undefined;
   const resolved = kind ?? (yNested ? (hot && hot.bad < 0 ? 'oneHot' : 'values') : isFloatArray(y) ? 'values' : 'index');
   let labels: Int32Array | Float32Array;
@@ -542,7 +602,7 @@ export function fromArrays(x: number[][] | number[] | ArrayLike<number>[] | Arra
       labels[i] = v;
     }
   }
-  return { x: xs, y: labels, rows, shape: shape ? [...shape] : [cols] };
+  return { x: xs, y: labels, rows, shape: shape ? [...shape] : rowShape ?? [cols] };
 }
 
 /** @internal Rows [start, end) of a checked data set, as views on its arrays (no copy). */

@@ -182,8 +182,6 @@ export type FitOptions = {
   loss?: LossFunction;
 };
 
-const disposeSymbol: symbol = (Symbol as unknown as { dispose?: symbol }).dispose ?? Symbol.for('nodejs.dispose');
-
 // The native spec: layers as plain data, a residual block flattened into begin, its layers, end.
 function nativeLayers(layers: readonly Layer[]): NativeLayer[] {
   return layers.flatMap((l): NativeLayer[] => {
@@ -242,6 +240,8 @@ export class Model {
   readonly backend: 'cpu' | 'cuda' | 'sim';
   /** @internal */
   _native: NativeModel | undefined;
+  /** @internal The frozen count, kept in TS so that {@link summary} is right after dispose too. */
+  private _frozen: number;
 
   /** @internal Use {@link sequential}. */
   constructor(layers: Layer[], options: Required<Omit<SequentialOptions, 'backend' | 'allowTf32'>> & { backend: 'cpu' | 'cuda' | 'sim'; allowTf32?: boolean }) {
@@ -262,6 +262,7 @@ export class Model {
     };
     if (topo.inputShape) spec.inputShape = topo.inputShape;
     this._native = new (native().NativeModel)(spec);
+    this._frozen = this._native.state().frozen ?? 0;  // dense layers with trainable: false
     if (this.backend !== 'cpu') this._native.setBackend(this.backend, options.allowTf32);
   }
 
@@ -414,7 +415,7 @@ export class Model {
    */
   summary(): string {
     const state = this._native ? `${this.backend} backend` : 'disposed';
-    return summarize(this.layers, this._native ? this.frozen : 0, `Model: ${this.loss} loss, seed ${this.seed}, ${state}`);
+    return summarize(this.layers, this._frozen, `Model: ${this.loss} loss, seed ${this.seed}, ${state}`);
   }
 
   /** The {@link summary}. */
@@ -630,6 +631,7 @@ export class Model {
     const withParams = flat(this.layers).filter((l) => ['dense', 'conv2d', 'graphConv', 'rnn', 'gru', 'lstm', 'lif', 'layerNorm', 'batchNorm', 'groupNorm'].includes(l.type));
     if (!is.integer(count) || count < 0 || count >= withParams.length) throw invalidArg('count', `integer in [0, ${withParams.length - 1}]`, count);
     this.nat.setFrozen(count);
+    this._frozen = count;
     if (withParams.every((l) => l.type === 'dense')) {  // dense layers carry the flag (it goes into checkpoints)
       (withParams as DenseLayer[]).forEach((l, i) => {
         if (i < count) l.trainable = false;
@@ -710,8 +712,12 @@ export class Model {
     this._native = undefined;
   }
 
-  /** `using model = of.sequential(...)` disposes at scope end. */
-  [disposeSymbol](): void {
+  /**
+   * `using model = of.sequential(...)` disposes at scope end. Keyed by `Symbol.dispose` itself (Node defines it
+   * since 20.4; @types/node declares it for TypeScript), so the declaration files keep the method and `using`
+   * type-checks.
+   */
+  [Symbol.dispose](): void {
     this.dispose();
   }
 
@@ -752,6 +758,9 @@ export class Model {
     if (labels && !is.int32Array(d.y)) {
       const err = invalidArg(`${name}.y`, `Int32Array of class labels (${this.loss} loss)`, d.y);
       if (d.y.length === d.rows * this.outputs) err.message += "; for one-hot rows, of.data.fromArrays(x, y, { labels: 'oneHot' }) gives class labels";
+      else if (d.y.length === want && ArrayBuffer.isView(d.y)) {  // class indices held as floats (tfjs dataSync())
+        err.message += "; for class indices held as floats, use of.data.fromArrays(x, y, { labels: 'index' }) or Int32Array.from(y)";
+      }
       throw err;
     }
     if (this.loss === 'mse' && !is.float32Array(d.y)) throw invalidArg(`${name}.y`, 'Float32Array of targets (mse loss)', d.y);

@@ -3,8 +3,11 @@
 //   - README links: every relative link and image of the packed README exists in the package;
 //   - types: the README quick starts (the blocks marked `<!-- consumer-check: NAME -->`, as written) and import
 //     probes compile strictly, without skipLibCheck, under nodenext, node16 and bundler resolution, as ES
-//     modules (.mts, and .ts in a "type": "module" package) and as CommonJS (.cts);
-//   - runs: both quick starts run, compiled by tsc, on a few hundred rows (the only edit for the run).
+//     modules (.mts, and .ts in a "type": "module" package) and as CommonJS (.cts); the probes also with lib
+//     es2022 only (no esnext.disposable), and a `using model = ...` probe with a lib that has Symbol.dispose;
+//   - the server example, copied into an app with the tsconfig of examples/server/README.md, compiles;
+//   - runs: both quick starts and the `using` probe run, compiled by tsc, on a few hundred rows (the only edit
+//     for the run).
 // Prints one line per check and its time; exits 1 if any failed. KEEP=1 keeps the temporary directory;
 // ONEFORWARD_BUILD_FROM_SOURCE=1 makes the install compile the addon even where the package carries a prebuilt one.
 'use strict';
@@ -72,6 +75,20 @@ console.log('imports ok', r.loss);
 `;
 const esmProbe = probe(`import of from 'oneforward';\nimport * as ns from 'oneforward';\nimport { sequential, dense } from 'oneforward';`);
 const cjsProbe = probe(`import of = require('oneforward');\nimport * as ns from 'oneforward';\nimport { sequential, dense } from 'oneforward';`);
+// docs/from-tfjs.md's `using model = of.sequential(...)`: it type-checks only if Model's .d.ts has [Symbol.dispose].
+const usingProbe = `import * as of from 'oneforward';
+let kept: of.Model | undefined;
+{
+  using model = of.sequential([of.dense(2, 2)], { seed: 1 });
+  kept = model;
+}
+try {
+  kept.parameters();
+  console.log('still alive after its scope');
+} catch (err) {
+  console.log('disposed at scope end', (err as of.OneForwardError).code);
+}
+`;
 
 let tarball;
 let blocks;
@@ -87,7 +104,7 @@ const packed = check('npm pack', () => {
 const installed = packed && check('npm install of the tarball (builds the addon unless prebuilt)', () => {
   write(path.join(app, 'package.json'), JSON.stringify({ name: 'oneforward-consumer', private: true }, null, 2));
   const dev = pkg.devDependencies;
-  const r = run(npm, ['install', '--no-audit', '--no-fund', path.join(tmp, tarball), `typescript@${dev.typescript}`, `@types/node@${dev['@types/node']}`], app);
+  const r = run(npm, ['install', '--no-audit', '--no-fund', path.join(tmp, tarball), `typescript@${dev.typescript}`, `@types/node@${dev['@types/node']}`, `fastify@${dev.fastify}`], app);
   return r.ok ? null : r.out;
 });
 if (installed) {
@@ -108,7 +125,18 @@ if (installed) {
     write(path.join(app, 'module', 'esm.ts'), blocks['esm.mts']);
     write(path.join(app, 'probe.mts'), esmProbe);
     write(path.join(app, 'probe.cts'), cjsProbe);
+    write(path.join(app, 'using.mts'), usingProbe);
     return null;
+  });
+  check('the server example compiles in an app with the tsconfig of its README', () => {
+    const example = path.join(installedRoot, 'examples', 'server');
+    const config = fs.readFileSync(path.join(example, 'README.md'), 'utf8').match(/with a `tsconfig\.json` such as\s*```json\n([\s\S]*?)\n```/);
+    if (!config) return 'examples/server/README.md has no tsconfig.json block after "with a `tsconfig.json` such as"';
+    const dir = path.join(app, 'server-app');
+    write(path.join(dir, 'tsconfig.json'), config[1]);
+    write(path.join(dir, 'src', 'server.ts'), fs.readFileSync(path.join(example, 'server.ts'), 'utf8'));
+    const r = run(process.execPath, [tsc(), '-p', dir], app);
+    return r.ok ? null : r.out;
   });
 }
 if (blocks) {
@@ -132,6 +160,20 @@ if (blocks) {
       return r.ok ? null : r.out;
     });
     if (module === 'nodenext') compiled = ok;
+  }
+  check('tsc --lib es2022 only (no esnext.disposable): the probes compile', () => {
+    const r = run(process.execPath, [tsc(), ...strict, '--noEmit', '--lib', 'es2022', '--module', 'nodenext', '--moduleResolution', 'nodenext', 'probe.mts', 'probe.cts'], app);
+    return r.ok ? null : r.out;
+  });
+  const usingCompiled = check('tsc --lib es2022,esnext.disposable: `using model = of.sequential(...)` compiles', () => {
+    const r = run(process.execPath, [tsc(), ...strict, '--outDir', 'out', '--lib', 'es2022,esnext.disposable', '--module', 'nodenext', '--moduleResolution', 'nodenext', 'using.mts'], app);
+    return r.ok ? null : r.out;
+  });
+  if (usingCompiled) {
+    check('run the `using` probe: the model is disposed at scope end', () => {
+      const r = run(process.execPath, [path.join('out', 'using.mjs')], app, 120_000);
+      return r.ok && /disposed at scope end ERR_DISPOSED/.test(r.out) ? null : r.out || 'no output';
+    });
   }
   if (compiled) {
     for (const [name, file, expect] of [

@@ -82,9 +82,27 @@ t.test('summary(): frozen layers and a disposed model', async (t) => {
   s = m.summary();
   t.same(rows(s).map((r) => r[4] ?? ''), ['frozen', '', 'frozen', '', 'yes']);
   t.match(s, 'Trainable params: 27 (108 B)');
+  const before = rows(s);
   m.dispose();
   t.match(m.summary(), /^Model: crossEntropy loss, seed 0, disposed/, 'a disposed model still describes its layers');
   t.match(`${m}`, 'Total params: 139');
+  t.same(rows(m.summary()), before, 'after dispose the frozen layers still show as frozen');
+  t.match(m.summary(), 'Trainable params: 27 (108 B)');
+  t.match(m.summary(), 'Frozen params: 112 (448 B)');
+
+  // A frozen layer given at construction, and a freeze() of layers that carry no trainable flag (conv2d).
+  const given = of.sequential([of.dense(4, 8, { trainable: false }), of.relu(), of.dense(8, 3)]);
+  given.dispose();
+  t.same(rows(given.summary()).map((r) => r[4] ?? ''), ['frozen', '', 'yes'], 'trainable: false, after dispose');
+  t.match(given.summary(), 'Frozen params: 40 (160 B)');
+  const cnn = of.sequential([of.conv2d({ inputShape: [4, 4, 1], filters: 2, kernel: 3 }), of.relu(), of.flatten(), of.dense(8, 2)]);
+  cnn.freeze(1);
+  const frozenCnn = cnn.summary();
+  t.match(frozenCnn, 'Frozen params: 20 (80 B)', 'conv2d 2 × (3 × 3 × 1) + 2 biases');
+  cnn[Symbol.dispose]();
+  t.throws(() => cnn.parameters(), { code: 'ERR_DISPOSED' }, '[Symbol.dispose]() disposes');
+  t.same(rows(cnn.summary()), rows(frozenCnn), 'freeze() of a conv model, after dispose');
+  t.match(cnn.summary(), 'Frozen params: 20 (80 B)');
 });
 
 t.test('fromArrays: rows, flat values with a shape, typed arrays', async (t) => {
@@ -132,6 +150,50 @@ t.test('fromArrays: one-hot rows become class indices; values stay targets', asy
   const mse = of.sequential([of.dense(1, 4), of.tanh(), of.dense(4, 1)], { loss: 'mse', seed: 1 });
   t.equal(mse.evaluate(scalar).accuracy, 0, 'values train an mse model');
   mse.dispose();
+});
+
+t.test('fromArrays: rows nested deeper (tfjs arraySync() of images) and float class indices (dataSync())', async (t) => {
+  // Two 3×2×1 images: value (r, i, j) = 100 r + 10 i + j, so the flat order is checked, not only the count.
+  const images = [0, 1].map((r) => [0, 1, 2].map((i) => [0, 1].map((j) => [100 * r + 10 * i + j])));
+  const d = of.data.fromArrays(images, [1, 0]);
+  t.same(d.shape, [3, 2, 1], 'the row shape from the nesting [3][2][1]');
+  t.equal(d.rows, 2);
+  t.same(Array.from(d.x), [0, 1, 10, 11, 20, 21, 100, 101, 110, 111, 120, 121], 'flattened row-major');
+  t.same(of.data.fromArrays([[[1, 2], [3, 4]]], [0]).shape, [2, 2], 'number[][][] -> shape [2, 2]');
+  t.same(of.data.fromArrays([[Float32Array.of(1, 2), Float32Array.of(3, 4)]], [0]).shape, [2, 2], 'rows of typed arrays');
+  t.same(of.data.fromArrays(images, [1, 0], { shape: [6] }).shape, [6], 'an explicit shape of as many values wins');
+  const conv = of.sequential([of.conv2d({ inputShape: [3, 2, 1], filters: 2, kernel: 2 }), of.relu(), of.flatten(), of.dense(4, 2)], { seed: 1 });
+  t.equal(conv.predict(d).length, 4, 'a conv2d model reads the inferred image shape');
+  conv.dispose();
+
+  const shapeErr = { name: 'ShapeError', code: 'ERR_SHAPE' };
+  const ragged = images.map((img) => img.map((row) => row.map((px) => [...px])));
+  ragged[1]![2]![1] = [5, 6];
+  t.throws(() => of.data.fromArrays(ragged, [1, 0]), { ...shapeErr, message: /x\[1\]\[2\]\[1\] has 2 values but x\[0\]\[0\]\[0\] has 1/ }, 'ragged innermost');
+  t.throws(() => of.data.fromArrays([[[1, 2], [3, 4]], [[1, 2]]], [0, 1]), { ...shapeErr, message: /x\[1\] has 1 values but x\[0\] has 2/ });
+  t.throws(() => of.data.fromArrays([[[1, 2], [3, 4]], [[1, 2], 3]] as never, [0, 1]), { ...shapeErr, message: /x\[1\]\[1\] is a number but x\[0\]\[0\] is an array/ });
+  t.throws(() => of.data.fromArrays([[[1, 2], [3, 4]], [[1, 2], [3, [4]]]] as never, [0, 1]), { ...shapeErr, message: /x\[1\]\[1\]\[1\] is an array but x\[0\]\[0\]\[0\] is a number/ });
+  t.throws(() => of.data.fromArrays([[[1, 2], [3, NaN]]], [0]), { name: 'DataError', code: 'ERR_DATA', message: /x\[0\]\[1\]\[1\] is NaN/ }, 'the full path of a non-finite value');
+  t.throws(() => of.data.fromArrays([[[1, 2], [3, 'a']]] as never, [0]), { name: 'DataError', message: /x\[0\]\[1\]\[1\] is not a number \(string\)/ });
+  const loop: unknown[] = [];
+  loop.push(loop);
+  t.throws(() => of.data.fromArrays([loop] as never, [0]), { ...shapeErr, message: /nested deeper than 32/ }, 'an array that contains itself');
+
+  // Class indices held as floats, as tfjs labels.dataSync() gives them: targets by default, and fit says how to fix it.
+  const x = [[0, 0], [0, 1], [1, 0], [1, 1]];
+  const floatY = new Float32Array([0, 1, 1, 0]);
+  const asTargets = of.data.fromArrays(x, floatY);
+  t.ok(asTargets.y instanceof Float32Array);
+  const m = mlp();
+  await t.rejects(m.fit(asTargets, { estimator: of.bp() }), {
+    code: 'ERR_CONFIG',
+    message: /Expected Int32Array of class labels \(crossEntropy loss\) for train\.y but received a Float32Array.*of\.data\.fromArrays\(x, y, \{ labels: 'index' \}\) or Int32Array\.from\(y\)/,
+  });
+  const fixed = of.data.fromArrays(x, floatY, { labels: 'index' });
+  t.same(Array.from(fixed.y), [0, 1, 1, 0]);
+  t.ok(fixed.y instanceof Int32Array, "labels: 'index' reads float class indices");
+  t.equal((await m.fit(fixed, { estimator: of.bp(), epochs: 1, batchSize: 4 })).epochs.length, 1, 'and they train');
+  m.dispose();
 });
 
 t.test('fromArrays: errors by class, code and message', async (t) => {

@@ -29,6 +29,10 @@ t.test('--save, --report and report --out are checked before training', async (t
     [['--save', dir], /\[ERR_CONFIG\] --save '.*' is a directory; give a file name/],
     [['--report', dir], /\[ERR_CONFIG\] --report '.*' is a directory/],
     [['--report', path.join(dir, 'missing', 'r.html')], /\[ERR_CONFIG\] --report .* does not exist/],
+    // a file where the folder should be (`touch f; --save f/x.ofm`): named, not a raw ENOTDIR
+    [['--save', path.join(file('f', ''), 'x.ofm')], /\[ERR_CONFIG\] --save '.*f\/x\.ofm': .*f is not a folder/],
+    [['--report', path.join(file('g', ''), 'r.html')], /\[ERR_CONFIG\] --report '.*g\/r\.html': .*g is not a folder/],
+    [['--save', path.join(file('h', ''), 'sub', 'x.ofm')], /\[ERR_CONFIG\] --save '.*x\.ofm': the folder .*h\/sub does not exist/],
   ];
   await Promise.all(cases.map(async ([args, message]) => {
     // 1000 epochs: a check that ran only after training would not come back within the test's time
@@ -37,6 +41,7 @@ t.test('--save, --report and report --out are checked before training', async (t
     await r.catch((e: { stderr: string }) => t.notMatch(e.stderr, /epoch 1:/, 'no training happened'));
   }));
   await t.rejects(run('report', '--out', path.join(dir, 'missing', 'r.html')), { code: 1, stderr: /--out .* does not exist/ });
+  await t.rejects(run('report', '--out', path.join(dir, 'f', 'r.html')), { code: 1, stderr: /\[ERR_CONFIG\] --out .* is not a folder/ });
   if (process.getuid?.() !== 0) {
     const ro = path.join(dir, 'ro');
     fs.mkdirSync(ro, { mode: 0o555 });
