@@ -117,3 +117,71 @@ t.test('server: SIGTERM cancels the jobs, closes and exits 0', async (t) => {
   t.equal(code, 0, `exit code 0 after ${(performance.now() - t0).toFixed(0)} ms`);
   t.match(out, /SIGTERM: shutting down/);
 });
+
+t.test('server: a DELETE or the retention timer while predictions run on the model', async (t) => {
+  // The server in a child: a drop that threw from the retention timer would end the process.
+  const script = `const { buildServer, exitOnSignals } = require(${JSON.stringify(path.join(exampleDir, 'server.js'))});
+    const app = buildServer({ retainMs: 1500 });
+    exitOnSignals(app);
+    app.listen({ port: 0, host: '127.0.0.1' }).then((a) => console.log('on ' + a));`;
+  const child = spawn(process.execPath, ['-e', script], { env: { ...process.env, ONEFORWARD_BACKEND: 'cpu' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '', err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  t.teardown(() => void child.kill('SIGKILL'));
+  for (let i = 0; i < 400 && !/on (http:\S+)/.test(out); i++) await new Promise((r) => setTimeout(r, 25));
+  const base = /on (http:\S+)/.exec(out)?.[1];
+  t.ok(base, 'listening');
+  const json = { 'content-type': 'application/json' };
+  // A model whose prediction of 1,024 rows takes longer than parsing their JSON, so most of the time some
+  // prediction is running on it.
+  const trained = async () => {
+    const res = await fetch(`${base}/jobs`, { method: 'POST', headers: json, body: JSON.stringify({ layers: [784, 2048, 1024, 10], estimator: 'bp', epochs: 1, batchSize: 512 }) });
+    const { id } = (await res.json()) as { id: string };
+    for (let state = 'running'; state === 'running'; await new Promise((r) => setTimeout(r, 20))) {
+      state = ((await (await fetch(`${base}/jobs/${id}`)).json()) as { state: string }).state;
+    }
+    return id;
+  };
+  const body = JSON.stringify({ inputs: Array.from({ length: 1024 }, (_, r) => Array.from({ length: 784 }, (_, i) => ((r + i) % 13) / 13)) });
+  // Four request loops keep predictions in flight until the job is gone (404). `late` counts the predictions
+  // answered 200 after the DELETE was answered: they were running on the model when it was dropped.
+  const hammer = async (id: string, whileRunning?: () => Promise<number>) => {
+    const statuses = new Set<number>();
+    let gone = false, late = 0, deleted: number | undefined;
+    const loop = async () => {
+      while (!gone) {
+        // Each response is read to its end (an unread 200 would keep its connection busy and the server's close
+        // waiting); 0: the connection failed (the server is gone).
+        const s = await fetch(`${base}/models/${id}/predict`, { method: 'POST', headers: json, body }).then(async (r) => (await r.arrayBuffer(), r.status), () => 0);
+        statuses.add(s);
+        if (s === 200 && gone) late++;
+        if (s === 404 || s === 0) gone = true;
+      }
+    };
+    const loops = [loop(), loop(), loop(), loop()];
+    if (whileRunning) {
+      await new Promise((r) => setTimeout(r, 300));
+      deleted = await whileRunning();
+      gone = true;
+    }
+    await Promise.all(loops);
+    return { statuses: [...statuses].sort(), late, deleted };
+  };
+  const a = await hammer(await trained(), undefined);
+  t.same(a.statuses, [200, 404], 'retention expiry: predictions answered, then 404');
+  // Four loops keep the model busy nearly all the time, so the timer fires during a prediction: the server up
+  // at the end is the check (a throwing drop ended the process).
+  await new Promise((r) => setTimeout(r, 100));
+  if (child.exitCode !== null) return void t.fail(`the server exited after the retention timer: ${err.slice(-300)}`);
+  const id = await trained();
+  const b = await hammer(id, async () => (await fetch(`${base}/jobs/${id}`, { method: 'DELETE' })).status);
+  t.equal(b.deleted, 204, 'a DELETE during predictions answers 204');
+  t.ok(b.statuses.every((s) => s === 200 || s === 404), `DELETE: the running predictions answered, later ones 404 (${b.statuses.join(', ')})`);
+  t.ok(b.late >= 1, `${b.late} predictions running at the DELETE still answered 200`);
+  t.equal((await fetch(`${base}/jobs/${id}`)).status, 404, 'the job is gone');
+  t.equal(child.exitCode, null, `the server is still up ${err.slice(-300)}`);
+  child.kill('SIGTERM');
+  t.equal(await exited, 0, 'and exits 0 on SIGTERM');
+});

@@ -5,13 +5,14 @@
  *   POST   /jobs                  start a training job (JSON body, validated by schema)   -> 202 { id }
  *   GET    /jobs/:id              state, last progress, history, error
  *   GET    /jobs/:id/events       progress as server-sent events until the job ends
- *   DELETE /jobs/:id              cancel a running job (202); free a finished one (204)
+ *   DELETE /jobs/:id              cancel a running job (202); free a finished one (204: gone at once; predictions
+ *                                 already running on it finish, and its model is freed when the last one ends)
  *   POST   /models/:id/predict    { inputs: number[][] } -> { outputs, classes } (off the event loop)
  *
  * What it does not let a client do: allocate more than `memoryBudget` for one job (model.memoryEstimate decides
  * before anything is allocated), send bodies beyond a bound, or keep memory after a job ends. A cancelled or failed
  * job frees its model at once; a finished one keeps it for predictions until `retainMs` after its end (or a DELETE);
- * then the job is dropped (404). SIGTERM / SIGINT cancel the running jobs, close the server and exit 0.
+ * then the job is dropped (404), and its model freed once the predictions already running on it have ended. SIGTERM / SIGINT cancel the running jobs, close the server and exit 0.
  *
  * Run: `node dist/examples/server/server.js` (PORT, HOST, MAX_JOBS, MEMORY_BUDGET in bytes from the environment). It
  * imports the package by name, so it can be copied into an app as it is (README.md here says how).
@@ -41,6 +42,10 @@ type Job = {
   state: JobState;
   /** Disposed (undefined) once the job no longer needs it: at once when it fails or is cancelled. */
   model?: of.Model;
+  /** Predictions running on the model: it is disposed only when none is left (dispose would throw ERR_BUSY). */
+  predicting: number;
+  /** Dropped: no longer listed, its model freed as soon as `predicting` is 0. */
+  dropped?: boolean;
   memoryBytes: number;
   expiry?: NodeJS.Timeout;
   progress?: of.Progress;
@@ -88,12 +93,22 @@ export function buildServer(options: ServerOptions = {}): FastifyInstance {
   let next = 1;
   const running = () => [...jobs.values()].filter((j) => j.state === 'running').length;
   const view = (j: Job) => ({ id: j.id, state: j.state, memoryBytes: j.memoryBytes, progress: j.progress, history: j.history?.epochs, error: j.error });
-  // Frees a job that has ended: its model now, its record too (later lookups get 404).
+  // Frees a dropped job's model once no prediction runs on it. Called from timers: it never throws.
+  const release = (j: Job) => {
+    if (!j.dropped || j.predicting > 0) return;
+    try {
+      j.model?.dispose();
+    } catch (e) {
+      app.log.error({ err: e, job: j.id }, 'disposing a dropped model failed');
+    }
+    j.model = undefined;
+  };
+  // Drops a job that has ended: its record now (later lookups get 404), its model once its predictions end.
   const drop = (j: Job) => {
     clearTimeout(j.expiry);
-    j.model?.dispose();
-    j.model = undefined;
+    j.dropped = true;
     jobs.delete(j.id);
+    release(j);
   };
 
   app.post<{ Body: JobBody }>('/jobs', { schema: { body: jobBody }, bodyLimit: 16 * 2 ** 10 }, async (req, reply) => {
@@ -118,7 +133,7 @@ export function buildServer(options: ServerOptions = {}): FastifyInstance {
         code: 'ERR_MEMORY_BUDGET', estimateBytes: bytes, budgetBytes: memoryBudget,
       });
     }
-    const job: Job = { id: String(next++), state: 'running', model, memoryBytes: bytes, abort: new AbortController(), events: new EventEmitter() };
+    const job: Job = { id: String(next++), state: 'running', model, memoryBytes: bytes, predicting: 0, abort: new AbortController(), events: new EventEmitter() };
     jobs.set(job.id, job);
     const { train, test } = of.datasets.digits();
     model
@@ -173,7 +188,8 @@ export function buildServer(options: ServerOptions = {}): FastifyInstance {
   });
 
   // Running: cancel (202; the job ends as 'cancelled' within a fraction of a second and frees its model). Ended:
-  // free it now (204), without waiting for its retention period to pass.
+  // drop it now (204), without waiting for its retention period to pass; predictions already running on its model
+  // still answer, and the model is freed when the last of them ends.
   app.delete<{ Params: { id: string } }>('/jobs/:id', async (req, reply) => {
     const job = jobs.get(req.params.id);
     if (!job) return reply.code(404).send({ error: 'no such job' });
@@ -200,6 +216,7 @@ export function buildServer(options: ServerOptions = {}): FastifyInstance {
     if (inputs.some((row) => row.length !== cols)) return reply.code(400).send({ error: `each input row needs ${cols} numbers` });
     const x = new Float32Array(inputs.length * cols);
     inputs.forEach((row, i) => x.set(row, i * cols));
+    job.predicting++;
     try {
       const out = await model.predictAsync(x, inputs.length);
       const C = model.outputs;
@@ -209,6 +226,9 @@ export function buildServer(options: ServerOptions = {}): FastifyInstance {
     } catch (e) {
       const err = e as of.OneForwardError;
       return reply.code(err.code === 'ERR_BUSY' ? 409 : 400).send({ error: err.message, code: err.code });
+    } finally {
+      job.predicting--;
+      release(job);  // a DELETE or the retention timer may have dropped the job meanwhile
     }
   });
 
