@@ -11,7 +11,7 @@ import { createHash, randomBytes } from 'crypto';
 import { promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { CheckpointError, OneForwardError } from './errors';
+import { CheckpointError, NumericError, OneForwardError } from './errors';
 import { parseHeader, readRegularFile } from './files';
 import {
   ACTIVATIONS, type ActivationLayer, type ActivationName, type DenseLayer, type ImageShape, type QuantizedWeights, type Layer, type Padding, type Topology, avgPool2d, conv2d, flatten,
@@ -48,9 +48,23 @@ type Header = {
 
 const fail = (file: string, why: string) => new CheckpointError(`${file}: ${why}`);
 
+// What load() would refuse is refused before a byte is written: a checkpoint must never replace a good file
+// with one that cannot be loaded (non-finite weights or optimizer moments, a negative second moment, non-finite
+// sigma, variances or batchNorm statistics).
+function checkFinite(file: string, name: string, values: ArrayLike<number>, nonNegative = false): void {
+  for (let j = 0; j < values.length; j++) {
+    const v = values[j]!;
+    if (!Number.isFinite(v) || (nonNegative && v < 0)) {
+      throw new NumericError(`${file}: not saved: ${name} holds ${v} at index ${j} (a checkpoint holds finite ${nonNegative ? 'non-negative ' : ''}values only; the file was left as it was)`);
+    }
+  }
+}
+
 /**
  * Saves a model (parameters, optimizer state, training counters) to `file`, atomically.
- * @throws CheckpointError (`ERR_CHECKPOINT`) for a path that is not a string or a file that cannot be written.
+ * @throws NumericError (`ERR_NUMERIC`) when a parameter or the optimizer state holds NaN or ±Infinity (nothing
+ * is written, an existing file is left intact); CheckpointError (`ERR_CHECKPOINT`) for a path that is not a
+ * string or a file that cannot be written.
  */
 export async function save(model: Model, file: string): Promise<void> {
   if (typeof file !== 'string' || file.length === 0) throw new CheckpointError('Expected a file path for save');
@@ -69,6 +83,12 @@ export async function save(model: Model, file: string): Promise<void> {
   for (const p of params) add(p.name, p.shape, p.data);
   const n = params.reduce((a, p) => a + p.data.length, 0);
   if (st.m && st.v) add('optimizer.m', [n], st.m), add('optimizer.v', [n], st.v);
+  for (const p of params) checkFinite(file, p.name, p.data);
+  if (st.m && st.v) checkFinite(file, 'optimizer.m', st.m), checkFinite(file, 'optimizer.v', st.v, true);
+  if (st.runningLoss !== undefined && st.runningLoss !== null) checkFinite(file, 'the running loss baseline', [st.runningLoss]);
+  if (st.logSigma) checkFinite(file, 'the learned sigma', st.logSigma);
+  if (st.layerVar) checkFinite(file, 'the layer variances', st.layerVar, true);
+  if (st.bnRunning) checkFinite(file, 'the batchNorm statistics', st.bnRunning);
   const data = Buffer.concat(chunks);
   const header: Header = {
     format: 'oneforward',
@@ -214,10 +234,14 @@ function checkLayers(file: string, layers: unknown): Layer[] {
  */
 export async function load(file: string): Promise<Model> {
   if (typeof file !== 'string' || file.length === 0) throw new CheckpointError('Expected a file path for load');
-  const buf = await readRegularFile(file, MAX_FILE, (why, cause) => new CheckpointError(`${file}: ${why}`, { cause }));
-  if (buf.length < 16 || !buf.subarray(0, 8).equals(MAGIC)) throw fail(file, 'not a oneforward checkpoint (bad magic)');
+  // The magic and header length are checked before the rest of the file is read.
+  const checkHead = (head: Buffer, size: number) => {
+    if (size < 16 || !head.subarray(0, 8).equals(MAGIC)) throw fail(file, 'not a oneforward checkpoint (bad magic)');
+    const len = head.readUInt32LE(8);
+    if (len === 0 || len > MAX_HEADER || 16 + len > size) throw fail(file, `truncated or corrupt header (length ${len})`);
+  };
+  const buf = await readRegularFile(file, MAX_FILE, (why, cause) => new CheckpointError(`${file}: ${why}`, { cause }), { bytes: 16, check: checkHead });
   const headerLen = buf.readUInt32LE(8);
-  if (headerLen === 0 || headerLen > MAX_HEADER || 16 + headerLen > buf.length) throw fail(file, `truncated or corrupt header (length ${headerLen})`);
   const h = parseHeader(buf.subarray(16, 16 + headerLen).toString('utf8'), MAX_DEPTH, (why, cause) => new CheckpointError(`${file}: ${why}`, { cause })) as Header;
   if (typeof h !== 'object' || h === null || h.format !== 'oneforward') throw fail(file, 'not a oneforward checkpoint');
   if (h.version !== VERSION) throw fail(file, `unsupported format version ${String(h.version)} (this build reads version ${VERSION})`);

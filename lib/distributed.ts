@@ -220,7 +220,10 @@ export type MpiCommunicator = Communicator & {
   library: string;
   /** Every rank's `values` concatenated in rank order (each rank passes the same length). */
   allgather(values: Float32Array): Float32Array;
-  /** Overwrites `values` on every rank with rank `root`'s. `root` defaults to `0`. */
+  /**
+   * Overwrites `values` on every rank with rank `root`'s. `root` (a rank, an integer in [0, size)) defaults to `0`.
+   * @throws ConfigError (`ERR_CONFIG`) for a `root` that is not such a rank.
+   */
   broadcast(values: Float32Array, root?: number): void;
   /** Returns once every rank has called it. */
   barrier(): void;
@@ -279,7 +282,11 @@ export function mpi(): MpiCommunicator {
     rank, size, library,
     allreduceSum: (v) => typedMpi(() => b.allreduceSum(v)),
     allgather: (v) => typedMpi(() => b.allgather(v)),
-    broadcast: (v, root = 0) => typedMpi(() => b.broadcast(v, root)),
+    broadcast: (v, root = 0) => {
+      // The addon would read NaN or 1.5 as rank 0: a bad root is an argument error, not a broadcast from 0.
+      if (!is.integer(root) || root < 0 || root >= size) throw invalidArg('root', `integer in [0, ${size})`, root);
+      return typedMpi(() => b.broadcast(v, root));
+    },
     barrier: () => typedMpi(() => b.barrier()),
     abort: (code = 1) => typedMpi(() => b.abort(code)),
     finalize: () => typedMpi(() => b.finalize()),

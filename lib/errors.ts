@@ -114,12 +114,18 @@ export const errorClasses: Record<ErrorCode, new (message: string, options?: { c
 
 /**
  * @internal Re-throws a native error with the caller's stack appended (sharp's nativeError), so a rejected
- * promise points at the user's call site rather than at an anonymous native frame.
+ * promise points at the user's call site rather than at an anonymous native frame. Only the library's own errors
+ * are decorated: any other value (a user's frozen Error, a Proxy) is returned untouched, never replaced by the
+ * TypeError of a failed assignment.
  */
 export function withCallerStack(err: unknown, callerStack: string | undefined): unknown {
-  if (err instanceof Error && callerStack) {
+  if (err instanceof OneForwardError && callerStack) {
     const frames = callerStack.split('\n').slice(1).join('\n');
-    err.stack = `${err.name}: ${err.message}\n${frames}`;
+    try {
+      err.stack = `${err.name}: ${err.message}\n${frames}`;
+    } catch {
+      // a frozen error keeps its own stack
+    }
   }
   return err;
 }

@@ -1,7 +1,8 @@
 /**
  * Bounded reads of user-named files for the loaders (checkpoints, safetensors, IDX, CSV). Only regular files
  * are read: a device (/dev/zero), a FIFO, a socket or a directory is refused before a byte is read, and a file
- * larger than the caller's maximum is refused from its size. Opening uses O_NONBLOCK, so a FIFO with no writer
+ * larger than the caller's maximum is refused from its size. A loader may check the file's first bytes (its
+ * magic and header) before the rest is allocated and read. Opening uses O_NONBLOCK, so a FIFO with no writer
  * never blocks; errors keep the system error (ENOENT, EACCES...) as `cause`.
  */
 import { constants, promises as fsp, type Stats } from 'fs';
@@ -9,6 +10,16 @@ import * as fs from 'fs';
 import { OneForwardError } from './errors';
 
 type Fail = (why: string, cause?: unknown) => OneForwardError;
+
+/**
+ * @internal A check of a file's first `bytes` bytes (fewer when the file is shorter) and its size, run before
+ * the rest of the file is allocated and read: a file without the loader's magic is refused without reading it.
+ */
+export type HeadCheck = { bytes: number; check: (head: Buffer, size: number) => void };
+
+// One read call asks for at most 1 GiB: Node refuses (or, for FileHandle.read, aborts the process on) a length
+// beyond int32, and files of 2-4 GiB are within the largest Buffer.
+const CHUNK = 2 ** 30;
 
 // O_NONBLOCK is POSIX; Windows has no FIFOs to block on (the flag is undefined there).
 const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
@@ -30,8 +41,17 @@ function openError(err: unknown, fail: Fail): OneForwardError {
   return fail((err as NodeJS.ErrnoException)?.code === 'ENXIO' ? `not a regular file (${message})` : `cannot read: ${message}`, err);
 }
 
+// Reads and checks the head (sync path); an empty buffer when there is no check.
+function checkHead(size: number, head: HeadCheck | undefined, read: (b: Buffer) => void): Buffer {
+  if (!head) return Buffer.alloc(0);
+  const first = Buffer.allocUnsafe(Math.min(head.bytes, size));
+  read(first);
+  head.check(first, size);
+  return first;
+}
+
 /** @internal Reads a whole regular file of at most `maxBytes` bytes; anything else is `fail(...)`. */
-export function readRegularFileSync(file: string, maxBytes: number, fail: Fail): Buffer {
+export function readRegularFileSync(file: string, maxBytes: number, fail: Fail, head?: HeadCheck): Buffer {
   let fd: number;
   try {
     fd = fs.openSync(file, OPEN_FLAGS);
@@ -40,14 +60,19 @@ export function readRegularFileSync(file: string, maxBytes: number, fail: Fail):
   }
   try {
     const size = checkStats(fs.fstatSync(fd), maxBytes, fail);
+    const read = (buf: Buffer, from: number, to: number) => {
+      let got = from;
+      while (got < to) {
+        const n = fs.readSync(fd, buf, got, Math.min(CHUNK, to - got), got);
+        if (n === 0) break;  // the file shrank while we read it
+        got += n;
+      }
+      if (got !== to) throw fail(`file changed while reading (${got} of ${size} bytes)`);
+    };
+    const first = checkHead(size, head, (b) => read(b, 0, b.length));
     const buf = Buffer.allocUnsafe(size);
-    let got = 0;
-    while (got < size) {
-      const n = fs.readSync(fd, buf, got, size - got, got);
-      if (n === 0) break;  // the file shrank while we read it
-      got += n;
-    }
-    if (got !== size) throw fail(`file changed while reading (${got} of ${size} bytes)`);
+    first.copy(buf);
+    read(buf, first.length, size);
     return buf;
   } catch (err) {
     throw err instanceof OneForwardError ? err : fail(`cannot read (${(err as Error)?.message ?? String(err)})`, err);
@@ -57,7 +82,7 @@ export function readRegularFileSync(file: string, maxBytes: number, fail: Fail):
 }
 
 /** @internal Like {@link readRegularFileSync}, without blocking the event loop. */
-export async function readRegularFile(file: string, maxBytes: number, fail: Fail): Promise<Buffer> {
+export async function readRegularFile(file: string, maxBytes: number, fail: Fail, head?: HeadCheck): Promise<Buffer> {
   let fh: fsp.FileHandle;
   try {
     fh = await fsp.open(file, OPEN_FLAGS);
@@ -66,14 +91,24 @@ export async function readRegularFile(file: string, maxBytes: number, fail: Fail
   }
   try {
     const size = checkStats(await fh.stat(), maxBytes, fail);
-    const buf = Buffer.allocUnsafe(size);
-    let got = 0;
-    while (got < size) {
-      const { bytesRead } = await fh.read(buf, got, size - got, got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
+    const read = async (buf: Buffer, from: number, to: number) => {
+      let got = from;
+      while (got < to) {
+        const { bytesRead } = await fh.read(buf, got, Math.min(CHUNK, to - got), got);
+        if (bytesRead === 0) break;  // the file shrank while we read it
+        got += bytesRead;
+      }
+      if (got !== to) throw fail(`file changed while reading (${got} of ${size} bytes)`);
+    };
+    let first = Buffer.alloc(0);
+    if (head) {
+      first = Buffer.allocUnsafe(Math.min(head.bytes, size));
+      await read(first, 0, first.length);
+      head.check(first, size);
     }
-    if (got !== size) throw fail(`file changed while reading (${got} of ${size} bytes)`);
+    const buf = Buffer.allocUnsafe(size);
+    first.copy(buf);
+    await read(buf, first.length, size);
     return buf;
   } catch (err) {
     throw err instanceof OneForwardError ? err : fail(`cannot read (${(err as Error)?.message ?? String(err)})`, err);

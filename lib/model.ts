@@ -13,7 +13,7 @@ import { native, type NativeLayer, type NativeModel, type NativeModelSpec, type 
 import { type Optimizer, adam } from './optimizers';
 import { checkFinite, invalidArg, is, optionsObject } from './validate';
 import { save as saveCheckpoint } from './checkpoint';
-import { CallbackGuard } from './callback_guard';
+import { CallbackGuard, syncLoss } from './callback_guard';
 import { readSafetensors, type Tensor } from './safetensors';
 
 /**
@@ -108,8 +108,10 @@ export type History = {
  * Options of {@link Model.fit}. Callbacks (`onProgress`, `onEpochEnd`, `onBatchEnd`, `onDiverged`, `loss`) run on
  * the main thread. One rule for all of them: whatever a callback throws (an Error or any other value: a string,
  * `42`, `undefined`) stops training, and fit rejects with that same value, unwrapped. A callback that returns a
- * promise (an `async` one) is awaited before fit settles (training does not wait for it); if it rejects, training
- * stops and fit rejects with the rejection value. A callback cannot use the model it reports on (`ERR_BUSY`).
+ * promise (an `async` one) is awaited before fit settles (training does not wait for it; fit waits as long as the
+ * promise does, unless `signal` aborts, which rejects fit at once without waiting); if it rejects, training stops
+ * and fit rejects with the rejection value. `loss` is the exception: it must be synchronous. A callback cannot use
+ * the model it reports on (`ERR_BUSY`).
  */
 export type FitOptions = {
   /** Gradient estimator. Defaults to `of.ulr()`. */
@@ -164,7 +166,8 @@ export type FitOptions = {
    * Cancels training; fit rejects with an `AbortError`. On the CPU a cancel also stops the step in flight within
    * one of its tasks (a block of rows, a GEMM tile), so a large step does not run to its end first; that step is
    * dropped whole, never half-applied: the model keeps the parameters (and optimizer state) of its last completed
-   * step. On a device the step in flight completes first.
+   * step. On a device the step in flight completes first. fit then rejects without waiting for a callback's
+   * pending promise.
    */
   signal?: AbortSignal;
   /**
@@ -177,7 +180,8 @@ export type FitOptions = {
   /**
    * A black-box per-row loss computed in JS instead of the model's built-in loss, for training only
    * (evaluation and `validation` keep the built-in one). ULR needs only its values; `bp()` refuses it. It
-   * costs one JS round trip per step: the training thread waits while the event loop runs the function.
+   * costs one JS round trip per step: the training thread waits while the event loop runs the function. It must
+   * be synchronous: a promise it returns (an `async` loss) stops training with a DataError (`ERR_DATA`).
    */
   loss?: LossFunction;
 };
@@ -357,7 +361,7 @@ export class Model {
       await nat.fit(
         train.x, train.y, train.rows,
         v ? v.x : null, v ? v.y : null, v ? v.rows : 0,
-        { epochs, batchSize, shuffle: o.shuffle ?? true, resume: o.resume ?? false, estimator, optimizer, ...(o.loss ? { loss: o.loss } : {}), ...(o.onDiverged ? { onDiverged: callbacks.wrap(o.onDiverged)! } : {}), ...(o.onBatchEnd ? { onBatchEnd: callbacks.wrap(o.onBatchEnd)! } : {}), ...(o.maxGradNorm ? { maxGradNorm: o.maxGradNorm } : {}) },
+        { epochs, batchSize, shuffle: o.shuffle ?? true, resume: o.resume ?? false, estimator, optimizer, ...(o.loss ? { loss: callbacks.wrapLoss(o.loss) } : {}), ...(o.onDiverged ? { onDiverged: callbacks.wrap(o.onDiverged)! } : {}), ...(o.onBatchEnd ? { onBatchEnd: callbacks.wrap(o.onBatchEnd)! } : {}), ...(o.maxGradNorm ? { maxGradNorm: o.maxGradNorm } : {}) },
         callbacks.wrap(o.onProgress) ?? null,
         (e) => {
           if (stopper?.stoppedEpoch !== undefined) return;
@@ -371,14 +375,17 @@ export class Model {
         },
       );
     } catch (err) {
-      await callbacks.settle();  // a callback's rejection cancelled the run: it is the reason, not the AbortError
+      // A callback's rejection cancelled the run: it is the reason, not the AbortError. After an abort, promises
+      // still pending are not waited for.
+      await callbacks.settle(signal);
       // Our own cancel (early stopping) ends fit normally; the user's abort still rejects.
       const ours = err instanceof AbortError && stopper?.stoppedEpoch !== undefined && !signal?.aborted;
-      if (!ours) throw withCallerStack(err, stack);
+      // A value a callback or the loss threw is the rejection as is; only the library's own errors get the stack.
+      if (!ours) throw callbacks.isUserValue(err) ? err : withCallerStack(err, stack);
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }
-    await callbacks.settle();
+    await callbacks.settle(signal);
     if (best) nat.parameters().forEach((p, i) => p.data.set(best![i]!));
     const col = (k: keyof EpochLog) => epochsOut.map((e) => e[k]).filter((x): x is number => typeof x === 'number');
     const history: History = {
@@ -485,8 +492,9 @@ export class Model {
    * Gradient of the mean loss of one batch, per parameter (in {@link parameters} order), without updating.
    * With ULR this is one stochastic estimate; `step` picks the noise (defaults to the model's step counter).
    * @throws ConfigError (`ERR_CONFIG`) for a batch that is not `{ x: Float32Array, y, rows? }` or a bad option;
-   * ShapeError (`ERR_SHAPE`) for sizes that do not fit the model; DataError (`ERR_DATA`) for non-finite values or
-   * labels out of range; `ERR_DISPOSED`, `ERR_BUSY`.
+   * ShapeError (`ERR_SHAPE`) for sizes that do not fit the model; DataError (`ERR_DATA`) for non-finite values,
+   * labels out of range or a `loss` that returns a promise (it must be synchronous); whatever `loss` throws, as is;
+   * `ERR_DISPOSED`, `ERR_BUSY`.
    */
   gradients(
     batch: { x: Float32Array; y: Int32Array | Float32Array; rows?: number },
@@ -503,7 +511,8 @@ export class Model {
     }
     const est = toNative((o.estimator as Estimator | undefined) ?? ulr());
     if (o.sampleOffset !== undefined) est.sampleOffset = o.sampleOffset as number;
-    const { grads } = this.nat.gradients(batch.x, batch.y, rows, est, o.step as number | undefined, o.loss as LossFunction | undefined);
+    const loss = o.loss === undefined ? undefined : syncLoss(o.loss as LossFunction);
+    const { grads } = this.nat.gradients(batch.x, batch.y, rows, est, o.step as number | undefined, loss);
     const out: Float32Array[] = [];
     let off = 0;
     for (const p of this.nat.parameters()) {
@@ -653,6 +662,9 @@ export class Model {
   /**
    * Saves parameters, optimizer state and training counters to one file (JSON header + float32 tensors),
    * atomically: a temp file, fsync, then rename. Load it with `of.load(path)`.
+   * @throws NumericError (`ERR_NUMERIC`) when a parameter or the optimizer state holds NaN or ±Infinity (load
+   * would refuse the file: nothing is written and an existing file is left intact); CheckpointError
+   * (`ERR_CHECKPOINT`) for a path that is not a string or a file that cannot be written.
    */
   async save(file: string): Promise<void> {
     const stack = new Error().stack;

@@ -41,10 +41,14 @@ function f16(h: number): number {
 export async function readSafetensors(file: string): Promise<Map<string, Tensor>> {
   if (typeof file !== 'string' || file.length === 0) throw invalidArg('file', 'a file path', file);
   const fail = (why: string, cause?: unknown) => new CheckpointError(`${file}: ${why}`, { cause });
-  const buf = await readRegularFile(file, MAX_FILE, fail);
-  if (buf.length < 8) throw fail('too short for a safetensors header');
+  // The header length is checked before the rest of the file is read.
+  const checkHead = (head: Buffer, size: number) => {
+    if (size < 8) throw fail('too short for a safetensors header');
+    const len = Number(head.readBigUInt64LE(0));
+    if (len < 2 || len > MAX_HEADER || 8 + len > size) throw fail(`bad header length ${len}`);
+  };
+  const buf = await readRegularFile(file, MAX_FILE, fail, { bytes: 8, check: checkHead });
   const n = Number(buf.readBigUInt64LE(0));
-  if (n < 2 || n > MAX_HEADER || 8 + n > buf.length) throw fail(`bad header length ${n}`);
   const header = parseHeader(buf.subarray(8, 8 + n).toString('utf8'), MAX_DEPTH, fail);
   if (typeof header !== 'object' || header === null || Array.isArray(header)) throw fail('header is not an object');
   const data = buf.subarray(8 + n);

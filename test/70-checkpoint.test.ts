@@ -88,6 +88,27 @@ t.test('saving replaces the old file atomically; failures leave it intact', asyn
   await t.rejects(m.save(file), { code: 'ERR_CHECKPOINT', message: /disposed/ });
 });
 
+t.test('save refuses non-finite weights: a good checkpoint is never replaced by one load refuses', async (t) => {
+  const m = build();
+  await m.fit(small, { ...fitOpts, epochs: 1 });
+  const file = path.join(dir, 'good.ofm');
+  await m.save(file);
+  const good = fs.readFileSync(file);
+  const p = m.parameters();
+  for (const [i, v] of [[0, NaN], [1, Infinity], [2, -Infinity]] as const) {
+    const old = p[i]!.data[3]!;
+    p[i]!.data[3] = v;
+    await t.rejects(m.save(file), { name: 'NumericError', code: 'ERR_NUMERIC', message: new RegExp(`not saved: ${p[i]!.name} holds ${v} at index 3`) }, `${p[i]!.name}[3] = ${v}`);
+    p[i]!.data[3] = old;
+  }
+  t.ok(fs.readFileSync(file).equals(good), 'the good file is untouched');
+  t.same(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp')), [], 'no temp files left');
+  t.ok((await of.load(file)) instanceof of.Model, 'and still loads');
+  await m.save(path.join(dir, 'good2.ofm'));
+  t.ok((await of.load(path.join(dir, 'good2.ofm'))) instanceof of.Model, 'finite weights save again');
+  m.dispose();
+});
+
 t.test('bad files are rejected with ERR_CHECKPOINT before any large allocation', async (t) => {
   const m = build();
   await m.fit(small, { ...fitOpts, epochs: 1 });

@@ -153,6 +153,45 @@ t.test('huge declared sizes and deep headers are refused before any allocation',
   }));
 });
 
+t.test('files of 2-4 GiB: the magic is checked first, and whole reads go in chunks (no abort)', async (t) => {
+  // Sparse files: no disk space used. A read length beyond int32 made FileHandle.read abort the process.
+  const sparse = (name: string, size: number, head?: Buffer) => {
+    const p = path.join(dir, name);
+    fs.writeFileSync(p, head ?? Buffer.alloc(0));
+    fs.truncateSync(p, size);
+    return p;
+  };
+  const sizes = [2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1];
+  const expect: Record<string, [string, RegExp]> = {
+    load: ['ERR_CHECKPOINT', /not a oneforward checkpoint \(bad magic\)/],
+    readSafetensors: ['ERR_CHECKPOINT', /bad header length 0/],
+    loadWeights: ['ERR_CHECKPOINT', /bad header length 0/],
+    loadIdx: ['ERR_DATA', /unsupported IDX type 0x0/],
+    loadCsv: ['ERR_DATA', /exceeds the maximum of \d+ bytes/],
+  };
+  await Promise.all(sizes.map(async (size) => {
+    const p = JSON.stringify(sparse(`junk-${size}`, size));
+    const calls = { ...loaders(JSON.parse(p) as string), loadWeights: `of.sequential([of.dense(2, 2)]).loadWeights(${p})` };
+    for (const [fn, call] of Object.entries(calls)) {
+      const t0 = Date.now();
+      const r = await inChild(call);
+      const [code, re] = expect[fn]!;
+      t.match(r, { code, message: re }, `${fn}(${size} junk bytes): ${r.code} ${r.message ?? JSON.stringify(r)}`);
+      t.ok(Date.now() - t0 < 10000, `${fn}(${size} bytes) answered in ${Date.now() - t0} ms (nothing read past the head)`);
+    }
+  }));
+  // Heads that pass: the whole 2 GiB + a few bytes is read (in 1 GiB chunks), then refused by the next check.
+  const ckpt = Buffer.alloc(16);
+  ckpt.write('OFCKPT01', 0, 'ascii');
+  ckpt.writeUInt32LE(8, 8);
+  const big = JSON.stringify(sparse('big.ofm', 2 ** 31 + 64, ckpt));
+  t.match(await inChild(`of.load(${big})`), { code: 'ERR_CHECKPOINT', message: /header is not valid JSON/ }, 'a 2 GiB checkpoint is read whole (async) and its header refused');
+  const idxHead = Buffer.alloc(8);
+  idxHead.writeUInt32BE(0x00000801, 0), idxHead.writeUInt32BE(2 ** 31, 4);
+  const idx = JSON.stringify(sparse('big.idx', 2 ** 31 + 8, idxHead));
+  t.match(await inChild(`of.data.loadIdx(${idx}, ${JSON.stringify(path.join(dir, 'missing.idx'))})`), { code: 'ERR_DATA', cause: 'ENOENT' }, 'a 2 GiB IDX file is read whole (sync), then the missing labels file is the error');
+});
+
 t.test('a checkpoint with non-finite weights is refused', async (t) => {
   const { p, buf, header, dataOffset } = await checkpoint('nan.ofm');
   const bad = Buffer.from(buf);
@@ -211,10 +250,28 @@ t.test('CSV: empty cells, wrapping labels, a lone header line are errors', async
   t.throws(() => of.data.loadCsv(file('blank.csv', '0,1, \n')), { code: 'ERR_DATA', message: /line 1, column 3 is empty/ });
   t.throws(() => of.data.loadCsv(file('wrap.csv', '1e10,1,2\n')), { code: 'ERR_DATA', message: /label '1e10' on line 1 is not a class index/ });
   t.throws(() => of.data.loadCsv(file('big.csv', '1,1e39\n')), { code: 'ERR_DATA', message: /line 1, column 2 \(1e39\) overflows float32/ });
-  t.throws(() => of.data.loadCsv(file('one.csv', '1,a,3\n')), { code: 'ERR_DATA', message: /no data rows \(the only line was taken as a header: its cell 'a'/ });
-  t.throws(() => of.data.loadCsv(file('one2.csv', '1,a,3\n'), { header: false }), { code: 'ERR_DATA', message: /line 1, column 2 is not a number \('a'\)/ });
+  t.throws(() => of.data.loadCsv(file('one.csv', 'label,a,b\n')), { code: 'ERR_DATA', message: /no data rows \(the only line was taken as a header: none of its cells is a number/ });
+  t.throws(() => of.data.loadCsv(file('one2.csv', '1,a,3\n'), { header: false }), { code: 'ERR_DATA', message: /line 1, column 2 is not a number \('a'\)$/ });
   const d = of.data.loadCsv(file('good.csv', 'label,a,b\n\n2,0.5,1\n0,-1,3\n'));
   t.same({ rows: d.rows, x: Array.from(d.x), y: Array.from(d.y) }, { rows: 2, x: [0.5, 1, -1, 3], y: [2, 0] }, 'a good CSV still loads (blank lines skipped)');
+});
+
+t.test('CSV: a corrupt first data line is an error, not a header; decimal numbers only; any line ending', async (t) => {
+  // A line with a number in it is data: its bad cell is reported, not the line dropped as a header.
+  t.throws(() => of.data.loadCsv(file('corrupt.csv', '1,2,x,4,5\n2,1,2,3,4\n0,1,2,3,4\n')), { code: 'ERR_DATA', message: /line 1, column 3 is not a number \('x'\) \(the first line was read as data .* pass header: true/ });
+  t.equal(of.data.loadCsv(file('corrupt-h.csv', '1,2,x,4,5\n2,1,2,3,4\n0,1,2,3,4\n'), { header: true }).rows, 2, 'header: true still takes it as a header');
+  for (const cell of ['0x10', '0b11', '0o7', 'Infinity', '1_000', '1e', '.']) {
+    t.throws(() => of.data.loadCsv(file('radix.csv', `1,2\n0,${cell}\n`)), { code: 'ERR_DATA', message: new RegExp(`line 2, column 2 is not a number \\('${cell}'\\)`) }, `'${cell}' is not a decimal number`);
+  }
+  const d = of.data.loadCsv(file('decimal.csv', 'label,a,b,c,d\n1, -1.5e3 ,+.5,2.,1E-2\n'));
+  t.same(Array.from(d.x), [-1500, 0.5, 2, 0.01].map(Math.fround), 'signs, points and exponents parse');
+  for (const [name, eol] of [['crlf', '\r\n'], ['lf', '\n'], ['cr', '\r']]) {
+    const e = of.data.loadCsv(file(`${name}.csv`, ['label,a,b', '1,2,3', '0,4,5', ''].join(eol!)));
+    t.same({ rows: e.rows, x: Array.from(e.x), y: Array.from(e.y) }, { rows: 2, x: [2, 3, 4, 5], y: [1, 0] }, `${name} line endings`);
+  }
+  const err = (() => { try { of.data.loadCsv(file('ctl.csv', '1,2,3\r0,1\tx\u001b[2J,1\r')); } catch (e) { return e as Error; } })();
+  t.match(err, { code: 'ERR_DATA', message: /line 2, column 2 is not a number \('1\\x09x\\x1b\[2J'\)/ }, 'control characters are escaped in the message');
+  t.notOk(/[\x00-\x1f]/.test(err?.message ?? ''), 'no raw control character in the message');
 });
 
 t.test('IDX: float labels must be integers in the int32 range', async (t) => {
@@ -231,6 +288,13 @@ t.test('IDX: float labels must be integers in the int32 range', async (t) => {
   t.throws(() => of.data.loadIdx(images, labels('frac.idx', [1.5, 0])), { code: 'ERR_DATA', message: /label 1.5 at index 0/ });
   const d = of.data.loadIdx(images, labels('ok.idx', [3, 0]));
   t.same({ y: Array.from(d.y), x: Array.from(d.x) }, { y: [3, 0], x: [0, 1, 128 / 255, 64 / 255].map(Math.fround) }, 'integer float labels load');
+  // Float images may hold NaN, Infinity or a double beyond float32: refused like loadCsv's cells.
+  for (const [v, shown] of [[NaN, 'NaN'], [Infinity, 'Infinity'], [1e39, '1e\\+39']] as const) {
+    const img = file('fimg.idx', idx(0x0e, [2, 2], [0.5, 1, v, 2], (b, x, o) => b.writeDoubleBE(x, o), 8));
+    t.throws(() => of.data.loadIdx(img, labels('ok2.idx', [1, 0])), { name: 'DataError', code: 'ERR_DATA', message: new RegExp(`fimg.idx: feature ${shown} at index 2 is not a finite float32`) }, `image value ${v}`);
+  }
+  const f = of.data.loadIdx(file('fimg2.idx', idx(0x0d, [2, 1], [-2.5, 3e38], (b, x, o) => b.writeFloatBE(x, o), 4)), labels('ok3.idx', [1, 0]));
+  t.same(Array.from(f.x), [-2.5, Math.fround(3e38)], 'finite float images load unscaled');
 });
 
 t.test('attack options, sizes and a resume on a smaller data set', async (t) => {

@@ -219,7 +219,12 @@ t.test('whatever a callback throws rejects the call with that value', async (t) 
     const r = {};
     const d = data(5000);
     const est = of.ulr({ copies: 4 });
-    for (const [name, v] of [['string', 'boom'], ['number', 42], ['null', null], ['undefined', undefined], ['error', new RangeError('x')]]) {
+    // A frozen Error and a Proxy whose set trap throws: decorating them (their stack) must not replace them.
+    const frozen = Object.freeze(new Error('frozen'));
+    const proxy = new Proxy(new Error('proxied'), { set() { throw new Error('set trap'); } });
+    const values = [['string', 'boom'], ['number', 42], ['null', null], ['undefined', undefined], ['error', new RangeError('x')], ['frozen', frozen], ['proxy', proxy]];
+    const stacks = new Map(values.filter(([, v]) => v instanceof Error).map(([, v]) => [v, v.stack]));
+    for (const [name, v] of values) {
       const m = mk();
       const t0 = Date.now();
       const loss = await Promise.race([settle(m.fit(d, { estimator: est, epochs: 1, loss: () => { throw v; } })), new Promise((res) => setTimeout(() => res('hang'), 10000))]);
@@ -232,13 +237,15 @@ t.test('whatever a callback throws rejects the call with that value', async (t) 
       r[name] = { fitLoss: loss !== 'hang' && 'err' in loss && Object.is(loss.err, v), gradients: Object.is(g, v),
                   onProgress: 'err' in p && Object.is(p.err, v), stoppedEarly: m2.epochsRun < 20,
                   onEpochEnd: 'err' in e && Object.is(e.err, v) && m3.epochsRun === 1 };
+      if (stacks.has(v)) r[name].stackKept = v.stack === stacks.get(v);
     }
     out(r);
   `, 60000);
   clean(t, c, 'throwing callbacks');
-  for (const name of ['string', 'number', 'null', 'undefined', 'error']) {
-    t.same(c.result[name], { fitLoss: true, gradients: true, onProgress: true, stoppedEarly: true, onEpochEnd: true },
-      `a thrown ${name}: fit (JS loss, onProgress, onEpochEnd) rejects with it, gradients throws it, training stops`);
+  for (const name of ['string', 'number', 'null', 'undefined', 'error', 'frozen', 'proxy']) {
+    const error = ['error', 'frozen', 'proxy'].includes(name) ? { stackKept: true } : {};
+    t.same(c.result[name], { fitLoss: true, gradients: true, onProgress: true, stoppedEarly: true, onEpochEnd: true, ...error },
+      `a thrown ${name}: fit (JS loss, onProgress, onEpochEnd) rejects with it as is, gradients throws it, training stops`);
   }
 });
 
@@ -267,6 +274,70 @@ t.test('async callbacks: awaited before fit settles; a rejection rejects fit (no
   clean(t, c, 'async callbacks');
   t.same(c.result, { rejected: true, stopped: true, awaited: true, progressRejected: true, unhandled: 0 },
     'a rejecting onEpochEnd rejects fit with its error and stops training; a slow one is awaited; a rejecting onProgress rejects fit');
+});
+
+t.test('an async loss is refused (ERR_DATA), its rejection handled; an abort does not wait for a pending callback', async (t) => {
+  const c = child(`
+    const r = {};
+    let unhandled = 0;
+    process.on('unhandledRejection', () => unhandled++);
+    const d = data(64);
+    const est = of.ulr({ copies: 4 });
+    const m = mk();
+    const f = await settle(m.fit(d, { estimator: est, epochs: 1, loss: async () => { throw new Error('reward service down'); } }));
+    r.fit = f.err instanceof of.DataError && f.err.code + ' ' + f.err.message;
+    let g;
+    try { m.gradients(d, { estimator: est, loss: () => Promise.reject(new Error('x')) }); g = 'returned'; } catch (e) { g = e instanceof of.DataError && e.code + ' ' + e.message; }
+    r.gradients = g;
+    // A thenable whose then() throws: still no unhandled rejection, still refused.
+    const thenable = await settle(m.fit(d, { estimator: est, epochs: 1, loss: () => ({ then() { throw new Error('then'); } }) }));
+    r.thenable = thenable.err instanceof of.DataError;
+    // A callback promise that never settles: an abort rejects fit at once.
+    const ac = new AbortController();
+    const t0 = Date.now();
+    const p = settle(m.fit(d, { estimator: est, epochs: 3, signal: ac.signal, onEpochEnd: () => new Promise(() => {}) }));
+    setTimeout(() => ac.abort(), 200);
+    const a = await Promise.race([p, new Promise((res) => setTimeout(() => res('hang'), 5000).unref())]);
+    r.abort = a !== 'hang' && a.err instanceof of.AbortError;
+    r.abortMs = Date.now() - t0;
+    // A later rejection of a callback's promise left behind by the abort is handled too.
+    const ac2 = new AbortController();
+    let reject;
+    const p2 = settle(m.fit(d, { estimator: est, epochs: 1, signal: ac2.signal, onEpochEnd: () => new Promise((_, rej) => (reject = rej)) }));
+    await new Promise((res) => setTimeout(res, 200));
+    ac2.abort();
+    r.abort2 = (await p2).err instanceof of.AbortError;
+    reject(new Error('late'));
+    await new Promise((res) => setTimeout(res, 50));
+    r.usable = m.predict(d.x, 64).length === 192;
+    r.unhandled = unhandled;
+    out(r);
+  `);
+  clean(t, c, 'async loss, abort');
+  const msg = /^ERR_DATA the loss function must return \d+ finite per-row losses .*: got a promise; the loss must be synchronous/;
+  t.match(c.result, { fit: msg, gradients: msg, thenable: true, abort: true, abort2: true, usable: true, unhandled: 0 },
+    'an async loss rejects fit (throws from gradients) with a DataError; an aborted fit does not wait for a never-settling callback');
+  t.ok((c.result.abortMs as number) < 3000, `the aborted fit settled ${String(c.result.abortMs)} ms after it started (abort at 200 ms)`);
+});
+
+t.test('MPI broadcast: a root that is not a rank is an argument error', { skip: of.distributed.mpiAvailable() ? false : 'the MPI addon was not built (no MPI found at install time)' }, async (t) => {
+  const c = child(`
+    const comm = of.distributed.mpi();
+    const r = {};
+    for (const root of [NaN, -1, 1.5, 1, '0'])
+      try { comm.broadcast(new Float32Array(2), root); r[String(root)] = 'ran'; } catch (e) { r[String(root)] = e instanceof of.ConfigError ? e.code + ' ' + e.message : String(e); }
+    const v = new Float32Array([1, 2]);
+    comm.broadcast(v, 0);
+    comm.broadcast(v);
+    r.ok = Array.from(v);
+    comm.finalize();
+    out(r);
+  `);
+  clean(t, c, 'MPI broadcast root');
+  for (const root of ['NaN', '-1', '1.5', '1', '0']) {
+    t.match(c.result[root], /^ERR_CONFIG Expected integer in \[0, 1\) for root but received/, `root ${root} on a communicator of size 1`);
+  }
+  t.same(c.result.ok, [1, 2], 'root 0 (given or by default) broadcasts');
 });
 
 t.test('MPI after finalize(): a typed error, not an abort', { skip: of.distributed.mpiAvailable() ? false : 'the MPI addon was not built (no MPI found at install time)' }, async (t) => {
