@@ -62,7 +62,7 @@ t.test('package.json installs through scripts/install.js, cmake-js with node-api
   t.same(pkg.binary, { napi_versions: [8] }, 'cmake-js takes the N-API headers from node-api-headers (offline)');
   t.equal(pkg.scripts.install, 'node scripts/install.js');
   t.equal(pkg.scripts.rebuild, 'node scripts/install.js --rebuild');
-  t.equal(pkg.scripts.prepack, 'node scripts/prebuild.js');
+  t.equal(pkg.scripts.prepack, 'node scripts/prebuild.js && npm run docs', 'npm pack carries the prebuilt addon and the API reference');
   t.ok(pkg.files.includes('prebuilds'), 'npm pack includes prebuilds/');
   t.ok(pkg.dependencies['node-gyp'] && pkg.dependencies['cmake-js'], 'both builders are dependencies of the installed package');
 });
