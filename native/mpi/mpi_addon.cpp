@@ -10,23 +10,21 @@
 
 namespace {
 
-Napi::Error backend_error(Napi::Env env, const std::string& what, int rc) {
-    char text[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    MPI_Error_string(rc, text, &len);
-    Napi::Error e = Napi::Error::New(env, what + ": " + std::string(text, size_t(len)));
-    e.Set("code", "ERR_BACKEND");
-    return e;
-}
-
-void check(Napi::Env env, int rc, const char* what) {
-    if (rc != MPI_SUCCESS) throw backend_error(env, what, rc);
-}
-
 Napi::Error coded_error(Napi::Env env, const std::string& what, const char* code) {
     Napi::Error e = Napi::Error::New(env, what);
     e.Set("code", code);
     return e;
+}
+
+Napi::Error backend_error(Napi::Env env, const std::string& what, int rc) {
+    char text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, text, &len);
+    return coded_error(env, what + ": " + std::string(text, size_t(len)), "ERR_BACKEND");
+}
+
+void check(Napi::Env env, int rc, const char* what) {
+    if (rc != MPI_SUCCESS) throw backend_error(env, what, rc);
 }
 
 bool finalized() {
