@@ -165,7 +165,6 @@ export function copySlice(estimator: UlrEstimator, rank: number, size: number): 
   checkRanks(rank, size);
   if (typeof estimator.copies !== 'number') throw invalidArg('estimator.copies', 'one number of copies', estimator.copies);
   const K = estimator.copies, unit = estimator.antithetic ? 2 : 1, units = K / unit;
-  if (!is.integer(rank) || rank < 0 || rank >= size) throw invalidArg('rank', `integer in [0, ${size - 1}]`, rank);
   if (units < size || K / size < 2) throw new ConfigError(`copy-parallel ULR needs at least 2 copies (whole pairs) per rank: ${K} copies over ${size} ranks`);
   return [unit * Math.floor((rank * units) / size), unit * Math.floor(((rank + 1) * units) / size)];
 }
