@@ -20,7 +20,8 @@ export type LoadResult = {
   allPredictionsOk: boolean;
 };
 
-const quantile = (xs: number[], q: number) => {
+/** The q-quantile of xs (nearest rank, from below); NaN for none. Shared with soak.ts. */
+export const quantile = (xs: number[], q: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
 };

@@ -6,6 +6,7 @@
  * Run as a script it prints the result as one JSON line: `node --expose-gc soak.js '{"cycles":200}'`.
  */
 import type { AddressInfo } from 'net';
+import { quantile } from './load';
 import { buildServer } from './server';
 
 export type SoakOptions = {
@@ -45,10 +46,6 @@ export type SoakResult = {
   seconds: number;
 };
 
-const quantile = (xs: number[], q: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
-};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function runSoak(options: SoakOptions = {}): Promise<SoakResult> {
