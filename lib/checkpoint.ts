@@ -6,13 +6,12 @@
  * that is fsynced and renamed, so a crash mid-save leaves the previous file intact. Loading checks every field
  * against the model spec and the file size before allocating anything, then verifies the checksum.
  */
-import { constants as bufferConstants } from 'buffer';
 import { createHash, randomBytes } from 'crypto';
 import { promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { CheckpointError, NumericError, OneForwardError } from './errors';
-import { parseHeader, readRegularFile } from './files';
+import { MAX_FILE, parseHeader, readRegularFile } from './files';
 import {
   ACTIVATIONS, type ActivationLayer, type ActivationName, type DenseLayer, type ImageShape, type QuantizedWeights, type Layer, type Padding, type Topology, avgPool2d, conv2d, flatten,
   type Graph, batchNorm, concat, dropout, globalAvgPool, groupNorm, layerNorm, graphConv, gru, lif, lstm, maxPool2d, repeat, residual, rnn, timeMean, topology,
@@ -24,8 +23,6 @@ const VERSION = 1;
 const MAX_HEADER = 16 << 20;
 // JSON nesting of a header: a residual block inside a residual block adds 2 levels; 64 leaves room for 29.
 const MAX_DEPTH = 64;
-// A checkpoint is read whole: the largest Buffer Node allocates (4 GiB on 64-bit).
-const MAX_FILE = bufferConstants.MAX_LENGTH;
 const OPTIMIZERS = ['sgd', 'adam', 'adamw'] as const;
 
 type TensorEntry = { name: string; shape: number[]; offset: number };

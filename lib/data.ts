@@ -8,7 +8,7 @@ import * as path from 'path';
 import * as zlib from 'zlib';
 import { constants as bufferConstants } from 'buffer';
 import { ConfigError, DataError, OutOfMemoryError, ShapeError } from './errors';
-import { readRegularFileSync } from './files';
+import { MAX_FILE, readRegularFileSync } from './files';
 import { native } from './native';
 import { invalidArg, is, optionsObject } from './validate';
 
@@ -261,7 +261,6 @@ export function loadIdx(imagesPath: string, labelsPath: string): Dataset {
   return { x, y, rows, shape: images.dims.slice(1) };
 }
 
-const MAX_FILE = bufferConstants.MAX_LENGTH;  // the largest Buffer Node allocates (4 GiB on 64-bit)
 const fileError = (file: string) => (why: string, cause?: unknown) => new DataError(`${file}: ${why}`, { cause });
 
 const IDX_SIZES: Record<number, number> = { 0x08: 1, 0x09: 1, 0x0b: 2, 0x0c: 4, 0x0d: 4, 0x0e: 8 };

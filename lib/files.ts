@@ -5,11 +5,15 @@
  * magic and header) before the rest is allocated and read. Opening uses O_NONBLOCK, so a FIFO with no writer
  * never blocks; errors keep the system error (ENOENT, EACCES...) as `cause`.
  */
+import { constants as bufferConstants } from 'buffer';
 import { constants, promises as fsp, type Stats } from 'fs';
 import * as fs from 'fs';
 import { OneForwardError } from './errors';
 
 type Fail = (why: string, cause?: unknown) => OneForwardError;
+
+/** @internal The largest file a loader reads whole: the largest Buffer Node allocates (4 GiB on 64-bit). */
+export const MAX_FILE = bufferConstants.MAX_LENGTH;
 
 /**
  * @internal A check of a file's first `bytes` bytes (fewer when the file is shorter) and its size, run before

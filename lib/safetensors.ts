@@ -4,10 +4,9 @@
  * little-endian tensor bytes). F32, F16, BF16 and F64 tensors are read as Float32Array; the header is checked
  * against the file size before any tensor is copied. `model.loadWeights` maps names onto a model.
  */
-import { constants as bufferConstants } from 'buffer';
 import { promises as fsp } from 'fs';
 import { CheckpointError, OneForwardError } from './errors';
-import { parseHeader, readRegularFile } from './files';
+import { MAX_FILE, parseHeader, readRegularFile } from './files';
 import { invalidArg, is } from './validate';
 
 /** One tensor of a safetensors file, converted to float32. */
@@ -23,7 +22,6 @@ export type Tensor = {
 const SIZES: Record<string, number> = { F32: 4, F16: 2, BF16: 2, F64: 8 };
 const MAX_HEADER = 100 << 20;  // the reference implementation's limit
 const MAX_DEPTH = 64;
-const MAX_FILE = bufferConstants.MAX_LENGTH;  // read whole: the largest Buffer Node allocates
 
 function f16(h: number): number {
   const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, m = h & 0x3ff;
