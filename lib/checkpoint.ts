@@ -237,9 +237,10 @@ export async function load(file: string): Promise<Model> {
     const len = head.readUInt32LE(8);
     if (len === 0 || len > MAX_HEADER || 16 + len > size) throw fail(file, `truncated or corrupt header (length ${len})`);
   };
-  const buf = await readRegularFile(file, MAX_FILE, (why, cause) => new CheckpointError(`${file}: ${why}`, { cause }), { bytes: 16, check: checkHead });
+  const failWith = (why: string, cause?: unknown) => new CheckpointError(`${file}: ${why}`, { cause });
+  const buf = await readRegularFile(file, MAX_FILE, failWith, { bytes: 16, check: checkHead });
   const headerLen = buf.readUInt32LE(8);
-  const h = parseHeader(buf.subarray(16, 16 + headerLen).toString('utf8'), MAX_DEPTH, (why, cause) => new CheckpointError(`${file}: ${why}`, { cause })) as Header;
+  const h = parseHeader(buf.subarray(16, 16 + headerLen).toString('utf8'), MAX_DEPTH, failWith) as Header;
   if (typeof h !== 'object' || h === null || h.format !== 'oneforward') throw fail(file, 'not a oneforward checkpoint');
   if (h.version !== VERSION) throw fail(file, `unsupported format version ${String(h.version)} (this build reads version ${VERSION})`);
   if (h.dtype !== 'float32') throw fail(file, `unsupported dtype ${String(h.dtype)}`);
