@@ -48,12 +48,20 @@ const fail = (file: string, why: string) => new CheckpointError(`${file}: ${why}
 // What load() would refuse is refused before a byte is written: a checkpoint must never replace a good file
 // with one that cannot be loaded (non-finite weights or optimizer moments, a negative second moment, non-finite
 // sigma, variances or batchNorm statistics).
-function checkFinite(file: string, name: string, values: ArrayLike<number>, nonNegative = false): void {
+// The one rule save and load share: the index of the first value that is not finite (or negative, where it must
+// not be), else -1.
+function badIndex(values: ArrayLike<number>, nonNegative: boolean): number {
   for (let j = 0; j < values.length; j++) {
     const v = values[j]!;
-    if (!Number.isFinite(v) || (nonNegative && v < 0)) {
-      throw new NumericError(`${file}: not saved: ${name} holds ${v} at index ${j} (a checkpoint holds finite ${nonNegative ? 'non-negative ' : ''}values only; the file was left as it was)`);
-    }
+    if (!Number.isFinite(v) || (nonNegative && v < 0)) return j;
+  }
+  return -1;
+}
+
+function checkFinite(file: string, name: string, values: ArrayLike<number>, nonNegative = false): void {
+  const j = badIndex(values, nonNegative);
+  if (j >= 0) {
+    throw new NumericError(`${file}: not saved: ${name} holds ${values[j]} at index ${j} (a checkpoint holds finite ${nonNegative ? 'non-negative ' : ''}values only; the file was left as it was)`);
   }
 }
 
@@ -306,9 +314,8 @@ export async function load(file: string): Promise<Model> {
   // would load silently and predict NaN. Adam's second moment is never negative.
   const values = h.tensors.map((t, i) => {
     const f = floats(i);
-    for (let j = 0; j < f.length; j++) {
-      if (!Number.isFinite(f[j]!) || (t.name === 'optimizer.v' && f[j]! < 0)) throw fail(file, `tensor ${t.name} holds ${f[j]} at index ${j} (weights must be finite)`);
-    }
+    const j = badIndex(f, t.name === 'optimizer.v');
+    if (j >= 0) throw fail(file, `tensor ${t.name} holds ${f[j]} at index ${j} (weights must be finite)`);
     return f;
   });
   const model = sequential(layers, { loss: m.loss as LossName, seed: m.seed as number });
