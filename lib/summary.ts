@@ -66,10 +66,11 @@ export function summarize(layers: readonly Layer[], frozen: number, title: strin
   let frozenParams = 0;
   const index: number[] = [];
   const rows = topo.perLayer.map((r) => {
-    const first = r.layer.type === 'residual' || r.layer.type === 'concat' ? next : (next += r.tensors) - r.tensors;
+    const block = r.layer.type === 'residual' || r.layer.type === 'concat';
+    const first = block ? next : (next += r.tensors) - r.tensors;
     const params = sizes.slice(first, first + r.tensors).reduce((a, b) => a + b, 0);
     let trainable = '';  // blank for layers without parameters, and for blocks (their inner rows say)
-    if (r.layer.type !== 'residual' && r.layer.type !== 'concat' && r.tensors > 0) {
+    if (!block && r.tensors > 0) {
       const isFrozen = withParams++ < frozen;
       if (isFrozen) frozenParams += params;
       trainable = isFrozen ? 'frozen' : 'yes';
