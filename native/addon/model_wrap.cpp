@@ -345,7 +345,7 @@ Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
         p.Set("data", Napi::Float32Array::New(env, size_t(n), ab, 0));
         out.Set(idx++, p);
     };
-    std::map<UnitKind, int> count;  // tensors are named per kind: dense0, dense1, ..., conv0, ..., gru0, ...
+    std::map<UnitKind, int> count;  // tensors are numbered per kind
     for (const DenseUnit& u : m.units)
         if (u.param())
             for (const UnitTensor& t : unit_tensors(u, count[u.kind]++)) add(t.name, t.offset, t.shape);
@@ -737,7 +737,7 @@ Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
     r.Set("runningLoss", m.has_running ? Napi::Value(Napi::Number::New(env, m.running_loss)) : env.Null());
     r.Set("layerVar", m.layer_var.empty() ? env.Null() : Napi::Value(number_array(env, m.layer_var)));
     r.Set("logSigma", m.log_sigma.empty() ? env.Null() : Napi::Value(number_array(env, m.log_sigma)));
-    std::vector<double> bn;  // running statistics (batchNorm), unit by unit: mean then variance
+    std::vector<double> bn;  // running statistics, unit by unit: mean then variance
     for (const DenseUnit& u : m.units)
         if (u.running) bn.insert(bn.end(), u.running->begin(), u.running->end());
     r.Set("bnRunning", bn.empty() ? env.Null() : Napi::Value(number_array(env, bn)));

@@ -104,7 +104,7 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
         b.index = int(i), b.where = "layer " + std::to_string(i);
         OF_TRY(spec.layers[i].type->build(spec.layers[i], b));
     }
-    OF_CHECK(b.have_unit, Config, "a model needs at least one dense, conv2d, pooling or recurrent layer");
+    OF_CHECK(!b.m.units.empty(), Config, "a model needs at least one dense, conv2d, pooling or recurrent layer");
     OF_CHECK(b.block_start < 0, Config, "a residual block is not closed");
     if (b.seq) {  // per-position outputs (sequence steps, graph nodes): one label per position, -1 = none
         OF_CHECK(spec.loss != LossKind::Mse, Config,

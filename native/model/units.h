@@ -19,8 +19,8 @@ struct SeqCtx {
     float* wexp = nullptr;
 };
 
-// out (rows, O) = the unit's pre-activation without bias (dense, conv) or its pooled output, overwritten.
-// Sequence units (rnn, gru, lstm, lif: their whole recurrence; repeat, timeMean) need `sq`.
+// out (rows, O) = the unit's pre-activation without bias (units with parameters) or its output, overwritten.
+// Sequence units (the whole recurrence of a recurrent one) need `sq`.
 void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
                  float* cols, const SeqCtx* sq = nullptr);
 // The clean (inference) forward of one unit: out (rows, O) = its output after bias and activation, with the block's
@@ -60,7 +60,7 @@ void unit_lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, i
                     float alpha, float* dW, float* db, float* cols, float* wexp);
 // The unit's bias expanded to one value per output (conv: per channel, repeated over positions): out (O).
 void unit_bias_row(const DenseUnit& u, const float* theta, float* out);
-// The unit's parameter tensors, named for the n-th unit of its kind (dense0.weight, gru1.recurrent, ...).
+// The unit's parameter tensors, named for the n-th unit of its kind (<kind><n>.weight, .recurrent, .bias).
 struct UnitTensor {
     std::string name;
     int64_t offset;  // into the parameter slab

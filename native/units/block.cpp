@@ -12,7 +12,7 @@ namespace {
 
 Status build_begin(const LayerSpec&, ModelBuilder& b) {  // residualBegin and concatBegin
     OF_CHECK(b.block_start < 0, Config, b.where + ": residual blocks do not nest yet");
-    OF_CHECK(b.have_unit, Config, b.where + ": a residual block cannot be the first layer");
+    OF_CHECK(!b.m.units.empty(), Config, b.where + ": a residual block cannot be the first layer");
     b.block_start = int(b.m.units.size()), b.block_width = b.width;
     b.block_h = b.H, b.block_w = b.W, b.block_c = b.C, b.block_t = b.T, b.block_f = b.F, b.block_spatial = b.spatial, b.block_seq = b.seq;
     return {};
@@ -53,7 +53,6 @@ Status build_concat_end(const LayerSpec&, ModelBuilder& b) {
     if (b.spatial) b.C += b.block_c;
     if (b.seq) b.F += b.block_f;
     b.add(u);
-    m.dense_only = false;
     b.block_start = -1;
     return {};
 }

@@ -29,6 +29,7 @@ Status ModelBuilder::output(DenseUnit& u, uint64_t a, uint64_t b) {
 void ModelBuilder::add(const DenseUnit& u) {
     m.units.push_back(u);
     width = u.O;
+    if (u.kind != UnitKind::Dense || u.quant) m.dense_only = false;  // the fused dense estimators no longer apply
 }
 
 // Uniforms in [-1, 1) from the top 24 bits of each Philox word, times bound.
@@ -70,7 +71,7 @@ Status build_activation(const LayerSpec& l, ModelBuilder& b) {
         b.m.units.back().post_act = l.act, b.m.units.back().post_alpha = l.alpha;
         return {};
     }
-    OF_CHECK(b.have_unit, Config, "the first layer must be dense, conv2d or a pooling layer (an activation needs a layer before it)");
+    OF_CHECK(!b.m.units.empty(), Config, "the first layer must be dense, conv2d or a pooling layer (an activation needs a layer before it)");
     DenseUnit& u = b.m.units.back();
     OF_CHECK(u.act == Act::Identity, Config, b.where + ": two activations in a row are not supported");
     u.act = l.act;

@@ -164,8 +164,6 @@ Status build_graph_conv(const LayerSpec& l, ModelBuilder& b) {
     OF_TRY(b.output(u, uint64_t(l.nodes), uint64_t(l.units)));
     b.F = l.units;
     b.add(u);
-    b.m.dense_only = false;
-    b.have_unit = true;
     return {};
 }
 
@@ -205,8 +203,6 @@ Status add_image_unit(ModelBuilder& b, DenseUnit& u, bool global) {
     b.H = u.g.Ho, b.W = u.g.Wo, b.C = u.g.Co;
     if (global) b.spatial = false;
     b.add(u);
-    b.m.dense_only = false;
-    b.have_unit = true;
     return {};
 }
 

@@ -27,10 +27,9 @@ Status build(const LayerSpec& l, ModelBuilder& b) {
     if (!l.trainable) m.frozen++;
     DenseUnit u{b.width, l.units, -1, -1};
     u.quant = l.quant;
-    if (l.quant) m.has_quant = true, m.dense_only = false;
+    if (l.quant) m.has_quant = true;
     OF_TRY(b.params(u, wn, l.bias ? uint64_t(l.units) : 0));
     b.add(u);
-    b.have_unit = true;
     return {};
 }
 

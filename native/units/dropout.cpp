@@ -12,13 +12,12 @@ namespace {
 void read(const LayerReader& r, LayerSpec& l) { l.rate = float(r.number("rate")); }
 
 Status build(const LayerSpec& l, ModelBuilder& b) {  // any shape, unchanged
-    OF_CHECK(b.have_unit, Config, b.where + ": dropout needs a layer before it");
+    OF_CHECK(!b.m.units.empty(), Config, b.where + ": dropout needs a layer before it");
     OF_CHECK(l.rate >= 0.0f && l.rate < 1.0f, Config, b.where + ": dropout rate must be in [0, 1)");
     DenseUnit u{b.width, b.width, -1, -1};
     u.kind = UnitKind::Dropout;
     u.rate = l.rate;
     b.add(u);
-    b.m.dense_only = false;
     return {};
 }
 

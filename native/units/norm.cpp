@@ -180,7 +180,7 @@ void read_group_norm(const LayerReader& r, LayerSpec& l) { l.groups = int(r.inte
 
 // Normalizes the last axis: channels (an image), features per step (a sequence), or all values (flat)
 Status build(const LayerSpec& l, ModelBuilder& b) {
-    OF_CHECK(b.have_unit, Config, b.where + ": normalization needs a layer before it");
+    OF_CHECK(!b.m.units.empty(), Config, b.where + ": normalization needs a layer before it");
     DenseUnit u{b.width, b.width, -1, -1};
     u.kind = l.type->unit;
     const int last = b.spatial ? b.C : b.seq ? b.F : b.width;
@@ -198,7 +198,6 @@ Status build(const LayerSpec& l, ModelBuilder& b) {
         b.m.has_batch_norm = true;
     }
     b.add(u);
-    b.m.dense_only = false;
     return {};
 }
 

@@ -266,8 +266,6 @@ Status build(const LayerSpec& l, ModelBuilder& b) {
     else b.seq = false;
     OF_TRY(b.output(u, uint64_t(q.return_sequences ? q.T : 1), uint64_t(q.H)));
     b.add(u);
-    b.m.dense_only = false;
-    b.have_unit = true;
     return {};
 }
 

@@ -8,36 +8,6 @@
 namespace of {
 namespace {
 
-void repeat_forward(const float* in, int rows, int T, int F, float* out) {
-    for (int r = 0; r < rows; r++)
-        for (int t = 0; t < T; t++) std::copy(in + int64_t(r) * F, in + int64_t(r + 1) * F, out + (int64_t(r) * T + t) * F);
-}
-
-void repeat_backward(const float* dout, int rows, int T, int F, float* din) {
-    for (int r = 0; r < rows; r++) {
-        float* d = din + int64_t(r) * F;
-        std::fill(d, d + F, 0.0f);
-        for (int t = 0; t < T; t++)
-            for (int f = 0; f < F; f++) d[f] += dout[(int64_t(r) * T + t) * F + f];
-    }
-}
-
-void time_mean_forward(const float* in, int rows, int T, int F, float* out) {
-    for (int r = 0; r < rows; r++) {
-        float* o = out + int64_t(r) * F;
-        std::fill(o, o + F, 0.0f);
-        for (int t = 0; t < T; t++)
-            for (int f = 0; f < F; f++) o[f] += in[(int64_t(r) * T + t) * F + f];
-        for (int f = 0; f < F; f++) o[f] /= float(T);
-    }
-}
-
-void time_mean_backward(const float* dout, int rows, int T, int F, float* din) {
-    for (int r = 0; r < rows; r++)
-        for (int t = 0; t < T; t++)
-            for (int f = 0; f < F; f++) din[(int64_t(r) * T + t) * F + f] = dout[int64_t(r) * F + f] / float(T);
-}
-
 void read_repeat(const LayerReader& r, LayerSpec& l) { l.steps = int(r.integer("steps", 1, 1 << 16)); }
 
 Status build_repeat(const LayerSpec& l, ModelBuilder& b) {
@@ -48,8 +18,6 @@ Status build_repeat(const LayerSpec& l, ModelBuilder& b) {
     b.T = l.steps, b.F = b.width, b.seq = true;
     OF_TRY(b.output(u, uint64_t(u.q.T), uint64_t(u.q.F)));
     b.add(u);
-    b.m.dense_only = false;
-    b.have_unit = true;
     return {};
 }
 
@@ -60,25 +28,48 @@ Status build_time_mean(const LayerSpec&, ModelBuilder& b) {
     b.seq = false;
     OF_TRY(b.output(u, 1, uint64_t(u.q.F)));
     b.add(u);
-    b.m.dense_only = false;
-    b.have_unit = true;
     return {};
 }
 
+// in (rows, F) -> out (rows, T F)
 void forward_repeat(const KernelTable&, const DenseUnit& u, const float*, const float* in, int rows, float* out, float*, const SeqCtx*) {
-    repeat_forward(in, rows, u.q.T, u.q.F, out);
+    const int T = u.q.T, F = u.q.F;
+    for (int r = 0; r < rows; r++)
+        for (int t = 0; t < T; t++) std::copy(in + int64_t(r) * F, in + int64_t(r + 1) * F, out + (int64_t(r) * T + t) * F);
 }
-void backward_repeat(const KernelTable&, const DenseUnit& u, const float*, const float*, int rows, const float* dv, float*, float* din,
+
+// din = the sum of dout over the steps
+void backward_repeat(const KernelTable&, const DenseUnit& u, const float*, const float*, int rows, const float* dout, float*, float* din,
                      float*, const SeqCtx*) {
-    if (din) repeat_backward(dv, rows, u.q.T, u.q.F, din);
+    const int T = u.q.T, F = u.q.F;
+    for (int r = 0; din && r < rows; r++) {
+        float* d = din + int64_t(r) * F;
+        std::fill(d, d + F, 0.0f);
+        for (int t = 0; t < T; t++)
+            for (int f = 0; f < F; f++) d[f] += dout[(int64_t(r) * T + t) * F + f];
+    }
 }
+
+// in (rows, T F) -> out (rows, F)
 void forward_time_mean(const KernelTable&, const DenseUnit& u, const float*, const float* in, int rows, float* out, float*,
                        const SeqCtx*) {
-    time_mean_forward(in, rows, u.q.T, u.q.F, out);
+    const int T = u.q.T, F = u.q.F;
+    for (int r = 0; r < rows; r++) {
+        float* o = out + int64_t(r) * F;
+        std::fill(o, o + F, 0.0f);
+        for (int t = 0; t < T; t++)
+            for (int f = 0; f < F; f++) o[f] += in[(int64_t(r) * T + t) * F + f];
+        for (int f = 0; f < F; f++) o[f] /= float(T);
+    }
 }
-void backward_time_mean(const KernelTable&, const DenseUnit& u, const float*, const float*, int rows, const float* dv, float*,
+
+// din = dout / T at every step
+void backward_time_mean(const KernelTable&, const DenseUnit& u, const float*, const float*, int rows, const float* dout, float*,
                         float* din, float*, const SeqCtx*) {
-    if (din) time_mean_backward(dv, rows, u.q.T, u.q.F, din);
+    const int T = u.q.T, F = u.q.F;
+    for (int r = 0; din && r < rows; r++)
+        for (int t = 0; t < T; t++)
+            for (int f = 0; f < F; f++) din[(int64_t(r) * T + t) * F + f] = dout[int64_t(r) * F + f] / float(T);
 }
 
 }  // namespace

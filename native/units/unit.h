@@ -41,7 +41,6 @@ struct ModelBuilder {
     bool spatial = false, seq = false;
     int H = 0, W = 0, C = 0, T = 0, F = 0;
     uint64_t total = 0;      // parameter values laid out so far
-    bool have_unit = false;  // a unit that can start a model (not a norm, dropout or block end) has been read
     // the residual or concat block being read: its first unit, the shape of its input
     int block_start = -1, block_width = 0, block_h = 0, block_w = 0, block_c = 0, block_t = 0, block_f = 0;
     bool block_spatial = false, block_seq = false;
@@ -51,7 +50,7 @@ struct ModelBuilder {
     Status params(DenseUnit& u, uint64_t weights, uint64_t bias);
     // u.O = a b values per row, at most 2^28.
     Status output(DenseUnit& u, uint64_t a, uint64_t b);
-    // Appends u: the next layer reads its output (width = u.O).
+    // Appends u: the next layer reads its output (width = u.O). Clears m.dense_only unless u is a plain dense unit.
     void add(const DenseUnit& u);
 };
 
