@@ -82,6 +82,7 @@ struct DenseUnit {
     // per position (g.Ho of them) it writes that input's g.C values, then its own input's g.Co values.
     int skip_from = -1;
     bool starts_block = false;  // the first unit of a residual or concat block (its input is the block's skip)
+    bool ends_residual() const { return skip_from >= 0 && kind != UnitKind::Concat; }  // adds the skip to its output
     float rate = 0.0f;  // dropout: the fraction of values zeroed in training
     int groups = 1;     // groupNorm: channel groups, each normalized over all positions of a row
     int quant = 0;      // dense, conv2d: the forward uses binary (1) or ternary (2) weights of the real ones

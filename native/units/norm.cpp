@@ -27,7 +27,8 @@ Sets sets_of(const DenseUnit& u) {
     return {u.g.Ho, 1, u.g.Co};
 }
 
-// x^ (n values, as laid out in x) of one set, returning 1 / sqrt(var + eps)
+// x^ of one set of values -- np positions `stride` apart, cg values each, laid out as in x -- returning
+// 1 / sqrt(var + eps)
 float normalize_set(const float* x, float* xh, int np, int stride, int cg) {
     const double n = double(np) * cg;
     double mu = 0.0, var = 0.0;
@@ -210,7 +211,7 @@ void tensors(const DenseUnit& u, const std::string& name, std::vector<UnitTensor
 
 }  // namespace
 
-void batch_norm_stats(const DenseUnit& u, const float* in, int rows) {
+void batch_norm_stats(const DenseUnit& u, const float* in, int rows) {  // channel-inner loops: one pass per moment
     const int C = u.g.Co;
     const int64_t n = int64_t(rows) * u.g.Ho;
     std::vector<double> mu(size_t(C), 0.0), var(size_t(C), 0.0);

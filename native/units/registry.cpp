@@ -75,7 +75,7 @@ void unit_clean_forward(const KernelTable& k, const DenseUnit& u, const float* t
     if (u.kind == UnitKind::Concat) concat_forward(u, out, in, skip, rows, 1);
     else unit_linear(k, u, theta, in, rows, out, cols, sq);
     unit_bias_act(k, u, theta, out, out, rows);
-    if (u.skip_from >= 0 && u.kind != UnitKind::Concat) residual_add(k, u, out, skip, rows, 1);
+    if (u.ends_residual()) residual_add(k, u, out, skip, rows, 1);
 }
 
 void unit_bias_act(const KernelTable& k, const DenseUnit& u, const float* theta, float* a, float* v, int rows) {
