@@ -1,12 +1,8 @@
-// The normalizations, over any input shape (unchanged), with a gain and a bias per value of the last axis (the
-// channels, C of them; P positions per row):
-//   layerNorm: y = gain x^ + bias, x^ over each position's C values
-//   groupNorm: the same with x^ over each (row, group) set: all P positions of the group's C / groups channels
-//   batchNorm: y = gain (x - mean) / sqrt(var + eps) + bias per channel, with this batch's mean and (biased) variance
-//              over rows and positions in training (ULR's noisy copies use the clean batch's) and running ones in
-//              inference (momentum 0.1, unbiased variance).
-// Means and variances are accumulated in double; gain 1 and bias 0 at the start. The bias comes with the
-// activation (or the ULR noise), as for every unit.
+// The normalizations (shape unchanged; gain 1 and bias 0 at the start, one each per channel of the last axis):
+//   layerNorm: gain x^ + bias, x^ over each position's channels; groupNorm: x^ over each (row, group) set, all
+//   positions of the group's channels; batchNorm: gain (x - mean) / sqrt(var + eps) + bias per channel, with this
+//   batch's statistics in training (ULR's noisy copies use the clean batch's) and running ones in inference.
+// Means and variances accumulate in double. The bias comes with the activation (or the ULR noise), as for every unit.
 #include <algorithm>
 #include <cmath>
 

@@ -285,7 +285,7 @@ void tensors(const DenseUnit& u, const std::string& name, std::vector<UnitTensor
 
 void forward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out, float*,
              const SeqCtx* sq) {
-    seq_forward(k, u, theta, in, rows, out, sq->aux, nullptr, 0.0f, sq->scratch);
+    seq_forward(k, u, theta, in, rows, out, sq->aux, nullptr, nullptr, sq->scratch);
 }
 
 void backward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, const float* dv, float* dW,
