@@ -228,6 +228,7 @@ export const benchSuites = [
   { name: 'paper', byDefault: true, about: "the paper's claims: flow arrangements, architectures, fine-tuning, robustness" },
   { name: 'finetune', byDefault: false, about: 'pretrain with BP on digits 0-4, fine-tune on 5-9 (also part of paper)' },
   { name: 'architectures', byDefault: false, about: 'CNN, GRU, spiking, step-activation, residual and graph models (also part of paper)' },
+  { name: 'arch-options', byDefault: false, about: 'ULR options (layer-wise, QMC, per-channel sigma, auto copies) on the CNN, residual CNN and GRU' },
   { name: 'distributed', byDefault: false, about: 'compute and all-reduce per step under mpirun with 1 and 2 ranks (needs MPI)' },
   { name: 'gpu', byDefault: false, about: 'the CUDA backend against a PyTorch reference (needs an NVIDIA GPU)' },
 ] as const;

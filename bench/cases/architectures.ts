@@ -2,11 +2,11 @@
 // layer with parameters) and, where it applies, local module training (ulr({ modules })) or a frozen stem.
 // Digits models: 5 epochs, Adam 1e-3, batch 64, seed 1. Graph models: 200 full-graph steps, Adam 0.01. Prints one
 // JSON line with test accuracy, seconds per epoch and ms per step of each run; a model BP cannot train records
-// BP's error instead.
+// BP's error instead. The models and the training run are exported for bench/cases/arch-options.ts.
 import * as of from '../../lib/index';
 
-type Run = { model: string; estimator: string; accuracy?: number; secondsPerEpoch?: number; stepMs?: number; refused?: string; epochs?: of.EpochLog[] };
-type Spec = {
+export type Run = { model: string; estimator: string; accuracy?: number; secondsPerEpoch?: number; stepMs?: number; refused?: string; epochs?: of.EpochLog[] };
+export type Spec = {
   name: string; build: () => of.Model; estimators: [string, of.Estimator, number?][];
   data?: () => { train: of.Dataset; test: of.Dataset }; epochs?: number; lr?: number; batch?: number;
 };
@@ -41,7 +41,7 @@ const gcn = (task: of.GraphTask) => () => of.sequential([
 ], { seed: 1 });
 const karate = of.datasets.karate(), sbm = of.datasets.sbm();
 
-const MODELS: Spec[] = [
+export const MODELS: Spec[] = [
   {
     name: 'small CNN (conv 8, pool, conv 16, pool, dense)', build: cnn,
     estimators: [
@@ -86,33 +86,39 @@ const MODELS: Spec[] = [
   },
 ];
 
+/** Trains a fresh model of `spec` with `estimator` and measures it; a refusal records the error instead. */
+export async function measure(spec: Spec, name: string, estimator: of.Estimator, data: { train: of.Dataset; test: of.Dataset }): Promise<Run> {
+  const { train, test } = spec.data ? spec.data() : data;
+  const epochs = spec.epochs ?? 5, batch = spec.batch ?? 64;
+  const steps = Math.ceil(train.rows / batch);
+  process.stderr.write(`architectures: ${spec.name}, ${name}\n`);
+  const m = spec.build();
+  try {
+    const h = await m.fit(train, { estimator, optimizer: of.adam({ lr: spec.lr ?? 1e-3 }), epochs, batchSize: batch });
+    const secs = h.epochs.map((e) => e.seconds).sort((a, b) => a - b)[Math.floor(epochs / 2)]!;
+    return { model: spec.name, estimator: name, accuracy: m.evaluate(test).accuracy, secondsPerEpoch: secs, stepMs: (1000 * secs) / steps, epochs: epochs <= 10 ? h.epochs : undefined };
+  } catch (err) {
+    const e = err as of.OneForwardError;
+    return { model: spec.name, estimator: name, refused: `${e.code}: ${e.message}` };
+  } finally {
+    m.dispose();
+  }
+}
+
 async function main() {
   const digits = of.datasets.digits();
   const only = process.argv[2];
   const runs: Run[] = [];
   for (const spec of MODELS) {
     if (only && !spec.name.startsWith(only)) continue;
-    const { train, test } = spec.data ? spec.data() : digits;
-    const epochs = spec.epochs ?? 5, batch = spec.batch ?? 64;
-    const steps = Math.ceil(train.rows / batch);
-    for (const [name, estimator] of spec.estimators) {
-      process.stderr.write(`architectures: ${spec.name}, ${name}\n`);
-      const m = spec.build();
-      try {
-        const h = await m.fit(train, { estimator, optimizer: of.adam({ lr: spec.lr ?? 1e-3 }), epochs, batchSize: batch });
-        const secs = h.epochs.map((e) => e.seconds).sort((a, b) => a - b)[Math.floor(epochs / 2)]!;
-        runs.push({ model: spec.name, estimator: name, accuracy: m.evaluate(test).accuracy, secondsPerEpoch: secs, stepMs: (1000 * secs) / steps, epochs: epochs <= 10 ? h.epochs : undefined });
-      } catch (err) {
-        const e = err as of.OneForwardError;
-        runs.push({ model: spec.name, estimator: name, refused: `${e.code}: ${e.message}` });
-      }
-      m.dispose();
-    }
+    for (const [name, estimator] of spec.estimators) runs.push(await measure(spec, name, estimator, digits));
   }
   process.stdout.write(JSON.stringify({ runs }) + '\n');
 }
 
-main().catch((err) => {
-  process.stderr.write(String(err?.stack ?? err) + '\n');
-  process.exit(1);
-});
+if (require.main === module) {
+  main().catch((err) => {
+    process.stderr.write(String(err?.stack ?? err) + '\n');
+    process.exit(1);
+  });
+}
