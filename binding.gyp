@@ -18,6 +18,7 @@
         "native/model/recurrent.cpp",
         "native/model/units.cpp",
         "native/model/train.cpp",
+        "native/model/distributed.cpp",
         "native/estimators/backprop.cpp",
         "native/estimators/generic.cpp",
         "native/estimators/hybrid.cpp",

@@ -8,6 +8,7 @@
 import t from 'tap';
 import * as of from '../lib/index';
 import { concat } from './helpers/close';
+import { inProcess } from './helpers/communicators';
 
 const { train } = of.datasets.digits();
 const batches = [0, 1, 2, 3, 4].map((s) => of.data.take(train, Array.from(of.data.permutation(train.rows, 40 + s).subarray(0, 24))));
@@ -134,4 +135,59 @@ t.test('copy-parallel ULR: the K copies split over 2 or 3 ranks, losses exchange
   }
   t.throws(() => of.distributed.copySlice(of.ulr({ copies: 4 }), 0, 3), { code: 'ERR_CONFIG' }, 'fewer than 2 copies per rank');
   t.same(of.distributed.copySlice(of.ulr({ copies: 12, antithetic: true }), 1, 2), [6, 12], 'slices on whole pairs');
+});
+
+// model.fit's `distributed` option: every rank runs fit's own loop (in-process ranks train concurrently, each on
+// its own native thread). One rank trains bit for bit as fit without the option; R ranks take the batches in the
+// single-process order, so they end where one process ends up to the order of the float sums.
+const fitData = of.data.take(train, Array.from({ length: 200 }, (_, i) => i * 7));
+const fitNet = () => of.sequential([of.dense(784, 32), of.relu(), of.dropout(0.1), of.dense(32, 10)], { seed: 5 });
+const params = (m: of.Model) => Float32Array.from(m.parameters().flatMap((p) => Array.from(p.data)));
+const bitsEqual = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));
+const fitOpts = (estimator: of.Estimator): of.FitOptions => ({ estimator, epochs: 2, batchSize: 32, optimizer: of.adam({ lr: 1e-3 }) });
+// Trains `size` replicas of fitNet() with `options` (plus the option) on in-process ranks; settles every rank.
+async function fitRanks(size: number, options: of.FitOptions, mode?: of.DistributedMode, perRank?: (rank: number) => of.FitOptions) {
+  const models = Array.from({ length: size }, fitNet);
+  const comms = inProcess(size);
+  const results = await Promise.allSettled(models.map((m, r) => m.fit(fitData, { ...options, ...perRank?.(r), distributed: { communicator: comms[r]!, ...(mode ? { mode } : {}) } })));
+  return { models, comms, results };
+}
+
+t.test('model.fit with one rank = model.fit, bit for bit after 2 epochs (bp, ulr, spsa)', async (t) => {
+  for (const [name, estimator] of [['bp', of.bp()], ['ulr K=8', of.ulr({ copies: 8 })], ['spsa', of.spsa({ perturbations: 6 })]] as const) {
+    const single = fitNet();
+    const want = await single.fit(fitData, fitOpts(estimator));
+    const one = fitNet();
+    let calls = 0;
+    const got = await one.fit(fitData, { ...fitOpts(estimator), distributed: { communicator: { rank: 0, size: 1, allreduceSum: () => void calls++ } } });
+    t.ok(bitsEqual(params(one), params(single)), `${name}: the parameters are equal as Float32Arrays`);
+    t.equal(calls, 1 + 2 * 7, `${name}: the communicator ran the handshake and one all-reduce per step (14 steps)`);
+    t.ok(got.history.loss.every((l, i) => Math.abs(l - want.history.loss[i]!) <= 1e-12 * want.history.loss[i]!), `${name}: the epoch losses agree (rel 1e-12: they travel as two floats)`);
+    t.equal(one.step, single.step, `${name}: step counters agree`);
+    single.dispose(), one.dispose();
+  }
+});
+
+t.test('R ranks of model.fit = one process (the single-process batch order)', async (t) => {
+  // data: max abs parameter diff <= 1e-5 after 14 Adam steps (measured <= 3e-7: only the order of float sums
+  // differs); seeds: bit for bit; copies: <= 1e-5
+  for (const [name, estimator, mode] of [['bp', of.bp(), 'data'], ['ulr K=8', of.ulr({ copies: 8 }), 'data'], ['spsa', of.spsa({ perturbations: 6 }), 'seeds'], ['ulr K=8 copies', of.ulr({ copies: 8 }), 'copies']] as const) {
+    const single = fitNet();
+    const want = await single.fit(fitData, fitOpts(estimator));
+    for (const size of [2, 3]) {
+      if (mode === 'copies' && size === 3) continue;
+      const { models, results } = await fitRanks(size, fitOpts(estimator), mode);
+      t.ok(results.every((r) => r.status === 'fulfilled'), `${name}, ${size} ranks: every rank resolves`);
+      const got = models.map(params);
+      const d = maxAbs(got[0]!, params(single));
+      if (mode === 'seeds') t.ok(d === 0, `${name}, ${size} ranks: equal to one process bit for bit`);
+      else t.ok(d <= 1e-5, `${name}, ${size} ranks: max abs parameter diff ${d.toExponential(2)} <= 1e-5`);
+      t.ok(got.every((g) => bitsEqual(g, got[0]!)), `${name}, ${size} ranks: replicas bit-identical`);
+      const h = (results[1] as PromiseFulfilledResult<of.History>).value;
+      const dl = maxAbs(h.history.loss, want.history.loss);
+      t.ok(dl <= 1e-5, `${name}, ${size} ranks: every rank reports the whole batches' epoch losses (diff ${dl.toExponential(2)})`);
+      models.forEach((m) => m.dispose());
+    }
+    single.dispose();
+  }
 });
