@@ -9,7 +9,7 @@ import { type Dataset, sliceRows } from './data';
 import { EarlyStopping, type EarlyStoppingOptions } from './callbacks';
 import { type Estimator, toNative, ulr } from './estimators';
 import type { Model } from './model';
-import type { EpochLog, BatchLog, LossFunction, NativeDistributed, NativeModel, Progress } from './native';
+import type { EpochLog, BatchLog, LossFunction, NativeDistributed, Progress } from './native';
 import { type Optimizer, adam } from './optimizers';
 import { invalidArg, is, optionsObject } from './validate';
 import { CallbackGuard } from './callback_guard';
@@ -156,11 +156,9 @@ export type DistributedOptions = {
   mode?: DistributedMode;
 };
 
-
 // The `distributed` option as the native fit takes it.
 function distributedConfig(value: unknown, estimator: Estimator): NativeDistributed {
   const o = optionsObject('distributed', value, ['communicator', 'mode']);
-  if (value === undefined) throw invalidArg('distributed', 'an object { communicator, mode? }', value);
   const comm = checkCommunicator('distributed.communicator', o.communicator);
   const mode = o.mode ?? (estimator.kind === 'spsa' || estimator.kind === 'es' ? 'seeds' : 'data');
   if (!(DISTRIBUTED_MODES as readonly unknown[]).includes(mode)) throw invalidArg('distributed.mode', DISTRIBUTED_MODES.join(' | '), mode);
