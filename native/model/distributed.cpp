@@ -69,7 +69,11 @@ class Exchange {
     StepStats total() const {
         StepStats st;
         double sum = 0.0;
-        for (int r = 0; r < d_.size; r++) sum += get_double(slot(r)), st.correct += get_int(slot(r) + 2), st.rows += get_int(slot(r) + 4);
+        for (int r = 0; r < d_.size; r++) {
+            sum += get_double(slot(r));
+            st.correct += get_int(slot(r) + 2);
+            st.rows += get_int(slot(r) + 4);
+        }
         st.loss = st.rows ? sum / double(st.rows) : 0.0;
         return st;
     }
@@ -118,8 +122,8 @@ Status update(Model& m, const FitConfig& cfg, int B, const StepStats& st) {
 }
 
 // Data mode, this rank's part: its shard's estimate times (shard rows / B) into m.grads (zeros for an empty shard).
-Status shard_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, const DistributedConfig& d,
-                       const LossHook* hook, StepStats* st) {
+Status shard_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
+                       const DistributedConfig& d, const LossHook* hook, StepStats* st) {
     const int lo = split(d.rank, d.size, B), hi = split(d.rank + 1, d.size, B);
     float* g = m.grads.data();
     if (hi == lo) {
@@ -128,7 +132,8 @@ Status shard_gradients(Model& m, const float* x, const Targets& y, int B, const 
     }
     EstimatorConfig s = training_estimator(m, e);
     s.ulr.sample_base = uint32_t(lo);  // BP's dropout masks follow it too
-    const Targets shard{y.labels ? y.labels + int64_t(lo) * m.groups : nullptr, y.values ? y.values + int64_t(lo) * m.outputs : nullptr};
+    const Targets shard{y.labels ? y.labels + int64_t(lo) * m.groups : nullptr,
+                        y.values ? y.values + int64_t(lo) * m.outputs : nullptr};
     OF_TRY(placed_gradients(m, x + int64_t(lo) * m.inputs, shard, hi - lo, s, m.step, st, hook));
     if (hi - lo == B) return {};
     const double share = double(hi - lo) / double(B);
