@@ -88,6 +88,17 @@ t.test('saving replaces the old file atomically; failures leave it intact', asyn
   t.notOk(fs.readFileSync(file).equals(before), 'replaced');
   t.same(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp')), [], 'no temp files left');
   await t.rejects(m.save(path.join(dir, 'missing', 'x.ofm')), { name: 'CheckpointError', code: 'ERR_CHECKPOINT', message: /cannot write/ });
+  // saves in flight together land in call order: the file holds the last snapshot
+  const snapshots: Buffer[] = [], saves: Promise<void>[] = [];
+  for (let i = 0; i < 4; i++) {
+    saves.push(m.save(file));
+    snapshots.push(bits(m));
+    m.trainStep(of.data.take(small, [i, i + 1]), { estimator: of.bp() });
+  }
+  await Promise.all(saves);
+  const last = await of.load(file);
+  t.ok(bits(last).equals(snapshots[3]!), 'four saves in flight at once: the file holds the last one');
+  last.dispose();
   const ac = new AbortController();
   const running = m.fit(train, { ...fitOpts, epochs: 1, signal: ac.signal });
   await t.rejects(m.save(file), { code: 'ERR_BUSY' }, 'no save while training');
