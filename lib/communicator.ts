@@ -3,6 +3,7 @@
  * rank, the number of ranks, and an in-place sum over the ranks. Checked here, and its failures made typed, once
  * for both callers.
  */
+import { isThenable } from './callback_guard';
 import { BackendError, ConfigError, OneForwardError } from './errors';
 import { invalidArg, is } from './validate';
 
@@ -31,22 +32,23 @@ export function checkRanks(rank: unknown, size: unknown): void {
 
 /** @internal `value` as a communicator, or a ConfigError naming what is wrong (`name`: how the caller called it). */
 export function checkCommunicator(name: string, value: unknown): Communicator {
-  if (typeof value !== 'object' || value === null) throw invalidArg(name, 'a communicator { rank, size, allreduceSum }', value);
+  if (typeof value !== 'object' || value === null)
+    throw invalidArg(name, 'a communicator { rank, size, allreduceSum }', value);
   const c = value as Record<string, unknown>;
   checkRanks(c.rank, c.size);
   if (!is.fn(c.allreduceSum)) throw invalidArg(`${name}.allreduceSum`, 'function', c.allreduceSum);
-  for (const k of ['abort', 'barrier']) if (c[k] !== undefined && !is.fn(c[k])) throw invalidArg(`${name}.${k}`, 'function', c[k]);
+  for (const k of ['abort', 'barrier'])
+    if (c[k] !== undefined && !is.fn(c[k])) throw invalidArg(`${name}.${k}`, 'function', c[k]);
   return value as Communicator;
 }
-
-const isThenable = (r: unknown): r is PromiseLike<unknown> =>
-  ((typeof r === 'object' && r !== null) || typeof r === 'function') && typeof (r as PromiseLike<unknown>).then === 'function';
 
 // What a communicator threw (anything) as a BackendError keeping it as `cause`; oneforward's own errors (the MPI
 // communicator's included) pass through.
 function communicatorError(what: string, err: unknown): OneForwardError {
   if (err instanceof OneForwardError) return err;
-  return new BackendError(`the communicator's ${what} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  return new BackendError(`the communicator's ${what} failed: ${err instanceof Error ? err.message : String(err)}`, {
+    cause: err,
+  });
 }
 
 /** @internal A synchronous collective (the `of.distributed` steps): its failure typed, a promise refused. */
@@ -58,8 +60,10 @@ export function collective(what: string, f: () => unknown): void {
     throw communicatorError(what, err);
   }
   if (isThenable(r)) {
-    Promise.resolve(r).then(undefined, () => undefined);  // never unhandled
-    throw new ConfigError(`the communicator's ${what} returned a promise: the of.distributed steps need a synchronous one (model.fit's distributed option takes either)`);
+    Promise.resolve(r).then(undefined, () => undefined); // never unhandled
+    throw new ConfigError(
+      `the communicator's ${what} returned a promise: the of.distributed steps need a synchronous one (model.fit's distributed option takes either)`,
+    );
   }
 }
 
@@ -67,7 +71,9 @@ export function collective(what: string, f: () => unknown): void {
  * @internal The all-reduce as native fit calls it: `done(undefined, values)` once `values` holds the sum,
  * `done(error)` when the communicator failed (fit then rejects with that error).
  */
-export function nativeAllreduce(comm: Communicator): (values: Float32Array, done: (error?: unknown, values?: Float32Array) => void) => void {
+export function nativeAllreduce(
+  comm: Communicator,
+): (values: Float32Array, done: (error?: unknown, values?: Float32Array) => void) => void {
   return (values, done) => {
     let r: unknown;
     try {
@@ -77,6 +83,9 @@ export function nativeAllreduce(comm: Communicator): (values: Float32Array, done
       return;
     }
     if (!isThenable(r)) return done(undefined, values);
-    Promise.resolve(r).then(() => done(undefined, values), (err: unknown) => done(communicatorError('allreduceSum', err)));
+    Promise.resolve(r).then(
+      () => done(undefined, values),
+      (err: unknown) => done(communicatorError('allreduceSum', err)),
+    );
   };
 }

@@ -13,7 +13,7 @@ import { type Optimizer, adam } from './optimizers';
 import { checkFinite, invalidArg, is, optionsObject } from './validate';
 import { save as saveCheckpoint } from './checkpoint';
 import { syncLoss } from './callback_guard';
-import { type DistributedOptions, type FitOptions, type History, fitModel } from './fit';
+import { type FitOptions, type History, fitModel } from './fit';
 import { readSafetensors, type Tensor } from './safetensors';
 
 /**
@@ -195,7 +195,7 @@ export class Model {
    * Trains the model. Runs on a native thread; the event loop stays free. fit copies the training and validation
    * sets into native memory when it starts (rows × (inputs + labels or targets) × 4 bytes, the size of the arrays
    * given, freed when fit settles), so the caller may reuse, transfer or resize their buffers at once. With the
-   * `distributed` option it trains on every rank of a communicator ({@link DistributedOptions}).
+   * `distributed` option it trains on every rank of a communicator.
    * @example
    * const model = of.sequential([of.dense(784, 64), of.relu(), of.dense(64, 10)], { seed: 1 });
    * const { train, test } = of.datasets.digits();

@@ -29,8 +29,8 @@ void copy_range(const UlrConfig& c, const DistributedConfig& d, int* k0, int* k1
 Status copy_slice_estimator(const Model& m, const EstimatorConfig& e, int k0, int k1, EstimatorConfig* out) {
     OF_CHECK(e.kind == EstimatorConfig::Kind::Ulr, Config, "copy-parallel training needs ulr()");
     const UlrConfig& c = e.ulr;
-    OF_CHECK(c.baseline == Baseline::LeaveOneOut || c.baseline == Baseline::BatchMean || c.baseline == Baseline::None, Config,
-             "copy-parallel training supports baselines 'loo', 'mean' and 'none'");
+    OF_CHECK(c.baseline == Baseline::LeaveOneOut || c.baseline == Baseline::BatchMean || c.baseline == Baseline::None,
+             Config, "copy-parallel training supports baselines 'loo', 'mean' and 'none'");
     OF_CHECK(k0 >= 0 && k1 >= k0 + 2 && k1 <= c.copies, Config, "a copy slice holds at least 2 of the K copies");
     EstimatorConfig s = e;
     s.ulr.copies = k1 - k0;
@@ -117,7 +117,8 @@ Status exchange(Exchange& ex, const std::atomic<bool>* cancel, Status own, bool 
 // The end of a step, on every rank alike and as train_step: the loss check, maxGradNorm, the update.
 Status update(Model& m, const FitConfig& cfg, int B, const StepStats& st) {
     if (!std::isfinite(st.loss)) return nonfinite_loss(m);
-    if (cfg.max_grad_norm > 0.0) OF_TRY(check_grad_norm(m, cpu::grad_norm(m.grads.data(), m.n_params), cfg.max_grad_norm));
+    if (cfg.max_grad_norm > 0.0)
+        OF_TRY(check_grad_norm(m, cpu::grad_norm(m.grads.data(), m.n_params), cfg.max_grad_norm));
     return apply_update(m, cfg.optimizer, B);
 }
 
@@ -221,19 +222,21 @@ Status validate_distributed(const Model& m, const FitConfig& cfg, const LossHook
         OF_CHECK(ulr || e.kind == EstimatorConfig::Kind::Bp, Config,
                  "distributed mode 'data' trains bp() and ulr(); spsa() and es() train distributed with mode 'seeds'");
         OF_CHECK(!ulr || (!c.layerwise && c.modules.empty() && !c.qmc), Config,
-                 "distributed mode 'data' needs ulr's injection 'all', without modules or qmc (each rank's noise follows its samples)");
+                 "distributed mode 'data' needs ulr's injection 'all', without modules or qmc (each rank's noise "
+                 "follows its samples)");
         OF_CHECK(!ulr || !c.learn_sigma, Config, "learnSigma is not supported distributed");
         OF_CHECK(!ulr || c.baseline != Baseline::Running, Config,
                  "baseline 'running' is not supported distributed (each rank would average only its shard's losses)");
         OF_CHECK(d.size == 1 || !m.has_batch_norm, Config,
-                 "batchNorm is not supported by distributed mode 'data' on several ranks (each rank would normalize by its shard's statistics)");
+                 "batchNorm is not supported by distributed mode 'data' on several ranks (each rank would normalize by "
+                 "its shard's statistics)");
     } else if (d.mode == Mode::Copies) {
         OF_CHECK(ulr, Config, "distributed mode 'copies' needs ulr()");
         OF_CHECK(!hook, Config, "a loss function is not supported by distributed mode 'copies'");
         const int unit = c.antithetic ? 2 : 1;
         OF_CHECK(c.copies / unit >= d.size && c.copies / d.size >= 2, Config,
-                 "copy-parallel ULR needs at least 2 copies (whole pairs) per rank: " + std::to_string(c.copies) + " copies over " +
-                     std::to_string(d.size) + " ranks");
+                 "copy-parallel ULR needs at least 2 copies (whole pairs) per rank: " + std::to_string(c.copies) +
+                     " copies over " + std::to_string(d.size) + " ranks");
         int k0 = 0, k1 = 0;
         copy_range(c, d, &k0, &k1);
         EstimatorConfig s;
@@ -253,10 +256,18 @@ Status distributed_handshake(const Model& m, const DataRef& train, const FitConf
         uint64_t value;
     };
     const Field fields[] = {
-        {"training rows", uint64_t(train.rows)}, {"batchSize", uint64_t(cfg.batch)}, {"epochs", uint64_t(cfg.epochs)},
-        {"resume", cfg.resume}, {"shuffle", cfg.shuffle}, {"mode", uint64_t(d.mode)},
-        {"seed", m.seed}, {"parameterCount", uint64_t(m.n_params)}, {"step", m.step},
-        {"epochsRun", m.epochs_run}, {"epochStep", m.epoch_step}, {"optimizer updates", uint64_t(m.opt_t)},
+        {"training rows", uint64_t(train.rows)},
+        {"batchSize", uint64_t(cfg.batch)},
+        {"epochs", uint64_t(cfg.epochs)},
+        {"resume", cfg.resume},
+        {"shuffle", cfg.shuffle},
+        {"mode", uint64_t(d.mode)},
+        {"seed", m.seed},
+        {"parameterCount", uint64_t(m.n_params)},
+        {"step", m.step},
+        {"epochsRun", m.epochs_run},
+        {"epochStep", m.epoch_step},
+        {"optimizer updates", uint64_t(m.opt_t)},
         {"parameters (their hash)", parameter_hash(m)},
     };
     constexpr size_t F = sizeof fields / sizeof fields[0], kWords = 4;  // a value as 4 16-bit words: exact in float
@@ -275,16 +286,17 @@ Status distributed_handshake(const Model& m, const DataRef& train, const FitConf
                 if (words) v |= uint64_t(p[w]) << (16 * w);
             }
             if (words && v == fields[f].value) continue;
-            return {StatusCode::Config, "distributed fit: rank " + std::to_string(r) + " has " + fields[f].what + " " + std::to_string(v) +
-                                            ", rank " + std::to_string(d.rank) + " has " + std::to_string(fields[f].value) +
-                                            "; every rank fits the same model (seed, state, parameters) on the same data with the "
-                                            "same options, once per rank"};
+            return {StatusCode::Config,
+                    "distributed fit: rank " + std::to_string(r) + " has " + fields[f].what + " " + std::to_string(v) +
+                        ", rank " + std::to_string(d.rank) + " has " + std::to_string(fields[f].value) +
+                        "; every rank fits the same model (seed, state, parameters) on the same data with the "
+                        "same options, once per rank"};
         }
     return {};
 }
 
-Status distributed_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, const FitConfig& cfg,
-                        const std::atomic<bool>* cancel, StepStats* stats) {
+Status distributed_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
+                        const FitConfig& cfg, const std::atomic<bool>* cancel, StepStats* stats) {
     switch (cfg.distributed.mode) {
         case Mode::Data: return data_step(m, x, y, B, e, cfg, cancel, stats);
         case Mode::Copies: return copies_step(m, x, y, B, e, cfg, cancel, stats);
@@ -319,7 +331,8 @@ Status copy_slice_gradients(Model& m, const float* x, const Targets& y, int B, c
     OF_TRY(copy_slice_estimator(m, e, k0, k1, &s));
     const int K = e.ulr.copies, Kr = k1 - k0;
     std::vector<float> w(size_t(B) * size_t(K)), pseudo(size_t(B) * size_t(Kr));
-    m.k->lr_row_weights(w.data(), losses, nullptr, B, K, e.ulr.baseline, e.ulr.antithetic, 1.0f / float(int64_t(B) * K));
+    m.k->lr_row_weights(w.data(), losses, nullptr, B, K, e.ulr.baseline, e.ulr.antithetic,
+                        1.0f / float(int64_t(B) * K));
     // with baseline 'none' the slice's row weights are loss / (B Kr): hand it w (B Kr) as its losses
     for (int b = 0; b < B; b++)
         for (int j = 0; j < Kr; j++) pseudo[size_t(b) * Kr + j] = w[size_t(b) * K + k0 + j] * float(int64_t(B) * Kr);

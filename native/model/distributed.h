@@ -26,8 +26,8 @@ Status distributed_handshake(const Model& m, const DataRef& train, const FitConf
 
 // One step of batch x (B, inputs): this rank's part, the all-reduce(s), the checks and the update, as train_step;
 // *stats are the whole batch's. cancel: this rank's stop request, honored at the step's all-reduce.
-Status distributed_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, const FitConfig& cfg,
-                        const std::atomic<bool>* cancel, StepStats* stats);
+Status distributed_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
+                        const FitConfig& cfg, const std::atomic<bool>* cancel, StepStats* stats);
 
 // Copy-parallel ULR's halves for copies [k0, k1) of K = e.ulr.copies. Losses: every sample's losses of these copies
 // into losses (B, K), at columns k0..k1-1 (the rest untouched); *stats: their sum, rows and hits. Gradients: this

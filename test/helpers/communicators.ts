@@ -3,13 +3,13 @@
 // model.fit runs each rank's loop on its own native thread, so the ranks of one process train concurrently.
 import type * as of from '../../lib/index';
 
-export function inProcess(size: number): (of.Communicator & { calls: number })[] {
+export function inProcess(size: number): of.Communicator[] {
   let waiting: { values: Float32Array; resolve: () => void }[] = [];
   let arrived = 0;
   return Array.from({ length: size }, (_, rank) => ({
-    rank, size, calls: 0,
+    rank,
+    size,
     allreduceSum(values: Float32Array): Promise<void> {
-      this.calls++;
       return new Promise<void>((resolve) => {
         waiting[rank] = { values, resolve };
         if (++arrived < size) return;
@@ -19,8 +19,12 @@ export function inProcess(size: number): (of.Communicator & { calls: number })[]
           for (let i = 0; i < sum.length; i++) sum[i]! += v[i]!;
         }
         const all = waiting;
-        waiting = [], arrived = 0;
-        for (const w of all) w.values.set(sum), w.resolve();
+        waiting = [];
+        arrived = 0;
+        for (const w of all) {
+          w.values.set(sum);
+          w.resolve();
+        }
       });
     },
   }));
