@@ -53,7 +53,7 @@ Status apply_update(Model& m, const OptimizerConfig& o, int B) {
     }
     if (m.has_batch_norm)  // running statistics follow this step's batch (BP's forward, or ULR's clean pass)
         for (const DenseUnit& u : m.units)
-            if (u.kind == UnitKind::BatchNorm) batch_norm_update_running(u, B);
+            if (u.running) batch_norm_update_running(u, B);
     m.opt_t++;
     const int64_t off = trainable_offset(m);  // a frozen prefix is never touched, not even by weight decay
     m.k->optimizer_step(m.params->data() + off, m.grads.data() + off, m.opt_m.data() + off, m.opt_v.data() + off,
