@@ -7,11 +7,11 @@ export { load } from './checkpoint';
 export { readSafetensors, writeSafetensors } from './safetensors';
 export type { Tensor } from './safetensors';
 export type { SequentialOptions, ModelBackend, FitOptions, History, EpochLog, Progress, BatchLog, Parameter, LossName, LossFunction, GradientCheck, MemoryEstimate } from './model';
-export { dense, activation, relu, leakyRelu, tanh, sigmoid, gelu, identity, step, sign, quantize, ACTIVATIONS, conv2d, maxPool2d, avgPool2d, globalAvgPool, flatten, rnn, gru, lstm, lif, repeat, timeMean, graphConv, residual, concat, dropout, layerNorm, batchNorm, groupNorm } from './layers';
+export { dense, activation, relu, leakyRelu, tanh, sigmoid, gelu, identity, step, sign, quantize, ACTIVATIONS, conv2d, maxPool2d, avgPool2d, globalAvgPool, flatten, rnn, gru, lstm, lif, repeat, timeMean, graphConv, residual, concat, dropout, layerNorm, batchNorm, groupNorm } from './layers/index';
 export type {
   Layer, DenseLayer, ActivationLayer, ActivationName, DenseOptions, QuantizedWeights, Conv2dLayer, Conv2dOptions, Pool2dLayer, Pool2dOptions,
   GlobalAvgPoolLayer, FlattenLayer, ImageShape, Padding, SequenceShape, RecurrentLayer, RecurrentOptions, RepeatLayer, TimeMeanLayer, Graph, GraphConvLayer, ResidualLayer, ConcatLayer, DropoutLayer, LayerNormLayer, BatchNormLayer, GroupNormLayer,
-} from './layers';
+} from './layers/index';
 export { bp, ulr, spsa, es, BASELINES, DENSITIES, SCORES, INJECTIONS } from './estimators';
 export type { Estimator, BpEstimator, SpsaEstimator, EsEstimator, UlrEstimator, UlrOptions, BaselineName, DensityName, ScoreName, InjectionName, SigmaSchedule } from './estimators';
 export { sgd, adam, adamw } from './optimizers';

@@ -24,6 +24,9 @@ export type NativeLayer =
 /** @internal */
 export type NativeModelSpec = { inputs: number; inputShape?: [number, number, number] | [number, number]; layers: NativeLayer[]; loss: string; seed: number };
 
+/** @internal One layer of a spec as the native model lays it out: its output shape and its parameter tensors. */
+export type NativeLayerInfo = { output: number[]; tensors: { name: string; shape: number[] }[] };
+
 /** @internal */
 export type NativeEstimator = {
   kind: 'bp' | 'ulr' | 'spsa' | 'es';
@@ -264,6 +267,8 @@ export type NativeBackendInfo = {
 /** @internal The whole N-API surface of the addon. */
 export type NativeBinding = {
   NativeModel: new (spec: NativeModelSpec) => NativeModel;
+  /** Each layer of `spec.layers` as a model built from `spec` lays it out (its loss and seed aside; no parameters allocated). */
+  describeLayers(spec: NativeModelSpec): NativeLayerInfo[];
   backendInfo(): NativeBackendInfo;
   setThreads(n: number): number;
   /** Test hook: bytes held by native buffers now (`live`) and at most since the last reset (`peak`); `reset` first frees every thread's scratch, then starts `peak` from `live`. */

@@ -5,11 +5,10 @@
 #include <malloc.h>
 #endif
 
-#include <map>
-
 #include "addon/args.h"
 #include "addon/js_loss.h"
 #include "device/trainer.h"
+#include "model/describe.h"
 
 namespace of::addon {
 
@@ -84,6 +83,8 @@ int parse_quant(Napi::Env env, const Napi::Object& l) {  // weights: 'real' (def
     if (s == "ternary") return 2;
     throw_status(env, arg_error("unknown weights '" + s + "' (real, binary or ternary)"));
 }
+
+}  // namespace
 
 ModelSpec parse_spec(Napi::Env env, const Napi::Value& v) {
     Napi::Object o = require_object(v, "spec");
@@ -202,7 +203,6 @@ ModelSpec parse_spec(Napi::Env env, const Napi::Value& v) {
     return spec;
 }
 
-}  // namespace
 
 EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     Napi::Object o = require_object(v, "estimator");
@@ -466,50 +466,23 @@ Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
     Model& m = model(env, Use::Read);  // views are safe to hand out during fit; values change as it trains
     Napi::Array out = Napi::Array::New(env);
     uint32_t idx = 0;
-    auto add = [&](const std::string& name, int64_t off, std::vector<int> shape) {
+    auto add = [&](const TensorInfo& t) {
         int64_t n = 1;
-        for (int s : shape) n *= s;
+        for (int s : t.shape) n *= s;
         auto* keep = new std::shared_ptr<Buffer>(m.params);  // the view keeps the slab alive
         Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
-            env, m.params->data() + off, size_t(n) * sizeof(float),
+            env, m.params->data() + t.offset, size_t(n) * sizeof(float),
             [](Napi::Env, void*, std::shared_ptr<Buffer>* hint) { delete hint; }, keep);
         Napi::Object p = Napi::Object::New(env);
-        p.Set("name", name);
-        Napi::Array sh = Napi::Array::New(env, shape.size());
-        for (size_t i = 0; i < shape.size(); i++) sh.Set(uint32_t(i), shape[i]);
+        p.Set("name", t.name);
+        Napi::Array sh = Napi::Array::New(env, t.shape.size());
+        for (size_t i = 0; i < t.shape.size(); i++) sh.Set(uint32_t(i), t.shape[i]);
         p.Set("shape", sh);
         p.Set("data", Napi::Float32Array::New(env, size_t(n), ab, 0));
         out.Set(idx++, p);
     };
-    int dense = 0, conv = 0;  // tensors are named per kind: dense0, dense1, ..., conv0, ..., gru0, ...
-    std::map<UnitKind, int> seq_count;
-    for (const DenseUnit& u : m.units) {
-        if (u.kind == UnitKind::Dense) {
-            const std::string name = "dense" + std::to_string(dense++);
-            add(name + ".weight", u.w_off, {u.O, u.I});
-            if (u.b_off >= 0) add(name + ".bias", u.b_off, {u.O});
-        } else if (u.kind == UnitKind::Conv2d) {
-            const std::string name = "conv" + std::to_string(conv++);
-            add(name + ".weight", u.w_off, {u.g.Co, u.g.kh, u.g.kw, u.g.C});
-            if (u.b_off >= 0) add(name + ".bias", u.b_off, {u.g.Co});
-        } else if (u.norm()) {
-            const std::string name = (u.kind == UnitKind::LayerNorm ? "norm" : u.kind == UnitKind::BatchNorm ? "batchnorm" : "groupnorm") +
-                                     std::to_string(seq_count[u.kind]++);
-            add(name + ".weight", u.w_off, {u.g.Co});
-            add(name + ".bias", u.b_off, {u.g.Co});
-        } else if (u.kind == UnitKind::GraphConv) {
-            const std::string name = "graph" + std::to_string(seq_count[u.kind]++);
-            add(name + ".weight", u.w_off, {u.g.Co, u.g.C});
-            add(name + ".bias", u.b_off, {u.g.Co});
-        } else if (u.recurrent()) {  // W (G H, F), U (G H, H), b (G H); gates in the order of recurrent.h
-            static const std::map<UnitKind, std::string> names{{UnitKind::Rnn, "rnn"}, {UnitKind::Gru, "gru"}, {UnitKind::Lstm, "lstm"}, {UnitKind::Lif, "lif"}};
-            const std::string name = names.at(u.kind) + std::to_string(seq_count[u.kind]++);
-            const int GH = u.q.G * u.q.H;
-            add(name + ".weight", u.w_off, {GH, u.q.F});
-            if (u.q.has_u) add(name + ".recurrent", u.w_off + int64_t(GH) * u.q.F, {GH, u.q.H});
-            add(name + ".bias", u.b_off, {GH});
-        }
-    }
+    for (const auto& unit : unit_tensors(m))
+        for (const TensorInfo& t : unit) add(t);
     return out;
     OF_NAPI_END(env)
 }

@@ -71,7 +71,9 @@ struct OwnedData {
     DataRef ref;  // points into the vectors above
 };
 
-// Parsing shared by the methods (model_wrap.cpp).
+// Parsing shared by the methods and describeLayers (model_wrap.cpp).
+// A model spec: { inputs, inputShape?, layers: [{ type, ... }], loss, seed } (lib/native.ts NativeModelSpec).
+ModelSpec parse_spec(Napi::Env env, const Napi::Value& v);
 EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v);
 OptimizerConfig parse_optimizer(Napi::Env env, const Napi::Value& v);
 // x (rows, inputs) for a forward pass; sizes checked against the model.
@@ -82,6 +84,9 @@ DataRef parse_data(Napi::Env env, const Model& m, const Napi::Value& x, const Na
 void own_data(Napi::Env env, const Model& m, const Napi::Value& x, const Napi::Value& y, const Napi::Value& rows,
               OwnedData* out);
 void own_inputs(Napi::Env env, const Model& m, const Napi::Value& x, const Napi::Value& rows, OwnedData* out);
+
+// describeLayers(spec) -> [{ output, tensors: [{ name, shape }] }], one per layer of spec.layers (describe.cpp).
+Napi::Value DescribeLayersJs(const Napi::CallbackInfo& info);
 
 // Starts fit on a dedicated thread; returns the promise (train_worker.cpp).
 Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self);

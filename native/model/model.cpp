@@ -105,7 +105,7 @@ Status window(int n, int k, int s, int d, int pad, int* out, int* pad_out, const
 
 }  // namespace
 
-Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
+Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out, bool with_params) {
     OF_TRY(check_positive(spec.inputs, "inputs"));
     OF_CHECK(!spec.layers.empty(), Config, "a model needs at least one layer");
     auto m = std::make_unique<Model>();
@@ -405,6 +405,10 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
     OF_CHECK(spec.loss == LossKind::Mse || width >= 2 || m->groups > 1, Config,
              "cross-entropy needs at least 2 outputs, the last layer has " + std::to_string(width));
     m->n_params = int64_t(total);
+    if (!with_params) {  // the layout alone (model/describe.h)
+        *out = std::move(m);
+        return {};
+    }
     m->params = std::make_shared<Buffer>();
     OF_TRY(m->params->reserve(size_t(total)));
     OF_TRY(m->grads.reserve(size_t(total)));

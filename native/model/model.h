@@ -118,7 +118,8 @@ struct InferScratch {
 };
 
 struct Model {
-    static Status create(const ModelSpec& spec, std::unique_ptr<Model>* out);
+    // with_params false: the layout only (units, shapes, slab offsets), no parameter slab (model/describe.h).
+    static Status create(const ModelSpec& spec, std::unique_ptr<Model>* out, bool with_params = true);
 
     int inputs = 0, outputs = 0;
     int groups = 1;  // labels per row: > 1 when the output is a sequence or node set classified per position

@@ -1,0 +1,151 @@
+/**
+ * What a layer list computes: each layer's output shape and parameter tensors, and the model's input and output
+ * sizes. The shapes are inferred once, natively (`describeLayers`: the layout Model::create makes); this file only
+ * finds the model's input from the first layer, names where a native error points, and checks what the layers
+ * alone declare (a dense layer's `inputs`, an `inputShape` past the first layer) against the shapes it returns.
+ */
+import { ConfigError, OneForwardError, ShapeError, errorClasses } from '../errors';
+import { type NativeLayer, type NativeLayerInfo, type NativeModelSpec, native } from '../native';
+import { invalidArg, is } from '../validate';
+import { type Layer, kindOf } from './index';
+import type { ImageShape, SequenceShape } from './shapes';
+
+/** What a layer list computes: input and output sizes and the parameter tensors. */
+export type Topology = {
+  inputs: number;
+  inputShape?: ImageShape | SequenceShape;
+  outputs: number;
+  /** Labels per sample: > 1 when the output is a sequence or node set classified per position. */
+  groups: number;
+  tensors: { name: string; shape: number[] }[];
+  /**
+   * Every layer in walk order (a block before its inner layers, which have `depth` 1): the shape of its output
+   * ([features], [H, W, C] or [steps, features]) and how many of `tensors` it (with its inner layers) owns.
+   */
+  perLayer: { layer: Layer; depth: number; output: number[]; tensors: number }[];
+};
+
+/** @internal The native spec of a layer list: a block becomes begin, its layers, end. */
+export function nativeLayers(layers: readonly Layer[]): NativeLayer[] {
+  return layers.flatMap((l) => kindOf(l.type)!.toNative(l, nativeLayers));
+}
+
+// One entry per layer of the native spec, in its order: a layer, or the opening or closing of a block. `top` is
+// the index of the model's layer that holds it.
+type Entry = { layer: Layer; where: string; depth: number; role: 'layer' | 'open' | 'close'; top: number };
+
+function entriesOf(layers: readonly Layer[]): Entry[] {
+  const out: Entry[] = [];
+  const visit = (list: readonly Layer[], prefix: string, depth: number, top?: number) => {
+    for (let i = 0; i < list.length; i++) {  // an index loop: forEach would skip the holes of a sparse array
+      const l = list[i], where = `${prefix}[${i}]`, t = top ?? i;
+      if (!is.plainObject(l) || !kindOf(l.type)) throw invalidArg(where, 'a layer (of.dense(), of.conv2d(), of.relu(), ...)', l);
+      if (l.type !== 'residual' && l.type !== 'concat') {
+        out.push({ layer: l, where, depth, role: 'layer', top: t });
+        continue;
+      }
+      out.push({ layer: l, where, depth, role: 'open', top: t });
+      visit(l.layers, `${where}.layers`, depth + 1, t);
+      out.push({ layer: l, where, depth, role: 'close', top: t });
+    }
+  };
+  visit(layers, 'layers', 0);
+  return out;
+}
+
+// The model's input, as its first layer declares it (a leading flatten does nothing to a flat input).
+function modelInput(layers: readonly Layer[]): { inputs: number; inputShape?: ImageShape | SequenceShape } {
+  const i = layers.findIndex((l) => l.type !== 'flatten');
+  if (i < 0) throw new ConfigError('a model needs at least one dense, conv2d, pooling or recurrent layer');
+  const kind = kindOf(layers[i]!.type)!;
+  const shape = kind.declared(layers[i]!);
+  if (!shape) throw new ConfigError(`layers[${i}]: ${kind.first}`);
+  if (shape.length === 1) return { inputs: shape[0]! };
+  return { inputs: shape.reduce((a, b) => a * b, 1), inputShape: [...shape] as ImageShape | SequenceShape };
+}
+
+const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((v, j) => v === b[j]);
+
+// Walks the entries with the native layout of each: checks what the layers declare against the shapes flowing in,
+// and gathers the rows and tensors. `input` is the shape the first entry receives.
+function walk(entries: readonly Entry[], infos: readonly NativeLayerInfo[], input: readonly number[]): Pick<Topology, 'tensors' | 'perLayer'> & { output: number[] } {
+  const tensors: Topology['tensors'] = [];
+  const perLayer: Topology['perLayer'] = [];
+  const open: { row: Topology['perLayer'][number]; first: number }[] = [];
+  let shape = [...input];
+  entries.forEach((e, k) => {
+    const info = infos[k]!;
+    if (e.role === 'open') {
+      const row = { layer: e.layer, depth: e.depth, output: [] as number[], tensors: 0 };
+      perLayer.push(row);
+      open.push({ row, first: tensors.length });
+      return;
+    }
+    if (e.role === 'close') {
+      const block = open.pop()!;
+      block.row.output = shape = [...info.output];
+      block.row.tensors = tensors.length - block.first;
+      return;
+    }
+    const declared = kindOf(e.layer.type)!.declared(e.layer);
+    if (declared && !sameShape(declared, shape)) {
+      throw new ShapeError(declared.length === 1
+        ? `${e.where}: ${e.layer.type} expects ${declared[0]} inputs but the previous layer gives ${shape.reduce((a, b) => a * b, 1)}`
+        : `${e.where}: inputShape [${declared.join(', ')}] but the previous layer gives [${shape.join(', ')}]`);
+    }
+    perLayer.push({ layer: e.layer, depth: e.depth, output: [...info.output], tensors: info.tensors.length });
+    tensors.push(...info.tensors.map((t) => ({ name: t.name, shape: [...t.shape] })));
+    shape = [...info.output];
+  });
+  return { tensors, perLayer, output: shape };
+}
+
+/**
+ * Lays out a layer list natively and checks it: that the layers chain (each kind's needs, what they declare) and
+ * that the last one gives no image. Errors name the layer as the caller wrote it (`layers[2].layers[0]`).
+ * @internal
+ */
+export function topology(layers: readonly Layer[]): Topology {
+  const entries = entriesOf(layers);
+  const input = modelInput(layers);
+  const spec: NativeModelSpec = { ...input, layers: nativeLayers(layers), loss: 'mse', seed: 0 };  // the layout ignores loss and seed
+  const start = input.inputShape ?? [input.inputs];
+  let infos: NativeLayerInfo[];
+  try {
+    infos = native().describeLayers(spec);
+  } catch (err) {
+    throw located(err, entries, spec, start);
+  }
+  const { tensors, perLayer, output } = walk(entries, infos, start);
+  if (output.length === 3) throw new ConfigError('the last layer gives an image; add of.flatten() and a dense layer (or of.globalAvgPool())');
+  const t: Topology = { inputs: input.inputs, outputs: output.reduce((a, b) => a * b, 1), groups: output.length === 2 ? output[0]! : 1, tensors, perLayer };
+  if (input.inputShape) t.inputShape = input.inputShape;
+  return t;
+}
+
+// A native error about "layer N" (N indexes the native spec), renamed after the layer as written. The layers before
+// it are laid out alone (without the opening of the block that holds it) and what they declare is checked first, so
+// errors come in the order of the layers; a block whose end fails is told the shapes of its input and its layers.
+function located(err: unknown, entries: readonly Entry[], spec: NativeModelSpec, start: readonly number[]): unknown {
+  const m = err instanceof OneForwardError ? /^layer (\d+): ([\s\S]*)$/.exec(err.message) : null;
+  const n = m ? Number(m[1]) : -1;
+  const at = entries[n];
+  if (!m || !at) return err;
+  const open = at.role === 'open' ? -1 : entries.findIndex((e) => e.role === 'open' && e.top === at.top);
+  const kept = entries.map((_, k) => k).filter((k) => k < n && k !== open);
+  let prior: NativeLayerInfo[] | undefined;
+  try {
+    prior = kept.length ? native().describeLayers({ ...spec, layers: kept.map((k) => spec.layers[k]!) }) : undefined;
+  } catch {
+    prior = undefined;  // those layers alone make no model (no layer with an output yet): nothing to check
+  }
+  let why = m[2]!;
+  if (prior) {
+    walk(kept.map((k) => entries[k]!), prior, start);
+    if (at.role === 'close' && err instanceof ShapeError) {
+      const input = open > 0 ? prior[open - 1]!.output : start;
+      why += `; its input is [${input.join(', ')}] and its layers give [${prior[prior.length - 1]!.output.join(', ')}]`;
+    }
+  }
+  return new errorClasses[(err as OneForwardError).code](`${at.where}: ${why}`);
+}
