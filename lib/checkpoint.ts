@@ -198,12 +198,12 @@ export async function load(file: string): Promise<Model> {
   const m = h.model as Record<string, unknown> | undefined;
   if (!m || !(LOSSES as readonly unknown[]).includes(m.loss) || !isInt(m.seed, 0, 2 ** 53)) throw fail(file, 'bad model section');
   const layers = checkLayers(file, m.layers);
-  // Expected tensors from the spec alone: names, shapes, contiguous offsets.
+  // Expected tensors from the layout of the spec (nothing allocated): names, shapes, contiguous offsets.
   let topo: Topology;
   try {
     topo = topology(layers);
   } catch (err) {
-    throw fail(file, `model.layers do not chain: ${(err as Error).message}`);
+    throw fail(file, `model.layers make no model: ${(err as Error).message}`);
   }
   const expected: { name: string; shape: number[] }[] = topo.tensors.map((t) => ({ name: t.name, shape: [...t.shape] }));
   const total = expected.reduce((a, t) => a + t.shape.reduce((p, v) => p * v, 1), 0);
