@@ -33,7 +33,8 @@ export function summarize(layers: readonly Layer[], frozen: number, title: strin
   let frozenParams = 0;
   const index: number[] = [];
   const rows = topo.perLayer.map((r) => {
-    const block = r.layer.type === 'residual' || r.layer.type === 'concat';
+    const kind = kindOf(r.layer.type)!;
+    const block = kind.inner !== undefined;
     const first = block ? next : (next += r.tensors) - r.tensors;
     const params = sizes.slice(first, first + r.tensors).reduce((a, b) => a + b, 0);
     let trainable = '';  // blank for layers without parameters, and for blocks (their inner rows say)
@@ -44,7 +45,7 @@ export function summarize(layers: readonly Layer[], frozen: number, title: strin
     }
     index.length = r.depth + 1;
     index[r.depth] = (index[r.depth] ?? -1) + 1;
-    return [index.join('.'), `${'  '.repeat(r.depth)}${kindOf(r.layer.type)!.label(r.layer)}`, `[${r.output.join(', ')}]`, count(params), trainable];
+    return [index.join('.'), `${'  '.repeat(r.depth)}${kind.label(r.layer)}`, `[${r.output.join(', ')}]`, count(params), trainable];
   });
   const head = ['#', 'Layer', 'Output shape', 'Params', 'Trainable'];
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));

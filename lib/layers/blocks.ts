@@ -63,6 +63,7 @@ export const blockKind: LayerKind<ResidualLayer | ConcatLayer> = {
   toNative: (l, inner) => [{ type: `${l.type}Begin` }, ...inner(l.layers), { type: `${l.type}End` }],
   declared: () => undefined,
   first: 'a block cannot be the first layer (its skip needs an input shape)',
+  inner: (l) => l.layers,
   label: (l) => label(l.type, `${l.layers.length} layers`),
   revive: (s, inner) => (s.type === 'residual' ? residual(inner(s.layers)) : concat(inner(s.layers))),
 };

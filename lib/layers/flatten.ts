@@ -10,7 +10,7 @@ export type FlattenLayer = {
 /** Flattens an image to a vector (channels-last order). */
 export const flatten = (): FlattenLayer => ({ type: 'flatten' });
 
-/** @internal A leading flatten does nothing: the model's input is flat already. */
+/** @internal A leading flatten does nothing (no input shape to declare, none needed): the model's input is flat. */
 export const flattenKind: LayerKind<FlattenLayer> = {
   toNative: (l) => [{ ...l }],
   declared: noDeclaredInput,

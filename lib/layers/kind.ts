@@ -11,8 +11,13 @@ export type LayerKind<L extends Layer> = {
   toNative(l: L, inner: (layers: readonly Layer[]) => NativeLayer[]): NativeLayer[];
   /** The input shape the layer declares, if any: [inputs] (flat), [H, W, C] or [steps, features]. */
   declared(l: L): readonly number[] | undefined;
-  /** Why a model cannot start with this layer when it declares no input shape (absent: it always declares one). */
+  /**
+   * Why a model cannot start with this layer when it declares no input shape. Absent: it always declares one, or
+   * (flatten) it needs none and passes a flat input on unchanged.
+   */
   first?: string;
+  /** A block's inner layers (absent for every other kind). */
+  inner?(l: L): readonly Layer[];
   /** The summary's label: the kind and the options that change what it computes (defaults left out). */
   label(l: L): string;
   /** A checkpoint's copy of the layer, rebuilt by its public factory (which throws on whatever it would refuse). */

@@ -39,13 +39,14 @@ function entriesOf(layers: readonly Layer[]): Entry[] {
   const visit = (list: readonly Layer[], prefix: string, depth: number, top?: number) => {
     for (let i = 0; i < list.length; i++) {  // an index loop: forEach would skip the holes of a sparse array
       const l = list[i], where = `${prefix}[${i}]`, t = top ?? i;
-      if (!is.plainObject(l) || !kindOf(l.type)) throw invalidArg(where, 'a layer (of.dense(), of.conv2d(), of.relu(), ...)', l);
-      if (l.type !== 'residual' && l.type !== 'concat') {
+      const kind = is.plainObject(l) ? kindOf(l.type) : undefined;
+      if (!l || !kind) throw invalidArg(where, 'a layer (of.dense(), of.conv2d(), of.relu(), ...)', l);
+      if (!kind.inner) {
         out.push({ layer: l, where, depth, role: 'layer', top: t });
         continue;
       }
       out.push({ layer: l, where, depth, role: 'open', top: t });
-      visit(l.layers, `${where}.layers`, depth + 1, t);
+      visit(kind.inner(l), `${where}.layers`, depth + 1, t);
       out.push({ layer: l, where, depth, role: 'close', top: t });
     }
   };
@@ -53,18 +54,20 @@ function entriesOf(layers: readonly Layer[]): Entry[] {
   return out;
 }
 
-// The model's input, as its first layer declares it (a leading flatten does nothing to a flat input).
+// The model's input, as its first layer declares it. A leading layer that neither declares one nor needs one
+// (flatten) passes the flat input on.
 function modelInput(layers: readonly Layer[]): { inputs: number; inputShape?: ImageShape | SequenceShape } {
-  const i = layers.findIndex((l) => l.type !== 'flatten');
+  const i = layers.findIndex((l) => kindOf(l.type)!.first !== undefined || kindOf(l.type)!.declared(l));
   if (i < 0) throw new ConfigError('a model needs at least one dense, conv2d, pooling or recurrent layer');
   const kind = kindOf(layers[i]!.type)!;
   const shape = kind.declared(layers[i]!);
   if (!shape) throw new ConfigError(`layers[${i}]: ${kind.first}`);
   if (shape.length === 1) return { inputs: shape[0]! };
-  return { inputs: shape.reduce((a, b) => a * b, 1), inputShape: [...shape] as ImageShape | SequenceShape };
+  return { inputs: size(shape), inputShape: [...shape] as ImageShape | SequenceShape };
 }
 
 const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((v, j) => v === b[j]);
+const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 // Walks the entries with the native layout of each: checks what the layers declare against the shapes flowing in,
 // and gathers the rows and tensors. `input` is the shape the first entry receives.
@@ -90,7 +93,7 @@ function walk(entries: readonly Entry[], infos: readonly NativeLayerInfo[], inpu
     const declared = kindOf(e.layer.type)!.declared(e.layer);
     if (declared && !sameShape(declared, shape)) {
       throw new ShapeError(declared.length === 1
-        ? `${e.where}: ${e.layer.type} expects ${declared[0]} inputs but the previous layer gives ${shape.reduce((a, b) => a * b, 1)}`
+        ? `${e.where}: ${e.layer.type} expects ${declared[0]} inputs but the previous layer gives ${size(shape)}`
         : `${e.where}: inputShape [${declared.join(', ')}] but the previous layer gives [${shape.join(', ')}]`);
     }
     perLayer.push({ layer: e.layer, depth: e.depth, output: [...info.output], tensors: info.tensors.length });
@@ -118,7 +121,7 @@ export function topology(layers: readonly Layer[]): Topology {
   }
   const { tensors, perLayer, output } = walk(entries, infos, start);
   if (output.length === 3) throw new ConfigError('the last layer gives an image; add of.flatten() and a dense layer (or of.globalAvgPool())');
-  const t: Topology = { inputs: input.inputs, outputs: output.reduce((a, b) => a * b, 1), groups: output.length === 2 ? output[0]! : 1, tensors, perLayer };
+  const t: Topology = { inputs: input.inputs, outputs: size(output), groups: output.length === 2 ? output[0]! : 1, tensors, perLayer };
   if (input.inputShape) t.inputShape = input.inputShape;
   return t;
 }
