@@ -333,7 +333,7 @@ export function ulr(options?: UlrOptions): UlrEstimator {
     const ls = optionsObject('learnSigma', o.learnSigma, ['lr']);
     const lr = ls.lr ?? 0.01;
     if (!is.positive(lr)) throw invalidArg('learnSigma.lr', 'positive number', lr);
-    if (injection !== 'all' || o.sigmaSchedule !== undefined) throw new ConfigError("learnSigma works with injection 'all' and no sigmaSchedule");
+    if (o.sigmaSchedule !== undefined) throw new ConfigError('learnSigma cannot be combined with a sigmaSchedule (both set sigma)');
     est.learnSigma = { lr: lr as number };
   }
   if (o.sigmaSchedule !== undefined) {

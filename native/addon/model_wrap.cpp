@@ -956,14 +956,6 @@ Napi::Value ModelWrap::SetFrozen(const Napi::CallbackInfo& info) {
     OF_NAPI_BEGIN
     Model& m = model(env, Use::Mutate);
     const int frozen = int(require_int(info[0], "frozen layers", 0, int64_t(m.param_units()) - 1));
-    if (!m.dense_only) {  // recurrent units keep state the B-row prefix does not: they cannot be frozen yet
-        int p = 0;
-        for (const DenseUnit& u : m.units) {
-            if (p >= frozen) break;
-            if (u.recurrent()) throw_status(env, {StatusCode::Config, "recurrent and spiking layers cannot be frozen yet"});
-            p += u.param();
-        }
-    }
     if (frozen != m.frozen) {  // a pipelined first module kept from before indexes the other units: drop it
         m.ws.first[0].pending = m.ws.first[1].pending = false;
         if (m.device) m.device->reset_pipeline();

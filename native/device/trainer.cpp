@@ -35,14 +35,21 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         if (!kind) return "the model has a layer kind the device does not run";
     }
     if (hook && e.kind != EstimatorConfig::Kind::Ulr) return "a JS loss needs ulr()";
+    for (int l = 0; l < m.frozen_end(); l++)
+        if (m.units[size_t(l)].recurrent()) return "a frozen recurrent or spiking layer runs on the CPU";
     if (e.kind == EstimatorConfig::Kind::Ulr) {
         const UlrConfig& c = e.ulr;
         if (!c.modules.empty() && c.exact_boundary) return "the exact boundary test hook runs on the CPU";
-        if (c.learn_sigma && !m.dense_only) return "a learned sigma runs on the CPU in models with layers other than dense ones";
-        if (c.qmc && !m.dense_only) return "QMC noise runs on the CPU in models with layers other than dense ones";
+        const char* other = m.dense_only ? nullptr
+                            : c.learn_sigma                   ? "a learned sigma"
+                            : c.qmc                           ? "QMC noise"
+                            : c.baseline == Baseline::Clean   ? "the clean baseline"
+                            : c.layerwise                     ? "injection 'layerwise'"
+                            : !c.shared_prefix                ? "sharedPrefix: false"
+                                                              : nullptr;
         for (const auto& s : c.sigma_channels)
-            if (!s.empty() && !m.dense_only) return "per-channel sigma runs on the CPU in models with layers other than dense ones";
-        if (c.baseline == Baseline::Clean && !m.dense_only) return "the clean baseline runs on the CPU in models with layers other than dense ones";
+            if (!s.empty() && !m.dense_only) other = "per-channel sigma";
+        if (other) return std::string(other) + " runs on the CPU in models with layers other than dense ones";
     }
     return {};
 }

@@ -12,8 +12,9 @@ namespace of {
 
 struct UlrConfig {
     int copies = 32;                  // K noisy copies per sample
-    std::vector<float> sigma{0.1f};   // noise scale, one value or one per dense layer
-    std::vector<std::vector<float>> sigma_channels;  // per layer: empty, or one sigma per output channel
+    // Per-layer lists count the layers with parameters (frozen ones included; their entries are unused).
+    std::vector<float> sigma{0.1f};   // noise scale, one value or one per layer
+    std::vector<std::vector<float>> sigma_channels;  // per layer: empty, or one sigma per noise channel (noise_channels)
     bool antithetic = false;          // copies in pairs (eps, -eps)
     Baseline baseline = Baseline::LeaveOneOut;
     Density density = Density::Normal;  // noise density
@@ -94,7 +95,7 @@ Status frozen_tail_config(size_t L, int f, UlrConfig* c);
 // Module ends in units (hybrid.cpp): `modules` counts layers with parameters, and a module ends right after its last
 // one (pools before a layer belong to its module). The same numbers for a model of dense layers.
 std::vector<int> module_unit_ends(const Model& m, const std::vector<int>& modules);
-// Layer-wise injection (layerwise.cpp): the copies per layer (given, or with copies 'auto' the allocation from the
+// Layer-wise injection (ulr.cpp): the copies per layer (given, or with copies 'auto' the allocation from the
 // model's running per-copy variances, uniform until there are some), and after a step with copies 'auto' its
 // variances var_l of each layer's estimate: per copy into stats (K_l var_l) and, training, into the running ones.
 std::vector<int> layerwise_copies(const Model& m, const UlrConfig& c);
@@ -103,7 +104,7 @@ std::vector<int> layerwise_copies(const Model& m, const UlrConfig& c);
 std::vector<int> layerwise_copies_bound(const Model& m, const UlrConfig& c);
 void record_layer_var(Model& m, const UlrConfig& c, const std::vector<int>& kl, std::vector<double> var, StepStats* stats);
 
-// Per dense layer, the noise scale of every output channel (sigma, or sigma_channels where given).
+// Per dense layer, the noise scale of every output channel (sigma, or sigma_channels where given): modules (hybrid.cpp).
 inline std::vector<std::vector<float>> channel_sigmas(const Model& m, const UlrConfig& c) {
     std::vector<std::vector<float>> out(m.units.size());
     for (size_t l = 0; l < m.units.size(); l++) {
@@ -119,6 +120,10 @@ inline void scale_by_channel(float* s, int rows, const std::vector<float>& sig) 
     for (int r = 0; r < rows; r++)
         for (int o = 0; o < O; o++) s[int64_t(r) * O + o] /= sig[size_t(o)];
 }
+
+// The noise channels of a unit, each with its own sigma (per-channel sigma): a dense unit's outputs, a conv's or a
+// norm's channels (shared by the positions), a recurrent unit's gate units (shared by the steps).
+int noise_channels(const DenseUnit& u);
 
 // The sigma multiplier of the schedule at epoch e (from 0) of E.
 inline float sigma_factor(const UlrConfig& c, int e, int E) {
@@ -146,15 +151,8 @@ inline void update_running_baseline(Model& m, const UlrConfig& c, double mean_lo
     m.has_running = true;
 }
 
-// Models with conv / pooling units (generic.cpp); bp_gradients and ulr_gradients hand such models to these.
-Status net_bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx,
-                        uint32_t sample_base = 0);
-Status net_ulr_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
-                         StepStats* stats, const LossHook* hook);
 Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
                             StepStats* stats, const LossHook* hook = nullptr);
-Status ulr_layerwise_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
-                               StepStats* stats, const LossHook* hook = nullptr);
 Status weight_perturbation_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
                                      uint32_t step, StepStats* stats);
 // Its halves (seed replay across ranks): the losses of directions [p0, p1) into plus / minus (P each; minus is 0
@@ -174,7 +172,6 @@ inline Status estimate_gradients(Model& m, const float* x, const Targets& y, int
     if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es)
         return weight_perturbation_gradients(m, x, y, B, e, step, stats);
     if (!e.ulr.modules.empty()) return ulr_module_gradients(m, x, y, B, e.ulr, step, stats, hook);
-    if (e.ulr.layerwise) return ulr_layerwise_gradients(m, x, y, B, e.ulr, step, stats, hook);
     return ulr_gradients(m, x, y, B, e.ulr, step, stats, hook);
 }
 

@@ -66,10 +66,12 @@ Status estimate_trainable(Model& m, const float* x, const Targets& y, int B, con
     const int inputs = m.inputs;
     m.units.assign(all.begin() + f, all.end());
     m.inputs = m.units.front().I;
+    m.frozen = 0;  // the tail is the whole model now
     Status st = validate_estimator(m, sub, hook);
     if (st.ok()) st = estimate_gradients(m, in, y, B, sub, step, stats, hook);
     m.units = std::move(all);
     m.inputs = inputs;
+    m.frozen = f;
     OF_TRY(st);
     std::fill(m.grads.data(), m.grads.data() + trainable_offset(m), 0.0f);
     return {};

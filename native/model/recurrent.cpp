@@ -35,7 +35,7 @@ Params params_of(const DenseUnit& u, const float* theta) {
 int64_t seq_aux_width(const DenseUnit& u) { return int64_t(u.q.T) * step_width(u); }
 
 void seq_forward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
-                 float* aux, const float* E, float sigma, float* scratch, const float* xw, int rep) {
+                 float* aux, const float* E, const float* sigma, float* scratch, const float* xw, int rep) {
     const int T = u.q.T, F = u.q.F, H = u.q.H, GH = u.q.G * H, A = step_width(u);
     const int64_t ras = int64_t(T) * A;  // aux row stride
     const Params p = params_of(u, theta);
@@ -44,7 +44,7 @@ void seq_forward(const KernelTable& k, const DenseUnit& u, const float* theta, c
     float* c = h + int64_t(rows) * H;            // rows x H: lstm cell, lif spikes
     std::fill(h, h + int64_t(rows) * H, 0.0f);
     std::fill(c, c + int64_t(rows) * H, 0.0f);
-    auto noise = [&](int r, int t, int j) { return E ? sigma * E[(int64_t(r) * T + t) * GH + j] : 0.0f; };
+    auto noise = [&](int r, int t, int j) { return E ? sigma[j] * E[(int64_t(r) * T + t) * GH + j] : 0.0f; };
     for (int t = 0; t < T; t++) {
         // P = X_t W^T (+ h U^T for every gate but the gru candidate), then + b + sigma E
         if (xw) {

@@ -24,12 +24,13 @@ namespace of {
 int64_t seq_aux_width(const DenseUnit& u);
 
 // Forward on `rows` rows: in (rows, T F) -> out (rows, O) (all steps' h, or the last), aux (rows, aux width).
-// E (rows, T G H): noise added to every pre-activation times sigma, or nullptr for the clean forward.
+// E (rows, T G H): noise added to every pre-activation times sigma (G H values: one per gate unit, the same at every
+// step), or nullptr for the clean forward (sigma unused).
 // scratch: rows x (2 G H + 2 H) floats.
 // xw (optional): the input projections X W^T already computed, (rows / rep, T G H), row r using row r / rep (the
 // shared clean input of ULR's copies); `in` is then not read.
 void seq_forward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
-                 float* aux, const float* E, float sigma, float* scratch, const float* xw = nullptr, int rep = 1);
+                 float* aux, const float* E, const float* sigma, float* scratch, const float* xw = nullptr, int rep = 1);
 // LR / BP reduction from per-step pre-activation gradients S (rows, T G H), row weights w (rows, or nullptr)
 // and scale alpha: dW then dU then db at dW (overwritten). wexp: rows T floats.
 // with_w false: dW's W part is left alone (its gradient is reduced elsewhere) and `in` is not read.

@@ -76,7 +76,7 @@ EstimatorConfig training_estimator(Model& m, const EstimatorConfig& e) {
     EstimatorConfig est = e;
     est.ulr.training = true;
     if (e.kind != EstimatorConfig::Kind::Ulr || !e.ulr.learn_sigma) return est;
-    const size_t L = m.units.size();  // the learned sigma replaces the configured one (initialized from it)
+    const size_t L = size_t(m.param_units());  // the learned sigma replaces the configured one (initialized from it)
     if (m.log_sigma.size() != L) {
         m.log_sigma.resize(L);
         for (size_t l = 0; l < L; l++) m.log_sigma[l] = std::log(double(e.ulr.sigma.size() == 1 ? e.ulr.sigma[0] : e.ulr.sigma[l]));
@@ -185,7 +185,7 @@ void shuffle(std::vector<int64_t>& perm, uint64_t seed, uint32_t epoch) {
 
 namespace {
 
-// Floats of the BP forward and backward on B rows (generic.cpp: bp_forward, net_bp_gradients): every unit's
+// Floats of the BP forward and backward on B rows (backprop.cpp): every unit's
 // pre-activation and output, two gradient buffers, conv patches, recurrent state, residual sums.
 void bp_floats(const Model& m, double B, StepMemory* r) {
     for (const DenseUnit& u : m.units) {

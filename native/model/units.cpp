@@ -93,7 +93,7 @@ void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, c
         case UnitKind::Rnn:
         case UnitKind::Gru:
         case UnitKind::Lstm:
-        case UnitKind::Lif: seq_forward(k, u, theta, in, rows, out, sq->aux, nullptr, 0.0f, sq->scratch); break;
+        case UnitKind::Lif: seq_forward(k, u, theta, in, rows, out, sq->aux, nullptr, nullptr, sq->scratch); break;
         case UnitKind::Repeat: repeat_forward(in, rows, u.q.T, u.q.F, out); break;
         case UnitKind::Dropout: std::copy(in, in + int64_t(rows) * u.O, out); break;  // inference: the identity
         case UnitKind::Concat: break;  // needs the block's input: the callers handle it

@@ -1,0 +1,464 @@
+// The unified likelihood-ratio (ULR) estimator: Jiang et al., "One Forward is Enough for Neural Network Training via
+// Likelihood Ratio Method", ICLR 2024, section 3 (the LR gradient of a unit with noise on its pre-activation) and
+// section 4 (variance reduction). docs/method.md is our summary. One orchestration for every layer kind: the units
+// (model/units.h) supply their forward and their LR reduction, this file decides where noise goes and how copies run.
+//
+// Noise enters the pre-activation of every unit with parameters (dense, conv and graph maps, norms: their affine
+// output; recurrent units: every gate at every step):  V~ = V + sigma E,  E ~ p (normal, Laplace, logistic). Per-row
+// losses l give row weights  w = (l - beta) / (B K)  (beta: a baseline independent of the row's own noise), and a
+// unit's gradient is its BP weight-gradient map applied to  S = w s(E) / sigma  instead of the backpropagated error:
+//   dense  grad W = (diag(w) s(E))^T A / sigma,   conv: the same over im2row patches,   recurrent: summed over steps.
+//
+// Copies are organized in groups. A group perturbs a run of units (injection 'all': every unit, one group of K
+// copies; 'layerwise': one group per unit with its own K_l copies; blocks: several units per group). Everything
+// before a group's first unit is clean, so it runs once per sample on B rows (the shared prefix, docs/method.md
+// 3.1): the group's first unit starts its K copies from the clean pre-activation and reduces its gradient over copies
+// first, G = sum_k w s(E) (B rows), then grad = G^T A (B rows, not B K). Its later units see noisy inputs and reduce
+// per row. Units after the group run clean on the group's rows.
+//
+// Work runs in blocks of whole samples (~256 rows per group): one task takes a block through every group's forward,
+// its losses, row weights, G rows and partial gradients while they are in cache; partials are summed in block
+// order, so results do not depend on the thread count. The noise is a pure function of (seed, step, unit, row,
+// value), kept from the forward or regenerated for the reduction (storeNoise: false): the same bits either way.
+#include <algorithm>
+#include <climits>
+#include <cmath>
+
+#include "core/shape.h"
+#include "core/thread_pool.h"
+#include "core/thread_scratch.h"
+#include "estimators/blocks.h"
+#include "estimators/estimator.h"
+#include "model/units.h"
+
+namespace of {
+namespace {
+
+// Per-thread scratch of one block: per unit its noisy output, noise and recurrent aux; the replicated input of a
+// group's first unit (sharedPrefix: false); losses, row weights, patches and state scratch.
+struct BlockScratch {
+    std::vector<Buffer> a, e, aux;
+    Buffer x_rep, loss, w, cols, wexp, seq;
+};
+
+struct Group {
+    int start = 0, end = 0;  // units [start, end): start has parameters; the group's noisy units are its param units
+    int K = 0;               // copies per sample
+    int64_t out0 = 0;        // its first row in the step's list of all groups' rows (loss hook outputs)
+};
+
+// The flops one row costs in unit u's forward (the cost model of copies 'auto').
+double unit_row_flops(const DenseUnit& u) {
+    if (u.recurrent()) return double(u.q.T) * u.q.G * u.q.H * (u.q.F + (u.q.has_u ? u.q.H : 0));
+    if (u.param()) return double(u.gemm_rows(1)) * u.fan_in() * u.gemm_cols();
+    return double(u.O);
+}
+
+// The param-unit index (p: the order of the layers with parameters) of each group's first unit, frozen units skipped,
+// with the param-unit index after its last unit.
+std::vector<std::pair<int, int>> group_ranges(const Model& m, const UlrConfig& c) {
+    const int P = m.param_units();
+    std::vector<int> starts;
+    if (!c.layerwise) starts.push_back(0);
+    else if (c.blocks.empty())
+        for (int p = 0; p < P; p++) starts.push_back(p);
+    else
+        for (int p = 0, i = 0; i < int(c.blocks.size()); p += c.blocks[size_t(i)], i++) starts.push_back(p);
+    std::vector<std::pair<int, int>> out;
+    for (size_t i = 0; i < starts.size(); i++) {
+        const int end = i + 1 < starts.size() ? starts[i + 1] : P;
+        const int p = std::max(starts[i], m.frozen);  // frozen units stay clean
+        if (p < end) out.push_back({p, end});
+    }
+    return out;
+}
+
+// The groups of a step in units: a group runs from its first param unit to the next group's first one.
+std::vector<Group> plan_groups(const Model& m, const UlrConfig& c, const std::vector<int>& kl) {
+    std::vector<int> unit_of;  // param-unit index -> unit index
+    for (int l = 0; l < int(m.units.size()); l++)
+        if (m.units[size_t(l)].param()) unit_of.push_back(l);
+    std::vector<Group> g;
+    for (auto [p, end] : group_ranges(m, c))
+        g.push_back({unit_of[size_t(p)], end < int(unit_of.size()) ? unit_of[size_t(end)] : int(m.units.size()),
+                     c.layerwise ? kl[size_t(p)] : c.copies, 0});
+    return g;
+}
+
+// Copies 'auto': the cost of one copy of param unit p (its noise, then every unit after it), and the clamp of an
+// allocation.
+std::vector<double> copy_costs(const Model& m) {
+    std::vector<double> cost;
+    for (size_t l = 0; l < m.units.size(); l++) {
+        if (!m.units[l].param()) continue;
+        double c = double(m.units[l].noise_width());
+        for (size_t j = l + 1; j < m.units.size(); j++) c += unit_row_flops(m.units[j]);
+        cost.push_back(c);
+    }
+    return cost;
+}
+int clamp_copies(const UlrConfig& c, double k) {
+    const int ki = int(std::min(4096.0, std::max(2.0, std::round(k))));
+    return c.antithetic ? std::max(2, ki / 2 * 2) : ki;
+}
+
+// The density's exact score s(e) = -d log p(e) / de: normal e, logistic tanh(e / 2), Laplace sign(e).
+float exact_score(float e, Density d) {
+    if (d == Density::Normal) return e;
+    if (d == Density::Logistic) return std::tanh(0.5f * e);
+    return e > 0.0f ? 1.0f : e < 0.0f ? -1.0f : 0.0f;
+}
+
+// s (rows, n) /= sigma per channel: value i of a row belongs to channel i % channels (conv positions, recurrent steps).
+void divide_by_channel(float* s, int64_t rows, int64_t n, const std::vector<float>& ch) {
+    const int64_t nc = int64_t(ch.size());
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < n; i++) s[r * n + i] /= ch[size_t(i % nc)];
+}
+
+}  // namespace
+
+int noise_channels(const DenseUnit& u) { return u.recurrent() ? u.q.G * u.q.H : u.gemm_cols(); }
+
+// Layer-wise copies per layer with parameters: given, or with copies 'auto' the Neyman allocation over the groups,
+// K_g ~ sqrt(V_g / c_g) for the cost of `copies` each (V_g: the running per-copy variance of the group's first
+// layer's estimate, c_g: the cost of one copy), uniform until there are variances. A group's layers share its K.
+std::vector<int> layerwise_copies(const Model& m, const UlrConfig& c) {
+    const int P = m.param_units();
+    std::vector<int> kl = c.copies_per_layer.empty() ? std::vector<int>(size_t(P), c.copies) : c.copies_per_layer;
+    const auto ranges = group_ranges(m, c);
+    if (c.auto_copies && m.layer_var.size() == size_t(P)) {
+        const std::vector<double> cost = copy_costs(m);
+        double uniform = 0.0, norm = 0.0;
+        for (auto [p, end] : ranges) {
+            uniform += double(c.copies) * cost[size_t(p)];
+            norm += std::sqrt(std::max(m.layer_var[size_t(p)], 1e-30) * cost[size_t(p)]);
+        }
+        for (auto [p, end] : ranges)
+            kl[size_t(p)] = clamp_copies(c, uniform * std::sqrt(std::max(m.layer_var[size_t(p)], 1e-30) / cost[size_t(p)]) / norm);
+    }
+    for (auto [p, end] : ranges) std::fill(kl.begin() + p + 1, kl.begin() + end, kl[size_t(p)]);
+    return kl;
+}
+
+std::vector<int> layerwise_copies_bound(const Model& m, const UlrConfig& c) {
+    std::vector<int> kl = layerwise_copies(m, c);
+    if (!c.auto_copies) return kl;
+    // K_g = U sqrt(V_g / c_g) / sum_j sqrt(V_j c_j) <= U sqrt(V_g / c_g) / sqrt(V_g c_g) = U / c_g, U = copies sum_j c_j
+    const std::vector<double> cost = copy_costs(m);
+    double uniform = 0.0;
+    for (auto [p, end] : group_ranges(m, c)) uniform += double(c.copies) * cost[size_t(p)];
+    for (size_t p = 0; p < kl.size(); p++) kl[p] = std::max({kl[p], c.copies, clamp_copies(c, std::ceil(uniform / cost[p]))});
+    return kl;
+}
+
+void record_layer_var(Model& m, const UlrConfig& c, const std::vector<int>& kl, std::vector<double> var, StepStats* stats) {
+    const size_t P = var.size();
+    for (size_t p = 0; p < P; p++) var[p] *= double(kl[p]);  // per copy: K x the variance of this step's estimate
+    stats->layer_var = var;
+    if (c.training) {
+        if (m.layer_var.size() != P) m.layer_var = var;
+        else
+            for (size_t p = 0; p < P; p++) m.layer_var[p] = 0.9 * m.layer_var[p] + 0.1 * var[p];
+    }
+    stats->copies.assign(kl.begin(), kl.end());
+}
+
+Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
+                     StepStats* stats, const LossHook* hook) {
+    const KernelTable& k = *m.k;
+    const int L = int(m.units.size());
+    const int C = m.outputs;
+    if (m.has_quant) OF_TRY(m.ws.eff.reserve(size_t(m.n_params)));
+    const float* theta = m.effective(m.params->data(), m.ws.eff);
+    const uint64_t seed = c.has_seed ? c.seed : m.seed;
+    const std::vector<int> kl = c.layerwise ? layerwise_copies(m, c) : std::vector<int>();
+    std::vector<Group> groups = plan_groups(m, c, kl);
+    OF_CHECK(!groups.empty(), Config, "the model has no layer with parameters to train");
+    const int NG = int(groups.size());
+    int64_t total_rows = 0;
+    int kmax = 2;
+    for (Group& g : groups) {
+        int R = 0;
+        OF_TRY(step_rows(B, g.K, &R));
+        g.out0 = total_rows;
+        total_rows += R;
+        kmax = std::max(kmax, g.K);
+    }
+    OF_CHECK(total_rows <= int64_t(INT_MAX) / 4, Shape, "batch x copies is too large");
+
+    // Per unit: its group, its place in the parameter-unit order, sigma (one, and per channel), and for the fused
+    // noisy kernel its bias and sigma as one value per output (conv: per channel, repeated over positions).
+    std::vector<int> group_of(size_t(L), -1), pidx(size_t(L), -1);
+    for (int gi = 0; gi < NG; gi++)
+        for (int l = groups[size_t(gi)].start; l < groups[size_t(gi)].end; l++) group_of[size_t(l)] = gi;
+    std::vector<float> sigma(size_t(L), 0.0f);
+    std::vector<std::vector<float>> ch(static_cast<size_t>(L)), bias_row(static_cast<size_t>(L)), sig_row(static_cast<size_t>(L));
+    std::vector<char> per_channel(size_t(L), 0);
+    for (int l = 0, p = 0; l < L; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        if (!u.param()) continue;
+        pidx[size_t(l)] = p++;
+        if (group_of[size_t(l)] < 0) continue;
+        const size_t pi = size_t(pidx[size_t(l)]);
+        sigma[size_t(l)] = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[pi];
+        per_channel[size_t(l)] = pi < c.sigma_channels.size() && !c.sigma_channels[pi].empty();
+        ch[size_t(l)] = per_channel[size_t(l)] ? c.sigma_channels[pi] : std::vector<float>(size_t(noise_channels(u)), sigma[size_t(l)]);
+        if (u.recurrent()) continue;  // adds its bias and noise inside its recurrence
+        bias_row[size_t(l)].resize(size_t(u.O));
+        unit_bias_row(u, theta, bias_row[size_t(l)].data());
+        sig_row[size_t(l)].resize(size_t(u.O));
+        for (int i = 0; i < u.O; i++) sig_row[size_t(l)][size_t(i)] = ch[size_t(l)][size_t(i) % ch[size_t(l)].size()];
+    }
+    auto noise = [&](int l, int row0) {
+        const int K = groups[size_t(group_of[size_t(l)])].K;
+        NoiseSpec ns{seed, step, uint32_t(l), c.sample_base * uint32_t(K) + uint32_t(row0), c.antithetic, c.density,
+                     c.qmc ? uint32_t(c.antithetic ? K / 2 : K) : 0u};
+        if (c.slice_total) ns.slice_local = uint32_t(K), ns.slice_total = c.slice_total, ns.slice_offset = c.slice_offset;
+        return ns;
+    };
+    const bool plain_score = c.density == Density::Normal && c.score == Score::Exact;
+    const bool shared = c.shared_prefix;
+
+    // 1. The clean forward of the B samples, as far as the last group's first unit (its linear part included), or
+    //    to the output for the clean baseline and for batchNorm (whose copies normalize with the clean batch's
+    //    statistics, as the paper's code keeps batch norm in evaluation mode in its noisy passes). Per unit: its
+    //    pre-activation without bias (v) and its output (a); a recurrent group start also its input projections.
+    auto& ws = m.ws;
+    const bool clean_loss = c.baseline == Baseline::Clean;
+    const int clean_end = clean_loss || m.has_batch_norm ? L : groups.back().start + 1;
+    ws.a.resize(size_t(L)), ws.v.resize(size_t(L)), ws.aux.resize(size_t(L));
+    const int64_t pw = std::max<int64_t>(m.patch_width(), 1), max_pos = m.max_positions();
+    OF_TRY(ws.cols.reserve(size_t(B) * size_t(pw)));
+    OF_TRY(ws.seq.reserve(size_t(B) * size_t(std::max<int64_t>(m.seq_scratch_width(), 1))));
+    OF_TRY(ws.wexp.reserve(size_t(B) * size_t(max_pos)));
+    OF_TRY(ws.loss.reserve(size_t(B)));
+    auto clean_in = [&](int l) { return l == 0 ? x : ws.a[size_t(l - 1)].data(); };
+    auto starts_group = [&](int l) { return group_of[size_t(l)] >= 0 && groups[size_t(group_of[size_t(l)])].start == l; };
+    for (int l = 0; l < clean_end; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        OF_TRY(ws.a[size_t(l)].reserve(size_t(B) * u.O));
+        OF_TRY(ws.v[size_t(l)].reserve(size_t(B) * (u.recurrent() ? u.noise_width() : u.O)));
+        if (u.recurrent()) OF_TRY(ws.aux[size_t(l)].reserve(size_t(B) * size_t(seq_aux_width(u))));
+        const float* in = clean_in(l);
+        float* v = ws.v[size_t(l)].data();
+        float* a = ws.a[size_t(l)].data();
+        const SeqCtx sq{ws.aux[size_t(l)].data(), ws.seq.data(), nullptr, nullptr};
+        if (u.kind == UnitKind::BatchNorm) batch_norm_stats(u, in, B), batch_norm_apply(u, theta, in, B, v);
+        else if (u.kind == UnitKind::Dropout) dropout_apply(u, v, in, B, 1, int(c.sample_base), seed, step, uint32_t(l));
+        else if (u.kind == UnitKind::Concat) concat_forward(u, v, in, clean_in(u.skip_from), B, 1);
+        else unit_linear(k, u, theta, in, B, u.recurrent() ? a : v, ws.cols.data(), &sq);
+        if (!u.recurrent()) std::copy(v, v + int64_t(B) * u.O, a);
+        else if (starts_group(l))  // X W^T of every sample and step, (B T, F) x (G H, F)^T, shared by the copies
+            k.gemm_nt(v, in, theta + u.w_off, B * u.q.T, u.q.G * u.q.H, u.q.F, 1.0f, 0.0f);
+        unit_bias_act(k, u, theta, a, a, B);
+        if (u.skip_from >= 0 && u.kind != UnitKind::Concat) residual_add(k, u, a, clean_in(u.skip_from), B, 1);
+    }
+    if (clean_loss) k.loss_forward(ws.loss.data(), ws.a[size_t(L - 1)].data(), y.labels, y.values, B, C, 1, m.loss, m.groups);
+    if (c.baseline == Baseline::Running)  // earlier steps only: independent of this step's noise
+        std::fill(ws.loss.data(), ws.loss.data() + B, m.has_running ? float(m.running_loss) : 0.0f);
+
+    // G of each group's first unit (B rows of its noise width), and the block partials of every other noisy unit
+    std::vector<int64_t> g_off(size_t(NG) + 1, 0);
+    for (int gi = 0; gi < NG; gi++) g_off[size_t(gi) + 1] = g_off[size_t(gi)] + int64_t(B) * m.units[size_t(groups[size_t(gi)].start)].noise_width();
+    OF_TRY(ws.g.reserve(size_t(std::max<int64_t>(g_off[size_t(NG)], 1))));
+    auto via_g = [&](int l) { return shared && starts_group(l); };
+    const int S = lr_block_samples(kmax);
+    const int T = (B + S - 1) / S;
+    int64_t partial_size = 0;
+    std::vector<int64_t> partial_off(size_t(L), -1);
+    for (int l = 0; l < L; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        if (group_of[size_t(l)] < 0 || !u.param() || (via_g(l) && !u.recurrent())) continue;  // a recurrent first unit: U, b
+        partial_off[size_t(l)] = partial_size, partial_size += u.n_par;
+    }
+    OF_TRY(ws.partials.reserve(size_t(T) * size_t(std::max<int64_t>(partial_size, 1))));
+    float* partials = ws.partials.data();
+    std::vector<double> loss_sum(size_t(T), 0.0), sg_part(c.learn_sigma ? size_t(T) * L : 0, 0.0);
+    std::vector<double> var_part(c.auto_copies ? size_t(T) * L : 0, 0.0);
+    std::vector<int64_t> correct(size_t(T), 0);
+    std::vector<Status> status(static_cast<size_t>(T));
+    float* hook_loss = nullptr;
+
+    // 2. One block of samples through every group: forward; then (unless forward_only) losses, row weights, G rows
+    //    and partial gradients.
+    auto block = [&](int t, bool forward_only) {
+        BlockScratch& sc = thread_scratch<BlockScratch>();
+        const int b0 = t * S, s = std::min(S, B - b0);
+        Status& st = status[size_t(t)];
+        sc.a.resize(size_t(L)), sc.e.resize(size_t(L)), sc.aux.resize(size_t(L));
+        for (int gi = 0; gi < NG && st.ok(); gi++) {
+            const Group& g = groups[size_t(gi)];
+            const int K = g.K, rows = s * K, r0 = b0 * K;
+            const DenseUnit& u0 = m.units[size_t(g.start)];
+            for (int l = g.start; l < L && st.ok(); l++) {
+                const DenseUnit& u = m.units[size_t(l)];
+                st = sc.a[size_t(l)].reserve(size_t(rows) * u.O);
+                if (st.ok() && u.param()) st = sc.e[size_t(l)].reserve(size_t(rows) * u.noise_width());
+                if (st.ok() && u.recurrent()) st = sc.aux[size_t(l)].reserve(size_t(rows) * size_t(seq_aux_width(u)));
+            }
+            if (st.ok()) st = sc.loss.reserve(size_t(rows));
+            if (st.ok()) st = sc.w.reserve(size_t(rows));
+            if (st.ok()) st = sc.cols.reserve(size_t(rows) * size_t(pw));
+            if (st.ok()) st = sc.wexp.reserve(size_t(rows) * size_t(max_pos));
+            if (st.ok()) st = sc.seq.reserve(size_t(rows) * size_t(std::max<int64_t>(m.seq_scratch_width(), 1)));
+            if (st.ok() && !shared) st = sc.x_rep.reserve(size_t(rows) * u0.I);
+            if (!st.ok()) return;
+            // a unit's input: the replicated clean input (the group's first unit without the shared prefix), or the
+            // previous unit's rows; a block's skip source: the clean prefix (row r / K) when it starts at or before
+            // the group's first unit, else the group's rows
+            if (!shared)
+                for (int r = 0; r < rows; r++) {
+                    const float* src = clean_in(g.start) + int64_t(b0 + r / K) * u0.I;
+                    std::copy(src, src + u0.I, sc.x_rep.data() + int64_t(r) * u0.I);
+                }
+            auto input = [&](int l) { return l == g.start ? (shared ? nullptr : sc.x_rep.data()) : sc.a[size_t(l - 1)].data(); };
+            auto skip_src = [&](int s0, int* rep) {
+                *rep = s0 <= g.start ? K : 1;
+                return s0 <= g.start ? clean_in(s0) + int64_t(b0) * m.units[size_t(s0)].I : sc.a[size_t(s0 - 1)].data();
+            };
+            auto E = [&](int l) { return c.store_noise ? sc.e[size_t(l)].data() : nullptr; };
+            for (int l = g.start; l < L; l++) {
+                const DenseUnit& u = m.units[size_t(l)];
+                float* a = sc.a[size_t(l)].data();
+                const bool noisy = u.param() && l < g.end;
+                int rep = 1;
+                if (u.kind == UnitKind::Dropout) {  // one mask per sample, shared by its copies
+                    dropout_apply(u, a, input(l), rows, K, int(c.sample_base) + b0, seed, step, uint32_t(l));
+                    unit_bias_act(k, u, theta, a, a, rows);
+                } else if (u.kind == UnitKind::Concat) {
+                    const float* src = skip_src(u.skip_from, &rep);
+                    concat_forward(u, a, input(l), src, rows, rep);
+                    unit_bias_act(k, u, theta, a, a, rows);
+                    continue;
+                } else if (u.recurrent()) {  // noise on every gate at every step, inside the recurrence
+                    if (noisy) k.noise_fill(sc.e[size_t(l)].data(), rows, u.noise_width(), noise(l, r0));
+                    const bool xw = l == g.start && shared;
+                    seq_forward(k, u, theta, input(l), rows, a, sc.aux[size_t(l)].data(), noisy ? sc.e[size_t(l)].data() : nullptr,
+                                ch[size_t(l)].data(), sc.seq.data(), xw ? ws.v[size_t(l)].data() + int64_t(b0) * u.noise_width() : nullptr,
+                                xw ? K : 1);
+                    unit_bias_act(k, u, theta, a, a, rows);
+                } else if (l == g.start && shared) {  // K copies from the clean pre-activation (bias not yet added)
+                    k.noisy_bias_act_forward(a, E(l), ws.v[size_t(l)].data() + int64_t(b0) * u.O, bias_row[size_t(l)].data(),
+                                             sig_row[size_t(l)].data(), rows, u.O, K, u.act, u.alpha, noise(l, r0));
+                } else {
+                    const SeqCtx sq{nullptr, sc.seq.data(), nullptr, nullptr};
+                    if (u.kind == UnitKind::BatchNorm) batch_norm_apply(u, theta, input(l), rows, a);
+                    else unit_linear(k, u, theta, input(l), rows, a, sc.cols.data(), &sq);
+                    if (noisy)
+                        k.noisy_bias_act_forward(a, E(l), a, bias_row[size_t(l)].data(), sig_row[size_t(l)].data(), rows, u.O, 1,
+                                                 u.act, u.alpha, noise(l, r0));
+                    else
+                        unit_bias_act(k, u, theta, a, a, rows);
+                }
+                if (u.skip_from >= 0) {
+                    const float* src = skip_src(u.skip_from, &rep);
+                    residual_add(k, u, a, src, rows, rep);
+                }
+            }
+            const float* out = sc.a[size_t(L - 1)].data();
+            if (forward_only) {
+                std::copy(out, out + int64_t(rows) * C, ws.outputs.data() + (g.out0 + r0) * C);
+                continue;
+            }
+            int64_t hits = 0;
+            loss_sum[size_t(t)] += block_losses(m, y, out, b0, s, K, r0, hook_loss ? hook_loss + g.out0 : nullptr, sc.loss.data(), &hits);
+            correct[size_t(t)] += hits;
+            float* w = sc.w.data();
+            k.lr_row_weights(w, sc.loss.data(), ws.loss.data() + b0, s, K, c.baseline, c.antithetic, 1.0f / float(int64_t(B) * K));
+
+            for (int l = g.start; l < g.end; l++) {  // the group's noisy units: their reductions
+                const DenseUnit& u = m.units[size_t(l)];
+                if (!u.param()) continue;
+                const int nw = u.noise_width();
+                float* e = sc.e[size_t(l)].data();  // kept from the forward, or regenerated now: the same bits
+                if (!c.store_noise && !u.recurrent()) k.noise_fill(e, rows, nw, noise(l, r0));
+                if (c.learn_sigma) {  // d/d(log sigma): sum_r w[r] sum_j (e s(e) - 1), with the density's exact score
+                    double acc = 0.0;
+                    for (int r = 0; r < rows; r++) {
+                        double row = 0.0;
+                        for (int j = 0; j < nw; j++) row += double(e[int64_t(r) * nw + j]) * exact_score(e[int64_t(r) * nw + j], c.density) - 1.0;
+                        acc += double(w[r]) * row;
+                    }
+                    sg_part[size_t(t) * L + size_t(l)] = acc;
+                }
+                if (!plain_score) k.score_transform(e, int64_t(rows) * nw, c.density, c.score);  // e -> s(e)
+                if (c.auto_copies && l == g.start) {  // this block's share of the estimate's variance (see record_layer_var)
+                    const int I = u.I;
+                    double acc = 0.0;
+                    for (int b = 0; b < s; b++) {
+                        const float* in = clean_in(l) + int64_t(b0 + b) * I;
+                        double an = 0.0;
+                        for (int i = 0; i < I; i++) an += double(in[i]) * in[i];
+                        for (int kk = 0; kk < K; kk++) {
+                            const int r = b * K + kk;
+                            double sn = 0.0;
+                            for (int j = 0; j < nw; j++) sn += double(e[int64_t(r) * nw + j]) * e[int64_t(r) * nw + j];
+                            acc += double(w[r]) * w[r] * sn * an;
+                        }
+                    }
+                    var_part[size_t(t) * L + size_t(l)] = acc / (double(sigma[size_t(l)]) * sigma[size_t(l)]);
+                }
+                if (per_channel[size_t(l)]) divide_by_channel(e, rows, nw, ch[size_t(l)]);
+                const float alpha = per_channel[size_t(l)] ? 1.0f : 1.0f / sigma[size_t(l)];
+                if (via_g(l)) k.lr_copy_sum(ws.g.data() + g_off[size_t(gi)] + int64_t(b0) * nw, w, e, s, K, nw);
+                if (partial_off[size_t(l)] < 0) continue;
+                float* p = partials + int64_t(t) * partial_size + partial_off[size_t(l)];
+                if (u.recurrent())
+                    seq_reduce(k, u, input(l), rows, sc.aux[size_t(l)].data(), e, w, alpha, p, sc.wexp.data(), !via_g(l));
+                else
+                    unit_lr_reduce(k, u, input(l), rows, e, w, alpha, p, p + int64_t(u.gemm_cols()) * u.fan_in(), sc.cols.data(),
+                                   sc.wexp.data());
+            }
+        }
+    };
+    const int64_t cycles = total_rows / std::max(1, T) * m.max_width() * 8;
+    if (hook) {  // every group's rows forward once, the hook answers per group, then a second pass (same bits) reduces
+        OF_TRY(ws.outputs.reserve(size_t(total_rows) * C));
+        OF_TRY(ws.hook_loss.reserve(size_t(total_rows)));
+        ThreadPool::instance().parallel_for(T, [&](int t) { block(t, true); }, cycles);
+        OF_CHECK(!ThreadPool::cancelled(), Abort, "training was cancelled");  // never hand JS a half-computed step
+        for (const Status& st : status) OF_TRY(st);
+        for (const Group& g : groups)
+            OF_TRY((*hook)(ws.outputs.data() + g.out0 * C, y, B * g.K, C, g.K, ws.hook_loss.data() + g.out0));
+        hook_loss = ws.hook_loss.data();
+        for (int64_t r = 0; r < total_rows; r++)
+            OF_CHECK(std::isfinite(hook_loss[r]), Data, "the loss function returned a non-finite value for row " + std::to_string(r));
+    }
+    ThreadPool::instance().parallel_for(T, [&](int t) { block(t, false); }, cycles);
+    OF_CHECK(!ThreadPool::cancelled(), Abort, "training was cancelled");  // the blocks were skipped: sum nothing
+    for (const Status& st : status) OF_TRY(st);
+
+    // 3. Gradients: partials summed in block order; each group's first unit from G over B rows (a recurrent one's
+    //    W part: G^T X over its B T (sample, step) rows).
+    float* grads = m.grads.data();
+    for (int l = 0; l < L; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        const int64_t skip = via_g(l) && u.recurrent() ? int64_t(u.q.G) * u.q.H * u.q.F : 0;
+        if (partial_off[size_t(l)] >= 0)
+            sum_block_partials(grads + u.w_off + skip, partials, partial_off[size_t(l)] + skip, partial_size, T, u.n_par - skip);
+        if (!via_g(l)) continue;
+        const float* G = ws.g.data() + g_off[size_t(group_of[size_t(l)])];
+        const float alpha = per_channel[size_t(l)] ? 1.0f : 1.0f / sigma[size_t(l)];
+        if (u.recurrent())
+            k.gemm_tn(grads + u.w_off, G, clean_in(l), nullptr, u.q.G * u.q.H, u.q.F, B * u.q.T, alpha, 0.0f);
+        else
+            unit_lr_reduce(k, u, clean_in(l), B, G, nullptr, alpha, grads + u.w_off, grads + u.w_off + int64_t(u.gemm_cols()) * u.fan_in(),
+                           ws.cols.data(), ws.wexp.data());
+    }
+    finish_stats(m, c, loss_sum, correct, int(total_rows), stats);
+    if (c.learn_sigma || c.auto_copies) {  // per layer with parameters
+        std::vector<double> sg(size_t(m.param_units()), 0.0), var(size_t(m.param_units()), 0.0);
+        for (int t = 0; t < T; t++)
+            for (int l = 0; l < L; l++)
+                if (pidx[size_t(l)] >= 0) {
+                    if (c.learn_sigma) sg[size_t(pidx[size_t(l)])] += sg_part[size_t(t) * L + size_t(l)];
+                    if (c.auto_copies) var[size_t(pidx[size_t(l)])] += var_part[size_t(t) * L + size_t(l)];
+                }
+        if (c.learn_sigma) stats->sigma_grad = sg;
+        if (c.auto_copies) record_layer_var(m, c, kl, std::move(var), stats);
+    }
+    return {};
+}
+
+}  // namespace of
