@@ -30,6 +30,8 @@
         "native/device/seq.cpp",
         "native/addon/errors.cpp",
         "native/addon/model_wrap.cpp",
+        "native/addon/model_wrap_steps.cpp",
+        "native/addon/parse.cpp",
         "native/addon/describe.cpp",
         "native/addon/train_worker.cpp",
         "native/addon/infer_worker.cpp",

@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "addon/parse.h"
 #include "estimators/estimator.h"
 #include "model/model.h"
 #include "model/train.h"
@@ -61,29 +62,6 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Value CheckIdle(const Napi::CallbackInfo& info);
     Napi::Value MemoryEstimate(const Napi::CallbackInfo& info);
 };
-
-// A data set copied into native memory: what a call reads after it returns (fit, predictAsync) or while JS runs
-// (a JS loss) must not live in an ArrayBuffer that JS can transfer (detach) or shrink meanwhile; N-API cannot pin
-// one against either.
-struct OwnedData {
-    std::vector<float> x, values;
-    std::vector<int32_t> labels;
-    DataRef ref;  // points into the vectors above
-};
-
-// Parsing shared by the methods and describeLayers (model_wrap.cpp).
-// A model spec: { inputs, inputShape?, layers: [{ type, ... }], loss, seed } (lib/native.ts NativeModelSpec).
-ModelSpec parse_spec(Napi::Env env, const Napi::Value& v);
-EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v);
-OptimizerConfig parse_optimizer(Napi::Env env, const Napi::Value& v);
-// x (rows, inputs) for a forward pass; sizes checked against the model.
-DataRef parse_inputs(Napi::Env env, const Model& m, const Napi::Value& x, const Napi::Value& rows);
-// x (rows, inputs) and y (labels or values) of a data set; validated against the model.
-DataRef parse_data(Napi::Env env, const Model& m, const Napi::Value& x, const Napi::Value& y, const Napi::Value& rows);
-// The same, copied into `out` (y may be empty for inputs only); out.ref points into it.
-void own_data(Napi::Env env, const Model& m, const Napi::Value& x, const Napi::Value& y, const Napi::Value& rows,
-              OwnedData* out);
-void own_inputs(Napi::Env env, const Model& m, const Napi::Value& x, const Napi::Value& rows, OwnedData* out);
 
 // describeLayers(spec) -> [{ output, tensors: [{ name, shape }] }], one per layer of spec.layers (describe.cpp).
 Napi::Value DescribeLayersJs(const Napi::CallbackInfo& info);

@@ -283,19 +283,22 @@ Status DeviceTrainer::js_losses(const float* out, const Targets& y, int R, int C
 
 // A unit's noisy forward (noisy_args' math), its noise from Philox, or with QMC (qmc_K > 0 copies per sample) the
 // copies' Sobol points (direction numbers uploaded once per width) shifted per sample, then the same noisy arithmetic.
-Status DeviceTrainer::noise_forward(const dev::NoisyArgs& na, int qmc_K) {
+Status DeviceTrainer::noise_forward(const dev::NoisyArgs& na, int qmc_K, uint32_t qmc_dim) {
     Device* d = dev_.get();
     if (!qmc_K) return d->noisy_forward(na, int64_t(na.R) * dev::noise_counters(na.O));
     const int l = int(na.layer);
     while (int(qmc_dirs_.size()) <= l) qmc_dirs_.push_back(std::make_unique<Dirs>());
     Dirs& q = *qmc_dirs_[size_t(l)];
-    if (q.width != na.O) {
-        SobolTable::ensure(na.O);
+    if (q.width != na.O || q.dim0 != qmc_dim) {
+        SobolTable::ensure(int(qmc_dim) + na.O);
         std::vector<uint32_t> host(size_t(na.O) * 32);
-        for (int j = 0; j < na.O; j++) std::copy(SobolTable::dim(j), SobolTable::dim(j) + 32, host.begin() + int64_t(j) * 32);
+        for (int j = 0; j < na.O; j++) {
+            const uint32_t* dir = SobolTable::dim(int(qmc_dim) + j);
+            std::copy(dir, dir + 32, host.begin() + int64_t(j) * 32);
+        }
         OF_TRY(q.v.reserve(d, host.size() * sizeof(uint32_t)));
         OF_TRY(d->upload(q.v.as<uint32_t>(), host.data(), host.size() * sizeof(uint32_t)));
-        q.width = na.O;
+        q.width = na.O, q.dim0 = qmc_dim;
     }
     const uint32_t copies = uint32_t(na.antithetic ? qmc_K / 2 : qmc_K);
     OF_TRY(d->qmc_noise(dev::QmcArgs{na.E, q.v.as<uint32_t>(), na.O, copies, na.seed, na.step, na.layer, na.row0, na.antithetic},
@@ -380,7 +383,9 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
                           c.antithetic ? 1 : 0, int(c.density), sigmas[size_t(l)]};
         return sliced(na);
     };
-    auto noisy = [&](int l, const float* pre, int rep) -> Status { return noise_forward(noise_args(l, pre, rep), c.qmc ? K : 0); };
+    auto noisy = [&](int l, const float* pre, int rep) -> Status {
+        return noise_forward(noise_args(l, pre, rep), c.qmc ? K : 0, c.qmc ? qmc_dim0(m, l) : 0);
+    };
 
     // a residual block's end adds its input: from the B-row prefix (row r / K) when the block starts at or before the
     // first noisy unit, else from the block's own rows
@@ -581,7 +586,7 @@ Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_
             const dev::NoisyArgs na{lw_ga_[size_t(j - l)]->f(), lw_ge_[size_t(j - l)]->f(), pre, j == l ? nullptr : bias(uj), uj.O,
                                     sigma(j), R, uj.O, rep, uj.act, uj.alpha, seed, step, uint32_t(j), 0, c.antithetic ? 1 : 0,
                                     int(c.density), sigmas[size_t(j)]};
-            return noise_forward(na, c.qmc ? K : 0);
+            return noise_forward(na, c.qmc ? K : 0, c.qmc ? qmc_dim0(m, j) : 0);
         };
         // the group: its first layer noisy from its clean pre-activation (bias included), its other layers noisy from
         // their noisy inputs, the rest clean

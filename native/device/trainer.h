@@ -97,7 +97,7 @@ class DeviceTrainer {
     Status row_weights(int B, int K, const float* loss, float running, const UlrConfig& c, float scale);
     dev::CopySumArgs scored_sum(const float* E, int K, int O, const UlrConfig& c, const float* sigmas);
     Status step_stats(dev::StatsArgs a);
-    Status noise_forward(const dev::NoisyArgs& na, int qmc_K);
+    Status noise_forward(const dev::NoisyArgs& na, int qmc_K, uint32_t qmc_dim = 0);
     Status channel_sigmas(int L, const UlrConfig& c, std::vector<const float*>* out);
     // BP pieces of one unit on `rows` rows from dv, the gradient at its pre-activation: its parameters' gradients
     // (times alpha) into the slab, and the gradient at its input x into din
@@ -174,6 +174,7 @@ class DeviceTrainer {
     struct Dirs {  // per layer with QMC noise: the Sobol direction numbers of its width (32 per neuron)
         DeviceBuffer v;
         int width = 0;
+        uint32_t dim0 = 0;  // its first Sobol dimension (estimator.h qmc_dim0)
     };
     std::vector<std::unique_ptr<Dirs>> qmc_dirs_;
     struct Bn {  // per batchNorm unit: running and batch statistics (mean C, variance C)

@@ -120,6 +120,13 @@ void divide_by_channel(float* s, int64_t rows, int64_t n, const std::vector<floa
 
 int noise_channels(const DenseUnit& u) { return u.recurrent() ? u.q.G * u.q.H : u.gemm_cols(); }
 
+uint32_t qmc_dim0(const Model& m, int l) {
+    uint32_t d = 0;
+    for (int j = 0; j < l; j++)
+        if (m.units[size_t(j)].param()) d += uint32_t(m.units[size_t(j)].noise_width());
+    return d;
+}
+
 // Layer-wise copies per layer with parameters: given, or with copies 'auto' the Neyman allocation over the groups,
 // K_g ~ sqrt(V_g / c_g) for the cost of `copies` each (V_g: the running per-copy variance of the group's first
 // layer's estimate, c_g: the cost of one copy), uniform until there are variances. A group's layers share its K.
@@ -203,7 +210,9 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         const size_t pi = size_t(pidx[size_t(l)]);
         sigma[size_t(l)] = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[pi];
         per_channel[size_t(l)] = pi < c.sigma_channels.size() && !c.sigma_channels[pi].empty();
-        ch[size_t(l)] = per_channel[size_t(l)] ? c.sigma_channels[pi] : std::vector<float>(size_t(noise_channels(u)), sigma[size_t(l)]);
+        ch[size_t(l)].assign(size_t(noise_channels(u)), sigma[size_t(l)]);
+        if (per_channel[size_t(l)])  // a recurrent unit's one sigma per hidden unit serves all its gates
+            for (size_t i = 0; i < ch[size_t(l)].size(); i++) ch[size_t(l)][i] = c.sigma_channels[pi][i % c.sigma_channels[pi].size()];
         if (u.recurrent()) continue;  // adds its bias and noise inside its recurrence
         bias_row[size_t(l)].resize(size_t(u.O));
         unit_bias_row(u, theta, bias_row[size_t(l)].data());
@@ -215,6 +224,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         NoiseSpec ns{seed, step, uint32_t(l), c.sample_base * uint32_t(K) + uint32_t(row0), c.antithetic, c.density,
                      c.qmc ? uint32_t(c.antithetic ? K / 2 : K) : 0u};
         if (c.slice_total) ns.slice_local = uint32_t(K), ns.slice_total = c.slice_total, ns.slice_offset = c.slice_offset;
+        if (c.qmc) ns.qmc_dim = qmc_dim0(m, l);
         return ns;
     };
     const bool plain_score = c.density == Density::Normal && c.score == Score::Exact;

@@ -73,10 +73,13 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
             const DenseUnit& u = m.units[l];
             if (!u.param()) continue;
             const auto& v = c.sigma_channels[p++];
-            const char* what = u.recurrent() ? "gate unit (gates x units)" : u.positional() ? "channel" : "output";
-            OF_CHECK(v.empty() || v.size() == size_t(noise_channels(u)), Config,
-                     "ulr sigma for layer " + std::to_string(p - 1) + " (with parameters) must have one value per " + what + " (" +
-                         std::to_string(noise_channels(u)) + "), got " + std::to_string(v.size()));
+            const char* what = u.recurrent() ? "hidden unit (" : u.positional() ? "channel (" : "output (";
+            const bool per_unit = u.recurrent() && v.size() == size_t(u.q.H);  // else one per gate and unit
+            OF_CHECK(v.empty() || per_unit || v.size() == size_t(noise_channels(u)), Config,
+                     "ulr sigma for layer " + std::to_string(p - 1) + " (with parameters) must have one value per " + what +
+                         std::to_string(u.recurrent() ? u.q.H : noise_channels(u)) + ")" +
+                         (u.recurrent() ? " or per gate and unit (" + std::to_string(noise_channels(u)) + ")" : "") + ", got " +
+                         std::to_string(v.size()));
             for (float s : v) OF_CHECK(s > 0.0f && std::isfinite(s), Config, "ulr sigma must be positive and finite");
         }
         OF_CHECK(c.modules.empty() || m.dense_only, Config, "modules take per-channel sigma in models of dense layers only");
@@ -87,9 +90,9 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
     OF_CHECK(!c.qmc || c.baseline == Baseline::Clean || c.baseline == Baseline::Running || c.baseline == Baseline::None,
              Config, "qmc needs baseline 'clean', 'running' or 'none' (its copies are not independent)");
     OF_CHECK(!c.qmc || (c.density == Density::Normal && !c.learn_sigma), Config, "qmc works with normal noise and a fixed sigma");
-    for (const DenseUnit& u : m.units)
-        OF_CHECK(!c.qmc || !u.param() || u.noise_width() <= SobolTable::kMaxDims, Config,
-                 "qmc supports layers of up to 65536 noise values per sample (a conv's outputs, a recurrent layer's steps x gates)");
+    OF_CHECK(!c.qmc || qmc_dim0(m, int(m.units.size())) <= uint32_t(SobolTable::kMaxDims), Config,
+             "qmc supports models of up to 65536 noise values per sample over all layers (a conv's outputs, a recurrent "
+             "layer's steps x gates), got " + std::to_string(qmc_dim0(m, int(m.units.size()))));
     OF_CHECK(!c.learn_sigma || c.schedule == UlrConfig::Schedule::Constant, Config,
              "learnSigma cannot be combined with a sigma schedule (both set sigma)");
     if (!c.modules.empty()) {

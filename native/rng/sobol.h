@@ -10,7 +10,7 @@ namespace of {
 
 class SobolTable {
    public:
-    static constexpr int kMaxDims = 1 << 16;  // widest layer QMC supports
+    static constexpr int kMaxDims = 1 << 16;  // the most noise values per sample (all layers) QMC supports
     // Makes dimensions [0, dims) available (thread-safe; dims <= kMaxDims). Existing ones never move.
     static void ensure(int dims);
     // The 32 direction numbers of dimension d (< the largest `dims` ensured so far); lock-free to read.

@@ -191,12 +191,12 @@ void noise_row_naive(float* out, int n, uint32_t row, uint32_t layer, uint32_t s
 static void qmc_row(float* out, int O, uint32_t g, const NoiseSpec& ns) {
     const uint32_t per_sample = ns.qmc_copies * (ns.antithetic ? 2u : 1u);
     const uint32_t sample = g / per_sample, k = (g % per_sample) >> (ns.antithetic ? 1 : 0);
-    SobolTable::ensure(O);
+    SobolTable::ensure(int(ns.qmc_dim) + O);
     const uint32_t stream = philox_stream(kStreamQmc, ns.layer);
     for (int j0 = 0; j0 < O; j0 += 4) {
         U32x4 shift = philox4x32_10(uint32_t(j0 / 4), sample, stream, ns.step, uint32_t(ns.seed), uint32_t(ns.seed >> 32));
         for (int j = j0; j < std::min(O, j0 + 4); j++) {
-            uint32_t x = SobolTable::point(SobolTable::dim(j), k) ^ shift.v[j - j0];
+            uint32_t x = SobolTable::point(SobolTable::dim(int(ns.qmc_dim) + j), k) ^ shift.v[j - j0];
             out[j] = float(inverse_normal((double(x >> 8) + 0.5) / 16777216.0));
         }
     }

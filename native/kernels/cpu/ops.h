@@ -32,6 +32,10 @@ struct NoiseSpec {
     // > 0: quasi-Monte Carlo normals. Rows are (sample, copy) with qmc_copies copies per sample; the copy index
     // picks a Sobol point (the pair index with antithetic mirrors), randomized per sample by a digital shift.
     uint32_t qmc_copies = 0;
+    // QMC: the first Sobol dimension of this unit's values. Units take consecutive dimension ranges (qmc_dim0), so
+    // the noise of a copy is one point of the joint space: units sharing dimensions would tie their noise together
+    // through the shift difference, an error that more copies do not shrink.
+    uint32_t qmc_dim = 0;
     // Copy-parallel slices: this call's rows are copies [slice_offset, slice_offset + slice_local) of samples whose
     // slice_total copies are spread over ranks. Local row l = row0 + r is global row
     // (l / slice_local) slice_total + slice_offset + l % slice_local. slice_local 0: rows are global as they are.
