@@ -2,7 +2,7 @@
  * A checked data set from plain arrays: rows nested to any depth or flat with a row shape, and labels as class
  * indices, one-hot rows or float targets. Every value is copied into float32 and checked finite.
  */
-import { ConfigError, DataError, ShapeError } from './errors';
+import { DataError, ShapeError } from './errors';
 import type { Dataset } from './data';
 import { invalidArg, is, optionsObject } from './validate';
 
