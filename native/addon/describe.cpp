@@ -1,9 +1,10 @@
 // describeLayers(spec): the layout of a spec's layers (model/describe.h) as plain JS data, for lib/layers/topology.ts.
 // No model is kept and no parameter is allocated.
+#include "model/describe.h"
+
 #include "addon/errors.h"
 #include "addon/model_wrap.h"
 #include "addon/parse.h"
-#include "model/describe.h"
 
 namespace of::addon {
 

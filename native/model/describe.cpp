@@ -8,11 +8,16 @@ namespace of {
 std::vector<std::vector<TensorInfo>> unit_tensors(const Model& m) {
     std::vector<std::vector<TensorInfo>> out(m.units.size());
     std::map<UnitKind, int> count;  // tensors are numbered per kind: dense0, dense1, ..., conv0, ..., gru0, ...
-    static const std::map<UnitKind, std::string> names{
-        {UnitKind::Dense, "dense"},     {UnitKind::Conv2d, "conv"},          {UnitKind::LayerNorm, "norm"},
-        {UnitKind::BatchNorm, "batchnorm"}, {UnitKind::GroupNorm, "groupnorm"}, {UnitKind::GraphConv, "graph"},
-        {UnitKind::Rnn, "rnn"},         {UnitKind::Gru, "gru"},              {UnitKind::Lstm, "lstm"},
-        {UnitKind::Lif, "lif"}};
+    static const std::map<UnitKind, std::string> names{{UnitKind::Dense, "dense"},
+                                                       {UnitKind::Conv2d, "conv"},
+                                                       {UnitKind::LayerNorm, "norm"},
+                                                       {UnitKind::BatchNorm, "batchnorm"},
+                                                       {UnitKind::GroupNorm, "groupnorm"},
+                                                       {UnitKind::GraphConv, "graph"},
+                                                       {UnitKind::Rnn, "rnn"},
+                                                       {UnitKind::Gru, "gru"},
+                                                       {UnitKind::Lstm, "lstm"},
+                                                       {UnitKind::Lif, "lif"}};
     for (size_t i = 0; i < m.units.size(); i++) {
         const DenseUnit& u = m.units[i];
         if (!u.param()) continue;
@@ -52,7 +57,7 @@ Status describe_layers(const ModelSpec& spec, std::vector<LayerInfo>* out) {
     OF_TRY(Model::create(laid, &m, /*with_params=*/false));
     const auto tensors = unit_tensors(*m);
     // The shape flowing between layers, and the input shape of each open block.
-    std::vector<int> shape = spec.in_h > 0 ? std::vector<int>{spec.in_h, spec.in_w, spec.in_c}
+    std::vector<int> shape = spec.in_h > 0   ? std::vector<int>{spec.in_h, spec.in_w, spec.in_c}
                              : spec.in_t > 0 ? std::vector<int>{spec.in_t, spec.in_f}
                                              : std::vector<int>{spec.inputs};
     std::vector<std::vector<int>> blocks;
@@ -60,13 +65,18 @@ Status describe_layers(const ModelSpec& spec, std::vector<LayerInfo>* out) {
     out->clear();
     for (const LayerSpec& l : spec.layers) {
         LayerInfo info;
-        const bool makes_unit = l.kind != K::Activation && l.kind != K::Flatten && l.kind != K::ResidualBegin && l.kind != K::ResidualEnd;
-        OF_CHECK(!makes_unit || next < m->units.size(), Internal, "describe: the layers and the model's units disagree");
+        const bool makes_unit =
+            l.kind != K::Activation && l.kind != K::Flatten && l.kind != K::ResidualBegin && l.kind != K::ResidualEnd;
+        OF_CHECK(!makes_unit || next < m->units.size(), Internal,
+                 "describe: the layers and the model's units disagree");
         const DenseUnit* u = makes_unit ? &m->units[next] : nullptr;
         if (u) info.tensors = tensors[next++];
         switch (l.kind) {
-            case K::Activation: case K::Dropout: case K::LayerNorm: case K::BatchNorm: case K::GroupNorm:
-                break;  // the shape is unchanged
+            case K::Activation:
+            case K::Dropout:
+            case K::LayerNorm:
+            case K::BatchNorm:
+            case K::GroupNorm: break;  // the shape is unchanged
             case K::Flatten: {
                 int64_t n = 1;
                 for (int v : shape) n *= v;
@@ -74,7 +84,8 @@ Status describe_layers(const ModelSpec& spec, std::vector<LayerInfo>* out) {
                 break;
             }
             case K::ResidualBegin: blocks.push_back(shape); break;
-            case K::ResidualEnd: case K::ConcatEnd:
+            case K::ResidualEnd:
+            case K::ConcatEnd:
                 OF_CHECK(!blocks.empty(), Internal, "describe: a block end without its beginning");
                 if (l.kind == K::ResidualEnd) {
                     blocks.pop_back();
@@ -85,9 +96,14 @@ Status describe_layers(const ModelSpec& spec, std::vector<LayerInfo>* out) {
                 shape.back() = u->g.C + u->g.Co;
                 break;
             case K::Dense: shape = {u->O}; break;
-            case K::Conv2d: case K::MaxPool2d: case K::AvgPool2d: shape = {u->g.Ho, u->g.Wo, u->g.Co}; break;
+            case K::Conv2d:
+            case K::MaxPool2d:
+            case K::AvgPool2d: shape = {u->g.Ho, u->g.Wo, u->g.Co}; break;
             case K::GlobalAvgPool: shape = {u->g.Co}; break;
-            case K::Rnn: case K::Gru: case K::Lstm: case K::Lif:
+            case K::Rnn:
+            case K::Gru:
+            case K::Lstm:
+            case K::Lif:
                 shape = u->q.return_sequences ? std::vector<int>{u->q.T, u->q.H} : std::vector<int>{u->q.H};
                 break;
             case K::Repeat: shape = {u->q.T, u->q.F}; break;
