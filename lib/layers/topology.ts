@@ -4,8 +4,8 @@
  * finds the model's input from the first layer, names where a native error points, and checks what the layers
  * alone declare (a dense layer's `inputs`, an `inputShape` past the first layer) against the shapes it returns.
  */
-import { ConfigError, OneForwardError, ShapeError, errorClasses } from '../errors';
-import { type NativeLayer, type NativeLayerInfo, type NativeModelSpec, native } from '../native';
+import { ConfigError, type ErrorCode, type OneForwardError, ShapeError, errorClasses } from '../errors';
+import { type NativeLayer, type NativeLayerInfo, native } from '../native';
 import { invalidArg, is } from '../validate';
 import { type Layer, kindOf } from './index';
 import type { ImageShape, SequenceShape } from './shapes';
@@ -105,50 +105,34 @@ function walk(entries: readonly Entry[], infos: readonly NativeLayerInfo[], inpu
 
 /**
  * Lays out a layer list natively and checks it: that the layers chain (each kind's needs, what they declare) and
- * that the last one gives no image. Errors name the layer as the caller wrote it (`layers[2].layers[0]`).
+ * that the last one gives no image. Errors name the layer as the caller wrote it (`layers[2].layers[0]`), and come
+ * in the order of the layers.
  * @internal
  */
 export function topology(layers: readonly Layer[]): Topology {
   const entries = entriesOf(layers);
   const input = modelInput(layers);
-  const spec: NativeModelSpec = { ...input, layers: nativeLayers(layers), loss: 'mse', seed: 0 };  // the layout ignores loss and seed
   const start = input.inputShape ?? [input.inputs];
-  let infos: NativeLayerInfo[];
-  try {
-    infos = native().describeLayers(spec);
-  } catch (err) {
-    throw located(err, entries, spec, start);
-  }
-  const { tensors, perLayer, output } = walk(entries, infos, start);
+  // the layout ignores the loss and the seed
+  const { layers: infos, error } = native().describeLayers({ ...input, layers: nativeLayers(layers), loss: 'mse', seed: 0 });
+  const { tensors, perLayer, output } = walk(entries.slice(0, infos.length), infos, start);
+  if (error) throw located(error, entries, infos, start);
   if (output.length === 3) throw new ConfigError('the last layer gives an image; add of.flatten() and a dense layer (or of.globalAvgPool())');
   const t: Topology = { inputs: input.inputs, outputs: size(output), groups: output.length === 2 ? output[0]! : 1, tensors, perLayer };
   if (input.inputShape) t.inputShape = input.inputShape;
   return t;
 }
 
-// A native error about "layer N" (N indexes the native spec), renamed after the layer as written. The layers before
-// it are laid out alone (without the opening of the block that holds it) and what they declare is checked first, so
-// errors come in the order of the layers; a block whose end fails is told the shapes of its input and its layers.
-function located(err: unknown, entries: readonly Entry[], spec: NativeModelSpec, start: readonly number[]): unknown {
-  const m = err instanceof OneForwardError ? /^layer (\d+): ([\s\S]*)$/.exec(err.message) : null;
-  const n = m ? Number(m[1]) : -1;
-  const at = entries[n];
-  if (!m || !at) return err;
-  const open = at.role === 'open' ? -1 : entries.findIndex((e) => e.role === 'open' && e.top === at.top);
-  const kept = entries.map((_, k) => k).filter((k) => k < n && k !== open);
-  let prior: NativeLayerInfo[] | undefined;
-  try {
-    prior = kept.length ? native().describeLayers({ ...spec, layers: kept.map((k) => spec.layers[k]!) }) : undefined;
-  } catch {
-    prior = undefined;  // those layers alone make no model (no layer with an output yet): nothing to check
+// The native error of the layer after the described ones, named after the layer as written ("layer N" indexes the
+// native spec). A block whose end fails is told the shapes of its input and of its layers.
+function located(error: { code: ErrorCode; message: string }, entries: readonly Entry[], infos: readonly NativeLayerInfo[], start: readonly number[]): OneForwardError {
+  const at = entries[infos.length];
+  if (!at) return new errorClasses[error.code](error.message);
+  let why = error.message.replace(/^layer \d+: /, '');
+  if (at.role === 'close' && error.code === 'ERR_SHAPE') {
+    const open = entries.findIndex((e) => e.role === 'open' && e.top === at.top);
+    const inner = infos[infos.length - 1]!.output;
+    why += `; its input is [${(infos[open]?.output ?? start).join(', ')}] and its layers give [${inner.join(', ')}]`;
   }
-  let why = m[2]!;
-  if (prior) {
-    walk(kept.map((k) => entries[k]!), prior, start);
-    if (at.role === 'close' && err instanceof ShapeError) {
-      const input = open > 0 ? prior[open - 1]!.output : start;
-      why += `; its input is [${input.join(', ')}] and its layers give [${prior[prior.length - 1]!.output.join(', ')}]`;
-    }
-  }
-  return new errorClasses[(err as OneForwardError).code](`${at.where}: ${why}`);
+  return new errorClasses[error.code](`${at.where}: ${why}`);
 }

@@ -6,9 +6,12 @@
 #include <malloc.h>
 #endif
 
+#include <map>
+
 #include "addon/args.h"
+#include "addon/model_spec.h"
+#include "model/units.h"
 #include "device/trainer.h"
-#include "model/describe.h"
 
 namespace of::addon {
 
@@ -69,7 +72,7 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
     std::unique_ptr<Model> m;
-    check(env, Model::create(parse_spec(env, info[0]), &m));
+    check(env, Model::create(parse_model_spec(env, info[0]), &m));
     model_ = std::move(m);
     OF_NAPI_END(env)
 }
@@ -95,23 +98,25 @@ Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
     Model& m = model(env, Use::Read);  // views are safe to hand out during fit; values change as it trains
     Napi::Array out = Napi::Array::New(env);
     uint32_t idx = 0;
-    for (const auto& unit : unit_tensors(m)) {  // dense0.weight, dense0.bias, conv0.weight, ... (model/describe.h)
-        for (const TensorInfo& t : unit) {
-            int64_t n = 1;
-            for (int s : t.shape) n *= s;
-            auto* keep = new std::shared_ptr<Buffer>(m.params);  // the view keeps the slab alive
-            Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
-                env, m.params->data() + t.offset, size_t(n) * sizeof(float),
-                [](Napi::Env, void*, std::shared_ptr<Buffer>* hint) { delete hint; }, keep);
-            Napi::Object p = Napi::Object::New(env);
-            p.Set("name", t.name);
-            Napi::Array sh = Napi::Array::New(env, t.shape.size());
-            for (size_t i = 0; i < t.shape.size(); i++) sh.Set(uint32_t(i), t.shape[i]);
-            p.Set("shape", sh);
-            p.Set("data", Napi::Float32Array::New(env, size_t(n), ab, 0));
-            out.Set(idx++, p);
-        }
-    }
+    auto add = [&](const std::string& name, int64_t off, std::vector<int> shape) {
+        int64_t n = 1;
+        for (int s : shape) n *= s;
+        auto* keep = new std::shared_ptr<Buffer>(m.params);  // the view keeps the slab alive
+        Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
+            env, m.params->data() + off, size_t(n) * sizeof(float),
+            [](Napi::Env, void*, std::shared_ptr<Buffer>* hint) { delete hint; }, keep);
+        Napi::Object p = Napi::Object::New(env);
+        p.Set("name", name);
+        Napi::Array sh = Napi::Array::New(env, shape.size());
+        for (size_t i = 0; i < shape.size(); i++) sh.Set(uint32_t(i), shape[i]);
+        p.Set("shape", sh);
+        p.Set("data", Napi::Float32Array::New(env, size_t(n), ab, 0));
+        out.Set(idx++, p);
+    };
+    std::map<UnitKind, int> count;  // tensors are numbered per kind
+    for (const DenseUnit& u : m.units)
+        if (u.param())
+            for (const UnitTensor& t : unit_tensors(u, count[u.kind]++)) add(t.name, t.offset, t.shape);
     return out;
     OF_NAPI_END(env)
 }
@@ -279,9 +284,9 @@ Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
     r.Set("runningLoss", m.has_running ? Napi::Value(Napi::Number::New(env, m.running_loss)) : env.Null());
     r.Set("layerVar", m.layer_var.empty() ? env.Null() : Napi::Value(number_array(env, m.layer_var)));
     r.Set("logSigma", m.log_sigma.empty() ? env.Null() : Napi::Value(number_array(env, m.log_sigma)));
-    std::vector<double> bn;  // batchNorm running statistics, unit by unit: mean then variance
+    std::vector<double> bn;  // running statistics, unit by unit: mean then variance
     for (const DenseUnit& u : m.units)
-        if (u.kind == UnitKind::BatchNorm) bn.insert(bn.end(), u.running->begin(), u.running->end());
+        if (u.running) bn.insert(bn.end(), u.running->begin(), u.running->end());
     r.Set("bnRunning", bn.empty() ? env.Null() : Napi::Value(number_array(env, bn)));
     bool has = m.opt_kind >= 0;
     for (const char* key : {"m", "v"}) {
@@ -341,11 +346,11 @@ Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
         Napi::Array a = bv.As<Napi::Array>();
         size_t want = 0;
         for (const DenseUnit& u : m.units)
-            if (u.kind == UnitKind::BatchNorm) want += u.running->size();
+            if (u.running) want += u.running->size();
         if (a.Length() != want) throw_status(env, {StatusCode::Checkpoint, "bnRunning has the wrong length for this model"});
         uint32_t i = 0;
         for (const DenseUnit& u : m.units) {
-            if (u.kind != UnitKind::BatchNorm) continue;
+            if (!u.running) continue;
             const size_t C = u.running->size() / 2;
             for (size_t j = 0; j < u.running->size(); j++) {
                 const double v = require_number(a.Get(i++), "bnRunning");

@@ -63,7 +63,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Value MemoryEstimate(const Napi::CallbackInfo& info);
 };
 
-// describeLayers(spec) -> [{ output, tensors: [{ name, shape }] }], one per layer of spec.layers (describe.cpp).
+// describeLayers(spec) -> { layers: [{ output, tensors }], error? }: the layout of spec.layers (describe.cpp).
 Napi::Value DescribeLayersJs(const Napi::CallbackInfo& info);
 
 // Starts fit on a dedicated thread; returns the promise (train_worker.cpp).
