@@ -4,8 +4,8 @@
 #include "model/describe.h"
 
 #include "addon/errors.h"
-#include "addon/model_wrap.h"
 #include "addon/model_spec.h"
+#include "addon/model_wrap.h"
 
 namespace of::addon {
 
