@@ -17,6 +17,7 @@
         "native/model/model.cpp",
         "native/model/describe.cpp",
         "native/model/train.cpp",
+        "native/model/distributed.cpp",
         "native/units/block.cpp",
         "native/units/build.cpp",
         "native/units/conv.cpp",
