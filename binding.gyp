@@ -16,6 +16,7 @@
         "native/kernels/registry.cpp",
         "native/model/model.cpp",
         "native/model/train.cpp",
+        "native/model/distributed.cpp",
         "native/units/block.cpp",
         "native/units/build.cpp",
         "native/units/conv.cpp",
