@@ -38,7 +38,7 @@ struct UlrConfig {
     bool learn_sigma = false;
     float sigma_lr = 0.01f;
     bool store_noise = true;          // false: regenerate eps in the gradient pass (docs/method.md 3.2)
-    // Local module training (hybrid.cpp): exclusive end of each module, in dense layers (last = layer count).
+    // Local module training (hybrid.cpp): exclusive end of each module, in layers with parameters (last = their count).
     // Empty: plain ULR. Noise only on each module's last pre-activation; BP inside the modules.
     std::vector<int> modules;
     bool concurrent = true;       // modules: the later layers' block sums run as concurrent tasks (else in a loop)
@@ -104,17 +104,8 @@ std::vector<int> layerwise_copies(const Model& m, const UlrConfig& c);
 std::vector<int> layerwise_copies_bound(const Model& m, const UlrConfig& c);
 void record_layer_var(Model& m, const UlrConfig& c, const std::vector<int>& kl, std::vector<double> var, StepStats* stats);
 
-// Per dense layer, the noise scale of every output channel (sigma, or sigma_channels where given): modules (hybrid.cpp).
-inline std::vector<std::vector<float>> channel_sigmas(const Model& m, const UlrConfig& c) {
-    std::vector<std::vector<float>> out(m.units.size());
-    for (size_t l = 0; l < m.units.size(); l++) {
-        if (l < c.sigma_channels.size() && !c.sigma_channels[l].empty()) out[l] = c.sigma_channels[l];
-        else out[l].assign(size_t(m.units[l].O), c.sigma.size() == 1 ? c.sigma[0] : c.sigma[l]);
-    }
-    return out;
-}
-
-// With per-channel sigma the score columns carry 1 / sigma_o (then the reductions use alpha = 1).
+// With per-channel sigma the score columns carry 1 / sigma of their value (then the reductions use alpha = 1): s (rows,
+// sig.size()) divided per column.
 inline void scale_by_channel(float* s, int rows, const std::vector<float>& sig) {
     const int O = int(sig.size());
     for (int r = 0; r < rows; r++)

@@ -1,5 +1,6 @@
 // Checks an estimator's settings against a model before any step: every refusal is a typed Config error that says
 // why (docs/estimators.md lists the option x layer kind cells that are undefined).
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <string>
@@ -8,6 +9,53 @@
 #include "rng/sobol.h"
 
 namespace of {
+namespace {
+
+// Modules (hybrid.cpp) cover the layers with parameters in consecutive ranges. A boundary's noise goes on its
+// pre-activation, so it cannot sit in a residual or concat block, from its first unit to its last: the skip path
+// would cross it (and at the block's last unit the noise would come before the sum). BP runs inside each module:
+// every activation but the boundaries' is differentiated.
+Status validate_modules(const Model& m, const UlrConfig& c) {
+    int prev = 0;
+    for (int e : c.modules) {
+        OF_CHECK(e > prev, Config, "modules must be consecutive non-empty ranges of layers with parameters starting at 0");
+        prev = e;
+    }
+    OF_CHECK(prev == m.param_units(), Config,
+             "modules must cover the " + std::to_string(m.param_units()) + " layers with parameters, up to " + std::to_string(prev));
+    OF_CHECK(m.units.back().param(), Config, "modules need a model whose last layer has parameters (not a pooling layer)");
+    OF_CHECK(!c.layerwise && !c.qmc && !c.learn_sigma, Config, "modules cannot be combined with injection 'layerwise', qmc or learnSigma");
+    OF_CHECK(c.baseline != Baseline::Clean, Config, "modules support baselines 'loo', 'mean', 'running' and 'none'");
+    const std::vector<int> ends = module_unit_ends(m, c.modules);
+    auto boundary = [&](int l) { return std::find(ends.begin(), ends.end(), l + 1) != ends.end(); };
+    std::vector<int> ordinal;  // per unit, the layers with parameters before it
+    for (int l = 0, p = 0; l < int(m.units.size()); l++) ordinal.push_back(p), p += m.units[size_t(l)].param() ? 1 : 0;
+    for (int l = 0; l < int(m.units.size()); l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        if (!boundary(l) && !act_differentiable(u.act))
+            return {StatusCode::Config, std::string("modules run BP inside each module, which cannot differentiate the '") +
+                                            act_name(u.act) + "' activation after layer " + std::to_string(ordinal[size_t(l)] - (u.param() ? 0 : 1)) +
+                                            " (counting layers with parameters); end a module there or use ulr() without modules"};
+        if (u.skip_from < 0) continue;
+        for (int j = u.skip_from; j <= l; j++) {
+            if (!boundary(j)) continue;
+            const int first = ordinal[size_t(u.skip_from)], last = ordinal[size_t(l)] - (u.param() ? 0 : 1);
+            return {StatusCode::Config, "a module ends at layer " + std::to_string(ordinal[size_t(j)]) + " inside the " +
+                                            (u.kind == UnitKind::Concat ? "concat" : "residual") + " block of layers " +
+                                            std::to_string(first) + " to " + std::to_string(last) +
+                                            " (counting layers with parameters): the block's skip path would cross the "
+                                            "boundary; end modules before the block or after it"};
+        }
+    }
+    if (c.pipeline)
+        for (int l = 0; l < ends[0]; l++)
+            OF_CHECK(m.units[size_t(l)].kind != UnitKind::BatchNorm, Config,
+                     "pipeline cannot delay a first module that holds batchNorm: its backward would see the next batch's "
+                     "statistics");
+    return {};
+}
+
+}  // namespace
 
 Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHook* hook) {
     if (e.kind == EstimatorConfig::Kind::Bp) {
@@ -82,7 +130,6 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
                          std::to_string(v.size()));
             for (float s : v) OF_CHECK(s > 0.0f && std::isfinite(s), Config, "ulr sigma must be positive and finite");
         }
-        OF_CHECK(c.modules.empty() || m.dense_only, Config, "modules take per-channel sigma in models of dense layers only");
         OF_CHECK(!c.learn_sigma, Config, "learnSigma works with one sigma per layer, not per channel");
     }
     // QMC points of one sample are dependent: a baseline built from the other copies would correlate with a
@@ -95,23 +142,7 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
              "layer's steps x gates), got " + std::to_string(qmc_dim0(m, int(m.units.size()))));
     OF_CHECK(!c.learn_sigma || c.schedule == UlrConfig::Schedule::Constant, Config,
              "learnSigma cannot be combined with a sigma schedule (both set sigma)");
-    if (!c.modules.empty()) {
-        int prev = 0;
-        for (int e : c.modules) {
-            OF_CHECK(e > prev, Config, "modules must be consecutive non-empty ranges of dense layers starting at 0");
-            prev = e;
-        }
-        OF_CHECK(prev == m.param_units(), Config,
-                 "modules must cover the " + std::to_string(m.param_units()) + " layers with parameters, up to " + std::to_string(prev));
-        OF_CHECK(m.units.back().param(), Config, "modules need a model whose last layer has parameters (not a pooling layer)");
-        for (const DenseUnit& u : m.units)
-            OF_CHECK(u.skip_from < 0 && !u.quant, Config, "modules do not support residual blocks or binary / ternary weights yet");
-        for (const DenseUnit& u : m.units)
-            OF_CHECK(u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d || u.kind == UnitKind::MaxPool2d || u.kind == UnitKind::AvgPool2d,
-                     Config, "modules do not support recurrent, spiking or sequence layers yet");
-        OF_CHECK(!c.layerwise && !c.qmc && !c.learn_sigma, Config, "modules cannot be combined with injection 'layerwise', qmc or learnSigma");
-        OF_CHECK(c.baseline != Baseline::Clean, Config, "modules support baselines 'loo', 'mean', 'running' and 'none'");
-    }
+    if (!c.modules.empty()) OF_TRY(validate_modules(m, c));
     OF_CHECK(c.modules.empty() ? !c.pipeline : true, Config, "pipeline needs modules");
     OF_CHECK(!c.learn_sigma || (c.sigma_lr > 0.0f && std::isfinite(c.sigma_lr)), Config, "learnSigma lr must be positive");
     return {};

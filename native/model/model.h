@@ -164,13 +164,14 @@ struct Model {
         Buffer v0, g, ones, partials;  // ULR: clean first layer, G = sum_k w E_1, block partial gradients
         Buffer outputs, hook_loss;     // ULR with a loss hook: every row's output, the losses it returned
         Buffer theta, z;               // SPSA / ES: a perturbed parameter slab and one direction
-        // ULR modules: the first module's B-row forward (its input, per layer pre-activations and activations)
-        // and G = sum_k w s(E) at its boundary. Two sets: with pipelining the previous step's set is reduced
-        // while this step's is filled.
+        // ULR modules: the first module's B-row forward (its input, and per unit what BP's backward reads:
+        // estimators/bp.h), G = sum_k w s(E) at its boundary, and a recurrent boundary's U and b gradient (from the
+        // copies). Two sets: with pipelining the previous step's set is reduced while this step's is filled.
         struct FirstModule {
-            Buffer x, g;
-            std::vector<Buffer> v, a;
-            int B = 0, end = 0;  // rows, the module's end layer
+            Buffer x, g, ub;
+            std::vector<Buffer> v, a, aux, inner, sum;
+            int B = 0, end = 0;  // rows, the module's end unit
+            uint32_t step = 0;   // the step of its forward (dropout masks)
             bool pending = false;  // pipelining: holds a step whose reduction has not run yet
         } first[2];
         int first_cur = 0;
