@@ -3,9 +3,9 @@
 // with exact BP layer by layer: for every layer with parameters, cosine >= COSINE and the projection
 // <mean, bp> / |bp|² (which noise does not inflate) within 1 ± SCALE, against the CPU engine's BP gradient.
 // Cells that differ by design are the rows of EXCEPTIONS, the same table as docs/estimators.md ("Options × layer
-// kinds"): a looser bound, a part of the model compared, or a refusal with ERR_CONFIG naming why (none: no cell of
-// this matrix is mathematically undefined). What the device does not run falls back to the CPU; accepted, and
-// listed with model.backendInfo().placement's reason.
+// kinds"): a looser bound, a part of the model compared, or a refusal with ERR_CONFIG naming why (the one cell that
+// is mathematically undefined: a module boundary inside a residual block). What the device does not run falls back
+// to the CPU; accepted, and listed with model.backendInfo().placement's reason.
 // ONEFORWARD_MATRIX_REPORT=1 prints the grid (smallest layer cosine; ref: refused; !: out of bounds) to stderr instead
 // of failing: `ONEFORWARD_MATRIX_REPORT=1 node dist/test/98-matrix.test.js` (tap's terse reporter hides stderr).
 // ONEFORWARD_MATRIX_SEED sets the noise seed (default 1; the bounds below come from seeds 1, 2 and 3).
@@ -71,6 +71,7 @@ const OPTIONS: Record<string, Option> = {
   'sigma per channel': { short: 'σ/ch', ulr: (c) => ({ sigma: c.map((n) => Array.from({ length: n }, (_, i) => SIGMA * [0.6, 1, 1.4][i % 3]!)) }) },
   'storeNoise: false': { short: 'regen', ulr: () => ({ storeNoise: false }) },
   modules: { short: 'mods', ulr: (c) => ({ modules: [[0, 1], [1, c.length]] }) },
+  'modules, a boundary after layer 1': { short: 'mods2', ulr: (c) => ({ modules: [[0, 2], [2, c.length]] }) },
   antithetic: { short: 'anti', ulr: () => ({ antithetic: true }) },
   "noise 'laplace'": { short: 'lapl', ulr: () => ({ noise: 'laplace' }) },
   "score 'sign'": { short: 'sign', ulr: () => ({ score: 'sign' }) },
@@ -90,6 +91,11 @@ const EXCEPTIONS: Exception[] = [
     kind: 'batchNorm', option: '*', from: 1,
     why: "ULR's copies normalize with the clean batch's statistics, held constant; BP also differentiates through them. " +
       'They agree for batchNorm and the layers after it, not for the layers before it.',
+  },
+  {
+    kind: 'residual', option: 'modules, a boundary after layer 1', refuse: /inside the residual block/,
+    why: "layer 1 starts the residual block: a boundary there puts the noise inside the block, and the block's skip " +
+      'path would cross it (no gradient of the loss reaches the block input through the noise alone).',
   },
   {
     kind: '*', option: "score 'sign'", cosine: SIGN_COSINE,

@@ -44,7 +44,8 @@ Status validate_modules(const Model& m, const UlrConfig& c) {
                                             (u.kind == UnitKind::Concat ? "concat" : "residual") + " block of layers " +
                                             std::to_string(first) + " to " + std::to_string(last) +
                                             " (counting layers with parameters): the block's skip path would cross the "
-                                            "boundary; end modules before the block or after it"};
+                                            "boundary; end modules at layers before " + std::to_string(first) + " or after " +
+                                            std::to_string(last)};
         }
     }
     if (c.pipeline)

@@ -205,6 +205,82 @@ void forward_floats(const Model& m, double B, StepMemory* r) {
     r->workspace += B * (m.outputs + 1.0);
 }
 
+// Floats of a step of ULR without modules (ulr.cpp) with blocks of S samples x K copies (rows): per busy thread the
+// noisy units' activations and noise and the block's scratch, the block partials, the clean B-row prefix.
+void ulr_floats(const Model& m, const UlrConfig& c, double b, int S, double rows, double blocks, double busy, StepMemory* r) {
+    const int L = int(m.units.size());
+    // Units whose gradient is summed from block partials: all-at-once, every noisy unit but the first (reduced
+    // from G), unless it is recurrent or the prefix is not shared; layer-wise, the inner layers of a block of
+    // layers.
+    std::vector<char> partial(size_t(L), 0);
+    const int fe = m.frozen_end();
+    int first = fe;
+    while (first < L && !m.units[size_t(first)].param()) first++;
+    if (c.layerwise) {
+        for (int l = 0, g = 0; g < int(c.blocks.size()); l += c.blocks[size_t(g)], g++)
+            for (int j = l + 1; j < l + c.blocks[size_t(g)]; j++) partial[size_t(j)] = 1;
+    } else {
+        const bool shared = m.dense_only ? c.shared_prefix : first < L && !m.units[size_t(first)].recurrent();
+        for (int l = shared ? first + 1 : first; l < L; l++) partial[size_t(l)] = 1;
+    }
+    double noisy = 0.0, first_out = 0.0, params_partial = 0.0;  // widths of the noisy units; the first one's
+    for (int l = fe; l < L; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        noisy += u.O + (u.param() ? double(u.noise_width()) : 0.0) + double(u.recurrent() ? seq_aux_width(u) : 0);
+        if (u.param() && first_out == 0.0) first_out = double(u.noise_width());
+        if (u.param() && partial[size_t(l)]) params_partial += double(u.n_par) + (m.dense_only ? u.O : 0);  // dense: a bias row always
+        if (c.layerwise) r->workspace += b * u.O;  // G_l
+    }
+    if (c.layerwise) noisy += 3.0 * m.max_width();  // a group's pair of activations, its first layer's noise
+    const double per_row = double(std::max<int64_t>(m.patch_width(), 1)) + double(m.max_positions()) +
+                           double(m.seq_scratch_width()) + 2.0 + (c.shared_prefix ? 0.0 : double(m.inputs));
+    r->activations += busy * rows * noisy;
+    r->workspace += busy * rows * per_row;
+    r->partials += blocks * params_partial;
+    r->workspace += b * (2.0 * first_out + 1.0 + double(std::max<int64_t>(m.patch_width(), 1)));  // v0, G, ones; prefix patches
+    if (c.layerwise || m.has_batch_norm) bp_floats(m, b, r);  // a clean B-row forward
+    if (c.baseline == Baseline::Clean) r->workspace += busy * S * (2.0 * m.max_width() + 1.0);
+}
+
+// Floats BP's tape (estimators/bp.h) holds per row: the records of units [s, e) (pre-activation and output; a
+// recurrent unit's aux; a residual end's inner and sum, and the skip gradient at its block's start), and with
+// `scratch` the backward's: two gradient buffers, conv patches, recurrent state, pre-activation gradients, step weights.
+double tape_floats(const Model& m, int s, int e, bool scratch) {
+    double f = 0.0;
+    for (int l = s; l < e; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        f += 2.0 * u.O + double(u.recurrent() ? seq_aux_width(u) : 0);
+        if (u.skip_from >= 0) f += 2.0 * u.O + m.units[size_t(u.skip_from)].I;
+    }
+    if (!scratch) return f;
+    f += 2.0 * m.max_width() + double(std::max<int64_t>(m.patch_width(), 1));
+    if (m.seq_scratch_width() > 0) f += double(m.seq_scratch_width() + m.max_noise_width() + m.max_positions());
+    return f;
+}
+
+// Floats of a step of local modules (estimators/hybrid.cpp) with blocks of S samples x K copies: the first module's
+// B-row record (two with pipelining), its G and a recurrent boundary's U and b, and its backward's scratch (on a
+// second thread when pipelined); each busy thread's block (the later modules' tape, the first boundary's copies, every
+// boundary's noise, losses, row weights, step weights); the block partials; with batchNorm, a clean B-row forward
+// for its statistics.
+void module_floats(const Model& m, const UlrConfig& c, double B, int S, double blocks, double busy, StepMemory* r) {
+    const int L = int(m.units.size());
+    const std::vector<int> ends = module_unit_ends(m, c.modules);
+    const int e0 = ends[0];
+    const DenseUnit& u0 = m.units[size_t(e0 - 1)];
+    const double sets = c.pipeline ? 2.0 : 1.0, rows = double(S) * c.copies;
+    r->activations += sets * (B * (tape_floats(m, 0, e0, false) + 2.0 * u0.noise_width() + (c.pipeline ? m.inputs : 0)) + double(u0.n_par));
+    r->workspace += sets * B * (tape_floats(m, 0, 0, true) + double(m.max_positions()));
+    double block = tape_floats(m, e0, L, true) + u0.O + double(u0.recurrent() ? seq_aux_width(u0) : 0) + 2.0 +
+                   double(m.max_positions()) + double(std::max<int64_t>(m.seq_scratch_width(), 1));
+    for (int e : ends) block += double(m.units[size_t(e - 1)].noise_width());
+    r->activations += busy * (rows * block + S);
+    double partial = 0.0;
+    for (int l = u0.recurrent() ? e0 - 1 : e0; l < L; l++) partial += double(m.units[size_t(l)].n_par);
+    r->partials += blocks * partial;
+    if (m.has_batch_norm) bp_floats(m, B, r);
+}
+
 }  // namespace
 
 Status step_memory(const Model& m, const EstimatorConfig& e, int B, StepMemory* out) {
@@ -234,41 +310,9 @@ Status step_memory(const Model& m, const EstimatorConfig& e, int B, StepMemory* 
         const double blocks = std::ceil(b / S), rows = double(S) * K;
         const double busy = std::min(threads, blocks);  // threads that hold a block's scratch
         gemm_rows = std::max(b, rows);
-        // Units whose gradient is summed from block partials: all-at-once, every noisy unit but the first (reduced
-        // from G), unless it is recurrent or the prefix is not shared; layer-wise, the inner layers of a block of
-        // layers; modules, the units after the first module.
-        std::vector<char> partial(size_t(L), 0);
-        const int fe = m.frozen_end();
-        int first = fe;
-        while (first < L && !m.units[size_t(first)].param()) first++;
-        if (c.layerwise) {
-            for (int l = 0, g = 0; g < int(c.blocks.size()); l += c.blocks[size_t(g)], g++)
-                for (int j = l + 1; j < l + c.blocks[size_t(g)]; j++) partial[size_t(j)] = 1;
-        } else if (!c.modules.empty()) {
-            for (int l = module_unit_ends(m, c.modules)[0]; l < L; l++) partial[size_t(l)] = 1;
-        } else {
-            const bool shared = m.dense_only ? c.shared_prefix : first < L && !m.units[size_t(first)].recurrent();
-            for (int l = shared ? first + 1 : first; l < L; l++) partial[size_t(l)] = 1;
-        }
-        double noisy = 0.0, first_out = 0.0, params_partial = 0.0;  // widths of the noisy units; the first one's
-        for (int l = fe; l < L; l++) {
-            const DenseUnit& u = m.units[size_t(l)];
-            noisy += u.O + (u.param() ? double(u.noise_width()) : 0.0) + double(u.recurrent() ? seq_aux_width(u) : 0);
-            if (u.param() && first_out == 0.0) first_out = double(u.noise_width());
-            if (u.param() && partial[size_t(l)]) params_partial += double(u.n_par) + (m.dense_only ? u.O : 0);  // dense: a bias row always
-            if (c.layerwise) r.workspace += b * u.O;  // G_l
-        }
-        if (c.layerwise || !c.modules.empty()) noisy += 2.0 * m.max_width();  // a group's pair of activations; module BP's d0, d1
-        if (c.layerwise) noisy += m.max_width();  // the group's first layer's noise (GroupScratch::e)
-        const double per_row = double(std::max<int64_t>(m.patch_width(), 1)) + double(m.max_positions()) +
-                               double(m.seq_scratch_width()) + 2.0 + (c.shared_prefix ? 0.0 : double(m.inputs));
-        r.activations += busy * rows * noisy;
-        r.workspace += busy * rows * per_row;
-        r.partials += blocks * params_partial;
-        r.workspace += b * (2.0 * first_out + 1.0 + double(std::max<int64_t>(m.patch_width(), 1)));  // v0, G, ones; prefix patches
-        for (int l = 0; l < fe; l++) r.activations += 2.0 * b * m.units[size_t(l)].O;  // the clean frozen prefix
-        if (c.layerwise || !c.modules.empty() || m.has_batch_norm) bp_floats(m, b, &r);  // a clean B-row forward (and module BP)
-        if (c.baseline == Baseline::Clean) r.workspace += busy * S * (2.0 * m.max_width() + 1.0);
+        if (!c.modules.empty()) module_floats(m, c, b, S, blocks, busy, &r);
+        else ulr_floats(m, c, b, S, rows, blocks, busy, &r);
+        for (int l = 0; l < m.frozen_end(); l++) r.activations += 2.0 * b * m.units[size_t(l)].O;  // the clean frozen prefix
     }
     // every Buffer rounds up to 64 bytes (16 floats): the step's own, and each thread's block scratch
     r.workspace += 16.0 * (8.0 * L + 32.0) + threads * 16.0 * (6.0 * L + 16.0);
