@@ -41,7 +41,7 @@ export type BpEstimator = {
 export type UlrOptions = {
   /**
    * Noisy copies K of every sample (variance ∝ 1/K); even when `antithetic`. With `injection: 'layerwise'`,
-   * also an array: copies per dense layer. Defaults to `32`.
+   * also an array: copies per layer with parameters. Defaults to `32`.
    */
   copies?: number | number[] | 'auto';
   /**
@@ -51,20 +51,21 @@ export type UlrOptions = {
    */
   budget?: number;
   /**
-   * `'all'`: noise in every dense layer at once, one group of copies (one forward). `'layerwise'`: one group
-   * of copies per dense layer, only that layer perturbed, the rest clean (shared clean prefix); less noise
-   * from the other layers in each layer's estimate. Defaults to `'all'`.
+   * `'all'`: noise in every layer with parameters at once, one group of copies (one forward). `'layerwise'`: one
+   * group of copies per layer with parameters, only that layer perturbed, the rest clean (shared clean prefix);
+   * less noise from the other layers in each layer's estimate. Defaults to `'all'`.
    */
   injection?: InjectionName;
   /**
-   * With `injection: 'layerwise'`: sizes of consecutive groups of dense layers perturbed together (e.g.
+   * With `injection: 'layerwise'`: sizes of consecutive groups of layers with parameters perturbed together (e.g.
    * `[2, 1]`: layers 0-1 in one group, layer 2 alone). A group uses the copies of its first layer.
    * Defaults to one layer per group.
    */
   blocks?: number[];
   /**
-   * Noise scale σ on each dense pre-activation: one number, or one entry per dense layer — a number, or an
-   * array with one σ per output channel of that layer. Defaults to `0.1`.
+   * Noise scale σ on each pre-activation: one number, or one entry per layer with parameters — a number, or an
+   * array with one σ per channel of that layer: a dense layer's outputs, a conv's or a norm's channels (shared by
+   * the positions), a recurrent layer's hidden units (or one per gate and unit). Defaults to `0.1`.
    */
   sigma?: number | (number | number[])[];
   /**
@@ -113,7 +114,7 @@ export type UlrOptions = {
   /**
    * Learn log σ per layer by its own likelihood-ratio gradient E[(ℓ − b) Σ_j (ε_j s(ε_j) − 1)] (the score of
    * the noise scale), one SGD step of `lr` per training step, starting from `sigma`. The learned values live in
-   * the model (`model.sigma`, kept by checkpoints). Needs `injection: 'all'` and no `sigmaSchedule`.
+   * the model (`model.sigma`, kept by checkpoints). Not with a `sigmaSchedule` (both set σ).
    */
   learnSigma?: {
     /** Learning rate of the SGD step on log σ, per training step. Defaults to `0.01`. */
@@ -121,10 +122,11 @@ export type UlrOptions = {
   };
   /**
    * Local module training (the paper's computation-flow rearrangement): consecutive `[start, end)` ranges of
-   * dense layers covering the model, e.g. `[[0, 2], [2, 3]]`. Noise goes only on each module's last
-   * pre-activation; each module receives the LR estimate of the loss gradient there, `(ℓ − b)·s(ε)/σ`, and
-   * runs BP inside itself (`inner: 'bp'`). No backward pass crosses a module boundary, so the modules reduce
-   * independently. A one-layer module is a plain ULR layer; the first module runs once per sample.
+   * layers with parameters covering the model, e.g. `[[0, 2], [2, 3]]`, any layer kind. Noise goes only on each
+   * module's last pre-activation; each module receives the LR estimate of the loss gradient there,
+   * `(ℓ − b)·s(ε)/σ`, and runs BP inside itself (`inner: 'bp'`). No backward pass crosses a module boundary, so the
+   * modules reduce independently. A one-layer module is a plain ULR layer; the first module runs once per sample.
+   * A boundary may not fall inside a residual or concat block (its skip path would cross it).
    * Works with baselines `'loo'`, `'mean'`, `'running'`, `'none'`; not with `'layerwise'`, `qmc`, `learnSigma`.
    */
   modules?: [number, number][];
@@ -315,7 +317,7 @@ export function ulr(options?: UlrOptions): UlrEstimator {
     const mods = o.modules as unknown;
     const pair = (r: unknown) => Array.isArray(r) && r.length === 2 && is.integer(r[0]) && is.integer(r[1]) && (r[0] as number) >= 0 && (r[1] as number) > (r[0] as number);
     if (!Array.isArray(mods) || mods.length === 0 || !mods.every(pair) || !mods.every((r: number[], i) => r[0] === (i === 0 ? 0 : (mods[i - 1] as number[])[1]))) {
-      throw invalidArg('modules', 'consecutive [start, end) ranges of dense layers from 0, e.g. [[0, 2], [2, 3]]', mods);
+      throw invalidArg('modules', 'consecutive [start, end) ranges of layers with parameters from 0, e.g. [[0, 2], [2, 3]]', mods);
     }
     if (injection !== 'all' || o.qmc === true || o.learnSigma !== undefined) throw new ConfigError("modules cannot be combined with injection 'layerwise', qmc or learnSigma");
     if (baseline === 'clean') throw new ConfigError("modules support baselines 'loo', 'mean', 'running' and 'none'");

@@ -9,6 +9,8 @@
 #include <map>
 
 #include "addon/args.h"
+#include "addon/model_spec.h"
+#include "model/units.h"
 #include "device/trainer.h"
 
 namespace of::addon {
@@ -70,7 +72,7 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
     std::unique_ptr<Model> m;
-    check(env, Model::create(parse_spec(env, info[0]), &m));
+    check(env, Model::create(parse_model_spec(env, info[0]), &m));
     model_ = std::move(m);
     OF_NAPI_END(env)
 }
@@ -111,35 +113,10 @@ Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
         p.Set("data", Napi::Float32Array::New(env, size_t(n), ab, 0));
         out.Set(idx++, p);
     };
-    int dense = 0, conv = 0;  // tensors are named per kind: dense0, dense1, ..., conv0, ..., gru0, ...
-    std::map<UnitKind, int> seq_count;
-    for (const DenseUnit& u : m.units) {
-        if (u.kind == UnitKind::Dense) {
-            const std::string name = "dense" + std::to_string(dense++);
-            add(name + ".weight", u.w_off, {u.O, u.I});
-            if (u.b_off >= 0) add(name + ".bias", u.b_off, {u.O});
-        } else if (u.kind == UnitKind::Conv2d) {
-            const std::string name = "conv" + std::to_string(conv++);
-            add(name + ".weight", u.w_off, {u.g.Co, u.g.kh, u.g.kw, u.g.C});
-            if (u.b_off >= 0) add(name + ".bias", u.b_off, {u.g.Co});
-        } else if (u.norm()) {
-            const std::string name = (u.kind == UnitKind::LayerNorm ? "norm" : u.kind == UnitKind::BatchNorm ? "batchnorm" : "groupnorm") +
-                                     std::to_string(seq_count[u.kind]++);
-            add(name + ".weight", u.w_off, {u.g.Co});
-            add(name + ".bias", u.b_off, {u.g.Co});
-        } else if (u.kind == UnitKind::GraphConv) {
-            const std::string name = "graph" + std::to_string(seq_count[u.kind]++);
-            add(name + ".weight", u.w_off, {u.g.Co, u.g.C});
-            add(name + ".bias", u.b_off, {u.g.Co});
-        } else if (u.recurrent()) {  // W (G H, F), U (G H, H), b (G H); gates in the order of recurrent.h
-            static const std::map<UnitKind, std::string> names{{UnitKind::Rnn, "rnn"}, {UnitKind::Gru, "gru"}, {UnitKind::Lstm, "lstm"}, {UnitKind::Lif, "lif"}};
-            const std::string name = names.at(u.kind) + std::to_string(seq_count[u.kind]++);
-            const int GH = u.q.G * u.q.H;
-            add(name + ".weight", u.w_off, {GH, u.q.F});
-            if (u.q.has_u) add(name + ".recurrent", u.w_off + int64_t(GH) * u.q.F, {GH, u.q.H});
-            add(name + ".bias", u.b_off, {GH});
-        }
-    }
+    std::map<UnitKind, int> count;  // tensors are numbered per kind
+    for (const DenseUnit& u : m.units)
+        if (u.param())
+            for (const UnitTensor& t : unit_tensors(u, count[u.kind]++)) add(t.name, t.offset, t.shape);
     return out;
     OF_NAPI_END(env)
 }
@@ -307,9 +284,9 @@ Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
     r.Set("runningLoss", m.has_running ? Napi::Value(Napi::Number::New(env, m.running_loss)) : env.Null());
     r.Set("layerVar", m.layer_var.empty() ? env.Null() : Napi::Value(number_array(env, m.layer_var)));
     r.Set("logSigma", m.log_sigma.empty() ? env.Null() : Napi::Value(number_array(env, m.log_sigma)));
-    std::vector<double> bn;  // batchNorm running statistics, unit by unit: mean then variance
+    std::vector<double> bn;  // running statistics, unit by unit: mean then variance
     for (const DenseUnit& u : m.units)
-        if (u.kind == UnitKind::BatchNorm) bn.insert(bn.end(), u.running->begin(), u.running->end());
+        if (u.running) bn.insert(bn.end(), u.running->begin(), u.running->end());
     r.Set("bnRunning", bn.empty() ? env.Null() : Napi::Value(number_array(env, bn)));
     bool has = m.opt_kind >= 0;
     for (const char* key : {"m", "v"}) {
@@ -369,11 +346,11 @@ Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
         Napi::Array a = bv.As<Napi::Array>();
         size_t want = 0;
         for (const DenseUnit& u : m.units)
-            if (u.kind == UnitKind::BatchNorm) want += u.running->size();
+            if (u.running) want += u.running->size();
         if (a.Length() != want) throw_status(env, {StatusCode::Checkpoint, "bnRunning has the wrong length for this model"});
         uint32_t i = 0;
         for (const DenseUnit& u : m.units) {
-            if (u.kind != UnitKind::BatchNorm) continue;
+            if (!u.running) continue;
             const size_t C = u.running->size() / 2;
             for (size_t j = 0; j < u.running->size(); j++) {
                 const double v = require_number(a.Get(i++), "bnRunning");

@@ -1,4 +1,5 @@
-// JS values to native structs: the model spec, the estimator and optimizer configs, and data sets (parse.h).
+// JS values to native structs: the estimator and optimizer configs, and data sets (parse.h); the model spec is
+// model_spec.cpp.
 #include "addon/parse.h"
 
 #include <algorithm>
@@ -7,143 +8,6 @@
 
 namespace of::addon {
 
-namespace {
-
-Act parse_act(Napi::Env env, const std::string& s) {
-    static const char* names[] = {"identity", "relu", "leakyRelu", "tanh", "sigmoid", "gelu", "step", "sign", "quantize"};
-    for (int i = 0; i < 9; i++)
-        if (s == names[i]) return Act(i);
-    throw_status(env, arg_error("unknown activation '" + s + "'"));
-}
-
-int parse_quant(Napi::Env env, const Napi::Object& l) {  // weights: 'real' (default) | 'binary' | 'ternary'
-    Napi::Value q = l.Get("weights");
-    if (q.IsUndefined()) return 0;
-    const std::string s = require_string(q, "weights");
-    if (s == "real") return 0;
-    if (s == "binary") return 1;
-    if (s == "ternary") return 2;
-    throw_status(env, arg_error("unknown weights '" + s + "' (real, binary or ternary)"));
-}
-
-}  // namespace
-
-ModelSpec parse_spec(Napi::Env env, const Napi::Value& v) {
-    Napi::Object o = require_object(v, "spec");
-    ModelSpec spec;
-    spec.inputs = int(require_int(o.Get("inputs"), "inputs", 1, 1 << 28));
-    Napi::Value shape = o.Get("inputShape");
-    if (shape.IsArray()) {  // [H, W, C], channels-last images
-        Napi::Array a = shape.As<Napi::Array>();
-        if (a.Length() == 2) {  // [steps, features]: sequences
-            spec.in_t = int(require_int(a.Get(uint32_t(0)), "inputShape", 1, 1 << 16));
-            spec.in_f = int(require_int(a.Get(uint32_t(1)), "inputShape", 1, 1 << 24));
-        } else if (a.Length() != 3) {
-            throw_status(env, arg_error("inputShape must be [height, width, channels] or [steps, features]"));
-        }
-    }
-    if (shape.IsArray() && shape.As<Napi::Array>().Length() == 3) {
-        Napi::Array a = shape.As<Napi::Array>();
-        spec.in_h = int(require_int(a.Get(uint32_t(0)), "inputShape", 1, 1 << 16));
-        spec.in_w = int(require_int(a.Get(uint32_t(1)), "inputShape", 1, 1 << 16));
-        spec.in_c = int(require_int(a.Get(uint32_t(2)), "inputShape", 1, 1 << 16));
-    }
-    std::string loss = require_string(o.Get("loss"), "loss");
-    if (loss == "crossEntropy") spec.loss = LossKind::CrossEntropy;
-    else if (loss == "mse") spec.loss = LossKind::Mse;
-    else if (loss == "zeroOne") spec.loss = LossKind::ZeroOne;
-    else throw_status(env, arg_error("unknown loss '" + loss + "'"));
-    spec.seed = uint64_t(require_int(o.Get("seed"), "seed", 0, (int64_t(1) << 53)));
-    Napi::Value lv = o.Get("layers");
-    if (!lv.IsArray()) throw_status(env, arg_error("Expected layers to be an array"));
-    Napi::Array layers = lv.As<Napi::Array>();
-    for (uint32_t i = 0; i < layers.Length(); i++) {
-        Napi::Object l = require_object(layers.Get(i), "layer");
-        std::string type = require_string(l.Get("type"), "layer type");
-        LayerSpec ls{};
-        if (type == "dense") {
-            ls.kind = LayerSpec::Kind::Dense;
-            ls.units = int(require_int(l.Get("units"), "units", 1, 1 << 28));
-            ls.bias = opt_bool(l, "bias", true);
-            ls.trainable = opt_bool(l, "trainable", true);
-            ls.quant = parse_quant(env, l);
-        } else if (type == "activation") {
-            ls.kind = LayerSpec::Kind::Activation;
-            ls.act = parse_act(env, require_string(l.Get("activation"), "activation"));
-            ls.alpha = ls.act == Act::Quantize ? float(opt_number(l, "levels", 4.0)) : float(opt_number(l, "alpha", 0.01));
-            if (ls.act == Act::Quantize && !(ls.alpha >= 2.0f && ls.alpha <= 65536.0f))
-                throw_status(env, arg_error("quantize levels must be in [2, 65536]"));
-        } else if (type == "conv2d" || type == "maxPool2d" || type == "avgPool2d") {
-            using K = LayerSpec::Kind;
-            ls.kind = type == "conv2d" ? K::Conv2d : type == "maxPool2d" ? K::MaxPool2d : K::AvgPool2d;
-            if (ls.kind == K::Conv2d) {
-                ls.units = int(require_int(l.Get("filters"), "filters", 1, 1 << 20));
-                ls.bias = opt_bool(l, "bias", true);
-                ls.quant = parse_quant(env, l);
-            }
-            auto pair = [&](const char* key, int lo, int* a, int* b) {
-                Napi::Value v = l.Get(key);
-                if (!v.IsArray() || v.As<Napi::Array>().Length() != 2) throw_status(env, arg_error(std::string(key) + " must be a pair of integers"));
-                *a = int(require_int(v.As<Napi::Array>().Get(uint32_t(0)), key, lo, 1 << 16));
-                *b = int(require_int(v.As<Napi::Array>().Get(uint32_t(1)), key, lo, 1 << 16));
-            };
-            pair("kernel", 1, &ls.kh, &ls.kw);
-            pair("strides", 1, &ls.sh, &ls.sw);
-            pair("dilation", 1, &ls.dh, &ls.dw);
-            Napi::Value pad = l.Get("padding");
-            if (pad.IsString() && pad.As<Napi::String>().Utf8Value() == "same") ls.ph = ls.pw = -1;
-            else if (pad.IsString() && pad.As<Napi::String>().Utf8Value() == "valid") ls.ph = ls.pw = 0;
-            else pair("padding", 0, &ls.ph, &ls.pw);
-        } else if (type == "rnn" || type == "gru" || type == "lstm" || type == "lif") {
-            using K = LayerSpec::Kind;
-            ls.kind = type == "rnn" ? K::Rnn : type == "gru" ? K::Gru : type == "lstm" ? K::Lstm : K::Lif;
-            ls.units = int(require_int(l.Get("units"), "units", 1, 1 << 20));
-            ls.return_sequences = opt_bool(l, "returnSequences", ls.kind == K::Lif);
-            ls.beta = float(opt_number(l, "beta", 0.9));
-            ls.threshold = float(opt_number(l, "threshold", 1.0));
-            ls.slope = float(opt_number(l, "slope", 5.0));
-        } else if (type == "graphConv") {  // { units, graph: { nodes, edges: [[i, j], ...] } }
-            ls.kind = LayerSpec::Kind::GraphConv;
-            ls.units = int(require_int(l.Get("units"), "units", 1, 1 << 20));
-            Napi::Object g = require_object(l.Get("graph"), "graph");
-            ls.nodes = int(require_int(g.Get("nodes"), "graph.nodes", 1, 1 << 24));
-            Napi::Value ev = g.Get("edges");
-            if (!ev.IsArray()) throw_status(env, arg_error("graph.edges must be an array of [i, j] pairs"));
-            Napi::Array ea = ev.As<Napi::Array>();
-            for (uint32_t e = 0; e < ea.Length(); e++) {
-                Napi::Value pr = ea.Get(e);
-                if (!pr.IsArray() || pr.As<Napi::Array>().Length() != 2) throw_status(env, arg_error("graph.edges must be an array of [i, j] pairs"));
-                ls.edges.emplace_back(int(require_int(pr.As<Napi::Array>().Get(uint32_t(0)), "edge", 0, 1 << 24)),
-                                      int(require_int(pr.As<Napi::Array>().Get(uint32_t(1)), "edge", 0, 1 << 24)));
-            }
-        } else if (type == "repeat") {
-            ls.kind = LayerSpec::Kind::Repeat;
-            ls.steps = int(require_int(l.Get("steps"), "steps", 1, 1 << 16));
-        } else if (type == "residualBegin" || type == "concatBegin") {  // both open a block (a skip from its input)
-            ls.kind = LayerSpec::Kind::ResidualBegin;
-        } else if (type == "residualEnd" || type == "concatEnd") {
-            ls.kind = type == "residualEnd" ? LayerSpec::Kind::ResidualEnd : LayerSpec::Kind::ConcatEnd;
-        } else if (type == "layerNorm" || type == "batchNorm") {
-            ls.kind = type == "layerNorm" ? LayerSpec::Kind::LayerNorm : LayerSpec::Kind::BatchNorm;
-        } else if (type == "groupNorm") {
-            ls.kind = LayerSpec::Kind::GroupNorm;
-            ls.groups = int(require_int(l.Get("groups"), "groups", 1, 1 << 20));
-        } else if (type == "dropout") {
-            ls.kind = LayerSpec::Kind::Dropout;
-            ls.rate = float(require_number(l.Get("rate"), "rate"));
-        } else if (type == "timeMean") {
-            ls.kind = LayerSpec::Kind::TimeMean;
-        } else if (type == "globalAvgPool") {
-            ls.kind = LayerSpec::Kind::GlobalAvgPool;
-        } else if (type == "flatten") {
-            ls.kind = LayerSpec::Kind::Flatten;
-        } else {
-            throw_status(env, arg_error("unknown layer type '" + type + "'"));
-        }
-        spec.layers.push_back(ls);
-    }
-    return spec;
-}
 
 EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     Napi::Object o = require_object(v, "estimator");
@@ -249,13 +113,13 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     c.shared_prefix = opt_bool(o, "sharedPrefix", true);
     c.store_noise = opt_bool(o, "storeNoise", true);
     Napi::Value mods = o.Get("modules");
-    if (mods.IsArray()) {  // [[0, e0], [e0, e1], ...]: consecutive ranges of dense layers
+    if (mods.IsArray()) {  // [[0, e0], [e0, e1], ...]: consecutive ranges of layers with parameters
         Napi::Array a = mods.As<Napi::Array>();
         int prev = 0;
         for (uint32_t i = 0; i < a.Length(); i++) {
             Napi::Value r = a.Get(i);
             if (!r.IsArray() || r.As<Napi::Array>().Length() != 2)
-                throw_status(env, arg_error("modules must be [start, end] pairs of dense layer indices"));
+                throw_status(env, arg_error("modules must be [start, end] pairs of indices of layers with parameters"));
             int start = int(require_int(r.As<Napi::Array>().Get(uint32_t(0)), "modules", 0, 1 << 20));
             int end = int(require_int(r.As<Napi::Array>().Get(uint32_t(1)), "modules", 1, 1 << 20));
             if (start != prev || end <= start)

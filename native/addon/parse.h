@@ -20,8 +20,7 @@ struct OwnedData {
     DataRef ref;  // points into the vectors above
 };
 
-// The model spec (the ModelWrap constructor), estimator and optimizer configs.
-ModelSpec parse_spec(Napi::Env env, const Napi::Value& v);
+
 EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v);
 OptimizerConfig parse_optimizer(Napi::Env env, const Napi::Value& v);
 // x (rows, inputs) for a forward pass; sizes checked against the model.

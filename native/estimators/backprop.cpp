@@ -80,7 +80,7 @@ void bp_range_forward(const Model& m, const float* theta, const BpTape& t, const
             const SeqCtx sq = seq_ctx(t, l);
             unit_linear(k, u, theta, in, rows, v, t.cols.data(), &sq);
         }
-        if (u.skip_from < 0 || u.kind == UnitKind::Concat) {
+        if (!u.ends_residual()) {
             unit_bias_act(k, u, theta, a, v, rows);
             continue;
         }
@@ -123,7 +123,7 @@ void bp_range_backward(const Model& m, const float* theta, const BpTape& t, cons
             concat_backward(u, dV, din ? din : dA, t.pending[size_t(u.skip_from)].data(), rows);
             continue;
         }
-        if (u.skip_from >= 0) {  // through post_act to the sum; the sum's gradient also waits at the block's start
+        if (u.ends_residual()) {  // through post_act to the sum; the sum's gradient also waits at the block's start
             k.act_backward(dA, dA, t.sum[size_t(l)].data(), t.a[size_t(l)].data(), n, u.post_act, u.post_alpha);
             std::copy(dA, dA + n, t.pending[size_t(u.skip_from)].data());
             k.act_backward(dV, dA, v, t.inner[size_t(l)].data(), n, u.act, u.alpha);

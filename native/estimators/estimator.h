@@ -136,6 +136,11 @@ Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats
 Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
                      StepStats* stats, const LossHook* hook = nullptr);
 
+struct StepMemory;
+// The floats a ULR step (injection 'all' or 'layerwise', no modules) holds, into r (model/train.h step_memory); the
+// most rows a GEMM of the step sees into gemm_rows.
+void ulr_step_floats(const Model& m, const UlrConfig& c, int B, double threads, StepMemory* r, double* gemm_rows);
+
 // The running-average baseline after a step: EMA (factor 0.9) of the steps' mean losses. Only estimates
 // made for training (train_step) should move it; gradients() calls leave it alone.
 inline void update_running_baseline(Model& m, const UlrConfig& c, double mean_loss) {

@@ -29,6 +29,7 @@
 #include "core/thread_scratch.h"
 #include "estimators/blocks.h"
 #include "estimators/estimator.h"
+#include "model/train.h"
 #include "model/units.h"
 
 namespace of {
@@ -469,6 +470,44 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         if (c.auto_copies) record_layer_var(m, c, kl, std::move(var), stats);
     }
     return {};
+}
+
+// The floats ulr_gradients holds (step_memory): the clean B-row forward, G, per busy thread one block's scratch
+// (sized for the group with the most copies), and the blocks' partial gradients.
+void ulr_step_floats(const Model& m, const UlrConfig& c, int B, double threads, StepMemory* r, double* gemm_rows) {
+    const int L = int(m.units.size());
+    const std::vector<int> kl = c.layerwise ? layerwise_copies_bound(m, c) : std::vector<int>();
+    const std::vector<Group> groups = plan_groups(m, c, kl);
+    if (groups.empty()) return;
+    int kmax = 2;
+    for (const Group& g : groups) kmax = std::max(kmax, g.K);
+    const int S = std::min(lr_block_samples(kmax), B);
+    const double b = B, blocks = std::ceil(b / S), rows = double(S) * kmax, busy = std::min(threads, blocks);
+    *gemm_rows = std::max(b, rows);
+    const bool clean_loss = c.baseline == Baseline::Clean;
+    const int clean_end = clean_loss || m.has_batch_norm ? L : groups.back().start + 1;
+    for (int l = 0; l < clean_end; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        r->activations += b * (u.O + (u.recurrent() ? double(u.noise_width() + seq_aux_width(u)) : u.O));
+    }
+    double block = 0.0, partial = 0.0, x_rep = 0.0;
+    for (int l = groups.front().start; l < L; l++) {
+        const DenseUnit& u = m.units[size_t(l)];
+        block += u.O + (u.param() ? double(u.noise_width()) : 0.0) + (u.recurrent() ? double(seq_aux_width(u)) : 0.0);
+    }
+    for (const Group& g : groups) {
+        const DenseUnit& u0 = m.units[size_t(g.start)];
+        r->workspace += b * u0.noise_width();  // G
+        x_rep = std::max(x_rep, c.shared_prefix ? 0.0 : double(u0.I));
+        for (int l = g.start; l < g.end; l++)
+            if (m.units[size_t(l)].param() && !(c.shared_prefix && l == g.start && !m.units[size_t(l)].recurrent()))
+                partial += double(m.units[size_t(l)].n_par);
+    }
+    const double pw = double(std::max<int64_t>(m.patch_width(), 1)), pos = double(m.max_positions());
+    const double seq = double(std::max<int64_t>(m.seq_scratch_width(), 1));
+    r->activations += busy * rows * block;
+    r->workspace += busy * rows * (2.0 + pw + pos + seq + x_rep) + b * (1.0 + pw + pos + seq);
+    r->partials += blocks * partial;
 }
 
 }  // namespace of

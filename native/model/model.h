@@ -12,13 +12,15 @@
 #include "core/buffer.h"
 #include "core/status.h"
 #include "kernels/kernels.h"
+#include "units/registry.h"
 
 namespace of {
 
 class DeviceTrainer;  // device/trainer.h
 
+// One layer of the spec: its type (units/registry.h) and the options the types read.
 struct LayerSpec {
-    enum class Kind { Dense, Activation, Conv2d, MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, ResidualBegin, ResidualEnd, ConcatEnd, Dropout, LayerNorm, BatchNorm, GroupNorm } kind;
+    const LayerType* type = nullptr;
     int units = 0;  // dense: out-features; conv2d: filters
     bool bias = true;
     bool trainable = true;  // dense: false freezes it (only a leading run of dense layers may be frozen)
@@ -46,8 +48,6 @@ struct ModelSpec {
     LossKind loss = LossKind::CrossEntropy;
     uint64_t seed = 0;
 };
-
-enum class UnitKind { Dense, Conv2d, MaxPool2d, AvgPool2d, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, Concat, Dropout, LayerNorm, BatchNorm, GroupNorm };
 
 // The normalized adjacency of a graph convolution, D^-1/2 (A + I) D^-1/2 (Kipf & Welling 2017), in CSR form.
 // Symmetric, so it is its own transpose in the backward.
@@ -82,6 +82,7 @@ struct DenseUnit {
     // per position (g.Ho of them) it writes that input's g.C values, then its own input's g.Co values.
     int skip_from = -1;
     bool starts_block = false;  // the first unit of a residual or concat block (its input is the block's skip)
+    bool ends_residual() const { return skip_from >= 0 && kind != UnitKind::Concat; }  // adds the skip to its output
     float rate = 0.0f;  // dropout: the fraction of values zeroed in training
     int groups = 1;     // groupNorm: channel groups, each normalized over all positions of a row
     int quant = 0;      // dense, conv2d: the forward uses binary (1) or ternary (2) weights of the real ones
@@ -89,12 +90,12 @@ struct DenseUnit {
     float post_alpha = 0.01f;
     int64_t n_par = 0;  // parameter values (weights and bias)
     bool param() const { return n_par > 0; }
-    bool recurrent() const { return kind == UnitKind::Rnn || kind == UnitKind::Gru || kind == UnitKind::Lstm || kind == UnitKind::Lif; }
+    bool recurrent() const { return unit_family(kind) == UnitFamily::Recurrent; }
     // conv and graphConv: a dense map per output position of gathered inputs (im2row patches, or neighbour sums)
-    bool convlike() const { return kind == UnitKind::Conv2d || kind == UnitKind::GraphConv; }
+    bool convlike() const { return unit_family(kind) == UnitFamily::ConvLike; }
     // rows of the GEMM view: a conv's output (rows Ho Wo, Co); a dense layer's (rows, O)
     // layerNorm: per position (g.Ho of them) over the last axis (g.Co values), gain and bias per value of that axis
-    bool norm() const { return kind == UnitKind::LayerNorm || kind == UnitKind::BatchNorm || kind == UnitKind::GroupNorm; }
+    bool norm() const { return unit_family(kind) == UnitFamily::Norm; }
     bool positional() const { return convlike() || norm(); }
     int64_t gemm_rows(int64_t rows) const { return positional() ? rows * g.positions() : recurrent() ? rows * q.T : rows; }
     int gemm_cols() const { return positional() ? g.Co : O; }
@@ -103,7 +104,7 @@ struct DenseUnit {
     // noisy passes use the clean batch's), g.Co values each; shared with the model's copies of the unit
     std::shared_ptr<std::vector<float>> running, batch;
     // ULR noise values per row: the pre-activation (dense, conv), or every gate at every step (recurrent)
-    int noise_width() const { return recurrent() ? q.T * q.G * q.H : O; }
+    int noise_width() const;
 };
 
 // Targets of a batch: class labels (cross-entropy) or values (rows, outputs) for MSE.

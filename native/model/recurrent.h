@@ -1,6 +1,5 @@
-// Sequence units: Elman rnn, gru, lstm and leaky integrate-and-fire (lif) layers over T steps, plus the
-// parameter-free repeat (a vector -> T copies) and timeMean (T steps -> their mean). A row holds a sequence,
-// step-major: row r, step t, feature f at (r T + t) F + f.
+// Recurrent units: Elman rnn, gru, lstm and leaky integrate-and-fire (lif) layers over T steps (units/recurrent.cpp).
+// A row holds a sequence, step-major: row r, step t, feature f at (r T + t) F + f.
 //
 // Every gate's pre-activation at every step has the form  P = W x_t + U h^_t + b  (h^ = h_{t-1}, or r * h_{t-1}
 // for the gru candidate; lif has no U), so ULR noise goes on each P (sigma E, E of T G H values per row) and
@@ -40,11 +39,5 @@ void seq_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int r
 // (nullptr: none). dP: rows x T G H scratch (the pre-activation gradients); scratch: rows x (2 G H + 4 H).
 void seq_backward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, const float* aux,
                   const float* dout, float* dW, float* din, float* dP, float* scratch, float* wexp);
-
-// repeat: in (rows, F) -> out (rows, T F); timeMean: in (rows, T F) -> out (rows, F); and their backward.
-void repeat_forward(const float* in, int rows, int T, int F, float* out);
-void repeat_backward(const float* dout, int rows, int T, int F, float* din);
-void time_mean_forward(const float* in, int rows, int T, int F, float* out);
-void time_mean_backward(const float* dout, int rows, int T, int F, float* din);
 
 }  // namespace of

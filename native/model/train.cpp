@@ -52,7 +52,7 @@ Status apply_update(Model& m, const OptimizerConfig& o, int B) {
     }
     if (m.has_batch_norm)  // running statistics follow this step's batch (BP's forward, or ULR's clean pass)
         for (const DenseUnit& u : m.units)
-            if (u.kind == UnitKind::BatchNorm) batch_norm_update_running(u, B);
+            if (u.running) batch_norm_update_running(u, B);
     m.opt_t++;
     const int64_t off = trainable_offset(m);  // a frozen prefix is never touched, not even by weight decay
     m.k->optimizer_step(m.params->data() + off, m.grads.data() + off, m.opt_m.data() + off, m.opt_v.data() + off,
@@ -205,43 +205,6 @@ void forward_floats(const Model& m, double B, StepMemory* r) {
     r->workspace += B * (m.outputs + 1.0);
 }
 
-// Floats of a step of ULR without modules (ulr.cpp) with blocks of S samples x K copies (rows): per busy thread the
-// noisy units' activations and noise and the block's scratch, the block partials, the clean B-row prefix.
-void ulr_floats(const Model& m, const UlrConfig& c, double b, int S, double rows, double blocks, double busy, StepMemory* r) {
-    const int L = int(m.units.size());
-    // Units whose gradient is summed from block partials: all-at-once, every noisy unit but the first (reduced
-    // from G), unless it is recurrent or the prefix is not shared; layer-wise, the inner layers of a block of
-    // layers.
-    std::vector<char> partial(size_t(L), 0);
-    const int fe = m.frozen_end();
-    int first = fe;
-    while (first < L && !m.units[size_t(first)].param()) first++;
-    if (c.layerwise) {
-        for (int l = 0, g = 0; g < int(c.blocks.size()); l += c.blocks[size_t(g)], g++)
-            for (int j = l + 1; j < l + c.blocks[size_t(g)]; j++) partial[size_t(j)] = 1;
-    } else {
-        const bool shared = m.dense_only ? c.shared_prefix : first < L && !m.units[size_t(first)].recurrent();
-        for (int l = shared ? first + 1 : first; l < L; l++) partial[size_t(l)] = 1;
-    }
-    double noisy = 0.0, first_out = 0.0, params_partial = 0.0;  // widths of the noisy units; the first one's
-    for (int l = fe; l < L; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
-        noisy += u.O + (u.param() ? double(u.noise_width()) : 0.0) + double(u.recurrent() ? seq_aux_width(u) : 0);
-        if (u.param() && first_out == 0.0) first_out = double(u.noise_width());
-        if (u.param() && partial[size_t(l)]) params_partial += double(u.n_par) + (m.dense_only ? u.O : 0);  // dense: a bias row always
-        if (c.layerwise) r->workspace += b * u.O;  // G_l
-    }
-    if (c.layerwise) noisy += 3.0 * m.max_width();  // a group's pair of activations, its first layer's noise
-    const double per_row = double(std::max<int64_t>(m.patch_width(), 1)) + double(m.max_positions()) +
-                           double(m.seq_scratch_width()) + 2.0 + (c.shared_prefix ? 0.0 : double(m.inputs));
-    r->activations += busy * rows * noisy;
-    r->workspace += busy * rows * per_row;
-    r->partials += blocks * params_partial;
-    r->workspace += b * (2.0 * first_out + 1.0 + double(std::max<int64_t>(m.patch_width(), 1)));  // v0, G, ones; prefix patches
-    if (c.layerwise || m.has_batch_norm) bp_floats(m, b, r);  // a clean B-row forward
-    if (c.baseline == Baseline::Clean) r->workspace += busy * S * (2.0 * m.max_width() + 1.0);
-}
-
 // Floats BP's tape (estimators/bp.h) holds per row: the records of units [s, e) (pre-activation and output; a
 // recurrent unit's aux; a residual end's inner and sum, and the skip gradient at its block's start), and with
 // `scratch` the backward's: two gradient buffers, conv patches, recurrent state, pre-activation gradients, step weights.
@@ -299,19 +262,14 @@ Status step_memory(const Model& m, const EstimatorConfig& e, int B, StepMemory* 
     } else if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) {
         r.workspace += 2.0 * n;  // weight_perturbation.cpp: the perturbed slab and one direction
         forward_floats(m, b, &r);
+    } else if (c.modules.empty()) {
+        ulr_step_floats(m, c, B, threads, &r, &gemm_rows);
     } else {
-        // LR estimators (likelihood_ratio.cpp, generic.cpp, layerwise.cpp, hybrid.cpp): blocks of S samples x K
-        // copies run through the noisy layers with per-thread scratch (activations and noise per layer), each
-        // block writes a partial gradient of the noisy layers; the first layer runs clean once per sample (B rows).
-        int K = c.copies;
-        if (c.layerwise)  // copies 'auto' moves copies between layers, up to copies x the cost of all over a layer's
-            for (int k : layerwise_copies_bound(m, c)) K = std::max(K, k);
-        const int S = std::min(lr_block_samples(K), B);
-        const double blocks = std::ceil(b / S), rows = double(S) * K;
+        const int S = std::min(lr_block_samples(c.copies), B);
+        const double blocks = std::ceil(b / S);
         const double busy = std::min(threads, blocks);  // threads that hold a block's scratch
-        gemm_rows = std::max(b, rows);
-        if (!c.modules.empty()) module_floats(m, c, b, S, blocks, busy, &r);
-        else ulr_floats(m, c, b, S, rows, blocks, busy, &r);
+        gemm_rows = std::max(b, double(S) * c.copies);
+        module_floats(m, c, b, S, blocks, busy, &r);
         for (int l = 0; l < m.frozen_end(); l++) r.activations += 2.0 * b * m.units[size_t(l)].O;  // the clean frozen prefix
     }
     // every Buffer rounds up to 64 bytes (16 floats): the step's own, and each thread's block scratch

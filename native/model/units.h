@@ -1,7 +1,8 @@
 // Per-unit building blocks shared by the clean forward, generic BP and generic ULR (estimators/generic.cpp):
 // a unit's linear part (dense GEMM, conv im2row + GEMM, or pooling), its bias + activation, its backward, and
 // its likelihood-ratio reduction. `theta` is a parameter slab in the model's layout; `cols` is scratch of
-// rows x patch_width() floats for convolutions.
+// rows x patch_width() floats for convolutions. Each kind implements them in its file in native/units/; these
+// entry points dispatch through the registry (units/registry.cpp).
 #pragma once
 #include "model/model.h"
 #include "model/recurrent.h"
@@ -18,10 +19,14 @@ struct SeqCtx {
     float* wexp = nullptr;
 };
 
-// out (rows, O) = the unit's pre-activation without bias (dense, conv) or its pooled output, overwritten.
-// Sequence units (rnn, gru, lstm, lif: their whole recurrence; repeat, timeMean) need `sq`.
+// out (rows, O) = the unit's pre-activation without bias (units with parameters) or its output, overwritten.
+// Sequence units (the whole recurrence of a recurrent one) need `sq`.
 void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
                  float* cols, const SeqCtx* sq = nullptr);
+// The clean (inference) forward of one unit: out (rows, O) = its output after bias and activation, with the block's
+// input `skip` (rows, the block's I) added at a residual block's end or joined by a concat unit (else unused).
+void unit_clean_forward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
+                        float* cols, const SeqCtx* sq, const float* skip);
 // Clean: v += bias (per output, or per channel for conv), a = act(v). a may alias v.
 void unit_bias_act(const KernelTable& k, const DenseUnit& u, const float* theta, float* a, float* v, int rows);
 // Backward from dv (rows, O), the gradient at the pre-activation: the unit's weight gradient into dW and its bias
@@ -55,5 +60,12 @@ void unit_lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, i
                     float alpha, float* dW, float* db, float* cols, float* wexp);
 // The unit's bias expanded to one value per output (conv: per channel, repeated over positions): out (O).
 void unit_bias_row(const DenseUnit& u, const float* theta, float* out);
+// The unit's parameter tensors, named for the n-th unit of its kind (<kind><n>.weight, .recurrent, .bias).
+struct UnitTensor {
+    std::string name;
+    int64_t offset;  // into the parameter slab
+    std::vector<int> shape;
+};
+std::vector<UnitTensor> unit_tensors(const DenseUnit& u, int n);
 
 }  // namespace of

@@ -1,7 +1,10 @@
-#include "model/recurrent.h"
-
+// The recurrent units rnn, gru, lstm and lif (model/recurrent.h gives the cells and the noise): their forward,
+// BPTT backward and LR reduction, then their spec, shapes, parameters and init.
 #include <algorithm>
 #include <cmath>
+
+#include "core/shape.h"
+#include "units/unit.h"
 
 namespace of {
 namespace {
@@ -230,34 +233,77 @@ void seq_backward(const KernelTable& k, const DenseUnit& u, const float* theta, 
     if (din) k.gemm_nn(din, dP, p.W, rows * T, F, GH, 1.0f, 0.0f);
 }
 
-void repeat_forward(const float* in, int rows, int T, int F, float* out) {
-    for (int r = 0; r < rows; r++)
-        for (int t = 0; t < T; t++) std::copy(in + int64_t(r) * F, in + int64_t(r + 1) * F, out + (int64_t(r) * T + t) * F);
+namespace {
+
+void read(const LayerReader& r, LayerSpec& l) {
+    l.units = int(r.integer("units", 1, 1 << 20));
+    l.return_sequences = r.flag_or("returnSequences", l.type->unit == UnitKind::Lif);
+    l.beta = float(r.number_or("beta", 0.9));
+    l.threshold = float(r.number_or("threshold", 1.0));
+    l.slope = float(r.number_or("slope", 5.0));
 }
 
-void repeat_backward(const float* dout, int rows, int T, int F, float* din) {
-    for (int r = 0; r < rows; r++) {
-        float* d = din + int64_t(r) * F;
-        std::fill(d, d + F, 0.0f);
-        for (int t = 0; t < T; t++)
-            for (int f = 0; f < F; f++) d[f] += dout[(int64_t(r) * T + t) * F + f];
-    }
+// (rows, T F) -> (rows, T H) with returnSequences, else (rows, H); parameters W (G H, F), U (G H, H) (not lif), b (G H)
+Status build(const LayerSpec& l, ModelBuilder& b) {
+    OF_CHECK(b.seq, Config, b.where + ": this layer needs a sequence input (inputShape [steps, features] on the first layer, or repeat())");
+    DenseUnit u{b.width, 0, -1, -1};
+    SeqGeom& q = u.q;
+    q.T = b.T, q.F = b.F;
+    OF_TRY(check_positive(l.units, "recurrent units"));
+    u.kind = l.type->unit;
+    q.H = l.units;
+    q.G = u.kind == UnitKind::Gru ? 3 : u.kind == UnitKind::Lstm ? 4 : 1;
+    q.has_u = u.kind != UnitKind::Lif;
+    q.return_sequences = l.return_sequences;
+    q.beta = l.beta, q.threshold = l.threshold, q.slope = l.slope;
+    OF_CHECK(q.beta >= 0.0f && q.beta <= 1.0f && std::isfinite(q.threshold) && q.slope > 0.0f, Config,
+             b.where + ": lif needs beta in [0, 1], a finite threshold and a positive slope");
+    const uint64_t GH = uint64_t(q.G) * q.H;
+    uint64_t wn = 0;
+    OF_TRY(checked_mul(GH, uint64_t(b.F) + (q.has_u ? uint64_t(q.H) : 0), &wn, "recurrent weights"));
+    OF_TRY(b.params(u, wn, GH));
+    if (q.return_sequences) b.F = q.H;
+    else b.seq = false;
+    OF_TRY(b.output(u, uint64_t(q.return_sequences ? q.T : 1), uint64_t(q.H)));
+    b.add(u);
+    return {};
 }
 
-void time_mean_forward(const float* in, int rows, int T, int F, float* out) {
-    for (int r = 0; r < rows; r++) {
-        float* o = out + int64_t(r) * F;
-        std::fill(o, o + F, 0.0f);
-        for (int t = 0; t < T; t++)
-            for (int f = 0; f < F; f++) o[f] += in[(int64_t(r) * T + t) * F + f];
-        for (int f = 0; f < F; f++) o[f] /= float(T);
-    }
+// W and U uniform in +-1/sqrt(H) (PyTorch's rule), lif's W Glorot-uniform; b zero, but an lstm's forget gate starts at 1
+void init(const DenseUnit& u, float* theta, uint64_t seed, uint32_t unit) {
+    const float bound = u.kind == UnitKind::Lif ? std::sqrt(6.0f / float(u.q.F + u.q.H)) : 1.0f / std::sqrt(float(u.q.H));
+    init_uniform(u, theta, bound, seed, unit);
+    if (u.kind == UnitKind::Lstm) std::fill(theta + u.b_off + u.q.H, theta + u.b_off + 2 * u.q.H, 1.0f);
 }
 
-void time_mean_backward(const float* dout, int rows, int T, int F, float* din) {
-    for (int r = 0; r < rows; r++)
-        for (int t = 0; t < T; t++)
-            for (int f = 0; f < F; f++) din[(int64_t(r) * T + t) * F + f] = dout[int64_t(r) * F + f] / float(T);
+void tensors(const DenseUnit& u, const std::string& name, std::vector<UnitTensor>& out) {  // gates in recurrent.h's order
+    const int GH = u.q.G * u.q.H;
+    out.push_back({name + ".weight", u.w_off, {GH, u.q.F}});
+    if (u.q.has_u) out.push_back({name + ".recurrent", u.w_off + int64_t(GH) * u.q.F, {GH, u.q.H}});
+    out.push_back({name + ".bias", u.b_off, {GH}});
 }
+
+void forward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out, float*,
+             const SeqCtx* sq) {
+    seq_forward(k, u, theta, in, rows, out, sq->aux, nullptr, nullptr, sq->scratch);
+}
+
+void backward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, const float* dv, float* dW,
+              float* din, float*, const SeqCtx* sq) {
+    seq_backward(k, u, theta, in, rows, sq->aux, dv, dW, din, sq->dP, sq->scratch, sq->wexp);
+}
+
+int noise_width(const DenseUnit& u) { return u.q.T * u.q.G * u.q.H; }  // every gate at every step
+
+}  // namespace
+
+extern const LayerType rnn_layer{"rnn", UnitKind::Rnn, read, build};
+extern const LayerType gru_layer{"gru", UnitKind::Gru, read, build};
+extern const LayerType lstm_layer{"lstm", UnitKind::Lstm, read, build};
+extern const LayerType lif_layer{"lif", UnitKind::Lif, read, build};
+extern const UnitOps rnn_unit{UnitFamily::Recurrent, "rnn", init, tensors, forward, backward, nullptr, noise_width};
+extern const UnitOps gru_unit{UnitFamily::Recurrent, "gru", init, tensors, forward, backward, nullptr, noise_width};
+extern const UnitOps lstm_unit{UnitFamily::Recurrent, "lstm", init, tensors, forward, backward, nullptr, noise_width};
+extern const UnitOps lif_unit{UnitFamily::Recurrent, "lif", init, tensors, forward, backward, nullptr, noise_width};
 
 }  // namespace of

@@ -1,0 +1,103 @@
+// Residual and concat blocks. A block opens at its first unit, whose input (the block's input, the skip) is kept:
+//   residual: out = post_act(act(f(x)) + x) at the block's last unit (skip_from); f(x) keeps x's shape
+//   concat:   a concat unit after the block's layers, out = [x, f(x)] per position (pixel, step) along the last
+//             axis; f(x) keeps x's positions. No parameters; its forward and backward need the skip, so the
+//             callers run concat_forward / concat_backward.
+#include <algorithm>
+
+#include "units/unit.h"
+
+namespace of {
+namespace {
+
+Status build_begin(const LayerSpec&, ModelBuilder& b) {  // residualBegin and concatBegin
+    OF_CHECK(b.block_start < 0, Config, b.where + ": residual blocks do not nest yet");
+    OF_CHECK(!b.m.units.empty(), Config, b.where + ": a residual block cannot be the first layer");
+    b.block_start = int(b.m.units.size()), b.block_width = b.width;
+    b.block_h = b.H, b.block_w = b.W, b.block_c = b.C, b.block_t = b.T, b.block_f = b.F, b.block_spatial = b.spatial, b.block_seq = b.seq;
+    return {};
+}
+
+Status build_residual_end(const LayerSpec&, ModelBuilder& b) {
+    Model& m = b.m;
+    OF_CHECK(b.block_start >= 0, Config, b.where + ": residual end without a beginning");
+    OF_CHECK(int(m.units.size()) > b.block_start, Config, b.where + ": an empty residual block");
+    const bool same = b.width == b.block_width && b.spatial == b.block_spatial && b.seq == b.block_seq &&
+                      (!b.spatial || (b.H == b.block_h && b.W == b.block_w && b.C == b.block_c)) &&
+                      (!b.seq || (b.T == b.block_t && b.F == b.block_f));
+    OF_CHECK(same, Shape, b.where + ": a residual block's output must have its input's shape");
+    OF_CHECK(m.units.back().kind != UnitKind::Dropout, Config, b.where + ": a residual block cannot end with dropout");
+    m.units.back().skip_from = b.block_start;
+    m.units[size_t(b.block_start)].starts_block = true;
+    m.dense_only = false;
+    b.block_start = -1;
+    b.residual_end = b.index;
+    return {};
+}
+
+// [x, f(x)] along the last axis: features, channels or per-step features
+Status build_concat_end(const LayerSpec&, ModelBuilder& b) {
+    Model& m = b.m;
+    OF_CHECK(b.block_start >= 0, Config, b.where + ": concat end without a beginning");
+    OF_CHECK(int(m.units.size()) > b.block_start, Config, b.where + ": an empty concat block");
+    OF_CHECK(b.spatial == b.block_spatial && b.seq == b.block_seq && (!b.spatial || (b.H == b.block_h && b.W == b.block_w)) &&
+                 (!b.seq || b.T == b.block_t),
+             Shape, b.where + ": a concat block's output must keep its input's positions (image size, steps)");
+    DenseUnit u{b.width, 0, -1, -1};
+    u.kind = UnitKind::Concat;
+    u.skip_from = b.block_start;
+    m.units[size_t(b.block_start)].starts_block = true;
+    const int P = b.spatial ? b.H * b.W : b.seq ? b.T : 1;
+    u.g.Ho = P, u.g.Wo = 1, u.g.C = b.block_width / P, u.g.Co = b.width / P;
+    u.O = b.width + b.block_width;
+    if (b.spatial) b.C += b.block_c;
+    if (b.seq) b.F += b.block_f;
+    b.add(u);
+    b.block_start = -1;
+    return {};
+}
+
+void pass(const KernelTable&, const DenseUnit&, const float*, const float*, int, float*, float*, const SeqCtx*) {}
+void pass_back(const KernelTable&, const DenseUnit&, const float*, const float*, int, const float*, float*, float*, float*,
+               const SeqCtx*) {}
+
+}  // namespace
+
+void residual_add(const KernelTable& k, const DenseUnit& u, float* a, const float* src, int rows, int rep) {
+    for (int r = 0; r < rows; r++) {
+        float* ar = a + int64_t(r) * u.O;
+        const float* sr = src + int64_t(r / rep) * u.O;
+        for (int o = 0; o < u.O; o++) ar[o] += sr[o];
+    }
+    if (u.post_act != Act::Identity) k.bias_act_forward(a, a, nullptr, rows, u.O, u.post_act, u.post_alpha);
+}
+
+void concat_forward(const DenseUnit& u, float* out, const float* f, const float* src, int rows, int rep) {
+    const int P = u.g.Ho, a = u.g.C, b = u.g.Co;
+    for (int r = 0; r < rows; r++)
+        for (int p = 0; p < P; p++) {
+            float* o = out + int64_t(r) * u.O + int64_t(p) * (a + b);
+            const float* s = src + int64_t(r / rep) * P * a + int64_t(p) * a;
+            const float* x = f + int64_t(r) * P * b + int64_t(p) * b;
+            std::copy(s, s + a, o);
+            std::copy(x, x + b, o + a);
+        }
+}
+
+void concat_backward(const DenseUnit& u, const float* dout, float* df, float* dsrc, int rows) {
+    const int P = u.g.Ho, a = u.g.C, b = u.g.Co;
+    for (int r = 0; r < rows; r++)
+        for (int p = 0; p < P; p++) {
+            const float* d = dout + int64_t(r) * u.O + int64_t(p) * (a + b);
+            std::copy(d, d + a, dsrc + int64_t(r) * P * a + int64_t(p) * a);
+            std::copy(d + a, d + a + b, df + int64_t(r) * P * b + int64_t(p) * b);
+        }
+}
+
+extern const LayerType residual_begin_layer{"residualBegin", UnitKind::Concat, nullptr, build_begin};
+extern const LayerType concat_begin_layer{"concatBegin", UnitKind::Concat, nullptr, build_begin};
+extern const LayerType residual_end_layer{"residualEnd", UnitKind::Concat, nullptr, build_residual_end};
+extern const LayerType concat_end_layer{"concatEnd", UnitKind::Concat, nullptr, build_concat_end};
+extern const UnitOps concat_unit{UnitFamily::Plain, nullptr, nullptr, nullptr, pass, pass_back, nullptr, nullptr};
+
+}  // namespace of

@@ -1,0 +1,15 @@
+// What conv2d and pooling share (units/conv.cpp): a window over a channels-last image, read from the spec and
+// laid over the image the builder holds.
+#pragma once
+#include "units/unit.h"
+
+namespace of {
+
+// kernel, strides, dilation and padding ('same', 'valid' or [top, left])
+void read_window(const LayerReader& r, LayerSpec& l);
+// u.g's input, window and output size for the builder's image (global: one window over the whole image); not g.Co.
+Status image_window(const LayerSpec& l, ModelBuilder& b, DenseUnit& u, bool global);
+// Appends u (g.Co set): its output, Ho Wo Co per row, is the next layer's image (global: a flat vector).
+Status add_image_unit(ModelBuilder& b, DenseUnit& u, bool global);
+
+}  // namespace of

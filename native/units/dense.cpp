@@ -1,0 +1,75 @@
+// dense: out (rows, O) = in (rows, I) W^T + b, W (O, I) then b (O) in the slab. Glorot-uniform weights, zero bias.
+// A leading run of dense layers may be frozen (fine-tuning); the forward may use binary or ternary weights.
+#include <algorithm>
+#include <cmath>
+
+#include "core/shape.h"
+#include "units/unit.h"
+
+namespace of {
+namespace {
+
+void read(const LayerReader& r, LayerSpec& l) {
+    l.units = int(r.integer("units", 1, 1 << 28));
+    l.bias = r.flag_or("bias", true);
+    l.trainable = r.flag_or("trainable", true);
+    l.quant = read_quant(r);
+}
+
+Status build(const LayerSpec& l, ModelBuilder& b) {
+    Model& m = b.m;
+    OF_CHECK(!b.spatial, Config, b.where + ": dense needs a flat input; add flatten() after the spatial layers");
+    OF_CHECK(!b.seq, Config, b.where + ": dense needs a flat input; add flatten(), timeMean() or a recurrent layer with returnSequences: false");
+    OF_TRY(check_positive(l.units, "dense units"));
+    uint64_t wn = 0;
+    OF_TRY(checked_mul(uint64_t(b.width), uint64_t(l.units), &wn, "dense weight"));
+    OF_CHECK(l.trainable || int(m.units.size()) == m.frozen, Config, b.where + ": only a leading run of dense layers can be frozen");
+    if (!l.trainable) m.frozen++;
+    DenseUnit u{b.width, l.units, -1, -1};
+    u.quant = l.quant;
+    if (l.quant) m.has_quant = true;
+    OF_TRY(b.params(u, wn, l.bias ? uint64_t(l.units) : 0));
+    b.add(u);
+    return {};
+}
+
+void init(const DenseUnit& u, float* theta, uint64_t seed, uint32_t unit) {
+    init_uniform(u, theta, std::sqrt(6.0f / float(u.I + u.O)), seed, unit);
+}
+
+void tensors(const DenseUnit& u, const std::string& name, std::vector<UnitTensor>& out) {
+    out.push_back({name + ".weight", u.w_off, {u.O, u.I}});
+    if (u.b_off >= 0) out.push_back({name + ".bias", u.b_off, {u.O}});
+}
+
+void forward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out, float*,
+             const SeqCtx*) {
+    k.gemm_nt(out, in, theta + u.w_off, rows, u.O, u.I, 1.0f, 0.0f);
+}
+
+// dW = dv^T in, db = colsum(dv), din = dv W
+void backward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, const float* dv, float* dW,
+              float* din, float*, const SeqCtx*) {
+    if (dW) {
+        k.gemm_tn(dW, dv, in, nullptr, u.O, u.I, rows, 1.0f, 0.0f);
+        if (u.b_off >= 0) k.col_sum(dW + int64_t(u.O) * u.I, dv, rows, u.O);
+    }
+    if (din) k.gemm_nn(din, dv, theta + u.w_off, rows, u.I, u.O, 1.0f, 0.0f);
+}
+
+// dW = alpha (diag(w) S)^T in, db = alpha colsum(diag(w) S)
+void lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int rows, const float* S, const float* w, float alpha,
+               float* dW, float* db, float*, float* wexp) {
+    k.gemm_tn(dW, S, in, w, u.O, u.I, rows, alpha, 0.0f);
+    if (u.b_off < 0) return;
+    if (!w && alpha == 1.0f) return k.col_sum(db, S, rows, u.O);
+    if (!w) std::fill(wexp, wexp + rows, 1.0f);
+    k.lr_bias_reduce(db, w ? w : wexp, S, rows, u.O, alpha, false);
+}
+
+}  // namespace
+
+extern const LayerType dense_layer{"dense", UnitKind::Dense, read, build};
+extern const UnitOps dense_unit{UnitFamily::Plain, "dense", init, tensors, forward, backward, lr_reduce, nullptr};
+
+}  // namespace of

@@ -1,0 +1,51 @@
+// dropout: in training, out (rows, O) = in * keep / (1 - rate), keep drawn per (sample, value) from Philox; the
+// identity in inference (the clean forward here). No parameters. The estimators apply the mask, to the forward and
+// to the gradient, with dropout_apply; the backward here leaves it to them.
+#include <algorithm>
+
+#include "rng/philox.h"
+#include "units/unit.h"
+
+namespace of {
+namespace {
+
+void read(const LayerReader& r, LayerSpec& l) { l.rate = float(r.number("rate")); }
+
+Status build(const LayerSpec& l, ModelBuilder& b) {  // any shape, unchanged
+    OF_CHECK(!b.m.units.empty(), Config, b.where + ": dropout needs a layer before it");
+    OF_CHECK(l.rate >= 0.0f && l.rate < 1.0f, Config, b.where + ": dropout rate must be in [0, 1)");
+    DenseUnit u{b.width, b.width, -1, -1};
+    u.kind = UnitKind::Dropout;
+    u.rate = l.rate;
+    b.add(u);
+    return {};
+}
+
+void forward(const KernelTable&, const DenseUnit& u, const float*, const float* in, int rows, float* out, float*, const SeqCtx*) {
+    std::copy(in, in + int64_t(rows) * u.O, out);
+}
+
+void backward(const KernelTable&, const DenseUnit&, const float*, const float*, int, const float*, float*, float*, float*, const SeqCtx*) {}
+
+}  // namespace
+
+void dropout_apply(const DenseUnit& u, float* out, const float* in, int rows, int rep, int sample0, uint64_t seed, uint32_t step,
+                   uint32_t unit) {
+    const double cut = double(u.rate) * 4294967296.0;  // drop when the 32-bit word is below rate 2^32
+    const float scale = 1.0f / (1.0f - u.rate);
+    for (int r = 0; r < rows; r++) {
+        const uint32_t sample = uint32_t(sample0 + r / rep);
+        const float* x = in + int64_t(r) * u.O;
+        float* y = out + int64_t(r) * u.O;
+        for (int j0 = 0; j0 < u.O; j0 += 4) {
+            const U32x4 w = philox4x32_10(uint32_t(j0 / 4), sample, philox_stream(kStreamDropout, unit), step, uint32_t(seed),
+                                          uint32_t(seed >> 32));
+            for (int j = j0; j < std::min(u.O, j0 + 4); j++) y[j] = double(w.v[j - j0]) < cut ? 0.0f : x[j] * scale;
+        }
+    }
+}
+
+extern const LayerType dropout_layer{"dropout", UnitKind::Dropout, read, build};
+extern const UnitOps dropout_unit{UnitFamily::Plain, nullptr, nullptr, nullptr, forward, backward, nullptr, nullptr};
+
+}  // namespace of

@@ -1,0 +1,244 @@
+// The normalizations (shape unchanged; gain 1 and bias 0 at the start, one each per channel of the last axis):
+//   layerNorm: gain x^ + bias, x^ over each position's channels; groupNorm: x^ over each (row, group) set, all
+//   positions of the group's channels; batchNorm: gain (x - mean) / sqrt(var + eps) + bias per channel, with this
+//   batch's statistics in training (ULR's noisy copies use the clean batch's) and running ones in inference.
+// Means and variances accumulate in double. The bias comes with the activation (or the ULR noise), as for every unit.
+#include <algorithm>
+#include <cmath>
+
+#include "units/unit.h"
+
+namespace of {
+namespace {
+
+constexpr float kNormEps = 1e-5f;
+
+// How layerNorm and groupNorm split a row into normalization sets: `per_row` sets of np positions (C apart) of cg
+// channels each; set s starts at value s cg of its row.
+struct Sets {
+    int per_row, np, cg;
+};
+Sets sets_of(const DenseUnit& u) {
+    if (u.kind == UnitKind::GroupNorm) return {u.groups, u.g.Ho, u.g.Co / u.groups};
+    return {u.g.Ho, 1, u.g.Co};
+}
+
+// x^ of one set of values -- np positions `stride` apart, cg values each, laid out as in x -- returning
+// 1 / sqrt(var + eps)
+float normalize_set(const float* x, float* xh, int np, int stride, int cg) {
+    const double n = double(np) * cg;
+    double mu = 0.0, var = 0.0;
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < cg; c++) mu += x[int64_t(p) * stride + c];
+    mu /= n;
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < cg; c++) var += (x[int64_t(p) * stride + c] - mu) * (x[int64_t(p) * stride + c] - mu);
+    const float inv = float(1.0 / std::sqrt(var / n + double(kNormEps)));
+    for (int p = 0; p < np; p++)
+        for (int c = 0; c < cg; c++) xh[int64_t(p) * stride + c] = float(x[int64_t(p) * stride + c] - mu) * inv;
+    return inv;
+}
+
+// layerNorm, groupNorm: x^ (rows, O) and 1 / sqrt(var + eps) per set (rows x per_row)
+void xhat(const DenseUnit& u, const float* in, int rows, float* xh, float* invs) {
+    const Sets s = sets_of(u);
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < s.per_row; j++) {
+            const int64_t at = int64_t(r) * u.O + int64_t(j) * s.cg;
+            invs[int64_t(r) * s.per_row + j] = normalize_set(in + at, xh + at, s.np, u.g.Co, s.cg);
+        }
+}
+
+// x^ (rows, O) of any norm: batchNorm's from the batch statistics
+void xhat_of(const DenseUnit& u, const float* in, int rows, std::vector<float>& xh) {
+    xh.resize(size_t(rows) * size_t(u.O));
+    if (u.kind != UnitKind::BatchNorm) {
+        std::vector<float> invs(size_t(rows) * size_t(sets_of(u).per_row));
+        return xhat(u, in, rows, xh.data(), invs.data());
+    }
+    const int C = u.g.Co;
+    const float* st = u.batch->data();
+    for (int64_t i = 0; i < int64_t(rows) * u.O; i++) xh[size_t(i)] = (in[i] - st[i % C]) / std::sqrt(st[C + i % C] + kNormEps);
+}
+
+// gain (x - mean) / sqrt(var + eps) per channel, with the statistics `stats` (C means, then C variances); row r
+// reads row r / rep of `in` (rep: copies)
+void batch_norm_with(const DenseUnit& u, const float* theta, const float* stats, const float* in, int rows, float* out, int rep) {
+    const int C = u.g.Co, P = u.g.Ho;
+    const float* gain = theta + u.w_off;
+    std::vector<float> scale(static_cast<size_t>(C));
+    for (int c = 0; c < C; c++) scale[size_t(c)] = gain[c] / std::sqrt(stats[C + c] + kNormEps);
+    for (int r = 0; r < rows; r++)
+        for (int p = 0; p < P; p++) {
+            const float* x = in + (int64_t(r / rep) * P + p) * C;
+            float* y = out + (int64_t(r) * P + p) * C;
+            for (int c = 0; c < C; c++) y[c] = (x[c] - stats[c]) * scale[size_t(c)];
+        }
+}
+
+// layerNorm, groupNorm: out = gain x^ (inference and training alike)
+void forward(const KernelTable&, const DenseUnit& u, const float* theta, const float* in, int rows, float* out, float*, const SeqCtx*) {
+    std::vector<float> invs(size_t(rows) * size_t(sets_of(u).per_row));
+    xhat(u, in, rows, out, invs.data());
+    const float* gain = theta + u.w_off;
+    for (int64_t i = 0; i < int64_t(rows) * u.O; i++) out[i] *= gain[i % u.g.Co];
+}
+
+// dx = inv (dx^ - mean(dx^) - x^ mean(dx^ x^)) over each set, dx^ = dy gain computed in precision Wide (layerNorm
+// float, groupNorm double: their historical rounding, kept bit for bit)
+template <class Wide>
+void din_of_sets(const DenseUnit& u, const float* gain, const float* dv, const float* xh, const float* invs, int rows, float* din) {
+    const Sets s = sets_of(u);
+    const int C = u.g.Co;
+    const double n = double(s.np) * s.cg;
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < s.per_row; j++) {
+            const int64_t at = int64_t(r) * u.O + int64_t(j) * s.cg;
+            const float* ga = gain + (j * s.cg) % C;
+            double m1 = 0.0, m2 = 0.0;  // means of dx^ and dx^ x^
+            for (int p = 0; p < s.np; p++)
+                for (int c = 0; c < s.cg; c++) {
+                    const int64_t i = at + int64_t(p) * C + c;
+                    const Wide d = Wide(dv[i]) * ga[c];
+                    m1 += d, m2 += d * xh[i];
+                }
+            m1 /= n, m2 /= n;
+            const float inv = invs[int64_t(r) * s.per_row + j];
+            for (int p = 0; p < s.np; p++)
+                for (int c = 0; c < s.cg; c++) {
+                    const int64_t i = at + int64_t(p) * C + c;
+                    din[i] = inv * float(Wide(dv[i]) * ga[c] - m1 - xh[i] * m2);
+                }
+        }
+}
+
+// layerNorm, groupNorm: d gain = sum dy x^, d bias = sum dy per channel
+void backward(const KernelTable&, const DenseUnit& u, const float* theta, const float* in, int rows, const float* dv, float* dW,
+              float* din, float*, const SeqCtx*) {
+    const int C = u.g.Co;
+    std::vector<float> xh(size_t(rows) * size_t(u.O)), invs(size_t(rows) * size_t(sets_of(u).per_row));
+    xhat(u, in, rows, xh.data(), invs.data());
+    if (dW) {
+        std::fill(dW, dW + 2 * C, 0.0f);
+        for (int64_t i = 0; i < int64_t(rows) * u.O; i++) dW[i % C] += dv[i] * xh[size_t(i)], dW[C + i % C] += dv[i];
+    }
+    if (!din) return;
+    if (u.kind == UnitKind::GroupNorm) din_of_sets<double>(u, theta + u.w_off, dv, xh.data(), invs.data(), rows, din);
+    else din_of_sets<float>(u, theta + u.w_off, dv, xh.data(), invs.data(), rows, din);
+}
+
+// d gain = alpha sum w S x^, d bias = alpha sum w S (every position of a row shares its weight)
+void lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int rows, const float* S, const float* w, float alpha,
+               float* dW, float* db, float*, float* wexp) {
+    const int C = u.g.Co;
+    std::vector<float> xh;
+    xhat_of(u, in, rows, xh);
+    std::fill(dW, dW + C, 0.0f);
+    for (int r = 0; r < rows; r++) {
+        const float f = alpha * (w ? w[r] : 1.0f);
+        for (int64_t i = int64_t(r) * u.O; i < int64_t(r + 1) * u.O; i++) dW[i % C] += f * S[i] * xh[size_t(i)];
+    }
+    expand_row_weights(wexp, w, rows, u.g.positions());
+    k.lr_bias_reduce(db, wexp, S, int(u.gemm_rows(rows)), C, alpha, false);
+}
+
+// batchNorm in inference: the running statistics
+void forward_batch(const KernelTable&, const DenseUnit& u, const float* theta, const float* in, int rows, float* out, float*,
+                   const SeqCtx*) {
+    batch_norm_with(u, theta, u.running->data(), in, rows, out, 1);
+}
+
+// batchNorm in training, through the batch statistics: dx = gain inv (dy - mean(dy) - x^ mean(dy x^)) per channel
+void backward_batch(const KernelTable&, const DenseUnit& u, const float* theta, const float* in, int rows, const float* dv, float* dW,
+                    float* din, float*, const SeqCtx*) {
+    const int C = u.g.Co;
+    const int64_t n = int64_t(rows) * u.g.Ho;
+    const float* gain = theta + u.w_off;
+    const float* st = u.batch->data();
+    std::vector<double> sg(static_cast<size_t>(C), 0.0), sgx(static_cast<size_t>(C), 0.0);  // sums of dy and dy x^ per channel
+    std::vector<float> inv(static_cast<size_t>(C));
+    for (int c = 0; c < C; c++) inv[size_t(c)] = 1.0f / std::sqrt(st[C + c] + kNormEps);
+    for (int64_t p = 0; p < n; p++)
+        for (int c = 0; c < C; c++) {
+            const float xh = (in[p * C + c] - st[c]) * inv[size_t(c)];
+            sg[size_t(c)] += dv[p * C + c], sgx[size_t(c)] += dv[p * C + c] * xh;
+        }
+    if (dW)
+        for (int c = 0; c < C; c++) dW[c] = float(sgx[size_t(c)]), dW[C + c] = float(sg[size_t(c)]);
+    if (din)
+        for (int64_t p = 0; p < n; p++)
+            for (int c = 0; c < C; c++) {
+                const float xh = (in[p * C + c] - st[c]) * inv[size_t(c)];
+                din[p * C + c] = gain[c] * inv[size_t(c)] * float(dv[p * C + c] - sg[size_t(c)] / n - xh * sgx[size_t(c)] / n);
+            }
+}
+
+void read_group_norm(const LayerReader& r, LayerSpec& l) { l.groups = int(r.integer("groups", 1, 1 << 20)); }
+
+// Normalizes the last axis: channels (an image), features per step (a sequence), or all values (flat)
+Status build(const LayerSpec& l, ModelBuilder& b) {
+    OF_CHECK(!b.m.units.empty(), Config, b.where + ": normalization needs a layer before it");
+    DenseUnit u{b.width, b.width, -1, -1};
+    u.kind = l.type->unit;
+    const int last = b.spatial ? b.C : b.seq ? b.F : b.width;
+    if (u.kind == UnitKind::GroupNorm) {
+        OF_CHECK(l.groups >= 1 && last % l.groups == 0, Config,
+                 b.where + ": groupNorm groups (" + std::to_string(l.groups) + ") must divide the channels (" + std::to_string(last) + ")");
+        u.groups = l.groups;
+    }
+    u.g.Ho = b.width / last, u.g.Wo = 1, u.g.Co = last, u.g.C = last;
+    OF_TRY(b.params(u, uint64_t(last), uint64_t(last)));
+    if (u.kind == UnitKind::BatchNorm) {  // running mean 0, variance 1
+        u.running = std::make_shared<std::vector<float>>(2 * size_t(last), 0.0f);
+        std::fill(u.running->begin() + last, u.running->end(), 1.0f);
+        u.batch = std::make_shared<std::vector<float>>(2 * size_t(last), 0.0f);
+        b.m.has_batch_norm = true;
+    }
+    b.add(u);
+    return {};
+}
+
+void init(const DenseUnit& u, float* theta, uint64_t, uint32_t) { std::fill(theta + u.w_off, theta + u.b_off, 1.0f); }
+
+void tensors(const DenseUnit& u, const std::string& name, std::vector<UnitTensor>& out) {
+    out.push_back({name + ".weight", u.w_off, {u.g.Co}});
+    out.push_back({name + ".bias", u.b_off, {u.g.Co}});
+}
+
+}  // namespace
+
+void batch_norm_stats(const DenseUnit& u, const float* in, int rows) {  // channel-inner loops: one pass per moment
+    const int C = u.g.Co;
+    const int64_t n = int64_t(rows) * u.g.Ho;
+    std::vector<double> mu(size_t(C), 0.0), var(size_t(C), 0.0);
+    for (int64_t p = 0; p < n; p++)
+        for (int c = 0; c < C; c++) mu[size_t(c)] += in[p * C + c];
+    for (int c = 0; c < C; c++) mu[size_t(c)] /= double(n);
+    for (int64_t p = 0; p < n; p++)
+        for (int c = 0; c < C; c++) var[size_t(c)] += (in[p * C + c] - mu[size_t(c)]) * (in[p * C + c] - mu[size_t(c)]);
+    for (int c = 0; c < C; c++) (*u.batch)[size_t(c)] = float(mu[size_t(c)]), (*u.batch)[size_t(C + c)] = float(var[size_t(c)] / double(n));
+}
+
+void batch_norm_update_running(const DenseUnit& u, int rows) {
+    const int C = u.g.Co;
+    const double n = double(rows) * u.g.Ho, unbias = n > 1 ? n / (n - 1) : 1.0;
+    for (int c = 0; c < C; c++) {
+        float& m = (*u.running)[size_t(c)];
+        float& v = (*u.running)[size_t(C + c)];
+        m = 0.9f * m + 0.1f * (*u.batch)[size_t(c)];
+        v = 0.9f * v + 0.1f * float((*u.batch)[size_t(C + c)] * unbias);
+    }
+}
+
+void batch_norm_apply(const DenseUnit& u, const float* theta, const float* in, int rows, float* out, int rep) {
+    batch_norm_with(u, theta, u.batch->data(), in, rows, out, rep);
+}
+
+extern const LayerType layer_norm_layer{"layerNorm", UnitKind::LayerNorm, nullptr, build};
+extern const LayerType batch_norm_layer{"batchNorm", UnitKind::BatchNorm, nullptr, build};
+extern const LayerType group_norm_layer{"groupNorm", UnitKind::GroupNorm, read_group_norm, build};
+extern const UnitOps layer_norm_unit{UnitFamily::Norm, "norm", init, tensors, forward, backward, lr_reduce, nullptr};
+extern const UnitOps batch_norm_unit{UnitFamily::Norm, "batchnorm", init, tensors, forward_batch, backward_batch, lr_reduce, nullptr};
+extern const UnitOps group_norm_unit{UnitFamily::Norm, "groupnorm", init, tensors, forward, backward, lr_reduce, nullptr};
+
+}  // namespace of

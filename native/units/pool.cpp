@@ -1,0 +1,37 @@
+// maxPool2d, avgPool2d and globalAvgPool: per channel over kh x kw windows of a channels-last image (Co = C), no
+// parameters. Max ignores padding taps and routes the gradient to the first maximal tap; avg divides by the taps
+// inside the image. globalAvgPool is one avg window over the whole image, giving a flat vector.
+#include "units/conv.h"
+
+namespace of {
+namespace {
+
+PoolKind pool_kind(const DenseUnit& u) { return u.kind == UnitKind::MaxPool2d ? PoolKind::Max : PoolKind::Avg; }
+
+Status build(const LayerSpec& l, ModelBuilder& b, bool global) {
+    DenseUnit u{b.width, 0, -1, -1};
+    OF_TRY(image_window(l, b, u, global));
+    u.kind = l.type->unit;
+    u.g.Co = b.C;
+    return add_image_unit(b, u, global);
+}
+Status build_window(const LayerSpec& l, ModelBuilder& b) { return build(l, b, false); }
+Status build_global(const LayerSpec& l, ModelBuilder& b) { return build(l, b, true); }
+
+void forward(const KernelTable& k, const DenseUnit& u, const float*, const float* in, int rows, float* out, float*, const SeqCtx*) {
+    k.pool_forward(out, in, rows, u.g, pool_kind(u));
+}
+
+void backward(const KernelTable& k, const DenseUnit& u, const float*, const float* in, int rows, const float* dv, float*, float* din,
+              float*, const SeqCtx*) {
+    if (din) k.pool_backward(din, dv, in, rows, u.g, pool_kind(u));
+}
+
+}  // namespace
+
+extern const LayerType max_pool_layer{"maxPool2d", UnitKind::MaxPool2d, read_window, build_window};
+extern const LayerType avg_pool_layer{"avgPool2d", UnitKind::AvgPool2d, read_window, build_window};
+extern const LayerType global_avg_pool_layer{"globalAvgPool", UnitKind::AvgPool2d, nullptr, build_global};
+extern const UnitOps pool_unit{UnitFamily::Plain, nullptr, nullptr, nullptr, forward, backward, nullptr, nullptr};
+
+}  // namespace of
