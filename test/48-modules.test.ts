@@ -65,6 +65,10 @@ const KINDS: { name: string; layers: () => of.Layer[]; exact: [number, number][]
   { name: 'layerNorm', layers: () => [of.dense(6, 5), of.layerNorm(), of.tanh(), of.dense(5, 3)], exact: [[[0, 3]], [[0, 1], [1, 2], [2, 3]]], one: true },
   { name: 'batchNorm', layers: () => [of.dense(6, 5), of.batchNorm(), of.tanh(), of.dense(5, 3)], exact: [[[0, 3]], [[0, 1], [1, 2], [2, 3]]], one: true },
   { name: 'groupNorm', layers: () => [of.dense(6, 6), of.groupNorm({ groups: 2 }), of.tanh(), of.dense(6, 3)], exact: [[[0, 3]], [[0, 2], [2, 3]]], one: true },
+  {
+    name: 'ternary conv', layers: () => [of.conv2d({ inputShape: [4, 4, 1], filters: 3, kernel: 3, weights: 'ternary' }), of.tanh(), of.flatten(),
+      of.dense(12, 3, { weights: 'binary' })], exact: [], one: true,
+  },
   { name: 'dropout', layers: () => [of.dense(6, 5), of.tanh(), of.dropout(0.4), of.dense(5, 3)], exact: [[[0, 2]], [[0, 1], [1, 2]]], one: true },
   {
     name: 'graphConv', layers: () => [of.graphConv({ graph, units: 4, inputShape: [4, 3] }), of.tanh(), of.graphConv({ graph, units: 3 })],
@@ -79,7 +83,7 @@ const KINDS: { name: string; layers: () => of.Layer[]; exact: [number, number][]
 
 t.test('every layer kind: exact boundaries give BP (float precision), one-layer modules give plain ULR bit for bit', async (t) => {
   for (const kind of KINDS) {
-    const m = of.sequential(kind.layers(), { seed: 5 });
+    const m = of.sequential(kind.layers(), { seed: 5, backend: 'cpu' });  // the CPU engine's two paths (test/55: the device's)
     const P = m.parameters().filter((p) => p.name.endsWith('.weight') || p.name.endsWith('.gain')).length;
     const d = { x: randn(4 * m.inputs, 23), y: Int32Array.from({ length: 4 * m.groups }, (_, i) => i % 3), rows: 4 };
     if (kind.exact.length) {
@@ -112,7 +116,7 @@ t.test('pipelining with dropout, a residual block or a recurrent boundary in the
   ];
   const lr = 0.5;
   for (const [name, layers, modules] of nets) {
-    const piped = of.sequential(layers(), { seed: 6 }), ref = of.sequential(layers(), { seed: 6 });
+    const piped = of.sequential(layers(), { seed: 6, backend: 'cpu' }), ref = of.sequential(layers(), { seed: 6, backend: 'cpu' });
     const d1 = { x: randn(5 * piped.inputs, 31), y: Int32Array.from([0, 1, 2, 1, 0]), rows: 5 };
     const d2 = { x: randn(5 * piped.inputs, 32), y: Int32Array.from([2, 2, 1, 0, 1]), rows: 5 };
     const layerOf = piped.parameters().map((p) => p.name.split('.')[0]!);
