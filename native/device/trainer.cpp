@@ -39,12 +39,14 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         if (m.units[size_t(l)].recurrent()) return "a frozen recurrent or spiking layer runs on the CPU";
     if (e.kind == EstimatorConfig::Kind::Ulr) {
         const UlrConfig& c = e.ulr;
-        if (!c.modules.empty() && c.exact_boundary) return "the exact boundary test hook runs on the CPU";
-        if (!c.modules.empty() && m.has_quant) return "modules with binary or ternary weights run on the CPU";
-        for (const DenseUnit& u : m.units)  // ulr_modules runs dense, conv and pooling units
-            if (!c.modules.empty() && (u.skip_from >= 0 || !(u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d ||
-                                                             u.kind == UnitKind::MaxPool2d || u.kind == UnitKind::AvgPool2d)))
-                return "modules run on the CPU in models with layers other than dense, conv and pooling ones";
+        if (!c.modules.empty()) {  // ulr_modules runs dense, conv and pooling units with real weights
+            if (c.exact_boundary) return "the exact boundary test hook runs on the CPU";
+            if (m.has_quant) return "modules with binary or ternary weights run on the CPU";
+            for (const DenseUnit& u : m.units)
+                if (u.skip_from >= 0 || !(u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d || u.kind == UnitKind::MaxPool2d ||
+                                          u.kind == UnitKind::AvgPool2d))
+                    return "modules run on the CPU in models with layers other than dense, conv and pooling ones";
+        }
         const char* other = m.dense_only ? nullptr
                             : c.learn_sigma                   ? "a learned sigma"
                             : c.qmc                           ? "QMC noise"

@@ -156,7 +156,7 @@ Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats
     auto& ws = m.ws;
     if (m.has_quant) OF_TRY(ws.eff.reserve(size_t(m.n_params)));
     const float* theta = m.effective(m.params->data(), ws.eff);
-    const BpTape t{ws.v, ws.a, ws.aux, ws.inner, ws.sum, ws.pending, ws.d0, ws.d1, ws.cols, ws.seq, ws.dP, ws.wexp};
+    const BpTape t = workspace_tape(ws);
     OF_TRY(bp_tape_reserve(m, t, B, 0, L));
     OF_TRY(ws.loss.reserve(size_t(B)));
     // training mode, but not for input gradients (attacks see the deployed model)

@@ -19,6 +19,11 @@ struct BpTape {
     Buffer &d0, &d1, &cols, &seq, &dP, &wexp;
 };
 
+// The tape in the model's BP workspace (bp(), and the clean B-row passes of module training).
+inline BpTape workspace_tape(Model::Workspace& ws) {
+    return {ws.v, ws.a, ws.aux, ws.inner, ws.sum, ws.pending, ws.d0, ws.d1, ws.cols, ws.seq, ws.dP, ws.wexp};
+}
+
 // The units whose training behaviour needs more than their input. Dropout: row r is sample sample0 + r / rep, its
 // mask keyed by (seed, step, unit). BatchNorm: this batch's statistics, computed into u.batch and differentiated
 // through (Batch); u.batch computed beforehand and held constant (Fixed: module training normalizes its noisy copies

@@ -93,7 +93,7 @@ Status exact_boundary_gradients(Model& m, const float* x, const Targets& y, int 
     auto& ws = m.ws;
     if (m.has_quant) OF_TRY(ws.eff.reserve(size_t(m.n_params)));
     const float* theta = m.effective(m.params->data(), ws.eff);
-    const BpTape t{ws.v, ws.a, ws.aux, ws.inner, ws.sum, ws.pending, ws.d0, ws.d1, ws.cols, ws.seq, ws.dP, ws.wexp};
+    const BpTape t = workspace_tape(ws);
     OF_TRY(bp_tape_reserve(m, t, B, 0, L));
     OF_TRY(ws.wexp.reserve(size_t(B) * size_t(m.max_positions())));
     OF_TRY(ws.loss.reserve(size_t(B)));
@@ -206,7 +206,7 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
         int bn_end = 0;
         for (int l = 0; l < L; l++)
             if (m.units[size_t(l)].kind == UnitKind::BatchNorm) bn_end = l + 1;
-        const BpTape t{ws.v, ws.a, ws.aux, ws.inner, ws.sum, ws.pending, ws.d0, ws.d1, ws.cols, ws.seq, ws.dP, ws.wexp};
+        const BpTape t = workspace_tape(ws);
         OF_TRY(bp_tape_reserve(m, t, B, 0, bn_end));
         BpMode batch = mode;
         batch.stats = BpMode::Stats::Batch;
@@ -271,7 +271,6 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
         if (st.ok()) st = sc.w.reserve(size_t(rows));
         if (st.ok()) st = sc.running.reserve(size_t(s));  // the running baseline per sample
         if (st.ok()) st = sc.wexp.reserve(size_t(rows) * size_t(m.max_positions()));
-        if (st.ok()) st = sc.seq.reserve(size_t(rows) * size_t(std::max<int64_t>(m.seq_scratch_width(), 1)));
         if (!st.ok()) return;
         BpMode bm = mode;  // dropout: row r is sample b0 + r / K
         bm.sample0 = b0, bm.rep = K;

@@ -235,7 +235,7 @@ void module_floats(const Model& m, const UlrConfig& c, double B, int S, double b
     r->activations += sets * (B * (tape_floats(m, 0, e0, false) + 2.0 * u0.noise_width() + (c.pipeline ? m.inputs : 0)) + double(u0.n_par));
     r->workspace += sets * B * (tape_floats(m, 0, 0, true) + double(m.max_positions()));
     double block = tape_floats(m, e0, L, true) + u0.O + double(u0.recurrent() ? seq_aux_width(u0) : 0) + 2.0 +
-                   double(m.max_positions()) + double(std::max<int64_t>(m.seq_scratch_width(), 1));
+                   double(m.max_positions());
     for (int e : ends) block += double(m.units[size_t(e - 1)].noise_width());
     r->activations += busy * (rows * block + S);
     double partial = 0.0;
