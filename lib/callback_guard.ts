@@ -9,7 +9,8 @@
 import { AbortError, DataError } from './errors';
 import type { LossFunction } from './native';
 
-const isThenable = (r: unknown): r is PromiseLike<unknown> =>
+/** @internal Whether `r` is a promise or any other thenable. */
+export const isThenable = (r: unknown): r is PromiseLike<unknown> =>
   ((typeof r === 'object' && r !== null) || typeof r === 'function') && typeof (r as PromiseLike<unknown>).then === 'function';
 
 /**

@@ -3,7 +3,8 @@
  * executable). Layout: 8-byte magic "OFCKPT01", u32 header length, u32 reserved, the header, zero padding to a
  * 64-byte boundary, then the data. The header holds the format version, the model spec, the training counters
  * and optimizer kind, each tensor's name/shape/offset, and a SHA-256 of the data. Writes go to a temp file
- * that is fsynced and renamed, so a crash mid-save leaves the previous file intact. Loading checks every field
+ * that is fsynced and renamed, so a crash mid-save leaves the previous file intact; saves to one file land in the
+ * order of the calls (each snapshot is taken when save is called). Loading checks every field
  * against the model spec and the file size before allocating anything, then verifies the checksum.
  */
 import { createHash, randomBytes } from 'crypto';
@@ -65,6 +66,10 @@ function checkFinite(file: string, name: string, values: ArrayLike<number>, nonN
   }
 }
 
+// Saves to one file land in call order (several can be in flight, e.g. one per epoch from onEpochEnd): an older
+// snapshot never replaces a newer one. Keyed by absolute path; an entry settles when its write has.
+const writing = new Map<string, Promise<void>>();
+
 /**
  * Saves a model (parameters, optimizer state, training counters) to `file`, atomically.
  * @throws NumericError (`ERR_NUMERIC`) when a parameter or the optimizer state holds NaN or ±Infinity (nothing
@@ -121,11 +126,24 @@ export async function save(model: Model, file: string): Promise<void> {
   pre.writeUInt32LE(json.length, 8);
   const dataOffset = Math.ceil((16 + json.length) / 64) * 64;
   const pad = Buffer.alloc(dataOffset - 16 - json.length);
+  // The snapshot above is taken before the first await; its write waits for the saves to this file before it.
+  const key = path.resolve(file);
+  const written = (writing.get(key) ?? Promise.resolve()).then(() => write(file, [pre, json, pad, os.endianness() === 'LE' ? data : swap32(data)]));
+  const settled = written.then(() => undefined, () => undefined);
+  writing.set(key, settled);
+  void settled.then(() => {
+    if (writing.get(key) === settled) writing.delete(key);
+  });
+  await written;
+}
+
+// The atomic write: a temp file, fsync, rename, fsync of the directory.
+async function write(file: string, parts: Buffer[]): Promise<void> {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   let fh: fsp.FileHandle | undefined;
   try {
     fh = await fsp.open(tmp, 'wx', 0o644);
-    await fh.writev([pre, json, pad, os.endianness() === 'LE' ? data : swap32(data)]);
+    await fh.writev(parts);
     await fh.sync();
     await fh.close();
     fh = undefined;

@@ -1,5 +1,6 @@
 /**
- * Data-parallel training over any communicator (issue 7's first mode). Every rank holds the same model (same seed)
+ * The steps of distributed training over any communicator, one at a time (model.fit's `distributed` option runs
+ * them in fit's own loop; `fit` here is its alias). Data-parallel: every rank holds the same model (same seed)
  * and takes a contiguous shard of every batch; it estimates the gradient of its shard with the noise rows a single
  * process would use for those samples (`sampleOffset`), scales it by its share of the batch, all-reduces the sum,
  * and applies the same update. The result equals one process training on the whole batch up to the order of the
@@ -13,22 +14,17 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { type Dataset, checkDataset, permutation, take } from './data';
+import { type Dataset, checkDataset, take } from './data';
 import { type EsEstimator, type Estimator, type SpsaEstimator, type UlrEstimator, toNative, ulr } from './estimators';
 import { Model } from './model';
+import type { DistributedMode, History } from './fit';
+import type { BatchLog, EpochLog } from './native';
 import { type Optimizer, adam } from './optimizers';
-import { BackendError, ConfigError, DisposedError, type ErrorCode, OneForwardError, errorClasses } from './errors';
+import { AbortError, BackendError, ConfigError, DisposedError, type ErrorCode, OneForwardError, errorClasses } from './errors';
 import { checkKeys, invalidArg, is } from './validate';
+import { type Communicator, checkCommunicator, checkRanks, collective } from './communicator';
 
-/** What data-parallel training needs from a communicator: this rank, the number of ranks, an in-place sum. */
-export type Communicator = {
-  /** This process's rank, in [0, size). */
-  rank: number;
-  /** The number of ranks. */
-  size: number;
-  /** Replaces `values` on every rank by their elementwise sum over all ranks. */
-  allreduceSum(values: Float32Array): void;
-};
+export type { Communicator };
 
 // Every entry point checks its arguments first: a malformed call is ERR_CONFIG, never a TypeError from inside.
 function checkModel(model: unknown): Model {
@@ -43,30 +39,7 @@ function checkOptions(what: string, options: unknown, allowed: readonly string[]
   return options as Record<string, unknown>;
 }
 
-function checkRanks(rank: unknown, size: unknown): void {
-  if (!is.positiveInteger(size)) throw invalidArg('size', 'positive integer', size);
-  if (!is.integer(rank) || rank < 0 || rank >= size) throw invalidArg('rank', `integer in [0, ${size - 1}]`, rank);
-}
-
-function checkComm(comm: unknown): Communicator & { abort?(code?: number): never; barrier?(): void } {
-  if (typeof comm !== 'object' || comm === null) throw invalidArg('comm', 'a communicator { rank, size, allreduceSum }', comm);
-  const c = comm as Record<string, unknown>;
-  checkRanks(c.rank, c.size);
-  if (!is.fn(c.allreduceSum)) throw invalidArg('comm.allreduceSum', 'function', c.allreduceSum);
-  for (const k of ['abort', 'barrier']) if (c[k] !== undefined && !is.fn(c[k])) throw invalidArg(`comm.${k}`, 'function', c[k]);
-  return comm as Communicator;
-}
-
-// A user communicator that throws (anything) fails as a BackendError keeping the original as `cause`;
-// oneforward's own errors (the MPI communicator's included) pass through.
-function collective<T>(what: string, f: () => T): T {
-  try {
-    return f();
-  } catch (err) {
-    if (err instanceof OneForwardError) throw err;
-    throw new BackendError(`the communicator's ${what} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-  }
-}
+const checkComm = (comm: unknown): Communicator => checkCommunicator('comm', comm);
 
 /** The contiguous rows of `batch` that `rank` of `size` takes, and the index of its first sample. */
 export function shard(
@@ -295,12 +268,7 @@ export function mpi(): MpiCommunicator {
 /** Options of {@link fitDistributed}. */
 export type DistributedFitOptions = {
   /** The ranks to train on; `abort` and `barrier` are used where present (an {@link MpiCommunicator} has them). */
-  comm: Communicator & {
-    /** Ends every rank with `code`, so that an error on one rank does not leave the others waiting. */
-    abort?(code?: number): never;
-    /** Returns once every rank has called it. */
-    barrier?(): void;
-  };
+  comm: Communicator;
   /** The gradient estimator. Defaults to `ulr()`. */
   estimator?: Estimator;
   /** The optimizer. Defaults to `adam()`. */
@@ -309,93 +277,61 @@ export type DistributedFitOptions = {
   epochs?: number;
   /** Rows per step, over all ranks together. Defaults to `32`. */
   batchSize?: number;
-  /** `'data'` (default; shards of every batch), `'copies'` (ULR: the copies split), `'seeds'` (SPSA/ES: seed replay). */
-  mode?: 'data' | 'copies' | 'seeds';
+  /** `'data'` (shards of every batch), `'copies'` (ULR: the copies split), `'seeds'` (SPSA/ES: seed replay). Defaults to `'seeds'` for `spsa()` and `es()`, else `'data'`. */
+  mode?: DistributedMode;
   /** Evaluated on rank 0 after every epoch. */
   validation?: Dataset;
-  /** Rank 0 saves a checkpoint here after every epoch; the other ranks wait for it. */
+  /** Rank 0 saves a checkpoint here after every epoch; fit resolves on every rank once the last one is written. */
   checkpoint?: string;
   /** Called on rank 0 after every epoch. */
-  onEpochEnd?: (e: { epoch: number; seconds: number; valLoss?: number; valAccuracy?: number }) => void;
+  onEpochEnd?: (e: EpochLog) => void;
+  /** Called on rank 0 after every step, with the whole batch's loss (see `FitOptions.onBatchEnd`). */
+  onBatchEnd?: (b: BatchLog) => void;
 };
 
 /**
- * Training on every rank of `comm` (the same script under `mpirun`): every rank shuffles the same way (seeded by the
- * model's seed and the epoch), takes the same batches, and runs the chosen mode's step; rank 0 alone evaluates,
- * reports and writes checkpoints (any rank can load one to resume). An error on one rank aborts every rank with
- * that rank's message (MPI communicators), instead of leaving the others waiting in a collective.
+ * Training on every rank of `comm` (the same script under `mpirun`): `model.fit(train, { ..., distributed:
+ * { communicator: comm, mode } })`, with rank 0 alone validating, reporting and writing the checkpoints (any rank
+ * can load one to resume). The batches are those of fit without the option, in its order. An error on one rank
+ * aborts every rank with that rank's message (communicators with `abort`, such as MPI's), and rejects elsewhere.
  * @throws ConfigError (`ERR_CONFIG`) for a missing or malformed `options`/`comm`, model or data set (checked before
- * any step); the errors of {@link Model.gradients} for data that do not fit the model; BackendError (`ERR_BACKEND`)
- * when the communicator fails (what it threw is the `cause`); CheckpointError (`ERR_CHECKPOINT`) for `checkpoint`.
+ * any step), and fit's errors; BackendError (`ERR_BACKEND`) when the communicator fails (what it threw is the
+ * `cause`); CheckpointError (`ERR_CHECKPOINT`) for `checkpoint`.
  */
-export async function fitDistributed(
-  model: Model,
-  train: Dataset,
-  options: DistributedFitOptions,
-): Promise<{
-  /** One entry per epoch, on every rank (the validation numbers on rank 0 only). */
-  epochs: {
-    /** The epoch number, from 1. */
-    epoch: number;
-    /** Wall-clock time of the epoch's steps, in seconds. */
-    seconds: number;
-    /** Mean loss on `validation`, when given. */
-    valLoss?: number;
-    /** Accuracy on `validation`, when given, in [0, 1]. */
-    valAccuracy?: number;
-  }[];
-}> {
+export async function fitDistributed(model: Model, train: Dataset, options: DistributedFitOptions): Promise<History> {
   checkModel(model);
   checkDataset('train', train);
-  checkOptions('distributed.fit', options, ['comm', 'estimator', 'optimizer', 'epochs', 'batchSize', 'mode', 'validation', 'checkpoint', 'onEpochEnd']);
-  const comm = checkComm(options.comm);
-  if (options.validation !== undefined) checkDataset('validation', options.validation);
-  if (options.checkpoint !== undefined && (!is.string(options.checkpoint) || options.checkpoint === '')) throw invalidArg('checkpoint', 'a file path', options.checkpoint);
-  if (options.onEpochEnd !== undefined && !is.fn(options.onEpochEnd)) throw invalidArg('onEpochEnd', 'function', options.onEpochEnd);
-  const estimator = options.estimator ?? ulr();
-  toNative(estimator);  // checks it
-  const mode = options.mode ?? (estimator.kind === 'spsa' || estimator.kind === 'es' ? 'seeds' : 'data');
-  const epochs = options.epochs ?? 1, batchSize = options.batchSize ?? 32;
-  if (!is.integer(epochs) || epochs < 0) throw invalidArg('epochs', 'integer >= 0', epochs);
-  if (!is.positiveInteger(batchSize)) throw invalidArg('batchSize', 'positive integer', batchSize);
-  if (!['data', 'copies', 'seeds'].includes(mode)) throw invalidArg('mode', "'data' | 'copies' | 'seeds'", mode);
-  if (mode === 'copies' && estimator.kind !== 'ulr') throw new ConfigError("mode 'copies' needs ulr()");
-  if (mode === 'seeds' && estimator.kind !== 'spsa' && estimator.kind !== 'es') throw new ConfigError("mode 'seeds' needs spsa() or es()");
-  const out: { epoch: number; seconds: number; valLoss?: number; valAccuracy?: number }[] = [];
-  const fail = (err: unknown): never => {
-    process.stderr.write(`rank ${comm.rank}: ${(err as Error)?.stack ?? String(err)}\n`);
-    if (comm.abort) comm.abort(1);
+  const o = checkOptions('distributed.fit', options, ['comm', 'estimator', 'optimizer', 'epochs', 'batchSize', 'mode', 'validation', 'checkpoint', 'onEpochEnd', 'onBatchEnd']) as DistributedFitOptions;
+  const comm = checkComm(o.comm);
+  const file = o.checkpoint;
+  if (file !== undefined && (!is.string(file) || file === '')) throw invalidArg('checkpoint', 'a file path', file);
+  if (o.onEpochEnd !== undefined && !is.fn(o.onEpochEnd)) throw invalidArg('onEpochEnd', 'function', o.onEpochEnd);
+  const rank0 = comm.rank === 0;
+  // save() takes its snapshot before it returns, while training waits for the epoch callback; fit awaits the write.
+  const onEpochEnd = rank0 && (file || o.onEpochEnd) ? (e: EpochLog) => {
+    const saved = file ? model.save(file) : undefined;
+    o.onEpochEnd?.(e);
+    return saved;
+  } : undefined;
+  try {
+    const history = await model.fit(train, {
+      ...(o.estimator ? { estimator: o.estimator } : {}),
+      ...(o.optimizer ? { optimizer: o.optimizer } : {}),
+      ...(o.epochs !== undefined ? { epochs: o.epochs } : {}),
+      ...(o.batchSize !== undefined ? { batchSize: o.batchSize } : {}),
+      ...(rank0 && o.validation ? { validation: o.validation } : {}),
+      ...(onEpochEnd ? { onEpochEnd } : {}),
+      ...(rank0 && o.onBatchEnd ? { onBatchEnd: o.onBatchEnd } : {}),
+      distributed: { communicator: comm, ...(o.mode !== undefined ? { mode: o.mode } : {}) },
+    });
+    if (comm.barrier) collective('barrier', () => comm.barrier!());  // the others return once rank 0's last checkpoint is written
+    return history;
+  } catch (err) {
+    // The rank where it failed ends the job (the others, stopped at the same step, reject with an AbortError)
+    if (comm.abort && !(err instanceof AbortError)) {
+      process.stderr.write(`rank ${comm.rank}: ${(err as Error)?.stack ?? String(err)}\n`);
+      comm.abort(1);
+    }
     throw err;
-  };
-  for (let epoch = 0; epoch < epochs; epoch++) {
-    const t0 = Date.now();
-    try {
-      const order = permutation(train.rows, model.seed * 7919 + epoch);
-      for (let r0 = 0; r0 < train.rows; r0 += batchSize) {
-        const batch = take(train, Array.from(order.subarray(r0, Math.min(train.rows, r0 + batchSize))));
-        const step = { comm, ...(options.optimizer ? { optimizer: options.optimizer } : {}) };
-        if (mode === 'seeds') seedReplayStep(model, batch, { ...step, estimator: estimator as SpsaEstimator | EsEstimator });
-        else if (mode === 'copies') copyParallelStep(model, batch, { ...step, estimator: estimator as UlrEstimator });
-        else dataParallelStep(model, batch, { ...step, estimator });
-      }
-    } catch (err) {
-      fail(err);
-    }
-    const e: { epoch: number; seconds: number; valLoss?: number; valAccuracy?: number } = { epoch: epoch + 1, seconds: (Date.now() - t0) / 1000 };
-    if (comm.rank === 0) {
-      try {
-        if (options.validation) {
-          const v = model.evaluate(options.validation);
-          e.valLoss = v.loss, e.valAccuracy = v.accuracy;
-        }
-        if (options.checkpoint) await model.save(options.checkpoint);
-        options.onEpochEnd?.(e);
-      } catch (err) {
-        fail(err);
-      }
-    }
-    if (comm.barrier) collective('barrier', () => comm.barrier!());  // the others wait for rank 0's checkpoint
-    out.push(e);
   }
-  return { epochs: out };
 }

@@ -6,7 +6,9 @@ export { sequential, Model, LOSSES } from './model';
 export { load } from './checkpoint';
 export { readSafetensors, writeSafetensors } from './safetensors';
 export type { Tensor } from './safetensors';
-export type { SequentialOptions, ModelBackend, FitOptions, History, EpochLog, Progress, BatchLog, Parameter, LossName, LossFunction, GradientCheck, MemoryEstimate } from './model';
+export type { SequentialOptions, ModelBackend, EpochLog, Progress, BatchLog, Parameter, LossName, LossFunction, GradientCheck, MemoryEstimate } from './model';
+export type { FitOptions, History, DistributedOptions, DistributedMode } from './fit';
+export { DISTRIBUTED_MODES } from './fit';
 export { dense, activation, relu, leakyRelu, tanh, sigmoid, gelu, identity, step, sign, quantize, ACTIVATIONS, conv2d, maxPool2d, avgPool2d, globalAvgPool, flatten, rnn, gru, lstm, lif, repeat, timeMean, graphConv, residual, concat, dropout, layerNorm, batchNorm, groupNorm } from './layers';
 export type {
   Layer, DenseLayer, ActivationLayer, ActivationName, DenseOptions, QuantizedWeights, Conv2dLayer, Conv2dOptions, Pool2dLayer, Pool2dOptions,
@@ -134,14 +136,15 @@ export const distributed = {
   seedReplayUpdate: distributedModule.seedReplayUpdate,
   /** One seed-replay step: only losses are exchanged. */
   seedReplayStep: distributedModule.seedReplayStep,
-  /** Trains on every rank of a communicator (the same script under mpirun). */
+  /** Trains on every rank of a communicator: `model.fit` with its `distributed` option (the same script under mpirun). */
   fit: distributedModule.fitDistributed,
   /** The MPI_COMM_WORLD communicator (needs the optional MPI addon). */
   mpi: distributedModule.mpi,
   /** Whether the MPI addon was built. */
   mpiAvailable: distributedModule.mpiAvailable,
 };
-export type { Communicator, MpiCommunicator, DistributedFitOptions } from './distributed';
+export type { MpiCommunicator, DistributedFitOptions } from './distributed';
+export type { Communicator } from './communicator';
 export type { Attack, RobustnessResult } from './robustness';
 
 // A default export too, so `import of from 'oneforward'` works under every module setting (CommonJS reads

@@ -168,6 +168,17 @@ export type NativeTrainState = {
   v: Float32Array | null;
 };
 
+/**
+ * @internal fit's `distributed` option as the engine takes it: `allreduce` gets a step's values and calls
+ * `done(undefined, values)` once they hold the sum over the ranks, or `done(error)`.
+ */
+export type NativeDistributed = {
+  rank: number;
+  size: number;
+  mode: 'data' | 'copies' | 'seeds';
+  allreduce: (values: Float32Array, done: (error?: unknown, values?: Float32Array) => void) => void;
+};
+
 /** @internal */
 export interface NativeModel {
   parameters(): { name: string; shape: number[]; data: Float32Array }[];
@@ -194,7 +205,7 @@ export interface NativeModel {
     valX: Float32Array | null,
     valY: Targets | null,
     valRows: number,
-    config: { epochs: number; batchSize: number; shuffle: boolean; resume: boolean; estimator: NativeEstimator; optimizer: NativeOptimizer; loss?: LossFunction; onDiverged?: (d: { reason: string; epoch: number; step: number }) => void; onBatchEnd?: (b: BatchLog) => void; maxGradNorm?: number },
+    config: { epochs: number; batchSize: number; shuffle: boolean; resume: boolean; estimator: NativeEstimator; optimizer: NativeOptimizer; loss?: LossFunction; onDiverged?: (d: { reason: string; epoch: number; step: number }) => void; onBatchEnd?: (b: BatchLog) => void; maxGradNorm?: number; distributed?: NativeDistributed },
     onProgress: ((p: Progress) => void) | null,
     onEpoch: ((e: EpochLog) => void) | null,
   ): Promise<EpochLog[]>;

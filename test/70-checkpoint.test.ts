@@ -1,5 +1,6 @@
-// Checkpoints: round trip, bit-identical resume (after whole epochs and after a cancel mid-epoch), atomic
-// replacement, and rejection of truncated, corrupted, wrong-version and hostile files with ERR_CHECKPOINT.
+// Checkpoints: round trip, bit-identical resume (after whole epochs, from a save in onEpochEnd, after a cancel
+// mid-epoch), atomic replacement, and rejection of truncated, corrupted, wrong-version and hostile files with
+// ERR_CHECKPOINT.
 import t from 'tap';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -45,7 +46,16 @@ t.test('resume after whole epochs is bit-identical to an uninterrupted run', asy
   const h = await resumed.fit(small, { ...fitOpts, epochs: 3, resume: true });
   t.same(h.epochs.map((e) => e.epoch), [2, 3], 'epochs 2 and 3 ran');
   t.ok(bits(resumed).equals(bits(straight)), 'same parameters as 3 uninterrupted epochs');
-  for (const x of [straight, first, resumed]) x.dispose();
+  // a checkpoint written from onEpochEnd (training waits while save takes its snapshot) resumes the same way
+  const saving = build();
+  const epochFile = path.join(dir, 'b-epoch1.ofm');
+  await saving.fit(small, { ...fitOpts, epochs: 3, onEpochEnd: (e) => (e.epoch === 1 ? saving.save(epochFile) : undefined) });
+  t.ok(bits(saving).equals(bits(straight)), 'saving in onEpochEnd does not change training');
+  const fromEpoch = await of.load(epochFile);
+  t.equal(fromEpoch.epochsRun, 1, 'the file saved in onEpochEnd holds epoch 1');
+  await fromEpoch.fit(small, { ...fitOpts, epochs: 3, resume: true });
+  t.ok(bits(fromEpoch).equals(bits(straight)), 'and resumes to the same parameters');
+  for (const x of [straight, first, resumed, saving, fromEpoch]) x.dispose();
 });
 
 t.test('cancel mid-epoch, save, load, resume: bit-identical', async (t) => {
@@ -78,6 +88,17 @@ t.test('saving replaces the old file atomically; failures leave it intact', asyn
   t.notOk(fs.readFileSync(file).equals(before), 'replaced');
   t.same(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp')), [], 'no temp files left');
   await t.rejects(m.save(path.join(dir, 'missing', 'x.ofm')), { name: 'CheckpointError', code: 'ERR_CHECKPOINT', message: /cannot write/ });
+  // saves in flight together land in call order: the file holds the last snapshot
+  const snapshots: Buffer[] = [], saves: Promise<void>[] = [];
+  for (let i = 0; i < 4; i++) {
+    saves.push(m.save(file));
+    snapshots.push(bits(m));
+    m.trainStep(of.data.take(small, [i, i + 1]), { estimator: of.bp() });
+  }
+  await Promise.all(saves);
+  const last = await of.load(file);
+  t.ok(bits(last).equals(snapshots[3]!), 'four saves in flight at once: the file holds the last one');
+  last.dispose();
   const ac = new AbortController();
   const running = m.fit(train, { ...fitOpts, epochs: 1, signal: ac.signal });
   await t.rejects(m.save(file), { code: 'ERR_BUSY' }, 'no save while training');

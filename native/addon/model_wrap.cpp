@@ -79,7 +79,8 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
 
 Model& ModelWrap::model(Napi::Env env, Use use) {
     if (!model_) throw_status(env, {StatusCode::Disposed, "this model has been disposed"});
-    if (use != Use::Read && model_->busy.load())
+    const bool paused = use == Use::Snapshot && model_->at_epoch_end.load();
+    if (use != Use::Read && !paused && model_->busy.load())
         throw_status(env, {StatusCode::Busy, "the model is training (fit in progress); wait for it or cancel it"});
     if (use == Use::Mutate && *pending_ > 0)
         throw_status(env, {StatusCode::Busy, std::to_string(*pending_) + " async prediction(s) are reading this model; await them first"});
@@ -274,7 +275,7 @@ Napi::Value ModelWrap::State(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    Model& m = model(env);
+    Model& m = model(env, Use::Snapshot);
     Napi::Object r = Napi::Object::New(env);
     r.Set("step", double(m.step));
     r.Set("epochsRun", double(m.epochs_run));

@@ -99,6 +99,7 @@ class DeviceTrainer {
     Status step_stats(dev::StatsArgs a);
     Status noise_forward(const dev::NoisyArgs& na, int qmc_K, uint32_t qmc_dim = 0);
     Status channel_sigmas(int L, const UlrConfig& c, std::vector<const float*>* out);
+    static std::vector<float> unit_sigmas(const Model& m, const UlrConfig& c);  // per unit; 0 without parameters
     // BP pieces of one unit on `rows` rows from dv, the gradient at its pre-activation: its parameters' gradients
     // (times alpha) into the slab, and the gradient at its input x into din
     Status weight_grads(const Model& m, int l, int rows, const float* dv, float alpha, const float* x, bool tf32);

@@ -255,15 +255,13 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         float* v = ws.v[size_t(l)].data();
         float* a = ws.a[size_t(l)].data();
         const SeqCtx sq{ws.aux[size_t(l)].data(), ws.seq.data(), nullptr, nullptr};
-        if (u.kind == UnitKind::BatchNorm) batch_norm_stats(u, in, B), batch_norm_apply(u, theta, in, B, v);
-        else if (u.kind == UnitKind::Dropout) dropout_apply(u, v, in, B, 1, int(c.sample_base), seed, step, uint32_t(l));
-        else if (u.kind == UnitKind::Concat) concat_forward(u, v, in, clean_in(u.skip_from), B, 1);
-        else unit_linear(k, u, theta, in, B, u.recurrent() ? a : v, ws.cols.data(), &sq);
+        TrainCtx tc{u.skip_from >= 0 ? clean_in(u.skip_from) : nullptr, 1, 1, int(c.sample_base), seed, step, uint32_t(l), true};
+        unit_train_linear(k, u, theta, in, B, u.recurrent() ? a : v, ws.cols.data(), &sq, tc);
         if (!u.recurrent()) std::copy(v, v + int64_t(B) * u.O, a);
         else if (starts_group(l))  // X W^T of every sample and step, (B T, F) x (G H, F)^T, shared by the copies
             k.gemm_nt(v, in, theta + u.w_off, B * u.q.T, u.q.G * u.q.H, u.q.F, 1.0f, 0.0f);
         unit_bias_act(k, u, theta, a, a, B);
-        if (u.skip_from >= 0 && u.kind != UnitKind::Concat) residual_add(k, u, a, clean_in(u.skip_from), B, 1);
+        if (u.ends_residual()) residual_add(k, u, a, clean_in(u.skip_from), B, 1);
     }
     if (clean_loss) k.loss_forward(ws.loss.data(), ws.a[size_t(L - 1)].data(), y.labels, y.values, B, C, 1, m.loss, m.groups);
     if (c.baseline == Baseline::Running)  // earlier steps only: independent of this step's noise
@@ -333,16 +331,9 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                 const DenseUnit& u = m.units[size_t(l)];
                 float* a = sc.a[size_t(l)].data();
                 const bool noisy = u.param() && l < g.end;
-                int rep = 1;
-                if (u.kind == UnitKind::Dropout) {  // one mask per sample, shared by its copies
-                    dropout_apply(u, a, input(l), rows, K, int(c.sample_base) + b0, seed, step, uint32_t(l));
-                    unit_bias_act(k, u, theta, a, a, rows);
-                } else if (u.kind == UnitKind::Concat) {
-                    const float* src = skip_src(u.skip_from, &rep);
-                    concat_forward(u, a, input(l), src, rows, rep);
-                    unit_bias_act(k, u, theta, a, a, rows);
-                    continue;
-                } else if (u.recurrent()) {  // noise on every gate at every step, inside the recurrence
+                TrainCtx tc{nullptr, 1, K, int(c.sample_base) + b0, seed, step, uint32_t(l), false};
+                if (u.skip_from >= 0) tc.skip = skip_src(u.skip_from, &tc.skip_rep);
+                if (u.recurrent()) {  // noise on every gate at every step, inside the recurrence
                     if (noisy) k.noise_fill(sc.e[size_t(l)].data(), rows, u.noise_width(), noise(l, r0));
                     const bool xw = l == g.start && shared;
                     seq_forward(k, u, theta, input(l), rows, a, sc.aux[size_t(l)].data(), noisy ? sc.e[size_t(l)].data() : nullptr,
@@ -354,18 +345,14 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                                              sig_row[size_t(l)].data(), rows, u.O, K, u.act, u.alpha, noise(l, r0));
                 } else {
                     const SeqCtx sq{nullptr, sc.seq.data(), nullptr, nullptr};
-                    if (u.kind == UnitKind::BatchNorm) batch_norm_apply(u, theta, input(l), rows, a);
-                    else unit_linear(k, u, theta, input(l), rows, a, sc.cols.data(), &sq);
+                    unit_train_linear(k, u, theta, input(l), rows, a, sc.cols.data(), &sq, tc);
                     if (noisy)
                         k.noisy_bias_act_forward(a, E(l), a, bias_row[size_t(l)].data(), sig_row[size_t(l)].data(), rows, u.O, 1,
                                                  u.act, u.alpha, noise(l, r0));
                     else
                         unit_bias_act(k, u, theta, a, a, rows);
                 }
-                if (u.skip_from >= 0) {
-                    const float* src = skip_src(u.skip_from, &rep);
-                    residual_add(k, u, a, src, rows, rep);
-                }
+                if (u.ends_residual()) residual_add(k, u, a, tc.skip, rows, tc.skip_rep);
             }
             const float* out = sc.a[size_t(L - 1)].data();
             if (forward_only) {

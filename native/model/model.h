@@ -151,6 +151,7 @@ struct Model {
     std::string placement = "cpu";  // where the last fit or step ran: "cuda", "sim", or "cpu (why not the device)"
     std::atomic<bool> busy{false};
     std::atomic<bool> cancel{false};
+    std::atomic<bool> at_epoch_end{false};  // fit waits while its epoch callback runs: the state may be read (saved)
 
     // Scratch reused across steps (grown on demand, never shrunk).
     InferScratch infer;  // for synchronous predict/evaluate and fit's validation

@@ -12,6 +12,7 @@
 #include "device/trainer.h"
 #include "estimators/blocks.h"
 #include "kernels/cpu/gemm.h"
+#include "model/distributed.h"
 #include "model/recurrent.h"
 #include "model/units.h"
 #include "rng/philox.h"
@@ -288,7 +289,7 @@ Status step_memory(const Model& m, const EstimatorConfig& e, int B, StepMemory* 
 
 namespace {
 Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitConfig& cfg, const FitHooks& hooks,
-                  DeviceTrainer* dt);
+                  DeviceTrainer* dt, bool distributed);
 }  // namespace
 
 Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& cfg, const FitHooks& hooks) {
@@ -297,17 +298,25 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
     const LossHook* hook = cfg.loss_hook ? &cfg.loss_hook : nullptr;
     OF_TRY(validate_estimator(m, cfg.estimator, hook));
     OF_TRY(validate_optimizer(cfg.optimizer));
+    if (cfg.distributed.size > 0) OF_TRY(validate_distributed(m, cfg, hook));
     DeviceTrainer* dt = placement(m, cfg.estimator, hook);
-    if (!dt) return fit_epochs(m, train, val, cfg, hooks, nullptr);
-    return on_device(dt, m, &cfg.optimizer, [&] { return fit_epochs(m, train, val, cfg, hooks, dt); });
+    // Distributed steps run from the host (each estimate where the model runs, the update on the host), except one
+    // rank on a device, which trains as fit without the option: the same steps, bit for bit.
+    if (cfg.distributed.size > 1 || (cfg.distributed.size == 1 && !dt)) {
+        OF_TRY(distributed_handshake(m, train, cfg));
+        return fit_epochs(m, train, val, cfg, hooks, nullptr, true);
+    }
+    if (!dt) return fit_epochs(m, train, val, cfg, hooks, nullptr, false);
+    return on_device(dt, m, &cfg.optimizer, [&] { return fit_epochs(m, train, val, cfg, hooks, dt, false); });
 }
 
 namespace {
 
 // The epoch loop; with a device trainer its steps run there, and every epoch end brings the parameters back to the
-// host before validation and the epoch hook (which may save them).
+// host before validation and the epoch hook (which may save them). distributed: each step is distributed_step, which
+// also takes a cancel (at its all-reduce, so that every rank stops at the same step).
 Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitConfig& cfg, const FitHooks& hooks,
-                  DeviceTrainer* dt) {
+                  DeviceTrainer* dt, bool distributed) {
     const LossHook* hook = cfg.loss_hook ? &cfg.loss_hook : nullptr;
     m.ws.first[0].pending = m.ws.first[1].pending = false;  // pipelining starts afresh with every fit
     if (dt) dt->reset_pipeline();
@@ -367,7 +376,7 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
             return {};
         };
         for (int64_t s = s0; s < steps; s++) {
-            if (hooks.cancel && hooks.cancel->load()) {
+            if (!distributed && hooks.cancel && hooks.cancel->load()) {
                 if (async) OF_TRY(flush());
                 return {StatusCode::Abort, "training was cancelled"};
             }
@@ -387,7 +396,9 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
             } else {
                 StepStats st;
                 Status status;
-                if (dt) {
+                if (distributed) {
+                    status = distributed_step(m, xb.data(), t, B, est, cfg, hooks.cancel, &st);
+                } else if (dt) {
                     status = dt->train_step(m, xb.data(), t, B, est, cfg.optimizer, &st, cfg.max_grad_norm, hook);
                 } else {  // a cancel stops the step inside its blocks and GEMM tiles, not only between steps
                     ThreadPool::CancelScope scope(hooks.cancel);

@@ -18,6 +18,14 @@ struct DataRef {
     int64_t rows = 0;
 };
 
+// model.fit's `distributed` option (model/distributed.h). size 0: one process, no all-reduce.
+struct DistributedConfig {
+    enum class Mode { Data, Copies, Seeds } mode = Mode::Data;
+    int rank = 0, size = 0;
+    // Replaces values[0, n) by their sum over the ranks, on every rank; returns once every rank has called it.
+    std::function<Status(float* values, size_t n)> allreduce;
+};
+
 struct FitConfig {
     int epochs = 1;
     int batch = 32;
@@ -27,6 +35,7 @@ struct FitConfig {
     OptimizerConfig optimizer;
     LossHook loss_hook;  // empty: the model's built-in loss
     double max_grad_norm = 0.0;  // > 0: a larger gradient norm stops training as an exploding update
+    DistributedConfig distributed;
 };
 
 struct ProgressEvent {

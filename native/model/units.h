@@ -23,6 +23,19 @@ struct SeqCtx {
 // Sequence units (the whole recurrence of a recurrent one) need `sq`.
 void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
                  float* cols, const SeqCtx* sq = nullptr);
+// What a unit's training-mode forward needs besides its input (unit_train_linear).
+struct TrainCtx {
+    const float* skip = nullptr;  // a concat unit: the block's input, row r / skip_rep
+    int skip_rep = 1;
+    int rep = 1, sample0 = 0;  // dropout: row r is sample sample0 + r / rep (one mask per sample, shared by its copies)
+    uint64_t seed = 0;
+    uint32_t step = 0, unit = 0;
+    bool batch_stats = false;  // batchNorm: this batch's statistics from `in` first (else the ones it holds)
+};
+// unit_linear in training mode: dropout draws its masks, batchNorm normalizes with the batch's statistics, a concat
+// unit joins the block's input; every other kind is unit_linear.
+void unit_train_linear(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
+                       float* cols, const SeqCtx* sq, const TrainCtx& t);
 // The clean (inference) forward of one unit: out (rows, O) = its output after bias and activation, with the block's
 // input `skip` (rows, the block's I) added at a residual block's end or joined by a concat unit (else unused).
 void unit_clean_forward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,

@@ -98,6 +98,12 @@ extern const LayerType residual_begin_layer{"residualBegin", UnitKind::Concat, n
 extern const LayerType concat_begin_layer{"concatBegin", UnitKind::Concat, nullptr, build_begin};
 extern const LayerType residual_end_layer{"residualEnd", UnitKind::Concat, nullptr, build_residual_end};
 extern const LayerType concat_end_layer{"concatEnd", UnitKind::Concat, nullptr, build_concat_end};
-extern const UnitOps concat_unit{UnitFamily::Plain, nullptr, nullptr, nullptr, pass, pass_back, nullptr, nullptr};
+namespace {
+void concat_train(const DenseUnit& u, const float*, const float* in, int rows, float* out, const TrainCtx& t) {
+    concat_forward(u, out, in, t.skip, rows, t.skip_rep);
+}
+}  // namespace
+
+extern const UnitOps concat_unit{UnitFamily::Plain, nullptr, nullptr, nullptr, pass, pass_back, nullptr, nullptr, concat_train};
 
 }  // namespace of

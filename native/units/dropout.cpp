@@ -46,6 +46,12 @@ void dropout_apply(const DenseUnit& u, float* out, const float* in, int rows, in
 }
 
 extern const LayerType dropout_layer{"dropout", UnitKind::Dropout, read, build};
-extern const UnitOps dropout_unit{UnitFamily::Plain, nullptr, nullptr, nullptr, forward, backward, nullptr, nullptr};
+namespace {
+void train(const DenseUnit& u, const float*, const float* in, int rows, float* out, const TrainCtx& t) {
+    dropout_apply(u, out, in, rows, t.rep, t.sample0, t.seed, t.step, t.unit);
+}
+}  // namespace
+
+extern const UnitOps dropout_unit{UnitFamily::Plain, nullptr, nullptr, nullptr, forward, backward, nullptr, nullptr, train};
 
 }  // namespace of

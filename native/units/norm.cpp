@@ -238,7 +238,15 @@ extern const LayerType layer_norm_layer{"layerNorm", UnitKind::LayerNorm, nullpt
 extern const LayerType batch_norm_layer{"batchNorm", UnitKind::BatchNorm, nullptr, build};
 extern const LayerType group_norm_layer{"groupNorm", UnitKind::GroupNorm, read_group_norm, build};
 extern const UnitOps layer_norm_unit{UnitFamily::Norm, "norm", init, tensors, forward, backward, lr_reduce, nullptr};
-extern const UnitOps batch_norm_unit{UnitFamily::Norm, "batchnorm", init, tensors, forward_batch, backward_batch, lr_reduce, nullptr};
+namespace {
+void train_batch(const DenseUnit& u, const float* theta, const float* in, int rows, float* out, const TrainCtx& t) {
+    if (t.batch_stats) batch_norm_stats(u, in, rows);
+    batch_norm_apply(u, theta, in, rows, out);
+}
+}  // namespace
+
+extern const UnitOps batch_norm_unit{UnitFamily::Norm, "batchnorm", init, tensors, forward_batch, backward_batch, lr_reduce, nullptr,
+                                     train_batch};
 extern const UnitOps group_norm_unit{UnitFamily::Norm, "groupnorm", init, tensors, forward, backward, lr_reduce, nullptr};
 
 }  // namespace of

@@ -60,6 +60,13 @@ void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, c
     unit_ops(u.kind).forward(k, u, theta, in, rows, out, cols, sq);
 }
 
+void unit_train_linear(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
+                       float* cols, const SeqCtx* sq, const TrainCtx& t) {
+    const UnitOps& o = unit_ops(u.kind);
+    if (o.train_forward) o.train_forward(u, theta, in, rows, out, t);
+    else o.forward(k, u, theta, in, rows, out, cols, sq);
+}
+
 void unit_backward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows,
                    const float* dv, float* dW, float* din, float* cols, const SeqCtx* sq) {
     unit_ops(u.kind).backward(k, u, theta, in, rows, dv, dW, din, cols, sq);

@@ -78,6 +78,8 @@ struct UnitOps {
     void (*lr_reduce)(const KernelTable& k, const DenseUnit& u, const float* in, int rows, const float* S, const float* w,
                       float alpha, float* dW, float* db, float* cols, float* wexp);
     int (*noise_width)(const DenseUnit& u);  // ULR noise values per row; nullptr: O (the pre-activation)
+    // training mode, where it differs from forward (model/units.h unit_train_linear); nullptr: forward
+    void (*train_forward)(const DenseUnit& u, const float* theta, const float* in, int rows, float* out, const TrainCtx& t);
 };
 
 // Shared by the kinds (units/build.cpp).

@@ -1,20 +1,22 @@
 // Run under mpirun by test/53-mpi.test.ts. `train`: data-parallel BP and ULR, and seed-replay SPSA, on fixed digits
-// batches; rank 0 prints
-// the parameters as JSON. `fail`: rank 1 throws and aborts the job; rank 0 waits in a barrier it never leaves.
+// batches; rank 0 prints the parameters as JSON. `fit`: of.distributed.fit (model.fit with the distributed option)
+// for 2 epochs with a checkpoint; rank 0 prints its history, parameters and onBatchEnd count. `fail`: rank 1 throws
+// and aborts the job; rank 0 waits in a barrier it never leaves.
 import * as of from '../../lib/index';
-import { mpiBatches, mpiNet } from './mpi-data';
+import { mpiBatches, mpiFitData, mpiNet } from './mpi-data';
 
 const comm = of.distributed.mpi();
 if (process.argv[2] === 'fit') {
   const { train, test } = of.datasets.digits();
   const m = mpiNet();
+  let batches = 0;
   of.distributed
-    .fit(m, of.data.take(train, Array.from({ length: 256 }, (_, i) => i * 31)), {
+    .fit(m, mpiFitData(), {
       comm, estimator: of.ulr({ copies: 8 }), epochs: 2, batchSize: 32, checkpoint: process.argv[3]!,
-      validation: of.data.take(test, Array.from({ length: 200 }, (_, i) => i * 9)),
+      validation: of.data.take(test, Array.from({ length: 200 }, (_, i) => i * 9)), onBatchEnd: () => void batches++,
     })
     .then((h) => {
-      if (comm.rank === 0) process.stdout.write(JSON.stringify({ size: comm.size, epochs: h.epochs, params: m.parameters().flatMap((p) => Array.from(p.data)) }) + '\n');
+      if (comm.rank === 0) process.stdout.write(JSON.stringify({ size: comm.size, epochs: h.epochs, batches, params: m.parameters().flatMap((p) => Array.from(p.data)) }) + '\n');
       comm.finalize();
     });
 } else if (process.argv[2] === 'fail') {
