@@ -69,17 +69,12 @@ void bp_range_forward(const Model& m, const float* theta, const BpTape& t, const
         const float* in = input_of(l);
         float* v = t.v[size_t(l)].data();
         float* a = t.a[size_t(l)].data();
-        if (u.kind == UnitKind::Dropout && !mode.inference()) {
-            dropout_apply(u, v, in, rows, mode.rep, mode.sample0, mode.seed, mode.step, uint32_t(l));
-        } else if (u.kind == UnitKind::BatchNorm && !mode.inference()) {
-            if (mode.stats == BpMode::Stats::Batch) batch_norm_stats(u, in, rows);
-            batch_norm_apply(u, theta, in, rows, v);
-        } else if (u.kind == UnitKind::Concat) {  // [block input, f(x)]
-            concat_forward(u, v, in, input_of(u.skip_from), rows, 1);
-        } else {
-            const SeqCtx sq = seq_ctx(t, l);
-            unit_linear(k, u, theta, in, rows, v, t.cols.data(), &sq);
-        }
+        const SeqCtx sq = seq_ctx(t, l);
+        const TrainCtx tc{u.skip_from >= 0 ? input_of(u.skip_from) : nullptr, 1, mode.rep, mode.sample0, mode.seed, mode.step,
+                          uint32_t(l), mode.stats == BpMode::Stats::Batch};
+        // inference: dropout is the identity, batchNorm uses its running statistics; a concat unit still joins
+        if (mode.inference() && u.kind != UnitKind::Concat) unit_linear(k, u, theta, in, rows, v, t.cols.data(), &sq);
+        else unit_train_linear(k, u, theta, in, rows, v, t.cols.data(), &sq, tc);
         if (!u.ends_residual()) {
             unit_bias_act(k, u, theta, a, v, rows);
             continue;

@@ -47,11 +47,11 @@ BpTape first_tape(Model::Workspace::FirstModule& f, ModuleScratch& sc) {
     return {f.v, f.a, f.aux, f.inner, f.sum, sc.pending, sc.d0, sc.d1, sc.cols, sc.seq, sc.dP, sc.wexp};
 }
 
-// A boundary's pre-activation without bias (its noise comes next): its linear part, batchNorm's with u.batch.
+// A boundary's pre-activation without bias (its noise comes next): its linear part, batchNorm's with the statistics
+// it holds (the clean batch's).
 void boundary_linear(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
                      float* cols) {
-    if (u.kind == UnitKind::BatchNorm) batch_norm_apply(u, theta, in, rows, out);
-    else unit_linear(k, u, theta, in, rows, out, cols);
+    unit_train_linear(k, u, theta, in, rows, out, cols, nullptr, TrainCtx{});
 }
 
 // BP inside module [s, e) below its boundary: from D = alpha diag(w) S at the boundary's pre-activation (w nullptr:
