@@ -13,10 +13,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { CheckpointError, NumericError, OneForwardError } from './errors';
 import { MAX_FILE, parseHeader, readRegularFile } from './files';
-import {
-  ACTIVATIONS, type ActivationLayer, type ActivationName, type DenseLayer, type ImageShape, type QuantizedWeights, type Layer, type Padding, type Topology, avgPool2d, conv2d, flatten,
-  type Graph, batchNorm, concat, dropout, globalAvgPool, groupNorm, layerNorm, graphConv, gru, lif, lstm, maxPool2d, repeat, residual, rnn, timeMean, topology,
-} from './layers';
+import { type Layer, kindOf } from './layers/index';
+import { type Topology, topology } from './layers/topology';
 import { LOSSES, type LossName, type Model, sequential } from './model';
 
 const MAGIC = Buffer.from('OFCKPT01', 'ascii');
@@ -180,69 +178,14 @@ function checkLayers(file: string, layers: unknown): Layer[] {
   return layers.map((l, i) => {
     const o = l as Record<string, unknown>;
     if (typeof o !== 'object' || o === null) throw fail(file, `model.layers[${i}] is not an object`);
-    if (o.type === 'dense') {
-      if (!isInt(o.inputs, 1, 1 << 24) || !isInt(o.units, 1, 1 << 24) || typeof o.bias !== 'boolean') {
-        throw fail(file, `model.layers[${i}]: bad dense layer`);
-      }
-      if (o.trainable !== undefined && o.trainable !== false) throw fail(file, `model.layers[${i}]: bad trainable flag`);
-      if (o.weights !== undefined && o.weights !== 'binary' && o.weights !== 'ternary') throw fail(file, `model.layers[${i}]: bad weights`);
-      const layer: DenseLayer = { type: 'dense', inputs: o.inputs, units: o.units, bias: o.bias };
-      if (o.trainable === false) layer.trainable = false;
-      if (o.weights !== undefined) layer.weights = o.weights as QuantizedWeights;
-      return layer;
+    const kind = kindOf(o.type);
+    if (!kind) throw fail(file, `model.layers[${i}]: unknown layer`);
+    try {  // rebuilt by the public factories, so a header can hold nothing they would refuse
+      return kind.revive(o, (inner) => checkLayers(file, inner));
+    } catch (err) {
+      if (err instanceof CheckpointError) throw err;  // from a block's inner layers, already located
+      throw fail(file, `model.layers[${i}]: bad ${String(o.type)} layer (${(err as Error).message})`);
     }
-    if (o.type === 'activation' && (ACTIVATIONS as readonly unknown[]).includes(o.activation)) {
-      const layer: ActivationLayer = { type: 'activation', activation: o.activation as ActivationName };
-      if (o.alpha !== undefined) {
-        if (typeof o.alpha !== 'number' || !Number.isFinite(o.alpha)) throw fail(file, `model.layers[${i}]: bad alpha`);
-        layer.alpha = o.alpha;
-      }
-      if (o.levels !== undefined) {
-        if (o.activation !== 'quantize' || !isInt(o.levels, 2, 65536)) throw fail(file, `model.layers[${i}]: bad levels`);
-        layer.levels = o.levels;
-      }
-      return layer;
-    }
-    if (['conv2d', 'maxPool2d', 'avgPool2d', 'globalAvgPool', 'flatten', 'rnn', 'gru', 'lstm', 'lif', 'repeat', 'timeMean', 'graphConv', 'dropout', 'layerNorm', 'batchNorm', 'groupNorm'].includes(o.type as string)) {
-      try {  // rebuilt by the public constructors, so a header can hold nothing they would refuse
-        if (o.type === 'graphConv') {
-          return graphConv({ units: o.units as number, graph: o.graph as Graph, ...(o.inputShape !== undefined ? { inputShape: o.inputShape as [number, number] } : {}) });
-        }
-        if (o.type === 'globalAvgPool') return globalAvgPool();
-        if (o.type === 'flatten') return flatten();
-        if (o.type === 'timeMean') return timeMean();
-        if (o.type === 'dropout') return dropout(o.rate as number);
-        if (o.type === 'layerNorm') return layerNorm();
-        if (o.type === 'batchNorm') return batchNorm();
-        if (o.type === 'groupNorm') return groupNorm({ groups: o.groups as number });
-        if (o.type === 'repeat') return repeat(o.steps as number, o.inputs === undefined ? undefined : { inputs: o.inputs as number });
-        if (o.type === 'rnn' || o.type === 'gru' || o.type === 'lstm' || o.type === 'lif') {
-          const opts: Record<string, unknown> = { units: o.units, returnSequences: o.returnSequences };
-          for (const key of ['inputShape', 'beta', 'threshold', 'slope']) if (o[key] !== undefined) opts[key] = o[key];
-          if (o.type === 'lif') return lif(opts as Parameters<typeof lif>[0]);
-          if (opts.beta !== undefined || opts.threshold !== undefined || opts.slope !== undefined) throw new Error('lif options on a non-lif layer');
-          return { rnn, gru, lstm }[o.type](opts as Parameters<typeof rnn>[0]);
-        }
-        const common = { padding: o.padding as Padding, ...(o.inputShape !== undefined ? { inputShape: o.inputShape as ImageShape } : {}) };
-        if (o.type === 'conv2d') {
-          return conv2d({ filters: o.filters as number, kernel: o.kernel as [number, number], strides: o.strides as [number, number], dilation: o.dilation as [number, number], bias: o.bias as boolean, ...common, ...(o.weights !== undefined ? { weights: o.weights as QuantizedWeights } : {}) });
-        }
-        if (!Array.isArray(o.dilation) || o.dilation.length !== 2 || o.dilation[0] !== 1 || o.dilation[1] !== 1) throw new Error('bad dilation');
-        const opts = { size: o.kernel as [number, number], strides: o.strides as [number, number], ...common };
-        return o.type === 'maxPool2d' ? maxPool2d(opts) : avgPool2d(opts);
-      } catch (err) {
-        throw fail(file, `model.layers[${i}]: bad ${String(o.type)} layer (${(err as Error).message})`);
-      }
-    }
-    if (o.type === 'residual' || o.type === 'concat') {
-      const inner = checkLayers(file, o.layers);
-      try {
-        return o.type === 'residual' ? residual(inner) : concat(inner);
-      } catch (err) {
-        throw fail(file, `model.layers[${i}]: bad ${o.type} block (${(err as Error).message})`);
-      }
-    }
-    throw fail(file, `model.layers[${i}]: unknown layer`);
   });
 }
 
@@ -273,12 +216,12 @@ export async function load(file: string): Promise<Model> {
   const m = h.model as Record<string, unknown> | undefined;
   if (!m || !(LOSSES as readonly unknown[]).includes(m.loss) || !isInt(m.seed, 0, 2 ** 53)) throw fail(file, 'bad model section');
   const layers = checkLayers(file, m.layers);
-  // Expected tensors from the spec alone: names, shapes, contiguous offsets.
+  // Expected tensors from the layout of the spec (nothing allocated): names, shapes, contiguous offsets.
   let topo: Topology;
   try {
     topo = topology(layers);
   } catch (err) {
-    throw fail(file, `model.layers do not chain: ${(err as Error).message}`);
+    throw fail(file, `model.layers make no model: ${(err as Error).message}`);
   }
   const expected: { name: string; shape: number[] }[] = topo.tensors.map((t) => ({ name: t.name, shape: [...t.shape] }));
   const total = expected.reduce((a, t) => a + t.shape.reduce((p, v) => p * v, 1), 0);

@@ -9,11 +9,11 @@ export type { Tensor } from './safetensors';
 export type { SequentialOptions, ModelBackend, EpochLog, Progress, BatchLog, Parameter, LossName, LossFunction, GradientCheck, MemoryEstimate } from './model';
 export type { FitOptions, History, DistributedOptions, DistributedMode } from './fit';
 export { DISTRIBUTED_MODES } from './fit';
-export { dense, activation, relu, leakyRelu, tanh, sigmoid, gelu, identity, step, sign, quantize, ACTIVATIONS, conv2d, maxPool2d, avgPool2d, globalAvgPool, flatten, rnn, gru, lstm, lif, repeat, timeMean, graphConv, residual, concat, dropout, layerNorm, batchNorm, groupNorm } from './layers';
+export { dense, activation, relu, leakyRelu, tanh, sigmoid, gelu, identity, step, sign, quantize, ACTIVATIONS, conv2d, maxPool2d, avgPool2d, globalAvgPool, flatten, rnn, gru, lstm, lif, repeat, timeMean, graphConv, residual, concat, dropout, layerNorm, batchNorm, groupNorm } from './layers/index';
 export type {
   Layer, DenseLayer, ActivationLayer, ActivationName, DenseOptions, QuantizedWeights, Conv2dLayer, Conv2dOptions, Pool2dLayer, Pool2dOptions,
   GlobalAvgPoolLayer, FlattenLayer, ImageShape, Padding, SequenceShape, RecurrentLayer, RecurrentOptions, RepeatLayer, TimeMeanLayer, Graph, GraphConvLayer, ResidualLayer, ConcatLayer, DropoutLayer, LayerNormLayer, BatchNormLayer, GroupNormLayer,
-} from './layers';
+} from './layers/index';
 export { bp, ulr, spsa, es, BASELINES, DENSITIES, SCORES, INJECTIONS } from './estimators';
 export type { Estimator, BpEstimator, SpsaEstimator, EsEstimator, UlrEstimator, UlrOptions, BaselineName, DensityName, ScoreName, InjectionName, SigmaSchedule } from './estimators';
 export { sgd, adam, adamw } from './optimizers';
@@ -25,11 +25,17 @@ export {
   OutOfMemoryError, DisposedError, BusyError, ERROR_CODES,
 } from './errors';
 export type { ErrorCode } from './errors';
-export type { Dataset, CsvOptions, GraphTask, FromArraysOptions, LabelKind } from './data';
-export { LABEL_KINDS } from './data';
+export type { Dataset } from './data';
+export type { CsvOptions } from './loaders';
+export type { GraphTask } from './datasets';
+export type { FromArraysOptions, LabelKind } from './from_arrays';
+export { LABEL_KINDS } from './from_arrays';
 export { MONITORS } from './callbacks';
 export type { EarlyStoppingOptions, Monitor } from './callbacks';
 import * as dataModule from './data';
+import * as datasetsModule from './datasets';
+import * as loadersModule from './loaders';
+import * as fromArraysModule from './from_arrays';
 import * as backendModule from './backend';
 import * as reportModule from './report';
 import * as robustnessModule from './robustness';
@@ -42,13 +48,13 @@ import * as schedulesModule from './schedules';
  */
 export const datasets = {
   /** 10,000 MNIST digits, 28×28, split into train and test. */
-  digits: dataModule.digits,
+  digits: datasetsModule.digits,
   /** The adding problem, a synthetic sequence task. */
-  adding: dataModule.adding,
+  adding: datasetsModule.adding,
   /** Zachary's karate club, a node-classification graph. */
-  karate: dataModule.karate,
+  karate: datasetsModule.karate,
   /** A seeded stochastic block model, a node-classification graph. */
-  sbm: dataModule.sbm,
+  sbm: datasetsModule.sbm,
 };
 /**
  * Loaders and batching helpers.
@@ -56,9 +62,9 @@ export const datasets = {
  */
 export const data = {
   /** Reads an IDX image and label pair (MNIST's format). */
-  loadIdx: dataModule.loadIdx,
+  loadIdx: loadersModule.loadIdx,
   /** Reads a numeric CSV with a class label column. */
-  loadCsv: dataModule.loadCsv,
+  loadCsv: loadersModule.loadCsv,
   /** A seeded permutation of 0..n-1. */
   permutation: dataModule.permutation,
   /** Iterates mini-batches of a data set. */
@@ -66,7 +72,7 @@ export const data = {
   /** Selects rows of a data set. */
   take: dataModule.take,
   /** A checked data set from plain arrays (rows of features; class indices, one-hot rows or targets). */
-  fromArrays: dataModule.fromArrays,
+  fromArrays: fromArraysModule.fromArrays,
 };
 /** Learning-rate schedules for an optimizer's `schedule` option, e.g. `of.adam({ lr: 1e-3, schedule: of.schedules.cosine({ steps: 1000, warmup: 100 }) })`.
  * @namespace

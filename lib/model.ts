@@ -7,8 +7,9 @@ import { CheckpointError, ConfigError, DisposedError, ShapeError, withCallerStac
 import { type Dataset, checkDataset } from './data';
 import { summarize } from './summary';
 import { type Estimator, bp, toNative, ulr } from './estimators';
-import { type DenseLayer, type ImageShape, type Layer, type SequenceShape, topology } from './layers';
-import { native, type NativeLayer, type NativeModel, type NativeModelSpec, type NativeModelBackend, type Progress, type EpochLog, type BatchLog, type LossFunction } from './native';
+import type { DenseLayer, ImageShape, Layer, SequenceShape } from './layers/index';
+import { nativeLayers, topology } from './layers/topology';
+import { native, type NativeModel, type NativeModelSpec, type NativeModelBackend, type Progress, type EpochLog, type BatchLog, type LossFunction } from './native';
 import { type Optimizer, adam } from './optimizers';
 import { checkFinite, invalidArg, is, optionsObject } from './validate';
 import { save as saveCheckpoint } from './checkpoint';
@@ -80,21 +81,6 @@ export type GradientCheck = {
   /** What to change: nothing, more copies (one estimate is mostly noise), or a smaller σ (the smoothing bias shows). */
   suggestion: 'ok' | 'more copies' | 'smaller sigma';
 };
-
-// The native spec: layers as plain data, a residual block flattened into begin, its layers, end.
-function nativeLayers(layers: readonly Layer[]): NativeLayer[] {
-  return layers.flatMap((l): NativeLayer[] => {
-    if (l.type === 'dense') return [{ type: 'dense', units: l.units, bias: l.bias, trainable: l.trainable !== false, ...(l.weights ? { weights: l.weights } : {}) }];
-    if (l.type === 'residual') return [{ type: 'residualBegin' }, ...nativeLayers(l.layers), { type: 'residualEnd' }];
-    if (l.type === 'concat') return [{ type: 'concatBegin' }, ...nativeLayers(l.layers), { type: 'concatEnd' }];
-    if (l.type === 'conv2d' || l.type === 'maxPool2d' || l.type === 'avgPool2d' || l.type === 'rnn' || l.type === 'gru' || l.type === 'lstm' || l.type === 'lif' || l.type === 'graphConv') {
-      const { inputShape: _, ...rest } = l;
-      return [rest];
-    }
-    if (l.type === 'repeat') return [{ type: 'repeat', steps: l.steps }];
-    return [{ ...l }];
-  });
-}
 
 /**
  * What {@link Model.memoryEstimate} returns: bytes in total and by what holds them.

@@ -6,7 +6,7 @@
 import * as path from 'path';
 import type { Schedule } from './schedules';
 import * as fs from 'fs';
-import { BackendError, errorClasses } from './errors';
+import { BackendError, type ErrorCode, errorClasses } from './errors';
 
 /** @internal */
 export type NativeLayer =
@@ -23,6 +23,9 @@ export type NativeLayer =
 
 /** @internal */
 export type NativeModelSpec = { inputs: number; inputShape?: [number, number, number] | [number, number]; layers: NativeLayer[]; loss: string; seed: number };
+
+/** @internal One layer of a spec as the native model lays it out: its output shape and its parameter tensors. */
+export type NativeLayerInfo = { output: number[]; tensors: { name: string; shape: number[] }[] };
 
 /** @internal */
 export type NativeEstimator = {
@@ -275,6 +278,11 @@ export type NativeBackendInfo = {
 /** @internal The whole N-API surface of the addon. */
 export type NativeBinding = {
   NativeModel: new (spec: NativeModelSpec) => NativeModel;
+  /**
+   * Each layer of `spec.layers` as a model built from `spec` lays it out (its loss and seed aside; no parameters
+   * allocated). A layer that does not fit comes back as `error`, after the layers before it.
+   */
+  describeLayers(spec: NativeModelSpec): { layers: NativeLayerInfo[]; error?: { code: ErrorCode; message: string } };
   backendInfo(): NativeBackendInfo;
   setThreads(n: number): number;
   /** Test hook: bytes held by native buffers now (`live`) and at most since the last reset (`peak`); `reset` first frees every thread's scratch, then starts `peak` from `live`. */

@@ -11,7 +11,7 @@ const path = require('path');
 const zlib = require('zlib');
 
 const PIXELS = 784;
-const level = (k) => Math.round((k * 1000) / 255) / 1000; // the decoder in lib/data.ts, digits()
+const level = (k) => Math.round((k * 1000) / 255) / 1000; // the decoder in lib/datasets.ts, digits()
 
 const dir = process.argv[2] ?? path.join(path.dirname(require.resolve('mnist/package.json')), 'src', 'digits');
 const labels = [];

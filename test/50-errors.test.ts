@@ -17,7 +17,7 @@ t.test('native entry points reject wrong types without crashing', async (t) => {
     }
   }
   const anyB = nat as unknown as Record<string, (...a: unknown[]) => unknown>;
-  for (const fn of ['gemm', 'noise', 'philox', 'setThreads']) {
+  for (const fn of ['gemm', 'noise', 'philox', 'setThreads', 'describeLayers']) {
     t.throws(() => anyB[fn]!('nope'), { code: 'ERR_CONFIG' }, `${fn}('nope') throws`);
   }
   t.throws(() => new nat.NativeModel({ inputs: 0, layers: [], loss: 'crossEntropy', seed: 1 }), { code: /ERR_/ });
@@ -38,6 +38,16 @@ t.test('layer and model construction errors', async (t) => {
   t.throws(() => of.sequential(layers(), { seed: -1 }), { code: 'ERR_CONFIG', message: /seed/ });
   t.throws(() => of.sequential(layers(), { loss: 'hinge' as never }), { code: 'ERR_CONFIG', message: /loss/ });
   t.throws(() => of.sequential([of.dense(4, 1)]), { code: 'ERR_CONFIG', message: /at least 2 outputs/ });
+});
+
+t.test('layer list errors name the layer as written, in the order of the layers', async (t) => {
+  const d = () => of.dense(4, 4);
+  t.throws(() => of.sequential([d(), of.residual([d(), of.relu(), of.tanh()]), of.dense(4, 2)]), { code: 'ERR_CONFIG', message: /^layers\[1\]\.layers\[2\]: two activations/ }, 'an inner layer by its path');
+  t.throws(() => of.sequential([d(), of.residual([of.dense(4, 3)]), of.dense(3, 2)]), { name: 'ShapeError', message: /^layers\[1\]: .*its input is \[4\] and its layers give \[3\]/ }, 'a block end with both shapes');
+  t.throws(() => of.sequential([of.dense(4, 6), of.dense(5, 3), of.relu(), of.tanh()]), { name: 'ShapeError', message: /^layers\[1\]: dense expects 5 inputs but the previous layer gives 6/ }, 'a declared size before a later error comes first');
+  t.throws(() => of.sequential([d(), of.residual([d(), of.dense(5, 4), of.relu(), of.relu()])]), { name: 'ShapeError', message: /^layers\[1\]\.layers\[1\]: dense expects 5/ }, 'also inside a block');
+  t.throws(() => of.sequential([d(), of.concat([d(), { type: 'dense2' } as never])]), { code: 'ERR_CONFIG', message: /for layers\[1\]\.layers\[1\]/ }, 'an unknown kind');
+  t.throws(() => of.sequential([of.concat([d()]), of.dense(8, 2)]), { code: 'ERR_CONFIG', message: /^layers\[0\]: a block cannot be the first layer/ });
 });
 
 t.test('estimator and optimizer option errors', async (t) => {

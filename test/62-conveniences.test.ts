@@ -1,10 +1,12 @@
-// What a Keras / tfjs user reaches for: model.summary() (counts checked against parameters()), of.data.fromArrays
-// (round trips and every error by class and code), predictClass (the arg-max of predict), fit's validationSplit
-// (the same run as the explicit split) and earlyStopping (stops exactly at its epoch; restoreBest puts back the
-// best epoch's parameters bit for bit).
+// What a Keras / tfjs user reaches for: model.summary() (counts checked against parameters(), shapes from the
+// native layout of the layers), of.data.fromArrays (round trips and every error by class and code), predictClass
+// (the arg-max of predict), fit's validationSplit (the same run as the explicit split) and earlyStopping (stops
+// exactly at its epoch; restoreBest puts back the best epoch's parameters bit for bit).
 import t from 'tap';
 import * as util from 'util';
 import * as of from '../lib/index';
+import { topology } from '../lib/layers/topology';
+import { nat } from './helpers/native';
 
 const bits = (m: of.Model) => Buffer.concat(m.parameters().map((p) => Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength)));
 
@@ -70,6 +72,24 @@ t.test('summary(): one row per layer, counts that match parameters(), totals and
   t.same(rows(models[2]![1].summary()).map((r) => r[2]), ['[5, 4]', '[5, 4]', '[5, 3]', '[2]', '[2]']);
   t.same(rows(models[3]![1].summary()).map((r) => r[2]), ['[34, 16]', '[34, 16]', '[34, 2]']);
   for (const [, m] of models) m.dispose();
+});
+
+t.test('the native layout: tensors as parameters() names them, shapes of every kind, nothing allocated', async (t) => {
+  const lists: of.Layer[][] = [
+    [of.repeat(4, { inputs: 3 }), of.lif({ units: 5 }), of.gru({ units: 4, returnSequences: true }), of.layerNorm(), of.lstm({ units: 3, returnSequences: true }), of.timeMean(), of.dense(3, 2)],
+    [of.conv2d({ inputShape: [6, 6, 2], filters: 3, kernel: 3, padding: 'same', bias: false }), of.batchNorm(), of.avgPool2d(), of.concat([of.conv2d({ filters: 2, kernel: 1 })]), of.groupNorm({ groups: 5 }), of.flatten(), of.dense(45, 2)],
+  ];
+  for (const layers of lists) {
+    const m = of.sequential(layers);
+    t.same(topology(layers).tensors, m.parameters().map((p) => ({ name: p.name, shape: p.shape })), `${layers.map((l) => l.type).join(', ')}: names and shapes`);
+    m.dispose();
+  }
+  t.same(topology(lists[0]!).perLayer.map((r) => r.output), [[4, 3], [4, 5], [4, 4], [4, 4], [4, 3], [3], [2]]);
+  t.same(topology(lists[1]!).perLayer.map((r) => r.output), [[6, 6, 3], [6, 6, 3], [3, 3, 3], [3, 3, 5], [3, 3, 2], [3, 3, 5], [45], [2]]);
+  const before = nat.allocStats(true);
+  const big = topology([of.dense(1 << 15, 1 << 15), of.relu(), of.dense(1 << 15, 2)]);  // 2^30 weights, 4 GiB of float32
+  t.same(big.tensors[0], { name: 'dense0.weight', shape: [1 << 15, 1 << 15] });
+  t.equal(nat.allocStats().peak, before.peak, 'no parameter slab allocated');
 });
 
 t.test('summary(): frozen layers and a disposed model', async (t) => {

@@ -1,5 +1,5 @@
-// Module init and exports only (sharp's sharp.cc): the NativeModel class, backend info, thread control,
-// the error-class registration, and the raw kernels the tests drive against their naive references.
+// Module init and exports only (sharp's sharp.cc): the NativeModel class, describeLayers, backend info, thread
+// control, the error-class registration, and the raw kernels the tests drive against their naive references.
 #include <napi.h>
 #ifndef _WIN32
 #include <dlfcn.h>
@@ -211,6 +211,7 @@ static Napi::Object InitOneForward(Napi::Env env, Napi::Object exports) {
         dlopen(self.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
 #endif
     exports.Set("NativeModel", ModelWrap::Init(env));
+    exports.Set("describeLayers", Napi::Function::New<DescribeLayersJs>(env));
     exports.Set("backendInfo", Napi::Function::New<BackendInfoJs>(env));
     exports.Set("setThreads", Napi::Function::New<SetThreads>(env));
     exports.Set("allocStats", Napi::Function::New<AllocStatsJs>(env));

@@ -64,6 +64,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Value MemoryEstimate(const Napi::CallbackInfo& info);
 };
 
+// describeLayers(spec) -> { layers: [{ output, tensors }], error? }: the layout of spec.layers (describe.cpp).
+Napi::Value DescribeLayersJs(const Napi::CallbackInfo& info);
+
 // Starts fit on a dedicated thread; returns the promise (train_worker.cpp).
 Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self);
 // Starts an async predict or evaluate on the libuv pool; returns the promise (infer_worker.cpp).

@@ -84,7 +84,7 @@ int Model::param_units() const {
     return n;
 }
 
-Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
+Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out, std::vector<LayerLayout>* layout) {
     OF_TRY(check_positive(spec.inputs, "inputs"));
     OF_CHECK(!spec.layers.empty(), Config, "a model needs at least one layer");
     auto m = std::make_unique<Model>();
@@ -103,6 +103,11 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
     for (size_t i = 0; i < spec.layers.size(); i++) {  // each layer type infers its shapes and lays out its parameters
         b.index = int(i), b.where = "layer " + std::to_string(i);
         OF_TRY(spec.layers[i].type->build(spec.layers[i], b));
+        if (layout)
+            layout->push_back({b.spatial ? std::vector<int>{b.H, b.W, b.C}
+                               : b.seq   ? std::vector<int>{b.T, b.F}
+                                         : std::vector<int>{b.width},
+                               int(m->units.size())});
     }
     OF_CHECK(!b.m.units.empty(), Config, "a model needs at least one dense, conv2d, pooling or recurrent layer");
     OF_CHECK(b.block_start < 0, Config, "a residual block is not closed");
@@ -118,6 +123,10 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
     OF_CHECK(spec.loss == LossKind::Mse || b.width >= 2 || m->groups > 1, Config,
              "cross-entropy needs at least 2 outputs, the last layer has " + std::to_string(b.width));
     m->n_params = int64_t(b.total);
+    if (layout) {  // the layout alone (model/describe.h)
+        *out = std::move(m);
+        return {};
+    }
     m->params = std::make_shared<Buffer>();
     OF_TRY(m->params->reserve(size_t(b.total)));
     OF_TRY(m->grads.reserve(size_t(b.total)));

@@ -40,6 +40,13 @@ struct LayerSpec {
     std::vector<std::pair<int, int>> edges;
 };
 
+// One layer as Model::create lays it out: the shape it gives ([features], [H, W, C] or [steps, features]) and the
+// units made up to it.
+struct LayerLayout {
+    std::vector<int> output;
+    int units = 0;
+};
+
 struct ModelSpec {
     int inputs = 0;
     int in_h = 0, in_w = 0, in_c = 0;  // image input (channels-last), when the first layers are spatial
@@ -119,7 +126,10 @@ struct InferScratch {
 };
 
 struct Model {
-    static Status create(const ModelSpec& spec, std::unique_ptr<Model>* out);
+    // With `layout`: the layers alone, no parameter slab (model/describe.h). Each layer that builds appends its row,
+    // so on an error the failing layer is layout->size().
+    static Status create(const ModelSpec& spec, std::unique_ptr<Model>* out,
+                         std::vector<LayerLayout>* layout = nullptr);
 
     int inputs = 0, outputs = 0;
     int groups = 1;  // labels per row: > 1 when the output is a sequence or node set classified per position

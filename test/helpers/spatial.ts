@@ -2,7 +2,7 @@
 // the definitions (no im2row, no GEMM), for the engine's conv / pooling kernels to be checked against. Parameters
 // in the model's tensor order; conv weights (filters, kh, kw, C).
 import * as of from '../../lib/index';
-import { topology } from '../../lib/layers';
+import { topology } from '../../lib/layers/topology';
 import { activate } from './reference';
 
 type Shape = [number, number, number];
