@@ -115,7 +115,7 @@ Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
         out.Set(idx++, p);
     };
     std::map<UnitKind, int> count;  // tensors are numbered per kind
-    for (const DenseUnit& u : m.units)
+    for (const Unit& u : m.units)
         if (u.param())
             for (const UnitTensor& t : unit_tensors(u, count[u.kind]++)) add(t.name, t.offset, t.shape);
     return out;
@@ -286,7 +286,7 @@ Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
     r.Set("layerVar", m.layer_var.empty() ? env.Null() : Napi::Value(number_array(env, m.layer_var)));
     r.Set("logSigma", m.log_sigma.empty() ? env.Null() : Napi::Value(number_array(env, m.log_sigma)));
     std::vector<double> bn;  // running statistics, unit by unit: mean then variance
-    for (const DenseUnit& u : m.units)
+    for (const Unit& u : m.units)
         if (u.running) bn.insert(bn.end(), u.running->begin(), u.running->end());
     r.Set("bnRunning", bn.empty() ? env.Null() : Napi::Value(number_array(env, bn)));
     bool has = m.opt_kind >= 0;
@@ -346,11 +346,11 @@ Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
     if (bv.IsArray()) {
         Napi::Array a = bv.As<Napi::Array>();
         size_t want = 0;
-        for (const DenseUnit& u : m.units)
+        for (const Unit& u : m.units)
             if (u.running) want += u.running->size();
         if (a.Length() != want) throw_status(env, {StatusCode::Checkpoint, "bnRunning has the wrong length for this model"});
         uint32_t i = 0;
-        for (const DenseUnit& u : m.units) {
+        for (const Unit& u : m.units) {
             if (!u.running) continue;
             const size_t C = u.running->size() / 2;
             for (size_t j = 0; j < u.running->size(); j++) {

@@ -17,7 +17,7 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
     while (int(cols_.size()) < L) cols_.push_back(std::make_unique<DeviceBuffer>());
     int64_t width = m.inputs, patches = 1;
     for (int l = 0; l < L; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         width = std::max<int64_t>(width, std::max(u.I, u.O));
         if (u.convlike()) patches = std::max<int64_t>(patches, u.g.positions() * u.g.patch());
         OF_TRY(a_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
@@ -32,9 +32,9 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
     while (int(inner_.size()) < L)
         inner_.push_back(std::make_unique<DeviceBuffer>()), sum_.push_back(std::make_unique<DeviceBuffer>()),
             skip_.push_back(std::make_unique<DeviceBuffer>());
-    auto residual = [&](const DenseUnit& u) { return u.skip_from >= 0 && u.kind != UnitKind::Concat; };
+    auto residual = [&](const Unit& u) { return u.skip_from >= 0 && u.kind != UnitKind::Concat; };
     for (int l = 0; l < L; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         if (u.skip_from < 0) continue;
         OF_TRY(skip_[size_t(u.skip_from)]->reserve(d, size_t(B) * m.units[size_t(u.skip_from)].I * sizeof(float)));
         if (!residual(u)) continue;
@@ -47,7 +47,7 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
     auto pending = [&](int l) { return skip_[size_t(l)]->f(); };  // a block start's skip gradient
     const Mask mask{1, sample_base, m.seed, m.step};  // dropout: the model's seed and step counter, as backprop.cpp
     for (int l = 0; l < L; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         float* v = e_[size_t(l)]->f();
         float* act = residual(u) ? inner_[size_t(l)]->f() : a_[size_t(l)]->f();
         if (!u.param()) {
@@ -78,7 +78,7 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
         return d->add(dev::AddArgs{din, pending(l), 1}, int64_t(B) * m.units[size_t(l)].I);
     };
     for (int l = L - 1; l >= 0; l--) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         const int64_t values = int64_t(B) * u.O;
         if (residual(u)) {  // through post_act to the sum, which is also the skip path's gradient
             OF_TRY(d->act_backward(dev::ActBackArgs{dcur, dcur, sum_[size_t(l)]->f(), a_[size_t(l)]->f(), u.post_act, u.post_alpha}, values));

@@ -16,7 +16,7 @@ dev::Cell cell_of(UnitKind k) {
 
 Status DeviceTrainer::seq_buffers(const Model& m, int l, int rows) {
     Device* d = dev_.get();
-    const DenseUnit& u = m.units[size_t(l)];
+    const Unit& u = m.units[size_t(l)];
     while (int(aux_.size()) <= l) aux_.push_back(std::make_unique<DeviceBuffer>());
     OF_TRY(aux_[size_t(l)]->reserve(d, size_t(rows) * size_t(seq_aux_width(u)) * sizeof(float)));
     OF_TRY(seq_p_.reserve(d, size_t(rows) * u.q.G * u.q.H * sizeof(float)));
@@ -27,7 +27,7 @@ Status DeviceTrainer::seq_buffers(const Model& m, int l, int rows) {
 Status DeviceTrainer::seq_forward(const Model& m, int l, int rows, const float* in, float* out, const float* E, float sigma,
                                   const float* xw, int rep, bool tf32) {
     Device* d = dev_.get();
-    const DenseUnit& u = m.units[size_t(l)];
+    const Unit& u = m.units[size_t(l)];
     const int T = u.q.T, F = u.q.F, H = u.q.H, GH = u.q.G * H, A = int(seq_aux_width(u) / T);
     OF_TRY(seq_buffers(m, l, rows));
     float* P = seq_p_.f();
@@ -58,7 +58,7 @@ Status DeviceTrainer::seq_forward(const Model& m, int l, int rows, const float* 
 Status DeviceTrainer::seq_reduce(const Model& m, int l, int rows, const float* in, const float* S, float alpha, bool with_w,
                                  bool tf32) {
     Device* d = dev_.get();
-    const DenseUnit& u = m.units[size_t(l)];
+    const Unit& u = m.units[size_t(l)];
     const int T = u.q.T, F = u.q.F, H = u.q.H, GH = u.q.G * H, A = int(seq_aux_width(u) / T);
     const int n = rows * T;
     const float* aux = aux_[size_t(l)]->f();
@@ -78,7 +78,7 @@ Status DeviceTrainer::seq_reduce(const Model& m, int l, int rows, const float* i
 
 Status DeviceTrainer::seq_backward(const Model& m, int l, int rows, const float* in, const float* dout, float* din, bool tf32) {
     Device* d = dev_.get();
-    const DenseUnit& u = m.units[size_t(l)];
+    const Unit& u = m.units[size_t(l)];
     const int T = u.q.T, F = u.q.F, H = u.q.H, GH = u.q.G * H, A = int(seq_aux_width(u) / T);
     const int64_t n = int64_t(rows) * H;
     OF_TRY(seq_dh_.reserve(d, size_t(n) * sizeof(float)));

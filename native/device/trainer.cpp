@@ -13,7 +13,7 @@ namespace of {
 
 std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e, const LossHook* hook) {
     if (m.has_quant && e.kind == EstimatorConfig::Kind::Bp) return "bp() cannot differentiate binary or ternary weights";
-    for (const DenseUnit& u : m.units) {
+    for (const Unit& u : m.units) {
         const bool kind = u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d || u.kind == UnitKind::MaxPool2d ||
                           u.kind == UnitKind::AvgPool2d || u.kind == UnitKind::Dropout || u.kind == UnitKind::Concat ||
                           u.kind == UnitKind::LayerNorm || u.kind == UnitKind::GroupNorm || u.kind == UnitKind::BatchNorm ||
@@ -28,7 +28,7 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         if (!c.modules.empty()) {  // ulr_modules runs dense, conv and pooling units with real weights
             if (c.exact_boundary) return "the exact boundary test hook runs on the CPU";
             if (m.has_quant) return "modules with binary or ternary weights run on the CPU";
-            for (const DenseUnit& u : m.units)
+            for (const Unit& u : m.units)
                 if (u.skip_from >= 0 || !(u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d || u.kind == UnitKind::MaxPool2d ||
                                           u.kind == UnitKind::AvgPool2d))
                     return "modules run on the CPU in models with layers other than dense, conv and pooling ones";
@@ -69,7 +69,7 @@ Status DeviceTrainer::begin(Model& m, const OptimizerConfig* o) {
         OF_TRY(dev_->zero(opt_v_.f(), bytes));
     }
     for (size_t l = 0; l < m.units.size(); l++) {  // batchNorm's running statistics live on the device too
-        const DenseUnit& u = m.units[l];
+        const Unit& u = m.units[l];
         if (u.kind != UnitKind::BatchNorm) continue;
         while (bn_.size() <= l) bn_.push_back(std::make_unique<Bn>());
         OF_TRY(bn_[l]->running.reserve(dev_.get(), u.running->size() * sizeof(float)));
@@ -139,7 +139,7 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     // and their gradients are zeroed.
     const bool tail = m.frozen > 0 && m.dense_only;
     if (tail) OF_TRY(frozen_forward(m, B, e.kind, &in));
-    std::vector<DenseUnit> all;
+    std::vector<Unit> all;
     EstimatorConfig sub = e;
     if (tail && e.kind == EstimatorConfig::Kind::Ulr) OF_TRY(frozen_tail_config(m.units.size(), m.frozen, &sub.ulr));
     if (tail) {
@@ -187,7 +187,7 @@ Status DeviceTrainer::effective(const Model& m, const float* base) {
     if (!m.has_quant) return {};
     OF_TRY(eff_.reserve(dev_.get(), size_t(m.n_params) * sizeof(float)));
     OF_TRY(dev_->add(dev::AddArgs{eff_.f(), base, 0}, m.n_params));
-    for (const DenseUnit& u : m.units)
+    for (const Unit& u : m.units)
         if (u.quant) OF_TRY(dev_->quantize(dev::QuantArgs{eff_.f() + u.w_off, base + u.w_off, u.fan_in(), u.quant}, u.gemm_cols()));
     theta_ = eff_.f();
     return {};
@@ -240,7 +240,7 @@ Status DeviceTrainer::frozen_forward(Model& m, int B, EstimatorConfig::Kind kind
     float* P = params_.f();
     float* cur = h0_.f();
     for (int l = 0; l < f; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         OF_TRY(d->gemm(false, true, B, u.O, u.I, 1.0f, *in, u.I, P + u.w_off, u.I, 0.0f, cur, u.O, tf32_for(kind)));
         OF_TRY(d->bias_act(dev::BiasActArgs{cur, cur, u.b_off < 0 ? nullptr : P + u.b_off, u.O, u.act, u.alpha}, int64_t(B) * u.O));
         *in = cur;
@@ -267,7 +267,7 @@ Status DeviceTrainer::grad_norm(int64_t off, int64_t n, float clip) {
 // The optimizer on the trainable part of the slab (a frozen prefix is never touched, as in train.cpp apply_update).
 Status DeviceTrainer::update(const Model& m, const OptimizerConfig& o, int64_t t, int B) {
     for (size_t l = 0; l < m.units.size(); l++) {  // batchNorm's running statistics follow this step's batch
-        const DenseUnit& u = m.units[l];
+        const Unit& u = m.units[l];
         if (u.kind != UnitKind::BatchNorm) continue;
         OF_TRY(dev_->bn_running(dev::RunningArgs{bn_[l]->running.f(), bn_[l]->stats.f(), stats_.as<double>(), double(B) * u.g.Ho, u.g.Co},
                                 u.g.Co));

@@ -126,18 +126,18 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     while (int(cols_.size()) < L) cols_.push_back(std::make_unique<DeviceBuffer>());
     auto rows_of = [&](int l) { return l < first ? B : R; };
     for (int l = 0; l < L; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         OF_TRY(a_[size_t(l)]->reserve(d, size_t(rows_of(l)) * u.O * sizeof(float)));
         if (u.param()) OF_TRY(e_[size_t(l)]->reserve(d, size_t(R) * u.noise_width() * sizeof(float)));
     }
-    const DenseUnit& u0 = m.units[size_t(first)];
+    const Unit& u0 = m.units[size_t(first)];
     OF_TRY(v0_.reserve(d, size_t(B) * u0.noise_width() * sizeof(float)));  // a recurrent unit: X W^T of every step
     OF_TRY(g_.reserve(d, size_t(B) * u0.noise_width() * sizeof(float)));
     OF_TRY(loss_.reserve(d, size_t(R) * sizeof(float)));
     OF_TRY(hit_.reserve(d, size_t(R) * sizeof(int)));
     OF_TRY(w_.reserve(d, size_t(R) * sizeof(float)));
     float* G = grads_.f();
-    auto bias = [&](const DenseUnit& u) -> const float* { return u.b_off < 0 ? nullptr : theta_ + u.b_off; };
+    auto bias = [&](const Unit& u) -> const float* { return u.b_off < 0 ? nullptr : theta_ + u.b_off; };
     auto input = [&](int l) { return l == 0 ? x : a_[size_t(l - 1)]->f(); };
     // storeNoise false (not with QMC or a learned sigma, which read the noise itself): the forward keeps no noise, and
     // the reduction regenerates it from the same counters straight into the weighted scores (a write and a read of
@@ -148,7 +148,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         return na;
     };
     auto noise_args = [&](int l, const float* pre, int rep) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         dev::NoisyArgs na{a_[size_t(l)]->f(), regen ? nullptr : e_[size_t(l)]->f(), pre, bias(u), u.gemm_cols(), sigma[size_t(l)], R,
                           u.O, rep, u.act, u.alpha, seed, step, uint32_t(l), uint32_t(c.sample_base) * uint32_t(K),
                           c.antithetic ? 1 : 0, int(c.density), sigmas[size_t(l)]};
@@ -161,7 +161,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     // a residual block's end adds its input: from the B-row prefix (row r / K) when the block starts at or before the
     // first noisy unit, else from the block's own rows
     auto skip = [&](int l, int rows) -> Status {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         if (u.skip_from < 0 || u.kind == UnitKind::Concat) return {};
         const int rep = l >= first && u.skip_from <= first ? K : 1;
         float* a = a_[size_t(l)]->f();
@@ -171,7 +171,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     const uint32_t base = c.sample_base;
     auto src = [&](int l) { return m.units[size_t(l)].kind == UnitKind::Concat ? input(m.units[size_t(l)].skip_from) : nullptr; };
     for (int l = 0; l < first; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         float* a = a_[size_t(l)]->f();
         if (u.param()) {  // a frozen unit
             OF_TRY(linear(m, l, B, input(l), a, tf32));
@@ -183,7 +183,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     }
     // a recurrent unit takes its noise inside the recurrence: E first (noisy_forward with no output), then the steps
     auto seq = [&](int l, const float* xw) -> Status {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         float* a = a_[size_t(l)]->f();
         const dev::NoisyArgs na = sliced({nullptr, e_[size_t(l)]->f(), nullptr, nullptr, 1, sigma[size_t(l)], R, u.noise_width(), 1,
                                           Act::Identity, 0.0f, seed, step, uint32_t(l), uint32_t(c.sample_base) * uint32_t(K),
@@ -203,7 +203,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     }
     OF_TRY(skip(first, R));
     for (int l = first + 1; l < L; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         if (!u.param()) {
             // a concat's block input: from the B-row prefix (row r / K) when the block starts there
             const int rep = u.kind == UnitKind::Concat && u.skip_from > first ? 1 : K;
@@ -224,7 +224,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
 
     // gradients: S = diag(w) s(E) in place, then one GEMM per unit (the first: G = copy sum of S, then on B rows)
     for (int l = first; l < L; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         if (!u.param()) continue;
         float* S = e_[size_t(l)]->f();
         const int nw = u.noise_width();

@@ -40,7 +40,7 @@ Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_
         kmax = std::max(kmax, copies(l));
         depth = std::max(depth, gend(g) - l);
     }
-    for (const DenseUnit& u : m.units) width = std::max(width, u.O);
+    for (const Unit& u : m.units) width = std::max(width, u.O);
     const int64_t total = off[size_t(NG)];
     OF_CHECK(total <= INT_MAX / 4, Shape, "batch x copies is too large");
     // 1. the clean forward (bp's, which keeps v and a per layer); its losses for the clean baseline
@@ -70,13 +70,13 @@ Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_
     }
     const float* P = theta_;
     const float running = m.has_running ? float(m.running_loss) : 0.0f;
-    auto bias = [&](const DenseUnit& u) -> const float* { return u.b_off < 0 ? nullptr : P + u.b_off; };
+    auto bias = [&](const Unit& u) -> const float* { return u.b_off < 0 ? nullptr : P + u.b_off; };
     for (int g = 0; g < NG; g++) {
         const int l = gstart[size_t(g)], lend = gend(g);
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         const int K = copies(l), R = B * K;
         auto noisy = [&](int j, const float* pre, int rep) {
-            const DenseUnit& uj = m.units[size_t(j)];
+            const Unit& uj = m.units[size_t(j)];
             const dev::NoisyArgs na{lw_ga_[size_t(j - l)]->f(), lw_ge_[size_t(j - l)]->f(), pre, j == l ? nullptr : bias(uj), uj.O,
                                     sigma(j), R, uj.O, rep, uj.act, uj.alpha, seed, step, uint32_t(j), 0, c.antithetic ? 1 : 0,
                                     int(c.density), sigmas[size_t(j)]};
@@ -87,14 +87,14 @@ Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_
         OF_TRY(noisy(l, e_[size_t(l)]->f(), K));
         const float* cur = lw_ga_[0]->f();
         for (int j = l + 1; j < lend; j++) {
-            const DenseUnit& uj = m.units[size_t(j)];
+            const Unit& uj = m.units[size_t(j)];
             float* v = lw_ga_[size_t(j - l)]->f();
             OF_TRY(d->gemm(false, true, R, uj.O, uj.I, 1.0f, cur, uj.I, P + uj.w_off, uj.I, 0.0f, v, uj.O, tf32));
             OF_TRY(noisy(j, v, 1));
             cur = v;
         }
         for (int j = lend; j < L; j++) {
-            const DenseUnit& uj = m.units[size_t(j)];
+            const Unit& uj = m.units[size_t(j)];
             float* next = cur == lw_a_.f() ? lw_b_.f() : lw_a_.f();
             OF_TRY(d->gemm(false, true, R, uj.O, uj.I, 1.0f, cur, uj.I, P + uj.w_off, uj.I, 0.0f, next, uj.O, tf32));
             OF_TRY(d->bias_act(dev::BiasActArgs{next, next, bias(uj), uj.O, uj.act, uj.alpha}, int64_t(R) * uj.O));
@@ -116,7 +116,7 @@ Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_
         OF_TRY(d->copy_sum(scored_sum(lw_ge_[0]->f(), K, u.O, c, sigmas[size_t(l)]), int64_t(B) * u.O));
         OF_TRY(weight_grads(m, l, B, g_.f(), alpha(l), a_prev, tf32));
         for (int j = l + 1; j < lend; j++) {
-            const DenseUnit& uj = m.units[size_t(j)];
+            const Unit& uj = m.units[size_t(j)];
             float* Sj = lw_ge_[size_t(j - l)]->f();
             OF_TRY(d->score_rows(dev::ScoreRowsArgs{Sj, w_.f(), uj.O, c.density, c.score, sigmas[size_t(j)]}, int64_t(R) * uj.O));
             OF_TRY(weight_grads(m, j, R, Sj, alpha(j), lw_ga_[size_t(j - l - 1)]->f(), tf32));

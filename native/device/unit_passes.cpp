@@ -20,7 +20,7 @@ Status DeviceTrainer::col_sum(float* out, const float* d, int R, int O, float al
 
 // A graph convolution's aggregation A^ x of `rows` rows into out; its CSR adjacency is uploaded on first use.
 Status DeviceTrainer::aggregate(const Model& m, int l, float* out, const float* x, int rows) {
-    const DenseUnit& u = m.units[size_t(l)];
+    const Unit& u = m.units[size_t(l)];
     while (int(graph_.size()) <= l) graph_.push_back(std::make_unique<Csr>());
     Csr& g = *graph_[size_t(l)];
     if (!g.ready) {
@@ -42,7 +42,7 @@ Status DeviceTrainer::aggregate(const Model& m, int l, float* out, const float* 
 // conv unit's patches go to cols_[l], a norm's x^ and 1 / sigma to xh_[l] and inv_[l]: the gradients read them.
 Status DeviceTrainer::linear(const Model& m, int l, int rows, const float* x, float* out, bool tf32) {
     Device* d = dev_.get();
-    const DenseUnit& u = m.units[size_t(l)];
+    const Unit& u = m.units[size_t(l)];
     const float* W = theta_ + u.w_off;
     if (u.kind == UnitKind::BatchNorm) {  // this batch's statistics (a clean B-row forward computed them); inference: the running ones
         const float* st = inference_ ? bn_[size_t(l)]->running.f() : bn_[size_t(l)]->stats.f();
@@ -72,7 +72,7 @@ Status DeviceTrainer::linear(const Model& m, int l, int rows, const float* x, fl
 // r / rep of src.
 Status DeviceTrainer::plain(const Model& m, int l, int rows, const float* x, float* v, float* a, const Mask& mask,
                             const float* src) {
-    const DenseUnit& u = m.units[size_t(l)];
+    const Unit& u = m.units[size_t(l)];
     const int64_t n = int64_t(rows) * u.O;
     if (u.kind == UnitKind::Dropout && inference_)  // inference: the identity
         OF_TRY(dev_->add(dev::AddArgs{v, x, 0}, n));
@@ -93,7 +93,7 @@ Status DeviceTrainer::plain(const Model& m, int l, int rows, const float* x, flo
 // pre-activation on `rows` rows, times alpha: dv^T against its input x or its patches; a norm's gain from the column
 // sums of dv x^; the bias from those of dv.
 Status DeviceTrainer::weight_grads(const Model& m, int l, int rows, const float* dv, float alpha, const float* x, bool tf32) {
-    const DenseUnit& u = m.units[size_t(l)];
+    const Unit& u = m.units[size_t(l)];
     float* G = grads_.f();
     const int n = int(u.gemm_rows(rows)), cols = u.gemm_cols(), fan = u.fan_in();
     if (u.norm()) OF_TRY(col_sum(G + u.w_off, dv, n, cols, alpha, xh_[size_t(l)]->f()));
@@ -107,7 +107,7 @@ Status DeviceTrainer::weight_grads(const Model& m, int l, int rows, const float*
 // dv W; a conv's patch gradients dv W through their adjoint (row2im, or A^ again: it is symmetric); a pool's adjoint.
 Status DeviceTrainer::input_grad(const Model& m, int l, int rows, const float* dv, const float* x, float* din, bool tf32) {
     Device* d = dev_.get();
-    const DenseUnit& u = m.units[size_t(l)];
+    const Unit& u = m.units[size_t(l)];
     const float* W = params_.f() + u.w_off;
     if (u.kind == UnitKind::MaxPool2d || u.kind == UnitKind::AvgPool2d)
         return d->pool_backward(dev::PoolBackArgs{din, dv, x, u.g, u.kind == UnitKind::MaxPool2d ? PoolKind::Max : PoolKind::Avg},

@@ -22,7 +22,7 @@ SeqCtx seq_ctx(const BpTape& t, int l) { return SeqCtx{t.aux[size_t(l)].data(), 
 // Unit u's parameter gradient (dW, nullptr: none) and input gradient (din, nullptr: none) from dv at its pre-activation.
 // batchNorm with its statistics held constant is the affine map per channel gain (x - mean) / sqrt(var + eps): its
 // input gradient is dv gain / sqrt(var + eps); gain and bias take the same gradients with any statistics held.
-void unit_grads(const KernelTable& k, const DenseUnit& u, const float* theta, const BpMode& mode, const float* in, int rows,
+void unit_grads(const KernelTable& k, const Unit& u, const float* theta, const BpMode& mode, const float* in, int rows,
                 const float* dv, float* dW, float* din, float* cols, const SeqCtx* sq) {
     if (u.kind != UnitKind::BatchNorm || mode.stats == BpMode::Stats::Batch) {
         unit_backward(k, u, theta, in, rows, dv, dW, din, cols, sq);
@@ -42,7 +42,7 @@ Status bp_tape_reserve(const Model& m, const BpTape& t, int rows, int s, int e) 
     const size_t L = m.units.size();
     for (auto* v : {&t.v, &t.a, &t.aux, &t.inner, &t.sum, &t.pending}) v->resize(L);
     for (int l = s; l < e; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         OF_TRY(t.v[size_t(l)].reserve(size_t(rows) * u.O));
         OF_TRY(t.a[size_t(l)].reserve(size_t(rows) * u.O));
         if (u.recurrent()) OF_TRY(t.aux[size_t(l)].reserve(size_t(rows) * size_t(seq_aux_width(u))));
@@ -65,7 +65,7 @@ void bp_range_forward(const Model& m, const float* theta, const BpTape& t, const
     const KernelTable& k = *m.k;
     auto input_of = [&](int l) { return l == s ? x : t.a[size_t(l - 1)].data(); };
     for (int l = s; l < e; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         const float* in = input_of(l);
         float* v = t.v[size_t(l)].data();
         float* a = t.a[size_t(l)].data();
@@ -102,7 +102,7 @@ void bp_range_backward(const Model& m, const float* theta, const BpTape& t, cons
         for (int64_t i = 0; i < int64_t(rows) * m.units[size_t(l)].I; i++) din[i] += p[i];
     };
     for (int l = e; l-- > s;) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         const int64_t n = int64_t(rows) * u.O;
         const float* v = t.v[size_t(l)].data();
         float* din = l > s ? dA : dx;
@@ -133,7 +133,7 @@ void bp_range_backward(const Model& m, const float* theta, const BpTape& t, cons
 
 void bp_input_gradient(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int l, const float* in, int rows,
                        const float* dv, float* din) {
-    const DenseUnit& u = m.units[size_t(l)];
+    const Unit& u = m.units[size_t(l)];
     if (u.recurrent()) {  // din (rows T, F) = dv (rows T, G H) W (G H, F)
         m.k->gemm_nn(din, dv, theta + u.w_off, rows * u.q.T, u.q.F, u.q.G * u.q.H, 1.0f, 0.0f);
         return;
@@ -144,7 +144,7 @@ void bp_input_gradient(const Model& m, const float* theta, const BpTape& t, cons
 
 Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx, uint32_t sample_base) {
     OF_CHECK(m.loss != LossKind::ZeroOne, Config, "the 0-1 loss has no gradient: backprop (and input gradients) need a differentiable loss");
-    for (const DenseUnit& u : m.units)
+    for (const Unit& u : m.units)
         OF_CHECK(act_differentiable(u.act), Config, std::string("backprop cannot differentiate the '") + act_name(u.act) + "' activation");
     const KernelTable& k = *m.k;
     const int L = int(m.units.size());

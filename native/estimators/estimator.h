@@ -114,7 +114,7 @@ inline void scale_by_channel(float* s, int rows, const std::vector<float>& sig) 
 
 // The noise channels of a unit, each with its own sigma (per-channel sigma): a dense unit's outputs, a conv's or a
 // norm's channels (shared by the positions), a recurrent unit's gate units (shared by the steps).
-int noise_channels(const DenseUnit& u);
+int noise_channels(const Unit& u);
 // QMC: the first Sobol dimension of unit l's noise, the noise widths of the units with parameters before it.
 uint32_t qmc_dim0(const Model& m, int l);
 

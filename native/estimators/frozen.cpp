@@ -53,7 +53,7 @@ Status estimate_trainable(Model& m, const float* x, const Targets& y, int B, con
     const float* in = x;
     float* cur = a.data();
     for (int l = 0; l < f; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         k.gemm_nt(cur, in, m.W(u), B, u.O, u.I, 1.0f, 0.0f);
         k.bias_act_forward(cur, cur, m.b(u), B, u.O, u.act, u.alpha);
         in = cur;
@@ -62,7 +62,7 @@ Status estimate_trainable(Model& m, const float* x, const Targets& y, int B, con
     // 2. the estimator on the trainable layers as a model of their own (offsets into the slab unchanged)
     EstimatorConfig sub = e;
     if (e.kind == EstimatorConfig::Kind::Ulr) OF_TRY(frozen_tail_config(L, f, &sub.ulr));
-    std::vector<DenseUnit> all = m.units;
+    std::vector<Unit> all = m.units;
     const int inputs = m.inputs;
     m.units.assign(all.begin() + f, all.end());
     m.inputs = m.units.front().I;

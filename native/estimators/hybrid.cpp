@@ -49,7 +49,7 @@ BpTape first_tape(Model::Workspace::FirstModule& f, ModuleScratch& sc) {
 
 // A boundary's pre-activation without bias (its noise comes next): its linear part, batchNorm's with the statistics
 // it holds (the clean batch's).
-void boundary_linear(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
+void boundary_linear(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
                      float* cols) {
     unit_train_linear(k, u, theta, in, rows, out, cols, nullptr, TrainCtx{});
 }
@@ -60,7 +60,7 @@ void boundary_linear(const KernelTable& k, const DenseUnit& u, const float* thet
 void backward_inside(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int s, int e, const float* S,
                      const float* w, float alpha, int rows, const float* x, const std::function<float*(int)>& dest, float* dx) {
     if (e - 1 == s && !dx) return;
-    const DenseUnit& top = m.units[size_t(e - 1)];
+    const Unit& top = m.units[size_t(e - 1)];
     const int nw = top.noise_width();
     float* D = top.recurrent() ? t.dP.data() : t.d1.data();
     for (int r = 0; r < rows; r++) {
@@ -76,7 +76,7 @@ void backward_inside(const Model& m, const float* theta, const BpTape& t, const 
 
 // Boundary unit u's LR reduction into g: dW = alpha (diag(w) S)^T A in its GEMM view, db = alpha colsum(diag(w) S)
 // (w nullptr: 1); a recurrent unit's summed over its steps (with_w false: U and b only).
-void boundary_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int rows, const float* aux, const float* S,
+void boundary_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, const float* aux, const float* S,
                      const float* w, float alpha, float* g, float* cols, float* wexp, bool with_w = true) {
     if (u.recurrent()) seq_reduce(k, u, in, rows, aux, S, w, alpha, g, wexp, with_w);
     else unit_lr_reduce(k, u, in, rows, S, w, alpha, g, g + int64_t(u.gemm_cols()) * u.fan_in(), cols, wexp);
@@ -111,7 +111,7 @@ Status exact_boundary_gradients(Model& m, const float* x, const Targets& y, int 
     auto dest = [&](int l) { return m.grads.data() + m.units[size_t(l)].w_off; };
     for (int mod = int(ends.size()) - 1; mod >= 0; mod--) {
         const int s = mod == 0 ? 0 : ends[size_t(mod - 1)], e = ends[size_t(mod)];
-        const DenseUnit& top = m.units[size_t(e - 1)];
+        const Unit& top = m.units[size_t(e - 1)];
         k.act_backward(D.data(), dA.data(), ws.v[size_t(e - 1)].data(), ws.a[size_t(e - 1)].data(), int64_t(B) * top.O, top.act, top.alpha);
         const float* in = e - 1 == 0 ? x : ws.a[size_t(e - 2)].data();
         boundary_reduce(k, top, in, B, nullptr, D.data(), nullptr, 1.0f, dest(e - 1), ws.cols.data(), ws.wexp.data());
@@ -143,7 +143,7 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
     const std::vector<int> ends = module_unit_ends(m, c.modules);
     const int M = int(ends.size());
     const int e0 = ends[0];  // the first module is units [0, e0)
-    const DenseUnit& u0 = m.units[size_t(e0 - 1)];  // its boundary
+    const Unit& u0 = m.units[size_t(e0 - 1)];  // its boundary
     const int nw0 = u0.noise_width();
     const uint64_t seed = c.has_seed ? c.seed : m.seed;
     auto& ws = m.ws;
@@ -164,7 +164,7 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
     };
     std::vector<Site> site(static_cast<size_t>(L));
     for (int l = 0, p = 0; l < L; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         if (!u.param()) continue;
         const size_t pi = size_t(p++);
         if (std::find(ends.begin(), ends.end(), l + 1) == ends.end()) continue;
@@ -180,14 +180,14 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
         if (u.kind != UnitKind::Dense && !u.recurrent()) st.bias.resize(size_t(u.O)), unit_bias_row(u, theta, st.bias.data());
     }
     auto bias_of = [&](int l) -> const float* {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         return u.kind != UnitKind::Dense ? site[size_t(l)].bias.data() : u.b_off < 0 ? nullptr : theta + u.b_off;
     };
     // Boundary l's noisy copies on `rows` rows: a = phi(V + sigma E + b), E into e[l]. pre: the clean pre-activation
     // without bias, row r using row r / rep (the first module's B rows, shared by their copies; a recurrent unit's
     // input projections X W^T), or nullptr: computed here from `in`.
     auto noisy_boundary = [&](ModuleScratch& sc, int l, const float* in, const float* pre, int rows, int rep, int r0) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         float* a = sc.a[size_t(l)].data();
         float* E = sc.e[size_t(l)].data();
         if (u.recurrent()) {  // noise on every gate at every step, inside the recurrence
@@ -298,7 +298,7 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
         auto dest = [&](int l) { return p + partial_off[size_t(l)]; };
         for (int mod = 0; mod < M; mod++) {
             const int ms = mod == 0 ? 0 : ends[size_t(mod - 1)], me = ends[size_t(mod)];
-            const DenseUnit& u = m.units[size_t(me - 1)];
+            const Unit& u = m.units[size_t(me - 1)];
             const Site& bs = site[size_t(me - 1)];
             float* e = sc.e[size_t(me - 1)].data();
             if (!plain_score) k.score_transform(e, int64_t(rows) * u.noise_width(), c.density, c.score);
@@ -362,7 +362,7 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
     float* grads = m.grads.data();
     auto sum_partials = [&](int i) {
         const int l = first_partial + i;
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         if (!u.param()) return;
         if (l >= e0) {
             sum_block_partials(grads + u.w_off, partials, partial_off[size_t(l)], partial_size, T, param_size(u));

@@ -49,7 +49,7 @@ struct Group {
 };
 
 // The flops one row costs in unit u's forward (the cost model of copies 'auto').
-double unit_row_flops(const DenseUnit& u) {
+double unit_row_flops(const Unit& u) {
     if (u.recurrent()) return double(u.q.T) * u.q.G * u.q.H * (u.q.F + (u.q.has_u ? u.q.H : 0));
     if (u.param()) return double(u.gemm_rows(1)) * u.fan_in() * u.gemm_cols();
     return double(u.O);
@@ -119,7 +119,7 @@ void divide_by_channel(float* s, int64_t rows, int64_t n, const std::vector<floa
 
 }  // namespace
 
-int noise_channels(const DenseUnit& u) { return u.recurrent() ? u.q.G * u.q.H : u.gemm_cols(); }
+int noise_channels(const Unit& u) { return u.recurrent() ? u.q.G * u.q.H : u.gemm_cols(); }
 
 uint32_t qmc_dim0(const Model& m, int l) {
     uint32_t d = 0;
@@ -204,7 +204,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     std::vector<std::vector<float>> ch(static_cast<size_t>(L)), bias_row(static_cast<size_t>(L)), sig_row(static_cast<size_t>(L));
     std::vector<char> per_channel(size_t(L), 0);
     for (int l = 0, p = 0; l < L; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         if (!u.param()) continue;
         pidx[size_t(l)] = p++;
         if (group_of[size_t(l)] < 0) continue;
@@ -247,7 +247,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     auto clean_in = [&](int l) { return l == 0 ? x : ws.a[size_t(l - 1)].data(); };
     auto starts_group = [&](int l) { return group_of[size_t(l)] >= 0 && groups[size_t(group_of[size_t(l)])].start == l; };
     for (int l = 0; l < clean_end; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         OF_TRY(ws.a[size_t(l)].reserve(size_t(B) * u.O));
         OF_TRY(ws.v[size_t(l)].reserve(size_t(B) * (u.recurrent() ? u.noise_width() : u.O)));
         if (u.recurrent()) OF_TRY(ws.aux[size_t(l)].reserve(size_t(B) * size_t(seq_aux_width(u))));
@@ -277,7 +277,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     int64_t partial_size = 0;
     std::vector<int64_t> partial_off(size_t(L), -1);
     for (int l = 0; l < L; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         if (group_of[size_t(l)] < 0 || !u.param() || (via_g(l) && !u.recurrent())) continue;  // a recurrent first unit: U, b
         partial_off[size_t(l)] = partial_size, partial_size += u.n_par;
     }
@@ -299,9 +299,9 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         for (int gi = 0; gi < NG && st.ok(); gi++) {
             const Group& g = groups[size_t(gi)];
             const int K = g.K, rows = s * K, r0 = b0 * K;
-            const DenseUnit& u0 = m.units[size_t(g.start)];
+            const Unit& u0 = m.units[size_t(g.start)];
             for (int l = g.start; l < L && st.ok(); l++) {
-                const DenseUnit& u = m.units[size_t(l)];
+                const Unit& u = m.units[size_t(l)];
                 st = sc.a[size_t(l)].reserve(size_t(rows) * u.O);
                 if (st.ok() && u.param()) st = sc.e[size_t(l)].reserve(size_t(rows) * u.noise_width());
                 if (st.ok() && u.recurrent()) st = sc.aux[size_t(l)].reserve(size_t(rows) * size_t(seq_aux_width(u)));
@@ -328,7 +328,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
             };
             auto E = [&](int l) { return c.store_noise ? sc.e[size_t(l)].data() : nullptr; };
             for (int l = g.start; l < L; l++) {
-                const DenseUnit& u = m.units[size_t(l)];
+                const Unit& u = m.units[size_t(l)];
                 float* a = sc.a[size_t(l)].data();
                 const bool noisy = u.param() && l < g.end;
                 TrainCtx tc{nullptr, 1, K, int(c.sample_base) + b0, seed, step, uint32_t(l), false};
@@ -366,7 +366,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
             k.lr_row_weights(w, sc.loss.data(), ws.loss.data() + b0, s, K, c.baseline, c.antithetic, 1.0f / float(int64_t(B) * K));
 
             for (int l = g.start; l < g.end; l++) {  // the group's noisy units: their reductions
-                const DenseUnit& u = m.units[size_t(l)];
+                const Unit& u = m.units[size_t(l)];
                 if (!u.param()) continue;
                 const int nw = u.noise_width();
                 float* e = sc.e[size_t(l)].data();  // kept from the forward, or regenerated now: the same bits
@@ -431,7 +431,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     //    W part: G^T X over its B T (sample, step) rows).
     float* grads = m.grads.data();
     for (int l = 0; l < L; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         const int64_t skip = via_g(l) && u.recurrent() ? int64_t(u.q.G) * u.q.H * u.q.F : 0;
         if (partial_off[size_t(l)] >= 0)
             sum_block_partials(grads + u.w_off + skip, partials, partial_off[size_t(l)] + skip, partial_size, T, u.n_par - skip);
@@ -474,16 +474,16 @@ void ulr_step_floats(const Model& m, const UlrConfig& c, int B, double threads, 
     const bool clean_loss = c.baseline == Baseline::Clean;
     const int clean_end = clean_loss || m.has_batch_norm ? L : groups.back().start + 1;
     for (int l = 0; l < clean_end; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         r->activations += b * (u.O + (u.recurrent() ? double(u.noise_width() + seq_aux_width(u)) : u.O));
     }
     double block = 0.0, partial = 0.0, x_rep = 0.0;
     for (int l = groups.front().start; l < L; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         block += u.O + (u.param() ? double(u.noise_width()) : 0.0) + (u.recurrent() ? double(seq_aux_width(u)) : 0.0);
     }
     for (const Group& g : groups) {
-        const DenseUnit& u0 = m.units[size_t(g.start)];
+        const Unit& u0 = m.units[size_t(g.start)];
         r->workspace += b * u0.noise_width();  // G
         x_rep = std::max(x_rep, c.shared_prefix ? 0.0 : double(u0.I));
         for (int l = g.start; l < g.end; l++)

@@ -31,7 +31,7 @@ Status validate_modules(const Model& m, const UlrConfig& c) {
     std::vector<int> ordinal;  // per unit, the layers with parameters before it
     for (int l = 0, p = 0; l < int(m.units.size()); l++) ordinal.push_back(p), p += m.units[size_t(l)].param() ? 1 : 0;
     for (int l = 0; l < int(m.units.size()); l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         if (!boundary(l) && !act_differentiable(u.act))
             return {StatusCode::Config, std::string("modules run BP inside each module, which cannot differentiate the '") +
                                             act_name(u.act) + "' activation after layer " + std::to_string(ordinal[size_t(l)] - (u.param() ? 0 : 1)) +
@@ -119,7 +119,7 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
         OF_CHECK(c.sigma_channels.size() == size_t(P), Config,
                  "ulr sigma must be one number or one entry per layer with parameters (" + std::to_string(P) + ")");
         for (size_t l = 0, p = 0; l < m.units.size(); l++) {
-            const DenseUnit& u = m.units[l];
+            const Unit& u = m.units[l];
             if (!u.param()) continue;
             const auto& v = c.sigma_channels[p++];
             const char* what = u.recurrent() ? "hidden unit (" : u.positional() ? "channel (" : "output (";

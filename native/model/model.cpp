@@ -41,7 +41,7 @@ const float* Model::effective(const float* theta, Buffer& scratch) const {
     if (!scratch.reserve(size_t(n_params)).ok()) return theta;  // out of memory: the caller's reserve fails next
     float* e = scratch.data();
     std::copy(theta, theta + n_params, e);
-    for (const DenseUnit& u : units) {
+    for (const Unit& u : units) {
         if (!u.quant) continue;
         const int rows = u.gemm_cols(), cols = u.fan_in();
         for (int o = 0; o < rows; o++) {
@@ -74,7 +74,7 @@ int Model::frozen_end() const {
 
 int64_t Model::max_positions() const {
     int64_t p = 1;
-    for (const DenseUnit& u : units) p = std::max<int64_t>(p, u.gemm_rows(1));
+    for (const Unit& u : units) p = std::max<int64_t>(p, u.gemm_rows(1));
     return p;
 }
 
@@ -131,7 +131,7 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out, std::ve
     OF_TRY(m->params->reserve(size_t(b.total)));
     OF_TRY(m->grads.reserve(size_t(b.total)));
     for (size_t li = 0; li < m->units.size(); li++) {  // seeded: uniforms from Philox (stream init, counter = unit, element)
-        const DenseUnit& u = m->units[li];
+        const Unit& u = m->units[li];
         if (u.param()) unit_ops(u.kind).init(u, m->params->data(), spec.seed, uint32_t(li));
     }
     *out = std::move(m);
@@ -144,13 +144,13 @@ Status Model::forward(float* out, const float* x, int64_t rows, InferScratch& sc
 
 int64_t Model::forward_aux_width() const {
     int64_t aux = 0;
-    for (const DenseUnit& u : units) aux = std::max(aux, seq_aux_width(u));
+    for (const Unit& u : units) aux = std::max(aux, seq_aux_width(u));
     return aux;
 }
 
 int64_t Model::forward_skip_width() const {  // a residual block's input, kept while the block runs
     int64_t w = 0;
-    for (const DenseUnit& u : units)
+    for (const Unit& u : units)
         if (u.skip_from >= 0) w = std::max<int64_t>(w, units[size_t(u.skip_from)].I);
     return w;
 }
@@ -184,7 +184,7 @@ Status Model::forward_with(const float* theta_in, float* out, const float* x, in
         const int n = int(std::min(chunk, rows - r0));
         const float* in = x + r0 * inputs;
         for (size_t i = 0; i < units.size(); i++) {
-            const DenseUnit& u = units[i];
+            const Unit& u = units[i];
             float* dst = i + 1 == units.size() ? out + r0 * outputs : (i % 2 ? sc.d1.data() : sc.d0.data());
             if (dense_only) {
                 k->gemm_nt(dst, in, theta + u.w_off, n, u.O, u.I, 1.0f, 0.0f);

@@ -75,7 +75,7 @@ struct SeqGeom {
 
 // One computing layer plus at most one activation. I, O: values per row in and out (a conv's O is
 // Ho Wo Co). Dense and conv units have parameters and take ULR noise on their pre-activation; pools do not.
-struct DenseUnit {
+struct Unit {
     int I, O;
     int64_t w_off, b_off;  // offsets into the slab; b_off < 0 when the layer has no bias (w_off < 0: none)
     Act act = Act::Identity;
@@ -135,7 +135,7 @@ struct Model {
     int groups = 1;  // labels per row: > 1 when the output is a sequence or node set classified per position
     LossKind loss = LossKind::CrossEntropy;
     uint64_t seed = 0;
-    std::vector<DenseUnit> units;
+    std::vector<Unit> units;
     bool dense_only = true;  // every unit dense: the fused dense estimators; else the generic ones (generic.cpp)
     int64_t n_params = 0;
     std::shared_ptr<Buffer> params;  // shared: JS views of parameters() keep it alive after dispose
@@ -189,8 +189,8 @@ struct Model {
         int first_cur = 0;
     } ws;
 
-    float* W(const DenseUnit& u) const { return params->data() + u.w_off; }
-    float* b(const DenseUnit& u) const { return u.b_off < 0 ? nullptr : params->data() + u.b_off; }
+    float* W(const Unit& u) const { return params->data() + u.w_off; }
+    float* b(const Unit& u) const { return u.b_off < 0 ? nullptr : params->data() + u.b_off; }
     int max_width() const;
     int64_t patch_width() const;  // the largest conv im2row row count x patch per input row (0: no conv)
     int64_t max_positions() const;  // the most GEMM-view rows per input row (conv positions, steps; at least 1)

@@ -52,7 +52,7 @@ Status apply_update(Model& m, const OptimizerConfig& o, int B) {
         m.opt_kind = int(o.kind);
     }
     if (m.has_batch_norm)  // running statistics follow this step's batch (BP's forward, or ULR's clean pass)
-        for (const DenseUnit& u : m.units)
+        for (const Unit& u : m.units)
             if (u.running) batch_norm_update_running(u, B);
     m.opt_t++;
     const int64_t off = trainable_offset(m);  // a frozen prefix is never touched, not even by weight decay
@@ -189,7 +189,7 @@ namespace {
 // Floats of the BP forward and backward on B rows (backprop.cpp): every unit's
 // pre-activation and output, two gradient buffers, conv patches, recurrent state, residual sums.
 void bp_floats(const Model& m, double B, StepMemory* r) {
-    for (const DenseUnit& u : m.units) {
+    for (const Unit& u : m.units) {
         r->activations += 2.0 * B * u.O;
         if (u.skip_from >= 0) r->workspace += 2.0 * B * u.O + B * m.units[size_t(u.skip_from)].I;  // inner, sum, pending
         if (u.recurrent()) r->activations += B * double(seq_aux_width(u));
@@ -212,7 +212,7 @@ void forward_floats(const Model& m, double B, StepMemory* r) {
 double tape_floats(const Model& m, int s, int e, bool scratch) {
     double f = 0.0;
     for (int l = s; l < e; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         f += 2.0 * u.O + double(u.recurrent() ? seq_aux_width(u) : 0);
         if (u.skip_from >= 0) f += 2.0 * u.O + m.units[size_t(u.skip_from)].I;
     }
@@ -231,7 +231,7 @@ void module_floats(const Model& m, const UlrConfig& c, double B, int S, double b
     const int L = int(m.units.size());
     const std::vector<int> ends = module_unit_ends(m, c.modules);
     const int e0 = ends[0];
-    const DenseUnit& u0 = m.units[size_t(e0 - 1)];
+    const Unit& u0 = m.units[size_t(e0 - 1)];
     const double sets = c.pipeline ? 2.0 : 1.0, rows = double(S) * c.copies;
     r->activations += sets * (B * (tape_floats(m, 0, e0, false) + 2.0 * u0.noise_width() + (c.pipeline ? m.inputs : 0)) + double(u0.n_par));
     r->workspace += sets * B * (tape_floats(m, 0, 0, true) + double(m.max_positions()));
@@ -277,7 +277,7 @@ Status step_memory(const Model& m, const EstimatorConfig& e, int B, StepMemory* 
     r.workspace += 16.0 * (8.0 * L + 32.0) + threads * 16.0 * (6.0 * L + 16.0);
     // every thread's GEMM packing space (kernels/cpu/gemm.cpp), for the largest product of the step
     double W = double(m.inputs);  // the widest GEMM column count or reduction length that is not a row count
-    for (const DenseUnit& u : m.units) {
+    for (const Unit& u : m.units) {
         W = std::max({W, double(u.gemm_cols()), double(u.fan_in()), double(u.positional() ? 0 : u.I)});
         if (u.recurrent()) W = std::max({W, double(u.q.G) * u.q.H, double(u.q.F)});
     }

@@ -43,7 +43,7 @@ Status build_concat_end(const LayerSpec&, ModelBuilder& b) {
     OF_CHECK(b.spatial == b.block_spatial && b.seq == b.block_seq && (!b.spatial || (b.H == b.block_h && b.W == b.block_w)) &&
                  (!b.seq || b.T == b.block_t),
              Shape, b.where + ": a concat block's output must keep its input's positions (image size, steps)");
-    DenseUnit u{b.width, 0, -1, -1};
+    Unit u{b.width, 0, -1, -1};
     u.kind = UnitKind::Concat;
     u.skip_from = b.block_start;
     m.units[size_t(b.block_start)].starts_block = true;
@@ -57,13 +57,13 @@ Status build_concat_end(const LayerSpec&, ModelBuilder& b) {
     return {};
 }
 
-void pass(const KernelTable&, const DenseUnit&, const float*, const float*, int, float*, float*, const SeqCtx*) {}
-void pass_back(const KernelTable&, const DenseUnit&, const float*, const float*, int, const float*, float*, float*, float*,
+void pass(const KernelTable&, const Unit&, const float*, const float*, int, float*, float*, const SeqCtx*) {}
+void pass_back(const KernelTable&, const Unit&, const float*, const float*, int, const float*, float*, float*, float*,
                const SeqCtx*) {}
 
 }  // namespace
 
-void residual_add(const KernelTable& k, const DenseUnit& u, float* a, const float* src, int rows, int rep) {
+void residual_add(const KernelTable& k, const Unit& u, float* a, const float* src, int rows, int rep) {
     for (int r = 0; r < rows; r++) {
         float* ar = a + int64_t(r) * u.O;
         const float* sr = src + int64_t(r / rep) * u.O;
@@ -72,7 +72,7 @@ void residual_add(const KernelTable& k, const DenseUnit& u, float* a, const floa
     if (u.post_act != Act::Identity) k.bias_act_forward(a, a, nullptr, rows, u.O, u.post_act, u.post_alpha);
 }
 
-void concat_forward(const DenseUnit& u, float* out, const float* f, const float* src, int rows, int rep) {
+void concat_forward(const Unit& u, float* out, const float* f, const float* src, int rows, int rep) {
     const int P = u.g.Ho, a = u.g.C, b = u.g.Co;
     for (int r = 0; r < rows; r++)
         for (int p = 0; p < P; p++) {
@@ -84,7 +84,7 @@ void concat_forward(const DenseUnit& u, float* out, const float* f, const float*
         }
 }
 
-void concat_backward(const DenseUnit& u, const float* dout, float* df, float* dsrc, int rows) {
+void concat_backward(const Unit& u, const float* dout, float* df, float* dsrc, int rows) {
     const int P = u.g.Ho, a = u.g.C, b = u.g.Co;
     for (int r = 0; r < rows; r++)
         for (int p = 0; p < P; p++) {
@@ -99,7 +99,7 @@ extern const LayerType concat_begin_layer{"concatBegin", UnitKind::Concat, nullp
 extern const LayerType residual_end_layer{"residualEnd", UnitKind::Concat, nullptr, build_residual_end};
 extern const LayerType concat_end_layer{"concatEnd", UnitKind::Concat, nullptr, build_concat_end};
 namespace {
-void concat_train(const DenseUnit& u, const float*, const float* in, int rows, float* out, const TrainCtx& t) {
+void concat_train(const Unit& u, const float*, const float* in, int rows, float* out, const TrainCtx& t) {
     concat_forward(u, out, in, t.skip, rows, t.skip_rep);
 }
 }  // namespace

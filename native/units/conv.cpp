@@ -31,23 +31,23 @@ void graph_aggregate(float* out, const float* in, int rows, const Graph& g, int 
 }
 
 // The gathered inputs of a conv-like unit: im2row patches, or the graph's neighbour sums; and their adjoint.
-void gather(const KernelTable& k, const DenseUnit& u, float* cols, const float* in, int rows) {
+void gather(const KernelTable& k, const Unit& u, float* cols, const float* in, int rows) {
     if (u.graph) graph_aggregate(cols, in, rows, *u.graph, u.g.C);
     else k.im2row(cols, in, rows, u.g);
 }
-void scatter(const KernelTable& k, const DenseUnit& u, float* din, const float* dcols, int rows) {
+void scatter(const KernelTable& k, const Unit& u, float* din, const float* dcols, int rows) {
     if (u.graph) graph_aggregate(din, dcols, rows, *u.graph, u.g.C);  // A^ is symmetric
     else k.row2im(din, dcols, rows, u.g);
 }
 
-void forward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out, float* cols,
+void forward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out, float* cols,
              const SeqCtx*) {
     gather(k, u, cols, in, rows);
     k.gemm_nt(out, cols, theta + u.w_off, int(u.gemm_rows(rows)), u.g.Co, u.g.patch(), 1.0f, 0.0f);
 }
 
 // dW = dv^T cols, db = colsum(dv) over every position; din = the adjoint of the gather applied to dv W
-void backward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, const float* dv, float* dW,
+void backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* dv, float* dW,
               float* din, float* cols, const SeqCtx*) {
     const int n = int(u.gemm_rows(rows)), P = u.g.patch();
     if (dW) {
@@ -62,7 +62,7 @@ void backward(const KernelTable& k, const DenseUnit& u, const float* theta, cons
 }
 
 // dW = alpha (diag(w) S)^T cols, db = alpha colsum(diag(w) S): every output position of a row shares its weight
-void lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int rows, const float* S, const float* w, float alpha,
+void lr_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, const float* S, const float* w, float alpha,
                float* dW, float* db, float* cols, float* wexp) {
     const int n = int(u.gemm_rows(rows));
     expand_row_weights(wexp, w, rows, u.g.positions());
@@ -71,7 +71,7 @@ void lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int ro
     if (u.b_off >= 0) k.lr_bias_reduce(db, wexp, S, n, u.g.Co, alpha, false);
 }
 
-void init(const DenseUnit& u, float* theta, uint64_t seed, uint32_t unit) {
+void init(const Unit& u, float* theta, uint64_t seed, uint32_t unit) {
     init_uniform(u, theta, std::sqrt(6.0f / float(u.g.patch() + u.g.kh * u.g.kw * u.g.Co)), seed, unit);
 }
 
@@ -99,7 +99,7 @@ void read_conv2d(const LayerReader& r, LayerSpec& l) {
 }
 
 Status build_conv2d(const LayerSpec& l, ModelBuilder& b) {
-    DenseUnit u{b.width, 0, -1, -1};
+    Unit u{b.width, 0, -1, -1};
     OF_TRY(image_window(l, b, u, false));
     OF_TRY(check_positive(l.units, "conv2d filters"));
     u.kind = UnitKind::Conv2d;
@@ -113,7 +113,7 @@ Status build_conv2d(const LayerSpec& l, ModelBuilder& b) {
     return add_image_unit(b, u, false);
 }
 
-void tensors_conv2d(const DenseUnit& u, const std::string& name, std::vector<UnitTensor>& out) {
+void tensors_conv2d(const Unit& u, const std::string& name, std::vector<UnitTensor>& out) {
     out.push_back({name + ".weight", u.w_off, {u.g.Co, u.g.kh, u.g.kw, u.g.C}});
     if (u.b_off >= 0) out.push_back({name + ".bias", u.b_off, {u.g.Co}});
 }
@@ -154,7 +154,7 @@ Status build_graph_conv(const LayerSpec& l, ModelBuilder& b) {
         for (int j : adj[size_t(i)]) g->col.push_back(j), g->val.push_back(inv_sqrt_deg[size_t(i)] * inv_sqrt_deg[size_t(j)]);
         g->row_ptr.push_back(int(g->col.size()));
     }
-    DenseUnit u{b.width, 0, -1, -1};
+    Unit u{b.width, 0, -1, -1};
     u.kind = UnitKind::GraphConv;
     u.graph = g;
     u.g.H = l.nodes, u.g.W = 1, u.g.C = b.F, u.g.Ho = l.nodes, u.g.Wo = 1, u.g.Co = l.units;
@@ -167,7 +167,7 @@ Status build_graph_conv(const LayerSpec& l, ModelBuilder& b) {
     return {};
 }
 
-void tensors_graph_conv(const DenseUnit& u, const std::string& name, std::vector<UnitTensor>& out) {
+void tensors_graph_conv(const Unit& u, const std::string& name, std::vector<UnitTensor>& out) {
     out.push_back({name + ".weight", u.w_off, {u.g.Co, u.g.C}});
     out.push_back({name + ".bias", u.b_off, {u.g.Co}});
 }
@@ -184,7 +184,7 @@ void read_window(const LayerReader& r, LayerSpec& l) {
     else r.int_pair("padding", 0, 1 << 16, &l.ph, &l.pw);
 }
 
-Status image_window(const LayerSpec& l, ModelBuilder& b, DenseUnit& u, bool global) {
+Status image_window(const LayerSpec& l, ModelBuilder& b, Unit& u, bool global) {
     OF_CHECK(b.spatial, Config, b.where + ": conv2d and pooling need an image input (give the first layer inputShape [H, W, C])");
     OF_CHECK(!b.seq, Config, b.where + ": conv2d and pooling need an image input, not a sequence");
     OF_CHECK(l.kh >= 1 && l.kw >= 1 && l.sh >= 1 && l.sw >= 1 && l.dh >= 1 && l.dw >= 1, Config,
@@ -198,7 +198,7 @@ Status image_window(const LayerSpec& l, ModelBuilder& b, DenseUnit& u, bool glob
     return {};
 }
 
-Status add_image_unit(ModelBuilder& b, DenseUnit& u, bool global) {
+Status add_image_unit(ModelBuilder& b, Unit& u, bool global) {
     OF_TRY(b.output(u, uint64_t(u.g.positions()), uint64_t(u.g.Co)));
     b.H = u.g.Ho, b.W = u.g.Wo, b.C = u.g.Co;
     if (global) b.spatial = false;

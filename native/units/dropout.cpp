@@ -14,22 +14,22 @@ void read(const LayerReader& r, LayerSpec& l) { l.rate = float(r.number("rate"))
 Status build(const LayerSpec& l, ModelBuilder& b) {  // any shape, unchanged
     OF_CHECK(!b.m.units.empty(), Config, b.where + ": dropout needs a layer before it");
     OF_CHECK(l.rate >= 0.0f && l.rate < 1.0f, Config, b.where + ": dropout rate must be in [0, 1)");
-    DenseUnit u{b.width, b.width, -1, -1};
+    Unit u{b.width, b.width, -1, -1};
     u.kind = UnitKind::Dropout;
     u.rate = l.rate;
     b.add(u);
     return {};
 }
 
-void forward(const KernelTable&, const DenseUnit& u, const float*, const float* in, int rows, float* out, float*, const SeqCtx*) {
+void forward(const KernelTable&, const Unit& u, const float*, const float* in, int rows, float* out, float*, const SeqCtx*) {
     std::copy(in, in + int64_t(rows) * u.O, out);
 }
 
-void backward(const KernelTable&, const DenseUnit&, const float*, const float*, int, const float*, float*, float*, float*, const SeqCtx*) {}
+void backward(const KernelTable&, const Unit&, const float*, const float*, int, const float*, float*, float*, float*, const SeqCtx*) {}
 
 }  // namespace
 
-void dropout_apply(const DenseUnit& u, float* out, const float* in, int rows, int rep, int sample0, uint64_t seed, uint32_t step,
+void dropout_apply(const Unit& u, float* out, const float* in, int rows, int rep, int sample0, uint64_t seed, uint32_t step,
                    uint32_t unit) {
     const double cut = double(u.rate) * 4294967296.0;  // drop when the 32-bit word is below rate 2^32
     const float scale = 1.0f / (1.0f - u.rate);
@@ -47,7 +47,7 @@ void dropout_apply(const DenseUnit& u, float* out, const float* in, int rows, in
 
 extern const LayerType dropout_layer{"dropout", UnitKind::Dropout, read, build};
 namespace {
-void train(const DenseUnit& u, const float*, const float* in, int rows, float* out, const TrainCtx& t) {
+void train(const Unit& u, const float*, const float* in, int rows, float* out, const TrainCtx& t) {
     dropout_apply(u, out, in, rows, t.rep, t.sample0, t.seed, t.step, t.unit);
 }
 }  // namespace

@@ -13,7 +13,7 @@ void read_repeat(const LayerReader& r, LayerSpec& l) { l.steps = int(r.integer("
 Status build_repeat(const LayerSpec& l, ModelBuilder& b) {
     OF_CHECK(!b.seq && !b.spatial, Config, b.where + ": repeat needs a flat input");
     OF_CHECK(l.steps >= 1 && l.steps <= 1 << 16, Config, b.where + ": repeat steps must be in [1, 65536]");
-    DenseUnit u{b.width, 0, -1, -1};
+    Unit u{b.width, 0, -1, -1};
     u.kind = UnitKind::Repeat, u.q.T = l.steps, u.q.F = b.width;
     b.T = l.steps, b.F = b.width, b.seq = true;
     OF_TRY(b.output(u, uint64_t(u.q.T), uint64_t(u.q.F)));
@@ -23,7 +23,7 @@ Status build_repeat(const LayerSpec& l, ModelBuilder& b) {
 
 Status build_time_mean(const LayerSpec&, ModelBuilder& b) {
     OF_CHECK(b.seq, Config, b.where + ": this layer needs a sequence input (inputShape [steps, features] on the first layer, or repeat())");
-    DenseUnit u{b.width, 0, -1, -1};
+    Unit u{b.width, 0, -1, -1};
     u.kind = UnitKind::TimeMean, u.q.T = b.T, u.q.F = b.F;
     b.seq = false;
     OF_TRY(b.output(u, 1, uint64_t(u.q.F)));
@@ -32,14 +32,14 @@ Status build_time_mean(const LayerSpec&, ModelBuilder& b) {
 }
 
 // in (rows, F) -> out (rows, T F)
-void forward_repeat(const KernelTable&, const DenseUnit& u, const float*, const float* in, int rows, float* out, float*, const SeqCtx*) {
+void forward_repeat(const KernelTable&, const Unit& u, const float*, const float* in, int rows, float* out, float*, const SeqCtx*) {
     const int T = u.q.T, F = u.q.F;
     for (int r = 0; r < rows; r++)
         for (int t = 0; t < T; t++) std::copy(in + int64_t(r) * F, in + int64_t(r + 1) * F, out + (int64_t(r) * T + t) * F);
 }
 
 // din = the sum of dout over the steps
-void backward_repeat(const KernelTable&, const DenseUnit& u, const float*, const float*, int rows, const float* dout, float*, float* din,
+void backward_repeat(const KernelTable&, const Unit& u, const float*, const float*, int rows, const float* dout, float*, float* din,
                      float*, const SeqCtx*) {
     const int T = u.q.T, F = u.q.F;
     for (int r = 0; din && r < rows; r++) {
@@ -51,7 +51,7 @@ void backward_repeat(const KernelTable&, const DenseUnit& u, const float*, const
 }
 
 // in (rows, T F) -> out (rows, F)
-void forward_time_mean(const KernelTable&, const DenseUnit& u, const float*, const float* in, int rows, float* out, float*,
+void forward_time_mean(const KernelTable&, const Unit& u, const float*, const float* in, int rows, float* out, float*,
                        const SeqCtx*) {
     const int T = u.q.T, F = u.q.F;
     for (int r = 0; r < rows; r++) {
@@ -64,7 +64,7 @@ void forward_time_mean(const KernelTable&, const DenseUnit& u, const float*, con
 }
 
 // din = dout / T at every step
-void backward_time_mean(const KernelTable&, const DenseUnit& u, const float*, const float*, int rows, const float* dout, float*,
+void backward_time_mean(const KernelTable&, const Unit& u, const float*, const float*, int rows, const float* dout, float*,
                         float* din, float*, const SeqCtx*) {
     const int T = u.q.T, F = u.q.F;
     for (int r = 0; din && r < rows; r++)
