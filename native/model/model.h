@@ -73,7 +73,7 @@ struct SeqGeom {
     bool has_u = true;  // recurrent weights U (every kind but lif)
 };
 
-// One computing layer plus at most one activation. I, O: values per row in and out (a conv's O is
+// One computing layer of any kind plus at most one activation. I, O: values per row in and out (a conv's O is
 // Ho Wo Co). Dense and conv units have parameters and take ULR noise on their pre-activation; pools do not.
 struct Unit {
     int I, O;
