@@ -18,7 +18,8 @@ Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_
     const int L = int(m.units.size()), C = m.outputs;
     const uint64_t seed = c.has_seed ? c.seed : m.seed;
     const bool tf32 = tf32_for(EstimatorConfig::Kind::Ulr);
-    lw_copies_ = layerwise_copies(m, c);  // copies 'auto': from the running variances; read_layer_var records this step's
+    lw_copies_ =
+        layerwise_copies(m, c);  // copies 'auto': from the running variances; read_layer_var records this step's
     auto copies = [&](int l) { return lw_copies_[size_t(l)]; };
     auto sigma = [&](int l) { return c.sigma.size() == 1 ? c.sigma[0] : c.sigma[size_t(l)]; };
     std::vector<const float*> sigmas;
@@ -48,8 +49,9 @@ Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_
     if (c.baseline == Baseline::Clean) {
         OF_TRY(clean_.reserve(d, size_t(B) * sizeof(float)));
         OF_TRY(clean_hit_.reserve(d, size_t(B) * sizeof(int)));
-        OF_TRY(d->loss_rows(dev::LossArgs{clean_.f(), clean_hit_.as<int>(), a_[size_t(L - 1)]->f(), labels_.as<int32_t>(), values_.f(),
-                                          B, C, 1, m.loss, m.groups}, B));
+        OF_TRY(d->loss_rows(dev::LossArgs{clean_.f(), clean_hit_.as<int>(), a_[size_t(L - 1)]->f(),
+                                          labels_.as<int32_t>(), values_.f(), B, C, 1, m.loss, m.groups},
+                            B));
     }
     const int64_t Rmax = int64_t(B) * kmax;
     OF_TRY(loss_.reserve(d, size_t(total) * sizeof(float)));
@@ -57,7 +59,8 @@ Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_
     OF_TRY(w_.reserve(d, size_t(Rmax) * sizeof(float)));
     OF_TRY(lw_a_.reserve(d, size_t(Rmax) * width * sizeof(float)));
     OF_TRY(lw_b_.reserve(d, size_t(Rmax) * width * sizeof(float)));
-    while (int(lw_ga_.size()) < depth) lw_ga_.push_back(std::make_unique<DeviceBuffer>()), lw_ge_.push_back(std::make_unique<DeviceBuffer>());
+    while (int(lw_ga_.size()) < depth)
+        lw_ga_.push_back(std::make_unique<DeviceBuffer>()), lw_ge_.push_back(std::make_unique<DeviceBuffer>());
     for (int i = 0; i < depth; i++) {  // a group's i-th layer: its noisy activations and noise
         OF_TRY(lw_ga_[size_t(i)]->reserve(d, size_t(Rmax) * width * sizeof(float)));
         OF_TRY(lw_ge_[size_t(i)]->reserve(d, size_t(Rmax) * width * sizeof(float)));
@@ -77,9 +80,24 @@ Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_
         const int K = copies(l), R = B * K;
         auto noisy = [&](int j, const float* pre, int rep) {
             const Unit& uj = m.units[size_t(j)];
-            const dev::NoisyArgs na{lw_ga_[size_t(j - l)]->f(), lw_ge_[size_t(j - l)]->f(), pre, j == l ? nullptr : bias(uj), uj.O,
-                                    sigma(j), R, uj.O, rep, uj.act, uj.alpha, seed, step, uint32_t(j), 0, c.antithetic ? 1 : 0,
-                                    int(c.density), sigmas[size_t(j)]};
+            const dev::NoisyArgs na{lw_ga_[size_t(j - l)]->f(),
+                                    lw_ge_[size_t(j - l)]->f(),
+                                    pre,
+                                    j == l ? nullptr : bias(uj),
+                                    uj.O,
+                                    sigma(j),
+                                    R,
+                                    uj.O,
+                                    rep,
+                                    uj.act,
+                                    uj.alpha,
+                                    seed,
+                                    step,
+                                    uint32_t(j),
+                                    0,
+                                    c.antithetic ? 1 : 0,
+                                    int(c.density),
+                                    sigmas[size_t(j)]};
             return noise_forward(na, c.qmc ? K : 0, c.qmc ? qmc_dim0(m, j) : 0);
         };
         // the group: its first layer noisy from its clean pre-activation (bias included), its other layers noisy from
@@ -101,13 +119,17 @@ Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_
             cur = next;
         }
         float* loss = loss_.f() + off[size_t(g)];
-        OF_TRY(d->loss_rows(dev::LossArgs{loss, hit_.as<int>() + off[size_t(g)], cur, labels_.as<int32_t>(), values_.f(), R, C, K, m.loss,
-                                          m.groups}, R));
+        OF_TRY(d->loss_rows(dev::LossArgs{loss, hit_.as<int>() + off[size_t(g)], cur, labels_.as<int32_t>(),
+                                          values_.f(), R, C, K, m.loss, m.groups},
+                            R));
         if (hook) OF_TRY(js_losses(cur, y, R, C, K, *hook, loss));  // one call per group, its rows (sample, copy)
         OF_TRY(row_weights(B, K, loss, running, c, 1.0f / float(int64_t(B) * K)));
         const float* a_prev = l == 0 ? x : a_[size_t(l - 1)]->f();
-        if (c.auto_copies) {  // this layer's estimate variance (times sigma^2): sum_r w_r^2 |s(e_r)|^2 |a_prev(sample)|^2
-            OF_TRY(d->var_rows(dev::VarRowsArgs{sg_rows_.as<double>(), lw_ge_[0]->f(), w_.f(), a_prev, u.O, u.I, K, c.density, c.score}, R));
+        if (c.auto_copies) {  // this layer's estimate variance (times sigma^2): sum_r w_r^2 |s(e_r)|^2
+                              // |a_prev(sample)|^2
+            OF_TRY(d->var_rows(dev::VarRowsArgs{sg_rows_.as<double>(), lw_ge_[0]->f(), w_.f(), a_prev, u.O, u.I, K,
+                                                c.density, c.score},
+                               R));
             const dev::DSumArgs ds{sg_part_.as<double>(), sg_.as<double>() + l, sg_rows_.as<double>(), R};
             OF_TRY(d->dsum_partial(ds, (R + dev::kReduceRows - 1) / dev::kReduceRows));
             OF_TRY(d->dsum_final(ds, 1));
@@ -118,7 +140,8 @@ Status DeviceTrainer::ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_
         for (int j = l + 1; j < lend; j++) {
             const Unit& uj = m.units[size_t(j)];
             float* Sj = lw_ge_[size_t(j - l)]->f();
-            OF_TRY(d->score_rows(dev::ScoreRowsArgs{Sj, w_.f(), uj.O, c.density, c.score, sigmas[size_t(j)]}, int64_t(R) * uj.O));
+            OF_TRY(d->score_rows(dev::ScoreRowsArgs{Sj, w_.f(), uj.O, c.density, c.score, sigmas[size_t(j)]},
+                                 int64_t(R) * uj.O));
             OF_TRY(weight_grads(m, j, R, Sj, alpha(j), lw_ga_[size_t(j - l - 1)]->f(), tf32));
         }
     }

@@ -17,11 +17,14 @@
 namespace of {
 namespace {
 
-SeqCtx seq_ctx(const BpTape& t, int l) { return SeqCtx{t.aux[size_t(l)].data(), t.seq.data(), t.dP.data(), t.wexp.data()}; }
+SeqCtx seq_ctx(const BpTape& t, int l) {
+    return SeqCtx{t.aux[size_t(l)].data(), t.seq.data(), t.dP.data(), t.wexp.data()};
+}
 
-// Unit u's parameter gradient (dW, nullptr: none) and input gradient (din, nullptr: none) from dv at its pre-activation.
-// batchNorm with its statistics held constant is the affine map per channel gain (x - mean) / sqrt(var + eps): its
-// input gradient is dv gain / sqrt(var + eps); gain and bias take the same gradients with any statistics held.
+// Unit u's parameter gradient (dW, nullptr: none) and input gradient (din, nullptr: none) from dv at its
+// pre-activation. batchNorm with its statistics held constant is the affine map per channel gain (x - mean) / sqrt(var
+// + eps): its input gradient is dv gain / sqrt(var + eps); gain and bias take the same gradients with any statistics
+// held.
 void unit_grads(const KernelTable& k, const Unit& u, const float* theta, const BpMode& mode, const float* in, int rows,
                 const float* dv, float* dW, float* din, float* cols, const SeqCtx* sq) {
     if (u.kind != UnitKind::BatchNorm || mode.stats == BpMode::Stats::Batch) {
@@ -60,8 +63,8 @@ Status bp_tape_reserve(const Model& m, const BpTape& t, int rows, int s, int e) 
     return t.wexp.reserve(size_t(rows) * size_t(m.max_positions()));
 }
 
-void bp_range_forward(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int s, int e, const float* x,
-                      int rows) {
+void bp_range_forward(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int s, int e,
+                      const float* x, int rows) {
     const KernelTable& k = *m.k;
     auto input_of = [&](int l) { return l == s ? x : t.a[size_t(l - 1)].data(); };
     for (int l = s; l < e; l++) {
@@ -70,8 +73,14 @@ void bp_range_forward(const Model& m, const float* theta, const BpTape& t, const
         float* v = t.v[size_t(l)].data();
         float* a = t.a[size_t(l)].data();
         const SeqCtx sq = seq_ctx(t, l);
-        const TrainCtx tc{u.skip_from >= 0 ? input_of(u.skip_from) : nullptr, 1, mode.rep, mode.sample0, mode.seed, mode.step,
-                          uint32_t(l), mode.stats == BpMode::Stats::Batch};
+        const TrainCtx tc{u.skip_from >= 0 ? input_of(u.skip_from) : nullptr,
+                          1,
+                          mode.rep,
+                          mode.sample0,
+                          mode.seed,
+                          mode.step,
+                          uint32_t(l),
+                          mode.stats == BpMode::Stats::Batch};
         // inference: dropout is the identity, batchNorm uses its running statistics; a concat unit still joins
         if (mode.inference() && u.kind != UnitKind::Concat) unit_linear(k, u, theta, in, rows, v, t.cols.data(), &sq);
         else unit_train_linear(k, u, theta, in, rows, v, t.cols.data(), &sq, tc);
@@ -89,8 +98,8 @@ void bp_range_forward(const Model& m, const float* theta, const BpTape& t, const
     }
 }
 
-void bp_range_backward(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int s, int e, const float* x,
-                       int rows, const std::function<float*(int)>& dest, float* dx) {
+void bp_range_backward(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int s, int e,
+                       const float* x, int rows, const std::function<float*(int)>& dest, float* dx) {
     const KernelTable& k = *m.k;
     auto input_of = [&](int l) { return l == s ? x : t.a[size_t(l - 1)].data(); };
     float* dA = t.d0.data();
@@ -131,8 +140,8 @@ void bp_range_backward(const Model& m, const float* theta, const BpTape& t, cons
     }
 }
 
-void bp_input_gradient(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int l, const float* in, int rows,
-                       const float* dv, float* din) {
+void bp_input_gradient(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int l, const float* in,
+                       int rows, const float* dv, float* din) {
     const Unit& u = m.units[size_t(l)];
     if (u.recurrent()) {  // din (rows T, F) = dv (rows T, G H) W (G H, F)
         m.k->gemm_nn(din, dv, theta + u.w_off, rows * u.q.T, u.q.F, u.q.G * u.q.H, 1.0f, 0.0f);
@@ -142,10 +151,13 @@ void bp_input_gradient(const Model& m, const float* theta, const BpTape& t, cons
     unit_grads(*m.k, u, theta, mode, in, rows, dv, nullptr, din, t.cols.data(), &sq);
 }
 
-Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx, uint32_t sample_base) {
-    OF_CHECK(m.loss != LossKind::ZeroOne, Config, "the 0-1 loss has no gradient: backprop (and input gradients) need a differentiable loss");
+Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx,
+                    uint32_t sample_base) {
+    OF_CHECK(m.loss != LossKind::ZeroOne, Config,
+             "the 0-1 loss has no gradient: backprop (and input gradients) need a differentiable loss");
     for (const Unit& u : m.units)
-        OF_CHECK(act_differentiable(u.act), Config, std::string("backprop cannot differentiate the '") + act_name(u.act) + "' activation");
+        OF_CHECK(act_differentiable(u.act), Config,
+                 std::string("backprop cannot differentiate the '") + act_name(u.act) + "' activation");
     const KernelTable& k = *m.k;
     const int L = int(m.units.size());
     auto& ws = m.ws;
@@ -164,7 +176,8 @@ Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats
     stats->loss = sum / B;
     stats->rows = B;
     k.loss_backward(ws.d0.data(), out, y.labels, y.values, B, m.outputs, m.loss, m.groups);
-    bp_range_backward(m, theta, t, mode, 0, L, x, B, [&](int l) { return m.grads.data() + m.units[size_t(l)].w_off; }, dx);
+    bp_range_backward(
+        m, theta, t, mode, 0, L, x, B, [&](int l) { return m.grads.data() + m.units[size_t(l)].w_off; }, dx);
     return {};
 }
 

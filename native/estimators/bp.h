@@ -13,7 +13,8 @@ namespace of {
 // What BP's forward keeps per unit for its backward, on some rows (the caller owns the buffers): the pre-activation v
 // and the output a (rows, O); a residual block end's act(v) (inner) and sum before post_act; a recurrent unit's aux.
 // Backward scratch: d0, d1 (rows x Model::max_width), a block start's waiting skip gradient (pending, rows x its I),
-// conv patches (cols), recurrent state (seq), pre-activation gradients (dP, rows x max_noise_width), step weights (wexp).
+// conv patches (cols), recurrent state (seq), pre-activation gradients (dP, rows x max_noise_width), step weights
+// (wexp).
 struct BpTape {
     std::vector<Buffer>&v, &a, &aux, &inner, &sum, &pending;
     Buffer &d0, &d1, &cols, &seq, &dP, &wexp;
@@ -42,19 +43,20 @@ Status bp_tape_reserve(const Model& m, const BpTape& t, int rows, int s, int e);
 
 // Forward through units [s, e) on `rows` rows from x (the input of unit s), keeping the tape. A block's skip source
 // must lie in the range (its start unit >= s). theta: the parameters the forward computes with.
-void bp_range_forward(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int s, int e, const float* x,
-                      int rows);
+void bp_range_forward(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int s, int e,
+                      const float* x, int rows);
 
 // Backward through units [s, e) from t.d0, the gradient at unit e - 1's output (rows, O; overwritten, scratch):
-//   dV_l = dA_l * phi'(V_l);  (dW_l, db_l) from dV_l and the unit's input;  dA_{l-1} = the unit's adjoint applied to dV_l
+//   dV_l = dA_l * phi'(V_l);  (dW_l, db_l) from dV_l and the unit's input;  dA_{l-1} = the unit's adjoint applied to
+//   dV_l
 // with a block's skip gradient joining its start's input gradient. dest(l): where unit l's parameter gradient goes
 // (overwritten); dx (rows, I of unit s; nullptr: not wanted): the gradient at x.
-void bp_range_backward(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int s, int e, const float* x,
-                       int rows, const std::function<float*(int)>& dest, float* dx);
+void bp_range_backward(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int s, int e,
+                       const float* x, int rows, const std::function<float*(int)>& dest, float* dx);
 
 // The gradient din at unit l's input (rows, I) from dv, the gradient at its pre-activation: its adjoint; a recurrent
 // unit's dv holds every gate at every step (rows, T G H), and x_t enters only P_t = W x_t + ..., so din_t = dv_t W.
-void bp_input_gradient(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int l, const float* in, int rows,
-                       const float* dv, float* din);
+void bp_input_gradient(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int l, const float* in,
+                       int rows, const float* dv, float* din);
 
 }  // namespace of

@@ -16,7 +16,8 @@ int64_t trainable_offset(const Model& m) {
 }
 
 Status frozen_tail_config(size_t L, int f, UlrConfig* c) {
-    OF_CHECK(!c->learn_sigma && !c->auto_copies, Config, "learnSigma and copies: 'auto' do not support frozen layers yet");
+    OF_CHECK(!c->learn_sigma && !c->auto_copies, Config,
+             "learnSigma and copies: 'auto' do not support frozen layers yet");
     OF_CHECK(c->blocks.empty(), Config, "blocks do not support frozen layers yet");
     auto tail = [&](auto& v) {
         if (v.size() == L) v.erase(v.begin(), v.begin() + f);

@@ -57,8 +57,9 @@ void boundary_linear(const KernelTable& k, const Unit& u, const float* theta, co
 // BP inside module [s, e) below its boundary: from D = alpha diag(w) S at the boundary's pre-activation (w nullptr:
 // 1) to the boundary's input, then through the units before it. x: the module's input rows; dest(l): where unit l's
 // gradient goes; dx (nullptr: not wanted): the gradient at x.
-void backward_inside(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int s, int e, const float* S,
-                     const float* w, float alpha, int rows, const float* x, const std::function<float*(int)>& dest, float* dx) {
+void backward_inside(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int s, int e,
+                     const float* S, const float* w, float alpha, int rows, const float* x,
+                     const std::function<float*(int)>& dest, float* dx) {
     if (e - 1 == s && !dx) return;
     const Unit& top = m.units[size_t(e - 1)];
     const int nw = top.noise_width();
@@ -84,12 +85,14 @@ void boundary_reduce(const KernelTable& k, const Unit& u, const float* in, int r
 
 // The test hook: BP's forward, then the exact gradient at every boundary into each module's own backward, chained
 // from the loss down.
-Status exact_boundary_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, StepStats* stats) {
+Status exact_boundary_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c,
+                                StepStats* stats) {
     const KernelTable& k = *m.k;
     const int L = int(m.units.size());
     const std::vector<int> ends = module_unit_ends(m, c.modules);
     for (int e : ends)
-        OF_CHECK(!m.units[size_t(e - 1)].recurrent(), Config, "the exact boundary test hook needs boundaries at layers that are not recurrent");
+        OF_CHECK(!m.units[size_t(e - 1)].recurrent(), Config,
+                 "the exact boundary test hook needs boundaries at layers that are not recurrent");
     auto& ws = m.ws;
     if (m.has_quant) OF_TRY(ws.eff.reserve(size_t(m.n_params)));
     const float* theta = m.effective(m.params->data(), ws.eff);
@@ -112,11 +115,12 @@ Status exact_boundary_gradients(Model& m, const float* x, const Targets& y, int 
     for (int mod = int(ends.size()) - 1; mod >= 0; mod--) {
         const int s = mod == 0 ? 0 : ends[size_t(mod - 1)], e = ends[size_t(mod)];
         const Unit& top = m.units[size_t(e - 1)];
-        k.act_backward(D.data(), dA.data(), ws.v[size_t(e - 1)].data(), ws.a[size_t(e - 1)].data(), int64_t(B) * top.O, top.act, top.alpha);
+        k.act_backward(D.data(), dA.data(), ws.v[size_t(e - 1)].data(), ws.a[size_t(e - 1)].data(), int64_t(B) * top.O,
+                       top.act, top.alpha);
         const float* in = e - 1 == 0 ? x : ws.a[size_t(e - 2)].data();
         boundary_reduce(k, top, in, B, nullptr, D.data(), nullptr, 1.0f, dest(e - 1), ws.cols.data(), ws.wexp.data());
-        backward_inside(m, theta, t, mode, s, e, D.data(), nullptr, 1.0f, B, s == 0 ? x : ws.a[size_t(s - 1)].data(), dest,
-                        s == 0 ? nullptr : dA.data());
+        backward_inside(m, theta, t, mode, s, e, D.data(), nullptr, 1.0f, B, s == 0 ? x : ws.a[size_t(s - 1)].data(),
+                        dest, s == 0 ? nullptr : dA.data());
     }
     return {};
 }
@@ -142,7 +146,7 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
     const int L = int(m.units.size());
     const std::vector<int> ends = module_unit_ends(m, c.modules);
     const int M = int(ends.size());
-    const int e0 = ends[0];  // the first module is units [0, e0)
+    const int e0 = ends[0];                    // the first module is units [0, e0)
     const Unit& u0 = m.units[size_t(e0 - 1)];  // its boundary
     const int nw0 = u0.noise_width();
     const uint64_t seed = c.has_seed ? c.seed : m.seed;
@@ -177,7 +181,8 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
             for (size_t i = 0; i < st.ch.size(); i++) st.ch[i] = c.sigma_channels[pi][i % c.sigma_channels[pi].size()];
         st.sig.resize(size_t(u.noise_width()));
         for (size_t i = 0; i < st.sig.size(); i++) st.sig[i] = st.ch[i % st.ch.size()];
-        if (u.kind != UnitKind::Dense && !u.recurrent()) st.bias.resize(size_t(u.O)), unit_bias_row(u, theta, st.bias.data());
+        if (u.kind != UnitKind::Dense && !u.recurrent())
+            st.bias.resize(size_t(u.O)), unit_bias_row(u, theta, st.bias.data());
     }
     auto bias_of = [&](int l) -> const float* {
         const Unit& u = m.units[size_t(l)];
@@ -192,12 +197,16 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
         float* E = sc.e[size_t(l)].data();
         if (u.recurrent()) {  // noise on every gate at every step, inside the recurrence
             k.noise_fill(E, rows, u.noise_width(), noise(l, r0));
-            seq_forward(k, u, theta, in, rows, a, sc.aux[size_t(l)].data(), E, site[size_t(l)].ch.data(), sc.seq.data(), pre, rep);
+            seq_forward(k, u, theta, in, rows, a, sc.aux[size_t(l)].data(), E, site[size_t(l)].ch.data(), sc.seq.data(),
+                        pre, rep);
             unit_bias_act(k, u, theta, a, a, rows);
             return;
         }
-        if (!pre) boundary_linear(k, u, theta, in, rows, sc.v[size_t(l)].data(), sc.cols.data()), pre = sc.v[size_t(l)].data();
-        k.noisy_bias_act_forward(a, E, pre, bias_of(l), site[size_t(l)].sig.data(), rows, u.O, rep, u.act, u.alpha, noise(l, r0));
+        if (!pre)
+            boundary_linear(k, u, theta, in, rows, sc.v[size_t(l)].data(), sc.cols.data()),
+                pre = sc.v[size_t(l)].data();
+        k.noisy_bias_act_forward(a, E, pre, bias_of(l), site[size_t(l)].sig.data(), rows, u.O, rep, u.act, u.alpha,
+                                 noise(l, r0));
     };
 
     // batchNorm: the clean batch's statistics (a clean forward up to the last one), held by every pass after
@@ -247,7 +256,8 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
     const int first_partial = u0.recurrent() ? e0 - 1 : e0;
     int64_t partial_size = 0;
     std::vector<int64_t> partial_off(size_t(L), 0);
-    for (int l = first_partial; l < L; l++) partial_off[size_t(l)] = partial_size, partial_size += param_size(m.units[size_t(l)]);
+    for (int l = first_partial; l < L; l++)
+        partial_off[size_t(l)] = partial_size, partial_size += param_size(m.units[size_t(l)]);
     OF_TRY(ws.partials.reserve(size_t(T) * size_t(std::max<int64_t>(partial_size, 1))));
     float* partials = ws.partials.data();
     std::vector<double> loss_sum(size_t(T), 0.0);
@@ -266,7 +276,8 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
         if (st.ok() && u0.recurrent()) st = sc.aux[size_t(e0 - 1)].reserve(size_t(rows) * size_t(seq_aux_width(u0)));
         sc.e.resize(size_t(L));
         for (int mod = 0; mod < M && st.ok(); mod++)
-            st = sc.e[size_t(ends[size_t(mod)] - 1)].reserve(size_t(rows) * m.units[size_t(ends[size_t(mod)] - 1)].noise_width());
+            st = sc.e[size_t(ends[size_t(mod)] - 1)].reserve(size_t(rows) *
+                                                             m.units[size_t(ends[size_t(mod)] - 1)].noise_width());
         if (st.ok()) st = sc.loss.reserve(size_t(rows));
         if (st.ok()) st = sc.w.reserve(size_t(rows));
         if (st.ok()) st = sc.running.reserve(size_t(s));  // the running baseline per sample
@@ -289,7 +300,8 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
         }
         loss_sum[size_t(t)] = block_losses(m, y, out, b0, s, K, r0, hook_loss, sc.loss.data(), &correct[size_t(t)]);
         float* running = sc.running.data();  // the running baseline per sample (independent of this step's noise)
-        if (c.baseline == Baseline::Running) std::fill(running, running + s, m.has_running ? float(m.running_loss) : 0.0f);
+        if (c.baseline == Baseline::Running)
+            std::fill(running, running + s, m.has_running ? float(m.running_loss) : 0.0f);
         float* w = sc.w.data();
         k.lr_row_weights(w, sc.loss.data(), running, s, K, c.baseline, c.antithetic, inv_r);
 
@@ -306,12 +318,13 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
             if (mod == 0) {
                 k.lr_copy_sum(cur.g.data() + int64_t(b0) * nw0, w, e, s, K, nw0);
                 if (u.recurrent())  // U and b see each copy's states
-                    boundary_reduce(k, u, nullptr, rows, sc.aux[size_t(me - 1)].data(), e, w, bs.alpha, dest(me - 1), sc.cols.data(),
-                                    sc.wexp.data(), false);
+                    boundary_reduce(k, u, nullptr, rows, sc.aux[size_t(me - 1)].data(), e, w, bs.alpha, dest(me - 1),
+                                    sc.cols.data(), sc.wexp.data(), false);
                 continue;
             }
             const float* in = sc.a[size_t(me - 2)].data();
-            boundary_reduce(k, u, in, rows, sc.aux[size_t(me - 1)].data(), e, w, bs.alpha, dest(me - 1), sc.cols.data(), sc.wexp.data());
+            boundary_reduce(k, u, in, rows, sc.aux[size_t(me - 1)].data(), e, w, bs.alpha, dest(me - 1), sc.cols.data(),
+                            sc.wexp.data());
             backward_inside(m, theta, bt, bm, ms, me, e, w, bs.alpha, rows, sc.a[size_t(ms - 1)].data(), dest, nullptr);
         }
     };
@@ -338,19 +351,24 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
         } else {
             boundary_reduce(k, u0, in, f.B, nullptr, f.g.data(), nullptr, alpha, g, sc.cols.data(), sc.wexp.data());
         }
-        backward_inside(m, theta, t, fm, 0, e0, f.g.data(), nullptr, alpha, f.B, x0,
-                        [&](int l) { return m.grads.data() + m.units[size_t(l)].w_off; }, nullptr);
+        backward_inside(
+            m, theta, t, fm, 0, e0, f.g.data(), nullptr, alpha, f.B, x0,
+            [&](int l) { return m.grads.data() + m.units[size_t(l)].w_off; }, nullptr);
     };
 
     const int64_t cycles = int64_t(R) * m.max_width() * 8;
-    OF_TRY(run_loss_hook(m, hook, y, R, K, T, status, cycles, [&](int t) { block(t, true); }, &hook_loss));
+    OF_TRY(run_loss_hook(
+        m, hook, y, R, K, T, status, cycles, [&](int t) { block(t, true); }, &hook_loss));
     // Pipelined: task 0 reduces the previous step's first module (its weights have not moved since its forward,
     // and this step's forward does not read its gradient) while the other tasks run this step's blocks.
     const bool overlap = pipelined && prev.pending && prev.end == e0;
-    ThreadPool::instance().parallel_for(T + (overlap ? 1 : 0), [&](int t) {
-        if (overlap && t == 0) first_backward(prev);
-        else block(overlap ? t - 1 : t, false);
-    }, cycles);
+    ThreadPool::instance().parallel_for(
+        T + (overlap ? 1 : 0),
+        [&](int t) {
+            if (overlap && t == 0) first_backward(prev);
+            else block(overlap ? t - 1 : t, false);
+        },
+        cycles);
     // cancelled: the pipeline keeps its state (the previous step stays pending) and nothing is summed
     OF_CHECK(!ThreadPool::cancelled(), Abort, "training was cancelled");
     for (const Status& st : status) OF_TRY(st);

@@ -29,7 +29,8 @@ int64_t seq_aux_width(const Unit& u);
 // xw (optional): the input projections X W^T already computed, (rows / rep, T G H), row r using row r / rep (the
 // shared clean input of ULR's copies); `in` is then not read.
 void seq_forward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
-                 float* aux, const float* E, const float* sigma, float* scratch, const float* xw = nullptr, int rep = 1);
+                 float* aux, const float* E, const float* sigma, float* scratch, const float* xw = nullptr,
+                 int rep = 1);
 // LR / BP reduction from per-step pre-activation gradients S (rows, T G H), row weights w (rows, or nullptr)
 // and scale alpha: dW then dU then db at dW (overwritten). wexp: rows T floats.
 // with_w false: dW's W part is left alone (its gradient is reduced elsewhere) and `in` is not read.

@@ -63,8 +63,8 @@ Status apply_update(Model& m, const OptimizerConfig& o, int B) {
 }
 
 Status nonfinite_loss(const Model& m) {
-    return {StatusCode::Numeric, "non-finite loss at step " + std::to_string(m.step) + " (seed " + std::to_string(m.seed) +
-                                     "); lower the learning rate or sigma"};
+    return {StatusCode::Numeric, "non-finite loss at step " + std::to_string(m.step) + " (seed " +
+                                     std::to_string(m.seed) + "); lower the learning rate or sigma"};
 }
 
 Status check_grad_norm(const Model& m, double norm, double max_grad_norm) {
@@ -80,7 +80,8 @@ EstimatorConfig training_estimator(Model& m, const EstimatorConfig& e) {
     const size_t L = size_t(m.param_units());  // the learned sigma replaces the configured one (initialized from it)
     if (m.log_sigma.size() != L) {
         m.log_sigma.resize(L);
-        for (size_t l = 0; l < L; l++) m.log_sigma[l] = std::log(double(e.ulr.sigma.size() == 1 ? e.ulr.sigma[0] : e.ulr.sigma[l]));
+        for (size_t l = 0; l < L; l++)
+            m.log_sigma[l] = std::log(double(e.ulr.sigma.size() == 1 ? e.ulr.sigma[0] : e.ulr.sigma[l]));
     }
     est.ulr.sigma.resize(L);
     for (size_t l = 0; l < L; l++) est.ulr.sigma[l] = float(std::exp(m.log_sigma[l]));
@@ -93,8 +94,8 @@ void learn_sigma_step(Model& m, const EstimatorConfig& e, const StepStats& stats
         m.log_sigma[l] -= double(e.ulr.sigma_lr) * stats.sigma_grad[l];
 }
 
-Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
-                  const OptimizerConfig& o, StepStats* stats, const LossHook* hook, double max_grad_norm) {
+Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, const OptimizerConfig& o,
+                  StepStats* stats, const LossHook* hook, double max_grad_norm) {
     const EstimatorConfig est = training_estimator(m, e);
     // A cancel inside the estimate (ThreadPool::CancelScope) leaves it incomplete: the step is dropped whole,
     // with the state the estimate moves (running baseline, layer variances) put back, before any check or update.
@@ -152,16 +153,17 @@ Status placed_train_step(Model& m, const float* x, const Targets& y, int B, cons
     return on_device(dt, m, &o, [&] { return dt->train_step(m, x, y, B, e, o, stats, 0.0); });
 }
 
-Status placed_seed_replay_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, int p0, int p1,
-                                 float* plus, float* minus) {
+Status placed_seed_replay_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, int p0,
+                                 int p1, float* plus, float* minus) {
     DeviceTrainer* dt = placement(m, e, nullptr);
-    if (dt) return on_device(dt, m, nullptr, [&] { return dt->seed_replay_losses(m, x, y, B, e, p0, p1, plus, minus); });
+    if (dt)
+        return on_device(dt, m, nullptr, [&] { return dt->seed_replay_losses(m, x, y, B, e, p0, p1, plus, minus); });
     const int64_t clean = m.frozen > 0 && m.dense_only ? trainable_offset(m) : 0;  // as the single-process step
     return weight_perturbation_losses(m, x, y, B, e, m.step, p0, p1, plus, minus, clean);
 }
 
-Status placed_seed_replay_update(Model& m, const EstimatorConfig& e, const OptimizerConfig& o, const float* plus, const float* minus,
-                                 int rows) {
+Status placed_seed_replay_update(Model& m, const EstimatorConfig& e, const OptimizerConfig& o, const float* plus,
+                                 const float* minus, int rows) {
     DeviceTrainer* dt = placement(m, e, nullptr);
     if (dt) return on_device(dt, m, &o, [&] { return dt->seed_replay_update(m, e, o, plus, minus, rows); });
     OF_TRY(weight_perturbation_replay(m, e, m.step, plus, minus));
@@ -175,8 +177,8 @@ void shuffle(std::vector<int64_t>& perm, uint64_t seed, uint32_t epoch) {
     int64_t n = int64_t(perm.size());
     for (int64_t i = 0; i < n; i++) perm[size_t(i)] = i;
     for (int64_t i = n - 1; i > 0; i--) {
-        U32x4 r = philox4x32_10(uint32_t(i), uint32_t(i >> 32), philox_stream(kStreamShuffle, 0), epoch,
-                                uint32_t(seed), uint32_t(seed >> 32));
+        U32x4 r = philox4x32_10(uint32_t(i), uint32_t(i >> 32), philox_stream(kStreamShuffle, 0), epoch, uint32_t(seed),
+                                uint32_t(seed >> 32));
         uint64_t j = ((uint64_t(r.v[0]) << 32 | r.v[1]) % uint64_t(i + 1));  // 64-bit draw: bias < 2^-30
         std::swap(perm[size_t(i)], perm[size_t(j)]);
     }
@@ -191,7 +193,8 @@ namespace {
 void bp_floats(const Model& m, double B, StepMemory* r) {
     for (const Unit& u : m.units) {
         r->activations += 2.0 * B * u.O;
-        if (u.skip_from >= 0) r->workspace += 2.0 * B * u.O + B * m.units[size_t(u.skip_from)].I;  // inner, sum, pending
+        if (u.skip_from >= 0)
+            r->workspace += 2.0 * B * u.O + B * m.units[size_t(u.skip_from)].I;  // inner, sum, pending
         if (u.recurrent()) r->activations += B * double(seq_aux_width(u));
     }
     r->workspace += B * (2.0 * m.max_width() + 1.0 + double(std::max<int64_t>(m.patch_width(), 1)));
@@ -208,7 +211,8 @@ void forward_floats(const Model& m, double B, StepMemory* r) {
 
 // Floats BP's tape (estimators/bp.h) holds per row: the records of units [s, e) (pre-activation and output; a
 // recurrent unit's aux; a residual end's inner and sum, and the skip gradient at its block's start), and with
-// `scratch` the backward's: two gradient buffers, conv patches, recurrent state, pre-activation gradients, step weights.
+// `scratch` the backward's: two gradient buffers, conv patches, recurrent state, pre-activation gradients, step
+// weights.
 double tape_floats(const Model& m, int s, int e, bool scratch) {
     double f = 0.0;
     for (int l = s; l < e; l++) {
@@ -233,7 +237,9 @@ void module_floats(const Model& m, const UlrConfig& c, double B, int S, double b
     const int e0 = ends[0];
     const Unit& u0 = m.units[size_t(e0 - 1)];
     const double sets = c.pipeline ? 2.0 : 1.0, rows = double(S) * c.copies;
-    r->activations += sets * (B * (tape_floats(m, 0, e0, false) + 2.0 * u0.noise_width() + (c.pipeline ? m.inputs : 0)) + double(u0.n_par));
+    r->activations +=
+        sets *
+        (B * (tape_floats(m, 0, e0, false) + 2.0 * u0.noise_width() + (c.pipeline ? m.inputs : 0)) + double(u0.n_par));
     r->workspace += sets * B * (tape_floats(m, 0, 0, true) + double(m.max_positions()));
     double block = tape_floats(m, e0, L, true) + u0.O + double(u0.recurrent() ? seq_aux_width(u0) : 0) + 2.0 +
                    double(m.max_positions());
@@ -271,7 +277,8 @@ Status step_memory(const Model& m, const EstimatorConfig& e, int B, StepMemory* 
         const double busy = std::min(threads, blocks);  // threads that hold a block's scratch
         gemm_rows = std::max(b, double(S) * c.copies);
         module_floats(m, c, b, S, blocks, busy, &r);
-        for (int l = 0; l < m.frozen_end(); l++) r.activations += 2.0 * b * m.units[size_t(l)].O;  // the clean frozen prefix
+        for (int l = 0; l < m.frozen_end(); l++)
+            r.activations += 2.0 * b * m.units[size_t(l)].O;  // the clean frozen prefix
     }
     // every Buffer rounds up to 64 bytes (16 floats): the step's own, and each thread's block scratch
     r.workspace += 16.0 * (8.0 * L + 32.0) + threads * 16.0 * (6.0 * L + 16.0);
@@ -283,7 +290,8 @@ Status step_memory(const Model& m, const EstimatorConfig& e, int B, StepMemory* 
     }
     r.workspace += threads * cpu::gemm_scratch_floats(gemm_rows * double(m.max_positions()), W);
     const double f = sizeof(float);
-    *out = StepMemory{r.parameters * f, r.gradients * f, r.optimizer * f, r.activations * f, r.partials * f, r.workspace * f};
+    *out = StepMemory{r.parameters * f,  r.gradients * f, r.optimizer * f,
+                      r.activations * f, r.partials * f,  r.workspace * f};
     return {};
 }
 
@@ -386,7 +394,8 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
                 int64_t src = perm[size_t(r0 + b)];
                 std::copy(train.x + src * I, train.x + (src + 1) * I, xb.data() + int64_t(b) * I);
                 if (train.y.labels)
-                    std::copy(train.y.labels + src * m.groups, train.y.labels + (src + 1) * m.groups, yl.data() + int64_t(b) * m.groups);
+                    std::copy(train.y.labels + src * m.groups, train.y.labels + (src + 1) * m.groups,
+                              yl.data() + int64_t(b) * m.groups);
                 else std::copy(train.y.values + src * C, train.y.values + (src + 1) * C, yv.data() + int64_t(b) * C);
             }
             Targets t{train.y.labels ? yl.data() : nullptr, train.y.values ? yv.data() : nullptr};
@@ -410,7 +419,8 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
                 rows_seen += st.rows;
                 flushed_samples += B;
                 if (hooks.batch)
-                    hooks.batch(BatchEvent{ep + 1, s + 1, steps, st.loss, st.rows ? double(st.correct) / double(st.rows) : 0.0,
+                    hooks.batch(BatchEvent{ep + 1, s + 1, steps, st.loss,
+                                           st.rows ? double(st.correct) / double(st.rows) : 0.0,
                                            current_lr(m, cfg.optimizer)});
             }
             m.epoch_step = uint32_t(s + 1);
@@ -421,9 +431,16 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
             if (report) {
                 t_report = clock::now();
                 const int64_t left = (steps - s - 1) + int64_t(last - ep - 1) * steps;
-                ProgressEvent p{ep + 1, last, s + 1, steps, loss_sum / double(flushed_samples),
-                                double(correct) / double(rows_seen), double(samples) / since(t_epoch), since(t_fit),
-                                since(t_fit) / double(steps_done) * double(left), current_lr(m, cfg.optimizer)};
+                ProgressEvent p{ep + 1,
+                                last,
+                                s + 1,
+                                steps,
+                                loss_sum / double(flushed_samples),
+                                double(correct) / double(rows_seen),
+                                double(samples) / since(t_epoch),
+                                since(t_fit),
+                                since(t_fit) / double(steps_done) * double(left),
+                                current_lr(m, cfg.optimizer)};
                 hooks.progress(p);
             }
         }

@@ -45,8 +45,8 @@ void unit_bias_act(const KernelTable& k, const Unit& u, const float* theta, floa
 // Backward from dv (rows, O), the gradient at the pre-activation: the unit's weight gradient into dW and its bias
 // gradient right after it (overwritten) when dW != nullptr, and din (rows, I) when non-null. in: the unit's
 // input rows.
-void unit_backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows,
-                   const float* dv, float* dW, float* din, float* cols, const SeqCtx* sq = nullptr);
+void unit_backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* dv,
+                   float* dW, float* din, float* cols, const SeqCtx* sq = nullptr);
 // The end of a residual block: a (rows, O) += src row r / rep (the block's input), then a = post_act(a).
 void residual_add(const KernelTable& k, const Unit& u, float* a, const float* src, int rows, int rep);
 // A concat unit: out (rows, O) per position = [src row r / rep (g.C values), f (g.Co values)]; and its backward,
@@ -56,8 +56,8 @@ void concat_backward(const Unit& u, const float* dout, float* df, float* dsrc, i
 // Dropout in training: out (rows, O) = in * keep / (1 - rate), keep drawn per (sample, value) from Philox (seed,
 // step, unit) -- the same for every copy of a sample: row r is sample sample0 + r / rep. Its backward is the same
 // map applied to the gradient. (In inference a dropout unit is the identity.)
-void dropout_apply(const Unit& u, float* out, const float* in, int rows, int rep, int sample0, uint64_t seed, uint32_t step,
-                   uint32_t unit);
+void dropout_apply(const Unit& u, float* out, const float* in, int rows, int rep, int sample0, uint64_t seed,
+                   uint32_t step, uint32_t unit);
 // batchNorm in training: this batch's mean and (biased) variance per channel over rows and positions, into
 // u.batch; the running statistics move by momentum 0.1 towards them (unbiased variance).
 void batch_norm_stats(const Unit& u, const float* in, int rows);

@@ -14,7 +14,8 @@ Status build_begin(const LayerSpec&, ModelBuilder& b) {  // residualBegin and co
     OF_CHECK(b.block_start < 0, Config, b.where + ": residual blocks do not nest yet");
     OF_CHECK(!b.m.units.empty(), Config, b.where + ": a residual block cannot be the first layer");
     b.block_start = int(b.m.units.size()), b.block_width = b.width;
-    b.block_h = b.H, b.block_w = b.W, b.block_c = b.C, b.block_t = b.T, b.block_f = b.F, b.block_spatial = b.spatial, b.block_seq = b.seq;
+    b.block_h = b.H, b.block_w = b.W, b.block_c = b.C, b.block_t = b.T, b.block_f = b.F, b.block_spatial = b.spatial,
+    b.block_seq = b.seq;
     return {};
 }
 
@@ -40,8 +41,8 @@ Status build_concat_end(const LayerSpec&, ModelBuilder& b) {
     Model& m = b.m;
     OF_CHECK(b.block_start >= 0, Config, b.where + ": concat end without a beginning");
     OF_CHECK(int(m.units.size()) > b.block_start, Config, b.where + ": an empty concat block");
-    OF_CHECK(b.spatial == b.block_spatial && b.seq == b.block_seq && (!b.spatial || (b.H == b.block_h && b.W == b.block_w)) &&
-                 (!b.seq || b.T == b.block_t),
+    OF_CHECK(b.spatial == b.block_spatial && b.seq == b.block_seq &&
+                 (!b.spatial || (b.H == b.block_h && b.W == b.block_w)) && (!b.seq || b.T == b.block_t),
              Shape, b.where + ": a concat block's output must keep its input's positions (image size, steps)");
     Unit u{b.width, 0, -1, -1};
     u.kind = UnitKind::Concat;
@@ -104,6 +105,7 @@ void concat_train(const Unit& u, const float*, const float* in, int rows, float*
 }
 }  // namespace
 
-extern const UnitOps concat_unit{UnitFamily::Plain, nullptr, nullptr, nullptr, pass, pass_back, nullptr, nullptr, concat_train};
+extern const UnitOps concat_unit{UnitFamily::Plain, nullptr, nullptr, nullptr,     pass,
+                                 pass_back,         nullptr, nullptr, concat_train};
 
 }  // namespace of

@@ -37,8 +37,10 @@ void init_uniform(const Unit& u, float* theta, float bound, uint64_t seed, uint3
     float* w = theta + u.w_off;
     const int64_t n = (u.b_off < 0 ? u.w_off + u.n_par : u.b_off) - u.w_off;
     for (int64_t g = 0; g < (n + 3) / 4; g++) {
-        U32x4 r = philox4x32_10(uint32_t(g), uint32_t(g >> 32), philox_stream(kStreamInit, unit), 0, uint32_t(seed), uint32_t(seed >> 32));
-        for (int j = 0; j < 4 && 4 * g + j < n; j++) w[4 * g + j] = (2.0f * (float(r.v[j] >> 8) * (1.0f / 16777216.0f)) - 1.0f) * bound;
+        U32x4 r = philox4x32_10(uint32_t(g), uint32_t(g >> 32), philox_stream(kStreamInit, unit), 0, uint32_t(seed),
+                                uint32_t(seed >> 32));
+        for (int j = 0; j < 4 && 4 * g + j < n; j++)
+            w[4 * g + j] = (2.0f * (float(r.v[j] >> 8) * (1.0f / 16777216.0f)) - 1.0f) * bound;
     }
 }
 
@@ -63,7 +65,8 @@ void read_activation(const LayerReader& r, LayerSpec& l) {
         if (name == act_name(Act(a))) l.act = Act(a);
     if (int(l.act) < 0) r.fail("unknown activation '" + name + "'");
     l.alpha = l.act == Act::Quantize ? float(r.number_or("levels", 4.0)) : float(r.number_or("alpha", 0.01));
-    if (l.act == Act::Quantize && !(l.alpha >= 2.0f && l.alpha <= 65536.0f)) r.fail("quantize levels must be in [2, 65536]");
+    if (l.act == Act::Quantize && !(l.alpha >= 2.0f && l.alpha <= 65536.0f))
+        r.fail("quantize levels must be in [2, 65536]");
 }
 
 Status build_activation(const LayerSpec& l, ModelBuilder& b) {
@@ -71,7 +74,8 @@ Status build_activation(const LayerSpec& l, ModelBuilder& b) {
         b.m.units.back().post_act = l.act, b.m.units.back().post_alpha = l.alpha;
         return {};
     }
-    OF_CHECK(!b.m.units.empty(), Config, "the first layer must be dense, conv2d or a pooling layer (an activation needs a layer before it)");
+    OF_CHECK(!b.m.units.empty(), Config,
+             "the first layer must be dense, conv2d or a pooling layer (an activation needs a layer before it)");
     Unit& u = b.m.units.back();
     OF_CHECK(u.act == Act::Identity, Config, b.where + ": two activations in a row are not supported");
     u.act = l.act;

@@ -19,11 +19,15 @@ void read(const LayerReader& r, LayerSpec& l) {
 Status build(const LayerSpec& l, ModelBuilder& b) {
     Model& m = b.m;
     OF_CHECK(!b.spatial, Config, b.where + ": dense needs a flat input; add flatten() after the spatial layers");
-    OF_CHECK(!b.seq, Config, b.where + ": dense needs a flat input; add flatten(), timeMean() or a recurrent layer with returnSequences: false");
+    OF_CHECK(
+        !b.seq, Config,
+        b.where +
+            ": dense needs a flat input; add flatten(), timeMean() or a recurrent layer with returnSequences: false");
     OF_TRY(check_positive(l.units, "dense units"));
     uint64_t wn = 0;
     OF_TRY(checked_mul(uint64_t(b.width), uint64_t(l.units), &wn, "dense weight"));
-    OF_CHECK(l.trainable || int(m.units.size()) == m.frozen, Config, b.where + ": only a leading run of dense layers can be frozen");
+    OF_CHECK(l.trainable || int(m.units.size()) == m.frozen, Config,
+             b.where + ": only a leading run of dense layers can be frozen");
     if (!l.trainable) m.frozen++;
     Unit u{b.width, l.units, -1, -1};
     u.quant = l.quant;
@@ -48,8 +52,8 @@ void forward(const KernelTable& k, const Unit& u, const float* theta, const floa
 }
 
 // dW = dv^T in, db = colsum(dv), din = dv W
-void backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* dv, float* dW,
-              float* din, float*, const SeqCtx*) {
+void backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* dv,
+              float* dW, float* din, float*, const SeqCtx*) {
     if (dW) {
         k.gemm_tn(dW, dv, in, nullptr, u.O, u.I, rows, 1.0f, 0.0f);
         if (u.b_off >= 0) k.col_sum(dW + int64_t(u.O) * u.I, dv, rows, u.O);
@@ -58,8 +62,8 @@ void backward(const KernelTable& k, const Unit& u, const float* theta, const flo
 }
 
 // dW = alpha (diag(w) S)^T in, db = alpha colsum(diag(w) S)
-void lr_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, const float* S, const float* w, float alpha,
-               float* dW, float* db, float*, float* wexp) {
+void lr_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, const float* S, const float* w,
+               float alpha, float* dW, float* db, float*, float* wexp) {
     k.gemm_tn(dW, S, in, w, u.O, u.I, rows, alpha, 0.0f);
     if (u.b_off < 0) return;
     if (!w && alpha == 1.0f) return k.col_sum(db, S, rows, u.O);

@@ -18,12 +18,13 @@ Status build(const LayerSpec& l, ModelBuilder& b, bool global) {
 Status build_window(const LayerSpec& l, ModelBuilder& b) { return build(l, b, false); }
 Status build_global(const LayerSpec& l, ModelBuilder& b) { return build(l, b, true); }
 
-void forward(const KernelTable& k, const Unit& u, const float*, const float* in, int rows, float* out, float*, const SeqCtx*) {
+void forward(const KernelTable& k, const Unit& u, const float*, const float* in, int rows, float* out, float*,
+             const SeqCtx*) {
     k.pool_forward(out, in, rows, u.g, pool_kind(u));
 }
 
-void backward(const KernelTable& k, const Unit& u, const float*, const float* in, int rows, const float* dv, float*, float* din,
-              float*, const SeqCtx*) {
+void backward(const KernelTable& k, const Unit& u, const float*, const float* in, int rows, const float* dv, float*,
+              float* din, float*, const SeqCtx*) {
     if (din) k.pool_backward(din, dv, in, rows, u.g, pool_kind(u));
 }
 

@@ -42,9 +42,9 @@ void seq_forward(const KernelTable& k, const Unit& u, const float* theta, const 
     const int T = u.q.T, F = u.q.F, H = u.q.H, GH = u.q.G * H, A = step_width(u);
     const int64_t ras = int64_t(T) * A;  // aux row stride
     const Params p = params_of(u, theta);
-    float* P = scratch;                          // rows x GH
-    float* h = P + int64_t(rows) * GH;           // rows x H: h (or the lif membrane)
-    float* c = h + int64_t(rows) * H;            // rows x H: lstm cell, lif spikes
+    float* P = scratch;                 // rows x GH
+    float* h = P + int64_t(rows) * GH;  // rows x H: h (or the lif membrane)
+    float* c = h + int64_t(rows) * H;   // rows x H: lstm cell, lif spikes
     std::fill(h, h + int64_t(rows) * H, 0.0f);
     std::fill(c, c + int64_t(rows) * H, 0.0f);
     auto noise = [&](int r, int t, int j) { return E ? sigma[j] * E[(int64_t(r) * T + t) * GH + j] : 0.0f; };
@@ -76,15 +76,16 @@ void seq_forward(const KernelTable& k, const Unit& u, const float* theta, const 
                 case UnitKind::Gru:
                     for (int j = 0; j < H; j++) {
                         ax[j] = hr[j];
-                        ax[H + j] = sigm(pr[j]);              // z
-                        ax[2 * H + j] = sigm(pr[H + j]);      // r
+                        ax[H + j] = sigm(pr[j]);                // z
+                        ax[2 * H + j] = sigm(pr[H + j]);        // r
                         ax[4 * H + j] = ax[2 * H + j] * hr[j];  // r * h_prev
                     }
                     break;
                 case UnitKind::Lstm:
                     for (int j = 0; j < H; j++) {
                         ax[j] = hr[j], ax[H + j] = cr[j];
-                        const float i = sigm(pr[j]), f = sigm(pr[H + j]), g = std::tanh(pr[2 * H + j]), o = sigm(pr[3 * H + j]);
+                        const float i = sigm(pr[j]), f = sigm(pr[H + j]), g = std::tanh(pr[2 * H + j]),
+                                    o = sigm(pr[3 * H + j]);
                         cr[j] = f * cr[j] + i * g;
                         const float tc = std::tanh(cr[j]);
                         ax[2 * H + j] = i, ax[3 * H + j] = f, ax[4 * H + j] = g, ax[5 * H + j] = o, ax[6 * H + j] = tc;
@@ -103,8 +104,8 @@ void seq_forward(const KernelTable& k, const Unit& u, const float* theta, const 
             }
         }
         if (u.kind == UnitKind::Gru) {  // the candidate: n = tanh(W_n x + U_n (r * h_prev) + b_n + sigma E_n)
-            k.gemm(P + 2 * H, GH, 1, aux + int64_t(t) * A + 4 * H, ras, 1, p.U + int64_t(2) * H * H, 1, H, nullptr, rows, H, H,
-                   1.0f, 1.0f);
+            k.gemm(P + 2 * H, GH, 1, aux + int64_t(t) * A + 4 * H, ras, 1, p.U + int64_t(2) * H * H, 1, H, nullptr,
+                   rows, H, H, 1.0f, 1.0f);
             for (int r = 0; r < rows; r++) {
                 float* pr = P + int64_t(r) * GH;
                 float* hr = h + int64_t(r) * H;
@@ -137,8 +138,9 @@ void seq_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, 
     float* dU = dW + int64_t(GH) * F;
     if (u.q.has_u) {
         if (u.kind == UnitKind::Gru) {
-            k.gemm(dU, H, 1, S, 1, GH, aux, A, 1, wexp, 2 * H, H, n, alpha, 0.0f);                       // z, r: h_prev
-            k.gemm(dU + int64_t(2) * H * H, H, 1, S + 2 * H, 1, GH, aux + 4 * H, A, 1, wexp, H, H, n, alpha, 0.0f);  // n: r h_prev
+            k.gemm(dU, H, 1, S, 1, GH, aux, A, 1, wexp, 2 * H, H, n, alpha, 0.0f);  // z, r: h_prev
+            k.gemm(dU + int64_t(2) * H * H, H, 1, S + 2 * H, 1, GH, aux + 4 * H, A, 1, wexp, H, H, n, alpha,
+                   0.0f);  // n: r h_prev
         } else {
             k.gemm(dU, H, 1, S, 1, GH, aux, A, 1, wexp, GH, H, n, alpha, 0.0f);
         }
@@ -188,8 +190,8 @@ void seq_backward(const KernelTable& k, const Unit& u, const float* theta, const
                     break;
                 case UnitKind::Lstm:
                     for (int j = 0; j < H; j++) {
-                        const float cp = ax[H + j], i = ax[2 * H + j], f = ax[3 * H + j], gg = ax[4 * H + j], o = ax[5 * H + j],
-                                    tc = ax[6 * H + j];
+                        const float cp = ax[H + j], i = ax[2 * H + j], f = ax[3 * H + j], gg = ax[4 * H + j],
+                                    o = ax[5 * H + j], tc = ax[6 * H + j];
                         const float dct = cc[j] + d[j] * o * (1.0f - tc * tc);
                         g[j] = dct * gg * i * (1.0f - i);
                         g[H + j] = dct * cp * f * (1.0f - f);
@@ -245,7 +247,9 @@ void read(const LayerReader& r, LayerSpec& l) {
 
 // (rows, T F) -> (rows, T H) with returnSequences, else (rows, H); parameters W (G H, F), U (G H, H) (not lif), b (G H)
 Status build(const LayerSpec& l, ModelBuilder& b) {
-    OF_CHECK(b.seq, Config, b.where + ": this layer needs a sequence input (inputShape [steps, features] on the first layer, or repeat())");
+    OF_CHECK(
+        b.seq, Config,
+        b.where + ": this layer needs a sequence input (inputShape [steps, features] on the first layer, or repeat())");
     Unit u{b.width, 0, -1, -1};
     SeqGeom& q = u.q;
     q.T = b.T, q.F = b.F;
@@ -269,9 +273,11 @@ Status build(const LayerSpec& l, ModelBuilder& b) {
     return {};
 }
 
-// W and U uniform in +-1/sqrt(H) (PyTorch's rule), lif's W Glorot-uniform; b zero, but an lstm's forget gate starts at 1
+// W and U uniform in +-1/sqrt(H) (PyTorch's rule), lif's W Glorot-uniform; b zero, but an lstm's forget gate starts at
+// 1
 void init(const Unit& u, float* theta, uint64_t seed, uint32_t unit) {
-    const float bound = u.kind == UnitKind::Lif ? std::sqrt(6.0f / float(u.q.F + u.q.H)) : 1.0f / std::sqrt(float(u.q.H));
+    const float bound =
+        u.kind == UnitKind::Lif ? std::sqrt(6.0f / float(u.q.F + u.q.H)) : 1.0f / std::sqrt(float(u.q.H));
     init_uniform(u, theta, bound, seed, unit);
     if (u.kind == UnitKind::Lstm) std::fill(theta + u.b_off + u.q.H, theta + u.b_off + 2 * u.q.H, 1.0f);
 }
@@ -288,8 +294,8 @@ void forward(const KernelTable& k, const Unit& u, const float* theta, const floa
     seq_forward(k, u, theta, in, rows, out, sq->aux, nullptr, nullptr, sq->scratch);
 }
 
-void backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* dv, float* dW,
-              float* din, float*, const SeqCtx* sq) {
+void backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* dv,
+              float* dW, float* din, float*, const SeqCtx* sq) {
     seq_backward(k, u, theta, in, rows, sq->aux, dv, dW, din, sq->dP, sq->scratch, sq->wexp);
 }
 

@@ -7,8 +7,8 @@
 
 namespace of {
 
-extern const UnitOps dense_unit, conv2d_unit, pool_unit, rnn_unit, gru_unit, lstm_unit, lif_unit, repeat_unit, time_mean_unit, graph_conv_unit,
-    concat_unit, dropout_unit, layer_norm_unit, batch_norm_unit, group_norm_unit;
+extern const UnitOps dense_unit, conv2d_unit, pool_unit, rnn_unit, gru_unit, lstm_unit, lif_unit, repeat_unit,
+    time_mean_unit, graph_conv_unit, concat_unit, dropout_unit, layer_norm_unit, batch_norm_unit, group_norm_unit;
 extern const LayerType dense_layer, activation_layer, flatten_layer, conv2d_layer, max_pool_layer, avg_pool_layer,
     global_avg_pool_layer, rnn_layer, gru_layer, lstm_layer, lif_layer, repeat_layer, time_mean_layer, graph_conv_layer,
     residual_begin_layer, concat_begin_layer, residual_end_layer, concat_end_layer, dropout_layer, layer_norm_layer,
@@ -38,10 +38,11 @@ const UnitOps& unit_ops(UnitKind kind) {
 
 const LayerType* find_layer_type(const std::string& name) {
     static const LayerType* const types[] = {
-        &dense_layer, &activation_layer, &flatten_layer, &conv2d_layer, &max_pool_layer, &avg_pool_layer,
-        &global_avg_pool_layer, &rnn_layer, &gru_layer, &lstm_layer, &lif_layer, &repeat_layer, &time_mean_layer,
-        &graph_conv_layer, &residual_begin_layer, &concat_begin_layer, &residual_end_layer, &concat_end_layer,
-        &dropout_layer, &layer_norm_layer, &batch_norm_layer, &group_norm_layer,
+        &dense_layer,        &activation_layer,      &flatten_layer,    &conv2d_layer,     &max_pool_layer,
+        &avg_pool_layer,     &global_avg_pool_layer, &rnn_layer,        &gru_layer,        &lstm_layer,
+        &lif_layer,          &repeat_layer,          &time_mean_layer,  &graph_conv_layer, &residual_begin_layer,
+        &concat_begin_layer, &residual_end_layer,    &concat_end_layer, &dropout_layer,    &layer_norm_layer,
+        &batch_norm_layer,   &group_norm_layer,
     };
     for (const LayerType* t : types)
         if (name == t->name) return t;
@@ -67,8 +68,8 @@ void unit_train_linear(const KernelTable& k, const Unit& u, const float* theta, 
     else o.forward(k, u, theta, in, rows, out, cols, sq);
 }
 
-void unit_backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows,
-                   const float* dv, float* dW, float* din, float* cols, const SeqCtx* sq) {
+void unit_backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* dv,
+                   float* dW, float* din, float* cols, const SeqCtx* sq) {
     unit_ops(u.kind).backward(k, u, theta, in, rows, dv, dW, din, cols, sq);
 }
 
