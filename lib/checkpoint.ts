@@ -31,11 +31,15 @@ type Header = {
   dtype: 'float32';
   model: { layers: Layer[]; loss: LossName; seed: number };
   state: {
-    step: number; epochsRun: number; epochStep: number; optimizer: { kind: string; t: number } | null; runningLoss?: number | null;
+    step: number;
+    epochsRun: number;
+    epochStep: number;
+    optimizer: { kind: string; t: number } | null;
+    runningLoss?: number | null;
     logSigma?: number[] | null;
     layerVar?: number[] | null;
-    frozen?: number;  // leading layers with parameters that are frozen (also in dense layers' trainable flags)
-    bnRunning?: number[] | null;  // batchNorm running statistics
+    frozen?: number; // leading layers with parameters that are frozen (also in dense layers' trainable flags)
+    bnRunning?: number[] | null; // batchNorm running statistics
   };
   tensors: TensorEntry[];
   dataBytes: number;
@@ -60,7 +64,9 @@ function badIndex(values: ArrayLike<number>, nonNegative: boolean): number {
 function checkFinite(file: string, name: string, values: ArrayLike<number>, nonNegative = false): void {
   const j = badIndex(values, nonNegative);
   if (j >= 0) {
-    throw new NumericError(`${file}: not saved: ${name} holds ${values[j]} at index ${j} (a checkpoint holds finite ${nonNegative ? 'non-negative ' : ''}values only; the file was left as it was)`);
+    throw new NumericError(
+      `${file}: not saved: ${name} holds ${values[j]} at index ${j} (a checkpoint holds finite ${nonNegative ? 'non-negative ' : ''}values only; the file was left as it was)`,
+    );
   }
 }
 
@@ -90,10 +96,11 @@ export async function save(model: Model, file: string): Promise<void> {
   };
   for (const p of params) add(p.name, p.shape, p.data);
   const n = params.reduce((a, p) => a + p.data.length, 0);
-  if (st.m && st.v) add('optimizer.m', [n], st.m), add('optimizer.v', [n], st.v);
+  if (st.m && st.v) (add('optimizer.m', [n], st.m), add('optimizer.v', [n], st.v));
   for (const p of params) checkFinite(file, p.name, p.data);
-  if (st.m && st.v) checkFinite(file, 'optimizer.m', st.m), checkFinite(file, 'optimizer.v', st.v, true);
-  if (st.runningLoss !== undefined && st.runningLoss !== null) checkFinite(file, 'the running loss baseline', [st.runningLoss]);
+  if (st.m && st.v) (checkFinite(file, 'optimizer.m', st.m), checkFinite(file, 'optimizer.v', st.v, true));
+  if (st.runningLoss !== undefined && st.runningLoss !== null)
+    checkFinite(file, 'the running loss baseline', [st.runningLoss]);
   if (st.logSigma) checkFinite(file, 'the learned sigma', st.logSigma);
   if (st.layerVar) checkFinite(file, 'the layer variances', st.layerVar, true);
   if (st.bnRunning) checkFinite(file, 'the batchNorm statistics', st.bnRunning);
@@ -126,8 +133,13 @@ export async function save(model: Model, file: string): Promise<void> {
   const pad = Buffer.alloc(dataOffset - 16 - json.length);
   // The snapshot above is taken before the first await; its write waits for the saves to this file before it.
   const key = path.resolve(file);
-  const written = (writing.get(key) ?? Promise.resolve()).then(() => write(file, [pre, json, pad, os.endianness() === 'LE' ? data : swap32(data)]));
-  const settled = written.then(() => undefined, () => undefined);
+  const written = (writing.get(key) ?? Promise.resolve()).then(() =>
+    write(file, [pre, json, pad, os.endianness() === 'LE' ? data : swap32(data)]),
+  );
+  const settled = written.then(
+    () => undefined,
+    () => undefined,
+  );
   writing.set(key, settled);
   void settled.then(() => {
     if (writing.get(key) === settled) writing.delete(key);
@@ -137,7 +149,10 @@ export async function save(model: Model, file: string): Promise<void> {
 
 // The atomic write: a temp file, fsync, rename, fsync of the directory.
 async function write(file: string, parts: Buffer[]): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = path.join(
+    path.dirname(file),
+    `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`,
+  );
   let fh: fsp.FileHandle | undefined;
   try {
     fh = await fsp.open(tmp, 'wx', 0o644);
@@ -170,20 +185,23 @@ function swap32(b: Buffer): Buffer {
   return out;
 }
 
-const isInt = (v: unknown, lo: number, hi: number): v is number => Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi;
+const isInt = (v: unknown, lo: number, hi: number): v is number =>
+  Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi;
 
 // The layer list of a header, checked as strictly as the public constructors would.
 function checkLayers(file: string, layers: unknown): Layer[] {
-  if (!Array.isArray(layers) || layers.length === 0 || layers.length > 4096) throw fail(file, 'model.layers must be a non-empty array');
+  if (!Array.isArray(layers) || layers.length === 0 || layers.length > 4096)
+    throw fail(file, 'model.layers must be a non-empty array');
   return layers.map((l, i) => {
     const o = l as Record<string, unknown>;
     if (typeof o !== 'object' || o === null) throw fail(file, `model.layers[${i}] is not an object`);
     const kind = kindOf(o.type);
     if (!kind) throw fail(file, `model.layers[${i}]: unknown layer`);
-    try {  // rebuilt by the public factories, so a header can hold nothing they would refuse
+    try {
+      // rebuilt by the public factories, so a header can hold nothing they would refuse
       return kind.revive(o, (inner) => checkLayers(file, inner));
     } catch (err) {
-      if (err instanceof CheckpointError) throw err;  // from a block's inner layers, already located
+      if (err instanceof CheckpointError) throw err; // from a block's inner layers, already located
       throw fail(file, `model.layers[${i}]: bad ${String(o.type)} layer (${(err as Error).message})`);
     }
   });
@@ -204,17 +222,20 @@ export async function load(file: string): Promise<Model> {
   const checkHead = (head: Buffer, size: number) => {
     if (size < 16 || !head.subarray(0, 8).equals(MAGIC)) throw fail(file, 'not a oneforward checkpoint (bad magic)');
     const len = head.readUInt32LE(8);
-    if (len === 0 || len > MAX_HEADER || 16 + len > size) throw fail(file, `truncated or corrupt header (length ${len})`);
+    if (len === 0 || len > MAX_HEADER || 16 + len > size)
+      throw fail(file, `truncated or corrupt header (length ${len})`);
   };
   const failWith = (why: string, cause?: unknown) => new CheckpointError(`${file}: ${why}`, { cause });
   const buf = await readRegularFile(file, MAX_FILE, failWith, { bytes: 16, check: checkHead });
   const headerLen = buf.readUInt32LE(8);
   const h = parseHeader(buf.subarray(16, 16 + headerLen).toString('utf8'), MAX_DEPTH, failWith) as Header;
   if (typeof h !== 'object' || h === null || h.format !== 'oneforward') throw fail(file, 'not a oneforward checkpoint');
-  if (h.version !== VERSION) throw fail(file, `unsupported format version ${String(h.version)} (this build reads version ${VERSION})`);
+  if (h.version !== VERSION)
+    throw fail(file, `unsupported format version ${String(h.version)} (this build reads version ${VERSION})`);
   if (h.dtype !== 'float32') throw fail(file, `unsupported dtype ${String(h.dtype)}`);
   const m = h.model as Record<string, unknown> | undefined;
-  if (!m || !(LOSSES as readonly unknown[]).includes(m.loss) || !isInt(m.seed, 0, 2 ** 53)) throw fail(file, 'bad model section');
+  if (!m || !(LOSSES as readonly unknown[]).includes(m.loss) || !isInt(m.seed, 0, 2 ** 53))
+    throw fail(file, 'bad model section');
   const layers = checkLayers(file, m.layers);
   // Expected tensors from the layout of the spec (nothing allocated): names, shapes, contiguous offsets.
   let topo: Topology;
@@ -223,16 +244,34 @@ export async function load(file: string): Promise<Model> {
   } catch (err) {
     throw fail(file, `model.layers make no model: ${(err as Error).message}`);
   }
-  const expected: { name: string; shape: number[] }[] = topo.tensors.map((t) => ({ name: t.name, shape: [...t.shape] }));
+  const expected: { name: string; shape: number[] }[] = topo.tensors.map((t) => ({
+    name: t.name,
+    shape: [...t.shape],
+  }));
   const total = expected.reduce((a, t) => a + t.shape.reduce((p, v) => p * v, 1), 0);
-  const d = expected.filter((t) => t.name.endsWith('.weight')).length;  // layers with parameters
+  const d = expected.filter((t) => t.name.endsWith('.weight')).length; // layers with parameters
   const s = h.state as Header['state'] | undefined;
-  if (!s || !isInt(s.step, 0, 2 ** 32 - 1) || !isInt(s.epochsRun, 0, 2 ** 32 - 1) || !isInt(s.epochStep, 0, 2 ** 32 - 1)) throw fail(file, 'bad state section');
-  if (s.runningLoss !== undefined && s.runningLoss !== null && !Number.isFinite(s.runningLoss)) throw fail(file, 'bad running baseline');
-  if (s.logSigma !== undefined && s.logSigma !== null && (!Array.isArray(s.logSigma) || s.logSigma.length !== d || !s.logSigma.every(Number.isFinite))) {
+  if (
+    !s ||
+    !isInt(s.step, 0, 2 ** 32 - 1) ||
+    !isInt(s.epochsRun, 0, 2 ** 32 - 1) ||
+    !isInt(s.epochStep, 0, 2 ** 32 - 1)
+  )
+    throw fail(file, 'bad state section');
+  if (s.runningLoss !== undefined && s.runningLoss !== null && !Number.isFinite(s.runningLoss))
+    throw fail(file, 'bad running baseline');
+  if (
+    s.logSigma !== undefined &&
+    s.logSigma !== null &&
+    (!Array.isArray(s.logSigma) || s.logSigma.length !== d || !s.logSigma.every(Number.isFinite))
+  ) {
     throw fail(file, 'bad learned sigma');
   }
-  if (s.layerVar !== undefined && s.layerVar !== null && (!Array.isArray(s.layerVar) || s.layerVar.length !== d || !s.layerVar.every((v) => Number.isFinite(v) && v >= 0))) {
+  if (
+    s.layerVar !== undefined &&
+    s.layerVar !== null &&
+    (!Array.isArray(s.layerVar) || s.layerVar.length !== d || !s.layerVar.every((v) => Number.isFinite(v) && v >= 0))
+  ) {
     throw fail(file, 'bad layer variances');
   }
   let optKind = -1;
@@ -241,19 +280,33 @@ export async function load(file: string): Promise<Model> {
     if (optKind < 0 || !isInt(s.optimizer?.t, 0, 2 ** 52)) throw fail(file, 'bad optimizer state');
     expected.push({ name: 'optimizer.m', shape: [total] }, { name: 'optimizer.v', shape: [total] });
   }
-  if (!Array.isArray(h.tensors) || h.tensors.length !== expected.length) throw fail(file, 'tensor list does not match the model');
+  if (!Array.isArray(h.tensors) || h.tensors.length !== expected.length)
+    throw fail(file, 'tensor list does not match the model');
   let offset = 0;
   h.tensors.forEach((t, i) => {
     const e = expected[i]!;
-    if (typeof t !== 'object' || t === null || t.name !== e.name || !Array.isArray(t.shape) || t.shape.length !== e.shape.length ||
-        t.shape.some((v, j) => v !== e.shape[j]) || t.offset !== offset) {
-      throw fail(file, `tensor ${i} (${String(t?.name)}) does not match the model: expected ${e.name} [${e.shape.join(', ')}] at ${offset}`);
+    if (
+      typeof t !== 'object' ||
+      t === null ||
+      t.name !== e.name ||
+      !Array.isArray(t.shape) ||
+      t.shape.length !== e.shape.length ||
+      t.shape.some((v, j) => v !== e.shape[j]) ||
+      t.offset !== offset
+    ) {
+      throw fail(
+        file,
+        `tensor ${i} (${String(t?.name)}) does not match the model: expected ${e.name} [${e.shape.join(', ')}] at ${offset}`,
+      );
     }
     offset += 4 * e.shape.reduce((a, b) => a * b, 1);
   });
   const dataOffset = Math.ceil((16 + headerLen) / 64) * 64;
   if (h.dataBytes !== offset || buf.length !== dataOffset + offset) {
-    throw fail(file, `size mismatch: the header describes ${offset} data bytes, the file holds ${buf.length - dataOffset}`);
+    throw fail(
+      file,
+      `size mismatch: the header describes ${offset} data bytes, the file holds ${buf.length - dataOffset}`,
+    );
   }
   const data = buf.subarray(dataOffset);
   const sum = 'sha256:' + createHash('sha256').update(data).digest('hex');
@@ -270,7 +323,12 @@ export async function load(file: string): Promise<Model> {
     return out;
   };
   if (s.frozen !== undefined && !isInt(s.frozen, 0, d - 1)) throw fail(file, 'bad frozen count');
-  if (s.bnRunning !== undefined && s.bnRunning !== null && (!Array.isArray(s.bnRunning) || !s.bnRunning.every(Number.isFinite))) throw fail(file, 'bad batchNorm statistics');
+  if (
+    s.bnRunning !== undefined &&
+    s.bnRunning !== null &&
+    (!Array.isArray(s.bnRunning) || !s.bnRunning.every(Number.isFinite))
+  )
+    throw fail(file, 'bad batchNorm statistics');
   // Every tensor is converted and checked before the model is touched: non-finite weights (or optimizer moments)
   // would load silently and predict NaN. Adam's second moment is never negative.
   const values = h.tensors.map((t, i) => {
@@ -286,7 +344,9 @@ export async function load(file: string): Promise<Model> {
     importState(model, s, optKind, values);
   } catch (err) {
     model.dispose();
-    throw err instanceof OneForwardError ? err : fail(file, `cannot restore the state: ${(err as Error)?.message ?? String(err)}`);
+    throw err instanceof OneForwardError
+      ? err
+      : fail(file, `cannot restore the state: ${(err as Error)?.message ?? String(err)}`);
   }
   return model;
 }

@@ -52,7 +52,8 @@ export function permutation(n: number, seed: number): Int32Array {
   const p = new Int32Array(n);
   for (let i = 0; i < n; i++) p[i] = i;
   const b = native();
-  const k0 = seed % 2 ** 32, k1 = Math.floor(seed / 2 ** 32);
+  const k0 = seed % 2 ** 32,
+    k1 = Math.floor(seed / 2 ** 32);
   for (let i = n - 1; i > 0; i--) {
     const r = b.philox(i, 0, 0x4, 0, k0, k1);
     const j = Math.floor((r[0]! / 2 ** 32) * (i + 1));
@@ -70,13 +71,15 @@ export function permutation(n: number, seed: number): Int32Array {
  */
 export function take(d: Dataset, rows: ArrayLike<number>): Dataset {
   const cols = checkDataset('dataset', d);
-  if (!Array.isArray(rows) && !(ArrayBuffer.isView(rows) && !(rows instanceof DataView))) throw invalidArg('rows', 'an array or typed array of row indices', rows);
+  if (!Array.isArray(rows) && !(ArrayBuffer.isView(rows) && !(rows instanceof DataView)))
+    throw invalidArg('rows', 'an array or typed array of row indices', rows);
   const outCols = d.y.length / d.rows;
   const x = new Float32Array(rows.length * cols);
   const y = d.y instanceof Int32Array ? new Int32Array(rows.length * outCols) : new Float32Array(rows.length * outCols);
   for (let i = 0; i < rows.length; i++) {
     const r = rows[i]!;
-    if (!Number.isInteger(r) || r < 0 || r >= d.rows) throw new ShapeError(`row index ${typeof r === 'number' ? r : typeof r} at ${i} out of range [0, ${d.rows})`);
+    if (!Number.isInteger(r) || r < 0 || r >= d.rows)
+      throw new ShapeError(`row index ${typeof r === 'number' ? r : typeof r} at ${i} out of range [0, ${d.rows})`);
     x.set(d.x.subarray(r * cols, (r + 1) * cols), i * cols);
     y.set(d.y.subarray(r * outCols, (r + 1) * outCols), i * outCols);
   }
@@ -84,16 +87,28 @@ export function take(d: Dataset, rows: ArrayLike<number>): Dataset {
 }
 
 /** Iterates mini-batches (the last may be smaller), optionally in a seeded shuffled order. */
-export function* batches(d: Dataset, batchSize: number, options?: { shuffle?: boolean; seed?: number }): Generator<Dataset> {
+export function* batches(
+  d: Dataset,
+  batchSize: number,
+  options?: { shuffle?: boolean; seed?: number },
+): Generator<Dataset> {
   checkDataset('dataset', d);
   if (!is.positiveInteger(batchSize)) throw invalidArg('batchSize', 'positive integer', batchSize);
   const o = optionsObject('batches', options, ['shuffle', 'seed']);
-  const order = o.shuffle ? permutation(d.rows, (o.seed as number | undefined) ?? 0) : Int32Array.from({ length: d.rows }, (_, i) => i);
+  const order = o.shuffle
+    ? permutation(d.rows, (o.seed as number | undefined) ?? 0)
+    : Int32Array.from({ length: d.rows }, (_, i) => i);
   for (let i = 0; i < d.rows; i += batchSize) yield take(d, order.subarray(i, Math.min(d.rows, i + batchSize)));
 }
 
 /** @internal Rows [start, end) of a checked data set, as views on its arrays (no copy). */
 export function sliceRows(d: Dataset, start: number, end: number): Dataset {
-  const cols = d.x.length / d.rows, yCols = d.y.length / d.rows;
-  return { x: d.x.subarray(start * cols, end * cols), y: d.y.subarray(start * yCols, end * yCols), rows: end - start, shape: d.shape ? [...d.shape] : [cols] };
+  const cols = d.x.length / d.rows,
+    yCols = d.y.length / d.rows;
+  return {
+    x: d.x.subarray(start * cols, end * cols),
+    y: d.y.subarray(start * yCols, end * yCols),
+    rows: end - start,
+    shape: d.shape ? [...d.shape] : [cols],
+  };
 }

@@ -71,13 +71,22 @@ export type GraphTask = {
 };
 
 // One labeled node per class and `labeled - 1` more, picked by a seeded permutation; features as given.
-function graphTask(graph: GraphTask['graph'], features: Float32Array, F: number, labels: Int32Array, classes: number, labeled: number, seed: number): GraphTask {
+function graphTask(
+  graph: GraphTask['graph'],
+  features: Float32Array,
+  F: number,
+  labels: Int32Array,
+  classes: number,
+  labeled: number,
+  seed: number,
+): GraphTask {
   const N = graph.nodes;
   const order = Array.from(permutation(N, seed));
-  const train = new Int32Array(N).fill(-1), test = Int32Array.from(labels);
+  const train = new Int32Array(N).fill(-1),
+    test = Int32Array.from(labels);
   for (let c = 0; c < classes; c++) {
     let taken = 0;
-    for (const i of order) if (labels[i] === c && taken < labeled) (train[i] = c), (test[i] = -1), taken++;
+    for (const i of order) if (labels[i] === c && taken < labeled) ((train[i] = c), (test[i] = -1), taken++);
   }
   const ds = (y: Int32Array): Dataset => ({ x: features, y, rows: 1, shape: [N, F] });
   return { graph, train: ds(train), test: ds(test), labels, classes };
@@ -90,10 +99,15 @@ function graphTask(graph: GraphTask['graph'], features: Float32Array, F: number,
  */
 export function karate(options?: { labeledPerClass?: number; seed?: number }): GraphTask {
   const o = optionsObject('karate', options, ['labeledPerClass', 'seed']);
-  const labeled = (o.labeledPerClass as number | undefined) ?? 1, seed = (o.seed as number | undefined) ?? 1;
+  const labeled = (o.labeledPerClass as number | undefined) ?? 1,
+    seed = (o.seed as number | undefined) ?? 1;
   if (!is.positiveInteger(labeled) || labeled > 16) throw invalidArg('labeledPerClass', 'integer in [1, 16]', labeled);
   if (!is.integer(seed) || seed < 0) throw invalidArg('seed', 'integer >= 0', seed);
-  const raw = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'data', 'karate.json'), 'utf8')) as { nodes: number; edges: [number, number][]; club: number[] };
+  const raw = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'data', 'karate.json'), 'utf8')) as {
+    nodes: number;
+    edges: [number, number][];
+    club: number[];
+  };
   const N = raw.nodes;
   const x = new Float32Array(N * N);
   for (let i = 0; i < N; i++) x[i * N + i] = 1;
@@ -114,21 +128,52 @@ export const SBM_LIMITS = { nodes: 16384, features: 65536, edges: 1 << 22, value
  * values (nodes × features).
  * @throws ConfigError (`ERR_CONFIG`) for an option out of range or a graph above those limits.
  */
-export function sbm(options?: { nodes?: number; communities?: number; pIn?: number; pOut?: number; features?: number; signal?: number; labeledPerClass?: number; seed?: number }): GraphTask {
-  const o = optionsObject('sbm', options, ['nodes', 'communities', 'pIn', 'pOut', 'features', 'signal', 'labeledPerClass', 'seed']);
-  const N = (o.nodes as number | undefined) ?? 200, K = (o.communities as number | undefined) ?? 4;
-  const pIn = (o.pIn as number | undefined) ?? 0.1, pOut = (o.pOut as number | undefined) ?? 0.01;
-  const F = (o.features as number | undefined) ?? 16, signal = (o.signal as number | undefined) ?? 1;
-  const labeled = (o.labeledPerClass as number | undefined) ?? 5, seed = (o.seed as number | undefined) ?? 1;
-  if (!is.positiveInteger(N) || N > SBM_LIMITS.nodes) throw invalidArg('nodes', `integer in [1, ${SBM_LIMITS.nodes}]`, N);
+export function sbm(options?: {
+  nodes?: number;
+  communities?: number;
+  pIn?: number;
+  pOut?: number;
+  features?: number;
+  signal?: number;
+  labeledPerClass?: number;
+  seed?: number;
+}): GraphTask {
+  const o = optionsObject('sbm', options, [
+    'nodes',
+    'communities',
+    'pIn',
+    'pOut',
+    'features',
+    'signal',
+    'labeledPerClass',
+    'seed',
+  ]);
+  const N = (o.nodes as number | undefined) ?? 200,
+    K = (o.communities as number | undefined) ?? 4;
+  const pIn = (o.pIn as number | undefined) ?? 0.1,
+    pOut = (o.pOut as number | undefined) ?? 0.01;
+  const F = (o.features as number | undefined) ?? 16,
+    signal = (o.signal as number | undefined) ?? 1;
+  const labeled = (o.labeledPerClass as number | undefined) ?? 5,
+    seed = (o.seed as number | undefined) ?? 1;
+  if (!is.positiveInteger(N) || N > SBM_LIMITS.nodes)
+    throw invalidArg('nodes', `integer in [1, ${SBM_LIMITS.nodes}]`, N);
   if (!is.positiveInteger(K) || K < 2 || K > N) throw invalidArg('communities', 'integer in [2, nodes]', K);
-  for (const [k, v] of [['pIn', pIn], ['pOut', pOut]] as const) if (!(is.number(v) && v >= 0 && v <= 1)) throw invalidArg(k, 'probability', v);
+  for (const [k, v] of [
+    ['pIn', pIn],
+    ['pOut', pOut],
+  ] as const)
+    if (!(is.number(v) && v >= 0 && v <= 1)) throw invalidArg(k, 'probability', v);
   // features is bounded also because Math.hypot below takes them as arguments
-  if (!is.positiveInteger(F) || F > SBM_LIMITS.features) throw invalidArg('features', `integer in [1, ${SBM_LIMITS.features}]`, F);
+  if (!is.positiveInteger(F) || F > SBM_LIMITS.features)
+    throw invalidArg('features', `integer in [1, ${SBM_LIMITS.features}]`, F);
   if (!is.number(signal) || signal < 0) throw invalidArg('signal', 'number >= 0', signal);
   if (!is.positiveInteger(labeled)) throw invalidArg('labeledPerClass', 'positive integer', labeled);
   if (!is.integer(seed) || seed < 0) throw invalidArg('seed', 'integer >= 0', seed);
-  if (N * F > SBM_LIMITS.values) throw new ConfigError(`sbm: nodes × features = ${N * F} exceeds the maximum of ${SBM_LIMITS.values} feature values`);
+  if (N * F > SBM_LIMITS.values)
+    throw new ConfigError(
+      `sbm: nodes × features = ${N * F} exceeds the maximum of ${SBM_LIMITS.values} feature values`,
+    );
   // Expected edges: community c holds the nodes i with floor(i K / N) = c.
   let pairsIn = 0;
   for (let c = 0; c < K; c++) {
@@ -137,14 +182,17 @@ export function sbm(options?: { nodes?: number; communities?: number; pIn?: numb
   }
   const expectedEdges = pIn * pairsIn + pOut * ((N * (N - 1)) / 2 - pairsIn);
   if (expectedEdges > SBM_LIMITS.edges) {
-    throw new ConfigError(`sbm: about ${Math.round(expectedEdges)} expected edges exceeds the maximum of ${SBM_LIMITS.edges}: lower nodes, pIn or pOut`);
+    throw new ConfigError(
+      `sbm: about ${Math.round(expectedEdges)} expected edges exceeds the maximum of ${SBM_LIMITS.edges}: lower nodes, pIn or pOut`,
+    );
   }
   let state = (seed * 2654435761 + 7) >>> 0 || 1;
   const u = () => ((state ^= state << 13), (state ^= state >>> 17), (state ^= state << 5), (state >>> 0) / 2 ** 32);
   const gauss = () => Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
   const labels = Int32Array.from({ length: N }, (_, i) => Math.floor((i * K) / N));
   const edges: [number, number][] = [];
-  for (let i = 0; i < N; i++) for (let j = i + 1; j < N; j++) if (u() < (labels[i] === labels[j] ? pIn : pOut)) edges.push([i, j]);
+  for (let i = 0; i < N; i++)
+    for (let j = i + 1; j < N; j++) if (u() < (labels[i] === labels[j] ? pIn : pOut)) edges.push([i, j]);
   const means = Array.from({ length: K }, () => {
     const v = Array.from({ length: F }, gauss);
     const n = Math.hypot(...v) || 1;
@@ -163,21 +211,25 @@ export function sbm(options?: { nodes?: number; communities?: number; pIn?: numb
  */
 export function adding(options?: { rows?: number; steps?: number; seed?: number }): Dataset {
   const o = optionsObject('adding', options, ['rows', 'steps', 'seed']);
-  const rows = (o.rows as number | undefined) ?? 1000, steps = (o.steps as number | undefined) ?? 20, seed = (o.seed as number | undefined) ?? 1;
+  const rows = (o.rows as number | undefined) ?? 1000,
+    steps = (o.steps as number | undefined) ?? 20,
+    seed = (o.seed as number | undefined) ?? 1;
   if (!is.positiveInteger(rows) || rows > 1 << 22) throw invalidArg('rows', 'positive integer', rows);
   if (!is.integer(steps) || steps < 2 || steps > 1 << 16) throw invalidArg('steps', 'integer >= 2', steps);
   if (!is.integer(seed) || seed < 0) throw invalidArg('seed', 'integer >= 0', seed);
   let state = (seed * 2654435761 + 1) >>> 0 || 1;
   const u = () => ((state ^= state << 13), (state ^= state >>> 17), (state ^= state << 5), (state >>> 0) / 2 ** 32);
-  const x = new Float32Array(rows * steps * 2), y = new Float32Array(rows);
+  const x = new Float32Array(rows * steps * 2),
+    y = new Float32Array(rows);
   const half = Math.floor(steps / 2);
   for (let r = 0; r < rows; r++) {
-    const a = Math.floor(u() * half), b = half + Math.floor(u() * (steps - half));
+    const a = Math.floor(u() * half),
+      b = half + Math.floor(u() * (steps - half));
     let sum = 0;
     for (let t = 0; t < steps; t++) {
       const v = Math.fround(u());
       x[(r * steps + t) * 2] = v;
-      if (t === a || t === b) x[(r * steps + t) * 2 + 1] = 1, (sum += v);
+      if (t === a || t === b) ((x[(r * steps + t) * 2 + 1] = 1), (sum += v));
     }
     y[r] = sum;
   }

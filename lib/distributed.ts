@@ -20,7 +20,15 @@ import { Model } from './model';
 import type { DistributedMode, History } from './fit';
 import type { BatchLog, EpochLog } from './native';
 import { type Optimizer, adam } from './optimizers';
-import { AbortError, BackendError, ConfigError, DisposedError, type ErrorCode, OneForwardError, errorClasses } from './errors';
+import {
+  AbortError,
+  BackendError,
+  ConfigError,
+  DisposedError,
+  type ErrorCode,
+  OneForwardError,
+  errorClasses,
+} from './errors';
 import { checkKeys, invalidArg, is } from './validate';
 import { type Communicator, checkCommunicator, checkRanks, collective } from './communicator';
 
@@ -34,7 +42,8 @@ function checkModel(model: unknown): Model {
 }
 
 function checkOptions(what: string, options: unknown, allowed: readonly string[]): Record<string, unknown> {
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw invalidArg(`${what} options`, 'an object', options);
+  if (typeof options !== 'object' || options === null || Array.isArray(options))
+    throw invalidArg(`${what} options`, 'an object', options);
   checkKeys(what, options, allowed);
   return options as Record<string, unknown>;
 }
@@ -54,15 +63,26 @@ export function shard(
 } {
   checkDataset('batch', batch);
   checkRanks(rank, size);
-  const lo = Math.floor((rank * batch.rows) / size), hi = Math.floor(((rank + 1) * batch.rows) / size);
-  return { batch: take(batch, Array.from({ length: hi - lo }, (_, i) => lo + i)), sampleOffset: lo };
+  const lo = Math.floor((rank * batch.rows) / size),
+    hi = Math.floor(((rank + 1) * batch.rows) / size);
+  return {
+    batch: take(
+      batch,
+      Array.from({ length: hi - lo }, (_, i) => lo + i),
+    ),
+    sampleOffset: lo,
+  };
 }
 
 /**
  * This rank's share of the gradient of the batch's mean loss: its shard's estimate times (shard rows / batch rows),
  * flat (`parameterCount` values). The sum over ranks is the whole batch's estimate. Zeros for an empty shard.
  */
-export function dataParallelGradients(model: Model, batch: Dataset, options: { rank: number; size: number; estimator?: Estimator }): Float32Array {
+export function dataParallelGradients(
+  model: Model,
+  batch: Dataset,
+  options: { rank: number; size: number; estimator?: Estimator },
+): Float32Array {
   checkModel(model);
   checkOptions('dataParallelGradients', options, ['rank', 'size', 'estimator']);
   const { batch: part, sampleOffset } = shard(batch, options.rank, options.size);
@@ -82,10 +102,18 @@ export function dataParallelGradients(model: Model, batch: Dataset, options: { r
  * One data-parallel step on `batch` (the same batch on every rank): shard, estimate, all-reduce, update.
  * @throws ConfigError (`ERR_CONFIG`) for malformed arguments; BackendError (`ERR_BACKEND`) when `comm` fails.
  */
-export function dataParallelStep(model: Model, batch: Dataset, options: { comm: Communicator; estimator?: Estimator; optimizer?: Optimizer }): void {
+export function dataParallelStep(
+  model: Model,
+  batch: Dataset,
+  options: { comm: Communicator; estimator?: Estimator; optimizer?: Optimizer },
+): void {
   checkOptions('dataParallelStep', options, ['comm', 'estimator', 'optimizer']);
   const comm = checkComm(options.comm);
-  const g = dataParallelGradients(model, batch, { rank: comm.rank, size: comm.size, ...(options.estimator ? { estimator: options.estimator } : {}) });
+  const g = dataParallelGradients(model, batch, {
+    rank: comm.rank,
+    size: comm.size,
+    ...(options.estimator ? { estimator: options.estimator } : {}),
+  });
   collective('allreduceSum', () => comm.allreduceSum(g));
   model.applyGradients(g, { rows: batch.rows, ...(options.optimizer ? { optimizer: options.optimizer } : {}) });
 }
@@ -96,21 +124,40 @@ export function dataParallelStep(model: Model, batch: Dataset, options: { comm: 
  * (an all-reduce of 8·P bytes), they are all the losses, and {@link seedReplayUpdate} turns them into the same
  * update on every rank: no gradient is ever sent.
  */
-export function seedReplayLosses(model: Model, batch: Dataset, options: { rank: number; size: number; estimator: SpsaEstimator | EsEstimator }): Float32Array {
+export function seedReplayLosses(
+  model: Model,
+  batch: Dataset,
+  options: { rank: number; size: number; estimator: SpsaEstimator | EsEstimator },
+): Float32Array {
   checkModel(model);
   checkDataset('batch', batch);
-  const { rank, size, estimator } = checkOptions('seedReplayLosses', options, ['rank', 'size', 'estimator']) as typeof options;
+  const { rank, size, estimator } = checkOptions('seedReplayLosses', options, [
+    'rank',
+    'size',
+    'estimator',
+  ]) as typeof options;
   checkRanks(rank, size);
   const est = toNative(estimator);
   if (est.kind !== 'spsa' && est.kind !== 'es') throw invalidArg('estimator', 'of.spsa() or of.es()', estimator);
   const P = est.population!;
   const nat = model._native;
   if (!nat) throw new DisposedError('this model has been disposed');
-  return nat.perturbationLosses(batch.x, batch.y, batch.rows, est, Math.floor((rank * P) / size), Math.floor(((rank + 1) * P) / size));
+  return nat.perturbationLosses(
+    batch.x,
+    batch.y,
+    batch.rows,
+    est,
+    Math.floor((rank * P) / size),
+    Math.floor(((rank + 1) * P) / size),
+  );
 }
 
 /** Seed replay: the update from all of a step's perturbation losses (the sum of every rank's {@link seedReplayLosses}). */
-export function seedReplayUpdate(model: Model, losses: Float32Array, options: { estimator: SpsaEstimator | EsEstimator; optimizer?: Optimizer; rows: number }): void {
+export function seedReplayUpdate(
+  model: Model,
+  losses: Float32Array,
+  options: { estimator: SpsaEstimator | EsEstimator; optimizer?: Optimizer; rows: number },
+): void {
   checkModel(model);
   if (!is.float32Array(losses)) throw invalidArg('losses', 'Float32Array', losses);
   checkOptions('seedReplayUpdate', options, ['estimator', 'optimizer', 'rows']);
@@ -121,12 +168,20 @@ export function seedReplayUpdate(model: Model, losses: Float32Array, options: { 
 }
 
 /** One seed-replay step (SPSA or ES) on `batch` (the same batch on every rank): disjoint directions, losses all-reduced, the same update everywhere. */
-export function seedReplayStep(model: Model, batch: Dataset, options: { comm: Communicator; estimator: SpsaEstimator | EsEstimator; optimizer?: Optimizer }): void {
+export function seedReplayStep(
+  model: Model,
+  batch: Dataset,
+  options: { comm: Communicator; estimator: SpsaEstimator | EsEstimator; optimizer?: Optimizer },
+): void {
   checkOptions('seedReplayStep', options, ['comm', 'estimator', 'optimizer']);
   const comm = checkComm(options.comm);
   const losses = seedReplayLosses(model, batch, { rank: comm.rank, size: comm.size, estimator: options.estimator });
   collective('allreduceSum', () => comm.allreduceSum(losses));
-  seedReplayUpdate(model, losses, { estimator: options.estimator, rows: batch.rows, ...(options.optimizer ? { optimizer: options.optimizer } : {}) });
+  seedReplayUpdate(model, losses, {
+    estimator: options.estimator,
+    rows: batch.rows,
+    ...(options.optimizer ? { optimizer: options.optimizer } : {}),
+  });
 }
 
 /**
@@ -136,9 +191,15 @@ export function seedReplayStep(model: Model, batch: Dataset, options: { comm: Co
 export function copySlice(estimator: UlrEstimator, rank: number, size: number): [number, number] {
   if (!is.plainObject(estimator) || estimator.kind !== 'ulr') throw invalidArg('estimator', 'of.ulr()', estimator);
   checkRanks(rank, size);
-  if (typeof estimator.copies !== 'number') throw invalidArg('estimator.copies', 'one number of copies', estimator.copies);
-  const K = estimator.copies, unit = estimator.antithetic ? 2 : 1, units = K / unit;
-  if (units < size || K / size < 2) throw new ConfigError(`copy-parallel ULR needs at least 2 copies (whole pairs) per rank: ${K} copies over ${size} ranks`);
+  if (typeof estimator.copies !== 'number')
+    throw invalidArg('estimator.copies', 'one number of copies', estimator.copies);
+  const K = estimator.copies,
+    unit = estimator.antithetic ? 2 : 1,
+    units = K / unit;
+  if (units < size || K / size < 2)
+    throw new ConfigError(
+      `copy-parallel ULR needs at least 2 copies (whole pairs) per rank: ${K} copies over ${size} ranks`,
+    );
   return [unit * Math.floor((rank * units) / size), unit * Math.floor(((rank + 1) * units) / size)];
 }
 
@@ -146,7 +207,11 @@ export function copySlice(estimator: UlrEstimator, rank: number, size: number): 
  * Copy-parallel ULR, phase 1: the losses of this rank's copies of every sample (batch rows × K, zeros elsewhere;
  * a forward only). Summed over ranks (an all-reduce of 4·B·K bytes) they are every copy's loss.
  */
-export function copyParallelLosses(model: Model, batch: Dataset, options: { rank: number; size: number; estimator: UlrEstimator }): Float32Array {
+export function copyParallelLosses(
+  model: Model,
+  batch: Dataset,
+  options: { rank: number; size: number; estimator: UlrEstimator },
+): Float32Array {
   checkModel(model);
   checkDataset('batch', batch);
   checkOptions('copyParallelLosses', options, ['rank', 'size', 'estimator']);
@@ -161,7 +226,12 @@ export function copyParallelLosses(model: Model, batch: Dataset, options: { rank
  * row weights (the leave-one-out baseline over all K copies) from every copy's loss. Summed over ranks, it is the
  * single-process estimate up to the order of float sums.
  */
-export function copyParallelGradients(model: Model, batch: Dataset, losses: Float32Array, options: { rank: number; size: number; estimator: UlrEstimator }): Float32Array {
+export function copyParallelGradients(
+  model: Model,
+  batch: Dataset,
+  losses: Float32Array,
+  options: { rank: number; size: number; estimator: UlrEstimator },
+): Float32Array {
   checkModel(model);
   checkDataset('batch', batch);
   if (!is.float32Array(losses)) throw invalidArg('losses', 'Float32Array', losses);
@@ -176,9 +246,14 @@ export function copyParallelGradients(model: Model, batch: Dataset, losses: Floa
  * One copy-parallel ULR step (the same batch on every rank; the K copies split over the ranks): losses all-reduced,
  * then the gradient shares all-reduced, then the same update everywhere. Lets K grow with the number of ranks.
  */
-export function copyParallelStep(model: Model, batch: Dataset, options: { comm: Communicator; estimator: UlrEstimator; optimizer?: Optimizer }): void {
+export function copyParallelStep(
+  model: Model,
+  batch: Dataset,
+  options: { comm: Communicator; estimator: UlrEstimator; optimizer?: Optimizer },
+): void {
   checkOptions('copyParallelStep', options, ['comm', 'estimator', 'optimizer']);
-  const comm = checkComm(options.comm), { estimator } = options;
+  const comm = checkComm(options.comm),
+    { estimator } = options;
   const losses = copyParallelLosses(model, batch, { rank: comm.rank, size: comm.size, estimator });
   collective('allreduceSum', () => comm.allreduceSum(losses));
   const g = copyParallelGradients(model, batch, losses, { rank: comm.rank, size: comm.size, estimator });
@@ -227,7 +302,8 @@ function typedMpi<T>(call: () => T): T {
     if (err instanceof OneForwardError) throw err;
     // A code the library does not know (or none) is still a backend failure: never an untyped error.
     const code = (err as { code?: unknown })?.code;
-    const cls = typeof code === 'string' && Object.hasOwn(errorClasses, code) ? errorClasses[code as ErrorCode] : BackendError;
+    const cls =
+      typeof code === 'string' && Object.hasOwn(errorClasses, code) ? errorClasses[code as ErrorCode] : BackendError;
     throw new cls(err instanceof Error ? err.message : String(err), { cause: err });
   }
 }
@@ -244,14 +320,19 @@ export function mpiAvailable(): boolean {
  */
 export function mpi(): MpiCommunicator {
   if (!mpiBinding) {
-    if (!mpiAvailable()) throw new BackendError(`MPI support was not built (${mpiFile} is missing): install an MPI (Debian: apt-get install openmpi-bin libopenmpi-dev) and cmake, then run npx oneforward rebuild`);
+    if (!mpiAvailable())
+      throw new BackendError(
+        `MPI support was not built (${mpiFile} is missing): install an MPI (Debian: apt-get install openmpi-bin libopenmpi-dev) and cmake, then run npx oneforward rebuild`,
+      );
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     mpiBinding = require(mpiFile) as MpiBinding;
   }
   const b = mpiBinding;
   const { rank, size, library } = typedMpi(() => b.init());
   return {
-    rank, size, library,
+    rank,
+    size,
+    library,
     allreduceSum: (v) => typedMpi(() => b.allreduceSum(v)),
     allgather: (v) => typedMpi(() => b.allgather(v)),
     broadcast: (v, root = 0) => {
@@ -301,18 +382,32 @@ export type DistributedFitOptions = {
 export async function fitDistributed(model: Model, train: Dataset, options: DistributedFitOptions): Promise<History> {
   checkModel(model);
   checkDataset('train', train);
-  const o = checkOptions('distributed.fit', options, ['comm', 'estimator', 'optimizer', 'epochs', 'batchSize', 'mode', 'validation', 'checkpoint', 'onEpochEnd', 'onBatchEnd']) as DistributedFitOptions;
+  const o = checkOptions('distributed.fit', options, [
+    'comm',
+    'estimator',
+    'optimizer',
+    'epochs',
+    'batchSize',
+    'mode',
+    'validation',
+    'checkpoint',
+    'onEpochEnd',
+    'onBatchEnd',
+  ]) as DistributedFitOptions;
   const comm = checkComm(o.comm);
   const file = o.checkpoint;
   if (file !== undefined && (!is.string(file) || file === '')) throw invalidArg('checkpoint', 'a file path', file);
   if (o.onEpochEnd !== undefined && !is.fn(o.onEpochEnd)) throw invalidArg('onEpochEnd', 'function', o.onEpochEnd);
   const rank0 = comm.rank === 0;
   // save() takes its snapshot before it returns, while training waits for the epoch callback; fit awaits the write.
-  const onEpochEnd = rank0 && (file || o.onEpochEnd) ? (e: EpochLog) => {
-    const saved = file ? model.save(file) : undefined;
-    o.onEpochEnd?.(e);
-    return saved;
-  } : undefined;
+  const onEpochEnd =
+    rank0 && (file || o.onEpochEnd)
+      ? (e: EpochLog) => {
+          const saved = file ? model.save(file) : undefined;
+          o.onEpochEnd?.(e);
+          return saved;
+        }
+      : undefined;
   try {
     const history = await model.fit(train, {
       ...(o.estimator ? { estimator: o.estimator } : {}),
@@ -324,7 +419,7 @@ export async function fitDistributed(model: Model, train: Dataset, options: Dist
       ...(rank0 && o.onBatchEnd ? { onBatchEnd: o.onBatchEnd } : {}),
       distributed: { communicator: comm, ...(o.mode !== undefined ? { mode: o.mode } : {}) },
     });
-    if (comm.barrier) collective('barrier', () => comm.barrier!());  // the others return once rank 0's last checkpoint is written
+    if (comm.barrier) collective('barrier', () => comm.barrier!()); // the others return once rank 0's last checkpoint is written
     return history;
   } catch (err) {
     // The rank where it failed ends the job (the others, stopped at the same step, reject with an AbortError)

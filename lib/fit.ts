@@ -161,16 +161,36 @@ function distributedConfig(value: unknown, estimator: Estimator): NativeDistribu
   const o = optionsObject('distributed', value, ['communicator', 'mode']);
   const comm = checkCommunicator('distributed.communicator', o.communicator);
   const mode = o.mode ?? (estimator.kind === 'spsa' || estimator.kind === 'es' ? 'seeds' : 'data');
-  if (!(DISTRIBUTED_MODES as readonly unknown[]).includes(mode)) throw invalidArg('distributed.mode', DISTRIBUTED_MODES.join(' | '), mode);
+  if (!(DISTRIBUTED_MODES as readonly unknown[]).includes(mode))
+    throw invalidArg('distributed.mode', DISTRIBUTED_MODES.join(' | '), mode);
   return { rank: comm.rank, size: comm.size, mode: mode as DistributedMode, allreduce: nativeAllreduce(comm) };
 }
 
 /** @internal {@link Model.fit}; `stack` is the caller's (a rejection keeps it). */
-export async function fitModel(model: Model, train: Dataset, options: FitOptions | undefined, stack: string | undefined): Promise<History> {
+export async function fitModel(
+  model: Model,
+  train: Dataset,
+  options: FitOptions | undefined,
+  stack: string | undefined,
+): Promise<History> {
   const o = optionsObject('fit', options, [
-    'estimator', 'optimizer', 'epochs', 'batchSize', 'shuffle', 'validation', 'onProgress', 'onEpochEnd', 'onDiverged', 'signal', 'resume', 'loss', 'maxGradNorm',
-    'validationSplit', 'earlyStopping',
-    'onBatchEnd', 'distributed',
+    'estimator',
+    'optimizer',
+    'epochs',
+    'batchSize',
+    'shuffle',
+    'validation',
+    'onProgress',
+    'onEpochEnd',
+    'onDiverged',
+    'signal',
+    'resume',
+    'loss',
+    'maxGradNorm',
+    'validationSplit',
+    'earlyStopping',
+    'onBatchEnd',
+    'distributed',
   ]) as FitOptions;
   const nat = model._native;
   if (!nat) throw new DisposedError('this model has been disposed');
@@ -181,21 +201,25 @@ export async function fitModel(model: Model, train: Dataset, options: FitOptions
     const split = o.validationSplit;
     if (!(is.number(split) && split > 0 && split < 1)) throw invalidArg('validationSplit', 'number in (0, 1)', split);
     if (v !== undefined) throw new ConfigError('give validation or validationSplit, not both');
-    const keep = Math.floor(train.rows * (1 - split));  // Keras' split point
+    const keep = Math.floor(train.rows * (1 - split)); // Keras' split point
     if (keep < 1 || keep >= train.rows) {
-      throw new ConfigError(`validationSplit ${split} of ${train.rows} rows leaves ${keep} to train on and ${train.rows - keep} to validate; each needs at least 1`);
+      throw new ConfigError(
+        `validationSplit ${split} of ${train.rows} rows leaves ${keep} to train on and ${train.rows - keep} to validate; each needs at least 1`,
+      );
     }
     v = sliceRows(train, keep, train.rows);
     train = sliceRows(train, 0, keep);
   }
-  const stopper = o.earlyStopping !== undefined ? new EarlyStopping(o.earlyStopping, v !== undefined, model.loss) : undefined;
+  const stopper =
+    o.earlyStopping !== undefined ? new EarlyStopping(o.earlyStopping, v !== undefined, model.loss) : undefined;
   const epochs = o.epochs ?? 1;
   const batchSize = o.batchSize ?? 32;
   if (!is.integer(epochs) || epochs < 0) throw invalidArg('epochs', 'integer >= 0', epochs);
   if (!is.positiveInteger(batchSize)) throw invalidArg('batchSize', 'positive integer', batchSize);
   if (o.shuffle !== undefined && !is.bool(o.shuffle)) throw invalidArg('shuffle', 'boolean', o.shuffle);
   if (o.resume !== undefined && !is.bool(o.resume)) throw invalidArg('resume', 'boolean', o.resume);
-  if (o.maxGradNorm !== undefined && !is.positive(o.maxGradNorm)) throw invalidArg('maxGradNorm', 'positive number', o.maxGradNorm);
+  if (o.maxGradNorm !== undefined && !is.positive(o.maxGradNorm))
+    throw invalidArg('maxGradNorm', 'positive number', o.maxGradNorm);
   for (const k of ['onProgress', 'onEpochEnd', 'onDiverged', 'onBatchEnd', 'loss'] as const) {
     if (o[k] !== undefined && typeof o[k] !== 'function') throw invalidArg(k, 'function', o[k]);
   }
@@ -204,7 +228,9 @@ export async function fitModel(model: Model, train: Dataset, options: FitOptions
     const { epochStep = 0, epochs: done = 0 } = nat.state();
     const steps = Math.ceil(train.rows / Math.min(batchSize, train.rows));
     if (epochStep >= steps && done < epochs) {
-      throw new ConfigError(`resume: the interrupted epoch had run ${epochStep} batches, but ${train.rows} rows in batches of ${batchSize} make only ${steps}; resume with the data set and batchSize of the interrupted run, or fit without resume`);
+      throw new ConfigError(
+        `resume: the interrupted epoch had run ${epochStep} batches, but ${train.rows} rows in batches of ${batchSize} make only ${steps}; resume with the data set and batchSize of the interrupted run, or fit without resume`,
+      );
     }
   }
   const signal = o.signal;
@@ -214,17 +240,26 @@ export async function fitModel(model: Model, train: Dataset, options: FitOptions
   const optimizer = o.optimizer ?? adam();
   const distributed = o.distributed !== undefined ? distributedConfig(o.distributed, o.estimator ?? ulr()) : undefined;
   const epochsOut: EpochLog[] = [];
-  let best: Float32Array[] | undefined;  // restoreBest: the parameters after the best epoch
+  let best: Float32Array[] | undefined; // restoreBest: the parameters after the best epoch
   const onAbort = () => nat.cancel();
   const callbacks = new CallbackGuard(() => nat.cancel());
   const onEpochEnd = callbacks.wrap(o.onEpochEnd);
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
     await nat.fit(
-      train.x, train.y, train.rows,
-      v ? v.x : null, v ? v.y : null, v ? v.rows : 0,
+      train.x,
+      train.y,
+      train.rows,
+      v ? v.x : null,
+      v ? v.y : null,
+      v ? v.rows : 0,
       {
-        epochs, batchSize, shuffle: o.shuffle ?? true, resume: o.resume ?? false, estimator, optimizer,
+        epochs,
+        batchSize,
+        shuffle: o.shuffle ?? true,
+        resume: o.resume ?? false,
+        estimator,
+        optimizer,
         ...(o.loss ? { loss: callbacks.wrapLoss(o.loss) } : {}),
         ...(o.onDiverged ? { onDiverged: callbacks.wrap(o.onDiverged)! } : {}),
         ...(o.onBatchEnd ? { onBatchEnd: callbacks.wrap(o.onBatchEnd)! } : {}),
@@ -240,7 +275,7 @@ export async function fitModel(model: Model, train: Dataset, options: FitOptions
         const { improved, stop } = stopper.update(e);
         // The training thread waits while this runs: the parameters are those of this epoch's end.
         if (improved && stopper.restoreBest) best = nat.parameters().map((p) => p.data.slice());
-        if (stop) nat.cancel();  // seen before the next epoch's first step
+        if (stop) nat.cancel(); // seen before the next epoch's first step
       },
     );
   } catch (err) {
@@ -259,7 +294,13 @@ export async function fitModel(model: Model, train: Dataset, options: FitOptions
   const col = (k: keyof EpochLog) => epochsOut.map((e) => e[k]).filter((x): x is number => typeof x === 'number');
   const history: History = {
     epochs: epochsOut,
-    history: { loss: col('loss'), accuracy: col('accuracy'), valLoss: col('valLoss'), valAccuracy: col('valAccuracy'), lr: col('lr') },
+    history: {
+      loss: col('loss'),
+      accuracy: col('accuracy'),
+      valLoss: col('valLoss'),
+      valAccuracy: col('valAccuracy'),
+      lr: col('lr'),
+    },
   };
   if (stopper) {
     if (stopper.stoppedEpoch !== undefined) history.stoppedEpoch = stopper.stoppedEpoch;

@@ -30,7 +30,11 @@ export type FromArraysOptions = {
 
 type Numbers = ArrayLike<number>;
 const isNumbers = (v: unknown): v is Numbers =>
-  Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView) && !(v instanceof BigInt64Array) && !(v instanceof BigUint64Array));
+  Array.isArray(v) ||
+  (ArrayBuffer.isView(v) &&
+    !(v instanceof DataView) &&
+    !(v instanceof BigInt64Array) &&
+    !(v instanceof BigUint64Array));
 const isFloatArray = (v: unknown): boolean => v instanceof Float32Array || v instanceof Float64Array;
 
 // Where value i of a flat array sits, for messages: "[12]", or "[3][4]" (row, column) when the rows are known,
@@ -47,14 +51,18 @@ function at(i: number, rowShape?: number[]): string {
 
 // Rows of numbers (number[][] or typed rows) -> one flat Float32Array; ragged rows are a ShapeError.
 function flattenRows(name: string, rows: unknown[]): { values: Float32Array; cols: number } {
-  for (let i = 0; i < rows.length; i++) {  // an index loop: forEach would skip the holes of a sparse array
+  for (let i = 0; i < rows.length; i++) {
+    // an index loop: forEach would skip the holes of a sparse array
     if (!isNumbers(rows[i])) throw invalidArg(`${name}[${i}]`, 'an array of numbers', rows[i]);
   }
   const cols = (rows[0] as Numbers).length;
   const values = new Float32Array(rows.length * cols);
   rows.forEach((r, i) => {
     const row = r as Numbers;
-    if (row.length !== cols) throw new ShapeError(`${name}[${i}] has ${row.length} values but ${name}[0] has ${cols}: every row needs the same length`);
+    if (row.length !== cols)
+      throw new ShapeError(
+        `${name}[${i}] has ${row.length} values but ${name}[0] has ${cols}: every row needs the same length`,
+      );
     for (let j = 0; j < cols; j++) {
       const v = row[j];
       if (typeof v !== 'number') throw new DataError(`${name}[${i}][${j}] is not a number (${typeof v})`);
@@ -67,30 +75,39 @@ function flattenRows(name: string, rows: unknown[]): { values: Float32Array; col
 // Rows nested to any depth (number[][], number[][][][] as tfjs arraySync() gives images, arrays of typed arrays)
 // -> one flat Float32Array and the shape of one row, read off the first element at each depth. Ragged or mixed
 // nesting is a ShapeError naming the first path that differs.
-const MAX_NESTING = 32;  // deeper is no tensor rank in use, and stops a self-containing array from looping
+const MAX_NESTING = 32; // deeper is no tensor rank in use, and stops a self-containing array from looping
 function flattenNested(name: string, rows: unknown[]): { values: Float32Array; rowShape: number[] } {
   const dims = [rows.length];
   for (let v = rows[0]; isNumbers(v); v = (v as unknown[])[0]) {
     if (dims.length > MAX_NESTING) throw new ShapeError(`${name} is nested deeper than ${MAX_NESTING} levels`);
     dims.push(v.length);
-    if (!Array.isArray(v) || v.length === 0) break;  // a typed array or an empty array holds the values
+    if (!Array.isArray(v) || v.length === 0) break; // a typed array or an empty array holds the values
   }
   const rowShape = dims.slice(1);
   const values = new Float32Array(rows.length * rowShape.reduce((a, b) => a * b, 1));
-  const idx = new Array<number>(dims.length).fill(0);  // the path being read, for messages (no allocation per value)
-  const where = (depth: number) => `${name}${idx.slice(0, depth).map((i) => `[${i}]`).join('')}`;
+  const idx = new Array<number>(dims.length).fill(0); // the path being read, for messages (no allocation per value)
+  const where = (depth: number) =>
+    `${name}${idx
+      .slice(0, depth)
+      .map((i) => `[${i}]`)
+      .join('')}`;
   const first = (depth: number) => `${name}${'[0]'.repeat(depth)}`;
   const leaves = dims.length - 1;
   let k = 0;
   const walk = (v: unknown, depth: number): void => {
     if (!isNumbers(v)) {
       if (depth === 1) throw invalidArg(where(depth), 'an array of numbers', v);
-      throw new ShapeError(`${where(depth)} is ${typeof v === 'number' ? 'a number' : `not an array (${typeof v})`} but ${first(depth)} is an array: every row needs the same nesting`);
+      throw new ShapeError(
+        `${where(depth)} is ${typeof v === 'number' ? 'a number' : `not an array (${typeof v})`} but ${first(depth)} is an array: every row needs the same nesting`,
+      );
     }
-    if (v.length !== dims[depth]) throw new ShapeError(`${where(depth)} has ${v.length} values but ${first(depth)} has ${dims[depth]}: every row needs the same shape`);
+    if (v.length !== dims[depth])
+      throw new ShapeError(
+        `${where(depth)} has ${v.length} values but ${first(depth)} has ${dims[depth]}: every row needs the same shape`,
+      );
     // Index loops: forEach would skip the holes of a sparse array.
     if (depth < leaves) {
-      for (let i = 0; i < v.length; i++) idx[depth] = i, walk(v[i], depth + 1);
+      for (let i = 0; i < v.length; i++) ((idx[depth] = i), walk(v[i], depth + 1));
       return;
     }
     for (let i = 0; i < v.length; i++) {
@@ -100,11 +117,15 @@ function flattenNested(name: string, rows: unknown[]): { values: Float32Array; r
         continue;
       }
       idx[depth] = i;
-      if (isNumbers(e)) throw new ShapeError(`${where(depth + 1)} is an array but ${first(depth + 1)} is a number: every row needs the same nesting`);
+      if (isNumbers(e))
+        throw new ShapeError(
+          `${where(depth + 1)} is an array but ${first(depth + 1)} is a number: every row needs the same nesting`,
+        );
       throw new DataError(`${where(depth + 1)} is not a number (${typeof e})`);
     }
   };
-  for (let i = 0; i < rows.length; i++) {  // every row is an array before any value is read
+  for (let i = 0; i < rows.length; i++) {
+    // every row is an array before any value is read
     if (!isNumbers(rows[i])) throw invalidArg(`${name}[${i}]`, 'an array of numbers', rows[i]);
   }
   walk(rows, 0);
@@ -114,7 +135,8 @@ function flattenNested(name: string, rows: unknown[]): { values: Float32Array; r
 // Finite values (checked on the float32 copy: a double that overflows float32 is caught too).
 function checkFinite(name: string, values: Float32Array, rowShape?: number[]): void {
   for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i])) throw new DataError(`${name}${at(i, rowShape)} is ${values[i]}: every value must be finite`);
+    if (!Number.isFinite(values[i]))
+      throw new DataError(`${name}${at(i, rowShape)} is ${values[i]}: every value must be finite`);
   }
 }
 
@@ -148,35 +170,62 @@ function oneHotIndex(values: Float32Array, rows: number, cols: number): { index:
  * const xor = of.data.fromArrays([[0, 0], [0, 1], [1, 0], [1, 1]], [0, 1, 1, 0]);
  * const oneHot = of.data.fromArrays([[0, 0], [0, 1]], [[1, 0], [0, 1]]);  // y -> Int32Array [0, 1]
  */
-export function fromArrays(x: number[][] | number[][][] | number[][][][] | number[] | ArrayLike<number>[] | ArrayLike<number>[][] | ArrayLike<number>, y: number[] | number[][] | ArrayLike<number>, options?: FromArraysOptions): Dataset {
+export function fromArrays(
+  x:
+    | number[][]
+    | number[][][]
+    | number[][][][]
+    | number[]
+    | ArrayLike<number>[]
+    | ArrayLike<number>[][]
+    | ArrayLike<number>,
+  y: number[] | number[][] | ArrayLike<number>,
+  options?: FromArraysOptions,
+): Dataset {
   const o = optionsObject('fromArrays', options, ['shape', 'labels']);
-  if (o.shape !== undefined && !(Array.isArray(o.shape) && o.shape.length > 0 && o.shape.every((s) => is.positiveInteger(s)))) {
+  if (
+    o.shape !== undefined &&
+    !(Array.isArray(o.shape) && o.shape.length > 0 && o.shape.every((s) => is.positiveInteger(s)))
+  ) {
     throw invalidArg('shape', 'non-empty array of positive integers', o.shape);
   }
-  if (o.labels !== undefined && !(LABEL_KINDS as readonly unknown[]).includes(o.labels)) throw invalidArg('labels', LABEL_KINDS.map((k) => `'${k}'`).join(' | '), o.labels);
+  if (o.labels !== undefined && !(LABEL_KINDS as readonly unknown[]).includes(o.labels))
+    throw invalidArg('labels', LABEL_KINDS.map((k) => `'${k}'`).join(' | '), o.labels);
   const shape = o.shape as number[] | undefined;
-  if (!isNumbers(x) || x.length === 0) throw invalidArg('x', 'a non-empty array of rows, or a flat array or typed array with options.shape', x);
+  if (!isNumbers(x) || x.length === 0)
+    throw invalidArg('x', 'a non-empty array of rows, or a flat array or typed array with options.shape', x);
 
   // x -> rows × cols float32 values
   let xs: Float32Array;
   let rows: number;
   let cols: number;
-  let rowShape: number[] | undefined;  // of nested rows: [features], or e.g. [28, 28, 1] for images
+  let rowShape: number[] | undefined; // of nested rows: [features], or e.g. [28, 28, 1] for images
   const nested = Array.isArray(x) && typeof x[0] !== 'number';
   if (nested) {
     ({ values: xs, rowShape } = flattenNested('x', x as unknown[]));
     rows = x.length;
     cols = rowShape.reduce((a, b) => a * b, 1);
     if (cols === 0) throw new ShapeError('x[0] is empty: a row needs at least one feature');
-    if (shape && shape.reduce((a, b) => a * b, 1) !== cols) throw new ShapeError(`options.shape [${shape.join(', ')}] holds ${shape.reduce((a, b) => a * b, 1)} values but the rows of x have ${cols}`);
+    if (shape && shape.reduce((a, b) => a * b, 1) !== cols)
+      throw new ShapeError(
+        `options.shape [${shape.join(', ')}] holds ${shape.reduce((a, b) => a * b, 1)} values but the rows of x have ${cols}`,
+      );
   } else {
-    if (!shape) throw new ShapeError(`x is flat (${x.length} values): give options.shape, the shape of one row (e.g. [${x.length}] for a single row), or pass rows of features`);
+    if (!shape)
+      throw new ShapeError(
+        `x is flat (${x.length} values): give options.shape, the shape of one row (e.g. [${x.length}] for a single row), or pass rows of features`,
+      );
     cols = shape.reduce((a, b) => a * b, 1);
-    if (x.length % cols !== 0) throw new ShapeError(`x has ${x.length} values, which is not a whole number of rows of shape [${shape.join(', ')}] (${cols} values)`);
+    if (x.length % cols !== 0)
+      throw new ShapeError(
+        `x has ${x.length} values, which is not a whole number of rows of shape [${shape.join(', ')}] (${cols} values)`,
+      );
     rows = x.length / cols;
     if (x instanceof Float32Array) xs = x;
     else {
-      for (let i = 0; i < x.length; i++) if (typeof (x as Numbers)[i] !== 'number') throw new DataError(`x[${i}] is not a number (${typeof (x as Numbers)[i]})`);
+      for (let i = 0; i < x.length; i++)
+        if (typeof (x as Numbers)[i] !== 'number')
+          throw new DataError(`x[${i}] is not a number (${typeof (x as Numbers)[i]})`);
       xs = Float32Array.from(x as Numbers);
     }
   }
@@ -187,12 +236,21 @@ export function fromArrays(x: number[][] | number[][][] | number[][][][] | numbe
   const yNested = Array.isArray(y) && y.length > 0 && typeof y[0] !== 'number';
   const kind = o.labels as FromArraysOptions['labels'];
   // A flat y may hold several values per row where rows of values are possible ('values', 'oneHot').
-  const flatRows = !yNested && y.length !== rows && y.length % rows === 0 && y.length > 0 && (kind === 'values' || kind === 'oneHot' || (kind === undefined && isFloatArray(y)));
-  if (y.length !== rows && !flatRows) throw new ShapeError(`y has ${y.length} ${yNested ? 'rows' : 'values'} but x has ${rows} rows`);
-  const { values: ys, cols: yCols } = yNested ? flattenRows('y', y as unknown[]) : { values: Float32Array.from(y as Numbers), cols: y.length / rows };
+  const flatRows =
+    !yNested &&
+    y.length !== rows &&
+    y.length % rows === 0 &&
+    y.length > 0 &&
+    (kind === 'values' || kind === 'oneHot' || (kind === undefined && isFloatArray(y)));
+  if (y.length !== rows && !flatRows)
+    throw new ShapeError(`y has ${y.length} ${yNested ? 'rows' : 'values'} but x has ${rows} rows`);
+  const { values: ys, cols: yCols } = yNested
+    ? flattenRows('y', y as unknown[])
+    : { values: Float32Array.from(y as Numbers), cols: y.length / rows };
   checkFinite('y', ys, yNested ? [yCols] : undefined);
   const hot = yCols > 1 ? oneHotIndex(ys, rows, yCols) : undefined;
-  const resolved = kind ?? (yNested ? (hot && hot.bad < 0 ? 'oneHot' : 'values') : isFloatArray(y) ? 'values' : 'index');
+  const resolved =
+    kind ?? (yNested ? (hot && hot.bad < 0 ? 'oneHot' : 'values') : isFloatArray(y) ? 'values' : 'index');
   let labels: Int32Array | Float32Array;
   if (resolved === 'values') {
     labels = ys;
@@ -200,20 +258,27 @@ export function fromArrays(x: number[][] | number[][][] | number[][][][] | numbe
     if (!hot || hot.bad >= 0) {
       const r = hot ? hot.bad : 0;
       const row = Array.from(ys.subarray(r * yCols, (r + 1) * yCols));
-      throw new DataError(`y[${r}] is not one-hot ([${row.slice(0, 8).join(', ')}${row.length > 8 ? ', …' : ''}]): a row needs a single 1 and 0 elsewhere, over at least 2 classes`);
+      throw new DataError(
+        `y[${r}] is not one-hot ([${row.slice(0, 8).join(', ')}${row.length > 8 ? ', …' : ''}]): a row needs a single 1 and 0 elsewhere, over at least 2 classes`,
+      );
     }
     labels = hot.index;
   } else {
-    if (yCols !== 1) throw new ShapeError(`y has ${yCols} values per row but class indices are one per row (labels: 'oneHot' or 'values' read rows)`);
+    if (yCols !== 1)
+      throw new ShapeError(
+        `y has ${yCols} values per row but class indices are one per row (labels: 'oneHot' or 'values' read rows)`,
+      );
     labels = new Int32Array(rows);
     for (let i = 0; i < rows; i++) {
       // The given value, not its float32 copy: 1.0000001 is no class index.
       const v = yNested ? (y as unknown as Numbers[])[i]![0]! : (y as Numbers)[i]!;
       if (!Number.isInteger(v) || v < 0 || v > 2 ** 31 - 1) {
-        throw new DataError(`y[${i}] = ${v} is not a class index (an integer >= 0); for regression targets pass { labels: 'values' }`);
+        throw new DataError(
+          `y[${i}] = ${v} is not a class index (an integer >= 0); for regression targets pass { labels: 'values' }`,
+        );
       }
       labels[i] = v;
     }
   }
-  return { x: xs, y: labels, rows, shape: shape ? [...shape] : rowShape ?? [cols] };
+  return { x: xs, y: labels, rows, shape: shape ? [...shape] : (rowShape ?? [cols]) };
 }

@@ -6,23 +6,119 @@ export { sequential, Model, LOSSES } from './model';
 export { load } from './checkpoint';
 export { readSafetensors, writeSafetensors } from './safetensors';
 export type { Tensor } from './safetensors';
-export type { SequentialOptions, ModelBackend, EpochLog, Progress, BatchLog, Parameter, LossName, LossFunction, GradientCheck, MemoryEstimate } from './model';
+export type {
+  SequentialOptions,
+  ModelBackend,
+  EpochLog,
+  Progress,
+  BatchLog,
+  Parameter,
+  LossName,
+  LossFunction,
+  GradientCheck,
+  MemoryEstimate,
+} from './model';
 export type { FitOptions, History, DistributedOptions, DistributedMode } from './fit';
 export { DISTRIBUTED_MODES } from './fit';
-export { dense, activation, relu, leakyRelu, tanh, sigmoid, gelu, identity, step, sign, quantize, ACTIVATIONS, conv2d, maxPool2d, avgPool2d, globalAvgPool, flatten, rnn, gru, lstm, lif, repeat, timeMean, graphConv, residual, concat, dropout, layerNorm, batchNorm, groupNorm } from './layers/index';
+export {
+  dense,
+  activation,
+  relu,
+  leakyRelu,
+  tanh,
+  sigmoid,
+  gelu,
+  identity,
+  step,
+  sign,
+  quantize,
+  ACTIVATIONS,
+  conv2d,
+  maxPool2d,
+  avgPool2d,
+  globalAvgPool,
+  flatten,
+  rnn,
+  gru,
+  lstm,
+  lif,
+  repeat,
+  timeMean,
+  graphConv,
+  residual,
+  concat,
+  dropout,
+  layerNorm,
+  batchNorm,
+  groupNorm,
+} from './layers/index';
 export type {
-  Layer, DenseLayer, ActivationLayer, ActivationName, DenseOptions, QuantizedWeights, Conv2dLayer, Conv2dOptions, Pool2dLayer, Pool2dOptions,
-  GlobalAvgPoolLayer, FlattenLayer, ImageShape, Padding, SequenceShape, RecurrentLayer, RecurrentOptions, RepeatLayer, TimeMeanLayer, Graph, GraphConvLayer, ResidualLayer, ConcatLayer, DropoutLayer, LayerNormLayer, BatchNormLayer, GroupNormLayer,
+  Layer,
+  DenseLayer,
+  ActivationLayer,
+  ActivationName,
+  DenseOptions,
+  QuantizedWeights,
+  Conv2dLayer,
+  Conv2dOptions,
+  Pool2dLayer,
+  Pool2dOptions,
+  GlobalAvgPoolLayer,
+  FlattenLayer,
+  ImageShape,
+  Padding,
+  SequenceShape,
+  RecurrentLayer,
+  RecurrentOptions,
+  RepeatLayer,
+  TimeMeanLayer,
+  Graph,
+  GraphConvLayer,
+  ResidualLayer,
+  ConcatLayer,
+  DropoutLayer,
+  LayerNormLayer,
+  BatchNormLayer,
+  GroupNormLayer,
 } from './layers/index';
 export { bp, ulr, spsa, es, BASELINES, DENSITIES, SCORES, INJECTIONS } from './estimators';
-export type { Estimator, BpEstimator, SpsaEstimator, EsEstimator, UlrEstimator, UlrOptions, BaselineName, DensityName, ScoreName, InjectionName, SigmaSchedule } from './estimators';
+export type {
+  Estimator,
+  BpEstimator,
+  SpsaEstimator,
+  EsEstimator,
+  UlrEstimator,
+  UlrOptions,
+  BaselineName,
+  DensityName,
+  ScoreName,
+  InjectionName,
+  SigmaSchedule,
+} from './estimators';
 export { sgd, adam, adamw } from './optimizers';
 export type { Optimizer, SgdOptions, AdamOptions } from './optimizers';
 export { SCHEDULES } from './schedules';
-export type { Schedule, ScheduleKind, WarmupOptions, StepScheduleOptions, ExponentialScheduleOptions, CosineScheduleOptions } from './schedules';
+export type {
+  Schedule,
+  ScheduleKind,
+  WarmupOptions,
+  StepScheduleOptions,
+  ExponentialScheduleOptions,
+  CosineScheduleOptions,
+} from './schedules';
 export {
-  OneForwardError, ShapeError, ConfigError, DataError, BackendError, CheckpointError, AbortError, NumericError,
-  OutOfMemoryError, DisposedError, BusyError, ERROR_CODES,
+  OneForwardError,
+  ShapeError,
+  ConfigError,
+  DataError,
+  BackendError,
+  CheckpointError,
+  AbortError,
+  NumericError,
+  OutOfMemoryError,
+  DisposedError,
+  BusyError,
+  ERROR_CODES,
 } from './errors';
 export type { ErrorCode } from './errors';
 export type { Dataset } from './data';

@@ -38,13 +38,15 @@ export function loadIdx(imagesPath: string, labelsPath: string): Dataset {
     const v = images.value(i);
     x[i] = v * scale;
     // Float images (types 0x0d, 0x0e) may hold NaN, Infinity or a double beyond float32: refused like loadCsv's.
-    if (!Number.isFinite(x[i]!)) throw new DataError(`${imagesPath}: feature ${v} at index ${i} is not a finite float32`);
+    if (!Number.isFinite(x[i]!))
+      throw new DataError(`${imagesPath}: feature ${v} at index ${i} is not a finite float32`);
   }
   const y = new Int32Array(rows);
   for (let i = 0; i < rows; i++) {
     const v = labels.value(i);
     // Float labels (types 0x0d, 0x0e) would otherwise be truncated or wrap around int32.
-    if (!Number.isInteger(v) || v < -(2 ** 31) || v > 2 ** 31 - 1) throw new DataError(`${labelsPath}: label ${v} at index ${i} is not an integer class index`);
+    if (!Number.isInteger(v) || v < -(2 ** 31) || v > 2 ** 31 - 1)
+      throw new DataError(`${labelsPath}: label ${v} at index ${i} is not an integer class index`);
     y[i] = v;
   }
   return { x, y, rows, shape: images.dims.slice(1) };
@@ -55,7 +57,11 @@ const fileError = (file: string) => (why: string, cause?: unknown) => new DataEr
 const IDX_SIZES: Record<number, number> = { 0x08: 1, 0x09: 1, 0x0b: 2, 0x0c: 4, 0x0d: 4, 0x0e: 8 };
 
 // The magic, type and dims of an IDX file, checked against the file's size (before the data is read).
-function idxHeader(file: string, head: Buffer, fileSize: number): { type: number; size: number; dims: number[]; off: number; count: number } {
+function idxHeader(
+  file: string,
+  head: Buffer,
+  fileSize: number,
+): { type: number; size: number; dims: number[]; off: number; count: number } {
   if (fileSize < 4 || head[0] !== 0 || head[1] !== 0) throw new DataError(`${file}: not an IDX file (bad magic)`);
   const type = head[2]!;
   const ndim = head[3]!;
@@ -67,7 +73,9 @@ function idxHeader(file: string, head: Buffer, fileSize: number): { type: number
   const count = dims.reduce((a, b) => a * b, 1);
   const off = 4 + 4 * ndim;
   if (fileSize !== off + count * size) {
-    throw new DataError(`${file}: expected ${off + count * size} bytes for dims [${dims.join(', ')}], found ${fileSize}`);
+    throw new DataError(
+      `${file}: expected ${off + count * size} bytes for dims [${dims.join(', ')}], found ${fileSize}`,
+    );
   }
   return { type, size, dims, off, count };
 }
@@ -80,8 +88,17 @@ function readIdx(file: string): { type: number; dims: number[]; count: number; v
   const { type, size, dims, off, count } = idxHeader(file, buf, buf.length);
   const value = (i: number) => {
     const p = off + i * size;
-    return type === 0x08 ? buf[p]! : type === 0x09 ? buf.readInt8(p) : type === 0x0b ? buf.readInt16BE(p)
-      : type === 0x0c ? buf.readInt32BE(p) : type === 0x0d ? buf.readFloatBE(p) : buf.readDoubleBE(p);
+    return type === 0x08
+      ? buf[p]!
+      : type === 0x09
+        ? buf.readInt8(p)
+        : type === 0x0b
+          ? buf.readInt16BE(p)
+          : type === 0x0c
+            ? buf.readInt32BE(p)
+            : type === 0x0d
+              ? buf.readFloatBE(p)
+              : buf.readDoubleBE(p);
   };
   return { type, dims, count, value };
 }
@@ -96,7 +113,9 @@ function parseCell(cell: string): number | undefined {
 
 // At most 40 characters of a cell for a message, control characters escaped (a lone \r would garble a terminal).
 function printable(cell: string): string {
-  return cell.slice(0, 40).replace(/[\x00-\x1f\x7f-\x9f]/g, (ch) => `\\x${ch.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return cell
+    .slice(0, 40)
+    .replace(/[\x00-\x1f\x7f-\x9f]/g, (ch) => `\\x${ch.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 /** Options of {@link loadCsv}. */
@@ -127,7 +146,10 @@ export function loadCsv(file: string, options?: CsvOptions): Dataset {
   if (o.header !== undefined && !is.bool(o.header)) throw invalidArg('header', 'boolean', o.header);
   const text = readRegularFileSync(file, bufferConstants.MAX_STRING_LENGTH, fileError(file)).toString('utf8');
   // [line number from 1, text] of the non-blank lines; \r\n, \n and a lone \r all end a line.
-  const lines = text.split(/\r\n|\n|\r/).map((l, i) => [i + 1, l] as const).filter(([, l]) => l.trim().length > 0);
+  const lines = text
+    .split(/\r\n|\n|\r/)
+    .map((l, i) => [i + 1, l] as const)
+    .filter(([, l]) => l.trim().length > 0);
   if (lines.length === 0) throw new DataError(`${file}: empty CSV`);
   const first = lines[0]![1].split(',');
   // Only a line without a single number is a header: a data line with one corrupt cell is an error, not dropped.
@@ -135,31 +157,44 @@ export function loadCsv(file: string, options?: CsvOptions): Dataset {
   const header = (o.header as boolean | undefined) ?? !first.some((c) => parseCell(c) !== undefined);
   const body = header ? lines.slice(1) : lines;
   if (body.length === 0) {
-    throw new DataError(`${file}: no data rows${auto ? ` (the only line was taken as a header: none of its cells is a number; pass header: false to read it as data)` : ''}`);
+    throw new DataError(
+      `${file}: no data rows${auto ? ` (the only line was taken as a header: none of its cells is a number; pass header: false to read it as data)` : ''}`,
+    );
   }
   const cols = first.length;
   const lc = (o.labelColumn as number | undefined) ?? 0;
-  if (!is.integer(lc) || lc >= cols || lc < -cols) throw invalidArg('labelColumn', `integer in [-${cols}, ${cols})`, lc);
+  if (!is.integer(lc) || lc >= cols || lc < -cols)
+    throw invalidArg('labelColumn', `integer in [-${cols}, ${cols})`, lc);
   const labelCol = lc < 0 ? cols + lc : lc;
   const x = new Float32Array(body.length * (cols - 1));
   const y = new Int32Array(body.length);
   body.forEach(([line, text], r) => {
     const cells = text.split(',');
-    if (cells.length !== cols) throw new DataError(`${file}: line ${line} has ${cells.length} columns, expected ${cols}`);
+    if (cells.length !== cols)
+      throw new DataError(`${file}: line ${line} has ${cells.length} columns, expected ${cols}`);
     let k = 0;
     for (let c = 0; c < cols; c++) {
       const cell = cells[c]!;
       const v = parseCell(cell);
       if (v === undefined || !Number.isFinite(v)) {
-        const hint = auto && r === 0 && !header ? ' (the first line was read as data because some of its cells are numbers; pass header: true if it is a header)' : '';
-        throw new DataError(`${file}: line ${line}, column ${c + 1} is ${cell.trim() === '' ? 'empty' : `not a number ('${printable(cell)}')`}${hint}`);
+        const hint =
+          auto && r === 0 && !header
+            ? ' (the first line was read as data because some of its cells are numbers; pass header: true if it is a header)'
+            : '';
+        throw new DataError(
+          `${file}: line ${line}, column ${c + 1} is ${cell.trim() === '' ? 'empty' : `not a number ('${printable(cell)}')`}${hint}`,
+        );
       }
       if (c === labelCol) {
-        if (!Number.isInteger(v) || v < 0 || v > 2 ** 31 - 1) throw new DataError(`${file}: label '${printable(cell.trim())}' on line ${line} is not a class index (an integer in [0, 2^31))`);
+        if (!Number.isInteger(v) || v < 0 || v > 2 ** 31 - 1)
+          throw new DataError(
+            `${file}: label '${printable(cell.trim())}' on line ${line} is not a class index (an integer in [0, 2^31))`,
+          );
         y[r] = v;
       } else {
         const f = Math.fround(v / scale);
-        if (!Number.isFinite(f)) throw new DataError(`${file}: line ${line}, column ${c + 1} (${printable(cell.trim())}) overflows float32`);
+        if (!Number.isFinite(f))
+          throw new DataError(`${file}: line ${line}, column ${c + 1} (${printable(cell.trim())}) overflows float32`);
         x[r * (cols - 1) + k++] = f;
       }
     }

@@ -9,7 +9,16 @@ import { summarize } from './summary';
 import { type Estimator, bp, toNative, ulr } from './estimators';
 import type { DenseLayer, ImageShape, Layer, SequenceShape } from './layers/index';
 import { nativeLayers, topology } from './layers/topology';
-import { native, type NativeModel, type NativeModelSpec, type NativeModelBackend, type Progress, type EpochLog, type BatchLog, type LossFunction } from './native';
+import {
+  native,
+  type NativeModel,
+  type NativeModelSpec,
+  type NativeModelBackend,
+  type Progress,
+  type EpochLog,
+  type BatchLog,
+  type LossFunction,
+} from './native';
 import { type Optimizer, adam } from './optimizers';
 import { checkFinite, invalidArg, is, optionsObject } from './validate';
 import { save as saveCheckpoint } from './checkpoint';
@@ -129,7 +138,13 @@ export class Model {
   private _frozen: number;
 
   /** @internal Use {@link sequential}. */
-  constructor(layers: Layer[], options: Required<Omit<SequentialOptions, 'backend' | 'allowTf32'>> & { backend: 'cpu' | 'cuda' | 'sim'; allowTf32?: boolean }) {
+  constructor(
+    layers: Layer[],
+    options: Required<Omit<SequentialOptions, 'backend' | 'allowTf32'>> & {
+      backend: 'cpu' | 'cuda' | 'sim';
+      allowTf32?: boolean;
+    },
+  ) {
     this.layers = layers;
     this.loss = options.loss;
     this.seed = options.seed;
@@ -147,7 +162,7 @@ export class Model {
     };
     if (topo.inputShape) spec.inputShape = topo.inputShape;
     this._native = new (native().NativeModel)(spec);
-    this._frozen = this._native.state().frozen ?? 0;  // dense layers with trainable: false
+    this._frozen = this._native.state().frozen ?? 0; // dense layers with trainable: false
     if (this.backend !== 'cpu') this._native.setBackend(this.backend, options.allowTf32);
   }
 
@@ -293,7 +308,10 @@ export class Model {
     options?: { estimator?: Estimator; step?: number; loss?: LossFunction; sampleOffset?: number },
   ): Float32Array[] {
     const o = optionsObject('gradients', options, ['estimator', 'step', 'loss', 'sampleOffset']);
-    if (o.sampleOffset !== undefined && (!is.integer(o.sampleOffset) || (o.sampleOffset as number) < 0 || (o.sampleOffset as number) >= 2 ** 30)) {
+    if (
+      o.sampleOffset !== undefined &&
+      (!is.integer(o.sampleOffset) || (o.sampleOffset as number) < 0 || (o.sampleOffset as number) >= 2 ** 30)
+    ) {
       throw invalidArg('sampleOffset', 'integer in [0, 2^30)', o.sampleOffset);
     }
     if (o.loss !== undefined && typeof o.loss !== 'function') throw invalidArg('loss', 'function', o.loss);
@@ -332,7 +350,9 @@ export class Model {
     const trials = (o.trials as number | undefined) ?? 20;
     if (!is.integer(trials) || trials < 2) throw invalidArg('trials', 'integer >= 2', trials);
     const estimator = (o.estimator as Estimator | undefined) ?? ulr();
-    const differentiable = this.loss !== 'zeroOne' && this.layers.every((l) => l.type !== 'activation' || !['step', 'sign', 'quantize'].includes(l.activation));
+    const differentiable =
+      this.loss !== 'zeroOne' &&
+      this.layers.every((l) => l.type !== 'activation' || !['step', 'sign', 'quantize'].includes(l.activation));
     const exact = differentiable ? this.gradients(batch, { estimator: bp() }) : undefined;
     const runs = Array.from({ length: trials }, (_, step) => this.gradients(batch, { estimator, step }));
     const params = this.parameters();
@@ -359,7 +379,8 @@ export class Model {
         out.cosine = cos(mean, b);
         out.meanTrialCosine = est.reduce((s, e) => s + cos(e, b), 0) / trials;
         out.relativeError = relativeError;
-        out.suggestion = relativeError > 3 * noiseOfMean + 0.05 ? 'smaller sigma' : out.meanTrialCosine < 0.5 ? 'more copies' : 'ok';
+        out.suggestion =
+          relativeError > 3 * noiseOfMean + 0.05 ? 'smaller sigma' : out.meanTrialCosine < 0.5 ? 'more copies' : 'ok';
       }
       return out;
     });
@@ -384,7 +405,10 @@ export class Model {
    * ShapeError (`ERR_SHAPE`) for sizes that do not fit the model; DataError (`ERR_DATA`) for non-finite values or
    * labels out of range; `ERR_DISPOSED`, `ERR_BUSY`. `ERR_NUMERIC` for a non-finite loss.
    */
-  trainStep(batch: { x: Float32Array; y: Int32Array | Float32Array; rows?: number }, options?: { estimator?: Estimator; optimizer?: Optimizer }): number {
+  trainStep(
+    batch: { x: Float32Array; y: Int32Array | Float32Array; rows?: number },
+    options?: { estimator?: Estimator; optimizer?: Optimizer },
+  ): number {
     const o = optionsObject('trainStep', options, ['estimator', 'optimizer']);
     const rows = this.checkBatch(batch);
     const est = toNative((o.estimator as Estimator | undefined) ?? ulr());
@@ -413,7 +437,8 @@ export class Model {
   memoryEstimate(options: { estimator?: Estimator; batchSize?: number }): MemoryEstimate {
     const o = optionsObject('memoryEstimate', options, ['estimator', 'batchSize']);
     const batchSize = o.batchSize ?? 32;
-    if (!is.positiveInteger(batchSize) || batchSize > 2 ** 30) throw invalidArg('batchSize', 'integer in [1, 2^30]', batchSize);
+    if (!is.positiveInteger(batchSize) || batchSize > 2 ** 30)
+      throw invalidArg('batchSize', 'integer in [1, 2^30]', batchSize);
     return this.nat.memoryEstimate(toNative((o.estimator as Estimator | undefined) ?? ulr()), batchSize);
   }
 
@@ -428,12 +453,19 @@ export class Model {
    * than inference over the rest. Recurrent layers cannot be frozen yet.
    */
   freeze(count: number): void {
-    const flat = (ls: readonly Layer[]): Layer[] => ls.flatMap((l) => (l.type === 'residual' || l.type === 'concat' ? flat(l.layers) : [l]));
-    const withParams = flat(this.layers).filter((l) => ['dense', 'conv2d', 'graphConv', 'rnn', 'gru', 'lstm', 'lif', 'layerNorm', 'batchNorm', 'groupNorm'].includes(l.type));
-    if (!is.integer(count) || count < 0 || count >= withParams.length) throw invalidArg('count', `integer in [0, ${withParams.length - 1}]`, count);
+    const flat = (ls: readonly Layer[]): Layer[] =>
+      ls.flatMap((l) => (l.type === 'residual' || l.type === 'concat' ? flat(l.layers) : [l]));
+    const withParams = flat(this.layers).filter((l) =>
+      ['dense', 'conv2d', 'graphConv', 'rnn', 'gru', 'lstm', 'lif', 'layerNorm', 'batchNorm', 'groupNorm'].includes(
+        l.type,
+      ),
+    );
+    if (!is.integer(count) || count < 0 || count >= withParams.length)
+      throw invalidArg('count', `integer in [0, ${withParams.length - 1}]`, count);
     this.nat.setFrozen(count);
     this._frozen = count;
-    if (withParams.every((l) => l.type === 'dense')) {  // dense layers carry the flag (it goes into checkpoints)
+    if (withParams.every((l) => l.type === 'dense')) {
+      // dense layers carry the flag (it goes into checkpoints)
       (withParams as DenseLayer[]).forEach((l, i) => {
         if (i < count) l.trainable = false;
         else delete l.trainable;
@@ -477,11 +509,16 @@ export class Model {
    * CheckpointError (`ERR_CHECKPOINT`) for an unreadable file or missing, misshapen or non-finite tensors.
    * @returns the names of the parameters loaded.
    */
-  async loadWeights(source: string | Map<string, Tensor>, options?: { map?: Record<string, string> }): Promise<string[]> {
+  async loadWeights(
+    source: string | Map<string, Tensor>,
+    options?: { map?: Record<string, string> },
+  ): Promise<string[]> {
     const o = optionsObject('loadWeights', options, ['map']);
-    if (o.map !== undefined && (!is.plainObject(o.map) || !Object.values(o.map).every(is.string))) throw invalidArg('map', 'an object of parameter names', o.map);
+    if (o.map !== undefined && (!is.plainObject(o.map) || !Object.values(o.map).every(is.string)))
+      throw invalidArg('map', 'an object of parameter names', o.map);
     const map = (o.map as Record<string, string> | undefined) ?? {};
-    if (!is.string(source) && !is.map(source)) throw invalidArg('source', 'a safetensors path or a Map of tensors', source);
+    if (!is.string(source) && !is.map(source))
+      throw invalidArg('source', 'a safetensors path or a Map of tensors', source);
     const tensors = is.string(source) ? await readSafetensors(source) : (source as Map<unknown, unknown>);
     const byParam = new Map<string, unknown>();
     for (const [name, t] of tensors) {
@@ -490,18 +527,25 @@ export class Model {
     }
     const params = this.parameters();
     const missing = params.filter((p) => !byParam.has(p.name)).map((p) => p.name);
-    if (missing.length) throw new CheckpointError(`weights missing for ${missing.join(', ')} (have ${[...byParam.keys()].join(', ')})`);
+    if (missing.length)
+      throw new CheckpointError(`weights missing for ${missing.join(', ')} (have ${[...byParam.keys()].join(', ')})`);
     for (const p of params) {
       const t = byParam.get(p.name) as Partial<Tensor> | null;
       if (typeof t !== 'object' || t === null || !Array.isArray(t.shape) || !is.float32Array(t.data)) {
         throw new CheckpointError(`${p.name}: expected a tensor { shape: number[], data: Float32Array }`);
       }
-      if (t.shape.join('x') !== p.shape.join('x')) throw new CheckpointError(`${p.name}: expected shape [${p.shape.join(', ')}], the file has [${t.shape.join(', ')}]`);
-      if (t.data.length !== p.data.length) throw new CheckpointError(`${p.name}: shape [${p.shape.join(', ')}] holds ${p.data.length} values, the tensor has ${t.data.length}`);
+      if (t.shape.join('x') !== p.shape.join('x'))
+        throw new CheckpointError(
+          `${p.name}: expected shape [${p.shape.join(', ')}], the file has [${t.shape.join(', ')}]`,
+        );
+      if (t.data.length !== p.data.length)
+        throw new CheckpointError(
+          `${p.name}: shape [${p.shape.join(', ')}] holds ${p.data.length} values, the tensor has ${t.data.length}`,
+        );
       const bad = t.data.findIndex((v) => !Number.isFinite(v));
       if (bad >= 0) throw new CheckpointError(`${p.name}: non-finite value ${t.data[bad]} at index ${bad}`);
     }
-    this.nat.checkIdle();  // ERR_BUSY during fit or async predictions: they would overwrite or read half-loaded weights
+    this.nat.checkIdle(); // ERR_BUSY during fit or async predictions: they would overwrite or read half-loaded weights
     for (const p of params) p.data.set((byParam.get(p.name) as Tensor).data);
     return params.map((p) => p.name);
   }
@@ -556,18 +600,23 @@ export class Model {
   /** @internal A data set that fits this model (its features, and labels or targets), or a typed error. */
   checkData(name: string, d: Dataset): void {
     const cols = checkDataset(name, d);
-    if (cols !== this.inputs) throw new ShapeError(`${name} has ${cols} features per row, the model expects ${this.inputs}`);
+    if (cols !== this.inputs)
+      throw new ShapeError(`${name} has ${cols} features per row, the model expects ${this.inputs}`);
     const labels = this.loss !== 'mse';
     const want = labels ? d.rows * this.groups : d.rows * this.outputs;
     if (labels && !is.int32Array(d.y)) {
       const err = invalidArg(`${name}.y`, `Int32Array of class labels (${this.loss} loss)`, d.y);
-      if (d.y.length === d.rows * this.outputs) err.message += "; for one-hot rows, of.data.fromArrays(x, y, { labels: 'oneHot' }) gives class labels";
-      else if (d.y.length === want && ArrayBuffer.isView(d.y)) {  // class indices held as floats (tfjs dataSync())
-        err.message += "; for class indices held as floats, use of.data.fromArrays(x, y, { labels: 'index' }) or Int32Array.from(y)";
+      if (d.y.length === d.rows * this.outputs)
+        err.message += "; for one-hot rows, of.data.fromArrays(x, y, { labels: 'oneHot' }) gives class labels";
+      else if (d.y.length === want && ArrayBuffer.isView(d.y)) {
+        // class indices held as floats (tfjs dataSync())
+        err.message +=
+          "; for class indices held as floats, use of.data.fromArrays(x, y, { labels: 'index' }) or Int32Array.from(y)";
       }
       throw err;
     }
-    if (this.loss === 'mse' && !is.float32Array(d.y)) throw invalidArg(`${name}.y`, 'Float32Array of targets (mse loss)', d.y);
+    if (this.loss === 'mse' && !is.float32Array(d.y))
+      throw invalidArg(`${name}.y`, 'Float32Array of targets (mse loss)', d.y);
     if (d.y.length !== want) throw new ShapeError(`${name}.y has ${d.y.length} values, expected ${want}`);
   }
 }
@@ -580,19 +629,24 @@ export class Model {
  */
 export function sequential(layers: Layer[], options?: SequentialOptions): Model {
   const o = optionsObject('sequential', options, ['seed', 'loss', 'backend', 'allowTf32']);
-  if (o.allowTf32 !== undefined && typeof o.allowTf32 !== 'boolean') throw invalidArg('allowTf32', 'boolean', o.allowTf32);
+  if (o.allowTf32 !== undefined && typeof o.allowTf32 !== 'boolean')
+    throw invalidArg('allowTf32', 'boolean', o.allowTf32);
   if (!Array.isArray(layers) || layers.length === 0) throw invalidArg('layers', 'non-empty array of layers', layers);
   const seed = o.seed ?? 0;
-  if (!is.integer(seed) || (seed as number) < 0 || (seed as number) > 2 ** 53) throw invalidArg('seed', 'integer in [0, 2^53]', seed);
+  if (!is.integer(seed) || (seed as number) < 0 || (seed as number) > 2 ** 53)
+    throw invalidArg('seed', 'integer in [0, 2^53]', seed);
   const loss = o.loss ?? 'crossEntropy';
   if (!(LOSSES as readonly unknown[]).includes(loss)) throw invalidArg('loss', LOSSES.join(' | '), loss);
   layers.forEach((l, i) => {
-    if (!is.plainObject(l) || typeof l.type !== 'string') throw invalidArg(`layers[${i}]`, 'a layer (of.dense(), of.conv2d(), of.relu(), ...)', l);
+    if (!is.plainObject(l) || typeof l.type !== 'string')
+      throw invalidArg(`layers[${i}]`, 'a layer (of.dense(), of.conv2d(), of.relu(), ...)', l);
   });
   const topo = topology(layers);
   const width = topo.groups > 1 ? topo.outputs / topo.groups : topo.outputs;
   if (topo.groups > 1 && loss === 'mse') {
-    throw new ConfigError('the last layer gives a sequence or node set: classify each position (crossEntropy or zeroOne, one label per position, -1 = none), or add of.timeMean(), of.flatten() or returnSequences: false and a dense layer');
+    throw new ConfigError(
+      'the last layer gives a sequence or node set: classify each position (crossEntropy or zeroOne, one label per position, -1 = none), or add of.timeMean(), of.flatten() or returnSequences: false and a dense layer',
+    );
   }
   if (loss !== 'mse' && (width ?? 0) < 2) throw new ConfigError(`${loss as string} needs at least 2 outputs`);
   return new Model([...layers], {

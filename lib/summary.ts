@@ -15,7 +15,7 @@ export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
   let v = bytes;
-  while (v >= 1024 && i < units.length - 1) v /= 1024, i++;
+  while (v >= 1024 && i < units.length - 1) ((v /= 1024), i++);
   return i === 0 ? `${v} B` : `${v.toFixed(1)} ${units[i]}`;
 }
 
@@ -37,7 +37,7 @@ export function summarize(layers: readonly Layer[], frozen: number, title: strin
     const block = kind.inner !== undefined;
     const first = block ? next : (next += r.tensors) - r.tensors;
     const params = sizes.slice(first, first + r.tensors).reduce((a, b) => a + b, 0);
-    let trainable = '';  // blank for layers without parameters, and for blocks (their inner rows say)
+    let trainable = ''; // blank for layers without parameters, and for blocks (their inner rows say)
     if (!block && r.tensors > 0) {
       const isFrozen = withParams++ < frozen;
       if (isFrozen) frozenParams += params;
@@ -45,19 +45,35 @@ export function summarize(layers: readonly Layer[], frozen: number, title: strin
     }
     index.length = r.depth + 1;
     index[r.depth] = (index[r.depth] ?? -1) + 1;
-    return [index.join('.'), `${'  '.repeat(r.depth)}${kind.label(r.layer)}`, `[${r.output.join(', ')}]`, count(params), trainable];
+    return [
+      index.join('.'),
+      `${'  '.repeat(r.depth)}${kind.label(r.layer)}`,
+      `[${r.output.join(', ')}]`,
+      count(params),
+      trainable,
+    ];
   });
   const head = ['#', 'Layer', 'Output shape', 'Params', 'Trainable'];
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
-  const line = (cells: string[]) => cells.map((v, c) => (c === 3 ? v.padStart(widths[c]!) : v.padEnd(widths[c]!))).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((v, c) => (c === 3 ? v.padStart(widths[c]!) : v.padEnd(widths[c]!)))
+      .join('  ')
+      .trimEnd();
   const rule = '─'.repeat(widths.reduce((a, b) => a + b, 0) + 2 * (widths.length - 1));
   const total = sizes.reduce((a, b) => a + b, 0);
   const amount = (n: number) => `${count(n)} (${formatBytes(n * FLOAT32_BYTES)})`;
-  const input = topo.inputShape ? `[${topo.inputShape.join(', ')}] (${count(topo.inputs)} values per row)` : `[${topo.inputs}]`;
+  const input = topo.inputShape
+    ? `[${topo.inputShape.join(', ')}] (${count(topo.inputs)} values per row)`
+    : `[${topo.inputs}]`;
   return [
     title,
     `Input: ${input}`,
-    rule, line(head), rule, ...rows.map(line), rule,
+    rule,
+    line(head),
+    rule,
+    ...rows.map(line),
+    rule,
     `Total params: ${amount(total)}`,
     `Trainable params: ${amount(total - frozenParams)}`,
     `Frozen params: ${amount(frozenParams)}`,

@@ -7,7 +7,17 @@ import { invalidArg, is, optionsObject } from '../validate';
 import { type LayerKind, label, noDeclaredInput, present } from './kind';
 
 /** Activation functions. `step` and `sign` have no useful derivative: only `ulr()` can train them. */
-export const ACTIVATIONS = ['identity', 'relu', 'leakyRelu', 'tanh', 'sigmoid', 'gelu', 'step', 'sign', 'quantize'] as const;
+export const ACTIVATIONS = [
+  'identity',
+  'relu',
+  'leakyRelu',
+  'tanh',
+  'sigmoid',
+  'gelu',
+  'step',
+  'sign',
+  'quantize',
+] as const;
 /** One of {@link ACTIVATIONS}. */
 export type ActivationName = (typeof ACTIVATIONS)[number];
 
@@ -61,7 +71,8 @@ export const sign = (): ActivationLayer => activation('sign');
 export function quantize(options?: { bits?: number }): ActivationLayer {
   const o = optionsObject('quantize', options, ['bits']);
   const bits = o.bits ?? 2;
-  if (!is.integer(bits) || (bits as number) < 1 || (bits as number) > 16) throw invalidArg('bits', 'integer in [1, 16]', bits);
+  if (!is.integer(bits) || (bits as number) < 1 || (bits as number) > 16)
+    throw invalidArg('bits', 'integer in [1, 16]', bits);
   return { type: 'activation', activation: 'quantize', levels: 2 ** (bits as number) };
 }
 
@@ -70,7 +81,8 @@ export const activationKind: LayerKind<ActivationLayer> = {
   toNative: (l) => [{ ...l }],
   declared: noDeclaredInput,
   first: 'the first layer must be dense, conv2d or a pooling layer (an activation needs a layer before it)',
-  label: (l) => label(l.activation, l.alpha !== undefined && `α=${l.alpha}`, l.levels !== undefined && `${l.levels} levels`),
+  label: (l) =>
+    label(l.activation, l.alpha !== undefined && `α=${l.alpha}`, l.levels !== undefined && `${l.levels} levels`),
   revive: (s) => {
     if (s.activation !== 'quantize') return activation(s.activation as ActivationName, present(s, ['alpha']));
     if (!is.integer(s.levels)) throw invalidArg('levels', 'a power of 2 in [2, 65536]', s.levels);

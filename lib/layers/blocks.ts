@@ -49,7 +49,8 @@ export function concat(layers: Layer[]): ConcatLayer {
 
 function blockLayers(kind: string, layers: Layer[]): Layer[] {
   if (!Array.isArray(layers) || layers.length === 0) throw invalidArg('layers', 'non-empty array of layers', layers);
-  for (let i = 0; i < layers.length; i++) {  // an index loop: forEach would skip the holes of a sparse array
+  for (let i = 0; i < layers.length; i++) {
+    // an index loop: forEach would skip the holes of a sparse array
     const l = layers[i];
     if (!is.plainObject(l) || typeof l.type !== 'string') throw invalidArg(`${kind} layers[${i}]`, 'a layer', l);
     if (l.type === 'residual' || l.type === 'concat') throw new ConfigError(`${kind} blocks do not nest yet`);

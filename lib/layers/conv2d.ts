@@ -4,7 +4,16 @@
  */
 import { invalidArg, is, optionsObject } from '../validate';
 import { type LayerKind, label, present } from './kind';
-import { type ImageShape, type Padding, type QuantizedWeights, imageShapeOf, pairLabel, pairOf, paddingOf, weightsOf } from './shapes';
+import {
+  type ImageShape,
+  type Padding,
+  type QuantizedWeights,
+  imageShapeOf,
+  pairLabel,
+  pairOf,
+  paddingOf,
+  weightsOf,
+} from './shapes';
 
 /** A 2-D convolution over channels-last images: kernel (filters, kh, kw, channels), one bias per filter. */
 export type Conv2dLayer = {
@@ -56,12 +65,27 @@ export type Conv2dOptions = {
  * of.conv2d({ inputShape: [28, 28, 1], filters: 8, kernel: 3, padding: 'same' })
  */
 export function conv2d(options: Conv2dOptions): Conv2dLayer {
-  const o = optionsObject('conv2d', options, ['filters', 'kernel', 'strides', 'padding', 'dilation', 'bias', 'inputShape', 'weights']);
-  if (!is.positiveInteger(o.filters) || (o.filters as number) > 1 << 20) throw invalidArg('filters', 'positive integer', o.filters);
+  const o = optionsObject('conv2d', options, [
+    'filters',
+    'kernel',
+    'strides',
+    'padding',
+    'dilation',
+    'bias',
+    'inputShape',
+    'weights',
+  ]);
+  if (!is.positiveInteger(o.filters) || (o.filters as number) > 1 << 20)
+    throw invalidArg('filters', 'positive integer', o.filters);
   if (o.bias !== undefined && !is.bool(o.bias)) throw invalidArg('bias', 'boolean', o.bias);
   const layer: Conv2dLayer = {
-    type: 'conv2d', filters: o.filters as number, kernel: pairOf('kernel', o.kernel, 1), strides: pairOf('strides', o.strides ?? 1, 1),
-    padding: paddingOf(o.padding), dilation: pairOf('dilation', o.dilation ?? 1, 1), bias: (o.bias as boolean | undefined) ?? true,
+    type: 'conv2d',
+    filters: o.filters as number,
+    kernel: pairOf('kernel', o.kernel, 1),
+    strides: pairOf('strides', o.strides ?? 1, 1),
+    padding: paddingOf(o.padding),
+    dilation: pairOf('dilation', o.dilation ?? 1, 1),
+    bias: (o.bias as boolean | undefined) ?? true,
   };
   const shape = imageShapeOf(o.inputShape);
   if (shape) layer.inputShape = shape;
@@ -71,15 +95,36 @@ export function conv2d(options: Conv2dOptions): Conv2dLayer {
 }
 
 /** @internal The label of a padding other than the default. */
-export const paddingLabel = (p: Padding): string | undefined => (p === 'valid' ? undefined : p === 'same' ? 'same' : `pad ${pairLabel(p)}`);
+export const paddingLabel = (p: Padding): string | undefined =>
+  p === 'valid' ? undefined : p === 'same' ? 'same' : `pad ${pairLabel(p)}`;
 
 /** @internal */
 export const conv2dKind: LayerKind<Conv2dLayer> = {
   toNative: ({ inputShape: _, ...l }) => [l],
   declared: (l) => l.inputShape,
   first: 'the first spatial layer needs inputShape [height, width, channels]',
-  label: (l) => label('conv2d', `${l.filters} filters`, pairLabel(l.kernel), (l.strides[0] !== 1 || l.strides[1] !== 1) && `stride ${pairLabel(l.strides)}`,
-    paddingLabel(l.padding), (l.dilation[0] !== 1 || l.dilation[1] !== 1) && `dilation ${pairLabel(l.dilation)}`, !l.bias && 'no bias',
-    l.weights && `${l.weights} weights`),
-  revive: (s) => conv2d(present(s, ['filters', 'kernel', 'strides', 'padding', 'dilation', 'bias', 'inputShape', 'weights']) as Conv2dOptions),
+  label: (l) =>
+    label(
+      'conv2d',
+      `${l.filters} filters`,
+      pairLabel(l.kernel),
+      (l.strides[0] !== 1 || l.strides[1] !== 1) && `stride ${pairLabel(l.strides)}`,
+      paddingLabel(l.padding),
+      (l.dilation[0] !== 1 || l.dilation[1] !== 1) && `dilation ${pairLabel(l.dilation)}`,
+      !l.bias && 'no bias',
+      l.weights && `${l.weights} weights`,
+    ),
+  revive: (s) =>
+    conv2d(
+      present(s, [
+        'filters',
+        'kernel',
+        'strides',
+        'padding',
+        'dilation',
+        'bias',
+        'inputShape',
+        'weights',
+      ]) as Conv2dOptions,
+    ),
 };

@@ -54,7 +54,15 @@ export function dense(inputs: number, units: number, options?: DenseOptions): De
 
 /** @internal */
 export const denseKind: LayerKind<DenseLayer> = {
-  toNative: (l) => [{ type: 'dense', units: l.units, bias: l.bias, trainable: l.trainable !== false, ...(l.weights ? { weights: l.weights } : {}) }],
+  toNative: (l) => [
+    {
+      type: 'dense',
+      units: l.units,
+      bias: l.bias,
+      trainable: l.trainable !== false,
+      ...(l.weights ? { weights: l.weights } : {}),
+    },
+  ],
   declared: (l) => [l.inputs],
   label: (l) => label('dense', `${l.inputs}→${l.units}`, !l.bias && 'no bias', l.weights && `${l.weights} weights`),
   revive: (s) => dense(s.inputs as number, s.units as number, present(s, ['bias', 'trainable', 'weights'])),

@@ -38,15 +38,21 @@ export type GraphConvLayer = {
  */
 export function graphConv(options: { units: number; graph: Graph; inputShape?: SequenceShape }): GraphConvLayer {
   const o = optionsObject('graphConv', options, ['units', 'graph', 'inputShape']);
-  if (!is.positiveInteger(o.units) || (o.units as number) > 1 << 20) throw invalidArg('units', 'positive integer', o.units);
+  if (!is.positiveInteger(o.units) || (o.units as number) > 1 << 20)
+    throw invalidArg('units', 'positive integer', o.units);
   const g = o.graph as Graph | undefined;
-  if (!is.plainObject(g) || !is.positiveInteger(g.nodes) || !Array.isArray(g.edges)) throw invalidArg('graph', '{ nodes, edges: [[i, j], ...] }', g);
+  if (!is.plainObject(g) || !is.positiveInteger(g.nodes) || !Array.isArray(g.edges))
+    throw invalidArg('graph', '{ nodes, edges: [[i, j], ...] }', g);
   for (const e of g.edges) {
     if (!Array.isArray(e) || e.length !== 2 || !e.every((v) => is.integer(v) && v >= 0 && v < g.nodes)) {
       throw invalidArg('graph.edges', `[i, j] pairs of node indices in [0, ${g.nodes})`, e);
     }
   }
-  const layer: GraphConvLayer = { type: 'graphConv', units: o.units as number, graph: { nodes: g.nodes, edges: g.edges.map((e) => [e[0], e[1]] as [number, number]) } };
+  const layer: GraphConvLayer = {
+    type: 'graphConv',
+    units: o.units as number,
+    graph: { nodes: g.nodes, edges: g.edges.map((e) => [e[0], e[1]] as [number, number]) },
+  };
   const shape = sequenceShapeOf(o.inputShape);
   if (shape) {
     if (shape[0] !== g.nodes) throw new ShapeError(`graphConv: inputShape has ${shape[0]} nodes, the graph ${g.nodes}`);

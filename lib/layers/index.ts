@@ -16,7 +16,21 @@ import { type GlobalAvgPoolLayer, type Pool2dLayer, globalAvgPoolKind, pool2dKin
 import { type RecurrentLayer, recurrentKind } from './recurrent';
 import { type RepeatLayer, type TimeMeanLayer, repeatKind, timeMeanKind } from './sequence';
 
-export { ACTIVATIONS, type ActivationLayer, type ActivationName, activation, gelu, identity, leakyRelu, quantize, relu, sigmoid, sign, step, tanh } from './activation';
+export {
+  ACTIVATIONS,
+  type ActivationLayer,
+  type ActivationName,
+  activation,
+  gelu,
+  identity,
+  leakyRelu,
+  quantize,
+  relu,
+  sigmoid,
+  sign,
+  step,
+  tanh,
+} from './activation';
 export { type ConcatLayer, type ResidualLayer, concat, residual } from './blocks';
 export { type Conv2dLayer, type Conv2dOptions, conv2d } from './conv2d';
 export { type DenseLayer, type DenseOptions, dense } from './dense';
@@ -24,13 +38,36 @@ export { type DropoutLayer, dropout } from './dropout';
 export { type FlattenLayer, flatten } from './flatten';
 export { type Graph, type GraphConvLayer, graphConv } from './graph_conv';
 export { type BatchNormLayer, type GroupNormLayer, type LayerNormLayer, batchNorm, groupNorm, layerNorm } from './norm';
-export { type GlobalAvgPoolLayer, type Pool2dLayer, type Pool2dOptions, avgPool2d, globalAvgPool, maxPool2d } from './pool';
+export {
+  type GlobalAvgPoolLayer,
+  type Pool2dLayer,
+  type Pool2dOptions,
+  avgPool2d,
+  globalAvgPool,
+  maxPool2d,
+} from './pool';
 export { type RecurrentLayer, type RecurrentOptions, gru, lif, lstm, rnn } from './recurrent';
 export { type RepeatLayer, type TimeMeanLayer, repeat, timeMean } from './sequence';
 export type { ImageShape, Padding, QuantizedWeights, SequenceShape } from './shapes';
 
 /** Any layer. */
-export type Layer = DenseLayer | ActivationLayer | Conv2dLayer | Pool2dLayer | GlobalAvgPoolLayer | FlattenLayer | RecurrentLayer | RepeatLayer | TimeMeanLayer | GraphConvLayer | ResidualLayer | ConcatLayer | DropoutLayer | LayerNormLayer | BatchNormLayer | GroupNormLayer;
+export type Layer =
+  | DenseLayer
+  | ActivationLayer
+  | Conv2dLayer
+  | Pool2dLayer
+  | GlobalAvgPoolLayer
+  | FlattenLayer
+  | RecurrentLayer
+  | RepeatLayer
+  | TimeMeanLayer
+  | GraphConvLayer
+  | ResidualLayer
+  | ConcatLayer
+  | DropoutLayer
+  | LayerNormLayer
+  | BatchNormLayer
+  | GroupNormLayer;
 
 /** @internal Every layer kind, by its `type`: the one table of kinds. */
 export const LAYER_KINDS: Readonly<Record<Layer['type'], LayerKind<Layer>>> = {

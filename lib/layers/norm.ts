@@ -56,5 +56,10 @@ export const normKind: LayerKind<LayerNormLayer | BatchNormLayer | GroupNormLaye
   declared: noDeclaredInput,
   first: 'normalization needs a layer before it',
   label: (l) => (l.type === 'groupNorm' ? label(l.type, `${l.groups} groups`) : l.type),
-  revive: (s) => (s.type === 'groupNorm' ? groupNorm({ groups: s.groups as number }) : s.type === 'batchNorm' ? batchNorm() : layerNorm()),
+  revive: (s) =>
+    s.type === 'groupNorm'
+      ? groupNorm({ groups: s.groups as number })
+      : s.type === 'batchNorm'
+        ? batchNorm()
+        : layerNorm(),
 };

@@ -43,7 +43,13 @@ export type Pool2dOptions = {
 function pool(type: 'maxPool2d' | 'avgPool2d', options?: Pool2dOptions): Pool2dLayer {
   const o = optionsObject(type, options, ['size', 'strides', 'padding', 'inputShape']);
   const kernel = pairOf('size', o.size ?? 2, 1);
-  const layer: Pool2dLayer = { type, kernel, strides: pairOf('strides', o.strides ?? kernel, 1), padding: paddingOf(o.padding), dilation: [1, 1] };
+  const layer: Pool2dLayer = {
+    type,
+    kernel,
+    strides: pairOf('strides', o.strides ?? kernel, 1),
+    padding: paddingOf(o.padding),
+    dilation: [1, 1],
+  };
   const shape = imageShapeOf(o.inputShape);
   if (shape) layer.inputShape = shape;
   return layer;
@@ -63,7 +69,13 @@ export const pool2dKind: LayerKind<Pool2dLayer> = {
   toNative: ({ inputShape: _, ...l }) => [l],
   declared: (l) => l.inputShape,
   first: FIRST_SPATIAL,
-  label: (l) => label(l.type, pairLabel(l.kernel), (l.strides[0] !== l.kernel[0] || l.strides[1] !== l.kernel[1]) && `stride ${pairLabel(l.strides)}`, paddingLabel(l.padding)),
+  label: (l) =>
+    label(
+      l.type,
+      pairLabel(l.kernel),
+      (l.strides[0] !== l.kernel[0] || l.strides[1] !== l.kernel[1]) && `stride ${pairLabel(l.strides)}`,
+      paddingLabel(l.padding),
+    ),
   revive: (s) => {
     const d = s.dilation;
     if (!Array.isArray(d) || d.length !== 2 || d[0] !== 1 || d[1] !== 1) throw new Error('bad dilation');

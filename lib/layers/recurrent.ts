@@ -39,12 +39,19 @@ const LIF_KEYS = ['beta', 'threshold', 'slope'] as const;
 
 function recurrent(type: RecurrentLayer['type'], options: LifOptions, keys: readonly string[]): RecurrentLayer {
   const o = optionsObject(type, options, ['units', 'returnSequences', 'inputShape', ...keys]);
-  if (!is.positiveInteger(o.units) || (o.units as number) > 1 << 20) throw invalidArg('units', 'positive integer', o.units);
-  if (o.returnSequences !== undefined && !is.bool(o.returnSequences)) throw invalidArg('returnSequences', 'boolean', o.returnSequences);
-  const layer: RecurrentLayer = { type, units: o.units as number, returnSequences: (o.returnSequences as boolean | undefined) ?? type === 'lif' };
+  if (!is.positiveInteger(o.units) || (o.units as number) > 1 << 20)
+    throw invalidArg('units', 'positive integer', o.units);
+  if (o.returnSequences !== undefined && !is.bool(o.returnSequences))
+    throw invalidArg('returnSequences', 'boolean', o.returnSequences);
+  const layer: RecurrentLayer = {
+    type,
+    units: o.units as number,
+    returnSequences: (o.returnSequences as boolean | undefined) ?? type === 'lif',
+  };
   const shape = sequenceShapeOf(o.inputShape);
   if (shape) layer.inputShape = shape;
-  if (o.beta !== undefined && !(is.number(o.beta) && (o.beta as number) >= 0 && (o.beta as number) <= 1)) throw invalidArg('beta', 'number in [0, 1]', o.beta);
+  if (o.beta !== undefined && !(is.number(o.beta) && (o.beta as number) >= 0 && (o.beta as number) <= 1))
+    throw invalidArg('beta', 'number in [0, 1]', o.beta);
   if (o.threshold !== undefined && !is.number(o.threshold)) throw invalidArg('threshold', 'finite number', o.threshold);
   if (o.slope !== undefined && !is.positive(o.slope)) throw invalidArg('slope', 'positive number', o.slope);
   for (const key of LIF_KEYS) if (o[key] !== undefined) layer[key] = o[key] as number;
@@ -63,13 +70,27 @@ export const lstm = (options: RecurrentOptions): RecurrentLayer => recurrent('ls
  * ULR trains the Heaviside spike as it is; `bp()` uses the surrogate derivative 1 / (1 + slope·|u − threshold|)².
  * Defaults: beta 0.9, threshold 1, slope 5.
  */
-export const lif = (options: RecurrentOptions & { beta?: number; threshold?: number; slope?: number }): RecurrentLayer => recurrent('lif', options, LIF_KEYS);
+export const lif = (
+  options: RecurrentOptions & { beta?: number; threshold?: number; slope?: number },
+): RecurrentLayer => recurrent('lif', options, LIF_KEYS);
 
 /** @internal */
 export const recurrentKind: LayerKind<RecurrentLayer> = {
   toNative: ({ inputShape: _, ...l }) => [l],
   declared: (l) => l.inputShape,
   first: 'the first recurrent layer needs inputShape [steps, features]',
-  label: (l) => label(l.type, `${l.units} units`, l.returnSequences && 'sequences', l.beta !== undefined && `β=${l.beta}`, l.threshold !== undefined && `threshold ${l.threshold}`),
-  revive: (s) => recurrent(s.type as RecurrentLayer['type'], present(s, ['units', 'returnSequences', 'inputShape', ...LIF_KEYS]) as LifOptions, s.type === 'lif' ? LIF_KEYS : []),
+  label: (l) =>
+    label(
+      l.type,
+      `${l.units} units`,
+      l.returnSequences && 'sequences',
+      l.beta !== undefined && `β=${l.beta}`,
+      l.threshold !== undefined && `threshold ${l.threshold}`,
+    ),
+  revive: (s) =>
+    recurrent(
+      s.type as RecurrentLayer['type'],
+      present(s, ['units', 'returnSequences', 'inputShape', ...LIF_KEYS]) as LifOptions,
+      s.type === 'lif' ? LIF_KEYS : [],
+    ),
 };

@@ -24,7 +24,8 @@ export type TimeMeanLayer = {
 export function repeat(steps: number, options?: { inputs?: number }): RepeatLayer {
   if (!is.positiveInteger(steps) || steps > 65536) throw invalidArg('steps', 'integer in [1, 65536]', steps);
   const o = optionsObject('repeat', options, ['inputs']);
-  if (o.inputs !== undefined && !(is.positiveInteger(o.inputs) && (o.inputs as number) <= 1 << 24)) throw invalidArg('inputs', 'positive integer', o.inputs);
+  if (o.inputs !== undefined && !(is.positiveInteger(o.inputs) && (o.inputs as number) <= 1 << 24))
+    throw invalidArg('inputs', 'positive integer', o.inputs);
   return o.inputs === undefined ? { type: 'repeat', steps } : { type: 'repeat', steps, inputs: o.inputs as number };
 }
 /** The mean over a sequence's steps. */

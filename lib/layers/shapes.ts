@@ -20,7 +20,11 @@ export type QuantizedWeights = 'binary' | 'ternary';
 /** @internal One integer or a pair of them, each in [min, 65536]. */
 export function pairOf(name: string, v: unknown, min: number): [number, number] {
   const p = typeof v === 'number' ? [v, v] : v;
-  if (!Array.isArray(p) || p.length !== 2 || !p.every((x) => is.integer(x) && (x as number) >= min && (x as number) <= 65536)) {
+  if (
+    !Array.isArray(p) ||
+    p.length !== 2 ||
+    !p.every((x) => is.integer(x) && (x as number) >= min && (x as number) <= 65536)
+  ) {
     throw invalidArg(name, `integer >= ${min} or a pair of them`, v);
   }
   return [p[0] as number, p[1] as number];

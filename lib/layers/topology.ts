@@ -37,8 +37,11 @@ type Entry = { layer: Layer; where: string; depth: number; role: 'layer' | 'open
 function entriesOf(layers: readonly Layer[]): Entry[] {
   const out: Entry[] = [];
   const visit = (list: readonly Layer[], prefix: string, depth: number, top?: number) => {
-    for (let i = 0; i < list.length; i++) {  // an index loop: forEach would skip the holes of a sparse array
-      const l = list[i], where = `${prefix}[${i}]`, t = top ?? i;
+    for (let i = 0; i < list.length; i++) {
+      // an index loop: forEach would skip the holes of a sparse array
+      const l = list[i],
+        where = `${prefix}[${i}]`,
+        t = top ?? i;
       const kind = is.plainObject(l) ? kindOf(l.type) : undefined;
       if (!l || !kind) throw invalidArg(where, 'a layer (of.dense(), of.conv2d(), of.relu(), ...)', l);
       if (!kind.inner) {
@@ -66,12 +69,17 @@ function modelInput(layers: readonly Layer[]): { inputs: number; inputShape?: Im
   return { inputs: size(shape), inputShape: [...shape] as ImageShape | SequenceShape };
 }
 
-const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((v, j) => v === b[j]);
+const sameShape = (a: readonly number[], b: readonly number[]) =>
+  a.length === b.length && a.every((v, j) => v === b[j]);
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 // Walks the entries with the native layout of each: checks what the layers declare against the shapes flowing in,
 // and gathers the rows and tensors. `input` is the shape the first entry receives.
-function walk(entries: readonly Entry[], infos: readonly NativeLayerInfo[], input: readonly number[]): Pick<Topology, 'tensors' | 'perLayer'> & { output: number[] } {
+function walk(
+  entries: readonly Entry[],
+  infos: readonly NativeLayerInfo[],
+  input: readonly number[],
+): Pick<Topology, 'tensors' | 'perLayer'> & { output: number[] } {
   const tensors: Topology['tensors'] = [];
   const perLayer: Topology['perLayer'] = [];
   const open: { row: Topology['perLayer'][number]; first: number }[] = [];
@@ -92,9 +100,11 @@ function walk(entries: readonly Entry[], infos: readonly NativeLayerInfo[], inpu
     }
     const declared = kindOf(e.layer.type)!.declared(e.layer);
     if (declared && !sameShape(declared, shape)) {
-      throw new ShapeError(declared.length === 1
-        ? `${e.where}: ${e.layer.type} expects ${declared[0]} inputs but the previous layer gives ${size(shape)}`
-        : `${e.where}: inputShape [${declared.join(', ')}] but the previous layer gives [${shape.join(', ')}]`);
+      throw new ShapeError(
+        declared.length === 1
+          ? `${e.where}: ${e.layer.type} expects ${declared[0]} inputs but the previous layer gives ${size(shape)}`
+          : `${e.where}: inputShape [${declared.join(', ')}] but the previous layer gives [${shape.join(', ')}]`,
+      );
     }
     perLayer.push({ layer: e.layer, depth: e.depth, output: [...info.output], tensors: info.tensors.length });
     tensors.push(...info.tensors.map((t) => ({ name: t.name, shape: [...t.shape] })));
@@ -114,18 +124,35 @@ export function topology(layers: readonly Layer[]): Topology {
   const input = modelInput(layers);
   const start = input.inputShape ?? [input.inputs];
   // the layout ignores the loss and the seed
-  const { layers: infos, error } = native().describeLayers({ ...input, layers: nativeLayers(layers), loss: 'mse', seed: 0 });
+  const { layers: infos, error } = native().describeLayers({
+    ...input,
+    layers: nativeLayers(layers),
+    loss: 'mse',
+    seed: 0,
+  });
   const { tensors, perLayer, output } = walk(entries.slice(0, infos.length), infos, start);
   if (error) throw located(error, entries, infos, start);
-  if (output.length === 3) throw new ConfigError('the last layer gives an image; add of.flatten() and a dense layer (or of.globalAvgPool())');
-  const t: Topology = { inputs: input.inputs, outputs: size(output), groups: output.length === 2 ? output[0]! : 1, tensors, perLayer };
+  if (output.length === 3)
+    throw new ConfigError('the last layer gives an image; add of.flatten() and a dense layer (or of.globalAvgPool())');
+  const t: Topology = {
+    inputs: input.inputs,
+    outputs: size(output),
+    groups: output.length === 2 ? output[0]! : 1,
+    tensors,
+    perLayer,
+  };
   if (input.inputShape) t.inputShape = input.inputShape;
   return t;
 }
 
 // The native error of the layer after the described ones, named after the layer as written ("layer N" indexes the
 // native spec). A block whose end fails is told the shapes of its input and of its layers.
-function located(error: { code: ErrorCode; message: string }, entries: readonly Entry[], infos: readonly NativeLayerInfo[], start: readonly number[]): OneForwardError {
+function located(
+  error: { code: ErrorCode; message: string },
+  entries: readonly Entry[],
+  infos: readonly NativeLayerInfo[],
+  start: readonly number[],
+): OneForwardError {
   const at = entries[infos.length];
   if (!at) return new errorClasses[error.code](error.message);
   let why = error.message.replace(/^layer \d+: /, '');

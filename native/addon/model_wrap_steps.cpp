@@ -47,7 +47,8 @@ Napi::Value ModelWrap::Gradients(const Napi::CallbackInfo& info) {
     if (!thrown.IsEmpty()) throw Napi::Error(env, thrown.Value());
     check(env, s);
     if (!std::isfinite(st.loss))
-        throw_status(env, {StatusCode::Numeric, "non-finite loss for this batch (seed " + std::to_string(m.seed) + ")"});
+        throw_status(env,
+                     {StatusCode::Numeric, "non-finite loss for this batch (seed " + std::to_string(m.seed) + ")"});
     Napi::Float32Array g = Napi::Float32Array::New(env, size_t(m.n_params));
     std::copy(m.grads.data(), m.grads.data() + m.n_params, g.Data());
     for (int64_t i = 0; i < m.n_params; i++)
@@ -84,9 +85,11 @@ const float* finite_floats(Napi::Env env, const Napi::Value& v, int64_t n, const
         throw_status(env, arg_error(what + " must be a Float32Array"));
     Napi::Float32Array a = v.As<Napi::Float32Array>();
     if (int64_t(a.ElementLength()) != n)
-        throw_status(env, {StatusCode::Shape, what + " has " + std::to_string(a.ElementLength()) + " values, expected " + std::to_string(n)});
+        throw_status(env, {StatusCode::Shape, what + " has " + std::to_string(a.ElementLength()) +
+                                                  " values, expected " + std::to_string(n)});
     for (int64_t i = 0; i < n; i++)
-        if (!std::isfinite(a.Data()[i])) throw_status(env, {StatusCode::Numeric, "non-finite value in " + what + " at index " + std::to_string(i)});
+        if (!std::isfinite(a.Data()[i]))
+            throw_status(env, {StatusCode::Numeric, "non-finite value in " + what + " at index " + std::to_string(i)});
     return a.Data();
 }
 
@@ -117,7 +120,8 @@ namespace {
 
 // The copies [k0, k1) of K that a copy-parallel call names (arguments 4 and 5); model/distributed.h checks the rest.
 void copy_range(Napi::Env env, const Napi::CallbackInfo& info, const EstimatorConfig& e, int* k0, int* k1) {
-    if (e.kind != EstimatorConfig::Kind::Ulr) throw_status(env, {StatusCode::Config, "copy-parallel training needs ulr()"});
+    if (e.kind != EstimatorConfig::Kind::Ulr)
+        throw_status(env, {StatusCode::Config, "copy-parallel training needs ulr()"});
     *k0 = int(require_int(info[4], "k0", 0, e.ulr.copies - 2));
     *k1 = int(require_int(info[5], "k1", *k0 + 2, e.ulr.copies));
 }

@@ -64,11 +64,11 @@ struct FitJob {
     Napi::ObjectReference keep;  // the model object
     Napi::FunctionReference on_progress, on_epoch, on_diverged, on_batch, loss_fn;
     Napi::FunctionReference allreduce_fn;  // (values: Float32Array, done: (error?, values?) => void) => void
-    Thrown callback_error;  // first value thrown by a JS callback, as thrown
-    OwnedData train, val;   // copies: JS may transfer or shrink its arrays while the thread reads
-    std::mutex mu;          // guards LossRequest::done, Event::handled and closing
+    Thrown callback_error;                 // first value thrown by a JS callback, as thrown
+    OwnedData train, val;                  // copies: JS may transfer or shrink its arrays while the thread reads
+    std::mutex mu;                         // guards LossRequest::done, Event::handled and closing
     std::condition_variable answered;
-    bool closing = false;   // the environment is being torn down
+    bool closing = false;  // the environment is being torn down
     bool has_val = false;
     FitConfig cfg;
     Tsfn tsfn;
@@ -137,7 +137,9 @@ void start_allreduce(Napi::Env env, FitJob* job, std::shared_ptr<AllreduceReques
             }
             if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
                 info[1].As<Napi::Float32Array>().ElementLength() != r->n)
-                return answer(job, r, {StatusCode::Backend, "the all-reduce did not return its " + std::to_string(r->n) + " values"});
+                return answer(
+                    job, r,
+                    {StatusCode::Backend, "the all-reduce did not return its " + std::to_string(r->n) + " values"});
             const float* sum = info[1].As<Napi::Float32Array>().Data();
             std::copy(sum, sum + r->n, r->values);  // the training thread waits: nothing else touches them
             answer(job, r, {});
@@ -169,7 +171,8 @@ void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
     if (LossRequest* q = ev->loss.get()) {  // always answered: the training thread may be waiting for it
         Status st{StatusCode::Abort, "shutting down"};
         if (env != nullptr && !job->closing)
-            st = call_js_loss(env, job->loss_fn.Value(), q->outputs, q->y, q->R, q->C, q->rep, q->loss, &job->callback_error);
+            st = call_js_loss(env, job->loss_fn.Value(), q->outputs, q->y, q->R, q->C, q->rep, q->loss,
+                              &job->callback_error);
         if (!job->callback_error.IsEmpty()) job->model->cancel.store(true);
         {
             std::lock_guard<std::mutex> lock(job->mu);
@@ -194,7 +197,8 @@ void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
                 invoke(env, job, job->on_diverged, o);
             }
         } else if (ev->is_batch) {  // none after a callback threw: fit is stopping and rejects with that error
-            if (!job->on_batch.IsEmpty() && job->callback_error.IsEmpty()) invoke(env, job, job->on_batch, batch_object(env, ev->batch));
+            if (!job->on_batch.IsEmpty() && job->callback_error.IsEmpty())
+                invoke(env, job, job->on_batch, batch_object(env, ev->batch));
         } else if (ev->is_epoch) {
             if (!job->on_epoch.IsEmpty()) {
                 Napi::Object e = epoch_object(env, ev->epoch);
@@ -324,7 +328,8 @@ Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self) {
     if (dv.IsFunction()) job->on_diverged = Napi::Persistent(dv.As<Napi::Function>());
     Napi::Value bv = cfg.Get("onBatchEnd");
     if (bv.IsFunction()) job->on_batch = Napi::Persistent(bv.As<Napi::Function>());
-    else if (!bv.IsUndefined() && !bv.IsNull()) throw_status(env, arg_error("Expected config.onBatchEnd to be a function"));
+    else if (!bv.IsUndefined() && !bv.IsNull())
+        throw_status(env, arg_error("Expected config.onBatchEnd to be a function"));
     Napi::Value lf = cfg.Get("loss");
     if (lf.IsFunction()) {
         job->loss_fn = Napi::Persistent(lf.As<Napi::Function>());
@@ -343,7 +348,8 @@ Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self) {
         throw_status(env, arg_error("Expected config.loss to be a function"));
     }
     Napi::Value dist = cfg.Get("distributed");
-    if (!dist.IsUndefined() && !dist.IsNull()) parse_distributed(env, require_object(dist, "config.distributed"), job.get());
+    if (!dist.IsUndefined() && !dist.IsNull())
+        parse_distributed(env, require_object(dist, "config.distributed"), job.get());
     check(env, validate_estimator(m, job->cfg.estimator, job->cfg.loss_hook ? &job->cfg.loss_hook : nullptr));
 
     job->keep = Napi::Persistent(info.This().As<Napi::Object>());

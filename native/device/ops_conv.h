@@ -43,8 +43,9 @@ OF_HOST_DEVICE void im2row_at(const PatchArgs& a, int64_t i) {
     const int64_t img = row / P;
     const int oy = pos / g.Wo, ox = pos % g.Wo, tap = col / g.C, ch = col % g.C;
     const int iy = oy * g.sh - g.ph + (tap / g.kw) * g.dh, ix = ox * g.sw - g.pw + (tap % g.kw) * g.dw;
-    a.out[i] = (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) ? 0.0f
-                                                            : a.in[img * (int64_t(g.H) * g.W * g.C) + (int64_t(iy) * g.W + ix) * g.C + ch];
+    a.out[i] = (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W)
+                   ? 0.0f
+                   : a.in[img * (int64_t(g.H) * g.W * g.C) + (int64_t(iy) * g.W + ix) * g.C + ch];
 }
 
 // Pooling per channel (cpu::pool_forward): y (n, Ho Wo C) from x (n, H W C); max ignores padding taps, avg divides by

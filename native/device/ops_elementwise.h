@@ -24,8 +24,8 @@ struct DropoutArgs {
 OF_HOST_DEVICE void dropout_at(const DropoutArgs& a, int64_t i) {
     const int j = int(i % a.O);
     const uint32_t sample = a.sample0 + uint32_t(i / a.O / a.rep);
-    const U32x4 w = philox4x32_10(uint32_t(j / 4), sample, philox_stream(kStreamDropout, a.unit), a.step, uint32_t(a.seed),
-                                  uint32_t(a.seed >> 32));
+    const U32x4 w = philox4x32_10(uint32_t(j / 4), sample, philox_stream(kStreamDropout, a.unit), a.step,
+                                  uint32_t(a.seed), uint32_t(a.seed >> 32));
     const double cut = double(a.rate) * 4294967296.0;
     const float scale = 1.0f / (1.0f - a.rate);
     a.y[i] = double(w.v[j % 4]) < cut ? 0.0f : a.x[i] * scale;
@@ -68,7 +68,8 @@ OF_HOST_DEVICE ConcatAt concat_index(int64_t i, int P, int C, int Co) {
 }
 OF_HOST_DEVICE void concat_at(const ConcatArgs& a, int64_t i) {
     const auto [r, p, k] = concat_index(i, a.P, a.C, a.Co);
-    a.out[i] = k < a.C ? a.src[(r / a.rep) * a.P * a.C + int64_t(p) * a.C + k] : a.f[r * a.P * a.Co + int64_t(p) * a.Co + (k - a.C)];
+    a.out[i] = k < a.C ? a.src[(r / a.rep) * a.P * a.C + int64_t(p) * a.C + k]
+                       : a.f[r * a.P * a.Co + int64_t(p) * a.Co + (k - a.C)];
 }
 // Its gradient split (units.cpp concat_backward): the first C values of each position to dsrc, the rest to df. One
 // index per value of dout.
@@ -84,8 +85,8 @@ OF_HOST_DEVICE void concat_backward_at(const ConcatBackArgs& a, int64_t i) {
     else a.df[r * a.P * a.Co + int64_t(p) * a.Co + (k - a.C)] = a.dout[i];
 }
 
-// y = a + s b (s b when a is nullptr), one index per value (weight perturbation: theta0 + s z; its seed replay: g + c z;
-// a module's boundary gradient: alpha D).
+// y = a + s b (s b when a is nullptr), one index per value (weight perturbation: theta0 + s z; its seed replay: g + c
+// z; a module's boundary gradient: alpha D).
 struct AxpyArgs {
     float* y;
     const float* a;

@@ -11,10 +11,10 @@
 
 namespace of::dev {
 
-// Noisy forward of one layer (or, with out = nullptr, only its noise E), one index per (row, Philox counter): out[r, j] = act(pre[r / rep, j] + bias[j] +
-// sigma e[r, j]) for the 4 neurons j = 64 b + 16 w + l (w = 0..3) that counter c = 16 b + l feeds (rng/normal.h's
-// layout); e is also written to E. Row r is global noise row row0 + r; with antithetic pairs an odd row takes the
-// negated noise of its even partner. n = R * counters(O).
+// Noisy forward of one layer (or, with out = nullptr, only its noise E), one index per (row, Philox counter): out[r, j]
+// = act(pre[r / rep, j] + bias[j] + sigma e[r, j]) for the 4 neurons j = 64 b + 16 w + l (w = 0..3) that counter c = 16
+// b + l feeds (rng/normal.h's layout); e is also written to E. Row r is global noise row row0 + r; with antithetic
+// pairs an odd row takes the negated noise of its even partner. n = R * counters(O).
 struct NoisyArgs {
     float* out;
     float* E;  // nullptr: not kept
@@ -49,8 +49,8 @@ OF_HOST_DEVICE void noisy_forward_at(const NoisyArgs& a, int64_t i) {
     const uint32_t l = a.row0 + uint32_t(r);
     const uint32_t g = a.slice_local ? (l / a.slice_local) * a.slice_total + a.slice_offset + l % a.slice_local : l;
     const bool odd = a.antithetic && (g & 1u);
-    U32x4 u = philox4x32_10(uint32_t(c), odd ? g & ~1u : g, philox_stream(kStreamNoise, a.layer), a.step, uint32_t(a.seed),
-                            uint32_t(a.seed >> 32));
+    U32x4 u = philox4x32_10(uint32_t(c), odd ? g & ~1u : g, philox_stream(kStreamNoise, a.layer), a.step,
+                            uint32_t(a.seed), uint32_t(a.seed >> 32));
     float z[4];
     if (a.density == 0) {
         box_muller(u.v[0], u.v[1], &z[0], &z[1]);
@@ -99,8 +99,8 @@ OF_HOST_DEVICE void qmc_noise_at(const QmcArgs& a, int64_t i) {
     const uint32_t src = odd ? g & ~1u : g;
     const uint32_t per_sample = a.copies * (a.antithetic ? 2u : 1u);
     const uint32_t sample = src / per_sample, k = (src % per_sample) >> (a.antithetic ? 1 : 0);
-    const U32x4 shift = philox4x32_10(uint32_t(j / 4), sample, philox_stream(kStreamQmc, a.layer), a.step, uint32_t(a.seed),
-                                      uint32_t(a.seed >> 32));
+    const U32x4 shift = philox4x32_10(uint32_t(j / 4), sample, philox_stream(kStreamQmc, a.layer), a.step,
+                                      uint32_t(a.seed), uint32_t(a.seed >> 32));
     const uint32_t* v = a.dirs + int64_t(j) * 32;
     uint32_t x = 0;
     for (uint32_t kk = k, b = 0; kk; b++, kk >>= 1)
@@ -109,8 +109,8 @@ OF_HOST_DEVICE void qmc_noise_at(const QmcArgs& a, int64_t i) {
     const float e = float(inverse_normal((double(x >> 8) + 0.5) / 16777216.0));
     a.E[i] = odd ? -e : e;
 }
-// The noisy forward from noise already in E (QMC): out[r, j] = act(pre[r / rep, j] + bias + sigma e[r, j]), one index per
-// value (noisy_forward_at's arithmetic).
+// The noisy forward from noise already in E (QMC): out[r, j] = act(pre[r / rep, j] + bias + sigma e[r, j]), one index
+// per value (noisy_forward_at's arithmetic).
 OF_HOST_DEVICE void noisy_apply_at(const NoisyArgs& a, int64_t i) {
     const int64_t r = i / a.O;
     const int j = int(i % a.O);

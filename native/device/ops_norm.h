@@ -117,7 +117,8 @@ OF_HOST_DEVICE void bn_apply_at(const BatchApplyArgs& a, int64_t i) {
     const int c = int(i % a.C);
     const int64_t row = i / (int64_t(a.P) * a.C), rest = i % (int64_t(a.P) * a.C);
     const float x = a.x[(row / a.rep) * a.P * a.C + rest];
-    a.y[i] = a.gain ? (x - a.stats[c]) * (a.gain[c] / sqrtf(a.stats[a.C + c] + 1e-5f)) : (x - a.stats[c]) / sqrtf(a.stats[a.C + c] + 1e-5f);
+    a.y[i] = a.gain ? (x - a.stats[c]) * (a.gain[c] / sqrtf(a.stats[a.C + c] + 1e-5f))
+                    : (x - a.stats[c]) / sqrtf(a.stats[a.C + c] + 1e-5f);
 }
 // BP through the batch statistics, stage 1 (one index per channel): sg = sum dv, sgx = sum dv x^ (x^ with the
 // reciprocal square root, as units.cpp's backward); the gain and bias gradients are float(sgx), float(sg).

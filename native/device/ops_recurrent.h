@@ -24,9 +24,9 @@ struct SeqArgs {
     int T, t, H, GH, A;
     Cell cell;
     float beta, threshold, slope;
-    float* out;          // seq_output: the unit's output (rows, O)
+    float* out;  // seq_output: the unit's output (rows, O)
     int return_sequences;
-    const float* xw;     // seq_input: X W^T of row r / rep, (rows / rep, T GH); one index per (row, j < GH)
+    const float* xw;  // seq_input: X W^T of row r / rep, (rows / rep, T GH); one index per (row, j < GH)
     int rep;
 };
 OF_HOST_DEVICE float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
@@ -48,9 +48,7 @@ OF_HOST_DEVICE void seq_cell_at(const SeqArgs& a, int64_t i) {
     const int gates = a.cell == Cell::Gru ? 2 : a.GH / H;  // the gru candidate waits for r * h_prev
     for (int g = 0; g < gates; g++) pr[g * H + j] += a.b[g * H + j] + seq_noise(a, r, g * H + j);
     switch (a.cell) {
-        case Cell::Rnn:
-            ax[j] = h, h = ax[H + j] = tanhf(pr[j]);
-            break;
+        case Cell::Rnn: ax[j] = h, h = ax[H + j] = tanhf(pr[j]); break;
         case Cell::Gru:
             ax[j] = h;
             ax[H + j] = sigm(pr[j]);
@@ -128,7 +126,8 @@ OF_HOST_DEVICE void seq_back_cell_at(const SeqBackArgs& a, int64_t i) {
             break;
         }
         case Cell::Lstm: {
-            const float cp = ax[H + j], ig = ax[2 * H + j], f = ax[3 * H + j], gg = ax[4 * H + j], o = ax[5 * H + j], tc = ax[6 * H + j];
+            const float cp = ax[H + j], ig = ax[2 * H + j], f = ax[3 * H + j], gg = ax[4 * H + j], o = ax[5 * H + j],
+                        tc = ax[6 * H + j];
             const float dct = cc + d * o * (1.0f - tc * tc);
             g[j] = dct * gg * ig * (1.0f - ig);
             g[H + j] = dct * cp * f * (1.0f - f);

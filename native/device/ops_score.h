@@ -13,7 +13,9 @@ namespace of::dev {
 // The LR score of one noise value (cpu::score_transform).
 OF_HOST_DEVICE float score_of(float e, Density density, Score score) {
     if (score == Score::Sign) {
-        const float c = density == Density::Normal ? 1.2533141373155003f : density == Density::Logistic ? 0.7213475204444817f : 1.0f;
+        const float c = density == Density::Normal     ? 1.2533141373155003f
+                        : density == Density::Logistic ? 0.7213475204444817f
+                                                       : 1.0f;
         return e > 0.0f ? c : (e < 0.0f ? -c : 0.0f);
     }
     if (density == Density::Logistic) return tanhf(0.5f * e);

@@ -10,8 +10,8 @@ namespace of {
 // SPSA / ES (weight_perturbation.cpp): per direction p, z_p regenerated on the device, the mean batch loss of an
 // inference forward at theta0 +- eps z_p (read back: the coefficients need every direction's loss), then the seed
 // replay g = sum_p coef_p z_p. The step statistics block gets the mean loss over the directions.
-Status DeviceTrainer::perturbation_losses(Model& m, int B, const EstimatorConfig& e, uint32_t step, const float* x, int p0, int p1,
-                                          float* plus, float* minus) {
+Status DeviceTrainer::perturbation_losses(Model& m, int B, const EstimatorConfig& e, uint32_t step, const float* x,
+                                          int p0, int p1, float* plus, float* minus) {
     Device* d = dev_.get();
     const bool pairs = e.kind == EstimatorConfig::Kind::Spsa || e.wp.antithetic;
     const int64_t n = m.n_params;
@@ -27,8 +27,9 @@ Status DeviceTrainer::perturbation_losses(Model& m, int B, const EstimatorConfig
         Status st = bp(m, B, x, 0, true);
         inference_ = false;
         OF_TRY(st);
-        OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), a_[m.units.size() - 1]->f(), labels_.as<int32_t>(), values_.f(), B,
-                                          m.outputs, 1, m.loss, m.groups}, B));
+        OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), a_[m.units.size() - 1]->f(), labels_.as<int32_t>(),
+                                          values_.f(), B, m.outputs, 1, m.loss, m.groups},
+                            B));
         OF_TRY(step_stats(dev::StatsArgs{nullptr, nullptr, loss_.f(), hit_.as<int>(), B, nullptr, 0.0, 0.0}));
         double sum = 0.0;
         OF_TRY(d->download(&sum, stats_.as<double>(), sizeof(double)));
@@ -48,7 +49,8 @@ Status DeviceTrainer::perturbation_losses(Model& m, int B, const EstimatorConfig
 // z_p over the whole slab, regenerated from the counters (seed, step, p) of stream kWeightLayer, into z_.
 Status DeviceTrainer::direction(const Model& m, uint32_t step, int p) {
     const int n = int(m.n_params);
-    const dev::NoisyArgs na{nullptr, z_.f(), nullptr, nullptr, 1, 0.0f, 1, n, 1, Act::Identity, 0.0f, m.seed, step, kWeightLayer, uint32_t(p), 0, 0};
+    const dev::NoisyArgs na{nullptr, z_.f(), nullptr, nullptr,      1,           0.0f, 1, n, 1, Act::Identity,
+                            0.0f,    m.seed, step,    kWeightLayer, uint32_t(p), 0,    0};
     return dev_->noisy_forward(na, dev::noise_counters(n));
 }
 
@@ -79,8 +81,8 @@ Status DeviceTrainer::perturbation(Model& m, int B, const EstimatorConfig& e, ui
     return dev_->upload(stats_.as<double>(), block, sizeof(block));
 }
 
-Status DeviceTrainer::seed_replay_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, int p0, int p1,
-                                         float* plus, float* minus) {
+Status DeviceTrainer::seed_replay_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
+                                         int p0, int p1, float* plus, float* minus) {
     WpRange r{p0, p1, plus, minus};
     wp_range_ = &r;
     int rows = 0;
@@ -89,8 +91,8 @@ Status DeviceTrainer::seed_replay_losses(Model& m, const float* x, const Targets
     return st;
 }
 
-Status DeviceTrainer::seed_replay_update(Model& m, const EstimatorConfig& e, const OptimizerConfig& o, const float* plus,
-                                         const float* minus, int rows) {
+Status DeviceTrainer::seed_replay_update(Model& m, const EstimatorConfig& e, const OptimizerConfig& o,
+                                         const float* plus, const float* minus, int rows) {
     OF_TRY(perturbation_replay(m, e, m.step, plus, minus));
     OF_TRY(dev_->zero(grads_.f(), size_t(trainable_offset(m)) * sizeof(float)));
     OF_TRY(stats_.reserve(dev_.get(), 4 * sizeof(double)));

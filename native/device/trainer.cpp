@@ -12,12 +12,14 @@
 namespace of {
 
 std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e, const LossHook* hook) {
-    if (m.has_quant && e.kind == EstimatorConfig::Kind::Bp) return "bp() cannot differentiate binary or ternary weights";
-    for (const DenseUnit& u : m.units) {
+    if (m.has_quant && e.kind == EstimatorConfig::Kind::Bp)
+        return "bp() cannot differentiate binary or ternary weights";
+    for (const Unit& u : m.units) {
         const bool kind = u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d || u.kind == UnitKind::MaxPool2d ||
                           u.kind == UnitKind::AvgPool2d || u.kind == UnitKind::Dropout || u.kind == UnitKind::Concat ||
-                          u.kind == UnitKind::LayerNorm || u.kind == UnitKind::GroupNorm || u.kind == UnitKind::BatchNorm ||
-                          u.kind == UnitKind::GraphConv || u.recurrent() || u.kind == UnitKind::Repeat || u.kind == UnitKind::TimeMean;
+                          u.kind == UnitKind::LayerNorm || u.kind == UnitKind::GroupNorm ||
+                          u.kind == UnitKind::BatchNorm || u.kind == UnitKind::GraphConv || u.recurrent() ||
+                          u.kind == UnitKind::Repeat || u.kind == UnitKind::TimeMean;
         if (!kind) return "the model has a layer kind the device does not run";
     }
     if (hook && e.kind != EstimatorConfig::Kind::Ulr) return "a JS loss needs ulr()";
@@ -25,14 +27,21 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         if (m.units[size_t(l)].recurrent()) return "a frozen recurrent or spiking layer runs on the CPU";
     if (e.kind == EstimatorConfig::Kind::Ulr) {
         const UlrConfig& c = e.ulr;
-        if (!c.modules.empty() && c.exact_boundary) return "the exact boundary test hook runs on the CPU";
-        const char* other = m.dense_only ? nullptr
-                            : c.learn_sigma                   ? "a learned sigma"
-                            : c.qmc                           ? "QMC noise"
-                            : c.baseline == Baseline::Clean   ? "the clean baseline"
-                            : c.layerwise                     ? "injection 'layerwise'"
-                            : !c.shared_prefix                ? "sharedPrefix: false"
-                                                              : nullptr;
+        if (!c.modules.empty()) {  // ulr_modules runs dense, conv and pooling units with real weights
+            if (c.exact_boundary) return "the exact boundary test hook runs on the CPU";
+            if (m.has_quant) return "modules with binary or ternary weights run on the CPU";
+            for (const Unit& u : m.units)
+                if (u.skip_from >= 0 || !(u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d ||
+                                          u.kind == UnitKind::MaxPool2d || u.kind == UnitKind::AvgPool2d))
+                    return "modules run on the CPU in models with layers other than dense, conv and pooling ones";
+        }
+        const char* other = m.dense_only                    ? nullptr
+                            : c.learn_sigma                 ? "a learned sigma"
+                            : c.qmc                         ? "QMC noise"
+                            : c.baseline == Baseline::Clean ? "the clean baseline"
+                            : c.layerwise                   ? "injection 'layerwise'"
+                            : !c.shared_prefix              ? "sharedPrefix: false"
+                                                            : nullptr;
         for (const auto& s : c.sigma_channels)
             if (!s.empty() && !m.dense_only) other = "per-channel sigma";
         if (other) return std::string(other) + " runs on the CPU in models with layers other than dense ones";
@@ -62,7 +71,7 @@ Status DeviceTrainer::begin(Model& m, const OptimizerConfig* o) {
         OF_TRY(dev_->zero(opt_v_.f(), bytes));
     }
     for (size_t l = 0; l < m.units.size(); l++) {  // batchNorm's running statistics live on the device too
-        const DenseUnit& u = m.units[l];
+        const Unit& u = m.units[l];
         if (u.kind != UnitKind::BatchNorm) continue;
         while (bn_.size() <= l) bn_.push_back(std::make_unique<Bn>());
         OF_TRY(bn_[l]->running.reserve(dev_.get(), u.running->size() * sizeof(float)));
@@ -86,7 +95,8 @@ Status DeviceTrainer::download(Model& m) {
     OF_TRY(dev_->download(m.params->data(), params_.f(), bytes));
     for (size_t l = 0; l < m.units.size() && l < bn_.size(); l++)
         if (m.units[l].kind == UnitKind::BatchNorm)
-            OF_TRY(dev_->download(m.units[l].running->data(), bn_[l]->running.f(), m.units[l].running->size() * sizeof(float)));
+            OF_TRY(dev_->download(m.units[l].running->data(), bn_[l]->running.f(),
+                                  m.units[l].running->size() * sizeof(float)));
     if (m.opt_kind >= 0) {
         OF_TRY(m.opt_m.reserve(size_t(m.n_params)));
         OF_TRY(m.opt_v.reserve(size_t(m.n_params)));
@@ -118,8 +128,8 @@ Status DeviceTrainer::read_stats(StepStats* stats, int rows) {
     return {};
 }
 
-Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
-                               double id, int* rows, const LossHook* hook) {
+Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
+                               uint32_t step, double id, int* rows, const LossHook* hook) {
     OF_CHECK(active_, Internal, "device trainer used before begin()");
     OF_CHECK(B > 0, Shape, "empty batch");
     OF_TRY(upload_batch(m, x, y, B));
@@ -132,7 +142,7 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     // and their gradients are zeroed.
     const bool tail = m.frozen > 0 && m.dense_only;
     if (tail) OF_TRY(frozen_forward(m, B, e.kind, &in));
-    std::vector<DenseUnit> all;
+    std::vector<Unit> all;
     EstimatorConfig sub = e;
     if (tail && e.kind == EstimatorConfig::Kind::Ulr) OF_TRY(frozen_tail_config(m.units.size(), m.frozen, &sub.ulr));
     if (tail) {
@@ -141,21 +151,21 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     }
     *rows = B;
     const int fe = tail ? 0 : m.frozen_end();
-    Status st = wp && wp_range_                      ? perturbation_losses(m, B, e, step, in, wp_range_->p0, wp_range_->p1,
-                                                                            wp_range_->plus, wp_range_->minus)
-                : wp                                 ? perturbation(m, B, e, step, in)
+    Status st = wp && wp_range_ ? perturbation_losses(m, B, e, step, in, wp_range_->p0, wp_range_->p1, wp_range_->plus,
+                                                      wp_range_->minus)
+                : wp            ? perturbation(m, B, e, step, in)
                 : e.kind != EstimatorConfig::Kind::Ulr ? bp(m, B, in, e.ulr.sample_base, false)
-                : e.ulr.layerwise                    ? ulr_layerwise(m, B, sub.ulr, step, in, rows, y, hook)
-                : !e.ulr.modules.empty()             ? ulr_modules(m, B, sub.ulr, step, in, y, hook)
-                                                     : ulr(m, B, sub.ulr, step, in, fe, y, hook);
+                : e.ulr.layerwise                      ? ulr_layerwise(m, B, sub.ulr, step, in, rows, y, hook)
+                : !e.ulr.modules.empty()               ? ulr_modules(m, B, sub.ulr, step, in, y, hook)
+                                                       : ulr(m, B, sub.ulr, step, in, fe, y, hook);
     if (tail) m.units = std::move(all);
     OF_TRY(st);
     if (m.frozen > 0 && (!tail || wp)) OF_TRY(dev_->zero(grads_.f(), size_t(trainable_offset(m)) * sizeof(float)));
     if (wp) return {};  // its statistics block is written
     if (e.kind == EstimatorConfig::Kind::Ulr && !e.ulr.layerwise) *rows = B * e.ulr.copies;
     if (id >= 0.0 && acc_.size() == 0) OF_TRY(reset_tally());
-    return step_stats(dev::StatsArgs{nullptr, nullptr, loss_.f(), hit_.as<int>(), *rows, id >= 0.0 ? acc_.as<double>() : nullptr,
-                                     double(B), id});
+    return step_stats(dev::StatsArgs{nullptr, nullptr, loss_.f(), hit_.as<int>(), *rows,
+                                     id >= 0.0 ? acc_.as<double>() : nullptr, double(B), id});
 }
 
 // The statistics of R rows' losses and hits into stats_ (ops.h StatsArgs): one launch for one chunk, else two.
@@ -180,8 +190,10 @@ Status DeviceTrainer::effective(const Model& m, const float* base) {
     if (!m.has_quant) return {};
     OF_TRY(eff_.reserve(dev_.get(), size_t(m.n_params) * sizeof(float)));
     OF_TRY(dev_->add(dev::AddArgs{eff_.f(), base, 0}, m.n_params));
-    for (const DenseUnit& u : m.units)
-        if (u.quant) OF_TRY(dev_->quantize(dev::QuantArgs{eff_.f() + u.w_off, base + u.w_off, u.fan_in(), u.quant}, u.gemm_cols()));
+    for (const Unit& u : m.units)
+        if (u.quant)
+            OF_TRY(
+                dev_->quantize(dev::QuantArgs{eff_.f() + u.w_off, base + u.w_off, u.fan_in(), u.quant}, u.gemm_cols()));
     theta_ = eff_.f();
     return {};
 }
@@ -198,12 +210,15 @@ Status DeviceTrainer::evaluate(Model& m, const DataRef& data, double* loss, doub
     Status st;
     for (int64_t r0 = 0; r0 < data.rows && st.ok(); r0 += kChunk) {
         const int n = int(std::min<int64_t>(kChunk, data.rows - r0));
-        const Targets t{data.y.labels ? data.y.labels + r0 * m.groups : nullptr, data.y.values ? data.y.values + r0 * m.outputs : nullptr};
+        const Targets t{data.y.labels ? data.y.labels + r0 * m.groups : nullptr,
+                        data.y.values ? data.y.values + r0 * m.outputs : nullptr};
         st = upload_batch(m, data.x + r0 * m.inputs, t, n);
         if (st.ok()) st = bp(m, n, x_.f(), 0, true);
         if (!st.ok()) break;
         const float* out = a_[m.units.size() - 1]->f();
-        st = dev_->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), n, m.outputs, 1, m.loss, m.groups}, n);
+        st = dev_->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), n,
+                                           m.outputs, 1, m.loss, m.groups},
+                             n);
         if (st.ok()) st = step_stats(dev::StatsArgs{nullptr, nullptr, loss_.f(), hit_.as<int>(), n, nullptr, 0.0, 0.0});
         double got[2] = {0.0, 0.0};
         if (st.ok()) st = dev_->download(got, stats_.as<double>(), sizeof(got));
@@ -233,9 +248,10 @@ Status DeviceTrainer::frozen_forward(Model& m, int B, EstimatorConfig::Kind kind
     float* P = params_.f();
     float* cur = h0_.f();
     for (int l = 0; l < f; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         OF_TRY(d->gemm(false, true, B, u.O, u.I, 1.0f, *in, u.I, P + u.w_off, u.I, 0.0f, cur, u.O, tf32_for(kind)));
-        OF_TRY(d->bias_act(dev::BiasActArgs{cur, cur, u.b_off < 0 ? nullptr : P + u.b_off, u.O, u.act, u.alpha}, int64_t(B) * u.O));
+        OF_TRY(d->bias_act(dev::BiasActArgs{cur, cur, u.b_off < 0 ? nullptr : P + u.b_off, u.O, u.act, u.alpha},
+                           int64_t(B) * u.O));
         *in = cur;
         cur = cur == h0_.f() ? h1_.f() : h0_.f();
     }
@@ -260,17 +276,31 @@ Status DeviceTrainer::grad_norm(int64_t off, int64_t n, float clip) {
 // The optimizer on the trainable part of the slab (a frozen prefix is never touched, as in train.cpp apply_update).
 Status DeviceTrainer::update(const Model& m, const OptimizerConfig& o, int64_t t, int B) {
     for (size_t l = 0; l < m.units.size(); l++) {  // batchNorm's running statistics follow this step's batch
-        const DenseUnit& u = m.units[l];
+        const Unit& u = m.units[l];
         if (u.kind != UnitKind::BatchNorm) continue;
-        OF_TRY(dev_->bn_running(dev::RunningArgs{bn_[l]->running.f(), bn_[l]->stats.f(), stats_.as<double>(), double(B) * u.g.Ho, u.g.Co},
-                                u.g.Co));
+        OF_TRY(dev_->bn_running(
+            dev::RunningArgs{bn_[l]->running.f(), bn_[l]->stats.f(), stats_.as<double>(), double(B) * u.g.Ho, u.g.Co},
+            u.g.Co));
     }
     const int64_t off = trainable_offset(m), n = m.n_params - off;
     if (o.clip_norm > 0.0f) OF_TRY(grad_norm(off, n, o.clip_norm));
     const float lr = schedule_lr(o.schedule, o.lr, t);  // update t's rate, as cpu::optimizer_step computes it
-    dev::OptArgs a{params_.f() + off, grads_.f() + off, opt_m_.f() + off, opt_v_.f() + off, o.clip_norm > 0.0f ? norm_.as<double>() : nullptr,
-                   stats_.as<double>(), o.kind, lr, o.weight_decay, o.momentum, o.nesterov ? 1 : 0, o.beta1, o.beta2,
-                   o.eps, 0.0f, 0.0f};
+    dev::OptArgs a{params_.f() + off,
+                   grads_.f() + off,
+                   opt_m_.f() + off,
+                   opt_v_.f() + off,
+                   o.clip_norm > 0.0f ? norm_.as<double>() : nullptr,
+                   stats_.as<double>(),
+                   o.kind,
+                   lr,
+                   o.weight_decay,
+                   o.momentum,
+                   o.nesterov ? 1 : 0,
+                   o.beta1,
+                   o.beta2,
+                   o.eps,
+                   0.0f,
+                   0.0f};
     if (o.kind != OptKind::Sgd) {  // bias corrections as cpu::optimizer_step computes them
         const float bc1 = float(1.0 - std::pow(double(o.beta1), double(t)));
         const float bc2 = float(1.0 - std::pow(double(o.beta2), double(t)));
@@ -279,8 +309,8 @@ Status DeviceTrainer::update(const Model& m, const OptimizerConfig& o, int64_t t
     return dev_->optimizer(a, n);
 }
 
-Status DeviceTrainer::gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
-                                StepStats* stats, bool fetch, const LossHook* hook) {
+Status DeviceTrainer::gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
+                                uint32_t step, StepStats* stats, bool fetch, const LossHook* hook) {
     int rows = 0;
     OF_TRY(estimate(m, x, y, B, e, step, -1.0, &rows, hook));
     OF_TRY(read_stats(stats, rows));
@@ -313,7 +343,8 @@ Status DeviceTrainer::read_sigma_grad(const Model& m, const EstimatorConfig& e, 
 }
 
 Status DeviceTrainer::train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
-                                 const OptimizerConfig& o, StepStats* stats, double max_grad_norm, const LossHook* hook) {
+                                 const OptimizerConfig& o, StepStats* stats, double max_grad_norm,
+                                 const LossHook* hook) {
     const EstimatorConfig est = training_estimator(m, e);
     int rows = 0;
     OF_TRY(estimate(m, x, y, B, est, m.step, -1.0, &rows, hook));

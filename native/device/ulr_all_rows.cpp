@@ -22,7 +22,14 @@ std::vector<float> DeviceTrainer::unit_sigmas(const Model& m, const UlrConfig& c
 // else three stages; the same bits either way); the clean baseline reads clean_.
 Status DeviceTrainer::row_weights(int B, int K, const float* loss, float running, const UlrConfig& c, float scale) {
     Device* d = dev_.get();
-    dev::RowWeightArgs rw{w_.f(), nullptr, loss, running, K, c.baseline, c.antithetic ? 1 : 0, scale,
+    dev::RowWeightArgs rw{w_.f(),
+                          nullptr,
+                          loss,
+                          running,
+                          K,
+                          c.baseline,
+                          c.antithetic ? 1 : 0,
+                          scale,
                           c.baseline == Baseline::Clean ? clean_.f() : nullptr};
     if (K <= dev::kSampleWeightsK) return d->sample_weights(rw, B);
     OF_TRY(row_part_.reserve(d, size_t(B) * dev::copy_chunks(K) * sizeof(double)));
@@ -42,13 +49,15 @@ dev::CopySumArgs DeviceTrainer::scored_sum(const float* E, int K, int O, const U
 
 // A JS loss: every copy's outputs (R rows of C) to the host, one call, its per-row losses back into `loss` (the hits
 // stay the built-in loss's).
-Status DeviceTrainer::js_losses(const float* out, const Targets& y, int R, int C, int K, const LossHook& hook, float* loss) {
+Status DeviceTrainer::js_losses(const float* out, const Targets& y, int R, int C, int K, const LossHook& hook,
+                                float* loss) {
     hook_out_.resize(size_t(R) * C);
     hook_loss_.resize(size_t(R));
     OF_TRY(dev_->download(hook_out_.data(), out, hook_out_.size() * sizeof(float)));
     OF_TRY(hook(hook_out_.data(), y, R, C, K, hook_loss_.data()));
     for (int r = 0; r < R; r++)
-        OF_CHECK(std::isfinite(hook_loss_[size_t(r)]), Data, "the loss function returned a non-finite value for row " + std::to_string(r));
+        OF_CHECK(std::isfinite(hook_loss_[size_t(r)]), Data,
+                 "the loss function returned a non-finite value for row " + std::to_string(r));
     return dev_->upload(loss, hook_loss_.data(), hook_loss_.size() * sizeof(float));
 }
 
@@ -72,8 +81,9 @@ Status DeviceTrainer::noise_forward(const dev::NoisyArgs& na, int qmc_K, uint32_
         q.width = na.O, q.dim0 = qmc_dim;
     }
     const uint32_t copies = uint32_t(na.antithetic ? qmc_K / 2 : qmc_K);
-    OF_TRY(d->qmc_noise(dev::QmcArgs{na.E, q.v.as<uint32_t>(), na.O, copies, na.seed, na.step, na.layer, na.row0, na.antithetic},
-                        int64_t(na.R) * na.O));
+    OF_TRY(d->qmc_noise(
+        dev::QmcArgs{na.E, q.v.as<uint32_t>(), na.O, copies, na.seed, na.step, na.layer, na.row0, na.antithetic},
+        int64_t(na.R) * na.O));
     return d->noisy_apply(na, int64_t(na.R) * na.O);
 }
 
@@ -113,8 +123,9 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         OF_TRY(bp(m, B, x, c.sample_base, true));
         OF_TRY(clean_.reserve(d, size_t(B) * sizeof(float)));
         OF_TRY(clean_hit_.reserve(d, size_t(B) * sizeof(int)));
-        OF_TRY(d->loss_rows(dev::LossArgs{clean_.f(), clean_hit_.as<int>(), a_[m.units.size() - 1]->f(), labels_.as<int32_t>(),
-                                          values_.f(), B, m.outputs, 1, m.loss, m.groups}, B));
+        OF_TRY(d->loss_rows(dev::LossArgs{clean_.f(), clean_hit_.as<int>(), a_[m.units.size() - 1]->f(),
+                                          labels_.as<int32_t>(), values_.f(), B, m.outputs, 1, m.loss, m.groups},
+                            B));
     }
     int first = fe;  // frozen units (fine-tuning, units before fe) stay clean in the B-row prefix
     while (first < L && !m.units[size_t(first)].param()) first++;
@@ -122,36 +133,53 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     const std::vector<float> sigma = unit_sigmas(m, c);
     std::vector<const float*> sigmas;
     OF_TRY(channel_sigmas(L, c, &sigmas));
-    while (int(a_.size()) < L) a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
+    while (int(a_.size()) < L)
+        a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
     while (int(cols_.size()) < L) cols_.push_back(std::make_unique<DeviceBuffer>());
     auto rows_of = [&](int l) { return l < first ? B : R; };
     for (int l = 0; l < L; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         OF_TRY(a_[size_t(l)]->reserve(d, size_t(rows_of(l)) * u.O * sizeof(float)));
         if (u.param()) OF_TRY(e_[size_t(l)]->reserve(d, size_t(R) * u.noise_width() * sizeof(float)));
     }
-    const DenseUnit& u0 = m.units[size_t(first)];
+    const Unit& u0 = m.units[size_t(first)];
     OF_TRY(v0_.reserve(d, size_t(B) * u0.noise_width() * sizeof(float)));  // a recurrent unit: X W^T of every step
     OF_TRY(g_.reserve(d, size_t(B) * u0.noise_width() * sizeof(float)));
     OF_TRY(loss_.reserve(d, size_t(R) * sizeof(float)));
     OF_TRY(hit_.reserve(d, size_t(R) * sizeof(int)));
     OF_TRY(w_.reserve(d, size_t(R) * sizeof(float)));
     float* G = grads_.f();
-    auto bias = [&](const DenseUnit& u) -> const float* { return u.b_off < 0 ? nullptr : theta_ + u.b_off; };
+    auto bias = [&](const Unit& u) -> const float* { return u.b_off < 0 ? nullptr : theta_ + u.b_off; };
     auto input = [&](int l) { return l == 0 ? x : a_[size_t(l - 1)]->f(); };
     // storeNoise false (not with QMC or a learned sigma, which read the noise itself): the forward keeps no noise, and
     // the reduction regenerates it from the same counters straight into the weighted scores (a write and a read of
     // R x O values less per unit)
     const bool regen = !c.store_noise && !c.qmc && !c.learn_sigma;
     auto sliced = [&](dev::NoisyArgs na) {  // copy-parallel ranks: the noise rows of the whole K
-        if (c.slice_total) na.slice_local = uint32_t(K), na.slice_total = c.slice_total, na.slice_offset = c.slice_offset;
+        if (c.slice_total)
+            na.slice_local = uint32_t(K), na.slice_total = c.slice_total, na.slice_offset = c.slice_offset;
         return na;
     };
     auto noise_args = [&](int l, const float* pre, int rep) {
-        const DenseUnit& u = m.units[size_t(l)];
-        dev::NoisyArgs na{a_[size_t(l)]->f(), regen ? nullptr : e_[size_t(l)]->f(), pre, bias(u), u.gemm_cols(), sigma[size_t(l)], R,
-                          u.O, rep, u.act, u.alpha, seed, step, uint32_t(l), uint32_t(c.sample_base) * uint32_t(K),
-                          c.antithetic ? 1 : 0, int(c.density), sigmas[size_t(l)]};
+        const Unit& u = m.units[size_t(l)];
+        dev::NoisyArgs na{a_[size_t(l)]->f(),
+                          regen ? nullptr : e_[size_t(l)]->f(),
+                          pre,
+                          bias(u),
+                          u.gemm_cols(),
+                          sigma[size_t(l)],
+                          R,
+                          u.O,
+                          rep,
+                          u.act,
+                          u.alpha,
+                          seed,
+                          step,
+                          uint32_t(l),
+                          uint32_t(c.sample_base) * uint32_t(K),
+                          c.antithetic ? 1 : 0,
+                          int(c.density),
+                          sigmas[size_t(l)]};
         return sliced(na);
     };
     auto noisy = [&](int l, const float* pre, int rep) -> Status {
@@ -161,17 +189,20 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     // a residual block's end adds its input: from the B-row prefix (row r / K) when the block starts at or before the
     // first noisy unit, else from the block's own rows
     auto skip = [&](int l, int rows) -> Status {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         if (u.skip_from < 0 || u.kind == UnitKind::Concat) return {};
         const int rep = l >= first && u.skip_from <= first ? K : 1;
         float* a = a_[size_t(l)]->f();
-        return d->skip_add(dev::SkipArgs{a, nullptr, a, input(u.skip_from), u.O, rep, u.post_act, u.post_alpha}, int64_t(rows) * u.O);
+        return d->skip_add(dev::SkipArgs{a, nullptr, a, input(u.skip_from), u.O, rep, u.post_act, u.post_alpha},
+                           int64_t(rows) * u.O);
     };
     // forward: the clean B-row prefix, the first noisy unit's K copies of its shared linear part, then R rows
     const uint32_t base = c.sample_base;
-    auto src = [&](int l) { return m.units[size_t(l)].kind == UnitKind::Concat ? input(m.units[size_t(l)].skip_from) : nullptr; };
+    auto src = [&](int l) {
+        return m.units[size_t(l)].kind == UnitKind::Concat ? input(m.units[size_t(l)].skip_from) : nullptr;
+    };
     for (int l = 0; l < first; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         float* a = a_[size_t(l)]->f();
         if (u.param()) {  // a frozen unit
             OF_TRY(linear(m, l, B, input(l), a, tf32));
@@ -183,19 +214,19 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     }
     // a recurrent unit takes its noise inside the recurrence: E first (noisy_forward with no output), then the steps
     auto seq = [&](int l, const float* xw) -> Status {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         float* a = a_[size_t(l)]->f();
-        const dev::NoisyArgs na = sliced({nullptr, e_[size_t(l)]->f(), nullptr, nullptr, 1, sigma[size_t(l)], R, u.noise_width(), 1,
-                                          Act::Identity, 0.0f, seed, step, uint32_t(l), uint32_t(c.sample_base) * uint32_t(K),
-                                          c.antithetic ? 1 : 0, int(c.density)});
+        const dev::NoisyArgs na = sliced({nullptr, e_[size_t(l)]->f(), nullptr, nullptr, 1, sigma[size_t(l)], R,
+                                          u.noise_width(), 1, Act::Identity, 0.0f, seed, step, uint32_t(l),
+                                          uint32_t(c.sample_base) * uint32_t(K), c.antithetic ? 1 : 0, int(c.density)});
         OF_TRY(d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.noise_width())));
         OF_TRY(seq_forward(m, l, R, input(l), a, e_[size_t(l)]->f(), sigma[size_t(l)], xw, K, tf32));
         if (u.act == Act::Identity) return {};
         return d->bias_act(dev::BiasActArgs{a, a, nullptr, u.O, u.act, u.alpha}, int64_t(R) * u.O);
     };
     if (u0.recurrent()) {  // the input projections X W^T once per sample and step, read by the sample's K copies
-        OF_TRY(d->gemm(false, true, B * u0.q.T, u0.q.G * u0.q.H, u0.q.F, 1.0f, input(first), u0.q.F, theta_ + u0.w_off, u0.q.F, 0.0f,
-                       v0_.f(), u0.q.G * u0.q.H, tf32));
+        OF_TRY(d->gemm(false, true, B * u0.q.T, u0.q.G * u0.q.H, u0.q.F, 1.0f, input(first), u0.q.F, theta_ + u0.w_off,
+                       u0.q.F, 0.0f, v0_.f(), u0.q.G * u0.q.H, tf32));
         OF_TRY(seq(first, v0_.f()));
     } else {
         OF_TRY(linear(m, first, B, input(first), v0_.f(), tf32));
@@ -203,7 +234,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     }
     OF_TRY(skip(first, R));
     for (int l = first + 1; l < L; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         if (!u.param()) {
             // a concat's block input: from the B-row prefix (row r / K) when the block starts there
             const int rep = u.kind == UnitKind::Concat && u.skip_from > first ? 1 : K;
@@ -217,14 +248,16 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         OF_TRY(skip(l, R));
     }
     const float* out = a_[size_t(L - 1)]->f();
-    OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), R, C, K, m.loss, m.groups}, R));
+    OF_TRY(d->loss_rows(
+        dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), R, C, K, m.loss, m.groups},
+        R));
     if (hook) OF_TRY(js_losses(out, y, R, C, K, *hook, loss_.f()));
     const float running = m.has_running ? float(m.running_loss) : 0.0f;
     OF_TRY(row_weights(B, K, loss_.f(), running, c, 1.0f / float(R)));
 
     // gradients: S = diag(w) s(E) in place, then one GEMM per unit (the first: G = copy sum of S, then on B rows)
     for (int l = first; l < L; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         if (!u.param()) continue;
         float* S = e_[size_t(l)]->f();
         const int nw = u.noise_width();
@@ -250,29 +283,34 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             na.out = nullptr, na.E = S, na.w = w_.f(), na.score = c.score;
             OF_TRY(d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.O)));
         } else if (!fused) {
-            OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), nw, c.density, c.score, sigmas[size_t(l)]}, int64_t(R) * nw));
+            OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), nw, c.density, c.score, sigmas[size_t(l)]},
+                                 int64_t(R) * nw));
         }
         const float inv_sigma = sigmas[size_t(l)] ? 1.0f : 1.0f / sigma[size_t(l)];
         if (u.recurrent()) {  // the first unit's dW from G = sum over copies (B T rows); U and b per copy row
             if (l == first) {
                 OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), S, K, nw}, int64_t(B) * nw));
-                OF_TRY(d->gemm(true, false, u.q.G * u.q.H, u.q.F, B * u.q.T, inv_sigma, g_.f(), u.q.G * u.q.H, input(l), u.q.F, 0.0f,
-                               G + u.w_off, u.q.F, tf32));
+                OF_TRY(d->gemm(true, false, u.q.G * u.q.H, u.q.F, B * u.q.T, inv_sigma, g_.f(), u.q.G * u.q.H, input(l),
+                               u.q.F, 0.0f, G + u.w_off, u.q.F, tf32));
             }
             OF_TRY(seq_reduce(m, l, R, input(l), S, inv_sigma, l != first, tf32));
             continue;
         }
         const int rows = l == first ? B : R;
         if (l == first) {
-            OF_TRY(d->copy_sum(fused ? scored_sum(S, K, u.O, c, sigmas[size_t(l)]) : dev::CopySumArgs{g_.f(), S, K, u.O}, int64_t(B) * u.O));
+            OF_TRY(
+                d->copy_sum(fused ? scored_sum(S, K, u.O, c, sigmas[size_t(l)]) : dev::CopySumArgs{g_.f(), S, K, u.O},
+                            int64_t(B) * u.O));
             S = g_.f();
         }
         // in the GEMM view: S (rows x positions, cols) against the unit's input (dense) or its patches (conv); a norm's
         // gain gets the column sums of S x^
         if (u.kind == UnitKind::BatchNorm) {  // its x^ from the batch statistics
-            while (int(xh_.size()) <= l) xh_.push_back(std::make_unique<DeviceBuffer>()), inv_.push_back(std::make_unique<DeviceBuffer>());
+            while (int(xh_.size()) <= l)
+                xh_.push_back(std::make_unique<DeviceBuffer>()), inv_.push_back(std::make_unique<DeviceBuffer>());
             OF_TRY(xh_[size_t(l)]->reserve(d, size_t(rows) * u.O * sizeof(float)));
-            OF_TRY(d->bn_apply(dev::BatchApplyArgs{xh_[size_t(l)]->f(), input(l), bn_[size_t(l)]->stats.f(), nullptr, u.g.Ho, u.g.Co, 1},
+            OF_TRY(d->bn_apply(dev::BatchApplyArgs{xh_[size_t(l)]->f(), input(l), bn_[size_t(l)]->stats.f(), nullptr,
+                                                   u.g.Ho, u.g.Co, 1},
                                int64_t(rows) * u.O));
         }
         if (scored_cols) {  // the weight GEMM, then the bias from the column sums' chunks

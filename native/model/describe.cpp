@@ -21,7 +21,7 @@ Status describe_layers(const ModelSpec& spec, std::vector<LayerInfo>* out) {
     std::map<UnitKind, int> count;  // tensors are numbered per kind, as parameters() names them
     for (size_t i = 0, u = 0; i < out->size(); i++) {
         for (; u < size_t(layout[i].units); u++) {
-            const DenseUnit& unit = m->units[u];
+            const Unit& unit = m->units[u];
             if (!unit.param()) continue;
             const std::vector<UnitTensor> t = unit_tensors(unit, count[unit.kind]++);
             (*out)[i].tensors.insert((*out)[i].tensors.end(), t.begin(), t.end());
