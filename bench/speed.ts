@@ -37,7 +37,12 @@ const mega = (n: number) => (n / 1e6).toFixed(2);
 
 function ours<T>(config: object): T {
   const script = path.join(__dirname, 'cases', 'speed.js');
-  return lastJson(execFileSync(process.execPath, [script, JSON.stringify(config)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }));
+  return lastJson(
+    execFileSync(process.execPath, [script, JSON.stringify(config)], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }),
+  );
 }
 
 // The first python3 that imports torch (Debian's python3-torch lives under /usr/bin/python3, which another python3
@@ -49,16 +54,36 @@ function torchPython(): string | null {
 // GNU OpenMP's threads spin while they wait; on an oversubscribed machine that made torch's 2-thread steps 10-30×
 // slower, so the reference waits passively (its best here), and OpenBLAS picks its own kernels (as for numpy).
 function torch<T>(python: string, args: string[], threads: number): T {
-  const env: NodeJS.ProcessEnv = { ...process.env, OMP_WAIT_POLICY: 'PASSIVE', OMP_NUM_THREADS: `${threads}`, OPENBLAS_NUM_THREADS: `${threads}` };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    OMP_WAIT_POLICY: 'PASSIVE',
+    OMP_NUM_THREADS: `${threads}`,
+    OPENBLAS_NUM_THREADS: `${threads}`,
+  };
   delete env.OPENBLAS_CORETYPE;
   const script = path.join(root, 'bench', 'reference', 'speed.py');
-  const flags = ['--threads', `${threads}`, '--digits', path.join(root, 'data', 'digits.gz'), '--warmup', `${WARMUP}`, '--steps', `${STEPS}`];
+  const flags = [
+    '--threads',
+    `${threads}`,
+    '--digits',
+    path.join(root, 'data', 'digits.gz'),
+    '--warmup',
+    `${WARMUP}`,
+    '--steps',
+    `${STEPS}`,
+  ];
   const r = spawnSync(python, [script, ...args, ...flags], { encoding: 'utf8', env, maxBuffer: 16 << 20 });
-  if (r.error || r.status !== 0) throw new Error(`PyTorch reference failed: ${r.error?.message ?? r.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  if (r.error || r.status !== 0)
+    throw new Error(
+      `PyTorch reference failed: ${r.error?.message ?? r.stderr.trim().split('\n').slice(-3).join(' | ')}`,
+    );
   return lastJson(r.stdout) as T;
 }
 
-const concat = (ts: StepTimes[]): StepTimes => ({ stepMs: ts.flatMap((t) => t.stepMs), cpuMs: ts.flatMap((t) => t.cpuMs) });
+const concat = (ts: StepTimes[]): StepTimes => ({
+  stepMs: ts.flatMap((t) => t.stepMs),
+  cpuMs: ts.flatMap((t) => t.cpuMs),
+});
 
 // Every case of every model, ROUNDS times, ours then PyTorch's; the noise rates once a round.
 function measure(python: string | null) {
@@ -80,7 +105,12 @@ function measure(python: string | null) {
   }
   const cases = models.flatMap((m) =>
     runs[m]![0]!.rows.map((r, i) => ({
-      modelKey: m, model: SPEED_MODELS[m]!.name, estimator: r.estimator, label: r.label, flops: r.flops, normals: r.normals,
+      modelKey: m,
+      model: SPEED_MODELS[m]!.name,
+      estimator: r.estimator,
+      label: r.label,
+      flops: r.flops,
+      normals: r.normals,
       ours: concat(runs[m]!.map((x) => x.rows[i]!)),
       torch: python ? concat(torchRuns[m]!.map((x) => x.rows.find((t) => t.estimator === r.estimator)!)) : null,
     })),
@@ -107,11 +137,24 @@ function summarize({ cases, rates }: Measured) {
     // the normals' CPU time at the generator's one-core rate, a share of the step's CPU time
     const noiseCpuMs = (1000 * c.normals) / rates.oursKernelPerS;
     return {
-      modelKey: c.modelKey, model: c.model, estimator: c.estimator, label: c.label, gflopPerStep: c.flops / 1e9, normalsPerStep: c.normals,
-      ms, cpuMs, gflops: c.flops / ms / 1e6, noiseCpuMs, noiseShare: noiseCpuMs / cpuMs,
-      overBp: ms / median(bp.ours.stepMs), cpuOverBp: cpuMs / median(bp.ours.cpuMs),
-      torchMs, torchCpuMs, torchGflops: torchMs ? c.flops / torchMs / 1e6 : null,
-      overTorch: torchMs ? ms / torchMs : null, cpuOverTorch: torchCpuMs ? cpuMs / torchCpuMs : null,
+      modelKey: c.modelKey,
+      model: c.model,
+      estimator: c.estimator,
+      label: c.label,
+      gflopPerStep: c.flops / 1e9,
+      normalsPerStep: c.normals,
+      ms,
+      cpuMs,
+      gflops: c.flops / ms / 1e6,
+      noiseCpuMs,
+      noiseShare: noiseCpuMs / cpuMs,
+      overBp: ms / median(bp.ours.stepMs),
+      cpuOverBp: cpuMs / median(bp.ours.cpuMs),
+      torchMs,
+      torchCpuMs,
+      torchGflops: torchMs ? c.flops / torchMs / 1e6 : null,
+      overTorch: torchMs ? ms / torchMs : null,
+      cpuOverTorch: torchCpuMs ? cpuMs / torchCpuMs : null,
     };
   });
 }
@@ -122,11 +165,24 @@ function targetRatios(rows: Summary[]) {
   return TARGETS.map((t) => {
     const s = rows.find((r) => r.modelKey === t.model && r.estimator === t.estimator)!;
     const [wall, cpu] = t.over === 'bp' ? [s.overBp, s.cpuOverBp] : [s.overTorch, s.cpuOverTorch];
-    return { name: `${s.model}, ${s.label} / ${t.over === 'bp' ? 'our BP' : "PyTorch's"}`, wall, cpu, max: t.max, met: wall === null ? null : wall <= t.max };
+    return {
+      name: `${s.model}, ${s.label} / ${t.over === 'bp' ? 'our BP' : "PyTorch's"}`,
+      wall,
+      cpu,
+      max: t.max,
+      met: wall === null ? null : wall <= t.max,
+    };
   });
 }
 
-function markdown(date: string, simd: string, m: Measured, rows: Summary[], ratios: ReturnType<typeof targetRatios>, when: { before: string; after: string }): string {
+function markdown(
+  date: string,
+  simd: string,
+  m: Measured,
+  rows: Summary[],
+  ratios: ReturnType<typeof targetRatios>,
+  when: { before: string; after: string },
+): string {
   const { rates, loads, torchLibrary } = m;
   const row = (s: Summary) =>
     `| ${s.model} | ${s.label} | ${s.gflopPerStep.toFixed(3)} | ${mega(s.normalsPerStep)} | ${fmt(s.ms)} | ${fmt(s.cpuMs)} | ${fmt(s.gflops)} | ` +
@@ -146,7 +202,12 @@ function markdown(date: string, simd: string, m: Measured, rows: Summary[], rati
     `${mega(rates.oursUlrStepPerS)} M/s inside ULR K=${K} steps of dense(1 → 4096) with mse (noise, add, loss, copy sum); ` +
     `numpy standard_normal ${rate(rates.numpyPerS)}; torch normal_ ${rate(rates.torchPerS)}.\n\n` +
     `Targets (ratios of this run; wall time, then CPU time):\n\n` +
-    ratios.map((r) => `- ${r.name}: ${fmt(r.wall, 2)} (CPU ${fmt(r.cpu, 2)}); target ≤ ${r.max}: ${r.met === null ? '—' : r.met ? 'met' : 'not met'}`).join('\n') +
+    ratios
+      .map(
+        (r) =>
+          `- ${r.name}: ${fmt(r.wall, 2)} (CPU ${fmt(r.cpu, 2)}); target ≤ ${r.max}: ${r.met === null ? '—' : r.met ? 'met' : 'not met'}`,
+      )
+      .join('\n') +
     '\n'
   );
 }
@@ -161,10 +222,26 @@ export function speedSuite(results: string): void {
   const info = of.backend.info();
   const date = new Date().toISOString();
   const report = {
-    suite: 'speed', date, machine: { threads: THREADS, simd: info.simd, cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? 'unknown' },
-    uptime: when, loadAtEachModel: m.loads, torch: m.torchLibrary ?? 'not importable (python3 -c "import torch" fails)',
-    settings: { batch: B, copies: K, sigma: 0.1, optimizer: 'adam 1e-3', threads: THREADS, rounds: ROUNDS, warmup: WARMUP, stepsPerRound: STEPS },
-    noise: m.rates, rows, targets: ratios, steps: m.cases,
+    suite: 'speed',
+    date,
+    machine: { threads: THREADS, simd: info.simd, cpus: os.cpus().length, cpu: os.cpus()[0]?.model ?? 'unknown' },
+    uptime: when,
+    loadAtEachModel: m.loads,
+    torch: m.torchLibrary ?? 'not importable (python3 -c "import torch" fails)',
+    settings: {
+      batch: B,
+      copies: K,
+      sigma: 0.1,
+      optimizer: 'adam 1e-3',
+      threads: THREADS,
+      rounds: ROUNDS,
+      warmup: WARMUP,
+      stepsPerRound: STEPS,
+    },
+    noise: m.rates,
+    rows,
+    targets: ratios,
+    steps: m.cases,
   };
   fs.mkdirSync(results, { recursive: true });
   fs.writeFileSync(path.join(results, 'speed.json'), JSON.stringify(report, null, 2) + '\n');
