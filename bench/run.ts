@@ -11,6 +11,7 @@ import * as of from '../lib/index';
 import { benchSuites, BenchSuiteName } from '../lib/cli';
 import { writeReport } from '../lib/report';
 import { gpuSuite } from './gpu/suite';
+import { speedSuite } from './speed';
 
 const argv = process.argv.slice(2);
 const option = (flag: string): string | undefined => {
@@ -516,7 +517,7 @@ function distributedSuite() {
   process.stdout.write(md);
 }
 
-const suites: Record<BenchSuiteName, () => unknown> = { 'cpu-digits': cpuDigits, server, fuzz, stress, adversarial, estimators, finetune, architectures, 'arch-options': archOptions, paper, distributed: distributedSuite, gpu: () => gpuSuite(results) };
+const suites: Record<BenchSuiteName, () => unknown> = { 'cpu-digits': cpuDigits, server, fuzz, stress, adversarial, estimators, finetune, architectures, 'arch-options': archOptions, paper, distributed: distributedSuite, gpu: () => gpuSuite(results), speed: () => speedSuite(results) };
 (async () => {
   // The CPU suites measure the CPU engine even where a GPU would answer ('auto'); the gpu suite asks for CUDA itself.
   if (!wanted.includes('gpu')) process.env.ONEFORWARD_BACKEND ??= 'cpu';

@@ -64,7 +64,8 @@ export function setThreads(threads: number): number {
 export function resolveBackend(requested?: string): 'cpu' | 'cuda' | 'sim' {
   const want = requested ?? process.env.ONEFORWARD_BACKEND ?? 'auto';
   if (want === 'sim') return 'sim';
-  if (!(BACKENDS as readonly string[]).includes(want)) throw invalidArg('backend', `one of ${BACKENDS.join(', ')}`, want);
+  if (!(BACKENDS as readonly string[]).includes(want))
+    throw invalidArg('backend', `one of ${BACKENDS.join(', ')}`, want);
   const b = native().backendInfo();
   if (want === 'cuda' && b.active !== 'cuda') {
     const hint = b.compiled.includes('cuda')

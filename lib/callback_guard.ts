@@ -9,8 +9,10 @@
 import { AbortError, DataError } from './errors';
 import type { LossFunction } from './native';
 
-const isThenable = (r: unknown): r is PromiseLike<unknown> =>
-  ((typeof r === 'object' && r !== null) || typeof r === 'function') && typeof (r as PromiseLike<unknown>).then === 'function';
+/** @internal Whether `r` is a promise or any other thenable. */
+export const isThenable = (r: unknown): r is PromiseLike<unknown> =>
+  ((typeof r === 'object' && r !== null) || typeof r === 'function') &&
+  typeof (r as PromiseLike<unknown>).then === 'function';
 
 /**
  * @internal `loss` as the native side calls it: a promise it returns (an `async` loss) gets a no-op rejection
@@ -28,7 +30,9 @@ export function syncLoss(loss: LossFunction, onThrow?: (value: unknown) => void)
     if (isThenable(r)) {
       // Promise.resolve runs a foreign thenable's then() later, inside a promise job: a throwing then() only rejects it.
       Promise.resolve(r).then(undefined, () => undefined);
-      throw new DataError(`the loss function must return ${rows} finite per-row losses (a Float32Array, Float64Array or array): got a promise; the loss must be synchronous (not an async function)`);
+      throw new DataError(
+        `the loss function must return ${rows} finite per-row losses (a Float32Array, Float64Array or array): got a promise; the loss must be synchronous (not an async function)`,
+      );
     }
     return r;
   };
@@ -57,11 +61,18 @@ export class CallbackGuard {
       }
       if (isThenable(r)) {
         this.inFlight++;
-        this.pending.push(Promise.resolve(r).then(() => undefined, (reason: unknown) => {
-          if (this.failure) return;
-          this.failure = { reason };
-          this.stop();
-        }).finally(() => this.inFlight--));
+        this.pending.push(
+          Promise.resolve(r)
+            .then(
+              () => undefined,
+              (reason: unknown) => {
+                if (this.failure) return;
+                this.failure = { reason };
+                this.stop();
+              },
+            )
+            .finally(() => this.inFlight--),
+        );
       }
     };
   }

@@ -46,22 +46,29 @@ export class EarlyStopping {
   stoppedEpoch: number | undefined;
   private wait = 0;
   private seen = 0;
-  private readonly sign: 1 | -1;  // +1: lower is better (losses); -1: higher is better (accuracies)
+  private readonly sign: 1 | -1; // +1: lower is better (losses); -1: higher is better (accuracies)
 
   constructor(options: unknown, hasValidation: boolean, loss: string) {
     const o = optionsObject('earlyStopping', options, ['monitor', 'patience', 'minDelta', 'restoreBest']);
     const monitor = o.monitor ?? (hasValidation ? 'valLoss' : 'loss');
-    if (!(MONITORS as readonly unknown[]).includes(monitor)) throw invalidArg('earlyStopping.monitor', MONITORS.map((m) => `'${m}'`).join(' | '), monitor);
+    if (!(MONITORS as readonly unknown[]).includes(monitor))
+      throw invalidArg('earlyStopping.monitor', MONITORS.map((m) => `'${m}'`).join(' | '), monitor);
     this.monitor = monitor as Monitor;
     if (this.monitor.startsWith('val') && !hasValidation) {
-      throw new ConfigError(`earlyStopping monitors ${this.monitor} but fit has no validation data: give validation or validationSplit, or monitor 'loss'`);
+      throw new ConfigError(
+        `earlyStopping monitors ${this.monitor} but fit has no validation data: give validation or validationSplit, or monitor 'loss'`,
+      );
     }
-    if (this.monitor.endsWith('ccuracy') && loss === 'mse') throw new ConfigError(`earlyStopping cannot monitor ${this.monitor}: an mse model reports no accuracy`);
+    if (this.monitor.endsWith('ccuracy') && loss === 'mse')
+      throw new ConfigError(`earlyStopping cannot monitor ${this.monitor}: an mse model reports no accuracy`);
     this.patience = (o.patience as number | undefined) ?? 0;
-    if (!is.integer(this.patience) || this.patience < 0) throw invalidArg('earlyStopping.patience', 'integer >= 0', o.patience);
+    if (!is.integer(this.patience) || this.patience < 0)
+      throw invalidArg('earlyStopping.patience', 'integer >= 0', o.patience);
     this.minDelta = (o.minDelta as number | undefined) ?? 0;
-    if (!is.number(this.minDelta) || this.minDelta < 0) throw invalidArg('earlyStopping.minDelta', 'finite number >= 0', o.minDelta);
-    if (o.restoreBest !== undefined && !is.bool(o.restoreBest)) throw invalidArg('earlyStopping.restoreBest', 'boolean', o.restoreBest);
+    if (!is.number(this.minDelta) || this.minDelta < 0)
+      throw invalidArg('earlyStopping.minDelta', 'finite number >= 0', o.minDelta);
+    if (o.restoreBest !== undefined && !is.bool(o.restoreBest))
+      throw invalidArg('earlyStopping.restoreBest', 'boolean', o.restoreBest);
     this.restoreBest = (o.restoreBest as boolean | undefined) ?? false;
     this.sign = this.monitor.endsWith('oss') ? 1 : -1;
     this.best = this.sign * Infinity;

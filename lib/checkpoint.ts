@@ -3,7 +3,8 @@
  * executable). Layout: 8-byte magic "OFCKPT01", u32 header length, u32 reserved, the header, zero padding to a
  * 64-byte boundary, then the data. The header holds the format version, the model spec, the training counters
  * and optimizer kind, each tensor's name/shape/offset, and a SHA-256 of the data. Writes go to a temp file
- * that is fsynced and renamed, so a crash mid-save leaves the previous file intact. Loading checks every field
+ * that is fsynced and renamed, so a crash mid-save leaves the previous file intact; saves to one file land in the
+ * order of the calls (each snapshot is taken when save is called). Loading checks every field
  * against the model spec and the file size before allocating anything, then verifies the checksum.
  */
 import { createHash, randomBytes } from 'crypto';
@@ -12,10 +13,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { CheckpointError, NumericError, OneForwardError } from './errors';
 import { MAX_FILE, parseHeader, readRegularFile } from './files';
-import {
-  ACTIVATIONS, type ActivationLayer, type ActivationName, type DenseLayer, type ImageShape, type QuantizedWeights, type Layer, type Padding, type Topology, avgPool2d, conv2d, flatten,
-  type Graph, batchNorm, concat, dropout, globalAvgPool, groupNorm, layerNorm, graphConv, gru, lif, lstm, maxPool2d, repeat, residual, rnn, timeMean, topology,
-} from './layers';
+import { type Layer, kindOf } from './layers/index';
+import { type Topology, topology } from './layers/topology';
 import { LOSSES, type LossName, type Model, sequential } from './model';
 
 const MAGIC = Buffer.from('OFCKPT01', 'ascii');
@@ -32,11 +31,15 @@ type Header = {
   dtype: 'float32';
   model: { layers: Layer[]; loss: LossName; seed: number };
   state: {
-    step: number; epochsRun: number; epochStep: number; optimizer: { kind: string; t: number } | null; runningLoss?: number | null;
+    step: number;
+    epochsRun: number;
+    epochStep: number;
+    optimizer: { kind: string; t: number } | null;
+    runningLoss?: number | null;
     logSigma?: number[] | null;
     layerVar?: number[] | null;
-    frozen?: number;  // leading layers with parameters that are frozen (also in dense layers' trainable flags)
-    bnRunning?: number[] | null;  // batchNorm running statistics
+    frozen?: number; // leading layers with parameters that are frozen (also in dense layers' trainable flags)
+    bnRunning?: number[] | null; // batchNorm running statistics
   };
   tensors: TensorEntry[];
   dataBytes: number;
@@ -61,9 +64,15 @@ function badIndex(values: ArrayLike<number>, nonNegative: boolean): number {
 function checkFinite(file: string, name: string, values: ArrayLike<number>, nonNegative = false): void {
   const j = badIndex(values, nonNegative);
   if (j >= 0) {
-    throw new NumericError(`${file}: not saved: ${name} holds ${values[j]} at index ${j} (a checkpoint holds finite ${nonNegative ? 'non-negative ' : ''}values only; the file was left as it was)`);
+    throw new NumericError(
+      `${file}: not saved: ${name} holds ${values[j]} at index ${j} (a checkpoint holds finite ${nonNegative ? 'non-negative ' : ''}values only; the file was left as it was)`,
+    );
   }
 }
+
+// Saves to one file land in call order (several can be in flight, e.g. one per epoch from onEpochEnd): an older
+// snapshot never replaces a newer one. Keyed by absolute path; an entry settles when its write has.
+const writing = new Map<string, Promise<void>>();
 
 /**
  * Saves a model (parameters, optimizer state, training counters) to `file`, atomically.
@@ -87,10 +96,11 @@ export async function save(model: Model, file: string): Promise<void> {
   };
   for (const p of params) add(p.name, p.shape, p.data);
   const n = params.reduce((a, p) => a + p.data.length, 0);
-  if (st.m && st.v) add('optimizer.m', [n], st.m), add('optimizer.v', [n], st.v);
+  if (st.m && st.v) (add('optimizer.m', [n], st.m), add('optimizer.v', [n], st.v));
   for (const p of params) checkFinite(file, p.name, p.data);
-  if (st.m && st.v) checkFinite(file, 'optimizer.m', st.m), checkFinite(file, 'optimizer.v', st.v, true);
-  if (st.runningLoss !== undefined && st.runningLoss !== null) checkFinite(file, 'the running loss baseline', [st.runningLoss]);
+  if (st.m && st.v) (checkFinite(file, 'optimizer.m', st.m), checkFinite(file, 'optimizer.v', st.v, true));
+  if (st.runningLoss !== undefined && st.runningLoss !== null)
+    checkFinite(file, 'the running loss baseline', [st.runningLoss]);
   if (st.logSigma) checkFinite(file, 'the learned sigma', st.logSigma);
   if (st.layerVar) checkFinite(file, 'the layer variances', st.layerVar, true);
   if (st.bnRunning) checkFinite(file, 'the batchNorm statistics', st.bnRunning);
@@ -121,11 +131,32 @@ export async function save(model: Model, file: string): Promise<void> {
   pre.writeUInt32LE(json.length, 8);
   const dataOffset = Math.ceil((16 + json.length) / 64) * 64;
   const pad = Buffer.alloc(dataOffset - 16 - json.length);
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  // The snapshot above is taken before the first await; its write waits for the saves to this file before it.
+  const key = path.resolve(file);
+  const written = (writing.get(key) ?? Promise.resolve()).then(() =>
+    write(file, [pre, json, pad, os.endianness() === 'LE' ? data : swap32(data)]),
+  );
+  const settled = written.then(
+    () => undefined,
+    () => undefined,
+  );
+  writing.set(key, settled);
+  void settled.then(() => {
+    if (writing.get(key) === settled) writing.delete(key);
+  });
+  await written;
+}
+
+// The atomic write: a temp file, fsync, rename, fsync of the directory.
+async function write(file: string, parts: Buffer[]): Promise<void> {
+  const tmp = path.join(
+    path.dirname(file),
+    `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`,
+  );
   let fh: fsp.FileHandle | undefined;
   try {
     fh = await fsp.open(tmp, 'wx', 0o644);
-    await fh.writev([pre, json, pad, os.endianness() === 'LE' ? data : swap32(data)]);
+    await fh.writev(parts);
     await fh.sync();
     await fh.close();
     fh = undefined;
@@ -154,77 +185,25 @@ function swap32(b: Buffer): Buffer {
   return out;
 }
 
-const isInt = (v: unknown, lo: number, hi: number): v is number => Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi;
+const isInt = (v: unknown, lo: number, hi: number): v is number =>
+  Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi;
 
 // The layer list of a header, checked as strictly as the public constructors would.
 function checkLayers(file: string, layers: unknown): Layer[] {
-  if (!Array.isArray(layers) || layers.length === 0 || layers.length > 4096) throw fail(file, 'model.layers must be a non-empty array');
+  if (!Array.isArray(layers) || layers.length === 0 || layers.length > 4096)
+    throw fail(file, 'model.layers must be a non-empty array');
   return layers.map((l, i) => {
     const o = l as Record<string, unknown>;
     if (typeof o !== 'object' || o === null) throw fail(file, `model.layers[${i}] is not an object`);
-    if (o.type === 'dense') {
-      if (!isInt(o.inputs, 1, 1 << 24) || !isInt(o.units, 1, 1 << 24) || typeof o.bias !== 'boolean') {
-        throw fail(file, `model.layers[${i}]: bad dense layer`);
-      }
-      if (o.trainable !== undefined && o.trainable !== false) throw fail(file, `model.layers[${i}]: bad trainable flag`);
-      if (o.weights !== undefined && o.weights !== 'binary' && o.weights !== 'ternary') throw fail(file, `model.layers[${i}]: bad weights`);
-      const layer: DenseLayer = { type: 'dense', inputs: o.inputs, units: o.units, bias: o.bias };
-      if (o.trainable === false) layer.trainable = false;
-      if (o.weights !== undefined) layer.weights = o.weights as QuantizedWeights;
-      return layer;
+    const kind = kindOf(o.type);
+    if (!kind) throw fail(file, `model.layers[${i}]: unknown layer`);
+    try {
+      // rebuilt by the public factories, so a header can hold nothing they would refuse
+      return kind.revive(o, (inner) => checkLayers(file, inner));
+    } catch (err) {
+      if (err instanceof CheckpointError) throw err; // from a block's inner layers, already located
+      throw fail(file, `model.layers[${i}]: bad ${String(o.type)} layer (${(err as Error).message})`);
     }
-    if (o.type === 'activation' && (ACTIVATIONS as readonly unknown[]).includes(o.activation)) {
-      const layer: ActivationLayer = { type: 'activation', activation: o.activation as ActivationName };
-      if (o.alpha !== undefined) {
-        if (typeof o.alpha !== 'number' || !Number.isFinite(o.alpha)) throw fail(file, `model.layers[${i}]: bad alpha`);
-        layer.alpha = o.alpha;
-      }
-      if (o.levels !== undefined) {
-        if (o.activation !== 'quantize' || !isInt(o.levels, 2, 65536)) throw fail(file, `model.layers[${i}]: bad levels`);
-        layer.levels = o.levels;
-      }
-      return layer;
-    }
-    if (['conv2d', 'maxPool2d', 'avgPool2d', 'globalAvgPool', 'flatten', 'rnn', 'gru', 'lstm', 'lif', 'repeat', 'timeMean', 'graphConv', 'dropout', 'layerNorm', 'batchNorm', 'groupNorm'].includes(o.type as string)) {
-      try {  // rebuilt by the public constructors, so a header can hold nothing they would refuse
-        if (o.type === 'graphConv') {
-          return graphConv({ units: o.units as number, graph: o.graph as Graph, ...(o.inputShape !== undefined ? { inputShape: o.inputShape as [number, number] } : {}) });
-        }
-        if (o.type === 'globalAvgPool') return globalAvgPool();
-        if (o.type === 'flatten') return flatten();
-        if (o.type === 'timeMean') return timeMean();
-        if (o.type === 'dropout') return dropout(o.rate as number);
-        if (o.type === 'layerNorm') return layerNorm();
-        if (o.type === 'batchNorm') return batchNorm();
-        if (o.type === 'groupNorm') return groupNorm({ groups: o.groups as number });
-        if (o.type === 'repeat') return repeat(o.steps as number, o.inputs === undefined ? undefined : { inputs: o.inputs as number });
-        if (o.type === 'rnn' || o.type === 'gru' || o.type === 'lstm' || o.type === 'lif') {
-          const opts: Record<string, unknown> = { units: o.units, returnSequences: o.returnSequences };
-          for (const key of ['inputShape', 'beta', 'threshold', 'slope']) if (o[key] !== undefined) opts[key] = o[key];
-          if (o.type === 'lif') return lif(opts as Parameters<typeof lif>[0]);
-          if (opts.beta !== undefined || opts.threshold !== undefined || opts.slope !== undefined) throw new Error('lif options on a non-lif layer');
-          return { rnn, gru, lstm }[o.type](opts as Parameters<typeof rnn>[0]);
-        }
-        const common = { padding: o.padding as Padding, ...(o.inputShape !== undefined ? { inputShape: o.inputShape as ImageShape } : {}) };
-        if (o.type === 'conv2d') {
-          return conv2d({ filters: o.filters as number, kernel: o.kernel as [number, number], strides: o.strides as [number, number], dilation: o.dilation as [number, number], bias: o.bias as boolean, ...common, ...(o.weights !== undefined ? { weights: o.weights as QuantizedWeights } : {}) });
-        }
-        if (!Array.isArray(o.dilation) || o.dilation.length !== 2 || o.dilation[0] !== 1 || o.dilation[1] !== 1) throw new Error('bad dilation');
-        const opts = { size: o.kernel as [number, number], strides: o.strides as [number, number], ...common };
-        return o.type === 'maxPool2d' ? maxPool2d(opts) : avgPool2d(opts);
-      } catch (err) {
-        throw fail(file, `model.layers[${i}]: bad ${String(o.type)} layer (${(err as Error).message})`);
-      }
-    }
-    if (o.type === 'residual' || o.type === 'concat') {
-      const inner = checkLayers(file, o.layers);
-      try {
-        return o.type === 'residual' ? residual(inner) : concat(inner);
-      } catch (err) {
-        throw fail(file, `model.layers[${i}]: bad ${o.type} block (${(err as Error).message})`);
-      }
-    }
-    throw fail(file, `model.layers[${i}]: unknown layer`);
   });
 }
 
@@ -243,35 +222,56 @@ export async function load(file: string): Promise<Model> {
   const checkHead = (head: Buffer, size: number) => {
     if (size < 16 || !head.subarray(0, 8).equals(MAGIC)) throw fail(file, 'not a oneforward checkpoint (bad magic)');
     const len = head.readUInt32LE(8);
-    if (len === 0 || len > MAX_HEADER || 16 + len > size) throw fail(file, `truncated or corrupt header (length ${len})`);
+    if (len === 0 || len > MAX_HEADER || 16 + len > size)
+      throw fail(file, `truncated or corrupt header (length ${len})`);
   };
   const failWith = (why: string, cause?: unknown) => new CheckpointError(`${file}: ${why}`, { cause });
   const buf = await readRegularFile(file, MAX_FILE, failWith, { bytes: 16, check: checkHead });
   const headerLen = buf.readUInt32LE(8);
   const h = parseHeader(buf.subarray(16, 16 + headerLen).toString('utf8'), MAX_DEPTH, failWith) as Header;
   if (typeof h !== 'object' || h === null || h.format !== 'oneforward') throw fail(file, 'not a oneforward checkpoint');
-  if (h.version !== VERSION) throw fail(file, `unsupported format version ${String(h.version)} (this build reads version ${VERSION})`);
+  if (h.version !== VERSION)
+    throw fail(file, `unsupported format version ${String(h.version)} (this build reads version ${VERSION})`);
   if (h.dtype !== 'float32') throw fail(file, `unsupported dtype ${String(h.dtype)}`);
   const m = h.model as Record<string, unknown> | undefined;
-  if (!m || !(LOSSES as readonly unknown[]).includes(m.loss) || !isInt(m.seed, 0, 2 ** 53)) throw fail(file, 'bad model section');
+  if (!m || !(LOSSES as readonly unknown[]).includes(m.loss) || !isInt(m.seed, 0, 2 ** 53))
+    throw fail(file, 'bad model section');
   const layers = checkLayers(file, m.layers);
-  // Expected tensors from the spec alone: names, shapes, contiguous offsets.
+  // Expected tensors from the layout of the spec (nothing allocated): names, shapes, contiguous offsets.
   let topo: Topology;
   try {
     topo = topology(layers);
   } catch (err) {
-    throw fail(file, `model.layers do not chain: ${(err as Error).message}`);
+    throw fail(file, `model.layers make no model: ${(err as Error).message}`);
   }
-  const expected: { name: string; shape: number[] }[] = topo.tensors.map((t) => ({ name: t.name, shape: [...t.shape] }));
+  const expected: { name: string; shape: number[] }[] = topo.tensors.map((t) => ({
+    name: t.name,
+    shape: [...t.shape],
+  }));
   const total = expected.reduce((a, t) => a + t.shape.reduce((p, v) => p * v, 1), 0);
-  const d = expected.filter((t) => t.name.endsWith('.weight')).length;  // layers with parameters
+  const d = expected.filter((t) => t.name.endsWith('.weight')).length; // layers with parameters
   const s = h.state as Header['state'] | undefined;
-  if (!s || !isInt(s.step, 0, 2 ** 32 - 1) || !isInt(s.epochsRun, 0, 2 ** 32 - 1) || !isInt(s.epochStep, 0, 2 ** 32 - 1)) throw fail(file, 'bad state section');
-  if (s.runningLoss !== undefined && s.runningLoss !== null && !Number.isFinite(s.runningLoss)) throw fail(file, 'bad running baseline');
-  if (s.logSigma !== undefined && s.logSigma !== null && (!Array.isArray(s.logSigma) || s.logSigma.length !== d || !s.logSigma.every(Number.isFinite))) {
+  if (
+    !s ||
+    !isInt(s.step, 0, 2 ** 32 - 1) ||
+    !isInt(s.epochsRun, 0, 2 ** 32 - 1) ||
+    !isInt(s.epochStep, 0, 2 ** 32 - 1)
+  )
+    throw fail(file, 'bad state section');
+  if (s.runningLoss !== undefined && s.runningLoss !== null && !Number.isFinite(s.runningLoss))
+    throw fail(file, 'bad running baseline');
+  if (
+    s.logSigma !== undefined &&
+    s.logSigma !== null &&
+    (!Array.isArray(s.logSigma) || s.logSigma.length !== d || !s.logSigma.every(Number.isFinite))
+  ) {
     throw fail(file, 'bad learned sigma');
   }
-  if (s.layerVar !== undefined && s.layerVar !== null && (!Array.isArray(s.layerVar) || s.layerVar.length !== d || !s.layerVar.every((v) => Number.isFinite(v) && v >= 0))) {
+  if (
+    s.layerVar !== undefined &&
+    s.layerVar !== null &&
+    (!Array.isArray(s.layerVar) || s.layerVar.length !== d || !s.layerVar.every((v) => Number.isFinite(v) && v >= 0))
+  ) {
     throw fail(file, 'bad layer variances');
   }
   let optKind = -1;
@@ -280,19 +280,33 @@ export async function load(file: string): Promise<Model> {
     if (optKind < 0 || !isInt(s.optimizer?.t, 0, 2 ** 52)) throw fail(file, 'bad optimizer state');
     expected.push({ name: 'optimizer.m', shape: [total] }, { name: 'optimizer.v', shape: [total] });
   }
-  if (!Array.isArray(h.tensors) || h.tensors.length !== expected.length) throw fail(file, 'tensor list does not match the model');
+  if (!Array.isArray(h.tensors) || h.tensors.length !== expected.length)
+    throw fail(file, 'tensor list does not match the model');
   let offset = 0;
   h.tensors.forEach((t, i) => {
     const e = expected[i]!;
-    if (typeof t !== 'object' || t === null || t.name !== e.name || !Array.isArray(t.shape) || t.shape.length !== e.shape.length ||
-        t.shape.some((v, j) => v !== e.shape[j]) || t.offset !== offset) {
-      throw fail(file, `tensor ${i} (${String(t?.name)}) does not match the model: expected ${e.name} [${e.shape.join(', ')}] at ${offset}`);
+    if (
+      typeof t !== 'object' ||
+      t === null ||
+      t.name !== e.name ||
+      !Array.isArray(t.shape) ||
+      t.shape.length !== e.shape.length ||
+      t.shape.some((v, j) => v !== e.shape[j]) ||
+      t.offset !== offset
+    ) {
+      throw fail(
+        file,
+        `tensor ${i} (${String(t?.name)}) does not match the model: expected ${e.name} [${e.shape.join(', ')}] at ${offset}`,
+      );
     }
     offset += 4 * e.shape.reduce((a, b) => a * b, 1);
   });
   const dataOffset = Math.ceil((16 + headerLen) / 64) * 64;
   if (h.dataBytes !== offset || buf.length !== dataOffset + offset) {
-    throw fail(file, `size mismatch: the header describes ${offset} data bytes, the file holds ${buf.length - dataOffset}`);
+    throw fail(
+      file,
+      `size mismatch: the header describes ${offset} data bytes, the file holds ${buf.length - dataOffset}`,
+    );
   }
   const data = buf.subarray(dataOffset);
   const sum = 'sha256:' + createHash('sha256').update(data).digest('hex');
@@ -309,7 +323,12 @@ export async function load(file: string): Promise<Model> {
     return out;
   };
   if (s.frozen !== undefined && !isInt(s.frozen, 0, d - 1)) throw fail(file, 'bad frozen count');
-  if (s.bnRunning !== undefined && s.bnRunning !== null && (!Array.isArray(s.bnRunning) || !s.bnRunning.every(Number.isFinite))) throw fail(file, 'bad batchNorm statistics');
+  if (
+    s.bnRunning !== undefined &&
+    s.bnRunning !== null &&
+    (!Array.isArray(s.bnRunning) || !s.bnRunning.every(Number.isFinite))
+  )
+    throw fail(file, 'bad batchNorm statistics');
   // Every tensor is converted and checked before the model is touched: non-finite weights (or optimizer moments)
   // would load silently and predict NaN. Adam's second moment is never negative.
   const values = h.tensors.map((t, i) => {
@@ -325,7 +344,9 @@ export async function load(file: string): Promise<Model> {
     importState(model, s, optKind, values);
   } catch (err) {
     model.dispose();
-    throw err instanceof OneForwardError ? err : fail(file, `cannot restore the state: ${(err as Error)?.message ?? String(err)}`);
+    throw err instanceof OneForwardError
+      ? err
+      : fail(file, `cannot restore the state: ${(err as Error)?.message ?? String(err)}`);
   }
   return model;
 }

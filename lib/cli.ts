@@ -26,9 +26,30 @@ function num(name: string) {
 }
 
 type TrainOpts = {
-  dataset: string; idx?: string; csv?: string; layers?: string; activation: string; estimator: string; copies: number;
-  sigma: number; antithetic: boolean; injection: string; noise: string; baseline: string; optimizer: string; lr?: number; epochs: number; batch: number; seed: number; threads?: number; backend?: string;
-  progress: boolean; json: boolean; save?: string; report?: string; resume?: string;
+  dataset: string;
+  idx?: string;
+  csv?: string;
+  layers?: string;
+  activation: string;
+  estimator: string;
+  copies: number;
+  sigma: number;
+  antithetic: boolean;
+  injection: string;
+  noise: string;
+  baseline: string;
+  optimizer: string;
+  lr?: number;
+  epochs: number;
+  batch: number;
+  seed: number;
+  threads?: number;
+  backend?: string;
+  progress: boolean;
+  json: boolean;
+  save?: string;
+  report?: string;
+  resume?: string;
 };
 
 type DataOpts = { dataset: string; idx?: string; csv?: string };
@@ -46,11 +67,16 @@ function loadData(o: DataOpts): { train: of.Dataset; test?: of.Dataset } {
     const [images, labels, testImages, testLabels] = o.idx.split(',');
     if (!images || !labels) throw new of.ConfigError('--idx expects images,labels[,testImages,testLabels]');
     const train = checked(images, of.data.loadIdx(images, labels));
-    return testImages && testLabels ? { train, test: checked(testImages, of.data.loadIdx(testImages, testLabels)) } : { train };
+    return testImages && testLabels
+      ? { train, test: checked(testImages, of.data.loadIdx(testImages, testLabels)) }
+      : { train };
   }
   if (o.csv) {
     const [train, test] = o.csv.split(',');
-    return { train: checked(train!, of.data.loadCsv(train!)), ...(test ? { test: checked(test, of.data.loadCsv(test)) } : {}) };
+    return {
+      train: checked(train!, of.data.loadCsv(train!)),
+      ...(test ? { test: checked(test, of.data.loadCsv(test)) } : {}),
+    };
   }
   if (o.dataset !== 'digits') throw new of.ConfigError(`unknown dataset '${o.dataset}' (use digits, --idx or --csv)`);
   return of.datasets.digits();
@@ -84,18 +110,47 @@ function checkWritable(flag: string, file: string): void {
 
 const clock = (s: number) => {
   const t = Math.max(0, Math.round(s));
-  const mm = String(Math.floor(t / 60) % 60).padStart(2, '0'), ss = String(t % 60).padStart(2, '0');
+  const mm = String(Math.floor(t / 60) % 60).padStart(2, '0'),
+    ss = String(t % 60).padStart(2, '0');
   return t >= 3600 ? `${Math.floor(t / 3600)}:${mm}:${ss}` : `${mm}:${ss}`;
 };
 
 async function train(o: TrainOpts): Promise<number> {
-  for (const [flag, file] of [['--save', o.save], ['--report', o.report]] as const) if (file !== undefined) checkWritable(flag, file);
-  if (o.resume && o.layers) throw new of.ConfigError('--resume continues the checkpoint\'s own layers; leave out --layers');
+  for (const [flag, file] of [
+    ['--save', o.save],
+    ['--report', o.report],
+  ] as const)
+    if (file !== undefined) checkWritable(flag, file);
+  if (o.resume && o.layers)
+    throw new of.ConfigError("--resume continues the checkpoint's own layers; leave out --layers");
   if (o.threads !== undefined) of.backend.setThreads(o.threads);
-  const estimator = o.estimator === 'bp' ? of.bp() : o.estimator === 'spsa' ? of.spsa() : o.estimator === 'es' ? of.es() : o.estimator === 'ulr' ? of.ulr({ copies: o.copies, sigma: o.sigma, antithetic: o.antithetic, injection: o.injection as of.InjectionName, noise: o.noise as of.DensityName, baseline: o.baseline as of.BaselineName }) : undefined;
+  const estimator =
+    o.estimator === 'bp'
+      ? of.bp()
+      : o.estimator === 'spsa'
+        ? of.spsa()
+        : o.estimator === 'es'
+          ? of.es()
+          : o.estimator === 'ulr'
+            ? of.ulr({
+                copies: o.copies,
+                sigma: o.sigma,
+                antithetic: o.antithetic,
+                injection: o.injection as of.InjectionName,
+                noise: o.noise as of.DensityName,
+                baseline: o.baseline as of.BaselineName,
+              })
+            : undefined;
   if (!estimator) throw new of.ConfigError(`unknown estimator '${o.estimator}' (ulr, bp, spsa or es)`);
   const opts = o.lr !== undefined ? { lr: o.lr } : {};
-  const optimizer = o.optimizer === 'sgd' ? of.sgd(opts) : o.optimizer === 'adamw' ? of.adamw(opts) : o.optimizer === 'adam' ? of.adam(opts) : undefined;
+  const optimizer =
+    o.optimizer === 'sgd'
+      ? of.sgd(opts)
+      : o.optimizer === 'adamw'
+        ? of.adamw(opts)
+        : o.optimizer === 'adam'
+          ? of.adam(opts)
+          : undefined;
   if (!optimizer) throw new of.ConfigError(`unknown optimizer '${o.optimizer}' (sgd, adam, adamw)`);
   const { train: data, test } = loadData(o);
   const features = data.shape.reduce((a, b) => a * b, 1);
@@ -107,19 +162,29 @@ async function train(o: TrainOpts): Promise<number> {
     // of.load builds the model on the backend ONEFORWARD_BACKEND names
     if (o.backend) process.env.ONEFORWARD_BACKEND = o.backend;
     model = await of.load(o.resume);
-    const problem = model.inputs !== features
-      ? new of.ShapeError(`--resume ${o.resume} takes ${model.inputs} features per row, but the data has ${features}`)
-      : o.epochs <= model.epochsRun
-        ? new of.ConfigError(`--resume ${o.resume} has trained ${model.epochsRun} epochs already; --epochs is the total to reach (e.g. --epochs ${model.epochsRun + 5})`)
-        : undefined;
+    const problem =
+      model.inputs !== features
+        ? new of.ShapeError(`--resume ${o.resume} takes ${model.inputs} features per row, but the data has ${features}`)
+        : o.epochs <= model.epochsRun
+          ? new of.ConfigError(
+              `--resume ${o.resume} has trained ${model.epochsRun} epochs already; --epochs is the total to reach (e.g. --epochs ${model.epochsRun + 5})`,
+            )
+          : undefined;
     if (problem) throw (model.dispose(), problem);
     shape = `${o.resume} (epoch ${model.epochsRun}, step ${model.step})`;
   } else {
-    if (!o.layers && classes < 2) throw new of.DataError(`every label in the training data is ${classes - 1}; classification needs at least 2 classes`);
+    if (!o.layers && classes < 2)
+      throw new of.DataError(
+        `every label in the training data is ${classes - 1}; classification needs at least 2 classes`,
+      );
     const spec = o.layers ?? `${features}-256-${classes}`;
     const widths = spec.split('-').map(Number);
-    if (widths.length < 2 || !widths.every((w) => Number.isInteger(w) && w > 0)) throw new of.ConfigError(`--layers '${spec}' is not like 784-256-10`);
-    if (widths[0] !== features) throw new of.ShapeError(`--layers '${spec}' starts at ${widths[0]} inputs, but the data has ${features} features per row`);
+    if (widths.length < 2 || !widths.every((w) => Number.isInteger(w) && w > 0))
+      throw new of.ConfigError(`--layers '${spec}' is not like 784-256-10`);
+    if (widths[0] !== features)
+      throw new of.ShapeError(
+        `--layers '${spec}' starts at ${widths[0]} inputs, but the data has ${features} features per row`,
+      );
     const layers: of.Layer[] = [];
     for (let i = 0; i + 1 < widths.length; i++) {
       layers.push(of.dense(widths[i]!, widths[i + 1]!));
@@ -131,20 +196,43 @@ async function train(o: TrainOpts): Promise<number> {
   const controller = new AbortController();
   const onSigint = () => controller.abort();
   process.once('SIGINT', onSigint);
-  const bar = o.progress && process.stderr.isTTY
-    ? new cliProgress.SingleBar({ format: 'epoch {epoch}/{epochs} [{bar}] {value}/{total} | loss {loss} | {rate} samples/s | ETA {remaining}', stream: process.stderr }, cliProgress.Presets.shades_classic)
-    : undefined;
+  const bar =
+    o.progress && process.stderr.isTTY
+      ? new cliProgress.SingleBar(
+          {
+            format: 'epoch {epoch}/{epochs} [{bar}] {value}/{total} | loss {loss} | {rate} samples/s | ETA {remaining}',
+            stream: process.stderr,
+          },
+          cliProgress.Presets.shades_classic,
+        )
+      : undefined;
   let current = 0;
   const info = of.backend.info();
-  const where = model.backend === 'cpu' ? `cpu (${info.threads} threads, ${info.simd})` : `${model.backend} (${model.backendInfo().device}, ${model.backendInfo().blas})`;
-  process.stderr.write(`oneforward: ${o.estimator}${o.estimator === 'ulr' ? ` K=${o.copies} sigma=${o.sigma}` : ''}, ${shape}, ${where}\n`);
+  const where =
+    model.backend === 'cpu'
+      ? `cpu (${info.threads} threads, ${info.simd})`
+      : `${model.backend} (${model.backendInfo().device}, ${model.backendInfo().blas})`;
+  process.stderr.write(
+    `oneforward: ${o.estimator}${o.estimator === 'ulr' ? ` K=${o.copies} sigma=${o.sigma}` : ''}, ${shape}, ${where}\n`,
+  );
   try {
     const history = await model.fit(data, {
-      estimator, optimizer, epochs: o.epochs, batchSize: o.batch, signal: controller.signal, resume: o.resume !== undefined,
+      estimator,
+      optimizer,
+      epochs: o.epochs,
+      batchSize: o.batch,
+      signal: controller.signal,
+      resume: o.resume !== undefined,
       ...(test ? { validation: test } : {}),
       onProgress: (p) => {
         if (!bar) return;
-        const fields = { epoch: p.epoch, epochs: p.epochs, loss: p.loss.toFixed(4), rate: Math.round(p.samplesPerSecond), remaining: clock(p.eta) };
+        const fields = {
+          epoch: p.epoch,
+          epochs: p.epochs,
+          loss: p.loss.toFixed(4),
+          rate: Math.round(p.samplesPerSecond),
+          remaining: clock(p.eta),
+        };
         if (p.epoch !== current) {
           if (current) bar.stop();
           bar.start(p.steps, p.step, fields);
@@ -152,26 +240,35 @@ async function train(o: TrainOpts): Promise<number> {
         } else bar.update(p.step, fields);
       },
       onEpochEnd: (e) => {
-        if (bar) bar.stop(), (current = 0);
+        if (bar) (bar.stop(), (current = 0));
         const val = e.valAccuracy !== undefined ? `, test accuracy ${(100 * e.valAccuracy).toFixed(2)}%` : '';
         process.stderr.write(`epoch ${e.epoch}: loss ${e.loss.toFixed(4)}${val} (${e.seconds.toFixed(2)} s)\n`);
       },
     });
-    if (model.backend !== 'cpu' && model.backendInfo().placement !== model.backend) process.stderr.write(`oneforward: trained on ${model.backendInfo().placement}\n`);
-    if (o.save) await model.save(o.save), process.stderr.write(`oneforward: saved ${o.save}\n`);
+    if (model.backend !== 'cpu' && model.backendInfo().placement !== model.backend)
+      process.stderr.write(`oneforward: trained on ${model.backendInfo().placement}\n`);
+    if (o.save) (await model.save(o.save), process.stderr.write(`oneforward: saved ${o.save}\n`));
     if (o.report) {
-      writeReport({ title: `oneforward train: ${o.estimator}`, subtitle: `${shape}, ${o.optimizer}, batch ${o.batch}, seed ${o.seed}`, runs: [{ name: o.estimator === 'ulr' ? `ulr K=${o.copies}` : 'bp', epochs: history.epochs }] }, o.report);
+      writeReport(
+        {
+          title: `oneforward train: ${o.estimator}`,
+          subtitle: `${shape}, ${o.optimizer}, batch ${o.batch}, seed ${o.seed}`,
+          runs: [{ name: o.estimator === 'ulr' ? `ulr K=${o.copies}` : 'bp', epochs: history.epochs }],
+        },
+        o.report,
+      );
       process.stderr.write(`oneforward: report written to ${o.report}\n`);
     }
     const last = history.epochs[history.epochs.length - 1];
     if (o.json) process.stdout.write(JSON.stringify(history) + '\n');
-    else if (test && last?.valAccuracy !== undefined) process.stdout.write(`test accuracy: ${(100 * last.valAccuracy).toFixed(2)}%\n`);
+    else if (test && last?.valAccuracy !== undefined)
+      process.stdout.write(`test accuracy: ${(100 * last.valAccuracy).toFixed(2)}%\n`);
     return 0;
   } catch (err) {
     bar?.stop();
     if (err instanceof of.AbortError) {
       // The model keeps its last completed step; with --save it is kept on disk and `train --resume` continues it.
-      if (o.save) await model.save(o.save), process.stderr.write(`oneforward: interrupted; saved ${o.save}\n`);
+      if (o.save) (await model.save(o.save), process.stderr.write(`oneforward: interrupted; saved ${o.save}\n`));
       else process.stderr.write('oneforward: interrupted\n');
       return 130;
     }
@@ -186,10 +283,24 @@ async function report(o: { out: string; epochs: number; copies: number }): Promi
   checkWritable('--out', o.out);
   const { train, test } = of.datasets.digits();
   const runs: { name: string; epochs: of.EpochLog[] }[] = [];
-  for (const [name, estimator] of [['bp', of.bp()], [`ulr K=${o.copies}`, of.ulr({ copies: o.copies })]] as const) {
+  for (const [name, estimator] of [
+    ['bp', of.bp()],
+    [`ulr K=${o.copies}`, of.ulr({ copies: o.copies })],
+  ] as const) {
     process.stderr.write(`oneforward: training ${name} (${o.epochs} epochs)\n`);
     const m = of.sequential([of.dense(784, 256), of.relu(), of.dense(256, 10)], { seed: 1 });
-    runs.push({ name, epochs: (await m.fit(train, { estimator, optimizer: of.adam({ lr: 1e-3 }), epochs: o.epochs, batchSize: 64, validation: test })).epochs });
+    runs.push({
+      name,
+      epochs: (
+        await m.fit(train, {
+          estimator,
+          optimizer: of.adam({ lr: 1e-3 }),
+          epochs: o.epochs,
+          batchSize: 64,
+          validation: test,
+        })
+      ).epochs,
+    });
     m.dispose();
   }
   // Gradient variance vs K on one fixed batch: 20 estimates per K, total variance over all parameters.
@@ -209,7 +320,15 @@ async function report(o: { out: string; epochs: number; copies: number }): Promi
     return { copies, variance: total };
   });
   m.dispose();
-  writeReport({ title: 'oneforward: ULR vs BP on digits', subtitle: `MLP 784-256-10, Adam 1e-3, batch 64, seed 1, ${o.epochs} epochs; variance from 20 estimates per K on one batch of 64`, runs, variance }, o.out);
+  writeReport(
+    {
+      title: 'oneforward: ULR vs BP on digits',
+      subtitle: `MLP 784-256-10, Adam 1e-3, batch 64, seed 1, ${o.epochs} epochs; variance from 20 estimates per K on one batch of 64`,
+      runs,
+      variance,
+    },
+    o.out,
+  );
   process.stdout.write(`report written to ${o.out}\n`);
   return 0;
 }
@@ -219,18 +338,59 @@ async function report(o: { out: string; epochs: number; copies: number }): Promi
  * measures, and whether a run that names no suite includes it.
  */
 export const benchSuites = [
-  { name: 'cpu-digits', byDefault: true, about: 'digits MLP: BP and ULR K = 8-128 on this engine, numpy BP as the outside reference' },
-  { name: 'server', byDefault: true, about: 'the Fastify example: predict latency and event-loop delay while ULR jobs train' },
+  {
+    name: 'cpu-digits',
+    byDefault: true,
+    about: 'digits MLP: BP and ULR K = 8-128 on this engine, numpy BP as the outside reference',
+  },
+  {
+    name: 'server',
+    byDefault: true,
+    about: 'the Fastify example: predict latency and event-loop delay while ULR jobs train',
+  },
   { name: 'fuzz', byDefault: true, about: 'the hardening test with 10,000 fuzz iterations' },
-  { name: 'stress', byDefault: false, about: '1,000 random interleavings of fit, async calls, JS losses, abort, dispose and worker terminate' },
-  { name: 'adversarial', byDefault: false, about: 'hostile arguments, the fuzz and corrupted files at large counts over several seeds' },
-  { name: 'estimators', byDefault: true, about: 'gradient quality per ULR option and K; BP, ULR, SPSA and ES training' },
-  { name: 'paper', byDefault: true, about: "the paper's claims: flow arrangements, architectures, fine-tuning, robustness" },
-  { name: 'finetune', byDefault: false, about: 'pretrain with BP on digits 0-4, fine-tune on 5-9 (also part of paper)' },
-  { name: 'architectures', byDefault: false, about: 'CNN, GRU, spiking, step-activation, residual and graph models (also part of paper)' },
-  { name: 'arch-options', byDefault: false, about: 'ULR options (layer-wise, QMC, per-channel sigma, auto copies) on the CNN, residual CNN and GRU' },
-  { name: 'distributed', byDefault: false, about: 'compute and all-reduce per step under mpirun with 1 and 2 ranks (needs MPI)' },
+  {
+    name: 'stress',
+    byDefault: false,
+    about: '1,000 random interleavings of fit, async calls, JS losses, abort, dispose and worker terminate',
+  },
+  {
+    name: 'adversarial',
+    byDefault: false,
+    about: 'hostile arguments, the fuzz and corrupted files at large counts over several seeds',
+  },
+  {
+    name: 'estimators',
+    byDefault: true,
+    about: 'gradient quality per ULR option and K; BP, ULR, SPSA and ES training',
+  },
+  {
+    name: 'paper',
+    byDefault: true,
+    about: "the paper's claims: flow arrangements, architectures, fine-tuning, robustness",
+  },
+  {
+    name: 'finetune',
+    byDefault: false,
+    about: 'pretrain with BP on digits 0-4, fine-tune on 5-9 (also part of paper)',
+  },
+  {
+    name: 'architectures',
+    byDefault: false,
+    about: 'CNN, GRU, spiking, step-activation, residual and graph models (also part of paper)',
+  },
+  {
+    name: 'arch-options',
+    byDefault: false,
+    about: 'ULR options (layer-wise, QMC, per-channel sigma, auto copies) on the CNN, residual CNN and GRU',
+  },
+  {
+    name: 'distributed',
+    byDefault: false,
+    about: 'compute and all-reduce per step under mpirun with 1 and 2 ranks (needs MPI)',
+  },
   { name: 'gpu', byDefault: false, about: 'the CUDA backend against a PyTorch reference (needs an NVIDIA GPU)' },
+  { name: 'speed', byDefault: false, about: 'ms per step and GFLOP/s of BP and ULR K=32 (MLP, CNN, GRU, residual CNN) against PyTorch; normals/s' },
 ] as const;
 
 /** A name from {@link benchSuites}. */
@@ -238,8 +398,12 @@ export type BenchSuiteName = (typeof benchSuites)[number]['name'];
 
 /** Runs the CLI with `argv` (as process.argv). Resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  const { version } = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
-  const program = new Command('oneforward').description('Train neural networks with forward passes only (ULR) or backprop').version(version, '-V, --version');
+  const { version } = JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', 'package.json'), 'utf8')) as {
+    version: string;
+  };
+  const program = new Command('oneforward')
+    .description('Train neural networks with forward passes only (ULR) or backprop')
+    .version(version, '-V, --version');
   let code = 0;
   program
     .command('train')
@@ -267,7 +431,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'print the history as JSON', false)
     .option('--save <file>', 'save the trained model (also on Ctrl-C)')
     .option('--report <file>', 'write an HTML report of the run')
-    .option('--resume <checkpoint>', 'continue the training saved in this checkpoint (train --save), bit-identical to an uninterrupted run with the same options')
+    .option(
+      '--resume <checkpoint>',
+      'continue the training saved in this checkpoint (train --save), bit-identical to an uninterrupted run with the same options',
+    )
     .action(async (o: TrainOpts) => {
       code = await train(o);
     });
@@ -283,7 +450,9 @@ export async function main(argv: string[]): Promise<number> {
       const sets = loadData(o);
       const data = o.idx || o.csv ? sets.train : sets.test!;
       const r = model.evaluate(data);
-      process.stdout.write(`loss ${r.loss.toFixed(4)}, accuracy ${(100 * r.accuracy).toFixed(2)}% on ${data.rows} rows\n`);
+      process.stdout.write(
+        `loss ${r.loss.toFixed(4)}, accuracy ${(100 * r.accuracy).toFixed(2)}% on ${data.rows} rows\n`,
+      );
       model.dispose();
     });
   program
@@ -299,16 +468,27 @@ export async function main(argv: string[]): Promise<number> {
   program
     .command('bench')
     .description('run the benchmark suites from a source checkout, each case in its own process')
-    .addArgument(new Argument('[suites...]', 'suites to run (default: those marked *)').choices(benchSuites.map((x) => x.name)))
-    .option('--out <dir>', 'write the results (JSON and markdown) into this folder (default: a new temporary folder, printed)')
+    .addArgument(
+      new Argument('[suites...]', 'suites to run (default: those marked *)').choices(benchSuites.map((x) => x.name)),
+    )
+    .option(
+      '--out <dir>',
+      'write the results (JSON and markdown) into this folder (default: a new temporary folder, printed)',
+    )
     .option('--update', 'write the results into bench/results/ and bench/paper/, replacing the numbers the docs quote')
     .option('--report <file>', 'also write an HTML report of the cpu-digits and estimators runs')
     .addHelpText('after', `\nSuites (* = run when none is named):\n${suiteList}\n`)
     .action(async (suites: string[], o: { out?: string; update?: boolean; report?: string }) => {
       const runner = path.resolve(__dirname, '..', 'bench', 'run.js');
-      if (!fs.existsSync(runner)) throw new of.ConfigError('bench needs a source checkout of oneforward (npm run build there first)');
+      if (!fs.existsSync(runner))
+        throw new of.ConfigError('bench needs a source checkout of oneforward (npm run build there first)');
       if (o.update && o.out) throw new of.ConfigError('--update writes to bench/results/; leave out --out');
-      const args = [...suites, ...(o.update ? ['--update'] : []), ...(o.out ? ['--out', o.out] : []), ...(o.report ? ['--report', o.report] : [])];
+      const args = [
+        ...suites,
+        ...(o.update ? ['--update'] : []),
+        ...(o.out ? ['--out', o.out] : []),
+        ...(o.report ? ['--report', o.report] : []),
+      ];
       const r = spawnSync(process.execPath, [runner, ...args], { stdio: 'inherit' });
       code = r.status ?? 1;
     });
@@ -316,7 +496,11 @@ export async function main(argv: string[]): Promise<number> {
     .command('rebuild')
     .description('build the native addon from source again, looking for CUDA (nvcc) and MPI anew')
     .action(() => {
-      const r = spawnSync(process.execPath, [path.resolve(__dirname, '..', '..', 'scripts', 'install.js'), '--rebuild'], { stdio: 'inherit' });
+      const r = spawnSync(
+        process.execPath,
+        [path.resolve(__dirname, '..', '..', 'scripts', 'install.js'), '--rebuild'],
+        { stdio: 'inherit' },
+      );
       code = r.status ?? 1;
     });
   program

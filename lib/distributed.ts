@@ -1,5 +1,6 @@
 /**
- * Data-parallel training over any communicator (issue 7's first mode). Every rank holds the same model (same seed)
+ * The steps of distributed training over any communicator, one at a time (model.fit's `distributed` option runs
+ * them in fit's own loop; `fit` here is its alias). Data-parallel: every rank holds the same model (same seed)
  * and takes a contiguous shard of every batch; it estimates the gradient of its shard with the noise rows a single
  * process would use for those samples (`sampleOffset`), scales it by its share of the batch, all-reduces the sum,
  * and applies the same update. The result equals one process training on the whole batch up to the order of the
@@ -13,22 +14,25 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { type Dataset, checkDataset, permutation, take } from './data';
+import { type Dataset, checkDataset, take } from './data';
 import { type EsEstimator, type Estimator, type SpsaEstimator, type UlrEstimator, toNative, ulr } from './estimators';
 import { Model } from './model';
+import type { DistributedMode, History } from './fit';
+import type { BatchLog, EpochLog } from './native';
 import { type Optimizer, adam } from './optimizers';
-import { BackendError, ConfigError, DisposedError, type ErrorCode, OneForwardError, errorClasses } from './errors';
+import {
+  AbortError,
+  BackendError,
+  ConfigError,
+  DisposedError,
+  type ErrorCode,
+  OneForwardError,
+  errorClasses,
+} from './errors';
 import { checkKeys, invalidArg, is } from './validate';
+import { type Communicator, checkCommunicator, checkRanks, collective } from './communicator';
 
-/** What data-parallel training needs from a communicator: this rank, the number of ranks, an in-place sum. */
-export type Communicator = {
-  /** This process's rank, in [0, size). */
-  rank: number;
-  /** The number of ranks. */
-  size: number;
-  /** Replaces `values` on every rank by their elementwise sum over all ranks. */
-  allreduceSum(values: Float32Array): void;
-};
+export type { Communicator };
 
 // Every entry point checks its arguments first: a malformed call is ERR_CONFIG, never a TypeError from inside.
 function checkModel(model: unknown): Model {
@@ -38,35 +42,13 @@ function checkModel(model: unknown): Model {
 }
 
 function checkOptions(what: string, options: unknown, allowed: readonly string[]): Record<string, unknown> {
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw invalidArg(`${what} options`, 'an object', options);
+  if (typeof options !== 'object' || options === null || Array.isArray(options))
+    throw invalidArg(`${what} options`, 'an object', options);
   checkKeys(what, options, allowed);
   return options as Record<string, unknown>;
 }
 
-function checkRanks(rank: unknown, size: unknown): void {
-  if (!is.positiveInteger(size)) throw invalidArg('size', 'positive integer', size);
-  if (!is.integer(rank) || rank < 0 || rank >= size) throw invalidArg('rank', `integer in [0, ${size - 1}]`, rank);
-}
-
-function checkComm(comm: unknown): Communicator & { abort?(code?: number): never; barrier?(): void } {
-  if (typeof comm !== 'object' || comm === null) throw invalidArg('comm', 'a communicator { rank, size, allreduceSum }', comm);
-  const c = comm as Record<string, unknown>;
-  checkRanks(c.rank, c.size);
-  if (!is.fn(c.allreduceSum)) throw invalidArg('comm.allreduceSum', 'function', c.allreduceSum);
-  for (const k of ['abort', 'barrier']) if (c[k] !== undefined && !is.fn(c[k])) throw invalidArg(`comm.${k}`, 'function', c[k]);
-  return comm as Communicator;
-}
-
-// A user communicator that throws (anything) fails as a BackendError keeping the original as `cause`;
-// oneforward's own errors (the MPI communicator's included) pass through.
-function collective<T>(what: string, f: () => T): T {
-  try {
-    return f();
-  } catch (err) {
-    if (err instanceof OneForwardError) throw err;
-    throw new BackendError(`the communicator's ${what} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-  }
-}
+const checkComm = (comm: unknown): Communicator => checkCommunicator('comm', comm);
 
 /** The contiguous rows of `batch` that `rank` of `size` takes, and the index of its first sample. */
 export function shard(
@@ -81,15 +63,26 @@ export function shard(
 } {
   checkDataset('batch', batch);
   checkRanks(rank, size);
-  const lo = Math.floor((rank * batch.rows) / size), hi = Math.floor(((rank + 1) * batch.rows) / size);
-  return { batch: take(batch, Array.from({ length: hi - lo }, (_, i) => lo + i)), sampleOffset: lo };
+  const lo = Math.floor((rank * batch.rows) / size),
+    hi = Math.floor(((rank + 1) * batch.rows) / size);
+  return {
+    batch: take(
+      batch,
+      Array.from({ length: hi - lo }, (_, i) => lo + i),
+    ),
+    sampleOffset: lo,
+  };
 }
 
 /**
  * This rank's share of the gradient of the batch's mean loss: its shard's estimate times (shard rows / batch rows),
  * flat (`parameterCount` values). The sum over ranks is the whole batch's estimate. Zeros for an empty shard.
  */
-export function dataParallelGradients(model: Model, batch: Dataset, options: { rank: number; size: number; estimator?: Estimator }): Float32Array {
+export function dataParallelGradients(
+  model: Model,
+  batch: Dataset,
+  options: { rank: number; size: number; estimator?: Estimator },
+): Float32Array {
   checkModel(model);
   checkOptions('dataParallelGradients', options, ['rank', 'size', 'estimator']);
   const { batch: part, sampleOffset } = shard(batch, options.rank, options.size);
@@ -109,10 +102,18 @@ export function dataParallelGradients(model: Model, batch: Dataset, options: { r
  * One data-parallel step on `batch` (the same batch on every rank): shard, estimate, all-reduce, update.
  * @throws ConfigError (`ERR_CONFIG`) for malformed arguments; BackendError (`ERR_BACKEND`) when `comm` fails.
  */
-export function dataParallelStep(model: Model, batch: Dataset, options: { comm: Communicator; estimator?: Estimator; optimizer?: Optimizer }): void {
+export function dataParallelStep(
+  model: Model,
+  batch: Dataset,
+  options: { comm: Communicator; estimator?: Estimator; optimizer?: Optimizer },
+): void {
   checkOptions('dataParallelStep', options, ['comm', 'estimator', 'optimizer']);
   const comm = checkComm(options.comm);
-  const g = dataParallelGradients(model, batch, { rank: comm.rank, size: comm.size, ...(options.estimator ? { estimator: options.estimator } : {}) });
+  const g = dataParallelGradients(model, batch, {
+    rank: comm.rank,
+    size: comm.size,
+    ...(options.estimator ? { estimator: options.estimator } : {}),
+  });
   collective('allreduceSum', () => comm.allreduceSum(g));
   model.applyGradients(g, { rows: batch.rows, ...(options.optimizer ? { optimizer: options.optimizer } : {}) });
 }
@@ -123,21 +124,40 @@ export function dataParallelStep(model: Model, batch: Dataset, options: { comm: 
  * (an all-reduce of 8·P bytes), they are all the losses, and {@link seedReplayUpdate} turns them into the same
  * update on every rank: no gradient is ever sent.
  */
-export function seedReplayLosses(model: Model, batch: Dataset, options: { rank: number; size: number; estimator: SpsaEstimator | EsEstimator }): Float32Array {
+export function seedReplayLosses(
+  model: Model,
+  batch: Dataset,
+  options: { rank: number; size: number; estimator: SpsaEstimator | EsEstimator },
+): Float32Array {
   checkModel(model);
   checkDataset('batch', batch);
-  const { rank, size, estimator } = checkOptions('seedReplayLosses', options, ['rank', 'size', 'estimator']) as typeof options;
+  const { rank, size, estimator } = checkOptions('seedReplayLosses', options, [
+    'rank',
+    'size',
+    'estimator',
+  ]) as typeof options;
   checkRanks(rank, size);
   const est = toNative(estimator);
   if (est.kind !== 'spsa' && est.kind !== 'es') throw invalidArg('estimator', 'of.spsa() or of.es()', estimator);
   const P = est.population!;
   const nat = model._native;
   if (!nat) throw new DisposedError('this model has been disposed');
-  return nat.perturbationLosses(batch.x, batch.y, batch.rows, est, Math.floor((rank * P) / size), Math.floor(((rank + 1) * P) / size));
+  return nat.perturbationLosses(
+    batch.x,
+    batch.y,
+    batch.rows,
+    est,
+    Math.floor((rank * P) / size),
+    Math.floor(((rank + 1) * P) / size),
+  );
 }
 
 /** Seed replay: the update from all of a step's perturbation losses (the sum of every rank's {@link seedReplayLosses}). */
-export function seedReplayUpdate(model: Model, losses: Float32Array, options: { estimator: SpsaEstimator | EsEstimator; optimizer?: Optimizer; rows: number }): void {
+export function seedReplayUpdate(
+  model: Model,
+  losses: Float32Array,
+  options: { estimator: SpsaEstimator | EsEstimator; optimizer?: Optimizer; rows: number },
+): void {
   checkModel(model);
   if (!is.float32Array(losses)) throw invalidArg('losses', 'Float32Array', losses);
   checkOptions('seedReplayUpdate', options, ['estimator', 'optimizer', 'rows']);
@@ -148,12 +168,20 @@ export function seedReplayUpdate(model: Model, losses: Float32Array, options: { 
 }
 
 /** One seed-replay step (SPSA or ES) on `batch` (the same batch on every rank): disjoint directions, losses all-reduced, the same update everywhere. */
-export function seedReplayStep(model: Model, batch: Dataset, options: { comm: Communicator; estimator: SpsaEstimator | EsEstimator; optimizer?: Optimizer }): void {
+export function seedReplayStep(
+  model: Model,
+  batch: Dataset,
+  options: { comm: Communicator; estimator: SpsaEstimator | EsEstimator; optimizer?: Optimizer },
+): void {
   checkOptions('seedReplayStep', options, ['comm', 'estimator', 'optimizer']);
   const comm = checkComm(options.comm);
   const losses = seedReplayLosses(model, batch, { rank: comm.rank, size: comm.size, estimator: options.estimator });
   collective('allreduceSum', () => comm.allreduceSum(losses));
-  seedReplayUpdate(model, losses, { estimator: options.estimator, rows: batch.rows, ...(options.optimizer ? { optimizer: options.optimizer } : {}) });
+  seedReplayUpdate(model, losses, {
+    estimator: options.estimator,
+    rows: batch.rows,
+    ...(options.optimizer ? { optimizer: options.optimizer } : {}),
+  });
 }
 
 /**
@@ -163,9 +191,15 @@ export function seedReplayStep(model: Model, batch: Dataset, options: { comm: Co
 export function copySlice(estimator: UlrEstimator, rank: number, size: number): [number, number] {
   if (!is.plainObject(estimator) || estimator.kind !== 'ulr') throw invalidArg('estimator', 'of.ulr()', estimator);
   checkRanks(rank, size);
-  if (typeof estimator.copies !== 'number') throw invalidArg('estimator.copies', 'one number of copies', estimator.copies);
-  const K = estimator.copies, unit = estimator.antithetic ? 2 : 1, units = K / unit;
-  if (units < size || K / size < 2) throw new ConfigError(`copy-parallel ULR needs at least 2 copies (whole pairs) per rank: ${K} copies over ${size} ranks`);
+  if (typeof estimator.copies !== 'number')
+    throw invalidArg('estimator.copies', 'one number of copies', estimator.copies);
+  const K = estimator.copies,
+    unit = estimator.antithetic ? 2 : 1,
+    units = K / unit;
+  if (units < size || K / size < 2)
+    throw new ConfigError(
+      `copy-parallel ULR needs at least 2 copies (whole pairs) per rank: ${K} copies over ${size} ranks`,
+    );
   return [unit * Math.floor((rank * units) / size), unit * Math.floor(((rank + 1) * units) / size)];
 }
 
@@ -173,7 +207,11 @@ export function copySlice(estimator: UlrEstimator, rank: number, size: number): 
  * Copy-parallel ULR, phase 1: the losses of this rank's copies of every sample (batch rows × K, zeros elsewhere;
  * a forward only). Summed over ranks (an all-reduce of 4·B·K bytes) they are every copy's loss.
  */
-export function copyParallelLosses(model: Model, batch: Dataset, options: { rank: number; size: number; estimator: UlrEstimator }): Float32Array {
+export function copyParallelLosses(
+  model: Model,
+  batch: Dataset,
+  options: { rank: number; size: number; estimator: UlrEstimator },
+): Float32Array {
   checkModel(model);
   checkDataset('batch', batch);
   checkOptions('copyParallelLosses', options, ['rank', 'size', 'estimator']);
@@ -188,7 +226,12 @@ export function copyParallelLosses(model: Model, batch: Dataset, options: { rank
  * row weights (the leave-one-out baseline over all K copies) from every copy's loss. Summed over ranks, it is the
  * single-process estimate up to the order of float sums.
  */
-export function copyParallelGradients(model: Model, batch: Dataset, losses: Float32Array, options: { rank: number; size: number; estimator: UlrEstimator }): Float32Array {
+export function copyParallelGradients(
+  model: Model,
+  batch: Dataset,
+  losses: Float32Array,
+  options: { rank: number; size: number; estimator: UlrEstimator },
+): Float32Array {
   checkModel(model);
   checkDataset('batch', batch);
   if (!is.float32Array(losses)) throw invalidArg('losses', 'Float32Array', losses);
@@ -203,9 +246,14 @@ export function copyParallelGradients(model: Model, batch: Dataset, losses: Floa
  * One copy-parallel ULR step (the same batch on every rank; the K copies split over the ranks): losses all-reduced,
  * then the gradient shares all-reduced, then the same update everywhere. Lets K grow with the number of ranks.
  */
-export function copyParallelStep(model: Model, batch: Dataset, options: { comm: Communicator; estimator: UlrEstimator; optimizer?: Optimizer }): void {
+export function copyParallelStep(
+  model: Model,
+  batch: Dataset,
+  options: { comm: Communicator; estimator: UlrEstimator; optimizer?: Optimizer },
+): void {
   checkOptions('copyParallelStep', options, ['comm', 'estimator', 'optimizer']);
-  const comm = checkComm(options.comm), { estimator } = options;
+  const comm = checkComm(options.comm),
+    { estimator } = options;
   const losses = copyParallelLosses(model, batch, { rank: comm.rank, size: comm.size, estimator });
   collective('allreduceSum', () => comm.allreduceSum(losses));
   const g = copyParallelGradients(model, batch, losses, { rank: comm.rank, size: comm.size, estimator });
@@ -254,7 +302,8 @@ function typedMpi<T>(call: () => T): T {
     if (err instanceof OneForwardError) throw err;
     // A code the library does not know (or none) is still a backend failure: never an untyped error.
     const code = (err as { code?: unknown })?.code;
-    const cls = typeof code === 'string' && Object.hasOwn(errorClasses, code) ? errorClasses[code as ErrorCode] : BackendError;
+    const cls =
+      typeof code === 'string' && Object.hasOwn(errorClasses, code) ? errorClasses[code as ErrorCode] : BackendError;
     throw new cls(err instanceof Error ? err.message : String(err), { cause: err });
   }
 }
@@ -271,14 +320,19 @@ export function mpiAvailable(): boolean {
  */
 export function mpi(): MpiCommunicator {
   if (!mpiBinding) {
-    if (!mpiAvailable()) throw new BackendError(`MPI support was not built (${mpiFile} is missing): install an MPI (Debian: apt-get install openmpi-bin libopenmpi-dev) and cmake, then run npx oneforward rebuild`);
+    if (!mpiAvailable())
+      throw new BackendError(
+        `MPI support was not built (${mpiFile} is missing): install an MPI (Debian: apt-get install openmpi-bin libopenmpi-dev) and cmake, then run npx oneforward rebuild`,
+      );
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     mpiBinding = require(mpiFile) as MpiBinding;
   }
   const b = mpiBinding;
   const { rank, size, library } = typedMpi(() => b.init());
   return {
-    rank, size, library,
+    rank,
+    size,
+    library,
     allreduceSum: (v) => typedMpi(() => b.allreduceSum(v)),
     allgather: (v) => typedMpi(() => b.allgather(v)),
     broadcast: (v, root = 0) => {
@@ -295,12 +349,7 @@ export function mpi(): MpiCommunicator {
 /** Options of {@link fitDistributed}. */
 export type DistributedFitOptions = {
   /** The ranks to train on; `abort` and `barrier` are used where present (an {@link MpiCommunicator} has them). */
-  comm: Communicator & {
-    /** Ends every rank with `code`, so that an error on one rank does not leave the others waiting. */
-    abort?(code?: number): never;
-    /** Returns once every rank has called it. */
-    barrier?(): void;
-  };
+  comm: Communicator;
   /** The gradient estimator. Defaults to `ulr()`. */
   estimator?: Estimator;
   /** The optimizer. Defaults to `adam()`. */
@@ -309,93 +358,75 @@ export type DistributedFitOptions = {
   epochs?: number;
   /** Rows per step, over all ranks together. Defaults to `32`. */
   batchSize?: number;
-  /** `'data'` (default; shards of every batch), `'copies'` (ULR: the copies split), `'seeds'` (SPSA/ES: seed replay). */
-  mode?: 'data' | 'copies' | 'seeds';
+  /** `'data'` (shards of every batch), `'copies'` (ULR: the copies split), `'seeds'` (SPSA/ES: seed replay). Defaults to `'seeds'` for `spsa()` and `es()`, else `'data'`. */
+  mode?: DistributedMode;
   /** Evaluated on rank 0 after every epoch. */
   validation?: Dataset;
-  /** Rank 0 saves a checkpoint here after every epoch; the other ranks wait for it. */
+  /** Rank 0 saves a checkpoint here after every epoch; fit resolves on every rank once the last one is written. */
   checkpoint?: string;
   /** Called on rank 0 after every epoch. */
-  onEpochEnd?: (e: { epoch: number; seconds: number; valLoss?: number; valAccuracy?: number }) => void;
+  onEpochEnd?: (e: EpochLog) => void;
+  /** Called on rank 0 after every step, with the whole batch's loss (see `FitOptions.onBatchEnd`). */
+  onBatchEnd?: (b: BatchLog) => void;
 };
 
 /**
- * Training on every rank of `comm` (the same script under `mpirun`): every rank shuffles the same way (seeded by the
- * model's seed and the epoch), takes the same batches, and runs the chosen mode's step; rank 0 alone evaluates,
- * reports and writes checkpoints (any rank can load one to resume). An error on one rank aborts every rank with
- * that rank's message (MPI communicators), instead of leaving the others waiting in a collective.
+ * Training on every rank of `comm` (the same script under `mpirun`): `model.fit(train, { ..., distributed:
+ * { communicator: comm, mode } })`, with rank 0 alone validating, reporting and writing the checkpoints (any rank
+ * can load one to resume). The batches are those of fit without the option, in its order. An error on one rank
+ * aborts every rank with that rank's message (communicators with `abort`, such as MPI's), and rejects elsewhere.
  * @throws ConfigError (`ERR_CONFIG`) for a missing or malformed `options`/`comm`, model or data set (checked before
- * any step); the errors of {@link Model.gradients} for data that do not fit the model; BackendError (`ERR_BACKEND`)
- * when the communicator fails (what it threw is the `cause`); CheckpointError (`ERR_CHECKPOINT`) for `checkpoint`.
+ * any step), and fit's errors; BackendError (`ERR_BACKEND`) when the communicator fails (what it threw is the
+ * `cause`); CheckpointError (`ERR_CHECKPOINT`) for `checkpoint`.
  */
-export async function fitDistributed(
-  model: Model,
-  train: Dataset,
-  options: DistributedFitOptions,
-): Promise<{
-  /** One entry per epoch, on every rank (the validation numbers on rank 0 only). */
-  epochs: {
-    /** The epoch number, from 1. */
-    epoch: number;
-    /** Wall-clock time of the epoch's steps, in seconds. */
-    seconds: number;
-    /** Mean loss on `validation`, when given. */
-    valLoss?: number;
-    /** Accuracy on `validation`, when given, in [0, 1]. */
-    valAccuracy?: number;
-  }[];
-}> {
+export async function fitDistributed(model: Model, train: Dataset, options: DistributedFitOptions): Promise<History> {
   checkModel(model);
   checkDataset('train', train);
-  checkOptions('distributed.fit', options, ['comm', 'estimator', 'optimizer', 'epochs', 'batchSize', 'mode', 'validation', 'checkpoint', 'onEpochEnd']);
-  const comm = checkComm(options.comm);
-  if (options.validation !== undefined) checkDataset('validation', options.validation);
-  if (options.checkpoint !== undefined && (!is.string(options.checkpoint) || options.checkpoint === '')) throw invalidArg('checkpoint', 'a file path', options.checkpoint);
-  if (options.onEpochEnd !== undefined && !is.fn(options.onEpochEnd)) throw invalidArg('onEpochEnd', 'function', options.onEpochEnd);
-  const estimator = options.estimator ?? ulr();
-  toNative(estimator);  // checks it
-  const mode = options.mode ?? (estimator.kind === 'spsa' || estimator.kind === 'es' ? 'seeds' : 'data');
-  const epochs = options.epochs ?? 1, batchSize = options.batchSize ?? 32;
-  if (!is.integer(epochs) || epochs < 0) throw invalidArg('epochs', 'integer >= 0', epochs);
-  if (!is.positiveInteger(batchSize)) throw invalidArg('batchSize', 'positive integer', batchSize);
-  if (!['data', 'copies', 'seeds'].includes(mode)) throw invalidArg('mode', "'data' | 'copies' | 'seeds'", mode);
-  if (mode === 'copies' && estimator.kind !== 'ulr') throw new ConfigError("mode 'copies' needs ulr()");
-  if (mode === 'seeds' && estimator.kind !== 'spsa' && estimator.kind !== 'es') throw new ConfigError("mode 'seeds' needs spsa() or es()");
-  const out: { epoch: number; seconds: number; valLoss?: number; valAccuracy?: number }[] = [];
-  const fail = (err: unknown): never => {
-    process.stderr.write(`rank ${comm.rank}: ${(err as Error)?.stack ?? String(err)}\n`);
-    if (comm.abort) comm.abort(1);
-    throw err;
-  };
-  for (let epoch = 0; epoch < epochs; epoch++) {
-    const t0 = Date.now();
-    try {
-      const order = permutation(train.rows, model.seed * 7919 + epoch);
-      for (let r0 = 0; r0 < train.rows; r0 += batchSize) {
-        const batch = take(train, Array.from(order.subarray(r0, Math.min(train.rows, r0 + batchSize))));
-        const step = { comm, ...(options.optimizer ? { optimizer: options.optimizer } : {}) };
-        if (mode === 'seeds') seedReplayStep(model, batch, { ...step, estimator: estimator as SpsaEstimator | EsEstimator });
-        else if (mode === 'copies') copyParallelStep(model, batch, { ...step, estimator: estimator as UlrEstimator });
-        else dataParallelStep(model, batch, { ...step, estimator });
-      }
-    } catch (err) {
-      fail(err);
-    }
-    const e: { epoch: number; seconds: number; valLoss?: number; valAccuracy?: number } = { epoch: epoch + 1, seconds: (Date.now() - t0) / 1000 };
-    if (comm.rank === 0) {
-      try {
-        if (options.validation) {
-          const v = model.evaluate(options.validation);
-          e.valLoss = v.loss, e.valAccuracy = v.accuracy;
+  const o = checkOptions('distributed.fit', options, [
+    'comm',
+    'estimator',
+    'optimizer',
+    'epochs',
+    'batchSize',
+    'mode',
+    'validation',
+    'checkpoint',
+    'onEpochEnd',
+    'onBatchEnd',
+  ]) as DistributedFitOptions;
+  const comm = checkComm(o.comm);
+  const file = o.checkpoint;
+  if (file !== undefined && (!is.string(file) || file === '')) throw invalidArg('checkpoint', 'a file path', file);
+  if (o.onEpochEnd !== undefined && !is.fn(o.onEpochEnd)) throw invalidArg('onEpochEnd', 'function', o.onEpochEnd);
+  const rank0 = comm.rank === 0;
+  // save() takes its snapshot before it returns, while training waits for the epoch callback; fit awaits the write.
+  const onEpochEnd =
+    rank0 && (file || o.onEpochEnd)
+      ? (e: EpochLog) => {
+          const saved = file ? model.save(file) : undefined;
+          o.onEpochEnd?.(e);
+          return saved;
         }
-        if (options.checkpoint) await model.save(options.checkpoint);
-        options.onEpochEnd?.(e);
-      } catch (err) {
-        fail(err);
-      }
+      : undefined;
+  try {
+    const history = await model.fit(train, {
+      ...(o.estimator ? { estimator: o.estimator } : {}),
+      ...(o.optimizer ? { optimizer: o.optimizer } : {}),
+      ...(o.epochs !== undefined ? { epochs: o.epochs } : {}),
+      ...(o.batchSize !== undefined ? { batchSize: o.batchSize } : {}),
+      ...(rank0 && o.validation ? { validation: o.validation } : {}),
+      ...(onEpochEnd ? { onEpochEnd } : {}),
+      ...(rank0 && o.onBatchEnd ? { onBatchEnd: o.onBatchEnd } : {}),
+      distributed: { communicator: comm, ...(o.mode !== undefined ? { mode: o.mode } : {}) },
+    });
+    if (comm.barrier) collective('barrier', () => comm.barrier!()); // the others return once rank 0's last checkpoint is written
+    return history;
+  } catch (err) {
+    // The rank where it failed ends the job (the others, stopped at the same step, reject with an AbortError)
+    if (comm.abort && !(err instanceof AbortError)) {
+      process.stderr.write(`rank ${comm.rank}: ${(err as Error)?.stack ?? String(err)}\n`);
+      comm.abort(1);
     }
-    if (comm.barrier) collective('barrier', () => comm.barrier!());  // the others wait for rank 0's checkpoint
-    out.push(e);
+    throw err;
   }
-  return { epochs: out };
 }

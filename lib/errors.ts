@@ -94,23 +94,24 @@ export class BusyError extends OneForwardError {
 }
 
 /** @internal code -> class, handed to the native module at load. */
-export const errorClasses: Record<ErrorCode, new (message: string, options?: { cause?: unknown }) => OneForwardError> = {
-  ERR_SHAPE: ShapeError,
-  ERR_CONFIG: ConfigError,
-  ERR_DATA: DataError,
-  ERR_BACKEND: BackendError,
-  ERR_CHECKPOINT: CheckpointError,
-  ABORT_ERR: AbortError,
-  ERR_NUMERIC: NumericError,
-  ERR_OOM: OutOfMemoryError,
-  ERR_DISPOSED: DisposedError,
-  ERR_BUSY: BusyError,
-  ERR_INTERNAL: class InternalError extends OneForwardError {
-    constructor(message: string, options?: { cause?: unknown }) {
-      super(message, 'ERR_INTERNAL', options);
-    }
-  },
-};
+export const errorClasses: Record<ErrorCode, new (message: string, options?: { cause?: unknown }) => OneForwardError> =
+  {
+    ERR_SHAPE: ShapeError,
+    ERR_CONFIG: ConfigError,
+    ERR_DATA: DataError,
+    ERR_BACKEND: BackendError,
+    ERR_CHECKPOINT: CheckpointError,
+    ABORT_ERR: AbortError,
+    ERR_NUMERIC: NumericError,
+    ERR_OOM: OutOfMemoryError,
+    ERR_DISPOSED: DisposedError,
+    ERR_BUSY: BusyError,
+    ERR_INTERNAL: class InternalError extends OneForwardError {
+      constructor(message: string, options?: { cause?: unknown }) {
+        super(message, 'ERR_INTERNAL', options);
+      }
+    },
+  };
 
 /**
  * @internal Re-throws a native error with the caller's stack appended (sharp's nativeError), so a rejected

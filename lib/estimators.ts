@@ -41,7 +41,7 @@ export type BpEstimator = {
 export type UlrOptions = {
   /**
    * Noisy copies K of every sample (variance ∝ 1/K); even when `antithetic`. With `injection: 'layerwise'`,
-   * also an array: copies per dense layer. Defaults to `32`.
+   * also an array: copies per layer with parameters. Defaults to `32`.
    */
   copies?: number | number[] | 'auto';
   /**
@@ -51,20 +51,21 @@ export type UlrOptions = {
    */
   budget?: number;
   /**
-   * `'all'`: noise in every dense layer at once, one group of copies (one forward). `'layerwise'`: one group
-   * of copies per dense layer, only that layer perturbed, the rest clean (shared clean prefix); less noise
-   * from the other layers in each layer's estimate. Defaults to `'all'`.
+   * `'all'`: noise in every layer with parameters at once, one group of copies (one forward). `'layerwise'`: one
+   * group of copies per layer with parameters, only that layer perturbed, the rest clean (shared clean prefix);
+   * less noise from the other layers in each layer's estimate. Defaults to `'all'`.
    */
   injection?: InjectionName;
   /**
-   * With `injection: 'layerwise'`: sizes of consecutive groups of dense layers perturbed together (e.g.
+   * With `injection: 'layerwise'`: sizes of consecutive groups of layers with parameters perturbed together (e.g.
    * `[2, 1]`: layers 0-1 in one group, layer 2 alone). A group uses the copies of its first layer.
    * Defaults to one layer per group.
    */
   blocks?: number[];
   /**
-   * Noise scale σ on each dense pre-activation: one number, or one entry per dense layer — a number, or an
-   * array with one σ per output channel of that layer. Defaults to `0.1`.
+   * Noise scale σ on each pre-activation: one number, or one entry per layer with parameters — a number, or an
+   * array with one σ per channel of that layer: a dense layer's outputs, a conv's or a norm's channels (shared by
+   * the positions), a recurrent layer's hidden units (or one per gate and unit). Defaults to `0.1`.
    */
   sigma?: number | (number | number[])[];
   /**
@@ -113,7 +114,7 @@ export type UlrOptions = {
   /**
    * Learn log σ per layer by its own likelihood-ratio gradient E[(ℓ − b) Σ_j (ε_j s(ε_j) − 1)] (the score of
    * the noise scale), one SGD step of `lr` per training step, starting from `sigma`. The learned values live in
-   * the model (`model.sigma`, kept by checkpoints). Needs `injection: 'all'` and no `sigmaSchedule`.
+   * the model (`model.sigma`, kept by checkpoints). Not with a `sigmaSchedule` (both set σ).
    */
   learnSigma?: {
     /** Learning rate of the SGD step on log σ, per training step. Defaults to `0.01`. */
@@ -121,10 +122,11 @@ export type UlrOptions = {
   };
   /**
    * Local module training (the paper's computation-flow rearrangement): consecutive `[start, end)` ranges of
-   * dense layers covering the model, e.g. `[[0, 2], [2, 3]]`. Noise goes only on each module's last
-   * pre-activation; each module receives the LR estimate of the loss gradient there, `(ℓ − b)·s(ε)/σ`, and
-   * runs BP inside itself (`inner: 'bp'`). No backward pass crosses a module boundary, so the modules reduce
-   * independently. A one-layer module is a plain ULR layer; the first module runs once per sample.
+   * layers with parameters covering the model, e.g. `[[0, 2], [2, 3]]`, any layer kind. Noise goes only on each
+   * module's last pre-activation; each module receives the LR estimate of the loss gradient there,
+   * `(ℓ − b)·s(ε)/σ`, and runs BP inside itself (`inner: 'bp'`). No backward pass crosses a module boundary, so the
+   * modules reduce independently. A one-layer module is a plain ULR layer; the first module runs once per sample.
+   * A boundary may not fall inside a residual or concat block (its skip path would cross it).
    * Works with baselines `'loo'`, `'mean'`, `'running'`, `'none'`; not with `'layerwise'`, `qmc`, `learnSigma`.
    */
   modules?: [number, number][];
@@ -163,31 +165,45 @@ export type SigmaSchedule = {
 export type UlrEstimator = {
   /** The estimator kind. */
   kind: 'ulr';
-} & Required<Omit<UlrOptions, 'seed' | 'copies' | 'sigmaSchedule' | 'learnSigma' | 'budget' | 'blocks' | 'modules' | 'inner' | 'concurrent' | 'pipeline'>> & {
-  /** See {@link UlrOptions.blocks}. */
-  blocks?: number[];
-  /** See {@link UlrOptions.modules}. */
-  modules?: [number, number][];
-  /** See {@link UlrOptions.inner}. */
-  inner?: 'bp';
-  /** See {@link UlrOptions.concurrent}. */
-  concurrent?: boolean;
-  /** See {@link UlrOptions.pipeline}. */
-  pipeline?: boolean;
-  /** See {@link UlrOptions.copies}. */
-  copies: number | number[] | 'auto';
-  /** See {@link UlrOptions.budget}. */
-  budget?: number;
-  /** See {@link UlrOptions.seed}; absent: the model's seed. */
-  seed?: number;
-  /** See {@link UlrOptions.sigmaSchedule}. */
-  sigmaSchedule?: SigmaSchedule;
-  /** See {@link UlrOptions.learnSigma}; `lr` resolved to its default. */
-  learnSigma?: {
-    /** Learning rate of the SGD step on log σ. */
-    lr: number;
+} & Required<
+  Omit<
+    UlrOptions,
+    | 'seed'
+    | 'copies'
+    | 'sigmaSchedule'
+    | 'learnSigma'
+    | 'budget'
+    | 'blocks'
+    | 'modules'
+    | 'inner'
+    | 'concurrent'
+    | 'pipeline'
+  >
+> & {
+    /** See {@link UlrOptions.blocks}. */
+    blocks?: number[];
+    /** See {@link UlrOptions.modules}. */
+    modules?: [number, number][];
+    /** See {@link UlrOptions.inner}. */
+    inner?: 'bp';
+    /** See {@link UlrOptions.concurrent}. */
+    concurrent?: boolean;
+    /** See {@link UlrOptions.pipeline}. */
+    pipeline?: boolean;
+    /** See {@link UlrOptions.copies}. */
+    copies: number | number[] | 'auto';
+    /** See {@link UlrOptions.budget}. */
+    budget?: number;
+    /** See {@link UlrOptions.seed}; absent: the model's seed. */
+    seed?: number;
+    /** See {@link UlrOptions.sigmaSchedule}. */
+    sigmaSchedule?: SigmaSchedule;
+    /** See {@link UlrOptions.learnSigma}; `lr` resolved to its default. */
+    learnSigma?: {
+      /** Learning rate of the SGD step on log σ. */
+      lr: number;
+    };
   };
-};
 
 /** SPSA in weight space (MeZO-style, seed replay). */
 export type SpsaEstimator = {
@@ -222,7 +238,8 @@ export type Estimator = BpEstimator | UlrEstimator | SpsaEstimator | EsEstimator
  */
 export function spsa(options?: { perturbations?: number; epsilon?: number }): SpsaEstimator {
   const o = optionsObject('spsa', options, ['perturbations', 'epsilon']);
-  const perturbations = o.perturbations ?? 16, epsilon = o.epsilon ?? 1e-3;
+  const perturbations = o.perturbations ?? 16,
+    epsilon = o.epsilon ?? 1e-3;
   if (!is.positiveInteger(perturbations)) throw invalidArg('perturbations', 'positive integer', perturbations);
   if (!is.positive(epsilon)) throw invalidArg('epsilon', 'positive number', epsilon);
   return { kind: 'spsa', perturbations: perturbations as number, epsilon: epsilon as number };
@@ -232,13 +249,26 @@ export function spsa(options?: { perturbations?: number; epsilon?: number }): Sp
  * Evolution strategies (Salimans et al. 2017): g = Σ F_i z_i / (N σ) over a population of weight
  * perturbations σ z_i, with antithetic pairs and centered-rank fitness shaping by default.
  */
-export function es(options?: { population?: number; sigma?: number; antithetic?: boolean; rankShaping?: boolean }): EsEstimator {
+export function es(options?: {
+  population?: number;
+  sigma?: number;
+  antithetic?: boolean;
+  rankShaping?: boolean;
+}): EsEstimator {
   const o = optionsObject('es', options, ['population', 'sigma', 'antithetic', 'rankShaping']);
-  const population = o.population ?? 32, sigma = o.sigma ?? 0.01;
+  const population = o.population ?? 32,
+    sigma = o.sigma ?? 0.01;
   if (!is.positiveInteger(population)) throw invalidArg('population', 'positive integer', population);
   if (!is.positive(sigma)) throw invalidArg('sigma', 'positive number', sigma);
-  for (const k of ['antithetic', 'rankShaping'] as const) if (o[k] !== undefined && !is.bool(o[k])) throw invalidArg(k, 'boolean', o[k]);
-  return { kind: 'es', population: population as number, sigma: sigma as number, antithetic: (o.antithetic as boolean | undefined) ?? true, rankShaping: (o.rankShaping as boolean | undefined) ?? true };
+  for (const k of ['antithetic', 'rankShaping'] as const)
+    if (o[k] !== undefined && !is.bool(o[k])) throw invalidArg(k, 'boolean', o[k]);
+  return {
+    kind: 'es',
+    population: population as number,
+    sigma: sigma as number,
+    antithetic: (o.antithetic as boolean | undefined) ?? true,
+    rankShaping: (o.rankShaping as boolean | undefined) ?? true,
+  };
 }
 
 /** Exact backpropagation (the baseline ULR is measured against). Refuses `step`/`sign` activations. */
@@ -253,30 +283,61 @@ export function bp(): BpEstimator {
  * const est = of.ulr({ copies: 32, sigma: 0.1 });
  */
 export function ulr(options?: UlrOptions): UlrEstimator {
-  const o = optionsObject('ulr', options, ['copies', 'injection', 'sigma', 'antithetic', 'baseline', 'noise', 'score', 'sharedPrefix', 'storeNoise', 'seed', 'sigmaSchedule', 'learnSigma', 'qmc', 'budget', 'blocks', 'modules', 'inner', 'concurrent', 'pipeline']);
+  const o = optionsObject('ulr', options, [
+    'copies',
+    'injection',
+    'sigma',
+    'antithetic',
+    'baseline',
+    'noise',
+    'score',
+    'sharedPrefix',
+    'storeNoise',
+    'seed',
+    'sigmaSchedule',
+    'learnSigma',
+    'qmc',
+    'budget',
+    'blocks',
+    'modules',
+    'inner',
+    'concurrent',
+    'pipeline',
+  ]);
   const copies = o.copies ?? 32;
   const sigma = o.sigma ?? 0.1;
   const antithetic = o.antithetic ?? false;
   const baseline = o.baseline ?? 'loo';
   const injection = o.injection ?? 'all';
-  if (!(INJECTIONS as readonly unknown[]).includes(injection)) throw invalidArg('injection', INJECTIONS.join(' | '), injection);
-  if (copies === 'auto' && injection !== 'layerwise') throw new ConfigError("copies: 'auto' needs injection: 'layerwise'");
+  if (!(INJECTIONS as readonly unknown[]).includes(injection))
+    throw invalidArg('injection', INJECTIONS.join(' | '), injection);
+  if (copies === 'auto' && injection !== 'layerwise')
+    throw new ConfigError("copies: 'auto' needs injection: 'layerwise'");
   const budget = o.budget;
   if (budget !== undefined && (copies !== 'auto' || !is.integer(budget) || (budget as number) < 2)) {
     throw invalidArg('budget', "integer >= 2 (with copies: 'auto')", budget);
   }
   const list = copies === 'auto' ? [(budget as number | undefined) ?? 32] : Array.isArray(copies) ? copies : [copies];
-  if (Array.isArray(copies) && injection !== 'layerwise') throw new ConfigError("copies per layer need injection: 'layerwise'");
-  if (list.length === 0 || !list.every((k) => is.integer(k) && (k as number) >= 2)) throw invalidArg('copies', 'integer >= 2 (or an array of them)', copies);
+  if (Array.isArray(copies) && injection !== 'layerwise')
+    throw new ConfigError("copies per layer need injection: 'layerwise'");
+  if (list.length === 0 || !list.every((k) => is.integer(k) && (k as number) >= 2))
+    throw invalidArg('copies', 'integer >= 2 (or an array of them)', copies);
   if (!is.bool(antithetic)) throw invalidArg('antithetic', 'boolean', antithetic);
   const odd = list.find((k) => (k as number) % 2 !== 0);
-  if (antithetic && odd !== undefined) throw new ConfigError(`Expected even copies with antithetic pairs but received ${odd as number}`);
+  if (antithetic && odd !== undefined)
+    throw new ConfigError(`Expected even copies with antithetic pairs but received ${odd as number}`);
   const sigmas = Array.isArray(sigma) ? sigma : [sigma];
-  const okSigma = (s: unknown) => is.positive(s) || (Array.isArray(s) && s.length > 0 && s.every((v) => is.positive(v)));
+  const okSigma = (s: unknown) =>
+    is.positive(s) || (Array.isArray(s) && s.length > 0 && s.every((v) => is.positive(v)));
   if (sigmas.length === 0 || !sigmas.every(okSigma) || (!Array.isArray(sigma) && !is.positive(sigma))) {
-    throw invalidArg('sigma', 'positive number, or per layer a positive number or an array of them (per channel)', sigma);
+    throw invalidArg(
+      'sigma',
+      'positive number, or per layer a positive number or an array of them (per channel)',
+      sigma,
+    );
   }
-  if (!(BASELINES as readonly unknown[]).includes(baseline)) throw invalidArg('baseline', BASELINES.join(' | '), baseline);
+  if (!(BASELINES as readonly unknown[]).includes(baseline))
+    throw invalidArg('baseline', BASELINES.join(' | '), baseline);
   const noise = o.noise ?? 'normal';
   const score = o.score ?? 'exact';
   if (!(DENSITIES as readonly unknown[]).includes(noise)) throw invalidArg('noise', DENSITIES.join(' | '), noise);
@@ -295,7 +356,9 @@ export function ulr(options?: UlrOptions): UlrEstimator {
     kind: 'ulr',
     copies: Array.isArray(copies) ? [...(copies as number[])] : (copies as number | 'auto'),
     injection: injection as InjectionName,
-    sigma: Array.isArray(sigma) ? (sigma as (number | number[])[]).map((s) => (Array.isArray(s) ? [...s] : s)) : (sigma as number),
+    sigma: Array.isArray(sigma)
+      ? (sigma as (number | number[])[]).map((s) => (Array.isArray(s) ? [...s] : s))
+      : (sigma as number),
     antithetic,
     baseline: baseline as BaselineName,
     noise: noise as DensityName,
@@ -307,17 +370,34 @@ export function ulr(options?: UlrOptions): UlrEstimator {
   if (o.seed !== undefined) est.seed = o.seed as number;
   if (budget !== undefined) est.budget = budget as number;
   if (o.blocks !== undefined) {
-    if (!Array.isArray(o.blocks) || o.blocks.length === 0 || !o.blocks.every((n) => is.positiveInteger(n))) throw invalidArg('blocks', 'array of positive integers', o.blocks);
+    if (!Array.isArray(o.blocks) || o.blocks.length === 0 || !o.blocks.every((n) => is.positiveInteger(n)))
+      throw invalidArg('blocks', 'array of positive integers', o.blocks);
     if (injection !== 'layerwise') throw new ConfigError("blocks need injection: 'layerwise'");
     est.blocks = [...(o.blocks as number[])];
   }
   if (o.modules !== undefined) {
     const mods = o.modules as unknown;
-    const pair = (r: unknown) => Array.isArray(r) && r.length === 2 && is.integer(r[0]) && is.integer(r[1]) && (r[0] as number) >= 0 && (r[1] as number) > (r[0] as number);
-    if (!Array.isArray(mods) || mods.length === 0 || !mods.every(pair) || !mods.every((r: number[], i) => r[0] === (i === 0 ? 0 : (mods[i - 1] as number[])[1]))) {
-      throw invalidArg('modules', 'consecutive [start, end) ranges of dense layers from 0, e.g. [[0, 2], [2, 3]]', mods);
+    const pair = (r: unknown) =>
+      Array.isArray(r) &&
+      r.length === 2 &&
+      is.integer(r[0]) &&
+      is.integer(r[1]) &&
+      (r[0] as number) >= 0 &&
+      (r[1] as number) > (r[0] as number);
+    if (
+      !Array.isArray(mods) ||
+      mods.length === 0 ||
+      !mods.every(pair) ||
+      !mods.every((r: number[], i) => r[0] === (i === 0 ? 0 : (mods[i - 1] as number[])[1]))
+    ) {
+      throw invalidArg(
+        'modules',
+        'consecutive [start, end) ranges of layers with parameters from 0, e.g. [[0, 2], [2, 3]]',
+        mods,
+      );
     }
-    if (injection !== 'all' || o.qmc === true || o.learnSigma !== undefined) throw new ConfigError("modules cannot be combined with injection 'layerwise', qmc or learnSigma");
+    if (injection !== 'all' || o.qmc === true || o.learnSigma !== undefined)
+      throw new ConfigError("modules cannot be combined with injection 'layerwise', qmc or learnSigma");
     if (baseline === 'clean') throw new ConfigError("modules support baselines 'loo', 'mean', 'running' and 'none'");
     if (o.inner !== undefined && o.inner !== 'bp') throw invalidArg('inner', "'bp'", o.inner);
     est.modules = (mods as number[][]).map((r) => [r[0], r[1]] as [number, number]);
@@ -327,21 +407,27 @@ export function ulr(options?: UlrOptions): UlrEstimator {
       if (o[key] !== undefined) est[key] = o[key] as boolean;
     }
   } else {
-    for (const key of ['inner', 'concurrent', 'pipeline'] as const) if (o[key] !== undefined) throw new ConfigError(`${key} needs modules`);
+    for (const key of ['inner', 'concurrent', 'pipeline'] as const)
+      if (o[key] !== undefined) throw new ConfigError(`${key} needs modules`);
   }
   if (o.learnSigma !== undefined) {
     const ls = optionsObject('learnSigma', o.learnSigma, ['lr']);
     const lr = ls.lr ?? 0.01;
     if (!is.positive(lr)) throw invalidArg('learnSigma.lr', 'positive number', lr);
-    if (o.sigmaSchedule !== undefined) throw new ConfigError('learnSigma cannot be combined with a sigmaSchedule (both set sigma)');
+    if (o.sigmaSchedule !== undefined)
+      throw new ConfigError('learnSigma cannot be combined with a sigmaSchedule (both set sigma)');
     est.learnSigma = { lr: lr as number };
   }
   if (o.sigmaSchedule !== undefined) {
     const sc = optionsObject('sigmaSchedule', o.sigmaSchedule, ['kind', 'every', 'gamma', 'min']) as SigmaSchedule;
-    if (!['constant', 'step', 'exponential', 'cosine'].includes(sc.kind)) throw invalidArg('sigmaSchedule.kind', 'constant | step | exponential | cosine', sc.kind);
-    if (sc.every !== undefined && !is.positiveInteger(sc.every)) throw invalidArg('sigmaSchedule.every', 'positive integer', sc.every);
-    if (sc.gamma !== undefined && !(is.positive(sc.gamma) && sc.gamma <= 1)) throw invalidArg('sigmaSchedule.gamma', 'number in (0, 1]', sc.gamma);
-    if (sc.min !== undefined && !(is.number(sc.min) && sc.min >= 0 && sc.min <= 1)) throw invalidArg('sigmaSchedule.min', 'number in [0, 1]', sc.min);
+    if (!['constant', 'step', 'exponential', 'cosine'].includes(sc.kind))
+      throw invalidArg('sigmaSchedule.kind', 'constant | step | exponential | cosine', sc.kind);
+    if (sc.every !== undefined && !is.positiveInteger(sc.every))
+      throw invalidArg('sigmaSchedule.every', 'positive integer', sc.every);
+    if (sc.gamma !== undefined && !(is.positive(sc.gamma) && sc.gamma <= 1))
+      throw invalidArg('sigmaSchedule.gamma', 'number in (0, 1]', sc.gamma);
+    if (sc.min !== undefined && !(is.number(sc.min) && sc.min >= 0 && sc.min <= 1))
+      throw invalidArg('sigmaSchedule.min', 'number in [0, 1]', sc.min);
     est.sigmaSchedule = { ...sc };
   }
   return est;

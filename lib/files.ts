@@ -29,8 +29,17 @@ const CHUNK = 2 ** 30;
 const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
 
 function kind(st: Stats): string {
-  return st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket'
-    : st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : 'not a regular file';
+  return st.isDirectory()
+    ? 'a directory'
+    : st.isFIFO()
+      ? 'a FIFO'
+      : st.isSocket()
+        ? 'a socket'
+        : st.isCharacterDevice()
+          ? 'a character device'
+          : st.isBlockDevice()
+            ? 'a block device'
+            : 'not a regular file';
 }
 
 function checkStats(st: Stats, maxBytes: number, fail: Fail): number {
@@ -42,7 +51,10 @@ function checkStats(st: Stats, maxBytes: number, fail: Fail): number {
 function openError(err: unknown, fail: Fail): OneForwardError {
   const message = (err as Error)?.message ?? String(err);
   // ENXIO: a socket cannot be opened as a file.
-  return fail((err as NodeJS.ErrnoException)?.code === 'ENXIO' ? `not a regular file (${message})` : `cannot read: ${message}`, err);
+  return fail(
+    (err as NodeJS.ErrnoException)?.code === 'ENXIO' ? `not a regular file (${message})` : `cannot read: ${message}`,
+    err,
+  );
 }
 
 // Reads and checks the head (sync path); an empty buffer when there is no check.
@@ -68,7 +80,7 @@ export function readRegularFileSync(file: string, maxBytes: number, fail: Fail, 
       let got = from;
       while (got < to) {
         const n = fs.readSync(fd, buf, got, Math.min(CHUNK, to - got), got);
-        if (n === 0) break;  // the file shrank while we read it
+        if (n === 0) break; // the file shrank while we read it
         got += n;
       }
       if (got !== to) throw fail(`file changed while reading (${got} of ${size} bytes)`);
@@ -99,7 +111,7 @@ export async function readRegularFile(file: string, maxBytes: number, fail: Fail
       let got = from;
       while (got < to) {
         const { bytesRead } = await fh.read(buf, got, Math.min(CHUNK, to - got), got);
-        if (bytesRead === 0) break;  // the file shrank while we read it
+        if (bytesRead === 0) break; // the file shrank while we read it
         got += bytesRead;
       }
       if (got !== to) throw fail(`file changed while reading (${got} of ${size} bytes)`);
@@ -127,11 +139,13 @@ export async function readRegularFile(file: string, maxBytes: number, fail: Fail
  * would overflow the stack there. Brackets inside strings do not count.
  */
 export function parseHeader(text: string, maxDepth: number, fail: Fail): unknown {
-  let depth = 0, inString = false;
+  let depth = 0,
+    inString = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++;  // backslash: skip the escaped character
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x5b || c === 0x7b) {

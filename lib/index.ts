@@ -6,28 +6,132 @@ export { sequential, Model, LOSSES } from './model';
 export { load } from './checkpoint';
 export { readSafetensors, writeSafetensors } from './safetensors';
 export type { Tensor } from './safetensors';
-export type { SequentialOptions, ModelBackend, FitOptions, History, EpochLog, Progress, BatchLog, Parameter, LossName, LossFunction, GradientCheck, MemoryEstimate } from './model';
-export { dense, activation, relu, leakyRelu, tanh, sigmoid, gelu, identity, step, sign, quantize, ACTIVATIONS, conv2d, maxPool2d, avgPool2d, globalAvgPool, flatten, rnn, gru, lstm, lif, repeat, timeMean, graphConv, residual, concat, dropout, layerNorm, batchNorm, groupNorm } from './layers';
 export type {
-  Layer, DenseLayer, ActivationLayer, ActivationName, DenseOptions, QuantizedWeights, Conv2dLayer, Conv2dOptions, Pool2dLayer, Pool2dOptions,
-  GlobalAvgPoolLayer, FlattenLayer, ImageShape, Padding, SequenceShape, RecurrentLayer, RecurrentOptions, RepeatLayer, TimeMeanLayer, Graph, GraphConvLayer, ResidualLayer, ConcatLayer, DropoutLayer, LayerNormLayer, BatchNormLayer, GroupNormLayer,
-} from './layers';
+  SequentialOptions,
+  ModelBackend,
+  EpochLog,
+  Progress,
+  BatchLog,
+  Parameter,
+  LossName,
+  LossFunction,
+  GradientCheck,
+  MemoryEstimate,
+} from './model';
+export type { FitOptions, History, DistributedOptions, DistributedMode } from './fit';
+export { DISTRIBUTED_MODES } from './fit';
+export {
+  dense,
+  activation,
+  relu,
+  leakyRelu,
+  tanh,
+  sigmoid,
+  gelu,
+  identity,
+  step,
+  sign,
+  quantize,
+  ACTIVATIONS,
+  conv2d,
+  maxPool2d,
+  avgPool2d,
+  globalAvgPool,
+  flatten,
+  rnn,
+  gru,
+  lstm,
+  lif,
+  repeat,
+  timeMean,
+  graphConv,
+  residual,
+  concat,
+  dropout,
+  layerNorm,
+  batchNorm,
+  groupNorm,
+} from './layers/index';
+export type {
+  Layer,
+  DenseLayer,
+  ActivationLayer,
+  ActivationName,
+  DenseOptions,
+  QuantizedWeights,
+  Conv2dLayer,
+  Conv2dOptions,
+  Pool2dLayer,
+  Pool2dOptions,
+  GlobalAvgPoolLayer,
+  FlattenLayer,
+  ImageShape,
+  Padding,
+  SequenceShape,
+  RecurrentLayer,
+  RecurrentOptions,
+  RepeatLayer,
+  TimeMeanLayer,
+  Graph,
+  GraphConvLayer,
+  ResidualLayer,
+  ConcatLayer,
+  DropoutLayer,
+  LayerNormLayer,
+  BatchNormLayer,
+  GroupNormLayer,
+} from './layers/index';
 export { bp, ulr, spsa, es, BASELINES, DENSITIES, SCORES, INJECTIONS } from './estimators';
-export type { Estimator, BpEstimator, SpsaEstimator, EsEstimator, UlrEstimator, UlrOptions, BaselineName, DensityName, ScoreName, InjectionName, SigmaSchedule } from './estimators';
+export type {
+  Estimator,
+  BpEstimator,
+  SpsaEstimator,
+  EsEstimator,
+  UlrEstimator,
+  UlrOptions,
+  BaselineName,
+  DensityName,
+  ScoreName,
+  InjectionName,
+  SigmaSchedule,
+} from './estimators';
 export { sgd, adam, adamw } from './optimizers';
 export type { Optimizer, SgdOptions, AdamOptions } from './optimizers';
 export { SCHEDULES } from './schedules';
-export type { Schedule, ScheduleKind, WarmupOptions, StepScheduleOptions, ExponentialScheduleOptions, CosineScheduleOptions } from './schedules';
+export type {
+  Schedule,
+  ScheduleKind,
+  WarmupOptions,
+  StepScheduleOptions,
+  ExponentialScheduleOptions,
+  CosineScheduleOptions,
+} from './schedules';
 export {
-  OneForwardError, ShapeError, ConfigError, DataError, BackendError, CheckpointError, AbortError, NumericError,
-  OutOfMemoryError, DisposedError, BusyError, ERROR_CODES,
+  OneForwardError,
+  ShapeError,
+  ConfigError,
+  DataError,
+  BackendError,
+  CheckpointError,
+  AbortError,
+  NumericError,
+  OutOfMemoryError,
+  DisposedError,
+  BusyError,
+  ERROR_CODES,
 } from './errors';
 export type { ErrorCode } from './errors';
-export type { Dataset, CsvOptions, GraphTask, FromArraysOptions, LabelKind } from './data';
-export { LABEL_KINDS } from './data';
+export type { Dataset } from './data';
+export type { CsvOptions } from './loaders';
+export type { GraphTask } from './datasets';
+export type { FromArraysOptions, LabelKind } from './from_arrays';
+export { LABEL_KINDS } from './from_arrays';
 export { MONITORS } from './callbacks';
 export type { EarlyStoppingOptions, Monitor } from './callbacks';
 import * as dataModule from './data';
+import * as datasetsModule from './datasets';
+import * as loadersModule from './loaders';
+import * as fromArraysModule from './from_arrays';
 import * as backendModule from './backend';
 import * as reportModule from './report';
 import * as robustnessModule from './robustness';
@@ -40,13 +144,13 @@ import * as schedulesModule from './schedules';
  */
 export const datasets = {
   /** 10,000 MNIST digits, 28×28, split into train and test. */
-  digits: dataModule.digits,
+  digits: datasetsModule.digits,
   /** The adding problem, a synthetic sequence task. */
-  adding: dataModule.adding,
+  adding: datasetsModule.adding,
   /** Zachary's karate club, a node-classification graph. */
-  karate: dataModule.karate,
+  karate: datasetsModule.karate,
   /** A seeded stochastic block model, a node-classification graph. */
-  sbm: dataModule.sbm,
+  sbm: datasetsModule.sbm,
 };
 /**
  * Loaders and batching helpers.
@@ -54,9 +158,9 @@ export const datasets = {
  */
 export const data = {
   /** Reads an IDX image and label pair (MNIST's format). */
-  loadIdx: dataModule.loadIdx,
+  loadIdx: loadersModule.loadIdx,
   /** Reads a numeric CSV with a class label column. */
-  loadCsv: dataModule.loadCsv,
+  loadCsv: loadersModule.loadCsv,
   /** A seeded permutation of 0..n-1. */
   permutation: dataModule.permutation,
   /** Iterates mini-batches of a data set. */
@@ -64,7 +168,7 @@ export const data = {
   /** Selects rows of a data set. */
   take: dataModule.take,
   /** A checked data set from plain arrays (rows of features; class indices, one-hot rows or targets). */
-  fromArrays: dataModule.fromArrays,
+  fromArrays: fromArraysModule.fromArrays,
 };
 /** Learning-rate schedules for an optimizer's `schedule` option, e.g. `of.adam({ lr: 1e-3, schedule: of.schedules.cosine({ steps: 1000, warmup: 100 }) })`.
  * @namespace
@@ -134,14 +238,15 @@ export const distributed = {
   seedReplayUpdate: distributedModule.seedReplayUpdate,
   /** One seed-replay step: only losses are exchanged. */
   seedReplayStep: distributedModule.seedReplayStep,
-  /** Trains on every rank of a communicator (the same script under mpirun). */
+  /** Trains on every rank of a communicator: `model.fit` with its `distributed` option (the same script under mpirun). */
   fit: distributedModule.fitDistributed,
   /** The MPI_COMM_WORLD communicator (needs the optional MPI addon). */
   mpi: distributedModule.mpi,
   /** Whether the MPI addon was built. */
   mpiAvailable: distributedModule.mpiAvailable,
 };
-export type { Communicator, MpiCommunicator, DistributedFitOptions } from './distributed';
+export type { MpiCommunicator, DistributedFitOptions } from './distributed';
+export type { Communicator } from './communicator';
 export type { Attack, RobustnessResult } from './robustness';
 
 // A default export too, so `import of from 'oneforward'` works under every module setting (CommonJS reads

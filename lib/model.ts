@@ -3,17 +3,27 @@
  * workspaces). Training runs natively on a dedicated thread; this class validates, converts and forwards.
  */
 import { type BackendName, resolveBackend } from './backend';
-import { AbortError, CheckpointError, ConfigError, DisposedError, ShapeError, withCallerStack } from './errors';
-import { type Dataset, checkDataset, sliceRows } from './data';
-import { EarlyStopping, type EarlyStoppingOptions } from './callbacks';
+import { CheckpointError, ConfigError, DisposedError, ShapeError, withCallerStack } from './errors';
+import { type Dataset, checkDataset } from './data';
 import { summarize } from './summary';
 import { type Estimator, bp, toNative, ulr } from './estimators';
-import { type DenseLayer, type ImageShape, type Layer, type SequenceShape, topology } from './layers';
-import { native, type NativeLayer, type NativeModel, type NativeModelSpec, type NativeModelBackend, type Progress, type EpochLog, type BatchLog, type LossFunction } from './native';
+import type { DenseLayer, ImageShape, Layer, SequenceShape } from './layers/index';
+import { nativeLayers, topology } from './layers/topology';
+import {
+  native,
+  type NativeModel,
+  type NativeModelSpec,
+  type NativeModelBackend,
+  type Progress,
+  type EpochLog,
+  type BatchLog,
+  type LossFunction,
+} from './native';
 import { type Optimizer, adam } from './optimizers';
 import { checkFinite, invalidArg, is, optionsObject } from './validate';
 import { save as saveCheckpoint } from './checkpoint';
-import { CallbackGuard, syncLoss } from './callback_guard';
+import { syncLoss } from './callback_guard';
+import { type FitOptions, type History, fitModel } from './fit';
 import { readSafetensors, type Tensor } from './safetensors';
 
 /**
@@ -61,7 +71,7 @@ export type Parameter = {
   data: Float32Array;
 };
 
-export type { Progress, EpochLog, BatchLog, LossFunction };
+export type { Progress, EpochLog, BatchLog, LossFunction, FitOptions, History };
 
 /** One dense layer's line of {@link Model.gradientCheck}. */
 export type GradientCheck = {
@@ -80,126 +90,6 @@ export type GradientCheck = {
   /** What to change: nothing, more copies (one estimate is mostly noise), or a smaller σ (the smoothing bias shows). */
   suggestion: 'ok' | 'more copies' | 'smaller sigma';
 };
-
-/** What {@link Model.fit} resolves to. */
-export type History = {
-  /** One log per epoch trained, in order. */
-  epochs: EpochLog[];
-  /** The same numbers as columns, tfjs-style. */
-  history: {
-    /** Mean training loss per epoch. */
-    loss: number[];
-    /** Training accuracy per epoch. */
-    accuracy: number[];
-    /** Validation loss per epoch (empty without `validation`). */
-    valLoss: number[];
-    /** Validation accuracy per epoch (empty without `validation`). */
-    valAccuracy: number[];
-    /** The learning rate of each epoch's last update. */
-    lr: number[];
-  };
-  /** With `earlyStopping`: the epoch (as in `epochs[].epoch`) after which it stopped training; undefined if it did not. */
-  stoppedEpoch?: number;
-  /** With `earlyStopping`: the epoch with the best monitored value (whose parameters `restoreBest` puts back). */
-  bestEpoch?: number;
-};
-
-/**
- * Options of {@link Model.fit}. Callbacks (`onProgress`, `onEpochEnd`, `onBatchEnd`, `onDiverged`, `loss`) run on
- * the main thread. One rule for all of them: whatever a callback throws (an Error or any other value: a string,
- * `42`, `undefined`) stops training, and fit rejects with that same value, unwrapped. A callback that returns a
- * promise (an `async` one) is awaited before fit settles (training does not wait for it; fit waits as long as the
- * promise does, unless `signal` aborts, which rejects fit at once without waiting); if it rejects, training stops
- * and fit rejects with the rejection value. `loss` is the exception: it must be synchronous. A callback cannot use
- * the model it reports on (`ERR_BUSY`).
- */
-export type FitOptions = {
-  /** Gradient estimator. Defaults to `of.ulr()`. */
-  estimator?: Estimator;
-  /** Optimizer. Defaults to `of.adam()`. */
-  optimizer?: Optimizer;
-  /** Passes over the training data. Defaults to `1`. */
-  epochs?: number;
-  /** Samples per step. Defaults to `32`. */
-  batchSize?: number;
-  /** Reshuffle every epoch (seeded by the model seed and epoch count). Defaults to `true`. */
-  shuffle?: boolean;
-  /** Evaluated (clean forward) after every epoch. */
-  validation?: Dataset;
-  /**
-   * A fraction in (0, 1) of the training rows to hold out as `validation` instead: the last rows, taken before
-   * any shuffling (as Keras does), floor(rows · (1 − validationSplit)) train. Not with `validation`. Defaults
-   * to none.
-   */
-  validationSplit?: number;
-  /**
-   * Stops training when an epoch metric stops improving (Keras' EarlyStopping; see {@link EarlyStoppingOptions}).
-   * It decides in the epoch callback, which runs before the next epoch starts, so training ends exactly at
-   * that epoch: fit resolves (no AbortError), `History.stoppedEpoch` says where. Defaults to off.
-   */
-  earlyStopping?: EarlyStoppingOptions;
-  /** Called with progress at most ~10 times a second. Throwing stops training; fit rejects with the thrown value. */
-  onProgress?: (p: Progress) => void;
-  /**
-   * Called after every epoch, before the next one starts (training waits for it to return, so it may read the
-   * parameters). Throwing (or a returned promise rejecting) stops training; fit rejects with that value.
-   */
-  onEpochEnd?: (e: EpochLog) => void;
-  /**
-   * Called after every optimizer step, in order, none dropped, with that batch's loss and learning rate. Calls
-   * are queued from the training thread (at most 1024 waiting: beyond that, training waits for JS to catch up),
-   * so they may run a few steps behind training. Throwing stops training; fit rejects with that error. Without it
-   * no per-batch work is done; with it, a device waits for each step's loss. Defaults to none.
-   */
-  onBatchEnd?: (b: BatchLog) => void;
-  /**
-   * Called once if training diverges (a non-finite loss), with the reason and where, before fit rejects with
-   * a `NumericError`; the parameters are those of the last good step.
-   */
-  onDiverged?: (d: { reason: string; epoch: number; step: number }) => void;
-  /**
-   * Stop as diverged (an "exploding update": `onDiverged`, then a `NumericError`) when a step's gradient norm
-   * exceeds this, before the update is applied. Costs one pass over the gradients per step. Defaults to off.
-   */
-  maxGradNorm?: number;
-  /**
-   * Cancels training; fit rejects with an `AbortError`. On the CPU a cancel also stops the step in flight within
-   * one of its tasks (a block of rows, a GEMM tile), so a large step does not run to its end first; that step is
-   * dropped whole, never half-applied: the model keeps the parameters (and optimizer state) of its last completed
-   * step. On a device the step in flight completes first. fit then rejects without waiting for a callback's
-   * pending promise.
-   */
-  signal?: AbortSignal;
-  /**
-   * Continue where this model's training stopped (typically after `of.load`): `epochs` is then the total to
-   * reach, counting the epochs already done, and an epoch cut short by a cancel continues at its next batch.
-   * The result is bit-identical to an uninterrupted run with the same seed. Defaults to `false` (`epochs`
-   * more epochs, each from its start).
-   */
-  resume?: boolean;
-  /**
-   * A black-box per-row loss computed in JS instead of the model's built-in loss, for training only
-   * (evaluation and `validation` keep the built-in one). ULR needs only its values; `bp()` refuses it. It
-   * costs one JS round trip per step: the training thread waits while the event loop runs the function. It must
-   * be synchronous: a promise it returns (an `async` loss) stops training with a DataError (`ERR_DATA`).
-   */
-  loss?: LossFunction;
-};
-
-// The native spec: layers as plain data, a residual block flattened into begin, its layers, end.
-function nativeLayers(layers: readonly Layer[]): NativeLayer[] {
-  return layers.flatMap((l): NativeLayer[] => {
-    if (l.type === 'dense') return [{ type: 'dense', units: l.units, bias: l.bias, trainable: l.trainable !== false, ...(l.weights ? { weights: l.weights } : {}) }];
-    if (l.type === 'residual') return [{ type: 'residualBegin' }, ...nativeLayers(l.layers), { type: 'residualEnd' }];
-    if (l.type === 'concat') return [{ type: 'concatBegin' }, ...nativeLayers(l.layers), { type: 'concatEnd' }];
-    if (l.type === 'conv2d' || l.type === 'maxPool2d' || l.type === 'avgPool2d' || l.type === 'rnn' || l.type === 'gru' || l.type === 'lstm' || l.type === 'lif' || l.type === 'graphConv') {
-      const { inputShape: _, ...rest } = l;
-      return [rest];
-    }
-    if (l.type === 'repeat') return [{ type: 'repeat', steps: l.steps }];
-    return [{ ...l }];
-  });
-}
 
 /**
  * What {@link Model.memoryEstimate} returns: bytes in total and by what holds them.
@@ -248,7 +138,13 @@ export class Model {
   private _frozen: number;
 
   /** @internal Use {@link sequential}. */
-  constructor(layers: Layer[], options: Required<Omit<SequentialOptions, 'backend' | 'allowTf32'>> & { backend: 'cpu' | 'cuda' | 'sim'; allowTf32?: boolean }) {
+  constructor(
+    layers: Layer[],
+    options: Required<Omit<SequentialOptions, 'backend' | 'allowTf32'>> & {
+      backend: 'cpu' | 'cuda' | 'sim';
+      allowTf32?: boolean;
+    },
+  ) {
     this.layers = layers;
     this.loss = options.loss;
     this.seed = options.seed;
@@ -266,7 +162,7 @@ export class Model {
     };
     if (topo.inputShape) spec.inputShape = topo.inputShape;
     this._native = new (native().NativeModel)(spec);
-    this._frozen = this._native.state().frozen ?? 0;  // dense layers with trainable: false
+    this._frozen = this._native.state().frozen ?? 0; // dense layers with trainable: false
     if (this.backend !== 'cpu') this._native.setBackend(this.backend, options.allowTf32);
   }
 
@@ -299,104 +195,15 @@ export class Model {
   /**
    * Trains the model. Runs on a native thread; the event loop stays free. fit copies the training and validation
    * sets into native memory when it starts (rows × (inputs + labels or targets) × 4 bytes, the size of the arrays
-   * given, freed when fit settles), so the caller may reuse, transfer or resize their buffers at once.
+   * given, freed when fit settles), so the caller may reuse, transfer or resize their buffers at once. With the
+   * `distributed` option it trains on every rank of a communicator.
    * @example
    * const model = of.sequential([of.dense(784, 64), of.relu(), of.dense(64, 10)], { seed: 1 });
    * const { train, test } = of.datasets.digits();
    * const history = await model.fit(train, { estimator: of.ulr({ copies: 8 }), epochs: 1, batchSize: 64, validation: test });
    */
-  async fit(train: Dataset, options?: FitOptions): Promise<History> {
-    const stack = new Error().stack;
-    const o = optionsObject('fit', options, [
-      'estimator', 'optimizer', 'epochs', 'batchSize', 'shuffle', 'validation', 'onProgress', 'onEpochEnd', 'onDiverged', 'signal', 'resume', 'loss', 'maxGradNorm',
-      'validationSplit', 'earlyStopping',
-      'onBatchEnd',
-    ]) as FitOptions;
-    this.checkData('train', train);
-    if (o.validation !== undefined) this.checkData('validation', o.validation);
-    let v = o.validation;
-    if (o.validationSplit !== undefined) {
-      const split = o.validationSplit;
-      if (!(is.number(split) && split > 0 && split < 1)) throw invalidArg('validationSplit', 'number in (0, 1)', split);
-      if (v !== undefined) throw new ConfigError('give validation or validationSplit, not both');
-      const keep = Math.floor(train.rows * (1 - split));  // Keras' split point
-      if (keep < 1 || keep >= train.rows) {
-        throw new ConfigError(`validationSplit ${split} of ${train.rows} rows leaves ${keep} to train on and ${train.rows - keep} to validate; each needs at least 1`);
-      }
-      v = sliceRows(train, keep, train.rows);
-      train = sliceRows(train, 0, keep);
-    }
-    const stopper = o.earlyStopping !== undefined ? new EarlyStopping(o.earlyStopping, v !== undefined, this.loss) : undefined;
-    const epochs = o.epochs ?? 1;
-    const batchSize = o.batchSize ?? 32;
-    if (!is.integer(epochs) || epochs < 0) throw invalidArg('epochs', 'integer >= 0', epochs);
-    if (!is.positiveInteger(batchSize)) throw invalidArg('batchSize', 'positive integer', batchSize);
-    if (o.shuffle !== undefined && !is.bool(o.shuffle)) throw invalidArg('shuffle', 'boolean', o.shuffle);
-    if (o.resume !== undefined && !is.bool(o.resume)) throw invalidArg('resume', 'boolean', o.resume);
-    if (o.maxGradNorm !== undefined && !is.positive(o.maxGradNorm)) throw invalidArg('maxGradNorm', 'positive number', o.maxGradNorm);
-    for (const k of ['onProgress', 'onEpochEnd', 'onDiverged', 'onBatchEnd', 'loss'] as const) {
-      if (o[k] !== undefined && typeof o[k] !== 'function') throw invalidArg(k, 'function', o[k]);
-    }
-    if (o.resume) {
-      // An epoch cut short continues at its next batch: with fewer batches now, it would be an empty epoch (loss 0).
-      const { epochStep = 0, epochs: done = 0 } = this.nat.state();
-      const steps = Math.ceil(train.rows / Math.min(batchSize, train.rows));
-      if (epochStep >= steps && done < epochs) {
-        throw new ConfigError(`resume: the interrupted epoch had run ${epochStep} batches, but ${train.rows} rows in batches of ${batchSize} make only ${steps}; resume with the data set and batchSize of the interrupted run, or fit without resume`);
-      }
-    }
-    const signal = o.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArg('signal', 'AbortSignal', signal);
-    if (signal?.aborted) throw new AbortError('training was cancelled before it started');
-    const nat = this.nat;
-    const estimator = toNative(o.estimator ?? ulr());
-    const optimizer = o.optimizer ?? adam();
-    const epochsOut: EpochLog[] = [];
-    let best: Float32Array[] | undefined;  // restoreBest: the parameters after the best epoch
-    const onAbort = () => nat.cancel();
-    const callbacks = new CallbackGuard(() => nat.cancel());
-    const onEpochEnd = callbacks.wrap(o.onEpochEnd);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      await nat.fit(
-        train.x, train.y, train.rows,
-        v ? v.x : null, v ? v.y : null, v ? v.rows : 0,
-        { epochs, batchSize, shuffle: o.shuffle ?? true, resume: o.resume ?? false, estimator, optimizer, ...(o.loss ? { loss: callbacks.wrapLoss(o.loss) } : {}), ...(o.onDiverged ? { onDiverged: callbacks.wrap(o.onDiverged)! } : {}), ...(o.onBatchEnd ? { onBatchEnd: callbacks.wrap(o.onBatchEnd)! } : {}), ...(o.maxGradNorm ? { maxGradNorm: o.maxGradNorm } : {}) },
-        callbacks.wrap(o.onProgress) ?? null,
-        (e) => {
-          if (stopper?.stoppedEpoch !== undefined) return;
-          epochsOut.push(e);
-          onEpochEnd?.(e);
-          if (!stopper) return;
-          const { improved, stop } = stopper.update(e);
-          // The training thread waits while this runs: the parameters are those of this epoch's end.
-          if (improved && stopper.restoreBest) best = nat.parameters().map((p) => p.data.slice());
-          if (stop) nat.cancel();  // seen before the next epoch's first step
-        },
-      );
-    } catch (err) {
-      // A callback's rejection cancelled the run: it is the reason, not the AbortError. After an abort, promises
-      // still pending are not waited for.
-      await callbacks.settle(signal);
-      // Our own cancel (early stopping) ends fit normally; the user's abort still rejects.
-      const ours = err instanceof AbortError && stopper?.stoppedEpoch !== undefined && !signal?.aborted;
-      // A value a callback or the loss threw is the rejection as is; only the library's own errors get the stack.
-      if (!ours) throw callbacks.isUserValue(err) ? err : withCallerStack(err, stack);
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
-    await callbacks.settle(signal);
-    if (best) nat.parameters().forEach((p, i) => p.data.set(best![i]!));
-    const col = (k: keyof EpochLog) => epochsOut.map((e) => e[k]).filter((x): x is number => typeof x === 'number');
-    const history: History = {
-      epochs: epochsOut,
-      history: { loss: col('loss'), accuracy: col('accuracy'), valLoss: col('valLoss'), valAccuracy: col('valAccuracy'), lr: col('lr') },
-    };
-    if (stopper) {
-      if (stopper.stoppedEpoch !== undefined) history.stoppedEpoch = stopper.stoppedEpoch;
-      if (stopper.bestEpoch !== undefined) history.bestEpoch = stopper.bestEpoch;
-    }
-    return history;
+  fit(train: Dataset, options?: FitOptions): Promise<History> {
+    return fitModel(this, train, options, new Error().stack);
   }
 
   /**
@@ -501,7 +308,10 @@ export class Model {
     options?: { estimator?: Estimator; step?: number; loss?: LossFunction; sampleOffset?: number },
   ): Float32Array[] {
     const o = optionsObject('gradients', options, ['estimator', 'step', 'loss', 'sampleOffset']);
-    if (o.sampleOffset !== undefined && (!is.integer(o.sampleOffset) || (o.sampleOffset as number) < 0 || (o.sampleOffset as number) >= 2 ** 30)) {
+    if (
+      o.sampleOffset !== undefined &&
+      (!is.integer(o.sampleOffset) || (o.sampleOffset as number) < 0 || (o.sampleOffset as number) >= 2 ** 30)
+    ) {
       throw invalidArg('sampleOffset', 'integer in [0, 2^30)', o.sampleOffset);
     }
     if (o.loss !== undefined && typeof o.loss !== 'function') throw invalidArg('loss', 'function', o.loss);
@@ -540,7 +350,9 @@ export class Model {
     const trials = (o.trials as number | undefined) ?? 20;
     if (!is.integer(trials) || trials < 2) throw invalidArg('trials', 'integer >= 2', trials);
     const estimator = (o.estimator as Estimator | undefined) ?? ulr();
-    const differentiable = this.loss !== 'zeroOne' && this.layers.every((l) => l.type !== 'activation' || !['step', 'sign', 'quantize'].includes(l.activation));
+    const differentiable =
+      this.loss !== 'zeroOne' &&
+      this.layers.every((l) => l.type !== 'activation' || !['step', 'sign', 'quantize'].includes(l.activation));
     const exact = differentiable ? this.gradients(batch, { estimator: bp() }) : undefined;
     const runs = Array.from({ length: trials }, (_, step) => this.gradients(batch, { estimator, step }));
     const params = this.parameters();
@@ -567,7 +379,8 @@ export class Model {
         out.cosine = cos(mean, b);
         out.meanTrialCosine = est.reduce((s, e) => s + cos(e, b), 0) / trials;
         out.relativeError = relativeError;
-        out.suggestion = relativeError > 3 * noiseOfMean + 0.05 ? 'smaller sigma' : out.meanTrialCosine < 0.5 ? 'more copies' : 'ok';
+        out.suggestion =
+          relativeError > 3 * noiseOfMean + 0.05 ? 'smaller sigma' : out.meanTrialCosine < 0.5 ? 'more copies' : 'ok';
       }
       return out;
     });
@@ -592,7 +405,10 @@ export class Model {
    * ShapeError (`ERR_SHAPE`) for sizes that do not fit the model; DataError (`ERR_DATA`) for non-finite values or
    * labels out of range; `ERR_DISPOSED`, `ERR_BUSY`. `ERR_NUMERIC` for a non-finite loss.
    */
-  trainStep(batch: { x: Float32Array; y: Int32Array | Float32Array; rows?: number }, options?: { estimator?: Estimator; optimizer?: Optimizer }): number {
+  trainStep(
+    batch: { x: Float32Array; y: Int32Array | Float32Array; rows?: number },
+    options?: { estimator?: Estimator; optimizer?: Optimizer },
+  ): number {
     const o = optionsObject('trainStep', options, ['estimator', 'optimizer']);
     const rows = this.checkBatch(batch);
     const est = toNative((o.estimator as Estimator | undefined) ?? ulr());
@@ -621,7 +437,8 @@ export class Model {
   memoryEstimate(options: { estimator?: Estimator; batchSize?: number }): MemoryEstimate {
     const o = optionsObject('memoryEstimate', options, ['estimator', 'batchSize']);
     const batchSize = o.batchSize ?? 32;
-    if (!is.positiveInteger(batchSize) || batchSize > 2 ** 30) throw invalidArg('batchSize', 'integer in [1, 2^30]', batchSize);
+    if (!is.positiveInteger(batchSize) || batchSize > 2 ** 30)
+      throw invalidArg('batchSize', 'integer in [1, 2^30]', batchSize);
     return this.nat.memoryEstimate(toNative((o.estimator as Estimator | undefined) ?? ulr()), batchSize);
   }
 
@@ -636,12 +453,19 @@ export class Model {
    * than inference over the rest. Recurrent layers cannot be frozen yet.
    */
   freeze(count: number): void {
-    const flat = (ls: readonly Layer[]): Layer[] => ls.flatMap((l) => (l.type === 'residual' || l.type === 'concat' ? flat(l.layers) : [l]));
-    const withParams = flat(this.layers).filter((l) => ['dense', 'conv2d', 'graphConv', 'rnn', 'gru', 'lstm', 'lif', 'layerNorm', 'batchNorm', 'groupNorm'].includes(l.type));
-    if (!is.integer(count) || count < 0 || count >= withParams.length) throw invalidArg('count', `integer in [0, ${withParams.length - 1}]`, count);
+    const flat = (ls: readonly Layer[]): Layer[] =>
+      ls.flatMap((l) => (l.type === 'residual' || l.type === 'concat' ? flat(l.layers) : [l]));
+    const withParams = flat(this.layers).filter((l) =>
+      ['dense', 'conv2d', 'graphConv', 'rnn', 'gru', 'lstm', 'lif', 'layerNorm', 'batchNorm', 'groupNorm'].includes(
+        l.type,
+      ),
+    );
+    if (!is.integer(count) || count < 0 || count >= withParams.length)
+      throw invalidArg('count', `integer in [0, ${withParams.length - 1}]`, count);
     this.nat.setFrozen(count);
     this._frozen = count;
-    if (withParams.every((l) => l.type === 'dense')) {  // dense layers carry the flag (it goes into checkpoints)
+    if (withParams.every((l) => l.type === 'dense')) {
+      // dense layers carry the flag (it goes into checkpoints)
       (withParams as DenseLayer[]).forEach((l, i) => {
         if (i < count) l.trainable = false;
         else delete l.trainable;
@@ -685,11 +509,16 @@ export class Model {
    * CheckpointError (`ERR_CHECKPOINT`) for an unreadable file or missing, misshapen or non-finite tensors.
    * @returns the names of the parameters loaded.
    */
-  async loadWeights(source: string | Map<string, Tensor>, options?: { map?: Record<string, string> }): Promise<string[]> {
+  async loadWeights(
+    source: string | Map<string, Tensor>,
+    options?: { map?: Record<string, string> },
+  ): Promise<string[]> {
     const o = optionsObject('loadWeights', options, ['map']);
-    if (o.map !== undefined && (!is.plainObject(o.map) || !Object.values(o.map).every(is.string))) throw invalidArg('map', 'an object of parameter names', o.map);
+    if (o.map !== undefined && (!is.plainObject(o.map) || !Object.values(o.map).every(is.string)))
+      throw invalidArg('map', 'an object of parameter names', o.map);
     const map = (o.map as Record<string, string> | undefined) ?? {};
-    if (!is.string(source) && !is.map(source)) throw invalidArg('source', 'a safetensors path or a Map of tensors', source);
+    if (!is.string(source) && !is.map(source))
+      throw invalidArg('source', 'a safetensors path or a Map of tensors', source);
     const tensors = is.string(source) ? await readSafetensors(source) : (source as Map<unknown, unknown>);
     const byParam = new Map<string, unknown>();
     for (const [name, t] of tensors) {
@@ -698,18 +527,25 @@ export class Model {
     }
     const params = this.parameters();
     const missing = params.filter((p) => !byParam.has(p.name)).map((p) => p.name);
-    if (missing.length) throw new CheckpointError(`weights missing for ${missing.join(', ')} (have ${[...byParam.keys()].join(', ')})`);
+    if (missing.length)
+      throw new CheckpointError(`weights missing for ${missing.join(', ')} (have ${[...byParam.keys()].join(', ')})`);
     for (const p of params) {
       const t = byParam.get(p.name) as Partial<Tensor> | null;
       if (typeof t !== 'object' || t === null || !Array.isArray(t.shape) || !is.float32Array(t.data)) {
         throw new CheckpointError(`${p.name}: expected a tensor { shape: number[], data: Float32Array }`);
       }
-      if (t.shape.join('x') !== p.shape.join('x')) throw new CheckpointError(`${p.name}: expected shape [${p.shape.join(', ')}], the file has [${t.shape.join(', ')}]`);
-      if (t.data.length !== p.data.length) throw new CheckpointError(`${p.name}: shape [${p.shape.join(', ')}] holds ${p.data.length} values, the tensor has ${t.data.length}`);
+      if (t.shape.join('x') !== p.shape.join('x'))
+        throw new CheckpointError(
+          `${p.name}: expected shape [${p.shape.join(', ')}], the file has [${t.shape.join(', ')}]`,
+        );
+      if (t.data.length !== p.data.length)
+        throw new CheckpointError(
+          `${p.name}: shape [${p.shape.join(', ')}] holds ${p.data.length} values, the tensor has ${t.data.length}`,
+        );
       const bad = t.data.findIndex((v) => !Number.isFinite(v));
       if (bad >= 0) throw new CheckpointError(`${p.name}: non-finite value ${t.data[bad]} at index ${bad}`);
     }
-    this.nat.checkIdle();  // ERR_BUSY during fit or async predictions: they would overwrite or read half-loaded weights
+    this.nat.checkIdle(); // ERR_BUSY during fit or async predictions: they would overwrite or read half-loaded weights
     for (const p of params) p.data.set((byParam.get(p.name) as Tensor).data);
     return params.map((p) => p.name);
   }
@@ -761,21 +597,26 @@ export class Model {
     return [x, r];
   }
 
-  /** @internal */
-  private checkData(name: string, d: Dataset): void {
+  /** @internal A data set that fits this model (its features, and labels or targets), or a typed error. */
+  checkData(name: string, d: Dataset): void {
     const cols = checkDataset(name, d);
-    if (cols !== this.inputs) throw new ShapeError(`${name} has ${cols} features per row, the model expects ${this.inputs}`);
+    if (cols !== this.inputs)
+      throw new ShapeError(`${name} has ${cols} features per row, the model expects ${this.inputs}`);
     const labels = this.loss !== 'mse';
     const want = labels ? d.rows * this.groups : d.rows * this.outputs;
     if (labels && !is.int32Array(d.y)) {
       const err = invalidArg(`${name}.y`, `Int32Array of class labels (${this.loss} loss)`, d.y);
-      if (d.y.length === d.rows * this.outputs) err.message += "; for one-hot rows, of.data.fromArrays(x, y, { labels: 'oneHot' }) gives class labels";
-      else if (d.y.length === want && ArrayBuffer.isView(d.y)) {  // class indices held as floats (tfjs dataSync())
-        err.message += "; for class indices held as floats, use of.data.fromArrays(x, y, { labels: 'index' }) or Int32Array.from(y)";
+      if (d.y.length === d.rows * this.outputs)
+        err.message += "; for one-hot rows, of.data.fromArrays(x, y, { labels: 'oneHot' }) gives class labels";
+      else if (d.y.length === want && ArrayBuffer.isView(d.y)) {
+        // class indices held as floats (tfjs dataSync())
+        err.message +=
+          "; for class indices held as floats, use of.data.fromArrays(x, y, { labels: 'index' }) or Int32Array.from(y)";
       }
       throw err;
     }
-    if (this.loss === 'mse' && !is.float32Array(d.y)) throw invalidArg(`${name}.y`, 'Float32Array of targets (mse loss)', d.y);
+    if (this.loss === 'mse' && !is.float32Array(d.y))
+      throw invalidArg(`${name}.y`, 'Float32Array of targets (mse loss)', d.y);
     if (d.y.length !== want) throw new ShapeError(`${name}.y has ${d.y.length} values, expected ${want}`);
   }
 }
@@ -788,19 +629,24 @@ export class Model {
  */
 export function sequential(layers: Layer[], options?: SequentialOptions): Model {
   const o = optionsObject('sequential', options, ['seed', 'loss', 'backend', 'allowTf32']);
-  if (o.allowTf32 !== undefined && typeof o.allowTf32 !== 'boolean') throw invalidArg('allowTf32', 'boolean', o.allowTf32);
+  if (o.allowTf32 !== undefined && typeof o.allowTf32 !== 'boolean')
+    throw invalidArg('allowTf32', 'boolean', o.allowTf32);
   if (!Array.isArray(layers) || layers.length === 0) throw invalidArg('layers', 'non-empty array of layers', layers);
   const seed = o.seed ?? 0;
-  if (!is.integer(seed) || (seed as number) < 0 || (seed as number) > 2 ** 53) throw invalidArg('seed', 'integer in [0, 2^53]', seed);
+  if (!is.integer(seed) || (seed as number) < 0 || (seed as number) > 2 ** 53)
+    throw invalidArg('seed', 'integer in [0, 2^53]', seed);
   const loss = o.loss ?? 'crossEntropy';
   if (!(LOSSES as readonly unknown[]).includes(loss)) throw invalidArg('loss', LOSSES.join(' | '), loss);
   layers.forEach((l, i) => {
-    if (!is.plainObject(l) || typeof l.type !== 'string') throw invalidArg(`layers[${i}]`, 'a layer (of.dense(), of.conv2d(), of.relu(), ...)', l);
+    if (!is.plainObject(l) || typeof l.type !== 'string')
+      throw invalidArg(`layers[${i}]`, 'a layer (of.dense(), of.conv2d(), of.relu(), ...)', l);
   });
   const topo = topology(layers);
   const width = topo.groups > 1 ? topo.outputs / topo.groups : topo.outputs;
   if (topo.groups > 1 && loss === 'mse') {
-    throw new ConfigError('the last layer gives a sequence or node set: classify each position (crossEntropy or zeroOne, one label per position, -1 = none), or add of.timeMean(), of.flatten() or returnSequences: false and a dense layer');
+    throw new ConfigError(
+      'the last layer gives a sequence or node set: classify each position (crossEntropy or zeroOne, one label per position, -1 = none), or add of.timeMean(), of.flatten() or returnSequences: false and a dense layer',
+    );
   }
   if (loss !== 'mse' && (width ?? 0) < 2) throw new ConfigError(`${loss as string} needs at least 2 outputs`);
   return new Model([...layers], {

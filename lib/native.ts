@@ -6,15 +6,31 @@
 import * as path from 'path';
 import type { Schedule } from './schedules';
 import * as fs from 'fs';
-import { BackendError, errorClasses } from './errors';
+import { BackendError, type ErrorCode, errorClasses } from './errors';
 
 /** @internal */
 export type NativeLayer =
   | { type: 'dense'; units: number; bias?: boolean; trainable?: boolean; weights?: string }
   | { type: 'activation'; activation: string; alpha?: number }
-  | { type: 'conv2d' | 'maxPool2d' | 'avgPool2d'; filters?: number; kernel: [number, number]; strides: [number, number]; padding: 'same' | 'valid' | [number, number]; dilation: [number, number]; bias?: boolean; weights?: string }
+  | {
+      type: 'conv2d' | 'maxPool2d' | 'avgPool2d';
+      filters?: number;
+      kernel: [number, number];
+      strides: [number, number];
+      padding: 'same' | 'valid' | [number, number];
+      dilation: [number, number];
+      bias?: boolean;
+      weights?: string;
+    }
   | { type: 'globalAvgPool' | 'flatten' | 'timeMean' | 'residualBegin' | 'residualEnd' | 'concatBegin' | 'concatEnd' }
-  | { type: 'rnn' | 'gru' | 'lstm' | 'lif'; units: number; returnSequences: boolean; beta?: number; threshold?: number; slope?: number }
+  | {
+      type: 'rnn' | 'gru' | 'lstm' | 'lif';
+      units: number;
+      returnSequences: boolean;
+      beta?: number;
+      threshold?: number;
+      slope?: number;
+    }
   | { type: 'repeat'; steps: number }
   | { type: 'dropout'; rate: number }
   | { type: 'layerNorm' | 'batchNorm' }
@@ -22,7 +38,16 @@ export type NativeLayer =
   | { type: 'graphConv'; units: number; graph: { nodes: number; edges: [number, number][] } };
 
 /** @internal */
-export type NativeModelSpec = { inputs: number; inputShape?: [number, number, number] | [number, number]; layers: NativeLayer[]; loss: string; seed: number };
+export type NativeModelSpec = {
+  inputs: number;
+  inputShape?: [number, number, number] | [number, number];
+  layers: NativeLayer[];
+  loss: string;
+  seed: number;
+};
+
+/** @internal One layer of a spec as the native model lays it out: its output shape and its parameter tensors. */
+export type NativeLayerInfo = { output: number[]; tensors: { name: string; shape: number[] }[] };
 
 /** @internal */
 export type NativeEstimator = {
@@ -146,7 +171,11 @@ export type Targets = Int32Array | Float32Array;
  * one step's outputs (rows × outputs; with ULR every noisy copy is a row), the targets of each row (labels,
  * or rows × outputs values) and the row count, and returns one finite loss per row. Only `ulr()` can use it.
  */
-export type LossFunction = (outputs: Float32Array, targets: Int32Array | Float32Array, rows: number) => Float32Array | Float64Array | number[];
+export type LossFunction = (
+  outputs: Float32Array,
+  targets: Int32Array | Float32Array,
+  rows: number,
+) => Float32Array | Float64Array | number[];
 
 /** @internal Training state besides the parameters (what a checkpoint stores). */
 export type NativeTrainState = {
@@ -168,6 +197,17 @@ export type NativeTrainState = {
   v: Float32Array | null;
 };
 
+/**
+ * @internal fit's `distributed` option as the engine takes it: `allreduce` gets a step's values and calls
+ * `done(undefined, values)` once they hold the sum over the ranks, or `done(error)`.
+ */
+export type NativeDistributed = {
+  rank: number;
+  size: number;
+  mode: 'data' | 'copies' | 'seeds';
+  allreduce: (values: Float32Array, done: (error?: unknown, values?: Float32Array) => void) => void;
+};
+
 /** @internal */
 export interface NativeModel {
   parameters(): { name: string; shape: number[]; data: Float32Array }[];
@@ -175,18 +215,58 @@ export interface NativeModel {
   predictAsync(x: Float32Array, rows: number): Promise<Float32Array>;
   evaluateAsync(x: Float32Array, y: Targets, rows: number): Promise<{ loss: number; accuracy: number }>;
   evaluate(x: Float32Array, y: Targets, rows: number): { loss: number; accuracy: number };
-  gradients(x: Float32Array, y: Targets, rows: number, estimator: NativeEstimator, step?: number, loss?: LossFunction): {
+  gradients(
+    x: Float32Array,
+    y: Targets,
+    rows: number,
+    estimator: NativeEstimator,
+    step?: number,
+    loss?: LossFunction,
+  ): {
     grads: Float32Array;
     loss: number;
   };
-  trainStep(x: Float32Array, y: Targets, rows: number, estimator: NativeEstimator, optimizer: NativeOptimizer): {
+  trainStep(
+    x: Float32Array,
+    y: Targets,
+    rows: number,
+    estimator: NativeEstimator,
+    optimizer: NativeOptimizer,
+  ): {
     loss: number;
   };
   applyGradients(grads: Float32Array, optimizer: NativeOptimizer, rows: number): void;
-  copyLosses(x: Float32Array, y: Targets, rows: number, estimator: NativeEstimator, k0: number, k1: number): Float32Array;
-  copyGradients(x: Float32Array, y: Targets, rows: number, estimator: NativeEstimator, k0: number, k1: number, losses: Float32Array): Float32Array;
-  perturbationLosses(x: Float32Array, y: Targets, rows: number, estimator: NativeEstimator, p0: number, p1: number): Float32Array;
-  applyPerturbationUpdate(losses: Float32Array, estimator: NativeEstimator, optimizer: NativeOptimizer, rows: number): void;
+  copyLosses(
+    x: Float32Array,
+    y: Targets,
+    rows: number,
+    estimator: NativeEstimator,
+    k0: number,
+    k1: number,
+  ): Float32Array;
+  copyGradients(
+    x: Float32Array,
+    y: Targets,
+    rows: number,
+    estimator: NativeEstimator,
+    k0: number,
+    k1: number,
+    losses: Float32Array,
+  ): Float32Array;
+  perturbationLosses(
+    x: Float32Array,
+    y: Targets,
+    rows: number,
+    estimator: NativeEstimator,
+    p0: number,
+    p1: number,
+  ): Float32Array;
+  applyPerturbationUpdate(
+    losses: Float32Array,
+    estimator: NativeEstimator,
+    optimizer: NativeOptimizer,
+    rows: number,
+  ): void;
   fit(
     x: Float32Array,
     y: Targets,
@@ -194,7 +274,19 @@ export interface NativeModel {
     valX: Float32Array | null,
     valY: Targets | null,
     valRows: number,
-    config: { epochs: number; batchSize: number; shuffle: boolean; resume: boolean; estimator: NativeEstimator; optimizer: NativeOptimizer; loss?: LossFunction; onDiverged?: (d: { reason: string; epoch: number; step: number }) => void; onBatchEnd?: (b: BatchLog) => void; maxGradNorm?: number },
+    config: {
+      epochs: number;
+      batchSize: number;
+      shuffle: boolean;
+      resume: boolean;
+      estimator: NativeEstimator;
+      optimizer: NativeOptimizer;
+      loss?: LossFunction;
+      onDiverged?: (d: { reason: string; epoch: number; step: number }) => void;
+      onBatchEnd?: (b: BatchLog) => void;
+      maxGradNorm?: number;
+      distributed?: NativeDistributed;
+    },
     onProgress: ((p: Progress) => void) | null,
     onEpoch: ((e: EpochLog) => void) | null,
   ): Promise<EpochLog[]>;
@@ -202,7 +294,18 @@ export interface NativeModel {
   dispose(): void;
   /** Throws ERR_BUSY unless the model could change now (no fit, async prediction or other call on it). */
   checkIdle(): void;
-  memoryEstimate(estimator: NativeEstimator, batchSize: number): { bytes: number; parameters: number; gradients: number; optimizer: number; activations: number; partials: number; workspace: number };
+  memoryEstimate(
+    estimator: NativeEstimator,
+    batchSize: number,
+  ): {
+    bytes: number;
+    parameters: number;
+    gradients: number;
+    optimizer: number;
+    activations: number;
+    partials: number;
+    workspace: number;
+  };
   exportState(): NativeTrainState;
   setFrozen(count: number): void;
   inputGradients(x: Float32Array, y: Targets, rows: number): { grads: Float32Array; loss: number };
@@ -264,6 +367,11 @@ export type NativeBackendInfo = {
 /** @internal The whole N-API surface of the addon. */
 export type NativeBinding = {
   NativeModel: new (spec: NativeModelSpec) => NativeModel;
+  /**
+   * Each layer of `spec.layers` as a model built from `spec` lays it out (its loss and seed aside; no parameters
+   * allocated). A layer that does not fit comes back as `error`, after the layers before it.
+   */
+  describeLayers(spec: NativeModelSpec): { layers: NativeLayerInfo[]; error?: { code: ErrorCode; message: string } };
   backendInfo(): NativeBackendInfo;
   setThreads(n: number): number;
   /** Test hook: bytes held by native buffers now (`live`) and at most since the last reset (`peak`); `reset` first frees every thread's scratch, then starts `peak` from `live`. */
@@ -283,10 +391,43 @@ export type NativeBinding = {
     kscale: Float32Array | null,
     naive: boolean,
   ): void;
-  noise(rows: number, cols: number, seed: number, step: number, layer: number, row0: number, antithetic: boolean, naive?: boolean, density?: number): Float32Array;
+  noise(
+    rows: number,
+    cols: number,
+    seed: number,
+    step: number,
+    layer: number,
+    row0: number,
+    antithetic: boolean,
+    naive?: boolean,
+    density?: number,
+  ): Float32Array;
   philox(c0: number, c1: number, c2: number, c3: number, k0: number, k1: number): Uint32Array;
-  deviceNoise(device: 'sim' | 'cuda', rows: number, cols: number, seed: number, step: number, layer: number, row0: number, antithetic: boolean, density: number): Float32Array;
-  deviceGemm(device: 'sim' | 'cuda' | 'tiled', C: Float32Array, A: Float32Array, B: Float32Array, M: number, N: number, K: number, transA: boolean, transB: boolean, alpha: number, beta: number, tf32: boolean): void;
+  deviceNoise(
+    device: 'sim' | 'cuda',
+    rows: number,
+    cols: number,
+    seed: number,
+    step: number,
+    layer: number,
+    row0: number,
+    antithetic: boolean,
+    density: number,
+  ): Float32Array;
+  deviceGemm(
+    device: 'sim' | 'cuda' | 'tiled',
+    C: Float32Array,
+    A: Float32Array,
+    B: Float32Array,
+    M: number,
+    N: number,
+    K: number,
+    transA: boolean,
+    transB: boolean,
+    alpha: number,
+    beta: number,
+    tf32: boolean,
+  ): void;
 };
 
 /** Where the loaded addon came from: `ONEFORWARD_NATIVE`, a source build (cmake or node-gyp), or the prebuilt. */

@@ -51,7 +51,8 @@ export type Optimizer = NativeOptimizer;
 function common(name: string, o: Record<string, unknown>, lr: number, wd: number) {
   const out = { lr: o.lr ?? lr, weightDecay: o.weightDecay ?? wd, clipNorm: o.clipNorm ?? 0 };
   if (!is.positive(out.lr)) throw invalidArg(`${name} lr`, 'positive number', out.lr);
-  if (!is.number(out.weightDecay) || out.weightDecay < 0) throw invalidArg('weightDecay', 'number >= 0', out.weightDecay);
+  if (!is.number(out.weightDecay) || out.weightDecay < 0)
+    throw invalidArg('weightDecay', 'number >= 0', out.weightDecay);
   if (!is.number(out.clipNorm) || out.clipNorm < 0) throw invalidArg('clipNorm', 'number >= 0', out.clipNorm);
   const schedule = o.schedule === undefined ? {} : { schedule: checkSchedule(o.schedule, out.lr) };
   return { ...out, ...schedule } as { lr: number; weightDecay: number; clipNorm: number; schedule?: Schedule };

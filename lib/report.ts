@@ -68,16 +68,19 @@ export type ReportData = {
   }[];
 };
 
-const escape = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+const escape = (s: string) =>
+  s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
 type Fields = Record<string, 'string' | 'number' | 'boolean' | 'string?' | 'boolean?'>;
 
 // One object of the report: an object with exactly the listed fields of the listed types (unknown ones dropped).
 function record(name: string, v: unknown, fields: Fields): Record<string, unknown> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalidArg(name, 'an object', v);
-  const o = v as Record<string, unknown>, out: Record<string, unknown> = {};
+  const o = v as Record<string, unknown>,
+    out: Record<string, unknown> = {};
   for (const [k, type] of Object.entries(fields)) {
-    const optional = type.endsWith('?'), want = type.replace('?', '');
+    const optional = type.endsWith('?'),
+      want = type.replace('?', '');
     if (o[k] === undefined && optional) continue;
     if (typeof o[k] !== want) throw invalidArg(`${name}.${k}`, want, o[k]);
     out[k] = o[k];
@@ -100,23 +103,44 @@ function checkReport(data: unknown): ReportData {
   const d = data as Record<string, unknown>;
   const epoch = (e: unknown, name: string) => {
     const out = record(name, e, { epoch: 'number', loss: 'number', seconds: 'number' });
-    for (const [k, v] of Object.entries(e as object)) if (typeof v === 'number') out[k] = v;  // accuracy, valLoss, ...
+    for (const [k, v] of Object.entries(e as object)) if (typeof v === 'number') out[k] = v; // accuracy, valLoss, ...
     return out as EpochLog;
   };
-  const runs = list('runs', d.runs, (r, name) => ({ ...(record(name, r, { name: 'string' }) as { name: string }), epochs: list(`${name}.epochs`, (r as ReportRun).epochs, epoch, false)! }), false)!;
+  const runs = list(
+    'runs',
+    d.runs,
+    (r, name) => ({
+      ...(record(name, r, { name: 'string' }) as { name: string }),
+      epochs: list(`${name}.epochs`, (r as ReportRun).epochs, epoch, false)!,
+    }),
+    false,
+  )!;
   if (runs.length === 0) throw new ConfigError('a report needs at least one run');
   const point = (fields: Fields) => (p: unknown, name: string) => record(name, p, fields);
   const out = { ...top, runs } as ReportData;
   const variance = list('variance', d.variance, point({ copies: 'number', variance: 'number' }));
   if (variance) out.variance = variance as ReportData['variance'];
-  const timeCurves = list('timeCurves', d.timeCurves, (c, name) => ({ ...record(name, c, { name: 'string' }), points: list(`${name}.points`, (c as { points: unknown }).points, point({ seconds: 'number', accuracy: 'number' }), false) }));
+  const timeCurves = list('timeCurves', d.timeCurves, (c, name) => ({
+    ...record(name, c, { name: 'string' }),
+    points: list(
+      `${name}.points`,
+      (c as { points: unknown }).points,
+      point({ seconds: 'number', accuracy: 'number' }),
+      false,
+    ),
+  }));
   if (timeCurves) out.timeCurves = timeCurves as ReportData['timeCurves'];
   const charts = list('charts', d.charts, (c, name) => ({
     ...record(name, c, { title: 'string', xLabel: 'string', yLabel: 'string', logX: 'boolean?' }),
-    series: list(`${name}.series`, (c as { series: unknown }).series, (s, sname) => ({
-      ...record(sname, s, { name: 'string' }),
-      points: list(`${sname}.points`, (s as { points: unknown }).points, point({ x: 'number', y: 'number' }), false),
-    }), false),
+    series: list(
+      `${name}.series`,
+      (c as { series: unknown }).series,
+      (s, sname) => ({
+        ...record(sname, s, { name: 'string' }),
+        points: list(`${sname}.points`, (s as { points: unknown }).points, point({ x: 'number', y: 'number' }), false),
+      }),
+      false,
+    ),
   }));
   if (charts) out.charts = charts as ReportData['charts'];
   return out;
@@ -209,6 +233,8 @@ export function writeReport(data: ReportData, file: string): void {
   try {
     fs.writeFileSync(file, html);
   } catch (err) {
-    throw new ConfigError(`cannot write the report to ${file}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+    throw new ConfigError(`cannot write the report to ${file}: ${(err as Error)?.message ?? String(err)}`, {
+      cause: err,
+    });
   }
 }

@@ -75,18 +75,24 @@ const MAX_PGD_STEPS = 10000;
 function checkAttack(a: unknown, i: number): Attack {
   const name = `attacks[${i}]`;
   if (!is.plainObject(a)) throw invalidArg(name, 'an attack { kind, ... }', a);
-  const keys = { fgsm: ['eps'], pgd: ['eps', 'steps', 'alpha'], gaussian: ['std'], saltPepper: ['p'] } as Record<string, string[]>;
-  if (typeof a.kind !== 'string' || !Object.hasOwn(keys, a.kind)) throw invalidArg(`${name}.kind`, "'fgsm' | 'pgd' | 'gaussian' | 'saltPepper'", a.kind);
+  const keys = { fgsm: ['eps'], pgd: ['eps', 'steps', 'alpha'], gaussian: ['std'], saltPepper: ['p'] } as Record<
+    string,
+    string[]
+  >;
+  if (typeof a.kind !== 'string' || !Object.hasOwn(keys, a.kind))
+    throw invalidArg(`${name}.kind`, "'fgsm' | 'pgd' | 'gaussian' | 'saltPepper'", a.kind);
   checkKeys(`attack ${a.kind}`, a, ['kind', ...keys[a.kind]!]);
   if (a.kind === 'fgsm' || a.kind === 'pgd') {
     if (!is.number(a.eps) || a.eps < 0) throw invalidArg(`${name}.eps`, 'number >= 0', a.eps);
   }
   if (a.kind === 'pgd') {
-    if (a.steps !== undefined && (!is.positiveInteger(a.steps) || a.steps > MAX_PGD_STEPS)) throw invalidArg(`${name}.steps`, `integer in [1, ${MAX_PGD_STEPS}]`, a.steps);
+    if (a.steps !== undefined && (!is.positiveInteger(a.steps) || a.steps > MAX_PGD_STEPS))
+      throw invalidArg(`${name}.steps`, `integer in [1, ${MAX_PGD_STEPS}]`, a.steps);
     if (a.alpha !== undefined && !is.positive(a.alpha)) throw invalidArg(`${name}.alpha`, 'positive number', a.alpha);
   }
   if (a.kind === 'gaussian' && (!is.number(a.std) || a.std < 0)) throw invalidArg(`${name}.std`, 'number >= 0', a.std);
-  if (a.kind === 'saltPepper' && (!is.number(a.p) || a.p < 0 || a.p > 1)) throw invalidArg(`${name}.p`, 'number in [0, 1]', a.p);
+  if (a.kind === 'saltPepper' && (!is.number(a.p) || a.p < 0 || a.p > 1))
+    throw invalidArg(`${name}.p`, 'number in [0, 1]', a.p);
   return a as Attack;
 }
 
@@ -99,27 +105,33 @@ function checkAttack(a: unknown, i: number): Attack {
  * @throws ConfigError (`ERR_CONFIG`) for a bad option or attack; the errors of {@link Model.evaluate} for bad data
  * (`ERR_SHAPE`, `ERR_DATA`); `ERR_DISPOSED`, `ERR_BUSY`.
  */
-export function evaluate(model: Model, data: Dataset, options: { attacks: Attack[]; seed?: number; batchSize?: number }): RobustnessResult {
+export function evaluate(
+  model: Model,
+  data: Dataset,
+  options: { attacks: Attack[]; seed?: number; batchSize?: number },
+): RobustnessResult {
   if (!(model instanceof Model)) throw invalidArg('model', 'a Model', model);
   if (!is.plainObject(options)) throw invalidArg('options', 'an object { attacks }', options);
   checkKeys('robustness.evaluate', options, ['attacks', 'seed', 'batchSize']);
   if (!Array.isArray(options.attacks)) throw invalidArg('options.attacks', 'an array of attacks', options.attacks);
   const attacks = options.attacks.map(checkAttack);
-  if (options.seed !== undefined && (!is.integer(options.seed) || options.seed < 0)) throw invalidArg('seed', 'integer >= 0', options.seed);
+  if (options.seed !== undefined && (!is.integer(options.seed) || options.seed < 0))
+    throw invalidArg('seed', 'integer >= 0', options.seed);
   const batch = options.batchSize ?? 512;
   if (!is.positiveInteger(batch)) throw invalidArg('batchSize', 'positive integer', batch);
   const clip = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
   checkDataset('data', data);
-  const out: RobustnessResult = [{ attack: { kind: 'clean' }, accuracy: accuracy(model, data.x, data) }];  // checks the rest
+  const out: RobustnessResult = [{ attack: { kind: 'clean' }, accuracy: accuracy(model, data.x, data) }]; // checks the rest
   const cols = data.x.length / data.rows;
   for (const a of attacks) {
     const x = Float32Array.from(data.x);
     if (a.kind === 'fgsm' || a.kind === 'pgd') {
-      const steps = a.kind === 'pgd' ? a.steps ?? 10 : 1;
-      const alpha = a.kind === 'pgd' ? a.alpha ?? a.eps / 4 : a.eps;
+      const steps = a.kind === 'pgd' ? (a.steps ?? 10) : 1;
+      const alpha = a.kind === 'pgd' ? (a.alpha ?? a.eps / 4) : a.eps;
       for (let r0 = 0; r0 < data.rows; r0 += batch) {
         const n = Math.min(batch, data.rows - r0);
-        const lo = r0 * cols, hi = (r0 + n) * cols;
+        const lo = r0 * cols,
+          hi = (r0 + n) * cols;
         const y = data.y.subarray(r0 * (data.y.length / data.rows), (r0 + n) * (data.y.length / data.rows));
         for (let s = 0; s < steps; s++) {
           const g = inputGradient(model, x.subarray(lo, hi), y as Int32Array | Float32Array, n);
@@ -133,7 +145,8 @@ export function evaluate(model: Model, data: Dataset, options: { attacks: Attack
     } else if (a.kind === 'gaussian' || a.kind === 'saltPepper') {
       const u = rng(options.seed ?? 1);
       if (a.kind === 'gaussian') {
-        for (let i = 0; i < x.length; i++) x[i] = clip(x[i]! + a.std * Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u()));
+        for (let i = 0; i < x.length; i++)
+          x[i] = clip(x[i]! + a.std * Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u()));
       } else {
         for (let i = 0; i < x.length; i++) if (u() < a.p) x[i] = u() < 0.5 ? 0 : 1;
       }

@@ -129,10 +129,16 @@ export function checkSchedule(s: unknown, lr: number): Schedule {
   if (!is.plainObject(s) || !SCHEDULES.includes(s.kind as ScheduleKind)) {
     throw invalidArg('schedule', 'a schedule from of.schedules (constant, step, exponential, cosine)', s);
   }
-  const { kind, ...rest } = s as Record<string, unknown>;  // a hand-written object gets the factories' checks
+  const { kind, ...rest } = s as Record<string, unknown>; // a hand-written object gets the factories' checks
   const sched =
-    kind === 'constant' ? constant(rest) : kind === 'step' ? step(rest as StepScheduleOptions)
-      : kind === 'exponential' ? exponential(rest as ExponentialScheduleOptions) : cosine(rest as CosineScheduleOptions);
-  if (sched.kind === 'cosine' && sched.minLr > lr) throw invalidArg('schedule minLr', `number <= lr (${lr})`, sched.minLr);
+    kind === 'constant'
+      ? constant(rest)
+      : kind === 'step'
+        ? step(rest as StepScheduleOptions)
+        : kind === 'exponential'
+          ? exponential(rest as ExponentialScheduleOptions)
+          : cosine(rest as CosineScheduleOptions);
+  if (sched.kind === 'cosine' && sched.minLr > lr)
+    throw invalidArg('schedule minLr', `number <= lr (${lr})`, sched.minLr);
   return sched;
 }

@@ -65,7 +65,8 @@ export function optionsObject(what: string, options: unknown, allowed: readonly 
 export function checkFinite(name: string, x: Float32Array, cols?: number): void {
   for (let i = 0; i < x.length; i++) {
     const v = x[i]!;
-    if (v - v !== 0) {  // NaN and ±Infinity (1e39 is Infinity in float32)
+    if (v - v !== 0) {
+      // NaN and ±Infinity (1e39 is Infinity in float32)
       const at = cols ? ` (row ${Math.floor(i / cols)}, column ${i % cols})` : '';
       throw new DataError(`${name} has a non-finite value (${v}) at index ${i}${at}`);
     }

@@ -30,7 +30,8 @@ function buildGyp({ incremental = false, stdio = 'inherit' } = {}) {
   fs.writeFileSync(path.join(dir, 'binding.gyp'), JSON.stringify({ includes: ['../binding.gyp'] }) + '\n');
   const gyp = require.resolve('node-gyp/bin/node-gyp.js');
   const nodedir = localNodeDir();
-  const configured = fs.existsSync(path.join(dir, 'build', 'Makefile')) || fs.existsSync(path.join(dir, 'build', 'config.gypi'));
+  const configured =
+    fs.existsSync(path.join(dir, 'build', 'Makefile')) || fs.existsSync(path.join(dir, 'build', 'config.gypi'));
   const command = incremental && configured ? 'build' : 'rebuild';
   const args = [gyp, command, '-j', 'max', ...(nodedir && command === 'rebuild' ? [`--nodedir=${nodedir}`] : [])];
   execFileSync(process.execPath, args, { cwd: dir, stdio });

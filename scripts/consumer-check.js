@@ -41,7 +41,14 @@ function check(name, fn) {
   }
   console.log(`${error ? 'FAIL' : 'ok  '} ${name} (${seconds(t0)})`);
   if (error) {
-    console.log(String(error).trimEnd().split('\n').slice(-40).map((l) => `    ${l}`).join('\n'));
+    console.log(
+      String(error)
+        .trimEnd()
+        .split('\n')
+        .slice(-40)
+        .map((l) => `    ${l}`)
+        .join('\n'),
+    );
     failures.push(name);
   }
   return !error;
@@ -55,8 +62,10 @@ const write = (file, text) => {
 /** The README's code blocks marked `<!-- consumer-check: NAME -->`, by NAME. */
 function quickStarts(readme) {
   const blocks = {};
-  for (const m of readme.matchAll(/<!-- consumer-check: (\S+) -->\s*\n```\w*\n([\s\S]*?)\n```/g)) blocks[m[1]] = `${m[2]}\n`;
-  for (const name of ['esm.mts', 'cjs.cts']) if (!blocks[name]) throw new Error(`README.md has no block marked <!-- consumer-check: ${name} -->`);
+  for (const m of readme.matchAll(/<!-- consumer-check: (\S+) -->\s*\n```\w*\n([\s\S]*?)\n```/g))
+    blocks[m[1]] = `${m[2]}\n`;
+  for (const name of ['esm.mts', 'cjs.cts'])
+    if (!blocks[name]) throw new Error(`README.md has no block marked <!-- consumer-check: ${name} -->`);
   return blocks;
 }
 
@@ -73,8 +82,12 @@ if (of.sequential !== ns.sequential || !(new ns.ConfigError('x') instanceof of.O
 }
 console.log('imports ok', r.loss);
 `;
-const esmProbe = probe(`import of from 'oneforward';\nimport * as ns from 'oneforward';\nimport { sequential, dense } from 'oneforward';`);
-const cjsProbe = probe(`import of = require('oneforward');\nimport * as ns from 'oneforward';\nimport { sequential, dense } from 'oneforward';`);
+const esmProbe = probe(
+  `import of from 'oneforward';\nimport * as ns from 'oneforward';\nimport { sequential, dense } from 'oneforward';`,
+);
+const cjsProbe = probe(
+  `import of = require('oneforward');\nimport * as ns from 'oneforward';\nimport { sequential, dense } from 'oneforward';`,
+);
 // docs/from-tfjs.md's `using model = of.sequential(...)`: it type-checks only if Model's .d.ts has [Symbol.dispose].
 const usingProbe = `import * as of from 'oneforward';
 let kept: of.Model | undefined;
@@ -94,19 +107,41 @@ let tarball;
 let blocks;
 const tsc = () => path.join(app, 'node_modules', 'typescript', 'bin', 'tsc');
 // Strict, and stricter; no skipLibCheck: the package's .d.ts files are checked too.
-const strict = ['--strict', '--noUncheckedIndexedAccess', '--exactOptionalPropertyTypes', '--types', 'node', '--target', 'es2022'];
+const strict = [
+  '--strict',
+  '--noUncheckedIndexedAccess',
+  '--exactOptionalPropertyTypes',
+  '--types',
+  'node',
+  '--target',
+  'es2022',
+];
 
 const packed = check('npm pack', () => {
   const r = run(npm, ['pack', '--pack-destination', tmp], root);
   tarball = fs.readdirSync(tmp).find((f) => f.endsWith('.tgz'));
   return r.ok && tarball ? null : r.out;
 });
-const installed = packed && check('npm install of the tarball (builds the addon unless prebuilt)', () => {
-  write(path.join(app, 'package.json'), JSON.stringify({ name: 'oneforward-consumer', private: true }, null, 2));
-  const dev = pkg.devDependencies;
-  const r = run(npm, ['install', '--no-audit', '--no-fund', path.join(tmp, tarball), `typescript@${dev.typescript}`, `@types/node@${dev['@types/node']}`, `fastify@${dev.fastify}`], app);
-  return r.ok ? null : r.out;
-});
+const installed =
+  packed &&
+  check('npm install of the tarball (builds the addon unless prebuilt)', () => {
+    write(path.join(app, 'package.json'), JSON.stringify({ name: 'oneforward-consumer', private: true }, null, 2));
+    const dev = pkg.devDependencies;
+    const r = run(
+      npm,
+      [
+        'install',
+        '--no-audit',
+        '--no-fund',
+        path.join(tmp, tarball),
+        `typescript@${dev.typescript}`,
+        `@types/node@${dev['@types/node']}`,
+        `fastify@${dev.fastify}`,
+      ],
+      app,
+    );
+    return r.ok ? null : r.out;
+  });
 if (installed) {
   const installedRoot = path.join(app, 'node_modules', 'oneforward');
   check('README links and images exist in the package', () => {
@@ -130,7 +165,9 @@ if (installed) {
   });
   check('the server example compiles in an app with the tsconfig of its README', () => {
     const example = path.join(installedRoot, 'examples', 'server');
-    const config = fs.readFileSync(path.join(example, 'README.md'), 'utf8').match(/with a `tsconfig\.json` such as\s*```json\n([\s\S]*?)\n```/);
+    const config = fs
+      .readFileSync(path.join(example, 'README.md'), 'utf8')
+      .match(/with a `tsconfig\.json` such as\s*```json\n([\s\S]*?)\n```/);
     if (!config) return 'examples/server/README.md has no tsconfig.json block after "with a `tsconfig.json` such as"';
     const dir = path.join(app, 'server-app');
     write(path.join(dir, 'tsconfig.json'), config[1]);
@@ -145,28 +182,71 @@ if (blocks) {
   const tinyTest = 'of.data.take(of.datasets.digits().test, Array.from({ length: 100 }, (_, i) => i * 20))';
   const small = (code) => {
     const out = code.replace('of.datasets.digits()', `{ train: ${tiny}, test: ${tinyTest} }`);
-    if (out === code) throw new Error('the quick start no longer calls of.datasets.digits(): update the run in scripts/consumer-check.js');
+    if (out === code)
+      throw new Error(
+        'the quick start no longer calls of.datasets.digits(): update the run in scripts/consumer-check.js',
+      );
     return out;
   };
   write(path.join(app, 'run', 'esm.mts'), small(blocks['esm.mts']));
   write(path.join(app, 'run', 'cjs.cts'), small(blocks['cjs.cts']));
   const files = ['esm.mts', 'cjs.cts', 'module/esm.ts', 'probe.mts', 'probe.cts', 'run/esm.mts', 'run/cjs.cts'];
   let compiled = false;
-  for (const [module, resolution] of [['nodenext', 'nodenext'], ['node16', 'node16'], ['preserve', 'bundler']]) {
+  for (const [module, resolution] of [
+    ['nodenext', 'nodenext'],
+    ['node16', 'node16'],
+    ['preserve', 'bundler'],
+  ]) {
     // nodenext also emits what runs (into out/, as .mjs and .cjs).
     const emit = module === 'nodenext' ? ['--outDir', 'out'] : ['--noEmit'];
     const ok = check(`tsc --module ${module} --moduleResolution ${resolution} (strict, no skipLibCheck)`, () => {
-      const r = run(process.execPath, [tsc(), ...strict, ...emit, '--module', module, '--moduleResolution', resolution, ...files], app);
+      const r = run(
+        process.execPath,
+        [tsc(), ...strict, ...emit, '--module', module, '--moduleResolution', resolution, ...files],
+        app,
+      );
       return r.ok ? null : r.out;
     });
     if (module === 'nodenext') compiled = ok;
   }
   check('tsc --lib es2022 only (no esnext.disposable): the probes compile', () => {
-    const r = run(process.execPath, [tsc(), ...strict, '--noEmit', '--lib', 'es2022', '--module', 'nodenext', '--moduleResolution', 'nodenext', 'probe.mts', 'probe.cts'], app);
+    const r = run(
+      process.execPath,
+      [
+        tsc(),
+        ...strict,
+        '--noEmit',
+        '--lib',
+        'es2022',
+        '--module',
+        'nodenext',
+        '--moduleResolution',
+        'nodenext',
+        'probe.mts',
+        'probe.cts',
+      ],
+      app,
+    );
     return r.ok ? null : r.out;
   });
   const usingCompiled = check('tsc --lib es2022,esnext.disposable: `using model = of.sequential(...)` compiles', () => {
-    const r = run(process.execPath, [tsc(), ...strict, '--outDir', 'out', '--lib', 'es2022,esnext.disposable', '--module', 'nodenext', '--moduleResolution', 'nodenext', 'using.mts'], app);
+    const r = run(
+      process.execPath,
+      [
+        tsc(),
+        ...strict,
+        '--outDir',
+        'out',
+        '--lib',
+        'es2022,esnext.disposable',
+        '--module',
+        'nodenext',
+        '--moduleResolution',
+        'nodenext',
+        'using.mts',
+      ],
+      app,
+    );
     return r.ok ? null : r.out;
   });
   if (usingCompiled) {

@@ -52,7 +52,10 @@ function libc() {
 
 /** Loads `file` in a child process (a failed dlopen must not take this one down). Returns '' or the error. */
 function loadError(file) {
-  const r = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(file)}).backendInfo()`], { encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(file)}).backendInfo()`], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
   if (r.status === 0) return '';
   const lines = `${r.stderr ?? ''}${r.error ? r.error.message : ''}`.split('\n').filter((l) => /error/i.test(l));
   return lines[0]?.trim() ?? `exit code ${r.status}`;
@@ -69,7 +72,8 @@ function prebuiltProblem() {
     return `${path.join(prebuiltDir, 'oneforward.json')} is missing or unreadable`;
   }
   if (meta.libc !== libc()) return `the prebuilt binary is for ${meta.libc}, this system has ${libc()}`;
-  if (Number(process.versions.napi) < meta.napi) return `the prebuilt binary needs N-API ${meta.napi}, node has ${process.versions.napi}`;
+  if (Number(process.versions.napi) < meta.napi)
+    return `the prebuilt binary needs N-API ${meta.napi}, node has ${process.versions.napi}`;
   const err = loadError(file);
   return err ? `the prebuilt binary does not load here (${err})` : '';
 }
@@ -78,14 +82,19 @@ function prebuiltProblem() {
 function missingTools(cmake) {
   const missing = [];
   const cxx = process.env.CXX?.split(' ')[0];
-  if (!(cxx ? which(cxx) ?? (fs.existsSync(cxx) && cxx) : ['g++', 'c++', 'clang++'].find(which))) missing.push(cxx ?? 'g++ (a C++17 compiler)');
+  if (!(cxx ? (which(cxx) ?? (fs.existsSync(cxx) && cxx)) : ['g++', 'c++', 'clang++'].find(which)))
+    missing.push(cxx ?? 'g++ (a C++17 compiler)');
   if (!which('make') && !(cmake && which('ninja'))) missing.push('make');
   if (!cmake && !process.env.PYTHON && !which('python3') && !which('python')) missing.push('python3');
   return missing;
 }
 
 function runCmakeJs(args, env = process.env) {
-  execFileSync(process.execPath, [require.resolve('cmake-js/bin/cmake-js'), ...args, '--out', 'build'], { cwd: root, stdio: 'inherit', env });
+  execFileSync(process.execPath, [require.resolve('cmake-js/bin/cmake-js'), ...args, '--out', 'build'], {
+    cwd: root,
+    stdio: 'inherit',
+    env,
+  });
 }
 
 /** Drops the cached configure (and compiler detection) so CUDA and MPI are looked for again; objects stay. */
@@ -93,12 +102,15 @@ function clearConfigure() {
   fs.rmSync(path.join(buildDir, 'CMakeCache.txt'), { force: true });
   const files = path.join(buildDir, 'CMakeFiles');
   if (!fs.existsSync(files)) return;
-  for (const entry of fs.readdirSync(files)) if (/^\d+\.\d+/.test(entry)) fs.rmSync(path.join(files, entry), { recursive: true, force: true });
+  for (const entry of fs.readdirSync(files))
+    if (/^\d+\.\d+/.test(entry)) fs.rmSync(path.join(files, entry), { recursive: true, force: true });
 }
 
 /** The backends compiled into an addon, in words (`CPU + CUDA`). */
 function backends(file) {
-  const r = spawnSync(process.execPath, ['-p', `require(${JSON.stringify(file)}).backendInfo().compiled.join(' + ')`], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, ['-p', `require(${JSON.stringify(file)}).backendInfo().compiled.join(' + ')`], {
+    encoding: 'utf8',
+  });
   return r.status === 0 ? r.stdout.trim().toUpperCase() : 'CPU';
 }
 
@@ -108,7 +120,10 @@ function usePrebuilt() {
   fs.rmSync(gypDir, { recursive: true, force: true });
   const what = `the prebuilt ${target} binary (${backends(path.join(prebuiltDir, 'oneforward.node'))}`;
   if (!hasMpi()) return log(`using ${what})`);
-  if (!hasCmake()) return log(`using ${what}); an MPI was found, but its addon needs cmake: install cmake, then npx oneforward rebuild`);
+  if (!hasCmake())
+    return log(
+      `using ${what}); an MPI was found, but its addon needs cmake: install cmake, then npx oneforward rebuild`,
+    );
   try {
     runCmakeJs(['compile', '--target', 'oneforward_mpi'], { ...process.env, ONEFORWARD_CUDA: '0' });
   } catch {
@@ -134,7 +149,9 @@ function buildFromSource(why, rebuild) {
     clearConfigure();
     runCmakeJs(['compile']);
     if (!checkout) fs.rmSync(gypDir, { recursive: true, force: true });
-    return log(`built from source with cmake (${why}): ${backends(cmakeOutput)}, MPI ${fs.existsSync(mpiOutput) ? 'on' : 'off'}`);
+    return log(
+      `built from source with cmake (${why}): ${backends(cmakeOutput)}, MPI ${fs.existsSync(mpiOutput) ? 'on' : 'off'}`,
+    );
   }
   if (!checkout) fs.rmSync(cmakeOutput, { force: true });
   buildGyp({ incremental: !rebuild });
@@ -163,7 +180,10 @@ if (require.main === module) {
     main(process.argv.slice(2));
   } catch (err) {
     // execFileSync's error repeats the command; the build's own output above says what failed.
-    const msg = err.status !== undefined ? `the native build failed (exit code ${err.status}); see the output above` : err.message;
+    const msg =
+      err.status !== undefined
+        ? `the native build failed (exit code ${err.status}); see the output above`
+        : err.message;
     console.error(`oneforward: ${msg}`);
     process.exitCode = 1;
   }

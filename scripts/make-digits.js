@@ -11,7 +11,7 @@ const path = require('path');
 const zlib = require('zlib');
 
 const PIXELS = 784;
-const level = (k) => Math.round((k * 1000) / 255) / 1000; // the decoder in lib/data.ts, digits()
+const level = (k) => Math.round((k * 1000) / 255) / 1000; // the decoder in lib/datasets.ts, digits()
 
 const dir = process.argv[2] ?? path.join(path.dirname(require.resolve('mnist/package.json')), 'src', 'digits');
 const labels = [];
@@ -23,7 +23,8 @@ for (let d = 0; d < 10; d++) {
   for (let i = 0; i < data.length; i++) {
     const k = Math.round(data[i] * 255);
     // exact, not approximate: the stored level must give back the very double the JSON held
-    if (!(k >= 0 && k <= 255) || level(k) !== data[i]) throw new Error(`${d}.json[${i}] = ${data[i]} is not round(k / 255, 3)`);
+    if (!(k >= 0 && k <= 255) || level(k) !== data[i])
+      throw new Error(`${d}.json[${i}] = ${data[i]} is not round(k / 255, 3)`);
     bytes[i] = k;
   }
   images.push(bytes);
@@ -33,4 +34,6 @@ const body = Buffer.concat([Uint8Array.from(labels), ...images]);
 const out = path.join(__dirname, '..', 'data', 'digits.gz');
 // mtime 0 in the gzip header (zlib writes none), so the file is the same bytes on every run
 fs.writeFileSync(out, zlib.gzipSync(body, { level: 9 }));
-process.stdout.write(`make-digits: ${labels.length} digits, ${fs.statSync(out).size} bytes -> ${path.relative(process.cwd(), out)}\n`);
+process.stdout.write(
+  `make-digits: ${labels.length} digits, ${fs.statSync(out).size} bytes -> ${path.relative(process.cwd(), out)}\n`,
+);

@@ -13,14 +13,19 @@ const root = path.join(__dirname, '..');
 const out = path.join(root, 'build-prebuild');
 const dest = path.join(root, 'prebuilds', target);
 
-if (!hasCmake()) throw new Error('oneforward: the prebuild needs cmake (it builds the CUDA backend where nvcc is found)');
+if (!hasCmake())
+  throw new Error('oneforward: the prebuild needs cmake (it builds the CUDA backend where nvcc is found)');
 // A fresh configure, so the prebuild matches this machine's nvcc now; objects with an unchanged command stay.
 fs.rmSync(path.join(out, 'CMakeCache.txt'), { force: true });
-execFileSync(process.execPath, [require.resolve('cmake-js/bin/cmake-js'), 'compile', '--out', out, '--target', 'oneforward'], {
-  cwd: root,
-  stdio: 'inherit',
-  env: { ...process.env, ONEFORWARD_MPI: '0' },
-});
+execFileSync(
+  process.execPath,
+  [require.resolve('cmake-js/bin/cmake-js'), 'compile', '--out', out, '--target', 'oneforward'],
+  {
+    cwd: root,
+    stdio: 'inherit',
+    env: { ...process.env, ONEFORWARD_MPI: '0' },
+  },
+);
 fs.rmSync(dest, { recursive: true, force: true });
 fs.mkdirSync(dest, { recursive: true });
 const file = path.join(dest, 'oneforward.node');
@@ -37,4 +42,6 @@ const meta = {
   builtWith: { node: process.version, glibc: process.report.getReport().header.glibcVersionRuntime ?? null },
 };
 fs.writeFileSync(path.join(dest, 'oneforward.json'), JSON.stringify(meta, null, 2) + '\n');
-console.log(`oneforward: prebuilt ${path.relative(root, file)} (${meta.backends.join(' + ')}, ${(fs.statSync(file).size / 2 ** 20).toFixed(1)} MiB)`);
+console.log(
+  `oneforward: prebuilt ${path.relative(root, file)} (${meta.backends.join(' + ')}, ${(fs.statSync(file).size / 2 ** 20).toFixed(1)} MiB)`,
+);

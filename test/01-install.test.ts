@@ -56,8 +56,12 @@ t.test('without a source build the loader takes prebuilds/<platform>-<arch>/onef
   fs.copyFileSync(of.backend.info().binaryPath, prebuilt);
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.ONEFORWARD_NATIVE;
-  const script = "const i = require(process.argv[1]).backend.info(); console.log(JSON.stringify([i.binary, i.binaryPath, i.compiled[0]]))";
-  const r = spawnSync(process.execPath, ['-e', script, path.join(pkg, 'dist', 'lib', 'index.js')], { env, encoding: 'utf8' });
+  const script =
+    'const i = require(process.argv[1]).backend.info(); console.log(JSON.stringify([i.binary, i.binaryPath, i.compiled[0]]))';
+  const r = spawnSync(process.execPath, ['-e', script, path.join(pkg, 'dist', 'lib', 'index.js')], {
+    env,
+    encoding: 'utf8',
+  });
   t.equal(r.status, 0, r.stderr);
   t.same(JSON.parse(r.stdout), ['prebuilt', prebuilt, 'cpu']);
 });

@@ -11,7 +11,12 @@ t.test('Philox4x32-10 matches the Random123 known-answer vectors', async (t) => 
   t.same(hex(nat.philox(0, 0, 0, 0, 0, 0)), ['6627e8d5', 'e169c58d', 'bc57ac4c', '9b00dbd8']);
   const f = 0xffffffff;
   t.same(hex(nat.philox(f, f, f, f, f, f)), ['408f276d', '41c83b0e', 'a20bc7c6', '6d5451fd']);
-  t.same(hex(nat.philox(0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0)), ['d16cfe09', '94fdcceb', '5001e420', '24126ea1']);
+  t.same(hex(nat.philox(0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0)), [
+    'd16cfe09',
+    '94fdcceb',
+    '5001e420',
+    '24126ea1',
+  ]);
 });
 
 t.test('noise is standard normal (KS test at fixed seeds, alpha = 0.001)', async (t) => {
@@ -45,7 +50,14 @@ t.test('noise is a pure function of its counters', async (t) => {
 });
 
 t.test('the vectorized generator (widest SIMD clone) equals the scalar noise_at() bit for bit', async (t) => {
-  for (const [rows, cols] of [[1, 1], [3, 7], [4, 64], [5, 65], [2, 257], [6, 1000]] as const) {
+  for (const [rows, cols] of [
+    [1, 1],
+    [3, 7],
+    [4, 64],
+    [5, 65],
+    [2, 257],
+    [6, 1000],
+  ] as const) {
     const fast = nat.noise(rows, cols, 12345, 6, 2, 3, true);
     const slow = nat.noise(rows, cols, 12345, 6, 2, 3, true, true);
     t.ok(Buffer.from(fast.buffer).equals(Buffer.from(slow.buffer)), `${rows} x ${cols}`);

@@ -30,7 +30,8 @@ function jsStep(s: State, g: Float64Array, o: of.Optimizer) {
       else gi += wd * s.p[i]!;
       s.m[i] = o.beta1! * s.m[i]! + (1 - o.beta1!) * gi;
       s.v[i] = o.beta2! * s.v[i]! + (1 - o.beta2!) * gi * gi;
-      const mh = s.m[i]! / (1 - o.beta1! ** s.t), vh = s.v[i]! / (1 - o.beta2! ** s.t);
+      const mh = s.m[i]! / (1 - o.beta1! ** s.t),
+        vh = s.v[i]! / (1 - o.beta2! ** s.t);
       s.p[i]! -= (o.lr * mh) / (Math.sqrt(vh) + o.eps!);
     }
   }
@@ -50,7 +51,8 @@ const configs: [string, of.Optimizer][] = [
 t.test('optimizer steps match the formulas', async (t) => {
   for (const [name, opt] of configs) {
     const m = of.sequential([of.dense(3, 2)], { seed: 4, loss: 'mse' });
-    const x = randn(5 * 3, 1), y = randn(5 * 2, 2);
+    const x = randn(5 * 3, 1),
+      y = randn(5 * 2, 2);
     const flat = () => Float64Array.from(m.parameters().flatMap((p) => Array.from(p.data)));
     const s: State = { p: flat(), m: new Float64Array(8), v: new Float64Array(8), t: 0 };
     for (let step = 0; step < 3; step++) {

@@ -13,12 +13,22 @@ t.test('dropout: identity in inference, one mask per sample and step in training
   const layers = [of.dense(5, 400), of.relu(), of.dropout(0.5), of.dense(400, 3)];
   const m = of.sequential(layers, { seed: 2 });
   const d = { x: randn(5, 3), y: Int32Array.from([1]), rows: 1, shape: [5] };
-  const want = forwardRow(layers, m.parameters().map((p) => Float64Array.from(p.data)), d.x);
-  assertClose(t, m.predict(d), want, { atol: 1e-5, rtol: 1e-4, label: 'predictions: dropout is the identity in inference' });
+  const want = forwardRow(
+    layers,
+    m.parameters().map((p) => Float64Array.from(p.data)),
+    d.x,
+  );
+  assertClose(t, m.predict(d), want, {
+    atol: 1e-5,
+    rtol: 1e-4,
+    label: 'predictions: dropout is the identity in inference',
+  });
   const bp = m.gradients(d, { estimator: of.bp() });
   const dead = Array.from({ length: 400 }, (_, j) => [0, 1, 2].every((o) => bp[2]![o * 400 + j] === 0));
-  const relu0 = (() => {  // units that relu already silences give zero columns too: count only live ones
-    const W = m.parameters()[0]!.data, b = m.parameters()[1]!.data;
+  const relu0 = (() => {
+    // units that relu already silences give zero columns too: count only live ones
+    const W = m.parameters()[0]!.data,
+      b = m.parameters()[1]!.data;
     return Array.from({ length: 400 }, (_, j) => {
       let v = b[j]!;
       for (let i = 0; i < 5; i++) v += W[j * 5 + i]! * d.x[i]!;
@@ -28,23 +38,38 @@ t.test('dropout: identity in inference, one mask per sample and step in training
   const live = relu0.filter((z) => !z).length;
   const dropped = dead.filter((z, j) => z && !relu0[j]).length;
   t.ok(dropped / live > 0.43 && dropped / live < 0.57, `bp: ${dropped} of ${live} live units dropped (rate 0.5)`);
-  t.ok(dead.every((z, j) => !z || relu0[j] || Array.from({ length: 5 }, (_, i) => bp[0]![j * 5 + i]).every((v) => v === 0)), 'dropped units pass no gradient back');
+  t.ok(
+    dead.every(
+      (z, j) => !z || relu0[j] || Array.from({ length: 5 }, (_, i) => bp[0]![j * 5 + i]).every((v) => v === 0),
+    ),
+    'dropped units pass no gradient back',
+  );
   const ulr = m.gradients(d, { estimator: of.ulr({ copies: 16 }), step: m.step });
-  t.ok(dead.every((z, j) => !z || relu0[j] || [0, 1, 2].every((o) => ulr[2]![o * 400 + j] === 0)), 'ulr: the same units dropped in every copy');
+  t.ok(
+    dead.every((z, j) => !z || relu0[j] || [0, 1, 2].every((o) => ulr[2]![o * 400 + j] === 0)),
+    'ulr: the same units dropped in every copy',
+  );
   const again = m.gradients(d, { estimator: of.bp() });
   t.same(Array.from(again[2]!), Array.from(bp[2]!), 'same step: same mask');
   const pattern = (g: Float32Array[]) => Array.from({ length: 400 }, (_, j) => g[2]![j] === 0).join('');
   m.trainStep(d, { estimator: of.bp(), optimizer: of.sgd({ lr: 1e-9 }) });
   t.not(pattern(m.gradients(d, { estimator: of.bp() })), pattern(bp), 'next step: a new mask');
   t.throws(() => of.dropout(1), { code: 'ERR_CONFIG' }, 'rate 1');
-  t.throws(() => of.sequential([of.dense(4, 4), of.residual([of.dense(4, 4), of.dropout(0.1)]), of.dense(4, 2)]), { code: 'ERR_CONFIG', message: /dropout/ }, 'a residual block ending with dropout');
+  t.throws(
+    () => of.sequential([of.dense(4, 4), of.residual([of.dense(4, 4), of.dropout(0.1)]), of.dense(4, 2)]),
+    { code: 'ERR_CONFIG', message: /dropout/ },
+    'a residual block ending with dropout',
+  );
   m.dispose();
 });
 
 t.test('an MLP with dropout trains on digits (2,000 rows, 1 epoch): BP >= 80%, ULR >= 60%', async (t) => {
   const { train, test } = of.datasets.digits();
   const sub = of.data.take(train, Array.from(of.data.permutation(train.rows, 1).subarray(0, 2000)));
-  for (const [name, est, bar] of [['bp', of.bp(), 0.8], ['ulr K=16', of.ulr({ copies: 16 }), 0.6]] as const) {
+  for (const [name, est, bar] of [
+    ['bp', of.bp(), 0.8],
+    ['ulr K=16', of.ulr({ copies: 16 }), 0.6],
+  ] as const) {
     const m = of.sequential([of.dense(784, 128), of.relu(), of.dropout(0.2), of.dense(128, 10)], { seed: 1 });
     await m.fit(sub, { estimator: est, optimizer: of.adam({ lr: 1e-3 }), epochs: 1, batchSize: 32 });
     const acc = m.evaluate(test).accuracy;

@@ -13,9 +13,30 @@ import { assertClose, concat, cosine } from './helpers/close';
 import { randn } from './helpers/native';
 import { finiteDifferences, forwardRow } from './helpers/spatial';
 
-const graph: of.Graph = { nodes: 7, edges: [[0, 1], [1, 2], [2, 0], [3, 4], [4, 5], [5, 6], [2, 3], [1, 1]] };
-const layers = (): of.Layer[] => [of.graphConv({ graph, units: 4, inputShape: [7, 3] }), of.tanh(), of.graphConv({ graph, units: 3 })];
-const data = () => ({ x: randn(2 * 21, 5), y: Int32Array.from([0, 1, -1, 2, 2, -1, 0, /* row 2 */ 1, -1, -1, 0, 2, 1, 1]), rows: 2, shape: [7, 3] });
+const graph: of.Graph = {
+  nodes: 7,
+  edges: [
+    [0, 1],
+    [1, 2],
+    [2, 0],
+    [3, 4],
+    [4, 5],
+    [5, 6],
+    [2, 3],
+    [1, 1],
+  ],
+};
+const layers = (): of.Layer[] => [
+  of.graphConv({ graph, units: 4, inputShape: [7, 3] }),
+  of.tanh(),
+  of.graphConv({ graph, units: 3 }),
+];
+const data = () => ({
+  x: randn(2 * 21, 5),
+  y: Int32Array.from([0, 1, -1, 2, 2, -1, 0, /* row 2 */ 1, -1, -1, 0, 2, 1, 1]),
+  rows: 2,
+  shape: [7, 3],
+});
 
 t.test('forward = float64 loops; BP = float64 central differences; labels per node', async (t) => {
   const m = of.sequential(layers(), { seed: 3 });
@@ -28,10 +49,15 @@ t.test('forward = float64 loops; BP = float64 central differences; labels per no
   const got = m.gradients(d, { estimator: of.bp() });
   const fd = finiteDifferences(m.layers, params, d.x, d.y, d.rows);
   m.parameters().forEach((p, i) => assertClose(t, got[i]!, fd[i]!, { atol: 1e-4, rtol: 2e-3, label: p.name }));
-  t.same(m.parameters().map((p) => `${p.name} [${p.shape.join(', ')}]`), ['graph0.weight [4, 3]', 'graph0.bias [4]', 'graph1.weight [3, 4]', 'graph1.bias [3]'], 'tensors');
+  t.same(
+    m.parameters().map((p) => `${p.name} [${p.shape.join(', ')}]`),
+    ['graph0.weight [4, 3]', 'graph0.bias [4]', 'graph1.weight [3, 4]', 'graph1.bias [3]'],
+    'tensors',
+  );
   const ev = m.evaluate(d);
   const pred = m.predict(d);
-  let hits = 0, n = 0;
+  let hits = 0,
+    n = 0;
   d.y.forEach((label, i) => {
     if (label < 0) return;
     const s = Array.from(pred.subarray(i * 3, i * 3 + 3));
@@ -57,20 +83,41 @@ t.test('the mean ULR estimate converges to the gradient (cosine >= 0.98, 1,000 s
 });
 
 t.test('node classification: karate club and a stochastic block model, BP and ULR', async (t) => {
-  for (const [name, task, bar] of [['karate club, 1 labeled member per club', of.datasets.karate(), 0.85], ['SBM, 200 nodes, 4 communities, 5 labeled each', of.datasets.sbm(), 0.6]] as const) {
-    const N = task.graph.nodes, F = task.train.shape[1]!;
-    for (const [est, estimator] of [['bp', of.bp()], ['ulr K=64', of.ulr({ copies: 64 })]] as const) {
-      const m = of.sequential([of.graphConv({ graph: task.graph, units: 16, inputShape: [N, F] }), of.relu(), of.graphConv({ graph: task.graph, units: task.classes })], { seed: 1 });
+  for (const [name, task, bar] of [
+    ['karate club, 1 labeled member per club', of.datasets.karate(), 0.85],
+    ['SBM, 200 nodes, 4 communities, 5 labeled each', of.datasets.sbm(), 0.6],
+  ] as const) {
+    const N = task.graph.nodes,
+      F = task.train.shape[1]!;
+    for (const [est, estimator] of [
+      ['bp', of.bp()],
+      ['ulr K=64', of.ulr({ copies: 64 })],
+    ] as const) {
+      const m = of.sequential(
+        [
+          of.graphConv({ graph: task.graph, units: 16, inputShape: [N, F] }),
+          of.relu(),
+          of.graphConv({ graph: task.graph, units: task.classes }),
+        ],
+        { seed: 1 },
+      );
       for (let s = 0; s < 200; s++) m.trainStep(task.train, { estimator, optimizer: of.adam({ lr: 0.01 }) });
       const acc = m.evaluate(task.test).accuracy;
-      t.ok(acc >= bar, `${name}, ${est}, 200 steps: ${(acc * 100).toFixed(1)}% of the unlabeled nodes >= ${bar * 100}%`);
+      t.ok(
+        acc >= bar,
+        `${name}, ${est}, 200 steps: ${(acc * 100).toFixed(1)}% of the unlabeled nodes >= ${bar * 100}%`,
+      );
       m.dispose();
     }
   }
   const k = of.datasets.karate();
   t.equal(Array.from(k.train.y).filter((v) => v >= 0).length, 2, 'karate: 2 labeled members');
   t.equal(k.graph.edges.length, 78, 'karate: 78 friendships');
-  t.same([Array.from(k.labels).filter((v) => v === 0).length, Array.from(k.labels).filter((v) => v === 1).length], [17, 17], 'two clubs of 17');
+  t.same(
+    [Array.from(k.labels).filter((v) => v === 0).length, Array.from(k.labels).filter((v) => v === 1).length],
+    [17, 17],
+    'two clubs of 17',
+  );
 });
 
 t.test('checkpoints keep the graph; bad graphs and labels are typed errors', async (t) => {
@@ -82,11 +129,31 @@ t.test('checkpoints keep the graph; bad graphs and labels are typed errors', asy
   t.same(Array.from(back.predict(data())), Array.from(m.predict(data())), 'predictions');
   back.dispose();
   fs.rmSync(dir, { recursive: true, force: true });
-  t.throws(() => of.graphConv({ graph: { nodes: 3, edges: [[0, 3]] }, units: 2 }), { code: 'ERR_CONFIG' }, 'edge outside the graph');
+  t.throws(
+    () => of.graphConv({ graph: { nodes: 3, edges: [[0, 3]] }, units: 2 }),
+    { code: 'ERR_CONFIG' },
+    'edge outside the graph',
+  );
   t.throws(() => of.graphConv({ graph, units: 2, inputShape: [6, 3] }), { code: 'ERR_SHAPE' }, 'node count disagrees');
-  t.throws(() => of.sequential([of.dense(4, 4), of.graphConv({ graph, units: 2 })]), { code: 'ERR_CONFIG' }, 'graphConv on a flat input');
-  t.throws(() => of.sequential(layers(), { loss: 'mse' }), { code: 'ERR_CONFIG', message: /per position/ }, 'per-node outputs with mse');
-  t.throws(() => m.evaluate({ ...data(), y: new Int32Array(14).fill(3) }), { code: 'ERR_DATA', message: /out of range/ }, 'label >= classes');
-  t.throws(() => m.evaluate({ ...data(), y: new Int32Array(2) }), { code: 'ERR_SHAPE' }, 'one label per row instead of per node');
+  t.throws(
+    () => of.sequential([of.dense(4, 4), of.graphConv({ graph, units: 2 })]),
+    { code: 'ERR_CONFIG' },
+    'graphConv on a flat input',
+  );
+  t.throws(
+    () => of.sequential(layers(), { loss: 'mse' }),
+    { code: 'ERR_CONFIG', message: /per position/ },
+    'per-node outputs with mse',
+  );
+  t.throws(
+    () => m.evaluate({ ...data(), y: new Int32Array(14).fill(3) }),
+    { code: 'ERR_DATA', message: /out of range/ },
+    'label >= classes',
+  );
+  t.throws(
+    () => m.evaluate({ ...data(), y: new Int32Array(2) }),
+    { code: 'ERR_SHAPE' },
+    'one label per row instead of per node',
+  );
   m.dispose();
 });

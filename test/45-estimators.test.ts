@@ -16,8 +16,20 @@ const ROWS = 2;
 
 function linear(seed: number) {
   const model = of.sequential([of.dense(4, 3)], { seed, loss: 'mse' });
-  const x = randn(ROWS * 4, seed + 10), y = randn(ROWS * 3, seed + 20);
-  const exact = concat(backprop(fromParams([{ kind: 'dense', I: 4, O: 3 }], model.parameters().map((p) => p.data), 'mse'), x, ROWS, y));
+  const x = randn(ROWS * 4, seed + 10),
+    y = randn(ROWS * 3, seed + 20);
+  const exact = concat(
+    backprop(
+      fromParams(
+        [{ kind: 'dense', I: 4, O: 3 }],
+        model.parameters().map((p) => p.data),
+        'mse',
+      ),
+      x,
+      ROWS,
+      y,
+    ),
+  );
   return { model, x, y, exact };
 }
 
@@ -26,7 +38,12 @@ t.test('Laplace and logistic noise follow their distributions; the fast path equ
     laplace: (x) => (x < 0 ? 0.5 * Math.exp(x) : 1 - 0.5 * Math.exp(-x)),
     logistic: (x) => 1 / (1 + Math.exp(-x)),
   };
-  for (const [i, name, seed] of [[1, 'laplace', 5], [2, 'logistic', 5], [1, 'laplace', 6], [2, 'logistic', 7]] as const) {
+  for (const [i, name, seed] of [
+    [1, 'laplace', 5],
+    [2, 'logistic', 5],
+    [1, 'laplace', 6],
+    [2, 'logistic', 7],
+  ] as const) {
     const z = nat.noise(40, 257, seed, 1, 0, 0, false, false, i);
     const slow = nat.noise(40, 257, seed, 1, 0, 0, false, true, i);
     t.ok(Buffer.from(z.buffer).equals(Buffer.from(slow.buffer)), `${name}: vectorized = scalar noise_at()`);
@@ -42,36 +59,77 @@ t.test('Laplace and logistic noise follow their distributions; the fast path equ
 
 // Inverse error function (Giles' approximation, ~1e-9 relative), for the probability-integral transform.
 function inverseErf(x: number): number {
-  let w = -Math.log((1 - x) * (1 + x)), p: number;
+  let w = -Math.log((1 - x) * (1 + x)),
+    p: number;
   if (w < 6.25) {
     w -= 3.125;
     p = -3.6444120640178196996e-21;
-    for (const c of [-1.685059138182016589e-19, 1.2858480715256400167e-18, 1.115787767802518096e-17, -1.333171662854620906e-16, 2.0972767875968561637e-17, 6.6376381343583238325e-15, -4.0545662729752068639e-14, -8.1519341976054721522e-14, 2.6335093153082322977e-12, -1.2975133253453532498e-11, -5.4154120542946279317e-11, 1.051212273321532285e-09, -4.1126339803469836976e-09, -2.9070369957882005086e-08, 4.2347877827932403518e-07, -1.3654692000834678645e-06, -1.3882523362786468719e-05, 0.0001867342080340571352, -0.00074070253416626697512, -0.0060336708714301490533, 0.24015818242558961693, 1.6536545626831027356]) p = c + p * w;
+    for (const c of [
+      -1.685059138182016589e-19, 1.2858480715256400167e-18, 1.115787767802518096e-17, -1.333171662854620906e-16,
+      2.0972767875968561637e-17, 6.6376381343583238325e-15, -4.0545662729752068639e-14, -8.1519341976054721522e-14,
+      2.6335093153082322977e-12, -1.2975133253453532498e-11, -5.4154120542946279317e-11, 1.051212273321532285e-9,
+      -4.1126339803469836976e-9, -2.9070369957882005086e-8, 4.2347877827932403518e-7, -1.3654692000834678645e-6,
+      -1.3882523362786468719e-5, 0.0001867342080340571352, -0.00074070253416626697512, -0.0060336708714301490533,
+      0.24015818242558961693, 1.6536545626831027356,
+    ])
+      p = c + p * w;
   } else if (w < 16) {
     w = Math.sqrt(w) - 3.25;
-    p = 2.2137376921775787049e-09;
-    for (const c of [9.0756561938885390979e-08, -2.7517406297064545428e-07, 1.8239629214389227755e-08, 1.5027403968909827627e-06, -4.013867526981545969e-06, 2.9234449089955446044e-06, 1.2475304481671778723e-05, -4.7318229009055733981e-05, 6.8284851459573175448e-05, 2.4031110387097893999e-05, -0.0003550375203628474796, 0.00095328937973738049703, -0.0016882755560235047313, 0.0024914420961078508066, -0.0037512085075692412107, 0.005370914553590063617, 1.0052589676941592334, 3.0838856104922207635]) p = c + p * w;
+    p = 2.2137376921775787049e-9;
+    for (const c of [
+      9.0756561938885390979e-8, -2.7517406297064545428e-7, 1.8239629214389227755e-8, 1.5027403968909827627e-6,
+      -4.013867526981545969e-6, 2.9234449089955446044e-6, 1.2475304481671778723e-5, -4.7318229009055733981e-5,
+      6.8284851459573175448e-5, 2.4031110387097893999e-5, -0.0003550375203628474796, 0.00095328937973738049703,
+      -0.0016882755560235047313, 0.0024914420961078508066, -0.0037512085075692412107, 0.005370914553590063617,
+      1.0052589676941592334, 3.0838856104922207635,
+    ])
+      p = c + p * w;
   } else {
     w = Math.sqrt(w) - 5;
     p = -2.7109920616438573243e-11;
-    for (const c of [-2.5556418169965252055e-10, 1.5076572693500548083e-09, -3.7894654401267369937e-09, 7.6157012080783393804e-09, -1.4960026627149240478e-08, 2.9147953450901080826e-08, -6.7711997758452339498e-08, 2.2900482228026654717e-07, -9.9298272942317002539e-07, 4.5260625972231537039e-06, -1.9681778105531670567e-05, 7.5995277030017761139e-05, -0.00021503011930044477347, -0.00013871931833623122026, 1.0103004648645343977, 4.8499064014085844221]) p = c + p * w;
+    for (const c of [
+      -2.5556418169965252055e-10, 1.5076572693500548083e-9, -3.7894654401267369937e-9, 7.6157012080783393804e-9,
+      -1.4960026627149240478e-8, 2.9147953450901080826e-8, -6.7711997758452339498e-8, 2.2900482228026654717e-7,
+      -9.9298272942317002539e-7, 4.5260625972231537039e-6, -1.9681778105531670567e-5, 7.5995277030017761139e-5,
+      -0.00021503011930044477347, -0.00013871931833623122026, 1.0103004648645343977, 4.8499064014085844221,
+    ])
+      p = c + p * w;
   }
   return p * x;
 }
 
 const options: [string, of.UlrOptions][] = [];
-for (const noise of of.DENSITIES) for (const score of of.SCORES) for (const antithetic of [false, true]) options.push([`${noise}/${score}${antithetic ? '/antithetic' : ''}`, { noise, score, antithetic }]);
-for (const antithetic of [false, true]) options.push([`qmc/clean${antithetic ? '/antithetic' : ''}`, { qmc: true, baseline: 'clean', antithetic }]);
+for (const noise of of.DENSITIES)
+  for (const score of of.SCORES)
+    for (const antithetic of [false, true])
+      options.push([`${noise}/${score}${antithetic ? '/antithetic' : ''}`, { noise, score, antithetic }]);
+for (const antithetic of [false, true])
+  options.push([`qmc/clean${antithetic ? '/antithetic' : ''}`, { qmc: true, baseline: 'clean', antithetic }]);
 
 t.test('every density and score converges to the exact gradient: < 3% at K = 65,536, ~1/sqrt(K)', async (t) => {
   const { model, x, y, exact } = linear(3);
   for (const [name, o] of options) {
     // Root-mean-square relative error over independent estimates (steps), so the ratio is not one draw's luck.
-    const err = (copies: number, draws: number) => Math.sqrt(Array.from({ length: draws }, (_, i) => i + 1).reduce((a, step) =>
-      a + relErr(concat(model.gradients({ x, y }, { estimator: of.ulr({ copies, sigma: 0.5, ...o }), step })), exact) ** 2, 0) / draws);
-    const small = err(1024, 64), big = err(65536, 8);
+    const err = (copies: number, draws: number) =>
+      Math.sqrt(
+        Array.from({ length: draws }, (_, i) => i + 1).reduce(
+          (a, step) =>
+            a +
+            relErr(
+              concat(model.gradients({ x, y }, { estimator: of.ulr({ copies, sigma: 0.5, ...o }), step })),
+              exact,
+            ) **
+              2,
+          0,
+        ) / draws,
+      );
+    const small = err(1024, 64),
+      big = err(65536, 8);
     t.ok(big < 0.03, `${name}: relative error ${(100 * big).toFixed(2)}% at K = 65,536`);
-    t.ok(small / big > 4, `${name}: error ratio K=1,024 / K=65,536 = ${(small / big).toFixed(1)} (1/sqrt(K) predicts 8)`);
+    t.ok(
+      small / big > 4,
+      `${name}: error ratio K=1,024 / K=65,536 = ${(small / big).toFixed(1)} (1/sqrt(K) predicts 8)`,
+    );
   }
   model.dispose();
 });
@@ -79,12 +137,17 @@ t.test('every density and score converges to the exact gradient: < 3% at K = 65,
 t.test('unbiased at small K: z-test against the exact gradient (N = 300, max |z| < 5)', async (t) => {
   const { model, x, y, exact } = linear(4);
   const cases: [string, of.UlrOptions][] = [
-    ['laplace', { noise: 'laplace' }], ['logistic', { noise: 'logistic' }], ['normal/sign', { score: 'sign' }],
-    ['logistic/sign', { noise: 'logistic', score: 'sign' }], ['clean baseline', { baseline: 'clean' }],
+    ['laplace', { noise: 'laplace' }],
+    ['logistic', { noise: 'logistic' }],
+    ['normal/sign', { score: 'sign' }],
+    ['logistic/sign', { noise: 'logistic', score: 'sign' }],
+    ['clean baseline', { baseline: 'clean' }],
     ['clean baseline, antithetic', { baseline: 'clean', antithetic: true }],
   ];
   for (const [name, o] of cases) {
-    const est = Array.from({ length: 300 }, (_, s) => concat(model.gradients({ x, y }, { estimator: of.ulr({ copies: 8, sigma: 0.4, ...o }), step: s })));
+    const est = Array.from({ length: 300 }, (_, s) =>
+      concat(model.gradients({ x, y }, { estimator: of.ulr({ copies: 8, sigma: 0.4, ...o }), step: s })),
+    );
     const z = zScores(est, exact);
     t.ok(maxAbs(z) < 5, `${name}: max |z| = ${maxAbs(z).toFixed(2)} over ${z.length}`);
   }
@@ -93,10 +156,22 @@ t.test('unbiased at small K: z-test against the exact gradient (N = 300, max |z|
 
 t.test('the clean baseline and the densities train digits', async (t) => {
   const { train, test } = of.datasets.digits();
-  for (const o of [{ baseline: 'clean' }, { noise: 'logistic' }, { noise: 'laplace', sigma: 0.05 }] as of.UlrOptions[]) {
+  for (const o of [
+    { baseline: 'clean' },
+    { noise: 'logistic' },
+    { noise: 'laplace', sigma: 0.05 },
+  ] as of.UlrOptions[]) {
     const m = of.sequential([of.dense(784, 64), of.relu(), of.dense(64, 10)], { seed: 2 });
-    const h = await m.fit(train, { estimator: of.ulr({ copies: 16, ...o }), epochs: 1, batchSize: 64, validation: test });
-    t.ok(h.epochs[0]!.valAccuracy! > 0.75, `${JSON.stringify(o)}: ${(100 * h.epochs[0]!.valAccuracy!).toFixed(1)}% after one epoch`);
+    const h = await m.fit(train, {
+      estimator: of.ulr({ copies: 16, ...o }),
+      epochs: 1,
+      batchSize: 64,
+      validation: test,
+    });
+    t.ok(
+      h.epochs[0]!.valAccuracy! > 0.75,
+      `${JSON.stringify(o)}: ${(100 * h.epochs[0]!.valAccuracy!).toFixed(1)}% after one epoch`,
+    );
     m.dispose();
   }
 });
@@ -105,15 +180,31 @@ t.test('gradientCheck: per-layer cosine, error, variance, SNR and a suggestion',
   const m = of.sequential([of.dense(6, 8), of.tanh(), of.dense(8, 3)], { seed: 9 });
   const batch = { x: randn(4 * 6, 90), y: Int32Array.from([0, 2, 1, 2]) };
   const good = m.gradientCheck(batch, { estimator: of.ulr({ copies: 4096, sigma: 0.05 }), trials: 8 });
-  t.same(good.map((l) => l.layer), ['dense0', 'dense1']);
-  for (const l of good) t.ok(l.cosine! > 0.99 && l.suggestion === 'ok', `${l.layer}: K=4096 cosine ${l.cosine!.toFixed(4)}, snr ${l.snr.toFixed(1)}, ${l.suggestion}`);
+  t.same(
+    good.map((l) => l.layer),
+    ['dense0', 'dense1'],
+  );
+  for (const l of good)
+    t.ok(
+      l.cosine! > 0.99 && l.suggestion === 'ok',
+      `${l.layer}: K=4096 cosine ${l.cosine!.toFixed(4)}, snr ${l.snr.toFixed(1)}, ${l.suggestion}`,
+    );
   const noisy = m.gradientCheck(batch, { estimator: of.ulr({ copies: 2, sigma: 0.05 }), trials: 8 });
-  t.ok(noisy.some((l) => l.suggestion === 'more copies'), `K=2: ${noisy.map((l) => `${l.layer} ${l.suggestion} (trial cosine ${l.meanTrialCosine!.toFixed(2)})`).join(', ')}`);
+  t.ok(
+    noisy.some((l) => l.suggestion === 'more copies'),
+    `K=2: ${noisy.map((l) => `${l.layer} ${l.suggestion} (trial cosine ${l.meanTrialCosine!.toFixed(2)})`).join(', ')}`,
+  );
   const smooth = m.gradientCheck(batch, { estimator: of.ulr({ copies: 4096, sigma: 3 }), trials: 8 });
-  t.ok(smooth.some((l) => l.suggestion === 'smaller sigma'), `sigma=3: ${smooth.map((l) => `${l.layer} ${l.suggestion} (error ${l.relativeError!.toFixed(2)})`).join(', ')}`);
+  t.ok(
+    smooth.some((l) => l.suggestion === 'smaller sigma'),
+    `sigma=3: ${smooth.map((l) => `${l.layer} ${l.suggestion} (error ${l.relativeError!.toFixed(2)})`).join(', ')}`,
+  );
   const sign = of.sequential([of.dense(6, 8), of.sign(), of.dense(8, 3)], { seed: 9 });
   const ns = sign.gradientCheck(batch, { estimator: of.ulr({ copies: 64 }), trials: 4 });
-  t.ok(ns.every((l) => l.cosine === undefined && Number.isFinite(l.snr)), 'no BP for sign networks: variance and SNR only');
+  t.ok(
+    ns.every((l) => l.cosine === undefined && Number.isFinite(l.snr)),
+    'no BP for sign networks: variance and SNR only',
+  );
   m.dispose();
   sign.dispose();
 });
@@ -121,16 +212,39 @@ t.test('gradientCheck: per-layer cosine, error, variance, SNR and a suggestion',
 t.test("layer-wise injection: each layer's estimate is unbiased for its own smoothed loss (z-test)", async (t) => {
   const sigma = 0.5;
   const { model, spec } = mlp([4, 5, 3], 'tanh', { seed: 11 });
-  const x = randn(4 * 4, 31), y = Int32Array.from([0, 1, 2, 1]);
-  const ref = fromParams(spec, model.parameters().map((p) => p.data), 'crossEntropy');
-  const est = Array.from({ length: 300 }, (_, s) => model.gradients({ x, y }, { estimator: of.ulr({ copies: 16, sigma, injection: 'layerwise' }), step: s }));
+  const x = randn(4 * 4, 31),
+    y = Int32Array.from([0, 1, 2, 1]);
+  const ref = fromParams(
+    spec,
+    model.parameters().map((p) => p.data),
+    'crossEntropy',
+  );
+  const est = Array.from({ length: 300 }, (_, s) =>
+    model.gradients({ x, y }, { estimator: of.ulr({ copies: 16, sigma, injection: 'layerwise' }), step: s }),
+  );
   // Layer l's reference: pathwise gradient with noise in layer l only, averaged over 3,000 antithetic draws.
-  for (const [l, sig] of [[0, [sigma, 0]], [1, [0, sigma]]] as const) {
+  for (const [l, sig] of [
+    [0, [sigma, 0]],
+    [1, [0, sigma]],
+  ] as const) {
     const normal = gaussian(100 + l);
     const draws = Array.from({ length: 3000 }, () => smoothedGradient(ref, x, 4, y, [...sig], 2, normal));
     const idx = [2 * l, 2 * l + 1];
-    const refMean = concat(idx.map((p) => { const n = draws[0]![p]!.length; return Float64Array.from({ length: n }, (_, i) => draws.reduce((a, d) => a + d[p]![i]!, 0) / draws.length); }));
-    const refVar = concat(idx.map((p) => { const n = draws[0]![p]!.length; return Float64Array.from({ length: n }, (_, i) => { const mu = draws.reduce((a, d) => a + d[p]![i]!, 0) / draws.length; return draws.reduce((a, d) => a + (d[p]![i]! - mu) ** 2, 0) / (draws.length - 1) / draws.length; }); }));
+    const refMean = concat(
+      idx.map((p) => {
+        const n = draws[0]![p]!.length;
+        return Float64Array.from({ length: n }, (_, i) => draws.reduce((a, d) => a + d[p]![i]!, 0) / draws.length);
+      }),
+    );
+    const refVar = concat(
+      idx.map((p) => {
+        const n = draws[0]![p]!.length;
+        return Float64Array.from({ length: n }, (_, i) => {
+          const mu = draws.reduce((a, d) => a + d[p]![i]!, 0) / draws.length;
+          return draws.reduce((a, d) => a + (d[p]![i]! - mu) ** 2, 0) / (draws.length - 1) / draws.length;
+        });
+      }),
+    );
     const mine = est.map((g) => concat(idx.map((p) => g[p]!)));
     const m = mine[0]!.map((_, i) => mine.reduce((a, e) => a + e[i]!, 0) / mine.length);
     const v = m.map((mu, i) => mine.reduce((a, e) => a + (e[i]! - mu) ** 2, 0) / (mine.length - 1) / mine.length);
@@ -138,34 +252,74 @@ t.test("layer-wise injection: each layer's estimate is unbiased for its own smoo
     t.ok(maxAbs(z) < 5, `layer ${l}: max |z| = ${maxAbs(z).toFixed(2)} over ${z.length}`);
   }
   t.throws(() => of.ulr({ copies: [4, 8] }), { code: 'ERR_CONFIG', message: /layerwise/ });
-  t.throws(() => model.gradients({ x, y }, { estimator: of.ulr({ copies: [4, 8, 2], injection: 'layerwise' }) }), { code: 'ERR_CONFIG', message: /one per layer with parameters/ });
-  t.throws(() => model.gradients({ x, y }, { estimator: of.ulr({ injection: 'layerwise' }), loss: () => [] }), { code: 'ERR_DATA', message: /must return/ });
-  const perLayer = concat(model.gradients({ x, y }, { estimator: of.ulr({ copies: [8, 4], injection: 'layerwise' }), step: 1 }));
+  t.throws(() => model.gradients({ x, y }, { estimator: of.ulr({ copies: [4, 8, 2], injection: 'layerwise' }) }), {
+    code: 'ERR_CONFIG',
+    message: /one per layer with parameters/,
+  });
+  t.throws(() => model.gradients({ x, y }, { estimator: of.ulr({ injection: 'layerwise' }), loss: () => [] }), {
+    code: 'ERR_DATA',
+    message: /must return/,
+  });
+  const perLayer = concat(
+    model.gradients({ x, y }, { estimator: of.ulr({ copies: [8, 4], injection: 'layerwise' }), step: 1 }),
+  );
   t.ok(perLayer.every(Number.isFinite), 'copies per layer');
-  const regen = concat(model.gradients({ x, y }, { estimator: of.ulr({ copies: [8, 4], injection: 'layerwise', storeNoise: false }), step: 1 }));
-  t.ok(regen.every((v, i) => v === perLayer[i]), 'regenerated noise: bit-identical');
+  const regen = concat(
+    model.gradients(
+      { x, y },
+      { estimator: of.ulr({ copies: [8, 4], injection: 'layerwise', storeNoise: false }), step: 1 },
+    ),
+  );
+  t.ok(
+    regen.every((v, i) => v === perLayer[i]),
+    'regenerated noise: bit-identical',
+  );
   model.dispose();
 });
 
 t.test('layer-wise beats all-at-once in per-layer cosine to BP (MLP 784-128-128-10, K = 64 and 512)', async (t) => {
   const { train } = of.datasets.digits();
-  const m = of.sequential([of.dense(784, 128), of.relu(), of.dense(128, 128), of.relu(), of.dense(128, 10)], { seed: 1 });
+  const m = of.sequential([of.dense(784, 128), of.relu(), of.dense(128, 128), of.relu(), of.dense(128, 10)], {
+    seed: 1,
+  });
   const batch = { x: train.x.subarray(0, 64 * 784), y: train.y.subarray(0, 64) };
   for (const copies of [64, 512]) {
     const all = m.gradientCheck(batch, { estimator: of.ulr({ copies }), trials: 6 });
     const lw = m.gradientCheck(batch, { estimator: of.ulr({ copies, injection: 'layerwise' }), trials: 6 });
-    lw.forEach((l, i) => t.ok(l.meanTrialCosine! > all[i]!.meanTrialCosine!, `K=${copies} ${l.layer}: layer-wise ${l.meanTrialCosine!.toFixed(3)} > all ${all[i]!.meanTrialCosine!.toFixed(3)}`));
+    lw.forEach((l, i) =>
+      t.ok(
+        l.meanTrialCosine! > all[i]!.meanTrialCosine!,
+        `K=${copies} ${l.layer}: layer-wise ${l.meanTrialCosine!.toFixed(3)} > all ${all[i]!.meanTrialCosine!.toFixed(3)}`,
+      ),
+    );
   }
   m.dispose();
 });
 
 t.test('running-average baseline: unbiased, kept by checkpoints', async (t) => {
   const { model, x, y, exact } = linear(6);
-  for (let i = 0; i < 20; i++) model.trainStep({ x, y }, { estimator: of.ulr({ copies: 8, baseline: 'running' }), optimizer: of.sgd({ lr: 1e-4 }) });
+  for (let i = 0; i < 20; i++)
+    model.trainStep(
+      { x, y },
+      { estimator: of.ulr({ copies: 8, baseline: 'running' }), optimizer: of.sgd({ lr: 1e-4 }) },
+    );
   const st = model._native!.exportState();
   t.ok(st.runningLoss !== null && st.runningLoss > 0, `running baseline ${st.runningLoss?.toFixed(4)} after 20 steps`);
-  const exact2 = concat(backprop(fromParams([{ kind: 'dense', I: 4, O: 3 }], model.parameters().map((p) => p.data), 'mse'), x, ROWS, y));
-  const est = Array.from({ length: 300 }, (_, s) => concat(model.gradients({ x, y }, { estimator: of.ulr({ copies: 8, sigma: 0.4, baseline: 'running' }), step: s })));
+  const exact2 = concat(
+    backprop(
+      fromParams(
+        [{ kind: 'dense', I: 4, O: 3 }],
+        model.parameters().map((p) => p.data),
+        'mse',
+      ),
+      x,
+      ROWS,
+      y,
+    ),
+  );
+  const est = Array.from({ length: 300 }, (_, s) =>
+    concat(model.gradients({ x, y }, { estimator: of.ulr({ copies: 8, sigma: 0.4, baseline: 'running' }), step: s })),
+  );
   t.ok(maxAbs(zScores(est, exact2)) < 5, `max |z| = ${maxAbs(zScores(est, exact2)).toFixed(2)}`);
   t.equal(model._native!.exportState().runningLoss, st.runningLoss, 'gradients() leaves the running value alone');
   t.notSame(exact2, exact, 'the model moved');
@@ -180,34 +334,57 @@ t.test('running-average baseline: unbiased, kept by checkpoints', async (t) => {
 
 t.test('sigma schedules: a step schedule equals fitting each epoch with its own sigma', async (t) => {
   const { train } = of.datasets.digits();
-  const small = of.data.take(train, Array.from({ length: 300 }, (_, i) => i * 25));
+  const small = of.data.take(
+    train,
+    Array.from({ length: 300 }, (_, i) => i * 25),
+  );
   const net = () => of.sequential([of.dense(784, 16), of.relu(), of.dense(16, 10)], { seed: 8 });
   const a = net();
-  await a.fit(small, { estimator: of.ulr({ copies: 8, sigma: 0.2, sigmaSchedule: { kind: 'step', every: 1, gamma: 0.5 } }), epochs: 2, batchSize: 30 });
+  await a.fit(small, {
+    estimator: of.ulr({ copies: 8, sigma: 0.2, sigmaSchedule: { kind: 'step', every: 1, gamma: 0.5 } }),
+    epochs: 2,
+    batchSize: 30,
+  });
   const b = net();
   await b.fit(small, { estimator: of.ulr({ copies: 8, sigma: 0.2 }), epochs: 1, batchSize: 30 });
   await b.fit(small, { estimator: of.ulr({ copies: 8, sigma: 0.1 }), epochs: 1, batchSize: 30 });
-  const bits = (m: of.Model) => Buffer.concat(m.parameters().map((p) => Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength)));
+  const bits = (m: of.Model) =>
+    Buffer.concat(m.parameters().map((p) => Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength)));
   t.ok(bits(a).equals(bits(b)), 'bit-identical');
   const c = net();
-  await c.fit(small, { estimator: of.ulr({ copies: 8, sigma: 0.2, sigmaSchedule: { kind: 'cosine', min: 0.1 } }), epochs: 2, batchSize: 30 });
+  await c.fit(small, {
+    estimator: of.ulr({ copies: 8, sigma: 0.2, sigmaSchedule: { kind: 'cosine', min: 0.1 } }),
+    epochs: 2,
+    batchSize: 30,
+  });
   t.notOk(bits(c).equals(bits(a)), 'cosine differs from step');
-  t.throws(() => of.ulr({ sigmaSchedule: { kind: 'linear' as never } }), { code: 'ERR_CONFIG', message: /sigmaSchedule.kind/ });
+  t.throws(() => of.ulr({ sigmaSchedule: { kind: 'linear' as never } }), {
+    code: 'ERR_CONFIG',
+    message: /sigmaSchedule.kind/,
+  });
   t.throws(() => of.ulr({ sigmaSchedule: { kind: 'step', gamma: 2 } }), { code: 'ERR_CONFIG', message: /gamma/ });
   for (const m of [a, b, c]) m.dispose();
 });
 
 t.test('SPSA and ES agree with BP in expectation on a tiny net, and train through fit', async (t) => {
   const { model } = mlp([4, 5, 3], 'tanh', { seed: 3 });
-  const x = randn(4 * 4, 30), y = Int32Array.from([0, 1, 2, 1]);
+  const x = randn(4 * 4, 30),
+    y = Int32Array.from([0, 1, 2, 1]);
   const bpg = concat(model.gradients({ x, y }, { estimator: of.bp() }));
   const norm = (a: Float64Array) => Math.sqrt(a.reduce((s, v) => s + v * v, 0));
-  for (const est of [of.spsa({ perturbations: 4000 }), of.es({ population: 4000, rankShaping: false }), of.es({ population: 4000 })]) {
+  for (const est of [
+    of.spsa({ perturbations: 4000 }),
+    of.es({ population: 4000, rankShaping: false }),
+    of.es({ population: 4000 }),
+  ]) {
     const g = concat(model.gradients({ x, y }, { estimator: est, step: 1 }));
     t.ok(cosine(g, bpg) > 0.99, `${JSON.stringify(est)}: cosine ${cosine(g, bpg).toFixed(4)}`);
-    if (est.kind === 'spsa' || !est.rankShaping) t.ok(Math.abs(norm(g) / norm(bpg) - 1) < 0.1, `scale ${(norm(g) / norm(bpg)).toFixed(3)}`);
+    if (est.kind === 'spsa' || !est.rankShaping)
+      t.ok(Math.abs(norm(g) / norm(bpg) - 1) < 0.1, `scale ${(norm(g) / norm(bpg)).toFixed(3)}`);
   }
-  const est = Array.from({ length: 200 }, (_, s) => concat(model.gradients({ x, y }, { estimator: of.spsa({ perturbations: 32 }), step: s })));
+  const est = Array.from({ length: 200 }, (_, s) =>
+    concat(model.gradients({ x, y }, { estimator: of.spsa({ perturbations: 32 }), step: s })),
+  );
   t.ok(maxAbs(zScores(est, bpg)) < 5, `SPSA z-test against BP: max |z| = ${maxAbs(zScores(est, bpg)).toFixed(2)}`);
   t.throws(() => of.spsa({ epsilon: 0 }), { code: 'ERR_CONFIG' });
   t.throws(() => of.es({ population: 0 }), { code: 'ERR_CONFIG' });
@@ -215,8 +392,17 @@ t.test('SPSA and ES agree with BP in expectation on a tiny net, and train throug
   const { train, test } = of.datasets.digits();
   for (const e of [of.spsa({ perturbations: 8 }), of.es({ population: 16, sigma: 0.01 })]) {
     const m = of.sequential([of.dense(784, 16), of.relu(), of.dense(16, 10)], { seed: 1 });
-    const h = await m.fit(train, { estimator: e, optimizer: of.adam({ lr: 3e-3 }), epochs: 1, batchSize: 64, validation: test });
-    t.ok(h.epochs[0]!.valAccuracy! > 0.3, `${e.kind}: ${(100 * h.epochs[0]!.valAccuracy!).toFixed(1)}% after one epoch (chance 10%)`);
+    const h = await m.fit(train, {
+      estimator: e,
+      optimizer: of.adam({ lr: 3e-3 }),
+      epochs: 1,
+      batchSize: 64,
+      validation: test,
+    });
+    t.ok(
+      h.epochs[0]!.valAccuracy! > 0.3,
+      `${e.kind}: ${(100 * h.epochs[0]!.valAccuracy!).toFixed(1)}% after one epoch (chance 10%)`,
+    );
     m.dispose();
   }
 });
@@ -224,11 +410,15 @@ t.test('SPSA and ES agree with BP in expectation on a tiny net, and train throug
 t.test('learnable log sigma: unbiased sigma gradient, sigma moves, kept by checkpoints', async (t) => {
   // Linear layer, squared error: J(sigma) = J(0) + sigma^2, so dJ/d(log sigma) = 2 sigma^2.
   const { model, x, y } = linear(12);
-  const sigma = 0.5, lr = 1e-5;
+  const sigma = 0.5,
+    lr = 1e-5;
   const grads: number[] = [];
   let prev = Math.log(sigma);
   for (let i = 0; i < 300; i++) {
-    model.trainStep({ x, y }, { estimator: of.ulr({ copies: 64, sigma, learnSigma: { lr } }), optimizer: of.sgd({ lr: 1e-12 }) });
+    model.trainStep(
+      { x, y },
+      { estimator: of.ulr({ copies: 64, sigma, learnSigma: { lr } }), optimizer: of.sgd({ lr: 1e-12 }) },
+    );
     const now = model._native!.exportState().logSigma![0]!;
     grads.push((prev - now) / lr);
     prev = now;
@@ -236,30 +426,53 @@ t.test('learnable log sigma: unbiased sigma gradient, sigma moves, kept by check
   const mean = grads.reduce((a, b) => a + b) / grads.length;
   const se = Math.sqrt(grads.reduce((a, g) => a + (g - mean) ** 2, 0) / (grads.length - 1) / grads.length);
   const want = 2 * Math.exp(prev) ** 2;
-  t.ok(Math.abs(mean - want) < 5 * se, `mean d/dlog(sigma) ${mean.toFixed(4)} vs ${want.toFixed(4)} (se ${se.toFixed(4)})`);
+  t.ok(
+    Math.abs(mean - want) < 5 * se,
+    `mean d/dlog(sigma) ${mean.toFixed(4)} vs ${want.toFixed(4)} (se ${se.toFixed(4)})`,
+  );
   t.ok(model.sigma![0]! < sigma, `sigma moved down the loss: ${model.sigma![0]!.toFixed(6)}`);
   const file = path.join(os.tmpdir(), `of-sigma-${process.pid}.ofm`);
   await model.save(file);
   const back = await of.load(file);
   t.same(back.sigma, model.sigma, 'checkpoint round trip');
   fs.rmSync(file);
-  t.throws(() => of.ulr({ learnSigma: { lr: 0.1 }, sigmaSchedule: { kind: 'cosine' } }), { code: 'ERR_CONFIG', message: /sigmaSchedule/ });
+  t.throws(() => of.ulr({ learnSigma: { lr: 0.1 }, sigmaSchedule: { kind: 'cosine' } }), {
+    code: 'ERR_CONFIG',
+    message: /sigmaSchedule/,
+  });
   back.dispose();
   model.dispose();
 });
 
 t.test('sigma per output channel: unbiased, and equal channels match one sigma per layer', async (t) => {
   const { model, x, y, exact } = linear(14);
-  const est = Array.from({ length: 300 }, (_, s) => concat(model.gradients({ x, y }, { estimator: of.ulr({ copies: 8, sigma: [[0.2, 0.5, 1.0]] }), step: s })));
+  const est = Array.from({ length: 300 }, (_, s) =>
+    concat(model.gradients({ x, y }, { estimator: of.ulr({ copies: 8, sigma: [[0.2, 0.5, 1.0]] }), step: s })),
+  );
   t.ok(maxAbs(zScores(est, exact)) < 5, `per-channel sigma: max |z| = ${maxAbs(zScores(est, exact)).toFixed(2)}`);
   const { model: mm } = mlp([6, 9, 4], 'tanh', { seed: 5 });
-  const xx = randn(5 * 6, 9), yy = Int32Array.from([0, 3, 1, 2, 3]);
+  const xx = randn(5 * 6, 9),
+    yy = Int32Array.from([0, 3, 1, 2, 3]);
   for (const injection of of.INJECTIONS) {
-    const one = concat(mm.gradients({ x: xx, y: yy }, { estimator: of.ulr({ copies: 8, sigma: [0.3, 0.2], injection }), step: 4 }));
-    const ch = concat(mm.gradients({ x: xx, y: yy }, { estimator: of.ulr({ copies: 8, sigma: [new Array(9).fill(0.3), 0.2], injection }), step: 4 }));
-    assertClose(t, ch, one, { atol: 1e-5 * maxAbs(one), rtol: 1e-4, label: `${injection}: equal channel sigmas = one sigma` });
+    const one = concat(
+      mm.gradients({ x: xx, y: yy }, { estimator: of.ulr({ copies: 8, sigma: [0.3, 0.2], injection }), step: 4 }),
+    );
+    const ch = concat(
+      mm.gradients(
+        { x: xx, y: yy },
+        { estimator: of.ulr({ copies: 8, sigma: [new Array(9).fill(0.3), 0.2], injection }), step: 4 },
+      ),
+    );
+    assertClose(t, ch, one, {
+      atol: 1e-5 * maxAbs(one),
+      rtol: 1e-4,
+      label: `${injection}: equal channel sigmas = one sigma`,
+    });
   }
-  t.throws(() => mm.gradients({ x: xx, y: yy }, { estimator: of.ulr({ sigma: [[0.1, 0.2], 0.2] }) }), { code: 'ERR_CONFIG', message: /one value per output \(9\)/ });
+  t.throws(() => mm.gradients({ x: xx, y: yy }, { estimator: of.ulr({ sigma: [[0.1, 0.2], 0.2] }) }), {
+    code: 'ERR_CONFIG',
+    message: /one value per output \(9\)/,
+  });
   t.throws(() => of.ulr({ sigma: [[0.1, -1]] }), { code: 'ERR_CONFIG' });
   model.dispose();
   mm.dispose();
@@ -267,24 +480,43 @@ t.test('sigma per output channel: unbiased, and equal channels match one sigma p
 
 t.test('QMC noise (randomized Sobol across copies): unbiased, and lower variance than plain at equal K', async (t) => {
   const { model, x, y, exact } = linear(15);
-  for (const o of [{ baseline: 'clean' }, { baseline: 'none' }, { baseline: 'clean', antithetic: true }] as of.UlrOptions[]) {
-    const est = Array.from({ length: 300 }, (_, s) => concat(model.gradients({ x, y }, { estimator: of.ulr({ copies: 8, sigma: 0.4, qmc: true, ...o }), step: s })));
-    t.ok(maxAbs(zScores(est, exact)) < 5, `qmc ${JSON.stringify(o)}: max |z| = ${maxAbs(zScores(est, exact)).toFixed(2)}`);
+  for (const o of [
+    { baseline: 'clean' },
+    { baseline: 'none' },
+    { baseline: 'clean', antithetic: true },
+  ] as of.UlrOptions[]) {
+    const est = Array.from({ length: 300 }, (_, s) =>
+      concat(model.gradients({ x, y }, { estimator: of.ulr({ copies: 8, sigma: 0.4, qmc: true, ...o }), step: s })),
+    );
+    t.ok(
+      maxAbs(zScores(est, exact)) < 5,
+      `qmc ${JSON.stringify(o)}: max |z| = ${maxAbs(zScores(est, exact)).toFixed(2)}`,
+    );
   }
   model.dispose();
   const { model: mm } = mlp([6, 8, 3], 'tanh', { seed: 8 });
-  const xx = randn(4 * 6, 80), yy = Int32Array.from([2, 0, 1, 2]);
+  const xx = randn(4 * 6, 80),
+    yy = Int32Array.from([2, 0, 1, 2]);
   const totalVar = (o: of.UlrOptions) => {
-    const est = Array.from({ length: 200 }, (_, s) => concat(mm.gradients({ x: xx, y: yy }, { estimator: of.ulr({ copies: 16, sigma: 0.1, ...o }), step: s })));
+    const est = Array.from({ length: 200 }, (_, s) =>
+      concat(mm.gradients({ x: xx, y: yy }, { estimator: of.ulr({ copies: 16, sigma: 0.1, ...o }), step: s })),
+    );
     const m = est[0]!.map((_, i) => est.reduce((a, e) => a + e[i]!, 0) / est.length);
     return est.reduce((a, e) => a + e.reduce((b, v, i) => b + (v - m[i]!) ** 2, 0), 0) / (est.length - 1);
   };
   for (const baseline of ['clean', 'none'] as const) {
-    const plain = totalVar({ baseline }), qmc = totalVar({ baseline, qmc: true });
-    t.ok(qmc < plain, `baseline ${baseline}: variance ${qmc.toExponential(3)} (qmc) < ${plain.toExponential(3)} (plain)`);
+    const plain = totalVar({ baseline }),
+      qmc = totalVar({ baseline, qmc: true });
+    t.ok(
+      qmc < plain,
+      `baseline ${baseline}: variance ${qmc.toExponential(3)} (qmc) < ${plain.toExponential(3)} (plain)`,
+    );
   }
   t.throws(() => of.ulr({ qmc: true }), { code: 'ERR_CONFIG', message: /qmc needs baseline/ });
-  t.throws(() => of.ulr({ qmc: true, baseline: 'clean', noise: 'laplace' }), { code: 'ERR_CONFIG', message: /normal noise/ });
+  t.throws(() => of.ulr({ qmc: true, baseline: 'clean', noise: 'laplace' }), {
+    code: 'ERR_CONFIG',
+    message: /normal noise/,
+  });
   mm.dispose();
 });
 
@@ -292,9 +524,16 @@ t.test("copies: 'auto' (layer-wise): Neyman allocation from running variances, k
   const { train, test } = of.datasets.digits();
   const m = of.sequential([of.dense(784, 64), of.relu(), of.dense(64, 10)], { seed: 4 });
   const auto = of.ulr({ injection: 'layerwise', copies: 'auto', budget: 16 });
-  for (let i = 0; i < 10; i++) m.trainStep({ x: train.x.subarray(i * 64 * 784, (i + 1) * 64 * 784), y: train.y.subarray(i * 64, (i + 1) * 64) }, { estimator: auto });
+  for (let i = 0; i < 10; i++)
+    m.trainStep(
+      { x: train.x.subarray(i * 64 * 784, (i + 1) * 64 * 784), y: train.y.subarray(i * 64, (i + 1) * 64) },
+      { estimator: auto },
+    );
   const v = m._native!.exportState().layerVar!;
-  t.ok(v.length === 2 && v.every((x) => x > 0), `running per-copy variances ${v.map((x) => x.toExponential(2)).join(', ')}`);
+  t.ok(
+    v.length === 2 && v.every((x) => x > 0),
+    `running per-copy variances ${v.map((x) => x.toExponential(2)).join(', ')}`,
+  );
   // The allocation the engine must use: K_l = U sqrt(V_l / c_l) / sum_j sqrt(V_j c_j), U the uniform cost.
   const cost = [64 + 64 * 10, 10];
   const uniform = 16 * (cost[0]! + cost[1]!);
@@ -303,7 +542,10 @@ t.test("copies: 'auto' (layer-wise): Neyman allocation from running variances, k
   const batch = { x: train.x.subarray(0, 64 * 784), y: train.y.subarray(0, 64) };
   const a = concat(m.gradients(batch, { estimator: auto, step: 99 }));
   const b = concat(m.gradients(batch, { estimator: of.ulr({ injection: 'layerwise', copies: k }), step: 99 }));
-  t.ok(a.every((x, i) => x === b[i]), `auto used copies [${k.join(', ')}]`);
+  t.ok(
+    a.every((x, i) => x === b[i]),
+    `auto used copies [${k.join(', ')}]`,
+  );
   t.notSame(k, [16, 16], 'the allocation moved away from uniform');
   const file = path.join(os.tmpdir(), `of-auto-${process.pid}.ofm`);
   await m.save(file);
@@ -317,28 +559,53 @@ t.test("copies: 'auto' (layer-wise): Neyman allocation from running variances, k
   m.dispose();
 });
 
-t.test('layer-wise blocks: one block of every layer is the all-at-once estimator; a 2-layer block is unbiased', async (t) => {
-  const { model, spec } = mlp([5, 7, 6, 3], 'tanh', { seed: 21 });
-  const x = randn(4 * 5, 41), y = Int32Array.from([0, 2, 1, 2]);
-  const all = concat(model.gradients({ x, y }, { estimator: of.ulr({ copies: 8, sigma: 0.2 }), step: 3 }));
-  const one = concat(model.gradients({ x, y }, { estimator: of.ulr({ copies: 8, sigma: 0.2, injection: 'layerwise', blocks: [3] }), step: 3 }));
-  assertClose(t, one, all, { atol: 1e-5 * maxAbs(all), rtol: 1e-4, label: 'blocks [3] vs injection all' });
-  // blocks [2, 1]: the first block's parameters follow its own smoothed loss (noise in layers 0 and 1 only).
-  const sigma = 0.4;
-  const ref = fromParams(spec, model.parameters().map((p) => p.data), 'crossEntropy');
-  const est = Array.from({ length: 300 }, (_, s) => model.gradients({ x, y }, { estimator: of.ulr({ copies: 16, sigma, injection: 'layerwise', blocks: [2, 1] }), step: s }));
-  const normal = gaussian(321);
-  const draws = Array.from({ length: 3000 }, () => smoothedGradient(ref, x, 4, y, [sigma, sigma, 0], 2, normal));
-  const idx = [0, 1, 2, 3];
-  const pick = (g: ArrayLike<number>[]) => concat(idx.map((p) => g[p]!));
-  const refAll = draws.map(pick), mine = est.map(pick);
-  const mean = (xs: Float64Array[]) => xs[0]!.map((_, i) => xs.reduce((a, e) => a + e[i]!, 0) / xs.length);
-  const se2 = (xs: Float64Array[], mu: Float64Array) => mu.map((m, i) => xs.reduce((a, e) => a + (e[i]! - m) ** 2, 0) / (xs.length - 1) / xs.length);
-  const mr = mean(refAll), mm = mean(mine);
-  const vr = se2(refAll, mr), vm = se2(mine, mm);
-  const z = mm.map((v, i) => (v - mr[i]!) / Math.sqrt(vm[i]! + vr[i]!));
-  t.ok(maxAbs(z) < 5, `blocks [2, 1], first block: max |z| = ${maxAbs(z).toFixed(2)} over ${z.length}`);
-  t.throws(() => model.gradients({ x, y }, { estimator: of.ulr({ injection: 'layerwise', blocks: [2, 2] }) }), { code: 'ERR_CONFIG', message: /cover the 3 layers with parameters/ });
-  t.throws(() => of.ulr({ blocks: [1, 2] }), { code: 'ERR_CONFIG', message: /layerwise/ });
-  model.dispose();
-});
+t.test(
+  'layer-wise blocks: one block of every layer is the all-at-once estimator; a 2-layer block is unbiased',
+  async (t) => {
+    const { model, spec } = mlp([5, 7, 6, 3], 'tanh', { seed: 21 });
+    const x = randn(4 * 5, 41),
+      y = Int32Array.from([0, 2, 1, 2]);
+    const all = concat(model.gradients({ x, y }, { estimator: of.ulr({ copies: 8, sigma: 0.2 }), step: 3 }));
+    const one = concat(
+      model.gradients(
+        { x, y },
+        { estimator: of.ulr({ copies: 8, sigma: 0.2, injection: 'layerwise', blocks: [3] }), step: 3 },
+      ),
+    );
+    assertClose(t, one, all, { atol: 1e-5 * maxAbs(all), rtol: 1e-4, label: 'blocks [3] vs injection all' });
+    // blocks [2, 1]: the first block's parameters follow its own smoothed loss (noise in layers 0 and 1 only).
+    const sigma = 0.4;
+    const ref = fromParams(
+      spec,
+      model.parameters().map((p) => p.data),
+      'crossEntropy',
+    );
+    const est = Array.from({ length: 300 }, (_, s) =>
+      model.gradients(
+        { x, y },
+        { estimator: of.ulr({ copies: 16, sigma, injection: 'layerwise', blocks: [2, 1] }), step: s },
+      ),
+    );
+    const normal = gaussian(321);
+    const draws = Array.from({ length: 3000 }, () => smoothedGradient(ref, x, 4, y, [sigma, sigma, 0], 2, normal));
+    const idx = [0, 1, 2, 3];
+    const pick = (g: ArrayLike<number>[]) => concat(idx.map((p) => g[p]!));
+    const refAll = draws.map(pick),
+      mine = est.map(pick);
+    const mean = (xs: Float64Array[]) => xs[0]!.map((_, i) => xs.reduce((a, e) => a + e[i]!, 0) / xs.length);
+    const se2 = (xs: Float64Array[], mu: Float64Array) =>
+      mu.map((m, i) => xs.reduce((a, e) => a + (e[i]! - m) ** 2, 0) / (xs.length - 1) / xs.length);
+    const mr = mean(refAll),
+      mm = mean(mine);
+    const vr = se2(refAll, mr),
+      vm = se2(mine, mm);
+    const z = mm.map((v, i) => (v - mr[i]!) / Math.sqrt(vm[i]! + vr[i]!));
+    t.ok(maxAbs(z) < 5, `blocks [2, 1], first block: max |z| = ${maxAbs(z).toFixed(2)} over ${z.length}`);
+    t.throws(() => model.gradients({ x, y }, { estimator: of.ulr({ injection: 'layerwise', blocks: [2, 2] }) }), {
+      code: 'ERR_CONFIG',
+      message: /cover the 3 layers with parameters/,
+    });
+    t.throws(() => of.ulr({ blocks: [1, 2] }), { code: 'ERR_CONFIG', message: /layerwise/ });
+    model.dispose();
+  },
+);

@@ -7,10 +7,19 @@ import t from 'tap';
 
 t.test('test/55 passes with the simulation in reverse index order', (t) => {
   const file = path.join(__dirname, '55-device.test.js');
-  const r = spawnSync(process.execPath, [file], { env: { ...process.env, ONEFORWARD_SIM_ORDER: 'reverse' }, encoding: 'utf8', maxBuffer: 64 << 20 });
+  const r = spawnSync(process.execPath, [file], {
+    env: { ...process.env, ONEFORWARD_SIM_ORDER: 'reverse' },
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+  });
   const out = `${r.stdout}${r.stderr}`;
-  const passed = (out.match(/^\s*ok \d+/gm) ?? []).length, failed = out.match(/^\s*not ok \d+.*$/gm) ?? [];
-  t.equal(r.status, 0, `exit status ${r.status}${failed.length ? `; first failures: ${failed.slice(0, 5).join(' | ')}` : ''}`);
+  const passed = (out.match(/^\s*ok \d+/gm) ?? []).length,
+    failed = out.match(/^\s*not ok \d+.*$/gm) ?? [];
+  t.equal(
+    r.status,
+    0,
+    `exit status ${r.status}${failed.length ? `; first failures: ${failed.slice(0, 5).join(' | ')}` : ''}`,
+  );
   t.equal(failed.length, 0, 'no failed check');
   t.ok(passed > 500, `${passed} checks passed`);
   t.end();

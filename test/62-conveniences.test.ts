@@ -1,18 +1,23 @@
-// What a Keras / tfjs user reaches for: model.summary() (counts checked against parameters()), of.data.fromArrays
-// (round trips and every error by class and code), predictClass (the arg-max of predict), fit's validationSplit
-// (the same run as the explicit split) and earlyStopping (stops exactly at its epoch; restoreBest puts back the
-// best epoch's parameters bit for bit).
+// What a Keras / tfjs user reaches for: model.summary() (counts checked against parameters(), shapes from the
+// native layout of the layers), of.data.fromArrays (round trips and every error by class and code), predictClass
+// (the arg-max of predict), fit's validationSplit (the same run as the explicit split) and earlyStopping (stops
+// exactly at its epoch; restoreBest puts back the best epoch's parameters bit for bit).
 import t from 'tap';
 import * as util from 'util';
 import * as of from '../lib/index';
+import { topology } from '../lib/layers/topology';
+import { nat } from './helpers/native';
 
-const bits = (m: of.Model) => Buffer.concat(m.parameters().map((p) => Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength)));
+const bits = (m: of.Model) =>
+  Buffer.concat(m.parameters().map((p) => Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength)));
 
 // A seeded two-feature task, 64 rows: class 1 where the features agree in sign.
 function task(rows = 64): { x: number[][]; y: number[] } {
-  const x: number[][] = [], y: number[] = [];
+  const x: number[][] = [],
+    y: number[] = [];
   for (let i = 0; i < rows; i++) {
-    const a = Math.sin(i * 1.7), b = Math.cos(i * 0.9);
+    const a = Math.sin(i * 1.7),
+      b = Math.cos(i * 0.9);
     x.push([a, b]);
     y.push(a * b > 0 ? 1 : 0);
   }
@@ -30,7 +35,8 @@ function rows(summary: string): string[][] {
 // Parameter counts per layer with parameters, from parameters(): dense0.weight + dense0.bias -> one layer.
 function perLayer(m: of.Model): number[] {
   const sizes = new Map<string, number>();
-  for (const p of m.parameters()) sizes.set(p.name.split('.')[0]!, (sizes.get(p.name.split('.')[0]!) ?? 0) + p.data.length);
+  for (const p of m.parameters())
+    sizes.set(p.name.split('.')[0]!, (sizes.get(p.name.split('.')[0]!) ?? 0) + p.data.length);
   return [...sizes.values()];
 }
 const fmt = (n: number) => n.toLocaleString('en-US');
@@ -39,13 +45,38 @@ t.test('summary(): one row per layer, counts that match parameters(), totals and
   const k = of.datasets.karate();
   const models: [string, of.Model][] = [
     ['mlp', of.sequential([of.dense(784, 64), of.relu(), of.dropout(0.2), of.dense(64, 10)], { seed: 1 })],
-    ['cnn', of.sequential([
-      of.conv2d({ inputShape: [8, 8, 1], filters: 4, kernel: 3, padding: 'same' }), of.relu(), of.maxPool2d(),
-      of.residual([of.conv2d({ filters: 4, kernel: 3, padding: 'same' }), of.batchNorm()]), of.relu(),
-      of.concat([of.conv2d({ filters: 2, kernel: 1, bias: false })]), of.groupNorm({ groups: 2 }), of.globalAvgPool(), of.dense(6, 3),
-    ])],
-    ['rnn', of.sequential([of.gru({ inputShape: [5, 3], units: 4, returnSequences: true }), of.layerNorm(), of.lstm({ units: 3, returnSequences: true }), of.rnn({ units: 2 }), of.dense(2, 2)])],
-    ['graph', of.sequential([of.graphConv({ graph: k.graph, units: 16, inputShape: [34, 34] }), of.relu(), of.graphConv({ graph: k.graph, units: 2 })])],
+    [
+      'cnn',
+      of.sequential([
+        of.conv2d({ inputShape: [8, 8, 1], filters: 4, kernel: 3, padding: 'same' }),
+        of.relu(),
+        of.maxPool2d(),
+        of.residual([of.conv2d({ filters: 4, kernel: 3, padding: 'same' }), of.batchNorm()]),
+        of.relu(),
+        of.concat([of.conv2d({ filters: 2, kernel: 1, bias: false })]),
+        of.groupNorm({ groups: 2 }),
+        of.globalAvgPool(),
+        of.dense(6, 3),
+      ]),
+    ],
+    [
+      'rnn',
+      of.sequential([
+        of.gru({ inputShape: [5, 3], units: 4, returnSequences: true }),
+        of.layerNorm(),
+        of.lstm({ units: 3, returnSequences: true }),
+        of.rnn({ units: 2 }),
+        of.dense(2, 2),
+      ]),
+    ],
+    [
+      'graph',
+      of.sequential([
+        of.graphConv({ graph: k.graph, units: 16, inputShape: [34, 34] }),
+        of.relu(),
+        of.graphConv({ graph: k.graph, units: 2 }),
+      ]),
+    ],
   ];
   for (const [name, m] of models) {
     const s = m.summary();
@@ -55,32 +86,111 @@ t.test('summary(): one row per layer, counts that match parameters(), totals and
     t.match(s, `Trainable params: ${fmt(total)} (`, `${name}: all trainable`);
     t.match(s, 'Frozen params: 0 (0 B)');
     const table = rows(s);
-    const withParams = table.filter((r) => r[4] === 'yes' || r[4] === 'frozen').map((r) => Number(r[3]!.replace(/,/g, '')));
+    const withParams = table
+      .filter((r) => r[4] === 'yes' || r[4] === 'frozen')
+      .map((r) => Number(r[3]!.replace(/,/g, '')));
     t.same(withParams, perLayer(m), `${name}: each layer's count is its tensors' size`);
     t.equal(table.filter((r) => !r[0]!.includes('.')).length, m.layers.length, `${name}: one top-level row per layer`);
     t.equal(String(m), s, 'toString() is the summary');
     t.equal(util.inspect(m), s, 'util.inspect shows the summary');
   }
   const cnn = rows(models[1]![1].summary());
-  t.same(cnn.map((r) => r[2]), ['[8, 8, 4]', '[8, 8, 4]', '[4, 4, 4]', '[4, 4, 4]', '[4, 4, 4]', '[4, 4, 4]', '[4, 4, 4]', '[4, 4, 6]', '[4, 4, 2]', '[4, 4, 6]', '[6]', '[3]'], 'output shapes');
-  t.same(cnn.map((r) => r[0]), ['0', '1', '2', '3', '3.0', '3.1', '4', '5', '5.0', '6', '7', '8'], 'block layers numbered under their block');
+  t.same(
+    cnn.map((r) => r[2]),
+    [
+      '[8, 8, 4]',
+      '[8, 8, 4]',
+      '[4, 4, 4]',
+      '[4, 4, 4]',
+      '[4, 4, 4]',
+      '[4, 4, 4]',
+      '[4, 4, 4]',
+      '[4, 4, 6]',
+      '[4, 4, 2]',
+      '[4, 4, 6]',
+      '[6]',
+      '[3]',
+    ],
+    'output shapes',
+  );
+  t.same(
+    cnn.map((r) => r[0]),
+    ['0', '1', '2', '3', '3.0', '3.1', '4', '5', '5.0', '6', '7', '8'],
+    'block layers numbered under their block',
+  );
   t.match(cnn[0]![1], 'conv2d(4 filters, 3×3, same)');
   t.equal(cnn[3]![3], '156', 'a block row counts its inner layers (148 + 8)');
   t.match(models[0]![1].summary(), `Total params: 50,890 (198.8 KiB)`, 'float32 bytes: 50,890 × 4 = 203,560 B');
-  t.same(rows(models[2]![1].summary()).map((r) => r[2]), ['[5, 4]', '[5, 4]', '[5, 3]', '[2]', '[2]']);
-  t.same(rows(models[3]![1].summary()).map((r) => r[2]), ['[34, 16]', '[34, 16]', '[34, 2]']);
+  t.same(
+    rows(models[2]![1].summary()).map((r) => r[2]),
+    ['[5, 4]', '[5, 4]', '[5, 3]', '[2]', '[2]'],
+  );
+  t.same(
+    rows(models[3]![1].summary()).map((r) => r[2]),
+    ['[34, 16]', '[34, 16]', '[34, 2]'],
+  );
   for (const [, m] of models) m.dispose();
+});
+
+t.test('the native layout: tensors as parameters() names them, shapes of every kind, nothing allocated', async (t) => {
+  const lists: of.Layer[][] = [
+    [
+      of.repeat(4, { inputs: 3 }),
+      of.lif({ units: 5 }),
+      of.gru({ units: 4, returnSequences: true }),
+      of.layerNorm(),
+      of.lstm({ units: 3, returnSequences: true }),
+      of.timeMean(),
+      of.dense(3, 2),
+    ],
+    [
+      of.conv2d({ inputShape: [6, 6, 2], filters: 3, kernel: 3, padding: 'same', bias: false }),
+      of.batchNorm(),
+      of.avgPool2d(),
+      of.concat([of.conv2d({ filters: 2, kernel: 1 })]),
+      of.groupNorm({ groups: 5 }),
+      of.flatten(),
+      of.dense(45, 2),
+    ],
+  ];
+  for (const layers of lists) {
+    const m = of.sequential(layers);
+    t.same(
+      topology(layers).tensors,
+      m.parameters().map((p) => ({ name: p.name, shape: p.shape })),
+      `${layers.map((l) => l.type).join(', ')}: names and shapes`,
+    );
+    m.dispose();
+  }
+  t.same(
+    topology(lists[0]!).perLayer.map((r) => r.output),
+    [[4, 3], [4, 5], [4, 4], [4, 4], [4, 3], [3], [2]],
+  );
+  t.same(
+    topology(lists[1]!).perLayer.map((r) => r.output),
+    [[6, 6, 3], [6, 6, 3], [3, 3, 3], [3, 3, 5], [3, 3, 2], [3, 3, 5], [45], [2]],
+  );
+  const before = nat.allocStats(true);
+  const big = topology([of.dense(1 << 15, 1 << 15), of.relu(), of.dense(1 << 15, 2)]); // 2^30 weights, 4 GiB of float32
+  t.same(big.tensors[0], { name: 'dense0.weight', shape: [1 << 15, 1 << 15] });
+  t.equal(nat.allocStats().peak, before.peak, 'no parameter slab allocated');
 });
 
 t.test('summary(): frozen layers and a disposed model', async (t) => {
   const m = of.sequential([of.dense(4, 8, { trainable: false }), of.relu(), of.dense(8, 8), of.relu(), of.dense(8, 3)]);
   let s = m.summary();
-  t.same(rows(s).map((r) => r[4] ?? ''), ['frozen', '', 'yes', '', 'yes']);
+  t.same(
+    rows(s).map((r) => r[4] ?? ''),
+    ['frozen', '', 'yes', '', 'yes'],
+  );
   t.match(s, 'Trainable params: 99 (396 B)');
   t.match(s, 'Frozen params: 40 (160 B)');
   m.freeze(2);
   s = m.summary();
-  t.same(rows(s).map((r) => r[4] ?? ''), ['frozen', '', 'frozen', '', 'yes']);
+  t.same(
+    rows(s).map((r) => r[4] ?? ''),
+    ['frozen', '', 'frozen', '', 'yes'],
+  );
   t.match(s, 'Trainable params: 27 (108 B)');
   const before = rows(s);
   m.dispose();
@@ -93,9 +203,18 @@ t.test('summary(): frozen layers and a disposed model', async (t) => {
   // A frozen layer given at construction, and a freeze() of layers that carry no trainable flag (conv2d).
   const given = of.sequential([of.dense(4, 8, { trainable: false }), of.relu(), of.dense(8, 3)]);
   given.dispose();
-  t.same(rows(given.summary()).map((r) => r[4] ?? ''), ['frozen', '', 'yes'], 'trainable: false, after dispose');
+  t.same(
+    rows(given.summary()).map((r) => r[4] ?? ''),
+    ['frozen', '', 'yes'],
+    'trainable: false, after dispose',
+  );
   t.match(given.summary(), 'Frozen params: 40 (160 B)');
-  const cnn = of.sequential([of.conv2d({ inputShape: [4, 4, 1], filters: 2, kernel: 3 }), of.relu(), of.flatten(), of.dense(8, 2)]);
+  const cnn = of.sequential([
+    of.conv2d({ inputShape: [4, 4, 1], filters: 2, kernel: 3 }),
+    of.relu(),
+    of.flatten(),
+    of.dense(8, 2),
+  ]);
   cnn.freeze(1);
   const frozenCnn = cnn.summary();
   t.match(frozenCnn, 'Frozen params: 20 (80 B)', 'conv2d 2 × (3 × 3 × 1) + 2 biases');
@@ -106,7 +225,13 @@ t.test('summary(): frozen layers and a disposed model', async (t) => {
 });
 
 t.test('fromArrays: rows, flat values with a shape, typed arrays', async (t) => {
-  const d = of.data.fromArrays([[1, 2, 3], [4, 5, 6]], [1, 0]);
+  const d = of.data.fromArrays(
+    [
+      [1, 2, 3],
+      [4, 5, 6],
+    ],
+    [1, 0],
+  );
   t.same(d.shape, [3]);
   t.equal(d.rows, 2);
   t.ok(d.x instanceof Float32Array && d.y instanceof Int32Array);
@@ -118,9 +243,16 @@ t.test('fromArrays: rows, flat values with a shape, typed arrays', async (t) => 
   t.equal(img.rows, 2);
   const xs = new Float32Array([1, 2, 3, 4]);
   t.equal(of.data.fromArrays(xs, [0, 1], { shape: [2] }).x, xs, 'a Float32Array x is used as is');
-  t.same(Array.from(of.data.fromArrays([Float64Array.of(1, 2), Uint8Array.of(3, 4)], [0, 1]).x), [1, 2, 3, 4], 'rows as typed arrays');
+  t.same(
+    Array.from(of.data.fromArrays([Float64Array.of(1, 2), Uint8Array.of(3, 4)], [0, 1]).x),
+    [1, 2, 3, 4],
+    'rows as typed arrays',
+  );
   t.same(of.data.fromArrays([[1, 2]], [5], { shape: [2, 1] }).shape, [2, 1], 'a shape for rows');
-  t.ok(of.data.fromArrays([[1], [2]], new Float64Array([0.5, 1.5])).y instanceof Float32Array, 'a float typed y is targets');
+  t.ok(
+    of.data.fromArrays([[1], [2]], new Float64Array([0.5, 1.5])).y instanceof Float32Array,
+    'a float typed y is targets',
+  );
 });
 
 t.test('fromArrays: one-hot rows become class indices; values stay targets', async (t) => {
@@ -129,21 +261,42 @@ t.test('fromArrays: one-hot rows become class indices; values stay targets', asy
   const d = of.data.fromArrays(x, hot);
   t.ok(d.y instanceof Int32Array, 'one-hot rows -> Int32Array');
   t.same(Array.from(d.y), y);
-  t.same(Array.from(of.data.fromArrays(x, Float32Array.from(hot.flat()), { labels: 'oneHot' }).y), y, 'flat one-hot with labels: oneHot');
-  t.same(Array.from(of.data.fromArrays([[0], [0]], [[2], [1]], { labels: 'index' }).y), [2, 1], 'one-column rows as indices');
+  t.same(
+    Array.from(of.data.fromArrays(x, Float32Array.from(hot.flat()), { labels: 'oneHot' }).y),
+    y,
+    'flat one-hot with labels: oneHot',
+  );
+  t.same(
+    Array.from(of.data.fromArrays([[0], [0]], [[2], [1]], { labels: 'index' }).y),
+    [2, 1],
+    'one-column rows as indices',
+  );
 
   // fit rejects one-hot targets given as floats for a crossEntropy model, and says how to convert them
   const m = mlp();
   const raw = { x: d.x, y: Float32Array.from(hot.flat()), rows: 8, shape: [2] };
-  await t.rejects(m.fit(raw, { estimator: of.bp() }), { code: 'ERR_CONFIG', message: /Int32Array of class labels.*labels: 'oneHot'/ });
+  await t.rejects(m.fit(raw, { estimator: of.bp() }), {
+    code: 'ERR_CONFIG',
+    message: /Int32Array of class labels.*labels: 'oneHot'/,
+  });
   const h = await m.fit(d, { estimator: of.bp(), epochs: 1, batchSize: 4 });
   t.equal(h.epochs.length, 1, 'fromArrays one-hot labels train');
   m.dispose();
 
-  const reg = of.data.fromArrays(x, x.map(([a, b]) => [a! + b!, a! - b!]));
+  const reg = of.data.fromArrays(
+    x,
+    x.map(([a, b]) => [a! + b!, a! - b!]),
+  );
   t.ok(reg.y instanceof Float32Array, 'rows that are not one-hot are targets');
   t.equal(reg.y.length, 16);
-  const forced = of.data.fromArrays([[1], [2]], [[1, 0], [0, 1]], { labels: 'values' });
+  const forced = of.data.fromArrays(
+    [[1], [2]],
+    [
+      [1, 0],
+      [0, 1],
+    ],
+    { labels: 'values' },
+  );
   t.same(Array.from(forced.y), [1, 0, 0, 1], 'labels: values keeps one-hot-looking rows as floats');
   const scalar = of.data.fromArrays([[1], [2]], [0.25, 1.5], { labels: 'values' });
   t.same(Array.from(scalar.y), [0.25, 1.5]);
@@ -152,70 +305,240 @@ t.test('fromArrays: one-hot rows become class indices; values stay targets', asy
   mse.dispose();
 });
 
-t.test('fromArrays: rows nested deeper (tfjs arraySync() of images) and float class indices (dataSync())', async (t) => {
-  // Two 3×2×1 images: value (r, i, j) = 100 r + 10 i + j, so the flat order is checked, not only the count.
-  const images = [0, 1].map((r) => [0, 1, 2].map((i) => [0, 1].map((j) => [100 * r + 10 * i + j])));
-  const d = of.data.fromArrays(images, [1, 0]);
-  t.same(d.shape, [3, 2, 1], 'the row shape from the nesting [3][2][1]');
-  t.equal(d.rows, 2);
-  t.same(Array.from(d.x), [0, 1, 10, 11, 20, 21, 100, 101, 110, 111, 120, 121], 'flattened row-major');
-  t.same(of.data.fromArrays([[[1, 2], [3, 4]]], [0]).shape, [2, 2], 'number[][][] -> shape [2, 2]');
-  t.same(of.data.fromArrays([[Float32Array.of(1, 2), Float32Array.of(3, 4)]], [0]).shape, [2, 2], 'rows of typed arrays');
-  t.same(of.data.fromArrays(images, [1, 0], { shape: [6] }).shape, [6], 'an explicit shape of as many values wins');
-  const conv = of.sequential([of.conv2d({ inputShape: [3, 2, 1], filters: 2, kernel: 2 }), of.relu(), of.flatten(), of.dense(4, 2)], { seed: 1 });
-  t.equal(conv.predict(d).length, 4, 'a conv2d model reads the inferred image shape');
-  conv.dispose();
+t.test(
+  'fromArrays: rows nested deeper (tfjs arraySync() of images) and float class indices (dataSync())',
+  async (t) => {
+    // Two 3×2×1 images: value (r, i, j) = 100 r + 10 i + j, so the flat order is checked, not only the count.
+    const images = [0, 1].map((r) => [0, 1, 2].map((i) => [0, 1].map((j) => [100 * r + 10 * i + j])));
+    const d = of.data.fromArrays(images, [1, 0]);
+    t.same(d.shape, [3, 2, 1], 'the row shape from the nesting [3][2][1]');
+    t.equal(d.rows, 2);
+    t.same(Array.from(d.x), [0, 1, 10, 11, 20, 21, 100, 101, 110, 111, 120, 121], 'flattened row-major');
+    t.same(
+      of.data.fromArrays(
+        [
+          [
+            [1, 2],
+            [3, 4],
+          ],
+        ],
+        [0],
+      ).shape,
+      [2, 2],
+      'number[][][] -> shape [2, 2]',
+    );
+    t.same(
+      of.data.fromArrays([[Float32Array.of(1, 2), Float32Array.of(3, 4)]], [0]).shape,
+      [2, 2],
+      'rows of typed arrays',
+    );
+    t.same(of.data.fromArrays(images, [1, 0], { shape: [6] }).shape, [6], 'an explicit shape of as many values wins');
+    const conv = of.sequential(
+      [of.conv2d({ inputShape: [3, 2, 1], filters: 2, kernel: 2 }), of.relu(), of.flatten(), of.dense(4, 2)],
+      { seed: 1 },
+    );
+    t.equal(conv.predict(d).length, 4, 'a conv2d model reads the inferred image shape');
+    conv.dispose();
 
-  const shapeErr = { name: 'ShapeError', code: 'ERR_SHAPE' };
-  const ragged = images.map((img) => img.map((row) => row.map((px) => [...px])));
-  ragged[1]![2]![1] = [5, 6];
-  t.throws(() => of.data.fromArrays(ragged, [1, 0]), { ...shapeErr, message: /x\[1\]\[2\]\[1\] has 2 values but x\[0\]\[0\]\[0\] has 1/ }, 'ragged innermost');
-  t.throws(() => of.data.fromArrays([[[1, 2], [3, 4]], [[1, 2]]], [0, 1]), { ...shapeErr, message: /x\[1\] has 1 values but x\[0\] has 2/ });
-  t.throws(() => of.data.fromArrays([[[1, 2], [3, 4]], [[1, 2], 3]] as never, [0, 1]), { ...shapeErr, message: /x\[1\]\[1\] is a number but x\[0\]\[0\] is an array/ });
-  t.throws(() => of.data.fromArrays([[[1, 2], [3, 4]], [[1, 2], [3, [4]]]] as never, [0, 1]), { ...shapeErr, message: /x\[1\]\[1\]\[1\] is an array but x\[0\]\[0\]\[0\] is a number/ });
-  t.throws(() => of.data.fromArrays([[[1, 2], [3, NaN]]], [0]), { name: 'DataError', code: 'ERR_DATA', message: /x\[0\]\[1\]\[1\] is NaN/ }, 'the full path of a non-finite value');
-  t.throws(() => of.data.fromArrays([[[1, 2], [3, 'a']]] as never, [0]), { name: 'DataError', message: /x\[0\]\[1\]\[1\] is not a number \(string\)/ });
-  const loop: unknown[] = [];
-  loop.push(loop);
-  t.throws(() => of.data.fromArrays([loop] as never, [0]), { ...shapeErr, message: /nested deeper than 32/ }, 'an array that contains itself');
+    const shapeErr = { name: 'ShapeError', code: 'ERR_SHAPE' };
+    const ragged = images.map((img) => img.map((row) => row.map((px) => [...px])));
+    ragged[1]![2]![1] = [5, 6];
+    t.throws(
+      () => of.data.fromArrays(ragged, [1, 0]),
+      { ...shapeErr, message: /x\[1\]\[2\]\[1\] has 2 values but x\[0\]\[0\]\[0\] has 1/ },
+      'ragged innermost',
+    );
+    t.throws(
+      () =>
+        of.data.fromArrays(
+          [
+            [
+              [1, 2],
+              [3, 4],
+            ],
+            [[1, 2]],
+          ],
+          [0, 1],
+        ),
+      { ...shapeErr, message: /x\[1\] has 1 values but x\[0\] has 2/ },
+    );
+    t.throws(
+      () =>
+        of.data.fromArrays(
+          [
+            [
+              [1, 2],
+              [3, 4],
+            ],
+            [[1, 2], 3],
+          ] as never,
+          [0, 1],
+        ),
+      { ...shapeErr, message: /x\[1\]\[1\] is a number but x\[0\]\[0\] is an array/ },
+    );
+    t.throws(
+      () =>
+        of.data.fromArrays(
+          [
+            [
+              [1, 2],
+              [3, 4],
+            ],
+            [
+              [1, 2],
+              [3, [4]],
+            ],
+          ] as never,
+          [0, 1],
+        ),
+      { ...shapeErr, message: /x\[1\]\[1\]\[1\] is an array but x\[0\]\[0\]\[0\] is a number/ },
+    );
+    t.throws(
+      () =>
+        of.data.fromArrays(
+          [
+            [
+              [1, 2],
+              [3, NaN],
+            ],
+          ],
+          [0],
+        ),
+      { name: 'DataError', code: 'ERR_DATA', message: /x\[0\]\[1\]\[1\] is NaN/ },
+      'the full path of a non-finite value',
+    );
+    t.throws(
+      () =>
+        of.data.fromArrays(
+          [
+            [
+              [1, 2],
+              [3, 'a'],
+            ],
+          ] as never,
+          [0],
+        ),
+      { name: 'DataError', message: /x\[0\]\[1\]\[1\] is not a number \(string\)/ },
+    );
+    const loop: unknown[] = [];
+    loop.push(loop);
+    t.throws(
+      () => of.data.fromArrays([loop] as never, [0]),
+      { ...shapeErr, message: /nested deeper than 32/ },
+      'an array that contains itself',
+    );
 
-  // Class indices held as floats, as tfjs labels.dataSync() gives them: targets by default, and fit says how to fix it.
-  const x = [[0, 0], [0, 1], [1, 0], [1, 1]];
-  const floatY = new Float32Array([0, 1, 1, 0]);
-  const asTargets = of.data.fromArrays(x, floatY);
-  t.ok(asTargets.y instanceof Float32Array);
-  const m = mlp();
-  await t.rejects(m.fit(asTargets, { estimator: of.bp() }), {
-    code: 'ERR_CONFIG',
-    message: /Expected Int32Array of class labels \(crossEntropy loss\) for train\.y but received a Float32Array.*of\.data\.fromArrays\(x, y, \{ labels: 'index' \}\) or Int32Array\.from\(y\)/,
-  });
-  const fixed = of.data.fromArrays(x, floatY, { labels: 'index' });
-  t.same(Array.from(fixed.y), [0, 1, 1, 0]);
-  t.ok(fixed.y instanceof Int32Array, "labels: 'index' reads float class indices");
-  t.equal((await m.fit(fixed, { estimator: of.bp(), epochs: 1, batchSize: 4 })).epochs.length, 1, 'and they train');
-  m.dispose();
-});
+    // Class indices held as floats, as tfjs labels.dataSync() gives them: targets by default, and fit says how to fix it.
+    const x = [
+      [0, 0],
+      [0, 1],
+      [1, 0],
+      [1, 1],
+    ];
+    const floatY = new Float32Array([0, 1, 1, 0]);
+    const asTargets = of.data.fromArrays(x, floatY);
+    t.ok(asTargets.y instanceof Float32Array);
+    const m = mlp();
+    await t.rejects(m.fit(asTargets, { estimator: of.bp() }), {
+      code: 'ERR_CONFIG',
+      message:
+        /Expected Int32Array of class labels \(crossEntropy loss\) for train\.y but received a Float32Array.*of\.data\.fromArrays\(x, y, \{ labels: 'index' \}\) or Int32Array\.from\(y\)/,
+    });
+    const fixed = of.data.fromArrays(x, floatY, { labels: 'index' });
+    t.same(Array.from(fixed.y), [0, 1, 1, 0]);
+    t.ok(fixed.y instanceof Int32Array, "labels: 'index' reads float class indices");
+    t.equal((await m.fit(fixed, { estimator: of.bp(), epochs: 1, batchSize: 4 })).epochs.length, 1, 'and they train');
+    m.dispose();
+  },
+);
 
 t.test('fromArrays: errors by class, code and message', async (t) => {
   const shape = { name: 'ShapeError', code: 'ERR_SHAPE' };
   const dataErr = { name: 'DataError', code: 'ERR_DATA' };
-  t.throws(() => of.data.fromArrays([[1, 2], [3, 4], [5]], [0, 1, 0]), { ...shape, message: /x\[2\] has 1 values but x\[0\] has 2/ });
-  t.throws(() => of.data.fromArrays([[1, 2], [NaN, 4]], [0, 1]), { ...dataErr, message: /x\[1\]\[0\] is NaN/ });
+  t.throws(() => of.data.fromArrays([[1, 2], [3, 4], [5]], [0, 1, 0]), {
+    ...shape,
+    message: /x\[2\] has 1 values but x\[0\] has 2/,
+  });
+  t.throws(
+    () =>
+      of.data.fromArrays(
+        [
+          [1, 2],
+          [NaN, 4],
+        ],
+        [0, 1],
+      ),
+    { ...dataErr, message: /x\[1\]\[0\] is NaN/ },
+  );
   t.throws(() => of.data.fromArrays([1, Infinity], [0], { shape: [2] }), { ...dataErr, message: /x\[1\] is Infinity/ });
-  t.throws(() => of.data.fromArrays([[1e39]], [0]), { ...dataErr, message: /x\[0\]\[0\] is Infinity/ }, 'beyond float32');
-  t.throws(() => of.data.fromArrays([[1], [2]], [0, 0.5]), { ...dataErr, message: /y\[1\] = 0.5 is not a class index.*labels: 'values'/ });
+  t.throws(
+    () => of.data.fromArrays([[1e39]], [0]),
+    { ...dataErr, message: /x\[0\]\[0\] is Infinity/ },
+    'beyond float32',
+  );
+  t.throws(() => of.data.fromArrays([[1], [2]], [0, 0.5]), {
+    ...dataErr,
+    message: /y\[1\] = 0.5 is not a class index.*labels: 'values'/,
+  });
   t.throws(() => of.data.fromArrays([[1], [2]], [0, -1]), { ...dataErr, message: /y\[1\] = -1 is not a class index/ });
   t.throws(() => of.data.fromArrays([[1], [2]], Int32Array.of(0, -3)), { ...dataErr, message: /y\[1\] = -3/ });
-  t.throws(() => of.data.fromArrays([[1], [2]], [[0, 1], [1, 1]], { labels: 'oneHot' }), { ...dataErr, message: /y\[1\] is not one-hot \(\[1, 1\]\)/ });
-  t.throws(() => of.data.fromArrays([[1], [2]], [[0, 1], [NaN, 0]]), { ...dataErr, message: /y\[1\]\[0\] is NaN/ });
-  t.throws(() => of.data.fromArrays([[1], [2], [3], [4]], [0, 1, 0]), { ...shape, message: /y has 3 values but x has 4 rows/ });
+  t.throws(
+    () =>
+      of.data.fromArrays(
+        [[1], [2]],
+        [
+          [0, 1],
+          [1, 1],
+        ],
+        { labels: 'oneHot' },
+      ),
+    { ...dataErr, message: /y\[1\] is not one-hot \(\[1, 1\]\)/ },
+  );
+  t.throws(
+    () =>
+      of.data.fromArrays(
+        [[1], [2]],
+        [
+          [0, 1],
+          [NaN, 0],
+        ],
+      ),
+    { ...dataErr, message: /y\[1\]\[0\] is NaN/ },
+  );
+  t.throws(() => of.data.fromArrays([[1], [2], [3], [4]], [0, 1, 0]), {
+    ...shape,
+    message: /y has 3 values but x has 4 rows/,
+  });
   t.throws(() => of.data.fromArrays([[1], [2]], [[1, 0]]), { ...shape, message: /y has 1 rows but x has 2 rows/ });
-  t.throws(() => of.data.fromArrays([[1], [2]], [[0, 1], [1, 0]], { labels: 'index' }), { ...shape, message: /2 values per row/ });
+  t.throws(
+    () =>
+      of.data.fromArrays(
+        [[1], [2]],
+        [
+          [0, 1],
+          [1, 0],
+        ],
+        { labels: 'index' },
+      ),
+    { ...shape, message: /2 values per row/ },
+  );
   t.throws(() => of.data.fromArrays([1, 2, 3], [0]), { ...shape, message: /x is flat.*options.shape/ });
-  t.throws(() => of.data.fromArrays([1, 2, 3], [0], { shape: [2] }), { ...shape, message: /not a whole number of rows/ });
-  t.throws(() => of.data.fromArrays([[1, 2]], [0], { shape: [3] }), { ...shape, message: /holds 3 values but the rows of x have 2/ });
-  t.throws(() => of.data.fromArrays([[1, 2]], [0], { shapes: [2] } as never), { code: 'ERR_CONFIG', message: /Unknown option 'shapes' for fromArrays/ });
-  t.throws(() => of.data.fromArrays([[1, 2]], [0], { labels: 'onehot' } as never), { code: 'ERR_CONFIG', message: /'index' \| 'oneHot' \| 'values'/ });
+  t.throws(() => of.data.fromArrays([1, 2, 3], [0], { shape: [2] }), {
+    ...shape,
+    message: /not a whole number of rows/,
+  });
+  t.throws(() => of.data.fromArrays([[1, 2]], [0], { shape: [3] }), {
+    ...shape,
+    message: /holds 3 values but the rows of x have 2/,
+  });
+  t.throws(() => of.data.fromArrays([[1, 2]], [0], { shapes: [2] } as never), {
+    code: 'ERR_CONFIG',
+    message: /Unknown option 'shapes' for fromArrays/,
+  });
+  t.throws(() => of.data.fromArrays([[1, 2]], [0], { labels: 'onehot' } as never), {
+    code: 'ERR_CONFIG',
+    message: /'index' \| 'oneHot' \| 'values'/,
+  });
   t.throws(() => of.data.fromArrays([[1, 2]], [0], { shape: [0] }), { code: 'ERR_CONFIG', message: /shape/ });
   t.throws(() => of.data.fromArrays([], []), { code: 'ERR_CONFIG', message: /non-empty/ });
   t.throws(() => of.data.fromArrays('1,2' as never, [0]), { code: 'ERR_CONFIG', message: /for x/ });
@@ -238,18 +561,29 @@ t.test('predictClass is the arg-max of predict', async (t) => {
 
   // Per-position classifiers: one class per node.
   const k = of.datasets.karate();
-  const g = of.sequential([of.graphConv({ graph: k.graph, units: 4, inputShape: [34, 34] }), of.relu(), of.graphConv({ graph: k.graph, units: 2 })], { seed: 3 });
+  const g = of.sequential(
+    [
+      of.graphConv({ graph: k.graph, units: 4, inputShape: [34, 34] }),
+      of.relu(),
+      of.graphConv({ graph: k.graph, units: 2 }),
+    ],
+    { seed: 3 },
+  );
   const out = g.predict(k.train);
   const cls = g.predictClass(k.train);
   t.equal(cls.length, 34);
-  t.ok(cls.every((c, i) => c === (out[2 * i + 1]! > out[2 * i]! ? 1 : 0)), 'per node');
+  t.ok(
+    cls.every((c, i) => c === (out[2 * i + 1]! > out[2 * i]! ? 1 : 0)),
+    'per node',
+  );
   g.dispose();
 });
 
 t.test('validationSplit: the last rows validate, as the explicit split does', async (t) => {
   const d = data();
   const opts = { estimator: of.bp(), optimizer: of.adam({ lr: 1e-2 }), epochs: 3, batchSize: 8 };
-  const a = mlp(), b = mlp();
+  const a = mlp(),
+    b = mlp();
   const ha = await a.fit(d, { ...opts, validationSplit: 0.25 });
   const idx = (from: number, to: number) => Int32Array.from({ length: to - from }, (_, i) => from + i);
   const hb = await b.fit(of.data.take(d, idx(0, 48)), { ...opts, validation: of.data.take(d, idx(48, 64)) });
@@ -261,12 +595,25 @@ t.test('validationSplit: the last rows validate, as the explicit split does', as
   const h = await a.fit(ten, { estimator: of.bp(), batchSize: 1, validationSplit: 0.3 });
   t.equal(h.epochs[0]!.steps, 7);
 
-  await t.rejects(a.fit(d, { validationSplit: 0.2, validation: d }), { code: 'ERR_CONFIG', message: /validation or validationSplit, not both/ });
+  await t.rejects(a.fit(d, { validationSplit: 0.2, validation: d }), {
+    code: 'ERR_CONFIG',
+    message: /validation or validationSplit, not both/,
+  });
   for (const bad of [0, 1, -0.5, 1.5, NaN, '0.2']) {
-    await t.rejects(a.fit(d, { validationSplit: bad as number }), { code: 'ERR_CONFIG', message: /number in \(0, 1\) for validationSplit/ }, `validationSplit ${String(bad)}`);
+    await t.rejects(
+      a.fit(d, { validationSplit: bad as number }),
+      { code: 'ERR_CONFIG', message: /number in \(0, 1\) for validationSplit/ },
+      `validationSplit ${String(bad)}`,
+    );
   }
-  await t.rejects(a.fit(ten, { validationSplit: 0.95 }), { code: 'ERR_CONFIG', message: /leaves 0 to train on and 10 to validate/ });
-  await t.rejects(a.fit(ten, { validationSplit: 1e-17 }), { code: 'ERR_CONFIG', message: /leaves 10 to train on and 0 to validate/ });
+  await t.rejects(a.fit(ten, { validationSplit: 0.95 }), {
+    code: 'ERR_CONFIG',
+    message: /leaves 0 to train on and 10 to validate/,
+  });
+  await t.rejects(a.fit(ten, { validationSplit: 1e-17 }), {
+    code: 'ERR_CONFIG',
+    message: /leaves 10 to train on and 0 to validate/,
+  });
   a.dispose();
   b.dispose();
 });
@@ -277,8 +624,16 @@ t.test('earlyStopping: stops exactly at the epoch without improvement; fit resol
   const plateau = { estimator: of.bp(), optimizer: of.sgd({ lr: 1e-9 }), epochs: 30, batchSize: 8 };
   const m = mlp();
   const seen: number[] = [];
-  const h = await m.fit(d, { ...plateau, onEpochEnd: (e) => seen.push(e.epoch), earlyStopping: { monitor: 'loss', patience: 2, minDelta: 1e-4 } });
-  t.same(h.epochs.map((e) => e.epoch), [1, 2, 3], 'epoch 1 is the best; 2 and 3 do not improve: patience 2 stops after 3');
+  const h = await m.fit(d, {
+    ...plateau,
+    onEpochEnd: (e) => seen.push(e.epoch),
+    earlyStopping: { monitor: 'loss', patience: 2, minDelta: 1e-4 },
+  });
+  t.same(
+    h.epochs.map((e) => e.epoch),
+    [1, 2, 3],
+    'epoch 1 is the best; 2 and 3 do not improve: patience 2 stops after 3',
+  );
   t.equal(h.stoppedEpoch, 3);
   t.equal(h.bestEpoch, 1);
   t.same(seen, [1, 2, 3], 'onEpochEnd for the epochs that ran');
@@ -293,7 +648,14 @@ t.test('earlyStopping: stops exactly at the epoch without improvement; fit resol
 
   // Training that keeps improving runs every epoch.
   const r = mlp();
-  const hr = await r.fit(d, { estimator: of.bp(), optimizer: of.adam({ lr: 1e-2 }), epochs: 4, batchSize: 8, shuffle: false, earlyStopping: { monitor: 'loss' } });
+  const hr = await r.fit(d, {
+    estimator: of.bp(),
+    optimizer: of.adam({ lr: 1e-2 }),
+    epochs: 4,
+    batchSize: 8,
+    shuffle: false,
+    earlyStopping: { monitor: 'loss' },
+  });
   t.equal(hr.epochs.length, 4);
   t.equal(hr.stoppedEpoch, undefined, 'no stoppedEpoch when it did not stop');
   r.dispose();
@@ -311,7 +673,10 @@ t.test('earlyStopping: the weights are those of the stopping epoch, or of the be
   t.ok(bits(stopped).equals(bits(plain4)), 'without restoreBest: bit-identical to 4 plain epochs');
 
   const restored = mlp();
-  const hr = await restored.fit(d, { ...opts, earlyStopping: { monitor: 'loss', patience: 3, minDelta: 10, restoreBest: true } });
+  const hr = await restored.fit(d, {
+    ...opts,
+    earlyStopping: { monitor: 'loss', patience: 3, minDelta: 10, restoreBest: true },
+  });
   t.equal(hr.stoppedEpoch, 4);
   t.equal(hr.bestEpoch, 1);
   const plain1 = mlp();
@@ -321,10 +686,24 @@ t.test('earlyStopping: the weights are those of the stopping epoch, or of the be
 
   // The default monitor with validation data is valLoss; the best epoch is its minimum.
   const v = mlp(4);
-  const hv = await v.fit(d, { ...opts, epochs: 8, validationSplit: 0.25, earlyStopping: { patience: 8, restoreBest: true } });
+  const hv = await v.fit(d, {
+    ...opts,
+    epochs: 8,
+    validationSplit: 0.25,
+    earlyStopping: { patience: 8, restoreBest: true },
+  });
   const vl = hv.history.valLoss;
   t.equal(hv.bestEpoch, vl.indexOf(Math.min(...vl)) + 1, `best valLoss at epoch ${hv.bestEpoch}`);
-  t.equal(v.evaluate(of.data.take(d, Int32Array.from({ length: 16 }, (_, i) => 48 + i))).loss, Math.min(...vl), 'the restored weights give the best valLoss');
+  t.equal(
+    v.evaluate(
+      of.data.take(
+        d,
+        Int32Array.from({ length: 16 }, (_, i) => 48 + i),
+      ),
+    ).loss,
+    Math.min(...vl),
+    'the restored weights give the best valLoss',
+  );
   for (const m of [stopped, plain4, restored, plain1, v]) m.dispose();
 });
 
@@ -333,11 +712,20 @@ t.test('earlyStopping: the user abort still rejects; option errors', async (t) =
   const m = mlp();
   const controller = new AbortController();
   await t.rejects(
-    m.fit(d, { estimator: of.bp(), epochs: 10, signal: controller.signal, onEpochEnd: () => controller.abort(), earlyStopping: { monitor: 'loss', minDelta: 10 } }),
+    m.fit(d, {
+      estimator: of.bp(),
+      epochs: 10,
+      signal: controller.signal,
+      onEpochEnd: () => controller.abort(),
+      earlyStopping: { monitor: 'loss', minDelta: 10 },
+    }),
     { name: 'AbortError', code: 'ABORT_ERR' },
   );
   const bad: [unknown, RegExp][] = [
-    [{ patient: 2 }, /Unknown option 'patient' for earlyStopping; valid options: monitor, patience, minDelta, restoreBest/],
+    [
+      { patient: 2 },
+      /Unknown option 'patient' for earlyStopping; valid options: monitor, patience, minDelta, restoreBest/,
+    ],
     [{ monitor: 'val_loss' }, /'valLoss' \| 'loss' \| 'valAccuracy' \| 'accuracy' for earlyStopping.monitor/],
     [{ monitor: 'valLoss' }, /monitors valLoss but fit has no validation data/],
     [{ patience: -1 }, /integer >= 0 for earlyStopping.patience/],
@@ -348,10 +736,17 @@ t.test('earlyStopping: the user abort still rejects; option errors', async (t) =
   ];
   const before = m.step;
   for (const [es, message] of bad) {
-    await t.rejects(m.fit(d, { earlyStopping: es as of.EarlyStoppingOptions }), { name: 'ConfigError', code: 'ERR_CONFIG', message }, JSON.stringify(es));
+    await t.rejects(
+      m.fit(d, { earlyStopping: es as of.EarlyStoppingOptions }),
+      { name: 'ConfigError', code: 'ERR_CONFIG', message },
+      JSON.stringify(es),
+    );
   }
   const mse = of.sequential([of.dense(2, 2)], { loss: 'mse' });
-  await t.rejects(mse.fit(of.data.fromArrays([[1, 2]], [[1, 2]]), { earlyStopping: { monitor: 'accuracy' } }), { code: 'ERR_CONFIG', message: /mse model reports no accuracy/ });
+  await t.rejects(mse.fit(of.data.fromArrays([[1, 2]], [[1, 2]]), { earlyStopping: { monitor: 'accuracy' } }), {
+    code: 'ERR_CONFIG',
+    message: /mse model reports no accuracy/,
+  });
   t.equal(m.step, before, 'a rejected call trains nothing');
   m.dispose();
   mse.dispose();

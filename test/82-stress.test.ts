@@ -9,10 +9,14 @@ import { runStress } from './helpers/stress';
 
 const SCENARIOS = Number(process.env.ONEFORWARD_STRESS ?? 12);
 
-t.test(`${SCENARIOS} seeded random interleavings: no crash, no hang, every promise settles, every error typed`, { timeout: 300000 }, async (t) => {
-  const t0 = Date.now();
-  for (const o of await runStress(SCENARIOS, 1, 20000)) {
-    t.equal(o.kind, 'ok', `seed ${o.seed}${o.worker ? ' (in a worker, terminated)' : ''}: ${o.detail}`);
-  }
-  t.ok(Date.now() - t0 < 120000, `${SCENARIOS} scenarios in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-});
+t.test(
+  `${SCENARIOS} seeded random interleavings: no crash, no hang, every promise settles, every error typed`,
+  { timeout: 300000 },
+  async (t) => {
+    const t0 = Date.now();
+    for (const o of await runStress(SCENARIOS, 1, 20000)) {
+      t.equal(o.kind, 'ok', `seed ${o.seed}${o.worker ? ' (in a worker, terminated)' : ''}: ${o.detail}`);
+    }
+    t.ok(Date.now() - t0 < 120000, `${SCENARIOS} scenarios in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  },
+);

@@ -28,14 +28,30 @@ const code = (e) => (e && typeof e === 'object' ? e.code : typeof e);
 const out = (v) => process.stdout.write(JSON.stringify(v) + '\\n');
 `;
 
-type Child = { status: number | null; signal: NodeJS.Signals | null; result: Record<string, unknown>; stderr: string; ms: number };
+type Child = {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  result: Record<string, unknown>;
+  stderr: string;
+  ms: number;
+};
 
 // Runs `body` (an async function body, after the prelude) in a fresh node; its last stdout line is its result.
 function child(body: string, timeout = 30000, flags: string[] = []): Child {
   const t0 = Date.now();
-  const r = spawnSync(process.execPath, [...flags, '-e', `${prelude}\n(async () => {\n${body}\n})().catch((e) => { console.error(e); process.exitCode = 3; });`], {
-    encoding: 'utf8', timeout, env: { ...process.env, ONEFORWARD_BACKEND: 'cpu' },
-  });
+  const r = spawnSync(
+    process.execPath,
+    [
+      ...flags,
+      '-e',
+      `${prelude}\n(async () => {\n${body}\n})().catch((e) => { console.error(e); process.exitCode = 3; });`,
+    ],
+    {
+      encoding: 'utf8',
+      timeout,
+      env: { ...process.env, ONEFORWARD_BACKEND: 'cpu' },
+    },
+  );
   const last = r.stdout.trim().split('\n').pop() ?? '';
   let result: Record<string, unknown> = {};
   try {
@@ -53,7 +69,8 @@ function clean(t: { equal(...args: any[]): boolean }, c: Child, what: string): v
 }
 
 t.test('fit reads its own copy: transferring or shrinking the arrays mid-run changes nothing', async (t) => {
-  const c = child(`
+  const c = child(
+    `
     const run = async (attack) => {
       const m = mk(), d = data(40000, attack === 'resize'), v = data(5000, attack === 'resize');
       let done = false;
@@ -69,9 +86,15 @@ t.test('fit reads its own copy: transferring or shrinking the arrays mid-run cha
     const base = await run(null), tr = await run('transfer'), rs = await run('resize');
     out({ transfer: same(base.params, tr.params) && base.valLoss === tr.valLoss, resize: same(base.params, rs.params) && base.valLoss === rs.valLoss,
           hit: tr.hit && rs.hit, lens: [tr.len, rs.len] });
-  `, 60000);
+  `,
+    60000,
+  );
   clean(t, c, 'fit with a transferred / resized buffer');
-  t.same(c.result, { transfer: true, resize: true, hit: true, lens: [0, 0] }, 'the arrays were emptied mid-run, and the run equals an undisturbed one bit for bit');
+  t.same(
+    c.result,
+    { transfer: true, resize: true, hit: true, lens: [0, 0] },
+    'the arrays were emptied mid-run, and the run equals an undisturbed one bit for bit',
+  );
 });
 
 t.test('predictAsync / evaluateAsync read their own copy', async (t) => {
@@ -90,17 +113,20 @@ t.test('predictAsync / evaluateAsync read their own copy', async (t) => {
   t.same(c.result, { predict: true, evaluate: true, len: 0 }, 'results equal predict / evaluate on intact data');
 });
 
-t.test('a direct native call whose argument getter detaches the data fails typed, without reading freed memory', async (t) => {
-  const c = child(`
+t.test(
+  'a direct native call whose argument getter detaches the data fails typed, without reading freed memory',
+  async (t) => {
+    const c = child(`
     const m = mk(), d = data(40000);
     const est = { kind: 'ulr', sigma: 0.1, get copies() { structuredClone(d.x.buffer, { transfer: [d.x.buffer] }); return 4; } };
     let r;
     try { m._native.gradients(d.x, d.y, d.rows, est); r = 'returned'; } catch (e) { r = e instanceof of.OneForwardError ? e.code : String(e); }
     out({ r });
   `);
-  clean(t, c, 'getter detaching x');
-  t.match(c.result, { r: /^ERR_(SHAPE|DATA|CONFIG)$/ }, 'a typed error');
-});
+    clean(t, c, 'getter detaching x');
+    t.match(c.result, { r: /^ERR_(SHAPE|DATA|CONFIG)$/ }, 'a typed error');
+  },
+);
 
 t.test('no mutator runs while the model is inside a call: ERR_BUSY', async (t) => {
   const c = child(`
@@ -139,11 +165,19 @@ t.test('no mutator runs while the model is inside a call: ERR_BUSY', async (t) =
     out(r);
   `);
   clean(t, c, 'mutators inside calls');
-  t.same(c.result.inLoss, ['ERR_BUSY:true', 'ERR_BUSY:true', 'ERR_BUSY:true', 'ERR_BUSY:true', 'ERR_BUSY:true'], 'dispose, predict, freeze, trainStep, gradients from a JS loss: BusyError');
+  t.same(
+    c.result.inLoss,
+    ['ERR_BUSY:true', 'ERR_BUSY:true', 'ERR_BUSY:true', 'ERR_BUSY:true', 'ERR_BUSY:true'],
+    'dispose, predict, freeze, trainStep, gradients from a JS loss: BusyError',
+  );
   t.equal(c.result.uncaught, 'ERR_BUSY', 'an uncaught BusyError from the loss is what gradients throws');
   t.equal(c.result.aliveAfter, 192, 'the model still works after the refused dispose');
   t.equal(c.result.loadDuringFit, 'ERR_BUSY', 'loadWeights during fit: ERR_BUSY');
-  t.same(c.result.duringPredict, ['ERR_BUSY', 'ERR_BUSY', 'ERR_BUSY', 'ERR_BUSY'], 'trainStep, freeze, dispose, applyGradients while predictAsync reads: ERR_BUSY');
+  t.same(
+    c.result.duringPredict,
+    ['ERR_BUSY', 'ERR_BUSY', 'ERR_BUSY', 'ERR_BUSY'],
+    'trainStep, freeze, dispose, applyGradients while predictAsync reads: ERR_BUSY',
+  );
   t.equal(c.result.loadDuringPredict, 'ERR_BUSY', 'loadWeights while predictAsync reads: ERR_BUSY');
   t.equal(c.result.untouched, true, 'the refused calls changed nothing');
   t.equal(c.result.loadAfter, 4, 'loadWeights works once the model is idle');
@@ -151,7 +185,8 @@ t.test('no mutator runs while the model is inside a call: ERR_BUSY', async (t) =
 });
 
 t.test('parameter views stay valid after dispose (they keep the memory alive)', async (t) => {
-  const c = child(`
+  const c = child(
+    `
     const m = mk();
     let views = m.parameters();
     const keep = views[0].data;
@@ -162,13 +197,23 @@ t.test('parameter views stay valid after dispose (they keep the memory alive)', 
     for (let i = 0; i < 64; i++) new Float32Array(1 << 18).fill(i);
     keep[5] = 7;
     out({ sum: keep.reduce((s, v) => s + v, 0), len: keep.length, disposed: (() => { try { m.predict(new Float32Array(8)); } catch (e) { return e.code; } })() });
-  `, 30000, ['--expose-gc']);
+  `,
+    30000,
+    ['--expose-gc'],
+  );
   clean(t, c, 'views after dispose');
-  t.same(c.result, { sum: 3 * 127 + 7, len: 128, disposed: 'ERR_DISPOSED' }, 'writes and reads after dispose and GC hit live memory');
+  t.same(
+    c.result,
+    { sum: 3 * 127 + 7, len: 128, disposed: 'ERR_DISPOSED' },
+    'writes and reads after dispose and GC hit live memory',
+  );
 });
 
-t.test('worker.terminate() / process.exit() in a worker while native work runs: only the worker ends, quickly', async (t) => {
-  const c = child(`
+t.test(
+  'worker.terminate() / process.exit() in a worker while native work runs: only the worker ends, quickly',
+  async (t) => {
+    const c = child(
+      `
     const { Worker } = require('worker_threads');
     const cases = {
       fit: "m.fit(data(100000), { estimator: of.ulr({ copies: 8 }), epochs: 50 }); post();",
@@ -194,16 +239,19 @@ t.test('worker.terminate() / process.exit() in a worker while native work runs: 
       }
     }
     out(r);
-  `, 60000);
-  clean(t, c, 'terminate during native work');
-  const r = c.result as Record<string, { ms: number; code: number }>;
-  for (const k of ['fit', 'fitJsLoss', 'fitBusyJs', 'predictAsync']) {
-    t.equal(r[k]?.code, 1, `${k}: the worker ended by terminate() (exit code 1)`);
-    t.ok(r[k]!.ms < 3000, `${k}: terminate() returned in ${r[k]!.ms} ms (< 3 s; training had 50 epochs to go)`);
-  }
-  t.equal(r.exitInFit?.code, 5, 'process.exit(5) in a worker during fit: the worker exits 5');
-  t.equal(r.exitInLoss?.code, 6, 'process.exit(6) from a JS loss in a worker: the worker exits 6');
-});
+  `,
+      60000,
+    );
+    clean(t, c, 'terminate during native work');
+    const r = c.result as Record<string, { ms: number; code: number }>;
+    for (const k of ['fit', 'fitJsLoss', 'fitBusyJs', 'predictAsync']) {
+      t.equal(r[k]?.code, 1, `${k}: the worker ended by terminate() (exit code 1)`);
+      t.ok(r[k]!.ms < 3000, `${k}: terminate() returned in ${r[k]!.ms} ms (< 3 s; training had 50 epochs to go)`);
+    }
+    t.equal(r.exitInFit?.code, 5, 'process.exit(5) in a worker during fit: the worker exits 5');
+    t.equal(r.exitInLoss?.code, 6, 'process.exit(6) from a JS loss in a worker: the worker exits 6');
+  },
+);
 
 t.test('process.exit() on the main thread during fit exits with that code', async (t) => {
   const c = child(`
@@ -215,7 +263,8 @@ t.test('process.exit() on the main thread during fit exits with that code', asyn
 });
 
 t.test('whatever a callback throws rejects the call with that value', async (t) => {
-  const c = child(`
+  const c = child(
+    `
     const r = {};
     const d = data(5000);
     const est = of.ulr({ copies: 4 });
@@ -240,12 +289,17 @@ t.test('whatever a callback throws rejects the call with that value', async (t) 
       if (stacks.has(v)) r[name].stackKept = v.stack === stacks.get(v);
     }
     out(r);
-  `, 60000);
+  `,
+    60000,
+  );
   clean(t, c, 'throwing callbacks');
   for (const name of ['string', 'number', 'null', 'undefined', 'error', 'frozen', 'proxy']) {
     const error = ['error', 'frozen', 'proxy'].includes(name) ? { stackKept: true } : {};
-    t.same(c.result[name], { fitLoss: true, gradients: true, onProgress: true, stoppedEarly: true, onEpochEnd: true, ...error },
-      `a thrown ${name}: fit (JS loss, onProgress, onEpochEnd) rejects with it as is, gradients throws it, training stops`);
+    t.same(
+      c.result[name],
+      { fitLoss: true, gradients: true, onProgress: true, stoppedEarly: true, onEpochEnd: true, ...error },
+      `a thrown ${name}: fit (JS loss, onProgress, onEpochEnd) rejects with it as is, gradients throws it, training stops`,
+    );
   }
 });
 
@@ -272,12 +326,17 @@ t.test('async callbacks: awaited before fit settles; a rejection rejects fit (no
     out(r);
   `);
   clean(t, c, 'async callbacks');
-  t.same(c.result, { rejected: true, stopped: true, awaited: true, progressRejected: true, unhandled: 0 },
-    'a rejecting onEpochEnd rejects fit with its error and stops training; a slow one is awaited; a rejecting onProgress rejects fit');
+  t.same(
+    c.result,
+    { rejected: true, stopped: true, awaited: true, progressRejected: true, unhandled: 0 },
+    'a rejecting onEpochEnd rejects fit with its error and stops training; a slow one is awaited; a rejecting onProgress rejects fit',
+  );
 });
 
-t.test('an async loss is refused (ERR_DATA), its rejection handled; an abort does not wait for a pending callback', async (t) => {
-  const c = child(`
+t.test(
+  'an async loss is refused (ERR_DATA), its rejection handled; an abort does not wait for a pending callback',
+  async (t) => {
+    const c = child(`
     const r = {};
     let unhandled = 0;
     process.on('unhandledRejection', () => unhandled++);
@@ -313,15 +372,26 @@ t.test('an async loss is refused (ERR_DATA), its rejection handled; an abort doe
     r.unhandled = unhandled;
     out(r);
   `);
-  clean(t, c, 'async loss, abort');
-  const msg = /^ERR_DATA the loss function must return \d+ finite per-row losses .*: got a promise; the loss must be synchronous/;
-  t.match(c.result, { fit: msg, gradients: msg, thenable: true, abort: true, abort2: true, usable: true, unhandled: 0 },
-    'an async loss rejects fit (throws from gradients) with a DataError; an aborted fit does not wait for a never-settling callback');
-  t.ok((c.result.abortMs as number) < 3000, `the aborted fit settled ${String(c.result.abortMs)} ms after it started (abort at 200 ms)`);
-});
+    clean(t, c, 'async loss, abort');
+    const msg =
+      /^ERR_DATA the loss function must return \d+ finite per-row losses .*: got a promise; the loss must be synchronous/;
+    t.match(
+      c.result,
+      { fit: msg, gradients: msg, thenable: true, abort: true, abort2: true, usable: true, unhandled: 0 },
+      'an async loss rejects fit (throws from gradients) with a DataError; an aborted fit does not wait for a never-settling callback',
+    );
+    t.ok(
+      (c.result.abortMs as number) < 3000,
+      `the aborted fit settled ${String(c.result.abortMs)} ms after it started (abort at 200 ms)`,
+    );
+  },
+);
 
-t.test('MPI broadcast: a root that is not a rank is an argument error', { skip: of.distributed.mpiAvailable() ? false : 'the MPI addon was not built (no MPI found at install time)' }, async (t) => {
-  const c = child(`
+t.test(
+  'MPI broadcast: a root that is not a rank is an argument error',
+  { skip: of.distributed.mpiAvailable() ? false : 'the MPI addon was not built (no MPI found at install time)' },
+  async (t) => {
+    const c = child(`
     const comm = of.distributed.mpi();
     const r = {};
     for (const root of [NaN, -1, 1.5, 1, '0'])
@@ -333,15 +403,23 @@ t.test('MPI broadcast: a root that is not a rank is an argument error', { skip: 
     comm.finalize();
     out(r);
   `);
-  clean(t, c, 'MPI broadcast root');
-  for (const root of ['NaN', '-1', '1.5', '1', '0']) {
-    t.match(c.result[root], /^ERR_CONFIG Expected integer in \[0, 1\) for root but received/, `root ${root} on a communicator of size 1`);
-  }
-  t.same(c.result.ok, [1, 2], 'root 0 (given or by default) broadcasts');
-});
+    clean(t, c, 'MPI broadcast root');
+    for (const root of ['NaN', '-1', '1.5', '1', '0']) {
+      t.match(
+        c.result[root],
+        /^ERR_CONFIG Expected integer in \[0, 1\) for root but received/,
+        `root ${root} on a communicator of size 1`,
+      );
+    }
+    t.same(c.result.ok, [1, 2], 'root 0 (given or by default) broadcasts');
+  },
+);
 
-t.test('MPI after finalize(): a typed error, not an abort', { skip: of.distributed.mpiAvailable() ? false : 'the MPI addon was not built (no MPI found at install time)' }, async (t) => {
-  const c = child(`
+t.test(
+  'MPI after finalize(): a typed error, not an abort',
+  { skip: of.distributed.mpiAvailable() ? false : 'the MPI addon was not built (no MPI found at install time)' },
+  async (t) => {
+    const c = child(`
     const comm = of.distributed.mpi();
     comm.finalize();
     comm.finalize();
@@ -350,6 +428,7 @@ t.test('MPI after finalize(): a typed error, not an abort', { skip: of.distribut
       try { f(); r[k] = 'ran'; } catch (e) { r[k] = e instanceof of.OneForwardError ? e.code : String(e); }
     out(r);
   `);
-  clean(t, c, 'MPI after finalize');
-  t.same(c.result, { allreduceSum: 'ERR_DISPOSED', barrier: 'ERR_DISPOSED', mpi: 'ERR_DISPOSED' });
-});
+    clean(t, c, 'MPI after finalize');
+    t.same(c.result, { allreduceSum: 'ERR_DISPOSED', barrier: 'ERR_DISPOSED', mpi: 'ERR_DISPOSED' });
+  },
+);

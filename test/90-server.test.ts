@@ -10,7 +10,8 @@ t.test('routes, validation, limits, SSE, cancel', async (t) => {
   await app.listen({ port: 0, host: '127.0.0.1' });
   t.teardown(() => app.close());
   const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-  const post = (url: string, body: unknown) => fetch(base + url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const post = (url: string, body: unknown) =>
+    fetch(base + url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   t.equal((await post('/jobs', { layers: [784, 10], bogus: 1 })).status, 400, 'unknown fields rejected by the schema');
   t.equal((await post('/jobs', { layers: [784, 32, 10], epochs: 1000 })).status, 400, 'epochs out of range');
   t.equal((await post('/jobs', { layers: [784, 100000, 10] })).status, 413, 'width limit');
@@ -23,7 +24,11 @@ t.test('routes, validation, limits, SSE, cancel', async (t) => {
   t.equal(hugeBody.budgetBytes, 2 ** 30);
   t.ok(hugeBody.estimateBytes > 2 ** 30, `estimate ${(hugeBody.estimateBytes / 2 ** 30).toFixed(1)} GiB`);
   t.match(hugeBody.error, /MiB, over the server's budget of 1024 MiB/);
-  const big = await fetch(base + '/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ layers: [784, 10], pad: 'x'.repeat(20000) }) });
+  const big = await fetch(base + '/jobs', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ layers: [784, 10], pad: 'x'.repeat(20000) }),
+  });
   t.equal(big.status, 413, 'a job body over 16 KiB');
   const res = await post('/jobs', { layers: [784, 32, 10], estimator: 'ulr', copies: 8, epochs: 2 });
   t.equal(res.status, 202);
@@ -34,7 +39,10 @@ t.test('routes, validation, limits, SSE, cancel', async (t) => {
   const sse = await (await fetch(`${base}/jobs/${id}/events`)).text();
   t.match(sse, /event: progress\ndata: \{"epoch":/, 'progress events');
   t.match(sse, /event: end\ndata: \{"id":"\d+","state":"done"/, 'end event');
-  const job = (await (await fetch(`${base}/jobs/${id}`)).json()) as { state: string; history: { valAccuracy: number }[] };
+  const job = (await (await fetch(`${base}/jobs/${id}`)).json()) as {
+    state: string;
+    history: { valAccuracy: number }[];
+  };
   t.equal(job.state, 'done');
   t.equal(job.history.length, 2);
   t.equal((await post(`/models/${id}/predict`, { inputs: [[1, 2]] })).status, 400, 'wrong row width');
@@ -62,7 +70,11 @@ t.test('ended jobs are dropped after the retention period', async (t) => {
   await app.listen({ port: 0, host: '127.0.0.1' });
   t.teardown(() => app.close());
   const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-  const res = await fetch(base + '/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ layers: [784, 10], estimator: 'bp', epochs: 1 }) });
+  const res = await fetch(base + '/jobs', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ layers: [784, 10], estimator: 'bp', epochs: 1 }),
+  });
   const { id } = (await res.json()) as { id: string };
   let state = 'running';
   while (state === 'running') {
@@ -77,7 +89,9 @@ t.test('ended jobs are dropped after the retention period', async (t) => {
 t.test('predictions while two jobs train: latency and event-loop delay', async (t) => {
   const r = await runLoad({ seconds: 2 });
   t.ok(r.allPredictionsOk, `${r.predictRequests} predictions answered while ${r.trainingJobs} jobs trained`);
-  t.comment(`predict p50 ${r.predictP50Ms.toFixed(1)} ms, p99 ${r.predictP99Ms.toFixed(1)} ms; event loop p50 ${r.eventLoopP50Ms.toFixed(1)} ms, p99 ${r.eventLoopP99Ms.toFixed(1)} ms, max ${r.eventLoopMaxMs.toFixed(1)} ms`);
+  t.comment(
+    `predict p50 ${r.predictP50Ms.toFixed(1)} ms, p99 ${r.predictP99Ms.toFixed(1)} ms; event loop p50 ${r.eventLoopP50Ms.toFixed(1)} ms, p99 ${r.eventLoopP99Ms.toFixed(1)} ms, max ${r.eventLoopMaxMs.toFixed(1)} ms`,
+  );
   // The targets (p99 < 20 ms / < 50 ms) are checked by `npm run bench -- server`; here only a bound that
   // catches a blocked event loop on a loaded 2-core CI machine.
   t.ok(r.eventLoopP99Ms < 250, `event-loop p99 ${r.eventLoopP99Ms.toFixed(1)} ms < 250 ms`);

@@ -8,7 +8,8 @@ import * as of from '../../lib/index';
 import { MODELS, measure, Run } from './architectures';
 import { channelSigma } from './channel-sigma';
 
-const K = 32, SIGMA = 0.1;
+const K = 32,
+  SIGMA = 0.1;
 const MODEL_NAMES = ['small CNN (', 'residual CNN', 'GRU 64'];
 
 async function main() {
@@ -17,7 +18,7 @@ async function main() {
   const sigmaRanges: { model: string; layers: [number, number][] }[] = [];
   for (const prefix of MODEL_NAMES) {
     const spec = MODELS.find((s) => s.name.startsWith(prefix))!;
-    const init = spec.build();  // the seed-1 weights every run starts from
+    const init = spec.build(); // the seed-1 weights every run starts from
     const perChannel = await channelSigma(init, digits.train, 64, SIGMA);
     init.dispose();
     sigmaRanges.push({ model: spec.name, layers: perChannel.map((v) => [Math.min(...v), Math.max(...v)]) });
@@ -33,7 +34,8 @@ async function main() {
       let run: Run;
       try {
         run = await measure(spec, name, of.ulr(o), digits);
-      } catch (err) {  // ulr() itself refusing the options
+      } catch (err) {
+        // ulr() itself refusing the options
         const e = err as of.OneForwardError;
         run = { model: spec.name, estimator: name, refused: `${e.code}: ${e.message}` };
       }

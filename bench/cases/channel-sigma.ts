@@ -6,7 +6,18 @@
 // from its weights. Other layer kinds with parameters are not supported.
 import * as of from '../../lib/index';
 
-const WITH_PARAMETERS = new Set(['dense', 'conv2d', 'rnn', 'gru', 'lstm', 'lif', 'graphConv', 'layerNorm', 'batchNorm', 'groupNorm']);
+const WITH_PARAMETERS = new Set([
+  'dense',
+  'conv2d',
+  'rnn',
+  'gru',
+  'lstm',
+  'lif',
+  'graphConv',
+  'layerNorm',
+  'batchNorm',
+  'groupNorm',
+]);
 // A channel whose spread is under FLOOR × the layer's mean is measured as FLOOR × the mean (keeps sigma_c > 0).
 const FLOOR = 0.05;
 
@@ -15,17 +26,22 @@ function prefixes(layers: readonly of.Layer[]): of.Layer[][] {
   const out: of.Layer[][] = [];
   layers.forEach((l, i) => {
     const before = layers.slice(0, i);
-    if (l.type === 'residual') l.layers.forEach((inner, j) => WITH_PARAMETERS.has(inner.type) && out.push([...before, ...l.layers.slice(0, j + 1)]));
+    if (l.type === 'residual')
+      l.layers.forEach(
+        (inner, j) => WITH_PARAMETERS.has(inner.type) && out.push([...before, ...l.layers.slice(0, j + 1)]),
+      );
     else if (WITH_PARAMETERS.has(l.type)) out.push([...before, l]);
   });
   return out;
 }
 
-const flat = (layers: readonly of.Layer[]): of.Layer[] => layers.flatMap((l) => (l.type === 'residual' ? flat(l.layers) : [l]));
+const flat = (layers: readonly of.Layer[]): of.Layer[] =>
+  layers.flatMap((l) => (l.type === 'residual' ? flat(l.layers) : [l]));
 
 /** Population standard deviation of each of `C` channels in `v`, channels last; float64 sums. */
 function channelStd(v: ArrayLike<number>, C: number): number[] {
-  const sum = new Float64Array(C), sq = new Float64Array(C);
+  const sum = new Float64Array(C),
+    sq = new Float64Array(C);
   for (let i = 0; i < v.length; i++) {
     const c = i % C;
     sum[c] = sum[c]! + v[i]!;
@@ -39,10 +55,20 @@ function channelStd(v: ArrayLike<number>, C: number): number[] {
  * A gru's gate pre-activations over `rows` sequences x (rows, T, F): P_z, P_r = W x_t + U h + b and
  * P_n = W_n x_t + U_n (r * h) + b_n (units/recurrent.cpp), gates z r n; returns (rows T, 3H), channels last.
  */
-export function gruGates(W: Float32Array, U: Float32Array, b: Float32Array, x: Float32Array, rows: number, T: number, F: number, H: number): Float32Array {
+export function gruGates(
+  W: Float32Array,
+  U: Float32Array,
+  b: Float32Array,
+  x: Float32Array,
+  rows: number,
+  T: number,
+  F: number,
+  H: number,
+): Float32Array {
   const GH = 3 * H;
   const out = new Float32Array(rows * T * GH);
-  const h = new Float64Array(H), rh = new Float64Array(H);
+  const h = new Float64Array(H),
+    rh = new Float64Array(H);
   for (let r = 0; r < rows; r++) {
     h.fill(0);
     for (let t = 0; t < T; t++) {
@@ -70,9 +96,13 @@ export function gruGates(W: Float32Array, U: Float32Array, b: Float32Array, x: F
  * output is flattened (a model cannot end in one), channels staying last.
  */
 async function cutForward(model: of.Model, layers: of.Layer[], x: Float32Array, rows: number): Promise<Float32Array> {
-  const cut = of.sequential(layers[layers.length - 1]!.type === 'conv2d' ? [...layers, of.flatten()] : layers, { loss: 'mse' });
+  const cut = of.sequential(layers[layers.length - 1]!.type === 'conv2d' ? [...layers, of.flatten()] : layers, {
+    loss: 'mse',
+  });
   try {
-    await cut.loadWeights(new Map(model.parameters().map((p) => [p.name, { dtype: 'F32', shape: p.shape, data: p.data }])));
+    await cut.loadWeights(
+      new Map(model.parameters().map((p) => [p.name, { dtype: 'F32', shape: p.shape, data: p.data }])),
+    );
     return cut.predict(x, rows);
   } finally {
     cut.dispose();
@@ -80,7 +110,12 @@ async function cutForward(model: of.Model, layers: of.Layer[], x: Float32Array, 
 }
 
 /** One sigma per channel (a gru: per gate and unit) of every layer with parameters, from the first `rows` of `data`. */
-export async function channelSigma(model: of.Model, data: of.Dataset, rows: number, sigma: number): Promise<number[][]> {
+export async function channelSigma(
+  model: of.Model,
+  data: of.Dataset,
+  rows: number,
+  sigma: number,
+): Promise<number[][]> {
   const x = data.x.subarray(0, rows * (data.x.length / data.rows));
   const out: number[][] = [];
   for (const layers of prefixes(model.layers)) {
@@ -90,9 +125,11 @@ export async function channelSigma(model: of.Model, data: of.Dataset, rows: numb
       std = channelStd(await cutForward(model, layers, x, rows), layer.type === 'conv2d' ? layer.filters : layer.units);
     } else if (layer.type === 'gru') {
       const input = layers.length > 1 ? await cutForward(model, layers.slice(0, -1), x, rows) : x;
-      const index = flat(layers).filter((l) => l.type === 'gru').length - 1;  // parameters are named gru<index>.*
+      const index = flat(layers).filter((l) => l.type === 'gru').length - 1; // parameters are named gru<index>.*
       const [W, U, b] = model.parameters().filter((p) => p.name.startsWith(`gru${index}.`));
-      const H = layer.units, F = W!.shape[1]!, T = input.length / (rows * F);
+      const H = layer.units,
+        F = W!.shape[1]!,
+        T = input.length / (rows * F);
       std = channelStd(gruGates(W!.data, U!.data, b!.data, input, rows, T, F, H), 3 * H);
     } else {
       throw new Error(`channelSigma measures conv2d, dense and gru layers, not ${layer.type}`);

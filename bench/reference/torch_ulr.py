@@ -25,7 +25,7 @@ import torch
 
 def sync(dev):
     if dev.type == "cuda":
-        sync(dev)
+        torch.cuda.synchronize(dev)
 
 
 def load(data):

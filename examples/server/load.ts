@@ -26,7 +26,11 @@ export const quantile = (xs: number[], q: number) => {
   return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
 };
 
-export async function runLoad(options: { seconds: number; jobLayers?: number[]; copies?: number }): Promise<LoadResult> {
+export async function runLoad(options: {
+  seconds: number;
+  jobLayers?: number[];
+  copies?: number;
+}): Promise<LoadResult> {
   const app = buildServer({ maxJobs: 3 });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
@@ -40,12 +44,20 @@ export async function runLoad(options: { seconds: number; jobLayers?: number[]; 
     }
   };
   try {
-    const a = (await (await post('/jobs', { layers: [784, 32, 10], estimator: 'bp', epochs: 1 })).json()) as { id: string };
+    const a = (await (await post('/jobs', { layers: [784, 32, 10], estimator: 'bp', epochs: 1 })).json()) as {
+      id: string;
+    };
     await waitDone(a.id);
     const layers = options.jobLayers ?? [784, 256, 10];
     const jobs = [];
     for (let i = 0; i < 2; i++) {
-      jobs.push(((await (await post('/jobs', { layers, estimator: 'ulr', copies: options.copies ?? 32, epochs: 100, seed: i })).json()) as { id: string }).id);
+      jobs.push(
+        (
+          (await (
+            await post('/jobs', { layers, estimator: 'ulr', copies: options.copies ?? 32, epochs: 100, seed: i })
+          ).json()) as { id: string }
+        ).id,
+      );
     }
     const { test } = of.datasets.digits();
     const rows = Array.from({ length: 8 }, (_, r) => Array.from(test.x.subarray(r * 784, (r + 1) * 784)));

@@ -74,8 +74,16 @@ const jobBody = {
 } as const;
 
 type JobBody = {
-  layers: number[]; activation?: of.ActivationName; estimator: 'ulr' | 'bp'; copies: number; sigma: number; lr: number;
-  epochs: number; batchSize: number; seed: number; dataset: 'digits';
+  layers: number[];
+  activation?: of.ActivationName;
+  estimator: 'ulr' | 'bp';
+  copies: number;
+  sigma: number;
+  lr: number;
+  epochs: number;
+  batchSize: number;
+  seed: number;
+  dataset: 'digits';
 };
 
 /** Builds the server (not listening yet). */
@@ -85,14 +93,25 @@ export function buildServer(options: ServerOptions = {}): FastifyInstance {
   const maxWidth = options.maxWidth ?? 4096;
   const memoryBudget = options.memoryBudget ?? 2 ** 30;
   const retainMs = options.retainMs ?? 600_000;
-  if (!(memoryBudget > 0)) throw new RangeError(`Expected positive number for memoryBudget but received ${String(memoryBudget)}`);
+  if (!(memoryBudget > 0))
+    throw new RangeError(`Expected positive number for memoryBudget but received ${String(memoryBudget)}`);
   if (!(retainMs >= 0)) throw new RangeError(`Expected number >= 0 for retainMs but received ${String(retainMs)}`);
   // Reject unknown fields instead of silently dropping them (Fastify's default).
-  const app = Fastify({ bodyLimit: options.bodyLimit ?? 16 * 2 ** 20, ajv: { customOptions: { removeAdditional: false } } });
+  const app = Fastify({
+    bodyLimit: options.bodyLimit ?? 16 * 2 ** 20,
+    ajv: { customOptions: { removeAdditional: false } },
+  });
   const jobs = new Map<string, Job>();
   let next = 1;
   const running = () => [...jobs.values()].filter((j) => j.state === 'running').length;
-  const view = (j: Job) => ({ id: j.id, state: j.state, memoryBytes: j.memoryBytes, progress: j.progress, history: j.history?.epochs, error: j.error });
+  const view = (j: Job) => ({
+    id: j.id,
+    state: j.state,
+    memoryBytes: j.memoryBytes,
+    progress: j.progress,
+    history: j.history?.epochs,
+    error: j.error,
+  });
   // Frees a dropped job's model once no prediction runs on it. Called from timers: it never throws.
   const release = (j: Job) => {
     if (!j.dropped || j.predicting > 0) return;
@@ -113,8 +132,10 @@ export function buildServer(options: ServerOptions = {}): FastifyInstance {
 
   app.post<{ Body: JobBody }>('/jobs', { schema: { body: jobBody }, bodyLimit: 16 * 2 ** 10 }, async (req, reply) => {
     const b = req.body;
-    if (b.layers.some((w) => w > maxWidth)) return reply.code(413).send({ error: `layer widths are limited to ${maxWidth}` });
-    if (b.layers[0] !== 784 || b.layers[b.layers.length - 1] !== 10) return reply.code(400).send({ error: 'digits needs 784 inputs and 10 outputs' });
+    if (b.layers.some((w) => w > maxWidth))
+      return reply.code(413).send({ error: `layer widths are limited to ${maxWidth}` });
+    if (b.layers[0] !== 784 || b.layers[b.layers.length - 1] !== 10)
+      return reply.code(400).send({ error: 'digits needs 784 inputs and 10 outputs' });
     if (running() >= maxJobs) return reply.code(429).send({ error: `at most ${maxJobs} training jobs at once` });
     const layers: of.Layer[] = [];
     for (let i = 0; i + 1 < b.layers.length; i++) {
@@ -130,15 +151,30 @@ export function buildServer(options: ServerOptions = {}): FastifyInstance {
       model.dispose();
       return reply.code(413).send({
         error: `this job needs about ${(bytes / 2 ** 20).toFixed(0)} MiB, over the server's budget of ${(memoryBudget / 2 ** 20).toFixed(0)} MiB per job; use fewer copies, a smaller batch or narrower layers`,
-        code: 'ERR_MEMORY_BUDGET', estimateBytes: bytes, budgetBytes: memoryBudget,
+        code: 'ERR_MEMORY_BUDGET',
+        estimateBytes: bytes,
+        budgetBytes: memoryBudget,
       });
     }
-    const job: Job = { id: String(next++), state: 'running', model, memoryBytes: bytes, predicting: 0, abort: new AbortController(), events: new EventEmitter() };
+    const job: Job = {
+      id: String(next++),
+      state: 'running',
+      model,
+      memoryBytes: bytes,
+      predicting: 0,
+      abort: new AbortController(),
+      events: new EventEmitter(),
+    };
     jobs.set(job.id, job);
     const { train, test } = of.datasets.digits();
     model
       .fit(train, {
-        estimator, optimizer: of.adam({ lr: b.lr }), epochs: b.epochs, batchSize: b.batchSize, validation: test, signal: job.abort.signal,
+        estimator,
+        optimizer: of.adam({ lr: b.lr }),
+        epochs: b.epochs,
+        batchSize: b.batchSize,
+        validation: test,
+        signal: job.abort.signal,
         onProgress: (p) => {
           job.progress = p;
           job.events.emit('progress', p);
@@ -151,7 +187,7 @@ export function buildServer(options: ServerOptions = {}): FastifyInstance {
       .catch((e: of.OneForwardError) => {
         job.state = e.code === 'ABORT_ERR' ? 'cancelled' : 'failed';
         job.error = { code: e.code, message: e.message };
-        job.model?.dispose();  // nothing can use it any more
+        job.model?.dispose(); // nothing can use it any more
         job.model = undefined;
       })
       .finally(() => {
@@ -202,35 +238,44 @@ export function buildServer(options: ServerOptions = {}): FastifyInstance {
   });
 
   const predictBody = {
-    type: 'object', additionalProperties: false, required: ['inputs'],
-    properties: { inputs: { type: 'array', minItems: 1, maxItems: maxRows, items: { type: 'array', items: { type: 'number' } } } },
+    type: 'object',
+    additionalProperties: false,
+    required: ['inputs'],
+    properties: {
+      inputs: { type: 'array', minItems: 1, maxItems: maxRows, items: { type: 'array', items: { type: 'number' } } },
+    },
   } as const;
-  app.post<{ Params: { id: string }; Body: { inputs: number[][] } }>('/models/:id/predict', { schema: { body: predictBody } }, async (req, reply) => {
-    const job = jobs.get(req.params.id);
-    if (!job) return reply.code(404).send({ error: 'no such model' });
-    if (job.state === 'running') return reply.code(409).send({ error: 'the model is still training' });
-    if (job.state !== 'done' || !job.model) return reply.code(410).send({ error: `the job ${job.state}` });
-    const model = job.model;
-    const { inputs } = req.body;
-    const cols = model.inputs;
-    if (inputs.some((row) => row.length !== cols)) return reply.code(400).send({ error: `each input row needs ${cols} numbers` });
-    const x = new Float32Array(inputs.length * cols);
-    inputs.forEach((row, i) => x.set(row, i * cols));
-    job.predicting++;
-    try {
-      const out = await model.predictAsync(x, inputs.length);
-      const C = model.outputs;
-      const outputs = Array.from({ length: inputs.length }, (_, r) => Array.from(out.subarray(r * C, (r + 1) * C)));
-      const classes = outputs.map((o) => o.indexOf(Math.max(...o)));
-      return { outputs, classes };
-    } catch (e) {
-      const err = e as of.OneForwardError;
-      return reply.code(err.code === 'ERR_BUSY' ? 409 : 400).send({ error: err.message, code: err.code });
-    } finally {
-      job.predicting--;
-      release(job);  // a DELETE or the retention timer may have dropped the job meanwhile
-    }
-  });
+  app.post<{ Params: { id: string }; Body: { inputs: number[][] } }>(
+    '/models/:id/predict',
+    { schema: { body: predictBody } },
+    async (req, reply) => {
+      const job = jobs.get(req.params.id);
+      if (!job) return reply.code(404).send({ error: 'no such model' });
+      if (job.state === 'running') return reply.code(409).send({ error: 'the model is still training' });
+      if (job.state !== 'done' || !job.model) return reply.code(410).send({ error: `the job ${job.state}` });
+      const model = job.model;
+      const { inputs } = req.body;
+      const cols = model.inputs;
+      if (inputs.some((row) => row.length !== cols))
+        return reply.code(400).send({ error: `each input row needs ${cols} numbers` });
+      const x = new Float32Array(inputs.length * cols);
+      inputs.forEach((row, i) => x.set(row, i * cols));
+      job.predicting++;
+      try {
+        const out = await model.predictAsync(x, inputs.length);
+        const C = model.outputs;
+        const outputs = Array.from({ length: inputs.length }, (_, r) => Array.from(out.subarray(r * C, (r + 1) * C)));
+        const classes = outputs.map((o) => o.indexOf(Math.max(...o)));
+        return { outputs, classes };
+      } catch (e) {
+        const err = e as of.OneForwardError;
+        return reply.code(err.code === 'ERR_BUSY' ? 409 : 400).send({ error: err.message, code: err.code });
+      } finally {
+        job.predicting--;
+        release(job); // a DELETE or the retention timer may have dropped the job meanwhile
+      }
+    },
+  );
 
   // Shutdown: cancel the running jobs, wait until their training threads have stopped, free every model.
   app.addHook('onClose', async () => {
@@ -260,7 +305,10 @@ export function exitOnSignals(app: FastifyInstance): void {
 
 if (require.main === module) {
   const env = process.env;
-  const app = buildServer({ maxJobs: Number(env.MAX_JOBS ?? 2), ...(env.MEMORY_BUDGET ? { memoryBudget: Number(env.MEMORY_BUDGET) } : {}) });
+  const app = buildServer({
+    maxJobs: Number(env.MAX_JOBS ?? 2),
+    ...(env.MEMORY_BUDGET ? { memoryBudget: Number(env.MEMORY_BUDGET) } : {}),
+  });
   exitOnSignals(app);
   app.listen({ port: Number(env.PORT ?? 3000), host: env.HOST ?? '127.0.0.1' }).then((addr) => {
     process.stdout.write(`oneforward example server on ${addr}\n`);

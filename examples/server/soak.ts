@@ -49,7 +49,9 @@ export type SoakResult = {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function runSoak(options: SoakOptions = {}): Promise<SoakResult> {
-  const cycles = options.cycles ?? 200, warmup = options.warmup ?? 10, largeCycles = options.largeCycles ?? 10;
+  const cycles = options.cycles ?? 200,
+    warmup = options.warmup ?? 10,
+    largeCycles = options.largeCycles ?? 10;
   const app = buildServer({ maxJobs: 1 });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
@@ -61,7 +63,11 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakResult> {
   };
   // One job: created, trained for `after` ms, cancelled; returns the cancel's latency and the job's estimate.
   const cycle = async (body: object, after: number) => {
-    const res = await fetch(`${base}/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const res = await fetch(`${base}/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
     if (res.status !== 202) throw new Error(`POST /jobs answered ${res.status}: ${await res.text()}`);
     const { id } = (await res.json()) as { id: string };
     await sleep(after);
@@ -72,7 +78,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakResult> {
       if (j.state !== 'running') {
         const ms = performance.now() - t0;
         if (j.state !== 'cancelled' && j.state !== 'done') throw new Error(`job ${id} ended ${j.state}`);
-        await fetch(`${base}/jobs/${id}`, { method: 'DELETE' });  // free it now rather than after the retention period
+        await fetch(`${base}/jobs/${id}`, { method: 'DELETE' }); // free it now rather than after the retention period
         return { ms, bytes: j.memoryBytes };
       }
       await sleep(2);
@@ -80,11 +86,18 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakResult> {
   };
   const t0 = performance.now();
   try {
-    const small = { layers: options.layers ?? [784, 256, 10], estimator: 'ulr', copies: options.copies ?? 32, epochs: 100, batchSize: 64 };
+    const small = {
+      layers: options.layers ?? [784, 256, 10],
+      estimator: 'ulr',
+      copies: options.copies ?? 32,
+      epochs: 100,
+      batchSize: 64,
+    };
     const latencies: number[] = [];
     // Resident memory after every cycle (after GC); a leak shows as the median of the last ten readings above the
     // median of the first ten after the warm-up (medians: one reading can catch the allocator mid-reuse).
-    const rssAfter: number[] = [], heapAfter: number[] = [];
+    const rssAfter: number[] = [],
+      heapAfter: number[] = [];
     for (let i = 0; i < warmup + cycles; i++) {
       const { ms } = await cycle({ ...small, seed: i }, 10 + (i % 5) * 20);
       if (i < warmup) continue;
@@ -93,9 +106,17 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakResult> {
       heapAfter.push(process.memoryUsage().heapTotal);
     }
     const n = Math.min(10, rssAfter.length);
-    const rssWarm = quantile(rssAfter.slice(0, n), 0.5), rssEnd = quantile(rssAfter.slice(-n), 0.5);
-    const heapWarm = quantile(heapAfter.slice(0, n), 0.5), heapEnd = quantile(heapAfter.slice(-n), 0.5);
-    const large = { layers: options.largeLayers ?? [784, 2048, 2048, 10], estimator: 'ulr', copies: 32, epochs: 100, batchSize: 256 };
+    const rssWarm = quantile(rssAfter.slice(0, n), 0.5),
+      rssEnd = quantile(rssAfter.slice(-n), 0.5);
+    const heapWarm = quantile(heapAfter.slice(0, n), 0.5),
+      heapEnd = quantile(heapAfter.slice(-n), 0.5);
+    const large = {
+      layers: options.largeLayers ?? [784, 2048, 2048, 10],
+      estimator: 'ulr',
+      copies: 32,
+      epochs: 100,
+      batchSize: 256,
+    };
     const largeMs: number[] = [];
     let largeBytes = 0;
     for (let i = 0; i < largeCycles; i++) {
@@ -105,14 +126,25 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakResult> {
       largeBytes = bytes;
     }
     let jobsLeft = 0;
-    for (let id = 1; id <= warmup + cycles + largeCycles; id++) if ((await fetch(`${base}/jobs/${id}`)).status !== 404) jobsLeft++;
+    for (let id = 1; id <= warmup + cycles + largeCycles; id++)
+      if ((await fetch(`${base}/jobs/${id}`)).status !== 404) jobsLeft++;
     return {
-      cycles, rssWarmMB: rssWarm / 2 ** 20, rssEndMB: rssEnd / 2 ** 20, rssGrowth: (rssEnd - rssWarm) / rssWarm,
-      heapWarmMB: heapWarm / 2 ** 20, heapEndMB: heapEnd / 2 ** 20, gc: gc !== undefined,
-      cancelP50Ms: quantile(latencies, 0.5), cancelP99Ms: quantile(latencies, 0.99),
-      largeMemoryMB: largeBytes / 2 ** 20, largeCancels: largeMs.length,
-      largeCancelP50Ms: quantile(largeMs, 0.5), largeCancelP99Ms: quantile(largeMs, 0.99), largeCancelMaxMs: Math.max(...largeMs),
-      jobsLeft, seconds: (performance.now() - t0) / 1000,
+      cycles,
+      rssWarmMB: rssWarm / 2 ** 20,
+      rssEndMB: rssEnd / 2 ** 20,
+      rssGrowth: (rssEnd - rssWarm) / rssWarm,
+      heapWarmMB: heapWarm / 2 ** 20,
+      heapEndMB: heapEnd / 2 ** 20,
+      gc: gc !== undefined,
+      cancelP50Ms: quantile(latencies, 0.5),
+      cancelP99Ms: quantile(latencies, 0.99),
+      largeMemoryMB: largeBytes / 2 ** 20,
+      largeCancels: largeMs.length,
+      largeCancelP50Ms: quantile(largeMs, 0.5),
+      largeCancelP99Ms: quantile(largeMs, 0.99),
+      largeCancelMaxMs: Math.max(...largeMs),
+      jobsLeft,
+      seconds: (performance.now() - t0) / 1000,
     };
   } finally {
     await app.close();

@@ -1,5 +1,5 @@
-// Module init and exports only (sharp's sharp.cc): the NativeModel class, backend info, thread control,
-// the error-class registration, and the raw kernels the tests drive against their naive references.
+// Module init and exports only (sharp's sharp.cc): the NativeModel class, describeLayers, backend info, thread
+// control, the error-class registration, and the raw kernels the tests drive against their naive references.
 #include <napi.h>
 #ifndef _WIN32
 #include <dlfcn.h>
@@ -146,10 +146,23 @@ Napi::Value DeviceNoiseJs(const Napi::CallbackInfo& info) {
     const size_t n = size_t(R) * O;
     DeviceBuffer pre = to_device(env, d.get(), nullptr, n), out = to_device(env, d.get(), nullptr, n),
                  E = to_device(env, d.get(), nullptr, n);
-    dev::NoisyArgs a{out.f(), E.f(), pre.f(), nullptr, O, 1.0f, R, O, 1, Act::Identity, 0.0f,
-                     uint64_t(require_int(info[3], "seed", 0, int64_t(1) << 53)), uint32_t(require_int(info[4], "step", 0, 0xffffffffll)),
-                     uint32_t(require_int(info[5], "layer", 0, 0xffffff)), uint32_t(require_int(info[6], "row0", 0, 0xffffffffll)),
-                     info[7].ToBoolean() ? 1 : 0, int(require_int(info[8], "density", 0, 2))};
+    dev::NoisyArgs a{out.f(),
+                     E.f(),
+                     pre.f(),
+                     nullptr,
+                     O,
+                     1.0f,
+                     R,
+                     O,
+                     1,
+                     Act::Identity,
+                     0.0f,
+                     uint64_t(require_int(info[3], "seed", 0, int64_t(1) << 53)),
+                     uint32_t(require_int(info[4], "step", 0, 0xffffffffll)),
+                     uint32_t(require_int(info[5], "layer", 0, 0xffffff)),
+                     uint32_t(require_int(info[6], "row0", 0, 0xffffffffll)),
+                     info[7].ToBoolean() ? 1 : 0,
+                     int(require_int(info[8], "density", 0, 2))};
     check(env, d->noisy_forward(a, int64_t(R) * dev::noise_counters(O)));
     Napi::Float32Array r = Napi::Float32Array::New(env, n);
     check(env, d->download(r.Data(), E.f(), n * sizeof(float)));
@@ -174,10 +187,12 @@ Napi::Value DeviceGemmJs(const Napi::CallbackInfo& info) {
     const float alpha = float(require_number(info[9], "alpha")), beta = float(require_number(info[10], "beta"));
     const int lda = ta ? M : K, ldb = tb ? K : N;
     if (tiled) {
-        tiled::tiled_gemm_host({M, N, K, alpha, beta, A.Data(), ta ? 1 : lda, ta ? lda : 1, B.Data(), tb ? 1 : ldb, tb ? ldb : 1, C.Data(), N});
+        tiled::tiled_gemm_host({M, N, K, alpha, beta, A.Data(), ta ? 1 : lda, ta ? lda : 1, B.Data(), tb ? 1 : ldb,
+                                tb ? ldb : 1, C.Data(), N});
         return env.Undefined();
     }
-    DeviceBuffer dc = to_device(env, d.get(), C.Data(), C.ElementLength()), da = to_device(env, d.get(), A.Data(), A.ElementLength()),
+    DeviceBuffer dc = to_device(env, d.get(), C.Data(), C.ElementLength()),
+                 da = to_device(env, d.get(), A.Data(), A.ElementLength()),
                  db = to_device(env, d.get(), B.Data(), B.ElementLength());
     check(env, d->gemm(ta, tb, M, N, K, alpha, da.f(), lda, db.f(), ldb, beta, dc.f(), N, info[11].ToBoolean()));
     check(env, d->download(C.Data(), dc.f(), C.ElementLength() * sizeof(float)));
@@ -211,6 +226,7 @@ static Napi::Object InitOneForward(Napi::Env env, Napi::Object exports) {
         dlopen(self.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
 #endif
     exports.Set("NativeModel", ModelWrap::Init(env));
+    exports.Set("describeLayers", Napi::Function::New<DescribeLayersJs>(env));
     exports.Set("backendInfo", Napi::Function::New<BackendInfoJs>(env));
     exports.Set("setThreads", Napi::Function::New<SetThreads>(env));
     exports.Set("allocStats", Napi::Function::New<AllocStatsJs>(env));

@@ -18,17 +18,17 @@ inline void check(Napi::Env env, const Status& s) {
 
 // Every entry point: a C++ exception never crosses into Node as a crash.
 #define OF_NAPI_BEGIN try {
-#define OF_NAPI_END(env)                                                                           \
-    }                                                                                              \
-    catch (const Napi::Error&) {                                                                   \
-        throw;                                                                                     \
-    }                                                                                              \
-    catch (const std::bad_alloc&) {                                                                \
-        ::of::addon::throw_status(env, {::of::StatusCode::OutOfMemory, "out of memory"});          \
-    }                                                                                              \
-    catch (const std::exception& e) {                                                              \
-        ::of::addon::throw_status(env, {::of::StatusCode::Internal, e.what()});                    \
-    }                                                                                              \
-    catch (...) {                                                                                  \
+#define OF_NAPI_END(env)                                                                          \
+    }                                                                                             \
+    catch (const Napi::Error&) {                                                                  \
+        throw;                                                                                    \
+    }                                                                                             \
+    catch (const std::bad_alloc&) {                                                               \
+        ::of::addon::throw_status(env, {::of::StatusCode::OutOfMemory, "out of memory"});         \
+    }                                                                                             \
+    catch (const std::exception& e) {                                                             \
+        ::of::addon::throw_status(env, {::of::StatusCode::Internal, e.what()});                   \
+    }                                                                                             \
+    catch (...) {                                                                                 \
         ::of::addon::throw_status(env, {::of::StatusCode::Internal, "unknown native exception"}); \
     }

@@ -22,7 +22,7 @@ class InferWorker : public Napi::AsyncWorker {
     ~InferWorker() override { --*pending_; }
     Napi::Promise Promise() { return deferred_.Promise(); }
     OwnedData data;
-    std::vector<float> out;  // rows x outputs (predict)
+    std::vector<float> out;      // rows x outputs (predict)
     Napi::ObjectReference keep;  // the model object, until the promise settles
 
     void Execute() override {

@@ -48,12 +48,15 @@ Status call_js_loss(Napi::Env env, const Napi::Function& fn, const float* output
         } else {
             Napi::Float32Array t = Napi::Float32Array::New(env, size_t(R) * C);
             for (int r = 0; r < R; r++)
-                std::copy(y.values + int64_t(r / rep) * C, y.values + int64_t(r / rep + 1) * C, t.Data() + int64_t(r) * C);
+                std::copy(y.values + int64_t(r / rep) * C, y.values + int64_t(r / rep + 1) * C,
+                          t.Data() + int64_t(r) * C);
             targets = t;
         }
         napi_value argv[] = {out, targets, Napi::Number::New(env, R)};
         napi_value rv = call_catching(env, fn, 3, argv, thrown);
-        if (!rv) return {StatusCode::Abort, thrown->IsEmpty() ? "the loss function could not run" : "the loss function threw"};
+        if (!rv)
+            return {StatusCode::Abort,
+                    thrown->IsEmpty() ? "the loss function could not run" : "the loss function threw"};
         Napi::Value result(env, rv);
         if (result.IsTypedArray()) {
             Napi::TypedArray ta = result.As<Napi::TypedArray>();

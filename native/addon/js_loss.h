@@ -13,7 +13,7 @@ class Thrown {
    public:
     bool IsEmpty() const { return box_.IsEmpty(); }
     void set(napi_env env, napi_value v) noexcept;  // keeps the first; never throws (teardown included)
-    Napi::Value Value() const;                       // the value as thrown
+    Napi::Value Value() const;                      // the value as thrown
 
    private:
     Napi::ObjectReference box_;

@@ -9,10 +9,12 @@ namespace of::addon {
 namespace {
 
 class JsLayerReader final : public LayerReader {
-public:
+   public:
     JsLayerReader(Napi::Object o, std::string prefix) : o_(o), prefix_(std::move(prefix)) {}
     bool is_text(const char* key) const override { return o_.Get(key).IsString(); }
-    int64_t integer(const char* key, int64_t lo, int64_t hi) const override { return require_int(o_.Get(key), name(key).c_str(), lo, hi); }
+    int64_t integer(const char* key, int64_t lo, int64_t hi) const override {
+        return require_int(o_.Get(key), name(key).c_str(), lo, hi);
+    }
     double number(const char* key) const override { return require_number(o_.Get(key), name(key).c_str()); }
     double number_or(const char* key, double def) const override { return opt_number(o_, key, def); }
     bool flag_or(const char* key, bool def) const override { return opt_bool(o_, key, def); }
@@ -26,7 +28,8 @@ public:
         *a = int(require_int(v.As<Napi::Array>().Get(uint32_t(0)), key, lo, hi));
         *b = int(require_int(v.As<Napi::Array>().Get(uint32_t(1)), key, lo, hi));
     }
-    std::vector<std::pair<int, int>> int_pairs(const char* key, const char* item, int64_t lo, int64_t hi) const override {
+    std::vector<std::pair<int, int>> int_pairs(const char* key, const char* item, int64_t lo,
+                                               int64_t hi) const override {
         const std::string bad = name(key) + " must be an array of [i, j] pairs";
         Napi::Value v = o_.Get(key);
         if (!v.IsArray()) fail(bad);
@@ -45,7 +48,7 @@ public:
     }
     [[noreturn]] void fail(const std::string& what) const override { throw_status(o_.Env(), arg_error(what)); }
 
-private:
+   private:
     std::string name(const char* key) const { return prefix_ + key; }
     Napi::Object o_;
     std::string prefix_;

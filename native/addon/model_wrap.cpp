@@ -10,16 +10,17 @@
 
 #include "addon/args.h"
 #include "addon/model_spec.h"
-#include "model/units.h"
 #include "device/trainer.h"
+#include "model/units.h"
 
 namespace of::addon {
 
 template <Napi::Value (ModelWrap::*Method)(const Napi::CallbackInfo&)>
 Napi::Value ModelWrap::Enter(const Napi::CallbackInfo& info) {
     if (in_call_)  // e.g. dispose() from a JS loss during gradients(): it would free the model under the estimator
-        throw_status(info.Env(), {StatusCode::Busy, "the model is inside another of its calls (a loss function or getter that "
-                                                    "call runs cannot use the model); use it after that call returns"});
+        throw_status(info.Env(), {StatusCode::Busy,
+                                  "the model is inside another of its calls (a loss function or getter that "
+                                  "call runs cannot use the model); use it after that call returns"});
     in_call_ = true;
     struct Leave {
         bool& flag;
@@ -39,33 +40,34 @@ Napi::Value ModelWrap::Enter(const Napi::CallbackInfo& info) {
 }
 
 Napi::Function ModelWrap::Init(Napi::Env env) {
-    return DefineClass(env, "NativeModel",
-                       {
-                           InstanceMethod<&ModelWrap::Parameters>("parameters"),
-                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::Predict>>("predict"),
-                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::PredictAsync>>("predictAsync"),
-                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::EvaluateAsync>>("evaluateAsync"),
-                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::Evaluate>>("evaluate"),
-                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::Gradients>>("gradients"),
-                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::TrainStep>>("trainStep"),
-                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::ApplyGradients>>("applyGradients"),
-                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::PerturbationLosses>>("perturbationLosses"),
-                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::CopyLosses>>("copyLosses"),
-                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::CopyGradients>>("copyGradients"),
-                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::ApplyPerturbationUpdate>>("applyPerturbationUpdate"),
-                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::Fit>>("fit"),
-                           InstanceMethod<&ModelWrap::Cancel>("cancel"),
-                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::Dispose>>("dispose"),
-                           InstanceMethod<&ModelWrap::State>("state"),
-                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::ExportState>>("exportState"),
-                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::ImportState>>("importState"),
-                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::SetFrozen>>("setFrozen"),
-                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::InputGradients>>("inputGradients"),
-                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::SetBackend>>("setBackend"),
-                           InstanceMethod<&ModelWrap::Backend>("backend"),
-                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::CheckIdle>>("checkIdle"),
-                           InstanceMethod<&ModelWrap::Enter<&ModelWrap::MemoryEstimate>>("memoryEstimate"),
-                       });
+    return DefineClass(
+        env, "NativeModel",
+        {
+            InstanceMethod<&ModelWrap::Parameters>("parameters"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::Predict>>("predict"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::PredictAsync>>("predictAsync"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::EvaluateAsync>>("evaluateAsync"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::Evaluate>>("evaluate"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::Gradients>>("gradients"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::TrainStep>>("trainStep"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::ApplyGradients>>("applyGradients"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::PerturbationLosses>>("perturbationLosses"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::CopyLosses>>("copyLosses"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::CopyGradients>>("copyGradients"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::ApplyPerturbationUpdate>>("applyPerturbationUpdate"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::Fit>>("fit"),
+            InstanceMethod<&ModelWrap::Cancel>("cancel"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::Dispose>>("dispose"),
+            InstanceMethod<&ModelWrap::State>("state"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::ExportState>>("exportState"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::ImportState>>("importState"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::SetFrozen>>("setFrozen"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::InputGradients>>("inputGradients"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::SetBackend>>("setBackend"),
+            InstanceMethod<&ModelWrap::Backend>("backend"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::CheckIdle>>("checkIdle"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::MemoryEstimate>>("memoryEstimate"),
+        });
 }
 
 ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
@@ -79,10 +81,12 @@ ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWra
 
 Model& ModelWrap::model(Napi::Env env, Use use) {
     if (!model_) throw_status(env, {StatusCode::Disposed, "this model has been disposed"});
-    if (use != Use::Read && model_->busy.load())
+    const bool paused = use == Use::Snapshot && model_->at_epoch_end.load();
+    if (use != Use::Read && !paused && model_->busy.load())
         throw_status(env, {StatusCode::Busy, "the model is training (fit in progress); wait for it or cancel it"});
     if (use == Use::Mutate && *pending_ > 0)
-        throw_status(env, {StatusCode::Busy, std::to_string(*pending_) + " async prediction(s) are reading this model; await them first"});
+        throw_status(env, {StatusCode::Busy, std::to_string(*pending_) +
+                                                 " async prediction(s) are reading this model; await them first"});
     return *model_;
 }
 
@@ -114,7 +118,7 @@ Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
         out.Set(idx++, p);
     };
     std::map<UnitKind, int> count;  // tensors are numbered per kind
-    for (const DenseUnit& u : m.units)
+    for (const Unit& u : m.units)
         if (u.param())
             for (const UnitTensor& t : unit_tensors(u, count[u.kind]++)) add(t.name, t.offset, t.shape);
     return out;
@@ -171,7 +175,8 @@ Napi::Value ModelWrap::SetBackend(const Napi::CallbackInfo& info) {
     std::unique_ptr<Device> dev;
     if (name == "sim") dev = make_sim_device();
     else if (name == "cuda") check(env, make_cuda_device(0, tf32 != 0, &dev));
-    else if (name != "cpu") throw_status(env, {StatusCode::Config, "backend must be 'cpu', 'cuda' or 'sim', not '" + name + "'"});
+    else if (name != "cpu")
+        throw_status(env, {StatusCode::Config, "backend must be 'cpu', 'cuda' or 'sim', not '" + name + "'"});
     m.device = dev ? std::make_shared<DeviceTrainer>(std::move(dev), tf32) : nullptr;
     m.placement = "cpu";
     return env.Undefined();
@@ -274,7 +279,7 @@ Napi::Value ModelWrap::State(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    Model& m = model(env);
+    Model& m = model(env, Use::Snapshot);
     Napi::Object r = Napi::Object::New(env);
     r.Set("step", double(m.step));
     r.Set("epochsRun", double(m.epochs_run));
@@ -285,7 +290,7 @@ Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
     r.Set("layerVar", m.layer_var.empty() ? env.Null() : Napi::Value(number_array(env, m.layer_var)));
     r.Set("logSigma", m.log_sigma.empty() ? env.Null() : Napi::Value(number_array(env, m.log_sigma)));
     std::vector<double> bn;  // running statistics, unit by unit: mean then variance
-    for (const DenseUnit& u : m.units)
+    for (const Unit& u : m.units)
         if (u.running) bn.insert(bn.end(), u.running->begin(), u.running->end());
     r.Set("bnRunning", bn.empty() ? env.Null() : Napi::Value(number_array(env, bn)));
     bool has = m.opt_kind >= 0;
@@ -331,30 +336,34 @@ Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
     m.layer_var.clear();
     if (lv.IsArray()) {
         Napi::Array a = lv.As<Napi::Array>();
-        if (a.Length() != m.units.size()) throw_status(env, {StatusCode::Checkpoint, "layerVar has the wrong length for this model"});
+        if (a.Length() != m.units.size())
+            throw_status(env, {StatusCode::Checkpoint, "layerVar has the wrong length for this model"});
         for (uint32_t l = 0; l < a.Length(); l++) m.layer_var.push_back(require_number(a.Get(l), "layerVar"));
     }
     Napi::Value ls = o.Get("logSigma");
     m.log_sigma.clear();
     if (ls.IsArray()) {
         Napi::Array a = ls.As<Napi::Array>();
-        if (a.Length() != m.units.size()) throw_status(env, {StatusCode::Checkpoint, "logSigma has the wrong length for this model"});
+        if (a.Length() != m.units.size())
+            throw_status(env, {StatusCode::Checkpoint, "logSigma has the wrong length for this model"});
         for (uint32_t l = 0; l < a.Length(); l++) m.log_sigma.push_back(require_number(a.Get(l), "logSigma"));
     }
     Napi::Value bv = o.Get("bnRunning");
     if (bv.IsArray()) {
         Napi::Array a = bv.As<Napi::Array>();
         size_t want = 0;
-        for (const DenseUnit& u : m.units)
+        for (const Unit& u : m.units)
             if (u.running) want += u.running->size();
-        if (a.Length() != want) throw_status(env, {StatusCode::Checkpoint, "bnRunning has the wrong length for this model"});
+        if (a.Length() != want)
+            throw_status(env, {StatusCode::Checkpoint, "bnRunning has the wrong length for this model"});
         uint32_t i = 0;
-        for (const DenseUnit& u : m.units) {
+        for (const Unit& u : m.units) {
             if (!u.running) continue;
             const size_t C = u.running->size() / 2;
             for (size_t j = 0; j < u.running->size(); j++) {
                 const double v = require_number(a.Get(i++), "bnRunning");
-                if (!std::isfinite(v) || (j >= C && v < 0.0)) throw_status(env, {StatusCode::Checkpoint, "bnRunning holds a bad value"});
+                if (!std::isfinite(v) || (j >= C && v < 0.0))
+                    throw_status(env, {StatusCode::Checkpoint, "bnRunning holds a bad value"});
                 (*u.running)[j] = float(v);
             }
         }

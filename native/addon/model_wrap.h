@@ -16,9 +16,10 @@
 namespace of::addon {
 
 // What a method may do while the model is busy elsewhere. Read: metadata and parameter views, any time.
-// Run: reads the parameters (refused during fit). Mutate: changes parameters, state or structure (also refused
-// while async predictions read them).
-enum class Use { Read, Run, Mutate };
+// Run: reads the parameters (refused during fit). Snapshot: reads the whole training state, refused during fit
+// except in its epoch callback, while training waits (so that it may save the model). Mutate: changes parameters,
+// state or structure (also refused while async predictions read them).
+enum class Use { Read, Run, Snapshot, Mutate };
 
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
    public:
@@ -62,6 +63,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Value CheckIdle(const Napi::CallbackInfo& info);
     Napi::Value MemoryEstimate(const Napi::CallbackInfo& info);
 };
+
+// describeLayers(spec) -> { layers: [{ output, tensors }], error? }: the layout of spec.layers (describe.cpp).
+Napi::Value DescribeLayersJs(const Napi::CallbackInfo& info);
 
 // Starts fit on a dedicated thread; returns the promise (train_worker.cpp).
 Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self);

@@ -3,6 +3,7 @@
 #include "addon/args.h"
 #include "addon/js_loss.h"
 #include "addon/model_wrap.h"
+#include "model/distributed.h"
 
 namespace of::addon {
 
@@ -46,7 +47,8 @@ Napi::Value ModelWrap::Gradients(const Napi::CallbackInfo& info) {
     if (!thrown.IsEmpty()) throw Napi::Error(env, thrown.Value());
     check(env, s);
     if (!std::isfinite(st.loss))
-        throw_status(env, {StatusCode::Numeric, "non-finite loss for this batch (seed " + std::to_string(m.seed) + ")"});
+        throw_status(env,
+                     {StatusCode::Numeric, "non-finite loss for this batch (seed " + std::to_string(m.seed) + ")"});
     Napi::Float32Array g = Napi::Float32Array::New(env, size_t(m.n_params));
     std::copy(m.grads.data(), m.grads.data() + m.n_params, g.Data());
     for (int64_t i = 0; i < m.n_params; i++)
@@ -83,9 +85,11 @@ const float* finite_floats(Napi::Env env, const Napi::Value& v, int64_t n, const
         throw_status(env, arg_error(what + " must be a Float32Array"));
     Napi::Float32Array a = v.As<Napi::Float32Array>();
     if (int64_t(a.ElementLength()) != n)
-        throw_status(env, {StatusCode::Shape, what + " has " + std::to_string(a.ElementLength()) + " values, expected " + std::to_string(n)});
+        throw_status(env, {StatusCode::Shape, what + " has " + std::to_string(a.ElementLength()) +
+                                                  " values, expected " + std::to_string(n)});
     for (int64_t i = 0; i < n; i++)
-        if (!std::isfinite(a.Data()[i])) throw_status(env, {StatusCode::Numeric, "non-finite value in " + what + " at index " + std::to_string(i)});
+        if (!std::isfinite(a.Data()[i]))
+            throw_status(env, {StatusCode::Numeric, "non-finite value in " + what + " at index " + std::to_string(i)});
     return a.Data();
 }
 
@@ -114,22 +118,12 @@ Napi::Value ModelWrap::ApplyGradients(const Napi::CallbackInfo& info) {
 
 namespace {
 
-// A ULR estimator restricted to copies [k0, k1) of its K (copy-parallel ranks), with the noise rows a single
-// process with K copies would use.
-EstimatorConfig copy_slice(Napi::Env env, const Napi::CallbackInfo& info, const Model& m, EstimatorConfig e, int* k0, int* k1) {
-    if (e.kind != EstimatorConfig::Kind::Ulr) throw_status(env, {StatusCode::Config, "copy-parallel training needs ulr()"});
-    const UlrConfig& c = e.ulr;
-    if (c.baseline != Baseline::LeaveOneOut && c.baseline != Baseline::BatchMean && c.baseline != Baseline::None)
-        throw_status(env, {StatusCode::Config, "copy-parallel training supports baselines 'loo', 'mean' and 'none'"});
-    const int K = c.copies;
-    *k0 = int(require_int(info[4], "k0", 0, K - 2));
-    *k1 = int(require_int(info[5], "k1", *k0 + 2, K));
-    EstimatorConfig s = e;
-    s.ulr.copies = *k1 - *k0;
-    s.ulr.slice_total = uint32_t(K);
-    s.ulr.slice_offset = uint32_t(*k0);
-    check(env, validate_estimator(m, s));
-    return s;
+// The copies [k0, k1) of K that a copy-parallel call names (arguments 4 and 5); model/distributed.h checks the rest.
+void copy_range(Napi::Env env, const Napi::CallbackInfo& info, const EstimatorConfig& e, int* k0, int* k1) {
+    if (e.kind != EstimatorConfig::Kind::Ulr)
+        throw_status(env, {StatusCode::Config, "copy-parallel training needs ulr()"});
+    *k0 = int(require_int(info[4], "k0", 0, e.ulr.copies - 2));
+    *k1 = int(require_int(info[5], "k1", *k0 + 2, e.ulr.copies));
 }
 
 }  // namespace
@@ -143,20 +137,12 @@ Napi::Value ModelWrap::CopyLosses(const Napi::CallbackInfo& info) {
     EstimatorConfig e;
     DataRef d = parse_batch(env, info, m, &e);
     int k0 = 0, k1 = 0;
-    EstimatorConfig s = copy_slice(env, info, m, e, &k0, &k1);
-    const int K = e.ulr.copies, B = int(d.rows);
-    Napi::Float32Array out = Napi::Float32Array::New(env, size_t(B) * size_t(K));
-    std::fill(out.Data(), out.Data() + size_t(B) * size_t(K), 0.0f);
-    bool collected = false;
-    LossHook hook = [&](const float* o, const Targets& t, int R, int C, int rep, float* loss) -> Status {
-        m.k->loss_forward(loss, o, t.labels, t.values, R, C, rep, m.loss, m.groups);
-        for (int r = 0; r < R; r++) out.Data()[int64_t(r / rep) * K + k0 + r % rep] = loss[r];
-        collected = true;
-        return {StatusCode::Abort, "losses collected"};  // the forward is all this phase needs
-    };
+    copy_range(env, info, e, &k0, &k1);
+    const size_t n = size_t(d.rows) * size_t(e.ulr.copies);
+    Napi::Float32Array out = Napi::Float32Array::New(env, n);
+    std::fill(out.Data(), out.Data() + n, 0.0f);
     StepStats st;
-    Status status = placed_gradients(m, d.x, d.y, B, s, m.step, &st, &hook);
-    if (!collected) check(env, status);
+    check(env, copy_slice_losses(m, d.x, d.y, int(d.rows), e, k0, k1, out.Data(), &st));
     return out;
     OF_NAPI_END(env)
 }
@@ -171,21 +157,9 @@ Napi::Value ModelWrap::CopyGradients(const Napi::CallbackInfo& info) {
     EstimatorConfig e;
     DataRef d = parse_batch(env, info, m, &e);
     int k0 = 0, k1 = 0;
-    EstimatorConfig s = copy_slice(env, info, m, e, &k0, &k1);
-    const int K = e.ulr.copies, B = int(d.rows), Kr = k1 - k0;
-    const float* all = finite_floats(env, info[6], int64_t(B) * K, "losses");
-    std::vector<float> w(size_t(B) * size_t(K)), pseudo(size_t(B) * size_t(Kr));
-    m.k->lr_row_weights(w.data(), all, nullptr, B, K, e.ulr.baseline, e.ulr.antithetic, 1.0f / float(int64_t(B) * K));
-    // with baseline 'none' the slice's row weights are loss / (B Kr): hand it w (B Kr) as its losses
-    for (int b = 0; b < B; b++)
-        for (int j = 0; j < Kr; j++) pseudo[size_t(b) * Kr + j] = w[size_t(b) * K + k0 + j] * float(int64_t(B) * Kr);
-    s.ulr.baseline = Baseline::None;
-    LossHook hook = [&](const float*, const Targets&, int R, int, int, float* loss) -> Status {
-        std::copy(pseudo.begin(), pseudo.begin() + R, loss);
-        return {};
-    };
-    StepStats st;
-    check(env, placed_gradients(m, d.x, d.y, B, s, m.step, &st, &hook));
+    copy_range(env, info, e, &k0, &k1);
+    const float* all = finite_floats(env, info[6], d.rows * e.ulr.copies, "losses");
+    check(env, copy_slice_gradients(m, d.x, d.y, int(d.rows), e, k0, k1, all));
     Napi::Float32Array g = Napi::Float32Array::New(env, size_t(m.n_params));
     std::copy(m.grads.data(), m.grads.data() + m.n_params, g.Data());
     return g;

@@ -8,13 +8,13 @@
 
 namespace of::addon {
 
-
 EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     Napi::Object o = require_object(v, "estimator");
     EstimatorConfig e;
     std::string kind = require_string(o.Get("kind"), "estimator kind");
     // data-parallel shards: the global index of this batch's first sample (noise rows, dropout masks)
-    e.ulr.sample_base = uint32_t(o.Get("sampleOffset").IsUndefined() ? 0 : require_int(o.Get("sampleOffset"), "sampleOffset", 0, 1 << 30));
+    e.ulr.sample_base = uint32_t(
+        o.Get("sampleOffset").IsUndefined() ? 0 : require_int(o.Get("sampleOffset"), "sampleOffset", 0, 1 << 30));
     if (kind == "bp") return e;
     if (kind == "spsa" || kind == "es") {
         e.kind = kind == "spsa" ? EstimatorConfig::Kind::Spsa : EstimatorConfig::Kind::Es;
@@ -33,8 +33,10 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
         c.copies = int(o.Get("budget").IsUndefined() ? 32 : require_int(o.Get("budget"), "budget", 2, 1 << 20));
     } else if (cv.IsArray()) {
         Napi::Array a = cv.As<Napi::Array>();
-        for (uint32_t i = 0; i < a.Length(); i++) c.copies_per_layer.push_back(int(require_int(a.Get(i), "copies", 0, 1 << 20)));
-        c.copies = c.copies_per_layer.empty() ? 0 : *std::max_element(c.copies_per_layer.begin(), c.copies_per_layer.end());
+        for (uint32_t i = 0; i < a.Length(); i++)
+            c.copies_per_layer.push_back(int(require_int(a.Get(i), "copies", 0, 1 << 20)));
+        c.copies =
+            c.copies_per_layer.empty() ? 0 : *std::max_element(c.copies_per_layer.begin(), c.copies_per_layer.end());
     } else {
         c.copies = int(require_int(cv, "copies", 0, 1 << 20));
     }
@@ -113,17 +115,18 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     c.shared_prefix = opt_bool(o, "sharedPrefix", true);
     c.store_noise = opt_bool(o, "storeNoise", true);
     Napi::Value mods = o.Get("modules");
-    if (mods.IsArray()) {  // [[0, e0], [e0, e1], ...]: consecutive ranges of dense layers
+    if (mods.IsArray()) {  // [[0, e0], [e0, e1], ...]: consecutive ranges of layers with parameters
         Napi::Array a = mods.As<Napi::Array>();
         int prev = 0;
         for (uint32_t i = 0; i < a.Length(); i++) {
             Napi::Value r = a.Get(i);
             if (!r.IsArray() || r.As<Napi::Array>().Length() != 2)
-                throw_status(env, arg_error("modules must be [start, end] pairs of dense layer indices"));
+                throw_status(env, arg_error("modules must be [start, end] pairs of indices of layers with parameters"));
             int start = int(require_int(r.As<Napi::Array>().Get(uint32_t(0)), "modules", 0, 1 << 20));
             int end = int(require_int(r.As<Napi::Array>().Get(uint32_t(1)), "modules", 1, 1 << 20));
             if (start != prev || end <= start)
-                throw_status(env, arg_error("modules must be consecutive non-empty [start, end) ranges from dense layer 0"));
+                throw_status(env,
+                             arg_error("modules must be consecutive non-empty [start, end) ranges from dense layer 0"));
             c.modules.push_back(end);
             prev = end;
         }
@@ -194,8 +197,7 @@ DataRef parse_inputs(Napi::Env env, const Model& m, const Napi::Value& xv, const
     return d;
 }
 
-DataRef parse_data(Napi::Env env, const Model& m, const Napi::Value& xv, const Napi::Value& yv,
-                   const Napi::Value& rv) {
+DataRef parse_data(Napi::Env env, const Model& m, const Napi::Value& xv, const Napi::Value& yv, const Napi::Value& rv) {
     Napi::Float32Array x = require_f32(xv, "x");
     DataRef d;
     d.rows = require_int(rv, "rows", 1, int64_t(1) << 40);

@@ -20,7 +20,6 @@ struct OwnedData {
     DataRef ref;  // points into the vectors above
 };
 
-
 EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v);
 OptimizerConfig parse_optimizer(Napi::Env env, const Napi::Value& v);
 // x (rows, inputs) for a forward pass; sizes checked against the model.

@@ -4,6 +4,8 @@
 // finalizer, on the JS thread, after the thread ends.
 // Its queue is bounded (kQueue events) and every event is posted blocking: when JS falls behind (a slow
 // onBatchEnd), training waits instead of queueing without limit, and no event is dropped.
+// A distributed fit's all-reduce is a request like the loss: the thread posts its values and waits until the JS
+// all-reduce calls back (it may be asynchronous).
 // The thread touches no Napi object; it reads native copies of the data sets and shares ownership of the model.
 // Environment teardown (worker.terminate(), process.exit() in a worker) cancels and joins it (teardown()), and
 // nothing calls into JS or throws from then on.
@@ -29,6 +31,14 @@ struct LossRequest {
     bool done = false;
 };
 
+// An all-reduce from the training thread: values (n) are replaced by their sum over the ranks; it waits until `done`.
+struct AllreduceRequest {
+    float* values;
+    size_t n;
+    Status status;
+    bool done = false;
+};
+
 struct Event {
     bool is_epoch;
     ProgressEvent progress;
@@ -38,6 +48,7 @@ struct Event {
     bool is_batch = false;
     BatchEvent batch;
     std::shared_ptr<bool> handled;  // an epoch end: its thread waits (FitJob::answered) until call_js has run it
+    std::shared_ptr<AllreduceRequest> allreduce;
 };
 
 constexpr size_t kQueue = 1024;
@@ -52,11 +63,12 @@ struct FitJob {
     std::shared_ptr<Model> model;
     Napi::ObjectReference keep;  // the model object
     Napi::FunctionReference on_progress, on_epoch, on_diverged, on_batch, loss_fn;
-    Thrown callback_error;  // first value thrown by a JS callback, as thrown
-    OwnedData train, val;   // copies: JS may transfer or shrink its arrays while the thread reads
-    std::mutex mu;          // guards LossRequest::done, Event::handled and closing
+    Napi::FunctionReference allreduce_fn;  // (values: Float32Array, done: (error?, values?) => void) => void
+    Thrown callback_error;                 // first value thrown by a JS callback, as thrown
+    OwnedData train, val;                  // copies: JS may transfer or shrink its arrays while the thread reads
+    std::mutex mu;                         // guards LossRequest::done, Event::handled and closing
     std::condition_variable answered;
-    bool closing = false;   // the environment is being torn down
+    bool closing = false;  // the environment is being torn down
     bool has_val = false;
     FitConfig cfg;
     Tsfn tsfn;
@@ -97,6 +109,49 @@ void invoke(Napi::Env env, FitJob* job, const Napi::FunctionReference& fn, Napi:
     if (!call_catching(env, fn.Value(), 1, argv, &job->callback_error)) job->model->cancel.store(true);
 }
 
+void answer(FitJob* job, AllreduceRequest* q, Status status) {
+    {
+        std::lock_guard<std::mutex> lock(job->mu);
+        if (q->done) return;
+        q->status = std::move(status);
+        q->done = true;
+    }
+    job->answered.notify_all();
+}
+
+// Hands the values to the JS all-reduce with a `done` callback that copies the sums back (or keeps the error it
+// is given, which then rejects fit) and releases the training thread. The thread waits for `done`, so the job is
+// alive whenever `done` can still answer.
+void start_allreduce(Napi::Env env, FitJob* job, std::shared_ptr<AllreduceRequest> req) {
+    AllreduceRequest* q = req.get();
+    if (env == nullptr || job->closing) return answer(job, q, {StatusCode::Abort, "shutting down"});
+    try {
+        Napi::Float32Array values = Napi::Float32Array::New(env, q->n);
+        std::copy(q->values, q->values + q->n, values.Data());
+        Napi::Function done = Napi::Function::New(env, [job, req](const Napi::CallbackInfo& info) {
+            AllreduceRequest* r = req.get();
+            if (r->done) return;
+            if (!info[0].IsUndefined()) {
+                job->callback_error.set(info.Env(), info[0]);
+                return answer(job, r, {StatusCode::Abort, "the all-reduce failed"});
+            }
+            if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
+                info[1].As<Napi::Float32Array>().ElementLength() != r->n)
+                return answer(
+                    job, r,
+                    {StatusCode::Backend, "the all-reduce did not return its " + std::to_string(r->n) + " values"});
+            const float* sum = info[1].As<Napi::Float32Array>().Data();
+            std::copy(sum, sum + r->n, r->values);  // the training thread waits: nothing else touches them
+            answer(job, r, {});
+        });
+        napi_value argv[] = {values, done};
+        if (!call_catching(env, job->allreduce_fn.Value(), 2, argv, &job->callback_error))
+            answer(job, q, {StatusCode::Abort, "the all-reduce threw"});
+    } catch (...) {  // JS cannot run (the environment is stopping), or building the arguments failed
+        answer(job, q, {StatusCode::Abort, "the all-reduce could not run"});
+    }
+}
+
 // Runs on the JS thread, or with env == nullptr when the function is torn down with events still queued.
 // Never throws: it is called from libuv, and from the teardown of the environment.
 void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
@@ -116,7 +171,8 @@ void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
     if (LossRequest* q = ev->loss.get()) {  // always answered: the training thread may be waiting for it
         Status st{StatusCode::Abort, "shutting down"};
         if (env != nullptr && !job->closing)
-            st = call_js_loss(env, job->loss_fn.Value(), q->outputs, q->y, q->R, q->C, q->rep, q->loss, &job->callback_error);
+            st = call_js_loss(env, job->loss_fn.Value(), q->outputs, q->y, q->R, q->C, q->rep, q->loss,
+                              &job->callback_error);
         if (!job->callback_error.IsEmpty()) job->model->cancel.store(true);
         {
             std::lock_guard<std::mutex> lock(job->mu);
@@ -124,6 +180,10 @@ void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
             q->done = true;
         }
         job->answered.notify_all();
+        return;
+    }
+    if (ev->allreduce) {  // answered now, or by `done` once the all-reduce settles
+        start_allreduce(env, job, ev->allreduce);
         return;
     }
     if (env == nullptr || job->closing) return;  // shutting down
@@ -137,9 +197,15 @@ void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
                 invoke(env, job, job->on_diverged, o);
             }
         } else if (ev->is_batch) {  // none after a callback threw: fit is stopping and rejects with that error
-            if (!job->on_batch.IsEmpty() && job->callback_error.IsEmpty()) invoke(env, job, job->on_batch, batch_object(env, ev->batch));
+            if (!job->on_batch.IsEmpty() && job->callback_error.IsEmpty())
+                invoke(env, job, job->on_batch, batch_object(env, ev->batch));
         } else if (ev->is_epoch) {
-            if (!job->on_epoch.IsEmpty()) invoke(env, job, job->on_epoch, epoch_object(env, ev->epoch));
+            if (!job->on_epoch.IsEmpty()) {
+                Napi::Object e = epoch_object(env, ev->epoch);
+                job->model->at_epoch_end.store(true);  // training waits: the callback may save the model
+                invoke(env, job, job->on_epoch, e);
+                job->model->at_epoch_end.store(false);
+            }
         } else if (!job->on_progress.IsEmpty()) {
             const ProgressEvent& p = ev->progress;
             Napi::Object o = Napi::Object::New(env);
@@ -210,6 +276,30 @@ void finish(Napi::Env env, void*, FitJob* job) {
     }
 }
 
+// config.distributed: { rank, size, mode: 'data' | 'copies' | 'seeds', allreduce(values, done) }.
+void parse_distributed(Napi::Env env, const Napi::Object& o, FitJob* j) {
+    DistributedConfig& d = j->cfg.distributed;
+    d.size = int(require_int(o.Get("size"), "distributed.size", 1, 1 << 20));
+    d.rank = int(require_int(o.Get("rank"), "distributed.rank", 0, d.size - 1));
+    const std::string mode = require_string(o.Get("mode"), "distributed.mode");
+    if (mode == "data") d.mode = DistributedConfig::Mode::Data;
+    else if (mode == "copies") d.mode = DistributedConfig::Mode::Copies;
+    else if (mode == "seeds") d.mode = DistributedConfig::Mode::Seeds;
+    else throw_status(env, arg_error("distributed.mode must be 'data', 'copies' or 'seeds', not '" + mode + "'"));
+    Napi::Value fn = o.Get("allreduce");
+    if (!fn.IsFunction()) throw_status(env, arg_error("Expected distributed.allreduce to be a function"));
+    j->allreduce_fn = Napi::Persistent(fn.As<Napi::Function>());
+    d.allreduce = [j](float* values, size_t n) {
+        auto q = std::make_shared<AllreduceRequest>(AllreduceRequest{values, n, {}});
+        Event* ev = new Event{};
+        ev->allreduce = q;
+        if (!post(j, ev)) return Status{StatusCode::Abort, "training was cancelled"};
+        std::unique_lock<std::mutex> lock(j->mu);
+        j->answered.wait(lock, [&] { return q->done || j->closing; });
+        return q->done ? q->status : Status{StatusCode::Abort, "shutting down"};
+    };
+}
+
 }  // namespace
 
 // fit(x, y, rows, valX | null, valY | null, valRows, config, onProgress?, onEpoch?) -> Promise<EpochStats[]>
@@ -238,7 +328,8 @@ Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self) {
     if (dv.IsFunction()) job->on_diverged = Napi::Persistent(dv.As<Napi::Function>());
     Napi::Value bv = cfg.Get("onBatchEnd");
     if (bv.IsFunction()) job->on_batch = Napi::Persistent(bv.As<Napi::Function>());
-    else if (!bv.IsUndefined() && !bv.IsNull()) throw_status(env, arg_error("Expected config.onBatchEnd to be a function"));
+    else if (!bv.IsUndefined() && !bv.IsNull())
+        throw_status(env, arg_error("Expected config.onBatchEnd to be a function"));
     Napi::Value lf = cfg.Get("loss");
     if (lf.IsFunction()) {
         job->loss_fn = Napi::Persistent(lf.As<Napi::Function>());
@@ -256,6 +347,9 @@ Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self) {
     } else if (!lf.IsUndefined() && !lf.IsNull()) {
         throw_status(env, arg_error("Expected config.loss to be a function"));
     }
+    Napi::Value dist = cfg.Get("distributed");
+    if (!dist.IsUndefined() && !dist.IsNull())
+        parse_distributed(env, require_object(dist, "config.distributed"), job.get());
     check(env, validate_estimator(m, job->cfg.estimator, job->cfg.loss_hook ? &job->cfg.loss_hook : nullptr));
 
     job->keep = Napi::Persistent(info.This().As<Napi::Object>());

@@ -64,7 +64,8 @@ class Buffer {
     // after the check of available memory leaves the buffer empty.
     Status reserve(size_t n) {
         if (n <= size_) return {};
-        if (n > SIZE_MAX / sizeof(float) - 64) return {StatusCode::OutOfMemory, "cannot allocate " + std::to_string(n) + " floats"};
+        if (n > SIZE_MAX / sizeof(float) - 64)
+            return {StatusCode::OutOfMemory, "cannot allocate " + std::to_string(n) + " floats"};
         const size_t bytes = bytes_of(n);
         // Large ones only (reading /proc costs microseconds), one at a time until filled: two threads could each
         // see the memory the other is about to take as available.
@@ -73,8 +74,9 @@ class Buffer {
             large.lock();
             const size_t avail = available_memory();
             if (bytes > avail)
-                return {StatusCode::OutOfMemory, "cannot allocate " + std::to_string(bytes) + " bytes: the system has " +
-                                                     std::to_string(avail) + " bytes available"};
+                return {StatusCode::OutOfMemory, "cannot allocate " + std::to_string(bytes) +
+                                                     " bytes: the system has " + std::to_string(avail) +
+                                                     " bytes available"};
         }
         release();  // first: the contents are not kept, so the old and the new one are never live together
         void* p = std::aligned_alloc(64, bytes);

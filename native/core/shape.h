@@ -15,8 +15,8 @@ constexpr uint64_t kMaxElements = uint64_t(1) << 34;
 
 inline Status checked_mul(uint64_t a, uint64_t b, uint64_t* out, const char* what) {
     if (a != 0 && b > kMaxElements / a)
-        return {StatusCode::Shape, std::string(what) + " is too large (" + std::to_string(a) + " x " +
-                                       std::to_string(b) + " elements)"};
+        return {StatusCode::Shape,
+                std::string(what) + " is too large (" + std::to_string(a) + " x " + std::to_string(b) + " elements)"};
     *out = a * b;
     return {};
 }

@@ -36,13 +36,13 @@ const char* status_code_name(StatusCode code);  // "ERR_SHAPE", ...
 
 }  // namespace of
 
-#define OF_TRY(expr)                          \
-    do {                                      \
-        ::of::Status of_status_ = (expr);     \
+#define OF_TRY(expr)                             \
+    do {                                         \
+        ::of::Status of_status_ = (expr);        \
         if (!of_status_.ok()) return of_status_; \
     } while (0)
 
-#define OF_CHECK(cond, code, msg)                                 \
-    do {                                                          \
+#define OF_CHECK(cond, code, msg)                                        \
+    do {                                                                 \
         if (!(cond)) return ::of::Status(::of::StatusCode::code, (msg)); \
     } while (0)

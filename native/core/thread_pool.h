@@ -4,8 +4,8 @@
 // second caller (another model training concurrently) runs its job inline on its own thread.
 #pragma once
 #include <atomic>
-#include <cstdint>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <thread>

@@ -17,11 +17,11 @@ using Destroy = int (*)(void* handle);
 using SetStream = int (*)(void* handle, void* stream);
 using SetMathMode = int (*)(void* handle, int mode);
 using GetVersion = int (*)(void* handle, int* version);
-using Sgemm = int (*)(void* handle, int transa, int transb, int m, int n, int k, const float* alpha, const float* A, int lda,
-                      const float* B, int ldb, const float* beta, float* C, int ldc);
+using Sgemm = int (*)(void* handle, int transa, int transb, int m, int n, int k, const float* alpha, const float* A,
+                      int lda, const float* B, int ldb, const float* beta, float* C, int ldc);
 
-constexpr int kOpN = 0, kOpT = 1;                          // cublasOperation_t
-constexpr int kDefaultMath = 0, kTf32TensorOpMath = 3;     // cublasMath_t
+constexpr int kOpN = 0, kOpT = 1;                       // cublasOperation_t
+constexpr int kDefaultMath = 0, kTf32TensorOpMath = 3;  // cublasMath_t
 
 struct Api {
     Create create = nullptr;
@@ -82,7 +82,8 @@ bool Cublas::open(void* stream, std::string* why) {
     handle_ = h;
     int v = 0;
     if (api.version && api.version(h, &v) == 0)
-        version_ = "cublas " + std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100);
+        version_ =
+            "cublas " + std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100);
     else version_ = "cublas";
     return true;
 }

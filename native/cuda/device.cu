@@ -17,10 +17,10 @@ namespace {
 
 constexpr int kBlock = 256;
 
-#define OF_CUDA_KERNEL(name, Args)                                                                            \
-    __global__ void name##_kernel(dev::Args a, int64_t n) {                                                   \
+#define OF_CUDA_KERNEL(name, Args)                                                                                    \
+    __global__ void name##_kernel(dev::Args a, int64_t n) {                                                           \
         for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) \
-            dev::name##_at(a, i);                                                                             \
+            dev::name##_at(a, i);                                                                                     \
     }
 OF_DEVICE_KERNELS(OF_CUDA_KERNEL)
 #undef OF_CUDA_KERNEL
@@ -111,16 +111,17 @@ class CudaDevice final : public Device {
             if (s != 0) return {StatusCode::Backend, "cublasSgemm failed (status " + std::to_string(s) + ")"};
             return {};
         }
-        int e = cuda::sgemm(stream_, M, N, K, alpha, A, ta ? 1 : lda, ta ? lda : 1, B, tb ? 1 : ldb, tb ? ldb : 1, beta, C, ldc);
+        int e = cuda::sgemm(stream_, M, N, K, alpha, A, ta ? 1 : lda, ta ? lda : 1, B, tb ? 1 : ldb, tb ? ldb : 1, beta,
+                            C, ldc);
         return cuda_error(cudaError_t(e), "sgemm launch");
     }
 
-#define OF_CUDA_LAUNCH(name, Args)                                                               \
-    Status name(const dev::Args& a, int64_t n) override {                                        \
-        if (n <= 0) return {};                                                                   \
-        OF_TRY(bind());                                                                          \
-        name##_kernel<<<blocks(n), kBlock, 0, stream_>>>(a, n);                                  \
-        return cuda_error(cudaGetLastError(), #name " launch");                                  \
+#define OF_CUDA_LAUNCH(name, Args)                              \
+    Status name(const dev::Args& a, int64_t n) override {       \
+        if (n <= 0) return {};                                  \
+        OF_TRY(bind());                                         \
+        name##_kernel<<<blocks(n), kBlock, 0, stream_>>>(a, n); \
+        return cuda_error(cudaGetLastError(), #name " launch"); \
     }
     OF_DEVICE_KERNELS(OF_CUDA_LAUNCH)
 #undef OF_CUDA_LAUNCH
@@ -159,10 +160,11 @@ const Probe& probe() {
             int rt = 0;
             cudaRuntimeGetVersion(&rt);
             const std::string runtime = std::to_string(rt / 1000) + "." + std::to_string(rt % 1000 / 10);
-            p.reason = "no usable CUDA device: " +
-                       (e == cudaErrorInsufficientDriver ? "no NVIDIA driver, or one older than this build's CUDA " + runtime
-                        : e != cudaSuccess            ? std::string(cudaGetErrorString(e))
-                                                      : std::string("no GPU found"));
+            p.reason =
+                "no usable CUDA device: " + (e == cudaErrorInsufficientDriver
+                                                 ? "no NVIDIA driver, or one older than this build's CUDA " + runtime
+                                             : e != cudaSuccess ? std::string(cudaGetErrorString(e))
+                                                                : std::string("no GPU found"));
             return;
         }
         cudaDeviceProp prop;
@@ -172,7 +174,8 @@ const Probe& probe() {
         }
         p.ok = true;
         p.devices = n;
-        p.reason = "CUDA device " + std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ")";
+        p.reason = "CUDA device " + std::string(prop.name) + " (sm_" + std::to_string(prop.major) +
+                   std::to_string(prop.minor) + ")";
     });
     return p;
 }
@@ -189,7 +192,8 @@ bool cuda_available(std::string* reason, int* devices) {
 Status make_cuda_device(int ordinal, bool allow_tf32, std::unique_ptr<Device>* out) {
     const Probe& p = probe();
     if (!p.ok) return {StatusCode::Backend, p.reason};
-    OF_CHECK(ordinal >= 0 && ordinal < p.devices, Backend, "CUDA device " + std::to_string(ordinal) + " does not exist");
+    OF_CHECK(ordinal >= 0 && ordinal < p.devices, Backend,
+             "CUDA device " + std::to_string(ordinal) + " does not exist");
     auto d = std::make_unique<CudaDevice>(ordinal, allow_tf32);
     OF_TRY(d->open());
     *out = std::move(d);

@@ -16,10 +16,10 @@
 namespace of {
 
 struct DeviceInfo {
-    std::string name;     // "cuda" or "sim"
-    std::string device;   // e.g. "NVIDIA H200 (sm_90, 139 GiB)"
-    std::string blas;     // "cublas 12.x" or "oneforward"
-    bool tf32 = false;    // TF32 tensor cores in use for the forward GEMMs
+    std::string name;    // "cuda" or "sim"
+    std::string device;  // e.g. "NVIDIA H200 (sm_90, 139 GiB)"
+    std::string blas;    // "cublas 12.x" or "oneforward"
+    bool tf32 = false;   // TF32 tensor cores in use for the forward GEMMs
 };
 
 class Device {
@@ -52,7 +52,9 @@ class DeviceBuffer {
     DeviceBuffer() = default;
     DeviceBuffer(const DeviceBuffer&) = delete;
     DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-    DeviceBuffer(DeviceBuffer&& o) noexcept : dev_(o.dev_), ptr_(o.ptr_), size_(o.size_) { o.dev_ = nullptr, o.ptr_ = nullptr, o.size_ = 0; }
+    DeviceBuffer(DeviceBuffer&& o) noexcept : dev_(o.dev_), ptr_(o.ptr_), size_(o.size_) {
+        o.dev_ = nullptr, o.ptr_ = nullptr, o.size_ = 0;
+    }
     ~DeviceBuffer() { reset(); }
     Status reserve(Device* d, size_t bytes) {
         if (bytes <= size_ && d == dev_) return {};
@@ -68,7 +70,9 @@ class DeviceBuffer {
         dev_ = nullptr, ptr_ = nullptr, size_ = 0;
     }
     template <class T>
-    T* as() const { return static_cast<T*>(ptr_); }
+    T* as() const {
+        return static_cast<T*>(ptr_);
+    }
     float* f() const { return as<float>(); }
     size_t size() const { return size_; }
 

@@ -33,12 +33,15 @@ class SimDevice final : public Device {
 
     Status gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
                 float beta, float* C, int ldc, bool) override {
-        cpu::gemm(C, ldc, 1, A, ta ? 1 : lda, ta ? lda : 1, B, tb ? 1 : ldb, tb ? ldb : 1, nullptr, M, N, K, alpha, beta);
+        cpu::gemm(C, ldc, 1, A, ta ? 1 : lda, ta ? lda : 1, B, tb ? 1 : ldb, tb ? ldb : 1, nullptr, M, N, K, alpha,
+                  beta);
         return {};
     }
 
-#define OF_SIM_KERNEL(name, Args) \
-    Status name(const dev::Args& a, int64_t n) override { return run(n, [&](int64_t i) { dev::name##_at(a, i); }); }
+#define OF_SIM_KERNEL(name, Args)                                \
+    Status name(const dev::Args& a, int64_t n) override {        \
+        return run(n, [&](int64_t i) { dev::name##_at(a, i); }); \
+    }
     OF_DEVICE_KERNELS(OF_SIM_KERNEL)
 #undef OF_SIM_KERNEL
 
@@ -59,13 +62,16 @@ class SimDevice final : public Device {
         }();
         const int64_t chunk = std::max<int64_t>(64, (n + 255) / 256);
         const int tasks = int((n + chunk - 1) / chunk);
-        ThreadPool::instance().parallel_for(tasks, [&](int t) {
-            const int64_t i0 = t * chunk, i1 = std::min(n, (t + 1) * chunk);
-            if (reverse)
-                for (int64_t i = i1 - 1; i >= i0; i--) fn(i);
-            else
-                for (int64_t i = i0; i < i1; i++) fn(i);
-        }, n * 16);
+        ThreadPool::instance().parallel_for(
+            tasks,
+            [&](int t) {
+                const int64_t i0 = t * chunk, i1 = std::min(n, (t + 1) * chunk);
+                if (reverse)
+                    for (int64_t i = i1 - 1; i >= i0; i--) fn(i);
+                else
+                    for (int64_t i = i0; i < i1; i++) fn(i);
+            },
+            n * 16);
         return {};
     }
 };
@@ -76,7 +82,8 @@ std::unique_ptr<Device> make_sim_device() { return std::make_unique<SimDevice>()
 
 #ifndef ONEFORWARD_WITH_CUDA
 Status make_cuda_device(int, bool, std::unique_ptr<Device>*) {
-    return {StatusCode::Backend, "the CUDA backend is not compiled into this build (no nvcc at install, or ONEFORWARD_CUDA=0)"};
+    return {StatusCode::Backend,
+            "the CUDA backend is not compiled into this build (no nvcc at install, or ONEFORWARD_CUDA=0)"};
 }
 bool cuda_available(std::string* reason, int* devices) {
     *reason = "the CUDA backend is not compiled into this build (no nvcc at install, or ONEFORWARD_CUDA=0)";

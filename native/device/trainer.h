@@ -28,7 +28,9 @@ class DeviceTrainer {
     DeviceTrainer(const DeviceTrainer&) = delete;
     DeviceTrainer& operator=(const DeviceTrainer&) = delete;
     DeviceInfo info() const { return dev_->info(); }
-    bool tf32_for(EstimatorConfig::Kind k) const { return tf32_ == 1 || (tf32_ < 0 && k == EstimatorConfig::Kind::Ulr); }
+    bool tf32_for(EstimatorConfig::Kind k) const {
+        return tf32_ == 1 || (tf32_ < 0 && k == EstimatorConfig::Kind::Ulr);
+    }
 
     // Empty when this model and estimator run on the device; otherwise why they run on the CPU.
     static std::string unsupported(const Model& m, const EstimatorConfig& e, const LossHook* hook);
@@ -52,10 +54,11 @@ class DeviceTrainer {
     // counters at once; flush() waits for the launched steps and adds their statistics to *t. A step whose loss was
     // non-finite closes a gate on the device: it and every later step change nothing. flush() then rolls the counters
     // back to that step, sets t->failed_batch and returns ERR_NUMERIC. Only where nothing needs a step's result on
-    // the host before the next step (async_ok): no maxGradNorm, JS loss, running baseline, learned sigma, copies 'auto' or
-    // SPSA/ES.
+    // the host before the next step (async_ok): no maxGradNorm, JS loss, running baseline, learned sigma, copies 'auto'
+    // or SPSA/ES.
     static bool async_ok(const EstimatorConfig& e, double max_grad_norm, const LossHook* hook) {
-        const bool ulr = e.kind == EstimatorConfig::Kind::Ulr, wp = e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es;
+        const bool ulr = e.kind == EstimatorConfig::Kind::Ulr,
+                   wp = e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es;
         return max_grad_norm <= 0.0 && !hook && !wp &&
                !(ulr && (e.ulr.baseline == Baseline::Running || e.ulr.learn_sigma || e.ulr.auto_copies));
     }
@@ -71,13 +74,13 @@ class DeviceTrainer {
     Status evaluate(Model& m, const DataRef& data, double* loss, double* accuracy);
     size_t pending() const { return pending_.size(); }
 
-    // Seed replay across ranks (weight_perturbation.cpp's halves, with the frozen-prefix rules of estimate()): the losses
-    // of directions [p0, p1) of the model's step into plus / minus; then, with every direction's losses, the gradient
-    // by seed replay and the optimizer update (step counters advanced).
-    Status seed_replay_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, int p0, int p1, float* plus,
-                              float* minus);
-    Status seed_replay_update(Model& m, const EstimatorConfig& e, const OptimizerConfig& o, const float* plus, const float* minus,
-                              int rows);
+    // Seed replay across ranks (weight_perturbation.cpp's halves, with the frozen-prefix rules of estimate()): the
+    // losses of directions [p0, p1) of the model's step into plus / minus; then, with every direction's losses, the
+    // gradient by seed replay and the optimizer update (step counters advanced).
+    Status seed_replay_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, int p0,
+                              int p1, float* plus, float* minus);
+    Status seed_replay_update(Model& m, const EstimatorConfig& e, const OptimizerConfig& o, const float* plus,
+                              const float* minus, int rows);
     void reset_pipeline() { pipe_.pending = false; }  // pipelined modules: no first module waits (every fit starts so)
 
    private:
@@ -88,17 +91,21 @@ class DeviceTrainer {
                     double id, int* rows, const LossHook* hook = nullptr);
     // The estimators over m.units, whose first layer reads x (B rows on the device).
     // fe: frozen_end(); y, hook: the host targets and a JS loss (or nullptr)
-    Status ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int fe, const Targets& y, const LossHook* hook);
-    Status bp(Model& m, int B, const float* x, uint32_t sample_base, bool forward_only);  // forward_only: batch statistics
-    Status ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int* rows, const Targets& y,
-                         const LossHook* hook);
-    Status ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, const Targets& y, const LossHook* hook);
+    Status ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int fe, const Targets& y,
+               const LossHook* hook);
+    Status bp(Model& m, int B, const float* x, uint32_t sample_base,
+              bool forward_only);  // forward_only: batch statistics
+    Status ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int* rows,
+                         const Targets& y, const LossHook* hook);
+    Status ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, const Targets& y,
+                       const LossHook* hook);
     Status js_losses(const float* out, const Targets& y, int R, int C, int K, const LossHook& hook, float* loss);
     Status row_weights(int B, int K, const float* loss, float running, const UlrConfig& c, float scale);
     dev::CopySumArgs scored_sum(const float* E, int K, int O, const UlrConfig& c, const float* sigmas);
     Status step_stats(dev::StatsArgs a);
     Status noise_forward(const dev::NoisyArgs& na, int qmc_K, uint32_t qmc_dim = 0);
     Status channel_sigmas(int L, const UlrConfig& c, std::vector<const float*>* out);
+    static std::vector<float> unit_sigmas(const Model& m, const UlrConfig& c);  // per unit; 0 without parameters
     // BP pieces of one unit on `rows` rows from dv, the gradient at its pre-activation: its parameters' gradients
     // (times alpha) into the slab, and the gradient at its input x into din
     Status weight_grads(const Model& m, int l, int rows, const float* dv, float alpha, const float* x, bool tf32);
@@ -110,9 +117,10 @@ class DeviceTrainer {
     // shared X W^T of ULR's first unit, row r reading row r / rep), the gradient reduction from S (rows, T GH) into the
     // unit's slab (with_w: also dW from `in`), and backprop through time (din: nullptr for none)
     Status seq_buffers(const Model& m, int l, int rows);
-    Status seq_forward(const Model& m, int l, int rows, const float* in, float* out, const float* E, float sigma, const float* xw,
-                       int rep, bool tf32);
-    Status seq_reduce(const Model& m, int l, int rows, const float* in, const float* S, float alpha, bool with_w, bool tf32);
+    Status seq_forward(const Model& m, int l, int rows, const float* in, float* out, const float* E, float sigma,
+                       const float* xw, int rep, bool tf32);
+    Status seq_reduce(const Model& m, int l, int rows, const float* in, const float* S, float alpha, bool with_w,
+                      bool tf32);
     Status seq_backward(const Model& m, int l, int rows, const float* in, const float* dout, float* din, bool tf32);
     struct Mask {  // dropout masks: row r belongs to sample sample0 + r / rep
         int rep;
@@ -120,21 +128,24 @@ class DeviceTrainer {
         uint64_t seed;
         uint32_t step;
     };
-    Status plain(const Model& m, int l, int rows, const float* x, float* v, float* a, const Mask& mask, const float* src = nullptr);
+    Status plain(const Model& m, int l, int rows, const float* x, float* v, float* a, const Mask& mask,
+                 const float* src = nullptr);
     Status col_sum(float* out, const float* d, int R, int O, float alpha, const float* mul = nullptr);  // of d (x mul)
-    Status grad_norm(int64_t off, int64_t n, float clip);  // of grads[off, off + n): norm_[0] = |g|, norm_[1] = clip factor
+    Status grad_norm(int64_t off, int64_t n,
+                     float clip);  // of grads[off, off + n): norm_[0] = |g|, norm_[1] = clip factor
     // the optimizer and batchNorm's running statistics, gated by the step statistics (B: the step's samples)
     Status update(const Model& m, const OptimizerConfig& o, int64_t t, int B);
     Status read_stats(StepStats* stats, int rows);
     Status read_sigma_grad(const Model& m, const EstimatorConfig& e, StepStats* stats);  // learnSigma: per layer
-    Status read_layer_var(Model& m, const EstimatorConfig& e, StepStats* stats);         // layer-wise copies 'auto' 
+    Status read_layer_var(Model& m, const EstimatorConfig& e, StepStats* stats);         // layer-wise copies 'auto'
     Status reset_tally();
     Status effective(const Model& m, const float* base);  // theta_: base, or its binary / ternary version
     // SPSA / ES: every direction's losses, the seed replay, and the step statistics; or its halves
     Status perturbation(Model& m, int B, const EstimatorConfig& e, uint32_t step, const float* x);
-    Status perturbation_losses(Model& m, int B, const EstimatorConfig& e, uint32_t step, const float* x, int p0, int p1, float* plus,
-                               float* minus);
-    Status perturbation_replay(const Model& m, const EstimatorConfig& e, uint32_t step, const float* plus, const float* minus);
+    Status perturbation_losses(Model& m, int B, const EstimatorConfig& e, uint32_t step, const float* x, int p0, int p1,
+                               float* plus, float* minus);
+    Status perturbation_replay(const Model& m, const EstimatorConfig& e, uint32_t step, const float* plus,
+                               const float* minus);
     Status direction(const Model& m, uint32_t step, int p);
     struct WpRange {  // seed_replay_losses: the directions [p0, p1) whose losses estimate() computes, and where they go
         int p0, p1;
@@ -142,7 +153,7 @@ class DeviceTrainer {
         float* minus;
     };
     const WpRange* wp_range_ = nullptr;
-    bool inference_ = false;           // the forward in inference mode (evaluate): dropout off, batchNorm running
+    bool inference_ = false;  // the forward in inference mode (evaluate): dropout off, batchNorm running
 
     struct Pending {
         int64_t batch;
@@ -155,21 +166,24 @@ class DeviceTrainer {
     int tf32_ = -1;
     bool active_ = false;
     DeviceBuffer params_, grads_, opt_m_, opt_v_;
-    DeviceBuffer x_, labels_, values_, loss_, hit_, w_, row_part_, row_sum_, stats_part_, stats_, acc_, col_part_, norm_part_, norm_, v0_, g_, d0_,
-        d1_, h0_, h1_, dcols_, eff_, clean_, clean_hit_, sg_rows_, sg_part_, sg_, z_, theta_p_, lw_a_, lw_b_;
+    DeviceBuffer x_, labels_, values_, loss_, hit_, w_, row_part_, row_sum_, stats_part_, stats_, acc_, col_part_,
+        norm_part_, norm_, v0_, g_, d0_, d1_, h0_, h1_, dcols_, eff_, clean_, clean_hit_, sg_rows_, sg_part_, sg_, z_,
+        theta_p_, lw_a_, lw_b_;
     std::vector<float> hook_out_, hook_loss_;  // a JS loss's outputs and answers, on the host
-    const float* theta_ = nullptr;  // the slab the forward computes with: params_, or eff_ with binary / ternary weights
+    const float* theta_ =
+        nullptr;  // the slab the forward computes with: params_, or eff_ with binary / ternary weights
     std::vector<std::unique_ptr<DeviceBuffer>> a_, e_;  // per layer: activations; noise (ULR) or pre-activations (BP)
     std::vector<std::unique_ptr<DeviceBuffer>> cols_;   // per conv unit: its input's patches
     std::vector<std::unique_ptr<DeviceBuffer>> xh_, inv_;  // per norm unit: x^ and 1 / sigma of its sets
-    std::vector<int> lw_copies_;  // layer-wise: this step's copies per layer
+    std::vector<int> lw_copies_;                           // layer-wise: this step's copies per layer
     struct Pipe {  // pipelined modules: the first module's state from the previous training step, reduced in this one
         bool pending = false;
-        int B = 0, end = 0;                                   // its samples; the first module's end (units)
-        DeviceBuffer x, g;                                    // its input rows and boundary copy sums
+        int B = 0, end = 0;                                     // its samples; the first module's end (units)
+        DeviceBuffer x, g;                                      // its input rows and boundary copy sums
         std::vector<std::unique_ptr<DeviceBuffer>> a, e, cols;  // per unit of the module: a_, e_ and cols_ of that step
     } pipe_;
-    std::vector<std::unique_ptr<DeviceBuffer>> lw_ga_, lw_ge_;  // layer-wise: per layer of a group, its noisy activations and noise
+    std::vector<std::unique_ptr<DeviceBuffer>> lw_ga_,
+        lw_ge_;  // layer-wise: per layer of a group, its noisy activations and noise
     std::vector<std::unique_ptr<DeviceBuffer>> sigma_ch_;  // per dense layer with per-channel ULR sigma: its values
     struct Dirs {  // per layer with QMC noise: the Sobol direction numbers of its width (32 per neuron)
         DeviceBuffer v;
@@ -182,7 +196,7 @@ class DeviceTrainer {
     };
     std::vector<std::unique_ptr<Bn>> bn_;
     DeviceBuffer bn_sums_;  // BP through batchNorm: per-channel sums
-    struct Csr {  // per graphConv unit: its normalized adjacency
+    struct Csr {            // per graphConv unit: its normalized adjacency
         DeviceBuffer row_ptr, col, val;
         bool ready = false;
     };

@@ -1,173 +1,183 @@
-// Exact backpropagation: the baseline every estimate is measured against, in the same engine.
-//   forward:  V_l = A_{l-1} W_l^T + b_l,  A_l = phi(V_l)           (B, O_l) each, kept for the backward
+// Exact backpropagation: the baseline every estimate is measured against, in the same engine; and BP over a range of
+// units, which local module training (hybrid.cpp) runs inside each module.
+//   forward:  V_l = A_{l-1} W_l^T + b_l,  A_l = phi(V_l)           (rows, O_l) each, kept for the backward
 //   backward: dV_l = dA_l * phi'(V_l);  dW_l = dV_l^T A_{l-1};  db_l = colsum(dV_l);  dA_{l-1} = dV_l W_l
-// step and sign have no derivative: such models are refused (use ulr()).
+// (each layer kind's own map in place of the GEMM: model/units.h). step and sign have no derivative: such models are
+// refused (use ulr()).
 #include <algorithm>
 #include <climits>
 #include <cmath>
 #include <string>
 
 #include "core/shape.h"
+#include "estimators/bp.h"
 #include "estimators/estimator.h"
 #include "model/units.h"
 
 namespace of {
 namespace {
 
-// Per-unit aux for recurrent units (rows each) and the state scratch.
-Status reserve_seq(const Model& m, std::vector<Buffer>& aux, Buffer& seq, int rows, int from) {
-    aux.resize(m.units.size());
-    for (size_t l = size_t(from); l < m.units.size(); l++)
-        if (seq_aux_width(m.units[l]) > 0) OF_TRY(aux[l].reserve(size_t(rows) * size_t(seq_aux_width(m.units[l]))));
-    return seq.reserve(size_t(rows) * size_t(std::max<int64_t>(m.seq_scratch_width(), 1)));
+SeqCtx seq_ctx(const BpTape& t, int l) {
+    return SeqCtx{t.aux[size_t(l)].data(), t.seq.data(), t.dP.data(), t.wexp.data()};
+}
+
+// Unit u's parameter gradient (dW, nullptr: none) and input gradient (din, nullptr: none) from dv at its
+// pre-activation. batchNorm with its statistics held constant is the affine map per channel gain (x - mean) / sqrt(var
+// + eps): its input gradient is dv gain / sqrt(var + eps); gain and bias take the same gradients with any statistics
+// held.
+void unit_grads(const KernelTable& k, const Unit& u, const float* theta, const BpMode& mode, const float* in, int rows,
+                const float* dv, float* dW, float* din, float* cols, const SeqCtx* sq) {
+    if (u.kind != UnitKind::BatchNorm || mode.stats == BpMode::Stats::Batch) {
+        unit_backward(k, u, theta, in, rows, dv, dW, din, cols, sq);
+        return;
+    }
+    if (dW && !mode.inference()) unit_backward(k, u, theta, in, rows, dv, dW, nullptr, cols, sq);
+    if (!din) return;
+    const int C = u.g.Co;
+    const float* var = (mode.inference() ? *u.running : *u.batch).data() + C;
+    const float* gain = theta + u.w_off;
+    for (int64_t i = 0; i < int64_t(rows) * u.O; i++) din[i] = dv[i] * gain[i % C] / std::sqrt(var[i % C] + 1e-5f);
 }
 
 }  // namespace
 
-// BP's forward on B rows, keeping every unit's pre-activation and output (ws.v, ws.a) and what recurrent units and
-// residual blocks need for the backward. Training mode (dropout masks, batch statistics for batchNorm) unless
-// `inference` (input gradients for attacks: the deployed model).
-static Status bp_forward(Model& m, const float* x, int B, bool inference, uint32_t sample_base = 0) {
-    const KernelTable& k = *m.k;
+Status bp_tape_reserve(const Model& m, const BpTape& t, int rows, int s, int e) {
     const size_t L = m.units.size();
-    if (m.has_quant) OF_TRY(m.ws.eff.reserve(size_t(m.n_params)));
-    const float* theta = m.effective(m.params->data(), m.ws.eff);
-    auto& ws = m.ws;
-    ws.a.resize(L), ws.v.resize(L);
-    const size_t cap = size_t(B) * size_t(m.max_width());
-    for (size_t l = 0; l < L; l++) {
-        OF_TRY(ws.v[l].reserve(size_t(B) * m.units[l].O));
-        OF_TRY(ws.a[l].reserve(size_t(B) * m.units[l].O));
-    }
-    OF_TRY(ws.d0.reserve(cap));
-    OF_TRY(ws.d1.reserve(cap));
-    OF_TRY(ws.loss.reserve(size_t(B)));
-    OF_TRY(ws.cols.reserve(size_t(B) * size_t(std::max<int64_t>(m.patch_width(), 1))));
-    const bool recurrent = m.seq_scratch_width() > 0;
-    if (recurrent) {
-        OF_TRY(reserve_seq(m, ws.aux, ws.seq, B, 0));
-        OF_TRY(ws.dP.reserve(size_t(B) * size_t(m.max_noise_width())));
-        OF_TRY(ws.wexp.reserve(size_t(B) * size_t(m.max_positions())));
-    }
-    auto ctx = [&](size_t l) {
-        return SeqCtx{recurrent && l < ws.aux.size() ? ws.aux[l].data() : nullptr, ws.seq.data(), ws.dP.data(), ws.wexp.data()};
-    };
-    // residual block ends keep act(v) (inner) and the sum before post_act; block starts collect the skip gradient
-    ws.inner.resize(L), ws.sum.resize(L), ws.pending.resize(L);
-    for (size_t l = 0; l < L; l++) {
-        const DenseUnit& u = m.units[l];
+    for (auto* v : {&t.v, &t.a, &t.aux, &t.inner, &t.sum, &t.pending}) v->resize(L);
+    for (int l = s; l < e; l++) {
+        const Unit& u = m.units[size_t(l)];
+        OF_TRY(t.v[size_t(l)].reserve(size_t(rows) * u.O));
+        OF_TRY(t.a[size_t(l)].reserve(size_t(rows) * u.O));
+        if (u.recurrent()) OF_TRY(t.aux[size_t(l)].reserve(size_t(rows) * size_t(seq_aux_width(u))));
         if (u.skip_from < 0) continue;
-        OF_TRY(ws.inner[l].reserve(size_t(B) * u.O));
-        OF_TRY(ws.sum[l].reserve(size_t(B) * u.O));
-        OF_TRY(ws.pending[size_t(u.skip_from)].reserve(size_t(B) * m.units[size_t(u.skip_from)].I));
+        OF_TRY(t.inner[size_t(l)].reserve(size_t(rows) * u.O));
+        OF_TRY(t.sum[size_t(l)].reserve(size_t(rows) * u.O));
+        OF_TRY(t.pending[size_t(u.skip_from)].reserve(size_t(rows) * m.units[size_t(u.skip_from)].I));
     }
-    auto input_of = [&](size_t l) { return l == 0 ? x : ws.a[l - 1].data(); };
-    const float* in = x;
-    for (size_t l = 0; l < L; l++) {
-        const DenseUnit& u = m.units[l];
-        const SeqCtx sq = ctx(l);
-        if (u.kind == UnitKind::Dropout) {  // training mode, but not for input gradients (attacks see the deployed model)
-            if (inference) std::copy(in, in + int64_t(B) * u.O, ws.v[l].data());
-            else dropout_apply(u, ws.v[l].data(), in, B, 1, int(sample_base), m.seed, m.step, uint32_t(l));
-            unit_bias_act(k, u, theta, ws.a[l].data(), ws.v[l].data(), B);
-            in = ws.a[l].data();
-            continue;
-        }
-        if (u.kind == UnitKind::BatchNorm && !inference) {  // training mode: this batch's statistics
-            batch_norm_stats(u, in, B);
-            batch_norm_apply(u, theta, in, B, ws.v[l].data());
-            unit_bias_act(k, u, theta, ws.a[l].data(), ws.v[l].data(), B);
-            in = ws.a[l].data();
-            continue;
-        }
-        if (u.kind == UnitKind::Concat) {  // [block input, f(x)], then its activation
-            concat_forward(u, ws.v[l].data(), in, input_of(size_t(u.skip_from)), B, 1);
-            unit_bias_act(k, u, theta, ws.a[l].data(), ws.v[l].data(), B);
-            in = ws.a[l].data();
-            continue;
-        }
-        unit_linear(k, u, theta, in, B, ws.v[l].data(), ws.cols.data(), &sq);
-        if (u.skip_from >= 0) {  // a = post_act(act(v) + block input)
-            unit_bias_act(k, u, theta, ws.inner[l].data(), ws.v[l].data(), B);
-            const float* src = input_of(size_t(u.skip_from));
-            float* sm = ws.sum[l].data();
-            for (int64_t i = 0; i < int64_t(B) * u.O; i++) sm[i] = ws.inner[l].data()[i] + src[i];
-            k.bias_act_forward(ws.a[l].data(), sm, nullptr, B, u.O, u.post_act, u.post_alpha);
-        } else {
-            unit_bias_act(k, u, theta, ws.a[l].data(), ws.v[l].data(), B);
-        }
-        in = ws.a[l].data();
-    }
-    return {};
+    OF_TRY(t.d0.reserve(size_t(rows) * size_t(m.max_width())));
+    OF_TRY(t.d1.reserve(size_t(rows) * size_t(m.max_width())));
+    OF_TRY(t.cols.reserve(size_t(rows) * size_t(std::max<int64_t>(m.patch_width(), 1))));
+    if (m.seq_scratch_width() == 0) return {};
+    OF_TRY(t.seq.reserve(size_t(rows) * size_t(m.seq_scratch_width())));
+    OF_TRY(t.dP.reserve(size_t(rows) * size_t(m.max_noise_width())));
+    return t.wexp.reserve(size_t(rows) * size_t(m.max_positions()));
 }
 
-Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx, uint32_t sample_base) {
-    OF_CHECK(m.loss != LossKind::ZeroOne, Config, "the 0-1 loss has no gradient: backprop (and input gradients) need a differentiable loss");
-    for (const DenseUnit& u : m.units)
-        OF_CHECK(act_differentiable(u.act), Config, std::string("backprop cannot differentiate the '") + act_name(u.act) + "' activation");
-    OF_TRY(bp_forward(m, x, B, dx != nullptr, sample_base));
+void bp_range_forward(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int s, int e,
+                      const float* x, int rows) {
     const KernelTable& k = *m.k;
-    const size_t L = m.units.size();
-    if (m.has_quant) OF_TRY(m.ws.eff.reserve(size_t(m.n_params)));
-    const float* theta = m.effective(m.params->data(), m.ws.eff);
-    auto& ws = m.ws;
-    const bool recurrent = m.seq_scratch_width() > 0;
-    auto ctx = [&](size_t l) {
-        return SeqCtx{recurrent && l < ws.aux.size() ? ws.aux[l].data() : nullptr, ws.seq.data(), ws.dP.data(), ws.wexp.data()};
+    auto input_of = [&](int l) { return l == s ? x : t.a[size_t(l - 1)].data(); };
+    for (int l = s; l < e; l++) {
+        const Unit& u = m.units[size_t(l)];
+        const float* in = input_of(l);
+        float* v = t.v[size_t(l)].data();
+        float* a = t.a[size_t(l)].data();
+        const SeqCtx sq = seq_ctx(t, l);
+        const TrainCtx tc{u.skip_from >= 0 ? input_of(u.skip_from) : nullptr,
+                          1,
+                          mode.rep,
+                          mode.sample0,
+                          mode.seed,
+                          mode.step,
+                          uint32_t(l),
+                          mode.stats == BpMode::Stats::Batch};
+        // inference: dropout is the identity, batchNorm uses its running statistics; a concat unit still joins
+        if (mode.inference() && u.kind != UnitKind::Concat) unit_linear(k, u, theta, in, rows, v, t.cols.data(), &sq);
+        else unit_train_linear(k, u, theta, in, rows, v, t.cols.data(), &sq, tc);
+        if (!u.ends_residual()) {
+            unit_bias_act(k, u, theta, a, v, rows);
+            continue;
+        }
+        // a residual block's end: a = post_act(act(v) + block input)
+        float* inner = t.inner[size_t(l)].data();
+        float* sum = t.sum[size_t(l)].data();
+        const float* src = input_of(u.skip_from);
+        unit_bias_act(k, u, theta, inner, v, rows);
+        for (int64_t i = 0; i < int64_t(rows) * u.O; i++) sum[i] = inner[i] + src[i];
+        k.bias_act_forward(a, sum, nullptr, rows, u.O, u.post_act, u.post_alpha);
+    }
+}
+
+void bp_range_backward(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int s, int e,
+                       const float* x, int rows, const std::function<float*(int)>& dest, float* dx) {
+    const KernelTable& k = *m.k;
+    auto input_of = [&](int l) { return l == s ? x : t.a[size_t(l - 1)].data(); };
+    float* dA = t.d0.data();
+    float* dV = t.d1.data();
+    // the skip path's gradient joins the input gradient of the unit that starts its block
+    auto join_skip = [&](int l, float* din) {
+        if (!m.units[size_t(l)].starts_block || !din) return;
+        const float* p = t.pending[size_t(l)].data();
+        for (int64_t i = 0; i < int64_t(rows) * m.units[size_t(l)].I; i++) din[i] += p[i];
     };
-    auto input_of = [&](size_t l) { return l == 0 ? x : ws.a[l - 1].data(); };
-    const float* out = ws.a[L - 1].data();
+    for (int l = e; l-- > s;) {
+        const Unit& u = m.units[size_t(l)];
+        const int64_t n = int64_t(rows) * u.O;
+        const float* v = t.v[size_t(l)].data();
+        float* din = l > s ? dA : dx;
+        if (u.kind == UnitKind::Dropout) {  // the same mask on the gradient
+            k.act_backward(dV, dA, v, t.a[size_t(l)].data(), n, u.act, u.alpha);
+            if (din && mode.inference()) std::copy(dV, dV + n, din);
+            else if (din) dropout_apply(u, din, dV, rows, mode.rep, mode.sample0, mode.seed, mode.step, uint32_t(l));
+            join_skip(l, din);
+            continue;
+        }
+        if (u.kind == UnitKind::Concat) {  // split: f's part goes on, the block input's part waits at the block's start
+            k.act_backward(dV, dA, v, t.a[size_t(l)].data(), n, u.act, u.alpha);
+            concat_backward(u, dV, din ? din : dA, t.pending[size_t(u.skip_from)].data(), rows);
+            continue;
+        }
+        if (u.ends_residual()) {  // through post_act to the sum; the sum's gradient also waits at the block's start
+            k.act_backward(dA, dA, t.sum[size_t(l)].data(), t.a[size_t(l)].data(), n, u.post_act, u.post_alpha);
+            std::copy(dA, dA + n, t.pending[size_t(u.skip_from)].data());
+            k.act_backward(dV, dA, v, t.inner[size_t(l)].data(), n, u.act, u.alpha);
+        } else {
+            k.act_backward(dV, dA, v, t.a[size_t(l)].data(), n, u.act, u.alpha);
+        }
+        const SeqCtx sq = seq_ctx(t, l);
+        unit_grads(k, u, theta, mode, input_of(l), rows, dV, u.param() ? dest(l) : nullptr, din, t.cols.data(), &sq);
+        join_skip(l, din);  // (a concat unit cannot start a block: it is never l here)
+    }
+}
+
+void bp_input_gradient(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int l, const float* in,
+                       int rows, const float* dv, float* din) {
+    const Unit& u = m.units[size_t(l)];
+    if (u.recurrent()) {  // din (rows T, F) = dv (rows T, G H) W (G H, F)
+        m.k->gemm_nn(din, dv, theta + u.w_off, rows * u.q.T, u.q.F, u.q.G * u.q.H, 1.0f, 0.0f);
+        return;
+    }
+    const SeqCtx sq = seq_ctx(t, l);
+    unit_grads(*m.k, u, theta, mode, in, rows, dv, nullptr, din, t.cols.data(), &sq);
+}
+
+Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx,
+                    uint32_t sample_base) {
+    OF_CHECK(m.loss != LossKind::ZeroOne, Config,
+             "the 0-1 loss has no gradient: backprop (and input gradients) need a differentiable loss");
+    for (const Unit& u : m.units)
+        OF_CHECK(act_differentiable(u.act), Config,
+                 std::string("backprop cannot differentiate the '") + act_name(u.act) + "' activation");
+    const KernelTable& k = *m.k;
+    const int L = int(m.units.size());
+    auto& ws = m.ws;
+    if (m.has_quant) OF_TRY(ws.eff.reserve(size_t(m.n_params)));
+    const float* theta = m.effective(m.params->data(), ws.eff);
+    const BpTape t = workspace_tape(ws);
+    OF_TRY(bp_tape_reserve(m, t, B, 0, L));
+    OF_TRY(ws.loss.reserve(size_t(B)));
+    // training mode, but not for input gradients (attacks see the deployed model)
+    BpMode mode{dx ? BpMode::Stats::Running : BpMode::Stats::Batch, m.seed, m.step, int(sample_base), 1};
+    bp_range_forward(m, theta, t, mode, 0, L, x, B);
+    const float* out = ws.a[size_t(L - 1)].data();
     stats->correct = k.loss_forward(ws.loss.data(), out, y.labels, y.values, B, m.outputs, 1, m.loss, m.groups);
     double sum = 0.0;
     for (int r = 0; r < B; r++) sum += ws.loss.data()[r];
     stats->loss = sum / B;
     stats->rows = B;
-    float* dA = ws.d0.data();
-    float* dV = ws.d1.data();
-    k.loss_backward(dA, out, y.labels, y.values, B, m.outputs, m.loss, m.groups);
-    // the skip path's gradient joins the input gradient of the unit that starts its block
-    auto join_skip = [&](size_t l, float* din) {
-        if (!m.units[l].starts_block || !din) return;
-        const float* p = ws.pending[l].data();
-        for (int64_t i = 0; i < int64_t(B) * m.units[l].I; i++) din[i] += p[i];
-    };
-    for (size_t l = L; l-- > 0;) {
-        const DenseUnit& u = m.units[l];
-        const int64_t n = int64_t(B) * u.O;
-        float* din = l > 0 ? dA : dx;
-        if (u.kind == UnitKind::Dropout) {
-            k.act_backward(dV, dA, ws.v[l].data(), ws.a[l].data(), n, u.act, u.alpha);
-            if (dx) std::copy(dV, dV + n, din ? din : dA);
-            else dropout_apply(u, din ? din : dA, dV, B, 1, int(sample_base), m.seed, m.step, uint32_t(l));
-            join_skip(l, din);
-            continue;
-        }
-        if (u.kind == UnitKind::BatchNorm && dx) {  // inference mode: an affine map per channel
-            k.act_backward(dV, dA, ws.v[l].data(), ws.a[l].data(), n, u.act, u.alpha);
-            const int C = u.g.Co;
-            const float* gain = theta + u.w_off;
-            for (int64_t i = 0; i < n; i++) dA[i] = dV[i] * gain[i % C] / std::sqrt((*u.running)[size_t(C + i % C)] + 1e-5f);
-            if (l == 0) std::copy(dA, dA + n, dx);
-            join_skip(l, din);
-            continue;
-        }
-        if (u.kind == UnitKind::Concat) {  // split: f's part goes on, the block input's part waits at the block's start
-            k.act_backward(dV, dA, ws.v[l].data(), ws.a[l].data(), n, u.act, u.alpha);
-            concat_backward(u, dV, din ? din : dA, ws.pending[size_t(u.skip_from)].data(), B);
-            continue;
-        }
-        if (u.skip_from >= 0 && u.kind != UnitKind::Concat) {  // through post_act to the sum; the sum's gradient also waits at the block's start
-            k.act_backward(dA, dA, ws.sum[l].data(), ws.a[l].data(), n, u.post_act, u.post_alpha);
-            std::copy(dA, dA + n, ws.pending[size_t(u.skip_from)].data());
-            k.act_backward(dV, dA, ws.v[l].data(), ws.inner[l].data(), n, u.act, u.alpha);
-        } else {
-            k.act_backward(dV, dA, ws.v[l].data(), ws.a[l].data(), n, u.act, u.alpha);
-        }
-        const float* a_prev = input_of(l);
-        const SeqCtx sq = ctx(l);
-        unit_backward(k, u, theta, a_prev, B, dV, u.param() ? m.grads.data() + u.w_off : nullptr, din, ws.cols.data(), &sq);
-        join_skip(l, din);  // (a concat unit cannot start a block: it is never l here)
-    }
+    k.loss_backward(ws.d0.data(), out, y.labels, y.values, B, m.outputs, m.loss, m.groups);
+    bp_range_backward(
+        m, theta, t, mode, 0, L, x, B, [&](int l) { return m.grads.data() + m.units[size_t(l)].w_off; }, dx);
     return {};
 }
 

@@ -28,8 +28,8 @@ inline Status step_rows(int B, int K, int* R) {
 }
 
 // The step's statistics from the blocks' loss sums and hits (R rows), and the running baseline's update.
-inline void finish_stats(Model& m, const UlrConfig& c, const std::vector<double>& loss_sum, const std::vector<int64_t>& correct,
-                         int R, StepStats* stats) {
+inline void finish_stats(Model& m, const UlrConfig& c, const std::vector<double>& loss_sum,
+                         const std::vector<int64_t>& correct, int R, StepStats* stats) {
     double total = 0.0;
     int64_t hits = 0;
     for (size_t t = 0; t < loss_sum.size(); t++) total += loss_sum[t], hits += correct[t];
@@ -61,13 +61,15 @@ Status run_loss_hook(Model& m, const LossHook* hook, const Targets& y, int R, in
     auto& ws = m.ws;
     OF_TRY(ws.outputs.reserve(size_t(R) * m.outputs));
     OF_TRY(ws.hook_loss.reserve(size_t(R)));
-    ThreadPool::instance().parallel_for(T, [&](int t) { forward(t); }, cycles);
+    ThreadPool::instance().parallel_for(
+        T, [&](int t) { forward(t); }, cycles);
     OF_CHECK(!ThreadPool::cancelled(), Abort, "training was cancelled");  // never hand JS a half-computed step
     for (const Status& st : status) OF_TRY(st);
     OF_TRY((*hook)(ws.outputs.data(), y, R, m.outputs, K, ws.hook_loss.data()));
     *hook_loss = ws.hook_loss.data();
     for (int r = 0; r < R; r++)
-        OF_CHECK(std::isfinite((*hook_loss)[r]), Data, "the loss function returned a non-finite value for row " + std::to_string(r));
+        OF_CHECK(std::isfinite((*hook_loss)[r]), Data,
+                 "the loss function returned a non-finite value for row " + std::to_string(r));
     return {};
 }
 

@@ -11,22 +11,23 @@
 namespace of {
 
 struct UlrConfig {
-    int copies = 32;                  // K noisy copies per sample
+    int copies = 32;  // K noisy copies per sample
     // Per-layer lists count the layers with parameters (frozen ones included; their entries are unused).
-    std::vector<float> sigma{0.1f};   // noise scale, one value or one per layer
-    std::vector<std::vector<float>> sigma_channels;  // per layer: empty, or one sigma per noise channel (noise_channels)
-    bool antithetic = false;          // copies in pairs (eps, -eps)
+    std::vector<float> sigma{0.1f};  // noise scale, one value or one per layer
+    std::vector<std::vector<float>>
+        sigma_channels;       // per layer: empty, or one sigma per noise channel (noise_channels)
+    bool antithetic = false;  // copies in pairs (eps, -eps)
     Baseline baseline = Baseline::LeaveOneOut;
     Density density = Density::Normal;  // noise density
     Score score = Score::Exact;         // exact score of the density, or sign-compressed
-    bool shared_prefix = true;        // first layer's clean GEMM once per sample (docs/method.md 3.1)
-    bool layerwise = false;           // one group of copies per layer, only that layer perturbed
+    bool shared_prefix = true;          // first layer's clean GEMM once per sample (docs/method.md 3.1)
+    bool layerwise = false;             // one group of copies per layer, only that layer perturbed
     std::vector<int> copies_per_layer;  // layer-wise only; empty: `copies` for every layer
     // layer-wise only: copies per layer chosen each step to minimize the total variance for the cost of
     // `copies` per layer (Neyman allocation K_l ~ sqrt(V_l / c_l), V_l a running per-copy variance).
     bool auto_copies = false;
     std::vector<int> blocks;  // layer-wise only: sizes of consecutive layer groups perturbed together (empty: 1 each)
-    bool training = false;  // set by train_step: the estimate is for a training step (moves the running baseline)
+    bool training = false;    // set by train_step: the estimate is for a training step (moves the running baseline)
     // sigma schedule over fit's epochs (e = epoch index from 0, E = fit's epochs): constant; step:
     // gamma^floor(e / every); exponential: gamma^e; cosine: min + (1 - min)(1 + cos(pi e / E)) / 2.
     enum class Schedule { Constant, Step, Exponential, Cosine } schedule = Schedule::Constant;
@@ -37,14 +38,14 @@ struct UlrConfig {
     bool qmc = false;  // quasi-Monte Carlo normal noise (randomized Sobol points across the copies)
     bool learn_sigma = false;
     float sigma_lr = 0.01f;
-    bool store_noise = true;          // false: regenerate eps in the gradient pass (docs/method.md 3.2)
-    // Local module training (hybrid.cpp): exclusive end of each module, in dense layers (last = layer count).
+    bool store_noise = true;  // false: regenerate eps in the gradient pass (docs/method.md 3.2)
+    // Local module training (hybrid.cpp): exclusive end of each module, in layers with parameters (last = their count).
     // Empty: plain ULR. Noise only on each module's last pre-activation; BP inside the modules.
     std::vector<int> modules;
     bool concurrent = true;       // modules: the later layers' block sums run as concurrent tasks (else in a loop)
     bool pipeline = false;        // modules, training only: module 0's backward overlaps the next step's forward
     bool exact_boundary = false;  // modules, test hook: the exact boundary gradient instead of its LR estimate
-    uint64_t seed = 0;                // noise key; 0 -> the model's seed
+    uint64_t seed = 0;            // noise key; 0 -> the model's seed
     bool has_seed = false;
     // Data-parallel shards: this batch's first sample is sample `sample_base` of the global batch, so its noise
     // rows (and dropout masks) are those a single process would use for it.
@@ -56,9 +57,9 @@ struct UlrConfig {
 
 // SPSA / ES settings (weight-space perturbation).
 struct WeightPerturbationConfig {
-    int population = 16;     // SPSA: perturbation pairs; ES: population (pairs count once each)
-    float sigma = 1e-3f;     // SPSA epsilon / ES sigma, in parameter units
-    bool antithetic = true;  // ES only (SPSA always uses pairs)
+    int population = 16;       // SPSA: perturbation pairs; ES: population (pairs count once each)
+    float sigma = 1e-3f;       // SPSA epsilon / ES sigma, in parameter units
+    bool antithetic = true;    // ES only (SPSA always uses pairs)
     bool rank_shaping = true;  // ES only
 };
 
@@ -102,19 +103,11 @@ std::vector<int> layerwise_copies(const Model& m, const UlrConfig& c);
 // The most copies any step can give each layer: layerwise_copies, or with copies 'auto' the bound of any allocation
 // from any variances (step_memory sizes a step with it).
 std::vector<int> layerwise_copies_bound(const Model& m, const UlrConfig& c);
-void record_layer_var(Model& m, const UlrConfig& c, const std::vector<int>& kl, std::vector<double> var, StepStats* stats);
+void record_layer_var(Model& m, const UlrConfig& c, const std::vector<int>& kl, std::vector<double> var,
+                      StepStats* stats);
 
-// Per dense layer, the noise scale of every output channel (sigma, or sigma_channels where given): modules (hybrid.cpp).
-inline std::vector<std::vector<float>> channel_sigmas(const Model& m, const UlrConfig& c) {
-    std::vector<std::vector<float>> out(m.units.size());
-    for (size_t l = 0; l < m.units.size(); l++) {
-        if (l < c.sigma_channels.size() && !c.sigma_channels[l].empty()) out[l] = c.sigma_channels[l];
-        else out[l].assign(size_t(m.units[l].O), c.sigma.size() == 1 ? c.sigma[0] : c.sigma[l]);
-    }
-    return out;
-}
-
-// With per-channel sigma the score columns carry 1 / sigma_o (then the reductions use alpha = 1).
+// With per-channel sigma the score columns carry 1 / sigma of their value (then the reductions use alpha = 1): s (rows,
+// sig.size()) divided per column.
 inline void scale_by_channel(float* s, int rows, const std::vector<float>& sig) {
     const int O = int(sig.size());
     for (int r = 0; r < rows; r++)
@@ -123,7 +116,7 @@ inline void scale_by_channel(float* s, int rows, const std::vector<float>& sig) 
 
 // The noise channels of a unit, each with its own sigma (per-channel sigma): a dense unit's outputs, a conv's or a
 // norm's channels (shared by the positions), a recurrent unit's gate units (shared by the steps).
-int noise_channels(const DenseUnit& u);
+int noise_channels(const Unit& u);
 // QMC: the first Sobol dimension of unit l's noise, the noise widths of the units with parameters before it.
 uint32_t qmc_dim0(const Model& m, int l);
 
@@ -134,7 +127,8 @@ inline float sigma_factor(const UlrConfig& c, int e, int E) {
         case UlrConfig::Schedule::Step: return float(std::pow(double(c.gamma), double(e / std::max(1, c.every))));
         case UlrConfig::Schedule::Exponential: return float(std::pow(double(c.gamma), double(e)));
         case UlrConfig::Schedule::Cosine:
-            return c.min_factor + (1.0f - c.min_factor) * float(0.5 * (1.0 + std::cos(3.14159265358979323846 * e / std::max(1, E))));
+            return c.min_factor +
+                   (1.0f - c.min_factor) * float(0.5 * (1.0 + std::cos(3.14159265358979323846 * e / std::max(1, E))));
     }
     return 1.0f;
 }
@@ -165,9 +159,10 @@ Status weight_perturbation_gradients(Model& m, const float* x, const Targets& y,
 // Its halves (seed replay across ranks): the losses of directions [p0, p1) into plus / minus (P each; minus is 0
 // without pairs), and the gradient of all P directions from all their losses into m.grads. clean: slab entries
 // [0, clean) are not perturbed (a dense model's frozen prefix, which the single-process step runs clean: frozen.cpp).
-Status weight_perturbation_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
-                                  int p0, int p1, float* plus, float* minus, int64_t clean = 0);
-Status weight_perturbation_replay(Model& m, const EstimatorConfig& e, uint32_t step, const float* plus, const float* minus);
+Status weight_perturbation_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
+                                  uint32_t step, int p0, int p1, float* plus, float* minus, int64_t clean = 0);
+Status weight_perturbation_replay(Model& m, const EstimatorConfig& e, uint32_t step, const float* plus,
+                                  const float* minus);
 // The directions: z_p is noise row p of layer id kWeightLayer (over the whole slab) at the step, from the model's seed;
 // the gradient is sum_p coef_p z_p with these coefficients (SPSA central differences; ES raw losses or centered ranks).
 constexpr uint32_t kWeightLayer = 0xfffe;  // noise stream id of weight-space directions (units use 0..)

@@ -16,7 +16,8 @@ int64_t trainable_offset(const Model& m) {
 }
 
 Status frozen_tail_config(size_t L, int f, UlrConfig* c) {
-    OF_CHECK(!c->learn_sigma && !c->auto_copies, Config, "learnSigma and copies: 'auto' do not support frozen layers yet");
+    OF_CHECK(!c->learn_sigma && !c->auto_copies, Config,
+             "learnSigma and copies: 'auto' do not support frozen layers yet");
     OF_CHECK(c->blocks.empty(), Config, "blocks do not support frozen layers yet");
     auto tail = [&](auto& v) {
         if (v.size() == L) v.erase(v.begin(), v.begin() + f);
@@ -53,7 +54,7 @@ Status estimate_trainable(Model& m, const float* x, const Targets& y, int B, con
     const float* in = x;
     float* cur = a.data();
     for (int l = 0; l < f; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         k.gemm_nt(cur, in, m.W(u), B, u.O, u.I, 1.0f, 0.0f);
         k.bias_act_forward(cur, cur, m.b(u), B, u.O, u.act, u.alpha);
         in = cur;
@@ -62,7 +63,7 @@ Status estimate_trainable(Model& m, const float* x, const Targets& y, int B, con
     // 2. the estimator on the trainable layers as a model of their own (offsets into the slab unchanged)
     EstimatorConfig sub = e;
     if (e.kind == EstimatorConfig::Kind::Ulr) OF_TRY(frozen_tail_config(L, f, &sub.ulr));
-    std::vector<DenseUnit> all = m.units;
+    std::vector<Unit> all = m.units;
     const int inputs = m.inputs;
     m.units.assign(all.begin() + f, all.end());
     m.inputs = m.units.front().I;

@@ -49,7 +49,7 @@ struct Group {
 };
 
 // The flops one row costs in unit u's forward (the cost model of copies 'auto').
-double unit_row_flops(const DenseUnit& u) {
+double unit_row_flops(const Unit& u) {
     if (u.recurrent()) return double(u.q.T) * u.q.G * u.q.H * (u.q.F + (u.q.has_u ? u.q.H : 0));
     if (u.param()) return double(u.gemm_rows(1)) * u.fan_in() * u.gemm_cols();
     return double(u.O);
@@ -119,7 +119,7 @@ void divide_by_channel(float* s, int64_t rows, int64_t n, const std::vector<floa
 
 }  // namespace
 
-int noise_channels(const DenseUnit& u) { return u.recurrent() ? u.q.G * u.q.H : u.gemm_cols(); }
+int noise_channels(const Unit& u) { return u.recurrent() ? u.q.G * u.q.H : u.gemm_cols(); }
 
 uint32_t qmc_dim0(const Model& m, int l) {
     uint32_t d = 0;
@@ -143,7 +143,8 @@ std::vector<int> layerwise_copies(const Model& m, const UlrConfig& c) {
             norm += std::sqrt(std::max(m.layer_var[size_t(p)], 1e-30) * cost[size_t(p)]);
         }
         for (auto [p, end] : ranges)
-            kl[size_t(p)] = clamp_copies(c, uniform * std::sqrt(std::max(m.layer_var[size_t(p)], 1e-30) / cost[size_t(p)]) / norm);
+            kl[size_t(p)] =
+                clamp_copies(c, uniform * std::sqrt(std::max(m.layer_var[size_t(p)], 1e-30) / cost[size_t(p)]) / norm);
     }
     for (auto [p, end] : ranges) std::fill(kl.begin() + p + 1, kl.begin() + end, kl[size_t(p)]);
     return kl;
@@ -152,15 +153,18 @@ std::vector<int> layerwise_copies(const Model& m, const UlrConfig& c) {
 std::vector<int> layerwise_copies_bound(const Model& m, const UlrConfig& c) {
     std::vector<int> kl = layerwise_copies(m, c);
     if (!c.auto_copies) return kl;
-    // K_g = U sqrt(V_g / c_g) / sum_j sqrt(V_j c_j) <= U sqrt(V_g / c_g) / sqrt(V_g c_g) = U / c_g, U = copies sum_j c_j
+    // K_g = U sqrt(V_g / c_g) / sum_j sqrt(V_j c_j) <= U sqrt(V_g / c_g) / sqrt(V_g c_g) = U / c_g, U = copies sum_j
+    // c_j
     const std::vector<double> cost = copy_costs(m);
     double uniform = 0.0;
     for (auto [p, end] : group_ranges(m, c)) uniform += double(c.copies) * cost[size_t(p)];
-    for (size_t p = 0; p < kl.size(); p++) kl[p] = std::max({kl[p], c.copies, clamp_copies(c, std::ceil(uniform / cost[p]))});
+    for (size_t p = 0; p < kl.size(); p++)
+        kl[p] = std::max({kl[p], c.copies, clamp_copies(c, std::ceil(uniform / cost[p]))});
     return kl;
 }
 
-void record_layer_var(Model& m, const UlrConfig& c, const std::vector<int>& kl, std::vector<double> var, StepStats* stats) {
+void record_layer_var(Model& m, const UlrConfig& c, const std::vector<int>& kl, std::vector<double> var,
+                      StepStats* stats) {
     const size_t P = var.size();
     for (size_t p = 0; p < P; p++) var[p] *= double(kl[p]);  // per copy: K x the variance of this step's estimate
     stats->layer_var = var;
@@ -201,10 +205,11 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     for (int gi = 0; gi < NG; gi++)
         for (int l = groups[size_t(gi)].start; l < groups[size_t(gi)].end; l++) group_of[size_t(l)] = gi;
     std::vector<float> sigma(size_t(L), 0.0f);
-    std::vector<std::vector<float>> ch(static_cast<size_t>(L)), bias_row(static_cast<size_t>(L)), sig_row(static_cast<size_t>(L));
+    std::vector<std::vector<float>> ch(static_cast<size_t>(L)), bias_row(static_cast<size_t>(L)),
+        sig_row(static_cast<size_t>(L));
     std::vector<char> per_channel(size_t(L), 0);
     for (int l = 0, p = 0; l < L; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         if (!u.param()) continue;
         pidx[size_t(l)] = p++;
         if (group_of[size_t(l)] < 0) continue;
@@ -213,7 +218,8 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         per_channel[size_t(l)] = pi < c.sigma_channels.size() && !c.sigma_channels[pi].empty();
         ch[size_t(l)].assign(size_t(noise_channels(u)), sigma[size_t(l)]);
         if (per_channel[size_t(l)])  // a recurrent unit's one sigma per hidden unit serves all its gates
-            for (size_t i = 0; i < ch[size_t(l)].size(); i++) ch[size_t(l)][i] = c.sigma_channels[pi][i % c.sigma_channels[pi].size()];
+            for (size_t i = 0; i < ch[size_t(l)].size(); i++)
+                ch[size_t(l)][i] = c.sigma_channels[pi][i % c.sigma_channels[pi].size()];
         if (u.recurrent()) continue;  // adds its bias and noise inside its recurrence
         bias_row[size_t(l)].resize(size_t(u.O));
         unit_bias_row(u, theta, bias_row[size_t(l)].data());
@@ -222,9 +228,15 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     }
     auto noise = [&](int l, int row0) {
         const int K = groups[size_t(group_of[size_t(l)])].K;
-        NoiseSpec ns{seed, step, uint32_t(l), c.sample_base * uint32_t(K) + uint32_t(row0), c.antithetic, c.density,
+        NoiseSpec ns{seed,
+                     step,
+                     uint32_t(l),
+                     c.sample_base * uint32_t(K) + uint32_t(row0),
+                     c.antithetic,
+                     c.density,
                      c.qmc ? uint32_t(c.antithetic ? K / 2 : K) : 0u};
-        if (c.slice_total) ns.slice_local = uint32_t(K), ns.slice_total = c.slice_total, ns.slice_offset = c.slice_offset;
+        if (c.slice_total)
+            ns.slice_local = uint32_t(K), ns.slice_total = c.slice_total, ns.slice_offset = c.slice_offset;
         if (c.qmc) ns.qmc_dim = qmc_dim0(m, l);
         return ns;
     };
@@ -245,9 +257,11 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     OF_TRY(ws.wexp.reserve(size_t(B) * size_t(max_pos)));
     OF_TRY(ws.loss.reserve(size_t(B)));
     auto clean_in = [&](int l) { return l == 0 ? x : ws.a[size_t(l - 1)].data(); };
-    auto starts_group = [&](int l) { return group_of[size_t(l)] >= 0 && groups[size_t(group_of[size_t(l)])].start == l; };
+    auto starts_group = [&](int l) {
+        return group_of[size_t(l)] >= 0 && groups[size_t(group_of[size_t(l)])].start == l;
+    };
     for (int l = 0; l < clean_end; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         OF_TRY(ws.a[size_t(l)].reserve(size_t(B) * u.O));
         OF_TRY(ws.v[size_t(l)].reserve(size_t(B) * (u.recurrent() ? u.noise_width() : u.O)));
         if (u.recurrent()) OF_TRY(ws.aux[size_t(l)].reserve(size_t(B) * size_t(seq_aux_width(u))));
@@ -255,23 +269,31 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         float* v = ws.v[size_t(l)].data();
         float* a = ws.a[size_t(l)].data();
         const SeqCtx sq{ws.aux[size_t(l)].data(), ws.seq.data(), nullptr, nullptr};
-        if (u.kind == UnitKind::BatchNorm) batch_norm_stats(u, in, B), batch_norm_apply(u, theta, in, B, v);
-        else if (u.kind == UnitKind::Dropout) dropout_apply(u, v, in, B, 1, int(c.sample_base), seed, step, uint32_t(l));
-        else if (u.kind == UnitKind::Concat) concat_forward(u, v, in, clean_in(u.skip_from), B, 1);
-        else unit_linear(k, u, theta, in, B, u.recurrent() ? a : v, ws.cols.data(), &sq);
+        TrainCtx tc{u.skip_from >= 0 ? clean_in(u.skip_from) : nullptr,
+                    1,
+                    1,
+                    int(c.sample_base),
+                    seed,
+                    step,
+                    uint32_t(l),
+                    true};
+        unit_train_linear(k, u, theta, in, B, u.recurrent() ? a : v, ws.cols.data(), &sq, tc);
         if (!u.recurrent()) std::copy(v, v + int64_t(B) * u.O, a);
         else if (starts_group(l))  // X W^T of every sample and step, (B T, F) x (G H, F)^T, shared by the copies
             k.gemm_nt(v, in, theta + u.w_off, B * u.q.T, u.q.G * u.q.H, u.q.F, 1.0f, 0.0f);
         unit_bias_act(k, u, theta, a, a, B);
-        if (u.skip_from >= 0 && u.kind != UnitKind::Concat) residual_add(k, u, a, clean_in(u.skip_from), B, 1);
+        if (u.ends_residual()) residual_add(k, u, a, clean_in(u.skip_from), B, 1);
     }
-    if (clean_loss) k.loss_forward(ws.loss.data(), ws.a[size_t(L - 1)].data(), y.labels, y.values, B, C, 1, m.loss, m.groups);
+    if (clean_loss)
+        k.loss_forward(ws.loss.data(), ws.a[size_t(L - 1)].data(), y.labels, y.values, B, C, 1, m.loss, m.groups);
     if (c.baseline == Baseline::Running)  // earlier steps only: independent of this step's noise
         std::fill(ws.loss.data(), ws.loss.data() + B, m.has_running ? float(m.running_loss) : 0.0f);
 
     // G of each group's first unit (B rows of its noise width), and the block partials of every other noisy unit
     std::vector<int64_t> g_off(size_t(NG) + 1, 0);
-    for (int gi = 0; gi < NG; gi++) g_off[size_t(gi) + 1] = g_off[size_t(gi)] + int64_t(B) * m.units[size_t(groups[size_t(gi)].start)].noise_width();
+    for (int gi = 0; gi < NG; gi++)
+        g_off[size_t(gi) + 1] =
+            g_off[size_t(gi)] + int64_t(B) * m.units[size_t(groups[size_t(gi)].start)].noise_width();
     OF_TRY(ws.g.reserve(size_t(std::max<int64_t>(g_off[size_t(NG)], 1))));
     auto via_g = [&](int l) { return shared && starts_group(l); };
     const int S = lr_block_samples(kmax);
@@ -279,8 +301,9 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     int64_t partial_size = 0;
     std::vector<int64_t> partial_off(size_t(L), -1);
     for (int l = 0; l < L; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
-        if (group_of[size_t(l)] < 0 || !u.param() || (via_g(l) && !u.recurrent())) continue;  // a recurrent first unit: U, b
+        const Unit& u = m.units[size_t(l)];
+        if (group_of[size_t(l)] < 0 || !u.param() || (via_g(l) && !u.recurrent()))
+            continue;  // a recurrent first unit: U, b
         partial_off[size_t(l)] = partial_size, partial_size += u.n_par;
     }
     OF_TRY(ws.partials.reserve(size_t(T) * size_t(std::max<int64_t>(partial_size, 1))));
@@ -301,9 +324,9 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         for (int gi = 0; gi < NG && st.ok(); gi++) {
             const Group& g = groups[size_t(gi)];
             const int K = g.K, rows = s * K, r0 = b0 * K;
-            const DenseUnit& u0 = m.units[size_t(g.start)];
+            const Unit& u0 = m.units[size_t(g.start)];
             for (int l = g.start; l < L && st.ok(); l++) {
-                const DenseUnit& u = m.units[size_t(l)];
+                const Unit& u = m.units[size_t(l)];
                 st = sc.a[size_t(l)].reserve(size_t(rows) * u.O);
                 if (st.ok() && u.param()) st = sc.e[size_t(l)].reserve(size_t(rows) * u.noise_width());
                 if (st.ok() && u.recurrent()) st = sc.aux[size_t(l)].reserve(size_t(rows) * size_t(seq_aux_width(u)));
@@ -323,49 +346,40 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                     const float* src = clean_in(g.start) + int64_t(b0 + r / K) * u0.I;
                     std::copy(src, src + u0.I, sc.x_rep.data() + int64_t(r) * u0.I);
                 }
-            auto input = [&](int l) { return l == g.start ? (shared ? nullptr : sc.x_rep.data()) : sc.a[size_t(l - 1)].data(); };
+            auto input = [&](int l) {
+                return l == g.start ? (shared ? nullptr : sc.x_rep.data()) : sc.a[size_t(l - 1)].data();
+            };
             auto skip_src = [&](int s0, int* rep) {
                 *rep = s0 <= g.start ? K : 1;
                 return s0 <= g.start ? clean_in(s0) + int64_t(b0) * m.units[size_t(s0)].I : sc.a[size_t(s0 - 1)].data();
             };
             auto E = [&](int l) { return c.store_noise ? sc.e[size_t(l)].data() : nullptr; };
             for (int l = g.start; l < L; l++) {
-                const DenseUnit& u = m.units[size_t(l)];
+                const Unit& u = m.units[size_t(l)];
                 float* a = sc.a[size_t(l)].data();
                 const bool noisy = u.param() && l < g.end;
-                int rep = 1;
-                if (u.kind == UnitKind::Dropout) {  // one mask per sample, shared by its copies
-                    dropout_apply(u, a, input(l), rows, K, int(c.sample_base) + b0, seed, step, uint32_t(l));
-                    unit_bias_act(k, u, theta, a, a, rows);
-                } else if (u.kind == UnitKind::Concat) {
-                    const float* src = skip_src(u.skip_from, &rep);
-                    concat_forward(u, a, input(l), src, rows, rep);
-                    unit_bias_act(k, u, theta, a, a, rows);
-                    continue;
-                } else if (u.recurrent()) {  // noise on every gate at every step, inside the recurrence
+                TrainCtx tc{nullptr, 1, K, int(c.sample_base) + b0, seed, step, uint32_t(l), false};
+                if (u.skip_from >= 0) tc.skip = skip_src(u.skip_from, &tc.skip_rep);
+                if (u.recurrent()) {  // noise on every gate at every step, inside the recurrence
                     if (noisy) k.noise_fill(sc.e[size_t(l)].data(), rows, u.noise_width(), noise(l, r0));
                     const bool xw = l == g.start && shared;
-                    seq_forward(k, u, theta, input(l), rows, a, sc.aux[size_t(l)].data(), noisy ? sc.e[size_t(l)].data() : nullptr,
-                                ch[size_t(l)].data(), sc.seq.data(), xw ? ws.v[size_t(l)].data() + int64_t(b0) * u.noise_width() : nullptr,
-                                xw ? K : 1);
+                    seq_forward(k, u, theta, input(l), rows, a, sc.aux[size_t(l)].data(),
+                                noisy ? sc.e[size_t(l)].data() : nullptr, ch[size_t(l)].data(), sc.seq.data(),
+                                xw ? ws.v[size_t(l)].data() + int64_t(b0) * u.noise_width() : nullptr, xw ? K : 1);
                     unit_bias_act(k, u, theta, a, a, rows);
                 } else if (l == g.start && shared) {  // K copies from the clean pre-activation (bias not yet added)
-                    k.noisy_bias_act_forward(a, E(l), ws.v[size_t(l)].data() + int64_t(b0) * u.O, bias_row[size_t(l)].data(),
-                                             sig_row[size_t(l)].data(), rows, u.O, K, u.act, u.alpha, noise(l, r0));
+                    k.noisy_bias_act_forward(a, E(l), ws.v[size_t(l)].data() + int64_t(b0) * u.O,
+                                             bias_row[size_t(l)].data(), sig_row[size_t(l)].data(), rows, u.O, K, u.act,
+                                             u.alpha, noise(l, r0));
                 } else {
                     const SeqCtx sq{nullptr, sc.seq.data(), nullptr, nullptr};
-                    if (u.kind == UnitKind::BatchNorm) batch_norm_apply(u, theta, input(l), rows, a);
-                    else unit_linear(k, u, theta, input(l), rows, a, sc.cols.data(), &sq);
+                    unit_train_linear(k, u, theta, input(l), rows, a, sc.cols.data(), &sq, tc);
                     if (noisy)
-                        k.noisy_bias_act_forward(a, E(l), a, bias_row[size_t(l)].data(), sig_row[size_t(l)].data(), rows, u.O, 1,
-                                                 u.act, u.alpha, noise(l, r0));
-                    else
-                        unit_bias_act(k, u, theta, a, a, rows);
+                        k.noisy_bias_act_forward(a, E(l), a, bias_row[size_t(l)].data(), sig_row[size_t(l)].data(),
+                                                 rows, u.O, 1, u.act, u.alpha, noise(l, r0));
+                    else unit_bias_act(k, u, theta, a, a, rows);
                 }
-                if (u.skip_from >= 0) {
-                    const float* src = skip_src(u.skip_from, &rep);
-                    residual_add(k, u, a, src, rows, rep);
-                }
+                if (u.ends_residual()) residual_add(k, u, a, tc.skip, rows, tc.skip_rep);
             }
             const float* out = sc.a[size_t(L - 1)].data();
             if (forward_only) {
@@ -373,13 +387,15 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                 continue;
             }
             int64_t hits = 0;
-            loss_sum[size_t(t)] += block_losses(m, y, out, b0, s, K, r0, hook_loss ? hook_loss + g.out0 : nullptr, sc.loss.data(), &hits);
+            loss_sum[size_t(t)] +=
+                block_losses(m, y, out, b0, s, K, r0, hook_loss ? hook_loss + g.out0 : nullptr, sc.loss.data(), &hits);
             correct[size_t(t)] += hits;
             float* w = sc.w.data();
-            k.lr_row_weights(w, sc.loss.data(), ws.loss.data() + b0, s, K, c.baseline, c.antithetic, 1.0f / float(int64_t(B) * K));
+            k.lr_row_weights(w, sc.loss.data(), ws.loss.data() + b0, s, K, c.baseline, c.antithetic,
+                             1.0f / float(int64_t(B) * K));
 
             for (int l = g.start; l < g.end; l++) {  // the group's noisy units: their reductions
-                const DenseUnit& u = m.units[size_t(l)];
+                const Unit& u = m.units[size_t(l)];
                 if (!u.param()) continue;
                 const int nw = u.noise_width();
                 float* e = sc.e[size_t(l)].data();  // kept from the forward, or regenerated now: the same bits
@@ -388,13 +404,16 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                     double acc = 0.0;
                     for (int r = 0; r < rows; r++) {
                         double row = 0.0;
-                        for (int j = 0; j < nw; j++) row += double(e[int64_t(r) * nw + j]) * exact_score(e[int64_t(r) * nw + j], c.density) - 1.0;
+                        for (int j = 0; j < nw; j++)
+                            row +=
+                                double(e[int64_t(r) * nw + j]) * exact_score(e[int64_t(r) * nw + j], c.density) - 1.0;
                         acc += double(w[r]) * row;
                     }
                     sg_part[size_t(t) * L + size_t(l)] = acc;
                 }
                 if (!plain_score) k.score_transform(e, int64_t(rows) * nw, c.density, c.score);  // e -> s(e)
-                if (c.auto_copies && l == g.start) {  // this block's share of the estimate's variance (see record_layer_var)
+                if (c.auto_copies &&
+                    l == g.start) {  // this block's share of the estimate's variance (see record_layer_var)
                     const int I = u.I;
                     double acc = 0.0;
                     for (int b = 0; b < s; b++) {
@@ -416,10 +435,11 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                 if (partial_off[size_t(l)] < 0) continue;
                 float* p = partials + int64_t(t) * partial_size + partial_off[size_t(l)];
                 if (u.recurrent())
-                    seq_reduce(k, u, input(l), rows, sc.aux[size_t(l)].data(), e, w, alpha, p, sc.wexp.data(), !via_g(l));
+                    seq_reduce(k, u, input(l), rows, sc.aux[size_t(l)].data(), e, w, alpha, p, sc.wexp.data(),
+                               !via_g(l));
                 else
-                    unit_lr_reduce(k, u, input(l), rows, e, w, alpha, p, p + int64_t(u.gemm_cols()) * u.fan_in(), sc.cols.data(),
-                                   sc.wexp.data());
+                    unit_lr_reduce(k, u, input(l), rows, e, w, alpha, p, p + int64_t(u.gemm_cols()) * u.fan_in(),
+                                   sc.cols.data(), sc.wexp.data());
             }
         }
     };
@@ -427,16 +447,19 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     if (hook) {  // every group's rows forward once, the hook answers per group, then a second pass (same bits) reduces
         OF_TRY(ws.outputs.reserve(size_t(total_rows) * C));
         OF_TRY(ws.hook_loss.reserve(size_t(total_rows)));
-        ThreadPool::instance().parallel_for(T, [&](int t) { block(t, true); }, cycles);
+        ThreadPool::instance().parallel_for(
+            T, [&](int t) { block(t, true); }, cycles);
         OF_CHECK(!ThreadPool::cancelled(), Abort, "training was cancelled");  // never hand JS a half-computed step
         for (const Status& st : status) OF_TRY(st);
         for (const Group& g : groups)
             OF_TRY((*hook)(ws.outputs.data() + g.out0 * C, y, B * g.K, C, g.K, ws.hook_loss.data() + g.out0));
         hook_loss = ws.hook_loss.data();
         for (int64_t r = 0; r < total_rows; r++)
-            OF_CHECK(std::isfinite(hook_loss[r]), Data, "the loss function returned a non-finite value for row " + std::to_string(r));
+            OF_CHECK(std::isfinite(hook_loss[r]), Data,
+                     "the loss function returned a non-finite value for row " + std::to_string(r));
     }
-    ThreadPool::instance().parallel_for(T, [&](int t) { block(t, false); }, cycles);
+    ThreadPool::instance().parallel_for(
+        T, [&](int t) { block(t, false); }, cycles);
     OF_CHECK(!ThreadPool::cancelled(), Abort, "training was cancelled");  // the blocks were skipped: sum nothing
     for (const Status& st : status) OF_TRY(st);
 
@@ -444,18 +467,19 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     //    W part: G^T X over its B T (sample, step) rows).
     float* grads = m.grads.data();
     for (int l = 0; l < L; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         const int64_t skip = via_g(l) && u.recurrent() ? int64_t(u.q.G) * u.q.H * u.q.F : 0;
         if (partial_off[size_t(l)] >= 0)
-            sum_block_partials(grads + u.w_off + skip, partials, partial_off[size_t(l)] + skip, partial_size, T, u.n_par - skip);
+            sum_block_partials(grads + u.w_off + skip, partials, partial_off[size_t(l)] + skip, partial_size, T,
+                               u.n_par - skip);
         if (!via_g(l)) continue;
         const float* G = ws.g.data() + g_off[size_t(group_of[size_t(l)])];
         const float alpha = per_channel[size_t(l)] ? 1.0f : 1.0f / sigma[size_t(l)];
         if (u.recurrent())
             k.gemm_tn(grads + u.w_off, G, clean_in(l), nullptr, u.q.G * u.q.H, u.q.F, B * u.q.T, alpha, 0.0f);
         else
-            unit_lr_reduce(k, u, clean_in(l), B, G, nullptr, alpha, grads + u.w_off, grads + u.w_off + int64_t(u.gemm_cols()) * u.fan_in(),
-                           ws.cols.data(), ws.wexp.data());
+            unit_lr_reduce(k, u, clean_in(l), B, G, nullptr, alpha, grads + u.w_off,
+                           grads + u.w_off + int64_t(u.gemm_cols()) * u.fan_in(), ws.cols.data(), ws.wexp.data());
     }
     finish_stats(m, c, loss_sum, correct, int(total_rows), stats);
     if (c.learn_sigma || c.auto_copies) {  // per layer with parameters
@@ -487,16 +511,16 @@ void ulr_step_floats(const Model& m, const UlrConfig& c, int B, double threads, 
     const bool clean_loss = c.baseline == Baseline::Clean;
     const int clean_end = clean_loss || m.has_batch_norm ? L : groups.back().start + 1;
     for (int l = 0; l < clean_end; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         r->activations += b * (u.O + (u.recurrent() ? double(u.noise_width() + seq_aux_width(u)) : u.O));
     }
     double block = 0.0, partial = 0.0, x_rep = 0.0;
     for (int l = groups.front().start; l < L; l++) {
-        const DenseUnit& u = m.units[size_t(l)];
+        const Unit& u = m.units[size_t(l)];
         block += u.O + (u.param() ? double(u.noise_width()) : 0.0) + (u.recurrent() ? double(seq_aux_width(u)) : 0.0);
     }
     for (const Group& g : groups) {
-        const DenseUnit& u0 = m.units[size_t(g.start)];
+        const Unit& u0 = m.units[size_t(g.start)];
         r->workspace += b * u0.noise_width();  // G
         x_rep = std::max(x_rep, c.shared_prefix ? 0.0 : double(u0.I));
         for (int l = g.start; l < g.end; l++)

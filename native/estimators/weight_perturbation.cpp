@@ -38,8 +38,8 @@ Perturbation setup(Model& m, const EstimatorConfig& e, uint32_t step) {
 
 }  // namespace
 
-Status weight_perturbation_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
-                                  int p0, int p1, float* plus, float* minus, int64_t clean) {
+Status weight_perturbation_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
+                                  uint32_t step, int p0, int p1, float* plus, float* minus, int64_t clean) {
     const Perturbation w = setup(m, e, step);
     const KernelTable& k = *m.k;
     auto& ws = m.ws;
@@ -94,11 +94,13 @@ std::vector<double> perturbation_coefficients(const EstimatorConfig& e, const fl
         for (double& v : f) v -= mean;
     }
     const double count = double(f.size());
-    for (int p = 0; p < P; p++) coef[size_t(p)] = (f[size_t(p)] - (pairs ? f[size_t(P + p)] : 0.0)) / (count * float(eps));
+    for (int p = 0; p < P; p++)
+        coef[size_t(p)] = (f[size_t(p)] - (pairs ? f[size_t(P + p)] : 0.0)) / (count * float(eps));
     return coef;
 }
 
-Status weight_perturbation_replay(Model& m, const EstimatorConfig& e, uint32_t step, const float* plus, const float* minus) {
+Status weight_perturbation_replay(Model& m, const EstimatorConfig& e, uint32_t step, const float* plus,
+                                  const float* minus) {
     const Perturbation w = setup(m, e, step);
     const int P = w.P;
     OF_TRY(m.ws.z.reserve(size_t(w.n)));

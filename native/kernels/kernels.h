@@ -20,8 +20,8 @@ struct KernelTable {
     void (*bias_act_forward)(float* a, float* v, const float* bias, int R, int O, Act act, float alpha);
     void (*act_backward)(float* dv, const float* dy, const float* v, const float* a, int64_t n, Act act, float alpha);
     void (*noise_fill)(float* E, int R, int O, const NoiseSpec& ns);
-    void (*noisy_bias_act_forward)(float* out, float* E, const float* pre, const float* bias, const float* sigma, int R, int O,
-                                   int rep, Act act, float alpha, const NoiseSpec& ns);
+    void (*noisy_bias_act_forward)(float* out, float* E, const float* pre, const float* bias, const float* sigma, int R,
+                                   int O, int rep, Act act, float alpha, const NoiseSpec& ns);
     int64_t (*loss_forward)(float* loss, const float* y, const int32_t* labels, const float* values, int R, int C,
                             int rep, LossKind kind, int groups);
     void (*loss_backward)(float* dy, const float* y, const int32_t* labels, const float* values, int R, int C,

@@ -34,14 +34,12 @@ inline float schedule_lr(const LrSchedule& c, float lr, int64_t t) {
     switch (c.kind) {
         case ScheduleKind::Step:
             return float(double(lr) * std::pow(c.gamma, double(s / std::max<int64_t>(c.every, 1))));
-        case ScheduleKind::Exponential:
-            return float(double(lr) * std::pow(c.gamma, double(s)));
+        case ScheduleKind::Exponential: return float(double(lr) * std::pow(c.gamma, double(s)));
         case ScheduleKind::Cosine: {
             const double u = double(std::min(s, c.steps)) / double(std::max<int64_t>(c.steps, 1));
             return float(c.min_lr + (double(lr) - c.min_lr) * 0.5 * (1.0 + std::cos(kPi * u)));
         }
-        default:
-            return lr;
+        default: return lr;
     }
 }
 

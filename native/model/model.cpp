@@ -41,7 +41,7 @@ const float* Model::effective(const float* theta, Buffer& scratch) const {
     if (!scratch.reserve(size_t(n_params)).ok()) return theta;  // out of memory: the caller's reserve fails next
     float* e = scratch.data();
     std::copy(theta, theta + n_params, e);
-    for (const DenseUnit& u : units) {
+    for (const Unit& u : units) {
         if (!u.quant) continue;
         const int rows = u.gemm_cols(), cols = u.fan_in();
         for (int o = 0; o < rows; o++) {
@@ -74,7 +74,7 @@ int Model::frozen_end() const {
 
 int64_t Model::max_positions() const {
     int64_t p = 1;
-    for (const DenseUnit& u : units) p = std::max<int64_t>(p, u.gemm_rows(1));
+    for (const Unit& u : units) p = std::max<int64_t>(p, u.gemm_rows(1));
     return p;
 }
 
@@ -84,7 +84,7 @@ int Model::param_units() const {
     return n;
 }
 
-Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
+Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out, std::vector<LayerLayout>* layout) {
     OF_TRY(check_positive(spec.inputs, "inputs"));
     OF_CHECK(!spec.layers.empty(), Config, "a model needs at least one layer");
     auto m = std::make_unique<Model>();
@@ -95,7 +95,8 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
     b.width = spec.inputs;
     b.spatial = spec.in_h > 0, b.H = spec.in_h, b.W = spec.in_w, b.C = spec.in_c;
     b.seq = spec.in_t > 0, b.T = spec.in_t, b.F = spec.in_f;  // a sequence of T steps of F features
-    OF_CHECK(!b.seq || (b.F > 0 && int64_t(b.T) * b.F == spec.inputs), Shape, "sequence input shape does not match the number of inputs");
+    OF_CHECK(!b.seq || (b.F > 0 && int64_t(b.T) * b.F == spec.inputs), Shape,
+             "sequence input shape does not match the number of inputs");
     if (b.spatial) {
         OF_CHECK(spec.in_w > 0 && spec.in_c > 0 && int64_t(b.H) * b.W * b.C == spec.inputs, Shape,
                  "input shape does not match the number of inputs");
@@ -103,12 +104,18 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
     for (size_t i = 0; i < spec.layers.size(); i++) {  // each layer type infers its shapes and lays out its parameters
         b.index = int(i), b.where = "layer " + std::to_string(i);
         OF_TRY(spec.layers[i].type->build(spec.layers[i], b));
+        if (layout)
+            layout->push_back({b.spatial ? std::vector<int>{b.H, b.W, b.C}
+                               : b.seq   ? std::vector<int>{b.T, b.F}
+                                         : std::vector<int>{b.width},
+                               int(m->units.size())});
     }
     OF_CHECK(!b.m.units.empty(), Config, "a model needs at least one dense, conv2d, pooling or recurrent layer");
     OF_CHECK(b.block_start < 0, Config, "a residual block is not closed");
     if (b.seq) {  // per-position outputs (sequence steps, graph nodes): one label per position, -1 = none
         OF_CHECK(spec.loss != LossKind::Mse, Config,
-                 "the last layer gives a sequence or node set: classify each position (crossEntropy or zeroOne, one label per "
+                 "the last layer gives a sequence or node set: classify each position (crossEntropy or zeroOne, one "
+                 "label per "
                  "position), or add timeMean(), flatten() or returnSequences: false and a dense layer");
         OF_CHECK(b.F >= 2, Config, "per-position classification needs at least 2 classes per position");
         m->groups = b.T;
@@ -118,11 +125,16 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out) {
     OF_CHECK(spec.loss == LossKind::Mse || b.width >= 2 || m->groups > 1, Config,
              "cross-entropy needs at least 2 outputs, the last layer has " + std::to_string(b.width));
     m->n_params = int64_t(b.total);
+    if (layout) {  // the layout alone (model/describe.h)
+        *out = std::move(m);
+        return {};
+    }
     m->params = std::make_shared<Buffer>();
     OF_TRY(m->params->reserve(size_t(b.total)));
     OF_TRY(m->grads.reserve(size_t(b.total)));
-    for (size_t li = 0; li < m->units.size(); li++) {  // seeded: uniforms from Philox (stream init, counter = unit, element)
-        const DenseUnit& u = m->units[li];
+    for (size_t li = 0; li < m->units.size();
+         li++) {  // seeded: uniforms from Philox (stream init, counter = unit, element)
+        const Unit& u = m->units[li];
         if (u.param()) unit_ops(u.kind).init(u, m->params->data(), spec.seed, uint32_t(li));
     }
     *out = std::move(m);
@@ -135,13 +147,13 @@ Status Model::forward(float* out, const float* x, int64_t rows, InferScratch& sc
 
 int64_t Model::forward_aux_width() const {
     int64_t aux = 0;
-    for (const DenseUnit& u : units) aux = std::max(aux, seq_aux_width(u));
+    for (const Unit& u : units) aux = std::max(aux, seq_aux_width(u));
     return aux;
 }
 
 int64_t Model::forward_skip_width() const {  // a residual block's input, kept while the block runs
     int64_t w = 0;
-    for (const DenseUnit& u : units)
+    for (const Unit& u : units)
         if (u.skip_from >= 0) w = std::max<int64_t>(w, units[size_t(u.skip_from)].I);
     return w;
 }
@@ -153,7 +165,8 @@ int64_t Model::forward_chunk() const {  // rows per pass: bounded scratch for an
 
 double Model::forward_scratch_floats(int64_t rows) const {  // what forward_with reserves in its InferScratch
     const double n = double(std::min(rows, forward_chunk())), aux = double(forward_aux_width());
-    return (has_quant ? double(n_params) : 0.0) + n * (2.0 * max_width() + double(patch_width()) + double(forward_skip_width())) +
+    return (has_quant ? double(n_params) : 0.0) +
+           n * (2.0 * max_width() + double(patch_width()) + double(forward_skip_width())) +
            (aux > 0 ? n * (aux + double(seq_scratch_width())) : 0.0);
 }
 
@@ -175,7 +188,7 @@ Status Model::forward_with(const float* theta_in, float* out, const float* x, in
         const int n = int(std::min(chunk, rows - r0));
         const float* in = x + r0 * inputs;
         for (size_t i = 0; i < units.size(); i++) {
-            const DenseUnit& u = units[i];
+            const Unit& u = units[i];
             float* dst = i + 1 == units.size() ? out + r0 * outputs : (i % 2 ? sc.d1.data() : sc.d0.data());
             if (dense_only) {
                 k->gemm_nt(dst, in, theta + u.w_off, n, u.O, u.I, 1.0f, 0.0f);
@@ -231,14 +244,15 @@ Status validate_data(const Model& m, const float* x, int64_t x_len, const Target
                      "y has " + std::to_string(y_len) + " labels, expected one per row (" + std::to_string(rows) + ")");
         else
             OF_CHECK(y_len == rows * P, Shape,
-                     "y has " + std::to_string(y_len) + " labels, expected one per position: " + std::to_string(rows) + " rows x " +
-                         std::to_string(P));
+                     "y has " + std::to_string(y_len) + " labels, expected one per position: " + std::to_string(rows) +
+                         " rows x " + std::to_string(P));
         const int lo = P > 1 ? -1 : 0;  // -1: an unlabeled position
         for (int64_t i = 0; i < rows * P; i++)
             if (y.labels[i] < lo || y.labels[i] >= classes)
                 return {StatusCode::Data, "label " + std::to_string(y.labels[i]) + " at row " + std::to_string(i / P) +
-                                              (P > 1 ? ", position " + std::to_string(i % P) : std::string()) + " is out of range [" +
-                                              std::to_string(lo) + ", " + std::to_string(classes) + ")"};
+                                              (P > 1 ? ", position " + std::to_string(i % P) : std::string()) +
+                                              " is out of range [" + std::to_string(lo) + ", " +
+                                              std::to_string(classes) + ")"};
     } else {
         OF_CHECK(y.values, Data, "mse needs float targets (Float32Array, rows x outputs)");
         OF_CHECK(y_len == rows * m.outputs, Shape,

@@ -23,7 +23,7 @@ struct LayerSpec {
     const LayerType* type = nullptr;
     int units = 0;  // dense: out-features; conv2d: filters
     bool bias = true;
-    bool trainable = true;  // dense: false freezes it (only a leading run of dense layers may be frozen)
+    bool trainable = true;    // dense: false freezes it (only a leading run of dense layers may be frozen)
     Act act = Act::Identity;  // activation
     float alpha = 0.01f;      // leaky-relu slope
     // conv2d / pooling: kernel, stride, dilation; padding top/left (ph = pw = -1: 'same', the TensorFlow rule)
@@ -33,11 +33,18 @@ struct LayerSpec {
     bool return_sequences = false;
     float beta = 0.9f, threshold = 1.0f, slope = 5.0f;
     int steps = 1;
-    float rate = 0.0f;                        // dropout
-    int groups = 1;                           // groupNorm
-    int quant = 0;                            // dense, conv2d: 0 real weights, 1 binary, 2 ternary
-    int nodes = 0;                            // graphConv: the graph's nodes and undirected edges
+    float rate = 0.0f;  // dropout
+    int groups = 1;     // groupNorm
+    int quant = 0;      // dense, conv2d: 0 real weights, 1 binary, 2 ternary
+    int nodes = 0;      // graphConv: the graph's nodes and undirected edges
     std::vector<std::pair<int, int>> edges;
+};
+
+// One layer as Model::create lays it out: the shape it gives ([features], [H, W, C] or [steps, features]) and the
+// units made up to it.
+struct LayerLayout {
+    std::vector<int> output;
+    int units = 0;
 };
 
 struct ModelSpec {
@@ -63,19 +70,19 @@ struct SeqGeom {
     int T = 0, F = 0, H = 0, G = 1;
     bool return_sequences = false;
     float beta = 0.9f, threshold = 1.0f, slope = 5.0f;  // lif
-    bool has_u = true;  // recurrent weights U (every kind but lif)
+    bool has_u = true;                                  // recurrent weights U (every kind but lif)
 };
 
-// One computing layer plus at most one activation. I, O: values per row in and out (a conv's O is
+// One computing layer of any kind plus at most one activation. I, O: values per row in and out (a conv's O is
 // Ho Wo Co). Dense and conv units have parameters and take ULR noise on their pre-activation; pools do not.
-struct DenseUnit {
+struct Unit {
     int I, O;
     int64_t w_off, b_off;  // offsets into the slab; b_off < 0 when the layer has no bias (w_off < 0: none)
     Act act = Act::Identity;
     float alpha = 0.01f;
     UnitKind kind = UnitKind::Dense;
-    ConvGeom g{};  // conv / pool geometry
-    SeqGeom q{};   // sequence geometry (rnn, gru, lstm, lif, repeat, timeMean)
+    ConvGeom g{};                        // conv / pool geometry
+    SeqGeom q{};                         // sequence geometry (rnn, gru, lstm, lif, repeat, timeMean)
     std::shared_ptr<const Graph> graph;  // graphConv (its geometry: g.Ho = N positions, g.C = F, g.Co = H)
     // The last unit of a residual block: its output (after its activation) gets the block's input added (the input of
     // unit skip_from), then post_act. A concat unit (the end of a concat block) reads the input of unit skip_from too:
@@ -97,7 +104,9 @@ struct DenseUnit {
     // layerNorm: per position (g.Ho of them) over the last axis (g.Co values), gain and bias per value of that axis
     bool norm() const { return unit_family(kind) == UnitFamily::Norm; }
     bool positional() const { return convlike() || norm(); }
-    int64_t gemm_rows(int64_t rows) const { return positional() ? rows * g.positions() : recurrent() ? rows * q.T : rows; }
+    int64_t gemm_rows(int64_t rows) const {
+        return positional() ? rows * g.positions() : recurrent() ? rows * q.T : rows;
+    }
     int gemm_cols() const { return positional() ? g.Co : O; }
     int fan_in() const { return norm() ? 1 : convlike() ? g.patch() : I; }
     // batchNorm: running mean and variance (inference), and this step's batch mean and variance (training; ULR's
@@ -119,22 +128,25 @@ struct InferScratch {
 };
 
 struct Model {
-    static Status create(const ModelSpec& spec, std::unique_ptr<Model>* out);
+    // With `layout`: the layers alone, no parameter slab (model/describe.h). Each layer that builds appends its row,
+    // so on an error the failing layer is layout->size().
+    static Status create(const ModelSpec& spec, std::unique_ptr<Model>* out,
+                         std::vector<LayerLayout>* layout = nullptr);
 
     int inputs = 0, outputs = 0;
     int groups = 1;  // labels per row: > 1 when the output is a sequence or node set classified per position
     LossKind loss = LossKind::CrossEntropy;
     uint64_t seed = 0;
-    std::vector<DenseUnit> units;
+    std::vector<Unit> units;
     bool dense_only = true;  // every unit dense: the fused dense estimators; else the generic ones (generic.cpp)
     int64_t n_params = 0;
     std::shared_ptr<Buffer> params;  // shared: JS views of parameters() keep it alive after dispose
     Buffer grads, opt_m, opt_v;
-    int frozen = 0;           // leading layers with parameters excluded from training (fine-tuning)
-    uint32_t step = 0;        // training steps taken: the noise counter's step
-    uint32_t epochs_run = 0;  // epochs completed: the shuffle counter
-    uint32_t epoch_step = 0;  // batches done in an epoch that was cut short (cancel); 0 between epochs
-    int64_t opt_t = 0;        // optimizer updates since its state was reset
+    int frozen = 0;             // leading layers with parameters excluded from training (fine-tuning)
+    uint32_t step = 0;          // training steps taken: the noise counter's step
+    uint32_t epochs_run = 0;    // epochs completed: the shuffle counter
+    uint32_t epoch_step = 0;    // batches done in an epoch that was cut short (cancel); 0 between epochs
+    int64_t opt_t = 0;          // optimizer updates since its state was reset
     double running_loss = 0.0;  // ULR running-average baseline: EMA of earlier steps' mean loss
     bool has_running = false;
     std::vector<double> log_sigma;  // learnable ULR sigma per dense layer (empty until first used)
@@ -144,46 +156,48 @@ struct Model {
     // weights of the layers that use them (per output row: sign(W) mean|W|; ternary keeps |W| > 0.7 mean|W|).
     const float* effective(const float* theta, Buffer& scratch) const;
     std::vector<double> layer_var;  // layer-wise auto copies: running per-copy variance per layer (empty: none)
-    int opt_kind = -1;        // OptKind of the state in opt_m/opt_v; -1: none yet
+    int opt_kind = -1;              // OptKind of the state in opt_m/opt_v; -1: none yet
     const KernelTable* k = &cpu_kernels();
     // backend 'cuda' (or its host simulation 'sim'): the steps it supports run on a device (device/trainer.h)
     std::shared_ptr<DeviceTrainer> device;
     std::string placement = "cpu";  // where the last fit or step ran: "cuda", "sim", or "cpu (why not the device)"
     std::atomic<bool> busy{false};
     std::atomic<bool> cancel{false};
+    std::atomic<bool> at_epoch_end{false};  // fit waits while its epoch callback runs: the state may be read (saved)
 
     // Scratch reused across steps (grown on demand, never shrunk).
     InferScratch infer;  // for synchronous predict/evaluate and fit's validation
     struct Workspace {
-        std::vector<Buffer> a, v;  // per unit (BP): activations, pre-activations
-        Buffer loss, d0, d1, cols;  // BP (cols: conv patches)
-        std::vector<Buffer> aux;    // BP: per unit, what a recurrent unit keeps for its backward
+        std::vector<Buffer> a, v;                 // per unit (BP): activations, pre-activations
+        Buffer loss, d0, d1, cols;                // BP (cols: conv patches)
+        std::vector<Buffer> aux;                  // BP: per unit, what a recurrent unit keeps for its backward
         std::vector<Buffer> inner, sum, pending;  // BP of residual blocks: act(v) and the sum at a block's end; the
                                                   // skip gradient waiting at its start
-        Buffer seq, dP, wexp;       // BP of recurrent units: state scratch, pre-activation gradients, step weights
-        Buffer eff;                 // the effective parameters (binary / ternary weights)
+        Buffer seq, dP, wexp;          // BP of recurrent units: state scratch, pre-activation gradients, step weights
+        Buffer eff;                    // the effective parameters (binary / ternary weights)
         Buffer v0, g, ones, partials;  // ULR: clean first layer, G = sum_k w E_1, block partial gradients
         Buffer outputs, hook_loss;     // ULR with a loss hook: every row's output, the losses it returned
         Buffer theta, z;               // SPSA / ES: a perturbed parameter slab and one direction
-        // ULR modules: the first module's B-row forward (its input, per layer pre-activations and activations)
-        // and G = sum_k w s(E) at its boundary. Two sets: with pipelining the previous step's set is reduced
-        // while this step's is filled.
+        // ULR modules: the first module's B-row forward (its input, and per unit what BP's backward reads:
+        // estimators/bp.h), G = sum_k w s(E) at its boundary, and a recurrent boundary's U and b gradient (from the
+        // copies). Two sets: with pipelining the previous step's set is reduced while this step's is filled.
         struct FirstModule {
-            Buffer x, g;
-            std::vector<Buffer> v, a;
-            int B = 0, end = 0;  // rows, the module's end layer
+            Buffer x, g, ub;
+            std::vector<Buffer> v, a, aux, inner, sum;
+            int B = 0, end = 0;    // rows, the module's end unit
+            uint32_t step = 0;     // the step of its forward (dropout masks)
             bool pending = false;  // pipelining: holds a step whose reduction has not run yet
         } first[2];
         int first_cur = 0;
     } ws;
 
-    float* W(const DenseUnit& u) const { return params->data() + u.w_off; }
-    float* b(const DenseUnit& u) const { return u.b_off < 0 ? nullptr : params->data() + u.b_off; }
+    float* W(const Unit& u) const { return params->data() + u.w_off; }
+    float* b(const Unit& u) const { return u.b_off < 0 ? nullptr : params->data() + u.b_off; }
     int max_width() const;
-    int64_t patch_width() const;  // the largest conv im2row row count x patch per input row (0: no conv)
-    int64_t max_positions() const;  // the most GEMM-view rows per input row (conv positions, steps; at least 1)
-    int param_units() const;      // units with parameters (the noisy layers of ULR)
-    int frozen_end() const;       // the unit after the last frozen one (0: none frozen)
+    int64_t patch_width() const;        // the largest conv im2row row count x patch per input row (0: no conv)
+    int64_t max_positions() const;      // the most GEMM-view rows per input row (conv positions, steps; at least 1)
+    int param_units() const;            // units with parameters (the noisy layers of ULR)
+    int frozen_end() const;             // the unit after the last frozen one (0: none frozen)
     int64_t seq_scratch_width() const;  // recurrent state scratch per row (0: no recurrent unit)
     // The clean forward's chunking (forward_with): rows per pass, per-row widths it keeps, and the floats its
     // InferScratch holds for a pass over `rows` rows (step_memory counts them with the same functions).
@@ -191,7 +205,7 @@ struct Model {
     int64_t forward_aux_width() const;
     int64_t forward_skip_width() const;
     double forward_scratch_floats(int64_t rows) const;
-    int64_t max_noise_width() const;    // the widest unit's ULR noise per row
+    int64_t max_noise_width() const;  // the widest unit's ULR noise per row
 
     // Clean forward of `rows` rows: x (rows, inputs) -> out (rows, outputs), overwritten. Reads the parameters
     // only, so concurrent calls with separate scratch are safe (not concurrently with training).

@@ -20,7 +20,7 @@
 namespace of {
 
 // Floats per row the unit keeps from its forward for its backward and LR reduction.
-int64_t seq_aux_width(const DenseUnit& u);
+int64_t seq_aux_width(const Unit& u);
 
 // Forward on `rows` rows: in (rows, T F) -> out (rows, O) (all steps' h, or the last), aux (rows, aux width).
 // E (rows, T G H): noise added to every pre-activation times sigma (G H values: one per gate unit, the same at every
@@ -28,16 +28,17 @@ int64_t seq_aux_width(const DenseUnit& u);
 // scratch: rows x (2 G H + 2 H) floats.
 // xw (optional): the input projections X W^T already computed, (rows / rep, T G H), row r using row r / rep (the
 // shared clean input of ULR's copies); `in` is then not read.
-void seq_forward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
-                 float* aux, const float* E, const float* sigma, float* scratch, const float* xw = nullptr, int rep = 1);
+void seq_forward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
+                 float* aux, const float* E, const float* sigma, float* scratch, const float* xw = nullptr,
+                 int rep = 1);
 // LR / BP reduction from per-step pre-activation gradients S (rows, T G H), row weights w (rows, or nullptr)
 // and scale alpha: dW then dU then db at dW (overwritten). wexp: rows T floats.
 // with_w false: dW's W part is left alone (its gradient is reduced elsewhere) and `in` is not read.
-void seq_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int rows, const float* aux, const float* S,
+void seq_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, const float* aux, const float* S,
                 const float* w, float alpha, float* dW, float* wexp, bool with_w = true);
 // Backprop through time from dout (rows, O): the parameter gradients into dW (nullptr: none) and din (rows, T F)
 // (nullptr: none). dP: rows x T G H scratch (the pre-activation gradients); scratch: rows x (2 G H + 4 H).
-void seq_backward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, const float* aux,
+void seq_backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* aux,
                   const float* dout, float* dW, float* din, float* dP, float* scratch, float* wexp);
 
 }  // namespace of

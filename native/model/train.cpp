@@ -12,6 +12,7 @@
 #include "device/trainer.h"
 #include "estimators/blocks.h"
 #include "kernels/cpu/gemm.h"
+#include "model/distributed.h"
 #include "model/recurrent.h"
 #include "model/units.h"
 #include "rng/philox.h"
@@ -51,7 +52,7 @@ Status apply_update(Model& m, const OptimizerConfig& o, int B) {
         m.opt_kind = int(o.kind);
     }
     if (m.has_batch_norm)  // running statistics follow this step's batch (BP's forward, or ULR's clean pass)
-        for (const DenseUnit& u : m.units)
+        for (const Unit& u : m.units)
             if (u.running) batch_norm_update_running(u, B);
     m.opt_t++;
     const int64_t off = trainable_offset(m);  // a frozen prefix is never touched, not even by weight decay
@@ -62,8 +63,8 @@ Status apply_update(Model& m, const OptimizerConfig& o, int B) {
 }
 
 Status nonfinite_loss(const Model& m) {
-    return {StatusCode::Numeric, "non-finite loss at step " + std::to_string(m.step) + " (seed " + std::to_string(m.seed) +
-                                     "); lower the learning rate or sigma"};
+    return {StatusCode::Numeric, "non-finite loss at step " + std::to_string(m.step) + " (seed " +
+                                     std::to_string(m.seed) + "); lower the learning rate or sigma"};
 }
 
 Status check_grad_norm(const Model& m, double norm, double max_grad_norm) {
@@ -79,7 +80,8 @@ EstimatorConfig training_estimator(Model& m, const EstimatorConfig& e) {
     const size_t L = size_t(m.param_units());  // the learned sigma replaces the configured one (initialized from it)
     if (m.log_sigma.size() != L) {
         m.log_sigma.resize(L);
-        for (size_t l = 0; l < L; l++) m.log_sigma[l] = std::log(double(e.ulr.sigma.size() == 1 ? e.ulr.sigma[0] : e.ulr.sigma[l]));
+        for (size_t l = 0; l < L; l++)
+            m.log_sigma[l] = std::log(double(e.ulr.sigma.size() == 1 ? e.ulr.sigma[0] : e.ulr.sigma[l]));
     }
     est.ulr.sigma.resize(L);
     for (size_t l = 0; l < L; l++) est.ulr.sigma[l] = float(std::exp(m.log_sigma[l]));
@@ -92,8 +94,8 @@ void learn_sigma_step(Model& m, const EstimatorConfig& e, const StepStats& stats
         m.log_sigma[l] -= double(e.ulr.sigma_lr) * stats.sigma_grad[l];
 }
 
-Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
-                  const OptimizerConfig& o, StepStats* stats, const LossHook* hook, double max_grad_norm) {
+Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, const OptimizerConfig& o,
+                  StepStats* stats, const LossHook* hook, double max_grad_norm) {
     const EstimatorConfig est = training_estimator(m, e);
     // A cancel inside the estimate (ThreadPool::CancelScope) leaves it incomplete: the step is dropped whole,
     // with the state the estimate moves (running baseline, layer variances) put back, before any check or update.
@@ -151,16 +153,17 @@ Status placed_train_step(Model& m, const float* x, const Targets& y, int B, cons
     return on_device(dt, m, &o, [&] { return dt->train_step(m, x, y, B, e, o, stats, 0.0); });
 }
 
-Status placed_seed_replay_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, int p0, int p1,
-                                 float* plus, float* minus) {
+Status placed_seed_replay_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, int p0,
+                                 int p1, float* plus, float* minus) {
     DeviceTrainer* dt = placement(m, e, nullptr);
-    if (dt) return on_device(dt, m, nullptr, [&] { return dt->seed_replay_losses(m, x, y, B, e, p0, p1, plus, minus); });
+    if (dt)
+        return on_device(dt, m, nullptr, [&] { return dt->seed_replay_losses(m, x, y, B, e, p0, p1, plus, minus); });
     const int64_t clean = m.frozen > 0 && m.dense_only ? trainable_offset(m) : 0;  // as the single-process step
     return weight_perturbation_losses(m, x, y, B, e, m.step, p0, p1, plus, minus, clean);
 }
 
-Status placed_seed_replay_update(Model& m, const EstimatorConfig& e, const OptimizerConfig& o, const float* plus, const float* minus,
-                                 int rows) {
+Status placed_seed_replay_update(Model& m, const EstimatorConfig& e, const OptimizerConfig& o, const float* plus,
+                                 const float* minus, int rows) {
     DeviceTrainer* dt = placement(m, e, nullptr);
     if (dt) return on_device(dt, m, &o, [&] { return dt->seed_replay_update(m, e, o, plus, minus, rows); });
     OF_TRY(weight_perturbation_replay(m, e, m.step, plus, minus));
@@ -174,8 +177,8 @@ void shuffle(std::vector<int64_t>& perm, uint64_t seed, uint32_t epoch) {
     int64_t n = int64_t(perm.size());
     for (int64_t i = 0; i < n; i++) perm[size_t(i)] = i;
     for (int64_t i = n - 1; i > 0; i--) {
-        U32x4 r = philox4x32_10(uint32_t(i), uint32_t(i >> 32), philox_stream(kStreamShuffle, 0), epoch,
-                                uint32_t(seed), uint32_t(seed >> 32));
+        U32x4 r = philox4x32_10(uint32_t(i), uint32_t(i >> 32), philox_stream(kStreamShuffle, 0), epoch, uint32_t(seed),
+                                uint32_t(seed >> 32));
         uint64_t j = ((uint64_t(r.v[0]) << 32 | r.v[1]) % uint64_t(i + 1));  // 64-bit draw: bias < 2^-30
         std::swap(perm[size_t(i)], perm[size_t(j)]);
     }
@@ -188,9 +191,10 @@ namespace {
 // Floats of the BP forward and backward on B rows (backprop.cpp): every unit's
 // pre-activation and output, two gradient buffers, conv patches, recurrent state, residual sums.
 void bp_floats(const Model& m, double B, StepMemory* r) {
-    for (const DenseUnit& u : m.units) {
+    for (const Unit& u : m.units) {
         r->activations += 2.0 * B * u.O;
-        if (u.skip_from >= 0) r->workspace += 2.0 * B * u.O + B * m.units[size_t(u.skip_from)].I;  // inner, sum, pending
+        if (u.skip_from >= 0)
+            r->workspace += 2.0 * B * u.O + B * m.units[size_t(u.skip_from)].I;  // inner, sum, pending
         if (u.recurrent()) r->activations += B * double(seq_aux_width(u));
     }
     r->workspace += B * (2.0 * m.max_width() + 1.0 + double(std::max<int64_t>(m.patch_width(), 1)));
@@ -203,6 +207,48 @@ void bp_floats(const Model& m, double B, StepMemory* r) {
 void forward_floats(const Model& m, double B, StepMemory* r) {
     r->activations += m.forward_scratch_floats(int64_t(B));
     r->workspace += B * (m.outputs + 1.0);
+}
+
+// Floats BP's tape (estimators/bp.h) holds per row: the records of units [s, e) (pre-activation and output; a
+// recurrent unit's aux; a residual end's inner and sum, and the skip gradient at its block's start), and with
+// `scratch` the backward's: two gradient buffers, conv patches, recurrent state, pre-activation gradients, step
+// weights.
+double tape_floats(const Model& m, int s, int e, bool scratch) {
+    double f = 0.0;
+    for (int l = s; l < e; l++) {
+        const Unit& u = m.units[size_t(l)];
+        f += 2.0 * u.O + double(u.recurrent() ? seq_aux_width(u) : 0);
+        if (u.skip_from >= 0) f += 2.0 * u.O + m.units[size_t(u.skip_from)].I;
+    }
+    if (!scratch) return f;
+    f += 2.0 * m.max_width() + double(std::max<int64_t>(m.patch_width(), 1));
+    if (m.seq_scratch_width() > 0) f += double(m.seq_scratch_width() + m.max_noise_width() + m.max_positions());
+    return f;
+}
+
+// Floats of a step of local modules (estimators/hybrid.cpp) with blocks of S samples x K copies: the first module's
+// B-row record (two with pipelining), its G and a recurrent boundary's U and b, and its backward's scratch (on a
+// second thread when pipelined); each busy thread's block (the later modules' tape, the first boundary's copies, every
+// boundary's noise, losses, row weights, step weights); the block partials; with batchNorm, a clean B-row forward
+// for its statistics.
+void module_floats(const Model& m, const UlrConfig& c, double B, int S, double blocks, double busy, StepMemory* r) {
+    const int L = int(m.units.size());
+    const std::vector<int> ends = module_unit_ends(m, c.modules);
+    const int e0 = ends[0];
+    const Unit& u0 = m.units[size_t(e0 - 1)];
+    const double sets = c.pipeline ? 2.0 : 1.0, rows = double(S) * c.copies;
+    r->activations +=
+        sets *
+        (B * (tape_floats(m, 0, e0, false) + 2.0 * u0.noise_width() + (c.pipeline ? m.inputs : 0)) + double(u0.n_par));
+    r->workspace += sets * B * (tape_floats(m, 0, 0, true) + double(m.max_positions()));
+    double block = tape_floats(m, e0, L, true) + u0.O + double(u0.recurrent() ? seq_aux_width(u0) : 0) + 2.0 +
+                   double(m.max_positions());
+    for (int e : ends) block += double(m.units[size_t(e - 1)].noise_width());
+    r->activations += busy * (rows * block + S);
+    double partial = 0.0;
+    for (int l = u0.recurrent() ? e0 - 1 : e0; l < L; l++) partial += double(m.units[size_t(l)].n_par);
+    r->partials += blocks * partial;
+    if (m.has_batch_norm) bp_floats(m, B, r);
 }
 
 }  // namespace
@@ -226,50 +272,32 @@ Status step_memory(const Model& m, const EstimatorConfig& e, int B, StepMemory* 
     } else if (c.modules.empty()) {
         ulr_step_floats(m, c, B, threads, &r, &gemm_rows);
     } else {
-        // modules (hybrid.cpp): blocks of S samples x K copies run through the layers after the first module with
-        // per-thread scratch (activations, pre-activations and boundary noise per layer; BP's pair of gradient
-        // buffers), each block writes a partial gradient of those layers; the first module runs clean once per sample
-        // (B rows, a BP forward) with its boundary estimate G summed over copies.
-        const int K = c.copies;
-        const int S = std::min(lr_block_samples(K), B);
-        const double blocks = std::ceil(b / S), rows = double(S) * K;
+        const int S = std::min(lr_block_samples(c.copies), B);
+        const double blocks = std::ceil(b / S);
         const double busy = std::min(threads, blocks);  // threads that hold a block's scratch
-        gemm_rows = std::max(b, rows);
-        const int fe = m.frozen_end();
-        const int first_end = module_unit_ends(m, c.modules)[0];
-        double noisy = 2.0 * m.max_width(), first_out = 0.0, params_partial = 0.0;
-        for (int l = fe; l < L; l++) {
-            const DenseUnit& u = m.units[size_t(l)];
-            noisy += u.O + (u.param() ? double(u.noise_width()) : 0.0) + double(u.recurrent() ? seq_aux_width(u) : 0);
-            if (u.param() && first_out == 0.0) first_out = double(u.noise_width());
-            if (u.param() && l >= first_end) params_partial += double(u.n_par) + (m.dense_only ? u.O : 0);  // dense: a bias row always
-        }
-        const double per_row = double(std::max<int64_t>(m.patch_width(), 1)) + double(m.max_positions()) +
-                               double(m.seq_scratch_width()) + 2.0 + (c.shared_prefix ? 0.0 : double(m.inputs));
-        r.activations += busy * rows * noisy;
-        r.workspace += busy * rows * per_row;
-        r.partials += blocks * params_partial;
-        r.workspace += b * (2.0 * first_out + 1.0 + double(std::max<int64_t>(m.patch_width(), 1)));  // v0, G, ones; prefix patches
-        for (int l = 0; l < fe; l++) r.activations += 2.0 * b * m.units[size_t(l)].O;  // the clean frozen prefix
-        bp_floats(m, b, &r);  // the first module's BP
+        gemm_rows = std::max(b, double(S) * c.copies);
+        module_floats(m, c, b, S, blocks, busy, &r);
+        for (int l = 0; l < m.frozen_end(); l++)
+            r.activations += 2.0 * b * m.units[size_t(l)].O;  // the clean frozen prefix
     }
     // every Buffer rounds up to 64 bytes (16 floats): the step's own, and each thread's block scratch
     r.workspace += 16.0 * (8.0 * L + 32.0) + threads * 16.0 * (6.0 * L + 16.0);
     // every thread's GEMM packing space (kernels/cpu/gemm.cpp), for the largest product of the step
     double W = double(m.inputs);  // the widest GEMM column count or reduction length that is not a row count
-    for (const DenseUnit& u : m.units) {
+    for (const Unit& u : m.units) {
         W = std::max({W, double(u.gemm_cols()), double(u.fan_in()), double(u.positional() ? 0 : u.I)});
         if (u.recurrent()) W = std::max({W, double(u.q.G) * u.q.H, double(u.q.F)});
     }
     r.workspace += threads * cpu::gemm_scratch_floats(gemm_rows * double(m.max_positions()), W);
     const double f = sizeof(float);
-    *out = StepMemory{r.parameters * f, r.gradients * f, r.optimizer * f, r.activations * f, r.partials * f, r.workspace * f};
+    *out = StepMemory{r.parameters * f,  r.gradients * f, r.optimizer * f,
+                      r.activations * f, r.partials * f,  r.workspace * f};
     return {};
 }
 
 namespace {
 Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitConfig& cfg, const FitHooks& hooks,
-                  DeviceTrainer* dt);
+                  DeviceTrainer* dt, bool distributed);
 }  // namespace
 
 Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& cfg, const FitHooks& hooks) {
@@ -278,17 +306,25 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
     const LossHook* hook = cfg.loss_hook ? &cfg.loss_hook : nullptr;
     OF_TRY(validate_estimator(m, cfg.estimator, hook));
     OF_TRY(validate_optimizer(cfg.optimizer));
+    if (cfg.distributed.size > 0) OF_TRY(validate_distributed(m, cfg, hook));
     DeviceTrainer* dt = placement(m, cfg.estimator, hook);
-    if (!dt) return fit_epochs(m, train, val, cfg, hooks, nullptr);
-    return on_device(dt, m, &cfg.optimizer, [&] { return fit_epochs(m, train, val, cfg, hooks, dt); });
+    // Distributed steps run from the host (each estimate where the model runs, the update on the host), except one
+    // rank on a device, which trains as fit without the option: the same steps, bit for bit.
+    if (cfg.distributed.size > 1 || (cfg.distributed.size == 1 && !dt)) {
+        OF_TRY(distributed_handshake(m, train, cfg));
+        return fit_epochs(m, train, val, cfg, hooks, nullptr, true);
+    }
+    if (!dt) return fit_epochs(m, train, val, cfg, hooks, nullptr, false);
+    return on_device(dt, m, &cfg.optimizer, [&] { return fit_epochs(m, train, val, cfg, hooks, dt, false); });
 }
 
 namespace {
 
 // The epoch loop; with a device trainer its steps run there, and every epoch end brings the parameters back to the
-// host before validation and the epoch hook (which may save them).
+// host before validation and the epoch hook (which may save them). distributed: each step is distributed_step, which
+// also takes a cancel (at its all-reduce, so that every rank stops at the same step).
 Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitConfig& cfg, const FitHooks& hooks,
-                  DeviceTrainer* dt) {
+                  DeviceTrainer* dt, bool distributed) {
     const LossHook* hook = cfg.loss_hook ? &cfg.loss_hook : nullptr;
     m.ws.first[0].pending = m.ws.first[1].pending = false;  // pipelining starts afresh with every fit
     if (dt) dt->reset_pipeline();
@@ -348,7 +384,7 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
             return {};
         };
         for (int64_t s = s0; s < steps; s++) {
-            if (hooks.cancel && hooks.cancel->load()) {
+            if (!distributed && hooks.cancel && hooks.cancel->load()) {
                 if (async) OF_TRY(flush());
                 return {StatusCode::Abort, "training was cancelled"};
             }
@@ -358,7 +394,8 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
                 int64_t src = perm[size_t(r0 + b)];
                 std::copy(train.x + src * I, train.x + (src + 1) * I, xb.data() + int64_t(b) * I);
                 if (train.y.labels)
-                    std::copy(train.y.labels + src * m.groups, train.y.labels + (src + 1) * m.groups, yl.data() + int64_t(b) * m.groups);
+                    std::copy(train.y.labels + src * m.groups, train.y.labels + (src + 1) * m.groups,
+                              yl.data() + int64_t(b) * m.groups);
                 else std::copy(train.y.values + src * C, train.y.values + (src + 1) * C, yv.data() + int64_t(b) * C);
             }
             Targets t{train.y.labels ? yl.data() : nullptr, train.y.values ? yv.data() : nullptr};
@@ -368,7 +405,9 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
             } else {
                 StepStats st;
                 Status status;
-                if (dt) {
+                if (distributed) {
+                    status = distributed_step(m, xb.data(), t, B, est, cfg, hooks.cancel, &st);
+                } else if (dt) {
                     status = dt->train_step(m, xb.data(), t, B, est, cfg.optimizer, &st, cfg.max_grad_norm, hook);
                 } else {  // a cancel stops the step inside its blocks and GEMM tiles, not only between steps
                     ThreadPool::CancelScope scope(hooks.cancel);
@@ -380,7 +419,8 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
                 rows_seen += st.rows;
                 flushed_samples += B;
                 if (hooks.batch)
-                    hooks.batch(BatchEvent{ep + 1, s + 1, steps, st.loss, st.rows ? double(st.correct) / double(st.rows) : 0.0,
+                    hooks.batch(BatchEvent{ep + 1, s + 1, steps, st.loss,
+                                           st.rows ? double(st.correct) / double(st.rows) : 0.0,
                                            current_lr(m, cfg.optimizer)});
             }
             m.epoch_step = uint32_t(s + 1);
@@ -391,9 +431,16 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
             if (report) {
                 t_report = clock::now();
                 const int64_t left = (steps - s - 1) + int64_t(last - ep - 1) * steps;
-                ProgressEvent p{ep + 1, last, s + 1, steps, loss_sum / double(flushed_samples),
-                                double(correct) / double(rows_seen), double(samples) / since(t_epoch), since(t_fit),
-                                since(t_fit) / double(steps_done) * double(left), current_lr(m, cfg.optimizer)};
+                ProgressEvent p{ep + 1,
+                                last,
+                                s + 1,
+                                steps,
+                                loss_sum / double(flushed_samples),
+                                double(correct) / double(rows_seen),
+                                double(samples) / since(t_epoch),
+                                since(t_fit),
+                                since(t_fit) / double(steps_done) * double(left),
+                                current_lr(m, cfg.optimizer)};
                 hooks.progress(p);
             }
         }

@@ -18,6 +18,14 @@ struct DataRef {
     int64_t rows = 0;
 };
 
+// model.fit's `distributed` option (model/distributed.h). size 0: one process, no all-reduce.
+struct DistributedConfig {
+    enum class Mode { Data, Copies, Seeds } mode = Mode::Data;
+    int rank = 0, size = 0;
+    // Replaces values[0, n) by their sum over the ranks, on every rank; returns once every rank has called it.
+    std::function<Status(float* values, size_t n)> allreduce;
+};
+
 struct FitConfig {
     int epochs = 1;
     int batch = 32;
@@ -25,8 +33,9 @@ struct FitConfig {
     bool resume = false;  // continue the model's counters: `epochs` is the total, a cut-short epoch continues
     EstimatorConfig estimator;
     OptimizerConfig optimizer;
-    LossHook loss_hook;  // empty: the model's built-in loss
+    LossHook loss_hook;          // empty: the model's built-in loss
     double max_grad_norm = 0.0;  // > 0: a larger gradient norm stops training as an exploding update
+    DistributedConfig distributed;
 };
 
 struct ProgressEvent {
@@ -35,17 +44,17 @@ struct ProgressEvent {
     double loss = 0.0;            // running mean over the epoch so far
     double accuracy = 0.0;        // running, on the rows the estimator evaluated (noisy rows for ULR)
     double samples_per_sec = 0.0;
-    double elapsed = 0.0;         // seconds since fit started
-    double eta = 0.0;             // estimated seconds to the end of fit, from the pace so far
-    double lr = 0.0;              // the learning rate of the last update
+    double elapsed = 0.0;  // seconds since fit started
+    double eta = 0.0;      // estimated seconds to the end of fit, from the pace so far
+    double lr = 0.0;       // the learning rate of the last update
 };
 
-struct BatchEvent {  // one optimizer step of fit
-    int epoch = 0;                  // 1-based, as in ProgressEvent
+struct BatchEvent {                  // one optimizer step of fit
+    int epoch = 0;                   // 1-based, as in ProgressEvent
     int64_t batch = 0, batches = 0;  // 1-based within the epoch; steps per epoch
-    double loss = 0.0;              // this batch's mean loss
-    double accuracy = 0.0;          // on the rows the estimator evaluated (noisy rows for ULR)
-    double lr = 0.0;                // the learning rate of this step's update
+    double loss = 0.0;               // this batch's mean loss
+    double accuracy = 0.0;           // on the rows the estimator evaluated (noisy rows for ULR)
+    double lr = 0.0;                 // the learning rate of this step's update
 };
 
 struct EpochStats {
@@ -71,9 +80,8 @@ struct FitHooks {
 // One optimizer step on a batch x (B, inputs): gradients at the model's step counter, then the update.
 // A non-finite loss is ERR_NUMERIC and leaves the parameters untouched; so does a cancel of the calling thread's
 // ThreadPool::CancelScope during the estimate (ERR_ABORT).
-Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
-                  const OptimizerConfig& o, StepStats* stats, const LossHook* hook = nullptr,
-                  double max_grad_norm = 0.0);
+Status train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, const OptimizerConfig& o,
+                  StepStats* stats, const LossHook* hook = nullptr, double max_grad_norm = 0.0);
 
 // gradients() and trainStep() outside fit: on the model's device when it runs this estimator (device/trainer.h),
 // else on the CPU (estimate_trainable, train_step). Either way the host holds the parameters afterwards.
@@ -83,10 +91,10 @@ Status placed_train_step(Model& m, const float* x, const Targets& y, int B, cons
                          const OptimizerConfig& o, StepStats* stats);
 // Seed replay across ranks, where the model's steps run: the losses of directions [p0, p1) of this step (plus /
 // minus, P each), then the update from every direction's losses (gradient by seed replay, frozen prefix untouched).
-Status placed_seed_replay_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, int p0, int p1,
-                                 float* plus, float* minus);
-Status placed_seed_replay_update(Model& m, const EstimatorConfig& e, const OptimizerConfig& o, const float* plus, const float* minus,
-                                 int rows);
+Status placed_seed_replay_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, int p0,
+                                 int p1, float* plus, float* minus);
+Status placed_seed_replay_update(Model& m, const EstimatorConfig& e, const OptimizerConfig& o, const float* plus,
+                                 const float* minus, int rows);
 
 Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& cfg, const FitHooks& hooks);
 
@@ -95,12 +103,13 @@ Status fit(Model& m, const DataRef& train, const DataRef* val, const FitConfig& 
 // thread is counted with a full block of scratch, and a residual or recurrent unit's extras at their widest.
 // Not counted: the data set, fit's shuffle order (8 bytes a row) and GEMM packing (a few hundred KB a thread).
 struct StepMemory {
-    double parameters = 0.0;   // the parameter slab
-    double gradients = 0.0;    // the gradient slab
-    double optimizer = 0.0;    // optimizer state: two slabs (momentum / Adam's moments)
-    double activations = 0.0;  // what the forward keeps: activations, pre-activations, stored noise (every thread's block)
-    double partials = 0.0;     // LR estimators: per-block partial gradients, summed in block order
-    double workspace = 0.0;    // the rest: the batch, the clean first layer and G, losses, conv patches, recurrent state
+    double parameters = 0.0;  // the parameter slab
+    double gradients = 0.0;   // the gradient slab
+    double optimizer = 0.0;   // optimizer state: two slabs (momentum / Adam's moments)
+    double activations =
+        0.0;                // what the forward keeps: activations, pre-activations, stored noise (every thread's block)
+    double partials = 0.0;  // LR estimators: per-block partial gradients, summed in block order
+    double workspace = 0.0;  // the rest: the batch, the clean first layer and G, losses, conv patches, recurrent state
     double total() const { return parameters + gradients + optimizer + activations + partials + workspace; }
 };
 Status step_memory(const Model& m, const EstimatorConfig& e, int B, StepMemory* out);

@@ -21,51 +21,64 @@ struct SeqCtx {
 
 // out (rows, O) = the unit's pre-activation without bias (units with parameters) or its output, overwritten.
 // Sequence units (the whole recurrence of a recurrent one) need `sq`.
-void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
+void unit_linear(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
                  float* cols, const SeqCtx* sq = nullptr);
+// What a unit's training-mode forward needs besides its input (unit_train_linear).
+struct TrainCtx {
+    const float* skip = nullptr;  // a concat unit: the block's input, row r / skip_rep
+    int skip_rep = 1;
+    int rep = 1, sample0 = 0;  // dropout: row r is sample sample0 + r / rep (one mask per sample, shared by its copies)
+    uint64_t seed = 0;
+    uint32_t step = 0, unit = 0;
+    bool batch_stats = false;  // batchNorm: this batch's statistics from `in` first (else the ones it holds)
+};
+// unit_linear in training mode: dropout draws its masks, batchNorm normalizes with the batch's statistics, a concat
+// unit joins the block's input; every other kind is unit_linear.
+void unit_train_linear(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
+                       float* cols, const SeqCtx* sq, const TrainCtx& t);
 // The clean (inference) forward of one unit: out (rows, O) = its output after bias and activation, with the block's
 // input `skip` (rows, the block's I) added at a residual block's end or joined by a concat unit (else unused).
-void unit_clean_forward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
+void unit_clean_forward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
                         float* cols, const SeqCtx* sq, const float* skip);
 // Clean: v += bias (per output, or per channel for conv), a = act(v). a may alias v.
-void unit_bias_act(const KernelTable& k, const DenseUnit& u, const float* theta, float* a, float* v, int rows);
+void unit_bias_act(const KernelTable& k, const Unit& u, const float* theta, float* a, float* v, int rows);
 // Backward from dv (rows, O), the gradient at the pre-activation: the unit's weight gradient into dW and its bias
 // gradient right after it (overwritten) when dW != nullptr, and din (rows, I) when non-null. in: the unit's
 // input rows.
-void unit_backward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows,
-                   const float* dv, float* dW, float* din, float* cols, const SeqCtx* sq = nullptr);
+void unit_backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* dv,
+                   float* dW, float* din, float* cols, const SeqCtx* sq = nullptr);
 // The end of a residual block: a (rows, O) += src row r / rep (the block's input), then a = post_act(a).
-void residual_add(const KernelTable& k, const DenseUnit& u, float* a, const float* src, int rows, int rep);
+void residual_add(const KernelTable& k, const Unit& u, float* a, const float* src, int rows, int rep);
 // A concat unit: out (rows, O) per position = [src row r / rep (g.C values), f (g.Co values)]; and its backward,
 // which splits dout into df (rows, g.Co per position) and dsrc (rows, g.C per position).
-void concat_forward(const DenseUnit& u, float* out, const float* f, const float* src, int rows, int rep);
-void concat_backward(const DenseUnit& u, const float* dout, float* df, float* dsrc, int rows);
+void concat_forward(const Unit& u, float* out, const float* f, const float* src, int rows, int rep);
+void concat_backward(const Unit& u, const float* dout, float* df, float* dsrc, int rows);
 // Dropout in training: out (rows, O) = in * keep / (1 - rate), keep drawn per (sample, value) from Philox (seed,
 // step, unit) -- the same for every copy of a sample: row r is sample sample0 + r / rep. Its backward is the same
 // map applied to the gradient. (In inference a dropout unit is the identity.)
-void dropout_apply(const DenseUnit& u, float* out, const float* in, int rows, int rep, int sample0, uint64_t seed, uint32_t step,
-                   uint32_t unit);
+void dropout_apply(const Unit& u, float* out, const float* in, int rows, int rep, int sample0, uint64_t seed,
+                   uint32_t step, uint32_t unit);
 // batchNorm in training: this batch's mean and (biased) variance per channel over rows and positions, into
 // u.batch; the running statistics move by momentum 0.1 towards them (unbiased variance).
-void batch_norm_stats(const DenseUnit& u, const float* in, int rows);
-void batch_norm_update_running(const DenseUnit& u, int rows);
+void batch_norm_stats(const Unit& u, const float* in, int rows);
+void batch_norm_update_running(const Unit& u, int rows);
 // gain * (x - mean) / sqrt(var + eps) with the batch statistics (training) into out (rows, O).
-void batch_norm_apply(const DenseUnit& u, const float* theta, const float* in, int rows, float* out, int rep = 1);
+void batch_norm_apply(const Unit& u, const float* theta, const float* in, int rows, float* out, int rep = 1);
 // Values of the unit's parameters: weights then bias (0 for pools).
-inline int64_t param_size(const DenseUnit& u) { return u.n_par; }
+inline int64_t param_size(const Unit& u) { return u.n_par; }
 // LR reduction of a noisy unit: dW = alpha (diag(w) S)^T in  in the unit's GEMM view, db = alpha colsum(diag(w) S);
 // S (rows, O) scores, w (rows) row weights (nullptr: all 1). dW, db overwritten (db unused without bias).
 // wexp: scratch of rows x positions floats (conv; dense: rows).
-void unit_lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int rows, const float* S, const float* w,
+void unit_lr_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, const float* S, const float* w,
                     float alpha, float* dW, float* db, float* cols, float* wexp);
 // The unit's bias expanded to one value per output (conv: per channel, repeated over positions): out (O).
-void unit_bias_row(const DenseUnit& u, const float* theta, float* out);
+void unit_bias_row(const Unit& u, const float* theta, float* out);
 // The unit's parameter tensors, named for the n-th unit of its kind (<kind><n>.weight, .recurrent, .bias).
 struct UnitTensor {
     std::string name;
     int64_t offset;  // into the parameter slab
     std::vector<int> shape;
 };
-std::vector<UnitTensor> unit_tensors(const DenseUnit& u, int n);
+std::vector<UnitTensor> unit_tensors(const Unit& u, int n);
 
 }  // namespace of

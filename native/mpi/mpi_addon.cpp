@@ -36,12 +36,15 @@ bool finalized() {
 // Every call but finalize() starts here.
 void require_live(Napi::Env env) {
     if (finalized())
-        throw coded_error(env, "MPI has been finalized in this process: its communicator cannot be used any more, and MPI "
-                               "cannot be initialized again", "ERR_DISPOSED");
+        throw coded_error(env,
+                          "MPI has been finalized in this process: its communicator cannot be used any more, and MPI "
+                          "cannot be initialized again",
+                          "ERR_DISPOSED");
 }
 
 Napi::Float32Array floats(const Napi::CallbackInfo& info, size_t i) {
-    if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    if (info.Length() <= i || !info[i].IsTypedArray() ||
+        info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
         Napi::Error e = Napi::TypeError::New(info.Env(), "expected a Float32Array");
         e.Set("code", "ERR_CONFIG");
         throw e;
@@ -87,8 +90,9 @@ Napi::Value Allgather(const Napi::CallbackInfo& info) {
     int size = 1;
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     Napi::Float32Array out = Napi::Float32Array::New(info.Env(), a.ElementLength() * size_t(size));
-    check(info.Env(), MPI_Allgather(a.Data(), int(a.ElementLength()), MPI_FLOAT, out.Data(), int(a.ElementLength()), MPI_FLOAT,
-                                    MPI_COMM_WORLD),
+    check(info.Env(),
+          MPI_Allgather(a.Data(), int(a.ElementLength()), MPI_FLOAT, out.Data(), int(a.ElementLength()), MPI_FLOAT,
+                        MPI_COMM_WORLD),
           "MPI_Allgather");
     return out;
 }

@@ -53,14 +53,14 @@ OF_HOST_DEVICE float log_poly(float x) {
 
 // sin and cos of 2*pi*t for t in [0, 1): reduce by octant in "turns", then Cephes sinf/cosf polynomials.
 OF_HOST_DEVICE void sincos_turns(float t, float* s, float* c) {
-    float q = t * 8.0f;                     // octant position in [0, 8)
-    int32_t j = int32_t(q);                 // 0..7
-    j = (j + 1) & ~1;                       // nearest even octant: 0,2,4,6,8
+    float q = t * 8.0f;                                  // octant position in [0, 8)
+    int32_t j = int32_t(q);                              // 0..7
+    j = (j + 1) & ~1;                                    // nearest even octant: 0,2,4,6,8
     float r = (q - float(j)) * 0.78539816339744830962f;  // in [-pi/4, pi/4]
     float z = r * r;
     float sp = ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z + -1.6666654611e-1f) * z * r + r;
-    float cp = ((2.443315711809948e-5f * z + -1.388731625493765e-3f) * z + 4.166664568298827e-2f) * z * z -
-               0.5f * z + 1.0f;
+    float cp =
+        ((2.443315711809948e-5f * z + -1.388731625493765e-3f) * z + 4.166664568298827e-2f) * z * z - 0.5f * z + 1.0f;
     int32_t quad = (j >> 1) & 3;  // rotate by quad * 90 degrees
     float sv = (quad & 1) ? cp : sp;
     float cv = (quad & 1) ? sp : cp;
@@ -108,7 +108,7 @@ OF_HOST_DEVICE double inverse_normal_tail(double p) {
 OF_HOST_DEVICE double inverse_normal(double p) {
     if (p < 0.02425) return inverse_normal_tail(p);
     if (p > 1.0 - 0.02425) return -inverse_normal_tail(1.0 - p);
-    const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
+    const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02,  -2.759285104469687e+02,
                         1.383577518672690e+02,  -3.066479806614716e+01, 2.506628277459239e+00};
     const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01,
                         -1.328068155288572e+01};
@@ -127,6 +127,5 @@ OF_HOST_DEVICE float noise_at(uint32_t j, uint32_t row, uint32_t layer, uint32_t
     box_muller(u.v[w & 2u], u.v[(w & 2u) + 1], &z0, &z1);
     return (w & 1u) ? z1 : z0;
 }
-
 
 }  // namespace of

@@ -16,8 +16,7 @@ struct U32x4 {
 constexpr uint32_t kPhiloxM0 = 0xD2511F53u, kPhiloxM1 = 0xCD9E8D57u;
 constexpr uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
 
-OF_HOST_DEVICE void philox_round(uint32_t& c0, uint32_t& c1, uint32_t& c2, uint32_t& c3, uint32_t k0,
-                                 uint32_t k1) {
+OF_HOST_DEVICE void philox_round(uint32_t& c0, uint32_t& c1, uint32_t& c2, uint32_t& c3, uint32_t k0, uint32_t k1) {
     uint64_t p0 = uint64_t(kPhiloxM0) * c0;
     uint64_t p1 = uint64_t(kPhiloxM1) * c2;
     uint32_t hi0 = uint32_t(p0 >> 32), lo0 = uint32_t(p0);

@@ -51,7 +51,7 @@ struct Table {
     std::atomic<uint32_t*> v[SobolTable::kMaxDims] = {};
     int dims = 0;
     int deg = 1;
-    uint64_t next = 0;       // next candidate polynomial (without the leading term) at `deg`
+    uint64_t next = 0;  // next candidate polynomial (without the leading term) at `deg`
     uint64_t lcg = 0x2545F4914F6CDD1Dull;
 };
 

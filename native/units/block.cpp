@@ -14,7 +14,8 @@ Status build_begin(const LayerSpec&, ModelBuilder& b) {  // residualBegin and co
     OF_CHECK(b.block_start < 0, Config, b.where + ": residual blocks do not nest yet");
     OF_CHECK(!b.m.units.empty(), Config, b.where + ": a residual block cannot be the first layer");
     b.block_start = int(b.m.units.size()), b.block_width = b.width;
-    b.block_h = b.H, b.block_w = b.W, b.block_c = b.C, b.block_t = b.T, b.block_f = b.F, b.block_spatial = b.spatial, b.block_seq = b.seq;
+    b.block_h = b.H, b.block_w = b.W, b.block_c = b.C, b.block_t = b.T, b.block_f = b.F, b.block_spatial = b.spatial,
+    b.block_seq = b.seq;
     return {};
 }
 
@@ -40,10 +41,10 @@ Status build_concat_end(const LayerSpec&, ModelBuilder& b) {
     Model& m = b.m;
     OF_CHECK(b.block_start >= 0, Config, b.where + ": concat end without a beginning");
     OF_CHECK(int(m.units.size()) > b.block_start, Config, b.where + ": an empty concat block");
-    OF_CHECK(b.spatial == b.block_spatial && b.seq == b.block_seq && (!b.spatial || (b.H == b.block_h && b.W == b.block_w)) &&
-                 (!b.seq || b.T == b.block_t),
+    OF_CHECK(b.spatial == b.block_spatial && b.seq == b.block_seq &&
+                 (!b.spatial || (b.H == b.block_h && b.W == b.block_w)) && (!b.seq || b.T == b.block_t),
              Shape, b.where + ": a concat block's output must keep its input's positions (image size, steps)");
-    DenseUnit u{b.width, 0, -1, -1};
+    Unit u{b.width, 0, -1, -1};
     u.kind = UnitKind::Concat;
     u.skip_from = b.block_start;
     m.units[size_t(b.block_start)].starts_block = true;
@@ -57,13 +58,13 @@ Status build_concat_end(const LayerSpec&, ModelBuilder& b) {
     return {};
 }
 
-void pass(const KernelTable&, const DenseUnit&, const float*, const float*, int, float*, float*, const SeqCtx*) {}
-void pass_back(const KernelTable&, const DenseUnit&, const float*, const float*, int, const float*, float*, float*, float*,
+void pass(const KernelTable&, const Unit&, const float*, const float*, int, float*, float*, const SeqCtx*) {}
+void pass_back(const KernelTable&, const Unit&, const float*, const float*, int, const float*, float*, float*, float*,
                const SeqCtx*) {}
 
 }  // namespace
 
-void residual_add(const KernelTable& k, const DenseUnit& u, float* a, const float* src, int rows, int rep) {
+void residual_add(const KernelTable& k, const Unit& u, float* a, const float* src, int rows, int rep) {
     for (int r = 0; r < rows; r++) {
         float* ar = a + int64_t(r) * u.O;
         const float* sr = src + int64_t(r / rep) * u.O;
@@ -72,7 +73,7 @@ void residual_add(const KernelTable& k, const DenseUnit& u, float* a, const floa
     if (u.post_act != Act::Identity) k.bias_act_forward(a, a, nullptr, rows, u.O, u.post_act, u.post_alpha);
 }
 
-void concat_forward(const DenseUnit& u, float* out, const float* f, const float* src, int rows, int rep) {
+void concat_forward(const Unit& u, float* out, const float* f, const float* src, int rows, int rep) {
     const int P = u.g.Ho, a = u.g.C, b = u.g.Co;
     for (int r = 0; r < rows; r++)
         for (int p = 0; p < P; p++) {
@@ -84,7 +85,7 @@ void concat_forward(const DenseUnit& u, float* out, const float* f, const float*
         }
 }
 
-void concat_backward(const DenseUnit& u, const float* dout, float* df, float* dsrc, int rows) {
+void concat_backward(const Unit& u, const float* dout, float* df, float* dsrc, int rows) {
     const int P = u.g.Ho, a = u.g.C, b = u.g.Co;
     for (int r = 0; r < rows; r++)
         for (int p = 0; p < P; p++) {
@@ -98,6 +99,13 @@ extern const LayerType residual_begin_layer{"residualBegin", UnitKind::Concat, n
 extern const LayerType concat_begin_layer{"concatBegin", UnitKind::Concat, nullptr, build_begin};
 extern const LayerType residual_end_layer{"residualEnd", UnitKind::Concat, nullptr, build_residual_end};
 extern const LayerType concat_end_layer{"concatEnd", UnitKind::Concat, nullptr, build_concat_end};
-extern const UnitOps concat_unit{UnitFamily::Plain, nullptr, nullptr, nullptr, pass, pass_back, nullptr, nullptr};
+namespace {
+void concat_train(const Unit& u, const float*, const float* in, int rows, float* out, const TrainCtx& t) {
+    concat_forward(u, out, in, t.skip, rows, t.skip_rep);
+}
+}  // namespace
+
+extern const UnitOps concat_unit{UnitFamily::Plain, nullptr, nullptr, nullptr,     pass,
+                                 pass_back,         nullptr, nullptr, concat_train};
 
 }  // namespace of

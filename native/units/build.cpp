@@ -9,7 +9,7 @@
 
 namespace of {
 
-Status ModelBuilder::params(DenseUnit& u, uint64_t weights, uint64_t bias) {
+Status ModelBuilder::params(Unit& u, uint64_t weights, uint64_t bias) {
     u.w_off = int64_t(total);
     total += weights;
     if (bias) u.b_off = int64_t(total), total += bias;
@@ -18,7 +18,7 @@ Status ModelBuilder::params(DenseUnit& u, uint64_t weights, uint64_t bias) {
     return {};
 }
 
-Status ModelBuilder::output(DenseUnit& u, uint64_t a, uint64_t b) {
+Status ModelBuilder::output(Unit& u, uint64_t a, uint64_t b) {
     uint64_t on = 0;
     OF_TRY(checked_mul(a, b, &on, "layer output"));
     OF_CHECK(on <= uint64_t(1) << 28, Shape, where + ": output too large");
@@ -26,19 +26,21 @@ Status ModelBuilder::output(DenseUnit& u, uint64_t a, uint64_t b) {
     return {};
 }
 
-void ModelBuilder::add(const DenseUnit& u) {
+void ModelBuilder::add(const Unit& u) {
     m.units.push_back(u);
     width = u.O;
     if (u.kind != UnitKind::Dense || u.quant) m.dense_only = false;  // the fused dense estimators no longer apply
 }
 
 // Uniforms in [-1, 1) from the top 24 bits of each Philox word, times bound.
-void init_uniform(const DenseUnit& u, float* theta, float bound, uint64_t seed, uint32_t unit) {
+void init_uniform(const Unit& u, float* theta, float bound, uint64_t seed, uint32_t unit) {
     float* w = theta + u.w_off;
     const int64_t n = (u.b_off < 0 ? u.w_off + u.n_par : u.b_off) - u.w_off;
     for (int64_t g = 0; g < (n + 3) / 4; g++) {
-        U32x4 r = philox4x32_10(uint32_t(g), uint32_t(g >> 32), philox_stream(kStreamInit, unit), 0, uint32_t(seed), uint32_t(seed >> 32));
-        for (int j = 0; j < 4 && 4 * g + j < n; j++) w[4 * g + j] = (2.0f * (float(r.v[j] >> 8) * (1.0f / 16777216.0f)) - 1.0f) * bound;
+        U32x4 r = philox4x32_10(uint32_t(g), uint32_t(g >> 32), philox_stream(kStreamInit, unit), 0, uint32_t(seed),
+                                uint32_t(seed >> 32));
+        for (int j = 0; j < 4 && 4 * g + j < n; j++)
+            w[4 * g + j] = (2.0f * (float(r.v[j] >> 8) * (1.0f / 16777216.0f)) - 1.0f) * bound;
     }
 }
 
@@ -63,7 +65,8 @@ void read_activation(const LayerReader& r, LayerSpec& l) {
         if (name == act_name(Act(a))) l.act = Act(a);
     if (int(l.act) < 0) r.fail("unknown activation '" + name + "'");
     l.alpha = l.act == Act::Quantize ? float(r.number_or("levels", 4.0)) : float(r.number_or("alpha", 0.01));
-    if (l.act == Act::Quantize && !(l.alpha >= 2.0f && l.alpha <= 65536.0f)) r.fail("quantize levels must be in [2, 65536]");
+    if (l.act == Act::Quantize && !(l.alpha >= 2.0f && l.alpha <= 65536.0f))
+        r.fail("quantize levels must be in [2, 65536]");
 }
 
 Status build_activation(const LayerSpec& l, ModelBuilder& b) {
@@ -71,8 +74,9 @@ Status build_activation(const LayerSpec& l, ModelBuilder& b) {
         b.m.units.back().post_act = l.act, b.m.units.back().post_alpha = l.alpha;
         return {};
     }
-    OF_CHECK(!b.m.units.empty(), Config, "the first layer must be dense, conv2d or a pooling layer (an activation needs a layer before it)");
-    DenseUnit& u = b.m.units.back();
+    OF_CHECK(!b.m.units.empty(), Config,
+             "the first layer must be dense, conv2d or a pooling layer (an activation needs a layer before it)");
+    Unit& u = b.m.units.back();
     OF_CHECK(u.act == Act::Identity, Config, b.where + ": two activations in a row are not supported");
     u.act = l.act;
     u.alpha = l.alpha;

@@ -4,11 +4,12 @@
 //   graphConv: cols = A^ X, the normalized neighbour sums D^-1/2 (A + I) D^-1/2 X of node features (N, F)
 //              (Kipf & Welling 2017), W (H, F); A^ is symmetric, so it is its own adjoint in the backward.
 // Also the window geometry that pooling shares (units/conv.h).
+#include "units/conv.h"
+
 #include <algorithm>
 #include <cmath>
 
 #include "core/shape.h"
-#include "units/conv.h"
 
 namespace of {
 namespace {
@@ -31,24 +32,24 @@ void graph_aggregate(float* out, const float* in, int rows, const Graph& g, int 
 }
 
 // The gathered inputs of a conv-like unit: im2row patches, or the graph's neighbour sums; and their adjoint.
-void gather(const KernelTable& k, const DenseUnit& u, float* cols, const float* in, int rows) {
+void gather(const KernelTable& k, const Unit& u, float* cols, const float* in, int rows) {
     if (u.graph) graph_aggregate(cols, in, rows, *u.graph, u.g.C);
     else k.im2row(cols, in, rows, u.g);
 }
-void scatter(const KernelTable& k, const DenseUnit& u, float* din, const float* dcols, int rows) {
+void scatter(const KernelTable& k, const Unit& u, float* din, const float* dcols, int rows) {
     if (u.graph) graph_aggregate(din, dcols, rows, *u.graph, u.g.C);  // A^ is symmetric
     else k.row2im(din, dcols, rows, u.g);
 }
 
-void forward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out, float* cols,
-             const SeqCtx*) {
+void forward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
+             float* cols, const SeqCtx*) {
     gather(k, u, cols, in, rows);
     k.gemm_nt(out, cols, theta + u.w_off, int(u.gemm_rows(rows)), u.g.Co, u.g.patch(), 1.0f, 0.0f);
 }
 
 // dW = dv^T cols, db = colsum(dv) over every position; din = the adjoint of the gather applied to dv W
-void backward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, const float* dv, float* dW,
-              float* din, float* cols, const SeqCtx*) {
+void backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* dv,
+              float* dW, float* din, float* cols, const SeqCtx*) {
     const int n = int(u.gemm_rows(rows)), P = u.g.patch();
     if (dW) {
         gather(k, u, cols, in, rows);
@@ -62,8 +63,8 @@ void backward(const KernelTable& k, const DenseUnit& u, const float* theta, cons
 }
 
 // dW = alpha (diag(w) S)^T cols, db = alpha colsum(diag(w) S): every output position of a row shares its weight
-void lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int rows, const float* S, const float* w, float alpha,
-               float* dW, float* db, float* cols, float* wexp) {
+void lr_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, const float* S, const float* w,
+               float alpha, float* dW, float* db, float* cols, float* wexp) {
     const int n = int(u.gemm_rows(rows));
     expand_row_weights(wexp, w, rows, u.g.positions());
     gather(k, u, cols, in, rows);
@@ -71,7 +72,7 @@ void lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int ro
     if (u.b_off >= 0) k.lr_bias_reduce(db, wexp, S, n, u.g.Co, alpha, false);
 }
 
-void init(const DenseUnit& u, float* theta, uint64_t seed, uint32_t unit) {
+void init(const Unit& u, float* theta, uint64_t seed, uint32_t unit) {
     init_uniform(u, theta, std::sqrt(6.0f / float(u.g.patch() + u.g.kh * u.g.kw * u.g.Co)), seed, unit);
 }
 
@@ -83,8 +84,9 @@ Status window(int n, int k, int s, int d, int pad, int* out, int* pad_out, const
         *out = (n + s - 1) / s;
         *pad_out = std::max((*out - 1) * s + eff - n, 0) / 2;
     } else {
-        OF_CHECK(n + 2 * pad >= eff, Shape, what + ": the window (" + std::to_string(eff) + ") is larger than the padded input (" +
-                                                 std::to_string(n + 2 * pad) + ")");
+        OF_CHECK(n + 2 * pad >= eff, Shape,
+                 what + ": the window (" + std::to_string(eff) + ") is larger than the padded input (" +
+                     std::to_string(n + 2 * pad) + ")");
         *out = (n + 2 * pad - eff) / s + 1;
         *pad_out = pad;
     }
@@ -99,7 +101,7 @@ void read_conv2d(const LayerReader& r, LayerSpec& l) {
 }
 
 Status build_conv2d(const LayerSpec& l, ModelBuilder& b) {
-    DenseUnit u{b.width, 0, -1, -1};
+    Unit u{b.width, 0, -1, -1};
     OF_TRY(image_window(l, b, u, false));
     OF_TRY(check_positive(l.units, "conv2d filters"));
     u.kind = UnitKind::Conv2d;
@@ -113,7 +115,7 @@ Status build_conv2d(const LayerSpec& l, ModelBuilder& b) {
     return add_image_unit(b, u, false);
 }
 
-void tensors_conv2d(const DenseUnit& u, const std::string& name, std::vector<UnitTensor>& out) {
+void tensors_conv2d(const Unit& u, const std::string& name, std::vector<UnitTensor>& out) {
     out.push_back({name + ".weight", u.w_off, {u.g.Co, u.g.kh, u.g.kw, u.g.C}});
     if (u.b_off >= 0) out.push_back({name + ".bias", u.b_off, {u.g.Co}});
 }
@@ -136,8 +138,8 @@ Status build_graph_conv(const LayerSpec& l, ModelBuilder& b) {
     std::vector<std::vector<int>> adj(size_t(l.nodes));
     for (const auto& e : l.edges) {
         OF_CHECK(e.first >= 0 && e.first < l.nodes && e.second >= 0 && e.second < l.nodes, Config,
-                 b.where + ": edge (" + std::to_string(e.first) + ", " + std::to_string(e.second) + ") names a node outside [0, " +
-                     std::to_string(l.nodes) + ")");
+                 b.where + ": edge (" + std::to_string(e.first) + ", " + std::to_string(e.second) +
+                     ") names a node outside [0, " + std::to_string(l.nodes) + ")");
         adj[size_t(e.first)].push_back(e.second);
         adj[size_t(e.second)].push_back(e.first);
     }
@@ -151,10 +153,11 @@ Status build_graph_conv(const LayerSpec& l, ModelBuilder& b) {
     }
     g->row_ptr.push_back(0);
     for (int i = 0; i < l.nodes; i++) {
-        for (int j : adj[size_t(i)]) g->col.push_back(j), g->val.push_back(inv_sqrt_deg[size_t(i)] * inv_sqrt_deg[size_t(j)]);
+        for (int j : adj[size_t(i)])
+            g->col.push_back(j), g->val.push_back(inv_sqrt_deg[size_t(i)] * inv_sqrt_deg[size_t(j)]);
         g->row_ptr.push_back(int(g->col.size()));
     }
-    DenseUnit u{b.width, 0, -1, -1};
+    Unit u{b.width, 0, -1, -1};
     u.kind = UnitKind::GraphConv;
     u.graph = g;
     u.g.H = l.nodes, u.g.W = 1, u.g.C = b.F, u.g.Ho = l.nodes, u.g.Wo = 1, u.g.Co = l.units;
@@ -167,7 +170,7 @@ Status build_graph_conv(const LayerSpec& l, ModelBuilder& b) {
     return {};
 }
 
-void tensors_graph_conv(const DenseUnit& u, const std::string& name, std::vector<UnitTensor>& out) {
+void tensors_graph_conv(const Unit& u, const std::string& name, std::vector<UnitTensor>& out) {
     out.push_back({name + ".weight", u.w_off, {u.g.Co, u.g.C}});
     out.push_back({name + ".bias", u.b_off, {u.g.Co}});
 }
@@ -184,8 +187,9 @@ void read_window(const LayerReader& r, LayerSpec& l) {
     else r.int_pair("padding", 0, 1 << 16, &l.ph, &l.pw);
 }
 
-Status image_window(const LayerSpec& l, ModelBuilder& b, DenseUnit& u, bool global) {
-    OF_CHECK(b.spatial, Config, b.where + ": conv2d and pooling need an image input (give the first layer inputShape [H, W, C])");
+Status image_window(const LayerSpec& l, ModelBuilder& b, Unit& u, bool global) {
+    OF_CHECK(b.spatial, Config,
+             b.where + ": conv2d and pooling need an image input (give the first layer inputShape [H, W, C])");
     OF_CHECK(!b.seq, Config, b.where + ": conv2d and pooling need an image input, not a sequence");
     OF_CHECK(l.kh >= 1 && l.kw >= 1 && l.sh >= 1 && l.sw >= 1 && l.dh >= 1 && l.dw >= 1, Config,
              b.where + ": kernel, stride and dilation must be positive");
@@ -198,7 +202,7 @@ Status image_window(const LayerSpec& l, ModelBuilder& b, DenseUnit& u, bool glob
     return {};
 }
 
-Status add_image_unit(ModelBuilder& b, DenseUnit& u, bool global) {
+Status add_image_unit(ModelBuilder& b, Unit& u, bool global) {
     OF_TRY(b.output(u, uint64_t(u.g.positions()), uint64_t(u.g.Co)));
     b.H = u.g.Ho, b.W = u.g.Wo, b.C = u.g.Co;
     if (global) b.spatial = false;
@@ -208,7 +212,9 @@ Status add_image_unit(ModelBuilder& b, DenseUnit& u, bool global) {
 
 extern const LayerType conv2d_layer{"conv2d", UnitKind::Conv2d, read_conv2d, build_conv2d};
 extern const LayerType graph_conv_layer{"graphConv", UnitKind::GraphConv, read_graph_conv, build_graph_conv};
-extern const UnitOps conv2d_unit{UnitFamily::ConvLike, "conv", init, tensors_conv2d, forward, backward, lr_reduce, nullptr};
-extern const UnitOps graph_conv_unit{UnitFamily::ConvLike, "graph", init, tensors_graph_conv, forward, backward, lr_reduce, nullptr};
+extern const UnitOps conv2d_unit{
+    UnitFamily::ConvLike, "conv", init, tensors_conv2d, forward, backward, lr_reduce, nullptr};
+extern const UnitOps graph_conv_unit{
+    UnitFamily::ConvLike, "graph", init, tensors_graph_conv, forward, backward, lr_reduce, nullptr};
 
 }  // namespace of

@@ -8,8 +8,8 @@ namespace of {
 // kernel, strides, dilation and padding ('same', 'valid' or [top, left])
 void read_window(const LayerReader& r, LayerSpec& l);
 // u.g's input, window and output size for the builder's image (global: one window over the whole image); not g.Co.
-Status image_window(const LayerSpec& l, ModelBuilder& b, DenseUnit& u, bool global);
+Status image_window(const LayerSpec& l, ModelBuilder& b, Unit& u, bool global);
 // Appends u (g.Co set): its output, Ho Wo Co per row, is the next layer's image (global: a flat vector).
-Status add_image_unit(ModelBuilder& b, DenseUnit& u, bool global);
+Status add_image_unit(ModelBuilder& b, Unit& u, bool global);
 
 }  // namespace of

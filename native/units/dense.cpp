@@ -19,13 +19,17 @@ void read(const LayerReader& r, LayerSpec& l) {
 Status build(const LayerSpec& l, ModelBuilder& b) {
     Model& m = b.m;
     OF_CHECK(!b.spatial, Config, b.where + ": dense needs a flat input; add flatten() after the spatial layers");
-    OF_CHECK(!b.seq, Config, b.where + ": dense needs a flat input; add flatten(), timeMean() or a recurrent layer with returnSequences: false");
+    OF_CHECK(
+        !b.seq, Config,
+        b.where +
+            ": dense needs a flat input; add flatten(), timeMean() or a recurrent layer with returnSequences: false");
     OF_TRY(check_positive(l.units, "dense units"));
     uint64_t wn = 0;
     OF_TRY(checked_mul(uint64_t(b.width), uint64_t(l.units), &wn, "dense weight"));
-    OF_CHECK(l.trainable || int(m.units.size()) == m.frozen, Config, b.where + ": only a leading run of dense layers can be frozen");
+    OF_CHECK(l.trainable || int(m.units.size()) == m.frozen, Config,
+             b.where + ": only a leading run of dense layers can be frozen");
     if (!l.trainable) m.frozen++;
-    DenseUnit u{b.width, l.units, -1, -1};
+    Unit u{b.width, l.units, -1, -1};
     u.quant = l.quant;
     if (l.quant) m.has_quant = true;
     OF_TRY(b.params(u, wn, l.bias ? uint64_t(l.units) : 0));
@@ -33,23 +37,23 @@ Status build(const LayerSpec& l, ModelBuilder& b) {
     return {};
 }
 
-void init(const DenseUnit& u, float* theta, uint64_t seed, uint32_t unit) {
+void init(const Unit& u, float* theta, uint64_t seed, uint32_t unit) {
     init_uniform(u, theta, std::sqrt(6.0f / float(u.I + u.O)), seed, unit);
 }
 
-void tensors(const DenseUnit& u, const std::string& name, std::vector<UnitTensor>& out) {
+void tensors(const Unit& u, const std::string& name, std::vector<UnitTensor>& out) {
     out.push_back({name + ".weight", u.w_off, {u.O, u.I}});
     if (u.b_off >= 0) out.push_back({name + ".bias", u.b_off, {u.O}});
 }
 
-void forward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out, float*,
+void forward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out, float*,
              const SeqCtx*) {
     k.gemm_nt(out, in, theta + u.w_off, rows, u.O, u.I, 1.0f, 0.0f);
 }
 
 // dW = dv^T in, db = colsum(dv), din = dv W
-void backward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, const float* dv, float* dW,
-              float* din, float*, const SeqCtx*) {
+void backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* dv,
+              float* dW, float* din, float*, const SeqCtx*) {
     if (dW) {
         k.gemm_tn(dW, dv, in, nullptr, u.O, u.I, rows, 1.0f, 0.0f);
         if (u.b_off >= 0) k.col_sum(dW + int64_t(u.O) * u.I, dv, rows, u.O);
@@ -58,8 +62,8 @@ void backward(const KernelTable& k, const DenseUnit& u, const float* theta, cons
 }
 
 // dW = alpha (diag(w) S)^T in, db = alpha colsum(diag(w) S)
-void lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int rows, const float* S, const float* w, float alpha,
-               float* dW, float* db, float*, float* wexp) {
+void lr_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, const float* S, const float* w,
+               float alpha, float* dW, float* db, float*, float* wexp) {
     k.gemm_tn(dW, S, in, w, u.O, u.I, rows, alpha, 0.0f);
     if (u.b_off < 0) return;
     if (!w && alpha == 1.0f) return k.col_sum(db, S, rows, u.O);

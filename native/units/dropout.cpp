@@ -14,23 +14,25 @@ void read(const LayerReader& r, LayerSpec& l) { l.rate = float(r.number("rate"))
 Status build(const LayerSpec& l, ModelBuilder& b) {  // any shape, unchanged
     OF_CHECK(!b.m.units.empty(), Config, b.where + ": dropout needs a layer before it");
     OF_CHECK(l.rate >= 0.0f && l.rate < 1.0f, Config, b.where + ": dropout rate must be in [0, 1)");
-    DenseUnit u{b.width, b.width, -1, -1};
+    Unit u{b.width, b.width, -1, -1};
     u.kind = UnitKind::Dropout;
     u.rate = l.rate;
     b.add(u);
     return {};
 }
 
-void forward(const KernelTable&, const DenseUnit& u, const float*, const float* in, int rows, float* out, float*, const SeqCtx*) {
+void forward(const KernelTable&, const Unit& u, const float*, const float* in, int rows, float* out, float*,
+             const SeqCtx*) {
     std::copy(in, in + int64_t(rows) * u.O, out);
 }
 
-void backward(const KernelTable&, const DenseUnit&, const float*, const float*, int, const float*, float*, float*, float*, const SeqCtx*) {}
+void backward(const KernelTable&, const Unit&, const float*, const float*, int, const float*, float*, float*, float*,
+              const SeqCtx*) {}
 
 }  // namespace
 
-void dropout_apply(const DenseUnit& u, float* out, const float* in, int rows, int rep, int sample0, uint64_t seed, uint32_t step,
-                   uint32_t unit) {
+void dropout_apply(const Unit& u, float* out, const float* in, int rows, int rep, int sample0, uint64_t seed,
+                   uint32_t step, uint32_t unit) {
     const double cut = double(u.rate) * 4294967296.0;  // drop when the 32-bit word is below rate 2^32
     const float scale = 1.0f / (1.0f - u.rate);
     for (int r = 0; r < rows; r++) {
@@ -38,14 +40,21 @@ void dropout_apply(const DenseUnit& u, float* out, const float* in, int rows, in
         const float* x = in + int64_t(r) * u.O;
         float* y = out + int64_t(r) * u.O;
         for (int j0 = 0; j0 < u.O; j0 += 4) {
-            const U32x4 w = philox4x32_10(uint32_t(j0 / 4), sample, philox_stream(kStreamDropout, unit), step, uint32_t(seed),
-                                          uint32_t(seed >> 32));
+            const U32x4 w = philox4x32_10(uint32_t(j0 / 4), sample, philox_stream(kStreamDropout, unit), step,
+                                          uint32_t(seed), uint32_t(seed >> 32));
             for (int j = j0; j < std::min(u.O, j0 + 4); j++) y[j] = double(w.v[j - j0]) < cut ? 0.0f : x[j] * scale;
         }
     }
 }
 
 extern const LayerType dropout_layer{"dropout", UnitKind::Dropout, read, build};
-extern const UnitOps dropout_unit{UnitFamily::Plain, nullptr, nullptr, nullptr, forward, backward, nullptr, nullptr};
+namespace {
+void train(const Unit& u, const float*, const float* in, int rows, float* out, const TrainCtx& t) {
+    dropout_apply(u, out, in, rows, t.rep, t.sample0, t.seed, t.step, t.unit);
+}
+}  // namespace
+
+extern const UnitOps dropout_unit{UnitFamily::Plain, nullptr, nullptr, nullptr, forward,
+                                  backward,          nullptr, nullptr, train};
 
 }  // namespace of

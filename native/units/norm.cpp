@@ -18,7 +18,7 @@ constexpr float kNormEps = 1e-5f;
 struct Sets {
     int per_row, np, cg;
 };
-Sets sets_of(const DenseUnit& u) {
+Sets sets_of(const Unit& u) {
     if (u.kind == UnitKind::GroupNorm) return {u.groups, u.g.Ho, u.g.Co / u.groups};
     return {u.g.Ho, 1, u.g.Co};
 }
@@ -40,7 +40,7 @@ float normalize_set(const float* x, float* xh, int np, int stride, int cg) {
 }
 
 // layerNorm, groupNorm: x^ (rows, O) and 1 / sqrt(var + eps) per set (rows x per_row)
-void xhat(const DenseUnit& u, const float* in, int rows, float* xh, float* invs) {
+void xhat(const Unit& u, const float* in, int rows, float* xh, float* invs) {
     const Sets s = sets_of(u);
     for (int r = 0; r < rows; r++)
         for (int j = 0; j < s.per_row; j++) {
@@ -50,7 +50,7 @@ void xhat(const DenseUnit& u, const float* in, int rows, float* xh, float* invs)
 }
 
 // x^ (rows, O) of any norm: batchNorm's from the batch statistics
-void xhat_of(const DenseUnit& u, const float* in, int rows, std::vector<float>& xh) {
+void xhat_of(const Unit& u, const float* in, int rows, std::vector<float>& xh) {
     xh.resize(size_t(rows) * size_t(u.O));
     if (u.kind != UnitKind::BatchNorm) {
         std::vector<float> invs(size_t(rows) * size_t(sets_of(u).per_row));
@@ -58,12 +58,14 @@ void xhat_of(const DenseUnit& u, const float* in, int rows, std::vector<float>& 
     }
     const int C = u.g.Co;
     const float* st = u.batch->data();
-    for (int64_t i = 0; i < int64_t(rows) * u.O; i++) xh[size_t(i)] = (in[i] - st[i % C]) / std::sqrt(st[C + i % C] + kNormEps);
+    for (int64_t i = 0; i < int64_t(rows) * u.O; i++)
+        xh[size_t(i)] = (in[i] - st[i % C]) / std::sqrt(st[C + i % C] + kNormEps);
 }
 
 // gain (x - mean) / sqrt(var + eps) per channel, with the statistics `stats` (C means, then C variances); row r
 // reads row r / rep of `in` (rep: copies)
-void batch_norm_with(const DenseUnit& u, const float* theta, const float* stats, const float* in, int rows, float* out, int rep) {
+void batch_norm_with(const Unit& u, const float* theta, const float* stats, const float* in, int rows, float* out,
+                     int rep) {
     const int C = u.g.Co, P = u.g.Ho;
     const float* gain = theta + u.w_off;
     std::vector<float> scale(static_cast<size_t>(C));
@@ -77,7 +79,8 @@ void batch_norm_with(const DenseUnit& u, const float* theta, const float* stats,
 }
 
 // layerNorm, groupNorm: out = gain x^ (inference and training alike)
-void forward(const KernelTable&, const DenseUnit& u, const float* theta, const float* in, int rows, float* out, float*, const SeqCtx*) {
+void forward(const KernelTable&, const Unit& u, const float* theta, const float* in, int rows, float* out, float*,
+             const SeqCtx*) {
     std::vector<float> invs(size_t(rows) * size_t(sets_of(u).per_row));
     xhat(u, in, rows, out, invs.data());
     const float* gain = theta + u.w_off;
@@ -87,7 +90,8 @@ void forward(const KernelTable&, const DenseUnit& u, const float* theta, const f
 // dx = inv (dx^ - mean(dx^) - x^ mean(dx^ x^)) over each set, dx^ = dy gain computed in precision Wide (layerNorm
 // float, groupNorm double: their historical rounding, kept bit for bit)
 template <class Wide>
-void din_of_sets(const DenseUnit& u, const float* gain, const float* dv, const float* xh, const float* invs, int rows, float* din) {
+void din_of_sets(const Unit& u, const float* gain, const float* dv, const float* xh, const float* invs, int rows,
+                 float* din) {
     const Sets s = sets_of(u);
     const int C = u.g.Co;
     const double n = double(s.np) * s.cg;
@@ -113,8 +117,8 @@ void din_of_sets(const DenseUnit& u, const float* gain, const float* dv, const f
 }
 
 // layerNorm, groupNorm: d gain = sum dy x^, d bias = sum dy per channel
-void backward(const KernelTable&, const DenseUnit& u, const float* theta, const float* in, int rows, const float* dv, float* dW,
-              float* din, float*, const SeqCtx*) {
+void backward(const KernelTable&, const Unit& u, const float* theta, const float* in, int rows, const float* dv,
+              float* dW, float* din, float*, const SeqCtx*) {
     const int C = u.g.Co;
     std::vector<float> xh(size_t(rows) * size_t(u.O)), invs(size_t(rows) * size_t(sets_of(u).per_row));
     xhat(u, in, rows, xh.data(), invs.data());
@@ -128,8 +132,8 @@ void backward(const KernelTable&, const DenseUnit& u, const float* theta, const 
 }
 
 // d gain = alpha sum w S x^, d bias = alpha sum w S (every position of a row shares its weight)
-void lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int rows, const float* S, const float* w, float alpha,
-               float* dW, float* db, float*, float* wexp) {
+void lr_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, const float* S, const float* w,
+               float alpha, float* dW, float* db, float*, float* wexp) {
     const int C = u.g.Co;
     std::vector<float> xh;
     xhat_of(u, in, rows, xh);
@@ -143,19 +147,20 @@ void lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int ro
 }
 
 // batchNorm in inference: the running statistics
-void forward_batch(const KernelTable&, const DenseUnit& u, const float* theta, const float* in, int rows, float* out, float*,
+void forward_batch(const KernelTable&, const Unit& u, const float* theta, const float* in, int rows, float* out, float*,
                    const SeqCtx*) {
     batch_norm_with(u, theta, u.running->data(), in, rows, out, 1);
 }
 
 // batchNorm in training, through the batch statistics: dx = gain inv (dy - mean(dy) - x^ mean(dy x^)) per channel
-void backward_batch(const KernelTable&, const DenseUnit& u, const float* theta, const float* in, int rows, const float* dv, float* dW,
-                    float* din, float*, const SeqCtx*) {
+void backward_batch(const KernelTable&, const Unit& u, const float* theta, const float* in, int rows, const float* dv,
+                    float* dW, float* din, float*, const SeqCtx*) {
     const int C = u.g.Co;
     const int64_t n = int64_t(rows) * u.g.Ho;
     const float* gain = theta + u.w_off;
     const float* st = u.batch->data();
-    std::vector<double> sg(static_cast<size_t>(C), 0.0), sgx(static_cast<size_t>(C), 0.0);  // sums of dy and dy x^ per channel
+    std::vector<double> sg(static_cast<size_t>(C), 0.0),
+        sgx(static_cast<size_t>(C), 0.0);  // sums of dy and dy x^ per channel
     std::vector<float> inv(static_cast<size_t>(C));
     for (int c = 0; c < C; c++) inv[size_t(c)] = 1.0f / std::sqrt(st[C + c] + kNormEps);
     for (int64_t p = 0; p < n; p++)
@@ -169,7 +174,8 @@ void backward_batch(const KernelTable&, const DenseUnit& u, const float* theta, 
         for (int64_t p = 0; p < n; p++)
             for (int c = 0; c < C; c++) {
                 const float xh = (in[p * C + c] - st[c]) * inv[size_t(c)];
-                din[p * C + c] = gain[c] * inv[size_t(c)] * float(dv[p * C + c] - sg[size_t(c)] / n - xh * sgx[size_t(c)] / n);
+                din[p * C + c] =
+                    gain[c] * inv[size_t(c)] * float(dv[p * C + c] - sg[size_t(c)] / n - xh * sgx[size_t(c)] / n);
             }
 }
 
@@ -178,12 +184,13 @@ void read_group_norm(const LayerReader& r, LayerSpec& l) { l.groups = int(r.inte
 // Normalizes the last axis: channels (an image), features per step (a sequence), or all values (flat)
 Status build(const LayerSpec& l, ModelBuilder& b) {
     OF_CHECK(!b.m.units.empty(), Config, b.where + ": normalization needs a layer before it");
-    DenseUnit u{b.width, b.width, -1, -1};
+    Unit u{b.width, b.width, -1, -1};
     u.kind = l.type->unit;
     const int last = b.spatial ? b.C : b.seq ? b.F : b.width;
     if (u.kind == UnitKind::GroupNorm) {
         OF_CHECK(l.groups >= 1 && last % l.groups == 0, Config,
-                 b.where + ": groupNorm groups (" + std::to_string(l.groups) + ") must divide the channels (" + std::to_string(last) + ")");
+                 b.where + ": groupNorm groups (" + std::to_string(l.groups) + ") must divide the channels (" +
+                     std::to_string(last) + ")");
         u.groups = l.groups;
     }
     u.g.Ho = b.width / last, u.g.Wo = 1, u.g.Co = last, u.g.C = last;
@@ -198,16 +205,16 @@ Status build(const LayerSpec& l, ModelBuilder& b) {
     return {};
 }
 
-void init(const DenseUnit& u, float* theta, uint64_t, uint32_t) { std::fill(theta + u.w_off, theta + u.b_off, 1.0f); }
+void init(const Unit& u, float* theta, uint64_t, uint32_t) { std::fill(theta + u.w_off, theta + u.b_off, 1.0f); }
 
-void tensors(const DenseUnit& u, const std::string& name, std::vector<UnitTensor>& out) {
+void tensors(const Unit& u, const std::string& name, std::vector<UnitTensor>& out) {
     out.push_back({name + ".weight", u.w_off, {u.g.Co}});
     out.push_back({name + ".bias", u.b_off, {u.g.Co}});
 }
 
 }  // namespace
 
-void batch_norm_stats(const DenseUnit& u, const float* in, int rows) {  // channel-inner loops: one pass per moment
+void batch_norm_stats(const Unit& u, const float* in, int rows) {  // channel-inner loops: one pass per moment
     const int C = u.g.Co;
     const int64_t n = int64_t(rows) * u.g.Ho;
     std::vector<double> mu(size_t(C), 0.0), var(size_t(C), 0.0);
@@ -216,10 +223,11 @@ void batch_norm_stats(const DenseUnit& u, const float* in, int rows) {  // chann
     for (int c = 0; c < C; c++) mu[size_t(c)] /= double(n);
     for (int64_t p = 0; p < n; p++)
         for (int c = 0; c < C; c++) var[size_t(c)] += (in[p * C + c] - mu[size_t(c)]) * (in[p * C + c] - mu[size_t(c)]);
-    for (int c = 0; c < C; c++) (*u.batch)[size_t(c)] = float(mu[size_t(c)]), (*u.batch)[size_t(C + c)] = float(var[size_t(c)] / double(n));
+    for (int c = 0; c < C; c++)
+        (*u.batch)[size_t(c)] = float(mu[size_t(c)]), (*u.batch)[size_t(C + c)] = float(var[size_t(c)] / double(n));
 }
 
-void batch_norm_update_running(const DenseUnit& u, int rows) {
+void batch_norm_update_running(const Unit& u, int rows) {
     const int C = u.g.Co;
     const double n = double(rows) * u.g.Ho, unbias = n > 1 ? n / (n - 1) : 1.0;
     for (int c = 0; c < C; c++) {
@@ -230,7 +238,7 @@ void batch_norm_update_running(const DenseUnit& u, int rows) {
     }
 }
 
-void batch_norm_apply(const DenseUnit& u, const float* theta, const float* in, int rows, float* out, int rep) {
+void batch_norm_apply(const Unit& u, const float* theta, const float* in, int rows, float* out, int rep) {
     batch_norm_with(u, theta, u.batch->data(), in, rows, out, rep);
 }
 
@@ -238,7 +246,16 @@ extern const LayerType layer_norm_layer{"layerNorm", UnitKind::LayerNorm, nullpt
 extern const LayerType batch_norm_layer{"batchNorm", UnitKind::BatchNorm, nullptr, build};
 extern const LayerType group_norm_layer{"groupNorm", UnitKind::GroupNorm, read_group_norm, build};
 extern const UnitOps layer_norm_unit{UnitFamily::Norm, "norm", init, tensors, forward, backward, lr_reduce, nullptr};
-extern const UnitOps batch_norm_unit{UnitFamily::Norm, "batchnorm", init, tensors, forward_batch, backward_batch, lr_reduce, nullptr};
-extern const UnitOps group_norm_unit{UnitFamily::Norm, "groupnorm", init, tensors, forward, backward, lr_reduce, nullptr};
+namespace {
+void train_batch(const Unit& u, const float* theta, const float* in, int rows, float* out, const TrainCtx& t) {
+    if (t.batch_stats) batch_norm_stats(u, in, rows);
+    batch_norm_apply(u, theta, in, rows, out);
+}
+}  // namespace
+
+extern const UnitOps batch_norm_unit{UnitFamily::Norm, "batchnorm", init,    tensors,    forward_batch,
+                                     backward_batch,   lr_reduce,   nullptr, train_batch};
+extern const UnitOps group_norm_unit{UnitFamily::Norm, "groupnorm", init,      tensors,
+                                     forward,          backward,    lr_reduce, nullptr};
 
 }  // namespace of

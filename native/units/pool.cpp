@@ -6,10 +6,10 @@
 namespace of {
 namespace {
 
-PoolKind pool_kind(const DenseUnit& u) { return u.kind == UnitKind::MaxPool2d ? PoolKind::Max : PoolKind::Avg; }
+PoolKind pool_kind(const Unit& u) { return u.kind == UnitKind::MaxPool2d ? PoolKind::Max : PoolKind::Avg; }
 
 Status build(const LayerSpec& l, ModelBuilder& b, bool global) {
-    DenseUnit u{b.width, 0, -1, -1};
+    Unit u{b.width, 0, -1, -1};
     OF_TRY(image_window(l, b, u, global));
     u.kind = l.type->unit;
     u.g.Co = b.C;
@@ -18,12 +18,13 @@ Status build(const LayerSpec& l, ModelBuilder& b, bool global) {
 Status build_window(const LayerSpec& l, ModelBuilder& b) { return build(l, b, false); }
 Status build_global(const LayerSpec& l, ModelBuilder& b) { return build(l, b, true); }
 
-void forward(const KernelTable& k, const DenseUnit& u, const float*, const float* in, int rows, float* out, float*, const SeqCtx*) {
+void forward(const KernelTable& k, const Unit& u, const float*, const float* in, int rows, float* out, float*,
+             const SeqCtx*) {
     k.pool_forward(out, in, rows, u.g, pool_kind(u));
 }
 
-void backward(const KernelTable& k, const DenseUnit& u, const float*, const float* in, int rows, const float* dv, float*, float* din,
-              float*, const SeqCtx*) {
+void backward(const KernelTable& k, const Unit& u, const float*, const float* in, int rows, const float* dv, float*,
+              float* din, float*, const SeqCtx*) {
     if (din) k.pool_backward(din, dv, in, rows, u.g, pool_kind(u));
 }
 

@@ -13,7 +13,7 @@ inline float sigm(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 // Per-step aux layout (offsets in units of H): rnn hprev h | gru hprev z r n rh | lstm hprev cprev i f g o tc |
 // lif u s.
-int step_width(const DenseUnit& u) {
+int step_width(const Unit& u) {
     switch (u.kind) {
         case UnitKind::Rnn: return 2 * u.q.H;
         case UnitKind::Gru: return 5 * u.q.H;
@@ -27,7 +27,7 @@ struct Params {
     const float *W, *U, *b;
 };
 
-Params params_of(const DenseUnit& u, const float* theta) {
+Params params_of(const Unit& u, const float* theta) {
     const int GH = u.q.G * u.q.H;
     const float* W = theta + u.w_off;
     return {W, u.q.has_u ? W + int64_t(GH) * u.q.F : nullptr, theta + u.b_off};
@@ -35,16 +35,16 @@ Params params_of(const DenseUnit& u, const float* theta) {
 
 }  // namespace
 
-int64_t seq_aux_width(const DenseUnit& u) { return int64_t(u.q.T) * step_width(u); }
+int64_t seq_aux_width(const Unit& u) { return int64_t(u.q.T) * step_width(u); }
 
-void seq_forward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
+void seq_forward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
                  float* aux, const float* E, const float* sigma, float* scratch, const float* xw, int rep) {
     const int T = u.q.T, F = u.q.F, H = u.q.H, GH = u.q.G * H, A = step_width(u);
     const int64_t ras = int64_t(T) * A;  // aux row stride
     const Params p = params_of(u, theta);
-    float* P = scratch;                          // rows x GH
-    float* h = P + int64_t(rows) * GH;           // rows x H: h (or the lif membrane)
-    float* c = h + int64_t(rows) * H;            // rows x H: lstm cell, lif spikes
+    float* P = scratch;                 // rows x GH
+    float* h = P + int64_t(rows) * GH;  // rows x H: h (or the lif membrane)
+    float* c = h + int64_t(rows) * H;   // rows x H: lstm cell, lif spikes
     std::fill(h, h + int64_t(rows) * H, 0.0f);
     std::fill(c, c + int64_t(rows) * H, 0.0f);
     auto noise = [&](int r, int t, int j) { return E ? sigma[j] * E[(int64_t(r) * T + t) * GH + j] : 0.0f; };
@@ -76,15 +76,16 @@ void seq_forward(const KernelTable& k, const DenseUnit& u, const float* theta, c
                 case UnitKind::Gru:
                     for (int j = 0; j < H; j++) {
                         ax[j] = hr[j];
-                        ax[H + j] = sigm(pr[j]);              // z
-                        ax[2 * H + j] = sigm(pr[H + j]);      // r
+                        ax[H + j] = sigm(pr[j]);                // z
+                        ax[2 * H + j] = sigm(pr[H + j]);        // r
                         ax[4 * H + j] = ax[2 * H + j] * hr[j];  // r * h_prev
                     }
                     break;
                 case UnitKind::Lstm:
                     for (int j = 0; j < H; j++) {
                         ax[j] = hr[j], ax[H + j] = cr[j];
-                        const float i = sigm(pr[j]), f = sigm(pr[H + j]), g = std::tanh(pr[2 * H + j]), o = sigm(pr[3 * H + j]);
+                        const float i = sigm(pr[j]), f = sigm(pr[H + j]), g = std::tanh(pr[2 * H + j]),
+                                    o = sigm(pr[3 * H + j]);
                         cr[j] = f * cr[j] + i * g;
                         const float tc = std::tanh(cr[j]);
                         ax[2 * H + j] = i, ax[3 * H + j] = f, ax[4 * H + j] = g, ax[5 * H + j] = o, ax[6 * H + j] = tc;
@@ -103,8 +104,8 @@ void seq_forward(const KernelTable& k, const DenseUnit& u, const float* theta, c
             }
         }
         if (u.kind == UnitKind::Gru) {  // the candidate: n = tanh(W_n x + U_n (r * h_prev) + b_n + sigma E_n)
-            k.gemm(P + 2 * H, GH, 1, aux + int64_t(t) * A + 4 * H, ras, 1, p.U + int64_t(2) * H * H, 1, H, nullptr, rows, H, H,
-                   1.0f, 1.0f);
+            k.gemm(P + 2 * H, GH, 1, aux + int64_t(t) * A + 4 * H, ras, 1, p.U + int64_t(2) * H * H, 1, H, nullptr,
+                   rows, H, H, 1.0f, 1.0f);
             for (int r = 0; r < rows; r++) {
                 float* pr = P + int64_t(r) * GH;
                 float* hr = h + int64_t(r) * H;
@@ -128,7 +129,7 @@ void seq_forward(const KernelTable& k, const DenseUnit& u, const float* theta, c
     }
 }
 
-void seq_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int rows, const float* aux, const float* S,
+void seq_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, const float* aux, const float* S,
                 const float* w, float alpha, float* dW, float* wexp, bool with_w) {
     const int T = u.q.T, F = u.q.F, H = u.q.H, GH = u.q.G * H, A = step_width(u);
     const int n = rows * T;
@@ -137,8 +138,9 @@ void seq_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int r
     float* dU = dW + int64_t(GH) * F;
     if (u.q.has_u) {
         if (u.kind == UnitKind::Gru) {
-            k.gemm(dU, H, 1, S, 1, GH, aux, A, 1, wexp, 2 * H, H, n, alpha, 0.0f);                       // z, r: h_prev
-            k.gemm(dU + int64_t(2) * H * H, H, 1, S + 2 * H, 1, GH, aux + 4 * H, A, 1, wexp, H, H, n, alpha, 0.0f);  // n: r h_prev
+            k.gemm(dU, H, 1, S, 1, GH, aux, A, 1, wexp, 2 * H, H, n, alpha, 0.0f);  // z, r: h_prev
+            k.gemm(dU + int64_t(2) * H * H, H, 1, S + 2 * H, 1, GH, aux + 4 * H, A, 1, wexp, H, H, n, alpha,
+                   0.0f);  // n: r h_prev
         } else {
             k.gemm(dU, H, 1, S, 1, GH, aux, A, 1, wexp, GH, H, n, alpha, 0.0f);
         }
@@ -147,7 +149,7 @@ void seq_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int r
     k.lr_bias_reduce(db, wexp, S, n, GH, alpha, false);
 }
 
-void seq_backward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, const float* aux,
+void seq_backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* aux,
                   const float* dout, float* dW, float* din, float* dP, float* scratch, float* wexp) {
     const int T = u.q.T, F = u.q.F, H = u.q.H, GH = u.q.G * H, A = step_width(u);
     const int64_t ras = int64_t(T) * A, rps = int64_t(T) * GH;
@@ -188,8 +190,8 @@ void seq_backward(const KernelTable& k, const DenseUnit& u, const float* theta, 
                     break;
                 case UnitKind::Lstm:
                     for (int j = 0; j < H; j++) {
-                        const float cp = ax[H + j], i = ax[2 * H + j], f = ax[3 * H + j], gg = ax[4 * H + j], o = ax[5 * H + j],
-                                    tc = ax[6 * H + j];
+                        const float cp = ax[H + j], i = ax[2 * H + j], f = ax[3 * H + j], gg = ax[4 * H + j],
+                                    o = ax[5 * H + j], tc = ax[6 * H + j];
                         const float dct = cc[j] + d[j] * o * (1.0f - tc * tc);
                         g[j] = dct * gg * i * (1.0f - i);
                         g[H + j] = dct * cp * f * (1.0f - f);
@@ -245,8 +247,10 @@ void read(const LayerReader& r, LayerSpec& l) {
 
 // (rows, T F) -> (rows, T H) with returnSequences, else (rows, H); parameters W (G H, F), U (G H, H) (not lif), b (G H)
 Status build(const LayerSpec& l, ModelBuilder& b) {
-    OF_CHECK(b.seq, Config, b.where + ": this layer needs a sequence input (inputShape [steps, features] on the first layer, or repeat())");
-    DenseUnit u{b.width, 0, -1, -1};
+    OF_CHECK(
+        b.seq, Config,
+        b.where + ": this layer needs a sequence input (inputShape [steps, features] on the first layer, or repeat())");
+    Unit u{b.width, 0, -1, -1};
     SeqGeom& q = u.q;
     q.T = b.T, q.F = b.F;
     OF_TRY(check_positive(l.units, "recurrent units"));
@@ -269,31 +273,33 @@ Status build(const LayerSpec& l, ModelBuilder& b) {
     return {};
 }
 
-// W and U uniform in +-1/sqrt(H) (PyTorch's rule), lif's W Glorot-uniform; b zero, but an lstm's forget gate starts at 1
-void init(const DenseUnit& u, float* theta, uint64_t seed, uint32_t unit) {
-    const float bound = u.kind == UnitKind::Lif ? std::sqrt(6.0f / float(u.q.F + u.q.H)) : 1.0f / std::sqrt(float(u.q.H));
+// W and U uniform in +-1/sqrt(H) (PyTorch's rule), lif's W Glorot-uniform; b zero, but an lstm's forget gate starts at
+// 1
+void init(const Unit& u, float* theta, uint64_t seed, uint32_t unit) {
+    const float bound =
+        u.kind == UnitKind::Lif ? std::sqrt(6.0f / float(u.q.F + u.q.H)) : 1.0f / std::sqrt(float(u.q.H));
     init_uniform(u, theta, bound, seed, unit);
     if (u.kind == UnitKind::Lstm) std::fill(theta + u.b_off + u.q.H, theta + u.b_off + 2 * u.q.H, 1.0f);
 }
 
-void tensors(const DenseUnit& u, const std::string& name, std::vector<UnitTensor>& out) {  // gates in recurrent.h's order
+void tensors(const Unit& u, const std::string& name, std::vector<UnitTensor>& out) {  // gates in recurrent.h's order
     const int GH = u.q.G * u.q.H;
     out.push_back({name + ".weight", u.w_off, {GH, u.q.F}});
     if (u.q.has_u) out.push_back({name + ".recurrent", u.w_off + int64_t(GH) * u.q.F, {GH, u.q.H}});
     out.push_back({name + ".bias", u.b_off, {GH}});
 }
 
-void forward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out, float*,
+void forward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out, float*,
              const SeqCtx* sq) {
     seq_forward(k, u, theta, in, rows, out, sq->aux, nullptr, nullptr, sq->scratch);
 }
 
-void backward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, const float* dv, float* dW,
-              float* din, float*, const SeqCtx* sq) {
+void backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* dv,
+              float* dW, float* din, float*, const SeqCtx* sq) {
     seq_backward(k, u, theta, in, rows, sq->aux, dv, dW, din, sq->dP, sq->scratch, sq->wexp);
 }
 
-int noise_width(const DenseUnit& u) { return u.q.T * u.q.G * u.q.H; }  // every gate at every step
+int noise_width(const Unit& u) { return u.q.T * u.q.G * u.q.H; }  // every gate at every step
 
 }  // namespace
 

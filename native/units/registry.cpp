@@ -7,8 +7,8 @@
 
 namespace of {
 
-extern const UnitOps dense_unit, conv2d_unit, pool_unit, rnn_unit, gru_unit, lstm_unit, lif_unit, repeat_unit, time_mean_unit, graph_conv_unit,
-    concat_unit, dropout_unit, layer_norm_unit, batch_norm_unit, group_norm_unit;
+extern const UnitOps dense_unit, conv2d_unit, pool_unit, rnn_unit, gru_unit, lstm_unit, lif_unit, repeat_unit,
+    time_mean_unit, graph_conv_unit, concat_unit, dropout_unit, layer_norm_unit, batch_norm_unit, group_norm_unit;
 extern const LayerType dense_layer, activation_layer, flatten_layer, conv2d_layer, max_pool_layer, avg_pool_layer,
     global_avg_pool_layer, rnn_layer, gru_layer, lstm_layer, lif_layer, repeat_layer, time_mean_layer, graph_conv_layer,
     residual_begin_layer, concat_begin_layer, residual_end_layer, concat_end_layer, dropout_layer, layer_norm_layer,
@@ -38,10 +38,11 @@ const UnitOps& unit_ops(UnitKind kind) {
 
 const LayerType* find_layer_type(const std::string& name) {
     static const LayerType* const types[] = {
-        &dense_layer, &activation_layer, &flatten_layer, &conv2d_layer, &max_pool_layer, &avg_pool_layer,
-        &global_avg_pool_layer, &rnn_layer, &gru_layer, &lstm_layer, &lif_layer, &repeat_layer, &time_mean_layer,
-        &graph_conv_layer, &residual_begin_layer, &concat_begin_layer, &residual_end_layer, &concat_end_layer,
-        &dropout_layer, &layer_norm_layer, &batch_norm_layer, &group_norm_layer,
+        &dense_layer,        &activation_layer,      &flatten_layer,    &conv2d_layer,     &max_pool_layer,
+        &avg_pool_layer,     &global_avg_pool_layer, &rnn_layer,        &gru_layer,        &lstm_layer,
+        &lif_layer,          &repeat_layer,          &time_mean_layer,  &graph_conv_layer, &residual_begin_layer,
+        &concat_begin_layer, &residual_end_layer,    &concat_end_layer, &dropout_layer,    &layer_norm_layer,
+        &batch_norm_layer,   &group_norm_layer,
     };
     for (const LayerType* t : types)
         if (name == t->name) return t;
@@ -50,27 +51,34 @@ const LayerType* find_layer_type(const std::string& name) {
 
 UnitFamily unit_family(UnitKind kind) { return unit_ops(kind).family; }
 
-int DenseUnit::noise_width() const {
+int Unit::noise_width() const {
     const UnitOps& o = unit_ops(kind);
     return o.noise_width ? o.noise_width(*this) : O;
 }
 
-void unit_linear(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
+void unit_linear(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
                  float* cols, const SeqCtx* sq) {
     unit_ops(u.kind).forward(k, u, theta, in, rows, out, cols, sq);
 }
 
-void unit_backward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows,
-                   const float* dv, float* dW, float* din, float* cols, const SeqCtx* sq) {
+void unit_train_linear(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
+                       float* cols, const SeqCtx* sq, const TrainCtx& t) {
+    const UnitOps& o = unit_ops(u.kind);
+    if (o.train_forward) o.train_forward(u, theta, in, rows, out, t);
+    else o.forward(k, u, theta, in, rows, out, cols, sq);
+}
+
+void unit_backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* dv,
+                   float* dW, float* din, float* cols, const SeqCtx* sq) {
     unit_ops(u.kind).backward(k, u, theta, in, rows, dv, dW, din, cols, sq);
 }
 
-void unit_lr_reduce(const KernelTable& k, const DenseUnit& u, const float* in, int rows, const float* S, const float* w,
+void unit_lr_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, const float* S, const float* w,
                     float alpha, float* dW, float* db, float* cols, float* wexp) {
     unit_ops(u.kind).lr_reduce(k, u, in, rows, S, w, alpha, dW, db, cols, wexp);
 }
 
-void unit_clean_forward(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
+void unit_clean_forward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
                         float* cols, const SeqCtx* sq, const float* skip) {
     if (u.kind == UnitKind::Concat) concat_forward(u, out, in, skip, rows, 1);
     else unit_linear(k, u, theta, in, rows, out, cols, sq);
@@ -78,18 +86,18 @@ void unit_clean_forward(const KernelTable& k, const DenseUnit& u, const float* t
     if (u.ends_residual()) residual_add(k, u, out, skip, rows, 1);
 }
 
-void unit_bias_act(const KernelTable& k, const DenseUnit& u, const float* theta, float* a, float* v, int rows) {
+void unit_bias_act(const KernelTable& k, const Unit& u, const float* theta, float* a, float* v, int rows) {
     const bool conv = u.positional();  // a conv's bias is per channel; recurrent units add theirs inside
     const float* bias = u.b_off < 0 || u.recurrent() ? nullptr : theta + u.b_off;
     k.bias_act_forward(a, v, bias, conv ? int(u.gemm_rows(rows)) : rows, u.gemm_cols(), u.act, u.alpha);
 }
 
-void unit_bias_row(const DenseUnit& u, const float* theta, float* out) {
+void unit_bias_row(const Unit& u, const float* theta, float* out) {
     const int C = u.gemm_cols();
     for (int64_t i = 0; i < u.O; i++) out[i] = u.b_off < 0 ? 0.0f : theta[u.b_off + i % C];
 }
 
-std::vector<UnitTensor> unit_tensors(const DenseUnit& u, int n) {
+std::vector<UnitTensor> unit_tensors(const Unit& u, int n) {
     const UnitOps& o = unit_ops(u.kind);
     std::vector<UnitTensor> out;
     if (o.tensors) o.tensors(u, o.tensor_name + std::to_string(n), out);

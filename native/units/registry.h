@@ -7,10 +7,27 @@
 
 namespace of {
 
-// What a model computes with, one per unit (model.h's DenseUnit::kind).
-enum class UnitKind { Dense, Conv2d, MaxPool2d, AvgPool2d, Rnn, Gru, Lstm, Lif, Repeat, TimeMean, GraphConv, Concat, Dropout, LayerNorm, BatchNorm, GroupNorm };
+// What a model computes with, one per unit (model.h's Unit::kind).
+enum class UnitKind {
+    Dense,
+    Conv2d,
+    MaxPool2d,
+    AvgPool2d,
+    Rnn,
+    Gru,
+    Lstm,
+    Lif,
+    Repeat,
+    TimeMean,
+    GraphConv,
+    Concat,
+    Dropout,
+    LayerNorm,
+    BatchNorm,
+    GroupNorm
+};
 
-// How the shared code views a kind's rows (DenseUnit's predicates): plain (rows, O); conv-like: a dense map per output
+// How the shared code views a kind's rows (Unit's predicates): plain (rows, O); conv-like: a dense map per output
 // position of gathered inputs; norm: per position over the last axis; recurrent: a gated recurrence over T steps.
 enum class UnitFamily { Plain, ConvLike, Norm, Recurrent };
 

@@ -13,7 +13,7 @@ void read_repeat(const LayerReader& r, LayerSpec& l) { l.steps = int(r.integer("
 Status build_repeat(const LayerSpec& l, ModelBuilder& b) {
     OF_CHECK(!b.seq && !b.spatial, Config, b.where + ": repeat needs a flat input");
     OF_CHECK(l.steps >= 1 && l.steps <= 1 << 16, Config, b.where + ": repeat steps must be in [1, 65536]");
-    DenseUnit u{b.width, 0, -1, -1};
+    Unit u{b.width, 0, -1, -1};
     u.kind = UnitKind::Repeat, u.q.T = l.steps, u.q.F = b.width;
     b.T = l.steps, b.F = b.width, b.seq = true;
     OF_TRY(b.output(u, uint64_t(u.q.T), uint64_t(u.q.F)));
@@ -22,8 +22,10 @@ Status build_repeat(const LayerSpec& l, ModelBuilder& b) {
 }
 
 Status build_time_mean(const LayerSpec&, ModelBuilder& b) {
-    OF_CHECK(b.seq, Config, b.where + ": this layer needs a sequence input (inputShape [steps, features] on the first layer, or repeat())");
-    DenseUnit u{b.width, 0, -1, -1};
+    OF_CHECK(
+        b.seq, Config,
+        b.where + ": this layer needs a sequence input (inputShape [steps, features] on the first layer, or repeat())");
+    Unit u{b.width, 0, -1, -1};
     u.kind = UnitKind::TimeMean, u.q.T = b.T, u.q.F = b.F;
     b.seq = false;
     OF_TRY(b.output(u, 1, uint64_t(u.q.F)));
@@ -32,15 +34,17 @@ Status build_time_mean(const LayerSpec&, ModelBuilder& b) {
 }
 
 // in (rows, F) -> out (rows, T F)
-void forward_repeat(const KernelTable&, const DenseUnit& u, const float*, const float* in, int rows, float* out, float*, const SeqCtx*) {
+void forward_repeat(const KernelTable&, const Unit& u, const float*, const float* in, int rows, float* out, float*,
+                    const SeqCtx*) {
     const int T = u.q.T, F = u.q.F;
     for (int r = 0; r < rows; r++)
-        for (int t = 0; t < T; t++) std::copy(in + int64_t(r) * F, in + int64_t(r + 1) * F, out + (int64_t(r) * T + t) * F);
+        for (int t = 0; t < T; t++)
+            std::copy(in + int64_t(r) * F, in + int64_t(r + 1) * F, out + (int64_t(r) * T + t) * F);
 }
 
 // din = the sum of dout over the steps
-void backward_repeat(const KernelTable&, const DenseUnit& u, const float*, const float*, int rows, const float* dout, float*, float* din,
-                     float*, const SeqCtx*) {
+void backward_repeat(const KernelTable&, const Unit& u, const float*, const float*, int rows, const float* dout, float*,
+                     float* din, float*, const SeqCtx*) {
     const int T = u.q.T, F = u.q.F;
     for (int r = 0; din && r < rows; r++) {
         float* d = din + int64_t(r) * F;
@@ -51,7 +55,7 @@ void backward_repeat(const KernelTable&, const DenseUnit& u, const float*, const
 }
 
 // in (rows, T F) -> out (rows, F)
-void forward_time_mean(const KernelTable&, const DenseUnit& u, const float*, const float* in, int rows, float* out, float*,
+void forward_time_mean(const KernelTable&, const Unit& u, const float*, const float* in, int rows, float* out, float*,
                        const SeqCtx*) {
     const int T = u.q.T, F = u.q.F;
     for (int r = 0; r < rows; r++) {
@@ -64,8 +68,8 @@ void forward_time_mean(const KernelTable&, const DenseUnit& u, const float*, con
 }
 
 // din = dout / T at every step
-void backward_time_mean(const KernelTable&, const DenseUnit& u, const float*, const float*, int rows, const float* dout, float*,
-                        float* din, float*, const SeqCtx*) {
+void backward_time_mean(const KernelTable&, const Unit& u, const float*, const float*, int rows, const float* dout,
+                        float*, float* din, float*, const SeqCtx*) {
     const int T = u.q.T, F = u.q.F;
     for (int r = 0; din && r < rows; r++)
         for (int t = 0; t < T; t++)
@@ -76,7 +80,9 @@ void backward_time_mean(const KernelTable&, const DenseUnit& u, const float*, co
 
 extern const LayerType repeat_layer{"repeat", UnitKind::Repeat, read_repeat, build_repeat};
 extern const LayerType time_mean_layer{"timeMean", UnitKind::TimeMean, nullptr, build_time_mean};
-extern const UnitOps repeat_unit{UnitFamily::Plain, nullptr, nullptr, nullptr, forward_repeat, backward_repeat, nullptr, nullptr};
-extern const UnitOps time_mean_unit{UnitFamily::Plain, nullptr, nullptr, nullptr, forward_time_mean, backward_time_mean, nullptr, nullptr};
+extern const UnitOps repeat_unit{UnitFamily::Plain, nullptr,         nullptr, nullptr,
+                                 forward_repeat,    backward_repeat, nullptr, nullptr};
+extern const UnitOps time_mean_unit{UnitFamily::Plain,  nullptr, nullptr, nullptr, forward_time_mean,
+                                    backward_time_mean, nullptr, nullptr};
 
 }  // namespace of

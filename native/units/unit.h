@@ -15,7 +15,7 @@ namespace of {
 // One layer's options in the JS spec (the addon reads them from a JS object). A method given a bad or missing
 // value does not return: the addon's reader throws its typed argument error.
 class LayerReader {
-public:
+   public:
     virtual ~LayerReader() = default;
     virtual bool is_text(const char* key) const = 0;
     virtual int64_t integer(const char* key, int64_t lo, int64_t hi) const = 0;
@@ -26,7 +26,8 @@ public:
     virtual std::string text_or(const char* key, const std::string& def) const = 0;
     virtual void int_pair(const char* key, int64_t lo, int64_t hi, int* a, int* b) const = 0;  // [a, b]
     // [[i, j], ...], each value in [lo, hi] (`item` names one value in messages)
-    virtual std::vector<std::pair<int, int>> int_pairs(const char* key, const char* item, int64_t lo, int64_t hi) const = 0;
+    virtual std::vector<std::pair<int, int>> int_pairs(const char* key, const char* item, int64_t lo,
+                                                       int64_t hi) const = 0;
     virtual std::unique_ptr<LayerReader> object(const char* key) const = 0;  // nested options: their keys read as key.x
     [[noreturn]] virtual void fail(const std::string& what) const = 0;
 };
@@ -40,24 +41,25 @@ struct ModelBuilder {
     int width = 0;      // values per row the next layer receives: an image (H, W, C), a sequence (T, F) or flat
     bool spatial = false, seq = false;
     int H = 0, W = 0, C = 0, T = 0, F = 0;
-    uint64_t total = 0;      // parameter values laid out so far
+    uint64_t total = 0;  // parameter values laid out so far
     // the residual or concat block being read: its first unit, the shape of its input
     int block_start = -1, block_width = 0, block_h = 0, block_w = 0, block_c = 0, block_t = 0, block_f = 0;
     bool block_spatial = false, block_seq = false;
-    int residual_end = -2;  // the layer that closed the last residual block (an activation right after it follows the sum)
+    int residual_end =
+        -2;  // the layer that closed the last residual block (an activation right after it follows the sum)
 
     // Lays out `weights` values at u.w_off, then `bias` values at u.b_off (0: no bias, b_off stays -1); sets u.n_par.
-    Status params(DenseUnit& u, uint64_t weights, uint64_t bias);
+    Status params(Unit& u, uint64_t weights, uint64_t bias);
     // u.O = a b values per row, at most 2^28.
-    Status output(DenseUnit& u, uint64_t a, uint64_t b);
+    Status output(Unit& u, uint64_t a, uint64_t b);
     // Appends u: the next layer reads its output (width = u.O). Clears m.dense_only unless u is a plain dense unit.
-    void add(const DenseUnit& u);
+    void add(const Unit& u);
 };
 
 // A `type` of the JS layer spec.
 struct LayerType {
     const char* name;
-    UnitKind unit;  // the kind of unit it makes (ignored by layers that make none)
+    UnitKind unit;                                     // the kind of unit it makes (ignored by layers that make none)
     void (*read)(const LayerReader& r, LayerSpec& l);  // its options into l; nullptr: none
     Status (*build)(const LayerSpec& l, ModelBuilder& b);
 };
@@ -68,21 +70,23 @@ struct UnitOps {
     UnitFamily family;
     const char* tensor_name;  // its parameter tensors are <tensor_name><n>.weight, ... (nullptr: no parameters)
     // the parameters' start values (Philox stream init, counter = the unit's index, element); nullptr: none
-    void (*init)(const DenseUnit& u, float* theta, uint64_t seed, uint32_t unit);
-    void (*tensors)(const DenseUnit& u, const std::string& name, std::vector<UnitTensor>& out);
-    void (*forward)(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, float* out,
+    void (*init)(const Unit& u, float* theta, uint64_t seed, uint32_t unit);
+    void (*tensors)(const Unit& u, const std::string& name, std::vector<UnitTensor>& out);
+    void (*forward)(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
                     float* cols, const SeqCtx* sq);
-    void (*backward)(const KernelTable& k, const DenseUnit& u, const float* theta, const float* in, int rows, const float* dv,
-                     float* dW, float* din, float* cols, const SeqCtx* sq);
+    void (*backward)(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows,
+                     const float* dv, float* dW, float* din, float* cols, const SeqCtx* sq);
     // nullptr: no parameters, or reduced by its own function (recurrent: seq_reduce)
-    void (*lr_reduce)(const KernelTable& k, const DenseUnit& u, const float* in, int rows, const float* S, const float* w,
+    void (*lr_reduce)(const KernelTable& k, const Unit& u, const float* in, int rows, const float* S, const float* w,
                       float alpha, float* dW, float* db, float* cols, float* wexp);
-    int (*noise_width)(const DenseUnit& u);  // ULR noise values per row; nullptr: O (the pre-activation)
+    int (*noise_width)(const Unit& u);  // ULR noise values per row; nullptr: O (the pre-activation)
+    // training mode, where it differs from forward (model/units.h unit_train_linear); nullptr: forward
+    void (*train_forward)(const Unit& u, const float* theta, const float* in, int rows, float* out, const TrainCtx& t);
 };
 
 // Shared by the kinds (units/build.cpp).
 // Weights uniform in +-bound from Philox, 4 values per call; the bias is left alone.
-void init_uniform(const DenseUnit& u, float* theta, float bound, uint64_t seed, uint32_t unit);
+void init_uniform(const Unit& u, float* theta, float bound, uint64_t seed, uint32_t unit);
 // weights: 'real' (0, the default), 'binary' (1) or 'ternary' (2)
 int read_quant(const LayerReader& r);
 // rows * positions row weights: row r's weight (nullptr: 1) repeated over its positions

@@ -17,7 +17,12 @@ function fmt(v: number): string {
  * |got[i] - want[i]| <= atol + rtol * |want[i]| (identical values, e.g. equal infinities,
  * also pass; NaN never passes). Defaults: atol 1e-6, rtol 1e-3.
  */
-export function assertClose(t: TapLike, got: ArrayLike<number>, want: ArrayLike<number>, opts: CloseOptions = {}): boolean {
+export function assertClose(
+  t: TapLike,
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  opts: CloseOptions = {},
+): boolean {
   const atol = opts.atol ?? 1e-6;
   const rtol = opts.rtol ?? 1e-3;
   const label = opts.label ?? 'assertClose';
@@ -33,7 +38,7 @@ export function assertClose(t: TapLike, got: ArrayLike<number>, want: ArrayLike<
     const g = got[i]!;
     const w = want[i]!;
     const diff = g === w ? 0 : Math.abs(g - w); // NaN if either is NaN
-    const rel = diff === 0 ? 0 : (Number.isFinite(w) ? diff / Math.abs(w) : Infinity); // Infinity if want is 0
+    const rel = diff === 0 ? 0 : Number.isFinite(w) ? diff / Math.abs(w) : Infinity; // Infinity if want is 0
     if (Number.isNaN(diff)) {
       nNaN++;
     } else {

@@ -90,15 +90,24 @@ function leakyAlpha(l: ActLayer): number {
 
 export function activate(act: Activation, v: number, alpha = 0.01): number {
   switch (act) {
-    case 'identity': return v;
-    case 'relu': return v > 0 ? v : 0;
-    case 'leakyRelu': return v > 0 ? v : alpha * v;
-    case 'tanh': return Math.tanh(v);
-    case 'sigmoid': return 1 / (1 + Math.exp(-v));
-    case 'gelu': return 0.5 * v * (1 + erf(v / Math.SQRT2));
-    case 'step': return v > 0 ? 1 : 0;
-    case 'sign': return v > 0 ? 1 : (v < 0 ? -1 : 0);
-    case 'quantize': {  // alpha carries the levels here
+    case 'identity':
+      return v;
+    case 'relu':
+      return v > 0 ? v : 0;
+    case 'leakyRelu':
+      return v > 0 ? v : alpha * v;
+    case 'tanh':
+      return Math.tanh(v);
+    case 'sigmoid':
+      return 1 / (1 + Math.exp(-v));
+    case 'gelu':
+      return 0.5 * v * (1 + erf(v / Math.SQRT2));
+    case 'step':
+      return v > 0 ? 1 : 0;
+    case 'sign':
+      return v > 0 ? 1 : v < 0 ? -1 : 0;
+    case 'quantize': {
+      // alpha carries the levels here
       const top = (alpha >= 2 ? alpha : 4) - 1;
       return Math.round(Math.min(1, Math.max(0, v)) * top) / top;
     }
@@ -108,11 +117,20 @@ export function activate(act: Activation, v: number, alpha = 0.01): number {
 /** d act(v) / dv. Throws for step/sign (zero almost everywhere, not a useful gradient). */
 export function activateDerivative(act: Activation, v: number, alpha = 0.01): number {
   switch (act) {
-    case 'identity': return 1;
-    case 'relu': return v > 0 ? 1 : 0;
-    case 'leakyRelu': return v > 0 ? 1 : alpha;
-    case 'tanh': { const t = Math.tanh(v); return 1 - t * t; }
-    case 'sigmoid': { const s = 1 / (1 + Math.exp(-v)); return s * (1 - s); }
+    case 'identity':
+      return 1;
+    case 'relu':
+      return v > 0 ? 1 : 0;
+    case 'leakyRelu':
+      return v > 0 ? 1 : alpha;
+    case 'tanh': {
+      const t = Math.tanh(v);
+      return 1 - t * t;
+    }
+    case 'sigmoid': {
+      const s = 1 / (1 + Math.exp(-v));
+      return s * (1 - s);
+    }
     case 'gelu': {
       const Phi = 0.5 * (1 + erf(v / Math.SQRT2));
       const phi = Math.exp(-0.5 * v * v) / Math.sqrt(2 * Math.PI);
@@ -137,8 +155,10 @@ export function fromParams(spec: LayerSpec[], params: ArrayLike<number>[], loss:
     if (s.kind === 'dense') {
       const Wsrc = params[p];
       const bsrc = params[p + 1];
-      if (Wsrc === undefined || bsrc === undefined) throw new Error(`fromParams: missing params for dense layer ${p / 2}`);
-      if (Wsrc.length !== s.O * s.I) throw new Error(`fromParams: W${p / 2} has length ${Wsrc.length}, want ${s.O}*${s.I}`);
+      if (Wsrc === undefined || bsrc === undefined)
+        throw new Error(`fromParams: missing params for dense layer ${p / 2}`);
+      if (Wsrc.length !== s.O * s.I)
+        throw new Error(`fromParams: W${p / 2} has length ${Wsrc.length}, want ${s.O}*${s.I}`);
       if (bsrc.length !== s.O) throw new Error(`fromParams: b${p / 2} has length ${bsrc.length}, want ${s.O}`);
       layers.push({ kind: 'dense', W: Float64Array.from(Wsrc), b: Float64Array.from(bsrc), I: s.I, O: s.O });
       p += 2;
@@ -162,7 +182,10 @@ export function paramsOf(m: RefModel): Float64Array[] {
 /** Deep copy of a model. */
 export function cloneModel(m: RefModel): RefModel {
   const layers: RefLayer[] = m.layers.map((l): RefLayer =>
-    l.kind === 'dense' ? { kind: 'dense', W: Float64Array.from(l.W), b: Float64Array.from(l.b), I: l.I, O: l.O } : { ...l });
+    l.kind === 'dense'
+      ? { kind: 'dense', W: Float64Array.from(l.W), b: Float64Array.from(l.b), I: l.I, O: l.O }
+      : { ...l },
+  );
   return { layers, loss: m.loss };
 }
 
@@ -249,8 +272,13 @@ export function forward(m: RefModel, x: ArrayLike<number>, rows: number): Float6
  * before the following activation(s). Returns the output, the noisy pre-activations of each
  * dense layer, and the input of each dense layer.
  */
-export function noisyForward(m: RefModel, x: ArrayLike<number>, rows: number, sigma: number[], noise: NoiseFn):
-  { out: Float64Array; pre: Float64Array[]; inputs: Float64Array[] } {
+export function noisyForward(
+  m: RefModel,
+  x: ArrayLike<number>,
+  rows: number,
+  sigma: number[],
+  noise: NoiseFn,
+): { out: Float64Array; pre: Float64Array[]; inputs: Float64Array[] } {
   const t = runForward(m, x, rows, sigma, noise);
   return { out: t.layerInputs[t.layerInputs.length - 1]!, pre: t.densePre, inputs: t.denseInputs };
 }
@@ -381,16 +409,20 @@ export function backprop(m: RefModel, x: ArrayLike<number>, rows: number, y: Arr
  * If indices is given, indices[p] lists the coordinates of parameter p to compute
  * (a missing entry means none); all other coordinates are left 0.
  */
-export function finiteDifferences(m: RefModel, x: ArrayLike<number>, rows: number, y: ArrayLike<number>,
-  eps = 1e-3, indices?: number[][]): Float64Array[] {
+export function finiteDifferences(
+  m: RefModel,
+  x: ArrayLike<number>,
+  rows: number,
+  y: ArrayLike<number>,
+  eps = 1e-3,
+  indices?: number[][],
+): Float64Array[] {
   const work = cloneModel(m);
   const params = paramsOf(work);
   const grads = params.map((p) => new Float64Array(p.length));
   for (let p = 0; p < params.length; p++) {
     const P = params[p]!;
-    const which: number[] = indices !== undefined
-      ? (indices[p] ?? [])
-      : Array.from({ length: P.length }, (_, j) => j);
+    const which: number[] = indices !== undefined ? (indices[p] ?? []) : Array.from({ length: P.length }, (_, j) => j);
     for (const j of which) {
       if (j < 0 || j >= P.length) throw new Error(`finiteDifferences: index ${j} out of range for param ${p}`);
       const saved = P[j]!;
@@ -415,8 +447,15 @@ export function finiteDifferences(m: RefModel, x: ArrayLike<number>, rows: numbe
  * Draws come in antithetic pairs (eps, -eps); samples must be even.
  * Noise is drawn in order: dense layer d, row r, unit o.
  */
-export function smoothedGradient(m: RefModel, x: ArrayLike<number>, rows: number, y: ArrayLike<number>,
-  sigma: number[], samples: number, normal: () => number): Float64Array[] {
+export function smoothedGradient(
+  m: RefModel,
+  x: ArrayLike<number>,
+  rows: number,
+  y: ArrayLike<number>,
+  sigma: number[],
+  samples: number,
+  normal: () => number,
+): Float64Array[] {
   if (!Number.isInteger(samples) || samples <= 0 || samples % 2 !== 0) {
     throw new Error(`smoothedGradient: samples must be a positive even integer, got ${samples}`);
   }
@@ -459,13 +498,21 @@ export function smoothedGradient(m: RefModel, x: ArrayLike<number>, rows: number
  *   grad b_d  = sum_{r,k} w[r,k]/sigma[d] * eps[d][r][k]
  * Every sigma[d] must be > 0. Returns [W0, b0, W1, b1, ...].
  */
-export function lrGradient(m: RefModel, x: ArrayLike<number>, rows: number, y: ArrayLike<number>,
-  sigma: number[], K: number, normal: () => number,
-  opts: { antithetic: boolean; baseline: 'loo' | 'none' }): Float64Array[] {
+export function lrGradient(
+  m: RefModel,
+  x: ArrayLike<number>,
+  rows: number,
+  y: ArrayLike<number>,
+  sigma: number[],
+  K: number,
+  normal: () => number,
+  opts: { antithetic: boolean; baseline: 'loo' | 'none' },
+): Float64Array[] {
   const dense = denseLayers(m);
   const D = dense.length;
   if (sigma.length !== D) throw new Error(`lrGradient: sigma has length ${sigma.length}, model has ${D} dense layers`);
-  for (let d = 0; d < D; d++) if (!(sigma[d]! > 0)) throw new Error(`lrGradient: sigma[${d}] = ${sigma[d]} must be > 0`);
+  for (let d = 0; d < D; d++)
+    if (!(sigma[d]! > 0)) throw new Error(`lrGradient: sigma[${d}] = ${sigma[d]} must be > 0`);
   if (!Number.isInteger(K) || K < 1) throw new Error(`lrGradient: K must be a positive integer, got ${K}`);
   if (opts.baseline === 'loo' && K < 2) throw new Error('lrGradient: leave-one-out baseline needs K >= 2');
 
@@ -515,9 +562,14 @@ export function lrGradient(m: RefModel, x: ArrayLike<number>, rows: number, y: A
     for (let k = 0; k < K; k++) {
       const n = r * K + k;
       const partner = n ^ 1;
-      const beta = opts.baseline !== 'loo' ? 0
-        : !opts.antithetic ? (total - l[n]!) / (K - 1)
-        : K > 2 ? (total - l[n]! - l[partner]!) / (K - 2) : 0;
+      const beta =
+        opts.baseline !== 'loo'
+          ? 0
+          : !opts.antithetic
+            ? (total - l[n]!) / (K - 1)
+            : K > 2
+              ? (total - l[n]! - l[partner]!) / (K - 2)
+              : 0;
       w[n] = (l[n]! - beta) / N;
     }
   }

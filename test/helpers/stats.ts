@@ -48,7 +48,7 @@ export function zScores(estimates: Float64Array[], ref: ArrayLike<number>): Floa
     const m = mean(col);
     const sd = Math.sqrt(variance(col));
     const diff = m - ref[j]!;
-    if (sd === 0) z[j] = diff === 0 ? 0 : (diff > 0 ? Infinity : -Infinity);
+    if (sd === 0) z[j] = diff === 0 ? 0 : diff > 0 ? Infinity : -Infinity;
     else z[j] = diff / (sd / Math.sqrt(N));
   }
   return z;
@@ -81,7 +81,7 @@ export function kolmogorovQ(lambda: number): number {
   if (lambda < 1.18) {
     let s = 0;
     for (let j = 1; j < 100; j++) {
-      const term = Math.exp(-((2 * j - 1) ** 2) * Math.PI * Math.PI / (8 * lambda * lambda));
+      const term = Math.exp((-((2 * j - 1) ** 2) * Math.PI * Math.PI) / (8 * lambda * lambda));
       s += term;
       if (term < 1e-17 * s || term === 0) break;
     }

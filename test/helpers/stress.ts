@@ -152,9 +152,14 @@ export const stressSeed = (i: number) => ({ seed: 1000 + i, worker: i % 3 === 2 
  */
 export function runStressScenario(seed: number, worker: boolean, timeoutMs: number): Promise<StressOutcome> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['-e', worker ? inWorker : scenario, String(seed), String(Math.max(1000, timeoutMs - 5000))], {
-      env: { ...process.env, ONEFORWARD_BACKEND: 'cpu' }, stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['-e', worker ? inWorker : scenario, String(seed), String(Math.max(1000, timeoutMs - 5000))],
+      {
+        env: { ...process.env, ONEFORWARD_BACKEND: 'cpu' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
@@ -166,7 +171,14 @@ export function runStressScenario(seed: number, worker: boolean, timeoutMs: numb
     }, timeoutMs);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      let res: { untyped?: string[]; unhandled?: number; unsettled?: number; watchdog?: boolean; terminated?: boolean; mainOk?: boolean } = {};
+      let res: {
+        untyped?: string[];
+        unhandled?: number;
+        unsettled?: number;
+        watchdog?: boolean;
+        terminated?: boolean;
+        mainOk?: boolean;
+      } = {};
       try {
         res = JSON.parse(stdout.trim().split('\n').pop() ?? '');
       } catch {
@@ -175,14 +187,21 @@ export function runStressScenario(seed: number, worker: boolean, timeoutMs: numb
       const untyped = res.untyped ?? [];
       const unsettled = res.unsettled ?? 0;
       const kind: StressKind =
-        signal !== null && !timedOut ? 'crash'
-        : timedOut || res.watchdog ? 'hang'
-        : code !== 0 ? 'failed'
-        : unsettled > 0 ? 'unsettled'
-        : untyped.length > 0 ? 'untyped'
-        : res.unhandled !== 0 || (worker && !(res.terminated && res.mainOk)) ? 'failed'
-        : 'ok';
-      const detail = `exit ${code}, signal ${signal ?? 'none'}${timedOut ? ` (killed after ${timeoutMs} ms)` : ''}, ${JSON.stringify(res)}` +
+        signal !== null && !timedOut
+          ? 'crash'
+          : timedOut || res.watchdog
+            ? 'hang'
+            : code !== 0
+              ? 'failed'
+              : unsettled > 0
+                ? 'unsettled'
+                : untyped.length > 0
+                  ? 'untyped'
+                  : res.unhandled !== 0 || (worker && !(res.terminated && res.mainOk))
+                    ? 'failed'
+                    : 'ok';
+      const detail =
+        `exit ${code}, signal ${signal ?? 'none'}${timedOut ? ` (killed after ${timeoutMs} ms)` : ''}, ${JSON.stringify(res)}` +
         (kind === 'ok' ? '' : `; stderr: ${stderr.slice(-800)}`);
       resolve({ seed, worker, kind, unsettled, untyped, detail });
     });
@@ -190,16 +209,23 @@ export function runStressScenario(seed: number, worker: boolean, timeoutMs: numb
 }
 
 /** Runs scenarios 0 .. count-1 (see stressSeed), `parallel` child processes at a time, in seed order. */
-export async function runStress(count: number, parallel: number, timeoutMs: number, onOutcome?: (o: StressOutcome, i: number) => void): Promise<StressOutcome[]> {
+export async function runStress(
+  count: number,
+  parallel: number,
+  timeoutMs: number,
+  onOutcome?: (o: StressOutcome, i: number) => void,
+): Promise<StressOutcome[]> {
   const out: StressOutcome[] = new Array(count);
   let next = 0;
-  await Promise.all(Array.from({ length: Math.max(1, parallel) }, async () => {
-    while (next < count) {
-      const i = next++;
-      const { seed, worker } = stressSeed(i);
-      out[i] = await runStressScenario(seed, worker, timeoutMs);
-      onOutcome?.(out[i]!, i);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: Math.max(1, parallel) }, async () => {
+      while (next < count) {
+        const i = next++;
+        const { seed, worker } = stressSeed(i);
+        out[i] = await runStressScenario(seed, worker, timeoutMs);
+        onOutcome?.(out[i]!, i);
+      }
+    }),
+  );
   return out;
 }

@@ -14,7 +14,8 @@ namespace {
 
 template <class F>
 void per_image(int n, int64_t cost_per_image, const F& f) {
-    ThreadPool::instance().parallel_for(n, [&](int i) { f(i); }, cost_per_image * n);
+    ThreadPool::instance().parallel_for(
+        n, [&](int i) { f(i); }, cost_per_image * n);
 }
 
 }  // namespace
@@ -138,7 +139,8 @@ void pool_backward(float* dx, const float* dy, const float* x, int n, const Conv
                         for (int ky = 0; ky < g.kh; ky++)
                             for (int kx = 0; kx < g.kw; kx++) {
                                 const int iy = y0 + ky * g.dh, ix = x0 + kx * g.dw;
-                                if (iy >= 0 && iy < g.H && ix >= 0 && ix < g.W) di[(int64_t(iy) * g.W + ix) * g.C + c] += share;
+                                if (iy >= 0 && iy < g.H && ix >= 0 && ix < g.W)
+                                    di[(int64_t(iy) * g.W + ix) * g.C + c] += share;
                             }
                         continue;
                     }

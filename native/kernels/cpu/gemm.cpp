@@ -47,8 +47,8 @@ inline void store_tile(const float* acc, int ld_acc, float* C, ptrdiff_t rsc, pt
 
 // ---- AVX-512: 8 x 32 tile, 16 zmm accumulators ----
 __attribute__((target("avx512f,fma"))) void ukernel_avx512(int kc, const float* Ap, const float* Bp, float* C,
-                                                              ptrdiff_t rsc, ptrdiff_t csc, int mr, int nr,
-                                                              float alpha, float beta, bool first) {
+                                                           ptrdiff_t rsc, ptrdiff_t csc, int mr, int nr, float alpha,
+                                                           float beta, bool first) {
     __m512 c0[8], c1[8];
 #pragma GCC unroll 8
     for (int i = 0; i < 8; i++) c0[i] = _mm512_setzero_ps(), c1[i] = _mm512_setzero_ps();
@@ -83,9 +83,9 @@ __attribute__((target("avx512f,fma"))) void ukernel_avx512(int kc, const float* 
 }
 
 // ---- AVX2 + FMA: 6 x 16 tile, 12 ymm accumulators ----
-__attribute__((target("avx2,fma"))) void ukernel_avx2(int kc, const float* Ap, const float* Bp, float* C,
-                                                         ptrdiff_t rsc, ptrdiff_t csc, int mr, int nr, float alpha,
-                                                         float beta, bool first) {
+__attribute__((target("avx2,fma"))) void ukernel_avx2(int kc, const float* Ap, const float* Bp, float* C, ptrdiff_t rsc,
+                                                      ptrdiff_t csc, int mr, int nr, float alpha, float beta,
+                                                      bool first) {
     __m256 c0[6], c1[6];
 #pragma GCC unroll 6
     for (int i = 0; i < 6; i++) c0[i] = _mm256_setzero_ps(), c1[i] = _mm256_setzero_ps();
@@ -140,8 +140,8 @@ void ukernel_scalar(int kc, const float* Ap, const float* Bp, float* C, ptrdiff_
 constexpr int kNarrow = 12;
 
 __attribute__((target("avx512f,fma"))) void dot_rows_avx512(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A,
-                                                               ptrdiff_t rsa, const float* B, ptrdiff_t csb, int rows,
-                                                               int N, int K, float alpha, float beta) {
+                                                            ptrdiff_t rsa, const float* B, ptrdiff_t csb, int rows,
+                                                            int N, int K, float alpha, float beta) {
     for (int i = 0; i < rows; i += 2) {
         const int nr = std::min(2, rows - i);
         const float* a0 = A + i * rsa;
@@ -172,8 +172,8 @@ __attribute__((target("avx512f,fma"))) void dot_rows_avx512(float* C, ptrdiff_t 
 
 // As: A (M, K) scaled by s and stored (K, M): As[p * M + i] = A(i, p) s[p] (packed once per call).
 __attribute__((target("avx512f,fma"))) void outer_cols_avx512(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* As,
-                                                                 const float* B, ptrdiff_t rsb, int M, int j0, int cols,
-                                                                 int K, float alpha, float beta) {
+                                                              const float* B, ptrdiff_t rsb, int M, int j0, int cols,
+                                                              int K, float alpha, float beta) {
     __mmask16 m0 = cols >= 16 ? __mmask16(0xffff) : __mmask16((1u << cols) - 1);
     __mmask16 m1 = cols >= 32 ? __mmask16(0xffff) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1) : __mmask16(0);
     __m512 acc0[kNarrow], acc1[kNarrow];
@@ -217,7 +217,8 @@ Isa detect_isa() {
     bool allow256 = !cap || std::strcmp(cap, "scalar") != 0;
     __builtin_cpu_init();
     if (allow512 && __builtin_cpu_supports("avx512f")) return {"avx512", 8, 32, ukernel_avx512};
-    if (allow256 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return {"avx2", 6, 16, ukernel_avx2};
+    if (allow256 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return {"avx2", 6, 16, ukernel_avx2};
     return {"scalar", 4, 8, ukernel_scalar};
 }
 
@@ -250,7 +251,7 @@ void pack_a(float* Ap, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float
 // 16 x 16 transpose: src rows j (16 floats of consecutive p each, stride ld_src) -> dst rows p (16 floats of
 // consecutive j, stride ld_dst). The NT case packs W^T this way: 16 loads and stores instead of 256 scalar moves.
 __attribute__((target("avx512f"))) void transpose16_avx512(float* dst, ptrdiff_t ld_dst, const float* src,
-                                                             ptrdiff_t ld_src) {
+                                                           ptrdiff_t ld_src) {
     __m512 r[16], t[16];
     for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * ld_src);
     for (int i = 0; i < 16; i += 2) {
@@ -314,8 +315,8 @@ inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
 const char* gemm_isa() { return isa().name; }
 
 double gemm_scratch_floats(double R, double W) {
-    // the tile panels: M, N at most R and W in either order, or both at most W (a weight gradient), mt <= 16 MR, nt <= 16 NR,
-    // KC deep whatever K; and the narrow product's K x kNarrow copy of A; each Buffer rounds up to 64 bytes
+    // the tile panels: M, N at most R and W in either order, or both at most W (a weight gradient), mt <= 16 MR, nt <=
+    // 16 NR, KC deep whatever K; and the narrow product's K x kNarrow copy of A; each Buffer rounds up to 64 bytes
     const Isa& k = isa();
     auto mt = [&](double d) { return std::min(std::ceil(std::min(d, 1e9) / k.MR) * k.MR, 16.0 * k.MR); };
     auto nt = [&](double d) { return std::min(std::ceil(std::min(d, 1e9) / k.NR) * k.NR, 16.0 * k.NR); };
@@ -339,14 +340,13 @@ void gemm(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa,
     if (k.kernel == ukernel_avx512 && N <= kNarrow && csa == 1 && rsb == 1 && M > N) {
         int tasks = std::min(64, (M + 63) / 64);
         int chunk = ((M + tasks - 1) / tasks + 1) / 2 * 2;
-        ThreadPool::instance().parallel_for(
-            (M + chunk - 1) / chunk,
-            [&](int t) {
-                int i0 = t * chunk;
-                dot_rows_avx512(C + i0 * rsc, rsc, csc, A + i0 * rsa, rsa, B, csb, std::min(chunk, M - i0), N, K,
-                                alpha, beta);
-            },
-            macs / 8);
+        ThreadPool::instance().parallel_for((M + chunk - 1) / chunk,
+                                            [&](int t) {
+                                                int i0 = t * chunk;
+                                                dot_rows_avx512(C + i0 * rsc, rsc, csc, A + i0 * rsa, rsa, B, csb,
+                                                                std::min(chunk, M - i0), N, K, alpha, beta);
+                                            },
+                                            macs / 8);
         return;
     }
     if (k.kernel == ukernel_avx512 && M <= kNarrow && csb == 1 && N > M) {
@@ -354,11 +354,14 @@ void gemm(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa,
         if (as.reserve(size_t(K) * M).ok()) {
             float* a = as.data();
             for (int p = 0; p < K; p++)
-                for (int i = 0; i < M; i++) a[p * M + i] = kscale ? A[i * rsa + p * csa] * kscale[p] : A[i * rsa + p * csa];
-            ThreadPool::instance().parallel_for(
-                (N + 31) / 32,
-                [&](int t) { outer_cols_avx512(C, rsc, csc, a, B, rsb, M, t * 32, std::min(32, N - t * 32), K, alpha, beta); },
-                macs / 8);
+                for (int i = 0; i < M; i++)
+                    a[p * M + i] = kscale ? A[i * rsa + p * csa] * kscale[p] : A[i * rsa + p * csa];
+            ThreadPool::instance().parallel_for((N + 31) / 32,
+                                                [&](int t) {
+                                                    outer_cols_avx512(C, rsc, csc, a, B, rsb, M, t * 32,
+                                                                      std::min(32, N - t * 32), K, alpha, beta);
+                                                },
+                                                macs / 8);
             return;
         }
     }
@@ -384,25 +387,27 @@ void gemm(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa,
     ThreadPool::instance().parallel_for(
         mb * nb,
         [&](int task) {
-        PackScratch& pack = thread_scratch<PackScratch>();
-        Buffer &abuf = pack.a, &bbuf = pack.b;
-        int i0 = (task / nb) * mt, j0 = (task % nb) * nt;
-        int rows = std::min(mt, M - i0), cols = std::min(nt, N - j0);
-        if (!abuf.reserve(size_t(round_up(rows, k.MR)) * KC).ok() || !bbuf.reserve(size_t(round_up(cols, k.NR)) * KC).ok()) {
-            // Out of memory for a few hundred KB of packing space: fall back to the unpacked loop.
-            gemm_naive(C + i0 * rsc + j0 * csc, rsc, csc, A + i0 * rsa, rsa, csa, B + j0 * csb, rsb, csb, kscale,
-                       rows, cols, K, alpha, beta);
-            return;
-        }
-        for (int p0 = 0; p0 < K; p0 += KC) {
-            int kc = std::min(KC, K - p0);
-            pack_a(abuf.data(), A + i0 * rsa + p0 * csa, rsa, csa, kscale ? kscale + p0 : nullptr, rows, kc, k.MR);
-            pack_b(bbuf.data(), B + p0 * rsb + j0 * csb, rsb, csb, cols, kc, k.NR);
-            for (int jr = 0; jr < cols; jr += k.NR)
-                for (int ir = 0; ir < rows; ir += k.MR)
-                    k.kernel(kc, abuf.data() + ir * kc, bbuf.data() + jr * kc, C + (i0 + ir) * rsc + (j0 + jr) * csc,
-                             rsc, csc, std::min(k.MR, rows - ir), std::min(k.NR, cols - jr), alpha, beta, p0 == 0);
-        }
+            PackScratch& pack = thread_scratch<PackScratch>();
+            Buffer &abuf = pack.a, &bbuf = pack.b;
+            int i0 = (task / nb) * mt, j0 = (task % nb) * nt;
+            int rows = std::min(mt, M - i0), cols = std::min(nt, N - j0);
+            if (!abuf.reserve(size_t(round_up(rows, k.MR)) * KC).ok() ||
+                !bbuf.reserve(size_t(round_up(cols, k.NR)) * KC).ok()) {
+                // Out of memory for a few hundred KB of packing space: fall back to the unpacked loop.
+                gemm_naive(C + i0 * rsc + j0 * csc, rsc, csc, A + i0 * rsa, rsa, csa, B + j0 * csb, rsb, csb, kscale,
+                           rows, cols, K, alpha, beta);
+                return;
+            }
+            for (int p0 = 0; p0 < K; p0 += KC) {
+                int kc = std::min(KC, K - p0);
+                pack_a(abuf.data(), A + i0 * rsa + p0 * csa, rsa, csa, kscale ? kscale + p0 : nullptr, rows, kc, k.MR);
+                pack_b(bbuf.data(), B + p0 * rsb + j0 * csb, rsb, csb, cols, kc, k.NR);
+                for (int jr = 0; jr < cols; jr += k.NR)
+                    for (int ir = 0; ir < rows; ir += k.MR)
+                        k.kernel(kc, abuf.data() + ir * kc, bbuf.data() + jr * kc,
+                                 C + (i0 + ir) * rsc + (j0 + jr) * csc, rsc, csc, std::min(k.MR, rows - ir),
+                                 std::min(k.NR, cols - jr), alpha, beta, p0 == 0);
+            }
         },
         macs / 16 + int64_t(M + N) * K);
 }

@@ -21,30 +21,33 @@ int64_t loss_forward(float* loss, const float* y, const int32_t* labels, const f
     int tasks = (R + chunk - 1) / chunk;
     std::vector<int64_t> correct(size_t(tasks), 0);
     const int Cg = C / groups;
-    ThreadPool::instance().parallel_for(tasks, [&](int t) {  // ~20 cycles per output (exp)
-        int r1 = std::min(R, (t + 1) * chunk);
-        for (int r = t * chunk; r < r1; r++) {
-            const float* yr = y + int64_t(r) * C;
-            if (kind != LossKind::Mse) {
-                const int32_t* lr = labels + int64_t(r / rep) * groups;
-                float sum = 0.0f;
-                int n = 0;
-                for (int p = 0; p < groups; p++) {
-                    if (lr[p] < 0) continue;  // unlabeled (groups > 1 only)
-                    bool hit = false;
-                    sum += class_loss(yr + int64_t(p) * Cg, Cg, lr[p], kind, &hit);
-                    correct[size_t(t)] += hit;
-                    n++;
+    ThreadPool::instance().parallel_for(
+        tasks,
+        [&](int t) {  // ~20 cycles per output (exp)
+            int r1 = std::min(R, (t + 1) * chunk);
+            for (int r = t * chunk; r < r1; r++) {
+                const float* yr = y + int64_t(r) * C;
+                if (kind != LossKind::Mse) {
+                    const int32_t* lr = labels + int64_t(r / rep) * groups;
+                    float sum = 0.0f;
+                    int n = 0;
+                    for (int p = 0; p < groups; p++) {
+                        if (lr[p] < 0) continue;  // unlabeled (groups > 1 only)
+                        bool hit = false;
+                        sum += class_loss(yr + int64_t(p) * Cg, Cg, lr[p], kind, &hit);
+                        correct[size_t(t)] += hit;
+                        n++;
+                    }
+                    loss[r] = n > 0 ? sum / float(n) : 0.0f;
+                } else {
+                    const float* tr = values + int64_t(r / rep) * C;
+                    float s = 0.0f;
+                    for (int c = 0; c < C; c++) s += (yr[c] - tr[c]) * (yr[c] - tr[c]);
+                    loss[r] = s / float(C);
                 }
-                loss[r] = n > 0 ? sum / float(n) : 0.0f;
-            } else {
-                const float* tr = values + int64_t(r / rep) * C;
-                float s = 0.0f;
-                for (int c = 0; c < C; c++) s += (yr[c] - tr[c]) * (yr[c] - tr[c]);
-                loss[r] = s / float(C);
             }
-        }
-    }, int64_t(R) * C * 20);
+        },
+        int64_t(R) * C * 20);
     int64_t total = 0;
     for (int64_t c : correct) total += c;
     return total;

@@ -46,7 +46,9 @@ void lr_row_weights(float* w, const float* loss, const float* clean, int B, int 
 // E[l sign(e)] / (sigma E|e|) is the gradient -- exactly so for a quadratic loss.
 void score_transform(float* e, int64_t n, Density density, Score score) {
     if (score == Score::Sign) {
-        const float c = density == Density::Normal ? 1.2533141373155003f : density == Density::Logistic ? 0.7213475204444817f : 1.0f;
+        const float c = density == Density::Normal     ? 1.2533141373155003f
+                        : density == Density::Logistic ? 0.7213475204444817f
+                                                       : 1.0f;
         for (int64_t i = 0; i < n; i++) e[i] = e[i] > 0.0f ? c : (e[i] < 0.0f ? -c : 0.0f);
         return;
     }

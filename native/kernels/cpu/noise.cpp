@@ -1,8 +1,8 @@
-// Noise generation on the CPU: rows of noise (normal, Laplace or logistic) laid out as rng/normal.h defines (blocks of 64
-// neurons = 16 Philox calls), computed 16 lanes at a time with GCC vector types. Cloned per ISA
-// (AVX-512 / AVX2 / SSE2): every clone performs the same IEEE operations in the same order as the scalar
-// noise_at() (the build has -ffp-contract=off), so the bits never depend on the CPU -- and will match CUDA.
-// GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own undefined-vector idiom.
+// Noise generation on the CPU: rows of noise (normal, Laplace or logistic) laid out as rng/normal.h defines (blocks of
+// 64 neurons = 16 Philox calls), computed 16 lanes at a time with GCC vector types. Cloned per ISA (AVX-512 / AVX2 /
+// SSE2): every clone performs the same IEEE operations in the same order as the scalar noise_at() (the build has
+// -ffp-contract=off), so the bits never depend on the CPU -- and will match CUDA. GCC 12's AVX-512 headers trip
+// -W(maybe-)uninitialized on their own undefined-vector idiom.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
@@ -133,7 +133,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void noise_block(fl
 }
 
 __attribute__((target("avx512f"))) inline void mulhilo512(__m512i a, __m512i m, __m512i* hi, __m512i* lo) {
-    __m512i even = _mm512_mul_epu32(a, m);                         // lanes 0, 2, ...: full 64-bit products
+    __m512i even = _mm512_mul_epu32(a, m);                        // lanes 0, 2, ...: full 64-bit products
     __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);  // lanes 1, 3, ...
     *lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
     *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
@@ -142,7 +142,7 @@ __attribute__((target("avx512f"))) inline void mulhilo512(__m512i a, __m512i m, 
 // AVX-512 Philox: 32x32 -> 64 products with vpmuludq on even and odd lanes (GCC's generic u64 multiply
 // would emulate a full 64x64 product). Same words as the generic clone, then the same Box-Muller.
 __attribute__((target("avx512f"))) void noise_block_avx512(float* out, uint32_t blk, uint32_t row, uint32_t stream,
-                                                             uint32_t step, uint32_t k0, uint32_t k1, int density) {
+                                                           uint32_t step, uint32_t k0, uint32_t k1, int density) {
     const __m512i m0 = _mm512_set1_epi32(int(kPhiloxM0)), m1 = _mm512_set1_epi32(int(kPhiloxM1));
     __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32(int(blk * 16u)),
                                   _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
@@ -194,7 +194,8 @@ static void qmc_row(float* out, int O, uint32_t g, const NoiseSpec& ns) {
     SobolTable::ensure(int(ns.qmc_dim) + O);
     const uint32_t stream = philox_stream(kStreamQmc, ns.layer);
     for (int j0 = 0; j0 < O; j0 += 4) {
-        U32x4 shift = philox4x32_10(uint32_t(j0 / 4), sample, stream, ns.step, uint32_t(ns.seed), uint32_t(ns.seed >> 32));
+        U32x4 shift =
+            philox4x32_10(uint32_t(j0 / 4), sample, stream, ns.step, uint32_t(ns.seed), uint32_t(ns.seed >> 32));
         for (int j = j0; j < std::min(O, j0 + 4); j++) {
             uint32_t x = SobolTable::point(SobolTable::dim(int(ns.qmc_dim) + j), k) ^ shift.v[j - j0];
             out[j] = float(inverse_normal((double(x >> 8) + 0.5) / 16777216.0));

@@ -14,8 +14,8 @@ enum class OptKind : int { Sgd = 0, Adam, AdamW };
 struct OptimizerConfig {
     OptKind kind = OptKind::Adam;
     float lr = 1e-3f;
-    float momentum = 0.0f;  // SGD
-    bool nesterov = false;  // SGD
+    float momentum = 0.0f;                            // SGD
+    bool nesterov = false;                            // SGD
     float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;  // Adam/AdamW
     float weight_decay = 0.0f;
     float clip_norm = 0.0f;  // 0: no clipping

@@ -1,0 +1,19 @@
+/** Flatten: an image or a sequence read as one flat vector (channels-last, step-major order: no data moves). */
+import { type LayerKind, noDeclaredInput } from './kind';
+
+/** Turns an image into a flat vector (channels-last order: no data moves). */
+export type FlattenLayer = {
+  /** The layer kind. */
+  type: 'flatten';
+};
+
+/** Flattens an image to a vector (channels-last order). */
+export const flatten = (): FlattenLayer => ({ type: 'flatten' });
+
+/** @internal A leading flatten does nothing (no input shape to declare, none needed): the model's input is flat. */
+export const flattenKind: LayerKind<FlattenLayer> = {
+  toNative: (l) => [{ ...l }],
+  declared: noDeclaredInput,
+  label: (l) => l.type,
+  revive: () => flatten(),
+};

@@ -1,0 +1,154 @@
+// Backprop on the device. Its clean forward alone (forward_only) is also every other path's clean pass: batch
+// statistics before ULR's noisy copies, layer-wise's clean activations, weight perturbation's losses, validation.
+#include <algorithm>
+
+#include "device/trainer.h"
+
+namespace of {
+
+// BP (generic.cpp's math for dense, conv and pooling units): the forward keeps pre-activations (e_), activations (a_)
+// and a conv's patches; the backward runs act', the weight-gradient GEMM, then the input gradient (dense: dV W; conv:
+// dV W into patch gradients, then row2im; pool: its adjoint), every kernel a gather in the CPU's order.
+Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, bool forward_only) {
+    Device* d = dev_.get();
+    const int L = int(m.units.size()), C = m.outputs;
+    const bool tf32 = tf32_for(EstimatorConfig::Kind::Bp);
+    while (int(a_.size()) < L)
+        a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
+    while (int(cols_.size()) < L) cols_.push_back(std::make_unique<DeviceBuffer>());
+    int64_t width = m.inputs, patches = 1;
+    for (int l = 0; l < L; l++) {
+        const Unit& u = m.units[size_t(l)];
+        width = std::max<int64_t>(width, std::max(u.I, u.O));
+        if (u.convlike()) patches = std::max<int64_t>(patches, u.g.positions() * u.g.patch());
+        OF_TRY(a_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
+        OF_TRY(e_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
+    }
+    OF_TRY(d0_.reserve(d, size_t(B) * width * sizeof(float)));
+    OF_TRY(d1_.reserve(d, size_t(B) * width * sizeof(float)));
+    OF_TRY(dcols_.reserve(d, size_t(B) * patches * sizeof(float)));
+    OF_TRY(loss_.reserve(d, size_t(B) * sizeof(float)));
+    OF_TRY(hit_.reserve(d, size_t(B) * sizeof(int)));
+    // residual blocks: at a block's end act(v) (inner) and the sum before post_act; at its start the skip gradient
+    while (int(inner_.size()) < L)
+        inner_.push_back(std::make_unique<DeviceBuffer>()), sum_.push_back(std::make_unique<DeviceBuffer>()),
+            skip_.push_back(std::make_unique<DeviceBuffer>());
+    auto residual = [&](const Unit& u) { return u.skip_from >= 0 && u.kind != UnitKind::Concat; };
+    for (int l = 0; l < L; l++) {
+        const Unit& u = m.units[size_t(l)];
+        if (u.skip_from < 0) continue;
+        OF_TRY(skip_[size_t(u.skip_from)]->reserve(d, size_t(B) * m.units[size_t(u.skip_from)].I * sizeof(float)));
+        if (!residual(u)) continue;
+        OF_TRY(inner_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
+        OF_TRY(sum_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
+    }
+    float* P = params_.f();
+    float* G = grads_.f();
+    auto input = [&](int l) { return l == 0 ? x : a_[size_t(l - 1)]->f(); };
+    auto pending = [&](int l) { return skip_[size_t(l)]->f(); };  // a block start's skip gradient
+    const Mask mask{1, sample_base, m.seed, m.step};  // dropout: the model's seed and step counter, as backprop.cpp
+    for (int l = 0; l < L; l++) {
+        const Unit& u = m.units[size_t(l)];
+        float* v = e_[size_t(l)]->f();
+        float* act = residual(u) ? inner_[size_t(l)]->f() : a_[size_t(l)]->f();
+        if (!u.param()) {
+            OF_TRY(plain(m, l, B, input(l), v, act, mask, u.kind == UnitKind::Concat ? input(u.skip_from) : nullptr));
+        } else if (u.recurrent()) {  // backprop through time keeps the unit's aux
+            OF_TRY(seq_forward(m, l, B, input(l), v, nullptr, 0.0f, nullptr, 1, tf32));
+            OF_TRY(d->bias_act(dev::BiasActArgs{act, v, nullptr, u.O, u.act, u.alpha}, int64_t(B) * u.O));
+        } else {
+            if (u.kind == UnitKind::BatchNorm && !inference_)  // training mode: this batch's statistics
+                OF_TRY(d->bn_stats(
+                    dev::BatchStatsArgs{bn_[size_t(l)]->stats.f(), input(l), int64_t(B) * u.g.Ho, u.g.Co}, u.g.Co));
+            OF_TRY(linear(m, l, B, input(l), v, tf32));
+            OF_TRY(d->bias_act(
+                dev::BiasActArgs{act, v, u.b_off < 0 ? nullptr : theta_ + u.b_off, u.gemm_cols(), u.act, u.alpha},
+                int64_t(B) * u.O));
+        }
+        if (residual(u))  // a = post_act(act(v) + block input)
+            OF_TRY(d->skip_add(dev::SkipArgs{a_[size_t(l)]->f(), sum_[size_t(l)]->f(), act, input(u.skip_from), u.O, 1,
+                                             u.post_act, u.post_alpha},
+                               int64_t(B) * u.O));
+    }
+    if (forward_only) return {};
+    const float* out = a_[size_t(L - 1)]->f();
+    OF_TRY(d->loss_rows(
+        dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), B, C, 1, m.loss, m.groups},
+        B));
+    float* dcur = d0_.f();
+    float* dnext = d1_.f();
+    OF_TRY(d->loss_grad(
+        dev::LossArgs{dcur, nullptr, out, labels_.as<int32_t>(), values_.f(), B, C, 1, m.loss, m.groups}, B));
+    // the skip gradient joins the input gradient of the unit that starts its block
+    auto join = [&](int l, float* din) -> Status {
+        if (!m.units[size_t(l)].starts_block) return {};
+        return d->add(dev::AddArgs{din, pending(l), 1}, int64_t(B) * m.units[size_t(l)].I);
+    };
+    for (int l = L - 1; l >= 0; l--) {
+        const Unit& u = m.units[size_t(l)];
+        const int64_t values = int64_t(B) * u.O;
+        if (residual(u)) {  // through post_act to the sum, which is also the skip path's gradient
+            OF_TRY(d->act_backward(
+                dev::ActBackArgs{dcur, dcur, sum_[size_t(l)]->f(), a_[size_t(l)]->f(), u.post_act, u.post_alpha},
+                values));
+            OF_TRY(d->add(dev::AddArgs{pending(u.skip_from), dcur, 0}, values));
+        }
+        const float* act = residual(u) ? inner_[size_t(l)]->f() : a_[size_t(l)]->f();
+        OF_TRY(d->act_backward(dev::ActBackArgs{dcur, dcur, e_[size_t(l)]->f(), act, u.act, u.alpha}, values));
+        if (!u.param()) {
+            if (l == 0) break;
+            if (u.kind == UnitKind::Repeat)
+                OF_TRY(d->repeat_backward(dev::TimeArgs{dnext, dcur, u.q.T, u.q.F}, int64_t(B) * u.q.F));
+            else if (u.kind == UnitKind::TimeMean)
+                OF_TRY(d->time_mean_backward(dev::TimeArgs{dnext, dcur, u.q.T, u.q.F}, int64_t(B) * u.q.T * u.q.F));
+            else if (u.kind == UnitKind::Concat)  // f's part goes on, the block input's part waits at the block's start
+                OF_TRY(d->concat_backward(dev::ConcatBackArgs{dnext, pending(u.skip_from), dcur, u.g.Ho, u.g.C, u.g.Co},
+                                          values));
+            else if (u.kind == UnitKind::Dropout)  // the same mask on the gradient
+                OF_TRY(d->dropout(
+                    dev::DropoutArgs{dnext, dcur, u.O, 1, sample_base, m.seed, m.step, uint32_t(l), u.rate}, values));
+            else OF_TRY(input_grad(m, l, B, dcur, input(l), dnext, tf32));
+            OF_TRY(join(l, dnext));
+            std::swap(dcur, dnext);
+            continue;
+        }
+        if (u.recurrent()) {
+            OF_TRY(seq_backward(m, l, B, input(l), dcur, l > 0 ? dnext : nullptr, tf32));
+            if (l == 0) break;
+            OF_TRY(join(l, dnext));
+            std::swap(dcur, dnext);
+            continue;
+        }
+        const int n = int(u.gemm_rows(B)), cols = u.gemm_cols();
+        if (u.kind == UnitKind::BatchNorm) {  // through the batch statistics: per-channel sums, then the input gradient
+            OF_TRY(bn_sums_.reserve(d, size_t(2 * cols) * sizeof(double)));
+            const dev::BatchBackArgs bb{
+                dnext,       G + u.w_off, G + u.b_off, bn_sums_.as<double>(), dcur, input(l), bn_[size_t(l)]->stats.f(),
+                P + u.w_off, n,           cols};
+            OF_TRY(d->bn_backward_sums(bb, cols));
+            if (l == 0) break;
+            OF_TRY(d->bn_backward(bb, int64_t(n) * cols));
+            OF_TRY(join(l, dnext));
+            std::swap(dcur, dnext);
+            continue;
+        }
+        OF_TRY(weight_grads(m, l, B, dcur, 1.0f, input(l), tf32));
+        if (l == 0) break;
+        if (u.norm()) {  // the input gradient through the set's statistics
+            const bool layer = u.kind == UnitKind::LayerNorm;
+            const dev::NormBackArgs nb{dnext,  dcur,    xh_[size_t(l)]->f(), inv_[size_t(l)]->f(), P + u.w_off, u.g.Ho,
+                                       u.g.Co, u.groups};
+            const int64_t sets = int64_t(B) * (layer ? u.g.Ho : u.groups);
+            OF_TRY(layer ? d->layer_norm_backward(nb, sets) : d->group_norm_backward(nb, sets));
+            OF_TRY(join(l, dnext));
+            std::swap(dcur, dnext);
+            continue;
+        }
+        OF_TRY(input_grad(m, l, B, dcur, input(l), dnext, tf32));
+        OF_TRY(join(l, dnext));
+        std::swap(dcur, dnext);
+    }
+    return {};
+}
+
+}  // namespace of

@@ -1,0 +1,161 @@
+// Device kernels (ops.h): convolution patches, pooling and graph aggregation. Forwards gather one output per index;
+// the adjoints (row2im, pool_backward) gather one input value per index, visiting its windows in the order the CPU
+// scatters them, so nothing races and the sums round as on the CPU.
+#pragma once
+#include <cstdint>
+
+#include "core/host_device.h"
+#include "kernels/cpu/conv.h"
+
+namespace of::dev {
+
+// A graph convolution's aggregation (units.cpp graph_aggregate): out (rows, N F) = A^ x per row, A^ in CSR form; its
+// own adjoint (A^ is symmetric). One index per output value; each sums its node's edges in order.
+struct GraphArgs {
+    float* out;
+    const float* x;
+    const int* row_ptr;
+    const int* col;
+    const float* val;
+    int N, F;
+};
+OF_HOST_DEVICE void graph_at(const GraphArgs& a, int64_t i) {
+    const int f = int(i % a.F), node = int(i / a.F % a.N);
+    const int64_t row = i / (int64_t(a.N) * a.F);
+    const float* x = a.x + row * a.N * a.F;
+    float acc = 0.0f;
+    for (int e = a.row_ptr[node]; e < a.row_ptr[node + 1]; e++) acc += a.val[e] * x[int64_t(a.col[e]) * a.F + f];
+    a.out[i] = acc;
+}
+
+// Convolution patches (cpu::im2row): A (n Ho Wo, kh kw C) from channels-last images x (n, H W C), out-of-image taps 0.
+// One index per element of A. The same arguments serve the adjoint (row2im): out = dx, in = dA.
+struct PatchArgs {
+    float* out;
+    const float* in;
+    ConvGeom g;
+};
+OF_HOST_DEVICE void im2row_at(const PatchArgs& a, int64_t i) {
+    const ConvGeom& g = a.g;
+    const int patch = g.kh * g.kw * g.C;
+    const int64_t row = i / patch, P = int64_t(g.Ho) * g.Wo;
+    const int col = int(i % patch), pos = int(row % P);
+    const int64_t img = row / P;
+    const int oy = pos / g.Wo, ox = pos % g.Wo, tap = col / g.C, ch = col % g.C;
+    const int iy = oy * g.sh - g.ph + (tap / g.kw) * g.dh, ix = ox * g.sw - g.pw + (tap % g.kw) * g.dw;
+    a.out[i] = (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W)
+                   ? 0.0f
+                   : a.in[img * (int64_t(g.H) * g.W * g.C) + (int64_t(iy) * g.W + ix) * g.C + ch];
+}
+
+// Pooling per channel (cpu::pool_forward): y (n, Ho Wo C) from x (n, H W C); max ignores padding taps, avg divides by
+// the taps inside the image (a window with none gives 0). One index per output value.
+struct PoolArgs {
+    float* y;
+    const float* x;
+    ConvGeom g;
+    PoolKind kind;
+};
+OF_HOST_DEVICE void pool_at(const PoolArgs& a, int64_t i) {
+    const ConvGeom& g = a.g;
+    const int64_t P = int64_t(g.Ho) * g.Wo;
+    const int ch = int(i % g.C);
+    const int64_t img = i / g.C / P;
+    const int pos = int(i / g.C % P), oy = pos / g.Wo, ox = pos % g.Wo;
+    const float* xi = a.x + img * (int64_t(g.H) * g.W * g.C);
+    float out = a.kind == PoolKind::Max ? -3.402823466e+38f : 0.0f;
+    int taps = 0;
+    for (int ky = 0; ky < g.kh; ky++) {
+        const int iy = oy * g.sh - g.ph + ky * g.dh;
+        if (iy < 0 || iy >= g.H) continue;
+        for (int kx = 0; kx < g.kw; kx++) {
+            const int ix = ox * g.sw - g.pw + kx * g.dw;
+            if (ix < 0 || ix >= g.W) continue;
+            const float v = xi[(int64_t(iy) * g.W + ix) * g.C + ch];
+            taps++;
+            out = a.kind == PoolKind::Max ? (v > out ? v : out) : out + v;
+        }
+    }
+    if (a.kind == PoolKind::Avg && taps > 0) out /= float(taps);
+    a.y[i] = taps == 0 ? 0.0f : out;
+}
+
+// Input value i of channels-last images (n, H, W, C): its image, row, column and channel.
+struct Pixel {
+    int64_t img;
+    int iy, ix, c;
+};
+OF_HOST_DEVICE Pixel pixel_of(const ConvGeom& g, int64_t i) {
+    return {i / (int64_t(g.H) * g.W * g.C), int(i / g.C / g.W % g.H), int(i / g.C % g.W), int(i % g.C)};
+}
+
+// The windows of a conv or pool that read input row iy (column ix), in increasing output order: ky (kx) from the
+// last tap down, each giving oy = (iy + ph - ky dh) / sh when that divides and lands inside the output. The CPU
+// kernels scatter window by window in that order, so gathering in it adds the same values in the same order.
+OF_HOST_DEVICE int window_of(int i, int k, int p, int dl, int s, int n_out) {  // the output index, or -1
+    const int t = i + p - k * dl;
+    if (t < 0 || t % s != 0 || t / s >= n_out) return -1;
+    return t / s;
+}
+
+// The adjoint of im2row (cpu::row2im) as a gather: dx (n, H W C) = the sum of the patch gradients dA (n Ho Wo,
+// kh kw C) at each input value's taps (out = dx, in = dA). One index per input value.
+OF_HOST_DEVICE void row2im_at(const PatchArgs& a, int64_t i) {
+    const ConvGeom& g = a.g;
+    const auto [img, iy, ix, c] = pixel_of(g, i);
+    const int64_t P = int64_t(g.Ho) * g.Wo;
+    const int patch = g.kh * g.kw * g.C;
+    float acc = 0.0f;
+    for (int ky = g.kh - 1; ky >= 0; ky--) {
+        const int oy = window_of(iy, ky, g.ph, g.dh, g.sh, g.Ho);
+        if (oy < 0) continue;
+        for (int kx = g.kw - 1; kx >= 0; kx--) {
+            const int ox = window_of(ix, kx, g.pw, g.dw, g.sw, g.Wo);
+            if (ox < 0) continue;
+            acc += a.in[(img * P + int64_t(oy) * g.Wo + ox) * patch + (ky * g.kw + kx) * g.C + c];
+        }
+    }
+    a.out[i] = acc;
+}
+
+// Pooling's input gradient (cpu::pool_backward) as a gather: max routes each window's dy to its first maximal tap of
+// x, avg adds dy / taps to every tap inside the image. One index per input value.
+struct PoolBackArgs {
+    float* dx;
+    const float* dy;
+    const float* x;
+    ConvGeom g;
+    PoolKind kind;
+};
+OF_HOST_DEVICE void pool_backward_at(const PoolBackArgs& a, int64_t i) {
+    const ConvGeom& g = a.g;
+    const auto [img, iy, ix, c] = pixel_of(g, i);
+    const int64_t P = int64_t(g.Ho) * g.Wo;
+    const float* xi = a.x + img * (int64_t(g.H) * g.W * g.C);
+    float acc = 0.0f;
+    for (int ky = g.kh - 1; ky >= 0; ky--) {
+        const int oy = window_of(iy, ky, g.ph, g.dh, g.sh, g.Ho);
+        if (oy < 0) continue;
+        for (int kx = g.kw - 1; kx >= 0; kx--) {
+            const int ox = window_of(ix, kx, g.pw, g.dw, g.sw, g.Wo);
+            if (ox < 0) continue;
+            const float d = a.dy[(img * P + int64_t(oy) * g.Wo + ox) * g.C + c];
+            const int y0 = oy * g.sh - g.ph, x0 = ox * g.sw - g.pw;
+            int taps = 0, best = -1;
+            float bv = -3.402823466e+38f;
+            for (int ty = 0; ty < g.kh; ty++)
+                for (int tx = 0; tx < g.kw; tx++) {
+                    const int jy = y0 + ty * g.dh, jx = x0 + tx * g.dw;
+                    if (jy < 0 || jy >= g.H || jx < 0 || jx >= g.W) continue;
+                    taps++;
+                    const float v = xi[(int64_t(jy) * g.W + jx) * g.C + c];
+                    if (best < 0 || v > bv) best = jy * g.W + jx, bv = v;
+                }
+            if (a.kind == PoolKind::Avg) acc += d / float(taps);
+            else if (best == iy * g.W + ix) acc += d;
+        }
+    }
+    a.dx[i] = acc;
+}
+
+}  // namespace of::dev
