@@ -390,7 +390,11 @@ export const benchSuites = [
     about: 'compute and all-reduce per step under mpirun with 1 and 2 ranks (needs MPI)',
   },
   { name: 'gpu', byDefault: false, about: 'the CUDA backend against a PyTorch reference (needs an NVIDIA GPU)' },
-  { name: 'speed', byDefault: false, about: 'ms per step and GFLOP/s of BP and ULR K=32 (MLP, CNN, GRU, residual CNN) against PyTorch; normals/s' },
+  {
+    name: 'speed',
+    byDefault: false,
+    about: 'ms per step and GFLOP/s of BP and ULR K=32 (MLP, CNN, GRU, residual CNN) against PyTorch; normals/s',
+  },
 ] as const;
 
 /** A name from {@link benchSuites}. */

@@ -253,16 +253,22 @@ t.test('server: a DELETE or the retention timer while predictions run on the mod
   // at the end is the check (a throwing drop ended the process).
   await new Promise((r) => setTimeout(r, 100));
   if (child.exitCode !== null) return void t.fail(`the server exited after the retention timer: ${err.slice(-300)}`);
-  const id = await trained();
-  const b = await hammer(id, async () => (await fetch(`${base}/jobs/${id}`, { method: 'DELETE' })).status);
-  t.equal(b.deleted, 204, 'a DELETE during predictions answers 204');
-  t.ok(
-    b.statuses.every((s) => s === 200 || s === 404),
-    `DELETE: the running predictions answered, later ones 404 (${b.statuses.join(', ')})`,
-  );
-  t.ok(b.late >= 1, `${b.late} predictions running at the DELETE still answered 200`);
-  t.equal((await fetch(`${base}/jobs/${id}`)).status, 404, 'the job is gone');
-  t.equal(child.exitCode, null, `the server is still up ${err.slice(-300)}`);
+  // On a loaded machine a DELETE can land between predictions: up to 3 tries, until one catches predictions running.
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const id = await trained();
+    const b = await hammer(id, async () => (await fetch(`${base}/jobs/${id}`, { method: 'DELETE' })).status);
+    t.equal(b.deleted, 204, 'a DELETE during predictions answers 204');
+    t.ok(
+      b.statuses.every((s) => s === 200 || s === 404),
+      `DELETE: the running predictions answered, later ones 404 (${b.statuses.join(', ')})`,
+    );
+    t.equal((await fetch(`${base}/jobs/${id}`)).status, 404, 'the job is gone');
+    t.equal(child.exitCode, null, `the server is still up ${err.slice(-300)}`);
+    if (b.late >= 1 || attempt === 3) {
+      t.ok(b.late >= 1, `${b.late} predictions running at the DELETE still answered 200 (try ${attempt})`);
+      break;
+    }
+  }
   child.kill('SIGTERM');
   t.equal(await exited, 0, 'and exits 0 on SIGTERM');
 });

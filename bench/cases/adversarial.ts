@@ -10,21 +10,44 @@ const testFile = (name: string) => path.join(__dirname, '..', '..', 'test', `${n
 // Two lanes side by side: the fuzz runs one after another (each may try buffers of many GiB, which the engine
 // refuses once the system lacks the memory; two at once could both pass that check), the others in the second.
 const lanes: Run[][] = [
-  [2026, 7].map((seed) => ({ test: '80-hardening', env: { ONEFORWARD_FUZZ: '3000', ONEFORWARD_FUZZ_SEED: String(seed) } })),
+  [2026, 7].map((seed) => ({
+    test: '80-hardening',
+    env: { ONEFORWARD_FUZZ: '3000', ONEFORWARD_FUZZ_SEED: String(seed) },
+  })),
   [
-    ...[51, 1, 2].map((seed) => ({ test: '51-hostile', env: { ONEFORWARD_HOSTILE: '300', ONEFORWARD_HOSTILE_SEED: String(seed) } })),
-    ...[81, 1, 2].map((seed) => ({ test: '81-files', env: { ONEFORWARD_FILES_FUZZ: '3000', ONEFORWARD_FILES_SEED: String(seed) } })),
+    ...[51, 1, 2].map((seed) => ({
+      test: '51-hostile',
+      env: { ONEFORWARD_HOSTILE: '300', ONEFORWARD_HOSTILE_SEED: String(seed) },
+    })),
+    ...[81, 1, 2].map((seed) => ({
+      test: '81-files',
+      env: { ONEFORWARD_FILES_FUZZ: '3000', ONEFORWARD_FILES_SEED: String(seed) },
+    })),
   ],
 ];
 const LIMIT_MS = 20 * 60 * 1000;
 
-type Result = Run & { exit: number | null; signal: string | null; timedOut: boolean; seconds: number; calls: number; typed: number; loaded: number; untyped: number; hangs: number; wrong: number; notOk: number; failures: string[] };
+type Result = Run & {
+  exit: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  seconds: number;
+  calls: number;
+  typed: number;
+  loaded: number;
+  untyped: number;
+  hangs: number;
+  wrong: number;
+  notOk: number;
+  failures: string[];
+};
 
 function runOne(run: Run): Promise<Result> {
   return new Promise((resolve) => {
     const t0 = Date.now();
     const child = spawn(process.execPath, ['--expose-gc', testFile(run.test)], {
-      env: { ...process.env, ...run.env, ONEFORWARD_BACKEND: 'cpu', TAP_TIMEOUT: '0' }, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...run.env, ONEFORWARD_BACKEND: 'cpu', TAP_TIMEOUT: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
@@ -38,27 +61,46 @@ function runOne(run: Run): Promise<Result> {
       const listed = [...out.matchAll(/^\s+\+ {2}"(.*)$/gm)].map((m) => m[1]!);
       const hangs = listed.filter((l) => /no answer within/.test(l)).length;
       const r: Result = {
-        ...run, exit, signal, timedOut, seconds: (Date.now() - t0) / 1000,
-        calls: sum(/(\d+) calls[:,]/g) + sum(/(\d+) calls succeeded/g) + sum(/, (\d+) failed with typed errors/g) + sum(/(\d+) corrupted files refused/g) + sum(/(\d+) loaded anyway/g),
+        ...run,
+        exit,
+        signal,
+        timedOut,
+        seconds: (Date.now() - t0) / 1000,
+        calls:
+          sum(/(\d+) calls[:,]/g) +
+          sum(/(\d+) calls succeeded/g) +
+          sum(/, (\d+) failed with typed errors/g) +
+          sum(/(\d+) corrupted files refused/g) +
+          sum(/(\d+) loaded anyway/g),
         typed: sum(/, (\d+) failed with typed errors/g) + sum(/(\d+) corrupted files refused/g),
         loaded: sum(/(\d+) loaded anyway/g),
-        untyped: (run.test === '51-hostile' ? listed.length - hangs : 0) + (out.match(/untyped error/g) ?? []).length + sum(/, (\d+) with untyped ones/g),
+        untyped:
+          (run.test === '51-hostile' ? listed.length - hangs : 0) +
+          (out.match(/untyped error/g) ?? []).length +
+          sum(/, (\d+) with untyped ones/g),
         hangs: hangs + (timedOut ? 1 : 0),
         wrong: sum(/(\d+) of them wrong/g),
         notOk: (out.match(/^\s*not ok /gm) ?? []).length,
-        failures: out.split('\n').filter((l) => /^\s*not ok /.test(l)).slice(0, 20),
+        failures: out
+          .split('\n')
+          .filter((l) => /^\s*not ok /.test(l))
+          .slice(0, 20),
       };
-      process.stderr.write(`adversarial: ${run.test} ${JSON.stringify(run.env)}: exit ${exit}, signal ${signal ?? 'none'}, ${r.calls} calls, ${r.untyped} untyped, ${r.hangs} hangs, ${r.wrong} wrong, ${r.notOk} not ok, ${r.seconds.toFixed(0)} s\n`);
+      process.stderr.write(
+        `adversarial: ${run.test} ${JSON.stringify(run.env)}: exit ${exit}, signal ${signal ?? 'none'}, ${r.calls} calls, ${r.untyped} untyped, ${r.hangs} hangs, ${r.wrong} wrong, ${r.notOk} not ok, ${r.seconds.toFixed(0)} s\n`,
+      );
       resolve(r);
     });
   });
 }
 
 (async () => {
-  const results = await Promise.all(lanes.map(async (lane) => {
-    const out: Result[] = [];
-    for (const run of lane) out.push(await runOne(run));
-    return out;
-  }));
+  const results = await Promise.all(
+    lanes.map(async (lane) => {
+      const out: Result[] = [];
+      for (const run of lane) out.push(await runOne(run));
+      return out;
+    }),
+  );
   process.stdout.write(JSON.stringify({ runs: results.flat() }) + '\n');
 })();

@@ -3,7 +3,13 @@
 // shared prefix = the first layer's forward and gradient on B rows, later layers' forward and gradient on B K rows
 // (docs/method.md 3.5, the cost model). Layer-wise ULR: a clean forward and one gradient GEMM per layer on B rows, and
 // group l runs the layers after l on B K rows.
-export function stepMacs(widths: number[], B: number, estimator: 'bp' | 'ulr', K: number, injection: 'all' | 'layerwise' = 'all'): number {
+export function stepMacs(
+  widths: number[],
+  B: number,
+  estimator: 'bp' | 'ulr',
+  K: number,
+  injection: 'all' | 'layerwise' = 'all',
+): number {
   const io = widths.slice(0, -1).map((w, l) => w * widths[l + 1]!);
   let macs = 0;
   if (estimator === 'ulr' && injection === 'layerwise') {

@@ -5,7 +5,13 @@ import * as of from '../../lib/index';
 import { stepMacs } from './cost';
 
 type Config = {
-  name: string; estimator: 'bp' | 'ulr'; copies?: number; epochs: number; seed: number; antithetic?: boolean; injection?: of.InjectionName;
+  name: string;
+  estimator: 'bp' | 'ulr';
+  copies?: number;
+  epochs: number;
+  seed: number;
+  antithetic?: boolean;
+  injection?: of.InjectionName;
 };
 
 function macsPerStep(widths: number[], B: number, c: Config): number {
@@ -18,12 +24,25 @@ async function main() {
   const widths = [784, 256, 10];
   const B = 64;
   const model = of.sequential([of.dense(784, 256), of.relu(), of.dense(256, 10)], { seed: c.seed });
-  const estimator = c.estimator === 'bp' ? of.bp() : of.ulr({ copies: c.copies!, sigma: 0.1, antithetic: c.antithetic ?? false, injection: c.injection ?? 'all' });
+  const estimator =
+    c.estimator === 'bp'
+      ? of.bp()
+      : of.ulr({ copies: c.copies!, sigma: 0.1, antithetic: c.antithetic ?? false, injection: c.injection ?? 'all' });
   // Warm-up: a few steps on a throwaway model, so thread pool and page faults are out of the timings.
   const warm = of.sequential([of.dense(784, 256), of.relu(), of.dense(256, 10)], { seed: 99 });
-  for (let i = 0; i < 20; i++) warm.trainStep({ x: train.x.subarray(i * B * 784, (i + 1) * B * 784), y: train.y.subarray(i * B, (i + 1) * B) }, { estimator });
+  for (let i = 0; i < 20; i++)
+    warm.trainStep(
+      { x: train.x.subarray(i * B * 784, (i + 1) * B * 784), y: train.y.subarray(i * B, (i + 1) * B) },
+      { estimator },
+    );
   warm.dispose();
-  const h = await model.fit(train, { estimator, optimizer: of.adam({ lr: 1e-3 }), epochs: c.epochs, batchSize: B, validation: test });
+  const h = await model.fit(train, {
+    estimator,
+    optimizer: of.adam({ lr: 1e-3 }),
+    epochs: c.epochs,
+    batchSize: B,
+    validation: test,
+  });
   const secs = h.epochs.map((e) => e.seconds);
   const median = [...secs].sort((a, b) => a - b)[Math.floor(secs.length / 2)]!;
   const steps = h.epochs[0]!.steps;

@@ -9,8 +9,12 @@ async function main() {
   const net = (seed = 1) => of.sequential([of.dense(784, 256), of.relu(), of.dense(256, 10)], { seed });
   const batch = { x: train.x.subarray(0, 64 * 784), y: train.y.subarray(0, 64) };
   const options: [string, of.UlrOptions][] = [
-    ['all, normal', {}], ['all, antithetic', { antithetic: true }], ['all, clean baseline', { baseline: 'clean' }],
-    ['all, logistic', { noise: 'logistic' }], ['all, laplace', { noise: 'laplace' }], ['all, sign score', { score: 'sign' }],
+    ['all, normal', {}],
+    ['all, antithetic', { antithetic: true }],
+    ['all, clean baseline', { baseline: 'clean' }],
+    ['all, logistic', { noise: 'logistic' }],
+    ['all, laplace', { noise: 'laplace' }],
+    ['all, sign score', { score: 'sign' }],
     ['layerwise', { injection: 'layerwise' }],
   ];
   const quality: Record<string, unknown>[] = [];
@@ -18,7 +22,12 @@ async function main() {
   for (const [name, o] of options) {
     for (const copies of [8, 32, 128, 512]) {
       const r = probe.gradientCheck(batch, { estimator: of.ulr({ copies, ...o }), trials: 6 });
-      quality.push({ option: name, copies, cosine: r.map((l) => l.meanTrialCosine), variance: r.reduce((a, l) => a + l.variance, 0) });
+      quality.push({
+        option: name,
+        copies,
+        cosine: r.map((l) => l.meanTrialCosine),
+        variance: r.reduce((a, l) => a + l.variance, 0),
+      });
     }
   }
   probe.dispose();
@@ -39,15 +48,23 @@ async function main() {
     const t0 = performance.now();
     const curve: { seconds: number; accuracy: number }[] = [];
     const h = await m.fit(train, {
-      estimator, optimizer: of.adam({ lr: 1e-3 }), epochs: 5, batchSize: 64, validation: test,
+      estimator,
+      optimizer: of.adam({ lr: 1e-3 }),
+      epochs: 5,
+      batchSize: 64,
+      validation: test,
       onEpochEnd: (e) => curve.push({ seconds: (performance.now() - t0) / 1000, accuracy: e.valAccuracy! }),
     });
     const secs = h.epochs.reduce((a, e) => a + e.seconds, 0);
     if (name === 'bp') budget = secs;
     const within = curve.filter((c) => c.seconds <= budget * 1.05 + 0.05);
     training.push({
-      name, epochs: h.epochs, accuracy: h.epochs[4]!.valAccuracy, secondsPerEpoch: secs / 5,
-      accuracyAtBpBudget: within.length ? within[within.length - 1]!.accuracy : null, curve,
+      name,
+      epochs: h.epochs,
+      accuracy: h.epochs[4]!.valAccuracy,
+      secondsPerEpoch: secs / 5,
+      accuracyAtBpBudget: within.length ? within[within.length - 1]!.accuracy : null,
+      curve,
     });
     m.dispose();
   }

@@ -10,8 +10,10 @@ function byClass(d: of.Dataset, keep: (c: number) => boolean): of.Dataset {
 
 async function main() {
   const { train, test } = of.datasets.digits();
-  const lowTrain = byClass(train, (c) => c < 5), highTrain = byClass(train, (c) => c >= 5);
-  const lowTest = byClass(test, (c) => c < 5), highTest = byClass(test, (c) => c >= 5);
+  const lowTrain = byClass(train, (c) => c < 5),
+    highTrain = byClass(train, (c) => c >= 5);
+  const lowTest = byClass(test, (c) => c < 5),
+    highTest = byClass(test, (c) => c >= 5);
   const net = () => of.sequential([of.dense(784, 256), of.relu(), of.dense(256, 10)], { seed: 1 });
   const pre = net();
   await pre.fit(lowTrain, { estimator: of.bp(), optimizer: of.adam({ lr: 1e-3 }), epochs: 3, batchSize: 64 });
@@ -19,7 +21,11 @@ async function main() {
   const pretrained = { lowAccuracy: pre.evaluate(lowTest).accuracy, highAccuracy: pre.evaluate(highTest).accuracy };
   pre.dispose();
   const runs: Record<string, unknown>[] = [];
-  for (const [name, estimator] of [['bp', of.bp()], ['ulr K=32', of.ulr({ copies: 32 })], ['ulr K=32 layer-wise', of.ulr({ copies: 32, injection: 'layerwise' })]] as const) {
+  for (const [name, estimator] of [
+    ['bp', of.bp()],
+    ['ulr K=32', of.ulr({ copies: 32 })],
+    ['ulr K=32 layer-wise', of.ulr({ copies: 32, injection: 'layerwise' })],
+  ] as const) {
     for (const headOnly of [false, true]) {
       const m = net();
       m.parameters().forEach((p, i) => p.data.set(weights[i]!));

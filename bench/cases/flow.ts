@@ -9,15 +9,64 @@ import * as of from '../../lib/index';
 const ARRANGEMENTS: [string, of.Estimator][] = [
   ['bp', of.bp()],
   ['ulr K=32, noise in every layer', of.ulr({ copies: 32 })],
-  ['modules [0,1][1,2][2,3] (= plain ulr)', of.ulr({ copies: 32, modules: [[0, 1], [1, 2], [2, 3]] })],
-  ['modules [0,1][1,3]', of.ulr({ copies: 32, modules: [[0, 1], [1, 3]] })],
-  ['modules [0,2][2,3]', of.ulr({ copies: 32, modules: [[0, 2], [2, 3]] })],
-  ['modules [0,2][2,3], sequential reductions', of.ulr({ copies: 32, modules: [[0, 2], [2, 3]], concurrent: false })],
-  ['modules [0,2][2,3], pipelined', of.ulr({ copies: 32, modules: [[0, 2], [2, 3]], pipeline: true })],
+  [
+    'modules [0,1][1,2][2,3] (= plain ulr)',
+    of.ulr({
+      copies: 32,
+      modules: [
+        [0, 1],
+        [1, 2],
+        [2, 3],
+      ],
+    }),
+  ],
+  [
+    'modules [0,1][1,3]',
+    of.ulr({
+      copies: 32,
+      modules: [
+        [0, 1],
+        [1, 3],
+      ],
+    }),
+  ],
+  [
+    'modules [0,2][2,3]',
+    of.ulr({
+      copies: 32,
+      modules: [
+        [0, 2],
+        [2, 3],
+      ],
+    }),
+  ],
+  [
+    'modules [0,2][2,3], sequential reductions',
+    of.ulr({
+      copies: 32,
+      modules: [
+        [0, 2],
+        [2, 3],
+      ],
+      concurrent: false,
+    }),
+  ],
+  [
+    'modules [0,2][2,3], pipelined',
+    of.ulr({
+      copies: 32,
+      modules: [
+        [0, 2],
+        [2, 3],
+      ],
+      pipeline: true,
+    }),
+  ],
   ['modules [0,3] (noise on the logits only)', of.ulr({ copies: 32, modules: [[0, 3]] })],
 ];
 
-const net = (seed: number) => of.sequential([of.dense(784, 256), of.relu(), of.dense(256, 128), of.relu(), of.dense(128, 10)], { seed });
+const net = (seed: number) =>
+  of.sequential([of.dense(784, 256), of.relu(), of.dense(256, 128), of.relu(), of.dense(128, 10)], { seed });
 const median = (a: number[]) => [...a].sort((p, q) => p - q)[Math.floor(a.length / 2)]!;
 
 function cosines(est: of.Estimator, bpGrads: Float32Array[], m: of.Model, batch: of.Dataset): number[] {
@@ -25,9 +74,12 @@ function cosines(est: of.Estimator, bpGrads: Float32Array[], m: of.Model, batch:
   for (let layer = 0; layer < 3; layer++) {
     let sum = 0;
     for (let trial = 0; trial < 6; trial++) {
-      const g = m.gradients(batch, { estimator: est, step: trial })[2 * layer]!, b = bpGrads[2 * layer]!;
-      let dot = 0, na = 0, nb = 0;
-      for (let i = 0; i < g.length; i++) dot += g[i]! * b[i]!, na += g[i]! * g[i]!, nb += b[i]! * b[i]!;
+      const g = m.gradients(batch, { estimator: est, step: trial })[2 * layer]!,
+        b = bpGrads[2 * layer]!;
+      let dot = 0,
+        na = 0,
+        nb = 0;
+      for (let i = 0; i < g.length; i++) ((dot += g[i]! * b[i]!), (na += g[i]! * g[i]!), (nb += b[i]! * b[i]!));
       sum += dot / Math.sqrt(na * nb) / 6;
     }
     out.push(sum);
@@ -43,11 +95,18 @@ async function main() {
   const steps = Math.ceil(train.rows / 64);
   const rows: Record<string, unknown>[] = [];
   for (const [name, estimator] of ARRANGEMENTS) {
-    const accuracy: number[] = [], epochSeconds: number[] = [];
+    const accuracy: number[] = [],
+      epochSeconds: number[] = [];
     let epochs: of.EpochLog[] = [];
     for (const seed of [1, 2]) {
       const m = net(seed);
-      const h = await m.fit(train, { estimator, optimizer: of.adam({ lr: 1e-3 }), epochs: 5, batchSize: 64, validation: test });
+      const h = await m.fit(train, {
+        estimator,
+        optimizer: of.adam({ lr: 1e-3 }),
+        epochs: 5,
+        batchSize: 64,
+        validation: test,
+      });
       accuracy.push(m.evaluate(test).accuracy);
       epochSeconds.push(...h.epochs.map((e) => e.seconds));
       if (seed === 1) epochs = h.epochs;
@@ -55,8 +114,13 @@ async function main() {
     }
     const s = median(epochSeconds);
     rows.push({
-      name, accuracy, meanAccuracy: accuracy.reduce((a, b) => a + b, 0) / accuracy.length,
-      secondsPerEpoch: s, stepMs: (1000 * s) / steps, cosine: name === 'bp' ? [1, 1, 1] : cosines(estimator, bpGrads, probe, batch), epochs,
+      name,
+      accuracy,
+      meanAccuracy: accuracy.reduce((a, b) => a + b, 0) / accuracy.length,
+      secondsPerEpoch: s,
+      stepMs: (1000 * s) / steps,
+      cosine: name === 'bp' ? [1, 1, 1] : cosines(estimator, bpGrads, probe, batch),
+      epochs,
     });
   }
   probe.dispose();
@@ -64,9 +128,29 @@ async function main() {
   // of 100 steps (a noisy stretch of the machine hits all three alike); median ms per step of each.
   const timed: Record<string, number[]> = { concurrent: [], sequential: [], pipelined: [] };
   const ests: Record<string, of.Estimator> = {
-    concurrent: of.ulr({ copies: 32, modules: [[0, 2], [2, 3]] }),
-    sequential: of.ulr({ copies: 32, modules: [[0, 2], [2, 3]], concurrent: false }),
-    pipelined: of.ulr({ copies: 32, modules: [[0, 2], [2, 3]], pipeline: true }),
+    concurrent: of.ulr({
+      copies: 32,
+      modules: [
+        [0, 2],
+        [2, 3],
+      ],
+    }),
+    sequential: of.ulr({
+      copies: 32,
+      modules: [
+        [0, 2],
+        [2, 3],
+      ],
+      concurrent: false,
+    }),
+    pipelined: of.ulr({
+      copies: 32,
+      modules: [
+        [0, 2],
+        [2, 3],
+      ],
+      pipeline: true,
+    }),
   };
   const m = net(1);
   for (let round = 0; round < 7; round++) {

@@ -15,14 +15,25 @@ import * as of from '../../lib/index';
 import { stepMacs } from './cost';
 
 type Config = {
-  estimator: 'bp' | 'ulr'; model?: 'mlp' | 'cnn'; copies?: number; sigma?: number; lr?: number; rows?: number; steps?: number; epochs?: number; seed?: number;
-  backend?: 'cuda' | 'sim'; widths?: number[]; storeNoise?: boolean;
+  estimator: 'bp' | 'ulr';
+  model?: 'mlp' | 'cnn';
+  copies?: number;
+  sigma?: number;
+  lr?: number;
+  rows?: number;
+  steps?: number;
+  epochs?: number;
+  seed?: number;
+  backend?: 'cuda' | 'sim';
+  widths?: number[];
+  storeNoise?: boolean;
 };
 
 function exportDigits(dir: string) {
   const { train, test } = of.datasets.digits();
   fs.mkdirSync(dir, { recursive: true });
-  const write = (name: string, a: Float32Array | Int32Array) => fs.writeFileSync(path.join(dir, name), Buffer.from(a.buffer, a.byteOffset, a.byteLength));
+  const write = (name: string, a: Float32Array | Int32Array) =>
+    fs.writeFileSync(path.join(dir, name), Buffer.from(a.buffer, a.byteOffset, a.byteLength));
   write('x_train.f32', train.x);
   write('y_train.i32', train.y as Int32Array);
   write('x_test.f32', test.x);
@@ -40,12 +51,21 @@ function mlp(widths: number[]): of.Layer[] {
   return layers;
 }
 
-const estimatorOf = (c: Config) => (c.estimator === 'bp' ? of.bp() : of.ulr({ copies: c.copies ?? 32, sigma: c.sigma ?? 0.1, storeNoise: c.storeNoise ?? true }));
+const estimatorOf = (c: Config) =>
+  c.estimator === 'bp'
+    ? of.bp()
+    : of.ulr({ copies: c.copies ?? 32, sigma: c.sigma ?? 0.1, storeNoise: c.storeNoise ?? true });
 
 // The small CNN of the architectures bench (bench/cases/architectures.ts): conv 8 3x3, pool, conv 16 3x3, pool, dense.
 const cnn = (): of.Layer[] => [
-  of.conv2d({ inputShape: [28, 28, 1], filters: 8, kernel: 3, padding: 'same' }), of.relu(), of.maxPool2d(),
-  of.conv2d({ filters: 16, kernel: 3, padding: 'same' }), of.relu(), of.maxPool2d(), of.flatten(), of.dense(784, 10),
+  of.conv2d({ inputShape: [28, 28, 1], filters: 8, kernel: 3, padding: 'same' }),
+  of.relu(),
+  of.maxPool2d(),
+  of.conv2d({ filters: 16, kernel: 3, padding: 'same' }),
+  of.relu(),
+  of.maxPool2d(),
+  of.flatten(),
+  of.dense(784, 10),
 ];
 
 async function digits(c: Config) {
@@ -54,10 +74,22 @@ async function digits(c: Config) {
   const estimator = estimatorOf(c);
   const layers = () => (c.model === 'cnn' ? cnn() : mlp([784, 256, 10]));
   const warm = of.sequential(layers(), { seed: 99, backend: c.backend ?? 'cuda' });
-  await warm.fit(of.data.take(train, Array.from({ length: 20 * B }, (_, i) => i)), { estimator, epochs: 1, batchSize: B });
+  await warm.fit(
+    of.data.take(
+      train,
+      Array.from({ length: 20 * B }, (_, i) => i),
+    ),
+    { estimator, epochs: 1, batchSize: B },
+  );
   warm.dispose();
   const model = of.sequential(layers(), { seed: c.seed ?? 1, backend: c.backend ?? 'cuda' });
-  const h = await model.fit(train, { estimator, optimizer: of.adam({ lr: c.lr ?? 1e-3 }), epochs: c.epochs ?? 5, batchSize: B, validation: test });
+  const h = await model.fit(train, {
+    estimator,
+    optimizer: of.adam({ lr: c.lr ?? 1e-3 }),
+    epochs: c.epochs ?? 5,
+    batchSize: B,
+    validation: test,
+  });
   const secs = h.epochs.map((e) => e.seconds);
   const median = [...secs].sort((a, b) => a - b)[Math.floor(secs.length / 2)]!;
   let elapsed = 0;
@@ -67,11 +99,19 @@ async function digits(c: Config) {
     if (t93 === null && e.valAccuracy! >= 0.93) t93 = elapsed;
   }
   return {
-    library: 'oneforward', model: c.model ?? 'mlp', estimator: c.estimator, copies: c.estimator === 'ulr' ? (c.copies ?? 32) : null, lr: c.lr ?? 1e-3,
-    sigma: c.estimator === 'ulr' ? (c.sigma ?? 0.1) : null, batch: B,
+    library: 'oneforward',
+    model: c.model ?? 'mlp',
+    estimator: c.estimator,
+    copies: c.estimator === 'ulr' ? (c.copies ?? 32) : null,
+    lr: c.lr ?? 1e-3,
+    sigma: c.estimator === 'ulr' ? (c.sigma ?? 0.1) : null,
+    batch: B,
     epochs: h.epochs.map((e) => ({ epoch: e.epoch, seconds: e.seconds, loss: e.loss, valAccuracy: e.valAccuracy })),
-    median_epoch_s: median, median_step_ms: (1000 * median) / h.epochs[0]!.steps, test_accuracy: h.epochs[h.epochs.length - 1]!.valAccuracy,
-    time_to_93_s: t93, backend: model.backendInfo(),
+    median_epoch_s: median,
+    median_step_ms: (1000 * median) / h.epochs[0]!.steps,
+    test_accuracy: h.epochs[h.epochs.length - 1]!.valAccuracy,
+    time_to_93_s: t93,
+    backend: model.backendInfo(),
   };
 }
 
@@ -82,21 +122,34 @@ async function throughput(c: Config) {
   const steps = c.steps ?? 20;
   const x = new Float32Array(B * (steps + 3) * widths[0]!);
   const y = new Int32Array(B * (steps + 3));
-  let state = 12345;  // an LCG: random inputs in [-0.5, 0.5) and labels, cheap to make at this size
+  let state = 12345; // an LCG: random inputs in [-0.5, 0.5) and labels, cheap to make at this size
   const next = () => (state = (Math.imul(state, 1664525) + 1013904223) >>> 0);
   for (let i = 0; i < x.length; i++) x[i] = next() / 2 ** 32 - 0.5;
   for (let i = 0; i < y.length; i++) y[i] = next() % widths[widths.length - 1]!;
-  const data = (n: number): of.Dataset => ({ x: x.subarray(0, n * B * widths[0]!), y: y.subarray(0, n * B), rows: n * B, shape: [widths[0]!] });
+  const data = (n: number): of.Dataset => ({
+    x: x.subarray(0, n * B * widths[0]!),
+    y: y.subarray(0, n * B),
+    rows: n * B,
+    shape: [widths[0]!],
+  });
   const model = of.sequential(mlp(widths), { seed: 1, backend: c.backend ?? 'cuda', allowTf32: true });
   const estimator = estimatorOf({ ...c, copies: K });
   const optimizer = of.adam({ lr: 1e-4 });
-  await model.fit(data(3), { estimator, optimizer, epochs: 1, batchSize: B, shuffle: false });  // warm-up
+  await model.fit(data(3), { estimator, optimizer, epochs: 1, batchSize: B, shuffle: false }); // warm-up
   const h = await model.fit(data(steps), { estimator, optimizer, epochs: 1, batchSize: B, shuffle: false });
   const secs = h.epochs[0]!.seconds / steps;
   const flops = 2 * stepMacs(widths, B, c.estimator, K);
   return {
-    library: 'oneforward', estimator: c.estimator, copies: c.estimator === 'ulr' ? K : null, storeNoise: c.estimator === 'ulr' ? (c.storeNoise ?? true) : null,
-    rows: B * K, batch: B, widths, step_ms: 1000 * secs, tflops: flops / secs / 1e12, backend: model.backendInfo(),
+    library: 'oneforward',
+    estimator: c.estimator,
+    copies: c.estimator === 'ulr' ? K : null,
+    storeNoise: c.estimator === 'ulr' ? (c.storeNoise ?? true) : null,
+    rows: B * K,
+    batch: B,
+    widths,
+    step_ms: 1000 * secs,
+    tflops: flops / secs / 1e12,
+    backend: model.backendInfo(),
   };
 }
 

@@ -7,10 +7,15 @@
 import * as of from '../../lib/index';
 
 const ATTACKS: of.Attack[] = [
-  { kind: 'fgsm', eps: 0.05 }, { kind: 'fgsm', eps: 0.1 }, { kind: 'fgsm', eps: 0.13 }, { kind: 'fgsm', eps: 0.2 },
+  { kind: 'fgsm', eps: 0.05 },
+  { kind: 'fgsm', eps: 0.1 },
+  { kind: 'fgsm', eps: 0.13 },
+  { kind: 'fgsm', eps: 0.2 },
   { kind: 'pgd', eps: 0.1, steps: 10 },
-  { kind: 'gaussian', std: 0.3 }, { kind: 'gaussian', std: 0.5 },
-  { kind: 'saltPepper', p: 0.1 }, { kind: 'saltPepper', p: 0.2 },
+  { kind: 'gaussian', std: 0.3 },
+  { kind: 'gaussian', std: 0.5 },
+  { kind: 'saltPepper', p: 0.1 },
+  { kind: 'saltPepper', p: 0.2 },
 ];
 
 const net = (seed: number) => of.sequential([of.dense(784, 256), of.relu(), of.dense(256, 10)], { seed });
@@ -19,7 +24,8 @@ async function bpMatching(train: of.Dataset, val: of.Dataset, target: number, se
   const m = net(seed);
   const opt = of.adam({ lr: 1e-3 });
   const batch = 64;
-  let steps = 0, acc = 0;
+  let steps = 0,
+    acc = 0;
   for (let epoch = 0; epoch < 20 && acc < target; epoch++) {
     const order = of.data.permutation(train.rows, seed * 1000 + epoch);
     for (let r0 = 0; r0 < train.rows && acc < target; r0 += batch) {
@@ -33,8 +39,9 @@ async function bpMatching(train: of.Dataset, val: of.Dataset, target: number, se
 
 async function main() {
   const { train: all, test } = of.datasets.digits();
-  const order = Array.from(of.data.permutation(all.rows, 7));  // the digits rows come grouped by class
-  const train = of.data.take(all, order.slice(1000)), val = of.data.take(all, order.slice(0, 1000));
+  const order = Array.from(of.data.permutation(all.rows, 7)); // the digits rows come grouped by class
+  const train = of.data.take(all, order.slice(1000)),
+    val = of.data.take(all, order.slice(0, 1000));
   const seed = 1;
   const variants: [string, of.Estimator][] = [
     ['ulr K=32, sigma 0.1', of.ulr({ copies: 32 })],
@@ -43,19 +50,30 @@ async function main() {
     ['ulr modules [[0,2]] (noise on the logits), sigma 0.3', of.ulr({ copies: 32, sigma: 0.3, modules: [[0, 2]] })],
   ];
   const rows: Record<string, unknown>[] = [];
-  const attack = (m: of.Model) => of.robustness.evaluate(m, test, { attacks: ATTACKS }).map((r) => ({ attack: r.attack, accuracy: r.accuracy }));
+  const attack = (m: of.Model) =>
+    of.robustness.evaluate(m, test, { attacks: ATTACKS }).map((r) => ({ attack: r.attack, accuracy: r.accuracy }));
   for (const [name, estimator] of variants) {
     const m = net(seed);
     await m.fit(train, { estimator, optimizer: of.adam({ lr: 1e-3 }), epochs: 5, batchSize: 64 });
     const target = m.evaluate(val).accuracy;
     const twin = await bpMatching(train, val, target, seed);
     rows.push({ pair: name, model: name, valAccuracy: target, results: attack(m) });
-    rows.push({ pair: name, model: `bp, stopped at ${twin.steps} steps`, valAccuracy: twin.valAccuracy, results: attack(twin.model) });
-    m.dispose(), twin.model.dispose();
+    rows.push({
+      pair: name,
+      model: `bp, stopped at ${twin.steps} steps`,
+      valAccuracy: twin.valAccuracy,
+      results: attack(twin.model),
+    });
+    (m.dispose(), twin.model.dispose());
   }
   const full = net(seed);
   await full.fit(train, { estimator: of.bp(), optimizer: of.adam({ lr: 1e-3 }), epochs: 5, batchSize: 64 });
-  rows.push({ pair: 'reference', model: 'bp, 5 epochs', valAccuracy: full.evaluate(val).accuracy, results: attack(full) });
+  rows.push({
+    pair: 'reference',
+    model: 'bp, 5 epochs',
+    valAccuracy: full.evaluate(val).accuracy,
+    results: attack(full),
+  });
   full.dispose();
   process.stdout.write(JSON.stringify({ attacks: ATTACKS, rows }) + '\n');
 }

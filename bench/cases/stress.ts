@@ -17,12 +17,20 @@ const [count = 1000, parallel = 2, timeoutMs = 60000] = process.argv.slice(2).ma
     if ((i + 1) % 50 === 0) process.stderr.write(`stress: ${i + 1}/${count}, ${bad.length} not ok\n`);
   });
   const n = (k: StressOutcome['kind']) => outcomes.filter((o) => o.kind === k).length;
-  process.stdout.write(JSON.stringify({
-    scenarios: outcomes.length,
-    inWorkers: outcomes.filter((o) => o.worker).length,
-    parallel, timeoutMs,
-    seconds: (Date.now() - t0) / 1000,
-    crashes: n('crash'), hangs: n('hang'), unsettled: n('unsettled'), untyped: n('untyped'), failed: n('failed'), ok: n('ok'),
-    notOk: bad.map((o) => ({ seed: o.seed, worker: o.worker, kind: o.kind, detail: o.detail })),
-  }) + '\n');
+  process.stdout.write(
+    JSON.stringify({
+      scenarios: outcomes.length,
+      inWorkers: outcomes.filter((o) => o.worker).length,
+      parallel,
+      timeoutMs,
+      seconds: (Date.now() - t0) / 1000,
+      crashes: n('crash'),
+      hangs: n('hang'),
+      unsettled: n('unsettled'),
+      untyped: n('untyped'),
+      failed: n('failed'),
+      ok: n('ok'),
+      notOk: bad.map((o) => ({ seed: o.seed, worker: o.worker, kind: o.kind, detail: o.detail })),
+    }) + '\n',
+  );
 })();
