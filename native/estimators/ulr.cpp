@@ -277,10 +277,16 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                     step,
                     uint32_t(l),
                     true};
-        unit_train_linear(k, u, theta, in, B, u.recurrent() ? a : v, ws.cols.data(), &sq, tc);
-        if (!u.recurrent()) std::copy(v, v + int64_t(B) * u.O, a);
-        else if (starts_group(l))  // X W^T of every sample and step, (B T, F) x (G H, F)^T, shared by the copies
+        // the last unit of a clean pass that stops short of the output: only its pre-activation is read (a
+        // recurrent one's input projections), not its output -- a whole clean recurrence saved
+        const bool pre_only = l + 1 == clean_end && clean_end < L;
+        if (u.recurrent() &&
+            starts_group(l))  // X W^T of every sample and step, (B T, F) x (G H, F)^T, shared by the copies
             k.gemm_nt(v, in, theta + u.w_off, B * u.q.T, u.q.G * u.q.H, u.q.F, 1.0f, 0.0f);
+        if (pre_only && u.recurrent()) continue;
+        unit_train_linear(k, u, theta, in, B, u.recurrent() ? a : v, ws.cols.data(), &sq, tc);
+        if (pre_only) continue;
+        if (!u.recurrent()) std::copy(v, v + int64_t(B) * u.O, a);
         unit_bias_act(k, u, theta, a, a, B);
         if (u.ends_residual()) residual_add(k, u, a, clean_in(u.skip_from), B, 1);
     }
