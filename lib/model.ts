@@ -2,7 +2,7 @@
  * Model: a sequential stack of layers backed by one native model (parameter slab, optimizer state,
  * workspaces). Training runs natively on a dedicated thread; this class validates, converts and forwards.
  */
-import { type BackendName, resolveBackend } from './backend';
+import { resolveBackend } from './backend';
 import { CheckpointError, ConfigError, DisposedError, ShapeError, withCallerStack } from './errors';
 import { type Dataset, checkDataset } from './data';
 import { summarize } from './summary';
@@ -13,7 +13,6 @@ import {
   native,
   type NativeModel,
   type NativeModelSpec,
-  type NativeModelBackend,
   type Progress,
   type EpochLog,
   type BatchLog,
@@ -25,91 +24,20 @@ import { save as saveCheckpoint } from './checkpoint';
 import { syncLoss } from './callback_guard';
 import { type FitOptions, type History, fitModel } from './fit';
 import { readSafetensors, type Tensor } from './safetensors';
+import {
+  LOSSES,
+  type LossName,
+  type SequentialOptions,
+  type ModelBackend,
+  type Parameter,
+  type GradientCheck,
+  type MemoryEstimate,
+} from './model_types';
 
-/**
- * Losses. `crossEntropy`: softmax cross-entropy on integer labels. `mse`: mean squared error per row.
- * `zeroOne`: 1 when the arg-max is not the label, else 0 — no derivative anywhere: only `ulr()` trains on it.
- */
-export const LOSSES = ['crossEntropy', 'mse', 'zeroOne'] as const;
-/** One of {@link LOSSES}. */
-export type LossName = (typeof LOSSES)[number];
-
-/** Options of {@link sequential}. */
-export type SequentialOptions = {
-  /** Seed of the weight init, the shuffling and (by default) the ULR noise. Integer in [0, 2^53]. Defaults to `0`. */
-  seed?: number;
-  /** Training loss. Defaults to `'crossEntropy'`. */
-  loss?: LossName;
-  /**
-   * Backend: `'auto'`, `'cpu'` or `'cuda'`. Defaults to `ONEFORWARD_BACKEND` or `'auto'` (CUDA when compiled in and a
-   * GPU answers). On CUDA, models of every layer kind train there with `bp()`, `spsa()`, `es()` and `ulr()` (every
-   * option; a JS loss too); `predict()` and `evaluate()` run on the CPU from the host copy of the parameters, and
-   * {@link Model.backendInfo} says where the last steps ran. `'sim'` runs the CUDA backend's kernels in a host
-   * simulation (for tests: slow, but every machine has it).
-   */
-  backend?: BackendName | 'sim';
-  /**
-   * TF32 tensor cores for the GEMMs on CUDA: `true` for every estimator, `false` never. Defaults to ULR only (its
-   * estimate is noisy far above TF32's rounding; BP keeps full float32, as PyTorch does by default).
-   */
-  allowTf32?: boolean;
-};
-
-/**
- * Where a model runs: {@link Model.backendInfo}.
- * @useDeclaredType
- */
-export type ModelBackend = NativeModelBackend;
-
-/** A named parameter tensor; `data` is a writable view on native memory. */
-export type Parameter = {
-  /** The tensor's name: layer kind and index, then `weight` or `bias` (e.g. `dense0.weight`). */
-  name: string;
-  /** Its dimensions, outermost first (a dense weight: [units, inputs]). */
-  shape: number[];
-  /** Its values, row-major. */
-  data: Float32Array;
-};
+export { LOSSES };
+export type { LossName, SequentialOptions, ModelBackend, Parameter, GradientCheck, MemoryEstimate };
 
 export type { Progress, EpochLog, BatchLog, LossFunction, FitOptions, History };
-
-/** One dense layer's line of {@link Model.gradientCheck}. */
-export type GradientCheck = {
-  /** The layer's name, as in its parameters' names (e.g. `dense0`). */
-  layer: string;
-  /** Cosine similarity of the mean estimate to the BP gradient (when BP exists). */
-  cosine?: number;
-  /** Mean cosine of single estimates to BP (when BP exists). */
-  meanTrialCosine?: number;
-  /** |mean − BP| / |BP| (when BP exists). */
-  relativeError?: number;
-  /** Total variance of one estimate (sum over the layer's parameters). */
-  variance: number;
-  /** |mean|² / variance: above 1, one estimate is mostly signal. */
-  snr: number;
-  /** What to change: nothing, more copies (one estimate is mostly noise), or a smaller σ (the smoothing bias shows). */
-  suggestion: 'ok' | 'more copies' | 'smaller sigma';
-};
-
-/**
- * What {@link Model.memoryEstimate} returns: bytes in total and by what holds them.
- */
-export type MemoryEstimate = {
-  /** Every part below together, in bytes. */
-  bytes: number;
-  /** The parameter slab, in bytes. */
-  parameters: number;
-  /** The gradient slab, in bytes. */
-  gradients: number;
-  /** Optimizer state (two slabs of the parameters' size), in bytes. */
-  optimizer: number;
-  /** What the forward keeps for the step: activations, pre-activations and stored noise (every thread's block), in bytes. */
-  activations: number;
-  /** LR estimators: the per-block partial gradients, summed in block order, in bytes (0 for BP). */
-  partials: number;
-  /** The rest: the gathered batch, the clean first layer and its reduction, losses, conv patches, recurrent state, in bytes. */
-  workspace: number;
-};
 
 /** A trainable network. Create one with {@link sequential}. */
 export class Model {
@@ -442,7 +370,7 @@ export class Model {
     return this.nat.memoryEstimate(toNative((o.estimator as Estimator | undefined) ?? ulr()), batchSize);
   }
 
-  /** The learned ULR σ per dense layer (`learnSigma`), or `undefined` before any. */
+  /** The learned ULR σ per layer with parameters (`learnSigma`), or `undefined` before any. */
   get sigma(): number[] | undefined {
     return this.nat.state().logSigma?.map(Math.exp);
   }
