@@ -24,7 +24,7 @@ export type Spec = {
   batch?: number;
 };
 
-const cnn = () =>
+export const cnn = () =>
   of.sequential(
     [
       of.conv2d({ inputShape: [28, 28, 1], filters: 8, kernel: 3, padding: 'same' }),
@@ -38,7 +38,7 @@ const cnn = () =>
     ],
     { seed: 1 },
   );
-const residualCnn = () =>
+export const residualCnn = () =>
   of.sequential(
     [
       of.conv2d({ inputShape: [28, 28, 1], filters: 8, kernel: 3, padding: 'same' }),
@@ -88,7 +88,8 @@ const bnCnn = () =>
     ],
     { seed: 1 },
   );
-const gruRows = () => of.sequential([of.gru({ units: 64, inputShape: [28, 28] }), of.dense(64, 10)], { seed: 1 });
+export const gruRows = () =>
+  of.sequential([of.gru({ units: 64, inputShape: [28, 28] }), of.dense(64, 10)], { seed: 1 });
 const spiking = () =>
   of.sequential([of.repeat(8, { inputs: 784 }), of.lif({ units: 256 }), of.timeMean(), of.dense(256, 10)], { seed: 1 });
 const gcn = (task: of.GraphTask) => () =>

@@ -5,6 +5,7 @@
 // nearly all the work.
 import * as of from '../../lib/index';
 import { native } from '../../lib/native';
+import { cnn, gruRows, residualCnn } from './architectures';
 import { convFlops, denseFlops, gruFlops, NoisyLayer, SpeedEstimator, stepCost } from './cost';
 
 export const B = 64,
@@ -13,10 +14,7 @@ export const B = 64,
 
 type SpeedModel = { name: string; build: () => of.Model; layers: NoisyLayer[]; estimators: SpeedEstimator[] };
 
-// The models of the architectures suite (bench/cases/architectures.ts), with their layers for the cost model.
-const conv = (filters: number, inputShape?: [number, number, number]) =>
-  of.conv2d({ ...(inputShape ? { inputShape } : {}), filters, kernel: 3, padding: 'same' });
-const residualBlock = () => of.residual([conv(8), of.relu(), conv(8)]);
+// The models of the architectures suite, with their layers for the cost model.
 export const SPEED_MODELS: Record<string, SpeedModel> = {
   mlp: {
     name: 'MLP 784-256-10',
@@ -26,47 +24,19 @@ export const SPEED_MODELS: Record<string, SpeedModel> = {
   },
   cnn: {
     name: 'small CNN (conv 8, pool, conv 16, pool, dense)',
-    build: () =>
-      of.sequential(
-        [
-          conv(8, [28, 28, 1]),
-          of.relu(),
-          of.maxPool2d(),
-          conv(16),
-          of.relu(),
-          of.maxPool2d(),
-          of.flatten(),
-          of.dense(784, 10),
-        ],
-        { seed: 1 },
-      ),
+    build: cnn,
     layers: [convFlops(28, 28, 1, 8, 3), convFlops(14, 14, 8, 16, 3), denseFlops(784, 10)],
     estimators: ['bp', 'ulr'],
   },
   gru: {
     name: 'GRU 64 over the 28 rows, dense 64→10',
-    build: () => of.sequential([of.gru({ units: 64, inputShape: [28, 28] }), of.dense(64, 10)], { seed: 1 }),
+    build: gruRows,
     layers: [gruFlops(28, 28, 64), denseFlops(64, 10)],
     estimators: ['bp', 'ulr'],
   },
   rescnn: {
     name: 'residual CNN (conv 8, 2 residual blocks of 2 convs, dense)',
-    build: () =>
-      of.sequential(
-        [
-          conv(8, [28, 28, 1]),
-          of.relu(),
-          of.maxPool2d(),
-          residualBlock(),
-          of.relu(),
-          of.maxPool2d(),
-          residualBlock(),
-          of.relu(),
-          of.flatten(),
-          of.dense(392, 10),
-        ],
-        { seed: 1 },
-      ),
+    build: residualCnn,
     layers: [
       convFlops(28, 28, 1, 8, 3),
       convFlops(14, 14, 8, 8, 3),
