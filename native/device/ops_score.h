@@ -7,23 +7,11 @@
 
 #include "device/ops_reduce.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/score.h"
 
 namespace of::dev {
 
-// The LR score of one noise value (cpu::score_transform).
-OF_HOST_DEVICE float score_of(float e, Density density, Score score) {
-    if (score == Score::Sign) {
-        const float c = density == Density::Normal     ? 1.2533141373155003f
-                        : density == Density::Logistic ? 0.7213475204444817f
-                                                       : 1.0f;
-        return e > 0.0f ? c : (e < 0.0f ? -c : 0.0f);
-    }
-    if (density == Density::Logistic) return tanhf(0.5f * e);
-    if (density == Density::Laplace) return e > 0.0f ? 1.0f : (e < 0.0f ? -1.0f : 0.0f);
-    return e;
-}
-
-// The learned sigma's gradient, stage 1 (likelihood_ratio.cpp): per row r, w[r] sum_j (e_j s(e_j) - 1) in float64, with
+// The learned sigma's gradient, stage 1 (estimators/ulr.cpp): per row r, w[r] sum_j (e_j s(e_j) - 1) in float64, with
 // the density's exact score s; one index per row, before the score replaces e. Stage 2 sums the rows (DSumArgs).
 struct SigmaGradArgs {
     double* row;

@@ -29,6 +29,7 @@
 #include "core/thread_scratch.h"
 #include "estimators/blocks.h"
 #include "estimators/estimator.h"
+#include "kernels/score.h"
 #include "model/train.h"
 #include "model/units.h"
 
@@ -101,13 +102,6 @@ std::vector<double> copy_costs(const Model& m) {
 int clamp_copies(const UlrConfig& c, double k) {
     const int ki = int(std::min(4096.0, std::max(2.0, std::round(k))));
     return c.antithetic ? std::max(2, ki / 2 * 2) : ki;
-}
-
-// The density's exact score s(e) = -d log p(e) / de: normal e, logistic tanh(e / 2), Laplace sign(e).
-float exact_score(float e, Density d) {
-    if (d == Density::Normal) return e;
-    if (d == Density::Logistic) return std::tanh(0.5f * e);
-    return e > 0.0f ? 1.0f : e < 0.0f ? -1.0f : 0.0f;
 }
 
 // s (rows, n) /= sigma per channel: value i of a row belongs to channel i % channels (conv positions, recurrent steps).
@@ -226,6 +220,10 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         sig_row[size_t(l)].resize(size_t(u.O));
         for (int i = 0; i < u.O; i++) sig_row[size_t(l)][size_t(i)] = ch[size_t(l)][size_t(i) % ch[size_t(l)].size()];
     }
+    std::vector<uint32_t> qmc_dim(size_t(L), 0);  // QMC: each unit's first Sobol dimension (qmc_dim0)
+    for (int l = 1; l < L && c.qmc; l++)
+        qmc_dim[size_t(l)] = qmc_dim[size_t(l - 1)] +
+                             (m.units[size_t(l - 1)].param() ? uint32_t(m.units[size_t(l - 1)].noise_width()) : 0u);
     auto noise = [&](int l, int row0) {
         const int K = groups[size_t(group_of[size_t(l)])].K;
         NoiseSpec ns{seed,
@@ -237,7 +235,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                      c.qmc ? uint32_t(c.antithetic ? K / 2 : K) : 0u};
         if (c.slice_total)
             ns.slice_local = uint32_t(K), ns.slice_total = c.slice_total, ns.slice_offset = c.slice_offset;
-        if (c.qmc) ns.qmc_dim = qmc_dim0(m, l);
+        ns.qmc_dim = qmc_dim[size_t(l)];
         return ns;
     };
     const bool plain_score = c.density == Density::Normal && c.score == Score::Exact;
@@ -411,8 +409,9 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                     for (int r = 0; r < rows; r++) {
                         double row = 0.0;
                         for (int j = 0; j < nw; j++)
-                            row +=
-                                double(e[int64_t(r) * nw + j]) * exact_score(e[int64_t(r) * nw + j], c.density) - 1.0;
+                            row += double(e[int64_t(r) * nw + j]) *
+                                       score_of(e[int64_t(r) * nw + j], c.density, Score::Exact) -
+                                   1.0;
                         acc += double(w[r]) * row;
                     }
                     sg_part[size_t(t) * L + size_t(l)] = acc;
