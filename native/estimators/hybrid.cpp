@@ -158,13 +158,10 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
     };
     const bool plain_score = c.density == Density::Normal && c.score == Score::Exact;
 
-    // Per boundary: alpha (1 / sigma, or 1 with per-channel sigma: the scores then carry 1 / sigma per value), sigma
-    // per noise channel (ch: a recurrent unit's gate units) and per noise value (sig: the fused kernel's scale, the
-    // scores' divisor), and the fused kernel's bias per output (norms and convs: per channel, repeated over positions).
-    struct Site {
-        float alpha = 1.0f;
-        bool per_channel = false;
-        std::vector<float> ch, sig, bias;
+    // Per boundary: its noise scale (estimator.h NoiseScale), and the fused kernel's bias per output (norms and convs:
+    // per channel, repeated over positions).
+    struct Site : NoiseScale {
+        std::vector<float> bias;
     };
     std::vector<Site> site(static_cast<size_t>(L));
     for (int l = 0, p = 0; l < L; l++) {
@@ -173,14 +170,7 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
         const size_t pi = size_t(p++);
         if (std::find(ends.begin(), ends.end(), l + 1) == ends.end()) continue;
         Site& st = site[size_t(l)];
-        const float sigma = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[pi];
-        st.per_channel = pi < c.sigma_channels.size() && !c.sigma_channels[pi].empty();
-        st.alpha = st.per_channel ? 1.0f : 1.0f / sigma;
-        st.ch.assign(size_t(noise_channels(u)), sigma);
-        if (st.per_channel)  // a recurrent unit's one sigma per hidden unit serves all its gates
-            for (size_t i = 0; i < st.ch.size(); i++) st.ch[i] = c.sigma_channels[pi][i % c.sigma_channels[pi].size()];
-        st.sig.resize(size_t(u.noise_width()));
-        for (size_t i = 0; i < st.sig.size(); i++) st.sig[i] = st.ch[i % st.ch.size()];
+        static_cast<NoiseScale&>(st) = noise_scale(u, c, pi);
         if (u.kind != UnitKind::Dense && !u.recurrent())
             st.bias.resize(size_t(u.O)), unit_bias_row(u, theta, st.bias.data());
     }
@@ -205,7 +195,7 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
         if (!pre)
             boundary_linear(k, u, theta, in, rows, sc.v[size_t(l)].data(), sc.cols.data()),
                 pre = sc.v[size_t(l)].data();
-        k.noisy_bias_act_forward(a, E, pre, bias_of(l), site[size_t(l)].sig.data(), rows, u.O, rep, u.act, u.alpha,
+        k.noisy_bias_act_forward(a, E, pre, bias_of(l), site[size_t(l)].row.data(), rows, u.O, rep, u.act, u.alpha,
                                  noise(l, r0));
     };
 
@@ -314,7 +304,7 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
             const Site& bs = site[size_t(me - 1)];
             float* e = sc.e[size_t(me - 1)].data();
             if (!plain_score) k.score_transform(e, int64_t(rows) * u.noise_width(), c.density, c.score);
-            if (bs.per_channel) scale_by_channel(e, rows, bs.sig);
+            divide_scores(e, rows, bs);
             if (mod == 0) {
                 k.lr_copy_sum(cur.g.data() + int64_t(b0) * nw0, w, e, s, K, nw0);
                 if (u.recurrent())  // U and b see each copy's states

@@ -104,16 +104,29 @@ int clamp_copies(const UlrConfig& c, double k) {
     return c.antithetic ? std::max(2, ki / 2 * 2) : ki;
 }
 
-// s (rows, n) /= sigma per channel: value i of a row belongs to channel i % channels (conv positions, recurrent steps).
-void divide_by_channel(float* s, int64_t rows, int64_t n, const std::vector<float>& ch) {
-    const int64_t nc = int64_t(ch.size());
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t i = 0; i < n; i++) s[r * n + i] /= ch[size_t(i % nc)];
-}
-
 }  // namespace
 
 int noise_channels(const Unit& u) { return u.recurrent() ? u.q.G * u.q.H : u.gemm_cols(); }
+
+NoiseScale noise_scale(const Unit& u, const UlrConfig& c, size_t pi) {
+    NoiseScale s;
+    s.sigma = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[pi];
+    s.per_channel = pi < c.sigma_channels.size() && !c.sigma_channels[pi].empty();
+    s.alpha = s.per_channel ? 1.0f : 1.0f / s.sigma;
+    s.ch.assign(size_t(noise_channels(u)), s.sigma);
+    if (s.per_channel)
+        for (size_t i = 0; i < s.ch.size(); i++) s.ch[i] = c.sigma_channels[pi][i % c.sigma_channels[pi].size()];
+    s.row.resize(size_t(u.noise_width()));
+    for (size_t i = 0; i < s.row.size(); i++) s.row[i] = s.ch[i % s.ch.size()];
+    return s;
+}
+
+void divide_scores(float* s, int64_t rows, const NoiseScale& ns) {
+    if (!ns.per_channel) return;
+    const int64_t n = int64_t(ns.row.size());
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < n; i++) s[r * n + i] /= ns.row[size_t(i)];
+}
 
 uint32_t qmc_dim0(const Model& m, int l) {
     uint32_t d = 0;
@@ -193,32 +206,22 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     }
     OF_CHECK(total_rows <= int64_t(INT_MAX) / 4, Shape, "batch x copies is too large");
 
-    // Per unit: its group, its place in the parameter-unit order, sigma (one, and per channel), and for the fused
-    // noisy kernel its bias and sigma as one value per output (conv: per channel, repeated over positions).
+    // Per unit: its group, its place in the parameter-unit order, its noise scale, and for the fused noisy kernel its
+    // bias as one value per output (conv: per channel, repeated over positions).
     std::vector<int> group_of(size_t(L), -1), pidx(size_t(L), -1);
     for (int gi = 0; gi < NG; gi++)
         for (int l = groups[size_t(gi)].start; l < groups[size_t(gi)].end; l++) group_of[size_t(l)] = gi;
-    std::vector<float> sigma(size_t(L), 0.0f);
-    std::vector<std::vector<float>> ch(static_cast<size_t>(L)), bias_row(static_cast<size_t>(L)),
-        sig_row(static_cast<size_t>(L));
-    std::vector<char> per_channel(size_t(L), 0);
+    std::vector<NoiseScale> scale(static_cast<size_t>(L));
+    std::vector<std::vector<float>> bias_row(static_cast<size_t>(L));
     for (int l = 0, p = 0; l < L; l++) {
         const Unit& u = m.units[size_t(l)];
         if (!u.param()) continue;
         pidx[size_t(l)] = p++;
         if (group_of[size_t(l)] < 0) continue;
-        const size_t pi = size_t(pidx[size_t(l)]);
-        sigma[size_t(l)] = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[pi];
-        per_channel[size_t(l)] = pi < c.sigma_channels.size() && !c.sigma_channels[pi].empty();
-        ch[size_t(l)].assign(size_t(noise_channels(u)), sigma[size_t(l)]);
-        if (per_channel[size_t(l)])  // a recurrent unit's one sigma per hidden unit serves all its gates
-            for (size_t i = 0; i < ch[size_t(l)].size(); i++)
-                ch[size_t(l)][i] = c.sigma_channels[pi][i % c.sigma_channels[pi].size()];
+        scale[size_t(l)] = noise_scale(u, c, size_t(pidx[size_t(l)]));
         if (u.recurrent()) continue;  // adds its bias and noise inside its recurrence
         bias_row[size_t(l)].resize(size_t(u.O));
         unit_bias_row(u, theta, bias_row[size_t(l)].data());
-        sig_row[size_t(l)].resize(size_t(u.O));
-        for (int i = 0; i < u.O; i++) sig_row[size_t(l)][size_t(i)] = ch[size_t(l)][size_t(i) % ch[size_t(l)].size()];
     }
     std::vector<uint32_t> qmc_dim(size_t(L), 0);  // QMC: each unit's first Sobol dimension (qmc_dim0)
     for (int l = 1; l < L && c.qmc; l++)
@@ -368,18 +371,18 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                     if (noisy) k.noise_fill(sc.e[size_t(l)].data(), rows, u.noise_width(), noise(l, r0));
                     const bool xw = l == g.start && shared;
                     seq_forward(k, u, theta, input(l), rows, a, sc.aux[size_t(l)].data(),
-                                noisy ? sc.e[size_t(l)].data() : nullptr, ch[size_t(l)].data(), sc.seq.data(),
+                                noisy ? sc.e[size_t(l)].data() : nullptr, scale[size_t(l)].ch.data(), sc.seq.data(),
                                 xw ? ws.v[size_t(l)].data() + int64_t(b0) * u.noise_width() : nullptr, xw ? K : 1);
                     unit_bias_act(k, u, theta, a, a, rows);
                 } else if (l == g.start && shared) {  // K copies from the clean pre-activation (bias not yet added)
                     k.noisy_bias_act_forward(a, E(l), ws.v[size_t(l)].data() + int64_t(b0) * u.O,
-                                             bias_row[size_t(l)].data(), sig_row[size_t(l)].data(), rows, u.O, K, u.act,
-                                             u.alpha, noise(l, r0));
+                                             bias_row[size_t(l)].data(), scale[size_t(l)].row.data(), rows, u.O, K,
+                                             u.act, u.alpha, noise(l, r0));
                 } else {
                     const SeqCtx sq{nullptr, sc.seq.data(), nullptr, nullptr};
                     unit_train_linear(k, u, theta, input(l), rows, a, sc.cols.data(), &sq, tc);
                     if (noisy)
-                        k.noisy_bias_act_forward(a, E(l), a, bias_row[size_t(l)].data(), sig_row[size_t(l)].data(),
+                        k.noisy_bias_act_forward(a, E(l), a, bias_row[size_t(l)].data(), scale[size_t(l)].row.data(),
                                                  rows, u.O, 1, u.act, u.alpha, noise(l, r0));
                     else unit_bias_act(k, u, theta, a, a, rows);
                 }
@@ -432,10 +435,11 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                             acc += double(w[r]) * w[r] * sn * an;
                         }
                     }
-                    var_part[size_t(t) * L + size_t(l)] = acc / (double(sigma[size_t(l)]) * sigma[size_t(l)]);
+                    var_part[size_t(t) * L + size_t(l)] =
+                        acc / (double(scale[size_t(l)].sigma) * scale[size_t(l)].sigma);
                 }
-                if (per_channel[size_t(l)]) divide_by_channel(e, rows, nw, ch[size_t(l)]);
-                const float alpha = per_channel[size_t(l)] ? 1.0f : 1.0f / sigma[size_t(l)];
+                divide_scores(e, rows, scale[size_t(l)]);
+                const float alpha = scale[size_t(l)].alpha;
                 if (via_g(l)) k.lr_copy_sum(ws.g.data() + g_off[size_t(gi)] + int64_t(b0) * nw, w, e, s, K, nw);
                 if (partial_off[size_t(l)] < 0) continue;
                 float* p = partials + int64_t(t) * partial_size + partial_off[size_t(l)];
@@ -479,7 +483,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                                u.n_par - skip);
         if (!via_g(l)) continue;
         const float* G = ws.g.data() + g_off[size_t(group_of[size_t(l)])];
-        const float alpha = per_channel[size_t(l)] ? 1.0f : 1.0f / sigma[size_t(l)];
+        const float alpha = scale[size_t(l)].alpha;
         if (u.recurrent())
             k.gemm_tn(grads + u.w_off, G, clean_in(l), nullptr, u.q.G * u.q.H, u.q.F, B * u.q.T, alpha, 0.0f);
         else
