@@ -51,10 +51,17 @@ export {
   layerNorm,
   batchNorm,
   groupNorm,
+  embedding,
+  positionalEmbedding,
+  multiHeadAttention,
+  gptBlock,
 } from './layers/index';
 export type {
   Layer,
   DenseLayer,
+  EmbeddingLayer,
+  PositionalEmbeddingLayer,
+  MultiHeadAttentionLayer,
   ActivationLayer,
   ActivationName,
   DenseOptions,

@@ -383,11 +383,26 @@ export class Model {
   freeze(count: number): void {
     const flat = (ls: readonly Layer[]): Layer[] =>
       ls.flatMap((l) => (l.type === 'residual' || l.type === 'concat' ? flat(l.layers) : [l]));
-    const withParams = flat(this.layers).filter((l) =>
-      ['dense', 'conv2d', 'graphConv', 'rnn', 'gru', 'lstm', 'lif', 'layerNorm', 'batchNorm', 'groupNorm'].includes(
-        l.type,
-      ),
-    );
+    // (a multiHeadAttention counts twice: its input and output projections)
+    const withParams = flat(this.layers)
+      .flatMap((l): Layer[] => (l.type === 'multiHeadAttention' ? [l, l] : [l]))
+      .filter((l) =>
+        [
+          'dense',
+          'conv2d',
+          'graphConv',
+          'rnn',
+          'gru',
+          'lstm',
+          'lif',
+          'layerNorm',
+          'batchNorm',
+          'groupNorm',
+          'embedding',
+          'positionalEmbedding',
+          'multiHeadAttention',
+        ].includes(l.type),
+      );
     if (!is.integer(count) || count < 0 || count >= withParams.length)
       throw invalidArg('count', `integer in [0, ${withParams.length - 1}]`, count);
     this.nat.setFrozen(count);

@@ -35,7 +35,10 @@ export type NativeLayer =
   | { type: 'dropout'; rate: number }
   | { type: 'layerNorm' | 'batchNorm' }
   | { type: 'groupNorm'; groups: number }
-  | { type: 'graphConv'; units: number; graph: { nodes: number; edges: [number, number][] } };
+  | { type: 'graphConv'; units: number; graph: { nodes: number; edges: [number, number][] } }
+  | { type: 'embedding'; vocab: number; dim: number }
+  | { type: 'positionalEmbedding' }
+  | { type: 'multiHeadAttention'; heads: number; causal: boolean };
 
 /** @internal */
 export type NativeModelSpec = {

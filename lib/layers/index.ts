@@ -4,10 +4,12 @@
  * What the layers compute together (shapes, parameter tensors) is the native model's answer: see topology.ts.
  */
 import { type ActivationLayer, activationKind } from './activation';
+import { type MultiHeadAttentionLayer, attentionKind } from './attention';
 import { type ConcatLayer, type ResidualLayer, blockKind } from './blocks';
 import { type Conv2dLayer, conv2dKind } from './conv2d';
 import { type DenseLayer, denseKind } from './dense';
 import { type DropoutLayer, dropoutKind } from './dropout';
+import { type EmbeddingLayer, type PositionalEmbeddingLayer, embeddingKind, positionalEmbeddingKind } from './embedding';
 import { type FlattenLayer, flattenKind } from './flatten';
 import { type GraphConvLayer, graphConvKind } from './graph_conv';
 import type { LayerKind } from './kind';
@@ -31,10 +33,12 @@ export {
   step,
   tanh,
 } from './activation';
+export { type MultiHeadAttentionLayer, gptBlock, multiHeadAttention } from './attention';
 export { type ConcatLayer, type ResidualLayer, concat, residual } from './blocks';
 export { type Conv2dLayer, type Conv2dOptions, conv2d } from './conv2d';
 export { type DenseLayer, type DenseOptions, dense } from './dense';
 export { type DropoutLayer, dropout } from './dropout';
+export { type EmbeddingLayer, type PositionalEmbeddingLayer, embedding, positionalEmbedding } from './embedding';
 export { type FlattenLayer, flatten } from './flatten';
 export { type Graph, type GraphConvLayer, graphConv } from './graph_conv';
 export { type BatchNormLayer, type GroupNormLayer, type LayerNormLayer, batchNorm, groupNorm, layerNorm } from './norm';
@@ -67,7 +71,10 @@ export type Layer =
   | DropoutLayer
   | LayerNormLayer
   | BatchNormLayer
-  | GroupNormLayer;
+  | GroupNormLayer
+  | EmbeddingLayer
+  | PositionalEmbeddingLayer
+  | MultiHeadAttentionLayer;
 
 /** @internal Every layer kind, by its `type`: the one table of kinds. */
 export const LAYER_KINDS: Readonly<Record<Layer['type'], LayerKind<Layer>>> = {
@@ -91,6 +98,9 @@ export const LAYER_KINDS: Readonly<Record<Layer['type'], LayerKind<Layer>>> = {
   layerNorm: normKind,
   batchNorm: normKind,
   groupNorm: normKind,
+  embedding: embeddingKind,
+  positionalEmbedding: positionalEmbeddingKind,
+  multiHeadAttention: attentionKind,
 };
 
 /** @internal The kind of a layer `type`, or undefined for anything else (an own key only: never `toString`). */

@@ -98,11 +98,14 @@ function walk(
       block.row.tensors = tensors.length - block.first;
       return;
     }
-    const declared = kindOf(e.layer.type)!.declared(e.layer);
-    if (declared && !sameShape(declared, shape)) {
+    const kind = kindOf(e.layer.type)!;
+    const declared = kind.declared(e.layer);
+    const perPosition = kind.perPosition && declared?.length === 1 && shape.length === 2 && declared[0] === shape[1];
+    if (declared && !sameShape(declared, shape) && !perPosition) {
       throw new ShapeError(
         declared.length === 1
-          ? `${e.where}: ${e.layer.type} expects ${declared[0]} inputs but the previous layer gives ${size(shape)}`
+          ? `${e.where}: ${e.layer.type} expects ${declared[0]} inputs but the previous layer gives ${size(shape)}` +
+            (kind.perPosition && shape.length === 2 ? ` ([${shape.join(', ')}]: on a sequence it takes ${shape[1]} per position)` : '')
           : `${e.where}: inputShape [${declared.join(', ')}] but the previous layer gives [${shape.join(', ')}]`,
       );
     }

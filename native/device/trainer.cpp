@@ -20,6 +20,11 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
                           u.kind == UnitKind::LayerNorm || u.kind == UnitKind::GroupNorm ||
                           u.kind == UnitKind::BatchNorm || u.kind == UnitKind::GraphConv || u.recurrent() ||
                           u.kind == UnitKind::Repeat || u.kind == UnitKind::TimeMean;
+        if (u.kind == UnitKind::Embedding || u.kind == UnitKind::PositionalEmbedding)
+            return "the device does not run embeddings yet";
+        if (u.kind == UnitKind::SeqDense) return "the device does not run a dense layer on a sequence yet";
+        if (u.kind == UnitKind::AttentionQkv || u.kind == UnitKind::Attend || u.kind == UnitKind::AttentionOut)
+            return "the device does not run multiHeadAttention yet";
         if (!kind) return "the model has a layer kind the device does not run";
     }
     if (hook && e.kind != EstimatorConfig::Kind::Ulr) return "a JS loss needs ulr()";

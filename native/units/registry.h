@@ -24,7 +24,13 @@ enum class UnitKind {
     Dropout,
     LayerNorm,
     BatchNorm,
-    GroupNorm
+    GroupNorm,
+    Embedding,            // token ids -> rows of a table
+    PositionalEmbedding,  // + a learned table, one row per position
+    SeqDense,             // dense applied per position of a sequence
+    AttentionQkv,         // multiHeadAttention's projections, per position: D -> 3D (Q, K, V) ...
+    AttentionOut,         // ... and D -> D after attend
+    Attend                // multiHeadAttention's softmax(Q K^T / sqrt(d_h) + mask) V per head; no parameters
 };
 
 // How the shared code views a kind's rows (Unit's predicates): plain (rows, O); conv-like: a dense map per output
