@@ -33,6 +33,7 @@ Status build_embedding(const LayerSpec& l, ModelBuilder& b) {
     Unit u{b.width, 0, -1, -1};
     u.kind = UnitKind::Embedding;
     u.vocab = l.vocab, u.q.T = b.width, u.q.F = l.units;
+    u.g.Ho = u.q.T, u.g.Wo = 1, u.g.C = u.g.Co = u.q.F;  // its output per position (noise channels: D)
     uint64_t wn = 0;
     OF_TRY(checked_mul(uint64_t(l.vocab), uint64_t(l.units), &wn, "embedding table"));
     OF_TRY(b.params(u, wn, 0));
@@ -47,6 +48,7 @@ Status build_positional(const LayerSpec&, ModelBuilder& b) {
     Unit u{b.width, b.width, -1, -1};
     u.kind = UnitKind::PositionalEmbedding;
     u.q.T = b.T, u.q.F = b.F;
+    u.g.Ho = b.T, u.g.Wo = 1, u.g.C = u.g.Co = b.F;
     OF_TRY(b.params(u, uint64_t(b.width), 0));
     b.add(u);
     return {};
@@ -125,10 +127,11 @@ void lr_positional(const KernelTable& k, const Unit& u, const float*, int rows, 
 extern const LayerType embedding_layer{"embedding", UnitKind::Embedding, read_embedding, build_embedding};
 extern const LayerType positional_embedding_layer{"positionalEmbedding", UnitKind::PositionalEmbedding, nullptr,
                                                   build_positional};
-extern const UnitOps embedding_unit{UnitFamily::Plain, "embedding",        init,         tensors_embedding,
+// the Norm family: their output is T positions of D values (ULR's noise channels, one sigma per value of D)
+extern const UnitOps embedding_unit{UnitFamily::Norm,  "embedding",        init,         tensors_embedding,
                                     forward_embedding, backward_embedding, lr_embedding, nullptr};
 extern const UnitOps positional_embedding_unit{
-    UnitFamily::Plain, "position", init, tensors_positional, forward_positional, backward_positional, lr_positional,
+    UnitFamily::Norm, "position", init, tensors_positional, forward_positional, backward_positional, lr_positional,
     nullptr};
 
 }  // namespace of

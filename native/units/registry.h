@@ -34,7 +34,8 @@ enum class UnitKind {
 };
 
 // How the shared code views a kind's rows (Unit's predicates): plain (rows, O); conv-like: a dense map per output
-// position of gathered inputs; norm: per position over the last axis; recurrent: a gated recurrence over T steps.
+// position of gathered inputs; norm: per position over the last axis (the norms, and the embedding tables, whose
+// output is T positions of D values); recurrent: a gated recurrence over T steps.
 enum class UnitFamily { Plain, ConvLike, Norm, Recurrent };
 
 struct UnitOps;    // units/unit.h
