@@ -7,7 +7,7 @@ import { type LayerKind, label } from './kind';
 
 /**
  * Token embedding: each row of x is `steps` token ids (floats holding integers in [0, vocab)); the output is the
- * sequence (steps, dim) of their table rows. Table (vocab, dim), uniform in ±0.05 from the model seed.
+ * sequence (steps, dim) of their table rows. Table (vocab, dim), uniform with variance 1 (±√3) from the model seed.
  */
 export type EmbeddingLayer = {
   /** The layer kind. */
@@ -41,7 +41,7 @@ export function embedding(options: { vocab: number; dim: number; steps: number }
     throw invalidArg('steps', 'positive integer', o.steps);
   return { type: 'embedding', vocab: o.vocab as number, dim: o.dim as number, steps: o.steps as number };
 }
-/** Adds a learned vector per position to a sequence (after an embedding). Table uniform in ±0.05. */
+/** Adds a learned vector per position to a sequence (after an embedding). Table uniform with variance 1 (±√3). */
 export const positionalEmbedding = (): PositionalEmbeddingLayer => ({ type: 'positionalEmbedding' });
 
 /** @internal */
