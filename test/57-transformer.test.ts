@@ -293,16 +293,40 @@ t.test('typed errors', async (t) => {
   m.dispose();
   const emb = () => of.embedding({ vocab: V, dim: D, steps: T });
   const cases: [string, () => of.Layer[], string, RegExp][] = [
-    ['heads not dividing D', () => [emb(), of.multiHeadAttention({ heads: 4 })], 'ERR_CONFIG', /heads \(4\) must divide the features \(6\)/],
+    [
+      'heads not dividing D',
+      () => [emb(), of.multiHeadAttention({ heads: 4 })],
+      'ERR_CONFIG',
+      /heads \(4\) must divide the features \(6\)/,
+    ],
     ['embedding not first', () => [of.dense(5, 5), emb()], 'ERR_CONFIG', /embedding must be the first layer/],
-    ['positionalEmbedding on a flat input', () => [of.dense(5, 5), of.positionalEmbedding()], 'ERR_CONFIG', /needs a sequence input/],
-    ['attention on a flat input', () => [of.dense(5, 6), of.multiHeadAttention({ heads: 2 })], 'ERR_CONFIG', /needs a sequence input/],
-    ['a first attention without inputShape', () => [of.multiHeadAttention({ heads: 2 }), of.dense(6, 2)], 'ERR_CONFIG', /needs inputShape/],
+    [
+      'positionalEmbedding on a flat input',
+      () => [of.dense(5, 5), of.positionalEmbedding()],
+      'ERR_CONFIG',
+      /needs a sequence input/,
+    ],
+    [
+      'attention on a flat input',
+      () => [of.dense(5, 6), of.multiHeadAttention({ heads: 2 })],
+      'ERR_CONFIG',
+      /needs a sequence input/,
+    ],
+    [
+      'a first attention without inputShape',
+      () => [of.multiHeadAttention({ heads: 2 }), of.dense(6, 2)],
+      'ERR_CONFIG',
+      /needs inputShape/,
+    ],
     ['dense with the flat size of a sequence', () => [emb(), of.dense(T * D, 3)], 'ERR_SHAPE', /takes 6 per position/],
-    ['a frozen dense on a sequence', () => [emb(), of.dense(D, 3, { trainable: false })], 'ERR_CONFIG', /cannot be frozen/],
+    [
+      'a frozen dense on a sequence',
+      () => [emb(), of.dense(D, 3, { trainable: false })],
+      'ERR_CONFIG',
+      /cannot be frozen/,
+    ],
   ];
-  for (const [what, layers, code, message] of cases)
-    t.throws(() => of.sequential(layers()), { code, message }, what);
+  for (const [what, layers, code, message] of cases) t.throws(() => of.sequential(layers()), { code, message }, what);
   t.throws(() => of.embedding({ vocab: 0, dim: 2, steps: 3 }), { code: 'ERR_CONFIG' }, 'vocab 0');
   t.throws(() => of.embedding({ vocab: 3, dim: 2 } as never), { code: 'ERR_CONFIG' }, 'steps missing');
   t.throws(() => of.multiHeadAttention({ heads: 2, causal: 1 as never }), { code: 'ERR_CONFIG' }, 'causal: 1');
@@ -359,7 +383,7 @@ t.test('a 1-block model learns a shift task with BP (loss < 0.5 ln V after 300 s
     S = 8,
     vocab = 5;
   let seed = 12345;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   const x = Float32Array.from({ length: n * S }, () => Math.floor(rand() * vocab));
   const y = Int32Array.from({ length: n * S }, (_, i) => (i % S === 0 ? -1 : x[i - 1]!));
   const m = of.sequential(

@@ -93,7 +93,11 @@ const KINDS: Record<string, Kind> = {
     tokens: 5,
   },
   gptBlock: {
-    layers: () => [of.embedding({ vocab: 5, dim: 4, steps: 3 }), ...of.gptBlock({ dim: 4, heads: 2, mlp: 2 }), of.dense(4, 3)],
+    layers: () => [
+      of.embedding({ vocab: 5, dim: 4, steps: 3 }),
+      ...of.gptBlock({ dim: 4, heads: 2, mlp: 2 }),
+      of.dense(4, 3),
+    ],
     channels: [4, 4, 12, 4, 4, 8, 4, 3],
     tokens: 5,
   },

@@ -9,7 +9,12 @@ import { type ConcatLayer, type ResidualLayer, blockKind } from './blocks';
 import { type Conv2dLayer, conv2dKind } from './conv2d';
 import { type DenseLayer, denseKind } from './dense';
 import { type DropoutLayer, dropoutKind } from './dropout';
-import { type EmbeddingLayer, type PositionalEmbeddingLayer, embeddingKind, positionalEmbeddingKind } from './embedding';
+import {
+  type EmbeddingLayer,
+  type PositionalEmbeddingLayer,
+  embeddingKind,
+  positionalEmbeddingKind,
+} from './embedding';
 import { type FlattenLayer, flattenKind } from './flatten';
 import { type GraphConvLayer, graphConvKind } from './graph_conv';
 import type { LayerKind } from './kind';

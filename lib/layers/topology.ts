@@ -105,7 +105,9 @@ function walk(
       throw new ShapeError(
         declared.length === 1
           ? `${e.where}: ${e.layer.type} expects ${declared[0]} inputs but the previous layer gives ${size(shape)}` +
-            (kind.perPosition && shape.length === 2 ? ` ([${shape.join(', ')}]: on a sequence it takes ${shape[1]} per position)` : '')
+              (kind.perPosition && shape.length === 2
+                ? ` ([${shape.join(', ')}]: on a sequence it takes ${shape[1]} per position)`
+                : '')
           : `${e.where}: inputShape [${declared.join(', ')}] but the previous layer gives [${shape.join(', ')}]`,
       );
     }

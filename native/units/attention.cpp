@@ -20,8 +20,9 @@ void read(const LayerReader& r, LayerSpec& l) {
 
 Status build(const LayerSpec& l, ModelBuilder& b) {
     OF_CHECK(b.seq, Config,
-             b.where + ": multiHeadAttention needs a sequence input [steps, features] (an embedding before it, or "
-                       "inputShape)");
+             b.where +
+                 ": multiHeadAttention needs a sequence input [steps, features] (an embedding before it, or "
+                 "inputShape)");
     const int D = b.F;
     OF_CHECK(l.heads >= 1 && D % l.heads == 0, Config,
              b.where + ": multiHeadAttention heads (" + std::to_string(l.heads) + ") must divide the features (" +

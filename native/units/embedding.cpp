@@ -31,8 +31,9 @@ void read_embedding(const LayerReader& r, LayerSpec& l) {
 
 Status build_embedding(const LayerSpec& l, ModelBuilder& b) {
     OF_CHECK(b.m.units.empty() && !b.spatial && !b.seq, Config,
-             b.where + ": embedding must be the first layer: it reads the model's input of token ids (embedding({ "
-                       "vocab, dim, steps }))");
+             b.where +
+                 ": embedding must be the first layer: it reads the model's input of token ids (embedding({ "
+                 "vocab, dim, steps }))");
     Unit u{b.width, 0, -1, -1};
     u.kind = UnitKind::Embedding;
     u.vocab = l.vocab, u.q.T = b.width, u.q.F = l.units;
@@ -134,7 +135,7 @@ extern const LayerType positional_embedding_layer{"positionalEmbedding", UnitKin
 extern const UnitOps embedding_unit{UnitFamily::Norm,  "embedding",        init,         tensors_embedding,
                                     forward_embedding, backward_embedding, lr_embedding, nullptr};
 extern const UnitOps positional_embedding_unit{
-    UnitFamily::Norm, "position", init, tensors_positional, forward_positional, backward_positional, lr_positional,
-    nullptr};
+    UnitFamily::Norm,   "position",          init,          tensors_positional,
+    forward_positional, backward_positional, lr_positional, nullptr};
 
 }  // namespace of
