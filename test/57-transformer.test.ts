@@ -344,6 +344,25 @@ t.test('a sequence output of a per-position dense: labels per position, -1 unlab
   m.dispose();
 });
 
+t.test('freeze counts a multiHeadAttention as two layers with parameters', async (t) => {
+  const m = build(CONFIGS['attention, 2 heads, causal']!()); // embedding, position, qkv, out, dense: 5
+  t.throws(() => m.freeze(5), { code: 'ERR_CONFIG', message: /\[0, 4\]/ });
+  m.freeze(3);
+  const g = m.gradients(data(tokens(2, 8), labels(2), 2), { estimator: of.ulr({ copies: 8 }) });
+  const zero = m.parameters().map((p, i) => `${p.name} ${g[i]!.every((v) => v === 0) ? 'frozen' : 'trained'}`);
+  t.same(zero, [
+    'embedding0.weight frozen',
+    'position0.weight frozen',
+    'attention0.qkv.weight frozen',
+    'attention0.qkv.bias frozen',
+    'attention0.out.weight trained',
+    'attention0.out.bias trained',
+    'dense0.weight trained',
+    'dense0.bias trained',
+  ]);
+  m.dispose();
+});
+
 t.test("backend 'sim': the CPU runs the new kinds, with the reason", async (t) => {
   const m = build(CONFIGS['gptBlock, 3 heads']!(), 'sim');
   const cpu = build(CONFIGS['gptBlock, 3 heads']!());

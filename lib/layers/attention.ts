@@ -6,8 +6,7 @@ import { invalidArg, is, optionsObject } from '../validate';
 import { gelu } from './activation';
 import { residual } from './blocks';
 import { dense } from './dense';
-import type { Layer } from './index';
-import { type LayerKind, label, present } from './kind';
+import { type Layer, type LayerKind, label, present, registerKind } from './kind';
 import { layerNorm } from './norm';
 import { type SequenceShape, sequenceShapeOf } from './shapes';
 
@@ -72,11 +71,19 @@ export function gptBlock(options: { dim: number; heads: number; causal?: boolean
   ];
 }
 
-/** @internal */
-export const attentionKind: LayerKind<MultiHeadAttentionLayer> = {
+const attentionKind: LayerKind<MultiHeadAttentionLayer> = {
   toNative: ({ inputShape: _, ...l }) => [l],
   declared: (l) => l.inputShape,
   first: 'the first multiHeadAttention needs inputShape [steps, features]',
+  parameterLayers: 2,
   label: (l) => label('multiHeadAttention', `${l.heads} heads`, l.causal && 'causal'),
   revive: (s) => multiHeadAttention(present(s, ['heads', 'causal', 'inputShape']) as { heads: number }),
 };
+
+declare module './kind' {
+  interface LayerTypes {
+    /** A `multiHeadAttention` layer ({@link MultiHeadAttentionLayer}). */
+    multiHeadAttention: MultiHeadAttentionLayer;
+  }
+}
+registerKind(['multiHeadAttention'], attentionKind);

@@ -3,7 +3,7 @@
  * per position, GPT-2 style). Factories, types and what the layer table needs (kind.ts); the math is native.
  */
 import { invalidArg, is, optionsObject } from '../validate';
-import { type LayerKind, label } from './kind';
+import { type LayerKind, label, registerKind } from './kind';
 
 /**
  * Token embedding: each row of x is `steps` token ids (floats holding integers in [0, vocab)); the output is the
@@ -44,19 +44,28 @@ export function embedding(options: { vocab: number; dim: number; steps: number }
 /** Adds a learned vector per position to a sequence (after an embedding). Table uniform with variance 1 (±√3). */
 export const positionalEmbedding = (): PositionalEmbeddingLayer => ({ type: 'positionalEmbedding' });
 
-/** @internal */
-export const embeddingKind: LayerKind<EmbeddingLayer> = {
+const embeddingKind: LayerKind<EmbeddingLayer> = {
   toNative: (l) => [{ type: 'embedding', vocab: l.vocab, dim: l.dim }],
   declared: (l) => [l.steps],
   label: (l) => label('embedding', `${l.vocab} tokens`, `${l.dim} dims`),
   revive: (s) => embedding({ vocab: s.vocab as number, dim: s.dim as number, steps: s.steps as number }),
 };
 
-/** @internal */
-export const positionalEmbeddingKind: LayerKind<PositionalEmbeddingLayer> = {
+const positionalEmbeddingKind: LayerKind<PositionalEmbeddingLayer> = {
   toNative: (l) => [{ ...l }],
   declared: () => undefined,
   first: 'positionalEmbedding needs a sequence input (an embedding before it)',
   label: (l) => l.type,
   revive: () => positionalEmbedding(),
 };
+
+declare module './kind' {
+  interface LayerTypes {
+    /** An `embedding` layer ({@link EmbeddingLayer}). */
+    embedding: EmbeddingLayer;
+    /** A `positionalEmbedding` layer ({@link PositionalEmbeddingLayer}). */
+    positionalEmbedding: PositionalEmbeddingLayer;
+  }
+}
+registerKind(['embedding'], embeddingKind);
+registerKind(['positionalEmbedding'], positionalEmbeddingKind);
