@@ -3,7 +3,7 @@
 // odd shapes (T = 5, D = 6, heads 2 and 3, vocab 7; atol 1e-5, rtol 1e-4); BP against float64 central differences
 // of that reference (h = 1e-6; atol 1e-4, rtol 2e-3: float32 engine); ULR's mean estimate against BP per layer
 // (cosine >= 0.9); bad tokens, heads and layer orders are typed errors; checkpoints and safetensors round-trip; a
-// 1-block model learns a shift task with BP.
+// 1-block model learns a shift task with BP and with ULR.
 import t from 'tap';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -401,7 +401,8 @@ t.test('checkpoint and safetensors round trips', async (t) => {
   for (const x of [m, back, fresh]) x.dispose();
 });
 
-t.test('a 1-block model learns a shift task with BP (loss < 0.5 ln V after 300 steps)', async (t) => {
+// Measured (seed 3): BP 2.05 -> 0.005 in 320 steps; ULR K = 32 2.05 -> 0.18 (accuracy 0.96) in 640 steps.
+t.test('a 1-block model learns a shift task (loss < 0.5 ln V): BP in 320 steps, ULR (K = 32) in 640', async (t) => {
   // position t's label is the token at t - 1 (-1 at t = 0): causal attention with positions can copy it
   const n = 256,
     S = 8,
@@ -410,20 +411,25 @@ t.test('a 1-block model learns a shift task with BP (loss < 0.5 ln V after 300 s
   const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   const x = Float32Array.from({ length: n * S }, () => Math.floor(rand() * vocab));
   const y = Int32Array.from({ length: n * S }, (_, i) => (i % S === 0 ? -1 : x[i - 1]!));
-  const m = of.sequential(
-    [
-      of.embedding({ vocab, dim: 16, steps: S }),
-      of.positionalEmbedding(),
-      ...of.gptBlock({ dim: 16, heads: 2 }),
-      of.layerNorm(),
-      of.dense(16, vocab),
-    ],
-    { seed: 3 },
-  );
-  const before = m.evaluate(data(x, y, n)).loss;
-  await m.fit(data(x, y, n), { estimator: of.bp(), optimizer: of.adam({ lr: 3e-3 }), epochs: 10, batchSize: 8 });
-  const after = m.evaluate(data(x, y, n));
-  t.ok(after.loss < 0.5 * Math.log(vocab), `loss ${before.toFixed(3)} -> ${after.loss.toFixed(3)}`);
-  t.ok(after.accuracy > 0.6, `accuracy ${after.accuracy.toFixed(3)}`);
-  m.dispose();
+  for (const [name, estimator, epochs] of [
+    ['bp', of.bp(), 10],
+    ['ulr', of.ulr({ copies: 32 }), 20],
+  ] as const) {
+    const m = of.sequential(
+      [
+        of.embedding({ vocab, dim: 16, steps: S }),
+        of.positionalEmbedding(),
+        ...of.gptBlock({ dim: 16, heads: 2 }),
+        of.layerNorm(),
+        of.dense(16, vocab),
+      ],
+      { seed: 3 },
+    );
+    const before = m.evaluate(data(x, y, n)).loss;
+    await m.fit(data(x, y, n), { estimator, optimizer: of.adam({ lr: 3e-3 }), epochs, batchSize: 8 });
+    const after = m.evaluate(data(x, y, n));
+    t.ok(after.loss < 0.5 * Math.log(vocab), `${name}: loss ${before.toFixed(3)} -> ${after.loss.toFixed(3)}`);
+    t.ok(after.accuracy > 0.6, `${name}: accuracy ${after.accuracy.toFixed(3)}`);
+    m.dispose();
+  }
 });
