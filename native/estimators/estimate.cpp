@@ -13,7 +13,8 @@ namespace {
 
 Status by_kind(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
                StepStats* stats, const LossHook* hook) {
-    if (e.kind == EstimatorConfig::Kind::Bp) return bp_gradients(m, x, y, B, stats, nullptr, e.ulr.sample_base);
+    if (e.kind == EstimatorConfig::Kind::Bp)
+        return bp_gradients(m, x, y, B, stats, nullptr, e.ulr.sample_base, e.bp.sigma);
     if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es)
         return weight_perturbation_gradients(m, x, y, B, e, step, stats);
     if (!e.ulr.modules.empty()) return ulr_module_gradients(m, x, y, B, e.ulr, step, stats, hook);

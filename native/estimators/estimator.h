@@ -63,8 +63,16 @@ struct WeightPerturbationConfig {
     bool rank_shaping = true;  // ES only
 };
 
+// bp() with noise injection: Gaussian noise sigma E on every pre-activation of a unit with parameters in the training
+// forward, and the exact gradient of that noisy loss (the control for ULR's noise: the same noise, no likelihood
+// ratio). 0: plain BP.
+struct BpConfig {
+    float sigma = 0.0f;
+};
+
 struct EstimatorConfig {
     enum class Kind { Bp, Ulr, Spsa, Es } kind = Kind::Bp;
+    BpConfig bp;
     UlrConfig ulr;
     WeightPerturbationConfig wp;
 };
@@ -138,9 +146,10 @@ inline float sigma_factor(const UlrConfig& c, int e, int E) {
     return 1.0f;
 }
 
-// dx (B, inputs), when given, receives d(mean loss)/dx: the input gradient white-box attacks use.
+// dx (B, inputs), when given, receives d(mean loss)/dx: the input gradient white-box attacks use. sigma: noise
+// injection (BpConfig), never with dx.
 Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx = nullptr,
-                    uint32_t sample_base = 0);
+                    uint32_t sample_base = 0, float sigma = 0.0f);
 Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
                      StepStats* stats, const LossHook* hook = nullptr);
 
