@@ -37,7 +37,8 @@ Status build(const LayerSpec& l, ModelBuilder& b) {
     return add_position_dense(b, UnitKind::AttentionOut, D, true, 0);
 }
 
-// One (row, head): the attention weights P_t (T values; 0 past t when causal) of position t, into p.
+// One (row, head): where its Q, K, V values lie, and weights(t, p): position t's attention weights P_t (T values;
+// 0 past t when causal).
 struct Head {
     const float* qkv;  // the row's (T, 3D)
     int T, D, d, off;  // off: the head's first column
