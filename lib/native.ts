@@ -115,6 +115,10 @@ export type EpochLog = {
   valLoss?: number;
   /** Clean accuracy on `validation`, if given. */
   valAccuracy?: number;
+  /** exp(loss), with `crossEntropy` loss (for ULR: of the noisy copies' mean loss). Set by fit. */
+  perplexity?: number;
+  /** exp(valLoss), with `crossEntropy` loss and `validation`: the per-token perplexity of token data. Set by fit. */
+  valPerplexity?: number;
   /** Seconds of training in this epoch (validation excluded). */
   seconds: number;
   /** Optimizer steps in this epoch. */
