@@ -17,26 +17,27 @@ export type GenerateOptions = {
    * Defaults to `0`.
    */
   temperature?: number;
-  /** Sample among the k largest logits only (ties broken by the lower id), an integer in [1, vocab]. Defaults to all. */
+  /** Sample among the k largest logits only (ties: the lower id), an integer in [1, vocab]. Defaults to all. */
   topK?: number;
-  /** Seed of the sampling, an integer in [0, 2^53]: the same seed, model and prompt give the same tokens. Defaults to `0`. */
+  /** Seed of the sampling, an integer in [0, 2^53]: same seed, model and prompt, same tokens. Defaults to `0`. */
   seed?: number;
 };
 
 // Philox stream of the sampling draws (the engine's own streams are 1–5, shuffling's permutation takes 4).
 const SAMPLE_STREAM = 6;
 
-// The model's context T and vocabulary V, or a ConfigError: it must read T inputs (one id per position) and give
-// T groups of V logits.
-function lmShape(model: Model): { T: number; V: number } {
-  const T = model.groups;
-  if (model.loss === 'mse' || T < 2 || model.inputs !== T)
+// The model's context T, vocabulary V and input encoding, or a ConfigError: it must give T groups of V logits and
+// read T inputs (an id per position) or T × V (a one-hot row per position, as of.data.tokens' `oneHot` gives).
+function lmShape(model: Model): { T: number; V: number; oneHot: boolean } {
+  const T = model.groups,
+    V = model.outputs / T;
+  if (model.loss === 'mse' || T < 2 || (model.inputs !== T && model.inputs !== T * V))
     throw new ConfigError(
-      `generate needs a model that reads T token ids (one input per position) and gives (T, vocab) logits per ` +
-        `position (cross-entropy); this one reads ${model.inputs} inputs and gives ${model.outputs} outputs in ` +
-        `${T} group(s) with ${model.loss} loss`,
+      `generate needs a model that reads T token ids (one input, or a one-hot row of vocab inputs, per position) ` +
+        `and gives (T, vocab) logits per position (cross-entropy); this one reads ${model.inputs} inputs and ` +
+        `gives ${model.outputs} outputs in ${T} group(s) with ${model.loss} loss`,
     );
-  return { T, V: model.outputs / T };
+  return { T, V, oneHot: model.inputs !== T };
 }
 
 // The id drawn from logits[0, V): arg-max at temperature 0, else from softmax(logits / temperature) over the topK
@@ -47,7 +48,11 @@ function pick(logits: Float32Array, temperature: number, topK: number, u: number
   for (let j = 1; j < V; j++) if (logits[j]! > logits[best]!) best = j;
   if (temperature === 0) return best;
   let ids = Array.from({ length: V }, (_, j) => j);
-  if (topK < V) ids = ids.sort((a, b) => logits[b]! - logits[a]! || a - b).slice(0, topK).sort((a, b) => a - b);
+  if (topK < V)
+    ids = ids
+      .sort((a, b) => logits[b]! - logits[a]! || a - b)
+      .slice(0, topK)
+      .sort((a, b) => a - b);
   const w = ids.map((j) => Math.exp((logits[j]! - logits[best]!) / temperature));
   let target = u * w.reduce((a, b) => a + b, 0);
   for (let k = 0; k < ids.length; k++) if ((target -= w[k]!) < 0) return ids[k]!;
@@ -62,9 +67,10 @@ export async function generate(
   stack: string | undefined,
 ): Promise<Int32Array> {
   const o = optionsObject('generate', options, ['maxTokens', 'temperature', 'topK', 'seed']);
-  const { T, V } = lmShape(model);
+  const { T, V, oneHot } = lmShape(model);
   const maxTokens = o.maxTokens;
-  if (!is.positiveInteger(maxTokens) || maxTokens > 2 ** 20) throw invalidArg('maxTokens', 'integer in [1, 2^20]', maxTokens);
+  if (!is.positiveInteger(maxTokens) || maxTokens > 2 ** 20)
+    throw invalidArg('maxTokens', 'integer in [1, 2^20]', maxTokens);
   const temperature = (o.temperature as number | undefined) ?? 0;
   if (!is.number(temperature) || temperature < 0) throw invalidArg('temperature', 'finite number >= 0', temperature);
   const topK = (o.topK as number | undefined) ?? V;
@@ -77,19 +83,23 @@ export async function generate(
   for (let i = 0; i < prompt.length; i++) {
     const id = prompt[i];
     if (!Number.isInteger(id) || (id as number) < 0 || (id as number) >= V)
-      throw new DataError(`prompt id ${String(id)} at index ${i} is not an integer in [0, ${V}) (the model's vocabulary)`);
+      throw new DataError(
+        `prompt id ${String(id)} at index ${i} is not an integer in [0, ${V}) (the model's vocabulary)`,
+      );
   }
   const seq = Int32Array.from({ length: prompt.length + maxTokens }, (_, i) => (i < prompt.length ? prompt[i]! : 0));
   const k0 = seed % 2 ** 32,
     k1 = Math.floor(seed / 2 ** 32);
-  const window = new Float32Array(T);
+  const window = new Float32Array(oneHot ? T * V : T);
   for (let i = prompt.length; i < seq.length; i++) {
-    // The last T tokens; a shorter sequence is right-padded with id 0, and the logits are read at its last real
-    // position, which a causal model computes from the positions up to it only.
+    // The last T tokens; a shorter sequence is right-padded (id 0, or one-hot rows of zeros), and the logits are
+    // read at its last real position, which a causal model computes from the positions up to it only.
     const start = Math.max(0, i - T),
       last = i - start - 1;
     window.fill(0);
-    for (let t = 0; t < i - start; t++) window[t] = seq[start + t]!;
+    for (let t = 0; t < i - start; t++)
+      if (oneHot) window[t * V + seq[start + t]!] = 1;
+      else window[t] = seq[start + t]!;
     let out: Float32Array;
     try {
       out = await model.predictAsync(window, 1);

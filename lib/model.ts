@@ -219,8 +219,8 @@ export class Model {
 
   /**
    * The next `maxTokens` token ids after `prompt`, one async prediction each (see {@link GenerateOptions}), for a
-   * model that reads T ids and gives (T, vocab) logits per position. The window is the last T ids; a shorter one
-   * is right-padded and read at its last id, which is right for causal models only (recurrent layers are).
+   * model that reads T ids (or T one-hot rows) and gives (T, vocab) logits per position. The window is the last T
+   * ids; a shorter one is right-padded and read at its last id, right for causal models only (recurrent layers are).
    * @throws (as a rejection) ConfigError (`ERR_CONFIG`) for another kind of model or a bad option; DataError
    * (`ERR_DATA`) for an empty prompt or an id outside [0, vocab); the errors of {@link predictAsync}.
    */

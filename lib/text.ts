@@ -161,9 +161,9 @@ export type TokenOptions = {
   /** T, the positions per window (the model's context), an integer in [1, 65536]. */
   context: number;
   /**
-   * Tokens between the starts of consecutive windows, an integer in [1, 2^30] (above `context`, the tokens between
-   * windows are skipped). Defaults to `context`: windows that do not overlap, so the windows hold each token once and take
-   * about 8 bytes a token (x float32 and y int32). Stride s takes about 8 · T / s bytes a token.
+   * Tokens between the starts of consecutive windows, an integer in [1, 2^30] (above `context`, the tokens
+   * between windows are skipped). Defaults to `context`: windows that do not overlap, each token in one window,
+   * about 8 bytes a token (x float32, y int32). Stride s takes T / s times as much.
    */
   stride?: number;
   /**
@@ -171,47 +171,65 @@ export type TokenOptions = {
    * are cut before windowing, so no window (inputs or labels) crosses the cut. Defaults to none.
    */
   split?: number;
+  /**
+   * V, the vocabulary size: each input id becomes a one-hot row of V values (`x` of shape [T, V]), for models
+   * without an embedding layer (a recurrent layer then sees each token as its own input direction, not as one
+   * number). Ids must be below V. x then takes 4 · V bytes a position. Defaults to none: ids as they are.
+   */
+  oneHot?: number;
 };
 
-/** The largest rows × context of one data set from {@link tokens}: 2^26 (256 MiB of inputs, 256 MiB of labels). */
+/** The most input values (rows × context, × V one-hot) of a data set from {@link tokens}: 2^26 (256 MiB). */
 export const MAX_TOKEN_VALUES = 2 ** 26;
 /** The largest token id {@link tokens} takes: 2^24, the last integer float32 holds exactly (ids are model inputs). */
 export const MAX_TOKEN_ID = 2 ** 24;
 
-// Windows of ids[from, to): row i holds the T ids from from + i·stride as inputs and the T ids one further on as
-// labels. The last window ends where its labels still lie inside the part.
-function windows(ids: ArrayLike<number>, from: number, to: number, T: number, stride: number, what: string): Dataset {
+// Windows of ids[from, to): row i holds the T ids from from + i·stride as inputs (each as one value, or one-hot
+// over V) and the T ids one further on as labels. The last window ends where its labels still lie inside the part.
+function windows(
+  ids: ArrayLike<number>,
+  from: number,
+  to: number,
+  T: number,
+  stride: number,
+  V: number | undefined,
+  what: string,
+): Dataset {
   if (to - from < T + 1)
     throw new ShapeError(`the ${what} has ${to - from} tokens; a window of context ${T} needs ${T + 1} (its labels)`);
-  const rows = Math.floor((to - from - T - 1) / stride) + 1;
-  if (rows * T > MAX_TOKEN_VALUES)
+  const rows = Math.floor((to - from - T - 1) / stride) + 1,
+    F = V ?? 1;
+  if (rows * T * F > MAX_TOKEN_VALUES)
     throw new ConfigError(
-      `${rows} windows of ${T} tokens exceed ${MAX_TOKEN_VALUES} values; raise stride (now ${stride}) or use fewer tokens`,
+      `${rows} windows of ${T} tokens × ${F} inputs exceed ${MAX_TOKEN_VALUES} values; ` +
+        `raise stride (now ${stride}) or use fewer tokens`,
     );
-  const x = new Float32Array(rows * T),
+  const x = new Float32Array(rows * T * F),
     y = new Int32Array(rows * T);
   for (let r = 0; r < rows; r++) {
     const s = from + r * stride;
     for (let t = 0; t < T; t++) {
-      x[r * T + t] = ids[s + t]!;
+      if (V === undefined) x[r * T + t] = ids[s + t]!;
+      else x[(r * T + t) * V + ids[s + t]!] = 1;
       y[r * T + t] = ids[s + t + 1]!;
     }
   }
-  return { x, y, rows, shape: [T, 1] };
+  return { x, y, rows, shape: [T, F] };
 }
 
 /**
  * Next-token data sets from a token stream: windows x of T ids (shape [T, 1]: one input per position, the id as a
- * float) and labels y of the T ids that follow each position (one label per position: a model whose output is
- * (T, vocab) trains with per-position cross-entropy, `model.groups` = T). `fit` shuffles the windows as usual.
+ * float; [T, V] one-hot rows with `oneHot: V`) and labels y of the T ids that follow each position (one label per
+ * position: a model whose output is (T, vocab) trains with per-position cross-entropy, `model.groups` = T). `fit`
+ * shuffles the windows as usual.
  * With `split`, the end of the stream is the validation set, cut from the stream before windowing.
  * @example
  * const ids = vocab.encode(of.datasets.corpus('moby-dick'));
  * const { train, validation } = of.data.tokens(ids, { context: 64, split: 0.1 });
  * await model.fit(train, { validation, epochs: 5 }); // History.history.valPerplexity
  * @throws ConfigError (`ERR_CONFIG`) for a bad option, or windows above {@link MAX_TOKEN_VALUES}; DataError
- * (`ERR_DATA`) for an id that is not an integer in [0, 2^24]; ShapeError (`ERR_SHAPE`) for a stream (or part)
- * shorter than context + 1.
+ * (`ERR_DATA`) for an id that is not an integer in [0, 2^24] (in [0, V) with `oneHot`); ShapeError (`ERR_SHAPE`)
+ * for a stream (or part) shorter than context + 1.
  */
 export function tokens(
   ids: ArrayLike<number>,
@@ -221,7 +239,7 @@ export function tokens(ids: ArrayLike<number>, options: TokenOptions): { train: 
 export function tokens(ids: ArrayLike<number>, options: TokenOptions): { train: Dataset; validation?: Dataset } {
   if (!Array.isArray(ids) && !(ArrayBuffer.isView(ids) && !(ids instanceof DataView)))
     throw invalidArg('ids', 'an array or typed array of token ids', ids);
-  const o = optionsObject('tokens', options, ['context', 'stride', 'split']);
+  const o = optionsObject('tokens', options, ['context', 'stride', 'split', 'oneHot']);
   const T = o.context as number;
   if (!is.positiveInteger(T) || T > 65536) throw invalidArg('context', 'integer in [1, 65536]', T);
   const stride = (o.stride as number | undefined) ?? T;
@@ -229,16 +247,20 @@ export function tokens(ids: ArrayLike<number>, options: TokenOptions): { train: 
   const split = o.split as number | undefined;
   if (split !== undefined && !(is.number(split) && split > 0 && split < 1))
     throw invalidArg('split', 'number in (0, 1)', split);
+  const V = o.oneHot as number | undefined;
+  if (V !== undefined && !(is.integer(V) && V >= 2 && V <= MAX_TOKEN_ID))
+    throw invalidArg('oneHot', 'integer in [2, 2^24] (the vocabulary size)', V);
+  const top = V === undefined ? MAX_TOKEN_ID : V - 1;
   for (let i = 0; i < ids.length; i++) {
     const v = ids[i];
-    if (!Number.isInteger(v) || (v as number) < 0 || (v as number) > MAX_TOKEN_ID)
-      throw new DataError(`token id ${String(v)} at index ${i} is not an integer in [0, 2^24]`);
+    if (!Number.isInteger(v) || (v as number) < 0 || (v as number) > top)
+      throw new DataError(`token id ${String(v)} at index ${i} is not an integer in [0, ${top}]`);
   }
   const n = ids.length;
-  if (split === undefined) return { train: windows(ids, 0, n, T, stride, 'token stream') };
+  if (split === undefined) return { train: windows(ids, 0, n, T, stride, V, 'token stream') };
   const cut = n - Math.ceil(n * split);
   return {
-    train: windows(ids, 0, cut, T, stride, `training part (the first ${cut} of ${n} tokens)`),
-    validation: windows(ids, cut, n, T, stride, `validation part (the last ${n - cut} of ${n} tokens)`),
+    train: windows(ids, 0, cut, T, stride, V, `training part (the first ${cut} of ${n} tokens)`),
+    validation: windows(ids, cut, n, T, stride, V, `validation part (the last ${n - cut} of ${n} tokens)`),
   };
 }
