@@ -86,7 +86,7 @@ export type EpochLog = {
   epoch: number;
   /** Mean training loss over the epoch (for ULR: over the noisy copies). */
   loss: number;
-  /** Training accuracy over the epoch (for ULR: of the noisy copies). */
+  /** Training accuracy over the epoch, of rows or (per-position models) labeled positions (ULR: of the noisy copies). */
   accuracy: number;
   /** Clean loss on `validation`, if given. */
   valLoss?: number;

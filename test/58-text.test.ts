@@ -219,6 +219,32 @@ t.test('perplexity = exp(loss) in evaluate and in the fit history; V for a model
   mse.dispose();
 });
 
+t.test("fit's training accuracy of a per-position model is over its labeled positions", async (t) => {
+  const T = 6,
+    V = 5;
+  const ids = Int32Array.from({ length: 300 }, (_, i) => (i * i + 3 * i) % V);
+  const { train } = of.data.tokens(ids, { context: T, stride: 2 });
+  const d = { ...train, y: Int32Array.from(train.y, (l, i) => (i % 3 === 0 ? -1 : l)) }; // a third unlabeled
+  const m = lm(T, V);
+  const before = m.evaluate(d);
+  const batches: number[] = [];
+  // one step over every row: BP's training forward is the clean one, before the step's update
+  const h = await m.fit(d, {
+    epochs: 1,
+    batchSize: d.rows,
+    estimator: of.bp(),
+    onBatchEnd: (b) => void batches.push(b.accuracy),
+  });
+  t.equal(h.history.accuracy[0], before.accuracy, `training accuracy ${before.accuracy} = evaluate's, per position`);
+  t.same(batches, [before.accuracy], 'the batch log too');
+  const u = await m.fit(train, { epochs: 2, estimator: of.ulr({ copies: 4 }), batchSize: 8 });
+  t.ok(
+    u.history.accuracy.every((a) => a >= 0 && a <= 1),
+    `ULR (noisy copies): ${u.history.accuracy.map((a) => a.toFixed(3)).join(', ')} in [0, 1]`,
+  );
+  m.dispose();
+});
+
 t.test('generate: greedy is the arg-max chain of predict, sliding a window of T', async (t) => {
   const T = 5,
     V = 4;
