@@ -87,11 +87,15 @@ export async function generate(
         `prompt id ${String(id)} at index ${i} is not an integer in [0, ${V}) (the model's vocabulary)`,
       );
   }
-  const seq = Int32Array.from({ length: prompt.length + maxTokens }, (_, i) => (i < prompt.length ? prompt[i]! : 0));
+  // the prompt's last T ids (all a window can hold), then the new ones; the draw of seq[i] is counter skip + i
+  const kept = Math.min(prompt.length, T),
+    skip = prompt.length - kept;
+  const seq = new Int32Array(kept + maxTokens);
+  for (let i = 0; i < kept; i++) seq[i] = prompt[skip + i]!;
   const k0 = seed % 2 ** 32,
     k1 = Math.floor(seed / 2 ** 32);
   const window = new Float32Array(oneHot ? T * V : T);
-  for (let i = prompt.length; i < seq.length; i++) {
+  for (let i = kept; i < seq.length; i++) {
     // The last T tokens; a shorter sequence is right-padded (id 0, or one-hot rows of zeros), and the logits are
     // read at its last real position, which a causal model computes from the positions up to it only.
     const start = Math.max(0, i - T),
@@ -106,9 +110,9 @@ export async function generate(
     } catch (err) {
       throw withCallerStack(err, stack);
     }
-    const r = temperature === 0 ? undefined : native().philox(i, 0, SAMPLE_STREAM, 0, k0, k1);
+    const r = temperature === 0 ? undefined : native().philox(skip + i, 0, SAMPLE_STREAM, 0, k0, k1);
     const u = r ? (r[0]! + r[1]! / 2 ** 32) / 2 ** 32 : 0; // 64 random bits -> [0, 1)
     seq[i] = pick(out.subarray(last * V, (last + 1) * V), temperature, topK, u);
   }
-  return seq.slice(prompt.length);
+  return seq.slice(kept);
 }
