@@ -396,6 +396,12 @@ export const benchSuites = [
     about:
       'ms per step and GFLOP/s of BP and ULR K=32 (MLP, CNN, recurrent net, residual CNN) against PyTorch; normals/s',
   },
+  {
+    name: 'robustness',
+    byDefault: false,
+    about:
+      'attacks on ULR models vs BP twins of equal accuracy and BP trained with the same noise (also part of paper)',
+  },
 ] as const;
 
 /** A name from {@link benchSuites}. */

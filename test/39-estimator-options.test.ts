@@ -7,7 +7,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as of from '../lib/index';
 import { backprop, fromParams, gaussian, smoothedGradient } from './helpers/reference';
-import { assertClose, concat, cosine } from './helpers/close';
+import { assertClose, concat, cosine, relErr } from './helpers/close';
 import { mlp, randn } from './helpers/native';
 import { maxAbs, zScores } from './helpers/stats';
 
@@ -275,3 +275,43 @@ t.test(
     model.dispose();
   },
 );
+
+t.test('bp({ sigma }): the exact gradient of the noise-injected loss, unbiased for the smoothed loss', async (t) => {
+  const sigma = 0.8;
+  const { model, spec } = mlp([4, 5, 3], 'tanh', { seed: 12 });
+  const x1 = randn(4, 41),
+    y1 = Int32Array.from([2]);
+  // one sample in R rows: each row draws its own noise, so the batch gradient averages R noise draws
+  const R = 4000;
+  const x = Float32Array.from({ length: R * 4 }, (_, i) => x1[i % 4]!);
+  const y = new Int32Array(R).fill(2);
+  const ref = fromParams(
+    spec,
+    model.parameters().map((p) => p.data),
+    'crossEntropy',
+  );
+  const normal = gaussian(7);
+  const draws = Array.from({ length: 20000 }, () =>
+    concat(smoothedGradient(ref, x1, 1, y1, [sigma, sigma], 2, normal)),
+  );
+  const smooth = draws[0]!.map((_, i) => draws.reduce((a, d) => a + d[i]!, 0) / draws.length);
+  const noisy = concat(model.gradients({ x, y }, { estimator: of.bp({ sigma }) }));
+  const plain = concat(model.gradients({ x, y }, { estimator: of.bp() }));
+  const err = (g: ArrayLike<number>) => relErr(g, smooth);
+  // tolerance 5%: the batch mean of 4,000 draws against 40,000; plain BP is the smoothed gradient's sigma -> 0 limit
+  t.ok(err(noisy) < 0.05, `noisy BP vs the smoothed gradient: relative error ${err(noisy).toFixed(4)} < 0.05`);
+  t.ok(err(plain) > 0.1, `plain BP is measurably another gradient: ${err(plain).toFixed(4)} > 0.1`);
+  t.same(
+    Array.from(concat(model.gradients({ x, y }, { estimator: of.bp({ sigma: 0 }) }))),
+    Array.from(plain),
+    'sigma 0 is plain BP, bit for bit',
+  );
+  for (const bad of [-1, NaN, Infinity, '0.1'])
+    t.throws(() => of.bp({ sigma: bad as number }), { code: 'ERR_CONFIG' }, `sigma ${String(bad)} is refused`);
+  const gru = of.sequential([of.gru({ units: 3, inputShape: [2, 2] }), of.dense(3, 2)], { seed: 1 });
+  t.throws(
+    () => gru.gradients({ x: new Float32Array(4), y: Int32Array.from([0]) }, { estimator: of.bp({ sigma: 0.1 }) }),
+    { code: 'ERR_CONFIG', message: /recurrent/ },
+    'recurrent layers: a typed refusal',
+  );
+});
