@@ -430,6 +430,8 @@ t.test('a 1-block model learns a shift task (loss < 0.5 ln V): BP in 320 steps, 
     const after = m.evaluate(data(x, y, n));
     t.ok(after.loss < 0.5 * Math.log(vocab), `${name}: loss ${before.toFixed(3)} -> ${after.loss.toFixed(3)}`);
     t.ok(after.accuracy > 0.6, `${name}: accuracy ${after.accuracy.toFixed(3)}`);
+    // greedy generation from token ids: position t gives token t - 1, so after [0, 1, 2, 3] it alternates 2, 3
+    if (name === 'bp') t.same(Array.from(await m.generate([0, 1, 2, 3], { maxTokens: 6 })), [2, 3, 2, 3, 2, 3]);
     m.dispose();
   }
 });
