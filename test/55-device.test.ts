@@ -1337,7 +1337,6 @@ for (const d of devices) {
       const channels = [...firsts.values()],
         P = channels.length;
       probe.dispose();
-      const recurrent = /rnn|gru|lstm|spiking/.test(name); // per-channel sigma of a recurrent unit runs on the CPU
       for (const [label, estimator] of [
         ...(quantized ? [] : [['bp', of.bp()] as const]),
         // the plan's copy groups (estimators/ulr_plan.h) on every kind: a group of one layer and one of the rest
@@ -1352,17 +1351,15 @@ for (const d of devices) {
           }),
         ],
         ['ulr learned sigma, sharedPrefix false', of.ulr({ copies: 6, learnSigma: { lr: 0.01 }, sharedPrefix: false })],
-        ...(recurrent
-          ? []
-          : [
-              [
-                'ulr sigma per channel',
-                of.ulr({
-                  copies: 6,
-                  sigma: channels.map((n) => Array.from({ length: n }, (_, i) => 0.05 + 0.05 * (i % 3))),
-                }),
-              ] as const,
-            ]),
+        [
+          'ulr sigma per channel', // a recurrent unit's per gate row
+          of.ulr({ copies: 6, sigma: channels.map((n) => Array.from({ length: n }, (_, i) => 0.05 + 0.05 * (i % 3))) }),
+        ],
+        // a frozen first layer (a recurrent one included) runs clean in the B-row prefix; its gradient is zero
+        ...(P > 1 && !quantized ? [['bp, the first layer frozen', of.bp()] as const] : []),
+        ...(P > 1
+          ? [['ulr layer-wise K=6, the first layer frozen', of.ulr({ copies: 6, injection: 'layerwise' })] as const]
+          : []),
         ['ulr K=8', of.ulr({ copies: 8 })],
         [
           'ulr antithetic K=6, sigma per layer',
@@ -1380,6 +1377,7 @@ for (const d of devices) {
       ] as const) {
         const cpu = of.sequential(layers(), { seed: 5, backend: 'cpu' });
         const dev = of.sequential(layers(), { seed: 5, backend: d.name, allowTf32: false });
+        if (label.includes('frozen')) (cpu.freeze(1), dev.freeze(1));
         // the device always shares the prefix: sharedPrefix false is the same estimate, G^T A summed in its order
         const shared = { ...estimator, sharedPrefix: true } as of.Estimator;
         const want = concat(cpu.gradients(b, { estimator: shared, step: 3 })),

@@ -23,8 +23,6 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         if (!kind) return "the model has a layer kind the device does not run";
     }
     if (hook && e.kind != EstimatorConfig::Kind::Ulr) return "a JS loss needs ulr()";
-    for (int l = 0; l < m.frozen_end(); l++)
-        if (m.units[size_t(l)].recurrent()) return "a frozen recurrent or spiking layer runs on the CPU";
     if (e.kind == EstimatorConfig::Kind::Ulr) {
         const UlrConfig& c = e.ulr;
         if (!c.modules.empty()) {  // ulr_modules runs dense, conv and pooling units with real weights
@@ -35,17 +33,7 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
                                           u.kind == UnitKind::MaxPool2d || u.kind == UnitKind::AvgPool2d))
                     return "modules run on the CPU in models with layers other than dense, conv and pooling ones";
         }
-        // The group runner (ulr_groups.cpp) runs every other option on every kind; the device's recurrent kernels
-        // take one sigma per layer.
-        for (int l = 0, p = 0; l < int(m.units.size()); l++) {
-            const Unit& u = m.units[size_t(l)];
-            if (!u.param()) continue;
-            const size_t pi = size_t(p++);
-            if (u.recurrent() && pi < c.sigma_channels.size() && !c.sigma_channels[pi].empty())
-                return "per-channel sigma of a recurrent or spiking layer runs on the CPU";
-            if (!m.dense_only && !c.modules.empty() && pi < c.sigma_channels.size() && !c.sigma_channels[pi].empty())
-                return "per-channel sigma with modules runs on the CPU in models with layers other than dense ones";
-        }
+        // The group runner (ulr_groups.cpp) runs every other option on every kind.
     }
     return {};
 }

@@ -7,7 +7,7 @@
 // them, so parameters(), save() and validation always see the host copy that end() (or an epoch end) wrote.
 //
 // What it does not run (unsupported() says why) stays on the CPU estimators: layer kinds without device kernels, a JS
-// loss outside ULR, frozen recurrent layers, per-channel sigma of a recurrent layer, and some module setups.
+// loss outside ULR, and modules outside dense, conv and pooling models with real weights.
 #pragma once
 #include <memory>
 #include <string>
@@ -111,12 +111,13 @@ class DeviceTrainer {
     Status frozen_forward(Model& m, int B, EstimatorConfig::Kind kind, const float** in);
     Status linear(const Model& m, int l, int rows, const float* x, float* out, bool tf32);
     Status aggregate(const Model& m, int l, float* out, const float* x, int rows);
-    // recurrent units (seq.cpp): the forward on `rows` rows (noise E times sigma on every gate, or none; xw: the
-    // shared X W^T of ULR's first unit, row r reading row r / rep), the gradient reduction from S (rows, T GH) into the
-    // unit's slab (with_w: also dW from `in`), and backprop through time (din: nullptr for none)
+    // recurrent units (seq.cpp): the forward on `rows` rows (noise E times sigma on every gate, or times sigmas, one
+    // per gate value; or none; xw: the shared X W^T of ULR's first unit, row r reading row r / rep), the gradient
+    // reduction from S (rows, T GH) into the unit's slab (with_w: also dW from `in`), and backprop through time (din:
+    // nullptr for none)
     Status seq_buffers(const Model& m, int l, int rows);
     Status seq_forward(const Model& m, int l, int rows, const float* in, float* out, const float* E, float sigma,
-                       const float* xw, int rep, bool tf32);
+                       const float* xw, int rep, bool tf32, const float* sigmas = nullptr);
     Status seq_reduce(const Model& m, int l, int rows, const float* in, const float* S, float alpha, bool with_w,
                       bool tf32);
     Status seq_backward(const Model& m, int l, int rows, const float* in, const float* dout, float* din, bool tf32);

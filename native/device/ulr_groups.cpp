@@ -207,7 +207,8 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         auto noisy = [&](int l, const float* pre, int rep) -> Status {
             return noise_forward(noise_args(l, pre, rep), c.qmc ? K : 0, c.qmc ? qmc_dim0(m, l) : 0);
         };
-        // a recurrent unit: its noise E first (noisy), then the steps (xw: the start's shared X W^T)
+        // a recurrent unit: its noise E first (noisy), then the steps (xw: the start's shared X W^T; per-channel
+        // sigma: the first GH values of its per-value scale, one step's gates)
         auto seq = [&](int l, const float* xw, bool noisy_unit) -> Status {
             const Unit& u = m.units[size_t(l)];
             float* a = ga_[size_t(l)]->f();
@@ -218,7 +219,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
                 OF_TRY(noise_forward(na, c.qmc ? K : 0, c.qmc ? qmc_dim0(m, l) : 0));
             }
             OF_TRY(seq_forward(m, l, R, input(l), a, noisy_unit ? e_[size_t(l)]->f() : nullptr, sigma[size_t(l)], xw,
-                               K, tf32));
+                               K, tf32, sigmas[size_t(l)]));
             if (u.act == Act::Identity) return {};
             return d->bias_act(dev::BiasActArgs{a, a, nullptr, u.O, u.act, u.alpha}, int64_t(R) * u.O);
         };
