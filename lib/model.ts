@@ -7,7 +7,8 @@ import { CheckpointError, ConfigError, DisposedError, ShapeError, withCallerStac
 import { type Dataset, checkDataset } from './data';
 import { summarize } from './summary';
 import { type Estimator, bp, toNative, ulr } from './estimators';
-import type { DenseLayer, ImageShape, Layer, SequenceShape } from './layers/index';
+import type { ImageShape, Layer, SequenceShape } from './layers/index';
+import { kindOf } from './layers/kind';
 import { nativeLayers, topology } from './layers/topology';
 import {
   native,
@@ -378,27 +379,19 @@ export class Model {
   /**
    * Freezes the first `count` layers with parameters (0 unfreezes all): they get no gradient and no update, and
    * ULR runs them clean once per sample (its noise starts after them), so fine-tuning a head costs little more
-   * than inference over the rest. Recurrent layers cannot be frozen yet.
+   * than inference over the rest.
    */
   freeze(count: number): void {
-    const flat = (ls: readonly Layer[]): Layer[] =>
-      ls.flatMap((l) => (l.type === 'residual' || l.type === 'concat' ? flat(l.layers) : [l]));
-    const withParams = flat(this.layers).filter((l) =>
-      ['dense', 'conv2d', 'graphConv', 'rnn', 'gru', 'lstm', 'lif', 'layerNorm', 'batchNorm', 'groupNorm'].includes(
-        l.type,
-      ),
-    );
+    const withParams = topology(this.layers)
+      .perLayer.filter((p) => p.tensors > 0 && !kindOf(p.layer.type)!.inner)
+      .map((p) => p.layer);
     if (!is.integer(count) || count < 0 || count >= withParams.length)
       throw invalidArg('count', `integer in [0, ${withParams.length - 1}]`, count);
     this.nat.setFrozen(count);
     this._frozen = count;
-    if (withParams.every((l) => l.type === 'dense')) {
-      // dense layers carry the flag (it goes into checkpoints)
-      (withParams as DenseLayer[]).forEach((l, i) => {
-        if (i < count) l.trainable = false;
-        else delete l.trainable;
-      });
-    }
+    // kinds that carry a trainable flag keep it in the layers (it goes into checkpoints)
+    const kinds = withParams.map((l) => kindOf(l.type)!);
+    if (kinds.every((k) => k.setTrainable)) withParams.forEach((l, i) => kinds[i]!.setTrainable!(l, i >= count));
   }
 
   /** Number of leading layers with parameters that are frozen. */

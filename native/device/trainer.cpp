@@ -23,6 +23,7 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         if (!kind) return "the model has a layer kind the device does not run";
     }
     if (hook && e.kind != EstimatorConfig::Kind::Ulr) return "a JS loss needs ulr()";
+    if (e.kind == EstimatorConfig::Kind::Bp && e.bp.sigma > 0.0f) return "bp() with noise injection runs on the CPU";
     if (e.kind == EstimatorConfig::Kind::Ulr) {
         const UlrConfig& c = e.ulr;
         if (!c.modules.empty()) {  // ulr_modules runs dense, conv and pooling units with real weights
@@ -126,7 +127,7 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     OF_TRY(effective(m, params_.f()));
     const float* in = x_.f();
     // A frozen prefix, as the CPU does it: a dense model trains its tail as a model of its own (slab offsets unchanged,
-    // noise ids and per-layer sigma from the tail: estimators/frozen.cpp); any other model keeps its frozen units clean
+    // noise ids and per-layer sigma from the tail: estimators/estimate.cpp); any other model keeps its frozen units clean
     // in the B-row prefix of ULR (generic.cpp), backpropagates through them, or perturbs them with the rest (SPSA, ES),
     // and their gradients are zeroed.
     const bool tail = m.frozen > 0 && m.dense_only;

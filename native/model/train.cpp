@@ -102,7 +102,7 @@ Status train_step(Model& m, const float* x, const Targets& y, int B, const Estim
     const double running_loss = m.running_loss;
     const bool has_running = m.has_running;
     const std::vector<double> layer_var = m.layer_var;
-    Status s = estimate_trainable(m, x, y, B, est, m.step, stats, hook);
+    Status s = estimate(m, x, y, B, est, m.step, stats, hook);
     if (ThreadPool::cancelled()) {
         m.running_loss = running_loss, m.has_running = has_running, m.layer_var = layer_var;
         return {StatusCode::Abort, "training was cancelled"};
@@ -142,7 +142,7 @@ Status on_device(DeviceTrainer* dt, Model& m, const OptimizerConfig* o, const Fn
 Status placed_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
                         StepStats* stats, const LossHook* hook) {
     DeviceTrainer* dt = placement(m, e, hook);
-    if (!dt) return estimate_trainable(m, x, y, B, e, step, stats, hook);
+    if (!dt) return estimate(m, x, y, B, e, step, stats, hook);
     return on_device(dt, m, nullptr, [&] { return dt->gradients(m, x, y, B, e, step, stats, true, hook); });
 }
 
