@@ -126,10 +126,10 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     const bool wp = e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es;
     OF_TRY(effective(m, params_.f()));
     const float* in = x_.f();
-    // A frozen prefix, as the CPU does it: a dense model trains its tail as a model of its own (slab offsets unchanged,
-    // noise ids and per-layer sigma from the tail: estimators/estimate.cpp); any other model keeps its frozen units clean
-    // in the B-row prefix of ULR (generic.cpp), backpropagates through them, or perturbs them with the rest (SPSA, ES),
-    // and their gradients are zeroed.
+    // A frozen prefix, as the CPU does it: a dense model trains its tail as a model of its own (slab offsets
+    // unchanged, noise ids and per-layer sigma from the tail: estimators/estimate.cpp); any other model keeps its
+    // frozen units clean in the B-row prefix of ULR (the plan: estimators/ulr_plan.h), backpropagates through them, or
+    // perturbs them with the rest (SPSA, ES), and their gradients are zeroed.
     const bool tail = m.frozen > 0 && m.dense_only;
     if (tail) OF_TRY(frozen_forward(m, B, e.kind, &in));
     std::vector<Unit> all;
