@@ -293,7 +293,7 @@ function stress() {
   process.stdout.write(md);
 }
 
-// Suite "adversarial": test/51 (hostile arguments), 80 (fuzz) and 81 (corrupted files) at large counts over
+// Suite "adversarial": test/51 (hostile arguments), 80 (fuzz) and 84 (corrupted files) at large counts over
 // several seeds (bench/cases/adversarial.ts). Every count but calls must be 0.
 function adversarial() {
   type Run = {
