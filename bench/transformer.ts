@@ -12,7 +12,20 @@ import * as path from 'path';
 import * as of from '../lib/index';
 import { writeReport } from '../lib/report';
 import type { CurveEstimator, Point, Samples, StepTimes } from './cases/transformer';
-import { B, CURVES, D, HEADS, K, LR, PROMPT, RANK, SPSA_PERTURBATIONS, T, THREADS } from './cases/transformer';
+import {
+  B,
+  CURVES,
+  D,
+  FINETUNE_LR,
+  HEADS,
+  K,
+  LR,
+  PROMPT,
+  RANK,
+  SPSA_PERTURBATIONS,
+  T,
+  THREADS,
+} from './cases/transformer';
 
 const ROUNDS = 5,
   WARMUP = 3,
@@ -185,7 +198,7 @@ function markdown(
     `\n\n## Fine-tuning\n\n` +
     `BP pretraining, ${PRETRAIN_STEPS} steps on the corpus's first 80% (${f2(ft.pretrained.seconds, 0)} s; validation loss on the new part ` +
     `${f2(ft.pretrained.valLoss, 3)}), then ${FINETUNE_STEPS} steps on the last 20% (its first three quarters; validation: the first 128 windows of its last quarter), ` +
-    `Adam ${LR}, each variant from the pretrained weights. Adapters: \`of.withAdapters(model, { rank: ${RANK} })\` ` +
+    `Adam ${FINETUNE_LR} (pretraining: ${LR}), each variant from the pretrained weights. Adapters: \`of.withAdapters(model, { rank: ${RANK} })\` ` +
     `(${ft.adapters === 'available' ? 'available' : `not available here, rows marked so: ${ft.adapters}`}). ` +
     `Memory: \`model.memoryEstimate\` of one step of batch ${B} (— where it has no estimate for the estimator).\n\n` +
     ftTable +
@@ -233,6 +246,7 @@ export function transformerSuite(results: string): void {
       blocks: 2,
       batch: B,
       lr: LR,
+      finetuneLr: FINETUNE_LR,
       copies: K,
       spsaPerturbations: SPSA_PERTURBATIONS,
       rank: RANK,

@@ -14,7 +14,8 @@ export const B = 32,
   K = 8,
   SPSA_PERTURBATIONS = 4,
   RANK = 4,
-  LR = 3e-3;
+  LR = 3e-3,
+  FINETUNE_LR = 1e-3;
 
 // Layers with parameters, in model order: embedding 0, positions 1, per block layerNorm, qkv, out, layerNorm,
 // dense, dense (2-7, 8-13), layerNorm 14, head 15. A residual block must lie inside one module, and a gptBlock is
@@ -90,8 +91,9 @@ function train(
   val: of.Dataset,
   steps: number,
   every: number,
+  lr = LR,
 ) {
-  const optimizer = of.adam({ lr: LR });
+  const optimizer = of.adam({ lr });
   const points: Point[] = [],
     stepMs: number[] = [];
   let seconds = 0,
@@ -190,7 +192,7 @@ export const FINETUNE_VARIANTS = [
 ];
 
 // Pretrain on the first 80% of the corpus (BP), adapt to the last 20% (its first three quarters train, its last
-// quarter validates), each variant from a copy of the pretrained weights.
+// quarter validates), each variant from a copy of the pretrained weights, at a smaller learning rate.
 async function finetune(pretrainSteps: number, steps: number, every: number) {
   const ids = vocab.encode(text);
   const cut = Math.floor(0.8 * ids.length);
@@ -220,7 +222,7 @@ async function finetune(pretrainSteps: number, steps: number, every: number) {
     }
     const estimator = v.estimator();
     const trainable = model.parameters().reduce((s, p) => s + p.data.length, 0);
-    const run = train(model, estimator, adapt, val, steps, every);
+    const run = train(model, estimator, adapt, val, steps, every, FINETUNE_LR);
     rows.push({
       variant: v.name,
       available: true,
