@@ -18,6 +18,7 @@
         "native/model/describe.cpp",
         "native/model/train.cpp",
         "native/model/distributed.cpp",
+        "native/units/adapter.cpp",
         "native/units/block.cpp",
         "native/units/build.cpp",
         "native/units/conv.cpp",

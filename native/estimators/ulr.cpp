@@ -447,7 +447,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                     seq_reduce(k, u, input(l), rows, sc.aux[size_t(l)].data(), e, w, alpha, p, sc.wexp.data(),
                                !via_g(l));
                 else
-                    unit_lr_reduce(k, u, input(l), rows, e, w, alpha, p, p + int64_t(u.gemm_cols()) * u.fan_in(),
+                    unit_lr_reduce(k, u, theta, input(l), rows, e, w, alpha, p, p + int64_t(u.gemm_cols()) * u.fan_in(),
                                    sc.cols.data(), sc.wexp.data());
             }
         }
@@ -487,7 +487,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         if (u.recurrent())
             k.gemm_tn(grads + u.w_off, G, clean_in(l), nullptr, u.q.G * u.q.H, u.q.F, B * u.q.T, alpha, 0.0f);
         else
-            unit_lr_reduce(k, u, clean_in(l), B, G, nullptr, alpha, grads + u.w_off,
+            unit_lr_reduce(k, u, theta, clean_in(l), B, G, nullptr, alpha, grads + u.w_off,
                            grads + u.w_off + int64_t(u.gemm_cols()) * u.fan_in(), ws.cols.data(), ws.wexp.data());
     }
     finish_stats(m, c, loss_sum, correct, int(total_rows), stats);

@@ -24,7 +24,8 @@ enum class UnitKind {
     Dropout,
     LayerNorm,
     BatchNorm,
-    GroupNorm
+    GroupNorm,
+    Adapter
 };
 
 // How the shared code views a kind's rows (Unit's predicates): plain (rows, O); conv-like: a dense map per output
