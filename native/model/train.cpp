@@ -56,8 +56,10 @@ Status apply_update(Model& m, const OptimizerConfig& o, int B) {
             if (u.running) batch_norm_update_running(u, B);
     m.opt_t++;
     // a frozen prefix and the frozen ranges are never touched, not even by weight decay: the update runs on the spans
-    // between them, with the clipping factor of the whole gradient (zero on the frozen ranges) applied first
+    // between them, with the clipping factor of the whole gradient (zeroed on the frozen ranges: applyGradients may
+    // bring values there) applied first
     const int64_t off = trainable_offset(m);
+    m.zero_frozen(m.grads.data());
     auto update = [&](int64_t begin, int64_t end, const OptimizerConfig& c) {
         if (end > begin)
             m.k->optimizer_step(m.params->data() + begin, m.grads.data() + begin, m.opt_m.data() + begin,
@@ -187,7 +189,6 @@ Status placed_seed_replay_update(Model& m, const EstimatorConfig& e, const Optim
     if (dt) return on_device(dt, m, &o, [&] { return dt->seed_replay_update(m, e, o, plus, minus, rows); });
     OF_TRY(weight_perturbation_replay(m, e, m.step, plus, minus));
     std::fill(m.grads.data(), m.grads.data() + trainable_offset(m), 0.0f);
-    m.zero_frozen(m.grads.data());
     return apply_update(m, o, rows);
 }
 
