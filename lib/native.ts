@@ -86,12 +86,16 @@ export type EpochLog = {
   epoch: number;
   /** Mean training loss over the epoch (for ULR: over the noisy copies). */
   loss: number;
-  /** Training accuracy over the epoch (for ULR: of the noisy copies). */
+  /** Training accuracy over the epoch, of rows or (per-position models) labeled positions (ULR: of the noisy copies). */
   accuracy: number;
   /** Clean loss on `validation`, if given. */
   valLoss?: number;
   /** Clean accuracy on `validation`, if given. */
   valAccuracy?: number;
+  /** exp(loss), with `crossEntropy` loss (for ULR: of the noisy copies' mean loss). Set by fit. */
+  perplexity?: number;
+  /** exp(valLoss), with `crossEntropy` loss and `validation`: the per-token perplexity of token data. Set by fit. */
+  valPerplexity?: number;
   /** Seconds of training in this epoch (validation excluded). */
   seconds: number;
   /** Optimizer steps in this epoch. */

@@ -1331,8 +1331,35 @@ for (const d of devices) {
           ? batch
           : { x: randn(10 * inputs, 12), y: Int32Array.from({ length: 10 }, (_, i) => i % 3), rows: 10 };
       const quantized = name.includes('binary') || name.includes('ternary'); // bp() refuses them on every backend
+      // per layer with parameters: its noise channels (a weight's first dimension, a norm's features)
+      const probe = of.sequential(layers(), { seed: 5, backend: 'cpu' });
+      const firsts = new Map(probe.parameters().map((p) => [p.name.split('.')[0]!, p.shape[0]!] as const));
+      const channels = [...firsts.values()],
+        P = channels.length;
+      probe.dispose();
       for (const [label, estimator] of [
         ...(quantized ? [] : [['bp', of.bp()] as const]),
+        // the plan's copy groups (estimators/ulr_plan.h) on every kind: a group of one layer and one of the rest
+        ['ulr layer-wise K=6, blocks', of.ulr({ copies: 6, injection: 'layerwise', blocks: P > 1 ? [1, P - 1] : [1] })],
+        [
+          'ulr layer-wise copies per layer, QMC, clean baseline',
+          of.ulr({
+            copies: channels.map((_, i) => (i % 2 ? 4 : 6)),
+            injection: 'layerwise',
+            qmc: true,
+            baseline: 'clean',
+          }),
+        ],
+        ['ulr learned sigma, sharedPrefix false', of.ulr({ copies: 6, learnSigma: { lr: 0.01 }, sharedPrefix: false })],
+        [
+          'ulr sigma per channel', // a recurrent unit's per gate row
+          of.ulr({ copies: 6, sigma: channels.map((n) => Array.from({ length: n }, (_, i) => 0.05 + 0.05 * (i % 3))) }),
+        ],
+        // a frozen first layer (a recurrent one included) runs clean in the B-row prefix; its gradient is zero
+        ...(P > 1 && !quantized ? [['bp, the first layer frozen', of.bp()] as const] : []),
+        ...(P > 1
+          ? [['ulr layer-wise K=6, the first layer frozen', of.ulr({ copies: 6, injection: 'layerwise' })] as const]
+          : []),
         ['ulr K=8', of.ulr({ copies: 8 })],
         [
           'ulr antithetic K=6, sigma per layer',
@@ -1350,7 +1377,10 @@ for (const d of devices) {
       ] as const) {
         const cpu = of.sequential(layers(), { seed: 5, backend: 'cpu' });
         const dev = of.sequential(layers(), { seed: 5, backend: d.name, allowTf32: false });
-        const want = concat(cpu.gradients(b, { estimator, step: 3 })),
+        if (label.includes('frozen')) (cpu.freeze(1), dev.freeze(1));
+        // the device always shares the prefix: sharedPrefix false is the same estimate, G^T A summed in its order
+        const shared = { ...estimator, sharedPrefix: true } as of.Estimator;
+        const want = concat(cpu.gradients(b, { estimator: shared, step: 3 })),
           got = concat(dev.gradients(b, { estimator, step: 3 }));
         const diff = maxAbs(got, want),
           mag = maxMag(want);

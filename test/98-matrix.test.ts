@@ -29,8 +29,9 @@ const COSINE = 0.9,
   SCALE = 0.3;
 
 /** A row: a tiny model of one kind, the output channels of its layers with parameters, and a weight gain where
- * the kind's own layer would otherwise get a gradient small against the estimator's noise. */
-type Kind = { layers: () => of.Layer[]; channels: number[]; gain?: number };
+ * the kind's own layer would otherwise get a gradient small against the estimator's noise; `tokens`: x holds token
+ * ids in [0, tokens) (an embedding's input). */
+type Kind = { layers: () => of.Layer[]; channels: number[]; gain?: number; tokens?: number };
 const graph: of.Graph = {
   nodes: 4,
   edges: [
@@ -88,6 +89,27 @@ const KINDS: Record<string, Kind> = {
   groupNorm: {
     layers: () => [of.dense(6, 6), of.groupNorm({ groups: 2 }), of.tanh(), of.dense(6, 3)],
     channels: [6, 6, 3],
+  },
+  // (a multiHeadAttention is two layers with parameters: its qkv projection, 3D channels, and its output one)
+  attention: {
+    layers: () => [
+      of.embedding({ vocab: 5, dim: 4, steps: 3 }),
+      of.positionalEmbedding(),
+      of.multiHeadAttention({ heads: 2, causal: true }),
+      of.tanh(),
+      of.dense(4, 3),
+    ],
+    channels: [4, 4, 12, 4, 3],
+    tokens: 5,
+  },
+  gptBlock: {
+    layers: () => [
+      of.embedding({ vocab: 5, dim: 4, steps: 3 }),
+      ...of.gptBlock({ dim: 4, heads: 2, mlp: 2 }),
+      of.dense(4, 3),
+    ],
+    channels: [4, 4, 12, 4, 4, 8, 4, 3],
+    tokens: 5,
   },
   graphConv: {
     layers: () => [
@@ -172,6 +194,12 @@ const EXCEPTIONS: Exception[] = [
       'path would cross it (no gradient of the loss reaches the block input through the noise alone).',
   },
   {
+    kind: 'gptBlock',
+    option: 'modules, a boundary after layer 1',
+    refuse: /inside the residual block/,
+    why: "layer 1 is the first residual block's layerNorm: the same cell as residual's.",
+  },
+  {
     kind: '*',
     option: "score 'sign'",
     cosine: SIGN_COSINE,
@@ -201,7 +229,10 @@ function build(kind: Kind, backend: Engine) {
   }
   // labels mostly class 0: the rows' gradients add up instead of cancelling, so the mean stands out of the noise
   const y = Int32Array.from({ length: ROWS * m.groups }, (_, i) => (i % 3 === 2 ? 1 : 0));
-  return { m, d: { x: randn(ROWS * m.inputs, 11, 0.9), y, rows: ROWS } };
+  const x = kind.tokens
+    ? Float32Array.from({ length: ROWS * m.inputs }, (_, i) => (i * 7 + 3) % kind.tokens!)
+    : randn(ROWS * m.inputs, 11, 0.9);
+  return { m, d: { x, y, rows: ROWS } };
 }
 
 /** Parameter tensors grouped by layer (`dense0.weight`, `dense0.bias`), in model order. */

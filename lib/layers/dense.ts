@@ -1,6 +1,6 @@
 /**
- * The dense (fully connected) layer: y = x Wᵀ + b, W of shape (units, inputs). Factory, options and what the
- * layer table needs (kind.ts); the math is native.
+ * The dense (fully connected) layer: y = x Wᵀ + b, W of shape (units, inputs); on a sequence (steps, inputs) it acts
+ * per position. Factory, options and what the layer table needs (kind.ts); the math is native.
  */
 import { ConfigError } from '../errors';
 import { invalidArg, is, optionsObject } from '../validate';
@@ -58,7 +58,8 @@ export type DenseOptions = {
 
 /**
  * A dense (fully connected) layer with `inputs` in-features and `units` out-features.
- * Weights are Glorot-uniform from the model seed, biases zero.
+ * Weights are Glorot-uniform from the model seed, biases zero. After a layer that gives a sequence (steps, F) it
+ * maps each position: `inputs` = F, output (steps, units); such a layer cannot be frozen.
  */
 export function dense(inputs: number, units: number, options?: DenseOptions): DenseLayer {
   if (!is.positiveInteger(inputs)) throw invalidArg('inputs', 'positive integer', inputs);
@@ -103,6 +104,7 @@ const denseKind: LayerKind<DenseLayer> = {
     },
   ],
   declared: (l) => [l.inputs],
+  perPosition: true,
   label: (l) =>
     label(
       'dense',

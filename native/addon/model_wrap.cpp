@@ -12,7 +12,6 @@
 #include "addon/model_spec.h"
 #include "device/trainer.h"
 #include "model/units.h"
-#include "units/unit.h"
 
 namespace of::addon {
 
@@ -118,11 +117,9 @@ Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
         p.Set("data", Napi::Float32Array::New(env, size_t(n), ab, 0));
         out.Set(idx++, p);
     };
-    std::map<std::string, int> count;  // tensors are numbered per name (an adapter's are dense's)
+    TensorNames names;
     for (const Unit& u : m.units)
-        if (u.param())
-            for (const UnitTensor& t : unit_tensors(u, count[unit_ops(u.kind).tensor_name]++))
-                add(t.name, t.offset, t.shape);
+        for (const UnitTensor& t : names.of(u)) add(t.name, t.offset, t.shape);
     return out;
     OF_NAPI_END(env)
 }

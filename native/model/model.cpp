@@ -241,6 +241,7 @@ Status validate_data(const Model& m, const float* x, int64_t x_len, const Target
         if (!std::isfinite(x[i]))
             return {StatusCode::Data, "x contains a non-finite value at row " + std::to_string(i / m.inputs) +
                                           ", column " + std::to_string(i % m.inputs)};
+    OF_TRY(validate_tokens(m, x, rows));
     if (m.loss != LossKind::Mse) {
         const int P = m.groups, classes = m.outputs / P;
         OF_CHECK(y.labels, Data, "cross-entropy needs integer class labels (Int32Array)");
@@ -267,6 +268,17 @@ Status validate_data(const Model& m, const float* x, int64_t x_len, const Target
             if (!std::isfinite(y.values[i]))
                 return {StatusCode::Data, "y contains a non-finite value at index " + std::to_string(i)};
     }
+    return {};
+}
+
+Status validate_tokens(const Model& m, const float* x, int64_t rows) {
+    if (m.units.empty() || m.units[0].kind != UnitKind::Embedding) return {};
+    const int vocab = m.units[0].vocab;
+    for (int64_t i = 0; i < rows * m.inputs; i++)
+        if (!(x[i] >= 0.0f && x[i] < float(vocab) && x[i] == std::floor(x[i])))
+            return {StatusCode::Data, "x holds token ids: the value " + std::to_string(x[i]) + " at row " +
+                                          std::to_string(i / m.inputs) + ", position " + std::to_string(i % m.inputs) +
+                                          " is not an integer in [0, " + std::to_string(vocab) + ")"};
     return {};
 }
 

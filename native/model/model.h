@@ -42,6 +42,9 @@ struct LayerSpec {
     // dense: a low-rank adapter of this rank (0: none) and its alpha (the update is scaled by alpha / rank; 0: rank)
     int adapter_rank = 0;
     float adapter_alpha = 0.0f;
+    int vocab = 0;        // embedding: token ids in [0, vocab) (units: the embedding width)
+    int heads = 1;        // multiHeadAttention
+    bool causal = false;  // multiHeadAttention: position t attends to positions <= t only
 };
 
 // One layer as Model::create lays it out: the shape it gives ([features], [H, W, C] or [steps, features]) and the
@@ -97,6 +100,10 @@ struct Unit {
     float rate = 0.0f;  // dropout: the fraction of values zeroed in training
     int groups = 1;     // groupNorm: channel groups, each normalized over all positions of a row
     int quant = 0;      // dense, conv2d: the forward uses binary (1) or ternary (2) weights of the real ones
+    // embedding: q.T tokens -> q.T rows of q.F values from a (vocab, q.F) table; positionalEmbedding: q.T x q.F;
+    // attend: q.T positions of Q, K, V (q.F values each) in, heads of q.F / heads values, causal or not
+    int vocab = 0, heads = 1;
+    bool causal = false;
     Act post_act = Act::Identity;
     float post_alpha = 0.01f;
     // adapter (LoRA): y = x W^T + (alpha / r) (x A^T) B^T + b, W (O, I) and b frozen at base_off and b_off, the
@@ -232,5 +239,7 @@ struct Model {
 
 // Checks a data set before use: sizes, non-finite inputs, labels in range. O(rows * cols).
 Status validate_data(const Model& m, const float* x, int64_t x_len, const Targets& y, int64_t y_len, int64_t rows);
+// A model that starts with an embedding reads token ids: every x value an integer in [0, vocab) (else a Data error).
+Status validate_tokens(const Model& m, const float* x, int64_t rows);
 
 }  // namespace of

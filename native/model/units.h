@@ -4,6 +4,8 @@
 // rows x patch_width() floats (conv patches, an adapter's low-rank products). Each kind implements them in its file in
 // native/units/; these entry points dispatch through the registry (units/registry.cpp).
 #pragma once
+#include <map>
+
 #include "model/model.h"
 #include "model/recurrent.h"
 
@@ -74,12 +76,20 @@ void unit_lr_reduce(const KernelTable& k, const Unit& u, const float* theta, con
                     const float* w, float alpha, float* dW, float* db, float* cols, float* wexp);
 // The unit's bias expanded to one value per output (conv: per channel, repeated over positions): out (O).
 void unit_bias_row(const Unit& u, const float* theta, float* out);
-// The unit's parameter tensors, named for the n-th unit of its kind (<kind><n>.weight, .recurrent, .bias).
+// The parameter tensors of a model's units in order, named <name><n>.weight, .recurrent, .bias: n counts the units
+// that share the name (a dense layer's and a per-position dense's both count as dense<n>; a multiHeadAttention's
+// two projections share one n: attention<n>.qkv.weight, attention<n>.out.weight).
 struct UnitTensor {
     std::string name;
     int64_t offset;  // into the parameter slab
     std::vector<int> shape;
 };
-std::vector<UnitTensor> unit_tensors(const Unit& u, int n);
+class TensorNames {
+   public:
+    std::vector<UnitTensor> of(const Unit& u);  // the next unit's tensors (none without parameters)
+
+   private:
+    std::map<std::string, int> count_;
+};
 
 }  // namespace of

@@ -1,11 +1,12 @@
 // dense: out (rows, O) = in (rows, I) W^T + b, W (O, I) then b (O) in the slab. Glorot-uniform weights, zero bias.
-// A leading run of dense layers may be frozen (fine-tuning); the forward may use binary or ternary weights. With
-// an adapter (rank > 0) the layer is an adapter unit (units/adapter.cpp).
+// A leading run of dense layers may be frozen (fine-tuning); the forward may use binary or ternary weights. On a
+// sequence it acts per position (units/conv.cpp's per-position dense).
+// With an adapter (rank > 0) the layer is an adapter unit (units/adapter.cpp).
 #include <algorithm>
 #include <cmath>
 
 #include "core/shape.h"
-#include "units/unit.h"
+#include "units/conv.h"
 
 namespace of {
 namespace {
@@ -24,11 +25,12 @@ void read(const LayerReader& r, LayerSpec& l) {
 Status build(const LayerSpec& l, ModelBuilder& b) {
     Model& m = b.m;
     OF_CHECK(!b.spatial, Config, b.where + ": dense needs a flat input; add flatten() after the spatial layers");
-    OF_CHECK(
-        !b.seq, Config,
-        b.where +
-            ": dense needs a flat input; add flatten(), timeMean() or a recurrent layer with returnSequences: false");
     OF_TRY(check_positive(l.units, "dense units"));
+    if (b.seq) {  // per position: (T, F) -> (T, units), a conv-like unit (units/conv.h)
+        OF_CHECK(l.trainable, Config, b.where + ": a dense layer on a sequence cannot be frozen");
+        OF_CHECK(!l.adapter_rank, Config, b.where + ": a dense layer on a sequence cannot take an adapter yet");
+        return add_position_dense(b, UnitKind::SeqDense, l.units, l.bias, l.quant);
+    }
     uint64_t wn = 0;
     OF_TRY(checked_mul(uint64_t(b.width), uint64_t(l.units), &wn, "dense weight"));
     OF_CHECK(l.trainable || int(m.units.size()) == m.frozen, Config,
