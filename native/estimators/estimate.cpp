@@ -1,10 +1,10 @@
 // The entry of every gradient estimate: the estimator of the config's kind (bp, spsa / es, ulr with modules, ulr),
-// with the frozen prefix (fine-tuning) and the frozen ranges (Model::frozen_ranges: zero gradient) honored. Frozen
-// layers get zero gradients, and the optimizer updates only the trainable suffix of the parameter slab. ULR keeps
-// frozen units clean itself (ulr.cpp); in a dense model the frozen stack's clean forward runs once per sample (B rows
-// -- the shared-prefix rule for a whole frozen stack), then the estimator runs on the trainable rest as if it were the
-// model, reading the frozen stack's output as its input (BP and SPSA / ES then neither backpropagate through nor
-// perturb the frozen layers).
+// with the frozen prefix (fine-tuning) honored. Frozen layers get zero gradients, and the optimizer updates only the
+// trainable suffix of the parameter slab. ULR keeps frozen units clean itself (ulr.cpp); in a dense model the
+// frozen stack's clean forward runs once per sample (B rows -- the shared-prefix rule for a whole frozen stack), then
+// the estimator runs on the trainable rest as if it were the model, reading the frozen stack's output as its input
+// (BP and SPSA / ES then neither backpropagate through nor perturb the frozen layers).
+// The frozen ranges (Model::frozen_ranges: an adapter's base) get zero gradients after any estimator.
 #include <algorithm>
 
 #include "estimators/estimator.h"
