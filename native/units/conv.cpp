@@ -43,6 +43,7 @@ void scatter(const KernelTable& k, const Unit& u, float* din, const float* dcols
 
 void forward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
              float* cols, const SeqCtx*) {
+    if (!u.graph && k.conv_forward(out, in, theta + u.w_off, rows, u.g)) return;
     gather(k, u, cols, in, rows);
     k.gemm_nt(out, cols, theta + u.w_off, int(u.gemm_rows(rows)), u.g.Co, u.g.patch(), 1.0f, 0.0f);
 }
@@ -52,11 +53,13 @@ void backward(const KernelTable& k, const Unit& u, const float* theta, const flo
               float* dW, float* din, float* cols, const SeqCtx*) {
     const int n = int(u.gemm_rows(rows)), P = u.g.patch();
     if (dW) {
-        gather(k, u, cols, in, rows);
-        k.gemm_tn(dW, dv, cols, nullptr, u.g.Co, P, n, 1.0f, 0.0f);
+        if (u.graph || !k.conv_weight_grad(dW, dv, in, nullptr, rows, u.g, 1.0f)) {
+            gather(k, u, cols, in, rows);
+            k.gemm_tn(dW, dv, cols, nullptr, u.g.Co, P, n, 1.0f, 0.0f);
+        }
         if (u.b_off >= 0) k.col_sum(dW + int64_t(u.g.Co) * P, dv, n, u.g.Co);
     }
-    if (din) {
+    if (din && (u.graph || !k.conv_input_grad(din, dv, theta + u.w_off, rows, u.g))) {
         k.gemm_nn(cols, dv, theta + u.w_off, n, P, u.g.Co, 1.0f, 0.0f);
         scatter(k, u, din, cols, rows);
     }
@@ -67,8 +70,10 @@ void lr_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, c
                float alpha, float* dW, float* db, float* cols, float* wexp) {
     const int n = int(u.gemm_rows(rows));
     expand_row_weights(wexp, w, rows, u.g.positions());
-    gather(k, u, cols, in, rows);
-    k.gemm_tn(dW, S, cols, wexp, u.g.Co, u.g.patch(), n, alpha, 0.0f);
+    if (u.graph || !k.conv_weight_grad(dW, S, in, w, rows, u.g, alpha)) {
+        gather(k, u, cols, in, rows);
+        k.gemm_tn(dW, S, cols, wexp, u.g.Co, u.g.patch(), n, alpha, 0.0f);
+    }
     if (u.b_off >= 0) k.lr_bias_reduce(db, wexp, S, n, u.g.Co, alpha, false);
 }
 
