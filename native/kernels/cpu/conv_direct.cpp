@@ -46,24 +46,32 @@ __attribute__((target("avx512f,fma"))) void tile_avx512(float* c, ptrdiff_t ldc,
                                                         const int* off, int K, const float* b, ptrdiff_t ldb, int cols,
                                                         float alpha, bool accumulate) {
     __mmask16 m[NCH];
+#pragma GCC unroll 2
     for (int ch = 0; ch < NCH; ch++) {
         const int left = cols - 16 * ch;
         m[ch] = left >= 16 ? __mmask16(0xffff) : left > 0 ? __mmask16((1u << left) - 1) : __mmask16(0);
     }
     __m512 s[R][NCH];
+#pragma GCC unroll 12
     for (int j = 0; j < R; j++)
+#pragma GCC unroll 2
         for (int ch = 0; ch < NCH; ch++) s[j][ch] = _mm512_setzero_ps();
     for (int k = 0; k < K; k++) {
         const float* ak = a + off[k];
         __m512 w[NCH];
+#pragma GCC unroll 2
         for (int ch = 0; ch < NCH; ch++) w[ch] = _mm512_maskz_loadu_ps(m[ch], b + k * ldb + 16 * ch);
+#pragma GCC unroll 12
         for (int j = 0; j < R; j++) {
             const __m512 x = _mm512_set1_ps(ak[j * as]);
+#pragma GCC unroll 2
             for (int ch = 0; ch < NCH; ch++) s[j][ch] = _mm512_fmadd_ps(x, w[ch], s[j][ch]);
         }
     }
     const __m512 va = _mm512_set1_ps(alpha);
+#pragma GCC unroll 12
     for (int j = 0; j < R; j++)
+#pragma GCC unroll 2
         for (int ch = 0; ch < NCH; ch++) {
             float* cj = c + j * ldc + 16 * ch;
             __m512 v = _mm512_mul_ps(va, s[j][ch]);
