@@ -4,7 +4,8 @@
 // here each image is zero-padded once into a small per-thread buffer and one register tile reads its taps
 // straight from it:
 //   tile:          C (rows, N) = alpha A B (+ C),  A(j, k) = a[j as + off[k]],  B (K, N) row-major,
-//                  12 rows x 1 or 2 vectors of 16 output lanes in zmm registers, a fixed order over k.
+//                  up to 12 rows x 1 or 2 vectors of 16 columns in zmm registers (AVX2: 6 rows x 8 columns),
+//                  one fma chain per element in k order, so both ISAs give the same bits.
 //   forward:       per output row, rows = positions, A = the padded image at the taps (off[k] over kh kw C),
 //                  B = W^T (kh kw C, Co).
 //   input grad:    per output row, the patch gradients dA (Wo, kh kw C) = dV W (rows = positions, B = W), added
@@ -88,27 +89,92 @@ __attribute__((target("avx512f"))) void add_run_avx512(float* d, const float* s,
     }
 }
 
+// The same tile in AVX2: 8 columns a vector, at most 6 rows (12 of the 16 ymm registers accumulate). The same fma
+// chain per element as the AVX-512 tile, so the same bits.
+template <int R, int NCH>
+__attribute__((target("avx2,fma"))) void tile_avx2(float* c, ptrdiff_t ldc, const float* a, ptrdiff_t as,
+                                                   const int* off, int K, const float* b, ptrdiff_t ldb, int cols,
+                                                   float alpha, bool accumulate) {
+    __m256i m[NCH];
+#pragma GCC unroll 2
+    for (int ch = 0; ch < NCH; ch++)
+        m[ch] = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols - 8 * ch), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 s[R][NCH];
+#pragma GCC unroll 6
+    for (int j = 0; j < R; j++)
+#pragma GCC unroll 2
+        for (int ch = 0; ch < NCH; ch++) s[j][ch] = _mm256_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const float* ak = a + off[k];
+        __m256 w[NCH];
+#pragma GCC unroll 2
+        for (int ch = 0; ch < NCH; ch++) w[ch] = _mm256_maskload_ps(b + k * ldb + 8 * ch, m[ch]);
+#pragma GCC unroll 6
+        for (int j = 0; j < R; j++) {
+            const __m256 x = _mm256_broadcast_ss(ak + j * as);
+#pragma GCC unroll 2
+            for (int ch = 0; ch < NCH; ch++) s[j][ch] = _mm256_fmadd_ps(x, w[ch], s[j][ch]);
+        }
+    }
+    const __m256 va = _mm256_set1_ps(alpha);
+#pragma GCC unroll 6
+    for (int j = 0; j < R; j++)
+#pragma GCC unroll 2
+        for (int ch = 0; ch < NCH; ch++) {
+            float* cj = c + j * ldc + 8 * ch;
+            __m256 v = _mm256_mul_ps(va, s[j][ch]);
+            if (accumulate) v = _mm256_add_ps(v, _mm256_maskload_ps(cj, m[ch]));
+            _mm256_maskstore_ps(cj, m[ch], v);
+        }
+}
+
+__attribute__((target("avx2"))) void add_run_avx2(float* d, const float* s, int n) {
+    for (int i = 0; i < n; i++) d[i] += s[i];
+}
+
+// One ISA's tiles: rows x (1 or 2) vectors of `lanes` columns, for rows = 1..max_rows.
 using Tile = void (*)(float*, ptrdiff_t, const float*, ptrdiff_t, const int*, int, const float*, ptrdiff_t, int, float,
                       bool);
-template <int NCH, int... R>
-constexpr std::array<Tile, sizeof...(R)> tiles(std::integer_sequence<int, R...>) {
-    return {tile_avx512<R + 1, NCH>...};
+struct Tiles {
+    int max_rows, lanes;
+    std::array<Tile, kRows> one, two;
+    void (*add_run)(float* d, const float* s, int n);
+};
+template <int... R>
+constexpr Tiles avx512_tiles(std::integer_sequence<int, R...>) {
+    return {kRows, 16, {tile_avx512<R + 1, 1>...}, {tile_avx512<R + 1, 2>...}, add_run_avx512};
 }
-constexpr auto kTiles1 = tiles<1>(std::make_integer_sequence<int, kRows>());
-constexpr auto kTiles2 = tiles<2>(std::make_integer_sequence<int, kRows>());
+template <int... R>
+constexpr Tiles avx2_tiles(std::integer_sequence<int, R...>) {
+    return {6, 8, {tile_avx2<R + 1, 1>...}, {tile_avx2<R + 1, 2>...}, add_run_avx2};
+}
+constexpr Tiles kAvx512 = avx512_tiles(std::make_integer_sequence<int, kRows>());
+constexpr Tiles kAvx2 = avx2_tiles(std::make_integer_sequence<int, 6>());
 
-// C (rows, cols) for any rows and cols: 12-row blocks of equal size, 32-column strips, a 16-column remainder.
+// The tiles of the GEMM's ISA (ONEFORWARD_SIMD caps both); nullptr: no direct convolution (scalar). At most 8
+// columns fill a ymm register but half a zmm one: the AVX2 tiles take them (the same bits).
+const Tiles* isa_tiles(int cols = 16) {
+    static const Tiles* wide = std::strcmp(gemm_isa(), "avx512") == 0 ? &kAvx512
+                               : std::strcmp(gemm_isa(), "avx2") == 0 ? &kAvx2
+                                                                      : nullptr;
+    static const Tiles* narrow =
+        wide == &kAvx512 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &kAvx2 : wide;
+    return cols <= 8 ? narrow : wide;
+}
+
+// C (rows, cols) for any rows and cols: row blocks of equal size, strips of two vectors, a one-vector remainder.
 void product(float* c, ptrdiff_t ldc, const float* a, ptrdiff_t as, const int* off, int K, const float* b,
              ptrdiff_t ldb, int rows, int cols, float alpha, bool accumulate) {
-    const int blocks = (rows + kRows - 1) / kRows, per = (rows + blocks - 1) / blocks;
+    const Tiles& t = *isa_tiles(cols);
+    const int blocks = (rows + t.max_rows - 1) / t.max_rows, per = (rows + blocks - 1) / blocks, L = t.lanes;
     for (int j0 = 0; j0 < rows; j0 += per) {
         const int r = std::min(per, rows - j0);
         float* cj = c + j0 * ldc;
         const float* aj = a + j0 * as;
         int n0 = 0;
-        for (; n0 + 16 < cols; n0 += 32)
-            kTiles2[size_t(r - 1)](cj + n0, ldc, aj, as, off, K, b + n0, ldb, cols - n0, alpha, accumulate);
-        if (n0 < cols) kTiles1[size_t(r - 1)](cj + n0, ldc, aj, as, off, K, b + n0, ldb, cols - n0, alpha, accumulate);
+        for (; n0 + L < cols; n0 += 2 * L)
+            t.two[size_t(r - 1)](cj + n0, ldc, aj, as, off, K, b + n0, ldb, cols - n0, alpha, accumulate);
+        if (n0 < cols) t.one[size_t(r - 1)](cj + n0, ldc, aj, as, off, K, b + n0, ldb, cols - n0, alpha, accumulate);
     }
 }
 
@@ -156,8 +222,7 @@ int64_t image_cost(const ConvGeom& g) { return g.positions() * g.patch() * g.Co 
 }  // namespace
 
 bool conv_direct_suits(const ConvGeom& g) {
-    static const bool avx512 = std::strcmp(gemm_isa(), "avx512") == 0;
-    return avx512 && g.Co <= 64 && g.patch() <= 1024;
+    return isa_tiles() && g.Co <= 64 && g.patch() <= 1024;
 }
 
 bool conv_forward(float* y, const float* x, const float* W, int n, const ConvGeom& g) {
@@ -207,7 +272,7 @@ bool conv_input_grad(float* dx, const float* dv, const float* W, int n, const Co
                 for (int ox = 0; ox < g.Wo; ox++) {
                     float* corner = dp + (int64_t(oy) * g.sh * Wp + int64_t(ox) * g.sw) * g.C;
                     for_each_run(g, [&](int64_t at, int k0, int len) {
-                        add_run_avx512(corner + at, tile + int64_t(ox) * P + k0, len);
+                        isa_tiles()->add_run(corner + at, tile + int64_t(ox) * P + k0, len);
                     });
                 }
             }
