@@ -346,7 +346,7 @@ export function configB(): of.Layer[] {
 export function configD(): of.Layer[] {
   // wider shapes for the direct convolution's tiles (kernels/cpu/conv_direct.cpp): 13 output columns (two row
   // blocks), 18 filters (a two-vector strip, the second masked), dilation across (one run per tap), padding beyond
-  // the window; 65 filters take im2row + GEMM; 65 input channels give a 260-wide patch
+  // the window; 65 filters (two strips and a one-column remainder); 65 input channels give a 260-wide patch
   const spatial: of.Layer[] = [
     of.conv2d({ inputShape: [2, 15, 2], filters: 18, kernel: [2, 3], dilation: [1, 2], padding: [2, 1] }),
     of.tanh(),
