@@ -34,8 +34,10 @@ namespace {
 constexpr float kInvSqrt2 = 0.70710678118654752f;
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
-// One switch per call, a tight loop per case: the branch-free cases vectorize.
-void act_span(float* y, const float* x, int64_t n, Act act, float alpha) {
+// One switch per call, a tight loop per case: the branch-free cases vectorize, 16 lanes on AVX-512 machines (clones
+// per ISA; elementwise, so the same bits).
+#define OF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+OF_CLONES void act_span(float* y, const float* x, int64_t n, Act act, float alpha) {
     switch (act) {
         case Act::Identity:
             if (y != x) std::copy(x, x + n, y);
@@ -84,7 +86,7 @@ void for_row_chunks(int rows, int min_rows, int64_t cycles, Fn&& fn) {
         cycles);
 }
 
-void act_backward_span(float* dv, const float* dy, const float* v, const float* a, int64_t n, Act act, float alpha) {
+OF_CLONES void act_backward_span(float* dv, const float* dy, const float* v, const float* a, int64_t n, Act act, float alpha) {
     switch (act) {
         case Act::Identity:
             if (dv != dy) std::copy(dy, dy + n, dv);
