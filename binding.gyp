@@ -34,7 +34,7 @@
         "native/estimators/hybrid.cpp",
         "native/estimators/ulr.cpp",
         "native/estimators/weight_perturbation.cpp",
-        "native/estimators/frozen.cpp",
+        "native/estimators/estimate.cpp",
         "native/device/sim_device.cpp",
         "native/device/trainer.cpp",
         "native/device/unit_passes.cpp",

@@ -12,6 +12,7 @@ import { benchSuites, BenchSuiteName } from '../lib/cli';
 import { writeReport } from '../lib/report';
 import { gpuSuite } from './gpu/suite';
 import { speedSuite } from './speed';
+import { robustnessSuite } from './robustness';
 
 const argv = process.argv.slice(2);
 const option = (flag: string): string | undefined => {
@@ -865,6 +866,7 @@ const suites: Record<BenchSuiteName, () => unknown> = {
   distributed: distributedSuite,
   gpu: () => gpuSuite(results),
   speed: () => speedSuite(results),
+  robustness: () => robustnessSuite(results),
 };
 (async () => {
   // The CPU suites measure the CPU engine even where a GPU would answer ('auto'); the gpu suite asks for CUDA itself.

@@ -13,7 +13,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { CheckpointError, NumericError, OneForwardError } from './errors';
 import { MAX_FILE, parseHeader, readRegularFile } from './files';
-import { type Layer, kindOf } from './layers/index';
+import './layers/index'; // every kind registered
+import { type Layer, kindOf } from './layers/kind';
 import { type Topology, topology } from './layers/topology';
 import { LOSSES, type LossName, type Model, sequential } from './model';
 

@@ -377,12 +377,12 @@ export const benchSuites = [
   {
     name: 'architectures',
     byDefault: false,
-    about: 'CNN, GRU, spiking, step-activation, residual and graph models (also part of paper)',
+    about: 'CNN, recurrent, spiking, step-activation, residual and graph models (also part of paper)',
   },
   {
     name: 'arch-options',
     byDefault: false,
-    about: 'ULR options (layer-wise, QMC, per-channel sigma, auto copies) on the CNN, residual CNN and GRU',
+    about: 'ULR options (layer-wise, QMC, per-channel sigma, auto copies) on the CNN, residual CNN and recurrent net',
   },
   {
     name: 'distributed',
@@ -393,7 +393,14 @@ export const benchSuites = [
   {
     name: 'speed',
     byDefault: false,
-    about: 'ms per step and GFLOP/s of BP and ULR K=32 (MLP, CNN, GRU, residual CNN) against PyTorch; normals/s',
+    about:
+      'ms per step and GFLOP/s of BP and ULR K=32 (MLP, CNN, recurrent net, residual CNN) against PyTorch; normals/s',
+  },
+  {
+    name: 'robustness',
+    byDefault: false,
+    about:
+      'attacks on ULR models vs BP twins of equal accuracy and BP trained with the same noise (also part of paper)',
   },
 ] as const;
 

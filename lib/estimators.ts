@@ -35,6 +35,8 @@ export type ScoreName = (typeof SCORES)[number];
 export type BpEstimator = {
   /** The estimator kind. */
   kind: 'bp';
+  /** Noise injection: Gaussian noise σ on every pre-activation of a layer with parameters (absent: none). */
+  sigma?: number;
 };
 
 /** Options of {@link ulr}. */
@@ -271,9 +273,20 @@ export function es(options?: {
   };
 }
 
-/** Exact backpropagation (the baseline ULR is measured against). Refuses `step`/`sign` activations. */
-export function bp(): BpEstimator {
-  return { kind: 'bp' };
+/**
+ * Exact backpropagation (the baseline ULR is measured against). Refuses `step`/`sign` activations.
+ * With `sigma`, noise-injection training: every pre-activation of a layer with parameters gets Gaussian noise σ·ε in
+ * the training forward (ε from the same stream as ULR's noise, one copy per sample), and BP gives the exact gradient
+ * of that noisy loss. It is the control for ULR's noise: the same noise without the likelihood ratio. Not for
+ * recurrent layers; runs on the CPU.
+ * @example
+ * const control = of.bp({ sigma: 0.3 });
+ */
+export function bp(options?: { sigma?: number }): BpEstimator {
+  const o = optionsObject('bp', options, ['sigma']);
+  if (o.sigma === undefined || o.sigma === 0) return { kind: 'bp' };
+  if (!is.number(o.sigma) || !(o.sigma > 0)) throw invalidArg('sigma', 'non-negative finite number', o.sigma);
+  return { kind: 'bp', sigma: o.sigma };
 }
 
 /**

@@ -29,6 +29,10 @@ export type History = {
     valLoss: number[];
     /** Validation accuracy per epoch (empty without `validation`). */
     valAccuracy: number[];
+    /** exp(loss) per epoch (empty unless the loss is `crossEntropy`). */
+    perplexity: number[];
+    /** exp(valLoss) per epoch (empty without `validation` or unless the loss is `crossEntropy`). */
+    valPerplexity: number[];
     /** The learning rate of each epoch's last update. */
     lr: number[];
   };
@@ -269,6 +273,10 @@ export async function fitModel(
       callbacks.wrap(o.onProgress) ?? null,
       (e) => {
         if (stopper?.stoppedEpoch !== undefined) return;
+        if (model.loss === 'crossEntropy') {
+          e.perplexity = Math.exp(e.loss);
+          if (e.valLoss !== undefined) e.valPerplexity = Math.exp(e.valLoss);
+        }
         epochsOut.push(e);
         onEpochEnd?.(e);
         if (!stopper) return;
@@ -299,6 +307,8 @@ export async function fitModel(
       accuracy: col('accuracy'),
       valLoss: col('valLoss'),
       valAccuracy: col('valAccuracy'),
+      perplexity: col('perplexity'),
+      valPerplexity: col('valPerplexity'),
       lr: col('lr'),
     },
   };

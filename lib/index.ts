@@ -17,70 +17,12 @@ export type {
   LossFunction,
   GradientCheck,
   MemoryEstimate,
+  Evaluation,
+  GenerateOptions,
 } from './model';
 export type { FitOptions, History, DistributedOptions, DistributedMode } from './fit';
 export { DISTRIBUTED_MODES } from './fit';
-export {
-  dense,
-  activation,
-  relu,
-  leakyRelu,
-  tanh,
-  sigmoid,
-  gelu,
-  identity,
-  step,
-  sign,
-  quantize,
-  ACTIVATIONS,
-  conv2d,
-  maxPool2d,
-  avgPool2d,
-  globalAvgPool,
-  flatten,
-  rnn,
-  gru,
-  lstm,
-  lif,
-  repeat,
-  timeMean,
-  graphConv,
-  residual,
-  concat,
-  dropout,
-  layerNorm,
-  batchNorm,
-  groupNorm,
-} from './layers/index';
-export type {
-  Layer,
-  DenseLayer,
-  ActivationLayer,
-  ActivationName,
-  DenseOptions,
-  QuantizedWeights,
-  Conv2dLayer,
-  Conv2dOptions,
-  Pool2dLayer,
-  Pool2dOptions,
-  GlobalAvgPoolLayer,
-  FlattenLayer,
-  ImageShape,
-  Padding,
-  SequenceShape,
-  RecurrentLayer,
-  RecurrentOptions,
-  RepeatLayer,
-  TimeMeanLayer,
-  Graph,
-  GraphConvLayer,
-  ResidualLayer,
-  ConcatLayer,
-  DropoutLayer,
-  LayerNormLayer,
-  BatchNormLayer,
-  GroupNormLayer,
-} from './layers/index';
+export * from './layers/index';
 export { bp, ulr, spsa, es, BASELINES, DENSITIES, SCORES, INJECTIONS } from './estimators';
 export type {
   Estimator,
@@ -126,12 +68,15 @@ export type { CsvOptions } from './loaders';
 export type { GraphTask } from './datasets';
 export type { FromArraysOptions, LabelKind } from './from_arrays';
 export { LABEL_KINDS } from './from_arrays';
+export { CharVocab, CORPORA } from './text';
+export type { CharVocabJSON, CorpusName, TokenOptions } from './text';
 export { MONITORS } from './callbacks';
 export type { EarlyStoppingOptions, Monitor } from './callbacks';
 import * as dataModule from './data';
 import * as datasetsModule from './datasets';
 import * as loadersModule from './loaders';
 import * as fromArraysModule from './from_arrays';
+import * as textModule from './text';
 import * as backendModule from './backend';
 import * as reportModule from './report';
 import * as robustnessModule from './robustness';
@@ -151,6 +96,8 @@ export const datasets = {
   karate: datasetsModule.karate,
   /** A seeded stochastic block model, a node-classification graph. */
   sbm: datasetsModule.sbm,
+  /** A shipped public-domain text for language models: `corpus('moby-dick')`. */
+  corpus: textModule.corpus,
 };
 /**
  * Loaders and batching helpers.
@@ -169,6 +116,19 @@ export const data = {
   take: dataModule.take,
   /** A checked data set from plain arrays (rows of features; class indices, one-hot rows or targets). */
   fromArrays: fromArraysModule.fromArrays,
+  /** Next-token windows of a token stream (labels at every position), split into train and validation parts. */
+  tokens: textModule.tokens,
+};
+/**
+ * Text for language models: a character vocabulary (`of.data.tokens` makes data sets of its ids,
+ * `model.generate` samples new ids).
+ * @namespace
+ */
+export const text = {
+  /** The character vocabulary of a text (sorted code points): `encode`, `decode`, `toJSON`. */
+  charVocab: textModule.charVocab,
+  /** A vocabulary read back from its JSON (`CharVocab.fromJSON`). */
+  vocabFromJSON: textModule.CharVocab.fromJSON,
 };
 /** Learning-rate schedules for an optimizer's `schedule` option, e.g. `of.adam({ lr: 1e-3, schedule: of.schedules.cosine({ steps: 1000, warmup: 100 }) })`.
  * @namespace

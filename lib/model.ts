@@ -7,7 +7,8 @@ import { CheckpointError, ConfigError, DisposedError, ShapeError, withCallerStac
 import { type Dataset, checkDataset } from './data';
 import { summarize } from './summary';
 import { type Estimator, bp, toNative, ulr } from './estimators';
-import type { DenseLayer, ImageShape, Layer, SequenceShape } from './layers/index';
+import type { ImageShape, Layer, SequenceShape } from './layers/index';
+import { kindOf } from './layers/kind';
 import { nativeLayers, topology } from './layers/topology';
 import {
   native,
@@ -32,10 +33,14 @@ import {
   type Parameter,
   type GradientCheck,
   type MemoryEstimate,
+  type Evaluation,
+  withPerplexity,
 } from './model_types';
+import { type GenerateOptions, generate } from './generate';
 
 export { LOSSES };
-export type { LossName, SequentialOptions, ModelBackend, Parameter, GradientCheck, MemoryEstimate };
+export type { LossName, SequentialOptions, ModelBackend, Parameter, GradientCheck, MemoryEstimate, Evaluation };
+export type { GenerateOptions };
 
 export type { Progress, EpochLog, BatchLog, LossFunction, FitOptions, History };
 
@@ -170,15 +175,10 @@ export class Model {
     return this.summary();
   }
 
-  /** Mean loss and accuracy (cross-entropy; 0 for mse) of a clean forward pass over a data set. */
-  evaluate(data: Dataset): {
-    /** Mean loss over the rows. */
-    loss: number;
-    /** Fraction of rows whose arg-max is the label, in [0, 1]. */
-    accuracy: number;
-  } {
+  /** Mean loss, accuracy (cross-entropy; 0 for mse) and perplexity (cross-entropy) of a clean forward pass. */
+  evaluate(data: Dataset): Evaluation {
     this.checkData('data', data);
-    return this.nat.evaluate(data.x, data.y, data.rows);
+    return withPerplexity(this.loss, this.nat.evaluate(data.x, data.y, data.rows));
   }
 
   /**
@@ -208,19 +208,25 @@ export class Model {
   }
 
   /** Like {@link evaluate}, off the event loop (libuv pool), on a native copy of the data set taken at the call. */
-  async evaluateAsync(data: Dataset): Promise<{
-    /** Mean loss over the rows. */
-    loss: number;
-    /** Fraction of rows whose arg-max is the label, in [0, 1]. */
-    accuracy: number;
-  }> {
+  async evaluateAsync(data: Dataset): Promise<Evaluation> {
     const stack = new Error().stack;
     this.checkData('data', data);
     try {
-      return await this.nat.evaluateAsync(data.x, data.y, data.rows);
+      return withPerplexity(this.loss, await this.nat.evaluateAsync(data.x, data.y, data.rows));
     } catch (err) {
       throw withCallerStack(err, stack);
     }
+  }
+
+  /**
+   * The next `maxTokens` token ids after `prompt`, one async prediction each (see {@link GenerateOptions}), for a
+   * model that reads T ids (or T one-hot rows) and gives (T, vocab) logits per position. The window is the last T
+   * ids; a shorter one is right-padded and read at its last id, right for causal models only (recurrent layers are).
+   * @throws (as a rejection) ConfigError (`ERR_CONFIG`) for another kind of model or a bad option; DataError
+   * (`ERR_DATA`) for an empty prompt or an id outside [0, vocab); the errors of {@link predictAsync}.
+   */
+  async generate(prompt: ArrayLike<number>, options: GenerateOptions): Promise<Int32Array> {
+    return generate(this, prompt, options, new Error().stack);
   }
 
   /**
@@ -378,27 +384,19 @@ export class Model {
   /**
    * Freezes the first `count` layers with parameters (0 unfreezes all): they get no gradient and no update, and
    * ULR runs them clean once per sample (its noise starts after them), so fine-tuning a head costs little more
-   * than inference over the rest. Recurrent layers cannot be frozen yet.
+   * than inference over the rest.
    */
   freeze(count: number): void {
-    const flat = (ls: readonly Layer[]): Layer[] =>
-      ls.flatMap((l) => (l.type === 'residual' || l.type === 'concat' ? flat(l.layers) : [l]));
-    const withParams = flat(this.layers).filter((l) =>
-      ['dense', 'conv2d', 'graphConv', 'rnn', 'gru', 'lstm', 'lif', 'layerNorm', 'batchNorm', 'groupNorm'].includes(
-        l.type,
-      ),
-    );
+    const withParams = topology(this.layers)
+      .perLayer.filter((p) => p.tensors > 0 && !kindOf(p.layer.type)!.inner)
+      .map((p) => p.layer);
     if (!is.integer(count) || count < 0 || count >= withParams.length)
       throw invalidArg('count', `integer in [0, ${withParams.length - 1}]`, count);
     this.nat.setFrozen(count);
     this._frozen = count;
-    if (withParams.every((l) => l.type === 'dense')) {
-      // dense layers carry the flag (it goes into checkpoints)
-      (withParams as DenseLayer[]).forEach((l, i) => {
-        if (i < count) l.trainable = false;
-        else delete l.trainable;
-      });
-    }
+    // kinds that carry a trainable flag keep it in the layers (it goes into checkpoints)
+    const kinds = withParams.map((l) => kindOf(l.type)!);
+    if (kinds.every((k) => k.setTrainable)) withParams.forEach((l, i) => kinds[i]!.setTrainable!(l, i >= count));
   }
 
   /** Number of leading layers with parameters that are frozen. */

@@ -85,3 +85,21 @@ export type MemoryEstimate = {
   /** The rest: the gathered batch, the clean first layer and its reduction, losses, conv patches, recurrent state, in bytes. */
   workspace: number;
 };
+
+/** What {@link Model.evaluate} returns. */
+export type Evaluation = {
+  /** Mean loss over the rows (per-position models: each row's loss is the mean over its labeled positions). */
+  loss: number;
+  /** Fraction of rows (per-position models: of labeled positions) whose arg-max is the label, in [0, 1]. */
+  accuracy: number;
+  /**
+   * exp(loss), with `crossEntropy` loss only: the perplexity. With every position labeled (as `of.data.tokens`
+   * gives), the loss is the mean per-token cross-entropy in nats and this is the per-token perplexity.
+   */
+  perplexity?: number;
+};
+
+/** @internal An evaluation with its perplexity, where the loss is cross-entropy. */
+export function withPerplexity(loss: LossName, e: { loss: number; accuracy: number }): Evaluation {
+  return loss === 'crossEntropy' ? { ...e, perplexity: Math.exp(e.loss) } : e;
+}

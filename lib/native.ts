@@ -8,34 +8,11 @@ import type { Schedule } from './schedules';
 import * as fs from 'fs';
 import { BackendError, type ErrorCode, errorClasses } from './errors';
 
-/** @internal */
-export type NativeLayer =
-  | { type: 'dense'; units: number; bias?: boolean; trainable?: boolean; weights?: string }
-  | { type: 'activation'; activation: string; alpha?: number }
-  | {
-      type: 'conv2d' | 'maxPool2d' | 'avgPool2d';
-      filters?: number;
-      kernel: [number, number];
-      strides: [number, number];
-      padding: 'same' | 'valid' | [number, number];
-      dilation: [number, number];
-      bias?: boolean;
-      weights?: string;
-    }
-  | { type: 'globalAvgPool' | 'flatten' | 'timeMean' | 'residualBegin' | 'residualEnd' | 'concatBegin' | 'concatEnd' }
-  | {
-      type: 'rnn' | 'gru' | 'lstm' | 'lif';
-      units: number;
-      returnSequences: boolean;
-      beta?: number;
-      threshold?: number;
-      slope?: number;
-    }
-  | { type: 'repeat'; steps: number }
-  | { type: 'dropout'; rate: number }
-  | { type: 'layerNorm' | 'batchNorm' }
-  | { type: 'groupNorm'; groups: number }
-  | { type: 'graphConv'; units: number; graph: { nodes: number; edges: [number, number][] } };
+/**
+ * @internal One layer of the native spec: its `type` and the options that type reads (each kind's file in
+ * layers/ writes it; the native reader checks every option and answers a typed error).
+ */
+export type NativeLayer = { type: string; [option: string]: unknown };
 
 /** @internal */
 export type NativeModelSpec = {
@@ -109,12 +86,16 @@ export type EpochLog = {
   epoch: number;
   /** Mean training loss over the epoch (for ULR: over the noisy copies). */
   loss: number;
-  /** Training accuracy over the epoch (for ULR: of the noisy copies). */
+  /** Training accuracy over the epoch, of rows or (per-position models) labeled positions (ULR: of the noisy copies). */
   accuracy: number;
   /** Clean loss on `validation`, if given. */
   valLoss?: number;
   /** Clean accuracy on `validation`, if given. */
   valAccuracy?: number;
+  /** exp(loss), with `crossEntropy` loss (for ULR: of the noisy copies' mean loss). Set by fit. */
+  perplexity?: number;
+  /** exp(valLoss), with `crossEntropy` loss and `validation`: the per-token perplexity of token data. Set by fit. */
+  valPerplexity?: number;
   /** Seconds of training in this epoch (validation excluded). */
   seconds: number;
   /** Optimizer steps in this epoch. */

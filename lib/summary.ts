@@ -3,7 +3,8 @@
  * indented), with each kind's label, the output shapes and parameter counts of `topology` (the native layout of
  * the layers, not of a built model), then the totals. Formatting only: a disposed model still has its summary.
  */
-import { type Layer, kindOf } from './layers/index';
+import './layers/index'; // every kind registered
+import { type Layer, kindOf } from './layers/kind';
 import { topology } from './layers/topology';
 
 const FLOAT32_BYTES = 4;

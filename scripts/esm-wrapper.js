@@ -7,14 +7,21 @@
 const fs = require('fs');
 const path = require('path');
 const dist = path.join(__dirname, '..', 'dist', 'lib');
-const js = fs.readFileSync(path.join(dist, 'index.js'), 'utf8');
-// tsc writes every export of the CommonJS build as `exports.x = ` or `Object.defineProperty(exports, "x", ...)`.
+// tsc writes every export of the CommonJS build as `exports.x = ` or `Object.defineProperty(exports, "x", ...)`, and
+// `export * from './m'` as `__exportStar(require("./m"), exports)`, whose module is read the same way.
 const names = new Set();
-for (const m of js.matchAll(
-  /\bexports\.([A-Za-z_$][\w$]*)\s*=|Object\.defineProperty\(exports,\s*"([A-Za-z_$][\w$]*)"/g,
-)) {
-  names.add(m[1] ?? m[2]);
+function collect(file) {
+  const js = fs.readFileSync(file, 'utf8');
+  for (const m of js.matchAll(
+    /\bexports\.([A-Za-z_$][\w$]*)\s*=|Object\.defineProperty\(exports,\s*"([A-Za-z_$][\w$]*)"/g,
+  )) {
+    names.add(m[1] ?? m[2]);
+  }
+  for (const m of js.matchAll(/__exportStar\(require\("(\.[^"]+)"\), exports\)/g)) {
+    collect(path.join(path.dirname(file), m[1].endsWith('.js') ? m[1] : `${m[1]}.js`));
+  }
 }
+collect(path.join(dist, 'index.js'));
 names.delete('__esModule');
 names.delete('default');
 if (!names.has('sequential')) throw new Error(`esm-wrapper: no exports found in ${path.join(dist, 'index.js')}`);

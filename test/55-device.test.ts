@@ -401,7 +401,7 @@ for (const d of devices) {
   });
 
   t.test(`${d.name}: a frozen prefix (fine-tuning) matches the CPU engine`, async (t) => {
-    // a dense model trains its tail as a model of its own (estimators/frozen.cpp); others keep frozen units clean in
+    // a dense model trains its tail as a model of its own (estimators/estimate.cpp); others keep frozen units clean in
     // ULR's B-row prefix and zero their BP gradients (generic.cpp): both conventions, as the CPU has them
     const nets: [string, () => of.Layer[]][] = [
       ['MLP', () => [of.dense(784, 32), of.relu(), of.dense(32, 16), of.tanh(), of.dense(16, 10)]],

@@ -4,7 +4,7 @@
  */
 import { ConfigError } from '../errors';
 import { invalidArg, is, optionsObject } from '../validate';
-import { type LayerKind, label, noDeclaredInput, present } from './kind';
+import { type LayerKind, registerKind, label, noDeclaredInput, present } from './kind';
 
 /** Activation functions. `step` and `sign` have no useful derivative: only `ulr()` can train them. */
 export const ACTIVATIONS = [
@@ -76,8 +76,7 @@ export function quantize(options?: { bits?: number }): ActivationLayer {
   return { type: 'activation', activation: 'quantize', levels: 2 ** (bits as number) };
 }
 
-/** @internal */
-export const activationKind: LayerKind<ActivationLayer> = {
+const activationKind: LayerKind<ActivationLayer> = {
   toNative: (l) => [{ ...l }],
   declared: noDeclaredInput,
   first: 'the first layer must be dense, conv2d or a pooling layer (an activation needs a layer before it)',
@@ -89,3 +88,11 @@ export const activationKind: LayerKind<ActivationLayer> = {
     return quantize({ bits: Math.log2(s.levels) });
   },
 };
+
+declare module './kind' {
+  interface LayerTypes {
+    /** A `activation` layer ({@link ActivationLayer}). */
+    activation: ActivationLayer;
+  }
+}
+registerKind(['activation'], activationKind);

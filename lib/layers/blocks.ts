@@ -4,8 +4,7 @@
  */
 import { ConfigError } from '../errors';
 import { invalidArg, is } from '../validate';
-import type { Layer } from './index';
-import { type LayerKind, label } from './kind';
+import { type Layer, type LayerKind, label, registerKind } from './kind';
 
 /**
  * A residual block: out = x + f(x), f the inner layers (whose output has the input's shape). An activation layer
@@ -59,8 +58,8 @@ function blockLayers(kind: string, layers: Layer[]): Layer[] {
   return [...layers];
 }
 
-/** @internal Residual and concat blocks. */
-export const blockKind: LayerKind<ResidualLayer | ConcatLayer> = {
+// Residual and concat blocks.
+const blockKind: LayerKind<ResidualLayer | ConcatLayer> = {
   toNative: (l, inner) => [{ type: `${l.type}Begin` }, ...inner(l.layers), { type: `${l.type}End` }],
   declared: () => undefined,
   first: 'a block cannot be the first layer (its skip needs an input shape)',
@@ -68,3 +67,13 @@ export const blockKind: LayerKind<ResidualLayer | ConcatLayer> = {
   label: (l) => label(l.type, `${l.layers.length} layers`),
   revive: (s, inner) => (s.type === 'residual' ? residual(inner(s.layers)) : concat(inner(s.layers))),
 };
+
+declare module './kind' {
+  interface LayerTypes {
+    /** A `residual` layer ({@link ResidualLayer}). */
+    residual: ResidualLayer;
+    /** A `concat` layer ({@link ConcatLayer}). */
+    concat: ConcatLayer;
+  }
+}
+registerKind(['residual', 'concat'], blockKind);

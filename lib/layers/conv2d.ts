@@ -3,13 +3,14 @@
  * Factory, options and what the layer table needs (kind.ts); output sizes come from the native model.
  */
 import { invalidArg, is, optionsObject } from '../validate';
-import { type LayerKind, label, present } from './kind';
+import { type LayerKind, registerKind, label, present } from './kind';
 import {
   type ImageShape,
   type Padding,
   type QuantizedWeights,
   imageShapeOf,
   pairLabel,
+  paddingLabel,
   pairOf,
   paddingOf,
   weightsOf,
@@ -94,12 +95,7 @@ export function conv2d(options: Conv2dOptions): Conv2dLayer {
   return layer;
 }
 
-/** @internal The label of a padding other than the default. */
-export const paddingLabel = (p: Padding): string | undefined =>
-  p === 'valid' ? undefined : p === 'same' ? 'same' : `pad ${pairLabel(p)}`;
-
-/** @internal */
-export const conv2dKind: LayerKind<Conv2dLayer> = {
+const conv2dKind: LayerKind<Conv2dLayer> = {
   toNative: ({ inputShape: _, ...l }) => [l],
   declared: (l) => l.inputShape,
   first: 'the first spatial layer needs inputShape [height, width, channels]',
@@ -128,3 +124,11 @@ export const conv2dKind: LayerKind<Conv2dLayer> = {
       ]) as Conv2dOptions,
     ),
 };
+
+declare module './kind' {
+  interface LayerTypes {
+    /** A `conv2d` layer ({@link Conv2dLayer}). */
+    conv2d: Conv2dLayer;
+  }
+}
+registerKind(['conv2d'], conv2dKind);

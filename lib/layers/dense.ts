@@ -3,7 +3,7 @@
  * layer table needs (kind.ts); the math is native.
  */
 import { invalidArg, is, optionsObject } from '../validate';
-import { type LayerKind, label, present } from './kind';
+import { type LayerKind, registerKind, label, present } from './kind';
 import { type QuantizedWeights, weightsOf } from './shapes';
 
 /** A fully connected layer: `y = x Wᵀ + b`, W of shape (units, inputs). */
@@ -52,8 +52,7 @@ export function dense(inputs: number, units: number, options?: DenseOptions): De
   return layer;
 }
 
-/** @internal */
-export const denseKind: LayerKind<DenseLayer> = {
+const denseKind: LayerKind<DenseLayer> = {
   toNative: (l) => [
     {
       type: 'dense',
@@ -65,5 +64,17 @@ export const denseKind: LayerKind<DenseLayer> = {
   ],
   declared: (l) => [l.inputs],
   label: (l) => label('dense', `${l.inputs}→${l.units}`, !l.bias && 'no bias', l.weights && `${l.weights} weights`),
+  setTrainable: (l, trainable) => {
+    if (trainable) delete l.trainable;
+    else l.trainable = false;
+  },
   revive: (s) => dense(s.inputs as number, s.units as number, present(s, ['bias', 'trainable', 'weights'])),
 };
+
+declare module './kind' {
+  interface LayerTypes {
+    /** A `dense` layer ({@link DenseLayer}). */
+    dense: DenseLayer;
+  }
+}
+registerKind(['dense'], denseKind);

@@ -1,6 +1,6 @@
 /** Dropout: a seeded mask in training, the identity in inference. Factory and what the layer table needs. */
 import { invalidArg, is } from '../validate';
-import { type LayerKind, label, noDeclaredInput } from './kind';
+import { type LayerKind, registerKind, label, noDeclaredInput } from './kind';
 
 /** Dropout: in training (every estimator's step), each value is zeroed with probability `rate` and the rest scaled by 1 / (1 − rate); the identity in inference. */
 export type DropoutLayer = {
@@ -19,11 +19,18 @@ export function dropout(rate: number): DropoutLayer {
   return { type: 'dropout', rate };
 }
 
-/** @internal */
-export const dropoutKind: LayerKind<DropoutLayer> = {
+const dropoutKind: LayerKind<DropoutLayer> = {
   toNative: (l) => [{ ...l }],
   declared: noDeclaredInput,
   first: 'dropout needs a layer before it',
   label: (l) => label('dropout', `${l.rate}`),
   revive: (s) => dropout(s.rate as number),
 };
+
+declare module './kind' {
+  interface LayerTypes {
+    /** A `dropout` layer ({@link DropoutLayer}). */
+    dropout: DropoutLayer;
+  }
+}
+registerKind(['dropout'], dropoutKind);

@@ -4,7 +4,7 @@
  */
 import { ShapeError } from '../errors';
 import { invalidArg, is, optionsObject } from '../validate';
-import { type LayerKind, label, present } from './kind';
+import { type LayerKind, registerKind, label, present } from './kind';
 import { type SequenceShape, sequenceShapeOf } from './shapes';
 
 /** An undirected graph on nodes 0..nodes-1. */
@@ -61,11 +61,18 @@ export function graphConv(options: { units: number; graph: Graph; inputShape?: S
   return layer;
 }
 
-/** @internal */
-export const graphConvKind: LayerKind<GraphConvLayer> = {
+const graphConvKind: LayerKind<GraphConvLayer> = {
   toNative: ({ inputShape: _, ...l }) => [l],
   declared: (l) => l.inputShape,
   first: 'the first graphConv needs inputShape [nodes, features]',
   label: (l) => label('graphConv', `${l.units} units`, `${l.graph.nodes} nodes`, `${l.graph.edges.length} edges`),
   revive: (s) => graphConv(present(s, ['units', 'graph', 'inputShape']) as Parameters<typeof graphConv>[0]),
 };
+
+declare module './kind' {
+  interface LayerTypes {
+    /** A `graphConv` layer ({@link GraphConvLayer}). */
+    graphConv: GraphConvLayer;
+  }
+}
+registerKind(['graphConv'], graphConvKind);

@@ -1,9 +1,16 @@
 /**
- * The contract of a layer kind: what each kind's file tells the rest of lib/ besides its factory. index.ts holds
- * the one table of kinds; topology.ts, the summary and checkpoints read it and never switch on a layer's type.
+ * The contract of a layer kind, and the table of kinds. Each kind's file holds its factory, its types and its
+ * LayerKind, adds its layer types to `LayerTypes` (declaration merging) and registers itself here; topology.ts, the
+ * summary and checkpoints read the table and never switch on a layer's type.
  */
 import type { NativeLayer } from '../native';
-import type { Layer } from './index';
+
+/** Every layer type, by its `type` name: each kind's file adds its own (`declare module './kind'`). */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- filled by declaration merging
+export interface LayerTypes {}
+
+/** Any layer. */
+export type Layer = LayerTypes[keyof LayerTypes];
 
 /** @internal */
 export type LayerKind<L extends Layer> = {
@@ -20,6 +27,11 @@ export type LayerKind<L extends Layer> = {
   inner?(l: L): readonly Layer[];
   /** The summary's label: the kind and the options that change what it computes (defaults left out). */
   label(l: L): string;
+  /**
+   * Marks the layer frozen or trainable in its own description (it then goes into checkpoints), where the kind
+   * carries such a flag. Model.freeze uses it when every layer with parameters has one.
+   */
+  setTrainable?(l: L, trainable: boolean): void;
   /** A checkpoint's copy of the layer, rebuilt by its public factory (which throws on whatever it would refuse). */
   revive(stored: Record<string, unknown>, inner: (layers: unknown) => Layer[]): L;
 };
@@ -39,3 +51,15 @@ export function present(stored: Record<string, unknown>, keys: readonly string[]
 
 /** @internal A layer that declares no input shape and is its own native spec. */
 export const noDeclaredInput = (): undefined => undefined;
+
+const KINDS = new Map<string, LayerKind<Layer>>();
+
+/** @internal Adds a kind to the table under its layer types (each kind's file calls it once). */
+export function registerKind<T extends keyof LayerTypes>(types: readonly T[], kind: LayerKind<LayerTypes[T]>): void {
+  for (const t of types) KINDS.set(t, kind as unknown as LayerKind<Layer>);
+}
+
+/** @internal The kind of a layer `type`, or undefined for anything else (never a prototype key). */
+export function kindOf(type: unknown): LayerKind<Layer> | undefined {
+  return typeof type === 'string' ? KINDS.get(type) : undefined;
+}

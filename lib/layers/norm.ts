@@ -3,7 +3,7 @@
  * gain and bias per value of that axis: layer, batch and group normalization. Factories and the layer table's needs.
  */
 import { invalidArg, is, optionsObject } from '../validate';
-import { type LayerKind, label, noDeclaredInput } from './kind';
+import { type LayerKind, registerKind, label, noDeclaredInput } from './kind';
 
 /** Layer normalization over the last axis of each position (features; an image's channels; a step's features), with a learned gain and bias per value of that axis. */
 export type LayerNormLayer = {
@@ -50,8 +50,8 @@ export function groupNorm(options: { groups: number }): GroupNormLayer {
   return { type: 'groupNorm', groups: o.groups as number };
 }
 
-/** @internal Layer, batch and group normalization. */
-export const normKind: LayerKind<LayerNormLayer | BatchNormLayer | GroupNormLayer> = {
+// Layer, batch and group normalization.
+const normKind: LayerKind<LayerNormLayer | BatchNormLayer | GroupNormLayer> = {
   toNative: (l) => [{ ...l }],
   declared: noDeclaredInput,
   first: 'normalization needs a layer before it',
@@ -63,3 +63,15 @@ export const normKind: LayerKind<LayerNormLayer | BatchNormLayer | GroupNormLaye
         ? batchNorm()
         : layerNorm(),
 };
+
+declare module './kind' {
+  interface LayerTypes {
+    /** A `layerNorm` layer ({@link LayerNormLayer}). */
+    layerNorm: LayerNormLayer;
+    /** A `batchNorm` layer ({@link BatchNormLayer}). */
+    batchNorm: BatchNormLayer;
+    /** A `groupNorm` layer ({@link GroupNormLayer}). */
+    groupNorm: GroupNormLayer;
+  }
+}
+registerKind(['layerNorm', 'batchNorm', 'groupNorm'], normKind);

@@ -3,9 +3,8 @@
  * (H, W, C) -> C. Factories, options and what the layer table needs (kind.ts).
  */
 import { optionsObject } from '../validate';
-import { paddingLabel } from './conv2d';
-import { type LayerKind, label, present } from './kind';
-import { type ImageShape, type Padding, imageShapeOf, pairLabel, pairOf, paddingOf } from './shapes';
+import { type LayerKind, registerKind, label, present } from './kind';
+import { type ImageShape, type Padding, imageShapeOf, paddingLabel, pairLabel, pairOf, paddingOf } from './shapes';
 
 /** Max or average pooling over windows, per channel. */
 export type Pool2dLayer = {
@@ -64,8 +63,8 @@ export const globalAvgPool = (): GlobalAvgPoolLayer => ({ type: 'globalAvgPool' 
 
 const FIRST_SPATIAL = 'the first spatial layer needs inputShape [height, width, channels]';
 
-/** @internal Max and average pooling. */
-export const pool2dKind: LayerKind<Pool2dLayer> = {
+// Max and average pooling.
+const pool2dKind: LayerKind<Pool2dLayer> = {
   toNative: ({ inputShape: _, ...l }) => [l],
   declared: (l) => l.inputShape,
   first: FIRST_SPATIAL,
@@ -84,11 +83,23 @@ export const pool2dKind: LayerKind<Pool2dLayer> = {
   },
 };
 
-/** @internal */
-export const globalAvgPoolKind: LayerKind<GlobalAvgPoolLayer> = {
+const globalAvgPoolKind: LayerKind<GlobalAvgPoolLayer> = {
   toNative: (l) => [{ ...l }],
   declared: () => undefined,
   first: FIRST_SPATIAL,
   label: (l) => l.type,
   revive: () => globalAvgPool(),
 };
+
+declare module './kind' {
+  interface LayerTypes {
+    /** A `maxPool2d` layer ({@link Pool2dLayer}). */
+    maxPool2d: Pool2dLayer;
+    /** A `avgPool2d` layer ({@link Pool2dLayer}). */
+    avgPool2d: Pool2dLayer;
+    /** A `globalAvgPool` layer ({@link GlobalAvgPoolLayer}). */
+    globalAvgPool: GlobalAvgPoolLayer;
+  }
+}
+registerKind(['maxPool2d', 'avgPool2d'], pool2dKind);
+registerKind(['globalAvgPool'], globalAvgPoolKind);

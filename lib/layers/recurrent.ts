@@ -3,7 +3,7 @@
  * `lif` neurons. Factories, options and what the layer table needs (kind.ts); the cells are native.
  */
 import { invalidArg, is, optionsObject } from '../validate';
-import { type LayerKind, label, present } from './kind';
+import { type LayerKind, registerKind, label, present } from './kind';
 import { type SequenceShape, sequenceShapeOf } from './shapes';
 
 /** A recurrent layer over a sequence: Elman `rnn`, `gru`, `lstm`, or leaky integrate-and-fire `lif` neurons. */
@@ -74,8 +74,7 @@ export const lif = (
   options: RecurrentOptions & { beta?: number; threshold?: number; slope?: number },
 ): RecurrentLayer => recurrent('lif', options, LIF_KEYS);
 
-/** @internal */
-export const recurrentKind: LayerKind<RecurrentLayer> = {
+const recurrentKind: LayerKind<RecurrentLayer> = {
   toNative: ({ inputShape: _, ...l }) => [l],
   declared: (l) => l.inputShape,
   first: 'the first recurrent layer needs inputShape [steps, features]',
@@ -94,3 +93,17 @@ export const recurrentKind: LayerKind<RecurrentLayer> = {
       s.type === 'lif' ? LIF_KEYS : [],
     ),
 };
+
+declare module './kind' {
+  interface LayerTypes {
+    /** A `rnn` layer ({@link RecurrentLayer}). */
+    rnn: RecurrentLayer;
+    /** A `gru` layer ({@link RecurrentLayer}). */
+    gru: RecurrentLayer;
+    /** A `lstm` layer ({@link RecurrentLayer}). */
+    lstm: RecurrentLayer;
+    /** A `lif` layer ({@link RecurrentLayer}). */
+    lif: RecurrentLayer;
+  }
+}
+registerKind(['rnn', 'gru', 'lstm', 'lif'], recurrentKind);

@@ -3,7 +3,7 @@
  * net), `timeMean` averages a sequence over its steps (spike rates). Factories and what the layer table needs.
  */
 import { invalidArg, is, optionsObject } from '../validate';
-import { type LayerKind, label, noDeclaredInput } from './kind';
+import { type LayerKind, registerKind, label, noDeclaredInput } from './kind';
 
 /** Repeats a flat input for `steps` steps (a sequence of identical steps: the input current of a spiking net). */
 export type RepeatLayer = {
@@ -31,8 +31,7 @@ export function repeat(steps: number, options?: { inputs?: number }): RepeatLaye
 /** The mean over a sequence's steps. */
 export const timeMean = (): TimeMeanLayer => ({ type: 'timeMean' });
 
-/** @internal */
-export const repeatKind: LayerKind<RepeatLayer> = {
+const repeatKind: LayerKind<RepeatLayer> = {
   toNative: (l) => [{ type: 'repeat', steps: l.steps }],
   declared: (l) => (l.inputs === undefined ? undefined : [l.inputs]),
   first: 'a first repeat layer needs { inputs }',
@@ -40,11 +39,21 @@ export const repeatKind: LayerKind<RepeatLayer> = {
   revive: (s) => repeat(s.steps as number, s.inputs === undefined ? undefined : { inputs: s.inputs as number }),
 };
 
-/** @internal */
-export const timeMeanKind: LayerKind<TimeMeanLayer> = {
+const timeMeanKind: LayerKind<TimeMeanLayer> = {
   toNative: (l) => [{ ...l }],
   declared: noDeclaredInput,
   first: 'timeMean needs a sequence input',
   label: (l) => l.type,
   revive: () => timeMean(),
 };
+
+declare module './kind' {
+  interface LayerTypes {
+    /** A `repeat` layer ({@link RepeatLayer}). */
+    repeat: RepeatLayer;
+    /** A `timeMean` layer ({@link TimeMeanLayer}). */
+    timeMean: TimeMeanLayer;
+  }
+}
+registerKind(['repeat'], repeatKind);
+registerKind(['timeMean'], timeMeanKind);

@@ -64,3 +64,7 @@ export function weightsOf(v: unknown): QuantizedWeights | undefined {
 
 /** @internal "3×3": a window pair for labels. */
 export const pairLabel = (p: [number, number]): string => `${p[0]}×${p[1]}`;
+
+/** @internal The label of a padding other than the default. */
+export const paddingLabel = (p: Padding): string | undefined =>
+  p === 'valid' ? undefined : p === 'same' ? 'same' : `pad ${pairLabel(p)}`;

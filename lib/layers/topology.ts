@@ -7,7 +7,8 @@
 import { ConfigError, type ErrorCode, type OneForwardError, ShapeError, errorClasses } from '../errors';
 import { type NativeLayer, type NativeLayerInfo, native } from '../native';
 import { invalidArg, is } from '../validate';
-import { type Layer, kindOf } from './index';
+import './index'; // every kind registered
+import { type Layer, kindOf } from './kind';
 import type { ImageShape, SequenceShape } from './shapes';
 
 /** What a layer list computes: input and output sizes and the parameter tensors. */

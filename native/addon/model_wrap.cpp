@@ -219,13 +219,6 @@ Napi::Value ModelWrap::MemoryEstimate(const Napi::CallbackInfo& info) {
     OF_NAPI_END(env)
 }
 
-Napi::Value ModelWrap::Fit(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
-    return start_fit(info, this);
-    OF_NAPI_END(env)
-}
-
 Napi::Value ModelWrap::Cancel(const Napi::CallbackInfo& info) {
     if (model_) model_->cancel.store(true);
     return info.Env().Undefined();

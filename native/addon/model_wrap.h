@@ -50,7 +50,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     Napi::Value CopyLosses(const Napi::CallbackInfo& info);
     Napi::Value CopyGradients(const Napi::CallbackInfo& info);
     Napi::Value ApplyPerturbationUpdate(const Napi::CallbackInfo& info);
-    Napi::Value Fit(const Napi::CallbackInfo& info);
+    Napi::Value Fit(const Napi::CallbackInfo& info);  // train_worker.cpp: starts fit on its own thread
     Napi::Value Cancel(const Napi::CallbackInfo& info);
     Napi::Value Dispose(const Napi::CallbackInfo& info);
     Napi::Value State(const Napi::CallbackInfo& info);
@@ -67,8 +67,6 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 // describeLayers(spec) -> { layers: [{ output, tensors }], error? }: the layout of spec.layers (describe.cpp).
 Napi::Value DescribeLayersJs(const Napi::CallbackInfo& info);
 
-// Starts fit on a dedicated thread; returns the promise (train_worker.cpp).
-Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self);
 // Starts an async predict or evaluate on the libuv pool; returns the promise (infer_worker.cpp).
 Napi::Value start_infer(const Napi::CallbackInfo& info, ModelWrap* self, bool evaluate);
 

@@ -15,7 +15,10 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     // data-parallel shards: the global index of this batch's first sample (noise rows, dropout masks)
     e.ulr.sample_base = uint32_t(
         o.Get("sampleOffset").IsUndefined() ? 0 : require_int(o.Get("sampleOffset"), "sampleOffset", 0, 1 << 30));
-    if (kind == "bp") return e;
+    if (kind == "bp") {
+        if (!o.Get("sigma").IsUndefined()) e.bp.sigma = float(require_number(o.Get("sigma"), "sigma"));
+        return e;
+    }
     if (kind == "spsa" || kind == "es") {
         e.kind = kind == "spsa" ? EstimatorConfig::Kind::Spsa : EstimatorConfig::Kind::Es;
         e.wp.population = int(require_int(o.Get("population"), "population", 1, 1 << 20));

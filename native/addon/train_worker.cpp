@@ -303,11 +303,12 @@ void parse_distributed(Napi::Env env, const Napi::Object& o, FitJob* j) {
 }  // namespace
 
 // fit(x, y, rows, valX | null, valY | null, valRows, config, onProgress?, onEpoch?) -> Promise<EpochStats[]>
-Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self) {
+Napi::Value ModelWrap::Fit(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Model& m = self->model(env, Use::Mutate);  // refused while async predictions read it
+    OF_NAPI_BEGIN
+    Model& m = model(env, Use::Mutate);  // refused while async predictions read it
     auto job = std::make_unique<FitJob>(env);
-    job->model = self->model_;
+    job->model = model_;
     own_data(env, m, info[0], info[1], info[2], &job->train);
     if (!info[3].IsNull() && !info[3].IsUndefined()) {
         own_data(env, m, info[3], info[4], info[5], &job->val);
@@ -406,6 +407,7 @@ Napi::Value start_fit(const Napi::CallbackInfo& info, ModelWrap* self) {
         j->tsfn.Release();
     }
     return promise;
+    OF_NAPI_END(env)
 }
 
 }  // namespace of::addon

@@ -23,6 +23,7 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         if (!kind) return "the model has a layer kind the device does not run";
     }
     if (hook && e.kind != EstimatorConfig::Kind::Ulr) return "a JS loss needs ulr()";
+    if (e.kind == EstimatorConfig::Kind::Bp && e.bp.sigma > 0.0f) return "bp() with noise injection runs on the CPU";
     for (int l = 0; l < m.frozen_end(); l++)
         if (m.units[size_t(l)].recurrent()) return "a frozen recurrent or spiking layer runs on the CPU";
     if (e.kind == EstimatorConfig::Kind::Ulr) {

@@ -84,6 +84,11 @@ void bp_range_forward(const Model& m, const float* theta, const BpTape& t, const
         // inference: dropout is the identity, batchNorm uses its running statistics; a concat unit still joins
         if (mode.inference() && u.kind != UnitKind::Concat) unit_linear(k, u, theta, in, rows, v, t.cols.data(), &sq);
         else unit_train_linear(k, u, theta, in, rows, v, t.cols.data(), &sq, tc);
+        if (mode.sigma > 0.0f && u.param()) {  // noise injection: ULR's noise rows (sample, unit, value), K = 1
+            float* e = t.d0.data();            // backward scratch, free during the forward
+            k.noise_fill(e, rows, u.O, NoiseSpec{mode.seed, mode.step, uint32_t(l), uint32_t(mode.sample0), false});
+            for (int64_t i = 0; i < int64_t(rows) * u.O; i++) v[i] += mode.sigma * e[i];
+        }
         if (!u.ends_residual()) {
             unit_bias_act(k, u, theta, a, v, rows);
             continue;
@@ -152,7 +157,7 @@ void bp_input_gradient(const Model& m, const float* theta, const BpTape& t, cons
 }
 
 Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx,
-                    uint32_t sample_base) {
+                    uint32_t sample_base, float sigma) {
     OF_CHECK(m.loss != LossKind::ZeroOne, Config,
              "the 0-1 loss has no gradient: backprop (and input gradients) need a differentiable loss");
     for (const Unit& u : m.units)
@@ -167,7 +172,7 @@ Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats
     OF_TRY(bp_tape_reserve(m, t, B, 0, L));
     OF_TRY(ws.loss.reserve(size_t(B)));
     // training mode, but not for input gradients (attacks see the deployed model)
-    BpMode mode{dx ? BpMode::Stats::Running : BpMode::Stats::Batch, m.seed, m.step, int(sample_base), 1};
+    BpMode mode{dx ? BpMode::Stats::Running : BpMode::Stats::Batch, m.seed, m.step, int(sample_base), 1, sigma};
     bp_range_forward(m, theta, t, mode, 0, L, x, B);
     const float* out = ws.a[size_t(L - 1)].data();
     stats->correct = k.loss_forward(ws.loss.data(), out, y.labels, y.values, B, m.outputs, 1, m.loss, m.groups);

@@ -35,6 +35,7 @@ struct BpMode {
     uint64_t seed = 0;
     uint32_t step = 0;
     int sample0 = 0, rep = 1;
+    float sigma = 0.0f;  // noise injection (estimator.h BpConfig): sigma E on every parameter unit's pre-activation
     bool inference() const { return stats == Stats::Running; }
 };
 

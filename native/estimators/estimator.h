@@ -63,8 +63,16 @@ struct WeightPerturbationConfig {
     bool rank_shaping = true;  // ES only
 };
 
+// bp() with noise injection: Gaussian noise sigma E on every pre-activation of a unit with parameters in the training
+// forward, and the exact gradient of that noisy loss (the control for ULR's noise: the same noise, no likelihood
+// ratio). 0: plain BP.
+struct BpConfig {
+    float sigma = 0.0f;
+};
+
 struct EstimatorConfig {
     enum class Kind { Bp, Ulr, Spsa, Es } kind = Kind::Bp;
+    BpConfig bp;
     UlrConfig ulr;
     WeightPerturbationConfig wp;
 };
@@ -85,10 +93,10 @@ using LossHook = std::function<Status(const float* outputs, const Targets& y, in
 
 Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHook* hook = nullptr);
 
-// Gradient estimate honoring a frozen prefix (frozen.cpp): zero gradients for frozen layers, the estimator on
-// the rest. trainable_offset: the first slab index the optimizer may change.
-Status estimate_trainable(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
-                          StepStats* stats, const LossHook* hook = nullptr);
+// The gradient estimate of a step, the entry of every estimator (estimate.cpp): the estimator of e.kind, honoring a
+// frozen prefix (zero gradients for frozen layers). trainable_offset: the first slab index the optimizer may change.
+Status estimate(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
+                StepStats* stats, const LossHook* hook = nullptr);
 int64_t trainable_offset(const Model& m);
 // The ULR settings of a dense model's trainable tail after `f` frozen layers of L: per-layer lists lose their frozen
 // entries and module ends shift (modules inside the prefix vanish); Config for what the tail does not support.
@@ -138,9 +146,10 @@ inline float sigma_factor(const UlrConfig& c, int e, int E) {
     return 1.0f;
 }
 
-// dx (B, inputs), when given, receives d(mean loss)/dx: the input gradient white-box attacks use.
+// dx (B, inputs), when given, receives d(mean loss)/dx: the input gradient white-box attacks use. sigma: noise
+// injection (BpConfig), never with dx.
 Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx = nullptr,
-                    uint32_t sample_base = 0);
+                    uint32_t sample_base = 0, float sigma = 0.0f);
 Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
                      StepStats* stats, const LossHook* hook = nullptr);
 
@@ -163,7 +172,7 @@ Status weight_perturbation_gradients(Model& m, const float* x, const Targets& y,
                                      uint32_t step, StepStats* stats);
 // Its halves (seed replay across ranks): the losses of directions [p0, p1) into plus / minus (P each; minus is 0
 // without pairs), and the gradient of all P directions from all their losses into m.grads. clean: slab entries
-// [0, clean) are not perturbed (a dense model's frozen prefix, which the single-process step runs clean: frozen.cpp).
+// [0, clean) are not perturbed (a dense model's frozen prefix, which the single-process step runs clean: estimate.cpp).
 Status weight_perturbation_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
                                   uint32_t step, int p0, int p1, float* plus, float* minus, int64_t clean = 0);
 Status weight_perturbation_replay(Model& m, const EstimatorConfig& e, uint32_t step, const float* plus,
@@ -172,14 +181,5 @@ Status weight_perturbation_replay(Model& m, const EstimatorConfig& e, uint32_t s
 // the gradient is sum_p coef_p z_p with these coefficients (SPSA central differences; ES raw losses or centered ranks).
 constexpr uint32_t kWeightLayer = 0xfffe;  // noise stream id of weight-space directions (units use 0..)
 std::vector<double> perturbation_coefficients(const EstimatorConfig& e, const float* plus, const float* minus);
-
-inline Status estimate_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
-                                 uint32_t step, StepStats* stats, const LossHook* hook = nullptr) {
-    if (e.kind == EstimatorConfig::Kind::Bp) return bp_gradients(m, x, y, B, stats, nullptr, e.ulr.sample_base);
-    if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es)
-        return weight_perturbation_gradients(m, x, y, B, e, step, stats);
-    if (!e.ulr.modules.empty()) return ulr_module_gradients(m, x, y, B, e.ulr, step, stats, hook);
-    return ulr_gradients(m, x, y, B, e.ulr, step, stats, hook);
-}
 
 }  // namespace of

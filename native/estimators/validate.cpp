@@ -78,6 +78,11 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
                 return {StatusCode::Config, std::string("bp() cannot differentiate the '") + act_name(m.units[i].act) +
                                                 "' activation after dense layer " + std::to_string(i) +
                                                 "; train this model with ulr()"};
+        OF_CHECK(e.bp.sigma >= 0.0f && std::isfinite(e.bp.sigma), Config, "bp() sigma must be >= 0 and finite");
+        for (const Unit& u : m.units)
+            OF_CHECK(!(e.bp.sigma > 0.0f && u.recurrent()), Config,
+                     "bp() noise injection covers units with one pre-activation per value (dense, conv, graph, norm); "
+                     "a recurrent or spiking layer's gates are not covered yet");
         return {};
     }
     if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) {

@@ -102,7 +102,7 @@ Status train_step(Model& m, const float* x, const Targets& y, int B, const Estim
     const double running_loss = m.running_loss;
     const bool has_running = m.has_running;
     const std::vector<double> layer_var = m.layer_var;
-    Status s = estimate_trainable(m, x, y, B, est, m.step, stats, hook);
+    Status s = estimate(m, x, y, B, est, m.step, stats, hook);
     if (ThreadPool::cancelled()) {
         m.running_loss = running_loss, m.has_running = has_running, m.layer_var = layer_var;
         return {StatusCode::Abort, "training was cancelled"};
@@ -142,7 +142,7 @@ Status on_device(DeviceTrainer* dt, Model& m, const OptimizerConfig* o, const Fn
 Status placed_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
                         StepStats* stats, const LossHook* hook) {
     DeviceTrainer* dt = placement(m, e, hook);
-    if (!dt) return estimate_trainable(m, x, y, B, e, step, stats, hook);
+    if (!dt) return estimate(m, x, y, B, e, step, stats, hook);
     return on_device(dt, m, nullptr, [&] { return dt->gradients(m, x, y, B, e, step, stats, true, hook); });
 }
 
@@ -360,7 +360,10 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
         const auto t_epoch = clock::now();
         auto t_report = t_epoch;
         double loss_sum = 0.0;
-        int64_t correct = 0, rows_seen = 0, samples = 0;
+        // Accuracy is over labeled positions: a per-position model (groups > 1) has up to `groups` labels a row
+        // (-1 = none). An estimator reports the rows it evaluated, B samples times its copies of each, so a step
+        // saw rows x labeled / B positions. launched_*: the steps a device has not reported yet.
+        int64_t correct = 0, positions_seen = 0, samples = 0, launched_labeled = 0, launched_batch = 0;
         // On a device, steps are launched without waiting for their results; flush() collects them (statistics and
         // a failed step) at every progress report, every 64 steps, at the epoch's end and before a cancel returns.
         // A batch hook needs each step's loss when the step ends: then the device waits for every step.
@@ -374,7 +377,9 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
         auto flush = [&]() -> Status {
             DeviceTrainer::Tally tally;
             Status st = dt->flush(m, &tally);
-            loss_sum += tally.loss_sum, correct += tally.correct, rows_seen += tally.rows;
+            loss_sum += tally.loss_sum, correct += tally.correct;
+            positions_seen += launched_batch ? tally.rows * launched_labeled / launched_batch : tally.rows;
+            launched_labeled = launched_batch = 0;
             if (!st.ok()) {
                 if (tally.failed_batch < 0) return st;
                 m.epoch_step = uint32_t(tally.failed_batch);
@@ -399,9 +404,14 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
                 else std::copy(train.y.values + src * C, train.y.values + (src + 1) * C, yv.data() + int64_t(b) * C);
             }
             Targets t{train.y.labels ? yl.data() : nullptr, train.y.values ? yv.data() : nullptr};
+            int64_t labeled = B;
+            if (train.y.labels && m.groups > 1)
+                labeled =
+                    std::count_if(yl.begin(), yl.begin() + int64_t(B) * m.groups, [](int32_t l) { return l >= 0; });
             if (async) {
                 OF_TRY(dt->launch_step(m, xb.data(), t, B, est, cfg.optimizer, s));
                 launched_samples += B;
+                launched_labeled += labeled, launched_batch += B;
             } else {
                 StepStats st;
                 Status status;
@@ -414,13 +424,14 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
                     status = train_step(m, xb.data(), t, B, est, cfg.optimizer, &st, hook, cfg.max_grad_norm);
                 }
                 if (!status.ok()) return status.code == StatusCode::Numeric ? numeric(status, s) : status;
+                const int64_t positions = st.rows * labeled / B;
                 loss_sum += st.loss * double(B);
                 correct += st.correct;
-                rows_seen += st.rows;
+                positions_seen += positions;
                 flushed_samples += B;
                 if (hooks.batch)
                     hooks.batch(BatchEvent{ep + 1, s + 1, steps, st.loss,
-                                           st.rows ? double(st.correct) / double(st.rows) : 0.0,
+                                           positions ? double(st.correct) / double(positions) : 0.0,
                                            current_lr(m, cfg.optimizer)});
             }
             m.epoch_step = uint32_t(s + 1);
@@ -436,7 +447,7 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
                                 s + 1,
                                 steps,
                                 loss_sum / double(flushed_samples),
-                                double(correct) / double(rows_seen),
+                                positions_seen ? double(correct) / double(positions_seen) : 0.0,
                                 double(samples) / since(t_epoch),
                                 since(t_fit),
                                 since(t_fit) / double(steps_done) * double(left),
@@ -449,7 +460,7 @@ Status fit_epochs(Model& m, const DataRef& train, const DataRef* val, const FitC
         es.seconds = since(t_epoch);
         es.steps = steps - s0;
         es.loss = samples ? loss_sum / double(samples) : 0.0;
-        es.accuracy = rows_seen ? double(correct) / double(rows_seen) : 0.0;
+        es.accuracy = positions_seen ? double(correct) / double(positions_seen) : 0.0;
         es.lr = current_lr(m, cfg.optimizer);
         m.epochs_run++;
         m.epoch_step = 0;

@@ -84,7 +84,7 @@ Status train_step(Model& m, const float* x, const Targets& y, int B, const Estim
                   StepStats* stats, const LossHook* hook = nullptr, double max_grad_norm = 0.0);
 
 // gradients() and trainStep() outside fit: on the model's device when it runs this estimator (device/trainer.h),
-// else on the CPU (estimate_trainable, train_step). Either way the host holds the parameters afterwards.
+// else on the CPU (estimate, train_step). Either way the host holds the parameters afterwards.
 Status placed_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
                         StepStats* stats, const LossHook* hook);
 Status placed_train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,

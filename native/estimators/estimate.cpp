@@ -1,12 +1,27 @@
-// Frozen prefix (fine-tuning): the first `m.frozen` dense layers are not trained. Their clean forward runs
-// once per sample (B rows -- the shared-prefix rule for a whole frozen stack), then the estimator runs on the
-// trainable rest as if it were the model, reading the frozen stack's output as its input. Their gradients are
-// zero, and the optimizer updates only the trainable suffix of the parameter slab.
+// The entry of every gradient estimate: the estimator of the config's kind (bp, spsa / es, ulr with modules, ulr),
+// with the frozen prefix (fine-tuning) honored. Frozen layers get zero gradients, and the optimizer updates only the
+// trainable suffix of the parameter slab. ULR keeps frozen units clean itself (ulr.cpp); in a dense model the
+// frozen stack's clean forward runs once per sample (B rows -- the shared-prefix rule for a whole frozen stack), then
+// the estimator runs on the trainable rest as if it were the model, reading the frozen stack's output as its input
+// (BP and SPSA / ES then neither backpropagate through nor perturb the frozen layers).
 #include <algorithm>
 
 #include "estimators/estimator.h"
 
 namespace of {
+namespace {
+
+Status by_kind(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
+               StepStats* stats, const LossHook* hook) {
+    if (e.kind == EstimatorConfig::Kind::Bp)
+        return bp_gradients(m, x, y, B, stats, nullptr, e.ulr.sample_base, e.bp.sigma);
+    if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es)
+        return weight_perturbation_gradients(m, x, y, B, e, step, stats);
+    if (!e.ulr.modules.empty()) return ulr_module_gradients(m, x, y, B, e.ulr, step, stats, hook);
+    return ulr_gradients(m, x, y, B, e.ulr, step, stats, hook);
+}
+
+}  // namespace
 
 int64_t trainable_offset(const Model& m) {
     if (m.frozen <= 0) return 0;
@@ -32,13 +47,13 @@ Status frozen_tail_config(size_t L, int f, UlrConfig* c) {
     return {};
 }
 
-Status estimate_trainable(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
-                          StepStats* stats, const LossHook* hook) {
+Status estimate(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
+                StepStats* stats, const LossHook* hook) {
     const int f = m.frozen;
-    if (f <= 0) return estimate_gradients(m, x, y, B, e, step, stats, hook);
-    if (!m.dense_only) {  // ULR starts its noise after the frozen units (generic.cpp); the others zero their gradients
+    if (f <= 0) return by_kind(m, x, y, B, e, step, stats, hook);
+    if (!m.dense_only) {  // ULR starts its noise after the frozen units; the others zero their gradients
         OF_CHECK(m.frozen < m.param_units(), Config, "every layer is frozen: nothing to train");
-        OF_TRY(estimate_gradients(m, x, y, B, e, step, stats, hook));
+        OF_TRY(by_kind(m, x, y, B, e, step, stats, hook));
         std::fill(m.grads.data(), m.grads.data() + trainable_offset(m), 0.0f);
         return {};
     }
@@ -69,7 +84,7 @@ Status estimate_trainable(Model& m, const float* x, const Targets& y, int B, con
     m.inputs = m.units.front().I;
     m.frozen = 0;  // the tail is the whole model now
     Status st = validate_estimator(m, sub, hook);
-    if (st.ok()) st = estimate_gradients(m, in, y, B, sub, step, stats, hook);
+    if (st.ok()) st = by_kind(m, in, y, B, sub, step, stats, hook);
     m.units = std::move(all);
     m.inputs = inputs;
     m.frozen = f;
