@@ -4,7 +4,8 @@
 // direct results' largest difference from the GEMM path relative to its largest value. Build and run from the
 // repository root:
 //   g++ -O3 -ffp-contract=off -fno-math-errno -std=c++17 -Inative bench/native/conv_kernels.cpp
-//     native/kernels/cpu/{conv,conv_direct,gemm}.cpp native/core/{thread_pool,status}.cpp -lpthread -o /tmp/conv_kernels
+//     native/kernels/cpu/{conv,conv_direct,gemm}.cpp native/core/{thread_pool,status}.cpp -lpthread -o
+//     /tmp/conv_kernels
 //   ONEFORWARD_THREADS=1 /tmp/conv_kernels        (ONEFORWARD_SIMD=avx2 for the AVX2 tiles)
 #include <time.h>
 
@@ -38,7 +39,8 @@ static double time_ms(const F& f) {
 }
 static double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
     double d = 0, m = 0;
-    for (size_t i = 0; i < a.size(); i++) d = std::max(d, double(std::abs(a[i] - b[i]))), m = std::max(m, double(std::abs(b[i])));
+    for (size_t i = 0; i < a.size(); i++)
+        d = std::max(d, double(std::abs(a[i] - b[i]))), m = std::max(m, double(std::abs(b[i])));
     return d / (m + 1e-30);
 }
 
@@ -71,8 +73,8 @@ int main() {
         };
         std::vector<float> x = filled(size_t(s.n) * g.in_size()), W = filled(size_t(s.Co) * P),
                            dv = filled(size_t(rows) * s.Co), w = filled(size_t(s.n));
-        std::vector<float> cols(size_t(rows) * P), wexp(static_cast<size_t>(rows)), y0(size_t(rows) * s.Co), y1(y0.size()),
-            dW0(W.size()), dW1(W.size()), dx0(x.size()), dx1(x.size());
+        std::vector<float> cols(size_t(rows) * P), wexp(static_cast<size_t>(rows)), y0(size_t(rows) * s.Co),
+            y1(y0.size()), dW0(W.size()), dW1(W.size()), dx0(x.size()), dx1(x.size());
         for (int r = 0; r < rows; r++) wexp[size_t(r)] = w[size_t(r / g.positions())];
         const double gflop = 2.0 * rows * P * s.Co / 1e9;
         const double f0 = time_ms([&] {
@@ -88,7 +90,8 @@ int main() {
             cpu::row2im(dx0.data(), cols.data(), s.n, g);
         });
         const double f1 = time_ms([&] { cpu::conv_forward(y1.data(), x.data(), W.data(), s.n, g); });
-        const double w1 = time_ms([&] { cpu::conv_weight_grad(dW1.data(), dv.data(), x.data(), w.data(), s.n, g, 0.5f); });
+        const double w1 =
+            time_ms([&] { cpu::conv_weight_grad(dW1.data(), dv.data(), x.data(), w.data(), s.n, g, 0.5f); });
         const double d1 = time_ms([&] { cpu::conv_input_grad(dx1.data(), dv.data(), W.data(), s.n, g); });
         auto pair = [&](double a, double b) {
             static char buf[64];

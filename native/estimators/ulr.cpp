@@ -339,8 +339,8 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         bool read_as_skip = false;
         for (const Unit& j : m.units) read_as_skip = read_as_skip || j.skip_from == l + 1;
         pool_after[size_t(l)] = group_of[size_t(l)] >= 0 && u.param() && !u.recurrent() && !u.ends_residual() &&
-                                (p.kind == UnitKind::MaxPool2d || p.kind == UnitKind::AvgPool2d) &&
-                                p.skip_from < 0 && !read_as_skip;
+                                (p.kind == UnitKind::MaxPool2d || p.kind == UnitKind::AvgPool2d) && p.skip_from < 0 &&
+                                !read_as_skip;
     }
 
     // 2. One block of samples through every group: forward; then (unless forward_only) losses, row weights, G rows
@@ -414,9 +414,9 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                             float* ar = start ? a : a + int64_t(r) * u.O;  // a start unit's chunks reuse a's first rows
                             float* pooled = sc.a[size_t(l + 1)].data() + int64_t(r) * p.O;
                             k.noisy_bias_act_forward(ar, E(l) ? E(l) + int64_t(r) * u.O : nullptr,
-                                                     start ? pre + int64_t(r / K) * u.O : ar, bias_row[size_t(l)].data(),
-                                                     scale[size_t(l)].row.data(), n, u.O, rep, u.act, u.alpha,
-                                                     noise(l, r0 + r));
+                                                     start ? pre + int64_t(r / K) * u.O : ar,
+                                                     bias_row[size_t(l)].data(), scale[size_t(l)].row.data(), n, u.O,
+                                                     rep, u.act, u.alpha, noise(l, r0 + r));
                             unit_train_linear(k, p, theta, ar, n, pooled, sc.cols.data(), &sq, tc);
                             unit_bias_act(k, p, theta, pooled, pooled, n);
                         }

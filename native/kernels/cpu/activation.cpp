@@ -86,7 +86,8 @@ void for_row_chunks(int rows, int min_rows, int64_t cycles, Fn&& fn) {
         cycles);
 }
 
-OF_CLONES void act_backward_span(float* dv, const float* dy, const float* v, const float* a, int64_t n, Act act, float alpha) {
+OF_CLONES void act_backward_span(float* dv, const float* dy, const float* v, const float* a, int64_t n, Act act,
+                                 float alpha) {
     switch (act) {
         case Act::Identity:
             if (dv != dy) std::copy(dy, dy + n, dv);

@@ -72,7 +72,8 @@ __attribute__((target("avx512f"))) void max_pool_backward_avx512(float* di, cons
                 for (int ky = 0; ky < g.kh && todo; ky++)
                     for (int kx = 0; kx < g.kw && todo; kx++) {
                         const int64_t at = corner + (int64_t(ky) * g.W + kx) * g.C + c;
-                        const __mmask16 hit = _mm512_mask_cmp_ps_mask(todo, _mm512_maskz_loadu_ps(m, xi + at), best, _CMP_EQ_OQ);
+                        const __mmask16 hit =
+                            _mm512_mask_cmp_ps_mask(todo, _mm512_maskz_loadu_ps(m, xi + at), best, _CMP_EQ_OQ);
                         _mm512_mask_storeu_ps(di + at, hit, _mm512_add_ps(_mm512_maskz_loadu_ps(hit, di + at), dv));
                         todo = __mmask16(todo & ~hit);
                     }

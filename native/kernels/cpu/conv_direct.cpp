@@ -85,7 +85,8 @@ __attribute__((target("avx512f,fma"))) void tile_avx512(float* c, ptrdiff_t ldc,
 __attribute__((target("avx512f"))) void add_run_avx512(float* d, const float* s, int n) {
     for (int i = 0; i < n; i += 16) {
         const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
-        _mm512_mask_storeu_ps(d + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d + i), _mm512_maskz_loadu_ps(m, s + i)));
+        _mm512_mask_storeu_ps(d + i, m,
+                              _mm512_add_ps(_mm512_maskz_loadu_ps(m, d + i), _mm512_maskz_loadu_ps(m, s + i)));
     }
 }
 
@@ -298,7 +299,7 @@ bool conv_weight_grad(float* dW, const float* dv, const float* x, const float* s
     const int chunks = (n + kChunkImages - 1) / kChunkImages;
     ConvScratch& own = thread_scratch<ConvScratch>();
     if (!reserve(own.partial, chunks * WP)) return false;
-    float* partial = own.partial.data();  // per chunk dW^T (P, Co)
+    float* partial = own.partial.data();                 // per chunk dW^T (P, Co)
     std::vector<int> corner(static_cast<size_t>(npos));  // A = a run of the padded image: row j at j, column k at
     for (int oy = 0, k = 0; oy < g.Ho; oy++)             // the k-th window's corner
         for (int ox = 0; ox < g.Wo; ox++) corner[size_t(k++)] = (oy * g.sh * Wp + ox * g.sw) * g.C;
