@@ -10,9 +10,10 @@
 //                  B = W^T (kh kw C, Co).
 //   input grad:    per output row, the patch gradients dA (Wo, kh kw C) = dV W (rows = positions, B = W), added
 //                  into a padded image at their taps (row2im on a tile that stays in L1), then cropped.
-//   weight grad:   per image, dW (Co, kh kw C) += s_i dV_i^T A_i (rows = output channels, A_i = the image's
-//                  patches, one image in L2); images in fixed chunks whose partial sums add in chunk order,
-//                  so the bits do not depend on the thread count.
+//   weight grad:   per image and run of taps (a kernel row's kw C values with dilation 1 across, else one tap's C),
+//                  dW^T[run] (run, Co) += s_i A dV_i: rows = the run's values, the reduction over output positions
+//                  (A(j, k) = the padded image at window k's corner + j). Images go in fixed chunks whose partial
+//                  sums add in chunk order, so the bits do not depend on the thread count.
 #include "kernels/cpu/conv.h"
 
 // GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own undefined-vector idiom.
@@ -294,6 +295,7 @@ bool conv_input_grad(float* dx, const float* dv, const float* W, int n, const Co
 bool conv_weight_grad(float* dW, const float* dv, const float* x, const float* s, int n, const ConvGeom& g,
                       float alpha) {
     if (!conv_direct_suits(g)) return false;
+    if (n <= 0) return std::fill(dW, dW + int64_t(g.Co) * g.patch(), 0.0f), true;
     const int P = g.patch(), Hp = padded_h(g), Wp = padded_w(g);
     const int64_t WP = int64_t(g.Co) * P, npos = g.positions();
     const int chunks = (n + kChunkImages - 1) / kChunkImages;
