@@ -331,14 +331,14 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     std::vector<Status> status(static_cast<size_t>(T));
     float* hook_loss = nullptr;
 
-    // A noisy unit whose output only a pooling unit reads runs fused with it (pool_chunk_rows): its B K rows of
-    // output never make the round trip through memory.
+    // A noisy unit whose output only a pooling unit reads runs fused with it, its linear part included
+    // (pool_chunk_rows): its B K rows of output never make the round trip through memory.
     std::vector<char> pool_after(size_t(L), 0);
     for (int l = 0; l + 1 < L; l++) {
         const Unit &u = m.units[size_t(l)], &p = m.units[size_t(l + 1)];
         bool read_as_skip = false;
         for (const Unit& j : m.units) read_as_skip = read_as_skip || j.skip_from == l + 1;
-        pool_after[size_t(l)] = group_of[size_t(l)] >= 0 && u.param() && !u.recurrent() && !u.ends_residual() &&
+        pool_after[size_t(l)] = group_of[size_t(l)] >= 0 && u.param() && !u.recurrent() && u.skip_from < 0 &&
                                 (p.kind == UnitKind::MaxPool2d || p.kind == UnitKind::AvgPool2d) && p.skip_from < 0 &&
                                 !read_as_skip;
     }
@@ -401,23 +401,27 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                     const int rep = start ? K : 1;
                     const float* pre = start ? ws.v[size_t(l)].data() + int64_t(b0) * u.O : a;
                     const SeqCtx sq{nullptr, sc.seq.data(), nullptr, nullptr};
-                    if (!start) unit_train_linear(k, u, theta, input(l), rows, a, sc.cols.data(), &sq, tc);
+                    const bool fused = noisy && pool_after[size_t(l)];
+                    if (!start && !fused) unit_train_linear(k, u, theta, input(l), rows, a, sc.cols.data(), &sq, tc);
                     if (!noisy) unit_bias_act(k, u, theta, a, a, rows);
-                    else if (!pool_after[size_t(l)])
+                    else if (!fused)
                         k.noisy_bias_act_forward(a, E(l), pre, bias_row[size_t(l)].data(), scale[size_t(l)].row.data(),
                                                  rows, u.O, rep, u.act, u.alpha, noise(l, r0));
-                    else {  // and the pooling unit after it, a chunk of rows at a time while the chunk is in cache
+                    else {  // linear part, noise, activation and the pooling after it, a chunk of rows at a time in
+                            // a's first rows (which nothing else reads)
                         const Unit& p = m.units[size_t(l + 1)];
                         const int cr = pool_chunk_rows(u.O, rep);
                         for (int r = 0; r < rows; r += cr) {
                             const int n = std::min(cr, rows - r);
-                            float* ar = start ? a : a + int64_t(r) * u.O;  // a start unit's chunks reuse a's first rows
                             float* pooled = sc.a[size_t(l + 1)].data() + int64_t(r) * p.O;
-                            k.noisy_bias_act_forward(ar, E(l) ? E(l) + int64_t(r) * u.O : nullptr,
-                                                     start ? pre + int64_t(r / K) * u.O : ar,
-                                                     bias_row[size_t(l)].data(), scale[size_t(l)].row.data(), n, u.O,
-                                                     rep, u.act, u.alpha, noise(l, r0 + r));
-                            unit_train_linear(k, p, theta, ar, n, pooled, sc.cols.data(), &sq, tc);
+                            if (!start)
+                                unit_train_linear(k, u, theta, input(l) + int64_t(r) * u.I, n, a, sc.cols.data(), &sq,
+                                                  tc);
+                            k.noisy_bias_act_forward(a, E(l) ? E(l) + int64_t(r) * u.O : nullptr,
+                                                     start ? pre + int64_t(r / K) * u.O : a, bias_row[size_t(l)].data(),
+                                                     scale[size_t(l)].row.data(), n, u.O, rep, u.act, u.alpha,
+                                                     noise(l, r0 + r));
+                            unit_train_linear(k, p, theta, a, n, pooled, sc.cols.data(), &sq, tc);
                             unit_bias_act(k, p, theta, pooled, pooled, n);
                         }
                         l++;  // the pooling unit has run
