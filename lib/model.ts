@@ -387,9 +387,10 @@ export class Model {
    * than inference over the rest.
    */
   freeze(count: number): void {
+    // a kind that makes several layers with parameters counts each (multiHeadAttention: its two projections)
     const withParams = topology(this.layers)
       .perLayer.filter((p) => p.tensors > 0 && !kindOf(p.layer.type)!.inner)
-      .map((p) => p.layer);
+      .flatMap((p) => Array<Layer>(kindOf(p.layer.type)!.parameterLayers ?? 1).fill(p.layer));
     if (!is.integer(count) || count < 0 || count >= withParams.length)
       throw invalidArg('count', `integer in [0, ${withParams.length - 1}]`, count);
     this.nat.setFrozen(count);

@@ -29,8 +29,9 @@ const COSINE = 0.9,
   SCALE = 0.3;
 
 /** A row: a tiny model of one kind, the output channels of its layers with parameters, and a weight gain where
- * the kind's own layer would otherwise get a gradient small against the estimator's noise. */
-type Kind = { layers: () => of.Layer[]; channels: number[]; gain?: number };
+ * the kind's own layer would otherwise get a gradient small against the estimator's noise; `tokens`: x holds token
+ * ids in [0, tokens) (an embedding's input). */
+type Kind = { layers: () => of.Layer[]; channels: number[]; gain?: number; tokens?: number };
 const graph: of.Graph = {
   nodes: 4,
   edges: [
@@ -73,11 +74,42 @@ const KINDS: Record<string, Kind> = {
   gru: rnnKind(of.gru, 2),
   lstm: rnnKind(of.lstm, 2),
   rnn: rnnKind(of.rnn),
+  adapter: {
+    layers: () => [
+      of.dense(6, 5, { adapter: { rank: 2 } }),
+      of.tanh(),
+      of.dense(5, 4, { adapter: { rank: 2, alpha: 4 } }),
+      of.tanh(),
+      of.dense(4, 3, { adapter: { rank: 1 } }),
+    ],
+    channels: [5, 4, 3],
+  },
   layerNorm: { layers: () => [of.dense(6, 5), of.layerNorm(), of.tanh(), of.dense(5, 3)], channels: [5, 5, 3] },
   batchNorm: { layers: () => [of.dense(6, 5), of.batchNorm(), of.tanh(), of.dense(5, 3)], channels: [5, 5, 3] },
   groupNorm: {
     layers: () => [of.dense(6, 6), of.groupNorm({ groups: 2 }), of.tanh(), of.dense(6, 3)],
     channels: [6, 6, 3],
+  },
+  // (a multiHeadAttention is two layers with parameters: its qkv projection, 3D channels, and its output one)
+  attention: {
+    layers: () => [
+      of.embedding({ vocab: 5, dim: 4, steps: 3 }),
+      of.positionalEmbedding(),
+      of.multiHeadAttention({ heads: 2, causal: true }),
+      of.tanh(),
+      of.dense(4, 3),
+    ],
+    channels: [4, 4, 12, 4, 3],
+    tokens: 5,
+  },
+  gptBlock: {
+    layers: () => [
+      of.embedding({ vocab: 5, dim: 4, steps: 3 }),
+      ...of.gptBlock({ dim: 4, heads: 2, mlp: 2 }),
+      of.dense(4, 3),
+    ],
+    channels: [4, 4, 12, 4, 4, 8, 4, 3],
+    tokens: 5,
   },
   graphConv: {
     layers: () => [
@@ -162,6 +194,12 @@ const EXCEPTIONS: Exception[] = [
       'path would cross it (no gradient of the loss reaches the block input through the noise alone).',
   },
   {
+    kind: 'gptBlock',
+    option: 'modules, a boundary after layer 1',
+    refuse: /inside the residual block/,
+    why: "layer 1 is the first residual block's layerNorm: the same cell as residual's.",
+  },
+  {
     kind: '*',
     option: "score 'sign'",
     cosine: SIGN_COSINE,
@@ -185,11 +223,16 @@ function build(kind: Kind, backend: Engine) {
   for (const p of m.parameters()) {
     if (p.name.endsWith('.bias')) p.data.forEach((_, i) => (p.data[i] = 0.2 * Math.sin(3 * i + 1)));
     else if (p.shape.length === 1) p.data.forEach((_, i) => (p.data[i] = 0.8 + 0.1 * (i % 5)));
+    else if (p.name.endsWith('.lora_b'))
+      p.data.forEach((_, i) => (p.data[i] = 0.5 * Math.sin(2 * i + 1))); // B = 0: A has no gradient
     else if (kind.gain) p.data.forEach((v, i) => (p.data[i] = v * kind.gain!));
   }
   // labels mostly class 0: the rows' gradients add up instead of cancelling, so the mean stands out of the noise
   const y = Int32Array.from({ length: ROWS * m.groups }, (_, i) => (i % 3 === 2 ? 1 : 0));
-  return { m, d: { x: randn(ROWS * m.inputs, 11, 0.9), y, rows: ROWS } };
+  const x = kind.tokens
+    ? Float32Array.from({ length: ROWS * m.inputs }, (_, i) => (i * 7 + 3) % kind.tokens!)
+    : randn(ROWS * m.inputs, 11, 0.9);
+  return { m, d: { x, y, rows: ROWS } };
 }
 
 /** Parameter tensors grouped by layer (`dense0.weight`, `dense0.bias`), in model order. */

@@ -20,7 +20,7 @@ const lanes: Run[][] = [
       env: { ONEFORWARD_HOSTILE: '300', ONEFORWARD_HOSTILE_SEED: String(seed) },
     })),
     ...[81, 1, 2].map((seed) => ({
-      test: '81-files',
+      test: '84-loaders',
       env: { ONEFORWARD_FILES_FUZZ: '3000', ONEFORWARD_FILES_SEED: String(seed) },
     })),
   ],

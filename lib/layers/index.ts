@@ -5,10 +5,12 @@
  * native model's answer: see topology.ts.
  */
 export * from './activation';
+export * from './attention';
 export * from './blocks';
 export * from './conv2d';
 export * from './dense';
 export * from './dropout';
+export * from './embedding';
 export * from './flatten';
 export * from './graph_conv';
 export * from './norm';

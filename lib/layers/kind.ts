@@ -18,11 +18,15 @@ export type LayerKind<L extends Layer> = {
   toNative(l: L, inner: (layers: readonly Layer[]) => NativeLayer[]): NativeLayer[];
   /** The input shape the layer declares, if any: [inputs] (flat), [H, W, C] or [steps, features]. */
   declared(l: L): readonly number[] | undefined;
+  /** Whether a declared [F] also accepts a sequence [steps, F]: the layer then acts per position (dense). */
+  perPosition?: true;
   /**
    * Why a model cannot start with this layer when it declares no input shape. Absent: it always declares one, or
    * (flatten) it needs none and passes a flat input on unchanged.
    */
   first?: string;
+  /** The layers with parameters it makes, as freeze() and per-layer ULR options count them (absent: 1). */
+  parameterLayers?: number;
   /** A block's inner layers (absent for every other kind). */
   inner?(l: L): readonly Layer[];
   /** The summary's label: the kind and the options that change what it computes (defaults left out). */
@@ -32,6 +36,8 @@ export type LayerKind<L extends Layer> = {
    * carries such a flag. Model.freeze uses it when every layer with parameters has one.
    */
   setTrainable?(l: L, trainable: boolean): void;
+  /** Parameters of the layer that never train while the rest does (a dense layer's base under an adapter). */
+  frozenParams?(l: L): number;
   /** A checkpoint's copy of the layer, rebuilt by its public factory (which throws on whatever it would refuse). */
   revive(stored: Record<string, unknown>, inner: (layers: unknown) => Layer[]): L;
 };

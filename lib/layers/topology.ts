@@ -99,8 +99,16 @@ function walk(
       block.row.tensors = tensors.length - block.first;
       return;
     }
-    const declared = kindOf(e.layer.type)!.declared(e.layer);
-    if (declared && !sameShape(declared, shape)) {
+    const kind = kindOf(e.layer.type)!;
+    const declared = kind.declared(e.layer);
+    // a per-position kind (dense) on a sequence [T, F] declares F
+    if (kind.perPosition && declared?.length === 1 && shape.length === 2 && declared[0] !== shape[1]) {
+      throw new ConfigError(
+        `${e.where}: ${e.layer.type} on a sequence [${shape.join(', ')}] maps each position and takes ${shape[1]} ` +
+          `inputs, not ${declared[0]}; for one vector per row add of.flatten(), of.timeMean() or returnSequences: false`,
+      );
+    }
+    if (declared && !sameShape(declared, shape) && !(kind.perPosition && shape.length === 2)) {
       throw new ShapeError(
         declared.length === 1
           ? `${e.where}: ${e.layer.type} expects ${declared[0]} inputs but the previous layer gives ${size(shape)}`

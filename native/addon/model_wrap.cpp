@@ -117,10 +117,9 @@ Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
         p.Set("data", Napi::Float32Array::New(env, size_t(n), ab, 0));
         out.Set(idx++, p);
     };
-    std::map<UnitKind, int> count;  // tensors are numbered per kind
+    TensorNames names;
     for (const Unit& u : m.units)
-        if (u.param())
-            for (const UnitTensor& t : unit_tensors(u, count[u.kind]++)) add(t.name, t.offset, t.shape);
+        for (const UnitTensor& t : names.of(u)) add(t.name, t.offset, t.shape);
     return out;
     OF_NAPI_END(env)
 }

@@ -197,6 +197,7 @@ DataRef parse_inputs(Napi::Env env, const Model& m, const Napi::Value& xv, const
                                                   " values, expected rows x inputs = " + std::to_string(d.rows) +
                                                   " x " + std::to_string(m.inputs)});
     d.x = x.Data();
+    check(env, validate_tokens(m, d.x, d.rows));
     return d;
 }
 

@@ -28,10 +28,11 @@ struct SeqArgs {
     int return_sequences;
     const float* xw;  // seq_input: X W^T of row r / rep, (rows / rep, T GH); one index per (row, j < GH)
     int rep;
+    const float* sigmas = nullptr;  // per-channel sigma: one per gate value (GH) instead of sigma
 };
 OF_HOST_DEVICE float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
 OF_HOST_DEVICE float seq_noise(const SeqArgs& a, int64_t r, int j) {
-    return a.E ? a.sigma * a.E[(r * a.T + a.t) * a.GH + j] : 0.0f;
+    return a.E ? (a.sigmas ? a.sigmas[j] : a.sigma) * a.E[(r * a.T + a.t) * a.GH + j] : 0.0f;
 }
 OF_HOST_DEVICE void seq_input_at(const SeqArgs& a, int64_t i) {
     const int64_t r = i / a.GH;

@@ -28,7 +28,7 @@ Status DeviceTrainer::seq_buffers(const Model& m, int l, int rows) {
 }
 
 Status DeviceTrainer::seq_forward(const Model& m, int l, int rows, const float* in, float* out, const float* E,
-                                  float sigma, const float* xw, int rep, bool tf32) {
+                                  float sigma, const float* xw, int rep, bool tf32, const float* sigmas) {
     Device* d = dev_.get();
     const Unit& u = m.units[size_t(l)];
     const int T = u.q.T, F = u.q.F, H = u.q.H, GH = u.q.G * H, A = int(seq_aux_width(u) / T);
@@ -58,7 +58,8 @@ Status DeviceTrainer::seq_forward(const Model& m, int l, int rows, const float* 
                    out,
                    u.q.return_sequences ? 1 : 0,
                    xw,
-                   rep};
+                   rep,
+                   sigmas};
     const int64_t n = int64_t(rows) * H;
     for (int t = 0; t < T; t++) {
         a.t = t;

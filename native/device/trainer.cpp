@@ -12,6 +12,7 @@
 namespace of {
 
 std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e, const LossHook* hook) {
+    if (!m.frozen_ranges.empty()) return "adapters (frozen parameter ranges) run on the CPU";
     if (m.has_quant && e.kind == EstimatorConfig::Kind::Bp)
         return "bp() cannot differentiate binary or ternary weights";
     for (const Unit& u : m.units) {
@@ -20,12 +21,15 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
                           u.kind == UnitKind::LayerNorm || u.kind == UnitKind::GroupNorm ||
                           u.kind == UnitKind::BatchNorm || u.kind == UnitKind::GraphConv || u.recurrent() ||
                           u.kind == UnitKind::Repeat || u.kind == UnitKind::TimeMean;
+        if (u.kind == UnitKind::Embedding || u.kind == UnitKind::PositionalEmbedding)
+            return "the device does not run embeddings yet";
+        if (u.kind == UnitKind::SeqDense) return "the device does not run a dense layer on a sequence yet";
+        if (u.kind == UnitKind::AttentionQkv || u.kind == UnitKind::Attend || u.kind == UnitKind::AttentionOut)
+            return "the device does not run multiHeadAttention yet";
         if (!kind) return "the model has a layer kind the device does not run";
     }
     if (hook && e.kind != EstimatorConfig::Kind::Ulr) return "a JS loss needs ulr()";
     if (e.kind == EstimatorConfig::Kind::Bp && e.bp.sigma > 0.0f) return "bp() with noise injection runs on the CPU";
-    for (int l = 0; l < m.frozen_end(); l++)
-        if (m.units[size_t(l)].recurrent()) return "a frozen recurrent or spiking layer runs on the CPU";
     if (e.kind == EstimatorConfig::Kind::Ulr) {
         const UlrConfig& c = e.ulr;
         if (!c.modules.empty()) {  // ulr_modules runs dense, conv and pooling units with real weights
@@ -36,16 +40,7 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
                                           u.kind == UnitKind::MaxPool2d || u.kind == UnitKind::AvgPool2d))
                     return "modules run on the CPU in models with layers other than dense, conv and pooling ones";
         }
-        const char* other = m.dense_only                    ? nullptr
-                            : c.learn_sigma                 ? "a learned sigma"
-                            : c.qmc                         ? "QMC noise"
-                            : c.baseline == Baseline::Clean ? "the clean baseline"
-                            : c.layerwise                   ? "injection 'layerwise'"
-                            : !c.shared_prefix              ? "sharedPrefix: false"
-                                                            : nullptr;
-        for (const auto& s : c.sigma_channels)
-            if (!s.empty() && !m.dense_only) other = "per-channel sigma";
-        if (other) return std::string(other) + " runs on the CPU in models with layers other than dense ones";
+        // The group runner (ulr_groups.cpp) runs every other option on every kind.
     }
     return {};
 }
@@ -137,10 +132,10 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     const bool wp = e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es;
     OF_TRY(effective(m, params_.f()));
     const float* in = x_.f();
-    // A frozen prefix, as the CPU does it: a dense model trains its tail as a model of its own (slab offsets unchanged,
-    // noise ids and per-layer sigma from the tail: estimators/frozen.cpp); any other model keeps its frozen units clean
-    // in the B-row prefix of ULR (generic.cpp), backpropagates through them, or perturbs them with the rest (SPSA, ES),
-    // and their gradients are zeroed.
+    // A frozen prefix, as the CPU does it: a dense model trains its tail as a model of its own (slab offsets
+    // unchanged, noise ids and per-layer sigma from the tail: estimators/estimate.cpp); any other model keeps its
+    // frozen units clean in the B-row prefix of ULR (the plan: estimators/ulr_plan.h), backpropagates through them, or
+    // perturbs them with the rest (SPSA, ES), and their gradients are zeroed.
     const bool tail = m.frozen > 0 && m.dense_only;
     if (tail) OF_TRY(frozen_forward(m, B, e.kind, &in));
     std::vector<Unit> all;
@@ -151,19 +146,20 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
         m.units.erase(m.units.begin(), m.units.begin() + m.frozen);
     }
     *rows = B;
-    const int fe = tail ? 0 : m.frozen_end();
+    const int frozen = m.frozen;
+    if (tail) m.frozen = 0;  // the tail is the whole model now
+    const bool modules = e.kind == EstimatorConfig::Kind::Ulr && !e.ulr.modules.empty();
     Status st = wp && wp_range_ ? perturbation_losses(m, B, e, step, in, wp_range_->p0, wp_range_->p1, wp_range_->plus,
                                                       wp_range_->minus)
                 : wp            ? perturbation(m, B, e, step, in)
                 : e.kind != EstimatorConfig::Kind::Ulr ? bp(m, B, in, e.ulr.sample_base, false)
-                : e.ulr.layerwise                      ? ulr_layerwise(m, B, sub.ulr, step, in, rows, y, hook)
-                : !e.ulr.modules.empty()               ? ulr_modules(m, B, sub.ulr, step, in, y, hook)
-                                                       : ulr(m, B, sub.ulr, step, in, fe, y, hook);
-    if (tail) m.units = std::move(all);
+                : modules                              ? ulr_modules(m, B, sub.ulr, step, in, y, hook)
+                                                       : ulr(m, B, sub.ulr, step, in, y, hook, rows);
+    if (tail) m.units = std::move(all), m.frozen = frozen;
     OF_TRY(st);
     if (m.frozen > 0 && (!tail || wp)) OF_TRY(dev_->zero(grads_.f(), size_t(trainable_offset(m)) * sizeof(float)));
     if (wp) return {};  // its statistics block is written
-    if (e.kind == EstimatorConfig::Kind::Ulr && !e.ulr.layerwise) *rows = B * e.ulr.copies;
+    if (modules) *rows = B * e.ulr.copies;
     if (id >= 0.0 && acc_.size() == 0) OF_TRY(reset_tally());
     return step_stats(dev::StatsArgs{nullptr, nullptr, loss_.f(), hit_.as<int>(), *rows,
                                      id >= 0.0 ? acc_.as<double>() : nullptr, double(B), id});
@@ -322,16 +318,17 @@ Status DeviceTrainer::gradients(Model& m, const float* x, const Targets& y, int 
     return {};
 }
 
-// Layer-wise copies 'auto': this step's per-layer variances (sg_, times sigma^2) into the stats and the running ones.
+// Layer-wise copies 'auto': this step's variances per layer with parameters (sg_ after the sigma gradients, times
+// sigma^2) into the stats and the running ones.
 Status DeviceTrainer::read_layer_var(Model& m, const EstimatorConfig& e, StepStats* stats) {
     const UlrConfig& c = e.ulr;
     if (e.kind != EstimatorConfig::Kind::Ulr || !c.layerwise || !c.auto_copies) return {};
-    const size_t L = m.units.size();
-    std::vector<double> var(L, 0.0);
-    OF_TRY(dev_->download(var.data(), sg_.as<double>(), L * sizeof(double)));
-    for (size_t l = 0; l < L; l++) {
-        const double s = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[l];
-        var[l] /= s * s;
+    const size_t P = size_t(m.param_units());
+    std::vector<double> var(P, 0.0);
+    OF_TRY(dev_->download(var.data(), sg_.as<double>() + P, P * sizeof(double)));
+    for (size_t p = 0; p < P; p++) {
+        const double s = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[p];
+        var[p] /= s * s;
     }
     record_layer_var(m, c, lw_copies_, std::move(var), stats);
     return {};
@@ -339,8 +336,8 @@ Status DeviceTrainer::read_layer_var(Model& m, const EstimatorConfig& e, StepSta
 
 Status DeviceTrainer::read_sigma_grad(const Model& m, const EstimatorConfig& e, StepStats* stats) {
     if (e.kind != EstimatorConfig::Kind::Ulr || !e.ulr.learn_sigma) return {};
-    stats->sigma_grad.assign(m.units.size(), 0.0);
-    return dev_->download(stats->sigma_grad.data(), sg_.as<double>(), m.units.size() * sizeof(double));
+    stats->sigma_grad.assign(size_t(m.param_units()), 0.0);
+    return dev_->download(stats->sigma_grad.data(), sg_.as<double>(), stats->sigma_grad.size() * sizeof(double));
 }
 
 Status DeviceTrainer::train_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,

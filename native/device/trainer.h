@@ -6,8 +6,8 @@
 // and batchNorm's running statistics live on the device between begin() and end(): fit() brackets its epochs with
 // them, so parameters(), save() and validation always see the host copy that end() (or an epoch end) wrote.
 //
-// What it does not run (unsupported() says why) stays on the CPU estimators: the ULR options pipelined modules, copy
-// slices and layer-wise with automatic copies, blocks, QMC, per-channel sigma or a JS loss.
+// What it does not run (unsupported() says why) stays on the CPU estimators: layer kinds without device kernels, a JS
+// loss outside ULR, and modules outside dense, conv and pooling models with real weights.
 #pragma once
 #include <memory>
 #include <string>
@@ -89,14 +89,12 @@ class DeviceTrainer {
     // a JS loss (ULR only), called once with every copy's outputs.
     Status estimate(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
                     double id, int* rows, const LossHook* hook = nullptr);
-    // The estimators over m.units, whose first layer reads x (B rows on the device).
-    // fe: frozen_end(); y, hook: the host targets and a JS loss (or nullptr)
-    Status ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int fe, const Targets& y,
-               const LossHook* hook);
+    // The estimators over m.units, whose first layer reads x (B rows on the device); y, hook: the host targets and a
+    // JS loss (or nullptr). ulr: the plan's groups (estimators/ulr_plan.h); *rows: every group's rows.
+    Status ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, const Targets& y,
+               const LossHook* hook, int* rows);
     Status bp(Model& m, int B, const float* x, uint32_t sample_base,
               bool forward_only);  // forward_only: batch statistics
-    Status ulr_layerwise(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, int* rows,
-                         const Targets& y, const LossHook* hook);
     Status ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, const Targets& y,
                        const LossHook* hook);
     Status js_losses(const float* out, const Targets& y, int R, int C, int K, const LossHook& hook, float* loss);
@@ -104,7 +102,7 @@ class DeviceTrainer {
     dev::CopySumArgs scored_sum(const float* E, int K, int O, const UlrConfig& c, const float* sigmas);
     Status step_stats(dev::StatsArgs a);
     Status noise_forward(const dev::NoisyArgs& na, int qmc_K, uint32_t qmc_dim = 0);
-    Status channel_sigmas(int L, const UlrConfig& c, std::vector<const float*>* out);
+    Status channel_sigmas(const Model& m, const UlrConfig& c, std::vector<const float*>* out);  // per unit
     static std::vector<float> unit_sigmas(const Model& m, const UlrConfig& c);  // per unit; 0 without parameters
     // BP pieces of one unit on `rows` rows from dv, the gradient at its pre-activation: its parameters' gradients
     // (times alpha) into the slab, and the gradient at its input x into din
@@ -113,12 +111,13 @@ class DeviceTrainer {
     Status frozen_forward(Model& m, int B, EstimatorConfig::Kind kind, const float** in);
     Status linear(const Model& m, int l, int rows, const float* x, float* out, bool tf32);
     Status aggregate(const Model& m, int l, float* out, const float* x, int rows);
-    // recurrent units (seq.cpp): the forward on `rows` rows (noise E times sigma on every gate, or none; xw: the
-    // shared X W^T of ULR's first unit, row r reading row r / rep), the gradient reduction from S (rows, T GH) into the
-    // unit's slab (with_w: also dW from `in`), and backprop through time (din: nullptr for none)
+    // recurrent units (seq.cpp): the forward on `rows` rows (noise E times sigma on every gate, or times sigmas, one
+    // per gate value; or none; xw: the shared X W^T of ULR's first unit, row r reading row r / rep), the gradient
+    // reduction from S (rows, T GH) into the unit's slab (with_w: also dW from `in`), and backprop through time (din:
+    // nullptr for none)
     Status seq_buffers(const Model& m, int l, int rows);
     Status seq_forward(const Model& m, int l, int rows, const float* in, float* out, const float* E, float sigma,
-                       const float* xw, int rep, bool tf32);
+                       const float* xw, int rep, bool tf32, const float* sigmas = nullptr);
     Status seq_reduce(const Model& m, int l, int rows, const float* in, const float* S, float alpha, bool with_w,
                       bool tf32);
     Status seq_backward(const Model& m, int l, int rows, const float* in, const float* dout, float* din, bool tf32);
@@ -136,8 +135,9 @@ class DeviceTrainer {
     // the optimizer and batchNorm's running statistics, gated by the step statistics (B: the step's samples)
     Status update(const Model& m, const OptimizerConfig& o, int64_t t, int B);
     Status read_stats(StepStats* stats, int rows);
-    Status read_sigma_grad(const Model& m, const EstimatorConfig& e, StepStats* stats);  // learnSigma: per layer
-    Status read_layer_var(Model& m, const EstimatorConfig& e, StepStats* stats);         // layer-wise copies 'auto'
+    // learnSigma: per layer with parameters; layer-wise copies 'auto' (sg_: the sigma gradients, then the variances)
+    Status read_sigma_grad(const Model& m, const EstimatorConfig& e, StepStats* stats);
+    Status read_layer_var(Model& m, const EstimatorConfig& e, StepStats* stats);
     Status reset_tally();
     Status effective(const Model& m, const float* base);  // theta_: base, or its binary / ternary version
     // SPSA / ES: every direction's losses, the seed replay, and the step statistics; or its halves
@@ -168,23 +168,22 @@ class DeviceTrainer {
     DeviceBuffer params_, grads_, opt_m_, opt_v_;
     DeviceBuffer x_, labels_, values_, loss_, hit_, w_, row_part_, row_sum_, stats_part_, stats_, acc_, col_part_,
         norm_part_, norm_, v0_, g_, d0_, d1_, h0_, h1_, dcols_, eff_, clean_, clean_hit_, sg_rows_, sg_part_, sg_, z_,
-        theta_p_, lw_a_, lw_b_;
+        theta_p_;
     std::vector<float> hook_out_, hook_loss_;  // a JS loss's outputs and answers, on the host
     const float* theta_ =
         nullptr;  // the slab the forward computes with: params_, or eff_ with binary / ternary weights
-    std::vector<std::unique_ptr<DeviceBuffer>> a_, e_;  // per layer: activations; noise (ULR) or pre-activations (BP)
-    std::vector<std::unique_ptr<DeviceBuffer>> cols_;   // per conv unit: its input's patches
+    // per layer: activations (ULR: the clean B rows); noise (ULR) or pre-activations (BP); ULR: a group's activations
+    std::vector<std::unique_ptr<DeviceBuffer>> a_, e_, ga_;
+    std::vector<std::unique_ptr<DeviceBuffer>> cols_;      // per conv unit: its input's patches
     std::vector<std::unique_ptr<DeviceBuffer>> xh_, inv_;  // per norm unit: x^ and 1 / sigma of its sets
-    std::vector<int> lw_copies_;                           // layer-wise: this step's copies per layer
+    std::vector<int> lw_copies_;                           // layer-wise: this step's copies per layer with parameters
     struct Pipe {  // pipelined modules: the first module's state from the previous training step, reduced in this one
         bool pending = false;
         int B = 0, end = 0;                                     // its samples; the first module's end (units)
         DeviceBuffer x, g;                                      // its input rows and boundary copy sums
         std::vector<std::unique_ptr<DeviceBuffer>> a, e, cols;  // per unit of the module: a_, e_ and cols_ of that step
     } pipe_;
-    std::vector<std::unique_ptr<DeviceBuffer>> lw_ga_,
-        lw_ge_;  // layer-wise: per layer of a group, its noisy activations and noise
-    std::vector<std::unique_ptr<DeviceBuffer>> sigma_ch_;  // per dense layer with per-channel ULR sigma: its values
+    std::vector<std::unique_ptr<DeviceBuffer>> sigma_ch_;  // per unit with per-channel ULR sigma: its scale per value
     struct Dirs {  // per layer with QMC noise: the Sobol direction numbers of its width (32 per neuron)
         DeviceBuffer v;
         int width = 0;

@@ -24,7 +24,7 @@ Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t 
     const int e0 = ends[0];
     const std::vector<float> sigma = unit_sigmas(m, c);
     std::vector<const float*> sigmas;
-    OF_TRY(channel_sigmas(L, c, &sigmas));
+    OF_TRY(channel_sigmas(m, c, &sigmas));
     auto rows_of = [&](int l) { return l < e0 - 1 ? B : R; };  // the first module's inner units run on B rows
     while (int(a_.size()) < L)
         a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());

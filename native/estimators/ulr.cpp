@@ -29,6 +29,7 @@
 #include "core/thread_scratch.h"
 #include "estimators/blocks.h"
 #include "estimators/estimator.h"
+#include "estimators/ulr_plan.h"
 #include "kernels/score.h"
 #include "model/train.h"
 #include "model/units.h"
@@ -43,48 +44,11 @@ struct BlockScratch {
     Buffer x_rep, loss, w, cols, wexp, seq;
 };
 
-struct Group {
-    int start = 0, end = 0;  // units [start, end): start has parameters; the group's noisy units are its param units
-    int K = 0;               // copies per sample
-    int64_t out0 = 0;        // its first row in the step's list of all groups' rows (loss hook outputs)
-};
-
 // The flops one row costs in unit u's forward (the cost model of copies 'auto').
 double unit_row_flops(const Unit& u) {
     if (u.recurrent()) return double(u.q.T) * u.q.G * u.q.H * (u.q.F + (u.q.has_u ? u.q.H : 0));
     if (u.param()) return double(u.gemm_rows(1)) * u.fan_in() * u.gemm_cols();
     return double(u.O);
-}
-
-// The param-unit index (p: the order of the layers with parameters) of each group's first unit, frozen units skipped,
-// with the param-unit index after its last unit.
-std::vector<std::pair<int, int>> group_ranges(const Model& m, const UlrConfig& c) {
-    const int P = m.param_units();
-    std::vector<int> starts;
-    if (!c.layerwise) starts.push_back(0);
-    else if (c.blocks.empty())
-        for (int p = 0; p < P; p++) starts.push_back(p);
-    else
-        for (int p = 0, i = 0; i < int(c.blocks.size()); p += c.blocks[size_t(i)], i++) starts.push_back(p);
-    std::vector<std::pair<int, int>> out;
-    for (size_t i = 0; i < starts.size(); i++) {
-        const int end = i + 1 < starts.size() ? starts[i + 1] : P;
-        const int p = std::max(starts[i], m.frozen);  // frozen units stay clean
-        if (p < end) out.push_back({p, end});
-    }
-    return out;
-}
-
-// The groups of a step in units: a group runs from its first param unit to the next group's first one.
-std::vector<Group> plan_groups(const Model& m, const UlrConfig& c, const std::vector<int>& kl) {
-    std::vector<int> unit_of;  // param-unit index -> unit index
-    for (int l = 0; l < int(m.units.size()); l++)
-        if (m.units[size_t(l)].param()) unit_of.push_back(l);
-    std::vector<Group> g;
-    for (auto [p, end] : group_ranges(m, c))
-        g.push_back({unit_of[size_t(p)], end < int(unit_of.size()) ? unit_of[size_t(end)] : int(m.units.size()),
-                     c.layerwise ? kl[size_t(p)] : c.copies, 0});
-    return g;
 }
 
 // Copies 'auto': the cost of one copy of param unit p (its noise, then every unit after it), and the clamp of an
@@ -115,6 +79,35 @@ int clamp_copies(const UlrConfig& c, double k) {
 }
 
 }  // namespace
+
+std::vector<std::pair<int, int>> group_ranges(const Model& m, const UlrConfig& c) {
+    const int P = m.param_units();
+    std::vector<int> starts;
+    if (!c.layerwise) starts.push_back(0);
+    else if (c.blocks.empty())
+        for (int p = 0; p < P; p++) starts.push_back(p);
+    else
+        for (int p = 0, i = 0; i < int(c.blocks.size()); p += c.blocks[size_t(i)], i++) starts.push_back(p);
+    std::vector<std::pair<int, int>> out;
+    for (size_t i = 0; i < starts.size(); i++) {
+        const int end = i + 1 < starts.size() ? starts[i + 1] : P;
+        const int p = std::max(starts[i], m.frozen);  // frozen units stay clean
+        if (p < end) out.push_back({p, end});
+    }
+    return out;
+}
+
+// a group runs from its first param unit to the next group's first one
+std::vector<Group> plan_groups(const Model& m, const UlrConfig& c, const std::vector<int>& kl) {
+    std::vector<int> unit_of;  // param-unit index -> unit index
+    for (int l = 0; l < int(m.units.size()); l++)
+        if (m.units[size_t(l)].param()) unit_of.push_back(l);
+    std::vector<Group> g;
+    for (auto [p, end] : group_ranges(m, c))
+        g.push_back({unit_of[size_t(p)], end < int(unit_of.size()) ? unit_of[size_t(end)] : int(m.units.size()),
+                     c.layerwise ? kl[size_t(p)] : c.copies, 0});
+    return g;
+}
 
 int noise_channels(const Unit& u) { return u.recurrent() ? u.q.G * u.q.H : u.gemm_cols(); }
 
@@ -489,7 +482,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                     seq_reduce(k, u, input(l), rows, sc.aux[size_t(l)].data(), e, w, alpha, p, sc.wexp.data(),
                                !via_g(l));
                 else
-                    unit_lr_reduce(k, u, input(l), rows, e, w, alpha, p, p + int64_t(u.gemm_cols()) * u.fan_in(),
+                    unit_lr_reduce(k, u, theta, input(l), rows, e, w, alpha, p, p + int64_t(u.gemm_cols()) * u.fan_in(),
                                    sc.cols.data(), sc.wexp.data());
             }
         }
@@ -529,7 +522,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         if (u.recurrent())
             k.gemm_tn(grads + u.w_off, G, clean_in(l), nullptr, u.q.G * u.q.H, u.q.F, B * u.q.T, alpha, 0.0f);
         else
-            unit_lr_reduce(k, u, clean_in(l), B, G, nullptr, alpha, grads + u.w_off,
+            unit_lr_reduce(k, u, theta, clean_in(l), B, G, nullptr, alpha, grads + u.w_off,
                            grads + u.w_off + int64_t(u.gemm_cols()) * u.fan_in(), ws.cols.data(), ws.wexp.data());
     }
     finish_stats(m, c, loss_sum, correct, int(total_rows), stats);

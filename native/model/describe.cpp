@@ -18,12 +18,10 @@ Status describe_layers(const ModelSpec& spec, std::vector<LayerInfo>* out) {
     out->clear();
     for (size_t i = 0; i < layout.size() && i < spec.layers.size(); i++) out->push_back({layout[i].output, {}});
     if (!s.ok()) return s;
-    std::map<UnitKind, int> count;  // tensors are numbered per kind, as parameters() names them
+    TensorNames names;  // as parameters() names them
     for (size_t i = 0, u = 0; i < out->size(); i++) {
         for (; u < size_t(layout[i].units); u++) {
-            const Unit& unit = m->units[u];
-            if (!unit.param()) continue;
-            const std::vector<UnitTensor> t = unit_tensors(unit, count[unit.kind]++);
+            const std::vector<UnitTensor> t = names.of(m->units[u]);
             (*out)[i].tensors.insert((*out)[i].tensors.end(), t.begin(), t.end());
         }
     }

@@ -20,7 +20,12 @@ int64_t Model::patch_width() const {
     int64_t w = 0;
     for (const auto& u : units)
         if (u.convlike()) w = std::max(w, u.g.positions() * u.g.patch());
+        else if (u.kind == UnitKind::Adapter) w = std::max<int64_t>(w, 2 * u.rank);  // x A^T, then S B
     return w;
+}
+
+void Model::zero_frozen(float* slab) const {
+    for (const auto& [begin, end] : frozen_ranges) std::fill(slab + begin, slab + end, 0.0f);
 }
 
 int64_t Model::seq_scratch_width() const {
@@ -236,6 +241,7 @@ Status validate_data(const Model& m, const float* x, int64_t x_len, const Target
         if (!std::isfinite(x[i]))
             return {StatusCode::Data, "x contains a non-finite value at row " + std::to_string(i / m.inputs) +
                                           ", column " + std::to_string(i % m.inputs)};
+    OF_TRY(validate_tokens(m, x, rows));
     if (m.loss != LossKind::Mse) {
         const int P = m.groups, classes = m.outputs / P;
         OF_CHECK(y.labels, Data, "cross-entropy needs integer class labels (Int32Array)");
@@ -262,6 +268,17 @@ Status validate_data(const Model& m, const float* x, int64_t x_len, const Target
             if (!std::isfinite(y.values[i]))
                 return {StatusCode::Data, "y contains a non-finite value at index " + std::to_string(i)};
     }
+    return {};
+}
+
+Status validate_tokens(const Model& m, const float* x, int64_t rows) {
+    if (m.units.empty() || m.units[0].kind != UnitKind::Embedding) return {};
+    const int vocab = m.units[0].vocab;
+    for (int64_t i = 0; i < rows * m.inputs; i++)
+        if (!(x[i] >= 0.0f && x[i] < float(vocab) && x[i] == std::floor(x[i])))
+            return {StatusCode::Data, "x holds token ids: the value " + std::to_string(x[i]) + " at row " +
+                                          std::to_string(i / m.inputs) + ", position " + std::to_string(i % m.inputs) +
+                                          " is not an integer in [0, " + std::to_string(vocab) + ")"};
     return {};
 }
 

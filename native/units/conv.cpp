@@ -3,6 +3,8 @@
 //              kh kw C and kh kw Co (as tfjs); 'same' padding follows TensorFlow.
 //   graphConv: cols = A^ X, the normalized neighbour sums D^-1/2 (A + I) D^-1/2 X of node features (N, F)
 //              (Kipf & Welling 2017), W (H, F); A^ is symmetric, so it is its own adjoint in the backward.
+//   per-position dense (dense on a sequence, an attention's projections): cols = X itself (T positions of F
+//              features: a 1x1 window), W (units, F) -- the dense layer's math on rows T times as many.
 // Also the window geometry that pooling shares (units/conv.h).
 #include "units/conv.h"
 
@@ -31,10 +33,20 @@ void graph_aggregate(float* out, const float* in, int rows, const Graph& g, int 
     }
 }
 
-// The gathered inputs of a conv-like unit: im2row patches, or the graph's neighbour sums; and their adjoint.
-void gather(const KernelTable& k, const Unit& u, float* cols, const float* in, int rows) {
+bool per_position(const Unit& u) {
+    return u.kind == UnitKind::SeqDense || u.kind == UnitKind::AttentionQkv || u.kind == UnitKind::AttentionOut;
+}
+
+// An image conv takes the direct kernels where they suit its shape (kernels/cpu/conv.h), else im2row + GEMM.
+bool direct(const Unit& u) { return u.kind == UnitKind::Conv2d; }
+
+// The gathered inputs of a conv-like unit (rows positions, patch): im2row patches, the graph's neighbour sums, or a
+// per-position dense's input itself; and their adjoint.
+const float* gather(const KernelTable& k, const Unit& u, float* cols, const float* in, int rows) {
+    if (per_position(u)) return in;
     if (u.graph) graph_aggregate(cols, in, rows, *u.graph, u.g.C);
     else k.im2row(cols, in, rows, u.g);
+    return cols;
 }
 void scatter(const KernelTable& k, const Unit& u, float* din, const float* dcols, int rows) {
     if (u.graph) graph_aggregate(din, dcols, rows, *u.graph, u.g.C);  // A^ is symmetric
@@ -43,9 +55,9 @@ void scatter(const KernelTable& k, const Unit& u, float* din, const float* dcols
 
 void forward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
              float* cols, const SeqCtx*) {
-    if (!u.graph && k.conv_forward(out, in, theta + u.w_off, rows, u.g)) return;
-    gather(k, u, cols, in, rows);
-    k.gemm_nt(out, cols, theta + u.w_off, int(u.gemm_rows(rows)), u.g.Co, u.g.patch(), 1.0f, 0.0f);
+    if (direct(u) && k.conv_forward(out, in, theta + u.w_off, rows, u.g)) return;
+    k.gemm_nt(out, gather(k, u, cols, in, rows), theta + u.w_off, int(u.gemm_rows(rows)), u.g.Co, u.g.patch(), 1.0f,
+              0.0f);
 }
 
 // dW = dv^T cols, db = colsum(dv) over every position; din = the adjoint of the gather applied to dv W
@@ -53,13 +65,14 @@ void backward(const KernelTable& k, const Unit& u, const float* theta, const flo
               float* dW, float* din, float* cols, const SeqCtx*) {
     const int n = int(u.gemm_rows(rows)), P = u.g.patch();
     if (dW) {
-        if (u.graph || !k.conv_weight_grad(dW, dv, in, nullptr, rows, u.g, 1.0f)) {
-            gather(k, u, cols, in, rows);
-            k.gemm_tn(dW, dv, cols, nullptr, u.g.Co, P, n, 1.0f, 0.0f);
-        }
+        if (!direct(u) || !k.conv_weight_grad(dW, dv, in, nullptr, rows, u.g, 1.0f))
+            k.gemm_tn(dW, dv, gather(k, u, cols, in, rows), nullptr, u.g.Co, P, n, 1.0f, 0.0f);
         if (u.b_off >= 0) k.col_sum(dW + int64_t(u.g.Co) * P, dv, n, u.g.Co);
     }
-    if (din && (u.graph || !k.conv_input_grad(din, dv, theta + u.w_off, rows, u.g))) {
+    if (!din || (direct(u) && k.conv_input_grad(din, dv, theta + u.w_off, rows, u.g))) return;
+    if (per_position(u)) {
+        k.gemm_nn(din, dv, theta + u.w_off, n, P, u.g.Co, 1.0f, 0.0f);
+    } else {
         k.gemm_nn(cols, dv, theta + u.w_off, n, P, u.g.Co, 1.0f, 0.0f);
         scatter(k, u, din, cols, rows);
     }
@@ -70,10 +83,8 @@ void lr_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, c
                float alpha, float* dW, float* db, float* cols, float* wexp) {
     const int n = int(u.gemm_rows(rows));
     expand_row_weights(wexp, w, rows, u.g.positions());
-    if (u.graph || !k.conv_weight_grad(dW, S, in, w, rows, u.g, alpha)) {
-        gather(k, u, cols, in, rows);
-        k.gemm_tn(dW, S, cols, wexp, u.g.Co, u.g.patch(), n, alpha, 0.0f);
-    }
+    if (!direct(u) || !k.conv_weight_grad(dW, S, in, w, rows, u.g, alpha))
+        k.gemm_tn(dW, S, gather(k, u, cols, in, rows), wexp, u.g.Co, u.g.patch(), n, alpha, 0.0f);
     if (u.b_off >= 0) k.lr_bias_reduce(db, wexp, S, n, u.g.Co, alpha, false);
 }
 
@@ -180,7 +191,32 @@ void tensors_graph_conv(const Unit& u, const std::string& name, std::vector<Unit
     out.push_back({name + ".bias", u.b_off, {u.g.Co}});
 }
 
+// weight (units, F) and bias (units), as a dense layer's; an attention's projections name their role
+void tensors_position_dense(const Unit& u, const std::string& name, std::vector<UnitTensor>& out) {
+    const std::string n = name + (u.kind == UnitKind::AttentionQkv   ? ".qkv"
+                                  : u.kind == UnitKind::AttentionOut ? ".out"
+                                                                     : "");
+    out.push_back({n + ".weight", u.w_off, {u.g.Co, u.g.C}});
+    if (u.b_off >= 0) out.push_back({n + ".bias", u.b_off, {u.g.Co}});
+}
+
 }  // namespace
+
+Status add_position_dense(ModelBuilder& b, UnitKind kind, int units, bool bias, int quant) {
+    Unit u{b.width, 0, -1, -1};
+    u.kind = kind;
+    u.quant = quant;
+    b.m.has_quant = b.m.has_quant || quant != 0;
+    ConvGeom& g = u.g;  // a 1x1 window over T x 1 positions
+    g.H = b.T, g.W = 1, g.C = b.F, g.Ho = b.T, g.Wo = 1, g.Co = units;
+    uint64_t wn = 0;
+    OF_TRY(checked_mul(uint64_t(b.F), uint64_t(units), &wn, "dense weight"));
+    OF_TRY(b.params(u, wn, bias ? uint64_t(units) : 0));
+    OF_TRY(b.output(u, uint64_t(b.T), uint64_t(units)));
+    b.F = units;
+    b.add(u);
+    return {};
+}
 
 void read_window(const LayerReader& r, LayerSpec& l) {
     r.int_pair("kernel", 1, 1 << 16, &l.kh, &l.kw);
@@ -221,5 +257,11 @@ extern const UnitOps conv2d_unit{
     UnitFamily::ConvLike, "conv", init, tensors_conv2d, forward, backward, lr_reduce, nullptr};
 extern const UnitOps graph_conv_unit{
     UnitFamily::ConvLike, "graph", init, tensors_graph_conv, forward, backward, lr_reduce, nullptr};
+extern const UnitOps seq_dense_unit{
+    UnitFamily::ConvLike, "dense", init, tensors_position_dense, forward, backward, lr_reduce, nullptr};
+extern const UnitOps attention_qkv_unit{
+    UnitFamily::ConvLike, "attention", init, tensors_position_dense, forward, backward, lr_reduce, nullptr};
+extern const UnitOps attention_out_unit{
+    UnitFamily::ConvLike, "attention", init, tensors_position_dense, forward, backward, lr_reduce, nullptr};
 
 }  // namespace of

@@ -8,11 +8,13 @@
 namespace of {
 
 extern const UnitOps dense_unit, conv2d_unit, pool_unit, rnn_unit, gru_unit, lstm_unit, lif_unit, repeat_unit,
-    time_mean_unit, graph_conv_unit, concat_unit, dropout_unit, layer_norm_unit, batch_norm_unit, group_norm_unit;
+    time_mean_unit, graph_conv_unit, concat_unit, dropout_unit, layer_norm_unit, batch_norm_unit, group_norm_unit,
+    embedding_unit, positional_embedding_unit, seq_dense_unit, attention_qkv_unit, attention_out_unit, attend_unit,
+    adapter_unit;
 extern const LayerType dense_layer, activation_layer, flatten_layer, conv2d_layer, max_pool_layer, avg_pool_layer,
     global_avg_pool_layer, rnn_layer, gru_layer, lstm_layer, lif_layer, repeat_layer, time_mean_layer, graph_conv_layer,
     residual_begin_layer, concat_begin_layer, residual_end_layer, concat_end_layer, dropout_layer, layer_norm_layer,
-    batch_norm_layer, group_norm_layer;
+    batch_norm_layer, group_norm_layer, embedding_layer, positional_embedding_layer, attention_layer;
 
 const UnitOps& unit_ops(UnitKind kind) {
     switch (kind) {
@@ -32,17 +34,44 @@ const UnitOps& unit_ops(UnitKind kind) {
         case UnitKind::LayerNorm: return layer_norm_unit;
         case UnitKind::BatchNorm: return batch_norm_unit;
         case UnitKind::GroupNorm: return group_norm_unit;
+        case UnitKind::Embedding: return embedding_unit;
+        case UnitKind::PositionalEmbedding: return positional_embedding_unit;
+        case UnitKind::SeqDense: return seq_dense_unit;
+        case UnitKind::AttentionQkv: return attention_qkv_unit;
+        case UnitKind::AttentionOut: return attention_out_unit;
+        case UnitKind::Attend: return attend_unit;
+        case UnitKind::Adapter: return adapter_unit;
     }
     return dense_unit;  // unreachable: every kind is listed
 }
 
 const LayerType* find_layer_type(const std::string& name) {
     static const LayerType* const types[] = {
-        &dense_layer,        &activation_layer,      &flatten_layer,    &conv2d_layer,     &max_pool_layer,
-        &avg_pool_layer,     &global_avg_pool_layer, &rnn_layer,        &gru_layer,        &lstm_layer,
-        &lif_layer,          &repeat_layer,          &time_mean_layer,  &graph_conv_layer, &residual_begin_layer,
-        &concat_begin_layer, &residual_end_layer,    &concat_end_layer, &dropout_layer,    &layer_norm_layer,
-        &batch_norm_layer,   &group_norm_layer,
+        &dense_layer,
+        &activation_layer,
+        &flatten_layer,
+        &conv2d_layer,
+        &max_pool_layer,
+        &avg_pool_layer,
+        &global_avg_pool_layer,
+        &rnn_layer,
+        &gru_layer,
+        &lstm_layer,
+        &lif_layer,
+        &repeat_layer,
+        &time_mean_layer,
+        &graph_conv_layer,
+        &residual_begin_layer,
+        &concat_begin_layer,
+        &residual_end_layer,
+        &concat_end_layer,
+        &dropout_layer,
+        &layer_norm_layer,
+        &batch_norm_layer,
+        &group_norm_layer,
+        &embedding_layer,
+        &positional_embedding_layer,
+        &attention_layer,
     };
     for (const LayerType* t : types)
         if (name == t->name) return t;
@@ -73,9 +102,11 @@ void unit_backward(const KernelTable& k, const Unit& u, const float* theta, cons
     unit_ops(u.kind).backward(k, u, theta, in, rows, dv, dW, din, cols, sq);
 }
 
-void unit_lr_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, const float* S, const float* w,
-                    float alpha, float* dW, float* db, float* cols, float* wexp) {
-    unit_ops(u.kind).lr_reduce(k, u, in, rows, S, w, alpha, dW, db, cols, wexp);
+void unit_lr_reduce(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* S,
+                    const float* w, float alpha, float* dW, float* db, float* cols, float* wexp) {
+    const UnitOps& o = unit_ops(u.kind);
+    if (o.lr_reduce_params) return o.lr_reduce_params(k, u, theta, in, rows, S, w, alpha, dW, cols);
+    o.lr_reduce(k, u, in, rows, S, w, alpha, dW, db, cols, wexp);
 }
 
 void unit_clean_forward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
@@ -97,10 +128,14 @@ void unit_bias_row(const Unit& u, const float* theta, float* out) {
     for (int64_t i = 0; i < u.O; i++) out[i] = u.b_off < 0 ? 0.0f : theta[u.b_off + i % C];
 }
 
-std::vector<UnitTensor> unit_tensors(const Unit& u, int n) {
+std::vector<UnitTensor> TensorNames::of(const Unit& u) {
     const UnitOps& o = unit_ops(u.kind);
     std::vector<UnitTensor> out;
-    if (o.tensors) o.tensors(u, o.tensor_name + std::to_string(n), out);
+    if (!u.param() || !o.tensors) return out;
+    int& n = count_[o.tensor_name];
+    // an attention's output projection continues the name its input projections opened
+    const int index = u.kind == UnitKind::AttentionOut ? n - 1 : n++;
+    o.tensors(u, o.tensor_name + std::to_string(index), out);
     return out;
 }
 

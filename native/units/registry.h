@@ -24,11 +24,19 @@ enum class UnitKind {
     Dropout,
     LayerNorm,
     BatchNorm,
-    GroupNorm
+    GroupNorm,
+    Embedding,            // token ids -> rows of a table
+    PositionalEmbedding,  // + a learned table, one row per position
+    SeqDense,             // dense applied per position of a sequence
+    AttentionQkv,         // multiHeadAttention's projections, per position: D -> 3D (Q, K, V) ...
+    AttentionOut,         // ... and D -> D after attend
+    Attend,               // multiHeadAttention's softmax(Q K^T / sqrt(d_h) + mask) V per head; no parameters
+    Adapter               // dense with a low-rank adapter (units/adapter.cpp)
 };
 
 // How the shared code views a kind's rows (Unit's predicates): plain (rows, O); conv-like: a dense map per output
-// position of gathered inputs; norm: per position over the last axis; recurrent: a gated recurrence over T steps.
+// position of gathered inputs; norm: per position over the last axis (the norms, and the embedding tables, whose
+// output is T positions of D values); recurrent: a gated recurrence over T steps.
 enum class UnitFamily { Plain, ConvLike, Norm, Recurrent };
 
 struct UnitOps;    // units/unit.h

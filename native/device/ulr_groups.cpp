@@ -1,0 +1,274 @@
+// ULR on the device: the CPU's plan (estimators/ulr_plan.h: injection 'all', 'layerwise', blocks, copies 'auto') run
+// group by group with all of a group's R = B K rows at once, for every unit kind the device has kernels for.
+#include <algorithm>
+#include <climits>
+
+#include "device/trainer.h"
+#include "estimators/blocks.h"
+#include "estimators/ulr_plan.h"
+
+namespace of {
+
+// The ULR estimate (estimators/ulr.cpp's math). A clean B-row forward runs every unit before the last group's start
+// (to the output for the clean baseline and for batchNorm, whose copies normalize with the clean batch's statistics).
+// Then per group: its start's linear part once per sample on its clean input (the shared prefix), its K noisy copies
+// from it, its later param units noisy per row, the units after it clean, all on R rows; the group's losses, row
+// weights, and per noisy unit the weight-gradient GEMM against diag(w) S(E) (the start: G = sum_k w s(E) on B rows).
+// A conv unit is im2row + one GEMM: its noise row is the whole (positions x channels) output of a copy, and its
+// weight gradient is S^T A over all (copy, position) rows with its patches A kept from the forward. A recurrent unit
+// takes its noise on every gate at every step, inside its recurrence. Noise layer ids are unit indices and noise rows
+// those of the CPU. The device always shares the prefix: sharedPrefix false (the CPU's copies of the clean input, each
+// through the start's map) gives the same estimate, G^T A = sum over the copy rows.
+Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, const Targets& y,
+                          const LossHook* hook, int* rows_out) {
+    Device* d = dev_.get();
+    const int L = int(m.units.size()), C = m.outputs, P = m.param_units();
+    const uint64_t seed = c.has_seed ? c.seed : m.seed;
+    const uint32_t base = c.sample_base;
+    const bool tf32 = tf32_for(EstimatorConfig::Kind::Ulr);
+    lw_copies_ = c.layerwise ? layerwise_copies(m, c) : std::vector<int>();  // read_layer_var records 'auto''s
+    std::vector<Group> groups = plan_groups(m, c, lw_copies_);
+    OF_CHECK(!groups.empty(), Config, "the model has no layer with parameters to train");
+    int64_t total = 0;
+    int kmax = 1, width0 = 1;  // the most copies; the widest group start's noise
+    for (Group& g : groups) {
+        int R = 0;
+        OF_TRY(step_rows(B, g.K, &R));
+        g.out0 = total, total += R;
+        kmax = std::max(kmax, g.K);
+        width0 = std::max(width0, m.units[size_t(g.start)].noise_width());
+    }
+    OF_CHECK(total <= INT_MAX / 4, Shape, "batch x copies is too large");
+    const int64_t Rmax = int64_t(B) * kmax;
+    std::vector<int> group_of(size_t(L), -1), pidx(size_t(L), -1);
+    for (size_t gi = 0; gi < groups.size(); gi++)
+        for (int l = groups[gi].start; l < groups[gi].end; l++) group_of[size_t(l)] = int(gi);
+    for (int l = 0, p = 0; l < L; l++)
+        if (m.units[size_t(l)].param()) pidx[size_t(l)] = p++;
+    const std::vector<float> sigma = unit_sigmas(m, c);
+    std::vector<const float*> sigmas;
+    OF_TRY(channel_sigmas(m, c, &sigmas));
+    // storeNoise false (not with QMC, a learned sigma or copies 'auto', which read the noise itself): the forward keeps
+    // no noise, and the reduction regenerates it from the same counters straight into the weighted scores (a write and
+    // a read of R x O values less per unit)
+    const bool regen = !c.store_noise && !c.qmc && !c.learn_sigma && !c.auto_copies;
+
+    // buffers: a_ the clean B rows, ga_ a group's R rows, e_ a noisy unit's noise (or its weighted scores)
+    const int clean_end = c.baseline == Baseline::Clean || m.has_batch_norm ? L : groups.back().start;
+    while (int(a_.size()) < L)
+        a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
+    while (int(ga_.size()) < L) ga_.push_back(std::make_unique<DeviceBuffer>());
+    while (int(cols_.size()) < L) cols_.push_back(std::make_unique<DeviceBuffer>());
+    for (int l = 0; l < L; l++) {
+        const Unit& u = m.units[size_t(l)];
+        if (l < clean_end) OF_TRY(a_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
+        if (l >= groups.front().start) OF_TRY(ga_[size_t(l)]->reserve(d, size_t(Rmax) * u.O * sizeof(float)));
+        if (group_of[size_t(l)] >= 0 && u.param())
+            OF_TRY(e_[size_t(l)]->reserve(d, size_t(Rmax) * u.noise_width() * sizeof(float)));
+    }
+    OF_TRY(v0_.reserve(d, size_t(B) * width0 * sizeof(float)));  // a recurrent start: X W^T of every step
+    OF_TRY(g_.reserve(d, size_t(B) * width0 * sizeof(float)));
+    OF_TRY(loss_.reserve(d, size_t(total) * sizeof(float)));
+    OF_TRY(hit_.reserve(d, size_t(total) * sizeof(int)));
+    OF_TRY(w_.reserve(d, size_t(Rmax) * sizeof(float)));
+    const int chunks_max = int((Rmax + dev::kReduceRows - 1) / dev::kReduceRows);
+    if (c.learn_sigma || c.auto_copies) {  // per param unit: d loss / d log sigma at [0, P), the variance at [P, 2P)
+        OF_TRY(sg_rows_.reserve(d, size_t(Rmax) * sizeof(double)));
+        OF_TRY(sg_part_.reserve(d, size_t(chunks_max) * sizeof(double)));
+        OF_TRY(sg_.reserve(d, size_t(2 * P) * sizeof(double)));
+        OF_TRY(d->zero(sg_.as<double>(), size_t(2 * P) * sizeof(double)));
+    }
+    float* G = grads_.f();
+    auto bias = [&](const Unit& u) -> const float* { return u.b_off < 0 ? nullptr : theta_ + u.b_off; };
+    auto clean_in = [&](int l) { return l == 0 ? x : a_[size_t(l - 1)]->f(); };
+    auto residual = [&](const Unit& u) { return u.skip_from >= 0 && u.kind != UnitKind::Concat; };
+
+    // 1. the clean forward of the B samples
+    for (int l = 0; l < clean_end; l++) {
+        const Unit& u = m.units[size_t(l)];
+        float* a = a_[size_t(l)]->f();
+        if (!u.param()) {
+            OF_TRY(plain(m, l, B, clean_in(l), a, a, {1, base, seed, step},
+                         u.kind == UnitKind::Concat ? clean_in(u.skip_from) : nullptr));
+        } else if (u.recurrent()) {
+            OF_TRY(seq_forward(m, l, B, clean_in(l), a, nullptr, 0.0f, nullptr, 1, tf32));
+            if (u.act != Act::Identity)
+                OF_TRY(d->bias_act(dev::BiasActArgs{a, a, nullptr, u.O, u.act, u.alpha}, int64_t(B) * u.O));
+        } else {
+            if (u.kind == UnitKind::BatchNorm)  // this batch's statistics, which every copy normalizes with
+                OF_TRY(d->bn_stats(
+                    dev::BatchStatsArgs{bn_[size_t(l)]->stats.f(), clean_in(l), int64_t(B) * u.g.Ho, u.g.Co}, u.g.Co));
+            OF_TRY(linear(m, l, B, clean_in(l), a, tf32));
+            OF_TRY(d->bias_act(dev::BiasActArgs{a, a, bias(u), u.gemm_cols(), u.act, u.alpha}, int64_t(B) * u.O));
+        }
+        if (residual(u))
+            OF_TRY(d->skip_add(dev::SkipArgs{a, nullptr, a, clean_in(u.skip_from), u.O, 1, u.post_act, u.post_alpha},
+                               int64_t(B) * u.O));
+    }
+    if (c.baseline == Baseline::Clean) {  // each sample's noise-free loss
+        OF_TRY(clean_.reserve(d, size_t(B) * sizeof(float)));
+        OF_TRY(clean_hit_.reserve(d, size_t(B) * sizeof(int)));
+        OF_TRY(d->loss_rows(dev::LossArgs{clean_.f(), clean_hit_.as<int>(), a_[size_t(L - 1)]->f(),
+                                          labels_.as<int32_t>(), values_.f(), B, C, 1, m.loss, m.groups},
+                            B));
+    }
+    const float running = m.has_running ? float(m.running_loss) : 0.0f;
+
+    // A noisy unit's reduction in its group (start st, K copies) from its input rows: S = diag(w) s(E) in place (the
+    // fused paths below form it on the way), then its weight-gradient GEMM; the start's through G = copy sum of S on
+    // B rows. na: its noise arguments, for storeNoise false's regeneration.
+    auto reduce = [&](int l, int st, int K, const float* in, dev::NoisyArgs na) -> Status {
+        const Unit& u = m.units[size_t(l)];
+        const int R = B * K, nw = u.noise_width(), chunks = (R + dev::kReduceRows - 1) / dev::kReduceRows;
+        const size_t p = size_t(pidx[size_t(l)]);
+        float* S = e_[size_t(l)]->f();
+        auto dsum = [&](double* out) -> Status {  // sg_rows_'s R rows summed into *out
+            const dev::DSumArgs ds{sg_part_.as<double>(), out, sg_rows_.as<double>(), R};
+            OF_TRY(d->dsum_partial(ds, chunks));
+            return d->dsum_final(ds, 1);
+        };
+        if (c.learn_sigma) {  // d loss / d log sigma, from the noise before the score replaces it
+            OF_TRY(d->sigma_grad(dev::SigmaGradArgs{sg_rows_.as<double>(), S, w_.f(), nw, c.density}, R));
+            OF_TRY(dsum(sg_.as<double>() + p));
+        }
+        if (c.auto_copies && l == st) {  // the estimate's variance (times sigma^2): sum_r w_r^2 |s(e_r)|^2 |x_r/K|^2
+            OF_TRY(
+                d->var_rows(dev::VarRowsArgs{sg_rows_.as<double>(), S, w_.f(), in, nw, u.I, K, c.density, c.score}, R));
+            OF_TRY(dsum(sg_.as<double>() + P + p));
+        }
+        const bool fused = l == st && !u.recurrent() && !regen;  // the copy sum scores the noise itself
+        // a later dense unit with a bias: its scores and their column sums' first stage in one pass
+        const bool scored_cols = l != st && !regen && u.kind == UnitKind::Dense && u.b_off >= 0;
+        if (scored_cols) {
+            OF_TRY(col_part_.reserve(d, size_t(chunks) * u.O * sizeof(float)));
+            const dev::ScoreColsArgs sc{{S, w_.f(), u.O, c.density, c.score, sigmas[size_t(l)]}, col_part_.f(), R};
+            OF_TRY(d->score_cols(sc, int64_t(chunks) * u.O));
+        } else if (regen && !u.recurrent()) {
+            na.out = nullptr, na.E = S, na.w = w_.f(), na.score = c.score;
+            OF_TRY(d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.O)));
+        } else if (!fused) {
+            OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), nw, c.density, c.score, sigmas[size_t(l)]},
+                                 int64_t(R) * nw));
+        }
+        const float alpha = sigmas[size_t(l)] ? 1.0f : 1.0f / sigma[size_t(l)];
+        if (u.recurrent()) {  // the start's dW from G = sum over copies (B T rows); U and b per copy row
+            if (l == st) {
+                OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), S, K, nw}, int64_t(B) * nw));
+                OF_TRY(d->gemm(true, false, u.q.G * u.q.H, u.q.F, B * u.q.T, alpha, g_.f(), u.q.G * u.q.H, in, u.q.F,
+                               0.0f, G + u.w_off, u.q.F, tf32));
+            }
+            return seq_reduce(m, l, R, in, S, alpha, l != st, tf32);
+        }
+        const int rows = l == st ? B : R;
+        if (l == st) {
+            const dev::CopySumArgs cs =
+                fused ? scored_sum(S, K, u.O, c, sigmas[size_t(l)]) : dev::CopySumArgs{g_.f(), S, K, u.O};
+            OF_TRY(d->copy_sum(cs, int64_t(B) * u.O));
+            S = g_.f();
+        }
+        if (u.kind == UnitKind::BatchNorm) {  // its x^ from the batch statistics (a norm's gain: column sums of S x^)
+            while (int(xh_.size()) <= l)
+                xh_.push_back(std::make_unique<DeviceBuffer>()), inv_.push_back(std::make_unique<DeviceBuffer>());
+            OF_TRY(xh_[size_t(l)]->reserve(d, size_t(rows) * u.O * sizeof(float)));
+            OF_TRY(d->bn_apply(
+                dev::BatchApplyArgs{xh_[size_t(l)]->f(), in, bn_[size_t(l)]->stats.f(), nullptr, u.g.Ho, u.g.Co, 1},
+                int64_t(rows) * u.O));
+        }
+        if (scored_cols) {  // the weight GEMM, then the bias from the column sums' chunks
+            OF_TRY(d->gemm(true, false, u.O, u.I, R, alpha, S, u.O, in, u.I, 0.0f, G + u.w_off, u.I, tf32));
+            return d->col_sum_final(dev::ColSumArgs{G + u.b_off, col_part_.f(), nullptr, R, u.O, alpha}, u.O);
+        }
+        return weight_grads(m, l, rows, S, alpha, in, tf32);
+    };
+
+    // 2. each group: its forward, losses and row weights, then its noisy units' reductions
+    for (const Group& g : groups) {
+        const int K = g.K, R = B * K, st = g.start;
+        auto input = [&](int l) { return l == st ? clean_in(l) : ga_[size_t(l - 1)]->f(); };
+        // a block's input (a residual sum, a concat): from the clean rows (row r / K) when the block starts at or
+        // before the group's start, else from the group's rows
+        auto block_in = [&](int s0, int* rep) {
+            *rep = s0 <= st ? K : 1;
+            return s0 <= st ? clean_in(s0) : ga_[size_t(s0 - 1)]->f();
+        };
+        auto sliced = [&](dev::NoisyArgs na) {  // copy-parallel ranks: the noise rows of the whole K
+            if (c.slice_total)
+                na.slice_local = uint32_t(K), na.slice_total = c.slice_total, na.slice_offset = c.slice_offset;
+            return na;
+        };
+        auto noise_args = [&](int l, const float* pre, int rep) {
+            const Unit& u = m.units[size_t(l)];
+            return sliced(dev::NoisyArgs{ga_[size_t(l)]->f(), regen ? nullptr : e_[size_t(l)]->f(), pre, bias(u),
+                                         u.gemm_cols(), sigma[size_t(l)], R, u.O, rep, u.act, u.alpha, seed, step,
+                                         uint32_t(l), base * uint32_t(K), c.antithetic ? 1 : 0, int(c.density),
+                                         sigmas[size_t(l)]});
+        };
+        auto noisy = [&](int l, const float* pre, int rep) -> Status {
+            return noise_forward(noise_args(l, pre, rep), c.qmc ? K : 0, c.qmc ? qmc_dim0(m, l) : 0);
+        };
+        // a recurrent unit: its noise E first (noisy), then the steps (xw: the start's shared X W^T; per-channel
+        // sigma: the first GH values of its per-value scale, one step's gates)
+        auto seq = [&](int l, const float* xw, bool noisy_unit) -> Status {
+            const Unit& u = m.units[size_t(l)];
+            float* a = ga_[size_t(l)]->f();
+            if (noisy_unit) {
+                const dev::NoisyArgs na = sliced({nullptr, e_[size_t(l)]->f(), nullptr, nullptr, 1, sigma[size_t(l)], R,
+                                                  u.noise_width(), 1, Act::Identity, 0.0f, seed, step, uint32_t(l),
+                                                  base * uint32_t(K), c.antithetic ? 1 : 0, int(c.density)});
+                OF_TRY(noise_forward(na, c.qmc ? K : 0, c.qmc ? qmc_dim0(m, l) : 0));
+            }
+            OF_TRY(seq_forward(m, l, R, input(l), a, noisy_unit ? e_[size_t(l)]->f() : nullptr, sigma[size_t(l)], xw, K,
+                               tf32, sigmas[size_t(l)]));
+            if (u.act == Act::Identity) return {};
+            return d->bias_act(dev::BiasActArgs{a, a, nullptr, u.O, u.act, u.alpha}, int64_t(R) * u.O);
+        };
+        auto skip = [&](int l) -> Status {
+            const Unit& u = m.units[size_t(l)];
+            if (!residual(u)) return {};
+            int rep = 1;
+            const float* src = block_in(u.skip_from, &rep);
+            float* a = ga_[size_t(l)]->f();
+            return d->skip_add(dev::SkipArgs{a, nullptr, a, src, u.O, rep, u.post_act, u.post_alpha}, int64_t(R) * u.O);
+        };
+
+        const Unit& u0 = m.units[size_t(st)];
+        if (u0.recurrent()) {  // the input projections X W^T once per sample and step, read by the sample's K copies
+            OF_TRY(d->gemm(false, true, B * u0.q.T, u0.q.G * u0.q.H, u0.q.F, 1.0f, clean_in(st), u0.q.F,
+                           theta_ + u0.w_off, u0.q.F, 0.0f, v0_.f(), u0.q.G * u0.q.H, tf32));
+            OF_TRY(seq(st, v0_.f(), true));
+        } else {
+            OF_TRY(linear(m, st, B, clean_in(st), v0_.f(), tf32));
+            OF_TRY(noisy(st, v0_.f(), K));
+        }
+        OF_TRY(skip(st));
+        for (int l = st + 1; l < L; l++) {
+            const Unit& u = m.units[size_t(l)];
+            float* a = ga_[size_t(l)]->f();
+            if (!u.param()) {  // dropout's row r belongs to sample base + r / K; a concat's block input as block_in
+                int rep = K;
+                const float* src = u.kind == UnitKind::Concat ? block_in(u.skip_from, &rep) : nullptr;
+                OF_TRY(plain(m, l, R, input(l), a, a, {rep, base, seed, step}, src));
+            } else if (u.recurrent()) {
+                OF_TRY(seq(l, nullptr, l < g.end));
+            } else {
+                OF_TRY(linear(m, l, R, input(l), a, tf32));
+                const dev::BiasActArgs ba{a, a, bias(u), u.gemm_cols(), u.act, u.alpha};
+                OF_TRY(l < g.end ? noisy(l, a, 1) : d->bias_act(ba, int64_t(R) * u.O));
+            }
+            OF_TRY(skip(l));
+        }
+        const float* out = ga_[size_t(L - 1)]->f();
+        float* loss = loss_.f() + g.out0;
+        OF_TRY(d->loss_rows(dev::LossArgs{loss, hit_.as<int>() + g.out0, out, labels_.as<int32_t>(), values_.f(), R, C,
+                                          K, m.loss, m.groups},
+                            R));
+        if (hook) OF_TRY(js_losses(out, y, R, C, K, *hook, loss));  // one call per group, its rows (sample, copy)
+        OF_TRY(row_weights(B, K, loss, running, c, 1.0f / float(R)));
+        for (int l = st; l < g.end; l++)
+            if (m.units[size_t(l)].param()) OF_TRY(reduce(l, st, K, input(l), noise_args(l, nullptr, 1)));
+    }
+    *rows_out = int(total);
+    return {};
+}
+
+}  // namespace of

@@ -1,0 +1,130 @@
+// multiHeadAttention over a sequence (T, D), as three units: a per-position projection D -> 3D (Q, K, V, with bias;
+// units/conv.cpp), the parameter-free `attend` unit below, and a per-position projection D -> D. Per head h of
+// d = D / heads values (Q, K, V columns h d .. h d + d - 1 of their D):
+//   S_ts = Q_t . K_s / sqrt(d) (+ -inf for s > t when causal),  P_t = softmax_s(S_t),  O_t = sum_s P_ts V_s.
+// Backward (P recomputed from Q, K): dV_s = sum_t P_ts dO_t; dP_ts = dO_t . V_s;
+//   dS_ts = P_ts (dP_ts - sum_s' P_ts' dP_ts');  dQ_t = sum_s dS_ts K_s / sqrt(d);  dK_s = sum_t dS_ts Q_t / sqrt(d).
+// Under ULR the noise lands on the projections' pre-activations; softmax and the mask need no derivative there.
+#include <algorithm>
+#include <cmath>
+
+#include "units/conv.h"
+
+namespace of {
+namespace {
+
+void read(const LayerReader& r, LayerSpec& l) {
+    l.heads = int(r.integer("heads", 1, 1 << 16));
+    l.causal = r.flag_or("causal", false);
+}
+
+Status build(const LayerSpec& l, ModelBuilder& b) {
+    OF_CHECK(b.seq, Config,
+             b.where +
+                 ": multiHeadAttention needs a sequence input [steps, features] (an embedding before it, or "
+                 "inputShape)");
+    const int D = b.F;
+    OF_CHECK(l.heads >= 1 && D % l.heads == 0, Config,
+             b.where + ": multiHeadAttention heads (" + std::to_string(l.heads) + ") must divide the features (" +
+                 std::to_string(D) + ")");
+    OF_TRY(add_position_dense(b, UnitKind::AttentionQkv, 3 * D, true, 0));
+    Unit u{b.width, 0, -1, -1};
+    u.kind = UnitKind::Attend;
+    u.q.T = b.T, u.q.F = D, u.heads = l.heads, u.causal = l.causal;
+    OF_TRY(b.output(u, uint64_t(b.T), uint64_t(D)));
+    b.F = D;
+    b.add(u);
+    return add_position_dense(b, UnitKind::AttentionOut, D, true, 0);
+}
+
+// One (row, head): where its Q, K, V values lie, and weights(t, p): position t's attention weights P_t (T values;
+// 0 past t when causal).
+struct Head {
+    const float* qkv;  // the row's (T, 3D)
+    int T, D, d, off;  // off: the head's first column
+    bool causal;
+    float scale;
+    const float* q(int t) const { return qkv + int64_t(t) * 3 * D + off; }
+    const float* k(int s) const { return q(s) + D; }
+    const float* v(int s) const { return q(s) + 2 * D; }
+    int last(int t) const { return causal ? t : T - 1; }  // the last position t attends to
+    void weights(int t, float* p) const {
+        const float* qt = q(t);
+        float mx = -INFINITY;
+        for (int s = 0; s <= last(t); s++) {
+            const float* ks = k(s);
+            float dot = 0.0f;
+            for (int i = 0; i < d; i++) dot += qt[i] * ks[i];
+            p[s] = dot * scale;
+            mx = std::max(mx, p[s]);
+        }
+        double sum = 0.0;
+        for (int s = 0; s <= last(t); s++) sum += p[s] = std::exp(p[s] - mx);
+        for (int s = 0; s <= last(t); s++) p[s] = float(p[s] / sum);
+        std::fill(p + last(t) + 1, p + T, 0.0f);
+    }
+};
+
+Head head_of(const Unit& u, const float* in, int r, int h) {
+    const int D = u.q.F, d = D / u.heads;
+    return {in + int64_t(r) * u.q.T * 3 * D, u.q.T, D, d, h * d, u.causal, 1.0f / std::sqrt(float(d))};
+}
+
+// in (rows, T 3D) -> out (rows, T D)
+void forward(const KernelTable&, const Unit& u, const float*, const float* in, int rows, float* out, float*,
+             const SeqCtx*) {
+    std::vector<float> p(size_t(u.q.T));
+    for (int r = 0; r < rows; r++)
+        for (int h = 0; h < u.heads; h++) {
+            const Head a = head_of(u, in, r, h);
+            for (int t = 0; t < a.T; t++) {
+                a.weights(t, p.data());
+                float* o = out + (int64_t(r) * a.T + t) * a.D + a.off;
+                std::fill(o, o + a.d, 0.0f);
+                for (int s = 0; s <= a.last(t); s++) {
+                    const float* vs = a.v(s);
+                    for (int i = 0; i < a.d; i++) o[i] += p[size_t(s)] * vs[i];
+                }
+            }
+        }
+}
+
+void backward(const KernelTable&, const Unit& u, const float*, const float* in, int rows, const float* dout, float*,
+              float* din, float*, const SeqCtx*) {
+    if (!din) return;
+    std::fill(din, din + int64_t(rows) * u.I, 0.0f);
+    std::vector<float> p(size_t(u.q.T)), dp(size_t(u.q.T));
+    for (int r = 0; r < rows; r++)
+        for (int h = 0; h < u.heads; h++) {
+            const Head a = head_of(u, in, r, h);
+            float* drow = din + int64_t(r) * u.I;
+            for (int t = 0; t < a.T; t++) {
+                a.weights(t, p.data());
+                const float* dO = dout + (int64_t(r) * a.T + t) * a.D + a.off;
+                float* dq = drow + int64_t(t) * 3 * a.D + a.off;
+                double c = 0.0;  // sum_s P_ts dP_ts
+                for (int s = 0; s <= a.last(t); s++) {
+                    const float* vs = a.v(s);
+                    float* dv = drow + int64_t(s) * 3 * a.D + 2 * a.D + a.off;
+                    float dot = 0.0f;
+                    for (int i = 0; i < a.d; i++) dot += dO[i] * vs[i], dv[i] += p[size_t(s)] * dO[i];
+                    dp[size_t(s)] = dot;
+                    c += double(p[size_t(s)]) * dot;
+                }
+                const float* qt = a.q(t);
+                for (int s = 0; s <= a.last(t); s++) {
+                    const float ds = p[size_t(s)] * (dp[size_t(s)] - float(c)) * a.scale;
+                    const float* ks = a.k(s);
+                    float* dk = drow + int64_t(s) * 3 * a.D + a.D + a.off;
+                    for (int i = 0; i < a.d; i++) dq[i] += ds * ks[i], dk[i] += ds * qt[i];
+                }
+            }
+        }
+}
+
+}  // namespace
+
+extern const LayerType attention_layer{"multiHeadAttention", UnitKind::Attend, read, build};
+extern const UnitOps attend_unit{UnitFamily::Plain, nullptr, nullptr, nullptr, forward, backward, nullptr, nullptr};
+
+}  // namespace of

@@ -1,0 +1,141 @@
+// The learned tables of a token model (no bias; shapes per row):
+//   embedding:           T token ids (floats holding integers in [0, vocab), checked by validate_tokens before any
+//                        read) -> (T, D), out_t = E[id_t]; E (vocab, D). Its input has no gradient.
+//   positionalEmbedding: (T, D) -> (T, D), out_t = x_t + P_t; P (T, D) (GPT-2's learned positions).
+// Both start uniform with variance 1 (+-sqrt 3; PyTorch's nn.Embedding starts at N(0, 1)). Under ULR the noise lands
+// on their output like any unit's pre-activation, so the LR gradient of a table row is the sum of alpha w s(E) over
+// the positions that read it. The noise is absolute (sigma): on tables of GPT-2's scale (0.02) a layerNorm after them
+// amplifies it some 30 times (a tiny GPT block's layers, mean of 16 ULR estimates: cosine to BP 0.28 at +-0.05,
+// 0.96 at unit variance).
+#include <algorithm>
+#include <cmath>
+
+#include "core/shape.h"
+#include "units/unit.h"
+
+namespace of {
+namespace {
+
+const float kTableInit = std::sqrt(3.0f);
+
+// The table row position `i` of a row reads; -1 for a value that is not a token id (never read: validated before)
+int64_t token_at(const Unit& u, const float* in, int64_t i) {
+    const float v = in[i];
+    return v >= 0.0f && v < float(u.vocab) && v == std::floor(v) ? int64_t(v) : -1;
+}
+
+void read_embedding(const LayerReader& r, LayerSpec& l) {
+    l.vocab = int(r.integer("vocab", 1, 1 << 24));
+    l.units = int(r.integer("dim", 1, 1 << 20));
+}
+
+Status build_embedding(const LayerSpec& l, ModelBuilder& b) {
+    OF_CHECK(b.m.units.empty() && !b.spatial && !b.seq, Config,
+             b.where +
+                 ": embedding must be the first layer: it reads the model's input of token ids (embedding({ "
+                 "vocab, dim, steps }))");
+    Unit u{b.width, 0, -1, -1};
+    u.kind = UnitKind::Embedding;
+    u.vocab = l.vocab, u.q.T = b.width, u.q.F = l.units;
+    u.g.Ho = u.q.T, u.g.Wo = 1, u.g.C = u.g.Co = u.q.F;  // its output per position (noise channels: D)
+    uint64_t wn = 0;
+    OF_TRY(checked_mul(uint64_t(l.vocab), uint64_t(l.units), &wn, "embedding table"));
+    OF_TRY(b.params(u, wn, 0));
+    OF_TRY(b.output(u, uint64_t(u.q.T), uint64_t(u.q.F)));
+    b.seq = true, b.T = u.q.T, b.F = u.q.F;
+    b.add(u);
+    return {};
+}
+
+Status build_positional(const LayerSpec&, ModelBuilder& b) {
+    OF_CHECK(b.seq, Config, b.where + ": positionalEmbedding needs a sequence input (an embedding before it)");
+    Unit u{b.width, b.width, -1, -1};
+    u.kind = UnitKind::PositionalEmbedding;
+    u.q.T = b.T, u.q.F = b.F;
+    u.g.Ho = b.T, u.g.Wo = 1, u.g.C = u.g.Co = b.F;
+    OF_TRY(b.params(u, uint64_t(b.width), 0));
+    b.add(u);
+    return {};
+}
+
+void init(const Unit& u, float* theta, uint64_t seed, uint32_t unit) { init_uniform(u, theta, kTableInit, seed, unit); }
+
+void tensors_embedding(const Unit& u, const std::string& name, std::vector<UnitTensor>& out) {
+    out.push_back({name + ".weight", u.w_off, {u.vocab, u.q.F}});
+}
+void tensors_positional(const Unit& u, const std::string& name, std::vector<UnitTensor>& out) {
+    out.push_back({name + ".weight", u.w_off, {u.q.T, u.q.F}});
+}
+
+// out (rows, T D): row t = E[id_t] (a value that is no token id reads as zeros)
+void forward_embedding(const KernelTable&, const Unit& u, const float* theta, const float* in, int rows, float* out,
+                       float*, const SeqCtx*) {
+    const int D = u.q.F;
+    for (int64_t i = 0; i < int64_t(rows) * u.q.T; i++) {
+        const int64_t id = token_at(u, in, i);
+        if (id < 0) std::fill(out + i * D, out + (i + 1) * D, 0.0f);
+        else std::copy(theta + u.w_off + id * D, theta + u.w_off + (id + 1) * D, out + i * D);
+    }
+}
+
+// dE[id] += f_r g_(r, t) over every row r and position t that reads id (f_r: the row's factor)
+void scatter_rows(const Unit& u, const float* in, int rows, const float* g, const float* w, float alpha, float* dE) {
+    const int D = u.q.F;
+    std::fill(dE, dE + int64_t(u.vocab) * D, 0.0f);
+    for (int r = 0; r < rows; r++) {
+        const float f = alpha * (w ? w[r] : 1.0f);
+        for (int t = 0; t < u.q.T; t++) {
+            const int64_t i = int64_t(r) * u.q.T + t, id = token_at(u, in, i);
+            if (id < 0) continue;
+            for (int j = 0; j < D; j++) dE[id * D + j] += f * g[i * D + j];
+        }
+    }
+}
+
+// dE from dv; the ids have no gradient (din: zeros)
+void backward_embedding(const KernelTable&, const Unit& u, const float*, const float* in, int rows, const float* dv,
+                        float* dW, float* din, float*, const SeqCtx*) {
+    if (dW) scatter_rows(u, in, rows, dv, nullptr, 1.0f, dW);
+    if (din) std::fill(din, din + int64_t(rows) * u.I, 0.0f);
+}
+
+void lr_embedding(const KernelTable&, const Unit& u, const float* in, int rows, const float* S, const float* w,
+                  float alpha, float* dW, float*, float*, float*) {
+    scatter_rows(u, in, rows, S, w, alpha, dW);
+}
+
+// out = x + P per row
+void forward_positional(const KernelTable&, const Unit& u, const float* theta, const float* in, int rows, float* out,
+                        float*, const SeqCtx*) {
+    const float* P = theta + u.w_off;
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < u.O; i++) out[int64_t(r) * u.O + i] = in[int64_t(r) * u.O + i] + P[i];
+}
+
+// dP = colsum(dv), din = dv
+void backward_positional(const KernelTable& k, const Unit& u, const float*, const float*, int rows, const float* dv,
+                         float* dW, float* din, float*, const SeqCtx*) {
+    if (dW) k.col_sum(dW, dv, rows, u.O);
+    if (din) std::copy(dv, dv + int64_t(rows) * u.O, din);
+}
+
+// dP = alpha colsum(diag(w) S): the LR reduction of a bias
+void lr_positional(const KernelTable& k, const Unit& u, const float*, int rows, const float* S, const float* w,
+                   float alpha, float* dW, float*, float*, float* wexp) {
+    if (!w) std::fill(wexp, wexp + rows, 1.0f);
+    k.lr_bias_reduce(dW, w ? w : wexp, S, rows, u.O, alpha, false);
+}
+
+}  // namespace
+
+extern const LayerType embedding_layer{"embedding", UnitKind::Embedding, read_embedding, build_embedding};
+extern const LayerType positional_embedding_layer{"positionalEmbedding", UnitKind::PositionalEmbedding, nullptr,
+                                                  build_positional};
+// the Norm family: their output is T positions of D values (ULR's noise channels, one sigma per value of D)
+extern const UnitOps embedding_unit{UnitFamily::Norm,  "embedding",        init,         tensors_embedding,
+                                    forward_embedding, backward_embedding, lr_embedding, nullptr};
+extern const UnitOps positional_embedding_unit{
+    UnitFamily::Norm,   "position",          init,          tensors_positional,
+    forward_positional, backward_positional, lr_positional, nullptr};
+
+}  // namespace of
