@@ -12,7 +12,7 @@ type Row = { pair: string; model: string; valAccuracy: number; results: { attack
 
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 const pts = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(2)}`;
-const attackName = (a: Attack) =>
+export const attackName = (a: Attack) =>
   a.kind === 'clean'
     ? 'clean'
     : a.kind === 'gaussian'

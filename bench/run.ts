@@ -12,7 +12,7 @@ import { benchSuites, BenchSuiteName } from '../lib/cli';
 import { writeReport } from '../lib/report';
 import { gpuSuite } from './gpu/suite';
 import { speedSuite } from './speed';
-import { robustnessSuite } from './robustness';
+import { attackName, robustnessSuite } from './robustness';
 import { transformerSuite } from './transformer';
 
 const argv = process.argv.slice(2);
@@ -578,15 +578,6 @@ type Flow = {
 };
 type AttackRow = { attack: { kind: string; eps?: number; std?: number; p?: number }; accuracy: number };
 type Robust = { rows: { pair: string; model: string; valAccuracy: number; results: AttackRow[] }[] };
-
-const attackName = (a: AttackRow['attack']) =>
-  a.kind === 'clean'
-    ? 'clean'
-    : a.kind === 'gaussian'
-      ? `gaussian σ=${a.std}`
-      : a.kind === 'saltPepper'
-        ? `salt-pepper p=${a.p}`
-        : `${a.kind.toUpperCase()} ε=${a.eps}`;
 
 // Suite "paper": the paper's headline claims (computation-flow rearrangement, fine-tuning, robustness) tested
 // on this task; writes REPORT.md, results.json and report.html into bench/paper/ (--update) or <results>/paper/.

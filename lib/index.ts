@@ -4,6 +4,8 @@
  */
 export { sequential, Model, LOSSES } from './model';
 export { load } from './checkpoint';
+export { withAdapters } from './adapters';
+export type { WithAdaptersOptions } from './adapters';
 export { readSafetensors, writeSafetensors } from './safetensors';
 export type { Tensor } from './safetensors';
 export type {

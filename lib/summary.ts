@@ -41,8 +41,9 @@ export function summarize(layers: readonly Layer[], frozen: number, title: strin
     let trainable = ''; // blank for layers without parameters, and for blocks (their inner rows say)
     if (!block && r.tensors > 0) {
       const isFrozen = withParams++ < frozen;
-      if (isFrozen) frozenParams += params;
-      trainable = isFrozen ? 'frozen' : 'yes';
+      const fixed = isFrozen ? params : (kind.frozenParams?.(r.layer) ?? 0); // an adapter's frozen base
+      frozenParams += fixed;
+      trainable = isFrozen ? 'frozen' : fixed > 0 ? 'partly' : 'yes';
     }
     index.length = r.depth + 1;
     index[r.depth] = (index[r.depth] ?? -1) + 1;

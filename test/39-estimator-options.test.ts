@@ -6,31 +6,11 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as of from '../lib/index';
-import { backprop, fromParams, gaussian, smoothedGradient } from './helpers/reference';
+import { linearTask } from './helpers/tasks';
+import { fromParams, gaussian, smoothedGradient } from './helpers/reference';
 import { assertClose, concat, cosine, relErr } from './helpers/close';
 import { mlp, randn } from './helpers/native';
 import { maxAbs, zScores } from './helpers/stats';
-
-const ROWS = 2;
-
-function linear(seed: number) {
-  const model = of.sequential([of.dense(4, 3)], { seed, loss: 'mse' });
-  const x = randn(ROWS * 4, seed + 10),
-    y = randn(ROWS * 3, seed + 20);
-  const exact = concat(
-    backprop(
-      fromParams(
-        [{ kind: 'dense', I: 4, O: 3 }],
-        model.parameters().map((p) => p.data),
-        'mse',
-      ),
-      x,
-      ROWS,
-      y,
-    ),
-  );
-  return { model, x, y, exact };
-}
 
 t.test('SPSA and ES agree with BP in expectation on a tiny net, and train through fit', async (t) => {
   const { model } = mlp([4, 5, 3], 'tanh', { seed: 3 });
@@ -75,7 +55,7 @@ t.test('SPSA and ES agree with BP in expectation on a tiny net, and train throug
 
 t.test('learnable log sigma: unbiased sigma gradient, sigma moves, kept by checkpoints', async (t) => {
   // Linear layer, squared error: J(sigma) = J(0) + sigma^2, so dJ/d(log sigma) = 2 sigma^2.
-  const { model, x, y } = linear(12);
+  const { model, x, y } = linearTask(12);
   const sigma = 0.5,
     lr = 1e-5;
   const grads: number[] = [];
@@ -111,7 +91,7 @@ t.test('learnable log sigma: unbiased sigma gradient, sigma moves, kept by check
 });
 
 t.test('sigma per output channel: unbiased, and equal channels match one sigma per layer', async (t) => {
-  const { model, x, y, exact } = linear(14);
+  const { model, x, y, exact } = linearTask(14);
   const est = Array.from({ length: 300 }, (_, s) =>
     concat(model.gradients({ x, y }, { estimator: of.ulr({ copies: 8, sigma: [[0.2, 0.5, 1.0]] }), step: s })),
   );
@@ -145,7 +125,7 @@ t.test('sigma per output channel: unbiased, and equal channels match one sigma p
 });
 
 t.test('QMC noise (randomized Sobol across copies): unbiased, and lower variance than plain at equal K', async (t) => {
-  const { model, x, y, exact } = linear(15);
+  const { model, x, y, exact } = linearTask(15);
   for (const o of [
     { baseline: 'clean' },
     { baseline: 'none' },

@@ -7,31 +7,11 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as of from '../lib/index';
+import { linearTask } from './helpers/tasks';
 import { backprop, fromParams, gaussian, smoothedGradient } from './helpers/reference';
 import { concat, relErr } from './helpers/close';
 import { mlp, nat, randn } from './helpers/native';
 import { ksNormal, maxAbs, zScores } from './helpers/stats';
-
-const ROWS = 2;
-
-function linear(seed: number) {
-  const model = of.sequential([of.dense(4, 3)], { seed, loss: 'mse' });
-  const x = randn(ROWS * 4, seed + 10),
-    y = randn(ROWS * 3, seed + 20);
-  const exact = concat(
-    backprop(
-      fromParams(
-        [{ kind: 'dense', I: 4, O: 3 }],
-        model.parameters().map((p) => p.data),
-        'mse',
-      ),
-      x,
-      ROWS,
-      y,
-    ),
-  );
-  return { model, x, y, exact };
-}
 
 t.test('Laplace and logistic noise follow their distributions; the fast path equals the scalar oracle', async (t) => {
   const cdf: Record<string, (x: number) => number> = {
@@ -107,7 +87,7 @@ for (const antithetic of [false, true])
   options.push([`qmc/clean${antithetic ? '/antithetic' : ''}`, { qmc: true, baseline: 'clean', antithetic }]);
 
 t.test('every density and score converges to the exact gradient: < 3% at K = 65,536, ~1/sqrt(K)', async (t) => {
-  const { model, x, y, exact } = linear(3);
+  const { model, x, y, exact } = linearTask(3);
   for (const [name, o] of options) {
     // Root-mean-square relative error over independent estimates (steps), so the ratio is not one draw's luck.
     const err = (copies: number, draws: number) =>
@@ -135,7 +115,7 @@ t.test('every density and score converges to the exact gradient: < 3% at K = 65,
 });
 
 t.test('unbiased at small K: z-test against the exact gradient (N = 300, max |z| < 5)', async (t) => {
-  const { model, x, y, exact } = linear(4);
+  const { model, x, y, exact } = linearTask(4);
   const cases: [string, of.UlrOptions][] = [
     ['laplace', { noise: 'laplace' }],
     ['logistic', { noise: 'logistic' }],
@@ -297,7 +277,7 @@ t.test('layer-wise beats all-at-once in per-layer cosine to BP (MLP 784-128-128-
 });
 
 t.test('running-average baseline: unbiased, kept by checkpoints', async (t) => {
-  const { model, x, y, exact } = linear(6);
+  const { model, x, y, exact } = linearTask(6);
   for (let i = 0; i < 20; i++)
     model.trainStep(
       { x, y },
@@ -313,7 +293,7 @@ t.test('running-average baseline: unbiased, kept by checkpoints', async (t) => {
         'mse',
       ),
       x,
-      ROWS,
+      2, // linearTask's rows
       y,
     ),
   );

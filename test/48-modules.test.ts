@@ -5,6 +5,7 @@
 // are refused. (One-layer modules, the statistical check, reductions, pipelining, fit and errors: test/66.)
 import t from 'tap';
 import * as of from '../lib/index';
+import { moduleNet } from './helpers/tasks';
 import { randn } from './helpers/native';
 import { configA, configB, configC } from './helpers/spatial';
 
@@ -12,12 +13,6 @@ const B = 5;
 const x = randn(B * 6, 11);
 const y = new Int32Array([0, 1, 2, 1, 0]);
 
-function net(seed = 3, loss: 'crossEntropy' | 'mse' = 'crossEntropy') {
-  return of.sequential(
-    [of.dense(6, 5), of.tanh(), of.dense(5, 4), of.relu(), of.dense(4, 3), of.sigmoid(), of.dense(3, 3)],
-    { seed, loss },
-  );
-}
 const flat = (g: Float32Array[]) => Float64Array.from(g.flatMap((a) => Array.from(a)));
 const same = (a: ArrayLike<number>, b: ArrayLike<number>) =>
   a.length === b.length && Array.from(a).every((v, i) => Object.is(v, b[i]));
@@ -45,7 +40,7 @@ const SPLITS: [number, number][][] = [
 
 t.test('exact boundary gradients (test hook): every module split gives BP bit for bit', async (t) => {
   for (const loss of ['crossEntropy', 'mse'] as const) {
-    const m = net(3, loss);
+    const m = moduleNet(3, loss);
     const yy = loss === 'mse' ? randn(B * 3, 12) : y;
     const want = flat(m.gradients({ x, y: yy }, { estimator: of.bp() }));
     for (const modules of SPLITS) {

@@ -2,19 +2,8 @@
 // targets (round trips), and every error by class, code and message.
 import t from 'tap';
 import * as of from '../lib/index';
+import { signTask } from './helpers/tasks';
 
-// A seeded two-feature task, 64 rows: class 1 where the features agree in sign.
-function task(rows = 64): { x: number[][]; y: number[] } {
-  const x: number[][] = [],
-    y: number[] = [];
-  for (let i = 0; i < rows; i++) {
-    const a = Math.sin(i * 1.7),
-      b = Math.cos(i * 0.9);
-    x.push([a, b]);
-    y.push(a * b > 0 ? 1 : 0);
-  }
-  return { x, y };
-}
 const mlp = (seed = 1) => of.sequential([of.dense(2, 8), of.tanh(), of.dense(8, 2)], { seed });
 
 t.test('fromArrays: rows, flat values with a shape, typed arrays', async (t) => {
@@ -49,7 +38,7 @@ t.test('fromArrays: rows, flat values with a shape, typed arrays', async (t) => 
 });
 
 t.test('fromArrays: one-hot rows become class indices; values stay targets', async (t) => {
-  const { x, y } = task(8);
+  const { x, y } = signTask(8);
   const hot = y.map((c) => (c === 1 ? [0, 1] : [1, 0]));
   const d = of.data.fromArrays(x, hot);
   t.ok(d.y instanceof Int32Array, 'one-hot rows -> Int32Array');

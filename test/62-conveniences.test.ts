@@ -4,25 +4,14 @@
 import t from 'tap';
 import * as util from 'util';
 import * as of from '../lib/index';
+import { signTask } from './helpers/tasks';
 import { topology } from '../lib/layers/topology';
 import { nat } from './helpers/native';
 
 const bits = (m: of.Model) =>
   Buffer.concat(m.parameters().map((p) => Buffer.from(p.data.buffer, p.data.byteOffset, p.data.byteLength)));
 
-// A seeded two-feature task, 64 rows: class 1 where the features agree in sign.
-function task(rows = 64): { x: number[][]; y: number[] } {
-  const x: number[][] = [],
-    y: number[] = [];
-  for (let i = 0; i < rows; i++) {
-    const a = Math.sin(i * 1.7),
-      b = Math.cos(i * 0.9);
-    x.push([a, b]);
-    y.push(a * b > 0 ? 1 : 0);
-  }
-  return { x, y };
-}
-const data = () => of.data.fromArrays(task().x, task().y);
+const data = () => of.data.fromArrays(signTask().x, signTask().y);
 const mlp = (seed = 1) => of.sequential([of.dense(2, 8), of.tanh(), of.dense(8, 2)], { seed });
 
 // The table's rows between its rules: [index, layer, shape, params, trainable].
@@ -267,7 +256,7 @@ t.test('validationSplit: the last rows validate, as the explicit split does', as
   t.ok(bits(a).equals(bits(b)), 'bit-identical parameters');
   t.equal(ha.epochs[0]!.steps, 6, '48 training rows in batches of 8');
   // Keras' split point: floor(rows * (1 - split)); 10 rows at 0.3 -> 7 train, 3 validate
-  const ten = of.data.fromArrays(task(10).x, task(10).y);
+  const ten = of.data.fromArrays(signTask(10).x, signTask(10).y);
   const h = await a.fit(ten, { estimator: of.bp(), batchSize: 1, validationSplit: 0.3 });
   t.equal(h.epochs[0]!.steps, 7);
 

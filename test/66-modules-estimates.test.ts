@@ -4,6 +4,7 @@
 // pipelining applies the first module one step late; frozen prefixes, a JS loss, fit; bad configurations.
 import t from 'tap';
 import * as of from '../lib/index';
+import { moduleNet } from './helpers/tasks';
 import { cosine } from './helpers/close';
 import { randn } from './helpers/native';
 
@@ -11,12 +12,6 @@ const B = 5;
 const x = randn(B * 6, 11);
 const y = new Int32Array([0, 1, 2, 1, 0]);
 
-function net(seed = 3, loss: 'crossEntropy' | 'mse' = 'crossEntropy') {
-  return of.sequential(
-    [of.dense(6, 5), of.tanh(), of.dense(5, 4), of.relu(), of.dense(4, 3), of.sigmoid(), of.dense(3, 3)],
-    { seed, loss },
-  );
-}
 const flat = (g: Float32Array[]) => Float64Array.from(g.flatMap((a) => Array.from(a)));
 const same = (a: ArrayLike<number>, b: ArrayLike<number>) =>
   a.length === b.length && Array.from(a).every((v, i) => Object.is(v, b[i]));
@@ -29,7 +24,7 @@ const seqKind = (cell: typeof of.gru) => () => [
 ];
 
 t.test('one-layer modules are plain ULR, bit for bit', async (t) => {
-  const m = net();
+  const m = moduleNet();
   const one: [number, number][] = [
     [0, 1],
     [1, 2],
@@ -50,7 +45,7 @@ t.test('one-layer modules are plain ULR, bit for bit', async (t) => {
 });
 
 t.test('the mean module estimate converges to the gradient (cosine >= 0.99, 200 steps, K = 64)', async (t) => {
-  const m = net();
+  const m = moduleNet();
   const want = flat(m.gradients({ x, y }, { estimator: of.bp() }));
   for (const modules of [
     [
@@ -76,7 +71,7 @@ t.test('the mean module estimate converges to the gradient (cosine >= 0.99, 200 
 });
 
 t.test('concurrent and sequential reductions, 1 or 2 threads: the same bits', async (t) => {
-  const m = net();
+  const m = moduleNet();
   const modules: [number, number][] = [
     [0, 2],
     [2, 3],
@@ -108,8 +103,8 @@ t.test('pipelining applies the first module gradient one step late, the others a
   const x2 = randn(B * 6, 14),
     y2 = new Int32Array([2, 2, 1, 0, 1]);
   const lr = 0.5;
-  const piped = net(),
-    ref = net();
+  const piped = moduleNet(),
+    ref = moduleNet();
   const p0 = piped.parameters().map((p) => Float64Array.from(p.data));
   const firstModule = 4; // tensors of dense layers 0-1: W0, b0, W1, b1
   // reference: the gradients a pipelined run uses, computed without pipelining at the same parameters
@@ -140,7 +135,7 @@ t.test('pipelining applies the first module gradient one step late, the others a
 });
 
 t.test('modules with a frozen prefix, a JS loss, and in fit', async (t) => {
-  const m = net();
+  const m = moduleNet();
   m.freeze(1);
   const w0 = Float32Array.from(m.parameters()[0]!.data);
   const g = m.gradients(
@@ -213,7 +208,7 @@ t.test('modules with a frozen prefix, a JS loss, and in fit', async (t) => {
 });
 
 t.test('bad module configurations are ERR_CONFIG', async (t) => {
-  const m = net();
+  const m = moduleNet();
   const bad = (est: () => of.Estimator, why: string) =>
     t.throws(() => m.gradients({ x, y }, { estimator: est() }), { code: 'ERR_CONFIG' }, why);
   bad(

@@ -45,6 +45,16 @@ function models(r: () => number): Case[] {
       layers: () => [of.dense(I, H), of.relu(), of.residual([of.dense(H, H), of.relu()]), of.dense(H, C)],
     },
     {
+      name: `adapter ${I}-${H}-${C}`,
+      inputs: I,
+      classes: C,
+      layers: () => [
+        of.dense(I, H, { adapter: { rank: Math.min(2, I, H) } }),
+        of.relu(),
+        of.dense(H, C, { adapter: { rank: 1 } }),
+      ],
+    },
+    {
       name: `layerNorm ${I}-${H}-${C}`,
       inputs: I,
       classes: C,

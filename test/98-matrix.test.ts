@@ -74,6 +74,16 @@ const KINDS: Record<string, Kind> = {
   gru: rnnKind(of.gru, 2),
   lstm: rnnKind(of.lstm, 2),
   rnn: rnnKind(of.rnn),
+  adapter: {
+    layers: () => [
+      of.dense(6, 5, { adapter: { rank: 2 } }),
+      of.tanh(),
+      of.dense(5, 4, { adapter: { rank: 2, alpha: 4 } }),
+      of.tanh(),
+      of.dense(4, 3, { adapter: { rank: 1 } }),
+    ],
+    channels: [5, 4, 3],
+  },
   layerNorm: { layers: () => [of.dense(6, 5), of.layerNorm(), of.tanh(), of.dense(5, 3)], channels: [5, 5, 3] },
   batchNorm: { layers: () => [of.dense(6, 5), of.batchNorm(), of.tanh(), of.dense(5, 3)], channels: [5, 5, 3] },
   groupNorm: {
@@ -213,6 +223,8 @@ function build(kind: Kind, backend: Engine) {
   for (const p of m.parameters()) {
     if (p.name.endsWith('.bias')) p.data.forEach((_, i) => (p.data[i] = 0.2 * Math.sin(3 * i + 1)));
     else if (p.shape.length === 1) p.data.forEach((_, i) => (p.data[i] = 0.8 + 0.1 * (i % 5)));
+    else if (p.name.endsWith('.lora_b'))
+      p.data.forEach((_, i) => (p.data[i] = 0.5 * Math.sin(2 * i + 1))); // B = 0: A has no gradient
     else if (kind.gain) p.data.forEach((v, i) => (p.data[i] = v * kind.gain!));
   }
   // labels mostly class 0: the rows' gradients add up instead of cancelling, so the mean stands out of the noise

@@ -2,6 +2,7 @@
  * The dense (fully connected) layer: y = x Wᵀ + b, W of shape (units, inputs); on a sequence (steps, inputs) it acts
  * per position. Factory, options and what the layer table needs (kind.ts); the math is native.
  */
+import { ConfigError } from '../errors';
 import { invalidArg, is, optionsObject } from '../validate';
 import { type LayerKind, registerKind, label, present } from './kind';
 import { type QuantizedWeights, weightsOf } from './shapes';
@@ -20,6 +21,21 @@ export type DenseLayer = {
   trainable?: boolean;
   /** Binary or ternary forward weights; absent means real weights. */
   weights?: QuantizedWeights;
+  /** A low-rank adapter (see {@link AdapterOptions}); absent means none. */
+  adapter?: AdapterOptions;
+};
+
+/**
+ * A low-rank adapter (LoRA, Hu et al. 2021) on a dense layer: `y = x Wᵀ + (alpha / rank) (x Aᵀ) Bᵀ + b`, with W and
+ * b frozen (no gradient, no update, not perturbed by SPSA / ES) and only A (rank, inputs) and B (units, rank)
+ * training. A starts uniform in ±1/√inputs and B at zero, so a fresh adapter leaves the layer's output unchanged.
+ * Parameters: `denseN.weight`, `denseN.bias`, `denseN.lora_a`, `denseN.lora_b` (PEFT's lora_A / lora_B shapes).
+ */
+export type AdapterOptions = {
+  /** The rank r: an integer in [1, min(inputs, units)]. */
+  rank: number;
+  /** The update's scale is alpha / rank. Defaults to the rank (scale 1). */
+  alpha?: number;
 };
 
 /** Options of {@link dense}. */
@@ -33,6 +49,11 @@ export type DenseOptions = {
   trainable?: boolean;
   /** Binary or ternary weights in the forward (see {@link QuantizedWeights}). Defaults to real weights. */
   weights?: QuantizedWeights;
+  /**
+   * A low-rank adapter: W and b freeze and only the adapter trains (see {@link AdapterOptions}). Start from a
+   * pretrained model with {@link withAdapters}. Needs real weights.
+   */
+  adapter?: AdapterOptions;
 };
 
 /**
@@ -43,14 +64,32 @@ export type DenseOptions = {
 export function dense(inputs: number, units: number, options?: DenseOptions): DenseLayer {
   if (!is.positiveInteger(inputs)) throw invalidArg('inputs', 'positive integer', inputs);
   if (!is.positiveInteger(units)) throw invalidArg('units', 'positive integer', units);
-  const o = optionsObject('dense', options, ['bias', 'trainable', 'weights']);
+  const o = optionsObject('dense', options, ['bias', 'trainable', 'weights', 'adapter']);
   if (o.bias !== undefined && !is.bool(o.bias)) throw invalidArg('bias', 'boolean', o.bias);
   if (o.trainable !== undefined && !is.bool(o.trainable)) throw invalidArg('trainable', 'boolean', o.trainable);
   const layer: DenseLayer = { type: 'dense', inputs, units, bias: (o.bias as boolean | undefined) ?? true };
   if (o.trainable === false) layer.trainable = false;
   const q = weightsOf(o.weights);
   if (q) layer.weights = q;
+  if (o.adapter !== undefined) {
+    if (q) throw new ConfigError(`dense: an adapter needs real weights, not ${q} ones`);
+    layer.adapter = adapterOf(o.adapter, Math.min(inputs, units));
+  }
   return layer;
+}
+
+/** The adapter option checked: rank an integer in [1, maxRank], alpha positive. */
+function adapterOf(a: unknown, maxRank: number): AdapterOptions {
+  const o = optionsObject('adapter', a, ['rank', 'alpha']);
+  if (!is.integer(o.rank) || (o.rank as number) < 1 || (o.rank as number) > maxRank)
+    throw invalidArg('adapter.rank', `integer in [1, ${maxRank}] (min(inputs, units))`, o.rank);
+  const out: AdapterOptions = { rank: o.rank as number };
+  if (o.alpha !== undefined) {
+    if (!is.number(o.alpha) || !((o.alpha as number) > 0) || !Number.isFinite(o.alpha))
+      throw invalidArg('adapter.alpha', 'positive finite number', o.alpha);
+    out.alpha = o.alpha as number;
+  }
+  return out;
 }
 
 const denseKind: LayerKind<DenseLayer> = {
@@ -61,16 +100,25 @@ const denseKind: LayerKind<DenseLayer> = {
       bias: l.bias,
       trainable: l.trainable !== false,
       ...(l.weights ? { weights: l.weights } : {}),
+      ...(l.adapter ? { adapterRank: l.adapter.rank, adapterAlpha: l.adapter.alpha ?? l.adapter.rank } : {}),
     },
   ],
   declared: (l) => [l.inputs],
   perPosition: true,
-  label: (l) => label('dense', `${l.inputs}→${l.units}`, !l.bias && 'no bias', l.weights && `${l.weights} weights`),
+  label: (l) =>
+    label(
+      'dense',
+      `${l.inputs}→${l.units}`,
+      !l.bias && 'no bias',
+      l.weights && `${l.weights} weights`,
+      l.adapter && `adapter rank ${l.adapter.rank}${l.adapter.alpha !== undefined ? ` alpha ${l.adapter.alpha}` : ''}`,
+    ),
   setTrainable: (l, trainable) => {
     if (trainable) delete l.trainable;
     else l.trainable = false;
   },
-  revive: (s) => dense(s.inputs as number, s.units as number, present(s, ['bias', 'trainable', 'weights'])),
+  frozenParams: (l) => (l.adapter ? l.units * l.inputs + (l.bias ? l.units : 0) : 0),
+  revive: (s) => dense(s.inputs as number, s.units as number, present(s, ['bias', 'trainable', 'weights', 'adapter'])),
 };
 
 declare module './kind' {

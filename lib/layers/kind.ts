@@ -36,6 +36,8 @@ export type LayerKind<L extends Layer> = {
    * carries such a flag. Model.freeze uses it when every layer with parameters has one.
    */
   setTrainable?(l: L, trainable: boolean): void;
+  /** Parameters of the layer that never train while the rest does (a dense layer's base under an adapter). */
+  frozenParams?(l: L): number;
   /** A checkpoint's copy of the layer, rebuilt by its public factory (which throws on whatever it would refuse). */
   revive(stored: Record<string, unknown>, inner: (layers: unknown) => Layer[]): L;
 };

@@ -12,6 +12,7 @@
 namespace of {
 
 std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e, const LossHook* hook) {
+    if (!m.frozen_ranges.empty()) return "adapters (frozen parameter ranges) run on the CPU";
     if (m.has_quant && e.kind == EstimatorConfig::Kind::Bp)
         return "bp() cannot differentiate binary or ternary weights";
     for (const Unit& u : m.units) {

@@ -174,7 +174,7 @@ class DeviceTrainer {
         nullptr;  // the slab the forward computes with: params_, or eff_ with binary / ternary weights
     // per layer: activations (ULR: the clean B rows); noise (ULR) or pre-activations (BP); ULR: a group's activations
     std::vector<std::unique_ptr<DeviceBuffer>> a_, e_, ga_;
-    std::vector<std::unique_ptr<DeviceBuffer>> cols_;   // per conv unit: its input's patches
+    std::vector<std::unique_ptr<DeviceBuffer>> cols_;      // per conv unit: its input's patches
     std::vector<std::unique_ptr<DeviceBuffer>> xh_, inv_;  // per norm unit: x^ and 1 / sigma of its sets
     std::vector<int> lw_copies_;                           // layer-wise: this step's copies per layer with parameters
     struct Pipe {  // pipelined modules: the first module's state from the previous training step, reduced in this one

@@ -102,9 +102,8 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             OF_TRY(d->bias_act(dev::BiasActArgs{a, a, bias(u), u.gemm_cols(), u.act, u.alpha}, int64_t(B) * u.O));
         }
         if (residual(u))
-            OF_TRY(d->skip_add(
-                dev::SkipArgs{a, nullptr, a, clean_in(u.skip_from), u.O, 1, u.post_act, u.post_alpha},
-                int64_t(B) * u.O));
+            OF_TRY(d->skip_add(dev::SkipArgs{a, nullptr, a, clean_in(u.skip_from), u.O, 1, u.post_act, u.post_alpha},
+                               int64_t(B) * u.O));
     }
     if (c.baseline == Baseline::Clean) {  // each sample's noise-free loss
         OF_TRY(clean_.reserve(d, size_t(B) * sizeof(float)));
@@ -133,8 +132,8 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             OF_TRY(dsum(sg_.as<double>() + p));
         }
         if (c.auto_copies && l == st) {  // the estimate's variance (times sigma^2): sum_r w_r^2 |s(e_r)|^2 |x_r/K|^2
-            OF_TRY(d->var_rows(
-                dev::VarRowsArgs{sg_rows_.as<double>(), S, w_.f(), in, nw, u.I, K, c.density, c.score}, R));
+            OF_TRY(
+                d->var_rows(dev::VarRowsArgs{sg_rows_.as<double>(), S, w_.f(), in, nw, u.I, K, c.density, c.score}, R));
             OF_TRY(dsum(sg_.as<double>() + P + p));
         }
         const bool fused = l == st && !u.recurrent() && !regen;  // the copy sum scores the noise itself
@@ -213,13 +212,13 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             const Unit& u = m.units[size_t(l)];
             float* a = ga_[size_t(l)]->f();
             if (noisy_unit) {
-                const dev::NoisyArgs na = sliced({nullptr, e_[size_t(l)]->f(), nullptr, nullptr, 1, sigma[size_t(l)],
-                                                  R, u.noise_width(), 1, Act::Identity, 0.0f, seed, step, uint32_t(l),
+                const dev::NoisyArgs na = sliced({nullptr, e_[size_t(l)]->f(), nullptr, nullptr, 1, sigma[size_t(l)], R,
+                                                  u.noise_width(), 1, Act::Identity, 0.0f, seed, step, uint32_t(l),
                                                   base * uint32_t(K), c.antithetic ? 1 : 0, int(c.density)});
                 OF_TRY(noise_forward(na, c.qmc ? K : 0, c.qmc ? qmc_dim0(m, l) : 0));
             }
-            OF_TRY(seq_forward(m, l, R, input(l), a, noisy_unit ? e_[size_t(l)]->f() : nullptr, sigma[size_t(l)], xw,
-                               K, tf32, sigmas[size_t(l)]));
+            OF_TRY(seq_forward(m, l, R, input(l), a, noisy_unit ? e_[size_t(l)]->f() : nullptr, sigma[size_t(l)], xw, K,
+                               tf32, sigmas[size_t(l)]));
             if (u.act == Act::Identity) return {};
             return d->bias_act(dev::BiasActArgs{a, a, nullptr, u.O, u.act, u.alpha}, int64_t(R) * u.O);
         };
@@ -229,8 +228,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             int rep = 1;
             const float* src = block_in(u.skip_from, &rep);
             float* a = ga_[size_t(l)]->f();
-            return d->skip_add(dev::SkipArgs{a, nullptr, a, src, u.O, rep, u.post_act, u.post_alpha},
-                               int64_t(R) * u.O);
+            return d->skip_add(dev::SkipArgs{a, nullptr, a, src, u.O, rep, u.post_act, u.post_alpha}, int64_t(R) * u.O);
         };
 
         const Unit& u0 = m.units[size_t(st)];

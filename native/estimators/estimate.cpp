@@ -4,6 +4,7 @@
 // frozen stack's clean forward runs once per sample (B rows -- the shared-prefix rule for a whole frozen stack), then
 // the estimator runs on the trainable rest as if it were the model, reading the frozen stack's output as its input
 // (BP and SPSA / ES then neither backpropagate through nor perturb the frozen layers).
+// The frozen ranges (Model::frozen_ranges: an adapter's base) get zero gradients after any estimator.
 #include <algorithm>
 
 #include "estimators/estimator.h"
@@ -47,8 +48,10 @@ Status frozen_tail_config(size_t L, int f, UlrConfig* c) {
     return {};
 }
 
-Status estimate(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
-                StepStats* stats, const LossHook* hook) {
+namespace {
+
+Status with_frozen_prefix(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
+                          StepStats* stats, const LossHook* hook) {
     const int f = m.frozen;
     if (f <= 0) return by_kind(m, x, y, B, e, step, stats, hook);
     if (!m.dense_only) {  // ULR starts its noise after the frozen units; the others zero their gradients
@@ -90,6 +93,15 @@ Status estimate(Model& m, const float* x, const Targets& y, int B, const Estimat
     m.frozen = f;
     OF_TRY(st);
     std::fill(m.grads.data(), m.grads.data() + trainable_offset(m), 0.0f);
+    return {};
+}
+
+}  // namespace
+
+Status estimate(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, uint32_t step,
+                StepStats* stats, const LossHook* hook) {
+    OF_TRY(with_frozen_prefix(m, x, y, B, e, step, stats, hook));
+    m.zero_frozen(m.grads.data());  // frozen ranges: units leave them stale (an adapter writes only its factors)
     return {};
 }
 

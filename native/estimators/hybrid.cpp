@@ -77,10 +77,11 @@ void backward_inside(const Model& m, const float* theta, const BpTape& t, const 
 
 // Boundary unit u's LR reduction into g: dW = alpha (diag(w) S)^T A in its GEMM view, db = alpha colsum(diag(w) S)
 // (w nullptr: 1); a recurrent unit's summed over its steps (with_w false: U and b only).
-void boundary_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, const float* aux, const float* S,
-                     const float* w, float alpha, float* g, float* cols, float* wexp, bool with_w = true) {
+void boundary_reduce(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows,
+                     const float* aux, const float* S, const float* w, float alpha, float* g, float* cols, float* wexp,
+                     bool with_w = true) {
     if (u.recurrent()) seq_reduce(k, u, in, rows, aux, S, w, alpha, g, wexp, with_w);
-    else unit_lr_reduce(k, u, in, rows, S, w, alpha, g, g + int64_t(u.gemm_cols()) * u.fan_in(), cols, wexp);
+    else unit_lr_reduce(k, u, theta, in, rows, S, w, alpha, g, g + int64_t(u.gemm_cols()) * u.fan_in(), cols, wexp);
 }
 
 // The test hook: BP's forward, then the exact gradient at every boundary into each module's own backward, chained
@@ -118,7 +119,8 @@ Status exact_boundary_gradients(Model& m, const float* x, const Targets& y, int 
         k.act_backward(D.data(), dA.data(), ws.v[size_t(e - 1)].data(), ws.a[size_t(e - 1)].data(), int64_t(B) * top.O,
                        top.act, top.alpha);
         const float* in = e - 1 == 0 ? x : ws.a[size_t(e - 2)].data();
-        boundary_reduce(k, top, in, B, nullptr, D.data(), nullptr, 1.0f, dest(e - 1), ws.cols.data(), ws.wexp.data());
+        boundary_reduce(k, top, theta, in, B, nullptr, D.data(), nullptr, 1.0f, dest(e - 1), ws.cols.data(),
+                        ws.wexp.data());
         backward_inside(m, theta, t, mode, s, e, D.data(), nullptr, 1.0f, B, s == 0 ? x : ws.a[size_t(s - 1)].data(),
                         dest, s == 0 ? nullptr : dA.data());
     }
@@ -308,13 +310,13 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
             if (mod == 0) {
                 k.lr_copy_sum(cur.g.data() + int64_t(b0) * nw0, w, e, s, K, nw0);
                 if (u.recurrent())  // U and b see each copy's states
-                    boundary_reduce(k, u, nullptr, rows, sc.aux[size_t(me - 1)].data(), e, w, bs.alpha, dest(me - 1),
-                                    sc.cols.data(), sc.wexp.data(), false);
+                    boundary_reduce(k, u, theta, nullptr, rows, sc.aux[size_t(me - 1)].data(), e, w, bs.alpha,
+                                    dest(me - 1), sc.cols.data(), sc.wexp.data(), false);
                 continue;
             }
             const float* in = sc.a[size_t(me - 2)].data();
-            boundary_reduce(k, u, in, rows, sc.aux[size_t(me - 1)].data(), e, w, bs.alpha, dest(me - 1), sc.cols.data(),
-                            sc.wexp.data());
+            boundary_reduce(k, u, theta, in, rows, sc.aux[size_t(me - 1)].data(), e, w, bs.alpha, dest(me - 1),
+                            sc.cols.data(), sc.wexp.data());
             backward_inside(m, theta, bt, bm, ms, me, e, w, bs.alpha, rows, sc.a[size_t(ms - 1)].data(), dest, nullptr);
         }
     };
@@ -339,7 +341,8 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
             k.gemm_tn(g, f.g.data(), in, nullptr, u0.q.G * u0.q.H, u0.q.F, f.B * u0.q.T, alpha, 0.0f);
             std::copy(f.ub.data(), f.ub.data() + (u0.n_par - w_size), g + w_size);
         } else {
-            boundary_reduce(k, u0, in, f.B, nullptr, f.g.data(), nullptr, alpha, g, sc.cols.data(), sc.wexp.data());
+            boundary_reduce(k, u0, theta, in, f.B, nullptr, f.g.data(), nullptr, alpha, g, sc.cols.data(),
+                            sc.wexp.data());
         }
         backward_inside(
             m, theta, t, fm, 0, e0, f.g.data(), nullptr, alpha, f.B, x0,

@@ -25,9 +25,11 @@ struct Perturbation {
     float eps;
     bool pairs;
     int64_t n;
-    // direction p of the slab: z_p ~ N(0, I) from the counter-based generator (seed, step, p)
+    // direction p of the slab: z_p ~ N(0, I) from the counter-based generator (seed, step, p), 0 on the frozen ranges
+    // (perturbing weights that never train would only add variance)
     void direction(int p) const {
         m.k->noise_fill(m.ws.z.data(), 1, int(n), NoiseSpec{m.seed, step, kWeightLayer, uint32_t(p), false});
+        m.zero_frozen(m.ws.z.data());
     }
 };
 

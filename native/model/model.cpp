@@ -20,7 +20,12 @@ int64_t Model::patch_width() const {
     int64_t w = 0;
     for (const auto& u : units)
         if (u.convlike()) w = std::max(w, u.g.positions() * u.g.patch());
+        else if (u.kind == UnitKind::Adapter) w = std::max<int64_t>(w, 2 * u.rank);  // x A^T, then S B
     return w;
+}
+
+void Model::zero_frozen(float* slab) const {
+    for (const auto& [begin, end] : frozen_ranges) std::fill(slab + begin, slab + end, 0.0f);
 }
 
 int64_t Model::seq_scratch_width() const {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/buffer.h"
@@ -38,6 +39,9 @@ struct LayerSpec {
     int quant = 0;      // dense, conv2d: 0 real weights, 1 binary, 2 ternary
     int nodes = 0;      // graphConv: the graph's nodes and undirected edges
     std::vector<std::pair<int, int>> edges;
+    // dense: a low-rank adapter of this rank (0: none) and its alpha (the update is scaled by alpha / rank; 0: rank)
+    int adapter_rank = 0;
+    float adapter_alpha = 0.0f;
     int vocab = 0;        // embedding: token ids in [0, vocab) (units: the embedding width)
     int heads = 1;        // multiHeadAttention
     bool causal = false;  // multiHeadAttention: position t attends to positions <= t only
@@ -102,6 +106,11 @@ struct Unit {
     bool causal = false;
     Act post_act = Act::Identity;
     float post_alpha = 0.01f;
+    // adapter (LoRA): y = x W^T + (alpha / r) (x A^T) B^T + b, W (O, I) and b frozen at base_off and b_off, the
+    // factors A (r, I) then B (O, r) at w_off (its n_par: the factors alone)
+    int rank = 0;
+    float scale = 0.0f;  // alpha / r
+    int64_t base_off = -1;
     int64_t n_par = 0;  // parameter values (weights and bias)
     bool param() const { return n_par > 0; }
     bool recurrent() const { return unit_family(kind) == UnitFamily::Recurrent; }
@@ -149,12 +158,16 @@ struct Model {
     int64_t n_params = 0;
     std::shared_ptr<Buffer> params;  // shared: JS views of parameters() keep it alive after dispose
     Buffer grads, opt_m, opt_v;
-    int frozen = 0;             // leading layers with parameters excluded from training (fine-tuning)
-    uint32_t step = 0;          // training steps taken: the noise counter's step
-    uint32_t epochs_run = 0;    // epochs completed: the shuffle counter
-    uint32_t epoch_step = 0;    // batches done in an epoch that was cut short (cancel); 0 between epochs
-    int64_t opt_t = 0;          // optimizer updates since its state was reset
-    double running_loss = 0.0;  // ULR running-average baseline: EMA of earlier steps' mean loss
+    // Slab ranges [begin, end) that never train (an adapter's base weight and bias), sorted: their gradient is 0 for
+    // every estimator, SPSA / ES do not perturb them, and the optimizer (weight decay included) never changes them.
+    std::vector<std::pair<int64_t, int64_t>> frozen_ranges;
+    void zero_frozen(float* slab) const;  // slab values in frozen_ranges = 0
+    int frozen = 0;                       // leading layers with parameters excluded from training (fine-tuning)
+    uint32_t step = 0;                    // training steps taken: the noise counter's step
+    uint32_t epochs_run = 0;              // epochs completed: the shuffle counter
+    uint32_t epoch_step = 0;              // batches done in an epoch that was cut short (cancel); 0 between epochs
+    int64_t opt_t = 0;                    // optimizer updates since its state was reset
+    double running_loss = 0.0;            // ULR running-average baseline: EMA of earlier steps' mean loss
     bool has_running = false;
     std::vector<double> log_sigma;  // learnable ULR sigma per dense layer (empty until first used)
     bool has_batch_norm = false;
@@ -201,7 +214,7 @@ struct Model {
     float* W(const Unit& u) const { return params->data() + u.w_off; }
     float* b(const Unit& u) const { return u.b_off < 0 ? nullptr : params->data() + u.b_off; }
     int max_width() const;
-    int64_t patch_width() const;        // the largest conv im2row row count x patch per input row (0: no conv)
+    int64_t patch_width() const;        // the most cols scratch per input row: conv patches, adapter products
     int64_t max_positions() const;      // the most GEMM-view rows per input row (conv positions, steps; at least 1)
     int param_units() const;            // units with parameters (the noisy layers of ULR)
     int frozen_end() const;             // the unit after the last frozen one (0: none frozen)

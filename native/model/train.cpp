@@ -55,9 +55,30 @@ Status apply_update(Model& m, const OptimizerConfig& o, int B) {
         for (const Unit& u : m.units)
             if (u.running) batch_norm_update_running(u, B);
     m.opt_t++;
-    const int64_t off = trainable_offset(m);  // a frozen prefix is never touched, not even by weight decay
-    m.k->optimizer_step(m.params->data() + off, m.grads.data() + off, m.opt_m.data() + off, m.opt_v.data() + off,
-                        m.n_params - off, o, m.opt_t);
+    // a frozen prefix and the frozen ranges are never touched, not even by weight decay: the update runs on the spans
+    // between them, with the clipping factor of the whole gradient (zeroed on the frozen ranges: applyGradients may
+    // bring values there) applied first
+    const int64_t off = trainable_offset(m);
+    m.zero_frozen(m.grads.data());
+    auto update = [&](int64_t begin, int64_t end, const OptimizerConfig& c) {
+        if (end > begin)
+            m.k->optimizer_step(m.params->data() + begin, m.grads.data() + begin, m.opt_m.data() + begin,
+                                m.opt_v.data() + begin, end - begin, c, m.opt_t);
+    };
+    if (m.frozen_ranges.empty()) {
+        update(off, m.n_params, o);
+    } else {
+        OptimizerConfig spans = o;
+        spans.clip_norm = 0.0f;
+        if (o.clip_norm > 0.0f) {  // the factor optimizer_step would use, g[i] * factor rounded as it rounds it
+            const double norm = cpu::grad_norm(m.grads.data() + off, m.n_params - off);
+            const float factor = norm > o.clip_norm ? float(o.clip_norm / (norm + 1e-12)) : 1.0f;
+            for (int64_t i = off; i < m.n_params; i++) m.grads.data()[i] *= factor;
+        }
+        int64_t begin = off;
+        for (const auto& [b, e] : m.frozen_ranges) update(begin, std::max(begin, b), spans), begin = std::max(begin, e);
+        update(begin, m.n_params, spans);
+    }
     m.step++;
     return {};
 }

@@ -1,8 +1,8 @@
 // Per-unit building blocks shared by the clean forward, generic BP and generic ULR (estimators/generic.cpp):
 // a unit's linear part (dense GEMM, conv im2row + GEMM, or pooling), its bias + activation, its backward, and
 // its likelihood-ratio reduction. `theta` is a parameter slab in the model's layout; `cols` is scratch of
-// rows x patch_width() floats for convolutions. Each kind implements them in its file in native/units/; these
-// entry points dispatch through the registry (units/registry.cpp).
+// rows x patch_width() floats (conv patches, an adapter's low-rank products). Each kind implements them in its file in
+// native/units/; these entry points dispatch through the registry (units/registry.cpp).
 #pragma once
 #include <map>
 
@@ -69,10 +69,11 @@ void batch_norm_apply(const Unit& u, const float* theta, const float* in, int ro
 // Values of the unit's parameters: weights then bias (0 for pools).
 inline int64_t param_size(const Unit& u) { return u.n_par; }
 // LR reduction of a noisy unit: dW = alpha (diag(w) S)^T in  in the unit's GEMM view, db = alpha colsum(diag(w) S);
-// S (rows, O) scores, w (rows) row weights (nullptr: all 1). dW, db overwritten (db unused without bias).
-// wexp: scratch of rows x positions floats (conv; dense: rows).
-void unit_lr_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, const float* S, const float* w,
-                    float alpha, float* dW, float* db, float* cols, float* wexp);
+// S (rows, O) scores, w (rows) row weights (nullptr: all 1). dW, db overwritten (db unused without bias; an
+// adapter writes its factors' gradients at dW and nothing at db). theta: the parameters (an adapter's reduction reads
+// its factors). wexp: scratch of rows x positions floats (conv; dense: rows).
+void unit_lr_reduce(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* S,
+                    const float* w, float alpha, float* dW, float* db, float* cols, float* wexp);
 // The unit's bias expanded to one value per output (conv: per channel, repeated over positions): out (O).
 void unit_bias_row(const Unit& u, const float* theta, float* out);
 // The parameter tensors of a model's units in order, named <name><n>.weight, .recurrent, .bias: n counts the units

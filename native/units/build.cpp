@@ -34,10 +34,12 @@ void ModelBuilder::add(const Unit& u) {
 
 // Uniforms in [-1, 1) from the top 24 bits of each Philox word, times bound.
 void init_uniform(const Unit& u, float* theta, float bound, uint64_t seed, uint32_t unit) {
-    float* w = theta + u.w_off;
-    const int64_t n = (u.b_off < 0 ? u.w_off + u.n_par : u.b_off) - u.w_off;
+    fill_uniform(theta + u.w_off, (u.b_off < 0 ? u.w_off + u.n_par : u.b_off) - u.w_off, bound, seed, unit, 0);
+}
+
+void fill_uniform(float* w, int64_t n, float bound, uint64_t seed, uint32_t unit, uint32_t draw) {
     for (int64_t g = 0; g < (n + 3) / 4; g++) {
-        U32x4 r = philox4x32_10(uint32_t(g), uint32_t(g >> 32), philox_stream(kStreamInit, unit), 0, uint32_t(seed),
+        U32x4 r = philox4x32_10(uint32_t(g), uint32_t(g >> 32), philox_stream(kStreamInit, unit), draw, uint32_t(seed),
                                 uint32_t(seed >> 32));
         for (int j = 0; j < 4 && 4 * g + j < n; j++)
             w[4 * g + j] = (2.0f * (float(r.v[j] >> 8) * (1.0f / 16777216.0f)) - 1.0f) * bound;

@@ -1,6 +1,7 @@
 // dense: out (rows, O) = in (rows, I) W^T + b, W (O, I) then b (O) in the slab. Glorot-uniform weights, zero bias.
 // A leading run of dense layers may be frozen (fine-tuning); the forward may use binary or ternary weights. On a
 // sequence it acts per position (units/conv.cpp's per-position dense).
+// With an adapter (rank > 0) the layer is an adapter unit (units/adapter.cpp).
 #include <algorithm>
 #include <cmath>
 
@@ -15,6 +16,10 @@ void read(const LayerReader& r, LayerSpec& l) {
     l.bias = r.flag_or("bias", true);
     l.trainable = r.flag_or("trainable", true);
     l.quant = read_quant(r);
+    const double rank = r.number_or("adapterRank", 0.0), alpha = r.number_or("adapterAlpha", 0.0);
+    if (rank != std::floor(rank) || rank < 0.0 || rank > double(1 << 28)) r.fail("adapterRank must be an integer >= 1");
+    if (!(alpha >= 0.0)) r.fail("adapterAlpha must be positive");
+    l.adapter_rank = int(rank), l.adapter_alpha = float(alpha);
 }
 
 Status build(const LayerSpec& l, ModelBuilder& b) {
@@ -23,6 +28,7 @@ Status build(const LayerSpec& l, ModelBuilder& b) {
     OF_TRY(check_positive(l.units, "dense units"));
     if (b.seq) {  // per position: (T, F) -> (T, units), a conv-like unit (units/conv.h)
         OF_CHECK(l.trainable, Config, b.where + ": a dense layer on a sequence cannot be frozen");
+        OF_CHECK(!l.adapter_rank, Config, b.where + ": a dense layer on a sequence cannot take an adapter yet");
         return add_position_dense(b, UnitKind::SeqDense, l.units, l.bias, l.quant);
     }
     uint64_t wn = 0;
@@ -33,7 +39,8 @@ Status build(const LayerSpec& l, ModelBuilder& b) {
     Unit u{b.width, l.units, -1, -1};
     u.quant = l.quant;
     if (l.quant) m.has_quant = true;
-    OF_TRY(b.params(u, wn, l.bias ? uint64_t(l.units) : 0));
+    if (l.adapter_rank > 0) OF_TRY(adapter_layout(l, b, u));  // units/adapter.cpp
+    else OF_TRY(b.params(u, wn, l.bias ? uint64_t(l.units) : 0));
     b.add(u);
     return {};
 }

@@ -9,7 +9,8 @@ namespace of {
 
 extern const UnitOps dense_unit, conv2d_unit, pool_unit, rnn_unit, gru_unit, lstm_unit, lif_unit, repeat_unit,
     time_mean_unit, graph_conv_unit, concat_unit, dropout_unit, layer_norm_unit, batch_norm_unit, group_norm_unit,
-    embedding_unit, positional_embedding_unit, seq_dense_unit, attention_qkv_unit, attention_out_unit, attend_unit;
+    embedding_unit, positional_embedding_unit, seq_dense_unit, attention_qkv_unit, attention_out_unit, attend_unit,
+    adapter_unit;
 extern const LayerType dense_layer, activation_layer, flatten_layer, conv2d_layer, max_pool_layer, avg_pool_layer,
     global_avg_pool_layer, rnn_layer, gru_layer, lstm_layer, lif_layer, repeat_layer, time_mean_layer, graph_conv_layer,
     residual_begin_layer, concat_begin_layer, residual_end_layer, concat_end_layer, dropout_layer, layer_norm_layer,
@@ -39,6 +40,7 @@ const UnitOps& unit_ops(UnitKind kind) {
         case UnitKind::AttentionQkv: return attention_qkv_unit;
         case UnitKind::AttentionOut: return attention_out_unit;
         case UnitKind::Attend: return attend_unit;
+        case UnitKind::Adapter: return adapter_unit;
     }
     return dense_unit;  // unreachable: every kind is listed
 }
@@ -100,9 +102,11 @@ void unit_backward(const KernelTable& k, const Unit& u, const float* theta, cons
     unit_ops(u.kind).backward(k, u, theta, in, rows, dv, dW, din, cols, sq);
 }
 
-void unit_lr_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, const float* S, const float* w,
-                    float alpha, float* dW, float* db, float* cols, float* wexp) {
-    unit_ops(u.kind).lr_reduce(k, u, in, rows, S, w, alpha, dW, db, cols, wexp);
+void unit_lr_reduce(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* S,
+                    const float* w, float alpha, float* dW, float* db, float* cols, float* wexp) {
+    const UnitOps& o = unit_ops(u.kind);
+    if (o.lr_reduce_params) return o.lr_reduce_params(k, u, theta, in, rows, S, w, alpha, dW, cols);
+    o.lr_reduce(k, u, in, rows, S, w, alpha, dW, db, cols, wexp);
 }
 
 void unit_clean_forward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,

@@ -82,13 +82,22 @@ struct UnitOps {
     int (*noise_width)(const Unit& u);  // ULR noise values per row; nullptr: O (the pre-activation)
     // training mode, where it differs from forward (model/units.h unit_train_linear); nullptr: forward
     void (*train_forward)(const Unit& u, const float* theta, const float* in, int rows, float* out, const TrainCtx& t);
+    // an LR reduction that reads the unit's parameters (an adapter's low-rank factors) in place of lr_reduce: the
+    // gradient of its trainable parameters into dW; nullptr: lr_reduce
+    void (*lr_reduce_params)(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows,
+                             const float* S, const float* w, float alpha, float* dW, float* cols);
 };
 
 // Shared by the kinds (units/build.cpp).
 // Weights uniform in +-bound from Philox, 4 values per call; the bias is left alone.
 void init_uniform(const Unit& u, float* theta, float bound, uint64_t seed, uint32_t unit);
+// n values uniform in +-bound: draw `draw` of the unit's init stream (init_uniform is draw 0).
+void fill_uniform(float* w, int64_t n, float bound, uint64_t seed, uint32_t unit, uint32_t draw);
 // weights: 'real' (0, the default), 'binary' (1) or 'ternary' (2)
 int read_quant(const LayerReader& r);
+// A dense layer with a low-rank adapter (units/adapter.cpp): u (I, O) becomes an adapter unit with its frozen base
+// (W, b: a frozen range of the model) and its factors laid out; Config for a rank or alpha it cannot take.
+Status adapter_layout(const LayerSpec& l, ModelBuilder& b, Unit& u);
 // rows * positions row weights: row r's weight (nullptr: 1) repeated over its positions
 void expand_row_weights(float* wexp, const float* w, int rows, int64_t positions);
 

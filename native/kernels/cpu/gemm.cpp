@@ -315,12 +315,13 @@ inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
 const char* gemm_isa() { return isa().name; }
 
 double gemm_scratch_floats(double R, double W) {
-    // the tile panels: M, N at most R and W in either order, or both at most W (a weight gradient), mt <= 16 MR, nt <=
-    // 16 NR, KC deep whatever K; and the narrow product's K x kNarrow copy of A; each Buffer rounds up to 64 bytes
+    // the tile panels: M, N at most R and W in either order, mt <= 16 MR, nt <= 16 NR, KC deep whatever K -- the two
+    // panel buffers grow separately, so one product may leave the widest A panel and another the widest B panel; and
+    // the narrow product's K x kNarrow copy of A; each Buffer rounds up to 64 bytes
     const Isa& k = isa();
     auto mt = [&](double d) { return std::min(std::ceil(std::min(d, 1e9) / k.MR) * k.MR, 16.0 * k.MR); };
     auto nt = [&](double d) { return std::min(std::ceil(std::min(d, 1e9) / k.NR) * k.NR, 16.0 * k.NR); };
-    const double panels = std::max({mt(R) + nt(W), mt(W) + nt(R), mt(W) + nt(W)});
+    const double panels = std::max(mt(R), mt(W)) + std::max(nt(R), nt(W));
     return panels * KC + double(kNarrow) * std::max(R, W) + 3 * 16.0;
 }
 
