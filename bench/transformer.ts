@@ -158,7 +158,7 @@ function markdown(
       )
       .join('\n');
   const ftTable =
-    `| variant | parameters in the model | ms/step (median) | val. loss after ${FINETUNE_STEPS} steps | perplexity | step memory estimate (MiB) |\n|---|---|---|---|---|---|\n` +
+    `| variant | trainable parameters | ms/step (median) | val. loss after ${FINETUNE_STEPS} steps | perplexity | step memory estimate (MiB) |\n|---|---|---|---|---|---|\n` +
     ft.rows
       .map((r) =>
         r.available
@@ -198,7 +198,7 @@ function markdown(
     `\n\n## Fine-tuning\n\n` +
     `BP pretraining, ${PRETRAIN_STEPS} steps on the corpus's first 80% (${f2(ft.pretrained.seconds, 0)} s; validation loss on the new part ` +
     `${f2(ft.pretrained.valLoss, 3)}), then ${FINETUNE_STEPS} steps on the last 20% (its first three quarters; validation: the first 128 windows of its last quarter), ` +
-    `Adam ${FINETUNE_LR} (pretraining: ${LR}), each variant from the pretrained weights. Adapters: \`of.withAdapters(model, { rank: ${RANK} })\` ` +
+    `Adam ${FINETUNE_LR} for the full model, ${LR} for adapters (as in pretraining), each variant from the pretrained weights. Adapters: \`of.withAdapters(model, { rank: ${RANK} })\`, which adapts the dense layers outside residual blocks (here the head), with the 15 layers with parameters below the head frozen ` +
     `(${ft.adapters === 'available' ? 'available' : `not available here, rows marked so: ${ft.adapters}`}). ` +
     `Memory: \`model.memoryEstimate\` of one step of batch ${B} (— where it has no estimate for the estimator).\n\n` +
     ftTable +

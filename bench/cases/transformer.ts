@@ -21,10 +21,11 @@ export const B = 32,
 // dense, dense (2-7, 8-13), layerNorm 14, head 15. A residual block must lie inside one module, and a gptBlock is
 // residual blocks end to end, so the boundaries outside them are the block stack's input (the positions, 1), its
 // normalized output (14) and the logits (15): noise before and after the blocks, BP inside.
+const HEAD = 15;
 export const MODULES: [number, number][] = [
   [0, 2],
-  [2, 15],
-  [15, 16],
+  [2, HEAD],
+  [HEAD, HEAD + 1],
 ];
 
 export type CurveEstimator = 'bp' | 'ulr' | 'ulr-layerwise' | 'ulr-modules' | 'spsa';
@@ -160,14 +161,17 @@ async function curve(name: CurveEstimator, steps: number, every: number) {
   return out;
 }
 
-// A copy of `base` with low-rank adapters on its dense layers, or why not: `of.withAdapters` missing from this build,
-// or refusing this model (a ConfigError, e.g. adapters on per-position dense layers not supported yet).
+// A copy of `base` with low-rank adapters on its dense layers, everything else frozen, or why not: `of.withAdapters`
+// missing from this build, or refusing this model (a ConfigError). withAdapters adapts the dense layers outside
+// residual blocks, here the head (layer 15 with parameters); freezing the 15 below leaves only its adapter to train.
 type WithAdapters = (model: of.Model, options: { rank: number }) => of.Model;
 function adapted(base: of.Model): of.Model | string {
   const withAdapters = (of as unknown as { withAdapters?: WithAdapters }).withAdapters;
   if (typeof withAdapters !== 'function') return 'this build has no of.withAdapters';
   try {
-    return withAdapters(base, { rank: RANK });
+    const m = withAdapters(base, { rank: RANK });
+    m.freeze(HEAD);
+    return m;
   } catch (err) {
     if (err instanceof of.OneForwardError && err.code === 'ERR_CONFIG') return err.message;
     throw err;
@@ -192,7 +196,8 @@ export const FINETUNE_VARIANTS = [
 ];
 
 // Pretrain on the first 80% of the corpus (BP), adapt to the last 20% (its first three quarters train, its last
-// quarter validates), each variant from a copy of the pretrained weights, at a smaller learning rate.
+// quarter validates), each variant from a copy of the pretrained weights; the full model at a smaller learning rate,
+// adapters (fresh, B = 0) at the pretraining one, as LoRA usually runs.
 async function finetune(pretrainSteps: number, steps: number, every: number) {
   const ids = vocab.encode(text);
   const cut = Math.floor(0.8 * ids.length);
@@ -221,8 +226,12 @@ async function finetune(pretrainSteps: number, steps: number, every: number) {
       model.parameters().forEach((p, i) => p.data.set(source[i]!.data));
     }
     const estimator = v.estimator();
-    const trainable = model.parameters().reduce((s, p) => s + p.data.length, 0);
-    const run = train(model, estimator, adapt, val, steps, every, FINETUNE_LR);
+    // an adapted model trains its adapters' A and B only
+    const trainable = model
+      .parameters()
+      .filter((p) => !v.adapters || /\.lora_[ab]$/.test(p.name))
+      .reduce((s, p) => s + p.data.length, 0);
+    const run = train(model, estimator, adapt, val, steps, every, v.adapters ? LR : FINETUNE_LR);
     rows.push({
       variant: v.name,
       available: true,
