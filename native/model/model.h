@@ -171,7 +171,7 @@ struct Model {
     bool has_running = false;
     std::vector<double> log_sigma;  // learnable ULR sigma per dense layer (empty until first used)
     bool uses_batch_stats = false;  // some unit normalizes with its batch's statistics in training (Unit::running)
-    bool has_quant = false;  // some layer computes with binary or ternary weights
+    bool has_quant = false;         // some layer computes with binary or ternary weights
     // The parameters the forward computes with: theta itself, or a copy in `scratch` with the binary / ternary
     // weights of the layers that use them (per output row: sign(W) mean|W|; ternary keeps |W| > 0.7 mean|W|).
     const float* effective(const float* theta, Buffer& scratch) const;
