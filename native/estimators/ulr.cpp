@@ -253,7 +253,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     //    pre-activation without bias (v) and its output (a); a recurrent group start also its input projections.
     auto& ws = m.ws;
     const bool clean_loss = c.baseline == Baseline::Clean;
-    const int clean_end = clean_loss || m.has_batch_norm ? L : groups.back().start + 1;
+    const int clean_end = clean_loss || m.uses_batch_stats ? L : groups.back().start + 1;
     ws.a.resize(size_t(L)), ws.v.resize(size_t(L)), ws.aux.resize(size_t(L));
     const int64_t pw = std::max<int64_t>(m.patch_width(), 1), max_pos = m.max_positions();
     OF_TRY(ws.cols.reserve(size_t(B) * size_t(pw)));
@@ -553,7 +553,7 @@ void ulr_step_floats(const Model& m, const UlrConfig& c, int B, double threads, 
     const double b = B, blocks = std::ceil(b / S), rows = double(S) * kmax, busy = std::min(threads, blocks);
     *gemm_rows = std::max(b, rows);
     const bool clean_loss = c.baseline == Baseline::Clean;
-    const int clean_end = clean_loss || m.has_batch_norm ? L : groups.back().start + 1;
+    const int clean_end = clean_loss || m.uses_batch_stats ? L : groups.back().start + 1;
     for (int l = 0; l < clean_end; l++) {
         const Unit& u = m.units[size_t(l)];
         r->activations += b * (u.O + (u.recurrent() ? double(u.noise_width() + seq_aux_width(u)) : u.O));
