@@ -87,8 +87,8 @@ Status adapter_layout(const LayerSpec& l, ModelBuilder& b, Unit& u) {
     const int r = l.adapter_rank, I = fan_in(u), O = fan_out(u);
     OF_CHECK(!l.quant, Config, b.where + ": an adapter needs real weights (not binary or ternary)");
     OF_CHECK(r <= std::min(I, O), Config,
-             b.where + ": adapter rank " + std::to_string(r) + " is more than min(inputs, units) = " +
-                 std::to_string(std::min(I, O)));
+             b.where + ": adapter rank " + std::to_string(r) +
+                 " is more than min(inputs, units) = " + std::to_string(std::min(I, O)));
     const float alpha = l.adapter_alpha > 0.0f ? l.adapter_alpha : float(r);
     u.kind = u.g.Ho > 0 ? UnitKind::SeqAdapter : UnitKind::Adapter, u.rank = r, u.scale = alpha / float(r);
     OF_TRY(b.params(u, uint64_t(O) * uint64_t(I), l.bias ? uint64_t(O) : 0));  // the base: W, then b
@@ -101,7 +101,7 @@ Status adapter_layout(const LayerSpec& l, ModelBuilder& b, Unit& u) {
 extern const UnitOps adapter_unit{UnitFamily::Plain, "dense", init,    tensors, forward,
                                   backward,          nullptr, nullptr, nullptr, lr_reduce};
 // per position: the GEMM view of a 1x1 window over T positions (bias and noise channels per output feature)
-extern const UnitOps seq_adapter_unit{UnitFamily::ConvLike, "dense", init,    tensors, forward,
-                                      backward,             nullptr, nullptr, nullptr, lr_reduce};
+extern const UnitOps seq_adapter_unit{
+    UnitFamily::ConvLike, "dense", init, tensors, forward, backward, nullptr, nullptr, nullptr, lr_reduce};
 
 }  // namespace of
