@@ -14,6 +14,11 @@ import { gpuSuite } from './gpu/suite';
 import { speedSuite } from './speed';
 import { attackName, robustnessSuite } from './robustness';
 import { transformerSuite } from './transformer';
+import { type Arch, pct, runJsonCase } from './common';
+import { adversarial, fuzz, stress } from './hardening';
+import { estimators } from './estimators';
+import { archOptions } from './arch_options';
+import { distributedSuite } from './distributed';
 
 const argv = process.argv.slice(2);
 const option = (flag: string): string | undefined => {
@@ -239,185 +244,6 @@ async function server() {
   process.stdout.write(md);
 }
 
-// Suite "fuzz": the hardening test with 10,000 fuzz iterations instead of CI's 2,000.
-function fuzz() {
-  const iterations = 10000;
-  const r = spawnSync(process.execPath, ['--expose-gc', path.join(__dirname, '..', 'test', '80-hardening.test.js')], {
-    encoding: 'utf8',
-    env: { ...process.env, ONEFORWARD_FUZZ: String(iterations), TAP_TIMEOUT: '0' },
-  });
-  const line = /ok \d+ - (\d+) calls succeeded, (\d+) failed with typed errors \(([^)]*)\)/.exec(r.stdout);
-  const report = {
-    suite: 'fuzz',
-    date: new Date().toISOString(),
-    iterations,
-    exitCode: r.status,
-    succeeded: line ? Number(line[1]) : null,
-    typedErrors: line ? Number(line[2]) : null,
-    codes: line?.[3] ?? null,
-    untyped: (r.stdout.match(/untyped error/g) ?? []).length,
-  };
-  fs.mkdirSync(results, { recursive: true });
-  fs.writeFileSync(path.join(results, 'fuzz.json'), JSON.stringify(report, null, 2) + '\n');
-  process.stdout.write(
-    `# fuzz: ${iterations} iterations, exit ${r.status}: ${report.succeeded} succeeded, ${report.typedErrors} typed errors (${report.codes}), ${report.untyped} untyped\n`,
-  );
-}
-
-// Suite "stress": test/82's random interleavings at full size (bench/cases/stress.ts). Every count but ok must be 0.
-function stress() {
-  const r = runJsonCase<{
-    scenarios: number;
-    inWorkers: number;
-    parallel: number;
-    timeoutMs: number;
-    seconds: number;
-    crashes: number;
-    hangs: number;
-    unsettled: number;
-    untyped: number;
-    failed: number;
-    ok: number;
-    notOk: unknown[];
-  }>('stress');
-  const date = new Date().toISOString();
-  fs.mkdirSync(results, { recursive: true });
-  fs.writeFileSync(path.join(results, 'stress.json'), JSON.stringify({ suite: 'stress', date, ...r }, null, 2) + '\n');
-  const md =
-    `# stress (${date.slice(0, 10)})\n\n${r.scenarios} seeded random interleavings (seeds 1000-${999 + r.scenarios}; ${r.inWorkers} in a worker that is terminated at a random moment) ` +
-    `of fit with JS losses and throwing callbacks, predictAsync, evaluateAsync, gradients, trainStep, abort, dispose and buffer transfer/resize, ` +
-    `each in a child process, ${r.parallel} at a time, ${r.timeoutMs / 1000} s limit; ${r.seconds.toFixed(0)} s in all.\n\n` +
-    `| scenarios | crashes (exit by signal) | hangs (time limit) | unsettled promises | untyped errors | other failures | ok |\n|---|---|---|---|---|---|---|\n` +
-    `| ${r.scenarios} | ${r.crashes} | ${r.hangs} | ${r.unsettled} | ${r.untyped} | ${r.failed} | ${r.ok} |\n`;
-  fs.writeFileSync(path.join(results, 'stress.md'), md);
-  process.stdout.write(md);
-}
-
-// Suite "adversarial": test/51 (hostile arguments), 80 (fuzz) and 84 (corrupted files) at large counts over
-// several seeds (bench/cases/adversarial.ts). Every count but calls must be 0.
-function adversarial() {
-  type Run = {
-    test: string;
-    env: Record<string, string>;
-    exit: number | null;
-    signal: string | null;
-    timedOut: boolean;
-    seconds: number;
-    calls: number;
-    typed: number;
-    loaded: number;
-    untyped: number;
-    hangs: number;
-    wrong: number;
-    notOk: number;
-  };
-  const r = runJsonCase<{ runs: Run[] }>('adversarial');
-  const date = new Date().toISOString();
-  fs.mkdirSync(results, { recursive: true });
-  fs.writeFileSync(
-    path.join(results, 'adversarial.json'),
-    JSON.stringify({ suite: 'adversarial', date, ...r }, null, 2) + '\n',
-  );
-  const total = (k: 'calls' | 'untyped' | 'hangs' | 'wrong' | 'notOk') => r.runs.reduce((a, x) => a + x[k], 0);
-  const crashes = r.runs.filter((x) => x.signal !== null && !x.timedOut).length;
-  const md =
-    `# adversarial (${date.slice(0, 10)})\n\nEach row is one test file in its own process (2 at a time): test/80's fuzz of configs and inputs, ` +
-    `test/51's calls of every exported function and Model method with hostile arguments (its 15 fixed values plus seeded random ones), ` +
-    `test/81's hostile and corrupted files (bytes flipped, cut short, repeated). A wrong result is a corrupted file that loads as something else.\n\n` +
-    `| test | settings | calls | typed errors | crash | hangs | untyped errors | wrong results | failed assertions | s |\n|---|---|---|---|---|---|---|---|---|---|\n` +
-    r.runs
-      .map(
-        (x) =>
-          `| ${x.test} | ${Object.entries(x.env)
-            .map(([k, v]) => `${k}=${v}`)
-            .join(
-              ' ',
-            )} | ${x.calls} | ${x.typed || '—'} | ${x.signal !== null && !x.timedOut ? x.signal : 'no'} | ${x.hangs} | ${x.untyped} | ${x.wrong} | ${x.notOk} | ${x.seconds.toFixed(0)} |`,
-      )
-      .join('\n') +
-    `\n\nIn all: ${total('calls')} calls, ${crashes} crashes, ${total('hangs')} hangs, ${total('untyped')} untyped errors, ${total('wrong')} wrong results, ${total('notOk')} failed assertions.\n`;
-  fs.writeFileSync(path.join(results, 'adversarial.md'), md);
-  process.stdout.write(md);
-}
-
-// Suite "estimators": gradient quality per ULR option and K, and accuracy/time of BP, ULR, SPSA and ES.
-function estimators() {
-  const r = runJsonCase<{
-    quality: { option: string; copies: number; cosine: number[]; variance: number }[];
-    training: {
-      name: string;
-      epochs: of.EpochLog[];
-      accuracy: number;
-      secondsPerEpoch: number;
-      accuracyAtBpBudget: number | null;
-      curve: { seconds: number; accuracy: number }[];
-    }[];
-    bpBudgetSeconds: number;
-  }>('estimators');
-  const date = new Date().toISOString();
-  fs.mkdirSync(results, { recursive: true });
-  fs.writeFileSync(
-    path.join(results, 'estimators.json'),
-    JSON.stringify({ suite: 'estimators', date, ...r }, null, 2) + '\n',
-  );
-  const ks = [...new Set(r.quality.map((q) => q.copies))];
-  const opts = [...new Set(r.quality.map((q) => q.option))];
-  const cell = (o: string, k: number) => {
-    const q = r.quality.find((x) => x.option === o && x.copies === k)!;
-    return q.cosine.map((c) => c.toFixed(3)).join(' / ');
-  };
-  const bp = r.training.find((x) => x.name === 'bp')!;
-  const md =
-    `# estimators (${date.slice(0, 10)})\n\nGradient quality on one digits batch (MLP 784-256-10, seed-1 init, 6 trials): mean per-trial cosine to BP, layer 1 / layer 2.\n\n` +
-    `| option | ${ks.map((k) => `K=${k}`).join(' | ')} |\n|---|${ks.map(() => '---').join('|')}|\n` +
-    opts.map((o) => `| ${o} | ${ks.map((k) => cell(o, k)).join(' | ')} |`).join('\n') +
-    `\n\nTraining, 5 epochs (Adam 1e-3, batch 64, seed 1); the BP budget is ${r.bpBudgetSeconds.toFixed(2)} s of training.\n\n` +
-    `| estimator | test accuracy | vs BP (points) | s/epoch | accuracy within the BP budget |\n|---|---|---|---|---|\n` +
-    r.training
-      .map(
-        (x) =>
-          `| ${x.name} | ${(100 * x.accuracy).toFixed(2)}% | ${(100 * (x.accuracy - bp.accuracy)).toFixed(2)} | ${x.secondsPerEpoch.toFixed(3)} | ${x.accuracyAtBpBudget === null ? '— (no epoch done)' : (100 * x.accuracyAtBpBudget).toFixed(2) + '%'} |`,
-      )
-      .join('\n') +
-    '\n';
-  fs.writeFileSync(path.join(results, 'estimators.md'), md);
-  process.stdout.write(md);
-  if (reportFile) {
-    writeReport(
-      {
-        title: 'oneforward bench: estimators',
-        subtitle: 'digits, MLP 784-256-10, Adam 1e-3, batch 64, 5 epochs, seed 1',
-        runs: r.training.map((x) => ({ name: x.name, epochs: x.epochs })),
-        timeCurves: r.training.map((x) => ({ name: x.name, points: x.curve })),
-        charts: [0, 1].map((layer) => ({
-          title: `Gradient cosine to BP vs K, layer ${layer + 1} (one batch, 6 trials)`,
-          xLabel: 'copies K',
-          yLabel: 'mean per-trial cosine',
-          logX: true,
-          series: opts.map((o) => ({
-            name: o,
-            points: r.quality.filter((q) => q.option === o).map((q) => ({ x: q.copies, y: q.cosine[layer]! })),
-          })),
-        })),
-      },
-      reportFile,
-    );
-  }
-}
-
-// Runs bench/cases/<name>.js in its own process and parses the JSON line it prints last.
-function runJsonCase<T>(name: string): T {
-  process.stderr.write(`bench: case ${name}\n`);
-  const out = execFileSync(process.execPath, [path.join(__dirname, 'cases', `${name}.js`)], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-    maxBuffer: 64 << 20,
-  });
-  return JSON.parse(out.trim().split('\n').pop()!) as T;
-}
-
-const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
-
 type Finetune = {
   pretrained: { lowAccuracy: number; highAccuracy: number };
   runs: { name: string; highAccuracy: number; lowAccuracy: number; secondsPerEpoch: number }[];
@@ -449,18 +275,6 @@ function finetune(): Finetune {
   process.stdout.write(md);
   return r;
 }
-
-type Arch = {
-  runs: {
-    model: string;
-    estimator: string;
-    accuracy?: number;
-    secondsPerEpoch?: number;
-    stepMs?: number;
-    refused?: string;
-    epochs?: of.EpochLog[];
-  }[];
-};
 
 function archTable(r: Arch): string {
   const bpOf = (model: string) =>
@@ -502,64 +316,6 @@ function architectures(): Arch {
   fs.writeFileSync(path.join(results, 'architectures.md'), md);
   process.stdout.write(md);
   return r;
-}
-
-type ArchOptions = {
-  copies: number;
-  sigma: number;
-  runs: (Arch['runs'][number] & { load: [number, number] })[];
-  sigmaRanges: { model: string; layers: [number, number][] }[];
-};
-
-// Suite "arch-options": ULR's options at K = 32 on the small CNN, residual CNN and GRU of "architectures" (its
-// models and settings). The machine may be shared: `uptime` before and after, and each run's load, go in the md.
-function archOptions() {
-  const uptime = () => execFileSync('uptime', { encoding: 'utf8' }).trim();
-  const before = uptime();
-  const r = runJsonCase<ArchOptions>('arch-options');
-  const after = uptime();
-  const date = new Date().toISOString();
-  const info = of.backend.info();
-  fs.mkdirSync(results, { recursive: true });
-  fs.writeFileSync(
-    path.join(results, 'arch-options.json'),
-    JSON.stringify(
-      {
-        suite: 'arch-options',
-        date,
-        machine: { threads: info.threads, simd: info.simd },
-        uptime: { before, after },
-        ...r,
-      },
-      null,
-      2,
-    ) + '\n',
-  );
-  const plainOf = (model: string) => r.runs.find((x) => x.model === model && x.stepMs !== undefined);
-  const rows = r.runs.map((x) => {
-    const load = `${x.load[0].toFixed(1)} → ${x.load[1].toFixed(1)}`;
-    if (x.refused) return `| ${x.model} | ${x.estimator} | refused: ${x.refused} | — | — | — | ${load} |`;
-    const plain = plainOf(x.model);
-    return `| ${x.model} | ${x.estimator} | ${pct(x.accuracy!)} | ${x.secondsPerEpoch!.toFixed(2)} | ${x.stepMs!.toFixed(2)} | ${plain ? (x.stepMs! / plain.stepMs!).toFixed(2) : '—'} | ${load} |`;
-  });
-  const range = (v: [number, number]) => `${v[0].toFixed(3)}–${v[1].toFixed(3)}`;
-  const md =
-    `# arch-options (${date.slice(0, 10)}, ${info.threads} threads, ${info.simd})\n\n` +
-    `ULR options at K = ${r.copies} on three models of the architectures suite (the same models and settings: digits 7,996 train / 2,004 test, ` +
-    `5 epochs, Adam 1e-3, batch 64, seed 1, σ = ${r.sigma}, leave-one-out baseline unless noted); ms/step = median epoch / steps per epoch. ` +
-    `Their BP rows are in architectures.md.\n\n` +
-    `Per-channel σ: σ_c = ${r.sigma} · s_c / mean(s), s_c the standard deviation of channel c's clean pre-activation on the first training batch ` +
-    `(64 rows; over rows and positions for a conv, rows and steps for the GRU, one σ per gate and hidden unit there), at the seed-1 initial weights, ` +
-    `then fixed; each layer's mean σ stays ${r.sigma} (a channel under 0.05 × the layer's mean spread counts as 0.05 × it). Range of σ_c per layer with parameters: ` +
-    r.sigmaRanges.map((m) => `${m.model.split(' (')[0]}: ${m.layers.map(range).join(', ')}`).join('; ') +
-    '.\n\n' +
-    `The machine is shared: \`uptime\` before the suite: ${before}; after: ${after}. The last column is the 1-minute load average ` +
-    `before and after each run (${info.threads} engine threads): times taken under a higher load are slower, compare them with care.\n\n` +
-    `| model | option | test accuracy | s/epoch | ms/step | × plain ULR step | load before → after |\n|---|---|---|---|---|---|---|\n` +
-    rows.join('\n') +
-    '\n';
-  fs.writeFileSync(path.join(results, 'arch-options.md'), md);
-  process.stdout.write(md);
 }
 
 type Flow = {
@@ -758,104 +514,18 @@ function paper() {
   process.stdout.write(md);
 }
 
-// Suite "distributed" (issue 7): the distributed case under mpirun with 1 and 2 ranks (1 thread each), measured
-// compute and all-reduce time per step, and a model of step time for N ranks on 10 and 100 Gb/s networks.
-function distributedSuite() {
-  if (!of.distributed.mpiAvailable()) {
-    process.stdout.write(
-      '# distributed: skipped (the MPI addon was not built: install an MPI and npm install again)\n',
-    );
-    return;
-  }
-  const run = (n: number) => {
-    const r = spawnSync(
-      'mpirun',
-      [
-        '--allow-run-as-root',
-        '--oversubscribe',
-        '--mca',
-        'btl',
-        'self,vader,tcp',
-        '-x',
-        'ONEFORWARD_THREADS',
-        '-np',
-        String(n),
-        process.execPath,
-        path.join(__dirname, 'cases', 'distributed.js'),
-      ],
-      {
-        encoding: 'utf8',
-        env: { ...process.env, ONEFORWARD_THREADS: '1', OMPI_MCA_btl_vader_single_copy_mechanism: 'none' },
-        maxBuffer: 16 << 20,
-      },
-    );
-    if (r.status !== 0) throw new Error(`mpirun -np ${n} failed: ${r.stderr.slice(-400)}`);
-    return JSON.parse(r.stdout.trim().split('\n').pop()!) as {
-      ranks: number;
-      library: string;
-      rows: { mode: string; estimator: string; computeMs: number; allreduceMs: number; bytesPerStep: number }[];
-    };
-  };
-  const one = run(1),
-    two = run(2);
-  // ring all-reduce: each rank sends and receives 2 (N - 1) / N of the buffer, in 2 (N - 1) messages
-  const nets = [
-    { name: '10 Gb/s Ethernet', bytesPerMs: 1.25e6, latencyMs: 0.02 },
-    { name: '100 Gb/s InfiniBand', bytesPerMs: 12.5e6, latencyMs: 0.002 },
-  ];
-  const Ns = [1, 2, 4, 8, 16, 32, 64];
-  const model = one.rows.map((r) => ({
-    estimator: r.estimator,
-    mode: r.mode,
-    bytesPerStep: r.bytesPerStep,
-    nets: nets.map((net) => ({
-      net: net.name,
-      stepMs: Ns.map(
-        (n) =>
-          r.computeMs / n +
-          (n > 1 ? (((2 * (n - 1)) / n) * r.bytesPerStep) / net.bytesPerMs + 2 * (n - 1) * net.latencyMs : 0),
-      ),
-    })),
-  }));
-  const date = new Date().toISOString();
-  fs.mkdirSync(results, { recursive: true });
-  fs.writeFileSync(
-    path.join(results, 'distributed.json'),
-    JSON.stringify({ suite: 'distributed', date, library: one.library, one, two, model, Ns }, null, 2) + '\n',
-  );
-  const md =
-    `# distributed (${date.slice(0, 10)}, ${one.library})\n\nDigits MLP 784-256-10, batch 64 per step, 1 thread per rank, median of 40 steps.\n\n` +
-    `| mode | estimator | bytes per step | 1 rank: compute ms | 2 ranks: compute ms | 2 ranks: all-reduce ms |\n|---|---|---|---|---|---|\n` +
-    one.rows
-      .map(
-        (r, i) =>
-          `| ${r.mode} | ${r.estimator} | ${r.bytesPerStep} | ${r.computeMs.toFixed(2)} | ${two.rows[i]!.computeMs.toFixed(2)} | ${two.rows[i]!.allreduceMs.toFixed(3)} |`,
-      )
-      .join('\n') +
-    `\n\nModel: step(N) = compute(1 rank) / N + ring all-reduce (2 (N-1)/N x bytes / bandwidth + 2 (N-1) x latency). Modeled ms per step:\n\n` +
-    `| estimator | network | ${Ns.map((n) => `N=${n}`).join(' | ')} |\n|---|---|${Ns.map(() => '---').join('|')}|\n` +
-    model
-      .flatMap((r) =>
-        r.nets.map((n) => `| ${r.estimator} | ${n.net} | ${n.stepMs.map((v) => v.toFixed(2)).join(' | ')} |`),
-      )
-      .join('\n') +
-    '\n';
-  fs.writeFileSync(path.join(results, 'distributed.md'), md);
-  process.stdout.write(md);
-}
-
 const suites: Record<BenchSuiteName, () => unknown> = {
   'cpu-digits': cpuDigits,
   server,
-  fuzz,
-  stress,
-  adversarial,
-  estimators,
+  fuzz: () => fuzz(results),
+  stress: () => stress(results),
+  adversarial: () => adversarial(results),
+  estimators: () => estimators(results, reportFile),
   finetune,
   architectures,
-  'arch-options': archOptions,
+  'arch-options': () => archOptions(results),
   paper,
-  distributed: distributedSuite,
+  distributed: () => distributedSuite(results),
   gpu: () => gpuSuite(results),
   speed: () => speedSuite(results),
   robustness: () => robustnessSuite(results),
