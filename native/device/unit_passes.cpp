@@ -71,6 +71,9 @@ Status DeviceTrainer::linear(const Model& m, int l, int rows, const float* x, fl
     if (u.kind == UnitKind::Dense)
         return d->gemm(false, true, rows, u.O, u.I, 1.0f, x, u.I, W, u.I, 0.0f, out, u.O, tf32);
     const int64_t n = int64_t(rows) * u.g.positions();
+    if (u.per_position())  // its patches are x itself
+        return d->gemm(false, true, int(n), u.g.Co, u.g.patch(), 1.0f, x, u.g.patch(), W, u.g.patch(), 0.0f, out,
+                       u.g.Co, tf32);
     OF_TRY(cols_[size_t(l)]->reserve(d, size_t(n) * u.g.patch() * sizeof(float)));
     if (u.kind == UnitKind::GraphConv) OF_TRY(aggregate(m, l, cols_[size_t(l)]->f(), x, rows));
     else OF_TRY(d->im2row(dev::PatchArgs{cols_[size_t(l)]->f(), x, u.g}, n * u.g.patch()));
@@ -112,8 +115,9 @@ Status DeviceTrainer::weight_grads(const Model& m, int l, int rows, const float*
     const int n = int(u.gemm_rows(rows)), cols = u.gemm_cols(), fan = u.fan_in();
     if (u.norm()) OF_TRY(col_sum(G + u.w_off, dv, n, cols, alpha, xh_[size_t(l)]->f()));
     else
-        OF_TRY(dev_->gemm(true, false, cols, fan, n, alpha, dv, cols, u.convlike() ? cols_[size_t(l)]->f() : x, fan,
-                          0.0f, G + u.w_off, fan, tf32));
+        OF_TRY(dev_->gemm(true, false, cols, fan, n, alpha, dv, cols,
+                          u.convlike() && !u.per_position() ? cols_[size_t(l)]->f() : x, fan, 0.0f, G + u.w_off, fan,
+                          tf32));
     return u.b_off >= 0 ? col_sum(G + u.b_off, dv, n, cols, alpha) : Status{};
 }
 
@@ -133,6 +137,7 @@ Status DeviceTrainer::input_grad(const Model& m, int l, int rows, const float* d
             int64_t(rows) * u.I);
     if (!u.convlike()) return d->gemm(false, false, rows, u.I, u.O, 1.0f, dv, u.O, W, u.I, 0.0f, din, u.I, tf32);
     const int n = int(u.gemm_rows(rows)), cols = u.gemm_cols(), fan = u.fan_in();
+    if (u.per_position()) return d->gemm(false, false, n, fan, cols, 1.0f, dv, cols, W, fan, 0.0f, din, fan, tf32);
     OF_TRY(dcols_.reserve(d, size_t(n) * fan * sizeof(float)));
     OF_TRY(d->gemm(false, false, n, fan, cols, 1.0f, dv, cols, W, fan, 0.0f, dcols_.f(), fan, tf32));
     if (u.kind == UnitKind::GraphConv) return aggregate(m, l, din, dcols_.f(), rows);

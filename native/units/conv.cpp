@@ -33,14 +33,10 @@ void graph_aggregate(float* out, const float* in, int rows, const Graph& g, int 
     }
 }
 
-bool per_position(const Unit& u) {
-    return u.kind == UnitKind::SeqDense || u.kind == UnitKind::AttentionQkv || u.kind == UnitKind::AttentionOut;
-}
-
 // The gathered inputs of a conv-like unit (rows positions, patch): im2row patches, the graph's neighbour sums, or a
 // per-position dense's input itself; and their adjoint.
 const float* gather(const KernelTable& k, const Unit& u, float* cols, const float* in, int rows) {
-    if (per_position(u)) return in;
+    if (u.per_position()) return in;
     if (u.graph) graph_aggregate(cols, in, rows, *u.graph, u.g.C);
     else k.im2row(cols, in, rows, u.g);
     return cols;
@@ -64,7 +60,7 @@ void backward(const KernelTable& k, const Unit& u, const float* theta, const flo
         k.gemm_tn(dW, dv, gather(k, u, cols, in, rows), nullptr, u.g.Co, P, n, 1.0f, 0.0f);
         if (u.b_off >= 0) k.col_sum(dW + int64_t(u.g.Co) * P, dv, n, u.g.Co);
     }
-    if (din && per_position(u)) {
+    if (din && u.per_position()) {
         k.gemm_nn(din, dv, theta + u.w_off, n, P, u.g.Co, 1.0f, 0.0f);
     } else if (din) {
         k.gemm_nn(cols, dv, theta + u.w_off, n, P, u.g.Co, 1.0f, 0.0f);
