@@ -7,6 +7,7 @@
         "native/core/thread_pool.cpp",
         "native/rng/sobol.cpp",
         "native/kernels/cpu/conv.cpp",
+        "native/kernels/cpu/conv_direct.cpp",
         "native/kernels/cpu/gemm.cpp",
         "native/kernels/cpu/activation.cpp",
         "native/kernels/cpu/noise.cpp",

@@ -8,11 +8,12 @@ import t from 'tap';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { execFileSync } from 'child_process';
 import * as of from '../lib/index';
 import { assertClose, concat, cosine } from './helpers/close';
 import { randn } from './helpers/native';
 import { checkThreads } from './helpers/checks';
-import { configA, configB, configC, finiteDifferences, forwardRow } from './helpers/spatial';
+import { configA, configB, configC, configD, finiteDifferences, forwardRow } from './helpers/spatial';
 
 const rowsOf = (m: of.Model) => ({
   rows: 3,
@@ -27,6 +28,7 @@ t.test('clean forward = float64 loops, odd shapes', async (t) => {
     ['A', configA()],
     ['B', configB()],
     ['C', configC()],
+    ['D', configD()],
   ] as const) {
     const m = of.sequential(layers, { seed: 4 });
     const d = rowsOf(m);
@@ -47,6 +49,7 @@ t.test('BP = float64 central differences, every tensor', async (t) => {
     ['A', configA()],
     ['B', configB()],
     ['C', configC()],
+    ['D', configD()],
   ] as const) {
     const m = of.sequential(layers, { seed: 4 });
     const d = rowsOf(m);
@@ -132,9 +135,49 @@ t.test(
 );
 
 t.test('1 or 2 threads: the same bits (BP and ULR)', async (t) => {
-  const m = of.sequential(configA(), { seed: 4 });
-  checkThreads(t, m, 40, 3);
-  m.dispose();
+  for (const layers of [configA(), configD()]) {
+    const m = of.sequential(layers, { seed: 4 });
+    checkThreads(t, m, 40, 3);
+    m.dispose();
+  }
+});
+
+// A conv with few channels runs the direct kernels (kernels/cpu/conv_direct.cpp) with AVX-512 or AVX2;
+// ONEFORWARD_SIMD=scalar takes im2row + GEMM. All are float32 sums of the same products (the dense head's GEMM sums
+// in another order with AVX-512), so they agree to rounding.
+t.test('direct convolution (AVX-512, AVX2) = im2row + GEMM', async (t) => {
+  const script = `
+    const of = require(${JSON.stringify(path.resolve(__dirname, '..', 'lib', 'index.js'))});
+    const { randn } = require(${JSON.stringify(path.resolve(__dirname, 'helpers', 'native.js'))});
+    const { configA, configD } = require(${JSON.stringify(path.resolve(__dirname, 'helpers', 'spatial.js'))});
+    const out = [configA(), configD()].map((layers) => {
+      const m = of.sequential(layers, { seed: 4 });
+      const x = randn(6 * m.inputs, 5, 0.8), y = Int32Array.from([0, 2, 1, 1, 0, 2]);
+      const r = [m.predict({ x, y, rows: 6 }), ...m.gradients({ x, y }, { estimator: of.bp() }),
+        ...m.gradients({ x, y }, { estimator: of.ulr({ copies: 8 }), step: 2 })].map((a) => Array.from(a));
+      m.dispose();
+      return r;
+    });
+    console.log(of.backend.info().simd + ' ' + JSON.stringify(out));`;
+  const runs = ['', 'avx2', 'scalar'].map((cap) => {
+    const line = execFileSync(process.execPath, ['-e', script], {
+      env: { ...process.env, ONEFORWARD_SIMD: cap },
+      encoding: 'utf8',
+    }).trim();
+    const at = line.indexOf(' ');
+    return { simd: line.slice(0, at), out: JSON.parse(line.slice(at + 1)) as number[][][] };
+  });
+  t.equal(runs[2]!.simd, 'scalar', 'the capped run takes im2row + GEMM');
+  for (const run of runs.slice(0, 2))
+    run.out.forEach((arrays, c) =>
+      arrays.forEach((a, i) =>
+        assertClose(t, Float64Array.from(a), Float64Array.from(runs[2]!.out[c]![i]!), {
+          atol: 1e-5,
+          rtol: 1e-4,
+          label: `${run.simd} vs scalar: config ${'AD'[c]}, array ${i} (predictions, BP tensors, ULR tensors)`,
+        }),
+      ),
+    );
 });
 
 t.test('checkpoints of spatial models round-trip', async (t) => {

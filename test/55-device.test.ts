@@ -412,8 +412,11 @@ for (const d of devices) {
           const want = concat(cpu.gradients(batch, { estimator })),
             got = concat(dev.gradients(batch, { estimator }));
           const name = `${net}, ${frozen} frozen, ${label}`;
+          // SPSA's gradient is a loss difference over 2 epsilon = 2e-3: the CPU's direct convolution and the
+          // device's im2row + GEMM round a loss apart by ~1e-7 of it, which that division magnifies 500x
+          const tol = net === 'CNN' && label === 'spsa' ? 10 * d.tol : d.tol;
           t.ok(
-            maxAbs(got, want) <= d.tol * maxMag(want),
+            maxAbs(got, want) <= tol * maxMag(want),
             `${name}: gradients, max abs diff ${maxAbs(got, want).toExponential(2)}`,
           );
           t.equal(dev.backendInfo().placement, d.name, `${name}: ran on the device`);

@@ -24,8 +24,8 @@ struct DropoutArgs {
 OF_HOST_DEVICE void dropout_at(const DropoutArgs& a, int64_t i) {
     const int j = int(i % a.O);
     const uint32_t sample = a.sample0 + uint32_t(i / a.O / a.rep);
-    const U32x4 w = philox4x32_10(uint32_t(j / 4), sample, philox_stream(kStreamDropout, a.unit), a.step,
-                                  uint32_t(a.seed), uint32_t(a.seed >> 32));
+    const U32x4 w = philox4x32_10(uint32_t(j / 4), sample, philox_stream(kStreamMask, a.unit), a.step, uint32_t(a.seed),
+                                  uint32_t(a.seed >> 32));
     const double cut = double(a.rate) * 4294967296.0;
     const float scale = 1.0f / (1.0f - a.rate);
     a.y[i] = double(w.v[j % 4]) < cut ? 0.0f : a.x[i] * scale;

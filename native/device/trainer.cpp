@@ -136,7 +136,7 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     // unchanged, noise ids and per-layer sigma from the tail: estimators/estimate.cpp); any other model keeps its
     // frozen units clean in the B-row prefix of ULR (the plan: estimators/ulr_plan.h), backpropagates through them, or
     // perturbs them with the rest (SPSA, ES), and their gradients are zeroed.
-    const bool tail = m.frozen > 0 && m.dense_only;
+    const bool tail = m.frozen > 0 && m.mlp;
     if (tail) OF_TRY(frozen_forward(m, B, e.kind, &in));
     std::vector<Unit> all;
     EstimatorConfig sub = e;

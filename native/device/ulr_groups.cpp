@@ -54,7 +54,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     const bool regen = !c.store_noise && !c.qmc && !c.learn_sigma && !c.auto_copies;
 
     // buffers: a_ the clean B rows, ga_ a group's R rows, e_ a noisy unit's noise (or its weighted scores)
-    const int clean_end = c.baseline == Baseline::Clean || m.has_batch_norm ? L : groups.back().start;
+    const int clean_end = c.baseline == Baseline::Clean || m.uses_batch_stats ? L : groups.back().start;
     while (int(a_.size()) < L)
         a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
     while (int(ga_.size()) < L) ga_.push_back(std::make_unique<DeviceBuffer>());

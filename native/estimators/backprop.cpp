@@ -27,7 +27,7 @@ SeqCtx seq_ctx(const BpTape& t, int l) {
 // held.
 void unit_grads(const KernelTable& k, const Unit& u, const float* theta, const BpMode& mode, const float* in, int rows,
                 const float* dv, float* dW, float* din, float* cols, const SeqCtx* sq) {
-    if (u.kind != UnitKind::BatchNorm || mode.stats == BpMode::Stats::Batch) {
+    if (!u.running || mode.stats == BpMode::Stats::Batch) {  // running: a unit with batch statistics
         unit_backward(k, u, theta, in, rows, dv, dW, din, cols, sq);
         return;
     }

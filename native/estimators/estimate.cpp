@@ -54,7 +54,7 @@ Status with_frozen_prefix(Model& m, const float* x, const Targets& y, int B, con
                           StepStats* stats, const LossHook* hook) {
     const int f = m.frozen;
     if (f <= 0) return by_kind(m, x, y, B, e, step, stats, hook);
-    if (!m.dense_only) {  // ULR starts its noise after the frozen units; the others zero their gradients
+    if (!m.mlp) {  // ULR starts its noise after the frozen units; the others zero their gradients
         OF_CHECK(m.frozen < m.param_units(), Config, "every layer is frozen: nothing to train");
         OF_TRY(by_kind(m, x, y, B, e, step, stats, hook));
         std::fill(m.grads.data(), m.grads.data() + trainable_offset(m), 0.0f);

@@ -203,10 +203,10 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
 
     // batchNorm: the clean batch's statistics (a clean forward up to the last one), held by every pass after
     const BpMode mode{BpMode::Stats::Fixed, seed, step, 0, 1};
-    if (m.has_batch_norm) {
+    if (m.uses_batch_stats) {
         int bn_end = 0;
         for (int l = 0; l < L; l++)
-            if (m.units[size_t(l)].kind == UnitKind::BatchNorm) bn_end = l + 1;
+            if (m.units[size_t(l)].running) bn_end = l + 1;
         const BpTape t = workspace_tape(ws);
         OF_TRY(bp_tape_reserve(m, t, B, 0, bn_end));
         BpMode batch = mode;

@@ -63,6 +63,16 @@ std::vector<double> copy_costs(const Model& m) {
     }
     return cost;
 }
+// Rows per chunk of a noisy unit fused with the pooling after it: about 64K floats of its output (in L2), within
+// one sample's copies or whole samples (rep copies each), so chunk row r reads clean pre-activation row r / rep.
+int pool_chunk_rows(int O, int rep) {
+    int c = std::max(1, 65536 / std::max(O, 1));
+    if (rep <= 1) return c;
+    if (c >= rep) return c / rep * rep;
+    while (rep % c) c--;
+    return c;
+}
+
 int clamp_copies(const UlrConfig& c, double k) {
     const int ki = int(std::min(4096.0, std::max(2.0, std::round(k))));
     return c.antithetic ? std::max(2, ki / 2 * 2) : ki;
@@ -243,7 +253,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     //    pre-activation without bias (v) and its output (a); a recurrent group start also its input projections.
     auto& ws = m.ws;
     const bool clean_loss = c.baseline == Baseline::Clean;
-    const int clean_end = clean_loss || m.has_batch_norm ? L : groups.back().start + 1;
+    const int clean_end = clean_loss || m.uses_batch_stats ? L : groups.back().start + 1;
     ws.a.resize(size_t(L)), ws.v.resize(size_t(L)), ws.aux.resize(size_t(L));
     const int64_t pw = std::max<int64_t>(m.patch_width(), 1), max_pos = m.max_positions();
     OF_TRY(ws.cols.reserve(size_t(B) * size_t(pw)));
@@ -314,6 +324,18 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     std::vector<Status> status(static_cast<size_t>(T));
     float* hook_loss = nullptr;
 
+    // A noisy unit whose output only a pooling unit reads runs fused with it, its linear part included
+    // (pool_chunk_rows): its B K rows of output never make the round trip through memory.
+    std::vector<char> pool_after(size_t(L), 0);
+    for (int l = 0; l + 1 < L; l++) {
+        const Unit &u = m.units[size_t(l)], &p = m.units[size_t(l + 1)];
+        bool read_as_skip = false;
+        for (const Unit& j : m.units) read_as_skip = read_as_skip || j.skip_from == l + 1;
+        pool_after[size_t(l)] = group_of[size_t(l)] >= 0 && u.param() && !u.recurrent() && u.skip_from < 0 &&
+                                (p.kind == UnitKind::MaxPool2d || p.kind == UnitKind::AvgPool2d) && p.skip_from < 0 &&
+                                !read_as_skip;
+    }
+
     // 2. One block of samples through every group: forward; then (unless forward_only) losses, row weights, G rows
     //    and partial gradients.
     auto block = [&](int t, bool forward_only) {
@@ -367,17 +389,37 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                                 noisy ? sc.e[size_t(l)].data() : nullptr, scale[size_t(l)].ch.data(), sc.seq.data(),
                                 xw ? ws.v[size_t(l)].data() + int64_t(b0) * u.noise_width() : nullptr, xw ? K : 1);
                     unit_bias_act(k, u, theta, a, a, rows);
-                } else if (l == g.start && shared) {  // K copies from the clean pre-activation (bias not yet added)
-                    k.noisy_bias_act_forward(a, E(l), ws.v[size_t(l)].data() + int64_t(b0) * u.O,
-                                             bias_row[size_t(l)].data(), scale[size_t(l)].row.data(), rows, u.O, K,
-                                             u.act, u.alpha, noise(l, r0));
                 } else {
+                    const bool start = l == g.start && shared;  // K copies from the clean pre-activation (no bias)
+                    const int rep = start ? K : 1;
+                    const float* pre = start ? ws.v[size_t(l)].data() + int64_t(b0) * u.O : a;
                     const SeqCtx sq{nullptr, sc.seq.data(), nullptr, nullptr};
-                    unit_train_linear(k, u, theta, input(l), rows, a, sc.cols.data(), &sq, tc);
-                    if (noisy)
-                        k.noisy_bias_act_forward(a, E(l), a, bias_row[size_t(l)].data(), scale[size_t(l)].row.data(),
-                                                 rows, u.O, 1, u.act, u.alpha, noise(l, r0));
-                    else unit_bias_act(k, u, theta, a, a, rows);
+                    const bool fused = noisy && pool_after[size_t(l)];
+                    if (!start && !fused) unit_train_linear(k, u, theta, input(l), rows, a, sc.cols.data(), &sq, tc);
+                    if (!noisy) unit_bias_act(k, u, theta, a, a, rows);
+                    else if (!fused)
+                        k.noisy_bias_act_forward(a, E(l), pre, bias_row[size_t(l)].data(), scale[size_t(l)].row.data(),
+                                                 rows, u.O, rep, u.act, u.alpha, noise(l, r0));
+                    else {  // linear part, noise, activation and the pooling after it, a chunk of rows at a time in
+                            // a's first rows (which nothing else reads)
+                        const Unit& p = m.units[size_t(l + 1)];
+                        const int cr = pool_chunk_rows(u.O, rep);
+                        for (int r = 0; r < rows; r += cr) {
+                            const int n = std::min(cr, rows - r);
+                            float* pooled = sc.a[size_t(l + 1)].data() + int64_t(r) * p.O;
+                            if (!start)
+                                unit_train_linear(k, u, theta, input(l) + int64_t(r) * u.I, n, a, sc.cols.data(), &sq,
+                                                  tc);
+                            k.noisy_bias_act_forward(a, E(l) ? E(l) + int64_t(r) * u.O : nullptr,
+                                                     start ? pre + int64_t(r / K) * u.O : a, bias_row[size_t(l)].data(),
+                                                     scale[size_t(l)].row.data(), n, u.O, rep, u.act, u.alpha,
+                                                     noise(l, r0 + r));
+                            unit_train_linear(k, p, theta, a, n, pooled, sc.cols.data(), &sq, tc);
+                            unit_bias_act(k, p, theta, pooled, pooled, n);
+                        }
+                        l++;  // the pooling unit has run
+                        continue;
+                    }
                 }
                 if (u.ends_residual()) residual_add(k, u, a, tc.skip, rows, tc.skip_rep);
             }
@@ -511,7 +553,7 @@ void ulr_step_floats(const Model& m, const UlrConfig& c, int B, double threads, 
     const double b = B, blocks = std::ceil(b / S), rows = double(S) * kmax, busy = std::min(threads, blocks);
     *gemm_rows = std::max(b, rows);
     const bool clean_loss = c.baseline == Baseline::Clean;
-    const int clean_end = clean_loss || m.has_batch_norm ? L : groups.back().start + 1;
+    const int clean_end = clean_loss || m.uses_batch_stats ? L : groups.back().start + 1;
     for (int l = 0; l < clean_end; l++) {
         const Unit& u = m.units[size_t(l)];
         r->activations += b * (u.O + (u.recurrent() ? double(u.noise_width() + seq_aux_width(u)) : u.O));

@@ -58,7 +58,7 @@ Status validate_modules(const Model& m, const UlrConfig& c) {
     if (c.pipeline)
         for (int l = 0; l < ends[0]; l++)
             OF_CHECK(
-                m.units[size_t(l)].kind != UnitKind::BatchNorm, Config,
+                !m.units[size_t(l)].running, Config,
                 "pipeline cannot delay a first module that holds batchNorm: its backward would see the next batch's "
                 "statistics");
     return {};

@@ -36,6 +36,12 @@ struct KernelTable {
                            int64_t t);
     void (*im2row)(float* A, const float* x, int n, const ConvGeom& g);
     void (*row2im)(float* dx, const float* dA, int n, const ConvGeom& g);
+    // Direct convolution (kernels/cpu/conv.h): false where the shape or CPU does not suit it, and the caller
+    // takes im2row + GEMM.
+    bool (*conv_forward)(float* y, const float* x, const float* W, int n, const ConvGeom& g);
+    bool (*conv_input_grad)(float* dx, const float* dv, const float* W, int n, const ConvGeom& g);
+    bool (*conv_weight_grad)(float* dW, const float* dv, const float* x, const float* s, int n, const ConvGeom& g,
+                             float alpha);
     void (*pool_forward)(float* y, const float* x, int n, const ConvGeom& g, PoolKind kind);
     void (*pool_backward)(float* dx, const float* dy, const float* x, int n, const ConvGeom& g, PoolKind kind);
     // Row-major conveniences over gemm. nt: C (M, N) = A (M, K) B^T, B (N, K). tn: C = A^T diag(s) B, A (K, M).

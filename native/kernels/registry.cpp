@@ -25,6 +25,9 @@ const KernelTable& cpu_kernels() {
         cpu::optimizer_step,
         cpu::im2row,
         cpu::row2im,
+        cpu::conv_forward,
+        cpu::conv_input_grad,
+        cpu::conv_weight_grad,
         cpu::pool_forward,
         cpu::pool_backward,
     };

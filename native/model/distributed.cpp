@@ -227,7 +227,7 @@ Status validate_distributed(const Model& m, const FitConfig& cfg, const LossHook
         OF_CHECK(!ulr || !c.learn_sigma, Config, "learnSigma is not supported distributed");
         OF_CHECK(!ulr || c.baseline != Baseline::Running, Config,
                  "baseline 'running' is not supported distributed (each rank would average only its shard's losses)");
-        OF_CHECK(d.size == 1 || !m.has_batch_norm, Config,
+        OF_CHECK(d.size == 1 || !m.uses_batch_stats, Config,
                  "batchNorm is not supported by distributed mode 'data' on several ranks (each rank would normalize by "
                  "its shard's statistics)");
     } else if (d.mode == Mode::Copies) {

@@ -195,7 +195,7 @@ Status Model::forward_with(const float* theta_in, float* out, const float* x, in
         for (size_t i = 0; i < units.size(); i++) {
             const Unit& u = units[i];
             float* dst = i + 1 == units.size() ? out + r0 * outputs : (i % 2 ? sc.d1.data() : sc.d0.data());
-            if (dense_only) {
+            if (mlp) {
                 k->gemm_nt(dst, in, theta + u.w_off, n, u.O, u.I, 1.0f, 0.0f);
                 k->bias_act_forward(dst, dst, u.b_off < 0 ? nullptr : theta + u.b_off, n, u.O, u.act, u.alpha);
             } else {

@@ -159,7 +159,7 @@ struct Model {
     LossKind loss = LossKind::CrossEntropy;
     uint64_t seed = 0;
     std::vector<Unit> units;
-    bool dense_only = true;  // every unit dense: the fused dense estimators; else the generic ones (generic.cpp)
+    bool mlp = true;  // a multilayer perceptron (every unit dense, real weights): a frozen prefix runs as a sub-model
     int64_t n_params = 0;
     std::shared_ptr<Buffer> params;  // shared: JS views of parameters() keep it alive after dispose
     Buffer grads, opt_m, opt_v;
@@ -175,8 +175,8 @@ struct Model {
     double running_loss = 0.0;            // ULR running-average baseline: EMA of earlier steps' mean loss
     bool has_running = false;
     std::vector<double> log_sigma;  // learnable ULR sigma per dense layer (empty until first used)
-    bool has_batch_norm = false;
-    bool has_quant = false;  // some layer computes with binary or ternary weights
+    bool uses_batch_stats = false;  // some unit normalizes with its batch's statistics in training (Unit::running)
+    bool has_quant = false;         // some layer computes with binary or ternary weights
     // The parameters the forward computes with: theta itself, or a copy in `scratch` with the binary / ternary
     // weights of the layers that use them (per output row: sign(W) mean|W|; ternary keeps |W| > 0.7 mean|W|).
     const float* effective(const float* theta, Buffer& scratch) const;

@@ -51,9 +51,9 @@ Status apply_update(Model& m, const OptimizerConfig& o, int B) {
         m.opt_t = 0;
         m.opt_kind = int(o.kind);
     }
-    if (m.has_batch_norm)  // running statistics follow this step's batch (BP's forward, or ULR's clean pass)
+    if (m.uses_batch_stats)  // running statistics follow this step's batch (BP's forward, or ULR's clean pass)
         for (const Unit& u : m.units)
-            if (u.running) batch_norm_update_running(u, B);
+            if (u.running) update_running_stats(u, B);
     m.opt_t++;
     // a frozen prefix and the frozen ranges are never touched, not even by weight decay: the update runs on the spans
     // between them, with the clipping factor of the whole gradient (zeroed on the frozen ranges: applyGradients may
@@ -179,7 +179,7 @@ Status placed_seed_replay_losses(Model& m, const float* x, const Targets& y, int
     DeviceTrainer* dt = placement(m, e, nullptr);
     if (dt)
         return on_device(dt, m, nullptr, [&] { return dt->seed_replay_losses(m, x, y, B, e, p0, p1, plus, minus); });
-    const int64_t clean = m.frozen > 0 && m.dense_only ? trainable_offset(m) : 0;  // as the single-process step
+    const int64_t clean = m.frozen > 0 && m.mlp ? trainable_offset(m) : 0;  // as the single-process step
     return weight_perturbation_losses(m, x, y, B, e, m.step, p0, p1, plus, minus, clean);
 }
 
@@ -269,7 +269,7 @@ void module_floats(const Model& m, const UlrConfig& c, double B, int S, double b
     double partial = 0.0;
     for (int l = u0.recurrent() ? e0 - 1 : e0; l < L; l++) partial += double(m.units[size_t(l)].n_par);
     r->partials += blocks * partial;
-    if (m.has_batch_norm) bp_floats(m, B, r);
+    if (m.uses_batch_stats) bp_floats(m, B, r);
 }
 
 }  // namespace

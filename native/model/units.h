@@ -62,10 +62,10 @@ void dropout_apply(const Unit& u, float* out, const float* in, int rows, int rep
                    uint32_t step, uint32_t unit);
 // batchNorm in training: this batch's mean and (biased) variance per channel over rows and positions, into
 // u.batch; the running statistics move by momentum 0.1 towards them (unbiased variance).
-void batch_norm_stats(const Unit& u, const float* in, int rows);
-void batch_norm_update_running(const Unit& u, int rows);
+void measure_batch_stats(const Unit& u, const float* in, int rows);
+void update_running_stats(const Unit& u, int rows);
 // gain * (x - mean) / sqrt(var + eps) with the batch statistics (training) into out (rows, O).
-void batch_norm_apply(const Unit& u, const float* theta, const float* in, int rows, float* out, int rep = 1);
+void apply_batch_stats(const Unit& u, const float* theta, const float* in, int rows, float* out, int rep = 1);
 // Values of the unit's parameters: weights then bias (0 for pools).
 inline int64_t param_size(const Unit& u) { return u.n_par; }
 // LR reduction of a noisy unit: dW = alpha (diag(w) S)^T in  in the unit's GEMM view, db = alpha colsum(diag(w) S);

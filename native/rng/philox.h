@@ -38,7 +38,7 @@ OF_HOST_DEVICE U32x4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32
 
 // Counter layout used project-wide (PyTorch's Philox offset idea, made explicit):
 //   c0 = element group (4 values per call), c1 = row, c2 = stream | (layer << 8), c3 = step;  key = seed.
-enum Stream : uint32_t { kStreamNoise = 1, kStreamInit = 2, kStreamShuffle = 3, kStreamQmc = 4, kStreamDropout = 5 };
+enum Stream : uint32_t { kStreamNoise = 1, kStreamInit = 2, kStreamShuffle = 3, kStreamQmc = 4, kStreamMask = 5 };
 OF_HOST_DEVICE uint32_t philox_stream(Stream s, uint32_t layer) { return uint32_t(s) | (layer << 8); }
 
 }  // namespace of

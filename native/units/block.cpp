@@ -30,7 +30,7 @@ Status build_residual_end(const LayerSpec&, ModelBuilder& b) {
     OF_CHECK(m.units.back().kind != UnitKind::Dropout, Config, b.where + ": a residual block cannot end with dropout");
     m.units.back().skip_from = b.block_start;
     m.units[size_t(b.block_start)].starts_block = true;
-    m.dense_only = false;
+    m.mlp = false;
     b.block_start = -1;
     b.residual_end = b.index;
     return {};

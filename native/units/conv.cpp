@@ -33,6 +33,9 @@ void graph_aggregate(float* out, const float* in, int rows, const Graph& g, int 
     }
 }
 
+// An image conv takes the direct kernels where they suit its shape (kernels/cpu/conv.h), else im2row + GEMM.
+bool direct(const Unit& u) { return u.kind == UnitKind::Conv2d; }
+
 // The gathered inputs of a conv-like unit (rows positions, patch): im2row patches, the graph's neighbour sums, or a
 // per-position dense's input itself; and their adjoint.
 const float* gather(const KernelTable& k, const Unit& u, float* cols, const float* in, int rows) {
@@ -48,6 +51,7 @@ void scatter(const KernelTable& k, const Unit& u, float* din, const float* dcols
 
 void forward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
              float* cols, const SeqCtx*) {
+    if (direct(u) && k.conv_forward(out, in, theta + u.w_off, rows, u.g)) return;
     k.gemm_nt(out, gather(k, u, cols, in, rows), theta + u.w_off, int(u.gemm_rows(rows)), u.g.Co, u.g.patch(), 1.0f,
               0.0f);
 }
@@ -57,12 +61,14 @@ void backward(const KernelTable& k, const Unit& u, const float* theta, const flo
               float* dW, float* din, float* cols, const SeqCtx*) {
     const int n = int(u.gemm_rows(rows)), P = u.g.patch();
     if (dW) {
-        k.gemm_tn(dW, dv, gather(k, u, cols, in, rows), nullptr, u.g.Co, P, n, 1.0f, 0.0f);
+        if (!direct(u) || !k.conv_weight_grad(dW, dv, in, nullptr, rows, u.g, 1.0f))
+            k.gemm_tn(dW, dv, gather(k, u, cols, in, rows), nullptr, u.g.Co, P, n, 1.0f, 0.0f);
         if (u.b_off >= 0) k.col_sum(dW + int64_t(u.g.Co) * P, dv, n, u.g.Co);
     }
-    if (din && u.per_position()) {
+    if (!din || (direct(u) && k.conv_input_grad(din, dv, theta + u.w_off, rows, u.g))) return;
+    if (u.per_position()) {
         k.gemm_nn(din, dv, theta + u.w_off, n, P, u.g.Co, 1.0f, 0.0f);
-    } else if (din) {
+    } else {
         k.gemm_nn(cols, dv, theta + u.w_off, n, P, u.g.Co, 1.0f, 0.0f);
         scatter(k, u, din, cols, rows);
     }
@@ -73,7 +79,8 @@ void lr_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, c
                float alpha, float* dW, float* db, float* cols, float* wexp) {
     const int n = int(u.gemm_rows(rows));
     expand_row_weights(wexp, w, rows, u.g.positions());
-    k.gemm_tn(dW, S, gather(k, u, cols, in, rows), wexp, u.g.Co, u.g.patch(), n, alpha, 0.0f);
+    if (!direct(u) || !k.conv_weight_grad(dW, S, in, w, rows, u.g, alpha))
+        k.gemm_tn(dW, S, gather(k, u, cols, in, rows), wexp, u.g.Co, u.g.patch(), n, alpha, 0.0f);
     if (u.b_off >= 0) k.lr_bias_reduce(db, wexp, S, n, u.g.Co, alpha, false);
 }
 

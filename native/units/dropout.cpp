@@ -40,7 +40,7 @@ void dropout_apply(const Unit& u, float* out, const float* in, int rows, int rep
         const float* x = in + int64_t(r) * u.O;
         float* y = out + int64_t(r) * u.O;
         for (int j0 = 0; j0 < u.O; j0 += 4) {
-            const U32x4 w = philox4x32_10(uint32_t(j0 / 4), sample, philox_stream(kStreamDropout, unit), step,
+            const U32x4 w = philox4x32_10(uint32_t(j0 / 4), sample, philox_stream(kStreamMask, unit), step,
                                           uint32_t(seed), uint32_t(seed >> 32));
             for (int j = j0; j < std::min(u.O, j0 + 4); j++) y[j] = double(w.v[j - j0]) < cut ? 0.0f : x[j] * scale;
         }

@@ -199,7 +199,7 @@ Status build(const LayerSpec& l, ModelBuilder& b) {
         u.running = std::make_shared<std::vector<float>>(2 * size_t(last), 0.0f);
         std::fill(u.running->begin() + last, u.running->end(), 1.0f);
         u.batch = std::make_shared<std::vector<float>>(2 * size_t(last), 0.0f);
-        b.m.has_batch_norm = true;
+        b.m.uses_batch_stats = true;
     }
     b.add(u);
     return {};
@@ -214,7 +214,7 @@ void tensors(const Unit& u, const std::string& name, std::vector<UnitTensor>& ou
 
 }  // namespace
 
-void batch_norm_stats(const Unit& u, const float* in, int rows) {  // channel-inner loops: one pass per moment
+void measure_batch_stats(const Unit& u, const float* in, int rows) {  // channel-inner loops: one pass per moment
     const int C = u.g.Co;
     const int64_t n = int64_t(rows) * u.g.Ho;
     std::vector<double> mu(size_t(C), 0.0), var(size_t(C), 0.0);
@@ -227,7 +227,7 @@ void batch_norm_stats(const Unit& u, const float* in, int rows) {  // channel-in
         (*u.batch)[size_t(c)] = float(mu[size_t(c)]), (*u.batch)[size_t(C + c)] = float(var[size_t(c)] / double(n));
 }
 
-void batch_norm_update_running(const Unit& u, int rows) {
+void update_running_stats(const Unit& u, int rows) {
     const int C = u.g.Co;
     const double n = double(rows) * u.g.Ho, unbias = n > 1 ? n / (n - 1) : 1.0;
     for (int c = 0; c < C; c++) {
@@ -238,7 +238,7 @@ void batch_norm_update_running(const Unit& u, int rows) {
     }
 }
 
-void batch_norm_apply(const Unit& u, const float* theta, const float* in, int rows, float* out, int rep) {
+void apply_batch_stats(const Unit& u, const float* theta, const float* in, int rows, float* out, int rep) {
     batch_norm_with(u, theta, u.batch->data(), in, rows, out, rep);
 }
 
@@ -248,8 +248,8 @@ extern const LayerType group_norm_layer{"groupNorm", UnitKind::GroupNorm, read_g
 extern const UnitOps layer_norm_unit{UnitFamily::Norm, "norm", init, tensors, forward, backward, lr_reduce, nullptr};
 namespace {
 void train_batch(const Unit& u, const float* theta, const float* in, int rows, float* out, const TrainCtx& t) {
-    if (t.batch_stats) batch_norm_stats(u, in, rows);
-    batch_norm_apply(u, theta, in, rows, out);
+    if (t.batch_stats) measure_batch_stats(u, in, rows);
+    apply_batch_stats(u, theta, in, rows, out);
 }
 }  // namespace
 

@@ -343,6 +343,20 @@ export function configB(): of.Layer[] {
   ];
   return [...spatial, of.dense(widthOf(spatial), 4), of.tanh(), of.dense(4, 3)];
 }
+export function configD(): of.Layer[] {
+  // wider shapes for the direct convolution's tiles (kernels/cpu/conv_direct.cpp): 13 output columns (two row
+  // blocks), 18 filters (a two-vector strip, the second masked), dilation across (one run per tap), padding beyond
+  // the window; 65 filters (two strips and a one-column remainder); 65 input channels give a 260-wide patch
+  const spatial: of.Layer[] = [
+    of.conv2d({ inputShape: [2, 15, 2], filters: 18, kernel: [2, 3], dilation: [1, 2], padding: [2, 1] }),
+    of.tanh(),
+    of.conv2d({ filters: 65, kernel: 1, strides: [3, 4], bias: false }),
+    of.tanh(),
+    of.conv2d({ filters: 2, kernel: 2, padding: 'same' }),
+    of.globalAvgPool(),
+  ];
+  return [...spatial, of.dense(widthOf(spatial), 3)];
+}
 export function configC(): of.Layer[] {
   // smooth units only: for the ULR check
   const spatial: of.Layer[] = [

@@ -34,8 +34,10 @@ namespace {
 constexpr float kInvSqrt2 = 0.70710678118654752f;
 constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
-// One switch per call, a tight loop per case: the branch-free cases vectorize.
-void act_span(float* y, const float* x, int64_t n, Act act, float alpha) {
+// One switch per call, a tight loop per case: the branch-free cases vectorize, 16 lanes on AVX-512 machines (clones
+// per ISA; elementwise, so the same bits).
+#define OF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+OF_CLONES void act_span(float* y, const float* x, int64_t n, Act act, float alpha) {
     switch (act) {
         case Act::Identity:
             if (y != x) std::copy(x, x + n, y);
@@ -84,9 +86,8 @@ void for_row_chunks(int rows, int min_rows, int64_t cycles, Fn&& fn) {
         cycles);
 }
 
-}  // namespace
-
-void act_backward(float* dv, const float* dy, const float* v, const float* a, int64_t n, Act act, float alpha) {
+OF_CLONES void act_backward_span(float* dv, const float* dy, const float* v, const float* a, int64_t n, Act act,
+                                 float alpha) {
     switch (act) {
         case Act::Identity:
             if (dv != dy) std::copy(dy, dy + n, dv);
@@ -116,6 +117,20 @@ void act_backward(float* dv, const float* dy, const float* v, const float* a, in
             std::fill(dv, dv + n, 0.0f);
             break;
     }
+}
+
+}  // namespace
+
+// Elementwise, so spans of 16K values split over the pool give the same bits for any thread count.
+void act_backward(float* dv, const float* dy, const float* v, const float* a, int64_t n, Act act, float alpha) {
+    constexpr int64_t kSpan = 16384;
+    ThreadPool::instance().parallel_for(
+        int((n + kSpan - 1) / kSpan),
+        [&](int t) {
+            const int64_t i = t * kSpan, len = std::min(kSpan, n - i);
+            act_backward_span(dv + i, dy + i, v ? v + i : nullptr, a ? a + i : nullptr, len, act, alpha);
+        },
+        n * 2);
 }
 
 void bias_act_forward(float* a, float* v, const float* bias, int R, int O, Act act, float alpha) {

@@ -2,6 +2,11 @@
 // whole images, so results do not depend on the thread count).
 #include "kernels/cpu/conv.h"
 
+// GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own undefined-vector idiom.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cfloat>
 #include <cstring>
@@ -16,6 +21,64 @@ template <class F>
 void per_image(int n, int64_t cost_per_image, const F& f) {
     ThreadPool::instance().parallel_for(
         n, [&](int i) { f(i); }, cost_per_image * n);
+}
+
+// Every window lies inside the image (no padding, no dilation): no bounds checks per tap.
+bool windows_inside(const ConvGeom& g) {
+    return g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1 && (g.Ho - 1) * g.sh + g.kh <= g.H &&
+           (g.Wo - 1) * g.sw + g.kw <= g.W;
+}
+
+bool has_avx512() {
+    static const bool yes = __builtin_cpu_supports("avx512f");
+    return yes;
+}
+
+// x where x > best, else best: std::max(best, x) per lane, NaN in x skipped as in the plain loops
+__attribute__((target("avx512f"))) inline __m512 max_of(__m512 x, __m512 best) { return _mm512_max_ps(x, best); }
+
+// One image's max pool, windows inside it, 16 channels at a time.
+__attribute__((target("avx512f"))) void max_pool_forward_avx512(float* yi, const float* xi, const ConvGeom& g) {
+    for (int oy = 0; oy < g.Ho; oy++)
+        for (int ox = 0; ox < g.Wo; ox++) {
+            const int64_t corner = (int64_t(oy * g.sh) * g.W + ox * g.sw) * g.C;
+            for (int c = 0; c < g.C; c += 16) {
+                const __mmask16 m = g.C - c >= 16 ? __mmask16(0xffff) : __mmask16((1u << (g.C - c)) - 1);
+                __m512 best = _mm512_maskz_loadu_ps(m, xi + corner + c);
+                for (int ky = 0; ky < g.kh; ky++)
+                    for (int kx = 0; kx < g.kw; kx++)
+                        best = max_of(_mm512_maskz_loadu_ps(m, xi + corner + (int64_t(ky) * g.W + kx) * g.C + c), best);
+                _mm512_mask_storeu_ps(yi + (int64_t(oy) * g.Wo + ox) * g.C + c, m, best);
+            }
+        }
+}
+
+// One image's max-pool gradient, windows inside it, 16 channels at a time: each window's maxima, then dy added at
+// the first tap that holds them (the order and sums of the plain loop below, so the same bits).
+__attribute__((target("avx512f"))) void max_pool_backward_avx512(float* di, const float* dyi, const float* xi,
+                                                                 const ConvGeom& g) {
+    for (int oy = 0; oy < g.Ho; oy++)
+        for (int ox = 0; ox < g.Wo; ox++) {
+            const float* d = dyi + (int64_t(oy) * g.Wo + ox) * g.C;
+            const int64_t corner = (int64_t(oy * g.sh) * g.W + ox * g.sw) * g.C;
+            for (int c = 0; c < g.C; c += 16) {
+                const __mmask16 m = g.C - c >= 16 ? __mmask16(0xffff) : __mmask16((1u << (g.C - c)) - 1);
+                __m512 best = _mm512_maskz_loadu_ps(m, xi + corner + c);
+                for (int ky = 0; ky < g.kh; ky++)
+                    for (int kx = 0; kx < g.kw; kx++)
+                        best = max_of(_mm512_maskz_loadu_ps(m, xi + corner + (int64_t(ky) * g.W + kx) * g.C + c), best);
+                const __m512 dv = _mm512_maskz_loadu_ps(m, d + c);
+                __mmask16 todo = m;
+                for (int ky = 0; ky < g.kh && todo; ky++)
+                    for (int kx = 0; kx < g.kw && todo; kx++) {
+                        const int64_t at = corner + (int64_t(ky) * g.W + kx) * g.C + c;
+                        const __mmask16 hit =
+                            _mm512_mask_cmp_ps_mask(todo, _mm512_maskz_loadu_ps(m, xi + at), best, _CMP_EQ_OQ);
+                        _mm512_mask_storeu_ps(di + at, hit, _mm512_add_ps(_mm512_maskz_loadu_ps(hit, di + at), dv));
+                        todo = __mmask16(todo & ~hit);
+                    }
+            }
+        }
 }
 
 }  // namespace
@@ -67,9 +130,13 @@ void row2im(float* dx, const float* dA, int n, const ConvGeom& g) {
 }
 
 void pool_forward(float* y, const float* x, int n, const ConvGeom& g, PoolKind kind) {
-    const bool inside = g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1 && (g.Ho - 1) * g.sh + g.kh <= g.H &&
-                        (g.Wo - 1) * g.sw + g.kw <= g.W;
-    if (kind == PoolKind::Max && inside) {  // every window inside the image: no bounds checks
+    if (kind == PoolKind::Max && windows_inside(g) && has_avx512()) {
+        per_image(n, g.positions() * g.kh * g.kw * g.C, [&](int i) {
+            max_pool_forward_avx512(y + int64_t(i) * g.positions() * g.C, x + int64_t(i) * g.in_size(), g);
+        });
+        return;
+    }
+    if (kind == PoolKind::Max && windows_inside(g)) {  // every window inside the image: no bounds checks
         per_image(n, g.positions() * g.kh * g.kw * g.C, [&](int i) {
             const float* xi = x + int64_t(i) * g.in_size();
             float* yi = y + int64_t(i) * g.positions() * g.C;
@@ -117,6 +184,14 @@ void pool_forward(float* y, const float* x, int n, const ConvGeom& g, PoolKind k
 }
 
 void pool_backward(float* dx, const float* dy, const float* x, int n, const ConvGeom& g, PoolKind kind) {
+    if (kind == PoolKind::Max && windows_inside(g) && has_avx512()) {
+        per_image(n, g.positions() * g.kh * g.kw * g.C, [&](int i) {
+            float* di = dx + int64_t(i) * g.in_size();
+            std::fill(di, di + g.in_size(), 0.0f);
+            max_pool_backward_avx512(di, dy + int64_t(i) * g.positions() * g.C, x + int64_t(i) * g.in_size(), g);
+        });
+        return;
+    }
     per_image(n, g.positions() * g.kh * g.kw * g.C, [&](int i) {
         const float* xi = x + int64_t(i) * g.in_size();
         float* di = dx + int64_t(i) * g.in_size();

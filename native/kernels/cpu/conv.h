@@ -34,5 +34,17 @@ void pool_forward(float* y, const float* x, int n, const ConvGeom& g, PoolKind k
 // dx (n, H W C) overwritten: max routes dy to the first maximal tap of x, avg spreads it over the taps.
 void pool_backward(float* dx, const float* dy, const float* x, int n, const ConvGeom& g, PoolKind kind);
 
+// Direct convolution (conv_direct.cpp), for the shapes where it beats im2row + GEMM (few channels): each returns
+// false, having written nothing useful, when the shape or the CPU does not suit it (or its scratch cannot be had);
+// the caller then takes the im2row + GEMM path. W is (Co, kh kw C) as everywhere.
+bool conv_direct_suits(const ConvGeom& g);
+// y (n Ho Wo, Co) = the patches of x times W^T.
+bool conv_forward(float* y, const float* x, const float* W, int n, const ConvGeom& g);
+// dx (n, H W C) = row2im(dv W), overwritten.
+bool conv_input_grad(float* dx, const float* dv, const float* W, int n, const ConvGeom& g);
+// dW (Co, kh kw C) = alpha sum_i s_i dv_i^T patches_i over the n images (s == nullptr: all 1), overwritten.
+bool conv_weight_grad(float* dW, const float* dv, const float* x, const float* s, int n, const ConvGeom& g,
+                      float alpha);
+
 }  // namespace cpu
 }  // namespace of

@@ -1,0 +1,336 @@
+// Direct (implicit-GEMM) convolution for few channels: no (n Ho Wo, kh kw C) patch matrix in memory.
+// im2row + GEMM spends its time writing and re-reading that matrix (72 floats per output position for a
+// 3x3x8 conv, 14 MB for a ULR block of 256 images) and packing GEMM panels whose reduction is only 9-72 deep;
+// here each image is zero-padded once into a small per-thread buffer and one register tile reads its taps
+// straight from it:
+//   tile:          C (rows, N) = alpha A B (+ C),  A(j, k) = a[j as + off[k]],  B (K, N) row-major,
+//                  up to 12 rows x 1 or 2 vectors of 16 columns in zmm registers (AVX2: 6 rows x 8 columns),
+//                  one fma chain per element in k order, so both ISAs give the same bits.
+//   forward:       per output row, rows = positions, A = the padded image at the taps (off[k] over kh kw C),
+//                  B = W^T (kh kw C, Co).
+//   input grad:    per output row, the patch gradients dA (Wo, kh kw C) = dV W (rows = positions, B = W), added
+//                  into a padded image at their taps (row2im on a tile that stays in L1), then cropped.
+//   weight grad:   per image and run of taps (a kernel row's kw C values with dilation 1 across, else one tap's C),
+//                  dW^T[run] (run, Co) += s_i A dV_i: rows = the run's values, the reduction over output positions
+//                  (A(j, k) = the padded image at window k's corner + j). Images go in fixed chunks whose partial
+//                  sums add in chunk order, so the bits do not depend on the thread count.
+#include "kernels/cpu/conv.h"
+
+// GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own undefined-vector idiom.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "core/buffer.h"
+#include "core/thread_pool.h"
+#include "core/thread_scratch.h"
+#include "kernels/cpu/gemm.h"
+
+namespace of::cpu {
+namespace {
+
+constexpr int kRows = 12;         // tile rows: 12 x 2 zmm accumulators, 2 for B, 1 broadcast
+constexpr int kChunkImages = 16;  // the weight gradient's fixed partial-sum chunk
+
+struct ConvScratch {
+    Buffer pad, tile, wt, partial;
+};
+
+// R rows (a compile-time count, so the accumulators stay in registers) x NCH vectors of 16 columns, masked past cols.
+template <int R, int NCH>
+__attribute__((target("avx512f,fma"))) void tile_avx512(float* c, ptrdiff_t ldc, const float* a, ptrdiff_t as,
+                                                        const int* off, int K, const float* b, ptrdiff_t ldb, int cols,
+                                                        float alpha, bool accumulate) {
+    __mmask16 m[NCH];
+#pragma GCC unroll 2
+    for (int ch = 0; ch < NCH; ch++) {
+        const int left = cols - 16 * ch;
+        m[ch] = left >= 16 ? __mmask16(0xffff) : left > 0 ? __mmask16((1u << left) - 1) : __mmask16(0);
+    }
+    __m512 s[R][NCH];
+#pragma GCC unroll 12
+    for (int j = 0; j < R; j++)
+#pragma GCC unroll 2
+        for (int ch = 0; ch < NCH; ch++) s[j][ch] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const float* ak = a + off[k];
+        __m512 w[NCH];
+#pragma GCC unroll 2
+        for (int ch = 0; ch < NCH; ch++) w[ch] = _mm512_maskz_loadu_ps(m[ch], b + k * ldb + 16 * ch);
+#pragma GCC unroll 12
+        for (int j = 0; j < R; j++) {
+            const __m512 x = _mm512_set1_ps(ak[j * as]);
+#pragma GCC unroll 2
+            for (int ch = 0; ch < NCH; ch++) s[j][ch] = _mm512_fmadd_ps(x, w[ch], s[j][ch]);
+        }
+    }
+    const __m512 va = _mm512_set1_ps(alpha);
+#pragma GCC unroll 12
+    for (int j = 0; j < R; j++)
+#pragma GCC unroll 2
+        for (int ch = 0; ch < NCH; ch++) {
+            float* cj = c + j * ldc + 16 * ch;
+            __m512 v = _mm512_mul_ps(va, s[j][ch]);
+            if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m[ch], cj));
+            _mm512_mask_storeu_ps(cj, m[ch], v);
+        }
+}
+
+// d[0, n) += s[0, n)
+__attribute__((target("avx512f"))) void add_run_avx512(float* d, const float* s, int n) {
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(d + i, m,
+                              _mm512_add_ps(_mm512_maskz_loadu_ps(m, d + i), _mm512_maskz_loadu_ps(m, s + i)));
+    }
+}
+
+// The same tile in AVX2: 8 columns a vector, at most 6 rows (12 of the 16 ymm registers accumulate). The same fma
+// chain per element as the AVX-512 tile, so the same bits.
+template <int R, int NCH>
+__attribute__((target("avx2,fma"))) void tile_avx2(float* c, ptrdiff_t ldc, const float* a, ptrdiff_t as,
+                                                   const int* off, int K, const float* b, ptrdiff_t ldb, int cols,
+                                                   float alpha, bool accumulate) {
+    __m256i m[NCH];
+#pragma GCC unroll 2
+    for (int ch = 0; ch < NCH; ch++)
+        m[ch] = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols - 8 * ch), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 s[R][NCH];
+#pragma GCC unroll 6
+    for (int j = 0; j < R; j++)
+#pragma GCC unroll 2
+        for (int ch = 0; ch < NCH; ch++) s[j][ch] = _mm256_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const float* ak = a + off[k];
+        __m256 w[NCH];
+#pragma GCC unroll 2
+        for (int ch = 0; ch < NCH; ch++) w[ch] = _mm256_maskload_ps(b + k * ldb + 8 * ch, m[ch]);
+#pragma GCC unroll 6
+        for (int j = 0; j < R; j++) {
+            const __m256 x = _mm256_broadcast_ss(ak + j * as);
+#pragma GCC unroll 2
+            for (int ch = 0; ch < NCH; ch++) s[j][ch] = _mm256_fmadd_ps(x, w[ch], s[j][ch]);
+        }
+    }
+    const __m256 va = _mm256_set1_ps(alpha);
+#pragma GCC unroll 6
+    for (int j = 0; j < R; j++)
+#pragma GCC unroll 2
+        for (int ch = 0; ch < NCH; ch++) {
+            float* cj = c + j * ldc + 8 * ch;
+            __m256 v = _mm256_mul_ps(va, s[j][ch]);
+            if (accumulate) v = _mm256_add_ps(v, _mm256_maskload_ps(cj, m[ch]));
+            _mm256_maskstore_ps(cj, m[ch], v);
+        }
+}
+
+__attribute__((target("avx2"))) void add_run_avx2(float* d, const float* s, int n) {
+    for (int i = 0; i < n; i++) d[i] += s[i];
+}
+
+// One ISA's tiles: rows x (1 or 2) vectors of `lanes` columns, for rows = 1..max_rows.
+using Tile = void (*)(float*, ptrdiff_t, const float*, ptrdiff_t, const int*, int, const float*, ptrdiff_t, int, float,
+                      bool);
+struct Tiles {
+    int max_rows, lanes;
+    std::array<Tile, kRows> one, two;
+    void (*add_run)(float* d, const float* s, int n);
+};
+template <int... R>
+constexpr Tiles avx512_tiles(std::integer_sequence<int, R...>) {
+    return {kRows, 16, {tile_avx512<R + 1, 1>...}, {tile_avx512<R + 1, 2>...}, add_run_avx512};
+}
+template <int... R>
+constexpr Tiles avx2_tiles(std::integer_sequence<int, R...>) {
+    return {6, 8, {tile_avx2<R + 1, 1>...}, {tile_avx2<R + 1, 2>...}, add_run_avx2};
+}
+constexpr Tiles kAvx512 = avx512_tiles(std::make_integer_sequence<int, kRows>());
+constexpr Tiles kAvx2 = avx2_tiles(std::make_integer_sequence<int, 6>());
+
+// The tiles of the GEMM's ISA (ONEFORWARD_SIMD caps both); nullptr: no direct convolution (scalar). At most 8
+// columns fill a ymm register but half a zmm one: the AVX2 tiles take them (the same bits).
+const Tiles* isa_tiles(int cols = 16) {
+    static const Tiles* wide = std::strcmp(gemm_isa(), "avx512") == 0 ? &kAvx512
+                               : std::strcmp(gemm_isa(), "avx2") == 0 ? &kAvx2
+                                                                      : nullptr;
+    static const Tiles* narrow =
+        wide == &kAvx512 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &kAvx2 : wide;
+    return cols <= 8 ? narrow : wide;
+}
+
+// C (rows, cols) for any rows and cols: row blocks of equal size, strips of two vectors, a one-vector remainder.
+void product(float* c, ptrdiff_t ldc, const float* a, ptrdiff_t as, const int* off, int K, const float* b,
+             ptrdiff_t ldb, int rows, int cols, float alpha, bool accumulate) {
+    const Tiles& t = *isa_tiles(cols);
+    const int blocks = (rows + t.max_rows - 1) / t.max_rows, per = (rows + blocks - 1) / blocks, L = t.lanes;
+    for (int j0 = 0; j0 < rows; j0 += per) {
+        const int r = std::min(per, rows - j0);
+        float* cj = c + j0 * ldc;
+        const float* aj = a + j0 * as;
+        int n0 = 0;
+        for (; n0 + L < cols; n0 += 2 * L)
+            t.two[size_t(r - 1)](cj + n0, ldc, aj, as, off, K, b + n0, ldb, cols - n0, alpha, accumulate);
+        if (n0 < cols) t.one[size_t(r - 1)](cj + n0, ldc, aj, as, off, K, b + n0, ldb, cols - n0, alpha, accumulate);
+    }
+}
+
+// The padded extent that every window of g reads: (Ho - 1) s + (k - 1) d + 1 per axis.
+int padded_h(const ConvGeom& g) { return (g.Ho - 1) * g.sh + (g.kh - 1) * g.dh + 1; }
+int padded_w(const ConvGeom& g) { return (g.Wo - 1) * g.sw + (g.kw - 1) * g.dw + 1; }
+
+// xp (Hp, Wp, C) = image xi shifted by the padding, zero outside it.
+void pad_image(float* xp, const float* xi, const ConvGeom& g) {
+    const int Hp = padded_h(g), Wp = padded_w(g);
+    std::fill(xp, xp + int64_t(Hp) * Wp * g.C, 0.0f);
+    for (int py = 0; py < Hp; py++) {
+        const int iy = py - g.ph;
+        if (iy < 0 || iy >= g.H) continue;
+        const int x0 = std::max(0, g.pw), x1 = std::min(Wp, g.W + g.pw);  // px with 0 <= px - pw < W
+        if (x1 > x0)
+            std::memcpy(xp + (int64_t(py) * Wp + x0) * g.C, xi + (int64_t(iy) * g.W + x0 - g.pw) * g.C,
+                        sizeof(float) * size_t(x1 - x0) * g.C);
+    }
+}
+
+// Offsets of the kh kw C taps of a window in a padded image, relative to the window's top-left corner.
+void tap_offsets(std::vector<int>& off, const ConvGeom& g) {
+    const int Wp = padded_w(g);
+    off.clear();
+    for (int ky = 0; ky < g.kh; ky++)
+        for (int kx = 0; kx < g.kw; kx++)
+            for (int c = 0; c < g.C; c++) off.push_back((ky * g.dh * Wp + kx * g.dw) * g.C + c);
+}
+
+// The window's taps as runs contiguous both in a padded image and in a patch row: with dilation 1 across, a kernel
+// row's kw C values; else one tap's C. f(offset in the image from the window's corner, first patch column, length).
+template <class F>
+void for_each_run(const ConvGeom& g, const F& f) {
+    const int Wp = padded_w(g), per = g.dw == 1 ? g.kw : 1;
+    for (int ky = 0; ky < g.kh; ky++)
+        for (int kx = 0; kx < g.kw; kx += per)
+            f((int64_t(ky) * g.dh * Wp + int64_t(kx) * g.dw) * g.C, (ky * g.kw + kx) * g.C, per * g.C);
+}
+
+bool reserve(Buffer& b, int64_t n) { return b.reserve(size_t(std::max<int64_t>(n, 1))).ok(); }
+
+int64_t image_cost(const ConvGeom& g) { return g.positions() * g.patch() * g.Co / 8; }
+
+}  // namespace
+
+// While the weights (kh kw C x Co) that every tile sweeps stay in L2 (1 MiB of them). Beyond, im2row + GEMM's packed
+// panels win: a 3x3 conv 256 -> 256 channels at 7x7 ran at half the GEMM's rate, 128 -> 128 at 14x14 still 1.5x
+// faster than the GEMM (and its im2row).
+bool conv_direct_suits(const ConvGeom& g) { return isa_tiles() && int64_t(g.patch()) * g.Co <= (int64_t(1) << 18); }
+
+bool conv_forward(float* y, const float* x, const float* W, int n, const ConvGeom& g) {
+    if (!conv_direct_suits(g)) return false;
+    const int P = g.patch(), Hp = padded_h(g), Wp = padded_w(g);
+    ConvScratch& own = thread_scratch<ConvScratch>();
+    if (!reserve(own.wt, int64_t(P) * g.Co)) return false;
+    float* wt = own.wt.data();  // W^T (P, Co)
+    for (int o = 0; o < g.Co; o++)
+        for (int p = 0; p < P; p++) wt[int64_t(p) * g.Co + o] = W[int64_t(o) * P + p];
+    std::vector<int> off;
+    tap_offsets(off, g);
+    std::vector<char> ok(size_t(n), 1);
+    ThreadPool::instance().parallel_for(
+        n,
+        [&](int i) {
+            ConvScratch& sc = thread_scratch<ConvScratch>();
+            if (!reserve(sc.pad, int64_t(Hp) * Wp * g.C)) return void(ok[size_t(i)] = 0);
+            pad_image(sc.pad.data(), x + int64_t(i) * g.in_size(), g);
+            float* yi = y + int64_t(i) * g.positions() * g.Co;
+            for (int oy = 0; oy < g.Ho; oy++)
+                product(yi + int64_t(oy) * g.Wo * g.Co, g.Co, sc.pad.data() + int64_t(oy) * g.sh * Wp * g.C,
+                        int64_t(g.sw) * g.C, off.data(), P, wt, g.Co, g.Wo, g.Co, 1.0f, false);
+        },
+        image_cost(g) * n);
+    return std::all_of(ok.begin(), ok.end(), [](char v) { return v != 0; });
+}
+
+bool conv_input_grad(float* dx, const float* dv, const float* W, int n, const ConvGeom& g) {
+    if (!conv_direct_suits(g)) return false;
+    const int P = g.patch(), Hp = padded_h(g), Wp = padded_w(g);
+    std::vector<int> seq(size_t(g.Co));  // A = dV: row j (position) at j Co, column k (output channel) at k
+    for (int k = 0; k < g.Co; k++) seq[size_t(k)] = k;
+    std::vector<char> ok(size_t(n), 1);
+    ThreadPool::instance().parallel_for(
+        n,
+        [&](int i) {
+            ConvScratch& sc = thread_scratch<ConvScratch>();
+            if (!reserve(sc.pad, int64_t(Hp) * Wp * g.C) || !reserve(sc.tile, int64_t(g.Wo) * P))
+                return void(ok[size_t(i)] = 0);
+            float *dp = sc.pad.data(), *tile = sc.tile.data();
+            std::fill(dp, dp + int64_t(Hp) * Wp * g.C, 0.0f);
+            const float* dvi = dv + int64_t(i) * g.positions() * g.Co;
+            // per output row: the patch gradients dA = dV W (Wo, P), then added at each window's runs
+            for (int oy = 0; oy < g.Ho; oy++) {
+                product(tile, P, dvi + int64_t(oy) * g.Wo * g.Co, g.Co, seq.data(), g.Co, W, P, g.Wo, P, 1.0f, false);
+                for (int ox = 0; ox < g.Wo; ox++) {
+                    float* corner = dp + (int64_t(oy) * g.sh * Wp + int64_t(ox) * g.sw) * g.C;
+                    for_each_run(g, [&](int64_t at, int k0, int len) {
+                        isa_tiles()->add_run(corner + at, tile + int64_t(ox) * P + k0, len);
+                    });
+                }
+            }
+            float* dxi = dx + int64_t(i) * g.in_size();  // crop: the image's pixels of the padded gradient
+            for (int iy = 0; iy < g.H; iy++)
+                for (int ix = 0; ix < g.W; ix++) {
+                    const int py = iy + g.ph, px = ix + g.pw;
+                    float* d = dxi + (int64_t(iy) * g.W + ix) * g.C;
+                    if (py < Hp && px < Wp) std::memcpy(d, dp + (int64_t(py) * Wp + px) * g.C, sizeof(float) * g.C);
+                    else std::fill(d, d + g.C, 0.0f);  // below or right of every window
+                }
+        },
+        image_cost(g) * n);
+    return std::all_of(ok.begin(), ok.end(), [](char v) { return v != 0; });
+}
+
+bool conv_weight_grad(float* dW, const float* dv, const float* x, const float* s, int n, const ConvGeom& g,
+                      float alpha) {
+    if (!conv_direct_suits(g)) return false;
+    if (n <= 0) return std::fill(dW, dW + int64_t(g.Co) * g.patch(), 0.0f), true;
+    const int P = g.patch(), Hp = padded_h(g), Wp = padded_w(g);
+    const int64_t WP = int64_t(g.Co) * P, npos = g.positions();
+    const int chunks = (n + kChunkImages - 1) / kChunkImages;
+    ConvScratch& own = thread_scratch<ConvScratch>();
+    if (!reserve(own.partial, chunks * WP)) return false;
+    float* partial = own.partial.data();                 // per chunk dW^T (P, Co)
+    std::vector<int> corner(static_cast<size_t>(npos));  // A = a run of the padded image: row j at j, column k at
+    for (int oy = 0, k = 0; oy < g.Ho; oy++)             // the k-th window's corner
+        for (int ox = 0; ox < g.Wo; ox++) corner[size_t(k++)] = (oy * g.sh * Wp + ox * g.sw) * g.C;
+    std::vector<char> ok(size_t(chunks), 1);
+    ThreadPool::instance().parallel_for(
+        chunks,
+        [&](int t) {
+            ConvScratch& sc = thread_scratch<ConvScratch>();
+            if (!reserve(sc.pad, int64_t(Hp) * Wp * g.C)) return void(ok[size_t(t)] = 0);
+            float *xp = sc.pad.data(), *acc = partial + t * WP;
+            const int i1 = std::min(n, (t + 1) * kChunkImages);
+            for (int i = t * kChunkImages; i < i1; i++) {
+                pad_image(xp, x + int64_t(i) * g.in_size(), g);
+                for_each_run(g, [&](int64_t at, int k0, int len) {  // dW^T[run] (+)= s_i A_run dV_i
+                    product(acc + int64_t(k0) * g.Co, g.Co, xp + at, 1, corner.data(), int(npos),
+                            dv + int64_t(i) * npos * g.Co, g.Co, len, g.Co, s ? s[i] : 1.0f, i > t * kChunkImages);
+                });
+            }
+        },
+        image_cost(g) * n);
+    if (!std::all_of(ok.begin(), ok.end(), [](char v) { return v != 0; })) return false;
+    for (int o = 0; o < g.Co; o++)  // dW = alpha sum of the chunks, in chunk order
+        for (int k = 0; k < P; k++) {
+            const int64_t e = int64_t(k) * g.Co + o;
+            float v = partial[e];
+            for (int t = 1; t < chunks; t++) v += partial[t * WP + e];
+            dW[int64_t(o) * P + k] = alpha * v;
+        }
+    return true;
+}
+
+}  // namespace of::cpu
