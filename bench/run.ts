@@ -13,6 +13,7 @@ import { writeReport } from '../lib/report';
 import { gpuSuite } from './gpu/suite';
 import { speedSuite } from './speed';
 import { attackName, robustnessSuite } from './robustness';
+import { transformerSuite } from './transformer';
 
 const argv = process.argv.slice(2);
 const option = (flag: string): string | undefined => {
@@ -858,6 +859,7 @@ const suites: Record<BenchSuiteName, () => unknown> = {
   gpu: () => gpuSuite(results),
   speed: () => speedSuite(results),
   robustness: () => robustnessSuite(results),
+  transformer: () => transformerSuite(results),
 };
 (async () => {
   // The CPU suites measure the CPU engine even where a GPU would answer ('auto'); the gpu suite asks for CUDA itself.

@@ -402,6 +402,11 @@ export const benchSuites = [
     about:
       'attacks on ULR models vs BP twins of equal accuracy and BP trained with the same noise (also part of paper)',
   },
+  {
+    name: 'transformer',
+    byDefault: false,
+    about: 'character-level GPT: BP step vs PyTorch, BP/ULR/SPSA training curves, fine-tuning with adapters, samples',
+  },
 ] as const;
 
 /** A name from {@link benchSuites}. */

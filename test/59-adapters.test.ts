@@ -257,7 +257,7 @@ t.test('typed errors', async (t) => {
   t.throws(() => of.dense(5, 4, { weights: 'binary', adapter: { rank: 2 } }), config, 'binary weights');
   const plain = of.sequential([of.dense(5, 4), of.tanh(), of.dense(4, 3)], { seed: 4 });
   const seq = [of.rnn({ units: 3, inputShape: [3, 2], returnSequences: true })];
-  t.throws(() => of.sequential([...seq, of.dense(3, 2, { adapter: { rank: 1 } })]), config, 'dense on a sequence');
+  t.throws(() => of.sequential([...seq, of.dense(3, 2, { adapter: { rank: 3 } })]), config, 'per position: rank > 2');
   t.throws(() => of.withAdapters(plain, { rank: 4 }), config, 'a rank one layer cannot take');
   t.throws(() => of.withAdapters(plain, { rank: 1, layers: [1] }), config, 'a layer that is not dense');
   t.throws(() => of.withAdapters({} as of.Model, { rank: 1 }), config, 'not a model');
@@ -295,4 +295,63 @@ t.test('fine-tuning: pretrained on digits 0-4 with BP, adapters learn 5-9 with U
   t.ok(same, 'the pretrained weights are unchanged');
   base.dispose();
   tuned.dispose();
+});
+
+t.test('an adapter per position of a sequence: the same maps at every position', async (t) => {
+  // a token model's head: embedding (T = 3, F = 4), then dense 4 -> 5 with a rank-2 adapter at each position
+  const T = 3;
+  const build = (adapter: boolean) =>
+    of.sequential(
+      [of.embedding({ vocab: 6, dim: 4, steps: T }), of.dense(4, 5, adapter ? { adapter: { rank: 2 } } : undefined)],
+      { seed: 3 },
+    );
+  const m = build(true),
+    plain = build(false);
+  t.same(
+    m.parameters().map((p) => `${p.name} ${p.shape.join('x')}`),
+    ['embedding0.weight 6x4', 'dense0.weight 5x4', 'dense0.bias 5', 'dense0.lora_a 2x4', 'dense0.lora_b 5x2'],
+    'the tensors of one position',
+  );
+  for (const p of plain.parameters()) p.data.set(m.parameters().find((q) => q.name === p.name)!.data);
+  const x = Float32Array.from([1, 2, 3, 0, 5, 4]),
+    y = Int32Array.from([2, 0, 1, 3, 4, 4]);
+  t.same(Array.from(m.predict(x)), Array.from(plain.predict(x)), 'a fresh adapter changes nothing');
+  const b = m.parameters().find((p) => p.name === 'dense0.lora_b')!;
+  b.data.forEach((_, i) => (b.data[i] = 0.1 * Math.sin(i + 1)));
+  // BP against central differences of the float32 loss (h = 1e-2; tolerance 3% of |fd| + 1e-3)
+  const g = m.gradients({ x, y }, { estimator: of.bp() });
+  const loss = () => m.evaluate({ x, y, rows: 2, shape: [T] }).loss;
+  let worst = 0;
+  m.parameters().forEach((p, pi) => {
+    const frozen = p.name === 'dense0.weight' || p.name === 'dense0.bias';
+    if (frozen)
+      t.ok(
+        g[pi]!.every((v) => v === 0),
+        `${p.name}: no gradient`,
+      );
+    else
+      for (let i = 0; i < p.data.length; i++) {
+        const v = p.data[i]!;
+        p.data[i] = v + 1e-2;
+        const lp = loss();
+        p.data[i] = v - 1e-2;
+        const lm = loss();
+        p.data[i] = v;
+        const fd = (lp - lm) / 2e-2;
+        worst = Math.max(worst, Math.abs(fd - g[pi]![i]!) / (0.03 * Math.abs(fd) + 1e-3));
+      }
+  });
+  t.ok(worst <= 1, `BP against differences: worst error ${worst.toFixed(3)} of its tolerance`);
+  // the mean of 32 ULR estimates (K = 256) against BP: cosine >= 0.99 per trained tensor
+  const mean = g.map((a) => new Float64Array(a.length));
+  for (let s = 0; s < 32; s++)
+    m.gradients({ x, y }, { estimator: of.ulr({ copies: 256 }), step: s }).forEach((a, i) =>
+      a.forEach((v, j) => (mean[i]![j]! += v / 32)),
+    );
+  m.parameters().forEach((p, i) => {
+    if (p.name === 'dense0.weight' || p.name === 'dense0.bias') return;
+    const c = cosine(mean[i]!, g[i]!);
+    t.ok(c >= 0.99, `${p.name}: ULR cosine to BP ${c.toFixed(4)} >= 0.99`);
+  });
+  for (const a of [m, plain]) a.dispose();
 });

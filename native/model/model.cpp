@@ -19,8 +19,9 @@ int Model::max_width() const {
 int64_t Model::patch_width() const {
     int64_t w = 0;
     for (const auto& u : units)
-        if (u.convlike()) w = std::max(w, u.g.positions() * u.g.patch());
-        else if (u.kind == UnitKind::Adapter) w = std::max<int64_t>(w, 2 * u.rank);  // x A^T, then S B
+        if (u.rank > 0)  // an adapter: x A^T, S B and the row weights, at each position
+            w = std::max<int64_t>(w, int64_t(std::max(1, u.g.Ho)) * (2 * u.rank + 1));
+        else if (u.convlike()) w = std::max(w, u.g.positions() * u.g.patch());
     return w;
 }
 

@@ -5,7 +5,9 @@
 // nothing. Slab: W, b, then A, B (tensors .weight, .bias, .lora_a, .lora_b). With H = x A^T (rows, r):
 //   BP:  P = dv B (rows, r);  dA = s P^T x;  dB = s dv^T H;  din = dv W + s P A
 //   LR:  the same with S = diag(w) scores in place of dv, times the reduction's alpha
-// Never the full (O, I) gradient: every product goes through the rank r. cols: rows x 2 r floats (H, P).
+// Never the full (O, I) gradient: every product goes through the rank r. On a sequence (a dense layer per position)
+// the same maps act on each of the T positions: rows x T GEMM rows of I / T inputs and O / T outputs. cols: rows x T
+// (2 r + 1) floats (H, P, and the row weights repeated over the positions).
 #include <algorithm>
 #include <cmath>
 
@@ -15,48 +17,63 @@
 namespace of {
 namespace {
 
+// The GEMM view: positions per row (1, or T on a sequence), inputs and outputs per position.
+int positions(const Unit& u) { return std::max(1, u.g.Ho); }
+int fan_in(const Unit& u) { return u.I / positions(u); }
+int fan_out(const Unit& u) { return u.O / positions(u); }
+
 const float* factor_a(const Unit& u, const float* theta) { return theta + u.w_off; }
-const float* factor_b(const Unit& u, const float* theta) { return theta + u.w_off + int64_t(u.rank) * u.I; }
+const float* factor_b(const Unit& u, const float* theta) { return theta + u.w_off + int64_t(u.rank) * fan_in(u); }
 
 void init(const Unit& u, float* theta, uint64_t seed, uint32_t unit) {
-    fill_uniform(theta + u.base_off, int64_t(u.O) * u.I, std::sqrt(6.0f / float(u.I + u.O)), seed, unit, 0);  // dense's
-    fill_uniform(theta + u.w_off, int64_t(u.rank) * u.I, 1.0f / std::sqrt(float(u.I)), seed, unit, 1);
-    std::fill(theta + u.w_off + int64_t(u.rank) * u.I, theta + u.w_off + u.n_par, 0.0f);
+    const int I = fan_in(u), O = fan_out(u);
+    fill_uniform(theta + u.base_off, int64_t(O) * I, std::sqrt(6.0f / float(I + O)), seed, unit, 0);  // dense's
+    fill_uniform(theta + u.w_off, int64_t(u.rank) * I, 1.0f / std::sqrt(float(I)), seed, unit, 1);
+    std::fill(theta + u.w_off + int64_t(u.rank) * I, theta + u.w_off + u.n_par, 0.0f);
 }
 
 void tensors(const Unit& u, const std::string& name, std::vector<UnitTensor>& out) {
-    out.push_back({name + ".weight", u.base_off, {u.O, u.I}});
-    if (u.b_off >= 0) out.push_back({name + ".bias", u.b_off, {u.O}});
-    out.push_back({name + ".lora_a", u.w_off, {u.rank, u.I}});
-    out.push_back({name + ".lora_b", u.w_off + int64_t(u.rank) * u.I, {u.O, u.rank}});
+    const int I = fan_in(u), O = fan_out(u);
+    out.push_back({name + ".weight", u.base_off, {O, I}});
+    if (u.b_off >= 0) out.push_back({name + ".bias", u.b_off, {O}});
+    out.push_back({name + ".lora_a", u.w_off, {u.rank, I}});
+    out.push_back({name + ".lora_b", u.w_off + int64_t(u.rank) * I, {O, u.rank}});
 }
 
 void forward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
              float* cols, const SeqCtx*) {
-    k.gemm_nt(out, in, theta + u.base_off, rows, u.O, u.I, 1.0f, 0.0f);
-    k.gemm_nt(cols, in, factor_a(u, theta), rows, u.rank, u.I, 1.0f, 0.0f);  // H
-    k.gemm_nt(out, cols, factor_b(u, theta), rows, u.O, u.rank, u.scale, 1.0f);
+    const int R = rows * positions(u), I = fan_in(u), O = fan_out(u);
+    k.gemm_nt(out, in, theta + u.base_off, R, O, I, 1.0f, 0.0f);
+    k.gemm_nt(cols, in, factor_a(u, theta), R, u.rank, I, 1.0f, 0.0f);  // H
+    k.gemm_nt(out, cols, factor_b(u, theta), R, O, u.rank, u.scale, 1.0f);
 }
 
 // The factors' gradients from D (rows, O) with row weights w (nullptr: 1), times f: dA = f P^T x, dB = f D^T H.
 void factor_grads(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* D,
                   const float* w, float f, float* dW, float* cols) {
+    const int T = positions(u), R = rows * T, I = fan_in(u), O = fan_out(u);
     float* H = cols;
-    float* P = cols + int64_t(rows) * u.rank;
-    k.gemm_nt(H, in, factor_a(u, theta), rows, u.rank, u.I, 1.0f, 0.0f);
-    k.gemm_nn(P, D, factor_b(u, theta), rows, u.rank, u.O, 1.0f, 0.0f);
-    k.gemm_tn(dW, P, in, w, u.rank, u.I, rows, f, 0.0f);
-    k.gemm_tn(dW + int64_t(u.rank) * u.I, D, H, w, u.O, u.rank, rows, f, 0.0f);
+    float* P = cols + int64_t(R) * u.rank;
+    if (w && T > 1) {  // a weight per GEMM row: the row's weight at each of its positions
+        float* wexp = cols + 2 * int64_t(R) * u.rank;
+        expand_row_weights(wexp, w, rows, T);
+        w = wexp;
+    }
+    k.gemm_nt(H, in, factor_a(u, theta), R, u.rank, I, 1.0f, 0.0f);
+    k.gemm_nn(P, D, factor_b(u, theta), R, u.rank, O, 1.0f, 0.0f);
+    k.gemm_tn(dW, P, in, w, u.rank, I, R, f, 0.0f);
+    k.gemm_tn(dW + int64_t(u.rank) * I, D, H, w, O, u.rank, R, f, 0.0f);
 }
 
 void backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* dv,
               float* dW, float* din, float* cols, const SeqCtx*) {
     if (dW) factor_grads(k, u, theta, in, rows, dv, nullptr, u.scale, dW, cols);
     if (!din) return;
-    float* P = cols + int64_t(rows) * u.rank;
-    if (!dW) k.gemm_nn(P, dv, factor_b(u, theta), rows, u.rank, u.O, 1.0f, 0.0f);
-    k.gemm_nn(din, dv, theta + u.base_off, rows, u.I, u.O, 1.0f, 0.0f);
-    k.gemm_nn(din, P, factor_a(u, theta), rows, u.I, u.rank, u.scale, 1.0f);
+    const int R = rows * positions(u), I = fan_in(u), O = fan_out(u);
+    float* P = cols + int64_t(R) * u.rank;
+    if (!dW) k.gemm_nn(P, dv, factor_b(u, theta), R, u.rank, O, 1.0f, 0.0f);
+    k.gemm_nn(din, dv, theta + u.base_off, R, I, O, 1.0f, 0.0f);
+    k.gemm_nn(din, P, factor_a(u, theta), R, I, u.rank, u.scale, 1.0f);
 }
 
 void lr_reduce(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* S,
@@ -67,21 +84,24 @@ void lr_reduce(const KernelTable& k, const Unit& u, const float* theta, const fl
 }  // namespace
 
 Status adapter_layout(const LayerSpec& l, ModelBuilder& b, Unit& u) {
-    const int r = l.adapter_rank;
+    const int r = l.adapter_rank, I = fan_in(u), O = fan_out(u);
     OF_CHECK(!l.quant, Config, b.where + ": an adapter needs real weights (not binary or ternary)");
-    OF_CHECK(r <= std::min(u.I, u.O), Config,
+    OF_CHECK(r <= std::min(I, O), Config,
              b.where + ": adapter rank " + std::to_string(r) +
-                 " is more than min(inputs, units) = " + std::to_string(std::min(u.I, u.O)));
+                 " is more than min(inputs, units) = " + std::to_string(std::min(I, O)));
     const float alpha = l.adapter_alpha > 0.0f ? l.adapter_alpha : float(r);
-    u.kind = UnitKind::Adapter, u.rank = r, u.scale = alpha / float(r);
-    OF_TRY(b.params(u, uint64_t(u.O) * uint64_t(u.I), l.bias ? uint64_t(u.O) : 0));  // the base: W, then b
+    u.kind = u.g.Ho > 0 ? UnitKind::SeqAdapter : UnitKind::Adapter, u.rank = r, u.scale = alpha / float(r);
+    OF_TRY(b.params(u, uint64_t(O) * uint64_t(I), l.bias ? uint64_t(O) : 0));  // the base: W, then b
     u.base_off = u.w_off;
-    OF_TRY(b.params(u, uint64_t(r) * (uint64_t(u.I) + uint64_t(u.O)), 0));  // then the factors
+    OF_TRY(b.params(u, uint64_t(r) * (uint64_t(I) + uint64_t(O)), 0));  // then the factors
     b.m.frozen_ranges.push_back({u.base_off, u.w_off});
     return {};
 }
 
 extern const UnitOps adapter_unit{UnitFamily::Plain, "dense", init,    tensors, forward,
                                   backward,          nullptr, nullptr, nullptr, lr_reduce};
+// per position: the GEMM view of a 1x1 window over T positions (bias and noise channels per output feature)
+extern const UnitOps seq_adapter_unit{
+    UnitFamily::ConvLike, "dense", init, tensors, forward, backward, nullptr, nullptr, nullptr, lr_reduce};
 
 }  // namespace of

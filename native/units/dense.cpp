@@ -28,8 +28,14 @@ Status build(const LayerSpec& l, ModelBuilder& b) {
     OF_TRY(check_positive(l.units, "dense units"));
     if (b.seq) {  // per position: (T, F) -> (T, units), a conv-like unit (units/conv.h)
         OF_CHECK(l.trainable, Config, b.where + ": a dense layer on a sequence cannot be frozen");
-        OF_CHECK(!l.adapter_rank, Config, b.where + ": a dense layer on a sequence cannot take an adapter yet");
-        return add_position_dense(b, UnitKind::SeqDense, l.units, l.bias, l.quant);
+        if (!l.adapter_rank) return add_position_dense(b, UnitKind::SeqDense, l.units, l.bias, l.quant);
+        Unit u{b.width, 0, -1, -1};  // an adapter per position: T positions of F inputs (units/adapter.cpp)
+        u.g.H = u.g.Ho = b.T, u.g.W = u.g.Wo = 1, u.g.C = b.F, u.g.Co = l.units;
+        OF_TRY(b.output(u, uint64_t(b.T), uint64_t(l.units)));
+        OF_TRY(adapter_layout(l, b, u));
+        b.F = l.units;
+        b.add(u);
+        return {};
     }
     uint64_t wn = 0;
     OF_TRY(checked_mul(uint64_t(b.width), uint64_t(l.units), &wn, "dense weight"));

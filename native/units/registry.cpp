@@ -10,7 +10,7 @@ namespace of {
 extern const UnitOps dense_unit, conv2d_unit, pool_unit, rnn_unit, gru_unit, lstm_unit, lif_unit, repeat_unit,
     time_mean_unit, graph_conv_unit, concat_unit, dropout_unit, layer_norm_unit, batch_norm_unit, group_norm_unit,
     embedding_unit, positional_embedding_unit, seq_dense_unit, attention_qkv_unit, attention_out_unit, attend_unit,
-    adapter_unit;
+    adapter_unit, seq_adapter_unit;
 extern const LayerType dense_layer, activation_layer, flatten_layer, conv2d_layer, max_pool_layer, avg_pool_layer,
     global_avg_pool_layer, rnn_layer, gru_layer, lstm_layer, lif_layer, repeat_layer, time_mean_layer, graph_conv_layer,
     residual_begin_layer, concat_begin_layer, residual_end_layer, concat_end_layer, dropout_layer, layer_norm_layer,
@@ -41,6 +41,7 @@ const UnitOps& unit_ops(UnitKind kind) {
         case UnitKind::AttentionOut: return attention_out_unit;
         case UnitKind::Attend: return attend_unit;
         case UnitKind::Adapter: return adapter_unit;
+        case UnitKind::SeqAdapter: return seq_adapter_unit;
     }
     return dense_unit;  // unreachable: every kind is listed
 }

@@ -31,7 +31,8 @@ enum class UnitKind {
     AttentionQkv,         // multiHeadAttention's projections, per position: D -> 3D (Q, K, V) ...
     AttentionOut,         // ... and D -> D after attend
     Attend,               // multiHeadAttention's softmax(Q K^T / sqrt(d_h) + mask) V per head; no parameters
-    Adapter               // dense with a low-rank adapter (units/adapter.cpp)
+    Adapter,              // dense with a low-rank adapter (units/adapter.cpp) ...
+    SeqAdapter            // ... and per position of a sequence
 };
 
 // How the shared code views a kind's rows (Unit's predicates): plain (rows, O); conv-like: a dense map per output
