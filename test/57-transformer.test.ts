@@ -2,8 +2,9 @@
 // sequence, and gptBlock (pre-LN). The clean forward is checked against a float64 reference of the layers below on
 // odd shapes (T = 5, D = 6, heads 2 and 3, vocab 7; atol 1e-5, rtol 1e-4); BP against float64 central differences
 // of that reference (h = 1e-6; atol 1e-4, rtol 2e-3: float32 engine); ULR's mean estimate against BP per layer
-// (cosine >= 0.9); bad tokens, heads and layer orders are typed errors; checkpoints and safetensors round-trip; a
-// 1-block model learns a shift task with BP and with ULR.
+// (cosine >= 0.9); the device simulation's BP and ULR gradients and fit match the CPU's; bad tokens, heads and layer
+// orders are typed errors; checkpoints and safetensors round-trip; a 1-block model learns a shift task with BP and
+// with ULR.
 import t from 'tap';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -368,17 +369,33 @@ t.test('freeze counts a multiHeadAttention as two layers with parameters', async
   m.dispose();
 });
 
-t.test("backend 'sim': the CPU runs the new kinds, with the reason", async (t) => {
-  const m = build(CONFIGS['gptBlock, 3 heads']!(), 'sim');
-  const cpu = build(CONFIGS['gptBlock, 3 heads']!());
+t.test("backend 'sim': the device runs the new kinds as the CPU engine", async (t) => {
   const d = { x: tokens(ROWS, 6), y: labels(ROWS), rows: ROWS };
-  const estimator = of.ulr({ copies: 8, seed: 2 });
-  const a = concat(m.gradients(d, { estimator, step: 1 })),
-    b = concat(cpu.gradients(d, { estimator, step: 1 }));
-  t.same(Array.from(a), Array.from(b), 'the same estimate as the CPU engine');
-  t.match(m.backendInfo().placement, /cpu \(.*(embedding|multiHeadAttention)/);
-  m.dispose();
-  cpu.dispose();
+  for (const estimator of [of.bp(), of.ulr({ copies: 8, seed: 2 })]) {
+    const [m, cpu] = [build(CONFIGS['gptBlock, 3 heads']!(), 'sim'), build(CONFIGS['gptBlock, 3 heads']!())];
+    const a = concat(m.gradients(d, { estimator, step: 1 })),
+      b = concat(cpu.gradients(d, { estimator, step: 1 }));
+    const mag = b.reduce((s, v) => Math.max(s, Math.abs(v)), 0),
+      diff = a.reduce((s, v, i) => Math.max(s, Math.abs(v - b[i]!)), 0);
+    t.ok(diff <= 1e-5 * mag, `${estimator.kind}: gradients, max abs diff ${diff.toExponential(2)} (max |g| ${mag})`);
+    t.equal(m.backendInfo().placement, 'sim', `${estimator.kind}: ran on the device`);
+    m.dispose();
+    cpu.dispose();
+  }
+  // fit's launched steps (each batch's token index uploaded with it) and its validation on the device
+  const f = data(tokens(32, 8), labels(32), 32);
+  for (const estimator of [of.bp(), of.ulr({ copies: 8 })]) {
+    const [m, cpu] = [build(CONFIGS['gptBlock, 3 heads']!(), 'sim'), build(CONFIGS['gptBlock, 3 heads']!())];
+    const opts = { estimator, optimizer: of.adam({ lr: 3e-3 }), epochs: 2, batchSize: 8, validation: f };
+    const [a, b] = [(await m.fit(f, opts)).epochs.at(-1)!, (await cpu.fit(f, opts)).epochs.at(-1)!];
+    t.ok(
+      Math.abs(a.loss - b.loss) <= 1e-3 * b.loss && Math.abs(a.valLoss! - b.valLoss!) <= 1e-3 * b.valLoss!,
+      `${estimator.kind}: fit's last epoch within 1e-3, loss ${a.loss} vs ${b.loss}, validation ${a.valLoss} vs ${b.valLoss}`,
+    );
+    t.equal(m.backendInfo().placement, 'sim', `${estimator.kind}: fit ran on the device`);
+    m.dispose();
+    cpu.dispose();
+  }
 });
 
 t.test('checkpoint and safetensors round trips', async (t) => {

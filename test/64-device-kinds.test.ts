@@ -42,7 +42,14 @@ for (const d of devices) {
       of.flatten(),
       of.dense(144, 10),
     ];
-    const nets: [string, () => of.Layer[], number][] = [
+    // token models: T = 5 ids of a 7-token vocabulary per row, a label per position
+    const [T, V, D] = [5, 7, 6];
+    const tokens = {
+      x: Float32Array.from({ length: 10 * T }, (_, i) => (3 * i + Math.floor(i / V)) % V),
+      y: Int32Array.from({ length: 10 * T }, (_, i) => (2 * i + 1) % V),
+      rows: 10,
+    };
+    const nets: [string, () => of.Layer[], number | 'tokens'][] = [
       ['A', configA, 7 * 6 * 3],
       ['B', configB, 9 * 8 * 2],
       ['C', configC, 6 * 5 * 2],
@@ -237,16 +244,47 @@ for (const d of devices) {
         ],
         784,
       ],
+      [
+        'embedding, positionalEmbedding, causal attention, dense per position',
+        () => [
+          of.embedding({ vocab: V, dim: D, steps: T }),
+          of.positionalEmbedding(),
+          of.multiHeadAttention({ heads: 2, causal: true }),
+          of.dense(D, 8),
+          of.gelu(),
+          of.dense(8, V),
+        ],
+        'tokens',
+      ],
+      [
+        'gptBlock (pre-LN, causal, 3 heads)',
+        () => [
+          of.embedding({ vocab: V, dim: D, steps: T }),
+          of.positionalEmbedding(),
+          ...of.gptBlock({ dim: D, heads: 3, mlp: 2 }),
+          of.layerNorm(),
+          of.dense(D, V),
+        ],
+        'tokens',
+      ],
     ];
     for (const [name, layers, inputs] of nets) {
       const b =
-        inputs === 784
-          ? batch
-          : { x: randn(10 * inputs, 12), y: Int32Array.from({ length: 10 }, (_, i) => i % 3), rows: 10 };
+        inputs === 'tokens'
+          ? tokens
+          : inputs === 784
+            ? batch
+            : { x: randn(10 * inputs, 12), y: Int32Array.from({ length: 10 }, (_, i) => i % 3), rows: 10 };
       const quantized = name.includes('binary') || name.includes('ternary'); // bp() refuses them on every backend
-      // per layer with parameters: its noise channels (a weight's first dimension, a norm's features)
+      // per layer with parameters: its noise channels (a weight's first dimension, a norm's features, a token table's
+      // width)
       const probe = of.sequential(layers(), { seed: 5, backend: 'cpu' });
-      const firsts = new Map(probe.parameters().map((p) => [p.name.split('.')[0]!, p.shape[0]!] as const));
+      const table = (name: string) => name.startsWith('embedding') || name.startsWith('position');
+      const firsts = new Map(
+        probe
+          .parameters()
+          .map((p) => [p.name.slice(0, p.name.lastIndexOf('.')), table(p.name) ? p.shape[1]! : p.shape[0]!] as const),
+      );
       const channels = [...firsts.values()],
         P = channels.length;
       probe.dispose();

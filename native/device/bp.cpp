@@ -134,7 +134,7 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
         }
         OF_TRY(weight_grads(m, l, B, dcur, 1.0f, input(l), tf32));
         if (l == 0) break;
-        if (u.norm()) {  // the input gradient through the set's statistics
+        if (u.kind == UnitKind::LayerNorm || u.kind == UnitKind::GroupNorm) {  // through the set's statistics
             const bool layer = u.kind == UnitKind::LayerNorm;
             const dev::NormBackArgs nb{dnext,  dcur,    xh_[size_t(l)]->f(), inv_[size_t(l)]->f(), P + u.w_off, u.g.Ho,
                                        u.g.Co, u.groups};

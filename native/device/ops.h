@@ -21,6 +21,7 @@
 #include "device/ops_recurrent.h"
 #include "device/ops_reduce.h"
 #include "device/ops_score.h"
+#include "device/ops_token.h"
 
 namespace of::dev {
 
@@ -60,6 +61,12 @@ namespace of::dev {
     X(repeat_backward, TimeArgs)         \
     X(time_mean, TimeArgs)               \
     X(time_mean_backward, TimeArgs)      \
+    X(embed, EmbedArgs)                  \
+    X(embed_grad, EmbedGradArgs)         \
+    X(positional_add, PositionalArgs)    \
+    X(attend, AttendArgs)                \
+    X(attend_stats, AttendArgs)          \
+    X(attend_backward, AttendArgs)       \
     X(bias_act, BiasActArgs)             \
     X(act_backward, ActBackArgs)         \
     X(loss_rows, LossArgs)               \

@@ -20,12 +20,10 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
                           u.kind == UnitKind::AvgPool2d || u.kind == UnitKind::Dropout || u.kind == UnitKind::Concat ||
                           u.kind == UnitKind::LayerNorm || u.kind == UnitKind::GroupNorm ||
                           u.kind == UnitKind::BatchNorm || u.kind == UnitKind::GraphConv || u.recurrent() ||
-                          u.kind == UnitKind::Repeat || u.kind == UnitKind::TimeMean;
-        if (u.kind == UnitKind::Embedding || u.kind == UnitKind::PositionalEmbedding)
-            return "the device does not run embeddings yet";
-        if (u.kind == UnitKind::SeqDense) return "the device does not run a dense layer on a sequence yet";
-        if (u.kind == UnitKind::AttentionQkv || u.kind == UnitKind::Attend || u.kind == UnitKind::AttentionOut)
-            return "the device does not run multiHeadAttention yet";
+                          u.kind == UnitKind::Repeat || u.kind == UnitKind::TimeMean || u.kind == UnitKind::Embedding ||
+                          u.kind == UnitKind::PositionalEmbedding || u.kind == UnitKind::SeqDense ||
+                          u.kind == UnitKind::AttentionQkv || u.kind == UnitKind::Attend ||
+                          u.kind == UnitKind::AttentionOut;
         if (!kind) return "the model has a layer kind the device does not run";
     }
     if (hook && e.kind != EstimatorConfig::Kind::Ulr) return "a JS loss needs ulr()";
@@ -106,6 +104,8 @@ Status DeviceTrainer::upload_batch(const Model& m, const float* x, const Targets
     Device* d = dev_.get();
     OF_TRY(x_.reserve(d, size_t(B) * m.inputs * sizeof(float)));
     OF_TRY(d->upload(x_.f(), x, size_t(B) * m.inputs * sizeof(float)));
+    if (!m.units.empty() && m.units[0].kind == UnitKind::Embedding)
+        OF_TRY(token_index(m, x, B));  // for the table's gradient
     if (y.labels) {
         OF_TRY(labels_.reserve(d, size_t(B) * m.groups * sizeof(int32_t)));
         OF_TRY(d->upload(labels_.as<int32_t>(), y.labels, size_t(B) * m.groups * sizeof(int32_t)));

@@ -109,6 +109,13 @@ class DeviceTrainer {
     Status weight_grads(const Model& m, int l, int rows, const float* dv, float alpha, const float* x, bool tf32);
     Status input_grad(const Model& m, int l, int rows, const float* dv, const float* x, float* din, bool tf32);
     Status frozen_forward(Model& m, int B, EstimatorConfig::Kind kind, const float** in);
+    // the token kinds (tokens.cpp): the batch's token index (its B rows of ids on the host), the tables' forward and
+    // gradients (times alpha), attend's arguments and its input gradient
+    Status token_index(const Model& m, const float* x, int B);
+    Status token_linear(const Model& m, int l, int rows, const float* x, float* out);
+    Status token_grads(const Model& m, int l, int rows, const float* dv, float alpha);
+    dev::AttendArgs attend_args(const Unit& u, float* out, const float* qkv, const float* dout);
+    Status attend_grad(const Model& m, int l, int rows, const float* dv, const float* x, float* din);
     Status linear(const Model& m, int l, int rows, const float* x, float* out, bool tf32);
     Status aggregate(const Model& m, int l, float* out, const float* x, int rows);
     // recurrent units (seq.cpp): the forward on `rows` rows (noise E times sigma on every gate, or times sigmas, one
@@ -200,6 +207,11 @@ class DeviceTrainer {
         bool ready = false;
     };
     std::vector<std::unique_ptr<Csr>> graph_;
+    // the embedding's token index (token_index: per table row its positions in the batch's tok_rows_ rows) and
+    // attend's backward statistics (3 per row, head and position)
+    DeviceBuffer tok_start_, tok_pos_, attn_stats_;
+    std::vector<int> tok_start_host_, tok_pos_host_;
+    int tok_rows_ = -1;
     std::vector<std::unique_ptr<DeviceBuffer>> aux_;  // per recurrent unit: what its backward and reduction read
     DeviceBuffer seq_p_, seq_h_, seq_c_, seq_dh_, seq_dc_, seq_q_, seq_dp_;  // recurrent scratch
     // BP of residual blocks: act(v) and the sum before post_act at a block's end; the skip gradient at its start

@@ -4,6 +4,12 @@
 #include "device/trainer.h"
 
 namespace of {
+namespace {
+
+// embedding and positionalEmbedding: a learned table read or added per position (tokens.cpp)
+bool token_table(const Unit& u) { return u.kind == UnitKind::Embedding || u.kind == UnitKind::PositionalEmbedding; }
+
+}  // namespace
 
 Status DeviceTrainer::col_sum(float* out, const float* d, int R, int O, float alpha, const float* mul) {
     const int chunks = (R + dev::kReduceRows - 1) / dev::kReduceRows;
@@ -38,12 +44,14 @@ Status DeviceTrainer::aggregate(const Model& m, int l, float* out, const float* 
     return dev_->graph(a, int64_t(rows) * u.graph->N * u.g.C);
 }
 
-// The linear part of unit l (dense, conv, layerNorm, groupNorm) on `rows` rows of its input x into out (rows, O). A
-// conv unit's patches go to cols_[l], a norm's x^ and 1 / sigma to xh_[l] and inv_[l]: the gradients read them.
+// The linear part of unit l (dense, conv, layerNorm, groupNorm, the token tables) on `rows` rows of its input x into
+// out (rows, O). A conv unit's patches go to cols_[l], a norm's x^ and 1 / sigma to xh_[l] and inv_[l]: the gradients
+// read them.
 Status DeviceTrainer::linear(const Model& m, int l, int rows, const float* x, float* out, bool tf32) {
     Device* d = dev_.get();
     const Unit& u = m.units[size_t(l)];
     const float* W = theta_ + u.w_off;
+    if (token_table(u)) return token_linear(m, l, rows, x, out);
     if (u.kind == UnitKind::BatchNorm) {  // this batch's statistics (a clean B-row forward computed them); inference:
                                           // the running ones
         const float* st = inference_ ? bn_[size_t(l)]->running.f() : bn_[size_t(l)]->stats.f();
@@ -63,6 +71,9 @@ Status DeviceTrainer::linear(const Model& m, int l, int rows, const float* x, fl
     if (u.kind == UnitKind::Dense)
         return d->gemm(false, true, rows, u.O, u.I, 1.0f, x, u.I, W, u.I, 0.0f, out, u.O, tf32);
     const int64_t n = int64_t(rows) * u.g.positions();
+    if (u.per_position())  // its patches are x itself
+        return d->gemm(false, true, int(n), u.g.Co, u.g.patch(), 1.0f, x, u.g.patch(), W, u.g.patch(), 0.0f, out,
+                       u.g.Co, tf32);
     OF_TRY(cols_[size_t(l)]->reserve(d, size_t(n) * u.g.patch() * sizeof(float)));
     if (u.kind == UnitKind::GraphConv) OF_TRY(aggregate(m, l, cols_[size_t(l)]->f(), x, rows));
     else OF_TRY(d->im2row(dev::PatchArgs{cols_[size_t(l)]->f(), x, u.g}, n * u.g.patch()));
@@ -70,9 +81,9 @@ Status DeviceTrainer::linear(const Model& m, int l, int rows, const float* x, fl
                    0.0f, out, u.g.Co, tf32);
 }
 
-// Parameter-free unit l (pooling, dropout, concat, repeat, timeMean) on `rows` rows of x: v = its values, a = act(v) (a
-// may be v). Dropout's mask: sample sample0 + r / rep for row r, keyed by (seed, step, unit). Concat: row r's block
-// input is row r / rep of src.
+// Parameter-free unit l (pooling, dropout, concat, repeat, timeMean, attend) on `rows` rows of x: v = its values, a =
+// act(v) (a may be v). Dropout's mask: sample sample0 + r / rep for row r, keyed by (seed, step, unit). Concat: row r's
+// block input is row r / rep of src.
 Status DeviceTrainer::plain(const Model& m, int l, int rows, const float* x, float* v, float* a, const Mask& mask,
                             const float* src) {
     const Unit& u = m.units[size_t(l)];
@@ -81,6 +92,8 @@ Status DeviceTrainer::plain(const Model& m, int l, int rows, const float* x, flo
         OF_TRY(dev_->add(dev::AddArgs{v, x, 0}, n));
     else if (u.kind == UnitKind::Repeat) OF_TRY(dev_->repeat(dev::TimeArgs{v, x, u.q.T, u.q.F}, n));
     else if (u.kind == UnitKind::TimeMean) OF_TRY(dev_->time_mean(dev::TimeArgs{v, x, u.q.T, u.q.F}, n));
+    else if (u.kind == UnitKind::Attend)
+        OF_TRY(dev_->attend(attend_args(u, v, x, nullptr), int64_t(rows) * u.heads * u.q.T));
     else if (u.kind == UnitKind::Concat)
         OF_TRY(dev_->concat(dev::ConcatArgs{v, x, src, u.g.Ho, u.g.C, u.g.Co, mask.rep}, n));
     else if (u.kind == UnitKind::Dropout)
@@ -91,34 +104,40 @@ Status DeviceTrainer::plain(const Model& m, int l, int rows, const float* x, flo
     return dev_->bias_act(dev::BiasActArgs{a, v, nullptr, u.O, u.act, u.alpha}, n);
 }
 
-// The gradients of unit l's parameters (dense, conv, graph conv, a norm with its x^ kept) from dv, the gradient at its
-// pre-activation on `rows` rows, times alpha: dv^T against its input x or its patches; a norm's gain from the column
-// sums of dv x^; the bias from those of dv.
+// The gradients of unit l's parameters (dense, conv, graph conv, a norm with its x^ kept, the token tables) from dv,
+// the gradient at its pre-activation on `rows` rows, times alpha: dv^T against its input x or its patches; a norm's
+// gain from the column sums of dv x^; the bias from those of dv.
 Status DeviceTrainer::weight_grads(const Model& m, int l, int rows, const float* dv, float alpha, const float* x,
                                    bool tf32) {
     const Unit& u = m.units[size_t(l)];
+    if (token_table(u)) return token_grads(m, l, rows, dv, alpha);
     float* G = grads_.f();
     const int n = int(u.gemm_rows(rows)), cols = u.gemm_cols(), fan = u.fan_in();
     if (u.norm()) OF_TRY(col_sum(G + u.w_off, dv, n, cols, alpha, xh_[size_t(l)]->f()));
     else
-        OF_TRY(dev_->gemm(true, false, cols, fan, n, alpha, dv, cols, u.convlike() ? cols_[size_t(l)]->f() : x, fan,
-                          0.0f, G + u.w_off, fan, tf32));
+        OF_TRY(dev_->gemm(true, false, cols, fan, n, alpha, dv, cols,
+                          u.convlike() && !u.per_position() ? cols_[size_t(l)]->f() : x, fan, 0.0f, G + u.w_off, fan,
+                          tf32));
     return u.b_off >= 0 ? col_sum(G + u.b_off, dv, n, cols, alpha) : Status{};
 }
 
-// The gradient at the input of unit l (dense, conv, graph conv, pooling) from dv at its pre-activation, on `rows` rows:
-// dv W; a conv's patch gradients dv W through their adjoint (row2im, or A^ again: it is symmetric); a pool's adjoint.
+// The gradient at the input of unit l (dense, conv, graph conv, pooling, positionalEmbedding, attend) from dv at its
+// pre-activation, on `rows` rows: dv W; a conv's patch gradients dv W through their adjoint (row2im, or A^ again: it is
+// symmetric); a pool's adjoint; dv itself past a positional table; attend's dQ, dK, dV.
 Status DeviceTrainer::input_grad(const Model& m, int l, int rows, const float* dv, const float* x, float* din,
                                  bool tf32) {
     Device* d = dev_.get();
     const Unit& u = m.units[size_t(l)];
     const float* W = params_.f() + u.w_off;
+    if (u.kind == UnitKind::PositionalEmbedding) return d->add(dev::AddArgs{din, dv, 0}, int64_t(rows) * u.I);
+    if (u.kind == UnitKind::Attend) return attend_grad(m, l, rows, dv, x, din);
     if (u.kind == UnitKind::MaxPool2d || u.kind == UnitKind::AvgPool2d)
         return d->pool_backward(
             dev::PoolBackArgs{din, dv, x, u.g, u.kind == UnitKind::MaxPool2d ? PoolKind::Max : PoolKind::Avg},
             int64_t(rows) * u.I);
     if (!u.convlike()) return d->gemm(false, false, rows, u.I, u.O, 1.0f, dv, u.O, W, u.I, 0.0f, din, u.I, tf32);
     const int n = int(u.gemm_rows(rows)), cols = u.gemm_cols(), fan = u.fan_in();
+    if (u.per_position()) return d->gemm(false, false, n, fan, cols, 1.0f, dv, cols, W, fan, 0.0f, din, fan, tf32);
     OF_TRY(dcols_.reserve(d, size_t(n) * fan * sizeof(float)));
     OF_TRY(d->gemm(false, false, n, fan, cols, 1.0f, dv, cols, W, fan, 0.0f, dcols_.f(), fan, tf32));
     if (u.kind == UnitKind::GraphConv) return aggregate(m, l, din, dcols_.f(), rows);

@@ -116,6 +116,11 @@ struct Unit {
     bool recurrent() const { return unit_family(kind) == UnitFamily::Recurrent; }
     // conv and graphConv: a dense map per output position of gathered inputs (im2row patches, or neighbour sums)
     bool convlike() const { return unit_family(kind) == UnitFamily::ConvLike; }
+    // a dense map per position of a sequence (dense on a sequence, multiHeadAttention's projections): a conv-like
+    // unit of 1x1 windows whose patches are its input itself
+    bool per_position() const {
+        return kind == UnitKind::SeqDense || kind == UnitKind::AttentionQkv || kind == UnitKind::AttentionOut;
+    }
     // rows of the GEMM view: a conv's output (rows Ho Wo, Co); a dense layer's (rows, O)
     // layerNorm: per position (g.Ho of them) over the last axis (g.Co values), gain and bias per value of that axis
     bool norm() const { return unit_family(kind) == UnitFamily::Norm; }
