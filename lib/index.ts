@@ -71,7 +71,7 @@ export type { GraphTask } from './datasets';
 export type { FromArraysOptions, LabelKind } from './from_arrays';
 export { LABEL_KINDS } from './from_arrays';
 export { CharVocab, CORPORA } from './text';
-export type { CharVocabJSON, CorpusName, TokenOptions } from './text';
+export type { CharVocabJSON, CorpusName, TokenData, TokenOptions, TokenSplit } from './text';
 export { MONITORS } from './callbacks';
 export type { EarlyStoppingOptions, Monitor } from './callbacks';
 import * as dataModule from './data';

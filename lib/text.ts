@@ -217,6 +217,21 @@ function windows(
   return { x, y, rows, shape: [T, F] };
 }
 
+/** What {@link tokens} returns. */
+export type TokenData = {
+  /** The windows of the stream (with `split`, of its first part). */
+  train: Dataset;
+  /** With `split`: the windows of the stream's last part. */
+  validation?: Dataset;
+};
+/** What {@link tokens} returns with `split`. */
+export type TokenSplit = {
+  /** The windows of the stream's first part. */
+  train: Dataset;
+  /** The windows of the stream's last part. */
+  validation: Dataset;
+};
+
 /**
  * Next-token data sets from a token stream: windows x of T ids (shape [T, 1]: one input per position, the id as a
  * float; [T, V] one-hot rows with `oneHot: V`) and labels y of the T ids that follow each position (one label per
@@ -227,16 +242,13 @@ function windows(
  * const ids = vocab.encode(of.datasets.corpus('moby-dick'));
  * const { train, validation } = of.data.tokens(ids, { context: 64, split: 0.1 });
  * await model.fit(train, { validation, epochs: 5 }); // History.history.valPerplexity
- * @throws ConfigError (`ERR_CONFIG`) for a bad option, or windows above {@link MAX_TOKEN_VALUES}; DataError
+ * @throws ConfigError (`ERR_CONFIG`) for a bad option, or windows above 2^26 values in all; DataError
  * (`ERR_DATA`) for an id that is not an integer in [0, 2^24] (in [0, V) with `oneHot`); ShapeError (`ERR_SHAPE`)
  * for a stream (or part) shorter than context + 1.
  */
-export function tokens(
-  ids: ArrayLike<number>,
-  options: TokenOptions & { split: number },
-): { train: Dataset; validation: Dataset };
-export function tokens(ids: ArrayLike<number>, options: TokenOptions): { train: Dataset; validation?: Dataset };
-export function tokens(ids: ArrayLike<number>, options: TokenOptions): { train: Dataset; validation?: Dataset } {
+export function tokens(ids: ArrayLike<number>, options: TokenOptions & { split: number }): TokenSplit;
+export function tokens(ids: ArrayLike<number>, options: TokenOptions): TokenData;
+export function tokens(ids: ArrayLike<number>, options: TokenOptions): TokenData {
   if (!Array.isArray(ids) && !(ArrayBuffer.isView(ids) && !(ids instanceof DataView)))
     throw invalidArg('ids', 'an array or typed array of token ids', ids);
   const o = optionsObject('tokens', options, ['context', 'stride', 'split', 'oneHot']);
