@@ -2,7 +2,7 @@
 // and percentages.
 import { execFileSync } from 'child_process';
 import * as path from 'path';
-import type * as of from '../lib/index';
+import type { Run } from './cases/architectures';
 
 export function runJsonCase<T>(name: string): T {
   process.stderr.write(`bench: case ${name}\n`);
@@ -17,14 +17,4 @@ export function runJsonCase<T>(name: string): T {
 export const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 
 // The architectures suite's results (bench/cases/architectures.ts).
-export type Arch = {
-  runs: {
-    model: string;
-    estimator: string;
-    accuracy?: number;
-    secondsPerEpoch?: number;
-    stepMs?: number;
-    refused?: string;
-    epochs?: of.EpochLog[];
-  }[];
-};
+export type Arch = { runs: Run[] };
