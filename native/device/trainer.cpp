@@ -15,17 +15,8 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
     if (!m.frozen_ranges.empty()) return "adapters (frozen parameter ranges) run on the CPU";
     if (m.has_quant && e.kind == EstimatorConfig::Kind::Bp)
         return "bp() cannot differentiate binary or ternary weights";
-    for (const Unit& u : m.units) {
-        const bool kind = u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d || u.kind == UnitKind::MaxPool2d ||
-                          u.kind == UnitKind::AvgPool2d || u.kind == UnitKind::Dropout || u.kind == UnitKind::Concat ||
-                          u.kind == UnitKind::LayerNorm || u.kind == UnitKind::GroupNorm ||
-                          u.kind == UnitKind::BatchNorm || u.kind == UnitKind::GraphConv || u.recurrent() ||
-                          u.kind == UnitKind::Repeat || u.kind == UnitKind::TimeMean || u.kind == UnitKind::Embedding ||
-                          u.kind == UnitKind::PositionalEmbedding || u.kind == UnitKind::SeqDense ||
-                          u.kind == UnitKind::AttentionQkv || u.kind == UnitKind::Attend ||
-                          u.kind == UnitKind::AttentionOut;
-        if (!kind) return "the model has a layer kind the device does not run";
-    }
+    for (const Unit& u : m.units)
+        if (!runs(u)) return "the model has a layer kind the device does not run";
     if (hook && e.kind != EstimatorConfig::Kind::Ulr) return "a JS loss needs ulr()";
     if (e.kind == EstimatorConfig::Kind::Bp && e.bp.sigma > 0.0f) return "bp() with noise injection runs on the CPU";
     if (e.kind == EstimatorConfig::Kind::Ulr) {
@@ -33,10 +24,8 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         if (!c.modules.empty()) {  // ulr_modules runs dense, conv and pooling units with real weights
             if (c.exact_boundary) return "the exact boundary test hook runs on the CPU";
             if (m.has_quant) return "modules with binary or ternary weights run on the CPU";
-            for (const Unit& u : m.units)
-                if (u.skip_from >= 0 || !(u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d ||
-                                          u.kind == UnitKind::MaxPool2d || u.kind == UnitKind::AvgPool2d))
-                    return "modules run on the CPU in models with layers other than dense, conv and pooling ones";
+            if (!modules_run(m))
+                return "modules run on the CPU in models with layers other than dense, conv and pooling ones";
         }
         // The group runner (ulr_groups.cpp) runs every other option on every kind.
     }
@@ -104,8 +93,7 @@ Status DeviceTrainer::upload_batch(const Model& m, const float* x, const Targets
     Device* d = dev_.get();
     OF_TRY(x_.reserve(d, size_t(B) * m.inputs * sizeof(float)));
     OF_TRY(d->upload(x_.f(), x, size_t(B) * m.inputs * sizeof(float)));
-    if (!m.units.empty() && m.units[0].kind == UnitKind::Embedding)
-        OF_TRY(token_index(m, x, B));  // for the table's gradient
+    if (m.token_vocab > 0) OF_TRY(token_index(m, x, B));  // for the table's gradient
     if (y.labels) {
         OF_TRY(labels_.reserve(d, size_t(B) * m.groups * sizeof(int32_t)));
         OF_TRY(d->upload(labels_.as<int32_t>(), y.labels, size_t(B) * m.groups * sizeof(int32_t)));

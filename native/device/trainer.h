@@ -34,6 +34,8 @@ class DeviceTrainer {
 
     // Empty when this model and estimator run on the device; otherwise why they run on the CPU.
     static std::string unsupported(const Model& m, const EstimatorConfig& e, const LossHook* hook);
+    static bool runs(const Unit& u);          // the device has this unit kind's kernels (unit_passes.cpp)
+    static bool modules_run(const Model& m);  // ulr_modules runs this model (ulr_modules.cpp)
 
     // The host's parameters (and optimizer state, reset first when `o` names another kind) to the device.
     Status begin(Model& m, const OptimizerConfig* o);

@@ -12,6 +12,15 @@ namespace of {
 // 1 / sigma, or 1 with per-channel sigma), and backpropagates it inside itself only. The first module runs on B rows
 // and takes its boundary estimate summed over copies (G = sum_k w s(E)); the others run on the R copy rows. Module
 // ends are unit indices (pools before a layer belong to its module); noise layer ids are unit indices, as on the CPU.
+// Module training on the device: dense, conv and pooling units with real weights, no blocks.
+bool DeviceTrainer::modules_run(const Model& m) {
+    for (const Unit& u : m.units)
+        if (u.skip_from >= 0 || !(u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d ||
+                                  u.kind == UnitKind::MaxPool2d || u.kind == UnitKind::AvgPool2d))
+            return false;
+    return true;
+}
+
 Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, const Targets& y,
                                   const LossHook* hook) {
     Device* d = dev_.get();

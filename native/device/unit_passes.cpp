@@ -11,6 +11,34 @@ bool token_table(const Unit& u) { return u.kind == UnitKind::Embedding || u.kind
 
 }  // namespace
 
+// Every kind the passes below, bp.cpp and the reductions have kernels for. A kind missing here runs on the CPU (and
+// says why) rather than through a default branch meant for another kind. Adapters are not here: the device's
+// optimizer does not keep their frozen ranges.
+bool DeviceTrainer::runs(const Unit& u) {
+    if (u.recurrent()) return true;  // seq.cpp
+    switch (u.kind) {
+        case UnitKind::Dense:
+        case UnitKind::Conv2d:
+        case UnitKind::MaxPool2d:
+        case UnitKind::AvgPool2d:
+        case UnitKind::Repeat:
+        case UnitKind::TimeMean:
+        case UnitKind::GraphConv:
+        case UnitKind::Concat:
+        case UnitKind::Dropout:
+        case UnitKind::LayerNorm:
+        case UnitKind::BatchNorm:
+        case UnitKind::GroupNorm:
+        case UnitKind::Embedding:
+        case UnitKind::PositionalEmbedding:
+        case UnitKind::SeqDense:
+        case UnitKind::AttentionQkv:
+        case UnitKind::AttentionOut:
+        case UnitKind::Attend: return true;
+        default: return false;
+    }
+}
+
 Status DeviceTrainer::col_sum(float* out, const float* d, int R, int O, float alpha, const float* mul) {
     const int chunks = (R + dev::kReduceRows - 1) / dev::kReduceRows;
     dev::ColSumArgs a{out, nullptr, d, R, O, alpha, mul};

@@ -160,7 +160,7 @@ Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats
                     uint32_t sample_base, float sigma) {
     OF_CHECK(m.loss != LossKind::ZeroOne, Config,
              "the 0-1 loss has no gradient: backprop (and input gradients) need a differentiable loss");
-    OF_CHECK(!dx || m.units[0].kind != UnitKind::Embedding, Config,
+    OF_CHECK(!dx || m.token_vocab == 0, Config,
              "input gradients are undefined for a model that reads token ids (its first layer is an embedding)");
     for (const Unit& u : m.units)
         OF_CHECK(act_differentiable(u.act), Config,

@@ -273,8 +273,8 @@ Status validate_data(const Model& m, const float* x, int64_t x_len, const Target
 }
 
 Status validate_tokens(const Model& m, const float* x, int64_t rows) {
-    if (m.units.empty() || m.units[0].kind != UnitKind::Embedding) return {};
-    const int vocab = m.units[0].vocab;
+    const int vocab = m.token_vocab;
+    if (vocab <= 0) return {};
     for (int64_t i = 0; i < rows * m.inputs; i++)
         if (!(x[i] >= 0.0f && x[i] < float(vocab) && x[i] == std::floor(x[i])))
             return {StatusCode::Data, "x holds token ids: the value " + std::to_string(x[i]) + " at row " +

@@ -155,7 +155,8 @@ struct Model {
                          std::vector<LayerLayout>* layout = nullptr);
 
     int inputs = 0, outputs = 0;
-    int groups = 1;  // labels per row: > 1 when the output is a sequence or node set classified per position
+    int groups = 1;       // labels per row: > 1 when the output is a sequence or node set classified per position
+    int token_vocab = 0;  // > 0: the input is token ids in [0, token_vocab) (the first layer looks them up)
     LossKind loss = LossKind::CrossEntropy;
     uint64_t seed = 0;
     std::vector<Unit> units;

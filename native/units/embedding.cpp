@@ -37,6 +37,7 @@ Status build_embedding(const LayerSpec& l, ModelBuilder& b) {
     Unit u{b.width, 0, -1, -1};
     u.kind = UnitKind::Embedding;
     u.vocab = l.vocab, u.q.T = b.width, u.q.F = l.units;
+    b.m.token_vocab = l.vocab;
     u.g.Ho = u.q.T, u.g.Wo = 1, u.g.C = u.g.Co = u.q.F;  // its output per position (noise channels: D)
     uint64_t wn = 0;
     OF_TRY(checked_mul(uint64_t(l.vocab), uint64_t(l.units), &wn, "embedding table"));
