@@ -3,6 +3,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { runJsonCase } from './common';
+import type { Result as AdversarialResult } from './cases/adversarial';
 
 // Suite "fuzz": the hardening test with 10,000 fuzz iterations instead of CI's 2,000.
 export function fuzz(results: string) {
@@ -61,22 +62,7 @@ export function stress(results: string) {
 // Suite "adversarial": test/51 (hostile arguments), 80 (fuzz) and 84 (corrupted files) at large counts over
 // several seeds (bench/cases/adversarial.ts). Every count but calls must be 0.
 export function adversarial(results: string) {
-  type Run = {
-    test: string;
-    env: Record<string, string>;
-    exit: number | null;
-    signal: string | null;
-    timedOut: boolean;
-    seconds: number;
-    calls: number;
-    typed: number;
-    loaded: number;
-    untyped: number;
-    hangs: number;
-    wrong: number;
-    notOk: number;
-  };
-  const r = runJsonCase<{ runs: Run[] }>('adversarial');
+  const r = runJsonCase<{ runs: AdversarialResult[] }>('adversarial');
   const date = new Date().toISOString();
   fs.mkdirSync(results, { recursive: true });
   fs.writeFileSync(

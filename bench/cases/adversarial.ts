@@ -27,7 +27,7 @@ const lanes: Run[][] = [
 ];
 const LIMIT_MS = 20 * 60 * 1000;
 
-type Result = Run & {
+export type Result = Run & {
   exit: number | null;
   signal: string | null;
   timedOut: boolean;

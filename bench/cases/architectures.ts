@@ -24,6 +24,12 @@ export type Spec = {
   batch?: number;
 };
 
+// The pair most models are trained with: BP, and ULR with 32 copies.
+const bpAndUlr32 = (bpLabel = 'bp'): Spec['estimators'] => [
+  [bpLabel, of.bp()],
+  ['ulr K=32', of.ulr({ copies: 32 })],
+];
+
 export const cnn = () =>
   of.sequential(
     [
@@ -109,8 +115,7 @@ export const MODELS: Spec[] = [
     name: 'small CNN (conv 8, pool, conv 16, pool, dense)',
     build: cnn,
     estimators: [
-      ['bp', of.bp()],
-      ['ulr K=32', of.ulr({ copies: 32 })],
+      ...bpAndUlr32(),
       [
         'ulr K=32, modules [0,2][2,3]',
         of.ulr({
@@ -127,59 +132,37 @@ export const MODELS: Spec[] = [
   {
     name: 'small CNN, first conv frozen at its initialization (clean prefix)',
     build: frozenStem,
-    estimators: [
-      ['bp', of.bp()],
-      ['ulr K=32', of.ulr({ copies: 32 })],
-    ],
+    estimators: bpAndUlr32(),
   },
   {
     name: 'residual CNN (conv 8, 2 residual blocks of 2 convs, dense)',
     build: residualCnn,
-    estimators: [
-      ['bp', of.bp()],
-      ['ulr K=32', of.ulr({ copies: 32 })],
-    ],
+    estimators: bpAndUlr32(),
   },
   {
     name: 'GRU 64 over the 28 rows of each digit',
     build: gruRows,
-    estimators: [
-      ['bp', of.bp()],
-      ['ulr K=32', of.ulr({ copies: 32 })],
-    ],
+    estimators: bpAndUlr32(),
   },
   {
     name: 'spiking MLP (784 -> 256 LIF, T = 8, spike rates -> dense)',
     build: spiking,
-    estimators: [
-      ['bp (surrogate gradient)', of.bp()],
-      ['ulr K=32', of.ulr({ copies: 32 })],
-    ],
+    estimators: bpAndUlr32('bp (surrogate gradient)'),
   },
   {
     name: 'small CNN with batchNorm after each conv',
     build: bnCnn,
-    estimators: [
-      ['bp', of.bp()],
-      ['ulr K=32', of.ulr({ copies: 32 })],
-    ],
+    estimators: bpAndUlr32(),
   },
   {
     name: 'MLP 784-256-10 with binary weights (both layers)',
     build: binaryMlp,
-    estimators: [
-      ['bp', of.bp()],
-      ['ulr K=32', of.ulr({ copies: 32 })],
-    ],
+    estimators: bpAndUlr32(),
   },
   {
     name: 'MLP 784-256-10 with step activations',
     build: stepMlp,
-    estimators: [
-      ['bp', of.bp()],
-      ['ulr K=32', of.ulr({ copies: 32 })],
-      ['ulr K=32, sigma 0.5', of.ulr({ copies: 32, sigma: 0.5 })],
-    ],
+    estimators: [...bpAndUlr32(), ['ulr K=32, sigma 0.5', of.ulr({ copies: 32, sigma: 0.5 })]],
   },
   {
     name: 'GCN (2 graph convolutions) on the karate club, 1 labeled member per club',
