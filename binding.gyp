@@ -47,7 +47,6 @@
         "native/device/bp.cpp",
         "native/device/perturbation.cpp",
         "native/device/seq.cpp",
-        "native/device/tokens.cpp",
         "native/addon/errors.cpp",
         "native/addon/model_spec.cpp",
         "native/addon/model_wrap.cpp",

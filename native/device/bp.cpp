@@ -2,7 +2,7 @@
 // statistics before ULR's noisy copies, layer-wise's clean activations, weight perturbation's losses, validation.
 #include <algorithm>
 
-#include "device/trainer.h"
+#include "device/unit_pass.h"
 
 namespace of {
 
@@ -33,39 +33,35 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
     while (int(inner_.size()) < L)
         inner_.push_back(std::make_unique<DeviceBuffer>()), sum_.push_back(std::make_unique<DeviceBuffer>()),
             skip_.push_back(std::make_unique<DeviceBuffer>());
-    auto residual = [&](const Unit& u) { return u.skip_from >= 0 && u.kind != UnitKind::Concat; };
     for (int l = 0; l < L; l++) {
         const Unit& u = m.units[size_t(l)];
         if (u.skip_from < 0) continue;
         OF_TRY(skip_[size_t(u.skip_from)]->reserve(d, size_t(B) * m.units[size_t(u.skip_from)].I * sizeof(float)));
-        if (!residual(u)) continue;
+        if (!u.ends_residual()) continue;
         OF_TRY(inner_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
         OF_TRY(sum_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
     }
-    float* P = params_.f();
-    float* G = grads_.f();
     auto input = [&](int l) { return l == 0 ? x : a_[size_t(l - 1)]->f(); };
     auto pending = [&](int l) { return skip_[size_t(l)]->f(); };  // a block start's skip gradient
-    const Mask mask{1, sample_base, m.seed, m.step};  // dropout: the model's seed and step counter, as backprop.cpp
+    // dropout: the model's seed and step counter, as backprop.cpp; a concat unit: its block's input and its gradient
+    auto pass_of = [&](int l) {
+        const Unit& u = m.units[size_t(l)];
+        UnitPass p = pass(m, l, B, tf32);
+        p.batch_stats = !inference_, p.sample0 = sample_base, p.seed = m.seed, p.step = m.step;
+        if (u.skip_from >= 0) p.skip = input(u.skip_from), p.skip_grad = pending(u.skip_from);
+        return p;
+    };
     for (int l = 0; l < L; l++) {
         const Unit& u = m.units[size_t(l)];
         float* v = e_[size_t(l)]->f();
-        float* act = residual(u) ? inner_[size_t(l)]->f() : a_[size_t(l)]->f();
-        if (!u.param()) {
-            OF_TRY(plain(m, l, B, input(l), v, act, mask, u.kind == UnitKind::Concat ? input(u.skip_from) : nullptr));
-        } else if (u.recurrent()) {  // backprop through time keeps the unit's aux
+        float* act = u.ends_residual() ? inner_[size_t(l)]->f() : a_[size_t(l)]->f();
+        if (u.recurrent()) {  // backprop through time keeps the unit's aux
             OF_TRY(seq_forward(m, l, B, input(l), v, nullptr, 0.0f, nullptr, 1, tf32));
             OF_TRY(d->bias_act(dev::BiasActArgs{act, v, nullptr, u.O, u.act, u.alpha}, int64_t(B) * u.O));
         } else {
-            if (u.kind == UnitKind::BatchNorm && !inference_)  // training mode: this batch's statistics
-                OF_TRY(d->bn_stats(
-                    dev::BatchStatsArgs{bn_[size_t(l)]->stats.f(), input(l), int64_t(B) * u.g.Ho, u.g.Co}, u.g.Co));
-            OF_TRY(linear(m, l, B, input(l), v, tf32));
-            OF_TRY(d->bias_act(
-                dev::BiasActArgs{act, v, u.b_off < 0 ? nullptr : theta_ + u.b_off, u.gemm_cols(), u.act, u.alpha},
-                int64_t(B) * u.O));
+            OF_TRY(forward_act(pass_of(l), input(l), v, act));
         }
-        if (residual(u))  // a = post_act(act(v) + block input)
+        if (u.ends_residual())  // a = post_act(act(v) + block input)
             OF_TRY(d->skip_add(dev::SkipArgs{a_[size_t(l)]->f(), sum_[size_t(l)]->f(), act, input(u.skip_from), u.O, 1,
                                              u.post_act, u.post_alpha},
                                int64_t(B) * u.O));
@@ -87,64 +83,18 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
     for (int l = L - 1; l >= 0; l--) {
         const Unit& u = m.units[size_t(l)];
         const int64_t values = int64_t(B) * u.O;
-        if (residual(u)) {  // through post_act to the sum, which is also the skip path's gradient
+        if (u.ends_residual()) {  // through post_act to the sum, which is also the skip path's gradient
             OF_TRY(d->act_backward(
                 dev::ActBackArgs{dcur, dcur, sum_[size_t(l)]->f(), a_[size_t(l)]->f(), u.post_act, u.post_alpha},
                 values));
             OF_TRY(d->add(dev::AddArgs{pending(u.skip_from), dcur, 0}, values));
         }
-        const float* act = residual(u) ? inner_[size_t(l)]->f() : a_[size_t(l)]->f();
+        const float* act = u.ends_residual() ? inner_[size_t(l)]->f() : a_[size_t(l)]->f();
         OF_TRY(d->act_backward(dev::ActBackArgs{dcur, dcur, e_[size_t(l)]->f(), act, u.act, u.alpha}, values));
-        if (!u.param()) {
-            if (l == 0) break;
-            if (u.kind == UnitKind::Repeat)
-                OF_TRY(d->repeat_backward(dev::TimeArgs{dnext, dcur, u.q.T, u.q.F}, int64_t(B) * u.q.F));
-            else if (u.kind == UnitKind::TimeMean)
-                OF_TRY(d->time_mean_backward(dev::TimeArgs{dnext, dcur, u.q.T, u.q.F}, int64_t(B) * u.q.T * u.q.F));
-            else if (u.kind == UnitKind::Concat)  // f's part goes on, the block input's part waits at the block's start
-                OF_TRY(d->concat_backward(dev::ConcatBackArgs{dnext, pending(u.skip_from), dcur, u.g.Ho, u.g.C, u.g.Co},
-                                          values));
-            else if (u.kind == UnitKind::Dropout)  // the same mask on the gradient
-                OF_TRY(d->dropout(
-                    dev::DropoutArgs{dnext, dcur, u.O, 1, sample_base, m.seed, m.step, uint32_t(l), u.rate}, values));
-            else OF_TRY(input_grad(m, l, B, dcur, input(l), dnext, tf32));
-            OF_TRY(join(l, dnext));
-            std::swap(dcur, dnext);
-            continue;
-        }
-        if (u.recurrent()) {
-            OF_TRY(seq_backward(m, l, B, input(l), dcur, l > 0 ? dnext : nullptr, tf32));
-            if (l == 0) break;
-            OF_TRY(join(l, dnext));
-            std::swap(dcur, dnext);
-            continue;
-        }
-        const int n = int(u.gemm_rows(B)), cols = u.gemm_cols();
-        if (u.kind == UnitKind::BatchNorm) {  // through the batch statistics: per-channel sums, then the input gradient
-            OF_TRY(bn_sums_.reserve(d, size_t(2 * cols) * sizeof(double)));
-            const dev::BatchBackArgs bb{
-                dnext,       G + u.w_off, G + u.b_off, bn_sums_.as<double>(), dcur, input(l), bn_[size_t(l)]->stats.f(),
-                P + u.w_off, n,           cols};
-            OF_TRY(d->bn_backward_sums(bb, cols));
-            if (l == 0) break;
-            OF_TRY(d->bn_backward(bb, int64_t(n) * cols));
-            OF_TRY(join(l, dnext));
-            std::swap(dcur, dnext);
-            continue;
-        }
-        OF_TRY(weight_grads(m, l, B, dcur, 1.0f, input(l), tf32));
+        float* din = l > 0 ? dnext : nullptr;
+        if (u.recurrent()) OF_TRY(seq_backward(m, l, B, input(l), dcur, din, tf32));
+        else OF_TRY(backward(pass_of(l), input(l), dcur, din));
         if (l == 0) break;
-        if (u.kind == UnitKind::LayerNorm || u.kind == UnitKind::GroupNorm) {  // through the set's statistics
-            const bool layer = u.kind == UnitKind::LayerNorm;
-            const dev::NormBackArgs nb{dnext,  dcur,    xh_[size_t(l)]->f(), inv_[size_t(l)]->f(), P + u.w_off, u.g.Ho,
-                                       u.g.Co, u.groups};
-            const int64_t sets = int64_t(B) * (layer ? u.g.Ho : u.groups);
-            OF_TRY(layer ? d->layer_norm_backward(nb, sets) : d->group_norm_backward(nb, sets));
-            OF_TRY(join(l, dnext));
-            std::swap(dcur, dnext);
-            continue;
-        }
-        OF_TRY(input_grad(m, l, B, dcur, input(l), dnext, tf32));
         OF_TRY(join(l, dnext));
         std::swap(dcur, dnext);
     }

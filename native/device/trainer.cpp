@@ -1,13 +1,16 @@
 // The device trainer (trainer.h): what runs on the device, the device copy of the parameters, and a step's sequence
 // (upload, estimate, step statistics, update; fit's launched steps; validation). Shapes: B samples, K copies, R = B K
 // rows; unit l maps I_l -> O_l values per row with its parameters at the model's slab offsets, a layout the device
-// copy keeps. Estimators: ulr_*.cpp, bp.cpp, perturbation.cpp; one unit's passes: unit_passes.cpp; recurrent: seq.cpp.
+// copy keeps. Estimators: ulr_*.cpp, bp.cpp, perturbation.cpp; one unit's passes: unit_passes.cpp, through its kind's
+// entries (device/unit_pass.h); recurrent: seq.cpp.
 #include "device/trainer.h"
 
 #include <algorithm>
 #include <cmath>
 
+#include "device/unit_pass.h"
 #include "model/train.h"
+#include "units/unit.h"
 
 namespace of {
 
@@ -53,13 +56,13 @@ Status DeviceTrainer::begin(Model& m, const OptimizerConfig* o) {
         OF_TRY(dev_->zero(opt_m_.f(), bytes));
         OF_TRY(dev_->zero(opt_v_.f(), bytes));
     }
-    for (size_t l = 0; l < m.units.size(); l++) {  // batchNorm's running statistics live on the device too
-        const Unit& u = m.units[l];
-        if (u.kind != UnitKind::BatchNorm) continue;
-        while (bn_.size() <= l) bn_.push_back(std::make_unique<Bn>());
-        OF_TRY(bn_[l]->running.reserve(dev_.get(), u.running->size() * sizeof(float)));
-        OF_TRY(bn_[l]->stats.reserve(dev_.get(), u.running->size() * sizeof(float)));
-        OF_TRY(dev_->upload(bn_[l]->running.f(), u.running->data(), u.running->size() * sizeof(float)));
+    for (int l = 0; l < int(m.units.size()); l++) {  // running statistics (batchNorm's) live on the device too
+        const Unit& u = m.units[size_t(l)];
+        if (!u.running) continue;
+        const size_t bytes = u.running->size() * sizeof(float);
+        OF_TRY(unit_buffer(l, kRunning).reserve(dev_.get(), bytes));
+        OF_TRY(unit_buffer(l, kBatch).reserve(dev_.get(), bytes));
+        OF_TRY(dev_->upload(unit_buffer(l, kRunning).f(), u.running->data(), bytes));
     }
     pending_.clear();  // a fit that stopped on an error may have left launched steps unread
     if (acc_.size()) OF_TRY(reset_tally());
@@ -76,10 +79,9 @@ Status DeviceTrainer::end(Model& m) {
 Status DeviceTrainer::download(Model& m) {
     const size_t bytes = size_t(m.n_params) * sizeof(float);
     OF_TRY(dev_->download(m.params->data(), params_.f(), bytes));
-    for (size_t l = 0; l < m.units.size() && l < bn_.size(); l++)
-        if (m.units[l].kind == UnitKind::BatchNorm)
-            OF_TRY(dev_->download(m.units[l].running->data(), bn_[l]->running.f(),
-                                  m.units[l].running->size() * sizeof(float)));
+    for (int l = 0; l < int(m.units.size()); l++)
+        if (const auto& running = m.units[size_t(l)].running)
+            OF_TRY(dev_->download(running->data(), unit_buffer(l, kRunning).f(), running->size() * sizeof(float)));
     if (m.opt_kind >= 0) {
         OF_TRY(m.opt_m.reserve(size_t(m.n_params)));
         OF_TRY(m.opt_v.reserve(size_t(m.n_params)));
@@ -93,7 +95,11 @@ Status DeviceTrainer::upload_batch(const Model& m, const float* x, const Targets
     Device* d = dev_.get();
     OF_TRY(x_.reserve(d, size_t(B) * m.inputs * sizeof(float)));
     OF_TRY(d->upload(x_.f(), x, size_t(B) * m.inputs * sizeof(float)));
-    if (m.token_vocab > 0) OF_TRY(token_index(m, x, B));  // for the table's gradient
+    batch_rows_ = B;
+    for (int l = 0; l < int(m.units.size()); l++) {  // per-batch state (the embedding's token index)
+        const DeviceUnitOps* o = unit_ops(m.units[size_t(l)].kind).device;
+        if (o && o->batch) OF_TRY(o->batch(pass(m, l, B, false), x));
+    }
     if (y.labels) {
         OF_TRY(labels_.reserve(d, size_t(B) * m.groups * sizeof(int32_t)));
         OF_TRY(d->upload(labels_.as<int32_t>(), y.labels, size_t(B) * m.groups * sizeof(int32_t)));
@@ -260,12 +266,12 @@ Status DeviceTrainer::grad_norm(int64_t off, int64_t n, float clip) {
 
 // The optimizer on the trainable part of the slab (a frozen prefix is never touched, as in train.cpp apply_update).
 Status DeviceTrainer::update(const Model& m, const OptimizerConfig& o, int64_t t, int B) {
-    for (size_t l = 0; l < m.units.size(); l++) {  // batchNorm's running statistics follow this step's batch
-        const Unit& u = m.units[l];
-        if (u.kind != UnitKind::BatchNorm) continue;
-        OF_TRY(dev_->bn_running(
-            dev::RunningArgs{bn_[l]->running.f(), bn_[l]->stats.f(), stats_.as<double>(), double(B) * u.g.Ho, u.g.Co},
-            u.g.Co));
+    for (int l = 0; l < int(m.units.size()); l++) {  // running statistics (batchNorm's) follow this step's batch
+        const Unit& u = m.units[size_t(l)];
+        if (!u.running) continue;
+        OF_TRY(dev_->bn_running(dev::RunningArgs{unit_buffer(l, kRunning).f(), unit_buffer(l, kBatch).f(),
+                                                 stats_.as<double>(), double(B) * u.g.Ho, u.g.Co},
+                                u.g.Co));
     }
     const int64_t off = trainable_offset(m), n = m.n_params - off;
     if (o.clip_norm > 0.0f) OF_TRY(grad_norm(off, n, o.clip_norm));

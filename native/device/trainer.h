@@ -9,6 +9,7 @@
 // What it does not run (unsupported() says why) stays on the CPU estimators: layer kinds without device kernels, a JS
 // loss outside ULR, and modules outside dense, conv and pooling models with real weights.
 #pragma once
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +20,8 @@
 #include "model/train.h"
 
 namespace of {
+
+struct UnitPass;  // device/unit_pass.h
 
 class DeviceTrainer {
    public:
@@ -85,6 +88,21 @@ class DeviceTrainer {
                               const float* minus, int rows);
     void reset_pipeline() { pipe_.pending = false; }  // pipelined modules: no first module waits (every fit starts so)
 
+    // What the unit kinds' passes (device/unit_pass.h) use: the device, the parameters the forward computes with
+    // (theta: binary / ternary weights applied), the parameters and their gradients, the mode, the uploaded batch's
+    // rows, and per unit its own buffers (kept between passes and steps: a norm's x^, a graph's adjacency). A unit
+    // with running statistics (Unit::running) keeps them in its buffer kRunning and its batch's in kBatch: begin(),
+    // download() and update() move them.
+    static constexpr int kRunning = 0, kBatch = 1;
+    Device* device() const { return dev_.get(); }
+    const float* theta() const { return theta_; }
+    const float* params() const { return params_.f(); }
+    float* grads() const { return grads_.f(); }
+    bool inference() const { return inference_; }
+    int batch_rows() const { return batch_rows_; }
+    DeviceBuffer& unit_buffer(int l, int slot);
+    Status col_sum(float* out, const float* d, int R, int O, float alpha, const float* mul = nullptr);  // of d (x mul)
+
    private:
     Status upload_batch(const Model& m, const float* x, const Targets& y, int B);
     // Upload, estimate and the step statistics (accumulated under `id` when id >= 0); *rows: the rows evaluated. hook:
@@ -106,20 +124,18 @@ class DeviceTrainer {
     Status noise_forward(const dev::NoisyArgs& na, int qmc_K, uint32_t qmc_dim = 0);
     Status channel_sigmas(const Model& m, const UlrConfig& c, std::vector<const float*>* out);  // per unit
     static std::vector<float> unit_sigmas(const Model& m, const UlrConfig& c);  // per unit; 0 without parameters
-    // BP pieces of one unit on `rows` rows from dv, the gradient at its pre-activation: its parameters' gradients
-    // (times alpha) into the slab, and the gradient at its input x into din
-    Status weight_grads(const Model& m, int l, int rows, const float* dv, float alpha, const float* x, bool tf32);
-    Status input_grad(const Model& m, int l, int rows, const float* dv, const float* x, float* din, bool tf32);
+    // One unit's passes (unit_passes.cpp), through its kind's entries (device/unit_pass.h) on p.rows rows: v = its
+    // pre-activation without bias (or its output, without parameters) from x; v and then a = act(v + b) (a may be v;
+    // a parameter-free unit with no activation writing onto v skips it); from dv at its pre-activation, its
+    // parameters' gradients (times alpha) into the slab, the gradient at its input into din, or BP's both (din:
+    // nullptr for none).
+    UnitPass pass(const Model& m, int l, int rows, bool tf32);
+    Status forward(const UnitPass& p, const float* x, float* v);
+    Status forward_act(const UnitPass& p, const float* x, float* v, float* a);
+    Status weight_grads(const UnitPass& p, const float* x, const float* dv, float alpha);
+    Status input_grad(const UnitPass& p, const float* x, const float* dv, float* din);
+    Status backward(const UnitPass& p, const float* x, const float* dv, float* din);
     Status frozen_forward(Model& m, int B, EstimatorConfig::Kind kind, const float** in);
-    // the token kinds (tokens.cpp): the batch's token index (its B rows of ids on the host), the tables' forward and
-    // gradients (times alpha), attend's arguments and its input gradient
-    Status token_index(const Model& m, const float* x, int B);
-    Status token_linear(const Model& m, int l, int rows, const float* x, float* out);
-    Status token_grads(const Model& m, int l, int rows, const float* dv, float alpha);
-    dev::AttendArgs attend_args(const Unit& u, float* out, const float* qkv, const float* dout);
-    Status attend_grad(const Model& m, int l, int rows, const float* dv, const float* x, float* din);
-    Status linear(const Model& m, int l, int rows, const float* x, float* out, bool tf32);
-    Status aggregate(const Model& m, int l, float* out, const float* x, int rows);
     // recurrent units (seq.cpp): the forward on `rows` rows (noise E times sigma on every gate, or times sigmas, one
     // per gate value; or none; xw: the shared X W^T of ULR's first unit, row r reading row r / rep), the gradient
     // reduction from S (rows, T GH) into the unit's slab (with_w: also dW from `in`), and backprop through time (din:
@@ -130,15 +146,6 @@ class DeviceTrainer {
     Status seq_reduce(const Model& m, int l, int rows, const float* in, const float* S, float alpha, bool with_w,
                       bool tf32);
     Status seq_backward(const Model& m, int l, int rows, const float* in, const float* dout, float* din, bool tf32);
-    struct Mask {  // dropout masks: row r belongs to sample sample0 + r / rep
-        int rep;
-        uint32_t sample0;
-        uint64_t seed;
-        uint32_t step;
-    };
-    Status plain(const Model& m, int l, int rows, const float* x, float* v, float* a, const Mask& mask,
-                 const float* src = nullptr);
-    Status col_sum(float* out, const float* d, int R, int O, float alpha, const float* mul = nullptr);  // of d (x mul)
     Status grad_norm(int64_t off, int64_t n,
                      float clip);  // of grads[off, off + n): norm_[0] = |g|, norm_[1] = clip factor
     // the optimizer and batchNorm's running statistics, gated by the step statistics (B: the step's samples)
@@ -183,9 +190,10 @@ class DeviceTrainer {
         nullptr;  // the slab the forward computes with: params_, or eff_ with binary / ternary weights
     // per layer: activations (ULR: the clean B rows); noise (ULR) or pre-activations (BP); ULR: a group's activations
     std::vector<std::unique_ptr<DeviceBuffer>> a_, e_, ga_;
-    std::vector<std::unique_ptr<DeviceBuffer>> cols_;      // per conv unit: its input's patches
-    std::vector<std::unique_ptr<DeviceBuffer>> xh_, inv_;  // per norm unit: x^ and 1 / sigma of its sets
-    std::vector<int> lw_copies_;                           // layer-wise: this step's copies per layer with parameters
+    std::vector<std::unique_ptr<DeviceBuffer>> cols_;                         // per conv unit: its input's patches
+    std::vector<std::unique_ptr<std::array<DeviceBuffer, 3>>> unit_buffers_;  // unit_buffer()
+    int batch_rows_ = 0;
+    std::vector<int> lw_copies_;  // layer-wise: this step's copies per layer with parameters
     struct Pipe {  // pipelined modules: the first module's state from the previous training step, reduced in this one
         bool pending = false;
         int B = 0, end = 0;                                     // its samples; the first module's end (units)
@@ -199,21 +207,6 @@ class DeviceTrainer {
         uint32_t dim0 = 0;  // its first Sobol dimension (estimator.h qmc_dim0)
     };
     std::vector<std::unique_ptr<Dirs>> qmc_dirs_;
-    struct Bn {  // per batchNorm unit: running and batch statistics (mean C, variance C)
-        DeviceBuffer running, stats;
-    };
-    std::vector<std::unique_ptr<Bn>> bn_;
-    DeviceBuffer bn_sums_;  // BP through batchNorm: per-channel sums
-    struct Csr {            // per graphConv unit: its normalized adjacency
-        DeviceBuffer row_ptr, col, val;
-        bool ready = false;
-    };
-    std::vector<std::unique_ptr<Csr>> graph_;
-    // the embedding's token index (token_index: per table row its positions in the batch's tok_rows_ rows) and
-    // attend's backward statistics (3 per row, head and position)
-    DeviceBuffer tok_start_, tok_pos_, attn_stats_;
-    std::vector<int> tok_start_host_, tok_pos_host_;
-    int tok_rows_ = -1;
     std::vector<std::unique_ptr<DeviceBuffer>> aux_;  // per recurrent unit: what its backward and reduction read
     DeviceBuffer seq_p_, seq_h_, seq_c_, seq_dh_, seq_dc_, seq_q_, seq_dp_;  // recurrent scratch
     // BP of residual blocks: act(v) and the sum before post_act at a block's end; the skip gradient at its start

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <climits>
 
-#include "device/trainer.h"
+#include "device/unit_pass.h"
 #include "estimators/blocks.h"
 #include "estimators/ulr_plan.h"
 
@@ -81,27 +81,27 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     float* G = grads_.f();
     auto bias = [&](const Unit& u) -> const float* { return u.b_off < 0 ? nullptr : theta_ + u.b_off; };
     auto clean_in = [&](int l) { return l == 0 ? x : a_[size_t(l - 1)]->f(); };
-    auto residual = [&](const Unit& u) { return u.skip_from >= 0 && u.kind != UnitKind::Concat; };
+    // unit l on `rows` rows: dropout's row r belongs to sample base + r / rep, a concat's block input is `skip`
+    auto pass_of = [&](int l, int rows, int rep, const float* skip) {
+        UnitPass p = pass(m, l, rows, tf32);
+        p.rep = rep, p.sample0 = base, p.seed = seed, p.step = step, p.skip = skip;
+        return p;
+    };
 
-    // 1. the clean forward of the B samples
+    // 1. the clean forward of the B samples (batchNorm: this batch's statistics, which every copy normalizes with)
     for (int l = 0; l < clean_end; l++) {
         const Unit& u = m.units[size_t(l)];
         float* a = a_[size_t(l)]->f();
-        if (!u.param()) {
-            OF_TRY(plain(m, l, B, clean_in(l), a, a, {1, base, seed, step},
-                         u.kind == UnitKind::Concat ? clean_in(u.skip_from) : nullptr));
-        } else if (u.recurrent()) {
+        if (u.recurrent()) {
             OF_TRY(seq_forward(m, l, B, clean_in(l), a, nullptr, 0.0f, nullptr, 1, tf32));
             if (u.act != Act::Identity)
                 OF_TRY(d->bias_act(dev::BiasActArgs{a, a, nullptr, u.O, u.act, u.alpha}, int64_t(B) * u.O));
         } else {
-            if (u.kind == UnitKind::BatchNorm)  // this batch's statistics, which every copy normalizes with
-                OF_TRY(d->bn_stats(
-                    dev::BatchStatsArgs{bn_[size_t(l)]->stats.f(), clean_in(l), int64_t(B) * u.g.Ho, u.g.Co}, u.g.Co));
-            OF_TRY(linear(m, l, B, clean_in(l), a, tf32));
-            OF_TRY(d->bias_act(dev::BiasActArgs{a, a, bias(u), u.gemm_cols(), u.act, u.alpha}, int64_t(B) * u.O));
+            UnitPass p = pass_of(l, B, 1, u.skip_from >= 0 ? clean_in(u.skip_from) : nullptr);
+            p.batch_stats = true;
+            OF_TRY(forward_act(p, clean_in(l), a, a));
         }
-        if (residual(u))
+        if (u.ends_residual())
             OF_TRY(d->skip_add(dev::SkipArgs{a, nullptr, a, clean_in(u.skip_from), u.O, 1, u.post_act, u.post_alpha},
                                int64_t(B) * u.O));
     }
@@ -138,7 +138,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         }
         const bool fused = l == st && !u.recurrent() && !regen;  // the copy sum scores the noise itself
         // a later dense unit with a bias: its scores and their column sums' first stage in one pass
-        const bool scored_cols = l != st && !regen && u.kind == UnitKind::Dense && u.b_off >= 0;
+        const bool scored_cols = l != st && !regen && u.flat_linear() && u.b_off >= 0;
         if (scored_cols) {
             OF_TRY(col_part_.reserve(d, size_t(chunks) * u.O * sizeof(float)));
             const dev::ScoreColsArgs sc{{S, w_.f(), u.O, c.density, c.score, sigmas[size_t(l)]}, col_part_.f(), R};
@@ -166,19 +166,11 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             OF_TRY(d->copy_sum(cs, int64_t(B) * u.O));
             S = g_.f();
         }
-        if (u.kind == UnitKind::BatchNorm) {  // its x^ from the batch statistics (a norm's gain: column sums of S x^)
-            while (int(xh_.size()) <= l)
-                xh_.push_back(std::make_unique<DeviceBuffer>()), inv_.push_back(std::make_unique<DeviceBuffer>());
-            OF_TRY(xh_[size_t(l)]->reserve(d, size_t(rows) * u.O * sizeof(float)));
-            OF_TRY(d->bn_apply(
-                dev::BatchApplyArgs{xh_[size_t(l)]->f(), in, bn_[size_t(l)]->stats.f(), nullptr, u.g.Ho, u.g.Co, 1},
-                int64_t(rows) * u.O));
-        }
         if (scored_cols) {  // the weight GEMM, then the bias from the column sums' chunks
             OF_TRY(d->gemm(true, false, u.O, u.I, R, alpha, S, u.O, in, u.I, 0.0f, G + u.w_off, u.I, tf32));
             return d->col_sum_final(dev::ColSumArgs{G + u.b_off, col_part_.f(), nullptr, R, u.O, alpha}, u.O);
         }
-        return weight_grads(m, l, rows, S, alpha, in, tf32);
+        return weight_grads(pass(m, l, rows, tf32), in, S, alpha);
     };
 
     // 2. each group: its forward, losses and row weights, then its noisy units' reductions
@@ -224,7 +216,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         };
         auto skip = [&](int l) -> Status {
             const Unit& u = m.units[size_t(l)];
-            if (!residual(u)) return {};
+            if (!u.ends_residual()) return {};
             int rep = 1;
             const float* src = block_in(u.skip_from, &rep);
             float* a = ga_[size_t(l)]->f();
@@ -237,7 +229,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
                            theta_ + u0.w_off, u0.q.F, 0.0f, v0_.f(), u0.q.G * u0.q.H, tf32));
             OF_TRY(seq(st, v0_.f(), true));
         } else {
-            OF_TRY(linear(m, st, B, clean_in(st), v0_.f(), tf32));
+            OF_TRY(forward(pass(m, st, B, tf32), clean_in(st), v0_.f()));
             OF_TRY(noisy(st, v0_.f(), K));
         }
         OF_TRY(skip(st));
@@ -246,12 +238,12 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             float* a = ga_[size_t(l)]->f();
             if (!u.param()) {  // dropout's row r belongs to sample base + r / K; a concat's block input as block_in
                 int rep = K;
-                const float* src = u.kind == UnitKind::Concat ? block_in(u.skip_from, &rep) : nullptr;
-                OF_TRY(plain(m, l, R, input(l), a, a, {rep, base, seed, step}, src));
+                const float* src = u.skip_from >= 0 ? block_in(u.skip_from, &rep) : nullptr;
+                OF_TRY(forward_act(pass_of(l, R, rep, src), input(l), a, a));
             } else if (u.recurrent()) {
                 OF_TRY(seq(l, nullptr, l < g.end));
             } else {
-                OF_TRY(linear(m, l, R, input(l), a, tf32));
+                OF_TRY(forward(pass(m, l, R, tf32), input(l), a));
                 const dev::BiasActArgs ba{a, a, bias(u), u.gemm_cols(), u.act, u.alpha};
                 OF_TRY(l < g.end ? noisy(l, a, 1) : d->bias_act(ba, int64_t(R) * u.O));
             }

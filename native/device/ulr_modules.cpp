@@ -2,8 +2,9 @@
 // there (alpha w s(E)) backpropagated inside the module only; pipelined modules reduce the first module one step late.
 #include <algorithm>
 
-#include "device/trainer.h"
+#include "device/unit_pass.h"
 #include "estimators/blocks.h"
+#include "units/unit.h"
 
 namespace of {
 
@@ -12,12 +13,12 @@ namespace of {
 // 1 / sigma, or 1 with per-channel sigma), and backpropagates it inside itself only. The first module runs on B rows
 // and takes its boundary estimate summed over copies (G = sum_k w s(E)); the others run on the R copy rows. Module
 // ends are unit indices (pools before a layer belong to its module); noise layer ids are unit indices, as on the CPU.
-// Module training on the device: dense, conv and pooling units with real weights, no blocks.
+// Module training on the device: the kinds whose entries say so (dense, conv and pooling units), no blocks.
 bool DeviceTrainer::modules_run(const Model& m) {
-    for (const Unit& u : m.units)
-        if (u.skip_from >= 0 || !(u.kind == UnitKind::Dense || u.kind == UnitKind::Conv2d ||
-                                  u.kind == UnitKind::MaxPool2d || u.kind == UnitKind::AvgPool2d))
-            return false;
+    for (const Unit& u : m.units) {
+        const DeviceUnitOps* o = unit_ops(u.kind).device;
+        if (u.skip_from >= 0 || !o || !o->modules) return false;
+    }
     return true;
 }
 
@@ -66,20 +67,20 @@ Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t 
         const Unit& ut = m.units[size_t(top)];
         auto in = [&](int l) { return l == 0 ? x0 : a_[size_t(l - 1)]->f(); };
         const float alpha = sigmas[size_t(top)] ? 1.0f : 1.0f / sigma[size_t(top)];
-        OF_TRY(weight_grads(m, top, rows, D, alpha, in(top), tf32));
+        OF_TRY(weight_grads(pass(m, top, rows, tf32), in(top), D, alpha));
         if (top == s) return {};
         float* dcur = d0_.f();
         float* dnext = d1_.f();
         OF_TRY(d->axpy(dev::AxpyArgs{dcur, nullptr, D, alpha}, int64_t(rows) * ut.O));
         for (int l = top; l > s;
              l--) {  // the gradient into unit l - 1's output, then through its activation and itself
-            OF_TRY(input_grad(m, l, rows, dcur, in(l), dnext, tf32));
+            OF_TRY(input_grad(pass(m, l, rows, tf32), in(l), dcur, dnext));
             const Unit& p = m.units[size_t(l - 1)];
             OF_TRY(d->act_backward(
                 dev::ActBackArgs{dnext, dnext, e_[size_t(l - 1)]->f(), a_[size_t(l - 1)]->f(), p.act, p.alpha},
                 int64_t(rows) * p.O));
             std::swap(dcur, dnext);
-            if (p.param()) OF_TRY(weight_grads(m, l - 1, rows, dcur, 1.0f, in(l - 1), tf32));
+            if (p.param()) OF_TRY(weight_grads(pass(m, l - 1, rows, tf32), in(l - 1), dcur, 1.0f));
         }
         return {};
     };
@@ -115,11 +116,11 @@ Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t 
         const Unit& u = m.units[size_t(l)];
         const int rows = l < e0 ? B : R;
         if (!u.param()) {  // a pool
-            OF_TRY(plain(m, l, rows, input(l), e_[size_t(l)]->f(), a_[size_t(l)]->f(), {1, 0, seed, step}));
+            OF_TRY(forward_act(pass(m, l, rows, tf32), input(l), e_[size_t(l)]->f(), a_[size_t(l)]->f()));
             continue;
         }
         float* v = !boundary(l) ? e_[size_t(l)]->f() : l == e0 - 1 ? v0_.f() : a_[size_t(l)]->f();
-        OF_TRY(linear(m, l, rows, input(l), v, tf32));
+        OF_TRY(forward(pass(m, l, rows, tf32), input(l), v));
         if (!boundary(l)) {
             OF_TRY(d->bias_act(dev::BiasActArgs{a_[size_t(l)]->f(), v, bias(u), u.gemm_cols(), u.act, u.alpha},
                                int64_t(rows) * u.O));

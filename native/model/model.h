@@ -114,6 +114,8 @@ struct Unit {
     int64_t n_par = 0;  // parameter values (weights and bias)
     bool param() const { return n_par > 0; }
     bool recurrent() const { return unit_family(kind) == UnitFamily::Recurrent; }
+    // a linear map of flat rows, out (rows, O) = in (rows, I) W^T + b (an adapter adds its low-rank term)
+    bool flat_linear() const { return param() && unit_family(kind) == UnitFamily::Plain; }
     // conv and graphConv: a dense map per output position of gathered inputs (im2row patches, or neighbour sums)
     bool convlike() const { return unit_family(kind) == UnitFamily::ConvLike; }
     // a dense map per position of a sequence (dense on a sequence, multiHeadAttention's projections): a conv-like

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "device/unit_pass.h"
 #include "units/conv.h"
 
 namespace of {
@@ -122,9 +123,28 @@ void backward(const KernelTable&, const Unit& u, const float*, const float* in, 
         }
 }
 
+// On a device (kernels in ops_token.h): attend, and its input gradient (dQ, dK, dV) from each query's softmax
+// statistics (3 per row, head and position, in the unit's buffer 0), then per position.
+dev::AttendArgs attend_args(const UnitPass& p, float* out, const float* qkv, const float* dout) {
+    const Unit& u = p.u;
+    const float scale = 1.0f / std::sqrt(float(u.q.F / u.heads));
+    return {out, qkv, dout, p.buffer(0).as<double>(), u.q.T, u.q.F, u.heads, u.causal ? 1 : 0, scale};
+}
+Status device_forward(const UnitPass& p, const float* x, float* v) {
+    return p.d->attend(attend_args(p, v, x, nullptr), int64_t(p.rows) * p.u.heads * p.u.q.T);
+}
+Status device_input_grad(const UnitPass& p, const float* x, const float* dv, float* din) {
+    const int64_t n = int64_t(p.rows) * p.u.heads * p.u.q.T;
+    OF_TRY(p.buffer(0).reserve(p.d, size_t(n) * 3 * sizeof(double)));
+    const dev::AttendArgs a = attend_args(p, din, x, dv);
+    OF_TRY(p.d->attend_stats(a, n));
+    return p.d->attend_backward(a, n);
+}
+const DeviceUnitOps device{false, device_forward, nullptr, device_input_grad};
+
 }  // namespace
 
 extern const LayerType attention_layer{"multiHeadAttention", UnitKind::Attend, read, build};
-extern const UnitOps attend_unit{UnitFamily::Plain, nullptr, nullptr, nullptr, forward, backward, nullptr, nullptr};
+extern const UnitOps attend_unit{UnitFamily::Plain, nullptr, &device, nullptr, nullptr, forward, backward};
 
 }  // namespace of

@@ -5,6 +5,7 @@
 //             callers run concat_forward / concat_backward.
 #include <algorithm>
 
+#include "device/unit_pass.h"
 #include "units/unit.h"
 
 namespace of {
@@ -103,9 +104,21 @@ namespace {
 void concat_train(const Unit& u, const float*, const float* in, int rows, float* out, const TrainCtx& t) {
     concat_forward(u, out, in, t.skip, rows, t.skip_rep);
 }
+
+// On a device: the join, and the split of its gradient (the block input's part waits at the block's start)
+Status device_forward(const UnitPass& p, const float* x, float* v) {
+    const Unit& u = p.u;
+    return p.d->concat(dev::ConcatArgs{v, x, p.skip, u.g.Ho, u.g.C, u.g.Co, p.rep}, p.values());
+}
+Status device_input_grad(const UnitPass& p, const float*, const float* dv, float* din) {
+    const Unit& u = p.u;
+    return p.d->concat_backward(dev::ConcatBackArgs{din, p.skip_grad, dv, u.g.Ho, u.g.C, u.g.Co}, p.values());
+}
+const DeviceUnitOps device{false, device_forward, nullptr, device_input_grad};
+
 }  // namespace
 
-extern const UnitOps concat_unit{UnitFamily::Plain, nullptr, nullptr, nullptr,     pass,
+extern const UnitOps concat_unit{UnitFamily::Plain, nullptr, &device, nullptr,     nullptr, pass,
                                  pass_back,         nullptr, nullptr, concat_train};
 
 }  // namespace of

@@ -12,6 +12,7 @@
 #include <cmath>
 
 #include "core/shape.h"
+#include "device/unit_pass.h"
 
 namespace of {
 namespace {
@@ -196,6 +197,33 @@ void tensors_position_dense(const Unit& u, const std::string& name, std::vector<
     if (u.b_off >= 0) out.push_back({n + ".bias", u.b_off, {u.g.Co}});
 }
 
+// On a device: an image conv's patches by im2row, their adjoint by row2im; a graph's by A^ both ways (its CSR
+// adjacency goes to the device on first use, into the unit's buffers 0-2)
+Status im2row(const UnitPass& p, const float* x, float* cols) {
+    return p.d->im2row(dev::PatchArgs{cols, x, p.u.g}, p.u.gemm_rows(p.rows) * p.u.g.patch());
+}
+Status row2im(const UnitPass& p, const float* dcols, float* din) {
+    return p.d->row2im(dev::PatchArgs{din, dcols, p.u.g}, int64_t(p.rows) * p.u.I);
+}
+Status aggregate(const UnitPass& p, const float* x, float* out) {
+    const Graph& h = *p.u.graph;
+    DeviceBuffer &row_ptr = p.buffer(0), &col = p.buffer(1), &val = p.buffer(2);
+    if (!row_ptr.size()) {
+        const size_t e = h.col.size();
+        OF_TRY(col.reserve(p.d, e * sizeof(int)));
+        OF_TRY(val.reserve(p.d, e * sizeof(float)));
+        OF_TRY(p.d->upload(col.as<int>(), h.col.data(), e * sizeof(int)));
+        OF_TRY(p.d->upload(val.f(), h.val.data(), e * sizeof(float)));
+        OF_TRY(row_ptr.reserve(p.d, h.row_ptr.size() * sizeof(int)));
+        OF_TRY(p.d->upload(row_ptr.as<int>(), h.row_ptr.data(), h.row_ptr.size() * sizeof(int)));
+    }
+    const dev::GraphArgs a{out, x, row_ptr.as<int>(), col.as<int>(), val.f(), h.N, p.u.g.C};
+    return p.d->graph(a, int64_t(p.rows) * h.N * p.u.g.C);
+}
+const DeviceUnitOps conv2d_device{true, nullptr, nullptr, nullptr, nullptr, im2row, row2im};
+const DeviceUnitOps graph_device{false, nullptr, nullptr, nullptr, nullptr, aggregate, aggregate};
+const DeviceUnitOps position_device{false};  // a GEMM unit whose patches are its input itself
+
 }  // namespace
 
 Status add_position_dense(ModelBuilder& b, UnitKind kind, int units, bool bias, int quant) {
@@ -249,15 +277,15 @@ Status add_image_unit(ModelBuilder& b, Unit& u, bool global) {
 
 extern const LayerType conv2d_layer{"conv2d", UnitKind::Conv2d, read_conv2d, build_conv2d};
 extern const LayerType graph_conv_layer{"graphConv", UnitKind::GraphConv, read_graph_conv, build_graph_conv};
-extern const UnitOps conv2d_unit{
-    UnitFamily::ConvLike, "conv", init, tensors_conv2d, forward, backward, lr_reduce, nullptr};
-extern const UnitOps graph_conv_unit{
-    UnitFamily::ConvLike, "graph", init, tensors_graph_conv, forward, backward, lr_reduce, nullptr};
-extern const UnitOps seq_dense_unit{
-    UnitFamily::ConvLike, "dense", init, tensors_position_dense, forward, backward, lr_reduce, nullptr};
-extern const UnitOps attention_qkv_unit{
-    UnitFamily::ConvLike, "attention", init, tensors_position_dense, forward, backward, lr_reduce, nullptr};
-extern const UnitOps attention_out_unit{
-    UnitFamily::ConvLike, "attention", init, tensors_position_dense, forward, backward, lr_reduce, nullptr};
+extern const UnitOps conv2d_unit{UnitFamily::ConvLike, "conv",  &conv2d_device, init,
+                                 tensors_conv2d,       forward, backward,       lr_reduce};
+extern const UnitOps graph_conv_unit{UnitFamily::ConvLike, "graph", &graph_device, init,
+                                     tensors_graph_conv,   forward, backward,      lr_reduce};
+extern const UnitOps seq_dense_unit{UnitFamily::ConvLike,   "dense", &position_device, init,
+                                    tensors_position_dense, forward, backward,         lr_reduce};
+extern const UnitOps attention_qkv_unit{UnitFamily::ConvLike,   "attention", &position_device, init,
+                                        tensors_position_dense, forward,     backward,         lr_reduce};
+extern const UnitOps attention_out_unit{UnitFamily::ConvLike,   "attention", &position_device, init,
+                                        tensors_position_dense, forward,     backward,         lr_reduce};
 
 }  // namespace of

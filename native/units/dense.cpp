@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "core/shape.h"
+#include "device/unit_pass.h"
 #include "units/conv.h"
 
 namespace of {
@@ -85,9 +86,11 @@ void lr_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, c
     k.lr_bias_reduce(db, w ? w : wexp, S, rows, u.O, alpha, false);
 }
 
+const DeviceUnitOps device{true};  // a GEMM unit, in module training too
+
 }  // namespace
 
 extern const LayerType dense_layer{"dense", UnitKind::Dense, read, build};
-extern const UnitOps dense_unit{UnitFamily::Plain, "dense", init, tensors, forward, backward, lr_reduce, nullptr};
+extern const UnitOps dense_unit{UnitFamily::Plain, "dense", &device, init, tensors, forward, backward, lr_reduce};
 
 }  // namespace of

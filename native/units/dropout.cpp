@@ -3,6 +3,7 @@
 // to the gradient, with dropout_apply; the backward here leaves it to them.
 #include <algorithm>
 
+#include "device/unit_pass.h"
 #include "rng/philox.h"
 #include "units/unit.h"
 
@@ -52,9 +53,25 @@ namespace {
 void train(const Unit& u, const float*, const float* in, int rows, float* out, const TrainCtx& t) {
     dropout_apply(u, out, in, rows, t.rep, t.sample0, t.seed, t.step, t.unit);
 }
+
+// On a device: the mask (the identity in inference), and the same mask on the gradient.
+Status device_mask(const UnitPass& p, const float* x, float* y) {
+    const Unit& u = p.u;
+    return p.d->dropout(dev::DropoutArgs{y, x, u.O, p.rep, p.sample0, p.seed, p.step, uint32_t(p.l), u.rate},
+                        p.values());
+}
+Status device_forward(const UnitPass& p, const float* x, float* v) {
+    if (p.t.inference()) return p.d->add(dev::AddArgs{v, x, 0}, p.values());
+    return device_mask(p, x, v);
+}
+Status device_input_grad(const UnitPass& p, const float*, const float* dv, float* din) {
+    return device_mask(p, dv, din);
+}
+const DeviceUnitOps device{false, device_forward, nullptr, device_input_grad};
+
 }  // namespace
 
-extern const UnitOps dropout_unit{UnitFamily::Plain, nullptr, nullptr, nullptr, forward,
-                                  backward,          nullptr, nullptr, train};
+extern const UnitOps dropout_unit{UnitFamily::Plain, nullptr,  &device, nullptr, nullptr,
+                                  forward,           backward, nullptr, nullptr, train};
 
 }  // namespace of

@@ -8,9 +8,11 @@
 // amplifies it some 30 times (a tiny GPT block's layers, mean of 16 ULR estimates: cosine to BP 0.28 at +-0.05,
 // 0.96 at unit variance).
 #include <algorithm>
+#include <climits>
 #include <cmath>
 
 #include "core/shape.h"
+#include "device/unit_pass.h"
 #include "units/unit.h"
 
 namespace of {
@@ -127,16 +129,70 @@ void lr_positional(const KernelTable& k, const Unit& u, const float*, int rows, 
     k.lr_bias_reduce(dW, w ? w : wexp, S, rows, u.O, alpha, false);
 }
 
+// On a device (kernels in ops_token.h). The batch's token index, for the embedding's gradient: per table row v, the
+// positions p = r T + t of the batch's rows that read it, increasing (a counting sort on the host, where the ids
+// are), in the unit's buffers 0 (the starts) and 1 (the positions), so that each table value's sum runs in the CPU's
+// order without atomics.
+Status device_token_index(const UnitPass& p, const float* x) {
+    const Unit& u = p.u;
+    const int64_t n = int64_t(p.rows) * u.q.T;
+    OF_CHECK(n < INT_MAX, Shape, "batch x steps is too large for the embedding's token index");
+    std::vector<int> start(size_t(u.vocab) + 1, 0);
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t id = dev::token_of(x[i], u.vocab);
+        if (id >= 0) start[size_t(id) + 1]++;
+    }
+    for (int v = 0; v < u.vocab; v++) start[size_t(v) + 1] += start[size_t(v)];
+    std::vector<int> pos(size_t(start.back()) + 1), next(start.begin(), start.end() - 1);
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t id = dev::token_of(x[i], u.vocab);
+        if (id >= 0) pos[size_t(next[size_t(id)]++)] = int(i);
+    }
+    DeviceBuffer &s = p.buffer(0), &q = p.buffer(1);
+    OF_TRY(s.reserve(p.d, start.size() * sizeof(int)));
+    OF_TRY(q.reserve(p.d, pos.size() * sizeof(int)));
+    OF_TRY(p.d->upload(s.as<int>(), start.data(), start.size() * sizeof(int)));
+    return p.d->upload(q.as<int>(), pos.data(), pos.size() * sizeof(int));
+}
+// out = E[ids]; dE times alpha from the token index (rows: the batch's); the ids have no gradient
+Status device_embed(const UnitPass& p, const float* x, float* out) {
+    const Unit& u = p.u;
+    return p.d->embed(dev::EmbedArgs{out, x, p.weights(), u.q.F, u.vocab}, p.values());
+}
+Status device_embed_grad(const UnitPass& p, const float*, const float* dv, float alpha) {
+    const Unit& u = p.u;
+    OF_CHECK(p.rows == p.t.batch_rows(), Internal, "the embedding's gradient without its batch's token index");
+    const dev::EmbedGradArgs a{p.t.grads() + u.w_off, dv, p.buffer(0).as<int>(), p.buffer(1).as<int>(), u.q.F, alpha};
+    return p.d->embed_grad(a, int64_t(u.vocab) * u.q.F);
+}
+Status device_no_grad(const UnitPass& p, const float*, const float*, float* din) {
+    return p.d->zero(din, size_t(p.rows) * p.u.I * sizeof(float));
+}
+// out = x + P; dP = alpha colsum(dv); din = dv
+Status device_positional(const UnitPass& p, const float* x, float* out) {
+    const Unit& u = p.u;
+    return p.d->positional_add(dev::PositionalArgs{out, x, p.weights(), u.O}, p.values());
+}
+Status device_positional_grad(const UnitPass& p, const float*, const float* dv, float alpha) {
+    return p.t.col_sum(p.t.grads() + p.u.w_off, dv, p.rows, p.u.O, alpha);
+}
+Status device_positional_input_grad(const UnitPass& p, const float*, const float* dv, float* din) {
+    return p.d->add(dev::AddArgs{din, dv, 0}, int64_t(p.rows) * p.u.I);
+}
+const DeviceUnitOps embedding_device{false,   device_embed, device_embed_grad, device_no_grad,
+                                     nullptr, nullptr,      nullptr,           device_token_index};
+const DeviceUnitOps positional_device{false, device_positional, device_positional_grad, device_positional_input_grad};
+
 }  // namespace
 
 extern const LayerType embedding_layer{"embedding", UnitKind::Embedding, read_embedding, build_embedding};
 extern const LayerType positional_embedding_layer{"positionalEmbedding", UnitKind::PositionalEmbedding, nullptr,
                                                   build_positional};
 // the Norm family: their output is T positions of D values (ULR's noise channels, one sigma per value of D)
-extern const UnitOps embedding_unit{UnitFamily::Norm,  "embedding",        init,         tensors_embedding,
-                                    forward_embedding, backward_embedding, lr_embedding, nullptr};
+extern const UnitOps embedding_unit{UnitFamily::Norm,  "embedding",       &embedding_device,  init,
+                                    tensors_embedding, forward_embedding, backward_embedding, lr_embedding};
 extern const UnitOps positional_embedding_unit{
-    UnitFamily::Norm,   "position",          init,          tensors_positional,
-    forward_positional, backward_positional, lr_positional, nullptr};
+    UnitFamily::Norm,   "position",         &positional_device,  init,
+    tensors_positional, forward_positional, backward_positional, lr_positional};
 
 }  // namespace of

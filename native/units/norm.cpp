@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "device/unit_pass.h"
 #include "units/unit.h"
 
 namespace of {
@@ -242,20 +243,85 @@ void apply_batch_stats(const Unit& u, const float* theta, const float* in, int r
     batch_norm_with(u, theta, u.batch->data(), in, rows, out, rep);
 }
 
-extern const LayerType layer_norm_layer{"layerNorm", UnitKind::LayerNorm, nullptr, build};
-extern const LayerType batch_norm_layer{"batchNorm", UnitKind::BatchNorm, nullptr, build};
-extern const LayerType group_norm_layer{"groupNorm", UnitKind::GroupNorm, read_group_norm, build};
-extern const UnitOps layer_norm_unit{UnitFamily::Norm, "norm", init, tensors, forward, backward, lr_reduce, nullptr};
 namespace {
 void train_batch(const Unit& u, const float* theta, const float* in, int rows, float* out, const TrainCtx& t) {
     if (t.batch_stats) measure_batch_stats(u, in, rows);
     apply_batch_stats(u, theta, in, rows, out);
 }
+
+// On a device (kernels in ops_norm.h). Every norm: d gain = alpha colsum(dv x^), d bias = alpha colsum(dv).
+Status device_gain_bias_grads(const UnitPass& p, const float* xh, const float* dv, float alpha) {
+    const Unit& u = p.u;
+    float* G = p.t.grads();
+    const int n = int(u.gemm_rows(p.rows));
+    OF_TRY(p.t.col_sum(G + u.w_off, dv, n, u.g.Co, alpha, xh));
+    return p.t.col_sum(G + u.b_off, dv, n, u.g.Co, alpha);
+}
+
+// layerNorm, groupNorm: x^ and 1 / sigma per set into the unit's buffers 0 and 1 (the gradients read them), then
+// gain x^; the input gradient through the set's statistics
+int64_t device_sets(const UnitPass& p) { return int64_t(p.rows) * sets_of(p.u).per_row; }
+Status device_forward(const UnitPass& p, const float* x, float* out) {
+    const Unit& u = p.u;
+    DeviceBuffer &xh = p.buffer(0), &inv = p.buffer(1);
+    OF_TRY(xh.reserve(p.d, size_t(p.rows) * u.O * sizeof(float)));
+    OF_TRY(inv.reserve(p.d, size_t(device_sets(p)) * sizeof(float)));
+    const dev::NormArgs a{xh.f(), inv.f(), x, u.g.Ho, u.g.Co, u.groups};
+    OF_TRY(u.kind == UnitKind::GroupNorm ? p.d->group_norm(a, device_sets(p)) : p.d->layer_norm(a, device_sets(p)));
+    return p.d->add(dev::AddArgs{out, xh.f(), 0, p.weights(), u.g.Co}, p.values());
+}
+Status device_weight_grads(const UnitPass& p, const float*, const float* dv, float alpha) {
+    return device_gain_bias_grads(p, p.buffer(0).f(), dv, alpha);
+}
+Status device_input_grad(const UnitPass& p, const float*, const float* dv, float* din) {
+    const Unit& u = p.u;
+    const float *xh = p.buffer(0).f(), *inv = p.buffer(1).f(), *gain = p.t.params() + u.w_off;
+    const dev::NormBackArgs a{din, dv, xh, inv, gain, u.g.Ho, u.g.Co, u.groups};
+    return u.kind == UnitKind::GroupNorm ? p.d->group_norm_backward(a, device_sets(p))
+                                         : p.d->layer_norm_backward(a, device_sets(p));
+}
+const DeviceUnitOps device{false, device_forward, device_weight_grads, device_input_grad};
+
+// batchNorm: its statistics in the trainer's buffers kBatch (this batch's, measured by a training step's clean forward)
+// and kRunning (inference's); its buffer 2 is scratch: x^ for ULR's reduction, the channel sums for BP
+Status device_batch_forward(const UnitPass& p, const float* x, float* out) {
+    const Unit& u = p.u;
+    float* batch = p.buffer(DeviceTrainer::kBatch).f();
+    if (p.batch_stats) OF_TRY(p.d->bn_stats(dev::BatchStatsArgs{batch, x, int64_t(p.rows) * u.g.Ho, u.g.Co}, u.g.Co));
+    const float* st = p.t.inference() ? p.buffer(DeviceTrainer::kRunning).f() : batch;
+    return p.d->bn_apply(dev::BatchApplyArgs{out, x, st, p.weights(), u.g.Ho, u.g.Co, 1}, p.values());
+}
+Status device_batch_weight_grads(const UnitPass& p, const float* x, const float* dv, float alpha) {
+    const Unit& u = p.u;
+    DeviceBuffer& xh = p.buffer(2);
+    OF_TRY(xh.reserve(p.d, size_t(p.values()) * sizeof(float)));
+    const float* batch = p.buffer(DeviceTrainer::kBatch).f();
+    OF_TRY(p.d->bn_apply(dev::BatchApplyArgs{xh.f(), x, batch, nullptr, u.g.Ho, u.g.Co, 1}, p.values()));
+    return device_gain_bias_grads(p, xh.f(), dv, alpha);
+}
+// BP through the batch statistics: per-channel sums (and the gain and bias gradients), then the input gradient
+Status device_batch_backward(const UnitPass& p, const float* x, const float* dv, float* din) {
+    const Unit& u = p.u;
+    const int n = int(u.gemm_rows(p.rows)), C = u.g.Co;
+    OF_TRY(p.buffer(2).reserve(p.d, size_t(2 * C) * sizeof(double)));
+    float* G = p.t.grads();
+    const float *batch = p.buffer(DeviceTrainer::kBatch).f(), *gain = p.t.params() + u.w_off;
+    const dev::BatchBackArgs a{din, G + u.w_off, G + u.b_off, p.buffer(2).as<double>(), dv, x, batch, gain, n, C};
+    OF_TRY(p.d->bn_backward_sums(a, C));
+    return din ? p.d->bn_backward(a, int64_t(n) * C) : Status{};
+}
+const DeviceUnitOps batch_device{false, device_batch_forward, device_batch_weight_grads, nullptr,
+                                 device_batch_backward};
+
 }  // namespace
 
-extern const UnitOps batch_norm_unit{UnitFamily::Norm, "batchnorm", init,    tensors,    forward_batch,
-                                     backward_batch,   lr_reduce,   nullptr, train_batch};
-extern const UnitOps group_norm_unit{UnitFamily::Norm, "groupnorm", init,      tensors,
-                                     forward,          backward,    lr_reduce, nullptr};
+extern const LayerType layer_norm_layer{"layerNorm", UnitKind::LayerNorm, nullptr, build};
+extern const LayerType batch_norm_layer{"batchNorm", UnitKind::BatchNorm, nullptr, build};
+extern const LayerType group_norm_layer{"groupNorm", UnitKind::GroupNorm, read_group_norm, build};
+extern const UnitOps layer_norm_unit{UnitFamily::Norm, "norm", &device, init, tensors, forward, backward, lr_reduce};
+extern const UnitOps batch_norm_unit{UnitFamily::Norm, "batchnorm",    &batch_device, init,    tensors,
+                                     forward_batch,    backward_batch, lr_reduce,     nullptr, train_batch};
+extern const UnitOps group_norm_unit{UnitFamily::Norm, "groupnorm", &device,  init,
+                                     tensors,          forward,     backward, lr_reduce};
 
 }  // namespace of

@@ -1,6 +1,7 @@
 // maxPool2d, avgPool2d and globalAvgPool: per channel over kh x kw windows of a channels-last image (Co = C), no
 // parameters. Max ignores padding taps and routes the gradient to the first maximal tap; avg divides by the taps
 // inside the image. globalAvgPool is one avg window over the whole image, giving a flat vector.
+#include "device/unit_pass.h"
 #include "units/conv.h"
 
 namespace of {
@@ -28,11 +29,19 @@ void backward(const KernelTable& k, const Unit& u, const float*, const float* in
     if (din) k.pool_backward(din, dv, in, rows, u.g, pool_kind(u));
 }
 
+Status device_forward(const UnitPass& p, const float* x, float* v) {
+    return p.d->pool(dev::PoolArgs{v, x, p.u.g, pool_kind(p.u)}, p.values());
+}
+Status device_input_grad(const UnitPass& p, const float* x, const float* dv, float* din) {
+    return p.d->pool_backward(dev::PoolBackArgs{din, dv, x, p.u.g, pool_kind(p.u)}, int64_t(p.rows) * p.u.I);
+}
+const DeviceUnitOps device{true, device_forward, nullptr, device_input_grad};
+
 }  // namespace
 
 extern const LayerType max_pool_layer{"maxPool2d", UnitKind::MaxPool2d, read_window, build_window};
 extern const LayerType avg_pool_layer{"avgPool2d", UnitKind::AvgPool2d, read_window, build_window};
 extern const LayerType global_avg_pool_layer{"globalAvgPool", UnitKind::AvgPool2d, nullptr, build_global};
-extern const UnitOps pool_unit{UnitFamily::Plain, nullptr, nullptr, nullptr, forward, backward, nullptr, nullptr};
+extern const UnitOps pool_unit{UnitFamily::Plain, nullptr, &device, nullptr, nullptr, forward, backward};
 
 }  // namespace of

@@ -307,9 +307,13 @@ extern const LayerType rnn_layer{"rnn", UnitKind::Rnn, read, build};
 extern const LayerType gru_layer{"gru", UnitKind::Gru, read, build};
 extern const LayerType lstm_layer{"lstm", UnitKind::Lstm, read, build};
 extern const LayerType lif_layer{"lif", UnitKind::Lif, read, build};
-extern const UnitOps rnn_unit{UnitFamily::Recurrent, "rnn", init, tensors, forward, backward, nullptr, noise_width};
-extern const UnitOps gru_unit{UnitFamily::Recurrent, "gru", init, tensors, forward, backward, nullptr, noise_width};
-extern const UnitOps lstm_unit{UnitFamily::Recurrent, "lstm", init, tensors, forward, backward, nullptr, noise_width};
-extern const UnitOps lif_unit{UnitFamily::Recurrent, "lif", init, tensors, forward, backward, nullptr, noise_width};
+extern const UnitOps rnn_unit{
+    UnitFamily::Recurrent, "rnn", nullptr, init, tensors, forward, backward, nullptr, noise_width};
+extern const UnitOps gru_unit{
+    UnitFamily::Recurrent, "gru", nullptr, init, tensors, forward, backward, nullptr, noise_width};
+extern const UnitOps lstm_unit{
+    UnitFamily::Recurrent, "lstm", nullptr, init, tensors, forward, backward, nullptr, noise_width};
+extern const UnitOps lif_unit{
+    UnitFamily::Recurrent, "lif", nullptr, init, tensors, forward, backward, nullptr, noise_width};
 
 }  // namespace of

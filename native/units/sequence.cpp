@@ -3,6 +3,7 @@
 // step t, feature f at (r T + t) F + f.
 #include <algorithm>
 
+#include "device/unit_pass.h"
 #include "units/unit.h"
 
 namespace of {
@@ -76,13 +77,29 @@ void backward_time_mean(const KernelTable&, const Unit& u, const float*, const f
             for (int f = 0; f < F; f++) din[(int64_t(r) * T + t) * F + f] = dout[int64_t(r) * F + f] / float(T);
 }
 
+// on a device: the same maps, one kernel each
+Status device_repeat(const UnitPass& p, const float* x, float* v) {
+    return p.d->repeat(dev::TimeArgs{v, x, p.u.q.T, p.u.q.F}, p.values());
+}
+Status device_repeat_grad(const UnitPass& p, const float*, const float* dv, float* din) {
+    return p.d->repeat_backward(dev::TimeArgs{din, dv, p.u.q.T, p.u.q.F}, int64_t(p.rows) * p.u.q.F);
+}
+Status device_time_mean(const UnitPass& p, const float* x, float* v) {
+    return p.d->time_mean(dev::TimeArgs{v, x, p.u.q.T, p.u.q.F}, p.values());
+}
+Status device_time_mean_grad(const UnitPass& p, const float*, const float* dv, float* din) {
+    return p.d->time_mean_backward(dev::TimeArgs{din, dv, p.u.q.T, p.u.q.F}, int64_t(p.rows) * p.u.q.T * p.u.q.F);
+}
+const DeviceUnitOps repeat_device{false, device_repeat, nullptr, device_repeat_grad};
+const DeviceUnitOps time_mean_device{false, device_time_mean, nullptr, device_time_mean_grad};
+
 }  // namespace
 
 extern const LayerType repeat_layer{"repeat", UnitKind::Repeat, read_repeat, build_repeat};
 extern const LayerType time_mean_layer{"timeMean", UnitKind::TimeMean, nullptr, build_time_mean};
-extern const UnitOps repeat_unit{UnitFamily::Plain, nullptr,         nullptr, nullptr,
-                                 forward_repeat,    backward_repeat, nullptr, nullptr};
-extern const UnitOps time_mean_unit{UnitFamily::Plain,  nullptr, nullptr, nullptr, forward_time_mean,
-                                    backward_time_mean, nullptr, nullptr};
+extern const UnitOps repeat_unit{UnitFamily::Plain, nullptr,        &repeat_device, nullptr,
+                                 nullptr,           forward_repeat, backward_repeat};
+extern const UnitOps time_mean_unit{UnitFamily::Plain, nullptr,           &time_mean_device, nullptr,
+                                    nullptr,           forward_time_mean, backward_time_mean};
 
 }  // namespace of

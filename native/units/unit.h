@@ -12,6 +12,8 @@
 
 namespace of {
 
+struct DeviceUnitOps;  // device/unit_pass.h
+
 // One layer's options in the JS spec (the addon reads them from a JS object). A method given a bad or missing
 // value does not return: the addon's reader throws its typed argument error.
 class LayerReader {
@@ -68,7 +70,8 @@ struct LayerType {
 // unit_lr_reduce for this kind (their comments give the buffers).
 struct UnitOps {
     UnitFamily family;
-    const char* tensor_name;  // its parameter tensors are <tensor_name><n>.weight, ... (nullptr: no parameters)
+    const char* tensor_name;      // its parameter tensors are <tensor_name><n>.weight, ... (nullptr: no parameters)
+    const DeviceUnitOps* device;  // its passes on a device (device/unit_pass.h); nullptr: it runs on the CPU
     // the parameters' start values (Philox stream init, counter = the unit's index, element); nullptr: none
     void (*init)(const Unit& u, float* theta, uint64_t seed, uint32_t unit);
     void (*tensors)(const Unit& u, const std::string& name, std::vector<UnitTensor>& out);

@@ -1,0 +1,49 @@
+// A unit kind's passes on the device: the entries its file in native/units/ defines beside its CPU ops and names in
+// UnitOps::device (nullptr: the device does not run the kind), launching its kernels (device/ops_*.h). BP, ULR and
+// module training (bp.cpp, ulr_*.cpp) run every unit through them; unit_passes.cpp dispatches. An entry left nullptr
+// is a GEMM unit's: v (n, cols) = X W^T in the unit's GEMM view (Unit::gemm_rows, gemm_cols, fan_in), X its input or
+// the patches `patches` gathers from it.
+#pragma once
+#include "device/trainer.h"
+
+namespace of {
+
+// One unit's pass on `rows` rows.
+struct UnitPass {
+    DeviceTrainer& t;
+    Device* d;
+    const Unit& u;
+    int l, rows;
+    bool tf32;
+    bool batch_stats = false;  // batchNorm: this batch's statistics from x first (a training step's clean forward)
+    // dropout: row r is sample sample0 + r / rep of the step's masks (seed, step); concat: row r reads row r / rep of
+    // the block's input
+    int rep = 1;
+    uint32_t sample0 = 0, step = 0;
+    uint64_t seed = 0;
+    const float* skip = nullptr;  // a concat unit: the block's input (forward)
+    float* skip_grad = nullptr;   // a concat unit: the block input's gradient (BP)
+
+    DeviceBuffer& buffer(int slot) const { return t.unit_buffer(l, slot); }
+    const float* weights() const { return t.theta() + u.w_off; }  // the forward's
+    int64_t values() const { return int64_t(rows) * u.O; }        // of its output
+};
+
+struct DeviceUnitOps {
+    bool modules;  // module training (ulr_modules.cpp) runs it
+    // v (rows, O): the pre-activation without bias (a unit with parameters) or the output (without) from x
+    Status (*forward)(const UnitPass& p, const float* x, float* v);
+    // the gradients of its parameters times alpha from dv at its pre-activation, into the slab
+    Status (*weight_grads)(const UnitPass& p, const float* x, const float* dv, float alpha);
+    // the gradient at its input x from dv, into din
+    Status (*input_grad)(const UnitPass& p, const float* x, const float* dv, float* din);
+    // BP's two where they share work (batchNorm's sums); nullptr: weight_grads, then input_grad (din: nullptr, none)
+    Status (*backward)(const UnitPass& p, const float* x, const float* dv, float* din);
+    // a conv-like unit's patches (gemm_rows, fan_in) of x into cols, and their adjoint into din
+    Status (*patches)(const UnitPass& p, const float* x, float* cols);
+    Status (*patches_adjoint)(const UnitPass& p, const float* dcols, float* din);
+    // once per batch, from its B rows of input on the host (the embedding's token index)
+    Status (*batch)(const UnitPass& p, const float* x);
+};
+
+}  // namespace of
