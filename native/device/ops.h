@@ -9,7 +9,7 @@
 // (Philox + our own log/sin/cos polynomials) is then bit-identical to cpu::noise_fill. Transcendental activations
 // (tanh, exp, erf) come from each side's math library and may differ in the last bit.
 //
-// The bodies live in one header per family (ops_*.h); this one gathers them and lists the kernels.
+// The bodies live in one header per family (ops_*.h), each listing its kernels; this one gathers them.
 #pragma once
 #include "device/ops_activation.h"
 #include "device/ops_conv.h"
@@ -26,68 +26,27 @@
 namespace of::dev {
 
 // The kernels every device implements: X(name, Args) -> Status name(const Args&, int64_t n) runs name_at over n.
-#define OF_DEVICE_KERNELS(X)             \
-    X(noisy_forward, NoisyArgs)          \
-    X(qmc_noise, QmcArgs)                \
-    X(noisy_apply, NoisyArgs)            \
-    X(im2row, PatchArgs)                 \
-    X(graph, GraphArgs)                  \
-    X(pool, PoolArgs)                    \
-    X(row2im, PatchArgs)                 \
-    X(pool_backward, PoolBackArgs)       \
-    X(dropout, DropoutArgs)              \
-    X(skip_add, SkipArgs)                \
-    X(add, AddArgs)                      \
-    X(axpy, AxpyArgs)                    \
-    X(quantize, QuantArgs)               \
-    X(concat, ConcatArgs)                \
-    X(concat_backward, ConcatBackArgs)   \
-    X(layer_norm, NormArgs)              \
-    X(group_norm, NormArgs)              \
-    X(layer_norm_backward, NormBackArgs) \
-    X(group_norm_backward, NormBackArgs) \
-    X(bn_stats, BatchStatsArgs)          \
-    X(bn_apply, BatchApplyArgs)          \
-    X(bn_backward_sums, BatchBackArgs)   \
-    X(bn_backward, BatchBackArgs)        \
-    X(bn_running, RunningArgs)           \
-    X(seq_input, SeqArgs)                \
-    X(seq_cell, SeqArgs)                 \
-    X(seq_candidate, SeqArgs)            \
-    X(seq_output, SeqArgs)               \
-    X(seq_back_cell, SeqBackArgs)        \
-    X(seq_back_reset, SeqBackArgs)       \
-    X(repeat, TimeArgs)                  \
-    X(repeat_backward, TimeArgs)         \
-    X(time_mean, TimeArgs)               \
-    X(time_mean_backward, TimeArgs)      \
-    X(embed, EmbedArgs)                  \
-    X(embed_grad, EmbedGradArgs)         \
-    X(positional_add, PositionalArgs)    \
-    X(attend, AttendArgs)                \
-    X(attend_stats, AttendArgs)          \
-    X(attend_backward, AttendArgs)       \
-    X(bias_act, BiasActArgs)             \
-    X(act_backward, ActBackArgs)         \
-    X(loss_rows, LossArgs)               \
-    X(loss_grad, LossArgs)               \
-    X(row_sums, RowWeightArgs)           \
-    X(row_totals, RowWeightArgs)         \
-    X(sample_weights, RowWeightArgs)     \
-    X(row_weights, RowWeightArgs)        \
-    X(stats_partial, StatsArgs)          \
-    X(stats_final, StatsArgs)            \
-    X(score_rows, ScoreRowsArgs)         \
-    X(score_cols, ScoreColsArgs)         \
-    X(sigma_grad, SigmaGradArgs)         \
-    X(var_rows, VarRowsArgs)             \
-    X(dsum_partial, DSumArgs)            \
-    X(dsum_final, DSumArgs)              \
-    X(copy_sum, CopySumArgs)             \
-    X(col_sum_partial, ColSumArgs)       \
-    X(col_sum_final, ColSumArgs)         \
-    X(sumsq_partial, SumSqArgs)          \
-    X(sumsq_final, SumSqArgs)            \
-    X(optimizer, OptArgs)
+// Each family's header lists its own (OF_*_KERNELS); the recurrent family's are listed here.
+#define OF_DEVICE_KERNELS(X)       \
+    OF_NOISE_KERNELS(X)            \
+    OF_CONV_KERNELS(X)             \
+    OF_ELEMENTWISE_KERNELS(X)      \
+    OF_NORM_KERNELS(X)             \
+    OF_TOKEN_KERNELS(X)            \
+    OF_ACTIVATION_KERNELS(X)       \
+    OF_LOSS_KERNELS(X)             \
+    OF_SCORE_KERNELS(X)            \
+    OF_REDUCE_KERNELS(X)           \
+    OF_OPTIMIZER_KERNELS(X)        \
+    X(seq_input, SeqArgs)          \
+    X(seq_cell, SeqArgs)           \
+    X(seq_candidate, SeqArgs)      \
+    X(seq_output, SeqArgs)         \
+    X(seq_back_cell, SeqBackArgs)  \
+    X(seq_back_reset, SeqBackArgs) \
+    X(repeat, TimeArgs)            \
+    X(repeat_backward, TimeArgs)   \
+    X(time_mean, TimeArgs)         \
+    X(time_mean_backward, TimeArgs)
 
 }  // namespace of::dev

@@ -70,4 +70,8 @@ OF_HOST_DEVICE void act_backward_at(const ActBackArgs& a, int64_t i) {
     a.dv[i] = act_derivative_times(a.dy[i], a.v[i], a.a[i], a.act, a.alpha);
 }
 
+#define OF_ACTIVATION_KERNELS(X) \
+    X(bias_act, BiasActArgs)     \
+    X(act_backward, ActBackArgs)
+
 }  // namespace of::dev

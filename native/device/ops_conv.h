@@ -158,4 +158,11 @@ OF_HOST_DEVICE void pool_backward_at(const PoolBackArgs& a, int64_t i) {
     a.dx[i] = acc;
 }
 
+#define OF_CONV_KERNELS(X) \
+    X(im2row, PatchArgs)   \
+    X(graph, GraphArgs)    \
+    X(pool, PoolArgs)      \
+    X(row2im, PatchArgs)   \
+    X(pool_backward, PoolBackArgs)
+
 }  // namespace of::dev

@@ -136,4 +136,13 @@ OF_HOST_DEVICE void quantize_at(const QuantArgs& a, int64_t o) {
     for (int i = 0; i < a.cols; i++) e[i] = fabs(double(w[i])) > delta ? (w[i] > 0.0f ? m : -m) : 0.0f;
 }
 
+#define OF_ELEMENTWISE_KERNELS(X) \
+    X(dropout, DropoutArgs)       \
+    X(skip_add, SkipArgs)         \
+    X(add, AddArgs)               \
+    X(axpy, AxpyArgs)             \
+    X(quantize, QuantArgs)        \
+    X(concat, ConcatArgs)         \
+    X(concat_backward, ConcatBackArgs)
+
 }  // namespace of::dev

@@ -152,4 +152,12 @@ OF_HOST_DEVICE void sample_weights_at(const RowWeightArgs& a, int64_t b) {  // o
     for (int k = 0; k < a.K; k++) a.w[b * a.K + k] = row_weight(a, b, k, l, sum);
 }
 
+#define OF_LOSS_KERNELS(X)           \
+    X(loss_rows, LossArgs)           \
+    X(loss_grad, LossArgs)           \
+    X(row_sums, RowWeightArgs)       \
+    X(row_totals, RowWeightArgs)     \
+    X(sample_weights, RowWeightArgs) \
+    X(row_weights, RowWeightArgs)
+
 }  // namespace of::dev

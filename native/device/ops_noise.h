@@ -121,4 +121,9 @@ OF_HOST_DEVICE void noisy_apply_at(const NoisyArgs& a, int64_t i) {
     a.out[i] = act_value(x, a.act, a.alpha);
 }
 
+#define OF_NOISE_KERNELS(X)     \
+    X(noisy_forward, NoisyArgs) \
+    X(qmc_noise, QmcArgs)       \
+    X(noisy_apply, NoisyArgs)
+
 }  // namespace of::dev

@@ -167,4 +167,15 @@ OF_HOST_DEVICE void bn_running_at(const RunningArgs& a, int64_t c) {
     a.running[a.C + c] = 0.9f * a.running[a.C + c] + 0.1f * float(a.stats[a.C + c] * unbias);
 }
 
+#define OF_NORM_KERNELS(X)               \
+    X(layer_norm, NormArgs)              \
+    X(group_norm, NormArgs)              \
+    X(layer_norm_backward, NormBackArgs) \
+    X(group_norm_backward, NormBackArgs) \
+    X(bn_stats, BatchStatsArgs)          \
+    X(bn_apply, BatchApplyArgs)          \
+    X(bn_backward_sums, BatchBackArgs)   \
+    X(bn_backward, BatchBackArgs)        \
+    X(bn_running, RunningArgs)
+
 }  // namespace of::dev

@@ -75,4 +75,9 @@ OF_HOST_DEVICE void optimizer_at(const OptArgs& a, int64_t i) {
     a.p[i] = pi - a.step * mi / (sqrtf(vi) * a.inv_sqrt_bc2 + a.eps);
 }
 
+#define OF_OPTIMIZER_KERNELS(X) \
+    X(sumsq_partial, SumSqArgs) \
+    X(sumsq_final, SumSqArgs)   \
+    X(optimizer, OptArgs)
+
 }  // namespace of::dev

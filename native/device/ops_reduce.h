@@ -98,4 +98,12 @@ OF_HOST_DEVICE void col_sum_final_at(const ColSumArgs& a, int64_t o) {
     a.out[o] = a.alpha * acc;
 }
 
+#define OF_REDUCE_KERNELS(X)       \
+    X(stats_partial, StatsArgs)    \
+    X(stats_final, StatsArgs)      \
+    X(dsum_partial, DSumArgs)      \
+    X(dsum_final, DSumArgs)        \
+    X(col_sum_partial, ColSumArgs) \
+    X(col_sum_final, ColSumArgs)
+
 }  // namespace of::dev

@@ -117,4 +117,11 @@ OF_HOST_DEVICE void copy_sum_at(const CopySumArgs& a, int64_t i) {
     a.G[i] = acc;
 }
 
+#define OF_SCORE_KERNELS(X)      \
+    X(score_rows, ScoreRowsArgs) \
+    X(score_cols, ScoreColsArgs) \
+    X(sigma_grad, SigmaGradArgs) \
+    X(var_rows, VarRowsArgs)     \
+    X(copy_sum, CopySumArgs)
+
 }  // namespace of::dev

@@ -171,4 +171,12 @@ OF_HOST_DEVICE void attend_backward_at(const AttendArgs& a, int64_t i) {
     }
 }
 
+#define OF_TOKEN_KERNELS(X)           \
+    X(embed, EmbedArgs)               \
+    X(embed_grad, EmbedGradArgs)      \
+    X(positional_add, PositionalArgs) \
+    X(attend, AttendArgs)             \
+    X(attend_stats, AttendArgs)       \
+    X(attend_backward, AttendArgs)
+
 }  // namespace of::dev
