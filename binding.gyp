@@ -46,7 +46,6 @@
         "native/device/ulr_modules.cpp",
         "native/device/bp.cpp",
         "native/device/perturbation.cpp",
-        "native/device/seq.cpp",
         "native/addon/errors.cpp",
         "native/addon/model_spec.cpp",
         "native/addon/model_wrap.cpp",

@@ -2,7 +2,7 @@
 // (upload, estimate, step statistics, update; fit's launched steps; validation). Shapes: B samples, K copies, R = B K
 // rows; unit l maps I_l -> O_l values per row with its parameters at the model's slab offsets, a layout the device
 // copy keeps. Estimators: ulr_*.cpp, bp.cpp, perturbation.cpp; one unit's passes: unit_passes.cpp, through its kind's
-// entries (device/unit_pass.h); recurrent: seq.cpp.
+// entries (device/unit_pass.h); recurrent: units/recurrent.cpp.
 #include "device/trainer.h"
 
 #include <algorithm>

@@ -136,10 +136,10 @@ class DeviceTrainer {
     Status input_grad(const UnitPass& p, const float* x, const float* dv, float* din);
     Status backward(const UnitPass& p, const float* x, const float* dv, float* din);
     Status frozen_forward(Model& m, int B, EstimatorConfig::Kind kind, const float** in);
-    // recurrent units (seq.cpp): the forward on `rows` rows (noise E times sigma on every gate, or times sigmas, one
-    // per gate value; or none; xw: the shared X W^T of ULR's first unit, row r reading row r / rep), the gradient
-    // reduction from S (rows, T GH) into the unit's slab (with_w: also dW from `in`), and backprop through time (din:
-    // nullptr for none)
+    // recurrent units (units/recurrent.cpp): the forward on `rows` rows (noise E times sigma on every gate, or times
+    // sigmas, one per gate value; or none; xw: the shared X W^T of ULR's first unit, row r reading row r / rep), the
+    // gradient reduction from S (rows, T GH) into the unit's slab (with_w: also dW from `in`), and backprop through
+    // time (din: nullptr for none)
     Status seq_buffers(const Model& m, int l, int rows);
     Status seq_forward(const Model& m, int l, int rows, const float* in, float* out, const float* E, float sigma,
                        const float* xw, int rep, bool tf32, const float* sigmas = nullptr);

@@ -11,7 +11,8 @@ const DeviceUnitOps& ops_of(const Unit& u) { return *unit_ops(u.kind).device; }
 
 }  // namespace
 
-// A kind without device entries runs on the CPU (and says why). Recurrent units run in seq.cpp.
+// A kind without device entries runs on the CPU (and says why). Recurrent units run their own passes
+// (units/recurrent.cpp).
 bool DeviceTrainer::runs(const Unit& u) { return u.recurrent() || unit_ops(u.kind).device; }
 
 UnitPass DeviceTrainer::pass(const Model& m, int l, int rows, bool tf32) {
