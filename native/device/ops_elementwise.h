@@ -10,7 +10,7 @@
 
 namespace of::dev {
 
-// Dropout (units.cpp dropout_apply): y = x / (1 - rate), or 0 where the Philox word of (sample, value) is below
+// Dropout (units/dropout.cpp mask): y = x / (1 - rate), or 0 where the Philox word of (sample, value) is below
 // rate 2^32; the mask is one per sample (row r is sample sample0 + r / rep), shared by its copies. One index per value.
 struct DropoutArgs {
     float* y;

@@ -21,14 +21,20 @@ SeqCtx seq_ctx(const BpTape& t, int l) {
     return SeqCtx{t.aux[size_t(l)].data(), t.seq.data(), t.dP.data(), t.wexp.data()};
 }
 
+// Unit l's training context in this mode (skip: its block's input, for a concat unit).
+TrainCtx train_ctx(const BpMode& mode, int l, const float* skip) {
+    return {skip, 1, mode.rep, mode.sample0, mode.seed, mode.step, uint32_t(l), mode.stats == BpMode::Stats::Batch};
+}
+
 // Unit u's parameter gradient (dW, nullptr: none) and input gradient (din, nullptr: none) from dv at its
-// pre-activation. batchNorm with its statistics held constant is the affine map per channel gain (x - mean) / sqrt(var
-// + eps): its input gradient is dv gain / sqrt(var + eps); gain and bias take the same gradients with any statistics
-// held.
-void unit_grads(const KernelTable& k, const Unit& u, const float* theta, const BpMode& mode, const float* in, int rows,
-                const float* dv, float* dW, float* din, float* cols, const SeqCtx* sq) {
+// pre-activation, in training mode but in inference (dropout's mask). batchNorm with its statistics held constant is
+// the affine map per channel gain (x - mean) / sqrt(var + eps): its input gradient is dv gain / sqrt(var + eps); gain
+// and bias take the same gradients with any statistics held.
+void unit_grads(const KernelTable& k, const Unit& u, const float* theta, const BpMode& mode, const TrainCtx& tc,
+                const float* in, int rows, const float* dv, float* dW, float* din, float* cols, const SeqCtx* sq) {
     if (!u.running || mode.stats == BpMode::Stats::Batch) {  // running: a unit with batch statistics
-        unit_backward(k, u, theta, in, rows, dv, dW, din, cols, sq);
+        if (mode.inference()) unit_backward(k, u, theta, in, rows, dv, dW, din, cols, sq);
+        else unit_train_backward(k, u, theta, in, rows, dv, dW, din, cols, sq, tc);
         return;
     }
     if (dW && !mode.inference()) unit_backward(k, u, theta, in, rows, dv, dW, nullptr, cols, sq);
@@ -73,14 +79,7 @@ void bp_range_forward(const Model& m, const float* theta, const BpTape& t, const
         float* v = t.v[size_t(l)].data();
         float* a = t.a[size_t(l)].data();
         const SeqCtx sq = seq_ctx(t, l);
-        const TrainCtx tc{u.skip_from >= 0 ? input_of(u.skip_from) : nullptr,
-                          1,
-                          mode.rep,
-                          mode.sample0,
-                          mode.seed,
-                          mode.step,
-                          uint32_t(l),
-                          mode.stats == BpMode::Stats::Batch};
+        const TrainCtx tc = train_ctx(mode, l, u.skip_from >= 0 ? input_of(u.skip_from) : nullptr);
         // inference: dropout is the identity, batchNorm uses its running statistics; a concat unit still joins
         if (mode.inference() && u.kind != UnitKind::Concat) unit_linear(k, u, theta, in, rows, v, t.cols.data(), &sq);
         else unit_train_linear(k, u, theta, in, rows, v, t.cols.data(), &sq, tc);
@@ -120,13 +119,6 @@ void bp_range_backward(const Model& m, const float* theta, const BpTape& t, cons
         const int64_t n = int64_t(rows) * u.O;
         const float* v = t.v[size_t(l)].data();
         float* din = l > s ? dA : dx;
-        if (u.kind == UnitKind::Dropout) {  // the same mask on the gradient
-            k.act_backward(dV, dA, v, t.a[size_t(l)].data(), n, u.act, u.alpha);
-            if (din && mode.inference()) std::copy(dV, dV + n, din);
-            else if (din) dropout_apply(u, din, dV, rows, mode.rep, mode.sample0, mode.seed, mode.step, uint32_t(l));
-            join_skip(l, din);
-            continue;
-        }
         if (u.kind == UnitKind::Concat) {  // split: f's part goes on, the block input's part waits at the block's start
             k.act_backward(dV, dA, v, t.a[size_t(l)].data(), n, u.act, u.alpha);
             concat_backward(u, dV, din ? din : dA, t.pending[size_t(u.skip_from)].data(), rows);
@@ -140,7 +132,8 @@ void bp_range_backward(const Model& m, const float* theta, const BpTape& t, cons
             k.act_backward(dV, dA, v, t.a[size_t(l)].data(), n, u.act, u.alpha);
         }
         const SeqCtx sq = seq_ctx(t, l);
-        unit_grads(k, u, theta, mode, input_of(l), rows, dV, u.param() ? dest(l) : nullptr, din, t.cols.data(), &sq);
+        unit_grads(k, u, theta, mode, train_ctx(mode, l, nullptr), input_of(l), rows, dV, u.param() ? dest(l) : nullptr,
+                   din, t.cols.data(), &sq);
         join_skip(l, din);  // (a concat unit cannot start a block: it is never l here)
     }
 }
@@ -153,7 +146,7 @@ void bp_input_gradient(const Model& m, const float* theta, const BpTape& t, cons
         return;
     }
     const SeqCtx sq = seq_ctx(t, l);
-    unit_grads(*m.k, u, theta, mode, in, rows, dv, nullptr, din, t.cols.data(), &sq);
+    unit_grads(*m.k, u, theta, mode, train_ctx(mode, l, nullptr), in, rows, dv, nullptr, din, t.cols.data(), &sq);
 }
 
 Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx,

@@ -38,6 +38,10 @@ struct TrainCtx {
 // unit joins the block's input; every other kind is unit_linear.
 void unit_train_linear(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
                        float* cols, const SeqCtx* sq, const TrainCtx& t);
+// unit_backward in training mode, the backward of unit_train_linear: dropout applies its masks to the gradient; every
+// other kind is unit_backward.
+void unit_train_backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows,
+                         const float* dv, float* dW, float* din, float* cols, const SeqCtx* sq, const TrainCtx& t);
 // The clean (inference) forward of one unit: out (rows, O) = its output after bias and activation, with the block's
 // input `skip` (rows, the block's I) added at a residual block's end or joined by a concat unit (else unused).
 void unit_clean_forward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
@@ -55,11 +59,6 @@ void residual_add(const KernelTable& k, const Unit& u, float* a, const float* sr
 // which splits dout into df (rows, g.Co per position) and dsrc (rows, g.C per position).
 void concat_forward(const Unit& u, float* out, const float* f, const float* src, int rows, int rep);
 void concat_backward(const Unit& u, const float* dout, float* df, float* dsrc, int rows);
-// Dropout in training: out (rows, O) = in * keep / (1 - rate), keep drawn per (sample, value) from Philox (seed,
-// step, unit) -- the same for every copy of a sample: row r is sample sample0 + r / rep. Its backward is the same
-// map applied to the gradient. (In inference a dropout unit is the identity.)
-void dropout_apply(const Unit& u, float* out, const float* in, int rows, int rep, int sample0, uint64_t seed,
-                   uint32_t step, uint32_t unit);
 // batchNorm in training: this batch's mean and (biased) variance per channel over rows and positions, into
 // u.batch; the running statistics move by momentum 0.1 towards them (unbiased variance).
 void measure_batch_stats(const Unit& u, const float* in, int rows);

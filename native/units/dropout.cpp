@@ -1,6 +1,5 @@
-// dropout: in training, out (rows, O) = in * keep / (1 - rate), keep drawn per (sample, value) from Philox; the
-// identity in inference (the clean forward here). No parameters. The estimators apply the mask, to the forward and
-// to the gradient, with dropout_apply; the backward here leaves it to them.
+// dropout: in training, out (rows, O) = in * keep / (1 - rate), keep drawn per (sample, value) from Philox, and the
+// gradient through the same mask; the identity in inference (the clean forward here). No parameters.
 #include <algorithm>
 
 #include "device/unit_pass.h"
@@ -22,36 +21,34 @@ Status build(const LayerSpec& l, ModelBuilder& b) {  // any shape, unchanged
     return {};
 }
 
+// the identity (inference)
 void forward(const KernelTable&, const Unit& u, const float*, const float* in, int rows, float* out, float*,
              const SeqCtx*) {
     std::copy(in, in + int64_t(rows) * u.O, out);
 }
+void backward(const KernelTable&, const Unit& u, const float*, const float*, int rows, const float* dv, float*,
+              float* din, float*, const SeqCtx*) {
+    if (din) std::copy(dv, dv + int64_t(rows) * u.O, din);
+}
 
-void backward(const KernelTable&, const Unit&, const float*, const float*, int, const float*, float*, float*, float*,
-              const SeqCtx*) {}
-
-}  // namespace
-
-void dropout_apply(const Unit& u, float* out, const float* in, int rows, int rep, int sample0, uint64_t seed,
-                   uint32_t step, uint32_t unit) {
+// Training: out = in * keep / (1 - rate), keep drawn per (sample, value) from Philox (seed, step, unit), the same for
+// every copy of a sample (row r is sample sample0 + r / rep); the gradient through the same mask.
+void mask(const Unit& u, const float* in, int rows, float* out, const TrainCtx& t) {
     const double cut = double(u.rate) * 4294967296.0;  // drop when the 32-bit word is below rate 2^32
     const float scale = 1.0f / (1.0f - u.rate);
     for (int r = 0; r < rows; r++) {
-        const uint32_t sample = uint32_t(sample0 + r / rep);
+        const uint32_t sample = uint32_t(t.sample0 + r / t.rep);
         const float* x = in + int64_t(r) * u.O;
         float* y = out + int64_t(r) * u.O;
         for (int j0 = 0; j0 < u.O; j0 += 4) {
-            const U32x4 w = philox4x32_10(uint32_t(j0 / 4), sample, philox_stream(kStreamMask, unit), step,
-                                          uint32_t(seed), uint32_t(seed >> 32));
+            const U32x4 w = philox4x32_10(uint32_t(j0 / 4), sample, philox_stream(kStreamMask, t.unit), t.step,
+                                          uint32_t(t.seed), uint32_t(t.seed >> 32));
             for (int j = j0; j < std::min(u.O, j0 + 4); j++) y[j] = double(w.v[j - j0]) < cut ? 0.0f : x[j] * scale;
         }
     }
 }
-
-extern const LayerType dropout_layer{"dropout", UnitKind::Dropout, read, build};
-namespace {
-void train(const Unit& u, const float*, const float* in, int rows, float* out, const TrainCtx& t) {
-    dropout_apply(u, out, in, rows, t.rep, t.sample0, t.seed, t.step, t.unit);
+void train_forward(const Unit& u, const float*, const float* in, int rows, float* out, const TrainCtx& t) {
+    mask(u, in, rows, out, t);
 }
 
 // On a device: the mask (the identity in inference), and the same mask on the gradient.
@@ -71,7 +68,8 @@ const DeviceUnitOps device{false, device_forward, nullptr, device_input_grad};
 
 }  // namespace
 
-extern const UnitOps dropout_unit{UnitFamily::Plain, nullptr,  &device, nullptr, nullptr,
-                                  forward,           backward, nullptr, nullptr, train};
+extern const LayerType dropout_layer{"dropout", UnitKind::Dropout, read, build};
+extern const UnitOps dropout_unit{UnitFamily::Plain, nullptr, &device, nullptr,       nullptr, forward,
+                                  backward,          nullptr, nullptr, train_forward, mask};
 
 }  // namespace of
