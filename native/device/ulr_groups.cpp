@@ -82,9 +82,9 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     auto bias = [&](const Unit& u) -> const float* { return u.b_off < 0 ? nullptr : theta_ + u.b_off; };
     auto clean_in = [&](int l) { return l == 0 ? x : a_[size_t(l - 1)]->f(); };
     // unit l on `rows` rows: dropout's row r belongs to sample base + r / rep, a concat's block input is `skip`
-    auto pass_of = [&](int l, int rows, int rep, const float* skip) {
+    auto pass_of = [&](int l, int rows, int rep, const float* skip, int skip_rep) {
         UnitPass p = pass(m, l, rows, tf32);
-        p.rep = rep, p.sample0 = base, p.seed = seed, p.step = step, p.skip = skip;
+        p.rep = rep, p.sample0 = base, p.seed = seed, p.step = step, p.skip = skip, p.skip_rep = skip_rep;
         return p;
     };
 
@@ -97,7 +97,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             if (u.act != Act::Identity)
                 OF_TRY(d->bias_act(dev::BiasActArgs{a, a, nullptr, u.O, u.act, u.alpha}, int64_t(B) * u.O));
         } else {
-            UnitPass p = pass_of(l, B, 1, u.skip_from >= 0 ? clean_in(u.skip_from) : nullptr);
+            UnitPass p = pass_of(l, B, 1, u.skip_from >= 0 ? clean_in(u.skip_from) : nullptr, 1);
             p.batch_stats = true;
             OF_TRY(forward_act(p, clean_in(l), a, a));
         }
@@ -237,9 +237,9 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             const Unit& u = m.units[size_t(l)];
             float* a = ga_[size_t(l)]->f();
             if (!u.param()) {  // dropout's row r belongs to sample base + r / K; a concat's block input as block_in
-                int rep = K;
+                int rep = 1;
                 const float* src = u.skip_from >= 0 ? block_in(u.skip_from, &rep) : nullptr;
-                OF_TRY(forward_act(pass_of(l, R, rep, src), input(l), a, a));
+                OF_TRY(forward_act(pass_of(l, R, K, src, rep), input(l), a, a));
             } else if (u.recurrent()) {
                 OF_TRY(seq(l, nullptr, l < g.end));
             } else {

@@ -16,13 +16,13 @@ struct UnitPass {
     int l, rows;
     bool tf32;
     bool batch_stats = false;  // batchNorm: this batch's statistics from x first (a training step's clean forward)
-    // dropout: row r is sample sample0 + r / rep of the step's masks (seed, step); concat: row r reads row r / rep of
-    // the block's input
+    // dropout: row r is sample sample0 + r / rep of the step's masks (seed, step)
     int rep = 1;
     uint32_t sample0 = 0, step = 0;
     uint64_t seed = 0;
-    const float* skip = nullptr;  // a concat unit: the block's input (forward)
-    float* skip_grad = nullptr;   // a concat unit: the block input's gradient (BP)
+    const float* skip = nullptr;  // a concat unit: the block's input (row r reads row r / skip_rep) ...
+    int skip_rep = 1;
+    float* skip_grad = nullptr;  // ... and its gradient (BP)
 
     DeviceBuffer& buffer(int slot) const { return t.unit_buffer(l, slot); }
     const float* weights() const { return t.theta() + u.w_off; }  // the forward's

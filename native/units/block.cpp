@@ -28,7 +28,6 @@ Status build_residual_end(const LayerSpec&, ModelBuilder& b) {
                       (!b.spatial || (b.H == b.block_h && b.W == b.block_w && b.C == b.block_c)) &&
                       (!b.seq || (b.T == b.block_t && b.F == b.block_f));
     OF_CHECK(same, Shape, b.where + ": a residual block's output must have its input's shape");
-    OF_CHECK(m.units.back().kind != UnitKind::Dropout, Config, b.where + ": a residual block cannot end with dropout");
     m.units.back().skip_from = b.block_start;
     m.units[size_t(b.block_start)].starts_block = true;
     m.mlp = false;
@@ -108,7 +107,7 @@ void concat_train(const Unit& u, const float*, const float* in, int rows, float*
 // On a device: the join, and the split of its gradient (the block input's part waits at the block's start)
 Status device_forward(const UnitPass& p, const float* x, float* v) {
     const Unit& u = p.u;
-    return p.d->concat(dev::ConcatArgs{v, x, p.skip, u.g.Ho, u.g.C, u.g.Co, p.rep}, p.values());
+    return p.d->concat(dev::ConcatArgs{v, x, p.skip, u.g.Ho, u.g.C, u.g.Co, p.skip_rep}, p.values());
 }
 Status device_input_grad(const UnitPass& p, const float*, const float* dv, float* din) {
     const Unit& u = p.u;
