@@ -173,12 +173,11 @@ Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, c
         if (std::find(ends.begin(), ends.end(), l + 1) == ends.end()) continue;
         Site& st = site[size_t(l)];
         static_cast<NoiseScale&>(st) = noise_scale(u, c, pi);
-        if (u.kind != UnitKind::Dense && !u.recurrent())
-            st.bias.resize(size_t(u.O)), unit_bias_row(u, theta, st.bias.data());
+        if (u.positional()) st.bias.resize(size_t(u.O)), unit_bias_row(u, theta, st.bias.data());
     }
     auto bias_of = [&](int l) -> const float* {
         const Unit& u = m.units[size_t(l)];
-        return u.kind != UnitKind::Dense ? site[size_t(l)].bias.data() : u.b_off < 0 ? nullptr : theta + u.b_off;
+        return u.positional() ? site[size_t(l)].bias.data() : u.b_off < 0 ? nullptr : theta + u.b_off;
     };
     // Boundary l's noisy copies on `rows` rows: a = phi(V + sigma E + b), E into e[l]. pre: the clean pre-activation
     // without bias, row r using row r / rep (the first module's B rows, shared by their copies; a recurrent unit's

@@ -87,7 +87,7 @@ struct Unit {
     int64_t w_off, b_off;  // offsets into the slab; b_off < 0 when the layer has no bias (w_off < 0: none)
     Act act = Act::Identity;
     float alpha = 0.01f;
-    UnitKind kind = UnitKind::Dense;
+    UnitKind kind{};                     // set by the layer type that builds it
     ConvGeom g{};                        // conv / pool geometry
     SeqGeom q{};                         // sequence geometry (rnn, gru, lstm, lif, repeat, timeMean)
     std::shared_ptr<const Graph> graph;  // graphConv (its geometry: g.Ho = N positions, g.C = F, g.Co = H)
@@ -118,11 +118,6 @@ struct Unit {
     bool flat_linear() const { return param() && unit_family(kind) == UnitFamily::Plain; }
     // conv and graphConv: a dense map per output position of gathered inputs (im2row patches, or neighbour sums)
     bool convlike() const { return unit_family(kind) == UnitFamily::ConvLike; }
-    // a dense map per position of a sequence (dense on a sequence, multiHeadAttention's projections): a conv-like
-    // unit of 1x1 windows whose patches are its input itself
-    bool per_position() const {
-        return kind == UnitKind::SeqDense || kind == UnitKind::AttentionQkv || kind == UnitKind::AttentionOut;
-    }
     // rows of the GEMM view: a conv's output (rows Ho Wo, Co); a dense layer's (rows, O)
     // layerNorm: per position (g.Ho of them) over the last axis (g.Co values), gain and bias per value of that axis
     bool norm() const { return unit_family(kind) == UnitFamily::Norm; }

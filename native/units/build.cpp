@@ -29,7 +29,7 @@ Status ModelBuilder::output(Unit& u, uint64_t a, uint64_t b) {
 void ModelBuilder::add(const Unit& u) {
     m.units.push_back(u);
     width = u.O;
-    if (u.kind != UnitKind::Dense || u.quant) m.mlp = false;  // the fused dense estimators no longer apply
+    if (!u.flat_linear() || u.quant || u.rank) m.mlp = false;  // the fused dense estimators no longer apply
 }
 
 // Uniforms in [-1, 1) from the top 24 bits of each Philox word, times bound.

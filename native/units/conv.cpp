@@ -36,11 +36,13 @@ void graph_aggregate(float* out, const float* in, int rows, const Graph& g, int 
 
 // An image conv takes the direct kernels where they suit its shape (kernels/cpu/conv.h), else im2row + GEMM.
 bool direct(const Unit& u) { return u.kind == UnitKind::Conv2d; }
+// neither an image conv nor a graph's: a dense map per position of a sequence, whose patches are its input itself
+bool per_position(const Unit& u) { return !direct(u) && !u.graph; }
 
 // The gathered inputs of a conv-like unit (rows positions, patch): im2row patches, the graph's neighbour sums, or a
 // per-position dense's input itself; and their adjoint.
 const float* gather(const KernelTable& k, const Unit& u, float* cols, const float* in, int rows) {
-    if (u.per_position()) return in;
+    if (per_position(u)) return in;
     if (u.graph) graph_aggregate(cols, in, rows, *u.graph, u.g.C);
     else k.im2row(cols, in, rows, u.g);
     return cols;
@@ -67,7 +69,7 @@ void backward(const KernelTable& k, const Unit& u, const float* theta, const flo
         if (u.b_off >= 0) k.col_sum(dW + int64_t(u.g.Co) * P, dv, n, u.g.Co);
     }
     if (!din || (direct(u) && k.conv_input_grad(din, dv, theta + u.w_off, rows, u.g))) return;
-    if (u.per_position()) {
+    if (per_position(u)) {
         k.gemm_nn(din, dv, theta + u.w_off, n, P, u.g.Co, 1.0f, 0.0f);
     } else {
         k.gemm_nn(cols, dv, theta + u.w_off, n, P, u.g.Co, 1.0f, 0.0f);

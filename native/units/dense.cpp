@@ -44,7 +44,7 @@ Status build(const LayerSpec& l, ModelBuilder& b) {
              b.where + ": only a leading run of dense layers can be frozen");
     if (!l.trainable) m.frozen++;
     Unit u{b.width, l.units, -1, -1};
-    u.quant = l.quant;
+    u.kind = UnitKind::Dense, u.quant = l.quant;
     if (l.quant) m.has_quant = true;
     if (l.adapter_rank > 0) OF_TRY(adapter_layout(l, b, u));  // units/adapter.cpp
     else OF_TRY(b.params(u, wn, l.bias ? uint64_t(l.units) : 0));
