@@ -55,12 +55,7 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
         const Unit& u = m.units[size_t(l)];
         float* v = e_[size_t(l)]->f();
         float* act = u.ends_residual() ? inner_[size_t(l)]->f() : a_[size_t(l)]->f();
-        if (u.recurrent()) {  // backprop through time keeps the unit's aux
-            OF_TRY(seq_forward(m, l, B, input(l), v, nullptr, 0.0f, nullptr, 1, tf32));
-            OF_TRY(d->bias_act(dev::BiasActArgs{act, v, nullptr, u.O, u.act, u.alpha}, int64_t(B) * u.O));
-        } else {
-            OF_TRY(forward_act(pass_of(l), input(l), v, act));
-        }
+        OF_TRY(forward_act(pass_of(l), input(l), v, act));
         if (u.ends_residual())  // a = post_act(act(v) + block input)
             OF_TRY(d->skip_add(dev::SkipArgs{a_[size_t(l)]->f(), sum_[size_t(l)]->f(), act, input(u.skip_from), u.O, 1,
                                              u.post_act, u.post_alpha},
@@ -92,8 +87,7 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
         const float* act = u.ends_residual() ? inner_[size_t(l)]->f() : a_[size_t(l)]->f();
         OF_TRY(d->act_backward(dev::ActBackArgs{dcur, dcur, e_[size_t(l)]->f(), act, u.act, u.alpha}, values));
         float* din = l > 0 ? dnext : nullptr;
-        if (u.recurrent()) OF_TRY(seq_backward(m, l, B, input(l), dcur, din, tf32));
-        else OF_TRY(backward(pass_of(l), input(l), dcur, din));
+        OF_TRY(backward(pass_of(l), input(l), dcur, din));
         if (l == 0) break;
         OF_TRY(join(l, dnext));
         std::swap(dcur, dnext);

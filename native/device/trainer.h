@@ -102,6 +102,16 @@ class DeviceTrainer {
     int batch_rows() const { return batch_rows_; }
     DeviceBuffer& unit_buffer(int l, int slot);
     Status col_sum(float* out, const float* d, int R, int O, float alpha, const float* mul = nullptr);  // of d (x mul)
+    // recurrent units (units/recurrent.cpp): the forward on `rows` rows (noise E times sigma on every gate, or times
+    // sigmas, one per gate value; or none; xw: the shared X W^T of ULR's first unit, row r reading row r / rep), the
+    // gradient reduction from S (rows, T GH) into the unit's slab (with_w: also dW from `in`), and backprop through
+    // time (din: nullptr for none)
+    Status seq_buffers(const Model& m, int l, int rows);
+    Status seq_forward(const Model& m, int l, int rows, const float* in, float* out, const float* E, float sigma,
+                       const float* xw, int rep, bool tf32, const float* sigmas = nullptr);
+    Status seq_reduce(const Model& m, int l, int rows, const float* in, const float* S, float alpha, bool with_w,
+                      bool tf32);
+    Status seq_backward(const Model& m, int l, int rows, const float* in, const float* dout, float* din, bool tf32);
 
    private:
     Status upload_batch(const Model& m, const float* x, const Targets& y, int B);
@@ -136,16 +146,6 @@ class DeviceTrainer {
     Status input_grad(const UnitPass& p, const float* x, const float* dv, float* din);
     Status backward(const UnitPass& p, const float* x, const float* dv, float* din);
     Status frozen_forward(Model& m, int B, EstimatorConfig::Kind kind, const float** in);
-    // recurrent units (units/recurrent.cpp): the forward on `rows` rows (noise E times sigma on every gate, or times
-    // sigmas, one per gate value; or none; xw: the shared X W^T of ULR's first unit, row r reading row r / rep), the
-    // gradient reduction from S (rows, T GH) into the unit's slab (with_w: also dW from `in`), and backprop through
-    // time (din: nullptr for none)
-    Status seq_buffers(const Model& m, int l, int rows);
-    Status seq_forward(const Model& m, int l, int rows, const float* in, float* out, const float* E, float sigma,
-                       const float* xw, int rep, bool tf32, const float* sigmas = nullptr);
-    Status seq_reduce(const Model& m, int l, int rows, const float* in, const float* S, float alpha, bool with_w,
-                      bool tf32);
-    Status seq_backward(const Model& m, int l, int rows, const float* in, const float* dout, float* din, bool tf32);
     Status grad_norm(int64_t off, int64_t n,
                      float clip);  // of grads[off, off + n): norm_[0] = |g|, norm_[1] = clip factor
     // the optimizer and batchNorm's running statistics, gated by the step statistics (B: the step's samples)

@@ -92,15 +92,9 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     for (int l = 0; l < clean_end; l++) {
         const Unit& u = m.units[size_t(l)];
         float* a = a_[size_t(l)]->f();
-        if (u.recurrent()) {
-            OF_TRY(seq_forward(m, l, B, clean_in(l), a, nullptr, 0.0f, nullptr, 1, tf32));
-            if (u.act != Act::Identity)
-                OF_TRY(d->bias_act(dev::BiasActArgs{a, a, nullptr, u.O, u.act, u.alpha}, int64_t(B) * u.O));
-        } else {
-            UnitPass p = pass_of(l, B, 1, u.skip_from >= 0 ? clean_in(u.skip_from) : nullptr, 1);
-            p.batch_stats = true;
-            OF_TRY(forward_act(p, clean_in(l), a, a));
-        }
+        UnitPass p = pass_of(l, B, 1, u.skip_from >= 0 ? clean_in(u.skip_from) : nullptr, 1);
+        p.batch_stats = true;
+        OF_TRY(forward_act(p, clean_in(l), a, a));
         if (u.ends_residual())
             OF_TRY(d->skip_add(dev::SkipArgs{a, nullptr, a, clean_in(u.skip_from), u.O, 1, u.post_act, u.post_alpha},
                                int64_t(B) * u.O));

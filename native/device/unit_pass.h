@@ -12,6 +12,7 @@ namespace of {
 struct UnitPass {
     DeviceTrainer& t;
     Device* d;
+    const Model& m;
     const Unit& u;
     int l, rows;
     bool tf32;

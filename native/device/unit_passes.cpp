@@ -11,12 +11,11 @@ const DeviceUnitOps& ops_of(const Unit& u) { return *unit_ops(u.kind).device; }
 
 }  // namespace
 
-// A kind without device entries runs on the CPU (and says why). Recurrent units run their own passes
-// (units/recurrent.cpp).
-bool DeviceTrainer::runs(const Unit& u) { return u.recurrent() || unit_ops(u.kind).device; }
+// A kind without device entries runs on the CPU (and says why).
+bool DeviceTrainer::runs(const Unit& u) { return unit_ops(u.kind).device; }
 
 UnitPass DeviceTrainer::pass(const Model& m, int l, int rows, bool tf32) {
-    return UnitPass{*this, dev_.get(), m.units[size_t(l)], l, rows, tf32};
+    return UnitPass{*this, dev_.get(), m, m.units[size_t(l)], l, rows, tf32};
 }
 
 DeviceBuffer& DeviceTrainer::unit_buffer(int l, int slot) {
@@ -56,8 +55,8 @@ Status DeviceTrainer::forward(const UnitPass& p, const float* x, float* v) {
 Status DeviceTrainer::forward_act(const UnitPass& p, const float* x, float* v, float* a) {
     const Unit& u = p.u;
     OF_TRY(forward(p, x, v));
-    if (!u.param() && u.act == Act::Identity && a == v) return {};
-    const float* bias = u.b_off < 0 || u.recurrent() ? nullptr : theta_ + u.b_off;
+    const float* bias = u.b_off < 0 || u.recurrent() ? nullptr : theta_ + u.b_off;  // recurrent: added inside
+    if (!bias && u.act == Act::Identity && a == v) return {};
     return dev_->bias_act(dev::BiasActArgs{a, v, bias, u.gemm_cols(), u.act, u.alpha}, int64_t(p.rows) * u.O);
 }
 

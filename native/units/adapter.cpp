@@ -99,20 +99,10 @@ Status adapter_layout(const LayerSpec& l, ModelBuilder& b, Unit& u) {
 }
 
 // No device passes: the device's optimizer does not keep frozen ranges.
-extern const UnitOps adapter_unit{UnitFamily::Plain, "dense", nullptr, init,    tensors, forward,
-                                  backward,          nullptr, nullptr, nullptr, nullptr, lr_reduce};
+extern const UnitOps adapter_unit{UnitFamily::Plain, "dense", nullptr, init,    tensors,  forward,
+                                  backward,          nullptr, nullptr, nullptr, lr_reduce};
 // per position: the GEMM view of a 1x1 window over T positions (bias and noise channels per output feature)
-extern const UnitOps seq_adapter_unit{UnitFamily::ConvLike,
-                                      "dense",
-                                      nullptr,
-                                      init,
-                                      tensors,
-                                      forward,
-                                      backward,
-                                      nullptr,
-                                      nullptr,
-                                      nullptr,
-                                      nullptr,
-                                      lr_reduce};
+extern const UnitOps seq_adapter_unit{
+    UnitFamily::ConvLike, "dense", nullptr, init, tensors, forward, backward, nullptr, nullptr, nullptr, lr_reduce};
 
 }  // namespace of

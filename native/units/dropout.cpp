@@ -70,6 +70,6 @@ const DeviceUnitOps device{false, device_forward, nullptr, device_input_grad};
 
 extern const LayerType dropout_layer{"dropout", UnitKind::Dropout, read, build};
 extern const UnitOps dropout_unit{UnitFamily::Plain, nullptr, &device, nullptr,       nullptr, forward,
-                                  backward,          nullptr, nullptr, train_forward, mask};
+                                  backward,          nullptr, nullptr, train_forward, nullptr, mask};
 
 }  // namespace of

@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "core/shape.h"
-#include "device/trainer.h"
+#include "device/unit_pass.h"
 #include "units/unit.h"
 
 namespace of {
@@ -453,17 +453,28 @@ Status DeviceTrainer::seq_backward(const Model& m, int l, int rows, const float*
     return d->gemm(false, false, rows * T, F, GH, 1.0f, dP, GH, W, F, 0.0f, din, F, tf32);
 }
 
+namespace {
+// BPTT keeps the unit's aux
+Status device_forward(const UnitPass& p, const float* x, float* v) {
+    return p.t.seq_forward(p.m, p.l, p.rows, x, v, nullptr, 0.0f, nullptr, 1, p.tf32);
+}
+Status device_backward(const UnitPass& p, const float* x, const float* dv, float* din) {
+    return p.t.seq_backward(p.m, p.l, p.rows, x, dv, din, p.tf32);
+}
+const DeviceUnitOps device{false, device_forward, nullptr, nullptr, device_backward};
+}  // namespace
+
 extern const LayerType rnn_layer{"rnn", UnitKind::Rnn, read, build};
 extern const LayerType gru_layer{"gru", UnitKind::Gru, read, build};
 extern const LayerType lstm_layer{"lstm", UnitKind::Lstm, read, build};
 extern const LayerType lif_layer{"lif", UnitKind::Lif, read, build};
 extern const UnitOps rnn_unit{
-    UnitFamily::Recurrent, "rnn", nullptr, init, tensors, forward, backward, nullptr, noise_width};
+    UnitFamily::Recurrent, "rnn", &device, init, tensors, forward, backward, nullptr, noise_width};
 extern const UnitOps gru_unit{
-    UnitFamily::Recurrent, "gru", nullptr, init, tensors, forward, backward, nullptr, noise_width};
+    UnitFamily::Recurrent, "gru", &device, init, tensors, forward, backward, nullptr, noise_width};
 extern const UnitOps lstm_unit{
-    UnitFamily::Recurrent, "lstm", nullptr, init, tensors, forward, backward, nullptr, noise_width};
+    UnitFamily::Recurrent, "lstm", &device, init, tensors, forward, backward, nullptr, noise_width};
 extern const UnitOps lif_unit{
-    UnitFamily::Recurrent, "lif", nullptr, init, tensors, forward, backward, nullptr, noise_width};
+    UnitFamily::Recurrent, "lif", &device, init, tensors, forward, backward, nullptr, noise_width};
 
 }  // namespace of

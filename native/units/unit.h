@@ -86,12 +86,12 @@ struct UnitOps {
     int (*noise_width)(const Unit& u);  // ULR noise values per row; nullptr: O (the pre-activation)
     // training mode, where it differs from forward (model/units.h unit_train_linear); nullptr: forward
     void (*train_forward)(const Unit& u, const float* theta, const float* in, int rows, float* out, const TrainCtx& t);
-    // its backward, din from dv, where it differs in training mode (unit_train_backward); nullptr: backward
-    void (*train_backward)(const Unit& u, const float* dv, int rows, float* din, const TrainCtx& t);
     // an LR reduction that reads the unit's parameters (an adapter's low-rank factors) in place of lr_reduce: the
     // gradient of its trainable parameters into dW; nullptr: lr_reduce
     void (*lr_reduce_params)(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows,
                              const float* S, const float* w, float alpha, float* dW, float* cols);
+    // its backward, din from dv, where it differs in training mode (unit_train_backward); nullptr: backward
+    void (*train_backward)(const Unit& u, const float* dv, int rows, float* din, const TrainCtx& t);
 };
 
 // Shared by the kinds (units/build.cpp).
