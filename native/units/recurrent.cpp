@@ -340,37 +340,22 @@ Status DeviceTrainer::seq_forward(const Model& m, int l, int rows, const float* 
     float* aux = aux_[size_t(l)]->f();
     const float* W = theta_ + u.w_off;
     const float* U = u.q.has_u ? W + int64_t(GH) * F : nullptr;
-    OF_TRY(d->zero(seq_h_.f(), size_t(rows) * H * sizeof(float)));
-    OF_TRY(d->zero(seq_c_.f(), size_t(rows) * H * sizeof(float)));
-    dev::SeqArgs a{P,
-                   seq_h_.f(),
-                   seq_c_.f(),
-                   aux,
-                   theta_ + u.b_off,
-                   E,
-                   sigma,
-                   T,
-                   0,
-                   H,
-                   GH,
-                   A,
-                   cell_of(u.kind),
-                   u.q.beta,
-                   u.q.threshold,
-                   u.q.slope,
-                   out,
-                   u.q.return_sequences ? 1 : 0,
-                   xw,
-                   rep,
-                   sigmas};
+    float *h = seq_h_.f(), *c = seq_c_.f();
+    OF_TRY(d->zero(h, size_t(rows) * H * sizeof(float)));
+    OF_TRY(d->zero(c, size_t(rows) * H * sizeof(float)));
+    const float* b = theta_ + u.b_off;
+    const dev::Cell cell = cell_of(u.kind);
+    const int all_steps = u.q.return_sequences ? 1 : 0;
+    dev::SeqArgs a{P, h,    c,        aux,           b,         E,   sigma,     T,  0,   H,     GH,
+                   A, cell, u.q.beta, u.q.threshold, u.q.slope, out, all_steps, xw, rep, sigmas};
     const int64_t n = int64_t(rows) * H;
     for (int t = 0; t < T; t++) {
         a.t = t;
         if (xw) OF_TRY(d->seq_input(a, int64_t(rows) * GH));
         else OF_TRY(d->gemm(false, true, rows, GH, F, 1.0f, in + int64_t(t) * F, T * F, W, F, 0.0f, P, GH, tf32));
         if (U)
-            OF_TRY(d->gemm(false, true, rows, u.kind == UnitKind::Gru ? 2 * H : GH, H, 1.0f, seq_h_.f(), H, U, H, 1.0f,
-                           P, GH, tf32));
+            OF_TRY(d->gemm(false, true, rows, u.kind == UnitKind::Gru ? 2 * H : GH, H, 1.0f, h, H, U, H, 1.0f, P, GH,
+                           tf32));
         OF_TRY(d->seq_cell(a, n));
         if (u.kind == UnitKind::Gru) {  // the candidate reads r * h_prev
             OF_TRY(d->gemm(false, true, rows, H, H, 1.0f, aux + int64_t(t) * A + 4 * H, T * A, U + int64_t(2) * H * H,
@@ -414,38 +399,26 @@ Status DeviceTrainer::seq_backward(const Model& m, int l, int rows, const float*
     OF_TRY(seq_dc_.reserve(d, size_t(n) * sizeof(float)));
     OF_TRY(seq_q_.reserve(d, size_t(n) * sizeof(float)));
     OF_TRY(seq_dp_.reserve(d, size_t(rows) * T * GH * sizeof(float)));
-    OF_TRY(d->zero(seq_dh_.f(), size_t(n) * sizeof(float)));
-    OF_TRY(d->zero(seq_dc_.f(), size_t(n) * sizeof(float)));
     const float* W = params_.f() + u.w_off;
     const float* U = u.q.has_u ? W + int64_t(GH) * F : nullptr;
     float* dP = seq_dp_.f();
-    dev::SeqBackArgs a{seq_dh_.f(),
-                       seq_dc_.f(),
-                       dP,
-                       seq_q_.f(),
-                       aux_[size_t(l)]->f(),
-                       dout,
-                       T,
-                       0,
-                       H,
-                       GH,
-                       A,
-                       cell_of(u.kind),
-                       u.q.beta,
-                       u.q.threshold,
-                       u.q.slope,
-                       u.q.return_sequences ? 1 : 0};
+    float *dh = seq_dh_.f(), *dc = seq_dc_.f(), *q = seq_q_.f(), *aux = aux_[size_t(l)]->f();
+    OF_TRY(d->zero(dh, size_t(n) * sizeof(float)));
+    OF_TRY(d->zero(dc, size_t(n) * sizeof(float)));
+    const dev::Cell cell = cell_of(u.kind);
+    const int all_steps = u.q.return_sequences ? 1 : 0;
+    dev::SeqBackArgs a{dh, dc, dP, q, aux, dout, T, 0, H, GH, A, cell, u.q.beta, u.q.threshold, u.q.slope, all_steps};
     for (int t = T - 1; t >= 0; t--) {
         a.t = t;
         OF_TRY(d->seq_back_cell(a, n));
         float* dPt = dP + int64_t(t) * GH;
         if (u.kind == UnitKind::Gru) {  // through r * h_prev: d(r h_prev) = dP_n U_n; then + [dP_z dP_r] U_zr
-            OF_TRY(d->gemm(false, false, rows, H, H, 1.0f, dPt + 2 * H, T * GH, U + int64_t(2) * H * H, H, 0.0f,
-                           seq_q_.f(), H, tf32));
+            OF_TRY(d->gemm(false, false, rows, H, H, 1.0f, dPt + 2 * H, T * GH, U + int64_t(2) * H * H, H, 0.0f, q, H,
+                           tf32));
             OF_TRY(d->seq_back_reset(a, n));
-            OF_TRY(d->gemm(false, false, rows, H, 2 * H, 1.0f, dPt, T * GH, U, H, 1.0f, seq_dh_.f(), H, tf32));
+            OF_TRY(d->gemm(false, false, rows, H, 2 * H, 1.0f, dPt, T * GH, U, H, 1.0f, dh, H, tf32));
         } else if (U) {  // dh_prev = dP U
-            OF_TRY(d->gemm(false, false, rows, H, GH, 1.0f, dPt, T * GH, U, H, 0.0f, seq_dh_.f(), H, tf32));
+            OF_TRY(d->gemm(false, false, rows, H, GH, 1.0f, dPt, T * GH, U, H, 0.0f, dh, H, tf32));
         }
     }
     OF_TRY(seq_reduce(m, l, rows, in, dP, 1.0f, true, tf32));
