@@ -87,7 +87,7 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
         const float* act = u.ends_residual() ? inner_[size_t(l)]->f() : a_[size_t(l)]->f();
         OF_TRY(d->act_backward(dev::ActBackArgs{dcur, dcur, e_[size_t(l)]->f(), act, u.act, u.alpha}, values));
         float* din = l > 0 ? dnext : nullptr;
-        OF_TRY(backward(pass_of(l), input(l), dcur, din));
+        OF_TRY(backward(pass_of(l), input(l), dcur, 1.0f, u.param(), din));
         if (l == 0) break;
         OF_TRY(join(l, dnext));
         std::swap(dcur, dnext);

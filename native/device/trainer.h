@@ -134,17 +134,12 @@ class DeviceTrainer {
     Status noise_forward(const dev::NoisyArgs& na, int qmc_K, uint32_t qmc_dim = 0);
     Status channel_sigmas(const Model& m, const UlrConfig& c, std::vector<const float*>* out);  // per unit
     static std::vector<float> unit_sigmas(const Model& m, const UlrConfig& c);  // per unit; 0 without parameters
-    // One unit's passes (unit_passes.cpp), through its kind's entries (device/unit_pass.h) on p.rows rows: v = its
-    // pre-activation without bias (or its output, without parameters) from x; v and then a = act(v + b) (a may be v;
-    // a parameter-free unit with no activation writing onto v skips it); from dv at its pre-activation, its
-    // parameters' gradients (times alpha) into the slab, the gradient at its input into din, or BP's both (din:
-    // nullptr for none).
+    // One unit's passes (unit_passes.cpp) on p.rows rows, through its kind's entries (device/unit_pass.h, which
+    // says what they compute): forward; forward_act, the forward and then a = act(v + b) (a may be v); backward.
     UnitPass pass(const Model& m, int l, int rows, bool tf32);
     Status forward(const UnitPass& p, const float* x, float* v);
     Status forward_act(const UnitPass& p, const float* x, float* v, float* a);
-    Status weight_grads(const UnitPass& p, const float* x, const float* dv, float alpha);
-    Status input_grad(const UnitPass& p, const float* x, const float* dv, float* din);
-    Status backward(const UnitPass& p, const float* x, const float* dv, float* din);
+    Status backward(const UnitPass& p, const float* x, const float* dv, float alpha, bool weights, float* din);
     Status frozen_forward(Model& m, int B, EstimatorConfig::Kind kind, const float** in);
     Status grad_norm(int64_t off, int64_t n,
                      float clip);  // of grads[off, off + n): norm_[0] = |g|, norm_[1] = clip factor

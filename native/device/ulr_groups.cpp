@@ -164,7 +164,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             OF_TRY(d->gemm(true, false, u.O, u.I, R, alpha, S, u.O, in, u.I, 0.0f, G + u.w_off, u.I, tf32));
             return d->col_sum_final(dev::ColSumArgs{G + u.b_off, col_part_.f(), nullptr, R, u.O, alpha}, u.O);
         }
-        return weight_grads(pass(m, l, rows, tf32), in, S, alpha);
+        return backward(pass(m, l, rows, tf32), in, S, alpha, true, nullptr);
     };
 
     // 2. each group: its forward, losses and row weights, then its noisy units' reductions

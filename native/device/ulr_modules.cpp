@@ -62,25 +62,25 @@ Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t 
 
     // module j's reductions on `rows` rows from D (its boundary's weighted scores, summed over copies for the first),
     // then BP inside the module from alpha D; x0: the model's input rows
-    auto backward = [&](size_t j, int rows, const float* D, const float* x0) -> Status {
+    auto reduce = [&](size_t j, int rows, const float* D, const float* x0) -> Status {
         const int s = j == 0 ? 0 : ends[j - 1], top = ends[j] - 1;
         const Unit& ut = m.units[size_t(top)];
         auto in = [&](int l) { return l == 0 ? x0 : a_[size_t(l - 1)]->f(); };
         const float alpha = sigmas[size_t(top)] ? 1.0f : 1.0f / sigma[size_t(top)];
-        OF_TRY(weight_grads(pass(m, top, rows, tf32), in(top), D, alpha));
+        OF_TRY(backward(pass(m, top, rows, tf32), in(top), D, alpha, true, nullptr));
         if (top == s) return {};
         float* dcur = d0_.f();
         float* dnext = d1_.f();
         OF_TRY(d->axpy(dev::AxpyArgs{dcur, nullptr, D, alpha}, int64_t(rows) * ut.O));
         for (int l = top; l > s;
              l--) {  // the gradient into unit l - 1's output, then through its activation and itself
-            OF_TRY(input_grad(pass(m, l, rows, tf32), in(l), dcur, dnext));
+            OF_TRY(backward(pass(m, l, rows, tf32), in(l), dcur, 1.0f, false, dnext));
             const Unit& p = m.units[size_t(l - 1)];
             OF_TRY(d->act_backward(
                 dev::ActBackArgs{dnext, dnext, e_[size_t(l - 1)]->f(), a_[size_t(l - 1)]->f(), p.act, p.alpha},
                 int64_t(rows) * p.O));
             std::swap(dcur, dnext);
-            if (p.param()) OF_TRY(weight_grads(pass(m, l - 1, rows, tf32), in(l - 1), dcur, 1.0f));
+            if (p.param()) OF_TRY(backward(pass(m, l - 1, rows, tf32), in(l - 1), dcur, 1.0f, true, nullptr));
         }
         return {};
     };
@@ -101,7 +101,7 @@ Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t 
         const Unit& ue = m.units[size_t(e0 - 1)];
         if (pipe_.pending && pipe_.end == e0) {
             swap_first();
-            Status st = backward(0, pipe_.B, pipe_.g.f(), pipe_.x.f());
+            Status st = reduce(0, pipe_.B, pipe_.g.f(), pipe_.x.f());
             swap_first();
             OF_TRY(st);
         } else {
@@ -161,11 +161,11 @@ Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t 
         if (j > 0) {
             OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), ut.O, c.density, c.score, sigmas[size_t(top)]},
                                  int64_t(R) * ut.O));
-            OF_TRY(backward(j, R, S, x));
+            OF_TRY(reduce(j, R, S, x));
             continue;
         }
         OF_TRY(d->copy_sum(scored_sum(S, K, ut.O, c, sigmas[size_t(top)]), int64_t(B) * ut.O));
-        if (!pipelined) OF_TRY(backward(0, B, g_.f(), x));
+        if (!pipelined) OF_TRY(reduce(0, B, g_.f(), x));
     }
     if (pipelined) {  // this step's first module waits for the next step
         const Unit& ue = m.units[size_t(e0 - 1)];

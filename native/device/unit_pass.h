@@ -34,12 +34,9 @@ struct DeviceUnitOps {
     bool modules;  // module training (ulr_modules.cpp) runs it
     // v (rows, O): the pre-activation without bias (a unit with parameters) or the output (without) from x
     Status (*forward)(const UnitPass& p, const float* x, float* v);
-    // the gradients of its parameters times alpha from dv at its pre-activation, into the slab
-    Status (*weight_grads)(const UnitPass& p, const float* x, const float* dv, float alpha);
-    // the gradient at its input x from dv, into din
-    Status (*input_grad)(const UnitPass& p, const float* x, const float* dv, float* din);
-    // BP's two where they share work (batchNorm's sums); nullptr: weight_grads, then input_grad (din: nullptr, none)
-    Status (*backward)(const UnitPass& p, const float* x, const float* dv, float* din);
+    // from dv at its pre-activation: with `weights`, its parameters' gradients times alpha into the slab; with din,
+    // the gradient at its input x (BP asks for both, ULR's reduction for the first, module training for each)
+    Status (*backward)(const UnitPass& p, const float* x, const float* dv, float alpha, bool weights, float* din);
     // a conv-like unit's patches (gemm_rows, fan_in) of x into cols, and their adjoint into din
     Status (*patches)(const UnitPass& p, const float* x, float* cols);
     Status (*patches_adjoint)(const UnitPass& p, const float* dcols, float* din);

@@ -60,34 +60,25 @@ Status DeviceTrainer::forward_act(const UnitPass& p, const float* x, float* v, f
     return dev_->bias_act(dev::BiasActArgs{a, v, bias, u.gemm_cols(), u.act, u.alpha}, int64_t(p.rows) * u.O);
 }
 
-Status DeviceTrainer::weight_grads(const UnitPass& p, const float* x, const float* dv, float alpha) {
+Status DeviceTrainer::backward(const UnitPass& p, const float* x, const float* dv, float alpha, bool weights,
+                               float* din) {
     const DeviceUnitOps& o = ops_of(p.u);
-    if (o.weight_grads) return o.weight_grads(p, x, dv, alpha);
+    if (!weights && !din) return {};
+    if (o.backward) return o.backward(p, x, dv, alpha, weights, din);
     const Unit& u = p.u;
-    float* G = grads_.f();
     const int n = int(u.gemm_rows(p.rows)), cols = u.gemm_cols(), fan = u.fan_in();
-    OF_TRY(dev_->gemm(true, false, cols, fan, n, alpha, dv, cols, o.patches ? cols_[size_t(p.l)]->f() : x, fan, 0.0f,
-                      G + u.w_off, fan, p.tf32));
-    return u.b_off >= 0 ? col_sum(G + u.b_off, dv, n, cols, alpha) : Status{};
-}
-
-Status DeviceTrainer::input_grad(const UnitPass& p, const float* x, const float* dv, float* din) {
-    const DeviceUnitOps& o = ops_of(p.u);
-    if (o.input_grad) return o.input_grad(p, x, dv, din);
-    const Unit& u = p.u;
+    if (weights) {
+        float* G = grads_.f();
+        OF_TRY(dev_->gemm(true, false, cols, fan, n, alpha, dv, cols, o.patches ? cols_[size_t(p.l)]->f() : x, fan,
+                          0.0f, G + u.w_off, fan, p.tf32));
+        if (u.b_off >= 0) OF_TRY(col_sum(G + u.b_off, dv, n, cols, alpha));
+    }
+    if (!din) return {};
     const float* W = params_.f() + u.w_off;
-    const int n = int(u.gemm_rows(p.rows)), cols = u.gemm_cols(), fan = u.fan_in();
     if (!o.patches) return dev_->gemm(false, false, n, fan, cols, 1.0f, dv, cols, W, fan, 0.0f, din, fan, p.tf32);
     OF_TRY(dcols_.reserve(dev_.get(), size_t(n) * fan * sizeof(float)));
     OF_TRY(dev_->gemm(false, false, n, fan, cols, 1.0f, dv, cols, W, fan, 0.0f, dcols_.f(), fan, p.tf32));
     return o.patches_adjoint(p, dcols_.f(), din);
-}
-
-Status DeviceTrainer::backward(const UnitPass& p, const float* x, const float* dv, float* din) {
-    const DeviceUnitOps& o = ops_of(p.u);
-    if (o.backward) return o.backward(p, x, dv, din);
-    if (p.u.param()) OF_TRY(weight_grads(p, x, dv, 1.0f));
-    return din ? input_grad(p, x, dv, din) : Status{};
 }
 
 }  // namespace of

@@ -133,14 +133,14 @@ dev::AttendArgs attend_args(const UnitPass& p, float* out, const float* qkv, con
 Status device_forward(const UnitPass& p, const float* x, float* v) {
     return p.d->attend(attend_args(p, v, x, nullptr), int64_t(p.rows) * p.u.heads * p.u.q.T);
 }
-Status device_input_grad(const UnitPass& p, const float* x, const float* dv, float* din) {
+Status device_backward(const UnitPass& p, const float* x, const float* dv, float, bool, float* din) {
     const int64_t n = int64_t(p.rows) * p.u.heads * p.u.q.T;
     OF_TRY(p.buffer(0).reserve(p.d, size_t(n) * 3 * sizeof(double)));
     const dev::AttendArgs a = attend_args(p, din, x, dv);
     OF_TRY(p.d->attend_stats(a, n));
     return p.d->attend_backward(a, n);
 }
-const DeviceUnitOps device{false, device_forward, nullptr, device_input_grad};
+const DeviceUnitOps device{false, device_forward, device_backward};
 
 }  // namespace
 

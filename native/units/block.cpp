@@ -109,11 +109,11 @@ Status device_forward(const UnitPass& p, const float* x, float* v) {
     const Unit& u = p.u;
     return p.d->concat(dev::ConcatArgs{v, x, p.skip, u.g.Ho, u.g.C, u.g.Co, p.skip_rep}, p.values());
 }
-Status device_input_grad(const UnitPass& p, const float*, const float* dv, float* din) {
+Status device_backward(const UnitPass& p, const float*, const float* dv, float, bool, float* din) {
     const Unit& u = p.u;
     return p.d->concat_backward(dev::ConcatBackArgs{din, p.skip_grad, dv, u.g.Ho, u.g.C, u.g.Co}, p.values());
 }
-const DeviceUnitOps device{false, device_forward, nullptr, device_input_grad};
+const DeviceUnitOps device{false, device_forward, device_backward};
 
 }  // namespace
 

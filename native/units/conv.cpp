@@ -222,8 +222,8 @@ Status aggregate(const UnitPass& p, const float* x, float* out) {
     const dev::GraphArgs a{out, x, row_ptr.as<int>(), col.as<int>(), val.f(), h.N, p.u.g.C};
     return p.d->graph(a, int64_t(p.rows) * h.N * p.u.g.C);
 }
-const DeviceUnitOps conv2d_device{true, nullptr, nullptr, nullptr, nullptr, im2row, row2im};
-const DeviceUnitOps graph_device{false, nullptr, nullptr, nullptr, nullptr, aggregate, aggregate};
+const DeviceUnitOps conv2d_device{true, nullptr, nullptr, im2row, row2im};
+const DeviceUnitOps graph_device{false, nullptr, nullptr, aggregate, aggregate};
 const DeviceUnitOps position_device{false};  // a GEMM unit whose patches are its input itself
 
 }  // namespace

@@ -61,10 +61,10 @@ Status device_forward(const UnitPass& p, const float* x, float* v) {
     if (p.t.inference()) return p.d->add(dev::AddArgs{v, x, 0}, p.values());
     return device_mask(p, x, v);
 }
-Status device_input_grad(const UnitPass& p, const float*, const float* dv, float* din) {
+Status device_backward(const UnitPass& p, const float*, const float* dv, float, bool, float* din) {
     return device_mask(p, dv, din);
 }
-const DeviceUnitOps device{false, device_forward, nullptr, device_input_grad};
+const DeviceUnitOps device{false, device_forward, device_backward};
 
 }  // namespace
 

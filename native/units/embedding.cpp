@@ -159,29 +159,26 @@ Status device_embed(const UnitPass& p, const float* x, float* out) {
     const Unit& u = p.u;
     return p.d->embed(dev::EmbedArgs{out, x, p.weights(), u.q.F, u.vocab}, p.values());
 }
-Status device_embed_grad(const UnitPass& p, const float*, const float* dv, float alpha) {
+Status device_embed_backward(const UnitPass& p, const float*, const float* dv, float alpha, bool weights, float* din) {
     const Unit& u = p.u;
+    if (din) OF_TRY(p.d->zero(din, size_t(p.rows) * u.I * sizeof(float)));
+    if (!weights) return {};
     OF_CHECK(p.rows == p.t.batch_rows(), Internal, "the embedding's gradient without its batch's token index");
-    const dev::EmbedGradArgs a{p.t.grads() + u.w_off, dv, p.buffer(0).as<int>(), p.buffer(1).as<int>(), u.q.F, alpha};
+    const int *start = p.buffer(0).as<int>(), *pos = p.buffer(1).as<int>();
+    const dev::EmbedGradArgs a{p.t.grads() + u.w_off, dv, start, pos, u.q.F, alpha};
     return p.d->embed_grad(a, int64_t(u.vocab) * u.q.F);
-}
-Status device_no_grad(const UnitPass& p, const float*, const float*, float* din) {
-    return p.d->zero(din, size_t(p.rows) * p.u.I * sizeof(float));
 }
 // out = x + P; dP = alpha colsum(dv); din = dv
 Status device_positional(const UnitPass& p, const float* x, float* out) {
-    const Unit& u = p.u;
-    return p.d->positional_add(dev::PositionalArgs{out, x, p.weights(), u.O}, p.values());
+    return p.d->positional_add(dev::PositionalArgs{out, x, p.weights(), p.u.O}, p.values());
 }
-Status device_positional_grad(const UnitPass& p, const float*, const float* dv, float alpha) {
-    return p.t.col_sum(p.t.grads() + p.u.w_off, dv, p.rows, p.u.O, alpha);
+Status device_positional_backward(const UnitPass& p, const float*, const float* dv, float alpha, bool weights,
+                                  float* din) {
+    if (weights) OF_TRY(p.t.col_sum(p.t.grads() + p.u.w_off, dv, p.rows, p.u.O, alpha));
+    return din ? p.d->add(dev::AddArgs{din, dv, 0}, int64_t(p.rows) * p.u.I) : Status{};
 }
-Status device_positional_input_grad(const UnitPass& p, const float*, const float* dv, float* din) {
-    return p.d->add(dev::AddArgs{din, dv, 0}, int64_t(p.rows) * p.u.I);
-}
-const DeviceUnitOps embedding_device{false,   device_embed, device_embed_grad, device_no_grad,
-                                     nullptr, nullptr,      nullptr,           device_token_index};
-const DeviceUnitOps positional_device{false, device_positional, device_positional_grad, device_positional_input_grad};
+const DeviceUnitOps embedding_device{false, device_embed, device_embed_backward, nullptr, nullptr, device_token_index};
+const DeviceUnitOps positional_device{false, device_positional, device_positional_backward};
 
 }  // namespace
 

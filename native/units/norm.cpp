@@ -270,17 +270,16 @@ Status device_forward(const UnitPass& p, const float* x, float* out) {
     OF_TRY(u.kind == UnitKind::GroupNorm ? p.d->group_norm(a, device_sets(p)) : p.d->layer_norm(a, device_sets(p)));
     return p.d->add(dev::AddArgs{out, xh.f(), 0, p.weights(), u.g.Co}, p.values());
 }
-Status device_weight_grads(const UnitPass& p, const float*, const float* dv, float alpha) {
-    return device_gain_bias_grads(p, p.buffer(0).f(), dv, alpha);
-}
-Status device_input_grad(const UnitPass& p, const float*, const float* dv, float* din) {
+Status device_backward(const UnitPass& p, const float*, const float* dv, float alpha, bool weights, float* din) {
     const Unit& u = p.u;
     const float *xh = p.buffer(0).f(), *inv = p.buffer(1).f(), *gain = p.t.params() + u.w_off;
+    if (weights) OF_TRY(device_gain_bias_grads(p, xh, dv, alpha));
+    if (!din) return {};
     const dev::NormBackArgs a{din, dv, xh, inv, gain, u.g.Ho, u.g.Co, u.groups};
     return u.kind == UnitKind::GroupNorm ? p.d->group_norm_backward(a, device_sets(p))
                                          : p.d->layer_norm_backward(a, device_sets(p));
 }
-const DeviceUnitOps device{false, device_forward, device_weight_grads, device_input_grad};
+const DeviceUnitOps device{false, device_forward, device_backward};
 
 // batchNorm: its statistics in the trainer's buffers kBatch (this batch's, measured by a training step's clean forward)
 // and kRunning (inference's); its buffer 2 is scratch: x^ for ULR's reduction, the channel sums for BP
@@ -291,27 +290,26 @@ Status device_batch_forward(const UnitPass& p, const float* x, float* out) {
     const float* st = p.t.inference() ? p.buffer(DeviceTrainer::kRunning).f() : batch;
     return p.d->bn_apply(dev::BatchApplyArgs{out, x, st, p.weights(), u.g.Ho, u.g.Co, 1}, p.values());
 }
-Status device_batch_weight_grads(const UnitPass& p, const float* x, const float* dv, float alpha) {
+// BP (din given) through the batch statistics: per-channel sums (and the gain and bias gradients), then the input
+// gradient; ULR's reduction (no din): the gain's from x^
+Status device_batch_backward(const UnitPass& p, const float* x, const float* dv, float alpha, bool, float* din) {
     const Unit& u = p.u;
-    DeviceBuffer& xh = p.buffer(2);
-    OF_TRY(xh.reserve(p.d, size_t(p.values()) * sizeof(float)));
     const float* batch = p.buffer(DeviceTrainer::kBatch).f();
-    OF_TRY(p.d->bn_apply(dev::BatchApplyArgs{xh.f(), x, batch, nullptr, u.g.Ho, u.g.Co, 1}, p.values()));
-    return device_gain_bias_grads(p, xh.f(), dv, alpha);
-}
-// BP through the batch statistics: per-channel sums (and the gain and bias gradients), then the input gradient
-Status device_batch_backward(const UnitPass& p, const float* x, const float* dv, float* din) {
-    const Unit& u = p.u;
+    if (!din) {
+        DeviceBuffer& xh = p.buffer(2);
+        OF_TRY(xh.reserve(p.d, size_t(p.values()) * sizeof(float)));
+        OF_TRY(p.d->bn_apply(dev::BatchApplyArgs{xh.f(), x, batch, nullptr, u.g.Ho, u.g.Co, 1}, p.values()));
+        return device_gain_bias_grads(p, xh.f(), dv, alpha);
+    }
     const int n = int(u.gemm_rows(p.rows)), C = u.g.Co;
     OF_TRY(p.buffer(2).reserve(p.d, size_t(2 * C) * sizeof(double)));
     float* G = p.t.grads();
-    const float *batch = p.buffer(DeviceTrainer::kBatch).f(), *gain = p.t.params() + u.w_off;
+    const float* gain = p.t.params() + u.w_off;
     const dev::BatchBackArgs a{din, G + u.w_off, G + u.b_off, p.buffer(2).as<double>(), dv, x, batch, gain, n, C};
     OF_TRY(p.d->bn_backward_sums(a, C));
-    return din ? p.d->bn_backward(a, int64_t(n) * C) : Status{};
+    return p.d->bn_backward(a, int64_t(n) * C);
 }
-const DeviceUnitOps batch_device{false, device_batch_forward, device_batch_weight_grads, nullptr,
-                                 device_batch_backward};
+const DeviceUnitOps batch_device{false, device_batch_forward, device_batch_backward};
 
 }  // namespace
 

@@ -32,10 +32,10 @@ void backward(const KernelTable& k, const Unit& u, const float*, const float* in
 Status device_forward(const UnitPass& p, const float* x, float* v) {
     return p.d->pool(dev::PoolArgs{v, x, p.u.g, pool_kind(p.u)}, p.values());
 }
-Status device_input_grad(const UnitPass& p, const float* x, const float* dv, float* din) {
+Status device_backward(const UnitPass& p, const float* x, const float* dv, float, bool, float* din) {
     return p.d->pool_backward(dev::PoolBackArgs{din, dv, x, p.u.g, pool_kind(p.u)}, int64_t(p.rows) * p.u.I);
 }
-const DeviceUnitOps device{true, device_forward, nullptr, device_input_grad};
+const DeviceUnitOps device{true, device_forward, device_backward};
 
 }  // namespace
 

@@ -431,10 +431,10 @@ namespace {
 Status device_forward(const UnitPass& p, const float* x, float* v) {
     return p.t.seq_forward(p.m, p.l, p.rows, x, v, nullptr, 0.0f, nullptr, 1, p.tf32);
 }
-Status device_backward(const UnitPass& p, const float* x, const float* dv, float* din) {
+Status device_backward(const UnitPass& p, const float* x, const float* dv, float, bool, float* din) {
     return p.t.seq_backward(p.m, p.l, p.rows, x, dv, din, p.tf32);
 }
-const DeviceUnitOps device{false, device_forward, nullptr, nullptr, device_backward};
+const DeviceUnitOps device{false, device_forward, device_backward};
 }  // namespace
 
 extern const LayerType rnn_layer{"rnn", UnitKind::Rnn, read, build};

@@ -81,17 +81,17 @@ void backward_time_mean(const KernelTable&, const Unit& u, const float*, const f
 Status device_repeat(const UnitPass& p, const float* x, float* v) {
     return p.d->repeat(dev::TimeArgs{v, x, p.u.q.T, p.u.q.F}, p.values());
 }
-Status device_repeat_grad(const UnitPass& p, const float*, const float* dv, float* din) {
+Status device_repeat_grad(const UnitPass& p, const float*, const float* dv, float, bool, float* din) {
     return p.d->repeat_backward(dev::TimeArgs{din, dv, p.u.q.T, p.u.q.F}, int64_t(p.rows) * p.u.q.F);
 }
 Status device_time_mean(const UnitPass& p, const float* x, float* v) {
     return p.d->time_mean(dev::TimeArgs{v, x, p.u.q.T, p.u.q.F}, p.values());
 }
-Status device_time_mean_grad(const UnitPass& p, const float*, const float* dv, float* din) {
+Status device_time_mean_grad(const UnitPass& p, const float*, const float* dv, float, bool, float* din) {
     return p.d->time_mean_backward(dev::TimeArgs{din, dv, p.u.q.T, p.u.q.F}, int64_t(p.rows) * p.u.q.T * p.u.q.F);
 }
-const DeviceUnitOps repeat_device{false, device_repeat, nullptr, device_repeat_grad};
-const DeviceUnitOps time_mean_device{false, device_time_mean, nullptr, device_time_mean_grad};
+const DeviceUnitOps repeat_device{false, device_repeat, device_repeat_grad};
+const DeviceUnitOps time_mean_device{false, device_time_mean, device_time_mean_grad};
 
 }  // namespace
 
