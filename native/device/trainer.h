@@ -88,13 +88,12 @@ class DeviceTrainer {
                               const float* minus, int rows);
     void reset_pipeline() { pipe_.pending = false; }  // pipelined modules: no first module waits (every fit starts so)
 
-    // What the unit kinds' passes (device/unit_pass.h) use: the device, the parameters the forward computes with
-    // (theta: binary / ternary weights applied), the parameters and their gradients, the mode, the uploaded batch's
-    // rows, and per unit its own buffers (kept between passes and steps: a norm's x^, a graph's adjacency). A unit
-    // with running statistics (Unit::running) keeps them in its buffer kRunning and its batch's in kBatch: begin(),
-    // download() and update() move them.
+    // What the unit kinds' passes (device/unit_pass.h) use: the parameters the forward computes with (theta: binary
+    // / ternary weights applied), the parameters and their gradients, the mode, the uploaded batch's rows, and per
+    // unit its own buffers (kept between passes and steps: a norm's x^, a graph's adjacency). A unit with running
+    // statistics (Unit::running) keeps them in its buffer kRunning and its batch's in kBatch: begin(), download() and
+    // update() move them.
     static constexpr int kRunning = 0, kBatch = 1;
-    Device* device() const { return dev_.get(); }
     const float* theta() const { return theta_; }
     const float* params() const { return params_.f(); }
     float* grads() const { return grads_.f(); }

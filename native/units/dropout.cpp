@@ -33,7 +33,7 @@ void backward(const KernelTable&, const Unit& u, const float*, const float*, int
 
 // Training: out = in * keep / (1 - rate), keep drawn per (sample, value) from Philox (seed, step, unit), the same for
 // every copy of a sample (row r is sample sample0 + r / rep); the gradient through the same mask.
-void mask(const Unit& u, const float* in, int rows, float* out, const TrainCtx& t) {
+void mask(const Unit& u, const float*, const float* in, int rows, float* out, const TrainCtx& t) {
     const double cut = double(u.rate) * 4294967296.0;  // drop when the 32-bit word is below rate 2^32
     const float scale = 1.0f / (1.0f - u.rate);
     for (int r = 0; r < rows; r++) {
@@ -46,9 +46,6 @@ void mask(const Unit& u, const float* in, int rows, float* out, const TrainCtx& 
             for (int j = j0; j < std::min(u.O, j0 + 4); j++) y[j] = double(w.v[j - j0]) < cut ? 0.0f : x[j] * scale;
         }
     }
-}
-void train_forward(const Unit& u, const float*, const float* in, int rows, float* out, const TrainCtx& t) {
-    mask(u, in, rows, out, t);
 }
 
 // On a device: the mask (the identity in inference), and the same mask on the gradient.
@@ -69,7 +66,7 @@ const DeviceUnitOps device{false, device_forward, device_backward};
 }  // namespace
 
 extern const LayerType dropout_layer{"dropout", UnitKind::Dropout, read, build};
-extern const UnitOps dropout_unit{UnitFamily::Plain, nullptr, &device, nullptr,       nullptr, forward,
-                                  backward,          nullptr, nullptr, train_forward, nullptr, mask};
+extern const UnitOps dropout_unit{UnitFamily::Plain, nullptr, &device, nullptr, nullptr, forward,
+                                  backward,          nullptr, nullptr, mask,    nullptr, mask};
 
 }  // namespace of

@@ -107,7 +107,7 @@ void unit_train_backward(const KernelTable& k, const Unit& u, const float* theta
                          const float* dv, float* dW, float* din, float* cols, const SeqCtx* sq, const TrainCtx& t) {
     const UnitOps& o = unit_ops(u.kind);
     if (!o.train_backward) return o.backward(k, u, theta, in, rows, dv, dW, din, cols, sq);
-    if (din) o.train_backward(u, dv, rows, din, t);
+    if (din) o.train_backward(u, theta, dv, rows, din, t);
 }
 
 void unit_lr_reduce(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* S,

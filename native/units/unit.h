@@ -90,8 +90,8 @@ struct UnitOps {
     // gradient of its trainable parameters into dW; nullptr: lr_reduce
     void (*lr_reduce_params)(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows,
                              const float* S, const float* w, float alpha, float* dW, float* cols);
-    // its backward, din from dv, where it differs in training mode (unit_train_backward); nullptr: backward
-    void (*train_backward)(const Unit& u, const float* dv, int rows, float* din, const TrainCtx& t);
+    // its input gradient din from dv, where training mode differs (unit_train_backward); nullptr: backward
+    void (*train_backward)(const Unit& u, const float* theta, const float* dv, int rows, float* din, const TrainCtx& t);
 };
 
 // Shared by the kinds (units/build.cpp).
