@@ -3,9 +3,9 @@
  * pretrained weights frozen underneath (see {@link AdapterOptions}).
  */
 import { ConfigError } from './errors';
-import { type AdapterOptions, dense } from './layers/dense';
+import type { AdapterOptions } from './layers/dense';
 import type { Layer } from './layers/index';
-import { present } from './layers/kind';
+import { kindOf, present } from './layers/kind';
 import { Model, sequential } from './model';
 import { invalidArg, is, optionsObject } from './validate';
 
@@ -29,17 +29,15 @@ export function withAdapters(model: Model, options: WithAdaptersOptions): Model 
   if (!(model instanceof Model)) throw invalidArg('model', 'a Model', model);
   const o = optionsObject('withAdapters', options, ['rank', 'alpha', 'layers']);
   const adapter = present(o, ['rank', 'alpha']) as AdapterOptions;
-  const all = model.layers.map((l, i) => (l.type === 'dense' && l.trainable !== false ? i : -1)).filter((i) => i >= 0);
+  const adapt = (l: Layer) => kindOf(l.type)?.withAdapter;
+  const frozen = (l: Layer) => 'trainable' in l && l.trainable === false;
+  const all = model.layers.map((l, i) => (adapt(l) && !frozen(l) ? i : -1)).filter((i) => i >= 0);
   const chosen = (o.layers as unknown) ?? all;
   if (!Array.isArray(chosen) || !chosen.every((i) => is.integer(i) && i >= 0 && i < model.layers.length))
     throw invalidArg('layers', `an array of layer indices in [0, ${model.layers.length - 1}]`, chosen);
   for (const i of chosen as number[])
-    if (model.layers[i]!.type !== 'dense') throw new ConfigError(`layer ${i} is ${model.layers[i]!.type}, not dense`);
-  const layers: Layer[] = model.layers.map((l, i) =>
-    l.type === 'dense' && (chosen as number[]).includes(i)
-      ? dense(l.inputs, l.units, { ...present(l, ['bias', 'trainable', 'weights']), adapter })
-      : l,
-  );
+    if (!adapt(model.layers[i]!)) throw new ConfigError(`layer ${i} is ${model.layers[i]!.type}, not dense`);
+  const layers: Layer[] = model.layers.map((l, i) => ((chosen as number[]).includes(i) ? adapt(l)!(l, adapter) : l));
   const source = new Map(model.parameters().map((p) => [p.name, p.data]));
   const tuned = sequential(layers, { seed: model.seed, loss: model.loss, backend: model.backend });
   for (const p of tuned.parameters()) {

@@ -118,6 +118,7 @@ const denseKind: LayerKind<DenseLayer> = {
     else l.trainable = false;
   },
   frozenParams: (l) => (l.adapter ? l.units * l.inputs + (l.bias ? l.units : 0) : 0),
+  withAdapter: (l, adapter) => dense(l.inputs, l.units, { ...present(l, ['bias', 'trainable', 'weights']), adapter }),
   revive: (s) => dense(s.inputs as number, s.units as number, present(s, ['bias', 'trainable', 'weights', 'adapter'])),
 };
 

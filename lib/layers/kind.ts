@@ -4,6 +4,7 @@
  * summary and checkpoints read the table and never switch on a layer's type.
  */
 import type { NativeLayer } from '../native';
+import type { AdapterOptions } from './dense';
 
 /** Every layer type, by its `type` name: each kind's file adds its own (`declare module './kind'`). */
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type -- filled by declaration merging
@@ -38,6 +39,8 @@ export type LayerKind<L extends Layer> = {
   setTrainable?(l: L, trainable: boolean): void;
   /** Parameters of the layer that never train while the rest does (a dense layer's base under an adapter). */
   frozenParams?(l: L): number;
+  /** The layer with a low-rank adapter, where the kind takes one (dense): what withAdapters() makes of it. */
+  withAdapter?(l: L, adapter: AdapterOptions): L;
   /** A checkpoint's copy of the layer, rebuilt by its public factory (which throws on whatever it would refuse). */
   revive(stored: Record<string, unknown>, inner: (layers: unknown) => Layer[]): L;
 };
