@@ -45,6 +45,7 @@ export type NativeEstimator = {
   score?: string;
   sharedPrefix?: boolean;
   storeNoise?: boolean;
+  precision?: string;
   seed?: number;
   modules?: [number, number][];
   sampleOffset?: number;
@@ -339,6 +340,11 @@ export type NativeBackendInfo = {
   threads: number;
   /** SIMD level of the CPU GEMM micro-kernel: `avx512`, `avx2` or `scalar`. */
   simd: string;
+  /**
+   * How `ulr({ precision: 'bf16' })` multiplies: `avx512bf16` (the instruction) or `emulated` (rounded operands, then
+   * the float32 kernels; the same results).
+   */
+  bf16: string;
   /** The GEMM implementation (`oneforward`: our own packed kernels). */
   blas: string;
   /** CUDA devices this process can use (0 without the CUDA backend, a driver or a GPU). */
@@ -371,6 +377,21 @@ export type NativeBinding = {
     beta: number,
     kscale: Float32Array | null,
     naive: boolean,
+  ): void;
+  /** Test hook: the bfloat16 GEMM (native/kernels/cpu/bf16.h), by the instruction where the CPU has it and `instruction` asks for it, else emulated. */
+  gemmBf16(
+    C: Float32Array,
+    A: Float32Array,
+    B: Float32Array,
+    M: number,
+    N: number,
+    K: number,
+    transA: boolean,
+    transB: boolean,
+    alpha: number,
+    beta: number,
+    kscale: Float32Array | null,
+    instruction: boolean,
   ): void;
   noise(
     rows: number,

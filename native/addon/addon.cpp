@@ -11,6 +11,7 @@
 #include "core/thread_scratch.h"
 #include "device/device.h"
 #include "device/tiled_gemm.h"
+#include "kernels/cpu/bf16.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/kernels.h"
 #include "rng/normal.h"
@@ -29,6 +30,7 @@ Napi::Value BackendInfoJs(const Napi::CallbackInfo& info) {
     o.Set("reason", b.reason);
     o.Set("threads", b.threads);
     o.Set("simd", b.simd);
+    o.Set("bf16", b.bf16);
     o.Set("blas", b.blas);
     o.Set("cudaDevices", b.cuda_devices);
     return o;
@@ -63,9 +65,11 @@ Napi::Value SetErrorClasses(const Napi::CallbackInfo& info) {
 }
 
 // gemm(C, A, B, M, N, K, transA, transB, alpha, beta, kscale?, naive?) on row-major arrays: kernel tests.
-Napi::Value GemmJs(const Napi::CallbackInfo& info) {
+// gemmBf16(..., kscale?, instruction): the bfloat16 GEMM (kernels/cpu/bf16.h), by the instruction (where the CPU has
+// it) or emulated.
+template <class GemmFn>
+void gemm_args(const Napi::CallbackInfo& info, const GemmFn& fn) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Napi::Float32Array C = require_f32(info[0], "C"), A = require_f32(info[1], "A"), B = require_f32(info[2], "B");
     int M = int(require_int(info[3], "M", 0, 1 << 20)), N = int(require_int(info[4], "N", 0, 1 << 20)),
         K = int(require_int(info[5], "K", 0, 1 << 20));
@@ -81,8 +85,22 @@ Napi::Value GemmJs(const Napi::CallbackInfo& info) {
         int64_t(B.ElementLength()) != int64_t(K) * N)
         throw_status(env, {StatusCode::Shape, "gemm: array lengths do not match M, N, K"});
     ptrdiff_t rsa = ta ? 1 : K, csa = ta ? M : 1, rsb = tb ? 1 : N, csb = tb ? K : 1;
-    auto fn = info[11].ToBoolean() ? cpu::gemm_naive : cpu::gemm;
     fn(C.Data(), N, 1, A.Data(), rsa, csa, B.Data(), rsb, csb, s, M, N, K, alpha, beta);
+}
+
+Napi::Value GemmJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    gemm_args(info, info[11].ToBoolean() ? cpu::gemm_naive : cpu::gemm);
+    return env.Undefined();
+    OF_NAPI_END(env)
+}
+
+Napi::Value GemmBf16Js(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    const bool instruction = info[11].ToBoolean() && cpu::bf16_instructions();
+    gemm_args(info, [instruction](auto... a) { cpu::gemm_bf16_as(instruction, a...); });
     return env.Undefined();
     OF_NAPI_END(env)
 }
@@ -232,6 +250,7 @@ static Napi::Object InitOneForward(Napi::Env env, Napi::Object exports) {
     exports.Set("allocStats", Napi::Function::New<AllocStatsJs>(env));
     exports.Set("setErrorClasses", Napi::Function::New<SetErrorClasses>(env));
     exports.Set("gemm", Napi::Function::New<GemmJs>(env));
+    exports.Set("gemmBf16", Napi::Function::New<GemmBf16Js>(env));
     exports.Set("noise", Napi::Function::New<NoiseJs>(env));
     exports.Set("philox", Napi::Function::New<PhiloxJs>(env));
     exports.Set("deviceNoise", Napi::Function::New<DeviceNoiseJs>(env));
