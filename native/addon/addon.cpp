@@ -99,8 +99,9 @@ Napi::Value GemmJs(const Napi::CallbackInfo& info) {
 Napi::Value GemmBf16Js(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    const bool instruction = info[11].ToBoolean() && cpu::bf16_instructions();
-    gemm_args(info, [instruction](auto... a) { cpu::gemm_bf16_as(instruction, a...); });
+    const cpu::Bf16Way way =
+        info[11].ToBoolean() && cpu::bf16_instructions() ? cpu::Bf16Way::Instruction : cpu::Bf16Way::Emulated;
+    gemm_args(info, [way](auto... a) { cpu::gemm_bf16_as(way, a...); });
     return env.Undefined();
     OF_NAPI_END(env)
 }

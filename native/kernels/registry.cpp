@@ -56,7 +56,7 @@ BackendInfo backend_info() {
     info.active = cuda ? "cuda" : "cpu";
     info.threads = ThreadPool::instance().threads();
     info.simd = cpu::gemm_isa();
-    info.bf16 = cpu::bf16_instructions() ? "avx512bf16" : "emulated";
+    info.bf16 = cpu::bf16_kernels();
     info.blas = "oneforward";
     return info;
 }

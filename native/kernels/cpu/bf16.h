@@ -17,10 +17,11 @@ namespace of::cpu {
 
 // x rounded to the nearest bfloat16, ties to even, as VCVTNEPS2BF16 rounds: denormals become zeros of their sign, a
 // NaN stays a (quiet) NaN, values past the largest bfloat16 become infinities. Returned as a float32 (low bits 0).
+// (Selects, not branches: loops over spans vectorize.)
 inline uint32_t bf16_round_bits(uint32_t u) {
-    if ((u & 0x7f800000u) == 0) return u & 0x80000000u;                           // zero or denormal
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (u | 0x00400000u) & 0xffff0000u;  // NaN
-    return (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    const uint32_t nearest = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    const uint32_t nan = (u | 0x00400000u) & 0xffff0000u, zero = u & 0x80000000u;
+    return (u & 0x7f800000u) == 0 ? zero : (u & 0x7fffffffu) > 0x7f800000u ? nan : nearest;
 }
 inline float round_bf16(float x) {
     uint32_t u;
@@ -29,10 +30,8 @@ inline float round_bf16(float x) {
     std::memcpy(&x, &u, 4);
     return x;
 }
-// x[0, n) rounded in place.
-inline void round_bf16_span(float* x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) x[i] = round_bf16(x[i]);
-}
+// dst[0, n) = src[0, n) rounded (dst may be src), in the widest vectors the CPU has.
+void round_bf16_span(float* dst, const float* src, int64_t n);
 // The 32-bit word vdpbf16ps reads as a pair: hi's bfloat16 in the upper half (its product comes first), lo's below.
 inline uint32_t bf16_pair(float hi, float lo) {
     uint32_t h, l;
@@ -40,23 +39,36 @@ inline uint32_t bf16_pair(float hi, float lo) {
     return bf16_round_bits(h) | (bf16_round_bits(l) >> 16);
 }
 
-// Whether the bfloat16 kernels use the instruction: the CPU has AVX-512 BF16, the float32 GEMM runs its AVX-512
-// kernels, and ONEFORWARD_SIMD caps nothing (ONEFORWARD_SIMD=avx512 keeps AVX-512 and emulates bfloat16).
+// Whether the CPU runs the instruction for us: it has AVX-512 BF16, the float32 GEMM runs its AVX-512 kernels, and
+// ONEFORWARD_SIMD caps nothing (ONEFORWARD_SIMD=avx512 keeps AVX-512 and emulates bfloat16).
 bool bf16_instructions();
+// Whether vdpbf16ps adds products faster than float32 FMAs on this CPU, by a margin for packing words: its two
+// products per lane take one instruction, at a throughput that varies by core -- a quarter of an FMA's on the
+// Sapphire Rapids these kernels were measured on, where its products run at half the FMAs' rate. A probe at first use
+// times both (16 independent chains, best of 5, about 0.2 ms).
+bool bf16_pairs_outrun_fma();
+
+// Which kernels run the products: Emulated; Instruction wherever it applies (the tests); Fastest: the instruction in
+// the narrow dot product (where the emulation copies A), and in the packed GEMM and the direct convolution where
+// bf16_pairs_outrun_fma(), else the emulation. All give the same bits.
+enum class Bf16Way { Emulated, Instruction, Fastest };
+// Fastest where bf16_instructions(), else Emulated; ONEFORWARD_BF16=instruction|emulated picks one (tests, benches).
+// bf16_kernels: which, in words (backend info).
+Bf16Way bf16_way();
+const char* bf16_kernels();
 
 // gemm (gemm.h, the same arguments) with A and B rounded to bfloat16; kscale, where given, scales the rounded A in
-// float32 (the copies' forwards never pass one). gemm_bf16_as chooses the way (the instruction only where the CPU
-// has it): the kernel tests compare the two.
+// float32 (the copies' forwards never pass one).
 void gemm_bf16(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float* B,
                ptrdiff_t rsb, ptrdiff_t csb, const float* kscale, int M, int N, int K, float alpha, float beta);
-void gemm_bf16_as(bool instruction, float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa,
-                  ptrdiff_t csa, const float* B, ptrdiff_t rsb, ptrdiff_t csb, const float* kscale, int M, int N, int K,
-                  float alpha, float beta);
+void gemm_bf16_as(Bf16Way way, float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa, ptrdiff_t csa,
+                  const float* B, ptrdiff_t rsb, ptrdiff_t csb, const float* kscale, int M, int N, int K, float alpha,
+                  float beta);
 
 // conv_forward (conv.h) with x and W rounded to bfloat16: false where the direct convolution does not suit the
 // shape, and the caller takes im2row + gemm_bf16.
 bool conv_forward_bf16(float* y, const float* x, const float* W, int n, const ConvGeom& g);
-bool conv_forward_bf16_as(bool instruction, float* y, const float* x, const float* W, int n, const ConvGeom& g);
+bool conv_forward_bf16_as(Bf16Way way, float* y, const float* x, const float* W, int n, const ConvGeom& g);
 
 // words[i] = bf16_pair(x[2i], x[2i + 1]) for i < n / 2, and bf16_pair(x[n - 1], 0) last when n is odd (needs the
 // instruction set; the packing of the conv and GEMM kernels).

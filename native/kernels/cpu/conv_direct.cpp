@@ -306,7 +306,7 @@ bool forward_as(float* y, const float* x, const float* W, int n, const ConvGeom&
     float* wt = own.wt.data();  // W^T (P, Co)
     for (int o = 0; o < g.Co; o++)
         for (int p = 0; p < P; p++) wt[int64_t(p) * g.Co + o] = W[int64_t(o) * P + p];
-    if (round) round_bf16_span(wt, int64_t(P) * g.Co);
+    if (round) round_bf16_span(wt, wt, int64_t(P) * g.Co);
     std::vector<int> off;
     tap_offsets(off, g);
     std::vector<char> ok(size_t(n), 1);
@@ -316,7 +316,7 @@ bool forward_as(float* y, const float* x, const float* W, int n, const ConvGeom&
             ConvScratch& sc = thread_scratch<ConvScratch>();
             if (!reserve(sc.pad, int64_t(Hp) * Wp * g.C)) return void(ok[size_t(i)] = 0);
             pad_image(sc.pad.data(), x + int64_t(i) * g.in_size(), g);
-            if (round) round_bf16_span(sc.pad.data(), int64_t(Hp) * Wp * g.C);
+            if (round) round_bf16_span(sc.pad.data(), sc.pad.data(), int64_t(Hp) * Wp * g.C);
             float* yi = y + int64_t(i) * g.positions() * g.Co;
             for (int oy = 0; oy < g.Ho; oy++)
                 product(yi + int64_t(oy) * g.Wo * g.Co, g.Co, sc.pad.data() + int64_t(oy) * g.sh * Wp * g.C,
@@ -363,14 +363,15 @@ bool conv_forward(float* y, const float* x, const float* W, int n, const ConvGeo
     return forward_as(y, x, W, n, g, false);
 }
 
-bool conv_forward_bf16_as(bool instruction, float* y, const float* x, const float* W, int n, const ConvGeom& g) {
+bool conv_forward_bf16_as(Bf16Way way, float* y, const float* x, const float* W, int n, const ConvGeom& g) {
     if (!conv_direct_suits(g)) return false;
-    if (instruction && g.C % 2 == 0 && forward_pairs(y, x, W, n, g)) return true;
+    const bool pairs = way == Bf16Way::Instruction || (way == Bf16Way::Fastest && bf16_pairs_outrun_fma());
+    if (pairs && g.C % 2 == 0 && forward_pairs(y, x, W, n, g)) return true;
     return forward_as(y, x, W, n, g, true);  // the same bits (an odd channel count: no pairs within a tap)
 }
 
 bool conv_forward_bf16(float* y, const float* x, const float* W, int n, const ConvGeom& g) {
-    return conv_forward_bf16_as(bf16_instructions(), y, x, W, n, g);
+    return conv_forward_bf16_as(bf16_way(), y, x, W, n, g);
 }
 
 bool conv_input_grad(float* dx, const float* dv, const float* W, int n, const ConvGeom& g) {

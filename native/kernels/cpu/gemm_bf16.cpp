@@ -20,6 +20,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 
@@ -275,18 +276,73 @@ void emulated(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t 
     if (!sc.b.reserve(size_t(N) * K).ok() || !sc.a.reserve(size_t(std::min(M, 2 * kChunk - 1)) * K).ok())
         return naive_rounded(C, rsc, csc, A, rsa, csa, B, rsb, csb, kscale, M, N, K, alpha, beta);
     float *a = sc.a.data(), *b = sc.b.data();
-    for (int j = 0; j < N; j++)
-        for (int p = 0; p < K; p++) b[int64_t(j) * K + p] = round_bf16(B[p * rsb + j * csb]);
+    // x (n, K) with x(r, p) at src[r rs + p cs] -> dst (n, K), rounded
+    auto round_rows = [K](float* dst, const float* src, ptrdiff_t rs, ptrdiff_t cs, int n) {
+        for (int r = 0; r < n; r++) {
+            float* d = dst + int64_t(r) * K;
+            const float* s = src + r * rs;
+            if (cs == 1) round_bf16_span(d, s, K);
+            else
+                for (int p = 0; p < K; p++) d[p] = round_bf16(s[p * cs]);
+        }
+    };
+    round_rows(b, B, csb, rsb, N);
     for (int i0 = 0; i0 < M;) {
         const int rows = M - i0 < 2 * piece ? M - i0 : piece;
-        for (int i = 0; i < rows; i++)
-            for (int p = 0; p < K; p++) a[int64_t(i) * K + p] = round_bf16(A[(i0 + i) * rsa + p * csa]);
+        round_rows(a, A + i0 * rsa, rsa, csa, rows);
         gemm(C + i0 * rsc, rsc, csc, a, K, 1, b, 1, K, kscale, rows, N, K, alpha, beta);
         i0 += rows;
     }
 }
 
+// round_bf16_span's loop, compiled for each vector width (the selects of bf16_round_bits vectorize).
+void round_span(float* dst, const float* src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = round_bf16(src[i]);
+}
+__attribute__((target("avx2"))) void round_span_avx2(float* dst, const float* src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = round_bf16(src[i]);
+}
+__attribute__((target("avx512f"))) void round_span_avx512(float* dst, const float* src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = round_bf16(src[i]);
+}
+
+// Seconds of 4096 rounds of 16 independent vdpbf16ps chains (pairs) or float32 FMA chains, for bf16_pairs_outrun_fma.
+OF_BF16_TARGET double seconds_of_pairs() {
+    __m512 acc[16];
+    const __m512bh one = __m512bh(_mm512_set1_epi32(0x3f803f80));  // (1, 1)
+    for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int r = 0; r < 4096; r++)
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) acc[i] = _mm512_dpbf16_ps(acc[i], one, one);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    volatile float sink = 0.0f;
+    for (int i = 0; i < 16; i++) sink = sink + _mm512_reduce_add_ps(acc[i]);
+    return s;
+}
+__attribute__((target("avx512f,fma"))) double seconds_of_fmas() {
+    __m512 acc[16];
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int r = 0; r < 4096; r++)
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) acc[i] = _mm512_fmadd_ps(one, one, acc[i]);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    volatile float sink = 0.0f;
+    for (int i = 0; i < 16; i++) sink = sink + _mm512_reduce_add_ps(acc[i]);
+    return s;
+}
+double seconds_of_chains(bool pairs) { return pairs ? seconds_of_pairs() : seconds_of_fmas(); }
+
 }  // namespace
+
+void round_bf16_span(float* dst, const float* src, int64_t n) {
+    static const auto span = std::strcmp(gemm_isa(), "avx512") == 0 ? round_span_avx512
+                             : std::strcmp(gemm_isa(), "avx2") == 0 ? round_span_avx2
+                                                                    : round_span;
+    span(dst, src, n);
+}
 
 bool bf16_instructions() {
     static const bool yes = [] {
@@ -298,21 +354,48 @@ bool bf16_instructions() {
     return yes;
 }
 
+bool bf16_pairs_outrun_fma() {
+    static const bool yes = bf16_instructions() && [] {
+        double pairs = 1e30, fmas = 1e30;
+        for (int t = 0; t < 5; t++)
+            pairs = std::min(pairs, seconds_of_chains(true)), fmas = std::min(fmas, seconds_of_chains(false));
+        return pairs < 1.5 * fmas;  // 32 products an instruction against 16
+    }();
+    return yes;
+}
+
+Bf16Way bf16_way() {
+    static const Bf16Way way = [] {
+        const char* force = std::getenv("ONEFORWARD_BF16");
+        if (!bf16_instructions() || (force && std::strcmp(force, "emulated") == 0)) return Bf16Way::Emulated;
+        return force && std::strcmp(force, "instruction") == 0 ? Bf16Way::Instruction : Bf16Way::Fastest;
+    }();
+    return way;
+}
+
+const char* bf16_kernels() {
+    const Bf16Way way = bf16_way();
+    return way == Bf16Way::Emulated                                 ? "emulated"
+           : way == Bf16Way::Instruction || bf16_pairs_outrun_fma() ? "avx512bf16"
+                                                                    : "avx512bf16 (narrow products)";
+}
+
 OF_BF16_TARGET void bf16_pairs(uint32_t* words, const float* x, int64_t n) {
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) _mm512_storeu_si512(words + i / 2, pairs32(x + i, 0xffff, 0xffff));
     for (; i < n; i += 2) words[i / 2] = bf16_pair(x[i], i + 1 < n ? x[i + 1] : 0.0f);
 }
 
-void gemm_bf16_as(bool instruction, float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa,
-                  ptrdiff_t csa, const float* B, ptrdiff_t rsb, ptrdiff_t csb, const float* kscale, int M, int N, int K,
-                  float alpha, float beta) {
+void gemm_bf16_as(Bf16Way way, float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa, ptrdiff_t csa,
+                  const float* B, ptrdiff_t rsb, ptrdiff_t csb, const float* kscale, int M, int N, int K, float alpha,
+                  float beta) {
     bool ok = false;
-    if (instruction && !kscale && M > 0 && N > 0 && K > 0) {
+    if (way != Bf16Way::Emulated && !kscale && M > 0 && N > 0 && K > 0) {
         // the path the emulated gemm takes on its copies: A (M, K) row-major, B as (N, K) row-major
         const Narrow path = narrow_kernel(M, N, 1, 1, K);
-        if (path == Narrow::Dot && csa == 1) dot_pairs(C, rsc, csc, A, rsa, B, rsb, csb, M, N, K, alpha, beta, &ok);
-        else if (path == Narrow::None) {
+        if (path == Narrow::Dot && csa == 1) {
+            dot_pairs(C, rsc, csc, A, rsa, B, rsb, csb, M, N, K, alpha, beta, &ok);
+        } else if (path == Narrow::None && (way == Bf16Way::Instruction || bf16_pairs_outrun_fma())) {
             packed_pairs(C, rsc, csc, A, rsa, csa, B, rsb, csb, M, N, K, alpha, beta);
             ok = true;
         }
@@ -322,7 +405,7 @@ void gemm_bf16_as(bool instruction, float* C, ptrdiff_t rsc, ptrdiff_t csc, cons
 
 void gemm_bf16(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float* B,
                ptrdiff_t rsb, ptrdiff_t csb, const float* kscale, int M, int N, int K, float alpha, float beta) {
-    gemm_bf16_as(bf16_instructions(), C, rsc, csc, A, rsa, csa, B, rsb, csb, kscale, M, N, K, alpha, beta);
+    gemm_bf16_as(bf16_way(), C, rsc, csc, A, rsa, csa, B, rsb, csb, kscale, M, N, K, alpha, beta);
 }
 
 double gemm_bf16_scratch_floats(double R, double W, double Wn) {
