@@ -160,19 +160,16 @@ t.test(
 // even channel count (instruction pairs) and one with an odd count (configC's second conv has 3).
 const denseModel = () =>
   of.sequential([of.dense(6, 16), of.tanh(), of.dense(16, 16), of.tanh(), of.dense(16, 3)], { seed: 5 });
-const convModel = () =>
-  of.sequential(
-    [
-      of.conv2d({ inputShape: [6, 6, 2], filters: 4, kernel: 3, padding: 'same' }),
-      of.tanh(),
-      of.avgPool2d({ size: 2 }),
-      of.conv2d({ filters: 4, kernel: 2 }),
-      of.tanh(),
-      of.flatten(),
-      of.dense(16, 3),
-    ],
-    { seed: 4 },
-  );
+const convLayers = () => [
+  of.conv2d({ inputShape: [6, 6, 2], filters: 4, kernel: 3, padding: 'same' }),
+  of.tanh(),
+  of.avgPool2d({ size: 2 }),
+  of.conv2d({ filters: 4, kernel: 2 }),
+  of.tanh(),
+  of.flatten(),
+  of.dense(16, 3),
+];
+const convModel = () => of.sequential(convLayers(), { seed: 4 });
 const batchOf = (m: of.Model) => ({ x: randn(3 * m.inputs, 5, 0.8), y: Int32Array.from([0, 2, 1]), rows: 3 });
 
 t.test('the mean bf16 estimate converges to BP: dense (cosine >= 0.99) and conv (>= 0.98), K = 64', async (t) => {
@@ -194,19 +191,54 @@ t.test('the mean bf16 estimate converges to BP: dense (cosine >= 0.99) and conv 
   }
 });
 
+// Every layer kind whose forward multiplies (as test/98's rows): the copies' products of each take bfloat16.
+const graph: of.Graph = {
+  nodes: 4,
+  edges: [
+    [0, 1],
+    [1, 2],
+    [2, 3],
+    [3, 0],
+  ],
+};
+const KINDS: [string, () => of.Layer[], number?][] = [
+  ['dense', () => [of.dense(6, 16), of.tanh(), of.dense(16, 16), of.tanh(), of.dense(16, 3)]],
+  ['conv', () => convLayers()],
+  [
+    'residual',
+    () => [of.dense(6, 8), of.tanh(), of.residual([of.dense(8, 8), of.tanh(), of.dense(8, 8)]), of.dense(8, 3)],
+  ],
+  ['adapter', () => [of.dense(6, 8, { adapter: { rank: 2 } }), of.tanh(), of.dense(8, 3, { adapter: { rank: 2 } })]],
+  ['layerNorm', () => [of.dense(6, 8), of.layerNorm(), of.tanh(), of.dense(8, 3)]],
+  ['gru', () => [of.gru({ units: 4, inputShape: [3, 2] }), of.dense(4, 8), of.tanh(), of.dense(8, 3)]],
+  [
+    'attention',
+    () => [
+      of.embedding({ vocab: 5, dim: 4, steps: 3 }),
+      of.positionalEmbedding(),
+      of.multiHeadAttention({ heads: 2, causal: true }),
+      of.tanh(),
+      of.dense(4, 3),
+    ],
+    5,
+  ],
+  [
+    'graphConv',
+    () => [of.graphConv({ graph, units: 4, inputShape: [4, 3] }), of.tanh(), of.graphConv({ graph, units: 3 })],
+  ],
+];
+
 t.test(
   'bf16 moves one estimate only at rounding level; the clean prefix and the reductions keep float32',
   async (t) => {
-    for (const [name, build] of [
-      ['dense', denseModel],
-      ['conv', convModel],
-    ] as const) {
-      const m = build(),
-        d = batchOf(m);
+    for (const [name, layers, tokens] of KINDS) {
+      const m = of.sequential(layers(), { seed: 4 });
+      const d = { ...batchOf(m), y: Int32Array.from({ length: 3 * m.groups }, (_, i) => i % 3) };
+      if (tokens) d.x = Float32Array.from(d.x, (_, i) => (i * 7 + 3) % tokens);
       const f32 = concat(m.gradients(d, { estimator: of.ulr({ copies: 64 }), step: 2 }));
       const b16 = concat(m.gradients(d, { estimator: of.ulr({ copies: 64, precision: 'bf16' }), step: 2 }));
       t.ok(
-        cosine(f32, b16) > 0.999,
+        b16.every(Number.isFinite) && cosine(f32, b16) > 0.999,
         `${name}: cosine to the float32 estimate with the same noise ${cosine(f32, b16).toFixed(6)}`,
       );
       t.notSame(Array.from(f32), Array.from(b16), `${name}: but not the same (the copies' products are rounded)`);
@@ -235,6 +267,10 @@ t.test(
     const models = [
       of.sequential([of.dense(6, 16), of.tanh(), of.dense(16, 16), of.tanh(), of.dense(16, 3)], { seed: 5 }),
       of.sequential(configC(), { seed: 4 }),
+      of.sequential([
+        of.conv2d({ inputShape: [6, 6, 2], filters: 4, kernel: 3, padding: 'same' }), of.tanh(), of.avgPool2d({ size: 2 }),
+        of.conv2d({ filters: 4, kernel: 2 }), of.tanh(), of.flatten(), of.dense(16, 3),
+      ], { seed: 4 }),
       cnn(),
     ];
     for (const m of models) {
