@@ -44,8 +44,8 @@ inline uint32_t bf16_pair(float hi, float lo) {
 bool bf16_instructions();
 // Whether vdpbf16ps adds products faster than float32 FMAs on this CPU, by a margin for packing words: its two
 // products per lane take one instruction, at a throughput that varies by core -- a quarter of an FMA's on the
-// Sapphire Rapids these kernels were measured on, where its products run at half the FMAs' rate. A probe at first use
-// times both (16 independent chains, best of 5, about 0.2 ms).
+// Sapphire Rapids class Xeon these kernels were measured on, where its products run at half the FMAs' rate. A probe at
+// first use times both (16 independent chains, best of 5, about 0.2 ms).
 bool bf16_pairs_outrun_fma();
 
 // Which kernels run the products: Emulated; Instruction wherever it applies (the tests); Fastest: the instruction in
