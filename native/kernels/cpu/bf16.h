@@ -75,7 +75,8 @@ bool conv_forward_bf16_as(Bf16Way way, float* y, const float* x, const float* W,
 void bf16_pairs(uint32_t* words, const float* x, int64_t n);
 
 // Floats of one thread's scratch for the bfloat16 kernels in a step whose products have at most R rows, reductions and
-// columns of at most W, and weights of at most Wn values (step_memory counts it for every thread).
+// columns of at most W, and Wn: the largest weight matrix plus the largest padded image of a direct convolution
+// (step_memory counts it for every thread).
 double gemm_bf16_scratch_floats(double R, double W, double Wn);
 
 }  // namespace of::cpu

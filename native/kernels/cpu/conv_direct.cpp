@@ -7,7 +7,8 @@
 //                  up to 12 rows x 1 or 2 vectors of 16 columns in zmm registers (AVX2: 6 rows x 8 columns),
 //                  one fma chain per element in k order, so both ISAs give the same bits.
 //   forward:       per output row, rows = positions, A = the padded image at the taps (off[k] over kh kw C),
-//                  B = W^T (kh kw C, Co).
+//                  B = W^T (kh kw C, Co). With bfloat16 operands (bf16.h, ULR's copies): the padded image and W^T
+//                  rounded, or (vdpbf16ps, even C) both as words of two taps: the same fma chain, two taps a step.
 //   input grad:    per output row, the patch gradients dA (Wo, kh kw C) = dV W (rows = positions, B = W), added
 //                  into a padded image at their taps (row2im on a tile that stays in L1), then cropped.
 //   weight grad:   per image and run of taps (a kernel row's kw C values with dilation 1 across, else one tap's C),

@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 
 #include "core/buffer.h"
 #include "core/thread_pool.h"
@@ -52,7 +53,8 @@ OF_BF16_TARGET inline __m512i pairs32(const float* x, __mmask16 m0, __mmask16 m1
     const __m512bh h = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, x + 16), _mm512_maskz_loadu_ps(m0, x));
     return _mm512_rol_epi32(__m512i(h), 16);
 }
-inline __mmask16 first(int64_t n) { return n >= 16 ? __mmask16(0xffff) : n > 0 ? __mmask16((1u << n) - 1) : 0; }
+// The first min(n, 16) lanes (none for n <= 0).
+inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xffff) : n > 0 ? __mmask16((1u << n) - 1) : 0; }
 
 // Two rows of 16 floats -> 16 words (hi[j], lo[j]).
 OF_BF16_TARGET inline __m512i interleave16(__m512 hi, __m512 lo) {
@@ -72,7 +74,7 @@ OF_BF16_TARGET void pack_a(uint32_t* Ap, const float* A, ptrdiff_t rsa, ptrdiff_
             for (int i = 0; i < mr; i++) {
                 const float* a = A + (i0 + i) * rsa;
                 for (int q = 0; q < kp; q += 16) {
-                    _mm512_store_si512(w, pairs32(a + 2 * q, first(kc - 2 * q), first(kc - 2 * q - 16)));
+                    _mm512_store_si512(w, pairs32(a + 2 * q, lanes(kc - 2 * q), lanes(kc - 2 * q - 16)));
                     for (int l = 0; l < std::min(16, kp - q); l++) Ap[(q + l) * MR + i] = w[l];
                 }
             }
@@ -100,7 +102,7 @@ OF_BF16_TARGET void pack_b(uint32_t* Bp, const float* B, ptrdiff_t rsb, ptrdiff_
                 const float* hi = B + 2 * q * rsb + j0;
                 const float* lo = hi + rsb;
                 for (int j = 0; j < NR; j += 16) {
-                    const __mmask16 m = first(nr - j);
+                    const __mmask16 m = lanes(nr - j);
                     const __m512 l = 2 * q + 1 < kc ? _mm512_maskz_loadu_ps(m, lo + j) : _mm512_setzero_ps();
                     _mm512_store_si512(Bp + q * NR + j, interleave16(_mm512_maskz_loadu_ps(m, hi + j), l));
                 }
@@ -111,7 +113,7 @@ OF_BF16_TARGET void pack_b(uint32_t* Bp, const float* B, ptrdiff_t rsb, ptrdiff_
             for (int j = 0; j < nr; j++) {
                 const float* b = B + (j0 + j) * csb;
                 for (int q = 0; q < kp; q += 16) {
-                    _mm512_store_si512(w, pairs32(b + 2 * q, first(kc - 2 * q), first(kc - 2 * q - 16)));
+                    _mm512_store_si512(w, pairs32(b + 2 * q, lanes(kc - 2 * q), lanes(kc - 2 * q - 16)));
                     for (int l = 0; l < std::min(16, kp - q); l++) Bp[(q + l) * NR + j] = w[l];
                 }
             }
@@ -224,7 +226,7 @@ OF_BF16_TARGET void dot_rows_pairs(float* C, ptrdiff_t rsc, ptrdiff_t csc, const
 #pragma GCC unroll 12
         for (int j = 0; j < kNarrow; j++) acc0[j] = _mm512_setzero_ps(), acc1[j] = _mm512_setzero_ps();
         for (int p = 0, c = 0; p < K; p += 32, c += 16) {
-            const __mmask16 m0 = first(K - p), m1 = first(K - p - 16);
+            const __mmask16 m0 = lanes(K - p), m1 = lanes(K - p - 16);
             const __m512bh x0 = __m512bh(dot_words(a0 + p, m0, m1)), x1 = __m512bh(dot_words(a1 + p, m0, m1));
 #pragma GCC unroll 12
             for (int j = 0; j < kNarrow; j++) {
@@ -306,7 +308,7 @@ __attribute__((target("avx512f"))) void round_span_avx512(float* dst, const floa
     for (int64_t i = 0; i < n; i++) dst[i] = round_bf16(src[i]);
 }
 
-// Seconds of 4096 rounds of 16 independent vdpbf16ps chains (pairs) or float32 FMA chains, for bf16_pairs_outrun_fma.
+// Seconds of 4096 rounds of 16 independent vdpbf16ps chains, or of float32 FMA chains (bf16_pairs_outrun_fma).
 OF_BF16_TARGET double seconds_of_pairs() {
     __m512 acc[16];
     const __m512bh one = __m512bh(_mm512_set1_epi32(0x3f803f80));  // (1, 1)
@@ -333,7 +335,6 @@ __attribute__((target("avx512f,fma"))) double seconds_of_fmas() {
     for (int i = 0; i < 16; i++) sink = sink + _mm512_reduce_add_ps(acc[i]);
     return s;
 }
-double seconds_of_chains(bool pairs) { return pairs ? seconds_of_pairs() : seconds_of_fmas(); }
 
 }  // namespace
 
@@ -358,7 +359,7 @@ bool bf16_pairs_outrun_fma() {
     static const bool yes = bf16_instructions() && [] {
         double pairs = 1e30, fmas = 1e30;
         for (int t = 0; t < 5; t++)
-            pairs = std::min(pairs, seconds_of_chains(true)), fmas = std::min(fmas, seconds_of_chains(false));
+            pairs = std::min(pairs, seconds_of_pairs()), fmas = std::min(fmas, seconds_of_fmas());
         return pairs < 1.5 * fmas;  // 32 products an instruction against 16
     }();
     return yes;
@@ -410,7 +411,8 @@ void gemm_bf16(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t
 
 double gemm_bf16_scratch_floats(double R, double W, double Wn) {
     // word panels (half of gemm's float panels), the dot kernel's B words (kNarrow columns of W / 2 rounded up to 16),
-    // the emulation's copies: B (a weight matrix in the copies' forwards) and < 2 kChunk rows of A
+    // the emulation's copies (B: a weight matrix in the copies' forwards; < 2 kChunk rows of A) and the words of a
+    // direct convolution's padded image (within Wn)
     const double panels = (16.0 * MR + 16.0 * NR) * KC / 2;
     const double dot = kNarrow * (std::ceil(W / 32) * 16);
     const double copies = Wn + std::min(R, 2.0 * kChunk) * W;
