@@ -54,7 +54,8 @@ OF_HOST_DEVICE void lstm_cell(const float* OF_RESTRICT pi, const float* OF_RESTR
 }
 // lif: h holds the membrane u, c the last spikes s.
 OF_HOST_DEVICE void lif_cell(const float* OF_RESTRICT p, float* OF_RESTRICT h, float* OF_RESTRICT c,
-                             float* OF_RESTRICT au, float* OF_RESTRICT as, float beta, float threshold, int j0, int j1) {
+                             float* OF_RESTRICT au, float* OF_RESTRICT as, float beta, float threshold, int j0,
+                             int j1) {
     for (int j = j0; j < j1; j++) {
         const float m = beta * h[j] * (1.0f - c[j]) + p[j];
         const float sp = m > threshold ? 1.0f : 0.0f;

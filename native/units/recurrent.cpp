@@ -50,7 +50,7 @@ OF_CLONES void back_reset_rows(const dev::SeqBackArgs& a, int r0, int r1) {
 }
 
 // Rows in tasks of a size fixed by the shape (results never depend on the thread count); `row_cycles` estimates one
-// row's cost.
+// row's cost (small jobs run inline).
 template <class Fn>
 void over_rows(int rows, int64_t row_cycles, Fn&& fn) {
     const int chunk = std::max(8, (rows + 63) / 64), tasks = (rows + chunk - 1) / chunk;
@@ -96,11 +96,11 @@ void seq_forward(const KernelTable& k, const Unit& u, const float* theta, const 
             const int gates = u.kind == UnitKind::Gru ? 2 * H : GH;
             k.gemm(P, GH, 1, h, H, 1, p.U, 1, H, nullptr, rows, gates, H, 1.0f, 1.0f);
         }
-        over_rows(rows, int64_t(H) * GH, [&](int r0, int r1) { cell_rows(a, r0, r1); });
+        over_rows(rows, int64_t(GH) * 8, [&](int r0, int r1) { cell_rows(a, r0, r1); });
         if (u.kind == UnitKind::Gru) {  // the candidate: n = tanh(W_n x + U_n (r * h_prev) + b_n + sigma E_n)
             k.gemm(P + 2 * H, GH, 1, aux + int64_t(t) * A + 4 * H, ras, 1, p.U + int64_t(2) * H * H, 1, H, nullptr,
                    rows, H, H, 1.0f, 1.0f);
-            over_rows(rows, int64_t(H) * 20, [&](int r0, int r1) { candidate_rows(a, r0, r1); });
+            over_rows(rows, int64_t(H) * 8, [&](int r0, int r1) { candidate_rows(a, r0, r1); });
         }
         // the output: this step's h (lif: spikes), at every step or the last
         if (u.q.return_sequences || t == T - 1) {
@@ -143,11 +143,12 @@ void seq_backward(const KernelTable& k, const Unit& u, const float* theta, const
     float* tmp = dc + int64_t(rows) * H;  // rows x H
     std::fill(dh, dh + int64_t(rows) * H, 0.0f);
     std::fill(dc, dc + int64_t(rows) * H, 0.0f);
-    dev::SeqBackArgs a{dh, dc, dP, tmp, aux, dout, T, 0, H, GH, A, seq_cell(u.kind), u.q.beta, u.q.threshold,
-                       u.q.slope, u.q.return_sequences ? 1 : 0};
+    const dev::Cell cell = seq_cell(u.kind);
+    dev::SeqBackArgs a{dh, dc, dP, tmp, aux, dout, T, 0, H, GH, A, cell, u.q.beta, u.q.threshold, u.q.slope};
+    a.return_sequences = u.q.return_sequences ? 1 : 0;
     for (int t = T - 1; t >= 0; t--) {
         a.t = t;
-        over_rows(rows, int64_t(H) * GH, [&](int r0, int r1) { back_cell_rows(a, r0, r1); });
+        over_rows(rows, int64_t(GH) * 4, [&](int r0, int r1) { back_cell_rows(a, r0, r1); });
         float* dPt = dP + int64_t(t) * GH;  // rows with stride rps
         if (u.kind == UnitKind::Gru) {      // through r * h_prev: d(r h_prev) = dP_n U_n
             k.gemm(tmp, H, 1, dPt + 2 * H, rps, 1, p.U + int64_t(2) * H * H, H, 1, nullptr, rows, H, H, 1.0f, 0.0f);
