@@ -123,8 +123,8 @@ OF_INLINE typename Lanes<W>::F log_poly_v(typename Lanes<W>::F x) {  // rng/norm
     U bits = (U)x;
     I e = (I)((bits >> 23) & 0xffu) - 126;
     F m = (F)((bits & 0x007fffffu) | 0x3f000000u);
-    I small = m < 0.70710678f;  // -1 where true
-    e = e + small;
+    I small = m < 0.70710678f;
+    e = small ? e - 1 : e;
     m = small ? m + m : m;
     F f = m - 1.0f;
     F z = f * f;
@@ -154,11 +154,11 @@ OF_INLINE void box_muller_v(typename Lanes<W>::U a, typename Lanes<W>::U b, type
                             typename Lanes<W>::F* z1) {
     typedef typename Lanes<W>::F F;
     typedef typename Lanes<W>::I I;
+    typedef typename Lanes<W>::U U;
     F r2 = -2.0f * log_poly_v<W>(uniform_v<W>(a));
     F r = r2 > 0.0f ? r2 : 0.0f;  // then sqrt(r): a loop without branches, so it vectorizes
     for (int i = 0; i < W; i++) r[i] = __builtin_sqrtf(r[i]);
-    F t = __builtin_convertvector((I)(b >> 8), F) * (1.0f / 16777216.0f);
-    F q = t * 8.0f;
+    F q = __builtin_convertvector((I)(b >> 8), F) * (1.0f / 2097152.0f);  // = (t = x 2^-24) * 8: scalings by 2^k are exact
     I j = __builtin_convertvector(q, I);
     j = (j + 1) & ~1;
     F rr = (q - __builtin_convertvector(j, F)) * 0.78539816339744830962f;
@@ -166,11 +166,12 @@ OF_INLINE void box_muller_v(typename Lanes<W>::U a, typename Lanes<W>::U b, type
     F sp = ((zz * -1.9515295891e-4f + 8.3321608736e-3f) * zz + -1.6666654611e-1f) * zz * rr + rr;
     F cp = ((zz * 2.443315711809948e-5f + -1.388731625493765e-3f) * zz + 4.166664568298827e-2f) * zz * zz -
            0.5f * zz + 1.0f;
-    I quad = (j >> 1) & 3;
-    F sv = (quad & 1) != 0 ? cp : sp;
-    F cv = (quad & 1) != 0 ? sp : cp;
-    F s = (quad & 2) != 0 ? -sv : sv;
-    F c = ((quad + 1) & 2) != 0 ? -cv : cv;
+    // quad = (j >> 1) & 3 read off j's bits: quad & 1 = j & 2, quad & 2 = j & 4, (quad + 1) & 2 = (j + 2) & 4; the sign
+    // flips (-x flips the sign bit) as xors with those bits moved to bit 31
+    F sv = (j & 2) != 0 ? cp : sp;
+    F cv = (j & 2) != 0 ? sp : cp;
+    F s = (F)((U)sv ^ (((U)j << 29) & 0x80000000u));
+    F c = (F)((U)cv ^ (((U)j + 2) << 29 & 0x80000000u));
     *z0 = r * c;
     *z1 = r * s;
 }
