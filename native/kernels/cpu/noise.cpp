@@ -79,7 +79,7 @@ RowConsts row_consts(uint32_t row, uint32_t stream, uint32_t step, uint64_t seed
 // ("wide lanes"): one vpmuludq gives the whole 32x32 -> 64 product, whose low half is the next word as it stands
 // and whose high half is one shift away; the high halves carry garbage that nothing reads (vpmuludq ignores them,
 // the final packing drops them). A chunk's lanes go to two vectors, E (even l) and O (odd l): lo(E) | O << 32 packs
-// them back in order. The NB blocks' independent chains interleave, so the products' latency overlaps.
+// them back in order.
 template <int W, int NB>
 OF_INLINE void philox_blocks(typename Lanes<W>::U (*w)[16 / W][4], uint32_t blk0, const RowConsts& rc) {
     typedef typename Lanes<W>::Q Q;
@@ -198,26 +198,32 @@ OF_INLINE void words_to_values(float* out, const typename Lanes<W>::U* w) {
     for (int i = 0; i < 4; i++) std::memcpy(out + 16 * i, &z[i], sizeof(z[i]));
 }
 
-constexpr int kBlocksPerStep = 2;  // Philox blocks computed together: their chains of products overlap
+// NB blocks of a row from block b -> dst[0 .. 64 NB).
+template <int W, int D, int NB>
+OF_INLINE void blocks_to(float* dst, int b, const RowConsts& rc) {
+    constexpr int C = 16 / W;
+    typename Lanes<W>::U w[NB][C][4];
+    philox_blocks<W, NB>(w, uint32_t(b), rc);
+    for (int i = 0; i < NB; i++)
+        for (int c = 0; c < C; c++) words_to_values<W, D>(dst + 64 * i + W * c, w[i][c]);
+}
 
-// One row of n values of density D (layout of rng/normal.h); a partial last block goes through a local buffer.
+// One row of n values of density D (layout of rng/normal.h), G blocks at a time: their Philox chains interleave, so
+// the products' latency overlaps (4 fill AVX-512's 32 registers; 2 suit 16). A partial last block goes through a
+// local buffer.
 template <int W, int D>
 OF_INLINE void row_of(float* out, int n, const RowConsts& rc) {
-    constexpr int C = 16 / W;
-    typename Lanes<W>::U w[kBlocksPerStep][C][4];
+    constexpr int G = W == 16 ? 4 : 2;
     const int full = n / 64;
     int b = 0;
-    for (; b + kBlocksPerStep <= full; b += kBlocksPerStep) {
-        philox_blocks<W, kBlocksPerStep>(w, uint32_t(b), rc);
-        for (int i = 0; i < kBlocksPerStep; i++)
-            for (int c = 0; c < C; c++) words_to_values<W, D>(out + 64 * (b + i) + W * c, w[i][c]);
-    }
-    for (; b * 64 < n; b++) {
-        philox_blocks<W, 1>(w, uint32_t(b), rc);
+    for (; b + G <= full; b += G) blocks_to<W, D, G>(out + 64 * b, b, rc);
+    if constexpr (G > 2)
+        if (b + 2 <= full) blocks_to<W, D, 2>(out + 64 * b, b, rc), b += 2;
+    if (b < full) blocks_to<W, D, 1>(out + 64 * b, b, rc), b++;
+    if (n % 64) {
         alignas(64) float tail[64];
-        float* o = b < full ? out + 64 * b : tail;
-        for (int c = 0; c < C; c++) words_to_values<W, D>(o + W * c, w[0][c]);
-        if (b == full) std::copy(tail, tail + n % 64, out + 64 * b);
+        blocks_to<W, D, 1>(tail, b, rc);
+        std::copy(tail, tail + n % 64, out + 64 * b);
     }
 }
 
