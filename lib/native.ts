@@ -384,6 +384,8 @@ export type NativeBinding = {
     density?: number,
   ): Float32Array;
   philox(c0: number, c1: number, c2: number, c3: number, k0: number, k1: number): Uint32Array;
+  /** act(x) by the CPU engine, or by a device's bias_act kernel: kernel tests. */
+  activation(x: Float32Array, name: string, device?: 'sim' | 'cuda'): Float32Array;
   deviceNoise(
     device: 'sim' | 'cuda',
     rows: number,

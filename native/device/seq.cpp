@@ -6,16 +6,6 @@
 #include "model/recurrent.h"
 
 namespace of {
-namespace {
-
-dev::Cell cell_of(UnitKind k) {
-    return k == UnitKind::Gru    ? dev::Cell::Gru
-           : k == UnitKind::Lstm ? dev::Cell::Lstm
-           : k == UnitKind::Lif  ? dev::Cell::Lif
-                                 : dev::Cell::Rnn;
-}
-
-}  // namespace
 
 Status DeviceTrainer::seq_buffers(const Model& m, int l, int rows) {
     Device* d = dev_.get();
@@ -51,7 +41,7 @@ Status DeviceTrainer::seq_forward(const Model& m, int l, int rows, const float* 
                    H,
                    GH,
                    A,
-                   cell_of(u.kind),
+                   seq_cell(u.kind),
                    u.q.beta,
                    u.q.threshold,
                    u.q.slope,
@@ -127,7 +117,7 @@ Status DeviceTrainer::seq_backward(const Model& m, int l, int rows, const float*
                        H,
                        GH,
                        A,
-                       cell_of(u.kind),
+                       seq_cell(u.kind),
                        u.q.beta,
                        u.q.threshold,
                        u.q.slope,

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/fastmath.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/ops.h"
 #include "rng/normal.h"
@@ -49,13 +50,13 @@ OF_CLONES void act_span(float* y, const float* x, int64_t n, Act act, float alph
             for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : alpha * x[i];
             break;
         case Act::Tanh:
-            for (int64_t i = 0; i < n; i++) y[i] = std::tanh(x[i]);
+            for (int64_t i = 0; i < n; i++) y[i] = tanh_f32(x[i]);
             break;
-        case Act::Sigmoid:  // 1 / (1 + e^-x): exp overflow to inf gives the correct limit 0
-            for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + std::exp(-x[i]));
+        case Act::Sigmoid:
+            for (int64_t i = 0; i < n; i++) y[i] = sigmoid_f32(x[i]);
             break;
         case Act::Gelu:  // exact erf form, as PyTorch's default
-            for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
+            for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erf_f32(x[i] * kInvSqrt2));
             break;
         case Act::Step:
             for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? 1.0f : 0.0f;
@@ -115,8 +116,8 @@ OF_CLONES void act_backward_span(float* dv, const float* dy, const float* v, con
         case Act::Gelu:  // Phi(v) + v phi(v)
             for (int64_t i = 0; i < n; i++) {
                 float x = v[i];
-                float cdf = 0.5f * (1.0f + std::erf(x * kInvSqrt2));
-                dv[i] = dy[i] * (cdf + x * kInvSqrt2Pi * std::exp(-0.5f * x * x));
+                float cdf = 0.5f * (1.0f + erf_f32(x * kInvSqrt2));
+                dv[i] = dy[i] * (cdf + x * kInvSqrt2Pi * exp_nonpositive(-0.5f * x * x));
             }
             break;
         case Act::Step:
