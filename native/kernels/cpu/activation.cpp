@@ -72,6 +72,14 @@ OF_CLONES void act_span(float* y, const float* x, int64_t n, Act act, float alph
     }
 }
 
+// y = v + bias + sigma e (v + sigma e without a bias), elementwise.
+OF_CLONES void noisy_span(float* y, const float* v, const float* bias, const float* sigma, const float* e, int n) {
+    if (bias)
+        for (int o = 0; o < n; o++) y[o] = v[o] + bias[o] + sigma[o] * e[o];
+    else
+        for (int o = 0; o < n; o++) y[o] = v[o] + sigma[o] * e[o];
+}
+
 // Splits n rows into tasks of at least `min_rows` rows (fixed by shape only, not by thread count); `cycles`
 // estimates the whole job (small jobs run inline).
 template <class Fn>
@@ -162,12 +170,8 @@ void noisy_bias_act_forward(float* out, float* E, const float* pre, const float*
                 if (odd)
                     for (int o = 0; o < O; o++) e[o] = -e[o];
             }
-            const float* v = pre + int64_t(r / rep) * O;
             float* y = out + int64_t(r) * O;
-            if (bias)
-                for (int o = 0; o < O; o++) y[o] = v[o] + bias[o] + sigma[o] * e[o];
-            else
-                for (int o = 0; o < O; o++) y[o] = v[o] + sigma[o] * e[o];
+            noisy_span(y, pre + int64_t(r / rep) * O, bias, sigma, e, O);
             act_span(y, y, O, act, alpha);
         }
     });
