@@ -187,16 +187,19 @@ int padded_h(const ConvGeom& g) { return (g.Ho - 1) * g.sh + (g.kh - 1) * g.dh +
 int padded_w(const ConvGeom& g) { return (g.Wo - 1) * g.sw + (g.kw - 1) * g.dw + 1; }
 
 // xp (Hp, Wp, C) = image xi shifted by the padding, zero outside it.
-void pad_image(float* xp, const float* xi, const ConvGeom& g) {
+// (round: each value rounded to bfloat16 on the way, bf16.h.)
+void pad_image(float* xp, const float* xi, const ConvGeom& g, bool round = false) {
     const int Hp = padded_h(g), Wp = padded_w(g);
     std::fill(xp, xp + int64_t(Hp) * Wp * g.C, 0.0f);
     for (int py = 0; py < Hp; py++) {
         const int iy = py - g.ph;
         if (iy < 0 || iy >= g.H) continue;
         const int x0 = std::max(0, g.pw), x1 = std::min(Wp, g.W + g.pw);  // px with 0 <= px - pw < W
-        if (x1 > x0)
-            std::memcpy(xp + (int64_t(py) * Wp + x0) * g.C, xi + (int64_t(iy) * g.W + x0 - g.pw) * g.C,
-                        sizeof(float) * size_t(x1 - x0) * g.C);
+        if (x1 <= x0) continue;
+        float* d = xp + (int64_t(py) * Wp + x0) * g.C;
+        const float* s = xi + (int64_t(iy) * g.W + x0 - g.pw) * g.C;
+        if (round) round_bf16_span(d, s, int64_t(x1 - x0) * g.C);
+        else std::memcpy(d, s, sizeof(float) * size_t(x1 - x0) * g.C);
     }
 }
 
@@ -316,8 +319,7 @@ bool forward_as(float* y, const float* x, const float* W, int n, const ConvGeom&
         [&](int i) {
             ConvScratch& sc = thread_scratch<ConvScratch>();
             if (!reserve(sc.pad, int64_t(Hp) * Wp * g.C)) return void(ok[size_t(i)] = 0);
-            pad_image(sc.pad.data(), x + int64_t(i) * g.in_size(), g);
-            if (round) round_bf16_span(sc.pad.data(), sc.pad.data(), int64_t(Hp) * Wp * g.C);
+            pad_image(sc.pad.data(), x + int64_t(i) * g.in_size(), g, round);
             float* yi = y + int64_t(i) * g.positions() * g.Co;
             for (int oy = 0; oy < g.Ho; oy++)
                 product(yi + int64_t(oy) * g.Wo * g.Co, g.Co, sc.pad.data() + int64_t(oy) * g.sh * Wp * g.C,
