@@ -341,8 +341,9 @@ export type NativeBackendInfo = {
   /** SIMD level of the CPU GEMM micro-kernel: `avx512`, `avx2` or `scalar`. */
   simd: string;
   /**
-   * How `ulr({ precision: 'bf16' })` multiplies: `avx512bf16` (the instruction) or `emulated` (rounded operands, then
-   * the float32 kernels; the same results).
+   * How `ulr({ precision: 'bf16' })` multiplies: `avx512bf16` (the instruction), `avx512bf16 (narrow products)` (the
+   * instruction where the output has at most 12 columns, the emulation elsewhere: where the instruction is slower
+   * than float32 FMAs) or `emulated` (rounded operands, then the float32 kernels). All give the same bits.
    */
   bf16: string;
   /** The GEMM implementation (`oneforward`: our own packed kernels). */
