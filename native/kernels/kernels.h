@@ -68,7 +68,7 @@ struct BackendInfo {
     std::string reason;                 // why, in one line
     int threads;
     std::string simd;  // GEMM micro-kernel ISA
-    std::string bf16;  // bfloat16 products: "avx512bf16" (the instruction) or "emulated"
+    std::string bf16;  // how bfloat16 products run (kernels/cpu/bf16.h bf16_kernels)
     std::string blas;  // "oneforward" (our own GEMM)
     int cuda_devices = 0;
 };
