@@ -9,6 +9,7 @@
         "native/kernels/cpu/conv.cpp",
         "native/kernels/cpu/conv_direct.cpp",
         "native/kernels/cpu/gemm.cpp",
+        "native/kernels/cpu/gemm_bf16.cpp",
         "native/kernels/cpu/activation.cpp",
         "native/kernels/cpu/noise.cpp",
         "native/kernels/cpu/loss.cpp",

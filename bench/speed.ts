@@ -1,7 +1,7 @@
 // Suite "speed" (docs/performance.md): ms per training step of the MLP, small CNN, GRU and residual CNN with BP
-// and ULR K=32 (bench/cases/speed.ts), beside PyTorch on the same threads (bench/reference/speed.py), the achieved
-// GFLOP/s by the cost model (bench/cases/cost.ts), and the noise generator's normals per second against numpy's
-// and torch's. Rounds interleave our cases and PyTorch's, so a busy stretch of a shared machine hits both alike;
+// and ULR K=32 (the MLP and CNN also with bfloat16 copies; bench/cases/speed.ts), beside PyTorch on the same threads
+// (bench/reference/speed.py, which has no bfloat16 rows), the achieved GFLOP/s by the cost model (bench/cases/cost.ts),
+// and the noise generator's normals per second against numpy's and torch's. Rounds interleave our cases and PyTorch's, so a busy stretch of a shared machine hits both alike;
 // each number is the median of all its timed steps over all rounds. Writes speed.json and speed.md.
 import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
@@ -103,6 +103,11 @@ function measure(python: string | null) {
     noise.push(ours({ model: 'noise' }));
     if (python) torchNoise.push(torch(python, ['noise'], 1));
   }
+  // PyTorch's steps of a case, where the reference runs it (it has no bf16 copies)
+  const theirs = (m: string, e: SpeedEstimator) => {
+    const rows = python ? torchRuns[m]!.map((x) => x.rows.find((t) => t.estimator === e)) : [];
+    return rows.length && rows.every((r) => r) ? concat(rows as StepTimes[]) : null;
+  };
   const cases = models.flatMap((m) =>
     runs[m]![0]!.rows.map((r, i) => ({
       modelKey: m,
@@ -112,7 +117,7 @@ function measure(python: string | null) {
       flops: r.flops,
       normals: r.normals,
       ours: concat(runs[m]!.map((x) => x.rows[i]!)),
-      torch: python ? concat(torchRuns[m]!.map((x) => x.rows.find((t) => t.estimator === r.estimator)!)) : null,
+      torch: theirs(m, r.estimator),
     })),
   );
   const rates = {

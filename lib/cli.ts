@@ -38,6 +38,7 @@ type TrainOpts = {
   injection: string;
   noise: string;
   baseline: string;
+  precision: string;
   optimizer: string;
   lr?: number;
   epochs: number;
@@ -139,6 +140,7 @@ async function train(o: TrainOpts): Promise<number> {
                 injection: o.injection as of.InjectionName,
                 noise: o.noise as of.DensityName,
                 baseline: o.baseline as of.BaselineName,
+                precision: o.precision as of.PrecisionName,
               })
             : undefined;
   if (!estimator) throw new of.ConfigError(`unknown estimator '${o.estimator}' (ulr, bp, spsa or es)`);
@@ -436,6 +438,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--injection <mode>', 'ULR noise injection: all or layerwise', 'all')
     .option('--noise <density>', 'ULR noise density: normal, laplace or logistic', 'normal')
     .option('--baseline <kind>', 'ULR baseline: loo, clean, running, mean or none', 'loo')
+    .option('--precision <p>', "ULR copies' products: float32 or bf16", 'float32')
     .option('--optimizer <name>', 'sgd, adam or adamw', 'adam')
     .option('--lr <rate>', 'learning rate', num('lr'))
     .option('--epochs <n>', 'epochs (with --resume: the total to reach, counting those done)', int('epochs'), 5)

@@ -31,6 +31,14 @@ export const SCORES = ['exact', 'sign'] as const;
 /** One of {@link SCORES}. */
 export type ScoreName = (typeof SCORES)[number];
 
+/**
+ * Arithmetic of the noisy copies' products: `float32`, or `bf16` (bfloat16 operands, float32 sums; see
+ * {@link UlrOptions.precision}).
+ */
+export const PRECISIONS = ['float32', 'bf16'] as const;
+/** One of {@link PRECISIONS}. */
+export type PrecisionName = (typeof PRECISIONS)[number];
+
 /** Exact backpropagation. */
 export type BpEstimator = {
   /** The estimator kind. */
@@ -99,6 +107,17 @@ export type UlrOptions = {
    * (the engine works in blocks of ~256 rows). Defaults to `true`.
    */
   storeNoise?: boolean;
+  /**
+   * Arithmetic of the noisy copies' products: the GEMMs and convolutions of every layer the copies run through after
+   * the first noisy pre-activation (the B·K rows, most of a step's work). `'bf16'` rounds both operands of each of
+   * those products to bfloat16 (8 significant bits: a relative error of at most 2^-8 per operand, far below the
+   * estimate's own noise) and sums in float32. It runs AVX-512 BF16's `vdpbf16ps` where that is faster than float32
+   * FMAs, else an exact emulation (rounded operands, float32 kernels) with the same bits. The clean forward (the
+   * shared prefix), the gradient reductions and `bp()` keep float32, and so do recurrent layers. CPU only, and not
+   * with `modules`; on CUDA the analogue is `sequential({ allowTf32 })`. On the machine measured it was no faster
+   * than float32 (docs/performance.md). Defaults to `'float32'`.
+   */
+  precision?: PrecisionName;
   /**
    * Quasi-Monte Carlo noise: the copies of a sample take randomized Sobol points (a random digital shift per
    * sample and neuron keeps every point exactly normal), so each neuron's K values are stratified. Normal
@@ -316,6 +335,7 @@ export function ulr(options?: UlrOptions): UlrEstimator {
     'inner',
     'concurrent',
     'pipeline',
+    'precision',
   ]);
   const copies = o.copies ?? 32;
   const sigma = o.sigma ?? 0.1;
@@ -362,6 +382,11 @@ export function ulr(options?: UlrOptions): UlrEstimator {
   for (const key of ['sharedPrefix', 'storeNoise', 'qmc'] as const) {
     if (o[key] !== undefined && !is.bool(o[key])) throw invalidArg(key, 'boolean', o[key]);
   }
+  const precision = o.precision ?? 'float32';
+  if (!(PRECISIONS as readonly unknown[]).includes(precision))
+    throw invalidArg('precision', PRECISIONS.join(' | '), precision);
+  if (precision !== 'float32' && o.modules !== undefined)
+    throw new ConfigError("precision 'bf16' is not available with modules yet");
   if (o.seed !== undefined && (!is.integer(o.seed) || (o.seed as number) < 0 || (o.seed as number) > 2 ** 53)) {
     throw invalidArg('seed', 'integer in [0, 2^53]', o.seed);
   }
@@ -379,6 +404,7 @@ export function ulr(options?: UlrOptions): UlrEstimator {
     qmc: (o.qmc as boolean | undefined) ?? false,
     sharedPrefix: (o.sharedPrefix as boolean | undefined) ?? true,
     storeNoise: (o.storeNoise as boolean | undefined) ?? true,
+    precision: precision as PrecisionName,
   };
   if (o.seed !== undefined) est.seed = o.seed as number;
   if (budget !== undefined) est.budget = budget as number;

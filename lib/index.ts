@@ -25,7 +25,7 @@ export type {
 export type { FitOptions, History, DistributedOptions, DistributedMode } from './fit';
 export { DISTRIBUTED_MODES } from './fit';
 export * from './layers/index';
-export { bp, ulr, spsa, es, BASELINES, DENSITIES, SCORES, INJECTIONS } from './estimators';
+export { bp, ulr, spsa, es, BASELINES, DENSITIES, SCORES, INJECTIONS, PRECISIONS } from './estimators';
 export type {
   Estimator,
   BpEstimator,
@@ -37,6 +37,7 @@ export type {
   DensityName,
   ScoreName,
   InjectionName,
+  PrecisionName,
   SigmaSchedule,
 } from './estimators';
 export { sgd, adam, adamw } from './optimizers';

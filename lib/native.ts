@@ -45,6 +45,7 @@ export type NativeEstimator = {
   score?: string;
   sharedPrefix?: boolean;
   storeNoise?: boolean;
+  precision?: string;
   seed?: number;
   modules?: [number, number][];
   sampleOffset?: number;
@@ -339,6 +340,12 @@ export type NativeBackendInfo = {
   threads: number;
   /** SIMD level of the CPU GEMM micro-kernel: `avx512`, `avx2` or `scalar`. */
   simd: string;
+  /**
+   * How `ulr({ precision: 'bf16' })` multiplies: `avx512bf16` (the instruction), `avx512bf16 (narrow products)` (the
+   * instruction where the output has at most 12 columns, the emulation elsewhere: where the instruction is slower
+   * than float32 FMAs) or `emulated` (rounded operands, then the float32 kernels). All give the same bits.
+   */
+  bf16: string;
   /** The GEMM implementation (`oneforward`: our own packed kernels). */
   blas: string;
   /** CUDA devices this process can use (0 without the CUDA backend, a driver or a GPU). */
@@ -372,6 +379,21 @@ export type NativeBinding = {
     kscale: Float32Array | null,
     naive: boolean,
   ): void;
+  /** Test hook: the bfloat16 GEMM (native/kernels/cpu/bf16.h), by the instruction where the CPU has it and `instruction` asks for it, else emulated. */
+  gemmBf16(
+    C: Float32Array,
+    A: Float32Array,
+    B: Float32Array,
+    M: number,
+    N: number,
+    K: number,
+    transA: boolean,
+    transB: boolean,
+    alpha: number,
+    beta: number,
+    kscale: Float32Array | null,
+    instruction: boolean,
+  ): void;
   noise(
     rows: number,
     cols: number,
@@ -384,6 +406,8 @@ export type NativeBinding = {
     density?: number,
   ): Float32Array;
   philox(c0: number, c1: number, c2: number, c3: number, k0: number, k1: number): Uint32Array;
+  /** act(x) by the CPU engine, or by a device's bias_act kernel: kernel tests. */
+  activation(x: Float32Array, name: string, device?: 'sim' | 'cuda'): Float32Array;
   deviceNoise(
     device: 'sim' | 'cuda',
     rows: number,

@@ -71,7 +71,7 @@ t.test(
                   r() < 0.95 ? Math.floor(r() * classes) : pick([-1, classes, 99]),
                 )
               : new Float32Array(Math.max(0, rows * classes)).map(() => r());
-          // ULR sometimes with layer-wise injection (copies 'auto', blocks), local modules (pipelined) or QMC noise:
+          // ULR sometimes with layer-wise injection (copies 'auto', blocks), local modules (pipelined), QMC noise or bf16:
           // the device's paths for them meet the same inputs (invalid combinations are ERR_CONFIG)
           const flow = r();
           const extra =
@@ -94,7 +94,9 @@ t.test(
                   }
                 : flow < 0.3
                   ? { qmc: true }
-                  : {};
+                  : flow < 0.36
+                    ? { precision: 'bf16' } // the CPU's bfloat16 copies (the device refuses them)
+                    : {};
           const est =
             r() < 0.3
               ? of.bp()

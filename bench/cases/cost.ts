@@ -52,7 +52,8 @@ export function gruFlops(T: number, F: number, H: number): NoisyLayer {
 /** A BP step: forward, input gradient and weight gradient, each about one forward. */
 export const BP_STEP_OVER_FORWARD = 3;
 
-export type SpeedEstimator = 'bp' | 'ulr' | 'ulr-layerwise';
+// ulr-bf16: ULR with the copies' products in bfloat16 (the same FLOPs as ulr).
+export type SpeedEstimator = 'bp' | 'ulr' | 'ulr-bf16' | 'ulr-layerwise';
 
 /**
  * FLOPs and normals of one training step on B samples with K copies. ULR ('all'): the first noisy layer's shared
@@ -72,7 +73,7 @@ export function stepCost(
   if (estimator === 'bp') return { flops: BP_STEP_OVER_FORWARD * B * sum(layers), normals };
   // one noisy layer given a clean input: its shared part on B rows, the rest on B·K rows
   const firstNoisy = (l: NoisyLayer) => B * l.sharedFlops + B * K * (l.flops - l.sharedFlops);
-  if (estimator === 'ulr') {
+  if (estimator === 'ulr' || estimator === 'ulr-bf16') {
     const [first, ...later] = layers;
     return { flops: 2 * (firstNoisy(first!) + B * K * sum(later)), normals };
   }

@@ -20,13 +20,13 @@ export const SPEED_MODELS: Record<string, SpeedModel> = {
     name: 'MLP 784-256-10',
     build: () => of.sequential([of.dense(784, 256), of.relu(), of.dense(256, 10)], { seed: 1 }),
     layers: [denseFlops(784, 256), denseFlops(256, 10)],
-    estimators: ['bp', 'ulr', 'ulr-layerwise'],
+    estimators: ['bp', 'ulr', 'ulr-bf16', 'ulr-layerwise'],
   },
   cnn: {
     name: 'small CNN (conv 8, pool, conv 16, pool, dense)',
     build: cnn,
     layers: [convFlops(28, 28, 1, 8, 3), convFlops(14, 14, 8, 16, 3), denseFlops(784, 10)],
-    estimators: ['bp', 'ulr'],
+    estimators: ['bp', 'ulr', 'ulr-bf16'],
   },
   gru: {
     name: 'GRU 64 over the 28 rows, dense 64→10',
@@ -49,10 +49,22 @@ export const SPEED_MODELS: Record<string, SpeedModel> = {
   },
 };
 
-export const estimatorLabel = (e: SpeedEstimator) =>
-  e === 'bp' ? 'bp' : e === 'ulr' ? `ulr K=${K}` : `ulr K=${K}, layer-wise`;
+const LABELS: Record<SpeedEstimator, string> = {
+  bp: 'bp',
+  ulr: `ulr K=${K}`,
+  'ulr-bf16': `ulr K=${K}, bf16 copies`,
+  'ulr-layerwise': `ulr K=${K}, layer-wise`,
+};
+export const estimatorLabel = (e: SpeedEstimator) => LABELS[e];
 const estimatorOf = (e: SpeedEstimator) =>
-  e === 'bp' ? of.bp() : of.ulr({ copies: K, sigma: 0.1, injection: e === 'ulr' ? 'all' : 'layerwise' });
+  e === 'bp'
+    ? of.bp()
+    : of.ulr({
+        copies: K,
+        sigma: 0.1,
+        injection: e === 'ulr-layerwise' ? 'layerwise' : 'all',
+        precision: e === 'ulr-bf16' ? 'bf16' : 'float32',
+      });
 
 // stepMs: wall time of each timed call; cpuMs: the process's CPU time in it (all threads, spinning included).
 export type StepTimes = { stepMs: number[]; cpuMs: number[] };

@@ -7,10 +7,12 @@
 
 #include "addon/args.h"
 #include "addon/model_wrap.h"
+#include "core/fastmath.h"
 #include "core/thread_pool.h"
 #include "core/thread_scratch.h"
 #include "device/device.h"
 #include "device/tiled_gemm.h"
+#include "kernels/cpu/bf16.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/kernels.h"
 #include "rng/normal.h"
@@ -29,6 +31,7 @@ Napi::Value BackendInfoJs(const Napi::CallbackInfo& info) {
     o.Set("reason", b.reason);
     o.Set("threads", b.threads);
     o.Set("simd", b.simd);
+    o.Set("bf16", b.bf16);
     o.Set("blas", b.blas);
     o.Set("cudaDevices", b.cuda_devices);
     return o;
@@ -63,9 +66,11 @@ Napi::Value SetErrorClasses(const Napi::CallbackInfo& info) {
 }
 
 // gemm(C, A, B, M, N, K, transA, transB, alpha, beta, kscale?, naive?) on row-major arrays: kernel tests.
-Napi::Value GemmJs(const Napi::CallbackInfo& info) {
+// gemmBf16(..., kscale?, instruction): the bfloat16 GEMM (kernels/cpu/bf16.h), by the instruction (where the CPU has
+// it) or emulated.
+template <class GemmFn>
+void gemm_args(const Napi::CallbackInfo& info, const GemmFn& fn) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Napi::Float32Array C = require_f32(info[0], "C"), A = require_f32(info[1], "A"), B = require_f32(info[2], "B");
     int M = int(require_int(info[3], "M", 0, 1 << 20)), N = int(require_int(info[4], "N", 0, 1 << 20)),
         K = int(require_int(info[5], "K", 0, 1 << 20));
@@ -81,8 +86,23 @@ Napi::Value GemmJs(const Napi::CallbackInfo& info) {
         int64_t(B.ElementLength()) != int64_t(K) * N)
         throw_status(env, {StatusCode::Shape, "gemm: array lengths do not match M, N, K"});
     ptrdiff_t rsa = ta ? 1 : K, csa = ta ? M : 1, rsb = tb ? 1 : N, csb = tb ? K : 1;
-    auto fn = info[11].ToBoolean() ? cpu::gemm_naive : cpu::gemm;
     fn(C.Data(), N, 1, A.Data(), rsa, csa, B.Data(), rsb, csb, s, M, N, K, alpha, beta);
+}
+
+Napi::Value GemmJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    gemm_args(info, info[11].ToBoolean() ? cpu::gemm_naive : cpu::gemm);
+    return env.Undefined();
+    OF_NAPI_END(env)
+}
+
+Napi::Value GemmBf16Js(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    const cpu::Bf16Way way =
+        info[11].ToBoolean() && cpu::bf16_instructions() ? cpu::Bf16Way::Instruction : cpu::Bf16Way::Emulated;
+    gemm_args(info, [way](auto... a) { cpu::gemm_bf16_as(way, a...); });
     return env.Undefined();
     OF_NAPI_END(env)
 }
@@ -200,6 +220,40 @@ Napi::Value DeviceGemmJs(const Napi::CallbackInfo& info) {
     OF_NAPI_END(env)
 }
 
+// activation(x, name, device?) -> Float32Array: act(x) by the CPU engine (the bias + activation pass, one row of
+// x.length values), or by a device's bias_act kernel ('sim' or 'cuda'); name 'erf' or 'exp' (for x <= 0): the
+// functions of core/fastmath.h themselves. For kernel tests.
+Napi::Value ActivationJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    Napi::Float32Array x = require_f32(info[0], "x");
+    const std::string name = require_string(info[1], "name");
+    if (name == "erf" || name == "exp") {
+        Napi::Float32Array y = Napi::Float32Array::New(env, x.ElementLength());
+        for (size_t i = 0; i < x.ElementLength(); i++) y[i] = name == "erf" ? erf_f32(x[i]) : exp_nonpositive(x[i]);
+        return y;
+    }
+    int k = 0;
+    while (k <= int(Act::Quantize) && name != act_name(Act(k))) k++;
+    if (k > int(Act::Quantize)) throw_status(env, {StatusCode::Config, "activation: unknown name " + name});
+    const Act act = Act(k);
+    const float alpha = act == Act::Quantize ? 4.0f : 0.01f;  // quantize: 4 levels; leakyRelu: slope 0.01
+    const size_t n = x.ElementLength();
+    if (n == 0 || n > (size_t(1) << 28)) throw_status(env, {StatusCode::Shape, "activation: 1 to 2^28 values"});
+    Napi::Float32Array y = Napi::Float32Array::New(env, n);
+    std::vector<float> v(x.Data(), x.Data() + n);
+    if (info[2].IsUndefined()) {
+        cpu_kernels().bias_act_forward(y.Data(), v.data(), nullptr, 1, int(n), act, alpha);
+        return y;
+    }
+    std::unique_ptr<Device> d = test_device(env, info[2]);
+    DeviceBuffer dv = to_device(env, d.get(), v.data(), n), da = to_device(env, d.get(), nullptr, n);
+    check(env, d->bias_act({da.f(), dv.f(), nullptr, int(n), act, alpha}, int64_t(n)));
+    check(env, d->download(y.Data(), da.f(), n * sizeof(float)));
+    return y;
+    OF_NAPI_END(env)
+}
+
 // philox(c0, c1, c2, c3, k0, k1) -> [4 x uint32]: the raw generator, for the Random123 known-answer test.
 Napi::Value PhiloxJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -232,8 +286,10 @@ static Napi::Object InitOneForward(Napi::Env env, Napi::Object exports) {
     exports.Set("allocStats", Napi::Function::New<AllocStatsJs>(env));
     exports.Set("setErrorClasses", Napi::Function::New<SetErrorClasses>(env));
     exports.Set("gemm", Napi::Function::New<GemmJs>(env));
+    exports.Set("gemmBf16", Napi::Function::New<GemmBf16Js>(env));
     exports.Set("noise", Napi::Function::New<NoiseJs>(env));
     exports.Set("philox", Napi::Function::New<PhiloxJs>(env));
+    exports.Set("activation", Napi::Function::New<ActivationJs>(env));
     exports.Set("deviceNoise", Napi::Function::New<DeviceNoiseJs>(env));
     exports.Set("deviceGemm", Napi::Function::New<DeviceGemmJs>(env));
     return exports;

@@ -117,6 +117,11 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     else throw_status(env, arg_error("unknown score '" + score + "'"));
     c.shared_prefix = opt_bool(o, "sharedPrefix", true);
     c.store_noise = opt_bool(o, "storeNoise", true);
+    const std::string precision =
+        o.Get("precision").IsUndefined() ? "float32" : require_string(o.Get("precision"), "precision");
+    if (precision == "bf16") c.precision = UlrConfig::Precision::Bf16;
+    else if (precision != "float32")
+        throw_status(env, arg_error("unknown precision '" + precision + "' (float32 or bf16)"));
     Napi::Value mods = o.Get("modules");
     if (mods.IsArray()) {  // [[0, e0], [e0, e1], ...]: consecutive ranges of layers with parameters
         Napi::Array a = mods.As<Napi::Array>();

@@ -6,8 +6,9 @@
 // Every body writes only the outputs of its own index, so any order of indices gives the same bits. Reductions are
 // two-stage (fixed chunks, then a fixed-order sum of the chunks): deterministic on both sides. The CUDA sources are
 // compiled with --fmad=false, so additions and multiplications round as on the CPU (-ffp-contract=off); the noise
-// (Philox + our own log/sin/cos polynomials) is then bit-identical to cpu::noise_fill. Transcendental activations
-// (tanh, exp, erf) come from each side's math library and may differ in the last bit.
+// (Philox + our own log/sin/cos polynomials) is then bit-identical to cpu::noise_fill, and so are the activations
+// (tanh, sigmoid, gelu's erf: core/fastmath.h). The losses' exp and log come from each side's math library and may
+// differ in the last bit.
 //
 // The bodies live in one header per family (ops_*.h), each listing its kernels; this one gathers them.
 #pragma once

@@ -3,6 +3,7 @@
 #pragma once
 #include <cmath>
 
+#include "core/fastmath.h"
 #include "core/host_device.h"
 #include "kernels/cpu/ops.h"
 
@@ -13,9 +14,9 @@ OF_HOST_DEVICE float act_value(float x, Act act, float alpha) {
         case Act::Identity: return x;
         case Act::Relu: return x > 0.0f ? x : 0.0f;
         case Act::LeakyRelu: return x > 0.0f ? x : alpha * x;
-        case Act::Tanh: return tanhf(x);
-        case Act::Sigmoid: return 1.0f / (1.0f + expf(-x));
-        case Act::Gelu: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+        case Act::Tanh: return tanh_f32(x);
+        case Act::Sigmoid: return sigmoid_f32(x);
+        case Act::Gelu: return 0.5f * x * (1.0f + erf_f32(x * 0.70710678118654752f));
         case Act::Step: return x > 0.0f ? 1.0f : 0.0f;
         case Act::Sign: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
         case Act::Quantize: {
@@ -34,8 +35,8 @@ OF_HOST_DEVICE float act_derivative_times(float dy, float v, float a, Act act, f
         case Act::Tanh: return dy * (1.0f - a * a);
         case Act::Sigmoid: return dy * a * (1.0f - a);
         case Act::Gelu: {
-            float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
-            return dy * (cdf + v * 0.39894228040143268f * expf(-0.5f * v * v));
+            float cdf = 0.5f * (1.0f + erf_f32(v * 0.70710678118654752f));
+            return dy * (cdf + v * 0.39894228040143268f * exp_nonpositive(-0.5f * v * v));
         }
         default: return 0.0f;  // step, sign, quantize: BP refuses them before any launch
     }

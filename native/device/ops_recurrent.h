@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "core/fastmath.h"
 #include "core/host_device.h"
 
 namespace of::dev {
@@ -11,7 +12,57 @@ namespace of::dev {
 // Recurrent units (model/recurrent.cpp), one step t at a time; row r's sequence state is H values of h (the lif
 // membrane) and of c (the lstm cell, the lif spikes). aux keeps, per row and step, what the backward needs (A values:
 // rnn hprev h | gru hprev z r n rh | lstm hprev cprev i f g o tc | lif u s). P (rows, GH): the step's pre-activations,
-// X_t W^T (+ h U^T) already in it. One index per (row, j < H) unless said otherwise.
+// X_t W^T (+ h U^T) already in it.
+//
+// The cells' arithmetic is written once, over a span j0 <= j < j1 of one row, each H-wide slot (a gate's
+// pre-activations, an aux value, a state) its own pointer, declared not to overlap: a device kernel runs a span of one
+// index, the CPU engine (units/recurrent.cpp) whole rows, where the loops over j vectorize without run-time alias
+// checks. Every value sees the same operations either way, so the two give the same bits.
+#define OF_RESTRICT __restrict__
+OF_HOST_DEVICE void rnn_cell(const float* OF_RESTRICT p, float* OF_RESTRICT h, float* OF_RESTRICT hprev,
+                             float* OF_RESTRICT hnew, int j0, int j1) {
+    for (int j = j0; j < j1; j++) hprev[j] = h[j], h[j] = hnew[j] = tanh_f32(p[j]);
+}
+// gru: the gates z, r and r * h_prev; the candidate waits for U_n (r * h_prev) (gru_candidate).
+OF_HOST_DEVICE void gru_gates(const float* OF_RESTRICT pz, const float* OF_RESTRICT pr, const float* OF_RESTRICT h,
+                              float* OF_RESTRICT hprev, float* OF_RESTRICT z, float* OF_RESTRICT r,
+                              float* OF_RESTRICT rh, int j0, int j1) {
+    for (int j = j0; j < j1; j++) {
+        const float rg = sigmoid_f32(pr[j]);
+        hprev[j] = h[j], z[j] = sigmoid_f32(pz[j]), r[j] = rg, rh[j] = rg * h[j];
+    }
+}
+OF_HOST_DEVICE void gru_candidate(const float* OF_RESTRICT pn, const float* OF_RESTRICT z, float* OF_RESTRICT n,
+                                  float* OF_RESTRICT h, int j0, int j1) {
+    for (int j = j0; j < j1; j++) {
+        const float nj = tanh_f32(pn[j]);
+        n[j] = nj, h[j] = z[j] * h[j] + (1.0f - z[j]) * nj;
+    }
+}
+// lstm: ax holds the slots hprev cprev i f g o tc.
+OF_HOST_DEVICE void lstm_cell(const float* OF_RESTRICT pi, const float* OF_RESTRICT pf, const float* OF_RESTRICT pg,
+                              const float* OF_RESTRICT po, float* OF_RESTRICT h, float* OF_RESTRICT c,
+                              float* OF_RESTRICT hprev, float* OF_RESTRICT cprev, float* OF_RESTRICT ai,
+                              float* OF_RESTRICT af, float* OF_RESTRICT ag, float* OF_RESTRICT ao,
+                              float* OF_RESTRICT atc, int j0, int j1) {
+    for (int j = j0; j < j1; j++) {
+        const float i = sigmoid_f32(pi[j]), f = sigmoid_f32(pf[j]), g = tanh_f32(pg[j]), o = sigmoid_f32(po[j]);
+        const float cn = f * c[j] + i * g, tc = tanh_f32(cn);
+        hprev[j] = h[j], cprev[j] = c[j], ai[j] = i, af[j] = f, ag[j] = g, ao[j] = o, atc[j] = tc;
+        c[j] = cn, h[j] = o * tc;
+    }
+}
+// lif: h holds the membrane u, c the last spikes s.
+OF_HOST_DEVICE void lif_cell(const float* OF_RESTRICT p, float* OF_RESTRICT h, float* OF_RESTRICT c,
+                             float* OF_RESTRICT au, float* OF_RESTRICT as, float beta, float threshold, int j0,
+                             int j1) {
+    for (int j = j0; j < j1; j++) {
+        const float m = beta * h[j] * (1.0f - c[j]) + p[j];
+        const float sp = m > threshold ? 1.0f : 0.0f;
+        h[j] = m, c[j] = sp, au[j] = m, as[j] = sp;
+    }
+}
+
 enum class Cell : int { Rnn, Gru, Lstm, Lif };
 struct SeqArgs {
     float* P;
@@ -30,9 +81,45 @@ struct SeqArgs {
     int rep;
     const float* sigmas = nullptr;  // per-channel sigma: one per gate value (GH) instead of sigma
 };
-OF_HOST_DEVICE float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
-OF_HOST_DEVICE float seq_noise(const SeqArgs& a, int64_t r, int j) {
-    return a.E ? (a.sigmas ? a.sigmas[j] : a.sigma) * a.E[(r * a.T + a.t) * a.GH + j] : 0.0f;
+// p += b + sigma E over the gate values k0 <= k < k1 of row r.
+OF_HOST_DEVICE void seq_bias_noise(const SeqArgs& a, int64_t r, int k0, int k1) {
+    float* OF_RESTRICT p = a.P + r * a.GH;
+    const float* OF_RESTRICT b = a.b;
+    if (!a.E) {
+        for (int k = k0; k < k1; k++) p[k] += b[k];
+        return;
+    }
+    const float* OF_RESTRICT e = a.E + (r * a.T + a.t) * a.GH;
+    if (a.sigmas)
+        for (int k = k0; k < k1; k++) p[k] += b[k] + a.sigmas[k] * e[k];
+    else
+        for (int k = k0; k < k1; k++) p[k] += b[k] + a.sigma * e[k];
+}
+// Row r's span of the step: bias and noise, then the cell (gru: its gates).
+OF_HOST_DEVICE void seq_cell_span(const SeqArgs& a, int64_t r, int j0, int j1) {
+    const int H = a.H;
+    for (int g = 0; g < (a.cell == Cell::Gru ? 2 : a.GH / H); g++) seq_bias_noise(a, r, g * H + j0, g * H + j1);
+    const float* p = a.P + r * a.GH;
+    float* h = a.h + r * H;
+    float* c = a.c + r * H;
+    float* ax = a.aux + r * a.T * a.A + int64_t(a.t) * a.A;
+    switch (a.cell) {
+        case Cell::Rnn: rnn_cell(p, h, ax, ax + H, j0, j1); break;
+        case Cell::Gru: gru_gates(p, p + H, h, ax, ax + H, ax + 2 * H, ax + 4 * H, j0, j1); break;
+        case Cell::Lstm:
+            lstm_cell(p, p + H, p + 2 * H, p + 3 * H, h, c, ax, ax + H, ax + 2 * H, ax + 3 * H, ax + 4 * H, ax + 5 * H,
+                      ax + 6 * H, j0, j1);
+            break;
+        case Cell::Lif: lif_cell(p, h, c, ax, ax + H, a.beta, a.threshold, j0, j1); break;
+        default: break;
+    }
+}
+// The gru candidate n = tanh(P_n + b_n + sigma E_n), P_n = W_n x + U_n (r * h_prev), then h = z h_prev + (1 - z) n.
+OF_HOST_DEVICE void seq_candidate_span(const SeqArgs& a, int64_t r, int j0, int j1) {
+    const int H = a.H;
+    seq_bias_noise(a, r, 2 * H + j0, 2 * H + j1);
+    float* ax = a.aux + r * a.T * a.A + int64_t(a.t) * a.A;
+    gru_candidate(a.P + r * a.GH + 2 * H, ax + H, ax + 3 * H, a.h + r * H, j0, j1);
 }
 OF_HOST_DEVICE void seq_input_at(const SeqArgs& a, int64_t i) {
     const int64_t r = i / a.GH;
@@ -40,51 +127,12 @@ OF_HOST_DEVICE void seq_input_at(const SeqArgs& a, int64_t i) {
     a.P[i] = a.xw[(r / a.rep) * a.T * a.GH + int64_t(a.t) * a.GH + j];
 }
 OF_HOST_DEVICE void seq_cell_at(const SeqArgs& a, int64_t i) {
-    const int64_t r = i / a.H;
-    const int j = int(i % a.H), H = a.H;
-    float* pr = a.P + r * a.GH;
-    float& h = a.h[i];
-    float& c = a.c[i];
-    float* ax = a.aux + r * a.T * a.A + int64_t(a.t) * a.A;
-    const int gates = a.cell == Cell::Gru ? 2 : a.GH / H;  // the gru candidate waits for r * h_prev
-    for (int g = 0; g < gates; g++) pr[g * H + j] += a.b[g * H + j] + seq_noise(a, r, g * H + j);
-    switch (a.cell) {
-        case Cell::Rnn: ax[j] = h, h = ax[H + j] = tanhf(pr[j]); break;
-        case Cell::Gru:
-            ax[j] = h;
-            ax[H + j] = sigm(pr[j]);
-            ax[2 * H + j] = sigm(pr[H + j]);
-            ax[4 * H + j] = ax[2 * H + j] * h;
-            break;
-        case Cell::Lstm: {
-            ax[j] = h, ax[H + j] = c;
-            const float ig = sigm(pr[j]), f = sigm(pr[H + j]), g = tanhf(pr[2 * H + j]), o = sigm(pr[3 * H + j]);
-            c = f * c + ig * g;
-            const float tc = tanhf(c);
-            ax[2 * H + j] = ig, ax[3 * H + j] = f, ax[4 * H + j] = g, ax[5 * H + j] = o, ax[6 * H + j] = tc;
-            h = o * tc;
-            break;
-        }
-        case Cell::Lif: {
-            const float m = a.beta * h * (1.0f - c) + pr[j];
-            const float sp = m > a.threshold ? 1.0f : 0.0f;
-            h = m, c = sp;
-            ax[j] = m, ax[H + j] = sp;
-            break;
-        }
-        default: break;
-    }
+    const int j = int(i % a.H);
+    seq_cell_span(a, i / a.H, j, j + 1);
 }
-// The gru candidate n = tanh(P_n + b_n + sigma E_n), P_n = W_n x + U_n (r * h_prev), then h = z h_prev + (1 - z) n.
 OF_HOST_DEVICE void seq_candidate_at(const SeqArgs& a, int64_t i) {
-    const int64_t r = i / a.H;
-    const int j = int(i % a.H), H = a.H;
-    const float* pr = a.P + r * a.GH;
-    float* ax = a.aux + r * a.T * a.A + int64_t(a.t) * a.A;
-    const float n = tanhf(pr[2 * H + j] + a.b[2 * H + j] + seq_noise(a, r, 2 * H + j));
-    const float z = ax[H + j];
-    ax[3 * H + j] = n;
-    a.h[i] = z * a.h[i] + (1.0f - z) * n;
+    const int j = int(i % a.H);
+    seq_candidate_span(a, i / a.H, j, j + 1);
 }
 // This step's output (lif: its spikes) into the unit's output.
 OF_HOST_DEVICE void seq_output_at(const SeqArgs& a, int64_t i) {
@@ -94,12 +142,60 @@ OF_HOST_DEVICE void seq_output_at(const SeqArgs& a, int64_t i) {
     a.out[a.return_sequences ? r * a.T * a.H + int64_t(a.t) * a.H + j : r * a.H + j] = v;
 }
 
-// Backprop through time, one step t (in reverse): dh (rows, H) carries dL/dh_t (lif: dL/ds_t), dc the lstm cell or the
-// lif membrane carry; dP (rows, T GH) receives the step's pre-activation gradients. One index per (row, j < H).
+// Backprop through time, one step t (in reverse): d (dh) carries dL/dh_t (lif: dL/ds_t), cc (dc) the lstm cell or the
+// lif membrane carry; the g slots receive the step's pre-activation gradients. Spans of one row, as above.
+OF_HOST_DEVICE void rnn_back(const float* OF_RESTRICT hnew, const float* OF_RESTRICT d, float* OF_RESTRICT g, int j0,
+                             int j1) {
+    for (int j = j0; j < j1; j++) g[j] = d[j] * (1.0f - hnew[j] * hnew[j]);
+}
+// gru: the candidate's and z's pre-activation gradients, and the direct path to h_prev (r's: gru_back_reset).
+OF_HOST_DEVICE void gru_back(const float* OF_RESTRICT hprev, const float* OF_RESTRICT z, const float* OF_RESTRICT n,
+                             float* OF_RESTRICT d, float* OF_RESTRICT gz, float* OF_RESTRICT gn, int j0, int j1) {
+    for (int j = j0; j < j1; j++) {
+        gn[j] = d[j] * (1.0f - z[j]) * (1.0f - n[j] * n[j]);
+        gz[j] = d[j] * (hprev[j] - n[j]) * z[j] * (1.0f - z[j]);
+        d[j] = d[j] * z[j];
+    }
+}
+// gru, through r * h_prev (q = d(r h_prev) = dP_n U_n): r's pre-activation gradient and the path to h_prev.
+OF_HOST_DEVICE void gru_back_reset(const float* OF_RESTRICT hprev, const float* OF_RESTRICT r,
+                                   const float* OF_RESTRICT q, float* OF_RESTRICT d, float* OF_RESTRICT gr, int j0,
+                                   int j1) {
+    for (int j = j0; j < j1; j++) {
+        gr[j] = q[j] * hprev[j] * r[j] * (1.0f - r[j]);
+        d[j] += q[j] * r[j];
+    }
+}
+// lstm: ax's slots cprev i f g o tc from cp on; the gate gradients gi gf gg go.
+OF_HOST_DEVICE void lstm_back(const float* OF_RESTRICT cp, const float* OF_RESTRICT ai, const float* OF_RESTRICT af,
+                              const float* OF_RESTRICT ag, const float* OF_RESTRICT ao, const float* OF_RESTRICT atc,
+                              const float* OF_RESTRICT d, float* OF_RESTRICT cc, float* OF_RESTRICT gi,
+                              float* OF_RESTRICT gf, float* OF_RESTRICT gg, float* OF_RESTRICT go, int j0, int j1) {
+    for (int j = j0; j < j1; j++) {
+        const float i = ai[j], f = af[j], g = ag[j], o = ao[j], tc = atc[j];
+        const float dct = cc[j] + d[j] * o * (1.0f - tc * tc);
+        gi[j] = dct * g * i * (1.0f - i);
+        gf[j] = dct * cp[j] * f * (1.0f - f);
+        gg[j] = dct * i * (1.0f - g * g);
+        go[j] = d[j] * tc * o * (1.0f - o);
+        cc[j] = dct * f;
+    }
+}
+// lif: cc carries dL/du_{t+1}, d holds dL/ds_t; the spike's surrogate derivative 1 / (1 + slope |u - threshold|)^2.
+OF_HOST_DEVICE void lif_back(const float* OF_RESTRICT au, const float* OF_RESTRICT as, float* OF_RESTRICT d,
+                             float* OF_RESTRICT cc, float* OF_RESTRICT g, float beta, float threshold, float slope,
+                             int j0, int j1) {
+    for (int j = j0; j < j1; j++) {
+        const float x = fabsf(au[j] - threshold) * slope + 1.0f;
+        const float du = d[j] / (x * x) + cc[j] * beta * (1.0f - as[j]);
+        g[j] = du, cc[j] = du, d[j] = 0.0f;
+    }
+}
+
 struct SeqBackArgs {
     float* dh;
     float* dc;
-    float* dP;
+    float* dP;       // (rows, T GH)
     const float* q;  // gru: d(r h_prev) = dP_n U_n, (rows, H)
     const float* aux;
     const float* dout;
@@ -108,54 +204,42 @@ struct SeqBackArgs {
     float beta, threshold, slope;
     int return_sequences;
 };
-OF_HOST_DEVICE void seq_back_cell_at(const SeqBackArgs& a, int64_t i) {
-    const int64_t r = i / a.H;
-    const int j = int(i % a.H), H = a.H;
-    float& d = a.dh[i];
-    float& cc = a.dc[i];
-    if (a.return_sequences) d += a.dout[r * a.T * H + int64_t(a.t) * H + j];  // this step's output gradient joins
-    else if (a.t == a.T - 1) d += a.dout[r * H + j];
+OF_HOST_DEVICE void seq_back_cell_span(const SeqBackArgs& a, int64_t r, int j0, int j1) {
+    const int H = a.H;
+    float* OF_RESTRICT d = a.dh + r * H;
+    float* cc = a.dc + r * H;
+    const float* OF_RESTRICT dy = a.return_sequences ? a.dout + r * a.T * H + int64_t(a.t) * H
+                                  : a.t == a.T - 1   ? a.dout + r * H
+                                                     : nullptr;
+    if (dy)  // this step's output gradient joins
+        for (int j = j0; j < j1; j++) d[j] += dy[j];
     const float* ax = a.aux + r * a.T * a.A + int64_t(a.t) * a.A;
     float* g = a.dP + r * a.T * a.GH + int64_t(a.t) * a.GH;
     switch (a.cell) {
-        case Cell::Rnn: g[j] = d * (1.0f - ax[H + j] * ax[H + j]); break;
-        case Cell::Gru: {
-            const float hp = ax[j], z = ax[H + j], n = ax[3 * H + j];
-            g[2 * H + j] = d * (1.0f - z) * (1.0f - n * n);
-            g[j] = d * (hp - n) * z * (1.0f - z);
-            d = d * z;
+        case Cell::Rnn: rnn_back(ax + H, d, g, j0, j1); break;
+        case Cell::Gru: gru_back(ax, ax + H, ax + 3 * H, d, g, g + 2 * H, j0, j1); break;
+        case Cell::Lstm:
+            lstm_back(ax + H, ax + 2 * H, ax + 3 * H, ax + 4 * H, ax + 5 * H, ax + 6 * H, d, cc, g, g + H, g + 2 * H,
+                      g + 3 * H, j0, j1);
             break;
-        }
-        case Cell::Lstm: {
-            const float cp = ax[H + j], ig = ax[2 * H + j], f = ax[3 * H + j], gg = ax[4 * H + j], o = ax[5 * H + j],
-                        tc = ax[6 * H + j];
-            const float dct = cc + d * o * (1.0f - tc * tc);
-            g[j] = dct * gg * ig * (1.0f - ig);
-            g[H + j] = dct * cp * f * (1.0f - f);
-            g[2 * H + j] = dct * ig * (1.0f - gg * gg);
-            g[3 * H + j] = d * tc * o * (1.0f - o);
-            cc = dct * f;
-            break;
-        }
-        case Cell::Lif: {
-            const float m = ax[j], sp = ax[H + j];
-            const float x = fabsf(m - a.threshold) * a.slope + 1.0f;
-            const float du = d / (x * x) + cc * a.beta * (1.0f - sp);
-            g[j] = du, cc = du, d = 0.0f;
-            break;
-        }
+        case Cell::Lif: lif_back(ax, ax + H, d, cc, g, a.beta, a.threshold, a.slope, j0, j1); break;
         default: break;
     }
 }
-// gru: through r * h_prev: the r gate's pre-activation gradient and the direct path to h_prev.
-OF_HOST_DEVICE void seq_back_reset_at(const SeqBackArgs& a, int64_t i) {
-    const int64_t r = i / a.H;
-    const int j = int(i % a.H), H = a.H;
+OF_HOST_DEVICE void seq_back_reset_span(const SeqBackArgs& a, int64_t r, int j0, int j1) {
     const float* ax = a.aux + r * a.T * a.A + int64_t(a.t) * a.A;
-    const float hp = ax[j], rr = ax[2 * H + j];
-    a.dP[r * a.T * a.GH + int64_t(a.t) * a.GH + H + j] = a.q[i] * hp * rr * (1.0f - rr);
-    a.dh[i] += a.q[i] * rr;
+    gru_back_reset(ax, ax + 2 * a.H, a.q + r * a.H, a.dh + r * a.H, a.dP + r * a.T * a.GH + int64_t(a.t) * a.GH + a.H,
+                   j0, j1);
 }
+OF_HOST_DEVICE void seq_back_cell_at(const SeqBackArgs& a, int64_t i) {
+    const int j = int(i % a.H);
+    seq_back_cell_span(a, i / a.H, j, j + 1);
+}
+OF_HOST_DEVICE void seq_back_reset_at(const SeqBackArgs& a, int64_t i) {
+    const int j = int(i % a.H);
+    seq_back_reset_span(a, i / a.H, j, j + 1);
+}
+#undef OF_RESTRICT
 
 // repeat (a vector -> T copies) and timeMean (T steps -> their mean), and their backward (recurrent.cpp). x (rows,
 // T F) for the sequence side, (rows, F) for the other. One index per output value.

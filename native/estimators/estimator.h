@@ -39,6 +39,10 @@ struct UlrConfig {
     bool learn_sigma = false;
     float sigma_lr = 0.01f;
     bool store_noise = true;  // false: regenerate eps in the gradient pass (docs/method.md 3.2)
+    // The products of the noisy copies' forward (every unit from a group's first noisy pre-activation on, over B K
+    // rows; recurrent units excepted): float32, or bfloat16 operands with float32 sums (kernels/cpu/bf16.h). The
+    // clean forward and shared prefix, the LR reductions and BP stay float32. CPU only.
+    enum class Precision { Float32, Bf16 } precision = Precision::Float32;
     // Local module training (hybrid.cpp): exclusive end of each module, in layers with parameters (last = their count).
     // Empty: plain ULR. Noise only on each module's last pre-activation; BP inside the modules.
     std::vector<int> modules;

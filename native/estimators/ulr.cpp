@@ -20,6 +20,8 @@
 // its losses, row weights, G rows and partial gradients while they are in cache; partials are summed in block
 // order, so results do not depend on the thread count. The noise is a pure function of (seed, step, unit, row,
 // value), kept from the forward or regenerated for the reduction (storeNoise: false): the same bits either way.
+// With precision 'bf16' the copies' forward runs on the kernel table kc, whose products take bfloat16 operands with
+// float32 sums (kernels/cpu/bf16.h); the clean pass and the reductions keep float32.
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -189,6 +191,7 @@ void record_layer_var(Model& m, const UlrConfig& c, const std::vector<int>& kl, 
 Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
                      StepStats* stats, const LossHook* hook) {
     const KernelTable& k = *m.k;
+    const KernelTable& kc = c.precision == UlrConfig::Precision::Bf16 ? cpu_kernels_bf16() : k;  // the copies' forward
     const int L = int(m.units.size());
     const int C = m.outputs;
     if (m.has_quant) OF_TRY(m.ws.eff.reserve(size_t(m.n_params)));
@@ -395,7 +398,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                     const float* pre = start ? ws.v[size_t(l)].data() + int64_t(b0) * u.O : a;
                     const SeqCtx sq{nullptr, sc.seq.data(), nullptr, nullptr};
                     const bool fused = noisy && pool_after[size_t(l)];
-                    if (!start && !fused) unit_train_linear(k, u, theta, input(l), rows, a, sc.cols.data(), &sq, tc);
+                    if (!start && !fused) unit_train_linear(kc, u, theta, input(l), rows, a, sc.cols.data(), &sq, tc);
                     if (!noisy) unit_bias_act(k, u, theta, a, a, rows);
                     else if (!fused)
                         k.noisy_bias_act_forward(a, E(l), pre, bias_row[size_t(l)].data(), scale[size_t(l)].row.data(),
@@ -408,13 +411,13 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                             const int n = std::min(cr, rows - r);
                             float* pooled = sc.a[size_t(l + 1)].data() + int64_t(r) * p.O;
                             if (!start)
-                                unit_train_linear(k, u, theta, input(l) + int64_t(r) * u.I, n, a, sc.cols.data(), &sq,
+                                unit_train_linear(kc, u, theta, input(l) + int64_t(r) * u.I, n, a, sc.cols.data(), &sq,
                                                   tc);
                             k.noisy_bias_act_forward(a, E(l) ? E(l) + int64_t(r) * u.O : nullptr,
                                                      start ? pre + int64_t(r / K) * u.O : a, bias_row[size_t(l)].data(),
                                                      scale[size_t(l)].row.data(), n, u.O, rep, u.act, u.alpha,
                                                      noise(l, r0 + r));
-                            unit_train_linear(k, p, theta, a, n, pooled, sc.cols.data(), &sq, tc);
+                            unit_train_linear(kc, p, theta, a, n, pooled, sc.cols.data(), &sq, tc);
                             unit_bias_act(k, p, theta, pooled, pooled, n);
                         }
                         l++;  // the pooling unit has run

@@ -165,6 +165,12 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
             std::to_string(qmc_dim0(m, int(m.units.size()))));
     OF_CHECK(!c.learn_sigma || c.schedule == UlrConfig::Schedule::Constant, Config,
              "learnSigma cannot be combined with a sigma schedule (both set sigma)");
+    if (c.precision == UlrConfig::Precision::Bf16) {
+        OF_CHECK(c.modules.empty(), Config, "precision 'bf16' is not available with modules yet");
+        OF_CHECK(!m.device, Config,
+                 "precision 'bf16' runs on the CPU engine only; on a device the copies' GEMMs take TF32 instead "
+                 "(sequential's allowTf32, on for ULR by default)");
+    }
     if (!c.modules.empty()) OF_TRY(validate_modules(m, c));
     OF_CHECK(c.modules.empty() ? !c.pipeline : true, Config, "pipeline needs modules");
     OF_CHECK(!c.learn_sigma || (c.sigma_lr > 0.0f && std::isfinite(c.sigma_lr)), Config,

@@ -58,6 +58,9 @@ struct KernelTable {
 };
 
 const KernelTable& cpu_kernels();
+// The table of ULR's noisy copies with precision 'bf16': the CPU's, its products (gemm, conv_forward) with bfloat16
+// operands and float32 sums (kernels/cpu/bf16.h).
+const KernelTable& cpu_kernels_bf16();
 
 struct BackendInfo {
     std::vector<std::string> compiled;  // "cpu" (+ "cuda" when built with it)
@@ -65,6 +68,7 @@ struct BackendInfo {
     std::string reason;                 // why, in one line
     int threads;
     std::string simd;  // GEMM micro-kernel ISA
+    std::string bf16;  // how bfloat16 products run (kernels/cpu/bf16.h bf16_kernels)
     std::string blas;  // "oneforward" (our own GEMM)
     int cuda_devices = 0;
 };

@@ -2,6 +2,7 @@
 // device answers (device/device.h cuda_available), else the CPU.
 #include "core/thread_pool.h"
 #include "device/device.h"
+#include "kernels/cpu/bf16.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/kernels.h"
 
@@ -34,6 +35,17 @@ const KernelTable& cpu_kernels() {
     return table;
 }
 
+const KernelTable& cpu_kernels_bf16() {
+    static const KernelTable table = [] {
+        KernelTable t = cpu_kernels();
+        t.name = "cpu-bf16";
+        t.gemm = cpu::gemm_bf16;
+        t.conv_forward = cpu::conv_forward_bf16;
+        return t;
+    }();
+    return table;
+}
+
 BackendInfo backend_info() {
     BackendInfo info;
     info.compiled = {"cpu"};
@@ -44,6 +56,7 @@ BackendInfo backend_info() {
     info.active = cuda ? "cuda" : "cpu";
     info.threads = ThreadPool::instance().threads();
     info.simd = cpu::gemm_isa();
+    info.bf16 = cpu::bf16_kernels();
     info.blas = "oneforward";
     return info;
 }

@@ -2,8 +2,7 @@
 // sign-compressed score sign(e) / E|e|. One definition for the host (ulr.cpp's learned sigma) and the device kernels;
 // the CPU's score_transform (kernels/cpu/lr_reduce.cpp) is the same map, in loops per density.
 #pragma once
-#include <cmath>
-
+#include "core/fastmath.h"
 #include "core/host_device.h"
 #include "kernels/cpu/ops.h"
 
@@ -16,7 +15,7 @@ OF_HOST_DEVICE float score_of(float e, Density density, Score score) {
                                                        : 1.0f;
         return e > 0.0f ? c : (e < 0.0f ? -c : 0.0f);
     }
-    if (density == Density::Logistic) return tanhf(0.5f * e);
+    if (density == Density::Logistic) return tanh_f32(0.5f * e);
     if (density == Density::Laplace) return e > 0.0f ? 1.0f : (e < 0.0f ? -1.0f : 0.0f);
     return e;
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "core/shape.h"
 #include "units/unit.h"
@@ -233,15 +234,32 @@ Status Model::evaluate(const float* x, const Targets& y, int64_t rows, double* l
     return {};
 }
 
+// The index of the first NaN or infinity in x[0, n), or -1. Blocks of 64 are tested branch-free (exponent bits all
+// set), so the common all-finite case vectorizes; only a block that holds one is searched value by value.
+static int64_t first_non_finite(const float* x, int64_t n) {
+    for (int64_t b = 0; b < n; b += 64) {
+        const int64_t e = std::min<int64_t>(n, b + 64);
+        uint32_t bad = 0;
+        for (int64_t i = b; i < e; i++) {
+            uint32_t u;
+            std::memcpy(&u, x + i, 4);
+            bad |= uint32_t((u & 0x7f800000u) == 0x7f800000u);
+        }
+        if (bad)
+            for (int64_t i = b; i < e; i++)
+                if (!std::isfinite(x[i])) return i;
+    }
+    return -1;
+}
+
 Status validate_data(const Model& m, const float* x, int64_t x_len, const Targets& y, int64_t y_len, int64_t rows) {
     OF_CHECK(rows > 0, Data, "data set has no rows");
     OF_CHECK(x_len == rows * m.inputs, Shape,
              "x has " + std::to_string(x_len) + " values, expected rows x inputs = " + std::to_string(rows) + " x " +
                  std::to_string(m.inputs));
-    for (int64_t i = 0; i < x_len; i++)
-        if (!std::isfinite(x[i]))
-            return {StatusCode::Data, "x contains a non-finite value at row " + std::to_string(i / m.inputs) +
-                                          ", column " + std::to_string(i % m.inputs)};
+    if (int64_t i = first_non_finite(x, x_len); i >= 0)
+        return {StatusCode::Data, "x contains a non-finite value at row " + std::to_string(i / m.inputs) +
+                                      ", column " + std::to_string(i % m.inputs)};
     OF_TRY(validate_tokens(m, x, rows));
     if (m.loss != LossKind::Mse) {
         const int P = m.groups, classes = m.outputs / P;
@@ -265,9 +283,8 @@ Status validate_data(const Model& m, const float* x, int64_t x_len, const Target
         OF_CHECK(y_len == rows * m.outputs, Shape,
                  "y has " + std::to_string(y_len) + " values, expected rows x outputs = " + std::to_string(rows) +
                      " x " + std::to_string(m.outputs));
-        for (int64_t i = 0; i < y_len; i++)
-            if (!std::isfinite(y.values[i]))
-                return {StatusCode::Data, "y contains a non-finite value at index " + std::to_string(i)};
+        if (int64_t i = first_non_finite(y.values, y_len); i >= 0)
+            return {StatusCode::Data, "y contains a non-finite value at index " + std::to_string(i)};
     }
     return {};
 }

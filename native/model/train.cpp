@@ -11,6 +11,7 @@
 #include "core/thread_pool.h"
 #include "device/trainer.h"
 #include "estimators/blocks.h"
+#include "kernels/cpu/bf16.h"
 #include "kernels/cpu/gemm.h"
 #include "model/distributed.h"
 #include "model/recurrent.h"
@@ -310,6 +311,18 @@ Status step_memory(const Model& m, const EstimatorConfig& e, int B, StepMemory* 
         if (u.recurrent()) W = std::max({W, double(u.q.G) * u.q.H, double(u.q.F)});
     }
     r.workspace += threads * cpu::gemm_scratch_floats(gemm_rows * double(m.max_positions()), W);
+    if (e.kind == EstimatorConfig::Kind::Ulr && c.precision == UlrConfig::Precision::Bf16) {
+        double weights = 0.0, padded = 0.0;  // the largest weight matrix and padded image of a direct convolution
+        for (const Unit& u : m.units) {
+            const ConvGeom& g = u.g;
+            weights = std::max(weights, double(u.n_par));
+            if (u.kind == UnitKind::Conv2d)
+                padded = std::max(padded, double((g.Ho - 1) * g.sh + (g.kh - 1) * g.dh + 1) *
+                                              double((g.Wo - 1) * g.sw + (g.kw - 1) * g.dw + 1) * g.C);
+        }
+        r.workspace +=
+            threads * cpu::gemm_bf16_scratch_floats(gemm_rows * double(m.max_positions()), W, weights + padded);
+    }
     const double f = sizeof(float);
     *out = StepMemory{r.parameters * f,  r.gradients * f, r.optimizer * f,
                       r.activations * f, r.partials * f,  r.workspace * f};

@@ -5,22 +5,11 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 
+#include "core/fastmath.h"
 #include "rng/philox.h"
 
 namespace of {
-
-OF_HOST_DEVICE float bits_as_float(uint32_t u) {
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-}
-OF_HOST_DEVICE uint32_t float_as_bits(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    return u;
-}
 
 // Uniform in (0, 1]: the top 24 bits, offset by half a step so 0 never occurs (log(0) is avoided).
 OF_HOST_DEVICE float uniform_open(uint32_t u) { return (float(u >> 8) + 0.5f) * (1.0f / 16777216.0f); }

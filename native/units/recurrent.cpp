@@ -4,13 +4,13 @@
 #include <cmath>
 
 #include "core/shape.h"
+#include "core/thread_pool.h"
+#include "device/ops_recurrent.h"
 #include "device/unit_pass.h"
 #include "units/unit.h"
 
 namespace of {
 namespace {
-
-inline float sigm(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
 // Per-step aux layout (offsets in units of H): rnn hprev h | gru hprev z r n rh | lstm hprev cprev i f g o tc |
 // lif u s.
@@ -34,9 +34,41 @@ Params params_of(const Unit& u, const float* theta) {
     return {W, u.q.has_u ? W + int64_t(GH) * u.q.F : nullptr, theta + u.b_off};
 }
 
+// A step's elementwise work: the device kernels' bodies (device/ops_recurrent.h) over whole rows, so that the loops
+// over j vectorize (cloned per ISA; plain IEEE arithmetic rounds the same in every clone and on the device).
+#define OF_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), flatten))
+OF_CLONES void cell_rows(const dev::SeqArgs& a, int r0, int r1) {
+    for (int r = r0; r < r1; r++) dev::seq_cell_span(a, r, 0, a.H);
+}
+OF_CLONES void candidate_rows(const dev::SeqArgs& a, int r0, int r1) {
+    for (int r = r0; r < r1; r++) dev::seq_candidate_span(a, r, 0, a.H);
+}
+OF_CLONES void back_cell_rows(const dev::SeqBackArgs& a, int r0, int r1) {
+    for (int r = r0; r < r1; r++) dev::seq_back_cell_span(a, r, 0, a.H);
+}
+OF_CLONES void back_reset_rows(const dev::SeqBackArgs& a, int r0, int r1) {
+    for (int r = r0; r < r1; r++) dev::seq_back_reset_span(a, r, 0, a.H);
+}
+
+// Rows in tasks of a size fixed by the shape (results never depend on the thread count); `row_cycles` estimates one
+// row's cost (small jobs run inline).
+template <class Fn>
+void over_rows(int rows, int64_t row_cycles, Fn&& fn) {
+    const int chunk = std::max(8, (rows + 63) / 64), tasks = (rows + chunk - 1) / chunk;
+    ThreadPool::instance().parallel_for(
+        tasks, [&](int i) { fn(i * chunk, std::min(rows, (i + 1) * chunk)); }, row_cycles * rows);
+}
+
 }  // namespace
 
 int64_t seq_aux_width(const Unit& u) { return int64_t(u.q.T) * step_width(u); }
+
+dev::Cell seq_cell(UnitKind kind) {
+    return kind == UnitKind::Gru    ? dev::Cell::Gru
+           : kind == UnitKind::Lstm ? dev::Cell::Lstm
+           : kind == UnitKind::Lif  ? dev::Cell::Lif
+                                    : dev::Cell::Rnn;
+}
 
 void seq_forward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
                  float* aux, const float* E, const float* sigma, float* scratch, const float* xw, int rep) {
@@ -48,9 +80,11 @@ void seq_forward(const KernelTable& k, const Unit& u, const float* theta, const 
     float* c = h + int64_t(rows) * H;   // rows x H: lstm cell, lif spikes
     std::fill(h, h + int64_t(rows) * H, 0.0f);
     std::fill(c, c + int64_t(rows) * H, 0.0f);
-    auto noise = [&](int r, int t, int j) { return E ? sigma[j] * E[(int64_t(r) * T + t) * GH + j] : 0.0f; };
+    dev::SeqArgs a{P, h, c, aux, p.b, E, 0.0f, T, 0, H, GH, A, seq_cell(u.kind), u.q.beta, u.q.threshold, u.q.slope};
+    a.sigmas = sigma;
     for (int t = 0; t < T; t++) {
-        // P = X_t W^T (+ h U^T for every gate but the gru candidate), then + b + sigma E
+        a.t = t;
+        // P = X_t W^T (+ h U^T for every gate but the gru candidate); the cell adds b + sigma E
         if (xw) {
             for (int r = 0; r < rows; r++) {
                 const float* src = xw + int64_t(r / rep) * T * GH + int64_t(t) * GH;
@@ -63,61 +97,11 @@ void seq_forward(const KernelTable& k, const Unit& u, const float* theta, const 
             const int gates = u.kind == UnitKind::Gru ? 2 * H : GH;
             k.gemm(P, GH, 1, h, H, 1, p.U, 1, H, nullptr, rows, gates, H, 1.0f, 1.0f);
         }
-        for (int r = 0; r < rows; r++) {
-            float* pr = P + int64_t(r) * GH;
-            float* hr = h + int64_t(r) * H;
-            float* cr = c + int64_t(r) * H;
-            float* ax = aux + r * ras + int64_t(t) * A;
-            const int gated = u.kind == UnitKind::Gru ? 2 * H : GH;
-            for (int j = 0; j < gated; j++) pr[j] += p.b[j] + noise(r, t, j);
-            switch (u.kind) {
-                case UnitKind::Rnn:
-                    for (int j = 0; j < H; j++) ax[j] = hr[j], hr[j] = ax[H + j] = std::tanh(pr[j]);
-                    break;
-                case UnitKind::Gru:
-                    for (int j = 0; j < H; j++) {
-                        ax[j] = hr[j];
-                        ax[H + j] = sigm(pr[j]);                // z
-                        ax[2 * H + j] = sigm(pr[H + j]);        // r
-                        ax[4 * H + j] = ax[2 * H + j] * hr[j];  // r * h_prev
-                    }
-                    break;
-                case UnitKind::Lstm:
-                    for (int j = 0; j < H; j++) {
-                        ax[j] = hr[j], ax[H + j] = cr[j];
-                        const float i = sigm(pr[j]), f = sigm(pr[H + j]), g = std::tanh(pr[2 * H + j]),
-                                    o = sigm(pr[3 * H + j]);
-                        cr[j] = f * cr[j] + i * g;
-                        const float tc = std::tanh(cr[j]);
-                        ax[2 * H + j] = i, ax[3 * H + j] = f, ax[4 * H + j] = g, ax[5 * H + j] = o, ax[6 * H + j] = tc;
-                        hr[j] = o * tc;
-                    }
-                    break;
-                case UnitKind::Lif:
-                    for (int j = 0; j < H; j++) {  // h holds the membrane, c the last spikes
-                        const float m = u.q.beta * hr[j] * (1.0f - cr[j]) + pr[j];
-                        const float s = m > u.q.threshold ? 1.0f : 0.0f;
-                        hr[j] = m, cr[j] = s;
-                        ax[j] = m, ax[H + j] = s;
-                    }
-                    break;
-                default: break;
-            }
-        }
+        over_rows(rows, int64_t(GH) * 8, [&](int r0, int r1) { cell_rows(a, r0, r1); });
         if (u.kind == UnitKind::Gru) {  // the candidate: n = tanh(W_n x + U_n (r * h_prev) + b_n + sigma E_n)
             k.gemm(P + 2 * H, GH, 1, aux + int64_t(t) * A + 4 * H, ras, 1, p.U + int64_t(2) * H * H, 1, H, nullptr,
                    rows, H, H, 1.0f, 1.0f);
-            for (int r = 0; r < rows; r++) {
-                float* pr = P + int64_t(r) * GH;
-                float* hr = h + int64_t(r) * H;
-                float* ax = aux + r * ras + int64_t(t) * A;
-                for (int j = 0; j < H; j++) {
-                    const float n = std::tanh(pr[2 * H + j] + p.b[2 * H + j] + noise(r, t, 2 * H + j));
-                    const float z = ax[H + j];
-                    ax[3 * H + j] = n;
-                    hr[j] = z * hr[j] + (1.0f - z) * n;
-                }
-            }
+            over_rows(rows, int64_t(H) * 8, [&](int r0, int r1) { candidate_rows(a, r0, r1); });
         }
         // the output: this step's h (lif: spikes), at every step or the last
         if (u.q.return_sequences || t == T - 1) {
@@ -153,80 +137,23 @@ void seq_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, 
 void seq_backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* aux,
                   const float* dout, float* dW, float* din, float* dP, float* scratch, float* wexp) {
     const int T = u.q.T, F = u.q.F, H = u.q.H, GH = u.q.G * H, A = step_width(u);
-    const int64_t ras = int64_t(T) * A, rps = int64_t(T) * GH;
+    const int64_t rps = int64_t(T) * GH;
     const Params p = params_of(u, theta);
     float* dh = scratch;                  // rows x H: the gradient flowing into h_{t} from later steps
     float* dc = dh + int64_t(rows) * H;   // rows x H: lstm cell carry, lif membrane carry
     float* tmp = dc + int64_t(rows) * H;  // rows x H
     std::fill(dh, dh + int64_t(rows) * H, 0.0f);
     std::fill(dc, dc + int64_t(rows) * H, 0.0f);
+    const dev::Cell cell = seq_cell(u.kind);
+    dev::SeqBackArgs a{dh, dc, dP, tmp, aux, dout, T, 0, H, GH, A, cell, u.q.beta, u.q.threshold, u.q.slope};
+    a.return_sequences = u.q.return_sequences ? 1 : 0;
     for (int t = T - 1; t >= 0; t--) {
-        for (int r = 0; r < rows; r++) {  // this step's output gradient joins the carry
-            float* d = dh + int64_t(r) * H;
-            if (u.q.return_sequences) {
-                const float* g = dout + int64_t(r) * T * H + int64_t(t) * H;
-                for (int j = 0; j < H; j++) d[j] += g[j];
-            } else if (t == T - 1) {
-                const float* g = dout + int64_t(r) * H;
-                for (int j = 0; j < H; j++) d[j] += g[j];
-            }
-        }
+        a.t = t;
+        over_rows(rows, int64_t(GH) * 4, [&](int r0, int r1) { back_cell_rows(a, r0, r1); });
         float* dPt = dP + int64_t(t) * GH;  // rows with stride rps
-        for (int r = 0; r < rows; r++) {
-            const float* ax = aux + r * ras + int64_t(t) * A;
-            float* d = dh + int64_t(r) * H;
-            float* cc = dc + int64_t(r) * H;
-            float* g = dPt + r * rps;
-            switch (u.kind) {
-                case UnitKind::Rnn:
-                    for (int j = 0; j < H; j++) g[j] = d[j] * (1.0f - ax[H + j] * ax[H + j]);
-                    break;
-                case UnitKind::Gru:
-                    for (int j = 0; j < H; j++) {
-                        const float hp = ax[j], z = ax[H + j], n = ax[3 * H + j];
-                        g[2 * H + j] = d[j] * (1.0f - z) * (1.0f - n * n);  // candidate pre-activation
-                        g[j] = d[j] * (hp - n) * z * (1.0f - z);            // z pre-activation
-                        d[j] = d[j] * z;                                    // direct path to h_prev
-                    }
-                    break;
-                case UnitKind::Lstm:
-                    for (int j = 0; j < H; j++) {
-                        const float cp = ax[H + j], i = ax[2 * H + j], f = ax[3 * H + j], gg = ax[4 * H + j],
-                                    o = ax[5 * H + j], tc = ax[6 * H + j];
-                        const float dct = cc[j] + d[j] * o * (1.0f - tc * tc);
-                        g[j] = dct * gg * i * (1.0f - i);
-                        g[H + j] = dct * cp * f * (1.0f - f);
-                        g[2 * H + j] = dct * i * (1.0f - gg * gg);
-                        g[3 * H + j] = d[j] * tc * o * (1.0f - o);
-                        cc[j] = dct * f;
-                    }
-                    break;
-                case UnitKind::Lif:
-                    for (int j = 0; j < H; j++) {  // dc carries dL/du_{t+1}; d holds dL/ds_t
-                        const float m = ax[j], s = ax[H + j];
-                        const float x = std::fabs(m - u.q.threshold) * u.q.slope + 1.0f;
-                        const float du = d[j] / (x * x) + cc[j] * u.q.beta * (1.0f - s);
-                        g[j] = du;
-                        cc[j] = du;
-                        d[j] = 0.0f;
-                    }
-                    break;
-                default: break;
-            }
-        }
-        if (u.kind == UnitKind::Gru) {  // through r * h_prev: d(r h_prev) = dP_n U_n
+        if (u.kind == UnitKind::Gru) {      // through r * h_prev: d(r h_prev) = dP_n U_n
             k.gemm(tmp, H, 1, dPt + 2 * H, rps, 1, p.U + int64_t(2) * H * H, H, 1, nullptr, rows, H, H, 1.0f, 0.0f);
-            for (int r = 0; r < rows; r++) {
-                const float* ax = aux + r * ras + int64_t(t) * A;
-                float* d = dh + int64_t(r) * H;
-                float* g = dPt + r * rps;
-                const float* q = tmp + int64_t(r) * H;
-                for (int j = 0; j < H; j++) {
-                    const float hp = ax[j], rr = ax[2 * H + j];
-                    g[H + j] = q[j] * hp * rr * (1.0f - rr);  // r pre-activation
-                    d[j] += q[j] * rr;
-                }
-            }
+            over_rows(rows, int64_t(H) * 4, [&](int r0, int r1) { back_reset_rows(a, r0, r1); });
             k.gemm(dh, H, 1, dPt, rps, 1, p.U, H, 1, nullptr, rows, H, 2 * H, 1.0f, 1.0f);  // + [dP_z dP_r] U_zr
         } else if (u.kind == UnitKind::Rnn || u.kind == UnitKind::Lstm) {
             k.gemm(dh, H, 1, dPt, rps, 1, p.U, H, 1, nullptr, rows, H, GH, 1.0f, 0.0f);  // dh_prev = dP U
@@ -309,16 +236,6 @@ int noise_width(const Unit& u) { return u.q.T * u.q.G * u.q.H; }  // every gate 
 // U_n (r h_prev)) then one kernel for the cell; the backward in reverse with the same GEMMs transposed. The aux layout
 // is the one above, so the reductions read the same values: dW = S^T X over (row, step) rows, dU = S^T h_prev (gru:
 // r h_prev for the candidate), db = column sums.
-namespace {
-
-dev::Cell cell_of(UnitKind k) {
-    return k == UnitKind::Gru    ? dev::Cell::Gru
-           : k == UnitKind::Lstm ? dev::Cell::Lstm
-           : k == UnitKind::Lif  ? dev::Cell::Lif
-                                 : dev::Cell::Rnn;
-}
-
-}  // namespace
 
 Status DeviceTrainer::seq_buffers(const Model& m, int l, int rows) {
     Device* d = dev_.get();
@@ -344,7 +261,7 @@ Status DeviceTrainer::seq_forward(const Model& m, int l, int rows, const float* 
     OF_TRY(d->zero(h, size_t(rows) * H * sizeof(float)));
     OF_TRY(d->zero(c, size_t(rows) * H * sizeof(float)));
     const float* b = theta_ + u.b_off;
-    const dev::Cell cell = cell_of(u.kind);
+    const dev::Cell cell = seq_cell(u.kind);
     const int all_steps = u.q.return_sequences ? 1 : 0;
     dev::SeqArgs a{P, h,    c,        aux,           b,         E,   sigma,     T,  0,   H,     GH,
                    A, cell, u.q.beta, u.q.threshold, u.q.slope, out, all_steps, xw, rep, sigmas};
@@ -405,7 +322,7 @@ Status DeviceTrainer::seq_backward(const Model& m, int l, int rows, const float*
     float *dh = seq_dh_.f(), *dc = seq_dc_.f(), *q = seq_q_.f(), *aux = aux_[size_t(l)]->f();
     OF_TRY(d->zero(dh, size_t(n) * sizeof(float)));
     OF_TRY(d->zero(dc, size_t(n) * sizeof(float)));
-    const dev::Cell cell = cell_of(u.kind);
+    const dev::Cell cell = seq_cell(u.kind);
     const int all_steps = u.q.return_sequences ? 1 : 0;
     dev::SeqBackArgs a{dh, dc, dP, q, aux, dout, T, 0, H, GH, A, cell, u.q.beta, u.q.threshold, u.q.slope, all_steps};
     for (int t = T - 1; t >= 0; t--) {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/fastmath.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/ops.h"
 #include "rng/normal.h"
@@ -49,13 +50,13 @@ OF_CLONES void act_span(float* y, const float* x, int64_t n, Act act, float alph
             for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : alpha * x[i];
             break;
         case Act::Tanh:
-            for (int64_t i = 0; i < n; i++) y[i] = std::tanh(x[i]);
+            for (int64_t i = 0; i < n; i++) y[i] = tanh_f32(x[i]);
             break;
-        case Act::Sigmoid:  // 1 / (1 + e^-x): exp overflow to inf gives the correct limit 0
-            for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + std::exp(-x[i]));
+        case Act::Sigmoid:
+            for (int64_t i = 0; i < n; i++) y[i] = sigmoid_f32(x[i]);
             break;
         case Act::Gelu:  // exact erf form, as PyTorch's default
-            for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
+            for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erf_f32(x[i] * kInvSqrt2));
             break;
         case Act::Step:
             for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? 1.0f : 0.0f;
@@ -69,6 +70,14 @@ OF_CLONES void act_span(float* y, const float* x, int64_t n, Act act, float alph
             break;
         }
     }
+}
+
+// y = v + bias + sigma e (v + sigma e without a bias), elementwise.
+OF_CLONES void noisy_span(float* y, const float* v, const float* bias, const float* sigma, const float* e, int n) {
+    if (bias)
+        for (int o = 0; o < n; o++) y[o] = v[o] + bias[o] + sigma[o] * e[o];
+    else
+        for (int o = 0; o < n; o++) y[o] = v[o] + sigma[o] * e[o];
 }
 
 // Splits n rows into tasks of at least `min_rows` rows (fixed by shape only, not by thread count); `cycles`
@@ -107,8 +116,8 @@ OF_CLONES void act_backward_span(float* dv, const float* dy, const float* v, con
         case Act::Gelu:  // Phi(v) + v phi(v)
             for (int64_t i = 0; i < n; i++) {
                 float x = v[i];
-                float cdf = 0.5f * (1.0f + std::erf(x * kInvSqrt2));
-                dv[i] = dy[i] * (cdf + x * kInvSqrt2Pi * std::exp(-0.5f * x * x));
+                float cdf = 0.5f * (1.0f + erf_f32(x * kInvSqrt2));
+                dv[i] = dy[i] * (cdf + x * kInvSqrt2Pi * exp_nonpositive(-0.5f * x * x));
             }
             break;
         case Act::Step:
@@ -161,12 +170,8 @@ void noisy_bias_act_forward(float* out, float* E, const float* pre, const float*
                 if (odd)
                     for (int o = 0; o < O; o++) e[o] = -e[o];
             }
-            const float* v = pre + int64_t(r / rep) * O;
             float* y = out + int64_t(r) * O;
-            if (bias)
-                for (int o = 0; o < O; o++) y[o] = v[o] + bias[o] + sigma[o] * e[o];
-            else
-                for (int o = 0; o < O; o++) y[o] = v[o] + sigma[o] * e[o];
+            noisy_span(y, pre + int64_t(r / rep) * O, bias, sigma, e, O);
             act_span(y, y, O, act, alpha);
         }
     });

@@ -7,7 +7,8 @@
 //                  up to 12 rows x 1 or 2 vectors of 16 columns in zmm registers (AVX2: 6 rows x 8 columns),
 //                  one fma chain per element in k order, so both ISAs give the same bits.
 //   forward:       per output row, rows = positions, A = the padded image at the taps (off[k] over kh kw C),
-//                  B = W^T (kh kw C, Co).
+//                  B = W^T (kh kw C, Co). With bfloat16 operands (bf16.h, ULR's copies): the padded image and W^T
+//                  rounded, or (vdpbf16ps, even C) both as words of two taps: the same fma chain, two taps a step.
 //   input grad:    per output row, the patch gradients dA (Wo, kh kw C) = dV W (rows = positions, B = W), added
 //                  into a padded image at their taps (row2im on a tile that stays in L1), then cropped.
 //   weight grad:   per image and run of taps (a kernel row's kw C values with dilation 1 across, else one tap's C),
@@ -30,6 +31,7 @@
 #include "core/buffer.h"
 #include "core/thread_pool.h"
 #include "core/thread_scratch.h"
+#include "kernels/cpu/bf16.h"
 #include "kernels/cpu/gemm.h"
 
 namespace of::cpu {
@@ -39,7 +41,7 @@ constexpr int kRows = 12;         // tile rows: 12 x 2 zmm accumulators, 2 for B
 constexpr int kChunkImages = 16;  // the weight gradient's fixed partial-sum chunk
 
 struct ConvScratch {
-    Buffer pad, tile, wt, partial;
+    Buffer pad, tile, wt, partial, words;
 };
 
 // R rows (a compile-time count, so the accumulators stay in registers) x NCH vectors of 16 columns, masked past cols.
@@ -185,16 +187,19 @@ int padded_h(const ConvGeom& g) { return (g.Ho - 1) * g.sh + (g.kh - 1) * g.dh +
 int padded_w(const ConvGeom& g) { return (g.Wo - 1) * g.sw + (g.kw - 1) * g.dw + 1; }
 
 // xp (Hp, Wp, C) = image xi shifted by the padding, zero outside it.
-void pad_image(float* xp, const float* xi, const ConvGeom& g) {
+// (round: each value rounded to bfloat16 on the way, bf16.h.)
+void pad_image(float* xp, const float* xi, const ConvGeom& g, bool round = false) {
     const int Hp = padded_h(g), Wp = padded_w(g);
     std::fill(xp, xp + int64_t(Hp) * Wp * g.C, 0.0f);
     for (int py = 0; py < Hp; py++) {
         const int iy = py - g.ph;
         if (iy < 0 || iy >= g.H) continue;
         const int x0 = std::max(0, g.pw), x1 = std::min(Wp, g.W + g.pw);  // px with 0 <= px - pw < W
-        if (x1 > x0)
-            std::memcpy(xp + (int64_t(py) * Wp + x0) * g.C, xi + (int64_t(iy) * g.W + x0 - g.pw) * g.C,
-                        sizeof(float) * size_t(x1 - x0) * g.C);
+        if (x1 <= x0) continue;
+        float* d = xp + (int64_t(py) * Wp + x0) * g.C;
+        const float* s = xi + (int64_t(iy) * g.W + x0 - g.pw) * g.C;
+        if (round) round_bf16_span(d, s, int64_t(x1 - x0) * g.C);
+        else std::memcpy(d, s, sizeof(float) * size_t(x1 - x0) * g.C);
     }
 }
 
@@ -221,6 +226,72 @@ bool reserve(Buffer& b, int64_t n) { return b.reserve(size_t(std::max<int64_t>(n
 
 int64_t image_cost(const ConvGeom& g) { return g.positions() * g.patch() * g.Co / 8; }
 
+// ---- bfloat16 pairs (bf16.h): the instruction's forward for an even channel count ----
+// The padded image as words (x[c], x[c + 1]) for even c and W^T as words (W^T[2q], W^T[2q + 1]) per output channel:
+// tap pair q of a window is the word at offw[q] = off[2q] / 2, and vdpbf16ps adds tap 2q's product before tap 2q + 1's,
+// the fma chain of `product` on the rounded operands, two taps an instruction.
+#define OF_BF16_TARGET __attribute__((target("avx512f,avx512bf16")))
+
+template <int R, int NCH>
+OF_BF16_TARGET void tile_pairs(float* c, ptrdiff_t ldc, const uint32_t* a, ptrdiff_t as, const int* offw, int KP,
+                               const uint32_t* b, ptrdiff_t ldb, int cols) {
+    __mmask16 m[NCH];
+#pragma GCC unroll 2
+    for (int ch = 0; ch < NCH; ch++) {
+        const int left = cols - 16 * ch;
+        m[ch] = left >= 16 ? __mmask16(0xffff) : left > 0 ? __mmask16((1u << left) - 1) : __mmask16(0);
+    }
+    __m512 s[R][NCH];
+#pragma GCC unroll 12
+    for (int j = 0; j < R; j++)
+#pragma GCC unroll 2
+        for (int ch = 0; ch < NCH; ch++) s[j][ch] = _mm512_setzero_ps();
+    for (int q = 0; q < KP; q++) {
+        const uint32_t* aq = a + offw[q];
+        __m512bh w[NCH];
+#pragma GCC unroll 2
+        for (int ch = 0; ch < NCH; ch++) w[ch] = __m512bh(_mm512_maskz_loadu_epi32(m[ch], b + q * ldb + 16 * ch));
+#pragma GCC unroll 12
+        for (int j = 0; j < R; j++) {
+            const __m512bh x = __m512bh(_mm512_set1_epi32(int(aq[j * as])));
+#pragma GCC unroll 2
+            for (int ch = 0; ch < NCH; ch++) s[j][ch] = _mm512_dpbf16_ps(s[j][ch], x, w[ch]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int j = 0; j < R; j++)
+#pragma GCC unroll 2
+        for (int ch = 0; ch < NCH; ch++) _mm512_mask_storeu_ps(c + j * ldc + 16 * ch, m[ch], s[j][ch]);
+}
+
+using PairTile = void (*)(float*, ptrdiff_t, const uint32_t*, ptrdiff_t, const int*, int, const uint32_t*, ptrdiff_t,
+                          int);
+struct PairTiles {
+    std::array<PairTile, kRows> one, two;
+};
+template <int... R>
+constexpr PairTiles pair_tiles(std::integer_sequence<int, R...>) {
+    return {{tile_pairs<R + 1, 1>...}, {tile_pairs<R + 1, 2>...}};
+}
+constexpr PairTiles kPairTiles = pair_tiles(std::make_integer_sequence<int, kRows>());
+
+// product (alpha 1, overwriting) on words: C (rows, cols) = A B, A(j, q) = a[j as + offw[q]], B (KP, cols) words.
+void product_pairs(float* c, ptrdiff_t ldc, const uint32_t* a, ptrdiff_t as, const int* offw, int KP, const uint32_t* b,
+                   ptrdiff_t ldb, int rows, int cols) {
+    const int blocks = (rows + kRows - 1) / kRows, per = (rows + blocks - 1) / blocks;
+    for (int j0 = 0; j0 < rows; j0 += per) {
+        const int r = std::min(per, rows - j0);
+        float* cj = c + j0 * ldc;
+        const uint32_t* aj = a + j0 * as;
+        int n0 = 0;
+        for (; n0 + 16 < cols; n0 += 32)
+            kPairTiles.two[size_t(r - 1)](cj + n0, ldc, aj, as, offw, KP, b + n0, ldb, cols - n0);
+        if (n0 < cols) kPairTiles.one[size_t(r - 1)](cj + n0, ldc, aj, as, offw, KP, b + n0, ldb, cols - n0);
+    }
+}
+
+uint32_t* words_of(Buffer& b) { return reinterpret_cast<uint32_t*>(b.data()); }
+
 }  // namespace
 
 // While the weights (kh kw C x Co) that every tile sweeps stay in L2 (1 MiB of them). Beyond, im2row + GEMM's packed
@@ -228,7 +299,10 @@ int64_t image_cost(const ConvGeom& g) { return g.positions() * g.patch() * g.Co 
 // faster than the GEMM (and its im2row).
 bool conv_direct_suits(const ConvGeom& g) { return isa_tiles() && int64_t(g.patch()) * g.Co <= (int64_t(1) << 18); }
 
-bool conv_forward(float* y, const float* x, const float* W, int n, const ConvGeom& g) {
+namespace {
+
+// conv_forward with x and W as they are (round false) or rounded to bfloat16 (the emulation of bf16.h).
+bool forward_as(float* y, const float* x, const float* W, int n, const ConvGeom& g, bool round) {
     if (!conv_direct_suits(g)) return false;
     const int P = g.patch(), Hp = padded_h(g), Wp = padded_w(g);
     ConvScratch& own = thread_scratch<ConvScratch>();
@@ -236,6 +310,7 @@ bool conv_forward(float* y, const float* x, const float* W, int n, const ConvGeo
     float* wt = own.wt.data();  // W^T (P, Co)
     for (int o = 0; o < g.Co; o++)
         for (int p = 0; p < P; p++) wt[int64_t(p) * g.Co + o] = W[int64_t(o) * P + p];
+    if (round) round_bf16_span(wt, wt, int64_t(P) * g.Co);
     std::vector<int> off;
     tap_offsets(off, g);
     std::vector<char> ok(size_t(n), 1);
@@ -244,7 +319,7 @@ bool conv_forward(float* y, const float* x, const float* W, int n, const ConvGeo
         [&](int i) {
             ConvScratch& sc = thread_scratch<ConvScratch>();
             if (!reserve(sc.pad, int64_t(Hp) * Wp * g.C)) return void(ok[size_t(i)] = 0);
-            pad_image(sc.pad.data(), x + int64_t(i) * g.in_size(), g);
+            pad_image(sc.pad.data(), x + int64_t(i) * g.in_size(), g, round);
             float* yi = y + int64_t(i) * g.positions() * g.Co;
             for (int oy = 0; oy < g.Ho; oy++)
                 product(yi + int64_t(oy) * g.Wo * g.Co, g.Co, sc.pad.data() + int64_t(oy) * g.sh * Wp * g.C,
@@ -252,6 +327,54 @@ bool conv_forward(float* y, const float* x, const float* W, int n, const ConvGeo
         },
         image_cost(g) * n);
     return std::all_of(ok.begin(), ok.end(), [](char v) { return v != 0; });
+}
+
+// The instruction's forward (even C): forward_as's products on word operands (product_pairs).
+bool forward_pairs(float* y, const float* x, const float* W, int n, const ConvGeom& g) {
+    const int P = g.patch(), KP = P / 2, Hp = padded_h(g), Wp = padded_w(g);
+    const int64_t padded = int64_t(Hp) * Wp * g.C;
+    ConvScratch& own = thread_scratch<ConvScratch>();
+    if (!reserve(own.wt, int64_t(KP) * g.Co)) return false;
+    uint32_t* wt = words_of(own.wt);  // W^T as words (KP, Co)
+    for (int q = 0; q < KP; q++)
+        for (int o = 0; o < g.Co; o++)
+            wt[int64_t(q) * g.Co + o] = bf16_pair(W[int64_t(o) * P + 2 * q], W[int64_t(o) * P + 2 * q + 1]);
+    std::vector<int> off, offw(static_cast<size_t>(KP));
+    tap_offsets(off, g);
+    for (int q = 0; q < KP; q++) offw[size_t(q)] = off[size_t(2 * q)] / 2;
+    std::vector<char> ok(size_t(n), 1);
+    ThreadPool::instance().parallel_for(
+        n,
+        [&](int i) {
+            ConvScratch& sc = thread_scratch<ConvScratch>();
+            if (!reserve(sc.pad, padded) || !reserve(sc.words, padded / 2)) return void(ok[size_t(i)] = 0);
+            pad_image(sc.pad.data(), x + int64_t(i) * g.in_size(), g);
+            bf16_pairs(words_of(sc.words), sc.pad.data(), padded);
+            float* yi = y + int64_t(i) * g.positions() * g.Co;
+            for (int oy = 0; oy < g.Ho; oy++)
+                product_pairs(yi + int64_t(oy) * g.Wo * g.Co, g.Co,
+                              words_of(sc.words) + int64_t(oy) * g.sh * Wp * g.C / 2, int64_t(g.sw) * g.C / 2,
+                              offw.data(), KP, wt, g.Co, g.Wo, g.Co);
+        },
+        image_cost(g) * n / 2);
+    return std::all_of(ok.begin(), ok.end(), [](char v) { return v != 0; });
+}
+
+}  // namespace
+
+bool conv_forward(float* y, const float* x, const float* W, int n, const ConvGeom& g) {
+    return forward_as(y, x, W, n, g, false);
+}
+
+bool conv_forward_bf16_as(Bf16Way way, float* y, const float* x, const float* W, int n, const ConvGeom& g) {
+    if (!conv_direct_suits(g)) return false;
+    const bool pairs = way == Bf16Way::Instruction || (way == Bf16Way::Fastest && bf16_pairs_outrun_fma());
+    if (pairs && g.C % 2 == 0 && forward_pairs(y, x, W, n, g)) return true;
+    return forward_as(y, x, W, n, g, true);  // the same bits (an odd channel count: no pairs within a tap)
+}
+
+bool conv_forward_bf16(float* y, const float* x, const float* W, int n, const ConvGeom& g) {
+    return conv_forward_bf16_as(bf16_way(), y, x, W, n, g);
 }
 
 bool conv_input_grad(float* dx, const float* dv, const float* W, int n, const ConvGeom& g) {

@@ -4,6 +4,8 @@
 // micro-kernel sweeps the A panels). A task never shares C with another, so no reduction crosses threads.
 #include "kernels/cpu/gemm.h"
 
+#include "kernels/cpu/gemm_tile.h"
+
 // GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own undefined-vector idiom.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -21,7 +23,6 @@
 namespace of::cpu {
 namespace {
 
-constexpr int KC = 256;
 // Per-thread packing space: A and B panels of one tile (MR x 16 and NR x 16 rows of KC values), and the transposed
 // A of a narrow product (K x at most kNarrow).
 struct PackScratch {
@@ -30,20 +31,6 @@ struct PackScratch {
 struct NarrowScratch {
     Buffer a;
 };
-
-// Writes one micro-tile: C = alpha * acc + (first ? beta * C : C). beta == 0 never reads C (it may hold
-// NaN). The same mul/mul/add sequence is used in the vector fast paths, so results match bit for bit.
-inline void store_tile(const float* acc, int ld_acc, float* C, ptrdiff_t rsc, ptrdiff_t csc, int mr, int nr,
-                       float alpha, float beta, bool first) {
-    for (int i = 0; i < mr; i++)
-        for (int j = 0; j < nr; j++) {
-            float* c = C + i * rsc + j * csc;
-            float v = alpha * acc[i * ld_acc + j];
-            if (!first) v = v + *c;
-            else if (beta != 0.0f) v = v + beta * *c;
-            *c = v;
-        }
-}
 
 // ---- AVX-512: 8 x 32 tile, 16 zmm accumulators ----
 __attribute__((target("avx512f,fma"))) void ukernel_avx512(int kc, const float* Ap, const float* Bp, float* C,
@@ -137,7 +124,7 @@ void ukernel_scalar(int kc, const float* Ap, const float* Bp, float* C, ptrdiff_
 //   outer: C (M<=12, N) = A^T-ish (M, K) diag(s) B (K, N) with B rows contiguous (csb = 1): per 32-column
 //          strip, M x 2 accumulators; each step broadcasts A(i, p) s[p] and adds a rank-1 update.
 // Both are deterministic per element (fixed order over K); their bits differ from the packed path's.
-constexpr int kNarrow = 12;
+// (narrow_kernel in gemm_tile.h picks them.)
 
 __attribute__((target("avx512f,fma"))) void dot_rows_avx512(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A,
                                                             ptrdiff_t rsa, const float* B, ptrdiff_t csb, int rows,
@@ -308,8 +295,6 @@ void pack_b(float* Bp, const float* B, ptrdiff_t rsb, ptrdiff_t csb, int cols, i
     }
 }
 
-inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
-
 }  // namespace
 
 const char* gemm_isa() { return isa().name; }
@@ -338,7 +323,8 @@ void gemm(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa,
     }
     const Isa& k = isa();
     const int64_t macs = int64_t(M) * N * K;  // ~16 per cycle in the packed kernel, ~8 in the narrow ones
-    if (k.kernel == ukernel_avx512 && N <= kNarrow && csa == 1 && rsb == 1 && M > N) {
+    const Narrow narrow = k.kernel == ukernel_avx512 ? narrow_kernel(M, N, csa, rsb, csb) : Narrow::None;
+    if (narrow == Narrow::Dot) {
         int tasks = std::min(64, (M + 63) / 64);
         int chunk = ((M + tasks - 1) / tasks + 1) / 2 * 2;
         ThreadPool::instance().parallel_for((M + chunk - 1) / chunk,
@@ -350,7 +336,7 @@ void gemm(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa,
                                             macs / 8);
         return;
     }
-    if (k.kernel == ukernel_avx512 && M <= kNarrow && csb == 1 && N > M) {
+    if (narrow == Narrow::Outer) {
         Buffer& as = thread_scratch<NarrowScratch>().a;
         if (as.reserve(size_t(K) * M).ok()) {
             float* a = as.data();

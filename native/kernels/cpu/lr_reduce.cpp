@@ -9,6 +9,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/fastmath.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/ops.h"
 
@@ -53,7 +54,7 @@ void score_transform(float* e, int64_t n, Density density, Score score) {
         return;
     }
     if (density == Density::Logistic)
-        for (int64_t i = 0; i < n; i++) e[i] = std::tanh(0.5f * e[i]);
+        for (int64_t i = 0; i < n; i++) e[i] = tanh_f32(0.5f * e[i]);
     else if (density == Density::Laplace)
         for (int64_t i = 0; i < n; i++) e[i] = e[i] > 0.0f ? 1.0f : (e[i] < 0.0f ? -1.0f : 0.0f);
 }

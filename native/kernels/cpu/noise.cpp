@@ -1,8 +1,8 @@
 // Noise generation on the CPU: rows of noise (normal, Laplace or logistic) laid out as rng/normal.h defines (blocks of
-// 64 neurons = 16 Philox calls), computed 16 lanes at a time with GCC vector types. Cloned per ISA (AVX-512 / AVX2 /
-// SSE2): every clone performs the same IEEE operations in the same order as the scalar noise_at() (the build has
-// -ffp-contract=off), so the bits never depend on the CPU -- and will match CUDA. GCC 12's AVX-512 headers trip
-// -W(maybe-)uninitialized on their own undefined-vector idiom.
+// 64 neurons = 16 Philox calls), computed a register of lanes at a time with GCC vector types. One row kernel per ISA
+// (AVX-512 / AVX2 / SSE2, picked as the GEMM's): every clone performs the same IEEE operations in the same order as the
+// scalar noise_at() (the build has -ffp-contract=off), so the bits never depend on the CPU -- and match CUDA. GCC 12's
+// AVX-512 headers trip -W(maybe-)uninitialized on their own undefined-vector idiom.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
@@ -13,38 +13,129 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/ops.h"
 #include "rng/normal.h"
 #include "rng/sobol.h"
 
+// GCC's instruction scheduler before register allocation (off by default on x86) interleaves the independent
+// polynomial chains of a block's values: about 10% more values per second. Scheduling reorders, never changes, the
+// IEEE operations.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("schedule-insns", "sched-pressure")
+#endif
+
 namespace of::cpu {
 namespace {
 
-typedef uint32_t u32x16 __attribute__((vector_size(64)));
-typedef int32_t i32x16 __attribute__((vector_size(64)));
-typedef float f32x16 __attribute__((vector_size(64)));
-typedef uint64_t u64x16 __attribute__((vector_size(128)));
+// W 32-bit lanes (16 AVX-512, 8 AVX2, 4 SSE2: one register) as floats, ints, words, and as W / 2 64-bit lanes.
+template <int W>
+struct Lanes {
+    typedef float F __attribute__((vector_size(4 * W)));
+    typedef int32_t I __attribute__((vector_size(4 * W)));
+    typedef uint32_t U __attribute__((vector_size(4 * W)));
+    typedef uint64_t Q __attribute__((vector_size(4 * W)));
+};
 
 #define OF_INLINE inline __attribute__((always_inline))
 
-// Helpers take and return GCC vectors; always inlined, so their vector arguments never cross a call between
+// Helpers take and return GCC vectors and are inlined, so their vector arguments never cross a call between
 // functions compiled for different ISAs (whose vector ABIs differ).
-OF_INLINE void mulhilo(u32x16 a, uint32_t m, u32x16* hi, u32x16* lo) {
-    u64x16 p = __builtin_convertvector(a, u64x16) * uint64_t(m);
-    *hi = __builtin_convertvector(p >> 32, u32x16);
-    *lo = a * m;
+
+// low32(a) * low32(m) per 64-bit lane (vpmuludq / pmuludq). GCC's generic u64 multiply would emulate a full 64x64
+// product. Not always_inline: the generic callers are inlined into the ISA's row function first.
+template <int W>
+typename Lanes<W>::Q mul_lo32(typename Lanes<W>::Q a, typename Lanes<W>::Q m);
+template <>
+__attribute__((target("avx512f"))) inline Lanes<16>::Q mul_lo32<16>(Lanes<16>::Q a, Lanes<16>::Q m) {
+    return (Lanes<16>::Q)_mm512_mul_epu32((__m512i)a, (__m512i)m);
+}
+template <>
+__attribute__((target("avx2"))) inline Lanes<8>::Q mul_lo32<8>(Lanes<8>::Q a, Lanes<8>::Q m) {
+    return (Lanes<8>::Q)_mm256_mul_epu32((__m256i)a, (__m256i)m);
+}
+template <>
+inline Lanes<4>::Q mul_lo32<4>(Lanes<4>::Q a, Lanes<4>::Q m) {
+    return (Lanes<4>::Q)_mm_mul_epu32((__m128i)a, (__m128i)m);
 }
 
-OF_INLINE f32x16 log_poly_v(f32x16 x) {  // rng/normal.h log_poly, lane-wise
-    u32x16 bits = (u32x16)x;
-    i32x16 e = (i32x16)((bits >> 23) & 0xffu) - 126;
-    f32x16 m = (f32x16)((bits & 0x007fffffu) | 0x3f000000u);
-    i32x16 small = m < 0.70710678f;  // -1 where true
-    e = e + small;
+// Per-row constants of Philox4x32-10 (rng/philox.h) for the counter (c0, row, stream, step) and key (k0, k1): only c0
+// differs between a row's values, so the first two rounds fold into two products and three xors with constants.
+// Round 1: p0 = M0 c0; (c0, c1, c2, c3) <- (hi(M1 stream) ^ row ^ k0, lo(M1 stream), hi(p0) ^ step ^ k1, lo(p0)).
+// Round 2, with that c0 a constant C: p1 = M1 c2; (c0, c1, c2, c3) <- (hi(p1) ^ lo(M1 stream) ^ k0', lo(p1),
+// hi(M0 C) ^ lo(p0) ^ k1', lo(M0 C)). Rounds 3..10 as written; (k0, k1) advance by (W0, W1) per round.
+struct RowConsts {
+    uint32_t x1, x2_c0, x2_c2, c3;  // xor after round 1's hi(p0); round 2's xors into c0 and c2; round 2's c3
+    uint32_t k0[10], k1[10];
+};
+RowConsts row_consts(uint32_t row, uint32_t stream, uint32_t step, uint64_t seed) {
+    RowConsts rc;
+    uint32_t k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
+    for (int i = 0; i < 10; i++, k0 += kPhiloxW0, k1 += kPhiloxW1) rc.k0[i] = k0, rc.k1[i] = k1;
+    const uint64_t s = uint64_t(kPhiloxM1) * stream;
+    const uint64_t q = uint64_t(kPhiloxM0) * (uint32_t(s >> 32) ^ row ^ rc.k0[0]);
+    rc.x1 = step ^ rc.k1[0];
+    rc.x2_c0 = uint32_t(s) ^ rc.k0[1];
+    rc.x2_c2 = uint32_t(q >> 32) ^ rc.k1[1];
+    rc.c3 = uint32_t(q);
+    return rc;
+}
+
+// Philox4x32-10 of the counters of NB blocks of a row (block b: c0 = 16 b + l, l = 0..15) -> w[b][chunk][word], the
+// chunk holding lanes l = W chunk .. W chunk + W - 1. Each 32-bit state word sits in the low half of a 64-bit lane
+// ("wide lanes"): one vpmuludq gives the whole 32x32 -> 64 product, whose low half is the next word as it stands
+// and whose high half is one shift away; the high halves carry garbage that nothing reads (vpmuludq ignores them,
+// the final packing drops them). A chunk's lanes go to two vectors, E (even l) and O (odd l): lo(E) | O << 32 packs
+// them back in order.
+template <int W, int NB>
+OF_INLINE void philox_blocks(typename Lanes<W>::U (*w)[16 / W][4], uint32_t blk0, const RowConsts& rc) {
+    typedef typename Lanes<W>::Q Q;
+    constexpr int C = 16 / W, S = 2 * C * NB;  // chunks per block; wide vectors per state word
+    Q lane2;                                   // 0, 2, 4, ...
+    for (int i = 0; i < W / 2; i++) lane2[i] = uint64_t(2 * i);
+    const Q m0 = Q{} + kPhiloxM0, m1 = Q{} + kPhiloxM1;
+    const Q x1 = Q{} + rc.x1, x2_c0 = Q{} + rc.x2_c0, x2_c2 = Q{} + rc.x2_c2, c3_2 = Q{} + rc.c3;
+    Q c0[S], c1[S], c2[S], c3[S];
+    for (int s = 0; s < S; s++) {  // rounds 1 and 2; vector s: block s / (2 C), chunk (s / 2) % C, odd lanes if s odd
+        const uint32_t first = (blk0 + uint32_t(s / (2 * C))) * 16u + uint32_t(W * ((s / 2) % C) + s % 2);
+        Q p0 = mul_lo32<W>(lane2 + first, m0);
+        Q p1 = mul_lo32<W>((p0 >> 32) ^ x1, m1);
+        c0[s] = (p1 >> 32) ^ x2_c0;
+        c1[s] = p1;
+        c2[s] = p0 ^ x2_c2;
+        c3[s] = c3_2;
+    }
+#pragma GCC unroll 8
+    for (int r = 2; r < 10; r++) {
+        const Q k0 = Q{} + rc.k0[r], k1 = Q{} + rc.k1[r];
+        for (int s = 0; s < S; s++) {
+            Q p0 = mul_lo32<W>(c0[s], m0), p1 = mul_lo32<W>(c2[s], m1);
+            c0[s] = (p1 >> 32) ^ c1[s] ^ k0;
+            c1[s] = p1;
+            c2[s] = (p0 >> 32) ^ c3[s] ^ k1;
+            c3[s] = p0;
+        }
+    }
+    const Q* c[4] = {c0, c1, c2, c3};
+    for (int s = 0; s < S; s += 2)
+        for (int j = 0; j < 4; j++)
+            w[s / (2 * C)][(s / 2) % C][j] = (typename Lanes<W>::U)((c[j][s] & 0xffffffffu) | (c[j][s + 1] << 32));
+}
+
+template <int W>
+OF_INLINE typename Lanes<W>::F log_poly_v(typename Lanes<W>::F x) {  // rng/normal.h log_poly, lane-wise
+    typedef typename Lanes<W>::F F;
+    typedef typename Lanes<W>::I I;
+    typedef typename Lanes<W>::U U;
+    U bits = (U)x;
+    I e = (I)((bits >> 23) & 0xffu) - 126;
+    F m = (F)((bits & 0x007fffffu) | 0x3f000000u);
+    I small = m < 0.70710678f;
+    e = small ? e - 1 : e;
     m = small ? m + m : m;
-    f32x16 f = m - 1.0f;
-    f32x16 z = f * f;
-    f32x16 y = f * 7.0376836292e-2f + -1.1514610310e-1f;
+    F f = m - 1.0f;
+    F z = f * f;
+    F y = f * 7.0376836292e-2f + -1.1514610310e-1f;
     y = y * f + 1.1676998740e-1f;
     y = y * f + -1.2420140846e-1f;
     y = y * f + 1.4249322787e-1f;
@@ -53,134 +144,127 @@ OF_INLINE f32x16 log_poly_v(f32x16 x) {  // rng/normal.h log_poly, lane-wise
     y = y * f + -2.4999993993e-1f;
     y = y * f + 3.3333331174e-1f;
     y = y * f * z;
-    f32x16 fe = __builtin_convertvector(e, f32x16);
+    F fe = __builtin_convertvector(e, F);
     y = y + -2.12194440e-4f * fe;
     y = y + -0.5f * z;
     return f + y + 0.693359375f * fe;
 }
 
-OF_INLINE void box_muller_v(u32x16 a, u32x16 b, f32x16* z0, f32x16* z1) {  // rng/normal.h box_muller, lane-wise
-    f32x16 ua = (__builtin_convertvector((i32x16)(a >> 8), f32x16) + 0.5f) * (1.0f / 16777216.0f);
-    f32x16 r2 = -2.0f * log_poly_v(ua);
-    f32x16 r;
-    for (int i = 0; i < 16; i++) r[i] = r2[i] > 0.0f ? __builtin_sqrtf(r2[i]) : 0.0f;
-    f32x16 t = __builtin_convertvector((i32x16)(b >> 8), f32x16) * (1.0f / 16777216.0f);
-    f32x16 q = t * 8.0f;
-    i32x16 j = __builtin_convertvector(q, i32x16);
+template <int W>
+OF_INLINE typename Lanes<W>::F uniform_v(typename Lanes<W>::U w) {  // rng/normal.h uniform_open, lane-wise
+    typedef typename Lanes<W>::F F;
+    return (__builtin_convertvector((typename Lanes<W>::I)(w >> 8), F) + 0.5f) * (1.0f / 16777216.0f);
+}
+
+template <int W>  // rng/normal.h box_muller, lane-wise
+OF_INLINE void box_muller_v(typename Lanes<W>::U a, typename Lanes<W>::U b, typename Lanes<W>::F* z0,
+                            typename Lanes<W>::F* z1) {
+    typedef typename Lanes<W>::F F;
+    typedef typename Lanes<W>::I I;
+    typedef typename Lanes<W>::U U;
+    F r2 = -2.0f * log_poly_v<W>(uniform_v<W>(a));
+    F r = r2 > 0.0f ? r2 : 0.0f;  // then sqrt(r): a loop without branches, so it vectorizes
+    for (int i = 0; i < W; i++) r[i] = __builtin_sqrtf(r[i]);
+    // q = t * 8 with t = x 2^-24 (x = b >> 8): both scalings by powers of 2 are exact, so one product, same bits
+    F q = __builtin_convertvector((I)(b >> 8), F) * (1.0f / 2097152.0f);
+    I j = __builtin_convertvector(q, I);
     j = (j + 1) & ~1;
-    f32x16 rr = (q - __builtin_convertvector(j, f32x16)) * 0.78539816339744830962f;
-    f32x16 zz = rr * rr;
-    f32x16 sp = ((zz * -1.9515295891e-4f + 8.3321608736e-3f) * zz + -1.6666654611e-1f) * zz * rr + rr;
-    f32x16 cp = ((zz * 2.443315711809948e-5f + -1.388731625493765e-3f) * zz + 4.166664568298827e-2f) * zz * zz -
-                0.5f * zz + 1.0f;
-    i32x16 quad = (j >> 1) & 3;
-    f32x16 sv = (quad & 1) != 0 ? cp : sp;
-    f32x16 cv = (quad & 1) != 0 ? sp : cp;
-    f32x16 s = (quad & 2) != 0 ? -sv : sv;
-    f32x16 c = ((quad + 1) & 2) != 0 ? -cv : cv;
+    F rr = (q - __builtin_convertvector(j, F)) * 0.78539816339744830962f;
+    F zz = rr * rr;
+    F sp = ((zz * -1.9515295891e-4f + 8.3321608736e-3f) * zz + -1.6666654611e-1f) * zz * rr + rr;
+    F cp = ((zz * 2.443315711809948e-5f + -1.388731625493765e-3f) * zz + 4.166664568298827e-2f) * zz * zz - 0.5f * zz +
+           1.0f;
+    // quad = (j >> 1) & 3 read off j's bits: quad & 1 = j & 2, quad & 2 = j & 4, (quad + 1) & 2 = (j + 2) & 4; the sign
+    // flips (-x flips the sign bit) as xors with those bits moved to bit 31
+    F sv = (j & 2) != 0 ? cp : sp;
+    F cv = (j & 2) != 0 ? sp : cp;
+    F s = (F)((U)sv ^ (((U)j << 29) & 0x80000000u));
+    F c = (F)((U)cv ^ (((U)j + 2) << 29 & 0x80000000u));
     *z0 = r * c;
     *z1 = r * s;
 }
 
-OF_INLINE f32x16 uniform_v(u32x16 w) {
-    return (__builtin_convertvector((i32x16)(w >> 8), f32x16) + 0.5f) * (1.0f / 16777216.0f);
-}
-
-// The four Philox words of 16 lanes -> 64 values of the density (same operations as rng/normal.h noise_at).
-OF_INLINE void words_to_values(float* out, u32x16 w0, u32x16 w1, u32x16 w2, u32x16 w3, int density) {
-    if (density == 0) {  // the hot path: two Box-Muller pairs straight to memory
-        f32x16 z0, z1, z2, z3;
-        box_muller_v(w0, w1, &z0, &z1);
-        box_muller_v(w2, w3, &z2, &z3);
-        std::memcpy(out, &z0, 64), std::memcpy(out + 16, &z1, 64);
-        std::memcpy(out + 32, &z2, 64), std::memcpy(out + 48, &z3, 64);
-        return;
-    }
-    f32x16 z[4];
-    {
-        u32x16 w[4] = {w0, w1, w2, w3};
+// The four Philox words of W lanes -> values of density D at out[16 word + lane] (as rng/normal.h noise_at).
+template <int W, int D>
+OF_INLINE void words_to_values(float* out, const typename Lanes<W>::U* w) {
+    typename Lanes<W>::F z[4];
+    if (D == 0) {  // two Box-Muller pairs
+        box_muller_v<W>(w[0], w[1], &z[0], &z[1]);
+        box_muller_v<W>(w[2], w[3], &z[2], &z[3]);
+    } else {
         for (int i = 0; i < 4; i++) {
-            f32x16 u = uniform_v(w[i]);
-            if (density == 2) {
-                z[i] = log_poly_v(u) - log_poly_v(1.0f - u);
+            typename Lanes<W>::F u = uniform_v<W>(w[i]);
+            if (D == 2) {
+                z[i] = log_poly_v<W>(u) - log_poly_v<W>(1.0f - u);
             } else {
-                f32x16 d = u - 0.5f;
-                f32x16 l = log_poly_v(1.0f - 2.0f * (d < 0.0f ? -d : d));
+                typename Lanes<W>::F d = u - 0.5f;
+                typename Lanes<W>::F l = log_poly_v<W>(1.0f - 2.0f * (d < 0.0f ? -d : d));
                 z[i] = d > 0.0f ? -l : l;
             }
         }
     }
-    for (int i = 0; i < 4; i++) std::memcpy(out + 16 * i, &z[i], 64);
+    for (int i = 0; i < 4; i++) std::memcpy(out + 16 * i, &z[i], sizeof(z[i]));
 }
 
-// 64 values of block `blk` of a row -> out[0..64).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void noise_block(float* out, uint32_t blk, uint32_t row,
-                                                                              uint32_t stream, uint32_t step,
-                                                                              uint32_t k0, uint32_t k1, int density) {
-    u32x16 c0, c1 = row - u32x16{}, c2 = stream - u32x16{}, c3 = step - u32x16{};
-    for (int l = 0; l < 16; l++) c0[l] = blk * 16u + uint32_t(l);
-    for (int i = 0; i < 10; i++) {
-        u32x16 hi0, lo0, hi1, lo1;
-        mulhilo(c0, kPhiloxM0, &hi0, &lo0);
-        mulhilo(c2, kPhiloxM1, &hi1, &lo1);
-        c0 = hi1 ^ c1 ^ k0;
-        c1 = lo1;
-        c2 = hi0 ^ c3 ^ k1;
-        c3 = lo0;
-        k0 += kPhiloxW0, k1 += kPhiloxW1;
+// NB blocks of a row from block b -> dst[0 .. 64 NB).
+template <int W, int D, int NB>
+OF_INLINE void blocks_to(float* dst, int b, const RowConsts& rc) {
+    constexpr int C = 16 / W;
+    typename Lanes<W>::U w[NB][C][4];
+    philox_blocks<W, NB>(w, uint32_t(b), rc);
+    for (int i = 0; i < NB; i++)
+        for (int c = 0; c < C; c++) words_to_values<W, D>(dst + 64 * i + W * c, w[i][c]);
+}
+
+// One row of n values of density D (layout of rng/normal.h), G blocks at a time: their Philox chains interleave, so
+// the products' latency overlaps (4 fill AVX-512's 32 registers; 2 suit 16). A partial last block goes through a
+// local buffer.
+template <int W, int D>
+OF_INLINE void row_of(float* out, int n, const RowConsts& rc) {
+    constexpr int G = W == 16 ? 4 : 2;
+    const int full = n / 64;
+    int b = 0;
+    for (; b + G <= full; b += G) blocks_to<W, D, G>(out + 64 * b, b, rc);
+    if constexpr (G > 2)
+        if (b + 2 <= full) blocks_to<W, D, 2>(out + 64 * b, b, rc), b += 2;
+    if (b < full) blocks_to<W, D, 1>(out + 64 * b, b, rc), b++;
+    if (n % 64) {
+        alignas(64) float tail[64];
+        blocks_to<W, D, 1>(tail, b, rc);
+        std::copy(tail, tail + n % 64, out + 64 * b);
     }
-    words_to_values(out, c0, c1, c2, c3, density);
 }
 
-__attribute__((target("avx512f"))) inline void mulhilo512(__m512i a, __m512i m, __m512i* hi, __m512i* lo) {
-    __m512i even = _mm512_mul_epu32(a, m);                        // lanes 0, 2, ...: full 64-bit products
-    __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);  // lanes 1, 3, ...
-    *lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
-    *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+template <int W>
+OF_INLINE void row_any(float* out, int n, const RowConsts& rc, int density) {
+    if (density == 0) row_of<W, 0>(out, n, rc);
+    else if (density == 1) row_of<W, 1>(out, n, rc);
+    else row_of<W, 2>(out, n, rc);
 }
 
-// AVX-512 Philox: 32x32 -> 64 products with vpmuludq on even and odd lanes (GCC's generic u64 multiply
-// would emulate a full 64x64 product). Same words as the generic clone, then the same Box-Muller.
-__attribute__((target("avx512f"))) void noise_block_avx512(float* out, uint32_t blk, uint32_t row, uint32_t stream,
-                                                           uint32_t step, uint32_t k0, uint32_t k1, int density) {
-    const __m512i m0 = _mm512_set1_epi32(int(kPhiloxM0)), m1 = _mm512_set1_epi32(int(kPhiloxM1));
-    __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32(int(blk * 16u)),
-                                  _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-    __m512i c1 = _mm512_set1_epi32(int(row)), c2 = _mm512_set1_epi32(int(stream)), c3 = _mm512_set1_epi32(int(step));
-    for (int i = 0; i < 10; i++) {
-        __m512i hi0, lo0, hi1, lo1;
-        mulhilo512(c0, m0, &hi0, &lo0);
-        mulhilo512(c2, m1, &hi1, &lo1);
-        c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32(int(k0)));
-        c1 = lo1;
-        c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32(int(k1)));
-        c3 = lo0;
-        k0 += kPhiloxW0, k1 += kPhiloxW1;
-    }
-    u32x16 w0, w1, w2, w3;
-    std::memcpy(&w0, &c0, 64), std::memcpy(&w1, &c1, 64), std::memcpy(&w2, &c2, 64), std::memcpy(&w3, &c3, 64);
-    words_to_values(out, w0, w1, w2, w3, density);
+// One body compiled per ISA, one register wide; every clone performs the same IEEE operations in the same order as
+// the scalar noise_at(), so they agree bit for bit.
+using RowFn = void (*)(float*, int, const RowConsts&, int);
+__attribute__((target("avx512f"))) void row_avx512(float* out, int n, const RowConsts& rc, int density) {
+    row_any<16>(out, n, rc, density);
 }
+__attribute__((target("avx2"))) void row_avx2(float* out, int n, const RowConsts& rc, int density) {
+    row_any<8>(out, n, rc, density);
+}
+void row_sse2(float* out, int n, const RowConsts& rc, int density) { row_any<4>(out, n, rc, density); }
 
-using BlockFn = void (*)(float*, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, int);
-BlockFn pick_block() {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") ? noise_block_avx512 : noise_block;
+// The GEMM's ISA (ONEFORWARD_SIMD caps both, so tests can run every clone).
+RowFn pick_row() {
+    const char* isa = gemm_isa();
+    return std::strcmp(isa, "avx512") == 0 ? row_avx512 : std::strcmp(isa, "avx2") == 0 ? row_avx2 : row_sse2;
 }
-const BlockFn block_fn = pick_block();
 
 }  // namespace
 
 // One row of n noise values (layout of rng/normal.h).
 void noise_row(float* out, int n, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed, Density density) {
-    uint32_t stream = philox_stream(kStreamNoise, layer), k0 = uint32_t(seed), k1 = uint32_t(seed >> 32);
-    int full = n / 64;
-    for (int b = 0; b < full; b++) block_fn(out + 64 * b, uint32_t(b), row, stream, step, k0, k1, int(density));
-    if (n % 64) {
-        alignas(64) float tail[64];
-        block_fn(tail, uint32_t(full), row, stream, step, k0, k1, int(density));
-        std::copy(tail, tail + n % 64, out + 64 * full);
-    }
+    static const RowFn row_fn = pick_row();
+    row_fn(out, n, row_consts(row, philox_stream(kStreamNoise, layer), step, seed), int(density));
 }
 
 void noise_row_naive(float* out, int n, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed, Density density) {
