@@ -15,7 +15,6 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
     const bool tf32 = tf32_for(EstimatorConfig::Kind::Bp);
     while (int(a_.size()) < L)
         a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
-    while (int(cols_.size()) < L) cols_.push_back(std::make_unique<DeviceBuffer>());
     int64_t width = m.inputs, patches = 1;
     for (int l = 0; l < L; l++) {
         const Unit& u = m.units[size_t(l)];

@@ -58,7 +58,6 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     while (int(a_.size()) < L)
         a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
     while (int(ga_.size()) < L) ga_.push_back(std::make_unique<DeviceBuffer>());
-    while (int(cols_.size()) < L) cols_.push_back(std::make_unique<DeviceBuffer>());
     for (int l = 0; l < L; l++) {
         const Unit& u = m.units[size_t(l)];
         if (l < clean_end) OF_TRY(a_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
