@@ -126,24 +126,11 @@ Status DeviceTrainer::ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t 
                                int64_t(rows) * u.O));
             continue;
         }
-        const dev::NoisyArgs na{a_[size_t(l)]->f(),
-                                e_[size_t(l)]->f(),
-                                v,
-                                bias(u),
-                                u.gemm_cols(),
-                                sigma[size_t(l)],
-                                R,
-                                u.O,
-                                l == e0 - 1 ? K : 1,
-                                u.act,
-                                u.alpha,
-                                seed,
-                                step,
-                                uint32_t(l),
-                                0,
-                                c.antithetic ? 1 : 0,
-                                int(c.density),
-                                sigmas[size_t(l)]};
+        float *a = a_[size_t(l)]->f(), *E = e_[size_t(l)]->f();
+        const int rep = l == e0 - 1 ? K : 1, antithetic = c.antithetic ? 1 : 0, density = int(c.density);
+        const dev::NoisyArgs na{a,    E,           v,   bias(u),    u.gemm_cols(), sigma[size_t(l)],
+                                R,    u.O,         rep, u.act,      u.alpha,       seed,
+                                step, uint32_t(l), 0,   antithetic, density,       sigmas[size_t(l)]};
         OF_TRY(d->noisy_forward(na, int64_t(R) * dev::noise_counters(u.O)));
     }
     OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), a_[size_t(L - 1)]->f(), labels_.as<int32_t>(),
