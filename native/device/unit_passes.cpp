@@ -5,12 +5,6 @@
 #include "units/unit.h"
 
 namespace of {
-namespace {
-
-const DeviceUnitOps& ops_of(const Unit& u) { return *unit_ops(u.kind).device; }
-
-}  // namespace
-
 // A kind without device entries runs on the CPU (and says why).
 bool DeviceTrainer::runs(const Unit& u) { return unit_ops(u.kind).device; }
 
@@ -38,7 +32,7 @@ Status DeviceTrainer::col_sum(float* out, const float* d, int R, int O, float al
 
 // A conv-like unit's patches go to cols_[l]: its weight gradient reads them.
 Status DeviceTrainer::forward(const UnitPass& p, const float* x, float* v) {
-    const DeviceUnitOps& o = ops_of(p.u);
+    const DeviceUnitOps& o = *unit_ops(p.u.kind).device;
     if (o.forward) return o.forward(p, x, v);
     const Unit& u = p.u;
     const int n = int(u.gemm_rows(p.rows)), cols = u.gemm_cols(), fan = u.fan_in();
@@ -62,7 +56,7 @@ Status DeviceTrainer::forward_act(const UnitPass& p, const float* x, float* v, f
 
 Status DeviceTrainer::backward(const UnitPass& p, const float* x, const float* dv, float alpha, bool weights,
                                float* din) {
-    const DeviceUnitOps& o = ops_of(p.u);
+    const DeviceUnitOps& o = *unit_ops(p.u.kind).device;
     if (!weights && !din) return {};
     if (o.backward) return o.backward(p, x, dv, alpha, weights, din);
     const Unit& u = p.u;
