@@ -5,7 +5,8 @@
 // straight from it:
 //   tile:          C (rows, N) = alpha A B (+ C),  A(j, k) = a[j as + off[k]],  B (K, N) row-major,
 //                  up to 12 rows x 1 or 2 vectors of 16 columns in zmm registers (AVX2: 6 rows x 8 columns),
-//                  one fma chain per element in k order, so both ISAs give the same bits.
+//                  one fma chain per element in k order, so both ISAs give the same bits. At most 8 columns (the
+//                  forward and weight gradient of a conv with few filters): two rows a zmm register (tile_two_rows).
 //   forward:       per output row, rows = positions, A = the padded image at the taps (off[k] over kh kw C),
 //                  B = W^T (kh kw C, Co). With bfloat16 operands (bf16.h, ULR's copies): the padded image and W^T
 //                  rounded, or (vdpbf16ps, even C) both as words of two taps: the same fma chain, two taps a step.
@@ -156,7 +157,8 @@ constexpr Tiles kAvx512 = avx512_tiles(std::make_integer_sequence<int, kRows>())
 constexpr Tiles kAvx2 = avx2_tiles(std::make_integer_sequence<int, 6>());
 
 // The tiles of the GEMM's ISA (ONEFORWARD_SIMD caps both); nullptr: no direct convolution (scalar). At most 8
-// columns fill a ymm register but half a zmm one: the AVX2 tiles take them (the same bits).
+// columns fill a ymm register but half a zmm one: the AVX2 tiles take them (the same bits) where the two-row tiles
+// below do not.
 const Tiles* isa_tiles(int cols = 16) {
     static const Tiles* wide = std::strcmp(gemm_isa(), "avx512") == 0 ? &kAvx512
                                : std::strcmp(gemm_isa(), "avx2") == 0 ? &kAvx2
