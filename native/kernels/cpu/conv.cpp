@@ -102,9 +102,10 @@ __attribute__((target("avx512f"))) void max_pool_forward_pairs(float* yi, const 
         for (int ox = 0; ox < g.Wo; ox += 2) {
             const WindowPair in{lo, ox + 1 < g.Wo ? __mmask16(lo << 8) : __mmask16(0), int64_t(g.sw) * g.C - 8};
             const float* corner = xi + (int64_t(oy * g.sh) * g.W + ox * g.sw) * g.C;
-            __m512 best = in.load(corner);
+            __m512 best = in.load(corner);  // (max_of(x, x) is x, bit for bit: the first tap is skipped)
             for (int ky = 0; ky < g.kh; ky++)
-                for (int kx = 0; kx < g.kw; kx++) best = max_of(in.load(corner + (int64_t(ky) * g.W + kx) * g.C), best);
+                for (int kx = ky == 0; kx < g.kw; kx++)
+                    best = max_of(in.load(corner + (int64_t(ky) * g.W + kx) * g.C), best);
             const WindowPair out{in.lo, in.hi, g.C - 8};
             out.store(yi + (int64_t(oy) * g.Wo + ox) * g.C, best);
         }
@@ -120,7 +121,7 @@ __attribute__((target("avx512f"))) void max_pool_backward_pairs(float* di, const
             const int64_t corner = (int64_t(oy * g.sh) * g.W + ox * g.sw) * g.C;
             __m512 best = in.load(xi + corner);
             for (int ky = 0; ky < g.kh; ky++)
-                for (int kx = 0; kx < g.kw; kx++)
+                for (int kx = ky == 0; kx < g.kw; kx++)
                     best = max_of(in.load(xi + corner + (int64_t(ky) * g.W + kx) * g.C), best);
             const __m512 dv = out.load(dyi + (int64_t(oy) * g.Wo + ox) * g.C);
             __mmask16 todo = __mmask16(in.lo | in.hi);

@@ -188,12 +188,14 @@ void product(float* c, ptrdiff_t ldc, const float* a, ptrdiff_t as, const int* o
 // Lanes 2c and 2c + 1 hold column c of rows j and j + 1: B's row k with each column twice (bd (K, 16), zero past
 // cols) times the pair (A(j, k), A(j + 1, k)) broadcast as one 64-bit word from q + (j / 2) qs + qoff[k]. Each
 // element keeps the fma chain of `product`, so the same bits as the AVX2 tile, at twice its width.
+// QS: qs where known at compile time (then the pairs' addresses are displacements, not an add each), else 0.
 constexpr int kRowPairs = 12;
 
-template <int R>
+template <int R, int QS>
 __attribute__((target("avx512f,fma"))) void tile_two_rows(float* c, ptrdiff_t ldc, const float* q, ptrdiff_t qs,
                                                           const int* qoff, int K, const float* bd, int rows, int cols,
                                                           float alpha, bool accumulate) {
+    const ptrdiff_t step = QS ? QS : qs;
     __m512 s[R];
 #pragma GCC unroll 12
     for (int j = 0; j < R; j++) s[j] = _mm512_setzero_ps();
@@ -203,7 +205,7 @@ __attribute__((target("avx512f,fma"))) void tile_two_rows(float* c, ptrdiff_t ld
 #pragma GCC unroll 12
         for (int j = 0; j < R; j++) {
             double pair;
-            std::memcpy(&pair, qk + j * qs, sizeof pair);
+            std::memcpy(&pair, qk + j * step, sizeof pair);
             s[j] = _mm512_fmadd_ps(_mm512_castpd_ps(_mm512_set1_pd(pair)), w, s[j]);
         }
     }
@@ -224,29 +226,39 @@ __attribute__((target("avx512f,fma"))) void tile_two_rows(float* c, ptrdiff_t ld
 
 using TwoRowTile = void (*)(float*, ptrdiff_t, const float*, ptrdiff_t, const int*, int, const float*, int, int, float,
                             bool);
-template <int... R>
-constexpr std::array<TwoRowTile, kRowPairs> two_row_tiles(std::integer_sequence<int, R...>) {
-    return {tile_two_rows<R + 1>...};
+using TwoRowTiles = std::array<TwoRowTile, kRowPairs>;
+template <int QS, int... R>
+constexpr TwoRowTiles two_row_tiles(std::integer_sequence<int, R...>) {
+    return {tile_two_rows<R + 1, QS>...};
 }
-constexpr std::array<TwoRowTile, kRowPairs> kTwoRowTiles = two_row_tiles(std::make_integer_sequence<int, kRowPairs>());
+template <int QS>
+constexpr TwoRowTiles kTwoRowTiles = two_row_tiles<QS>(std::make_integer_sequence<int, kRowPairs>());
+
+// The tiles for pair stride qs: the weight gradient's 2, the forward's 4 sw C with C = 1 or 8 (sw = 1), else any.
+const TwoRowTiles& two_row_tiles_for(ptrdiff_t qs) {
+    return qs == 2 ? kTwoRowTiles<2> : qs == 4 ? kTwoRowTiles<4> : qs == 32 ? kTwoRowTiles<32> : kTwoRowTiles<0>;
+}
 
 // Whether C with `cols` columns takes the two-row tiles: at most 8 columns with AVX-512 tiles.
 bool two_rows_suit(int cols) { return cols <= 8 && isa_tiles() == &kAvx512; }
 
 // bd (K, 16): b's row k (cols <= 8 values, stride ldb) with each value twice, zero past cols.
-void duplicate_columns(float* bd, const float* b, ptrdiff_t ldb, int K, int cols) {
+__attribute__((target("avx512f"))) void duplicate_columns(float* bd, const float* b, ptrdiff_t ldb, int K, int cols) {
+    const __m512i twice = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __mmask16 m = __mmask16((1u << cols) - 1);
     for (int k = 0; k < K; k++)
-        for (int c = 0; c < 8; c++) bd[16 * k + 2 * c] = bd[16 * k + 2 * c + 1] = c < cols ? b[k * ldb + c] : 0.0f;
+        _mm512_storeu_ps(bd + 16 * k, _mm512_permutexvar_ps(twice, _mm512_maskz_loadu_ps(m, b + k * ldb)));
 }
 
 // product for cols <= 8 on two-row tiles: pair p of rows (2p, 2p + 1) at q + p qs, blocks of equal size.
 void product_two_rows(float* c, ptrdiff_t ldc, const float* q, ptrdiff_t qs, const int* qoff, int K, const float* bd,
                       int rows, int cols, float alpha, bool accumulate) {
     const int pairs = (rows + 1) / 2, blocks = (pairs + kRowPairs - 1) / kRowPairs, per = (pairs + blocks - 1) / blocks;
+    const TwoRowTiles& tiles = two_row_tiles_for(qs);
     for (int p0 = 0; p0 < pairs; p0 += per) {
         const int r = std::min(per, pairs - p0);
-        kTwoRowTiles[size_t(r - 1)](c + 2 * p0 * ldc, ldc, q + p0 * qs, qs, qoff, K, bd, std::min(2 * r, rows - 2 * p0),
-                                    cols, alpha, accumulate);
+        tiles[size_t(r - 1)](c + 2 * p0 * ldc, ldc, q + p0 * qs, qs, qoff, K, bd, std::min(2 * r, rows - 2 * p0), cols,
+                             alpha, accumulate);
     }
 }
 
