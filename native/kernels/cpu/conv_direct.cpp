@@ -271,7 +271,8 @@ __attribute__((target("avx512f"))) void pair_with_next(float* q, const float* x,
         return left >= 16 ? __mmask16(0xffff) : left > 0 ? __mmask16((1u << left) - 1) : __mmask16(0);
     };
     for (int64_t e = 0; e < n; e += 16) {
-        const __m512 a = _mm512_maskz_loadu_ps(upto(n - e), x + e), b = _mm512_maskz_loadu_ps(upto(n - d - e), x + e + d);
+        const __m512 a = _mm512_maskz_loadu_ps(upto(n - e), x + e);
+        const __m512 b = _mm512_maskz_loadu_ps(upto(n - d - e), x + e + d);
         _mm512_storeu_ps(q + 2 * e, _mm512_permutex2var_ps(a, first, b));
         _mm512_storeu_ps(q + 2 * e + 16, _mm512_permutex2var_ps(a, second, b));
     }
@@ -422,7 +423,8 @@ bool forward_as(float* y, const float* x, const float* W, int n, const ConvGeom&
         n,
         [&](int i) {
             ConvScratch& sc = thread_scratch<ConvScratch>();
-            if (!reserve(sc.pad, padded) || (two && !reserve(sc.pairs, 2 * padded + 32))) return void(ok[size_t(i)] = 0);
+            if (!reserve(sc.pad, padded) || (two && !reserve(sc.pairs, 2 * padded + 32)))
+                return void(ok[size_t(i)] = 0);
             pad_image(sc.pad.data(), x + int64_t(i) * g.in_size(), g, round);
             if (two) pair_with_next(sc.pairs.data(), sc.pad.data(), padded, as);
             float* yi = y + int64_t(i) * g.positions() * g.Co;
