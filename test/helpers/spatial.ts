@@ -357,6 +357,21 @@ export function configD(): of.Layer[] {
   ];
   return [...spatial, of.dense(widthOf(spatial), 3)];
 }
+export function configE(): of.Layer[] {
+  // at most 8 channels (two rows a register in conv_direct.cpp, window pairs in the max pools): odd output widths
+  // (a last half pair), odd weight-gradient runs (kw C = 9), 5 filters, overlapping pool windows; no dense head and
+  // only relu, so every kernel of the model keeps its bits at every SIMD level
+  return [
+    of.conv2d({ inputShape: [9, 11, 3], filters: 8, kernel: 3, padding: 'same' }),
+    of.relu(),
+    of.maxPool2d({ size: 2 }),
+    of.conv2d({ filters: 5, kernel: 2 }),
+    of.relu(),
+    of.maxPool2d({ size: [2, 3], strides: 1 }),
+    of.conv2d({ filters: 3, kernel: 1 }),
+    of.globalAvgPool(),
+  ];
+}
 export function configC(): of.Layer[] {
   // smooth units only: for the ULR check
   const spatial: of.Layer[] = [

@@ -81,6 +81,61 @@ __attribute__((target("avx512f"))) void max_pool_backward_avx512(float* di, cons
         }
 }
 
+// The same two for C <= 8: windows ox and ox + 1 share a register (lanes 0-7 and 8-15, the second half masked off
+// past Wo), with the same maxima in the same order. The gradient needs windows that do not overlap (sw >= kw): two
+// windows' adds into one value within one masked store would lose one.
+struct WindowPair {
+    __mmask16 lo, hi;  // lanes of window ox, of window ox + 1
+    int64_t next;      // from a tap of window ox to the same tap of ox + 1, less the 8 lanes before it
+    __attribute__((target("avx512f"))) __m512 load(const float* p) const {
+        return _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(lo, p), hi, p + next);
+    }
+    __attribute__((target("avx512f"))) void store(float* p, __m512 v) const {
+        _mm512_mask_storeu_ps(p, lo, v);
+        _mm512_mask_storeu_ps(p + next, hi, v);
+    }
+};
+
+__attribute__((target("avx512f"))) void max_pool_forward_pairs(float* yi, const float* xi, const ConvGeom& g) {
+    const __mmask16 lo = __mmask16((1u << g.C) - 1);
+    for (int oy = 0; oy < g.Ho; oy++)
+        for (int ox = 0; ox < g.Wo; ox += 2) {
+            const WindowPair in{lo, ox + 1 < g.Wo ? __mmask16(lo << 8) : __mmask16(0), int64_t(g.sw) * g.C - 8};
+            const float* corner = xi + (int64_t(oy * g.sh) * g.W + ox * g.sw) * g.C;
+            __m512 best = in.load(corner);  // (max_of(x, x) is x, bit for bit: the first tap is skipped)
+            for (int ky = 0; ky < g.kh; ky++)
+                for (int kx = ky == 0; kx < g.kw; kx++)
+                    best = max_of(in.load(corner + (int64_t(ky) * g.W + kx) * g.C), best);
+            const WindowPair out{in.lo, in.hi, g.C - 8};
+            out.store(yi + (int64_t(oy) * g.Wo + ox) * g.C, best);
+        }
+}
+
+__attribute__((target("avx512f"))) void max_pool_backward_pairs(float* di, const float* dyi, const float* xi,
+                                                                const ConvGeom& g) {
+    const __mmask16 lo = __mmask16((1u << g.C) - 1);
+    for (int oy = 0; oy < g.Ho; oy++)
+        for (int ox = 0; ox < g.Wo; ox += 2) {
+            const WindowPair in{lo, ox + 1 < g.Wo ? __mmask16(lo << 8) : __mmask16(0), int64_t(g.sw) * g.C - 8};
+            const WindowPair out{in.lo, in.hi, g.C - 8};
+            const int64_t corner = (int64_t(oy * g.sh) * g.W + ox * g.sw) * g.C;
+            __m512 best = in.load(xi + corner);
+            for (int ky = 0; ky < g.kh; ky++)
+                for (int kx = ky == 0; kx < g.kw; kx++)
+                    best = max_of(in.load(xi + corner + (int64_t(ky) * g.W + kx) * g.C), best);
+            const __m512 dv = out.load(dyi + (int64_t(oy) * g.Wo + ox) * g.C);
+            __mmask16 todo = __mmask16(in.lo | in.hi);
+            for (int ky = 0; ky < g.kh && todo; ky++)
+                for (int kx = 0; kx < g.kw && todo; kx++) {
+                    const int64_t at = corner + (int64_t(ky) * g.W + kx) * g.C;
+                    const __mmask16 hit = _mm512_mask_cmp_ps_mask(todo, in.load(xi + at), best, _CMP_EQ_OQ);
+                    const WindowPair hits{__mmask16(hit & in.lo), __mmask16(hit & in.hi), in.next};
+                    hits.store(di + at, _mm512_add_ps(hits.load(di + at), dv));
+                    todo = __mmask16(todo & ~hit);
+                }
+        }
+}
+
 }  // namespace
 
 void im2row(float* A, const float* x, int n, const ConvGeom& g) {
@@ -132,7 +187,9 @@ void row2im(float* dx, const float* dA, int n, const ConvGeom& g) {
 void pool_forward(float* y, const float* x, int n, const ConvGeom& g, PoolKind kind) {
     if (kind == PoolKind::Max && windows_inside(g) && has_avx512()) {
         per_image(n, g.positions() * g.kh * g.kw * g.C, [&](int i) {
-            max_pool_forward_avx512(y + int64_t(i) * g.positions() * g.C, x + int64_t(i) * g.in_size(), g);
+            float* yi = y + int64_t(i) * g.positions() * g.C;
+            if (g.C <= 8) max_pool_forward_pairs(yi, x + int64_t(i) * g.in_size(), g);
+            else max_pool_forward_avx512(yi, x + int64_t(i) * g.in_size(), g);
         });
         return;
     }
@@ -188,7 +245,9 @@ void pool_backward(float* dx, const float* dy, const float* x, int n, const Conv
         per_image(n, g.positions() * g.kh * g.kw * g.C, [&](int i) {
             float* di = dx + int64_t(i) * g.in_size();
             std::fill(di, di + g.in_size(), 0.0f);
-            max_pool_backward_avx512(di, dy + int64_t(i) * g.positions() * g.C, x + int64_t(i) * g.in_size(), g);
+            const float *dyi = dy + int64_t(i) * g.positions() * g.C, *xi = x + int64_t(i) * g.in_size();
+            if (g.C <= 8 && g.sw >= g.kw) max_pool_backward_pairs(di, dyi, xi, g);
+            else max_pool_backward_avx512(di, dyi, xi, g);
         });
         return;
     }

@@ -5,7 +5,8 @@
 // straight from it:
 //   tile:          C (rows, N) = alpha A B (+ C),  A(j, k) = a[j as + off[k]],  B (K, N) row-major,
 //                  up to 12 rows x 1 or 2 vectors of 16 columns in zmm registers (AVX2: 6 rows x 8 columns),
-//                  one fma chain per element in k order, so both ISAs give the same bits.
+//                  one fma chain per element in k order, so both ISAs give the same bits. At most 8 columns (the
+//                  forward and weight gradient of a conv with few filters): two rows a zmm register (tile_two_rows).
 //   forward:       per output row, rows = positions, A = the padded image at the taps (off[k] over kh kw C),
 //                  B = W^T (kh kw C, Co). With bfloat16 operands (bf16.h, ULR's copies): the padded image and W^T
 //                  rounded, or (vdpbf16ps, even C) both as words of two taps: the same fma chain, two taps a step.
@@ -41,7 +42,7 @@ constexpr int kRows = 12;         // tile rows: 12 x 2 zmm accumulators, 2 for B
 constexpr int kChunkImages = 16;  // the weight gradient's fixed partial-sum chunk
 
 struct ConvScratch {
-    Buffer pad, tile, wt, partial, words;
+    Buffer pad, tile, wt, partial, words, pairs, dup;
 };
 
 // R rows (a compile-time count, so the accumulators stay in registers) x NCH vectors of 16 columns, masked past cols.
@@ -156,7 +157,8 @@ constexpr Tiles kAvx512 = avx512_tiles(std::make_integer_sequence<int, kRows>())
 constexpr Tiles kAvx2 = avx2_tiles(std::make_integer_sequence<int, 6>());
 
 // The tiles of the GEMM's ISA (ONEFORWARD_SIMD caps both); nullptr: no direct convolution (scalar). At most 8
-// columns fill a ymm register but half a zmm one: the AVX2 tiles take them (the same bits).
+// columns fill a ymm register but half a zmm one: the AVX2 tiles take them (the same bits) where the two-row tiles
+// below do not.
 const Tiles* isa_tiles(int cols = 16) {
     static const Tiles* wide = std::strcmp(gemm_isa(), "avx512") == 0 ? &kAvx512
                                : std::strcmp(gemm_isa(), "avx2") == 0 ? &kAvx2
@@ -179,6 +181,100 @@ void product(float* c, ptrdiff_t ldc, const float* a, ptrdiff_t as, const int* o
         for (; n0 + L < cols; n0 += 2 * L)
             t.two[size_t(r - 1)](cj + n0, ldc, aj, as, off, K, b + n0, ldb, cols - n0, alpha, accumulate);
         if (n0 < cols) t.one[size_t(r - 1)](cj + n0, ldc, aj, as, off, K, b + n0, ldb, cols - n0, alpha, accumulate);
+    }
+}
+
+// ---- two rows a register: C with at most 8 columns in AVX-512 ----
+// Lanes 2c and 2c + 1 hold column c of rows j and j + 1: B's row k with each column twice (bd (K, 16), zero past
+// cols) times the pair (A(j, k), A(j + 1, k)) broadcast as one 64-bit word from q + (j / 2) qs + qoff[k]. Each
+// element keeps the fma chain of `product`, so the same bits as the AVX2 tile, at twice its width.
+// QS: qs where known at compile time (then the pairs' addresses are displacements, not an add each), else 0.
+constexpr int kRowPairs = 12;
+
+template <int R, int QS>
+__attribute__((target("avx512f,fma"))) void tile_two_rows(float* c, ptrdiff_t ldc, const float* q, ptrdiff_t qs,
+                                                          const int* qoff, int K, const float* bd, int rows, int cols,
+                                                          float alpha, bool accumulate) {
+    const ptrdiff_t step = QS ? QS : qs;
+    __m512 s[R];
+#pragma GCC unroll 12
+    for (int j = 0; j < R; j++) s[j] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const float* qk = q + qoff[k];
+        const __m512 w = _mm512_loadu_ps(bd + 16 * k);
+#pragma GCC unroll 12
+        for (int j = 0; j < R; j++) {
+            double pair;
+            std::memcpy(&pair, qk + j * step, sizeof pair);
+            s[j] = _mm512_fmadd_ps(_mm512_castpd_ps(_mm512_set1_pd(pair)), w, s[j]);
+        }
+    }
+    // lanes 0-7: row 2j's columns, lanes 8-15: row 2j + 1's, each stored with a mask (row 2j + 1 may not exist)
+    const __m512i split = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    const __m512 va = _mm512_set1_ps(alpha);
+    const __mmask16 lo = __mmask16((1u << cols) - 1);
+#pragma GCC unroll 12
+    for (int j = 0; j < R; j++) {
+        const __mmask16 hi = 2 * j + 1 < rows ? __mmask16(lo << 8) : __mmask16(0);
+        float *c0 = c + 2 * j * ldc, *c1 = c0 + ldc - 8;  // c1's lane 8 is row 2j + 1's column 0
+        __m512 v = _mm512_mul_ps(va, _mm512_permutexvar_ps(split, s[j]));
+        if (accumulate) v = _mm512_add_ps(v, _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(lo, c0), hi, c1));
+        _mm512_mask_storeu_ps(c0, lo, v);
+        _mm512_mask_storeu_ps(c1, hi, v);
+    }
+}
+
+using TwoRowTile = void (*)(float*, ptrdiff_t, const float*, ptrdiff_t, const int*, int, const float*, int, int, float,
+                            bool);
+using TwoRowTiles = std::array<TwoRowTile, kRowPairs>;
+template <int QS, int... R>
+constexpr TwoRowTiles two_row_tiles(std::integer_sequence<int, R...>) {
+    return {tile_two_rows<R + 1, QS>...};
+}
+template <int QS>
+constexpr TwoRowTiles kTwoRowTiles = two_row_tiles<QS>(std::make_integer_sequence<int, kRowPairs>());
+
+// The tiles for pair stride qs: the weight gradient's 2, the forward's 4 sw C with C = 1 or 8 (sw = 1), else any.
+const TwoRowTiles& two_row_tiles_for(ptrdiff_t qs) {
+    return qs == 2 ? kTwoRowTiles<2> : qs == 4 ? kTwoRowTiles<4> : qs == 32 ? kTwoRowTiles<32> : kTwoRowTiles<0>;
+}
+
+// Whether C with `cols` columns takes the two-row tiles: at most 8 columns with AVX-512 tiles.
+bool two_rows_suit(int cols) { return cols <= 8 && isa_tiles() == &kAvx512; }
+
+// bd (K, 16): b's row k (cols <= 8 values, stride ldb) with each value twice, zero past cols.
+__attribute__((target("avx512f"))) void duplicate_columns(float* bd, const float* b, ptrdiff_t ldb, int K, int cols) {
+    const __m512i twice = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __mmask16 m = __mmask16((1u << cols) - 1);
+    for (int k = 0; k < K; k++)
+        _mm512_storeu_ps(bd + 16 * k, _mm512_permutexvar_ps(twice, _mm512_maskz_loadu_ps(m, b + k * ldb)));
+}
+
+// product for cols <= 8 on two-row tiles: pair p of rows (2p, 2p + 1) at q + p qs, blocks of equal size.
+void product_two_rows(float* c, ptrdiff_t ldc, const float* q, ptrdiff_t qs, const int* qoff, int K, const float* bd,
+                      int rows, int cols, float alpha, bool accumulate) {
+    const int pairs = (rows + 1) / 2, blocks = (pairs + kRowPairs - 1) / kRowPairs, per = (pairs + blocks - 1) / blocks;
+    const TwoRowTiles& tiles = two_row_tiles_for(qs);
+    for (int p0 = 0; p0 < pairs; p0 += per) {
+        const int r = std::min(per, pairs - p0);
+        tiles[size_t(r - 1)](c + 2 * p0 * ldc, ldc, q + p0 * qs, qs, qoff, K, bd, std::min(2 * r, rows - 2 * p0), cols,
+                             alpha, accumulate);
+    }
+}
+
+// q (2 n, + up to 30 written past): the words (x[e], x[e + d]) for e < n, zero past n -- a forward row's pairs of
+// positions d = sw C apart.
+__attribute__((target("avx512f"))) void pair_with_next(float* q, const float* x, int64_t n, int64_t d) {
+    const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(8));
+    const auto upto = [](int64_t left) {
+        return left >= 16 ? __mmask16(0xffff) : left > 0 ? __mmask16((1u << left) - 1) : __mmask16(0);
+    };
+    for (int64_t e = 0; e < n; e += 16) {
+        const __m512 a = _mm512_maskz_loadu_ps(upto(n - e), x + e);
+        const __m512 b = _mm512_maskz_loadu_ps(upto(n - d - e), x + e + d);
+        _mm512_storeu_ps(q + 2 * e, _mm512_permutex2var_ps(a, first, b));
+        _mm512_storeu_ps(q + 2 * e + 16, _mm512_permutex2var_ps(a, second, b));
     }
 }
 
@@ -311,19 +407,36 @@ bool forward_as(float* y, const float* x, const float* W, int n, const ConvGeom&
     for (int o = 0; o < g.Co; o++)
         for (int p = 0; p < P; p++) wt[int64_t(p) * g.Co + o] = W[int64_t(o) * P + p];
     if (round) round_bf16_span(wt, wt, int64_t(P) * g.Co);
-    std::vector<int> off;
+    std::vector<int> off, qoff;
     tap_offsets(off, g);
+    // two rows a register: positions j, j + 1 of an output row as words of the padded image paired with itself
+    // sw C further on (pair_with_next), W^T with its columns doubled
+    const bool two = two_rows_suit(g.Co);
+    const int64_t padded = int64_t(Hp) * Wp * g.C, as = int64_t(g.sw) * g.C;
+    if (two) {
+        if (!reserve(own.dup, int64_t(P) * 16)) return false;
+        duplicate_columns(own.dup.data(), wt, g.Co, P, g.Co);
+        for (int o : off) qoff.push_back(2 * o);
+    }
     std::vector<char> ok(size_t(n), 1);
     ThreadPool::instance().parallel_for(
         n,
         [&](int i) {
             ConvScratch& sc = thread_scratch<ConvScratch>();
-            if (!reserve(sc.pad, int64_t(Hp) * Wp * g.C)) return void(ok[size_t(i)] = 0);
+            if (!reserve(sc.pad, padded) || (two && !reserve(sc.pairs, 2 * padded + 32)))
+                return void(ok[size_t(i)] = 0);
             pad_image(sc.pad.data(), x + int64_t(i) * g.in_size(), g, round);
+            if (two) pair_with_next(sc.pairs.data(), sc.pad.data(), padded, as);
             float* yi = y + int64_t(i) * g.positions() * g.Co;
-            for (int oy = 0; oy < g.Ho; oy++)
-                product(yi + int64_t(oy) * g.Wo * g.Co, g.Co, sc.pad.data() + int64_t(oy) * g.sh * Wp * g.C,
-                        int64_t(g.sw) * g.C, off.data(), P, wt, g.Co, g.Wo, g.Co, 1.0f, false);
+            for (int oy = 0; oy < g.Ho; oy++) {
+                float* row = yi + int64_t(oy) * g.Wo * g.Co;
+                const int64_t top = int64_t(oy) * g.sh * Wp * g.C;
+                if (two)
+                    product_two_rows(row, g.Co, sc.pairs.data() + 2 * top, 4 * as, qoff.data(), P, own.dup.data(),
+                                     g.Wo, g.Co, 1.0f, false);
+                else
+                    product(row, g.Co, sc.pad.data() + top, as, off.data(), P, wt, g.Co, g.Wo, g.Co, 1.0f, false);
+            }
         },
         image_cost(g) * n);
     return std::all_of(ok.begin(), ok.end(), [](char v) { return v != 0; });
@@ -428,19 +541,30 @@ bool conv_weight_grad(float* dW, const float* dv, const float* x, const float* s
     std::vector<int> corner(static_cast<size_t>(npos));  // A = a run of the padded image: row j at j, column k at
     for (int oy = 0, k = 0; oy < g.Ho; oy++)             // the k-th window's corner
         for (int ox = 0; ox < g.Wo; ox++) corner[size_t(k++)] = (oy * g.sh * Wp + ox * g.sw) * g.C;
+    const bool two = two_rows_suit(g.Co);
     std::vector<char> ok(size_t(chunks), 1);
     ThreadPool::instance().parallel_for(
         chunks,
         [&](int t) {
             ConvScratch& sc = thread_scratch<ConvScratch>();
-            if (!reserve(sc.pad, int64_t(Hp) * Wp * g.C)) return void(ok[size_t(t)] = 0);
+            // (+ 1: two rows a register read the value after an odd run)
+            if (!reserve(sc.pad, int64_t(Hp) * Wp * g.C + 1) || (two && !reserve(sc.dup, npos * 16)))
+                return void(ok[size_t(t)] = 0);
             float *xp = sc.pad.data(), *acc = partial + t * WP;
             const int i1 = std::min(n, (t + 1) * kChunkImages);
             for (int i = t * kChunkImages; i < i1; i++) {
                 pad_image(xp, x + int64_t(i) * g.in_size(), g);
+                const float* dvi = dv + int64_t(i) * npos * g.Co;
+                const float si = s ? s[i] : 1.0f;
+                const bool more = i > t * kChunkImages;
+                if (two) duplicate_columns(sc.dup.data(), dvi, g.Co, int(npos), g.Co);
                 for_each_run(g, [&](int64_t at, int k0, int len) {  // dW^T[run] (+)= s_i A_run dV_i
-                    product(acc + int64_t(k0) * g.Co, g.Co, xp + at, 1, corner.data(), int(npos),
-                            dv + int64_t(i) * npos * g.Co, g.Co, len, g.Co, s ? s[i] : 1.0f, i > t * kChunkImages);
+                    float* d = acc + int64_t(k0) * g.Co;
+                    if (two)  // rows j, j + 1 of A_run are adjacent values: pair p at xp + at + 2p
+                        product_two_rows(d, g.Co, xp + at, 2, corner.data(), int(npos), sc.dup.data(), len, g.Co, si,
+                                         more);
+                    else
+                        product(d, g.Co, xp + at, 1, corner.data(), int(npos), dvi, g.Co, len, g.Co, si, more);
                 });
             }
         },
