@@ -19,7 +19,7 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
     if (m.has_quant && e.kind == EstimatorConfig::Kind::Bp)
         return "bp() cannot differentiate binary or ternary weights";
     for (const Unit& u : m.units)
-        if (!runs(u)) return "the model has a layer kind the device does not run";
+        if (!unit_ops(u.kind).device) return "the model has a layer kind the device does not run";
     if (hook && e.kind != EstimatorConfig::Kind::Ulr) return "a JS loss needs ulr()";
     if (e.kind == EstimatorConfig::Kind::Bp && e.bp.sigma > 0.0f) return "bp() with noise injection runs on the CPU";
     if (e.kind == EstimatorConfig::Kind::Ulr) {

@@ -37,7 +37,6 @@ class DeviceTrainer {
 
     // Empty when this model and estimator run on the device; otherwise why they run on the CPU.
     static std::string unsupported(const Model& m, const EstimatorConfig& e, const LossHook* hook);
-    static bool runs(const Unit& u);          // the device has this unit kind's kernels (unit_passes.cpp)
     static bool modules_run(const Model& m);  // ulr_modules runs this model (ulr_modules.cpp)
 
     // The host's parameters (and optimizer state, reset first when `o` names another kind) to the device.
@@ -88,11 +87,9 @@ class DeviceTrainer {
                               const float* minus, int rows);
     void reset_pipeline() { pipe_.pending = false; }  // pipelined modules: no first module waits (every fit starts so)
 
-    // What the unit kinds' passes (device/unit_pass.h) use: the parameters the forward computes with (theta: binary
-    // / ternary weights applied), the parameters and their gradients, the mode, the uploaded batch's rows, and per
-    // unit its own buffers (kept between passes and steps: a norm's x^, a graph's adjacency). A unit with running
-    // statistics (Unit::running) keeps them in its buffer kRunning and its batch's in kBatch: begin(), download() and
-    // update() move them.
+    // For the unit kinds' passes (device/unit_pass.h): theta, the parameters the forward computes with (binary or
+    // ternary weights applied), and per unit its own buffers, kept between passes and steps (running statistics,
+    // Unit::running, in kRunning and the batch's in kBatch: begin(), download() and update() move them).
     static constexpr int kRunning = 0, kBatch = 1;
     const float* theta() const { return theta_; }
     const float* params() const { return params_.f(); }

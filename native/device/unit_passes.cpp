@@ -5,9 +5,6 @@
 #include "units/unit.h"
 
 namespace of {
-// A kind without device entries runs on the CPU (and says why).
-bool DeviceTrainer::runs(const Unit& u) { return unit_ops(u.kind).device; }
-
 UnitPass DeviceTrainer::pass(const Model& m, int l, int rows, bool tf32) {
     return UnitPass{*this, dev_.get(), m, m.units[size_t(l)], l, rows, tf32};
 }

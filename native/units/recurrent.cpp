@@ -229,6 +229,15 @@ void backward(const KernelTable& k, const Unit& u, const float* theta, const flo
 
 int noise_width(const Unit& u) { return u.q.T * u.q.G * u.q.H; }  // every gate at every step
 
+// On a device (DeviceTrainer::seq_*, below); BPTT keeps the unit's aux
+Status device_forward(const UnitPass& p, const float* x, float* v) {
+    return p.t.seq_forward(p.m, p.l, p.rows, x, v, nullptr, 0.0f, nullptr, 1, p.tf32);
+}
+Status device_backward(const UnitPass& p, const float* x, const float* dv, float, bool, float* din) {
+    return p.t.seq_backward(p.m, p.l, p.rows, x, dv, din, p.tf32);
+}
+const DeviceUnitOps device{false, device_forward, device_backward};
+
 }  // namespace
 
 // On a device (DeviceTrainer's recurrent passes, trainer.h; kernels in ops_recurrent.h), the same algorithm: a step
@@ -342,17 +351,6 @@ Status DeviceTrainer::seq_backward(const Model& m, int l, int rows, const float*
     if (!din) return {};
     return d->gemm(false, false, rows * T, F, GH, 1.0f, dP, GH, W, F, 0.0f, din, F, tf32);
 }
-
-namespace {
-// BPTT keeps the unit's aux
-Status device_forward(const UnitPass& p, const float* x, float* v) {
-    return p.t.seq_forward(p.m, p.l, p.rows, x, v, nullptr, 0.0f, nullptr, 1, p.tf32);
-}
-Status device_backward(const UnitPass& p, const float* x, const float* dv, float, bool, float* din) {
-    return p.t.seq_backward(p.m, p.l, p.rows, x, dv, din, p.tf32);
-}
-const DeviceUnitOps device{false, device_forward, device_backward};
-}  // namespace
 
 extern const LayerType rnn_layer{"rnn", UnitKind::Rnn, read, build};
 extern const LayerType gru_layer{"gru", UnitKind::Gru, read, build};
