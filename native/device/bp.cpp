@@ -44,10 +44,9 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
     auto pending = [&](int l) { return skip_[size_t(l)]->f(); };  // a block start's skip gradient
     // dropout: the model's seed and step counter, as backprop.cpp; a concat unit: its block's input and its gradient
     auto pass_of = [&](int l) {
-        const Unit& u = m.units[size_t(l)];
         UnitPass p = pass(m, l, B, tf32);
         p.batch_stats = !inference_, p.sample0 = sample_base, p.seed = m.seed, p.step = m.step;
-        if (u.skip_from >= 0) p.skip = input(u.skip_from), p.skip_grad = pending(u.skip_from);
+        if (p.u.skip_from >= 0) p.skip = input(p.u.skip_from), p.skip_grad = pending(p.u.skip_from);
         return p;
     };
     for (int l = 0; l < L; l++) {

@@ -23,7 +23,6 @@ struct UnitPass {
     const float* skip = nullptr;  // a concat unit: the block's input (row r reads row r / skip_rep) ...
     int skip_rep = 1;
     float* skip_grad = nullptr;  // ... and its gradient (BP)
-
     DeviceBuffer& buffer(int slot) const { return t.unit_buffer(l, slot); }
     const float* weights() const { return t.theta() + u.w_off; }  // the forward's
     int64_t values() const { return int64_t(rows) * u.O; }        // of its output

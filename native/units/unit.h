@@ -54,8 +54,7 @@ struct ModelBuilder {
     Status params(Unit& u, uint64_t weights, uint64_t bias);
     // u.O = a b values per row, at most 2^28.
     Status output(Unit& u, uint64_t a, uint64_t b);
-    // Appends u: the next layer reads its output (width = u.O). Clears m.mlp unless u is a plain dense unit (a linear
-    // map of flat rows with real weights and no adapter).
+    // Appends u: the next layer reads its output (width = u.O). Clears m.mlp unless u is a plain dense unit.
     void add(const Unit& u);
 };
 
