@@ -258,8 +258,8 @@ Status validate_data(const Model& m, const float* x, int64_t x_len, const Target
              "x has " + std::to_string(x_len) + " values, expected rows x inputs = " + std::to_string(rows) + " x " +
                  std::to_string(m.inputs));
     if (int64_t i = first_non_finite(x, x_len); i >= 0)
-        return {StatusCode::Data, "x contains a non-finite value at row " + std::to_string(i / m.inputs) +
-                                      ", column " + std::to_string(i % m.inputs)};
+        return {StatusCode::Data, "x contains a non-finite value at row " + std::to_string(i / m.inputs) + ", column " +
+                                      std::to_string(i % m.inputs)};
     OF_TRY(validate_tokens(m, x, rows));
     if (m.loss != LossKind::Mse) {
         const int P = m.groups, classes = m.outputs / P;

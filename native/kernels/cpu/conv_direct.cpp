@@ -432,10 +432,9 @@ bool forward_as(float* y, const float* x, const float* W, int n, const ConvGeom&
                 float* row = yi + int64_t(oy) * g.Wo * g.Co;
                 const int64_t top = int64_t(oy) * g.sh * Wp * g.C;
                 if (two)
-                    product_two_rows(row, g.Co, sc.pairs.data() + 2 * top, 4 * as, qoff.data(), P, own.dup.data(),
-                                     g.Wo, g.Co, 1.0f, false);
-                else
-                    product(row, g.Co, sc.pad.data() + top, as, off.data(), P, wt, g.Co, g.Wo, g.Co, 1.0f, false);
+                    product_two_rows(row, g.Co, sc.pairs.data() + 2 * top, 4 * as, qoff.data(), P, own.dup.data(), g.Wo,
+                                     g.Co, 1.0f, false);
+                else product(row, g.Co, sc.pad.data() + top, as, off.data(), P, wt, g.Co, g.Wo, g.Co, 1.0f, false);
             }
         },
         image_cost(g) * n);
@@ -563,8 +562,7 @@ bool conv_weight_grad(float* dW, const float* dv, const float* x, const float* s
                     if (two)  // rows j, j + 1 of A_run are adjacent values: pair p at xp + at + 2p
                         product_two_rows(d, g.Co, xp + at, 2, corner.data(), int(npos), sc.dup.data(), len, g.Co, si,
                                          more);
-                    else
-                        product(d, g.Co, xp + at, 1, corner.data(), int(npos), dvi, g.Co, len, g.Co, si, more);
+                    else product(d, g.Co, xp + at, 1, corner.data(), int(npos), dvi, g.Co, len, g.Co, si, more);
                 });
             }
         },
