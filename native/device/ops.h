@@ -27,27 +27,18 @@
 namespace of::dev {
 
 // The kernels every device implements: X(name, Args) -> Status name(const Args&, int64_t n) runs name_at over n.
-// Each family's header lists its own (OF_*_KERNELS); the recurrent family's are listed here.
-#define OF_DEVICE_KERNELS(X)       \
-    OF_NOISE_KERNELS(X)            \
-    OF_CONV_KERNELS(X)             \
-    OF_ELEMENTWISE_KERNELS(X)      \
-    OF_NORM_KERNELS(X)             \
-    OF_TOKEN_KERNELS(X)            \
-    OF_ACTIVATION_KERNELS(X)       \
-    OF_LOSS_KERNELS(X)             \
-    OF_SCORE_KERNELS(X)            \
-    OF_REDUCE_KERNELS(X)           \
-    OF_OPTIMIZER_KERNELS(X)        \
-    X(seq_input, SeqArgs)          \
-    X(seq_cell, SeqArgs)           \
-    X(seq_candidate, SeqArgs)      \
-    X(seq_output, SeqArgs)         \
-    X(seq_back_cell, SeqBackArgs)  \
-    X(seq_back_reset, SeqBackArgs) \
-    X(repeat, TimeArgs)            \
-    X(repeat_backward, TimeArgs)   \
-    X(time_mean, TimeArgs)         \
-    X(time_mean_backward, TimeArgs)
+// Each family's header lists its own (OF_*_KERNELS).
+#define OF_DEVICE_KERNELS(X)  \
+    OF_NOISE_KERNELS(X)       \
+    OF_CONV_KERNELS(X)        \
+    OF_ELEMENTWISE_KERNELS(X) \
+    OF_NORM_KERNELS(X)        \
+    OF_TOKEN_KERNELS(X)       \
+    OF_ACTIVATION_KERNELS(X)  \
+    OF_LOSS_KERNELS(X)        \
+    OF_SCORE_KERNELS(X)       \
+    OF_REDUCE_KERNELS(X)      \
+    OF_OPTIMIZER_KERNELS(X)   \
+    OF_RECURRENT_KERNELS(X)
 
 }  // namespace of::dev

@@ -269,4 +269,16 @@ OF_HOST_DEVICE void time_mean_backward_at(const TimeArgs& a, int64_t i) {  // y 
     a.y[i] = a.x[i / (int64_t(a.T) * a.F) * a.F + i % a.F] / float(a.T);
 }
 
+#define OF_RECURRENT_KERNELS(X)    \
+    X(seq_input, SeqArgs)          \
+    X(seq_cell, SeqArgs)           \
+    X(seq_candidate, SeqArgs)      \
+    X(seq_output, SeqArgs)         \
+    X(seq_back_cell, SeqBackArgs)  \
+    X(seq_back_reset, SeqBackArgs) \
+    X(repeat, TimeArgs)            \
+    X(repeat_backward, TimeArgs)   \
+    X(time_mean, TimeArgs)         \
+    X(time_mean_backward, TimeArgs)
+
 }  // namespace of::dev
