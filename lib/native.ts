@@ -404,6 +404,7 @@ export type NativeBinding = {
     antithetic: boolean,
     naive?: boolean,
     density?: number,
+    into?: Float32Array,
   ): Float32Array;
   philox(c0: number, c1: number, c2: number, c3: number, k0: number, k1: number): Uint32Array;
   /** act(x) by the CPU engine, or by a device's bias_act kernel: kernel tests. */

@@ -107,8 +107,9 @@ Napi::Value GemmBf16Js(const Napi::CallbackInfo& info) {
     OF_NAPI_END(env)
 }
 
-// noise(rows, cols, seed, step, layer, row0, antithetic, naive?, density?) -> Float32Array: the engine's noise
-// (or the scalar noise_at() oracle when naive), for RNG tests. density: 0 normal, 1 Laplace, 2 logistic.
+// noise(rows, cols, seed, step, layer, row0, antithetic, naive?, density?, into?) -> Float32Array: the engine's noise
+// (or the scalar noise_at() oracle when naive), for RNG tests. density: 0 normal, 1 Laplace, 2 logistic. into: a
+// Float32Array of rows x cols to fill instead of a new one (the generator's rate without an allocation per call).
 Napi::Value NoiseJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
@@ -119,7 +120,14 @@ Napi::Value NoiseJs(const Napi::CallbackInfo& info) {
                  uint32_t(require_int(info[4], "layer", 0, 0xffffff)),
                  uint32_t(require_int(info[5], "row0", 0, 0xffffffffll)), info[6].ToBoolean()};
     if (!info[8].IsUndefined()) ns.density = Density(require_int(info[8], "density", 0, 2));
-    Napi::Float32Array out = Napi::Float32Array::New(env, size_t(R) * O);
+    Napi::Float32Array out;
+    if (info[9].IsTypedArray() && info[9].As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {
+        out = info[9].As<Napi::Float32Array>();
+        if (out.ElementLength() != size_t(R) * O)
+            throw_status(env, {StatusCode::Shape, "noise: into is not rows x cols"});
+    } else {
+        out = Napi::Float32Array::New(env, size_t(R) * O);
+    }
     if (!info[7].ToBoolean()) {
         cpu_kernels().noise_fill(out.Data(), R, O, ns);
     } else {
