@@ -190,6 +190,21 @@ export type NativeDistributed = {
   allreduce: (values: Float32Array, done: (error?: unknown, values?: Float32Array) => void) => void;
 };
 
+/** C = alpha op(A) op(B) (+ beta C) of the test hooks' GEMMs: M x N from M x K and K x N, row-major. */
+type GemmOperands = [
+  C: Float32Array,
+  A: Float32Array,
+  B: Float32Array,
+  M: number,
+  N: number,
+  K: number,
+  transA: boolean,
+  transB: boolean,
+  alpha: number,
+  beta: number,
+  kscale: Float32Array | null,
+];
+
 /** @internal */
 export interface NativeModel {
   parameters(): { name: string; shape: number[]; data: Float32Array }[];
@@ -365,35 +380,9 @@ export type NativeBinding = {
   /** Test hook: bytes held by native buffers now (`live`) and at most since the last reset (`peak`); `reset` first frees every thread's scratch, then starts `peak` from `live`. */
   allocStats(reset?: boolean): { live: number; peak: number };
   setErrorClasses(classes: object): void;
-  gemm(
-    C: Float32Array,
-    A: Float32Array,
-    B: Float32Array,
-    M: number,
-    N: number,
-    K: number,
-    transA: boolean,
-    transB: boolean,
-    alpha: number,
-    beta: number,
-    kscale: Float32Array | null,
-    naive: boolean,
-  ): void;
+  gemm(...args: [...GemmOperands, naive: boolean]): void;
   /** Test hook: the bfloat16 GEMM (native/kernels/cpu/bf16.h), by the instruction where the CPU has it and `instruction` asks for it, else emulated. */
-  gemmBf16(
-    C: Float32Array,
-    A: Float32Array,
-    B: Float32Array,
-    M: number,
-    N: number,
-    K: number,
-    transA: boolean,
-    transB: boolean,
-    alpha: number,
-    beta: number,
-    kscale: Float32Array | null,
-    instruction: boolean,
-  ): void;
+  gemmBf16(...args: [...GemmOperands, instruction: boolean]): void;
   noise(
     rows: number,
     cols: number,

@@ -45,17 +45,22 @@ struct ConvScratch {
     Buffer pad, tile, wt, partial, words, pairs, dup;
 };
 
+// The lane masks of a tile's NCH vectors of 16 columns, `cols` of them real.
+template <int NCH>
+inline void column_masks(__mmask16* m, int cols) {
+    for (int ch = 0; ch < NCH; ch++) {
+        const int left = cols - 16 * ch;
+        m[ch] = left >= 16 ? __mmask16(0xffff) : left > 0 ? __mmask16((1u << left) - 1) : __mmask16(0);
+    }
+}
+
 // R rows (a compile-time count, so the accumulators stay in registers) x NCH vectors of 16 columns, masked past cols.
 template <int R, int NCH>
 __attribute__((target("avx512f,fma"))) void tile_avx512(float* c, ptrdiff_t ldc, const float* a, ptrdiff_t as,
                                                         const int* off, int K, const float* b, ptrdiff_t ldb, int cols,
                                                         float alpha, bool accumulate) {
     __mmask16 m[NCH];
-#pragma GCC unroll 2
-    for (int ch = 0; ch < NCH; ch++) {
-        const int left = cols - 16 * ch;
-        m[ch] = left >= 16 ? __mmask16(0xffff) : left > 0 ? __mmask16((1u << left) - 1) : __mmask16(0);
-    }
+    column_masks<NCH>(m, cols);
     __m512 s[R][NCH];
 #pragma GCC unroll 12
     for (int j = 0; j < R; j++)
@@ -332,11 +337,7 @@ template <int R, int NCH>
 OF_BF16_TARGET void tile_pairs(float* c, ptrdiff_t ldc, const uint32_t* a, ptrdiff_t as, const int* offw, int KP,
                                const uint32_t* b, ptrdiff_t ldb, int cols) {
     __mmask16 m[NCH];
-#pragma GCC unroll 2
-    for (int ch = 0; ch < NCH; ch++) {
-        const int left = cols - 16 * ch;
-        m[ch] = left >= 16 ? __mmask16(0xffff) : left > 0 ? __mmask16((1u << left) - 1) : __mmask16(0);
-    }
+    column_masks<NCH>(m, cols);
     __m512 s[R][NCH];
 #pragma GCC unroll 12
     for (int j = 0; j < R; j++)
