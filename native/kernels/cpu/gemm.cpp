@@ -215,7 +215,9 @@ const Isa& isa() {
 }
 
 // A block (mr_total rows, kc) -> MR-row panels, each (kc, MR); rows past M are zero. kscale scales column p.
-void pack_a(float* Ap, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float* s, int rows, int kc, int MR) {
+// The AVX-512 panels (MR = 8) go through pack_a8_avx512 below; this loop serves the other ISAs and its leftovers.
+void pack_a_generic(float* Ap, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float* s, int rows, int kc,
+                    int MR) {
     for (int i0 = 0; i0 < rows; i0 += MR, Ap += MR * kc) {
         int mr = std::min(MR, rows - i0);
         if (csa == 1) {
@@ -232,6 +234,63 @@ void pack_a(float* Ap, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float
         }
         for (int i = mr; i < MR; i++)
             for (int p = 0; p < kc; p++) Ap[p * MR + i] = 0.0f;
+    }
+}
+
+// One 8-row panel (kc, 8) from rows that run along p (csa = 1): per 16 values of p, 8 row loads (times kscale, the
+// same single rounding as a[p] * s[p]) and an in-register 8 x 16 transpose; missing rows load as zeros.
+__attribute__((target("avx512f"))) void pack_a8_rows_avx512(float* Ap, const float* A, ptrdiff_t rsa, const float* s,
+                                                            int mr, int kc) {
+    int p = 0;
+    for (; p + 16 <= kc; p += 16) {
+        __m512 r[8], t[8];
+        __m512 sv = s ? _mm512_loadu_ps(s + p) : _mm512_set1_ps(1.0f);
+        for (int i = 0; i < 8; i++) {
+            r[i] = i < mr ? _mm512_loadu_ps(A + i * rsa + p) : _mm512_setzero_ps();
+            if (s && i < mr) r[i] = _mm512_mul_ps(r[i], sv);
+        }
+        for (int i = 0; i < 8; i += 2) {  // per 128-bit lane q: (r_i, r_i+1) interleaved at p = 4q, 4q+1 / 4q+2, 4q+3
+            t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+            t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+        }
+        for (int h = 0; h < 8; h += 4) {  // r[h + k], lane q: rows h..h+3 at p = 4q + k
+            r[h] = _mm512_shuffle_ps(t[h], t[h + 2], 0x44);
+            r[h + 1] = _mm512_shuffle_ps(t[h], t[h + 2], 0xEE);
+            r[h + 2] = _mm512_shuffle_ps(t[h + 1], t[h + 3], 0x44);
+            r[h + 3] = _mm512_shuffle_ps(t[h + 1], t[h + 3], 0xEE);
+        }
+        float* d = Ap + p * 8;
+        for (int k = 0; k < 4; k += 2) {  // 16 floats = p and p + 1: lane q of r[k], r[k + 4], r[k + 1], r[k + 5]
+            __m512 lo0 = _mm512_shuffle_f32x4(r[k], r[k + 4], 0x44), lo1 = _mm512_shuffle_f32x4(r[k + 1], r[k + 5], 0x44);
+            __m512 hi0 = _mm512_shuffle_f32x4(r[k], r[k + 4], 0xEE), hi1 = _mm512_shuffle_f32x4(r[k + 1], r[k + 5], 0xEE);
+            _mm512_storeu_ps(d + k * 8, _mm512_shuffle_f32x4(lo0, lo1, 0x88));
+            _mm512_storeu_ps(d + (4 + k) * 8, _mm512_shuffle_f32x4(lo0, lo1, 0xDD));
+            _mm512_storeu_ps(d + (8 + k) * 8, _mm512_shuffle_f32x4(hi0, hi1, 0x88));
+            _mm512_storeu_ps(d + (12 + k) * 8, _mm512_shuffle_f32x4(hi0, hi1, 0xDD));
+        }
+    }
+    for (; p < kc; p++)
+        for (int i = 0; i < 8; i++) Ap[p * 8 + i] = i < mr ? (s ? A[i * rsa + p] * s[p] : A[i * rsa + p]) : 0.0f;
+}
+
+// One 8-row panel from columns that run along i (rsa = 1): one masked 8-float load per p, times kscale[p].
+__attribute__((target("avx512f"))) void pack_a8_cols_avx512(float* Ap, const float* A, ptrdiff_t csa, const float* s,
+                                                            int mr, int kc) {
+    const __mmask16 m = __mmask16((1u << mr) - 1);
+    for (int p = 0; p < kc; p++) {
+        __m512 v = _mm512_maskz_loadu_ps(m, A + p * csa);
+        if (s) v = _mm512_maskz_mul_ps(m, v, _mm512_set1_ps(s[p]));
+        _mm256_storeu_ps(Ap + p * 8, _mm512_castps512_ps256(v));
+    }
+}
+
+void pack_a(float* Ap, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float* s, int rows, int kc, int MR) {
+    if (MR != 8 || isa().kernel != ukernel_avx512 || (csa != 1 && rsa != 1))
+        return pack_a_generic(Ap, A, rsa, csa, s, rows, kc, MR);
+    for (int i0 = 0; i0 < rows; i0 += 8, Ap += 8 * kc) {
+        int mr = std::min(8, rows - i0);
+        if (csa == 1) pack_a8_rows_avx512(Ap, A + i0 * rsa, rsa, s, mr, kc);
+        else pack_a8_cols_avx512(Ap, A + i0, csa, s, mr, kc);
     }
 }
 
@@ -264,11 +323,24 @@ __attribute__((target("avx512f"))) void transpose16_avx512(float* dst, ptrdiff_t
     for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + i * ld_dst, r[i]);
 }
 
+// One 32-column panel from rows that run along j (csb = 1): two masked loads and stores per p.
+__attribute__((target("avx512f"))) void pack_b32_rows_avx512(float* Bp, const float* B, ptrdiff_t rsb, int nr, int kc) {
+    const __mmask16 m0 = nr >= 16 ? __mmask16(0xffff) : __mmask16((1u << nr) - 1);
+    const __mmask16 m1 = nr >= 32 ? __mmask16(0xffff) : nr > 16 ? __mmask16((1u << (nr - 16)) - 1) : __mmask16(0);
+    for (int p = 0; p < kc; p++) {
+        const float* b = B + p * rsb;
+        _mm512_store_ps(Bp + p * 32, _mm512_maskz_loadu_ps(m0, b));
+        _mm512_store_ps(Bp + p * 32 + 16, _mm512_maskz_loadu_ps(m1, b + 16));
+    }
+}
+
 // B block (kc, cols) -> NR-column panels, each (kc, NR); columns past N are zero.
 void pack_b(float* Bp, const float* B, ptrdiff_t rsb, ptrdiff_t csb, int cols, int kc, int NR) {
     for (int j0 = 0; j0 < cols; j0 += NR, Bp += NR * kc) {
         int nr = std::min(NR, cols - j0);
-        if (csb == 1) {
+        if (csb == 1 && NR == 32 && isa().kernel == ukernel_avx512) {
+            pack_b32_rows_avx512(Bp, B + j0, rsb, nr, kc);
+        } else if (csb == 1) {
             for (int p = 0; p < kc; p++) {
                 const float* b = B + p * rsb + j0;
                 float* d = Bp + p * NR;
