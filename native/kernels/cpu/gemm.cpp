@@ -261,8 +261,10 @@ __attribute__((target("avx512f"))) void pack_a8_rows_avx512(float* Ap, const flo
         }
         float* d = Ap + p * 8;
         for (int k = 0; k < 4; k += 2) {  // 16 floats = p and p + 1: lane q of r[k], r[k + 4], r[k + 1], r[k + 5]
-            __m512 lo0 = _mm512_shuffle_f32x4(r[k], r[k + 4], 0x44), lo1 = _mm512_shuffle_f32x4(r[k + 1], r[k + 5], 0x44);
-            __m512 hi0 = _mm512_shuffle_f32x4(r[k], r[k + 4], 0xEE), hi1 = _mm512_shuffle_f32x4(r[k + 1], r[k + 5], 0xEE);
+            __m512 lo0 = _mm512_shuffle_f32x4(r[k], r[k + 4], 0x44);
+            __m512 lo1 = _mm512_shuffle_f32x4(r[k + 1], r[k + 5], 0x44);
+            __m512 hi0 = _mm512_shuffle_f32x4(r[k], r[k + 4], 0xEE);
+            __m512 hi1 = _mm512_shuffle_f32x4(r[k + 1], r[k + 5], 0xEE);
             _mm512_storeu_ps(d + k * 8, _mm512_shuffle_f32x4(lo0, lo1, 0x88));
             _mm512_storeu_ps(d + (4 + k) * 8, _mm512_shuffle_f32x4(lo0, lo1, 0xDD));
             _mm512_storeu_ps(d + (8 + k) * 8, _mm512_shuffle_f32x4(hi0, hi1, 0x88));
@@ -273,25 +275,32 @@ __attribute__((target("avx512f"))) void pack_a8_rows_avx512(float* Ap, const flo
         for (int i = 0; i < 8; i++) Ap[p * 8 + i] = i < mr ? (s ? A[i * rsa + p] * s[p] : A[i * rsa + p]) : 0.0f;
 }
 
-// One 8-row panel from columns that run along i (rsa = 1): one masked 8-float load per p, times kscale[p].
+// All 8-row panels from columns that run along i (rsa = 1), p outermost so that each p reads one contiguous run of
+// A (a tall A^T, e.g. a weight gradient's activations, is read once rather than once per panel): 16-float masked
+// loads times kscale[p], each half stored to its panel.
 __attribute__((target("avx512f"))) void pack_a8_cols_avx512(float* Ap, const float* A, ptrdiff_t csa, const float* s,
-                                                            int mr, int kc) {
-    const __mmask16 m = __mmask16((1u << mr) - 1);
+                                                            int rows, int kc) {
     for (int p = 0; p < kc; p++) {
-        __m512 v = _mm512_maskz_loadu_ps(m, A + p * csa);
-        if (s) v = _mm512_maskz_mul_ps(m, v, _mm512_set1_ps(s[p]));
-        _mm256_storeu_ps(Ap + p * 8, _mm512_castps512_ps256(v));
+        const float* a = A + p * csa;
+        const __m512 sv = _mm512_set1_ps(s ? s[p] : 1.0f);
+        for (int i0 = 0; i0 < rows; i0 += 16) {
+            const int n = std::min(16, rows - i0);
+            const __mmask16 m = n == 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
+            __m512 v = _mm512_maskz_loadu_ps(m, a + i0);
+            if (s) v = _mm512_maskz_mul_ps(m, v, sv);
+            float* d = Ap + size_t(i0 / 8) * 8 * kc + p * 8;
+            _mm256_storeu_ps(d, _mm512_castps512_ps256(v));
+            if (n > 8) _mm256_storeu_ps(d + 8 * kc, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+        }
     }
 }
 
 void pack_a(float* Ap, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float* s, int rows, int kc, int MR) {
     if (MR != 8 || isa().kernel != ukernel_avx512 || (csa != 1 && rsa != 1))
         return pack_a_generic(Ap, A, rsa, csa, s, rows, kc, MR);
-    for (int i0 = 0; i0 < rows; i0 += 8, Ap += 8 * kc) {
-        int mr = std::min(8, rows - i0);
-        if (csa == 1) pack_a8_rows_avx512(Ap, A + i0 * rsa, rsa, s, mr, kc);
-        else pack_a8_cols_avx512(Ap, A + i0, csa, s, mr, kc);
-    }
+    if (csa != 1) return pack_a8_cols_avx512(Ap, A, csa, s, rows, kc);
+    for (int i0 = 0; i0 < rows; i0 += 8, Ap += 8 * kc)
+        pack_a8_rows_avx512(Ap, A + i0 * rsa, rsa, s, std::min(8, rows - i0), kc);
 }
 
 // 16 x 16 transpose: src rows j (16 floats of consecutive p each, stride ld_src) -> dst rows p (16 floats of
