@@ -23,10 +23,11 @@
 namespace of::cpu {
 namespace {
 
-// Per-thread packing space: A and B panels of one tile (MR x 16 and NR x 16 rows of KC values), and the transposed
-// A of a narrow product (K x at most kNarrow).
+// Per-thread packing space: A and B panels of one tile (MR x 16 and NR x 16 rows of KC values), the caller's B
+// panels shared by all tasks of a one-slice product (NR x 16 rows of K <= KC), and the transposed A of a narrow
+// product (K x at most kNarrow).
 struct PackScratch {
-    Buffer a, b;
+    Buffer a, b, shared_b;
 };
 struct NarrowScratch {
     Buffer a;
@@ -387,7 +388,7 @@ double gemm_scratch_floats(double R, double W) {
     const Isa& k = isa();
     auto mt = [&](double d) { return std::min(std::ceil(std::min(d, 1e9) / k.MR) * k.MR, 16.0 * k.MR); };
     auto nt = [&](double d) { return std::min(std::ceil(std::min(d, 1e9) / k.NR) * k.NR, 16.0 * k.NR); };
-    const double panels = std::max(mt(R), mt(W)) + std::max(nt(R), nt(W));
+    const double panels = std::max(mt(R), mt(W)) + 2 * std::max(nt(R), nt(W));
     return panels * KC + double(kNarrow) * std::max(R, W) + 3 * 16.0;
 }
 
@@ -452,6 +453,16 @@ void gemm(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa,
         else break;
     }
     int mb = (M + mt - 1) / mt, nb = (N + nt - 1) / nt;
+    // A one-slice product whose B serves several row blocks (a recurrent step: U against thousands of rows) packs B
+    // once here rather than once per task; the panels are the same values, so the same bits.
+    const float* shared_b = nullptr;
+    if (K <= KC && mb > 1 && N <= 16 * k.NR) {
+        Buffer& sb = thread_scratch<PackScratch>().shared_b;
+        if (sb.reserve(size_t(round_up(N, k.NR)) * K).ok()) {
+            pack_b(sb.data(), B, rsb, csb, N, K, k.NR);
+            shared_b = sb.data();
+        }
+    }
     ThreadPool::instance().parallel_for(
         mb * nb,
         [&](int task) {
@@ -469,10 +480,11 @@ void gemm(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa,
             for (int p0 = 0; p0 < K; p0 += KC) {
                 int kc = std::min(KC, K - p0);
                 pack_a(abuf.data(), A + i0 * rsa + p0 * csa, rsa, csa, kscale ? kscale + p0 : nullptr, rows, kc, k.MR);
-                pack_b(bbuf.data(), B + p0 * rsb + j0 * csb, rsb, csb, cols, kc, k.NR);
+                const float* bp = shared_b ? shared_b + size_t(j0) * K : bbuf.data();
+                if (!shared_b) pack_b(bbuf.data(), B + p0 * rsb + j0 * csb, rsb, csb, cols, kc, k.NR);
                 for (int jr = 0; jr < cols; jr += k.NR)
                     for (int ir = 0; ir < rows; ir += k.MR)
-                        k.kernel(kc, abuf.data() + ir * kc, bbuf.data() + jr * kc,
+                        k.kernel(kc, abuf.data() + ir * kc, bp + jr * kc,
                                  C + (i0 + ir) * rsc + (j0 + jr) * csc, rsc, csc, std::min(k.MR, rows - ir),
                                  std::min(k.NR, cols - jr), alpha, beta, p0 == 0);
             }
