@@ -116,7 +116,8 @@ t.test('gemm bits are identical across thread counts and SIMD levels', async (t)
     const { randn } = require(${JSON.stringify(path.resolve(__dirname, 'helpers', 'native.js'))});
     const crypto = require('crypto');
     const b = native(); const h = crypto.createHash('sha256');
-    for (const [M, N, K, ta, tb, sc] of [[64,256,784,0,1,0],[2048,40,256,0,1,0],[256,784,64,1,0,1],[33,70,257,0,0,0]]) {
+    for (const [M, N, K, ta, tb, sc] of [[64,256,784,0,1,0],[2048,40,256,0,1,0],[256,784,64,1,0,1],[33,70,257,0,0,0],
+        [300,70,40,0,0,1],[45,70,300,1,0,1]]) {
       const A = randn(M*K, 1), B = randn(K*N, 2), C = new Float32Array(M*N);
       b.gemm(C, A, B, M, N, K, !!ta, !!tb, 1, 0, sc ? randn(K, 3) : null, false);
       h.update(Buffer.from(C.buffer));
