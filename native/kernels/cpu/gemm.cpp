@@ -217,8 +217,7 @@ const Isa& isa() {
 
 // A block (mr_total rows, kc) -> MR-row panels, each (kc, MR); rows past M are zero. kscale scales column p.
 // The AVX-512 panels (MR = 8) go through pack_a8_avx512 below; this loop serves the other ISAs and its leftovers.
-void pack_a_generic(float* Ap, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float* s, int rows, int kc,
-                    int MR) {
+void pack_a_generic(float* Ap, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float* s, int rows, int kc, int MR) {
     for (int i0 = 0; i0 < rows; i0 += MR, Ap += MR * kc) {
         int mr = std::min(MR, rows - i0);
         if (csa == 1) {
@@ -484,9 +483,8 @@ void gemm(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa,
                 if (!shared_b) pack_b(bbuf.data(), B + p0 * rsb + j0 * csb, rsb, csb, cols, kc, k.NR);
                 for (int jr = 0; jr < cols; jr += k.NR)
                     for (int ir = 0; ir < rows; ir += k.MR)
-                        k.kernel(kc, abuf.data() + ir * kc, bp + jr * kc,
-                                 C + (i0 + ir) * rsc + (j0 + jr) * csc, rsc, csc, std::min(k.MR, rows - ir),
-                                 std::min(k.NR, cols - jr), alpha, beta, p0 == 0);
+                        k.kernel(kc, abuf.data() + ir * kc, bp + jr * kc, C + (i0 + ir) * rsc + (j0 + jr) * csc, rsc,
+                                 csc, std::min(k.MR, rows - ir), std::min(k.NR, cols - jr), alpha, beta, p0 == 0);
             }
         },
         macs / 16 + int64_t(M + N) * K);
