@@ -121,7 +121,9 @@ Napi::Value NoiseJs(const Napi::CallbackInfo& info) {
                  uint32_t(require_int(info[5], "row0", 0, 0xffffffffll)), info[6].ToBoolean()};
     if (!info[8].IsUndefined()) ns.density = Density(require_int(info[8], "density", 0, 2));
     Napi::Float32Array out;
-    if (info[9].IsTypedArray() && info[9].As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {
+    if (!info[9].IsUndefined()) {
+        if (!info[9].IsTypedArray() || info[9].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+            throw_status(env, {StatusCode::Config, "noise: into must be a Float32Array"});
         out = info[9].As<Napi::Float32Array>();
         if (out.ElementLength() != size_t(R) * O)
             throw_status(env, {StatusCode::Shape, "noise: into is not rows x cols"});

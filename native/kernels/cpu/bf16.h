@@ -4,16 +4,23 @@
 // compute C = op(A) op(B) with both operands rounded so and every product and sum in float32, in one of two ways:
 //   instruction:  AVX-512 BF16 (vdpbf16ps: two bfloat16 products into each float32 lane), with packed pair panels;
 //   emulated:     the operands rounded into float32 scratch, then the float32 kernels (gemm.h, conv.h).
-// Both give the same bits (gemm_bf16.cpp says how), but where a partial sum falls below 2^-126, which the
-// instruction flushes to zero: results do not depend on the CPU.
+// On one CPU both give the same bits (gemm_bf16.cpp says how), but where a partial sum falls below 2^-126, which
+// the instruction flushes to zero. Across CPUs the emulation inherits the float32 kernels' ISA-dependent sums.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 
+#include "core/buffer.h"
 #include "kernels/cpu/conv.h"
 
+// The instruction's kernels: AVX-512 with BF16 (bw and vl for the masked word moves).
+#define OF_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
 namespace of::cpu {
+
+// A buffer's floats seen as bfloat16 pair words (two bfloat16 values in 32 bits).
+inline uint32_t* words_of(Buffer& b) { return reinterpret_cast<uint32_t*>(b.data()); }
 
 // x rounded to the nearest bfloat16, ties to even, as VCVTNEPS2BF16 rounds: denormals become zeros of their sign, a
 // NaN stays a (quiet) NaN, values past the largest bfloat16 become infinities. Returned as a float32 (low bits 0).

@@ -82,8 +82,8 @@ __attribute__((target("avx512f"))) void max_pool_backward_avx512(float* di, cons
 }
 
 // The same two for C <= 8: windows ox and ox + 1 share a register (lanes 0-7 and 8-15, the second half masked off
-// past Wo), with the same maxima in the same order. The gradient needs windows that do not overlap (sw >= kw): two
-// windows' adds into one value within one masked store would lose one.
+// past Wo), with the same maxima in the same order. The gradient pairs only windows that do not overlap (sw >= kw):
+// with overlap, window ox + 1's add into a shared input could come before window ox's and round differently.
 struct WindowPair {
     __mmask16 lo, hi;  // lanes of window ox, of window ox + 1
     int64_t next;      // from a tap of window ox to the same tap of ox + 1, less the 8 lanes before it

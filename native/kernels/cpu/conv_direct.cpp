@@ -331,8 +331,6 @@ int64_t image_cost(const ConvGeom& g) { return g.positions() * g.patch() * g.Co 
 // The padded image as words (x[c], x[c + 1]) for even c and W^T as words (W^T[2q], W^T[2q + 1]) per output channel:
 // tap pair q of a window is the word at offw[q] = off[2q] / 2, and vdpbf16ps adds tap 2q's product before tap 2q + 1's,
 // the fma chain of `product` on the rounded operands, two taps an instruction.
-#define OF_BF16_TARGET __attribute__((target("avx512f,avx512bf16")))
-
 template <int R, int NCH>
 OF_BF16_TARGET void tile_pairs(float* c, ptrdiff_t ldc, const uint32_t* a, ptrdiff_t as, const int* offw, int KP,
                                const uint32_t* b, ptrdiff_t ldb, int cols) {
@@ -386,8 +384,6 @@ void product_pairs(float* c, ptrdiff_t ldc, const uint32_t* a, ptrdiff_t as, con
         if (n0 < cols) kPairTiles.one[size_t(r - 1)](cj + n0, ldc, aj, as, offw, KP, b + n0, ldb, cols - n0);
     }
 }
-
-uint32_t* words_of(Buffer& b) { return reinterpret_cast<uint32_t*>(b.data()); }
 
 }  // namespace
 
@@ -551,6 +547,7 @@ bool conv_weight_grad(float* dW, const float* dv, const float* x, const float* s
             if (!reserve(sc.pad, int64_t(Hp) * Wp * g.C + 1) || (two && !reserve(sc.dup, npos * 16)))
                 return void(ok[size_t(t)] = 0);
             float *xp = sc.pad.data(), *acc = partial + t * WP;
+            xp[int64_t(Hp) * Wp * g.C] = 0.0f;  // the slot after the image: read, then masked off, by two-row tiles
             const int i1 = std::min(n, (t + 1) * kChunkImages);
             for (int i = t * kChunkImages; i < i1; i++) {
                 pad_image(xp, x + int64_t(i) * g.in_size(), g);

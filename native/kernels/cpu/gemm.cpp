@@ -216,7 +216,8 @@ const Isa& isa() {
 }
 
 // A block (mr_total rows, kc) -> MR-row panels, each (kc, MR); rows past M are zero. kscale scales column p.
-// The AVX-512 panels (MR = 8) go through pack_a8_avx512 below; this loop serves the other ISAs and its leftovers.
+// With AVX-512 (MR = 8), A with contiguous rows or columns goes through pack_a8_rows_avx512 / pack_a8_cols_avx512
+// below; this loop serves the other ISAs and an A strided both ways.
 void pack_a_generic(float* Ap, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float* s, int rows, int kc, int MR) {
     for (int i0 = 0; i0 < rows; i0 += MR, Ap += MR * kc) {
         int mr = std::min(MR, rows - i0);

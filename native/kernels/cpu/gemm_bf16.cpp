@@ -43,9 +43,6 @@ struct EmulationScratch {
 struct PairScratch {
     Buffer a, b, words;  // A and B panels (words), the dot kernel's B words
 };
-uint32_t* words_of(Buffer& b) { return reinterpret_cast<uint32_t*>(b.data()); }
-
-#define OF_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
 // 32 floats -> 16 words (x[2i], x[2i + 1]): cvtne2ps puts x[0, 16) in the lower bfloat16 lanes, x[16, 32) above; the
 // rotation brings each pair's first value to the word's upper half.
@@ -150,7 +147,8 @@ OF_BF16_TARGET void ukernel_pairs(int kp, const uint32_t* Ap, const uint32_t* Bp
     store_tile(acc, NR, C, rsc, csc, mr, nr, alpha, beta, first_slice);
 }
 
-// The emulation without scratch (out of memory): the float32 naive loop on rounded operands.
+// The emulation without scratch (out of memory): the float32 naive loop on rounded operands. Like gemm_naive, it sums
+// all of K in one chain, so for K > KC its bits differ from the sliced kernels'.
 void naive_rounded(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float* B,
                    ptrdiff_t rsb, ptrdiff_t csb, const float* kscale, int M, int N, int K, float alpha, float beta) {
     for (int i = 0; i < M; i++)
