@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/clones.h"
 #include "core/fastmath.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/ops.h"
@@ -37,7 +38,6 @@ constexpr float kInvSqrt2Pi = 0.39894228040143268f;
 
 // One switch per call, a tight loop per case: the branch-free cases vectorize, 16 lanes on AVX-512 machines (clones
 // per ISA; elementwise, so the same bits).
-#define OF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 OF_CLONES void act_span(float* y, const float* x, int64_t n, Act act, float alpha) {
     switch (act) {
         case Act::Identity:

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/clones.h"
 #include "core/thread_pool.h"
 
 namespace of::cpu {
@@ -39,7 +40,6 @@ double grad_norm(const float* g, int64_t n) {
 
 // The element loops: restrict-qualified, constants in registers, cloned per ISA so they vectorize. IEEE
 // add/mul/div/sqrt round the same in every clone, so updates are bit-identical across CPUs.
-#define OF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
 OF_CLONES static void sgd_span(float* __restrict p, const float* __restrict g, float* __restrict buf, int64_t n,
                                float gscale, float lr, float wd, float mu, bool nesterov) {
