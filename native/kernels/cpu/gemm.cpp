@@ -23,11 +23,11 @@
 namespace of::cpu {
 namespace {
 
-// Per-thread packing space: A and B panels of one tile (MR x 16 and NR x 16 rows of KC values), the caller's B
-// panels shared by all tasks of a one-slice product (NR x 16 rows of K <= KC), and the transposed A of a narrow
-// product (K x at most kNarrow).
+// Per-thread packing space: A and B panels of one tile (MR x 16 and NR x 16 rows of KC values; for a one-slice
+// product with a shared B, the caller's b holds all of B's panels, N <= 16 NR rows of K <= KC, and the tasks pack no
+// B of their own), and the transposed A of a narrow product (K x at most kNarrow).
 struct PackScratch {
-    Buffer a, b, shared_b;
+    Buffer a, b;
 };
 struct NarrowScratch {
     Buffer a;
@@ -388,7 +388,7 @@ double gemm_scratch_floats(double R, double W) {
     const Isa& k = isa();
     auto mt = [&](double d) { return std::min(std::ceil(std::min(d, 1e9) / k.MR) * k.MR, 16.0 * k.MR); };
     auto nt = [&](double d) { return std::min(std::ceil(std::min(d, 1e9) / k.NR) * k.NR, 16.0 * k.NR); };
-    const double panels = std::max(mt(R), mt(W)) + 2 * std::max(nt(R), nt(W));
+    const double panels = std::max(mt(R), mt(W)) + std::max(nt(R), nt(W));
     return panels * KC + double(kNarrow) * std::max(R, W) + 3 * 16.0;
 }
 
@@ -457,7 +457,7 @@ void gemm(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa,
     // once here rather than once per task; the panels are the same values, so the same bits.
     const float* shared_b = nullptr;
     if (K <= KC && mb > 1 && N <= 16 * k.NR) {
-        Buffer& sb = thread_scratch<PackScratch>().shared_b;
+        Buffer& sb = thread_scratch<PackScratch>().b;
         if (sb.reserve(size_t(round_up(N, k.NR)) * K).ok()) {
             pack_b(sb.data(), B, rsb, csb, N, K, k.NR);
             shared_b = sb.data();
@@ -471,7 +471,7 @@ void gemm(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa,
             int i0 = (task / nb) * mt, j0 = (task % nb) * nt;
             int rows = std::min(mt, M - i0), cols = std::min(nt, N - j0);
             if (!abuf.reserve(size_t(round_up(rows, k.MR)) * KC).ok() ||
-                !bbuf.reserve(size_t(round_up(cols, k.NR)) * KC).ok()) {
+                (!shared_b && !bbuf.reserve(size_t(round_up(cols, k.NR)) * KC).ok())) {
                 // Out of memory for a few hundred KB of packing space: fall back to the unpacked loop.
                 gemm_naive(C + i0 * rsc + j0 * csc, rsc, csc, A + i0 * rsa, rsa, csa, B + j0 * csb, rsb, csb, kscale,
                            rows, cols, K, alpha, beta);
