@@ -190,7 +190,7 @@ export type NativeDistributed = {
   allreduce: (values: Float32Array, done: (error?: unknown, values?: Float32Array) => void) => void;
 };
 
-/** C = alpha op(A) op(B) (+ beta C) of the test hooks' GEMMs: M x N from M x K and K x N, row-major. */
+/** C = alpha op(A) op(B) + beta C of the test hooks' GEMMs: M x N from M x K and K x N, row-major. */
 type GemmOperands = [
   C: Float32Array,
   A: Float32Array,
@@ -202,7 +202,6 @@ type GemmOperands = [
   transB: boolean,
   alpha: number,
   beta: number,
-  kscale: Float32Array | null,
 ];
 
 /** @internal */
@@ -380,9 +379,9 @@ export type NativeBinding = {
   /** Test hook: bytes held by native buffers now (`live`) and at most since the last reset (`peak`); `reset` first frees every thread's scratch, then starts `peak` from `live`. */
   allocStats(reset?: boolean): { live: number; peak: number };
   setErrorClasses(classes: object): void;
-  gemm(...args: [...GemmOperands, naive: boolean]): void;
+  gemm(...args: [...GemmOperands, kscale: Float32Array | null, naive: boolean]): void;
   /** Test hook: the bfloat16 GEMM (native/kernels/cpu/bf16.h), by the instruction where the CPU has it and `instruction` asks for it, else emulated. */
-  gemmBf16(...args: [...GemmOperands, instruction: boolean]): void;
+  gemmBf16(...args: [...GemmOperands, kscale: Float32Array | null, instruction: boolean]): void;
   noise(
     rows: number,
     cols: number,
@@ -409,20 +408,7 @@ export type NativeBinding = {
     antithetic: boolean,
     density: number,
   ): Float32Array;
-  deviceGemm(
-    device: 'sim' | 'cuda' | 'tiled',
-    C: Float32Array,
-    A: Float32Array,
-    B: Float32Array,
-    M: number,
-    N: number,
-    K: number,
-    transA: boolean,
-    transB: boolean,
-    alpha: number,
-    beta: number,
-    tf32: boolean,
-  ): void;
+  deviceGemm(...args: [device: 'sim' | 'cuda' | 'tiled', ...GemmOperands, tf32: boolean]): void;
 };
 
 /** Where the loaded addon came from: `ONEFORWARD_NATIVE`, a source build (cmake or node-gyp), or the prebuilt. */
