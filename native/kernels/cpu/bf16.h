@@ -55,13 +55,16 @@ bool bf16_instructions();
 // first use times both (16 independent chains, best of 5, about 0.2 ms).
 bool bf16_pairs_outrun_fma();
 
-// Which kernels run the products: Emulated; Instruction wherever it applies (the tests); Fastest: the instruction in
-// the narrow dot product (where the emulation copies A), and in the packed GEMM and the direct convolution where
-// bf16_pairs_outrun_fma(), else the emulation. All give the same bits.
-enum class Bf16Way { Emulated, Instruction, Fastest };
-// Fastest where bf16_instructions(), else Emulated; ONEFORWARD_BF16=instruction|emulated picks one (tests, benches).
-// bf16_kernels: which, in words (backend info).
+// Which kernels run the products: Emulated; Instruction wherever it applies (the tests); Amx: the AMX tiles (amx.h)
+// wherever they apply, else Instruction; Fastest: Amx where amx_usable(), else the instruction in the narrow dot
+// product (where the emulation copies A), and in the packed GEMM and the direct convolution where
+// bf16_pairs_outrun_fma(), else the emulation. Emulated and Instruction give the same bits; Amx its own (amx.h).
+enum class Bf16Way { Emulated, Instruction, Amx, Fastest };
+// Fastest where bf16_instructions(), else Emulated; ONEFORWARD_BF16=amx|instruction|emulated picks one (tests,
+// benches; amx only where amx_usable()). bf16_kernels: which, in words (backend info).
 Bf16Way bf16_way();
+// Whether a product run the given way takes the AMX tiles.
+bool bf16_on_amx(Bf16Way way);
 const char* bf16_kernels();
 
 // gemm (gemm.h, the same arguments) with A and B rounded to bfloat16; kscale, where given, scales the rounded A in

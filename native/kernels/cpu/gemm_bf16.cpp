@@ -14,6 +14,8 @@
 // Dimension letters as in gemm.h: C is M x N, the reduction K deep.
 #include "kernels/cpu/bf16.h"
 
+#include "kernels/cpu/amx.h"
+
 // GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own undefined-vector idiom.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -366,15 +368,20 @@ bool bf16_pairs_outrun_fma() {
 Bf16Way bf16_way() {
     static const Bf16Way way = [] {
         const char* force = std::getenv("ONEFORWARD_BF16");
-        if (!bf16_instructions() || (force && std::strcmp(force, "emulated") == 0)) return Bf16Way::Emulated;
-        return force && std::strcmp(force, "instruction") == 0 ? Bf16Way::Instruction : Bf16Way::Fastest;
+        auto is = [force](const char* w) { return force && std::strcmp(force, w) == 0; };
+        if (!bf16_instructions() || is("emulated")) return Bf16Way::Emulated;
+        if (is("amx") && amx_usable()) return Bf16Way::Amx;
+        return is("instruction") ? Bf16Way::Instruction : Bf16Way::Fastest;
     }();
     return way;
 }
 
+bool bf16_on_amx(Bf16Way way) { return way == Bf16Way::Amx || (way == Bf16Way::Fastest && amx_usable()); }
+
 const char* bf16_kernels() {
     const Bf16Way way = bf16_way();
     return way == Bf16Way::Emulated                                 ? "emulated"
+           : bf16_on_amx(way)                                       ? "amx"
            : way == Bf16Way::Instruction || bf16_pairs_outrun_fma() ? "avx512bf16"
                                                                     : "avx512bf16 (narrow products)";
 }

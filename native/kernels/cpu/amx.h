@@ -1,0 +1,30 @@
+// Intel AMX: eight tile registers of up to 16 rows x 64 bytes, and TDPBF16PS, which adds the products of an (m, 2k)
+// bfloat16 tile A and a (k, 2n) tile B of pair words (B's row q holds (B(2q, j), B(2q + 1, j)) for n columns j) into an
+// (m, n) float32 tile: 16 x 16 x 32 products an instruction, sixteen times a vdpbf16ps. ULR's noisy copies with
+// precision 'bf16' (bf16.h) take their products on it where the CPU has it and Linux lets the process use it.
+//
+// Its sums are its own: TDPBF16PS does not replay a chain of float32 FMAs (on the Sapphire Rapids class Xeon these
+// kernels were written on, 87% of the elements of 16 x 16 x 256 products differ in their last bits from the chain),
+// so the AMX kernels give other bits than the emulation -- the same bits on one CPU whatever the thread count, as
+// each element's products are summed in a fixed order (32 at a time, KC-deep slices as gemm_tile.h) by one task.
+#pragma once
+#include <cstdint>
+
+namespace of::cpu {
+
+// Whether the AMX kernels may run: the CPU has AMX-TILE and AMX-BF16, ONEFORWARD_SIMD caps nothing, and the kernel
+// granted the process the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM, asked once; Linux 5.16 and later).
+bool amx_usable();
+
+// A tile configuration (palette 1): each tile's rows and bytes per row. Kernels load one (_tile_loadconfig) for the
+// products they run and release the tiles (_tile_release) before they return, so a thread never carries tile state
+// past a task.
+struct alignas(64) AmxConfig {
+    uint8_t palette = 1, start_row = 0;
+    uint8_t reserved[14] = {};
+    uint16_t colsb[16] = {};
+    uint8_t rows[16] = {};
+    void tile(int t, int rows_, int bytes) { rows[t] = uint8_t(rows_), colsb[t] = uint16_t(bytes); }
+};
+
+}  // namespace of::cpu
