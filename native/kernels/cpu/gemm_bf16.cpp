@@ -12,9 +12,8 @@
 //                one word holds (k, k + 16) of a 32-value chunk; then the same reduction tree.
 //   The emulated gemm's other path (outer, M <= kNarrow with K = 1) and a kscale take the emulation.
 // Dimension letters as in gemm.h: C is M x N, the reduction K deep.
-#include "kernels/cpu/bf16.h"
-
 #include "kernels/cpu/amx.h"
+#include "kernels/cpu/bf16.h"
 
 // GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own undefined-vector idiom.
 #pragma GCC diagnostic ignored "-Wuninitialized"
