@@ -8,6 +8,7 @@
         "native/rng/sobol.cpp",
         "native/kernels/cpu/conv.cpp",
         "native/kernels/cpu/conv_direct.cpp",
+        "native/kernels/cpu/conv_amx.cpp",
         "native/kernels/cpu/gemm.cpp",
         "native/kernels/cpu/gemm_bf16.cpp",
         "native/kernels/cpu/amx.cpp",

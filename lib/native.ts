@@ -382,6 +382,19 @@ export type NativeBinding = {
   gemm(...args: [...GemmOperands, kscale: Float32Array | null, naive: boolean]): void;
   /** Test hook: the bfloat16 GEMM (native/kernels/cpu/bf16.h), by the instruction where the CPU has it and `instruction` asks for it, else emulated. */
   gemmBf16(...args: [...GemmOperands, kscale: Float32Array | null, instruction: boolean]): void;
+  /**
+   * Test hook: the direct convolution forward (native/kernels/cpu/conv.h) of `n` channels-last images,
+   * geom = [H, W, C, Ho, Wo, Co, kh, kw, sh, sw, ph, pw, dh, dw], in float32 or with bfloat16 operands
+   * (native/kernels/cpu/bf16.h) by `way` where the CPU has it. False: the shape takes im2row + GEMM (y not written).
+   */
+  convForward(
+    y: Float32Array,
+    x: Float32Array,
+    W: Float32Array,
+    n: number,
+    geom: number[],
+    way: 'float32' | 'emulated' | 'instruction' | 'amx',
+  ): boolean;
   noise(
     rows: number,
     cols: number,

@@ -12,6 +12,7 @@
 #include "core/thread_scratch.h"
 #include "device/device.h"
 #include "device/tiled_gemm.h"
+#include "kernels/cpu/amx.h"
 #include "kernels/cpu/bf16.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/kernels.h"
@@ -104,6 +105,35 @@ Napi::Value GemmBf16Js(const Napi::CallbackInfo& info) {
         info[11].ToBoolean() && cpu::bf16_instructions() ? cpu::Bf16Way::Instruction : cpu::Bf16Way::Emulated;
     gemm_args(info, [way](auto... a) { cpu::gemm_bf16_as(way, a...); });
     return env.Undefined();
+    OF_NAPI_END(env)
+}
+
+// convForward(y, x, W, n, geom, way) -> whether the direct convolution ran (else the shape takes im2row + GEMM): the
+// conv forward (kernels/cpu/conv.h) of n channels-last images, geom = [H, W, C, Ho, Wo, Co, kh, kw, sh, sw, ph, pw,
+// dh, dw], in float32 or with bfloat16 operands (bf16.h) taken `way`: 'emulated', 'instruction' or 'amx', each where
+// the CPU has it, else the next one down.
+Napi::Value ConvForwardJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    Napi::Float32Array y = require_f32(info[0], "y"), x = require_f32(info[1], "x"), W = require_f32(info[2], "W");
+    const int n = int(require_int(info[3], "n", 0, 1 << 20));
+    if (!info[4].IsArray() || info[4].As<Napi::Array>().Length() != 14)
+        throw_status(env, {StatusCode::Config, "convForward: geom must be an array of 14 integers"});
+    Napi::Array ga = info[4].As<Napi::Array>();
+    int v[14];
+    for (uint32_t i = 0; i < 14; i++) v[i] = int(require_int(ga.Get(i), "geom", i == 10 || i == 11 ? 0 : 1, 4096));
+    ConvGeom g;
+    g.H = v[0], g.W = v[1], g.C = v[2], g.Ho = v[3], g.Wo = v[4], g.Co = v[5], g.kh = v[6], g.kw = v[7];
+    g.sh = v[8], g.sw = v[9], g.ph = v[10], g.pw = v[11], g.dh = v[12], g.dw = v[13];
+    if (int64_t(x.ElementLength()) != n * g.in_size() || int64_t(W.ElementLength()) != int64_t(g.Co) * g.patch() ||
+        int64_t(y.ElementLength()) != n * g.positions() * g.Co)
+        throw_status(env, {StatusCode::Shape, "convForward: array lengths do not match n and geom"});
+    const std::string w = info[5].IsString() ? info[5].As<Napi::String>().Utf8Value() : "";
+    if (w == "float32") return Napi::Boolean::New(env, cpu::conv_forward(y.Data(), x.Data(), W.Data(), n, g));
+    const cpu::Bf16Way way = w == "amx" && cpu::amx_usable()          ? cpu::Bf16Way::Amx
+                             : w != "emulated" && cpu::bf16_instructions() ? cpu::Bf16Way::Instruction
+                                                                          : cpu::Bf16Way::Emulated;
+    return Napi::Boolean::New(env, cpu::conv_forward_bf16_as(way, y.Data(), x.Data(), W.Data(), n, g));
     OF_NAPI_END(env)
 }
 
@@ -297,6 +327,7 @@ static Napi::Object InitOneForward(Napi::Env env, Napi::Object exports) {
     exports.Set("setErrorClasses", Napi::Function::New<SetErrorClasses>(env));
     exports.Set("gemm", Napi::Function::New<GemmJs>(env));
     exports.Set("gemmBf16", Napi::Function::New<GemmBf16Js>(env));
+    exports.Set("convForward", Napi::Function::New<ConvForwardJs>(env));
     exports.Set("noise", Napi::Function::New<NoiseJs>(env));
     exports.Set("philox", Napi::Function::New<PhiloxJs>(env));
     exports.Set("activation", Napi::Function::New<ActivationJs>(env));

@@ -312,13 +312,14 @@ Status step_memory(const Model& m, const EstimatorConfig& e, int B, StepMemory* 
     }
     r.workspace += threads * cpu::gemm_scratch_floats(gemm_rows * double(m.max_positions()), W);
     if (e.kind == EstimatorConfig::Kind::Ulr && c.precision == UlrConfig::Precision::Bf16) {
-        double weights = 0.0, padded = 0.0;  // the largest weight matrix and padded image of a direct convolution
+        // the largest weight matrix, and padded image of a direct convolution with its AMX scratch (packed weights, a
+        // bfloat16 image)
+        double weights = 0.0, padded = 0.0;
         for (const Unit& u : m.units) {
             const ConvGeom& g = u.g;
             weights = std::max(weights, double(u.n_par));
             if (u.kind == UnitKind::Conv2d)
-                padded = std::max(padded, double((g.Ho - 1) * g.sh + (g.kh - 1) * g.dh + 1) *
-                                              double((g.Wo - 1) * g.sw + (g.kw - 1) * g.dw + 1) * g.C);
+                padded = std::max(padded, double(g.padded_h()) * g.padded_w() * g.C + cpu::conv_amx_scratch_floats(g));
         }
         r.workspace +=
             threads * cpu::gemm_bf16_scratch_floats(gemm_rows * double(m.max_positions()), W, weights + padded);

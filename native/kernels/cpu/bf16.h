@@ -79,6 +79,10 @@ void gemm_bf16_as(Bf16Way way, float* C, ptrdiff_t rsc, ptrdiff_t csc, const flo
 // shape, and the caller takes im2row + gemm_bf16.
 bool conv_forward_bf16(float* y, const float* x, const float* W, int n, const ConvGeom& g);
 bool conv_forward_bf16_as(Bf16Way way, float* y, const float* x, const float* W, int n, const ConvGeom& g);
+// Its Amx way (conv_amx.cpp): false where the tiles cannot run it (no AMX, a degenerate shape, its scratch).
+bool conv_forward_amx(float* y, const float* x, const float* W, int n, const ConvGeom& g);
+// Floats of scratch conv_forward_amx holds on a thread, at most: the packed weights and a padded bfloat16 image.
+double conv_amx_scratch_floats(const ConvGeom& g);
 
 // words[i] = bf16_pair(x[2i], x[2i + 1]) for i < n / 2, and bf16_pair(x[n - 1], 0) last when n is odd (needs the
 // instruction set; the packing of the conv and GEMM kernels).

@@ -18,6 +18,9 @@ struct ConvGeom {
     int64_t in_size() const { return int64_t(H) * W * C; }
     int64_t positions() const { return int64_t(Ho) * Wo; }
     int patch() const { return kh * kw * C; }
+    // The padded extent that every window reads: (Ho - 1) s + (k - 1) d + 1 per axis.
+    int padded_h() const { return (Ho - 1) * sh + (kh - 1) * dh + 1; }
+    int padded_w() const { return (Wo - 1) * sw + (kw - 1) * dw + 1; }
 };
 
 enum class PoolKind : int { Max = 0, Avg };

@@ -283,14 +283,10 @@ __attribute__((target("avx512f"))) void pair_with_next(float* q, const float* x,
     }
 }
 
-// The padded extent that every window of g reads: (Ho - 1) s + (k - 1) d + 1 per axis.
-int padded_h(const ConvGeom& g) { return (g.Ho - 1) * g.sh + (g.kh - 1) * g.dh + 1; }
-int padded_w(const ConvGeom& g) { return (g.Wo - 1) * g.sw + (g.kw - 1) * g.dw + 1; }
-
 // xp (Hp, Wp, C) = image xi shifted by the padding, zero outside it.
 // (round: each value rounded to bfloat16 on the way, bf16.h.)
 void pad_image(float* xp, const float* xi, const ConvGeom& g, bool round = false) {
-    const int Hp = padded_h(g), Wp = padded_w(g);
+    const int Hp = g.padded_h(), Wp = g.padded_w();
     std::fill(xp, xp + int64_t(Hp) * Wp * g.C, 0.0f);
     for (int py = 0; py < Hp; py++) {
         const int iy = py - g.ph;
@@ -306,7 +302,7 @@ void pad_image(float* xp, const float* xi, const ConvGeom& g, bool round = false
 
 // Offsets of the kh kw C taps of a window in a padded image, relative to the window's top-left corner.
 void tap_offsets(std::vector<int>& off, const ConvGeom& g) {
-    const int Wp = padded_w(g);
+    const int Wp = g.padded_w();
     off.clear();
     for (int ky = 0; ky < g.kh; ky++)
         for (int kx = 0; kx < g.kw; kx++)
@@ -317,7 +313,7 @@ void tap_offsets(std::vector<int>& off, const ConvGeom& g) {
 // row's kw C values; else one tap's C. f(offset in the image from the window's corner, first patch column, length).
 template <class F>
 void for_each_run(const ConvGeom& g, const F& f) {
-    const int Wp = padded_w(g), per = g.dw == 1 ? g.kw : 1;
+    const int Wp = g.padded_w(), per = g.dw == 1 ? g.kw : 1;
     for (int ky = 0; ky < g.kh; ky++)
         for (int kx = 0; kx < g.kw; kx += per)
             f((int64_t(ky) * g.dh * Wp + int64_t(kx) * g.dw) * g.C, (ky * g.kw + kx) * g.C, per * g.C);
@@ -397,7 +393,7 @@ namespace {
 // conv_forward with x and W as they are (round false) or rounded to bfloat16 (the emulation of bf16.h).
 bool forward_as(float* y, const float* x, const float* W, int n, const ConvGeom& g, bool round) {
     if (!conv_direct_suits(g)) return false;
-    const int P = g.patch(), Hp = padded_h(g), Wp = padded_w(g);
+    const int P = g.patch(), Hp = g.padded_h(), Wp = g.padded_w();
     ConvScratch& own = thread_scratch<ConvScratch>();
     if (!reserve(own.wt, int64_t(P) * g.Co)) return false;
     float* wt = own.wt.data();  // W^T (P, Co)
@@ -440,7 +436,7 @@ bool forward_as(float* y, const float* x, const float* W, int n, const ConvGeom&
 
 // The instruction's forward (even C): forward_as's products on word operands (product_pairs).
 bool forward_pairs(float* y, const float* x, const float* W, int n, const ConvGeom& g) {
-    const int P = g.patch(), KP = P / 2, Hp = padded_h(g), Wp = padded_w(g);
+    const int P = g.patch(), KP = P / 2, Hp = g.padded_h(), Wp = g.padded_w();
     const int64_t padded = int64_t(Hp) * Wp * g.C;
     ConvScratch& own = thread_scratch<ConvScratch>();
     if (!reserve(own.wt, int64_t(KP) * g.Co)) return false;
@@ -477,7 +473,9 @@ bool conv_forward(float* y, const float* x, const float* W, int n, const ConvGeo
 
 bool conv_forward_bf16_as(Bf16Way way, float* y, const float* x, const float* W, int n, const ConvGeom& g) {
     if (!conv_direct_suits(g)) return false;
-    const bool pairs = way == Bf16Way::Instruction || (way == Bf16Way::Fastest && bf16_pairs_outrun_fma());
+    if (bf16_on_amx(way) && conv_forward_amx(y, x, W, n, g)) return true;
+    const bool pairs = way == Bf16Way::Instruction || way == Bf16Way::Amx ||
+                       (way == Bf16Way::Fastest && bf16_pairs_outrun_fma());
     if (pairs && g.C % 2 == 0 && forward_pairs(y, x, W, n, g)) return true;
     return forward_as(y, x, W, n, g, true);  // the same bits (an odd channel count: no pairs within a tap)
 }
@@ -488,7 +486,7 @@ bool conv_forward_bf16(float* y, const float* x, const float* W, int n, const Co
 
 bool conv_input_grad(float* dx, const float* dv, const float* W, int n, const ConvGeom& g) {
     if (!conv_direct_suits(g)) return false;
-    const int P = g.patch(), Hp = padded_h(g), Wp = padded_w(g);
+    const int P = g.patch(), Hp = g.padded_h(), Wp = g.padded_w();
     std::vector<int> seq(size_t(g.Co));  // A = dV: row j (position) at j Co, column k (output channel) at k
     for (int k = 0; k < g.Co; k++) seq[size_t(k)] = k;
     std::vector<char> ok(size_t(n), 1);
@@ -528,7 +526,7 @@ bool conv_weight_grad(float* dW, const float* dv, const float* x, const float* s
                       float alpha) {
     if (!conv_direct_suits(g)) return false;
     if (n <= 0) return std::fill(dW, dW + int64_t(g.Co) * g.patch(), 0.0f), true;
-    const int P = g.patch(), Hp = padded_h(g), Wp = padded_w(g);
+    const int P = g.patch(), Hp = g.padded_h(), Wp = g.padded_w();
     const int64_t WP = int64_t(g.Co) * P, npos = g.positions();
     const int chunks = (n + kChunkImages - 1) / kChunkImages;
     ConvScratch& own = thread_scratch<ConvScratch>();
