@@ -255,7 +255,7 @@ t.test(
 );
 
 t.test(
-  'ULR steps: instruction, emulation and the default give the same bits',
+  'ULR steps: instruction, emulation and a default other than AMX give the same bits',
   { skip: !instruction && 'no AVX-512 BF16 here' },
   async (t) => {
     const script = `
@@ -279,7 +279,9 @@ t.test(
         h.update(Buffer.from(g.buffer, g.byteOffset, g.byteLength));
     }
     console.log(of.backend.info().bf16 + '|' + h.digest('hex'));`;
-    const runs = ['instruction', 'emulated', ''].map((way) =>
+    // the AMX tiles sum in their own order: their bits are test/23's
+    const defaultWay = of.backend.info().bf16 === 'amx' ? [] : [''];
+    const runs = ['instruction', 'emulated', ...defaultWay].map((way) =>
       execFileSync(process.execPath, ['-e', script], {
         env: { ...process.env, ONEFORWARD_BF16: way },
         encoding: 'utf8',

@@ -159,6 +159,8 @@ OF_AMX_TARGET void images(float* y, const float* x, const uint32_t* Bp, uint16_t
     int loaded_rows = 0, loaded_c0 = -1;
     for (int i = i0; i < i1; i++) {
         fill_padded(xp, x + int64_t(i) * g.in_size(), g);
+        if (i + 1 < i1)  // the next image into L2 while the tiles work on this one (memory is the bottleneck)
+            for (int64_t e = 0; e < g.in_size(); e += 16) _mm_prefetch(x + (i + 1) * g.in_size() + e, _MM_HINT_T1);
         float* yi = y + int64_t(i) * g.positions() * g.Co;
         for (int c0 = 0; c0 < g.Co; c0 += 32) {
             const int n0 = std::min(16, g.Co - c0), n1 = std::min(16, g.Co - c0 - 16);

@@ -1,0 +1,201 @@
+// The bfloat16 direct convolution forward (native/kernels/cpu/conv_amx.cpp, bf16.h) on AMX tiles, where the CPU has
+// them: against float64 of the rounded operands within float32 summation error, over channel counts, widths, kernel
+// sizes, strides, padding and dilation; the same bits for 1 and 2 threads; whole ULR steps of the small CNN with
+// ONEFORWARD_BF16=amx give the same bits for 1 and 2 threads and stay within rounding level of the emulation, and
+// memoryEstimate bounds their peak. The emulation and the instruction agree bit for bit on the same shapes.
+import t from 'tap';
+import * as path from 'path';
+import { execFileSync } from 'child_process';
+import * as of from '../lib/index';
+import { nat, randn } from './helpers/native';
+import { cnn, residualCnn } from '../bench/cases/architectures';
+
+const amx = of.backend.info().bf16 === 'amx';
+const instruction = of.backend.info().bf16 !== 'emulated';
+const U32 = 2 ** -24; // float32 unit roundoff
+
+// The nearest bfloat16 (ties to even) of each value, as VCVTNEPS2BF16 rounds (test/22 checks the kernels do so).
+function bf16(x: Float32Array): Float32Array {
+  const f = Float32Array.from(x),
+    u = new Uint32Array(f.buffer);
+  for (let i = 0; i < u.length; i++) {
+    const v = u[i]!;
+    if ((v & 0x7f800000) === 0) u[i] = v & 0x80000000;
+    else if ((v & 0x7fffffff) > 0x7f800000) u[i] = (v | 0x400000) & 0xffff0000;
+    else u[i] = (v + 0x7fff + ((v >>> 16) & 1)) & 0xffff0000;
+  }
+  return f;
+}
+
+// [H, W, C, Co, kh, kw, stride, padding, dilation]: the output is floor((H + 2p - d (k - 1) - 1) / s) + 1 a side.
+type Shape = [number, number, number, number, number, number, number, number, number];
+const SHAPES: Shape[] = [
+  [14, 14, 8, 16, 3, 3, 1, 1, 1], // the small CNN's second conv: one chunk of 24 values a kernel row
+  [13, 13, 3, 24, 3, 3, 1, 1, 1], // Wo 13, odd runs (9 values, read one past), 16 + 8 channels
+  [17, 17, 16, 40, 3, 3, 1, 1, 1], // Wo 17 (a block of 16 and one of 1), runs of 48 (two chunks), two passes
+  [33, 33, 1, 8, 5, 5, 2, 2, 1], // C 1, stride 2, Wo 17
+  [10, 33, 32, 16, 1, 1, 1, 0, 1], // 1x1, Wo 33, one full chunk of 32
+  [12, 12, 5, 8, 3, 3, 1, 0, 2], // dilation 2: a run a tap, odd (5 values)
+  [11, 11, 3, 16, 3, 3, 2, 2, 2], // stride and dilation 2
+  [9, 9, 32, 24, 5, 5, 2, 2, 1], // runs of 160 values: five chunks of 32
+  [8, 13, 2, 8, 1, 3, 1, 0, 1], // a 1x3 kernel, Ho 8, Wo 11
+];
+
+// The sizes, and the binding's geometry list [H, W, C, Ho, Wo, Co, kh, kw, sh, sw, ph, pw, dh, dw].
+function geomOf([H, W, C, Co, kh, kw, s, p, d]: Shape) {
+  const Ho = Math.floor((H + 2 * p - d * (kh - 1) - 1) / s) + 1,
+    Wo = Math.floor((W + 2 * p - d * (kw - 1) - 1) / s) + 1;
+  return { H, W, C, Ho, Wo, Co, kh, kw, s, p, d, list: [H, W, C, Ho, Wo, Co, kh, kw, s, s, p, p, d, d] };
+}
+
+function run(shape: Shape, n: number, way: 'emulated' | 'instruction' | 'amx', seed = 1) {
+  const g = geomOf(shape),
+    { H, W, C, Ho, Wo, Co, kh, kw } = g;
+  const x = randn(n * H * W * C, seed),
+    w = randn(Co * kh * kw * C, seed + 1, 0.3);
+  const y = new Float32Array(n * Ho * Wo * Co).fill(NaN);
+  const ok = nat.convForward(y, x, w, n, g.list, way);
+  return { g, x, w, y, ok };
+}
+
+t.test(
+  'AMX conv against float64 of the rounded operands: within float32 summation error',
+  { skip: !amx && 'no AMX here' },
+  async (t) => {
+    let worstAll = 0;
+    for (const shape of SHAPES) {
+      const n = 2,
+        { g, x, w, y, ok } = run(shape, n, 'amx');
+      const { H, W, C, Ho, Wo, Co, kh, kw, s, p, d } = g,
+        what = g.list.join(' ');
+      t.ok(ok, `${what}: the direct convolution runs it`);
+      const xr = bf16(x),
+        wr = bf16(w),
+        K = kh * kw * C;
+      // Per element, with S~ = sum |x~ w~| over its K products (exact in float32): a float32 sum of them in any
+      // order is within (K - 1) u S~ of the exact sum. The tiles' sums stay far inside (measured: the worst
+      // |error| / (u S~) is 1.3 for K from 6 to 800), so the tolerance is min(K - 1, 8) u S~.
+      let bad = 0,
+        worst = 0;
+      for (let i = 0; i < n; i++)
+        for (let yo = 0; yo < Ho; yo++)
+          for (let xo = 0; xo < Wo; xo++)
+            for (let o = 0; o < Co; o++) {
+              let exact = 0,
+                St = 0;
+              for (let ky = 0; ky < kh; ky++)
+                for (let kx = 0; kx < kw; kx++) {
+                  const iy = yo * s + ky * d - p,
+                    ix = xo * s + kx * d - p;
+                  if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                  for (let c = 0; c < C; c++) {
+                    const p = xr[((i * H + iy) * W + ix) * C + c]! * wr[o * K + (ky * kw + kx) * C + c]!;
+                    exact += p;
+                    St += Math.abs(p);
+                  }
+                }
+              const err = Math.abs(y[((i * Ho + yo) * Wo + xo) * Co + o]! - exact);
+              if (!(err <= Math.min(K - 1, 8) * U32 * St)) bad++;
+              if (St > 0) worst = Math.max(worst, err / (U32 * St));
+            }
+      worstAll = Math.max(worstAll, worst);
+      t.equal(bad, 0, `${what} (K = ${K}): every element (worst |error| / (u S~) = ${worst.toFixed(2)})`);
+    }
+    t.ok(worstAll > 0, `the check sees the float32 sums (worst ${worstAll.toFixed(2)} u S~)`);
+  },
+);
+
+t.test('AMX conv: the same bits for 1 and 2 threads', { skip: !amx && 'no AMX here' }, async (t) => {
+  const threads0 = of.backend.info().threads;
+  for (const shape of [SHAPES[0]!, SHAPES[2]!, SHAPES[6]!]) {
+    const outs = [1, 2].map((threads) => {
+      of.backend.setThreads(threads);
+      return run(shape, 21, 'amx', 7).y; // 21 images: tasks of 5 images for one thread, 2 for two
+    });
+    t.ok(Buffer.from(outs[0]!.buffer).equals(Buffer.from(outs[1]!.buffer)), geomOf(shape).list.join(' '));
+  }
+  of.backend.setThreads(threads0);
+});
+
+t.test('the instruction and the emulation give the same conv bits', { skip: !instruction && 'none' }, async (t) => {
+  for (const shape of SHAPES) {
+    const ins = run(shape, 2, 'instruction'),
+      emu = run(shape, 2, 'emulated');
+    t.ok(ins.ok && emu.ok && Buffer.from(ins.y.buffer).equals(Buffer.from(emu.y.buffer)), geomOf(shape).list.join(' '));
+  }
+});
+
+t.test('convForward: bad geometry and lengths are typed errors', async (t) => {
+  const y = new Float32Array(4),
+    x = new Float32Array(4),
+    w = new Float32Array(1);
+  t.throws(() => nat.convForward(y, x, w, 1, [2, 2, 1, 2, 2], 'amx'), { code: 'ERR_CONFIG' });
+  t.throws(() => nat.convForward(y, x, w, 1, [2, 2, 1, 2, 2, 1, 1, 1, 0, 1, 0, 0, 1, 1], 'amx'));
+  t.throws(() => nat.convForward(y, x, w, 2, [2, 2, 1, 2, 2, 1, 1, 1, 1, 1, 0, 0, 1, 1], 'amx'), { code: 'ERR_SHAPE' });
+  t.ok(nat.convForward(y, x, w, 1, [2, 2, 1, 2, 2, 1, 1, 1, 1, 1, 0, 0, 1, 1], 'amx'), 'a 1x1 conv of one pixel runs');
+});
+
+// A whole ULR step (bf16 copies) of the small CNN and the residual CNN: hashes of the gradients and the gradients.
+const stepScript = (threads: number) => `
+  const of = require(${JSON.stringify(path.resolve(__dirname, '..', 'lib', 'index.js'))});
+  const { cnn, residualCnn } = require(${JSON.stringify(path.resolve(__dirname, '..', 'bench', 'cases', 'architectures.js'))});
+  const { randn } = require(${JSON.stringify(path.resolve(__dirname, 'helpers', 'native.js'))});
+  of.backend.setThreads(${threads});
+  const out = [];
+  for (const m of [cnn(), residualCnn()]) {
+    const x = randn(64 * m.inputs, 3), y = Int32Array.from({ length: 64 }, (_, i) => i % 10);
+    for (const g of m.gradients({ x, y }, { estimator: of.ulr({ copies: 32, precision: 'bf16' }), step: 1 }))
+      out.push(...g);
+  }
+  console.log(JSON.stringify({ bf16: of.backend.info().bf16, g: out }));`;
+
+t.test(
+  'ULR steps on AMX: the same bits for 1 and 2 threads, within rounding level of the emulation',
+  { skip: !amx && 'no AMX here' },
+  async (t) => {
+    const step = (way: string, threads: number) =>
+      JSON.parse(
+        execFileSync(process.execPath, ['-e', stepScript(threads)], {
+          env: { ...process.env, ONEFORWARD_BF16: way },
+          encoding: 'utf8',
+          maxBuffer: 1 << 26,
+        }),
+      ) as { bf16: string; g: number[] };
+    const [one, two, emu] = [step('amx', 1), step('amx', 2), step('emulated', 1)];
+    t.equal(one.bf16, 'amx', 'ONEFORWARD_BF16=amx takes the tiles');
+    t.equal(emu.bf16, 'emulated');
+    t.same(one.g, two.g, '1 and 2 threads: the same bits');
+    // the tiles sum the same rounded products in another order: float32-level differences in each copy's forward,
+    // that the nonlinearities pass on (measured: a relative difference of 3.6e-5; bf16's own rounding is 2^-8)
+    let d2 = 0,
+      n2 = 0;
+    for (let i = 0; i < emu.g.length; i++) ((d2 += (one.g[i]! - emu.g[i]!) ** 2), (n2 += emu.g[i]! ** 2));
+    const rel = Math.sqrt(d2 / n2);
+    t.ok(rel > 0 && rel < 2 ** -10, `|amx - emulated| / |emulated| = ${rel.toExponential(2)} (< 2^-10)`);
+  },
+);
+
+t.test("memoryEstimate bounds a bf16 step's measured peak on AMX (its packed weights and images)", async (t) => {
+  const threads0 = of.backend.info().threads;
+  for (const threads of [1, 2]) {
+    of.backend.setThreads(threads);
+    for (const [name, build] of [
+      ['small CNN', cnn],
+      ['residual CNN', residualCnn],
+    ] as const) {
+      const before = nat.allocStats(true).live;
+      const m = build(),
+        B = 16;
+      const x = randn(B * m.inputs, 1),
+        y = Int32Array.from({ length: B }, (_, i) => i % 10);
+      const est = of.ulr({ copies: 8, precision: 'bf16' });
+      const estimate = m.memoryEstimate({ estimator: est, batchSize: B }).bytes;
+      nat.allocStats(true);
+      m.trainStep({ x, y, rows: B }, { estimator: est });
+      const peak = nat.allocStats().peak - before;
+      t.ok(peak <= estimate, `${name}, ${threads} thread(s): peak ${peak} B <= estimate ${estimate} B`);
+      m.dispose();
+    }
+  }
+  of.backend.setThreads(threads0);
+});
