@@ -130,9 +130,9 @@ Napi::Value ConvForwardJs(const Napi::CallbackInfo& info) {
         throw_status(env, {StatusCode::Shape, "convForward: array lengths do not match n and geom"});
     const std::string w = info[5].IsString() ? info[5].As<Napi::String>().Utf8Value() : "";
     if (w == "float32") return Napi::Boolean::New(env, cpu::conv_forward(y.Data(), x.Data(), W.Data(), n, g));
-    const cpu::Bf16Way way = w == "amx" && cpu::amx_usable()          ? cpu::Bf16Way::Amx
+    const cpu::Bf16Way way = w == "amx" && cpu::amx_usable()               ? cpu::Bf16Way::Amx
                              : w != "emulated" && cpu::bf16_instructions() ? cpu::Bf16Way::Instruction
-                                                                          : cpu::Bf16Way::Emulated;
+                                                                           : cpu::Bf16Way::Emulated;
     return Napi::Boolean::New(env, cpu::conv_forward_bf16_as(way, y.Data(), x.Data(), W.Data(), n, g));
     OF_NAPI_END(env)
 }

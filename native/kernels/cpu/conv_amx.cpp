@@ -11,8 +11,8 @@
 //   B:      per chunk and block of 16 output channels, the (cs / 2, 16) pair words of W^T (row q: taps 2q, 2q + 1),
 //           packed once a call, zeros past the run and past Co.
 //   C:      (positions, <= 16 channels) float32 tiles stored straight into y (row stride Co floats). Two output rows
-//           x two blocks of 16 channels share each A and B load: C tiles 0, 1 (row yo), 6, 7 (row yo + 1), A tiles 2, 3,
-//           B tiles 4, 5. Output channels beyond 32 take further passes over the image.
+//           x two blocks of 16 channels share each A and B load: C tiles 0, 1 (row yo), 6, 7 (row yo + 1), A tiles 2,
+//           3, B tiles 4, 5. Output channels beyond 32 take further passes over the image.
 // Each output element is summed by one task, chunk after chunk in a fixed order: the same bits whatever the thread
 // count (amx.h says why they are not the emulation's).
 #include <immintrin.h>
@@ -45,7 +45,7 @@ struct Chunks {
     int blocks = 0;                        // blocks of 16 output channels
     int64_t padded = 0, slack = 0;         // values of the padded image, zeros after it (chunks read past runs)
     std::vector<int64_t> off;              // chunk j = r nch + k: its first value from a window's corner
-    int64_t chunk_words() const { return int64_t(cs / 2) * 16; }     // a chunk's B for one block of channels
+    int64_t chunk_words() const { return int64_t(cs / 2) * 16; }  // a chunk's B for one block of channels
     int64_t weight_words() const { return int64_t(runs) * nch * blocks * chunk_words(); }
 };
 
@@ -108,9 +108,8 @@ void fill_padded(uint16_t* xp, const float* xi, const ConvGeom& g) {
 // One block: positions of output rows yo (a0 -> y0) and, TWO_ROWS, yo + 1 (a1 -> y1), 16 output channels or,
 // TWO_BLOCKS, 32. The tiles' rows and widths are the configuration's.
 template <bool TWO_ROWS, bool TWO_BLOCKS>
-OF_AMX_TARGET void tile_block(float* y0, float* y1, int ldy_bytes, const uint16_t* a0, const uint16_t* a1,
-                              int as_bytes, const int64_t* off, int chunks, const uint32_t* b, int64_t b_block,
-                              int64_t b_chunk) {
+OF_AMX_TARGET void tile_block(float* y0, float* y1, int ldy_bytes, const uint16_t* a0, const uint16_t* a1, int as_bytes,
+                              const int64_t* off, int chunks, const uint32_t* b, int64_t b_block, int64_t b_chunk) {
     _tile_zero(0);
     if (TWO_BLOCKS) _tile_zero(1);
     if (TWO_ROWS) _tile_zero(6);
@@ -153,8 +152,8 @@ AmxConfig config_for(int rows, int n0, int n1, int cs) {
 
 // Images [i0, i1): every output, pass after pass of 32 channels, each pass block column by block column (a
 // configuration each, kept while it stays the same).
-OF_AMX_TARGET void images(float* y, const float* x, const uint32_t* Bp, uint16_t* xp, int i0, int i1,
-                          const ConvGeom& g, const Chunks& c) {
+OF_AMX_TARGET void images(float* y, const float* x, const uint32_t* Bp, uint16_t* xp, int i0, int i1, const ConvGeom& g,
+                          const Chunks& c) {
     const int Wp = g.padded_w(), ldy = 4 * g.Co, as = 2 * g.sw * g.C, chunks = c.runs * c.nch;
     int loaded_rows = 0, loaded_c0 = -1;
     for (int i = i0; i < i1; i++) {
@@ -176,8 +175,8 @@ OF_AMX_TARGET void images(float* y, const float* x, const uint32_t* Bp, uint16_t
                     const bool two = yo + 1 < g.Ho;
                     const uint16_t* a0 = xp + (int64_t(yo) * g.sh * Wp + int64_t(xo0) * g.sw) * g.C;
                     float* y0 = yi + (int64_t(yo) * g.Wo + xo0) * g.Co + c0;
-                    kTileBlocks[two][n1 > 0](y0, y0 + int64_t(g.Wo) * g.Co, ldy, a0, a0 + int64_t(g.sh) * Wp * g.C,
-                                             as, c.off.data(), chunks, b, c.chunk_words(),
+                    kTileBlocks[two][n1 > 0](y0, y0 + int64_t(g.Wo) * g.Co, ldy, a0, a0 + int64_t(g.sh) * Wp * g.C, as,
+                                             c.off.data(), chunks, b, c.chunk_words(),
                                              int64_t(c.blocks) * c.chunk_words());
                 }
             }

@@ -474,8 +474,8 @@ bool conv_forward(float* y, const float* x, const float* W, int n, const ConvGeo
 bool conv_forward_bf16_as(Bf16Way way, float* y, const float* x, const float* W, int n, const ConvGeom& g) {
     if (!conv_direct_suits(g)) return false;
     if (bf16_on_amx(way) && conv_forward_amx(y, x, W, n, g)) return true;
-    const bool pairs = way == Bf16Way::Instruction || way == Bf16Way::Amx ||
-                       (way == Bf16Way::Fastest && bf16_pairs_outrun_fma());
+    const bool pairs =
+        way == Bf16Way::Instruction || way == Bf16Way::Amx || (way == Bf16Way::Fastest && bf16_pairs_outrun_fma());
     if (pairs && g.C % 2 == 0 && forward_pairs(y, x, W, n, g)) return true;
     return forward_as(y, x, W, n, g, true);  // the same bits (an odd channel count: no pairs within a tap)
 }
