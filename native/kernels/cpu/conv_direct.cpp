@@ -9,7 +9,8 @@
 //                  forward and weight gradient of a conv with few filters): two rows a zmm register (tile_two_rows).
 //   forward:       per output row, rows = positions, A = the padded image at the taps (off[k] over kh kw C),
 //                  B = W^T (kh kw C, Co). With bfloat16 operands (bf16.h, ULR's copies): the padded image and W^T
-//                  rounded, or (vdpbf16ps, even C) both as words of two taps: the same fma chain, two taps a step.
+//                  rounded, or (vdpbf16ps, even C) both as words of two taps: the same fma chain, two taps a step;
+//                  or the AMX tiles (conv_amx.cpp), with their own sums.
 //   input grad:    per output row, the patch gradients dA (Wo, kh kw C) = dV W (rows = positions, B = W), added
 //                  into a padded image at their taps (row2im on a tile that stays in L1), then cropped.
 //   weight grad:   per image and run of taps (a kernel row's kw C values with dilation 1 across, else one tap's C),
