@@ -7,7 +7,7 @@
 //           and a row stride of sw C values, gives the (positions, run) operand A.
 //   chunks: a run of L values goes in nch chunks of cs values (cs even, <= 32: 64 bytes of pairs a tile row,
 //           nch cs >= L); a chunk's values past its run are read (the next pixels', or zeros after the image) and
-//           meet zero weights.
+//           meet zero weights -- so an infinite or NaN input there makes NaN of an output whose window ends before it.
 //   B:      per chunk and block of 16 output channels, the (cs / 2, 16) pair words of W^T (row q: taps 2q, 2q + 1),
 //           packed once a call, zeros past the run and past Co.
 //   C:      (positions, <= 16 channels) float32 tiles stored straight into y (row stride Co floats). Two output rows
