@@ -132,7 +132,17 @@ t.test('convForward: bad geometry and lengths are typed errors', async (t) => {
   t.throws(() => nat.convForward(y, x, w, 1, [2, 2, 1, 2, 2], 'amx'), { code: 'ERR_CONFIG' });
   t.throws(() => nat.convForward(y, x, w, 1, [2, 2, 1, 2, 2, 1, 1, 1, 0, 1, 0, 0, 1, 1], 'amx'));
   t.throws(() => nat.convForward(y, x, w, 2, [2, 2, 1, 2, 2, 1, 1, 1, 1, 1, 0, 0, 1, 1], 'amx'), { code: 'ERR_SHAPE' });
-  t.ok(nat.convForward(y, x, w, 1, [2, 2, 1, 2, 2, 1, 1, 1, 1, 1, 0, 0, 1, 1], 'amx'), 'a 1x1 conv of one pixel runs');
+  // one pixel, one channel, a 1x1 kernel: y = 1.5 x 2 where the direct convolution runs (not with ONEFORWARD_SIMD=scalar)
+  const one = new Float32Array(1),
+    ran = nat.convForward(
+      one,
+      Float32Array.of(1.5),
+      Float32Array.of(2),
+      1,
+      [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1],
+      'amx',
+    );
+  t.same([ran, one[0]], ran ? [true, 3] : [false, 0], `a 1x1 conv of one pixel: ${ran ? 'ran' : 'fell back'}`);
 });
 
 // A whole ULR step (bf16 copies) of the small CNN and the residual CNN: hashes of the gradients and the gradients.
