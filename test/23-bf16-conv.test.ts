@@ -117,6 +117,34 @@ t.test('AMX conv: the same bits for 1 and 2 threads', { skip: !amx && 'no AMX he
   of.backend.setThreads(threads0);
 });
 
+t.test(
+  'AMX conv: an infinite or NaN input reaches only the outputs whose windows hold it',
+  { skip: !amx && 'no AMX here' },
+  async (t) => {
+    // shapes whose runs would be odd (C 3, 5 and 25): the padded image gets an extra zero channel
+    for (const shape of [SHAPES[1]!, SHAPES[5]!, SHAPES[6]!, [9, 9, 25, 8, 3, 3, 1, 1, 1] as Shape]) {
+      for (const bad of [Infinity, NaN]) {
+        const g = geomOf(shape),
+          { H, W, C, Ho, Wo, Co, kh, kw } = g;
+        const x = randn(H * W * C, 3),
+          w = randn(Co * kh * kw * C, 4, 0.3);
+        x[(4 * W + 4) * C] = bad; // pixel (4, 4), channel 0: the value after the runs that end at (4, 3)
+        const outs = (['amx', 'emulated'] as const).map((way) => {
+          const y = new Float32Array(Ho * Wo * Co);
+          nat.convForward(y, x, w, 1, g.list, way);
+          return y;
+        });
+        const differ = outs[0]!.filter((v, i) => Number.isFinite(v) !== Number.isFinite(outs[1]![i]!)).length;
+        const reached = outs[1]!.filter((v) => !Number.isFinite(v)).length;
+        t.ok(
+          differ === 0 && reached > 0,
+          `${g.list.join(' ')}, ${bad}: ${reached} outputs not finite, as the emulation's`,
+        );
+      }
+    }
+  },
+);
+
 t.test('the instruction and the emulation give the same conv bits', { skip: !instruction && 'none' }, async (t) => {
   for (const shape of SHAPES) {
     const ins = run(shape, 2, 'instruction'),

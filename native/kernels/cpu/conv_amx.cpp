@@ -1,18 +1,19 @@
 // The bfloat16 direct convolution on AMX tiles (amx.h): the Amx way of conv_forward_bf16 (bf16.h). An implicit GEMM
 // whose A operand is read straight from the padded image by strided tile loads -- no patch matrix:
-//   image:  each image zero-padded once into a per-thread bfloat16 buffer (Hp, Wp, C), channels-last (conv.h).
-//   runs:   the taps of a window contiguous in the padded image: a kernel row's kw C values with dilation 1 across,
-//           else one tap's C. Output position xo of row yo reads run r at  pad + (yo sh Wp + xo sw) C + off[r] , so
+//   image:  each image zero-padded once into a per-thread bfloat16 buffer (Hp, Wp, Cp), channels-last (conv.h), with
+//           Cp >= C channels a pixel (zeros past C) so that runs split into equal chunks.
+//   runs:   the taps of a window contiguous in the padded image: a kernel row's kw Cp values with dilation 1 across,
+//           else one tap's Cp. Output position xo of row yo reads run r at  pad + (yo sh Wp + xo sw) Cp + off[r] , so
 //           for 16 consecutive positions (fewer at a row's end) ONE tile load, with its base at the first position's
-//           and a row stride of sw C values, gives the (positions, run) operand A.
-//   chunks: a run of L values goes in nch chunks of cs values (cs even, <= 32: 64 bytes of pairs a tile row,
-//           nch cs >= L); a chunk's values past its run are read (the next pixels', or zeros after the image) and
-//           meet zero weights -- so an infinite or NaN input there makes NaN of an output whose window ends before it.
-//   B:      per chunk and block of 16 output channels, the (cs / 2, 16) pair words of W^T (row q: taps 2q, 2q + 1),
-//           packed once a call, zeros past the run and past Co.
+//           and a row stride of sw Cp values, gives the (positions, run) operand A.
+//   chunks: a run goes in nch chunks of exactly cs values (cs even, <= 32: 64 bytes of pairs a tile row); no load
+//           reads past its run, so every value a tile multiplies is one the convolution multiplies, or a zero.
+//   B:      per chunk, the (cs / 2, Co) pair words of W^T (row q: values 2q, 2q + 1), packed once a call, zeros for
+//           the extra channels; a B tile is 16 channels of it.
 //   C:      (positions, <= 16 channels) float32 tiles stored straight into y (row stride Co floats). Two output rows
 //           x two blocks of 16 channels share each A and B load: C tiles 0, 1 (row yo), 6, 7 (row yo + 1), A tiles 2,
-//           3, B tiles 4, 5. Output channels beyond 32 take further passes over the image.
+//           3, B tiles 4, 5. Output channels beyond 32 take further passes over the image. Blocks all have one shape
+//           (images says how), so a task loads one tile configuration.
 // Each output element is summed by one task, chunk after chunk in a fixed order: the same bits whatever the thread
 // count (amx.h says why they are not the emulation's).
 #include <immintrin.h>
@@ -39,49 +40,67 @@ struct AmxConvScratch {
     Buffer image, weights;
 };
 
-// How a window's taps split into runs and chunks.
+// How a window's taps split into runs and chunks. The padded image holds Cp >= C channels a pixel (the extra ones
+// zero), chosen so that a run of L values splits into nch chunks of exactly cs (even, <= 32) values: no tile load
+// reads outside its run, and no chunk is longer than its values.
 struct Chunks {
-    int L = 0, runs = 0, nch = 0, cs = 0;  // values a run, runs, chunks a run, values a chunk
-    int blocks = 0;                        // blocks of 16 output channels
-    int64_t padded = 0, slack = 0;         // values of the padded image, zeros after it (chunks read past runs)
+    bool across = true;                    // runs along a kernel row (kw Cp values), else one tap's Cp
+    int Cp = 0, L = 0, runs = 0, nch = 0;  // channels a pixel, values a run, runs, chunks a run
+    int cs = 0, cols = 0;                  // values a chunk, output channels rounded up to 16
+    int64_t padded = 0;                    // values of the padded image
     std::vector<int64_t> off;              // chunk j = r nch + k: its first value from a window's corner
-    int64_t chunk_words() const { return int64_t(cs / 2) * 16; }  // a chunk's B for one block of channels
-    int64_t weight_words() const { return int64_t(runs) * nch * blocks * chunk_words(); }
+    int64_t chunk_words() const { return int64_t(cs / 2) * cols; }  // a chunk's B: (cs / 2, cols) words
+    int64_t weight_words() const { return int64_t(runs) * nch * chunk_words(); }
 };
+
+// Chunks of a run of L values: the fewest of at most 32 values, 0 where they cannot all be even and equal.
+int exact_chunks(int64_t L) {
+    const int64_t nch = (L + kChunk - 1) / kChunk;
+    return L % (2 * nch) == 0 ? int(nch) : 0;
+}
 
 Chunks chunks_of(const ConvGeom& g) {
     Chunks c;
-    const bool across = g.dw == 1;
-    c.L = across ? g.kw * g.C : g.C;
-    c.runs = across ? g.kh : g.kh * g.kw;
-    c.nch = (c.L + kChunk - 1) / kChunk;
-    c.cs = ((c.L + c.nch - 1) / c.nch + 1) / 2 * 2;
-    c.blocks = (g.Co + 15) / 16;
-    c.padded = int64_t(g.padded_h()) * g.padded_w() * g.C;
-    c.slack = int64_t(c.nch) * c.cs - c.L + 32;
-    const int64_t row = int64_t(g.padded_w()) * g.C;
+    // a tap a run: Cp = C rounded up to a multiple of 2 nch, with nch = ceil(C / 32) (it stays <= 32 nch)
+    const int tap_nch = (g.C + kChunk - 1) / kChunk;
+    c.across = false, c.Cp = (g.C + 2 * tap_nch - 1) / (2 * tap_nch) * (2 * tap_nch), c.nch = tap_nch;
+    // a kernel row a run (dilation 1 across) where that takes fewer chunks a kernel row (the fewest extra channels)
+    for (int Cp = g.C; g.dw == 1 && Cp <= g.C + 2 * tap_nch; Cp++) {
+        const int nch = exact_chunks(int64_t(g.kw) * Cp);
+        if (nch > 0 && nch < g.kw * tap_nch) {
+            c.across = true, c.Cp = Cp, c.nch = nch;
+            break;
+        }
+    }
+    c.L = c.across ? g.kw * c.Cp : c.Cp;
+    c.runs = c.across ? g.kh : g.kh * g.kw;
+    c.cs = c.L / c.nch;
+    c.cols = (g.Co + 15) / 16 * 16;
+    c.padded = int64_t(g.padded_h()) * g.padded_w() * c.Cp;
+    const int64_t row = int64_t(g.padded_w()) * c.Cp;
     for (int r = 0; r < c.runs; r++) {
-        const int ky = across ? r : r / g.kw, kx = across ? 0 : r % g.kw;
-        for (int k = 0; k < c.nch; k++) c.off.push_back(ky * g.dh * row + int64_t(kx) * g.dw * g.C + k * c.cs);
+        const int ky = c.across ? r : r / g.kw, kx = c.across ? 0 : r % g.kw;
+        for (int k = 0; k < c.nch; k++) c.off.push_back(ky * g.dh * row + int64_t(kx) * g.dw * c.Cp + k * c.cs);
     }
     return c;
 }
 
-// Bp[((j blocks + b) cs / 2 + q) 16 + o] = the word (W^T[tap 2q + 1], W^T[tap 2q]) of chunk j for output channel
-// 16 b + o: the even tap in the low half, as TDPBF16PS pairs it with the image's value at the lower address.
+// Bp[(j cs / 2 + q) cols + o] = the word (W^T[value 2q + 1], W^T[value 2q]) of chunk j for output channel o: the even
+// value in the low half, as TDPBF16PS pairs it with the image's value at the lower address; zero for the extra
+// channels and past Co. A B tile of 16 channels from any o0 is (cs / 2) rows at Bp + j chunk_words + o0, stride cols.
 void pack_weights(uint32_t* Bp, const float* W, const ConvGeom& g, const Chunks& c) {
     const int P = g.patch();
+    const auto weight = [&](int o, int r, int e) {  // W[o] at value e of run r
+        const int kx = c.across ? e / c.Cp : r % g.kw, ky = c.across ? r : r / g.kw, ch = e % c.Cp;
+        return ch < g.C ? W[int64_t(o) * P + (ky * g.kw + kx) * g.C + ch] : 0.0f;
+    };
     std::fill(Bp, Bp + c.weight_words(), 0u);
     for (int r = 0; r < c.runs; r++)
         for (int k = 0; k < c.nch; k++)
-            for (int b = 0; b < c.blocks; b++) {
-                uint32_t* d = Bp + (int64_t(r * c.nch + k) * c.blocks + b) * c.chunk_words();
-                for (int q = 0; q < c.cs / 2; q++)
-                    for (int o = 16 * b; o < std::min(g.Co, 16 * b + 16); o++) {
-                        const int e = k * c.cs + 2 * q;  // the pair's first value in the run
-                        const float* w = W + int64_t(o) * P + int64_t(r) * c.L;
-                        d[q * 16 + o - 16 * b] = bf16_pair(e + 1 < c.L ? w[e + 1] : 0.0f, e < c.L ? w[e] : 0.0f);
-                    }
+            for (int q = 0; q < c.cs / 2; q++) {
+                uint32_t* d = Bp + int64_t(r * c.nch + k) * c.chunk_words() + int64_t(q) * c.cols;
+                const int e = k * c.cs + 2 * q;  // the pair's first value in the run
+                for (int o = 0; o < g.Co; o++) d[o] = bf16_pair(weight(o, r, e + 1), weight(o, r, e));
             }
 }
 
@@ -96,28 +115,57 @@ OF_AMX_TARGET void round_to_bf16(uint16_t* d, const float* s, int64_t n) {
     }
 }
 
-// The image's pixels into a padded buffer whose border (and slack) is already zero.
-void fill_padded(uint16_t* xp, const float* xi, const ConvGeom& g) {
+// Pixels of C < Cp <= 16 values rounded to bfloat16 and spread Cp apart (the extra channels zero): 32 / Cp pixels a
+// step, their C values permuted (vpermw) into place.
+struct Spread {
+    int C = 0, Cp = 0, per = 0;
+    uint32_t keep = 0;  // the slots of real channels
+    alignas(64) uint16_t from[32] = {};
+    Spread(int C_, int Cp_) : C(C_), Cp(Cp_), per(32 / Cp_) {
+        for (int q = 0, t = 0; q < per; q++)
+            for (int ch = 0; ch < Cp; ch++, t++)
+                if (ch < C) from[t] = uint16_t(q * C + ch), keep |= 1u << t;
+    }
+    // d (np pixels of Cp values) from s (np pixels of C)
+    OF_AMX_TARGET void operator()(uint16_t* d, const float* s, int np) const {
+        const __m512i idx = _mm512_load_si512(from);
+        const auto upto = [](int n) { return n >= 16 ? __mmask16(0xffff) : n > 0 ? __mmask16((1u << n) - 1) : 0; };
+        for (int p = 0; p < np; p += per, s += per * C, d += per * Cp) {
+            const int k = std::min(per, np - p), n = k * C, slots = k * Cp;
+            const __m512 lo = _mm512_maskz_loadu_ps(upto(n), s), hi = _mm512_maskz_loadu_ps(upto(n - 16), s + 16);
+            const __m512i v = _mm512_maskz_permutexvar_epi16(keep, idx, __m512i(_mm512_cvtne2ps_pbh(hi, lo)));
+            _mm512_mask_storeu_epi16(d, slots >= 32 ? ~0u : (1u << slots) - 1, v);
+        }
+    }
+};
+
+// The image's pixels into a padded buffer whose border and extra channels are already zero.
+void fill_padded(uint16_t* xp, const float* xi, const ConvGeom& g, int Cp, const Spread& spread) {
     const int Wp = g.padded_w(), x0 = std::max(0, g.pw), x1 = std::min(Wp, g.W + g.pw);  // 0 <= px - pw < W
     if (x1 <= x0) return;
-    for (int py = std::max(0, g.ph); py < std::min(g.padded_h(), g.H + g.ph); py++)
-        round_to_bf16(xp + (int64_t(py) * Wp + x0) * g.C, xi + (int64_t(py - g.ph) * g.W + x0 - g.pw) * g.C,
-                      int64_t(x1 - x0) * g.C);
+    for (int py = std::max(0, g.ph); py < std::min(g.padded_h(), g.H + g.ph); py++) {
+        uint16_t* d = xp + (int64_t(py) * Wp + x0) * Cp;
+        const float* s = xi + (int64_t(py - g.ph) * g.W + x0 - g.pw) * g.C;
+        if (Cp == g.C) round_to_bf16(d, s, int64_t(x1 - x0) * g.C);
+        else if (Cp <= 16) spread(d, s, x1 - x0);
+        else
+            for (int px = x0; px < x1; px++, d += Cp, s += g.C) round_to_bf16(d, s, g.C);
+    }
 }
 
 // One block: positions of output rows yo (a0 -> y0) and, TWO_ROWS, yo + 1 (a1 -> y1), 16 output channels or,
-// TWO_BLOCKS, 32. The tiles' rows and widths are the configuration's.
+// TWO_BLOCKS, 32 (B tiles at b and b + 16, rows ldb_bytes apart). The tiles' rows and widths are the configuration's.
 template <bool TWO_ROWS, bool TWO_BLOCKS>
 OF_AMX_TARGET void tile_block(float* y0, float* y1, int ldy_bytes, const uint16_t* a0, const uint16_t* a1, int as_bytes,
-                              const int64_t* off, int chunks, const uint32_t* b, int64_t b_block, int64_t b_chunk) {
+                              const int64_t* off, int chunks, const uint32_t* b, int ldb_bytes, int64_t b_chunk) {
     _tile_zero(0);
     if (TWO_BLOCKS) _tile_zero(1);
     if (TWO_ROWS) _tile_zero(6);
     if (TWO_ROWS && TWO_BLOCKS) _tile_zero(7);
     for (int j = 0; j < chunks; j++) {
         const uint32_t* bj = b + j * b_chunk;
-        _tile_loadd(4, bj, 64);
-        if (TWO_BLOCKS) _tile_loadd(5, bj + b_block, 64);
+        _tile_loadd(4, bj, ldb_bytes);
+        if (TWO_BLOCKS) _tile_loadd(5, bj + 16, ldb_bytes);
         _tile_loadd(2, a0 + off[j], as_bytes);
         _tile_dpbf16ps(0, 2, 4);
         if (TWO_BLOCKS) _tile_dpbf16ps(1, 2, 5);
@@ -134,7 +182,7 @@ OF_AMX_TARGET void tile_block(float* y0, float* y1, int ldy_bytes, const uint16_
 }
 
 using TileBlock = void (*)(float*, float*, int, const uint16_t*, const uint16_t*, int, const int64_t*, int,
-                           const uint32_t*, int64_t, int64_t);
+                           const uint32_t*, int, int64_t);
 constexpr TileBlock kTileBlocks[2][2] = {{tile_block<false, false>, tile_block<false, true>},
                                          {tile_block<true, false>, tile_block<true, true>}};
 
@@ -150,34 +198,32 @@ AmxConfig config_for(int rows, int n0, int n1, int cs) {
     return cfg;
 }
 
-// Images [i0, i1): every output, pass after pass of 32 channels, each pass block column by block column (a
-// configuration each, kept while it stays the same).
+// Images [i0, i1): every output in blocks of the same shape, so one tile configuration serves the task (loading one
+// waits for every tile instruction before it): min(16, Wo) positions and min(32, Co) channels, the last block of a
+// row (of the channels) moved back to end at the row's end (at Co). Positions (channels) two blocks share are
+// computed twice, to the same bits: a tile row's sums depend on its own A row only.
 OF_AMX_TARGET void images(float* y, const float* x, const uint32_t* Bp, uint16_t* xp, int i0, int i1, const ConvGeom& g,
                           const Chunks& c) {
-    const int Wp = g.padded_w(), ldy = 4 * g.Co, as = 2 * g.sw * g.C, chunks = c.runs * c.nch;
-    int loaded_rows = 0, loaded_c0 = -1;
+    const int Wp = g.padded_w(), ldy = 4 * g.Co, as = 2 * g.sw * c.Cp, chunks = c.runs * c.nch;
+    const int rows = std::min(kPositions, g.Wo), cols = std::min(32, g.Co), n1 = cols - 16;
+    const AmxConfig cfg = config_for(rows, std::min(16, cols), n1, c.cs);
+    const Spread spread(g.C, std::min(c.Cp, 16));  // (used where C < Cp <= 16)
+    _tile_loadconfig(&cfg);
     for (int i = i0; i < i1; i++) {
-        fill_padded(xp, x + int64_t(i) * g.in_size(), g);
+        fill_padded(xp, x + int64_t(i) * g.in_size(), g, c.Cp, spread);
         if (i + 1 < i1)  // the next image into L2 while the tiles work on this one (memory is the bottleneck)
             for (int64_t e = 0; e < g.in_size(); e += 16) _mm_prefetch(x + (i + 1) * g.in_size() + e, _MM_HINT_T1);
         float* yi = y + int64_t(i) * g.positions() * g.Co;
-        for (int c0 = 0; c0 < g.Co; c0 += 32) {
-            const int n0 = std::min(16, g.Co - c0), n1 = std::min(16, g.Co - c0 - 16);
-            for (int xo0 = 0; xo0 < g.Wo; xo0 += kPositions) {
-                const int rows = std::min(kPositions, g.Wo - xo0);
-                if (rows != loaded_rows || c0 != loaded_c0) {
-                    const AmxConfig cfg = config_for(rows, n0, n1, c.cs);
-                    _tile_loadconfig(&cfg);
-                    loaded_rows = rows, loaded_c0 = c0;
-                }
-                const uint32_t* b = Bp + int64_t(c0 / 16) * c.chunk_words();
+        for (int o = 0; o < g.Co; o += cols) {
+            const int o0 = std::min(o, g.Co - cols);
+            for (int xo = 0; xo < g.Wo; xo += rows) {
+                const int xo0 = std::min(xo, g.Wo - rows);
                 for (int yo = 0; yo < g.Ho; yo += 2) {
-                    const bool two = yo + 1 < g.Ho;
-                    const uint16_t* a0 = xp + (int64_t(yo) * g.sh * Wp + int64_t(xo0) * g.sw) * g.C;
-                    float* y0 = yi + (int64_t(yo) * g.Wo + xo0) * g.Co + c0;
-                    kTileBlocks[two][n1 > 0](y0, y0 + int64_t(g.Wo) * g.Co, ldy, a0, a0 + int64_t(g.sh) * Wp * g.C, as,
-                                             c.off.data(), chunks, b, c.chunk_words(),
-                                             int64_t(c.blocks) * c.chunk_words());
+                    const uint16_t* a0 = xp + (int64_t(yo) * g.sh * Wp + int64_t(xo0) * g.sw) * c.Cp;
+                    float* y0 = yi + (int64_t(yo) * g.Wo + xo0) * g.Co + o0;
+                    kTileBlocks[yo + 1 < g.Ho][n1 > 0](y0, y0 + int64_t(g.Wo) * g.Co, ldy, a0,
+                                                       a0 + int64_t(g.sh) * Wp * c.Cp, as, c.off.data(), chunks,
+                                                       Bp + o0, 4 * c.cols, c.chunk_words());
                 }
             }
         }
@@ -191,8 +237,8 @@ bool reserve(Buffer& b, int64_t floats) { return b.reserve(size_t(std::max<int64
 
 bool conv_forward_amx(float* y, const float* x, const float* W, int n, const ConvGeom& g) {
     if (!amx_usable() || n <= 0 || g.Co <= 0 || g.positions() <= 0 || g.patch() <= 0) return false;
-    // a tile row's stride and a chunk's offsets are ints and int64s of bytes: far beyond any image that fits
-    if (int64_t(g.sw) * g.C > (int64_t(1) << 28)) return false;
+    // a tile row's stride is an int of bytes: far beyond any image that fits
+    if (int64_t(g.sw) * g.C > (int64_t(1) << 27)) return false;
     const Chunks c = chunks_of(g);
     AmxConvScratch& own = thread_scratch<AmxConvScratch>();
     if (!reserve(own.weights, c.weight_words())) return false;
@@ -205,10 +251,9 @@ bool conv_forward_amx(float* y, const float* x, const float* W, int n, const Con
         tasks,
         [&](int t) {
             AmxConvScratch& sc = thread_scratch<AmxConvScratch>();
-            const int64_t values = c.padded + c.slack;
-            if (!reserve(sc.image, (values + 1) / 2)) return void(ok[size_t(t)] = 0);
+            if (!reserve(sc.image, (c.padded + 1) / 2)) return void(ok[size_t(t)] = 0);
             uint16_t* xp = reinterpret_cast<uint16_t*>(sc.image.data());
-            std::fill(xp, xp + values, uint16_t(0));  // the border and the slack; each image fills the rest
+            std::fill(xp, xp + c.padded, uint16_t(0));  // the border and extra channels; each image fills the rest
             images(y, x, Bp, xp, t * per, std::min(n, (t + 1) * per), g, c);
         },
         int64_t(n) * g.positions() * g.patch() * g.Co / 64);
@@ -217,7 +262,7 @@ bool conv_forward_amx(float* y, const float* x, const float* W, int n, const Con
 
 double conv_amx_scratch_floats(const ConvGeom& g) {
     const Chunks c = chunks_of(g);  // the caller's packed weights, each thread's padded image; 16 floats' rounding
-    return double(c.weight_words()) + double(c.padded + c.slack + 1) / 2 + 32.0;
+    return double(c.weight_words()) + double(c.padded + 1) / 2 + 32.0;
 }
 
 }  // namespace of::cpu
