@@ -90,18 +90,22 @@ Chunks chunks_of(const ConvGeom& g) {
 // channels and past Co. A B tile of 16 channels from any o0 is (cs / 2) rows at Bp + j chunk_words + o0, stride cols.
 void pack_weights(uint32_t* Bp, const float* W, const ConvGeom& g, const Chunks& c) {
     const int P = g.patch();
-    const auto weight = [&](int o, int r, int e) {  // W[o] at value e of run r
-        const int kx = c.across ? e / c.Cp : r % g.kw, ky = c.across ? r : r / g.kw, ch = e % c.Cp;
-        return ch < g.C ? W[int64_t(o) * P + (ky * g.kw + kx) * g.C + ch] : 0.0f;
-    };
+    std::vector<int> tap(size_t(c.L));  // value e of the run: its column of W, -1 for an extra channel
     std::fill(Bp, Bp + c.weight_words(), 0u);
-    for (int r = 0; r < c.runs; r++)
-        for (int k = 0; k < c.nch; k++)
-            for (int q = 0; q < c.cs / 2; q++) {
-                uint32_t* d = Bp + int64_t(r * c.nch + k) * c.chunk_words() + int64_t(q) * c.cols;
-                const int e = k * c.cs + 2 * q;  // the pair's first value in the run
-                for (int o = 0; o < g.Co; o++) d[o] = bf16_pair(weight(o, r, e + 1), weight(o, r, e));
+    for (int r = 0; r < c.runs; r++) {
+        for (int e = 0; e < c.L; e++) {
+            const int kx = c.across ? e / c.Cp : r % g.kw, ky = c.across ? r : r / g.kw, ch = e % c.Cp;
+            tap[size_t(e)] = ch < g.C ? (ky * g.kw + kx) * g.C + ch : -1;
+        }
+        for (int e = 0; e < c.L; e += 2) {  // chunk e / cs, pair row (e % cs) / 2
+            const int lo = tap[size_t(e)], hi = tap[size_t(e + 1)];
+            uint32_t* d = Bp + int64_t(r * c.nch + e / c.cs) * c.chunk_words() + int64_t(e % c.cs / 2) * c.cols;
+            for (int o = 0; o < g.Co; o++) {
+                const float* w = W + int64_t(o) * P;
+                d[o] = bf16_pair(hi < 0 ? 0.0f : w[hi], lo < 0 ? 0.0f : w[lo]);
             }
+        }
+    }
 }
 
 // d[0, n) = s[0, n) rounded to bfloat16 (VCVTNEPS2BF16, as bf16_round_bits).
