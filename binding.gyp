@@ -10,6 +10,7 @@
         "native/kernels/cpu/conv_direct.cpp",
         "native/kernels/cpu/gemm.cpp",
         "native/kernels/cpu/gemm_bf16.cpp",
+        "native/kernels/cpu/gemm_amx.cpp",
         "native/kernels/cpu/amx.cpp",
         "native/kernels/cpu/activation.cpp",
         "native/kernels/cpu/noise.cpp",

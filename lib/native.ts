@@ -380,8 +380,10 @@ export type NativeBinding = {
   allocStats(reset?: boolean): { live: number; peak: number };
   setErrorClasses(classes: object): void;
   gemm(...args: [...GemmOperands, kscale: Float32Array | null, naive: boolean]): void;
-  /** Test hook: the bfloat16 GEMM (native/kernels/cpu/bf16.h), by the instruction where the CPU has it and `instruction` asks for it, else emulated. */
-  gemmBf16(...args: [...GemmOperands, kscale: Float32Array | null, instruction: boolean]): void;
+  /** Test hook: the bfloat16 GEMM (native/kernels/cpu/bf16.h) the given way: 'instruction' where the CPU has it (else emulated), 'amx' where the tiles are usable (else ERR_CONFIG); `true` / `false` mean 'instruction' / 'emulated'. */
+  gemmBf16(
+    ...args: [...GemmOperands, kscale: Float32Array | null, way: boolean | 'emulated' | 'instruction' | 'amx']
+  ): void;
   noise(
     rows: number,
     cols: number,

@@ -12,6 +12,7 @@
 #include "core/thread_scratch.h"
 #include "device/device.h"
 #include "device/tiled_gemm.h"
+#include "kernels/cpu/amx.h"
 #include "kernels/cpu/bf16.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/kernels.h"
@@ -66,8 +67,8 @@ Napi::Value SetErrorClasses(const Napi::CallbackInfo& info) {
 }
 
 // gemm(C, A, B, M, N, K, transA, transB, alpha, beta, kscale?, naive?) on row-major arrays: kernel tests.
-// gemmBf16(..., kscale?, instruction): the bfloat16 GEMM (kernels/cpu/bf16.h), by the instruction (where the CPU has
-// it) or emulated.
+// gemmBf16(..., kscale?, way): the bfloat16 GEMM (kernels/cpu/bf16.h), way 'emulated', 'instruction' (where the CPU has
+// it, else emulated) or 'amx' (ERR_CONFIG where the tiles are not usable); true / false: instruction / emulated.
 template <class GemmFn>
 void gemm_args(const Napi::CallbackInfo& info, const GemmFn& fn) {
     Napi::Env env = info.Env();
@@ -100,8 +101,16 @@ Napi::Value GemmJs(const Napi::CallbackInfo& info) {
 Napi::Value GemmBf16Js(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    const cpu::Bf16Way way =
-        info[11].ToBoolean() && cpu::bf16_instructions() ? cpu::Bf16Way::Instruction : cpu::Bf16Way::Emulated;
+    const std::string name = info[11].IsString() ? info[11].As<Napi::String>().Utf8Value()
+                             : info[11].ToBoolean() ? "instruction"
+                                                    : "emulated";
+    if (name != "emulated" && name != "instruction" && name != "amx")
+        throw_status(env, {StatusCode::Config, "gemmBf16: way must be 'emulated', 'instruction' or 'amx'"});
+    if (name == "amx" && !cpu::amx_usable())
+        throw_status(env, {StatusCode::Config, "gemmBf16: the AMX tiles are not usable here"});
+    const cpu::Bf16Way way = name == "amx"                                        ? cpu::Bf16Way::Amx
+                             : name == "instruction" && cpu::bf16_instructions() ? cpu::Bf16Way::Instruction
+                                                                                 : cpu::Bf16Way::Emulated;
     gemm_args(info, [way](auto... a) { cpu::gemm_bf16_as(way, a...); });
     return env.Undefined();
     OF_NAPI_END(env)
