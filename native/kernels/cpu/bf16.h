@@ -6,6 +6,8 @@
 //   emulated:     the operands rounded into float32 scratch, then the float32 kernels (gemm.h, conv.h).
 // On one CPU both give the same bits (gemm_bf16.cpp says how), but where a partial sum falls below 2^-126, which
 // the instruction flushes to zero. Across CPUs the emulation inherits the float32 kernels' ISA-dependent sums.
+// Where the CPU has AMX and the OS grants it, the GEMM takes the tiles instead (amx.h, gemm_amx.cpp): bits of their
+// own, the same for any thread count.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -63,7 +65,7 @@ enum class Bf16Way { Emulated, Instruction, Amx, Fastest };
 // Fastest where bf16_instructions(), else Emulated; ONEFORWARD_BF16=amx|instruction|emulated picks one (tests,
 // benches; amx only where amx_usable()). bf16_kernels: which, in words (backend info).
 Bf16Way bf16_way();
-// Whether a product run the given way takes the AMX tiles.
+// Whether a product run the given way takes the AMX tiles (never where they are not usable).
 bool bf16_on_amx(Bf16Way way);
 const char* bf16_kernels();
 

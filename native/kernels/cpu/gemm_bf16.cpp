@@ -374,7 +374,7 @@ Bf16Way bf16_way() {
     return way;
 }
 
-bool bf16_on_amx(Bf16Way way) { return way == Bf16Way::Amx || (way == Bf16Way::Fastest && amx_usable()); }
+bool bf16_on_amx(Bf16Way way) { return (way == Bf16Way::Amx || way == Bf16Way::Fastest) && amx_usable(); }
 
 const char* bf16_kernels() {
     const Bf16Way way = bf16_way();
