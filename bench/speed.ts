@@ -23,6 +23,11 @@ const TARGETS: { model: string; estimator: SpeedEstimator; over: 'bp' | 'torch';
   { model: 'mlp', estimator: 'ulr', over: 'bp', max: 1.5 },
   { model: 'gru', estimator: 'ulr', over: 'bp', max: 6 },
   { model: 'rescnn', estimator: 'ulr', over: 'bp', max: 6 },
+  // the same ULR targets with the copies' products in bfloat16 (ulr({ precision: 'bf16' }))
+  { model: 'cnn', estimator: 'ulr-bf16', over: 'bp', max: 6 },
+  { model: 'mlp', estimator: 'ulr-bf16', over: 'bp', max: 1.5 },
+  { model: 'gru', estimator: 'ulr-bf16', over: 'bp', max: 6 },
+  { model: 'rescnn', estimator: 'ulr-bf16', over: 'bp', max: 6 },
 ];
 
 type TorchRun = { library: string; rows: ({ estimator: SpeedEstimator } & StepTimes)[] };

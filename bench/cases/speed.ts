@@ -32,7 +32,7 @@ export const SPEED_MODELS: Record<string, SpeedModel> = {
     name: 'GRU 64 over the 28 rows, dense 64→10',
     build: gruRows,
     layers: [gruFlops(28, 28, 64), denseFlops(64, 10)],
-    estimators: ['bp', 'ulr'],
+    estimators: ['bp', 'ulr', 'ulr-bf16'],
   },
   rescnn: {
     name: 'residual CNN (conv 8, 2 residual blocks of 2 convs, dense)',
@@ -45,7 +45,7 @@ export const SPEED_MODELS: Record<string, SpeedModel> = {
       convFlops(7, 7, 8, 8, 3),
       denseFlops(392, 10),
     ],
-    estimators: ['bp', 'ulr'],
+    estimators: ['bp', 'ulr', 'ulr-bf16'],
   },
 };
 

@@ -388,7 +388,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                 if (u.recurrent()) {  // noise on every gate at every step, inside the recurrence
                     if (noisy) k.noise_fill(sc.e[size_t(l)].data(), rows, u.noise_width(), noise(l, r0));
                     const bool xw = l == g.start && shared;
-                    seq_forward(k, u, theta, input(l), rows, a, sc.aux[size_t(l)].data(),
+                    seq_forward(kc, u, theta, input(l), rows, a, sc.aux[size_t(l)].data(),
                                 noisy ? sc.e[size_t(l)].data() : nullptr, scale[size_t(l)].ch.data(), sc.seq.data(),
                                 xw ? ws.v[size_t(l)].data() + int64_t(b0) * u.noise_width() : nullptr, xw ? K : 1);
                     unit_bias_act(k, u, theta, a, a, rows);
