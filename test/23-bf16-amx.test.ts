@@ -113,7 +113,10 @@ t.test('ULR steps on AMX: the same bits with 1 and 2 threads, the emulation with
     console.log(JSON.stringify({ way: of.backend.info().bf16, out }));`;
   const run = (way: string) => {
     const r = JSON.parse(
-      execFileSync(process.execPath, ['-e', script], { env: { ...process.env, ONEFORWARD_BF16: way }, encoding: 'utf8' }),
+      execFileSync(process.execPath, ['-e', script], {
+        env: { ...process.env, ONEFORWARD_BF16: way },
+        encoding: 'utf8',
+      }),
     ) as { way: string; out: string[][][] };
     const floats = (s: string) => new Float32Array(new Uint8Array(Buffer.from(s, 'base64')).buffer);
     return { way: r.way, one: r.out[0]!, two: r.out[1]!, grads: r.out[0]!.map((m) => m.map(floats)) };

@@ -101,14 +101,14 @@ Napi::Value GemmJs(const Napi::CallbackInfo& info) {
 Napi::Value GemmBf16Js(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    const std::string name = info[11].IsString() ? info[11].As<Napi::String>().Utf8Value()
+    const std::string name = info[11].IsString()    ? info[11].As<Napi::String>().Utf8Value()
                              : info[11].ToBoolean() ? "instruction"
                                                     : "emulated";
     if (name != "emulated" && name != "instruction" && name != "amx")
         throw_status(env, {StatusCode::Config, "gemmBf16: way must be 'emulated', 'instruction' or 'amx'"});
     if (name == "amx" && !cpu::amx_usable())
         throw_status(env, {StatusCode::Config, "gemmBf16: the AMX tiles are not usable here"});
-    const cpu::Bf16Way way = name == "amx"                                        ? cpu::Bf16Way::Amx
+    const cpu::Bf16Way way = name == "amx"                                       ? cpu::Bf16Way::Amx
                              : name == "instruction" && cpu::bf16_instructions() ? cpu::Bf16Way::Instruction
                                                                                  : cpu::Bf16Way::Emulated;
     gemm_args(info, [way](auto... a) { cpu::gemm_bf16_as(way, a...); });

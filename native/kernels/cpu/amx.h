@@ -30,8 +30,8 @@ struct alignas(64) AmxConfig {
 
 // gemm_bf16 (bf16.h, no kscale) on the tiles (gemm_amx.cpp), where amx_usable(): false, having written nothing, where
 // there is no memory for B's tiles (the caller takes the emulation).
-bool gemm_bf16_amx(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa, ptrdiff_t csa,
-                   const float* B, ptrdiff_t rsb, ptrdiff_t csb, int M, int N, int K, float alpha, float beta);
+bool gemm_bf16_amx(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float* B,
+                   ptrdiff_t rsb, ptrdiff_t csb, int M, int N, int K, float alpha, float beta);
 // Floats of one thread's scratch for gemm_bf16_amx in products of reductions and columns of at most W, whose B (K x N)
 // is at most Wn (a weight matrix in the copies' forwards).
 double gemm_amx_scratch_floats(double W, double Wn);

@@ -80,8 +80,8 @@ void gemm_bf16_as(Bf16Way way, float* C, ptrdiff_t rsc, ptrdiff_t csc, const flo
 // gemm_bf16 without scratch (out of memory): the float32 naive loop on rounded operands. Like gemm_naive it sums all
 // of K in one chain, so for K > KC its bits differ from the sliced kernels'.
 void gemm_bf16_naive(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa, ptrdiff_t csa,
-                     const float* B, ptrdiff_t rsb, ptrdiff_t csb, const float* kscale, int M, int N, int K, float alpha,
-                     float beta);
+                     const float* B, ptrdiff_t rsb, ptrdiff_t csb, const float* kscale, int M, int N, int K,
+                     float alpha, float beta);
 
 // conv_forward (conv.h) with x and W rounded to bfloat16: false where the direct convolution does not suit the
 // shape, and the caller takes im2row + gemm_bf16.

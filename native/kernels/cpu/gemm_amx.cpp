@@ -49,7 +49,8 @@ inline uint16_t bf16_of(float x) {
 
 // x[0, 32) masked to the first n values -> 32 bfloat16 in order (cvtne2ps puts its second operand in the low half).
 OF_AMX_TARGET inline __m512i bf16x32(const float* x, int n) {
-    return __m512i(_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(lanes(n - 16), x + 16), _mm512_maskz_loadu_ps(lanes(n), x)));
+    return __m512i(
+        _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(lanes(n - 16), x + 16), _mm512_maskz_loadu_ps(lanes(n), x)));
 }
 
 // A block (rows, kc) -> tiles Ap[(r / 16) kbs + kb] of 16 rows x 32 values, kbs = kc / 32 rounded up, rows padded
@@ -92,15 +93,16 @@ OF_AMX_TARGET void pack_b(uint32_t* Bp, const float* B, ptrdiff_t rsb, ptrdiff_t
             else
                 for (int q = 0; q < 16; q++) {
                     const int k = p + 2 * q;
-                    w[q] = (k < K ? bf16_of(b[k * rsb]) : 0u) | (k + 1 < K ? uint32_t(bf16_of(b[(k + 1) * rsb])) << 16 : 0u);
+                    w[q] = (k < K ? bf16_of(b[k * rsb]) : 0u) |
+                           (k + 1 < K ? uint32_t(bf16_of(b[(k + 1) * rsb])) << 16 : 0u);
                 }
             for (int q = 0; q < 16; q++) Bp[kb * kTileFloats + q * 16 + j] = w[q];
         }
     }
 }
 
-// C (mr, nr) = alpha acc (+ C, or + beta C on the first slice) from acc (mr, nr) with rows 32 floats apart: store_tile's
-// multiplies and adds, 16 columns at a time where C's rows are contiguous.
+// C (mr, nr) = alpha acc (+ C, or + beta C on the first slice) from acc (mr, nr) with rows 32 floats apart:
+// store_tile's multiplies and adds, 16 columns at a time where C's rows are contiguous.
 OF_AMX_TARGET void store_block(const float* acc, float* C, ptrdiff_t rsc, ptrdiff_t csc, int mr, int nr, float alpha,
                                float beta, bool first) {
     if (csc != 1) return store_tile(acc, 32, C, rsc, csc, mr, nr, alpha, beta, first);
@@ -118,7 +120,10 @@ OF_AMX_TARGET void store_block(const float* acc, float* C, ptrdiff_t rsc, ptrdif
 
 // acc (32, 32) = A rows (2 tiles, a1 = a0 + sa) x B columns (2 tiles, b1 = b0 + sb) over kbs tiles of the reduction.
 OF_AMX_TARGET void kernel_2x2(int kbs, const uint16_t* a0, ptrdiff_t sa, const uint32_t* b0, ptrdiff_t sb, float* acc) {
-    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
     for (int kb = 0; kb < kbs; kb++) {
         _tile_loadd(4, a0 + kb * 512, 64);
         _tile_loadd(6, b0 + kb * kTileFloats, 64);
@@ -129,13 +134,18 @@ OF_AMX_TARGET void kernel_2x2(int kbs, const uint16_t* a0, ptrdiff_t sa, const u
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
     }
-    _tile_stored(0, acc, 128); _tile_stored(1, acc + 16, 128);
-    _tile_stored(2, acc + 16 * 32, 128); _tile_stored(3, acc + 16 * 32 + 16, 128);
+    _tile_stored(0, acc, 128);
+    _tile_stored(1, acc + 16, 128);
+    _tile_stored(2, acc + 16 * 32, 128);
+    _tile_stored(3, acc + 16 * 32 + 16, 128);
 }
 
 // acc (64, 16) (rows 32 floats apart) = A rows (4 tiles, sa apart) x B columns (1 tile): tiles 4 and 5 alternate.
 OF_AMX_TARGET void kernel_4x1(int kbs, const uint16_t* a0, ptrdiff_t sa, const uint32_t* b0, float* acc) {
-    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
     for (int kb = 0; kb < kbs; kb++) {
         _tile_loadd(6, b0 + kb * kTileFloats, 64);
         _tile_loadd(4, a0 + kb * 512, 64);
@@ -147,13 +157,16 @@ OF_AMX_TARGET void kernel_4x1(int kbs, const uint16_t* a0, ptrdiff_t sa, const u
         _tile_dpbf16ps(2, 4, 6);
         _tile_dpbf16ps(3, 5, 6);
     }
-    _tile_stored(0, acc, 128); _tile_stored(1, acc + 16 * 32, 128);
-    _tile_stored(2, acc + 32 * 32, 128); _tile_stored(3, acc + 48 * 32, 128);
+    _tile_stored(0, acc, 128);
+    _tile_stored(1, acc + 16 * 32, 128);
+    _tile_stored(2, acc + 32 * 32, 128);
+    _tile_stored(3, acc + 48 * 32, 128);
 }
 
 // acc (32, 16) = A rows (2 tiles) x B columns (1 tile).
 OF_AMX_TARGET void kernel_2x1(int kbs, const uint16_t* a0, ptrdiff_t sa, const uint32_t* b0, float* acc) {
-    _tile_zero(0); _tile_zero(1);
+    _tile_zero(0);
+    _tile_zero(1);
     for (int kb = 0; kb < kbs; kb++) {
         _tile_loadd(6, b0 + kb * kTileFloats, 64);
         _tile_loadd(4, a0 + kb * 512, 64);
@@ -161,7 +174,8 @@ OF_AMX_TARGET void kernel_2x1(int kbs, const uint16_t* a0, ptrdiff_t sa, const u
         _tile_dpbf16ps(0, 4, 6);
         _tile_dpbf16ps(1, 5, 6);
     }
-    _tile_stored(0, acc, 128); _tile_stored(1, acc + 16 * 32, 128);
+    _tile_stored(0, acc, 128);
+    _tile_stored(1, acc + 16 * 32, 128);
 }
 
 // One task: C rows [i0, i0 + rows) x columns [j0, j0 + cols) (j0 a multiple of 32), every KC slice. Ap: room for
@@ -188,7 +202,8 @@ OF_AMX_TARGET void task_amx(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float*
             };
             int ir = 0;
             if (nr > 16) {
-                for (; ir < rows32; ir += 32) kernel_2x2(kbs, Ap + (ir / 16) * sa, sa, b0, ptrdiff_t(KB) * kTileFloats, acc), store(ir, 32);
+                for (; ir < rows32; ir += 32)
+                    kernel_2x2(kbs, Ap + (ir / 16) * sa, sa, b0, ptrdiff_t(KB) * kTileFloats, acc), store(ir, 32);
             } else {
                 for (; ir + 64 <= rows32; ir += 64) kernel_4x1(kbs, Ap + (ir / 16) * sa, sa, b0, acc), store(ir, 64);
                 if (ir < rows32) kernel_2x1(kbs, Ap + (ir / 16) * sa, sa, b0, acc), store(ir, 32);
@@ -200,15 +215,15 @@ OF_AMX_TARGET void task_amx(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float*
 
 }  // namespace
 
-bool gemm_bf16_amx(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa, ptrdiff_t csa,
-                   const float* B, ptrdiff_t rsb, ptrdiff_t csb, int M, int N, int K, float alpha, float beta) {
+bool gemm_bf16_amx(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float* B,
+                   ptrdiff_t rsb, ptrdiff_t csb, int M, int N, int K, float alpha, float beta) {
     const int KB = (K + 31) / 32, NT = (N + 15) / 16;
     Buffer& bb = thread_scratch<AmxScratch>().b;
     if (!bb.reserve(size_t(NT) * KB * kTileFloats).ok()) return false;
     uint32_t* Bp = words_of(bb);
     ThreadPool& pool = ThreadPool::instance();
-    pool.parallel_for(NT, [&](int jt) { pack_b(Bp + size_t(jt) * KB * kTileFloats, B, rsb, csb, K, N, jt * 16); },
-                      int64_t(K) * N);
+    pool.parallel_for(
+        NT, [&](int jt) { pack_b(Bp + size_t(jt) * KB * kTileFloats, B, rsb, csb, K, N, jt * 16); }, int64_t(K) * N);
     // tasks of up to kTaskRows rows x 512 columns, halved (rows first) until every thread has one
     int mt = std::min(round_up(M, 32), kTaskRows), nt = std::min(round_up(N, 32), 512);
     auto count = [&] { return ((M + mt - 1) / mt) * ((N + nt - 1) / nt); };

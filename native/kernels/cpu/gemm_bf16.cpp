@@ -171,8 +171,8 @@ void packed_pairs(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdif
             const int rows = std::min(mt, M - i0), cols = std::min(nt, N - j0);
             if (!sc.a.reserve(size_t(round_up(rows, MR)) * KC / 2).ok() ||
                 !sc.b.reserve(size_t(round_up(cols, NR)) * KC / 2).ok())  // out of memory: the unpacked loop
-                return gemm_bf16_naive(C + i0 * rsc + j0 * csc, rsc, csc, A + i0 * rsa, rsa, csa, B + j0 * csb, rsb, csb,
-                                     nullptr, rows, cols, K, alpha, beta);
+                return gemm_bf16_naive(C + i0 * rsc + j0 * csc, rsc, csc, A + i0 * rsa, rsa, csa, B + j0 * csb, rsb,
+                                       csb, nullptr, rows, cols, K, alpha, beta);
             uint32_t *ap = words_of(sc.a), *bp = words_of(sc.b);
             for (int p0 = 0; p0 < K; p0 += KC) {
                 const int kc = std::min(KC, K - p0), kp = (kc + 1) / 2;
@@ -321,8 +321,8 @@ __attribute__((target("avx512f,fma"))) double seconds_of_fmas() {
 }  // namespace
 
 void gemm_bf16_naive(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa, ptrdiff_t csa,
-                     const float* B, ptrdiff_t rsb, ptrdiff_t csb, const float* kscale, int M, int N, int K, float alpha,
-                     float beta) {
+                     const float* B, ptrdiff_t rsb, ptrdiff_t csb, const float* kscale, int M, int N, int K,
+                     float alpha, float beta) {
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             float acc = 0.0f;
