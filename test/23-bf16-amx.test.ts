@@ -3,7 +3,7 @@
 // its own: the kernel is checked against float64 of the rounded operands within float32 summation error (every
 // tile path, alpha / beta, a NaN-filled C with beta = 0, special values), for the same bits with 1 and 2 threads,
 // and whole ULR steps for the same bits with 1 and 2 threads and closeness to the emulation (child processes, as the
-// way is picked once a process by ONEFORWARD_BF16).
+// way is picked once a process by ONEFORWARD_BF16; on the CPU engine, the only one with the option).
 import t from 'tap';
 import * as path from 'path';
 import { execFileSync } from 'child_process';
@@ -114,7 +114,7 @@ t.test('ULR steps on AMX: the same bits with 1 and 2 threads, the emulation with
   const run = (way: string) => {
     const r = JSON.parse(
       execFileSync(process.execPath, ['-e', script], {
-        env: { ...process.env, ONEFORWARD_BF16: way },
+        env: { ...process.env, ONEFORWARD_BF16: way, ONEFORWARD_BACKEND: 'cpu' },
         encoding: 'utf8',
       }),
     ) as { way: string; out: string[][][] };
