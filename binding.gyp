@@ -11,6 +11,7 @@
         "native/kernels/cpu/conv_amx.cpp",
         "native/kernels/cpu/gemm.cpp",
         "native/kernels/cpu/gemm_bf16.cpp",
+        "native/kernels/cpu/gemm_amx.cpp",
         "native/kernels/cpu/amx.cpp",
         "native/kernels/cpu/activation.cpp",
         "native/kernels/cpu/noise.cpp",

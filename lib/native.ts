@@ -380,12 +380,14 @@ export type NativeBinding = {
   allocStats(reset?: boolean): { live: number; peak: number };
   setErrorClasses(classes: object): void;
   gemm(...args: [...GemmOperands, kscale: Float32Array | null, naive: boolean]): void;
-  /** Test hook: the bfloat16 GEMM (native/kernels/cpu/bf16.h), by the instruction where the CPU has it and `instruction` asks for it, else emulated. */
-  gemmBf16(...args: [...GemmOperands, kscale: Float32Array | null, instruction: boolean]): void;
+  /** Test hook: the bfloat16 GEMM (native/kernels/cpu/bf16.h) the given way: 'instruction' where the CPU has it (else emulated), 'amx' where the tiles are usable (else ERR_CONFIG); `true` / `false` mean 'instruction' / 'emulated'. */
+  gemmBf16(
+    ...args: [...GemmOperands, kscale: Float32Array | null, way: boolean | 'emulated' | 'instruction' | 'amx']
+  ): void;
   /**
    * Test hook: the direct convolution forward (native/kernels/cpu/conv.h) of `n` channels-last images,
    * geom = [H, W, C, Ho, Wo, Co, kh, kw, sh, sw, ph, pw, dh, dw], in float32 or with bfloat16 operands
-   * (native/kernels/cpu/bf16.h) by `way` where the CPU has it. False: the shape takes im2row + GEMM (y not written).
+   * (native/kernels/cpu/bf16.h) by `way` as `gemmBf16`'s. False: the shape takes im2row + GEMM (y not written).
    */
   convForward(
     y: Float32Array,

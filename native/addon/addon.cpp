@@ -67,8 +67,8 @@ Napi::Value SetErrorClasses(const Napi::CallbackInfo& info) {
 }
 
 // gemm(C, A, B, M, N, K, transA, transB, alpha, beta, kscale?, naive?) on row-major arrays: kernel tests.
-// gemmBf16(..., kscale?, instruction): the bfloat16 GEMM (kernels/cpu/bf16.h), by the instruction (where the CPU has
-// it) or emulated.
+// gemmBf16(..., kscale?, way): the bfloat16 GEMM (kernels/cpu/bf16.h), way 'emulated', 'instruction' (where the CPU has
+// it, else emulated) or 'amx' (ERR_CONFIG where the tiles are not usable); true / false: instruction / emulated.
 template <class GemmFn>
 void gemm_args(const Napi::CallbackInfo& info, const GemmFn& fn) {
     Napi::Env env = info.Env();
@@ -98,11 +98,25 @@ Napi::Value GemmJs(const Napi::CallbackInfo& info) {
     OF_NAPI_END(env)
 }
 
+// The way of a bf16 kernel hook by name: 'emulated', 'instruction' (where the CPU has it, else emulated) or 'amx'
+// (ERR_CONFIG where the tiles are not usable).
+cpu::Bf16Way bf16_way_named(Napi::Env env, const std::string& name, const std::string& hook) {
+    if (name != "emulated" && name != "instruction" && name != "amx")
+        throw_status(env, {StatusCode::Config, hook + ": way must be 'emulated', 'instruction' or 'amx'"});
+    if (name == "amx" && !cpu::amx_usable())
+        throw_status(env, {StatusCode::Config, hook + ": the AMX tiles are not usable here"});
+    return name == "amx"                                       ? cpu::Bf16Way::Amx
+           : name == "instruction" && cpu::bf16_instructions() ? cpu::Bf16Way::Instruction
+                                                               : cpu::Bf16Way::Emulated;
+}
+
 Napi::Value GemmBf16Js(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    const cpu::Bf16Way way =
-        info[11].ToBoolean() && cpu::bf16_instructions() ? cpu::Bf16Way::Instruction : cpu::Bf16Way::Emulated;
+    const std::string name = info[11].IsString()    ? info[11].As<Napi::String>().Utf8Value()
+                             : info[11].ToBoolean() ? "instruction"
+                                                    : "emulated";
+    const cpu::Bf16Way way = bf16_way_named(env, name, "gemmBf16");
     gemm_args(info, [way](auto... a) { cpu::gemm_bf16_as(way, a...); });
     return env.Undefined();
     OF_NAPI_END(env)
@@ -110,8 +124,7 @@ Napi::Value GemmBf16Js(const Napi::CallbackInfo& info) {
 
 // convForward(y, x, W, n, geom, way) -> whether the direct convolution ran (else the shape takes im2row + GEMM): the
 // conv forward (kernels/cpu/conv.h) of n channels-last images, geom = [H, W, C, Ho, Wo, Co, kh, kw, sh, sw, ph, pw,
-// dh, dw], in float32 or with bfloat16 operands (bf16.h) taken `way`: 'emulated', 'instruction' or 'amx', each where
-// the CPU has it, else the next one down.
+// dh, dw], in float32 (way 'float32') or with bfloat16 operands (bf16.h) taken a way as gemmBf16's.
 Napi::Value ConvForwardJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
@@ -130,9 +143,7 @@ Napi::Value ConvForwardJs(const Napi::CallbackInfo& info) {
         throw_status(env, {StatusCode::Shape, "convForward: array lengths do not match n and geom"});
     const std::string w = info[5].IsString() ? info[5].As<Napi::String>().Utf8Value() : "";
     if (w == "float32") return Napi::Boolean::New(env, cpu::conv_forward(y.Data(), x.Data(), W.Data(), n, g));
-    const cpu::Bf16Way way = w == "amx" && cpu::amx_usable()               ? cpu::Bf16Way::Amx
-                             : w != "emulated" && cpu::bf16_instructions() ? cpu::Bf16Way::Instruction
-                                                                           : cpu::Bf16Way::Emulated;
+    const cpu::Bf16Way way = bf16_way_named(env, w, "convForward");
     return Napi::Boolean::New(env, cpu::conv_forward_bf16_as(way, y.Data(), x.Data(), W.Data(), n, g));
     OF_NAPI_END(env)
 }

@@ -8,6 +8,7 @@
 // so the AMX kernels give other bits than the emulation -- the same bits on one CPU whatever the thread count, as
 // each element's products are summed in a fixed order (32 at a time, KC-deep slices as gemm_tile.h) by one task.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 namespace of::cpu {
@@ -26,5 +27,13 @@ struct alignas(64) AmxConfig {
     uint8_t rows[16] = {};
     void tile(int t, int rows_, int bytes) { rows[t] = uint8_t(rows_), colsb[t] = uint16_t(bytes); }
 };
+
+// gemm_bf16 (bf16.h, no kscale) on the tiles (gemm_amx.cpp), where amx_usable(): false, having written nothing, where
+// there is no memory for B's tiles (the caller takes the emulation).
+bool gemm_bf16_amx(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float* B,
+                   ptrdiff_t rsb, ptrdiff_t csb, int M, int N, int K, float alpha, float beta);
+// Floats of one thread's scratch for gemm_bf16_amx in products of reductions and columns of at most W, whose B (K x N)
+// is at most Wn (a weight matrix in the copies' forwards).
+double gemm_amx_scratch_floats(double W, double Wn);
 
 }  // namespace of::cpu

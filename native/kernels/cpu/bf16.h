@@ -6,6 +6,8 @@
 //   emulated:     the operands rounded into float32 scratch, then the float32 kernels (gemm.h, conv.h).
 // On one CPU both give the same bits (gemm_bf16.cpp says how), but where a partial sum falls below 2^-126, which
 // the instruction flushes to zero. Across CPUs the emulation inherits the float32 kernels' ISA-dependent sums.
+// Where the CPU has AMX and the OS grants it, the GEMM takes the tiles instead (amx.h, gemm_amx.cpp): bits of their
+// own, the same for any thread count.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -63,7 +65,7 @@ enum class Bf16Way { Emulated, Instruction, Amx, Fastest };
 // Fastest where bf16_instructions(), else Emulated; ONEFORWARD_BF16=amx|instruction|emulated picks one (tests,
 // benches; amx only where amx_usable()). bf16_kernels: which, in words (backend info).
 Bf16Way bf16_way();
-// Whether a product run the given way takes the AMX tiles.
+// Whether a product run the given way takes the AMX tiles (never where they are not usable).
 bool bf16_on_amx(Bf16Way way);
 const char* bf16_kernels();
 
@@ -74,6 +76,12 @@ void gemm_bf16(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t
 void gemm_bf16_as(Bf16Way way, float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa, ptrdiff_t csa,
                   const float* B, ptrdiff_t rsb, ptrdiff_t csb, const float* kscale, int M, int N, int K, float alpha,
                   float beta);
+
+// gemm_bf16 without scratch (out of memory): the float32 naive loop on rounded operands. Like gemm_naive it sums all
+// of K in one chain, so for K > KC its bits differ from the sliced kernels'.
+void gemm_bf16_naive(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa, ptrdiff_t csa,
+                     const float* B, ptrdiff_t rsb, ptrdiff_t csb, const float* kscale, int M, int N, int K,
+                     float alpha, float beta);
 
 // conv_forward (conv.h) with x and W rounded to bfloat16: false where the direct convolution does not suit the
 // shape, and the caller takes im2row + gemm_bf16.

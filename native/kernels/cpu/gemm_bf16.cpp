@@ -1,5 +1,5 @@
 // GEMM with bfloat16 operands and float32 sums (bf16.h): C (M, N) = alpha op(A) (M, K) op(B) (K, N) + beta C, the
-// strides as in gemm.h. Two ways to one result:
+// strides as in gemm.h. The Amx way takes the tiles (gemm_amx.cpp, its own bits); two other ways give one result:
 //   emulated:    B rounded into a copy (N, K), A's rows rounded into copies (row-major, at least kChunk rows a
 //                piece, or all of them), then the float32 gemm (gemm.cpp) on the copies.
 //   instruction: vdpbf16ps, which adds two bfloat16 products to a float32 lane, the upper pair's first:
@@ -148,23 +148,6 @@ OF_BF16_TARGET void ukernel_pairs(int kp, const uint32_t* Ap, const uint32_t* Bp
     store_tile(acc, NR, C, rsc, csc, mr, nr, alpha, beta, first_slice);
 }
 
-// The emulation without scratch (out of memory): the float32 naive loop on rounded operands. Like gemm_naive, it sums
-// all of K in one chain, so for K > KC its bits differ from the sliced kernels'.
-void naive_rounded(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float* B,
-                   ptrdiff_t rsb, ptrdiff_t csb, const float* kscale, int M, int N, int K, float alpha, float beta) {
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-            float acc = 0.0f;
-            for (int p = 0; p < K; p++) {
-                float a = round_bf16(A[i * rsa + p * csa]);
-                if (kscale) a = a * kscale[p];
-                acc = std::fma(a, round_bf16(B[p * rsb + j * csb]), acc);
-            }
-            float* c = C + i * rsc + j * csc;
-            *c = beta == 0.0f ? alpha * acc : alpha * acc + beta * *c;
-        }
-}
-
 // The packed path: as gemm.cpp's driver (tiles of C per task, KC slices), on word panels.
 void packed_pairs(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa, ptrdiff_t csa, const float* B,
                   ptrdiff_t rsb, ptrdiff_t csb, int M, int N, int K, float alpha, float beta) {
@@ -188,8 +171,8 @@ void packed_pairs(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdif
             const int rows = std::min(mt, M - i0), cols = std::min(nt, N - j0);
             if (!sc.a.reserve(size_t(round_up(rows, MR)) * KC / 2).ok() ||
                 !sc.b.reserve(size_t(round_up(cols, NR)) * KC / 2).ok())  // out of memory: the unpacked loop
-                return naive_rounded(C + i0 * rsc + j0 * csc, rsc, csc, A + i0 * rsa, rsa, csa, B + j0 * csb, rsb, csb,
-                                     nullptr, rows, cols, K, alpha, beta);
+                return gemm_bf16_naive(C + i0 * rsc + j0 * csc, rsc, csc, A + i0 * rsa, rsa, csa, B + j0 * csb, rsb,
+                                       csb, nullptr, rows, cols, K, alpha, beta);
             uint32_t *ap = words_of(sc.a), *bp = words_of(sc.b);
             for (int p0 = 0; p0 < K; p0 += KC) {
                 const int kc = std::min(KC, K - p0), kp = (kc + 1) / 2;
@@ -275,7 +258,7 @@ void emulated(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t 
     EmulationScratch& sc = thread_scratch<EmulationScratch>();
     const int piece = M < 2 * kChunk ? M : kChunk;  // the last piece takes the rest: every piece picks M's path
     if (!sc.b.reserve(size_t(N) * K).ok() || !sc.a.reserve(size_t(std::min(M, 2 * kChunk - 1)) * K).ok())
-        return naive_rounded(C, rsc, csc, A, rsa, csa, B, rsb, csb, kscale, M, N, K, alpha, beta);
+        return gemm_bf16_naive(C, rsc, csc, A, rsa, csa, B, rsb, csb, kscale, M, N, K, alpha, beta);
     float *a = sc.a.data(), *b = sc.b.data();
     // x (n, K) with x(r, p) at src[r rs + p cs] -> dst (n, K), rounded
     auto round_rows = [K](float* dst, const float* src, ptrdiff_t rs, ptrdiff_t cs, int n) {
@@ -337,6 +320,22 @@ __attribute__((target("avx512f,fma"))) double seconds_of_fmas() {
 
 }  // namespace
 
+void gemm_bf16_naive(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t rsa, ptrdiff_t csa,
+                     const float* B, ptrdiff_t rsb, ptrdiff_t csb, const float* kscale, int M, int N, int K,
+                     float alpha, float beta) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float acc = 0.0f;
+            for (int p = 0; p < K; p++) {
+                float a = round_bf16(A[i * rsa + p * csa]);
+                if (kscale) a = a * kscale[p];
+                acc = std::fma(a, round_bf16(B[p * rsb + j * csb]), acc);
+            }
+            float* c = C + i * rsc + j * csc;
+            *c = beta == 0.0f ? alpha * acc : alpha * acc + beta * *c;
+        }
+}
+
 void round_bf16_span(float* dst, const float* src, int64_t n) {
     static const auto span = std::strcmp(gemm_isa(), "avx512") == 0 ? round_span_avx512
                              : std::strcmp(gemm_isa(), "avx2") == 0 ? round_span_avx2
@@ -375,7 +374,7 @@ Bf16Way bf16_way() {
     return way;
 }
 
-bool bf16_on_amx(Bf16Way way) { return way == Bf16Way::Amx || (way == Bf16Way::Fastest && amx_usable()); }
+bool bf16_on_amx(Bf16Way way) { return (way == Bf16Way::Amx || way == Bf16Way::Fastest) && amx_usable(); }
 
 const char* bf16_kernels() {
     const Bf16Way way = bf16_way();
@@ -395,7 +394,9 @@ void gemm_bf16_as(Bf16Way way, float* C, ptrdiff_t rsc, ptrdiff_t csc, const flo
                   const float* B, ptrdiff_t rsb, ptrdiff_t csb, const float* kscale, int M, int N, int K, float alpha,
                   float beta) {
     bool ok = false;
-    if (way != Bf16Way::Emulated && !kscale && M > 0 && N > 0 && K > 0) {
+    if (bf16_on_amx(way) && !kscale && M > 0 && N > 0 && K > 0) {
+        ok = gemm_bf16_amx(C, rsc, csc, A, rsa, csa, B, rsb, csb, M, N, K, alpha, beta);
+    } else if (way != Bf16Way::Emulated && !kscale && M > 0 && N > 0 && K > 0) {
         // the path the emulated gemm takes on its copies: A (M, K) row-major, B as (N, K) row-major
         const Narrow path = narrow_kernel(M, N, 1, 1, K);
         if (path == Narrow::Dot && csa == 1) {
@@ -415,12 +416,12 @@ void gemm_bf16(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* A, ptrdiff_t
 
 double gemm_bf16_scratch_floats(double R, double W, double Wn) {
     // word panels (half of gemm's float panels), the dot kernel's B words (kNarrow columns of W / 2 rounded up to 16),
-    // the emulation's copies (B: a weight matrix in the copies' forwards; < 2 kChunk rows of A) and the words of a
-    // direct convolution's padded image (within Wn)
+    // the emulation's copies (B: a weight matrix in the copies' forwards; < 2 kChunk rows of A), the words of a
+    // direct convolution's padded image (within Wn) and the AMX tiles
     const double panels = (16.0 * MR + 16.0 * NR) * KC / 2;
     const double dot = kNarrow * (std::ceil(W / 32) * 16);
     const double copies = Wn + std::min(R, 2.0 * kChunk) * W;
-    return panels + dot + copies + 5 * 16.0;
+    return panels + dot + copies + 5 * 16.0 + gemm_amx_scratch_floats(W, Wn);
 }
 
 }  // namespace of::cpu

@@ -2,30 +2,19 @@
 // them: against float64 of the rounded operands within float32 summation error, over channel counts, widths, kernel
 // sizes, strides, padding and dilation; the same bits for 1 and 2 threads; whole ULR steps of the small CNN with
 // ONEFORWARD_BF16=amx give the same bits for 1 and 2 threads and stay within rounding level of the emulation, and
-// memoryEstimate bounds their peak. The emulation and the instruction agree bit for bit on the same shapes.
+// memoryEstimate bounds their peak; a non-finite input reaches only the outputs whose windows hold it. The emulation
+// and the instruction agree bit for bit on the same shapes. (test/23 is the AMX GEMM's.)
 import t from 'tap';
 import * as path from 'path';
 import { execFileSync } from 'child_process';
 import * as of from '../lib/index';
 import { nat, randn } from './helpers/native';
+import { bf16 } from './helpers/bf16';
 import { cnn, residualCnn } from '../bench/cases/architectures';
 
 const amx = of.backend.info().bf16 === 'amx';
 const instruction = of.backend.info().bf16 !== 'emulated';
 const U32 = 2 ** -24; // float32 unit roundoff
-
-// The nearest bfloat16 (ties to even) of each value, as VCVTNEPS2BF16 rounds (test/22 checks the kernels do so).
-function bf16(x: Float32Array): Float32Array {
-  const f = Float32Array.from(x),
-    u = new Uint32Array(f.buffer);
-  for (let i = 0; i < u.length; i++) {
-    const v = u[i]!;
-    if ((v & 0x7f800000) === 0) u[i] = v & 0x80000000;
-    else if ((v & 0x7fffffff) > 0x7f800000) u[i] = (v | 0x400000) & 0xffff0000;
-    else u[i] = (v + 0x7fff + ((v >>> 16) & 1)) & 0xffff0000;
-  }
-  return f;
-}
 
 // [H, W, C, Co, kh, kw, stride, padding, dilation]: the output is floor((H + 2p - d (k - 1) - 1) / s) + 1 a side.
 type Shape = [number, number, number, number, number, number, number, number, number];
@@ -153,23 +142,22 @@ t.test('the instruction and the emulation give the same conv bits', { skip: !ins
   }
 });
 
-t.test('convForward: bad geometry and lengths are typed errors', async (t) => {
+t.test('convForward: bad geometry, lengths and ways are typed errors', async (t) => {
   const y = new Float32Array(4),
     x = new Float32Array(4),
-    w = new Float32Array(1);
-  t.throws(() => nat.convForward(y, x, w, 1, [2, 2, 1, 2, 2], 'amx'), { code: 'ERR_CONFIG' });
-  t.throws(() => nat.convForward(y, x, w, 1, [2, 2, 1, 2, 2, 1, 1, 1, 0, 1, 0, 0, 1, 1], 'amx'));
-  t.throws(() => nat.convForward(y, x, w, 2, [2, 2, 1, 2, 2, 1, 1, 1, 1, 1, 0, 0, 1, 1], 'amx'), { code: 'ERR_SHAPE' });
+    w = new Float32Array(1),
+    geom = [2, 2, 1, 2, 2, 1, 1, 1, 1, 1, 0, 0, 1, 1];
+  t.throws(() => nat.convForward(y, x, w, 1, [2, 2, 1, 2, 2], 'emulated'), { code: 'ERR_CONFIG' });
+  t.throws(() => nat.convForward(y, x, w, 1, [2, 2, 1, 2, 2, 1, 1, 1, 0, 1, 0, 0, 1, 1], 'emulated'), {
+    code: 'ERR_CONFIG',
+  });
+  t.throws(() => nat.convForward(y, x, w, 2, geom, 'emulated'), { code: 'ERR_SHAPE' });
+  t.throws(() => nat.convForward(y, x, w, 1, geom, 'fp8' as never), { code: 'ERR_CONFIG' });
+  if (!amx) t.throws(() => nat.convForward(y, x, w, 1, geom, 'amx'), { code: 'ERR_CONFIG' }, 'amx: not usable here');
   // one pixel, one channel, a 1x1 kernel: y = 1.5 x 2 where the direct convolution runs (not with ONEFORWARD_SIMD=scalar)
   const one = new Float32Array(1),
-    ran = nat.convForward(
-      one,
-      Float32Array.of(1.5),
-      Float32Array.of(2),
-      1,
-      [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1],
-      'amx',
-    );
+    g1 = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1],
+    ran = nat.convForward(one, Float32Array.of(1.5), Float32Array.of(2), 1, g1, amx ? 'amx' : 'emulated');
   t.same([ran, one[0]], ran ? [true, 3] : [false, 0], `a 1x1 conv of one pixel: ${ran ? 'ran' : 'fell back'}`);
 });
 
@@ -194,7 +182,7 @@ t.test(
     const step = (way: string, threads: number) =>
       JSON.parse(
         execFileSync(process.execPath, ['-e', stepScript(threads)], {
-          env: { ...process.env, ONEFORWARD_BF16: way },
+          env: { ...process.env, ONEFORWARD_BF16: way, ONEFORWARD_BACKEND: 'cpu' },
           encoding: 'utf8',
           maxBuffer: 1 << 26,
         }),
