@@ -355,9 +355,10 @@ export type NativeBackendInfo = {
   /** SIMD level of the CPU GEMM micro-kernel: `avx512`, `avx2` or `scalar`. */
   simd: string;
   /**
-   * How `ulr({ precision: 'bf16' })` multiplies: `avx512bf16` (the instruction), `avx512bf16 (narrow products)` (the
-   * instruction where the output has at most 12 columns, the emulation elsewhere: where the instruction is slower
-   * than float32 FMAs) or `emulated` (rounded operands, then the float32 kernels). All give the same bits.
+   * How `ulr({ precision: 'bf16' })` multiplies: `amx` (the AMX tiles: GEMMs and direct convolutions, with bits of
+   * their own), `avx512bf16` (the instruction), `avx512bf16 (narrow products)` (the instruction where the output has
+   * at most 12 columns, the emulation elsewhere: where the instruction is slower than float32 FMAs) or `emulated`
+   * (rounded operands, then the float32 kernels). All but `amx` give the same bits.
    */
   bf16: string;
   /** The GEMM implementation (`oneforward`: our own packed kernels). */
