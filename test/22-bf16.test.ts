@@ -5,6 +5,8 @@
 // estimate: the mean of many bf16 estimates agrees with BP on a small dense and a small conv model (cosine, fixed
 // seeds), a one-step bf16 estimate agrees with float32's to rounding level, and the clean prefix, the reductions and
 // a model whose only product is its shared prefix are untouched. Bad values are ERR_CONFIG; the device refuses it.
+// bf16 runs on the CPU engine only: every model here is a CPU one whatever ONEFORWARD_BACKEND says, but the one that
+// checks the device's refusal.
 import t from 'tap';
 import * as path from 'path';
 import { execFileSync } from 'child_process';
@@ -146,7 +148,10 @@ t.test(
 // Small models whose copies run every bf16 path: dense products packed (16 -> 16) and narrow (16 -> 3); a conv with an
 // even channel count (instruction pairs) and one with an odd count (configC's second conv has 3).
 const denseModel = () =>
-  of.sequential([of.dense(6, 16), of.tanh(), of.dense(16, 16), of.tanh(), of.dense(16, 3)], { seed: 5 });
+  of.sequential([of.dense(6, 16), of.tanh(), of.dense(16, 16), of.tanh(), of.dense(16, 3)], {
+    seed: 5,
+    backend: 'cpu',
+  });
 const convLayers = () => [
   of.conv2d({ inputShape: [6, 6, 2], filters: 4, kernel: 3, padding: 'same' }),
   of.tanh(),
@@ -156,7 +161,7 @@ const convLayers = () => [
   of.flatten(),
   of.dense(16, 3),
 ];
-const convModel = () => of.sequential(convLayers(), { seed: 4 });
+const convModel = () => of.sequential(convLayers(), { seed: 4, backend: 'cpu' });
 const batchOf = (m: of.Model) => ({ x: randn(3 * m.inputs, 5, 0.8), y: Int32Array.from([0, 2, 1]), rows: 3 });
 
 t.test('the mean bf16 estimate converges to BP: dense (cosine >= 0.99) and conv (>= 0.98), K = 64', async (t) => {
@@ -219,7 +224,7 @@ t.test(
   'bf16 moves one estimate only at rounding level; the clean prefix and the reductions keep float32',
   async (t) => {
     for (const [name, layers, tokens] of KINDS) {
-      const m = of.sequential(layers(), { seed: 4 });
+      const m = of.sequential(layers(), { seed: 4, backend: 'cpu' });
       const d = { ...batchOf(m), y: Int32Array.from({ length: 3 * m.groups }, (_, i) => i % 3) };
       if (tokens) d.x = Float32Array.from(d.x, (_, i) => (i * 7 + 3) % tokens);
       const f32 = concat(m.gradients(d, { estimator: of.ulr({ copies: 64 }), step: 2 }));
@@ -232,7 +237,7 @@ t.test(
       m.dispose();
     }
     // one dense layer: its only product is the shared clean prefix, so nothing is rounded
-    const m = of.sequential([of.dense(6, 3)], { seed: 2 }),
+    const m = of.sequential([of.dense(6, 3)], { seed: 2, backend: 'cpu' }),
       d = batchOf(m);
     const f32 = concat(m.gradients(d, { estimator: of.ulr({ copies: 32 }), step: 1 }));
     const b16 = concat(m.gradients(d, { estimator: of.ulr({ copies: 32, precision: 'bf16' }), step: 1 }));
@@ -268,7 +273,7 @@ t.test(
     console.log(of.backend.info().bf16 + '|' + h.digest('hex'));`;
     const runs = ['instruction', 'emulated', ''].map((way) =>
       execFileSync(process.execPath, ['-e', script], {
-        env: { ...process.env, ONEFORWARD_BF16: way },
+        env: { ...process.env, ONEFORWARD_BF16: way, ONEFORWARD_BACKEND: 'cpu' },
         encoding: 'utf8',
       })
         .trim()

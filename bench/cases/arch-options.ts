@@ -1,8 +1,9 @@
 // Bench case "arch-options": ULR's options at K = 32 on the small CNN, the residual CNN and the GRU of the
 // architectures case (the same models, data, Adam 1e-3, batch 64, 5 epochs, seed 1, sigma 0.1, trained by its
 // measure()): plain (noise in every layer), layer-wise, QMC with the clean baseline, per-channel sigma from the data
-// (channel-sigma.ts), layer-wise with copies: 'auto'. Prints one JSON line: the runs (an option a model refuses
-// records the error), the per-channel sigmas' range per layer, and the 1-minute load average before and after each run.
+// (channel-sigma.ts), layer-wise with copies: 'auto', and the copies' products in bfloat16. Prints one JSON line: the
+// runs (an option a model refuses records the error), the per-channel sigmas' range per layer, and the 1-minute load
+// average before and after each run.
 import * as os from 'os';
 import * as of from '../../lib/index';
 import { MODELS, measure, Run } from './architectures';
@@ -28,6 +29,7 @@ async function main() {
       [`ulr K=${K}, qmc, baseline clean`, { copies: K, qmc: true, baseline: 'clean' }],
       [`ulr K=${K}, per-channel sigma ∝ clean pre-activation std`, { copies: K, sigma: perChannel }],
       [`ulr layerwise, copies 'auto' (budget ${K})`, { copies: 'auto', budget: K, injection: 'layerwise' }],
+      [`ulr K=${K}, bf16 copies`, { copies: K, precision: 'bf16' }],
     ];
     for (const [name, o] of options) {
       const load = os.loadavg()[0]!;
