@@ -153,6 +153,17 @@ t.test('convForward: bad geometry, lengths and ways are typed errors', async (t)
     code: 'ERR_CONFIG',
   });
   t.throws(() => nat.convForward(y, x, w, 2, geom, 'emulated'), { code: 'ERR_SHAPE' });
+  // Ho, Wo that the kernel does not give (the kernels size the padded image by them)
+  const y6 = new Float32Array(6);
+  t.throws(() => nat.convForward(y6, x, w, 1, [2, 2, 1, 3, 2, 1, 1, 1, 1, 1, 0, 0, 1, 1], 'emulated'), {
+    code: 'ERR_SHAPE',
+  });
+  // kh kw C = 260 x 4096 x 4033 past an int (2^32 + 16384): the kernels would read W, of 16384 values, at its taps
+  const big = [1, 1, 4033, 2, 2, 1, 260, 4096, 1, 1, 130, 2048, 1, 1];
+  for (const way of ['float32', 'emulated'] as const)
+    t.throws(() => nat.convForward(new Float32Array(4), new Float32Array(4033), new Float32Array(16384), 1, big, way), {
+      code: 'ERR_SHAPE',
+    });
   t.throws(() => nat.convForward(y, x, w, 1, geom, 'fp8' as never), { code: 'ERR_CONFIG' });
   if (!amx) t.throws(() => nat.convForward(y, x, w, 1, geom, 'amx'), { code: 'ERR_CONFIG' }, 'amx: not usable here');
   // one pixel, one channel, a 1x1 kernel: y = 1.5 x 2 where the direct convolution runs (not with ONEFORWARD_SIMD=scalar)

@@ -138,6 +138,14 @@ Napi::Value ConvForwardJs(const Napi::CallbackInfo& info) {
     ConvGeom g;
     g.H = v[0], g.W = v[1], g.C = v[2], g.Ho = v[3], g.Wo = v[4], g.Co = v[5], g.kh = v[6], g.kw = v[7];
     g.sh = v[8], g.sw = v[9], g.ph = v[10], g.pw = v[11], g.dh = v[12], g.dw = v[13];
+    // the kernels size their scratch and read W by Ho, Wo and kh kw C: the output extent floor((H + 2p - d (k - 1) -
+    // 1) / s) + 1 a side, and a patch that is an int
+    auto span = [](int H, int p, int k, int d) { return int64_t(H) + 2 * p - int64_t(d) * (k - 1) - 1; };
+    const int64_t span_h = span(g.H, g.ph, g.kh, g.dh), span_w = span(g.W, g.pw, g.kw, g.dw);
+    if (span_h < 0 || span_w < 0 || g.Ho != span_h / g.sh + 1 || g.Wo != span_w / g.sw + 1)
+        throw_status(env, {StatusCode::Shape, "convForward: Ho, Wo do not match H, W and the kernel"});
+    if (int64_t(g.kh) * g.kw * g.C >= (int64_t(1) << 31))
+        throw_status(env, {StatusCode::Shape, "convForward: kh kw C is too large"});
     if (int64_t(x.ElementLength()) != n * g.in_size() || int64_t(W.ElementLength()) != int64_t(g.Co) * g.patch() ||
         int64_t(y.ElementLength()) != n * g.positions() * g.Co)
         throw_status(env, {StatusCode::Shape, "convForward: array lengths do not match n and geom"});
