@@ -17,7 +17,7 @@ namespace of::cpu {
 // granted the process the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM, asked once; Linux 5.16 and later).
 bool amx_usable();
 
-// A tile configuration (palette 1): each tile's rows and bytes per row. Kernels load one (_tile_loadconfig) for the
+// A tile configuration (palette 1): each tile's rows and bytes per row. Kernels load one (load_tile_config) for the
 // products they run and release the tiles (_tile_release) before they return, so a thread never carries tile state
 // past a task.
 struct alignas(64) AmxConfig {
@@ -27,6 +27,10 @@ struct alignas(64) AmxConfig {
     uint8_t rows[16] = {};
     void tile(int t, int rows_, int bytes) { rows[t] = uint8_t(rows_), colsb[t] = uint16_t(bytes); }
 };
+
+// LDTILECFG of cfg. (GCC's _tile_loadconfig names only the first 8 bytes as its operand, so the compiler may drop
+// the stores of the rows and widths before it; this names all 64.)
+inline void load_tile_config(const AmxConfig& cfg) { __asm__ volatile("ldtilecfg %0" ::"m"(cfg)); }
 
 // gemm_bf16 (bf16.h, no kscale) on the tiles (gemm_amx.cpp), where amx_usable(): false, having written nothing, where
 // there is no memory for B's tiles (the caller takes the emulation).

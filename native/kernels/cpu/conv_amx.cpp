@@ -212,7 +212,7 @@ OF_AMX_TARGET void images(float* y, const float* x, const uint32_t* Bp, uint16_t
     const int rows = std::min(kPositions, g.Wo), cols = std::min(32, g.Co), n1 = cols - 16;
     const AmxConfig cfg = config_for(rows, std::min(16, cols), n1, c.cs);
     const Spread spread(g.C, std::min(c.Cp, 16));  // (used where C < Cp <= 16)
-    _tile_loadconfig(&cfg);
+    load_tile_config(cfg);
     for (int i = i0; i < i1; i++) {
         fill_padded(xp, x + int64_t(i) * g.in_size(), g, c.Cp, spread);
         if (i + 1 < i1)  // the next image into L2 while the tiles work on this one (memory is the bottleneck)

@@ -185,7 +185,7 @@ OF_AMX_TARGET void task_amx(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float*
                             float alpha, float beta) {
     AmxConfig cfg;
     for (int t = 0; t < 8; t++) cfg.tile(t, 16, 64);
-    _tile_loadconfig(&cfg);
+    load_tile_config(cfg);
     alignas(64) float acc[64 * 32];
     const int rows32 = round_up(rows, 32);
     for (int p0 = 0; p0 < K; p0 += KC) {
