@@ -58,9 +58,10 @@ bool bf16_instructions();
 bool bf16_pairs_outrun_fma();
 
 // Which kernels run the products: Emulated; Instruction wherever it applies (the tests); Amx: the AMX tiles (amx.h)
-// wherever they apply, else Instruction; Fastest: Amx where amx_usable(), else the instruction in the narrow dot
-// product (where the emulation copies A), and in the packed GEMM and the direct convolution where
-// bf16_pairs_outrun_fma(), else the emulation. Emulated and Instruction give the same bits; Amx its own (amx.h).
+// wherever they apply (bf16_way() gives it only where amx_usable()); Fastest: Amx where amx_usable(), else the
+// instruction in the narrow dot product (where the emulation copies A), and in the packed GEMM and the direct
+// convolution where bf16_pairs_outrun_fma(), else the emulation. Emulated and Instruction give the same bits; Amx its
+// own (amx.h).
 enum class Bf16Way { Emulated, Instruction, Amx, Fastest };
 // Fastest where bf16_instructions(), else Emulated; ONEFORWARD_BF16=amx|instruction|emulated picks one (tests,
 // benches; amx only where amx_usable()). bf16_kernels: which, in words (backend info).
