@@ -13,22 +13,15 @@ import { execFileSync } from 'child_process';
 import * as of from '../lib/index';
 import { nat, randn } from './helpers/native';
 import { concat, cosine } from './helpers/close';
-import { bf16, type Variant } from './helpers/bf16';
+import { bf16, COMMON_SHAPES, bf16StepPeaks, NN, NT, TN, type Variant } from './helpers/bf16';
 
 const instruction = of.backend.info().bf16 !== 'emulated';
 const U32 = 2 ** -24, // float32 unit roundoff
   UB = 2 ** -8; // bfloat16's: an 8-bit significand, round to nearest
 
-const NT: Variant = { ta: false, tb: true },
-  NN: Variant = { ta: false, tb: false },
-  TN: Variant = { ta: true, tb: false };
 // The kernels' paths: packed (wide), narrow dot (N <= 12), the emulated outer product (M <= 12, K = 1), odd K.
 const SHAPES: [number, number, number, Variant][] = [
-  [64, 256, 784, NT],
-  [2048, 10, 256, NT],
-  [300, 40, 73, NT],
-  [33, 70, 257, NN],
-  [256, 17, 64, TN],
+  ...COMMON_SHAPES,
   [2048, 13, 100, NT],
   [7, 300, 1, NT],
   [5, 7, 3, NN],
@@ -314,26 +307,7 @@ t.test('precision: bad values, modules and the device are ERR_CONFIG; the option
 });
 
 t.test("memoryEstimate bounds a bf16 step's measured peak", async (t) => {
-  const threads0 = of.backend.info().threads;
-  for (const threads of [1, 2]) {
-    of.backend.setThreads(threads);
-    for (const [name, build] of [
-      ['dense', denseModel],
-      ['conv', convModel],
-    ] as const) {
-      const before = nat.allocStats(true).live;
-      const m = build(),
-        B = 64;
-      const x = randn(B * m.inputs, 1),
-        y = Int32Array.from({ length: B }, (_, i) => i % 3);
-      const est = of.ulr({ copies: 32, precision: 'bf16' });
-      const estimate = m.memoryEstimate({ estimator: est, batchSize: B }).bytes;
-      nat.allocStats(true);
-      m.trainStep({ x, y, rows: B }, { estimator: est });
-      const peak = nat.allocStats().peak - before;
-      t.ok(peak <= estimate, `${name}, ${threads} thread(s): peak ${peak} B <= estimate ${estimate} B`);
-      m.dispose();
-    }
-  }
-  of.backend.setThreads(threads0);
+  const models = [['dense', denseModel] as const, ['conv', convModel] as const];
+  for (const r of bf16StepPeaks(models, 64, 32, 3))
+    t.ok(r.peak <= r.estimate, `${r.name}, ${r.threads} thread(s): peak ${r.peak} B <= estimate ${r.estimate} B`);
 });

@@ -9,20 +9,13 @@ import * as path from 'path';
 import { execFileSync } from 'child_process';
 import * as of from '../lib/index';
 import { nat, randn } from './helpers/native';
-import { bf16, roundedProductErrors, type Variant } from './helpers/bf16';
+import { bf16, COMMON_SHAPES, roundedProductErrors, NN, NT, TN, type Variant } from './helpers/bf16';
 
 const skip = of.backend.info().bf16 !== 'amx' && 'no usable AMX tiles here (the CPU or the OS)';
-const NT: Variant = { ta: false, tb: true },
-  NN: Variant = { ta: false, tb: false },
-  TN: Variant = { ta: true, tb: false };
 // The tile paths: 2 x 2 tiles (32 x 32 of C), 4 x 1 (N <= 16), a lone last column tile, K past KC = 256 with a short
 // last slice, odd K, B as rows (NN) or as columns (NT), a strided A (TN), shapes smaller than one tile.
 const SHAPES: [number, number, number, Variant][] = [
-  [64, 256, 784, NT],
-  [2048, 10, 256, NT],
-  [300, 40, 73, NT],
-  [33, 70, 257, NN],
-  [256, 17, 64, TN],
+  ...COMMON_SHAPES,
   [130, 48, 600, NN],
   [200, 16, 40, NT],
   [32, 300, 100, NT],

@@ -10,7 +10,7 @@ import { execFileSync } from 'child_process';
 import * as of from '../lib/index';
 import { resolveBackend } from '../lib/backend';
 import { nat, randn } from './helpers/native';
-import { bf16 } from './helpers/bf16';
+import { bf16, bf16StepPeaks } from './helpers/bf16';
 import { cnn, residualCnn } from '../bench/cases/architectures';
 
 const amx = of.backend.info().bf16 === 'amx';
@@ -220,27 +220,8 @@ t.test(
   "memoryEstimate bounds a bf16 step's measured peak on AMX (its packed weights and images)",
   { skip: !cpuModels && 'models run on a device here' },
   async (t) => {
-    const threads0 = of.backend.info().threads;
-    for (const threads of [1, 2]) {
-      of.backend.setThreads(threads);
-      for (const [name, build] of [
-        ['small CNN', cnn],
-        ['residual CNN', residualCnn],
-      ] as const) {
-        const before = nat.allocStats(true).live;
-        const m = build(),
-          B = 16;
-        const x = randn(B * m.inputs, 1),
-          y = Int32Array.from({ length: B }, (_, i) => i % 10);
-        const est = of.ulr({ copies: 8, precision: 'bf16' });
-        const estimate = m.memoryEstimate({ estimator: est, batchSize: B }).bytes;
-        nat.allocStats(true);
-        m.trainStep({ x, y, rows: B }, { estimator: est });
-        const peak = nat.allocStats().peak - before;
-        t.ok(peak <= estimate, `${name}, ${threads} thread(s): peak ${peak} B <= estimate ${estimate} B`);
-        m.dispose();
-      }
-    }
-    of.backend.setThreads(threads0);
+    const models = [['small CNN', cnn] as const, ['residual CNN', residualCnn] as const];
+    for (const r of bf16StepPeaks(models, 16, 8, 10))
+      t.ok(r.peak <= r.estimate, `${r.name}, ${r.threads} thread(s): peak ${r.peak} B <= estimate ${r.estimate} B`);
   },
 );

@@ -1,5 +1,7 @@
 // Test oracle for the bfloat16 products (native/kernels/cpu/bf16.h): the rounding, and the float64 product of the
-// rounded operands with the float32 summation bound a kernel's result must keep to.
+// rounded operands with the float32 summation bound a kernel's result must keep to; layouts; a step's memory peak.
+import * as of from '../../lib/index';
+import { nat, randn } from './native';
 
 /** The nearest bfloat16 (ties to even) of each value, as VCVTNEPS2BF16 rounds: denormals to zero, NaN stays NaN. */
 export function bf16(x: Float32Array): Float32Array {
@@ -16,6 +18,49 @@ export function bf16(x: Float32Array): Float32Array {
 
 /** How a row-major operand is read: transposed or not (gemm's ta / tb). */
 export type Variant = { ta: boolean; tb: boolean };
+/** C = A B^T (B given as N x K, a forward's weights), A B, and A^T B (A given as K x M). */
+export const NT: Variant = { ta: false, tb: true },
+  NN: Variant = { ta: false, tb: false },
+  TN: Variant = { ta: true, tb: false };
+/** Products every bf16 way must run: packed and wide, the logits' narrow shape, odd K, NN and a strided A (TN). */
+export const COMMON_SHAPES: [number, number, number, Variant][] = [
+  [64, 256, 784, NT],
+  [2048, 10, 256, NT],
+  [300, 40, 73, NT],
+  [33, 70, 257, NN],
+  [256, 17, 64, TN],
+];
+
+/**
+ * One ULR step with bf16 copies (batch B, `copies` copies, labels i mod `classes`) of each model with 1 and 2 threads:
+ * the peak of native memory it took and what model.memoryEstimate said (which must bound it).
+ */
+export function bf16StepPeaks(
+  models: (readonly [string, () => of.Model])[],
+  B: number,
+  copies: number,
+  classes: number,
+) {
+  const out: { name: string; threads: number; peak: number; estimate: number }[] = [];
+  const threads0 = of.backend.info().threads;
+  for (const threads of [1, 2]) {
+    of.backend.setThreads(threads);
+    for (const [name, build] of models) {
+      const before = nat.allocStats(true).live;
+      const m = build();
+      const x = randn(B * m.inputs, 1),
+        y = Int32Array.from({ length: B }, (_, i) => i % classes);
+      const est = of.ulr({ copies, precision: 'bf16' });
+      const estimate = m.memoryEstimate({ estimator: est, batchSize: B }).bytes;
+      nat.allocStats(true);
+      m.trainStep({ x, y, rows: B }, { estimator: est });
+      out.push({ name, threads, peak: nat.allocStats().peak - before, estimate });
+      m.dispose();
+    }
+  }
+  of.backend.setThreads(threads0);
+  return out;
+}
 
 /**
  * C (M, N) = alpha op(A) op(B) + beta C0 against float64 of the rounded operands a~ = bf16(a): per element,

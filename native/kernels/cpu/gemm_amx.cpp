@@ -140,42 +140,36 @@ OF_AMX_TARGET void kernel_2x2(int kbs, const uint16_t* a0, ptrdiff_t sa, const u
     _tile_stored(3, acc + 16 * 32 + 16, 128);
 }
 
-// acc (64, 16) (rows 32 floats apart) = A rows (4 tiles, sa apart) x B columns (1 tile): tiles 4 and 5 alternate.
-OF_AMX_TARGET void kernel_4x1(int kbs, const uint16_t* a0, ptrdiff_t sa, const uint32_t* b0, float* acc) {
+// acc (16 R, 16) (rows 32 floats apart) = A rows (R = 2 or 4 tiles, sa apart) x B columns (1 tile): A tiles 4 and 5
+// alternate.
+template <int R>
+OF_AMX_TARGET void kernel_rx1(int kbs, const uint16_t* a0, ptrdiff_t sa, const uint32_t* b0, float* acc) {
+    static_assert(R == 2 || R == 4, "two or four row tiles");
     _tile_zero(0);
     _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
+    if constexpr (R == 4) {
+        _tile_zero(2);
+        _tile_zero(3);
+    }
     for (int kb = 0; kb < kbs; kb++) {
         _tile_loadd(6, b0 + kb * kTileFloats, 64);
         _tile_loadd(4, a0 + kb * 512, 64);
         _tile_loadd(5, a0 + sa + kb * 512, 64);
         _tile_dpbf16ps(0, 4, 6);
         _tile_dpbf16ps(1, 5, 6);
-        _tile_loadd(4, a0 + 2 * sa + kb * 512, 64);
-        _tile_loadd(5, a0 + 3 * sa + kb * 512, 64);
-        _tile_dpbf16ps(2, 4, 6);
-        _tile_dpbf16ps(3, 5, 6);
+        if constexpr (R == 4) {
+            _tile_loadd(4, a0 + 2 * sa + kb * 512, 64);
+            _tile_loadd(5, a0 + 3 * sa + kb * 512, 64);
+            _tile_dpbf16ps(2, 4, 6);
+            _tile_dpbf16ps(3, 5, 6);
+        }
     }
     _tile_stored(0, acc, 128);
     _tile_stored(1, acc + 16 * 32, 128);
-    _tile_stored(2, acc + 32 * 32, 128);
-    _tile_stored(3, acc + 48 * 32, 128);
-}
-
-// acc (32, 16) = A rows (2 tiles) x B columns (1 tile).
-OF_AMX_TARGET void kernel_2x1(int kbs, const uint16_t* a0, ptrdiff_t sa, const uint32_t* b0, float* acc) {
-    _tile_zero(0);
-    _tile_zero(1);
-    for (int kb = 0; kb < kbs; kb++) {
-        _tile_loadd(6, b0 + kb * kTileFloats, 64);
-        _tile_loadd(4, a0 + kb * 512, 64);
-        _tile_loadd(5, a0 + sa + kb * 512, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 5, 6);
+    if constexpr (R == 4) {
+        _tile_stored(2, acc + 32 * 32, 128);
+        _tile_stored(3, acc + 48 * 32, 128);
     }
-    _tile_stored(0, acc, 128);
-    _tile_stored(1, acc + 16 * 32, 128);
 }
 
 // One task: C rows [i0, i0 + rows) x columns [j0, j0 + cols) (j0 a multiple of 32), every KC slice. Ap: room for
@@ -205,8 +199,8 @@ OF_AMX_TARGET void task_amx(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float*
                 for (; ir < rows32; ir += 32)
                     kernel_2x2(kbs, Ap + (ir / 16) * sa, sa, b0, ptrdiff_t(KB) * kTileFloats, acc), store(ir, 32);
             } else {
-                for (; ir + 64 <= rows32; ir += 64) kernel_4x1(kbs, Ap + (ir / 16) * sa, sa, b0, acc), store(ir, 64);
-                if (ir < rows32) kernel_2x1(kbs, Ap + (ir / 16) * sa, sa, b0, acc), store(ir, 32);
+                for (; ir + 64 <= rows32; ir += 64) kernel_rx1<4>(kbs, Ap + (ir / 16) * sa, sa, b0, acc), store(ir, 64);
+                if (ir < rows32) kernel_rx1<2>(kbs, Ap + (ir / 16) * sa, sa, b0, acc), store(ir, 32);
             }
         }
     }
