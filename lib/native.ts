@@ -410,6 +410,19 @@ export type NativeBinding = {
     density?: number,
     into?: Float32Array,
   ): Float32Array;
+  /** QMC normals (copies Sobol points per sample from dimension dim), or the value-by-value oracle when naive. */
+  qmcNoise(
+    rows: number,
+    cols: number,
+    seed: number,
+    step: number,
+    layer: number,
+    row0: number,
+    antithetic: boolean,
+    copies: number,
+    dim: number,
+    naive?: boolean,
+  ): Float32Array;
   philox(c0: number, c1: number, c2: number, c3: number, k0: number, k1: number): Uint32Array;
   /** act(x) by the CPU engine, or by a device's bias_act kernel: kernel tests. */
   activation(x: Float32Array, name: string, device?: 'sim' | 'cuda'): Float32Array;

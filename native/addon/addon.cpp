@@ -17,6 +17,7 @@
 #include "kernels/cpu/gemm.h"
 #include "kernels/kernels.h"
 #include "rng/normal.h"
+#include "rng/sobol.h"
 
 namespace of::addon {
 namespace {
@@ -195,6 +196,38 @@ Napi::Value NoiseJs(const Napi::CallbackInfo& info) {
     OF_NAPI_END(env)
 }
 
+// qmcNoise(rows, cols, seed, step, layer, row0, antithetic, copies, dim, naive?) -> Float32Array: the engine's QMC
+// normals (copies Sobol points per sample, the unit's first Sobol dimension dim), or qmc_row_naive()'s when naive.
+Napi::Value QmcNoiseJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    OF_NAPI_BEGIN
+    int R = int(require_int(info[0], "rows", 0, 1 << 24)), O = int(require_int(info[1], "cols", 0, 1 << 24));
+    if (int64_t(R) * O > (int64_t(1) << 28)) throw_status(env, {StatusCode::Shape, "qmcNoise: too many values"});
+    NoiseSpec ns{uint64_t(require_int(info[2], "seed", 0, int64_t(1) << 53)),
+                 uint32_t(require_int(info[3], "step", 0, 0xffffffffll)),
+                 uint32_t(require_int(info[4], "layer", 0, 0xffffff)),
+                 uint32_t(require_int(info[5], "row0", 0, 0xffffffffll)), info[6].ToBoolean()};
+    ns.qmc_copies = uint32_t(require_int(info[7], "copies", 1, 1 << 20));
+    ns.qmc_dim = uint32_t(require_int(info[8], "dim", 0, SobolTable::kMaxDims));
+    if (int64_t(ns.qmc_dim) + O > SobolTable::kMaxDims)
+        throw_status(env, {StatusCode::Shape, "qmcNoise: dim + cols exceeds the Sobol dimensions"});
+    Napi::Float32Array out = Napi::Float32Array::New(env, size_t(R) * O);
+    if (!info[9].ToBoolean()) {
+        cpu_kernels().noise_fill(out.Data(), R, O, ns);
+    } else {
+        for (int r = 0; r < R; r++) {
+            uint32_t g = ns.row0 + uint32_t(r);
+            bool odd = ns.antithetic && (g & 1);
+            float* e = out.Data() + int64_t(r) * O;
+            cpu::qmc_row_naive(e, O, odd ? g & ~1u : g, ns);
+            if (odd)
+                for (int o = 0; o < O; o++) e[o] = -e[o];
+        }
+    }
+    return out;
+    OF_NAPI_END(env)
+}
+
 // A fresh device for the kernel tests: 'sim' (the host simulation) or 'cuda' (ERR_BACKEND where there is none).
 std::unique_ptr<Device> test_device(Napi::Env env, const Napi::Value& v) {
     std::string name = require_string(v, "device");
@@ -348,6 +381,7 @@ static Napi::Object InitOneForward(Napi::Env env, Napi::Object exports) {
     exports.Set("gemmBf16", Napi::Function::New<GemmBf16Js>(env));
     exports.Set("convForward", Napi::Function::New<ConvForwardJs>(env));
     exports.Set("noise", Napi::Function::New<NoiseJs>(env));
+    exports.Set("qmcNoise", Napi::Function::New<QmcNoiseJs>(env));
     exports.Set("philox", Napi::Function::New<PhiloxJs>(env));
     exports.Set("activation", Napi::Function::New<ActivationJs>(env));
     exports.Set("deviceNoise", Napi::Function::New<DeviceNoiseJs>(env));

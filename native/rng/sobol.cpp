@@ -2,6 +2,7 @@
 #include "rng/sobol.h"
 
 #include <atomic>
+#include <cstdlib>
 #include <mutex>
 #include <vector>
 
@@ -45,10 +46,14 @@ bool primitive(uint64_t p, int deg) {
 }
 
 // Each dimension's numbers live in their own allocation, published through an atomic pointer and never
-// freed or moved, so readers need no lock while another thread adds dimensions.
+// freed or moved, so readers need no lock while another thread adds dimensions. by_bit holds them again transposed
+// (32 rows of kMaxDims + 64; calloc maps untouched pages lazily), written before `ready` is released.
 struct Table {
     std::mutex mu;
     std::atomic<uint32_t*> v[SobolTable::kMaxDims] = {};
+    static constexpr size_t kRow = size_t(SobolTable::kMaxDims) + 64;
+    uint32_t* by_bit = static_cast<uint32_t*>(std::calloc(32 * kRow, sizeof(uint32_t)));
+    std::atomic<int> ready{0};  // dimensions [0, ready) are complete: ensure's lock-free fast path
     int dims = 0;
     int deg = 1;
     uint64_t next = 0;  // next candidate polynomial (without the leading term) at `deg`
@@ -60,20 +65,28 @@ Table& table() {
     return *t;
 }
 
+void publish(Table& t, int d, uint32_t* v) {
+    for (int i = 0; i < 32; i++) t.by_bit[size_t(i) * Table::kRow + size_t(d)] = v[i];
+    t.v[d].store(v, std::memory_order_release);
+}
+
 }  // namespace
 
 const uint32_t* SobolTable::dim(int d) { return table().v[d].load(std::memory_order_acquire); }
+
+const uint32_t* SobolTable::by_bit(int i) { return table().by_bit + size_t(i) * Table::kRow; }
 
 void SobolTable::ensure(int dims) {
     Table& t = table();
     if (dims <= 0) return;
     if (dims > kMaxDims) dims = kMaxDims;
+    if (dims <= t.ready.load(std::memory_order_acquire)) return;
     std::lock_guard<std::mutex> lk(t.mu);
     for (int d = t.dims; d < dims; d++) {
         uint32_t* v = new uint32_t[32];
         if (d == 0) {
             for (int i = 0; i < 32; i++) v[i] = uint32_t(1) << (31 - i);
-            t.v[d].store(v, std::memory_order_release);
+            publish(t, d, v);
             continue;
         }
         // next primitive polynomial: p = x^deg + ... + 1
@@ -97,9 +110,10 @@ void SobolTable::ensure(int dims) {
             m[size_t(i)] = x;
         }
         for (int i = 1; i <= 32; i++) v[i - 1] = uint32_t(m[size_t(i)] << (32 - i));
-        t.v[d].store(v, std::memory_order_release);
+        publish(t, d, v);
     }
     if (dims > t.dims) t.dims = dims;
+    t.ready.store(t.dims, std::memory_order_release);
 }
 
 }  // namespace of

@@ -28,13 +28,15 @@
 namespace of::cpu {
 namespace {
 
-// W 32-bit lanes (16 AVX-512, 8 AVX2, 4 SSE2: one register) as floats, ints, words, and as W / 2 64-bit lanes.
+// W 32-bit lanes (16 AVX-512, 8 AVX2, 4 SSE2: one register) as floats, ints, words, and as W / 2 64-bit lanes
+// (words or doubles).
 template <int W>
 struct Lanes {
     typedef float F __attribute__((vector_size(4 * W)));
     typedef int32_t I __attribute__((vector_size(4 * W)));
     typedef uint32_t U __attribute__((vector_size(4 * W)));
     typedef uint64_t Q __attribute__((vector_size(4 * W)));
+    typedef double D __attribute__((vector_size(4 * W)));
 };
 
 #define OF_INLINE inline __attribute__((always_inline))
@@ -259,6 +261,84 @@ RowFn pick_row() {
     return std::strcmp(isa, "avx512") == 0 ? row_avx512 : std::strcmp(isa, "avx2") == 0 ? row_avx2 : row_sse2;
 }
 
+// QMC normals (qmc_row_naive's definition, a block of 64 values at a time). Value j takes word j % 4 of Philox counter
+// c0 = j / 4 with row = sample: the plain noise's counters, so philox_blocks draws a block's shifts, in (counter,
+// word) order, transposed here to j = 64 b + 4 l + word. The Sobol point xors in the direction-number rows dirs
+// (one per set bit of the point index, contiguous over the row's dimensions). Acklam's central region runs in float64
+// lanes with inverse_normal's operations in its order (mul, add, div; the 2^-24 scaling, exact, as a product);
+// values in its tails (~5%) are recomputed by the scalar inverse_normal, whose log and sqrt are libm's.
+template <int W>
+OF_INLINE void qmc_block(float* dst, int n, int b, const RowConsts& rc, const uint32_t* const* dirs, int bits) {
+    typedef typename Lanes<W>::U U;
+    constexpr int C = 16 / W, H = W / 2;  // chunks per block; float64 lanes per register
+    typedef typename Lanes<W>::D Dv;
+    typedef typename Lanes<H>::I Iv;
+    typedef typename Lanes<H>::F Fv;
+    U w[1][C][4];
+    philox_blocks<W, 1>(w, uint32_t(b), rc);
+    alignas(64) uint32_t x[64];
+    for (int c = 0; c < C; c++)
+        for (int word = 0; word < 4; word++)
+            for (int l = 0; l < W; l++) x[4 * (W * c + l) + word] = w[0][c][word][l];
+    for (int i = 0; i < bits; i++) {
+        const uint32_t* v = dirs[i] + 64 * b;
+        if (n == 64) {
+            for (int t = 0; t < 64; t += W) {
+                U a, d;
+                std::memcpy(&a, x + t, sizeof a), std::memcpy(&d, v + t, sizeof d);
+                a ^= d;
+                std::memcpy(x + t, &a, sizeof a);
+            }
+        } else {  // a partial block reads no dimension past the row's
+            for (int t = 0; t < n; t++) x[t] ^= v[t];
+        }
+    }
+    alignas(64) float z[64];
+    for (int t = 0; t < 64; t += H) {
+        Iv m;
+        std::memcpy(&m, x + t, sizeof m);
+        m = (Iv)((typename Lanes<H>::U)m >> 8);  // < 2^24: exact as int32 and as double
+        const Dv p = (__builtin_convertvector(m, Dv) + 0.5) * (1.0 / 16777216.0);
+        const Dv q = p - 0.5, r = q * q;
+        const Dv num = (((((r * -3.969683028665376e+01 + 2.209460984245205e+02) * r + -2.759285104469687e+02) * r +
+                          1.383577518672690e+02) * r + -3.066479806614716e+01) * r + 2.506628277459239e+00) * q;
+        const Dv den = (((((r * -5.447609879822406e+01 + 1.615858368580409e+02) * r + -1.556989798598866e+02) * r +
+                          6.680131188771972e+01) * r + -1.328068155288572e+01) * r + 1.0);
+        const Fv f = __builtin_convertvector(num / den, Fv);
+        std::memcpy(z + t, &f, sizeof f);
+    }
+    for (int t = 0; t < n; t++) {
+        const double p = (double(x[t] >> 8) + 0.5) * (1.0 / 16777216.0);
+        if (p < 0.02425 || p > 1.0 - 0.02425) z[t] = float(inverse_normal(p));
+    }
+    std::memcpy(dst, z, sizeof(float) * size_t(n));
+}
+
+template <int W>
+OF_INLINE void qmc_row_any(float* out, int O, const RowConsts& rc, const uint32_t* const* dirs, int bits) {
+    for (int b = 0; 64 * b < O; b++) qmc_block<W>(out + 64 * b, std::min(64, O - 64 * b), b, rc, dirs, bits);
+}
+
+using QmcRowFn = void (*)(float*, int, const RowConsts&, const uint32_t* const*, int);
+__attribute__((target("avx512f"))) void qmc_row_avx512(float* out, int O, const RowConsts& rc,
+                                                       const uint32_t* const* dirs, int bits) {
+    qmc_row_any<16>(out, O, rc, dirs, bits);
+}
+__attribute__((target("avx2"))) void qmc_row_avx2(float* out, int O, const RowConsts& rc, const uint32_t* const* dirs,
+                                                  int bits) {
+    qmc_row_any<8>(out, O, rc, dirs, bits);
+}
+void qmc_row_sse2(float* out, int O, const RowConsts& rc, const uint32_t* const* dirs, int bits) {
+    qmc_row_any<4>(out, O, rc, dirs, bits);
+}
+
+QmcRowFn pick_qmc_row() {
+    const char* isa = gemm_isa();
+    return std::strcmp(isa, "avx512") == 0 ? qmc_row_avx512
+           : std::strcmp(isa, "avx2") == 0 ? qmc_row_avx2
+                                           : qmc_row_sse2;
+}
+
 }  // namespace
 
 // One row of n noise values (layout of rng/normal.h).
@@ -271,10 +351,18 @@ void noise_row_naive(float* out, int n, uint32_t row, uint32_t layer, uint32_t s
     for (int j = 0; j < n; j++) out[j] = noise_at(uint32_t(j), row, layer, step, seed, int(density));
 }
 
-// One row of QMC normals: row g = (sample, copy); the copy's Sobol point, shifted per (sample, neuron).
-static void qmc_row(float* out, int O, uint32_t g, const NoiseSpec& ns) {
+// The QMC row's sample and Sobol point index of row g = (sample, copy).
+static void qmc_row_index(uint32_t g, const NoiseSpec& ns, uint32_t* sample, uint32_t* k) {
     const uint32_t per_sample = ns.qmc_copies * (ns.antithetic ? 2u : 1u);
-    const uint32_t sample = g / per_sample, k = (g % per_sample) >> (ns.antithetic ? 1 : 0);
+    *sample = g / per_sample, *k = (g % per_sample) >> (ns.antithetic ? 1 : 0);
+}
+
+// One row of QMC normals, value by value (the definition; qmc_row computes the same bits): the copy's Sobol point,
+// shifted per (sample, neuron) by word j % 4 of Philox counter (j / 4, sample, qmc stream, step), then Acklam's
+// inverse normal CDF in float64.
+void qmc_row_naive(float* out, int O, uint32_t g, const NoiseSpec& ns) {
+    uint32_t sample, k;
+    qmc_row_index(g, ns, &sample, &k);
     SobolTable::ensure(int(ns.qmc_dim) + O);
     const uint32_t stream = philox_stream(kStreamQmc, ns.layer);
     for (int j0 = 0; j0 < O; j0 += 4) {
@@ -285,6 +373,19 @@ static void qmc_row(float* out, int O, uint32_t g, const NoiseSpec& ns) {
             out[j] = float(inverse_normal((double(x >> 8) + 0.5) / 16777216.0));
         }
     }
+}
+
+// One row of QMC normals (as qmc_row_naive): the set bits of k pick direction-number rows of consecutive dimensions.
+static void qmc_row(float* out, int O, uint32_t g, const NoiseSpec& ns) {
+    static const QmcRowFn qmc_fn = pick_qmc_row();
+    uint32_t sample, k;
+    qmc_row_index(g, ns, &sample, &k);
+    SobolTable::ensure(int(ns.qmc_dim) + O);
+    const uint32_t* dirs[32];
+    int bits = 0;
+    for (int i = 0; k; i++, k >>= 1)
+        if (k & 1) dirs[bits++] = SobolTable::by_bit(i) + ns.qmc_dim;
+    qmc_fn(out, O, row_consts(sample, philox_stream(kStreamQmc, ns.layer), ns.step, ns.seed), dirs, bits);
 }
 
 void noise_row_of(float* out, int O, uint32_t g, const NoiseSpec& ns) {

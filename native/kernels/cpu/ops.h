@@ -61,6 +61,8 @@ void bias_act_forward(float* a, float* v, const float* bias, int R, int O, Act a
 void noise_fill(float* E, int R, int O, const NoiseSpec& ns);
 // Row g (global row index) of a NoiseSpec's noise, before any antithetic negation: out (O), overwritten.
 void noise_row_of(float* out, int O, uint32_t g, const NoiseSpec& ns);
+// The QMC row (ns.qmc_copies > 0) value by value: the oracle noise_row_of's QMC kernels are tested against.
+void qmc_row_naive(float* out, int O, uint32_t g, const NoiseSpec& ns);
 // One row of n noise values: out (n), overwritten. _naive: the scalar noise_at() per element (the oracle).
 void noise_row(float* out, int n, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed, Density density);
 void noise_row_naive(float* out, int n, uint32_t row, uint32_t layer, uint32_t step, uint64_t seed, Density density);
