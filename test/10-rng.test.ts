@@ -103,7 +103,7 @@ t.test('every SIMD clone of the QMC generator equals the value-by-value definiti
       encoding: 'utf8',
     })
       .trim()
-      .split(' ');
+      .split(' ') as [string, string, string];
     t.equal(Number(runs), 420, `${isa}: every case ran`);
     t.same(JSON.parse(bad), [], `${isa} clone (cap '${cap}'): no mismatch`);
   }
