@@ -157,18 +157,40 @@ Napi::Value ConvForwardJs(const Napi::CallbackInfo& info) {
     OF_NAPI_END(env)
 }
 
+// The arguments the noise hooks share: rows and cols (info[0, 1]), and the spec's seed, step, layer, row0 and
+// antithetic (info[2..6]).
+NoiseSpec noise_args(const Napi::CallbackInfo& info, const std::string& hook, int* R, int* O) {
+    *R = int(require_int(info[0], "rows", 0, 1 << 24)), *O = int(require_int(info[1], "cols", 0, 1 << 24));
+    if (int64_t(*R) * *O > (int64_t(1) << 28))
+        throw_status(info.Env(), {StatusCode::Shape, hook + ": too many values"});
+    return NoiseSpec{uint64_t(require_int(info[2], "seed", 0, int64_t(1) << 53)),
+                     uint32_t(require_int(info[3], "step", 0, 0xffffffffll)),
+                     uint32_t(require_int(info[4], "layer", 0, 0xffffff)),
+                     uint32_t(require_int(info[5], "row0", 0, 0xffffffffll)), info[6].ToBoolean()};
+}
+
+// The oracles' rows, as noise_fill lays them out: row(e, g) writes global row g; an odd row of antithetic pairs is its
+// even partner negated.
+template <class Row>
+void naive_rows(float* out, int R, int O, const NoiseSpec& ns, Row row) {
+    for (int r = 0; r < R; r++) {
+        uint32_t g = ns.row0 + uint32_t(r);
+        bool odd = ns.antithetic && (g & 1);
+        float* e = out + int64_t(r) * O;
+        row(e, odd ? g & ~1u : g);
+        if (odd)
+            for (int o = 0; o < O; o++) e[o] = -e[o];
+    }
+}
+
 // noise(rows, cols, seed, step, layer, row0, antithetic, naive?, density?, into?) -> Float32Array: the engine's noise
 // (or the scalar noise_at() oracle when naive), for RNG tests. density: 0 normal, 1 Laplace, 2 logistic. into: a
 // Float32Array of rows x cols to fill instead of a new one (the generator's rate without an allocation per call).
 Napi::Value NoiseJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    int R = int(require_int(info[0], "rows", 0, 1 << 24)), O = int(require_int(info[1], "cols", 0, 1 << 24));
-    if (int64_t(R) * O > (int64_t(1) << 28)) throw_status(env, {StatusCode::Shape, "noise: too many values"});
-    NoiseSpec ns{uint64_t(require_int(info[2], "seed", 0, int64_t(1) << 53)),
-                 uint32_t(require_int(info[3], "step", 0, 0xffffffffll)),
-                 uint32_t(require_int(info[4], "layer", 0, 0xffffff)),
-                 uint32_t(require_int(info[5], "row0", 0, 0xffffffffll)), info[6].ToBoolean()};
+    int R = 0, O = 0;
+    NoiseSpec ns = noise_args(info, "noise", &R, &O);
     if (!info[8].IsUndefined()) ns.density = Density(require_int(info[8], "density", 0, 2));
     Napi::Float32Array out;
     if (!info[9].IsUndefined()) {
@@ -180,18 +202,11 @@ Napi::Value NoiseJs(const Napi::CallbackInfo& info) {
     } else {
         out = Napi::Float32Array::New(env, size_t(R) * O);
     }
-    if (!info[7].ToBoolean()) {
-        cpu_kernels().noise_fill(out.Data(), R, O, ns);
-    } else {
-        for (int r = 0; r < R; r++) {
-            uint32_t g = ns.row0 + uint32_t(r);
-            bool odd = ns.antithetic && (g & 1);
-            float* e = out.Data() + int64_t(r) * O;
-            cpu::noise_row_naive(e, O, odd ? g & ~1u : g, ns.layer, ns.step, ns.seed, ns.density);
-            if (odd)
-                for (int o = 0; o < O; o++) e[o] = -e[o];
-        }
-    }
+    if (!info[7].ToBoolean()) cpu_kernels().noise_fill(out.Data(), R, O, ns);
+    else
+        naive_rows(out.Data(), R, O, ns, [&](float* e, uint32_t g) {
+            cpu::noise_row_naive(e, O, g, ns.layer, ns.step, ns.seed, ns.density);
+        });
     return out;
     OF_NAPI_END(env)
 }
@@ -201,29 +216,15 @@ Napi::Value NoiseJs(const Napi::CallbackInfo& info) {
 Napi::Value QmcNoiseJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     OF_NAPI_BEGIN
-    int R = int(require_int(info[0], "rows", 0, 1 << 24)), O = int(require_int(info[1], "cols", 0, 1 << 24));
-    if (int64_t(R) * O > (int64_t(1) << 28)) throw_status(env, {StatusCode::Shape, "qmcNoise: too many values"});
-    NoiseSpec ns{uint64_t(require_int(info[2], "seed", 0, int64_t(1) << 53)),
-                 uint32_t(require_int(info[3], "step", 0, 0xffffffffll)),
-                 uint32_t(require_int(info[4], "layer", 0, 0xffffff)),
-                 uint32_t(require_int(info[5], "row0", 0, 0xffffffffll)), info[6].ToBoolean()};
+    int R = 0, O = 0;
+    NoiseSpec ns = noise_args(info, "qmcNoise", &R, &O);
     ns.qmc_copies = uint32_t(require_int(info[7], "copies", 1, 1 << 20));
     ns.qmc_dim = uint32_t(require_int(info[8], "dim", 0, SobolTable::kMaxDims));
     if (int64_t(ns.qmc_dim) + O > SobolTable::kMaxDims)
         throw_status(env, {StatusCode::Shape, "qmcNoise: dim + cols exceeds the Sobol dimensions"});
     Napi::Float32Array out = Napi::Float32Array::New(env, size_t(R) * O);
-    if (!info[9].ToBoolean()) {
-        cpu_kernels().noise_fill(out.Data(), R, O, ns);
-    } else {
-        for (int r = 0; r < R; r++) {
-            uint32_t g = ns.row0 + uint32_t(r);
-            bool odd = ns.antithetic && (g & 1);
-            float* e = out.Data() + int64_t(r) * O;
-            cpu::qmc_row_naive(e, O, odd ? g & ~1u : g, ns);
-            if (odd)
-                for (int o = 0; o < O; o++) e[o] = -e[o];
-        }
-    }
+    if (!info[9].ToBoolean()) cpu_kernels().noise_fill(out.Data(), R, O, ns);
+    else naive_rows(out.Data(), R, O, ns, [&](float* e, uint32_t g) { cpu::qmc_row_naive(e, O, g, ns); });
     return out;
     OF_NAPI_END(env)
 }
