@@ -11,6 +11,9 @@
 #include <cstddef>
 #include <cstdint>
 
+// The AMX kernels' functions: the tiles and the AVX-512 BF16 moves that pack them.
+#define OF_AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
+
 namespace of::cpu {
 
 // Whether the AMX kernels may run: the CPU has AMX-TILE and AMX-BF16, ONEFORWARD_SIMD caps nothing, and the kernel

@@ -27,8 +27,6 @@
 #include "kernels/cpu/amx.h"
 #include "kernels/cpu/bf16.h"
 
-#define OF_AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
-
 namespace of::cpu {
 namespace {
 
@@ -114,7 +112,7 @@ OF_AMX_TARGET void round_to_bf16(uint16_t* d, const float* s, int64_t n) {
     for (; i + 16 <= n; i += 16)
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + i), __m256i(_mm512_cvtneps_pbh(_mm512_loadu_ps(s + i))));
     if (i < n) {
-        const __mmask16 m = __mmask16((1u << (n - i)) - 1);
+        const __mmask16 m = lanes(n - i);
         _mm256_mask_storeu_epi16(d + i, m, __m256i(_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, s + i))));
     }
 }
@@ -133,10 +131,9 @@ struct Spread {
     // d (np pixels of Cp values) from s (np pixels of C)
     OF_AMX_TARGET void operator()(uint16_t* d, const float* s, int np) const {
         const __m512i idx = _mm512_load_si512(from);
-        const auto upto = [](int n) { return n >= 16 ? __mmask16(0xffff) : n > 0 ? __mmask16((1u << n) - 1) : 0; };
         for (int p = 0; p < np; p += per, s += per * C, d += per * Cp) {
             const int k = std::min(per, np - p), n = k * C, slots = k * Cp;
-            const __m512 lo = _mm512_maskz_loadu_ps(upto(n), s), hi = _mm512_maskz_loadu_ps(upto(n - 16), s + 16);
+            const __m512 lo = _mm512_maskz_loadu_ps(lanes(n), s), hi = _mm512_maskz_loadu_ps(lanes(n - 16), s + 16);
             const __m512i v = _mm512_maskz_permutexvar_epi16(keep, idx, __m512i(_mm512_cvtne2ps_pbh(hi, lo)));
             _mm512_mask_storeu_epi16(d, slots >= 32 ? ~0u : (1u << slots) - 1, v);
         }

@@ -49,10 +49,7 @@ struct ConvScratch {
 // The lane masks of a tile's NCH vectors of 16 columns, `cols` of them real.
 template <int NCH>
 inline void column_masks(__mmask16* m, int cols) {
-    for (int ch = 0; ch < NCH; ch++) {
-        const int left = cols - 16 * ch;
-        m[ch] = left >= 16 ? __mmask16(0xffff) : left > 0 ? __mmask16((1u << left) - 1) : __mmask16(0);
-    }
+    for (int ch = 0; ch < NCH; ch++) m[ch] = lanes(cols - 16 * ch);
 }
 
 // R rows (a compile-time count, so the accumulators stay in registers) x NCH vectors of 16 columns, masked past cols.
@@ -273,12 +270,9 @@ void product_two_rows(float* c, ptrdiff_t ldc, const float* q, ptrdiff_t qs, con
 __attribute__((target("avx512f"))) void pair_with_next(float* q, const float* x, int64_t n, int64_t d) {
     const __m512i first = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(8));
-    const auto upto = [](int64_t left) {
-        return left >= 16 ? __mmask16(0xffff) : left > 0 ? __mmask16((1u << left) - 1) : __mmask16(0);
-    };
     for (int64_t e = 0; e < n; e += 16) {
-        const __m512 a = _mm512_maskz_loadu_ps(upto(n - e), x + e);
-        const __m512 b = _mm512_maskz_loadu_ps(upto(n - d - e), x + e + d);
+        const __m512 a = _mm512_maskz_loadu_ps(lanes(n - e), x + e);
+        const __m512 b = _mm512_maskz_loadu_ps(lanes(n - d - e), x + e + d);
         _mm512_storeu_ps(q + 2 * e, _mm512_permutex2var_ps(a, first, b));
         _mm512_storeu_ps(q + 2 * e + 16, _mm512_permutex2var_ps(a, second, b));
     }

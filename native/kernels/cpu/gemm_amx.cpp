@@ -28,8 +28,6 @@
 #include "kernels/cpu/bf16.h"
 #include "kernels/cpu/gemm_tile.h"
 
-#define OF_AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
-
 namespace of::cpu {
 namespace {
 
@@ -40,7 +38,6 @@ struct AmxScratch {
     Buffer a, b;  // a task's A tiles for one slice (kTaskRows x KC bfloat16); all of B's tiles (the caller's)
 };
 
-inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xffff) : n > 0 ? __mmask16((1u << n) - 1) : 0; }
 inline uint16_t bf16_of(float x) {
     uint32_t u;
     std::memcpy(&u, &x, 4);

@@ -51,8 +51,6 @@ OF_BF16_TARGET inline __m512i pairs32(const float* x, __mmask16 m0, __mmask16 m1
     const __m512bh h = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, x + 16), _mm512_maskz_loadu_ps(m0, x));
     return _mm512_rol_epi32(__m512i(h), 16);
 }
-// The first min(n, 16) lanes (none for n <= 0).
-inline __mmask16 lanes(int64_t n) { return n >= 16 ? __mmask16(0xffff) : n > 0 ? __mmask16((1u << n) - 1) : 0; }
 
 // Two rows of 16 floats -> 16 words (hi[j], lo[j]).
 OF_BF16_TARGET inline __m512i interleave16(__m512 hi, __m512 lo) {
