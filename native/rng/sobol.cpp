@@ -66,7 +66,8 @@ Table& table() {
 }
 
 void publish(Table& t, int d, uint32_t* v) {
-    for (int i = 0; i < 32; i++) t.by_bit[size_t(i) * Table::kRow + size_t(d)] = v[i];
+    if (t.by_bit)  // (null where its 8 MiB could not be had: by_bit() says so, and callers take dim())
+        for (int i = 0; i < 32; i++) t.by_bit[size_t(i) * Table::kRow + size_t(d)] = v[i];
     t.v[d].store(v, std::memory_order_release);
 }
 
@@ -74,7 +75,10 @@ void publish(Table& t, int d, uint32_t* v) {
 
 const uint32_t* SobolTable::dim(int d) { return table().v[d].load(std::memory_order_acquire); }
 
-const uint32_t* SobolTable::by_bit(int i) { return table().by_bit + size_t(i) * Table::kRow; }
+const uint32_t* SobolTable::by_bit(int i) {
+    Table& t = table();
+    return t.by_bit ? t.by_bit + size_t(i) * Table::kRow : nullptr;
+}
 
 void SobolTable::ensure(int dims) {
     Table& t = table();

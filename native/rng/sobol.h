@@ -16,7 +16,7 @@ class SobolTable {
     // The 32 direction numbers of dimension d (< the largest `dims` ensured so far); lock-free to read.
     static const uint32_t* dim(int d);
     // Direction number i of every dimension, contiguous over d (by_bit(i)[d] == dim(d)[i] for ensured d): a row of
-    // consecutive dimensions xors in whole registers.
+    // consecutive dimensions xors in whole registers. Null where the table's 8 MiB could not be had.
     static const uint32_t* by_bit(int i);
     // x(k, d): the k-th point's coordinate from dimension d's direction numbers v.
     static inline uint32_t point(const uint32_t* v, uint32_t k) {

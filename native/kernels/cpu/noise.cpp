@@ -387,6 +387,7 @@ void qmc_row_naive(float* out, int O, uint32_t g, const NoiseSpec& ns) {
 // One row of QMC normals (as qmc_row_naive): the set bits of k pick direction-number rows of consecutive dimensions.
 static void qmc_row(float* out, int O, uint32_t g, const NoiseSpec& ns) {
     static const QmcRowFn qmc_fn = pick_qmc_row();
+    if (!SobolTable::by_bit(0)) return qmc_row_naive(out, O, g, ns);  // no memory for the transposed table
     uint32_t sample, k;
     qmc_row_index(g, ns, &sample, &k);
     SobolTable::ensure(int(ns.qmc_dim) + O);
