@@ -112,7 +112,7 @@ export type UlrOptions = {
    * the first noisy pre-activation (the B·K rows, most of a step's work). `'bf16'` rounds both operands of each of
    * those products to bfloat16 (8 significant bits: a relative error of at most 2^-8 per operand, far below the
    * estimate's own noise) and sums in float32. It runs on AMX tiles where the CPU and the OS allow them (bits of
-   * their own, the same for any thread count; the small CNN's step 14% faster than float32's), else AVX-512 BF16's
+   * their own, the same for any thread count; 14% off the small CNN's step on the machine measured), else AVX-512 BF16's
    * `vdpbf16ps` where that is faster than float32 FMAs, else an exact emulation (rounded operands, float32 kernels)
    * with the instruction's bits. The clean forward (the shared prefix), the gradient reductions and `bp()` keep
    * float32. CPU only, and not with `modules`; on CUDA the analogue is `sequential({ allowTf32 })`
