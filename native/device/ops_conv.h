@@ -28,12 +28,11 @@ OF_HOST_DEVICE void graph_at(const GraphArgs& a, int64_t i) {
     a.out[i] = acc;
 }
 
-// Where tap (ky, kx) of output position (oy, ox) reads: the offset of its C values in a channels-last image, or -1 in
-// the zero padding. The CPU's patches and pooling (kernels/cpu/conv.cpp) take their taps from here too.
-OF_HOST_DEVICE int64_t tap_offset(const ConvGeom& g, int oy, int ox, int ky, int kx) {
-    const int iy = oy * g.sh - g.ph + ky * g.dh, ix = ox * g.sw - g.pw + kx * g.dw;
-    return iy < 0 || iy >= g.H || ix < 0 || ix >= g.W ? -1 : (int64_t(iy) * g.W + ix) * g.C;
-}
+// Tap k of output index o along one axis (stride s, padding p, dilation dl) reads input index o s - p + k dl: inside
+// an axis of n values, or in the zero padding. The CPU's patches and pooling (kernels/cpu/conv.cpp) take their taps
+// from here too.
+OF_HOST_DEVICE int tap_at(int o, int k, int s, int p, int dl) { return o * s - p + k * dl; }
+OF_HOST_DEVICE bool tap_inside(int i, int n) { return unsigned(i) < unsigned(n); }
 
 // Convolution patches (cpu::im2row): A (n Ho Wo, kh kw C) from channels-last images x (n, H W C), out-of-image taps 0.
 // One index per element of A. The same arguments serve the adjoint (row2im): out = dx, in = dA.
@@ -47,8 +46,11 @@ OF_HOST_DEVICE void im2row_at(const PatchArgs& a, int64_t i) {
     const int patch = g.kh * g.kw * g.C;
     const int64_t row = i / patch, P = int64_t(g.Ho) * g.Wo;
     const int col = int(i % patch), pos = int(row % P), tap = col / g.C;
-    const int64_t at = tap_offset(g, pos / g.Wo, pos % g.Wo, tap / g.kw, tap % g.kw);
-    a.out[i] = at < 0 ? 0.0f : a.in[row / P * (int64_t(g.H) * g.W * g.C) + at + col % g.C];
+    const int iy = tap_at(pos / g.Wo, tap / g.kw, g.sh, g.ph, g.dh),
+              ix = tap_at(pos % g.Wo, tap % g.kw, g.sw, g.pw, g.dw);
+    a.out[i] = !tap_inside(iy, g.H) || !tap_inside(ix, g.W)
+                   ? 0.0f
+                   : a.in[row / P * (int64_t(g.H) * g.W * g.C) + (int64_t(iy) * g.W + ix) * g.C + col % g.C];
 }
 
 // Pooling per value: a window starts at pool_start, takes each tap inside the image (max: the larger, a NaN tap
@@ -65,17 +67,21 @@ OF_HOST_DEVICE float pool_end(PoolKind k, float acc, int taps) {
 OF_HOST_DEVICE int window_taps(const ConvGeom& g, int oy, int ox) {
     int n = 0;
     for (int ky = 0; ky < g.kh; ky++)
-        for (int kx = 0; kx < g.kw; kx++) n += tap_offset(g, oy, ox, ky, kx) >= 0;
+        for (int kx = 0; kx < g.kw; kx++)
+            n += tap_inside(tap_at(oy, ky, g.sh, g.ph, g.dh), g.H) && tap_inside(tap_at(ox, kx, g.sw, g.pw, g.dw), g.W);
     return n;
 }
 OF_HOST_DEVICE int64_t window_argmax(const ConvGeom& g, const float* xi, int oy, int ox, int c) {
     int64_t best = -1;
     float bv = -3.402823466e+38f;
-    for (int ky = 0; ky < g.kh; ky++)
-        for (int kx = 0; kx < g.kw; kx++) {
-            const int64_t at = tap_offset(g, oy, ox, ky, kx);
-            if (at >= 0 && (best < 0 || xi[at + c] > bv)) best = at + c, bv = xi[at + c];
+    for (int ky = 0; ky < g.kh; ky++) {
+        const int iy = tap_at(oy, ky, g.sh, g.ph, g.dh);
+        for (int kx = 0; tap_inside(iy, g.H) && kx < g.kw; kx++) {
+            const int ix = tap_at(ox, kx, g.sw, g.pw, g.dw);
+            const int64_t at = (int64_t(iy) * g.W + ix) * g.C + c;
+            if (tap_inside(ix, g.W) && (best < 0 || xi[at] > bv)) best = at, bv = xi[at];
         }
+    }
     return best;
 }
 
@@ -93,11 +99,13 @@ OF_HOST_DEVICE void pool_at(const PoolArgs& a, int64_t i) {
     const float* xi = a.x + i / g.C / P * (int64_t(g.H) * g.W * g.C) + i % g.C;
     float out = pool_start(a.kind);
     int taps = 0;
-    for (int ky = 0; ky < g.kh; ky++)
-        for (int kx = 0; kx < g.kw; kx++) {
-            const int64_t at = tap_offset(g, pos / g.Wo, pos % g.Wo, ky, kx);
-            if (at >= 0) taps++, out = pool_take(a.kind, out, xi[at]);
+    for (int ky = 0; ky < g.kh; ky++) {
+        const int iy = tap_at(pos / g.Wo, ky, g.sh, g.ph, g.dh);
+        for (int kx = 0; tap_inside(iy, g.H) && kx < g.kw; kx++) {
+            const int ix = tap_at(pos % g.Wo, kx, g.sw, g.pw, g.dw);
+            if (tap_inside(ix, g.W)) taps++, out = pool_take(a.kind, out, xi[(int64_t(iy) * g.W + ix) * g.C]);
         }
+    }
     a.y[i] = pool_end(a.kind, out, taps);
 }
 

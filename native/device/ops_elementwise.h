@@ -26,10 +26,10 @@ OF_HOST_DEVICE void dropout_span(const DropoutArgs& a, int64_t r, int j0, int j1
     const uint32_t sample = a.sample0 + uint32_t(r / a.rep);
     const double cut = double(a.rate) * 4294967296.0;
     const float scale = 1.0f / (1.0f - a.rate);
-    for (int b = j0 / 4; b * 4 < j1; b++) {
-        const U32x4 w = philox4x32_10(uint32_t(b), sample, philox_stream(kStreamMask, a.unit), a.step,
+    for (int j = j0; j < j1;) {  // the Philox block of value j: words for values 4 (j / 4) .. 4 (j / 4) + 3
+        const U32x4 w = philox4x32_10(uint32_t(j / 4), sample, philox_stream(kStreamMask, a.unit), a.step,
                                       uint32_t(a.seed), uint32_t(a.seed >> 32));
-        for (int j = b * 4 < j0 ? j0 : b * 4; j < b * 4 + 4 && j < j1; j++)
+        for (const int end = j / 4 * 4 + 4; j < end && j < j1; j++)
             a.y[r * a.O + j] = double(w.v[j % 4]) < cut ? 0.0f : a.x[r * a.O + j] * scale;
     }
 }
@@ -37,8 +37,8 @@ OF_HOST_DEVICE void dropout_at(const DropoutArgs& a, int64_t i) {
     dropout_span(a, i / a.O, int(i % a.O), int(i % a.O) + 1);
 }
 
-// A residual block's end (units/block.cpp residual_add): s = inner + src (row r reads src row r / rep), a = post_act(s); sum,
-// when given, keeps s for BP. inner and a may be the same buffer. One index per value.
+// A residual block's end (units/block.cpp residual_add): s = inner + src (row r reads src row r / rep), a =
+// post_act(s); sum, when given, keeps s for BP. inner and a may be the same buffer. One index per value.
 struct SkipArgs {
     float* a;
     float* sum;  // nullptr: not kept

@@ -254,7 +254,8 @@ OF_HOST_DEVICE void step_copy_span(const TimeArgs& a, int64_t r, int t, int f0, 
     float* y = a.y + (r * a.T + t) * a.F;
     for (int f = f0; f < f1; f++) y[f] = mean ? a.x[r * a.F + f] / float(a.T) : a.x[r * a.F + f];
 }
-// y (rows, F) at row r: the sum over the steps, in order (repeat's backward, x = dout (rows, T F)), or it / T (timeMean)
+// y (rows, F) at row r: the sum over the steps, in order (repeat's backward, x = dout (rows, T F)), or it / T
+// (timeMean)
 OF_HOST_DEVICE void step_sum_span(const TimeArgs& a, int64_t r, int f0, int f1, bool mean) {
     float* y = a.y + r * a.F;
     for (int f = f0; f < f1; f++) y[f] = 0.0f;

@@ -49,7 +49,7 @@ dev::AttendHead head_of(const Unit& u, const float* in, int r, int h) {
 
 // Position t's attention weights P_t (T values; 0 past the last key), each dot computed once (the device recomputes
 // them; the same bits)
-void weights(const dev::AttendHead& a, int t, float* p) {
+void weights(const dev::AttendHead a, int t, float* p) {
     float mx = -INFINITY;
     for (int s = 0; s <= a.last(t); s++) p[s] = a.logit(t, s), mx = std::max(mx, p[s]);
     double sum = 0.0;
@@ -92,10 +92,12 @@ void backward(const KernelTable&, const Unit& u, const float*, const float* in, 
                 float* dq = drow + int64_t(t) * 3 * a.D + a.off;
                 double c = 0.0;  // sum_s P_ts dP_ts
                 for (int s = 0; s <= a.last(t); s++) {
+                    const float* vs = a.v(s);
                     float* dv = drow + int64_t(s) * 3 * a.D + 2 * a.D + a.off;
-                    for (int i = 0; i < a.d; i++) dv[i] += p[size_t(s)] * dO[i];
-                    dp[size_t(s)] = dev::attend_dp(a, dO, s);
-                    c += double(p[size_t(s)]) * dp[size_t(s)];
+                    float dot = 0.0f;  // dP_ts (attend_dp), with dV_s's term
+                    for (int i = 0; i < a.d; i++) dot += dO[i] * vs[i], dv[i] += p[size_t(s)] * dO[i];
+                    dp[size_t(s)] = dot;
+                    c += double(p[size_t(s)]) * dot;
                 }
                 const float* qt = a.q(t);
                 for (int s = 0; s <= a.last(t); s++) {

@@ -106,8 +106,8 @@ void backward_batch(const KernelTable&, const Unit& u, const float* theta, const
     const int C = u.g.Co;
     std::vector<double> sums(2 * size_t(C));  // sums of dy and dy x^ per channel
     std::vector<float> inv(static_cast<size_t>(C));
-    const dev::BatchBackArgs a{din, nullptr, nullptr, sums.data(), dv, in, u.batch->data(), theta + u.w_off,
-                               int64_t(rows) * u.g.Ho, C};
+    const dev::BatchBackArgs a{
+        din, nullptr, nullptr, sums.data(), dv, in, u.batch->data(), theta + u.w_off, int64_t(rows) * u.g.Ho, C};
     dev::bn_backward_sums_span(a, 0, C, sums.data(), sums.data() + C, inv.data());
     if (dW)
         for (int c = 0; c < C; c++) dW[c] = float(sums[size_t(C + c)]), dW[C + c] = float(sums[size_t(c)]);

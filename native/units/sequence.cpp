@@ -40,13 +40,15 @@ Status build_time_mean(const LayerSpec&, ModelBuilder& b) {
 void forward_repeat(const KernelTable&, const Unit& u, const float*, const float* in, int rows, float* out, float*,
                     const SeqCtx*) {
     for (int r = 0; r < rows; r++)
-        for (int t = 0; t < u.q.T; t++) dev::step_copy_span(dev::TimeArgs{out, in, u.q.T, u.q.F}, r, t, 0, u.q.F, false);
+        for (int t = 0; t < u.q.T; t++)
+            dev::step_copy_span(dev::TimeArgs{out, in, u.q.T, u.q.F}, r, t, 0, u.q.F, false);
 }
 
 // din = the sum of dout over the steps
 void backward_repeat(const KernelTable&, const Unit& u, const float*, const float*, int rows, const float* dout, float*,
                      float* din, float*, const SeqCtx*) {
-    for (int r = 0; din && r < rows; r++) dev::step_sum_span(dev::TimeArgs{din, dout, u.q.T, u.q.F}, r, 0, u.q.F, false);
+    for (int r = 0; din && r < rows; r++)
+        dev::step_sum_span(dev::TimeArgs{din, dout, u.q.T, u.q.F}, r, 0, u.q.F, false);
 }
 
 // in (rows, T F) -> out (rows, F)
@@ -59,7 +61,8 @@ void forward_time_mean(const KernelTable&, const Unit& u, const float*, const fl
 void backward_time_mean(const KernelTable&, const Unit& u, const float*, const float*, int rows, const float* dout,
                         float*, float* din, float*, const SeqCtx*) {
     for (int r = 0; din && r < rows; r++)
-        for (int t = 0; t < u.q.T; t++) dev::step_copy_span(dev::TimeArgs{din, dout, u.q.T, u.q.F}, r, t, 0, u.q.F, true);
+        for (int t = 0; t < u.q.T; t++)
+            dev::step_copy_span(dev::TimeArgs{din, dout, u.q.T, u.q.F}, r, t, 0, u.q.F, true);
 }
 
 // on a device: the same maps, one kernel each

@@ -145,11 +145,16 @@ void im2row(float* A, const float* x, int n, const ConvGeom& g) {
         float* dst = A + int64_t(i) * g.positions() * P;
         for (int oy = 0; oy < g.Ho; oy++)
             for (int ox = 0; ox < g.Wo; ox++)
-                for (int ky = 0; ky < g.kh; ky++)
-                    for (int kx = 0; kx < g.kw; kx++, dst += g.C) {
-                        const int64_t at = dev::tap_offset(g, oy, ox, ky, kx);
-                        for (int c = 0; c < g.C; c++) dst[c] = at < 0 ? 0.0f : xi[at + c];
+                for (int ky = 0; ky < g.kh; ky++) {
+                    const int iy = dev::tap_at(oy, ky, g.sh, g.ph, g.dh);
+                    for (int kx = 0; kx < g.kw; kx++, dst += g.C) {  // plain loops: a tap is only C values
+                        const int ix = dev::tap_at(ox, kx, g.sw, g.pw, g.dw);
+                        if (!dev::tap_inside(iy, g.H) || !dev::tap_inside(ix, g.W))
+                            for (int c = 0; c < g.C; c++) dst[c] = 0.0f;
+                        else
+                            for (int c = 0; c < g.C; c++) dst[c] = xi[(int64_t(iy) * g.W + ix) * g.C + c];
                     }
+                }
     });
 }
 
@@ -158,14 +163,20 @@ void row2im(float* dx, const float* dA, int n, const ConvGeom& g) {
     per_image(n, g.positions() * P, [&](int i) {
         float* di = dx + int64_t(i) * g.in_size();
         std::fill(di, di + g.in_size(), 0.0f);
-        const float* src = dA + int64_t(i) * g.positions() * P;
+        const float* row = dA + int64_t(i) * g.positions() * P;
         for (int oy = 0; oy < g.Ho; oy++)
-            for (int ox = 0; ox < g.Wo; ox++)
-                for (int ky = 0; ky < g.kh; ky++)
+            for (int ox = 0; ox < g.Wo; ox++, row += P) {
+                const float* src = row;
+                for (int ky = 0; ky < g.kh; ky++) {
+                    const int iy = dev::tap_at(oy, ky, g.sh, g.ph, g.dh);
                     for (int kx = 0; kx < g.kw; kx++, src += g.C) {
-                        const int64_t at = dev::tap_offset(g, oy, ox, ky, kx);
-                        for (int c = 0; at >= 0 && c < g.C; c++) di[at + c] += src[c];
+                        const int ix = dev::tap_at(ox, kx, g.sw, g.pw, g.dw);
+                        if (!dev::tap_inside(iy, g.H) || !dev::tap_inside(ix, g.W)) continue;
+                        float* d = di + (int64_t(iy) * g.W + ix) * g.C;
+                        for (int c = 0; c < g.C; c++) d[c] += src[c];
                     }
+                }
+            }
     });
 }
 
@@ -203,13 +214,16 @@ void pool_forward(float* y, const float* x, int n, const ConvGeom& g, PoolKind k
             for (int ox = 0; ox < g.Wo; ox++, out += g.C) {
                 for (int c = 0; c < g.C; c++) out[c] = dev::pool_start(kind);
                 int taps = 0;
-                for (int ky = 0; ky < g.kh; ky++)
-                    for (int kx = 0; kx < g.kw; kx++) {
-                        const int64_t at = dev::tap_offset(g, oy, ox, ky, kx);
-                        if (at < 0) continue;
+                for (int ky = 0; ky < g.kh; ky++) {
+                    const int iy = dev::tap_at(oy, ky, g.sh, g.ph, g.dh);
+                    for (int kx = 0; dev::tap_inside(iy, g.H) && kx < g.kw; kx++) {
+                        const int ix = dev::tap_at(ox, kx, g.sw, g.pw, g.dw);
+                        if (!dev::tap_inside(ix, g.W)) continue;
+                        const float* src = xi + (int64_t(iy) * g.W + ix) * g.C;
                         taps++;
-                        for (int c = 0; c < g.C; c++) out[c] = dev::pool_take(kind, out[c], xi[at + c]);
+                        for (int c = 0; c < g.C; c++) out[c] = dev::pool_take(kind, out[c], src[c]);
                     }
+                }
                 for (int c = 0; c < g.C; c++) out[c] = dev::pool_end(kind, out[c], taps);
             }
     });
@@ -240,11 +254,13 @@ void pool_backward(float* dx, const float* dy, const float* x, int n, const Conv
                         continue;
                     }
                     const float share = d[c] / float(taps);
-                    for (int ky = 0; ky < g.kh; ky++)
-                        for (int kx = 0; kx < g.kw; kx++) {
-                            const int64_t at = dev::tap_offset(g, oy, ox, ky, kx);
-                            if (at >= 0) di[at + c] += share;
+                    for (int ky = 0; ky < g.kh; ky++) {
+                        const int iy = dev::tap_at(oy, ky, g.sh, g.ph, g.dh);
+                        for (int kx = 0; dev::tap_inside(iy, g.H) && kx < g.kw; kx++) {
+                            const int ix = dev::tap_at(ox, kx, g.sw, g.pw, g.dw);
+                            if (dev::tap_inside(ix, g.W)) di[(int64_t(iy) * g.W + ix) * g.C + c] += share;
                         }
+                    }
                 }
             }
     });
