@@ -48,7 +48,7 @@ dev::AttendHead head_of(const Unit& u, const float* in, int r, int h) {
 }
 
 // Position t's attention weights P_t (T values; 0 past the last key), each dot computed once (the device recomputes
-// them; the same bits)
+// them; the same bits). The head by value: a copy that the stores into p cannot alias (it stays in registers).
 void weights(const dev::AttendHead a, int t, float* p) {
     float mx = -INFINITY;
     for (int s = 0; s <= a.last(t); s++) p[s] = a.logit(t, s), mx = std::max(mx, p[s]);

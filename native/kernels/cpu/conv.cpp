@@ -201,7 +201,7 @@ void pool_forward(float* y, const float* x, int n, const ConvGeom& g, PoolKind k
                     for (int ky = 0; ky < g.kh; ky++)
                         for (int kx = 0; kx < g.kw; kx++) {
                             const float* src = xi + (int64_t(oy * g.sh + ky) * g.W + ox * g.sw + kx) * g.C;
-                            for (int c = 0; c < g.C; c++) out[c] = std::max(out[c], src[c]);
+                            for (int c = 0; c < g.C; c++) out[c] = dev::pool_take(PoolKind::Max, out[c], src[c]);
                         }
                 }
         });
