@@ -26,11 +26,13 @@ OF_HOST_DEVICE void dropout_span(const DropoutArgs& a, int64_t r, int j0, int j1
     const uint32_t sample = a.sample0 + uint32_t(r / a.rep);
     const double cut = double(a.rate) * 4294967296.0;
     const float scale = 1.0f / (1.0f - a.rate);
-    for (int j = j0; j < j1;) {  // the Philox block of value j: words for values 4 (j / 4) .. 4 (j / 4) + 3
-        const U32x4 w = philox4x32_10(uint32_t(j / 4), sample, philox_stream(kStreamMask, a.unit), a.step,
-                                      uint32_t(a.seed), uint32_t(a.seed >> 32));
-        for (const int end = j / 4 * 4 + 4; j < end && j < j1; j++)
-            a.y[r * a.O + j] = double(w.v[j % 4]) < cut ? 0.0f : a.x[r * a.O + j] * scale;
+    const float* x = a.x + r * a.O;
+    float* y = a.y + r * a.O;
+    for (int b = j0 / 4; 4 * b < j1; b++) {  // Philox block b: the words of values 4 b .. 4 b + 3
+        const U32x4 w = philox4x32_10(uint32_t(b), sample, philox_stream(kStreamMask, a.unit), a.step, uint32_t(a.seed),
+                                      uint32_t(a.seed >> 32));
+        const int lo = 4 * b > j0 ? 4 * b : j0, hi = 4 * b + 4 < j1 ? 4 * b + 4 : j1;
+        for (int j = lo; j < hi; j++) y[j] = double(w.v[j - 4 * b]) < cut ? 0.0f : x[j] * scale;
     }
 }
 OF_HOST_DEVICE void dropout_at(const DropoutArgs& a, int64_t i) {

@@ -24,8 +24,11 @@ int sets_per_row(const Unit& u) { return u.kind == &group_norm_kind ? u.groups :
 // layerNorm, groupNorm: x^ (rows, O) and 1 / sqrt(var + eps) per set
 void xhat(const Unit& u, const float* in, int rows, float* xh, float* invs) {
     const dev::NormArgs a{xh, invs, in, u.g.Ho, u.g.Co, u.groups};
-    for (int64_t s = 0; s < int64_t(rows) * sets_per_row(u); s++)
-        u.kind == &group_norm_kind ? dev::group_norm_at(a, s) : dev::layer_norm_at(a, s);
+    const int64_t n = int64_t(rows) * sets_per_row(u);
+    if (u.kind == &group_norm_kind)
+        for (int64_t s = 0; s < n; s++) dev::group_norm_at(a, s);
+    else
+        for (int64_t s = 0; s < n; s++) dev::layer_norm_at(a, s);
 }
 
 // x^ (rows, O) of any norm: batchNorm's from the batch statistics
