@@ -15,7 +15,7 @@ struct DeviceTrainer::Perturbation final : PerturbationEngine {
     uint32_t step;
     Perturbation(DeviceTrainer& t, Model& m, const float* x, int B, uint32_t step)
         : t(t), m(m), x(x), B(B), step(step) {}
-    Status direction(int p) override {
+    Status direction(int p) override {  // no frozen ranges to zero: unsupported() leaves adapters to the CPU
         const int n = int(m.n_params);
         OF_TRY(t.z_.reserve(t.dev_.get(), size_t(n) * sizeof(float)));
         const dev::NoisyArgs na{nullptr, t.z_.f(), nullptr, nullptr,      1,           0.0f, 1, n, 1, Act::Identity,

@@ -143,7 +143,7 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     const int frozen = m.frozen;
     if (tail) m.frozen = 0;  // the tail is the whole model now
     const bool modules = e.kind == EstimatorConfig::Kind::Ulr && !e.ulr.modules.empty();
-    Status st = wp ? perturbation(m, B, e, step, in)
+    Status st = wp                                     ? perturbation(m, B, e, step, in)
                 : e.kind != EstimatorConfig::Kind::Ulr ? bp(m, B, in, e.ulr.sample_base, false)
                 : modules                              ? ulr_modules(m, B, sub.ulr, step, in, y, hook)
                                                        : ulr(m, B, sub.ulr, step, in, y, hook, rows);

@@ -96,8 +96,7 @@ struct CpuPerturbation final : PerturbationEngine {
 
 }  // namespace
 
-Status perturbation_losses(PerturbationEngine& w, const EstimatorConfig& e, int p0, int p1, float* plus,
-                           float* minus) {
+Status perturbation_losses(PerturbationEngine& w, const EstimatorConfig& e, int p0, int p1, float* plus, float* minus) {
     for (int p = p0; p < p1; p++) {
         OF_TRY(w.direction(p));
         OF_TRY(w.loss_at(e.wp.sigma, &plus[p]));
