@@ -23,7 +23,6 @@
         "native/model/describe.cpp",
         "native/model/train.cpp",
         "native/model/distributed.cpp",
-        "native/units/adapter.cpp",
         "native/units/attention.cpp",
         "native/units/block.cpp",
         "native/units/build.cpp",

@@ -187,11 +187,7 @@ async function train(o: TrainOpts): Promise<number> {
       throw new of.ShapeError(
         `--layers '${spec}' starts at ${widths[0]} inputs, but the data has ${features} features per row`,
       );
-    const layers: of.Layer[] = [];
-    for (let i = 0; i + 1 < widths.length; i++) {
-      layers.push(of.dense(widths[i]!, widths[i + 1]!));
-      if (i + 2 < widths.length) layers.push(of.activation(o.activation as of.ActivationName));
-    }
+    const layers = of.mlp(widths, o.activation as of.ActivationName);
     model = of.sequential(layers, { seed: o.seed, ...(o.backend ? { backend: o.backend as of.BackendName } : {}) });
     shape = widths.join('-');
   }
@@ -290,7 +286,7 @@ async function report(o: { out: string; epochs: number; copies: number }): Promi
     [`ulr K=${o.copies}`, of.ulr({ copies: o.copies })],
   ] as const) {
     process.stderr.write(`oneforward: training ${name} (${o.epochs} epochs)\n`);
-    const m = of.sequential([of.dense(784, 256), of.relu(), of.dense(256, 10)], { seed: 1 });
+    const m = of.sequential(of.mlp([784, 256, 10]), { seed: 1 });
     runs.push({
       name,
       epochs: (
@@ -307,7 +303,7 @@ async function report(o: { out: string; epochs: number; copies: number }): Promi
   }
   // Gradient variance vs K on one fixed batch: 20 estimates per K, total variance over all parameters.
   process.stderr.write('oneforward: measuring gradient variance vs copies\n');
-  const m = of.sequential([of.dense(784, 256), of.relu(), of.dense(256, 10)], { seed: 1 });
+  const m = of.sequential(of.mlp([784, 256, 10]), { seed: 1 });
   const batch = { x: train.x.subarray(0, 64 * 784), y: train.y.subarray(0, 64) };
   const variance = [4, 8, 16, 32, 64].map((copies) => {
     const est = Array.from({ length: 20 }, (_, step) => m.gradients(batch, { estimator: of.ulr({ copies }), step }));

@@ -1,5 +1,6 @@
-// `npm run lint`: clang-format (native/), prettier (the TypeScript and scripts) and ESLint (lib/) check; each tool
-// runs, and the exit status is 1 when any fails. `npm run format` (--fix) applies the three instead.
+// `npm run lint`: clang-format (native/), prettier (the TypeScript and scripts) and ESLint (lib/) check, and
+// kind-spread.js holds every layer kind to at most 5 source files (CONTRIBUTING.md); each tool runs, and the exit status
+// is 1 when any fails. `npm run format` (--fix) applies the three formatters instead.
 // The configs: .clang-format, .prettierrc.json, eslint.config.mjs. The tools are dev dependencies, run from node_modules.
 'use strict';
 const { spawnSync } = require('child_process');
@@ -32,6 +33,7 @@ const tools = [
     [fix ? '--write' : '--check', '{lib,test,bench,scripts,examples}/**/*.{ts,js,mjs}'],
   ],
   ['eslint', bin('eslint', 'eslint'), [...(fix ? ['--fix'] : []), 'lib']],
+  ['kind-spread', path.join(__dirname, 'kind-spread.js'), ['--max', '5']],
 ];
 
 let failed = 0;

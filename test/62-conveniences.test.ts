@@ -416,3 +416,23 @@ t.test('earlyStopping: the user abort still rejects; option errors', async (t) =
   m.dispose();
   mse.dispose();
 });
+
+t.test(
+  'of.mlp: dense layers through the widths, the activation between them, the same model as written out',
+  async (t) => {
+    const a = of.sequential(of.mlp([2, 8, 5, 2], 'tanh'), { seed: 3 });
+    const b = of.sequential([of.dense(2, 8), of.tanh(), of.dense(8, 5), of.tanh(), of.dense(5, 2)], { seed: 3 });
+    t.same(
+      a.layers.map((l) => l.type),
+      ['dense', 'activation', 'dense', 'activation', 'dense'],
+    );
+    t.ok(bits(a).equals(bits(b)), 'the same parameters bit for bit');
+    t.same(of.mlp([3, 4]), [of.dense(3, 4)], 'two widths: one dense layer, no activation');
+    t.same(of.mlp([3, 4, 2])[1], of.relu(), 'relu by default');
+    for (const bad of [[3], [3, 0], [3, 2.5], 'x', undefined] as unknown[])
+      t.throws(() => of.mlp(bad as number[]), { code: 'ERR_CONFIG' }, `widths ${JSON.stringify(bad)}`);
+    t.throws(() => of.mlp([3, 4], 'nope' as of.ActivationName), { code: 'ERR_CONFIG' }, 'an unknown activation');
+    a.dispose();
+    b.dispose();
+  },
+);

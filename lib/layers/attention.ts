@@ -3,9 +3,8 @@
  * and what the layer table needs (kind.ts); the math is native (native/units/attention.cpp).
  */
 import { invalidArg, is, optionsObject } from '../validate';
-import { gelu } from './activation';
 import { residual } from './blocks';
-import { dense } from './dense';
+import { mlp } from './dense';
 import { type Layer, type LayerKind, label, present, registerKind } from './kind';
 import { layerNorm } from './norm';
 import { type SequenceShape, sequenceShapeOf } from './shapes';
@@ -67,7 +66,7 @@ export function gptBlock(options: { dim: number; heads: number; causal?: boolean
       layerNorm(),
       multiHeadAttention({ heads: o.heads as number, causal: (o.causal as boolean | undefined) ?? true }),
     ]),
-    residual([layerNorm(), dense(D, hidden), gelu(), dense(hidden, D)]),
+    residual([layerNorm(), ...mlp([D, hidden, D], 'gelu')]),
   ];
 }
 

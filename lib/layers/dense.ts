@@ -4,7 +4,8 @@
  */
 import { ConfigError } from '../errors';
 import { invalidArg, is, optionsObject } from '../validate';
-import { type LayerKind, registerKind, label, present } from './kind';
+import { type ActivationName, activation } from './activation';
+import { type Layer, type LayerKind, registerKind, label, present } from './kind';
 import { type QuantizedWeights, weightsOf } from './shapes';
 
 /** A fully connected layer: `y = x Wᵀ + b`, W of shape (units, inputs). */
@@ -76,6 +77,24 @@ export function dense(inputs: number, units: number, options?: DenseOptions): De
     layer.adapter = adapterOf(o.adapter, Math.min(inputs, units));
   }
   return layer;
+}
+
+/**
+ * A multilayer perceptron: dense layers through `widths` (inputs, hidden widths..., outputs) with `act` between them
+ * and none after the last (the loss applies softmax). Spread it into a layer list.
+ * @example
+ * of.sequential(of.mlp([784, 256, 10]))   // dense(784, 256), relu(), dense(256, 10)
+ */
+export function mlp(widths: readonly number[], act: ActivationName = 'relu'): Layer[] {
+  if (!Array.isArray(widths) || widths.length < 2 || !widths.every((w) => is.positiveInteger(w)))
+    throw invalidArg('widths', 'array of at least 2 positive integers', widths);
+  activation(act); // an unknown name fails here, also with no hidden layer
+  const layers: Layer[] = [];
+  for (let i = 0; i + 1 < widths.length; i++) {
+    if (i > 0) layers.push(activation(act));
+    layers.push(dense(widths[i]!, widths[i + 1]!));
+  }
+  return layers;
 }
 
 /** The adapter option checked: rank an integer in [1, maxRank], alpha positive. */

@@ -19,7 +19,7 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
     if (m.has_quant && e.kind == EstimatorConfig::Kind::Bp)
         return "bp() cannot differentiate binary or ternary weights";
     for (const Unit& u : m.units)
-        if (!unit_ops(u.kind).device) return "the model has a layer kind the device does not run";
+        if (!u.kind->device) return "the model has a layer kind the device does not run";
     if (hook && e.kind != EstimatorConfig::Kind::Ulr) return "a JS loss needs ulr()";
     if (e.kind == EstimatorConfig::Kind::Bp && e.bp.sigma > 0.0f) return "bp() with noise injection runs on the CPU";
     if (e.kind == EstimatorConfig::Kind::Ulr) {
@@ -97,7 +97,7 @@ Status DeviceTrainer::upload_batch(const Model& m, const float* x, const Targets
     OF_TRY(d->upload(x_.f(), x, size_t(B) * m.inputs * sizeof(float)));
     batch_rows_ = B;
     for (int l = 0; l < int(m.units.size()); l++) {  // per-batch state (the embedding's token index)
-        const DeviceUnitOps* o = unit_ops(m.units[size_t(l)].kind).device;
+        const DeviceUnitOps* o = m.units[size_t(l)].kind->device;
         if (o && o->batch) OF_TRY(o->batch(pass(m, l, B, false), x));
     }
     if (y.labels) {

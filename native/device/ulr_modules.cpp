@@ -16,7 +16,7 @@ namespace of {
 // Module training on the device: the kinds whose entries say so (dense, conv and pooling units), no blocks.
 bool DeviceTrainer::modules_run(const Model& m) {
     for (const Unit& u : m.units) {
-        const DeviceUnitOps* o = unit_ops(u.kind).device;
+        const DeviceUnitOps* o = u.kind->device;
         if (u.skip_from >= 0 || !o || !o->modules) return false;
     }
     return true;

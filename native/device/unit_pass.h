@@ -1,5 +1,5 @@
 // A unit kind's passes on the device: the entries its file in native/units/ defines beside its CPU ops and names in
-// UnitOps::device (nullptr: the device does not run the kind), launching its kernels (device/ops_*.h). BP, ULR and
+// UnitKind::device (nullptr: the device does not run the kind), launching its kernels (device/ops_*.h). BP, ULR and
 // module training run every unit through them (unit_passes.cpp). Entries left out make a GEMM unit: v = X W^T in its
 // GEMM view (Unit::gemm_rows, gemm_cols, fan_in), X its input or the patches gathered from it.
 #pragma once

@@ -29,7 +29,7 @@ Status DeviceTrainer::col_sum(float* out, const float* d, int R, int O, float al
 
 // A conv-like unit's patches go to cols_[l]: its weight gradient reads them.
 Status DeviceTrainer::forward(const UnitPass& p, const float* x, float* v) {
-    const DeviceUnitOps& o = *unit_ops(p.u.kind).device;
+    const DeviceUnitOps& o = *p.u.kind->device;
     if (o.forward) return o.forward(p, x, v);
     const Unit& u = p.u;
     const int n = int(u.gemm_rows(p.rows)), cols = u.gemm_cols(), fan = u.fan_in();
@@ -53,7 +53,7 @@ Status DeviceTrainer::forward_act(const UnitPass& p, const float* x, float* v, f
 
 Status DeviceTrainer::backward(const UnitPass& p, const float* x, const float* dv, float alpha, bool weights,
                                float* din) {
-    const DeviceUnitOps& o = *unit_ops(p.u.kind).device;
+    const DeviceUnitOps& o = *p.u.kind->device;
     if (!weights && !din) return {};
     if (o.backward) return o.backward(p, x, dv, alpha, weights, din);
     const Unit& u = p.u;

@@ -81,7 +81,7 @@ void bp_range_forward(const Model& m, const float* theta, const BpTape& t, const
         const SeqCtx sq = seq_ctx(t, l);
         const TrainCtx tc = train_ctx(mode, l, u.skip_from >= 0 ? input_of(u.skip_from) : nullptr);
         // inference: dropout is the identity, batchNorm uses its running statistics; a concat unit still joins
-        if (mode.inference() && u.kind != UnitKind::Concat) unit_linear(k, u, theta, in, rows, v, t.cols.data(), &sq);
+        if (mode.inference() && !u.concat()) unit_linear(k, u, theta, in, rows, v, t.cols.data(), &sq);
         else unit_train_linear(k, u, theta, in, rows, v, t.cols.data(), &sq, tc);
         if (mode.sigma > 0.0f && u.param()) {  // noise injection: ULR's noise rows (sample, unit, value), K = 1
             float* e = t.d0.data();            // backward scratch, free during the forward
@@ -119,7 +119,7 @@ void bp_range_backward(const Model& m, const float* theta, const BpTape& t, cons
         const int64_t n = int64_t(rows) * u.O;
         const float* v = t.v[size_t(l)].data();
         float* din = l > s ? dA : dx;
-        if (u.kind == UnitKind::Concat) {  // split: f's part goes on, the block input's part waits at the block's start
+        if (u.concat()) {  // split: f's part goes on, the block input's part waits at the block's start
             k.act_backward(dV, dA, v, t.a[size_t(l)].data(), n, u.act, u.alpha);
             concat_backward(u, dV, din ? din : dA, t.pending[size_t(u.skip_from)].data(), rows);
             continue;

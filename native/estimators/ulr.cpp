@@ -335,8 +335,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         bool read_as_skip = false;
         for (const Unit& j : m.units) read_as_skip = read_as_skip || j.skip_from == l + 1;
         pool_after[size_t(l)] = group_of[size_t(l)] >= 0 && u.param() && !u.recurrent() && u.skip_from < 0 &&
-                                (p.kind == UnitKind::MaxPool2d || p.kind == UnitKind::AvgPool2d) && p.skip_from < 0 &&
-                                !read_as_skip;
+                                p.pool() && p.skip_from < 0 && !read_as_skip;
     }
 
     // 2. One block of samples through every group: forward; then (unless forward_only) losses, row weights, G rows

@@ -47,7 +47,7 @@ Status validate_modules(const Model& m, const UlrConfig& c) {
             if (!boundary(j)) continue;
             const int first = ordinal[size_t(u.skip_from)], last = ordinal[size_t(l)] - (u.param() ? 0 : 1);
             return {StatusCode::Config, "a module ends at layer " + std::to_string(ordinal[size_t(j)]) +
-                                            " inside the " + (u.kind == UnitKind::Concat ? "concat" : "residual") +
+                                            " inside the " + (u.concat() ? "concat" : "residual") +
                                             " block of layers " + std::to_string(first) + " to " +
                                             std::to_string(last) +
                                             " (counting layers with parameters): the block's skip path would cross the "

@@ -142,7 +142,7 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out, std::ve
     for (size_t li = 0; li < m->units.size();
          li++) {  // seeded: uniforms from Philox (stream init, counter = unit, element)
         const Unit& u = m->units[li];
-        if (u.param()) unit_ops(u.kind).init(u, m->params->data(), spec.seed, uint32_t(li));
+        if (u.param()) u.kind->init(u, m->params->data(), spec.seed, uint32_t(li));
     }
     *out = std::move(m);
     return {};

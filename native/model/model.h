@@ -87,7 +87,7 @@ struct Unit {
     int64_t w_off, b_off;  // offsets into the slab; b_off < 0 when the layer has no bias (w_off < 0: none)
     Act act = Act::Identity;
     float alpha = 0.01f;
-    UnitKind kind{};                     // set by the layer type that builds it
+    const UnitKind* kind = nullptr;      // what it computes (units/unit.h), set by the layer type that builds it
     ConvGeom g{};                        // conv / pool geometry
     SeqGeom q{};                         // sequence geometry (rnn, gru, lstm, lif, repeat, timeMean)
     std::shared_ptr<const Graph> graph;  // graphConv (its geometry: g.Ho = N positions, g.C = F, g.Co = H)
@@ -96,7 +96,10 @@ struct Unit {
     // per position (g.Ho of them) it writes that input's g.C values, then its own input's g.Co values.
     int skip_from = -1;
     bool starts_block = false;  // the first unit of a residual or concat block (its input is the block's skip)
-    bool ends_residual() const { return skip_from >= 0 && kind != UnitKind::Concat; }  // adds the skip to its output
+    bool ends_residual() const { return skip_from >= 0 && !concat(); }  // adds the skip to its output
+    bool concat() const;                                                // a concat block's join (units/block.cpp)
+    bool pool() const;                                                  // max or avg pooling (units/pool.cpp)
+    bool image_conv() const;                                            // conv2d (units/conv.cpp)
     float rate = 0.0f;  // dropout: the fraction of values zeroed in training
     int groups = 1;     // groupNorm: channel groups, each normalized over all positions of a row
     int quant = 0;      // dense, conv2d: the forward uses binary (1) or ternary (2) weights of the real ones

@@ -24,8 +24,6 @@ enum class Cell : int;  // device/ops_recurrent.h
 
 // Floats per row the unit keeps from its forward for its backward and LR reduction.
 int64_t seq_aux_width(const Unit& u);
-// The cell of a recurrent unit kind, as the cell kernels (device/ops_recurrent.h) name it.
-dev::Cell seq_cell(UnitKind kind);
 
 // Forward on `rows` rows: in (rows, T F) -> out (rows, O) (all steps' h, or the last), aux (rows, aux width).
 // E (rows, T G H): noise added to every pre-activation times sigma (G H values: one per gate unit, the same at every

@@ -318,7 +318,7 @@ Status step_memory(const Model& m, const EstimatorConfig& e, int B, StepMemory* 
         for (const Unit& u : m.units) {
             const ConvGeom& g = u.g;
             weights = std::max(weights, double(u.n_par));
-            if (u.kind == UnitKind::Conv2d)
+            if (u.image_conv())
                 padded = std::max(padded, double(g.padded_h()) * g.padded_w() * g.C + cpu::conv_amx_scratch_floats(g));
         }
         r.workspace +=

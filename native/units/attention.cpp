@@ -1,6 +1,6 @@
 // multiHeadAttention over a sequence (T, D), as three units: a per-position projection D -> 3D (Q, K, V, with bias;
-// units/conv.cpp), the parameter-free `attend` unit below, and a per-position projection D -> D. Per head h of
-// d = D / heads values (Q, K, V columns h d .. h d + d - 1 of their D):
+// the conv-like math of units/conv.h), the parameter-free `attend` unit below, and a per-position projection D -> D.
+// Per head h of d = D / heads values (Q, K, V columns h d .. h d + d - 1 of their D):
 //   S_ts = Q_t . K_s / sqrt(d) (+ -inf for s > t when causal),  P_t = softmax_s(S_t),  O_t = sum_s P_ts V_s.
 // Backward (P recomputed from Q, K): dV_s = sum_t P_ts dO_t; dP_ts = dO_t . V_s;
 //   dS_ts = P_ts (dP_ts - sum_s' P_ts' dP_ts');  dQ_t = sum_s dS_ts K_s / sqrt(d);  dK_s = sum_t dS_ts Q_t / sqrt(d).
@@ -12,6 +12,9 @@
 #include "units/conv.h"
 
 namespace of {
+
+extern const UnitKind attention_qkv_kind, attend_kind, attention_out_kind;
+
 namespace {
 
 void read(const LayerReader& r, LayerSpec& l) {
@@ -28,14 +31,14 @@ Status build(const LayerSpec& l, ModelBuilder& b) {
     OF_CHECK(l.heads >= 1 && D % l.heads == 0, Config,
              b.where + ": multiHeadAttention heads (" + std::to_string(l.heads) + ") must divide the features (" +
                  std::to_string(D) + ")");
-    OF_TRY(add_position_dense(b, UnitKind::AttentionQkv, 3 * D, true, 0));
+    OF_TRY(add_position_linear(b, &attention_qkv_kind, 3 * D, true, 0));
     Unit u{b.width, 0, -1, -1};
-    u.kind = UnitKind::Attend;
+    u.kind = &attend_kind;
     u.q.T = b.T, u.q.F = D, u.heads = l.heads, u.causal = l.causal;
     OF_TRY(b.output(u, uint64_t(b.T), uint64_t(D)));
     b.F = D;
     b.add(u);
-    return add_position_dense(b, UnitKind::AttentionOut, D, true, 0);
+    return add_position_linear(b, &attention_out_kind, D, true, 0);
 }
 
 // One (row, head): where its Q, K, V values lie, and weights(t, p): position t's attention weights P_t (T values;
@@ -142,9 +145,32 @@ Status device_backward(const UnitPass& p, const float* x, const float* dv, float
 }
 const DeviceUnitOps device{false, device_forward, device_backward};
 
+// the projections' tensors: attention<n>.qkv.weight (3D, D) and .bias, then attention<n>.out.weight (D, D) and .bias
+void qkv_tensors(const Unit& u, const std::string& name, std::vector<UnitTensor>& out) {
+    position_tensors(u, name + ".qkv", out);
+}
+void out_tensors(const Unit& u, const std::string& name, std::vector<UnitTensor>& out) {
+    position_tensors(u, name + ".out", out);
+}
+
 }  // namespace
 
-extern const LayerType attention_layer{"multiHeadAttention", UnitKind::Attend, read, build};
-extern const UnitOps attend_unit{UnitFamily::Plain, nullptr, &device, nullptr, nullptr, forward, backward};
+extern const LayerType attention_layer{"multiHeadAttention", &attend_kind, read, build};
+extern const UnitKind attend_kind{UnitFamily::Plain, nullptr, &device, nullptr, nullptr, forward, backward};
+extern const UnitKind attention_qkv_kind{UnitFamily::ConvLike, "attention",      &position_device,  convlike_init,
+                                         qkv_tensors,          convlike_forward, convlike_backward, convlike_lr_reduce};
+extern const UnitKind attention_out_kind{UnitFamily::ConvLike,
+                                         "attention",
+                                         &position_device,
+                                         convlike_init,
+                                         out_tensors,
+                                         convlike_forward,
+                                         convlike_backward,
+                                         convlike_lr_reduce,
+                                         nullptr,
+                                         nullptr,
+                                         nullptr,
+                                         nullptr,
+                                         true};
 
 }  // namespace of

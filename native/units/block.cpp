@@ -9,6 +9,9 @@
 #include "units/unit.h"
 
 namespace of {
+
+extern const UnitKind concat_kind;
+
 namespace {
 
 Status build_begin(const LayerSpec&, ModelBuilder& b) {  // residualBegin and concatBegin
@@ -45,7 +48,7 @@ Status build_concat_end(const LayerSpec&, ModelBuilder& b) {
                  (!b.spatial || (b.H == b.block_h && b.W == b.block_w)) && (!b.seq || b.T == b.block_t),
              Shape, b.where + ": a concat block's output must keep its input's positions (image size, steps)");
     Unit u{b.width, 0, -1, -1};
-    u.kind = UnitKind::Concat;
+    u.kind = &concat_kind;
     u.skip_from = b.block_start;
     m.units[size_t(b.block_start)].starts_block = true;
     const int P = b.spatial ? b.H * b.W : b.seq ? b.T : 1;
@@ -95,10 +98,10 @@ void concat_backward(const Unit& u, const float* dout, float* df, float* dsrc, i
         }
 }
 
-extern const LayerType residual_begin_layer{"residualBegin", UnitKind::Concat, nullptr, build_begin};
-extern const LayerType concat_begin_layer{"concatBegin", UnitKind::Concat, nullptr, build_begin};
-extern const LayerType residual_end_layer{"residualEnd", UnitKind::Concat, nullptr, build_residual_end};
-extern const LayerType concat_end_layer{"concatEnd", UnitKind::Concat, nullptr, build_concat_end};
+extern const LayerType residual_begin_layer{"residualBegin", nullptr, nullptr, build_begin};
+extern const LayerType concat_begin_layer{"concatBegin", nullptr, nullptr, build_begin};
+extern const LayerType residual_end_layer{"residualEnd", nullptr, nullptr, build_residual_end};
+extern const LayerType concat_end_layer{"concatEnd", &concat_kind, nullptr, build_concat_end};
 namespace {
 void concat_train(const Unit& u, const float*, const float* in, int rows, float* out, const TrainCtx& t) {
     concat_forward(u, out, in, t.skip, rows, t.skip_rep);
@@ -117,7 +120,8 @@ const DeviceUnitOps device{false, device_forward, device_backward};
 
 }  // namespace
 
-extern const UnitOps concat_unit{UnitFamily::Plain, nullptr, &device, nullptr,     nullptr, pass,
-                                 pass_back,         nullptr, nullptr, concat_train};
+extern const UnitKind concat_kind{UnitFamily::Plain, nullptr, &device, nullptr,     nullptr, pass,
+                                  pass_back,         nullptr, nullptr, concat_train};
+bool Unit::concat() const { return kind == &concat_kind; }
 
 }  // namespace of

@@ -92,7 +92,7 @@ Status build_flatten(const LayerSpec&, ModelBuilder& b) {
 
 }  // namespace
 
-extern const LayerType activation_layer{"activation", UnitKind::Dense, read_activation, build_activation};
-extern const LayerType flatten_layer{"flatten", UnitKind::Dense, nullptr, build_flatten};
+extern const LayerType activation_layer{"activation", nullptr, read_activation, build_activation};
+extern const LayerType flatten_layer{"flatten", nullptr, nullptr, build_flatten};
 
 }  // namespace of

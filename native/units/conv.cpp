@@ -3,8 +3,9 @@
 //              kh kw C and kh kw Co (as tfjs); 'same' padding follows TensorFlow.
 //   graphConv: cols = A^ X, the normalized neighbour sums D^-1/2 (A + I) D^-1/2 X of node features (N, F)
 //              (Kipf & Welling 2017), W (H, F); A^ is symmetric, so it is its own adjoint in the backward.
-//   per-position dense (dense on a sequence, an attention's projections): cols = X itself (T positions of F
-//              features: a 1x1 window), W (units, F) -- the dense layer's math on rows T times as many.
+//   per position (dense on a sequence, an attention's projections; their kinds are defined beside their layers):
+//              cols = X itself (T positions of F features: a 1x1 window), W (units, F) -- a linear map on rows T
+//              times as many.
 // Also the window geometry that pooling shares (units/conv.h).
 #include "units/conv.h"
 
@@ -15,6 +16,9 @@
 #include "device/unit_pass.h"
 
 namespace of {
+
+extern const UnitKind conv2d_kind, graph_conv_kind;
+
 namespace {
 
 // out (rows, N F) = A^ in per row: each node's normalized neighbour sum (A^ from the unit's graph).
@@ -35,8 +39,8 @@ void graph_aggregate(float* out, const float* in, int rows, const Graph& g, int 
 }
 
 // An image conv takes the direct kernels where they suit its shape (kernels/cpu/conv.h), else im2row + GEMM.
-bool direct(const Unit& u) { return u.kind == UnitKind::Conv2d; }
-// neither an image conv nor a graph's: a dense map per position of a sequence, whose patches are its input itself
+bool direct(const Unit& u) { return u.image_conv(); }
+// neither an image conv nor a graph's: a linear map per position of a sequence, whose patches are its input itself
 bool per_position(const Unit& u) { return !direct(u) && !u.graph; }
 
 // The gathered inputs of a conv-like unit (rows positions, patch): im2row patches, the graph's neighbour sums, or a
@@ -52,16 +56,18 @@ void scatter(const KernelTable& k, const Unit& u, float* din, const float* dcols
     else k.row2im(din, dcols, rows, u.g);
 }
 
-void forward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
-             float* cols, const SeqCtx*) {
+}  // namespace
+
+void convlike_forward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
+                      float* cols, const SeqCtx*) {
     if (direct(u) && k.conv_forward(out, in, theta + u.w_off, rows, u.g)) return;
     k.gemm_nt(out, gather(k, u, cols, in, rows), theta + u.w_off, int(u.gemm_rows(rows)), u.g.Co, u.g.patch(), 1.0f,
               0.0f);
 }
 
 // dW = dv^T cols, db = colsum(dv) over every position; din = the adjoint of the gather applied to dv W
-void backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* dv,
-              float* dW, float* din, float* cols, const SeqCtx*) {
+void convlike_backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows,
+                       const float* dv, float* dW, float* din, float* cols, const SeqCtx*) {
     const int n = int(u.gemm_rows(rows)), P = u.g.patch();
     if (dW) {
         if (!direct(u) || !k.conv_weight_grad(dW, dv, in, nullptr, rows, u.g, 1.0f))
@@ -78,8 +84,8 @@ void backward(const KernelTable& k, const Unit& u, const float* theta, const flo
 }
 
 // dW = alpha (diag(w) S)^T cols, db = alpha colsum(diag(w) S): every output position of a row shares its weight
-void lr_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, const float* S, const float* w,
-               float alpha, float* dW, float* db, float* cols, float* wexp) {
+void convlike_lr_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, const float* S, const float* w,
+                        float alpha, float* dW, float* db, float* cols, float* wexp) {
     const int n = int(u.gemm_rows(rows));
     expand_row_weights(wexp, w, rows, u.g.positions());
     if (!direct(u) || !k.conv_weight_grad(dW, S, in, w, rows, u.g, alpha))
@@ -87,9 +93,16 @@ void lr_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, c
     if (u.b_off >= 0) k.lr_bias_reduce(db, wexp, S, n, u.g.Co, alpha, false);
 }
 
-void init(const Unit& u, float* theta, uint64_t seed, uint32_t unit) {
+void convlike_init(const Unit& u, float* theta, uint64_t seed, uint32_t unit) {
     init_uniform(u, theta, std::sqrt(6.0f / float(u.g.patch() + u.g.kh * u.g.kw * u.g.Co)), seed, unit);
 }
+
+void position_tensors(const Unit& u, const std::string& name, std::vector<UnitTensor>& out) {
+    out.push_back({name + ".weight", u.w_off, {u.g.Co, u.g.C}});
+    if (u.b_off >= 0) out.push_back({name + ".bias", u.b_off, {u.g.Co}});
+}
+
+namespace {
 
 // Output size and top/left padding of a window over n inputs (TensorFlow's rule for 'same': out = ceil(n / s),
 // the total padding split with the smaller half on top).
@@ -119,7 +132,7 @@ Status build_conv2d(const LayerSpec& l, ModelBuilder& b) {
     Unit u{b.width, 0, -1, -1};
     OF_TRY(image_window(l, b, u, false));
     OF_TRY(check_positive(l.units, "conv2d filters"));
-    u.kind = UnitKind::Conv2d;
+    u.kind = &conv2d_kind;
     u.quant = l.quant;
     b.m.has_quant = b.m.has_quant || l.quant != 0;
     u.g.Co = l.units;
@@ -173,7 +186,7 @@ Status build_graph_conv(const LayerSpec& l, ModelBuilder& b) {
         g->row_ptr.push_back(int(g->col.size()));
     }
     Unit u{b.width, 0, -1, -1};
-    u.kind = UnitKind::GraphConv;
+    u.kind = &graph_conv_kind;
     u.graph = g;
     u.g.H = l.nodes, u.g.W = 1, u.g.C = b.F, u.g.Ho = l.nodes, u.g.Wo = 1, u.g.Co = l.units;
     uint64_t wn = 0;
@@ -188,15 +201,6 @@ Status build_graph_conv(const LayerSpec& l, ModelBuilder& b) {
 void tensors_graph_conv(const Unit& u, const std::string& name, std::vector<UnitTensor>& out) {
     out.push_back({name + ".weight", u.w_off, {u.g.Co, u.g.C}});
     out.push_back({name + ".bias", u.b_off, {u.g.Co}});
-}
-
-// weight (units, F) and bias (units), as a dense layer's; an attention's projections name their role
-void tensors_position_dense(const Unit& u, const std::string& name, std::vector<UnitTensor>& out) {
-    const std::string n = name + (u.kind == UnitKind::AttentionQkv   ? ".qkv"
-                                  : u.kind == UnitKind::AttentionOut ? ".out"
-                                                                     : "");
-    out.push_back({n + ".weight", u.w_off, {u.g.Co, u.g.C}});
-    if (u.b_off >= 0) out.push_back({n + ".bias", u.b_off, {u.g.Co}});
 }
 
 // On a device: an image conv's patches by im2row, their adjoint by row2im; a graph's by A^ both ways (its CSR
@@ -224,11 +228,12 @@ Status aggregate(const UnitPass& p, const float* x, float* out) {
 }
 const DeviceUnitOps conv2d_device{true, nullptr, nullptr, im2row, row2im};
 const DeviceUnitOps graph_device{false, nullptr, nullptr, aggregate, aggregate};
-const DeviceUnitOps position_device{false};  // a GEMM unit whose patches are its input itself
 
 }  // namespace
 
-Status add_position_dense(ModelBuilder& b, UnitKind kind, int units, bool bias, int quant) {
+const DeviceUnitOps position_device{false};  // a GEMM unit whose patches are its input itself
+
+Status add_position_linear(ModelBuilder& b, const UnitKind* kind, int units, bool bias, int quant) {
     Unit u{b.width, 0, -1, -1};
     u.kind = kind;
     u.quant = quant;
@@ -236,7 +241,7 @@ Status add_position_dense(ModelBuilder& b, UnitKind kind, int units, bool bias, 
     ConvGeom& g = u.g;  // a 1x1 window over T x 1 positions
     g.H = b.T, g.W = 1, g.C = b.F, g.Ho = b.T, g.Wo = 1, g.Co = units;
     uint64_t wn = 0;
-    OF_TRY(checked_mul(uint64_t(b.F), uint64_t(units), &wn, "dense weight"));
+    OF_TRY(checked_mul(uint64_t(b.F), uint64_t(units), &wn, "per-position weight"));
     OF_TRY(b.params(u, wn, bias ? uint64_t(units) : 0));
     OF_TRY(b.output(u, uint64_t(b.T), uint64_t(units)));
     b.F = units;
@@ -277,17 +282,12 @@ Status add_image_unit(ModelBuilder& b, Unit& u, bool global) {
     return {};
 }
 
-extern const LayerType conv2d_layer{"conv2d", UnitKind::Conv2d, read_conv2d, build_conv2d};
-extern const LayerType graph_conv_layer{"graphConv", UnitKind::GraphConv, read_graph_conv, build_graph_conv};
-extern const UnitOps conv2d_unit{UnitFamily::ConvLike, "conv",  &conv2d_device, init,
-                                 tensors_conv2d,       forward, backward,       lr_reduce};
-extern const UnitOps graph_conv_unit{UnitFamily::ConvLike, "graph", &graph_device, init,
-                                     tensors_graph_conv,   forward, backward,      lr_reduce};
-extern const UnitOps seq_dense_unit{UnitFamily::ConvLike,   "dense", &position_device, init,
-                                    tensors_position_dense, forward, backward,         lr_reduce};
-extern const UnitOps attention_qkv_unit{UnitFamily::ConvLike,   "attention", &position_device, init,
-                                        tensors_position_dense, forward,     backward,         lr_reduce};
-extern const UnitOps attention_out_unit{UnitFamily::ConvLike,   "attention", &position_device, init,
-                                        tensors_position_dense, forward,     backward,         lr_reduce};
+extern const LayerType conv2d_layer{"conv2d", &conv2d_kind, read_conv2d, build_conv2d};
+extern const LayerType graph_conv_layer{"graphConv", &graph_conv_kind, read_graph_conv, build_graph_conv};
+extern const UnitKind conv2d_kind{UnitFamily::ConvLike, "conv",           &conv2d_device,    convlike_init,
+                                  tensors_conv2d,       convlike_forward, convlike_backward, convlike_lr_reduce};
+extern const UnitKind graph_conv_kind{UnitFamily::ConvLike, "graph",          &graph_device,     convlike_init,
+                                      tensors_graph_conv,   convlike_forward, convlike_backward, convlike_lr_reduce};
+bool Unit::image_conv() const { return kind == &conv2d_kind; }
 
 }  // namespace of

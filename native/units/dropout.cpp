@@ -7,6 +7,9 @@
 #include "units/unit.h"
 
 namespace of {
+
+extern const UnitKind dropout_kind;
+
 namespace {
 
 void read(const LayerReader& r, LayerSpec& l) { l.rate = float(r.number("rate")); }
@@ -15,7 +18,7 @@ Status build(const LayerSpec& l, ModelBuilder& b) {  // any shape, unchanged
     OF_CHECK(!b.m.units.empty(), Config, b.where + ": dropout needs a layer before it");
     OF_CHECK(l.rate >= 0.0f && l.rate < 1.0f, Config, b.where + ": dropout rate must be in [0, 1)");
     Unit u{b.width, b.width, -1, -1};
-    u.kind = UnitKind::Dropout;
+    u.kind = &dropout_kind;
     u.rate = l.rate;
     b.add(u);
     return {};
@@ -65,8 +68,8 @@ const DeviceUnitOps device{false, device_forward, device_backward};
 
 }  // namespace
 
-extern const LayerType dropout_layer{"dropout", UnitKind::Dropout, read, build};
-extern const UnitOps dropout_unit{UnitFamily::Plain, nullptr, &device, nullptr, nullptr, forward,
-                                  backward,          nullptr, nullptr, mask,    nullptr, mask};
+extern const LayerType dropout_layer{"dropout", &dropout_kind, read, build};
+extern const UnitKind dropout_kind{UnitFamily::Plain, nullptr, &device, nullptr, nullptr, forward,
+                                   backward,          nullptr, nullptr, mask,    nullptr, mask};
 
 }  // namespace of

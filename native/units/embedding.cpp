@@ -16,6 +16,9 @@
 #include "units/unit.h"
 
 namespace of {
+
+extern const UnitKind embedding_kind, positional_embedding_kind;
+
 namespace {
 
 const float kTableInit = std::sqrt(3.0f);
@@ -37,7 +40,7 @@ Status build_embedding(const LayerSpec& l, ModelBuilder& b) {
                  ": embedding must be the first layer: it reads the model's input of token ids (embedding({ "
                  "vocab, dim, steps }))");
     Unit u{b.width, 0, -1, -1};
-    u.kind = UnitKind::Embedding;
+    u.kind = &embedding_kind;
     u.vocab = l.vocab, u.q.T = b.width, u.q.F = l.units;
     b.m.token_vocab = l.vocab;
     u.g.Ho = u.q.T, u.g.Wo = 1, u.g.C = u.g.Co = u.q.F;  // its output per position (noise channels: D)
@@ -53,7 +56,7 @@ Status build_embedding(const LayerSpec& l, ModelBuilder& b) {
 Status build_positional(const LayerSpec&, ModelBuilder& b) {
     OF_CHECK(b.seq, Config, b.where + ": positionalEmbedding needs a sequence input (an embedding before it)");
     Unit u{b.width, b.width, -1, -1};
-    u.kind = UnitKind::PositionalEmbedding;
+    u.kind = &positional_embedding_kind;
     u.q.T = b.T, u.q.F = b.F;
     u.g.Ho = b.T, u.g.Wo = 1, u.g.C = u.g.Co = b.F;
     OF_TRY(b.params(u, uint64_t(b.width), 0));
@@ -182,13 +185,13 @@ const DeviceUnitOps positional_device{false, device_positional, device_positiona
 
 }  // namespace
 
-extern const LayerType embedding_layer{"embedding", UnitKind::Embedding, read_embedding, build_embedding};
-extern const LayerType positional_embedding_layer{"positionalEmbedding", UnitKind::PositionalEmbedding, nullptr,
+extern const LayerType embedding_layer{"embedding", &embedding_kind, read_embedding, build_embedding};
+extern const LayerType positional_embedding_layer{"positionalEmbedding", &positional_embedding_kind, nullptr,
                                                   build_positional};
 // the Norm family: their output is T positions of D values (ULR's noise channels, one sigma per value of D)
-extern const UnitOps embedding_unit{UnitFamily::Norm,  "embedding",       &embedding_device,  init,
-                                    tensors_embedding, forward_embedding, backward_embedding, lr_embedding};
-extern const UnitOps positional_embedding_unit{
+extern const UnitKind embedding_kind{UnitFamily::Norm,  "embedding",       &embedding_device,  init,
+                                     tensors_embedding, forward_embedding, backward_embedding, lr_embedding};
+extern const UnitKind positional_embedding_kind{
     UnitFamily::Norm,   "position",         &positional_device,  init,
     tensors_positional, forward_positional, backward_positional, lr_positional};
 

@@ -10,6 +10,9 @@
 #include "units/unit.h"
 
 namespace of {
+
+extern const UnitKind layer_norm_kind, batch_norm_kind, group_norm_kind;
+
 namespace {
 
 constexpr float kNormEps = 1e-5f;
@@ -20,7 +23,7 @@ struct Sets {
     int per_row, np, cg;
 };
 Sets sets_of(const Unit& u) {
-    if (u.kind == UnitKind::GroupNorm) return {u.groups, u.g.Ho, u.g.Co / u.groups};
+    if (u.kind == &group_norm_kind) return {u.groups, u.g.Ho, u.g.Co / u.groups};
     return {u.g.Ho, 1, u.g.Co};
 }
 
@@ -53,7 +56,7 @@ void xhat(const Unit& u, const float* in, int rows, float* xh, float* invs) {
 // x^ (rows, O) of any norm: batchNorm's from the batch statistics
 void xhat_of(const Unit& u, const float* in, int rows, std::vector<float>& xh) {
     xh.resize(size_t(rows) * size_t(u.O));
-    if (u.kind != UnitKind::BatchNorm) {
+    if (u.kind != &batch_norm_kind) {
         std::vector<float> invs(size_t(rows) * size_t(sets_of(u).per_row));
         return xhat(u, in, rows, xh.data(), invs.data());
     }
@@ -128,7 +131,7 @@ void backward(const KernelTable&, const Unit& u, const float* theta, const float
         for (int64_t i = 0; i < int64_t(rows) * u.O; i++) dW[i % C] += dv[i] * xh[size_t(i)], dW[C + i % C] += dv[i];
     }
     if (!din) return;
-    if (u.kind == UnitKind::GroupNorm) din_of_sets<double>(u, theta + u.w_off, dv, xh.data(), invs.data(), rows, din);
+    if (u.kind == &group_norm_kind) din_of_sets<double>(u, theta + u.w_off, dv, xh.data(), invs.data(), rows, din);
     else din_of_sets<float>(u, theta + u.w_off, dv, xh.data(), invs.data(), rows, din);
 }
 
@@ -188,7 +191,7 @@ Status build(const LayerSpec& l, ModelBuilder& b) {
     Unit u{b.width, b.width, -1, -1};
     u.kind = l.type->unit;
     const int last = b.spatial ? b.C : b.seq ? b.F : b.width;
-    if (u.kind == UnitKind::GroupNorm) {
+    if (u.kind == &group_norm_kind) {
         OF_CHECK(l.groups >= 1 && last % l.groups == 0, Config,
                  b.where + ": groupNorm groups (" + std::to_string(l.groups) + ") must divide the channels (" +
                      std::to_string(last) + ")");
@@ -196,7 +199,7 @@ Status build(const LayerSpec& l, ModelBuilder& b) {
     }
     u.g.Ho = b.width / last, u.g.Wo = 1, u.g.Co = last, u.g.C = last;
     OF_TRY(b.params(u, uint64_t(last), uint64_t(last)));
-    if (u.kind == UnitKind::BatchNorm) {  // running mean 0, variance 1
+    if (u.kind == &batch_norm_kind) {  // running mean 0, variance 1
         u.running = std::make_shared<std::vector<float>>(2 * size_t(last), 0.0f);
         std::fill(u.running->begin() + last, u.running->end(), 1.0f);
         u.batch = std::make_shared<std::vector<float>>(2 * size_t(last), 0.0f);
@@ -267,7 +270,7 @@ Status device_forward(const UnitPass& p, const float* x, float* out) {
     OF_TRY(xh.reserve(p.d, size_t(p.rows) * u.O * sizeof(float)));
     OF_TRY(inv.reserve(p.d, size_t(device_sets(p)) * sizeof(float)));
     const dev::NormArgs a{xh.f(), inv.f(), x, u.g.Ho, u.g.Co, u.groups};
-    OF_TRY(u.kind == UnitKind::GroupNorm ? p.d->group_norm(a, device_sets(p)) : p.d->layer_norm(a, device_sets(p)));
+    OF_TRY(u.kind == &group_norm_kind ? p.d->group_norm(a, device_sets(p)) : p.d->layer_norm(a, device_sets(p)));
     return p.d->add(dev::AddArgs{out, xh.f(), 0, p.weights(), u.g.Co}, p.values());
 }
 Status device_backward(const UnitPass& p, const float*, const float* dv, float alpha, bool weights, float* din) {
@@ -276,8 +279,8 @@ Status device_backward(const UnitPass& p, const float*, const float* dv, float a
     if (weights) OF_TRY(device_gain_bias_grads(p, xh, dv, alpha));
     if (!din) return {};
     const dev::NormBackArgs a{din, dv, xh, inv, gain, u.g.Ho, u.g.Co, u.groups};
-    return u.kind == UnitKind::GroupNorm ? p.d->group_norm_backward(a, device_sets(p))
-                                         : p.d->layer_norm_backward(a, device_sets(p));
+    return u.kind == &group_norm_kind ? p.d->group_norm_backward(a, device_sets(p))
+                                      : p.d->layer_norm_backward(a, device_sets(p));
 }
 const DeviceUnitOps device{false, device_forward, device_backward};
 
@@ -313,13 +316,13 @@ const DeviceUnitOps batch_device{false, device_batch_forward, device_batch_backw
 
 }  // namespace
 
-extern const LayerType layer_norm_layer{"layerNorm", UnitKind::LayerNorm, nullptr, build};
-extern const LayerType batch_norm_layer{"batchNorm", UnitKind::BatchNorm, nullptr, build};
-extern const LayerType group_norm_layer{"groupNorm", UnitKind::GroupNorm, read_group_norm, build};
-extern const UnitOps layer_norm_unit{UnitFamily::Norm, "norm", &device, init, tensors, forward, backward, lr_reduce};
-extern const UnitOps batch_norm_unit{UnitFamily::Norm, "batchnorm",    &batch_device, init,    tensors,
-                                     forward_batch,    backward_batch, lr_reduce,     nullptr, train_batch};
-extern const UnitOps group_norm_unit{UnitFamily::Norm, "groupnorm", &device,  init,
-                                     tensors,          forward,     backward, lr_reduce};
+extern const LayerType layer_norm_layer{"layerNorm", &layer_norm_kind, nullptr, build};
+extern const LayerType batch_norm_layer{"batchNorm", &batch_norm_kind, nullptr, build};
+extern const LayerType group_norm_layer{"groupNorm", &group_norm_kind, read_group_norm, build};
+extern const UnitKind layer_norm_kind{UnitFamily::Norm, "norm", &device, init, tensors, forward, backward, lr_reduce};
+extern const UnitKind batch_norm_kind{UnitFamily::Norm, "batchnorm",    &batch_device, init,    tensors,
+                                      forward_batch,    backward_batch, lr_reduce,     nullptr, train_batch};
+extern const UnitKind group_norm_kind{UnitFamily::Norm, "groupnorm", &device,  init,
+                                      tensors,          forward,     backward, lr_reduce};
 
 }  // namespace of

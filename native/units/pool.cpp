@@ -5,9 +5,12 @@
 #include "units/conv.h"
 
 namespace of {
+
+extern const UnitKind max_pool_kind, avg_pool_kind;
+
 namespace {
 
-PoolKind pool_kind(const Unit& u) { return u.kind == UnitKind::MaxPool2d ? PoolKind::Max : PoolKind::Avg; }
+PoolKind pool_kind(const Unit& u) { return u.kind == &max_pool_kind ? PoolKind::Max : PoolKind::Avg; }
 
 Status build(const LayerSpec& l, ModelBuilder& b, bool global) {
     Unit u{b.width, 0, -1, -1};
@@ -39,9 +42,11 @@ const DeviceUnitOps device{true, device_forward, device_backward};
 
 }  // namespace
 
-extern const LayerType max_pool_layer{"maxPool2d", UnitKind::MaxPool2d, read_window, build_window};
-extern const LayerType avg_pool_layer{"avgPool2d", UnitKind::AvgPool2d, read_window, build_window};
-extern const LayerType global_avg_pool_layer{"globalAvgPool", UnitKind::AvgPool2d, nullptr, build_global};
-extern const UnitOps pool_unit{UnitFamily::Plain, nullptr, &device, nullptr, nullptr, forward, backward};
+extern const LayerType max_pool_layer{"maxPool2d", &max_pool_kind, read_window, build_window};
+extern const LayerType avg_pool_layer{"avgPool2d", &avg_pool_kind, read_window, build_window};
+extern const LayerType global_avg_pool_layer{"globalAvgPool", &avg_pool_kind, nullptr, build_global};
+extern const UnitKind max_pool_kind{UnitFamily::Plain, nullptr, &device, nullptr, nullptr, forward, backward};
+extern const UnitKind avg_pool_kind{UnitFamily::Plain, nullptr, &device, nullptr, nullptr, forward, backward};
+bool Unit::pool() const { return kind == &max_pool_kind || kind == &avg_pool_kind; }
 
 }  // namespace of

@@ -11,18 +11,24 @@
 #include "units/unit.h"
 
 namespace of {
+
+extern const UnitKind rnn_kind, gru_kind, lstm_kind, lif_kind;
+
 namespace {
 
 // Per-step aux layout (offsets in units of H): rnn hprev h | gru hprev z r n rh | lstm hprev cprev i f g o tc |
 // lif u s.
 int step_width(const Unit& u) {
-    switch (u.kind) {
-        case UnitKind::Rnn: return 2 * u.q.H;
-        case UnitKind::Gru: return 5 * u.q.H;
-        case UnitKind::Lstm: return 7 * u.q.H;
-        case UnitKind::Lif: return 2 * u.q.H;
-        default: return 0;
-    }
+    if (!u.recurrent()) return 0;
+    return (u.kind == &gru_kind ? 5 : u.kind == &lstm_kind ? 7 : 2) * u.q.H;
+}
+
+// The cell kernels' name for u's kind (device/ops_recurrent.h).
+dev::Cell seq_cell(const Unit& u) {
+    return u.kind == &gru_kind    ? dev::Cell::Gru
+           : u.kind == &lstm_kind ? dev::Cell::Lstm
+           : u.kind == &lif_kind  ? dev::Cell::Lif
+                                  : dev::Cell::Rnn;
 }
 
 struct Params {
@@ -65,13 +71,6 @@ void over_rows(int rows, int64_t row_cycles, Fn&& fn) {
 
 int64_t seq_aux_width(const Unit& u) { return int64_t(u.q.T) * step_width(u); }
 
-dev::Cell seq_cell(UnitKind kind) {
-    return kind == UnitKind::Gru    ? dev::Cell::Gru
-           : kind == UnitKind::Lstm ? dev::Cell::Lstm
-           : kind == UnitKind::Lif  ? dev::Cell::Lif
-                                    : dev::Cell::Rnn;
-}
-
 void seq_forward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
                  float* aux, const float* E, const float* sigma, float* scratch, const float* xw, int rep) {
     const int T = u.q.T, F = u.q.F, H = u.q.H, GH = u.q.G * H, A = step_width(u);
@@ -82,7 +81,7 @@ void seq_forward(const KernelTable& k, const Unit& u, const float* theta, const 
     float* c = h + int64_t(rows) * H;   // rows x H: lstm cell, lif spikes
     std::fill(h, h + int64_t(rows) * H, 0.0f);
     std::fill(c, c + int64_t(rows) * H, 0.0f);
-    dev::SeqArgs a{P, h, c, aux, p.b, E, 0.0f, T, 0, H, GH, A, seq_cell(u.kind), u.q.beta, u.q.threshold, u.q.slope};
+    dev::SeqArgs a{P, h, c, aux, p.b, E, 0.0f, T, 0, H, GH, A, seq_cell(u), u.q.beta, u.q.threshold, u.q.slope};
     a.sigmas = sigma;
     for (int t = 0; t < T; t++) {
         a.t = t;
@@ -96,18 +95,18 @@ void seq_forward(const KernelTable& k, const Unit& u, const float* theta, const 
             k.gemm(P, GH, 1, in + int64_t(t) * F, int64_t(T) * F, 1, p.W, 1, F, nullptr, rows, GH, F, 1.0f, 0.0f);
         }
         if (u.q.has_u) {
-            const int gates = u.kind == UnitKind::Gru ? 2 * H : GH;
+            const int gates = u.kind == &gru_kind ? 2 * H : GH;
             k.gemm(P, GH, 1, h, H, 1, p.U, 1, H, nullptr, rows, gates, H, 1.0f, 1.0f);
         }
         over_rows(rows, int64_t(GH) * 8, [&](int r0, int r1) { cell_rows(a, r0, r1); });
-        if (u.kind == UnitKind::Gru) {  // the candidate: n = tanh(W_n x + U_n (r * h_prev) + b_n + sigma E_n)
+        if (u.kind == &gru_kind) {  // the candidate: n = tanh(W_n x + U_n (r * h_prev) + b_n + sigma E_n)
             k.gemm(P + 2 * H, GH, 1, aux + int64_t(t) * A + 4 * H, ras, 1, p.U + int64_t(2) * H * H, 1, H, nullptr,
                    rows, H, H, 1.0f, 1.0f);
             over_rows(rows, int64_t(H) * 8, [&](int r0, int r1) { candidate_rows(a, r0, r1); });
         }
         // the output: this step's h (lif: spikes), at every step or the last
         if (u.q.return_sequences || t == T - 1) {
-            const float* src = u.kind == UnitKind::Lif ? c : h;
+            const float* src = u.kind == &lif_kind ? c : h;
             for (int r = 0; r < rows; r++) {
                 float* o = out + (u.q.return_sequences ? int64_t(r) * T * H + int64_t(t) * H : int64_t(r) * H);
                 std::copy(src + int64_t(r) * H, src + int64_t(r + 1) * H, o);
@@ -124,7 +123,7 @@ void seq_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, 
     if (with_w) k.gemm_tn(dW, S, in, wexp, GH, F, n, alpha, 0.0f);
     float* dU = dW + int64_t(GH) * F;
     if (u.q.has_u) {
-        if (u.kind == UnitKind::Gru) {
+        if (u.kind == &gru_kind) {
             k.gemm(dU, H, 1, S, 1, GH, aux, A, 1, wexp, 2 * H, H, n, alpha, 0.0f);  // z, r: h_prev
             k.gemm(dU + int64_t(2) * H * H, H, 1, S + 2 * H, 1, GH, aux + 4 * H, A, 1, wexp, H, H, n, alpha,
                    0.0f);  // n: r h_prev
@@ -146,18 +145,18 @@ void seq_backward(const KernelTable& k, const Unit& u, const float* theta, const
     float* tmp = dc + int64_t(rows) * H;  // rows x H
     std::fill(dh, dh + int64_t(rows) * H, 0.0f);
     std::fill(dc, dc + int64_t(rows) * H, 0.0f);
-    const dev::Cell cell = seq_cell(u.kind);
+    const dev::Cell cell = seq_cell(u);
     dev::SeqBackArgs a{dh, dc, dP, tmp, aux, dout, T, 0, H, GH, A, cell, u.q.beta, u.q.threshold, u.q.slope};
     a.return_sequences = u.q.return_sequences ? 1 : 0;
     for (int t = T - 1; t >= 0; t--) {
         a.t = t;
         over_rows(rows, int64_t(GH) * 4, [&](int r0, int r1) { back_cell_rows(a, r0, r1); });
         float* dPt = dP + int64_t(t) * GH;  // rows with stride rps
-        if (u.kind == UnitKind::Gru) {      // through r * h_prev: d(r h_prev) = dP_n U_n
+        if (u.kind == &gru_kind) {          // through r * h_prev: d(r h_prev) = dP_n U_n
             k.gemm(tmp, H, 1, dPt + 2 * H, rps, 1, p.U + int64_t(2) * H * H, H, 1, nullptr, rows, H, H, 1.0f, 0.0f);
             over_rows(rows, int64_t(H) * 4, [&](int r0, int r1) { back_reset_rows(a, r0, r1); });
             k.gemm(dh, H, 1, dPt, rps, 1, p.U, H, 1, nullptr, rows, H, 2 * H, 1.0f, 1.0f);  // + [dP_z dP_r] U_zr
-        } else if (u.kind == UnitKind::Rnn || u.kind == UnitKind::Lstm) {
+        } else if (u.kind == &rnn_kind || u.kind == &lstm_kind) {
             k.gemm(dh, H, 1, dPt, rps, 1, p.U, H, 1, nullptr, rows, H, GH, 1.0f, 0.0f);  // dh_prev = dP U
         }
     }
@@ -169,7 +168,7 @@ namespace {
 
 void read(const LayerReader& r, LayerSpec& l) {
     l.units = int(r.integer("units", 1, 1 << 20));
-    l.return_sequences = r.flag_or("returnSequences", l.type->unit == UnitKind::Lif);
+    l.return_sequences = r.flag_or("returnSequences", l.type->unit == &lif_kind);
     l.beta = float(r.number_or("beta", 0.9));
     l.threshold = float(r.number_or("threshold", 1.0));
     l.slope = float(r.number_or("slope", 5.0));
@@ -186,8 +185,8 @@ Status build(const LayerSpec& l, ModelBuilder& b) {
     OF_TRY(check_positive(l.units, "recurrent units"));
     u.kind = l.type->unit;
     q.H = l.units;
-    q.G = u.kind == UnitKind::Gru ? 3 : u.kind == UnitKind::Lstm ? 4 : 1;
-    q.has_u = u.kind != UnitKind::Lif;
+    q.G = u.kind == &gru_kind ? 3 : u.kind == &lstm_kind ? 4 : 1;
+    q.has_u = u.kind != &lif_kind;
     q.return_sequences = l.return_sequences;
     q.beta = l.beta, q.threshold = l.threshold, q.slope = l.slope;
     OF_CHECK(q.beta >= 0.0f && q.beta <= 1.0f && std::isfinite(q.threshold) && q.slope > 0.0f, Config,
@@ -206,10 +205,9 @@ Status build(const LayerSpec& l, ModelBuilder& b) {
 // W and U uniform in +-1/sqrt(H) (PyTorch's rule), lif's W Glorot-uniform; b zero, but an lstm's forget gate starts at
 // 1
 void init(const Unit& u, float* theta, uint64_t seed, uint32_t unit) {
-    const float bound =
-        u.kind == UnitKind::Lif ? std::sqrt(6.0f / float(u.q.F + u.q.H)) : 1.0f / std::sqrt(float(u.q.H));
+    const float bound = u.kind == &lif_kind ? std::sqrt(6.0f / float(u.q.F + u.q.H)) : 1.0f / std::sqrt(float(u.q.H));
     init_uniform(u, theta, bound, seed, unit);
-    if (u.kind == UnitKind::Lstm) std::fill(theta + u.b_off + u.q.H, theta + u.b_off + 2 * u.q.H, 1.0f);
+    if (u.kind == &lstm_kind) std::fill(theta + u.b_off + u.q.H, theta + u.b_off + 2 * u.q.H, 1.0f);
 }
 
 void tensors(const Unit& u, const std::string& name, std::vector<UnitTensor>& out) {  // gates in recurrent.h's order
@@ -272,7 +270,7 @@ Status DeviceTrainer::seq_forward(const Model& m, int l, int rows, const float* 
     OF_TRY(d->zero(h, size_t(rows) * H * sizeof(float)));
     OF_TRY(d->zero(c, size_t(rows) * H * sizeof(float)));
     const float* b = theta_ + u.b_off;
-    const dev::Cell cell = seq_cell(u.kind);
+    const dev::Cell cell = seq_cell(u);
     const int all_steps = u.q.return_sequences ? 1 : 0;
     dev::SeqArgs a{P, h,    c,        aux,           b,         E,   sigma,     T,  0,   H,     GH,
                    A, cell, u.q.beta, u.q.threshold, u.q.slope, out, all_steps, xw, rep, sigmas};
@@ -282,10 +280,10 @@ Status DeviceTrainer::seq_forward(const Model& m, int l, int rows, const float* 
         if (xw) OF_TRY(d->seq_input(a, int64_t(rows) * GH));
         else OF_TRY(d->gemm(false, true, rows, GH, F, 1.0f, in + int64_t(t) * F, T * F, W, F, 0.0f, P, GH, tf32));
         if (U)
-            OF_TRY(d->gemm(false, true, rows, u.kind == UnitKind::Gru ? 2 * H : GH, H, 1.0f, h, H, U, H, 1.0f, P, GH,
-                           tf32));
+            OF_TRY(
+                d->gemm(false, true, rows, u.kind == &gru_kind ? 2 * H : GH, H, 1.0f, h, H, U, H, 1.0f, P, GH, tf32));
         OF_TRY(d->seq_cell(a, n));
-        if (u.kind == UnitKind::Gru) {  // the candidate reads r * h_prev
+        if (u.kind == &gru_kind) {  // the candidate reads r * h_prev
             OF_TRY(d->gemm(false, true, rows, H, H, 1.0f, aux + int64_t(t) * A + 4 * H, T * A, U + int64_t(2) * H * H,
                            H, 1.0f, P + 2 * H, GH, tf32));
             OF_TRY(d->seq_candidate(a, n));
@@ -306,7 +304,7 @@ Status DeviceTrainer::seq_reduce(const Model& m, int l, int rows, const float* i
     if (with_w) OF_TRY(d->gemm(true, false, GH, F, n, alpha, S, GH, in, F, 0.0f, dW, F, tf32));
     float* dU = dW + int64_t(GH) * F;
     if (u.q.has_u) {
-        if (u.kind == UnitKind::Gru) {  // z, r: h_prev; the candidate: r h_prev
+        if (u.kind == &gru_kind) {  // z, r: h_prev; the candidate: r h_prev
             OF_TRY(d->gemm(true, false, 2 * H, H, n, alpha, S, GH, aux, A, 0.0f, dU, H, tf32));
             OF_TRY(d->gemm(true, false, H, H, n, alpha, S + 2 * H, GH, aux + 4 * H, A, 0.0f, dU + int64_t(2) * H * H, H,
                            tf32));
@@ -333,14 +331,14 @@ Status DeviceTrainer::seq_backward(const Model& m, int l, int rows, const float*
     float *dh = seq_dh_.f(), *dc = seq_dc_.f(), *q = seq_q_.f(), *aux = aux_[size_t(l)]->f();
     OF_TRY(d->zero(dh, size_t(n) * sizeof(float)));
     OF_TRY(d->zero(dc, size_t(n) * sizeof(float)));
-    const dev::Cell cell = seq_cell(u.kind);
+    const dev::Cell cell = seq_cell(u);
     const int all_steps = u.q.return_sequences ? 1 : 0;
     dev::SeqBackArgs a{dh, dc, dP, q, aux, dout, T, 0, H, GH, A, cell, u.q.beta, u.q.threshold, u.q.slope, all_steps};
     for (int t = T - 1; t >= 0; t--) {
         a.t = t;
         OF_TRY(d->seq_back_cell(a, n));
         float* dPt = dP + int64_t(t) * GH;
-        if (u.kind == UnitKind::Gru) {  // through r * h_prev: d(r h_prev) = dP_n U_n; then + [dP_z dP_r] U_zr
+        if (u.kind == &gru_kind) {  // through r * h_prev: d(r h_prev) = dP_n U_n; then + [dP_z dP_r] U_zr
             OF_TRY(d->gemm(false, false, rows, H, H, 1.0f, dPt + 2 * H, T * GH, U + int64_t(2) * H * H, H, 0.0f, q, H,
                            tf32));
             OF_TRY(d->seq_back_reset(a, n));
@@ -354,17 +352,17 @@ Status DeviceTrainer::seq_backward(const Model& m, int l, int rows, const float*
     return d->gemm(false, false, rows * T, F, GH, 1.0f, dP, GH, W, F, 0.0f, din, F, tf32);
 }
 
-extern const LayerType rnn_layer{"rnn", UnitKind::Rnn, read, build};
-extern const LayerType gru_layer{"gru", UnitKind::Gru, read, build};
-extern const LayerType lstm_layer{"lstm", UnitKind::Lstm, read, build};
-extern const LayerType lif_layer{"lif", UnitKind::Lif, read, build};
-extern const UnitOps rnn_unit{
+extern const LayerType rnn_layer{"rnn", &rnn_kind, read, build};
+extern const LayerType gru_layer{"gru", &gru_kind, read, build};
+extern const LayerType lstm_layer{"lstm", &lstm_kind, read, build};
+extern const LayerType lif_layer{"lif", &lif_kind, read, build};
+extern const UnitKind rnn_kind{
     UnitFamily::Recurrent, "rnn", &device, init, tensors, forward, backward, nullptr, noise_width};
-extern const UnitOps gru_unit{
+extern const UnitKind gru_kind{
     UnitFamily::Recurrent, "gru", &device, init, tensors, forward, backward, nullptr, noise_width};
-extern const UnitOps lstm_unit{
+extern const UnitKind lstm_kind{
     UnitFamily::Recurrent, "lstm", &device, init, tensors, forward, backward, nullptr, noise_width};
-extern const UnitOps lif_unit{
+extern const UnitKind lif_kind{
     UnitFamily::Recurrent, "lif", &device, init, tensors, forward, backward, nullptr, noise_width};
 
 }  // namespace of

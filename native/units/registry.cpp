@@ -1,50 +1,16 @@
-// The table of kinds: every unit kind's operations and every layer type of the JS spec, each defined in its file
-// beside this one. The only place that lists them all: a new kind is one file plus its lines here. Below the
-// tables, model/units.h's entry points, dispatching through them.
+// The table of layer types of the JS spec, each defined in its file beside this one with the unit kinds it makes:
+// the only place that lists them all, so a new kind is its file plus its lines here. Below the table, model/units.h's
+// entry points, dispatching through each unit's kind.
 #include "units/registry.h"
 
 #include "units/unit.h"
 
 namespace of {
 
-extern const UnitOps dense_unit, conv2d_unit, pool_unit, rnn_unit, gru_unit, lstm_unit, lif_unit, repeat_unit,
-    time_mean_unit, graph_conv_unit, concat_unit, dropout_unit, layer_norm_unit, batch_norm_unit, group_norm_unit,
-    embedding_unit, positional_embedding_unit, seq_dense_unit, attention_qkv_unit, attention_out_unit, attend_unit,
-    adapter_unit, seq_adapter_unit;
 extern const LayerType dense_layer, activation_layer, flatten_layer, conv2d_layer, max_pool_layer, avg_pool_layer,
     global_avg_pool_layer, rnn_layer, gru_layer, lstm_layer, lif_layer, repeat_layer, time_mean_layer, graph_conv_layer,
     residual_begin_layer, concat_begin_layer, residual_end_layer, concat_end_layer, dropout_layer, layer_norm_layer,
     batch_norm_layer, group_norm_layer, embedding_layer, positional_embedding_layer, attention_layer;
-
-const UnitOps& unit_ops(UnitKind kind) {
-    switch (kind) {
-        case UnitKind::Dense: return dense_unit;
-        case UnitKind::Conv2d: return conv2d_unit;
-        case UnitKind::MaxPool2d:
-        case UnitKind::AvgPool2d: return pool_unit;
-        case UnitKind::Rnn: return rnn_unit;
-        case UnitKind::Gru: return gru_unit;
-        case UnitKind::Lstm: return lstm_unit;
-        case UnitKind::Lif: return lif_unit;
-        case UnitKind::Repeat: return repeat_unit;
-        case UnitKind::TimeMean: return time_mean_unit;
-        case UnitKind::GraphConv: return graph_conv_unit;
-        case UnitKind::Concat: return concat_unit;
-        case UnitKind::Dropout: return dropout_unit;
-        case UnitKind::LayerNorm: return layer_norm_unit;
-        case UnitKind::BatchNorm: return batch_norm_unit;
-        case UnitKind::GroupNorm: return group_norm_unit;
-        case UnitKind::Embedding: return embedding_unit;
-        case UnitKind::PositionalEmbedding: return positional_embedding_unit;
-        case UnitKind::SeqDense: return seq_dense_unit;
-        case UnitKind::AttentionQkv: return attention_qkv_unit;
-        case UnitKind::AttentionOut: return attention_out_unit;
-        case UnitKind::Attend: return attend_unit;
-        case UnitKind::Adapter: return adapter_unit;
-        case UnitKind::SeqAdapter: return seq_adapter_unit;
-    }
-    return dense_unit;  // unreachable: every kind is listed
-}
 
 const LayerType* find_layer_type(const std::string& name) {
     static const LayerType* const types[] = {
@@ -79,47 +45,47 @@ const LayerType* find_layer_type(const std::string& name) {
     return nullptr;
 }
 
-UnitFamily unit_family(UnitKind kind) { return unit_ops(kind).family; }
+UnitFamily unit_family(const UnitKind* kind) { return kind->family; }
 
 int Unit::noise_width() const {
-    const UnitOps& o = unit_ops(kind);
+    const UnitKind& o = *kind;
     return o.noise_width ? o.noise_width(*this) : O;
 }
 
 void unit_linear(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
                  float* cols, const SeqCtx* sq) {
-    unit_ops(u.kind).forward(k, u, theta, in, rows, out, cols, sq);
+    u.kind->forward(k, u, theta, in, rows, out, cols, sq);
 }
 
 void unit_train_linear(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
                        float* cols, const SeqCtx* sq, const TrainCtx& t) {
-    const UnitOps& o = unit_ops(u.kind);
+    const UnitKind& o = *u.kind;
     if (o.train_forward) o.train_forward(u, theta, in, rows, out, t);
     else o.forward(k, u, theta, in, rows, out, cols, sq);
 }
 
 void unit_backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* dv,
                    float* dW, float* din, float* cols, const SeqCtx* sq) {
-    unit_ops(u.kind).backward(k, u, theta, in, rows, dv, dW, din, cols, sq);
+    u.kind->backward(k, u, theta, in, rows, dv, dW, din, cols, sq);
 }
 
 void unit_train_backward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows,
                          const float* dv, float* dW, float* din, float* cols, const SeqCtx* sq, const TrainCtx& t) {
-    const UnitOps& o = unit_ops(u.kind);
+    const UnitKind& o = *u.kind;
     if (!o.train_backward) return o.backward(k, u, theta, in, rows, dv, dW, din, cols, sq);
     if (din) o.train_backward(u, theta, dv, rows, din, t);
 }
 
 void unit_lr_reduce(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, const float* S,
                     const float* w, float alpha, float* dW, float* db, float* cols, float* wexp) {
-    const UnitOps& o = unit_ops(u.kind);
+    const UnitKind& o = *u.kind;
     if (o.lr_reduce_params) return o.lr_reduce_params(k, u, theta, in, rows, S, w, alpha, dW, cols);
     o.lr_reduce(k, u, in, rows, S, w, alpha, dW, db, cols, wexp);
 }
 
 void unit_clean_forward(const KernelTable& k, const Unit& u, const float* theta, const float* in, int rows, float* out,
                         float* cols, const SeqCtx* sq, const float* skip) {
-    if (u.kind == UnitKind::Concat) concat_forward(u, out, in, skip, rows, 1);
+    if (u.concat()) concat_forward(u, out, in, skip, rows, 1);
     else unit_linear(k, u, theta, in, rows, out, cols, sq);
     unit_bias_act(k, u, theta, out, out, rows);
     if (u.ends_residual()) residual_add(k, u, out, skip, rows, 1);
@@ -137,12 +103,12 @@ void unit_bias_row(const Unit& u, const float* theta, float* out) {
 }
 
 std::vector<UnitTensor> TensorNames::of(const Unit& u) {
-    const UnitOps& o = unit_ops(u.kind);
+    const UnitKind& o = *u.kind;
     std::vector<UnitTensor> out;
     if (!u.param() || !o.tensors) return out;
     int& n = count_[o.tensor_name];
     // an attention's output projection continues the name its input projections opened
-    const int index = u.kind == UnitKind::AttentionOut ? n - 1 : n++;
+    const int index = o.continues_name ? n - 1 : n++;
     o.tensors(u, o.tensor_name + std::to_string(index), out);
     return out;
 }

@@ -7,6 +7,9 @@
 #include "units/unit.h"
 
 namespace of {
+
+extern const UnitKind repeat_kind, time_mean_kind;
+
 namespace {
 
 void read_repeat(const LayerReader& r, LayerSpec& l) { l.steps = int(r.integer("steps", 1, 1 << 16)); }
@@ -15,7 +18,7 @@ Status build_repeat(const LayerSpec& l, ModelBuilder& b) {
     OF_CHECK(!b.seq && !b.spatial, Config, b.where + ": repeat needs a flat input");
     OF_CHECK(l.steps >= 1 && l.steps <= 1 << 16, Config, b.where + ": repeat steps must be in [1, 65536]");
     Unit u{b.width, 0, -1, -1};
-    u.kind = UnitKind::Repeat, u.q.T = l.steps, u.q.F = b.width;
+    u.kind = &repeat_kind, u.q.T = l.steps, u.q.F = b.width;
     b.T = l.steps, b.F = b.width, b.seq = true;
     OF_TRY(b.output(u, uint64_t(u.q.T), uint64_t(u.q.F)));
     b.add(u);
@@ -27,7 +30,7 @@ Status build_time_mean(const LayerSpec&, ModelBuilder& b) {
         b.seq, Config,
         b.where + ": this layer needs a sequence input (inputShape [steps, features] on the first layer, or repeat())");
     Unit u{b.width, 0, -1, -1};
-    u.kind = UnitKind::TimeMean, u.q.T = b.T, u.q.F = b.F;
+    u.kind = &time_mean_kind, u.q.T = b.T, u.q.F = b.F;
     b.seq = false;
     OF_TRY(b.output(u, 1, uint64_t(u.q.F)));
     b.add(u);
@@ -95,11 +98,11 @@ const DeviceUnitOps time_mean_device{false, device_time_mean, device_time_mean_g
 
 }  // namespace
 
-extern const LayerType repeat_layer{"repeat", UnitKind::Repeat, read_repeat, build_repeat};
-extern const LayerType time_mean_layer{"timeMean", UnitKind::TimeMean, nullptr, build_time_mean};
-extern const UnitOps repeat_unit{UnitFamily::Plain, nullptr,        &repeat_device, nullptr,
-                                 nullptr,           forward_repeat, backward_repeat};
-extern const UnitOps time_mean_unit{UnitFamily::Plain, nullptr,           &time_mean_device, nullptr,
-                                    nullptr,           forward_time_mean, backward_time_mean};
+extern const LayerType repeat_layer{"repeat", &repeat_kind, read_repeat, build_repeat};
+extern const LayerType time_mean_layer{"timeMean", &time_mean_kind, nullptr, build_time_mean};
+extern const UnitKind repeat_kind{UnitFamily::Plain, nullptr,        &repeat_device, nullptr,
+                                  nullptr,           forward_repeat, backward_repeat};
+extern const UnitKind time_mean_kind{UnitFamily::Plain, nullptr,           &time_mean_device, nullptr,
+                                     nullptr,           forward_time_mean, backward_time_mean};
 
 }  // namespace of

@@ -61,14 +61,14 @@ struct ModelBuilder {
 // A `type` of the JS layer spec.
 struct LayerType {
     const char* name;
-    UnitKind unit;                                     // the kind of unit it makes (ignored by layers that make none)
+    const UnitKind* unit;  // the kind of unit it makes (nullptr: it makes none, or its build chooses)
     void (*read)(const LayerReader& r, LayerSpec& l);  // its options into l; nullptr: none
     Status (*build)(const LayerSpec& l, ModelBuilder& b);
 };
 
-// What a unit kind computes. forward, backward and lr_reduce are model/units.h's unit_linear, unit_backward and
-// unit_lr_reduce for this kind (their comments give the buffers).
-struct UnitOps {
+// A unit kind: what it computes. forward, backward and lr_reduce are model/units.h's unit_linear, unit_backward and
+// unit_lr_reduce for this kind (their comments give the buffers). A unit points at its kind (Unit::kind).
+struct UnitKind {
     UnitFamily family;
     const char* tensor_name;      // its parameter tensors are <tensor_name><n>.weight, ... (nullptr: no parameters)
     const DeviceUnitOps* device;  // its passes on a device (device/unit_pass.h); nullptr: it runs on the CPU
@@ -91,6 +91,8 @@ struct UnitOps {
                              const float* S, const float* w, float alpha, float* dW, float* cols);
     // its input gradient din from dv, where training mode differs (unit_train_backward); nullptr: backward
     void (*train_backward)(const Unit& u, const float* theta, const float* dv, int rows, float* din, const TrainCtx& t);
+    // its tensors continue the name the last unit of its tensor_name opened (an attention's output projection)
+    bool continues_name = false;
 };
 
 // Shared by the kinds (units/build.cpp).
@@ -100,9 +102,6 @@ void init_uniform(const Unit& u, float* theta, float bound, uint64_t seed, uint3
 void fill_uniform(float* w, int64_t n, float bound, uint64_t seed, uint32_t unit, uint32_t draw);
 // weights: 'real' (0, the default), 'binary' (1) or 'ternary' (2)
 int read_quant(const LayerReader& r);
-// A dense layer with a low-rank adapter (units/adapter.cpp): u (I, O) becomes an adapter unit with its frozen base
-// (W, b: a frozen range of the model) and its factors laid out; Config for a rank or alpha it cannot take.
-Status adapter_layout(const LayerSpec& l, ModelBuilder& b, Unit& u);
 // rows * positions row weights: row r's weight (nullptr: 1) repeated over its positions
 void expand_row_weights(float* wexp, const float* w, int rows, int64_t positions);
 
