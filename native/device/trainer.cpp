@@ -15,7 +15,8 @@
 namespace of {
 
 std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e, const LossHook* hook) {
-    if (!m.frozen_ranges.empty()) return "adapters (frozen parameter ranges) run on the CPU";
+    const bool wp = e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es;
+    if (!m.frozen_ranges.empty() && wp) return "SPSA and ES with adapters (frozen parameter ranges) run on the CPU";
     if (m.has_quant && e.kind == EstimatorConfig::Kind::Bp)
         return "bp() cannot differentiate binary or ternary weights";
     for (const Unit& u : m.units)
@@ -150,7 +151,8 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     if (tail) m.units = std::move(all), m.frozen = frozen;
     OF_TRY(st);
     if (m.frozen > 0 && (!tail || wp)) OF_TRY(dev_->zero(grads_.f(), size_t(trainable_offset(m)) * sizeof(float)));
-    if (wp) return {};  // its statistics block is written
+    OF_TRY(zero_frozen_ranges(m));  // units leave them stale (an adapter writes only its factors)
+    if (wp) return {};              // its statistics block is written
     if (modules) *rows = B * e.ulr.copies;
     if (id >= 0.0 && acc_.size() == 0) OF_TRY(reset_tally());
     return step_stats(dev::StatsArgs{nullptr, nullptr, loss_.f(), hit_.as<int>(), *rows,
@@ -265,7 +267,14 @@ Status DeviceTrainer::grad_norm(int64_t off, int64_t n, float clip) {
     return dev_->sumsq_final(a, 1);
 }
 
-// The optimizer on the trainable part of the slab (a frozen prefix is never touched, as in train.cpp apply_update).
+Status DeviceTrainer::zero_frozen_ranges(const Model& m) {
+    for (const auto& [b, e] : m.frozen_ranges) OF_TRY(dev_->zero(grads_.f() + b, size_t(e - b) * sizeof(float)));
+    return {};
+}
+
+// The optimizer on the trainable part of the slab, as in train.cpp apply_update: a frozen prefix and the frozen ranges
+// are never touched, not even by weight decay; the update runs on the spans between them, with the clipping factor of
+// the whole gradient (zero on the frozen ranges).
 Status DeviceTrainer::update(const Model& m, const OptimizerConfig& o, int64_t t, int B) {
     for (int l = 0; l < int(m.units.size()); l++) {  // running statistics (batchNorm's) follow this step's batch
         const Unit& u = m.units[size_t(l)];
@@ -275,19 +284,29 @@ Status DeviceTrainer::update(const Model& m, const OptimizerConfig& o, int64_t t
                                 u.g.Co));
     }
     const int64_t off = trainable_offset(m), n = m.n_params - off;
+    OF_TRY(zero_frozen_ranges(m));  // applyGradients may bring values there
     if (o.clip_norm > 0.0f) OF_TRY(grad_norm(off, n, o.clip_norm));
     const float lr = schedule_lr(o.schedule, o.lr, t);  // update t's rate, as cpu::optimizer_step computes it
-    float *p = params_.f() + off, *g = grads_.f() + off, *m1 = opt_m_.f() + off, *m2 = opt_v_.f() + off;
     const double *gscale = o.clip_norm > 0.0f ? norm_.as<double>() : nullptr, *gate = stats_.as<double>();
     const int nesterov = o.nesterov ? 1 : 0;
-    dev::OptArgs a{p,          g,        m1,      m2,      gscale, gate, o.kind, lr, o.weight_decay,
-                   o.momentum, nesterov, o.beta1, o.beta2, o.eps,  0.0f, 0.0f};
+    dev::OptArgs a{nullptr,    nullptr,  nullptr, nullptr, gscale, gate, o.kind, lr, o.weight_decay,
+                   o.momentum, nesterov, o.beta1, o.beta2, o.eps,  0.0f, 0.0f};  // the pointers: per span
     if (o.kind != OptKind::Sgd) {  // bias corrections as cpu::optimizer_step computes them
         const float bc1 = float(1.0 - std::pow(double(o.beta1), double(t)));
         const float bc2 = float(1.0 - std::pow(double(o.beta2), double(t)));
         a.step = lr / bc1, a.inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
     }
-    return dev_->optimizer(a, n);
+    auto span = [&](int64_t begin, int64_t end) -> Status {
+        if (end <= begin) return {};
+        a.p = params_.f() + begin, a.g = grads_.f() + begin, a.m = opt_m_.f() + begin, a.v = opt_v_.f() + begin;
+        return dev_->optimizer(a, end - begin);
+    };
+    int64_t begin = off;
+    for (const auto& [b, e] : m.frozen_ranges) {
+        OF_TRY(span(begin, std::max(begin, b)));
+        begin = std::max(begin, e);
+    }
+    return span(begin, m.n_params);
 }
 
 Status DeviceTrainer::gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,

@@ -141,6 +141,7 @@ class DeviceTrainer {
                      float clip);  // of grads[off, off + n): norm_[0] = |g|, norm_[1] = clip factor
     // the optimizer and batchNorm's running statistics, gated by the step statistics (B: the step's samples)
     Status update(const Model& m, const OptimizerConfig& o, int64_t t, int B);
+    Status zero_frozen_ranges(const Model& m);  // their gradients (an adapter's base W and b)
     Status read_stats(StepStats* stats, int rows);
     Status inference_sums(Model& m, int B, const float* x, double* sums);  // summed loss, hits (trainer.cpp)
     // learnSigma: per layer with parameters; layer-wise copies 'auto' (sg_: the sigma gradients, then the variances)

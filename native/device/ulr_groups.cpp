@@ -6,6 +6,7 @@
 #include "device/unit_pass.h"
 #include "estimators/blocks.h"
 #include "estimators/ulr_plan.h"
+#include "units/unit.h"
 
 namespace of {
 
@@ -130,8 +131,8 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             OF_TRY(dsum(sg_.as<double>() + P + p));
         }
         const bool fused = l == st && !u.recurrent() && !regen;  // the copy sum scores the noise itself
-        // a later dense unit with a bias: its scores and their column sums' first stage in one pass
-        const bool scored_cols = l != st && !regen && u.flat_linear() && u.b_off >= 0;
+        // a later GEMM unit of flat rows with a bias: its scores and their column sums' first stage in one pass
+        const bool scored_cols = l != st && !regen && u.flat_linear() && u.b_off >= 0 && !u.kind->device->backward;
         if (scored_cols) {
             OF_TRY(col_part_.reserve(d, size_t(chunks) * u.O * sizeof(float)));
             const dev::ScoreColsArgs sc{{S, w_.f(), u.O, c.density, c.score, sigmas[size_t(l)]}, col_part_.f(), R};
