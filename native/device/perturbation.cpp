@@ -9,18 +9,20 @@ namespace of {
 
 struct DeviceTrainer::Perturbation final : PerturbationEngine {
     DeviceTrainer& t;
-    Model& m;
     const float* x;  // the batch on the device: B rows
     int B;
     uint32_t step;
     Perturbation(DeviceTrainer& t, Model& m, const float* x, int B, uint32_t step)
-        : t(t), m(m), x(x), B(B), step(step) {}
-    Status direction(int p) override {  // no frozen ranges to zero: unsupported() leaves adapters to the CPU
+        : PerturbationEngine(m), t(t), x(x), B(B), step(step) {}
+    Status direction(int p) override {
         const int n = int(m.n_params);
         OF_TRY(t.z_.reserve(t.dev_.get(), size_t(n) * sizeof(float)));
         const dev::NoisyArgs na{nullptr, t.z_.f(), nullptr, nullptr,      1,           0.0f, 1, n, 1, Act::Identity,
                                 0.0f,    m.seed,   step,    kWeightLayer, uint32_t(p), 0,    0};
         return t.dev_->noisy_forward(na, dev::noise_counters(n));
+    }
+    Status zero_direction(int64_t begin, int64_t end) override {
+        return t.dev_->zero(t.z_.f() + begin, size_t(end - begin) * sizeof(float));
     }
     Status loss_at(float s, float* loss) override {
         OF_TRY(t.theta_p_.reserve(t.dev_.get(), size_t(m.n_params) * sizeof(float)));

@@ -15,8 +15,6 @@
 namespace of {
 
 std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e, const LossHook* hook) {
-    const bool wp = e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es;
-    if (!m.frozen_ranges.empty() && wp) return "SPSA and ES with adapters (frozen parameter ranges) run on the CPU";
     if (m.has_quant && e.kind == EstimatorConfig::Kind::Bp)
         return "bp() cannot differentiate binary or ternary weights";
     for (const Unit& u : m.units)

@@ -52,19 +52,20 @@ std::vector<double> coefficients(const EstimatorConfig& e, const float* plus, co
 
 // The CPU engine: the slab in m.params, z in m.ws.z, the perturbed copy in m.ws.theta, g in m.grads.
 struct CpuPerturbation final : PerturbationEngine {
-    Model& m;
     const float* x;  // the batch: B rows, targets y
     Targets y;
     int B;
     uint32_t step;
     int64_t clean;  // slab entries [0, clean) are not perturbed
     CpuPerturbation(Model& m, const float* x, Targets y, int B, uint32_t step, int64_t clean)
-        : m(m), x(x), y(y), B(B), step(step), clean(clean) {}
-    // 0 on the frozen ranges: perturbing weights that never train would only add variance
+        : PerturbationEngine(m), x(x), y(y), B(B), step(step), clean(clean) {}
     Status direction(int p) override {
         OF_TRY(m.ws.z.reserve(size_t(m.n_params)));
         m.k->noise_fill(m.ws.z.data(), 1, int(m.n_params), NoiseSpec{m.seed, step, kWeightLayer, uint32_t(p), false});
-        m.zero_frozen(m.ws.z.data());
+        return {};
+    }
+    Status zero_direction(int64_t begin, int64_t end) override {
+        std::fill(m.ws.z.data() + begin, m.ws.z.data() + end, 0.0f);
         return {};
     }
     Status loss_at(float s, float* loss) override {
@@ -94,11 +95,18 @@ struct CpuPerturbation final : PerturbationEngine {
     }
 };
 
+// z_p, 0 on the frozen ranges (an adapter's base): perturbing weights that never train would only add variance
+Status direction(PerturbationEngine& w, int p) {
+    OF_TRY(w.direction(p));
+    for (const auto& [begin, end] : w.m.frozen_ranges) OF_TRY(w.zero_direction(begin, end));
+    return {};
+}
+
 }  // namespace
 
 Status perturbation_losses(PerturbationEngine& w, const EstimatorConfig& e, int p0, int p1, float* plus, float* minus) {
     for (int p = p0; p < p1; p++) {
-        OF_TRY(w.direction(p));
+        OF_TRY(direction(w, p));
         OF_TRY(w.loss_at(e.wp.sigma, &plus[p]));
         minus[p] = 0.0f;
         if (pairs_of(e)) OF_TRY(w.loss_at(-e.wp.sigma, &minus[p]));
@@ -110,7 +118,7 @@ Status perturbation_replay(PerturbationEngine& w, const EstimatorConfig& e, cons
     const std::vector<double> coef = coefficients(e, plus, minus);
     OF_TRY(w.zero_grads());
     for (int p = 0; p < e.wp.population; p++) {
-        OF_TRY(w.direction(p));
+        OF_TRY(direction(w, p));
         OF_TRY(w.accumulate(float(coef[size_t(p)])));
     }
     return {};
