@@ -23,11 +23,15 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
     if (e.kind == EstimatorConfig::Kind::Bp && e.bp.sigma > 0.0f) return "bp() with noise injection runs on the CPU";
     if (e.kind == EstimatorConfig::Kind::Ulr) {
         const UlrConfig& c = e.ulr;
-        if (!c.modules.empty()) {  // ulr_modules runs dense, conv and pooling units with real weights
+        if (!c.modules.empty()) {  // the group runner runs modules of every kind but these
             if (c.exact_boundary) return "the exact boundary test hook runs on the CPU";
             if (m.has_quant) return "modules with binary or ternary weights run on the CPU";
-            if (!modules_run(m))
-                return "modules run on the CPU in models with layers other than dense, conv and pooling ones";
+            if (m.uses_batch_stats) return "modules with batchNorm run on the CPU";
+            for (const Unit& u : m.units)
+                if (u.skip_from >= 0) return "modules with residual or concat blocks run on the CPU";
+            if (c.pipeline && !pipelines(m, c))
+                return "pipelined modules whose first module holds layers other than dense, conv and pooling ones run "
+                       "on the CPU";
         }
         // The group runner (ulr_groups.cpp) runs every other option on every kind.
     }
@@ -141,17 +145,14 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     *rows = B;
     const int frozen = m.frozen;
     if (tail) m.frozen = 0;  // the tail is the whole model now
-    const bool modules = e.kind == EstimatorConfig::Kind::Ulr && !e.ulr.modules.empty();
     Status st = wp                                     ? perturbation(m, B, e, step, in)
                 : e.kind != EstimatorConfig::Kind::Ulr ? bp(m, B, in, e.ulr.sample_base, false)
-                : modules                              ? ulr_modules(m, B, sub.ulr, step, in, y, hook)
                                                        : ulr(m, B, sub.ulr, step, in, y, hook, rows);
     if (tail) m.units = std::move(all), m.frozen = frozen;
     OF_TRY(st);
     if (m.frozen > 0 && (!tail || wp)) OF_TRY(dev_->zero(grads_.f(), size_t(trainable_offset(m)) * sizeof(float)));
     OF_TRY(zero_frozen_ranges(m));  // units leave them stale (an adapter writes only its factors)
     if (wp) return {};              // its statistics block is written
-    if (modules) *rows = B * e.ulr.copies;
     if (id >= 0.0 && acc_.size() == 0) OF_TRY(reset_tally());
     return step_stats(dev::StatsArgs{nullptr, nullptr, loss_.f(), hit_.as<int>(), *rows,
                                      id >= 0.0 ? acc_.as<double>() : nullptr, double(B), id});

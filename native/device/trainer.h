@@ -22,6 +22,8 @@
 namespace of {
 
 struct UnitPass;  // device/unit_pass.h
+struct BpView;    // device/unit_pass.h
+struct ModulePasses;
 
 class DeviceTrainer {
    public:
@@ -37,7 +39,7 @@ class DeviceTrainer {
 
     // Empty when this model and estimator run on the device; otherwise why they run on the CPU.
     static std::string unsupported(const Model& m, const EstimatorConfig& e, const LossHook* hook);
-    static bool modules_run(const Model& m);  // ulr_modules runs this model (ulr_modules.cpp)
+    static bool pipelines(const Model& m, const UlrConfig& c);  // pipelined modules run here (ulr_modules.cpp)
 
     // The host's parameters (and optimizer state, reset first when `o` names another kind) to the device.
     Status begin(Model& m, const OptimizerConfig* o);
@@ -121,8 +123,13 @@ class DeviceTrainer {
                const LossHook* hook, int* rows);
     Status bp(Model& m, int B, const float* x, uint32_t sample_base,
               bool forward_only);  // forward_only: batch statistics
-    Status ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, const Targets& y,
-                       const LossHook* hook);
+    // BP's backward over units [s, e) from dcur, the gradient at unit e - 1's output: each unit's act', parameter
+    // gradients and input gradient (none at unit s); dcur and dnext: scratch of the widest rows, both overwritten
+    Status bp_backward(const Model& m, int s, int e, const BpView& t, float* dcur, float* dnext);
+    // local modules, after ulr()'s forward, losses and row weights: the boundaries' reductions and BP inside each
+    // module
+    Status module_reductions(const Model& m, const std::vector<int>& ends, int B, int K, const UlrConfig& c,
+                             const float* x, bool tf32, const ModulePasses& mp);
     Status js_losses(const float* out, const Targets& y, int R, int C, int K, const LossHook& hook, float* loss);
     Status row_weights(int B, int K, const float* loss, float running, const UlrConfig& c, float scale);
     dev::CopySumArgs scored_sum(const float* E, int K, int O, const UlrConfig& c, const float* sigmas);

@@ -213,7 +213,7 @@ void lr_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, c
     k.lr_bias_reduce(db, w ? w : wexp, S, rows, u.O, alpha, false);
 }
 
-const DeviceUnitOps device{true};  // a GEMM unit, in module training too
+const DeviceUnitOps device{true};  // a GEMM unit
 
 }  // namespace
 
