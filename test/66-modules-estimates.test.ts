@@ -345,7 +345,8 @@ t.test('bad module configurations are ERR_CONFIG', async (t) => {
   );
 });
 
-// The device (its host simulation) runs modules in models of every kind but batchNorm and residual or concat blocks:
+// The device (its host simulation) runs modules in models of every kind but batchNorm, blocks and token models
+// included:
 // the group runner's forward noisy at the boundaries, each boundary's reduction, BP inside each module. Its estimates
 // are the CPU's up to the GEMMs' rounding (measured <= 5.3e-7 of the largest entry; the bound: 1e-5 of it), and
 // pipelining delays the first module as the CPU does (three SGD steps).
@@ -398,9 +399,74 @@ t.test('modules on the device: every kind, the CPU estimate', async (t) => {
   ];
   const B = 5;
   const yb = Int32Array.from({ length: B }, (_, i) => i % 3);
-  for (const [name, layers, features] of models) {
-    const xb = randn(B * features, 3);
-    for (const cfg of configs) {
+  const residualNet = () => [
+    of.dense(12, 8),
+    of.relu(),
+    of.residual([of.dense(8, 8), of.tanh(), of.dense(8, 8), of.tanh()]),
+    of.gelu(), // the block's post-activation: BP reads its sum and act(v) kept apart
+    of.dense(8, 5),
+    of.tanh(),
+    of.dense(5, 3),
+  ];
+  const gpt = () => [
+    of.embedding({ vocab: 7, dim: 8, steps: 4 }),
+    of.positionalEmbedding(),
+    ...of.gptBlock({ dim: 8, heads: 2 }),
+    of.layerNorm(),
+    of.dense(8, 7),
+  ];
+  const ids = (n: number, k: number) => Int32Array.from({ length: n }, (_, i) => (k * i) % 7);
+  const cases: [string, () => of.Layer[], Float32Array, Int32Array, object[]][] = [
+    ...models.map(([name, layers, features]): [string, () => of.Layer[], Float32Array, Int32Array, object[]] => [
+      name,
+      layers,
+      randn(B * features, 3),
+      yb,
+      configs,
+    ]),
+    [
+      'residual',
+      residualNet,
+      randn(B * 12, 3),
+      yb,
+      [
+        {
+          modules: [
+            [0, 1],
+            [1, 5],
+          ],
+        },
+        {
+          modules: [
+            [0, 4],
+            [4, 5],
+          ],
+        },
+      ],
+    ],
+    [
+      'gptBlock',
+      gpt,
+      Float32Array.from(ids(B * 4, 3)),
+      ids(B * 4, 5),
+      [
+        {
+          modules: [
+            [0, 2],
+            [2, 10],
+          ],
+        },
+        {
+          modules: [
+            [0, 9],
+            [9, 10],
+          ],
+        },
+      ],
+    ],
+  ];
+  for (const [name, layers, xb, yb, cfgs] of cases) {
+    for (const cfg of cfgs) {
       const estimator = of.ulr({ copies: 4, ...cfg } as of.UlrOptions);
       const [cpu, sim] = (['cpu', 'sim'] as const).map((backend) => of.sequential(layers(), { seed: 2, backend }));
       const want = flat(cpu!.gradients({ x: xb, y: yb, rows: B }, { estimator, step: 1 }));

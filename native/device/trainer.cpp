@@ -27,11 +27,10 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
             if (c.exact_boundary) return "the exact boundary test hook runs on the CPU";
             if (m.has_quant) return "modules with binary or ternary weights run on the CPU";
             if (m.uses_batch_stats) return "modules with batchNorm run on the CPU";
-            for (const Unit& u : m.units)
-                if (u.skip_from >= 0) return "modules with residual or concat blocks run on the CPU";
             if (c.pipeline && !pipelines(m, c))
-                return "pipelined modules whose first module holds layers other than dense, conv and pooling ones run "
-                       "on the CPU";
+                return "pipelined modules whose first module holds layers other than dense, conv and pooling ones, or "
+                       "a "
+                       "block, run on the CPU";
         }
         // The group runner (ulr_groups.cpp) runs every other option on every kind.
     }

@@ -74,11 +74,31 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         if ((group_of[size_t(l)] >= 0 && u.param()) || modules)
             OF_TRY(e_[size_t(l)]->reserve(d, size_t(Rmax) * std::max(u.O, u.noise_width()) * sizeof(float)));
     }
-    if (modules) {  // BP's scratch inside the modules (a pipelined first module's rows too)
+    // modules: BP's scratch inside them (a pipelined first module's rows too); at a residual block's end act(v) and
+    // the sum before post_act, at its start the skip gradient
+    if (modules) {
         const size_t rows = size_t(std::max<int64_t>(Rmax, pipe_.pending ? pipe_.B : 0));
         OF_TRY(d0_.reserve(d, rows * width * sizeof(float)));
         OF_TRY(d1_.reserve(d, rows * width * sizeof(float)));
+        while (int(inner_.size()) < L)
+            inner_.push_back(std::make_unique<DeviceBuffer>()), sum_.push_back(std::make_unique<DeviceBuffer>()),
+                skip_.push_back(std::make_unique<DeviceBuffer>());
+        for (const Unit& u : m.units) {
+            if (u.skip_from < 0) continue;
+            const Unit& s0 = m.units[size_t(u.skip_from)];
+            OF_TRY(skip_[size_t(u.skip_from)]->reserve(d, size_t(Rmax) * s0.I * sizeof(float)));
+        }
+        for (int l = 0; l < L; l++)
+            if (m.units[size_t(l)].ends_residual()) {
+                OF_TRY(inner_[size_t(l)]->reserve(d, size_t(Rmax) * m.units[size_t(l)].O * sizeof(float)));
+                OF_TRY(sum_[size_t(l)]->reserve(d, size_t(Rmax) * m.units[size_t(l)].O * sizeof(float)));
+            }
     }
+    // a residual block's end: act(v) goes to inner_ (modules: BP reads it and the sum), or to the output in place
+    auto inner = [&](int l, float* a) {
+        return modules && m.units[size_t(l)].ends_residual() ? inner_[size_t(l)]->f() : a;
+    };
+    auto sum = [&](int l) { return modules ? sum_[size_t(l)]->f() : nullptr; };
     OF_TRY(v0_.reserve(d, size_t(B) * width0 * sizeof(float)));  // a recurrent start: X W^T of every step
     OF_TRY(g_.reserve(d, size_t(B) * width0 * sizeof(float)));
     OF_TRY(loss_.reserve(d, size_t(total) * sizeof(float)));
@@ -107,10 +127,11 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         float* a = a_[size_t(l)]->f();
         UnitPass p = pass_of(l, B, 1, u.skip_from >= 0 ? clean_in(u.skip_from) : nullptr, 1);
         p.batch_stats = true;
-        OF_TRY(forward_act(p, clean_in(l), modules && l < groups[0].start ? e_[size_t(l)]->f() : a, a));
+        OF_TRY(forward_act(p, clean_in(l), modules && l < groups[0].start ? e_[size_t(l)]->f() : a, inner(l, a)));
         if (u.ends_residual())
-            OF_TRY(d->skip_add(dev::SkipArgs{a, nullptr, a, clean_in(u.skip_from), u.O, 1, u.post_act, u.post_alpha},
-                               int64_t(B) * u.O));
+            OF_TRY(d->skip_add(
+                dev::SkipArgs{a, sum(l), inner(l, a), clean_in(u.skip_from), u.O, 1, u.post_act, u.post_alpha},
+                int64_t(B) * u.O));
     }
     if (c.baseline == Baseline::Clean) {  // each sample's noise-free loss
         OF_TRY(clean_.reserve(d, size_t(B) * sizeof(float)));
@@ -221,8 +242,8 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             float* v = modules && !noisy_unit ? e_[size_t(l)]->f() : a;  // modules: BP reads the pre-activation
             OF_TRY(seq_forward(m, l, R, input(l), v, noisy_unit ? e_[size_t(l)]->f() : nullptr, sigma[size_t(l)], xw, K,
                                tf32, sigmas[size_t(l)]));
-            if (u.act == Act::Identity && v == a) return {};
-            return d->bias_act(dev::BiasActArgs{a, v, nullptr, u.O, u.act, u.alpha}, int64_t(R) * u.O);
+            if (u.act == Act::Identity && v == inner(l, a)) return {};
+            return d->bias_act(dev::BiasActArgs{inner(l, a), v, nullptr, u.O, u.act, u.alpha}, int64_t(R) * u.O);
         };
         auto skip = [&](int l) -> Status {
             const Unit& u = m.units[size_t(l)];
@@ -230,7 +251,8 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             int rep = 1;
             const float* src = block_in(u.skip_from, &rep);
             float* a = ga_[size_t(l)]->f();
-            return d->skip_add(dev::SkipArgs{a, nullptr, a, src, u.O, rep, u.post_act, u.post_alpha}, int64_t(R) * u.O);
+            return d->skip_add(dev::SkipArgs{a, sum(l), inner(l, a), src, u.O, rep, u.post_act, u.post_alpha},
+                               int64_t(R) * u.O);
         };
 
         const Unit& u0 = m.units[size_t(st)];
@@ -251,12 +273,12 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             if (!u.param()) {  // dropout's row r belongs to sample base + r / K; a concat's block input as block_in
                 int rep = 1;
                 const float* src = u.skip_from >= 0 ? block_in(u.skip_from, &rep) : nullptr;
-                OF_TRY(forward_act(pass_of(l, R, K, src, rep), input(l), v, a));
+                OF_TRY(forward_act(pass_of(l, R, K, src, rep), input(l), v, inner(l, a)));
             } else if (u.recurrent()) {
                 OF_TRY(seq(l, nullptr, noisy_unit));
             } else {
                 OF_TRY(forward(pass(m, l, R, tf32), input(l), v));
-                const dev::BiasActArgs ba{a, v, bias(u), u.gemm_cols(), u.act, u.alpha};
+                const dev::BiasActArgs ba{inner(l, a), v, bias(u), u.gemm_cols(), u.act, u.alpha};
                 OF_TRY(noisy_unit ? noisy(l, a, 1) : d->bias_act(ba, int64_t(R) * u.O));
             }
             OF_TRY(skip(l));

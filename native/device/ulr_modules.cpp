@@ -9,11 +9,11 @@
 namespace of {
 
 // Pipelined modules delay the first module's backward a step: its units must keep no state outside a_, e_ and cols_
-// (the entries' `pipelines`), and its boundary must not be recurrent.
+// (the entries' `pipelines`; no block's sums), and its boundary must not be recurrent.
 bool DeviceTrainer::pipelines(const Model& m, const UlrConfig& c) {
     const std::vector<int> ends = module_unit_ends(m, c.modules);
     for (int l = 0; l < ends[0]; l++)
-        if (!m.units[size_t(l)].kind->device->pipelines) return false;
+        if (!m.units[size_t(l)].kind->device->pipelines || m.units[size_t(l)].skip_from >= 0) return false;
     return true;
 }
 
@@ -44,8 +44,12 @@ Status DeviceTrainer::module_reductions(const Model& m, const std::vector<int>& 
         } else {
             OF_TRY(backward(pass(m, top, rows, tf32), in(top), d0_.f(), 1.0f, false, d1_.f()));
         }
-        const BpView t{in, [&](int l) -> const float* { return e_[size_t(l)]->f(); }, out,
-                       [&](int l) { return mp.pass(l, rows, first ? 1 : K); }};
+        auto pass_of = [&](int l) {  // a concat: its block's input and the gradient waiting at the block's start
+            UnitPass p = mp.pass(l, rows, first ? 1 : K);
+            if (p.u.skip_from >= 0) p.skip = in(p.u.skip_from), p.skip_grad = skip_[size_t(p.u.skip_from)]->f();
+            return p;
+        };
+        const BpView t{in, [&](int l) -> const float* { return e_[size_t(l)]->f(); }, out, pass_of};
         return bp_backward(m, s0, top, t, d1_.f(), d0_.f());
     };
     for (size_t j = 1; j < ends.size(); j++) {
