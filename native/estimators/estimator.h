@@ -173,10 +173,9 @@ inline void update_running_baseline(Model& m, const UlrConfig& c, double mean_lo
 
 Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
                             StepStats* stats, const LossHook* hook = nullptr);
-// SPSA / ES (weight_perturbation.cpp), written once over an engine that keeps the model's parameter slab theta0, one
-// direction z and the gradient g in its own memory and runs its own kernels: the CPU's (there) or a device's
-// (device/perturbation.cpp). z_p is noise row p of layer id kWeightLayer (over the whole slab) at the step, from the
-// model's seed.
+// SPSA / ES (weight_perturbation.cpp), written once over an engine: the parameter slab theta0, a direction z and the
+// gradient g in its own memory, and its own kernels (the CPU's there, a device's in device/perturbation.cpp).
+// z_p: noise row p of layer id kWeightLayer over the whole slab, at the step, from the model's seed.
 constexpr uint32_t kWeightLayer = 0xfffe;  // noise stream id of weight-space directions (units use 0..)
 struct PerturbationEngine {
     explicit PerturbationEngine(Model& m) : m(m) {}
@@ -186,7 +185,7 @@ struct PerturbationEngine {
     virtual Status loss_at(float s, float* loss) = 0;  // the mean batch loss at theta0 + s z, rounded to float
     virtual Status zero_grads() = 0;                   // g = 0
     virtual Status accumulate(float c) = 0;            // g += c z
-    Model& m;
+    Model& m;                                          // its seed, slab and frozen ranges
 };
 // The halves (seed replay across ranks): the losses of directions [p0, p1) into plus / minus (P each; minus is 0
 // without pairs); then, with every direction's losses, the gradient g = sum_p coef_p z_p. The step's statistics: the
