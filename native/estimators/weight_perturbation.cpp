@@ -95,9 +95,11 @@ struct CpuPerturbation final : PerturbationEngine {
     }
 };
 
-// z_p, 0 on the frozen ranges (an adapter's base): perturbing weights that never train would only add variance
+// z_p, zero on everything that never trains (a frozen prefix, the frozen ranges): perturbing it would only add
+// variance
 Status direction(PerturbationEngine& w, int p) {
     OF_TRY(w.direction(p));
+    if (const int64_t off = trainable_offset(w.m)) OF_TRY(w.zero_direction(0, off));
     for (const auto& [begin, end] : w.m.frozen_ranges) OF_TRY(w.zero_direction(begin, end));
     return {};
 }
