@@ -15,8 +15,6 @@
 namespace of {
 
 std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e, const LossHook* hook) {
-    const bool wp = e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es;
-    if (!m.frozen_ranges.empty() && wp) return "SPSA and ES with adapters (frozen parameter ranges) run on the CPU";
     if (m.has_quant && e.kind == EstimatorConfig::Kind::Bp)
         return "bp() cannot differentiate binary or ternary weights";
     for (const Unit& u : m.units)
@@ -146,9 +144,7 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     *rows = B;
     const int frozen = m.frozen;
     if (tail) m.frozen = 0;  // the tail is the whole model now
-    Status st = wp && wp_range_ ? perturbation_losses(m, B, e, step, in, wp_range_->p0, wp_range_->p1, wp_range_->plus,
-                                                      wp_range_->minus)
-                : wp            ? perturbation(m, B, e, step, in)
+    Status st = wp                                     ? perturbation(m, B, e, step, in)
                 : e.kind != EstimatorConfig::Kind::Ulr ? bp(m, B, in, e.ulr.sample_base, false)
                                                        : ulr(m, B, sub.ulr, step, in, y, hook, rows);
     if (tail) m.units = std::move(all), m.frozen = frozen;
@@ -191,34 +187,37 @@ Status DeviceTrainer::effective(const Model& m, const float* base) {
     return {};
 }
 
-// Mean loss and accuracy of a clean forward in inference mode (dropout off, batchNorm's running statistics), in
-// chunks of rows, as Model::evaluate computes them; fit's validation while the parameters are on the device.
+// The summed loss and hits of a clean forward of B rows x in inference mode (dropout off, batchNorm's running
+// statistics), with the batch's targets uploaded, into sums[0], sums[1]: validation, and weight perturbation's losses.
+Status DeviceTrainer::inference_sums(Model& m, int B, const float* x, double* sums) {
+    inference_ = true;
+    Status st = bp(m, B, x, 0, true);
+    inference_ = false;
+    OF_TRY(st);
+    OF_TRY(dev_->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), a_[m.units.size() - 1]->f(), labels_.as<int32_t>(),
+                                         values_.f(), B, m.outputs, 1, m.loss, m.groups},
+                           B));
+    OF_TRY(step_stats(dev::StatsArgs{nullptr, nullptr, loss_.f(), hit_.as<int>(), B, nullptr, 0.0, 0.0}));
+    return dev_->download(sums, stats_.as<double>(), 2 * sizeof(double));
+}
+
+// Mean loss and accuracy in chunks of rows, as Model::evaluate computes them; fit's validation while the parameters
+// are on the device.
 Status DeviceTrainer::evaluate(Model& m, const DataRef& data, double* loss, double* accuracy) {
     OF_CHECK(active_, Internal, "device trainer used before begin()");
     constexpr int kChunk = 4096;
     OF_TRY(effective(m, params_.f()));
-    inference_ = true;
     double sum = 0.0;
     int64_t hits = 0;
-    Status st;
-    for (int64_t r0 = 0; r0 < data.rows && st.ok(); r0 += kChunk) {
+    for (int64_t r0 = 0; r0 < data.rows; r0 += kChunk) {
         const int n = int(std::min<int64_t>(kChunk, data.rows - r0));
         const Targets t{data.y.labels ? data.y.labels + r0 * m.groups : nullptr,
                         data.y.values ? data.y.values + r0 * m.outputs : nullptr};
-        st = upload_batch(m, data.x + r0 * m.inputs, t, n);
-        if (st.ok()) st = bp(m, n, x_.f(), 0, true);
-        if (!st.ok()) break;
-        const float* out = a_[m.units.size() - 1]->f();
-        st = dev_->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), n,
-                                           m.outputs, 1, m.loss, m.groups},
-                             n);
-        if (st.ok()) st = step_stats(dev::StatsArgs{nullptr, nullptr, loss_.f(), hit_.as<int>(), n, nullptr, 0.0, 0.0});
-        double got[2] = {0.0, 0.0};
-        if (st.ok()) st = dev_->download(got, stats_.as<double>(), sizeof(got));
+        double got[2];
+        OF_TRY(upload_batch(m, data.x + r0 * m.inputs, t, n));
+        OF_TRY(inference_sums(m, n, x_.f(), got));
         sum += got[0], hits += int64_t(got[1]);
     }
-    inference_ = false;
-    OF_TRY(st);
     *loss = sum / double(data.rows);
     int64_t labeled = data.rows;  // per-position labels: only the labeled positions count
     if (m.groups > 1) {

@@ -150,18 +150,16 @@ class DeviceTrainer {
     Status update(const Model& m, const OptimizerConfig& o, int64_t t, int B);
     Status zero_frozen_ranges(const Model& m);  // their gradients (an adapter's base W and b)
     Status read_stats(StepStats* stats, int rows);
+    Status inference_sums(Model& m, int B, const float* x, double* sums);  // summed loss, hits (trainer.cpp)
     // learnSigma: per layer with parameters; layer-wise copies 'auto' (sg_: the sigma gradients, then the variances)
     Status read_sigma_grad(const Model& m, const EstimatorConfig& e, StepStats* stats);
     Status read_layer_var(Model& m, const EstimatorConfig& e, StepStats* stats);
     Status reset_tally();
     Status effective(const Model& m, const float* base);  // theta_: base, or its binary / ternary version
-    // SPSA / ES: every direction's losses, the seed replay, and the step statistics; or its halves
+    // SPSA / ES (perturbation.cpp): estimators/weight_perturbation.cpp on this engine (Perturbation), with the step
+    // statistics; with wp_range_, only the losses of its directions
+    struct Perturbation;
     Status perturbation(Model& m, int B, const EstimatorConfig& e, uint32_t step, const float* x);
-    Status perturbation_losses(Model& m, int B, const EstimatorConfig& e, uint32_t step, const float* x, int p0, int p1,
-                               float* plus, float* minus);
-    Status perturbation_replay(const Model& m, const EstimatorConfig& e, uint32_t step, const float* plus,
-                               const float* minus);
-    Status direction(const Model& m, uint32_t step, int p);
     struct WpRange {  // seed_replay_losses: the directions [p0, p1) whose losses estimate() computes, and where they go
         int p0, p1;
         float* plus;
