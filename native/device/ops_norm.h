@@ -136,6 +136,12 @@ OF_HOST_DEVICE void bn_apply_span(const BatchApplyArgs& a, int64_t v, int c0, in
 OF_HOST_DEVICE void bn_apply_at(const BatchApplyArgs& a, int64_t i) {
     bn_apply_span(a, i / a.C, int(i % a.C), int(i % a.C) + 1);
 }
+// BP with the statistics held constant (module training, estimators/backprop.cpp): y = x gain / sqrt(var + eps), x the
+// gradient at the output. One index per value.
+OF_HOST_DEVICE void bn_held_backward_at(const BatchApplyArgs& a, int64_t i) {
+    const int c = int(i % a.C);
+    a.y[i] = a.x[i] * a.gain[c] / sqrtf(a.stats[a.C + c] + 1e-5f);
+}
 // BP through the batch statistics, stage 1 (channels c0 <= c < c1, as bn_stats_span): sg = sum dv, sgx = sum dv x^
 // (x^ with the reciprocal square root), and inv, c1 - c0 each; the gain and bias gradients are float(sgx), float(sg).
 struct BatchBackArgs {
@@ -197,6 +203,7 @@ OF_HOST_DEVICE void bn_running_at(const RunningArgs& a, int64_t c) {
     X(group_norm_backward, NormBackArgs) \
     X(bn_stats, BatchStatsArgs)          \
     X(bn_apply, BatchApplyArgs)          \
+    X(bn_held_backward, BatchApplyArgs)  \
     X(bn_backward_sums, BatchBackArgs)   \
     X(bn_backward, BatchBackArgs)        \
     X(bn_running, RunningArgs)

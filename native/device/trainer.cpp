@@ -26,7 +26,6 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
         if (!c.modules.empty()) {  // the group runner runs modules of every kind but these
             if (c.exact_boundary) return "the exact boundary test hook runs on the CPU";
             if (m.has_quant) return "modules with binary or ternary weights run on the CPU";
-            if (m.uses_batch_stats) return "modules with batchNorm run on the CPU";
             if (c.pipeline && !pipelines(m, c))
                 return "pipelined modules whose first module holds layers other than dense, conv and pooling ones, or "
                        "a "

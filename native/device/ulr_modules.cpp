@@ -35,6 +35,12 @@ Status DeviceTrainer::module_reductions(const Model& m, const std::vector<int>& 
         const bool first = s0 == 0;
         auto out = [&](int l) -> const float* { return (first ? a_ : ga_)[size_t(l)]->f(); };
         auto in = [&](int l) { return first && l == 0 ? x0 : out(l - 1); };
+        auto pass_of = [&](int l) {  // a concat: its block's input and the gradient waiting at the block's start
+            UnitPass p = mp.pass(l, rows, first ? 1 : K);
+            p.held_stats = true;  // batchNorm: the clean batch's statistics, as in every pass of the step
+            if (p.u.skip_from >= 0) p.skip = in(p.u.skip_from), p.skip_grad = skip_[size_t(p.u.skip_from)]->f();
+            return p;
+        };
         const float alpha = sigmas[size_t(top)] ? 1.0f : 1.0f / sigma[size_t(top)];
         OF_TRY(d->axpy(dev::AxpyArgs{d0_.f(), nullptr, D, alpha}, int64_t(rows) * u.noise_width()));
         if (u.recurrent()) {  // the gradient at its input, (rows T, F) = alpha D (rows T, G H) W
@@ -42,13 +48,8 @@ Status DeviceTrainer::module_reductions(const Model& m, const std::vector<int>& 
             OF_TRY(d->gemm(false, false, rows * u.q.T, u.q.F, GH, 1.0f, d0_.f(), GH, params_.f() + u.w_off, u.q.F, 0.0f,
                            d1_.f(), u.q.F, tf32));
         } else {
-            OF_TRY(backward(pass(m, top, rows, tf32), in(top), d0_.f(), 1.0f, false, d1_.f()));
+            OF_TRY(backward(pass_of(top), in(top), d0_.f(), 1.0f, false, d1_.f()));
         }
-        auto pass_of = [&](int l) {  // a concat: its block's input and the gradient waiting at the block's start
-            UnitPass p = mp.pass(l, rows, first ? 1 : K);
-            if (p.u.skip_from >= 0) p.skip = in(p.u.skip_from), p.skip_grad = skip_[size_t(p.u.skip_from)]->f();
-            return p;
-        };
         const BpView t{in, [&](int l) -> const float* { return e_[size_t(l)]->f(); }, out, pass_of};
         return bp_backward(m, s0, top, t, d1_.f(), d0_.f());
     };

@@ -18,6 +18,7 @@ struct UnitPass {
     int l, rows;
     bool tf32;
     bool batch_stats = false;  // batchNorm: this batch's statistics from x first (a training step's clean forward)
+    bool held_stats = false;   // batchNorm's BP with its statistics held constant (module training)
     // dropout: row r is sample sample0 + r / rep of the step's masks (seed, step)
     int rep = 1;
     uint32_t sample0 = 0, step = 0;

@@ -218,14 +218,18 @@ Status device_batch_forward(const UnitPass& p, const float* x, float* out) {
 }
 // BP (din given) through the batch statistics: per-channel sums (and the gain and bias gradients), then the input
 // gradient; ULR's reduction (no din): the gain's from x^
-Status device_batch_backward(const UnitPass& p, const float* x, const float* dv, float alpha, bool, float* din) {
+Status device_batch_backward(const UnitPass& p, const float* x, const float* dv, float alpha, bool weights,
+                             float* din) {
     const Unit& u = p.u;
     const float* batch = p.buffer(DeviceTrainer::kBatch).f();
-    if (!din) {
+    if (!din || p.held_stats) {  // the gain's gradient from x^; with held statistics din = dv gain / sqrt(var + eps)
         DeviceBuffer& xh = p.buffer(2);
         OF_TRY(xh.reserve(p.d, size_t(p.values()) * sizeof(float)));
         OF_TRY(p.d->bn_apply(dev::BatchApplyArgs{xh.f(), x, batch, nullptr, u.g.Ho, u.g.Co, 1}, p.values()));
-        return device_gain_bias_grads(p, xh.f(), dv, alpha);
+        if (weights) OF_TRY(device_gain_bias_grads(p, xh.f(), dv, alpha));
+        if (!din) return {};
+        const float* gain = p.t.params() + u.w_off;
+        return p.d->bn_held_backward(dev::BatchApplyArgs{din, dv, batch, gain, u.g.Ho, u.g.Co, 1}, p.values());
     }
     const int n = int(u.gemm_rows(p.rows)), C = u.g.Co;
     OF_TRY(p.buffer(2).reserve(p.d, size_t(2 * C) * sizeof(double)));
