@@ -275,18 +275,10 @@ Status DeviceTrainer::update(const Model& m, const OptimizerConfig& o, int64_t t
     }
     const int64_t off = trainable_offset(m), n = m.n_params - off;
     if (o.clip_norm > 0.0f) OF_TRY(grad_norm(off, n, o.clip_norm));
-    const float lr = schedule_lr(o.schedule, o.lr, t);  // update t's rate, as cpu::optimizer_step computes it
-    float *p = params_.f() + off, *g = grads_.f() + off, *m1 = opt_m_.f() + off, *m2 = opt_v_.f() + off;
-    const double *gscale = o.clip_norm > 0.0f ? norm_.as<double>() : nullptr, *gate = stats_.as<double>();
-    const int nesterov = o.nesterov ? 1 : 0;
-    dev::OptArgs a{p,          g,        m1,      m2,      gscale, gate, o.kind, lr, o.weight_decay,
-                   o.momentum, nesterov, o.beta1, o.beta2, o.eps,  0.0f, 0.0f};
-    if (o.kind != OptKind::Sgd) {  // bias corrections as cpu::optimizer_step computes them
-        const float bc1 = float(1.0 - std::pow(double(o.beta1), double(t)));
-        const float bc2 = float(1.0 - std::pow(double(o.beta2), double(t)));
-        a.step = lr / bc1, a.inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
-    }
-    return dev_->optimizer(a, n);
+    const double* gscale = o.clip_norm > 0.0f ? norm_.as<double>() : nullptr;
+    return dev_->optimizer(dev::optimizer_args(o, t, params_.f() + off, grads_.f() + off, opt_m_.f() + off,
+                                               opt_v_.f() + off, gscale, stats_.as<double>()),
+                           n);
 }
 
 Status DeviceTrainer::gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
