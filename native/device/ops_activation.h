@@ -11,6 +11,10 @@
 
 namespace of::dev {
 
+// std::max and std::min (usable on the device): b when a < b, else a; by reference, which vectorizes better
+OF_HOST_DEVICE const float& max_ref(const float& a, const float& b) { return a < b ? b : a; }
+OF_HOST_DEVICE const float& min_ref(const float& a, const float& b) { return b < a ? b : a; }
+
 OF_HOST_DEVICE float act_value(float x, Act act, float alpha) {
     switch (act) {
         case Act::Identity: return x;
@@ -22,8 +26,8 @@ OF_HOST_DEVICE float act_value(float x, Act act, float alpha) {
         case Act::Step: return x > 0.0f ? 1.0f : 0.0f;
         case Act::Sign: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
         case Act::Quantize: {  // alpha = levels L: round(clamp(x, 0, 1) (L - 1)) / (L - 1); NaN and -0 clamp to +0
-            const float top = alpha - 1.0f, lo = 0.0f < x ? x : 0.0f;
-            return nearbyintf((lo < 1.0f ? lo : 1.0f) * top) * (1.0f / top);
+            const float top = alpha - 1.0f;
+            return nearbyintf(min_ref(1.0f, max_ref(0.0f, x)) * top) * (1.0f / top);
         }
     }
     return x;

@@ -40,14 +40,15 @@ OF_HOST_DEVICE float class_loss(const float* y, int C, int label, LossKind kind,
 // loss[r]; returns the row's hits
 OF_HOST_DEVICE int loss_row(const LossArgs& a, int64_t r) {
     const float* yr = a.y + r * a.C;
+    const int64_t b = int(r) / a.rep;  // the row's sample (32-bit division: r < R)
     if (a.kind == LossKind::Mse) {
-        const float* tr = a.values + (r / a.rep) * a.C;
+        const float* tr = a.values + b * a.C;
         float s = 0.0f;
         for (int c = 0; c < a.C; c++) s += (yr[c] - tr[c]) * (yr[c] - tr[c]);
         a.loss[r] = s / float(a.C);
         return 0;
     }
-    const int32_t* lr = a.labels + (r / a.rep) * a.groups;
+    const int32_t* lr = a.labels + b * a.groups;
     const int Cg = a.C / a.groups;
     float sum = 0.0f;
     int n = 0, hits = 0;
