@@ -240,10 +240,68 @@ t.test('checkpoint and safetensors round trips; withAdapters; placement', async 
   ]);
   t.same(last.parameters()[0]!.data, plain.parameters()[0]!.data, 'a plain dense layer beside an adapted one');
 
-  const sim = build(1, 'sim');
-  sim.trainStep(batch, { estimator: of.ulr({ copies: 4 }), optimizer: of.adam() });
-  t.match(sim.backendInfo().placement, /^cpu \(adapters/, 'the device hands adapters to the CPU, saying why');
-  for (const a of [m, back, other, plain, tuned, last, sim]) a.dispose();
+  for (const a of [m, back, other, plain, tuned, last]) a.dispose();
+});
+
+// The device runs adapters: its estimates and updates are the CPU's up to the GEMMs' rounding (float32, these sizes:
+// 1e-5 relative), and the frozen base stays bit for bit.
+t.test('adapters on the device (its host simulation) agree with the CPU', async (t) => {
+  const close = (a: Float32Array, b: Float32Array, what: string) => {
+    let diff = 0,
+      size = 0;
+    for (let i = 0; i < a.length; i++)
+      ((diff = Math.max(diff, Math.abs(a[i]! - b[i]!))), (size = Math.max(size, Math.abs(b[i]!))));
+    t.ok(diff <= 1e-5 * Math.max(size, 1e-3), `${what}: max difference ${diff.toExponential(2)} of ${size.toFixed(3)}`);
+  };
+  for (const estimator of [of.bp(), of.ulr({ copies: 4 }), of.ulr({ copies: 4, injection: 'layerwise' })]) {
+    const cpu = build(1, 'cpu'),
+      sim = build(1, 'sim');
+    const gc = cpu.gradients(batch, { estimator, step: 2 }),
+      gs = sim.gradients(batch, { estimator, step: 2 });
+    t.equal(sim.backendInfo().placement, 'sim', `${estimator.kind}: on the device`);
+    gs.forEach((g, i) => close(g, gc[i]!, `${estimator.kind} gradient of ${names(cpu)[i]}`));
+    gs.forEach(
+      (g, i) =>
+        isBase(names(cpu)[i]!) &&
+        t.ok(
+          g.every((v) => v === 0),
+          `${names(cpu)[i]}: zero gradient`,
+        ),
+    );
+    const before = copyOf(sim);
+    for (const m of [cpu, sim]) m.trainStep(batch, { estimator, optimizer: of.adamw({ lr: 0.01, weightDecay: 0.1 }) });
+    sim.parameters().forEach((p, i) => {
+      if (isBase(p.name)) t.ok(sameBits(p.data, before[i]!), `${p.name}: unchanged by the update (weight decay too)`);
+      else close(p.data, cpu.parameters()[i]!.data, `${estimator.kind} step of ${p.name}`);
+    });
+    cpu.dispose();
+    sim.dispose();
+  }
+});
+
+// SPSA and ES never perturb the frozen base, on either engine (estimators/weight_perturbation.cpp zeroes the
+// directions on the frozen ranges for both): on the simulation, whose forward is the CPU's arithmetic, the estimates,
+// a training step and seed replay's losses are the CPU's bit for bit.
+t.test("SPSA and ES with adapters: the device's estimates are the CPU's", async (t) => {
+  for (const estimator of [of.spsa({ perturbations: 4 }), of.es({ population: 5 })]) {
+    const cpu = build(1, 'cpu'),
+      sim = build(1, 'sim');
+    const gc = cpu.gradients(batch, { estimator, step: 2 }),
+      gs = sim.gradients(batch, { estimator, step: 2 });
+    t.equal(sim.backendInfo().placement, 'sim', `${estimator.kind}: on the device`);
+    gs.forEach((g, i) => t.ok(sameBits(g, gc[i]!), `${estimator.kind} gradient of ${names(cpu)[i]}: the CPU's bits`));
+    const data = { ...batch, shape: [5] };
+    const [lc, ls] = [cpu, sim].map((m) => of.distributed.seedReplayLosses(m, data, { rank: 0, size: 1, estimator }));
+    t.ok(sameBits(ls!, lc!), `${estimator.kind}: seed replay's losses, the CPU's bits`);
+    for (const m of [cpu, sim]) m.trainStep(batch, { estimator, optimizer: of.adamw({ lr: 0.01, weightDecay: 0.1 }) });
+    sim
+      .parameters()
+      .forEach((p, i) =>
+        t.ok(sameBits(p.data, cpu.parameters()[i]!.data), `${estimator.kind} step: ${p.name}, the CPU's bits`),
+      );
+    cpu.dispose();
+    sim.dispose();
+  }
 });
 
 t.test('typed errors', async (t) => {

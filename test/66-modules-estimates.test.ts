@@ -344,3 +344,185 @@ t.test('bad module configurations are ERR_CONFIG', async (t) => {
     'the exact boundary hook at a recurrent boundary',
   );
 });
+
+// The device (its host simulation) runs modules in models of every kind, batchNorm (its statistics held constant),
+// blocks and token models included:
+// the group runner's forward noisy at the boundaries, each boundary's reduction, BP inside each module. Its estimates
+// are the CPU's up to the GEMMs' rounding (measured <= 5.3e-7 of the largest entry; the bound: 1e-5 of it), and
+// pipelining delays the first module as the CPU does (three SGD steps).
+t.test('modules on the device: every kind, the CPU estimate', async (t) => {
+  const models: [string, () => of.Layer[], number][] = [
+    ['gru', () => [of.gru({ units: 6, inputShape: [4, 3] }), of.dense(6, 5), of.tanh(), of.dense(5, 3)], 12],
+    [
+      'lstm',
+      () => [of.lstm({ units: 5, inputShape: [4, 3], returnSequences: true }), of.gru({ units: 4 }), of.dense(4, 3)],
+      12,
+    ],
+    ['layerNorm', () => [of.dense(12, 8), of.relu(), of.layerNorm(), of.gelu(), of.dense(8, 3)], 12],
+    ['dropout', () => [of.dense(12, 8), of.relu(), of.dropout(0.3), of.dense(8, 6), of.tanh(), of.dense(6, 3)], 12],
+    [
+      'conv',
+      () => [
+        of.conv2d({ filters: 3, kernel: 3, inputShape: [5, 5, 1] }),
+        of.relu(),
+        of.maxPool2d({ size: 2 }),
+        of.flatten(),
+        of.dense(3, 4),
+        of.tanh(),
+        of.dense(4, 3),
+      ],
+      25,
+    ],
+  ];
+  const configs = [
+    {
+      modules: [
+        [0, 1],
+        [1, 3],
+      ],
+    },
+    {
+      modules: [
+        [0, 2],
+        [2, 3],
+      ],
+      antithetic: true,
+    },
+    {
+      modules: [
+        [0, 1],
+        [1, 2],
+        [2, 3],
+      ],
+      storeNoise: false,
+    },
+  ];
+  const B = 5;
+  const yb = Int32Array.from({ length: B }, (_, i) => i % 3);
+  const residualNet = () => [
+    of.dense(12, 8),
+    of.relu(),
+    of.residual([of.dense(8, 8), of.tanh(), of.dense(8, 8), of.tanh()]),
+    of.gelu(), // the block's post-activation: BP reads its sum and act(v) kept apart
+    of.dense(8, 5),
+    of.tanh(),
+    of.dense(5, 3),
+  ];
+  const gpt = () => [
+    of.embedding({ vocab: 7, dim: 8, steps: 4 }),
+    of.positionalEmbedding(),
+    ...of.gptBlock({ dim: 8, heads: 2 }),
+    of.layerNorm(),
+    of.dense(8, 7),
+  ];
+  const ids = (n: number, k: number) => Int32Array.from({ length: n }, (_, i) => (k * i) % 7);
+  const cases: [string, () => of.Layer[], Float32Array, Int32Array, object[]][] = [
+    ...models.map(([name, layers, features]): [string, () => of.Layer[], Float32Array, Int32Array, object[]] => [
+      name,
+      layers,
+      randn(B * features, 3),
+      yb,
+      configs,
+    ]),
+    [
+      'batchNorm',
+      () => [of.dense(12, 8), of.batchNorm(), of.relu(), of.dense(8, 6), of.batchNorm(), of.tanh(), of.dense(6, 3)],
+      randn(B * 12, 3),
+      yb,
+      [
+        {
+          modules: [
+            [0, 2],
+            [2, 5],
+          ],
+        },
+        {
+          modules: [
+            [0, 1],
+            [1, 4],
+            [4, 5],
+          ],
+        },
+      ],
+    ],
+    [
+      'residual',
+      residualNet,
+      randn(B * 12, 3),
+      yb,
+      [
+        {
+          modules: [
+            [0, 1],
+            [1, 5],
+          ],
+        },
+        {
+          modules: [
+            [0, 4],
+            [4, 5],
+          ],
+        },
+      ],
+    ],
+    [
+      'gptBlock',
+      gpt,
+      Float32Array.from(ids(B * 4, 3)),
+      ids(B * 4, 5),
+      [
+        {
+          modules: [
+            [0, 2],
+            [2, 10],
+          ],
+        },
+        {
+          modules: [
+            [0, 9],
+            [9, 10],
+          ],
+        },
+      ],
+    ],
+  ];
+  for (const [name, layers, xb, yb, cfgs] of cases) {
+    for (const cfg of cfgs) {
+      const estimator = of.ulr({ copies: 4, ...cfg } as of.UlrOptions);
+      const [cpu, sim] = (['cpu', 'sim'] as const).map((backend) => of.sequential(layers(), { seed: 2, backend }));
+      const want = flat(cpu!.gradients({ x: xb, y: yb, rows: B }, { estimator, step: 1 }));
+      const got = flat(sim!.gradients({ x: xb, y: yb, rows: B }, { estimator, step: 1 }));
+      const scale = want.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      const diff = want.reduce((m, v, i) => Math.max(m, Math.abs(v - got[i]!)), 0);
+      t.equal(sim!.backendInfo().placement, 'sim', `${name} ${JSON.stringify(cfg)}: on the device`);
+      t.ok(
+        diff <= 1e-5 * scale,
+        `${name} ${JSON.stringify(cfg)}: max difference ${diff.toExponential(2)} of ${scale.toFixed(3)}`,
+      );
+      cpu!.dispose();
+      sim!.dispose();
+    }
+  }
+  for (const [name, layers, features] of [models[2]!, models[4]!]) {
+    const xb = randn(B * features, 5);
+    const estimator = of.ulr({
+      copies: 4,
+      modules: [
+        [0, 1],
+        [1, 3],
+      ],
+      pipeline: true,
+    });
+    const [cpu, sim] = (['cpu', 'sim'] as const).map((backend) => of.sequential(layers(), { seed: 2, backend }));
+    for (let s = 0; s < 3; s++)
+      for (const m of [cpu!, sim!])
+        m.trainStep({ x: xb, y: yb, rows: B }, { estimator, optimizer: of.sgd({ lr: 0.1 }) });
+    const want = flat(cpu!.parameters().map((p) => p.data));
+    const got = flat(sim!.parameters().map((p) => p.data));
+    const diff = want.reduce((m, v, i) => Math.max(m, Math.abs(v - got[i]!)), 0);
+    t.equal(sim!.backendInfo().placement, 'sim', `${name} pipelined: on the device`);
+    t.ok(diff <= 1e-5, `${name} pipelined, three steps: max difference ${diff.toExponential(2)}`);
+    cpu!.dispose();
+    sim!.dispose();
+  }
+});

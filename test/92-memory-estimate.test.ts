@@ -1,7 +1,8 @@
 // memoryEstimate against the measured truth: a seeded sweep over small models (every layer kind) x estimators and
 // their options x batch sizes x 1 and 2 threads runs one trainStep each on a fresh model, with every thread's
 // scratch freed first, and reads the peak of bytes held by native buffers (the allocation counter of
-// native/core/buffer.h). The estimate must bound that peak and stay within a stated factor of it.
+// native/core/buffer.h). The estimate must bound that peak and stay within a stated factor of it. The sweep runs
+// on the CPU engine (a device counts its own buffers).
 import t from 'tap';
 import * as of from '../lib/index';
 import { native } from '../lib/native';
@@ -150,7 +151,7 @@ t.test(
         const c = cases[Math.floor(r() * cases.length)]!;
         const B = [1, 3, 17, 64, 300][Math.floor(r() * 5)]!;
         const before = nat.allocStats(true).live; // every thread's scratch freed: nothing left from earlier configs
-        const model = of.sequential(c.layers(), { seed: i });
+        const model = of.sequential(c.layers(), { seed: i, backend: 'cpu' });
         const layers = model.parameters().filter((p) => p.name.endsWith('.weight')).length;
         const x = Float32Array.from({ length: B * c.inputs }, () => r() * 2 - 1);
         const y = Int32Array.from({ length: B }, () => Math.floor(r() * c.classes));

@@ -64,30 +64,31 @@ Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, 
     OF_TRY(d->loss_rows(
         dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), B, C, 1, m.loss, m.groups},
         B));
-    float* dcur = d0_.f();
-    float* dnext = d1_.f();
     OF_TRY(d->loss_grad(
-        dev::LossArgs{dcur, nullptr, out, labels_.as<int32_t>(), values_.f(), B, C, 1, m.loss, m.groups}, B));
-    // the skip gradient joins the input gradient of the unit that starts its block
-    auto join = [&](int l, float* din) -> Status {
-        if (!m.units[size_t(l)].starts_block) return {};
-        return d->add(dev::AddArgs{din, pending(l), 1}, int64_t(B) * m.units[size_t(l)].I);
-    };
-    for (int l = L - 1; l >= 0; l--) {
-        const Unit& u = m.units[size_t(l)];
-        const int64_t values = int64_t(B) * u.O;
+        dev::LossArgs{d0_.f(), nullptr, out, labels_.as<int32_t>(), values_.f(), B, C, 1, m.loss, m.groups}, B));
+    const BpView tape{input, [&](int l) { return e_[size_t(l)]->f(); }, [&](int l) { return a_[size_t(l)]->f(); },
+                      pass_of};
+    return bp_backward(m, 0, L, tape, d0_.f(), d1_.f());
+}
+
+Status DeviceTrainer::bp_backward(const Model& m, int s, int e, const BpView& t, float* dcur, float* dnext) {
+    Device* d = dev_.get();
+    auto pending = [&](int l) { return skip_[size_t(l)]->f(); };  // a block start's skip gradient
+    for (int l = e - 1; l >= s; l--) {
+        const UnitPass p = t.pass(l);
+        const Unit& u = p.u;
+        const int64_t values = int64_t(p.rows) * u.O;
         if (u.ends_residual()) {  // through post_act to the sum, which is also the skip path's gradient
-            OF_TRY(d->act_backward(
-                dev::ActBackArgs{dcur, dcur, sum_[size_t(l)]->f(), a_[size_t(l)]->f(), u.post_act, u.post_alpha},
-                values));
+            OF_TRY(d->act_backward(dev::ActBackArgs{dcur, dcur, sum_[size_t(l)]->f(), t.a(l), u.post_act, u.post_alpha},
+                                   values));
             OF_TRY(d->add(dev::AddArgs{pending(u.skip_from), dcur, 0}, values));
         }
-        const float* act = u.ends_residual() ? inner_[size_t(l)]->f() : a_[size_t(l)]->f();
-        OF_TRY(d->act_backward(dev::ActBackArgs{dcur, dcur, e_[size_t(l)]->f(), act, u.act, u.alpha}, values));
-        float* din = l > 0 ? dnext : nullptr;
-        OF_TRY(backward(pass_of(l), input(l), dcur, 1.0f, u.param(), din));
-        if (l == 0) break;
-        OF_TRY(join(l, dnext));
+        const float* act = u.ends_residual() ? inner_[size_t(l)]->f() : t.a(l);
+        OF_TRY(d->act_backward(dev::ActBackArgs{dcur, dcur, t.v(l), act, u.act, u.alpha}, values));
+        OF_TRY(backward(p, t.in(l), dcur, 1.0f, u.param(), l > s ? dnext : nullptr));
+        if (l == s) break;
+        if (m.units[size_t(l)].starts_block)  // the skip gradient joins the input gradient of the block's first unit
+            OF_TRY(d->add(dev::AddArgs{dnext, pending(l), 1}, int64_t(p.rows) * u.I));
         std::swap(dcur, dnext);
     }
     return {};

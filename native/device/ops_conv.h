@@ -28,6 +28,12 @@ OF_HOST_DEVICE void graph_at(const GraphArgs& a, int64_t i) {
     a.out[i] = acc;
 }
 
+// Tap k of output index o along one axis (stride s, padding p, dilation dl) reads input index o s - p + k dl: inside
+// an axis of n values, or in the zero padding. The CPU's patches and pooling (kernels/cpu/conv.cpp) take their taps
+// from here too.
+OF_HOST_DEVICE int tap_at(int o, int k, int s, int p, int dl) { return o * s - p + k * dl; }
+OF_HOST_DEVICE bool tap_inside(int i, int n) { return unsigned(i) < unsigned(n); }
+
 // Convolution patches (cpu::im2row): A (n Ho Wo, kh kw C) from channels-last images x (n, H W C), out-of-image taps 0.
 // One index per element of A. The same arguments serve the adjoint (row2im): out = dx, in = dA.
 struct PatchArgs {
@@ -39,17 +45,47 @@ OF_HOST_DEVICE void im2row_at(const PatchArgs& a, int64_t i) {
     const ConvGeom& g = a.g;
     const int patch = g.kh * g.kw * g.C;
     const int64_t row = i / patch, P = int64_t(g.Ho) * g.Wo;
-    const int col = int(i % patch), pos = int(row % P);
-    const int64_t img = row / P;
-    const int oy = pos / g.Wo, ox = pos % g.Wo, tap = col / g.C, ch = col % g.C;
-    const int iy = oy * g.sh - g.ph + (tap / g.kw) * g.dh, ix = ox * g.sw - g.pw + (tap % g.kw) * g.dw;
-    a.out[i] = (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W)
+    const int col = int(i % patch), pos = int(row % P), tap = col / g.C;
+    const int iy = tap_at(pos / g.Wo, tap / g.kw, g.sh, g.ph, g.dh),
+              ix = tap_at(pos % g.Wo, tap % g.kw, g.sw, g.pw, g.dw);
+    a.out[i] = !tap_inside(iy, g.H) || !tap_inside(ix, g.W)
                    ? 0.0f
-                   : a.in[img * (int64_t(g.H) * g.W * g.C) + (int64_t(iy) * g.W + ix) * g.C + ch];
+                   : a.in[row / P * (int64_t(g.H) * g.W * g.C) + (int64_t(iy) * g.W + ix) * g.C + col % g.C];
 }
 
-// Pooling per channel (cpu::pool_forward): y (n, Ho Wo C) from x (n, H W C); max ignores padding taps, avg divides by
-// the taps inside the image (a window with none gives 0). One index per output value.
+// Pooling per value: a window starts at pool_start, takes each tap inside the image (max: the larger, a NaN tap
+// skipped; avg: the sum) and ends at pool_end (avg: divided by its taps; no tap: 0).
+OF_HOST_DEVICE float pool_start(PoolKind k) { return k == PoolKind::Max ? -3.402823466e+38f : 0.0f; }
+OF_HOST_DEVICE float pool_take(PoolKind k, float acc, float v) {
+    return k == PoolKind::Max ? (v > acc ? v : acc) : acc + v;
+}
+OF_HOST_DEVICE float pool_end(PoolKind k, float acc, int taps) {
+    return taps == 0 ? 0.0f : k == PoolKind::Avg ? acc / float(taps) : acc;
+}
+// The taps of window (oy, ox) inside the image; the offset in its image of the first one holding the maximum of
+// channel c (-1: none)
+OF_HOST_DEVICE int window_taps(const ConvGeom& g, int oy, int ox) {
+    int n = 0;
+    for (int ky = 0; ky < g.kh; ky++)
+        for (int kx = 0; kx < g.kw; kx++)
+            n += tap_inside(tap_at(oy, ky, g.sh, g.ph, g.dh), g.H) && tap_inside(tap_at(ox, kx, g.sw, g.pw, g.dw), g.W);
+    return n;
+}
+OF_HOST_DEVICE int64_t window_argmax(const ConvGeom& g, const float* xi, int oy, int ox, int c) {
+    int64_t best = -1;
+    float bv = -3.402823466e+38f;
+    for (int ky = 0; ky < g.kh; ky++) {
+        const int iy = tap_at(oy, ky, g.sh, g.ph, g.dh);
+        for (int kx = 0; tap_inside(iy, g.H) && kx < g.kw; kx++) {
+            const int ix = tap_at(ox, kx, g.sw, g.pw, g.dw);
+            const int64_t at = (int64_t(iy) * g.W + ix) * g.C + c;
+            if (tap_inside(ix, g.W) && (best < 0 || xi[at] > bv)) best = at, bv = xi[at];
+        }
+    }
+    return best;
+}
+
+// Pooling per channel (cpu::pool_forward): y (n, Ho Wo C) from x (n, H W C). One index per output value.
 struct PoolArgs {
     float* y;
     const float* x;
@@ -59,25 +95,18 @@ struct PoolArgs {
 OF_HOST_DEVICE void pool_at(const PoolArgs& a, int64_t i) {
     const ConvGeom& g = a.g;
     const int64_t P = int64_t(g.Ho) * g.Wo;
-    const int ch = int(i % g.C);
-    const int64_t img = i / g.C / P;
-    const int pos = int(i / g.C % P), oy = pos / g.Wo, ox = pos % g.Wo;
-    const float* xi = a.x + img * (int64_t(g.H) * g.W * g.C);
-    float out = a.kind == PoolKind::Max ? -3.402823466e+38f : 0.0f;
+    const int pos = int(i / g.C % P);
+    const float* xi = a.x + i / g.C / P * (int64_t(g.H) * g.W * g.C) + i % g.C;
+    float out = pool_start(a.kind);
     int taps = 0;
     for (int ky = 0; ky < g.kh; ky++) {
-        const int iy = oy * g.sh - g.ph + ky * g.dh;
-        if (iy < 0 || iy >= g.H) continue;
-        for (int kx = 0; kx < g.kw; kx++) {
-            const int ix = ox * g.sw - g.pw + kx * g.dw;
-            if (ix < 0 || ix >= g.W) continue;
-            const float v = xi[(int64_t(iy) * g.W + ix) * g.C + ch];
-            taps++;
-            out = a.kind == PoolKind::Max ? (v > out ? v : out) : out + v;
+        const int iy = tap_at(pos / g.Wo, ky, g.sh, g.ph, g.dh);
+        for (int kx = 0; tap_inside(iy, g.H) && kx < g.kw; kx++) {
+            const int ix = tap_at(pos % g.Wo, kx, g.sw, g.pw, g.dw);
+            if (tap_inside(ix, g.W)) taps++, out = pool_take(a.kind, out, xi[(int64_t(iy) * g.W + ix) * g.C]);
         }
     }
-    if (a.kind == PoolKind::Avg && taps > 0) out /= float(taps);
-    a.y[i] = taps == 0 ? 0.0f : out;
+    a.y[i] = pool_end(a.kind, out, taps);
 }
 
 // Input value i of channels-last images (n, H, W, C): its image, row, column and channel.
@@ -140,19 +169,8 @@ OF_HOST_DEVICE void pool_backward_at(const PoolBackArgs& a, int64_t i) {
             const int ox = window_of(ix, kx, g.pw, g.dw, g.sw, g.Wo);
             if (ox < 0) continue;
             const float d = a.dy[(img * P + int64_t(oy) * g.Wo + ox) * g.C + c];
-            const int y0 = oy * g.sh - g.ph, x0 = ox * g.sw - g.pw;
-            int taps = 0, best = -1;
-            float bv = -3.402823466e+38f;
-            for (int ty = 0; ty < g.kh; ty++)
-                for (int tx = 0; tx < g.kw; tx++) {
-                    const int jy = y0 + ty * g.dh, jx = x0 + tx * g.dw;
-                    if (jy < 0 || jy >= g.H || jx < 0 || jx >= g.W) continue;
-                    taps++;
-                    const float v = xi[(int64_t(jy) * g.W + jx) * g.C + c];
-                    if (best < 0 || v > bv) best = jy * g.W + jx, bv = v;
-                }
-            if (a.kind == PoolKind::Avg) acc += d / float(taps);
-            else if (best == iy * g.W + ix) acc += d;
+            if (a.kind == PoolKind::Avg) acc += d / float(window_taps(g, oy, ox));
+            else if (window_argmax(g, xi, oy, ox, c) == (int64_t(iy) * g.W + ix) * g.C + c) acc += d;
         }
     }
     a.dx[i] = acc;

@@ -10,8 +10,9 @@
 
 namespace of::dev {
 
-// Dropout (units/dropout.cpp mask): y = x / (1 - rate), or 0 where the Philox word of (sample, value) is below
-// rate 2^32; the mask is one per sample (row r is sample sample0 + r / rep), shared by its copies. One index per value.
+// Dropout (units/dropout.cpp runs it too): y = x / (1 - rate), or 0 where the Philox word of (sample, value) is below
+// rate 2^32; the mask is one per sample (row r is sample sample0 + r / rep), shared by its copies. A span of a row
+// draws one Philox block per 4 values; one index per value.
 struct DropoutArgs {
     float* y;
     const float* x;
@@ -21,18 +22,25 @@ struct DropoutArgs {
     uint32_t step, unit;
     float rate;
 };
-OF_HOST_DEVICE void dropout_at(const DropoutArgs& a, int64_t i) {
-    const int j = int(i % a.O);
-    const uint32_t sample = a.sample0 + uint32_t(i / a.O / a.rep);
-    const U32x4 w = philox4x32_10(uint32_t(j / 4), sample, philox_stream(kStreamMask, a.unit), a.step, uint32_t(a.seed),
-                                  uint32_t(a.seed >> 32));
+OF_HOST_DEVICE void dropout_span(const DropoutArgs& a, int64_t r, int j0, int j1) {
+    const uint32_t sample = a.sample0 + uint32_t(r / a.rep);
     const double cut = double(a.rate) * 4294967296.0;
     const float scale = 1.0f / (1.0f - a.rate);
-    a.y[i] = double(w.v[j % 4]) < cut ? 0.0f : a.x[i] * scale;
+    const float* x = a.x + r * a.O;
+    float* y = a.y + r * a.O;
+    for (int b = j0 / 4; 4 * b < j1; b++) {  // Philox block b: the words of values 4 b .. 4 b + 3
+        const U32x4 w = philox4x32_10(uint32_t(b), sample, philox_stream(kStreamMask, a.unit), a.step, uint32_t(a.seed),
+                                      uint32_t(a.seed >> 32));
+        const int lo = 4 * b > j0 ? 4 * b : j0, hi = 4 * b + 4 < j1 ? 4 * b + 4 : j1;
+        for (int j = lo; j < hi; j++) y[j] = double(w.v[j - 4 * b]) < cut ? 0.0f : x[j] * scale;
+    }
+}
+OF_HOST_DEVICE void dropout_at(const DropoutArgs& a, int64_t i) {
+    dropout_span(a, i / a.O, int(i % a.O), int(i % a.O) + 1);
 }
 
-// A residual block's end (units.cpp residual_add): s = inner + src (row r reads src row r / rep), a = post_act(s); sum,
-// when given, keeps s for BP. inner and a may be the same buffer. One index per value.
+// A residual block's end (units/block.cpp residual_add): s = inner + src (row r reads src row r / rep), a =
+// post_act(s); sum, when given, keeps s for BP. inner and a may be the same buffer. One index per value.
 struct SkipArgs {
     float* a;
     float* sum;  // nullptr: not kept
@@ -49,14 +57,20 @@ OF_HOST_DEVICE void skip_add_at(const SkipArgs& a, int64_t i) {
     a.a[i] = act_value(s, a.act, a.alpha);
 }
 
-// A concat block's end (units.cpp concat_forward): per position p of P, the block input's C values (row r reads src
-// row r / rep), then f's Co values. One index per output value.
+// A concat block's end (units/block.cpp runs it too): per position p of P, the block input's C values (row r reads src
+// row r / rep), then f's Co values. Spans of values k0 <= k < k1 of a row's position; one index per output value.
 struct ConcatArgs {
     float* out;
     const float* f;
     const float* src;
     int P, C, Co, rep;
 };
+OF_HOST_DEVICE void concat_span(const ConcatArgs& a, int64_t r, int p, int k0, int k1) {
+    float* out = a.out + (r * a.P + p) * (a.C + a.Co);
+    const float* s = a.src + (r / a.rep * a.P + p) * a.C;
+    const float* f = a.f + (r * a.P + p) * a.Co;
+    for (int k = k0; k < k1; k++) out[k] = k < a.C ? s[k] : f[k - a.C];
+}
 // Value i of a concat's output (P positions of C + Co values per row): its row, position and place in the position.
 struct ConcatAt {
     int64_t r;
@@ -68,21 +82,26 @@ OF_HOST_DEVICE ConcatAt concat_index(int64_t i, int P, int C, int Co) {
 }
 OF_HOST_DEVICE void concat_at(const ConcatArgs& a, int64_t i) {
     const auto [r, p, k] = concat_index(i, a.P, a.C, a.Co);
-    a.out[i] = k < a.C ? a.src[(r / a.rep) * a.P * a.C + int64_t(p) * a.C + k]
-                       : a.f[r * a.P * a.Co + int64_t(p) * a.Co + (k - a.C)];
+    concat_span(a, r, p, k, k + 1);
 }
-// Its gradient split (units.cpp concat_backward): the first C values of each position to dsrc, the rest to df. One
-// index per value of dout.
+// Its gradient split: the first C values of each position to dsrc, the rest to df. One index per value of dout.
 struct ConcatBackArgs {
     float* df;
     float* dsrc;
     const float* dout;
     int P, C, Co;
 };
+OF_HOST_DEVICE void concat_backward_span(const ConcatBackArgs& a, int64_t r, int p, int k0, int k1) {
+    const float* d = a.dout + (r * a.P + p) * (a.C + a.Co);
+    float* ds = a.dsrc + (r * a.P + p) * a.C;
+    float* df = a.df + (r * a.P + p) * a.Co;
+    for (int k = k0; k < k1; k++)
+        if (k < a.C) ds[k] = d[k];
+        else df[k - a.C] = d[k];
+}
 OF_HOST_DEVICE void concat_backward_at(const ConcatBackArgs& a, int64_t i) {
     const auto [r, p, k] = concat_index(i, a.P, a.C, a.Co);
-    if (k < a.C) a.dsrc[r * a.P * a.C + int64_t(p) * a.C + k] = a.dout[i];
-    else a.df[r * a.P * a.Co + int64_t(p) * a.Co + (k - a.C)] = a.dout[i];
+    concat_backward_span(a, r, p, k, k + 1);
 }
 
 // y = a + s b (s b when a is nullptr), one index per value (weight perturbation: theta0 + s z; its seed replay: g + c

@@ -1,6 +1,7 @@
-// Device kernels (ops.h): layerNorm, groupNorm and batchNorm. One index per normalized set (or per channel for batch
-// statistics) sums in float64 in the CPU's order: x^ = (x - mean) / sqrt(var + 1e-5), and the input gradient
-// inv (dx^ - mean(dx^) - x^ mean(dx^ x^)); batchNorm also keeps running statistics (momentum 0.9).
+// Device kernels (ops.h): layerNorm, groupNorm and batchNorm, the CPU engine's too (units/norm.cpp runs these bodies
+// in its loops). One index per normalized set (or per channel for batch statistics) sums in float64:
+// x^ = (x - mean) / sqrt(var + 1e-5), and the input gradient inv (dx^ - mean(dx^) - x^ mean(dx^ x^)); batchNorm also
+// keeps running statistics (momentum 0.9).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -9,9 +10,9 @@
 
 namespace of::dev {
 
-// Normalization (units.cpp normalize / group_norm_xhat): x^ and 1 / sqrt(var + 1e-5) of each set, with float64 mean
-// and variance in the CPU's order. layerNorm: a set is one position's C values (one index per position, P per row);
-// groupNorm: all positions of one group's C / G channels in a row (one index per (row, group)). x (rows, P C).
+// Normalization: x^ and 1 / sqrt(var + 1e-5) of each set, with float64 mean and variance. layerNorm: a set is one
+// position's C values (one index per position, P per row); groupNorm: all positions of one group's C / G channels in
+// a row (one index per (row, group)). x (rows, P C).
 struct NormArgs {
     float* xh;
     float* inv;  // one per set
@@ -51,7 +52,7 @@ OF_HOST_DEVICE void group_norm_at(const NormArgs& a, int64_t s) {
     a.inv[s] = inv;
 }
 
-// The input gradient of a normalization (units.cpp unit_backward): per set, with dx^ = dv gain,
+// The input gradient of a normalization: per set, with dx^ = dv gain,
 // din = inv (dx^ - mean(dx^) - x^ mean(dx^ x^)), the means in float64. The sets as in NormArgs.
 struct NormBackArgs {
     float* din;
@@ -89,23 +90,35 @@ OF_HOST_DEVICE void group_norm_backward_at(const NormBackArgs& a, int64_t s) {
         }
 }
 
-// batchNorm (units.cpp batch_norm_*), channels-last (n positions of C channels). Batch statistics, one index per
-// channel: stats[c] = mean, stats[C + c] = variance (biased), float64 sums over positions in order.
+// batchNorm, channels-last (n positions of C channels); stats: C means, then C variances. Per channel c:
+// 1 / sqrt(var + eps), and gain / sqrt(var + eps).
+OF_HOST_DEVICE float bn_inv(const float* stats, int C, int c) { return 1.0f / sqrtf(stats[C + c] + 1e-5f); }
+OF_HOST_DEVICE float bn_scale(const float* stats, const float* gain, int C, int c) {
+    return gain[c] / sqrtf(stats[C + c] + 1e-5f);
+}
+// Batch statistics (the variance biased) of channels c0 <= c < c1, float64 sums over the positions in order, the
+// channels innermost (a device index: one channel; the CPU: all, one pass per moment); mu, var: c1 - c0 each.
 struct BatchStatsArgs {
     float* stats;
     const float* x;
     int64_t n;
     int C;
 };
-OF_HOST_DEVICE void bn_stats_at(const BatchStatsArgs& a, int64_t c) {
-    double mu = 0.0, var = 0.0;
-    for (int64_t p = 0; p < a.n; p++) mu += a.x[p * a.C + c];
-    mu /= double(a.n);
-    for (int64_t p = 0; p < a.n; p++) var += (a.x[p * a.C + c] - mu) * (a.x[p * a.C + c] - mu);
-    a.stats[c] = float(mu), a.stats[a.C + c] = float(var / double(a.n));
+OF_HOST_DEVICE void bn_stats_span(const BatchStatsArgs& a, int c0, int c1, double* mu, double* var) {
+    for (int c = c0; c < c1; c++) mu[c - c0] = var[c - c0] = 0.0;
+    for (int64_t p = 0; p < a.n; p++)
+        for (int c = c0; c < c1; c++) mu[c - c0] += a.x[p * a.C + c];
+    for (int c = c0; c < c1; c++) mu[c - c0] /= double(a.n);
+    for (int64_t p = 0; p < a.n; p++)
+        for (int c = c0; c < c1; c++) var[c - c0] += (a.x[p * a.C + c] - mu[c - c0]) * (a.x[p * a.C + c] - mu[c - c0]);
+    for (int c = c0; c < c1; c++) a.stats[c] = float(mu[c - c0]), a.stats[a.C + c] = float(var[c - c0] / double(a.n));
 }
-// y = (x - mean) gain / sqrt(var + eps) (x^ instead when gain is nullptr: (x - mean) / sqrt(var + eps)); row r of y
-// (P positions) reads row r / rep of x. One index per value.
+OF_HOST_DEVICE void bn_stats_at(const BatchStatsArgs& a, int64_t c) {
+    double mu, var;
+    bn_stats_span(a, int(c), int(c) + 1, &mu, &var);
+}
+// y = (x - mean) gain / sqrt(var + eps) (x^ instead when gain is nullptr: (x - mean) / sqrt(var + eps)) at channels
+// c0 <= c < c1 of position v (of P per row) of y; row r of y reads row r / rep of x. One index per value.
 struct BatchApplyArgs {
     float* y;
     const float* x;
@@ -113,15 +126,24 @@ struct BatchApplyArgs {
     const float* gain;
     int P, C, rep;
 };
-OF_HOST_DEVICE void bn_apply_at(const BatchApplyArgs& a, int64_t i) {
-    const int c = int(i % a.C);
-    const int64_t row = i / (int64_t(a.P) * a.C), rest = i % (int64_t(a.P) * a.C);
-    const float x = a.x[(row / a.rep) * a.P * a.C + rest];
-    a.y[i] = a.gain ? (x - a.stats[c]) * (a.gain[c] / sqrtf(a.stats[a.C + c] + 1e-5f))
-                    : (x - a.stats[c]) / sqrtf(a.stats[a.C + c] + 1e-5f);
+OF_HOST_DEVICE void bn_apply_span(const BatchApplyArgs& a, int64_t v, int c0, int c1) {
+    const float* x = a.x + (v / a.P / a.rep * a.P + v % a.P) * a.C;
+    float* y = a.y + v * a.C;
+    for (int c = c0; c < c1; c++)
+        y[c] = a.gain ? (x[c] - a.stats[c]) * bn_scale(a.stats, a.gain, a.C, c)
+                      : (x[c] - a.stats[c]) / sqrtf(a.stats[a.C + c] + 1e-5f);
 }
-// BP through the batch statistics, stage 1 (one index per channel): sg = sum dv, sgx = sum dv x^ (x^ with the
-// reciprocal square root, as units.cpp's backward); the gain and bias gradients are float(sgx), float(sg).
+OF_HOST_DEVICE void bn_apply_at(const BatchApplyArgs& a, int64_t i) {
+    bn_apply_span(a, i / a.C, int(i % a.C), int(i % a.C) + 1);
+}
+// BP with the statistics held constant (module training, estimators/backprop.cpp): y = x gain / sqrt(var + eps), x the
+// gradient at the output. One index per value.
+OF_HOST_DEVICE void bn_held_backward_at(const BatchApplyArgs& a, int64_t i) {
+    const int c = int(i % a.C);
+    a.y[i] = a.x[i] * a.gain[c] / sqrtf(a.stats[a.C + c] + 1e-5f);
+}
+// BP through the batch statistics, stage 1 (channels c0 <= c < c1, as bn_stats_span): sg = sum dv, sgx = sum dv x^
+// (x^ with the reciprocal square root), and inv, c1 - c0 each; the gain and bias gradients are float(sgx), float(sg).
 struct BatchBackArgs {
     float* din;
     float* dgain;
@@ -134,22 +156,29 @@ struct BatchBackArgs {
     int64_t n;
     int C;
 };
+OF_HOST_DEVICE void bn_backward_sums_span(const BatchBackArgs& a, int c0, int c1, double* sg, double* sgx, float* inv) {
+    for (int c = c0; c < c1; c++) inv[c - c0] = bn_inv(a.stats, a.C, c), sg[c - c0] = sgx[c - c0] = 0.0;
+    for (int64_t p = 0; p < a.n; p++)
+        for (int c = c0; c < c1; c++) {
+            const float xh = (a.x[p * a.C + c] - a.stats[c]) * inv[c - c0];
+            sg[c - c0] += a.dv[p * a.C + c], sgx[c - c0] += a.dv[p * a.C + c] * xh;
+        }
+}
 OF_HOST_DEVICE void bn_backward_sums_at(const BatchBackArgs& a, int64_t c) {
-    const float inv = 1.0f / sqrtf(a.stats[a.C + c] + 1e-5f);
-    double sg = 0.0, sgx = 0.0;
-    for (int64_t p = 0; p < a.n; p++) {
-        const float xh = (a.x[p * a.C + c] - a.stats[c]) * inv;
-        sg += a.dv[p * a.C + c], sgx += a.dv[p * a.C + c] * xh;
-    }
+    double sg, sgx;
+    float inv;
+    bn_backward_sums_span(a, int(c), int(c) + 1, &sg, &sgx, &inv);
     a.sums[c] = sg, a.sums[a.C + c] = sgx;
     a.dgain[c] = float(sgx), a.dbias[c] = float(sg);
 }
-// Stage 2, one index per value: din = gain inv (dv - sg / n - x^ sgx / n).
+// Stage 2, value i (channel c, inv its bn_inv): din = gain inv (dv - sg / n - x^ sgx / n). One index per value.
+OF_HOST_DEVICE float bn_din(const BatchBackArgs& a, int64_t i, int c, float inv) {
+    const float xh = (a.x[i] - a.stats[c]) * inv;
+    return a.gain[c] * inv * float(a.dv[i] - a.sums[c] / a.n - xh * a.sums[a.C + c] / a.n);
+}
 OF_HOST_DEVICE void bn_backward_at(const BatchBackArgs& a, int64_t i) {
     const int c = int(i % a.C);
-    const float inv = 1.0f / sqrtf(a.stats[a.C + c] + 1e-5f);
-    const float xh = (a.x[i] - a.stats[c]) * inv;
-    a.din[i] = a.gain[c] * inv * float(a.dv[i] - a.sums[c] / a.n - xh * a.sums[a.C + c] / a.n);
+    a.din[i] = bn_din(a, i, c, bn_inv(a.stats, a.C, c));
 }
 // The running statistics after a training step (momentum 0.9, the variance unbiased), one index per channel; skipped
 // when the step's gate is closed (its loss was non-finite).
@@ -174,6 +203,7 @@ OF_HOST_DEVICE void bn_running_at(const RunningArgs& a, int64_t c) {
     X(group_norm_backward, NormBackArgs) \
     X(bn_stats, BatchStatsArgs)          \
     X(bn_apply, BatchApplyArgs)          \
+    X(bn_held_backward, BatchApplyArgs)  \
     X(bn_backward_sums, BatchBackArgs)   \
     X(bn_backward, BatchBackArgs)        \
     X(bn_running, RunningArgs)

@@ -239,35 +239,46 @@ OF_HOST_DEVICE void seq_back_reset_at(const SeqBackArgs& a, int64_t i) {
     const int j = int(i % a.H);
     seq_back_reset_span(a, i / a.H, j, j + 1);
 }
-#undef OF_RESTRICT
 
-// repeat (a vector -> T copies) and timeMean (T steps -> their mean), and their backward (recurrent.cpp). x (rows,
-// T F) for the sequence side, (rows, F) for the other. One index per output value.
+// repeat (a vector -> T copies) and timeMean (T steps -> their mean), and their backward (units/sequence.cpp runs
+// them too). x (rows, T F) for the sequence side, (rows, F) for the other. Spans of features f0 <= f < f1 of a row
+// (the CPU: whole rows); one index per output value.
 struct TimeArgs {
     float* y;
     const float* x;
     int T, F;
 };
-OF_HOST_DEVICE void repeat_at(const TimeArgs& a, int64_t i) {  // y (rows, T F)
-    a.y[i] = a.x[i / (int64_t(a.T) * a.F) * a.F + i % a.F];
+// y (rows, T F) at row r, step t: x's row r (repeat), or it / T (timeMean's backward, x = dout (rows, F))
+OF_HOST_DEVICE void step_copy_span(const TimeArgs& a, int64_t r, int t, int f0, int f1, bool mean) {
+    float* y = a.y + (r * a.T + t) * a.F;
+    for (int f = f0; f < f1; f++) y[f] = mean ? a.x[r * a.F + f] / float(a.T) : a.x[r * a.F + f];
 }
-OF_HOST_DEVICE void repeat_backward_at(const TimeArgs& a, int64_t i) {  // y (rows, F) from x = dout (rows, T F)
-    const int64_t r = i / a.F;
-    const int f = int(i % a.F);
-    float acc = 0.0f;
-    for (int t = 0; t < a.T; t++) acc += a.x[(r * a.T + t) * a.F + f];
-    a.y[i] = acc;
+// y (rows, F) at row r: the sum over the steps, in order (repeat's backward, x = dout (rows, T F)), or it / T
+// (timeMean); y and x declared apart, so a device index keeps its sum in a register
+OF_HOST_DEVICE void step_sum(float* OF_RESTRICT y, const float* OF_RESTRICT x, int T, int F, int f0, int f1,
+                             bool mean) {
+    for (int f = f0; f < f1; f++) y[f] = 0.0f;
+    for (int t = 0; t < T; t++)
+        for (int f = f0; f < f1; f++) y[f] += x[int64_t(t) * F + f];
+    for (int f = f0; mean && f < f1; f++) y[f] /= float(T);
 }
-OF_HOST_DEVICE void time_mean_at(const TimeArgs& a, int64_t i) {  // y (rows, F)
-    const int64_t r = i / a.F;
-    const int f = int(i % a.F);
-    float acc = 0.0f;
-    for (int t = 0; t < a.T; t++) acc += a.x[(r * a.T + t) * a.F + f];
-    a.y[i] = acc / float(a.T);
+OF_HOST_DEVICE void step_sum_span(const TimeArgs& a, int64_t r, int f0, int f1, bool mean) {
+    step_sum(a.y + r * a.F, a.x + r * a.T * a.F, a.T, a.F, f0, f1, mean);
 }
-OF_HOST_DEVICE void time_mean_backward_at(const TimeArgs& a, int64_t i) {  // y (rows, T F) from x = dout (rows, F)
-    a.y[i] = a.x[i / (int64_t(a.T) * a.F) * a.F + i % a.F] / float(a.T);
+OF_HOST_DEVICE void repeat_at(const TimeArgs& a, int64_t i) {
+    step_copy_span(a, i / a.F / a.T, int(i / a.F % a.T), int(i % a.F), int(i % a.F) + 1, false);
 }
+OF_HOST_DEVICE void repeat_backward_at(const TimeArgs& a, int64_t i) {
+    step_sum_span(a, i / a.F, int(i % a.F), int(i % a.F) + 1, false);
+}
+OF_HOST_DEVICE void time_mean_at(const TimeArgs& a, int64_t i) {
+    step_sum_span(a, i / a.F, int(i % a.F), int(i % a.F) + 1, true);
+}
+OF_HOST_DEVICE void time_mean_backward_at(const TimeArgs& a, int64_t i) {
+    step_copy_span(a, i / a.F / a.T, int(i / a.F % a.T), int(i % a.F), int(i % a.F) + 1, true);
+}
+
+#undef OF_RESTRICT
 
 #define OF_RECURRENT_KERNELS(X)    \
     X(seq_input, SeqArgs)          \

@@ -1,5 +1,6 @@
-// Device kernels (ops.h): the token kinds (units/embedding.cpp, units/attention.cpp), each in the CPU unit's order of
-// operations, so the simulation gives the CPU's bits.
+// Device kernels (ops.h): the token kinds (units/embedding.cpp, units/attention.cpp), in the CPU unit's order of
+// operations, so the simulation gives the CPU's bits; the CPU runs the embedding's and positions' bodies and the
+// attention head's arithmetic itself.
 //   embed:            out_p = E[id_p] per position p of every row (one index per output value).
 //   embed_grad:       dE[v] = sum over the positions p reading v, in increasing p, of alpha g_p (one index per table
 //                     value); the positions come from the batch's token index (trainer: token_index), so the sum has
@@ -29,10 +30,12 @@ struct EmbedArgs {
     const float* E;    // (vocab, D)
     int D, vocab;
 };
-OF_HOST_DEVICE void embed_at(const EmbedArgs& a, int64_t i) {
-    const int64_t id = token_of(a.ids[i / a.D], a.vocab);
-    a.out[i] = id < 0 ? 0.0f : a.E[id * a.D + i % a.D];
+// values j0 <= j < j1 of position p (of rows T): E[id_p], zeros for a value that is not a token id
+OF_HOST_DEVICE void embed_span(const EmbedArgs& a, int64_t p, int j0, int j1) {
+    const int64_t id = token_of(a.ids[p], a.vocab);
+    for (int j = j0; j < j1; j++) a.out[p * a.D + j] = id < 0 ? 0.0f : a.E[id * a.D + j];
 }
+OF_HOST_DEVICE void embed_at(const EmbedArgs& a, int64_t i) { embed_span(a, i / a.D, int(i % a.D), int(i % a.D) + 1); }
 
 struct EmbedGradArgs {
     float* dE;         // (vocab, D)
@@ -55,7 +58,12 @@ struct PositionalArgs {
     const float* P;  // O values: one row
     int O;
 };
-OF_HOST_DEVICE void positional_add_at(const PositionalArgs& a, int64_t i) { a.out[i] = a.x[i] + a.P[i % a.O]; }
+OF_HOST_DEVICE void positional_add_span(const PositionalArgs& a, int64_t r, int j0, int j1) {  // row r's j0 .. j1 - 1
+    for (int j = j0; j < j1; j++) a.out[r * a.O + j] = a.x[r * a.O + j] + a.P[j];
+}
+OF_HOST_DEVICE void positional_add_at(const PositionalArgs& a, int64_t i) {
+    positional_add_span(a, i / a.O, int(i % a.O), int(i % a.O) + 1);
+}
 
 // multiHeadAttention's attend over rows of (T, 3D) Q, K, V into (T, D); heads of d = D / heads values.
 struct AttendArgs {
@@ -66,7 +74,7 @@ struct AttendArgs {
     int T, D, heads, causal;
     float scale;  // 1 / sqrt(d)
 };
-// One (row, head): its Q, K, V and its softmax rows (units/attention.cpp Head).
+// One (row, head): its Q, K, V and its softmax rows (the CPU's too).
 struct AttendHead {
     const float* qkv;
     int T, D, d, off, causal;
@@ -87,14 +95,19 @@ struct AttendHead {
         for (int s = 0; s <= last(t); s++) mx = fmaxf(mx, logit(t, s));
         return mx;
     }
+    // the softmax P_ts = e_s / sum_s' e_s' with e_s = exp(S_ts - max), the sum in double
+    OF_HOST_DEVICE static float shifted_exp(float logit, float mx) { return expf(logit - mx); }
+    OF_HOST_DEVICE static float normalized(float e, double sum) { return float(double(e) / sum); }
     OF_HOST_DEVICE double exp_sum(int t, float mx) const {
         double sum = 0.0;
-        for (int s = 0; s <= last(t); s++) sum += expf(logit(t, s) - mx);
+        for (int s = 0; s <= last(t); s++) sum += shifted_exp(logit(t, s), mx);
         return sum;
     }
     OF_HOST_DEVICE float weight(int t, int s, float mx, double sum) const {
-        return float(double(expf(logit(t, s) - mx)) / sum);
+        return normalized(shifted_exp(logit(t, s), mx), sum);
     }
+    // dS_ts scaled by 1 / sqrt(d): P_ts (dP_ts - c_t), c_t = sum_s P_ts dP_ts
+    OF_HOST_DEVICE float score_grad(float p, float dp, double c) const { return p * (dp - float(c)) * scale; }
 };
 // Index i of (rows, heads, T): its head and its position
 OF_HOST_DEVICE AttendHead attend_head(const AttendArgs& a, int64_t i, int* t) {
@@ -154,7 +167,7 @@ OF_HOST_DEVICE void attend_backward_at(const AttendArgs& a, int64_t i) {
     auto ds = [&](int t, int s, float* p) {  // dS_ts scaled, and P_ts
         const double* st = a.stats + 3 * (row0 + t);
         *p = h.weight(t, s, float(st[0]), st[1]);
-        return *p * (attend_dp(h, attend_dout(a, h, row0 + t, t), s) - float(st[2])) * h.scale;
+        return h.score_grad(*p, attend_dp(h, attend_dout(a, h, row0 + t, t), s), st[2]);
     };
     for (int s = 0; s <= h.last(j); s++) {  // j as the query
         float p = 0.0f;

@@ -1,83 +1,54 @@
-// Weight perturbation on the device (SPSA / ES): per direction p, z_p regenerated from its Philox counters, the mean
-// loss at theta0 +- eps z_p, then the seed replay g = sum_p coef_p z_p; and those two halves apart, for seed replay
-// across ranks.
+// Weight perturbation on the device (SPSA / ES): the engine of estimators/weight_perturbation.cpp, which runs the
+// estimator. z_p regenerated from its Philox counters into z_, theta0 + s z into theta_p_ and an inference forward
+// whose mean loss is read back (the coefficients need every direction's loss), the seed replay into grads_.
 #include <cmath>
 
 #include "device/trainer.h"
 
 namespace of {
 
-// SPSA / ES (weight_perturbation.cpp): per direction p, z_p regenerated on the device, the mean batch loss of an
-// inference forward at theta0 +- eps z_p (read back: the coefficients need every direction's loss), then the seed
-// replay g = sum_p coef_p z_p. The step statistics block gets the mean loss over the directions.
-Status DeviceTrainer::perturbation_losses(Model& m, int B, const EstimatorConfig& e, uint32_t step, const float* x,
-                                          int p0, int p1, float* plus, float* minus) {
-    Device* d = dev_.get();
-    const bool pairs = e.kind == EstimatorConfig::Kind::Spsa || e.wp.antithetic;
-    const int64_t n = m.n_params;
-    OF_TRY(z_.reserve(d, size_t(n) * sizeof(float)));
-    OF_TRY(theta_p_.reserve(d, size_t(n) * sizeof(float)));
-    OF_TRY(stats_.reserve(d, 4 * sizeof(double)));
-    OF_TRY(loss_.reserve(d, size_t(B) * sizeof(float)));
-    OF_TRY(hit_.reserve(d, size_t(B) * sizeof(int)));
-    auto loss_at = [&](float sign, float* out) -> Status {  // mean batch loss at theta0 + sign eps z, as a float
-        OF_TRY(d->axpy(dev::AxpyArgs{theta_p_.f(), params_.f(), z_.f(), sign * e.wp.sigma}, n));
-        OF_TRY(effective(m, theta_p_.f()));
-        inference_ = true;
-        Status st = bp(m, B, x, 0, true);
-        inference_ = false;
-        OF_TRY(st);
-        OF_TRY(d->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), a_[m.units.size() - 1]->f(), labels_.as<int32_t>(),
-                                          values_.f(), B, m.outputs, 1, m.loss, m.groups},
-                            B));
-        OF_TRY(step_stats(dev::StatsArgs{nullptr, nullptr, loss_.f(), hit_.as<int>(), B, nullptr, 0.0, 0.0}));
-        double sum = 0.0;
-        OF_TRY(d->download(&sum, stats_.as<double>(), sizeof(double)));
-        *out = float(sum / B);
+struct DeviceTrainer::Perturbation final : PerturbationEngine {
+    DeviceTrainer& t;
+    const float* x;  // the batch on the device: B rows
+    int B;
+    uint32_t step;
+    Perturbation(DeviceTrainer& t, Model& m, const float* x, int B, uint32_t step)
+        : PerturbationEngine(m), t(t), x(x), B(B), step(step) {}
+    Status direction(int p) override {
+        const int n = int(m.n_params);
+        OF_TRY(t.z_.reserve(t.dev_.get(), size_t(n) * sizeof(float)));
+        const dev::NoisyArgs na{nullptr, t.z_.f(), nullptr, nullptr,      1,           0.0f, 1, n, 1, Act::Identity,
+                                0.0f,    m.seed,   step,    kWeightLayer, uint32_t(p), 0,    0};
+        return t.dev_->noisy_forward(na, dev::noise_counters(n));
+    }
+    Status zero_direction(int64_t begin, int64_t end) override {
+        return t.dev_->zero(t.z_.f() + begin, size_t(end - begin) * sizeof(float));
+    }
+    Status loss_at(float s, float* loss) override {
+        OF_TRY(t.theta_p_.reserve(t.dev_.get(), size_t(m.n_params) * sizeof(float)));
+        OF_TRY(t.dev_->axpy(dev::AxpyArgs{t.theta_p_.f(), t.params_.f(), t.z_.f(), s}, m.n_params));
+        OF_TRY(t.effective(m, t.theta_p_.f()));
+        double sums[2];
+        OF_TRY(t.inference_sums(m, B, x, sums));
+        *loss = float(sums[0] / B);
         return {};
-    };
-    for (int p = p0; p < p1; p++) {
-        OF_TRY(direction(m, step, p));
-        OF_TRY(loss_at(1.0f, &plus[p]));
-        minus[p] = 0.0f;
-        if (pairs) OF_TRY(loss_at(-1.0f, &minus[p]));
     }
-    theta_ = params_.f();
-    return {};
-}
-
-// z_p over the whole slab, regenerated from the counters (seed, step, p) of stream kWeightLayer, into z_.
-Status DeviceTrainer::direction(const Model& m, uint32_t step, int p) {
-    const int n = int(m.n_params);
-    const dev::NoisyArgs na{nullptr, z_.f(), nullptr, nullptr,      1,           0.0f, 1, n, 1, Act::Identity,
-                            0.0f,    m.seed, step,    kWeightLayer, uint32_t(p), 0,    0};
-    return dev_->noisy_forward(na, dev::noise_counters(n));
-}
-
-// The seed replay: g = sum_p coef_p z_p into the gradient slab, the coefficients from every direction's losses.
-Status DeviceTrainer::perturbation_replay(const Model& m, const EstimatorConfig& e, uint32_t step, const float* plus,
-                                          const float* minus) {
-    const int64_t n = m.n_params;
-    OF_TRY(z_.reserve(dev_.get(), size_t(n) * sizeof(float)));
-    const std::vector<double> coef = perturbation_coefficients(e, plus, minus);
-    OF_TRY(dev_->zero(grads_.f(), size_t(n) * sizeof(float)));
-    for (int p = 0; p < e.wp.population; p++) {
-        OF_TRY(direction(m, step, p));
-        OF_TRY(dev_->axpy(dev::AxpyArgs{grads_.f(), grads_.f(), z_.f(), float(coef[size_t(p)])}, n));
+    Status zero_grads() override { return t.dev_->zero(t.grads_.f(), size_t(m.n_params) * sizeof(float)); }
+    Status accumulate(float c) override {
+        return t.dev_->axpy(dev::AxpyArgs{t.grads_.f(), t.grads_.f(), t.z_.f(), c}, m.n_params);
     }
-    return {};
-}
+};
 
+// The estimate and the step statistics block (the mean loss over the directions); with wp_range_, only the losses of
+// its directions.
 Status DeviceTrainer::perturbation(Model& m, int B, const EstimatorConfig& e, uint32_t step, const float* x) {
-    const int P = e.wp.population;
-    const bool pairs = e.kind == EstimatorConfig::Kind::Spsa || e.wp.antithetic;
-    std::vector<float> plus(static_cast<size_t>(P), 0.0f), minus(static_cast<size_t>(P), 0.0f);
-    OF_TRY(perturbation_losses(m, B, e, step, x, 0, P, plus.data(), minus.data()));
-    OF_TRY(perturbation_replay(m, e, step, plus.data(), minus.data()));
-    double total = 0.0;
-    for (int p = 0; p < P; p++) total += double(plus[size_t(p)]) + double(minus[size_t(p)]);
-    const double mean = total / double(pairs ? 2 * P : P);
-    const double block[4] = {mean * B, 0.0, std::isfinite(mean) ? 1.0 : 0.0, 0.0};  // read_stats: loss = block[0] / B
+    Perturbation w(*this, m, x, B, step);
+    const WpRange* r = wp_range_;
+    StepStats s;
+    Status st = r ? perturbation_losses(w, e, r->p0, r->p1, r->plus, r->minus) : perturbation_gradients(w, e, B, &s);
+    theta_ = params_.f();  // the forward's slab is the parameters again
+    if (!st.ok() || r) return st;
+    const double block[4] = {s.loss * B, 0.0, std::isfinite(s.loss) ? 1.0 : 0.0, 0.0};  // read_stats: block[0] / B
     return dev_->upload(stats_.as<double>(), block, sizeof(block));
 }
 
@@ -93,7 +64,8 @@ Status DeviceTrainer::seed_replay_losses(Model& m, const float* x, const Targets
 
 Status DeviceTrainer::seed_replay_update(Model& m, const EstimatorConfig& e, const OptimizerConfig& o,
                                          const float* plus, const float* minus, int rows) {
-    OF_TRY(perturbation_replay(m, e, m.step, plus, minus));
+    Perturbation w(*this, m, nullptr, 0, m.step);
+    OF_TRY(perturbation_replay(w, e, plus, minus));
     OF_TRY(dev_->zero(grads_.f(), size_t(trainable_offset(m)) * sizeof(float)));
     OF_TRY(stats_.reserve(dev_.get(), 4 * sizeof(double)));
     const double block[4] = {0.0, 0.0, 1.0, 0.0};  // the losses were finite (checked on the host): the gate is open

@@ -15,7 +15,6 @@
 namespace of {
 
 std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e, const LossHook* hook) {
-    if (!m.frozen_ranges.empty()) return "adapters (frozen parameter ranges) run on the CPU";
     if (m.has_quant && e.kind == EstimatorConfig::Kind::Bp)
         return "bp() cannot differentiate binary or ternary weights";
     for (const Unit& u : m.units)
@@ -24,11 +23,13 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
     if (e.kind == EstimatorConfig::Kind::Bp && e.bp.sigma > 0.0f) return "bp() with noise injection runs on the CPU";
     if (e.kind == EstimatorConfig::Kind::Ulr) {
         const UlrConfig& c = e.ulr;
-        if (!c.modules.empty()) {  // ulr_modules runs dense, conv and pooling units with real weights
+        if (!c.modules.empty()) {  // the group runner runs modules of every kind but these
             if (c.exact_boundary) return "the exact boundary test hook runs on the CPU";
             if (m.has_quant) return "modules with binary or ternary weights run on the CPU";
-            if (!modules_run(m))
-                return "modules run on the CPU in models with layers other than dense, conv and pooling ones";
+            if (c.pipeline && !pipelines(m, c))
+                return "pipelined modules whose first module holds layers other than dense, conv and pooling ones, or "
+                       "a "
+                       "block, run on the CPU";
         }
         // The group runner (ulr_groups.cpp) runs every other option on every kind.
     }
@@ -142,18 +143,14 @@ Status DeviceTrainer::estimate(Model& m, const float* x, const Targets& y, int B
     *rows = B;
     const int frozen = m.frozen;
     if (tail) m.frozen = 0;  // the tail is the whole model now
-    const bool modules = e.kind == EstimatorConfig::Kind::Ulr && !e.ulr.modules.empty();
-    Status st = wp && wp_range_ ? perturbation_losses(m, B, e, step, in, wp_range_->p0, wp_range_->p1, wp_range_->plus,
-                                                      wp_range_->minus)
-                : wp            ? perturbation(m, B, e, step, in)
+    Status st = wp                                     ? perturbation(m, B, e, step, in)
                 : e.kind != EstimatorConfig::Kind::Ulr ? bp(m, B, in, e.ulr.sample_base, false)
-                : modules                              ? ulr_modules(m, B, sub.ulr, step, in, y, hook)
                                                        : ulr(m, B, sub.ulr, step, in, y, hook, rows);
     if (tail) m.units = std::move(all), m.frozen = frozen;
     OF_TRY(st);
     if (m.frozen > 0 && (!tail || wp)) OF_TRY(dev_->zero(grads_.f(), size_t(trainable_offset(m)) * sizeof(float)));
-    if (wp) return {};  // its statistics block is written
-    if (modules) *rows = B * e.ulr.copies;
+    OF_TRY(zero_frozen_ranges(m));  // units leave them stale (an adapter writes only its factors)
+    if (wp) return {};              // its statistics block is written
     if (id >= 0.0 && acc_.size() == 0) OF_TRY(reset_tally());
     return step_stats(dev::StatsArgs{nullptr, nullptr, loss_.f(), hit_.as<int>(), *rows,
                                      id >= 0.0 ? acc_.as<double>() : nullptr, double(B), id});
@@ -189,34 +186,37 @@ Status DeviceTrainer::effective(const Model& m, const float* base) {
     return {};
 }
 
-// Mean loss and accuracy of a clean forward in inference mode (dropout off, batchNorm's running statistics), in
-// chunks of rows, as Model::evaluate computes them; fit's validation while the parameters are on the device.
+// The summed loss and hits of a clean forward of B rows x in inference mode (dropout off, batchNorm's running
+// statistics), with the batch's targets uploaded, into sums[0], sums[1]: validation, and weight perturbation's losses.
+Status DeviceTrainer::inference_sums(Model& m, int B, const float* x, double* sums) {
+    inference_ = true;
+    Status st = bp(m, B, x, 0, true);
+    inference_ = false;
+    OF_TRY(st);
+    OF_TRY(dev_->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), a_[m.units.size() - 1]->f(), labels_.as<int32_t>(),
+                                         values_.f(), B, m.outputs, 1, m.loss, m.groups},
+                           B));
+    OF_TRY(step_stats(dev::StatsArgs{nullptr, nullptr, loss_.f(), hit_.as<int>(), B, nullptr, 0.0, 0.0}));
+    return dev_->download(sums, stats_.as<double>(), 2 * sizeof(double));
+}
+
+// Mean loss and accuracy in chunks of rows, as Model::evaluate computes them; fit's validation while the parameters
+// are on the device.
 Status DeviceTrainer::evaluate(Model& m, const DataRef& data, double* loss, double* accuracy) {
     OF_CHECK(active_, Internal, "device trainer used before begin()");
     constexpr int kChunk = 4096;
     OF_TRY(effective(m, params_.f()));
-    inference_ = true;
     double sum = 0.0;
     int64_t hits = 0;
-    Status st;
-    for (int64_t r0 = 0; r0 < data.rows && st.ok(); r0 += kChunk) {
+    for (int64_t r0 = 0; r0 < data.rows; r0 += kChunk) {
         const int n = int(std::min<int64_t>(kChunk, data.rows - r0));
         const Targets t{data.y.labels ? data.y.labels + r0 * m.groups : nullptr,
                         data.y.values ? data.y.values + r0 * m.outputs : nullptr};
-        st = upload_batch(m, data.x + r0 * m.inputs, t, n);
-        if (st.ok()) st = bp(m, n, x_.f(), 0, true);
-        if (!st.ok()) break;
-        const float* out = a_[m.units.size() - 1]->f();
-        st = dev_->loss_rows(dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), n,
-                                           m.outputs, 1, m.loss, m.groups},
-                             n);
-        if (st.ok()) st = step_stats(dev::StatsArgs{nullptr, nullptr, loss_.f(), hit_.as<int>(), n, nullptr, 0.0, 0.0});
-        double got[2] = {0.0, 0.0};
-        if (st.ok()) st = dev_->download(got, stats_.as<double>(), sizeof(got));
+        double got[2];
+        OF_TRY(upload_batch(m, data.x + r0 * m.inputs, t, n));
+        OF_TRY(inference_sums(m, n, x_.f(), got));
         sum += got[0], hits += int64_t(got[1]);
     }
-    inference_ = false;
-    OF_TRY(st);
     *loss = sum / double(data.rows);
     int64_t labeled = data.rows;  // per-position labels: only the labeled positions count
     if (m.groups > 1) {
@@ -264,7 +264,14 @@ Status DeviceTrainer::grad_norm(int64_t off, int64_t n, float clip) {
     return dev_->sumsq_final(a, 1);
 }
 
-// The optimizer on the trainable part of the slab (a frozen prefix is never touched, as in train.cpp apply_update).
+Status DeviceTrainer::zero_frozen_ranges(const Model& m) {
+    for (const auto& [b, e] : m.frozen_ranges) OF_TRY(dev_->zero(grads_.f() + b, size_t(e - b) * sizeof(float)));
+    return {};
+}
+
+// The optimizer on the trainable part of the slab, as in train.cpp apply_update: a frozen prefix and the frozen ranges
+// are never touched, not even by weight decay; the update runs on the spans between them, with the clipping factor of
+// the whole gradient (zero on the frozen ranges).
 Status DeviceTrainer::update(const Model& m, const OptimizerConfig& o, int64_t t, int B) {
     for (int l = 0; l < int(m.units.size()); l++) {  // running statistics (batchNorm's) follow this step's batch
         const Unit& u = m.units[size_t(l)];
@@ -274,11 +281,21 @@ Status DeviceTrainer::update(const Model& m, const OptimizerConfig& o, int64_t t
                                 u.g.Co));
     }
     const int64_t off = trainable_offset(m), n = m.n_params - off;
+    OF_TRY(zero_frozen_ranges(m));  // applyGradients may bring values there
     if (o.clip_norm > 0.0f) OF_TRY(grad_norm(off, n, o.clip_norm));
     const double* gscale = o.clip_norm > 0.0f ? norm_.as<double>() : nullptr;
-    return dev_->optimizer(dev::optimizer_args(o, t, params_.f() + off, grads_.f() + off, opt_m_.f() + off,
-                                               opt_v_.f() + off, gscale, stats_.as<double>()),
-                           n);
+    dev::OptArgs a = dev::optimizer_args(o, t, nullptr, nullptr, nullptr, nullptr, gscale, stats_.as<double>());
+    auto span = [&](int64_t begin, int64_t end) -> Status {
+        if (end <= begin) return {};
+        a.p = params_.f() + begin, a.g = grads_.f() + begin, a.m = opt_m_.f() + begin, a.v = opt_v_.f() + begin;
+        return dev_->optimizer(a, end - begin);
+    };
+    int64_t begin = off;
+    for (const auto& [b, e] : m.frozen_ranges) {
+        OF_TRY(span(begin, std::max(begin, b)));
+        begin = std::max(begin, e);
+    }
+    return span(begin, m.n_params);
 }
 
 Status DeviceTrainer::gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,

@@ -22,6 +22,8 @@
 namespace of {
 
 struct UnitPass;  // device/unit_pass.h
+struct BpView;    // device/unit_pass.h
+struct ModulePasses;
 
 class DeviceTrainer {
    public:
@@ -37,7 +39,7 @@ class DeviceTrainer {
 
     // Empty when this model and estimator run on the device; otherwise why they run on the CPU.
     static std::string unsupported(const Model& m, const EstimatorConfig& e, const LossHook* hook);
-    static bool modules_run(const Model& m);  // ulr_modules runs this model (ulr_modules.cpp)
+    static bool pipelines(const Model& m, const UlrConfig& c);  // pipelined modules run here (ulr_modules.cpp)
 
     // The host's parameters (and optimizer state, reset first when `o` names another kind) to the device.
     Status begin(Model& m, const OptimizerConfig* o);
@@ -121,8 +123,13 @@ class DeviceTrainer {
                const LossHook* hook, int* rows);
     Status bp(Model& m, int B, const float* x, uint32_t sample_base,
               bool forward_only);  // forward_only: batch statistics
-    Status ulr_modules(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, const Targets& y,
-                       const LossHook* hook);
+    // BP's backward over units [s, e) from dcur, the gradient at unit e - 1's output: each unit's act', parameter
+    // gradients and input gradient (none at unit s); dcur and dnext: scratch of the widest rows, both overwritten
+    Status bp_backward(const Model& m, int s, int e, const BpView& t, float* dcur, float* dnext);
+    // local modules, after ulr()'s forward, losses and row weights: the boundaries' reductions and BP inside each
+    // module
+    Status module_reductions(const Model& m, const std::vector<int>& ends, int B, int K, const UlrConfig& c,
+                             const float* x, bool tf32, const ModulePasses& mp);
     Status js_losses(const float* out, const Targets& y, int R, int C, int K, const LossHook& hook, float* loss);
     Status row_weights(int B, int K, const float* loss, float running, const UlrConfig& c, float scale);
     dev::CopySumArgs scored_sum(const float* E, int K, int O, const UlrConfig& c, const float* sigmas);
@@ -141,19 +148,18 @@ class DeviceTrainer {
                      float clip);  // of grads[off, off + n): norm_[0] = |g|, norm_[1] = clip factor
     // the optimizer and batchNorm's running statistics, gated by the step statistics (B: the step's samples)
     Status update(const Model& m, const OptimizerConfig& o, int64_t t, int B);
+    Status zero_frozen_ranges(const Model& m);  // their gradients (an adapter's base W and b)
     Status read_stats(StepStats* stats, int rows);
+    Status inference_sums(Model& m, int B, const float* x, double* sums);  // summed loss, hits (trainer.cpp)
     // learnSigma: per layer with parameters; layer-wise copies 'auto' (sg_: the sigma gradients, then the variances)
     Status read_sigma_grad(const Model& m, const EstimatorConfig& e, StepStats* stats);
     Status read_layer_var(Model& m, const EstimatorConfig& e, StepStats* stats);
     Status reset_tally();
     Status effective(const Model& m, const float* base);  // theta_: base, or its binary / ternary version
-    // SPSA / ES: every direction's losses, the seed replay, and the step statistics; or its halves
+    // SPSA / ES (perturbation.cpp): estimators/weight_perturbation.cpp on this engine (Perturbation), with the step
+    // statistics; with wp_range_, only the losses of its directions
+    struct Perturbation;
     Status perturbation(Model& m, int B, const EstimatorConfig& e, uint32_t step, const float* x);
-    Status perturbation_losses(Model& m, int B, const EstimatorConfig& e, uint32_t step, const float* x, int p0, int p1,
-                               float* plus, float* minus);
-    Status perturbation_replay(const Model& m, const EstimatorConfig& e, uint32_t step, const float* plus,
-                               const float* minus);
-    Status direction(const Model& m, uint32_t step, int p);
     struct WpRange {  // seed_replay_losses: the directions [p0, p1) whose losses estimate() computes, and where they go
         int p0, p1;
         float* plus;

@@ -1,11 +1,13 @@
-// ULR on the device: the CPU's plan (estimators/ulr_plan.h: injection 'all', 'layerwise', blocks, copies 'auto') run
-// group by group with all of a group's R = B K rows at once, for every unit kind the device has kernels for.
+// ULR on the device: the CPU's plan (estimators/ulr_plan.h: injection 'all', 'layerwise', blocks, copies
+// 'auto'; local modules as one group noisy at the boundaries) run group by group with all of a group's R = B K rows
+// at once, for every unit kind the device has kernels for.
 #include <algorithm>
 #include <climits>
 
 #include "device/unit_pass.h"
 #include "estimators/blocks.h"
 #include "estimators/ulr_plan.h"
+#include "units/unit.h"
 
 namespace of {
 
@@ -27,10 +29,16 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     const uint32_t base = c.sample_base;
     const bool tf32 = tf32_for(EstimatorConfig::Kind::Ulr);
     lw_copies_ = c.layerwise ? layerwise_copies(m, c) : std::vector<int>();  // read_layer_var records 'auto''s
-    std::vector<Group> groups = plan_groups(m, c, lw_copies_);
+    // local modules: one group from the first boundary on, noisy only at the boundaries (units ends[j] - 1)
+    const bool modules = !c.modules.empty();
+    const std::vector<int> ends = modules ? module_unit_ends(m, c.modules) : std::vector<int>();
+    std::vector<char> boundary(size_t(L), 0);
+    for (int e : ends) boundary[size_t(e - 1)] = 1;
+    std::vector<Group> groups =
+        modules ? std::vector<Group>{{ends[0] - 1, L, c.copies}} : plan_groups(m, c, lw_copies_);
     OF_CHECK(!groups.empty(), Config, "the model has no layer with parameters to train");
     int64_t total = 0;
-    int kmax = 1, width0 = 1;  // the most copies; the widest group start's noise
+    int kmax = 1, width0 = 1, width = m.inputs;  // the most copies; the widest group start's noise; the widest rows
     for (Group& g : groups) {
         int R = 0;
         OF_TRY(step_rows(B, g.K, &R));
@@ -58,13 +66,39 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     while (int(a_.size()) < L)
         a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
     while (int(ga_.size()) < L) ga_.push_back(std::make_unique<DeviceBuffer>());
-    for (int l = 0; l < L; l++) {
+    for (int l = 0; l < L; l++) {  // modules: e_ also keeps every other unit's pre-activation (BP inside a module)
         const Unit& u = m.units[size_t(l)];
+        width = std::max({width, u.I, u.noise_width()});
         if (l < clean_end) OF_TRY(a_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
         if (l >= groups.front().start) OF_TRY(ga_[size_t(l)]->reserve(d, size_t(Rmax) * u.O * sizeof(float)));
-        if (group_of[size_t(l)] >= 0 && u.param())
-            OF_TRY(e_[size_t(l)]->reserve(d, size_t(Rmax) * u.noise_width() * sizeof(float)));
+        if ((group_of[size_t(l)] >= 0 && u.param()) || modules)
+            OF_TRY(e_[size_t(l)]->reserve(d, size_t(Rmax) * std::max(u.O, u.noise_width()) * sizeof(float)));
     }
+    // modules: BP's scratch inside them (a pipelined first module's rows too); at a residual block's end act(v) and
+    // the sum before post_act, at its start the skip gradient
+    if (modules) {
+        const size_t rows = size_t(std::max<int64_t>(Rmax, pipe_.pending ? pipe_.B : 0));
+        OF_TRY(d0_.reserve(d, rows * width * sizeof(float)));
+        OF_TRY(d1_.reserve(d, rows * width * sizeof(float)));
+        while (int(inner_.size()) < L)
+            inner_.push_back(std::make_unique<DeviceBuffer>()), sum_.push_back(std::make_unique<DeviceBuffer>()),
+                skip_.push_back(std::make_unique<DeviceBuffer>());
+        for (const Unit& u : m.units) {
+            if (u.skip_from < 0) continue;
+            const Unit& s0 = m.units[size_t(u.skip_from)];
+            OF_TRY(skip_[size_t(u.skip_from)]->reserve(d, size_t(Rmax) * s0.I * sizeof(float)));
+        }
+        for (int l = 0; l < L; l++)
+            if (m.units[size_t(l)].ends_residual()) {
+                OF_TRY(inner_[size_t(l)]->reserve(d, size_t(Rmax) * m.units[size_t(l)].O * sizeof(float)));
+                OF_TRY(sum_[size_t(l)]->reserve(d, size_t(Rmax) * m.units[size_t(l)].O * sizeof(float)));
+            }
+    }
+    // a residual block's end: act(v) goes to inner_ (modules: BP reads it and the sum), or to the output in place
+    auto inner = [&](int l, float* a) {
+        return modules && m.units[size_t(l)].ends_residual() ? inner_[size_t(l)]->f() : a;
+    };
+    auto sum = [&](int l) { return modules ? sum_[size_t(l)]->f() : nullptr; };
     OF_TRY(v0_.reserve(d, size_t(B) * width0 * sizeof(float)));  // a recurrent start: X W^T of every step
     OF_TRY(g_.reserve(d, size_t(B) * width0 * sizeof(float)));
     OF_TRY(loss_.reserve(d, size_t(total) * sizeof(float)));
@@ -93,10 +127,11 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         float* a = a_[size_t(l)]->f();
         UnitPass p = pass_of(l, B, 1, u.skip_from >= 0 ? clean_in(u.skip_from) : nullptr, 1);
         p.batch_stats = true;
-        OF_TRY(forward_act(p, clean_in(l), a, a));
+        OF_TRY(forward_act(p, clean_in(l), modules && l < groups[0].start ? e_[size_t(l)]->f() : a, inner(l, a)));
         if (u.ends_residual())
-            OF_TRY(d->skip_add(dev::SkipArgs{a, nullptr, a, clean_in(u.skip_from), u.O, 1, u.post_act, u.post_alpha},
-                               int64_t(B) * u.O));
+            OF_TRY(d->skip_add(
+                dev::SkipArgs{a, sum(l), inner(l, a), clean_in(u.skip_from), u.O, 1, u.post_act, u.post_alpha},
+                int64_t(B) * u.O));
     }
     if (c.baseline == Baseline::Clean) {  // each sample's noise-free loss
         OF_TRY(clean_.reserve(d, size_t(B) * sizeof(float)));
@@ -110,7 +145,8 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     // A noisy unit's reduction in its group (start st, K copies) from its input rows: S = diag(w) s(E) in place (the
     // fused paths below form it on the way), then its weight-gradient GEMM; the start's through G = copy sum of S on
     // B rows. na: its noise arguments, for storeNoise false's regeneration.
-    auto reduce = [&](int l, int st, int K, const float* in, dev::NoisyArgs na) -> Status {
+    // weights false: the start's copy sum G alone (pipelined modules reduce it a step later)
+    auto reduce = [&](int l, int st, int K, const float* in, dev::NoisyArgs na, bool weights = true) -> Status {
         const Unit& u = m.units[size_t(l)];
         const int R = B * K, nw = u.noise_width(), chunks = (R + dev::kReduceRows - 1) / dev::kReduceRows;
         const size_t p = size_t(pidx[size_t(l)]);
@@ -130,8 +166,8 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             OF_TRY(dsum(sg_.as<double>() + P + p));
         }
         const bool fused = l == st && !u.recurrent() && !regen;  // the copy sum scores the noise itself
-        // a later dense unit with a bias: its scores and their column sums' first stage in one pass
-        const bool scored_cols = l != st && !regen && u.flat_linear() && u.b_off >= 0;
+        // a later GEMM unit of flat rows with a bias: its scores and their column sums' first stage in one pass
+        const bool scored_cols = l != st && !regen && u.flat_linear() && u.b_off >= 0 && !u.kind->device->backward;
         if (scored_cols) {
             OF_TRY(col_part_.reserve(d, size_t(chunks) * u.O * sizeof(float)));
             const dev::ScoreColsArgs sc{{S, w_.f(), u.O, c.density, c.score, sigmas[size_t(l)]}, col_part_.f(), R};
@@ -158,6 +194,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
                 fused ? scored_sum(S, K, u.O, c, sigmas[size_t(l)]) : dev::CopySumArgs{g_.f(), S, K, u.O};
             OF_TRY(d->copy_sum(cs, int64_t(B) * u.O));
             S = g_.f();
+            if (!weights) return {};
         }
         if (scored_cols) {  // the weight GEMM, then the bias from the column sums' chunks
             OF_TRY(d->gemm(true, false, u.O, u.I, R, alpha, S, u.O, in, u.I, 0.0f, G + u.w_off, u.I, tf32));
@@ -202,10 +239,11 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
                                                   base * uint32_t(K), c.antithetic ? 1 : 0, int(c.density)});
                 OF_TRY(noise_forward(na, c.qmc ? K : 0, c.qmc ? qmc_dim0(m, l) : 0));
             }
-            OF_TRY(seq_forward(m, l, R, input(l), a, noisy_unit ? e_[size_t(l)]->f() : nullptr, sigma[size_t(l)], xw, K,
+            float* v = modules && !noisy_unit ? e_[size_t(l)]->f() : a;  // modules: BP reads the pre-activation
+            OF_TRY(seq_forward(m, l, R, input(l), v, noisy_unit ? e_[size_t(l)]->f() : nullptr, sigma[size_t(l)], xw, K,
                                tf32, sigmas[size_t(l)]));
-            if (u.act == Act::Identity) return {};
-            return d->bias_act(dev::BiasActArgs{a, a, nullptr, u.O, u.act, u.alpha}, int64_t(R) * u.O);
+            if (u.act == Act::Identity && v == inner(l, a)) return {};
+            return d->bias_act(dev::BiasActArgs{inner(l, a), v, nullptr, u.O, u.act, u.alpha}, int64_t(R) * u.O);
         };
         auto skip = [&](int l) -> Status {
             const Unit& u = m.units[size_t(l)];
@@ -213,7 +251,8 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             int rep = 1;
             const float* src = block_in(u.skip_from, &rep);
             float* a = ga_[size_t(l)]->f();
-            return d->skip_add(dev::SkipArgs{a, nullptr, a, src, u.O, rep, u.post_act, u.post_alpha}, int64_t(R) * u.O);
+            return d->skip_add(dev::SkipArgs{a, sum(l), inner(l, a), src, u.O, rep, u.post_act, u.post_alpha},
+                               int64_t(R) * u.O);
         };
 
         const Unit& u0 = m.units[size_t(st)];
@@ -228,17 +267,19 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         OF_TRY(skip(st));
         for (int l = st + 1; l < L; l++) {
             const Unit& u = m.units[size_t(l)];
+            const bool noisy_unit = modules ? boundary[size_t(l)] : l < g.end;
             float* a = ga_[size_t(l)]->f();
+            float* v = modules && !noisy_unit ? e_[size_t(l)]->f() : a;  // modules: BP reads the pre-activation
             if (!u.param()) {  // dropout's row r belongs to sample base + r / K; a concat's block input as block_in
                 int rep = 1;
                 const float* src = u.skip_from >= 0 ? block_in(u.skip_from, &rep) : nullptr;
-                OF_TRY(forward_act(pass_of(l, R, K, src, rep), input(l), a, a));
+                OF_TRY(forward_act(pass_of(l, R, K, src, rep), input(l), v, inner(l, a)));
             } else if (u.recurrent()) {
-                OF_TRY(seq(l, nullptr, l < g.end));
+                OF_TRY(seq(l, nullptr, noisy_unit));
             } else {
-                OF_TRY(forward(pass(m, l, R, tf32), input(l), a));
-                const dev::BiasActArgs ba{a, a, bias(u), u.gemm_cols(), u.act, u.alpha};
-                OF_TRY(l < g.end ? noisy(l, a, 1) : d->bias_act(ba, int64_t(R) * u.O));
+                OF_TRY(forward(pass(m, l, R, tf32), input(l), v));
+                const dev::BiasActArgs ba{inner(l, a), v, bias(u), u.gemm_cols(), u.act, u.alpha};
+                OF_TRY(noisy_unit ? noisy(l, a, 1) : d->bias_act(ba, int64_t(R) * u.O));
             }
             OF_TRY(skip(l));
         }
@@ -249,6 +290,13 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
                             R));
         if (hook) OF_TRY(js_losses(out, y, R, C, K, *hook, loss));  // one call per group, its rows (sample, copy)
         OF_TRY(row_weights(B, K, loss, running, c, 1.0f / float(R)));
+        if (modules) {
+            const ModulePasses mp{
+                [&](int l, bool weights) { return reduce(l, st, K, input(l), noise_args(l, nullptr, 1), weights); },
+                [&](int l, int rows, int rep) { return pass_of(l, rows, rep, nullptr, 1); }};
+            OF_TRY(module_reductions(m, ends, B, K, c, x, tf32, mp));
+            continue;
+        }
         for (int l = st; l < g.end; l++)
             if (m.units[size_t(l)].param()) OF_TRY(reduce(l, st, K, input(l), noise_args(l, nullptr, 1)));
     }

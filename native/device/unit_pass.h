@@ -3,6 +3,8 @@
 // module training run every unit through them (unit_passes.cpp). Entries left out make a GEMM unit: v = X W^T in its
 // GEMM view (Unit::gemm_rows, gemm_cols, fan_in), X its input or the patches gathered from it.
 #pragma once
+#include <functional>
+
 #include "device/trainer.h"
 
 namespace of {
@@ -16,6 +18,7 @@ struct UnitPass {
     int l, rows;
     bool tf32;
     bool batch_stats = false;  // batchNorm: this batch's statistics from x first (a training step's clean forward)
+    bool held_stats = false;   // batchNorm's BP with its statistics held constant (module training)
     // dropout: row r is sample sample0 + r / rep of the step's masks (seed, step)
     int rep = 1;
     uint32_t sample0 = 0, step = 0;
@@ -28,8 +31,22 @@ struct UnitPass {
     int64_t values() const { return int64_t(rows) * u.O; }        // of its output
 };
 
+// A BP tape on the device (bp.cpp's, or module training's, ulr_groups.cpp): unit l's input rows, its pre-activation
+// and its output, and its pass (its rows, dropout's masks, a concat's block input).
+struct BpView {
+    std::function<const float*(int)> in, v, a;
+    std::function<UnitPass(int)> pass;
+};
+
+// What module training (ulr_modules.cpp) asks of the group runner: a boundary's reduction (weights false: the copy
+// sum G of the first alone) and a unit's pass on `rows` rows with dropout's rows `rep` per sample.
+struct ModulePasses {
+    std::function<Status(int l, bool weights)> reduce;
+    std::function<UnitPass(int l, int rows, int rep)> pass;
+};
+
 struct DeviceUnitOps {
-    bool modules;  // module training (ulr_modules.cpp) runs it
+    bool pipelines;  // its passes keep no state outside the trainer's activations and patches: pipelined modules
     // v (rows, O): the pre-activation without bias (a unit with parameters) or the output (without) from x
     Status (*forward)(const UnitPass& p, const float* x, float* v);
     // from dv at its pre-activation: with `weights`, its parameters' gradients times alpha into the slab; with din,

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/shape.h"
+#include "device/ops_norm.h"
 #include "estimators/bp.h"
 #include "estimators/estimator.h"
 #include "model/units.h"
@@ -39,10 +40,9 @@ void unit_grads(const KernelTable& k, const Unit& u, const float* theta, const B
     }
     if (dW && !mode.inference()) unit_backward(k, u, theta, in, rows, dv, dW, nullptr, cols, sq);
     if (!din) return;
-    const int C = u.g.Co;
-    const float* var = (mode.inference() ? *u.running : *u.batch).data() + C;
-    const float* gain = theta + u.w_off;
-    for (int64_t i = 0; i < int64_t(rows) * u.O; i++) din[i] = dv[i] * gain[i % C] / std::sqrt(var[i % C] + 1e-5f);
+    const dev::BatchApplyArgs a{din,    dv, (mode.inference() ? *u.running : *u.batch).data(), theta + u.w_off, 0,
+                                u.g.Co, 1};
+    for (int64_t i = 0; i < int64_t(rows) * u.O; i++) dev::bn_held_backward_at(a, i);
 }
 
 }  // namespace

@@ -17,7 +17,7 @@ Status by_kind(Model& m, const float* x, const Targets& y, int B, const Estimato
     if (e.kind == EstimatorConfig::Kind::Bp)
         return bp_gradients(m, x, y, B, stats, nullptr, e.ulr.sample_base, e.bp.sigma);
     if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es)
-        return weight_perturbation_gradients(m, x, y, B, e, step, stats);
+        return perturbation_gradients(*cpu_perturbation(m, x, y, B, step), e, B, stats);
     if (!e.ulr.modules.empty()) return ulr_module_gradients(m, x, y, B, e.ulr, step, stats, hook);
     return ulr_gradients(m, x, y, B, e.ulr, step, stats, hook);
 }

@@ -4,6 +4,7 @@
 #pragma once
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "model/model.h"
@@ -172,18 +173,30 @@ inline void update_running_baseline(Model& m, const UlrConfig& c, double mean_lo
 
 Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
                             StepStats* stats, const LossHook* hook = nullptr);
-Status weight_perturbation_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
-                                     uint32_t step, StepStats* stats);
-// Its halves (seed replay across ranks): the losses of directions [p0, p1) into plus / minus (P each; minus is 0
-// without pairs), and the gradient of all P directions from all their losses into m.grads. clean: slab entries
-// [0, clean) are not perturbed (a dense model's frozen prefix, which the single-process step runs clean: estimate.cpp).
-Status weight_perturbation_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
-                                  uint32_t step, int p0, int p1, float* plus, float* minus, int64_t clean = 0);
-Status weight_perturbation_replay(Model& m, const EstimatorConfig& e, uint32_t step, const float* plus,
-                                  const float* minus);
-// The directions: z_p is noise row p of layer id kWeightLayer (over the whole slab) at the step, from the model's seed;
-// the gradient is sum_p coef_p z_p with these coefficients (SPSA central differences; ES raw losses or centered ranks).
+// SPSA / ES (weight_perturbation.cpp), written once over an engine: the parameter slab theta0, a direction z and the
+// gradient g in its own memory, and its own kernels (the CPU's there, a device's in device/perturbation.cpp).
+// z_p: noise row p of layer id kWeightLayer over the whole slab, at the step, from the model's seed.
 constexpr uint32_t kWeightLayer = 0xfffe;  // noise stream id of weight-space directions (units use 0..)
-std::vector<double> perturbation_coefficients(const EstimatorConfig& e, const float* plus, const float* minus);
+struct PerturbationEngine {
+    explicit PerturbationEngine(Model& m) : m(m) {}
+    virtual ~PerturbationEngine() = default;
+    virtual Status direction(int p) = 0;                            // z = z_p
+    virtual Status zero_direction(int64_t begin, int64_t end) = 0;  // z = 0 on [begin, end)
+    virtual Status loss_at(float s, float* loss) = 0;  // the mean batch loss at theta0 + s z, rounded to float
+    virtual Status zero_grads() = 0;                   // g = 0
+    virtual Status accumulate(float c) = 0;            // g += c z
+    Model& m;                                          // its seed, slab and frozen ranges
+};
+// The halves (seed replay across ranks): the losses of directions [p0, p1) into plus / minus (P each; minus is 0
+// without pairs); then, with every direction's losses, the gradient g = sum_p coef_p z_p. The step's statistics: the
+// mean of the losses evaluated over B rows. perturbation_gradients: all three, for one process.
+Status perturbation_losses(PerturbationEngine& w, const EstimatorConfig& e, int p0, int p1, float* plus, float* minus);
+Status perturbation_replay(PerturbationEngine& w, const EstimatorConfig& e, const float* plus, const float* minus);
+void perturbation_stats(const EstimatorConfig& e, int B, const float* plus, const float* minus, StepStats* stats);
+Status perturbation_gradients(PerturbationEngine& w, const EstimatorConfig& e, int B, StepStats* stats);
+// The CPU's engine (g in m.grads) on the batch x, y of B rows (none for the replay). clean: slab entries [0, clean)
+// are not perturbed (a dense model's frozen prefix, which the single-process step runs clean: estimate.cpp).
+std::unique_ptr<PerturbationEngine> cpu_perturbation(Model& m, const float* x, const Targets& y, int B, uint32_t step,
+                                                     int64_t clean = 0);
 
 }  // namespace of

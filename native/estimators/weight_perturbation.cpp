@@ -6,9 +6,11 @@
 // losses are evaluated first, then each z is regenerated to accumulate the gradient (MeZO's seed replay), so the
 // memory is that of inference plus one perturbed copy of the parameters. The two halves are separate so that ranks
 // of a distributed job can evaluate disjoint directions and exchange only the (float) losses: every rank then
-// replays all directions and applies the identical update.
+// replays all directions and applies the identical update. Written once for both engines: the CPU's
+// (CpuPerturbation here) and a device's (device/perturbation.cpp) hold the slab, z and g in their own memory.
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <numeric>
 #include <vector>
 
@@ -17,65 +19,12 @@
 namespace of {
 namespace {
 
-struct Perturbation {
-    Model& m;
-    const EstimatorConfig& e;
-    uint32_t step;
-    int P;
-    float eps;
-    bool pairs;
-    int64_t n;
-    // direction p of the slab: z_p ~ N(0, I) from the counter-based generator (seed, step, p), 0 on the frozen ranges
-    // (perturbing weights that never train would only add variance)
-    void direction(int p) const {
-        m.k->noise_fill(m.ws.z.data(), 1, int(n), NoiseSpec{m.seed, step, kWeightLayer, uint32_t(p), false});
-        m.zero_frozen(m.ws.z.data());
-    }
-};
+bool pairs_of(const EstimatorConfig& e) { return e.kind == EstimatorConfig::Kind::Spsa || e.wp.antithetic; }
 
-Perturbation setup(Model& m, const EstimatorConfig& e, uint32_t step) {
-    const bool spsa = e.kind == EstimatorConfig::Kind::Spsa;
-    return {m, e, step, e.wp.population, e.wp.sigma, spsa || e.wp.antithetic, m.n_params};
-}
-
-}  // namespace
-
-Status weight_perturbation_losses(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
-                                  uint32_t step, int p0, int p1, float* plus, float* minus, int64_t clean) {
-    const Perturbation w = setup(m, e, step);
-    const KernelTable& k = *m.k;
-    auto& ws = m.ws;
-    OF_TRY(ws.theta.reserve(size_t(w.n)));
-    OF_TRY(ws.z.reserve(size_t(w.n)));
-    OF_TRY(ws.loss.reserve(size_t(B)));
-    OF_TRY(m.infer.out.reserve(size_t(B) * m.outputs));
-    const float* theta0 = m.params->data();
-    // mean batch loss at theta0 + sign * eps * z, rounded to float: what ranks exchange in seed-replay training
-    auto loss_at = [&](float sign, float* out) -> Status {
-        float* th = ws.theta.data();
-        const float* z = ws.z.data();
-        const float s = sign * w.eps;
-        std::copy(theta0, theta0 + clean, th);
-        for (int64_t i = clean; i < w.n; i++) th[i] = theta0[i] + s * z[i];
-        OF_TRY(m.forward_with(th, m.infer.out.data(), x, B, m.infer));
-        k.loss_forward(ws.loss.data(), m.infer.out.data(), y.labels, y.values, B, m.outputs, 1, m.loss, m.groups);
-        double sum = 0.0;
-        for (int r = 0; r < B; r++) sum += ws.loss.data()[r];
-        *out = float(sum / B);
-        return {};
-    };
-    for (int p = p0; p < p1; p++) {
-        w.direction(p);
-        OF_TRY(loss_at(1.0f, &plus[p]));
-        minus[p] = 0.0f;
-        if (w.pairs) OF_TRY(loss_at(-1.0f, &minus[p]));
-    }
-    return {};
-}
-
-std::vector<double> perturbation_coefficients(const EstimatorConfig& e, const float* plus, const float* minus) {
+// The seed replay's coefficients: g = sum_p coef_p z_p (SPSA central differences; ES raw losses or centered ranks).
+std::vector<double> coefficients(const EstimatorConfig& e, const float* plus, const float* minus) {
     const int P = e.wp.population;
-    const bool pairs = e.kind == EstimatorConfig::Kind::Spsa || e.wp.antithetic;
+    const bool pairs = pairs_of(e);
     const double eps = e.wp.sigma;
     std::vector<double> coef(static_cast<size_t>(P), 0.0);
     if (e.kind == EstimatorConfig::Kind::Spsa) {
@@ -101,37 +50,103 @@ std::vector<double> perturbation_coefficients(const EstimatorConfig& e, const fl
     return coef;
 }
 
-Status weight_perturbation_replay(Model& m, const EstimatorConfig& e, uint32_t step, const float* plus,
-                                  const float* minus) {
-    const Perturbation w = setup(m, e, step);
-    const int P = w.P;
-    OF_TRY(m.ws.z.reserve(size_t(w.n)));
-    const std::vector<double> coef = perturbation_coefficients(e, plus, minus);
-    // seed replay: g = sum_p coef_p z_p
-    float* g = m.grads.data();
-    std::fill(g, g + w.n, 0.0f);
-    for (int p = 0; p < P; p++) {
-        w.direction(p);
-        const float c = float(coef[size_t(p)]);
+// The CPU engine: the slab in m.params, z in m.ws.z, the perturbed copy in m.ws.theta, g in m.grads.
+struct CpuPerturbation final : PerturbationEngine {
+    const float* x;  // the batch: B rows, targets y
+    Targets y;
+    int B;
+    uint32_t step;
+    int64_t clean;  // slab entries [0, clean) are not perturbed
+    CpuPerturbation(Model& m, const float* x, Targets y, int B, uint32_t step, int64_t clean)
+        : PerturbationEngine(m), x(x), y(y), B(B), step(step), clean(clean) {}
+    Status direction(int p) override {
+        OF_TRY(m.ws.z.reserve(size_t(m.n_params)));
+        m.k->noise_fill(m.ws.z.data(), 1, int(m.n_params), NoiseSpec{m.seed, step, kWeightLayer, uint32_t(p), false});
+        return {};
+    }
+    Status zero_direction(int64_t begin, int64_t end) override {
+        std::fill(m.ws.z.data() + begin, m.ws.z.data() + end, 0.0f);
+        return {};
+    }
+    Status loss_at(float s, float* loss) override {
+        OF_TRY(m.ws.theta.reserve(size_t(m.n_params)));
+        OF_TRY(m.ws.loss.reserve(size_t(B)));
+        OF_TRY(m.infer.out.reserve(size_t(B) * m.outputs));
+        const float *theta0 = m.params->data(), *z = m.ws.z.data();
+        float* th = m.ws.theta.data();
+        std::copy(theta0, theta0 + clean, th);
+        for (int64_t i = clean; i < m.n_params; i++) th[i] = theta0[i] + s * z[i];
+        OF_TRY(m.forward_with(th, m.infer.out.data(), x, B, m.infer));
+        m.k->loss_forward(m.ws.loss.data(), m.infer.out.data(), y.labels, y.values, B, m.outputs, 1, m.loss, m.groups);
+        double sum = 0.0;
+        for (int r = 0; r < B; r++) sum += m.ws.loss.data()[r];
+        *loss = float(sum / B);
+        return {};
+    }
+    Status zero_grads() override {
+        std::fill(m.grads.data(), m.grads.data() + m.n_params, 0.0f);
+        return {};
+    }
+    Status accumulate(float c) override {
+        float* g = m.grads.data();
         const float* z = m.ws.z.data();
-        for (int64_t i = 0; i < w.n; i++) g[i] += c * z[i];
+        for (int64_t i = 0; i < m.n_params; i++) g[i] += c * z[i];
+        return {};
+    }
+};
+
+// z_p, zero on everything that never trains (a frozen prefix, the frozen ranges): perturbing it would only add
+// variance
+Status direction(PerturbationEngine& w, int p) {
+    OF_TRY(w.direction(p));
+    if (const int64_t off = trainable_offset(w.m)) OF_TRY(w.zero_direction(0, off));
+    for (const auto& [begin, end] : w.m.frozen_ranges) OF_TRY(w.zero_direction(begin, end));
+    return {};
+}
+
+}  // namespace
+
+Status perturbation_losses(PerturbationEngine& w, const EstimatorConfig& e, int p0, int p1, float* plus, float* minus) {
+    for (int p = p0; p < p1; p++) {
+        OF_TRY(direction(w, p));
+        OF_TRY(w.loss_at(e.wp.sigma, &plus[p]));
+        minus[p] = 0.0f;
+        if (pairs_of(e)) OF_TRY(w.loss_at(-e.wp.sigma, &minus[p]));
     }
     return {};
 }
 
-Status weight_perturbation_gradients(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e,
-                                     uint32_t step, StepStats* stats) {
+Status perturbation_replay(PerturbationEngine& w, const EstimatorConfig& e, const float* plus, const float* minus) {
+    const std::vector<double> coef = coefficients(e, plus, minus);
+    OF_TRY(w.zero_grads());
+    for (int p = 0; p < e.wp.population; p++) {
+        OF_TRY(direction(w, p));
+        OF_TRY(w.accumulate(float(coef[size_t(p)])));
+    }
+    return {};
+}
+
+void perturbation_stats(const EstimatorConfig& e, int B, const float* plus, const float* minus, StepStats* stats) {
     const int P = e.wp.population;
-    std::vector<float> plus(static_cast<size_t>(P), 0.0f), minus(static_cast<size_t>(P), 0.0f);
-    OF_TRY(weight_perturbation_losses(m, x, y, B, e, step, 0, P, plus.data(), minus.data()));
-    OF_TRY(weight_perturbation_replay(m, e, step, plus.data(), minus.data()));
-    const bool pairs = e.kind == EstimatorConfig::Kind::Spsa || e.wp.antithetic;
     double total = 0.0;
-    for (int p = 0; p < P; p++) total += double(plus[size_t(p)]) + double(minus[size_t(p)]);
-    stats->loss = total / double(pairs ? 2 * P : P);
+    for (int p = 0; p < P; p++) total += double(plus[p]) + double(minus[p]);
+    stats->loss = total / double(pairs_of(e) ? 2 * P : P);
     stats->correct = 0;
     stats->rows = B;
+}
+
+Status perturbation_gradients(PerturbationEngine& w, const EstimatorConfig& e, int B, StepStats* stats) {
+    const size_t P = size_t(e.wp.population);
+    std::vector<float> plus(P, 0.0f), minus(P, 0.0f);
+    OF_TRY(perturbation_losses(w, e, 0, int(P), plus.data(), minus.data()));
+    OF_TRY(perturbation_replay(w, e, plus.data(), minus.data()));
+    perturbation_stats(e, B, plus.data(), minus.data(), stats);
     return {};
+}
+
+std::unique_ptr<PerturbationEngine> cpu_perturbation(Model& m, const float* x, const Targets& y, int B, uint32_t step,
+                                                     int64_t clean) {
+    return std::make_unique<CpuPerturbation>(m, x, y, B, step, clean);
 }
 
 }  // namespace of

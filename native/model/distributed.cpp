@@ -186,13 +186,7 @@ Status seeds_step(Model& m, const float* x, const Targets& y, int B, const Estim
     bool stop = false;
     Status own = part(cancel, &stop, [&] { return placed_seed_replay_losses(m, x, y, B, e, p0, p1, plus, minus); });
     OF_TRY(exchange(ex, cancel, own, stop, StepStats{}));
-    // the statistics of weight_perturbation_gradients: the mean of the losses evaluated
-    const bool pairs = e.kind == EstimatorConfig::Kind::Spsa || e.wp.antithetic;
-    double total = 0.0;
-    for (int p = 0; p < P; p++) total += double(plus[p]) + double(minus[p]);
-    stats->loss = total / double(pairs ? 2 * P : P);
-    stats->correct = 0;
-    stats->rows = B;
+    perturbation_stats(e, B, plus, minus, stats);
     if (!std::isfinite(stats->loss)) return nonfinite_loss(m);
     return placed_seed_replay_update(m, e, cfg.optimizer, plus, minus, B);
 }

@@ -180,14 +180,14 @@ Status placed_seed_replay_losses(Model& m, const float* x, const Targets& y, int
     if (dt)
         return on_device(dt, m, nullptr, [&] { return dt->seed_replay_losses(m, x, y, B, e, p0, p1, plus, minus); });
     const int64_t clean = m.frozen > 0 && m.mlp ? trainable_offset(m) : 0;  // as the single-process step
-    return weight_perturbation_losses(m, x, y, B, e, m.step, p0, p1, plus, minus, clean);
+    return perturbation_losses(*cpu_perturbation(m, x, y, B, m.step, clean), e, p0, p1, plus, minus);
 }
 
 Status placed_seed_replay_update(Model& m, const EstimatorConfig& e, const OptimizerConfig& o, const float* plus,
                                  const float* minus, int rows) {
     DeviceTrainer* dt = placement(m, e, nullptr);
     if (dt) return on_device(dt, m, &o, [&] { return dt->seed_replay_update(m, e, o, plus, minus, rows); });
-    OF_TRY(weight_perturbation_replay(m, e, m.step, plus, minus));
+    OF_TRY(perturbation_replay(*cpu_perturbation(m, nullptr, {}, 0, m.step), e, plus, minus));
     std::fill(m.grads.data(), m.grads.data() + trainable_offset(m), 0.0f);
     return apply_update(m, o, rows);
 }

@@ -41,37 +41,21 @@ Status build(const LayerSpec& l, ModelBuilder& b) {
     return add_position_linear(b, &attention_out_kind, D, true, 0);
 }
 
-// One (row, head): where its Q, K, V values lie, and weights(t, p): position t's attention weights P_t (T values;
-// 0 past t when causal).
-struct Head {
-    const float* qkv;  // the row's (T, 3D)
-    int T, D, d, off;  // off: the head's first column
-    bool causal;
-    float scale;
-    const float* q(int t) const { return qkv + int64_t(t) * 3 * D + off; }
-    const float* k(int s) const { return q(s) + D; }
-    const float* v(int s) const { return q(s) + 2 * D; }
-    int last(int t) const { return causal ? t : T - 1; }  // the last position t attends to
-    void weights(int t, float* p) const {
-        const float* qt = q(t);
-        float mx = -INFINITY;
-        for (int s = 0; s <= last(t); s++) {
-            const float* ks = k(s);
-            float dot = 0.0f;
-            for (int i = 0; i < d; i++) dot += qt[i] * ks[i];
-            p[s] = dot * scale;
-            mx = std::max(mx, p[s]);
-        }
-        double sum = 0.0;
-        for (int s = 0; s <= last(t); s++) sum += p[s] = std::exp(p[s] - mx);
-        for (int s = 0; s <= last(t); s++) p[s] = float(p[s] / sum);
-        std::fill(p + last(t) + 1, p + T, 0.0f);
-    }
-};
-
-Head head_of(const Unit& u, const float* in, int r, int h) {
+// One (row, head): where its Q, K, V values lie and its scaled dots, the device's (device/ops_token.h AttendHead)
+dev::AttendHead head_of(const Unit& u, const float* in, int r, int h) {
     const int D = u.q.F, d = D / u.heads;
-    return {in + int64_t(r) * u.q.T * 3 * D, u.q.T, D, d, h * d, u.causal, 1.0f / std::sqrt(float(d))};
+    return {in + int64_t(r) * u.q.T * 3 * D, u.q.T, D, d, h * d, u.causal ? 1 : 0, 1.0f / std::sqrt(float(d))};
+}
+
+// Position t's attention weights P_t (T values; 0 past the last key), each dot computed once (the device recomputes
+// them; the same bits). The head by value: a copy that the stores into p cannot alias (it stays in registers).
+void weights(const dev::AttendHead a, int t, float* p) {
+    float mx = -INFINITY;
+    for (int s = 0; s <= a.last(t); s++) p[s] = a.logit(t, s), mx = std::max(mx, p[s]);
+    double sum = 0.0;
+    for (int s = 0; s <= a.last(t); s++) sum += p[s] = a.shifted_exp(p[s], mx);
+    for (int s = 0; s <= a.last(t); s++) p[s] = a.normalized(p[s], sum);
+    std::fill(p + a.last(t) + 1, p + a.T, 0.0f);
 }
 
 // in (rows, T 3D) -> out (rows, T D)
@@ -80,9 +64,9 @@ void forward(const KernelTable&, const Unit& u, const float*, const float* in, i
     std::vector<float> p(size_t(u.q.T));
     for (int r = 0; r < rows; r++)
         for (int h = 0; h < u.heads; h++) {
-            const Head a = head_of(u, in, r, h);
+            const dev::AttendHead a = head_of(u, in, r, h);
             for (int t = 0; t < a.T; t++) {
-                a.weights(t, p.data());
+                weights(a, t, p.data());
                 float* o = out + (int64_t(r) * a.T + t) * a.D + a.off;
                 std::fill(o, o + a.d, 0.0f);
                 for (int s = 0; s <= a.last(t); s++) {
@@ -100,24 +84,24 @@ void backward(const KernelTable&, const Unit& u, const float*, const float* in, 
     std::vector<float> p(size_t(u.q.T)), dp(size_t(u.q.T));
     for (int r = 0; r < rows; r++)
         for (int h = 0; h < u.heads; h++) {
-            const Head a = head_of(u, in, r, h);
+            const dev::AttendHead a = head_of(u, in, r, h);
             float* drow = din + int64_t(r) * u.I;
             for (int t = 0; t < a.T; t++) {
-                a.weights(t, p.data());
+                weights(a, t, p.data());
                 const float* dO = dout + (int64_t(r) * a.T + t) * a.D + a.off;
                 float* dq = drow + int64_t(t) * 3 * a.D + a.off;
                 double c = 0.0;  // sum_s P_ts dP_ts
                 for (int s = 0; s <= a.last(t); s++) {
                     const float* vs = a.v(s);
                     float* dv = drow + int64_t(s) * 3 * a.D + 2 * a.D + a.off;
-                    float dot = 0.0f;
+                    float dot = 0.0f;  // dP_ts (attend_dp), with dV_s's term
                     for (int i = 0; i < a.d; i++) dot += dO[i] * vs[i], dv[i] += p[size_t(s)] * dO[i];
                     dp[size_t(s)] = dot;
                     c += double(p[size_t(s)]) * dot;
                 }
                 const float* qt = a.q(t);
                 for (int s = 0; s <= a.last(t); s++) {
-                    const float ds = p[size_t(s)] * (dp[size_t(s)] - float(c)) * a.scale;
+                    const float ds = a.score_grad(p[size_t(s)], dp[size_t(s)], c);
                     const float* ks = a.k(s);
                     float* dk = drow + int64_t(s) * 3 * a.D + a.D + a.off;
                     for (int i = 0; i < a.d; i++) dq[i] += ds * ks[i], dk[i] += ds * qt[i];

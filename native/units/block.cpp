@@ -3,8 +3,6 @@
 //   concat:   a concat unit after the block's layers, out = [x, f(x)] per position (pixel, step) along the last
 //             axis; f(x) keeps x's positions. No parameters; its forward and backward need the skip, so the
 //             callers run concat_forward / concat_backward.
-#include <algorithm>
-
 #include "device/unit_pass.h"
 #include "units/unit.h"
 
@@ -76,26 +74,17 @@ void residual_add(const KernelTable& k, const Unit& u, float* a, const float* sr
     if (u.post_act != Act::Identity) k.bias_act_forward(a, a, nullptr, rows, u.O, u.post_act, u.post_alpha);
 }
 
+// The join and its gradient's split: the device's bodies (device/ops_elementwise.h), a position at a time
 void concat_forward(const Unit& u, float* out, const float* f, const float* src, int rows, int rep) {
-    const int P = u.g.Ho, a = u.g.C, b = u.g.Co;
+    const dev::ConcatArgs a{out, f, src, u.g.Ho, u.g.C, u.g.Co, rep};
     for (int r = 0; r < rows; r++)
-        for (int p = 0; p < P; p++) {
-            float* o = out + int64_t(r) * u.O + int64_t(p) * (a + b);
-            const float* s = src + int64_t(r / rep) * P * a + int64_t(p) * a;
-            const float* x = f + int64_t(r) * P * b + int64_t(p) * b;
-            std::copy(s, s + a, o);
-            std::copy(x, x + b, o + a);
-        }
+        for (int p = 0; p < u.g.Ho; p++) dev::concat_span(a, r, p, 0, u.g.C + u.g.Co);
 }
 
 void concat_backward(const Unit& u, const float* dout, float* df, float* dsrc, int rows) {
-    const int P = u.g.Ho, a = u.g.C, b = u.g.Co;
+    const dev::ConcatBackArgs a{df, dsrc, dout, u.g.Ho, u.g.C, u.g.Co};
     for (int r = 0; r < rows; r++)
-        for (int p = 0; p < P; p++) {
-            const float* d = dout + int64_t(r) * u.O + int64_t(p) * (a + b);
-            std::copy(d, d + a, dsrc + int64_t(r) * P * a + int64_t(p) * a);
-            std::copy(d + a, d + a + b, df + int64_t(r) * P * b + int64_t(p) * b);
-        }
+        for (int p = 0; p < u.g.Ho; p++) dev::concat_backward_span(a, r, p, 0, u.g.C + u.g.Co);
 }
 
 extern const LayerType residual_begin_layer{"residualBegin", nullptr, nullptr, build_begin};

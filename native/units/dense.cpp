@@ -90,6 +90,40 @@ void adapter_lr_reduce(const KernelTable& k, const Unit& u, const float* theta, 
     factor_grads(k, u, theta, in, rows, S, w, alpha * u.scale, dW, cols);
 }
 
+// On a device, the same products as GEMMs, H = x A^T and P = D B in the unit's buffers 0 and 1 (the backward
+// recomputes H: the buffer may hold another pass's rows by then).
+Status adapter_device_forward(const UnitPass& p, const float* x, float* v) {
+    const Unit& u = p.u;
+    const int R = p.rows * positions(u), I = fan_in(u), O = fan_out(u), r = u.rank;
+    const float* th = p.t.theta();
+    DeviceBuffer& H = p.buffer(0);
+    OF_TRY(H.reserve(p.d, size_t(R) * r * sizeof(float)));
+    OF_TRY(p.d->gemm(false, true, R, O, I, 1.0f, x, I, th + u.base_off, I, 0.0f, v, O, p.tf32));
+    OF_TRY(p.d->gemm(false, true, R, r, I, 1.0f, x, I, factor_a(u, th), I, 0.0f, H.f(), r, p.tf32));
+    return p.d->gemm(false, true, R, O, r, u.scale, H.f(), r, factor_b(u, th), r, 1.0f, v, O, p.tf32);
+}
+Status adapter_device_backward(const UnitPass& p, const float* x, const float* dv, float alpha, bool weights,
+                               float* din) {
+    const Unit& u = p.u;
+    const int R = p.rows * positions(u), I = fan_in(u), O = fan_out(u), r = u.rank;
+    const float* th = p.t.params();
+    DeviceBuffer &H = p.buffer(0), &P = p.buffer(1);
+    OF_TRY(H.reserve(p.d, size_t(R) * r * sizeof(float)));
+    OF_TRY(P.reserve(p.d, size_t(R) * r * sizeof(float)));
+    OF_TRY(p.d->gemm(false, false, R, r, O, 1.0f, dv, O, factor_b(u, th), r, 0.0f, P.f(), r, p.tf32));
+    if (weights) {  // dA = alpha s P^T x, dB = alpha s D^T H
+        float* G = p.t.grads() + u.w_off;
+        OF_TRY(p.d->gemm(false, true, R, r, I, 1.0f, x, I, factor_a(u, th), I, 0.0f, H.f(), r, p.tf32));
+        OF_TRY(p.d->gemm(true, false, r, I, R, alpha * u.scale, P.f(), r, x, I, 0.0f, G, I, p.tf32));
+        OF_TRY(p.d->gemm(true, false, O, r, R, alpha * u.scale, dv, O, H.f(), r, 0.0f, G + int64_t(r) * I, r, p.tf32));
+    }
+    if (!din) return {};
+    OF_TRY(p.d->gemm(false, false, R, I, O, 1.0f, dv, O, th + u.base_off, I, 0.0f, din, I, p.tf32));
+    return p.d->gemm(false, false, R, I, r, u.scale, P.f(), r, factor_a(u, th), I, 1.0f, din, I, p.tf32);
+}
+const DeviceUnitOps adapter_device{true, adapter_device_forward, adapter_device_backward};
+const DeviceUnitOps seq_adapter_device{false, adapter_device_forward, adapter_device_backward};
+
 Status adapter_layout(const LayerSpec& l, ModelBuilder& b, Unit& u) {
     const int r = l.adapter_rank, I = fan_in(u), O = fan_out(u);
     OF_CHECK(!l.quant, Config, b.where + ": an adapter needs real weights (not binary or ternary)");
@@ -179,7 +213,7 @@ void lr_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, c
     k.lr_bias_reduce(db, w ? w : wexp, S, rows, u.O, alpha, false);
 }
 
-const DeviceUnitOps device{true};  // a GEMM unit, in module training too
+const DeviceUnitOps device{true};  // a GEMM unit
 
 }  // namespace
 
@@ -187,12 +221,20 @@ extern const LayerType dense_layer{"dense", &dense_kind, read, build};
 extern const UnitKind dense_kind{UnitFamily::Plain, "dense", &device, init, tensors, forward, backward, lr_reduce};
 extern const UnitKind seq_dense_kind{UnitFamily::ConvLike, "dense",          &position_device,  convlike_init,
                                      position_tensors,     convlike_forward, convlike_backward, convlike_lr_reduce};
-// No device passes: the device's optimizer does not keep frozen ranges.
-extern const UnitKind adapter_kind{UnitFamily::Plain, "dense", nullptr, adapter_init, adapter_tensors,  adapter_forward,
-                                   adapter_backward,  nullptr, nullptr, nullptr,      adapter_lr_reduce};
+extern const UnitKind adapter_kind{UnitFamily::Plain, "dense",         &adapter_device,  adapter_init,
+                                   adapter_tensors,   adapter_forward, adapter_backward, nullptr,
+                                   nullptr,           nullptr,         adapter_lr_reduce};
 // per position: the GEMM view of a 1x1 window over T positions (bias and noise channels per output feature)
-extern const UnitKind seq_adapter_kind{UnitFamily::ConvLike, "dense",          nullptr, adapter_init, adapter_tensors,
-                                       adapter_forward,      adapter_backward, nullptr, nullptr,      nullptr,
+extern const UnitKind seq_adapter_kind{UnitFamily::ConvLike,
+                                       "dense",
+                                       &seq_adapter_device,
+                                       adapter_init,
+                                       adapter_tensors,
+                                       adapter_forward,
+                                       adapter_backward,
+                                       nullptr,
+                                       nullptr,
+                                       nullptr,
                                        adapter_lr_reduce};
 
 }  // namespace of

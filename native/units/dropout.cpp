@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "device/unit_pass.h"
-#include "rng/philox.h"
 #include "units/unit.h"
 
 namespace of {
@@ -35,20 +34,11 @@ void backward(const KernelTable&, const Unit& u, const float*, const float*, int
 }
 
 // Training: out = in * keep / (1 - rate), keep drawn per (sample, value) from Philox (seed, step, unit), the same for
-// every copy of a sample (row r is sample sample0 + r / rep); the gradient through the same mask.
+// every copy of a sample (row r is sample sample0 + r / rep); the gradient through the same mask. The device's body
+// (device/ops_elementwise.h) row by row.
 void mask(const Unit& u, const float*, const float* in, int rows, float* out, const TrainCtx& t) {
-    const double cut = double(u.rate) * 4294967296.0;  // drop when the 32-bit word is below rate 2^32
-    const float scale = 1.0f / (1.0f - u.rate);
-    for (int r = 0; r < rows; r++) {
-        const uint32_t sample = uint32_t(t.sample0 + r / t.rep);
-        const float* x = in + int64_t(r) * u.O;
-        float* y = out + int64_t(r) * u.O;
-        for (int j0 = 0; j0 < u.O; j0 += 4) {
-            const U32x4 w = philox4x32_10(uint32_t(j0 / 4), sample, philox_stream(kStreamMask, t.unit), t.step,
-                                          uint32_t(t.seed), uint32_t(t.seed >> 32));
-            for (int j = j0; j < std::min(u.O, j0 + 4); j++) y[j] = double(w.v[j - j0]) < cut ? 0.0f : x[j] * scale;
-        }
-    }
+    const dev::DropoutArgs a{out, in, u.O, t.rep, uint32_t(t.sample0), t.seed, t.step, t.unit, u.rate};
+    for (int r = 0; r < rows; r++) dev::dropout_span(a, r, 0, u.O);
 }
 
 // On a device: the mask (the identity in inference), and the same mask on the gradient.

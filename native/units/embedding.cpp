@@ -23,12 +23,6 @@ namespace {
 
 const float kTableInit = std::sqrt(3.0f);
 
-// The table row position `i` of a row reads; -1 for a value that is not a token id (never read: validated before)
-int64_t token_at(const Unit& u, const float* in, int64_t i) {
-    const float v = in[i];
-    return v >= 0.0f && v < float(u.vocab) && v == std::floor(v) ? int64_t(v) : -1;
-}
-
 void read_embedding(const LayerReader& r, LayerSpec& l) {
     l.vocab = int(r.integer("vocab", 1, 1 << 24));
     l.units = int(r.integer("dim", 1, 1 << 20));
@@ -73,15 +67,11 @@ void tensors_positional(const Unit& u, const std::string& name, std::vector<Unit
     out.push_back({name + ".weight", u.w_off, {u.q.T, u.q.F}});
 }
 
-// out (rows, T D): row t = E[id_t] (a value that is no token id reads as zeros)
+// out (rows, T D): row t = E[id_t] (a value that is no token id reads as zeros), by the device's body (ops_token.h)
 void forward_embedding(const KernelTable&, const Unit& u, const float* theta, const float* in, int rows, float* out,
                        float*, const SeqCtx*) {
-    const int D = u.q.F;
-    for (int64_t i = 0; i < int64_t(rows) * u.q.T; i++) {
-        const int64_t id = token_at(u, in, i);
-        if (id < 0) std::fill(out + i * D, out + (i + 1) * D, 0.0f);
-        else std::copy(theta + u.w_off + id * D, theta + u.w_off + (id + 1) * D, out + i * D);
-    }
+    const dev::EmbedArgs a{out, in, theta + u.w_off, u.q.F, u.vocab};
+    for (int64_t p = 0; p < int64_t(rows) * u.q.T; p++) dev::embed_span(a, p, 0, u.q.F);
 }
 
 // dE[id] += f_r g_(r, t) over every row r and position t that reads id (f_r: the row's factor)
@@ -91,7 +81,7 @@ void scatter_rows(const Unit& u, const float* in, int rows, const float* g, cons
     for (int r = 0; r < rows; r++) {
         const float f = alpha * (w ? w[r] : 1.0f);
         for (int t = 0; t < u.q.T; t++) {
-            const int64_t i = int64_t(r) * u.q.T + t, id = token_at(u, in, i);
+            const int64_t i = int64_t(r) * u.q.T + t, id = dev::token_of(in[i], u.vocab);
             if (id < 0) continue;
             for (int j = 0; j < D; j++) dE[id * D + j] += f * g[i * D + j];
         }
@@ -113,9 +103,8 @@ void lr_embedding(const KernelTable&, const Unit& u, const float* in, int rows, 
 // out = x + P per row
 void forward_positional(const KernelTable&, const Unit& u, const float* theta, const float* in, int rows, float* out,
                         float*, const SeqCtx*) {
-    const float* P = theta + u.w_off;
-    for (int r = 0; r < rows; r++)
-        for (int i = 0; i < u.O; i++) out[int64_t(r) * u.O + i] = in[int64_t(r) * u.O + i] + P[i];
+    const dev::PositionalArgs a{out, in, theta + u.w_off, u.O};
+    for (int r = 0; r < rows; r++) dev::positional_add_span(a, r, 0, u.O);
 }
 
 // dP = colsum(dv), din = dv

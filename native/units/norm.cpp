@@ -2,10 +2,12 @@
 //   layerNorm: gain x^ + bias, x^ over each position's channels; groupNorm: x^ over each (row, group) set, all
 //   positions of the group's channels; batchNorm: gain (x - mean) / sqrt(var + eps) + bias per channel, with this
 //   batch's statistics in training (ULR's noisy copies use the clean batch's) and running ones in inference.
-// Means and variances accumulate in double. The bias comes with the activation (or the ULR noise), as for every unit.
+// Means and variances accumulate in double. The arithmetic is the device's (device/ops_norm.h), run here in loops over
+// the sets and channels. The bias comes with the activation (or the ULR noise), as for every unit.
 #include <algorithm>
 #include <cmath>
 
+#include "device/ops_norm.h"
 #include "device/unit_pass.h"
 #include "units/unit.h"
 
@@ -15,55 +17,29 @@ extern const UnitKind layer_norm_kind, batch_norm_kind, group_norm_kind;
 
 namespace {
 
-constexpr float kNormEps = 1e-5f;
+// The normalization sets of a row: a layerNorm set is one position's channels, a groupNorm set one group's channels
+// at every position.
+int sets_per_row(const Unit& u) { return u.kind == &group_norm_kind ? u.groups : u.g.Ho; }
 
-// How layerNorm and groupNorm split a row into normalization sets: `per_row` sets of np positions (C apart) of cg
-// channels each; set s starts at value s cg of its row.
-struct Sets {
-    int per_row, np, cg;
-};
-Sets sets_of(const Unit& u) {
-    if (u.kind == &group_norm_kind) return {u.groups, u.g.Ho, u.g.Co / u.groups};
-    return {u.g.Ho, 1, u.g.Co};
-}
-
-// x^ of one set of values -- np positions `stride` apart, cg values each, laid out as in x -- returning
-// 1 / sqrt(var + eps)
-float normalize_set(const float* x, float* xh, int np, int stride, int cg) {
-    const double n = double(np) * cg;
-    double mu = 0.0, var = 0.0;
-    for (int p = 0; p < np; p++)
-        for (int c = 0; c < cg; c++) mu += x[int64_t(p) * stride + c];
-    mu /= n;
-    for (int p = 0; p < np; p++)
-        for (int c = 0; c < cg; c++) var += (x[int64_t(p) * stride + c] - mu) * (x[int64_t(p) * stride + c] - mu);
-    const float inv = float(1.0 / std::sqrt(var / n + double(kNormEps)));
-    for (int p = 0; p < np; p++)
-        for (int c = 0; c < cg; c++) xh[int64_t(p) * stride + c] = float(x[int64_t(p) * stride + c] - mu) * inv;
-    return inv;
-}
-
-// layerNorm, groupNorm: x^ (rows, O) and 1 / sqrt(var + eps) per set (rows x per_row)
+// layerNorm, groupNorm: x^ (rows, O) and 1 / sqrt(var + eps) per set
 void xhat(const Unit& u, const float* in, int rows, float* xh, float* invs) {
-    const Sets s = sets_of(u);
-    for (int r = 0; r < rows; r++)
-        for (int j = 0; j < s.per_row; j++) {
-            const int64_t at = int64_t(r) * u.O + int64_t(j) * s.cg;
-            invs[int64_t(r) * s.per_row + j] = normalize_set(in + at, xh + at, s.np, u.g.Co, s.cg);
-        }
+    const dev::NormArgs a{xh, invs, in, u.g.Ho, u.g.Co, u.groups};
+    const int64_t n = int64_t(rows) * sets_per_row(u);
+    if (u.kind == &group_norm_kind)
+        for (int64_t s = 0; s < n; s++) dev::group_norm_at(a, s);
+    else
+        for (int64_t s = 0; s < n; s++) dev::layer_norm_at(a, s);
 }
 
 // x^ (rows, O) of any norm: batchNorm's from the batch statistics
 void xhat_of(const Unit& u, const float* in, int rows, std::vector<float>& xh) {
     xh.resize(size_t(rows) * size_t(u.O));
     if (u.kind != &batch_norm_kind) {
-        std::vector<float> invs(size_t(rows) * size_t(sets_of(u).per_row));
+        std::vector<float> invs(size_t(rows) * size_t(sets_per_row(u)));
         return xhat(u, in, rows, xh.data(), invs.data());
     }
-    const int C = u.g.Co;
-    const float* st = u.batch->data();
-    for (int64_t i = 0; i < int64_t(rows) * u.O; i++)
-        xh[size_t(i)] = (in[i] - st[i % C]) / std::sqrt(st[C + i % C] + kNormEps);
+    const dev::BatchApplyArgs a{xh.data(), in, u.batch->data(), nullptr, u.g.Ho, u.g.Co, 1};
+    for (int64_t v = 0; v < int64_t(rows) * u.g.Ho; v++) dev::bn_apply_span(a, v, 0, u.g.Co);
 }
 
 // gain (x - mean) / sqrt(var + eps) per channel, with the statistics `stats` (C means, then C variances); row r
@@ -71,9 +47,8 @@ void xhat_of(const Unit& u, const float* in, int rows, std::vector<float>& xh) {
 void batch_norm_with(const Unit& u, const float* theta, const float* stats, const float* in, int rows, float* out,
                      int rep) {
     const int C = u.g.Co, P = u.g.Ho;
-    const float* gain = theta + u.w_off;
     std::vector<float> scale(static_cast<size_t>(C));
-    for (int c = 0; c < C; c++) scale[size_t(c)] = gain[c] / std::sqrt(stats[C + c] + kNormEps);
+    for (int c = 0; c < C; c++) scale[size_t(c)] = dev::bn_scale(stats, theta + u.w_off, C, c);
     for (int r = 0; r < rows; r++)
         for (int p = 0; p < P; p++) {
             const float* x = in + (int64_t(r / rep) * P + p) * C;
@@ -85,54 +60,26 @@ void batch_norm_with(const Unit& u, const float* theta, const float* stats, cons
 // layerNorm, groupNorm: out = gain x^ (inference and training alike)
 void forward(const KernelTable&, const Unit& u, const float* theta, const float* in, int rows, float* out, float*,
              const SeqCtx*) {
-    std::vector<float> invs(size_t(rows) * size_t(sets_of(u).per_row));
+    std::vector<float> invs(size_t(rows) * size_t(sets_per_row(u)));
     xhat(u, in, rows, out, invs.data());
     const float* gain = theta + u.w_off;
     for (int64_t i = 0; i < int64_t(rows) * u.O; i++) out[i] *= gain[i % u.g.Co];
 }
 
-// dx = inv (dx^ - mean(dx^) - x^ mean(dx^ x^)) over each set, dx^ = dy gain computed in precision Wide (layerNorm
-// float, groupNorm double: their historical rounding, kept bit for bit)
-template <class Wide>
-void din_of_sets(const Unit& u, const float* gain, const float* dv, const float* xh, const float* invs, int rows,
-                 float* din) {
-    const Sets s = sets_of(u);
-    const int C = u.g.Co;
-    const double n = double(s.np) * s.cg;
-    for (int r = 0; r < rows; r++)
-        for (int j = 0; j < s.per_row; j++) {
-            const int64_t at = int64_t(r) * u.O + int64_t(j) * s.cg;
-            const float* ga = gain + (j * s.cg) % C;
-            double m1 = 0.0, m2 = 0.0;  // means of dx^ and dx^ x^
-            for (int p = 0; p < s.np; p++)
-                for (int c = 0; c < s.cg; c++) {
-                    const int64_t i = at + int64_t(p) * C + c;
-                    const Wide d = Wide(dv[i]) * ga[c];
-                    m1 += d, m2 += d * xh[i];
-                }
-            m1 /= n, m2 /= n;
-            const float inv = invs[int64_t(r) * s.per_row + j];
-            for (int p = 0; p < s.np; p++)
-                for (int c = 0; c < s.cg; c++) {
-                    const int64_t i = at + int64_t(p) * C + c;
-                    din[i] = inv * float(Wide(dv[i]) * ga[c] - m1 - xh[i] * m2);
-                }
-        }
-}
-
-// layerNorm, groupNorm: d gain = sum dy x^, d bias = sum dy per channel
+// layerNorm, groupNorm: d gain = sum dy x^, d bias = sum dy per channel; din through each set's statistics
 void backward(const KernelTable&, const Unit& u, const float* theta, const float* in, int rows, const float* dv,
               float* dW, float* din, float*, const SeqCtx*) {
     const int C = u.g.Co;
-    std::vector<float> xh(size_t(rows) * size_t(u.O)), invs(size_t(rows) * size_t(sets_of(u).per_row));
+    std::vector<float> xh(size_t(rows) * size_t(u.O)), invs(size_t(rows) * size_t(sets_per_row(u)));
     xhat(u, in, rows, xh.data(), invs.data());
     if (dW) {
         std::fill(dW, dW + 2 * C, 0.0f);
         for (int64_t i = 0; i < int64_t(rows) * u.O; i++) dW[i % C] += dv[i] * xh[size_t(i)], dW[C + i % C] += dv[i];
     }
     if (!din) return;
-    if (u.kind == &group_norm_kind) din_of_sets<double>(u, theta + u.w_off, dv, xh.data(), invs.data(), rows, din);
-    else din_of_sets<float>(u, theta + u.w_off, dv, xh.data(), invs.data(), rows, din);
+    const dev::NormBackArgs a{din, dv, xh.data(), invs.data(), theta + u.w_off, u.g.Ho, C, u.groups};
+    for (int64_t s = 0; s < int64_t(rows) * sets_per_row(u); s++)
+        u.kind == &group_norm_kind ? dev::group_norm_backward_at(a, s) : dev::layer_norm_backward_at(a, s);
 }
 
 // d gain = alpha sum w S x^, d bias = alpha sum w S (every position of a row shares its weight)
@@ -160,27 +107,16 @@ void forward_batch(const KernelTable&, const Unit& u, const float* theta, const 
 void backward_batch(const KernelTable&, const Unit& u, const float* theta, const float* in, int rows, const float* dv,
                     float* dW, float* din, float*, const SeqCtx*) {
     const int C = u.g.Co;
-    const int64_t n = int64_t(rows) * u.g.Ho;
-    const float* gain = theta + u.w_off;
-    const float* st = u.batch->data();
-    std::vector<double> sg(static_cast<size_t>(C), 0.0),
-        sgx(static_cast<size_t>(C), 0.0);  // sums of dy and dy x^ per channel
+    std::vector<double> sums(2 * size_t(C));  // sums of dy and dy x^ per channel
     std::vector<float> inv(static_cast<size_t>(C));
-    for (int c = 0; c < C; c++) inv[size_t(c)] = 1.0f / std::sqrt(st[C + c] + kNormEps);
-    for (int64_t p = 0; p < n; p++)
-        for (int c = 0; c < C; c++) {
-            const float xh = (in[p * C + c] - st[c]) * inv[size_t(c)];
-            sg[size_t(c)] += dv[p * C + c], sgx[size_t(c)] += dv[p * C + c] * xh;
-        }
+    const dev::BatchBackArgs a{
+        din, nullptr, nullptr, sums.data(), dv, in, u.batch->data(), theta + u.w_off, int64_t(rows) * u.g.Ho, C};
+    dev::bn_backward_sums_span(a, 0, C, sums.data(), sums.data() + C, inv.data());
     if (dW)
-        for (int c = 0; c < C; c++) dW[c] = float(sgx[size_t(c)]), dW[C + c] = float(sg[size_t(c)]);
+        for (int c = 0; c < C; c++) dW[c] = float(sums[size_t(C + c)]), dW[C + c] = float(sums[size_t(c)]);
     if (din)
-        for (int64_t p = 0; p < n; p++)
-            for (int c = 0; c < C; c++) {
-                const float xh = (in[p * C + c] - st[c]) * inv[size_t(c)];
-                din[p * C + c] =
-                    gain[c] * inv[size_t(c)] * float(dv[p * C + c] - sg[size_t(c)] / n - xh * sgx[size_t(c)] / n);
-            }
+        for (int64_t p = 0; p < a.n; p++)
+            for (int c = 0; c < C; c++) din[p * C + c] = dev::bn_din(a, p * C + c, c, inv[size_t(c)]);
 }
 
 void read_group_norm(const LayerReader& r, LayerSpec& l) { l.groups = int(r.integer("groups", 1, 1 << 20)); }
@@ -218,28 +154,15 @@ void tensors(const Unit& u, const std::string& name, std::vector<UnitTensor>& ou
 
 }  // namespace
 
-void measure_batch_stats(const Unit& u, const float* in, int rows) {  // channel-inner loops: one pass per moment
-    const int C = u.g.Co;
-    const int64_t n = int64_t(rows) * u.g.Ho;
-    std::vector<double> mu(size_t(C), 0.0), var(size_t(C), 0.0);
-    for (int64_t p = 0; p < n; p++)
-        for (int c = 0; c < C; c++) mu[size_t(c)] += in[p * C + c];
-    for (int c = 0; c < C; c++) mu[size_t(c)] /= double(n);
-    for (int64_t p = 0; p < n; p++)
-        for (int c = 0; c < C; c++) var[size_t(c)] += (in[p * C + c] - mu[size_t(c)]) * (in[p * C + c] - mu[size_t(c)]);
-    for (int c = 0; c < C; c++)
-        (*u.batch)[size_t(c)] = float(mu[size_t(c)]), (*u.batch)[size_t(C + c)] = float(var[size_t(c)] / double(n));
+void measure_batch_stats(const Unit& u, const float* in, int rows) {
+    std::vector<double> mu(size_t(u.g.Co)), var(size_t(u.g.Co));
+    dev::bn_stats_span(dev::BatchStatsArgs{u.batch->data(), in, int64_t(rows) * u.g.Ho, u.g.Co}, 0, u.g.Co, mu.data(),
+                       var.data());
 }
 
 void update_running_stats(const Unit& u, int rows) {
-    const int C = u.g.Co;
-    const double n = double(rows) * u.g.Ho, unbias = n > 1 ? n / (n - 1) : 1.0;
-    for (int c = 0; c < C; c++) {
-        float& m = (*u.running)[size_t(c)];
-        float& v = (*u.running)[size_t(C + c)];
-        m = 0.9f * m + 0.1f * (*u.batch)[size_t(c)];
-        v = 0.9f * v + 0.1f * float((*u.batch)[size_t(C + c)] * unbias);
-    }
+    const dev::RunningArgs a{u.running->data(), u.batch->data(), nullptr, double(rows) * u.g.Ho, u.g.Co};
+    for (int c = 0; c < u.g.Co; c++) dev::bn_running_at(a, c);
 }
 
 void apply_batch_stats(const Unit& u, const float* theta, const float* in, int rows, float* out, int rep) {
@@ -263,7 +186,7 @@ Status device_gain_bias_grads(const UnitPass& p, const float* xh, const float* d
 
 // layerNorm, groupNorm: x^ and 1 / sigma per set into the unit's buffers 0 and 1 (the gradients read them), then
 // gain x^; the input gradient through the set's statistics
-int64_t device_sets(const UnitPass& p) { return int64_t(p.rows) * sets_of(p.u).per_row; }
+int64_t device_sets(const UnitPass& p) { return int64_t(p.rows) * sets_per_row(p.u); }
 Status device_forward(const UnitPass& p, const float* x, float* out) {
     const Unit& u = p.u;
     DeviceBuffer &xh = p.buffer(0), &inv = p.buffer(1);
@@ -295,14 +218,18 @@ Status device_batch_forward(const UnitPass& p, const float* x, float* out) {
 }
 // BP (din given) through the batch statistics: per-channel sums (and the gain and bias gradients), then the input
 // gradient; ULR's reduction (no din): the gain's from x^
-Status device_batch_backward(const UnitPass& p, const float* x, const float* dv, float alpha, bool, float* din) {
+Status device_batch_backward(const UnitPass& p, const float* x, const float* dv, float alpha, bool weights,
+                             float* din) {
     const Unit& u = p.u;
     const float* batch = p.buffer(DeviceTrainer::kBatch).f();
-    if (!din) {
+    if (!din || p.held_stats) {  // the gain's gradient from x^; with held statistics din = dv gain / sqrt(var + eps)
         DeviceBuffer& xh = p.buffer(2);
         OF_TRY(xh.reserve(p.d, size_t(p.values()) * sizeof(float)));
         OF_TRY(p.d->bn_apply(dev::BatchApplyArgs{xh.f(), x, batch, nullptr, u.g.Ho, u.g.Co, 1}, p.values()));
-        return device_gain_bias_grads(p, xh.f(), dv, alpha);
+        if (weights) OF_TRY(device_gain_bias_grads(p, xh.f(), dv, alpha));
+        if (!din) return {};
+        const float* gain = p.t.params() + u.w_off;
+        return p.d->bn_held_backward(dev::BatchApplyArgs{din, dv, batch, gain, u.g.Ho, u.g.Co, 1}, p.values());
     }
     const int n = int(u.gemm_rows(p.rows)), C = u.g.Co;
     OF_TRY(p.buffer(2).reserve(p.d, size_t(2 * C) * sizeof(double)));

@@ -1,8 +1,6 @@
 // The parameter-free sequence reshapes: repeat (a vector -> T copies, in (rows, F) -> out (rows, T F)) and
 // timeMean (T steps -> their mean, in (rows, T F) -> out (rows, F)). A row holds a sequence step-major: row r,
 // step t, feature f at (r T + t) F + f.
-#include <algorithm>
-
 #include "device/unit_pass.h"
 #include "units/unit.h"
 
@@ -37,47 +35,34 @@ Status build_time_mean(const LayerSpec&, ModelBuilder& b) {
     return {};
 }
 
+// The maps are the device's bodies (device/ops_recurrent.h), a row at a time.
 // in (rows, F) -> out (rows, T F)
 void forward_repeat(const KernelTable&, const Unit& u, const float*, const float* in, int rows, float* out, float*,
                     const SeqCtx*) {
-    const int T = u.q.T, F = u.q.F;
     for (int r = 0; r < rows; r++)
-        for (int t = 0; t < T; t++)
-            std::copy(in + int64_t(r) * F, in + int64_t(r + 1) * F, out + (int64_t(r) * T + t) * F);
+        for (int t = 0; t < u.q.T; t++)
+            dev::step_copy_span(dev::TimeArgs{out, in, u.q.T, u.q.F}, r, t, 0, u.q.F, false);
 }
 
 // din = the sum of dout over the steps
 void backward_repeat(const KernelTable&, const Unit& u, const float*, const float*, int rows, const float* dout, float*,
                      float* din, float*, const SeqCtx*) {
-    const int T = u.q.T, F = u.q.F;
-    for (int r = 0; din && r < rows; r++) {
-        float* d = din + int64_t(r) * F;
-        std::fill(d, d + F, 0.0f);
-        for (int t = 0; t < T; t++)
-            for (int f = 0; f < F; f++) d[f] += dout[(int64_t(r) * T + t) * F + f];
-    }
+    for (int r = 0; din && r < rows; r++)
+        dev::step_sum_span(dev::TimeArgs{din, dout, u.q.T, u.q.F}, r, 0, u.q.F, false);
 }
 
 // in (rows, T F) -> out (rows, F)
 void forward_time_mean(const KernelTable&, const Unit& u, const float*, const float* in, int rows, float* out, float*,
                        const SeqCtx*) {
-    const int T = u.q.T, F = u.q.F;
-    for (int r = 0; r < rows; r++) {
-        float* o = out + int64_t(r) * F;
-        std::fill(o, o + F, 0.0f);
-        for (int t = 0; t < T; t++)
-            for (int f = 0; f < F; f++) o[f] += in[(int64_t(r) * T + t) * F + f];
-        for (int f = 0; f < F; f++) o[f] /= float(T);
-    }
+    for (int r = 0; r < rows; r++) dev::step_sum_span(dev::TimeArgs{out, in, u.q.T, u.q.F}, r, 0, u.q.F, true);
 }
 
 // din = dout / T at every step
 void backward_time_mean(const KernelTable&, const Unit& u, const float*, const float*, int rows, const float* dout,
                         float*, float* din, float*, const SeqCtx*) {
-    const int T = u.q.T, F = u.q.F;
     for (int r = 0; din && r < rows; r++)
-        for (int t = 0; t < T; t++)
-            for (int f = 0; f < F; f++) din[(int64_t(r) * T + t) * F + f] = dout[int64_t(r) * F + f] / float(T);
+        for (int t = 0; t < u.q.T; t++)
+            dev::step_copy_span(dev::TimeArgs{din, dout, u.q.T, u.q.F}, r, t, 0, u.q.F, true);
 }
 
 // on a device: the same maps, one kernel each

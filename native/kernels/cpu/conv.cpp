@@ -8,10 +8,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cfloat>
-#include <cstring>
 
 #include "core/thread_pool.h"
+#include "device/ops_conv.h"
 
 namespace of {
 namespace cpu {
@@ -138,45 +137,42 @@ __attribute__((target("avx512f"))) void max_pool_backward_pairs(float* di, const
 
 }  // namespace
 
+// The patches and their adjoint a tap (C values) at a time, the taps and their padding the device's (ops_conv.h)
 void im2row(float* A, const float* x, int n, const ConvGeom& g) {
     const int P = g.patch();
     per_image(n, g.positions() * P, [&](int i) {
         const float* xi = x + int64_t(i) * g.in_size();
-        float* row = A + int64_t(i) * g.positions() * P;
+        float* dst = A + int64_t(i) * g.positions() * P;
         for (int oy = 0; oy < g.Ho; oy++)
-            for (int ox = 0; ox < g.Wo; ox++, row += P) {
-                float* dst = row;
-                for (int ky = 0; ky < g.kh; ky++) {  // plain loops: a tap is only C values (1 for grey images)
-                    const int iy = oy * g.sh - g.ph + ky * g.dh;
-                    for (int kx = 0; kx < g.kw; kx++, dst += g.C) {
-                        const int ix = ox * g.sw - g.pw + kx * g.dw;
-                        if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) {
+            for (int ox = 0; ox < g.Wo; ox++)
+                for (int ky = 0; ky < g.kh; ky++) {
+                    const int iy = dev::tap_at(oy, ky, g.sh, g.ph, g.dh);
+                    for (int kx = 0; kx < g.kw; kx++, dst += g.C) {  // plain loops: a tap is only C values
+                        const int ix = dev::tap_at(ox, kx, g.sw, g.pw, g.dw);
+                        if (!dev::tap_inside(iy, g.H) || !dev::tap_inside(ix, g.W))
                             for (int c = 0; c < g.C; c++) dst[c] = 0.0f;
-                        } else {
-                            const float* src = xi + (int64_t(iy) * g.W + ix) * g.C;
-                            for (int c = 0; c < g.C; c++) dst[c] = src[c];
-                        }
+                        else
+                            for (int c = 0; c < g.C; c++) dst[c] = xi[(int64_t(iy) * g.W + ix) * g.C + c];
                     }
                 }
-            }
     });
 }
 
 void row2im(float* dx, const float* dA, int n, const ConvGeom& g) {
     const int P = g.patch();
     per_image(n, g.positions() * P, [&](int i) {
-        float* xi = dx + int64_t(i) * g.in_size();
-        std::fill(xi, xi + g.in_size(), 0.0f);
+        float* di = dx + int64_t(i) * g.in_size();
+        std::fill(di, di + g.in_size(), 0.0f);
         const float* row = dA + int64_t(i) * g.positions() * P;
         for (int oy = 0; oy < g.Ho; oy++)
             for (int ox = 0; ox < g.Wo; ox++, row += P) {
                 const float* src = row;
                 for (int ky = 0; ky < g.kh; ky++) {
-                    const int iy = oy * g.sh - g.ph + ky * g.dh;
+                    const int iy = dev::tap_at(oy, ky, g.sh, g.ph, g.dh);
                     for (int kx = 0; kx < g.kw; kx++, src += g.C) {
-                        const int ix = ox * g.sw - g.pw + kx * g.dw;
-                        if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) continue;
-                        float* d = xi + (int64_t(iy) * g.W + ix) * g.C;
+                        const int ix = dev::tap_at(ox, kx, g.sw, g.pw, g.dw);
+                        if (!dev::tap_inside(iy, g.H) || !dev::tap_inside(ix, g.W)) continue;
+                        float* d = di + (int64_t(iy) * g.W + ix) * g.C;
                         for (int c = 0; c < g.C; c++) d[c] += src[c];
                     }
                 }
@@ -205,37 +201,30 @@ void pool_forward(float* y, const float* x, int n, const ConvGeom& g, PoolKind k
                     for (int ky = 0; ky < g.kh; ky++)
                         for (int kx = 0; kx < g.kw; kx++) {
                             const float* src = xi + (int64_t(oy * g.sh + ky) * g.W + ox * g.sw + kx) * g.C;
-                            for (int c = 0; c < g.C; c++) out[c] = std::max(out[c], src[c]);
+                            for (int c = 0; c < g.C; c++) out[c] = dev::pool_take(PoolKind::Max, out[c], src[c]);
                         }
                 }
         });
         return;
     }
-    per_image(n, g.positions() * g.kh * g.kw * g.C, [&](int i) {
+    per_image(n, g.positions() * g.kh * g.kw * g.C, [&](int i) {  // the device's arithmetic (ops_conv.h), C at a time
         const float* xi = x + int64_t(i) * g.in_size();
-        float* yi = y + int64_t(i) * g.positions() * g.C;
+        float* out = y + int64_t(i) * g.positions() * g.C;
         for (int oy = 0; oy < g.Ho; oy++)
-            for (int ox = 0; ox < g.Wo; ox++) {
-                float* out = yi + (int64_t(oy) * g.Wo + ox) * g.C;
-                std::fill(out, out + g.C, kind == PoolKind::Max ? -FLT_MAX : 0.0f);
+            for (int ox = 0; ox < g.Wo; ox++, out += g.C) {
+                for (int c = 0; c < g.C; c++) out[c] = dev::pool_start(kind);
                 int taps = 0;
                 for (int ky = 0; ky < g.kh; ky++) {
-                    const int iy = oy * g.sh - g.ph + ky * g.dh;
-                    if (iy < 0 || iy >= g.H) continue;
-                    for (int kx = 0; kx < g.kw; kx++) {
-                        const int ix = ox * g.sw - g.pw + kx * g.dw;
-                        if (ix < 0 || ix >= g.W) continue;
+                    const int iy = dev::tap_at(oy, ky, g.sh, g.ph, g.dh);
+                    for (int kx = 0; dev::tap_inside(iy, g.H) && kx < g.kw; kx++) {
+                        const int ix = dev::tap_at(ox, kx, g.sw, g.pw, g.dw);
+                        if (!dev::tap_inside(ix, g.W)) continue;
                         const float* src = xi + (int64_t(iy) * g.W + ix) * g.C;
                         taps++;
-                        if (kind == PoolKind::Max)
-                            for (int c = 0; c < g.C; c++) out[c] = std::max(out[c], src[c]);
-                        else
-                            for (int c = 0; c < g.C; c++) out[c] += src[c];
+                        for (int c = 0; c < g.C; c++) out[c] = dev::pool_take(kind, out[c], src[c]);
                     }
                 }
-                if (kind == PoolKind::Avg && taps > 0)
-                    for (int c = 0; c < g.C; c++) out[c] /= float(taps);
-                if (taps == 0) std::fill(out, out + g.C, 0.0f);
+                for (int c = 0; c < g.C; c++) out[c] = dev::pool_end(kind, out[c], taps);
             }
     });
 }
@@ -255,39 +244,23 @@ void pool_backward(float* dx, const float* dy, const float* x, int n, const Conv
         const float* xi = x + int64_t(i) * g.in_size();
         float* di = dx + int64_t(i) * g.in_size();
         std::fill(di, di + g.in_size(), 0.0f);
-        const float* dyi = dy + int64_t(i) * g.positions() * g.C;
+        const float* d = dy + int64_t(i) * g.positions() * g.C;
         for (int oy = 0; oy < g.Ho; oy++)
-            for (int ox = 0; ox < g.Wo; ox++) {
-                const float* d = dyi + (int64_t(oy) * g.Wo + ox) * g.C;
-                int y0 = oy * g.sh - g.ph, x0 = ox * g.sw - g.pw;
-                int taps = 0;
-                for (int ky = 0; ky < g.kh; ky++)
-                    for (int kx = 0; kx < g.kw; kx++) {
-                        const int iy = y0 + ky * g.dh, ix = x0 + kx * g.dw;
-                        taps += iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
-                    }
-                if (taps == 0) continue;
-                for (int c = 0; c < g.C; c++) {
-                    if (kind == PoolKind::Avg) {
-                        const float share = d[c] / float(taps);
-                        for (int ky = 0; ky < g.kh; ky++)
-                            for (int kx = 0; kx < g.kw; kx++) {
-                                const int iy = y0 + ky * g.dh, ix = x0 + kx * g.dw;
-                                if (iy >= 0 && iy < g.H && ix >= 0 && ix < g.W)
-                                    di[(int64_t(iy) * g.W + ix) * g.C + c] += share;
-                            }
+            for (int ox = 0; ox < g.Wo; ox++, d += g.C) {
+                const int taps = dev::window_taps(g, oy, ox);
+                for (int c = 0; taps && c < g.C; c++) {
+                    if (kind == PoolKind::Max) {
+                        di[dev::window_argmax(g, xi, oy, ox, c)] += d[c];
                         continue;
                     }
-                    int64_t best = -1;
-                    float bv = -FLT_MAX;
-                    for (int ky = 0; ky < g.kh; ky++)
-                        for (int kx = 0; kx < g.kw; kx++) {
-                            const int iy = y0 + ky * g.dh, ix = x0 + kx * g.dw;
-                            if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) continue;
-                            const int64_t at = (int64_t(iy) * g.W + ix) * g.C + c;
-                            if (best < 0 || xi[at] > bv) best = at, bv = xi[at];
+                    const float share = d[c] / float(taps);
+                    for (int ky = 0; ky < g.kh; ky++) {
+                        const int iy = dev::tap_at(oy, ky, g.sh, g.ph, g.dh);
+                        for (int kx = 0; dev::tap_inside(iy, g.H) && kx < g.kw; kx++) {
+                            const int ix = dev::tap_at(ox, kx, g.sw, g.pw, g.dw);
+                            if (dev::tap_inside(ix, g.W)) di[(int64_t(iy) * g.W + ix) * g.C + c] += share;
                         }
-                    di[best] += d[c];
+                    }
                 }
             }
     });
