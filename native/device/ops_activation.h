@@ -39,9 +39,9 @@ OF_HOST_DEVICE float act_derivative_times(float dy, const float* v, const float*
         case Act::Identity: return dy;
         case Act::Relu: return v[i] > 0.0f ? dy : 0.0f;
         case Act::LeakyRelu: return v[i] > 0.0f ? dy : alpha * dy;
-        case Act::Tanh: return dy * (1.0f - a[i] * a[i]);  // 1 - tanh^2
+        case Act::Tanh: return dy * (1.0f - a[i] * a[i]);     // 1 - tanh^2
         case Act::Sigmoid: return dy * a[i] * (1.0f - a[i]);  // s (1 - s)
-        case Act::Gelu: {  // Phi(v) + v phi(v)
+        case Act::Gelu: {                                     // Phi(v) + v phi(v)
             const float x = v[i], cdf = 0.5f * (1.0f + erf_f32(x * 0.70710678118654752f));
             return dy * (cdf + x * 0.39894228040143268f * exp_nonpositive(-0.5f * x * x));
         }

@@ -54,11 +54,12 @@ struct OptArgs {
 // float64 (beta^t underflows gracefully and 1 - beta^t keeps its digits). Host only.
 inline OptArgs optimizer_args(const OptimizerConfig& o, int64_t t, float* p, const float* g, float* m, float* v,
                               const double* gscale, const double* gate) {
-    const float lr = schedule_lr(o.schedule, o.lr, t);
     const float bc1 = float(1.0 - std::pow(double(o.beta1), double(t)));
     const float bc2 = float(1.0 - std::pow(double(o.beta2), double(t)));
-    return {p,       g,       m,     v,          gscale, gate, o.kind, lr, o.weight_decay, o.momentum, o.nesterov ? 1 : 0,
-            o.beta1, o.beta2, o.eps, lr / bc1, 1.0f / std::sqrt(bc2)};
+    OptArgs a{p, g, m, v, gscale, gate, o.kind, schedule_lr(o.schedule, o.lr, t), o.weight_decay, o.momentum};
+    a.nesterov = o.nesterov ? 1 : 0, a.b1 = o.beta1, a.b2 = o.beta2, a.eps = o.eps;
+    a.step = a.lr / bc1, a.inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
+    return a;
 }
 // Element i's update from its gradient g[i] times the clipping factor gs (PyTorch's torch.optim formulas):
 //   SGD:   g += wd p;  buf = mu buf + g;  g = nesterov ? g + mu buf : buf;  p -= lr g  (no buf without momentum)
