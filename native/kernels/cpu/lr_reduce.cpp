@@ -7,6 +7,7 @@
 // Reductions over rows run in a fixed order per output column, so results never depend on thread count.
 #include <algorithm>
 
+#include "core/clones.h"
 #include "core/thread_pool.h"
 #include "device/ops_loss.h"
 #include "kernels/cpu/ops.h"
@@ -28,19 +29,21 @@ void lr_row_weights(float* w, const float* loss, const float* clean, int B, int 
     }
 }
 
-// s(e) of kernels/score.h in place, one loop per density and score (constants inside, so each loop vectorizes); the
-// exact normal score is e itself.
+// s(e) of kernels/score.h in place, one loop per density and score (constants inside, so each loop vectorizes, in
+// clones per ISA: elementwise, the same bits); the exact normal score is e itself.
 template <Density D, Score S>
 void score_loop(float* e, int64_t n) {
     for (int64_t i = 0; i < n; i++) e[i] = score_of(e[i], D, S);
 }
-void score_transform(float* e, int64_t n, Density density, Score score) {
-    using Loop = void (*)(float*, int64_t);
-    constexpr Loop loops[2][3] = {
-        {nullptr, score_loop<Density::Laplace, Score::Exact>, score_loop<Density::Logistic, Score::Exact>},
-        {score_loop<Density::Normal, Score::Sign>, score_loop<Density::Laplace, Score::Sign>,
-         score_loop<Density::Logistic, Score::Sign>}};
-    if (Loop loop = loops[int(score)][int(density)]) loop(e, n);
+OF_FLAT_CLONES void score_transform(float* e, int64_t n, Density density, Score score) {
+    if (score == Score::Sign) {
+        if (density == Density::Normal) score_loop<Density::Normal, Score::Sign>(e, n);
+        if (density == Density::Laplace) score_loop<Density::Laplace, Score::Sign>(e, n);
+        if (density == Density::Logistic) score_loop<Density::Logistic, Score::Sign>(e, n);
+    } else {
+        if (density == Density::Laplace) score_loop<Density::Laplace, Score::Exact>(e, n);
+        if (density == Density::Logistic) score_loop<Density::Logistic, Score::Exact>(e, n);
+    }
 }
 
 void lr_copy_sum(float* G, const float* w, const float* S, int B, int K, int O) {
