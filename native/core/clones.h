@@ -4,3 +4,6 @@
 #pragma once
 
 #define OF_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+// OF_FLAT_CLONES: OF_CLONES with every call inside inlined (flatten), so shared scalar bodies (device/ops_*.h)
+// vectorize in each clone.
+#define OF_FLAT_CLONES OF_CLONES __attribute__((flatten))

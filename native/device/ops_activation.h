@@ -1,5 +1,7 @@
 // Device kernels (ops.h): the activations. act_value and act' (dy phi'(v), from v or a = phi(v)) serve the noisy
-// forward, residual block ends and BP; bias_act adds a clean bias and keeps v for BP, act_backward forms dv.
+// forward, residual block ends and BP; bias_act adds a clean bias and keeps v for BP, act_backward forms dv. The CPU's
+// loops (kernels/cpu/activation.cpp) call act_value and act_derivative_times with the activation fixed per loop.
+// step, sign and quantize have no derivative: BP refuses them before it gets here; ULR needs only their forward.
 #pragma once
 #include <cmath>
 
@@ -9,6 +11,10 @@
 
 namespace of::dev {
 
+// std::max and std::min (usable on the device): b when a < b, else a; by reference, which vectorizes better
+OF_HOST_DEVICE const float& max_ref(const float& a, const float& b) { return a < b ? b : a; }
+OF_HOST_DEVICE const float& min_ref(const float& a, const float& b) { return b < a ? b : a; }
+
 OF_HOST_DEVICE float act_value(float x, Act act, float alpha) {
     switch (act) {
         case Act::Identity: return x;
@@ -16,29 +22,30 @@ OF_HOST_DEVICE float act_value(float x, Act act, float alpha) {
         case Act::LeakyRelu: return x > 0.0f ? x : alpha * x;
         case Act::Tanh: return tanh_f32(x);
         case Act::Sigmoid: return sigmoid_f32(x);
-        case Act::Gelu: return 0.5f * x * (1.0f + erf_f32(x * 0.70710678118654752f));
+        case Act::Gelu: return 0.5f * x * (1.0f + erf_f32(x * 0.70710678118654752f));  // exact erf form, as PyTorch
         case Act::Step: return x > 0.0f ? 1.0f : 0.0f;
         case Act::Sign: return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
-        case Act::Quantize: {
+        case Act::Quantize: {  // alpha = levels L: round(clamp(x, 0, 1) (L - 1)) / (L - 1); NaN and -0 clamp to +0
             const float top = alpha - 1.0f;
-            return nearbyintf(fminf(1.0f, fmaxf(0.0f, x)) * top) * (1.0f / top);
+            return nearbyintf(min_ref(1.0f, max_ref(0.0f, x)) * top) * (1.0f / top);
         }
     }
     return x;
 }
 
-OF_HOST_DEVICE float act_derivative_times(float dy, float v, float a, Act act, float alpha) {
+// dy phi'(v) at index i, reading v[i] or a[i] = phi(v[i]), whichever the activation needs (the other may be null)
+OF_HOST_DEVICE float act_derivative_times(float dy, const float* v, const float* a, int64_t i, Act act, float alpha) {
     switch (act) {
         case Act::Identity: return dy;
-        case Act::Relu: return v > 0.0f ? dy : 0.0f;
-        case Act::LeakyRelu: return v > 0.0f ? dy : alpha * dy;
-        case Act::Tanh: return dy * (1.0f - a * a);
-        case Act::Sigmoid: return dy * a * (1.0f - a);
-        case Act::Gelu: {
-            float cdf = 0.5f * (1.0f + erf_f32(v * 0.70710678118654752f));
-            return dy * (cdf + v * 0.39894228040143268f * exp_nonpositive(-0.5f * v * v));
+        case Act::Relu: return v[i] > 0.0f ? dy : 0.0f;
+        case Act::LeakyRelu: return v[i] > 0.0f ? dy : alpha * dy;
+        case Act::Tanh: return dy * (1.0f - a[i] * a[i]);     // 1 - tanh^2
+        case Act::Sigmoid: return dy * a[i] * (1.0f - a[i]);  // s (1 - s)
+        case Act::Gelu: {                                     // Phi(v) + v phi(v)
+            const float x = v[i], cdf = 0.5f * (1.0f + erf_f32(x * 0.70710678118654752f));
+            return dy * (cdf + x * 0.39894228040143268f * exp_nonpositive(-0.5f * x * x));
         }
-        default: return 0.0f;  // step, sign, quantize: BP refuses them before any launch
+        default: return 0.0f;  // step, sign, quantize
     }
 }
 
@@ -68,7 +75,7 @@ struct ActBackArgs {
     float alpha;
 };
 OF_HOST_DEVICE void act_backward_at(const ActBackArgs& a, int64_t i) {
-    a.dv[i] = act_derivative_times(a.dy[i], a.v[i], a.a[i], a.act, a.alpha);
+    a.dv[i] = act_derivative_times(a.dy[i], a.v, a.a, i, a.act, a.alpha);
 }
 
 #define OF_ACTIVATION_KERNELS(X) \

@@ -1,6 +1,7 @@
 // Device kernels (ops.h): per-row losses (softmax cross-entropy, 0-1, MSE; grouped labels) and d(mean loss)/dy, and
 // the LR row weights w = (loss - baseline) scale from each sample's copies' losses, its float64 loss sum taken over
-// chunks of kCopyChunk copies in order (for K <= 64 the CPU's sequential sum).
+// chunks of kCopyChunk copies in order (for K <= 64 the CPU's sequential sum). The CPU runs the same row bodies
+// (kernels/cpu/loss.cpp) and row_weight (lr_reduce.cpp).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -10,11 +11,11 @@
 
 namespace of::dev {
 
-// Losses of y (R, C) against the targets of sample r / rep (cpu::loss_forward and loss_backward): softmax
-// cross-entropy or 0-1 against labels, or MSE against values. With groups P > 1 a row's C outputs are P groups of
-// C / P classes, each with its own label (-1: unlabeled), and a row's loss is the mean over its labeled groups.
-// loss_rows: loss[r] and hit[r] (groups whose arg-max matches); loss_grad: dy = d(mean loss over R rows)/dy (rep 1).
-// One index per row.
+// Losses of y (R, C) against the targets of sample r / rep: softmax cross-entropy or 0-1 against labels, or MSE
+// against values. With groups P > 1 a row's C outputs are P groups of C / P classes, each with its own label
+// (-1: unlabeled), and a row's loss is the mean over its labeled groups. Softmax subtracts the max and takes
+// log-sum-exp in float32. loss_rows: loss[r] and hit[r] (groups whose arg-max matches); loss_grad:
+// dy = d(mean loss over R rows)/dy (rep 1). One index per row.
 struct LossArgs {
     float* loss;  // loss_rows: per-row losses (R); loss_grad: dy (R, C)
     int* hit;
@@ -36,17 +37,18 @@ OF_HOST_DEVICE float class_loss(const float* y, int C, int label, LossKind kind,
     for (int c = 0; c < C; c++) s += expf(y[c] - mx);
     return logf(s) + mx - y[label];
 }
-OF_HOST_DEVICE void loss_rows_at(const LossArgs& a, int64_t r) {
+// loss[r]; returns the row's hits
+OF_HOST_DEVICE int loss_row(const LossArgs& a, int64_t r) {
     const float* yr = a.y + r * a.C;
+    const int64_t b = int(r) / a.rep;  // the row's sample (32-bit division: r < R)
     if (a.kind == LossKind::Mse) {
-        const float* tr = a.values + (r / a.rep) * a.C;
+        const float* tr = a.values + b * a.C;
         float s = 0.0f;
         for (int c = 0; c < a.C; c++) s += (yr[c] - tr[c]) * (yr[c] - tr[c]);
         a.loss[r] = s / float(a.C);
-        a.hit[r] = 0;
-        return;
+        return 0;
     }
-    const int32_t* lr = a.labels + (r / a.rep) * a.groups;
+    const int32_t* lr = a.labels + b * a.groups;
     const int Cg = a.C / a.groups;
     float sum = 0.0f;
     int n = 0, hits = 0;
@@ -57,8 +59,10 @@ OF_HOST_DEVICE void loss_rows_at(const LossArgs& a, int64_t r) {
         hits += hit, n++;
     }
     a.loss[r] = n > 0 ? sum / float(n) : 0.0f;
-    a.hit[r] = hits;
+    return hits;
 }
+OF_HOST_DEVICE void loss_rows_at(const LossArgs& a, int64_t r) { a.hit[r] = loss_row(a, r); }
+// (softmax - onehot) / (R n), n labeled groups of the row; MSE: 2 (y - t) / (R C)
 OF_HOST_DEVICE void loss_grad_at(const LossArgs& a, int64_t r) {
     const float* yr = a.y + r * a.C;
     float* d = a.loss + r * a.C;
@@ -121,7 +125,12 @@ OF_HOST_DEVICE void row_totals_at(const RowWeightArgs& a, int64_t b) {  // one i
     for (int c = 0; c < chunks; c++) sum += a.part[b * chunks + c];
     a.sums[b] = sum;
 }
-// copy k of sample b, whose losses are l and loss sum `sum`
+// Copy k of sample b, whose losses are l and loss sum `sum` (float64: K losses of similar size, cancellation in
+// sum - l[k]). LeaveOneOut: beta = the mean loss of the sample's other copies. It must not depend on copy k's own noise
+// (docs/method.md section 1), so with antithetic pairs the partner (noise -eps_k) is left out too: the mean over the
+// other K - 2 copies. A pair then shares one beta, which cancels in (l(eps) - beta) eps + (l(-eps) - beta)(-eps) =
+// (l(eps) - l(-eps)) eps: with pairs the baseline only guards float cancellation. (Leaving only the copy itself out
+// would bias the estimate by K / (K - 1).)
 OF_HOST_DEVICE float row_weight(const RowWeightArgs& a, int64_t b, int k, const float* l, double sum) {
     double beta = 0.0;
     if (a.baseline == Baseline::LeaveOneOut) {

@@ -283,16 +283,8 @@ Status DeviceTrainer::update(const Model& m, const OptimizerConfig& o, int64_t t
     const int64_t off = trainable_offset(m), n = m.n_params - off;
     OF_TRY(zero_frozen_ranges(m));  // applyGradients may bring values there
     if (o.clip_norm > 0.0f) OF_TRY(grad_norm(off, n, o.clip_norm));
-    const float lr = schedule_lr(o.schedule, o.lr, t);  // update t's rate, as cpu::optimizer_step computes it
-    const double *gscale = o.clip_norm > 0.0f ? norm_.as<double>() : nullptr, *gate = stats_.as<double>();
-    const int nesterov = o.nesterov ? 1 : 0;
-    dev::OptArgs a{nullptr,    nullptr,  nullptr, nullptr, gscale, gate, o.kind, lr, o.weight_decay,
-                   o.momentum, nesterov, o.beta1, o.beta2, o.eps,  0.0f, 0.0f};  // the pointers: per span
-    if (o.kind != OptKind::Sgd) {  // bias corrections as cpu::optimizer_step computes them
-        const float bc1 = float(1.0 - std::pow(double(o.beta1), double(t)));
-        const float bc2 = float(1.0 - std::pow(double(o.beta2), double(t)));
-        a.step = lr / bc1, a.inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
-    }
+    const double* gscale = o.clip_norm > 0.0f ? norm_.as<double>() : nullptr;
+    dev::OptArgs a = dev::optimizer_args(o, t, nullptr, nullptr, nullptr, nullptr, gscale, stats_.as<double>());
     auto span = [&](int64_t begin, int64_t end) -> Status {
         if (end <= begin) return {};
         a.p = params_.f() + begin, a.g = grads_.f() + begin, a.m = opt_m_.f() + begin, a.v = opt_v_.f() + begin;

@@ -1,6 +1,7 @@
 // The LR score of one noise value, s(e) = -d log p(e) / de (normal e, logistic tanh(e / 2), Laplace sign(e)), or the
-// sign-compressed score sign(e) / E|e|. One definition for the host (ulr.cpp's learned sigma) and the device kernels;
-// the CPU's score_transform (kernels/cpu/lr_reduce.cpp) is the same map, in loops per density.
+// sign-compressed score sign(e) / E|e| (E|e|: normal sqrt(2 / pi), logistic 2 ln 2, Laplace 1, so that to first order
+// in sigma E[l sign(e)] / (sigma E|e|) is the gradient, exactly so for a quadratic loss). One definition for the host
+// (ulr.cpp's learned sigma, the CPU's score_transform) and the device kernels.
 #pragma once
 #include "core/fastmath.h"
 #include "core/host_device.h"

@@ -72,8 +72,7 @@ Status apply_update(Model& m, const OptimizerConfig& o, int B) {
         OptimizerConfig spans = o;
         spans.clip_norm = 0.0f;
         if (o.clip_norm > 0.0f) {  // the factor optimizer_step would use, g[i] * factor rounded as it rounds it
-            const double norm = cpu::grad_norm(m.grads.data() + off, m.n_params - off);
-            const float factor = norm > o.clip_norm ? float(o.clip_norm / (norm + 1e-12)) : 1.0f;
+            const float factor = cpu::clip_factor(m.grads.data() + off, m.n_params - off, o.clip_norm);
             for (int64_t i = off; i < m.n_params; i++) m.grads.data()[i] *= factor;
         }
         int64_t begin = off;

@@ -1,13 +1,13 @@
-// Activations, their derivatives (next to each forward, micrograd-style), and the fused clean and noisy
-// bias + activation passes over a GEMM output. step and sign have no derivative: BP refuses them before
-// it gets here (estimators/backprop.cpp); ULR needs only their forward.
+// Activations and their derivatives (the device's act_value and act_derivative_times, device/ops_activation.h, in
+// loops with the activation fixed per loop), and the fused clean and noisy bias + activation passes over a GEMM
+// output.
 #include <algorithm>
-#include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "core/clones.h"
-#include "core/fastmath.h"
 #include "core/thread_pool.h"
+#include "device/ops_activation.h"
 #include "kernels/cpu/ops.h"
 #include "rng/normal.h"
 
@@ -33,43 +33,35 @@ const char* act_name(Act a) {
 namespace cpu {
 namespace {
 
-constexpr float kInvSqrt2 = 0.70710678118654752f;
-constexpr float kInvSqrt2Pi = 0.39894228040143268f;
-
-// One switch per call, a tight loop per case: the branch-free cases vectorize, 16 lanes on AVX-512 machines (clones
-// per ISA; elementwise, so the same bits).
-OF_CLONES void act_span(float* y, const float* x, int64_t n, Act act, float alpha) {
+// Calls body(A) with the activation A as a compile-time constant: inside each case's loop act_value's switch folds
+// away, and the branch-free cases vectorize, 16 lanes on AVX-512 machines (clones per ISA; elementwise, so the same
+// bits).
+template <class Body>
+void with_act(Act act, Body&& body) {
+#define OF_ACT_CASE(A) \
+    case Act::A: return body(std::integral_constant<Act, Act::A>{});
     switch (act) {
-        case Act::Identity:
-            if (y != x) std::copy(x, x + n, y);
-            break;
-        case Act::Relu:
-            for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
-            break;
-        case Act::LeakyRelu:
-            for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : alpha * x[i];
-            break;
-        case Act::Tanh:
-            for (int64_t i = 0; i < n; i++) y[i] = tanh_f32(x[i]);
-            break;
-        case Act::Sigmoid:
-            for (int64_t i = 0; i < n; i++) y[i] = sigmoid_f32(x[i]);
-            break;
-        case Act::Gelu:  // exact erf form, as PyTorch's default
-            for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erf_f32(x[i] * kInvSqrt2));
-            break;
-        case Act::Step:
-            for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? 1.0f : 0.0f;
-            break;
-        case Act::Sign:
-            for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? 1.0f : (x[i] < 0.0f ? -1.0f : 0.0f);
-            break;
-        case Act::Quantize: {  // alpha = levels L: round(clamp(x, 0, 1) (L - 1)) / (L - 1)
-            const float top = alpha - 1.0f, inv = 1.0f / top;
-            for (int64_t i = 0; i < n; i++) y[i] = std::nearbyint(std::min(1.0f, std::max(0.0f, x[i])) * top) * inv;
-            break;
-        }
+        OF_ACT_CASE(Identity)
+        OF_ACT_CASE(Relu)
+        OF_ACT_CASE(LeakyRelu)
+        OF_ACT_CASE(Tanh)
+        OF_ACT_CASE(Sigmoid)
+        OF_ACT_CASE(Gelu)
+        OF_ACT_CASE(Step)
+        OF_ACT_CASE(Sign)
+        OF_ACT_CASE(Quantize)
     }
+#undef OF_ACT_CASE
+}
+
+OF_FLAT_CLONES void act_span(float* y, const float* x, int64_t n, Act act, float alpha) {
+    if (act == Act::Identity) {
+        if (y != x) std::copy(x, x + n, y);
+        return;
+    }
+    with_act(act, [&](auto A) {
+        for (int64_t i = 0; i < n; i++) y[i] = dev::act_value(x[i], A, alpha);
+    });
 }
 
 // y = v + bias + sigma e (v + sigma e without a bias), elementwise.
@@ -95,37 +87,16 @@ void for_row_chunks(int rows, int min_rows, int64_t cycles, Fn&& fn) {
         cycles);
 }
 
-OF_CLONES void act_backward_span(float* dv, const float* dy, const float* v, const float* a, int64_t n, Act act,
-                                 float alpha) {
-    switch (act) {
-        case Act::Identity:
-            if (dv != dy) std::copy(dy, dy + n, dv);
-            break;
-        case Act::Relu:
-            for (int64_t i = 0; i < n; i++) dv[i] = v[i] > 0.0f ? dy[i] : 0.0f;
-            break;
-        case Act::LeakyRelu:
-            for (int64_t i = 0; i < n; i++) dv[i] = v[i] > 0.0f ? dy[i] : alpha * dy[i];
-            break;
-        case Act::Tanh:  // 1 - tanh^2
-            for (int64_t i = 0; i < n; i++) dv[i] = dy[i] * (1.0f - a[i] * a[i]);
-            break;
-        case Act::Sigmoid:  // s (1 - s)
-            for (int64_t i = 0; i < n; i++) dv[i] = dy[i] * a[i] * (1.0f - a[i]);
-            break;
-        case Act::Gelu:  // Phi(v) + v phi(v)
-            for (int64_t i = 0; i < n; i++) {
-                float x = v[i];
-                float cdf = 0.5f * (1.0f + erf_f32(x * kInvSqrt2));
-                dv[i] = dy[i] * (cdf + x * kInvSqrt2Pi * exp_nonpositive(-0.5f * x * x));
-            }
-            break;
-        case Act::Step:
-        case Act::Sign:
-        case Act::Quantize:  // unreachable: BP rejects these models up front
-            std::fill(dv, dv + n, 0.0f);
-            break;
+// dv = dy phi'(v) from v or a = phi(v); step, sign and quantize give 0 (BP refuses them up front)
+OF_FLAT_CLONES void act_backward_span(float* dv, const float* dy, const float* v, const float* a, int64_t n, Act act,
+                                      float alpha) {
+    if (act == Act::Identity) {
+        if (dv != dy) std::copy(dy, dy + n, dv);
+        return;
     }
+    with_act(act, [&](auto A) {
+        for (int64_t i = 0; i < n; i++) dv[i] = dev::act_derivative_times(dy[i], v, a, i, A, alpha);
+    });
 }
 
 }  // namespace

@@ -6,57 +6,44 @@
 // grad W1 = (1 / sigma_1) G^T X with B rows instead of B K (docs/method.md section 3.1). S(e) = e for normal noise.
 // Reductions over rows run in a fixed order per output column, so results never depend on thread count.
 #include <algorithm>
-#include <cmath>
-#include <vector>
 
-#include "core/fastmath.h"
+#include "core/clones.h"
 #include "core/thread_pool.h"
+#include "device/ops_loss.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/score.h"
 
 namespace of::cpu {
 
-// baseline LeaveOneOut: beta[b, k] = mean loss of the sample's other copies. It must not depend on copy k's
-// own noise (docs/method.md section 1), so with antithetic pairs the partner (whose noise is -eps_k) is left out
-// too: beta = mean over the other K - 2 copies. The two copies of a pair then share one beta, which cancels
-// in (l(eps) - beta) eps + (l(-eps) - beta)(-eps) = (l(eps) - l(-eps)) eps: with pairs the baseline only
-// guards float cancellation. (Leaving only the copy itself out would bias the estimate by K / (K - 1).)
+// The row weights of the device's row_weight (device/ops_loss.h), each sample's loss sum in float64 in copy order.
+// Running reads clean[b], as Clean does: the caller fills it with the running average.
 void lr_row_weights(float* w, const float* loss, const float* clean, int B, int K, Baseline baseline, bool antithetic,
                     float scale) {
+    const Baseline given = baseline == Baseline::Running ? Baseline::Clean : baseline;
+    const dev::RowWeightArgs a{w, nullptr, loss, 0.0f, K, given, antithetic, scale, clean};
     for (int b = 0; b < B; b++) {
         const float* l = loss + int64_t(b) * K;
-        float* wb = w + int64_t(b) * K;
-        double sum = 0.0;  // float64: K losses of similar size, cancellation in sum - l[k]
+        double sum = 0.0;
         for (int k = 0; k < K; k++) sum += l[k];
-        for (int k = 0; k < K; k++) {
-            double beta = 0.0;
-            if (baseline == Baseline::LeaveOneOut) {
-                if (!antithetic) beta = (sum - l[k]) / double(K - 1);
-                else if (K > 2) beta = (sum - l[k] - l[k ^ 1]) / double(K - 2);
-            } else if (baseline == Baseline::BatchMean) {
-                beta = sum / double(K);
-            } else if (baseline == Baseline::Clean || baseline == Baseline::Running) {
-                beta = clean[b];
-            }
-            wb[k] = float((double(l[k]) - beta) * scale);
-        }
+        for (int k = 0; k < K; k++) w[int64_t(b) * K + k] = dev::row_weight(a, b, k, l, sum);
     }
 }
 
-// Scores. logistic: tanh(e / 2) (= 2u - 1 for e = log(u / (1 - u))); Laplace: sign(e). The sign-compressed
-// score divides by E|e| (normal sqrt(2 / pi), logistic 2 ln 2, Laplace 1) so that, to first order in sigma,
-// E[l sign(e)] / (sigma E|e|) is the gradient -- exactly so for a quadratic loss.
-void score_transform(float* e, int64_t n, Density density, Score score) {
+// s(e) of kernels/score.h in place, one loop per density and score (constants inside, so each loop vectorizes, in
+// clones per ISA: elementwise, the same bits); the exact normal score is e itself.
+template <Density D, Score S>
+void score_loop(float* e, int64_t n) {
+    for (int64_t i = 0; i < n; i++) e[i] = score_of(e[i], D, S);
+}
+OF_FLAT_CLONES void score_transform(float* e, int64_t n, Density density, Score score) {
     if (score == Score::Sign) {
-        const float c = density == Density::Normal     ? 1.2533141373155003f
-                        : density == Density::Logistic ? 0.7213475204444817f
-                                                       : 1.0f;
-        for (int64_t i = 0; i < n; i++) e[i] = e[i] > 0.0f ? c : (e[i] < 0.0f ? -c : 0.0f);
-        return;
+        if (density == Density::Normal) score_loop<Density::Normal, Score::Sign>(e, n);
+        if (density == Density::Laplace) score_loop<Density::Laplace, Score::Sign>(e, n);
+        if (density == Density::Logistic) score_loop<Density::Logistic, Score::Sign>(e, n);
+    } else {
+        if (density == Density::Laplace) score_loop<Density::Laplace, Score::Exact>(e, n);
+        if (density == Density::Logistic) score_loop<Density::Logistic, Score::Exact>(e, n);
     }
-    if (density == Density::Logistic)
-        for (int64_t i = 0; i < n; i++) e[i] = tanh_f32(0.5f * e[i]);
-    else if (density == Density::Laplace)
-        for (int64_t i = 0; i < n; i++) e[i] = e[i] > 0.0f ? 1.0f : (e[i] < 0.0f ? -1.0f : 0.0f);
 }
 
 void lr_copy_sum(float* G, const float* w, const float* S, int B, int K, int O) {

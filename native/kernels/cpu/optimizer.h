@@ -26,6 +26,8 @@ namespace cpu {
 
 // Global L2 norm of g (n), summed in fixed chunks in float64: the same value for any thread count.
 double grad_norm(const float* g, int64_t n);
+// The gradient-clipping factor min(1, clip / |g|) as a float (1 when clip <= 0).
+float clip_factor(const float* g, int64_t n, float clip);
 
 // params (n) updated in place; grads (n) may be scaled in place by clipping; m, v (n) optimizer state
 // (v unused by SGD); t = 1-based update count (Adam bias correction, the lr schedule).
