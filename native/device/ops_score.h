@@ -20,14 +20,14 @@ struct SigmaGradArgs {
     int O;
     Density density;
 };
-OF_HOST_DEVICE void sigma_grad_at(const SigmaGradArgs& a, int64_t r) {
-    const float* e = a.E + r * a.O;
+// One row's sum_j (e_j s(e_j) - 1) over its O noise values e (the CPU's loop runs it too).
+OF_HOST_DEVICE double sigma_grad_row(const float* e, int O, Density density) {
     double v = 0.0;
-    for (int j = 0; j < a.O; j++) {
-        const float ej = e[j];
-        v += double(ej) * score_of(ej, a.density, Score::Exact) - 1.0;
-    }
-    a.row[r] = double(a.w[r]) * v;
+    for (int j = 0; j < O; j++) v += double(e[j]) * score_of(e[j], density, Score::Exact) - 1.0;
+    return v;
+}
+OF_HOST_DEVICE void sigma_grad_at(const SigmaGradArgs& a, int64_t r) {
+    a.row[r] = double(a.w[r]) * sigma_grad_row(a.E + r * a.O, a.O, a.density);
 }
 // Layer-wise copies 'auto' (layerwise.cpp): row r's share of the variance of its layer's estimate,
 // w_r^2 |s(E_r)|^2 |x_{r / rep}|^2, x the layer's clean input; from the noise before score_rows. One index per row.

@@ -29,10 +29,10 @@
 #include "core/shape.h"
 #include "core/thread_pool.h"
 #include "core/thread_scratch.h"
+#include "device/ops_score.h"
 #include "estimators/blocks.h"
 #include "estimators/estimator.h"
 #include "estimators/ulr_plan.h"
-#include "kernels/score.h"
 #include "model/train.h"
 #include "model/units.h"
 
@@ -446,14 +446,8 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                 if (!c.store_noise && !u.recurrent()) k.noise_fill(e, rows, nw, noise(l, r0));
                 if (c.learn_sigma) {  // d/d(log sigma): sum_r w[r] sum_j (e s(e) - 1), with the density's exact score
                     double acc = 0.0;
-                    for (int r = 0; r < rows; r++) {
-                        double row = 0.0;
-                        for (int j = 0; j < nw; j++)
-                            row += double(e[int64_t(r) * nw + j]) *
-                                       score_of(e[int64_t(r) * nw + j], c.density, Score::Exact) -
-                                   1.0;
-                        acc += double(w[r]) * row;
-                    }
+                    for (int r = 0; r < rows; r++)
+                        acc += double(w[r]) * dev::sigma_grad_row(e + int64_t(r) * nw, nw, c.density);
                     sg_part[size_t(t) * L + size_t(l)] = acc;
                 }
                 if (!plain_score) k.score_transform(e, int64_t(rows) * nw, c.density, c.score);  // e -> s(e)

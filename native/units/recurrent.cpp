@@ -43,18 +43,17 @@ Params params_of(const Unit& u, const float* theta) {
 
 // A step's elementwise work: the device kernels' bodies (device/ops_recurrent.h) over whole rows, so that the loops
 // over j vectorize (cloned per ISA; plain IEEE arithmetic rounds the same in every clone and on the device).
-// flatten: the cell bodies inline into each clone, so the loops vectorize there.
-#define OF_ROW_CLONES OF_CLONES __attribute__((flatten))
-OF_ROW_CLONES void cell_rows(const dev::SeqArgs& a, int r0, int r1) {
+// OF_FLAT_CLONES: the cell bodies inline into each clone, so the loops vectorize there.
+OF_FLAT_CLONES void cell_rows(const dev::SeqArgs& a, int r0, int r1) {
     for (int r = r0; r < r1; r++) dev::seq_cell_span(a, r, 0, a.H);
 }
-OF_ROW_CLONES void candidate_rows(const dev::SeqArgs& a, int r0, int r1) {
+OF_FLAT_CLONES void candidate_rows(const dev::SeqArgs& a, int r0, int r1) {
     for (int r = r0; r < r1; r++) dev::seq_candidate_span(a, r, 0, a.H);
 }
-OF_ROW_CLONES void back_cell_rows(const dev::SeqBackArgs& a, int r0, int r1) {
+OF_FLAT_CLONES void back_cell_rows(const dev::SeqBackArgs& a, int r0, int r1) {
     for (int r = r0; r < r1; r++) dev::seq_back_cell_span(a, r, 0, a.H);
 }
-OF_ROW_CLONES void back_reset_rows(const dev::SeqBackArgs& a, int r0, int r1) {
+OF_FLAT_CLONES void back_reset_rows(const dev::SeqBackArgs& a, int r0, int r1) {
     for (int r = r0; r < r1; r++) dev::seq_back_reset_span(a, r, 0, a.H);
 }
 
