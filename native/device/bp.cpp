@@ -1,71 +1,80 @@
-// Backprop on the device. Its clean forward alone (forward_only) is also every other path's clean pass: batch
-// statistics before ULR's noisy copies, layer-wise's clean activations, weight perturbation's losses, validation.
+// Backprop on the device, and its clean forward, which is also every other path's clean pass: batch statistics
+// before ULR's noisy copies, the clean prefix, weight perturbation's losses, validation.
 #include <algorithm>
 
 #include "device/unit_pass.h"
 
 namespace of {
 
-// BP (generic.cpp's math for dense, conv and pooling units): the forward keeps pre-activations (e_), activations (a_)
-// and a conv's patches; the backward runs act', the weight-gradient GEMM, then the input gradient (dense: dV W; conv:
-// dV W into patch gradients, then row2im; pool: its adjoint), every kernel a gather in the CPU's order.
-Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, bool forward_only) {
+// The clean forward of units [0, end) on B rows (every estimator's clean pass: BP's forward, ULR's clean prefix and
+// batch statistics, module training's first module, validation): v in e_, the activations in a_, a residual block's
+// act(v) and sum before post_act in inner_ and sum_; dropout's masks from (seed, step), samples from sample0.
+Status DeviceTrainer::clean_forward(const Model& m, int end, int B, const float* x, uint32_t sample0, uint64_t seed,
+                                    uint32_t step, bool tf32) {
     Device* d = dev_.get();
-    const int L = int(m.units.size()), C = m.outputs;
-    const bool tf32 = tf32_for(EstimatorConfig::Kind::Bp);
-    while (int(a_.size()) < L)
+    const size_t L = m.units.size();
+    while (a_.size() < L)
         a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
-    int64_t width = m.inputs, patches = 1;
-    for (int l = 0; l < L; l++) {
-        const Unit& u = m.units[size_t(l)];
-        width = std::max<int64_t>(width, std::max(u.I, u.O));
-        if (u.convlike()) patches = std::max<int64_t>(patches, u.g.positions() * u.g.patch());
-        OF_TRY(a_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
-        OF_TRY(e_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
-    }
-    OF_TRY(d0_.reserve(d, size_t(B) * width * sizeof(float)));
-    OF_TRY(d1_.reserve(d, size_t(B) * width * sizeof(float)));
-    OF_TRY(dcols_.reserve(d, size_t(B) * patches * sizeof(float)));
-    OF_TRY(loss_.reserve(d, size_t(B) * sizeof(float)));
-    OF_TRY(hit_.reserve(d, size_t(B) * sizeof(int)));
-    // residual blocks: at a block's end act(v) (inner) and the sum before post_act; at its start the skip gradient
-    while (int(inner_.size()) < L)
+    while (inner_.size() < L)
         inner_.push_back(std::make_unique<DeviceBuffer>()), sum_.push_back(std::make_unique<DeviceBuffer>()),
             skip_.push_back(std::make_unique<DeviceBuffer>());
-    for (int l = 0; l < L; l++) {
+    for (int l = 0; l < end; l++) {
         const Unit& u = m.units[size_t(l)];
-        if (u.skip_from < 0) continue;
-        OF_TRY(skip_[size_t(u.skip_from)]->reserve(d, size_t(B) * m.units[size_t(u.skip_from)].I * sizeof(float)));
+        OF_TRY(a_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
+        OF_TRY(e_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
+        if (u.skip_from >= 0)  // the skip gradient at the block's start (BP)
+            OF_TRY(skip_[size_t(u.skip_from)]->reserve(d, size_t(B) * m.units[size_t(u.skip_from)].I * sizeof(float)));
         if (!u.ends_residual()) continue;
         OF_TRY(inner_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
         OF_TRY(sum_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
     }
     auto input = [&](int l) { return l == 0 ? x : a_[size_t(l - 1)]->f(); };
-    auto pending = [&](int l) { return skip_[size_t(l)]->f(); };  // a block start's skip gradient
-    // dropout: the model's seed and step counter, as backprop.cpp; a concat unit: its block's input and its gradient
-    auto pass_of = [&](int l) {
-        UnitPass p = pass(m, l, B, tf32);
-        p.batch_stats = !inference_, p.sample0 = sample_base, p.seed = m.seed, p.step = m.step;
-        if (p.u.skip_from >= 0) p.skip = input(p.u.skip_from), p.skip_grad = pending(p.u.skip_from);
-        return p;
-    };
-    for (int l = 0; l < L; l++) {
+    for (int l = 0; l < end; l++) {
         const Unit& u = m.units[size_t(l)];
-        float* v = e_[size_t(l)]->f();
+        UnitPass p = pass(m, l, B, tf32);
+        p.batch_stats = !inference_, p.sample0 = sample0, p.seed = seed, p.step = step;
+        if (u.skip_from >= 0) p.skip = input(u.skip_from);
         float* act = u.ends_residual() ? inner_[size_t(l)]->f() : a_[size_t(l)]->f();
-        OF_TRY(forward_act(pass_of(l), input(l), v, act));
+        OF_TRY(forward_act(p, input(l), e_[size_t(l)]->f(), act));
         if (u.ends_residual())  // a = post_act(act(v) + block input)
             OF_TRY(d->skip_add(dev::SkipArgs{a_[size_t(l)]->f(), sum_[size_t(l)]->f(), act, input(u.skip_from), u.O, 1,
                                              u.post_act, u.post_alpha},
                                int64_t(B) * u.O));
     }
+    return {};
+}
+
+// BP (backprop.cpp's math): the clean forward, the loss and its gradient, then bp_backward.
+Status DeviceTrainer::bp(Model& m, int B, const float* x, uint32_t sample_base, bool forward_only) {
+    Device* d = dev_.get();
+    const int L = int(m.units.size()), C = m.outputs;
+    const bool tf32 = tf32_for(EstimatorConfig::Kind::Bp);
+    OF_TRY(loss_.reserve(d, size_t(B) * sizeof(float)));  // the callers of the forward alone read the losses too
+    OF_TRY(hit_.reserve(d, size_t(B) * sizeof(int)));
+    OF_TRY(clean_forward(m, L, B, x, sample_base, m.seed, m.step, tf32));
     if (forward_only) return {};
+    int64_t width = m.inputs, patches = 1;
+    for (const Unit& u : m.units) {
+        width = std::max<int64_t>(width, std::max(u.I, u.O));
+        if (u.convlike()) patches = std::max<int64_t>(patches, u.g.positions() * u.g.patch());
+    }
+    OF_TRY(d0_.reserve(d, size_t(B) * width * sizeof(float)));
+    OF_TRY(d1_.reserve(d, size_t(B) * width * sizeof(float)));
+    OF_TRY(dcols_.reserve(d, size_t(B) * patches * sizeof(float)));
     const float* out = a_[size_t(L - 1)]->f();
     OF_TRY(d->loss_rows(
         dev::LossArgs{loss_.f(), hit_.as<int>(), out, labels_.as<int32_t>(), values_.f(), B, C, 1, m.loss, m.groups},
         B));
     OF_TRY(d->loss_grad(
         dev::LossArgs{d0_.f(), nullptr, out, labels_.as<int32_t>(), values_.f(), B, C, 1, m.loss, m.groups}, B));
+    auto input = [&](int l) { return l == 0 ? x : a_[size_t(l - 1)]->f(); };
+    // dropout: the model's seed and step counter, as backprop.cpp; a concat unit: its block's input and its gradient
+    auto pass_of = [&](int l) {
+        UnitPass p = pass(m, l, B, tf32);
+        p.sample0 = sample_base, p.seed = m.seed, p.step = m.step;
+        if (p.u.skip_from >= 0) p.skip = input(p.u.skip_from), p.skip_grad = skip_[size_t(p.u.skip_from)]->f();
+        return p;
+    };
     const BpView tape{input, [&](int l) { return e_[size_t(l)]->f(); }, [&](int l) { return a_[size_t(l)]->f(); },
                       pass_of};
     return bp_backward(m, 0, L, tape, d0_.f(), d1_.f());

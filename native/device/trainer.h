@@ -123,6 +123,9 @@ class DeviceTrainer {
                const LossHook* hook, int* rows);
     Status bp(Model& m, int B, const float* x, uint32_t sample_base,
               bool forward_only);  // forward_only: batch statistics
+    // the clean forward of units [0, end) on B rows into e_ (v), a_, inner_ and sum_ (bp.cpp says which)
+    Status clean_forward(const Model& m, int end, int B, const float* x, uint32_t sample0, uint64_t seed, uint32_t step,
+                         bool tf32);
     // BP's backward over units [s, e) from dcur, the gradient at unit e - 1's output: each unit's act', parameter
     // gradients and input gradient (none at unit s); dcur and dnext: scratch of the widest rows, both overwritten
     Status bp_backward(const Model& m, int s, int e, const BpView& t, float* dcur, float* dnext);

@@ -121,18 +121,9 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         return p;
     };
 
-    // 1. the clean forward of the B samples (batchNorm: this batch's statistics, which every copy normalizes with)
-    for (int l = 0; l < clean_end; l++) {
-        const Unit& u = m.units[size_t(l)];
-        float* a = a_[size_t(l)]->f();
-        UnitPass p = pass_of(l, B, 1, u.skip_from >= 0 ? clean_in(u.skip_from) : nullptr, 1);
-        p.batch_stats = true;
-        OF_TRY(forward_act(p, clean_in(l), modules && l < groups[0].start ? e_[size_t(l)]->f() : a, inner(l, a)));
-        if (u.ends_residual())
-            OF_TRY(d->skip_add(
-                dev::SkipArgs{a, sum(l), inner(l, a), clean_in(u.skip_from), u.O, 1, u.post_act, u.post_alpha},
-                int64_t(B) * u.O));
-    }
+    // 1. the clean forward of the B samples (batchNorm: this batch's statistics, which every copy normalizes with;
+    // modules: the first module's pre-activations and activations, for BP inside it)
+    OF_TRY(clean_forward(m, clean_end, B, x, base, seed, step, tf32));
     if (c.baseline == Baseline::Clean) {  // each sample's noise-free loss
         OF_TRY(clean_.reserve(d, size_t(B) * sizeof(float)));
         OF_TRY(clean_hit_.reserve(d, size_t(B) * sizeof(int)));
