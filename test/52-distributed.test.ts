@@ -8,6 +8,7 @@
 import t from 'tap';
 import * as of from '../lib/index';
 import { concat } from './helpers/close';
+import { nat, randn } from './helpers/native';
 
 const { train } = of.datasets.digits();
 const batches = [0, 1, 2, 3, 4].map((s) =>
@@ -213,4 +214,48 @@ t.test('copy-parallel ULR: the K copies split over 2 or 3 ranks, losses exchange
     'fewer than 2 copies per rank',
   );
   t.same(of.distributed.copySlice(of.ulr({ copies: 12, antithetic: true }), 1, 2), [6, 12], 'slices on whole pairs');
+});
+
+// SPSA / ES perturb only what trains: a direction is zero on a frozen prefix of any kind (here a dense layer before a
+// layerNorm, which the dense-tail shortcut does not cover) and on the frozen ranges. The losses the seed replay
+// exchanges are the model's at theta +- eps z_p with z_p regenerated here from its Philox stream and zeroed on the
+// prefix (float rounding: 1e-6 relative); the whole-slab direction gives visibly other losses.
+t.test('seed replay: the directions leave a frozen prefix alone', async (t) => {
+  const layers = () => [of.dense(4, 5, { trainable: false }), of.layerNorm(), of.tanh(), of.dense(5, 3)];
+  const m = of.sequential(layers(), { seed: 11 });
+  const rows = 6;
+  const batch = { x: randn(rows * 4, 2), y: Int32Array.from({ length: rows }, (_, i) => i % 3), rows, shape: [4] };
+  const eps = 0.1;
+  const losses = of.distributed.seedReplayLosses(m, batch, {
+    rank: 0,
+    size: 1,
+    estimator: of.spsa({ perturbations: 2, epsilon: eps }),
+  });
+  const theta = m.parameters().map((p) => Float64Array.from(p.data));
+  const n = theta.reduce((s, p) => s + p.length, 0);
+  const frozen = 4 * 5 + 5; // the frozen dense layer's weight and bias lead the slab
+  const probe = of.sequential(layers(), { seed: 11 });
+  const lossAt = (z: Float32Array, sign: number) => {
+    let off = 0;
+    probe.parameters().forEach((p, i) => {
+      p.data.forEach((_, j) => (p.data[j] = theta[i]![j]! + sign * eps * z[off + j]!));
+      off += p.data.length;
+    });
+    return probe.evaluate(batch).loss;
+  };
+  for (let p = 0; p < 2; p++) {
+    const z = nat.noise(1, n, 11, 0, 0xfffe, p, false);
+    const whole = lossAt(z, 1);
+    z.fill(0, 0, frozen);
+    for (const [sign, got] of [
+      [1, losses[p]!],
+      [-1, losses[2 + p]!],
+    ] as const) {
+      const want = lossAt(z, sign);
+      t.ok(Math.abs(got - want) <= 1e-6 * Math.abs(want), `direction ${p}, sign ${sign}: ${got} vs ${want}`);
+    }
+    t.ok(Math.abs(whole - losses[p]!) > 1e-4, `direction ${p}: perturbing the prefix too gives ${whole}`);
+  }
+  m.dispose();
+  probe.dispose();
 });
