@@ -6,6 +6,24 @@
 
 namespace of {
 
+// The buffers of residual and concat blocks ending before unit `end`, for `rows` rows: at a block's end act(v) and the
+// sum before post_act (inner_, sum_), at its start the skip gradient (skip_, for BP).
+Status DeviceTrainer::reserve_blocks(const Model& m, int end, int64_t rows) {
+    Device* d = dev_.get();
+    while (inner_.size() < m.units.size())
+        inner_.push_back(std::make_unique<DeviceBuffer>()), sum_.push_back(std::make_unique<DeviceBuffer>()),
+            skip_.push_back(std::make_unique<DeviceBuffer>());
+    for (int l = 0; l < end; l++) {
+        const Unit& u = m.units[size_t(l)];
+        if (u.skip_from < 0) continue;
+        OF_TRY(skip_[size_t(u.skip_from)]->reserve(d, size_t(rows) * m.units[size_t(u.skip_from)].I * sizeof(float)));
+        if (!u.ends_residual()) continue;
+        OF_TRY(inner_[size_t(l)]->reserve(d, size_t(rows) * u.O * sizeof(float)));
+        OF_TRY(sum_[size_t(l)]->reserve(d, size_t(rows) * u.O * sizeof(float)));
+    }
+    return {};
+}
+
 // The clean forward of units [0, end) on B rows (every estimator's clean pass: BP's forward, ULR's clean prefix and
 // batch statistics, module training's first module, validation): v in e_, the activations in a_, a residual block's
 // act(v) and sum before post_act in inner_ and sum_; dropout's masks from (seed, step), samples from sample0.
@@ -15,19 +33,11 @@ Status DeviceTrainer::clean_forward(const Model& m, int end, int B, const float*
     const size_t L = m.units.size();
     while (a_.size() < L)
         a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
-    while (inner_.size() < L)
-        inner_.push_back(std::make_unique<DeviceBuffer>()), sum_.push_back(std::make_unique<DeviceBuffer>()),
-            skip_.push_back(std::make_unique<DeviceBuffer>());
     for (int l = 0; l < end; l++) {
-        const Unit& u = m.units[size_t(l)];
-        OF_TRY(a_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
-        OF_TRY(e_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
-        if (u.skip_from >= 0)  // the skip gradient at the block's start (BP)
-            OF_TRY(skip_[size_t(u.skip_from)]->reserve(d, size_t(B) * m.units[size_t(u.skip_from)].I * sizeof(float)));
-        if (!u.ends_residual()) continue;
-        OF_TRY(inner_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
-        OF_TRY(sum_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
+        OF_TRY(a_[size_t(l)]->reserve(d, size_t(B) * m.units[size_t(l)].O * sizeof(float)));
+        OF_TRY(e_[size_t(l)]->reserve(d, size_t(B) * m.units[size_t(l)].O * sizeof(float)));
     }
+    OF_TRY(reserve_blocks(m, end, B));
     auto input = [&](int l) { return l == 0 ? x : a_[size_t(l - 1)]->f(); };
     for (int l = 0; l < end; l++) {
         const Unit& u = m.units[size_t(l)];

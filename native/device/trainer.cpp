@@ -23,13 +23,12 @@ std::string DeviceTrainer::unsupported(const Model& m, const EstimatorConfig& e,
     if (e.kind == EstimatorConfig::Kind::Bp && e.bp.sigma > 0.0f) return "bp() with noise injection runs on the CPU";
     if (e.kind == EstimatorConfig::Kind::Ulr) {
         const UlrConfig& c = e.ulr;
-        if (!c.modules.empty()) {  // the group runner runs modules of every kind but these
+        if (!c.modules.empty()) {  // modules of every kind run in the group runner, but for these
             if (c.exact_boundary) return "the exact boundary test hook runs on the CPU";
             if (m.has_quant) return "modules with binary or ternary weights run on the CPU";
             if (c.pipeline && !pipelines(m, c))
-                return "pipelined modules whose first module holds layers other than dense, conv and pooling ones, or "
-                       "a "
-                       "block, run on the CPU";
+                return "pipelined modules whose first module holds a block or layers other than dense, conv and "
+                       "pooling ones run on the CPU";
         }
         // The group runner (ulr_groups.cpp) runs every other option on every kind.
     }
@@ -271,7 +270,7 @@ Status DeviceTrainer::zero_frozen_ranges(const Model& m) {
 
 // The optimizer on the trainable part of the slab, as in train.cpp apply_update: a frozen prefix and the frozen ranges
 // are never touched, not even by weight decay; the update runs on the spans between them, with the clipping factor of
-// the whole gradient (zero on the frozen ranges).
+// the whole gradient (zero on the frozen ranges: estimate() zeroed them).
 Status DeviceTrainer::update(const Model& m, const OptimizerConfig& o, int64_t t, int B) {
     for (int l = 0; l < int(m.units.size()); l++) {  // running statistics (batchNorm's) follow this step's batch
         const Unit& u = m.units[size_t(l)];
@@ -281,7 +280,6 @@ Status DeviceTrainer::update(const Model& m, const OptimizerConfig& o, int64_t t
                                 u.g.Co));
     }
     const int64_t off = trainable_offset(m), n = m.n_params - off;
-    OF_TRY(zero_frozen_ranges(m));  // applyGradients may bring values there
     if (o.clip_norm > 0.0f) OF_TRY(grad_norm(off, n, o.clip_norm));
     const double* gscale = o.clip_norm > 0.0f ? norm_.as<double>() : nullptr;
     dev::OptArgs a = dev::optimizer_args(o, t, nullptr, nullptr, nullptr, nullptr, gscale, stats_.as<double>());

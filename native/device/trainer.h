@@ -122,7 +122,8 @@ class DeviceTrainer {
     Status ulr(Model& m, int B, const UlrConfig& c, uint32_t step, const float* x, const Targets& y,
                const LossHook* hook, int* rows);
     Status bp(Model& m, int B, const float* x, uint32_t sample_base,
-              bool forward_only);  // forward_only: batch statistics
+              bool forward_only);                                  // forward_only: batch statistics
+    Status reserve_blocks(const Model& m, int end, int64_t rows);  // inner_, sum_, skip_ (bp.cpp)
     // the clean forward of units [0, end) on B rows into e_ (v), a_, inner_ and sum_ (bp.cpp says which)
     Status clean_forward(const Model& m, int end, int B, const float* x, uint32_t sample0, uint64_t seed, uint32_t step,
                          bool tf32);

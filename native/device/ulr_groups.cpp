@@ -80,19 +80,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         const size_t rows = size_t(std::max<int64_t>(Rmax, pipe_.pending ? pipe_.B : 0));
         OF_TRY(d0_.reserve(d, rows * width * sizeof(float)));
         OF_TRY(d1_.reserve(d, rows * width * sizeof(float)));
-        while (int(inner_.size()) < L)
-            inner_.push_back(std::make_unique<DeviceBuffer>()), sum_.push_back(std::make_unique<DeviceBuffer>()),
-                skip_.push_back(std::make_unique<DeviceBuffer>());
-        for (const Unit& u : m.units) {
-            if (u.skip_from < 0) continue;
-            const Unit& s0 = m.units[size_t(u.skip_from)];
-            OF_TRY(skip_[size_t(u.skip_from)]->reserve(d, size_t(Rmax) * s0.I * sizeof(float)));
-        }
-        for (int l = 0; l < L; l++)
-            if (m.units[size_t(l)].ends_residual()) {
-                OF_TRY(inner_[size_t(l)]->reserve(d, size_t(Rmax) * m.units[size_t(l)].O * sizeof(float)));
-                OF_TRY(sum_[size_t(l)]->reserve(d, size_t(Rmax) * m.units[size_t(l)].O * sizeof(float)));
-            }
+        OF_TRY(reserve_blocks(m, L, Rmax));
     }
     // a residual block's end: act(v) goes to inner_ (modules: BP reads it and the sum), or to the output in place
     auto inner = [&](int l, float* a) {
@@ -136,6 +124,8 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     // A noisy unit's reduction in its group (start st, K copies) from its input rows: S = diag(w) s(E) in place (the
     // fused paths below form it on the way), then its weight-gradient GEMM; the start's through G = copy sum of S on
     // B rows. na: its noise arguments, for storeNoise false's regeneration.
+    // a noisy unit's score scale: 1 / sigma, or 1 with per-channel sigma (its scale is in the scores)
+    auto alpha_of = [&](int l) { return sigmas[size_t(l)] ? 1.0f : 1.0f / sigma[size_t(l)]; };
     // weights false: the start's copy sum G alone (pipelined modules reduce it a step later)
     auto reduce = [&](int l, int st, int K, const float* in, dev::NoisyArgs na, bool weights = true) -> Status {
         const Unit& u = m.units[size_t(l)];
@@ -170,7 +160,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             OF_TRY(d->score_rows(dev::ScoreRowsArgs{S, w_.f(), nw, c.density, c.score, sigmas[size_t(l)]},
                                  int64_t(R) * nw));
         }
-        const float alpha = sigmas[size_t(l)] ? 1.0f : 1.0f / sigma[size_t(l)];
+        const float alpha = alpha_of(l);
         if (u.recurrent()) {  // the start's dW from G = sum over copies (B T rows); U and b per copy row
             if (l == st) {
                 OF_TRY(d->copy_sum(dev::CopySumArgs{g_.f(), S, K, nw}, int64_t(B) * nw));
@@ -284,7 +274,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         if (modules) {
             const ModulePasses mp{
                 [&](int l, bool weights) { return reduce(l, st, K, input(l), noise_args(l, nullptr, 1), weights); },
-                [&](int l, int rows, int rep) { return pass_of(l, rows, rep, nullptr, 1); }};
+                [&](int l, int rows, int rep) { return pass_of(l, rows, rep, nullptr, 1); }, alpha_of};
             OF_TRY(module_reductions(m, ends, B, K, c, x, tf32, mp));
             continue;
         }

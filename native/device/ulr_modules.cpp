@@ -19,16 +19,13 @@ bool DeviceTrainer::pipelines(const Model& m, const UlrConfig& c) {
 
 // Each boundary's reduction (mp.reduce: the first's from G = sum_k w s(E) on B rows, into g_; a later one's from
 // S = diag(w) s(E) on the R copy rows, in place in e_), then BP inside its module from alpha D at the boundary's
-// pre-activation (alpha = 1 / sigma, or 1 with per-channel sigma), D = G (the first module, on the clean B rows of a_)
+// pre-activation (mp.alpha), D = G (the first module, on the clean B rows of a_)
 // or S (a later one, on the R rows of ga_, dropout's rows K per sample). Pipelined (training only): the first
 // module's reduction and BP run in the next step, from its rows kept in pipe_ (with none pending, its gradient is 0).
 Status DeviceTrainer::module_reductions(const Model& m, const std::vector<int>& ends, int B, int K, const UlrConfig& c,
                                         const float* x, bool tf32, const ModulePasses& mp) {
     Device* d = dev_.get();
     const int R = B * K, st = ends[0] - 1;
-    const std::vector<float> sigma = unit_sigmas(m, c);
-    std::vector<const float*> sigmas;
-    OF_TRY(channel_sigmas(m, c, &sigmas));
     auto inside = [&](int s0, int top, int rows, const float* D, const float* x0) -> Status {
         if (top == s0) return {};
         const Unit& u = m.units[size_t(top)];
@@ -41,8 +38,7 @@ Status DeviceTrainer::module_reductions(const Model& m, const std::vector<int>& 
             if (p.u.skip_from >= 0) p.skip = in(p.u.skip_from), p.skip_grad = skip_[size_t(p.u.skip_from)]->f();
             return p;
         };
-        const float alpha = sigmas[size_t(top)] ? 1.0f : 1.0f / sigma[size_t(top)];
-        OF_TRY(d->axpy(dev::AxpyArgs{d0_.f(), nullptr, D, alpha}, int64_t(rows) * u.noise_width()));
+        OF_TRY(d->axpy(dev::AxpyArgs{d0_.f(), nullptr, D, mp.alpha(top)}, int64_t(rows) * u.noise_width()));
         if (u.recurrent()) {  // the gradient at its input, (rows T, F) = alpha D (rows T, G H) W
             const int GH = u.q.G * u.q.H;
             OF_TRY(d->gemm(false, false, rows * u.q.T, u.q.F, GH, 1.0f, d0_.f(), GH, params_.f() + u.w_off, u.q.F, 0.0f,
@@ -75,9 +71,8 @@ Status DeviceTrainer::module_reductions(const Model& m, const std::vector<int>& 
     const Unit& ue = m.units[size_t(st)];
     if (pipe_.pending && pipe_.end == st + 1) {  // the previous step's first module, with today's weights
         swap_first();
-        const float alpha = sigmas[size_t(st)] ? 1.0f : 1.0f / sigma[size_t(st)];
         const float* in = st == 0 ? pipe_.x.f() : a_[size_t(st - 1)]->f();
-        Status s = backward(pass(m, st, pipe_.B, tf32), in, pipe_.g.f(), alpha, true, nullptr);
+        Status s = backward(pass(m, st, pipe_.B, tf32), in, pipe_.g.f(), mp.alpha(st), true, nullptr);
         if (s.ok()) s = inside(0, st, pipe_.B, pipe_.g.f(), pipe_.x.f());
         swap_first();
         OF_TRY(s);

@@ -39,10 +39,12 @@ struct BpView {
 };
 
 // What module training (ulr_modules.cpp) asks of the group runner: a boundary's reduction (weights false: the copy
-// sum G of the first alone) and a unit's pass on `rows` rows with dropout's rows `rep` per sample.
+// sum G of the first alone), a unit's pass on `rows` rows with dropout's rows `rep` per sample, and a noisy unit's
+// score scale alpha (1 / sigma, or 1 with per-channel sigma).
 struct ModulePasses {
     std::function<Status(int l, bool weights)> reduce;
     std::function<UnitPass(int l, int rows, int rep)> pass;
+    std::function<float(int l)> alpha;
 };
 
 struct DeviceUnitOps {
