@@ -194,9 +194,7 @@ Status perturbation_losses(PerturbationEngine& w, const EstimatorConfig& e, int 
 Status perturbation_replay(PerturbationEngine& w, const EstimatorConfig& e, const float* plus, const float* minus);
 void perturbation_stats(const EstimatorConfig& e, int B, const float* plus, const float* minus, StepStats* stats);
 Status perturbation_gradients(PerturbationEngine& w, const EstimatorConfig& e, int B, StepStats* stats);
-// The CPU's engine (g in m.grads) on the batch x, y of B rows (none for the replay). clean: slab entries [0, clean)
-// are not perturbed (a dense model's frozen prefix, which the single-process step runs clean: estimate.cpp).
-std::unique_ptr<PerturbationEngine> cpu_perturbation(Model& m, const float* x, const Targets& y, int B, uint32_t step,
-                                                     int64_t clean = 0);
+// The CPU's engine (g in m.grads) on the batch x, y of B rows (none for the replay).
+std::unique_ptr<PerturbationEngine> cpu_perturbation(Model& m, const float* x, const Targets& y, int B, uint32_t step);
 
 }  // namespace of

@@ -56,9 +56,8 @@ struct CpuPerturbation final : PerturbationEngine {
     Targets y;
     int B;
     uint32_t step;
-    int64_t clean;  // slab entries [0, clean) are not perturbed
-    CpuPerturbation(Model& m, const float* x, Targets y, int B, uint32_t step, int64_t clean)
-        : PerturbationEngine(m), x(x), y(y), B(B), step(step), clean(clean) {}
+    CpuPerturbation(Model& m, const float* x, Targets y, int B, uint32_t step)
+        : PerturbationEngine(m), x(x), y(y), B(B), step(step) {}
     Status direction(int p) override {
         OF_TRY(m.ws.z.reserve(size_t(m.n_params)));
         m.k->noise_fill(m.ws.z.data(), 1, int(m.n_params), NoiseSpec{m.seed, step, kWeightLayer, uint32_t(p), false});
@@ -74,8 +73,7 @@ struct CpuPerturbation final : PerturbationEngine {
         OF_TRY(m.infer.out.reserve(size_t(B) * m.outputs));
         const float *theta0 = m.params->data(), *z = m.ws.z.data();
         float* th = m.ws.theta.data();
-        std::copy(theta0, theta0 + clean, th);
-        for (int64_t i = clean; i < m.n_params; i++) th[i] = theta0[i] + s * z[i];
+        for (int64_t i = 0; i < m.n_params; i++) th[i] = theta0[i] + s * z[i];
         OF_TRY(m.forward_with(th, m.infer.out.data(), x, B, m.infer));
         m.k->loss_forward(m.ws.loss.data(), m.infer.out.data(), y.labels, y.values, B, m.outputs, 1, m.loss, m.groups);
         double sum = 0.0;
@@ -144,9 +142,8 @@ Status perturbation_gradients(PerturbationEngine& w, const EstimatorConfig& e, i
     return {};
 }
 
-std::unique_ptr<PerturbationEngine> cpu_perturbation(Model& m, const float* x, const Targets& y, int B, uint32_t step,
-                                                     int64_t clean) {
-    return std::make_unique<CpuPerturbation>(m, x, y, B, step, clean);
+std::unique_ptr<PerturbationEngine> cpu_perturbation(Model& m, const float* x, const Targets& y, int B, uint32_t step) {
+    return std::make_unique<CpuPerturbation>(m, x, y, B, step);
 }
 
 }  // namespace of

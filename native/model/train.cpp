@@ -179,8 +179,7 @@ Status placed_seed_replay_losses(Model& m, const float* x, const Targets& y, int
     DeviceTrainer* dt = placement(m, e, nullptr);
     if (dt)
         return on_device(dt, m, nullptr, [&] { return dt->seed_replay_losses(m, x, y, B, e, p0, p1, plus, minus); });
-    const int64_t clean = m.frozen > 0 && m.mlp ? trainable_offset(m) : 0;  // as the single-process step
-    return perturbation_losses(*cpu_perturbation(m, x, y, B, m.step, clean), e, p0, p1, plus, minus);
+    return perturbation_losses(*cpu_perturbation(m, x, y, B, m.step), e, p0, p1, plus, minus);
 }
 
 Status placed_seed_replay_update(Model& m, const EstimatorConfig& e, const OptimizerConfig& o, const float* plus,
