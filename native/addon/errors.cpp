@@ -35,4 +35,18 @@ Napi::Error make_error(Napi::Env env, const Status& s) {
 
 void throw_status(Napi::Env env, const Status& s) { throw make_error(env, s); }
 
+void rethrow_as_js(Napi::Env env) {
+    try {
+        throw;
+    } catch (const Napi::Error&) {
+        throw;
+    } catch (const std::bad_alloc&) {
+        throw_status(env, {StatusCode::OutOfMemory, "out of memory"});
+    } catch (const std::exception& e) {
+        throw_status(env, {StatusCode::Internal, e.what()});
+    } catch (...) {
+        throw_status(env, {StatusCode::Internal, "unknown native exception"});
+    }
+}
+
 }  // namespace of::addon

@@ -24,7 +24,6 @@ DataRef parse_batch(Napi::Env env, const Napi::CallbackInfo& info, const Model& 
 // gradients(x, y, rows, estimator, step, lossFn?) -> { grads: Float32Array (slab layout), loss }
 Napi::Value ModelWrap::Gradients(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env, Use::Mutate);
     EstimatorConfig e;
     DataRef d = parse_batch(env, info, m, &e);
@@ -49,32 +48,25 @@ Napi::Value ModelWrap::Gradients(const Napi::CallbackInfo& info) {
     if (!std::isfinite(st.loss))
         throw_status(env,
                      {StatusCode::Numeric, "non-finite loss for this batch (seed " + std::to_string(m.seed) + ")"});
-    Napi::Float32Array g = Napi::Float32Array::New(env, size_t(m.n_params));
-    std::copy(m.grads.data(), m.grads.data() + m.n_params, g.Data());
     for (int64_t i = 0; i < m.n_params; i++)
-        if (!std::isfinite(g.Data()[i]))
+        if (!std::isfinite(m.grads.data()[i]))
             throw_status(env, {StatusCode::Numeric, "non-finite gradient at parameter index " + std::to_string(i)});
     Napi::Object r = Napi::Object::New(env);
-    r.Set("grads", g);
+    r.Set("grads", float32_copy(env, m.grads.data(), size_t(m.n_params)));
     r.Set("loss", st.loss);
     return r;
-    OF_NAPI_END(env)
 }
 
 // trainStep(x, y, rows, estimator, optimizer) -> { loss }
 Napi::Value ModelWrap::TrainStep(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env, Use::Mutate);
     OptimizerConfig o = parse_optimizer(env, info[4]);  // before the data pointers: its getters may run JS
     EstimatorConfig e;
     DataRef d = parse_batch(env, info, m, &e);
     StepStats st;
     check(env, placed_train_step(m, d.x, d.y, int(d.rows), e, o, &st));
-    Napi::Object r = Napi::Object::New(env);
-    r.Set("loss", st.loss);
-    return r;
-    OF_NAPI_END(env)
+    return number_object(env, {{"loss", st.loss}});
 }
 
 namespace {
@@ -105,7 +97,6 @@ void require_seed_replay(Napi::Env env, const Model& m, const EstimatorConfig& e
 // (data-parallel training: the all-reduced estimate), as trainStep applies its own.
 Napi::Value ModelWrap::ApplyGradients(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env, Use::Mutate);
     OptimizerConfig o = parse_optimizer(env, info[1]);  // before the gradient pointer: its getters may run JS
     const float* g = finite_floats(env, info[0], m.n_params, "gradients");
@@ -113,7 +104,6 @@ Napi::Value ModelWrap::ApplyGradients(const Napi::CallbackInfo& info) {
     std::copy(g, g + m.n_params, m.grads.data());
     check(env, apply_update(m, o, rows));
     return env.Undefined();
-    OF_NAPI_END(env)
 }
 
 namespace {
@@ -132,19 +122,15 @@ void copy_range(Napi::Env env, const Napi::CallbackInfo& info, const EstimatorCo
 // [k0, k1) of every sample (forward only), zeros elsewhere. Summed over ranks: every copy's loss.
 Napi::Value ModelWrap::CopyLosses(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env, Use::Mutate);
     EstimatorConfig e;
     DataRef d = parse_batch(env, info, m, &e);
     int k0 = 0, k1 = 0;
     copy_range(env, info, e, &k0, &k1);
-    const size_t n = size_t(d.rows) * size_t(e.ulr.copies);
-    Napi::Float32Array out = Napi::Float32Array::New(env, n);
-    std::fill(out.Data(), out.Data() + n, 0.0f);
+    Napi::Float32Array out = Napi::Float32Array::New(env, size_t(d.rows) * size_t(e.ulr.copies));  // zeros
     StepStats st;
     check(env, copy_slice_losses(m, d.x, d.y, int(d.rows), e, k0, k1, out.Data(), &st));
     return out;
-    OF_NAPI_END(env)
 }
 
 // copyGradients(x, y, rows, estimator, k0, k1, losses (rows x K, every copy)) -> Float32Array (parameterCount): this
@@ -152,7 +138,6 @@ Napi::Value ModelWrap::CopyLosses(const Napi::CallbackInfo& info) {
 // Summed over ranks: the single-process estimate.
 Napi::Value ModelWrap::CopyGradients(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env, Use::Mutate);
     EstimatorConfig e;
     DataRef d = parse_batch(env, info, m, &e);
@@ -160,35 +145,28 @@ Napi::Value ModelWrap::CopyGradients(const Napi::CallbackInfo& info) {
     copy_range(env, info, e, &k0, &k1);
     const float* all = finite_floats(env, info[6], d.rows * e.ulr.copies, "losses");
     check(env, copy_slice_gradients(m, d.x, d.y, int(d.rows), e, k0, k1, all));
-    Napi::Float32Array g = Napi::Float32Array::New(env, size_t(m.n_params));
-    std::copy(m.grads.data(), m.grads.data() + m.n_params, g.Data());
-    return g;
-    OF_NAPI_END(env)
+    return float32_copy(env, m.grads.data(), size_t(m.n_params));
 }
 
 // perturbationLosses(x, y, rows, estimator (spsa | es), p0, p1) -> Float32Array (2 P): the mean batch losses at
 // theta + eps z_p (first P) and theta - eps z_p (last P) for the directions [p0, p1) of this step; zeros elsewhere.
 Napi::Value ModelWrap::PerturbationLosses(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env, Use::Mutate);
     EstimatorConfig e;
     DataRef d = parse_batch(env, info, m, &e);
     require_seed_replay(env, m, e);
     const int P = e.wp.population;
     const int p0 = int(require_int(info[4], "p0", 0, P)), p1 = int(require_int(info[5], "p1", p0, P));
-    Napi::Float32Array out = Napi::Float32Array::New(env, size_t(2 * P));
-    std::fill(out.Data(), out.Data() + 2 * P, 0.0f);
+    Napi::Float32Array out = Napi::Float32Array::New(env, size_t(2 * P));  // zeros
     check(env, placed_seed_replay_losses(m, d.x, d.y, int(d.rows), e, p0, p1, out.Data(), out.Data() + P));
     return out;
-    OF_NAPI_END(env)
 }
 
 // applyPerturbationUpdate(losses (2 P), estimator, optimizer, rows): every direction's coefficient from all the
 // losses, the gradient by seed replay, and the optimizer update (the same on every rank).
 Napi::Value ModelWrap::ApplyPerturbationUpdate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env, Use::Mutate);
     EstimatorConfig e = parse_estimator(env, info[1]);
     require_seed_replay(env, m, e);
@@ -198,14 +176,12 @@ Napi::Value ModelWrap::ApplyPerturbationUpdate(const Napi::CallbackInfo& info) {
     const int rows = int(require_int(info[3], "rows", 1, 1 << 30));
     check(env, placed_seed_replay_update(m, e, o, l, l + P, rows));
     return env.Undefined();
-    OF_NAPI_END(env)
 }
 
 // inputGradients(x, y, rows) -> { grads: Float32Array (rows x inputs), loss }: d(mean loss)/dx by backprop
 // (for white-box attacks such as FGSM and PGD). The model must be differentiable.
 Napi::Value ModelWrap::InputGradients(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env);
     EstimatorConfig bp;  // backprop: the model must be differentiable
     DataRef d = parse_batch(env, info, m, &bp, false);
@@ -216,7 +192,6 @@ Napi::Value ModelWrap::InputGradients(const Napi::CallbackInfo& info) {
     r.Set("grads", dx);
     r.Set("loss", st.loss);
     return r;
-    OF_NAPI_END(env)
 }
 
 }  // namespace of::addon
