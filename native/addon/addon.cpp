@@ -241,9 +241,8 @@ std::unique_ptr<Device> test_device(Napi::Env env, const Napi::Value& v) {
 // Host array <-> device buffer, for the kernel tests.
 DeviceBuffer to_device(Napi::Env env, Device* d, const float* x, size_t n) {
     DeviceBuffer b;
-    check(env, b.reserve(d, n * sizeof(float)));
-    if (x) check(env, d->upload(b.f(), x, n * sizeof(float)));
-    else check(env, d->zero(b.f(), n * sizeof(float)));
+    check(env, x ? b.assign(d, x, n * sizeof(float)) : b.reserve(d, n * sizeof(float)));
+    if (!x) check(env, d->zero(b.f(), n * sizeof(float)));
     return b;
 }
 

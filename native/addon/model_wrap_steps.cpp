@@ -8,16 +8,20 @@
 namespace of::addon {
 
 namespace {
-// The (x, y, rows[, estimator]) head shared by gradients(), trainStep() and inputGradients(): one batch and a
-// checked estimator (read from argument 3 when `from_arg`, else the one passed in, e.g. BP). Every argument that
-// can run JS (a getter) is read before the data pointers are taken, and the caller reads no object after it.
-DataRef parse_batch(Napi::Env env, const Napi::CallbackInfo& info, const Model& m, EstimatorConfig* e,
-                    bool from_arg = true) {
-    if (from_arg) *e = parse_estimator(env, info[3]);
-    DataRef d = parse_data(env, m, info[0], info[1], info[2]);
-    if (d.rows > (int64_t(1) << 30)) throw_status(env, {StatusCode::Shape, "batch too large"});
-    check(env, validate_estimator(m, *e));
-    return d;
+// The (x, y, rows[, estimator]) head shared by gradients(), trainStep() and inputGradients(): a checked estimator
+// (read from argument 3 when `from_arg`, else BP) and one batch. Every argument that can run JS (a getter) is read
+// before the data pointers are taken, and the caller reads no object after it.
+struct Batch {
+    EstimatorConfig e;
+    DataRef d;
+};
+Batch parse_batch(Napi::Env env, const Napi::CallbackInfo& info, const Model& m, bool from_arg = true) {
+    Batch b;
+    if (from_arg) b.e = parse_estimator(env, info[3]);
+    b.d = parse_data(env, m, info[0], info[1], info[2]);
+    if (b.d.rows > (int64_t(1) << 30)) throw_status(env, {StatusCode::Shape, "batch too large"});
+    check(env, validate_estimator(m, b.e));
+    return b;
 }
 }  // namespace
 
@@ -25,8 +29,7 @@ DataRef parse_batch(Napi::Env env, const Napi::CallbackInfo& info, const Model& 
 Napi::Value ModelWrap::Gradients(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Model& m = model(env, Use::Mutate);
-    EstimatorConfig e;
-    DataRef d = parse_batch(env, info, m, &e);
+    auto [e, d] = parse_batch(env, info, m);
     uint32_t step = info[4].IsUndefined() ? m.step : uint32_t(require_int(info[4], "step", 0, 0xffffffffll));
     StepStats st;
     LossHook hook;
@@ -62,8 +65,7 @@ Napi::Value ModelWrap::TrainStep(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Model& m = model(env, Use::Mutate);
     OptimizerConfig o = parse_optimizer(env, info[4]);  // before the data pointers: its getters may run JS
-    EstimatorConfig e;
-    DataRef d = parse_batch(env, info, m, &e);
+    auto [e, d] = parse_batch(env, info, m);
     StepStats st;
     check(env, placed_train_step(m, d.x, d.y, int(d.rows), e, o, &st));
     return number_object(env, {{"loss", st.loss}});
@@ -109,11 +111,11 @@ Napi::Value ModelWrap::ApplyGradients(const Napi::CallbackInfo& info) {
 namespace {
 
 // The copies [k0, k1) of K that a copy-parallel call names (arguments 4 and 5); model/distributed.h checks the rest.
-void copy_range(Napi::Env env, const Napi::CallbackInfo& info, const EstimatorConfig& e, int* k0, int* k1) {
+std::pair<int, int> copy_range(Napi::Env env, const Napi::CallbackInfo& info, const EstimatorConfig& e) {
     if (e.kind != EstimatorConfig::Kind::Ulr)
         throw_status(env, {StatusCode::Config, "copy-parallel training needs ulr()"});
-    *k0 = int(require_int(info[4], "k0", 0, e.ulr.copies - 2));
-    *k1 = int(require_int(info[5], "k1", *k0 + 2, e.ulr.copies));
+    const int k0 = int(require_int(info[4], "k0", 0, e.ulr.copies - 2));
+    return {k0, int(require_int(info[5], "k1", k0 + 2, e.ulr.copies))};
 }
 
 }  // namespace
@@ -123,10 +125,8 @@ void copy_range(Napi::Env env, const Napi::CallbackInfo& info, const EstimatorCo
 Napi::Value ModelWrap::CopyLosses(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Model& m = model(env, Use::Mutate);
-    EstimatorConfig e;
-    DataRef d = parse_batch(env, info, m, &e);
-    int k0 = 0, k1 = 0;
-    copy_range(env, info, e, &k0, &k1);
+    auto [e, d] = parse_batch(env, info, m);
+    const auto [k0, k1] = copy_range(env, info, e);
     Napi::Float32Array out = Napi::Float32Array::New(env, size_t(d.rows) * size_t(e.ulr.copies));  // zeros
     StepStats st;
     check(env, copy_slice_losses(m, d.x, d.y, int(d.rows), e, k0, k1, out.Data(), &st));
@@ -139,10 +139,8 @@ Napi::Value ModelWrap::CopyLosses(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::CopyGradients(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Model& m = model(env, Use::Mutate);
-    EstimatorConfig e;
-    DataRef d = parse_batch(env, info, m, &e);
-    int k0 = 0, k1 = 0;
-    copy_range(env, info, e, &k0, &k1);
+    auto [e, d] = parse_batch(env, info, m);
+    const auto [k0, k1] = copy_range(env, info, e);
     const float* all = finite_floats(env, info[6], d.rows * e.ulr.copies, "losses");
     check(env, copy_slice_gradients(m, d.x, d.y, int(d.rows), e, k0, k1, all));
     return float32_copy(env, m.grads.data(), size_t(m.n_params));
@@ -153,8 +151,7 @@ Napi::Value ModelWrap::CopyGradients(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::PerturbationLosses(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Model& m = model(env, Use::Mutate);
-    EstimatorConfig e;
-    DataRef d = parse_batch(env, info, m, &e);
+    auto [e, d] = parse_batch(env, info, m);
     require_seed_replay(env, m, e);
     const int P = e.wp.population;
     const int p0 = int(require_int(info[4], "p0", 0, P)), p1 = int(require_int(info[5], "p1", p0, P));
@@ -183,8 +180,7 @@ Napi::Value ModelWrap::ApplyPerturbationUpdate(const Napi::CallbackInfo& info) {
 Napi::Value ModelWrap::InputGradients(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Model& m = model(env);
-    EstimatorConfig bp;  // backprop: the model must be differentiable
-    DataRef d = parse_batch(env, info, m, &bp, false);
+    const DataRef d = parse_batch(env, info, m, false).d;  // backprop: the model must be differentiable
     Napi::Float32Array dx = Napi::Float32Array::New(env, size_t(d.rows) * m.inputs);
     StepStats st;
     check(env, bp_gradients(m, d.x, d.y, int(d.rows), &st, dx.Data()));

@@ -60,9 +60,8 @@ Status DeviceTrainer::begin(Model& m, const OptimizerConfig* o) {
         const Unit& u = m.units[size_t(l)];
         if (!u.running) continue;
         const size_t bytes = u.running->size() * sizeof(float);
-        OF_TRY(unit_buffer(l, kRunning).reserve(dev_.get(), bytes));
         OF_TRY(unit_buffer(l, kBatch).reserve(dev_.get(), bytes));
-        OF_TRY(dev_->upload(unit_buffer(l, kRunning).f(), u.running->data(), bytes));
+        OF_TRY(unit_buffer(l, kRunning).assign(dev_.get(), u.running->data(), bytes));
     }
     pending_.clear();  // a fit that stopped on an error may have left launched steps unread
     if (acc_.size()) OF_TRY(reset_tally());
@@ -93,21 +92,14 @@ Status DeviceTrainer::download(Model& m) {
 
 Status DeviceTrainer::upload_batch(const Model& m, const float* x, const Targets& y, int B) {
     Device* d = dev_.get();
-    OF_TRY(x_.reserve(d, size_t(B) * m.inputs * sizeof(float)));
-    OF_TRY(d->upload(x_.f(), x, size_t(B) * m.inputs * sizeof(float)));
+    OF_TRY(x_.assign(d, x, size_t(B) * m.inputs * sizeof(float)));
     batch_rows_ = B;
     for (int l = 0; l < int(m.units.size()); l++) {  // per-batch state (the embedding's token index)
         const DeviceUnitOps* o = m.units[size_t(l)].kind->device;
         if (o && o->batch) OF_TRY(o->batch(pass(m, l, B, false), x));
     }
-    if (y.labels) {
-        OF_TRY(labels_.reserve(d, size_t(B) * m.groups * sizeof(int32_t)));
-        OF_TRY(d->upload(labels_.as<int32_t>(), y.labels, size_t(B) * m.groups * sizeof(int32_t)));
-    } else {
-        OF_TRY(values_.reserve(d, size_t(B) * m.outputs * sizeof(float)));
-        OF_TRY(d->upload(values_.f(), y.values, size_t(B) * m.outputs * sizeof(float)));
-    }
-    return {};
+    if (y.labels) return labels_.assign(d, y.labels, size_t(B) * m.groups * sizeof(int32_t));
+    return values_.assign(d, y.values, size_t(B) * m.outputs * sizeof(float));
 }
 
 Status DeviceTrainer::read_stats(StepStats* stats, int rows) {

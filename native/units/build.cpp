@@ -18,6 +18,12 @@ Status ModelBuilder::params(Unit& u, uint64_t weights, uint64_t bias) {
     return {};
 }
 
+Status ModelBuilder::params(Unit& u, uint64_t rows, uint64_t cols, const char* what, uint64_t bias) {
+    uint64_t weights = 0;
+    OF_TRY(checked_mul(rows, cols, &weights, what));
+    return params(u, weights, bias);
+}
+
 Status ModelBuilder::output(Unit& u, uint64_t a, uint64_t b) {
     uint64_t on = 0;
     OF_TRY(checked_mul(a, b, &on, "layer output"));

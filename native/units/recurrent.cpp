@@ -191,9 +191,7 @@ Status build(const LayerSpec& l, ModelBuilder& b) {
     OF_CHECK(q.beta >= 0.0f && q.beta <= 1.0f && std::isfinite(q.threshold) && q.slope > 0.0f, Config,
              b.where + ": lif needs beta in [0, 1], a finite threshold and a positive slope");
     const uint64_t GH = uint64_t(q.G) * q.H;
-    uint64_t wn = 0;
-    OF_TRY(checked_mul(GH, uint64_t(b.F) + (q.has_u ? uint64_t(q.H) : 0), &wn, "recurrent weights"));
-    OF_TRY(b.params(u, wn, GH));
+    OF_TRY(b.params(u, GH, uint64_t(b.F) + (q.has_u ? uint64_t(q.H) : 0), "recurrent weights", GH));
     if (q.return_sequences) b.F = q.H;
     else b.seq = false;
     OF_TRY(b.output(u, uint64_t(q.return_sequences ? q.T : 1), uint64_t(q.H)));
