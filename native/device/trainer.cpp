@@ -209,12 +209,7 @@ Status DeviceTrainer::evaluate(Model& m, const DataRef& data, double* loss, doub
         sum += got[0], hits += int64_t(got[1]);
     }
     *loss = sum / double(data.rows);
-    int64_t labeled = data.rows;  // per-position labels: only the labeled positions count
-    if (m.groups > 1) {
-        labeled = 0;
-        for (int64_t i = 0; i < data.rows * m.groups; i++) labeled += data.y.labels[i] >= 0;
-    }
-    *accuracy = labeled > 0 && m.loss != LossKind::Mse ? double(hits) / double(labeled) : 0.0;
+    *accuracy = accuracy_of(m, data.y, data.rows, hits);
     return {};
 }
 
@@ -241,9 +236,8 @@ Status DeviceTrainer::frozen_forward(Model& m, int B, EstimatorConfig::Kind kind
 }
 
 Status DeviceTrainer::reset_tally() {
-    OF_TRY(acc_.reserve(dev_.get(), 4 * sizeof(double)));
     const double zero[4] = {0.0, 0.0, 0.0, -1.0};
-    return dev_->upload(acc_.as<double>(), zero, sizeof(zero));
+    return acc_.assign(dev_.get(), zero, sizeof(zero));
 }
 
 Status DeviceTrainer::grad_norm(int64_t off, int64_t n, float clip) {

@@ -217,13 +217,17 @@ Status Model::evaluate(const float* x, const Targets& y, int64_t rows, double* l
         for (int i = 0; i < n; i++) sum += sc.loss.data()[i];
     }
     *loss_out = rows > 0 ? sum / double(rows) : 0.0;
-    int64_t labeled = rows;  // per-position labels: only the labeled positions count
-    if (groups > 1) {
-        labeled = 0;
-        for (int64_t i = 0; i < rows * groups; i++) labeled += y.labels[i] >= 0;
-    }
-    *acc_out = labeled > 0 && loss != LossKind::Mse ? double(correct) / double(labeled) : 0.0;
+    *acc_out = accuracy_of(*this, y, rows, correct);
     return {};
+}
+
+double accuracy_of(const Model& m, const Targets& y, int64_t rows, int64_t correct) {
+    int64_t labeled = rows;  // per-position labels: only the labeled positions count
+    if (m.groups > 1) {
+        labeled = 0;
+        for (int64_t i = 0; i < rows * m.groups; i++) labeled += y.labels[i] >= 0;
+    }
+    return labeled > 0 && m.loss != LossKind::Mse ? double(correct) / double(labeled) : 0.0;
 }
 
 // The index of the first NaN or infinity in x[0, n), or -1. Blocks of 64 are tested branch-free (exponent bits all
