@@ -300,10 +300,8 @@ Napi::Value ActivationJs(const Napi::CallbackInfo& info) {
         for (size_t i = 0; i < x.ElementLength(); i++) y[i] = name == "erf" ? erf_f32(x[i]) : exp_nonpositive(x[i]);
         return y;
     }
-    int k = 0;
-    while (k <= int(Act::Quantize) && name != act_name(Act(k))) k++;
-    if (k > int(Act::Quantize)) throw_status(env, {StatusCode::Config, "activation: unknown name " + name});
-    const Act act = Act(k);
+    Act act = Act::Identity;
+    if (!act_named(name, &act)) throw_status(env, {StatusCode::Config, "activation: unknown name " + name});
     const float alpha = act == Act::Quantize ? 4.0f : 0.01f;  // quantize: 4 levels; leakyRelu: slope 0.01
     const size_t n = x.ElementLength();
     if (n == 0 || n > (size_t(1) << 28)) throw_status(env, {StatusCode::Shape, "activation: 1 to 2^28 values"});

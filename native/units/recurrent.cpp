@@ -118,7 +118,7 @@ void seq_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, 
                 const float* w, float alpha, float* dW, float* wexp, bool with_w) {
     const int T = u.q.T, F = u.q.F, H = u.q.H, GH = u.q.G * H, A = step_width(u);
     const int n = rows * T;
-    for (int r = 0; r < rows; r++) std::fill(wexp + int64_t(r) * T, wexp + int64_t(r + 1) * T, w ? w[r] : 1.0f);
+    expand_row_weights(wexp, w, rows, T);
     if (with_w) k.gemm_tn(dW, S, in, wexp, GH, F, n, alpha, 0.0f);
     float* dU = dW + int64_t(GH) * F;
     if (u.q.has_u) {
