@@ -24,8 +24,8 @@ Status DeviceTrainer::reserve_blocks(const Model& m, int end, int64_t rows) {
 }
 
 // The clean forward of units [0, end) on B rows (every estimator's clean pass: BP's forward, ULR's clean prefix and
-// batch statistics, module training's first module, validation): v in e_, the activations in a_, a residual block's
-// act(v) and sum before post_act in inner_ and sum_; dropout's masks from (seed, step), samples from sample0.
+// batch statistics, module training's first module, validation) into BpEngine's tape; dropout's masks from (seed,
+// step), samples from sample0.
 Status DeviceTrainer::clean_forward(const Model& m, int end, int B, const float* x, uint32_t sample0, uint64_t seed,
                                     uint32_t step, bool tf32) {
     Device* d = dev_.get();

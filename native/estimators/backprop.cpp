@@ -56,9 +56,8 @@ struct CpuBp {
         m.k->act_backward(dv, da, v, a, n, act, alpha);
         return {};
     }
-    // In training mode but in inference (dropout's mask). batchNorm with its statistics held constant is the affine
-    // map per channel gain (x - mean) / sqrt(var + eps): its input gradient is dv gain / sqrt(var + eps); gain and bias
-    // take the same gradients with any statistics held. A concat unit: f's part goes on, the block input's part waits.
+    // With its statistics held (Fixed, Running) batchNorm is the affine map per channel gain (x - mean) / sqrt(var +
+    // eps): din = dv gain / sqrt(var + eps), and gain and bias take the same gradients. A concat unit splits dv.
     Status backward(int l, const float* in, const float* dv, float* din) const {
         const Unit& u = m.units[size_t(l)];
         const SeqCtx sq = seq(l);
@@ -120,11 +119,9 @@ void bp_range_backward(const Model& m, const float* theta, const BpTape& t, cons
 void bp_input_gradient(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int l, const float* in,
                        int rows, const float* dv, float* din) {
     const Unit& u = m.units[size_t(l)];
-    if (u.recurrent()) {  // din (rows T, F) = dv (rows T, G H) W (G H, F)
-        m.k->gemm_nn(din, dv, theta + u.w_off, rows * u.q.T, u.q.F, u.q.G * u.q.H, 1.0f, 0.0f);
-        return;
-    }
-    (void)CpuBp{m, theta, t, mode, rows}.backward(l, in, dv, din);
+    // a recurrent unit: din (rows T, F) = dv (rows T, G H) W (G H, F)
+    if (u.recurrent()) m.k->gemm_nn(din, dv, theta + u.w_off, rows * u.q.T, u.q.F, u.q.G * u.q.H, 1.0f, 0.0f);
+    else (void)CpuBp{m, theta, t, mode, rows}.backward(l, in, dv, din);
 }
 
 Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx,

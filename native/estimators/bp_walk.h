@@ -26,23 +26,19 @@ Status bp_walk_forward(const E& en, const Model& m, int s, int e, const float* x
     return {};
 }
 
-// Backward through units [s, e) from dcur, the gradient at unit e - 1's output; dcur, dnext: scratch of rows x
-// Model::max_width(), overwritten. A residual end goes back through post_act to the sum, whose gradient is also the
-// skip path's: it waits at the block's start and joins that unit's input gradient. dx (rows, I of unit s; nullptr: not
-// wanted): the gradient at x.
+// Backward through units [s, e) from dcur, the gradient at unit e - 1's output (dcur, dnext: rows x Model::max_width(),
+// overwritten) to dx, the gradient at x (nullptr: not wanted). A residual end goes back through post_act to the sum,
+// whose gradient is also the skip path's: it waits at the block's start and joins that unit's input gradient.
 template <class E>
 Status bp_walk_backward(const E& en, const Model& m, int s, int e, const float* x, int rows, float* dcur, float* dnext,
                         float* dx) {
     for (int l = e; l-- > s;) {
         const Unit& u = m.units[size_t(l)];
         const int64_t n = int64_t(rows) * u.O;
-        const float* da = dcur;
-        if (u.ends_residual()) {
-            float* dsum = en.pending(u.skip_from);
-            OF_TRY(en.act_backward(dsum, dcur, en.sum(l), en.a(l), n, u.post_act, u.post_alpha));
-            da = dsum;
-        }
-        OF_TRY(en.act_backward(dnext, da, en.v(l), u.ends_residual() ? en.inner(l) : en.a(l), n, u.act, u.alpha));
+        const bool res = u.ends_residual();  // first through post_act: the sum's gradient, kept for the skip path
+        float* dsum = res ? en.pending(u.skip_from) : nullptr;
+        if (res) OF_TRY(en.act_backward(dsum, dcur, en.sum(l), en.a(l), n, u.post_act, u.post_alpha));
+        OF_TRY(en.act_backward(dnext, res ? dsum : dcur, en.v(l), res ? en.inner(l) : en.a(l), n, u.act, u.alpha));
         float* din = l > s ? dcur : dx;
         OF_TRY(en.backward(l, l > s ? en.a(l - 1) : x, dnext, din));
         if (din && u.starts_block) OF_TRY(en.add(din, en.pending(l), int64_t(rows) * u.I));
