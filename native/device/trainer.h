@@ -123,7 +123,7 @@ class DeviceTrainer {
     Status bp(Model& m, int B, const float* x, uint32_t sample_base,
               bool forward_only);                                  // forward_only: batch statistics
     Status reserve_blocks(const Model& m, int end, int64_t rows);  // inner_, sum_, skip_ (bp.cpp)
-    // the clean forward of units [0, end) on B rows into e_ (v), a_, inner_ and sum_ (bp.cpp says which)
+    // the clean forward of units [0, end) on B rows: BP's forward walk into e_ (v), a_, inner_ and sum_ (bp.cpp)
     Status clean_forward(const Model& m, int end, int B, const float* x, uint32_t sample0, uint64_t seed, uint32_t step,
                          bool tf32);
     struct BpEngine;  // BP's walks (estimators/bp_walk.h) on the device: device/unit_pass.h
