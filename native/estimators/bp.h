@@ -1,5 +1,5 @@
 // Backpropagation over a range of units [s, e) (backprop.cpp): the one BP forward and backward, shared by bp() (the
-// whole model, from the loss's gradient) and local module training (hybrid.cpp: inside each module, from the LR
+// whole model, from the loss's gradient) and local module training (ulr_modules.cpp: inside each module, from the LR
 // estimate at its boundary). Every layer kind goes through the unit functions of model/units.h; the range adds what
 // spans units: residual and concat blocks (their skip path), dropout masks and batchNorm statistics.
 #pragma once
