@@ -1,5 +1,5 @@
 // Exact backpropagation: the baseline every estimate is measured against, in the same engine; and BP over a range of
-// units, which local module training (hybrid.cpp) runs inside each module: BP's walks (bp_walk.h, the math) on the
+// units, which local module training (ulr_modules.cpp) runs inside each module: BP's walks (bp_walk.h, the math) on the
 // CPU's tape, each layer kind's map through model/units.h. step and sign have no derivative: such models are refused
 // (use ulr()).
 #include <algorithm>
