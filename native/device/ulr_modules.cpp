@@ -1,4 +1,4 @@
-// ULR with local modules on the device (estimators/hybrid.cpp's math): the group runner (ulr_groups.cpp) runs the
+// ULR with local modules on the device (estimators/ulr_modules.cpp's math): the group runner (ulr_groups.cpp) runs the
 // forward as one group from the first boundary on, noisy only at the boundaries (each module's last unit with
 // parameters), every other unit's pre-activation kept in e_; then, after the losses and row weights, each boundary's
 // LR reduction and BP inside its module from the boundary's estimate. No backward crosses a boundary.
