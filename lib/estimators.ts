@@ -155,10 +155,10 @@ export type UlrOptions = {
   /** What runs inside a module: `'bp'` (backpropagation from the module's boundary estimate). */
   inner?: 'bp';
   /**
-   * With `modules`: the later layers' block sums after the forward blocks run as concurrent tasks on the thread
-   * pool (`true`) or in a loop; the first module's backward then uses every thread for its GEMMs. Bit-identical
-   * either way. (Running that backward as one more task beside the sums put its GEMMs on one thread: measured
-   * 15% slower per step on 2 cores.) Defaults to `true`.
+   * The layers' block sums after the forward blocks run as concurrent tasks on the thread pool (`true`) or in a
+   * loop; the reductions from the copy sums (with `modules`, the first module's backward) then use every thread for
+   * their GEMMs. Bit-identical either way. (Running that backward as one more task beside the sums put its GEMMs on
+   * one thread: measured 15% slower per step on 2 cores.) Defaults to `true`.
    */
   concurrent?: boolean;
   /**

@@ -22,7 +22,6 @@
 namespace of {
 
 struct UnitPass;  // device/unit_pass.h
-struct BpView;    // device/unit_pass.h
 struct ModulePasses;
 
 class DeviceTrainer {
@@ -124,12 +123,10 @@ class DeviceTrainer {
     Status bp(Model& m, int B, const float* x, uint32_t sample_base,
               bool forward_only);                                  // forward_only: batch statistics
     Status reserve_blocks(const Model& m, int end, int64_t rows);  // inner_, sum_, skip_ (bp.cpp)
-    // the clean forward of units [0, end) on B rows into e_ (v), a_, inner_ and sum_ (bp.cpp says which)
+    // the clean forward of units [0, end) on B rows: BP's forward walk into e_ (v), a_, inner_ and sum_ (bp.cpp)
     Status clean_forward(const Model& m, int end, int B, const float* x, uint32_t sample0, uint64_t seed, uint32_t step,
                          bool tf32);
-    // BP's backward over units [s, e) from dcur, the gradient at unit e - 1's output: each unit's act', parameter
-    // gradients and input gradient (none at unit s); dcur and dnext: scratch of the widest rows, both overwritten
-    Status bp_backward(const Model& m, int s, int e, const BpView& t, float* dcur, float* dnext);
+    struct BpEngine;  // BP's walks (estimators/bp_walk.h) on the device: device/unit_pass.h
     // local modules, after ulr()'s forward, losses and row weights: the boundaries' reductions and BP inside each
     // module
     Status module_reductions(const Model& m, const std::vector<int>& ends, int B, int K, const UlrConfig& c,

@@ -1,9 +1,10 @@
-// ULR with local modules on the device (estimators/hybrid.cpp's math): the group runner (ulr_groups.cpp) runs the
+// ULR with local modules on the device (estimators/ulr_modules.cpp's math): the group runner (ulr_groups.cpp) runs the
 // forward as one group from the first boundary on, noisy only at the boundaries (each module's last unit with
 // parameters), every other unit's pre-activation kept in e_; then, after the losses and row weights, each boundary's
 // LR reduction and BP inside its module from the boundary's estimate. No backward crosses a boundary.
 #include "device/unit_pass.h"
 #include "estimators/blocks.h"
+#include "estimators/bp_walk.h"
 #include "units/unit.h"
 
 namespace of {
@@ -30,14 +31,13 @@ Status DeviceTrainer::module_reductions(const Model& m, const std::vector<int>& 
         if (top == s0) return {};
         const Unit& u = m.units[size_t(top)];
         const bool first = s0 == 0;
-        auto out = [&](int l) -> const float* { return (first ? a_ : ga_)[size_t(l)]->f(); };
-        auto in = [&](int l) { return first && l == 0 ? x0 : out(l - 1); };
-        auto pass_of = [&](int l) {  // a concat: its block's input and the gradient waiting at the block's start
+        auto pass_of = [&](int l) {
             UnitPass p = mp.pass(l, rows, first ? 1 : K);
             p.held_stats = true;  // batchNorm: the clean batch's statistics, as in every pass of the step
-            if (p.u.skip_from >= 0) p.skip = in(p.u.skip_from), p.skip_grad = skip_[size_t(p.u.skip_from)]->f();
             return p;
         };
+        const BpEngine en{*this, first ? a_ : ga_, pass_of};  // the first module's clean rows, or the copy rows
+        auto in = [&](int l) -> const float* { return l == 0 ? x0 : en.a(l - 1); };
         OF_TRY(d->axpy(dev::AxpyArgs{d0_.f(), nullptr, D, mp.alpha(top)}, int64_t(rows) * u.noise_width()));
         if (u.recurrent()) {  // the gradient at its input, (rows T, F) = alpha D (rows T, G H) W
             const int GH = u.q.G * u.q.H;
@@ -46,8 +46,7 @@ Status DeviceTrainer::module_reductions(const Model& m, const std::vector<int>& 
         } else {
             OF_TRY(backward(pass_of(top), in(top), d0_.f(), 1.0f, false, d1_.f()));
         }
-        const BpView t{in, [&](int l) -> const float* { return e_[size_t(l)]->f(); }, out, pass_of};
-        return bp_backward(m, s0, top, t, d1_.f(), d0_.f());
+        return bp_walk_backward(en, m, s0, top, in(s0), rows, d1_.f(), d0_.f(), nullptr);
     };
     for (size_t j = 1; j < ends.size(); j++) {
         const int top = ends[j] - 1;

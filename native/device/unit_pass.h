@@ -31,11 +31,36 @@ struct UnitPass {
     int64_t values() const { return int64_t(rows) * u.O; }        // of its output
 };
 
-// A BP tape on the device (bp.cpp's, or module training's, ulr_groups.cpp): unit l's input rows, its pre-activation
-// and its output, and its pass (its rows, dropout's masks, a concat's block input).
-struct BpView {
-    std::function<const float*(int)> in, v, a;
+// The device engine of BP's walks (estimators/bp_walk.h): the tape in e_ (v), out (a_, or a module's copy rows ga_),
+// inner_, sum_ and skip_ (pending); pass(l): unit l's pass (its rows, dropout's masks, batchNorm's statistics).
+struct DeviceTrainer::BpEngine {
+    DeviceTrainer& t;
+    std::vector<std::unique_ptr<DeviceBuffer>>& out;
     std::function<UnitPass(int)> pass;
+    float* v(int l) const { return t.e_[size_t(l)]->f(); }
+    float* a(int l) const { return out[size_t(l)]->f(); }
+    float* inner(int l) const { return t.inner_[size_t(l)]->f(); }
+    float* sum(int l) const { return t.sum_[size_t(l)]->f(); }
+    float* pending(int l) const { return t.skip_[size_t(l)]->f(); }
+    Status forward(int l, const float* in, const float* skip, float* v, float* act) const {
+        UnitPass p = pass(l);
+        p.skip = skip;
+        return t.forward_act(p, in, v, act);
+    }
+    Status residual(const Unit& u, const float* inner, const float* src, float* sum, float* a, int rows) const {
+        return t.dev_->skip_add(dev::SkipArgs{a, sum, inner, src, u.O, 1, u.post_act, u.post_alpha},
+                                int64_t(rows) * u.O);
+    }
+    Status act_backward(float* dv, const float* da, const float* v, const float* a, int64_t n, Act act,
+                        float alpha) const {
+        return t.dev_->act_backward(dev::ActBackArgs{dv, da, v, a, act, alpha}, n);
+    }
+    Status backward(int l, const float* in, const float* dv, float* din) const {
+        UnitPass p = pass(l);
+        if (p.u.skip_from >= 0) p.skip_grad = pending(p.u.skip_from);  // a concat unit splits dv into it
+        return t.backward(p, in, dv, 1.0f, p.u.param(), din);
+    }
+    Status add(float* y, const float* x, int64_t n) const { return t.dev_->add(dev::AddArgs{y, x, 1}, n); }
 };
 
 // What module training (ulr_modules.cpp) asks of the group runner: a boundary's reduction (weights false: the copy

@@ -1,49 +1,86 @@
 // Exact backpropagation: the baseline every estimate is measured against, in the same engine; and BP over a range of
-// units, which local module training (hybrid.cpp) runs inside each module.
-//   forward:  V_l = A_{l-1} W_l^T + b_l,  A_l = phi(V_l)           (rows, O_l) each, kept for the backward
-//   backward: dV_l = dA_l * phi'(V_l);  dW_l = dV_l^T A_{l-1};  db_l = colsum(dV_l);  dA_{l-1} = dV_l W_l
-// (each layer kind's own map in place of the GEMM: model/units.h). step and sign have no derivative: such models are
-// refused (use ulr()).
+// units, which local module training (ulr_modules.cpp) runs inside each module: BP's walks (bp_walk.h, the math) on the
+// CPU's tape, each layer kind's map through model/units.h. step and sign have no derivative: such models are refused
+// (use ulr()).
 #include <algorithm>
-#include <climits>
-#include <cmath>
 #include <string>
 
-#include "core/shape.h"
 #include "device/ops_norm.h"
 #include "estimators/bp.h"
+#include "estimators/bp_walk.h"
 #include "estimators/estimator.h"
 #include "model/units.h"
 
 namespace of {
 namespace {
 
-SeqCtx seq_ctx(const BpTape& t, int l) {
-    return SeqCtx{t.aux[size_t(l)].data(), t.seq.data(), t.dP.data(), t.wexp.data()};
-}
-
-// Unit l's training context in this mode (skip: its block's input, for a concat unit).
-TrainCtx train_ctx(const BpMode& mode, int l, const float* skip) {
-    return {skip, 1, mode.rep, mode.sample0, mode.seed, mode.step, uint32_t(l), mode.stats == BpMode::Stats::Batch};
-}
-
-// Unit u's parameter gradient (dW, nullptr: none) and input gradient (din, nullptr: none) from dv at its
-// pre-activation, in training mode but in inference (dropout's mask). batchNorm with its statistics held constant is
-// the affine map per channel gain (x - mean) / sqrt(var + eps): its input gradient is dv gain / sqrt(var + eps); gain
-// and bias take the same gradients with any statistics held.
-void unit_grads(const KernelTable& k, const Unit& u, const float* theta, const BpMode& mode, const TrainCtx& tc,
-                const float* in, int rows, const float* dv, float* dW, float* din, float* cols, const SeqCtx* sq) {
-    if (!u.running || mode.stats == BpMode::Stats::Batch) {  // running: a unit with batch statistics
-        if (mode.inference()) unit_backward(k, u, theta, in, rows, dv, dW, din, cols, sq);
-        else unit_train_backward(k, u, theta, in, rows, dv, dW, din, cols, sq, tc);
-        return;
+// The CPU engine of BP's walks (bp_walk.h): the tape t, mode's training behaviour; dest(l): where unit l's parameter
+// gradient goes (overwritten; nullptr: none wanted).
+struct CpuBp {
+    const Model& m;
+    const float* theta;
+    const BpTape& t;
+    const BpMode& mode;
+    int rows;
+    const std::function<float*(int)>* dest = nullptr;
+    float* v(int l) const { return t.v[size_t(l)].data(); }
+    float* a(int l) const { return t.a[size_t(l)].data(); }
+    float* inner(int l) const { return t.inner[size_t(l)].data(); }
+    float* sum(int l) const { return t.sum[size_t(l)].data(); }
+    float* pending(int l) const { return t.pending[size_t(l)].data(); }
+    SeqCtx seq(int l) const { return {t.aux[size_t(l)].data(), t.seq.data(), t.dP.data(), t.wexp.data()}; }
+    TrainCtx train(int l, const float* skip) const {  // skip: a concat unit's block input
+        return {skip, 1, mode.rep, mode.sample0, mode.seed, mode.step, uint32_t(l), mode.stats == BpMode::Stats::Batch};
     }
-    if (dW && !mode.inference()) unit_backward(k, u, theta, in, rows, dv, dW, nullptr, cols, sq);
-    if (!din) return;
-    const dev::BatchApplyArgs a{din,    dv, (mode.inference() ? *u.running : *u.batch).data(), theta + u.w_off, 0,
-                                u.g.Co, 1};
-    for (int64_t i = 0; i < int64_t(rows) * u.O; i++) dev::bn_held_backward_at(a, i);
-}
+    Status forward(int l, const float* in, const float* skip, float* v, float* act) const {
+        const Unit& u = m.units[size_t(l)];
+        const SeqCtx sq = seq(l);
+        // inference: dropout is the identity, batchNorm uses its running statistics; a concat unit still joins
+        if (mode.inference() && !u.concat()) unit_linear(*m.k, u, theta, in, rows, v, t.cols.data(), &sq);
+        else unit_train_linear(*m.k, u, theta, in, rows, v, t.cols.data(), &sq, train(l, skip));
+        if (mode.sigma > 0.0f && u.param()) {  // noise injection: ULR's noise rows (sample, unit, value), K = 1
+            float* e = t.d0.data();            // backward scratch, free during the forward
+            m.k->noise_fill(e, rows, u.O, NoiseSpec{mode.seed, mode.step, uint32_t(l), uint32_t(mode.sample0), false});
+            for (int64_t i = 0; i < int64_t(rows) * u.O; i++) v[i] += mode.sigma * e[i];
+        }
+        unit_bias_act(*m.k, u, theta, act, v, rows);
+        return {};
+    }
+    Status residual(const Unit& u, const float* inner, const float* src, float* sum, float* a, int rows) const {
+        for (int64_t i = 0; i < int64_t(rows) * u.O; i++) sum[i] = inner[i] + src[i];
+        m.k->bias_act_forward(a, sum, nullptr, rows, u.O, u.post_act, u.post_alpha);
+        return {};
+    }
+    Status act_backward(float* dv, const float* da, const float* v, const float* a, int64_t n, Act act,
+                        float alpha) const {
+        m.k->act_backward(dv, da, v, a, n, act, alpha);
+        return {};
+    }
+    // With its statistics held (Fixed, Running) batchNorm is the affine map per channel gain (x - mean) / sqrt(var +
+    // eps): din = dv gain / sqrt(var + eps), and gain and bias take the same gradients. A concat unit splits dv.
+    Status backward(int l, const float* in, const float* dv, float* din) const {
+        const Unit& u = m.units[size_t(l)];
+        const SeqCtx sq = seq(l);
+        float* dW = u.param() && dest ? (*dest)(l) : nullptr;
+        if (u.concat()) {
+            if (din) concat_backward(u, dv, din, pending(u.skip_from), rows);
+        } else if (!u.running || mode.stats == BpMode::Stats::Batch) {  // running: a unit with batch statistics
+            if (mode.inference()) unit_backward(*m.k, u, theta, in, rows, dv, dW, din, t.cols.data(), &sq);
+            else unit_train_backward(*m.k, u, theta, in, rows, dv, dW, din, t.cols.data(), &sq, train(l, nullptr));
+        } else {
+            if (dW && !mode.inference()) unit_backward(*m.k, u, theta, in, rows, dv, dW, nullptr, t.cols.data(), &sq);
+            if (!din) return {};
+            const dev::BatchApplyArgs ba{
+                din, dv, (mode.inference() ? *u.running : *u.batch).data(), theta + u.w_off, 0, u.g.Co, 1};
+            for (int64_t i = 0; i < int64_t(rows) * u.O; i++) dev::bn_held_backward_at(ba, i);
+        }
+        return {};
+    }
+    Status add(float* y, const float* x, int64_t n) const {
+        for (int64_t i = 0; i < n; i++) y[i] += x[i];
+        return {};
+    }
+};
 
 }  // namespace
 
@@ -71,82 +108,20 @@ Status bp_tape_reserve(const Model& m, const BpTape& t, int rows, int s, int e) 
 
 void bp_range_forward(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int s, int e,
                       const float* x, int rows) {
-    const KernelTable& k = *m.k;
-    auto input_of = [&](int l) { return l == s ? x : t.a[size_t(l - 1)].data(); };
-    for (int l = s; l < e; l++) {
-        const Unit& u = m.units[size_t(l)];
-        const float* in = input_of(l);
-        float* v = t.v[size_t(l)].data();
-        float* a = t.a[size_t(l)].data();
-        const SeqCtx sq = seq_ctx(t, l);
-        const TrainCtx tc = train_ctx(mode, l, u.skip_from >= 0 ? input_of(u.skip_from) : nullptr);
-        // inference: dropout is the identity, batchNorm uses its running statistics; a concat unit still joins
-        if (mode.inference() && !u.concat()) unit_linear(k, u, theta, in, rows, v, t.cols.data(), &sq);
-        else unit_train_linear(k, u, theta, in, rows, v, t.cols.data(), &sq, tc);
-        if (mode.sigma > 0.0f && u.param()) {  // noise injection: ULR's noise rows (sample, unit, value), K = 1
-            float* e = t.d0.data();            // backward scratch, free during the forward
-            k.noise_fill(e, rows, u.O, NoiseSpec{mode.seed, mode.step, uint32_t(l), uint32_t(mode.sample0), false});
-            for (int64_t i = 0; i < int64_t(rows) * u.O; i++) v[i] += mode.sigma * e[i];
-        }
-        if (!u.ends_residual()) {
-            unit_bias_act(k, u, theta, a, v, rows);
-            continue;
-        }
-        // a residual block's end: a = post_act(act(v) + block input)
-        float* inner = t.inner[size_t(l)].data();
-        float* sum = t.sum[size_t(l)].data();
-        const float* src = input_of(u.skip_from);
-        unit_bias_act(k, u, theta, inner, v, rows);
-        for (int64_t i = 0; i < int64_t(rows) * u.O; i++) sum[i] = inner[i] + src[i];
-        k.bias_act_forward(a, sum, nullptr, rows, u.O, u.post_act, u.post_alpha);
-    }
+    (void)bp_walk_forward(CpuBp{m, theta, t, mode, rows}, m, s, e, x, rows);  // the CPU's operations return {}
 }
 
 void bp_range_backward(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int s, int e,
                        const float* x, int rows, const std::function<float*(int)>& dest, float* dx) {
-    const KernelTable& k = *m.k;
-    auto input_of = [&](int l) { return l == s ? x : t.a[size_t(l - 1)].data(); };
-    float* dA = t.d0.data();
-    float* dV = t.d1.data();
-    // the skip path's gradient joins the input gradient of the unit that starts its block
-    auto join_skip = [&](int l, float* din) {
-        if (!m.units[size_t(l)].starts_block || !din) return;
-        const float* p = t.pending[size_t(l)].data();
-        for (int64_t i = 0; i < int64_t(rows) * m.units[size_t(l)].I; i++) din[i] += p[i];
-    };
-    for (int l = e; l-- > s;) {
-        const Unit& u = m.units[size_t(l)];
-        const int64_t n = int64_t(rows) * u.O;
-        const float* v = t.v[size_t(l)].data();
-        float* din = l > s ? dA : dx;
-        if (u.concat()) {  // split: f's part goes on, the block input's part waits at the block's start
-            k.act_backward(dV, dA, v, t.a[size_t(l)].data(), n, u.act, u.alpha);
-            concat_backward(u, dV, din ? din : dA, t.pending[size_t(u.skip_from)].data(), rows);
-            continue;
-        }
-        if (u.ends_residual()) {  // through post_act to the sum; the sum's gradient also waits at the block's start
-            k.act_backward(dA, dA, t.sum[size_t(l)].data(), t.a[size_t(l)].data(), n, u.post_act, u.post_alpha);
-            std::copy(dA, dA + n, t.pending[size_t(u.skip_from)].data());
-            k.act_backward(dV, dA, v, t.inner[size_t(l)].data(), n, u.act, u.alpha);
-        } else {
-            k.act_backward(dV, dA, v, t.a[size_t(l)].data(), n, u.act, u.alpha);
-        }
-        const SeqCtx sq = seq_ctx(t, l);
-        unit_grads(k, u, theta, mode, train_ctx(mode, l, nullptr), input_of(l), rows, dV, u.param() ? dest(l) : nullptr,
-                   din, t.cols.data(), &sq);
-        join_skip(l, din);  // (a concat unit cannot start a block: it is never l here)
-    }
+    (void)bp_walk_backward(CpuBp{m, theta, t, mode, rows, &dest}, m, s, e, x, rows, t.d0.data(), t.d1.data(), dx);
 }
 
 void bp_input_gradient(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int l, const float* in,
                        int rows, const float* dv, float* din) {
     const Unit& u = m.units[size_t(l)];
-    if (u.recurrent()) {  // din (rows T, F) = dv (rows T, G H) W (G H, F)
-        m.k->gemm_nn(din, dv, theta + u.w_off, rows * u.q.T, u.q.F, u.q.G * u.q.H, 1.0f, 0.0f);
-        return;
-    }
-    const SeqCtx sq = seq_ctx(t, l);
-    unit_grads(*m.k, u, theta, mode, train_ctx(mode, l, nullptr), in, rows, dv, nullptr, din, t.cols.data(), &sq);
+    // a recurrent unit: din (rows T, F) = dv (rows T, G H) W (G H, F)
+    if (u.recurrent()) m.k->gemm_nn(din, dv, theta + u.w_off, rows * u.q.T, u.q.F, u.q.G * u.q.H, 1.0f, 0.0f);
+    else (void)CpuBp{m, theta, t, mode, rows}.backward(l, in, dv, din);
 }
 
 Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx,

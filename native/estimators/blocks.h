@@ -1,6 +1,6 @@
-// Pieces every block-structured LR estimator shares (likelihood_ratio.cpp, generic.cpp, hybrid.cpp): a block's
-// per-row losses, a JS loss hook's two-phase round trip, and summing the blocks' partial gradients in block order
-// (the order fixes the bits for any thread count).
+// Pieces of the block-structured ULR runner (ulr.cpp) that the device's and the step's memory estimate share: the
+// block size, a block's per-row losses, the step's statistics, and summing the blocks' partial gradients in block
+// order (the order fixes the bits for any thread count).
 #pragma once
 #include <algorithm>
 #include <climits>
@@ -50,27 +50,6 @@ inline double block_losses(const Model& m, const Targets& y, const float* out, i
     double sum = 0.0;
     for (int r = 0; r < rows; r++) sum += loss[r];
     return sum;
-}
-
-// With a loss hook: runs every block forward only (forward(t) copies its outputs into m.ws.outputs), hands all R
-// rows to the hook in one call and checks its answers; *hook_loss then points at them. No hook: nothing.
-template <class Forward>
-Status run_loss_hook(Model& m, const LossHook* hook, const Targets& y, int R, int K, int T, std::vector<Status>& status,
-                     int64_t cycles, const Forward& forward, float** hook_loss) {
-    if (!hook) return {};
-    auto& ws = m.ws;
-    OF_TRY(ws.outputs.reserve(size_t(R) * m.outputs));
-    OF_TRY(ws.hook_loss.reserve(size_t(R)));
-    ThreadPool::instance().parallel_for(
-        T, [&](int t) { forward(t); }, cycles);
-    OF_CHECK(!ThreadPool::cancelled(), Abort, "training was cancelled");  // never hand JS a half-computed step
-    for (const Status& st : status) OF_TRY(st);
-    OF_TRY((*hook)(ws.outputs.data(), y, R, m.outputs, K, ws.hook_loss.data()));
-    *hook_loss = ws.hook_loss.data();
-    for (int r = 0; r < R; r++)
-        OF_CHECK(std::isfinite((*hook_loss)[r]), Data,
-                 "the loss function returned a non-finite value for row " + std::to_string(r));
-    return {};
 }
 
 // g (n) = sum over blocks t of partials[t * stride + off .. + n], in block order; overwritten.

@@ -1,5 +1,5 @@
 // Backpropagation over a range of units [s, e) (backprop.cpp): the one BP forward and backward, shared by bp() (the
-// whole model, from the loss's gradient) and local module training (hybrid.cpp: inside each module, from the LR
+// whole model, from the loss's gradient) and local module training (ulr_modules.cpp: inside each module, from the LR
 // estimate at its boundary). Every layer kind goes through the unit functions of model/units.h; the range adds what
 // spans units: residual and concat blocks (their skip path), dropout masks and batchNorm statistics.
 #pragma once
@@ -47,11 +47,9 @@ Status bp_tape_reserve(const Model& m, const BpTape& t, int rows, int s, int e);
 void bp_range_forward(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int s, int e,
                       const float* x, int rows);
 
-// Backward through units [s, e) from t.d0, the gradient at unit e - 1's output (rows, O; overwritten, scratch):
-//   dV_l = dA_l * phi'(V_l);  (dW_l, db_l) from dV_l and the unit's input;  dA_{l-1} = the unit's adjoint applied to
-//   dV_l
-// with a block's skip gradient joining its start's input gradient. dest(l): where unit l's parameter gradient goes
-// (overwritten); dx (rows, I of unit s; nullptr: not wanted): the gradient at x.
+// Backward through units [s, e) (bp_walk.h) from t.d0, the gradient at unit e - 1's output (rows, O; overwritten,
+// scratch). dest(l): where unit l's parameter gradient goes (overwritten); dx (rows, I of unit s; nullptr: not
+// wanted): the gradient at x.
 void bp_range_backward(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int s, int e,
                        const float* x, int rows, const std::function<float*(int)>& dest, float* dx);
 

@@ -1,6 +1,6 @@
-// The entry of every gradient estimate: the estimator of the config's kind (bp, spsa / es, ulr with modules, ulr),
-// with the frozen prefix (fine-tuning) honored. Frozen layers get zero gradients, and the optimizer updates only the
-// trainable suffix of the parameter slab. ULR keeps frozen units clean itself (ulr.cpp); in a dense model the
+// The entry of every gradient estimate: the estimator of the config's kind (bp, spsa / es, ulr with or without
+// modules), with the frozen prefix (fine-tuning) honored. Frozen layers get zero gradients, and the optimizer updates
+// only the trainable suffix of the parameter slab. ULR keeps frozen units clean itself (ulr.cpp); in a dense model the
 // frozen stack's clean forward runs once per sample (B rows -- the shared-prefix rule for a whole frozen stack), then
 // the estimator runs on the trainable rest as if it were the model, reading the frozen stack's output as its input
 // (BP and SPSA / ES then neither backpropagate through nor perturb the frozen layers).
@@ -18,7 +18,6 @@ Status by_kind(Model& m, const float* x, const Targets& y, int B, const Estimato
         return bp_gradients(m, x, y, B, stats, nullptr, e.ulr.sample_base, e.bp.sigma);
     if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es)
         return perturbation_gradients(*cpu_perturbation(m, x, y, B, step), e, B, stats);
-    if (!e.ulr.modules.empty()) return ulr_module_gradients(m, x, y, B, e.ulr, step, stats, hook);
     return ulr_gradients(m, x, y, B, e.ulr, step, stats, hook);
 }
 

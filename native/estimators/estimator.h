@@ -44,10 +44,10 @@ struct UlrConfig {
     // rows; recurrent units excepted): float32, or bfloat16 operands with float32 sums (kernels/cpu/bf16.h). The
     // clean forward and shared prefix, the LR reductions and BP stay float32. CPU only.
     enum class Precision { Float32, Bf16 } precision = Precision::Float32;
-    // Local module training (hybrid.cpp): exclusive end of each module, in layers with parameters (last = their count).
+    // Local module training (ulr.cpp): exclusive end of each module, in layers with parameters (last = their count).
     // Empty: plain ULR. Noise only on each module's last pre-activation; BP inside the modules.
     std::vector<int> modules;
-    bool concurrent = true;       // modules: the later layers' block sums run as concurrent tasks (else in a loop)
+    bool concurrent = true;       // the layers' block sums run as concurrent tasks after the blocks (else in a loop)
     bool pipeline = false;        // modules, training only: module 0's backward overlaps the next step's forward
     bool exact_boundary = false;  // modules, test hook: the exact boundary gradient instead of its LR estimate
     uint64_t seed = 0;            // noise key; 0 -> the model's seed
@@ -106,10 +106,10 @@ int64_t trainable_offset(const Model& m);
 // The ULR settings of a dense model's trainable tail after `f` frozen layers of L: per-layer lists lose their frozen
 // entries and module ends shift (modules inside the prefix vanish); Config for what the tail does not support.
 Status frozen_tail_config(size_t L, int f, UlrConfig* c);
-// Module ends in units (hybrid.cpp): `modules` counts layers with parameters, and a module ends right after its last
+// Module ends in units (ulr_plan.cpp): `modules` counts layers with parameters, and a module ends right after its last
 // one (pools before a layer belong to its module). The same numbers for a model of dense layers.
 std::vector<int> module_unit_ends(const Model& m, const std::vector<int>& modules);
-// Layer-wise injection (ulr.cpp): the copies per layer (given, or with copies 'auto' the allocation from the
+// Layer-wise injection (ulr_plan.cpp): the copies per layer (given, or with copies 'auto' the allocation from the
 // model's running per-copy variances, uniform until there are some), and after a step with copies 'auto' its
 // variances var_l of each layer's estimate: per copy into stats (K_l var_l) and, training, into the running ones.
 std::vector<int> layerwise_copies(const Model& m, const UlrConfig& c);
@@ -171,8 +171,6 @@ inline void update_running_baseline(Model& m, const UlrConfig& c, double mean_lo
     m.has_running = true;
 }
 
-Status ulr_module_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
-                            StepStats* stats, const LossHook* hook = nullptr);
 // SPSA / ES (weight_perturbation.cpp), written once over an engine: the parameter slab theta0, a direction z and the
 // gradient g in its own memory, and its own kernels (the CPU's there, a device's in device/perturbation.cpp).
 // z_p: noise row p of layer id kWeightLayer over the whole slab, at the step, from the model's seed.

@@ -22,6 +22,11 @@
 // value), kept from the forward or regenerated for the reduction (storeNoise: false): the same bits either way.
 // With precision 'bf16' the copies' forward runs on the kernel table kc, whose products take bfloat16 operands with
 // float32 sums (kernels/cpu/bf16.h); the clean pass and the reductions keep float32.
+//
+// Local modules (ulr_modules.cpp has their math) are one group from the first boundary on, noisy only at the
+// boundaries; every other unit of the group runs clean on its rows but keeps BP's tape (estimators/bp.h), and after
+// each boundary's reduction BP runs inside its module. The clean pass records the first module's tape instead, for its
+// backward from G on B rows (pipelined: a step later, beside the next step's blocks).
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -32,6 +37,7 @@
 #include "device/ops_score.h"
 #include "estimators/blocks.h"
 #include "estimators/estimator.h"
+#include "estimators/ulr_modules.h"
 #include "estimators/ulr_plan.h"
 #include "model/train.h"
 #include "model/units.h"
@@ -39,32 +45,14 @@
 namespace of {
 namespace {
 
-// Per-thread scratch of one block: per unit its noisy output, noise and recurrent aux; the replicated input of a
-// group's first unit (sharedPrefix: false); losses, row weights, patches and state scratch.
+// Per-thread scratch of one block: per unit its output, noise and recurrent aux (with modules BP's whole tape); the
+// replicated input of a group's first unit (sharedPrefix: false); losses, row weights, patches and state scratch.
 struct BlockScratch {
-    std::vector<Buffer> a, e, aux;
-    Buffer x_rep, loss, w, cols, wexp, seq;
+    std::vector<Buffer> v, a, aux, inner, sum, pending, e;
+    Buffer d0, d1, cols, seq, dP, wexp, x_rep, loss, w;
+    BpTape tape() { return {v, a, aux, inner, sum, pending, d0, d1, cols, seq, dP, wexp}; }
 };
 
-// The flops one row costs in unit u's forward (the cost model of copies 'auto').
-double unit_row_flops(const Unit& u) {
-    if (u.recurrent()) return double(u.q.T) * u.q.G * u.q.H * (u.q.F + (u.q.has_u ? u.q.H : 0));
-    if (u.param()) return double(u.gemm_rows(1)) * u.fan_in() * u.gemm_cols();
-    return double(u.O);
-}
-
-// Copies 'auto': the cost of one copy of param unit p (its noise, then every unit after it), and the clamp of an
-// allocation.
-std::vector<double> copy_costs(const Model& m) {
-    std::vector<double> cost;
-    for (size_t l = 0; l < m.units.size(); l++) {
-        if (!m.units[l].param()) continue;
-        double c = double(m.units[l].noise_width());
-        for (size_t j = l + 1; j < m.units.size(); j++) c += unit_row_flops(m.units[j]);
-        cost.push_back(c);
-    }
-    return cost;
-}
 // Rows per chunk of a noisy unit fused with the pooling after it: about 64K floats of its output (in L2), within
 // one sample's copies or whole samples (rep copies each), so chunk row r reads clean pre-activation row r / rep.
 int pool_chunk_rows(int O, int rep) {
@@ -75,121 +63,17 @@ int pool_chunk_rows(int O, int rep) {
     return c;
 }
 
-int clamp_copies(const UlrConfig& c, double k) {
-    const int ki = int(std::min(4096.0, std::max(2.0, std::round(k))));
-    return c.antithetic ? std::max(2, ki / 2 * 2) : ki;
-}
-
 }  // namespace
 
-std::vector<std::pair<int, int>> group_ranges(const Model& m, const UlrConfig& c) {
-    const int P = m.param_units();
-    std::vector<int> starts;
-    if (!c.layerwise) starts.push_back(0);
-    else if (c.blocks.empty())
-        for (int p = 0; p < P; p++) starts.push_back(p);
-    else
-        for (int p = 0, i = 0; i < int(c.blocks.size()); p += c.blocks[size_t(i)], i++) starts.push_back(p);
-    std::vector<std::pair<int, int>> out;
-    for (size_t i = 0; i < starts.size(); i++) {
-        const int end = i + 1 < starts.size() ? starts[i + 1] : P;
-        const int p = std::max(starts[i], m.frozen);  // frozen units stay clean
-        if (p < end) out.push_back({p, end});
-    }
-    return out;
-}
-
-// a group runs from its first param unit to the next group's first one
-std::vector<Group> plan_groups(const Model& m, const UlrConfig& c, const std::vector<int>& kl) {
-    std::vector<int> unit_of;  // param-unit index -> unit index
-    for (int l = 0; l < int(m.units.size()); l++)
-        if (m.units[size_t(l)].param()) unit_of.push_back(l);
-    std::vector<Group> g;
-    for (auto [p, end] : group_ranges(m, c))
-        g.push_back({unit_of[size_t(p)], end < int(unit_of.size()) ? unit_of[size_t(end)] : int(m.units.size()),
-                     c.layerwise ? kl[size_t(p)] : c.copies, 0});
-    return g;
-}
-
-int noise_channels(const Unit& u) { return u.recurrent() ? u.q.G * u.q.H : u.gemm_cols(); }
-
-NoiseScale noise_scale(const Unit& u, const UlrConfig& c, size_t pi) {
-    NoiseScale s;
-    s.sigma = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[pi];
-    s.per_channel = pi < c.sigma_channels.size() && !c.sigma_channels[pi].empty();
-    s.alpha = s.per_channel ? 1.0f : 1.0f / s.sigma;
-    s.ch.assign(size_t(noise_channels(u)), s.sigma);
-    if (s.per_channel)
-        for (size_t i = 0; i < s.ch.size(); i++) s.ch[i] = c.sigma_channels[pi][i % c.sigma_channels[pi].size()];
-    s.row.resize(size_t(u.noise_width()));
-    for (size_t i = 0; i < s.row.size(); i++) s.row[i] = s.ch[i % s.ch.size()];
-    return s;
-}
-
-void divide_scores(float* s, int64_t rows, const NoiseScale& ns) {
-    if (!ns.per_channel) return;
-    const int64_t n = int64_t(ns.row.size());
-    for (int64_t r = 0; r < rows; r++)
-        for (int64_t i = 0; i < n; i++) s[r * n + i] /= ns.row[size_t(i)];
-}
-
-uint32_t qmc_dim0(const Model& m, int l) {
-    uint32_t d = 0;
-    for (int j = 0; j < l; j++)
-        if (m.units[size_t(j)].param()) d += uint32_t(m.units[size_t(j)].noise_width());
-    return d;
-}
-
-// Layer-wise copies per layer with parameters: given, or with copies 'auto' the Neyman allocation over the groups,
-// K_g ~ sqrt(V_g / c_g) for the cost of `copies` each (V_g: the running per-copy variance of the group's first
-// layer's estimate, c_g: the cost of one copy), uniform until there are variances. A group's layers share its K.
-std::vector<int> layerwise_copies(const Model& m, const UlrConfig& c) {
-    const int P = m.param_units();
-    std::vector<int> kl = c.copies_per_layer.empty() ? std::vector<int>(size_t(P), c.copies) : c.copies_per_layer;
-    const auto ranges = group_ranges(m, c);
-    if (c.auto_copies && m.layer_var.size() == size_t(P)) {
-        const std::vector<double> cost = copy_costs(m);
-        double uniform = 0.0, norm = 0.0;
-        for (auto [p, end] : ranges) {
-            uniform += double(c.copies) * cost[size_t(p)];
-            norm += std::sqrt(std::max(m.layer_var[size_t(p)], 1e-30) * cost[size_t(p)]);
-        }
-        for (auto [p, end] : ranges)
-            kl[size_t(p)] =
-                clamp_copies(c, uniform * std::sqrt(std::max(m.layer_var[size_t(p)], 1e-30) / cost[size_t(p)]) / norm);
-    }
-    for (auto [p, end] : ranges) std::fill(kl.begin() + p + 1, kl.begin() + end, kl[size_t(p)]);
-    return kl;
-}
-
-std::vector<int> layerwise_copies_bound(const Model& m, const UlrConfig& c) {
-    std::vector<int> kl = layerwise_copies(m, c);
-    if (!c.auto_copies) return kl;
-    // K_g = U sqrt(V_g / c_g) / sum_j sqrt(V_j c_j) <= U sqrt(V_g / c_g) / sqrt(V_g c_g) = U / c_g, U = copies sum_j
-    // c_j
-    const std::vector<double> cost = copy_costs(m);
-    double uniform = 0.0;
-    for (auto [p, end] : group_ranges(m, c)) uniform += double(c.copies) * cost[size_t(p)];
-    for (size_t p = 0; p < kl.size(); p++)
-        kl[p] = std::max({kl[p], c.copies, clamp_copies(c, std::ceil(uniform / cost[p]))});
-    return kl;
-}
-
-void record_layer_var(Model& m, const UlrConfig& c, const std::vector<int>& kl, std::vector<double> var,
-                      StepStats* stats) {
-    const size_t P = var.size();
-    for (size_t p = 0; p < P; p++) var[p] *= double(kl[p]);  // per copy: K x the variance of this step's estimate
-    stats->layer_var = var;
-    if (c.training) {
-        if (m.layer_var.size() != P) m.layer_var = var;
-        else
-            for (size_t p = 0; p < P; p++) m.layer_var[p] = 0.9 * m.layer_var[p] + 0.1 * var[p];
-    }
-    stats->copies.assign(kl.begin(), kl.end());
+void clean_rows_gradient(const KernelTable& k, const Unit& u, const float* theta, const float* in, int B,
+                         const float* G, float alpha, float* g, float* cols, float* wexp) {
+    if (u.recurrent()) k.gemm_tn(g, G, in, nullptr, u.q.G * u.q.H, u.q.F, B * u.q.T, alpha, 0.0f);
+    else unit_lr_reduce(k, u, theta, in, B, G, nullptr, alpha, g, g + int64_t(u.gemm_cols()) * u.fan_in(), cols, wexp);
 }
 
 Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c, uint32_t step,
                      StepStats* stats, const LossHook* hook) {
+    if (c.exact_boundary) return exact_boundary_gradients(m, x, y, B, c, stats);
     const KernelTable& k = *m.k;
     const KernelTable& kc = c.precision == UlrConfig::Precision::Bf16 ? cpu_kernels_bf16() : k;  // the copies' forward
     const int L = int(m.units.size());
@@ -212,18 +96,25 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     }
     OF_CHECK(total_rows <= int64_t(INT_MAX) / 4, Shape, "batch x copies is too large");
 
-    // Per unit: its group, its place in the parameter-unit order, its noise scale, and for the fused noisy kernel its
-    // bias as one value per output (conv: per channel, repeated over positions).
+    // Per unit: its group, whether it takes noise (its group's units with parameters; with modules the boundaries),
+    // its place in the parameter-unit order, its noise scale, and for the fused noisy kernel its bias as one value per
+    // output (conv: per channel, repeated over positions).
+    const bool modules = !c.modules.empty();
+    const std::vector<int> ends = modules ? module_unit_ends(m, c.modules) : std::vector<int>();
     std::vector<int> group_of(size_t(L), -1), pidx(size_t(L), -1);
     for (int gi = 0; gi < NG; gi++)
         for (int l = groups[size_t(gi)].start; l < groups[size_t(gi)].end; l++) group_of[size_t(l)] = gi;
+    std::vector<char> noisy_unit(size_t(L), 0);
+    for (int l = 0; l < L; l++)
+        noisy_unit[size_t(l)] = !modules && group_of[size_t(l)] >= 0 && m.units[size_t(l)].param();
+    for (int e : ends) noisy_unit[size_t(e - 1)] = 1;
     std::vector<NoiseScale> scale(static_cast<size_t>(L));
     std::vector<std::vector<float>> bias_row(static_cast<size_t>(L));
     for (int l = 0, p = 0; l < L; l++) {
         const Unit& u = m.units[size_t(l)];
         if (!u.param()) continue;
         pidx[size_t(l)] = p++;
-        if (group_of[size_t(l)] < 0) continue;
+        if (!noisy_unit[size_t(l)]) continue;
         scale[size_t(l)] = noise_scale(u, c, size_t(pidx[size_t(l)]));
         if (u.recurrent()) continue;  // adds its bias and noise inside its recurrence
         bias_row[size_t(l)].resize(size_t(u.O));
@@ -248,21 +139,28 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         return ns;
     };
     const bool plain_score = c.density == Density::Normal && c.score == Score::Exact;
-    const bool shared = c.shared_prefix;
+    const bool shared = c.shared_prefix || modules;  // modules: always (device/ulr_groups.cpp: the same estimate)
 
     // 1. The clean forward of the B samples, as far as the last group's first unit (its linear part included), or
     //    to the output for the clean baseline and for batchNorm (whose copies normalize with the clean batch's
     //    statistics, as the paper's code keeps batch norm in evaluation mode in its noisy passes). Per unit: its
     //    pre-activation without bias (v) and its output (a); a recurrent group start also its input projections.
+    //    Modules: the first module's forward with BP's tape, into its record cur (first_module_forward).
     auto& ws = m.ws;
+    auto& cur = ws.first[ws.first_cur];
     const bool clean_loss = c.baseline == Baseline::Clean;
-    const int clean_end = clean_loss || m.uses_batch_stats ? L : groups.back().start + 1;
+    const int clean_end = modules ? 0 : clean_loss || m.uses_batch_stats ? L : groups.back().start + 1;
     ws.a.resize(size_t(L)), ws.v.resize(size_t(L)), ws.aux.resize(size_t(L));
     const int64_t pw = std::max<int64_t>(m.patch_width(), 1), max_pos = m.max_positions();
-    OF_TRY(ws.cols.reserve(size_t(B) * size_t(pw)));
-    OF_TRY(ws.seq.reserve(size_t(B) * size_t(std::max<int64_t>(m.seq_scratch_width(), 1))));
-    OF_TRY(ws.wexp.reserve(size_t(B) * size_t(max_pos)));
     OF_TRY(ws.loss.reserve(size_t(B)));
+    if (modules) {
+        OF_TRY(first_module_forward(m, theta, x, B, c, seed, step, ends[0]));
+    } else {
+        OF_TRY(ws.cols.reserve(size_t(B) * size_t(pw)));
+        OF_TRY(ws.seq.reserve(size_t(B) * size_t(std::max<int64_t>(m.seq_scratch_width(), 1))));
+        OF_TRY(ws.wexp.reserve(size_t(B) * size_t(max_pos)));
+    }
+    std::vector<Buffer>& clean_v = modules ? cur.v : ws.v;  // the group starts' clean pre-activations
     auto clean_in = [&](int l) { return l == 0 ? x : ws.a[size_t(l - 1)].data(); };
     auto starts_group = [&](int l) {
         return group_of[size_t(l)] >= 0 && groups[size_t(group_of[size_t(l)])].start == l;
@@ -307,7 +205,8 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     for (int gi = 0; gi < NG; gi++)
         g_off[size_t(gi) + 1] =
             g_off[size_t(gi)] + int64_t(B) * m.units[size_t(groups[size_t(gi)].start)].noise_width();
-    OF_TRY(ws.g.reserve(size_t(std::max<int64_t>(g_off[size_t(NG)], 1))));
+    Buffer& g_sum = modules ? cur.g : ws.g;  // modules: the first module's backward may read it a step later
+    OF_TRY(g_sum.reserve(size_t(std::max<int64_t>(g_off[size_t(NG)], 1))));
     auto via_g = [&](int l) { return shared && starts_group(l); };
     const int S = lr_block_samples(kmax);
     const int T = (B + S - 1) / S;
@@ -328,14 +227,15 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     float* hook_loss = nullptr;
 
     // A noisy unit whose output only a pooling unit reads runs fused with it, its linear part included
-    // (pool_chunk_rows): its B K rows of output never make the round trip through memory.
+    // (pool_chunk_rows): its B K rows of output never make the round trip through memory. (Not with modules: BP
+    // inside the next module reads the unit's whole output.)
     std::vector<char> pool_after(size_t(L), 0);
     for (int l = 0; l + 1 < L; l++) {
         const Unit &u = m.units[size_t(l)], &p = m.units[size_t(l + 1)];
         bool read_as_skip = false;
         for (const Unit& j : m.units) read_as_skip = read_as_skip || j.skip_from == l + 1;
-        pool_after[size_t(l)] = group_of[size_t(l)] >= 0 && u.param() && !u.recurrent() && u.skip_from < 0 &&
-                                p.pool() && p.skip_from < 0 && !read_as_skip;
+        pool_after[size_t(l)] = !modules && noisy_unit[size_t(l)] && !u.recurrent() && u.skip_from < 0 && p.pool() &&
+                                p.skip_from < 0 && !read_as_skip;
     }
 
     // 2. One block of samples through every group: forward; then (unless forward_only) losses, row weights, G rows
@@ -352,7 +252,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
             for (int l = g.start; l < L && st.ok(); l++) {
                 const Unit& u = m.units[size_t(l)];
                 st = sc.a[size_t(l)].reserve(size_t(rows) * u.O);
-                if (st.ok() && u.param()) st = sc.e[size_t(l)].reserve(size_t(rows) * u.noise_width());
+                if (st.ok() && noisy_unit[size_t(l)]) st = sc.e[size_t(l)].reserve(size_t(rows) * u.noise_width());
                 if (st.ok() && u.recurrent()) st = sc.aux[size_t(l)].reserve(size_t(rows) * size_t(seq_aux_width(u)));
             }
             if (st.ok()) st = sc.loss.reserve(size_t(rows));
@@ -361,7 +261,9 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
             if (st.ok()) st = sc.wexp.reserve(size_t(rows) * size_t(max_pos));
             if (st.ok()) st = sc.seq.reserve(size_t(rows) * size_t(std::max<int64_t>(m.seq_scratch_width(), 1)));
             if (st.ok() && !shared) st = sc.x_rep.reserve(size_t(rows) * u0.I);
+            if (st.ok() && modules) st = bp_tape_reserve(m, sc.tape(), rows, g.start + 1, L);
             if (!st.ok()) return;
+            const BpMode bm{BpMode::Stats::Fixed, seed, step, int(c.sample_base) + b0, K};  // modules: BP's rows
             // a unit's input: the replicated clean input (the group's first unit without the shared prefix), or the
             // previous unit's rows; a block's skip source: the clean prefix (row r / K) when it starts at or before
             // the group's first unit, else the group's rows
@@ -381,7 +283,11 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
             for (int l = g.start; l < L; l++) {
                 const Unit& u = m.units[size_t(l)];
                 float* a = sc.a[size_t(l)].data();
-                const bool noisy = u.param() && l < g.end;
+                const bool noisy = noisy_unit[size_t(l)] && l < g.end;
+                if (modules && !noisy) {  // clean, keeping BP's tape
+                    bp_range_forward(m, theta, sc.tape(), bm, l, l + 1, input(l), rows);
+                    continue;
+                }
                 TrainCtx tc{nullptr, 1, K, int(c.sample_base) + b0, seed, step, uint32_t(l), false};
                 if (u.skip_from >= 0) tc.skip = skip_src(u.skip_from, &tc.skip_rep);
                 if (u.recurrent()) {  // noise on every gate at every step, inside the recurrence
@@ -389,12 +295,12 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                     const bool xw = l == g.start && shared;
                     seq_forward(kc, u, theta, input(l), rows, a, sc.aux[size_t(l)].data(),
                                 noisy ? sc.e[size_t(l)].data() : nullptr, scale[size_t(l)].ch.data(), sc.seq.data(),
-                                xw ? ws.v[size_t(l)].data() + int64_t(b0) * u.noise_width() : nullptr, xw ? K : 1);
+                                xw ? clean_v[size_t(l)].data() + int64_t(b0) * u.noise_width() : nullptr, xw ? K : 1);
                     unit_bias_act(k, u, theta, a, a, rows);
                 } else {
                     const bool start = l == g.start && shared;  // K copies from the clean pre-activation (no bias)
                     const int rep = start ? K : 1;
-                    const float* pre = start ? ws.v[size_t(l)].data() + int64_t(b0) * u.O : a;
+                    const float* pre = start ? clean_v[size_t(l)].data() + int64_t(b0) * u.O : a;
                     const SeqCtx sq{nullptr, sc.seq.data(), nullptr, nullptr};
                     const bool fused = noisy && pool_after[size_t(l)];
                     if (!start && !fused) unit_train_linear(kc, u, theta, input(l), rows, a, sc.cols.data(), &sq, tc);
@@ -440,7 +346,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
 
             for (int l = g.start; l < g.end; l++) {  // the group's noisy units: their reductions
                 const Unit& u = m.units[size_t(l)];
-                if (!u.param()) continue;
+                if (!noisy_unit[size_t(l)]) continue;
                 const int nw = u.noise_width();
                 float* e = sc.e[size_t(l)].data();  // kept from the forward, or regenerated now: the same bits
                 if (!c.store_noise && !u.recurrent()) k.noise_fill(e, rows, nw, noise(l, r0));
@@ -471,15 +377,21 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                 }
                 divide_scores(e, rows, scale[size_t(l)]);
                 const float alpha = scale[size_t(l)].alpha;
-                if (via_g(l)) k.lr_copy_sum(ws.g.data() + g_off[size_t(gi)] + int64_t(b0) * nw, w, e, s, K, nw);
+                if (via_g(l)) k.lr_copy_sum(g_sum.data() + g_off[size_t(gi)] + int64_t(b0) * nw, w, e, s, K, nw);
                 if (partial_off[size_t(l)] < 0) continue;
-                float* p = partials + int64_t(t) * partial_size + partial_off[size_t(l)];
+                auto dest = [&](int j) { return partials + int64_t(t) * partial_size + partial_off[size_t(j)]; };
+                float* p = dest(l);
                 if (u.recurrent())
                     seq_reduce(k, u, input(l), rows, sc.aux[size_t(l)].data(), e, w, alpha, p, sc.wexp.data(),
                                !via_g(l));
                 else
                     unit_lr_reduce(k, u, theta, input(l), rows, e, w, alpha, p, p + int64_t(u.gemm_cols()) * u.fan_in(),
                                    sc.cols.data(), sc.wexp.data());
+                if (modules && l != g.start) {  // BP inside the module below this boundary, from its estimate
+                    const int ms = *(std::lower_bound(ends.begin(), ends.end(), l + 1) - 1);
+                    module_backward(m, theta, sc.tape(), bm, ms, l + 1, e, w, alpha, rows, sc.a[size_t(ms - 1)].data(),
+                                    dest, nullptr);
+                }
             }
         }
     };
@@ -498,28 +410,49 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
             OF_CHECK(std::isfinite(hook_loss[r]), Data,
                      "the loss function returned a non-finite value for row " + std::to_string(r));
     }
+    // Modules pipelined: task 0 reduces the previous step's first module (its weights have not moved since its
+    // forward, and this step's forward does not read its gradient) while the other tasks run this step's blocks.
+    auto& prev = ws.first[1 - ws.first_cur];
+    const bool pipelined = modules && c.pipeline && c.training;
+    const int overlap = pipelined && prev.pending && prev.end == groups[0].start + 1 ? 1 : 0;
+    const float alpha0 = scale[size_t(groups[0].start)].alpha;
+    Status first_status;
+    auto first_backward = [&](Model::Workspace::FirstModule& f) {
+        first_status = first_module_backward(m, theta, f, pipelined ? f.x.data() : x, alpha0, seed);
+    };
     ThreadPool::instance().parallel_for(
-        T, [&](int t) { block(t, false); }, cycles);
-    OF_CHECK(!ThreadPool::cancelled(), Abort, "training was cancelled");  // the blocks were skipped: sum nothing
+        T + overlap, [&](int t) { t < overlap ? first_backward(prev) : block(t - overlap, false); }, cycles);
+    // cancelled: the blocks were skipped, nothing is summed, and a pipeline keeps its state (the previous step pending)
+    OF_CHECK(!ThreadPool::cancelled(), Abort, "training was cancelled");
     for (const Status& st : status) OF_TRY(st);
 
-    // 3. Gradients: partials summed in block order; each group's first unit from G over B rows (a recurrent one's
-    //    W part: G^T X over its B T (sample, step) rows).
+    // 3. Gradients: partials summed in block order, one concurrent task per unit; then each group's first unit from G
+    //    over B rows (clean_rows_gradient), with every thread on its GEMMs; modules: the first module's backward.
     float* grads = m.grads.data();
-    for (int l = 0; l < L; l++) {
+    auto sum_partials = [&](int l) {
         const Unit& u = m.units[size_t(l)];
-        const int64_t skip = via_g(l) && u.recurrent() ? int64_t(u.q.G) * u.q.H * u.q.F : 0;
-        if (partial_off[size_t(l)] >= 0)
-            sum_block_partials(grads + u.w_off + skip, partials, partial_off[size_t(l)] + skip, partial_size, T,
-                               u.n_par - skip);
-        if (!via_g(l)) continue;
-        const float* G = ws.g.data() + g_off[size_t(group_of[size_t(l)])];
-        const float alpha = scale[size_t(l)].alpha;
-        if (u.recurrent())
-            k.gemm_tn(grads + u.w_off, G, clean_in(l), nullptr, u.q.G * u.q.H, u.q.F, B * u.q.T, alpha, 0.0f);
-        else
-            unit_lr_reduce(k, u, theta, clean_in(l), B, G, nullptr, alpha, grads + u.w_off,
-                           grads + u.w_off + int64_t(u.gemm_cols()) * u.fan_in(), ws.cols.data(), ws.wexp.data());
+        if (partial_off[size_t(l)] < 0) return;
+        const int64_t skip = via_g(l) && u.recurrent() ? int64_t(u.q.G) * u.q.H * u.q.F : 0;  // W: from G
+        // modules: a recurrent first boundary's U and b wait in the first module's record for its backward
+        float* g = modules && skip ? cur.ub.data() : grads + u.w_off + skip;
+        sum_block_partials(g, partials, partial_off[size_t(l)] + skip, partial_size, T, u.n_par - skip);
+    };
+    if (c.concurrent) ThreadPool::instance().parallel_for(L, sum_partials, int64_t(T) * partial_size);
+    else
+        for (int l = 0; l < L; l++) sum_partials(l);
+    for (int l = 0; l < L && !modules; l++)
+        if (via_g(l))
+            clean_rows_gradient(k, m.units[size_t(l)], theta, clean_in(l), B,
+                                g_sum.data() + g_off[size_t(group_of[size_t(l)])], scale[size_t(l)].alpha,
+                                grads + m.units[size_t(l)].w_off, ws.cols.data(), ws.wexp.data());
+    if (modules && !pipelined) first_backward(cur);
+    OF_TRY(first_status);
+    if (pipelined) {  // this step's first module waits for the next step; none reduced: no gradient for it yet
+        const Unit& u0 = m.units[size_t(groups[0].start)];
+        if (!overlap) std::fill(grads, grads + u0.w_off + u0.n_par, 0.0f);  // its last tensors end its slab range
+        prev.pending = false;
+        cur.pending = true;
+        ws.first_cur = 1 - ws.first_cur;
     }
     finish_stats(m, c, loss_sum, correct, int(total_rows), stats);
     if (c.learn_sigma || c.auto_copies) {  // per layer with parameters
@@ -534,44 +467,6 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         if (c.auto_copies) record_layer_var(m, c, kl, std::move(var), stats);
     }
     return {};
-}
-
-// The floats ulr_gradients holds (step_memory): the clean B-row forward, G, per busy thread one block's scratch
-// (sized for the group with the most copies), and the blocks' partial gradients.
-void ulr_step_floats(const Model& m, const UlrConfig& c, int B, double threads, StepMemory* r, double* gemm_rows) {
-    const int L = int(m.units.size());
-    const std::vector<int> kl = c.layerwise ? layerwise_copies_bound(m, c) : std::vector<int>();
-    const std::vector<Group> groups = plan_groups(m, c, kl);
-    if (groups.empty()) return;
-    int kmax = 2;
-    for (const Group& g : groups) kmax = std::max(kmax, g.K);
-    const int S = std::min(lr_block_samples(kmax), B);
-    const double b = B, blocks = std::ceil(b / S), rows = double(S) * kmax, busy = std::min(threads, blocks);
-    *gemm_rows = std::max(b, rows);
-    const bool clean_loss = c.baseline == Baseline::Clean;
-    const int clean_end = clean_loss || m.uses_batch_stats ? L : groups.back().start + 1;
-    for (int l = 0; l < clean_end; l++) {
-        const Unit& u = m.units[size_t(l)];
-        r->activations += b * (u.O + (u.recurrent() ? double(u.noise_width() + seq_aux_width(u)) : u.O));
-    }
-    double block = 0.0, partial = 0.0, x_rep = 0.0;
-    for (int l = groups.front().start; l < L; l++) {
-        const Unit& u = m.units[size_t(l)];
-        block += u.O + (u.param() ? double(u.noise_width()) : 0.0) + (u.recurrent() ? double(seq_aux_width(u)) : 0.0);
-    }
-    for (const Group& g : groups) {
-        const Unit& u0 = m.units[size_t(g.start)];
-        r->workspace += b * u0.noise_width();  // G
-        x_rep = std::max(x_rep, c.shared_prefix ? 0.0 : double(u0.I));
-        for (int l = g.start; l < g.end; l++)
-            if (m.units[size_t(l)].param() && !(c.shared_prefix && l == g.start && !m.units[size_t(l)].recurrent()))
-                partial += double(m.units[size_t(l)].n_par);
-    }
-    const double pw = double(std::max<int64_t>(m.patch_width(), 1)), pos = double(m.max_positions());
-    const double seq = double(std::max<int64_t>(m.seq_scratch_width(), 1));
-    r->activations += busy * rows * block;
-    r->workspace += busy * rows * (2.0 + pw + pos + seq + x_rep) + b * (1.0 + pw + pos + seq);
-    r->partials += blocks * partial;
 }
 
 }  // namespace of

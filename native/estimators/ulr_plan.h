@@ -1,9 +1,10 @@
-// The plan of a ULR step (ulr.cpp; the device's runner, device/ulr.cpp, runs the same plan): its copies in groups. A
-// group perturbs the param units [start, end) of the step's units with K copies per sample: injection 'all' is one
-// group of every trainable unit, 'layerwise' one group per layer with parameters (copies K_l: layerwise_copies), blocks
-// several layers per group. Units before a group's start run clean (the shared B-row prefix); its start's K copies read
-// the clean pre-activation and reduce through G = sum_k w s(E) on B rows; its later units are noisy per row; the units
-// after it run clean on its B K rows. Frozen layers (m.frozen) start no group.
+// The plan of a ULR step (ulr_plan.cpp; ulr.cpp and the device's runner, device/ulr_groups.cpp, run it): its copies in
+// groups. A group perturbs the param units [start, end) of the step's units with K copies per sample: injection 'all'
+// is one group of every trainable unit, 'layerwise' one group per layer with parameters (copies K_l: layerwise_copies),
+// blocks several layers per group. Units before a group's start run clean (the shared B-row prefix); its start's K
+// copies read the clean pre-activation and reduce through G = sum_k w s(E) on B rows; its later units are noisy per
+// row; the units after it run clean on its B K rows. Frozen layers (m.frozen) start no group. Local modules are one
+// group from the first boundary on, noisy only at the boundaries (module_unit_ends).
 #pragma once
 #include <utility>
 #include <vector>

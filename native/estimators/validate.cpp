@@ -11,7 +11,7 @@
 namespace of {
 namespace {
 
-// Modules (hybrid.cpp) cover the layers with parameters in consecutive ranges. A boundary's noise goes on its
+// Modules (ulr_modules.cpp) cover the layers with parameters in consecutive ranges. A boundary's noise goes on its
 // pre-activation, so it cannot sit in a residual or concat block, from its first unit to its last: the skip path
 // would cross it (and at the block's last unit the noise would come before the sum). BP runs inside each module:
 // every activation but the boundaries' is differentiated.

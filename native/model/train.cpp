@@ -246,11 +246,11 @@ double tape_floats(const Model& m, int s, int e, bool scratch) {
     return f;
 }
 
-// Floats of a step of local modules (estimators/hybrid.cpp) with blocks of S samples x K copies: the first module's
+// Floats of a ULR step with local modules (estimators/ulr.cpp) in blocks of S samples x K copies: the first module's
 // B-row record (two with pipelining), its G and a recurrent boundary's U and b, and its backward's scratch (on a
-// second thread when pipelined); each busy thread's block (the later modules' tape, the first boundary's copies, every
-// boundary's noise, losses, row weights, step weights); the block partials; with batchNorm, a clean B-row forward
-// for its statistics.
+// second thread when pipelined); the running baseline per sample; each busy thread's block (the later modules' tape,
+// the first boundary's copies, every boundary's noise, losses, row weights, step weights, state scratch of at least one
+// float per row); the block partials; with batchNorm, a clean B-row forward for its statistics.
 void module_floats(const Model& m, const UlrConfig& c, double B, int S, double blocks, double busy, StepMemory* r) {
     const int L = int(m.units.size());
     const std::vector<int> ends = module_unit_ends(m, c.modules);
@@ -262,9 +262,9 @@ void module_floats(const Model& m, const UlrConfig& c, double B, int S, double b
         (B * (tape_floats(m, 0, e0, false) + 2.0 * u0.noise_width() + (c.pipeline ? m.inputs : 0)) + double(u0.n_par));
     r->workspace += sets * B * (tape_floats(m, 0, 0, true) + double(m.max_positions()));
     double block = tape_floats(m, e0, L, true) + u0.O + double(u0.recurrent() ? seq_aux_width(u0) : 0) + 2.0 +
-                   double(m.max_positions());
+                   double(m.max_positions()) + (m.seq_scratch_width() > 0 ? 0.0 : 1.0);
     for (int e : ends) block += double(m.units[size_t(e - 1)].noise_width());
-    r->activations += busy * (rows * block + S);
+    r->activations += busy * rows * block + B;
     double partial = 0.0;
     for (int l = u0.recurrent() ? e0 - 1 : e0; l < L; l++) partial += double(m.units[size_t(l)].n_par);
     r->partials += blocks * partial;

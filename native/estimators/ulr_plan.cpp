@@ -1,0 +1,198 @@
+// The plan of a ULR step (ulr_plan.h): its groups and their copies (layer-wise, copies 'auto' and its cost model),
+// each noisy unit's noise scale, and the floats a step holds (step_memory). No forward and no reduction: ulr.cpp runs
+// the plan.
+#include "estimators/ulr_plan.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "estimators/blocks.h"
+#include "model/train.h"
+#include "model/units.h"
+
+namespace of {
+namespace {
+
+// The flops one row costs in unit u's forward (the cost model of copies 'auto').
+double unit_row_flops(const Unit& u) {
+    if (u.recurrent()) return double(u.q.T) * u.q.G * u.q.H * (u.q.F + (u.q.has_u ? u.q.H : 0));
+    if (u.param()) return double(u.gemm_rows(1)) * u.fan_in() * u.gemm_cols();
+    return double(u.O);
+}
+
+// Copies 'auto': the cost of one copy of param unit p (its noise, then every unit after it), and the clamp of an
+// allocation.
+std::vector<double> copy_costs(const Model& m) {
+    std::vector<double> cost;
+    for (size_t l = 0; l < m.units.size(); l++) {
+        if (!m.units[l].param()) continue;
+        double c = double(m.units[l].noise_width());
+        for (size_t j = l + 1; j < m.units.size(); j++) c += unit_row_flops(m.units[j]);
+        cost.push_back(c);
+    }
+    return cost;
+}
+
+int clamp_copies(const UlrConfig& c, double k) {
+    const int ki = int(std::min(4096.0, std::max(2.0, std::round(k))));
+    return c.antithetic ? std::max(2, ki / 2 * 2) : ki;
+}
+
+}  // namespace
+
+std::vector<std::pair<int, int>> group_ranges(const Model& m, const UlrConfig& c) {
+    const int P = m.param_units();
+    std::vector<int> starts;
+    if (!c.layerwise) starts.push_back(0);
+    else if (c.blocks.empty())
+        for (int p = 0; p < P; p++) starts.push_back(p);
+    else
+        for (int p = 0, i = 0; i < int(c.blocks.size()); p += c.blocks[size_t(i)], i++) starts.push_back(p);
+    std::vector<std::pair<int, int>> out;
+    for (size_t i = 0; i < starts.size(); i++) {
+        const int end = i + 1 < starts.size() ? starts[i + 1] : P;
+        const int p = std::max(starts[i], m.frozen);  // frozen units stay clean
+        if (p < end) out.push_back({p, end});
+    }
+    return out;
+}
+
+std::vector<int> module_unit_ends(const Model& m, const std::vector<int>& modules) {
+    std::vector<int> after;  // unit index + 1 of each layer with parameters
+    for (int l = 0; l < int(m.units.size()); l++)
+        if (m.units[size_t(l)].param()) after.push_back(l + 1);
+    std::vector<int> ends;
+    for (int e : modules) ends.push_back(after[size_t(e - 1)]);
+    return ends;
+}
+
+// a group runs from its first param unit to the next group's first one; local modules: one group from the first
+// boundary on (noisy only at the boundaries, ulr.cpp)
+std::vector<Group> plan_groups(const Model& m, const UlrConfig& c, const std::vector<int>& kl) {
+    if (!c.modules.empty()) return {{module_unit_ends(m, c.modules)[0] - 1, int(m.units.size()), c.copies, 0}};
+    std::vector<int> unit_of;  // param-unit index -> unit index
+    for (int l = 0; l < int(m.units.size()); l++)
+        if (m.units[size_t(l)].param()) unit_of.push_back(l);
+    std::vector<Group> g;
+    for (auto [p, end] : group_ranges(m, c))
+        g.push_back({unit_of[size_t(p)], end < int(unit_of.size()) ? unit_of[size_t(end)] : int(m.units.size()),
+                     c.layerwise ? kl[size_t(p)] : c.copies, 0});
+    return g;
+}
+
+int noise_channels(const Unit& u) { return u.recurrent() ? u.q.G * u.q.H : u.gemm_cols(); }
+
+NoiseScale noise_scale(const Unit& u, const UlrConfig& c, size_t pi) {
+    NoiseScale s;
+    s.sigma = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[pi];
+    s.per_channel = pi < c.sigma_channels.size() && !c.sigma_channels[pi].empty();
+    s.alpha = s.per_channel ? 1.0f : 1.0f / s.sigma;
+    s.ch.assign(size_t(noise_channels(u)), s.sigma);
+    if (s.per_channel)
+        for (size_t i = 0; i < s.ch.size(); i++) s.ch[i] = c.sigma_channels[pi][i % c.sigma_channels[pi].size()];
+    s.row.resize(size_t(u.noise_width()));
+    for (size_t i = 0; i < s.row.size(); i++) s.row[i] = s.ch[i % s.ch.size()];
+    return s;
+}
+
+void divide_scores(float* s, int64_t rows, const NoiseScale& ns) {
+    if (!ns.per_channel) return;
+    const int64_t n = int64_t(ns.row.size());
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < n; i++) s[r * n + i] /= ns.row[size_t(i)];
+}
+
+uint32_t qmc_dim0(const Model& m, int l) {
+    uint32_t d = 0;
+    for (int j = 0; j < l; j++)
+        if (m.units[size_t(j)].param()) d += uint32_t(m.units[size_t(j)].noise_width());
+    return d;
+}
+
+// Layer-wise copies per layer with parameters: given, or with copies 'auto' the Neyman allocation over the groups,
+// K_g ~ sqrt(V_g / c_g) for the cost of `copies` each (V_g: the running per-copy variance of the group's first
+// layer's estimate, c_g: the cost of one copy), uniform until there are variances. A group's layers share its K.
+std::vector<int> layerwise_copies(const Model& m, const UlrConfig& c) {
+    const int P = m.param_units();
+    std::vector<int> kl = c.copies_per_layer.empty() ? std::vector<int>(size_t(P), c.copies) : c.copies_per_layer;
+    const auto ranges = group_ranges(m, c);
+    if (c.auto_copies && m.layer_var.size() == size_t(P)) {
+        const std::vector<double> cost = copy_costs(m);
+        double uniform = 0.0, norm = 0.0;
+        for (auto [p, end] : ranges) {
+            uniform += double(c.copies) * cost[size_t(p)];
+            norm += std::sqrt(std::max(m.layer_var[size_t(p)], 1e-30) * cost[size_t(p)]);
+        }
+        for (auto [p, end] : ranges)
+            kl[size_t(p)] =
+                clamp_copies(c, uniform * std::sqrt(std::max(m.layer_var[size_t(p)], 1e-30) / cost[size_t(p)]) / norm);
+    }
+    for (auto [p, end] : ranges) std::fill(kl.begin() + p + 1, kl.begin() + end, kl[size_t(p)]);
+    return kl;
+}
+
+std::vector<int> layerwise_copies_bound(const Model& m, const UlrConfig& c) {
+    std::vector<int> kl = layerwise_copies(m, c);
+    if (!c.auto_copies) return kl;
+    // K_g = U sqrt(V_g / c_g) / sum_j sqrt(V_j c_j) <= U sqrt(V_g / c_g) / sqrt(V_g c_g) = U / c_g, U = copies sum_j
+    // c_j
+    const std::vector<double> cost = copy_costs(m);
+    double uniform = 0.0;
+    for (auto [p, end] : group_ranges(m, c)) uniform += double(c.copies) * cost[size_t(p)];
+    for (size_t p = 0; p < kl.size(); p++)
+        kl[p] = std::max({kl[p], c.copies, clamp_copies(c, std::ceil(uniform / cost[p]))});
+    return kl;
+}
+
+void record_layer_var(Model& m, const UlrConfig& c, const std::vector<int>& kl, std::vector<double> var,
+                      StepStats* stats) {
+    const size_t P = var.size();
+    for (size_t p = 0; p < P; p++) var[p] *= double(kl[p]);  // per copy: K x the variance of this step's estimate
+    stats->layer_var = var;
+    if (c.training) {
+        if (m.layer_var.size() != P) m.layer_var = var;
+        else
+            for (size_t p = 0; p < P; p++) m.layer_var[p] = 0.9 * m.layer_var[p] + 0.1 * var[p];
+    }
+    stats->copies.assign(kl.begin(), kl.end());
+}
+
+// The floats ulr_gradients holds (step_memory): the clean B-row forward, G, per busy thread one block's scratch
+// (sized for the group with the most copies), and the blocks' partial gradients.
+void ulr_step_floats(const Model& m, const UlrConfig& c, int B, double threads, StepMemory* r, double* gemm_rows) {
+    const int L = int(m.units.size());
+    const std::vector<int> kl = c.layerwise ? layerwise_copies_bound(m, c) : std::vector<int>();
+    const std::vector<Group> groups = plan_groups(m, c, kl);
+    if (groups.empty()) return;
+    int kmax = 2;
+    for (const Group& g : groups) kmax = std::max(kmax, g.K);
+    const int S = std::min(lr_block_samples(kmax), B);
+    const double b = B, blocks = std::ceil(b / S), rows = double(S) * kmax, busy = std::min(threads, blocks);
+    *gemm_rows = std::max(b, rows);
+    const bool clean_loss = c.baseline == Baseline::Clean;
+    const int clean_end = clean_loss || m.uses_batch_stats ? L : groups.back().start + 1;
+    for (int l = 0; l < clean_end; l++) {
+        const Unit& u = m.units[size_t(l)];
+        r->activations += b * (u.O + (u.recurrent() ? double(u.noise_width() + seq_aux_width(u)) : u.O));
+    }
+    double block = 0.0, partial = 0.0, x_rep = 0.0;
+    for (int l = groups.front().start; l < L; l++) {
+        const Unit& u = m.units[size_t(l)];
+        block += u.O + (u.param() ? double(u.noise_width()) : 0.0) + (u.recurrent() ? double(seq_aux_width(u)) : 0.0);
+    }
+    for (const Group& g : groups) {
+        const Unit& u0 = m.units[size_t(g.start)];
+        r->workspace += b * u0.noise_width();  // G
+        x_rep = std::max(x_rep, c.shared_prefix ? 0.0 : double(u0.I));
+        for (int l = g.start; l < g.end; l++)
+            if (m.units[size_t(l)].param() && !(c.shared_prefix && l == g.start && !m.units[size_t(l)].recurrent()))
+                partial += double(m.units[size_t(l)].n_par);
+    }
+    const double pw = double(std::max<int64_t>(m.patch_width(), 1)), pos = double(m.max_positions());
+    const double seq = double(std::max<int64_t>(m.seq_scratch_width(), 1));
+    r->activations += busy * rows * block;
+    r->workspace += busy * rows * (2.0 + pw + pos + seq + x_rep) + b * (1.0 + pw + pos + seq);
+    r->partials += blocks * partial;
+}
+
+}  // namespace of
