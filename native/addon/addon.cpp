@@ -138,11 +138,11 @@ Napi::Value ConvForwardJs(const Napi::CallbackInfo& info) {
     if (!info[4].IsArray() || info[4].As<Napi::Array>().Length() != 14)
         throw_status(env, {StatusCode::Config, "convForward: geom must be an array of 14 integers"});
     Napi::Array ga = info[4].As<Napi::Array>();
-    int v[14];
-    for (uint32_t i = 0; i < 14; i++) v[i] = int(require_int(ga.Get(i), "geom", i == 10 || i == 11 ? 0 : 1, 4096));
     ConvGeom g;
-    g.H = v[0], g.W = v[1], g.C = v[2], g.Ho = v[3], g.Wo = v[4], g.Co = v[5], g.kh = v[6], g.kw = v[7];
-    g.sh = v[8], g.sw = v[9], g.ph = v[10], g.pw = v[11], g.dh = v[12], g.dw = v[13];
+    int* const fields[14] = {&g.H,  &g.W,  &g.C,  &g.Ho, &g.Wo, &g.Co, &g.kh,
+                             &g.kw, &g.sh, &g.sw, &g.ph, &g.pw, &g.dh, &g.dw};
+    for (uint32_t i = 0; i < 14; i++)
+        *fields[i] = int(require_int(ga.Get(i), "geom", i == 10 || i == 11 ? 0 : 1, 4096));
     // the kernels size their scratch and read W by Ho, Wo and kh kw C: the output extent floor((H + 2p - d (k - 1) -
     // 1) / s) + 1 a side, and a patch that is an int
     auto span = [](int H, int p, int k, int d) { return int64_t(H) + 2 * p - int64_t(d) * (k - 1) - 1; };

@@ -261,6 +261,15 @@ void finish(Napi::Env env, void*, FitJob* job) {
     }
 }
 
+// A JS callback to keep: v's function, or none for undefined or null; another value is an argument error where the
+// callback has a name (`what`), else none as well.
+Napi::FunctionReference callback(const Napi::Value& v, const char* what = nullptr) {
+    if (v.IsFunction()) return Napi::Persistent(v.As<Napi::Function>());
+    if (what && !v.IsUndefined() && !v.IsNull())
+        throw_status(v.Env(), arg_error(std::string("Expected ") + what + " to be a function"));
+    return {};
+}
+
 // config.distributed: { rank, size, mode: 'data' | 'copies' | 'seeds', allreduce(values, done) }.
 void parse_distributed(Napi::Env env, const Napi::Object& o, FitJob* j) {
     DistributedConfig& d = j->cfg.distributed;
@@ -304,17 +313,12 @@ Napi::Value ModelWrap::Fit(const Napi::CallbackInfo& info) {
     if (job->cfg.max_grad_norm < 0.0) throw_status(env, arg_error("maxGradNorm must be >= 0"));
     job->cfg.estimator = parse_estimator(env, cfg.Get("estimator"));
     job->cfg.optimizer = parse_optimizer(env, cfg.Get("optimizer"));
-    if (info[7].IsFunction()) job->on_progress = Napi::Persistent(info[7].As<Napi::Function>());
-    if (info[8].IsFunction()) job->on_epoch = Napi::Persistent(info[8].As<Napi::Function>());
-    Napi::Value dv = cfg.Get("onDiverged");
-    if (dv.IsFunction()) job->on_diverged = Napi::Persistent(dv.As<Napi::Function>());
-    Napi::Value bv = cfg.Get("onBatchEnd");
-    if (bv.IsFunction()) job->on_batch = Napi::Persistent(bv.As<Napi::Function>());
-    else if (!bv.IsUndefined() && !bv.IsNull())
-        throw_status(env, arg_error("Expected config.onBatchEnd to be a function"));
-    Napi::Value lf = cfg.Get("loss");
-    if (lf.IsFunction()) {
-        job->loss_fn = Napi::Persistent(lf.As<Napi::Function>());
+    job->on_progress = callback(info[7]);
+    job->on_epoch = callback(info[8]);
+    job->on_diverged = callback(cfg.Get("onDiverged"));
+    job->on_batch = callback(cfg.Get("onBatchEnd"), "config.onBatchEnd");
+    job->loss_fn = callback(cfg.Get("loss"), "config.loss");
+    if (!job->loss_fn.IsEmpty()) {
         FitJob* jp = job.get();
         // One JS round trip per step: the training thread posts its outputs and waits for the losses.
         job->cfg.loss_hook = [jp](const float* out, const Targets& y, int R, int C, int rep, float* loss) {
@@ -323,8 +327,6 @@ Napi::Value ModelWrap::Fit(const Napi::CallbackInfo& info) {
             ev->loss = q;
             return ask(jp, ev, *q);
         };
-    } else if (!lf.IsUndefined() && !lf.IsNull()) {
-        throw_status(env, arg_error("Expected config.loss to be a function"));
     }
     Napi::Value dist = cfg.Get("distributed");
     if (!dist.IsUndefined() && !dist.IsNull())
