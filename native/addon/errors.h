@@ -3,6 +3,8 @@
 #pragma once
 #include <napi.h>
 
+#include <string>
+
 #include "core/status.h"
 
 namespace of::addon {
@@ -14,9 +16,11 @@ inline void check(Napi::Env env, const Status& s) {
     if (!s.ok()) throw_status(env, s);
 }
 
-// Inside a catch block: the exception in flight as the JS error to throw (a Napi::Error as it is, out of memory
-// ERR_OOM, any other ERR_INTERNAL). Every entry point ends in it, so a C++ exception never crosses into Node as a
-// crash.
+// Inside a catch block: the exception in flight as a Status, out of memory ERR_OOM and any other ERR_INTERNAL (`during`
+// ends their messages), for the native threads to report.
+Status caught_status(const std::string& during = "");
+// Inside a catch block: the exception in flight as the JS error to throw (a Napi::Error as it is, else
+// caught_status()'s). Every entry point ends in it, so a C++ exception never crosses into Node as a crash.
 [[noreturn]] void rethrow_as_js(Napi::Env env);
 
 // An exported function run under rethrow_as_js.

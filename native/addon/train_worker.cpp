@@ -369,12 +369,8 @@ Napi::Value ModelWrap::Fit(const Napi::CallbackInfo& info) {
         };
         try {
             j->status = fit(*j->model, j->train.ref, j->has_val ? &j->val.ref : nullptr, j->cfg, hooks);
-        } catch (const std::bad_alloc&) {
-            j->status = {StatusCode::OutOfMemory, "out of memory during fit"};
-        } catch (const std::exception& e) {
-            j->status = {StatusCode::Internal, e.what()};
         } catch (...) {
-            j->status = {StatusCode::Internal, "unknown exception during fit"};
+            j->status = caught_status(" during fit");
         }
         j->tsfn.Release();
     };
