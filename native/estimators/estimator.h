@@ -159,8 +159,8 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                      StepStats* stats, const LossHook* hook = nullptr);
 
 struct StepMemory;
-// The floats a ULR step (injection 'all' or 'layerwise', no modules) holds, into r (model/train.h step_memory); the
-// most rows a GEMM of the step sees into gemm_rows.
+// The floats a ULR step holds (its plan's, ulr_plan.cpp), into r (model/train.h step_memory); the most rows a GEMM of
+// the step sees into gemm_rows.
 void ulr_step_floats(const Model& m, const UlrConfig& c, int B, double threads, StepMemory* r, double* gemm_rows);
 
 // The running-average baseline after a step: EMA (factor 0.9) of the steps' mean losses. Only estimates
