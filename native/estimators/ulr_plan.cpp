@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <utility>
 
 #include "estimators/blocks.h"
 #include "model/train.h"
@@ -73,19 +74,7 @@ std::vector<Group> plan_groups(const Model& m, const UlrConfig& c, const std::ve
     return g;
 }
 
-}  // namespace
-
-std::vector<int> module_unit_ends(const Model& m, const std::vector<int>& modules) {
-    std::vector<int> after;  // unit index + 1 of each layer with parameters
-    for (int l = 0; l < int(m.units.size()); l++)
-        if (m.units[size_t(l)].param()) after.push_back(l + 1);
-    std::vector<int> ends;
-    for (int e : modules) ends.push_back(after[size_t(e - 1)]);
-    return ends;
-}
-
-int noise_channels(const Unit& u) { return u.recurrent() ? u.q.G * u.q.H : u.gemm_cols(); }
-
+// unit u's noise scale; pi: its param-unit index (the per-layer lists' index)
 NoiseScale noise_scale(const Unit& u, const UlrConfig& c, size_t pi) {
     NoiseScale s;
     s.sigma = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[pi];
@@ -98,6 +87,19 @@ NoiseScale noise_scale(const Unit& u, const UlrConfig& c, size_t pi) {
     for (size_t i = 0; i < s.row.size(); i++) s.row[i] = s.ch[i % s.ch.size()];
     return s;
 }
+
+}  // namespace
+
+std::vector<int> module_unit_ends(const Model& m, const std::vector<int>& modules) {
+    std::vector<int> after;  // unit index + 1 of each layer with parameters
+    for (int l = 0; l < int(m.units.size()); l++)
+        if (m.units[size_t(l)].param()) after.push_back(l + 1);
+    std::vector<int> ends;
+    for (int e : modules) ends.push_back(after[size_t(e - 1)]);
+    return ends;
+}
+
+int noise_channels(const Unit& u) { return u.recurrent() ? u.q.G * u.q.H : u.gemm_cols(); }
 
 void divide_scores(float* s, int64_t rows, const NoiseScale& ns) {
     if (!ns.per_channel) return;
@@ -179,10 +181,7 @@ UlrPlan ulr_plan(const Model& m, const UlrConfig& c, int B, const std::vector<in
     for (int l = 0, pi = 0; l < L; l++) {
         const Unit& u = m.units[size_t(l)];
         PlanUnit& pu = p.units[size_t(l)];
-        if (c.qmc && l > 0) {  // the noise widths of the param units before it
-            const Unit& prev = m.units[size_t(l - 1)];
-            pu.qmc_dim = p.units[size_t(l - 1)].qmc_dim + (prev.param() ? uint32_t(prev.noise_width()) : 0u);
-        }
+        if (c.qmc) pu.qmc_dim = qmc_dim0(m, l);
         if (!u.param()) continue;
         pu.param = pi++;
         pu.noisy = pu.noisy || (!p.modules() && pu.group >= 0);

@@ -7,7 +7,6 @@
 // run clean on its B K rows. Frozen layers (m.frozen) start no group. Local modules are one group from the first
 // boundary on, noisy only at the boundaries (module_unit_ends). No forward and no reduction here.
 #pragma once
-#include <utility>
 #include <vector>
 
 #include "estimators/estimator.h"
@@ -15,17 +14,29 @@
 namespace of {
 
 struct Group {
-    int start = 0, end = 0;  // units [start, end): start has parameters; the group's noisy units are its param units
+    int start = 0, end = 0;  // units [start, end): start has parameters
     int K = 0;               // copies per sample
     int64_t out0 = 0;        // its first row in the step's list of all groups' rows
 };
+
+// A noisy unit's noise scale: sigma of its layer, per noise channel (ch, noise_channels values: a recurrent unit's one
+// sigma per hidden unit serves all its gates) and per noise value (row, noise_width values: the channel's, repeated
+// over positions or steps: the fused kernel's scale). alpha is the LR reductions' factor: 1 / sigma, or 1 with
+// per-channel sigma, whose scores carry 1 / sigma of their value (divide_scores).
+struct NoiseScale {
+    float sigma = 0.0f, alpha = 1.0f;
+    bool per_channel = false;
+    std::vector<float> ch, row;
+};
+// s (rows, row.size()) /= the scale of its value, with per-channel sigma (else nothing).
+void divide_scores(float* s, int64_t rows, const NoiseScale& ns);
 
 // One unit's part in a step.
 struct PlanUnit {
     int group = -1;        // its group; -1: before the first group (clean, B rows)
     int param = -1;        // its index among the layers with parameters; -1: none
     bool noisy = false;    // takes noise: a param unit of its group, or with modules a boundary
-    uint32_t qmc_dim = 0;  // QMC: its noise's first Sobol dimension (qmc_dim0)
+    uint32_t qmc_dim = 0;  // QMC: its noise's first Sobol dimension (qmc_dim0); else 0
     NoiseScale scale;      // a noisy unit's noise scale
 };
 
@@ -33,7 +44,7 @@ struct UlrPlan {
     std::vector<int> copies;    // layer-wise: K per layer with parameters (layerwise_copies); else empty
     std::vector<Group> groups;  // in unit order, out0 set
     int64_t rows = 0;           // every group's rows: sum of B K
-    int kmax = 2;               // the most copies of a group (at least 2: the CPU's block size)
+    int kmax = 2;               // the most copies of a group
     bool shared = true;         // a group's start runs once per sample and reduces through G (sharedPrefix; modules)
     std::vector<int> ends;      // modules: each module's end in units (module_unit_ends); empty: plain ULR
     // The clean B-row forward runs units [0, clean_end) whole: up to the last group's start, or to the output for the
