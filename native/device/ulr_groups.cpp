@@ -4,7 +4,6 @@
 #include <algorithm>
 
 #include "device/unit_pass.h"
-#include "estimators/blocks.h"
 #include "estimators/ulr_plan.h"
 #include "units/unit.h"
 

@@ -5,7 +5,6 @@
 #include <cmath>
 
 #include "device/trainer.h"
-#include "estimators/blocks.h"
 #include "estimators/ulr_plan.h"
 #include "rng/sobol.h"
 

@@ -1,6 +1,6 @@
-// Pieces of the block-structured ULR runner (ulr.cpp) that the device's and the step's memory estimate share: the
-// block size, a block's per-row losses, the step's statistics, and summing the blocks' partial gradients in block
-// order (the order fixes the bits for any thread count).
+// Pieces of the block-structured ULR runner (ulr.cpp) that its step's memory estimate (ulr_plan.cpp) shares: the block
+// size, a block's per-row losses, the step's statistics, and summing the blocks' partial gradients in block order (the
+// order fixes the bits for any thread count).
 #pragma once
 #include <algorithm>
 #include <vector>
