@@ -23,6 +23,7 @@ namespace of {
 
 struct UnitPass;  // device/unit_pass.h
 struct ModulePasses;
+struct UlrPlan;  // estimators/ulr_plan.h
 
 class DeviceTrainer {
    public:
@@ -136,8 +137,7 @@ class DeviceTrainer {
     dev::CopySumArgs scored_sum(const float* E, int K, int O, const UlrConfig& c, const float* sigmas);
     Status step_stats(dev::StatsArgs a);
     Status noise_forward(const dev::NoisyArgs& na, int qmc_K, uint32_t qmc_dim = 0);
-    Status channel_sigmas(const Model& m, const UlrConfig& c, std::vector<const float*>* out);  // per unit
-    static std::vector<float> unit_sigmas(const Model& m, const UlrConfig& c);  // per unit; 0 without parameters
+    Status channel_sigmas(const UlrPlan& plan, std::vector<const float*>* out);  // per unit
     // One unit's passes (unit_passes.cpp) on p.rows rows, through its kind's entries (device/unit_pass.h, which
     // says what they compute): forward; forward_act, the forward and then a = act(v + b) (a may be v); backward.
     UnitPass pass(const Model& m, int l, int rows, bool tf32);

@@ -1,11 +1,9 @@
-// ULR on the device: the CPU's plan (estimators/ulr_plan.h: injection 'all', 'layerwise', blocks, copies
-// 'auto'; local modules as one group noisy at the boundaries) run group by group with all of a group's R = B K rows
-// at once, for every unit kind the device has kernels for.
+// ULR on the device: the step's plan (estimators/ulr_plan.h, the CPU runner's too: injection 'all', 'layerwise',
+// blocks, copies 'auto'; local modules as one group noisy at the boundaries) run group by group with all of a group's
+// R = B K rows at once, for every unit kind the device has kernels for.
 #include <algorithm>
-#include <climits>
 
 #include "device/unit_pass.h"
-#include "estimators/blocks.h"
 #include "estimators/ulr_plan.h"
 #include "units/unit.h"
 
@@ -28,50 +26,32 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     const uint64_t seed = c.has_seed ? c.seed : m.seed;
     const uint32_t base = c.sample_base;
     const bool tf32 = tf32_for(EstimatorConfig::Kind::Ulr);
-    lw_copies_ = c.layerwise ? layerwise_copies(m, c) : std::vector<int>();  // read_layer_var records 'auto''s
-    // local modules: one group from the first boundary on, noisy only at the boundaries (units ends[j] - 1)
-    const bool modules = !c.modules.empty();
-    const std::vector<int> ends = modules ? module_unit_ends(m, c.modules) : std::vector<int>();
-    std::vector<char> boundary(size_t(L), 0);
-    for (int e : ends) boundary[size_t(e - 1)] = 1;
-    std::vector<Group> groups =
-        modules ? std::vector<Group>{{ends[0] - 1, L, c.copies}} : plan_groups(m, c, lw_copies_);
-    OF_CHECK(!groups.empty(), Config, "the model has no layer with parameters to train");
-    int64_t total = 0;
-    int kmax = 1, width0 = 1, width = m.inputs;  // the most copies; the widest group start's noise; the widest rows
-    for (Group& g : groups) {
-        int R = 0;
-        OF_TRY(step_rows(B, g.K, &R));
-        g.out0 = total, total += R;
-        kmax = std::max(kmax, g.K);
-        width0 = std::max(width0, m.units[size_t(g.start)].noise_width());
-    }
-    OF_CHECK(total <= INT_MAX / 4, Shape, "batch x copies is too large");
-    const int64_t Rmax = int64_t(B) * kmax;
-    std::vector<int> group_of(size_t(L), -1), pidx(size_t(L), -1);
-    for (size_t gi = 0; gi < groups.size(); gi++)
-        for (int l = groups[gi].start; l < groups[gi].end; l++) group_of[size_t(l)] = int(gi);
-    for (int l = 0, p = 0; l < L; l++)
-        if (m.units[size_t(l)].param()) pidx[size_t(l)] = p++;
-    const std::vector<float> sigma = unit_sigmas(m, c);
-    std::vector<const float*> sigmas;
-    OF_TRY(channel_sigmas(m, c, &sigmas));
+    UlrPlan plan;
+    OF_TRY(plan_ulr_step(m, c, B, &plan));
+    lw_copies_ = plan.copies;  // read_layer_var records copies 'auto''s
+    const std::vector<Group>& groups = plan.groups;
+    const bool modules = plan.modules();
+    auto unit = [&](int l) -> const PlanUnit& { return plan.units[size_t(l)]; };
+    int width0 = 1, width = m.inputs;  // the widest group start's noise; the widest rows
+    for (const Group& g : groups) width0 = std::max(width0, m.units[size_t(g.start)].noise_width());
+    const int64_t Rmax = int64_t(B) * plan.kmax;
+    std::vector<const float*> sigmas;  // per-channel sigma: per unit its scale per noise value, on the device
+    OF_TRY(channel_sigmas(plan, &sigmas));
     // storeNoise false (not with QMC, a learned sigma or copies 'auto', which read the noise itself): the forward keeps
     // no noise, and the reduction regenerates it from the same counters straight into the weighted scores (a write and
     // a read of R x O values less per unit)
     const bool regen = !c.store_noise && !c.qmc && !c.learn_sigma && !c.auto_copies;
 
     // buffers: a_ the clean B rows, ga_ a group's R rows, e_ a noisy unit's noise (or its weighted scores)
-    const int clean_end = c.baseline == Baseline::Clean || m.uses_batch_stats ? L : groups.back().start;
     while (int(a_.size()) < L)
         a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
     while (int(ga_.size()) < L) ga_.push_back(std::make_unique<DeviceBuffer>());
     for (int l = 0; l < L; l++) {  // modules: e_ also keeps every other unit's pre-activation (BP inside a module)
         const Unit& u = m.units[size_t(l)];
         width = std::max({width, u.I, u.noise_width()});
-        if (l < clean_end) OF_TRY(a_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
+        if (l < plan.clean_end) OF_TRY(a_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
         if (l >= groups.front().start) OF_TRY(ga_[size_t(l)]->reserve(d, size_t(Rmax) * u.O * sizeof(float)));
-        if ((group_of[size_t(l)] >= 0 && u.param()) || modules)
+        if (unit(l).noisy || modules)
             OF_TRY(e_[size_t(l)]->reserve(d, size_t(Rmax) * std::max(u.O, u.noise_width()) * sizeof(float)));
     }
     // modules: BP's scratch inside them (a pipelined first module's rows too); at a residual block's end act(v) and
@@ -89,8 +69,8 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     auto sum = [&](int l) { return modules ? sum_[size_t(l)]->f() : nullptr; };
     OF_TRY(v0_.reserve(d, size_t(B) * width0 * sizeof(float)));  // a recurrent start: X W^T of every step
     OF_TRY(g_.reserve(d, size_t(B) * width0 * sizeof(float)));
-    OF_TRY(loss_.reserve(d, size_t(total) * sizeof(float)));
-    OF_TRY(hit_.reserve(d, size_t(total) * sizeof(int)));
+    OF_TRY(loss_.reserve(d, size_t(plan.rows) * sizeof(float)));
+    OF_TRY(hit_.reserve(d, size_t(plan.rows) * sizeof(int)));
     OF_TRY(w_.reserve(d, size_t(Rmax) * sizeof(float)));
     const int chunks_max = int((Rmax + dev::kReduceRows - 1) / dev::kReduceRows);
     if (c.learn_sigma || c.auto_copies) {  // per param unit: d loss / d log sigma at [0, P), the variance at [P, 2P)
@@ -111,7 +91,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
 
     // 1. the clean forward of the B samples (batchNorm: this batch's statistics, which every copy normalizes with;
     // modules: the first module's pre-activations and activations, for BP inside it)
-    OF_TRY(clean_forward(m, clean_end, B, x, base, seed, step, tf32));
+    OF_TRY(clean_forward(m, plan.clean_end, B, x, base, seed, step, tf32));
     if (c.baseline == Baseline::Clean) {  // each sample's noise-free loss
         OF_TRY(clean_.reserve(d, size_t(B) * sizeof(float)));
         OF_TRY(clean_hit_.reserve(d, size_t(B) * sizeof(int)));
@@ -124,13 +104,12 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     // A noisy unit's reduction in its group (start st, K copies) from its input rows: S = diag(w) s(E) in place (the
     // fused paths below form it on the way), then its weight-gradient GEMM; the start's through G = copy sum of S on
     // B rows. na: its noise arguments, for storeNoise false's regeneration.
-    // a noisy unit's score scale: 1 / sigma, or 1 with per-channel sigma (its scale is in the scores)
-    auto alpha_of = [&](int l) { return sigmas[size_t(l)] ? 1.0f : 1.0f / sigma[size_t(l)]; };
+    auto alpha_of = [&](int l) { return unit(l).scale.alpha; };
     // weights false: the start's copy sum G alone (pipelined modules reduce it a step later)
     auto reduce = [&](int l, int st, int K, const float* in, dev::NoisyArgs na, bool weights = true) -> Status {
         const Unit& u = m.units[size_t(l)];
         const int R = B * K, nw = u.noise_width(), chunks = (R + dev::kReduceRows - 1) / dev::kReduceRows;
-        const size_t p = size_t(pidx[size_t(l)]);
+        const size_t p = size_t(unit(l).param);
         float* S = e_[size_t(l)]->f();
         auto dsum = [&](double* out) -> Status {  // sg_rows_'s R rows summed into *out
             const dev::DSumArgs ds{sg_part_.as<double>(), out, sg_rows_.as<double>(), R};
@@ -202,12 +181,12 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         auto noise_args = [&](int l, const float* pre, int rep) {
             const Unit& u = m.units[size_t(l)];
             return sliced(dev::NoisyArgs{ga_[size_t(l)]->f(), regen ? nullptr : e_[size_t(l)]->f(), pre, bias(u),
-                                         u.gemm_cols(), sigma[size_t(l)], R, u.O, rep, u.act, u.alpha, seed, step,
+                                         u.gemm_cols(), unit(l).scale.sigma, R, u.O, rep, u.act, u.alpha, seed, step,
                                          uint32_t(l), base * uint32_t(K), c.antithetic ? 1 : 0, int(c.density),
                                          sigmas[size_t(l)]});
         };
         auto noisy = [&](int l, const float* pre, int rep) -> Status {
-            return noise_forward(noise_args(l, pre, rep), c.qmc ? K : 0, c.qmc ? qmc_dim0(m, l) : 0);
+            return noise_forward(noise_args(l, pre, rep), c.qmc ? K : 0, unit(l).qmc_dim);
         };
         // a recurrent unit: its noise E first (noisy), then the steps (xw: the start's shared X W^T; per-channel
         // sigma: the first GH values of its per-value scale, one step's gates)
@@ -215,14 +194,14 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             const Unit& u = m.units[size_t(l)];
             float* a = ga_[size_t(l)]->f();
             if (noisy_unit) {
-                const dev::NoisyArgs na = sliced({nullptr, e_[size_t(l)]->f(), nullptr, nullptr, 1, sigma[size_t(l)], R,
-                                                  u.noise_width(), 1, Act::Identity, 0.0f, seed, step, uint32_t(l),
+                const dev::NoisyArgs na = sliced({nullptr, e_[size_t(l)]->f(), nullptr, nullptr, 1, unit(l).scale.sigma,
+                                                  R, u.noise_width(), 1, Act::Identity, 0.0f, seed, step, uint32_t(l),
                                                   base * uint32_t(K), c.antithetic ? 1 : 0, int(c.density)});
-                OF_TRY(noise_forward(na, c.qmc ? K : 0, c.qmc ? qmc_dim0(m, l) : 0));
+                OF_TRY(noise_forward(na, c.qmc ? K : 0, unit(l).qmc_dim));
             }
             float* v = modules && !noisy_unit ? e_[size_t(l)]->f() : a;  // modules: BP reads the pre-activation
-            OF_TRY(seq_forward(m, l, R, input(l), v, noisy_unit ? e_[size_t(l)]->f() : nullptr, sigma[size_t(l)], xw, K,
-                               tf32, sigmas[size_t(l)]));
+            OF_TRY(seq_forward(m, l, R, input(l), v, noisy_unit ? e_[size_t(l)]->f() : nullptr, unit(l).scale.sigma, xw,
+                               K, tf32, sigmas[size_t(l)]));
             if (u.act == Act::Identity && v == inner(l, a)) return {};
             return d->bias_act(dev::BiasActArgs{inner(l, a), v, nullptr, u.O, u.act, u.alpha}, int64_t(R) * u.O);
         };
@@ -248,7 +227,7 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
         OF_TRY(skip(st));
         for (int l = st + 1; l < L; l++) {
             const Unit& u = m.units[size_t(l)];
-            const bool noisy_unit = modules ? boundary[size_t(l)] : l < g.end;
+            const bool noisy_unit = unit(l).noisy && l < g.end;
             float* a = ga_[size_t(l)]->f();
             float* v = modules && !noisy_unit ? e_[size_t(l)]->f() : a;  // modules: BP reads the pre-activation
             if (!u.param()) {  // dropout's row r belongs to sample base + r / K; a concat's block input as block_in
@@ -275,13 +254,13 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
             const ModulePasses mp{
                 [&](int l, bool weights) { return reduce(l, st, K, input(l), noise_args(l, nullptr, 1), weights); },
                 [&](int l, int rows, int rep) { return pass_of(l, rows, rep, nullptr, 1); }, alpha_of};
-            OF_TRY(module_reductions(m, ends, B, K, c, x, tf32, mp));
+            OF_TRY(module_reductions(m, plan.ends, B, K, c, x, tf32, mp));
             continue;
         }
         for (int l = st; l < g.end; l++)
             if (m.units[size_t(l)].param()) OF_TRY(reduce(l, st, K, input(l), noise_args(l, nullptr, 1)));
     }
-    *rows_out = int(total);
+    *rows_out = int(plan.rows);
     return {};
 }
 

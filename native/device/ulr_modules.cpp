@@ -3,7 +3,6 @@
 // parameters), every other unit's pre-activation kept in e_; then, after the losses and row weights, each boundary's
 // LR reduction and BP inside its module from the boundary's estimate. No backward crosses a boundary.
 #include "device/unit_pass.h"
-#include "estimators/blocks.h"
 #include "estimators/bp_walk.h"
 #include "units/unit.h"
 

@@ -1,22 +1,14 @@
 // The pieces of ULR on the device that its group runner (ulr_groups.cpp) and local modules (ulr_modules.cpp) share:
-// unit sigmas, per-channel sigma, the noisy forward (Philox or QMC noise), the LR row weights from the copies' losses,
+// per-channel sigma, the noisy forward (Philox or QMC noise), the LR row weights from the copies' losses,
 // the scored copy sum, a JS loss's round trip.
 #include <algorithm>
 #include <cmath>
 
 #include "device/trainer.h"
-#include "estimators/blocks.h"
+#include "estimators/ulr_plan.h"
 #include "rng/sobol.h"
 
 namespace of {
-
-// Per unit, its sigma (0 for units without parameters), from the list in parameter-unit order or the one value.
-std::vector<float> DeviceTrainer::unit_sigmas(const Model& m, const UlrConfig& c) {
-    std::vector<float> sigma(m.units.size(), 0.0f);
-    for (size_t l = 0, p = 0; l < m.units.size(); l++)
-        if (m.units[l].param()) sigma[l] = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[p++];
-    return sigma;
-}
 
 // The LR row weights w (B K rows) from the rows' losses (ops.h: one launch per sample up to kSampleWeightsK copies,
 // else three stages; the same bits either way); the clean baseline reads clean_.
@@ -89,22 +81,18 @@ Status DeviceTrainer::noise_forward(const dev::NoisyArgs& na, int qmc_K, uint32_
     return d->noisy_apply(na, int64_t(na.R) * na.O);
 }
 
-// Per-channel sigma: per unit, the device copy of its noise scale per noise value (estimators' noise_scale row: a
-// conv's channel repeated over positions; null: one sigma for the layer). sigma_channels counts param units. The noise
-// is scaled by it and the score divided by it, so the reductions use 1 for the layer's 1 / sigma.
-Status DeviceTrainer::channel_sigmas(const Model& m, const UlrConfig& c, std::vector<const float*>* out) {
-    const int L = int(m.units.size());
-    out->assign(size_t(L), nullptr);
-    for (int l = 0, p = 0; l < L; l++) {
-        const Unit& u = m.units[size_t(l)];
-        if (!u.param()) continue;
-        const size_t pi = size_t(p++);
-        if (pi >= c.sigma_channels.size() || c.sigma_channels[pi].empty()) continue;
-        const std::vector<float> v = noise_scale(u, c, pi).row;
-        while (int(sigma_ch_.size()) <= l) sigma_ch_.push_back(std::make_unique<DeviceBuffer>());
-        OF_TRY(sigma_ch_[size_t(l)]->reserve(dev_.get(), v.size() * sizeof(float)));
-        OF_TRY(dev_->upload(sigma_ch_[size_t(l)]->f(), v.data(), v.size() * sizeof(float)));
-        (*out)[size_t(l)] = sigma_ch_[size_t(l)]->f();
+// Per-channel sigma: per noisy unit, the device copy of its plan's noise scale per noise value (NoiseScale::row: a
+// conv's channel repeated over positions; null: one sigma for the layer). The noise is scaled by it and the score
+// divided by it, so the reductions use 1 for the layer's 1 / sigma.
+Status DeviceTrainer::channel_sigmas(const UlrPlan& plan, std::vector<const float*>* out) {
+    out->assign(plan.units.size(), nullptr);
+    for (size_t l = 0; l < plan.units.size(); l++) {
+        const NoiseScale& s = plan.units[l].scale;
+        if (!s.per_channel) continue;
+        while (sigma_ch_.size() <= l) sigma_ch_.push_back(std::make_unique<DeviceBuffer>());
+        OF_TRY(sigma_ch_[l]->reserve(dev_.get(), s.row.size() * sizeof(float)));
+        OF_TRY(dev_->upload(sigma_ch_[l]->f(), s.row.data(), s.row.size() * sizeof(float)));
+        (*out)[l] = sigma_ch_[l]->f();
     }
     return {};
 }

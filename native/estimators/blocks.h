@@ -1,15 +1,10 @@
-// Pieces of the block-structured ULR runner (ulr.cpp) that the device's and the step's memory estimate share: the
-// block size, a block's per-row losses, the step's statistics, and summing the blocks' partial gradients in block
-// order (the order fixes the bits for any thread count).
+// Pieces of the block-structured ULR runner (ulr.cpp) that its step's memory estimate (ulr_plan.cpp) shares: the block
+// size, a block's per-row losses, the step's statistics, and summing the blocks' partial gradients in block order (the
+// order fixes the bits for any thread count).
 #pragma once
 #include <algorithm>
-#include <climits>
-#include <cmath>
-#include <string>
 #include <vector>
 
-#include "core/shape.h"
-#include "core/thread_pool.h"
 #include "estimators/estimator.h"
 
 namespace of {
@@ -17,15 +12,6 @@ namespace of {
 // Samples per block of the LR estimators (~256 rows of K copies each); fixed by K only, so results do not
 // depend on the thread count. step_memory (model/train.cpp) sizes the per-block scratch with it.
 inline int lr_block_samples(int K) { return std::max(1, 256 / K); }
-
-// R = B K rows of a step, checked.
-inline Status step_rows(int B, int K, int* R) {
-    uint64_t R64 = 0;
-    OF_TRY(checked_mul(uint64_t(B), uint64_t(K), &R64, "batch x copies"));
-    OF_CHECK(R64 <= uint64_t(INT_MAX) / 4, Shape, "batch x copies is too large");
-    *R = int(R64);
-    return {};
-}
 
 // The step's statistics from the blocks' loss sums and hits (R rows), and the running baseline's update.
 inline void finish_stats(Model& m, const UlrConfig& c, const std::vector<double>& loss_sum,

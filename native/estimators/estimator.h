@@ -119,19 +119,6 @@ std::vector<int> layerwise_copies_bound(const Model& m, const UlrConfig& c);
 void record_layer_var(Model& m, const UlrConfig& c, const std::vector<int>& kl, std::vector<double> var,
                       StepStats* stats);
 
-// A noisy unit's noise scale: sigma of its layer (param-unit index pi), per noise channel (ch, noise_channels values:
-// a recurrent unit's one sigma per hidden unit serves all its gates) and per noise value (row, noise_width values: the
-// channel's, repeated over positions or steps: the fused kernel's scale). alpha is the LR reductions' factor: 1 /
-// sigma, or 1 with per-channel sigma, whose scores carry 1 / sigma of their value (divide_scores).
-struct NoiseScale {
-    float sigma = 0.0f, alpha = 1.0f;
-    bool per_channel = false;
-    std::vector<float> ch, row;
-};
-NoiseScale noise_scale(const Unit& u, const UlrConfig& c, size_t pi);
-// s (rows, row.size()) /= the scale of its value, with per-channel sigma (else nothing).
-void divide_scores(float* s, int64_t rows, const NoiseScale& ns);
-
 // The noise channels of a unit, each with its own sigma (per-channel sigma): a dense unit's outputs, a conv's or a
 // norm's channels (shared by the positions), a recurrent unit's gate units (shared by the steps).
 int noise_channels(const Unit& u);
@@ -159,8 +146,8 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                      StepStats* stats, const LossHook* hook = nullptr);
 
 struct StepMemory;
-// The floats a ULR step (injection 'all' or 'layerwise', no modules) holds, into r (model/train.h step_memory); the
-// most rows a GEMM of the step sees into gemm_rows.
+// The floats a ULR step holds (its plan's, ulr_plan.cpp), into r (model/train.h step_memory); the most rows a GEMM of
+// the step sees into gemm_rows.
 void ulr_step_floats(const Model& m, const UlrConfig& c, int B, double threads, StepMemory* r, double* gemm_rows);
 
 // The running-average baseline after a step: EMA (factor 0.9) of the steps' mean losses. Only estimates

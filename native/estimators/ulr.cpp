@@ -1,7 +1,8 @@
 // The unified likelihood-ratio (ULR) estimator: Jiang et al., "One Forward is Enough for Neural Network Training via
 // Likelihood Ratio Method", ICLR 2024, section 3 (the LR gradient of a unit with noise on its pre-activation) and
 // section 4 (variance reduction). docs/method.md is our summary. One orchestration for every layer kind: the units
-// (model/units.h) supply their forward and their LR reduction, this file decides where noise goes and how copies run.
+// (model/units.h) supply their forward and their LR reduction, the step's plan (ulr_plan.h) says where noise goes and
+// how many copies each group runs, this file runs it on the CPU.
 //
 // Noise enters the pre-activation of every unit with parameters (dense, conv and graph maps, norms: their affine
 // output; recurrent units: every gate at every step):  V~ = V + sigma E,  E ~ p (normal, Laplace, logistic). Per-row
@@ -28,7 +29,6 @@
 // each boundary's reduction BP runs inside its module. The clean pass records the first module's tape instead, for its
 // backward from G on B rows (pipelined: a step later, beside the next step's blocks).
 #include <algorithm>
-#include <climits>
 #include <cmath>
 
 #include "core/shape.h"
@@ -81,51 +81,22 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     if (m.has_quant) OF_TRY(m.ws.eff.reserve(size_t(m.n_params)));
     const float* theta = m.effective(m.params->data(), m.ws.eff);
     const uint64_t seed = c.has_seed ? c.seed : m.seed;
-    const std::vector<int> kl = c.layerwise ? layerwise_copies(m, c) : std::vector<int>();
-    std::vector<Group> groups = plan_groups(m, c, kl);
-    OF_CHECK(!groups.empty(), Config, "the model has no layer with parameters to train");
+    UlrPlan plan;
+    OF_TRY(plan_ulr_step(m, c, B, &plan));
+    const std::vector<Group>& groups = plan.groups;
     const int NG = int(groups.size());
-    int64_t total_rows = 0;
-    int kmax = 2;
-    for (Group& g : groups) {
-        int R = 0;
-        OF_TRY(step_rows(B, g.K, &R));
-        g.out0 = total_rows;
-        total_rows += R;
-        kmax = std::max(kmax, g.K);
-    }
-    OF_CHECK(total_rows <= int64_t(INT_MAX) / 4, Shape, "batch x copies is too large");
-
-    // Per unit: its group, whether it takes noise (its group's units with parameters; with modules the boundaries),
-    // its place in the parameter-unit order, its noise scale, and for the fused noisy kernel its bias as one value per
-    // output (conv: per channel, repeated over positions).
-    const bool modules = !c.modules.empty();
-    const std::vector<int> ends = modules ? module_unit_ends(m, c.modules) : std::vector<int>();
-    std::vector<int> group_of(size_t(L), -1), pidx(size_t(L), -1);
-    for (int gi = 0; gi < NG; gi++)
-        for (int l = groups[size_t(gi)].start; l < groups[size_t(gi)].end; l++) group_of[size_t(l)] = gi;
-    std::vector<char> noisy_unit(size_t(L), 0);
-    for (int l = 0; l < L; l++)
-        noisy_unit[size_t(l)] = !modules && group_of[size_t(l)] >= 0 && m.units[size_t(l)].param();
-    for (int e : ends) noisy_unit[size_t(e - 1)] = 1;
-    std::vector<NoiseScale> scale(static_cast<size_t>(L));
+    const bool modules = plan.modules();
+    auto unit = [&](int l) -> const PlanUnit& { return plan.units[size_t(l)]; };
+    // the fused noisy kernel's bias of each noisy unit, one value per output (conv: per channel, over positions)
     std::vector<std::vector<float>> bias_row(static_cast<size_t>(L));
-    for (int l = 0, p = 0; l < L; l++) {
+    for (int l = 0; l < L; l++) {
         const Unit& u = m.units[size_t(l)];
-        if (!u.param()) continue;
-        pidx[size_t(l)] = p++;
-        if (!noisy_unit[size_t(l)]) continue;
-        scale[size_t(l)] = noise_scale(u, c, size_t(pidx[size_t(l)]));
-        if (u.recurrent()) continue;  // adds its bias and noise inside its recurrence
+        if (!unit(l).noisy || u.recurrent()) continue;  // a recurrent unit adds its bias and noise in its recurrence
         bias_row[size_t(l)].resize(size_t(u.O));
         unit_bias_row(u, theta, bias_row[size_t(l)].data());
     }
-    std::vector<uint32_t> qmc_dim(size_t(L), 0);  // QMC: each unit's first Sobol dimension (qmc_dim0)
-    for (int l = 1; l < L && c.qmc; l++)
-        qmc_dim[size_t(l)] = qmc_dim[size_t(l - 1)] +
-                             (m.units[size_t(l - 1)].param() ? uint32_t(m.units[size_t(l - 1)].noise_width()) : 0u);
     auto noise = [&](int l, int row0) {
-        const int K = groups[size_t(group_of[size_t(l)])].K;
+        const int K = groups[size_t(unit(l).group)].K;
         NoiseSpec ns{seed,
                      step,
                      uint32_t(l),
@@ -135,26 +106,24 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                      c.qmc ? uint32_t(c.antithetic ? K / 2 : K) : 0u};
         if (c.slice_total)
             ns.slice_local = uint32_t(K), ns.slice_total = c.slice_total, ns.slice_offset = c.slice_offset;
-        ns.qmc_dim = qmc_dim[size_t(l)];
+        ns.qmc_dim = unit(l).qmc_dim;
         return ns;
     };
     const bool plain_score = c.density == Density::Normal && c.score == Score::Exact;
-    const bool shared = c.shared_prefix || modules;  // modules: always (device/ulr_groups.cpp: the same estimate)
 
-    // 1. The clean forward of the B samples, as far as the last group's first unit (its linear part included), or
-    //    to the output for the clean baseline and for batchNorm (whose copies normalize with the clean batch's
-    //    statistics, as the paper's code keeps batch norm in evaluation mode in its noisy passes). Per unit: its
-    //    pre-activation without bias (v) and its output (a); a recurrent group start also its input projections.
-    //    Modules: the first module's forward with BP's tape, into its record cur (first_module_forward).
+    // 1. The clean forward of the B samples (plan.clean_end; batchNorm: as the paper's code keeps batch norm in
+    //    evaluation mode in its noisy passes), then the last group start's linear part. Per unit: its pre-activation
+    //    without bias (v) and its output (a); a recurrent group start also its input projections. Modules: the first
+    //    module's forward with BP's tape, into its record cur (first_module_forward).
     auto& ws = m.ws;
     auto& cur = ws.first[ws.first_cur];
     const bool clean_loss = c.baseline == Baseline::Clean;
-    const int clean_end = modules ? 0 : clean_loss || m.uses_batch_stats ? L : groups.back().start + 1;
+    const int clean_end = modules ? 0 : std::min(L, plan.clean_end + 1);
     ws.a.resize(size_t(L)), ws.v.resize(size_t(L)), ws.aux.resize(size_t(L));
     const int64_t pw = std::max<int64_t>(m.patch_width(), 1), max_pos = m.max_positions();
     OF_TRY(ws.loss.reserve(size_t(B)));
     if (modules) {
-        OF_TRY(first_module_forward(m, theta, x, B, c, seed, step, ends[0]));
+        OF_TRY(first_module_forward(m, theta, x, B, c, seed, step, plan.ends[0]));
     } else {
         OF_TRY(ws.cols.reserve(size_t(B) * size_t(pw)));
         OF_TRY(ws.seq.reserve(size_t(B) * size_t(std::max<int64_t>(m.seq_scratch_width(), 1))));
@@ -162,9 +131,6 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     }
     std::vector<Buffer>& clean_v = modules ? cur.v : ws.v;  // the group starts' clean pre-activations
     auto clean_in = [&](int l) { return l == 0 ? x : ws.a[size_t(l - 1)].data(); };
-    auto starts_group = [&](int l) {
-        return group_of[size_t(l)] >= 0 && groups[size_t(group_of[size_t(l)])].start == l;
-    };
     for (int l = 0; l < clean_end; l++) {
         const Unit& u = m.units[size_t(l)];
         OF_TRY(ws.a[size_t(l)].reserve(size_t(B) * u.O));
@@ -182,11 +148,11 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                     step,
                     uint32_t(l),
                     true};
-        // the last unit of a clean pass that stops short of the output: only its pre-activation is read (a
+        // the last group's start, when the pass stops short of the output: only its pre-activation is read (a
         // recurrent one's input projections), not its output -- a whole clean recurrence saved
-        const bool pre_only = l + 1 == clean_end && clean_end < L;
+        const bool pre_only = l == plan.clean_end;
         if (u.recurrent() &&
-            starts_group(l))  // X W^T of every sample and step, (B T, F) x (G H, F)^T, shared by the copies
+            plan.starts_group(l))  // X W^T of every sample and step, (B T, F) x (G H, F)^T, shared by the copies
             k.gemm_nt(v, in, theta + u.w_off, B * u.q.T, u.q.G * u.q.H, u.q.F, 1.0f, 0.0f);
         if (pre_only && u.recurrent()) continue;
         unit_train_linear(k, u, theta, in, B, u.recurrent() ? a : v, ws.cols.data(), &sq, tc);
@@ -207,17 +173,12 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
             g_off[size_t(gi)] + int64_t(B) * m.units[size_t(groups[size_t(gi)].start)].noise_width();
     Buffer& g_sum = modules ? cur.g : ws.g;  // modules: the first module's backward may read it a step later
     OF_TRY(g_sum.reserve(size_t(std::max<int64_t>(g_off[size_t(NG)], 1))));
-    auto via_g = [&](int l) { return shared && starts_group(l); };
-    const int S = lr_block_samples(kmax);
+    const int S = lr_block_samples(plan.kmax);
     const int T = (B + S - 1) / S;
     int64_t partial_size = 0;
     std::vector<int64_t> partial_off(size_t(L), -1);
-    for (int l = 0; l < L; l++) {
-        const Unit& u = m.units[size_t(l)];
-        if (group_of[size_t(l)] < 0 || !u.param() || (via_g(l) && !u.recurrent()))
-            continue;  // a recurrent first unit: U, b
-        partial_off[size_t(l)] = partial_size, partial_size += u.n_par;
-    }
+    for (int l = 0; l < L; l++)
+        if (plan.per_row(m, l)) partial_off[size_t(l)] = partial_size, partial_size += m.units[size_t(l)].n_par;
     OF_TRY(ws.partials.reserve(size_t(T) * size_t(std::max<int64_t>(partial_size, 1))));
     float* partials = ws.partials.data();
     std::vector<double> loss_sum(size_t(T), 0.0), sg_part(c.learn_sigma ? size_t(T) * L : 0, 0.0);
@@ -234,7 +195,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         const Unit &u = m.units[size_t(l)], &p = m.units[size_t(l + 1)];
         bool read_as_skip = false;
         for (const Unit& j : m.units) read_as_skip = read_as_skip || j.skip_from == l + 1;
-        pool_after[size_t(l)] = !modules && noisy_unit[size_t(l)] && !u.recurrent() && u.skip_from < 0 && p.pool() &&
+        pool_after[size_t(l)] = !modules && unit(l).noisy && !u.recurrent() && u.skip_from < 0 && p.pool() &&
                                 p.skip_from < 0 && !read_as_skip;
     }
 
@@ -252,7 +213,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
             for (int l = g.start; l < L && st.ok(); l++) {
                 const Unit& u = m.units[size_t(l)];
                 st = sc.a[size_t(l)].reserve(size_t(rows) * u.O);
-                if (st.ok() && noisy_unit[size_t(l)]) st = sc.e[size_t(l)].reserve(size_t(rows) * u.noise_width());
+                if (st.ok() && unit(l).noisy) st = sc.e[size_t(l)].reserve(size_t(rows) * u.noise_width());
                 if (st.ok() && u.recurrent()) st = sc.aux[size_t(l)].reserve(size_t(rows) * size_t(seq_aux_width(u)));
             }
             if (st.ok()) st = sc.loss.reserve(size_t(rows));
@@ -260,20 +221,20 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
             if (st.ok()) st = sc.cols.reserve(size_t(rows) * size_t(pw));
             if (st.ok()) st = sc.wexp.reserve(size_t(rows) * size_t(max_pos));
             if (st.ok()) st = sc.seq.reserve(size_t(rows) * size_t(std::max<int64_t>(m.seq_scratch_width(), 1)));
-            if (st.ok() && !shared) st = sc.x_rep.reserve(size_t(rows) * u0.I);
+            if (st.ok() && !plan.shared) st = sc.x_rep.reserve(size_t(rows) * u0.I);
             if (st.ok() && modules) st = bp_tape_reserve(m, sc.tape(), rows, g.start + 1, L);
             if (!st.ok()) return;
             const BpMode bm{BpMode::Stats::Fixed, seed, step, int(c.sample_base) + b0, K};  // modules: BP's rows
             // a unit's input: the replicated clean input (the group's first unit without the shared prefix), or the
             // previous unit's rows; a block's skip source: the clean prefix (row r / K) when it starts at or before
             // the group's first unit, else the group's rows
-            if (!shared)
+            if (!plan.shared)
                 for (int r = 0; r < rows; r++) {
                     const float* src = clean_in(g.start) + int64_t(b0 + r / K) * u0.I;
                     std::copy(src, src + u0.I, sc.x_rep.data() + int64_t(r) * u0.I);
                 }
             auto input = [&](int l) {
-                return l == g.start ? (shared ? nullptr : sc.x_rep.data()) : sc.a[size_t(l - 1)].data();
+                return l == g.start ? (plan.shared ? nullptr : sc.x_rep.data()) : sc.a[size_t(l - 1)].data();
             };
             auto skip_src = [&](int s0, int* rep) {
                 *rep = s0 <= g.start ? K : 1;
@@ -283,7 +244,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
             for (int l = g.start; l < L; l++) {
                 const Unit& u = m.units[size_t(l)];
                 float* a = sc.a[size_t(l)].data();
-                const bool noisy = noisy_unit[size_t(l)] && l < g.end;
+                const bool noisy = unit(l).noisy && l < g.end;
                 if (modules && !noisy) {  // clean, keeping BP's tape
                     bp_range_forward(m, theta, sc.tape(), bm, l, l + 1, input(l), rows);
                     continue;
@@ -292,13 +253,13 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                 if (u.skip_from >= 0) tc.skip = skip_src(u.skip_from, &tc.skip_rep);
                 if (u.recurrent()) {  // noise on every gate at every step, inside the recurrence
                     if (noisy) k.noise_fill(sc.e[size_t(l)].data(), rows, u.noise_width(), noise(l, r0));
-                    const bool xw = l == g.start && shared;
+                    const bool xw = l == g.start && plan.shared;
                     seq_forward(kc, u, theta, input(l), rows, a, sc.aux[size_t(l)].data(),
-                                noisy ? sc.e[size_t(l)].data() : nullptr, scale[size_t(l)].ch.data(), sc.seq.data(),
+                                noisy ? sc.e[size_t(l)].data() : nullptr, unit(l).scale.ch.data(), sc.seq.data(),
                                 xw ? clean_v[size_t(l)].data() + int64_t(b0) * u.noise_width() : nullptr, xw ? K : 1);
                     unit_bias_act(k, u, theta, a, a, rows);
                 } else {
-                    const bool start = l == g.start && shared;  // K copies from the clean pre-activation (no bias)
+                    const bool start = l == g.start && plan.shared;  // K copies from the clean pre-activation (no bias)
                     const int rep = start ? K : 1;
                     const float* pre = start ? clean_v[size_t(l)].data() + int64_t(b0) * u.O : a;
                     const SeqCtx sq{nullptr, sc.seq.data(), nullptr, nullptr};
@@ -306,7 +267,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                     if (!start && !fused) unit_train_linear(kc, u, theta, input(l), rows, a, sc.cols.data(), &sq, tc);
                     if (!noisy) unit_bias_act(k, u, theta, a, a, rows);
                     else if (!fused)
-                        k.noisy_bias_act_forward(a, E(l), pre, bias_row[size_t(l)].data(), scale[size_t(l)].row.data(),
+                        k.noisy_bias_act_forward(a, E(l), pre, bias_row[size_t(l)].data(), unit(l).scale.row.data(),
                                                  rows, u.O, rep, u.act, u.alpha, noise(l, r0));
                     else {  // linear part, noise, activation and the pooling after it, a chunk of rows at a time in
                             // a's first rows (which nothing else reads)
@@ -320,7 +281,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                                                   tc);
                             k.noisy_bias_act_forward(a, E(l) ? E(l) + int64_t(r) * u.O : nullptr,
                                                      start ? pre + int64_t(r / K) * u.O : a, bias_row[size_t(l)].data(),
-                                                     scale[size_t(l)].row.data(), n, u.O, rep, u.act, u.alpha,
+                                                     unit(l).scale.row.data(), n, u.O, rep, u.act, u.alpha,
                                                      noise(l, r0 + r));
                             unit_train_linear(kc, p, theta, a, n, pooled, sc.cols.data(), &sq, tc);
                             unit_bias_act(k, p, theta, pooled, pooled, n);
@@ -346,7 +307,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
 
             for (int l = g.start; l < g.end; l++) {  // the group's noisy units: their reductions
                 const Unit& u = m.units[size_t(l)];
-                if (!noisy_unit[size_t(l)]) continue;
+                if (!unit(l).noisy) continue;
                 const int nw = u.noise_width();
                 float* e = sc.e[size_t(l)].data();  // kept from the forward, or regenerated now: the same bits
                 if (!c.store_noise && !u.recurrent()) k.noise_fill(e, rows, nw, noise(l, r0));
@@ -372,33 +333,32 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                             acc += double(w[r]) * w[r] * sn * an;
                         }
                     }
-                    var_part[size_t(t) * L + size_t(l)] =
-                        acc / (double(scale[size_t(l)].sigma) * scale[size_t(l)].sigma);
+                    var_part[size_t(t) * L + size_t(l)] = acc / (double(unit(l).scale.sigma) * unit(l).scale.sigma);
                 }
-                divide_scores(e, rows, scale[size_t(l)]);
-                const float alpha = scale[size_t(l)].alpha;
-                if (via_g(l)) k.lr_copy_sum(g_sum.data() + g_off[size_t(gi)] + int64_t(b0) * nw, w, e, s, K, nw);
+                divide_scores(e, rows, unit(l).scale);
+                const float alpha = unit(l).scale.alpha;
+                if (plan.via_g(l)) k.lr_copy_sum(g_sum.data() + g_off[size_t(gi)] + int64_t(b0) * nw, w, e, s, K, nw);
                 if (partial_off[size_t(l)] < 0) continue;
                 auto dest = [&](int j) { return partials + int64_t(t) * partial_size + partial_off[size_t(j)]; };
                 float* p = dest(l);
                 if (u.recurrent())
                     seq_reduce(k, u, input(l), rows, sc.aux[size_t(l)].data(), e, w, alpha, p, sc.wexp.data(),
-                               !via_g(l));
+                               !plan.via_g(l));
                 else
                     unit_lr_reduce(k, u, theta, input(l), rows, e, w, alpha, p, p + int64_t(u.gemm_cols()) * u.fan_in(),
                                    sc.cols.data(), sc.wexp.data());
                 if (modules && l != g.start) {  // BP inside the module below this boundary, from its estimate
-                    const int ms = *(std::lower_bound(ends.begin(), ends.end(), l + 1) - 1);
+                    const int ms = *(std::lower_bound(plan.ends.begin(), plan.ends.end(), l + 1) - 1);
                     module_backward(m, theta, sc.tape(), bm, ms, l + 1, e, w, alpha, rows, sc.a[size_t(ms - 1)].data(),
                                     dest, nullptr);
                 }
             }
         }
     };
-    const int64_t cycles = total_rows / std::max(1, T) * m.max_width() * 8;
+    const int64_t cycles = plan.rows / std::max(1, T) * m.max_width() * 8;
     if (hook) {  // every group's rows forward once, the hook answers per group, then a second pass (same bits) reduces
-        OF_TRY(ws.outputs.reserve(size_t(total_rows) * C));
-        OF_TRY(ws.hook_loss.reserve(size_t(total_rows)));
+        OF_TRY(ws.outputs.reserve(size_t(plan.rows) * C));
+        OF_TRY(ws.hook_loss.reserve(size_t(plan.rows)));
         ThreadPool::instance().parallel_for(
             T, [&](int t) { block(t, true); }, cycles);
         OF_CHECK(!ThreadPool::cancelled(), Abort, "training was cancelled");  // never hand JS a half-computed step
@@ -406,7 +366,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         for (const Group& g : groups)
             OF_TRY((*hook)(ws.outputs.data() + g.out0 * C, y, B * g.K, C, g.K, ws.hook_loss.data() + g.out0));
         hook_loss = ws.hook_loss.data();
-        for (int64_t r = 0; r < total_rows; r++)
+        for (int64_t r = 0; r < plan.rows; r++)
             OF_CHECK(std::isfinite(hook_loss[r]), Data,
                      "the loss function returned a non-finite value for row " + std::to_string(r));
     }
@@ -415,7 +375,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     auto& prev = ws.first[1 - ws.first_cur];
     const bool pipelined = modules && c.pipeline && c.training;
     const int overlap = pipelined && prev.pending && prev.end == groups[0].start + 1 ? 1 : 0;
-    const float alpha0 = scale[size_t(groups[0].start)].alpha;
+    const float alpha0 = unit(groups[0].start).scale.alpha;
     Status first_status;
     auto first_backward = [&](Model::Workspace::FirstModule& f) {
         first_status = first_module_backward(m, theta, f, pipelined ? f.x.data() : x, alpha0, seed);
@@ -432,7 +392,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     auto sum_partials = [&](int l) {
         const Unit& u = m.units[size_t(l)];
         if (partial_off[size_t(l)] < 0) return;
-        const int64_t skip = via_g(l) && u.recurrent() ? int64_t(u.q.G) * u.q.H * u.q.F : 0;  // W: from G
+        const int64_t skip = plan.via_g(l) && u.recurrent() ? int64_t(u.q.G) * u.q.H * u.q.F : 0;  // W: from G
         // modules: a recurrent first boundary's U and b wait in the first module's record for its backward
         float* g = modules && skip ? cur.ub.data() : grads + u.w_off + skip;
         sum_block_partials(g, partials, partial_off[size_t(l)] + skip, partial_size, T, u.n_par - skip);
@@ -441,9 +401,9 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     else
         for (int l = 0; l < L; l++) sum_partials(l);
     for (int l = 0; l < L && !modules; l++)
-        if (via_g(l))
+        if (plan.via_g(l))
             clean_rows_gradient(k, m.units[size_t(l)], theta, clean_in(l), B,
-                                g_sum.data() + g_off[size_t(group_of[size_t(l)])], scale[size_t(l)].alpha,
+                                g_sum.data() + g_off[size_t(unit(l).group)], unit(l).scale.alpha,
                                 grads + m.units[size_t(l)].w_off, ws.cols.data(), ws.wexp.data());
     if (modules && !pipelined) first_backward(cur);
     OF_TRY(first_status);
@@ -454,17 +414,17 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         cur.pending = true;
         ws.first_cur = 1 - ws.first_cur;
     }
-    finish_stats(m, c, loss_sum, correct, int(total_rows), stats);
+    finish_stats(m, c, loss_sum, correct, int(plan.rows), stats);
     if (c.learn_sigma || c.auto_copies) {  // per layer with parameters
         std::vector<double> sg(size_t(m.param_units()), 0.0), var(size_t(m.param_units()), 0.0);
         for (int t = 0; t < T; t++)
             for (int l = 0; l < L; l++)
-                if (pidx[size_t(l)] >= 0) {
-                    if (c.learn_sigma) sg[size_t(pidx[size_t(l)])] += sg_part[size_t(t) * L + size_t(l)];
-                    if (c.auto_copies) var[size_t(pidx[size_t(l)])] += var_part[size_t(t) * L + size_t(l)];
+                if (unit(l).param >= 0) {
+                    if (c.learn_sigma) sg[size_t(unit(l).param)] += sg_part[size_t(t) * L + size_t(l)];
+                    if (c.auto_copies) var[size_t(unit(l).param)] += var_part[size_t(t) * L + size_t(l)];
                 }
         if (c.learn_sigma) stats->sigma_grad = sg;
-        if (c.auto_copies) record_layer_var(m, c, kl, std::move(var), stats);
+        if (c.auto_copies) record_layer_var(m, c, plan.copies, std::move(var), stats);
     }
     return {};
 }

@@ -1,10 +1,12 @@
 // The plan of a ULR step (ulr_plan.h): its groups and their copies (layer-wise, copies 'auto' and its cost model),
-// each noisy unit's noise scale, and the floats a step holds (step_memory). No forward and no reduction: ulr.cpp runs
-// the plan.
+// per unit its group, noise and noise scale, and the floats a step holds (step_memory). No forward and no reduction:
+// ulr.cpp and device/ulr_groups.cpp run the plan.
 #include "estimators/ulr_plan.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <utility>
 
 #include "estimators/blocks.h"
 #include "model/train.h"
@@ -38,8 +40,8 @@ int clamp_copies(const UlrConfig& c, double k) {
     return c.antithetic ? std::max(2, ki / 2 * 2) : ki;
 }
 
-}  // namespace
-
+// The param-unit index (the order of the layers with parameters) of each group's first unit, frozen units skipped,
+// with the param-unit index after its last unit.
 std::vector<std::pair<int, int>> group_ranges(const Model& m, const UlrConfig& c) {
     const int P = m.param_units();
     std::vector<int> starts;
@@ -57,19 +59,11 @@ std::vector<std::pair<int, int>> group_ranges(const Model& m, const UlrConfig& c
     return out;
 }
 
-std::vector<int> module_unit_ends(const Model& m, const std::vector<int>& modules) {
-    std::vector<int> after;  // unit index + 1 of each layer with parameters
-    for (int l = 0; l < int(m.units.size()); l++)
-        if (m.units[size_t(l)].param()) after.push_back(l + 1);
-    std::vector<int> ends;
-    for (int e : modules) ends.push_back(after[size_t(e - 1)]);
-    return ends;
-}
-
-// a group runs from its first param unit to the next group's first one; local modules: one group from the first
-// boundary on (noisy only at the boundaries, ulr.cpp)
-std::vector<Group> plan_groups(const Model& m, const UlrConfig& c, const std::vector<int>& kl) {
-    if (!c.modules.empty()) return {{module_unit_ends(m, c.modules)[0] - 1, int(m.units.size()), c.copies, 0}};
+// The groups in units (kl: layer-wise copies), out0 left 0: a group runs from its first param unit to the next
+// group's first one; local modules: one group from the first boundary on
+std::vector<Group> plan_groups(const Model& m, const UlrConfig& c, const std::vector<int>& kl,
+                               const std::vector<int>& ends) {
+    if (!ends.empty()) return {{ends[0] - 1, int(m.units.size()), c.copies, 0}};
     std::vector<int> unit_of;  // param-unit index -> unit index
     for (int l = 0; l < int(m.units.size()); l++)
         if (m.units[size_t(l)].param()) unit_of.push_back(l);
@@ -80,8 +74,7 @@ std::vector<Group> plan_groups(const Model& m, const UlrConfig& c, const std::ve
     return g;
 }
 
-int noise_channels(const Unit& u) { return u.recurrent() ? u.q.G * u.q.H : u.gemm_cols(); }
-
+// unit u's noise scale; pi: its param-unit index (the per-layer lists' index)
 NoiseScale noise_scale(const Unit& u, const UlrConfig& c, size_t pi) {
     NoiseScale s;
     s.sigma = c.sigma.size() == 1 ? c.sigma[0] : c.sigma[pi];
@@ -94,6 +87,19 @@ NoiseScale noise_scale(const Unit& u, const UlrConfig& c, size_t pi) {
     for (size_t i = 0; i < s.row.size(); i++) s.row[i] = s.ch[i % s.ch.size()];
     return s;
 }
+
+}  // namespace
+
+std::vector<int> module_unit_ends(const Model& m, const std::vector<int>& modules) {
+    std::vector<int> after;  // unit index + 1 of each layer with parameters
+    for (int l = 0; l < int(m.units.size()); l++)
+        if (m.units[size_t(l)].param()) after.push_back(l + 1);
+    std::vector<int> ends;
+    for (int e : modules) ends.push_back(after[size_t(e - 1)]);
+    return ends;
+}
+
+int noise_channels(const Unit& u) { return u.recurrent() ? u.q.G * u.q.H : u.gemm_cols(); }
 
 void divide_scores(float* s, int64_t rows, const NoiseScale& ns) {
     if (!ns.per_channel) return;
@@ -157,42 +163,95 @@ void record_layer_var(Model& m, const UlrConfig& c, const std::vector<int>& kl, 
     stats->copies.assign(kl.begin(), kl.end());
 }
 
-// The floats ulr_gradients holds (step_memory): the clean B-row forward, G, per busy thread one block's scratch
-// (sized for the group with the most copies), and the blocks' partial gradients.
+UlrPlan ulr_plan(const Model& m, const UlrConfig& c, int B, const std::vector<int>& kl) {
+    const int L = int(m.units.size());
+    UlrPlan p;
+    p.copies = kl;
+    if (!c.modules.empty()) p.ends = module_unit_ends(m, c.modules);
+    p.groups = plan_groups(m, c, kl, p.ends);
+    p.shared = c.shared_prefix || p.modules();  // modules: always (device/ulr_groups.cpp: the same estimate)
+    p.units.resize(size_t(L));
+    for (size_t gi = 0; gi < p.groups.size(); gi++) {
+        Group& g = p.groups[gi];
+        g.out0 = p.rows, p.rows += int64_t(B) * g.K;
+        p.kmax = std::max(p.kmax, g.K);
+        for (int l = g.start; l < g.end; l++) p.units[size_t(l)].group = int(gi);
+    }
+    for (int e : p.ends) p.units[size_t(e - 1)].noisy = true;
+    for (int l = 0, pi = 0; l < L; l++) {
+        const Unit& u = m.units[size_t(l)];
+        PlanUnit& pu = p.units[size_t(l)];
+        if (c.qmc) pu.qmc_dim = qmc_dim0(m, l);
+        if (!u.param()) continue;
+        pu.param = pi++;
+        pu.noisy = pu.noisy || (!p.modules() && pu.group >= 0);
+        if (pu.noisy) pu.scale = noise_scale(u, c, size_t(pu.param));
+    }
+    const bool clean_all = c.baseline == Baseline::Clean || m.uses_batch_stats || p.groups.empty();
+    p.clean_end = clean_all ? L : p.groups.back().start;
+    return p;
+}
+
+Status plan_ulr_step(const Model& m, const UlrConfig& c, int B, UlrPlan* plan) {
+    *plan = ulr_plan(m, c, B, c.layerwise ? layerwise_copies(m, c) : std::vector<int>());
+    OF_CHECK(!plan->groups.empty(), Config, "the model has no layer with parameters to train");
+    OF_CHECK(plan->rows <= int64_t(INT_MAX) / 4, Shape, "batch x copies is too large");
+    return {};
+}
+
+// The floats a ULR step holds (step_memory), in blocks of S samples x kmax copies on each busy thread, and the
+// blocks' partial gradients. Plain (ulr.cpp): the clean B-row forward (with the last start's pre-activation), G, and a
+// block's scratch: per unit from the first start on its output, noise and recurrent aux, then losses, row weights,
+// patches, step weights, state scratch and the replicated input (sharedPrefix false). Modules (ulr_modules.cpp): the
+// first module's B-row record (two with pipelining) with its boundary's pre-activation, G and a recurrent boundary's
+// U and b, and its backward's scratch; a block holds the later modules' BP tape and the boundaries' noise; with
+// batchNorm a clean B-row forward for its statistics, and a frozen prefix's clean forward.
 void ulr_step_floats(const Model& m, const UlrConfig& c, int B, double threads, StepMemory* r, double* gemm_rows) {
     const int L = int(m.units.size());
-    const std::vector<int> kl = c.layerwise ? layerwise_copies_bound(m, c) : std::vector<int>();
-    const std::vector<Group> groups = plan_groups(m, c, kl);
-    if (groups.empty()) return;
-    int kmax = 2;
-    for (const Group& g : groups) kmax = std::max(kmax, g.K);
-    const int S = std::min(lr_block_samples(kmax), B);
-    const double b = B, blocks = std::ceil(b / S), rows = double(S) * kmax, busy = std::min(threads, blocks);
+    const UlrPlan p = ulr_plan(m, c, B, c.layerwise ? layerwise_copies_bound(m, c) : std::vector<int>());
+    if (p.groups.empty()) return;
+    const int S = std::min(lr_block_samples(p.kmax), B), s0 = p.groups.front().start;
+    const double b = B, blocks = std::ceil(b / S), rows = double(S) * p.kmax, busy = std::min(threads, blocks);
     *gemm_rows = std::max(b, rows);
-    const bool clean_loss = c.baseline == Baseline::Clean;
-    const int clean_end = clean_loss || m.uses_batch_stats ? L : groups.back().start + 1;
-    for (int l = 0; l < clean_end; l++) {
+    double partial = 0.0, block = 0.0;  // block: the floats of one of its rows
+    for (int l = 0; l < L; l++) {
+        const Unit& u = m.units[size_t(l)];
+        if (p.per_row(m, l)) partial += double(u.n_par);
+        if (p.units[size_t(l)].noisy) block += double(u.noise_width());
+    }
+    r->partials += blocks * partial;
+    const Unit& u0 = m.units[size_t(s0)];
+    const double aux0 = u0.recurrent() ? double(seq_aux_width(u0)) : 0.0;
+    if (p.modules()) {
+        const double sets = c.pipeline ? 2.0 : 1.0;
+        r->activations +=
+            sets * (b * (tape_floats(m, 0, s0 + 1, false) + 2.0 * u0.noise_width() + (c.pipeline ? m.inputs : 0)) +
+                    double(u0.n_par));
+        r->workspace += sets * b * (tape_floats(m, 0, 0, true) + double(m.max_positions()));
+        block += tape_floats(m, s0 + 1, L, true) + u0.O + aux0 + 2.0 + double(m.max_positions()) +
+                 (m.seq_scratch_width() > 0 ? 0.0 : 1.0);
+        r->activations += busy * rows * block + b;
+        if (m.uses_batch_stats) bp_floats(m, b, r);
+        for (int l = 0; l < m.frozen_end(); l++) r->activations += 2.0 * b * m.units[size_t(l)].O;
+        return;
+    }
+    for (int l = 0; l < std::min(L, p.clean_end + 1); l++) {
         const Unit& u = m.units[size_t(l)];
         r->activations += b * (u.O + (u.recurrent() ? double(u.noise_width() + seq_aux_width(u)) : u.O));
     }
-    double block = 0.0, partial = 0.0, x_rep = 0.0;
-    for (int l = groups.front().start; l < L; l++) {
+    for (int l = s0; l < L; l++) {
         const Unit& u = m.units[size_t(l)];
-        block += u.O + (u.param() ? double(u.noise_width()) : 0.0) + (u.recurrent() ? double(seq_aux_width(u)) : 0.0);
+        block += u.O + (u.recurrent() ? double(seq_aux_width(u)) : 0.0);
     }
-    for (const Group& g : groups) {
-        const Unit& u0 = m.units[size_t(g.start)];
-        r->workspace += b * u0.noise_width();  // G
-        x_rep = std::max(x_rep, c.shared_prefix ? 0.0 : double(u0.I));
-        for (int l = g.start; l < g.end; l++)
-            if (m.units[size_t(l)].param() && !(c.shared_prefix && l == g.start && !m.units[size_t(l)].recurrent()))
-                partial += double(m.units[size_t(l)].n_par);
+    double x_rep = 0.0;
+    for (const Group& g : p.groups) {
+        r->workspace += b * m.units[size_t(g.start)].noise_width();  // G
+        x_rep = std::max(x_rep, p.shared ? 0.0 : double(m.units[size_t(g.start)].I));
     }
     const double pw = double(std::max<int64_t>(m.patch_width(), 1)), pos = double(m.max_positions());
     const double seq = double(std::max<int64_t>(m.seq_scratch_width(), 1));
     r->activations += busy * rows * block;
     r->workspace += busy * rows * (2.0 + pw + pos + seq + x_rep) + b * (1.0 + pw + pos + seq);
-    r->partials += blocks * partial;
 }
 
 }  // namespace of

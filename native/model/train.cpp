@@ -10,7 +10,6 @@
 
 #include "core/thread_pool.h"
 #include "device/trainer.h"
-#include "estimators/blocks.h"
 #include "kernels/cpu/bf16.h"
 #include "kernels/cpu/gemm.h"
 #include "model/distributed.h"
@@ -206,8 +205,6 @@ void shuffle(std::vector<int64_t>& perm, uint64_t seed, uint32_t epoch) {
 
 }  // namespace
 
-namespace {
-
 // Floats of the BP forward and backward on B rows (backprop.cpp): every unit's
 // pre-activation and output, two gradient buffers, conv patches, recurrent state, residual sums.
 void bp_floats(const Model& m, double B, StepMemory* r) {
@@ -222,12 +219,16 @@ void bp_floats(const Model& m, double B, StepMemory* r) {
         r->workspace += B * double(m.seq_scratch_width() + m.max_noise_width() + m.max_positions());
 }
 
+namespace {
+
 // Floats of a clean forward over B rows in inference chunks (weight-perturbation estimators): its scratch
 // (Model::forward_scratch_floats, the sizes forward_with reserves), the outputs and the losses.
 void forward_floats(const Model& m, double B, StepMemory* r) {
     r->activations += m.forward_scratch_floats(int64_t(B));
     r->workspace += B * (m.outputs + 1.0);
 }
+
+}  // namespace
 
 // Floats BP's tape (estimators/bp.h) holds per row: the records of units [s, e) (pre-activation and output; a
 // recurrent unit's aux; a residual end's inner and sum, and the skip gradient at its block's start), and with
@@ -246,33 +247,6 @@ double tape_floats(const Model& m, int s, int e, bool scratch) {
     return f;
 }
 
-// Floats of a ULR step with local modules (estimators/ulr.cpp) in blocks of S samples x K copies: the first module's
-// B-row record (two with pipelining), its G and a recurrent boundary's U and b, and its backward's scratch (on a
-// second thread when pipelined); the running baseline per sample; each busy thread's block (the later modules' tape,
-// the first boundary's copies, every boundary's noise, losses, row weights, step weights, state scratch of at least one
-// float per row); the block partials; with batchNorm, a clean B-row forward for its statistics.
-void module_floats(const Model& m, const UlrConfig& c, double B, int S, double blocks, double busy, StepMemory* r) {
-    const int L = int(m.units.size());
-    const std::vector<int> ends = module_unit_ends(m, c.modules);
-    const int e0 = ends[0];
-    const Unit& u0 = m.units[size_t(e0 - 1)];
-    const double sets = c.pipeline ? 2.0 : 1.0, rows = double(S) * c.copies;
-    r->activations +=
-        sets *
-        (B * (tape_floats(m, 0, e0, false) + 2.0 * u0.noise_width() + (c.pipeline ? m.inputs : 0)) + double(u0.n_par));
-    r->workspace += sets * B * (tape_floats(m, 0, 0, true) + double(m.max_positions()));
-    double block = tape_floats(m, e0, L, true) + u0.O + double(u0.recurrent() ? seq_aux_width(u0) : 0) + 2.0 +
-                   double(m.max_positions()) + (m.seq_scratch_width() > 0 ? 0.0 : 1.0);
-    for (int e : ends) block += double(m.units[size_t(e - 1)].noise_width());
-    r->activations += busy * rows * block + B;
-    double partial = 0.0;
-    for (int l = u0.recurrent() ? e0 - 1 : e0; l < L; l++) partial += double(m.units[size_t(l)].n_par);
-    r->partials += blocks * partial;
-    if (m.uses_batch_stats) bp_floats(m, B, r);
-}
-
-}  // namespace
-
 Status step_memory(const Model& m, const EstimatorConfig& e, int B, StepMemory* out) {
     OF_CHECK(B >= 1, Config, "batch size must be positive");
     OF_TRY(validate_estimator(m, e));
@@ -289,16 +263,8 @@ Status step_memory(const Model& m, const EstimatorConfig& e, int B, StepMemory* 
     } else if (e.kind == EstimatorConfig::Kind::Spsa || e.kind == EstimatorConfig::Kind::Es) {
         r.workspace += 2.0 * n;  // weight_perturbation.cpp: the perturbed slab and one direction
         forward_floats(m, b, &r);
-    } else if (c.modules.empty()) {
-        ulr_step_floats(m, c, B, threads, &r, &gemm_rows);
     } else {
-        const int S = std::min(lr_block_samples(c.copies), B);
-        const double blocks = std::ceil(b / S);
-        const double busy = std::min(threads, blocks);  // threads that hold a block's scratch
-        gemm_rows = std::max(b, double(S) * c.copies);
-        module_floats(m, c, b, S, blocks, busy, &r);
-        for (int l = 0; l < m.frozen_end(); l++)
-            r.activations += 2.0 * b * m.units[size_t(l)].O;  // the clean frozen prefix
+        ulr_step_floats(m, c, B, threads, &r, &gemm_rows);
     }
     // every Buffer rounds up to 64 bytes (16 floats): the step's own, and each thread's block scratch
     r.workspace += 16.0 * (8.0 * L + 32.0) + threads * 16.0 * (6.0 * L + 16.0);

@@ -113,6 +113,10 @@ struct StepMemory {
     double total() const { return parameters + gradients + optimizer + activations + partials + workspace; }
 };
 Status step_memory(const Model& m, const EstimatorConfig& e, int B, StepMemory* out);
+// Pieces of it that the ULR plan's accounting (ulr_plan.cpp ulr_step_floats) reads too: the floats of BP's forward and
+// backward on B rows, and those BP's tape (estimators/bp.h) holds per row for units [s, e) (scratch: its backward's).
+void bp_floats(const Model& m, double B, StepMemory* r);
+double tape_floats(const Model& m, int s, int e, bool scratch);
 
 // The update half of a step: the optimizer on the gradients in m.grads (a frozen prefix untouched), batchNorm's
 // running statistics from the last estimate's batch, and the step counter. Data-parallel training calls it with
