@@ -198,6 +198,56 @@ t.test(
 );
 
 t.test(
+  'over many steps, whichever threads ran the blocks keep their scratch: the estimate still bounds the peak',
+  async (t) => {
+    // A thread's block scratch outlives its step, and the pool hands each task to whichever thread is free: once a step
+    // has two tasks (two blocks, or one block and a pipelined first module's backward), later steps may land them on
+    // other threads, which then hold a block's scratch too. The bound holds for every such assignment.
+    const nat = native();
+    const threads0 = of.backend.info().threads;
+    const conv = () => [
+      of.conv2d({ inputShape: [8, 8, 2], filters: 6, kernel: 3, padding: 'same' }),
+      of.tanh(),
+      of.maxPool2d(),
+      of.conv2d({ filters: 4, kernel: 2 }),
+      of.relu(),
+      of.flatten(),
+      of.dense(36, 5),
+      of.tanh(),
+      of.dense(5, 3),
+    ];
+    const modules: [number, number][] = [
+      [0, 1],
+      [1, 4],
+    ];
+    try {
+      for (const [threads, B, est, name] of [
+        [2, 3, of.ulr({ copies: 64, modules, pipeline: true }), 'pipelined modules, one block'],
+        [4, 3, of.ulr({ copies: 64, modules, pipeline: true }), 'pipelined modules, one block'],
+        [4, 8, of.ulr({ copies: 64, modules }), 'modules, two blocks'],
+        [4, 8, of.ulr({ copies: 64 }), 'plain ULR, two blocks'],
+      ] as const) {
+        of.backend.setThreads(threads);
+        const before = nat.allocStats(true).live;
+        const model = of.sequential(conv(), { seed: 3, backend: 'cpu' });
+        const x = Float32Array.from({ length: B * model.inputs }, (_, i) => Math.sin(i * 0.7));
+        const y = Int32Array.from({ length: B }, (_, i) => i % 3);
+        const estimate = model.memoryEstimate({ estimator: est, batchSize: B }).bytes;
+        for (let s = 0; s < 12; s++) model.trainStep({ x, y, rows: B }, { estimator: est });
+        const peak = nat.allocStats().peak - before;
+        t.ok(
+          peak <= estimate,
+          `${name}, batch ${B}, ${threads} threads, 12 steps: peak ${peak} B <= estimate ${estimate} B`,
+        );
+        model.dispose();
+      }
+    } finally {
+      of.backend.setThreads(threads0);
+    }
+  },
+);
+
+t.test(
   "the hardening fuzz's model: layer-wise copies 'auto' on a 2^20-wide layer counts each thread's 16 GiB block",
   async (t) => {
     // a 2^20-unit hidden layer: copies 'auto' may give the cheap output layer 4,096 copies, a block of 4,096 rows whose

@@ -211,7 +211,10 @@ void ulr_step_floats(const Model& m, const UlrConfig& c, int B, double threads, 
     const UlrPlan p = ulr_plan(m, c, B, c.layerwise ? layerwise_copies_bound(m, c) : std::vector<int>());
     if (p.groups.empty()) return;
     const int S = std::min(lr_block_samples(p.kmax), B), s0 = p.groups.front().start;
-    const double b = B, blocks = std::ceil(b / S), rows = double(S) * p.kmax, busy = std::min(threads, blocks);
+    const double b = B, blocks = std::ceil(b / S), rows = double(S) * p.kmax;
+    // A thread's block scratch outlives the step, and the pool hands a task to whichever thread is free: once a step
+    // has two tasks or more (its blocks; a pipelined first module's backward) every thread may come to hold one.
+    const double tasks = blocks + (p.modules() && c.pipeline ? 1.0 : 0.0), busy = tasks > 1.0 ? threads : 1.0;
     *gemm_rows = std::max(b, rows);
     double partial = 0.0, block = 0.0;  // block: the floats of one of its rows
     for (int l = 0; l < L; l++) {
@@ -227,7 +230,9 @@ void ulr_step_floats(const Model& m, const UlrConfig& c, int B, double threads, 
         r->activations +=
             sets * (b * (tape_floats(m, 0, s0 + 1, false) + 2.0 * u0.noise_width() + (c.pipeline ? m.inputs : 0)) +
                     double(u0.n_par));
-        r->workspace += sets * b * (tape_floats(m, 0, 0, true) + double(m.max_positions()));
+        // the first module's backward scratch: the caller's, and pipelined on any thread that ran that task
+        r->workspace +=
+            (c.pipeline ? std::max(sets, threads) : 1.0) * b * (tape_floats(m, 0, 0, true) + double(m.max_positions()));
         block += tape_floats(m, s0 + 1, L, true) + u0.O + aux0 + 2.0 + double(m.max_positions()) +
                  (m.seq_scratch_width() > 0 ? 0.0 : 1.0);
         r->activations += busy * rows * block + b;
