@@ -300,18 +300,14 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                     const float* pre = start ? clean_v[size_t(l)].data() + int64_t(b0) * u.O : a;
                     const SeqCtx sq{nullptr, sc.seq.data(), nullptr, nullptr};
                     const bool fused = noisy && pool_after[size_t(l)];
-                    if (!start && !fused) unit_train_linear(kc, u, theta, input(l), rows, a, sc.cols.data(), &sq, tc);
-                    if (!noisy) unit_bias_act(k, u, theta, a, a, rows);
-                    else if (!fused)
-                        k.noisy_bias_act_forward(a, E(l), pre, bias_row[size_t(l)].data(), unit(l).scale.row.data(),
-                                                 rows, u.O, rep, u.act, u.alpha, noise(l, r0));
-                    else {  // linear part, noise, activation and the pooling after it, a chunk of rows at a time in
-                            // a's first rows (which nothing else reads)
-                        const Unit& p = m.units[size_t(l + 1)];
-                        const int cr = pool_chunk_rows(u.O, rep);
+                    if (!noisy) {
+                        unit_train_linear(kc, u, theta, input(l), rows, a, sc.cols.data(), &sq, tc);
+                        unit_bias_act(k, u, theta, a, a, rows);
+                    } else {  // linear part, noise and activation; fused, with the pooling after it, a chunk of rows
+                              // at a time in a's first rows (which nothing else reads)
+                        const int cr = fused ? pool_chunk_rows(u.O, rep) : rows;
                         for (int r = 0; r < rows; r += cr) {
                             const int n = std::min(cr, rows - r);
-                            float* pooled = sc.a[size_t(l + 1)].data() + int64_t(r) * p.O;
                             if (!start)
                                 unit_train_linear(kc, u, theta, input(l) + int64_t(r) * u.I, n, a, sc.cols.data(), &sq,
                                                   tc);
@@ -319,11 +315,13 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                                                      start ? pre + int64_t(r / K) * u.O : a, bias_row[size_t(l)].data(),
                                                      unit(l).scale.row.data(), n, u.O, rep, u.act, u.alpha,
                                                      noise(l, r0 + r));
+                            if (!fused) continue;
+                            const Unit& p = m.units[size_t(l + 1)];
+                            float* pooled = sc.a[size_t(l + 1)].data() + int64_t(r) * p.O;
                             unit_train_linear(kc, p, theta, a, n, pooled, sc.cols.data(), &sq, tc);
                             unit_bias_act(k, p, theta, pooled, pooled, n);
                         }
-                        l++;  // the pooling unit has run
-                        continue;
+                        if (fused) l++;  // the pooling unit has run (and no residual block ends here)
                     }
                 }
                 if (u.ends_residual()) residual_add(k, u, a, tc.skip, rows, tc.skip_rep);
