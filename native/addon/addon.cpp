@@ -26,9 +26,7 @@ Napi::Value BackendInfoJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     BackendInfo b = backend_info();
     Napi::Object o = Napi::Object::New(env);
-    Napi::Array compiled = Napi::Array::New(env, b.compiled.size());
-    for (size_t i = 0; i < b.compiled.size(); i++) compiled.Set(uint32_t(i), b.compiled[i]);
-    o.Set("compiled", compiled);
+    o.Set("compiled", js_array(env, b.compiled));
     o.Set("active", b.active);
     o.Set("reason", b.reason);
     o.Set("threads", b.threads);
@@ -41,11 +39,9 @@ Napi::Value BackendInfoJs(const Napi::CallbackInfo& info) {
 
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     int n = int(require_int(info[0], "threads", 0, 256));
     ThreadPool::instance().set_threads(n);
     return Napi::Number::New(env, ThreadPool::instance().threads());
-    OF_NAPI_END(env)
 }
 
 // allocStats(reset?) -> { live, peak }: bytes held by native buffers now and at most since the last reset. reset
@@ -56,10 +52,8 @@ Napi::Value AllocStatsJs(const Napi::CallbackInfo& info) {
         release_thread_scratch();
         reset_alloc_peak();
     }
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("live", double(alloc_stats().live.load()));
-    o.Set("peak", double(alloc_stats().peak.load()));
-    return o;
+    return number_object(env,
+                         {{"live", double(alloc_stats().live.load())}, {"peak", double(alloc_stats().peak.load())}});
 }
 
 Napi::Value SetErrorClasses(const Napi::CallbackInfo& info) {
@@ -70,33 +64,46 @@ Napi::Value SetErrorClasses(const Napi::CallbackInfo& info) {
 // gemm(C, A, B, M, N, K, transA, transB, alpha, beta, kscale?, naive?) on row-major arrays: kernel tests.
 // gemmBf16(..., kscale?, way): the bfloat16 GEMM (kernels/cpu/bf16.h), way 'emulated', 'instruction' (where the CPU has
 // it, else emulated) or 'amx' (ERR_CONFIG where the tiles are not usable); true / false: instruction / emulated.
+// (C, A, B, M, N, K, transA, transB, alpha, beta) from info[at]: a GEMM hook's arguments, lengths checked.
+struct GemmArgs {
+    Napi::Float32Array C, A, B;
+    int M, N, K;
+    bool ta, tb;
+    float alpha, beta;
+};
+GemmArgs gemm_args(const Napi::CallbackInfo& info, int at, int min_mn, const std::string& hook) {
+    GemmArgs g{require_f32(info[at], "C"), require_f32(info[at + 1], "A"), require_f32(info[at + 2], "B")};
+    g.M = int(require_int(info[at + 3], "M", min_mn, 1 << 20)),
+    g.N = int(require_int(info[at + 4], "N", min_mn, 1 << 20));
+    g.K = int(require_int(info[at + 5], "K", 0, 1 << 20));
+    g.ta = info[at + 6].ToBoolean(), g.tb = info[at + 7].ToBoolean();
+    g.alpha = float(require_number(info[at + 8], "alpha")), g.beta = float(require_number(info[at + 9], "beta"));
+    if (int64_t(g.C.ElementLength()) != int64_t(g.M) * g.N || int64_t(g.A.ElementLength()) != int64_t(g.M) * g.K ||
+        int64_t(g.B.ElementLength()) != int64_t(g.K) * g.N)
+        throw_status(info.Env(), {StatusCode::Shape, hook + ": array lengths do not match M, N, K"});
+    return g;
+}
+
+// gemm's and gemmBf16's run: fn on the row-major arrays, with the kscale of info[10] when one is given.
 template <class GemmFn>
-void gemm_args(const Napi::CallbackInfo& info, const GemmFn& fn) {
-    Napi::Env env = info.Env();
-    Napi::Float32Array C = require_f32(info[0], "C"), A = require_f32(info[1], "A"), B = require_f32(info[2], "B");
-    int M = int(require_int(info[3], "M", 0, 1 << 20)), N = int(require_int(info[4], "N", 0, 1 << 20)),
-        K = int(require_int(info[5], "K", 0, 1 << 20));
-    bool ta = info[6].ToBoolean(), tb = info[7].ToBoolean();
-    float alpha = float(require_number(info[8], "alpha")), beta = float(require_number(info[9], "beta"));
+void run_gemm(const Napi::CallbackInfo& info, const GemmFn& fn) {
+    GemmArgs g = gemm_args(info, 0, 0, "gemm");
     const float* s = nullptr;
     if (info[10].IsTypedArray()) {
         Napi::Float32Array sv = require_f32(info[10], "kscale");
-        if (int64_t(sv.ElementLength()) != K) throw_status(env, {StatusCode::Shape, "kscale must have K values"});
+        if (int64_t(sv.ElementLength()) != g.K)
+            throw_status(info.Env(), {StatusCode::Shape, "kscale must have K values"});
         s = sv.Data();
     }
-    if (int64_t(C.ElementLength()) != int64_t(M) * N || int64_t(A.ElementLength()) != int64_t(M) * K ||
-        int64_t(B.ElementLength()) != int64_t(K) * N)
-        throw_status(env, {StatusCode::Shape, "gemm: array lengths do not match M, N, K"});
-    ptrdiff_t rsa = ta ? 1 : K, csa = ta ? M : 1, rsb = tb ? 1 : N, csb = tb ? K : 1;
-    fn(C.Data(), N, 1, A.Data(), rsa, csa, B.Data(), rsb, csb, s, M, N, K, alpha, beta);
+    const int M = g.M, N = g.N, K = g.K;
+    fn(g.C.Data(), N, 1, g.A.Data(), g.ta ? 1 : K, g.ta ? M : 1, g.B.Data(), g.tb ? 1 : N, g.tb ? K : 1, s, M, N, K,
+       g.alpha, g.beta);
 }
 
 Napi::Value GemmJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
-    gemm_args(info, info[11].ToBoolean() ? cpu::gemm_naive : cpu::gemm);
+    run_gemm(info, info[11].ToBoolean() ? cpu::gemm_naive : cpu::gemm);
     return env.Undefined();
-    OF_NAPI_END(env)
 }
 
 // The way of a bf16 kernel hook by name: 'emulated', 'instruction' (where the CPU has it, else emulated) or 'amx'
@@ -113,14 +120,12 @@ cpu::Bf16Way bf16_way_named(Napi::Env env, const std::string& name, const std::s
 
 Napi::Value GemmBf16Js(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     const std::string name = info[11].IsString()    ? info[11].As<Napi::String>().Utf8Value()
                              : info[11].ToBoolean() ? "instruction"
                                                     : "emulated";
     const cpu::Bf16Way way = bf16_way_named(env, name, "gemmBf16");
-    gemm_args(info, [way](auto... a) { cpu::gemm_bf16_as(way, a...); });
+    run_gemm(info, [way](auto... a) { cpu::gemm_bf16_as(way, a...); });
     return env.Undefined();
-    OF_NAPI_END(env)
 }
 
 // convForward(y, x, W, n, geom, way) -> whether the direct convolution ran (else the shape takes im2row + GEMM): the
@@ -128,17 +133,16 @@ Napi::Value GemmBf16Js(const Napi::CallbackInfo& info) {
 // dh, dw], in float32 (way 'float32') or with bfloat16 operands (bf16.h) taken a way as gemmBf16's.
 Napi::Value ConvForwardJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Napi::Float32Array y = require_f32(info[0], "y"), x = require_f32(info[1], "x"), W = require_f32(info[2], "W");
     const int n = int(require_int(info[3], "n", 0, 1 << 20));
     if (!info[4].IsArray() || info[4].As<Napi::Array>().Length() != 14)
         throw_status(env, {StatusCode::Config, "convForward: geom must be an array of 14 integers"});
     Napi::Array ga = info[4].As<Napi::Array>();
-    int v[14];
-    for (uint32_t i = 0; i < 14; i++) v[i] = int(require_int(ga.Get(i), "geom", i == 10 || i == 11 ? 0 : 1, 4096));
     ConvGeom g;
-    g.H = v[0], g.W = v[1], g.C = v[2], g.Ho = v[3], g.Wo = v[4], g.Co = v[5], g.kh = v[6], g.kw = v[7];
-    g.sh = v[8], g.sw = v[9], g.ph = v[10], g.pw = v[11], g.dh = v[12], g.dw = v[13];
+    int* const fields[14] = {&g.H,  &g.W,  &g.C,  &g.Ho, &g.Wo, &g.Co, &g.kh,
+                             &g.kw, &g.sh, &g.sw, &g.ph, &g.pw, &g.dh, &g.dw};
+    for (uint32_t i = 0; i < 14; i++)
+        *fields[i] = int(require_int(ga.Get(i), "geom", i == 10 || i == 11 ? 0 : 1, 4096));
     // the kernels size their scratch and read W by Ho, Wo and kh kw C: the output extent floor((H + 2p - d (k - 1) -
     // 1) / s) + 1 a side, and a patch that is an int
     auto span = [](int H, int p, int k, int d) { return int64_t(H) + 2 * p - int64_t(d) * (k - 1) - 1; };
@@ -154,19 +158,18 @@ Napi::Value ConvForwardJs(const Napi::CallbackInfo& info) {
     if (w == "float32") return Napi::Boolean::New(env, cpu::conv_forward(y.Data(), x.Data(), W.Data(), n, g));
     const cpu::Bf16Way way = bf16_way_named(env, w, "convForward");
     return Napi::Boolean::New(env, cpu::conv_forward_bf16_as(way, y.Data(), x.Data(), W.Data(), n, g));
-    OF_NAPI_END(env)
 }
 
-// The arguments the noise hooks share: rows and cols (info[0, 1]), and the spec's seed, step, layer, row0 and
-// antithetic (info[2..6]).
-NoiseSpec noise_args(const Napi::CallbackInfo& info, const std::string& hook, int* R, int* O) {
-    *R = int(require_int(info[0], "rows", 0, 1 << 24)), *O = int(require_int(info[1], "cols", 0, 1 << 24));
+// The arguments the noise hooks share, from info[at]: rows and cols (at least `min` each), and the spec's seed, step,
+// layer, row0 and antithetic.
+NoiseSpec noise_args(const Napi::CallbackInfo& info, int at, int min, const std::string& hook, int* R, int* O) {
+    *R = int(require_int(info[at], "rows", min, 1 << 24)), *O = int(require_int(info[at + 1], "cols", min, 1 << 24));
     if (int64_t(*R) * *O > (int64_t(1) << 28))
         throw_status(info.Env(), {StatusCode::Shape, hook + ": too many values"});
-    return NoiseSpec{uint64_t(require_int(info[2], "seed", 0, int64_t(1) << 53)),
-                     uint32_t(require_int(info[3], "step", 0, 0xffffffffll)),
-                     uint32_t(require_int(info[4], "layer", 0, 0xffffff)),
-                     uint32_t(require_int(info[5], "row0", 0, 0xffffffffll)), info[6].ToBoolean()};
+    return NoiseSpec{uint64_t(require_int(info[at + 2], "seed", 0, int64_t(1) << 53)),
+                     uint32_t(require_int(info[at + 3], "step", 0, 0xffffffffll)),
+                     uint32_t(require_int(info[at + 4], "layer", 0, 0xffffff)),
+                     uint32_t(require_int(info[at + 5], "row0", 0, 0xffffffffll)), info[at + 6].ToBoolean()};
 }
 
 // The oracles' rows, as noise_fill lays them out: row(e, g) writes global row g; an odd row of antithetic pairs is its
@@ -188,9 +191,8 @@ void naive_rows(float* out, int R, int O, const NoiseSpec& ns, Row row) {
 // Float32Array of rows x cols to fill instead of a new one (the generator's rate without an allocation per call).
 Napi::Value NoiseJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     int R = 0, O = 0;
-    NoiseSpec ns = noise_args(info, "noise", &R, &O);
+    NoiseSpec ns = noise_args(info, 0, 0, "noise", &R, &O);
     if (!info[8].IsUndefined()) ns.density = Density(require_int(info[8], "density", 0, 2));
     Napi::Float32Array out;
     if (!info[9].IsUndefined()) {
@@ -208,16 +210,14 @@ Napi::Value NoiseJs(const Napi::CallbackInfo& info) {
             cpu::noise_row_naive(e, O, g, ns.layer, ns.step, ns.seed, ns.density);
         });
     return out;
-    OF_NAPI_END(env)
 }
 
 // qmcNoise(rows, cols, seed, step, layer, row0, antithetic, copies, dim, naive?) -> Float32Array: the engine's QMC
 // normals (copies Sobol points per sample, the unit's first Sobol dimension dim), or qmc_row_naive()'s when naive.
 Napi::Value QmcNoiseJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     int R = 0, O = 0;
-    NoiseSpec ns = noise_args(info, "qmcNoise", &R, &O);
+    NoiseSpec ns = noise_args(info, 0, 0, "qmcNoise", &R, &O);
     ns.qmc_copies = uint32_t(require_int(info[7], "copies", 1, 1 << 20));
     ns.qmc_dim = uint32_t(require_int(info[8], "dim", 0, SobolTable::kMaxDims));
     if (int64_t(ns.qmc_dim) + O > SobolTable::kMaxDims)
@@ -226,7 +226,6 @@ Napi::Value QmcNoiseJs(const Napi::CallbackInfo& info) {
     if (!info[9].ToBoolean()) cpu_kernels().noise_fill(out.Data(), R, O, ns);
     else naive_rows(out.Data(), R, O, ns, [&](float* e, uint32_t g) { cpu::qmc_row_naive(e, O, g, ns); });
     return out;
-    OF_NAPI_END(env)
 }
 
 // A fresh device for the kernel tests: 'sim' (the host simulation) or 'cuda' (ERR_BACKEND where there is none).
@@ -242,9 +241,8 @@ std::unique_ptr<Device> test_device(Napi::Env env, const Napi::Value& v) {
 // Host array <-> device buffer, for the kernel tests.
 DeviceBuffer to_device(Napi::Env env, Device* d, const float* x, size_t n) {
     DeviceBuffer b;
-    check(env, b.reserve(d, n * sizeof(float)));
-    if (x) check(env, d->upload(b.f(), x, n * sizeof(float)));
-    else check(env, d->zero(b.f(), n * sizeof(float)));
+    check(env, x ? b.assign(d, x, n * sizeof(float)) : b.reserve(d, n * sizeof(float)));
+    if (!x) check(env, d->zero(b.f(), n * sizeof(float)));
     return b;
 }
 
@@ -252,65 +250,42 @@ DeviceBuffer to_device(Napi::Env env, Device* d, const float* x, size_t n) {
 // fused noisy forward draws (pre-activation 0, no bias, sigma 1), to compare bit for bit with noise().
 Napi::Value DeviceNoiseJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     std::unique_ptr<Device> d = test_device(env, info[0]);
-    int R = int(require_int(info[1], "rows", 1, 1 << 24)), O = int(require_int(info[2], "cols", 1, 1 << 24));
-    if (int64_t(R) * O > (int64_t(1) << 28)) throw_status(env, {StatusCode::Shape, "deviceNoise: too many values"});
+    int R = 0, O = 0;
+    const NoiseSpec ns = noise_args(info, 1, 1, "deviceNoise", &R, &O);
+    const int density = int(require_int(info[8], "density", 0, 2));
     const size_t n = size_t(R) * O;
     DeviceBuffer pre = to_device(env, d.get(), nullptr, n), out = to_device(env, d.get(), nullptr, n),
                  E = to_device(env, d.get(), nullptr, n);
-    dev::NoisyArgs a{out.f(),
-                     E.f(),
-                     pre.f(),
-                     nullptr,
-                     O,
-                     1.0f,
-                     R,
-                     O,
-                     1,
-                     Act::Identity,
-                     0.0f,
-                     uint64_t(require_int(info[3], "seed", 0, int64_t(1) << 53)),
-                     uint32_t(require_int(info[4], "step", 0, 0xffffffffll)),
-                     uint32_t(require_int(info[5], "layer", 0, 0xffffff)),
-                     uint32_t(require_int(info[6], "row0", 0, 0xffffffffll)),
-                     info[7].ToBoolean() ? 1 : 0,
-                     int(require_int(info[8], "density", 0, 2))};
+    dev::NoisyArgs a{out.f(), E.f(),         pre.f(), nullptr, O,       1.0f,     R,       O,
+                     1,       Act::Identity, 0.0f,    ns.seed, ns.step, ns.layer, ns.row0, ns.antithetic ? 1 : 0,
+                     density};
     check(env, d->noisy_forward(a, int64_t(R) * dev::noise_counters(O)));
     Napi::Float32Array r = Napi::Float32Array::New(env, n);
     check(env, d->download(r.Data(), E.f(), n * sizeof(float)));
     return r;
-    OF_NAPI_END(env)
 }
 
 // deviceGemm(device, C, A, B, M, N, K, transA, transB, alpha, beta, tf32) on row-major arrays: C is overwritten with
 // the device's result. device 'tiled': the host run of our CUDA SGEMM's tile code (device/tiled_gemm.h).
 Napi::Value DeviceGemmJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     const bool tiled = info[0].IsString() && info[0].As<Napi::String>().Utf8Value() == "tiled";
     std::unique_ptr<Device> d = tiled ? nullptr : test_device(env, info[0]);
-    Napi::Float32Array C = require_f32(info[1], "C"), A = require_f32(info[2], "A"), B = require_f32(info[3], "B");
-    int M = int(require_int(info[4], "M", 1, 1 << 20)), N = int(require_int(info[5], "N", 1, 1 << 20)),
-        K = int(require_int(info[6], "K", 0, 1 << 20));
-    bool ta = info[7].ToBoolean(), tb = info[8].ToBoolean();
-    if (int64_t(C.ElementLength()) != int64_t(M) * N || int64_t(A.ElementLength()) != int64_t(M) * K ||
-        int64_t(B.ElementLength()) != int64_t(K) * N)
-        throw_status(env, {StatusCode::Shape, "deviceGemm: array lengths do not match M, N, K"});
-    const float alpha = float(require_number(info[9], "alpha")), beta = float(require_number(info[10], "beta"));
-    const int lda = ta ? M : K, ldb = tb ? K : N;
+    GemmArgs g = gemm_args(info, 1, 1, "deviceGemm");
+    const bool ta = g.ta, tb = g.tb;
+    const int M = g.M, N = g.N, K = g.K, lda = ta ? M : K, ldb = tb ? K : N;
     if (tiled) {
-        tiled::tiled_gemm_host({M, N, K, alpha, beta, A.Data(), ta ? 1 : lda, ta ? lda : 1, B.Data(), tb ? 1 : ldb,
-                                tb ? ldb : 1, C.Data(), N});
+        tiled::tiled_gemm_host({M, N, K, g.alpha, g.beta, g.A.Data(), ta ? 1 : lda, ta ? lda : 1, g.B.Data(),
+                                tb ? 1 : ldb, tb ? ldb : 1, g.C.Data(), N});
         return env.Undefined();
     }
-    DeviceBuffer dc = to_device(env, d.get(), C.Data(), C.ElementLength()),
-                 da = to_device(env, d.get(), A.Data(), A.ElementLength()),
-                 db = to_device(env, d.get(), B.Data(), B.ElementLength());
-    check(env, d->gemm(ta, tb, M, N, K, alpha, da.f(), lda, db.f(), ldb, beta, dc.f(), N, info[11].ToBoolean()));
-    check(env, d->download(C.Data(), dc.f(), C.ElementLength() * sizeof(float)));
+    DeviceBuffer dc = to_device(env, d.get(), g.C.Data(), g.C.ElementLength()),
+                 da = to_device(env, d.get(), g.A.Data(), g.A.ElementLength()),
+                 db = to_device(env, d.get(), g.B.Data(), g.B.ElementLength());
+    check(env, d->gemm(ta, tb, M, N, K, g.alpha, da.f(), lda, db.f(), ldb, g.beta, dc.f(), N, info[11].ToBoolean()));
+    check(env, d->download(g.C.Data(), dc.f(), g.C.ElementLength() * sizeof(float)));
     return env.Undefined();
-    OF_NAPI_END(env)
 }
 
 // activation(x, name, device?) -> Float32Array: act(x) by the CPU engine (the bias + activation pass, one row of
@@ -318,7 +293,6 @@ Napi::Value DeviceGemmJs(const Napi::CallbackInfo& info) {
 // functions of core/fastmath.h themselves. For kernel tests.
 Napi::Value ActivationJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Napi::Float32Array x = require_f32(info[0], "x");
     const std::string name = require_string(info[1], "name");
     if (name == "erf" || name == "exp") {
@@ -326,10 +300,8 @@ Napi::Value ActivationJs(const Napi::CallbackInfo& info) {
         for (size_t i = 0; i < x.ElementLength(); i++) y[i] = name == "erf" ? erf_f32(x[i]) : exp_nonpositive(x[i]);
         return y;
     }
-    int k = 0;
-    while (k <= int(Act::Quantize) && name != act_name(Act(k))) k++;
-    if (k > int(Act::Quantize)) throw_status(env, {StatusCode::Config, "activation: unknown name " + name});
-    const Act act = Act(k);
+    Act act = Act::Identity;
+    if (!act_named(name, &act)) throw_status(env, {StatusCode::Config, "activation: unknown name " + name});
     const float alpha = act == Act::Quantize ? 4.0f : 0.01f;  // quantize: 4 levels; leakyRelu: slope 0.01
     const size_t n = x.ElementLength();
     if (n == 0 || n > (size_t(1) << 28)) throw_status(env, {StatusCode::Shape, "activation: 1 to 2^28 values"});
@@ -344,20 +316,17 @@ Napi::Value ActivationJs(const Napi::CallbackInfo& info) {
     check(env, d->bias_act({da.f(), dv.f(), nullptr, int(n), act, alpha}, int64_t(n)));
     check(env, d->download(y.Data(), da.f(), n * sizeof(float)));
     return y;
-    OF_NAPI_END(env)
 }
 
 // philox(c0, c1, c2, c3, k0, k1) -> [4 x uint32]: the raw generator, for the Random123 known-answer test.
 Napi::Value PhiloxJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     uint32_t v[6];
     for (int i = 0; i < 6; i++) v[i] = uint32_t(require_int(info[i], "word", 0, 0xffffffffll));
     U32x4 r = philox4x32_10(v[0], v[1], v[2], v[3], v[4], v[5]);
     Napi::Uint32Array out = Napi::Uint32Array::New(env, 4);
     for (int i = 0; i < 4; i++) out[i] = r.v[i];
     return out;
-    OF_NAPI_END(env)
 }
 
 }  // namespace
@@ -373,20 +342,20 @@ static Napi::Object InitOneForward(Napi::Env env, Napi::Object exports) {
         dlopen(self.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
 #endif
     exports.Set("NativeModel", ModelWrap::Init(env));
-    exports.Set("describeLayers", Napi::Function::New<DescribeLayersJs>(env));
-    exports.Set("backendInfo", Napi::Function::New<BackendInfoJs>(env));
-    exports.Set("setThreads", Napi::Function::New<SetThreads>(env));
-    exports.Set("allocStats", Napi::Function::New<AllocStatsJs>(env));
-    exports.Set("setErrorClasses", Napi::Function::New<SetErrorClasses>(env));
-    exports.Set("gemm", Napi::Function::New<GemmJs>(env));
-    exports.Set("gemmBf16", Napi::Function::New<GemmBf16Js>(env));
-    exports.Set("convForward", Napi::Function::New<ConvForwardJs>(env));
-    exports.Set("noise", Napi::Function::New<NoiseJs>(env));
-    exports.Set("qmcNoise", Napi::Function::New<QmcNoiseJs>(env));
-    exports.Set("philox", Napi::Function::New<PhiloxJs>(env));
-    exports.Set("activation", Napi::Function::New<ActivationJs>(env));
-    exports.Set("deviceNoise", Napi::Function::New<DeviceNoiseJs>(env));
-    exports.Set("deviceGemm", Napi::Function::New<DeviceGemmJs>(env));
+    exports.Set("describeLayers", Napi::Function::New<guarded<DescribeLayersJs>>(env));
+    exports.Set("backendInfo", Napi::Function::New<guarded<BackendInfoJs>>(env));
+    exports.Set("setThreads", Napi::Function::New<guarded<SetThreads>>(env));
+    exports.Set("allocStats", Napi::Function::New<guarded<AllocStatsJs>>(env));
+    exports.Set("setErrorClasses", Napi::Function::New<guarded<SetErrorClasses>>(env));
+    exports.Set("gemm", Napi::Function::New<guarded<GemmJs>>(env));
+    exports.Set("gemmBf16", Napi::Function::New<guarded<GemmBf16Js>>(env));
+    exports.Set("convForward", Napi::Function::New<guarded<ConvForwardJs>>(env));
+    exports.Set("noise", Napi::Function::New<guarded<NoiseJs>>(env));
+    exports.Set("qmcNoise", Napi::Function::New<guarded<QmcNoiseJs>>(env));
+    exports.Set("philox", Napi::Function::New<guarded<PhiloxJs>>(env));
+    exports.Set("activation", Napi::Function::New<guarded<ActivationJs>>(env));
+    exports.Set("deviceNoise", Napi::Function::New<guarded<DeviceNoiseJs>>(env));
+    exports.Set("deviceGemm", Napi::Function::New<guarded<DeviceGemmJs>>(env));
     return exports;
 }
 

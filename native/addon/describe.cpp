@@ -3,25 +3,14 @@
 // returned, not thrown: `layers` then holds those before it. Bad arguments throw. Nothing is kept or allocated.
 #include "model/describe.h"
 
-#include "addon/errors.h"
+#include "addon/args.h"
 #include "addon/model_spec.h"
 #include "addon/model_wrap.h"
 
 namespace of::addon {
 
-namespace {
-
-Napi::Array int_array(Napi::Env env, const std::vector<int>& v) {
-    Napi::Array a = Napi::Array::New(env, v.size());
-    for (size_t i = 0; i < v.size(); i++) a.Set(uint32_t(i), v[i]);
-    return a;
-}
-
-}  // namespace
-
 Napi::Value DescribeLayersJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     std::vector<LayerInfo> layers;
     const Status s = describe_layers(parse_model_spec(env, info[0]), &layers);
     Napi::Array rows = Napi::Array::New(env, layers.size());
@@ -30,11 +19,11 @@ Napi::Value DescribeLayersJs(const Napi::CallbackInfo& info) {
         for (size_t j = 0; j < layers[i].tensors.size(); j++) {
             Napi::Object t = Napi::Object::New(env);
             t.Set("name", layers[i].tensors[j].name);
-            t.Set("shape", int_array(env, layers[i].tensors[j].shape));
+            t.Set("shape", js_array(env, layers[i].tensors[j].shape));
             tensors.Set(uint32_t(j), t);
         }
         Napi::Object l = Napi::Object::New(env);
-        l.Set("output", int_array(env, layers[i].output));
+        l.Set("output", js_array(env, layers[i].output));
         l.Set("tensors", tensors);
         rows.Set(uint32_t(i), l);
     }
@@ -47,7 +36,6 @@ Napi::Value DescribeLayersJs(const Napi::CallbackInfo& info) {
         out.Set("error", error);
     }
     return out;
-    OF_NAPI_END(env)
 }
 
 }  // namespace of::addon

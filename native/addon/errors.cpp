@@ -35,4 +35,26 @@ Napi::Error make_error(Napi::Env env, const Status& s) {
 
 void throw_status(Napi::Env env, const Status& s) { throw make_error(env, s); }
 
+Status caught_status(const std::string& during) {
+    try {
+        throw;
+    } catch (const std::bad_alloc&) {
+        return {StatusCode::OutOfMemory, "out of memory" + during};
+    } catch (const std::exception& e) {
+        return {StatusCode::Internal, e.what()};
+    } catch (...) {
+        return {StatusCode::Internal, "unknown native exception" + during};
+    }
+}
+
+void rethrow_as_js(Napi::Env env) {
+    try {
+        throw;
+    } catch (const Napi::Error&) {
+        throw;
+    } catch (...) {
+        throw_status(env, caught_status());
+    }
+}
+
 }  // namespace of::addon

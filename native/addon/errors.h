@@ -3,6 +3,8 @@
 #pragma once
 #include <napi.h>
 
+#include <string>
+
 #include "core/status.h"
 
 namespace of::addon {
@@ -14,21 +16,21 @@ inline void check(Napi::Env env, const Status& s) {
     if (!s.ok()) throw_status(env, s);
 }
 
-}  // namespace of::addon
+// Inside a catch block: the exception in flight as a Status, out of memory ERR_OOM and any other ERR_INTERNAL (`during`
+// ends their messages), for the native threads to report.
+Status caught_status(const std::string& during = "");
+// Inside a catch block: the exception in flight as the JS error to throw (a Napi::Error as it is, else
+// caught_status()'s). Every entry point ends in it, so a C++ exception never crosses into Node as a crash.
+[[noreturn]] void rethrow_as_js(Napi::Env env);
 
-// Every entry point: a C++ exception never crosses into Node as a crash.
-#define OF_NAPI_BEGIN try {
-#define OF_NAPI_END(env)                                                                          \
-    }                                                                                             \
-    catch (const Napi::Error&) {                                                                  \
-        throw;                                                                                    \
-    }                                                                                             \
-    catch (const std::bad_alloc&) {                                                               \
-        ::of::addon::throw_status(env, {::of::StatusCode::OutOfMemory, "out of memory"});         \
-    }                                                                                             \
-    catch (const std::exception& e) {                                                             \
-        ::of::addon::throw_status(env, {::of::StatusCode::Internal, e.what()});                   \
-    }                                                                                             \
-    catch (...) {                                                                                 \
-        ::of::addon::throw_status(env, {::of::StatusCode::Internal, "unknown native exception"}); \
+// An exported function run under rethrow_as_js.
+template <Napi::Value (*Fn)(const Napi::CallbackInfo&)>
+Napi::Value guarded(const Napi::CallbackInfo& info) {
+    try {
+        return Fn(info);
+    } catch (...) {
+        rethrow_as_js(info.Env());
     }
+}
+
+}  // namespace of::addon

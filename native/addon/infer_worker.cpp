@@ -30,12 +30,8 @@ class InferWorker : public Napi::AsyncWorker {
             const Model& m = *model_;
             status_ = evaluate_ ? m.evaluate(data.ref.x, data.ref.y, data.ref.rows, &loss_, &accuracy_, scratch_)
                                 : m.forward(out.data(), data.ref.x, data.ref.rows, scratch_);
-        } catch (const std::bad_alloc&) {
-            status_ = {StatusCode::OutOfMemory, "out of memory"};
-        } catch (const std::exception& e) {
-            status_ = {StatusCode::Internal, e.what()};
         } catch (...) {
-            status_ = {StatusCode::Internal, "unknown native exception"};
+            status_ = caught_status();
         }
     }
     void OnOK() override {

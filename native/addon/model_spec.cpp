@@ -8,6 +8,14 @@
 namespace of::addon {
 namespace {
 
+// v as two integers in [lo, hi] (named `item`) into *a, *b; false where v is not an array of two.
+bool read_pair(const Napi::Value& v, const char* item, int64_t lo, int64_t hi, int* a, int* b) {
+    if (!v.IsArray() || v.As<Napi::Array>().Length() != 2) return false;
+    *a = int(require_int(v.As<Napi::Array>().Get(uint32_t(0)), item, lo, hi));
+    *b = int(require_int(v.As<Napi::Array>().Get(uint32_t(1)), item, lo, hi));
+    return true;
+}
+
 class JsLayerReader final : public LayerReader {
    public:
     JsLayerReader(Napi::Object o, std::string prefix) : o_(o), prefix_(std::move(prefix)) {}
@@ -23,10 +31,7 @@ class JsLayerReader final : public LayerReader {
         return o_.Get(key).IsUndefined() ? def : text(key);
     }
     void int_pair(const char* key, int64_t lo, int64_t hi, int* a, int* b) const override {
-        Napi::Value v = o_.Get(key);
-        if (!v.IsArray() || v.As<Napi::Array>().Length() != 2) fail(name(key) + " must be a pair of integers");
-        *a = int(require_int(v.As<Napi::Array>().Get(uint32_t(0)), key, lo, hi));
-        *b = int(require_int(v.As<Napi::Array>().Get(uint32_t(1)), key, lo, hi));
+        if (!read_pair(o_.Get(key), key, lo, hi, a, b)) fail(name(key) + " must be a pair of integers");
     }
     std::vector<std::pair<int, int>> int_pairs(const char* key, const char* item, int64_t lo,
                                                int64_t hi) const override {
@@ -36,10 +41,9 @@ class JsLayerReader final : public LayerReader {
         Napi::Array a = v.As<Napi::Array>();
         std::vector<std::pair<int, int>> out;
         for (uint32_t e = 0; e < a.Length(); e++) {
-            Napi::Value p = a.Get(e);
-            if (!p.IsArray() || p.As<Napi::Array>().Length() != 2) fail(bad);
-            out.emplace_back(int(require_int(p.As<Napi::Array>().Get(uint32_t(0)), item, lo, hi)),
-                             int(require_int(p.As<Napi::Array>().Get(uint32_t(1)), item, lo, hi)));
+            int i = 0, j = 0;
+            if (!read_pair(a.Get(e), item, lo, hi, &i, &j)) fail(bad);
+            out.emplace_back(i, j);
         }
         return out;
     }
@@ -61,26 +65,16 @@ ModelSpec parse_model_spec(Napi::Env env, const Napi::Value& v) {
     ModelSpec spec;
     spec.inputs = int(require_int(o.Get("inputs"), "inputs", 1, 1 << 28));
     Napi::Value shape = o.Get("inputShape");
-    if (shape.IsArray()) {  // [H, W, C], channels-last images
+    if (shape.IsArray()) {  // [H, W, C]: channels-last images; [steps, features]: sequences
         Napi::Array a = shape.As<Napi::Array>();
-        if (a.Length() == 2) {  // [steps, features]: sequences
-            spec.in_t = int(require_int(a.Get(uint32_t(0)), "inputShape", 1, 1 << 16));
-            spec.in_f = int(require_int(a.Get(uint32_t(1)), "inputShape", 1, 1 << 24));
-        } else if (a.Length() != 3) {
-            throw_status(env, arg_error("inputShape must be [height, width, channels] or [steps, features]"));
-        }
+        auto dim = [&](uint32_t i, int64_t hi) { return int(require_int(a.Get(i), "inputShape", 1, hi)); };
+        if (a.Length() == 2) spec.in_t = dim(0, 1 << 16), spec.in_f = dim(1, 1 << 24);
+        else if (a.Length() == 3) spec.in_h = dim(0, 1 << 16), spec.in_w = dim(1, 1 << 16), spec.in_c = dim(2, 1 << 16);
+        else throw_status(env, arg_error("inputShape must be [height, width, channels] or [steps, features]"));
     }
-    if (shape.IsArray() && shape.As<Napi::Array>().Length() == 3) {
-        Napi::Array a = shape.As<Napi::Array>();
-        spec.in_h = int(require_int(a.Get(uint32_t(0)), "inputShape", 1, 1 << 16));
-        spec.in_w = int(require_int(a.Get(uint32_t(1)), "inputShape", 1, 1 << 16));
-        spec.in_c = int(require_int(a.Get(uint32_t(2)), "inputShape", 1, 1 << 16));
-    }
-    std::string loss = require_string(o.Get("loss"), "loss");
-    if (loss == "crossEntropy") spec.loss = LossKind::CrossEntropy;
-    else if (loss == "mse") spec.loss = LossKind::Mse;
-    else if (loss == "zeroOne") spec.loss = LossKind::ZeroOne;
-    else throw_status(env, arg_error("unknown loss '" + loss + "'"));
+    spec.loss = named<LossKind>(
+        env, require_string(o.Get("loss"), "loss"),
+        {{"crossEntropy", LossKind::CrossEntropy}, {"mse", LossKind::Mse}, {"zeroOne", LossKind::ZeroOne}}, "loss");
     spec.seed = uint64_t(require_int(o.Get("seed"), "seed", 0, (int64_t(1) << 53)));
     Napi::Value lv = o.Get("layers");
     if (!lv.IsArray()) throw_status(env, arg_error("Expected layers to be an array"));

@@ -15,19 +15,24 @@
 
 namespace of::addon {
 
-template <Napi::Value (ModelWrap::*Method)(const Napi::CallbackInfo&)>
+template <Napi::Value (ModelWrap::*Method)(const Napi::CallbackInfo&), bool Exclusive>
 Napi::Value ModelWrap::Enter(const Napi::CallbackInfo& info) {
-    if (in_call_)  // e.g. dispose() from a JS loss during gradients(): it would free the model under the estimator
+    if (Exclusive && in_call_)  // e.g. dispose() from a JS loss during gradients(): it would free the model under it
         throw_status(info.Env(), {StatusCode::Busy,
                                   "the model is inside another of its calls (a loss function or getter that "
                                   "call runs cannot use the model); use it after that call returns"});
-    in_call_ = true;
-    struct Leave {
+    struct Restore {
         bool& flag;
-        ~Leave() { flag = false; }
-    } leave{in_call_};
+        const bool was;
+        ~Restore() { flag = was; }
+    } restore{in_call_, in_call_};
+    in_call_ = in_call_ || Exclusive;
     try {
-        return (this->*Method)(info);
+        try {
+            return (this->*Method)(info);
+        } catch (...) {
+            rethrow_as_js(info.Env());
+        }
     } catch (const Napi::Error& e) {
         // Thrown here: node-addon-api's own rethrow, when JS cannot run any more (worker.terminate() while a JS
         // loss or getter ran), escapes as std::terminate. Then nobody is left to catch it, and it is dropped.
@@ -43,7 +48,7 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
     return DefineClass(
         env, "NativeModel",
         {
-            InstanceMethod<&ModelWrap::Parameters>("parameters"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::Parameters, false>>("parameters"),
             InstanceMethod<&ModelWrap::Enter<&ModelWrap::Predict>>("predict"),
             InstanceMethod<&ModelWrap::Enter<&ModelWrap::PredictAsync>>("predictAsync"),
             InstanceMethod<&ModelWrap::Enter<&ModelWrap::EvaluateAsync>>("evaluateAsync"),
@@ -56,15 +61,15 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
             InstanceMethod<&ModelWrap::Enter<&ModelWrap::CopyGradients>>("copyGradients"),
             InstanceMethod<&ModelWrap::Enter<&ModelWrap::ApplyPerturbationUpdate>>("applyPerturbationUpdate"),
             InstanceMethod<&ModelWrap::Enter<&ModelWrap::Fit>>("fit"),
-            InstanceMethod<&ModelWrap::Cancel>("cancel"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::Cancel, false>>("cancel"),
             InstanceMethod<&ModelWrap::Enter<&ModelWrap::Dispose>>("dispose"),
-            InstanceMethod<&ModelWrap::State>("state"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::State, false>>("state"),
             InstanceMethod<&ModelWrap::Enter<&ModelWrap::ExportState>>("exportState"),
             InstanceMethod<&ModelWrap::Enter<&ModelWrap::ImportState>>("importState"),
             InstanceMethod<&ModelWrap::Enter<&ModelWrap::SetFrozen>>("setFrozen"),
             InstanceMethod<&ModelWrap::Enter<&ModelWrap::InputGradients>>("inputGradients"),
             InstanceMethod<&ModelWrap::Enter<&ModelWrap::SetBackend>>("setBackend"),
-            InstanceMethod<&ModelWrap::Backend>("backend"),
+            InstanceMethod<&ModelWrap::Enter<&ModelWrap::Backend, false>>("backend"),
             InstanceMethod<&ModelWrap::Enter<&ModelWrap::CheckIdle>>("checkIdle"),
             InstanceMethod<&ModelWrap::Enter<&ModelWrap::MemoryEstimate>>("memoryEstimate"),
         });
@@ -72,11 +77,13 @@ Napi::Function ModelWrap::Init(Napi::Env env) {
 
 ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     std::unique_ptr<Model> m;
-    check(env, Model::create(parse_model_spec(env, info[0]), &m));
+    try {
+        check(env, Model::create(parse_model_spec(env, info[0]), &m));
+    } catch (...) {
+        rethrow_as_js(env);
+    }
     model_ = std::move(m);
-    OF_NAPI_END(env)
 }
 
 Model& ModelWrap::model(Napi::Env env, Use use) {
@@ -98,7 +105,6 @@ Napi::Value ModelWrap::CheckIdle(const Napi::CallbackInfo& info) {
 
 Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env, Use::Read);  // views are safe to hand out during fit; values change as it trains
     Napi::Array out = Napi::Array::New(env);
     uint32_t idx = 0;
@@ -111,9 +117,7 @@ Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
             [](Napi::Env, void*, std::shared_ptr<Buffer>* hint) { delete hint; }, keep);
         Napi::Object p = Napi::Object::New(env);
         p.Set("name", name);
-        Napi::Array sh = Napi::Array::New(env, shape.size());
-        for (size_t i = 0; i < shape.size(); i++) sh.Set(uint32_t(i), shape[i]);
-        p.Set("shape", sh);
+        p.Set("shape", js_array(env, shape));
         p.Set("data", Napi::Float32Array::New(env, size_t(n), ab, 0));
         out.Set(idx++, p);
     };
@@ -121,53 +125,33 @@ Napi::Value ModelWrap::Parameters(const Napi::CallbackInfo& info) {
     for (const Unit& u : m.units)
         for (const UnitTensor& t : names.of(u)) add(t.name, t.offset, t.shape);
     return out;
-    OF_NAPI_END(env)
 }
 
 Napi::Value ModelWrap::Predict(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env);
     DataRef d = parse_inputs(env, m, info[0], info[1]);
     Napi::Float32Array out = Napi::Float32Array::New(env, size_t(d.rows) * m.outputs);
     check(env, m.forward(out.Data(), d.x, d.rows, m.infer));
     return out;
-    OF_NAPI_END(env)
 }
 
-Napi::Value ModelWrap::PredictAsync(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
-    return start_infer(info, this, false);
-    OF_NAPI_END(env)
-}
-
-Napi::Value ModelWrap::EvaluateAsync(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
-    return start_infer(info, this, true);
-    OF_NAPI_END(env)
-}
+Napi::Value ModelWrap::PredictAsync(const Napi::CallbackInfo& info) { return start_infer(info, this, false); }
+Napi::Value ModelWrap::EvaluateAsync(const Napi::CallbackInfo& info) { return start_infer(info, this, true); }
 
 Napi::Value ModelWrap::Evaluate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env);
     DataRef d = parse_data(env, m, info[0], info[1], info[2]);
     double loss, acc;
     check(env, m.evaluate(d.x, d.y, d.rows, &loss, &acc, m.infer));
-    Napi::Object r = Napi::Object::New(env);
-    r.Set("loss", loss);
-    r.Set("accuracy", acc);
-    return r;
-    OF_NAPI_END(env)
+    return number_object(env, {{"loss", loss}, {"accuracy", acc}});
 }
 
 // setBackend(name, tf32): 'cpu', 'cuda' (ERR_BACKEND where it cannot run) or 'sim' (the host simulation of a
 // device, for tests); tf32: true, false, or undefined (TF32 GEMMs for ULR only).
 Napi::Value ModelWrap::SetBackend(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env, Use::Mutate);
     std::string name = require_string(info[0], "backend");
     int tf32 = info[1].IsUndefined() ? -1 : info[1].ToBoolean() ? 1 : 0;
@@ -179,13 +163,11 @@ Napi::Value ModelWrap::SetBackend(const Napi::CallbackInfo& info) {
     m.device = dev ? std::make_shared<DeviceTrainer>(std::move(dev), tf32) : nullptr;
     m.placement = "cpu";
     return env.Undefined();
-    OF_NAPI_END(env)
 }
 
 // backend() -> { name, device, blas, tf32, placement }: the model's backend and where its last fit or step ran.
 Napi::Value ModelWrap::Backend(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env, Use::Read);
     Napi::Object r = Napi::Object::New(env);
     DeviceInfo d = m.device ? m.device->info() : DeviceInfo{"cpu", "host CPU", "oneforward", false};
@@ -195,27 +177,22 @@ Napi::Value ModelWrap::Backend(const Napi::CallbackInfo& info) {
     r.Set("tf32", d.tf32);
     r.Set("placement", m.placement);
     return r;
-    OF_NAPI_END(env)
 }
 
 // memoryEstimate(estimator, batchSize) -> { bytes, parameters, gradients, optimizer, activations, partials, workspace }
 Napi::Value ModelWrap::MemoryEstimate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     EstimatorConfig e = parse_estimator(env, info[0]);  // before the model: its getters may run JS
     const int B = int(require_int(info[1], "batchSize", 1, int64_t(1) << 30));
     StepMemory mem;
     check(env, step_memory(model(env), e, B, &mem));
-    Napi::Object r = Napi::Object::New(env);
-    r.Set("bytes", mem.total());
-    r.Set("parameters", mem.parameters);
-    r.Set("gradients", mem.gradients);
-    r.Set("optimizer", mem.optimizer);
-    r.Set("activations", mem.activations);
-    r.Set("partials", mem.partials);
-    r.Set("workspace", mem.workspace);
-    return r;
-    OF_NAPI_END(env)
+    return number_object(env, {{"bytes", mem.total()},
+                               {"parameters", mem.parameters},
+                               {"gradients", mem.gradients},
+                               {"optimizer", mem.optimizer},
+                               {"activations", mem.activations},
+                               {"partials", mem.partials},
+                               {"workspace", mem.workspace}});
 }
 
 Napi::Value ModelWrap::Cancel(const Napi::CallbackInfo& info) {
@@ -225,7 +202,6 @@ Napi::Value ModelWrap::Cancel(const Napi::CallbackInfo& info) {
 
 Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     if (model_ && model_->busy.load())
         throw_status(env, {StatusCode::Busy, "cannot dispose a model while it trains; cancel it first"});
     if (*pending_ > 0) throw_status(env, {StatusCode::Busy, "cannot dispose a model while predictions are pending"});
@@ -237,31 +213,18 @@ Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
     if (last) malloc_trim(0);
 #endif
     return env.Undefined();
-    OF_NAPI_END(env)
 }
-
-namespace {
-Napi::Array number_array(Napi::Env env, const std::vector<double>& v) {
-    Napi::Array a = Napi::Array::New(env, v.size());
-    for (size_t i = 0; i < v.size(); i++) a.Set(uint32_t(i), v[i]);
-    return a;
-}
-}  // namespace
 
 Napi::Value ModelWrap::State(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object r = Napi::Object::New(env);
     r.Set("disposed", !model_);
-    if (model_) {
-        r.Set("step", double(model_->step));
-        r.Set("epochs", double(model_->epochs_run));
-        r.Set("epochStep", double(model_->epoch_step));
-        r.Set("frozen", model_->frozen);
-        if (!model_->log_sigma.empty()) r.Set("logSigma", number_array(env, model_->log_sigma));
-        r.Set("busy", model_->busy.load());
-        r.Set("parameterCount", double(model_->n_params));
-        r.Set("inputs", model_->inputs);
-        r.Set("outputs", model_->outputs);
+    if (const Model* m = model_.get()) {
+        set_numbers(
+            r, {{"step", m->step}, {"epochs", m->epochs_run}, {"epochStep", m->epoch_step}, {"frozen", m->frozen}});
+        if (!m->log_sigma.empty()) r.Set("logSigma", js_array(env, m->log_sigma));
+        r.Set("busy", m->busy.load());
+        set_numbers(r, {{"parameterCount", double(m->n_params)}, {"inputs", m->inputs}, {"outputs", m->outputs}});
     }
     return r;
 }
@@ -270,40 +233,28 @@ Napi::Value ModelWrap::State(const Napi::CallbackInfo& info) {
 // besides the parameters (copies; m and v are null before the first optimizer step).
 Napi::Value ModelWrap::ExportState(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env, Use::Snapshot);
-    Napi::Object r = Napi::Object::New(env);
-    r.Set("step", double(m.step));
-    r.Set("epochsRun", double(m.epochs_run));
-    r.Set("epochStep", double(m.epoch_step));
-    r.Set("optKind", m.opt_kind);
-    r.Set("optT", double(m.opt_t));
+    Napi::Object r = number_object(env, {{"step", m.step},
+                                         {"epochsRun", m.epochs_run},
+                                         {"epochStep", m.epoch_step},
+                                         {"optKind", m.opt_kind},
+                                         {"optT", double(m.opt_t)}});
     r.Set("runningLoss", m.has_running ? Napi::Value(Napi::Number::New(env, m.running_loss)) : env.Null());
-    r.Set("layerVar", m.layer_var.empty() ? env.Null() : Napi::Value(number_array(env, m.layer_var)));
-    r.Set("logSigma", m.log_sigma.empty() ? env.Null() : Napi::Value(number_array(env, m.log_sigma)));
+    r.Set("layerVar", m.layer_var.empty() ? env.Null() : Napi::Value(js_array(env, m.layer_var)));
+    r.Set("logSigma", m.log_sigma.empty() ? env.Null() : Napi::Value(js_array(env, m.log_sigma)));
     std::vector<double> bn;  // running statistics, unit by unit: mean then variance
     for (const Unit& u : m.units)
         if (u.running) bn.insert(bn.end(), u.running->begin(), u.running->end());
-    r.Set("bnRunning", bn.empty() ? env.Null() : Napi::Value(number_array(env, bn)));
-    bool has = m.opt_kind >= 0;
-    for (const char* key : {"m", "v"}) {
-        const Buffer& b = key[0] == 'm' ? m.opt_m : m.opt_v;
-        if (!has) {
-            r.Set(key, env.Null());
-            continue;
-        }
-        Napi::Float32Array a = Napi::Float32Array::New(env, size_t(m.n_params));
-        std::copy(b.data(), b.data() + m.n_params, a.Data());
-        r.Set(key, a);
-    }
+    r.Set("bnRunning", bn.empty() ? env.Null() : Napi::Value(js_array(env, bn)));
+    const bool has = m.opt_kind >= 0;
+    r.Set("m", has ? Napi::Value(float32_copy(env, m.opt_m.data(), size_t(m.n_params))) : env.Null());
+    r.Set("v", has ? Napi::Value(float32_copy(env, m.opt_v.data(), size_t(m.n_params))) : env.Null());
     return r;
-    OF_NAPI_END(env)
 }
 
 // importState(state): the inverse of exportState, checked field by field.
 Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env, Use::Mutate);
     Napi::Object o = require_object(info[0], "state");
     uint32_t step = uint32_t(require_int(o.Get("step"), "step", 0, 0xffffffffll));
@@ -324,21 +275,14 @@ Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
     Napi::Value rl = o.Get("runningLoss");
     m.has_running = !rl.IsUndefined() && !rl.IsNull();
     m.running_loss = m.has_running ? require_number(rl, "runningLoss") : 0.0;
-    Napi::Value lv = o.Get("layerVar");
-    m.layer_var.clear();
-    if (lv.IsArray()) {
-        Napi::Array a = lv.As<Napi::Array>();
+    for (auto [key, out] : {std::pair{"layerVar", &m.layer_var}, std::pair{"logSigma", &m.log_sigma}}) {
+        Napi::Value v = o.Get(key);  // one value per unit, or none
+        out->clear();
+        if (!v.IsArray()) continue;
+        Napi::Array a = v.As<Napi::Array>();
         if (a.Length() != m.units.size())
-            throw_status(env, {StatusCode::Checkpoint, "layerVar has the wrong length for this model"});
-        for (uint32_t l = 0; l < a.Length(); l++) m.layer_var.push_back(require_number(a.Get(l), "layerVar"));
-    }
-    Napi::Value ls = o.Get("logSigma");
-    m.log_sigma.clear();
-    if (ls.IsArray()) {
-        Napi::Array a = ls.As<Napi::Array>();
-        if (a.Length() != m.units.size())
-            throw_status(env, {StatusCode::Checkpoint, "logSigma has the wrong length for this model"});
-        for (uint32_t l = 0; l < a.Length(); l++) m.log_sigma.push_back(require_number(a.Get(l), "logSigma"));
+            throw_status(env, {StatusCode::Checkpoint, std::string(key) + " has the wrong length for this model"});
+        for (uint32_t l = 0; l < a.Length(); l++) out->push_back(require_number(a.Get(l), key));
     }
     Napi::Value bv = o.Get("bnRunning");
     if (bv.IsArray()) {
@@ -361,13 +305,11 @@ Napi::Value ModelWrap::ImportState(const Napi::CallbackInfo& info) {
         }
     }
     return env.Undefined();
-    OF_NAPI_END(env)
 }
 
 // setFrozen(n): the first n dense layers stop training (0 unfreezes; at least one layer stays trainable).
 Napi::Value ModelWrap::SetFrozen(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env, Use::Mutate);
     const int frozen = int(require_int(info[0], "frozen layers", 0, int64_t(m.param_units()) - 1));
     if (frozen != m.frozen) {  // a pipelined first module kept from before indexes the other units: drop it
@@ -376,7 +318,6 @@ Napi::Value ModelWrap::SetFrozen(const Napi::CallbackInfo& info) {
     }
     m.frozen = frozen;
     return env.Undefined();
-    OF_NAPI_END(env)
 }
 
 }  // namespace of::addon

@@ -33,9 +33,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     std::shared_ptr<int> pending_ = std::make_shared<int>(0);  // async predict/evaluate in flight (JS thread only)
 
    private:
-    bool in_call_ = false;  // a method is on the stack (JS thread only)
-    // Runs Method with in_call_ set; refuses (ERR_BUSY) a call made while another is on the stack.
-    template <Napi::Value (ModelWrap::*Method)(const Napi::CallbackInfo&)>
+    bool in_call_ = false;  // an exclusive method is on the stack (JS thread only)
+    // Runs Method under rethrow_as_js (errors.h). An exclusive one runs with in_call_ set, and is refused (ERR_BUSY)
+    // while another is on the stack; the others (metadata, views, cancel) may run from inside one.
+    template <Napi::Value (ModelWrap::*Method)(const Napi::CallbackInfo&), bool Exclusive = true>
     Napi::Value Enter(const Napi::CallbackInfo& info);
 
     Napi::Value Parameters(const Napi::CallbackInfo& info);

@@ -8,26 +8,28 @@
 namespace of::addon {
 
 namespace {
-// The (x, y, rows[, estimator]) head shared by gradients(), trainStep() and inputGradients(): one batch and a
-// checked estimator (read from argument 3 when `from_arg`, else the one passed in, e.g. BP). Every argument that
-// can run JS (a getter) is read before the data pointers are taken, and the caller reads no object after it.
-DataRef parse_batch(Napi::Env env, const Napi::CallbackInfo& info, const Model& m, EstimatorConfig* e,
-                    bool from_arg = true) {
-    if (from_arg) *e = parse_estimator(env, info[3]);
-    DataRef d = parse_data(env, m, info[0], info[1], info[2]);
-    if (d.rows > (int64_t(1) << 30)) throw_status(env, {StatusCode::Shape, "batch too large"});
-    check(env, validate_estimator(m, *e));
-    return d;
+// The (x, y, rows[, estimator]) head shared by gradients(), trainStep() and inputGradients(): a checked estimator
+// (read from argument 3 when `from_arg`, else BP) and one batch. Every argument that can run JS (a getter) is read
+// before the data pointers are taken, and the caller reads no object after it.
+struct Batch {
+    EstimatorConfig e;
+    DataRef d;
+};
+Batch parse_batch(Napi::Env env, const Napi::CallbackInfo& info, const Model& m, bool from_arg = true) {
+    Batch b;
+    if (from_arg) b.e = parse_estimator(env, info[3]);
+    b.d = parse_data(env, m, info[0], info[1], info[2]);
+    if (b.d.rows > (int64_t(1) << 30)) throw_status(env, {StatusCode::Shape, "batch too large"});
+    check(env, validate_estimator(m, b.e));
+    return b;
 }
 }  // namespace
 
 // gradients(x, y, rows, estimator, step, lossFn?) -> { grads: Float32Array (slab layout), loss }
 Napi::Value ModelWrap::Gradients(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env, Use::Mutate);
-    EstimatorConfig e;
-    DataRef d = parse_batch(env, info, m, &e);
+    auto [e, d] = parse_batch(env, info, m);
     uint32_t step = info[4].IsUndefined() ? m.step : uint32_t(require_int(info[4], "step", 0, 0xffffffffll));
     StepStats st;
     LossHook hook;
@@ -49,32 +51,24 @@ Napi::Value ModelWrap::Gradients(const Napi::CallbackInfo& info) {
     if (!std::isfinite(st.loss))
         throw_status(env,
                      {StatusCode::Numeric, "non-finite loss for this batch (seed " + std::to_string(m.seed) + ")"});
-    Napi::Float32Array g = Napi::Float32Array::New(env, size_t(m.n_params));
-    std::copy(m.grads.data(), m.grads.data() + m.n_params, g.Data());
     for (int64_t i = 0; i < m.n_params; i++)
-        if (!std::isfinite(g.Data()[i]))
+        if (!std::isfinite(m.grads.data()[i]))
             throw_status(env, {StatusCode::Numeric, "non-finite gradient at parameter index " + std::to_string(i)});
     Napi::Object r = Napi::Object::New(env);
-    r.Set("grads", g);
+    r.Set("grads", float32_copy(env, m.grads.data(), size_t(m.n_params)));
     r.Set("loss", st.loss);
     return r;
-    OF_NAPI_END(env)
 }
 
 // trainStep(x, y, rows, estimator, optimizer) -> { loss }
 Napi::Value ModelWrap::TrainStep(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env, Use::Mutate);
     OptimizerConfig o = parse_optimizer(env, info[4]);  // before the data pointers: its getters may run JS
-    EstimatorConfig e;
-    DataRef d = parse_batch(env, info, m, &e);
+    auto [e, d] = parse_batch(env, info, m);
     StepStats st;
     check(env, placed_train_step(m, d.x, d.y, int(d.rows), e, o, &st));
-    Napi::Object r = Napi::Object::New(env);
-    r.Set("loss", st.loss);
-    return r;
-    OF_NAPI_END(env)
+    return number_object(env, {{"loss", st.loss}});
 }
 
 namespace {
@@ -105,7 +99,6 @@ void require_seed_replay(Napi::Env env, const Model& m, const EstimatorConfig& e
 // (data-parallel training: the all-reduced estimate), as trainStep applies its own.
 Napi::Value ModelWrap::ApplyGradients(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env, Use::Mutate);
     OptimizerConfig o = parse_optimizer(env, info[1]);  // before the gradient pointer: its getters may run JS
     const float* g = finite_floats(env, info[0], m.n_params, "gradients");
@@ -113,17 +106,16 @@ Napi::Value ModelWrap::ApplyGradients(const Napi::CallbackInfo& info) {
     std::copy(g, g + m.n_params, m.grads.data());
     check(env, apply_update(m, o, rows));
     return env.Undefined();
-    OF_NAPI_END(env)
 }
 
 namespace {
 
 // The copies [k0, k1) of K that a copy-parallel call names (arguments 4 and 5); model/distributed.h checks the rest.
-void copy_range(Napi::Env env, const Napi::CallbackInfo& info, const EstimatorConfig& e, int* k0, int* k1) {
+std::pair<int, int> copy_range(Napi::Env env, const Napi::CallbackInfo& info, const EstimatorConfig& e) {
     if (e.kind != EstimatorConfig::Kind::Ulr)
         throw_status(env, {StatusCode::Config, "copy-parallel training needs ulr()"});
-    *k0 = int(require_int(info[4], "k0", 0, e.ulr.copies - 2));
-    *k1 = int(require_int(info[5], "k1", *k0 + 2, e.ulr.copies));
+    const int k0 = int(require_int(info[4], "k0", 0, e.ulr.copies - 2));
+    return {k0, int(require_int(info[5], "k1", k0 + 2, e.ulr.copies))};
 }
 
 }  // namespace
@@ -132,19 +124,13 @@ void copy_range(Napi::Env env, const Napi::CallbackInfo& info, const EstimatorCo
 // [k0, k1) of every sample (forward only), zeros elsewhere. Summed over ranks: every copy's loss.
 Napi::Value ModelWrap::CopyLosses(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env, Use::Mutate);
-    EstimatorConfig e;
-    DataRef d = parse_batch(env, info, m, &e);
-    int k0 = 0, k1 = 0;
-    copy_range(env, info, e, &k0, &k1);
-    const size_t n = size_t(d.rows) * size_t(e.ulr.copies);
-    Napi::Float32Array out = Napi::Float32Array::New(env, n);
-    std::fill(out.Data(), out.Data() + n, 0.0f);
+    auto [e, d] = parse_batch(env, info, m);
+    const auto [k0, k1] = copy_range(env, info, e);
+    Napi::Float32Array out = Napi::Float32Array::New(env, size_t(d.rows) * size_t(e.ulr.copies));  // zeros
     StepStats st;
     check(env, copy_slice_losses(m, d.x, d.y, int(d.rows), e, k0, k1, out.Data(), &st));
     return out;
-    OF_NAPI_END(env)
 }
 
 // copyGradients(x, y, rows, estimator, k0, k1, losses (rows x K, every copy)) -> Float32Array (parameterCount): this
@@ -152,43 +138,32 @@ Napi::Value ModelWrap::CopyLosses(const Napi::CallbackInfo& info) {
 // Summed over ranks: the single-process estimate.
 Napi::Value ModelWrap::CopyGradients(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env, Use::Mutate);
-    EstimatorConfig e;
-    DataRef d = parse_batch(env, info, m, &e);
-    int k0 = 0, k1 = 0;
-    copy_range(env, info, e, &k0, &k1);
+    auto [e, d] = parse_batch(env, info, m);
+    const auto [k0, k1] = copy_range(env, info, e);
     const float* all = finite_floats(env, info[6], d.rows * e.ulr.copies, "losses");
     check(env, copy_slice_gradients(m, d.x, d.y, int(d.rows), e, k0, k1, all));
-    Napi::Float32Array g = Napi::Float32Array::New(env, size_t(m.n_params));
-    std::copy(m.grads.data(), m.grads.data() + m.n_params, g.Data());
-    return g;
-    OF_NAPI_END(env)
+    return float32_copy(env, m.grads.data(), size_t(m.n_params));
 }
 
 // perturbationLosses(x, y, rows, estimator (spsa | es), p0, p1) -> Float32Array (2 P): the mean batch losses at
 // theta + eps z_p (first P) and theta - eps z_p (last P) for the directions [p0, p1) of this step; zeros elsewhere.
 Napi::Value ModelWrap::PerturbationLosses(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env, Use::Mutate);
-    EstimatorConfig e;
-    DataRef d = parse_batch(env, info, m, &e);
+    auto [e, d] = parse_batch(env, info, m);
     require_seed_replay(env, m, e);
     const int P = e.wp.population;
     const int p0 = int(require_int(info[4], "p0", 0, P)), p1 = int(require_int(info[5], "p1", p0, P));
-    Napi::Float32Array out = Napi::Float32Array::New(env, size_t(2 * P));
-    std::fill(out.Data(), out.Data() + 2 * P, 0.0f);
+    Napi::Float32Array out = Napi::Float32Array::New(env, size_t(2 * P));  // zeros
     check(env, placed_seed_replay_losses(m, d.x, d.y, int(d.rows), e, p0, p1, out.Data(), out.Data() + P));
     return out;
-    OF_NAPI_END(env)
 }
 
 // applyPerturbationUpdate(losses (2 P), estimator, optimizer, rows): every direction's coefficient from all the
 // losses, the gradient by seed replay, and the optimizer update (the same on every rank).
 Napi::Value ModelWrap::ApplyPerturbationUpdate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env, Use::Mutate);
     EstimatorConfig e = parse_estimator(env, info[1]);
     require_seed_replay(env, m, e);
@@ -198,17 +173,14 @@ Napi::Value ModelWrap::ApplyPerturbationUpdate(const Napi::CallbackInfo& info) {
     const int rows = int(require_int(info[3], "rows", 1, 1 << 30));
     check(env, placed_seed_replay_update(m, e, o, l, l + P, rows));
     return env.Undefined();
-    OF_NAPI_END(env)
 }
 
 // inputGradients(x, y, rows) -> { grads: Float32Array (rows x inputs), loss }: d(mean loss)/dx by backprop
 // (for white-box attacks such as FGSM and PGD). The model must be differentiable.
 Napi::Value ModelWrap::InputGradients(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env);
-    EstimatorConfig bp;  // backprop: the model must be differentiable
-    DataRef d = parse_batch(env, info, m, &bp, false);
+    const DataRef d = parse_batch(env, info, m, false).d;  // backprop: the model must be differentiable
     Napi::Float32Array dx = Napi::Float32Array::New(env, size_t(d.rows) * m.inputs);
     StepStats st;
     check(env, bp_gradients(m, d.x, d.y, int(d.rows), &st, dx.Data()));
@@ -216,7 +188,6 @@ Napi::Value ModelWrap::InputGradients(const Napi::CallbackInfo& info) {
     r.Set("grads", dx);
     r.Set("loss", st.loss);
     return r;
-    OF_NAPI_END(env)
 }
 
 }  // namespace of::addon

@@ -13,10 +13,9 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     EstimatorConfig e;
     std::string kind = require_string(o.Get("kind"), "estimator kind");
     // data-parallel shards: the global index of this batch's first sample (noise rows, dropout masks)
-    e.ulr.sample_base = uint32_t(
-        o.Get("sampleOffset").IsUndefined() ? 0 : require_int(o.Get("sampleOffset"), "sampleOffset", 0, 1 << 30));
+    e.ulr.sample_base = uint32_t(opt_int(o, "sampleOffset", 0, 0, 1 << 30));
     if (kind == "bp") {
-        if (!o.Get("sigma").IsUndefined()) e.bp.sigma = float(require_number(o.Get("sigma"), "sigma"));
+        e.bp.sigma = float(opt_number(o, "sigma", e.bp.sigma));
         return e;
     }
     if (kind == "spsa" || kind == "es") {
@@ -33,7 +32,7 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     Napi::Value cv = o.Get("copies");
     if (cv.IsString() && cv.As<Napi::String>().Utf8Value() == "auto") {  // budget: `budget` copies per layer
         c.auto_copies = true;
-        c.copies = int(o.Get("budget").IsUndefined() ? 32 : require_int(o.Get("budget"), "budget", 2, 1 << 20));
+        c.copies = int(opt_int(o, "budget", 32, 2, 1 << 20));
     } else if (cv.IsArray()) {
         Napi::Array a = cv.As<Napi::Array>();
         for (uint32_t i = 0; i < a.Length(); i++)
@@ -52,14 +51,14 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     Napi::Value sched = o.Get("sigmaSchedule");
     if (!sched.IsUndefined()) {
         Napi::Object so = require_object(sched, "sigmaSchedule");
-        std::string kind = require_string(so.Get("kind"), "sigmaSchedule.kind");
         using Sch = UlrConfig::Schedule;
-        if (kind == "constant") c.schedule = Sch::Constant;
-        else if (kind == "step") c.schedule = Sch::Step;
-        else if (kind == "exponential") c.schedule = Sch::Exponential;
-        else if (kind == "cosine") c.schedule = Sch::Cosine;
-        else throw_status(env, arg_error("unknown sigma schedule '" + kind + "'"));
-        c.every = int(so.Get("every").IsUndefined() ? 1 : require_int(so.Get("every"), "every", 1, 1 << 20));
+        c.schedule = named<Sch>(env, require_string(so.Get("kind"), "sigmaSchedule.kind"),
+                                {{"constant", Sch::Constant},
+                                 {"step", Sch::Step},
+                                 {"exponential", Sch::Exponential},
+                                 {"cosine", Sch::Cosine}},
+                                "sigma schedule");
+        c.every = int(opt_int(so, "every", 1, 1, 1 << 20));
         c.gamma = float(opt_number(so, "gamma", 0.5));
         c.min_factor = float(opt_number(so, "min", 0.0));
         if (!(c.gamma > 0.0f && c.gamma <= 1.0f) || !(c.min_factor >= 0.0f && c.min_factor <= 1.0f))
@@ -70,11 +69,8 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
         Napi::Array a = bl.As<Napi::Array>();
         for (uint32_t i = 0; i < a.Length(); i++) c.blocks.push_back(int(require_int(a.Get(i), "blocks", 1, 1 << 20)));
     }
-    if (!o.Get("injection").IsUndefined()) {
-        std::string inj = require_string(o.Get("injection"), "injection");
-        if (inj == "layerwise") c.layerwise = true;
-        else if (inj != "all") throw_status(env, arg_error("unknown injection '" + inj + "'"));
-    }
+    c.layerwise =
+        named<bool>(env, opt_string(o, "injection", "all"), {{"all", false}, {"layerwise", true}}, "injection");
     Napi::Value s = o.Get("sigma");
     c.sigma.clear();
     if (s.IsArray()) {  // one entry per dense layer: a number, or an array with one sigma per output channel
@@ -99,26 +95,21 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
         c.sigma.push_back(float(require_number(s, "sigma")));
     }
     c.antithetic = opt_bool(o, "antithetic", false);
-    std::string baseline = o.Get("baseline").IsUndefined() ? "loo" : require_string(o.Get("baseline"), "baseline");
-    if (baseline == "loo") c.baseline = Baseline::LeaveOneOut;
-    else if (baseline == "none") c.baseline = Baseline::None;
-    else if (baseline == "mean") c.baseline = Baseline::BatchMean;
-    else if (baseline == "clean") c.baseline = Baseline::Clean;
-    else if (baseline == "running") c.baseline = Baseline::Running;
-    else throw_status(env, arg_error("unknown baseline '" + baseline + "'"));
-    std::string density = o.Get("noise").IsUndefined() ? "normal" : require_string(o.Get("noise"), "noise");
-    if (density == "normal") c.density = Density::Normal;
-    else if (density == "laplace") c.density = Density::Laplace;
-    else if (density == "logistic") c.density = Density::Logistic;
-    else throw_status(env, arg_error("unknown noise density '" + density + "'"));
-    std::string score = o.Get("score").IsUndefined() ? "exact" : require_string(o.Get("score"), "score");
-    if (score == "exact") c.score = Score::Exact;
-    else if (score == "sign") c.score = Score::Sign;
-    else throw_status(env, arg_error("unknown score '" + score + "'"));
+    c.baseline = named<Baseline>(env, opt_string(o, "baseline", "loo"),
+                                 {{"loo", Baseline::LeaveOneOut},
+                                  {"none", Baseline::None},
+                                  {"mean", Baseline::BatchMean},
+                                  {"clean", Baseline::Clean},
+                                  {"running", Baseline::Running}},
+                                 "baseline");
+    c.density = named<Density>(
+        env, opt_string(o, "noise", "normal"),
+        {{"normal", Density::Normal}, {"laplace", Density::Laplace}, {"logistic", Density::Logistic}}, "noise density");
+    c.score =
+        named<Score>(env, opt_string(o, "score", "exact"), {{"exact", Score::Exact}, {"sign", Score::Sign}}, "score");
     c.shared_prefix = opt_bool(o, "sharedPrefix", true);
     c.store_noise = opt_bool(o, "storeNoise", true);
-    const std::string precision =
-        o.Get("precision").IsUndefined() ? "float32" : require_string(o.Get("precision"), "precision");
+    const std::string precision = opt_string(o, "precision", "float32");
     if (precision == "bf16") c.precision = UlrConfig::Precision::Bf16;
     else if (precision != "float32")
         throw_status(env, arg_error("unknown precision '" + precision + "' (float32 or bf16)"));
@@ -142,10 +133,8 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     c.concurrent = opt_bool(o, "concurrent", true);
     c.pipeline = opt_bool(o, "pipeline", false);
     c.exact_boundary = opt_bool(o, "exactBoundary", false);
-    if (!o.Get("seed").IsUndefined()) {
-        c.seed = uint64_t(require_int(o.Get("seed"), "seed", 0, int64_t(1) << 53));
-        c.has_seed = true;
-    }
+    c.has_seed = !o.Get("seed").IsUndefined();
+    c.seed = uint64_t(opt_int(o, "seed", int64_t(c.seed), 0, int64_t(1) << 53));
     return e;
 }
 
@@ -153,19 +142,15 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
 static LrSchedule parse_schedule(Napi::Env env, const Napi::Value& v) {
     Napi::Object o = require_object(v, "optimizer schedule");
     LrSchedule c;
-    const std::string kind = require_string(o.Get("kind"), "schedule kind");
-    if (kind == "constant") c.kind = ScheduleKind::Constant;
-    else if (kind == "step") c.kind = ScheduleKind::Step;
-    else if (kind == "exponential") c.kind = ScheduleKind::Exponential;
-    else if (kind == "cosine") c.kind = ScheduleKind::Cosine;
-    else throw_status(env, arg_error("unknown schedule '" + kind + "'"));
-    auto count = [&](const char* key, int64_t def, int64_t lo) {
-        Napi::Value x = o.Get(key);
-        return x.IsUndefined() ? def : require_int(x, key, lo, int64_t(1) << 52);
-    };
-    c.warmup = count("warmup", 0, 0);
-    c.every = count("every", 1, 1);
-    c.steps = count("steps", 1, 1);
+    c.kind = named<ScheduleKind>(env, require_string(o.Get("kind"), "schedule kind"),
+                                 {{"constant", ScheduleKind::Constant},
+                                  {"step", ScheduleKind::Step},
+                                  {"exponential", ScheduleKind::Exponential},
+                                  {"cosine", ScheduleKind::Cosine}},
+                                 "schedule");
+    c.warmup = opt_int(o, "warmup", 0, 0, int64_t(1) << 52);
+    c.every = opt_int(o, "every", 1, 1, int64_t(1) << 52);
+    c.steps = opt_int(o, "steps", 1, 1, int64_t(1) << 52);
     c.gamma = opt_number(o, "gamma", 1.0);
     c.min_lr = opt_number(o, "minLr", 0.0);
     return c;
@@ -174,11 +159,8 @@ static LrSchedule parse_schedule(Napi::Env env, const Napi::Value& v) {
 OptimizerConfig parse_optimizer(Napi::Env env, const Napi::Value& v) {
     Napi::Object o = require_object(v, "optimizer");
     OptimizerConfig c;
-    std::string kind = require_string(o.Get("kind"), "optimizer kind");
-    if (kind == "sgd") c.kind = OptKind::Sgd;
-    else if (kind == "adam") c.kind = OptKind::Adam;
-    else if (kind == "adamw") c.kind = OptKind::AdamW;
-    else throw_status(env, arg_error("unknown optimizer '" + kind + "'"));
+    c.kind = named<OptKind>(env, require_string(o.Get("kind"), "optimizer kind"),
+                            {{"sgd", OptKind::Sgd}, {"adam", OptKind::Adam}, {"adamw", OptKind::AdamW}}, "optimizer");
     c.lr = float(opt_number(o, "lr", c.lr));
     c.momentum = float(opt_number(o, "momentum", 0.0));
     c.nesterov = opt_bool(o, "nesterov", false);

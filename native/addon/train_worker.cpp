@@ -20,23 +20,25 @@
 namespace of::addon {
 namespace {
 
-// A loss request from the training thread; it waits (FitJob::answered) until `done` or teardown. Shared with its
-// event: a request still queued at teardown is answered after the thread has gone.
-struct LossRequest {
-    const float* outputs;
-    Targets y;
-    int R, C, rep;
-    float* loss;
+// A request from the training thread; it waits (FitJob::answered) until `done` or teardown. Shared with its event: a
+// request still queued at teardown is answered after the thread has gone.
+struct Request {
     Status status;
     bool done = false;
 };
 
-// An all-reduce from the training thread: values (n) are replaced by their sum over the ranks; it waits until `done`.
-struct AllreduceRequest {
+// The losses of R rows of outputs (R x C) with targets y.
+struct LossRequest : Request {
+    const float* outputs;
+    Targets y;
+    int R, C, rep;
+    float* loss;
+};
+
+// An all-reduce: values (n) are replaced by their sum over the ranks.
+struct AllreduceRequest : Request {
     float* values;
     size_t n;
-    Status status;
-    bool done = false;
 };
 
 struct Event {
@@ -47,7 +49,7 @@ struct Event {
     std::string diverged;  // non-empty: a divergence report (progress.epoch / progress.step say where)
     bool is_batch = false;
     BatchEvent batch;
-    std::shared_ptr<bool> handled;  // an epoch end: its thread waits (FitJob::answered) until call_js has run it
+    std::shared_ptr<Request> handled;  // an epoch end: its thread waits until call_js has run it
     std::shared_ptr<AllreduceRequest> allreduce;
 };
 
@@ -66,7 +68,7 @@ struct FitJob {
     Napi::FunctionReference allreduce_fn;  // (values: Float32Array, done: (error?, values?) => void) => void
     Thrown callback_error;                 // first value thrown by a JS callback, as thrown
     OwnedData train, val;                  // copies: JS may transfer or shrink its arrays while the thread reads
-    std::mutex mu;                         // guards LossRequest::done, Event::handled and closing
+    std::mutex mu;                         // guards Request::done and closing
     std::condition_variable answered;
     bool closing = false;  // the environment is being torn down
     bool has_val = false;
@@ -78,29 +80,9 @@ struct FitJob {
 };
 
 Napi::Object epoch_object(Napi::Env env, const EpochStats& e) {
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("epoch", e.epoch);
-    o.Set("loss", e.loss);
-    o.Set("accuracy", e.accuracy);
-    if (e.has_val) {
-        o.Set("valLoss", e.val_loss);
-        o.Set("valAccuracy", e.val_accuracy);
-    }
-    o.Set("seconds", e.seconds);
-    o.Set("steps", double(e.steps));
-    o.Set("lr", e.lr);
-    return o;
-}
-
-Napi::Object batch_object(Napi::Env env, const BatchEvent& b) {
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("epoch", b.epoch);
-    o.Set("batch", double(b.batch));
-    o.Set("batches", double(b.batches));
-    o.Set("loss", b.loss);
-    o.Set("accuracy", b.accuracy);
-    o.Set("lr", b.lr);
-    return o;
+    Napi::Object o = number_object(env, {{"epoch", e.epoch}, {"loss", e.loss}, {"accuracy", e.accuracy}});
+    if (e.has_val) set_numbers(o, {{"valLoss", e.val_loss}, {"valAccuracy", e.val_accuracy}});
+    return set_numbers(o, {{"seconds", e.seconds}, {"steps", double(e.steps)}, {"lr", e.lr}});
 }
 
 // One callback; what it throws (any value) is kept and stops the run.
@@ -109,7 +91,7 @@ void invoke(Napi::Env env, FitJob* job, const Napi::FunctionReference& fn, Napi:
     if (!call_catching(env, fn.Value(), 1, argv, &job->callback_error)) job->model->cancel.store(true);
 }
 
-void answer(FitJob* job, AllreduceRequest* q, Status status) {
+void answer(FitJob* job, Request* q, Status status) {
     {
         std::lock_guard<std::mutex> lock(job->mu);
         if (q->done) return;
@@ -158,14 +140,9 @@ void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
     std::unique_ptr<Event> owned(ev);
     struct Handled {  // releases a waiting epoch end on every way out, after its callback ran (or could not)
         FitJob* job;
-        std::shared_ptr<bool> flag;
+        std::shared_ptr<Request> request;
         ~Handled() {
-            if (!flag) return;
-            {
-                std::lock_guard<std::mutex> lock(job->mu);
-                *flag = true;
-            }
-            job->answered.notify_all();
+            if (request) answer(job, request.get(), {});
         }
     } handled{job, ev->handled};
     if (LossRequest* q = ev->loss.get()) {  // always answered: the training thread may be waiting for it
@@ -174,13 +151,7 @@ void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
             st = call_js_loss(env, job->loss_fn.Value(), q->outputs, q->y, q->R, q->C, q->rep, q->loss,
                               &job->callback_error);
         if (!job->callback_error.IsEmpty()) job->model->cancel.store(true);
-        {
-            std::lock_guard<std::mutex> lock(job->mu);
-            q->status = st;
-            q->done = true;
-        }
-        job->answered.notify_all();
-        return;
+        return answer(job, q, st);
     }
     if (ev->allreduce) {  // answered now, or by `done` once the all-reduce settles
         start_allreduce(env, job, ev->allreduce);
@@ -197,8 +168,15 @@ void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
                 invoke(env, job, job->on_diverged, o);
             }
         } else if (ev->is_batch) {  // none after a callback threw: fit is stopping and rejects with that error
+            const BatchEvent& b = ev->batch;
             if (!job->on_batch.IsEmpty() && job->callback_error.IsEmpty())
-                invoke(env, job, job->on_batch, batch_object(env, ev->batch));
+                invoke(env, job, job->on_batch,
+                       number_object(env, {{"epoch", b.epoch},
+                                           {"batch", double(b.batch)},
+                                           {"batches", double(b.batches)},
+                                           {"loss", b.loss},
+                                           {"accuracy", b.accuracy},
+                                           {"lr", b.lr}}));
         } else if (ev->is_epoch) {
             if (!job->on_epoch.IsEmpty()) {
                 Napi::Object e = epoch_object(env, ev->epoch);
@@ -208,18 +186,17 @@ void call_js(Napi::Env env, Napi::Function, FitJob* job, Event* ev) {
             }
         } else if (!job->on_progress.IsEmpty()) {
             const ProgressEvent& p = ev->progress;
-            Napi::Object o = Napi::Object::New(env);
-            o.Set("epoch", p.epoch);
-            o.Set("epochs", p.epochs);
-            o.Set("step", double(p.step));
-            o.Set("steps", double(p.steps));
-            o.Set("loss", p.loss);
-            o.Set("accuracy", p.accuracy);
-            o.Set("samplesPerSecond", p.samples_per_sec);
-            o.Set("elapsed", p.elapsed);
-            o.Set("eta", p.eta);
-            o.Set("lr", p.lr);
-            invoke(env, job, job->on_progress, o);
+            invoke(env, job, job->on_progress,
+                   number_object(env, {{"epoch", p.epoch},
+                                       {"epochs", p.epochs},
+                                       {"step", double(p.step)},
+                                       {"steps", double(p.steps)},
+                                       {"loss", p.loss},
+                                       {"accuracy", p.accuracy},
+                                       {"samplesPerSecond", p.samples_per_sec},
+                                       {"elapsed", p.elapsed},
+                                       {"eta", p.eta},
+                                       {"lr", p.lr}}));
         }
     } catch (const Napi::Error& e) {  // building the argument failed (JS cannot run): stop the run
         job->model->cancel.store(true);
@@ -237,6 +214,14 @@ bool post(FitJob* j, Event* ev) {
     if (j->tsfn.BlockingCall(ev) == napi_ok) return true;
     delete ev;
     return false;
+}
+
+// Posts ev, which carries the request q, and waits for its answer.
+Status ask(FitJob* j, Event* ev, const Request& q) {
+    if (!post(j, ev)) return Status{StatusCode::Abort, "training was cancelled"};
+    std::unique_lock<std::mutex> lock(j->mu);
+    j->answered.wait(lock, [&] { return q.done || j->closing; });
+    return q.done ? q.status : Status{StatusCode::Abort, "shutting down"};
 }
 
 // Environment teardown with fit running (a cleanup hook, registered after the thread-safe function's so it runs
@@ -276,6 +261,15 @@ void finish(Napi::Env env, void*, FitJob* job) {
     }
 }
 
+// A JS callback to keep: v's function, or none for undefined or null; another value is an argument error where the
+// callback has a name (`what`), else none as well.
+Napi::FunctionReference callback(const Napi::Value& v, const char* what = nullptr) {
+    if (v.IsFunction()) return Napi::Persistent(v.As<Napi::Function>());
+    if (what && !v.IsUndefined() && !v.IsNull())
+        throw_status(v.Env(), arg_error(std::string("Expected ") + what + " to be a function"));
+    return {};
+}
+
 // config.distributed: { rank, size, mode: 'data' | 'copies' | 'seeds', allreduce(values, done) }.
 void parse_distributed(Napi::Env env, const Napi::Object& o, FitJob* j) {
     DistributedConfig& d = j->cfg.distributed;
@@ -290,13 +284,10 @@ void parse_distributed(Napi::Env env, const Napi::Object& o, FitJob* j) {
     if (!fn.IsFunction()) throw_status(env, arg_error("Expected distributed.allreduce to be a function"));
     j->allreduce_fn = Napi::Persistent(fn.As<Napi::Function>());
     d.allreduce = [j](float* values, size_t n) {
-        auto q = std::make_shared<AllreduceRequest>(AllreduceRequest{values, n, {}});
+        auto q = std::make_shared<AllreduceRequest>(AllreduceRequest{{}, values, n});
         Event* ev = new Event{};
         ev->allreduce = q;
-        if (!post(j, ev)) return Status{StatusCode::Abort, "training was cancelled"};
-        std::unique_lock<std::mutex> lock(j->mu);
-        j->answered.wait(lock, [&] { return q->done || j->closing; });
-        return q->done ? q->status : Status{StatusCode::Abort, "shutting down"};
+        return ask(j, ev, *q);
     };
 }
 
@@ -305,7 +296,6 @@ void parse_distributed(Napi::Env env, const Napi::Object& o, FitJob* j) {
 // fit(x, y, rows, valX | null, valY | null, valRows, config, onProgress?, onEpoch?) -> Promise<EpochStats[]>
 Napi::Value ModelWrap::Fit(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    OF_NAPI_BEGIN
     Model& m = model(env, Use::Mutate);  // refused while async predictions read it
     auto job = std::make_unique<FitJob>(env);
     job->model = model_;
@@ -323,30 +313,20 @@ Napi::Value ModelWrap::Fit(const Napi::CallbackInfo& info) {
     if (job->cfg.max_grad_norm < 0.0) throw_status(env, arg_error("maxGradNorm must be >= 0"));
     job->cfg.estimator = parse_estimator(env, cfg.Get("estimator"));
     job->cfg.optimizer = parse_optimizer(env, cfg.Get("optimizer"));
-    if (info[7].IsFunction()) job->on_progress = Napi::Persistent(info[7].As<Napi::Function>());
-    if (info[8].IsFunction()) job->on_epoch = Napi::Persistent(info[8].As<Napi::Function>());
-    Napi::Value dv = cfg.Get("onDiverged");
-    if (dv.IsFunction()) job->on_diverged = Napi::Persistent(dv.As<Napi::Function>());
-    Napi::Value bv = cfg.Get("onBatchEnd");
-    if (bv.IsFunction()) job->on_batch = Napi::Persistent(bv.As<Napi::Function>());
-    else if (!bv.IsUndefined() && !bv.IsNull())
-        throw_status(env, arg_error("Expected config.onBatchEnd to be a function"));
-    Napi::Value lf = cfg.Get("loss");
-    if (lf.IsFunction()) {
-        job->loss_fn = Napi::Persistent(lf.As<Napi::Function>());
+    job->on_progress = callback(info[7]);
+    job->on_epoch = callback(info[8]);
+    job->on_diverged = callback(cfg.Get("onDiverged"));
+    job->on_batch = callback(cfg.Get("onBatchEnd"), "config.onBatchEnd");
+    job->loss_fn = callback(cfg.Get("loss"), "config.loss");
+    if (!job->loss_fn.IsEmpty()) {
         FitJob* jp = job.get();
         // One JS round trip per step: the training thread posts its outputs and waits for the losses.
         job->cfg.loss_hook = [jp](const float* out, const Targets& y, int R, int C, int rep, float* loss) {
-            auto q = std::make_shared<LossRequest>(LossRequest{out, y, R, C, rep, loss, {}});
+            auto q = std::make_shared<LossRequest>(LossRequest{{}, out, y, R, C, rep, loss});
             Event* ev = new Event{};
             ev->loss = q;
-            if (!post(jp, ev)) return Status{StatusCode::Abort, "training was cancelled"};
-            std::unique_lock<std::mutex> lock(jp->mu);
-            jp->answered.wait(lock, [&] { return q->done || jp->closing; });
-            return q->done ? q->status : Status{StatusCode::Abort, "shutting down"};
+            return ask(jp, ev, *q);
         };
-    } else if (!lf.IsUndefined() && !lf.IsNull()) {
-        throw_status(env, arg_error("Expected config.loss to be a function"));
     }
     Napi::Value dist = cfg.Get("distributed");
     if (!dist.IsUndefined() && !dist.IsNull())
@@ -382,21 +362,15 @@ Napi::Value ModelWrap::Fit(const Napi::CallbackInfo& info) {
         // at this epoch's end (early stopping), and it reads the parameters while nothing writes them.
         hooks.epoch = [j](const EpochStats& e) {
             j->epochs.push_back(e);
-            auto handled = std::make_shared<bool>(false);
+            auto handled = std::make_shared<Request>();
             Event* ev = new Event{true, {}, e};
             ev->handled = handled;
-            if (!post(j, ev)) return;
-            std::unique_lock<std::mutex> lock(j->mu);
-            j->answered.wait(lock, [&] { return *handled || j->closing; });
+            ask(j, ev, *handled);
         };
         try {
             j->status = fit(*j->model, j->train.ref, j->has_val ? &j->val.ref : nullptr, j->cfg, hooks);
-        } catch (const std::bad_alloc&) {
-            j->status = {StatusCode::OutOfMemory, "out of memory during fit"};
-        } catch (const std::exception& e) {
-            j->status = {StatusCode::Internal, e.what()};
         } catch (...) {
-            j->status = {StatusCode::Internal, "unknown exception during fit"};
+            j->status = caught_status(" during fit");
         }
         j->tsfn.Release();
     };
@@ -407,7 +381,6 @@ Napi::Value ModelWrap::Fit(const Napi::CallbackInfo& info) {
         j->tsfn.Release();
     }
     return promise;
-    OF_NAPI_END(env)
 }
 
 }  // namespace of::addon

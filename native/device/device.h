@@ -65,6 +65,11 @@ class DeviceBuffer {
         dev_ = d, ptr_ = p, size_ = bytes;
         return {};
     }
+    // reserve, then bytes from the host
+    Status assign(Device* d, const void* src, size_t bytes) {
+        OF_TRY(reserve(d, bytes));
+        return d->upload(ptr_, src, bytes);
+    }
     void reset() {
         if (dev_) dev_->release(ptr_);
         dev_ = nullptr, ptr_ = nullptr, size_ = 0;

@@ -127,23 +127,30 @@ OF_HOST_DEVICE int window_of(int i, int k, int p, int dl, int s, int n_out) {  /
     return t / s;
 }
 
-// The adjoint of im2row (cpu::row2im) as a gather: dx (n, H W C) = the sum of the patch gradients dA (n Ho Wo,
-// kh kw C) at each input value's taps (out = dx, in = dA). One index per input value.
-OF_HOST_DEVICE void row2im_at(const PatchArgs& a, int64_t i) {
-    const ConvGeom& g = a.g;
-    const auto [img, iy, ix, c] = pixel_of(g, i);
-    const int64_t P = int64_t(g.Ho) * g.Wo;
-    const int patch = g.kh * g.kw * g.C;
-    float acc = 0.0f;
+// f(oy, ox, ky, kx) for each window (oy, ox) that reads input pixel (iy, ix) at its tap (ky, kx), in window_of's order.
+template <class F>
+OF_HOST_DEVICE void for_each_window(const ConvGeom& g, int iy, int ix, const F& f) {
     for (int ky = g.kh - 1; ky >= 0; ky--) {
         const int oy = window_of(iy, ky, g.ph, g.dh, g.sh, g.Ho);
         if (oy < 0) continue;
         for (int kx = g.kw - 1; kx >= 0; kx--) {
             const int ox = window_of(ix, kx, g.pw, g.dw, g.sw, g.Wo);
-            if (ox < 0) continue;
-            acc += a.in[(img * P + int64_t(oy) * g.Wo + ox) * patch + (ky * g.kw + kx) * g.C + c];
+            if (ox >= 0) f(oy, ox, ky, kx);
         }
     }
+}
+
+// The adjoint of im2row (cpu::row2im) as a gather: dx (n, H W C) = the sum of the patch gradients dA (n Ho Wo,
+// kh kw C) at each input value's taps (out = dx, in = dA). One index per input value.
+OF_HOST_DEVICE void row2im_at(const PatchArgs& a, int64_t i) {
+    const ConvGeom& g = a.g;
+    const Pixel p = pixel_of(g, i);  // (a lambda captures no structured binding in C++17)
+    const int64_t P = int64_t(g.Ho) * g.Wo;
+    const int patch = g.kh * g.kw * g.C;
+    float acc = 0.0f;
+    for_each_window(g, p.iy, p.ix, [&](int oy, int ox, int ky, int kx) {
+        acc += a.in[(p.img * P + int64_t(oy) * g.Wo + ox) * patch + (ky * g.kw + kx) * g.C + p.c];
+    });
     a.out[i] = acc;
 }
 
@@ -158,21 +165,15 @@ struct PoolBackArgs {
 };
 OF_HOST_DEVICE void pool_backward_at(const PoolBackArgs& a, int64_t i) {
     const ConvGeom& g = a.g;
-    const auto [img, iy, ix, c] = pixel_of(g, i);
-    const int64_t P = int64_t(g.Ho) * g.Wo;
-    const float* xi = a.x + img * (int64_t(g.H) * g.W * g.C);
+    const Pixel p = pixel_of(g, i);
+    const int64_t P = int64_t(g.Ho) * g.Wo, at = (int64_t(p.iy) * g.W + p.ix) * g.C + p.c;  // in its image
+    const float* xi = a.x + p.img * (int64_t(g.H) * g.W * g.C);
     float acc = 0.0f;
-    for (int ky = g.kh - 1; ky >= 0; ky--) {
-        const int oy = window_of(iy, ky, g.ph, g.dh, g.sh, g.Ho);
-        if (oy < 0) continue;
-        for (int kx = g.kw - 1; kx >= 0; kx--) {
-            const int ox = window_of(ix, kx, g.pw, g.dw, g.sw, g.Wo);
-            if (ox < 0) continue;
-            const float d = a.dy[(img * P + int64_t(oy) * g.Wo + ox) * g.C + c];
-            if (a.kind == PoolKind::Avg) acc += d / float(window_taps(g, oy, ox));
-            else if (window_argmax(g, xi, oy, ox, c) == (int64_t(iy) * g.W + ix) * g.C + c) acc += d;
-        }
-    }
+    for_each_window(g, p.iy, p.ix, [&](int oy, int ox, int, int) {
+        const float d = a.dy[(p.img * P + int64_t(oy) * g.Wo + ox) * g.C + p.c];
+        if (a.kind == PoolKind::Avg) acc += d / float(window_taps(g, oy, ox));
+        else if (window_argmax(g, xi, oy, ox, p.c) == at) acc += d;
+    });
     a.dx[i] = acc;
 }
 

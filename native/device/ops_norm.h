@@ -19,17 +19,6 @@ struct NormArgs {
     const float* x;
     int P, C, G;
 };
-OF_HOST_DEVICE void layer_norm_at(const NormArgs& a, int64_t p) {
-    const float* x = a.x + p * a.C;
-    float* xh = a.xh + p * a.C;
-    double mu = 0.0, var = 0.0;
-    for (int i = 0; i < a.C; i++) mu += x[i];
-    mu /= a.C;
-    for (int i = 0; i < a.C; i++) var += (x[i] - mu) * (x[i] - mu);
-    const float inv = float(1.0 / sqrt(var / a.C + double(1e-5f)));
-    for (int i = 0; i < a.C; i++) xh[i] = float(x[i] - mu) * inv;
-    a.inv[p] = inv;
-}
 OF_HOST_DEVICE void group_norm_at(const NormArgs& a, int64_t s) {
     const int Cg = a.C / a.G;
     const int64_t r = s / a.G, g = s % a.G, base = r * a.P * a.C + g * Cg;
@@ -50,6 +39,10 @@ OF_HOST_DEVICE void group_norm_at(const NormArgs& a, int64_t s) {
             a.xh[i] = float(a.x[i] - mu) * inv;
         }
     a.inv[s] = inv;
+}
+// layerNorm: groupNorm with each position a set of its own (P = G = 1), index p = the position over all rows
+OF_HOST_DEVICE void layer_norm_at(const NormArgs& a, int64_t p) {
+    group_norm_at(NormArgs{a.xh, a.inv, a.x, 1, a.C, 1}, p);
 }
 
 // The input gradient of a normalization: per set, with dx^ = dv gain,

@@ -67,9 +67,8 @@ Status DeviceTrainer::seed_replay_update(Model& m, const EstimatorConfig& e, con
     Perturbation w(*this, m, nullptr, 0, m.step);
     OF_TRY(perturbation_replay(w, e, plus, minus));
     OF_TRY(dev_->zero(grads_.f(), size_t(trainable_offset(m)) * sizeof(float)));
-    OF_TRY(stats_.reserve(dev_.get(), 4 * sizeof(double)));
     const double block[4] = {0.0, 0.0, 1.0, 0.0};  // the losses were finite (checked on the host): the gate is open
-    OF_TRY(dev_->upload(stats_.as<double>(), block, sizeof(block)));
+    OF_TRY(stats_.assign(dev_.get(), block, sizeof(block)));
     OF_TRY(update(m, o, m.opt_t + 1, rows));
     m.opt_t++;
     m.step++;

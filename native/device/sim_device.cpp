@@ -81,12 +81,11 @@ class SimDevice final : public Device {
 std::unique_ptr<Device> make_sim_device() { return std::make_unique<SimDevice>(); }
 
 #ifndef ONEFORWARD_WITH_CUDA
-Status make_cuda_device(int, bool, std::unique_ptr<Device>*) {
-    return {StatusCode::Backend,
-            "the CUDA backend is not compiled into this build (no nvcc at install, or ONEFORWARD_CUDA=0)"};
-}
+constexpr const char* kNoCuda =
+    "the CUDA backend is not compiled into this build (no nvcc at install, or ONEFORWARD_CUDA=0)";
+Status make_cuda_device(int, bool, std::unique_ptr<Device>*) { return {StatusCode::Backend, kNoCuda}; }
 bool cuda_available(std::string* reason, int* devices) {
-    *reason = "the CUDA backend is not compiled into this build (no nvcc at install, or ONEFORWARD_CUDA=0)";
+    *reason = kNoCuda;
     *devices = 0;
     return false;
 }

@@ -60,9 +60,8 @@ Status DeviceTrainer::begin(Model& m, const OptimizerConfig* o) {
         const Unit& u = m.units[size_t(l)];
         if (!u.running) continue;
         const size_t bytes = u.running->size() * sizeof(float);
-        OF_TRY(unit_buffer(l, kRunning).reserve(dev_.get(), bytes));
         OF_TRY(unit_buffer(l, kBatch).reserve(dev_.get(), bytes));
-        OF_TRY(dev_->upload(unit_buffer(l, kRunning).f(), u.running->data(), bytes));
+        OF_TRY(unit_buffer(l, kRunning).assign(dev_.get(), u.running->data(), bytes));
     }
     pending_.clear();  // a fit that stopped on an error may have left launched steps unread
     if (acc_.size()) OF_TRY(reset_tally());
@@ -93,21 +92,14 @@ Status DeviceTrainer::download(Model& m) {
 
 Status DeviceTrainer::upload_batch(const Model& m, const float* x, const Targets& y, int B) {
     Device* d = dev_.get();
-    OF_TRY(x_.reserve(d, size_t(B) * m.inputs * sizeof(float)));
-    OF_TRY(d->upload(x_.f(), x, size_t(B) * m.inputs * sizeof(float)));
+    OF_TRY(x_.assign(d, x, size_t(B) * m.inputs * sizeof(float)));
     batch_rows_ = B;
     for (int l = 0; l < int(m.units.size()); l++) {  // per-batch state (the embedding's token index)
         const DeviceUnitOps* o = m.units[size_t(l)].kind->device;
         if (o && o->batch) OF_TRY(o->batch(pass(m, l, B, false), x));
     }
-    if (y.labels) {
-        OF_TRY(labels_.reserve(d, size_t(B) * m.groups * sizeof(int32_t)));
-        OF_TRY(d->upload(labels_.as<int32_t>(), y.labels, size_t(B) * m.groups * sizeof(int32_t)));
-    } else {
-        OF_TRY(values_.reserve(d, size_t(B) * m.outputs * sizeof(float)));
-        OF_TRY(d->upload(values_.f(), y.values, size_t(B) * m.outputs * sizeof(float)));
-    }
-    return {};
+    if (y.labels) return labels_.assign(d, y.labels, size_t(B) * m.groups * sizeof(int32_t));
+    return values_.assign(d, y.values, size_t(B) * m.outputs * sizeof(float));
 }
 
 Status DeviceTrainer::read_stats(StepStats* stats, int rows) {
@@ -217,12 +209,7 @@ Status DeviceTrainer::evaluate(Model& m, const DataRef& data, double* loss, doub
         sum += got[0], hits += int64_t(got[1]);
     }
     *loss = sum / double(data.rows);
-    int64_t labeled = data.rows;  // per-position labels: only the labeled positions count
-    if (m.groups > 1) {
-        labeled = 0;
-        for (int64_t i = 0; i < data.rows * m.groups; i++) labeled += data.y.labels[i] >= 0;
-    }
-    *accuracy = labeled > 0 && m.loss != LossKind::Mse ? double(hits) / double(labeled) : 0.0;
+    *accuracy = accuracy_of(m, data.y, data.rows, hits);
     return {};
 }
 
@@ -249,9 +236,8 @@ Status DeviceTrainer::frozen_forward(Model& m, int B, EstimatorConfig::Kind kind
 }
 
 Status DeviceTrainer::reset_tally() {
-    OF_TRY(acc_.reserve(dev_.get(), 4 * sizeof(double)));
     const double zero[4] = {0.0, 0.0, 0.0, -1.0};
-    return dev_->upload(acc_.as<double>(), zero, sizeof(zero));
+    return acc_.assign(dev_.get(), zero, sizeof(zero));
 }
 
 Status DeviceTrainer::grad_norm(int64_t off, int64_t n, float clip) {

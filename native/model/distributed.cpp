@@ -114,6 +114,22 @@ Status exchange(Exchange& ex, const std::atomic<bool>* cancel, Status own, bool 
     return {StatusCode::Abort, "training was stopped on another rank (a cancel or an error there)"};
 }
 
+// Every rank's part of the gradient, fn(&its stats) into m.grads, then m.grads = the sum over the ranks and *total =
+// the batch's statistics.
+template <class Fn>
+Status summed_gradients(Model& m, const FitConfig& cfg, const std::atomic<bool>* cancel, const Fn& fn,
+                        StepStats* total) {
+    Exchange ex(cfg.distributed, size_t(m.n_params));
+    StepStats st;
+    bool stop = false;
+    Status own = part(cancel, &stop, [&] { return fn(&st); });
+    if (own.ok()) std::copy(m.grads.data(), m.grads.data() + m.n_params, ex.payload());
+    OF_TRY(exchange(ex, cancel, own, stop, st));
+    std::copy(ex.payload(), ex.payload() + m.n_params, m.grads.data());
+    *total = ex.total();
+    return {};
+}
+
 // The end of a step, on every rank alike and as train_step: the loss check, maxGradNorm, the update.
 Status update(Model& m, const FitConfig& cfg, int B, const StepStats& st) {
     if (!std::isfinite(st.loss)) return nonfinite_loss(m);
@@ -145,14 +161,8 @@ Status shard_gradients(Model& m, const float* x, const Targets& y, int B, const 
 Status data_step(Model& m, const float* x, const Targets& y, int B, const EstimatorConfig& e, const FitConfig& cfg,
                  const std::atomic<bool>* cancel, StepStats* stats) {
     const LossHook* hook = cfg.loss_hook ? &cfg.loss_hook : nullptr;
-    Exchange ex(cfg.distributed, size_t(m.n_params));
-    StepStats st;
-    bool stop = false;
-    Status own = part(cancel, &stop, [&] { return shard_gradients(m, x, y, B, e, cfg.distributed, hook, &st); });
-    if (own.ok()) std::copy(m.grads.data(), m.grads.data() + m.n_params, ex.payload());
-    OF_TRY(exchange(ex, cancel, own, stop, st));
-    std::copy(ex.payload(), ex.payload() + m.n_params, m.grads.data());
-    *stats = ex.total();
+    auto shard = [&](StepStats* st) { return shard_gradients(m, x, y, B, e, cfg.distributed, hook, st); };
+    OF_TRY(summed_gradients(m, cfg, cancel, shard, stats));
     return update(m, cfg, B, *stats);
 }
 
@@ -167,12 +177,8 @@ Status copies_step(Model& m, const float* x, const Targets& y, int B, const Esti
     OF_TRY(exchange(losses, cancel, own, stop, st));
     *stats = losses.total();
     if (!std::isfinite(stats->loss)) return nonfinite_loss(m);
-    Exchange shares(cfg.distributed, size_t(m.n_params));
-    stop = false;
-    own = part(cancel, &stop, [&] { return copy_slice_gradients(m, x, y, B, e, k0, k1, losses.payload()); });
-    if (own.ok()) std::copy(m.grads.data(), m.grads.data() + m.n_params, shares.payload());
-    OF_TRY(exchange(shares, cancel, own, stop, StepStats{}));
-    std::copy(shares.payload(), shares.payload() + m.n_params, m.grads.data());
+    auto share = [&](StepStats*) { return copy_slice_gradients(m, x, y, B, e, k0, k1, losses.payload()); };
+    OF_TRY(summed_gradients(m, cfg, cancel, share, &st));  // st: no statistics travel with the shares
     return update(m, cfg, B, *stats);
 }
 

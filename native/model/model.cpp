@@ -11,19 +11,25 @@
 
 namespace of {
 
+namespace {
+// The largest f(u) over the units, at least `least`.
+template <class F>
+int64_t max_over(const std::vector<Unit>& units, int64_t least, const F& f) {
+    for (const Unit& u : units) least = std::max<int64_t>(least, f(u));
+    return least;
+}
+}  // namespace
+
 int Model::max_width() const {
-    int w = inputs;
-    for (const auto& u : units) w = std::max(w, u.O);
-    return w;
+    return int(max_over(units, inputs, [](const Unit& u) { return u.O; }));
 }
 
 int64_t Model::patch_width() const {
-    int64_t w = 0;
-    for (const auto& u : units)
-        if (u.rank > 0)  // an adapter: x A^T, S B and the row weights, at each position
-            w = std::max<int64_t>(w, int64_t(std::max(1, u.g.Ho)) * (2 * u.rank + 1));
-        else if (u.convlike()) w = std::max(w, u.g.positions() * u.g.patch());
-    return w;
+    return max_over(units, 0, [](const Unit& u) {  // an adapter: x A^T, S B and the row weights, at each position
+        return u.rank > 0     ? int64_t(std::max(1, u.g.Ho)) * (2 * u.rank + 1)
+               : u.convlike() ? u.g.positions() * u.g.patch()
+                              : 0;
+    });
 }
 
 void Model::zero_frozen(float* slab) const {
@@ -31,16 +37,11 @@ void Model::zero_frozen(float* slab) const {
 }
 
 int64_t Model::seq_scratch_width() const {
-    int64_t w = 0;
-    for (const auto& u : units)
-        if (u.recurrent()) w = std::max<int64_t>(w, int64_t(u.q.G) * u.q.H + 3 * u.q.H);
-    return w;
+    return max_over(units, 0, [](const Unit& u) { return u.recurrent() ? int64_t(u.q.G) * u.q.H + 3 * u.q.H : 0; });
 }
 
 int64_t Model::max_noise_width() const {
-    int64_t w = 0;
-    for (const auto& u : units) w = std::max<int64_t>(w, u.noise_width());
-    return w;
+    return max_over(units, 0, [](const Unit& u) { return u.noise_width(); });
 }
 
 const float* Model::effective(const float* theta, Buffer& scratch) const {
@@ -80,9 +81,7 @@ int Model::frozen_end() const {
 }
 
 int64_t Model::max_positions() const {
-    int64_t p = 1;
-    for (const Unit& u : units) p = std::max<int64_t>(p, u.gemm_rows(1));
-    return p;
+    return max_over(units, 1, [](const Unit& u) { return u.gemm_rows(1); });
 }
 
 int Model::param_units() const {
@@ -139,8 +138,8 @@ Status Model::create(const ModelSpec& spec, std::unique_ptr<Model>* out, std::ve
     m->params = std::make_shared<Buffer>();
     OF_TRY(m->params->reserve(size_t(b.total)));
     OF_TRY(m->grads.reserve(size_t(b.total)));
-    for (size_t li = 0; li < m->units.size();
-         li++) {  // seeded: uniforms from Philox (stream init, counter = unit, element)
+    // seeded: uniforms from Philox (stream init, counter = unit, element)
+    for (size_t li = 0; li < m->units.size(); li++) {
         const Unit& u = m->units[li];
         if (u.param()) u.kind->init(u, m->params->data(), spec.seed, uint32_t(li));
     }
@@ -152,17 +151,10 @@ Status Model::forward(float* out, const float* x, int64_t rows, InferScratch& sc
     return forward_with(params->data(), out, x, rows, sc);
 }
 
-int64_t Model::forward_aux_width() const {
-    int64_t aux = 0;
-    for (const Unit& u : units) aux = std::max(aux, seq_aux_width(u));
-    return aux;
-}
+int64_t Model::forward_aux_width() const { return max_over(units, 0, seq_aux_width); }
 
 int64_t Model::forward_skip_width() const {  // a residual block's input, kept while the block runs
-    int64_t w = 0;
-    for (const Unit& u : units)
-        if (u.skip_from >= 0) w = std::max<int64_t>(w, units[size_t(u.skip_from)].I);
-    return w;
+    return max_over(units, 0, [&](const Unit& u) { return u.skip_from >= 0 ? units[size_t(u.skip_from)].I : 0; });
 }
 
 int64_t Model::forward_chunk() const {  // rows per pass: bounded scratch for any data set size (and conv patches)
@@ -225,13 +217,17 @@ Status Model::evaluate(const float* x, const Targets& y, int64_t rows, double* l
         for (int i = 0; i < n; i++) sum += sc.loss.data()[i];
     }
     *loss_out = rows > 0 ? sum / double(rows) : 0.0;
-    int64_t labeled = rows;  // per-position labels: only the labeled positions count
-    if (groups > 1) {
-        labeled = 0;
-        for (int64_t i = 0; i < rows * groups; i++) labeled += y.labels[i] >= 0;
-    }
-    *acc_out = labeled > 0 && loss != LossKind::Mse ? double(correct) / double(labeled) : 0.0;
+    *acc_out = accuracy_of(*this, y, rows, correct);
     return {};
+}
+
+double accuracy_of(const Model& m, const Targets& y, int64_t rows, int64_t correct) {
+    int64_t labeled = rows;  // per-position labels: only the labeled positions count
+    if (m.groups > 1) {
+        labeled = 0;
+        for (int64_t i = 0; i < rows * m.groups; i++) labeled += y.labels[i] >= 0;
+    }
+    return labeled > 0 && m.loss != LossKind::Mse ? double(correct) / double(labeled) : 0.0;
 }
 
 // The index of the first NaN or infinity in x[0, n), or -1. Blocks of 64 are tested branch-free (exponent bits all

@@ -245,6 +245,8 @@ struct Model {
 
 // Checks a data set before use: sizes, non-finite inputs, labels in range. O(rows * cols).
 Status validate_data(const Model& m, const float* x, int64_t x_len, const Targets& y, int64_t y_len, int64_t rows);
+// correct hits over the labeled rows (with per-position labels, the labeled positions); 0 for MSE.
+double accuracy_of(const Model& m, const Targets& y, int64_t rows, int64_t correct);
 // A model that starts with an embedding reads token ids: every x value an integer in [0, vocab) (else a Data error).
 Status validate_tokens(const Model& m, const float* x, int64_t rows);
 

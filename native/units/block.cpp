@@ -15,9 +15,7 @@ namespace {
 Status build_begin(const LayerSpec&, ModelBuilder& b) {  // residualBegin and concatBegin
     OF_CHECK(b.block_start < 0, Config, b.where + ": residual blocks do not nest yet");
     OF_CHECK(!b.m.units.empty(), Config, b.where + ": a residual block cannot be the first layer");
-    b.block_start = int(b.m.units.size()), b.block_width = b.width;
-    b.block_h = b.H, b.block_w = b.W, b.block_c = b.C, b.block_t = b.T, b.block_f = b.F, b.block_spatial = b.spatial,
-    b.block_seq = b.seq;
+    b.block_start = int(b.m.units.size()), b.block = b;
     return {};
 }
 
@@ -25,9 +23,10 @@ Status build_residual_end(const LayerSpec&, ModelBuilder& b) {
     Model& m = b.m;
     OF_CHECK(b.block_start >= 0, Config, b.where + ": residual end without a beginning");
     OF_CHECK(int(m.units.size()) > b.block_start, Config, b.where + ": an empty residual block");
-    const bool same = b.width == b.block_width && b.spatial == b.block_spatial && b.seq == b.block_seq &&
-                      (!b.spatial || (b.H == b.block_h && b.W == b.block_w && b.C == b.block_c)) &&
-                      (!b.seq || (b.T == b.block_t && b.F == b.block_f));
+    const LayerShape& x = b.block;
+    const bool same = b.width == x.width && b.spatial == x.spatial && b.seq == x.seq &&
+                      (!b.spatial || (b.H == x.H && b.W == x.W && b.C == x.C)) &&
+                      (!b.seq || (b.T == x.T && b.F == x.F));
     OF_CHECK(same, Shape, b.where + ": a residual block's output must have its input's shape");
     m.units.back().skip_from = b.block_start;
     m.units[size_t(b.block_start)].starts_block = true;
@@ -42,18 +41,19 @@ Status build_concat_end(const LayerSpec&, ModelBuilder& b) {
     Model& m = b.m;
     OF_CHECK(b.block_start >= 0, Config, b.where + ": concat end without a beginning");
     OF_CHECK(int(m.units.size()) > b.block_start, Config, b.where + ": an empty concat block");
-    OF_CHECK(b.spatial == b.block_spatial && b.seq == b.block_seq &&
-                 (!b.spatial || (b.H == b.block_h && b.W == b.block_w)) && (!b.seq || b.T == b.block_t),
+    const LayerShape& x = b.block;
+    OF_CHECK(b.spatial == x.spatial && b.seq == x.seq && (!b.spatial || (b.H == x.H && b.W == x.W)) &&
+                 (!b.seq || b.T == x.T),
              Shape, b.where + ": a concat block's output must keep its input's positions (image size, steps)");
     Unit u{b.width, 0, -1, -1};
     u.kind = &concat_kind;
     u.skip_from = b.block_start;
     m.units[size_t(b.block_start)].starts_block = true;
     const int P = b.spatial ? b.H * b.W : b.seq ? b.T : 1;
-    u.g.Ho = P, u.g.Wo = 1, u.g.C = b.block_width / P, u.g.Co = b.width / P;
-    u.O = b.width + b.block_width;
-    if (b.spatial) b.C += b.block_c;
-    if (b.seq) b.F += b.block_f;
+    u.g.Ho = P, u.g.Wo = 1, u.g.C = x.width / P, u.g.Co = b.width / P;
+    u.O = b.width + x.width;
+    if (b.spatial) b.C += x.C;
+    if (b.seq) b.F += x.F;
     b.add(u);
     b.block_start = -1;
     return {};

@@ -18,6 +18,12 @@ Status ModelBuilder::params(Unit& u, uint64_t weights, uint64_t bias) {
     return {};
 }
 
+Status ModelBuilder::params(Unit& u, uint64_t rows, uint64_t cols, const char* what, uint64_t bias) {
+    uint64_t weights = 0;
+    OF_TRY(checked_mul(rows, cols, &weights, what));
+    return params(u, weights, bias);
+}
+
 Status ModelBuilder::output(Unit& u, uint64_t a, uint64_t b) {
     uint64_t on = 0;
     OF_TRY(checked_mul(a, b, &on, "layer output"));
@@ -62,10 +68,7 @@ namespace {
 
 void read_activation(const LayerReader& r, LayerSpec& l) {
     const std::string name = r.text("activation");
-    l.act = Act(-1);
-    for (int a = 0; a <= int(Act::Quantize); a++)
-        if (name == act_name(Act(a))) l.act = Act(a);
-    if (int(l.act) < 0) r.fail("unknown activation '" + name + "'");
+    if (!act_named(name, &l.act)) r.fail("unknown activation '" + name + "'");
     l.alpha = l.act == Act::Quantize ? float(r.number_or("levels", 4.0)) : float(r.number_or("alpha", 0.01));
     if (l.act == Act::Quantize && !(l.alpha >= 2.0f && l.alpha <= 65536.0f))
         r.fail("quantize levels must be in [2, 65536]");

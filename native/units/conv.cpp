@@ -136,9 +136,7 @@ Status build_conv2d(const LayerSpec& l, ModelBuilder& b) {
     u.quant = l.quant;
     b.m.has_quant = b.m.has_quant || l.quant != 0;
     u.g.Co = l.units;
-    uint64_t wn = 0;
-    OF_TRY(checked_mul(uint64_t(u.g.patch()), uint64_t(u.g.Co), &wn, "conv2d kernel"));
-    OF_TRY(b.params(u, wn, l.bias ? uint64_t(u.g.Co) : 0));
+    OF_TRY(b.params(u, uint64_t(u.g.patch()), uint64_t(u.g.Co), "conv2d kernel", l.bias ? uint64_t(u.g.Co) : 0));
     OF_CHECK(l.trainable, Config, b.where + ": only dense layers can be frozen");
     return add_image_unit(b, u, false);
 }
@@ -189,18 +187,11 @@ Status build_graph_conv(const LayerSpec& l, ModelBuilder& b) {
     u.kind = &graph_conv_kind;
     u.graph = g;
     u.g.H = l.nodes, u.g.W = 1, u.g.C = b.F, u.g.Ho = l.nodes, u.g.Wo = 1, u.g.Co = l.units;
-    uint64_t wn = 0;
-    OF_TRY(checked_mul(uint64_t(b.F), uint64_t(l.units), &wn, "graphConv weight"));
-    OF_TRY(b.params(u, wn, uint64_t(l.units)));
+    OF_TRY(b.params(u, uint64_t(b.F), uint64_t(l.units), "graphConv weight", uint64_t(l.units)));
     OF_TRY(b.output(u, uint64_t(l.nodes), uint64_t(l.units)));
     b.F = l.units;
     b.add(u);
     return {};
-}
-
-void tensors_graph_conv(const Unit& u, const std::string& name, std::vector<UnitTensor>& out) {
-    out.push_back({name + ".weight", u.w_off, {u.g.Co, u.g.C}});
-    out.push_back({name + ".bias", u.b_off, {u.g.Co}});
 }
 
 // On a device: an image conv's patches by im2row, their adjoint by row2im; a graph's by A^ both ways (its CSR
@@ -215,13 +206,9 @@ Status aggregate(const UnitPass& p, const float* x, float* out) {
     const Graph& h = *p.u.graph;
     DeviceBuffer &row_ptr = p.buffer(0), &col = p.buffer(1), &val = p.buffer(2);
     if (!row_ptr.size()) {
-        const size_t e = h.col.size();
-        OF_TRY(col.reserve(p.d, e * sizeof(int)));
-        OF_TRY(val.reserve(p.d, e * sizeof(float)));
-        OF_TRY(p.d->upload(col.as<int>(), h.col.data(), e * sizeof(int)));
-        OF_TRY(p.d->upload(val.f(), h.val.data(), e * sizeof(float)));
-        OF_TRY(row_ptr.reserve(p.d, h.row_ptr.size() * sizeof(int)));
-        OF_TRY(p.d->upload(row_ptr.as<int>(), h.row_ptr.data(), h.row_ptr.size() * sizeof(int)));
+        OF_TRY(col.assign(p.d, h.col.data(), h.col.size() * sizeof(int)));
+        OF_TRY(val.assign(p.d, h.val.data(), h.val.size() * sizeof(float)));
+        OF_TRY(row_ptr.assign(p.d, h.row_ptr.data(), h.row_ptr.size() * sizeof(int)));
     }
     const dev::GraphArgs a{out, x, row_ptr.as<int>(), col.as<int>(), val.f(), h.N, p.u.g.C};
     return p.d->graph(a, int64_t(p.rows) * h.N * p.u.g.C);
@@ -240,9 +227,7 @@ Status add_position_linear(ModelBuilder& b, const UnitKind* kind, int units, boo
     b.m.has_quant = b.m.has_quant || quant != 0;
     ConvGeom& g = u.g;  // a 1x1 window over T x 1 positions
     g.H = b.T, g.W = 1, g.C = b.F, g.Ho = b.T, g.Wo = 1, g.Co = units;
-    uint64_t wn = 0;
-    OF_TRY(checked_mul(uint64_t(b.F), uint64_t(units), &wn, "per-position weight"));
-    OF_TRY(b.params(u, wn, bias ? uint64_t(units) : 0));
+    OF_TRY(b.params(u, uint64_t(b.F), uint64_t(units), "per-position weight", bias ? uint64_t(units) : 0));
     OF_TRY(b.output(u, uint64_t(b.T), uint64_t(units)));
     b.F = units;
     b.add(u);
@@ -287,7 +272,7 @@ extern const LayerType graph_conv_layer{"graphConv", &graph_conv_kind, read_grap
 extern const UnitKind conv2d_kind{UnitFamily::ConvLike, "conv",           &conv2d_device,    convlike_init,
                                   tensors_conv2d,       convlike_forward, convlike_backward, convlike_lr_reduce};
 extern const UnitKind graph_conv_kind{UnitFamily::ConvLike, "graph",          &graph_device,     convlike_init,
-                                      tensors_graph_conv,   convlike_forward, convlike_backward, convlike_lr_reduce};
+                                      position_tensors,     convlike_forward, convlike_backward, convlike_lr_reduce};
 bool Unit::image_conv() const { return kind == &conv2d_kind; }
 
 }  // namespace of

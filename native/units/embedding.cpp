@@ -38,9 +38,7 @@ Status build_embedding(const LayerSpec& l, ModelBuilder& b) {
     u.vocab = l.vocab, u.q.T = b.width, u.q.F = l.units;
     b.m.token_vocab = l.vocab;
     u.g.Ho = u.q.T, u.g.Wo = 1, u.g.C = u.g.Co = u.q.F;  // its output per position (noise channels: D)
-    uint64_t wn = 0;
-    OF_TRY(checked_mul(uint64_t(l.vocab), uint64_t(l.units), &wn, "embedding table"));
-    OF_TRY(b.params(u, wn, 0));
+    OF_TRY(b.params(u, uint64_t(l.vocab), uint64_t(l.units), "embedding table", 0));
     OF_TRY(b.output(u, uint64_t(u.q.T), uint64_t(u.q.F)));
     b.seq = true, b.T = u.q.T, b.F = u.q.F;
     b.add(u);

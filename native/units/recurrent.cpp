@@ -118,7 +118,7 @@ void seq_reduce(const KernelTable& k, const Unit& u, const float* in, int rows, 
                 const float* w, float alpha, float* dW, float* wexp, bool with_w) {
     const int T = u.q.T, F = u.q.F, H = u.q.H, GH = u.q.G * H, A = step_width(u);
     const int n = rows * T;
-    for (int r = 0; r < rows; r++) std::fill(wexp + int64_t(r) * T, wexp + int64_t(r + 1) * T, w ? w[r] : 1.0f);
+    expand_row_weights(wexp, w, rows, T);
     if (with_w) k.gemm_tn(dW, S, in, wexp, GH, F, n, alpha, 0.0f);
     float* dU = dW + int64_t(GH) * F;
     if (u.q.has_u) {
@@ -191,9 +191,7 @@ Status build(const LayerSpec& l, ModelBuilder& b) {
     OF_CHECK(q.beta >= 0.0f && q.beta <= 1.0f && std::isfinite(q.threshold) && q.slope > 0.0f, Config,
              b.where + ": lif needs beta in [0, 1], a finite threshold and a positive slope");
     const uint64_t GH = uint64_t(q.G) * q.H;
-    uint64_t wn = 0;
-    OF_TRY(checked_mul(GH, uint64_t(b.F) + (q.has_u ? uint64_t(q.H) : 0), &wn, "recurrent weights"));
-    OF_TRY(b.params(u, wn, GH));
+    OF_TRY(b.params(u, GH, uint64_t(b.F) + (q.has_u ? uint64_t(q.H) : 0), "recurrent weights", GH));
     if (q.return_sequences) b.F = q.H;
     else b.seq = false;
     OF_TRY(b.output(u, uint64_t(q.return_sequences ? q.T : 1), uint64_t(q.H)));

@@ -34,24 +34,30 @@ class LayerReader {
     [[noreturn]] virtual void fail(const std::string& what) const = 0;
 };
 
-// Model::create's state while it reads the layers: the shape the next layer receives, the block being read, and
-// the parameter slab laid out so far.
-struct ModelBuilder {
-    Model& m;
-    int index = 0;      // the layer being read
-    std::string where;  // "layer <index>", for messages
-    int width = 0;      // values per row the next layer receives: an image (H, W, C), a sequence (T, F) or flat
+// What a layer receives: `width` values per row, an image (H, W, C), a sequence (T, F) or flat.
+struct LayerShape {
+    int width = 0;
     bool spatial = false, seq = false;
     int H = 0, W = 0, C = 0, T = 0, F = 0;
-    uint64_t total = 0;  // parameter values laid out so far
-    // the residual or concat block being read: its first unit, the shape of its input
-    int block_start = -1, block_width = 0, block_h = 0, block_w = 0, block_c = 0, block_t = 0, block_f = 0;
-    bool block_spatial = false, block_seq = false;
+};
+
+// Model::create's state while it reads the layers: the shape the next layer receives (the base), the block being
+// read, and the parameter slab laid out so far.
+struct ModelBuilder : LayerShape {
+    explicit ModelBuilder(Model& model) : m(model) {}
+    Model& m;
+    int index = 0;         // the layer being read
+    std::string where;     // "layer <index>", for messages
+    uint64_t total = 0;    // parameter values laid out so far
+    int block_start = -1;  // the residual or concat block being read: its first unit, and the shape of its input
+    LayerShape block;
     int residual_end =
         -2;  // the layer that closed the last residual block (an activation right after it follows the sum)
 
     // Lays out `weights` values at u.w_off, then `bias` values at u.b_off (0: no bias, b_off stays -1); sets u.n_par.
     Status params(Unit& u, uint64_t weights, uint64_t bias);
+    // The same with weights = rows x cols, a product checked for size (`what` names it).
+    Status params(Unit& u, uint64_t rows, uint64_t cols, const char* what, uint64_t bias);
     // u.O = a b values per row, at most 2^28.
     Status output(Unit& u, uint64_t a, uint64_t b);
     // Appends u: the next layer reads its output (width = u.O). Clears m.mlp unless u is a plain dense unit.

@@ -30,6 +30,15 @@ const char* act_name(Act a) {
     return "?";
 }
 
+bool act_named(const std::string& name, Act* a) {
+    for (int k = 0; k <= int(Act::Quantize); k++)
+        if (name == act_name(Act(k))) {
+            *a = Act(k);
+            return true;
+        }
+    return false;
+}
+
 namespace cpu {
 namespace {
 

@@ -21,9 +21,6 @@
 
 namespace of::cpu {
 
-// The mask of the first min(n, 16) of 16 lanes (none for n <= 0): the masked loads and stores of the kernels' tails.
-inline uint16_t lanes(int64_t n) { return n >= 16 ? uint16_t(0xffff) : n > 0 ? uint16_t((1u << n) - 1) : 0; }
-
 // A buffer's floats seen as bfloat16 pair words (two bfloat16 values in 32 bits).
 inline uint32_t* words_of(Buffer& b) { return reinterpret_cast<uint32_t*>(b.data()); }
 

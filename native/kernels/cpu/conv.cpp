@@ -2,15 +2,11 @@
 // whole images, so results do not depend on the thread count).
 #include "kernels/cpu/conv.h"
 
-// GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own undefined-vector idiom.
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-
 #include <algorithm>
 
 #include "core/thread_pool.h"
 #include "device/ops_conv.h"
+#include "kernels/cpu/simd.h"
 
 namespace of {
 namespace cpu {
@@ -42,7 +38,7 @@ __attribute__((target("avx512f"))) void max_pool_forward_avx512(float* yi, const
         for (int ox = 0; ox < g.Wo; ox++) {
             const int64_t corner = (int64_t(oy * g.sh) * g.W + ox * g.sw) * g.C;
             for (int c = 0; c < g.C; c += 16) {
-                const __mmask16 m = g.C - c >= 16 ? __mmask16(0xffff) : __mmask16((1u << (g.C - c)) - 1);
+                const __mmask16 m = lanes(g.C - c);
                 __m512 best = _mm512_maskz_loadu_ps(m, xi + corner + c);
                 for (int ky = 0; ky < g.kh; ky++)
                     for (int kx = 0; kx < g.kw; kx++)
@@ -61,7 +57,7 @@ __attribute__((target("avx512f"))) void max_pool_backward_avx512(float* di, cons
             const float* d = dyi + (int64_t(oy) * g.Wo + ox) * g.C;
             const int64_t corner = (int64_t(oy * g.sh) * g.W + ox * g.sw) * g.C;
             for (int c = 0; c < g.C; c += 16) {
-                const __mmask16 m = g.C - c >= 16 ? __mmask16(0xffff) : __mmask16((1u << (g.C - c)) - 1);
+                const __mmask16 m = lanes(g.C - c);
                 __m512 best = _mm512_maskz_loadu_ps(m, xi + corner + c);
                 for (int ky = 0; ky < g.kh; ky++)
                     for (int kx = 0; kx < g.kw; kx++)
@@ -96,7 +92,7 @@ struct WindowPair {
 };
 
 __attribute__((target("avx512f"))) void max_pool_forward_pairs(float* yi, const float* xi, const ConvGeom& g) {
-    const __mmask16 lo = __mmask16((1u << g.C) - 1);
+    const __mmask16 lo = lanes(g.C);
     for (int oy = 0; oy < g.Ho; oy++)
         for (int ox = 0; ox < g.Wo; ox += 2) {
             const WindowPair in{lo, ox + 1 < g.Wo ? __mmask16(lo << 8) : __mmask16(0), int64_t(g.sw) * g.C - 8};
@@ -112,7 +108,7 @@ __attribute__((target("avx512f"))) void max_pool_forward_pairs(float* yi, const 
 
 __attribute__((target("avx512f"))) void max_pool_backward_pairs(float* di, const float* dyi, const float* xi,
                                                                 const ConvGeom& g) {
-    const __mmask16 lo = __mmask16((1u << g.C) - 1);
+    const __mmask16 lo = lanes(g.C);
     for (int oy = 0; oy < g.Ho; oy++)
         for (int ox = 0; ox < g.Wo; ox += 2) {
             const WindowPair in{lo, ox + 1 < g.Wo ? __mmask16(lo << 8) : __mmask16(0), int64_t(g.sw) * g.C - 8};

@@ -16,8 +16,6 @@
 //           (images says how), so a task loads one tile configuration.
 // Each output element is summed by one task, chunk after chunk in a fixed order: the same bits whatever the thread
 // count (amx.h says why they are not the emulation's).
-#include <immintrin.h>
-
 #include <algorithm>
 #include <vector>
 
@@ -26,6 +24,7 @@
 #include "core/thread_scratch.h"
 #include "kernels/cpu/amx.h"
 #include "kernels/cpu/bf16.h"
+#include "kernels/cpu/simd.h"
 
 namespace of::cpu {
 namespace {

@@ -17,13 +17,6 @@
 //                  dW^T[run] (run, Co) += s_i A dV_i: rows = the run's values, the reduction over output positions
 //                  (A(j, k) = the padded image at window k's corner + j). Images go in fixed chunks whose partial
 //                  sums add in chunk order, so the bits do not depend on the thread count.
-#include "kernels/cpu/conv.h"
-
-// GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own undefined-vector idiom.
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -34,7 +27,9 @@
 #include "core/thread_pool.h"
 #include "core/thread_scratch.h"
 #include "kernels/cpu/bf16.h"
+#include "kernels/cpu/conv.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/simd.h"
 
 namespace of::cpu {
 namespace {
@@ -91,7 +86,7 @@ __attribute__((target("avx512f,fma"))) void tile_avx512(float* c, ptrdiff_t ldc,
 // d[0, n) += s[0, n)
 __attribute__((target("avx512f"))) void add_run_avx512(float* d, const float* s, int n) {
     for (int i = 0; i < n; i += 16) {
-        const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+        const __mmask16 m = lanes(n - i);
         _mm512_mask_storeu_ps(d + i, m,
                               _mm512_add_ps(_mm512_maskz_loadu_ps(m, d + i), _mm512_maskz_loadu_ps(m, s + i)));
     }
@@ -215,7 +210,7 @@ __attribute__((target("avx512f,fma"))) void tile_two_rows(float* c, ptrdiff_t ld
     // lanes 0-7: row 2j's columns, lanes 8-15: row 2j + 1's, each stored with a mask (row 2j + 1 may not exist)
     const __m512i split = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
     const __m512 va = _mm512_set1_ps(alpha);
-    const __mmask16 lo = __mmask16((1u << cols) - 1);
+    const __mmask16 lo = lanes(cols);
 #pragma GCC unroll 12
     for (int j = 0; j < R; j++) {
         const __mmask16 hi = 2 * j + 1 < rows ? __mmask16(lo << 8) : __mmask16(0);
@@ -248,7 +243,7 @@ bool two_rows_suit(int cols) { return cols <= 8 && isa_tiles() == &kAvx512; }
 // bd (K, 16): b's row k (cols <= 8 values, stride ldb) with each value twice, zero past cols.
 __attribute__((target("avx512f"))) void duplicate_columns(float* bd, const float* b, ptrdiff_t ldb, int K, int cols) {
     const __m512i twice = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-    const __mmask16 m = __mmask16((1u << cols) - 1);
+    const __mmask16 m = lanes(cols);
     for (int k = 0; k < K; k++)
         _mm512_storeu_ps(bd + 16 * k, _mm512_permutexvar_ps(twice, _mm512_maskz_loadu_ps(m, b + k * ldb)));
 }

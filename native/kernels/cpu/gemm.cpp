@@ -4,13 +4,6 @@
 // micro-kernel sweeps the A panels). A task never shares C with another, so no reduction crosses threads.
 #include "kernels/cpu/gemm.h"
 
-#include "kernels/cpu/gemm_tile.h"
-
-// GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own undefined-vector idiom.
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -19,6 +12,8 @@
 #include "core/buffer.h"
 #include "core/thread_pool.h"
 #include "core/thread_scratch.h"
+#include "kernels/cpu/gemm_tile.h"
+#include "kernels/cpu/simd.h"
 
 namespace of::cpu {
 namespace {
@@ -138,7 +133,7 @@ __attribute__((target("avx512f,fma"))) void dot_rows_avx512(float* C, ptrdiff_t 
 #pragma GCC unroll 12
         for (int j = 0; j < kNarrow; j++) acc0[j] = _mm512_setzero_ps(), acc1[j] = _mm512_setzero_ps();
         for (int p = 0; p < K; p += 16) {
-            __mmask16 mk = K - p >= 16 ? __mmask16(0xffff) : __mmask16((1u << (K - p)) - 1);
+            __mmask16 mk = lanes(K - p);
             __m512 x0 = _mm512_maskz_loadu_ps(mk, a0 + p), x1 = _mm512_maskz_loadu_ps(mk, a1 + p);
 #pragma GCC unroll 12
             for (int j = 0; j < kNarrow; j++) {
@@ -162,8 +157,8 @@ __attribute__((target("avx512f,fma"))) void dot_rows_avx512(float* C, ptrdiff_t 
 __attribute__((target("avx512f,fma"))) void outer_cols_avx512(float* C, ptrdiff_t rsc, ptrdiff_t csc, const float* As,
                                                               const float* B, ptrdiff_t rsb, int M, int j0, int cols,
                                                               int K, float alpha, float beta) {
-    __mmask16 m0 = cols >= 16 ? __mmask16(0xffff) : __mmask16((1u << cols) - 1);
-    __mmask16 m1 = cols >= 32 ? __mmask16(0xffff) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1) : __mmask16(0);
+    __mmask16 m0 = lanes(cols);
+    __mmask16 m1 = lanes(cols - 16);
     __m512 acc0[kNarrow], acc1[kNarrow];
 #pragma GCC unroll 12
     for (int i = 0; i < kNarrow; i++) acc0[i] = _mm512_setzero_ps(), acc1[i] = _mm512_setzero_ps();
@@ -286,7 +281,7 @@ __attribute__((target("avx512f"))) void pack_a8_cols_avx512(float* Ap, const flo
         const __m512 sv = _mm512_set1_ps(s ? s[p] : 1.0f);
         for (int i0 = 0; i0 < rows; i0 += 16) {
             const int n = std::min(16, rows - i0);
-            const __mmask16 m = n == 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
+            const __mmask16 m = lanes(n);
             __m512 v = _mm512_maskz_loadu_ps(m, a + i0);
             if (s) v = _mm512_maskz_mul_ps(m, v, sv);
             float* d = Ap + size_t(i0 / 8) * 8 * kc + p * 8;
@@ -335,8 +330,8 @@ __attribute__((target("avx512f"))) void transpose16_avx512(float* dst, ptrdiff_t
 
 // One 32-column panel from rows that run along j (csb = 1): two masked loads and stores per p.
 __attribute__((target("avx512f"))) void pack_b32_rows_avx512(float* Bp, const float* B, ptrdiff_t rsb, int nr, int kc) {
-    const __mmask16 m0 = nr >= 16 ? __mmask16(0xffff) : __mmask16((1u << nr) - 1);
-    const __mmask16 m1 = nr >= 32 ? __mmask16(0xffff) : nr > 16 ? __mmask16((1u << (nr - 16)) - 1) : __mmask16(0);
+    const __mmask16 m0 = lanes(nr);
+    const __mmask16 m1 = lanes(nr - 16);
     for (int p = 0; p < kc; p++) {
         const float* b = B + p * rsb;
         _mm512_store_ps(Bp + p * 32, _mm512_maskz_loadu_ps(m0, b));

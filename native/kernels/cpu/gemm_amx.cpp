@@ -12,21 +12,16 @@
 // KC slice (kc / 32 instructions each), and write C = alpha acc (+ C, or + beta C on the first slice) as store_tile.
 // An element's sum is the same sequence of instructions whatever the task split, so the bits do not depend on the
 // thread count; they differ from the emulation's (amx.h).
-#include "kernels/cpu/amx.h"
-
-// GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own undefined-vector idiom.
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cstring>
 
 #include "core/buffer.h"
 #include "core/thread_pool.h"
 #include "core/thread_scratch.h"
+#include "kernels/cpu/amx.h"
 #include "kernels/cpu/bf16.h"
 #include "kernels/cpu/gemm_tile.h"
+#include "kernels/cpu/simd.h"
 
 namespace of::cpu {
 namespace {

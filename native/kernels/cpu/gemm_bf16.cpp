@@ -12,14 +12,6 @@
 //                one word holds (k, k + 16) of a 32-value chunk; then the same reduction tree.
 //   The emulated gemm's other path (outer, M <= kNarrow with K = 1) and a kscale take the emulation.
 // Dimension letters as in gemm.h: C is M x N, the reduction K deep.
-#include "kernels/cpu/amx.h"
-#include "kernels/cpu/bf16.h"
-
-// GCC 12's AVX-512 headers trip -W(maybe-)uninitialized on their own undefined-vector idiom.
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -29,8 +21,11 @@
 #include "core/buffer.h"
 #include "core/thread_pool.h"
 #include "core/thread_scratch.h"
+#include "kernels/cpu/amx.h"
+#include "kernels/cpu/bf16.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/gemm_tile.h"
+#include "kernels/cpu/simd.h"
 
 namespace of::cpu {
 namespace {
@@ -52,6 +47,15 @@ OF_BF16_TARGET inline __m512i pairs32(const float* x, __mmask16 m0, __mmask16 m1
     return _mm512_rol_epi32(__m512i(h), 16);
 }
 
+// kc floats x, contiguous -> kp = kc / 2 rounded up words (x[2q], x[2q + 1]) at p[q ld], zero past kc.
+OF_BF16_TARGET inline void words_strided(uint32_t* p, int ld, const float* x, int kc, int kp) {
+    alignas(64) uint32_t w[16];
+    for (int q = 0; q < kp; q += 16) {
+        _mm512_store_si512(w, pairs32(x + 2 * q, lanes(kc - 2 * q), lanes(kc - 2 * q - 16)));
+        for (int l = 0; l < std::min(16, kp - q); l++) p[(q + l) * ld] = w[l];
+    }
+}
+
 // Two rows of 16 floats -> 16 words (hi[j], lo[j]).
 OF_BF16_TARGET inline __m512i interleave16(__m512 hi, __m512 lo) {
     const __m512i h = _mm512_cvtepu16_epi32(__m256i(_mm512_cvtneps_pbh(hi)));
@@ -63,17 +67,10 @@ OF_BF16_TARGET inline __m512i interleave16(__m512 hi, __m512 lo) {
 // zero past the rows and past kc.
 OF_BF16_TARGET void pack_a(uint32_t* Ap, const float* A, ptrdiff_t rsa, ptrdiff_t csa, int rows, int kc) {
     const int kp = (kc + 1) / 2;
-    alignas(64) uint32_t w[16];
     for (int i0 = 0; i0 < rows; i0 += MR, Ap += MR * kp) {
         const int mr = std::min(MR, rows - i0);
         if (csa == 1) {  // rows contiguous over the reduction: 32 values convert at once, then scatter to the panel
-            for (int i = 0; i < mr; i++) {
-                const float* a = A + (i0 + i) * rsa;
-                for (int q = 0; q < kp; q += 16) {
-                    _mm512_store_si512(w, pairs32(a + 2 * q, lanes(kc - 2 * q), lanes(kc - 2 * q - 16)));
-                    for (int l = 0; l < std::min(16, kp - q); l++) Ap[(q + l) * MR + i] = w[l];
-                }
-            }
+            for (int i = 0; i < mr; i++) words_strided(Ap + i, MR, A + (i0 + i) * rsa, kc, kp);
         } else {
             for (int q = 0; q < kp; q++) {
                 const float* a = A + 2 * q * csa + i0 * rsa;
@@ -90,7 +87,6 @@ OF_BF16_TARGET void pack_a(uint32_t* Ap, const float* A, ptrdiff_t rsa, ptrdiff_
 // B(2q + 1, j)), zero past the columns and past kc.
 OF_BF16_TARGET void pack_b(uint32_t* Bp, const float* B, ptrdiff_t rsb, ptrdiff_t csb, int cols, int kc) {
     const int kp = (kc + 1) / 2;
-    alignas(64) uint32_t w[16];
     for (int j0 = 0; j0 < cols; j0 += NR, Bp += NR * kp) {
         const int nr = std::min(NR, cols - j0);
         if (csb == 1) {  // rows contiguous over the columns: two rows interleave 16 columns at a time
@@ -106,13 +102,7 @@ OF_BF16_TARGET void pack_b(uint32_t* Bp, const float* B, ptrdiff_t rsb, ptrdiff_
             continue;
         }
         if (rsb == 1) {  // columns contiguous over the reduction (B^T row-major, a forward's weights)
-            for (int j = 0; j < nr; j++) {
-                const float* b = B + (j0 + j) * csb;
-                for (int q = 0; q < kp; q += 16) {
-                    _mm512_store_si512(w, pairs32(b + 2 * q, lanes(kc - 2 * q), lanes(kc - 2 * q - 16)));
-                    for (int l = 0; l < std::min(16, kp - q); l++) Bp[(q + l) * NR + j] = w[l];
-                }
-            }
+            for (int j = 0; j < nr; j++) words_strided(Bp + j, NR, B + (j0 + j) * csb, kc, kp);
         } else {
             for (int q = 0; q < kp; q++)
                 for (int j = 0; j < nr; j++) {

@@ -1,12 +1,7 @@
 // Noise generation on the CPU: rows of noise (normal, Laplace or logistic) laid out as rng/normal.h defines (blocks of
 // 64 neurons = 16 Philox calls), computed a register of lanes at a time with GCC vector types. One row kernel per ISA
 // (AVX-512 / AVX2 / SSE2, picked as the GEMM's): every clone performs the same IEEE operations in the same order as the
-// scalar noise_at() (the build has -ffp-contract=off), so the bits never depend on the CPU -- and match CUDA. GCC 12's
-// AVX-512 headers trip -W(maybe-)uninitialized on their own undefined-vector idiom.
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-
+// scalar noise_at() (the build has -ffp-contract=off), so the bits never depend on the CPU -- and match CUDA.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -15,6 +10,7 @@
 #include "core/thread_pool.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/simd.h"
 #include "rng/normal.h"
 #include "rng/sobol.h"
 

@@ -4,6 +4,7 @@
 // Each kernel states its buffers' shapes and whether it overwrites or accumulates.
 #pragma once
 #include <cstdint>
+#include <string>
 
 namespace of {
 
@@ -18,6 +19,7 @@ enum class Score : int { Exact = 0, Sign };
 
 bool act_differentiable(Act a);
 const char* act_name(Act a);
+bool act_named(const std::string& name, Act* a);  // false: no activation has that name
 
 // Where noise comes from: element (row, j) of layer `layer` at `step` is noise_at(j, row0 + row, layer, step,
 // seed, density) (rng/normal.h), or a QMC point (qmc_copies). With antithetic pairs the odd row of each pair
