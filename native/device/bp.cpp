@@ -9,9 +9,7 @@ namespace of {
 // sum before post_act (inner_, sum_), at its start the skip gradient (skip_, for BP).
 Status DeviceTrainer::reserve_blocks(const Model& m, int end, int64_t rows) {
     Device* d = dev_.get();
-    while (inner_.size() < m.units.size())
-        inner_.push_back(std::make_unique<DeviceBuffer>()), sum_.push_back(std::make_unique<DeviceBuffer>()),
-            skip_.push_back(std::make_unique<DeviceBuffer>());
+    grow(inner_, m.units.size()), grow(sum_, m.units.size()), grow(skip_, m.units.size());
     for (int l = 0; l < end; l++) {
         const Unit& u = m.units[size_t(l)];
         if (u.skip_from < 0) continue;
@@ -30,8 +28,7 @@ Status DeviceTrainer::clean_forward(const Model& m, int end, int B, const float*
                                     uint32_t step, bool tf32) {
     Device* d = dev_.get();
     const size_t L = m.units.size();
-    while (a_.size() < L)
-        a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
+    grow(a_, L), grow(e_, L);
     for (int l = 0; l < end; l++) {
         OF_TRY(a_[size_t(l)]->reserve(d, size_t(B) * m.units[size_t(l)].O * sizeof(float)));
         OF_TRY(e_[size_t(l)]->reserve(d, size_t(B) * m.units[size_t(l)].O * sizeof(float)));

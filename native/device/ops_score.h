@@ -29,8 +29,9 @@ OF_HOST_DEVICE double sigma_grad_row(const float* e, int O, Density density) {
 OF_HOST_DEVICE void sigma_grad_at(const SigmaGradArgs& a, int64_t r) {
     a.row[r] = double(a.w[r]) * sigma_grad_row(a.E + r * a.O, a.O, a.density);
 }
-// Layer-wise copies 'auto' (layerwise.cpp): row r's share of the variance of its layer's estimate,
-// w_r^2 |s(E_r)|^2 |x_{r / rep}|^2, x the layer's clean input; from the noise before score_rows. One index per row.
+// Layer-wise copies 'auto' (estimators/ulr.cpp, record_layer_var): row r's share of the variance of its layer's
+// estimate, w_r^2 |s(E_r)|^2 |x_{r / rep}|^2, x the layer's clean input; from the noise before score_rows. One index
+// per row.
 struct VarRowsArgs {
     double* row;
     const float* E;

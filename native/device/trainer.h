@@ -21,6 +21,12 @@
 
 namespace of {
 
+// v grown to at least n entries, the new ones default-made (the trainer's per-unit buffers)
+template <class T>
+void grow(std::vector<std::unique_ptr<T>>& v, size_t n) {
+    while (v.size() < n) v.push_back(std::make_unique<T>());
+}
+
 struct UnitPass;  // device/unit_pass.h
 struct ModulePasses;
 struct UlrPlan;  // estimators/ulr_plan.h

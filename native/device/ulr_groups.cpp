@@ -9,11 +9,10 @@
 
 namespace of {
 
-// The ULR estimate (estimators/ulr.cpp's math). A clean B-row forward runs every unit before the last group's start
-// (to the output for the clean baseline and for batchNorm, whose copies normalize with the clean batch's statistics).
-// Then per group: its start's linear part once per sample on its clean input (the shared prefix), its K noisy copies
-// from it, its later param units noisy per row, the units after it clean, all on R rows; the group's losses, row
-// weights, and per noisy unit the weight-gradient GEMM against diag(w) S(E) (the start: G = sum_k w s(E) on B rows).
+// The ULR estimate (estimators/ulr.cpp's math) of the plan's clean B-row forward and groups (ulr_plan.h). Per group, on
+// R rows: its start's linear part once per sample on its clean input, its K noisy copies from it, the rest of the
+// group and the units after it; its losses, row weights, and per noisy unit the weight-gradient GEMM against
+// diag(w) S(E) (the start: G = sum_k w s(E) on B rows).
 // A conv unit is im2row + one GEMM: its noise row is the whole (positions x channels) output of a copy, and its
 // weight gradient is S^T A over all (copy, position) rows with its patches A kept from the forward. A recurrent unit
 // takes its noise on every gate at every step, inside its recurrence. Noise layer ids are unit indices and noise rows
@@ -42,14 +41,12 @@ Status DeviceTrainer::ulr(Model& m, int B, const UlrConfig& c, uint32_t step, co
     // a read of R x O values less per unit)
     const bool regen = !c.store_noise && !c.qmc && !c.learn_sigma && !c.auto_copies;
 
-    // buffers: a_ the clean B rows, ga_ a group's R rows, e_ a noisy unit's noise (or its weighted scores)
-    while (int(a_.size()) < L)
-        a_.push_back(std::make_unique<DeviceBuffer>()), e_.push_back(std::make_unique<DeviceBuffer>());
-    while (int(ga_.size()) < L) ga_.push_back(std::make_unique<DeviceBuffer>());
+    // buffers: a_ the clean B rows (clean_forward), ga_ a group's R rows, e_ a noisy unit's noise (or its weighted
+    // scores)
+    grow(a_, size_t(L)), grow(e_, size_t(L)), grow(ga_, size_t(L));
     for (int l = 0; l < L; l++) {  // modules: e_ also keeps every other unit's pre-activation (BP inside a module)
         const Unit& u = m.units[size_t(l)];
         width = std::max({width, u.I, u.noise_width()});
-        if (l < plan.clean_end) OF_TRY(a_[size_t(l)]->reserve(d, size_t(B) * u.O * sizeof(float)));
         if (l >= groups.front().start) OF_TRY(ga_[size_t(l)]->reserve(d, size_t(Rmax) * u.O * sizeof(float)));
         if (unit(l).noisy || modules)
             OF_TRY(e_[size_t(l)]->reserve(d, size_t(Rmax) * std::max(u.O, u.noise_width()) * sizeof(float)));

@@ -58,9 +58,7 @@ Status DeviceTrainer::module_reductions(const Model& m, const std::vector<int>& 
     }
     // pipelined: the first module's B-row buffers <-> pipe_'s (its activations and pre-activations, and patches)
     auto swap_first = [&]() {
-        while (int(pipe_.a.size()) < st + 1)
-            pipe_.a.push_back(std::make_unique<DeviceBuffer>()), pipe_.e.push_back(std::make_unique<DeviceBuffer>()),
-                pipe_.cols.push_back(std::make_unique<DeviceBuffer>());
+        grow(pipe_.a, size_t(st + 1)), grow(pipe_.e, size_t(st + 1)), grow(pipe_.cols, size_t(st + 1));
         for (int l = 0; l <= st; l++) {
             if (l < st) std::swap(a_[size_t(l)], pipe_.a[size_t(l)]), std::swap(e_[size_t(l)], pipe_.e[size_t(l)]);
             if (int(cols_.size()) > l) std::swap(cols_[size_t(l)], pipe_.cols[size_t(l)]);

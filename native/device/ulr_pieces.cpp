@@ -60,7 +60,7 @@ Status DeviceTrainer::noise_forward(const dev::NoisyArgs& na, int qmc_K, uint32_
     Device* d = dev_.get();
     if (!qmc_K) return d->noisy_forward(na, int64_t(na.R) * dev::noise_counters(na.O));
     const int l = int(na.layer);
-    while (int(qmc_dirs_.size()) <= l) qmc_dirs_.push_back(std::make_unique<Dirs>());
+    grow(qmc_dirs_, size_t(l + 1));
     Dirs& q = *qmc_dirs_[size_t(l)];
     if (q.width != na.O || q.dim0 != qmc_dim) {
         SobolTable::ensure(int(qmc_dim) + na.O);
@@ -89,7 +89,7 @@ Status DeviceTrainer::channel_sigmas(const UlrPlan& plan, std::vector<const floa
     for (size_t l = 0; l < plan.units.size(); l++) {
         const NoiseScale& s = plan.units[l].scale;
         if (!s.per_channel) continue;
-        while (sigma_ch_.size() <= l) sigma_ch_.push_back(std::make_unique<DeviceBuffer>());
+        grow(sigma_ch_, l + 1);
         OF_TRY(sigma_ch_[l]->reserve(dev_.get(), s.row.size() * sizeof(float)));
         OF_TRY(dev_->upload(sigma_ch_[l]->f(), s.row.data(), s.row.size() * sizeof(float)));
         (*out)[l] = sigma_ch_[l]->f();

@@ -10,7 +10,7 @@ UnitPass DeviceTrainer::pass(const Model& m, int l, int rows, bool tf32) {
 }
 
 DeviceBuffer& DeviceTrainer::unit_buffer(int l, int slot) {
-    while (int(unit_buffers_.size()) <= l) unit_buffers_.push_back(std::make_unique<std::array<DeviceBuffer, 3>>());
+    grow(unit_buffers_, size_t(l + 1));
     return (*unit_buffers_[size_t(l)])[size_t(slot)];
 }
 
@@ -35,7 +35,7 @@ Status DeviceTrainer::forward(const UnitPass& p, const float* x, float* v) {
     const int n = int(u.gemm_rows(p.rows)), cols = u.gemm_cols(), fan = u.fan_in();
     const float* X = x;
     if (o.patches) {
-        while (int(cols_.size()) <= p.l) cols_.push_back(std::make_unique<DeviceBuffer>());
+        grow(cols_, size_t(p.l + 1));
         OF_TRY(cols_[size_t(p.l)]->reserve(dev_.get(), size_t(n) * fan * sizeof(float)));
         OF_TRY(o.patches(p, x, cols_[size_t(p.l)]->f()));
         X = cols_[size_t(p.l)]->f();

@@ -124,6 +124,27 @@ void bp_input_gradient(const Model& m, const float* theta, const BpTape& t, cons
     else (void)CpuBp{m, theta, t, mode, rows}.backward(l, in, dv, din);
 }
 
+Status bp_forward_loss(Model& m, const float* x, const Targets& y, int B, const BpMode& mode, StepStats* stats,
+                       const float** theta) {
+    const KernelTable& k = *m.k;
+    const int L = int(m.units.size());
+    auto& ws = m.ws;
+    if (m.has_quant) OF_TRY(ws.eff.reserve(size_t(m.n_params)));
+    *theta = m.effective(m.params->data(), ws.eff);
+    const BpTape t = workspace_tape(ws);
+    OF_TRY(bp_tape_reserve(m, t, B, 0, L));
+    OF_TRY(ws.loss.reserve(size_t(B)));
+    bp_range_forward(m, *theta, t, mode, 0, L, x, B);
+    const float* out = ws.a[size_t(L - 1)].data();
+    stats->correct = k.loss_forward(ws.loss.data(), out, y.labels, y.values, B, m.outputs, 1, m.loss, m.groups);
+    double sum = 0.0;
+    for (int r = 0; r < B; r++) sum += ws.loss.data()[r];
+    stats->loss = sum / B;
+    stats->rows = B;
+    k.loss_backward(ws.d0.data(), out, y.labels, y.values, B, m.outputs, m.loss, m.groups);
+    return {};
+}
+
 Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats* stats, float* dx,
                     uint32_t sample_base, float sigma) {
     OF_CHECK(m.loss != LossKind::ZeroOne, Config,
@@ -133,26 +154,13 @@ Status bp_gradients(Model& m, const float* x, const Targets& y, int B, StepStats
     for (const Unit& u : m.units)
         OF_CHECK(act_differentiable(u.act), Config,
                  std::string("backprop cannot differentiate the '") + act_name(u.act) + "' activation");
-    const KernelTable& k = *m.k;
-    const int L = int(m.units.size());
-    auto& ws = m.ws;
-    if (m.has_quant) OF_TRY(ws.eff.reserve(size_t(m.n_params)));
-    const float* theta = m.effective(m.params->data(), ws.eff);
-    const BpTape t = workspace_tape(ws);
-    OF_TRY(bp_tape_reserve(m, t, B, 0, L));
-    OF_TRY(ws.loss.reserve(size_t(B)));
     // training mode, but not for input gradients (attacks see the deployed model)
-    BpMode mode{dx ? BpMode::Stats::Running : BpMode::Stats::Batch, m.seed, m.step, int(sample_base), 1, sigma};
-    bp_range_forward(m, theta, t, mode, 0, L, x, B);
-    const float* out = ws.a[size_t(L - 1)].data();
-    stats->correct = k.loss_forward(ws.loss.data(), out, y.labels, y.values, B, m.outputs, 1, m.loss, m.groups);
-    double sum = 0.0;
-    for (int r = 0; r < B; r++) sum += ws.loss.data()[r];
-    stats->loss = sum / B;
-    stats->rows = B;
-    k.loss_backward(ws.d0.data(), out, y.labels, y.values, B, m.outputs, m.loss, m.groups);
+    const BpMode mode{dx ? BpMode::Stats::Running : BpMode::Stats::Batch, m.seed, m.step, int(sample_base), 1, sigma};
+    const float* theta = nullptr;
+    OF_TRY(bp_forward_loss(m, x, y, B, mode, stats, &theta));
     bp_range_backward(
-        m, theta, t, mode, 0, L, x, B, [&](int l) { return m.grads.data() + m.units[size_t(l)].w_off; }, dx);
+        m, theta, workspace_tape(m.ws), mode, 0, int(m.units.size()), x, B,
+        [&](int l) { return m.grads.data() + m.units[size_t(l)].w_off; }, dx);
     return {};
 }
 

@@ -53,6 +53,13 @@ void bp_range_forward(const Model& m, const float* theta, const BpTape& t, const
 void bp_range_backward(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int s, int e,
                        const float* x, int rows, const std::function<float*(int)>& dest, float* dx);
 
+// BP's forward through every unit on B rows (the tape in m.ws, reserved here) with the parameters the step computes
+// with (*theta: binary or ternary weights applied), the mean loss and hits into stats, and the loss's gradient at the
+// output into the tape's d0: the start of bp() and of the exact boundary test hook.
+struct StepStats;  // estimator.h
+Status bp_forward_loss(Model& m, const float* x, const Targets& y, int B, const BpMode& mode, StepStats* stats,
+                       const float** theta);
+
 // The gradient din at unit l's input (rows, I) from dv, the gradient at its pre-activation: its adjoint; a recurrent
 // unit's dv holds every gate at every step (rows, T G H), and x_t enters only P_t = W x_t + ..., so din_t = dv_t W.
 void bp_input_gradient(const Model& m, const float* theta, const BpTape& t, const BpMode& mode, int l, const float* in,

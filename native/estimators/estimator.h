@@ -109,13 +109,8 @@ Status frozen_tail_config(size_t L, int f, UlrConfig* c);
 // Module ends in units (ulr_plan.cpp): `modules` counts layers with parameters, and a module ends right after its last
 // one (pools before a layer belong to its module). The same numbers for a model of dense layers.
 std::vector<int> module_unit_ends(const Model& m, const std::vector<int>& modules);
-// Layer-wise injection (ulr_plan.cpp): the copies per layer (given, or with copies 'auto' the allocation from the
-// model's running per-copy variances, uniform until there are some), and after a step with copies 'auto' its
-// variances var_l of each layer's estimate: per copy into stats (K_l var_l) and, training, into the running ones.
-std::vector<int> layerwise_copies(const Model& m, const UlrConfig& c);
-// The most copies any step can give each layer: layerwise_copies, or with copies 'auto' the bound of any allocation
-// from any variances (step_memory sizes a step with it).
-std::vector<int> layerwise_copies_bound(const Model& m, const UlrConfig& c);
+// Layer-wise copies 'auto' (ulr_plan.cpp), after a step: its variances var_l of each layer's estimate, per copy
+// (K_l var_l) into stats and, training, into the model's running ones that allocate the copies.
 void record_layer_var(Model& m, const UlrConfig& c, const std::vector<int>& kl, std::vector<double> var,
                       StepStats* stats);
 

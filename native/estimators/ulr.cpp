@@ -10,12 +10,9 @@
 // unit's gradient is its BP weight-gradient map applied to  S = w s(E) / sigma  instead of the backpropagated error:
 //   dense  grad W = (diag(w) s(E))^T A / sigma,   conv: the same over im2row patches,   recurrent: summed over steps.
 //
-// Copies are organized in groups. A group perturbs a run of units (injection 'all': every unit, one group of K
-// copies; 'layerwise': one group per unit with its own K_l copies; blocks: several units per group). Everything
-// before a group's first unit is clean, so it runs once per sample on B rows (the shared prefix, docs/method.md
-// 3.1): the group's first unit starts its K copies from the clean pre-activation and reduces its gradient over copies
-// first, G = sum_k w s(E) (B rows), then grad = G^T A (B rows, not B K). Its later units see noisy inputs and reduce
-// per row. Units after the group run clean on the group's rows.
+// Copies run in the plan's groups (ulr_plan.h). Everything before a group's start is clean, so it runs once per sample
+// on B rows (the shared prefix, docs/method.md 3.1), and the start reduces its gradient over copies first,
+// G = sum_k w s(E) (B rows), then grad = G^T A (B rows, not B K); its later units reduce per row.
 //
 // Work runs in blocks of whole samples (~256 rows per group): one task takes a block through every group's forward,
 // its losses, row weights, G rows and partial gradients while they are in cache; partials are summed in block
@@ -35,7 +32,6 @@
 #include "core/thread_pool.h"
 #include "core/thread_scratch.h"
 #include "device/ops_score.h"
-#include "estimators/blocks.h"
 #include "estimators/estimator.h"
 #include "estimators/ulr_modules.h"
 #include "estimators/ulr_plan.h"
@@ -45,13 +41,72 @@
 namespace of {
 namespace {
 
+// A unit pass's scratch for `rows` rows: patches, recurrent state, step weights.
+Status reserve_pass_scratch(const Model& m, int rows, Buffer& cols, Buffer& seq, Buffer& wexp) {
+    OF_TRY(cols.reserve(size_t(rows) * size_t(std::max<int64_t>(m.patch_width(), 1))));
+    OF_TRY(seq.reserve(size_t(rows) * size_t(std::max<int64_t>(m.seq_scratch_width(), 1))));
+    return wexp.reserve(size_t(rows) * size_t(m.max_positions()));
+}
+
 // Per-thread scratch of one block: per unit its output, noise and recurrent aux (with modules BP's whole tape); the
 // replicated input of a group's first unit (sharedPrefix: false); losses, row weights, patches and state scratch.
 struct BlockScratch {
     std::vector<Buffer> v, a, aux, inner, sum, pending, e;
     Buffer d0, d1, cols, seq, dP, wexp, x_rep, loss, w;
     BpTape tape() { return {v, a, aux, inner, sum, pending, d0, d1, cols, seq, dP, wexp}; }
+    // for `rows` rows of the group starting at unit `start`
+    Status reserve(const Model& m, const UlrPlan& plan, int start, int rows) {
+        const int L = int(m.units.size());
+        a.resize(size_t(L)), e.resize(size_t(L)), aux.resize(size_t(L));
+        for (int l = start; l < L; l++) {
+            const Unit& u = m.units[size_t(l)];
+            OF_TRY(a[size_t(l)].reserve(size_t(rows) * u.O));
+            if (plan.units[size_t(l)].noisy) OF_TRY(e[size_t(l)].reserve(size_t(rows) * u.noise_width()));
+            if (u.recurrent()) OF_TRY(aux[size_t(l)].reserve(size_t(rows) * size_t(seq_aux_width(u))));
+        }
+        OF_TRY(loss.reserve(size_t(rows)));
+        OF_TRY(w.reserve(size_t(rows)));
+        OF_TRY(reserve_pass_scratch(m, rows, cols, seq, wexp));
+        if (!plan.shared) OF_TRY(x_rep.reserve(size_t(rows) * m.units[size_t(start)].I));
+        return plan.modules() ? bp_tape_reserve(m, tape(), rows, start + 1, L) : Status{};
+    }
 };
+
+// The step's statistics from the blocks' loss sums and hits (R rows), and the running baseline's update.
+void finish_stats(Model& m, const UlrConfig& c, const std::vector<double>& loss_sum,
+                  const std::vector<int64_t>& correct, int R, StepStats* stats) {
+    double total = 0.0;
+    int64_t hits = 0;
+    for (size_t t = 0; t < loss_sum.size(); t++) total += loss_sum[t], hits += correct[t];
+    stats->loss = total / R;
+    update_running_baseline(m, c, stats->loss);
+    stats->correct = hits;
+    stats->rows = R;
+}
+
+// Per-row losses of a block of s samples x K copies (rows r0.. of the step) from its outputs, or the hook's
+// losses when it answered; returns their sum and the rows whose arg-max matched (correct).
+double block_losses(const Model& m, const Targets& y, const float* out, int b0, int s, int K, int r0,
+                    const float* hook_loss, float* loss, int64_t* correct) {
+    const int C = m.outputs, rows = s * K;
+    *correct = m.k->loss_forward(loss, out, y.labels ? y.labels + int64_t(b0) * m.groups : nullptr,
+                                 y.values ? y.values + int64_t(b0) * C : nullptr, rows, C, K, m.loss, m.groups);
+    if (hook_loss) std::copy(hook_loss + r0, hook_loss + r0 + rows, loss);
+    double sum = 0.0;
+    for (int r = 0; r < rows; r++) sum += loss[r];
+    return sum;
+}
+
+// g (n) = sum over blocks t of partials[t * stride + off .. + n], in block order (the order fixes the bits for any
+// thread count); overwritten.
+void sum_block_partials(float* g, const float* partials, int64_t off, int64_t stride, int T, int64_t n) {
+    const float* p0 = partials + off;
+    std::copy(p0, p0 + n, g);
+    for (int t = 1; t < T; t++) {
+        const float* p = partials + int64_t(t) * stride + off;
+        for (int64_t i = 0; i < n; i++) g[i] += p[i];
+    }
+}
 
 // Rows per chunk of a noisy unit fused with the pooling after it: about 64K floats of its output (in L2), within
 // one sample's copies or whole samples (rep copies each), so chunk row r reads clean pre-activation row r / rep.
@@ -120,15 +175,9 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
     const bool clean_loss = c.baseline == Baseline::Clean;
     const int clean_end = modules ? 0 : std::min(L, plan.clean_end + 1);
     ws.a.resize(size_t(L)), ws.v.resize(size_t(L)), ws.aux.resize(size_t(L));
-    const int64_t pw = std::max<int64_t>(m.patch_width(), 1), max_pos = m.max_positions();
     OF_TRY(ws.loss.reserve(size_t(B)));
-    if (modules) {
-        OF_TRY(first_module_forward(m, theta, x, B, c, seed, step, plan.ends[0]));
-    } else {
-        OF_TRY(ws.cols.reserve(size_t(B) * size_t(pw)));
-        OF_TRY(ws.seq.reserve(size_t(B) * size_t(std::max<int64_t>(m.seq_scratch_width(), 1))));
-        OF_TRY(ws.wexp.reserve(size_t(B) * size_t(max_pos)));
-    }
+    if (modules) OF_TRY(first_module_forward(m, theta, x, B, c, seed, step, plan.ends[0]));
+    else OF_TRY(reserve_pass_scratch(m, B, ws.cols, ws.seq, ws.wexp));
     std::vector<Buffer>& clean_v = modules ? cur.v : ws.v;  // the group starts' clean pre-activations
     auto clean_in = [&](int l) { return l == 0 ? x : ws.a[size_t(l - 1)].data(); };
     for (int l = 0; l < clean_end; l++) {
@@ -173,7 +222,7 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
             g_off[size_t(gi)] + int64_t(B) * m.units[size_t(groups[size_t(gi)].start)].noise_width();
     Buffer& g_sum = modules ? cur.g : ws.g;  // modules: the first module's backward may read it a step later
     OF_TRY(g_sum.reserve(size_t(std::max<int64_t>(g_off[size_t(NG)], 1))));
-    const int S = lr_block_samples(plan.kmax);
+    const int S = plan.block_samples();
     const int T = (B + S - 1) / S;
     int64_t partial_size = 0;
     std::vector<int64_t> partial_off(size_t(L), -1);
@@ -205,24 +254,11 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
         BlockScratch& sc = thread_scratch<BlockScratch>();
         const int b0 = t * S, s = std::min(S, B - b0);
         Status& st = status[size_t(t)];
-        sc.a.resize(size_t(L)), sc.e.resize(size_t(L)), sc.aux.resize(size_t(L));
         for (int gi = 0; gi < NG && st.ok(); gi++) {
             const Group& g = groups[size_t(gi)];
             const int K = g.K, rows = s * K, r0 = b0 * K;
             const Unit& u0 = m.units[size_t(g.start)];
-            for (int l = g.start; l < L && st.ok(); l++) {
-                const Unit& u = m.units[size_t(l)];
-                st = sc.a[size_t(l)].reserve(size_t(rows) * u.O);
-                if (st.ok() && unit(l).noisy) st = sc.e[size_t(l)].reserve(size_t(rows) * u.noise_width());
-                if (st.ok() && u.recurrent()) st = sc.aux[size_t(l)].reserve(size_t(rows) * size_t(seq_aux_width(u)));
-            }
-            if (st.ok()) st = sc.loss.reserve(size_t(rows));
-            if (st.ok()) st = sc.w.reserve(size_t(rows));
-            if (st.ok()) st = sc.cols.reserve(size_t(rows) * size_t(pw));
-            if (st.ok()) st = sc.wexp.reserve(size_t(rows) * size_t(max_pos));
-            if (st.ok()) st = sc.seq.reserve(size_t(rows) * size_t(std::max<int64_t>(m.seq_scratch_width(), 1)));
-            if (st.ok() && !plan.shared) st = sc.x_rep.reserve(size_t(rows) * u0.I);
-            if (st.ok() && modules) st = bp_tape_reserve(m, sc.tape(), rows, g.start + 1, L);
+            st = sc.reserve(m, plan, g.start, rows);
             if (!st.ok()) return;
             const BpMode bm{BpMode::Stats::Fixed, seed, step, int(c.sample_base) + b0, K};  // modules: BP's rows
             // a unit's input: the replicated clean input (the group's first unit without the shared prefix), or the
@@ -264,18 +300,14 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                     const float* pre = start ? clean_v[size_t(l)].data() + int64_t(b0) * u.O : a;
                     const SeqCtx sq{nullptr, sc.seq.data(), nullptr, nullptr};
                     const bool fused = noisy && pool_after[size_t(l)];
-                    if (!start && !fused) unit_train_linear(kc, u, theta, input(l), rows, a, sc.cols.data(), &sq, tc);
-                    if (!noisy) unit_bias_act(k, u, theta, a, a, rows);
-                    else if (!fused)
-                        k.noisy_bias_act_forward(a, E(l), pre, bias_row[size_t(l)].data(), unit(l).scale.row.data(),
-                                                 rows, u.O, rep, u.act, u.alpha, noise(l, r0));
-                    else {  // linear part, noise, activation and the pooling after it, a chunk of rows at a time in
-                            // a's first rows (which nothing else reads)
-                        const Unit& p = m.units[size_t(l + 1)];
-                        const int cr = pool_chunk_rows(u.O, rep);
+                    if (!noisy) {
+                        unit_train_linear(kc, u, theta, input(l), rows, a, sc.cols.data(), &sq, tc);
+                        unit_bias_act(k, u, theta, a, a, rows);
+                    } else {  // linear part, noise and activation; fused, with the pooling after it, a chunk of rows
+                              // at a time in a's first rows (which nothing else reads)
+                        const int cr = fused ? pool_chunk_rows(u.O, rep) : rows;
                         for (int r = 0; r < rows; r += cr) {
                             const int n = std::min(cr, rows - r);
-                            float* pooled = sc.a[size_t(l + 1)].data() + int64_t(r) * p.O;
                             if (!start)
                                 unit_train_linear(kc, u, theta, input(l) + int64_t(r) * u.I, n, a, sc.cols.data(), &sq,
                                                   tc);
@@ -283,11 +315,13 @@ Status ulr_gradients(Model& m, const float* x, const Targets& y, int B, const Ul
                                                      start ? pre + int64_t(r / K) * u.O : a, bias_row[size_t(l)].data(),
                                                      unit(l).scale.row.data(), n, u.O, rep, u.act, u.alpha,
                                                      noise(l, r0 + r));
+                            if (!fused) continue;
+                            const Unit& p = m.units[size_t(l + 1)];
+                            float* pooled = sc.a[size_t(l + 1)].data() + int64_t(r) * p.O;
                             unit_train_linear(kc, p, theta, a, n, pooled, sc.cols.data(), &sq, tc);
                             unit_bias_act(k, p, theta, pooled, pooled, n);
                         }
-                        l++;  // the pooling unit has run
-                        continue;
+                        if (fused) l++;  // the pooling unit has run (and no residual block ends here)
                     }
                 }
                 if (u.ends_residual()) residual_add(k, u, a, tc.skip, rows, tc.skip_rep);

@@ -117,39 +117,31 @@ Status first_module_backward(Model& m, const float* theta, Model::Workspace::Fir
 Status exact_boundary_gradients(Model& m, const float* x, const Targets& y, int B, const UlrConfig& c,
                                 StepStats* stats) {
     const KernelTable& k = *m.k;
-    const int L = int(m.units.size());
     const std::vector<int> ends = module_unit_ends(m, c.modules);
     for (int e : ends)
         OF_CHECK(!m.units[size_t(e - 1)].recurrent(), Config,
                  "the exact boundary test hook needs boundaries at layers that are not recurrent");
     auto& ws = m.ws;
-    if (m.has_quant) OF_TRY(ws.eff.reserve(size_t(m.n_params)));
-    const float* theta = m.effective(m.params->data(), ws.eff);
-    const BpTape t = workspace_tape(ws);
-    OF_TRY(bp_tape_reserve(m, t, B, 0, L));
+    const BpMode mode{BpMode::Stats::Batch, m.seed, m.step, 0, 1};
+    const float* theta = nullptr;
+    OF_TRY(bp_forward_loss(m, x, y, B, mode, stats, &theta));
     OF_TRY(ws.wexp.reserve(size_t(B) * size_t(m.max_positions())));
-    OF_TRY(ws.loss.reserve(size_t(B)));
-    Buffer D, dA;  // the exact boundary gradient; the gradient at a module's output
+    Buffer D, dA;  // the exact boundary gradient; the gradient at a module's output (the top module's: the loss's, d0)
     OF_TRY(D.reserve(size_t(B) * size_t(m.max_width())));
     OF_TRY(dA.reserve(size_t(B) * size_t(m.max_width())));
-    const BpMode mode{BpMode::Stats::Batch, m.seed, m.step, 0, 1};
-    bp_range_forward(m, theta, t, mode, 0, L, x, B);
-    const float* out = ws.a[size_t(L - 1)].data();
-    stats->correct = k.loss_forward(ws.loss.data(), out, y.labels, y.values, B, m.outputs, 1, m.loss, m.groups);
-    double sum = 0.0;
-    for (int r = 0; r < B; r++) sum += ws.loss.data()[r];
-    stats->loss = sum / B, stats->rows = B;
-    k.loss_backward(dA.data(), out, y.labels, y.values, B, m.outputs, m.loss, m.groups);
+    const BpTape t = workspace_tape(ws);
+    const float* dout = ws.d0.data();
     auto dest = [&](int l) { return m.grads.data() + m.units[size_t(l)].w_off; };
     for (int mod = int(ends.size()) - 1; mod >= 0; mod--) {
         const int s = mod == 0 ? 0 : ends[size_t(mod - 1)], e = ends[size_t(mod)];
         const Unit& top = m.units[size_t(e - 1)];
-        k.act_backward(D.data(), dA.data(), ws.v[size_t(e - 1)].data(), ws.a[size_t(e - 1)].data(), int64_t(B) * top.O,
+        k.act_backward(D.data(), dout, ws.v[size_t(e - 1)].data(), ws.a[size_t(e - 1)].data(), int64_t(B) * top.O,
                        top.act, top.alpha);
         const float* in = e - 1 == 0 ? x : ws.a[size_t(e - 2)].data();
         clean_rows_gradient(k, top, theta, in, B, D.data(), 1.0f, dest(e - 1), ws.cols.data(), ws.wexp.data());
         module_backward(m, theta, t, mode, s, e, D.data(), nullptr, 1.0f, B, s == 0 ? x : ws.a[size_t(s - 1)].data(),
                         dest, s == 0 ? nullptr : dA.data());
+        dout = dA.data();
     }
     return {};
 }

@@ -8,7 +8,6 @@
 #include <cmath>
 #include <utility>
 
-#include "estimators/blocks.h"
 #include "model/train.h"
 #include "model/units.h"
 
@@ -88,6 +87,43 @@ NoiseScale noise_scale(const Unit& u, const UlrConfig& c, size_t pi) {
     return s;
 }
 
+// Layer-wise copies per layer with parameters: given, or with copies 'auto' the Neyman allocation over the groups,
+// K_g ~ sqrt(V_g / c_g) for the cost of `copies` each (V_g: the running per-copy variance of the group's first
+// layer's estimate, c_g: the cost of one copy), uniform until there are variances. A group's layers share its K.
+std::vector<int> layerwise_copies(const Model& m, const UlrConfig& c) {
+    const int P = m.param_units();
+    std::vector<int> kl = c.copies_per_layer.empty() ? std::vector<int>(size_t(P), c.copies) : c.copies_per_layer;
+    const auto ranges = group_ranges(m, c);
+    if (c.auto_copies && m.layer_var.size() == size_t(P)) {
+        const std::vector<double> cost = copy_costs(m);
+        double uniform = 0.0, norm = 0.0;
+        for (auto [p, end] : ranges) {
+            uniform += double(c.copies) * cost[size_t(p)];
+            norm += std::sqrt(std::max(m.layer_var[size_t(p)], 1e-30) * cost[size_t(p)]);
+        }
+        for (auto [p, end] : ranges)
+            kl[size_t(p)] =
+                clamp_copies(c, uniform * std::sqrt(std::max(m.layer_var[size_t(p)], 1e-30) / cost[size_t(p)]) / norm);
+    }
+    for (auto [p, end] : ranges) std::fill(kl.begin() + p + 1, kl.begin() + end, kl[size_t(p)]);
+    return kl;
+}
+
+// The most copies any step can give each layer: layerwise_copies, or with copies 'auto' the bound of any allocation
+// from any variances (step_memory sizes a step with it).
+std::vector<int> layerwise_copies_bound(const Model& m, const UlrConfig& c) {
+    std::vector<int> kl = layerwise_copies(m, c);
+    if (!c.auto_copies) return kl;
+    // K_g = U sqrt(V_g / c_g) / sum_j sqrt(V_j c_j) <= U sqrt(V_g / c_g) / sqrt(V_g c_g) = U / c_g,
+    // U = copies sum_j c_j
+    const std::vector<double> cost = copy_costs(m);
+    double uniform = 0.0;
+    for (auto [p, end] : group_ranges(m, c)) uniform += double(c.copies) * cost[size_t(p)];
+    for (size_t p = 0; p < kl.size(); p++)
+        kl[p] = std::max({kl[p], c.copies, clamp_copies(c, std::ceil(uniform / cost[p]))});
+    return kl;
+}
+
 }  // namespace
 
 std::vector<int> module_unit_ends(const Model& m, const std::vector<int>& modules) {
@@ -113,41 +149,6 @@ uint32_t qmc_dim0(const Model& m, int l) {
     for (int j = 0; j < l; j++)
         if (m.units[size_t(j)].param()) d += uint32_t(m.units[size_t(j)].noise_width());
     return d;
-}
-
-// Layer-wise copies per layer with parameters: given, or with copies 'auto' the Neyman allocation over the groups,
-// K_g ~ sqrt(V_g / c_g) for the cost of `copies` each (V_g: the running per-copy variance of the group's first
-// layer's estimate, c_g: the cost of one copy), uniform until there are variances. A group's layers share its K.
-std::vector<int> layerwise_copies(const Model& m, const UlrConfig& c) {
-    const int P = m.param_units();
-    std::vector<int> kl = c.copies_per_layer.empty() ? std::vector<int>(size_t(P), c.copies) : c.copies_per_layer;
-    const auto ranges = group_ranges(m, c);
-    if (c.auto_copies && m.layer_var.size() == size_t(P)) {
-        const std::vector<double> cost = copy_costs(m);
-        double uniform = 0.0, norm = 0.0;
-        for (auto [p, end] : ranges) {
-            uniform += double(c.copies) * cost[size_t(p)];
-            norm += std::sqrt(std::max(m.layer_var[size_t(p)], 1e-30) * cost[size_t(p)]);
-        }
-        for (auto [p, end] : ranges)
-            kl[size_t(p)] =
-                clamp_copies(c, uniform * std::sqrt(std::max(m.layer_var[size_t(p)], 1e-30) / cost[size_t(p)]) / norm);
-    }
-    for (auto [p, end] : ranges) std::fill(kl.begin() + p + 1, kl.begin() + end, kl[size_t(p)]);
-    return kl;
-}
-
-std::vector<int> layerwise_copies_bound(const Model& m, const UlrConfig& c) {
-    std::vector<int> kl = layerwise_copies(m, c);
-    if (!c.auto_copies) return kl;
-    // K_g = U sqrt(V_g / c_g) / sum_j sqrt(V_j c_j) <= U sqrt(V_g / c_g) / sqrt(V_g c_g) = U / c_g, U = copies sum_j
-    // c_j
-    const std::vector<double> cost = copy_costs(m);
-    double uniform = 0.0;
-    for (auto [p, end] : group_ranges(m, c)) uniform += double(c.copies) * cost[size_t(p)];
-    for (size_t p = 0; p < kl.size(); p++)
-        kl[p] = std::max({kl[p], c.copies, clamp_copies(c, std::ceil(uniform / cost[p]))});
-    return kl;
 }
 
 void record_layer_var(Model& m, const UlrConfig& c, const std::vector<int>& kl, std::vector<double> var,
@@ -210,7 +211,7 @@ void ulr_step_floats(const Model& m, const UlrConfig& c, int B, double threads, 
     const int L = int(m.units.size());
     const UlrPlan p = ulr_plan(m, c, B, c.layerwise ? layerwise_copies_bound(m, c) : std::vector<int>());
     if (p.groups.empty()) return;
-    const int S = std::min(lr_block_samples(p.kmax), B), s0 = p.groups.front().start;
+    const int S = std::min(p.block_samples(), B), s0 = p.groups.front().start;
     const double b = B, blocks = std::ceil(b / S), rows = double(S) * p.kmax;
     // A thread's block scratch outlives the step, and the pool hands a task to whichever thread is free: once a step
     // has two tasks or more (its blocks; a pipelined first module's backward) every thread may come to hold one.

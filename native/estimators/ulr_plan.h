@@ -7,6 +7,7 @@
 // run clean on its B K rows. Frozen layers (m.frozen) start no group. Local modules are one group from the first
 // boundary on, noisy only at the boundaries (module_unit_ends). No forward and no reduction here.
 #pragma once
+#include <algorithm>
 #include <vector>
 
 #include "estimators/estimator.h"
@@ -55,6 +56,9 @@ struct UlrPlan {
     std::vector<PlanUnit> units;
 
     bool modules() const { return !ends.empty(); }
+    // Samples per block of the CPU runner (~256 rows of kmax copies each): fixed by the copies only, so results do
+    // not depend on the thread count.
+    int block_samples() const { return std::max(1, 256 / kmax); }
     bool starts_group(int l) const {
         const int g = units[size_t(l)].group;
         return g >= 0 && groups[size_t(g)].start == l;

@@ -105,13 +105,21 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
     OF_CHECK(c.sample_base == 0 || (!c.layerwise && c.modules.empty() && !c.qmc), Config,
              "sampleOffset (data-parallel shards) works with injection 'all', without modules or qmc");
     const int P = m.param_units();
-    OF_CHECK(c.copies >= 2, Config, "ulr copies must be at least 2, got " + std::to_string(c.copies));
-    OF_CHECK(!c.antithetic || c.copies % 2 == 0, Config,
-             "ulr copies must be even with antithetic pairs, got " + std::to_string(c.copies));
-    OF_CHECK(c.sigma.size() == 1 || c.sigma.size() == size_t(m.param_units()), Config,
-             "ulr sigma must be one number or one per layer with parameters (" + std::to_string(m.param_units()) +
-                 "), got " + std::to_string(c.sigma.size()));
-    for (float s : c.sigma) OF_CHECK(s > 0.0f && std::isfinite(s), Config, "ulr sigma must be positive and finite");
+    auto copies_ok = [&](int k) -> Status {
+        OF_CHECK(k >= 2, Config, "ulr copies must be at least 2, got " + std::to_string(k));
+        OF_CHECK(!c.antithetic || k % 2 == 0, Config,
+                 "ulr copies must be even with antithetic pairs, got " + std::to_string(k));
+        return {};
+    };
+    auto sigmas_ok = [](const std::vector<float>& v) -> Status {
+        for (float s : v) OF_CHECK(s > 0.0f && std::isfinite(s), Config, "ulr sigma must be positive and finite");
+        return {};
+    };
+    OF_TRY(copies_ok(c.copies));
+    OF_CHECK(c.sigma.size() == 1 || c.sigma.size() == size_t(P), Config,
+             "ulr sigma must be one number or one per layer with parameters (" + std::to_string(P) + "), got " +
+                 std::to_string(c.sigma.size()));
+    OF_TRY(sigmas_ok(c.sigma));
     if (!c.blocks.empty()) {
         OF_CHECK(c.layerwise, Config, "blocks need injection: 'layerwise'");
         size_t sum = 0;
@@ -128,11 +136,7 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
         OF_CHECK(c.layerwise, Config, "copies per layer need injection: 'layerwise'");
         OF_CHECK(c.copies_per_layer.size() == size_t(P), Config,
                  "ulr copies must be one number or one per layer with parameters (" + std::to_string(P) + ")");
-        for (int k : c.copies_per_layer) {
-            OF_CHECK(k >= 2, Config, "ulr copies must be at least 2, got " + std::to_string(k));
-            OF_CHECK(!c.antithetic || k % 2 == 0, Config,
-                     "ulr copies must be even with antithetic pairs, got " + std::to_string(k));
-        }
+        for (int k : c.copies_per_layer) OF_TRY(copies_ok(k));
     }
     if (!c.sigma_channels.empty()) {
         OF_CHECK(c.sigma_channels.size() == size_t(P), Config,
@@ -148,7 +152,7 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
                          what + std::to_string(u.recurrent() ? u.q.H : noise_channels(u)) + ")" +
                          (u.recurrent() ? " or per gate and unit (" + std::to_string(noise_channels(u)) + ")" : "") +
                          ", got " + std::to_string(v.size()));
-            for (float s : v) OF_CHECK(s > 0.0f && std::isfinite(s), Config, "ulr sigma must be positive and finite");
+            OF_TRY(sigmas_ok(v));
         }
         OF_CHECK(!c.learn_sigma, Config, "learnSigma works with one sigma per layer, not per channel");
     }
