@@ -442,13 +442,13 @@ export function ulr(options?: UlrOptions): UlrEstimator {
     if (o.inner !== undefined && o.inner !== 'bp') throw invalidArg('inner', "'bp'", o.inner);
     est.modules = (mods as number[][]).map((r) => [r[0], r[1]] as [number, number]);
     est.inner = 'bp';
-    for (const key of ['concurrent', 'pipeline'] as const) {
-      if (o[key] !== undefined && !is.bool(o[key])) throw invalidArg(key, 'boolean', o[key]);
-      if (o[key] !== undefined) est[key] = o[key] as boolean;
-    }
   } else {
-    for (const key of ['inner', 'concurrent', 'pipeline'] as const)
-      if (o[key] !== undefined) throw new ConfigError(`${key} needs modules`);
+    if (o.inner !== undefined) throw new ConfigError('inner needs modules');
+    if (o.pipeline === true) throw new ConfigError('pipeline needs modules');
+  }
+  for (const key of ['concurrent', 'pipeline'] as const) {
+    if (o[key] !== undefined && !is.bool(o[key])) throw invalidArg(key, 'boolean', o[key]);
+    if (o[key] !== undefined) est[key] = o[key] as boolean;
   }
   if (o.learnSigma !== undefined) {
     const ls = optionsObject('learnSigma', o.learnSigma, ['lr']);

@@ -247,6 +247,13 @@ t.test('bad module configurations are ERR_CONFIG', async (t) => {
   bad(() => of.ulr({ modules: [[0, 4]], injection: 'layerwise' }), 'with layer-wise injection');
   bad(() => of.ulr({ modules: [[0, 4]], baseline: 'clean' }), 'with the clean baseline');
   bad(() => of.ulr({ pipeline: true }), 'pipeline without modules');
+  bad(() => of.ulr({ inner: 'bp' }), 'inner without modules');
+  // without modules, pipeline false is what it says (off), and concurrent orders the layers' block sums: same bits
+  const plain = m.gradients({ x, y }, { estimator: of.ulr({ copies: 4 }), step: 1 });
+  for (const extra of [{ pipeline: false }, { concurrent: false }, { concurrent: true }]) {
+    const g = m.gradients({ x, y }, { estimator: of.ulr({ copies: 4, ...extra }), step: 1 });
+    t.ok(same(flat(g), flat(plain)), `without modules, ${JSON.stringify(extra)} is accepted and gives the same bits`);
+  }
   bad(() => of.ulr({ modules: [[0, 4]], inner: 'es' as 'bp' }), 'an unknown inner method');
   bad(
     () =>
