@@ -62,7 +62,7 @@ function spawnChild(call: string): Promise<Outcome> {
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (err += d));
     const timer = setTimeout(() => ((timedOut = true), child.kill('SIGKILL')), 30000);
-    child.on('exit', (code, signal) => {
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
       try {
         resolve(JSON.parse(out) as Outcome);

@@ -162,7 +162,7 @@ t.test('server: SIGTERM cancels the jobs, closes and exits 0', async (t) => {
   });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
   for (let i = 0; i < 200 && !/on (http:\S+)/.test(out); i++) await new Promise((r) => setTimeout(r, 25));
   const base = /on (http:\S+)/.exec(out)?.[1];
   t.ok(base, 'listening');
@@ -195,7 +195,7 @@ t.test('server: a DELETE or the retention timer while predictions run on the mod
     err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
   t.teardown(() => void child.kill('SIGKILL'));
   for (let i = 0; i < 400 && !/on (http:\S+)/.test(out); i++) await new Promise((r) => setTimeout(r, 25));
   const base = /on (http:\S+)/.exec(out)?.[1];
