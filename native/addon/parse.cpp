@@ -8,6 +8,17 @@
 
 namespace of::addon {
 
+// A schedule's kind by name, for the learning rate and for sigma (field: where the name is read; what: the
+// schedule named in the unknown-name error).
+static ScheduleKind schedule_kind(Napi::Env env, const Napi::Value& v, const char* field, const char* what) {
+    return named<ScheduleKind>(env, require_string(v, field),
+                               {{"constant", ScheduleKind::Constant},
+                                {"step", ScheduleKind::Step},
+                                {"exponential", ScheduleKind::Exponential},
+                                {"cosine", ScheduleKind::Cosine}},
+                               what);
+}
+
 EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     Napi::Object o = require_object(v, "estimator");
     EstimatorConfig e;
@@ -51,13 +62,7 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
     Napi::Value sched = o.Get("sigmaSchedule");
     if (!sched.IsUndefined()) {
         Napi::Object so = require_object(sched, "sigmaSchedule");
-        using Sch = UlrConfig::Schedule;
-        c.schedule = named<Sch>(env, require_string(so.Get("kind"), "sigmaSchedule.kind"),
-                                {{"constant", Sch::Constant},
-                                 {"step", Sch::Step},
-                                 {"exponential", Sch::Exponential},
-                                 {"cosine", Sch::Cosine}},
-                                "sigma schedule");
+        c.schedule = schedule_kind(env, so.Get("kind"), "sigmaSchedule.kind", "sigma schedule");
         c.every = int(opt_int(so, "every", 1, 1, 1 << 20));
         c.gamma = float(opt_number(so, "gamma", 0.5));
         c.min_factor = float(opt_number(so, "min", 0.0));
@@ -142,12 +147,7 @@ EstimatorConfig parse_estimator(Napi::Env env, const Napi::Value& v) {
 static LrSchedule parse_schedule(Napi::Env env, const Napi::Value& v) {
     Napi::Object o = require_object(v, "optimizer schedule");
     LrSchedule c;
-    c.kind = named<ScheduleKind>(env, require_string(o.Get("kind"), "schedule kind"),
-                                 {{"constant", ScheduleKind::Constant},
-                                  {"step", ScheduleKind::Step},
-                                  {"exponential", ScheduleKind::Exponential},
-                                  {"cosine", ScheduleKind::Cosine}},
-                                 "schedule");
+    c.kind = schedule_kind(env, o.Get("kind"), "schedule kind", "schedule");
     c.warmup = opt_int(o, "warmup", 0, 0, int64_t(1) << 52);
     c.every = opt_int(o, "every", 1, 1, int64_t(1) << 52);
     c.steps = opt_int(o, "steps", 1, 1, int64_t(1) << 52);

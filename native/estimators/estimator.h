@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/schedule.h"
 #include "model/model.h"
 
 namespace of {
@@ -29,9 +30,10 @@ struct UlrConfig {
     bool auto_copies = false;
     std::vector<int> blocks;  // layer-wise only: sizes of consecutive layer groups perturbed together (empty: 1 each)
     bool training = false;    // set by train_step: the estimate is for a training step (moves the running baseline)
-    // sigma schedule over fit's epochs (e = epoch index from 0, E = fit's epochs): constant; step:
-    // gamma^floor(e / every); exponential: gamma^e; cosine: min + (1 - min)(1 + cos(pi e / E)) / 2.
-    enum class Schedule { Constant, Step, Exponential, Cosine } schedule = Schedule::Constant;
+    // sigma schedule over fit's epochs (e = epoch index from 0, E = fit's epochs), the learning-rate schedules' kinds
+    // (kernels/schedule.h): constant; step: gamma^floor(e / every); exponential: gamma^e; cosine: min + (1 - min)(1 +
+    // cos(pi e / E)) / 2.
+    ScheduleKind schedule = ScheduleKind::Constant;
     int every = 1;
     float gamma = 0.5f, min_factor = 0.0f;
     // learnable log sigma per layer: its LR gradient E[(l - b) sum_j (e_j s(e_j) - 1)] (the score of the scale),
@@ -123,10 +125,10 @@ uint32_t qmc_dim0(const Model& m, int l);
 // The sigma multiplier of the schedule at epoch e (from 0) of E.
 inline float sigma_factor(const UlrConfig& c, int e, int E) {
     switch (c.schedule) {
-        case UlrConfig::Schedule::Constant: return 1.0f;
-        case UlrConfig::Schedule::Step: return float(std::pow(double(c.gamma), double(e / std::max(1, c.every))));
-        case UlrConfig::Schedule::Exponential: return float(std::pow(double(c.gamma), double(e)));
-        case UlrConfig::Schedule::Cosine:
+        case ScheduleKind::Constant: return 1.0f;
+        case ScheduleKind::Step: return float(std::pow(double(c.gamma), double(e / std::max(1, c.every))));
+        case ScheduleKind::Exponential: return float(std::pow(double(c.gamma), double(e)));
+        case ScheduleKind::Cosine:
             return c.min_factor +
                    (1.0f - c.min_factor) * float(0.5 * (1.0 + std::cos(3.14159265358979323846 * e / std::max(1, E))));
     }

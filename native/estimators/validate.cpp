@@ -167,7 +167,7 @@ Status validate_estimator(const Model& m, const EstimatorConfig& e, const LossHo
         "qmc supports models of up to 65536 noise values per sample over all layers (a conv's outputs, a recurrent "
         "layer's steps x gates), got " +
             std::to_string(qmc_dim0(m, int(m.units.size()))));
-    OF_CHECK(!c.learn_sigma || c.schedule == UlrConfig::Schedule::Constant, Config,
+    OF_CHECK(!c.learn_sigma || c.schedule == ScheduleKind::Constant, Config,
              "learnSigma cannot be combined with a sigma schedule (both set sigma)");
     if (c.precision == UlrConfig::Precision::Bf16) {
         OF_CHECK(c.modules.empty(), Config, "precision 'bf16' is not available with modules yet");
